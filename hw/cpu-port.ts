@@ -1,0 +1,63 @@
+/**
+ * What a CPU sees of the machine: the one hw module the kernel side may import.
+ *
+ * A kernel reaches hardware only through this port: loads and stores to RAM, MMIO register reads and
+ * writes, interrupt lines it can attach handlers to, the firmware blobs the boot loader handed over,
+ * and the passage of (virtual) time. It never sees an SMMU model, a master model or the scheduler.
+ */
+import type { Trace, TraceEvent, TraceKind, TraceRecording } from './trace.js';
+
+export type { Trace, TraceEvent, TraceKind, TraceRecording };
+
+/** CPU loads and stores to RAM by physical address. Touching a hole throws (a kernel oops). */
+export interface RamAccess {
+  read8(pa: number): number;
+  write8(pa: number, v: number): void;
+  read16(pa: number): number;
+  write16(pa: number, v: number): void;
+  read32(pa: number): number;
+  write32(pa: number, v: number): void;
+  read64(pa: number): bigint;
+  write64(pa: number, v: bigint): void;
+  read(pa: number, len: number): Uint8Array;
+  write(pa: number, data: Uint8Array): void;
+  fill(pa: number, len: number, byte: number): void;
+}
+
+/** Firmware tables as the boot loader leaves them for the kernel. */
+export interface BootFirmware {
+  /** The flattened device tree blob, if the machine was described by one. */
+  readonly dtb: Uint8Array | null;
+  /** ACPI tables by signature ("IORT", …), if the machine was described by ACPI. */
+  readonly acpi: ReadonlyMap<string, Uint8Array>;
+}
+
+/** An interrupt handler: called by the interrupt controller, outside any software context. */
+export type IrqHandler = () => void;
+
+export interface CpuPort {
+  readonly firmware: BootFirmware;
+  readonly ram: RamAccess;
+
+  /** True if [pa, pa+len) is covered by one device's MMIO region. */
+  mmioPresent(pa: number, len: number): boolean;
+  mmioRead32(pa: number): number;
+  mmioWrite32(pa: number, value: number): void;
+  mmioRead64(pa: number): bigint;
+  mmioWrite64(pa: number, value: bigint): void;
+
+  /**
+   * Attach a handler to an interrupt line, named as firmware names it: the controller's DT path and
+   * the specifier cells (for a GIC: type, number, flags). Returns a function that detaches it.
+   * Throws if no such controller exists or the specifier is not valid for it.
+   */
+  requestIrq(controller: string, specifier: readonly number[], handler: IrqHandler): () => void;
+
+  /** Virtual time in nanoseconds. */
+  now(): number;
+  /** Resolve after `ns` of virtual time: how kernel code sleeps and polls. */
+  delay(ns: number): Promise<void>;
+
+  /** The machine's trace stream: the kernel emits probe, work and log events into it. */
+  readonly trace: Trace;
+}

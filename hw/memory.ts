@@ -1,0 +1,206 @@
+/**
+ * Sparse physical memory. RAM regions are declared up front; a 4 KiB frame is allocated the first
+ * time it is touched (reads of untouched RAM return zero without allocating), so a 48-bit machine
+ * costs only what it uses. An access outside every RAM region throws BusError, which the
+ * interconnect turns into a bus error reported to the master (never an exception that escapes the
+ * simulator).
+ *
+ * Addresses are JS numbers (exact below 2^53). 64-bit values are BigInt at this API's edge; hot
+ * paths use `read32` on the two halves.
+ */
+
+export const FRAME_SHIFT = 12;
+export const FRAME_SIZE = 1 << FRAME_SHIFT;
+const FRAME_MASK = FRAME_SIZE - 1;
+
+export class BusError extends Error {
+  constructor(
+    readonly pa: number,
+    readonly len: number,
+    readonly op: 'read' | 'write',
+  ) {
+    super(`bus error: ${op} of ${len} byte(s) at PA 0x${pa.toString(16)} hits no memory or device`);
+    this.name = 'BusError';
+  }
+}
+
+export interface RamRegion {
+  base: number;
+  size: number;
+}
+
+export class PhysicalMemory {
+  private readonly frames = new Map<number, Uint8Array>();
+  private readonly regions: RamRegion[] = [];
+  // One-entry cache of the last frame touched: most accesses hit the same page.
+  private lastPfn = -1;
+  private lastFrame: Uint8Array | null = null;
+  private lastView: DataView | null = null;
+  private static readonly ZERO = new Uint8Array(FRAME_SIZE);
+
+  addRegion(base: number, size: number): void {
+    if (base % FRAME_SIZE !== 0 || size % FRAME_SIZE !== 0 || size <= 0) {
+      throw new RangeError(`RAM region 0x${base.toString(16)}+0x${size.toString(16)} is not 4 KiB aligned`);
+    }
+    if (base + size > Number.MAX_SAFE_INTEGER) throw new RangeError(`RAM region beyond 2^53`);
+    for (const r of this.regions) {
+      if (base < r.base + r.size && r.base < base + size) {
+        throw new RangeError(
+          `RAM region 0x${base.toString(16)}+0x${size.toString(16)} overlaps 0x${r.base.toString(16)}+0x${r.size.toString(16)}`,
+        );
+      }
+    }
+    this.regions.push({ base, size });
+    this.regions.sort((a, b) => a.base - b.base);
+  }
+
+  get ramRegions(): readonly RamRegion[] {
+    return this.regions;
+  }
+
+  /** True if [pa, pa+len) lies entirely inside one RAM region. */
+  isRam(pa: number, len = 1): boolean {
+    for (const r of this.regions) {
+      if (pa >= r.base && pa + len <= r.base + r.size) return true;
+    }
+    return false;
+  }
+
+  /** Frames that have been touched (allocated), for accounting. */
+  get residentFrames(): number {
+    return this.frames.size;
+  }
+
+  private frameFor(pa: number, len: number, op: 'read' | 'write', create: boolean): Uint8Array | null {
+    const pfn = Math.floor(pa / FRAME_SIZE);
+    if (pfn === this.lastPfn) return this.lastFrame;
+    let f = this.frames.get(pfn);
+    if (!f) {
+      if (!this.isRam(pa, len)) throw new BusError(pa, len, op);
+      if (!create) return null;
+      f = new Uint8Array(FRAME_SIZE);
+      this.frames.set(pfn, f);
+    }
+    this.lastPfn = pfn;
+    this.lastFrame = f;
+    this.lastView = new DataView(f.buffer, f.byteOffset, f.byteLength);
+    return f;
+  }
+
+  private viewFor(pa: number, len: number, op: 'read' | 'write', create: boolean): DataView | null {
+    const f = this.frameFor(pa, len, op, create);
+    return f ? this.lastView : null;
+  }
+
+  read8(pa: number): number {
+    const f = this.frameFor(pa, 1, 'read', false);
+    return f ? f[pa & FRAME_MASK]! : 0;
+  }
+
+  write8(pa: number, v: number): void {
+    this.frameFor(pa, 1, 'write', true)![pa & FRAME_MASK] = v & 0xff;
+  }
+
+  read16(pa: number): number {
+    if ((pa & FRAME_MASK) > FRAME_SIZE - 2) return this.read8(pa) | (this.read8(pa + 1) << 8);
+    const v = this.viewFor(pa, 2, 'read', false);
+    return v ? v.getUint16(pa & FRAME_MASK, true) : 0;
+  }
+
+  write16(pa: number, val: number): void {
+    if ((pa & FRAME_MASK) > FRAME_SIZE - 2) {
+      this.write8(pa, val);
+      this.write8(pa + 1, val >>> 8);
+      return;
+    }
+    this.viewFor(pa, 2, 'write', true)!.setUint16(pa & FRAME_MASK, val & 0xffff, true);
+  }
+
+  read32(pa: number): number {
+    if ((pa & FRAME_MASK) > FRAME_SIZE - 4) return (this.read16(pa) | (this.read16(pa + 2) << 16)) >>> 0;
+    const v = this.viewFor(pa, 4, 'read', false);
+    return v ? v.getUint32(pa & FRAME_MASK, true) : 0;
+  }
+
+  write32(pa: number, val: number): void {
+    if ((pa & FRAME_MASK) > FRAME_SIZE - 4) {
+      this.write16(pa, val & 0xffff);
+      this.write16(pa + 2, val >>> 16);
+      return;
+    }
+    this.viewFor(pa, 4, 'write', true)!.setUint32(pa & FRAME_MASK, val >>> 0, true);
+  }
+
+  read64(pa: number): bigint {
+    const lo = this.read32(pa);
+    const hi = this.read32(pa + 4);
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  write64(pa: number, val: bigint): void {
+    const v = BigInt.asUintN(64, val);
+    this.write32(pa, Number(v & 0xffff_ffffn));
+    this.write32(pa + 4, Number(v >> 32n));
+  }
+
+  /** Copy `len` bytes out of memory. */
+  read(pa: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.readInto(pa, out);
+    return out;
+  }
+
+  readInto(pa: number, out: Uint8Array): void {
+    this.check(pa, out.length, 'read');
+    let done = 0;
+    while (done < out.length) {
+      const cur = pa + done;
+      const off = cur & FRAME_MASK;
+      const n = Math.min(FRAME_SIZE - off, out.length - done);
+      const f = this.frameFor(cur, n, 'read', false) ?? PhysicalMemory.ZERO;
+      out.set(f.subarray(off, off + n), done);
+      done += n;
+    }
+  }
+
+  write(pa: number, data: Uint8Array): void {
+    this.check(pa, data.length, 'write');
+    let done = 0;
+    while (done < data.length) {
+      const cur = pa + done;
+      const off = cur & FRAME_MASK;
+      const n = Math.min(FRAME_SIZE - off, data.length - done);
+      this.frameFor(cur, n, 'write', true)!.set(data.subarray(done, done + n), off);
+      done += n;
+    }
+  }
+
+  fill(pa: number, len: number, byte: number): void {
+    this.check(pa, len, 'write');
+    let done = 0;
+    while (done < len) {
+      const cur = pa + done;
+      const off = cur & FRAME_MASK;
+      const n = Math.min(FRAME_SIZE - off, len - done);
+      if (byte === 0 && off === 0 && n === FRAME_SIZE) {
+        // Zeroing a whole frame: drop it (reads as zero) after checking it is RAM.
+        if (!this.isRam(cur, n)) throw new BusError(cur, n, 'write');
+        const pfn = cur / FRAME_SIZE;
+        this.frames.delete(pfn);
+        if (pfn === this.lastPfn) {
+          this.lastPfn = -1;
+          this.lastFrame = null;
+          this.lastView = null;
+        }
+      } else {
+        this.frameFor(cur, n, 'write', true)!.fill(byte & 0xff, off, off + n);
+      }
+      done += n;
+    }
+  }
+
+  /** Throws BusError unless the whole range is RAM (checked once, before a multi-frame access). */
+  check(pa: number, len: number, op: 'read' | 'write'): void {
+    if (!this.isRam(pa, len)) throw new BusError(pa, len, op);
+  }
+}

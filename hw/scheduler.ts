@@ -1,0 +1,239 @@
+/**
+ * Virtual time and the event scheduler.
+ *
+ * Time is a number of nanoseconds that only moves when the scheduler runs an event: there are no
+ * wall-clock timers anywhere. Events due at the same instant run in an order the seeded PRNG picks
+ * (drawn when the event is scheduled), so `(scenario, seed)` replays exactly and sweeping seeds
+ * shakes out ordering races.
+ *
+ * Kernel "threads" are async functions. `runUntilSettled` alternates between letting every pending
+ * promise continuation run (a macrotask boundary drains the microtask queue) and executing the next
+ * due event, so software waiting on `delay()` or on an interrupt makes progress exactly as virtual
+ * time advances.
+ */
+import { Prng } from './prng.js';
+
+export type EventFn = () => void;
+
+interface ScheduledEvent {
+  time: number;
+  key: number;
+  seq: number;
+  fn: EventFn;
+  label: string;
+  cancelled: boolean;
+}
+
+export interface EventHandle {
+  cancel(): void;
+  readonly time: number;
+}
+
+export class DeadlockError extends Error {
+  constructor(what: string, now: number) {
+    super(`${what} is waiting at t=${now}ns but no event is scheduled: nothing can wake it`);
+    this.name = 'DeadlockError';
+  }
+}
+
+export class TimeLimitError extends Error {
+  constructor(what: string, limit: number) {
+    super(`${what} did not finish within ${limit}ns of virtual time`);
+    this.name = 'TimeLimitError';
+  }
+}
+
+const drainMicrotasks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export class Scheduler {
+  private heap: ScheduledEvent[] = [];
+  private seq = 0;
+  private _now = 0;
+  private _steps = 0;
+  readonly prng: Prng;
+  /** Optional observer of executed events (the machine forwards it to the trace). */
+  onStep: ((label: string, time: number) => void) | null = null;
+
+  constructor(seed: number) {
+    this.prng = new Prng(seed);
+  }
+
+  /** Current virtual time in nanoseconds. */
+  get now(): number {
+    return this._now;
+  }
+
+  /** Number of events executed so far. */
+  get steps(): number {
+    return this._steps;
+  }
+
+  get pending(): number {
+    let n = 0;
+    for (const e of this.heap) if (!e.cancelled) n++;
+    return n;
+  }
+
+  /** Run `fn` after `delayNs` of virtual time (0: at the current instant, after what is running). */
+  schedule(delayNs: number, fn: EventFn, label = 'event'): EventHandle {
+    if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
+      throw new RangeError(`scheduler: delay must be a finite number >= 0, got ${delayNs} (${label})`);
+    }
+    const ev: ScheduledEvent = {
+      time: this._now + delayNs,
+      key: this.prng.nextU32(),
+      seq: this.seq++,
+      fn,
+      label,
+      cancelled: false,
+    };
+    this.push(ev);
+    return {
+      time: ev.time,
+      cancel: () => {
+        ev.cancelled = true;
+      },
+    };
+  }
+
+  /** A promise that resolves after `delayNs` of virtual time. */
+  delay(delayNs: number, label = 'delay'): Promise<void> {
+    return new Promise((resolve) => this.schedule(delayNs, resolve, label));
+  }
+
+  /** Execute the next due event synchronously. Returns false when none is scheduled. */
+  step(): boolean {
+    for (;;) {
+      const ev = this.pop();
+      if (!ev) return false;
+      if (ev.cancelled) continue;
+      this._now = ev.time;
+      this._steps++;
+      if (this.onStep) this.onStep(ev.label, ev.time);
+      ev.fn();
+      return true;
+    }
+  }
+
+  /** Time of the next live event, or null. */
+  peekTime(): number | null {
+    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
+    return this.heap.length > 0 ? this.heap[0]!.time : null;
+  }
+
+  /**
+   * Run events (draining software continuations between them) until `task` settles. Throws
+   * DeadlockError if the task is still pending with nothing scheduled, TimeLimitError if virtual time
+   * passes `limitNs` from now. Returns the task's value.
+   */
+  async runUntilSettled<T>(task: Promise<T>, what = 'task', limitNs = Number.POSITIVE_INFINITY): Promise<T> {
+    let settled = false;
+    let value: T | undefined;
+    let error: unknown;
+    let failed = false;
+    task.then(
+      (v) => {
+        settled = true;
+        value = v;
+      },
+      (e: unknown) => {
+        settled = true;
+        failed = true;
+        error = e;
+      },
+    );
+    const deadline = this._now + limitNs;
+    for (;;) {
+      await drainMicrotasks();
+      if (settled) break;
+      const next = this.peekTime();
+      if (next === null) throw new DeadlockError(what, this._now);
+      if (next > deadline) throw new TimeLimitError(what, limitNs);
+      this.step();
+    }
+    if (failed) throw error;
+    return value as T;
+  }
+
+  /** Run everything due within the next `durationNs`, then leave time at now + durationNs. */
+  async runFor(durationNs: number): Promise<void> {
+    const end = this._now + durationNs;
+    for (;;) {
+      await drainMicrotasks();
+      const next = this.peekTime();
+      if (next === null || next > end) break;
+      this.step();
+    }
+    this._now = end;
+    await drainMicrotasks();
+  }
+
+  /** Run until nothing is scheduled (or `limitNs` passes). Returns the number of events run. */
+  async runUntilIdle(limitNs = Number.POSITIVE_INFINITY): Promise<number> {
+    const start = this._steps;
+    const deadline = this._now + limitNs;
+    for (;;) {
+      await drainMicrotasks();
+      const next = this.peekTime();
+      if (next === null || next > deadline) break;
+      this.step();
+    }
+    return this._steps - start;
+  }
+
+  /** Synchronous variant for pure-hardware tests: runs due events without draining software. */
+  runSyncUntilIdle(limitNs = Number.POSITIVE_INFINITY, maxSteps = 10_000_000): number {
+    const start = this._steps;
+    const deadline = this._now + limitNs;
+    for (;;) {
+      const next = this.peekTime();
+      if (next === null || next > deadline) break;
+      if (this._steps - start >= maxSteps) {
+        throw new TimeLimitError(`runSyncUntilIdle (${maxSteps} steps)`, limitNs);
+      }
+      this.step();
+    }
+    return this._steps - start;
+  }
+
+  // Binary min-heap ordered by (time, key, seq).
+  private less(a: ScheduledEvent, b: ScheduledEvent): boolean {
+    if (a.time !== b.time) return a.time < b.time;
+    if (a.key !== b.key) return a.key < b.key;
+    return a.seq < b.seq;
+  }
+
+  private push(ev: ScheduledEvent): void {
+    const h = this.heap;
+    h.push(ev);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+
+  private pop(): ScheduledEvent | undefined {
+    const h = this.heap;
+    if (h.length === 0) return undefined;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
