@@ -1,0 +1,54 @@
+/**
+ * The benchmark harness. Each bench module exports `benches`; `run.ts` lists the modules. A bench
+ * measures wall-clock throughput of the simulator itself (this is the one place real time is read:
+ * it measures the program, it never drives the simulation).
+ */
+import { performance } from 'node:perf_hooks';
+
+export interface Bench {
+  /** Metric name, e.g. "mem.u64_read". */
+  name: string;
+  /** Unit of the value, e.g. "ops/s", "bytes/s", "pairs/s". */
+  unit: string;
+  /** Prepare state, run the workload, and return the measured value. */
+  run(): number | Promise<number>;
+}
+
+export interface BenchResult {
+  name: string;
+  unit: string;
+  value: number;
+}
+
+/**
+ * Time `body(iterations)` repeatedly until at least `minMs` of wall time has been spent, after a
+ * warm-up, and return units per second where each iteration is `unitsPerIteration` units.
+ */
+export function throughput(body: (iterations: number) => void, unitsPerIteration = 1, minMs = 300): number {
+  let n = 1000;
+  body(n); // warm-up: let the JIT settle
+  for (;;) {
+    const t0 = performance.now();
+    body(n);
+    const dt = performance.now() - t0;
+    if (dt >= minMs) return (n * unitsPerIteration) / (dt / 1000);
+    n = dt < 1 ? n * 10 : Math.ceil((n * minMs * 1.2) / dt);
+  }
+}
+
+/** As `throughput`, for an async body (work that goes through the scheduler). */
+export async function throughputAsync(
+  body: (iterations: number) => Promise<void>,
+  unitsPerIteration = 1,
+  minMs = 300,
+): Promise<number> {
+  let n = 100;
+  await body(n);
+  for (;;) {
+    const t0 = performance.now();
+    await body(n);
+    const dt = performance.now() - t0;
+    if (dt >= minMs) return (n * unitsPerIteration) / (dt / 1000);
+    n = dt < 1 ? n * 10 : Math.ceil((n * minMs * 1.2) / dt);
+  }
+}
