@@ -1,0 +1,201 @@
+/**
+ * iommu-sim: the lab bench's command line.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { writeFdt } from '../bus/of/fdt.js';
+import type { TraceEvent } from '../hw/trace.js';
+import { bootReport } from '../scenarios/lib/boot-report.js';
+import { boot, machineFromDtb } from '../scenarios/lib/lab.js';
+import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
+import { scenarios, findScenario } from '../scenarios/index.js';
+import type { ScenarioResult } from '../scenarios/scenario.js';
+import { toChromeTrace } from './chrome-trace.js';
+import { EXIT_FAILED, reportError, UsageError } from './errors.js';
+import { formatTable } from './table.js';
+
+function parseSeed(v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) > 0xffff_ffff) throw new InvalidArgumentError('a seed is an integer in [0, 2^32)');
+  return Number(v);
+}
+
+function readDtb(file: string | undefined): Uint8Array {
+  if (!file) return writeFdt(buildVirtDeviceTree());
+  try {
+    return new Uint8Array(readFileSync(file));
+  } catch (e) {
+    throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+function writeTrace(file: string | undefined, events: TraceEvent[]): void {
+  if (file) writeFileSync(file, JSON.stringify(toChromeTrace(events)));
+}
+
+interface BootCmdOptions {
+  dtb?: string;
+  seed: number;
+  cmdline?: string;
+  json?: boolean;
+  trace?: string;
+}
+
+async function bootCommand(o: BootCmdOptions): Promise<void> {
+  const machine = machineFromDtb(readDtb(o.dtb), { seed: o.seed });
+  const events: TraceEvent[] = [];
+  const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
+  const kernel = await boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {});
+  stop?.();
+  const report = bootReport(machine, kernel);
+  writeTrace(o.trace, events);
+  if (o.json) {
+    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    return;
+  }
+  const out: string[] = [];
+  out.push('IOMMUs');
+  out.push(
+    formatTable(
+      ['node', 'compatible', 'status', 'driver', 'error'],
+      report.iommus.map((i) => [i.node, i.compatible.join(', '), i.status, i.driver ?? '-', i.error ?? '']),
+    ),
+  );
+  out.push('', 'Masters');
+  out.push(
+    formatTable(
+      ['node', 'iommus', 'stall', 'pasid bits', 'group', 'domain'],
+      report.masters.map((m) => [
+        m.node,
+        m.iommus.map((s) => `${s.iommu} <${s.cells.map((c) => `0x${c.toString(16)}`).join(' ')}>`).join('; '),
+        m.canStall ? 'yes' : 'no',
+        String(m.pasidBits),
+        m.group === null ? '-' : String(m.group),
+        m.domain ?? '-',
+      ]),
+    ),
+  );
+  out.push('', 'PCI hosts');
+  out.push(
+    formatTable(
+      ['node', 'rid base', 'iommu', 'sid base', 'length'],
+      report.pciHosts.flatMap((h) =>
+        h.iommuMap.map((e) => [h.node, `0x${e.ridBase.toString(16)}`, e.iommu, `0x${e.sidBase.toString(16)}`, String(e.length)]),
+      ),
+    ),
+  );
+  const skipped = machine.skippedNodes;
+  out.push('', `Skipped nodes (no model): ${skipped.length}`);
+  if (skipped.length) out.push(formatTable(['node', 'compatible', 'reason'], skipped.map((s) => [s.path, s.compatible.join(', '), s.reason])));
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+interface RunCmdOptions {
+  seed: number;
+  json?: boolean;
+  trace?: string;
+}
+
+async function runCommand(names: string[], o: RunCmdOptions): Promise<number> {
+  const chosen = names.length === 0 ? [...scenarios] : names.map((n) => findScenario(n) ?? unknownScenario(n));
+  const events: TraceEvent[] = [];
+  const results: { name: string; shows: string; result: ScenarioResult }[] = [];
+  for (const s of chosen) {
+    const result = await s.run({ seed: o.seed, traceSink: o.trace ? (e) => events.push(e) : null });
+    results.push({ name: s.name, shows: s.shows, result });
+    if (!o.json) printScenario(s.name, s.shows, result);
+  }
+  writeTrace(o.trace, events);
+  const failed = results.filter((r) => r.result.verdict === 'fail').length;
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ seed: o.seed, scenarios: results.map((r) => ({ name: r.name, shows: r.shows, ...r.result })) }, null, 2) + '\n');
+  } else {
+    process.stdout.write(
+      '\n' +
+        formatTable(
+          ['scenario', 'shows', 'verdict', 'figures'],
+          results.map((r) => [r.name, r.shows, r.result.verdict.toUpperCase(), figuresText(r.result.figures)]),
+        ) +
+        `\n\n${results.length - failed} passed, ${failed} failed (seed ${o.seed})\n`,
+    );
+  }
+  return failed > 0 ? EXIT_FAILED : 0;
+}
+
+function unknownScenario(name: string): never {
+  throw new UsageError(`no scenario named "${name}" (iommu-sim list shows them)`);
+}
+
+function figuresText(f: ScenarioResult['figures']): string {
+  return Object.entries(f)
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(', ');
+}
+
+function printScenario(name: string, shows: string, r: ScenarioResult): void {
+  const lines = [`== ${name}: ${shows}`];
+  for (const c of r.checks) lines.push(`  [${c.ok ? 'ok' : 'FAIL'}] ${c.what}${c.detail ? `: ${c.detail}` : ''}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let status = 0;
+  const program = new Command()
+    .name('iommu-sim')
+    .description('A kernel-style IOMMU stack over an emulated Arm machine')
+    .exitOverride()
+    .showHelpAfterError();
+
+  program
+    .command('boot')
+    .description('build the machine from a DTB (default: the built-in virt), boot, and report IOMMUs and masters')
+    .option('--dtb <file>', 'flattened device tree blob to boot')
+    .option('--seed <n>', 'PRNG seed', parseSeed, 1)
+    .option('--cmdline <str>', 'kernel command line (default: /chosen/bootargs)')
+    .option('--json', 'print the report as JSON')
+    .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
+    .action(async (o: BootCmdOptions) => bootCommand(o));
+
+  program
+    .command('dump-dtb')
+    .description("write the virt machine's DTB")
+    .option('--out <file>', 'output file (default: stdout)')
+    .action((o: { out?: string }) => {
+      const blob = writeFdt(buildVirtDeviceTree());
+      if (o.out) writeFileSync(o.out, blob);
+      else process.stdout.write(blob);
+    });
+
+  program
+    .command('run')
+    .description('run scenarios (all by default) on the virt machine')
+    .argument('[names...]', 'scenario names')
+    .option('--seed <n>', 'PRNG seed', parseSeed, 1)
+    .option('--json', 'print results as JSON')
+    .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
+    .action(async (names: string[], o: RunCmdOptions) => {
+      status = await runCommand(names, o);
+    });
+
+  program
+    .command('list')
+    .description('list the scenarios')
+    .action(() => {
+      process.stdout.write(formatTable(['scenario', 'shows'], scenarios.map((s) => [s.name, s.shows])) + '\n');
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      const exitCode = (e as { exitCode?: number }).exitCode ?? 64;
+      return code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : exitCode === 0 ? 0 : 64;
+    }
+    const { status: s, message } = reportError(e);
+    process.stderr.write(message + '\n');
+    return s;
+  }
+  return status;
+}
+
+process.exitCode = await main(process.argv.slice(2));

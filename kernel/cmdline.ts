@@ -1,0 +1,112 @@
+/**
+ * The kernel command line: typed parameters, as `early_param`/`module_param` declare them.
+ * Unknown parameters are warned about (Linux passes them to init); a known parameter with a bad value
+ * is rejected with an error naming the parameter and the value.
+ */
+import { KernelError } from '../bus/errno.js';
+
+export interface KernelParams {
+  /** iommu.passthrough: default domain IDENTITY instead of DMA. */
+  'iommu.passthrough': boolean;
+  /** iommu.strict: invalidate on every unmap (DMA) rather than lazily (DMA-FQ). */
+  'iommu.strict': boolean;
+  /** arm-smmu.disable_bypass: unmatched streams fault instead of bypassing. */
+  'arm-smmu.disable_bypass': boolean;
+  /** arm-smmu-v3.disable_bypass: streams with no STE configured abort instead of bypassing. */
+  'arm-smmu-v3.disable_bypass': boolean;
+}
+
+interface ParamSpec<T> {
+  parse(value: string | null): T;
+  describe: string;
+}
+
+// kernel: kstrtobool()
+function parseBool(value: string | null): boolean {
+  if (value === null) return true; // a bare "name" means true, as for bool module params
+  const v = value.toLowerCase();
+  if (['1', 'y', 'yes', 'on', 'true'].includes(v)) return true;
+  if (['0', 'n', 'no', 'off', 'false'].includes(v)) return false;
+  throw new Error(`expected a boolean (1/0, y/n, on/off), got "${value}"`);
+}
+
+const BOOL: ParamSpec<boolean> = { parse: parseBool, describe: 'boolean' };
+
+const SPECS: { [K in keyof KernelParams]: ParamSpec<KernelParams[K]> } = {
+  'iommu.passthrough': BOOL,
+  'iommu.strict': BOOL,
+  'arm-smmu.disable_bypass': BOOL,
+  'arm-smmu-v3.disable_bypass': BOOL,
+};
+
+/** Defaults as Linux builds them on arm64 (CONFIG_IOMMU_DEFAULT_DMA_STRICT=n, disable_bypass=y). */
+export const DEFAULT_PARAMS: Readonly<KernelParams> = {
+  'iommu.passthrough': false,
+  'iommu.strict': false,
+  'arm-smmu.disable_bypass': true,
+  'arm-smmu-v3.disable_bypass': true,
+};
+
+export interface ParsedCmdline {
+  params: KernelParams;
+  /** Parameters nobody declared, kept verbatim (warned about at boot). */
+  unknown: string[];
+  /** Parameters given explicitly, in order. */
+  given: (keyof KernelParams)[];
+}
+
+/** Split on whitespace, honouring double quotes as the kernel's next_arg() does. */
+function splitArgs(cmdline: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let inQuote = false;
+  let has = false;
+  for (const ch of cmdline) {
+    if (ch === '"') {
+      inQuote = !inQuote;
+      has = true;
+    } else if (!inQuote && /\s/.test(ch)) {
+      if (has) out.push(cur);
+      cur = '';
+      has = false;
+    } else {
+      cur += ch;
+      has = true;
+    }
+  }
+  if (inQuote) throw new KernelError('EINVAL', `kernel command line: unterminated quote in "${cmdline}"`);
+  if (has) out.push(cur);
+  return out;
+}
+
+// kernel: parse_args()
+export function parseCmdline(cmdline: string): ParsedCmdline {
+  const params: KernelParams = { ...DEFAULT_PARAMS };
+  const unknown: string[] = [];
+  const given: (keyof KernelParams)[] = [];
+  for (const arg of splitArgs(cmdline)) {
+    const eq = arg.indexOf('=');
+    // Module parameters treat '-' and '_' alike in the parameter name (not in the module name).
+    const rawName = eq < 0 ? arg : arg.slice(0, eq);
+    const value = eq < 0 ? null : arg.slice(eq + 1);
+    const name = normaliseName(rawName);
+    if (!(name in SPECS)) {
+      unknown.push(arg);
+      continue;
+    }
+    const key = name as keyof KernelParams;
+    try {
+      (params as unknown as Record<string, unknown>)[key] = SPECS[key].parse(value);
+    } catch (e) {
+      throw new KernelError('EINVAL', `kernel command line: bad value for ${key}: ${(e as Error).message}`);
+    }
+    given.push(key);
+  }
+  return { params, unknown, given };
+}
+
+function normaliseName(name: string): string {
+  const dot = name.indexOf('.');
+  if (dot < 0) return name.replace(/-/g, '_');
+  return name.slice(0, dot) + '.' + name.slice(dot + 1).replace(/-/g, '_');
+}

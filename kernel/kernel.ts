@@ -1,0 +1,146 @@
+/**
+ * A booted kernel: what `bootKernel` builds on a machine, and what `shutdown`/`kexec` throw away.
+ *
+ * Boot reads the firmware the boot loader left (the DTB, through the CPU port), parses the command
+ * line, brings up the driver core with the built-in drivers and populates the platform bus from the
+ * device tree (kernel: start_kernel() → do_initcalls() → of_platform_default_populate_init()).
+ * Everything a kernel owns hangs off this object; none of it is global, so a kexec can boot a second
+ * kernel on the same machine while the first one's objects are simply dropped.
+ */
+import type { CpuPort } from '../hw/cpu-port.js';
+import { DriverCore, type DeferredProbe, type ShutdownReport } from '../bus/driver-core.js';
+import type { Driver } from '../bus/driver.js';
+import { KernelError } from '../bus/errno.js';
+import { FirmwareError } from '../bus/firmware-error.js';
+import { parseFdt } from '../bus/of/fdt.js';
+import type { DeviceTree } from '../bus/of/tree.js';
+import { ofPlatformPopulate } from '../bus/platform.js';
+import { MmContext } from '../mm/mm.js';
+import { PageAllocator } from '../mm/page-alloc.js';
+import { ProcessTable } from '../mm/process.js';
+import { parseCmdline, type KernelParams } from './cmdline.js';
+import { scanFirmwareMemory } from './memblock.js';
+import { builtinDrivers, type DriverSelection } from './drivers.js';
+
+const LOG_NS = 'iommu:kernel';
+
+/** The machine as a kernel sees it: only its CPU port. */
+export interface BootTarget {
+  readonly cpu: CpuPort;
+}
+
+export interface BootOptions {
+  /** Kernel command line; defaults to the DT's /chosen/bootargs. */
+  cmdline?: string;
+  /**
+   * Which drivers are built in: `all` (default), or `iommu-unaware` (a kernel with no SMMU drivers, as
+   * the kexec discussion's target kernel), or an explicit list.
+   */
+  drivers?: DriverSelection;
+  /** Extra drivers registered after the built-in ones (a scenario's own device driver). */
+  extraDrivers?: readonly Driver[];
+  /** Which kernel this is on the machine (set by kexec). */
+  instance?: number;
+}
+
+export type KernelState = 'running' | 'shut-down' | 'gone';
+
+export class Kernel {
+  private _state: KernelState = 'running';
+  private _shutdownReport: ShutdownReport | null = null;
+
+  constructor(
+    readonly port: CpuPort,
+    readonly dt: DeviceTree,
+    readonly params: KernelParams,
+    readonly cmdline: string,
+    readonly core: DriverCore,
+    /** The page allocator: this kernel's view of who owns each frame of RAM. */
+    readonly alloc: PageAllocator,
+    readonly mmContext: MmContext,
+    readonly processes: ProcessTable,
+  ) {}
+
+  private _deferredAtBoot: readonly DeferredProbe[] = [];
+
+  /** Devices still waiting on deferred probe when boot finished. */
+  get deferredAtBoot(): readonly DeferredProbe[] {
+    return this._deferredAtBoot;
+  }
+
+  /** @internal bootKernel: the end of boot. */
+  _bootComplete(deferred: readonly DeferredProbe[]): void {
+    this._deferredAtBoot = deferred;
+  }
+
+  get instance(): number {
+    return this.core.instance;
+  }
+
+  get state(): KernelState {
+    return this._state;
+  }
+
+  get log(): DriverCore['log'] {
+    return this.core.log;
+  }
+
+  get shutdownReport(): ShutdownReport | null {
+    return this._shutdownReport;
+  }
+
+  /**
+   * kernel: kernel_restart_prepare() → device_shutdown(): every bound driver's `.shutdown`, in
+   * reverse probe order (masters before their SMMU); drivers without one are skipped, their hardware
+   * keeps running.
+   */
+  async shutdown(): Promise<ShutdownReport> {
+    if (this._state !== 'running') {
+      throw new KernelError('ESRCH', `kernel ${this.instance} is already ${this._state}`);
+    }
+    this._shutdownReport = await this.core.shutdown();
+    this._state = 'shut-down';
+    this.log.info('kernel', `shutdown: ${this._shutdownReport.called.length} .shutdown calls, ${this._shutdownReport.skipped.length} drivers without one`, LOG_NS);
+    return this._shutdownReport;
+  }
+
+  /** Drop this kernel: detach everything it left attached to the machine (IRQ handlers). */
+  discard(): void {
+    this.core.teardown();
+    this._state = 'gone';
+  }
+}
+
+/** Read the DTB the boot loader handed over. */
+export function readBootDeviceTree(port: CpuPort): DeviceTree {
+  const blob = port.firmware.dtb;
+  if (!blob) throw new FirmwareError('dtb', 'the boot loader passed no device tree', null, null);
+  return parseFdt(blob);
+}
+
+// kernel: start_kernel()
+export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): Promise<Kernel> {
+  const port = machine.cpu;
+  const dt = readBootDeviceTree(port);
+  const cmdline = opts.cmdline ?? dt.byPath('/chosen')?.string('bootargs') ?? '';
+  const parsed = parseCmdline(cmdline);
+  const instance = opts.instance ?? 0;
+  const fwmem = scanFirmwareMemory(dt);
+  const alloc = new PageAllocator({ memory: fwmem.memory, reserved: fwmem.reserved, kernelInstance: instance, ram: port.ram });
+  const mmContext = new MmContext({ alloc, ram: port.ram });
+  const processes = new ProcessTable(mmContext);
+  const core = new DriverCore({ port, dt, instance });
+  core.log.info('kernel', `booting kernel ${core.instance}; command line: "${cmdline}"`, LOG_NS);
+  for (const u of parsed.unknown) {
+    core.log.warn('kernel', `unknown command line parameter "${u}" will be passed to user space`, LOG_NS);
+  }
+  const kernel = new Kernel(port, dt, parsed.params, cmdline, core, alloc, mmContext, processes);
+  for (const drv of builtinDrivers(opts.drivers ?? 'all', kernel)) await core.registerDriver(drv);
+  for (const drv of opts.extraDrivers ?? []) await core.registerDriver(drv);
+  const populated = await ofPlatformPopulate(core);
+  for (const e of populated.errors) core.log.warn('kernel', `firmware: ${e.message}`, LOG_NS);
+  const deferred = await core.settle();
+  kernel._bootComplete(deferred);
+  core.log.info('kernel', `boot complete: ${core.probeOrder.length} devices bound, ${deferred.length} still deferred`, LOG_NS);
+  return kernel;
+}

@@ -1,0 +1,85 @@
+/**
+ * Early memory discovery (kernel: early_init_dt_scan_memory(), early_init_fdt_scan_reserved_mem(),
+ * fdt_init_reserved_mem()): the RAM the device tree describes and the ranges the kernel must never
+ * hand out — the memory reservation map and /reserved-memory, static (`reg`) and dynamic (`size`,
+ * placed at boot as memblock would).
+ */
+import { FirmwareError } from '../bus/firmware-error.js';
+import { ofReg } from '../bus/of/address.js';
+import type { DeviceTree, DtNode } from '../bus/of/tree.js';
+import type { MemoryRange, ReservedRange } from '../mm/page-alloc.js';
+
+export interface FirmwareMemory {
+  memory: MemoryRange[];
+  reserved: ReservedRange[];
+}
+
+const PAGE = 0x1000;
+
+function cellsToNumber(cells: readonly number[], node: DtNode, prop: string): number {
+  let v = 0;
+  for (const c of cells) v = v * 0x1_0000_0000 + c;
+  if (!Number.isSafeInteger(v)) throw new FirmwareError('dtb', `"${prop}" value does not fit 53 bits`, null, node.path);
+  return v;
+}
+
+export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
+  const memory: MemoryRange[] = [];
+  for (const n of dt.root.children) {
+    if (n.string('device_type') !== 'memory' || !n.available) continue;
+    for (const r of ofReg(dt, n)) if (r.size > 0) memory.push({ base: r.address, size: r.size });
+  }
+  if (memory.length === 0) throw new FirmwareError('dtb', 'no /memory node describes any RAM', null, '/');
+
+  const reserved: ReservedRange[] = dt.reservations
+    .filter((r) => r.size > 0)
+    .map((r, i) => ({ base: r.address, size: r.size, name: `memreserve[${i}]` }));
+
+  const rmem = dt.root.child('reserved-memory');
+  if (rmem && rmem.available) {
+    const dynamic: DtNode[] = [];
+    for (const child of rmem.children) {
+      if (!child.available) continue;
+      if (child.has('reg')) {
+        for (const r of ofReg(dt, child)) reserved.push({ base: r.address, size: r.size, name: child.path });
+      } else if (child.has('size')) {
+        dynamic.push(child);
+      }
+    }
+    for (const child of dynamic) reserved.push(placeDynamic(rmem, child, memory, reserved));
+  }
+  return { memory, reserved };
+}
+
+/** kernel: __reserved_mem_alloc_size(): highest aligned fit inside `alloc-ranges` (or all RAM). */
+function placeDynamic(rmem: DtNode, node: DtNode, memory: MemoryRange[], taken: ReservedRange[]): ReservedRange {
+  const ac = rmem.addressCells;
+  const sc = rmem.sizeCells;
+  const size = cellsToNumber(node.cells('size')!, node, 'size');
+  const alignCells = node.cells('alignment');
+  const align = Math.max(PAGE, alignCells ? cellsToNumber(alignCells, node, 'alignment') : PAGE);
+  let windows: MemoryRange[] = memory;
+  const ar = node.cells('alloc-ranges');
+  if (ar) {
+    const step = ac + sc;
+    if (ar.length % step !== 0) throw new FirmwareError('dtb', '"alloc-ranges" has a partial entry', null, node.path);
+    windows = [];
+    for (let i = 0; i < ar.length; i += step) {
+      windows.push({
+        base: cellsToNumber(ar.slice(i, i + ac), node, 'alloc-ranges'),
+        size: cellsToNumber(ar.slice(i + ac, i + step), node, 'alloc-ranges'),
+      });
+    }
+  }
+  const overlaps = (b: number): boolean => taken.some((t) => b < t.base + t.size && t.base < b + size);
+  for (const w of [...windows].sort((a, b) => b.base - a.base)) {
+    for (const m of memory) {
+      const lo = Math.max(w.base, m.base);
+      const hi = Math.min(w.base + w.size, m.base + m.size);
+      for (let b = Math.floor((hi - size) / align) * align; b >= lo; b -= align) {
+        if (!overlaps(b)) return { base: b, size, name: node.path };
+      }
+    }
+  }
+  throw new FirmwareError('dtb', `no room for a ${size}-byte dynamic reservation`, null, node.path);
+}

@@ -1,0 +1,88 @@
+/**
+ * What `iommu-sim boot` reports: the SMMUs firmware describes and what became of them, the masters
+ * that name an IOMMU, and the PCI hosts with an `iommu-map`. The shape is documented in the README
+ * and read by checks: keep it stable.
+ */
+import { ofIommuMapEntries, ofIommuSpecs } from '../../bus/of/of-iommu.js';
+import type { DeviceTree, DtNode } from '../../bus/of/tree.js';
+import type { Machine } from '../../hw/machine.js';
+import { isSmmuNode } from '../../hw/iommu-models.js';
+import type { Kernel } from '../../kernel/kernel.js';
+import { describeIommuAttachment } from './iommu-state.js';
+
+export type IommuReportStatus = 'probed' | 'disabled' | 'no-driver' | 'no-model' | 'failed';
+
+export interface BootReport {
+  iommus: {
+    node: string;
+    compatible: string[];
+    status: IommuReportStatus;
+    driver: string | null;
+    error: string | null;
+  }[];
+  masters: {
+    node: string;
+    iommus: { iommu: string; cells: number[] }[];
+    canStall: boolean;
+    pasidBits: number;
+    group: number | null;
+    domain: string | null;
+  }[];
+  pciHosts: {
+    node: string;
+    iommuMap: { ridBase: number; iommu: string; sidBase: number; length: number }[];
+  }[];
+}
+
+export function bootReport(machine: Machine, kernel: Kernel): BootReport {
+  const dt: DeviceTree = kernel.dt;
+  const report: BootReport = { iommus: [], masters: [], pciHosts: [] };
+  for (const node of dt.nodes()) {
+    if (node.has('compatible') && isSmmuNode(node)) report.iommus.push(iommuEntry(machine, kernel, node));
+    if (node.has('iommus') && node.available) {
+      const att = describeIommuAttachment(kernel, node);
+      report.masters.push({
+        node: node.path,
+        iommus: ofIommuSpecs(dt, node).map((s) => ({ iommu: s.iommu.path, cells: s.cells })),
+        canStall: node.has('dma-can-stall'),
+        pasidBits: node.u32('pasid-num-bits') ?? 0,
+        group: att.group,
+        domain: att.domain,
+      });
+    }
+    if (node.has('iommu-map')) {
+      report.pciHosts.push({
+        node: node.path,
+        iommuMap: ofIommuMapEntries(dt, node).map((e) => ({
+          ridBase: e.ridBase,
+          iommu: e.iommu.path,
+          sidBase: e.sidBase ?? 0,
+          length: e.length,
+        })),
+      });
+    }
+  }
+  return report;
+}
+
+function iommuEntry(machine: Machine, kernel: Kernel, node: DtNode): BootReport['iommus'][number] {
+  const base = { node: node.path, compatible: node.compatible };
+  if (!node.available) return { ...base, status: 'disabled', driver: null, error: null };
+  const hwEntry = machine.iommus.get(node.path);
+  if (!hwEntry || hwEntry.status === 'no-model') {
+    return { ...base, status: 'no-model', driver: null, error: hwEntry?.error ?? null };
+  }
+  if (hwEntry.status === 'failed') return { ...base, status: 'no-model', driver: null, error: hwEntry.error };
+  const dev = kernel.core.findDeviceByOfNode(node);
+  if (!dev) return { ...base, status: 'no-driver', driver: null, error: null };
+  switch (dev.status) {
+    case 'bound':
+      return { ...base, status: 'probed', driver: dev.driver?.name ?? null, error: null };
+    case 'failed':
+      return { ...base, status: 'failed', driver: null, error: dev.probeError };
+    case 'deferred':
+      return { ...base, status: 'failed', driver: null, error: `probe deferred: ${dev.probeError ?? 'unknown reason'}` };
+    default:
+      return { ...base, status: 'no-driver', driver: null, error: null };
+  }
+}
