@@ -198,4 +198,3 @@ export async function main(argv: readonly string[]): Promise<number> {
   return status;
 }
 
-process.exitCode = await main(process.argv.slice(2));

@@ -111,6 +111,14 @@ export class Kernel {
   }
 }
 
+const running = new WeakMap<CpuPort, Kernel>();
+
+/** The kernel currently running on the machine behind `port`, if any. */
+export function runningKernel(port: CpuPort): Kernel | null {
+  const k = running.get(port);
+  return k && k.state !== 'gone' ? k : null;
+}
+
 /** Read the DTB the boot loader handed over. */
 export function readBootDeviceTree(port: CpuPort): DeviceTree {
   const blob = port.firmware.dtb;
@@ -121,6 +129,10 @@ export function readBootDeviceTree(port: CpuPort): DeviceTree {
 // kernel: start_kernel()
 export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): Promise<Kernel> {
   const port = machine.cpu;
+  const previous = runningKernel(port);
+  if (previous) {
+    throw new KernelError('EBUSY', `kernel ${previous.instance} is still running on this machine: shut it down (kexec) first`);
+  }
   const dt = readBootDeviceTree(port);
   const cmdline = opts.cmdline ?? dt.byPath('/chosen')?.string('bootargs') ?? '';
   const parsed = parseCmdline(cmdline);
@@ -135,12 +147,19 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
     core.log.warn('kernel', `unknown command line parameter "${u}" will be passed to user space`, LOG_NS);
   }
   const kernel = new Kernel(port, dt, parsed.params, cmdline, core, alloc, mmContext, processes);
-  for (const drv of builtinDrivers(opts.drivers ?? 'all', kernel)) await core.registerDriver(drv);
-  for (const drv of opts.extraDrivers ?? []) await core.registerDriver(drv);
-  const populated = await ofPlatformPopulate(core);
-  for (const e of populated.errors) core.log.warn('kernel', `firmware: ${e.message}`, LOG_NS);
-  const deferred = await core.settle();
-  kernel._bootComplete(deferred);
+  try {
+    for (const drv of builtinDrivers(opts.drivers ?? 'all', kernel)) await core.registerDriver(drv);
+    for (const drv of opts.extraDrivers ?? []) await core.registerDriver(drv);
+    const populated = await ofPlatformPopulate(core);
+    for (const e of populated.errors) core.log.warn('kernel', `firmware: ${e.message}`, LOG_NS);
+    kernel._bootComplete(await core.settle());
+  } catch (e) {
+    // A kernel that panics during boot leaves nothing attached to the machine.
+    kernel.discard();
+    throw e;
+  }
+  running.set(port, kernel);
+  const deferred = kernel.deferredAtBoot;
   core.log.info('kernel', `boot complete: ${core.probeOrder.length} devices bound, ${deferred.length} still deferred`, LOG_NS);
   return kernel;
 }

@@ -7,6 +7,7 @@ import { parseFdt, writeFdt } from '../../bus/of/fdt.js';
 import type { DeviceTree } from '../../bus/of/tree.js';
 import { Machine, type MachineOptions } from '../../hw/machine.js';
 import { bootKernel, type BootOptions, type Kernel } from '../../kernel/kernel.js';
+import { fixupMemory } from './bootloader.js';
 import { buildVirtDeviceTree, type VirtOptions } from '../machines/virt.js';
 
 /** Virtual time a boot may take before it is declared hung (1 s). */
@@ -21,7 +22,9 @@ export interface MachineBuildOptions extends Omit<MachineOptions, 'seed'> {
  * the tree, and the same blob is what the boot loader hands the kernel.
  */
 export function machineFromDtb(blob: Uint8Array, opts: MachineBuildOptions = {}): Machine {
-  const tree = parseFdt(blob);
+  let tree = parseFdt(blob);
+  // The boot loader fills in RAM the DT leaves to it, then hands on the fixed-up blob.
+  if (fixupMemory(tree)) tree = parseFdt(writeFdt(tree));
   return Machine.fromDeviceTree(tree, { ...opts, seed: opts.seed ?? 1 });
 }
 

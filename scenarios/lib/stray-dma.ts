@@ -1,0 +1,92 @@
+/**
+ * Stray-DMA detection: every DMA write that lands in RAM is checked against the running kernel's
+ * frame owners. A write by master X into a frame that is not a DMA buffer of X (nor, once IOMMU
+ * domains exist, mapped for X) is a stray write. After a kexec the monitor follows the new kernel,
+ * so a stale engine of the old kernel scribbling on memory the new one handed out shows up here.
+ *
+ * It lives on the lab bench because it holds both worlds: the machine's interconnect (where writes
+ * land) and the kernel's allocator (who owns what).
+ */
+import type { Machine } from '../../hw/machine.js';
+import type { Kernel } from '../../kernel/kernel.js';
+import { describeOwner, type FrameOwner } from '../../mm/page-alloc.js';
+
+const FRAME = 0x1000;
+
+export interface StrayWrite {
+  /** Virtual time (ns) the write landed. */
+  time: number;
+  /** The master's DT path. */
+  master: string;
+  pa: number;
+  len: number;
+  /** The frame's owner as the kernel's allocator describes it ("free", "dma /dma@… rx-ring", …). */
+  owner: string;
+  /** Which kernel instance owned the frame (the one running when the write landed). */
+  kernel: number;
+}
+
+export class StrayDmaMonitor {
+  readonly strays: StrayWrite[] = [];
+  private kernel: Kernel | null = null;
+  private readonly deviceNames = new Map<string, string>();
+  private readonly stop: () => void;
+
+  constructor(private readonly machine: Machine) {
+    this.stop = machine.interconnect.onRamWrite((master, pa, len, time) => this.check(master, pa, len, time));
+  }
+
+  /** Judge writes against this kernel from now on (call after boot and after each kexec). */
+  follow(kernel: Kernel): void {
+    this.kernel = kernel;
+    this.deviceNames.clear();
+  }
+
+  dispose(): void {
+    this.stop();
+  }
+
+  /** The kernel-side device name of a master (a PCI function's name differs from its DT path). */
+  private deviceName(master: string): string {
+    let name = this.deviceNames.get(master);
+    if (name === undefined) {
+      const node = this.kernel?.dt.byPath(master);
+      name = (node && this.kernel?.core.findDeviceByOfNode(node)?.name) ?? master;
+      this.deviceNames.set(master, name);
+    }
+    return name;
+  }
+
+  private check(master: string, pa: number, len: number, time: number): void {
+    const k = this.kernel;
+    if (!k) return;
+    const dev = this.deviceName(master);
+    // One record per run of frames with the same owner: a 64 KiB write into one buffer is one line.
+    let runStart = pa;
+    let runOwner: string | null = null;
+    const end = pa + len;
+    for (let f = Math.floor(pa / FRAME) * FRAME; f < end; f += FRAME) {
+      const own = k.alloc.ownerOf(f);
+      const stray = !own || !this.ownedBy(own.owner, dev);
+      const label = stray ? (own ? describeOwner(own.owner) : 'not RAM the kernel knows') : null;
+      if (label !== runOwner) {
+        if (runOwner !== null) this.record(time, master, runStart, Math.max(runStart, f), runOwner, k.instance);
+        runStart = Math.max(pa, f);
+        runOwner = label;
+      }
+    }
+    if (runOwner !== null) this.record(time, master, runStart, end, runOwner, k.instance);
+  }
+
+  private ownedBy(owner: FrameOwner, device: string): boolean {
+    return owner.kind === 'dma' && owner.device === device;
+  }
+
+  private record(time: number, master: string, from: number, to: number, owner: string, kernel: number): void {
+    const w: StrayWrite = { time, master, pa: from, len: to - from, owner, kernel };
+    this.strays.push(w);
+    if (this.machine.trace.active) {
+      this.machine.trace.emit({ kind: 'custom', time, track: master, name: 'stray-write', args: { ...w } });
+    }
+  }
+}
