@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { it } from 'vitest';
-import { bootOutcome, mutate, mutation, seedBlobs } from './firmware-fuzz.test.js';
+import { bootOutcome, mutate, mutation, seedBlobs } from './mutate.js';
 
 const dir = join(__dirname, '..', 'fixtures', 'dtb');
 const blobs = [...seedBlobs, ...readdirSync(dir).filter((f) => f.endsWith('.dtb')).map((f) => new Uint8Array(readFileSync(join(dir, f))))];
