@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import type { Device } from '../../bus/device.js';
+import { KernelError } from '../../bus/errno.js';
+import { platformBus, type PlatformDriver } from '../../bus/platform.js';
+import { bootKernel, runningKernel } from '../../kernel/kernel.js';
+import { kexec } from '../../kernel/kexec.js';
+import { boot, run, virtMachine } from '../../scenarios/lib/lab.js';
+import { VIRT } from '../../scenarios/machines/virt.js';
+
+/** Drivers that record their shutdown calls, for the virt machine's SMMUs and test engines. */
+function recordingDrivers(log: string[], opts: { engineShutdown: boolean }): PlatformDriver[] {
+  const smmu: PlatformDriver = {
+    name: 'fake-smmu',
+    bus: platformBus,
+    ofMatchTable: ['arm,smmu-v3', 'arm,mmu-500'],
+    probe: async () => {},
+    shutdown: (dev: Device) => {
+      log.push(`smmu ${dev.name}`);
+    },
+  };
+  const engine: PlatformDriver = {
+    name: 'fake-engine',
+    bus: platformBus,
+    ofMatchTable: ['iommu-sim,dma-test-engine'],
+    probe: async () => {},
+    ...(opts.engineShutdown ? { shutdown: (dev: Device) => void log.push(`engine ${dev.name}`) } : {}),
+  };
+  return [smmu, engine];
+}
+
+describe('kernel lifecycle', () => {
+  it('boots from the DTB the machine was built from, with its RAM and reservations', async () => {
+    const machine = virtMachine({ seed: 3 });
+    const kernel = await boot(machine);
+    expect(kernel.instance).toBe(0);
+    expect(kernel.state).toBe('running');
+    expect(runningKernel(machine.cpu)).toBe(kernel);
+    expect(kernel.alloc.ownerOf(VIRT.firmwareReserved.base)?.owner).toEqual({ kind: 'reserved', name: '/reserved-memory/firmware@7ff00000' });
+    expect(kernel.alloc.ownerOf(VIRT.dtbReserved.base)?.owner.kind).toBe('reserved');
+    expect(kernel.alloc.ownerOf(VIRT.ramBase + VIRT.ramSize - 0x1000)?.owner.kind).toBe('free');
+    expect(kernel.alloc.ownerOf(VIRT.ramBase + VIRT.ramSize)).toBeNull();
+  });
+
+  it('takes the command line from /chosen/bootargs, warns about unknown parameters', async () => {
+    const machine = virtMachine({ seed: 1, bootargs: 'iommu.strict=1 quiet' });
+    const kernel = await boot(machine);
+    expect(kernel.cmdline).toBe('iommu.strict=1 quiet');
+    expect(kernel.params['iommu.strict']).toBe(true);
+    expect(kernel.log.entries.some((e) => e.level === 'warn' && e.message.includes('unknown command line parameter "quiet"'))).toBe(true);
+  });
+
+  it('rejects a bad command-line value before touching any device', async () => {
+    const machine = virtMachine({ seed: 1 });
+    await expect(boot(machine, { cmdline: 'iommu.passthrough=perhaps' })).rejects.toThrow(/iommu\.passthrough/);
+    expect(runningKernel(machine.cpu)).toBeNull();
+  });
+
+  it('refuses to boot a second kernel while one runs', async () => {
+    const machine = virtMachine({ seed: 1 });
+    await boot(machine);
+    await expect(run(machine, bootKernel(machine))).rejects.toThrow(KernelError);
+  });
+
+  it('shutdown calls .shutdown in reverse probe order, masters before their SMMU, skipping absent ones', async () => {
+    const machine = virtMachine({ seed: 5 });
+    const calls: string[] = [];
+    const kernel = await boot(machine, { extraDrivers: recordingDrivers(calls, { engineShutdown: true }) });
+    const report = await run(machine, kernel.shutdown());
+    const smmuV3 = calls.indexOf('smmu /iommu@9050000');
+    const mmu500 = calls.indexOf('smmu /iommu@b000000');
+    expect(smmuV3).toBeGreaterThan(calls.indexOf('engine /dma@c000000'));
+    expect(smmuV3).toBeGreaterThan(calls.indexOf('engine /dma@c010000'));
+    expect(mmu500).toBeGreaterThan(calls.indexOf('engine /dma@c020000'));
+    expect(mmu500).toBeGreaterThan(calls.indexOf('engine /dma@c030000'));
+    expect(report.called).toHaveLength(7);
+    // pci-host-generic has no .shutdown: skipped, as Linux skips drivers without one.
+    expect(report.skipped).toContain('/pcie@3f000000');
+    expect(kernel.state).toBe('shut-down');
+  });
+
+  it('kexec: memory and device state persist, the new kernel starts with a fresh allocator', async () => {
+    const machine = virtMachine({ seed: 9 });
+    const first = await boot(machine);
+    const pa = first.alloc.allocPages(0, { kind: 'kernel', what: 'old buffer' }, { zero: true });
+    machine.cpu.ram.write32(pa, 0xdeadbeef);
+    const second = await run(machine, kexec(machine));
+    expect(first.state).toBe('gone');
+    expect(second.instance).toBe(1);
+    expect(runningKernel(machine.cpu)).toBe(second);
+    expect(machine.cpu.ram.read32(pa)).toBe(0xdeadbeef);
+    expect(second.alloc.ownerOf(pa)).toEqual({ owner: { kind: 'free' }, kernelInstance: 1 });
+    expect(first.alloc.ownerOf(pa)?.owner).toEqual({ kind: 'kernel', what: 'old buffer' });
+    // The old kernel's devices are not the new kernel's.
+    expect(second.core.devices.every((d) => !first.core.devices.includes(d))).toBe(true);
+  });
+
+  it('kexec with nothing running is ESRCH', async () => {
+    const machine = virtMachine({ seed: 1 });
+    await expect(run(machine, kexec(machine))).rejects.toThrow(/ESRCH/);
+  });
+});
