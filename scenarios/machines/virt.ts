@@ -126,6 +126,7 @@ export function buildVirtDeviceTree(opts: VirtOptions = {}): DeviceTree {
     'bus-range': [0, 15],
     ranges: ranges([[0x0200_0000, 0, 0x1000_0000], 0x1000_0000, 0x2eff_0000]),
     'iommu-map': [0, smmuv3, 0, 0x1_0000],
+    'ats-supported': true,
     'msi-parent': v2m,
     'dma-coherent': true,
   });

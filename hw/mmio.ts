@@ -1,0 +1,215 @@
+/**
+ * The MMIO address map: which device answers a physical address.
+ *
+ * Regions never overlap (mapping one that would throws MmioOverlapError naming both). Dispatch is a
+ * one-entry last-hit cache in front of a binary search over the regions sorted by base. Accesses
+ * are naturally aligned 32- or 64-bit; a 64-bit access to a device without `read64`/`write64` is
+ * split into two 32-bit accesses, low word first, as a 32-bit interconnect would. An access to an
+ * address no device covers (or a misaligned one) throws MmioAccessError naming the address: for a
+ * CPU that is an external abort. Every access emits an `mmio` trace event while the trace is active.
+ */
+import type { Trace } from './trace.js';
+
+/** A device's register file as the interconnect sees it; offsets are relative to its region base. */
+export interface MmioDevice {
+  /** Names the device in errors and traces (a DT path for firmware-made devices). */
+  readonly name: string;
+  read32(offset: number): number;
+  write32(offset: number, value: number): void;
+  read64?(offset: number): bigint;
+  write64?(offset: number, value: bigint): void;
+  /** Read without side effects (for tests and debuggers). */
+  peek32?(offset: number): number;
+}
+
+export interface MmioRegion {
+  readonly base: number;
+  readonly size: number;
+  readonly device: MmioDevice;
+}
+
+const hex = (v: number): string => `0x${v.toString(16)}`;
+
+function describe(r: MmioRegion): string {
+  return `${r.device.name} [${hex(r.base)}, ${hex(r.base + r.size)})`;
+}
+
+export class MmioOverlapError extends Error {
+  constructor(
+    readonly added: MmioRegion,
+    readonly existing: MmioRegion,
+  ) {
+    super(`MMIO region ${describe(added)} overlaps ${describe(existing)}`);
+    this.name = 'MmioOverlapError';
+  }
+}
+
+/** A CPU or bus access that no device can take: unmapped, misaligned, or running off a region. */
+export class MmioAccessError extends Error {
+  constructor(
+    readonly pa: number,
+    readonly width: 32 | 64,
+    readonly op: 'read' | 'write',
+    reason: string,
+  ) {
+    super(`MMIO ${op}${width} at PA ${hex(pa)}: ${reason}`);
+    this.name = 'MmioAccessError';
+  }
+}
+
+export class MmioMap {
+  private sorted: MmioRegion[] = [];
+  private last: MmioRegion | null = null;
+
+  constructor(
+    private readonly trace: Trace,
+    private readonly now: () => number,
+  ) {}
+
+  /** Map `device` at [base, base+size). Throws MmioOverlapError if any mapped region intersects it. */
+  map(base: number, size: number, device: MmioDevice): MmioRegion {
+    if (!Number.isSafeInteger(base) || !Number.isSafeInteger(size) || base < 0 || size <= 0 || base + size > Number.MAX_SAFE_INTEGER) {
+      throw new RangeError(`MMIO region for ${device.name}: bad base ${base} / size ${size}`);
+    }
+    const region: MmioRegion = { base, size, device };
+    const clash = this.firstOverlap(base, size);
+    if (clash) throw new MmioOverlapError(region, clash);
+    const i = this.lowerBound(base);
+    this.sorted.splice(i, 0, region);
+    return region;
+  }
+
+  /** Remove a region previously returned by `map`. */
+  unmap(region: MmioRegion): void {
+    const i = this.sorted.indexOf(region);
+    if (i < 0) throw new Error(`MMIO region ${describe(region)} is not mapped`);
+    this.sorted.splice(i, 1);
+    if (this.last === region) this.last = null;
+  }
+
+  /** A mapped region intersecting [base, base+size), or null. */
+  firstOverlap(base: number, size: number): MmioRegion | null {
+    const i = this.lowerBound(base);
+    // Only the predecessor and the regions starting before base+size can intersect.
+    if (i > 0) {
+      const p = this.sorted[i - 1]!;
+      if (p.base + p.size > base) return p;
+    }
+    const n = this.sorted[i];
+    if (n && n.base < base + size) return n;
+    return null;
+  }
+
+  get regions(): readonly MmioRegion[] {
+    return this.sorted;
+  }
+
+  /** The region containing `pa`, or null. */
+  find(pa: number): MmioRegion | null {
+    const l = this.last;
+    if (l && pa >= l.base && pa < l.base + l.size) return l;
+    const s = this.sorted;
+    let lo = 0;
+    let hi = s.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = s[mid]!;
+      if (pa < r.base) hi = mid - 1;
+      else if (pa >= r.base + r.size) lo = mid + 1;
+      else {
+        this.last = r;
+        return r;
+      }
+    }
+    return null;
+  }
+
+  /** True if [pa, pa+len) lies inside one region. */
+  covers(pa: number, len: number): boolean {
+    const r = this.find(pa);
+    return r !== null && len > 0 && pa + len <= r.base + r.size;
+  }
+
+  read32(pa: number): number {
+    const r = this.region(pa, 32, 'read');
+    const v = r.device.read32(pa - r.base) >>> 0;
+    if (this.trace.active) this.emit(r, 'read', pa, 32, BigInt(v));
+    return v;
+  }
+
+  write32(pa: number, value: number): void {
+    const r = this.region(pa, 32, 'write');
+    r.device.write32(pa - r.base, value >>> 0);
+    if (this.trace.active) this.emit(r, 'write', pa, 32, BigInt(value >>> 0));
+  }
+
+  read64(pa: number): bigint {
+    const r = this.region(pa, 64, 'read');
+    const off = pa - r.base;
+    let v: bigint;
+    if (r.device.read64) {
+      v = BigInt.asUintN(64, r.device.read64(off));
+    } else {
+      const lo = r.device.read32(off) >>> 0;
+      const hi = r.device.read32(off + 4) >>> 0;
+      v = (BigInt(hi) << 32n) | BigInt(lo);
+    }
+    if (this.trace.active) this.emit(r, 'read', pa, 64, v);
+    return v;
+  }
+
+  write64(pa: number, value: bigint): void {
+    const r = this.region(pa, 64, 'write');
+    const off = pa - r.base;
+    const v = BigInt.asUintN(64, value);
+    if (r.device.write64) {
+      r.device.write64(off, v);
+    } else {
+      r.device.write32(off, Number(v & 0xffff_ffffn));
+      r.device.write32(off + 4, Number(v >> 32n));
+    }
+    if (this.trace.active) this.emit(r, 'write', pa, 64, v);
+  }
+
+  /** Side-effect-free read for tests: the device's peek32, or 0 if it has none. Not traced. */
+  peek32(pa: number): number {
+    const r = this.region(pa, 32, 'read');
+    return r.device.peek32 ? r.device.peek32(pa - r.base) >>> 0 : 0;
+  }
+
+  private region(pa: number, width: 32 | 64, op: 'read' | 'write'): MmioRegion {
+    const bytes = width >> 3;
+    if (pa % bytes !== 0) throw new MmioAccessError(pa, width, op, `not ${bytes}-byte aligned`);
+    const r = this.find(pa);
+    if (!r) throw new MmioAccessError(pa, width, op, 'no device is mapped there');
+    if (pa + bytes > r.base + r.size) throw new MmioAccessError(pa, width, op, `runs off the end of ${describe(r)}`);
+    return r;
+  }
+
+  private emit(r: MmioRegion, op: 'read' | 'write', pa: number, width: 32 | 64, value: bigint): void {
+    this.trace.emit({ kind: 'mmio', time: this.now(), track: r.device.name, op, pa, offset: pa - r.base, width, value });
+  }
+
+  private lowerBound(base: number): number {
+    let lo = 0;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.sorted[mid]!.base < base) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+/** A region that reads as zero and ignores writes: what an unmodelled device's registers look like. */
+export class ZeroDevice implements MmioDevice {
+  constructor(readonly name: string) {}
+  read32(): number {
+    return 0;
+  }
+  write32(): void {}
+  peek32(): number {
+    return 0;
+  }
+}

@@ -1,0 +1,670 @@
+/**
+ * A PCI Express endpoint function: a DMA master with a requester ID, a type-0 configuration
+ * header and, as configured, the ATS, PRI and PASID extended capabilities (PCI Express Base
+ * Specification, chapter 10 and §7.8/§7.9 register layouts).
+ *
+ * Configuration space (what the kernel reads through ECAM):
+ * - 0x00 header: vendor/device ID, Command (Memory Space, Bus Master, Parity, SERR, INTx Disable
+ *   writable), Status.CAP_LIST, revision/class code, header type (bit 7: multi-function), no BARs,
+ *   subsystem IDs, capabilities pointer 0x40, interrupt line.
+ * - 0x40 PCI Express capability v2: Root Complex Integrated Endpoint on the host's first bus,
+ *   Endpoint on other buses; Device Capabilities advertises Function Level Reset, and writing
+ *   Device Control.BCR_FLR resets the function (config state, ATC, outstanding page requests).
+ * - 0x100 onwards, chained in this order when present: ATS (0x000F: Invalidate Queue Depth, Page
+ *   Aligned Request, Global Invalidate; Control: STU and Enable), PRI (0x0013: Control Enable and
+ *   Reset, Status RF/UPRGI (RW1C), Stopped, PRG Response PASID Required; Outstanding Page Request
+ *   Capacity and Allocation), PASID (0x001B: Exec/Privileged supported, Max PASID Width; Control
+ *   Enable/Exec/Privileged).
+ *
+ * Transactions follow what the function has been allowed to do: nothing is issued while
+ * Command.Bus Master is clear; an SSID needs PASID Enable (and exec/priv attributes need the PASID
+ * Control Exec/Privileged enables, since only the PASID prefix carries them). With ATS Enable set,
+ * requests go through the endpoint's ATC: a miss sends an ATS translation request upstream, a
+ * translation without the needed permission sends a PRI page request (when PRI is enabled) and
+ * retries once the response arrives; the access itself is then issued as a translated (AT)
+ * request. The IOMMU sends ATC invalidations and page responses back through `AtsEndpoint`.
+ *
+ * DT vendor properties read by the machine for a PCI child node: `pasid-num-bits` (u32),
+ * `iommu-sim,ats` and `iommu-sim,pri` (booleans: the function has the capability), and the
+ * standard `vendor-id`, `device-id`, `class-code`, `revision-id`.
+ */
+import type {
+  AtcInvalidation,
+  AtsCompletion,
+  AtsEndpoint,
+  DmaCompletion,
+  DmaDone,
+  DmaRequest,
+  PageResponse,
+  PageResponseCode,
+} from '../dma.js';
+import type { DmaOptions, MasterContext, StreamRoute } from '../masters/dma-master.js';
+import { DmaMaster } from '../masters/dma-master.js';
+import { ConfigSpace } from './config-space.js';
+
+// Type-0 header (offsets and bits as the PCI specification names them).
+export const PCI_VENDOR_ID = 0x00;
+export const PCI_DEVICE_ID = 0x02;
+export const PCI_COMMAND = 0x04;
+export const PCI_COMMAND_MEMORY = 0x0002;
+export const PCI_COMMAND_MASTER = 0x0004;
+export const PCI_COMMAND_PARITY = 0x0040;
+export const PCI_COMMAND_SERR = 0x0100;
+export const PCI_COMMAND_INTX_DISABLE = 0x0400;
+export const PCI_STATUS = 0x06;
+export const PCI_STATUS_CAP_LIST = 0x0010;
+export const PCI_CLASS_REVISION = 0x08;
+export const PCI_CACHE_LINE_SIZE = 0x0c;
+export const PCI_HEADER_TYPE = 0x0e;
+export const PCI_HEADER_TYPE_MFD = 0x80;
+export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
+export const PCI_SUBSYSTEM_ID = 0x2e;
+export const PCI_CAPABILITY_LIST = 0x34;
+export const PCI_INTERRUPT_LINE = 0x3c;
+
+// PCI Express capability.
+export const PCI_CAP_ID_EXP = 0x10;
+export const PCI_EXP_FLAGS = 0x02;
+export const PCI_EXP_FLAGS_VERS2 = 0x0002;
+export const PCI_EXP_TYPE_ENDPOINT = 0x0;
+export const PCI_EXP_TYPE_RC_END = 0x9;
+export const PCI_EXP_DEVCAP = 0x04;
+export const PCI_EXP_DEVCAP_FLR = 0x1000_0000;
+export const PCI_EXP_DEVCTL = 0x08;
+export const PCI_EXP_DEVCTL_BCR_FLR = 0x8000;
+export const PCI_EXP_DEVSTA = 0x0a;
+export const PCI_EXP_LNKCAP = 0x0c;
+export const PCI_EXP_LNKCTL = 0x10;
+export const PCI_EXP_LNKSTA = 0x12;
+export const PCI_EXP_DEVCAP2 = 0x24;
+export const PCI_EXP_DEVCTL2 = 0x28;
+
+// Extended capabilities.
+export const PCI_CFG_SPACE_SIZE = 0x100;
+export const PCI_EXT_CAP_ID_ATS = 0x000f;
+export const PCI_EXT_CAP_ID_PRI = 0x0013;
+export const PCI_EXT_CAP_ID_PASID = 0x001b;
+
+export const PCI_ATS_CAP = 0x04;
+export const PCI_ATS_CAP_PAGE_ALIGNED = 0x0020;
+export const PCI_ATS_CAP_GLOBAL_INV = 0x0040;
+export const PCI_ATS_CTRL = 0x06;
+export const PCI_ATS_CTRL_ENABLE = 0x8000;
+export const PCI_ATS_CTRL_STU_MASK = 0x001f;
+
+export const PCI_PRI_CTRL = 0x04;
+export const PCI_PRI_CTRL_ENABLE = 0x0001;
+export const PCI_PRI_CTRL_RESET = 0x0002;
+export const PCI_PRI_STATUS = 0x06;
+export const PCI_PRI_STATUS_RF = 0x0001;
+export const PCI_PRI_STATUS_UPRGI = 0x0002;
+export const PCI_PRI_STATUS_STOPPED = 0x0100;
+export const PCI_PRI_STATUS_PASID = 0x8000;
+export const PCI_PRI_MAX_REQ = 0x08;
+export const PCI_PRI_ALLOC_REQ = 0x0c;
+
+export const PCI_PASID_CAP = 0x04;
+export const PCI_PASID_CAP_EXEC = 0x0002;
+export const PCI_PASID_CAP_PRIV = 0x0004;
+export const PCI_PASID_CAP_WIDTH_SHIFT = 8;
+export const PCI_PASID_CTRL = 0x06;
+export const PCI_PASID_CTRL_ENABLE = 0x0001;
+export const PCI_PASID_CTRL_EXEC = 0x0002;
+export const PCI_PASID_CTRL_PRIV = 0x0004;
+
+const EXP_CAP_OFFSET = 0x40;
+const PAGE_SIZE = 4096;
+/** PRG indexes are 9 bits. */
+const PRG_INDEX_COUNT = 512;
+/** A translation that keeps racing invalidations is given up after this many tries. */
+const MAX_TRANSLATION_RETRIES = 8;
+
+/** Requester ID of bus/device/function. */
+export function requesterId(bus: number, device: number, fn: number): number {
+  return ((bus & 0xff) << 8) | ((device & 0x1f) << 3) | (fn & 0x7);
+}
+
+export interface PcieEndpointConfig {
+  bus: number;
+  device: number;
+  fn: number;
+  vendorId?: number;
+  deviceId?: number;
+  /** 24-bit class code (base class, subclass, programming interface). */
+  classCode?: number;
+  revision?: number;
+  /** Max PASID width; 0 (default) means no PASID capability. */
+  pasidBits?: number;
+  /** PASID capability advertises Execute / Privileged Mode support (default: true with PASID). */
+  pasidExec?: boolean;
+  pasidPriv?: boolean;
+  ats?: boolean;
+  pri?: boolean;
+  /** Outstanding Page Request Capacity (default 32). */
+  priCapacity?: number;
+  /** ATS Invalidate Queue Depth field (0 encodes 32). */
+  atsInvalidateQueueDepth?: number;
+  /** Whether the root complex above forwards ATS translation requests (DT `ats-supported`). */
+  rootComplexAts?: boolean;
+  /** Refuse to issue DMA while Command.Bus Master is clear (default true, as hardware does). */
+  enforceBusMaster?: boolean;
+  /** Virtual time an ATC invalidation takes to complete (default 200 ns). */
+  atcInvalidateLatencyNs?: number;
+  /** ATC capacity in entries (default 64; the oldest entry is evicted). */
+  atcEntries?: number;
+}
+
+/** What an endpoint needs of the machine beyond a master's needs. */
+export interface EndpointContext extends MasterContext {
+  schedule(delayNs: number, fn: () => void, label: string): void;
+}
+
+/** One cached translation. */
+export interface AtcEntry {
+  /** PASID, or -1 for a translation without one. */
+  ssid: number;
+  priv: boolean;
+  /** Untranslated base, aligned to size. */
+  base: number;
+  size: number;
+  pa: number;
+  read: boolean;
+  write: boolean;
+  exec: boolean;
+}
+
+export interface AtsStats {
+  hits: number;
+  misses: number;
+  translationRequests: number;
+  invalidations: number;
+  pageRequests: number;
+  pageResponses: number;
+}
+
+interface OutstandingPageRequest {
+  ssid: number;
+  ssidValid: boolean;
+  resolve: (code: PageResponseCode) => void;
+}
+
+export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
+  readonly bus: number;
+  readonly device: number;
+  readonly fn: number;
+  readonly rid: number;
+  readonly hasAts: boolean;
+  readonly hasPri: boolean;
+  readonly config = new ConfigSpace();
+  readonly atsStats: AtsStats = { hits: 0, misses: 0, translationRequests: 0, invalidations: 0, pageRequests: 0, pageResponses: 0 };
+
+  private readonly cfg: Required<PcieEndpointConfig>;
+  private atsPos = 0;
+  private priPos = 0;
+  private pasidPos = 0;
+  private multiFunction = false;
+  private atc: AtcEntry[] = [];
+  /** Bumped by every invalidation: a translation that raced one is not cached. */
+  private atcEpoch = 0;
+  private readonly outstandingPri = new Map<number, OutstandingPageRequest>();
+  private priWaiters: (() => void)[] = [];
+  private nextPrgIndex = 0;
+
+  constructor(name: string, route: StreamRoute, protected override readonly ctx: EndpointContext, config: PcieEndpointConfig) {
+    const pasidBits = config.pasidBits ?? 0;
+    super(name, [route], ctx, pasidBits);
+    for (const [what, v, max] of [
+      ['bus', config.bus, 255],
+      ['device', config.device, 31],
+      ['function', config.fn, 7],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`PCIe endpoint ${name}: ${what} ${v} outside 0..${max}`);
+    }
+    const given = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) as PcieEndpointConfig;
+    this.cfg = {
+      vendorId: 0x13b5,
+      deviceId: 0xff80,
+      classCode: 0x120000,
+      revision: 1,
+      pasidExec: pasidBits > 0,
+      pasidPriv: pasidBits > 0,
+      ats: false,
+      pri: false,
+      priCapacity: 32,
+      atsInvalidateQueueDepth: 0,
+      rootComplexAts: true,
+      enforceBusMaster: true,
+      atcInvalidateLatencyNs: 200,
+      atcEntries: 64,
+      ...given,
+      pasidBits,
+    };
+    if (this.cfg.pri && !this.cfg.ats) throw new Error(`PCIe endpoint ${name}: PRI needs ATS`);
+    this.bus = config.bus;
+    this.device = config.device;
+    this.fn = config.fn;
+    this.rid = requesterId(config.bus, config.device, config.fn);
+    this.hasAts = this.cfg.ats;
+    this.hasPri = this.cfg.pri;
+    this.config.onWrite = (off, old, now, written) => this.configWritten(off, old, now, written);
+    this.initConfig();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Configuration space
+  // -------------------------------------------------------------------------------------------
+
+  configRead32(reg: number): number {
+    return this.config.read32(reg);
+  }
+
+  configWrite32(reg: number, value: number): void {
+    this.config.write32(reg, value);
+  }
+
+  /** Offsets of the extended capabilities (0 when absent). */
+  get capabilityOffsets(): { exp: number; ats: number; pri: number; pasid: number } {
+    return { exp: EXP_CAP_OFFSET, ats: this.atsPos, pri: this.priPos, pasid: this.pasidPos };
+  }
+
+  /** Mark the function as part of a multi-function device (header type bit 7). */
+  setMultiFunction(on: boolean): void {
+    this.multiFunction = on;
+    const ht = this.config.get8(PCI_HEADER_TYPE);
+    this.config.init8(PCI_HEADER_TYPE, on ? ht | PCI_HEADER_TYPE_MFD : ht & ~PCI_HEADER_TYPE_MFD);
+  }
+
+  get busMasterEnabled(): boolean {
+    return (this.config.get16(PCI_COMMAND) & PCI_COMMAND_MASTER) !== 0;
+  }
+
+  get atsEnabled(): boolean {
+    return this.atsPos !== 0 && (this.config.get16(this.atsPos + PCI_ATS_CTRL) & PCI_ATS_CTRL_ENABLE) !== 0;
+  }
+
+  get priEnabled(): boolean {
+    return this.priPos !== 0 && (this.config.get16(this.priPos + PCI_PRI_CTRL) & PCI_PRI_CTRL_ENABLE) !== 0;
+  }
+
+  get pasidEnabled(): boolean {
+    return this.pasidPos !== 0 && (this.config.get16(this.pasidPos + PCI_PASID_CTRL) & PCI_PASID_CTRL_ENABLE) !== 0;
+  }
+
+  /** Function Level Reset: configuration back to power-on values, ATC and page requests dropped. */
+  functionLevelReset(): void {
+    this.initConfig();
+    this.flushAtc();
+    this.abandonPageRequests();
+  }
+
+  private initConfig(): void {
+    const c = this.config;
+    const cfg = this.cfg;
+    c.clear();
+    c.init16(PCI_VENDOR_ID, cfg.vendorId);
+    c.init16(PCI_DEVICE_ID, cfg.deviceId);
+    c.rw16(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
+    c.init16(PCI_STATUS, PCI_STATUS_CAP_LIST);
+    c.init32(PCI_CLASS_REVISION, ((cfg.classCode & 0xffffff) << 8) | (cfg.revision & 0xff));
+    c.rw8(PCI_CACHE_LINE_SIZE, 0xff);
+    c.init8(PCI_HEADER_TYPE, this.multiFunction ? PCI_HEADER_TYPE_MFD : 0);
+    c.init16(PCI_SUBSYSTEM_VENDOR_ID, cfg.vendorId);
+    c.init16(PCI_SUBSYSTEM_ID, cfg.deviceId);
+    c.init8(PCI_CAPABILITY_LIST, EXP_CAP_OFFSET);
+    c.rw8(PCI_INTERRUPT_LINE, 0xff);
+
+    const e = EXP_CAP_OFFSET;
+    c.init8(e, PCI_CAP_ID_EXP);
+    c.init8(e + 1, 0); // last capability in the legacy list
+    const type = this.bus === 0 ? PCI_EXP_TYPE_RC_END : PCI_EXP_TYPE_ENDPOINT;
+    c.init16(e + PCI_EXP_FLAGS, PCI_EXP_FLAGS_VERS2 | (type << 4));
+    c.init32(e + PCI_EXP_DEVCAP, PCI_EXP_DEVCAP_FLR);
+    c.rw16(e + PCI_EXP_DEVCTL, 0x79ff);
+    c.w1c16(e + PCI_EXP_DEVSTA, 0x000f);
+    c.init32(e + PCI_EXP_LNKCAP, 0x0000_0011); // 2.5 GT/s, x1
+    c.rw16(e + PCI_EXP_LNKCTL, 0x00c3);
+    c.init16(e + PCI_EXP_LNKSTA, 0x0011);
+    c.rw16(e + PCI_EXP_DEVCTL2, 0x001f);
+
+    const caps: [number, (pos: number) => void][] = [];
+    if (cfg.ats) caps.push([PCI_EXT_CAP_ID_ATS, (p) => this.initAts(p)]);
+    if (cfg.pri) caps.push([PCI_EXT_CAP_ID_PRI, (p) => this.initPri(p)]);
+    if (cfg.pasidBits > 0) caps.push([PCI_EXT_CAP_ID_PASID, (p) => this.initPasid(p)]);
+    this.atsPos = this.priPos = this.pasidPos = 0;
+    caps.forEach(([id, init], i) => {
+      const pos = PCI_CFG_SPACE_SIZE + i * 0x10;
+      const next = i + 1 < caps.length ? pos + 0x10 : 0;
+      c.init32(pos, id | (1 << 16) | (next << 20));
+      init(pos);
+    });
+  }
+
+  private initAts(pos: number): void {
+    this.atsPos = pos;
+    const gi = this.cfg.pasidBits > 0 ? PCI_ATS_CAP_GLOBAL_INV : 0;
+    this.config.init16(pos + PCI_ATS_CAP, (this.cfg.atsInvalidateQueueDepth & 0x1f) | PCI_ATS_CAP_PAGE_ALIGNED | gi);
+    this.config.rw16(pos + PCI_ATS_CTRL, PCI_ATS_CTRL_ENABLE | PCI_ATS_CTRL_STU_MASK);
+  }
+
+  private initPri(pos: number): void {
+    this.priPos = pos;
+    const c = this.config;
+    c.rw16(pos + PCI_PRI_CTRL, PCI_PRI_CTRL_ENABLE);
+    c.init16(pos + PCI_PRI_STATUS, PCI_PRI_STATUS_STOPPED | (this.cfg.pasidBits > 0 ? PCI_PRI_STATUS_PASID : 0));
+    c.w1c16(pos + PCI_PRI_STATUS, PCI_PRI_STATUS_RF | PCI_PRI_STATUS_UPRGI);
+    c.init32(pos + PCI_PRI_MAX_REQ, this.cfg.priCapacity);
+    c.rw32(pos + PCI_PRI_ALLOC_REQ, 0xffff_ffff);
+  }
+
+  private initPasid(pos: number): void {
+    this.pasidPos = pos;
+    const exec = this.cfg.pasidExec ? PCI_PASID_CAP_EXEC : 0;
+    const priv = this.cfg.pasidPriv ? PCI_PASID_CAP_PRIV : 0;
+    this.config.init16(pos + PCI_PASID_CAP, exec | priv | (this.cfg.pasidBits << PCI_PASID_CAP_WIDTH_SHIFT));
+    this.config.rw16(pos + PCI_PASID_CTRL, PCI_PASID_CTRL_ENABLE | exec | priv);
+  }
+
+  private configWritten(off: number, old: number, now: number, written: number): void {
+    if (off === EXP_CAP_OFFSET + PCI_EXP_DEVCTL && (written & PCI_EXP_DEVCTL_BCR_FLR) !== 0) {
+      this.functionLevelReset();
+      return;
+    }
+    // The ATS Control register is the upper half of the dword at atsPos + 4.
+    if (this.atsPos !== 0 && off === this.atsPos + PCI_ATS_CAP) {
+      const was = (old >>> 16) & PCI_ATS_CTRL_ENABLE;
+      const is = (now >>> 16) & PCI_ATS_CTRL_ENABLE;
+      if (was !== is) this.flushAtc();
+    }
+    if (this.priPos !== 0 && off === this.priPos + PCI_PRI_CTRL) {
+      // Reset only acts while Enable is clear.
+      if ((written & PCI_PRI_CTRL_RESET) !== 0 && !this.priEnabled) {
+        this.abandonPageRequests();
+        this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_RF | PCI_PRI_STATUS_UPRGI, false);
+      }
+      this.updatePriStopped();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Transactions
+  // -------------------------------------------------------------------------------------------
+
+  /** As DmaMaster's, plus `translated` (claim the address is already translated: AT = 10b). */
+  protected override request(
+    addr: number,
+    len: number,
+    write: boolean,
+    data: Uint8Array | undefined,
+    opts: DmaOptions & { translated?: boolean },
+  ): DmaRequest {
+    const req = super.request(addr, len, write, data, opts);
+    if (opts.translated) req.translated = true;
+    return req;
+  }
+
+  /** Issue with AT = translated, bypassing the ATC: what a device does with an address it cached. */
+  submitTranslated(addr: number, data: Uint8Array | null, len: number, opts: DmaOptions, done: DmaDone): void {
+    const o = { ...opts, translated: true };
+    this.submit(this.request(addr, data ? data.length : len, data !== null, data ?? undefined, o), done);
+  }
+
+  protected override issue(req: DmaRequest, done: DmaDone): void {
+    const refusal = this.refusal(req);
+    if (refusal !== null) {
+      done({ status: 'not-issued', detail: refusal });
+      return;
+    }
+    if (this.atsEnabled && !req.translated) {
+      // Fast path: the whole access hits one ATC entry, and goes out translated right away.
+      const hit = this.lookupAtc(req, req.addr);
+      if (hit && req.addr + req.len <= hit.base + hit.size) {
+        this.atsStats.hits++;
+        this.portOf(req.streamId).submit({ ...req, addr: hit.pa + (req.addr - hit.base), translated: true }, done);
+        return;
+      }
+      this.throughAtc(req).then(done, (e: unknown) =>
+        done({ status: 'bus-error', detail: `endpoint model error: ${e instanceof Error ? e.message : String(e)}` }),
+      );
+      return;
+    }
+    super.issue(req, done);
+  }
+
+  /** Why the function cannot put this request on the link, or null if it can. */
+  private refusal(req: DmaRequest): string | null {
+    if (this.cfg.enforceBusMaster && !this.busMasterEnabled) return 'Bus Master Enable is clear in the Command register';
+    if (req.translated && !this.atsEnabled) return 'a translated request needs ATS Enable';
+    if (!req.ssidValid) {
+      if (req.exec || req.priv) return 'exec/privileged attributes travel only in a PASID prefix';
+      return null;
+    }
+    if (!this.pasidEnabled) return 'PASID Enable is clear in the PASID Control register';
+    const ctrl = this.config.get16(this.pasidPos + PCI_PASID_CTRL);
+    if (req.exec && (ctrl & PCI_PASID_CTRL_EXEC) === 0) return 'Execute Permission Enable is clear in PASID Control';
+    if (req.priv && (ctrl & PCI_PASID_CTRL_PRIV) === 0) return 'Privileged Mode Enable is clear in PASID Control';
+    return null;
+  }
+
+  /** Issue a request as translated pieces, each covered by one ATC entry. */
+  private async throughAtc(req: DmaRequest): Promise<DmaCompletion> {
+    const port = this.portOf(req.streamId);
+    const out = req.write ? undefined : new Uint8Array(req.len);
+    let firstPa: number | undefined;
+    let done = 0;
+    while (done < req.len) {
+      const addr = req.addr + done;
+      const t = await this.translateForAccess(req, addr);
+      if ('status' in t) return t;
+      const n = Math.min(req.len - done, t.base + t.size - addr);
+      const piece: DmaRequest = {
+        ...req,
+        addr: t.pa + (addr - t.base),
+        len: n,
+        translated: true,
+        data: req.data ? req.data.subarray(done, done + n) : undefined,
+      };
+      const c = await new Promise<DmaCompletion>((resolve) => port.submit(piece, resolve));
+      if (c.status !== 'ok') return c;
+      if (out && c.data) out.set(c.data, done);
+      firstPa ??= c.pa;
+      done += n;
+    }
+    return out ? { status: 'ok', data: out, pa: firstPa } : { status: 'ok', pa: firstPa };
+  }
+
+  /** The ATC entry that allows this access at `addr`, fetching (and paging in) as needed. */
+  private async translateForAccess(req: DmaRequest, addr: number): Promise<AtcEntry | DmaCompletion> {
+    const hit = this.lookupAtc(req, addr);
+    if (hit) {
+      this.atsStats.hits++;
+      return hit;
+    }
+    this.atsStats.misses++;
+    const page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
+    let pagedIn = false;
+    for (let attempt = 0; attempt < MAX_TRANSLATION_RETRIES; attempt++) {
+      const epoch = this.atcEpoch;
+      const c = await this.translationRequest(req, page);
+      if (c.status === 'unsupported') return { status: 'bus-error', detail: `ATS translation request: Unsupported Request${c.detail ? ` (${c.detail})` : ''}` };
+      if (c.status === 'abort') return { status: 'abort', detail: `ATS translation request: Completer Abort${c.detail ? ` (${c.detail})` : ''}` };
+      const entry = this.entryFrom(req, addr, c);
+      if (typeof entry === 'string') return { status: 'abort', detail: entry };
+      if (epoch !== this.atcEpoch) continue; // an invalidation overtook it: ask again
+      if (entry.read || entry.write) this.insertAtc(entry);
+      if (permits(entry, req)) return entry;
+      if (pagedIn || !this.hasPri) return { status: 'fault', detail: `ATS translation of 0x${page.toString(16)} grants no ${req.write ? 'write' : 'read'} access` };
+      const code = await this.requestPage(req, page);
+      if (code !== 'success') return { status: 'fault', detail: `page request for 0x${page.toString(16)}: ${code}` };
+      pagedIn = true;
+    }
+    return { status: 'abort', detail: `ATS translation of 0x${page.toString(16)} kept racing ATC invalidations` };
+  }
+
+  private translationRequest(req: DmaRequest, page: number): Promise<AtsCompletion> {
+    const port = this.portOf(req.streamId);
+    if (!this.cfg.rootComplexAts) return Promise.resolve({ status: 'unsupported', detail: 'the root complex does not forward ATS' });
+    if (!port.translate) return Promise.resolve({ status: 'unsupported', detail: 'no translation agent upstream' });
+    this.atsStats.translationRequests++;
+    const translate = port.translate.bind(port);
+    return new Promise((resolve) =>
+      translate(
+        {
+          master: this.name,
+          streamId: req.streamId,
+          ssid: req.ssid,
+          ssidValid: req.ssidValid,
+          addr: page,
+          write: req.write,
+          exec: req.exec,
+          priv: req.priv,
+        },
+        resolve,
+      ),
+    );
+  }
+
+  /** Turn a successful completion into an ATC entry, or say why it is malformed. */
+  private entryFrom(req: DmaRequest, addr: number, c: AtsCompletion): AtcEntry | string {
+    const size = c.size ?? PAGE_SIZE;
+    const pa = c.pa;
+    if (pa === undefined || !Number.isSafeInteger(pa) || pa < 0) return 'ATS translation completion without a valid address';
+    if (!Number.isSafeInteger(size) || size < PAGE_SIZE || 2 ** Math.round(Math.log2(size)) !== size) {
+      return `ATS translation completion with size ${size}, not a power of two >= 4 KiB`;
+    }
+    const base = Math.floor(addr / size) * size;
+    if (pa % size !== 0) return `ATS translation completion address 0x${pa.toString(16)} is not aligned to its size 0x${size.toString(16)}`;
+    return {
+      ssid: req.ssidValid ? req.ssid : -1,
+      priv: req.priv,
+      base,
+      size,
+      pa,
+      read: c.read ?? false,
+      write: c.write ?? false,
+      exec: c.exec ?? false,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ATC
+  // -------------------------------------------------------------------------------------------
+
+  /** Cached translations, oldest first (for tests and reports). */
+  get atcContents(): readonly AtcEntry[] {
+    return this.atc;
+  }
+
+  private lookupAtc(req: DmaRequest, addr: number): AtcEntry | null {
+    const ssid = req.ssidValid ? req.ssid : -1;
+    for (const e of this.atc) {
+      if (e.ssid === ssid && e.priv === req.priv && addr >= e.base && addr < e.base + e.size && permits(e, req)) return e;
+    }
+    return null;
+  }
+
+  private insertAtc(e: AtcEntry): void {
+    this.atc = this.atc.filter((o) => !(o.ssid === e.ssid && o.priv === e.priv && o.base < e.base + e.size && e.base < o.base + o.size));
+    this.atc.push(e);
+    if (this.atc.length > this.cfg.atcEntries) this.atc.shift();
+  }
+
+  private flushAtc(): void {
+    this.atcEpoch++;
+    this.atc = [];
+  }
+
+  invalidateAtc(inv: AtcInvalidation, done: () => void): void {
+    this.atsStats.invalidations++;
+    this.atcEpoch++;
+    const end = inv.addr + inv.size;
+    this.atc = this.atc.filter((e) => {
+      const space = inv.global ? e.ssid >= 0 || inv.ssid === null : e.ssid === (inv.ssid ?? -1);
+      return !(space && e.base < end && inv.addr < e.base + e.size);
+    });
+    this.ctx.schedule(this.cfg.atcInvalidateLatencyNs, done, `atc-inv-done ${this.name}`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // PRI
+  // -------------------------------------------------------------------------------------------
+
+  /** Page requests sent and not answered yet. */
+  get outstandingPageRequests(): number {
+    return this.outstandingPri.size;
+  }
+
+  private async requestPage(req: DmaRequest, page: number): Promise<PageResponseCode | string> {
+    const port = this.portOf(req.streamId);
+    if (!this.priEnabled) return 'PRI Enable is clear';
+    if (!port.pageRequest) return 'no page request interface upstream';
+    const status = this.config.get16(this.priPos + PCI_PRI_STATUS);
+    if ((status & PCI_PRI_STATUS_RF) !== 0) return 'PRI is in Response Failure state';
+    while (this.outstandingPri.size >= Math.min(this.allocatedPageRequests(), PRG_INDEX_COUNT)) {
+      if (this.allocatedPageRequests() === 0) return 'Outstanding Page Request Allocation is 0';
+      await new Promise<void>((resolve) => this.priWaiters.push(resolve));
+      if (!this.priEnabled) return 'PRI Enable is clear';
+    }
+    let prgIndex = this.nextPrgIndex;
+    while (this.outstandingPri.has(prgIndex)) prgIndex = (prgIndex + 1) % PRG_INDEX_COUNT;
+    this.nextPrgIndex = (prgIndex + 1) % PRG_INDEX_COUNT;
+    const answer = new Promise<PageResponseCode>((resolve) => {
+      this.outstandingPri.set(prgIndex, { ssid: req.ssid, ssidValid: req.ssidValid, resolve });
+    });
+    this.updatePriStopped();
+    this.atsStats.pageRequests++;
+    port.pageRequest({
+      master: this.name,
+      streamId: req.streamId,
+      ssid: req.ssid,
+      ssidValid: req.ssidValid,
+      addr: page,
+      read: !req.write,
+      write: req.write,
+      exec: req.exec,
+      priv: req.priv,
+      prgIndex,
+      last: true,
+    });
+    return answer;
+  }
+
+  private allocatedPageRequests(): number {
+    return this.config.get32(this.priPos + PCI_PRI_ALLOC_REQ);
+  }
+
+  pageResponse(resp: PageResponse): void {
+    this.atsStats.pageResponses++;
+    const o = this.outstandingPri.get(resp.prgIndex);
+    if (!o || (o.ssidValid && resp.ssidValid && o.ssid !== resp.ssid)) {
+      if (this.priPos !== 0) this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_UPRGI, true);
+      return;
+    }
+    this.outstandingPri.delete(resp.prgIndex);
+    if (resp.code === 'failure') this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_RF, true);
+    this.updatePriStopped();
+    this.priWaiters.shift()?.();
+    o.resolve(resp.code);
+  }
+
+  /** Forget every outstanding page request; their transactions fail. */
+  private abandonPageRequests(): void {
+    const pending = [...this.outstandingPri.values()];
+    this.outstandingPri.clear();
+    const waiters = this.priWaiters;
+    this.priWaiters = [];
+    for (const w of waiters) w();
+    for (const o of pending) o.resolve('invalid');
+    this.updatePriStopped();
+  }
+
+  private updatePriStopped(): void {
+    if (this.priPos === 0) return;
+    const stopped = !this.priEnabled && this.outstandingPri.size === 0;
+    this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_STOPPED, stopped);
+  }
+}
+
+function permits(e: AtcEntry, req: DmaRequest): boolean {
+  if (req.write ? !e.write : !e.read) return false;
+  return !req.exec || e.exec;
+}

@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import {
+  FirmwareIndex,
+  MachineFirmwareError,
+  UntranslatableAddressError,
+  compatibles,
+  isEnabled,
+  readInterrupts,
+  readIommuMap,
+  readIommus,
+  readRegions,
+} from '../../hw/firmware.js';
+import { dtNode, dtRoot } from './dt.js';
+
+describe('hw firmware decoders', () => {
+  it('translates reg through nested ranges (and identity ranges) to CPU addresses', () => {
+    const root = dtRoot({ '#address-cells': 2, '#size-cells': 2 });
+    const soc = dtNode(root, 'soc', { '#address-cells': 1, '#size-cells': 1, ranges: [0x0, 0x0, 0x1000_0000, 0x100_0000] });
+    const sub = dtNode(soc, 'bus@200000', { '#address-cells': 1, '#size-cells': 1, ranges: [0x0, 0x20_0000, 0x1_0000] });
+    const dev = dtNode(sub, 'dev@100', { reg: [0x100, 0x40, 0x200, 0x40] });
+    expect(readRegions(dev)).toEqual([
+      { base: 0x1020_0100, size: 0x40 },
+      { base: 0x1020_0200, size: 0x40 },
+    ]);
+    const flat = dtNode(root, 'flat', { '#address-cells': 2, '#size-cells': 2, ranges: true });
+    const d2 = dtNode(flat, 'x@8_00000000', { reg: [0x8, 0x0, 0x0, 0x1000] });
+    expect(readRegions(d2)).toEqual([{ base: 0x8_0000_0000, size: 0x1000 }]);
+  });
+
+  it('reports an untranslatable reg with its own error class naming the node', () => {
+    const root = dtRoot({ '#address-cells': 1, '#size-cells': 1 });
+    const bus = dtNode(root, 'nobus', { '#address-cells': 1, '#size-cells': 1 });
+    const dev = dtNode(bus, 'd@10', { reg: [0x10, 0x4] });
+    expect(() => readRegions(dev)).toThrow(UntranslatableAddressError);
+    expect(() => readRegions(dev)).toThrow(/\/nobus has no "ranges".*node \/nobus\/d@10/);
+    const bus2 = dtNode(root, 'bus2', { '#address-cells': 1, '#size-cells': 1, ranges: [0x0, 0x1000, 0x100] });
+    const outside = dtNode(bus2, 'd@200', { reg: [0x200, 0x4] });
+    expect(() => readRegions(outside)).toThrow(/lies in no "ranges" entry/);
+  });
+
+  it('throws MachineFirmwareError for malformed reg and cells', () => {
+    const root = dtRoot({ '#address-cells': 2, '#size-cells': 2 });
+    const dev = dtNode(root, 'd', { reg: [0x0, 0x1000, 0x0] });
+    expect(() => readRegions(dev)).toThrow(MachineFirmwareError);
+    expect(() => readRegions(dev)).toThrow(/"reg" has 3 cells, not a multiple of #address-cells \(2\) \+ #size-cells \(2\).*node \/d/);
+    const odd = dtNode(root, 'o', { reg: Uint8Array.of(0, 0, 1) });
+    expect(() => readRegions(odd)).toThrow(/3 bytes, not a whole number of cells/);
+    const badCompat = dtNode(root, 'c', { compatible: Uint8Array.of(0x61, 0x62) });
+    expect(() => compatibles(badCompat)).toThrow(/not a NUL-terminated/);
+  });
+
+  it('matches PCI ranges by space code', () => {
+    const root = dtRoot({ '#address-cells': 2, '#size-cells': 2 });
+    const pci = dtNode(root, 'pcie@40000000', {
+      device_type: 'pci',
+      '#address-cells': 3,
+      '#size-cells': 2,
+      // I/O space at 0x5f800000, 32-bit memory space 0x50000000 identity.
+      ranges: [0x0100_0000, 0, 0, 0, 0x5f80_0000, 0, 0x80_0000, 0x0200_0000, 0, 0x5000_0000, 0, 0x5000_0000, 0, 0x800_0000],
+    });
+    const mem = dtNode(pci, 'bar', { reg: [0x0200_0000, 0, 0x5000_1000, 0, 0x1000] });
+    expect(readRegions(mem)).toEqual([{ base: 0x5000_1000, size: 0x1000 }]);
+    const io = dtNode(pci, 'io', { reg: [0x0100_0000, 0, 0x10, 0, 0x10] });
+    expect(readRegions(io)).toEqual([{ base: 0x5f80_0010, size: 0x10 }]);
+    const config = dtNode(pci, 'ep@0,0', { reg: [0x0000_0800, 0, 0, 0, 0] });
+    expect(() => readRegions(config)).toThrow(UntranslatableAddressError);
+  });
+
+  it('reads interrupts through an inherited interrupt-parent and interrupts-extended', () => {
+    const root = dtRoot({ '#address-cells': 1, '#size-cells': 1, 'interrupt-parent': 1 });
+    const gic = dtNode(root, 'gic', { 'interrupt-controller': true, '#interrupt-cells': 3, phandle: 1 });
+    const gpio = dtNode(root, 'gpio', { 'interrupt-controller': true, '#interrupt-cells': 2, phandle: 2 });
+    const soc = dtNode(root, 'soc', {});
+    const dev = dtNode(soc, 'dev', { interrupts: [0, 5, 4, 0, 6, 4], 'interrupt-names': ['tx', 'rx'] });
+    const ext = dtNode(soc, 'ext', { 'interrupts-extended': [1, 1, 9, 4, 2, 7, 1] });
+    const idx = new FirmwareIndex(root);
+    expect(readInterrupts(idx, dev)).toEqual([
+      { controller: gic, cells: [0, 5, 4], name: 'tx' },
+      { controller: gic, cells: [0, 6, 4], name: 'rx' },
+    ]);
+    expect(readInterrupts(idx, ext)).toEqual([
+      { controller: gic, cells: [1, 9, 4], name: null },
+      { controller: gpio, cells: [7, 1], name: null },
+    ]);
+    const bad = dtNode(soc, 'bad', { interrupts: [0, 5] });
+    expect(() => readInterrupts(idx, bad)).toThrow(/"interrupts" has 2 cells, not a multiple of #interrupt-cells \(3\)/);
+    const dangling = dtNode(soc, 'dangling', { 'interrupt-parent': 99, interrupts: [1] });
+    expect(() => readInterrupts(idx, dangling)).toThrow(/phandle 99, which no node has/);
+  });
+
+  it('splits iommus by #iommu-cells and reads iommu-map', () => {
+    const root = dtRoot({ '#address-cells': 1, '#size-cells': 1 });
+    const v3 = dtNode(root, 'smmu3', { '#iommu-cells': 1, phandle: 1 });
+    const v2 = dtNode(root, 'smmu2', { '#iommu-cells': 2, phandle: 2 });
+    const m = dtNode(root, 'master', { iommus: [1, 0x10, 2, 0x800, 0x7f, 1, 0x11] });
+    const idx = new FirmwareIndex(root);
+    expect(readIommus(idx, m)).toEqual([
+      { iommu: v3, cells: [0x10] },
+      { iommu: v2, cells: [0x800, 0x7f] },
+      { iommu: v3, cells: [0x11] },
+    ]);
+    const cut = dtNode(root, 'cut', { iommus: [2, 0x800] });
+    expect(() => readIommus(idx, cut)).toThrow(/ends inside a 2-cell specifier/);
+    const host = dtNode(root, 'pci', { 'iommu-map': [0, 1, 0x100, 0x20] });
+    expect(readIommuMap(idx, host)).toEqual([{ ridBase: 0, iommu: v3, sidBase: 0x100, length: 0x20 }]);
+    const host2 = dtNode(root, 'pci2', { 'iommu-map': [0, 2, 0x100, 0x20] });
+    expect(() => readIommuMap(idx, host2)).toThrow(/#iommu-cells 2, expected 1/);
+  });
+
+  it('treats status on the node or any ancestor', () => {
+    const root = dtRoot();
+    const off = dtNode(root, 'off', { status: 'disabled' });
+    const child = dtNode(off, 'child', { status: 'okay' });
+    const ok = dtNode(root, 'ok', { status: 'ok' });
+    expect([isEnabled(off), isEnabled(child), isEnabled(ok), isEnabled(root)]).toEqual([false, false, true, true]);
+  });
+});

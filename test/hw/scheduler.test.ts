@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { Scheduler } from '../../hw/scheduler.js';
+
+/** Schedule `n` events at the same instant (and a few later) and return the order they ran in. */
+function order(seed: number, n = 12): string[] {
+  const s = new Scheduler(seed);
+  const ran: string[] = [];
+  for (let i = 0; i < n; i++) s.schedule(100, () => ran.push(`a${i}`));
+  s.schedule(50, () => ran.push('early'));
+  s.schedule(200, () => ran.push('late'));
+  s.runSyncUntilIdle();
+  return ran;
+}
+
+describe('scheduler determinism', () => {
+  it('runs simultaneous events in the same order for the same seed', () => {
+    expect(order(42)).toEqual(order(42));
+    expect(order(7)).toEqual(order(7));
+  });
+
+  it('orders simultaneous events differently for different seeds', () => {
+    const orders = new Set([1, 2, 3, 4, 5, 6].map((seed) => order(seed).join(',')));
+    expect(orders.size).toBeGreaterThan(1);
+  });
+
+  it('keeps time order whatever the seed: earlier events first, later events last', () => {
+    for (const seed of [1, 2, 3]) {
+      const o = order(seed);
+      expect(o[0]).toBe('early');
+      expect(o[o.length - 1]).toBe('late');
+      expect(o.slice(1, -1).sort()).toEqual(Array.from({ length: 12 }, (_, i) => `a${i}`).sort());
+    }
+  });
+
+  it('advances virtual time only by running events', () => {
+    const s = new Scheduler(1);
+    const at: number[] = [];
+    s.schedule(30, () => at.push(s.now));
+    s.schedule(10, () => s.schedule(5, () => at.push(s.now)));
+    expect(s.now).toBe(0);
+    s.runSyncUntilIdle();
+    expect(at).toEqual([15, 30]);
+    expect(s.now).toBe(30);
+  });
+});
