@@ -10,11 +10,22 @@ export interface MemReserve {
   size: number;
 }
 
+/** One entry of a phandle list: the node it names and the argument cells after the phandle. */
+export interface OfPhandleArgs {
+  node: DtNode;
+  args: number[];
+}
+
+/** The kernel's MAX_PHANDLE_ARGS: no specifier may have more argument cells than this. */
+export const MAX_PHANDLE_ARGS = 16;
+
 export class DtNode {
   readonly children: DtNode[] = [];
   readonly properties = new Map<string, Uint8Array>();
   /** Byte offset of the node's BEGIN_NODE token in the blob it came from (null when built). */
   offset: number | null = null;
+  /** Byte offset of each property's FDT_PROP token in the blob it came from (empty when built). */
+  readonly propertyOffsets = new Map<string, number>();
 
   constructor(
     /** Node name with unit address, e.g. "iommu@2b400000"; "" for the root. */
@@ -41,6 +52,11 @@ export class DtNode {
     return at < 0 ? null : this.name.slice(at + 1);
   }
 
+  /** Where a property came from in the blob (its FDT_PROP token), else the node's offset. */
+  propOffset(name: string): number | null {
+    return this.propertyOffsets.get(name) ?? this.offset;
+  }
+
   has(name: string): boolean {
     return this.properties.has(name);
   }
@@ -58,7 +74,7 @@ export class DtNode {
     const v = this.properties.get(name);
     if (v === undefined) return undefined;
     if (v.length % 4 !== 0) {
-      throw new FirmwareError('dtb', `property "${name}" is ${v.length} bytes, not a whole number of cells`, null, this.path);
+      throw new FirmwareError('dtb', `property "${name}" is ${v.length} bytes, not a whole number of cells`, this.propOffset(name), this.path);
     }
     const out: number[] = new Array(v.length / 4);
     const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
@@ -71,7 +87,7 @@ export class DtNode {
     const c = this.cells(name);
     if (c === undefined) return undefined;
     if (c.length !== 1) {
-      throw new FirmwareError('dtb', `property "${name}" has ${c.length} cells, expected 1`, null, this.path);
+      throw new FirmwareError('dtb', `property "${name}" has ${c.length} cells, expected 1`, this.propOffset(name), this.path);
     }
     return c[0];
   }
@@ -82,7 +98,7 @@ export class DtNode {
     if (v === undefined) return undefined;
     if (v.length === 0) return [];
     if (v[v.length - 1] !== 0) {
-      throw new FirmwareError('dtb', `property "${name}" is not a NUL-terminated string list`, null, this.path);
+      throw new FirmwareError('dtb', `property "${name}" is not a NUL-terminated string list`, this.propOffset(name), this.path);
     }
     const out: string[] = [];
     let start = 0;
@@ -161,14 +177,20 @@ export class DeviceTree {
     return n;
   }
 
-  /** The node with this phandle; undefined if none. */
+  /**
+   * The node with this phandle; undefined if none. Phandle 0 names no node, and when two nodes
+   * claim one phandle the first in tree order wins, as of_find_node_by_phandle() finds it.
+   */
+  // kernel: of_find_node_by_phandle()
   byPhandle(ph: number): DtNode | undefined {
+    if (ph === 0) return undefined;
     if (!this.phandles) {
-      this.phandles = new Map();
+      const map = new Map<number, DtNode>();
       for (const n of this.root.walk()) {
         const p = n.phandle;
-        if (p !== undefined) this.phandles.set(p, n);
+        if (p !== undefined && !map.has(p)) map.set(p, n);
       }
+      this.phandles = map;
     }
     return this.phandles.get(ph);
   }
@@ -177,9 +199,53 @@ export class DeviceTree {
   resolvePhandle(ph: number, from: DtNode, prop: string): DtNode {
     const n = this.byPhandle(ph);
     if (!n) {
-      throw new FirmwareError('dtb', `property "${prop}" references phandle ${ph}, which no node has`, from.offset, from.path);
+      throw new FirmwareError('dtb', `property "${prop}" references phandle ${ph}, which no node has`, from.propOffset(prop), from.path);
     }
     return n;
+  }
+
+  /**
+   * Decode a phandle list such as `iommus`, `interrupts-extended` or `msi-parent`: each entry is
+   * a phandle followed by as many cells as the named node's `cellsName` property says. When that
+   * property is absent, `defaultCells` is used if given, else it is a FirmwareError. A zero
+   * phandle is an empty entry with no arguments; it is returned as null, as the kernel's
+   * iterator reports it. Dangling phandles and lists that end mid-entry raise FirmwareError.
+   */
+  // kernel: of_parse_phandle_with_args()
+  phandleArgs(from: DtNode, listName: string, cellsName: string, defaultCells?: number): (OfPhandleArgs | null)[] {
+    const list = from.cells(listName);
+    if (list === undefined) return [];
+    const out: (OfPhandleArgs | null)[] = [];
+    let i = 0;
+    while (i < list.length) {
+      const ph = list[i++]!;
+      if (ph === 0) {
+        out.push(null);
+        continue;
+      }
+      const node = this.resolvePhandle(ph, from, listName);
+      let count = node.u32(cellsName);
+      if (count === undefined) {
+        if (defaultCells === undefined) {
+          throw new FirmwareError('dtb', `property "${listName}" names ${node.path}, which has no "${cellsName}"`, from.propOffset(listName), from.path);
+        }
+        count = defaultCells;
+      }
+      if (count > MAX_PHANDLE_ARGS) {
+        throw new FirmwareError('dtb', `"${cellsName}" of ${node.path} is ${count}, more than ${MAX_PHANDLE_ARGS}`, node.propOffset(cellsName), node.path);
+      }
+      if (i + count > list.length) {
+        throw new FirmwareError(
+          'dtb',
+          `property "${listName}": ${node.path} takes ${count} cells (${cellsName}) but only ${list.length - i} remain`,
+          from.propOffset(listName),
+          from.path,
+        );
+      }
+      out.push({ node, args: list.slice(i, i + count) });
+      i += count;
+    }
+    return out;
   }
 
   /** Forget cached lookups after the tree was edited. */
