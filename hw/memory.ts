@@ -29,8 +29,14 @@ export interface RamRegion {
   size: number;
 }
 
+/** A resident frame: its bytes and a DataView made once, so a frame switch allocates nothing. */
+interface Frame {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+}
+
 export class PhysicalMemory {
-  private readonly frames = new Map<number, Uint8Array>();
+  private readonly frames = new Map<number, Frame>();
   private readonly regions: RamRegion[] = [];
   // One-entry cache of the last frame touched: most accesses hit the same page.
   private lastPfn = -1;
@@ -78,13 +84,14 @@ export class PhysicalMemory {
     if (!f) {
       if (!this.isRam(pa, len)) throw new BusError(pa, len, op);
       if (!create) return null;
-      f = new Uint8Array(FRAME_SIZE);
+      const bytes = new Uint8Array(FRAME_SIZE);
+      f = { bytes, view: new DataView(bytes.buffer) };
       this.frames.set(pfn, f);
     }
     this.lastPfn = pfn;
-    this.lastFrame = f;
-    this.lastView = new DataView(f.buffer, f.byteOffset, f.byteLength);
-    return f;
+    this.lastFrame = f.bytes;
+    this.lastView = f.view;
+    return f.bytes;
   }
 
   private viewFor(pa: number, len: number, op: 'read' | 'write', create: boolean): DataView | null {
