@@ -6,8 +6,9 @@
 import type { Bench, BenchResult } from './harness.js';
 import { benches as memory } from './memory.bench.js';
 import { benches as pgtable } from './pgtable.bench.js';
+import { benches as smmuV3Model } from './smmu-v3-model.bench.js';
 
-const ALL: readonly Bench[] = [...memory, ...pgtable];
+const ALL: readonly Bench[] = [...memory, ...pgtable, ...smmuV3Model];
 
 interface Args {
   json: boolean;

@@ -12,7 +12,11 @@
  * - a PCIe root complex for every outermost node with `iommu-map` or device_type "pci" (ECAM when
  *   it is `pci-host-ecam-generic`), with an endpoint for each PCI child node;
  * - a platform DMA master for every enabled node with `iommus`, each stream routed to its IOMMU's
- *   port, or straight to the interconnect when that IOMMU has no model or is disabled.
+ *   port, or straight to the interconnect when that IOMMU has no model or is disabled;
+ * - a DMA test engine (hw/masters/test-engine.ts) for every enabled `iommu-sim,dma-test-engine`
+ *   node: registers at its first `reg` region, its first interrupt, streams from `iommus` as for any
+ *   platform master (first cell of each specifier), or one stream (ID 0) straight to the
+ *   interconnect when it has no `iommus`. Engines are platform masters too (in `masters`).
  * Enabled nodes with a compatible that none of this covers are listed in `skippedNodes`. Problems
  * a real board's firmware can have (overlapping regions, an address no `ranges` translates, a
  * value out of range) are reported in `warnings` and the device is skipped; structurally malformed
@@ -57,6 +61,7 @@ import { findIommuModel, isSmmuNode } from './iommu-models.js';
 import { Interconnect } from './interconnect.js';
 import type { DmaMaster, StreamRoute } from './masters/dma-master.js';
 import { PlatformDmaMaster } from './masters/platform.js';
+import { DMA_TEST_ENGINE_COMPATIBLE, DmaTestEngine, TE_REGION_SIZE } from './masters/test-engine.js';
 import { FRAME_SIZE, PhysicalMemory } from './memory.js';
 import type { MmioDevice, MmioRegion } from './mmio.js';
 import { MmioMap, MmioOverlapError, ZeroDevice } from './mmio.js';
@@ -68,6 +73,7 @@ import { Scheduler } from './scheduler.js';
 import { Trace } from './trace.js';
 
 // Built-in IOMMU models register themselves when imported; add their modules here.
+import './smmu-v3/index.js';
 
 const log = createDebug('iommu:hw:machine');
 
@@ -174,6 +180,8 @@ export class Machine {
   readonly iommus = new Map<string, IommuEntry>();
   /** Platform DMA masters by DT path. */
   readonly masters = new Map<string, PlatformDmaMaster>();
+  /** DMA test engines by DT path (each is also in `masters`). */
+  readonly testEngines = new Map<string, DmaTestEngine>();
   readonly mastersFirmware = new Map<string, MasterFirmwareInfo>();
   readonly pciHosts = new Map<string, PcieRootComplex>();
   readonly skippedNodes: SkippedNode[] = [];
@@ -283,7 +291,51 @@ export class Machine {
     if (this.masters.has(name)) throw new Error(`DMA master ${name} already exists`);
     const canStall = opts.canStall ?? false;
     const pasidBits = opts.pasidBits ?? 0;
-    const routes: StreamRoute[] = streams.map((s) => {
+    const master = new PlatformDmaMaster(name, this.platformRoutes(name, streams, canStall, pasidBits), this.endpointCtx, { canStall, pasidBits });
+    this.masters.set(name, master);
+    return master;
+  }
+
+  /**
+   * Add a DMA test engine with its registers at [base, base+size) (at least 64 KiB; throws
+   * MmioOverlapError on overlap) and its streams routed as a platform master's.
+   */
+  addTestEngine(
+    name: string,
+    region: PhysRange,
+    streams: readonly { streamId: number; iommu: string | null; cells?: readonly number[] }[],
+    opts: { canStall?: boolean; pasidBits?: number; irq?: IrqLine | null } = {},
+  ): DmaTestEngine {
+    if (this.masters.has(name)) throw new Error(`DMA master ${name} already exists`);
+    if (region.size < TE_REGION_SIZE) {
+      throw new Error(`register region of ${hex(region.size)} bytes is smaller than the test engine's ${hex(TE_REGION_SIZE)}`);
+    }
+    const canStall = opts.canStall ?? false;
+    const pasidBits = opts.pasidBits ?? 0;
+    const scheduler = this.scheduler;
+    const ctx = {
+      trace: this.trace,
+      now: () => scheduler.now,
+      schedule: (delayNs: number, fn: () => void, label: string) => scheduler.schedule(delayNs, fn, label),
+    };
+    const engine = new DmaTestEngine(name, this.platformRoutes(name, streams, canStall, pasidBits), ctx, {
+      canStall,
+      pasidBits,
+      irq: opts.irq ?? null,
+    });
+    this.mapMmio(region.base, region.size, engine);
+    this.masters.set(name, engine);
+    this.testEngines.set(name, engine);
+    return engine;
+  }
+
+  private platformRoutes(
+    name: string,
+    streams: readonly { streamId: number; iommu: string | null; cells?: readonly number[] }[],
+    canStall: boolean,
+    pasidBits: number,
+  ): StreamRoute[] {
+    return streams.map((s) => {
       const info: IommuMasterInfo = {
         name,
         streamId: s.streamId,
@@ -294,9 +346,6 @@ export class Machine {
       };
       return { streamId: s.streamId, ...this.portFor(s.iommu, info) };
     });
-    const master = new PlatformDmaMaster(name, routes, this.endpointCtx, { canStall, pasidBits });
-    this.masters.set(name, master);
-    return master;
   }
 
   /** Add a PCIe host bridge (with its ECAM window mapped when given). */
@@ -489,6 +538,7 @@ class DeviceTreeInstantiator {
     this.interruptControllers();
     this.iommus();
     this.pciHosts();
+    this.testEngines();
     this.platformMasters();
     this.fallbackRam();
     this.skipped();
@@ -802,7 +852,7 @@ class DeviceTreeInstantiator {
   private platformMasters(): void {
     for (const n of this.enabled) {
       // Functions below a PCI host take their stream IDs from the host's iommu-map.
-      if (!hasProp(n, 'iommus') || underPciBus(n)) continue;
+      if (!hasProp(n, 'iommus') || underPciBus(n) || isCompatible(n, DMA_TEST_ENGINE_COMPATIBLE)) continue;
       const refs = readIommus(this.index, n);
       this.handled.add(n);
       if (refs.length === 0) continue;
@@ -823,6 +873,37 @@ class DeviceTreeInstantiator {
         ),
       );
     }
+  }
+
+  // -- DMA test engines ----------------------------------------------------------------------
+
+  private testEngines(): void {
+    for (const n of this.enabled) {
+      if (!isCompatible(n, DMA_TEST_ENGINE_COMPATIBLE) || underPciBus(n)) continue;
+      this.handled.add(n);
+      this.attempt(n, 'DMA test engine', () => this.testEngine(n));
+    }
+  }
+
+  private testEngine(n: FirmwareNode): void {
+    const [region] = readRegions(n);
+    if (!region) throw new Error('no "reg" for its registers');
+    const refs = hasProp(n, 'iommus') ? readIommus(this.index, n) : [];
+    const pasidBits = propU32(n, 'pasid-num-bits') ?? 0;
+    if (pasidBits > 20) throw new MachineFirmwareError(`"pasid-num-bits" is ${pasidBits}, more than 20`, n.path);
+    const canStall = hasProp(n, 'dma-can-stall');
+    const streams =
+      refs.length > 0
+        ? refs.map((r) => ({ streamId: r.cells[0] ?? 0, iommu: r.iommu.path, cells: r.cells }))
+        : [{ streamId: 0, iommu: null }];
+    const [irq] = this.lines(n);
+    this.m.addTestEngine(n.path, region, streams, { canStall, pasidBits, irq: irq ?? null });
+    this.m.mastersFirmware.set(n.path, {
+      node: n.path,
+      iommus: refs.map((r) => ({ iommu: r.iommu.path, cells: r.cells })),
+      canStall,
+      pasidBits,
+    });
   }
 
   // -- the rest -----------------------------------------------------------------------------

@@ -1,0 +1,444 @@
+/**
+ * The SMMUv3 Command queue: commands fetched from memory and executed in scheduler steps (a batch
+ * per step, each command costing `timing.commandNs` of virtual time), never inside the PROD write
+ * that announced them, and never while CR0ACK.CMDQEN is clear.
+ *
+ * Supports: CMD_PREFETCH_CONFIG/ADDR, CMD_CFGI_STE/STE_RANGE/CD/CD_ALL/ALL, CMD_TLBI_NH_ALL/ASID/
+ * VA/VAA, CMD_TLBI_EL2_ALL/ASID/VA/VAA (per CR2.E2H), CMD_TLBI_S12_VMALL, CMD_TLBI_S2_IPA,
+ * CMD_TLBI_NSNH_ALL, range invalidation (TG/NUM/SCALE and the TTL hint, with IDR3.RIL), CMD_ATC_INV
+ * (sent to the endpoint bound to the StreamID; its completion is awaited by the next CMD_SYNC),
+ * CMD_PRI_RESP, CMD_RESUME, CMD_STALL_TERM, CMD_SYNC with CS = NONE / IRQ (MSI or wired) / SEV and
+ * the "prior events visible" guarantee. Errors stop the queue with CMDQ_CONS.ERR set, CONS left on
+ * the command, and GERROR.CMDQ_ERR activated: CERROR_ILL (unknown opcode, a command for an
+ * unimplemented feature, SSec on the Non-secure queue, Reserved field encodings), CERROR_ABT (the
+ * command read aborted), CERROR_ATC_INV_SYNC (a CMD_SYNC found an ATC invalidation unanswered after
+ * `timing.atcInvTimeoutNs`). Consumption resumes when software acknowledges GERRORN.
+ * Does not support: the Secure Command queue and its commands (CMD_TLBI_EL3_* are CERROR_ILL),
+ * CMD_CFGI_VMS_PIDM (no MPAM: CERROR_ILL), CMD_PREFETCH_ADDR filling the TLB (it is accepted and
+ * does nothing).
+ */
+import createDebug from 'debug';
+import type { AtcInvalidation, AtsEndpoint, PageResponseCode } from '../dma.js';
+import { BusError } from '../memory.js';
+import type { Scheduler } from '../scheduler.js';
+import type { Trace } from '../trace.js';
+import type { WalkMemory } from '../walker/walker.js';
+import type { ConfigCache } from './config.js';
+import type { EventQueue } from './events.js';
+import * as F from './formats.js';
+import type { Interrupts } from './interrupts.js';
+import type { ResolvedOptions } from './options.js';
+import type { PriQueue } from './priq.js';
+import { SmmuQueue } from './queue.js';
+import {
+  CERROR_ABT,
+  CERROR_ATC_INV_SYNC,
+  CERROR_ILL,
+  CMDQ_CONS_ERR,
+  GERROR_CMDQ_ERR,
+  GERROR_MSI_CMDQ_ABT_ERR,
+  STALL_MODEL_TERMINATE,
+} from './regs.js';
+import {
+  KIND_MASK_ALL,
+  KIND_MASK_S1,
+  KIND_MASK_S12,
+  KIND_MASK_S2,
+  type Tlb,
+  type TlbScope,
+  WORLD_NS_EL1,
+  WORLD_NS_EL2,
+  WORLD_NS_EL2_E2H,
+} from './tlb.js';
+
+const log = createDebug('iommu:hw:smmu-v3:cmdq');
+
+/** What command execution needs from the rest of the SMMU. */
+export interface CommandContext {
+  /** CR2.E2H as currently programmed. */
+  e2h(): boolean;
+  /** The endpoint bound to a StreamID. */
+  endpoint(sid: number): AtsEndpoint | undefined;
+  /** CMD_PREFETCH_CONFIG: load the STE (and CD) into the configuration cache, silently. */
+  prefetchConfig(sid: number, ssidValid: boolean, ssid: number): void;
+  /** CMD_RESUME: retry or terminate the stalled transaction (sid, stag). */
+  resume(sid: number, stag: number, retry: boolean, abort: boolean): void;
+  /** CMD_STALL_TERM: terminate every stalled transaction of `sid`. */
+  stallTerm(sid: number): void;
+}
+
+export interface CommandQueueStats {
+  /** Commands consumed, by opcode name. */
+  consumed: Record<string, number>;
+  total: number;
+  syncs: number;
+  errors: number;
+  /** ATC invalidations sent to endpoints / that timed out. */
+  atcInvalidations: number;
+  atcTimeouts: number;
+}
+
+const EXEC_OK = 0;
+const EXEC_ILL = 1;
+/** CMD_SYNC waiting for ATC invalidation completions: retry the same command later. */
+const EXEC_WAIT = 2;
+const EXEC_ATC_TIMEOUT = 3;
+
+export class CommandQueue {
+  readonly q: SmmuQueue;
+  /** CR0ACK.CMDQEN. */
+  enabled = false;
+  readonly stats: CommandQueueStats = { consumed: {}, total: 0, syncs: 0, errors: 0, atcInvalidations: 0, atcTimeouts: 0 };
+  private readonly words = new Uint32Array(4);
+  private stepEvent: { cancel(): void; readonly time: number } | null = null;
+  /** Outstanding ATC invalidations: id → deadline (virtual ns). */
+  private readonly atcPending = new Map<number, number>();
+  private atcNextId = 0;
+  private readonly scope: TlbScope = { world: 0, vmid: -1, asid: -1, kinds: 0, globals: false, nonGlobalOnly: false };
+  /** Observers of every command consumed (tests, traces). */
+  onCommand: ((opcode: number, words: Uint32Array) => void) | null = null;
+
+  constructor(
+    private readonly opts: ResolvedOptions,
+    private readonly scheduler: Scheduler,
+    private readonly mem: WalkMemory,
+    private readonly cache: ConfigCache,
+    private readonly tlb: Tlb,
+    private readonly events: EventQueue,
+    private readonly priq: PriQueue,
+    private readonly irq: Interrupts,
+    private readonly ctx: CommandContext,
+    private readonly trace: Trace | null,
+  ) {
+    this.q = new SmmuQueue('CMDQ', F.CMD_BYTES, opts.cmdqLog2);
+  }
+
+  /** CONS as software reads it: index + wrap (bits above the queue size read as zero) and ERR. */
+  get consRegister(): number {
+    return ((this.q.cons & this.q.ptrMask) | (this.q.cons & CMDQ_CONS_ERR.mask)) >>> 0;
+  }
+
+  /** Something changed that may let the queue make progress: schedule a step. */
+  kick(): void {
+    if (!this.enabled || this.irq.isActive(GERROR_CMDQ_ERR.mask) || this.q.isEmpty()) return;
+    const batch = Math.min(this.q.occupancy(), this.opts.timing.commandsPerStep);
+    this.scheduleStep(Math.max(1, batch) * this.opts.timing.commandNs);
+  }
+
+  private scheduleStep(delay: number): void {
+    const at = this.scheduler.now + delay;
+    if (this.stepEvent !== null) {
+      if (this.stepEvent.time <= at) return;
+      this.stepEvent.cancel();
+    }
+    this.stepEvent = this.scheduler.schedule(
+      delay,
+      () => {
+        this.stepEvent = null;
+        this.step();
+      },
+      `${this.opts.name} CMDQ`,
+    );
+  }
+
+  /** Consume up to one batch of commands. */
+  step(): void {
+    if (!this.enabled || this.irq.isActive(GERROR_CMDQ_ERR.mask)) return;
+    const q = this.q;
+    const base = q.baseAddr;
+    const indexMask = q.entries - 1;
+    let n = 0;
+    while (n < this.opts.timing.commandsPerStep && !q.isEmpty()) {
+      const addr = base + (q.cons & indexMask) * F.CMD_BYTES;
+      try {
+        for (let i = 0; i < 4; i++) this.words[i] = this.mem.read32(addr + i * 4);
+      } catch (e) {
+        if (!(e instanceof BusError)) throw e;
+        this.error(CERROR_ABT, `reading the command at PA 0x${addr.toString(16)} aborted`);
+        return;
+      }
+      const r = this.execute(this.words);
+      if (r === EXEC_ILL) {
+        this.error(CERROR_ILL, `illegal command ${this.describe(this.words)} at index ${q.index(q.cons)}`);
+        return;
+      }
+      if (r === EXEC_ATC_TIMEOUT) {
+        this.error(CERROR_ATC_INV_SYNC, 'CMD_SYNC: an ATC invalidation was not answered in time');
+        return;
+      }
+      if (r === EXEC_WAIT) return; // the sync reschedules itself
+      q.cons = SmmuQueue.withPtr(q.cons, q.next(q.cons), q.ptrMask);
+      n++;
+    }
+    if (!q.isEmpty()) this.kick();
+  }
+
+  private error(code: number, why: string): void {
+    this.stats.errors++;
+    log('%s: command queue error %d: %s', this.opts.name, code, why);
+    this.q.cons = CMDQ_CONS_ERR.set(this.q.cons, code);
+    this.irq.activateError(GERROR_CMDQ_ERR.mask);
+  }
+
+  private describe(w: Uint32Array): string {
+    const op = F.CMD_OPCODE.get(w);
+    const name = F.COMMAND_NAMES.get(op) ?? `opcode 0x${op.toString(16)}`;
+    return `${name} [${[...w].map((x) => `0x${x.toString(16).padStart(8, '0')}`).join(' ')}]`;
+  }
+
+  private count(op: number): void {
+    const name = F.COMMAND_NAMES.get(op) ?? 'unknown';
+    this.stats.consumed[name] = (this.stats.consumed[name] ?? 0) + 1;
+    this.stats.total++;
+  }
+
+  /** Execute one command. */
+  private execute(w: Uint32Array): number {
+    const o = this.opts;
+    const op = F.CMD_OPCODE.get(w);
+    if (F.CMD_SSEC.isSet(w)) return EXEC_ILL; // SSec is only meaningful on the Secure queue.
+    const sid = F.CMD_STREAMID.get(w);
+    switch (op) {
+      case F.CMD_PREFETCH_CONFIG:
+        this.ctx.prefetchConfig(sid, F.CMD_SSV.isSet(w), F.CMD_SUBSTREAMID.get(w));
+        break;
+      case F.CMD_PREFETCH_ADDR:
+        break;
+      case F.CMD_CFGI_STE:
+        this.cache.invalidateSte(sid, F.CMD_CFGI_LEAF.isSet(w));
+        break;
+      case F.CMD_CFGI_STE_RANGE:
+        this.cache.invalidateSteRange(sid, F.CMD_CFGI_RANGE.get(w));
+        break;
+      case F.CMD_CFGI_CD:
+        if (!o.stage1) return EXEC_ILL;
+        this.cache.invalidateCd(sid, F.CMD_SUBSTREAMID.get(w), F.CMD_CFGI_LEAF.isSet(w));
+        break;
+      case F.CMD_CFGI_CD_ALL:
+        if (!o.stage1) return EXEC_ILL;
+        this.cache.invalidateCdAll(sid);
+        break;
+      case F.CMD_TLBI_NH_ALL:
+      case F.CMD_TLBI_NH_ASID:
+      case F.CMD_TLBI_NH_VA:
+      case F.CMD_TLBI_NH_VAA:
+        if (!o.stage1) return EXEC_ILL;
+        if (!this.tlbiNh(op, w)) return EXEC_ILL;
+        break;
+      case F.CMD_TLBI_EL2_ALL:
+      case F.CMD_TLBI_EL2_ASID:
+      case F.CMD_TLBI_EL2_VA:
+      case F.CMD_TLBI_EL2_VAA:
+        if (!o.hyp || !o.stage1) return EXEC_ILL;
+        if (!this.tlbiEl2(op, w)) return EXEC_ILL;
+        break;
+      case F.CMD_TLBI_S12_VMALL:
+        if (!o.stage2) return EXEC_ILL;
+        this.setScope(WORLD_NS_EL1, F.CMD_TLBI_VMID.get(w), -1, KIND_MASK_ALL, true, false);
+        this.tlb.invalidateScope(this.scope);
+        break;
+      case F.CMD_TLBI_S2_IPA: {
+        if (!o.stage2) return EXEC_ILL;
+        this.setScope(WORLD_NS_EL1, F.CMD_TLBI_VMID.get(w), -1, KIND_MASK_S2, false, false);
+        if (!this.tlbiRange(w, F.CMD_TLBI_IPA.get(w))) return EXEC_ILL;
+        break;
+      }
+      case F.CMD_TLBI_NSNH_ALL:
+        this.setScope(WORLD_NS_EL1, -1, -1, KIND_MASK_ALL, true, false);
+        this.tlb.invalidateScope(this.scope);
+        break;
+      case F.CMD_ATC_INV:
+        if (!o.ats) return EXEC_ILL;
+        this.atcInvalidate(w, sid);
+        break;
+      case F.CMD_PRI_RESP: {
+        if (!o.pri) return EXEC_ILL;
+        const resp = F.CMD_PRI_RESP_CODE.get(w);
+        if (resp === 3) return EXEC_ILL;
+        const code: PageResponseCode = resp === F.PRI_RESP_SUCC ? 'success' : resp === F.PRI_RESP_FAIL ? 'failure' : 'invalid';
+        const ssv = F.CMD_SSV.isSet(w) && o.ssidBits > 0;
+        this.priq.respond(sid, F.CMD_PRI_PRGINDEX.get(w), ssv, ssv ? F.CMD_SUBSTREAMID.get(w) : 0, code);
+        break;
+      }
+      case F.CMD_RESUME:
+        if (o.stallModel === STALL_MODEL_TERMINATE) return EXEC_ILL;
+        this.ctx.resume(sid, F.CMD_RESUME_STAG.get(w), F.CMD_RESUME_AC.isSet(w), F.CMD_RESUME_AB.isSet(w) || o.abortOnlyTermination);
+        break;
+      case F.CMD_STALL_TERM:
+        if (o.stallModel === STALL_MODEL_TERMINATE) return EXEC_ILL;
+        this.ctx.stallTerm(sid);
+        break;
+      case F.CMD_SYNC: {
+        const r = this.sync(w);
+        if (r !== EXEC_OK) return r;
+        break;
+      }
+      default:
+        return EXEC_ILL;
+    }
+    this.count(op);
+    this.onCommand?.(op, w);
+    if (this.trace?.active) {
+      this.trace.emit({
+        kind: 'custom',
+        time: this.scheduler.now,
+        track: this.opts.name,
+        name: 'smmu-v3 command',
+        args: { command: F.COMMAND_NAMES.get(op) ?? op, sid },
+      });
+    }
+    return EXEC_OK;
+  }
+
+  private setScope(world: number, vmid: number, asid: number, kinds: number, globals: boolean, nonGlobalOnly: boolean): void {
+    const s = this.scope;
+    s.world = world;
+    // VMID is only matched when stage 2 is implemented; otherwise entries carry VMID 0.
+    s.vmid = this.opts.stage2 ? vmid : -1;
+    s.asid = asid;
+    s.kinds = kinds;
+    s.globals = globals;
+    s.nonGlobalOnly = nonGlobalOnly;
+  }
+
+  private tlbiNh(op: number, w: Uint32Array): boolean {
+    const vmid = F.CMD_TLBI_VMID.get(w);
+    const asid = F.CMD_TLBI_ASID.get(w);
+    const s1 = KIND_MASK_S1 | KIND_MASK_S12;
+    switch (op) {
+      case F.CMD_TLBI_NH_ALL:
+        this.setScope(WORLD_NS_EL1, vmid, -1, s1, true, false);
+        this.tlb.invalidateScope(this.scope);
+        return true;
+      case F.CMD_TLBI_NH_ASID:
+        this.setScope(WORLD_NS_EL1, vmid, asid, s1, false, true);
+        this.tlb.invalidateScope(this.scope);
+        return true;
+      case F.CMD_TLBI_NH_VA:
+        this.setScope(WORLD_NS_EL1, vmid, asid, s1, true, false);
+        return this.tlbiVa(w);
+      default:
+        this.setScope(WORLD_NS_EL1, vmid, -1, s1, true, false);
+        return this.tlbiVa(w);
+    }
+  }
+
+  private tlbiEl2(op: number, w: Uint32Array): boolean {
+    const asid = F.CMD_TLBI_ASID.get(w);
+    const e2h = this.ctx.e2h();
+    const world = e2h ? WORLD_NS_EL2_E2H : WORLD_NS_EL2;
+    switch (op) {
+      case F.CMD_TLBI_EL2_ALL:
+        this.setScope(WORLD_NS_EL2, -1, -1, KIND_MASK_S1, true, false);
+        this.tlb.invalidateScope(this.scope);
+        this.setScope(WORLD_NS_EL2_E2H, -1, -1, KIND_MASK_S1, true, false);
+        this.tlb.invalidateScope(this.scope);
+        return true;
+      case F.CMD_TLBI_EL2_ASID:
+        this.setScope(WORLD_NS_EL2_E2H, -1, asid, KIND_MASK_S1, false, true);
+        this.tlb.invalidateScope(this.scope);
+        return true;
+      case F.CMD_TLBI_EL2_VA:
+        this.setScope(world, -1, e2h ? asid : -1, KIND_MASK_S1, true, false);
+        return this.tlbiVa(w);
+      default:
+        this.setScope(world, -1, -1, KIND_MASK_S1, true, false);
+        return this.tlbiVa(w);
+    }
+  }
+
+  /** A by-VA invalidation in the current scope. VAs with bits [63:53] set hit nothing we cache. */
+  private tlbiVa(w: Uint32Array): boolean {
+    if (F.CMD_TLBI_ADDR_TOP.get(w) !== 0) return this.rangeFieldsLegal(w);
+    return this.tlbiRange(w, F.CMD_TLBI_ADDR.get(w));
+  }
+
+  /** TG/NUM/SCALE/TTL checks: the Reserved encodings raise CERROR_ILL. */
+  private rangeFieldsLegal(w: Uint32Array): boolean {
+    if (!this.opts.rangeInvalidation) return true; // the fields are RES0 and ignored
+    const tg = F.CMD_TLBI_TG.get(w);
+    if (tg === 0) return true;
+    const ttl = F.CMD_TLBI_TTL.get(w);
+    if (F.CMD_TLBI_NUM.get(w) === 0 && F.CMD_TLBI_SCALE.get(w) === 0 && ttl === 0) return false;
+    if (tg === 2 && ttl === 1) return false; // 16K level 1 needs IDR5.DS
+    return true;
+  }
+
+  private tlbiRange(w: Uint32Array, addr: number): boolean {
+    if (!this.rangeFieldsLegal(w)) return false;
+    const tg = this.opts.rangeInvalidation ? F.CMD_TLBI_TG.get(w) : 0;
+    if (tg === 0) {
+      this.tlb.invalidateRange(this.scope, addr, addr + 1, 0, 0);
+      return true;
+    }
+    const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
+    const pages = (F.CMD_TLBI_NUM.get(w) + 1) * 2 ** F.CMD_TLBI_SCALE.get(w);
+    const ttl = F.CMD_TLBI_TTL.get(w);
+    this.tlb.invalidateRange(this.scope, addr, addr + pages * 2 ** granuleShift, granuleShift, ttl);
+    return true;
+  }
+
+  // ---- ATC invalidation ----------------------------------------------------------------------
+
+  private atcInvalidate(w: Uint32Array, sid: number): void {
+    const size = F.CMD_ATC_SIZE.get(w);
+    const all = size >= 52 || F.CMD_ATC_ADDR_TOP.get(w) !== 0;
+    const bytes = all ? Infinity : 4096 * 2 ** size;
+    const addr = F.CMD_ATC_ADDR.get(w);
+    const inv: AtcInvalidation = {
+      ssid: F.CMD_SSV.isSet(w) ? F.CMD_SUBSTREAMID.get(w) : null,
+      global: F.CMD_ATC_GLOBAL.isSet(w),
+      addr: all ? 0 : addr - (addr % bytes),
+      size: bytes,
+    };
+    const id = this.atcNextId++;
+    this.atcPending.set(id, this.scheduler.now + this.opts.timing.atcInvTimeoutNs);
+    this.stats.atcInvalidations++;
+    const ep = this.ctx.endpoint(sid);
+    if (ep === undefined) {
+      log('%s: CMD_ATC_INV for StreamID %d: no endpoint answers', this.opts.name, sid);
+      return;
+    }
+    ep.invalidateAtc(inv, () => {
+      if (!this.atcPending.delete(id)) return; // answered after the SMMU gave up on it
+      if (this.atcPending.size === 0) this.kick();
+    });
+  }
+
+  // ---- CMD_SYNC --------------------------------------------------------------------------------
+
+  private sync(w: Uint32Array): number {
+    const cs = F.CMD_SYNC_CS.get(w);
+    if (cs === 3) return EXEC_ILL;
+    if (this.atcPending.size > 0) {
+      let earliest = Infinity;
+      for (const d of this.atcPending.values()) earliest = Math.min(earliest, d);
+      if (earliest <= this.scheduler.now) {
+        this.stats.atcTimeouts += this.atcPending.size;
+        this.atcPending.clear();
+        return EXEC_ATC_TIMEOUT;
+      }
+      this.scheduleStep(earliest - this.scheduler.now);
+      return EXEC_WAIT;
+    }
+    // Records of transactions terminated before the sync become visible first.
+    this.events.flush();
+    this.stats.syncs++;
+    if (cs === F.SYNC_CS_IRQ) {
+      const addr = F.CMD_SYNC_MSIADDR.get(w);
+      if (this.opts.msi && addr !== 0) {
+        this.irq.stats.msi['cmdq-sync']++;
+        this.irq.msi(addr, F.CMD_SYNC_MSIDATA.get(w), GERROR_MSI_CMDQ_ABT_ERR.mask);
+      }
+      this.irq.wired('cmdq-sync');
+    } else if (cs === F.SYNC_CS_SEV && this.opts.sev) {
+      this.irq.stats.sev++;
+    }
+    return EXEC_OK;
+  }
+
+  /** Software acknowledged CMDQ_ERR: clear CONS.ERR's meaning and continue from CONS. */
+  resumeAfterError(): void {
+    this.kick();
+  }
+}

@@ -1,0 +1,765 @@
+/**
+ * An Arm SMMUv3 (Non-secure programming interface): the register file of pages 0 and 1 behind one
+ * MMIO handler, the DMA port its upstream masters submit to, and the wiring of the units that do
+ * the work (configuration caches, TLB, walker, Command/Event/PRI queues, interrupts, stalls).
+ *
+ * Supports:
+ * - registers: IDR0-5/IIDR/AIDR from construction options; CR0 whose enables take effect (and
+ *   show in CR0ACK) only in a later scheduler step; CR1; CR2; GBPA with the UPDATE handshake,
+ *   its reset value a construction option, ABORT honoured while SMMUEN == 0; IRQ_CTRL/IRQ_CTRLACK;
+ *   GERROR/GERRORN; the *_IRQ_CFG0/1/2 MSI registers; STRTAB_BASE/_CFG; CMDQ/EVENTQ/PRIQ
+ *   BASE/PROD/CONS (PROD/CONS of the output queues also at their page 1 offsets); 32- and 64-bit
+ *   access to the 64-bit registers; writes to guarded registers (STRTAB_* while SMMUEN, a queue's
+ *   BASE/pointers while it is enabled, CR1 while anything is enabled, CR2 while SMMUEN) ignored;
+ *   unknown offsets read as zero and ignore writes (logged on `iommu:hw:smmu-v3`); `peek32`.
+ * - transactions (DmaPort.submit): GBPA bypass/abort while CR0ACK.SMMUEN == 0 (so in-flight DMA
+ *   follows GBPA from the moment CR0ACK changes); TLB hits translated synchronously without
+ *   allocation; misses through the walker; accesses crossing a 4KB page split into pages; faults
+ *   terminated (abort, or RAZ/WI with CD.A == 0), recorded, or stalled until CMD_RESUME /
+ *   CMD_STALL_TERM; F_UUT for malformed transactions; ATS Translated transactions checked against
+ *   STE.EATS when CR0.ATSCHK == 1 (F_TRANSL_FORBIDDEN), with stage 2 applied for split-stage ATS.
+ * - PCIe: ATS Translation Requests (DmaPort.translate) per STE.EATS with F_BAD_ATS_TREQ; Page
+ *   Requests (DmaPort.pageRequest) into the PRI queue; ATC invalidations and PRG responses back to
+ *   the endpoint bound to a StreamID (DmaPort.bindEndpoint).
+ * Does not support: the Secure/Realm interfaces, VATOS/ATOS, PMCG, MPAM, HTTU, event merging,
+ * memory-attribute overrides (MTCFG/MemAttr/SHCFG are decoded but do not change the access).
+ */
+import createDebug from 'debug';
+import type { AtsCompletion, AtsEndpoint, AtsRequest, DmaCompletion, DmaDone, DmaPort, DmaRequest, PageRequest } from '../dma.js';
+import type { MmioDevice } from '../mmio.js';
+import type { Scheduler } from '../scheduler.js';
+import type { Trace } from '../trace.js';
+import { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE } from '../walker/result.js';
+import { TranslationTableWalker } from '../walker/walker.js';
+import { CommandQueue } from './cmdq.js';
+import { ConfigCache } from './config.js';
+import { EventQueue, EventRecord, type QueueMemory } from './events.js';
+import * as F from './formats.js';
+import { Interrupts, type IrqOutput, type MsiSource, type SmmuV3IrqName } from './interrupts.js';
+import { idRegisters, type IdRegisters, type ResolvedOptions, resolveOptions, type SmmuV3Options } from './options.js';
+import { OUT_ABORT, Outcome } from './outcome.js';
+import { PriQueue } from './priq.js';
+import { SmmuQueue } from './queue.js';
+import * as R from './regs.js';
+import { StallTracker } from './stalls.js';
+import { Tlb } from './tlb.js';
+import { effectiveAccess, Translator } from './translate.js';
+
+const log = createDebug('iommu:hw:smmu-v3');
+const hex = (v: number): string => `0x${v.toString(16)}`;
+
+/** What the machine gives an SMMUv3 model. */
+export interface SmmuV3Deps {
+  scheduler: Scheduler;
+  /**
+   * Memory the SMMU fetches stream tables, CDs, translation tables and commands from and writes
+   * event/PRI records to; an access that hits nothing throws BusError (PhysicalMemory does).
+   */
+  memory: QueueMemory;
+  /** Where translated transactions and MSIs go (the interconnect). */
+  downstream: DmaPort;
+  /** Wired interrupt outputs by name. */
+  irqs?: Partial<Record<SmmuV3IrqName, IrqOutput>>;
+  trace?: Trace;
+}
+
+export interface SmmuV3Stats {
+  /** Transactions submitted (each 4KB piece of a split one counts once). */
+  transactions: number;
+  /** Passed through untranslated (GBPA bypass, bypass STE, ATS Translated). */
+  bypassed: number;
+  /** Translated and forwarded. */
+  translated: number;
+  aborted: number;
+  /** Terminated by a Translation-related fault (abort or RAZ/WI). */
+  faulted: number;
+  stalled: number;
+  resumed: number;
+  atsRequests: number;
+  pageRequests: number;
+}
+
+/** No ACCESS_* flag: an unprivileged data read. */
+const ACCESS_NONE = 0;
+
+export class SmmuV3 implements MmioDevice, DmaPort {
+  readonly name: string;
+  readonly opts: ResolvedOptions;
+  readonly idr: IdRegisters;
+  readonly tlb: Tlb;
+  readonly configCache: ConfigCache;
+  readonly walker: TranslationTableWalker;
+  readonly translator: Translator;
+  readonly irq: Interrupts;
+  readonly events: EventQueue;
+  readonly priq: PriQueue;
+  readonly cmdq: CommandQueue;
+  readonly stalls: StallTracker;
+  readonly stats: SmmuV3Stats = {
+    transactions: 0, bypassed: 0, translated: 0, aborted: 0, faulted: 0, stalled: 0, resumed: 0, atsRequests: 0, pageRequests: 0,
+  };
+
+  // Register state (the rest lives in the units that own it).
+  private cr0 = 0;
+  private cr0ack = 0;
+  private cr1 = 0;
+  private cr2 = 0;
+  private gbpa: number;
+  private gbpaEffective: number;
+  private strtabBaseLo = 0;
+  private strtabBaseHi = 0;
+  private strtabBaseCfg = 0;
+  private cr0Event: { cancel(): void } | null = null;
+  private readonly cfgRegs: { strtabBaseLo: number; strtabBaseHi: number; strtabBaseCfg: number; cr2: number; cr0ack: number };
+  private readonly endpoints = new Map<number, AtsEndpoint>();
+  private readonly out = new Outcome();
+  private readonly scheduler: Scheduler;
+  private readonly downstream: DmaPort;
+  private readonly trace: Trace | null;
+
+  constructor(deps: SmmuV3Deps, options: SmmuV3Options = {}) {
+    this.opts = resolveOptions(options);
+    this.name = this.opts.name;
+    this.idr = idRegisters(this.opts);
+    this.scheduler = deps.scheduler;
+    this.downstream = deps.downstream;
+    this.trace = deps.trace ?? null;
+    this.gbpa = this.opts.gbpaReset & R.GBPA_STATE_BITS;
+    this.gbpaEffective = this.gbpa;
+    this.cfgRegs = { strtabBaseLo: 0, strtabBaseHi: 0, strtabBaseCfg: 0, cr2: 0, cr0ack: 0 };
+    this.tlb = new Tlb(this.opts.tlbEntries);
+    this.walker = new TranslationTableWalker(deps.memory);
+    this.configCache = new ConfigCache(this.opts, this.cfgRegs, deps.memory, this.walker, this.tlb);
+    this.translator = new Translator(this.configCache, this.tlb, this.walker);
+    this.irq = new Interrupts(this.opts, this.scheduler, this.downstream, this.trace);
+    for (const [n, line] of Object.entries(deps.irqs ?? {})) this.irq.connect(n as SmmuV3IrqName, line ?? null);
+    this.events = new EventQueue(this.opts, this.scheduler, deps.memory, this.irq, this.trace);
+    this.priq = new PriQueue(
+      this.opts,
+      this.scheduler,
+      deps.memory,
+      this.irq,
+      {
+        endpoint: (sid) => this.endpoints.get(sid),
+        ppar: (sid) => {
+          if (!R.CR0_SMMUEN.isSet(this.cr0ack)) return null;
+          const o = new Outcome();
+          return this.configCache.ste(sid, o)?.ppar ?? null;
+        },
+      },
+      this.trace,
+    );
+    this.stalls = new StallTracker(this.opts.stallModel === R.STALL_MODEL_TERMINATE ? 0 : this.opts.stallMax);
+    this.cmdq = new CommandQueue(
+      this.opts,
+      this.scheduler,
+      deps.memory,
+      this.configCache,
+      this.tlb,
+      this.events,
+      this.priq,
+      this.irq,
+      {
+        e2h: () => R.CR2_E2H.isSet(this.cr2),
+        endpoint: (sid) => this.endpoints.get(sid),
+        prefetchConfig: (sid, ssidValid, ssid) => this.prefetchConfig(sid, ssidValid, ssid),
+        resume: (sid, stag, retry, abort) => this.resume(sid, stag, retry, abort),
+        stallTerm: (sid) => this.stallTerm(sid),
+      },
+      this.trace,
+    );
+    this.irq.onGerrorAck = (acked) => {
+      if (acked & R.GERROR_CMDQ_ERR.mask) this.cmdq.resumeAfterError();
+      if (acked & R.GERROR_EVENTQ_ABT_ERR.mask) this.events.kick();
+    };
+  }
+
+  /** Connect (or replace, or with null remove) a wired interrupt output. */
+  connectIrq(name: SmmuV3IrqName, out: IrqOutput | null): void {
+    this.irq.connect(name, out);
+  }
+
+  // ===========================================================================================
+  // MMIO
+  // ===========================================================================================
+
+  /** Fold page 1 onto page 0: only the output queues' PROD/CONS live there. -1: not a register. */
+  private fold(offset: number): number {
+    if (offset >= R.SMMU_V3_REGION_SIZE || offset < 0) return -1;
+    if (offset < R.PAGE1) return offset;
+    const o = offset - R.PAGE1;
+    return R.PAGE1_REGISTERS.includes(o) ? o : -1;
+  }
+
+  read32(offset: number): number {
+    const off = this.fold(offset);
+    const v = off < 0 ? null : this.readReg(off);
+    if (v === null) {
+      log('%s: read of unknown offset %s reads 0', this.name, hex(offset));
+      return 0;
+    }
+    return v >>> 0;
+  }
+
+  /** Side-effect-free read (reads have no side effects here; this one does not log either). */
+  peek32(offset: number): number {
+    const off = this.fold(offset);
+    return off < 0 ? 0 : (this.readReg(off) ?? 0) >>> 0;
+  }
+
+  read64(offset: number): bigint {
+    const lo = this.read32(offset);
+    const hi = this.read32(offset + 4);
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  write64(offset: number, value: bigint): void {
+    const v = BigInt.asUintN(64, value);
+    const lo = Number(v & 0xffff_ffffn);
+    const hi = Number(v >> 32n);
+    const off = this.fold(offset);
+    // 64-bit registers are written as one: the guard is evaluated once for both halves.
+    if (off === R.STRTAB_BASE || off === R.CMDQ_BASE || off === R.EVENTQ_BASE || off === R.PRIQ_BASE ||
+      off === R.GERROR_IRQ_CFG0 || off === R.EVENTQ_IRQ_CFG0 || off === R.PRIQ_IRQ_CFG0) {
+      this.write32(offset + 4, hi);
+      this.write32(offset, lo);
+      return;
+    }
+    this.write32(offset, lo);
+    this.write32(offset + 4, hi);
+  }
+
+  private queueReg(q: SmmuQueue, which: 'baseLo' | 'baseHi' | 'prod' | 'cons'): number {
+    switch (which) {
+      case 'baseLo':
+        return q.baseLo;
+      case 'baseHi':
+        return q.baseHi;
+      case 'prod':
+        return ((q.prod & q.ptrMask) | (q.prod & R.Q_OVFLG.mask)) >>> 0;
+      default:
+        return ((q.cons & q.ptrMask) | (q.cons & R.Q_OVFLG.mask)) >>> 0;
+    }
+  }
+
+  private readReg(off: number): number | null {
+    const irq = this.irq;
+    switch (off) {
+      case R.IDR0: return this.idr.idr0;
+      case R.IDR1: return this.idr.idr1;
+      case R.IDR2: return this.idr.idr2;
+      case R.IDR3: return this.idr.idr3;
+      case R.IDR4: return this.idr.idr4;
+      case R.IDR5: return this.idr.idr5;
+      case R.IIDR: return this.idr.iidr;
+      case R.AIDR: return this.idr.aidr;
+      case R.CR0: return this.cr0;
+      case R.CR0ACK: return this.cr0ack;
+      case R.CR1: return this.cr1;
+      case R.CR2: return this.cr2;
+      case R.STATUSR: return 0;
+      case R.GBPA: return this.gbpa;
+      case R.AGBPA: return 0;
+      case R.IRQ_CTRL: return irq.irqCtrl;
+      case R.IRQ_CTRLACK: return irq.irqCtrlAck;
+      case R.GERROR: return irq.gerror;
+      case R.GERRORN: return irq.gerrorn;
+      case R.GERROR_IRQ_CFG0: return irq.cfg.gerror.cfg0Lo;
+      case R.GERROR_IRQ_CFG0 + 4: return irq.cfg.gerror.cfg0Hi;
+      case R.GERROR_IRQ_CFG1: return irq.cfg.gerror.cfg1;
+      case R.GERROR_IRQ_CFG2: return irq.cfg.gerror.cfg2;
+      case R.STRTAB_BASE: return this.strtabBaseLo;
+      case R.STRTAB_BASE + 4: return this.strtabBaseHi;
+      case R.STRTAB_BASE_CFG: return this.strtabBaseCfg;
+      case R.CMDQ_BASE: return this.cmdq.q.baseLo;
+      case R.CMDQ_BASE + 4: return this.cmdq.q.baseHi;
+      case R.CMDQ_PROD: return this.cmdq.q.prod & R.Q_INDEX_MASK;
+      case R.CMDQ_CONS: return this.cmdq.consRegister;
+      case R.EVENTQ_BASE: return this.queueReg(this.events.q, 'baseLo');
+      case R.EVENTQ_BASE + 4: return this.queueReg(this.events.q, 'baseHi');
+      case R.EVENTQ_PROD: return this.queueReg(this.events.q, 'prod');
+      case R.EVENTQ_CONS: return this.queueReg(this.events.q, 'cons');
+      case R.EVENTQ_IRQ_CFG0: return irq.cfg.eventq.cfg0Lo;
+      case R.EVENTQ_IRQ_CFG0 + 4: return irq.cfg.eventq.cfg0Hi;
+      case R.EVENTQ_IRQ_CFG1: return irq.cfg.eventq.cfg1;
+      case R.EVENTQ_IRQ_CFG2: return irq.cfg.eventq.cfg2;
+      case R.PRIQ_BASE: return this.opts.pri ? this.queueReg(this.priq.q, 'baseLo') : 0;
+      case R.PRIQ_BASE + 4: return this.opts.pri ? this.queueReg(this.priq.q, 'baseHi') : 0;
+      case R.PRIQ_PROD: return this.opts.pri ? this.queueReg(this.priq.q, 'prod') : 0;
+      case R.PRIQ_CONS: return this.opts.pri ? this.queueReg(this.priq.q, 'cons') : 0;
+      case R.PRIQ_IRQ_CFG0: return irq.cfg.priq.cfg0Lo;
+      case R.PRIQ_IRQ_CFG0 + 4: return irq.cfg.priq.cfg0Hi;
+      case R.PRIQ_IRQ_CFG1: return irq.cfg.priq.cfg1;
+      case R.PRIQ_IRQ_CFG2: return irq.cfg.priq.cfg2;
+      default:
+        if (off >= R.PIDR4 && off <= R.CIDR3 && off % 4 === 0) return R.ID_REGISTER_BYTES[(off - R.PIDR4) / 4]!;
+        return null;
+    }
+  }
+
+  write32(offset: number, value: number): void {
+    const off = this.fold(offset);
+    const v = value >>> 0;
+    if (off < 0 || !this.writeReg(off, v)) {
+      log('%s: write of %s to %s (%s) ignored', this.name, hex(v), hex(offset), R.REGISTER_NAMES.get(off) ?? 'unknown offset');
+    }
+  }
+
+  /** Is a register guarded by a CR0 enable that is (or is becoming) set? */
+  private guarded(bit: number): boolean {
+    return ((this.cr0 | this.cr0ack) & bit) !== 0;
+  }
+
+  /** Returns false when the write was ignored (read-only, guarded or unknown). */
+  private writeReg(off: number, v: number): boolean {
+    const irq = this.irq;
+    const cfgWrite = (src: MsiSource, which: 'cfg0Lo' | 'cfg0Hi' | 'cfg1' | 'cfg2'): boolean => irq.writeCfg(src, which, v);
+    switch (off) {
+      case R.CR0:
+        this.writeCr0(v);
+        return true;
+      case R.CR1:
+        if (this.guarded(R.CR0_SMMUEN.mask | R.CR0_CMDQEN.mask | R.CR0_EVENTQEN.mask | R.CR0_PRIQEN.mask)) return false;
+        this.cr1 = v & R.CR1_IMPLEMENTED;
+        return true;
+      case R.CR2:
+        if (this.guarded(R.CR0_SMMUEN.mask)) return false;
+        this.cr2 = v & (R.CR2_IMPLEMENTED & ~(this.opts.hyp ? 0 : R.CR2_E2H.mask));
+        this.cfgRegs.cr2 = this.cr2;
+        return true;
+      case R.GBPA:
+        return this.writeGbpa(v);
+      case R.IRQ_CTRL:
+        irq.writeIrqCtrl(v & (R.IRQ_CTRL_GERROR_IRQEN.mask | R.IRQ_CTRL_EVENTQ_IRQEN.mask | (this.opts.pri ? R.IRQ_CTRL_PRIQ_IRQEN.mask : 0)));
+        return true;
+      case R.GERRORN:
+        irq.writeGerrorn(v);
+        return true;
+      case R.GERROR_IRQ_CFG0: return cfgWrite('gerror', 'cfg0Lo');
+      case R.GERROR_IRQ_CFG0 + 4: return cfgWrite('gerror', 'cfg0Hi');
+      case R.GERROR_IRQ_CFG1: return cfgWrite('gerror', 'cfg1');
+      case R.GERROR_IRQ_CFG2: return cfgWrite('gerror', 'cfg2');
+      case R.STRTAB_BASE:
+        if (this.guarded(R.CR0_SMMUEN.mask)) return false;
+        this.strtabBaseLo = v & R.STRTAB_BASE_ADDR_LO_MASK;
+        this.cfgRegs.strtabBaseLo = this.strtabBaseLo;
+        return true;
+      case R.STRTAB_BASE + 4:
+        if (this.guarded(R.CR0_SMMUEN.mask)) return false;
+        this.strtabBaseHi = v & (R.STRTAB_BASE_ADDR_HI_MASK | R.STRTAB_BASE_RA_HI.mask);
+        this.cfgRegs.strtabBaseHi = this.strtabBaseHi;
+        return true;
+      case R.STRTAB_BASE_CFG:
+        if (this.guarded(R.CR0_SMMUEN.mask)) return false;
+        this.strtabBaseCfg = v & R.STRTAB_BASE_CFG_IMPLEMENTED;
+        this.cfgRegs.strtabBaseCfg = this.strtabBaseCfg;
+        return true;
+      case R.CMDQ_BASE: return this.writeQueueBase(this.cmdq.q, R.CR0_CMDQEN.mask, 'lo', v);
+      case R.CMDQ_BASE + 4: return this.writeQueueBase(this.cmdq.q, R.CR0_CMDQEN.mask, 'hi', v);
+      case R.CMDQ_PROD:
+        this.cmdq.q.prod = v & R.Q_INDEX_MASK;
+        this.cmdq.kick();
+        return true;
+      case R.CMDQ_CONS:
+        if (this.guarded(R.CR0_CMDQEN.mask)) return false;
+        this.cmdq.q.cons = v & (R.Q_INDEX_MASK | R.CMDQ_CONS_ERR.mask);
+        return true;
+      case R.EVENTQ_BASE: return this.writeQueueBase(this.events.q, R.CR0_EVENTQEN.mask, 'lo', v);
+      case R.EVENTQ_BASE + 4: return this.writeQueueBase(this.events.q, R.CR0_EVENTQEN.mask, 'hi', v);
+      case R.EVENTQ_PROD:
+        if (this.guarded(R.CR0_EVENTQEN.mask)) return false;
+        this.events.q.prod = SmmuQueue.maskWritten(v, R.Q_OVFLG.mask);
+        return true;
+      case R.EVENTQ_CONS:
+        this.events.q.cons = SmmuQueue.maskWritten(v, R.Q_OVFLG.mask);
+        this.events.kick();
+        return true;
+      case R.EVENTQ_IRQ_CFG0: return cfgWrite('eventq', 'cfg0Lo');
+      case R.EVENTQ_IRQ_CFG0 + 4: return cfgWrite('eventq', 'cfg0Hi');
+      case R.EVENTQ_IRQ_CFG1: return cfgWrite('eventq', 'cfg1');
+      case R.EVENTQ_IRQ_CFG2: return cfgWrite('eventq', 'cfg2');
+      case R.PRIQ_BASE:
+        return this.opts.pri && this.writeQueueBase(this.priq.q, R.CR0_PRIQEN.mask, 'lo', v);
+      case R.PRIQ_BASE + 4:
+        return this.opts.pri && this.writeQueueBase(this.priq.q, R.CR0_PRIQEN.mask, 'hi', v);
+      case R.PRIQ_PROD:
+        if (!this.opts.pri || this.guarded(R.CR0_PRIQEN.mask)) return false;
+        this.priq.q.prod = SmmuQueue.maskWritten(v, R.Q_OVFLG.mask);
+        return true;
+      case R.PRIQ_CONS:
+        if (!this.opts.pri) return false;
+        this.priq.q.cons = SmmuQueue.maskWritten(v, R.Q_OVFLG.mask);
+        return true;
+      case R.PRIQ_IRQ_CFG0: return this.opts.pri && cfgWrite('priq', 'cfg0Lo');
+      case R.PRIQ_IRQ_CFG0 + 4: return this.opts.pri && cfgWrite('priq', 'cfg0Hi');
+      case R.PRIQ_IRQ_CFG1: return this.opts.pri && cfgWrite('priq', 'cfg1');
+      case R.PRIQ_IRQ_CFG2: return this.opts.pri && cfgWrite('priq', 'cfg2');
+      default:
+        return false; // ID registers, CR0ACK, IRQ_CTRLACK, GERROR, STATUSR are read-only
+    }
+  }
+
+  private writeQueueBase(q: SmmuQueue, enable: number, half: 'lo' | 'hi', v: number): boolean {
+    if (this.guarded(enable)) return false;
+    if (half === 'lo') q.baseLo = v & (R.Q_BASE_ADDR_LO_MASK | R.Q_BASE_LOG2SIZE.mask);
+    else q.baseHi = v & (R.Q_BASE_ADDR_HI_MASK | R.Q_BASE_ALLOC_HINT_HI.mask);
+    return true;
+  }
+
+  private get cr0Implemented(): number {
+    const o = this.opts;
+    return (
+      R.CR0_SMMUEN.mask |
+      R.CR0_EVENTQEN.mask |
+      R.CR0_CMDQEN.mask |
+      (o.pri ? R.CR0_PRIQEN.mask : 0) |
+      (o.ats ? R.CR0_ATSCHK.mask : 0)
+    );
+  }
+
+  /** CR0 is written now; the new enables take effect, and show in CR0ACK, in a later step. */
+  private writeCr0(v: number): void {
+    this.cr0 = v & this.cr0Implemented;
+    this.cr0Event?.cancel();
+    this.cr0Event = this.scheduler.schedule(
+      this.opts.timing.regAckNs,
+      () => {
+        this.cr0Event = null;
+        this.applyCr0(this.cr0);
+      },
+      `${this.name} CR0ACK`,
+    );
+  }
+
+  private applyCr0(next: number): void {
+    const prev = this.cr0ack;
+    this.cr0ack = next;
+    this.cfgRegs.cr0ack = next;
+    const on = (b: { mask: number }): boolean => (next & b.mask) !== 0;
+    const changed = (b: { mask: number }): boolean => ((prev ^ next) & b.mask) !== 0;
+    log('%s: CR0ACK %s -> %s', this.name, hex(prev), hex(next));
+    if (changed(R.CR0_SMMUEN) && !on(R.CR0_SMMUEN)) {
+      // Disabling the SMMU terminates the transactions it holds.
+      for (const t of this.stalls.takeAll()) {
+        this.events.forgetStall(t.sid, t.stag);
+        t.done({ status: 'abort', detail: 'stalled transaction terminated: SMMU disabled (CR0.SMMUEN cleared)' });
+      }
+    }
+    this.events.enabled = on(R.CR0_EVENTQEN);
+    this.priq.enabled = on(R.CR0_PRIQEN) && on(R.CR0_SMMUEN);
+    this.cmdq.enabled = on(R.CR0_CMDQEN);
+    if (changed(R.CR0_EVENTQEN) && on(R.CR0_EVENTQEN)) this.events.kick();
+    if (changed(R.CR0_CMDQEN) && on(R.CR0_CMDQEN)) this.cmdq.kick();
+  }
+
+  private writeGbpa(v: number): boolean {
+    if (!R.GBPA_UPDATE.isSet(v)) return false; // SMMUv3.2: a write without Update is ignored
+    if (R.GBPA_UPDATE.isSet(this.gbpa)) return false; // an update is already in progress
+    this.gbpa = ((v & R.GBPA_STATE_BITS) | R.GBPA_UPDATE.mask) >>> 0;
+    this.scheduler.schedule(
+      this.opts.timing.regAckNs,
+      () => {
+        this.gbpa = (this.gbpa & R.GBPA_STATE_BITS) >>> 0;
+        this.gbpaEffective = this.gbpa;
+        log('%s: GBPA now %s', this.name, hex(this.gbpa));
+      },
+      `${this.name} GBPA.Update`,
+    );
+    return true;
+  }
+
+  // ===========================================================================================
+  // Transactions
+  // ===========================================================================================
+
+  get enabled(): boolean {
+    return R.CR0_SMMUEN.isSet(this.cr0ack);
+  }
+
+  /**
+   * TLB-hit translation of one access (ACCESS_* flags from hw/walker/result.ts; `ssid` -1 for
+   * none): the output PA, or -1 when the SMMU would have to fetch configuration, walk, abort or
+   * fault. While SMMUEN is clear, GBPA decides (bypass: the address itself; abort: -1).
+   * Synchronous and allocation-free.
+   */
+  translateFast(streamId: number, ssid: number, addr: number, access: number): number {
+    if (!R.CR0_SMMUEN.isSet(this.cr0ack)) return R.GBPA_ABORT.isSet(this.gbpaEffective) ? -1 : addr;
+    return this.translator.translateFast(streamId, ssid >= 0, ssid < 0 ? 0 : ssid, addr, access);
+  }
+
+  submit(req: DmaRequest, done: DmaDone): void {
+    const { addr, len } = req;
+    if (!Number.isSafeInteger(addr) || addr < 0 || !Number.isSafeInteger(len) || len <= 0 ||
+      (req.write && (req.data === undefined || req.data.length !== len))) {
+      this.unsupported(req, done);
+      return;
+    }
+    if (req.translated) {
+      this.translatedTransaction(req, done);
+      return;
+    }
+    if (!R.CR0_SMMUEN.isSet(this.cr0ack)) {
+      this.stats.transactions++;
+      if (R.GBPA_ABORT.isSet(this.gbpaEffective)) {
+        this.stats.aborted++;
+        done({ status: 'abort', detail: `${this.name}: SMMU disabled and GBPA.ABORT set` });
+        return;
+      }
+      this.stats.bypassed++;
+      this.forward(req, addr, done);
+      return;
+    }
+    if ((addr % 4096) + len > 4096) {
+      this.splitTransaction(req, done);
+      return;
+    }
+    this.stats.transactions++;
+    const access = accessOf(req);
+    const pa = this.translator.translateFast(req.streamId, req.ssidValid, req.ssid, addr, access);
+    if (pa >= 0) {
+      this.stats.translated++;
+      this.forward(req, pa, done);
+      return;
+    }
+    this.slowPath(req, access, done);
+  }
+
+  private forward(req: DmaRequest, pa: number, done: DmaDone): void {
+    this.downstream.submit(pa === req.addr && !req.translated ? req : { ...req, addr: pa, translated: false }, done);
+  }
+
+  private slowPath(req: DmaRequest, access: number, done: DmaDone): void {
+    const out = this.out;
+    if (this.translator.translate(req.streamId, req.ssidValid, req.ssid, req.addr, access, out)) {
+      if (out.bypass) this.stats.bypassed++;
+      else this.stats.translated++;
+      this.forward(req, out.pa, done);
+      return;
+    }
+    this.terminate(req, access, out, done);
+  }
+
+  /** A transaction the SMMU will not pass on: abort, fault (record/stall/terminate). */
+  private terminate(req: DmaRequest, access: number, out: Outcome, done: DmaDone): void {
+    const detail = `${this.name}: ${out.detail}`;
+    if (out.kind === OUT_ABORT) {
+      this.stats.aborted++;
+      if (out.eventType !== 0) this.record(req, access, out, false, 0);
+      done({ status: 'abort', detail });
+      return;
+    }
+    if (out.stall) {
+      const stag = this.stalls.hold(req.streamId, req, done, this.scheduler.now);
+      if (stag >= 0) {
+        this.stats.stalled++;
+        this.record(req, access, out, true, stag);
+        return;
+      }
+      log('%s: STALL_MAX stalled transactions held; terminating instead', this.name);
+    }
+    this.stats.faulted++;
+    if (out.record) this.record(req, access, out, false, 0);
+    if (out.abort) done({ status: 'fault', detail });
+    else done(razWi(req, `${detail} (terminated RAZ/WI: CD.A == 0)`));
+  }
+
+  private record(req: DmaRequest, access: number, out: Outcome, stall: boolean, stag: number): void {
+    const rec = new EventRecord(out.eventType, req.streamId);
+    const ste = this.configCache.cachedSte(req.streamId);
+    const acc = ste !== undefined ? effectiveAccess(ste, access) : access;
+    rec.ssv = req.ssidValid;
+    rec.ssid = out.eventType === F.C_BAD_SUBSTREAMID && out.reportSsid >= 0 ? out.reportSsid : req.ssid;
+    if (out.eventType === F.C_BAD_SUBSTREAMID) rec.ssv = true;
+    rec.rnw = !req.write;
+    rec.pnu = (acc & ACCESS_PRIV) !== 0;
+    rec.ind = !req.write && (acc & ACCESS_INSTR) !== 0;
+    rec.s2 = out.s2;
+    rec.cls = out.cls;
+    rec.ttrnw = out.cls === F.CLASS_TT;
+    rec.inputAddr = req.addr;
+    rec.ipa = out.ipa;
+    rec.fetchAddr = out.fetchAddr;
+    rec.stall = stall;
+    rec.stag = stag;
+    this.events.post(rec);
+  }
+
+  /** F_UUT: a transaction the SMMU cannot make sense of. */
+  private unsupported(req: DmaRequest, done: DmaDone): void {
+    this.stats.transactions++;
+    this.stats.aborted++;
+    const rec = new EventRecord(F.F_UUT, req.streamId >>> 0);
+    rec.ssv = req.ssidValid;
+    rec.ssid = req.ssid;
+    rec.rnw = !req.write;
+    rec.pnu = req.priv;
+    rec.ind = !req.write && req.exec;
+    rec.inputAddr = Number.isSafeInteger(req.addr) && req.addr >= 0 ? req.addr : 0;
+    this.events.post(rec);
+    done({ status: 'abort', detail: `${this.name}: unsupported upstream transaction (addr ${req.addr}, len ${req.len})` });
+  }
+
+  /** A transaction crossing a 4KB boundary goes through as one access per page, in order. */
+  private splitTransaction(req: DmaRequest, done: DmaDone): void {
+    const out = req.write ? undefined : new Uint8Array(req.len);
+    let offset = 0;
+    let firstPa: number | undefined;
+    const next = (): void => {
+      if (offset >= req.len) {
+        done(out ? { status: 'ok', data: out, pa: firstPa } : { status: 'ok', pa: firstPa });
+        return;
+      }
+      const addr = req.addr + offset;
+      const n = Math.min(req.len - offset, 4096 - (addr % 4096));
+      const piece: DmaRequest = { ...req, addr, len: n, data: req.data?.subarray(offset, offset + n) };
+      const start = offset;
+      this.submit(piece, (c: DmaCompletion) => {
+        if (c.status !== 'ok') {
+          done(c);
+          return;
+        }
+        if (out && c.data) out.set(c.data, start);
+        firstPa ??= c.pa;
+        offset += n;
+        next();
+      });
+    };
+    next();
+  }
+
+  /** PCIe AT == translated: checked against STE.EATS only when CR0.ATSCHK is set. */
+  private translatedTransaction(req: DmaRequest, done: DmaDone): void {
+    this.stats.transactions++;
+    const out = this.out;
+    out.reset();
+    const forbid = (why: string): void => {
+      this.stats.aborted++;
+      out.setAbort(F.F_TRANSL_FORBIDDEN, why);
+      this.record(req, accessOf(req), out, false, 0);
+      done({ status: 'abort', detail: `${this.name}: ${why}` });
+    };
+    if (!this.opts.ats) return forbid('ATS Translated transaction but the SMMU does not implement ATS');
+    if (!R.CR0_SMMUEN.isSet(this.cr0ack)) return forbid('ATS Translated transaction while SMMUEN == 0');
+    if (!R.CR0_ATSCHK.isSet(this.cr0ack)) {
+      this.stats.bypassed++;
+      this.forward(req, req.addr, done);
+      return;
+    }
+    const ste = this.configCache.ste(req.streamId, out);
+    if (ste === null || ste.abort) {
+      this.stats.aborted++;
+      done({ status: 'abort', detail: `${this.name}: ATS Translated transaction: ${ste === null ? out.detail : 'STE aborts all traffic'}` });
+      return;
+    }
+    if (ste.eats === F.EATS_ABT) return forbid(`StreamID ${req.streamId} does not allow ATS Translated traffic (EATS == 0b00)`);
+    if (ste.eats === F.EATS_TRANS) {
+      this.stats.bypassed++;
+      this.forward(req, req.addr, done);
+      return;
+    }
+    // Split-stage ATS: the address is an IPA.
+    const access = accessOf(req);
+    if (this.translator.translateStage2(ste, req.addr, access, out)) {
+      this.stats.translated++;
+      this.forward(req, out.pa, done);
+      return;
+    }
+    this.terminate(req, access, out, done);
+  }
+
+  // ===========================================================================================
+  // Stalls
+  // ===========================================================================================
+
+  private resume(sid: number, stag: number, retry: boolean, abort: boolean): void {
+    const t = this.stalls.take(sid, stag);
+    if (t === undefined) {
+      log('%s: CMD_RESUME StreamID %d STAG %d matches no stalled transaction', this.name, sid, stag);
+      return;
+    }
+    this.events.forgetStall(sid, stag);
+    if (retry) {
+      this.stats.resumed++;
+      this.scheduler.schedule(this.opts.timing.resumeNs, () => this.submit(t.req, t.done), `${this.name} RESUME retry`);
+      return;
+    }
+    if (abort) t.done({ status: 'abort', detail: `${this.name}: stalled transaction terminated by CMD_RESUME (abort)` });
+    else t.done(razWi(t.req, `${this.name}: stalled transaction terminated by CMD_RESUME (RAZ/WI)`));
+  }
+
+  private stallTerm(sid: number): void {
+    for (const t of this.stalls.takeStream(sid)) {
+      this.events.forgetStall(t.sid, t.stag);
+      t.done({ status: 'abort', detail: `${this.name}: stalled transaction terminated by CMD_STALL_TERM` });
+    }
+  }
+
+  private prefetchConfig(sid: number, ssidValid: boolean, ssid: number): void {
+    const out = new Outcome();
+    const ste = this.configCache.ste(sid, out);
+    if (ste === null || !ste.s1 || ste.abort) return;
+    const index = ssidValid ? ssid : 0;
+    if (ssidValid && (ste.s1CdMax === 0 || index >= 2 ** ste.s1CdMax)) return;
+    this.configCache.cd(ste, index, out);
+  }
+
+  // ===========================================================================================
+  // PCIe: ATS, PRI, endpoints
+  // ===========================================================================================
+
+  bindEndpoint(streamId: number, endpoint: AtsEndpoint): void {
+    this.endpoints.set(streamId, endpoint);
+  }
+
+  /** The endpoint bound to a StreamID (tests). */
+  endpointOf(streamId: number): AtsEndpoint | undefined {
+    return this.endpoints.get(streamId);
+  }
+
+  translate(req: AtsRequest, done: (c: AtsCompletion) => void): void {
+    this.stats.atsRequests++;
+    this.scheduler.schedule(this.opts.timing.atsNs, () => done(this.atsRequest(req)), `${this.name} ATS TR`);
+  }
+
+  private atsRequest(req: AtsRequest): AtsCompletion {
+    if (!this.opts.ats) return { status: 'unsupported', detail: `${this.name} does not implement ATS` };
+    const out = new Outcome();
+    const badTreq = (detail: string): AtsCompletion => {
+      const rec = new EventRecord(F.F_BAD_ATS_TREQ, req.streamId);
+      rec.ssv = req.ssidValid;
+      rec.ssid = req.ssid;
+      rec.rnw = !req.write;
+      rec.pnu = req.priv;
+      rec.ind = req.exec;
+      rec.inputAddr = req.addr;
+      this.events.post(rec);
+      return { status: 'unsupported', detail: `${this.name}: ${detail}` };
+    };
+    if (!R.CR0_SMMUEN.isSet(this.cr0ack)) return badTreq('ATS Translation Request while SMMUEN == 0');
+    const r = this.translator.atsTranslate(req.streamId, req.ssidValid, req.ssid, req.addr, req.write, req.exec, req.priv, out);
+    if (r.eventType === F.F_BAD_ATS_TREQ) return badTreq(r.detail);
+    if (r.status !== 'ok') return { status: r.status, detail: `${this.name}: ${r.detail}` };
+    return { status: 'ok', pa: r.pa, size: r.size, read: r.read, write: r.write, exec: r.exec, priv: req.priv, detail: r.detail || undefined };
+  }
+
+  pageRequest(req: PageRequest): void {
+    this.stats.pageRequests++;
+    if (!this.opts.pri) {
+      log('%s: page request from StreamID %d dropped: no PRI support', this.name, req.streamId);
+      return;
+    }
+    this.priq.receive(req);
+  }
+}
+
+/** ACCESS_* flags of a transaction as it arrives (before STE overrides). */
+function accessOf(req: DmaRequest): number {
+  return (req.write ? ACCESS_WRITE : req.exec ? ACCESS_INSTR : ACCESS_NONE) | (req.priv ? ACCESS_PRIV : 0);
+}
+
+/** A transaction terminated with RAZ/WI semantics: reads return zeros, writes are dropped. */
+function razWi(req: DmaRequest, detail: string): DmaCompletion {
+  return req.write ? { status: 'terminated', detail } : { status: 'terminated', data: new Uint8Array(req.len), detail };
+}
+
+export { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE };
