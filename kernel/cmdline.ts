@@ -14,7 +14,31 @@ export interface KernelParams {
   'arm-smmu.disable_bypass': boolean;
   /** arm-smmu-v3.disable_bypass: streams with no STE configured abort instead of bypassing. */
   'arm-smmu-v3.disable_bypass': boolean;
+  /**
+   * arm-smmu-v3.shutdown_policy: what `.shutdown` leaves behind (the kexec discussion's options):
+   * `disable` clears CR0 and leaves GBPA as firmware set it (Linux today); `gbpa-abort` sets
+   * GBPA.ABORT before disabling; `ste-abort` stays enabled with every STE set to abort.
+   */
+  'arm-smmu-v3.shutdown_policy': SmmuV3ShutdownPolicy;
+  /**
+   * arm-smmu.shutdown_policy: `bypass` sets sCR0.CLIENTPD (Linux today); `abort-unmatched` clears the
+   * stream mapping and faults unmatched streams (USFCFG); `abort-all` also points every S2CR at
+   * FAULT; `translate` keeps translating, with the stream mapping cleared.
+   */
+  'arm-smmu.shutdown_policy': SmmuV2ShutdownPolicy;
+  /** arm-smmu.shutdown_fault_irqs: keep global/context fault interrupts enabled across shutdown. */
+  'arm-smmu.shutdown_fault_irqs': boolean;
+  /**
+   * arm-smmu.stall_storm_guard: after a stalled context fault, leave stall disabled on that context
+   * bank until the fault is answered (as the Adreno fix does), so a fault storm cannot wedge a master.
+   */
+  'arm-smmu.stall_storm_guard': boolean;
 }
+
+export const SMMU_V3_SHUTDOWN_POLICIES = ['disable', 'gbpa-abort', 'ste-abort'] as const;
+export type SmmuV3ShutdownPolicy = (typeof SMMU_V3_SHUTDOWN_POLICIES)[number];
+export const SMMU_V2_SHUTDOWN_POLICIES = ['bypass', 'abort-unmatched', 'abort-all', 'translate'] as const;
+export type SmmuV2ShutdownPolicy = (typeof SMMU_V2_SHUTDOWN_POLICIES)[number];
 
 interface ParamSpec<T> {
   parse(value: string | null): T;
@@ -32,11 +56,25 @@ function parseBool(value: string | null): boolean {
 
 const BOOL: ParamSpec<boolean> = { parse: parseBool, describe: 'boolean' };
 
+function oneOf<T extends string>(values: readonly T[]): ParamSpec<T> {
+  return {
+    describe: values.join('|'),
+    parse(value) {
+      if (value !== null && (values as readonly string[]).includes(value)) return value as T;
+      throw new Error(`expected one of ${values.join(', ')}, got ${value === null ? 'nothing' : `"${value}"`}`);
+    },
+  };
+}
+
 const SPECS: { [K in keyof KernelParams]: ParamSpec<KernelParams[K]> } = {
   'iommu.passthrough': BOOL,
   'iommu.strict': BOOL,
   'arm-smmu.disable_bypass': BOOL,
   'arm-smmu-v3.disable_bypass': BOOL,
+  'arm-smmu-v3.shutdown_policy': oneOf(SMMU_V3_SHUTDOWN_POLICIES),
+  'arm-smmu.shutdown_policy': oneOf(SMMU_V2_SHUTDOWN_POLICIES),
+  'arm-smmu.shutdown_fault_irqs': BOOL,
+  'arm-smmu.stall_storm_guard': BOOL,
 };
 
 /** Defaults as Linux builds them on arm64 (CONFIG_IOMMU_DEFAULT_DMA_STRICT=n, disable_bypass=y). */
@@ -45,6 +83,10 @@ export const DEFAULT_PARAMS: Readonly<KernelParams> = {
   'iommu.strict': false,
   'arm-smmu.disable_bypass': true,
   'arm-smmu-v3.disable_bypass': true,
+  'arm-smmu-v3.shutdown_policy': 'disable',
+  'arm-smmu.shutdown_policy': 'bypass',
+  'arm-smmu.shutdown_fault_irqs': false,
+  'arm-smmu.stall_storm_guard': false,
 };
 
 export interface ParsedCmdline {

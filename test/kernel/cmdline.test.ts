@@ -29,6 +29,15 @@ describe('kernel command line', () => {
     expect(p.params['iommu.strict']).toBe(false);
   });
 
+  it('parses the shutdown policies the kexec experiments compare', () => {
+    const p = parseCmdline('arm-smmu-v3.shutdown_policy=gbpa-abort arm-smmu.shutdown_policy=abort-all arm-smmu.shutdown_fault_irqs=1');
+    expect(p.params['arm-smmu-v3.shutdown_policy']).toBe('gbpa-abort');
+    expect(p.params['arm-smmu.shutdown_policy']).toBe('abort-all');
+    expect(p.params['arm-smmu.shutdown_fault_irqs']).toBe(true);
+    expect(() => parseCmdline('arm-smmu-v3.shutdown_policy=explode')).toThrowError(/expected one of disable, gbpa-abort, ste-abort, got "explode"/);
+    expect(() => parseCmdline('arm-smmu.shutdown_policy')).toThrowError(/got nothing/);
+  });
+
   it('rejects a bad value naming the parameter', () => {
     expect(() => parseCmdline('iommu.strict=maybe')).toThrowError(KernelError);
     expect(() => parseCmdline('iommu.strict=maybe')).toThrowError(/iommu\.strict.*"maybe"/);
