@@ -4,6 +4,7 @@
  */
 import type { Driver } from '../bus/driver.js';
 import { pciHostGenericDriver } from '../bus/pci/host-generic.js';
+import { createDmaTestEngineDriver } from '../drivers/misc/dma-test-engine.js';
 import type { Kernel } from './kernel.js';
 
 export type DriverSelection = 'all' | 'iommu-unaware' | readonly Driver[];
@@ -13,13 +14,24 @@ function iommuDrivers(_kernel: Kernel): Driver[] {
   return [];
 }
 
-/** Drivers every kernel has: bus infrastructure and device drivers. */
-function baseDrivers(_kernel: Kernel): Driver[] {
-  return [pciHostGenericDriver];
+export interface DriverBuildOptions {
+  /**
+   * Build the DMA test engine driver with its `.shutdown` (default). Without it, engines keep running
+   * across shutdown and kexec: "a driver that forgot .shutdown".
+   */
+  testEngineShutdown?: boolean;
 }
 
-export function builtinDrivers(selection: DriverSelection, kernel: Kernel): Driver[] {
-  if (selection === 'all') return [...iommuDrivers(kernel), ...baseDrivers(kernel)];
-  if (selection === 'iommu-unaware') return baseDrivers(kernel);
+/** Drivers every kernel has: bus infrastructure and device drivers. */
+function baseDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
+  return [
+    pciHostGenericDriver,
+    createDmaTestEngineDriver({ shutdown: opts.testEngineShutdown ?? true, pageAllocator: () => kernel.alloc }),
+  ];
+}
+
+export function builtinDrivers(selection: DriverSelection, kernel: Kernel, opts: DriverBuildOptions = {}): Driver[] {
+  if (selection === 'all') return [...iommuDrivers(kernel), ...baseDrivers(kernel, opts)];
+  if (selection === 'iommu-unaware') return baseDrivers(kernel, opts);
   return [...selection];
 }

@@ -20,7 +20,7 @@ import { PageAllocator } from '../mm/page-alloc.js';
 import { ProcessTable } from '../mm/process.js';
 import { parseCmdline, type KernelParams } from './cmdline.js';
 import { scanFirmwareMemory } from './memblock.js';
-import { builtinDrivers, type DriverSelection } from './drivers.js';
+import { builtinDrivers, type DriverBuildOptions, type DriverSelection } from './drivers.js';
 
 const LOG_NS = 'iommu:kernel';
 
@@ -29,7 +29,7 @@ export interface BootTarget {
   readonly cpu: CpuPort;
 }
 
-export interface BootOptions {
+export interface BootOptions extends DriverBuildOptions {
   /** Kernel command line; defaults to the DT's /chosen/bootargs. */
   cmdline?: string;
   /**
@@ -43,10 +43,10 @@ export interface BootOptions {
   instance?: number;
 }
 
-export type KernelState = 'running' | 'shut-down' | 'gone';
+export type KernelState = 'booting' | 'running' | 'shut-down' | 'gone';
 
 export class Kernel {
-  private _state: KernelState = 'running';
+  private _state: KernelState = 'booting';
   private _shutdownReport: ShutdownReport | null = null;
 
   constructor(
@@ -71,6 +71,7 @@ export class Kernel {
   /** @internal bootKernel: the end of boot. */
   _bootComplete(deferred: readonly DeferredProbe[]): void {
     this._deferredAtBoot = deferred;
+    this._state = 'running';
   }
 
   get instance(): number {
@@ -96,7 +97,7 @@ export class Kernel {
    */
   async shutdown(): Promise<ShutdownReport> {
     if (this._state !== 'running') {
-      throw new KernelError('ESRCH', `kernel ${this.instance} is already ${this._state}`);
+      throw new KernelError('ESRCH', `kernel ${this.instance} is ${this._state}, not running`);
     }
     this._shutdownReport = await this.core.shutdown();
     this._state = 'shut-down';
@@ -113,7 +114,7 @@ export class Kernel {
 
 const running = new WeakMap<CpuPort, Kernel>();
 
-/** The kernel currently running on the machine behind `port`, if any. */
+/** The kernel booting or running on the machine behind `port` (until it is discarded), if any. */
 export function runningKernel(port: CpuPort): Kernel | null {
   const k = running.get(port);
   return k && k.state !== 'gone' ? k : null;
@@ -147,8 +148,9 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
     core.log.warn('kernel', `unknown command line parameter "${u}" will be passed to user space`, LOG_NS);
   }
   const kernel = new Kernel(port, dt, parsed.params, cmdline, core, alloc, mmContext, processes);
+  running.set(port, kernel);
   try {
-    for (const drv of builtinDrivers(opts.drivers ?? 'all', kernel)) await core.registerDriver(drv);
+    for (const drv of builtinDrivers(opts.drivers ?? 'all', kernel, opts)) await core.registerDriver(drv);
     for (const drv of opts.extraDrivers ?? []) await core.registerDriver(drv);
     const populated = await ofPlatformPopulate(core);
     for (const e of populated.errors) core.log.warn('kernel', `firmware: ${e.message}`, LOG_NS);
@@ -158,7 +160,6 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
     kernel.discard();
     throw e;
   }
-  running.set(port, kernel);
   const deferred = kernel.deferredAtBoot;
   core.log.info('kernel', `boot complete: ${core.probeOrder.length} devices bound, ${deferred.length} still deferred`, LOG_NS);
   return kernel;

@@ -16,6 +16,7 @@ export async function kexec(machine: BootTarget, opts: KexecOptions = {}): Promi
   const old = runningKernel(machine.cpu);
   if (!old) throw new KernelError('ESRCH', 'kexec: no kernel is running on this machine');
   if (old.state === 'running' && !opts.skipShutdown) await old.shutdown();
+  else if (old.state === 'booting') throw new KernelError('EBUSY', `kexec: kernel ${old.instance} is still booting`);
   old.log.info('kernel', `kexec: starting kernel ${old.instance + 1}`, 'iommu:kernel');
   old.discard();
   const { skipShutdown: _skip, ...boot } = opts;

@@ -11,7 +11,7 @@
  * The master emits one `dma` trace event per transaction when it completes: the address it issued,
  * the outcome, and the physical address it landed at.
  */
-import type { DmaCompletion, DmaDone, DmaPort, DmaRequest } from '../dma.js';
+import type { DmaCompletion, DmaDone, DmaPort, DmaRequest, DmaStatus } from '../dma.js';
 import type { Trace } from '../trace.js';
 
 /** Where one stream ID of a master goes. */
@@ -43,11 +43,19 @@ export interface DmaMasterStats {
   failed: number;
   /** Issued and not completed yet (stalled, or waiting for a page response). */
   outstanding: number;
+  /** Failed transactions by completion status. */
+  failedBy: Record<Exclude<DmaStatus, 'ok'>, number>;
 }
 
 export class DmaMaster {
   private readonly routes: StreamRoute[];
-  readonly stats: DmaMasterStats = { issued: 0, ok: 0, failed: 0, outstanding: 0 };
+  readonly stats: DmaMasterStats = {
+    issued: 0,
+    ok: 0,
+    failed: 0,
+    outstanding: 0,
+    failedBy: { 'bus-error': 0, abort: 0, fault: 0, terminated: 0, 'not-issued': 0 },
+  };
 
   constructor(
     /** The master's DT path. */
@@ -134,7 +142,10 @@ export class DmaMaster {
     this.issue(req, (c) => {
       this.stats.outstanding--;
       if (c.status === 'ok') this.stats.ok++;
-      else this.stats.failed++;
+      else {
+        this.stats.failed++;
+        this.stats.failedBy[c.status]++;
+      }
       const trace = this.ctx.trace;
       if (trace.active) {
         trace.emit({

@@ -2,13 +2,14 @@
  * Stray-DMA detection: every DMA write that lands in RAM is checked against the running kernel's
  * frame owners. A write by master X into a frame that is not a DMA buffer of X (nor, once IOMMU
  * domains exist, mapped for X) is a stray write. After a kexec the monitor follows the new kernel,
- * so a stale engine of the old kernel scribbling on memory the new one handed out shows up here.
+ * (from the moment its boot starts), so a stale engine of the old kernel scribbling on memory the new
+ * one handed out shows up here.
  *
  * It lives on the lab bench because it holds both worlds: the machine's interconnect (where writes
  * land) and the kernel's allocator (who owns what).
  */
 import type { Machine } from '../../hw/machine.js';
-import type { Kernel } from '../../kernel/kernel.js';
+import { runningKernel, type Kernel } from '../../kernel/kernel.js';
 import { describeOwner, type FrameOwner } from '../../mm/page-alloc.js';
 
 const FRAME = 0x1000;
@@ -28,18 +29,11 @@ export interface StrayWrite {
 
 export class StrayDmaMonitor {
   readonly strays: StrayWrite[] = [];
-  private kernel: Kernel | null = null;
-  private readonly deviceNames = new Map<string, string>();
+  private readonly deviceNames = new WeakMap<Kernel, Map<string, string>>();
   private readonly stop: () => void;
 
   constructor(private readonly machine: Machine) {
     this.stop = machine.interconnect.onRamWrite((master, pa, len, time) => this.check(master, pa, len, time));
-  }
-
-  /** Judge writes against this kernel from now on (call after boot and after each kexec). */
-  follow(kernel: Kernel): void {
-    this.kernel = kernel;
-    this.deviceNames.clear();
   }
 
   dispose(): void {
@@ -47,20 +41,28 @@ export class StrayDmaMonitor {
   }
 
   /** The kernel-side device name of a master (a PCI function's name differs from its DT path). */
-  private deviceName(master: string): string {
-    let name = this.deviceNames.get(master);
+  private deviceName(k: Kernel, master: string): string {
+    let names = this.deviceNames.get(k);
+    if (!names) {
+      names = new Map();
+      this.deviceNames.set(k, names);
+    }
+    let name = names.get(master);
     if (name === undefined) {
-      const node = this.kernel?.dt.byPath(master);
-      name = (node && this.kernel?.core.findDeviceByOfNode(node)?.name) ?? master;
-      this.deviceNames.set(master, name);
+      const node = k.dt.byPath(master);
+      const dev = node ? k.core.findDeviceByOfNode(node) : undefined;
+      if (!dev) return master; // not (yet) a device of this kernel: ask again next time
+      name = dev.name;
+      names.set(master, name);
     }
     return name;
   }
 
   private check(master: string, pa: number, len: number, time: number): void {
-    const k = this.kernel;
+    // The kernel that owns memory right now: the one booting or running on the machine.
+    const k = runningKernel(this.machine.cpu);
     if (!k) return;
-    const dev = this.deviceName(master);
+    const dev = this.deviceName(k, master);
     // One record per run of frames with the same owner: a 64 KiB write into one buffer is one line.
     let runStart = pa;
     let runOwner: string | null = null;

@@ -77,6 +77,25 @@ describe('iommu-sim dump-dtb', () => {
   });
 });
 
+describe('iommu-sim kexec', () => {
+  it('--json reports stray writes with the documented fields, none when engines are quiesced', async () => {
+    const bad = await runCli(['kexec', '--target', 'unaware', '--quiesce', 'none', '--json']);
+    expect(bad.status).toBe(0);
+    const out = JSON.parse(bad.stdout);
+    expect(Object.keys(out)).toEqual(['strayWrites', 'blockedTransactions', 'faults']);
+    expect(out.strayWrites.length).toBeGreaterThan(0);
+    expect(Object.keys(out.strayWrites[0])).toEqual(['time', 'master', 'pa', 'len', 'owner', 'kernel']);
+    expect(out.strayWrites[0].kernel).toBe(1);
+    const good = await runCli(['kexec', '--quiesce', 'all', '--json']);
+    expect(JSON.parse(good.stdout).strayWrites).toEqual([]);
+  });
+
+  it('rejects an unknown --target', async () => {
+    const r = await runCli(['kexec', '--target', 'sideways']);
+    expect(r.status).toBe(64);
+  });
+});
+
 describe('iommu-sim run', () => {
   it('runs the catalogue and reports each scenario', async () => {
     const r = await runCli(['run', 'boot-virt', '--json', '--seed', '7']);
