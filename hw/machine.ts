@@ -73,6 +73,7 @@ import { Scheduler } from './scheduler.js';
 import { Trace } from './trace.js';
 
 // Built-in IOMMU models register themselves when imported; add their modules here.
+import './smmu-v2/index.js';
 import './smmu-v3/index.js';
 
 const log = createDebug('iommu:hw:machine');

@@ -1,0 +1,102 @@
+/**
+ * The SMMUv2 model built by the machine from a Device Tree node (its registration in
+ * hw/smmu-v2/index.ts): registers at the node's `reg`, `#global-interrupts` splitting the lines,
+ * masters routed through it with their `dma-can-stall`.
+ */
+import { describe, expect, it } from 'vitest';
+import { SMMU_V2_MODEL_NAME } from '../../../hw/smmu-v2/index.js';
+import { Machine } from '../../../hw/machine.js';
+import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
+import { dtNode, dtRoot, tree } from '../dt.js';
+import type { PropValue } from '../dt.js';
+
+const GIC = 1;
+const SMMU = 2;
+const BASE = 0x2b40_0000;
+const CB0 = BASE + 16 * 0x1000; // NUMPAGE = 16 for a 128K region
+
+function dt(smmuProps: Record<string, PropValue> = {}) {
+  const root = dtRoot({ compatible: 'iommu-sim,test', '#address-cells': 2, '#size-cells': 2, 'interrupt-parent': GIC });
+  dtNode(root, 'memory@80000000', { device_type: 'memory', reg: [0, 0x8000_0000, 0, 0x1000_0000] });
+  dtNode(root, 'intc@8000000', {
+    compatible: 'arm,gic-400',
+    reg: [0, 0x800_0000, 0, 0x1000, 0, 0x801_0000, 0, 0x2000],
+    'interrupt-controller': true,
+    '#interrupt-cells': 3,
+    phandle: GIC,
+  });
+  dtNode(root, 'iommu@2b400000', {
+    compatible: ['arm,mmu-500'],
+    reg: [0, BASE, 0, 0x2_0000],
+    '#global-interrupts': 1,
+    interrupts: [0, 64, 4, 0, 65, 4, 0, 66, 4, 0, 67, 4, 0, 68, 4],
+    '#iommu-cells': 1,
+    phandle: SMMU,
+    ...smmuProps,
+  });
+  dtNode(root, 'gpu@a000000', { compatible: 'vendor,gpu', reg: [0, 0xa00_0000, 0, 0x1000], iommus: [SMMU, 0x10], 'dma-can-stall': true });
+  dtNode(root, 'display@a100000', { compatible: 'vendor,disp', reg: [0, 0xa10_0000, 0, 0x1000], iommus: [SMMU, 0x11] });
+  return tree(root);
+}
+
+describe('SMMUv2 model from firmware', () => {
+  it('is instantiated for an arm,mmu-500 node with banks limited by its context interrupts', () => {
+    const m = Machine.fromDeviceTree(dt(), { seed: 1 });
+    const entry = m.iommus.get('/iommu@2b400000')!;
+    expect(entry.status).toBe('modelled');
+    expect(entry.model).toBe('mmu-500');
+    const id1 = m.cpu.mmioRead32(BASE + 0x24);
+    expect(id1 & 0xff).toBe(4); // NUMCB = 4 context interrupts
+    expect((id1 >>> 28) & 7).toBe(3); // NUMPAGENDXB from the 128K reg
+    expect(m.cpu.mmioRead32(BASE) & 1).toBe(1); // CLIENTPD at reset
+  });
+
+  it('bypasses at reset, and stalls both masters in stall mode, counting the one without dma-can-stall', async () => {
+    const m = Machine.fromDeviceTree(dt(), { seed: 1 });
+    const gpu = m.masters.get('/gpu@a000000')!;
+    const disp = m.masters.get('/display@a100000')!;
+    m.memory.write32(0x8000_1000, 0x1234);
+    expect((await gpu.read(0x8000_1000, 4)).status).toBe('ok');
+
+    let contextIrqs = 0;
+    m.cpu.requestIrq('/intc@8000000', [0, 65, 4], () => contextIrqs++);
+    const root = 0x8010_0000; // an empty level 0 table: every VA faults
+    m.cpu.mmioWrite32(BASE + 0x1000 + 0x800, 1); // CBA2R0.VA64
+    m.cpu.mmioWrite32(BASE + 0x1000, 1 << 16); // CBAR0: stage 1
+    m.cpu.mmioWrite32(CB0 + 0x010, (7 << 15) | 5);
+    m.cpu.mmioWrite32(CB0 + 0x030, (1 << 23) | 16);
+    m.cpu.mmioWrite64(CB0 + 0x020, (1n << 48n) | BigInt(root));
+    m.cpu.mmioWrite32(CB0, 0x1e1); // M | CFRE | CFIE | CFCFG | HUPCF
+    m.cpu.mmioWrite32(BASE + 0xc00, 0); // S2CR0 -> bank 0
+    m.cpu.mmioWrite32(BASE + 0x800, 0x8000_0010 | (1 << 16)); // SMR0: SIDs 0x10-0x11
+    m.cpu.mmioWrite32(BASE, 0x6); // GFRE | GFIE, CLIENTPD clear
+    let gpuDone = false;
+    let dispDone = false;
+    gpu.submitRead(0x4000, 4, {}, () => (gpuDone = true));
+    disp.submitRead(0x5000, 4, {}, () => (dispDone = true));
+    await m.scheduler.runFor(10_000);
+    expect(gpuDone).toBe(false);
+    expect(dispDone).toBe(false);
+    expect(contextIrqs).toBe(1);
+    const smmu = entry(m);
+    expect(smmu.stats.stalls).toBe(2);
+    expect(smmu.stats.stallsOfNonStallingMasters).toBe(1);
+    // Terminate both: clear FSR, RESUME with TnR=1.
+    m.cpu.mmioWrite32(CB0 + 0x058, m.cpu.mmioRead32(CB0 + 0x058));
+    m.cpu.mmioWrite32(CB0 + 0x008, 1);
+    await m.scheduler.runFor(10_000);
+    expect(gpuDone && dispDone).toBe(true);
+  });
+
+  it('rejects unknown model options with an error naming them', () => {
+    const m = Machine.fromDeviceTree(dt(), { seed: 1, iommuOptions: { [SMMU_V2_MODEL_NAME]: { numCbs: 2 } } });
+    const e = m.iommus.get('/iommu@2b400000')!;
+    expect(e.status).toBe('failed');
+    expect(e.error).toMatch(/unknown SMMUv2 model option "numCbs"/);
+  });
+});
+
+function entry(m: Machine): SmmuV2 {
+  const inst = m.iommus.get('/iommu@2b400000')!.instance!;
+  return inst.portFor({ name: '/gpu@a000000', streamId: 0x10, cells: [0x10], kind: 'platform', canStall: true, pasidBits: 0 }) as SmmuV2;
+}

@@ -1,0 +1,178 @@
+import { describe, expect, it } from 'vitest';
+import { Field, SmmuLayout, numPageNdxbForRegion } from '../../../hw/smmu-v2/registers.js';
+import { optionsForNode, resolveOptions, smmuV2ModelForCompatible } from '../../../hw/smmu-v2/index.js';
+import {
+  ACTLR,
+  Bench,
+  CBA2R,
+  CBAR,
+  CLIENTPD,
+  FSR,
+  ID0,
+  ID1,
+  ID2,
+  ID7,
+  S2CR,
+  SCTLR,
+  SMCFCFG,
+  SMMU_BASE,
+  SMR,
+  sACR,
+  sCR0,
+  sGFSR,
+  TCR2,
+} from './harness.js';
+
+describe('SMMUv2 field helpers', () => {
+  it('extracts, inserts and rejects values too wide for the field', () => {
+    const f = new Field('X.F', 17, 16);
+    expect(f.get(0x0003_0000)).toBe(3);
+    expect(f.set(0xffff_ffff, 1)).toBe(0xfffd_ffff);
+    expect(f.prep(2)).toBe(0x0002_0000);
+    expect(() => f.prep(4)).toThrowError(/X\.F\[17:16\].*4 does not fit/);
+    expect(() => f.prep(-1)).toThrowError(RangeError);
+    const top = new Field('X.TOP', 31);
+    expect(top.prep(1)).toBe(0x8000_0000);
+    expect(top.isSet(0x8000_0000)).toBe(true);
+  });
+
+  it('lays the register space out by page size and NUMPAGENDXB', () => {
+    const l = new SmmuLayout(false, 3);
+    expect(l.numPage).toBe(16);
+    expect(l.size).toBe(0x20000);
+    expect(l.cbBase).toBe(0x10000);
+    const l64 = new SmmuLayout(true, 0);
+    expect(l64.size).toBe(4 * 0x10000);
+    expect(numPageNdxbForRegion(0x10000, false)).toBe(2); // Juno's MMU-401
+    expect(numPageNdxbForRegion(0x100000, false)).toBe(6); // SM8250's apps SMMU
+    expect(() => numPageNdxbForRegion(0x3000, false)).toThrowError(/not 2 x NUMPAGE/);
+  });
+
+  it('names the flavour from DT compatibles and rejects impossible options', () => {
+    expect(smmuV2ModelForCompatible(['qcom,sm8250-smmu-500', 'qcom,smmu-500', 'arm,mmu-500'])).toBe('qcom-smmu-500');
+    expect(smmuV2ModelForCompatible(['arm,mmu-401'])).toBe('mmu-401');
+    expect(smmuV2ModelForCompatible(['arm,mmu-500'])).toBe('mmu-500');
+    expect(smmuV2ModelForCompatible(['arm,smmu-v3'])).toBeNull();
+    expect(() => resolveOptions({ model: 'mmu-500', numCb: 64, numPageNdxb: 3 })).toThrowError(/numCb.*NUMPAGE = 16/);
+    expect(() => resolveOptions({ model: 'mmu-401', vmid16: true })).toThrowError(/vmid16/);
+    expect(() => resolveOptions({ model: 'smmu-v2', ias: 47 })).toThrowError(/option ias/);
+    expect(() => resolveOptions({ model: 'smmu-v2', nested: true, stage2: false })).toThrowError(/nested/);
+  });
+
+  it('derives options from a DT node: NUMPAGENDXB from reg, no more v2 banks than context interrupts', () => {
+    // Juno's MMU-401: reg 0x10000, one context interrupt (v1: interrupts are routed by IRPTNDX).
+    expect(optionsForNode({ compatible: ['arm,mmu-401'], regSize: 0x10000, contextInterrupts: 1 })).toMatchObject({
+      model: 'mmu-401',
+      numPageNdxb: 2,
+      numCb: 4,
+      numIrpt: 1,
+    });
+    // SM8250's apps SMMU: 1 MB of registers, many context interrupts.
+    expect(
+      optionsForNode({ compatible: ['qcom,sm8250-smmu-500', 'arm,mmu-500'], regSize: 0x100000, contextInterrupts: 96 }),
+    ).toMatchObject({ model: 'qcom-smmu-500', numPageNdxb: 6, numCb: 32 });
+    // SM8250's Adreno SMMU: 64K of registers hold only 8 banks.
+    expect(
+      optionsForNode({
+        compatible: ['qcom,sm8250-smmu-500', 'qcom,adreno-smmu', 'qcom,smmu-500', 'arm,mmu-500'],
+        regSize: 0x10000,
+        contextInterrupts: 24,
+      }),
+    ).toMatchObject({ model: 'qcom-smmu-500', numPageNdxb: 2, numCb: 8 });
+    // ZynqMP's MMU-500 with 16 context interrupts in 128K.
+    expect(optionsForNode({ compatible: ['arm,mmu-500'], regSize: 0x20000, contextInterrupts: 8 })).toMatchObject({
+      numPageNdxb: 3,
+      numCb: 8,
+      numIrpt: 8,
+    });
+    expect(optionsForNode({ compatible: ['arm,smmu-v3'], regSize: 0x20000, contextInterrupts: 0 })).toBeNull();
+    expect(() => optionsForNode({ compatible: ['arm,mmu-500'], regSize: 0x1000, contextInterrupts: 1 })).toThrowError(/smaller/);
+  });
+});
+
+describe('SMMUv2 reset state and ID registers', () => {
+  it('MMU-500: CLIENTPD and SMCFCFG set, S2CRs fault, IDs from the options', () => {
+    const b = new Bench({ model: 'mmu-500', numSmr: 24, numCb: 8, numPageNdxb: 3, atosns: false });
+    expect(b.gr0(sCR0)).toBe(CLIENTPD | SMCFCFG);
+    const id0 = b.gr0(ID0);
+    expect(id0 & 0xff).toBe(24); // NUMSMRG
+    expect((id0 >>> 9) & 0xf).toBe(15); // NUMSIDB
+    expect((id0 >>> 27) & 1).toBe(1); // SMS
+    expect((id0 >>> 30) & 1).toBe(1); // S1TS
+    expect((id0 >>> 29) & 1).toBe(1); // S2TS
+    expect((id0 >>> 28) & 1).toBe(1); // NTS
+    expect((id0 >>> 26) & 1).toBe(0); // ATOSNS as asked
+    const id1 = b.gr0(ID1);
+    expect(id1 & 0xff).toBe(8); // NUMCB
+    expect((id1 >>> 28) & 7).toBe(3); // NUMPAGENDXB
+    expect(id1 >>> 31).toBe(0); // 4K pages
+    const id2 = b.gr0(ID2);
+    expect(id2 & 0xf).toBe(5); // IAS 48
+    expect((id2 >>> 4) & 0xf).toBe(5); // OAS 48
+    expect((id2 >>> 8) & 0xf).toBe(5); // UBS 49
+    expect((id2 >>> 12) & 1).toBe(1); // 4K granule
+    expect((id2 >>> 14) & 1).toBe(1); // 64K granule
+    expect(b.gr0(ID7)).toBe(0x21); // r2p1
+    expect(b.gr0(sACR) & (1 << 26)).not.toBe(0); // CACHE_LOCK
+    for (let n = 0; n < 24; n++) {
+      expect(b.gr0(S2CR(n))).toBe(2 << 16);
+      expect(b.gr0(SMR(n))).toBe(0);
+    }
+    for (let n = 0; n < 8; n++) {
+      expect(b.cb(n, SCTLR)).toBe(0);
+      expect(b.cb(n, FSR)).toBe(0);
+      expect(b.cb(n, ACTLR)).toBe(3); // CPRE | CMTLB
+      expect(b.gr1(CBAR(n))).toBe(0);
+    }
+    expect(b.gr0(sGFSR)).toBe(0);
+  });
+
+  it('CLIENTPD at reset is a construction option', () => {
+    const b = new Bench({ model: 'smmu-v2', clientPdAtReset: false });
+    expect(b.gr0(sCR0) & CLIENTPD).toBe(0);
+  });
+
+  it('ID registers are read-only and unknown offsets read zero without throwing', () => {
+    const b = new Bench({ model: 'smmu-v2', numCb: 4, numPageNdxb: 2 });
+    const id0 = b.gr0(ID0);
+    b.setGr0(ID0, 0);
+    expect(b.gr0(ID0)).toBe(id0);
+    expect(b.gr0(0x3f0)).toBe(0);
+    b.setGr0(0x3f0, 0x1234);
+    expect(b.gr0(0x3f0)).toBe(0);
+    // A bank beyond NUMCB (page NUMPAGE + 5 of 8) and the implementation-defined pages.
+    expect(b.mmio.read32(SMMU_BASE + ((8 + 5) << 12))).toBe(0);
+    expect(b.mmio.read32(SMMU_BASE + (3 << 12))).toBe(0);
+    b.mmio.write32(SMMU_BASE + ((8 + 5) << 12), 1);
+    expect(b.mmio.peek32(SMMU_BASE + ID0)).toBe(id0);
+  });
+
+  it('places context bank n at page NUMPAGE + n, with 64K pages too', () => {
+    const b = new Bench({ model: 'mmu-500', numCb: 4, numPageNdxb: 1, pageSize64k: true });
+    expect(b.smmu.size).toBe(2 * 4 * 0x10000);
+    b.mmio.write32(SMMU_BASE + (4 + 2) * 0x10000 + 0x030, 0x1234_5678); // CB2 TCR
+    expect(b.cb(2, 0x030)).toBe(0x1234_5678);
+    expect(b.cb(1, 0x030)).toBe(0);
+    b.mmio.write32(SMMU_BASE + 0x10000 + 4 * 3, 0x0001_0005); // GR1 CBAR3
+    expect(b.gr1(CBAR(3))).toBe(0x0001_0005);
+  });
+
+  it('SMRs read back only the implemented StreamID bits (as Linux probes them)', () => {
+    const b = new Bench({ model: 'mmu-500', numSidBits: 10 });
+    b.setGr0(SMR(0), 0x0000_ffff);
+    expect(b.gr0(SMR(0))).toBe(0x3ff);
+    b.setGr0(SMR(0), 0xffff_0000);
+    expect(b.gr0(SMR(0))).toBe(0x83ff_0000);
+  });
+
+  it('SMMUv1 has no CBA2R or TCR2 and keeps CBAR.IRPTNDX', () => {
+    const b = new Bench({ model: 'mmu-401' });
+    b.setGr1(CBA2R(0), 1);
+    expect(b.gr1(CBA2R(0))).toBe(0);
+    b.setCb(0, TCR2, 5);
+    expect(b.cb(0, TCR2)).toBe(0);
+    b.setGr1(CBAR(1), (2 << 24) | (1 << 16));
+    expect(b.gr1(CBAR(1))).toBe((2 << 24) | (1 << 16));
+    expect((b.gr0(ID0) >>> 29) & 1).toBe(0); // MMU-401: stage 1 only
+  });
+});
