@@ -4,12 +4,13 @@
  * name contains SUBSTR. The modules are a fixed list: a new bench module is added here.
  */
 import type { Bench, BenchResult } from './harness.js';
+import { benches as dma } from './dma.bench.js';
 import { benches as memory } from './memory.bench.js';
 import { benches as pgtable } from './pgtable.bench.js';
 import { benches as smmuV2Model } from './smmu-v2-model.bench.js';
 import { benches as smmuV3Model } from './smmu-v3-model.bench.js';
 
-const ALL: readonly Bench[] = [...memory, ...pgtable, ...smmuV2Model, ...smmuV3Model];
+const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model];
 
 interface Args {
   json: boolean;

@@ -34,6 +34,19 @@ export interface DriverCoreOptions {
   instance?: number;
 }
 
+/**
+ * What the driver core asks of the DMA layer around a driver's binding (kernel: bus->dma_configure()
+ * before probe, bus->dma_cleanup() after remove or a failed probe). The iommu core installs these;
+ * bus/ cannot know about it.
+ */
+export interface DmaConfigureHooks {
+  configure(dev: Device, driverManagedDma: boolean): Promise<void>;
+  cleanup(dev: Device, driverManagedDma: boolean): Promise<void>;
+}
+
+/** kernel: bus notifier (BUS_NOTIFY_ADD_DEVICE / BUS_NOTIFY_REMOVED_DEVICE). */
+export type BusNotifier = (dev: Device, action: 'add' | 'removed') => Promise<void>;
+
 export interface DeferredProbe {
   device: Device;
   reason: string;
@@ -76,6 +89,9 @@ export class DriverCore {
   /** Non-null once probing is blocked (kernel: device_block_probing()); the reason. */
   private probeBlock: string | null = null;
   private shutdownResult: ShutdownReport | null = null;
+  private dmaHooks: DmaConfigureHooks | null = null;
+  private _initcallsDone = false;
+  private readonly busNotifiers: BusNotifier[] = [];
   private tornDown = false;
 
   constructor(opts: DriverCoreOptions) {
@@ -115,6 +131,14 @@ export class DriverCore {
     return this.byOfNode.get(node);
   }
 
+  /**
+   * Every built-in driver has registered and had its chance (kernel: initcalls_done). From then on a
+   * supplier with no driver will never appear (there are no modules): waiting on it is pointless.
+   */
+  get initcallsDone(): boolean {
+    return this._initcallsDone;
+  }
+
   /** Devices waiting on the deferred list, with why they last deferred. */
   deferredProbes(): DeferredProbe[] {
     return this.pending.map((device) => ({ device, reason: device.probeError ?? 'probe deferred' }));
@@ -151,6 +175,29 @@ export class DriverCore {
     });
   }
 
+  // ---- hooks ---------------------------------------------------------------------------------
+
+  /** Install the DMA layer's configure/cleanup hooks (one set per kernel). */
+  setDmaConfigureHooks(hooks: DmaConfigureHooks): void {
+    if (this.dmaHooks) throw new KernelError('EBUSY', 'DMA configure hooks are already installed');
+    this.dmaHooks = hooks;
+  }
+
+  /** kernel: bus_register_notifier() — told of every device added and removed from now on. */
+  addBusNotifier(fn: BusNotifier): void {
+    this.busNotifiers.push(fn);
+  }
+
+  private async notify(dev: Device, action: 'add' | 'removed'): Promise<void> {
+    for (const fn of this.busNotifiers) {
+      try {
+        await fn(dev, action);
+      } catch (e) {
+        this.log.err(dev.name, `bus notifier (${action}) failed: ${errorText(e)}`, LOG_NS);
+      }
+    }
+  }
+
   // ---- devices -------------------------------------------------------------------------------
 
   /**
@@ -168,6 +215,7 @@ export class DriverCore {
       this.byName.set(dev.name, dev);
       if (dev.ofNode && !this.byOfNode.has(dev.ofNode)) this.byOfNode.set(dev.ofNode, dev);
       dev.parent?.children.push(dev);
+      await this.notify(dev, 'add');
       if (opts.probe ?? true) await this.busProbeDevice(dev);
     });
   }
@@ -227,6 +275,7 @@ export class DriverCore {
    */
   settle(): Promise<DeferredProbe[]> {
     return this.op(async () => {
+      this._initcallsDone = true;
       this.retryWanted = true;
       await this.processDeferred();
       this.relaxInferredLinks((s) => s.status === 'no-driver' || s.status === 'unbound', 'no driver matches it');
@@ -358,12 +407,19 @@ export class DriverCore {
     this.dropPending(dev);
     const matched = firmwareMatch(dev, drv);
     dev._setBinding(drv, 'probing', null, matched);
+    let dmaConfigured = false;
     try {
+      // kernel: really_probe() → dev->bus->dma_configure()
+      if (this.dmaHooks) {
+        await this.dmaHooks.configure(dev, drv.driverManagedDma ?? false);
+        dmaConfigured = true;
+      }
       await drv.probe(dev);
     } catch (e) {
       const error = errorText(e);
       const leftovers = await dev.devres.releaseAll();
       for (const l of leftovers) this.log.err(dev.name, `releasing ${l} after failed probe`, LOG_NS);
+      if (dmaConfigured) await this.dmaCleanup(dev, drv);
       if (isKernelError(e, 'EPROBE_DEFER')) {
         this.defer(dev, drv, error);
         return 'deferred';
@@ -453,10 +509,21 @@ export class DriverCore {
       this.log.err(dev.name, `${drv.name}: remove failed: ${errorText(e)}`, LOG_NS);
     }
     for (const l of await dev.devres.releaseAll()) this.log.err(dev.name, `releasing ${l}`, LOG_NS);
+    await this.dmaCleanup(dev, drv);
     dev._setBinding(null, 'unbound', null, null);
     const i = this.bindOrder.indexOf(dev);
     if (i >= 0) this.bindOrder.splice(i, 1);
     this.traceCustom(dev, 'unbind', { driver: drv.name });
+  }
+
+  /** kernel: dev->bus->dma_cleanup() */
+  private async dmaCleanup(dev: Device, drv: Driver): Promise<void> {
+    if (!this.dmaHooks) return;
+    try {
+      await this.dmaHooks.cleanup(dev, drv.driverManagedDma ?? false);
+    } catch (e) {
+      this.log.err(dev.name, `DMA cleanup failed: ${errorText(e)}`, LOG_NS);
+    }
   }
 
   private async deleteDevice(dev: Device): Promise<void> {
@@ -476,6 +543,7 @@ export class DriverCore {
       if (i >= 0) dev.parent.children.splice(i, 1);
     }
     dev._setBinding(null, 'unbound', null, null);
+    await this.notify(dev, 'removed');
     dev._detach();
   }
 

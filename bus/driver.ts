@@ -17,6 +17,8 @@ export interface Driver<D extends Device = Device> {
   readonly ofMatchTable?: readonly string[];
   /** ACPI hardware IDs this driver claims (kernel: acpi_device_id[]). */
   readonly acpiMatchTable?: readonly string[];
+  /** The driver manages DMA ownership itself (kernel: driver_managed_dma, as VFIO drivers set). */
+  readonly driverManagedDma?: boolean;
   probe(dev: D): Promise<void>;
   remove?(dev: D): void | Promise<void>;
   shutdown?(dev: D): void | Promise<void>;

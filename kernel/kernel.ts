@@ -15,6 +15,7 @@ import { FirmwareError } from '../bus/firmware-error.js';
 import { parseFdt } from '../bus/of/fdt.js';
 import type { DeviceTree } from '../bus/of/tree.js';
 import { ofPlatformPopulate } from '../bus/platform.js';
+import { IommuSubsystem, iommuBusNotify, iommuDmaCleanup, iommuDmaConfigure } from '../core/iommu.js';
 import { MmContext } from '../mm/mm.js';
 import { PageAllocator } from '../mm/page-alloc.js';
 import { ProcessTable } from '../mm/process.js';
@@ -57,6 +58,8 @@ export class Kernel {
     readonly core: DriverCore,
     /** The page allocator: this kernel's view of who owns each frame of RAM. */
     readonly alloc: PageAllocator,
+    /** The iommu core of this kernel. */
+    readonly iommu: IommuSubsystem,
     readonly mmContext: MmContext,
     readonly processes: ProcessTable,
   ) {}
@@ -147,7 +150,19 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
   for (const u of parsed.unknown) {
     core.log.warn('kernel', `unknown command line parameter "${u}" will be passed to user space`, LOG_NS);
   }
-  const kernel = new Kernel(port, dt, parsed.params, cmdline, core, alloc, mmContext, processes);
+  // kernel: iommu_subsys_init(); the driver core's DMA hooks are how it reaches every device.
+  const iommu = new IommuSubsystem({
+    core,
+    pageAllocator: alloc,
+    passthrough: parsed.params['iommu.passthrough'],
+    strict: parsed.params['iommu.strict'],
+  });
+  core.setDmaConfigureHooks({
+    configure: (dev, driverManagedDma) => iommuDmaConfigure(dev, { driverManagedDma }),
+    cleanup: (dev, driverManagedDma) => iommuDmaCleanup(dev, { driverManagedDma }),
+  });
+  core.addBusNotifier((dev, action) => iommuBusNotify(dev, action));
+  const kernel = new Kernel(port, dt, parsed.params, cmdline, core, alloc, iommu, mmContext, processes);
   running.set(port, kernel);
   try {
     for (const drv of builtinDrivers(opts.drivers ?? 'all', kernel, opts)) await core.registerDriver(drv);

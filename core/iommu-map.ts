@@ -1,0 +1,231 @@
+/**
+ * Mapping and unmapping through a paging domain (kernel: iommu_map(), iommu_unmap(),
+ * iommu_unmap_fast(), iommu_iotlb_sync(), iommu_map_sg() in iommu.c).
+ *
+ * A range is cut into runs of one page size, each handed to the driver's `mapPages` / `unmapPages`:
+ * the largest supported size no bigger than what is left and no bigger than the alignment of both
+ * iova and paddr; a run stops early where the next larger size becomes usable. Page-table updates
+ * are synchronous; making them visible to the hardware (`iotlbSyncMap`, `iotlbSync`) is awaited.
+ *
+ * Addresses are JS numbers (exact to 2^53), so page sizes above 2^31 are handled arithmetically.
+ */
+import { KernelError } from '../bus/errno.js';
+import { iommuIotlbGatherInit, type IommuIotlbGather } from './iommu-gather.js';
+import { __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type IommuDomain } from './iommu-domain.js';
+import type { Gfp } from './iommu-ops.js';
+import { hex } from './io-pgtable.js';
+
+/** The lowest power of two dividing `x` (Infinity for 0). */
+function alignmentOf(x: number): number {
+  if (x === 0) return Infinity;
+  const lo = x % 0x1_0000_0000;
+  if (lo !== 0) return (lo & -lo) >>> 0;
+  const hi = Math.floor(x / 0x1_0000_0000);
+  return ((hi & -hi) >>> 0) * 0x1_0000_0000;
+}
+
+/** Result of `iommuPgsize`: reused, so the map loop allocates nothing. */
+export interface PgsizeChoice {
+  pgsize: number;
+  count: number;
+}
+
+/**
+ * The page size and count of the next run of [iova, iova + size) → paddr. // kernel: iommu_pgsize()
+ * `out` is filled and returned.
+ */
+export function iommuPgsize(domain: IommuDomain, iova: number, paddr: number, size: number, out: PgsizeChoice): PgsizeChoice {
+  const sizes = domain.pgsizes;
+  const align = Math.min(alignmentOf(iova), alignmentOf(paddr));
+  let idx = sizes.length - 1;
+  while (idx >= 0 && (sizes[idx]! > size || sizes[idx]! > align)) idx--;
+  if (idx < 0) {
+    throw new KernelError('EINVAL', `iommu_pgsize: no page size of ${hex(domain.pgsizeBitmap)} fits iova ${hex(iova)} pa ${hex(paddr)} size ${hex(size)}`);
+  }
+  const pgsize = sizes[idx]!;
+  let runSize = size;
+  const next = sizes[idx + 1];
+  // A bigger page is only usable where iova and paddr have the same offset into it.
+  if (next !== undefined && iova % next === paddr % next) {
+    const toBoundary = next - (iova % next);
+    if (toBoundary + next <= size) runSize = toBoundary;
+  }
+  out.pgsize = pgsize;
+  out.count = Math.floor(runSize / pgsize);
+  return out;
+}
+
+const choice: PgsizeChoice = { pgsize: 0, count: 0 };
+
+function checkRange(what: string, iova: number, paddr: number, size: number): void {
+  if (!Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(paddr) || paddr < 0 || !Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(iova + size)) {
+    throw new KernelError('EINVAL', `${what}: bad range iova ${iova} pa ${paddr} size ${size}`);
+  }
+}
+
+function mappedBy(e: unknown): number {
+  const mapped = (e as { mapped?: unknown } | null)?.mapped;
+  return typeof mapped === 'number' && mapped > 0 ? mapped : 0;
+}
+
+/** Bytes the last `mapRuns` call mapped (read right after it throws; it is synchronous). */
+let runsMapped = 0;
+
+/** Hand the range to the driver run by run; throws the driver's error with `runsMapped` set. */
+function mapRuns(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp): void {
+  const ops = domain.ops;
+  const mapPages = ops.mapPages!;
+  runsMapped = 0;
+  let left = size;
+  while (left > 0) {
+    iommuPgsize(domain, iova, paddr, left, choice);
+    let mapped: number;
+    try {
+      mapped = mapPages.call(ops, domain, iova, paddr, choice.pgsize, choice.count, prot, gfp);
+    } catch (e) {
+      runsMapped += mappedBy(e);
+      throw e;
+    }
+    if (!(mapped > 0)) throw new KernelError('EINVAL', `iommu_map: map_pages mapped nothing at ${hex(iova)} (driver bug)`);
+    runsMapped += mapped;
+    left -= mapped;
+    iova += mapped;
+    paddr += mapped;
+  }
+}
+
+/**
+ * Map [iova, iova + size) to paddr without making it visible yet; on failure everything this call
+ * mapped is unmapped again (and invalidated). EINVAL: not a paging domain or misaligned; ENODEV: the
+ * domain cannot map. // kernel: iommu_map_nosync()
+ */
+export async function iommuMapNosync(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<void> {
+  checkMappable(domain, iova, paddr, size);
+  try {
+    mapRuns(domain, iova, paddr, size, prot, gfp);
+  } catch (e) {
+    const done = runsMapped;
+    if (done > 0) await iommuUnmap(domain, iova, done);
+    throw e;
+  }
+}
+
+function checkMappable(domain: IommuDomain, iova: number, paddr: number, size: number): void {
+  if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0) {
+    throw new KernelError('EINVAL', `iommu_map: cannot map in a ${iommuDomainTypeStr(domain.type)} domain`);
+  }
+  if (!domain.ops.mapPages || domain.pgsizeBitmap === 0) throw new KernelError('ENODEV', 'iommu_map: the domain has no map_pages op or no page sizes');
+  checkRange('iommu_map', iova, paddr, size);
+  const min = domain.minPageSize;
+  if (iova % min !== 0 || paddr % min !== 0 || size % min !== 0) {
+    throw new KernelError('EINVAL', `iommu_map: unaligned: iova ${hex(iova)} pa ${hex(paddr)} size ${hex(size)} min_pagesz ${hex(min)}`);
+  }
+}
+
+/** kernel: iommu_sync_map() */
+export async function iommuSyncMap(domain: IommuDomain, iova: number, size: number): Promise<void> {
+  const op = domain.ops.iotlbSyncMap;
+  if (op) await op.call(domain.ops, domain, iova, size);
+}
+
+/** Map and make the mapping visible; a failed sync unmaps the range. // kernel: iommu_map() */
+export async function iommuMap(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<void> {
+  await iommuMapNosync(domain, iova, paddr, size, prot, gfp);
+  try {
+    await iommuSyncMap(domain, iova, size);
+  } catch (e) {
+    await iommuUnmap(domain, iova, size);
+    throw e;
+  }
+}
+
+/** kernel: __iommu_unmap() */
+function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: IommuIotlbGather): number {
+  if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0) return 0;
+  const ops = domain.ops;
+  const unmapPages = ops.unmapPages;
+  if (!unmapPages || domain.pgsizeBitmap === 0) return 0;
+  const min = domain.minPageSize;
+  if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(size) || iova < 0 || size < 0 || iova % min !== 0 || size % min !== 0) return 0;
+  let unmapped = 0;
+  while (unmapped < size) {
+    iommuPgsize(domain, iova, iova, size - unmapped, choice);
+    const done = unmapPages.call(ops, domain, iova, choice.pgsize, choice.count, gather);
+    if (done === 0) break;
+    iova += done;
+    unmapped += done;
+  }
+  return unmapped;
+}
+
+/**
+ * Unmap [iova, iova + size) and wait for the invalidation. Returns the bytes unmapped: 0 for a domain
+ * that cannot unmap or a misaligned range; it stops at the first hole, and never splits a mapping
+ * that `iommuMap` made as one block. // kernel: iommu_unmap()
+ */
+export async function iommuUnmap(domain: IommuDomain, iova: number, size: number): Promise<number> {
+  const gather = iommuIotlbGatherInit();
+  const unmapped = __iommuUnmap(domain, iova, size, gather);
+  await iommuIotlbSync(domain, gather);
+  return unmapped;
+}
+
+/** As iommuUnmap, leaving the invalidation in `gather` for the caller's iommuIotlbSync. // kernel: iommu_unmap_fast() */
+export function iommuUnmapFast(domain: IommuDomain, iova: number, size: number, gather: IommuIotlbGather): number {
+  return __iommuUnmap(domain, iova, size, gather);
+}
+
+/** Invalidate what `gather` collected and wait; the gather starts over. // kernel: iommu_iotlb_sync() */
+export async function iommuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): Promise<void> {
+  const op = domain.ops.iotlbSync;
+  if (op) await op.call(domain.ops, domain, gather);
+  const queued = gather.queued;
+  iommuIotlbGatherInit(gather);
+  gather.queued = queued;
+}
+
+/** kernel: iommu_flush_iotlb_all() */
+export async function iommuFlushIotlbAll(domain: IommuDomain): Promise<void> {
+  const op = domain.ops.flushIotlbAll;
+  if (op) await op.call(domain.ops, domain);
+}
+
+/** A physically contiguous piece of a buffer to map. */
+export interface IommuSgSegment {
+  readonly pa: number;
+  readonly length: number;
+}
+
+/**
+ * Map the segments one after the other from `iova`, merging physically contiguous ones, then sync
+ * once. Returns the bytes mapped; on failure everything is unmapped. // kernel: iommu_map_sg()
+ */
+export async function iommuMapSg(domain: IommuDomain, iova: number, segments: readonly IommuSgSegment[], prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<number> {
+  let mapped = 0;
+  let start = 0;
+  let len = 0;
+  try {
+    for (const s of segments) {
+      if (len > 0 && s.pa !== start + len) {
+        await iommuMapNosync(domain, iova + mapped, start, len, prot, gfp);
+        mapped += len;
+        len = 0;
+      }
+      if (len > 0) {
+        len += s.length;
+      } else {
+        start = s.pa;
+        len = s.length;
+      }
+    }
+    if (len > 0) {
+      await iommuMapNosync(domain, iova + mapped, start, len, prot, gfp);
+      mapped += len;
+    }
+    await iommuSyncMap(domain, iova, mapped);
+  } catch (e) {
+    if (mapped > 0) await iommuUnmap(domain, iova, mapped);
+    throw e;
+  }
+  return mapped;
+}
