@@ -7,7 +7,7 @@ STAMP := node_modules/.install-stamp
 all: build
 
 $(STAMP): package.json package-lock.json
-	$(NPM) ci --no-audit --no-fund
+	$(NPM) install --no-audit --no-fund
 	@touch $(STAMP)
 
 install: $(STAMP)
