@@ -30,8 +30,8 @@ vitest: $(STAMP)
 
 test: typecheck lint-deps vitest
 
-bench: build
-	node dist/bench/run.js
+bench: $(STAMP)
+	$(NPM) run --silent bench
 
 soak: $(STAMP)
 	npx vitest run --config vitest.soak.config.ts
