@@ -35,6 +35,11 @@ export interface BootFirmware {
 /** An interrupt handler: called by the interrupt controller, outside any software context. */
 export type IrqHandler = () => void;
 
+export interface CpuTimer {
+  /** Stop the timer; a no-op once it fired. Returns true if it was still pending. */
+  cancel(): boolean;
+}
+
 export interface CpuPort {
   readonly firmware: BootFirmware;
   readonly ram: RamAccess;
@@ -57,6 +62,11 @@ export interface CpuPort {
   now(): number;
   /** Resolve after `ns` of virtual time: how kernel code sleeps and polls. */
   delay(ns: number): Promise<void>;
+  /**
+   * Call `fn` once after `ns` of virtual time unless cancelled first (kernel: hrtimer/timer_list).
+   * A cancelled timer leaves nothing scheduled, so it never keeps the machine busy.
+   */
+  startTimer(ns: number, fn: () => void): CpuTimer;
 
   /** The machine's trace stream: the kernel emits probe, work and log events into it. */
   readonly trace: Trace;

@@ -487,6 +487,7 @@ export class Machine {
       },
       now: () => scheduler.now,
       delay: (ns) => scheduler.delay(ns, 'cpu delay'),
+      startTimer: (ns, fn) => scheduler.startTimer(ns, fn, 'cpu timer'),
     };
   }
 }

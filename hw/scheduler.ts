@@ -96,6 +96,30 @@ export class Scheduler {
     };
   }
 
+  /**
+   * A one-shot timer: `fn` runs after `delayNs` unless cancelled first. `cancel()` returns true if the
+   * timer was still pending (and now never fires).
+   */
+  startTimer(delayNs: number, fn: EventFn, label = 'timer'): { cancel(): boolean } {
+    let pending = true;
+    const h = this.schedule(
+      delayNs,
+      () => {
+        pending = false;
+        fn();
+      },
+      label,
+    );
+    return {
+      cancel: () => {
+        if (!pending) return false;
+        pending = false;
+        h.cancel();
+        return true;
+      },
+    };
+  }
+
   /** A promise that resolves after `delayNs` of virtual time. */
   delay(delayNs: number, label = 'delay'): Promise<void> {
     return new Promise((resolve) => this.schedule(delayNs, resolve, label));

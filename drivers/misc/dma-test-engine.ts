@@ -349,8 +349,7 @@ export class TestEngine {
         resolve(s);
         return true;
       };
-      this.waiters[frame]!.push(waiter);
-      void this.port.delay(timeoutNs).then(() => {
+      const timer = this.port.startTimer(timeoutNs, () => {
         if (settled) return;
         const list = this.waiters[frame]!;
         const i = list.indexOf(waiter);
@@ -360,6 +359,12 @@ export class TestEngine {
           settled = true;
           reject(this.timeoutError(frame, timeoutNs, null));
         }
+      });
+      // The interrupt path settles the wait; the timer then has nothing left to do.
+      this.waiters[frame]!.push(() => {
+        const done = waiter();
+        if (done) timer.cancel();
+        return done;
       });
     });
   }

@@ -88,6 +88,7 @@ export function testKernel(opts: TestKernelOptions = {}): TestKernel {
     },
     now: () => scheduler.now,
     delay: (ns) => scheduler.delay(ns),
+    startTimer: (ns, fn) => scheduler.startTimer(ns, fn),
     trace,
   };
   const core = new DriverCore({ port, dt: opts.dt ?? null });

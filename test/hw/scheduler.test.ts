@@ -43,3 +43,18 @@ describe('scheduler determinism', () => {
     expect(s.now).toBe(30);
   });
 });
+
+describe('timers', () => {
+  it('fire once at their time, and a cancelled one leaves nothing scheduled', () => {
+    const s = new Scheduler(1);
+    const fired: number[] = [];
+    const a = s.startTimer(100, () => fired.push(s.now));
+    const b = s.startTimer(50, () => fired.push(-s.now));
+    expect(b.cancel()).toBe(true);
+    expect(b.cancel()).toBe(false);
+    expect(s.pending).toBe(1);
+    s.runSyncUntilIdle();
+    expect(fired).toEqual([100]);
+    expect(a.cancel()).toBe(false);
+  });
+});

@@ -3,7 +3,7 @@
  * interrupt controllers whose lines deliver through the scheduler (a raise while pending is merged,
  * like a GIC pending bit). Tests drive time with `port.sched`.
  */
-import type { BootFirmware, CpuPort, IrqHandler } from '../../../hw/cpu-port.js';
+import type { BootFirmware, CpuPort, CpuTimer, IrqHandler } from '../../../hw/cpu-port.js';
 import { PhysicalMemory } from '../../../hw/memory.js';
 import { Scheduler } from '../../../hw/scheduler.js';
 import { Trace } from '../../../hw/trace.js';
@@ -163,6 +163,10 @@ export class FakePort implements CpuPort {
 
   now(): number {
     return this.sched.now;
+  }
+
+  startTimer(ns: number, fn: () => void): CpuTimer {
+    return this.sched.startTimer(ns, fn);
   }
 
   delay(ns: number): Promise<void> {
