@@ -5,12 +5,15 @@
  */
 import type { Bench, BenchResult } from './harness.js';
 import { benches as dma } from './dma.bench.js';
+import { benches as iopf } from './iopf.bench.js';
 import { benches as memory } from './memory.bench.js';
 import { benches as pgtable } from './pgtable.bench.js';
 import { benches as smmuV2Model } from './smmu-v2-model.bench.js';
+import { benches as smmuV2 } from './smmu-v2.bench.js';
 import { benches as smmuV3Model } from './smmu-v3-model.bench.js';
+import { benches as smmuV3 } from './smmu-v3.bench.js';
 
-const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model];
+const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model, ...smmuV2, ...smmuV3, ...iopf];
 
 interface Args {
   json: boolean;

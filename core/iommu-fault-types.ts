@@ -9,11 +9,19 @@
  * core keeps for it (`DevIommu.faultParam`).
  */
 import type { Device } from '../bus/device.js';
+import type { IommuDomain } from './iommu-domain.js';
+import type { IommuAttachHandle } from './iommu-group.js';
 
 // kernel: IOMMU_FAULT_PAGE_REQUEST_* (struct iommu_fault_page_request.flags)
 export const IOMMU_FAULT_PAGE_REQUEST_PASID_VALID = 1 << 0;
 export const IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE = 1 << 1;
 export const IOMMU_FAULT_PAGE_REQUEST_NEEDS_PASID = 1 << 2;
+/**
+ * The hardware attached private data to the request and wants it back in the response (VT-d page
+ * requests do; PCIe PRI and Arm SMMU stalls do not). 6.17 dropped the flag and kept the field; the
+ * response matching of the page-response thread needs to know, so it is kept here.
+ */
+export const IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA = 1 << 3;
 
 // kernel: IOMMU_FAULT_PERM_* (struct iommu_fault_page_request.perm)
 export const IOMMU_FAULT_PERM_READ = 1 << 0;
@@ -33,15 +41,58 @@ export interface IommuFaultPageRequest {
   privateData: [number, number];
 }
 
-/** kernel: struct iommu_fault — only page requests are reported through this path since about 6.7. */
+/** kernel: struct iommu_fault with type IOMMU_FAULT_PAGE_REQ — a recoverable fault. */
 export interface IommuFault {
   type: 'page-req';
   prm: IommuFaultPageRequest;
 }
 
-/** kernel: struct iopf_fault — one fault as queued for the IOPF handler. */
+// kernel: enum iommu_fault_reason (the 5.x UAPI, for unrecoverable faults)
+export const IOMMU_FAULT_REASON_UNKNOWN = 0;
+export const IOMMU_FAULT_REASON_PASID_FETCH = 1;
+export const IOMMU_FAULT_REASON_BAD_PASID_ENTRY = 2;
+export const IOMMU_FAULT_REASON_PASID_INVALID = 3;
+export const IOMMU_FAULT_REASON_WALK_EABT = 4;
+export const IOMMU_FAULT_REASON_PTE_FETCH = 5;
+export const IOMMU_FAULT_REASON_PERMISSION = 6;
+export const IOMMU_FAULT_REASON_ACCESS = 7;
+export const IOMMU_FAULT_REASON_OOR_ADDRESS = 8;
+
+// kernel: IOMMU_FAULT_UNRECOV_* (struct iommu_fault_unrecoverable.flags)
+export const IOMMU_FAULT_UNRECOV_PASID_VALID = 1 << 0;
+export const IOMMU_FAULT_UNRECOV_ADDR_VALID = 1 << 1;
+export const IOMMU_FAULT_UNRECOV_FETCH_ADDR_VALID = 1 << 2;
+
+/** kernel: struct iommu_fault_unrecoverable — a fault nothing can retry (the transaction was terminated). */
+export interface IommuFaultUnrecoverable {
+  /** IOMMU_FAULT_REASON_* */
+  reason: number;
+  flags: number;
+  pasid: number;
+  /** IOMMU_FAULT_PERM_* of the access. */
+  perm: number;
+  addr: number;
+  /** The table entry address whose fetch failed, with FETCH_ADDR_VALID. */
+  fetchAddr: number;
+}
+
+/** kernel: struct iommu_fault with type IOMMU_FAULT_DMA_UNRECOV (the 5.x API, reported to device handlers). */
+export interface IommuUnrecoverableFault {
+  type: 'dma-unrecov';
+  event: IommuFaultUnrecoverable;
+}
+
+/** Either kind of fault a driver reports through `iommuReportDeviceFault`. */
+export type IommuFaultRecord = IommuFault | IommuUnrecoverableFault;
+
+/** kernel: struct iopf_fault — one page request as queued for the IOPF handler. */
 export interface IopfFault {
   fault: IommuFault;
+}
+
+/** What a driver reports: a page request (an IopfFault) or an unrecoverable fault. */
+export interface IommuFaultEvent {
+  fault: IommuFaultRecord;
 }
 
 // kernel: enum iommu_page_response_code
@@ -66,9 +117,18 @@ export interface IommuFaultParam {
 }
 
 /**
- * kernel: struct iopf_group — a page-request group handed to a domain's `iopfHandler`. Defined by
- * io-pgfault; the core and the domain only pass it along.
+ * kernel: struct iopf_group — a page-request group handed to a domain's `iopfHandler` (or, as a
+ * group of one, to a device fault handler). Implemented by io-pgfault; a handler reads the faults and
+ * answers once with `iopfGroupResponse(group, code)`.
  */
 export interface IopfGroup {
+  readonly dev: Device;
+  /** The request with LAST_PAGE that completed the group (a stall is its own last request). */
   readonly lastFault: IopfFault;
+  /** Every request of the group, partials first, the last one at the end. */
+  readonly faults: readonly IopfFault[];
+  /** The domain whose handler runs it; null for a group given to a device fault handler. */
+  readonly domain: IommuDomain | null;
+  /** The attach handle the fault was looked up through, if any. */
+  readonly attachHandle: IommuAttachHandle | null;
 }

@@ -50,9 +50,10 @@ import {
   iommuPagingDomainAllocType,
   type IommuDomain,
 } from './iommu-domain.js';
+import { iommuFaultDeviceRelease } from './iommu-fault.js';
 import { IommuGroup } from './iommu-group.js';
 import { iommuMap } from './iommu-map.js';
-import type { IommuDevFeature, IommuOps } from './iommu-ops.js';
+import type { IommuOps } from './iommu-ops.js';
 import { iommuGetResvRegions } from './iommu-resv.js';
 import { Ida } from './ida.js';
 import { Mutex } from './mutex.js';
@@ -353,6 +354,9 @@ export class IommuSubsystem {
       const i = group.devices.indexOf(dev);
       if (i >= 0) group.devices.splice(i, 1);
       this.log.info(dev.name, `Removing from iommu group ${group.id}`, LOG_NS);
+      // Faults still waiting for an answer are answered now, while the driver still has the device.
+      const drained = iommuFaultDeviceRelease(dev);
+      if (drained > 0) this.log.info(dev.name, `answered ${drained} pending page request group(s) INVALID`, LOG_NS);
       if (group.devices.length === 0 && (group.ownerCnt > 0 || group.domain !== group.defaultDomain)) {
         this.log.warn(dev.name, `WARNING: last device leaves ${group} while it is owned or off its default domain`, LOG_NS);
       }
@@ -638,19 +642,5 @@ export function iommuGroupStoreType(group: IommuGroup, type: string): Promise<vo
   return group.subsystem.groupStoreType(group, type);
 }
 
-/**
- * Enable a per-device feature (the API of 5.x–6.15): ENODEV without an IOMMU or the op.
- * // kernel: iommu_dev_enable_feature()
- */
-export async function iommuDevEnableFeature(dev: Device, feat: IommuDevFeature): Promise<void> {
-  const ops = devIommu(dev)?.iommuDev?.ops;
-  if (!ops?.devEnableFeat) throw new KernelError('ENODEV', `${dev.name}: no IOMMU feature ${feat} to enable`);
-  await ops.devEnableFeat(dev, feat);
-}
-
-/** EBUSY without an IOMMU or the op. // kernel: iommu_dev_disable_feature() */
-export async function iommuDevDisableFeature(dev: Device, feat: IommuDevFeature): Promise<void> {
-  const ops = devIommu(dev)?.iommuDev?.ops;
-  if (!ops?.devDisableFeat) throw new KernelError('EBUSY', `${dev.name}: no IOMMU feature ${feat} to disable`);
-  await ops.devDisableFeat(dev, feat);
-}
+// The per-device feature API (IOPF, SVA) lives with SVA; it is exported from here as it always was.
+export { iommuDevDisableFeature, iommuDevEnableFeature, iommuDevFeatureEnabled } from './iommu-sva.js';

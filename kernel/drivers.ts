@@ -4,14 +4,23 @@
  */
 import type { Driver } from '../bus/driver.js';
 import { pciHostGenericDriver } from '../bus/pci/host-generic.js';
+import { createArmSmmuDriver } from '../drivers/arm-smmu/arm-smmu.js';
+import { createArmSmmuV3Driver } from '../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { createDmaTestEngineDriver } from '../drivers/misc/dma-test-engine.js';
 import type { Kernel } from './kernel.js';
 
 export type DriverSelection = 'all' | 'iommu-unaware' | readonly Driver[];
 
 /** IOMMU drivers, in registration order. */
-function iommuDrivers(_kernel: Kernel): Driver[] {
-  return [];
+function iommuDrivers(kernel: Kernel): Driver[] {
+  return [
+    createArmSmmuDriver(kernel.params),
+    createArmSmmuV3Driver({
+      pageAllocator: () => kernel.alloc,
+      disableBypass: kernel.params['arm-smmu-v3.disable_bypass'],
+      shutdownPolicy: kernel.params['arm-smmu-v3.shutdown_policy'],
+    }),
+  ];
 }
 
 export interface DriverBuildOptions {

@@ -2,8 +2,29 @@
 import type { Scenario } from './scenario.js';
 import { scenario as bootVirt } from './boot-virt.js';
 import { scenario as kexecStrayDma } from './kexec-stray-dma.js';
+import { scenario as iopfFaultRecords } from './iopf-fault-records.js';
+import { scenario as iopfSmmuV2Stall } from './iopf-smmu-v2-stall.js';
+import { scenario as svaPri } from './sva-pri.js';
+import { scenario as svaStall } from './sva-stall.js';
+import { scenario as smmuV2Dma } from './smmu-v2-dma.js';
+import { scenario as smmuV2Faults } from './smmu-v2-faults.js';
+import { scenario as smmuV2Shutdown } from './smmu-v2-shutdown.js';
+import { scenario as smmuV2Stall } from './smmu-v2-stall.js';
+import { scenario as smmuV3TwoLevel } from './smmu-v3-2lvl-strtab.js';
+import { scenario as smmuV3Ats } from './smmu-v3-ats.js';
+import { scenario as smmuV3Cerror } from './smmu-v3-cerror.js';
+import { scenario as smmuV3Dma } from './smmu-v3-dma.js';
+import { scenario as smmuV3EvtqOverflow } from './smmu-v3-evtq-overflow.js';
+import { scenario as smmuV3Fault } from './smmu-v3-fault.js';
+import { scenario as smmuV3Shutdown } from './smmu-v3-shutdown.js';
+import { scenario as smmuV3StaleTlb } from './smmu-v3-stale-tlb.js';
+import { scenario as smmuV3Stall } from './smmu-v3-stall.js';
 
-export const scenarios: readonly Scenario[] = [bootVirt, kexecStrayDma];
+export const scenarios: readonly Scenario[] = [
+  bootVirt, kexecStrayDma, smmuV2Dma, smmuV2Faults, smmuV2Stall, smmuV2Shutdown,
+  smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
+  svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
+];
 
 export function findScenario(name: string): Scenario | undefined {
   return scenarios.find((s) => s.name === name);

@@ -169,10 +169,11 @@ export function flavourDefaults(model: SmmuV2Model): Omit<SmmuV2Options, 'timing
         s2crTypeAtReset: 'bypass',
       };
     case 'mmu-401':
-      // Stage 1 only, as on Juno; Linux drives it as ARM_SMMU_V1_64K with the AArch64 format.
+      // Stage 1 only, as on Juno; Linux drives it as ARM_SMMU_V1_64K with the AArch64 format. 16 SMR
+      // groups: the integrations boards ship need that many (Juno's DMA-330 alone has 9 stream IDs).
       return {
         ...common,
-        numSmr: 4,
+        numSmr: 16,
         numCb: 4,
         stage1: true,
         stage2: false,

@@ -1,0 +1,409 @@
+/**
+ * The I/O page-fault queue (kernel: drivers/iommu/io-pgfault.c): per-device fault state, partial page
+ * requests buffered until the LAST one of their group, groups handed to the faulting domain's
+ * `iopfHandler` on a named workqueue, and the one place every page response leaves the core.
+ *
+ * Rules (as io-pgfault.c of 6.17, with the 2019 device-handler API alongside):
+ * - a device joins one queue (`iopfQueueAddDevice`, EBUSY if it is already on one; ENODEV if its
+ *   IOMMU cannot answer page requests) and leaves it with `iopfQueueRemoveDevice`, which drops its
+ *   partial requests and answers every pending group INVALID, so no master waits forever;
+ * - a request without LAST_PAGE is buffered; the LAST one collects the buffered requests with the same
+ *   group index (the PASID is not compared, as the kernel does) into a group; a stall (no PRI group)
+ *   is reported with LAST_PAGE and becomes a group of one;
+ * - no handler for the fault: INVALID at once, even for a partial request; a full queue or a device
+ *   being removed: FAILURE / INVALID at once; a handler that throws (refuses the group): FAILURE;
+ * - the handler runs off the reporting thread, on the queue's p-queue workqueue (unbound and
+ *   unordered, so groups may complete out of order), and answers with `iopfGroupResponse`, which
+ *   sends only while the group is pending: a duplicate or late answer changes nothing.
+ *
+ * Response codes are values (SUCCESS / INVALID / FAILURE), not errors; the driver turns them into a
+ * PRI_RESP or a RESUME through its `pageResponse` op.
+ */
+import PQueue from 'p-queue';
+import type { Device } from '../bus/device.js';
+import { KernelError, type Errno } from '../bus/errno.js';
+import { devIommu, type IommuDevice } from './iommu-device.js';
+import type { IommuDomain } from './iommu-domain.js';
+import {
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  IOMMU_PAGE_RESP_FAILURE,
+  IOMMU_PAGE_RESP_INVALID,
+  IOMMU_PAGE_RESP_SUCCESS,
+  type IommuFaultParam,
+  type IommuFaultRecord,
+  type IommuPageResponseCode,
+  type IopfFault,
+  type IopfGroup,
+} from './iommu-fault-types.js';
+import type { IommuAttachHandle } from './iommu-group.js';
+import type { IommuDevFeature, IommuOps } from './iommu-ops.js';
+
+const LOG_NS = 'iommu:core:io-pgfault';
+
+/** Groups a queue holds (queued or running) before new ones are refused with FAILURE. */
+export const IOPF_QUEUE_DEFAULT_DEPTH = 4096;
+
+/**
+ * A device fault handler (kernel: iommu_dev_fault_handler_t, the 2019 API): gets every fault of the
+ * device that no domain I/O page-fault handler takes, and unrecoverable faults. `group` is the pending
+ * group of a LAST page request (answer it with `iopfGroupResponse` or `iommuPageResponse`), null
+ * otherwise. A non-zero return refuses the fault: a pending group is then answered FAILURE.
+ */
+export type IommuDevFaultHandler = (fault: IommuFaultRecord, data: unknown, group: IopfGroup | null) => 0 | Errno | Promise<0 | Errno>;
+
+/** Who answers a pending group. */
+export type IopfGroupOwner = 'iopf' | 'device-handler';
+
+/** Counters of one device, for reports and tests. */
+export interface IopfStats {
+  /** Page requests reported (partial and last). */
+  requests: number;
+  /** Groups completed and handed to a handler. */
+  groups: number;
+  /** Unrecoverable faults reported. */
+  unrecoverable: number;
+  /** Responses sent, by code. */
+  success: number;
+  invalid: number;
+  failure: number;
+  /** Partial requests dropped (discard, removal). */
+  partialsDropped: number;
+}
+
+/** kernel: struct iommu_fault_param — the core's fault state of one device. */
+export class DevFaultParam implements IommuFaultParam {
+  /** The IOPF queue the device is on (kernel: fault_param->queue). */
+  queue: IopfQueue | null = null;
+  /** The core put it there when IOPF was enabled (and takes it off when IOPF is disabled). */
+  queueJoinedByCore = false;
+  /** The 2019 per-device handler and its cookie. */
+  handler: IommuDevFaultHandler | null = null;
+  handlerData: unknown = null;
+  /** Page requests without LAST_PAGE waiting for their group's last one (kernel: partial). */
+  readonly partial: IopfFault[] = [];
+  /** Groups handed out and not answered yet, oldest first (kernel: faults). */
+  readonly pending = new Set<IopfGroupImpl>();
+  /** Device features enabled through the feature API (IOPF, SVA). */
+  readonly features = new Set<IommuDevFeature>();
+  /** Live SVA bonds of the device (disabling SVA with bonds is EBUSY). */
+  svaBonds = 0;
+  /** Set while the device leaves the core: new faults are answered at once. */
+  removing = false;
+  readonly stats: IopfStats = { requests: 0, groups: 0, unrecoverable: 0, success: 0, invalid: 0, failure: 0, partialsDropped: 0 };
+
+  constructor(readonly dev: Device) {}
+
+  /** Pending groups that `owner` must answer. */
+  pendingOf(owner: IopfGroupOwner): number {
+    let n = 0;
+    for (const g of this.pending) if (g.owner === owner) n++;
+    return n;
+  }
+}
+
+/** kernel: struct iopf_group */
+export class IopfGroupImpl implements IopfGroup {
+  /** The code it was answered with, once answered. */
+  response: IommuPageResponseCode | null = null;
+
+  constructor(
+    readonly param: DevFaultParam,
+    readonly faults: readonly IopfFault[],
+    readonly owner: IopfGroupOwner,
+    readonly domain: IommuDomain | null,
+    readonly attachHandle: IommuAttachHandle | null,
+  ) {}
+
+  get dev(): Device {
+    return this.param.dev;
+  }
+
+  get lastFault(): IopfFault {
+    return this.faults[this.faults.length - 1]!;
+  }
+
+  /** True until answered (or dropped by a device removal, which answers it). */
+  get isPending(): boolean {
+    return this.param.pending.has(this);
+  }
+}
+
+/** kernel: struct iopf_queue — a workqueue that devices' page-request groups run on. */
+export class IopfQueue {
+  /** The devices on this queue. */
+  readonly devices = new Set<Device>();
+  /** kernel: the unbound "iopf_queue/<name>" workqueue. */
+  readonly wq = new PQueue({ concurrency: Number.POSITIVE_INFINITY });
+  /** Groups queued or running. */
+  inFlight = 0;
+  private freed = false;
+
+  constructor(
+    readonly name: string,
+    /** Groups it takes before refusing new ones with FAILURE. */
+    readonly depth: number,
+  ) {}
+
+  get isFreed(): boolean {
+    return this.freed;
+  }
+
+  /** @internal iopfQueueFree */
+  _markFreed(): void {
+    this.freed = true;
+  }
+}
+
+// ---- per-device state ------------------------------------------------------------------------
+
+/** The device's fault state, or null if it has none (not behind an IOMMU, or never needed one). */
+export function devFaultParam(dev: Device): DevFaultParam | null {
+  const p = devIommu(dev)?.faultParam;
+  return p instanceof DevFaultParam ? p : null;
+}
+
+/** The device's fault state, created on first use. ENODEV when the device is not probed into an IOMMU. */
+export function devFaultParamGet(dev: Device): DevFaultParam {
+  const param = devIommu(dev);
+  if (!param?.iommuDev) throw new KernelError('ENODEV', `${dev.name} is not behind a registered IOMMU: no fault reporting`);
+  if (param.faultParam instanceof DevFaultParam) return param.faultParam;
+  if (param.faultParam !== null) throw new KernelError('EINVAL', `${dev.name}: the fault slot holds something that is not the core's`);
+  const fp = new DevFaultParam(dev);
+  param.faultParam = fp;
+  return fp;
+}
+
+function opsOf(dev: Device): IommuOps | null {
+  return devIommu(dev)?.iommuDev?.ops ?? null;
+}
+
+function logOf(dev: Device) {
+  return devIommu(dev)?.subsystem.log ?? null;
+}
+
+function traceResponse(dev: Device, pasid: number, grpid: number, code: IommuPageResponseCode): void {
+  const port = devIommu(dev)?.subsystem.port;
+  if (port?.trace.active) {
+    port.trace.emit({ kind: 'custom', time: port.now(), track: dev.name, name: 'iopf.response', args: { pasid, grpid, code } });
+  }
+}
+
+/**
+ * Send `code` for the request `evt` through the driver: the one place a page response leaves the
+ * core. A driver whose op fails is logged; nothing is retried.
+ */
+export function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageResponseCode): void | Promise<void> {
+  const ops = opsOf(dev);
+  const prm = evt.fault.prm;
+  const param = devFaultParam(dev);
+  if (param) {
+    if (code === IOMMU_PAGE_RESP_SUCCESS) param.stats.success++;
+    else if (code === IOMMU_PAGE_RESP_INVALID) param.stats.invalid++;
+    else param.stats.failure++;
+  }
+  traceResponse(dev, prm.pasid, prm.grpid, code);
+  if (!ops?.pageResponse) {
+    logOf(dev)?.err(dev.name, `no page_response op: request grpid ${prm.grpid} stays unanswered`, LOG_NS);
+    return;
+  }
+  const onError = (e: unknown): void => {
+    logOf(dev)?.err(dev.name, `page response (grpid ${prm.grpid}, code ${code}) failed: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
+  };
+  try {
+    const r = ops.pageResponse(dev, evt, { pasid: prm.pasid, grpid: prm.grpid, code });
+    if (r instanceof Promise) return r.catch(onError);
+  } catch (e) {
+    onError(e);
+  }
+}
+
+/**
+ * Answer a group: only while it is pending, so a late or duplicate answer is ignored. Returns true
+ * when this call answered it. // kernel: iopf_group_response()
+ */
+export function iopfGroupResponse(group: IopfGroup, code: IommuPageResponseCode): boolean {
+  if (!(group instanceof IopfGroupImpl)) throw new KernelError('EINVAL', 'iopf_group_response: not a group of the IOPF core');
+  checkCode(code);
+  if (!group.param.pending.delete(group)) return false;
+  group.response = code;
+  const r = iopfSendResponse(group.param.dev, group.lastFault, code);
+  if (r) void r;
+  return true;
+}
+
+/** EINVAL unless `code` is SUCCESS, INVALID or FAILURE. */
+export function checkCode(code: number): asserts code is IommuPageResponseCode {
+  if (code !== IOMMU_PAGE_RESP_SUCCESS && code !== IOMMU_PAGE_RESP_INVALID && code !== IOMMU_PAGE_RESP_FAILURE) {
+    throw new KernelError('EINVAL', `page response code ${code} is not SUCCESS (0), INVALID (1) or FAILURE (2)`);
+  }
+}
+
+// ---- queues ----------------------------------------------------------------------------------
+
+/** A new queue named "iopf_queue/<name>". // kernel: iopf_queue_alloc() */
+export function iopfQueueAlloc(name: string, opts: { depth?: number } = {}): IopfQueue {
+  const depth = opts.depth ?? IOPF_QUEUE_DEFAULT_DEPTH;
+  if (!Number.isSafeInteger(depth) || depth < 1) throw new KernelError('EINVAL', `iopf_queue_alloc(${name}): depth ${depth} is not a positive integer`);
+  return new IopfQueue(`iopf_queue/${name}`, depth);
+}
+
+/**
+ * Put `dev` on `queue`: ENODEV if its IOMMU has no page_response op, EBUSY if it is on a queue
+ * already. // kernel: iopf_queue_add_device()
+ */
+export function iopfQueueAddDevice(queue: IopfQueue, dev: Device): void {
+  if (queue.isFreed) throw new KernelError('EINVAL', `${queue.name} was freed`);
+  if (!opsOf(dev)?.pageResponse) throw new KernelError('ENODEV', `${dev.name}: its IOMMU cannot answer page requests`);
+  const param = devFaultParamGet(dev);
+  if (param.queue) throw new KernelError('EBUSY', `${dev.name} is already on ${param.queue.name}`);
+  param.queue = queue;
+  param.removing = false;
+  queue.devices.add(dev);
+}
+
+/** Drop the device's buffered partial requests (their groups never complete). */
+function dropPartials(param: DevFaultParam): void {
+  param.stats.partialsDropped += param.partial.length;
+  param.partial.length = 0;
+}
+
+/** Answer `code` to every pending group of `param` that `owner` would have answered (all when null). */
+export function iopfAnswerPending(param: DevFaultParam, code: IommuPageResponseCode, owner: IopfGroupOwner | null, pasid: number | null = null): number {
+  let n = 0;
+  for (const g of [...param.pending]) {
+    if (owner !== null && g.owner !== owner) continue;
+    if (pasid !== null) {
+      const prm = g.lastFault.fault.prm;
+      if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) === 0 || prm.pasid !== pasid) continue;
+    }
+    if (iopfGroupResponse(g, code)) n++;
+  }
+  return n;
+}
+
+/**
+ * Take `dev` off `queue`: its partial requests are dropped and every group still pending is answered
+ * INVALID (a later answer from its handler is ignored). EINVAL if the device is not on that queue.
+ * The driver stops and drains its hardware queue first. // kernel: iopf_queue_remove_device()
+ */
+export function iopfQueueRemoveDevice(queue: IopfQueue, dev: Device): void {
+  const param = devFaultParam(dev);
+  if (!param || param.queue !== queue) throw new KernelError('EINVAL', `${dev.name} is not on ${queue.name}`);
+  dropPartials(param);
+  iopfAnswerPending(param, IOMMU_PAGE_RESP_INVALID, 'iopf');
+  param.queue = null;
+  queue.devices.delete(dev);
+}
+
+/**
+ * Wait until every group queued so far has been handled (the driver drains its hardware queue first;
+ * used before a PASID is reused). ENODEV if the device is on no queue. // kernel: iopf_queue_flush_dev()
+ */
+export async function iopfQueueFlushDev(dev: Device): Promise<void> {
+  const q = devFaultParam(dev)?.queue;
+  if (!q) throw new KernelError('ENODEV', `${dev.name} is not on an IOPF queue`);
+  await q.wq.onIdle();
+}
+
+/** Drop every buffered partial request of the queue's devices (after a hardware queue overflow). // kernel: iopf_queue_discard_partial() */
+export function iopfQueueDiscardPartial(queue: IopfQueue): void {
+  for (const dev of queue.devices) {
+    const param = devFaultParam(dev);
+    if (param) dropPartials(param);
+  }
+}
+
+/** Remove every device (answering their pending groups), then retire the queue. // kernel: iopf_queue_free() */
+export function iopfQueueFree(queue: IopfQueue): void {
+  for (const dev of [...queue.devices]) iopfQueueRemoveDevice(queue, dev);
+  queue.wq.clear();
+  queue._markFreed();
+}
+
+const iommuQueues = new WeakMap<IommuDevice, IopfQueue>();
+
+/**
+ * The queue the core puts an IOMMU's devices on when IOPF is enabled through the feature API (the
+ * kernel's drivers allocate one per SMMU, named after it: `smmu->evtq.iopf`).
+ */
+export function iommuIopfQueue(iommu: IommuDevice): IopfQueue {
+  let q = iommuQueues.get(iommu);
+  if (!q || q.isFreed) {
+    q = iopfQueueAlloc(iommu.name);
+    iommuQueues.set(iommu, q);
+  }
+  return q;
+}
+
+// ---- reporting page requests -----------------------------------------------------------------
+
+function traceWork(dev: Device, label: string, phase: 'queued' | 'start' | 'end'): void {
+  const port = devIommu(dev)?.subsystem.port;
+  if (port?.trace.active) port.trace.emit({ kind: 'work', time: port.now(), track: dev.name, label, phase });
+}
+
+/** Run a group's handler on the workqueue; a handler that throws refused it: FAILURE. */
+async function iopfRunGroup(queue: IopfQueue, group: IopfGroupImpl, handler: (g: IopfGroup) => void | Promise<void>): Promise<void> {
+  // p-queue starts a job inside add(): let the reporting thread return first, as a work item would.
+  await undefined;
+  const dev = group.param.dev;
+  const label = `${queue.name} grpid ${group.lastFault.fault.prm.grpid}`;
+  traceWork(dev, label, 'start');
+  try {
+    // Answered already (the device left the queue meanwhile): nothing to do.
+    if (group.isPending) await handler(group);
+  } catch (e) {
+    const prm = group.lastFault.fault.prm;
+    logOf(dev)?.warn(dev.name, `iopf with pasid ${prm.pasid} aborted: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
+    iopfGroupResponse(group, IOMMU_PAGE_RESP_FAILURE);
+  } finally {
+    queue.inFlight--;
+    traceWork(dev, label, 'end');
+  }
+}
+
+/**
+ * A page request for a domain that has an I/O page-fault handler, on a device that is on a queue:
+ * buffer a partial, or complete the group and queue it. Returns 0; the core answers whatever it
+ * cannot hand on. // kernel: the iopf part of iommu_report_device_fault()
+ */
+export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, domain: IommuDomain, handle: IommuAttachHandle | null): 0 {
+  const queue = param.queue!;
+  const prm = evt.fault.prm;
+  if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) === 0) {
+    param.partial.push(evt);
+    return 0;
+  }
+  // Collect the group's partials (by group index only), keeping the others in order.
+  let faults: IopfFault[];
+  const partial = param.partial;
+  if (partial.length === 0) {
+    faults = [evt];
+  } else {
+    faults = [];
+    let keep = 0;
+    for (let i = 0; i < partial.length; i++) {
+      const p = partial[i]!;
+      if (p.fault.prm.grpid === prm.grpid) faults.push(p);
+      else partial[keep++] = p;
+    }
+    partial.length = keep;
+    faults.push(evt);
+  }
+  if (queue.inFlight >= queue.depth) {
+    // kernel: the abort group when no group can be allocated.
+    logOf(param.dev)?.warn(param.dev.name, `iopf with pasid ${prm.pasid} aborted: ${queue.name} is full`, LOG_NS);
+    const r = iopfSendResponse(param.dev, evt, IOMMU_PAGE_RESP_FAILURE);
+    if (r) void r;
+    return 0;
+  }
+  const group = new IopfGroupImpl(param, faults, 'iopf', domain, handle);
+  param.pending.add(group);
+  param.stats.groups++;
+  queue.inFlight++;
+  const handler = domain.iopfHandler!;
+  traceWork(param.dev, `${queue.name} grpid ${prm.grpid}`, 'queued');
+  void queue.wq.add(() => iopfRunGroup(queue, group, handler));
+  return 0;
+}

@@ -1,0 +1,626 @@
+/**
+ * The SMMUv3 command queue (kernel: the "High-level queue accessors" and "Command queue insertion"
+ * parts of arm-smmu-v3.c): building commands, inserting them, CMD_SYNC completion, batches, and the
+ * recovery from a command error.
+ *
+ * How it maps onto the kernel's lock-free insertion: JavaScript runs one task at a time, so writing a
+ * batch of commands and publishing PROD in one synchronous stretch already has the atomicity the
+ * kernel's owner/valid-map dance buys. Waiting is what needs time: a CMD_SYNC completes only when the
+ * SMMU consumes it in a later scheduler step, so waits are async and poll on virtual time with the
+ * kernel's timeout (ARM_SMMU_POLL_TIMEOUT_US) and a doubling delay, as `queue_poll()` does after its
+ * spins (a spin costs no virtual time here, so it would see nothing new).
+ *
+ * Completion of a CMD_SYNC is seen as the kernel sees it: with ARM_SMMU_OPT_MSIPOLL the SYNC carries
+ * CS=IRQ and an MSI address pointing at its own entry, and the SMMU's MSI write zeroes the entry's
+ * first word; otherwise CS=SEV and the driver polls CMDQ_CONS past the SYNC. Between checks the kernel
+ * waits for an event (wfe) when the SMMU can send one; the CPU port has no event register, so when the
+ * SMMU's CMD_SYNC completion interrupt (`cmdq-sync`) is wired the waiter sleeps until it (`wake()`),
+ * with one watchdog timer per queue enforcing the timeout; otherwise it sleeps 1, 2, 4 … µs.
+ *
+ * Two insertion paths:
+ * - `issueCmdlist(cmds, n, sync)` (async): inserts and, with `sync`, waits for the CMD_SYNC;
+ * - `issueCmdlistNowait(cmds, n)`: for callers that cannot wait (io-pgtable's flush callbacks run
+ *   inside a synchronous unmap): inserts the commands plus a CMD_SYNC and returns; the sync is
+ *   recorded as outstanding and `waitOutstanding()` (called by iotlb_sync, flush_iotlb_all, …) waits
+ *   for it. If the queue has no room, commands are kept in order in a backlog that the next async
+ *   operation pushes out as the SMMU frees entries.
+ */
+import { KernelError, type Errno } from '../../bus/errno.js';
+import type { IoMem } from '../../bus/io.js';
+import type { KernelLog } from '../../bus/log.js';
+import type { CpuPort } from '../../hw/cpu-port.js';
+import { ArmSmmuQueue } from './arm-smmu-v3-queue.js';
+import {
+  ARM_SMMU_CMDQ_CONS,
+  ARM_SMMU_CMDQ_PROD,
+  ARM_SMMU_MEMATTR_OIWB,
+  ARM_SMMU_OPT_CMDQ_FORCE_SYNC,
+  ARM_SMMU_OPT_MSIPOLL,
+  ARM_SMMU_POLL_TIMEOUT_US,
+  ARM_SMMU_SH_ISH,
+  CMDQ_0_OP,
+  CMDQ_0_SSV,
+  CMDQ_ATC_0_GLOBAL,
+  CMDQ_ATC_0_SID,
+  CMDQ_ATC_0_SSID,
+  CMDQ_ATC_1_ADDR_MASK,
+  CMDQ_ATC_1_SIZE,
+  CMDQ_BATCH_ENTRIES,
+  CMDQ_CFGI_0_SID,
+  CMDQ_CFGI_0_SSID,
+  CMDQ_CFGI_1_LEAF,
+  CMDQ_CFGI_1_RANGE,
+  CMDQ_CONS_ERR,
+  CMDQ_ENT_WORDS,
+  CMDQ_ERR_CERROR_ABT_IDX,
+  CMDQ_ERR_CERROR_ATC_INV_IDX,
+  CMDQ_ERR_CERROR_ILL_IDX,
+  CMDQ_ERR_CERROR_NONE_IDX,
+  CMDQ_OP_ATC_INV,
+  CMDQ_OP_CFGI_ALL,
+  CMDQ_OP_CFGI_CD,
+  CMDQ_OP_CFGI_CD_ALL,
+  CMDQ_OP_CFGI_STE,
+  CMDQ_OP_CMD_SYNC,
+  CMDQ_OP_NAMES,
+  CMDQ_OP_PREFETCH_CFG,
+  CMDQ_OP_PRI_RESP,
+  CMDQ_OP_RESUME,
+  CMDQ_OP_TLBI_EL2_ALL,
+  CMDQ_OP_TLBI_EL2_ASID,
+  CMDQ_OP_TLBI_EL2_VA,
+  CMDQ_OP_TLBI_NH_ASID,
+  CMDQ_OP_TLBI_NH_VA,
+  CMDQ_OP_TLBI_NSNH_ALL,
+  CMDQ_OP_TLBI_S12_VMALL,
+  CMDQ_OP_TLBI_S2_IPA,
+  CMDQ_PREFETCH_0_SID,
+  CMDQ_PRI_0_SID,
+  CMDQ_PRI_0_SSID,
+  CMDQ_PRI_1_GRPID,
+  CMDQ_PRI_1_RESP,
+  CMDQ_RESUME_0_RESP,
+  CMDQ_RESUME_0_SID,
+  CMDQ_RESUME_1_STAG,
+  CMDQ_SYNC_0_CS,
+  CMDQ_SYNC_0_CS_IRQ,
+  CMDQ_SYNC_0_CS_SEV,
+  CMDQ_SYNC_0_MSH,
+  CMDQ_SYNC_0_MSIATTR,
+  CMDQ_SYNC_1_MSIADDR_MASK,
+  CMDQ_TLBI_0_ASID,
+  CMDQ_TLBI_0_NUM,
+  CMDQ_TLBI_0_SCALE,
+  CMDQ_TLBI_0_VMID,
+  CMDQ_TLBI_1_IPA_MASK,
+  CMDQ_TLBI_1_LEAF,
+  CMDQ_TLBI_1_TG,
+  CMDQ_TLBI_1_TTL,
+  CMDQ_TLBI_1_VA_MASK,
+  FIELD_GET,
+  PRI_RESP_DENY,
+  PRI_RESP_FAIL,
+  PRI_RESP_SUCC,
+} from './arm-smmu-v3-regs.js';
+
+const LOG_NS = 'iommu:drivers:arm-smmu-v3';
+const hex = (v: number): string => `0x${v.toString(16)}`;
+const hex8 = (v: number): string => `0x${(v >>> 0).toString(16).padStart(8, '0')}`;
+
+/**
+ * A command before encoding (kernel: struct arm_smmu_cmdq_ent). Only the part named by the opcode is
+ * read; hot paths reuse one object and change its fields, so building costs no allocation.
+ */
+export interface ArmSmmuCmdqEnt {
+  opcode: number;
+  substreamValid?: boolean;
+  prefetch?: { sid: number };
+  cfgi?: { sid: number; ssid: number; leaf: boolean };
+  tlbi?: { num: number; scale: number; asid: number; vmid: number; leaf: boolean; ttl: number; tg: number; addr: number };
+  atc?: { sid: number; ssid: number; size: number; addr: number; global: boolean };
+  pri?: { sid: number; ssid: number; grpid: number; resp: number };
+  resume?: { sid: number; stag: number; resp: number };
+  sync?: { msiaddr: number };
+}
+
+/** A fresh TLBI part of a command entry. */
+export function tlbiEnt(): NonNullable<ArmSmmuCmdqEnt['tlbi']> {
+  return { num: 0, scale: 0, asid: 0, vmid: 0, leaf: false, ttl: 0, tg: 0, addr: 0 };
+}
+
+function need<T>(part: T | undefined, ent: ArmSmmuCmdqEnt, what: string): T {
+  if (part === undefined) throw new KernelError('EINVAL', `CMDQ opcode ${hex(ent.opcode)} needs its ${what} fields`);
+  return part;
+}
+
+/**
+ * Encode `ent` into the 4 words at `cmd[off..off+3]`. Returns 0, EINVAL for a bad PRI response code,
+ * ENOENT for an opcode the driver does not know. // kernel: arm_smmu_cmdq_build_cmd()
+ */
+export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuCmdqEnt): 0 | 'EINVAL' | 'ENOENT' {
+  cmd.fill(0, off, off + CMDQ_ENT_WORDS);
+  CMDQ_0_OP.prep(cmd, ent.opcode & 0xff, off);
+  switch (ent.opcode) {
+    case CMDQ_OP_TLBI_EL2_ALL:
+    case CMDQ_OP_TLBI_NSNH_ALL:
+      break;
+    case CMDQ_OP_PREFETCH_CFG:
+      CMDQ_PREFETCH_0_SID.prep(cmd, need(ent.prefetch, ent, 'prefetch').sid, off);
+      break;
+    case CMDQ_OP_CFGI_CD:
+    case CMDQ_OP_CFGI_STE: {
+      const c = need(ent.cfgi, ent, 'cfgi');
+      if (ent.opcode === CMDQ_OP_CFGI_CD) CMDQ_CFGI_0_SSID.prep(cmd, c.ssid, off);
+      CMDQ_CFGI_0_SID.prep(cmd, c.sid, off);
+      if (c.leaf) CMDQ_CFGI_1_LEAF.prep(cmd, 1, off);
+      break;
+    }
+    case CMDQ_OP_CFGI_CD_ALL:
+      CMDQ_CFGI_0_SID.prep(cmd, need(ent.cfgi, ent, 'cfgi').sid, off);
+      break;
+    case CMDQ_OP_CFGI_ALL:
+      // Cover the entire SID range.
+      CMDQ_CFGI_1_RANGE.prep(cmd, 31, off);
+      break;
+    case CMDQ_OP_TLBI_NH_VA:
+    case CMDQ_OP_TLBI_EL2_VA: {
+      const t = need(ent.tlbi, ent, 'tlbi');
+      if (ent.opcode === CMDQ_OP_TLBI_NH_VA) CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
+      CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
+      CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
+      CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
+      if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
+      CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
+      CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
+      CMDQ_TLBI_1_VA_MASK.prep(cmd, t.addr - (t.addr % 4096), off);
+      break;
+    }
+    case CMDQ_OP_TLBI_S2_IPA: {
+      const t = need(ent.tlbi, ent, 'tlbi');
+      CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
+      CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
+      CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
+      if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
+      CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
+      CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
+      CMDQ_TLBI_1_IPA_MASK.prep(cmd, t.addr - (t.addr % 4096), off);
+      break;
+    }
+    case CMDQ_OP_TLBI_NH_ASID:
+    case CMDQ_OP_TLBI_S12_VMALL: {
+      const t = need(ent.tlbi, ent, 'tlbi');
+      if (ent.opcode === CMDQ_OP_TLBI_NH_ASID) CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
+      CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
+      break;
+    }
+    case CMDQ_OP_TLBI_EL2_ASID:
+      CMDQ_TLBI_0_ASID.prep(cmd, need(ent.tlbi, ent, 'tlbi').asid, off);
+      break;
+    case CMDQ_OP_ATC_INV: {
+      const a = need(ent.atc, ent, 'atc');
+      if (ent.substreamValid) CMDQ_0_SSV.prep(cmd, 1, off);
+      if (a.global) CMDQ_ATC_0_GLOBAL.prep(cmd, 1, off);
+      CMDQ_ATC_0_SSID.prep(cmd, a.ssid, off);
+      CMDQ_ATC_0_SID.prep(cmd, a.sid, off);
+      CMDQ_ATC_1_SIZE.prep(cmd, a.size, off);
+      CMDQ_ATC_1_ADDR_MASK.prep(cmd, a.addr - (a.addr % 4096), off);
+      break;
+    }
+    case CMDQ_OP_PRI_RESP: {
+      const p = need(ent.pri, ent, 'pri');
+      if (ent.substreamValid) CMDQ_0_SSV.prep(cmd, 1, off);
+      CMDQ_PRI_0_SSID.prep(cmd, p.ssid, off);
+      CMDQ_PRI_0_SID.prep(cmd, p.sid, off);
+      CMDQ_PRI_1_GRPID.prep(cmd, p.grpid, off);
+      if (p.resp !== PRI_RESP_DENY && p.resp !== PRI_RESP_FAIL && p.resp !== PRI_RESP_SUCC) return 'EINVAL';
+      CMDQ_PRI_1_RESP.prep(cmd, p.resp, off);
+      break;
+    }
+    case CMDQ_OP_RESUME: {
+      const r = need(ent.resume, ent, 'resume');
+      CMDQ_RESUME_0_SID.prep(cmd, r.sid, off);
+      CMDQ_RESUME_0_RESP.prep(cmd, r.resp, off);
+      CMDQ_RESUME_1_STAG.prep(cmd, r.stag, off);
+      break;
+    }
+    case CMDQ_OP_CMD_SYNC:
+      if (ent.sync && ent.sync.msiaddr) {
+        CMDQ_SYNC_0_CS.prep(cmd, CMDQ_SYNC_0_CS_IRQ, off);
+        CMDQ_SYNC_1_MSIADDR_MASK.prep(cmd, ent.sync.msiaddr - (ent.sync.msiaddr % 4), off);
+      } else {
+        CMDQ_SYNC_0_CS.prep(cmd, CMDQ_SYNC_0_CS_SEV, off);
+      }
+      CMDQ_SYNC_0_MSH.prep(cmd, ARM_SMMU_SH_ISH, off);
+      CMDQ_SYNC_0_MSIATTR.prep(cmd, ARM_SMMU_MEMATTR_OIWB, off);
+      break;
+    default:
+      return 'ENOENT';
+  }
+  return 0;
+}
+
+/** What the command queue needs from its SMMU. */
+export interface CmdqHost {
+  /** Device name for messages. */
+  readonly name: string;
+  /** Page 0 mapping (CMDQ_PROD/CONS live there). */
+  readonly base: IoMem;
+  readonly port: CpuPort;
+  readonly log: KernelLog;
+  /** ARM_SMMU_OPT_* */
+  readonly options: number;
+}
+
+export interface CmdqStats {
+  /** Commands written to the queue, CMD_SYNCs included. */
+  commands: number;
+  syncs: number;
+  /** CMD_SYNC waits that gave up after ARM_SMMU_POLL_TIMEOUT_US. */
+  syncTimeouts: number;
+  /** Commands skipped after CERROR_ILL. */
+  skipped: number;
+  /** Command errors seen, by CMDQ_CONS.ERR. */
+  errors: number;
+  /** Times the queue was full and commands waited in the backlog. */
+  backlogged: number;
+}
+
+/** Commands that found no room, kept in order until the SMMU frees entries. */
+interface BacklogItem {
+  words: Uint32Array;
+  n: number;
+  sync: boolean;
+  /** Called with the absolute position of the item's CMD_SYNC (or -1) once written. */
+  written: (syncAbs: number) => void;
+  /** Called if it can never be written (the queue stopped). */
+  failed: (e: Errno) => void;
+}
+
+/** How often sleeping CMD_SYNC waiters check their timeout when no interrupt comes (1/16 of it). */
+const CMDQ_WATCHDOG_NS = (ARM_SMMU_POLL_TIMEOUT_US * 1000) / 16;
+
+const CERROR_STR = ['No error', 'Illegal command', 'Abort on command fetch', 'ATC invalidate timeout'];
+
+/** kernel: struct arm_smmu_cmdq */
+export class ArmSmmuCmdq {
+  readonly stats: CmdqStats = { commands: 0, syncs: 0, syncTimeouts: 0, skipped: 0, errors: 0, backlogged: 0 };
+  /** Absolute position of the newest CMD_SYNC inserted without a waiter, or -1. */
+  private outstandingSync = -1;
+  private backlog: BacklogItem[] = [];
+  private draining: Promise<void> | null = null;
+  private readonly syncWords = new Uint32Array(CMDQ_ENT_WORDS);
+  private readonly syncEnt: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_CMD_SYNC, sync: { msiaddr: 0 } };
+  private readonly oneCmd = new Uint32Array(CMDQ_ENT_WORDS);
+  /** Tests may observe every command as it is written (opcode + the 4 words). */
+  onCommand: ((words: Uint32Array, off: number) => void) | null = null;
+  /** True once the CMD_SYNC completion interrupt calls `wake()` (set by the IRQ setup). */
+  wakeOnInterrupt = false;
+  /** Waiters sleeping until the next completion interrupt or watchdog tick. */
+  private sleepers: (() => void)[] = [];
+  private watchdogArmed = false;
+
+  constructor(
+    private readonly host: CmdqHost,
+    readonly q: ArmSmmuQueue,
+  ) {}
+
+  /** kernel: arm_smmu_cmdq_build_sync_cmd() — a CMD_SYNC for the entry at absolute position `abs`. */
+  private buildSyncCmd(abs: number): void {
+    this.syncEnt.sync!.msiaddr = (this.host.options & ARM_SMMU_OPT_MSIPOLL) !== 0 ? this.q.absAddr(abs) : 0;
+    armSmmuCmdqBuildCmd(this.syncWords, 0, this.syncEnt);
+  }
+
+  /** Room for `n` entries, refreshing CONS from the hardware if the cached value says no. */
+  private hasSpace(n: number): boolean {
+    if (this.q.space() >= n) return true;
+    this.q.noteHwCons(this.host.base.readl(ARM_SMMU_CMDQ_CONS));
+    return this.q.space() >= n;
+  }
+
+  /** Write `n` commands (+ a CMD_SYNC) and publish PROD; returns the SYNC's absolute position or -1. */
+  private insert(cmds: Uint32Array, n: number, sync: boolean): number {
+    const q = this.q;
+    for (let i = 0; i < n; i++) {
+      q.writeEntry(q.prodAbs + i, cmds, i * CMDQ_ENT_WORDS, CMDQ_ENT_WORDS);
+      this.onCommand?.(cmds, i * CMDQ_ENT_WORDS);
+    }
+    let syncAbs = -1;
+    if (sync) {
+      syncAbs = q.prodAbs + n;
+      this.buildSyncCmd(syncAbs);
+      q.writeEntry(syncAbs, this.syncWords, 0, CMDQ_ENT_WORDS);
+      this.onCommand?.(this.syncWords, 0);
+      this.stats.syncs++;
+    }
+    const total = n + (sync ? 1 : 0);
+    q.advanceProd(total);
+    this.stats.commands += total;
+    this.host.base.writel(q.prod & q.ptrMask, ARM_SMMU_CMDQ_PROD);
+    return syncAbs;
+  }
+
+  /**
+   * Insert without waiting: the commands and, with `sync`, a CMD_SYNC that `waitOutstanding` will wait
+   * for. For callers that run synchronously (io-pgtable flush callbacks).
+   */
+  issueCmdlistNowait(cmds: Uint32Array, n: number, sync = true): void {
+    const total = n + (sync ? 1 : 0);
+    if (total === 0) return;
+    if (this.backlog.length === 0 && this.hasSpace(total)) {
+      const s = this.insert(cmds, n, sync);
+      if (s >= 0) this.outstandingSync = s;
+      return;
+    }
+    this.enqueueBacklog(cmds, n, sync, (s) => {
+      if (s >= 0) this.outstandingSync = Math.max(this.outstandingSync, s);
+    }, () => undefined);
+    void this.drainBacklog();
+  }
+
+  private enqueueBacklog(cmds: Uint32Array, n: number, sync: boolean, written: (syncAbs: number) => void, failed: (e: Errno) => void): void {
+    this.stats.backlogged++;
+    this.backlog.push({ words: cmds.slice(0, n * CMDQ_ENT_WORDS), n, sync, written, failed });
+  }
+
+  /** Push backlogged commands out as the SMMU frees entries (in order). */
+  private drainBacklog(): Promise<void> {
+    if (this.backlog.length === 0) return Promise.resolve();
+    this.draining ??= (async () => {
+      try {
+        while (this.backlog.length > 0) {
+          const item = this.backlog[0]!;
+          try {
+            await this.waitForSpace(item.n + (item.sync ? 1 : 0));
+          } catch (e) {
+            // The SMMU stopped consuming: everything still waiting fails as a timeout.
+            this.host.log.err(this.host.name, e instanceof Error ? e.message : String(e), LOG_NS);
+            for (const it of this.backlog.splice(0)) it.failed('ETIMEDOUT');
+            return;
+          }
+          this.backlog.shift();
+          item.written(this.insert(item.words, item.n, item.sync));
+        }
+      } finally {
+        this.draining = null;
+      }
+    })();
+    return this.draining;
+  }
+
+  private async waitForSpace(n: number): Promise<void> {
+    if (n > this.q.entries) throw new KernelError('EINVAL', `${this.host.name}: ${n} commands cannot fit a ${this.q.entries}-entry queue`);
+    const port = this.host.port;
+    const deadline = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
+    let delayUs = 1;
+    while (!this.hasSpace(n)) {
+      if (port.now() > deadline) {
+        throw new KernelError('ETIMEDOUT', `${this.host.name}: CMDQ timeout waiting for ${n} free entries [hwprod ${hex8(this.host.base.readl(ARM_SMMU_CMDQ_PROD))}, hwcons ${hex8(this.host.base.readl(ARM_SMMU_CMDQ_CONS))}]`);
+      }
+      await port.delay(delayUs * 1000);
+      delayUs *= 2;
+    }
+  }
+
+  /**
+   * Insert `n` encoded commands (4 words each, from `cmds[0]`) and, with `sync`, a CMD_SYNC, then wait
+   * for it. The words are consumed before this returns (the caller may reuse its buffer at once).
+   * Resolves 0, or ETIMEDOUT when the CMD_SYNC did not complete within the poll timeout (logged, as the
+   * kernel does; the commands stay queued). // kernel: arm_smmu_cmdq_issue_cmdlist()
+   */
+  issueCmdlist(cmds: Uint32Array, n: number, sync: boolean): Promise<0 | Errno> {
+    const total = n + (sync ? 1 : 0);
+    if (total === 0) return Promise.resolve(0);
+    if (this.backlog.length === 0 && this.hasSpace(total)) {
+      const syncAbs = this.insert(cmds, n, sync);
+      return sync ? this.pollUntilSync(syncAbs) : Promise.resolve(0);
+    }
+    return new Promise((resolve) => {
+      this.enqueueBacklog(cmds, n, sync, (s) => {
+        if (s < 0) resolve(0);
+        else this.pollUntilSync(s).then(resolve, () => resolve('ETIMEDOUT'));
+      }, resolve);
+      void this.drainBacklog();
+    });
+  }
+
+  /**
+   * Wait until the CMD_SYNC at absolute position `syncAbs` has completed.
+   * // kernel: arm_smmu_cmdq_poll_until_sync() (…_poll_until_msi() / …_poll_until_consumed())
+   */
+  private async pollUntilSync(syncAbs: number): Promise<0 | Errno> {
+    const q = this.q;
+    const port = this.host.port;
+    const msi = (this.host.options & ARM_SMMU_OPT_MSIPOLL) !== 0;
+    const entry = q.absAddr(syncAbs);
+    const deadline = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
+    let delayUs = 1;
+    for (;;) {
+      if (q.consAbs > syncAbs) return 0;
+      if (msi) {
+        if (q.ram.read32(entry) === 0) {
+          q.noteConsumedTo(syncAbs + 1);
+          return 0;
+        }
+      } else {
+        q.noteHwCons(this.host.base.readl(ARM_SMMU_CMDQ_CONS));
+        if (q.consAbs > syncAbs) return 0;
+      }
+      if (port.now() >= deadline) {
+        this.stats.syncTimeouts++;
+        this.host.log.err(
+          this.host.name,
+          `CMD_SYNC timeout at ${hex8(syncAbs % (q.entries * 2))} [hwprod ${hex8(this.host.base.readl(ARM_SMMU_CMDQ_PROD))}, hwcons ${hex8(this.host.base.readl(ARM_SMMU_CMDQ_CONS))}]`,
+          LOG_NS,
+        );
+        return 'ETIMEDOUT';
+      }
+      if (this.wakeOnInterrupt && msi) {
+        await this.sleep();
+      } else {
+        await port.delay(Math.min(delayUs * 1000, deadline - port.now()));
+        delayUs *= 2;
+      }
+    }
+  }
+
+  /** kernel: wfe() in queue_poll() — until the completion interrupt, or the watchdog's next tick. */
+  private sleep(): Promise<void> {
+    return new Promise((resolve) => {
+      this.sleepers.push(resolve);
+      if (this.watchdogArmed) return;
+      this.watchdogArmed = true;
+      void this.host.port.delay(CMDQ_WATCHDOG_NS).then(() => {
+        this.watchdogArmed = false;
+        this.wake();
+      });
+    });
+  }
+
+  /** The CMD_SYNC completion interrupt (or the watchdog): every sleeper checks its CMD_SYNC again. */
+  wake(): void {
+    if (this.sleepers.length === 0) return;
+    const s = this.sleepers;
+    this.sleepers = [];
+    for (const resolve of s) resolve();
+  }
+
+  /**
+   * Wait for every command inserted so far without a waiter (the io-pgtable callbacks' invalidations):
+   * push out the backlog, then wait for the newest outstanding CMD_SYNC.
+   */
+  async waitOutstanding(): Promise<0 | Errno> {
+    if (this.backlog.length > 0) await this.drainBacklog();
+    const s = this.outstandingSync;
+    if (s < 0 || this.q.consAbs > s) return 0;
+    const r = await this.pollUntilSync(s);
+    if (this.outstandingSync === s) this.outstandingSync = -1;
+    return r;
+  }
+
+  /** True if commands were inserted (or backlogged) that nobody has waited for yet. */
+  get hasOutstanding(): boolean {
+    return this.backlog.length > 0 || (this.outstandingSync >= 0 && this.q.consAbs <= this.outstandingSync);
+  }
+
+  /** kernel: __arm_smmu_cmdq_issue_cmd() */
+  issueCmd(ent: ArmSmmuCmdqEnt, sync = false): Promise<0 | Errno> {
+    const r = armSmmuCmdqBuildCmd(this.oneCmd, 0, ent);
+    if (r !== 0) {
+      this.host.log.warn(this.host.name, `ignoring unknown CMDQ opcode ${hex(ent.opcode)}`, LOG_NS);
+      return Promise.resolve('EINVAL');
+    }
+    return this.issueCmdlist(this.oneCmd, 1, sync);
+  }
+
+  /** kernel: arm_smmu_cmdq_issue_cmd_with_sync() */
+  issueCmdWithSync(ent: ArmSmmuCmdqEnt): Promise<0 | Errno> {
+    return this.issueCmd(ent, true);
+  }
+
+  /**
+   * Insert raw command words as they are, for experiments that need the hardware to see a command the
+   * driver would never build (an illegal one, to exercise CERROR_ILL recovery). Not used by the driver.
+   */
+  issueRaw(words: Uint32Array, sync: boolean): Promise<0 | Errno> {
+    if (words.length % CMDQ_ENT_WORDS !== 0) throw new KernelError('EINVAL', `raw commands must be ${CMDQ_ENT_WORDS} words each`);
+    return this.issueCmdlist(words, words.length / CMDQ_ENT_WORDS, sync);
+  }
+
+  /**
+   * Called from the GERROR handler with CMDQ_ERR active: report the error and, for CERROR_ILL, replace
+   * the offending command with a CMD_SYNC so the queue can go on once GERRORN is written.
+   * // kernel: __arm_smmu_cmdq_skip_err()
+   */
+  skipErr(): void {
+    const q = this.q;
+    const log = this.host.log;
+    const cons = this.host.base.readl(ARM_SMMU_CMDQ_CONS);
+    const idx = FIELD_GET(CMDQ_CONS_ERR, cons);
+    this.stats.errors++;
+    log.err(this.host.name, `CMDQ error (cons ${hex8(cons)}): ${CERROR_STR[idx] ?? 'Unknown'}`, LOG_NS);
+    switch (idx) {
+      case CMDQ_ERR_CERROR_ABT_IDX:
+        log.err(this.host.name, 'retrying command fetch', LOG_NS);
+        return;
+      case CMDQ_ERR_CERROR_NONE_IDX:
+        return;
+      case CMDQ_ERR_CERROR_ATC_INV_IDX:
+        // CONS still points at the CMD_SYNC: repeating it completes the other commands (or errors again).
+        return;
+      case CMDQ_ERR_CERROR_ILL_IDX:
+      default:
+        break;
+    }
+    const cmd = new Uint32Array(CMDQ_ENT_WORDS);
+    q.readEntry(cons, cmd);
+    const op = CMDQ_0_OP.get(cmd);
+    log.err(this.host.name, `skipping command in error state (${CMDQ_OP_NAMES.get(op) ?? `opcode ${hex(op)}`}):`, LOG_NS);
+    for (let i = 0; i < CMDQ_ENT_WORDS; i += 2) {
+      log.err(this.host.name, `\t0x${cmd[i + 1]!.toString(16).padStart(8, '0')}${cmd[i]!.toString(16).padStart(8, '0')}`, LOG_NS);
+    }
+    // Convert the erroneous command into a CMD_SYNC.
+    armSmmuCmdqBuildCmd(cmd, 0, { opcode: CMDQ_OP_CMD_SYNC });
+    const pa = q.entAddr(cons);
+    for (let i = 0; i < CMDQ_ENT_WORDS; i++) q.ram.write32(pa + i * 4, cmd[i]!);
+    this.stats.skipped++;
+  }
+
+  /** Forget the pointers (the queue was reprogrammed by a reset). */
+  resetPointers(): void {
+    this.q.resetPointers();
+    this.outstandingSync = -1;
+    this.backlog = [];
+  }
+}
+
+/** kernel: struct arm_smmu_cmdq_batch */
+export class ArmSmmuCmdqBatch {
+  readonly cmds = new Uint32Array(CMDQ_BATCH_ENTRIES * CMDQ_ENT_WORDS);
+  num = 0;
+
+  constructor(private readonly cmdq: ArmSmmuCmdq, private readonly host: CmdqHost) {}
+
+  /** kernel: arm_smmu_cmdq_batch_init() */
+  init(): this {
+    this.num = 0;
+    return this;
+  }
+
+  /**
+   * Add a command; a full batch is inserted first (without a sync, as in the kernel; with the
+   * CMDQ_FORCE_SYNC erratum option a batch of 63 gets one). Never waits: `submit` does.
+   * // kernel: arm_smmu_cmdq_batch_add()
+   */
+  add(ent: ArmSmmuCmdqEnt): void {
+    if (this.num === CMDQ_BATCH_ENTRIES - 1 && (this.host.options & ARM_SMMU_OPT_CMDQ_FORCE_SYNC) !== 0) {
+      this.cmdq.issueCmdlistNowait(this.cmds, this.num, true);
+      this.num = 0;
+    }
+    if (this.num === CMDQ_BATCH_ENTRIES) {
+      this.cmdq.issueCmdlistNowait(this.cmds, this.num, false);
+      this.num = 0;
+    }
+    this.put(ent);
+  }
+
+  private put(ent: ArmSmmuCmdqEnt): void {
+    if (armSmmuCmdqBuildCmd(this.cmds, this.num * CMDQ_ENT_WORDS, ent) !== 0) {
+      this.host.log.warn(this.host.name, `ignoring unknown CMDQ opcode ${hex(ent.opcode)}`, LOG_NS);
+      return;
+    }
+    this.num++;
+  }
+
+  /** Insert the batch with a CMD_SYNC and wait for it. // kernel: arm_smmu_cmdq_batch_submit() */
+  submit(): Promise<0 | Errno> {
+    const r = this.cmdq.issueCmdlist(this.cmds, this.num, true);
+    this.num = 0;
+    return r;
+  }
+
+  /** Insert the batch with a CMD_SYNC without waiting (see ArmSmmuCmdq.issueCmdlistNowait). */
+  submitNowait(): void {
+    this.cmdq.issueCmdlistNowait(this.cmds, this.num, true);
+    this.num = 0;
+  }
+}

@@ -1,0 +1,539 @@
+/**
+ * What the SMMU tells the driver (kernel: arm_smmu_evtq_thread(), arm_smmu_handle_evt(),
+ * arm_smmu_priq_thread(), arm_smmu_handle_ppr(), arm_smmu_gerror_handler(), the combined handler, and
+ * arm_smmu_page_response()).
+ *
+ * Event and PRI records are drained by threaded interrupt handlers, decoded into readable reports in
+ * the kernel log (rate-limited as dev_info_ratelimited is) and kept in `smmu.events` for reports and
+ * tests. Queue overflow is detected from PROD.OVFLG after draining and acknowledged through CONS.
+ *
+ * Faults a master can recover from, a stalled transaction (Stall = 1, answered by CMD_RESUME) or a PRI
+ * page request (answered by CMD_PRI_RESP), are reported to the domain they hit:
+ * - a domain with a fault-handler cookie (iommu_set_fault_handler) gets `reportIommuFault`; its verdict
+ *   becomes the response (0: retry / success, anything else: abort / invalid);
+ * - otherwise nobody can resolve it, and it is answered at once (RESUME abort, PRI_RESP deny), as the
+ *   kernel's iommu_report_device_fault() does without an I/O page-fault handler. The I/O page-fault
+ *   queue of core/ (issue 7) plugs in at `armSmmuReportDeviceFault`, and answers through the
+ *   `pageResponse` op, which issues the same commands.
+ * Unrecoverable faults are dumped, and also passed to a fault-handler cookie if the domain has one.
+ */
+import { KernelError, type Errno } from '../../bus/errno.js';
+import type { IrqReturn } from '../../bus/irq.js';
+import { devIommu } from '../../core/iommu-device.js';
+import { iommuReportDeviceFault } from '../../core/iommu-fault.js';
+import { IOMMU_FAULT_READ, IOMMU_FAULT_WRITE, reportIommuFault, type IommuDomain } from '../../core/iommu-domain.js';
+import {
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  IOMMU_FAULT_PERM_EXEC,
+  IOMMU_FAULT_PERM_PRIV,
+  IOMMU_FAULT_PERM_READ,
+  IOMMU_FAULT_PERM_WRITE,
+  IOMMU_PAGE_RESP_FAILURE,
+  IOMMU_PAGE_RESP_INVALID,
+  IOMMU_PAGE_RESP_SUCCESS,
+  type IommuPageResponse,
+  type IopfFault,
+} from '../../core/iommu-fault-types.js';
+import type { ArmSmmuCmdqEnt } from './arm-smmu-v3-cmdq.js';
+import type { ArmSmmuDevice } from './arm-smmu-v3-device.js';
+import type { ArmSmmuMaster } from './arm-smmu-v3-master.js';
+import {
+  LOG_NS,
+  ARM_SMMU_FEAT_PRI,
+  ARM_SMMU_GERROR,
+  ARM_SMMU_GERRORN,
+  CMDQ_OP_PRI_RESP,
+  CMDQ_OP_RESUME,
+  CMDQ_RESUME_0_RESP_ABORT,
+  CMDQ_RESUME_0_RESP_RETRY,
+  EVT_ID_ACCESS_FAULT,
+  EVT_ID_ADDR_SIZE_FAULT,
+  EVT_ID_BAD_STE_CONFIG,
+  EVT_ID_CD_FETCH_FAULT,
+  EVT_ID_PERMISSION_FAULT,
+  EVT_ID_STE_FETCH_FAULT,
+  EVT_ID_TRANSLATION_FAULT,
+  EVT_ID_TT_FETCH_FAULT,
+  EVT_NAMES,
+  EVTQ_0_ID,
+  EVTQ_0_SID,
+  EVTQ_0_SSID,
+  EVTQ_0_SSV,
+  EVTQ_1_CLASS,
+  EVTQ_1_InD,
+  EVTQ_1_PnU,
+  EVTQ_1_RnW,
+  EVTQ_1_S2,
+  EVTQ_1_STAG,
+  EVTQ_1_STALL,
+  EVTQ_2_ADDR_HI,
+  EVTQ_2_ADDR_LO,
+  EVTQ_3_FETCH_ADDR,
+  EVTQ_3_IPA,
+  EVTQ_ENT_WORDS,
+  GERROR_CMDQ_ERR,
+  GERROR_ERR_MASK,
+  GERROR_EVTQ_ABT_ERR,
+  GERROR_MSI_CMDQ_ABT_ERR,
+  GERROR_MSI_EVTQ_ABT_ERR,
+  GERROR_MSI_GERROR_ABT_ERR,
+  GERROR_MSI_PRIQ_ABT_ERR,
+  GERROR_PRIQ_ABT_ERR,
+  GERROR_SFM_ERR,
+  PRI_RESP_DENY,
+  PRI_RESP_FAIL,
+  PRI_RESP_SUCC,
+  PRIQ_0_PERM_EXEC,
+  PRIQ_0_PERM_PRIV,
+  PRIQ_0_PERM_READ,
+  PRIQ_0_PERM_WRITE,
+  PRIQ_0_PRG_LAST,
+  PRIQ_0_SID,
+  PRIQ_0_SSID,
+  PRIQ_0_SSID_V,
+  PRIQ_1_ADDR_MASK,
+  PRIQ_1_PRG_IDX,
+  PRIQ_ENT_WORDS,
+} from './arm-smmu-v3-regs.js';
+
+const hex = (v: number): string => `0x${v.toString(16)}`;
+const TWO_32 = 0x1_0000_0000;
+/** Decoded records kept for reports; the oldest are dropped past this. */
+const EVENT_LOG_MAX = 4096;
+/** kernel: DEFAULT_RATELIMIT_INTERVAL (5 s) and DEFAULT_RATELIMIT_BURST. */
+const RATELIMIT_INTERVAL_NS = 5_000_000_000;
+const RATELIMIT_BURST = 10;
+
+/** One decoded event record or page request. */
+export interface ArmSmmuEventReport {
+  /** Virtual time the driver read it. */
+  readonly time: number;
+  readonly kind: 'event' | 'page-request';
+  /** Event ID (0 for a page request). */
+  readonly id: number;
+  /** Architected name (F_TRANSLATION, …) or "PAGE_REQUEST". */
+  readonly name: string;
+  readonly sid: number;
+  readonly ssid: number | null;
+  /** Input address (events) or page address (page requests). */
+  readonly addr: number;
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly exec: boolean;
+  readonly priv: boolean;
+  readonly stall: boolean;
+  readonly stag: number;
+  readonly s2: boolean;
+  /** CLASS of a translation fault: CD, TT or IN. */
+  readonly cls: 'CD' | 'TT' | 'IN' | null;
+  readonly ipa: number | null;
+  readonly fetchAddr: number | null;
+  /** Page requests: PRG index and Last. */
+  readonly prgIndex: number | null;
+  readonly last: boolean;
+  /** The master owning the StreamID, if any. */
+  readonly master: string | null;
+  /** What the driver did with it. */
+  outcome: string;
+  /** The record as qwords, hex. */
+  readonly raw: readonly string[];
+}
+
+export interface ArmSmmuEventStats {
+  /** Records by name. */
+  byName: Record<string, number>;
+  evtqOverflows: number;
+  priqOverflows: number;
+  gerrors: number;
+  /** Recoverable faults answered, by response. */
+  resumeRetry: number;
+  resumeAbort: number;
+  priResponses: number;
+}
+
+export function newEventStats(): ArmSmmuEventStats {
+  return { byName: {}, evtqOverflows: 0, priqOverflows: 0, gerrors: 0, resumeRetry: 0, resumeAbort: 0, priResponses: 0 };
+}
+
+/** dev_*_ratelimited state, per SMMU. */
+const ratelimits = new WeakMap<ArmSmmuDevice, { start: number; printed: number; missed: number }>();
+
+/** kernel: __ratelimit() with the default interval and burst. */
+function ratelimitOk(smmu: ArmSmmuDevice): boolean {
+  const now = smmu.port.now();
+  let rs = ratelimits.get(smmu);
+  if (!rs) {
+    rs = { start: now, printed: 0, missed: 0 };
+    ratelimits.set(smmu, rs);
+  }
+  if (now - rs.start >= RATELIMIT_INTERVAL_NS) {
+    if (rs.missed > 0) smmu.warn(`${rs.missed} callbacks suppressed`);
+    rs.start = now;
+    rs.printed = 0;
+    rs.missed = 0;
+  }
+  if (rs.printed < RATELIMIT_BURST) {
+    rs.printed++;
+    return true;
+  }
+  rs.missed++;
+  return false;
+}
+
+function qwordsHex(w: Uint32Array): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < w.length; i += 2) out.push(`0x${w[i + 1]!.toString(16).padStart(8, '0')}${w[i]!.toString(16).padStart(8, '0')}`);
+  return out;
+}
+
+function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport): void {
+  smmu.events.push(r);
+  if (smmu.events.length > EVENT_LOG_MAX) smmu.events.shift();
+  smmu.eventStats.byName[r.name] = (smmu.eventStats.byName[r.name] ?? 0) + 1;
+}
+
+/** An event record decoded for people. */
+export function armSmmuDecodeEvent(evt: Uint32Array, time: number, master: string | null): ArmSmmuEventReport {
+  const id = EVTQ_0_ID.get(evt);
+  const isFault = id === EVT_ID_TRANSLATION_FAULT || id === EVT_ID_ADDR_SIZE_FAULT || id === EVT_ID_ACCESS_FAULT || id === EVT_ID_PERMISSION_FAULT;
+  const fetch = id === EVT_ID_STE_FETCH_FAULT || id === EVT_ID_CD_FETCH_FAULT || id === EVT_ID_TT_FETCH_FAULT;
+  const rnw = EVTQ_1_RnW.isSet(evt);
+  const cls = EVTQ_1_CLASS.get(evt);
+  return {
+    time,
+    kind: 'event',
+    id,
+    name: EVT_NAMES.get(id) ?? `event ${hex(id)}`,
+    sid: EVTQ_0_SID.get(evt),
+    ssid: EVTQ_0_SSV.isSet(evt) ? EVTQ_0_SSID.get(evt) : null,
+    addr: EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32,
+    read: rnw,
+    write: !rnw,
+    exec: EVTQ_1_InD.isSet(evt),
+    priv: EVTQ_1_PnU.isSet(evt),
+    stall: EVTQ_1_STALL.isSet(evt),
+    stag: EVTQ_1_STAG.get(evt),
+    s2: EVTQ_1_S2.isSet(evt),
+    cls: isFault || id === EVT_ID_TT_FETCH_FAULT ? (['CD', 'TT', 'IN'] as const)[cls] ?? null : null,
+    ipa: isFault && EVTQ_1_S2.isSet(evt) ? EVTQ_3_IPA.get(evt) : null,
+    fetchAddr: fetch ? EVTQ_3_FETCH_ADDR.get(evt) : null,
+    prgIndex: null,
+    last: false,
+    master,
+    outcome: '',
+    raw: qwordsHex(evt),
+  };
+}
+
+/** One line describing a report (what the log shows). */
+export function armSmmuDescribeEvent(r: ArmSmmuEventReport): string {
+  const parts = [`${r.name}`, `SID ${hex(r.sid)}`, r.ssid === null ? 'no SSID' : `SSID ${hex(r.ssid)}`];
+  if (r.kind === 'page-request') {
+    parts.push(`PRG ${r.prgIndex}${r.last ? ' (last)' : ''}`);
+    parts.push(`${r.priv ? 'privileged' : 'unprivileged'} ${r.read ? 'R' : ''}${r.write ? 'W' : ''}${r.exec ? 'X' : ''} access at page ${hex(r.addr)}`);
+  } else {
+    parts.push(`${r.priv ? 'privileged' : 'unprivileged'} ${r.exec ? 'instruction fetch' : r.read ? 'read' : 'write'} at ${hex(r.addr)}`);
+    if (r.cls) parts.push(`stage ${r.s2 ? 2 : 1}, class ${r.cls}`);
+    if (r.ipa !== null) parts.push(`IPA ${hex(r.ipa)}`);
+    if (r.fetchAddr !== null) parts.push(`fetch address ${hex(r.fetchAddr)}`);
+    if (r.stall) parts.push(`stalled, STAG ${hex(r.stag)}`);
+  }
+  if (r.master) parts.push(`master ${r.master}`);
+  return parts.join(', ');
+}
+
+// ---- recoverable faults -------------------------------------------------------------------------
+
+/** The domain a fault with (or without) a PASID hits. */
+function faultDomain(master: ArmSmmuMaster, fault: IopfFault): IommuDomain | null {
+  const group = devIommu(master.dev)?.group;
+  if (!group) return null;
+  const prm = fault.fault.prm;
+  if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0) return group.pasidArray.get(prm.pasid)?.domain ?? null;
+  return group.domain;
+}
+
+function responseFor(fault: IopfFault, code: IommuPageResponse['code']): IommuPageResponse {
+  return { pasid: fault.fault.prm.pasid, grpid: fault.fault.prm.grpid, code };
+}
+
+/**
+ * Hand a recoverable fault (stall or page request) to whoever can resolve it; returns 0 when a handler
+ * took it (it answers later), or the errno after answering INVALID because nobody can.
+ * // kernel: iommu_report_device_fault() as arm-smmu-v3 calls it
+ */
+export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: IopfFault): Promise<0 | Errno> {
+  const domain = faultDomain(master, fault);
+  const prm = fault.fault.prm;
+  if (domain && domain.cookie.type === 'fault-handler') {
+    // A fault-handler cookie answers each group on its last request.
+    if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) === 0) return 0;
+    const flags = (prm.perm & IOMMU_FAULT_PERM_WRITE) !== 0 ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ;
+    // The handler runs off the event thread, as the IOPF workqueue would run it.
+    void (async () => {
+      let code: IommuPageResponse['code'] = IOMMU_PAGE_RESP_INVALID;
+      try {
+        const verdict = await reportIommuFault(domain, master.dev, prm.addr, flags);
+        code = verdict === 0 ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
+      } catch (e) {
+        master.smmu.log.err(master.dev.name, `fault handler threw: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
+      }
+      armSmmuPageResponse(master, fault, responseFor(fault, code));
+    })();
+    return 0;
+  }
+  // Everything else goes to the core's I/O page-fault path (issue 7): it buffers partial requests,
+  // hands complete groups to the domain's iopf handler or the device's fault handler, and answers
+  // through the pageResponse op, INVALID at once when nobody can resolve the fault.
+  return iommuReportDeviceFault(master.dev, fault);
+}
+
+/**
+ * Answer a recoverable fault: CMD_RESUME (retry or abort) for a stalled transaction, CMD_PRI_RESP for
+ * a page request. No CMD_SYNC: neither needs one. // kernel: arm_smmu_page_response()
+ */
+export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp: IommuPageResponse): void {
+  const smmu = master.smmu;
+  const sid = master.streams[0];
+  if (sid === undefined) throw new KernelError('ENODEV', `${master.dev.name} has no StreamID`);
+  if (master.priEnabled) {
+    const prm = evt.fault.prm;
+    const pasidValid = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0;
+    const code = resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRI_RESP_SUCC : resp.code === IOMMU_PAGE_RESP_FAILURE ? PRI_RESP_FAIL : PRI_RESP_DENY;
+    const cmd: ArmSmmuCmdqEnt = {
+      opcode: CMDQ_OP_PRI_RESP,
+      substreamValid: pasidValid,
+      pri: { sid, ssid: pasidValid ? resp.pasid : 0, grpid: resp.grpid, resp: code },
+    };
+    smmu.eventStats.priResponses++;
+    void smmu.cmdq.issueCmd(cmd);
+    return;
+  }
+  if (!master.stallEnabled) {
+    smmu.warn(`page response for ${master.dev.name}, which neither stalls nor uses PRI`);
+    return;
+  }
+  const retry = resp.code === IOMMU_PAGE_RESP_SUCCESS;
+  if (retry) smmu.eventStats.resumeRetry++;
+  else smmu.eventStats.resumeAbort++;
+  const cmd: ArmSmmuCmdqEnt = {
+    opcode: CMDQ_OP_RESUME,
+    resume: { sid, stag: resp.grpid, resp: retry ? CMDQ_RESUME_0_RESP_RETRY : CMDQ_RESUME_0_RESP_ABORT },
+  };
+  void smmu.cmdq.issueCmd(cmd);
+}
+
+// ---- event queue --------------------------------------------------------------------------------
+
+/** kernel: arm_smmu_handle_evt() — 0 when the event was handed to a handler; an errno to dump it. */
+async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
+  const id = report.id;
+  if (id !== EVT_ID_TRANSLATION_FAULT && id !== EVT_ID_ADDR_SIZE_FAULT && id !== EVT_ID_ACCESS_FAULT && id !== EVT_ID_PERMISSION_FAULT) {
+    report.outcome = id === EVT_ID_BAD_STE_CONFIG ? 'dumped (bad STE)' : 'dumped';
+    return 'EOPNOTSUPP';
+  }
+  const master = smmu.streams.get(report.sid) ?? null;
+  // Stage 2 is always pinned: not recoverable.
+  if (EVTQ_1_S2.isSet(evt)) {
+    report.outcome = 'dumped (stage 2 fault)';
+    notifyUnrecoverable(master, report);
+    return 'EFAULT';
+  }
+  if (!EVTQ_1_STALL.isSet(evt)) {
+    report.outcome = 'dumped (terminated)';
+    notifyUnrecoverable(master, report);
+    return 'EOPNOTSUPP';
+  }
+  let perm = report.read ? IOMMU_FAULT_PERM_READ : IOMMU_FAULT_PERM_WRITE;
+  if (report.exec) perm |= IOMMU_FAULT_PERM_EXEC;
+  if (report.priv) perm |= IOMMU_FAULT_PERM_PRIV;
+  const fault: IopfFault = {
+    fault: {
+      type: 'page-req',
+      prm: {
+        flags: IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE | (report.ssid !== null ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
+        pasid: report.ssid ?? 0,
+        grpid: report.stag,
+        perm,
+        addr: report.addr,
+        privateData: [0, 0],
+      },
+    },
+  };
+  if (!master) {
+    report.outcome = 'no master for the StreamID';
+    return 'EINVAL';
+  }
+  const r = await armSmmuReportDeviceFault(master, fault);
+  report.outcome = r === 0 ? 'stall reported to the fault handler' : 'stall aborted: no handler';
+  return r;
+}
+
+/** A terminated fault still reaches a fault-handler cookie (to dump the master's state). */
+function notifyUnrecoverable(master: ArmSmmuMaster | null, report: ArmSmmuEventReport): void {
+  if (!master) return;
+  const group = devIommu(master.dev)?.group;
+  const domain = report.ssid !== null ? group?.pasidArray.get(report.ssid)?.domain : group?.domain;
+  if (!domain || domain.cookie.type !== 'fault-handler') return;
+  const flags = report.write ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ;
+  void Promise.resolve(reportIommuFault(domain, master.dev, report.addr, flags)).catch((e: unknown) => {
+    master.smmu.log.err(master.dev.name, `fault handler threw: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
+  });
+}
+
+/** kernel: arm_smmu_evtq_thread() */
+export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
+  const q = smmu.evtq;
+  const evt = new Uint32Array(EVTQ_ENT_WORDS);
+  do {
+    while (q.removeRaw(evt)) {
+      const report = armSmmuDecodeEvent(evt, smmu.port.now(), smmu.streams.get(EVTQ_0_SID.get(evt))?.dev.name ?? null);
+      record(smmu, report);
+      const ret = await armSmmuHandleEvt(smmu, evt, report);
+      if (ret === 0 || !ratelimitOk(smmu)) continue;
+      smmu.info(`event 0x${report.id.toString(16).padStart(2, '0')} received: ${armSmmuDescribeEvent(report)}`);
+      for (const qw of report.raw) smmu.info(`\t${qw}`);
+    }
+    // Not much to do about an overflow but say so.
+    if (q.syncProdIn()) {
+      smmu.eventStats.evtqOverflows++;
+      smmu.err('EVTQ overflow detected -- events lost');
+    }
+  } while (!q.empty());
+  // Acknowledge the overflow: we are up to speed.
+  q.syncConsOvf();
+  return 'handled';
+}
+
+// ---- PRI queue ----------------------------------------------------------------------------------
+
+/** kernel: arm_smmu_handle_ppr() */
+async function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<void> {
+  const sid = PRIQ_0_SID.get(evt);
+  const ssv = PRIQ_0_SSID_V.isSet(evt);
+  const ssid = ssv ? PRIQ_0_SSID.get(evt) : 0;
+  const last = PRIQ_0_PRG_LAST.isSet(evt);
+  const grpid = PRIQ_1_PRG_IDX.get(evt);
+  const read = PRIQ_0_PERM_READ.isSet(evt);
+  const write = PRIQ_0_PERM_WRITE.isSet(evt);
+  const master = smmu.streams.get(sid) ?? null;
+  const report: ArmSmmuEventReport = {
+    time: smmu.port.now(),
+    kind: 'page-request',
+    id: 0,
+    name: 'PAGE_REQUEST',
+    sid,
+    ssid: ssv ? ssid : null,
+    addr: PRIQ_1_ADDR_MASK.get(evt),
+    read,
+    write,
+    exec: PRIQ_0_PERM_EXEC.isSet(evt),
+    priv: PRIQ_0_PERM_PRIV.isSet(evt),
+    stall: false,
+    stag: 0,
+    s2: false,
+    cls: null,
+    ipa: null,
+    fetchAddr: null,
+    prgIndex: grpid,
+    last,
+    master: master?.dev.name ?? null,
+    outcome: '',
+    raw: qwordsHex(evt),
+  };
+  record(smmu, report);
+  // A Stop Marker (Last, no access, with a PASID) is not a request: nothing answers it.
+  if (ssv && last && !read && !write) {
+    report.outcome = 'stop marker discarded';
+    return;
+  }
+  if (master?.iopfEnabled) {
+    let perm = 0;
+    if (read) perm |= IOMMU_FAULT_PERM_READ;
+    if (write) perm |= IOMMU_FAULT_PERM_WRITE;
+    if (report.exec) perm |= IOMMU_FAULT_PERM_EXEC;
+    if (report.priv) perm |= IOMMU_FAULT_PERM_PRIV;
+    const fault: IopfFault = {
+      fault: {
+        type: 'page-req',
+        prm: {
+          flags: (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0) | (last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0),
+          pasid: ssid,
+          grpid,
+          perm,
+          addr: report.addr,
+          privateData: [0, 0],
+        },
+      },
+    };
+    // Partial requests are reported too: the core keeps them until the group's last one.
+    const r = await armSmmuReportDeviceFault(master, fault);
+    if (!last) report.outcome = r === 0 ? 'partial request (answered with its group)' : 'partial request denied: no handler';
+    else report.outcome = r === 0 ? 'reported to the fault handler' : 'denied: no handler';
+    return;
+  }
+  smmu.info(`unexpected PRI request received: ${armSmmuDescribeEvent(report)}`);
+  if (last) {
+    const cmd: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_PRI_RESP, substreamValid: ssv, pri: { sid, ssid, grpid, resp: PRI_RESP_DENY } };
+    smmu.eventStats.priResponses++;
+    await smmu.cmdq.issueCmd(cmd);
+    report.outcome = 'denied';
+  } else {
+    report.outcome = 'ignored (not last)';
+  }
+}
+
+/** kernel: arm_smmu_priq_thread() */
+export async function armSmmuPriqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
+  const q = smmu.priq;
+  if (!q) return 'none';
+  const evt = new Uint32Array(PRIQ_ENT_WORDS);
+  do {
+    while (q.removeRaw(evt)) await armSmmuHandlePpr(smmu, evt);
+    if (q.syncProdIn()) {
+      smmu.eventStats.priqOverflows++;
+      smmu.err('PRIQ overflow detected -- requests lost');
+    }
+  } while (!q.empty());
+  q.syncConsOvf();
+  return 'handled';
+}
+
+// ---- global errors ------------------------------------------------------------------------------
+
+/** kernel: arm_smmu_gerror_handler() (hard interrupt context) */
+export function armSmmuGerrorHandler(smmu: ArmSmmuDevice): IrqReturn {
+  const gerror = smmu.base.readl(ARM_SMMU_GERROR);
+  const gerrorn = smmu.base.readl(ARM_SMMU_GERRORN);
+  const active = (gerror ^ gerrorn) & GERROR_ERR_MASK;
+  if (active === 0) return 'none';
+  smmu.eventStats.gerrors++;
+  smmu.warn(`unexpected global error reported (0x${active.toString(16).padStart(8, '0')}), this could be serious`);
+  if (active & GERROR_SFM_ERR) {
+    smmu.err('device has entered Service Failure Mode!');
+    void smmu.deviceDisable().catch(() => undefined);
+  }
+  if (active & GERROR_MSI_GERROR_ABT_ERR) smmu.warn('GERROR MSI write aborted');
+  if (active & GERROR_MSI_PRIQ_ABT_ERR) smmu.warn('PRIQ MSI write aborted');
+  if (active & GERROR_MSI_EVTQ_ABT_ERR) smmu.warn('EVTQ MSI write aborted');
+  if (active & GERROR_MSI_CMDQ_ABT_ERR) smmu.warn('CMDQ MSI write aborted');
+  if (active & GERROR_PRIQ_ABT_ERR) smmu.err('PRIQ write aborted -- events may have been lost');
+  if (active & GERROR_EVTQ_ABT_ERR) smmu.err('EVTQ write aborted -- events may have been lost');
+  if (active & GERROR_CMDQ_ERR) smmu.cmdq.skipErr();
+  smmu.base.writel(gerror, ARM_SMMU_GERRORN);
+  return 'handled';
+}
+
+/** kernel: arm_smmu_combined_irq_handler() */
+export function armSmmuCombinedIrqHandler(smmu: ArmSmmuDevice): IrqReturn {
+  armSmmuGerrorHandler(smmu);
+  return 'wake-thread';
+}
+
+/** kernel: arm_smmu_combined_irq_thread() */
+export async function armSmmuCombinedIrqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
+  await armSmmuEvtqThread(smmu);
+  if ((smmu.features & ARM_SMMU_FEAT_PRI) !== 0) await armSmmuPriqThread(smmu);
+  return 'handled';
+}

@@ -1,0 +1,241 @@
+/**
+ * TLB maintenance of the arm-smmu driver (kernel: the arm_smmu_tlb_* functions and the three
+ * iommu_flush_ops tables of arm-smmu.c).
+ *
+ * Invalidations are register writes (TLBIASID, TLBIVA(L), TLBIIPAS2(L) in the context bank, TLBIVMID
+ * in GR0) that the SMMU only carries out once a TLBSYNC (or sTLBGSYNC) is written; a sync completes
+ * when TLBSTATUS.SACTIVE (sTLBGSTATUS.GSACTIVE) reads 0, polled in virtual time as Linux polls it:
+ * ten reads, then a delay doubling from 1 µs, for up to a second.
+ *
+ * io-pgtable's flush callbacks are synchronous (it cannot wait), so the ones that must complete
+ * before a table is freed (`tlbFlushWalk`, `tlbFlushAll`) issue the invalidation and start its sync
+ * here; every TLBSYNC written later, and the poll that follows it, covers them too (TLBSTATUS stays
+ * active while any sync is in flight). The domain's `iotlbSync` and `free` are the points that wait.
+ */
+import type { IommuFlushOps } from '../../core/io-pgtable.js';
+import type { ArmSmmuDevice, ArmSmmuDomain } from './arm-smmu-device.js';
+import { ARM_SMMU_V2 } from './arm-smmu-device.js';
+import {
+  ARM_SMMU_CB_S1_TLBIASID,
+  ARM_SMMU_CB_S1_TLBIVA,
+  ARM_SMMU_CB_S1_TLBIVAL,
+  ARM_SMMU_CB_S2_TLBIIPAS2,
+  ARM_SMMU_CB_S2_TLBIIPAS2L,
+  ARM_SMMU_CB_TLBSTATUS,
+  ARM_SMMU_CB_TLBSYNC,
+  ARM_SMMU_GR0,
+  ARM_SMMU_GR0_sTLBGSTATUS,
+  ARM_SMMU_GR0_sTLBGSYNC,
+  ARM_SMMU_GR0_TLBIVMID,
+  QCOM_DUMMY_VAL,
+  sTLBGSTATUS_GSACTIVE,
+  TTBRn_ASID_SHIFT,
+} from './arm-smmu-regs.js';
+
+const LOG_NS = 'iommu:drivers:arm-smmu';
+
+/** kernel: TLB_LOOP_TIMEOUT — 1 s, in µs. */
+export const TLB_LOOP_TIMEOUT_US = 1_000_000;
+/** kernel: TLB_SPIN_COUNT */
+export const TLB_SPIN_COUNT = 10;
+
+/** Outcome counters a test or report can read. */
+export interface ArmSmmuTlbStats {
+  syncs: number;
+  syncTimeouts: number;
+}
+
+const stats = new WeakMap<ArmSmmuDevice, ArmSmmuTlbStats>();
+
+/** The TLB counters of an SMMU. */
+export function armSmmuTlbStats(smmu: ArmSmmuDevice): ArmSmmuTlbStats {
+  let s = stats.get(smmu);
+  if (!s) {
+    s = { syncs: 0, syncTimeouts: 0 };
+    stats.set(smmu, s);
+  }
+  return s;
+}
+
+/** Poll a sync status register until its ACTIVE bit clears, as Linux does, in virtual time. */
+async function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
+  for (let delay = 1; delay < TLB_LOOP_TIMEOUT_US; delay *= 2) {
+    for (let spin = TLB_SPIN_COUNT; spin > 0; spin--) {
+      // GSACTIVE and SACTIVE are both bit 0.
+      if (!sTLBGSTATUS_GSACTIVE.isSet(smmu.readl(page, status))) return;
+    }
+    await smmu.dev.port.delay(delay * 1000);
+  }
+  armSmmuTlbStats(smmu).syncTimeouts++;
+  smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
+}
+
+/** Write a sync register and wait for it. // kernel: __arm_smmu_tlb_sync() */
+export async function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: number, status: number): Promise<void> {
+  armSmmuTlbStats(smmu).syncs++;
+  if (smmu.impl?.tlbSync) {
+    await smmu.impl.tlbSync(smmu, page, sync, status);
+    return;
+  }
+  smmu.writel(page, sync, QCOM_DUMMY_VAL);
+  await armSmmuTlbSyncWait(smmu, page, status);
+}
+
+/** kernel: arm_smmu_tlb_sync_global() */
+export function armSmmuTlbSyncGlobal(smmu: ArmSmmuDevice): Promise<void> {
+  return __armSmmuTlbSync(smmu, ARM_SMMU_GR0, ARM_SMMU_GR0_sTLBGSYNC, ARM_SMMU_GR0_sTLBGSTATUS);
+}
+
+/** kernel: arm_smmu_tlb_sync_context() */
+export function armSmmuTlbSyncContext(smmuDomain: ArmSmmuDomain): Promise<void> {
+  const smmu = smmuDomain.requireSmmu('arm_smmu_tlb_sync_context');
+  return __armSmmuTlbSync(smmu, smmu.cbPage(smmuDomain.cfg.cbndx), ARM_SMMU_CB_TLBSYNC, ARM_SMMU_CB_TLBSTATUS);
+}
+
+/** Start a context bank sync without waiting (for io-pgtable's synchronous callbacks). */
+function armSmmuTlbSyncContextStart(smmuDomain: ArmSmmuDomain): void {
+  const smmu = smmuDomain.smmu!;
+  armSmmuTlbStats(smmu).syncs++;
+  smmu.cbWrite(smmuDomain.cfg.cbndx, ARM_SMMU_CB_TLBSYNC, QCOM_DUMMY_VAL);
+}
+
+/** Start a global sync without waiting. */
+function armSmmuTlbSyncGlobalStart(smmu: ArmSmmuDevice): void {
+  armSmmuTlbStats(smmu).syncs++;
+  smmu.gr0Write(ARM_SMMU_GR0_sTLBGSYNC, QCOM_DUMMY_VAL);
+}
+
+/** TLBIASID for the domain's ASID. */
+function armSmmuTlbiAsid(smmuDomain: ArmSmmuDomain): void {
+  smmuDomain.smmu!.cbWrite(smmuDomain.cfg.cbndx, ARM_SMMU_CB_S1_TLBIASID, smmuDomain.cfg.asid);
+}
+
+/** kernel: arm_smmu_tlb_inv_context_s1() — everything of the ASID, then wait. */
+export async function armSmmuTlbInvContextS1(smmuDomain: ArmSmmuDomain): Promise<void> {
+  armSmmuTlbiAsid(smmuDomain);
+  await armSmmuTlbSyncContext(smmuDomain);
+}
+
+/** kernel: arm_smmu_tlb_inv_context_s2() — everything of the VMID, then wait. */
+export async function armSmmuTlbInvContextS2(smmuDomain: ArmSmmuDomain): Promise<void> {
+  const smmu = smmuDomain.requireSmmu('arm_smmu_tlb_inv_context_s2');
+  smmu.gr0Write(ARM_SMMU_GR0_TLBIVMID, smmuDomain.cfg.vmid);
+  await armSmmuTlbSyncGlobal(smmu);
+}
+
+/**
+ * One TLBIVA/TLBIVAL per granule of [iova, iova + size). AArch64 operand: VA >> 12 with the ASID in
+ * [63:48]; AArch32: VA[31:12] with the ASID in [7:0]. // kernel: arm_smmu_tlb_inv_range_s1()
+ */
+export function armSmmuTlbInvRangeS1(smmuDomain: ArmSmmuDomain, iova: number, size: number, granule: number, reg: number): void {
+  const smmu = smmuDomain.smmu!;
+  const cfg = smmuDomain.cfg;
+  const idx = cfg.cbndx;
+  if (cfg.fmt !== 'AARCH64') {
+    let v = (Math.floor(iova / 4096) * 4096 + cfg.asid) >>> 0;
+    for (let left = size; left > 0; left -= granule) {
+      smmu.cbWrite(idx, reg, v);
+      v = (v + granule) >>> 0;
+    }
+    return;
+  }
+  let v = BigInt(Math.floor(iova / 4096)) | (BigInt(cfg.asid) << TTBRn_ASID_SHIFT);
+  const step = BigInt(granule / 4096);
+  for (let left = size; left > 0; left -= granule) {
+    smmu.cbWriteq(idx, reg, v);
+    v += step;
+  }
+}
+
+/** One TLBIIPAS2(L) per granule, operand IPA >> 12. // kernel: arm_smmu_tlb_inv_range_s2() */
+export function armSmmuTlbInvRangeS2(smmuDomain: ArmSmmuDomain, iova: number, size: number, granule: number, reg: number): void {
+  const smmu = smmuDomain.smmu!;
+  const cfg = smmuDomain.cfg;
+  const idx = cfg.cbndx;
+  let page = Math.floor(iova / 4096);
+  const step = granule / 4096;
+  for (let left = size; left > 0; left -= granule) {
+    if (cfg.fmt === 'AARCH64') smmu.cbWriteq(idx, reg, BigInt(page));
+    else smmu.cbWrite(idx, reg, page >>> 0);
+    page += step;
+  }
+}
+
+/** Stage 1 flush ops (kernel: arm_smmu_s1_tlb_ops). */
+function s1TlbOps(d: ArmSmmuDomain): IommuFlushOps {
+  return {
+    // kernel: arm_smmu_tlb_inv_context_s1()
+    tlbFlushAll() {
+      armSmmuTlbiAsid(d);
+      armSmmuTlbSyncContextStart(d);
+    },
+    // kernel: arm_smmu_tlb_inv_walk_s1()
+    tlbFlushWalk(iova, size, granule) {
+      if (d.cfg.flushWalkPreferTlbiasid) armSmmuTlbiAsid(d);
+      else armSmmuTlbInvRangeS1(d, iova, size, granule, ARM_SMMU_CB_S1_TLBIVA);
+      armSmmuTlbSyncContextStart(d);
+    },
+    // kernel: arm_smmu_tlb_add_page_s1() — issued at once; the iotlb_sync that follows completes it.
+    tlbAddPage(_gather, iova, granule) {
+      armSmmuTlbInvRangeS1(d, iova, granule, granule, ARM_SMMU_CB_S1_TLBIVAL);
+    },
+  };
+}
+
+/** Stage 2 flush ops of an SMMUv2 (kernel: arm_smmu_s2_tlb_ops_v2). */
+function s2TlbOpsV2(d: ArmSmmuDomain): IommuFlushOps {
+  return {
+    // kernel: arm_smmu_tlb_inv_context_s2()
+    tlbFlushAll() {
+      d.smmu!.gr0Write(ARM_SMMU_GR0_TLBIVMID, d.cfg.vmid);
+      armSmmuTlbSyncGlobalStart(d.smmu!);
+    },
+    // kernel: arm_smmu_tlb_inv_walk_s2()
+    tlbFlushWalk(iova, size, granule) {
+      armSmmuTlbInvRangeS2(d, iova, size, granule, ARM_SMMU_CB_S2_TLBIIPAS2);
+      armSmmuTlbSyncContextStart(d);
+    },
+    // kernel: arm_smmu_tlb_add_page_s2()
+    tlbAddPage(_gather, iova, granule) {
+      armSmmuTlbInvRangeS2(d, iova, granule, granule, ARM_SMMU_CB_S2_TLBIIPAS2L);
+    },
+  };
+}
+
+/** Stage 2 flush ops of an SMMUv1, which only invalidates by VMID (kernel: arm_smmu_s2_tlb_ops_v1). */
+function s2TlbOpsV1(d: ArmSmmuDomain): IommuFlushOps {
+  const flushVmid = (): void => {
+    d.smmu!.gr0Write(ARM_SMMU_GR0_TLBIVMID, d.cfg.vmid);
+    armSmmuTlbSyncGlobalStart(d.smmu!);
+  };
+  return {
+    tlbFlushAll: flushVmid,
+    // kernel: arm_smmu_tlb_inv_walk_s2_v1()
+    tlbFlushWalk: flushVmid,
+    // kernel: arm_smmu_tlb_add_page_s2_v1()
+    tlbAddPage() {
+      d.smmu!.gr0Write(ARM_SMMU_GR0_TLBIVMID, d.cfg.vmid);
+    },
+  };
+}
+
+/** The flush ops a finalised domain hands io-pgtable (kernel: smmu_domain->flush_ops). */
+export function armSmmuFlushOps(smmuDomain: ArmSmmuDomain): IommuFlushOps {
+  if (smmuDomain.stage === 'S1') return s1TlbOps(smmuDomain);
+  return smmuDomain.smmu!.version === ARM_SMMU_V2 ? s2TlbOpsV2(smmuDomain) : s2TlbOpsV1(smmuDomain);
+}
+
+/** Invalidate everything of the domain and wait (kernel: smmu_domain->flush_ops->tlb_flush_all). */
+export function armSmmuTlbFlushAll(smmuDomain: ArmSmmuDomain): Promise<void> {
+  return smmuDomain.stage === 'S1' ? armSmmuTlbInvContextS1(smmuDomain) : armSmmuTlbInvContextS2(smmuDomain);
+}
+
+/**
+ * Wait for the invalidations an unmap issued: a context sync on SMMUv2 or for stage 1, else the
+ * global sync. // kernel: arm_smmu_iotlb_sync()
+ */
+export function armSmmuIotlbSync(smmuDomain: ArmSmmuDomain): Promise<void> {
+  const smmu = smmuDomain.requireSmmu('arm_smmu_iotlb_sync');
+  if (smmu.version === ARM_SMMU_V2 || smmuDomain.stage === 'S1') return armSmmuTlbSyncContext(smmuDomain);
+  return armSmmuTlbSyncGlobal(smmu);
+}

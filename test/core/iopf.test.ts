@@ -1,0 +1,267 @@
+import { describe, expect, it } from 'vitest';
+import {
+  devFaultParam,
+  iommuIopfQueue,
+  iopfGroupResponse,
+  iopfQueueAddDevice,
+  iopfQueueAlloc,
+  iopfQueueDiscardPartial,
+  iopfQueueFlushDev,
+  iopfQueueFree,
+  iopfQueueRemoveDevice,
+} from '../../core/io-pgfault.js';
+import { iommuAttachDevice, iommuAttachGroupHandle, IommuAttachHandle } from '../../core/iommu-attach.js';
+import { devIommu } from '../../core/iommu-device.js';
+import { IOMMU_HWPT_ALLOC_PASID, iommuPagingDomainAllocFlags } from '../../core/iommu-domain.js';
+import { iommuRegisterDeviceFaultHandler, iommuReportDeviceFault } from '../../core/iommu-fault.js';
+import { IOMMU_PAGE_RESP_FAILURE, IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS, type IopfGroup } from '../../core/iommu-fault-types.js';
+import { iommuGroupGet } from '../../core/iommu-group.js';
+import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
+import { iommuDevDisableFeature, iommuDevEnableFeature, iommuDevFeatureEnabled } from '../../core/iommu.js';
+import { faultSetup, pageRequest, settle, type FaultSetup } from './fault-fixture.js';
+
+const PASID = 5;
+
+/** A device on its IOMMU's IOPF queue with PASID 5 attached to a domain whose handler records groups. */
+async function iopfSetup(handler?: (g: IopfGroup) => void | Promise<void>) {
+  const s = await faultSetup();
+  await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
+  const groups: IopfGroup[] = [];
+  const domain = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
+  domain.iopfHandler =
+    handler ??
+    ((g) => {
+      groups.push(g);
+    });
+  await s.k.run(iommuAttachDevicePasid(domain, s.a, PASID));
+  return { ...s, groups, domain };
+}
+
+function grpids(s: FaultSetup): [number, number][] {
+  return s.responses.map((r) => [r.msg.grpid, r.msg.code]);
+}
+
+describe('the IOPF queue', () => {
+  it('buffers partial requests and handles a three-request group exactly once, on LAST', async () => {
+    const s = await iopfSetup();
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x1000, 3, { pasid: PASID, partial: true }))).toBe(0);
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x9000, 4, { pasid: PASID, partial: true }))).toBe(0);
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x2000, 3, { pasid: PASID, partial: true }))).toBe(0);
+    await settle(s);
+    expect(s.groups).toEqual([]);
+    expect(devFaultParam(s.a)!.partial).toHaveLength(3);
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x3000, 3, { pasid: PASID }))).toBe(0);
+    // Not on the reporting path: the handler runs from the workqueue.
+    expect(s.groups).toEqual([]);
+    await settle(s);
+    expect(s.groups).toHaveLength(1);
+    const g = s.groups[0]!;
+    expect(g.faults.map((f) => f.fault.prm.addr)).toEqual([0x1000, 0x2000, 0x3000]);
+    expect(g.lastFault.fault.prm.addr).toBe(0x3000);
+    expect(g.domain).toBe(s.domain);
+    // The other group's partial stays buffered.
+    expect(devFaultParam(s.a)!.partial.map((f) => f.fault.prm.grpid)).toEqual([4]);
+    expect(s.responses).toEqual([]);
+    expect(iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS)).toBe(true);
+    // A duplicate or late answer changes nothing.
+    expect(iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID)).toBe(false);
+    expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: PASID, grpid: 3, code: IOMMU_PAGE_RESP_SUCCESS }]);
+    expect(s.responses[0]!.evt.fault.prm.addr).toBe(0x3000);
+  });
+
+  it('makes a group of one of a stall (no PASID) on the RID domain', async () => {
+    const s = await faultSetup();
+    await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
+    const dom = iommuPagingDomainAllocFlags(s.noPasid, 0);
+    const seen: IopfGroup[] = [];
+    dom.iopfHandler = (g) => {
+      seen.push(g);
+      iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS);
+    };
+    await s.k.run(iommuAttachGroupHandle(dom, iommuGroupGet(s.noPasid)!, new IommuAttachHandle()));
+    iommuReportDeviceFault(s.noPasid, pageRequest(0x4000, 0x2a));
+    await settle(s);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.faults).toHaveLength(1);
+    expect(seen[0]!.attachHandle).toBeInstanceOf(IommuAttachHandle);
+    expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: 0, grpid: 0x2a, code: IOMMU_PAGE_RESP_SUCCESS }]);
+  });
+
+  it('uses the RID domain when no attach handle is stored for it', async () => {
+    const s = await faultSetup();
+    await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
+    const dom = iommuPagingDomainAllocFlags(s.noPasid, 0);
+    dom.iopfHandler = (g) => void iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
+    await s.k.run(iommuAttachDevice(dom, s.noPasid));
+    iommuReportDeviceFault(s.noPasid, pageRequest(0x4000, 1));
+    await settle(s);
+    expect(grpids(s)).toEqual([[1, IOMMU_PAGE_RESP_INVALID]]);
+  });
+
+  it('answers INVALID at once for a PASID with no fault-capable domain, even a partial request', async () => {
+    const s = await iopfSetup();
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID + 1, partial: true }))).toBe('EINVAL');
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID + 1 }))).toBe('EINVAL');
+    // The RID's default domain has no iopf handler either.
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x1000, 3))).toBe('EINVAL');
+    expect(grpids(s)).toEqual([
+      [1, IOMMU_PAGE_RESP_INVALID],
+      [2, IOMMU_PAGE_RESP_INVALID],
+      [3, IOMMU_PAGE_RESP_INVALID],
+    ]);
+    expect(devFaultParam(s.a)!.partial).toEqual([]);
+  });
+
+  it('answers FAILURE when the domain handler refuses the group (throws or rejects)', async () => {
+    let n = 0;
+    const s = await iopfSetup((g) => {
+      if (n++ === 0) throw new Error('no thanks');
+      return Promise.reject(new Error('not now either')).then(() => void g);
+    });
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID }));
+    await settle(s);
+    expect(grpids(s)).toEqual([
+      [1, IOMMU_PAGE_RESP_FAILURE],
+      [2, IOMMU_PAGE_RESP_FAILURE],
+    ]);
+    expect(s.k.core.log.entries.filter((e) => /iopf with pasid 5 aborted/.test(e.message))).toHaveLength(2);
+  });
+
+  it('answers FAILURE when the queue is full', async () => {
+    const s = await faultSetup();
+    const q = iopfQueueAlloc('tiny', { depth: 1 });
+    iopfQueueAddDevice(q, s.a);
+    const dom = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
+    dom.iopfHandler = () => undefined; // keeps its groups pending
+    await s.k.run(iommuAttachDevicePasid(dom, s.a, PASID));
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID }));
+    expect(grpids(s)).toEqual([[2, IOMMU_PAGE_RESP_FAILURE]]);
+    await settle(s);
+    expect(q.inFlight).toBe(0);
+    expect(q.name).toBe('iopf_queue/tiny');
+  });
+
+  it('takes a device once, needs a page_response op, and removes only from its own queue', async () => {
+    const s = await faultSetup();
+    const q1 = iopfQueueAlloc('one');
+    const q2 = iopfQueueAlloc('two');
+    iopfQueueAddDevice(q1, s.a);
+    expect(() => iopfQueueAddDevice(q1, s.a)).toThrow(/EBUSY/);
+    expect(() => iopfQueueAddDevice(q2, s.a)).toThrow(/EBUSY/);
+    expect(() => iopfQueueRemoveDevice(q2, s.a)).toThrow(/EINVAL.*not on iopf_queue\/two/);
+    iopfQueueRemoveDevice(q1, s.a);
+    iopfQueueAddDevice(q2, s.a);
+    await expect(iopfQueueFlushDev(s.b)).rejects.toThrow(/ENODEV/);
+    const bare = await faultSetup({ noPageResponse: true });
+    expect(() => iopfQueueAddDevice(q1, bare.a)).toThrow(/ENODEV/);
+  });
+
+  it('answers pending groups INVALID and drops partials when a device leaves the queue', async () => {
+    const s = await iopfSetup();
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID, partial: true }));
+    await settle(s);
+    expect(s.groups).toHaveLength(1);
+    const q = devFaultParam(s.a)!.queue!;
+    iopfQueueRemoveDevice(q, s.a);
+    expect(grpids(s)).toEqual([[1, IOMMU_PAGE_RESP_INVALID]]);
+    expect(devFaultParam(s.a)!.partial).toEqual([]);
+    expect(devFaultParam(s.a)!.stats.partialsDropped).toBe(1);
+    // The handler's late answer is ignored.
+    expect(iopfGroupResponse(s.groups[0]!, IOMMU_PAGE_RESP_SUCCESS)).toBe(false);
+    expect(s.responses).toHaveLength(1);
+    // Off the queue: no IOPF path any more, nobody to handle it.
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x3000, 3, { pasid: PASID }))).toBe('EINVAL');
+  });
+
+  it('does not run a queued group whose device left before it ran', async () => {
+    const s = await iopfSetup();
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    iopfQueueRemoveDevice(devFaultParam(s.a)!.queue!, s.a);
+    await settle(s);
+    expect(s.groups).toEqual([]);
+    expect(grpids(s)).toEqual([[1, IOMMU_PAGE_RESP_INVALID]]);
+  });
+
+  it('flushes a device: waits for the groups queued so far', async () => {
+    const s = await iopfSetup(async (g) => {
+      await s.k.scheduler.delay(5000);
+      iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS);
+    });
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID }));
+    const t0 = s.k.scheduler.now;
+    await s.k.run(iopfQueueFlushDev(s.a));
+    expect(s.k.scheduler.now - t0).toBeGreaterThanOrEqual(5000);
+    expect(grpids(s)).toEqual([
+      [1, IOMMU_PAGE_RESP_SUCCESS],
+      [2, IOMMU_PAGE_RESP_SUCCESS],
+    ]);
+  });
+
+  it('discards partials and frees a queue without leaving anything unanswered', async () => {
+    const s = await iopfSetup();
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID, partial: true }));
+    const q = devFaultParam(s.a)!.queue!;
+    iopfQueueDiscardPartial(q);
+    expect(devFaultParam(s.a)!.partial).toEqual([]);
+    // The LAST of the discarded group now makes a group of one.
+    iommuReportDeviceFault(s.a, pageRequest(0x2000, 1, { pasid: PASID }));
+    iommuReportDeviceFault(s.a, pageRequest(0x3000, 2, { pasid: PASID }));
+    await settle(s);
+    expect(s.groups.map((g) => g.faults.length)).toEqual([1, 1]);
+    iopfQueueFree(q);
+    expect(grpids(s)).toEqual([
+      [1, IOMMU_PAGE_RESP_INVALID],
+      [2, IOMMU_PAGE_RESP_INVALID],
+    ]);
+    expect(q.devices.size).toBe(0);
+    expect(() => iopfQueueAddDevice(q, s.a)).toThrow(/freed/);
+    // The IOMMU's queue is made afresh once its old one is freed.
+    expect(iommuIopfQueue(devIommu(s.a)!.iommuDev!)).not.toBe(q);
+  });
+
+  it('prefers the domain handler over the device handler for page requests it covers', async () => {
+    const s = await iopfSetup();
+    const toDevHandler: number[] = [];
+    iommuRegisterDeviceFaultHandler(s.a, (f) => {
+      if (f.type === 'page-req') toDevHandler.push(f.prm.grpid);
+      return 0;
+    });
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID + 2 }));
+    await settle(s);
+    expect(s.groups.map((g) => g.lastFault.fault.prm.grpid)).toEqual([1]);
+    expect(toDevHandler).toEqual([2]);
+  });
+});
+
+describe('device features', () => {
+  it('enables IOPF before SVA and disables them the other way round', async () => {
+    const s = await faultSetup();
+    await expect(iommuDevEnableFeature(s.a, 'SVA')).rejects.toThrow(/EINVAL.*IOPF before SVA/);
+    await expect(iommuDevDisableFeature(s.a, 'IOPF')).rejects.toThrow(/EINVAL.*not enabled/);
+    await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
+    await expect(iommuDevEnableFeature(s.a, 'IOPF')).rejects.toThrow(/EBUSY/);
+    expect(devFaultParam(s.a)!.queue).toBe(iommuIopfQueue(devIommu(s.a)!.iommuDev!));
+    await s.k.run(iommuDevEnableFeature(s.a, 'SVA'));
+    expect(iommuDevFeatureEnabled(s.a, 'SVA')).toBe(true);
+    await expect(iommuDevDisableFeature(s.a, 'IOPF')).rejects.toThrow(/EBUSY.*disable SVA before IOPF/);
+    await s.k.run(iommuDevDisableFeature(s.a, 'SVA'));
+    await s.k.run(iommuDevDisableFeature(s.a, 'IOPF'));
+    expect(devFaultParam(s.a)!.queue).toBeNull();
+    expect(s.features.map((f) => `${f.op} ${f.feat}`)).toEqual(['enable IOPF', 'disable IOPF']);
+  });
+
+  it('refuses SVA on a device without PASIDs and IOPF without a page_response op', async () => {
+    const s = await faultSetup();
+    await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
+    await expect(iommuDevEnableFeature(s.noPasid, 'SVA')).rejects.toThrow(/ENODEV.*no PASIDs/);
+    const bare = await faultSetup({ noPageResponse: true });
+    await expect(iommuDevEnableFeature(bare.a, 'IOPF')).rejects.toThrow(/ENODEV.*cannot answer page requests/);
+    expect(bare.features).toEqual([]);
+  });
+});
+

@@ -1,0 +1,151 @@
+/**
+ * The command queue against the SMMUv3 model: CMD_SYNC completion (MSI write into the SYNC entry),
+ * timeouts, batching (64 per batch, one CMD_SYNC per submit; one per 63 with the MMU-700 erratum),
+ * a queue too small for what is inserted (backlog), and the TLBIs an unmap produces with and without
+ * range invalidation.
+ */
+import { describe, expect, it } from 'vitest';
+import { ArmSmmuCmdqBatch, tlbiEnt } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-cmdq.js';
+import type { ArmSmmuDomain } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
+import {
+  CMDQ_0_OP,
+  CMDQ_OP_CMD_SYNC,
+  CMDQ_OP_TLBI_NH_ASID,
+  CMDQ_OP_TLBI_NH_VA,
+  CMDQ_OP_TLBI_NSNH_ALL,
+  CMDQ_TLBI_0_ASID,
+  CMDQ_TLBI_0_NUM,
+  CMDQ_TLBI_0_SCALE,
+  CMDQ_TLBI_1_TG,
+  CMDQ_TLBI_1_TTL,
+  CMDQ_TLBI_1_VA_MASK,
+} from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
+import { allocPages, bootSmmuV3, engineJob, mapRange, ownDomain, runIn, unmapRange, V3, type SmmuV3Lab } from '../../../scenarios/smmu-v3-lab.js';
+
+interface Seen {
+  op: number;
+  asid: number;
+  va: number;
+  num: number;
+  scale: number;
+  tg: number;
+  ttl: number;
+}
+
+function record(lab: SmmuV3Lab): Seen[] {
+  const seen: Seen[] = [];
+  lab.smmu.cmdq.onCommand = (w, off) => {
+    seen.push({
+      op: CMDQ_0_OP.get(w, off),
+      asid: CMDQ_TLBI_0_ASID.get(w, off),
+      va: CMDQ_TLBI_1_VA_MASK.get(w, off),
+      num: CMDQ_TLBI_0_NUM.get(w, off),
+      scale: CMDQ_TLBI_0_SCALE.get(w, off),
+      tg: CMDQ_TLBI_1_TG.get(w, off),
+      ttl: CMDQ_TLBI_1_TTL.get(w, off),
+    });
+  };
+  return seen;
+}
+
+function asidBatch(lab: SmmuV3Lab, n: number): ArmSmmuCmdqBatch {
+  const batch = new ArmSmmuCmdqBatch(lab.smmu.cmdq, lab.smmu);
+  for (let i = 0; i < n; i++) batch.add({ opcode: CMDQ_OP_TLBI_NH_ASID, tlbi: { ...tlbiEnt(), asid: i + 1 } });
+  return batch;
+}
+
+describe('CMD_SYNC', () => {
+  it('completes through the MSI write into its own entry', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const q = lab.smmu.cmdq.q;
+    const syncAbs = q.prodAbs + 1;
+    const r = await runIn(lab, lab.smmu.cmdq.issueCmdWithSync({ opcode: CMDQ_OP_TLBI_NSNH_ALL }));
+    expect(r).toBe(0);
+    expect(lab.machine.cpu.ram.read32(q.absAddr(syncAbs))).toBe(0);
+    expect(q.consAbs).toBe(syncAbs + 1);
+  });
+
+  it('times out after ARM_SMMU_POLL_TIMEOUT_US when the SMMU is not consuming (CMDQEN clear)', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    await runIn(lab, lab.kernel.shutdown());
+    const t0 = lab.machine.scheduler.now;
+    const r = await runIn(lab, lab.smmu.cmdq.issueCmdWithSync({ opcode: CMDQ_OP_TLBI_NSNH_ALL }));
+    expect(r).toBe('ETIMEDOUT');
+    expect(lab.machine.scheduler.now - t0).toBeGreaterThanOrEqual(1_000_000_000);
+    expect(lab.smmu.cmdq.stats.syncTimeouts).toBe(1);
+    expect(lab.kernel.log.lines('err').some((l) => /^CMD_SYNC timeout at 0x[0-9a-f]{8} \[hwprod 0x[0-9a-f]{8}, hwcons 0x[0-9a-f]{8}\]$/.test(l.message))).toBe(true);
+  });
+});
+
+describe('batches', () => {
+  it('150 commands: full batches go in without a sync, the submit adds one CMD_SYNC', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const seen = record(lab);
+    expect(await runIn(lab, asidBatch(lab, 150).submit())).toBe(0);
+    expect(seen.filter((s) => s.op === CMDQ_OP_TLBI_NH_ASID).length).toBe(150);
+    expect(seen.filter((s) => s.op === CMDQ_OP_CMD_SYNC).length).toBe(1);
+    expect(seen.at(-1)!.op).toBe(CMDQ_OP_CMD_SYNC);
+    // The CMD_SYNC completing means everything before it was consumed.
+    expect(lab.model.cmdq.stats.total).toBe(lab.smmu.cmdq.stats.commands);
+  });
+
+  it('with the MMU-700 erratum (CMDQ_FORCE_SYNC) every 63 commands get a CMD_SYNC', async () => {
+    const lab = await bootSmmuV3({ seed: 1, smmu: { iidr: (0x487 << 20) | 0x43b } });
+    const seen = record(lab);
+    await runIn(lab, asidBatch(lab, 150).submit());
+    const syncsAt = seen.flatMap((s, i) => (s.op === CMDQ_OP_CMD_SYNC ? [i] : []));
+    expect(syncsAt).toEqual([63, 127, 152]);
+  });
+
+  it('more than the queue holds: the rest waits in order and goes in as the SMMU consumes', async () => {
+    const lab = await bootSmmuV3({ seed: 1, smmu: { cmdqLog2: 7 } });
+    expect(lab.smmu.cmdq.q.entries).toBe(128);
+    const seen = record(lab);
+    const batch = new ArmSmmuCmdqBatch(lab.smmu.cmdq, lab.smmu);
+    for (let b = 0; b < 5; b++) {
+      for (let i = 0; i < 64; i++) batch.add({ opcode: CMDQ_OP_TLBI_NH_ASID, tlbi: { ...tlbiEnt(), asid: b * 64 + i + 1 } });
+      batch.submitNowait();
+    }
+    expect(lab.smmu.cmdq.stats.backlogged).toBeGreaterThan(0);
+    expect(lab.smmu.cmdq.hasOutstanding).toBe(true);
+    expect(await runIn(lab, lab.smmu.cmdq.waitOutstanding())).toBe(0);
+    expect(lab.model.cmdq.stats.total).toBe(lab.smmu.cmdq.stats.commands);
+    expect(seen.length).toBe(5 * 65);
+    // In order: the ASIDs come out as they were added.
+    const asids = seen.filter((s) => s.op === CMDQ_OP_TLBI_NH_ASID).map((s) => s.asid);
+    expect(asids).toEqual(Array.from({ length: 320 }, (_, i) => i + 1));
+    expect(lab.smmu.cmdq.hasOutstanding).toBe(false);
+  });
+});
+
+describe('TLB invalidation on unmap', () => {
+  async function unmapSeen(lab: SmmuV3Lab, iova: number, size: number, blockMap: boolean): Promise<{ seen: Seen[]; domain: ArmSmmuDomain }> {
+    const domain = (await ownDomain(lab, V3.engine)) as ArmSmmuDomain;
+    const pa = allocPages(lab, blockMap ? 0x20_0000 : size);
+    await mapRange(lab, domain, iova, pa, size);
+    // Warm the TLB for the first page.
+    await engineJob(lab, V3.engine, { op: 'checksum', src: iova, len: 64 });
+    expect(lab.model.translateFast(0x101, -1, iova, 0)).toBe(pa);
+    const seen = record(lab);
+    expect(await unmapRange(lab, domain, iova, size)).toBe(size);
+    lab.smmu.cmdq.onCommand = null;
+    expect(lab.model.translateFast(0x101, -1, iova, 0)).toBe(-1);
+    return { seen, domain };
+  }
+
+  it('a 2 MiB block: one range TLBI, TG 4K, TTL 2 (level 2), 512 pages', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const { seen } = await unmapSeen(lab, 0x4000_0000, 0x20_0000, true);
+    const tlbi = seen.filter((s) => s.op === CMDQ_OP_TLBI_NH_VA);
+    expect(tlbi.map(({ asid: _a, ...t }) => t)).toEqual([{ op: CMDQ_OP_TLBI_NH_VA, va: 0x4000_0000, num: 0, scale: 9, tg: 1, ttl: 2 }]);
+  });
+
+  it('8 pages without IDR3.RIL: one TLBI per page, no range fields', async () => {
+    const lab = await bootSmmuV3({ seed: 1, smmu: { rangeInvalidation: false } });
+    const { seen } = await unmapSeen(lab, 0x4000_0000, 8 * 4096, false);
+    const tlbi = seen.filter((s) => s.op === CMDQ_OP_TLBI_NH_VA);
+    expect(tlbi.map((s) => s.va)).toEqual(Array.from({ length: 8 }, (_, i) => 0x4000_0000 + i * 4096));
+    expect(tlbi.every((s) => s.tg === 0 && s.num === 0 && s.scale === 0 && s.ttl === 0)).toBe(true);
+    expect(seen.at(-1)!.op).toBe(CMDQ_OP_CMD_SYNC);
+  });
+});

@@ -1,0 +1,123 @@
+/**
+ * Event and PRI records: decoding into readable reports, PRI page requests end to end (IOPF enabled:
+ * the request reaches the domain's fault handler, which maps the page, and CMD_PRI_RESP lets the
+ * endpoint retry; without IOPF: "unexpected PRI request" and a denial), and a bad STE reported as
+ * C_BAD_STE.
+ */
+import { describe, expect, it } from 'vitest';
+import { pciEnablePri } from '../../../bus/pci/ats.js';
+import { pciSetMaster } from '../../../bus/pci/command.js';
+import type { PciDevice } from '../../../bus/pci/pci-device.js';
+import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
+import { iommuMap } from '../../../core/iommu-map.js';
+import { IOMMU_READ, IOMMU_WRITE } from '../../../core/io-pgtable.js';
+import { iommuDevEnableFeature } from '../../../core/iommu.js';
+import { armSmmuV3MasterOf } from '../../../drivers/arm-smmu-v3/arm-smmu-v3.js';
+import { armSmmuDecodeEvent, armSmmuDescribeEvent } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-events.js';
+import {
+  CMDQ_OP_CFGI_STE,
+  EVT_ID_BAD_STE_CONFIG,
+  EVT_ID_TRANSLATION_FAULT,
+  EVTQ_0_ID,
+  EVTQ_0_SID,
+  EVTQ_0_SSID,
+  EVTQ_0_SSV,
+  EVTQ_1_CLASS,
+  EVTQ_1_RnW,
+  EVTQ_1_S2,
+  EVTQ_1_STAG,
+  EVTQ_1_STALL,
+  EVTQ_2_ADDR_HI,
+  EVTQ_2_ADDR_LO,
+  EVTQ_3_IPA,
+} from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
+import { allocPages, bootSmmuV3, deviceOf, fillPhys, ownDomain, runIn, settle, V3 } from '../../../scenarios/smmu-v3-lab.js';
+
+const ACCEL_NODE = '/pcie@3f000000/accel@1,0';
+
+describe('decoding', () => {
+  it('a stalled stage 2 translation fault with an IPA', () => {
+    const w = new Uint32Array(8);
+    EVTQ_0_ID.prep(w, EVT_ID_TRANSLATION_FAULT);
+    EVTQ_0_SID.prep(w, 0x1234);
+    EVTQ_0_SSV.prep(w, 1);
+    EVTQ_0_SSID.prep(w, 9);
+    EVTQ_1_STAG.prep(w, 0x2a);
+    EVTQ_1_STALL.prep(w, 1);
+    EVTQ_1_RnW.prep(w, 1);
+    EVTQ_1_S2.prep(w, 1);
+    EVTQ_1_CLASS.prep(w, 2);
+    EVTQ_2_ADDR_LO.prep(w, 0x8765_4000);
+    EVTQ_2_ADDR_HI.prep(w, 0x12);
+    EVTQ_3_IPA.prep(w, 0x9_8000_0000);
+    const r = armSmmuDecodeEvent(w, 0, '/dev');
+    expect(r).toMatchObject({ name: 'F_TRANSLATION', sid: 0x1234, ssid: 9, stall: true, stag: 0x2a, read: true, s2: true, cls: 'IN', addr: 0x12_8765_4000, ipa: 0x9_8000_0000 });
+    expect(armSmmuDescribeEvent(r)).toBe(
+      'F_TRANSLATION, SID 0x1234, SSID 0x9, unprivileged read at 0x1287654000, stage 2, class IN, IPA 0x980000000, stalled, STAG 0x2a, master /dev',
+    );
+    expect(r.raw).toHaveLength(4);
+  });
+});
+
+describe('records from the hardware', () => {
+  it('a broken STE: C_BAD_STE, dumped with its StreamID', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    // Clear the STE of the engine behind the driver's back, and make the SMMU forget its copy.
+    const pa = lab.smmu.strtab.stePa(0x101);
+    lab.machine.cpu.ram.fill(pa, 64, 0);
+    await runIn(lab, lab.smmu.cmdq.issueCmdWithSync({ opcode: CMDQ_OP_CFGI_STE, cfgi: { sid: 0x101, ssid: 0, leaf: true } }));
+    const r = await runIn(lab, lab.machine.master(V3.engine)!.read(0x1000, 8));
+    await settle(lab);
+    expect(r.status).not.toBe('ok');
+    expect(lab.smmu.events.map((e) => [e.id, e.name, e.sid, e.outcome])).toEqual([[EVT_ID_BAD_STE_CONFIG, 'C_BAD_STE', 0x101, 'dumped (bad STE)']]);
+    expect(lab.kernel.log.lines().some((l) => l.message.startsWith('event 0x04 received: C_BAD_STE, SID 0x101'))).toBe(true);
+  });
+});
+
+describe('PRI page requests', () => {
+  it('with IOPF enabled: the request reaches the fault handler, which maps the page; PRI_RESP success; the endpoint retries', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const pdev = deviceOf(lab, V3.accel) as PciDevice;
+    const ep = lab.machine.endpoint(ACCEL_NODE)!;
+    pciSetMaster(pdev);
+    const domain = await ownDomain(lab, V3.accel);
+    const pa = allocPages(lab, 4096);
+    fillPhys(lab, pa, 4096, 0xa7);
+    const asked: number[] = [];
+    iommuSetFaultHandler(domain, async (d, _dev, iova) => {
+      asked.push(iova);
+      await iommuMap(d, iova, pa, 4096, IOMMU_READ | IOMMU_WRITE);
+      return 0 as const;
+    });
+    await runIn(lab, iommuDevEnableFeature(pdev, 'IOPF'));
+    expect(pdev.features.priEnabled).toBe(true);
+    expect(armSmmuV3MasterOf(pdev)!.iopfEnabled).toBe(true);
+
+    const r = await runIn(lab, ep.read(0x6000_0100, 32), 'read an unmapped page');
+    await settle(lab);
+    expect(r.status).toBe('ok');
+    expect([...(r.data ?? [])].every((b) => b === 0xa7)).toBe(true);
+    expect(asked).toEqual([0x6000_0000]);
+    const req = lab.smmu.events.find((e) => e.kind === 'page-request')!;
+    expect(req).toMatchObject({ sid: 0x08, addr: 0x6000_0000, read: true, last: true, outcome: 'reported to the fault handler' });
+    expect(lab.smmu.eventStats.priResponses).toBe(1);
+    expect(ep.outstandingPageRequests).toBe(0);
+  });
+
+  it('without IOPF: "unexpected PRI request", denied, and the endpoint gives up', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const pdev = deviceOf(lab, V3.accel) as PciDevice;
+    const ep = lab.machine.endpoint(ACCEL_NODE)!;
+    pciSetMaster(pdev);
+    await ownDomain(lab, V3.accel);
+    // PRI turned on in the function behind the driver's back.
+    pciEnablePri(pdev, 4);
+    const r = await runIn(lab, ep.read(0x6000_0000, 32), 'read an unmapped page');
+    await settle(lab);
+    expect(r.status).not.toBe('ok');
+    expect(r.detail).toMatch(/page request .*invalid/);
+    expect(lab.kernel.log.lines().some((l) => l.message.startsWith('unexpected PRI request received: PAGE_REQUEST, SID 0x8'))).toBe(true);
+    expect(lab.smmu.events.find((e) => e.kind === 'page-request')?.outcome).toBe('denied');
+    expect(ep.outstandingPageRequests).toBe(0);
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Register sequences, read off the machine's MMIO trace: the reset order of arm_smmu_device_reset(),
+ * the context bank programming order of arm_smmu_write_context_bank(), the TLBI + TLBSYNC + poll of
+ * an unmap, and FSR cleared before RESUME on a stalled fault (MMU-500 ignores a RESUME while FSR
+ * still records the fault; the model counts such ignored RESUMEs).
+ */
+import { describe, expect, it } from 'vitest';
+import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
+import { iommuUnmap } from '../../../core/iommu-map.js';
+import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu.js';
+import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
+import type { TraceEvent } from '../../../hw/trace.js';
+import { boot } from '../../../scenarios/lib/lab.js';
+import { smmuV2Machine } from '../../../scenarios/smmu-v2-lab.js';
+import { attachNew, bench, bytes, L, map, type Bench } from './fixture.js';
+
+type Mmio = Extract<TraceEvent, { kind: 'mmio' }>;
+
+const writes = (events: readonly TraceEvent[], track = L.smmuPath): Mmio[] =>
+  events.filter((e): e is Mmio => e.kind === 'mmio' && e.op === 'write' && e.track === track);
+
+/** The register offset within a context bank page, or -1 when `off` is not in bank `n`. */
+function cbOff(b: Bench, n: number, off: number): number {
+  const base = (b.smmu.numpage + n) << b.smmu.pgshift;
+  return off >= base && off < base + (1 << b.smmu.pgshift) ? off - base : -1;
+}
+
+function model(b: Bench): SmmuV2 {
+  return b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0]!.device as SmmuV2;
+}
+
+describe('arm-smmu register sequences', () => {
+  it('resets as Linux does: sGFSR, stream map, banks and FSRs, TLBIALLH/NSNH, sACR, sync, sCR0 last', async () => {
+    const machine = smmuV2Machine({ seed: 1 });
+    const rec = machine.trace.record(['mmio']);
+    await boot(machine);
+    rec.stop();
+    const w = writes(rec.events).map((e) => e.offset);
+    const scr0 = w.indexOf(0x0);
+    expect(scr0).toBeGreaterThan(0);
+    const before = w.slice(0, scr0);
+    expect(before[0]).toBe(0x48); // sGFSR write-back first
+    const firstS2cr = before.indexOf(0xc00);
+    expect(before[firstS2cr + 1]).toBe(0x800); // S2CR then SMR of entry 0
+    const tlbiallh = before.indexOf(0x6c);
+    const tlbiallnsnh = before.indexOf(0x68);
+    const sacr = before.indexOf(0x10);
+    const gsync = before.lastIndexOf(0x70);
+    expect(firstS2cr).toBeLessThan(tlbiallh);
+    expect(tlbiallh).toBeLessThan(tlbiallnsnh);
+    expect(tlbiallnsnh).toBeLessThan(sacr);
+    expect(sacr).toBeLessThan(gsync);
+    expect(gsync).toBe(scr0 - 1);
+  });
+
+  it('programs a bank CBA2R, CBAR, TCR2, TCR, TTBR0, TTBR1, MAIR0, MAIR1, SCTLR', async () => {
+    const b = await bench();
+    const rec = b.machine.trace.record(['mmio']);
+    const domain = await attachNew(b, L.masterNoStall);
+    rec.stop();
+    const n = armSmmuDomainContextBank(domain);
+    const seq = writes(rec.events)
+      .map((e) => {
+        if (e.offset === 0x1000 + 0x800 + 4 * n) return 'CBA2R';
+        if (e.offset === 0x1000 + 4 * n) return 'CBAR';
+        const names: Record<number, string> = { 0x10: 'TCR2', 0x30: 'TCR', 0x20: 'TTBR0', 0x28: 'TTBR1', 0x38: 'MAIR0', 0x3c: 'MAIR1', 0x0: 'SCTLR' };
+        return names[cbOff(b, n, e.offset)] ?? null;
+      })
+      .filter((x) => x !== null);
+    expect(seq).toEqual(['CBA2R', 'CBAR', 'TCR2', 'TCR', 'TTBR0', 'TTBR1', 'MAIR0', 'MAIR1', 'SCTLR']);
+  });
+
+  it('unmaps with TLBIVAL (VA >> 12 | ASID << 48), then TLBSYNC, then polls TLBSTATUS', async () => {
+    const b = await bench();
+    const domain = await attachNew(b, L.masterNoStall);
+    const n = armSmmuDomainContextBank(domain);
+    await map(b, domain, 0x12_3000, b.page());
+    const rec = b.machine.trace.record(['mmio']);
+    await b.run(iommuUnmap(domain, 0x12_3000, 0x1000));
+    rec.stop();
+    const ev = rec.events.filter((e): e is Mmio => e.kind === 'mmio' && cbOff(b, n, e.offset) >= 0);
+    const ops = ev.map((e) => `${e.op} ${cbOff(b, n, e.offset).toString(16)}`);
+    const tlbival = ops.indexOf('write 620');
+    expect(tlbival).toBeGreaterThanOrEqual(0);
+    expect(ev[tlbival]!.width).toBe(64);
+    expect(ev[tlbival]!.value).toBe((BigInt(n) << 48n) | BigInt(0x12_3000 >> 12));
+    expect(ops[tlbival + 1]).toBe('write 7f0');
+    expect(ops.slice(tlbival + 2).every((o) => o === 'read 7f4')).toBe(true);
+    expect(ops.length).toBeGreaterThan(tlbival + 2);
+  });
+
+  it('clears FSR before writing RESUME, so the SMMU never ignores it', async () => {
+    const b = await bench();
+    const domain = await attachNew(b, L.masterA);
+    const n = armSmmuDomainContextBank(domain);
+    iommuSetFaultHandler(domain, () => 'EFAULT' as const);
+    const rec = b.machine.trace.record(['mmio']);
+    expect((await b.run(b.master(L.masterA).write(0x8000, bytes(1)))).status).toBe('terminated');
+    rec.stop();
+    const ops = writes(rec.events).map((e) => [cbOff(b, n, e.offset), Number(e.value)] as const).filter(([o]) => o === 0x58 || o === 0x8);
+    expect(ops).toEqual([
+      [0x58, (1 << 30) | (2 << 9) | 2],
+      [0x8, 1],
+    ]);
+    expect(model(b).stats.resumesIgnored).toBe(0);
+    expect(model(b).stats.resumesAccepted).toBe(1);
+  });
+});

@@ -1,0 +1,18 @@
+import { describe, expect, it } from 'vitest';
+import { scenario } from '../../scenarios/sva-pri.js';
+import { runScenario } from './run-scenario.js';
+
+describe('sva-pri (PCIe endpoint with PASID, PRI and ATS bound to a process)', () => {
+  it('faults every untouched page once, resolves it, and the CPU reads the device bytes', async () => {
+    const r = await runScenario(scenario);
+    expect(r.figures).toMatchObject({ pages: 8, 'page requests': 9, pasid: 1 });
+    const names = r.checks.map((c) => c.what);
+    expect(names).toContain("the CPU reads the device's bytes through the process VA");
+    expect(names).toContain('the group got exactly one response');
+    expect(names).toContain('a write outside any VMA fails in the device');
+  });
+
+  it('replays the same way with another seed', async () => {
+    await runScenario(scenario, 7);
+  });
+});
