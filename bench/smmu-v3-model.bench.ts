@@ -191,7 +191,7 @@ function cmdqTlbi(): number {
 }
 
 export const benches: Bench[] = [
-  { name: 'v3.translate_hit', unit: 'transactions/s', run: translateHit },
-  { name: 'v3.translate_walk', unit: 'transactions/s', run: translateWalk },
+  { name: 'v3.translate_hit_model', unit: 'transactions/s', run: translateHit },
+  { name: 'v3.translate_walk_model', unit: 'transactions/s', run: translateWalk },
   { name: 'v3.cmdq_tlbi_model', unit: 'commands/s', run: cmdqTlbi },
 ];

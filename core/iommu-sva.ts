@@ -336,15 +336,6 @@ export function iommuSvaGetPasid(bond: IommuSva): number {
 
 // ---- I/O page faults --------------------------------------------------------------------------
 
-/** Release a user reference without waiting for an exit it may trigger. // kernel: mmput_async() */
-function mmputAsync(mm: Mm): void {
-  if (mm.users > 1) {
-    void mm.mmput();
-    return;
-  }
-  void mm.mmput().catch(() => undefined);
-}
-
 /**
  * Resolve one request against `mm`: INVALID without a PASID, for an exiting mm, an address outside
  * every VMA, or an access the VMA forbids; SUCCESS once the page is mapped. Never FAILURE.
@@ -353,7 +344,9 @@ function mmputAsync(mm: Mm): void {
 export function iommuSvaHandleMm(fault: IopfFault, mm: Mm): IommuPageResponseCode {
   const prm = fault.fault.prm;
   if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) === 0) return IOMMU_PAGE_RESP_INVALID;
-  if (!mm.mmgetNotZero()) return IOMMU_PAGE_RESP_INVALID;
+  // kernel: mmget_not_zero() ... mmput_async(). Nothing below yields, so the users the check sees
+  // cannot go away before the fault is handled: the check is all the reference would buy.
+  if (mm.users === 0) return IOMMU_PAGE_RESP_INVALID;
   let status: IommuPageResponseCode = IOMMU_PAGE_RESP_INVALID;
   const vma = mm.findVma(prm.addr);
   if (vma) {
@@ -367,7 +360,6 @@ export function iommuSvaHandleMm(fault: IopfFault, mm: Mm): IommuPageResponseCod
       if (handleMmFault(mm, prm.addr, access).ok) status = IOMMU_PAGE_RESP_SUCCESS;
     }
   }
-  mmputAsync(mm);
   return status;
 }
 

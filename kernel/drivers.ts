@@ -32,15 +32,15 @@ export interface DriverBuildOptions {
 }
 
 /** Drivers every kernel has: bus infrastructure and device drivers. */
-function baseDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
+function baseDrivers(opts: DriverBuildOptions): Driver[] {
   return [
     pciHostGenericDriver,
-    createDmaTestEngineDriver({ shutdown: opts.testEngineShutdown ?? true, pageAllocator: () => kernel.alloc }),
+    createDmaTestEngineDriver({ shutdown: opts.testEngineShutdown ?? true }),
   ];
 }
 
 export function builtinDrivers(selection: DriverSelection, kernel: Kernel, opts: DriverBuildOptions = {}): Driver[] {
-  if (selection === 'all') return [...iommuDrivers(kernel), ...baseDrivers(kernel, opts)];
-  if (selection === 'iommu-unaware') return baseDrivers(kernel, opts);
+  if (selection === 'all') return [...iommuDrivers(kernel), ...baseDrivers(opts)];
+  if (selection === 'iommu-unaware') return baseDrivers(opts);
   return [...selection];
 }

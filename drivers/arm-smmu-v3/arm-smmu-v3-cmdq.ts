@@ -28,7 +28,7 @@
 import { KernelError, type Errno } from '../../bus/errno.js';
 import type { IoMem } from '../../bus/io.js';
 import type { KernelLog } from '../../bus/log.js';
-import type { CpuPort } from '../../hw/cpu-port.js';
+import type { CpuPort, CpuTimer } from '../../hw/cpu-port.js';
 import { ArmSmmuQueue } from './arm-smmu-v3-queue.js';
 import {
   ARM_SMMU_CMDQ_CONS,
@@ -297,7 +297,8 @@ export class ArmSmmuCmdq {
   wakeOnInterrupt = false;
   /** Waiters sleeping until the next completion interrupt or watchdog tick. */
   private sleepers: (() => void)[] = [];
-  private watchdogArmed = false;
+  /** Armed while someone sleeps, so a CMD_SYNC that never completes still times out. */
+  private watchdog: CpuTimer | null = null;
 
   constructor(
     private readonly host: CmdqHost,
@@ -467,10 +468,8 @@ export class ArmSmmuCmdq {
   private sleep(): Promise<void> {
     return new Promise((resolve) => {
       this.sleepers.push(resolve);
-      if (this.watchdogArmed) return;
-      this.watchdogArmed = true;
-      void this.host.port.delay(CMDQ_WATCHDOG_NS).then(() => {
-        this.watchdogArmed = false;
+      this.watchdog ??= this.host.port.startTimer(CMDQ_WATCHDOG_NS, () => {
+        this.watchdog = null;
         this.wake();
       });
     });
@@ -478,6 +477,9 @@ export class ArmSmmuCmdq {
 
   /** The CMD_SYNC completion interrupt (or the watchdog): every sleeper checks its CMD_SYNC again. */
   wake(): void {
+    // Those still waiting after their check sleep again and re-arm it.
+    this.watchdog?.cancel();
+    this.watchdog = null;
     if (this.sleepers.length === 0) return;
     const s = this.sleepers;
     this.sleepers = [];

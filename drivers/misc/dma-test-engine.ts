@@ -10,10 +10,8 @@
  * builds the same driver with no `.shutdown` at all, so "a driver that forgot .shutdown" is a real
  * driver: its periodic frames keep writing into memory after its kernel is gone.
  *
- * DMA buffers: until the iommu core's DMA API (`dmaAllocCoherent(dev, size)`) lands, buffers are
- * coherent allocations straight from the kernel's page allocator (mm/dma-coherent.ts), tagged as
- * DMA memory of this device, and the DMA address is the physical address. That is right for an
- * engine with no IOMMU, or behind an IOMMU in bypass; a translating domain needs the DMA API.
+ * DMA buffers come from the DMA API (`dmaAllocCoherent`): behind a DMA domain the engine is given
+ * an IOVA its IOMMU maps to the buffer; with no IOMMU or an identity domain, the physical address.
  *
  * The engine's register layout is declared here again from the model's documented table (a driver
  * carries its own header): frames 0..14 at n * 0x1000, the global page at 0xF000.
@@ -31,8 +29,7 @@ import {
   type PlatformDriver,
 } from '../../bus/platform.js';
 import type { CpuPort } from '../../hw/cpu-port.js';
-import { dmaAllocCoherent, dmaFreeCoherent, type CoherentBuffer } from '../../mm/dma-coherent.js';
-import type { PageAllocator } from '../../mm/page-alloc.js';
+import { dmaAllocCoherent, dmaFreeCoherent } from '../../core/dma-mapping.js';
 
 const LOG_NS = 'iommu:drivers:dma-test-engine';
 
@@ -168,19 +165,11 @@ export interface DmaTestEngineDriverOptions {
   shutdown?: boolean;
   /** Driver name (default "dma-test-engine"). */
   name?: string;
-  /**
-   * The page allocator of the device's kernel, for DMA buffers (asked when a buffer is allocated).
-   * Needed until the DMA API lands (see the file header).
-   */
-  pageAllocator?: (dev: Device) => PageAllocator;
 }
 
 // ---- The per-device state ------------------------------------------------------------------
 
-interface LiveBuffer extends DmaBuffer {
-  readonly coherent: CoherentBuffer;
-  readonly alloc: PageAllocator;
-}
+type LiveBuffer = DmaBuffer;
 
 /** One bound engine (kernel: the driver's drvdata). */
 export class TestEngine {
@@ -199,7 +188,6 @@ export class TestEngine {
   constructor(
     readonly dev: Device,
     private readonly io: IoMem,
-    private readonly pageAllocator: ((dev: Device) => PageAllocator) | null,
   ) {
     const id = io.readl(TE_ID);
     if (id !== TE_ID_VALUE) throw new KernelError('ENODEV', `${dev.name}: ID register reads ${hex(id)}, not a DMA test engine (${hex(TE_ID_VALUE)})`);
@@ -230,23 +218,18 @@ export class TestEngine {
   // ---- buffers -------------------------------------------------------------------------------
 
   /** A zeroed, physically contiguous DMA buffer of `size` bytes (at most 2 MiB). // kernel: dma_alloc_coherent() */
-  allocBuffer(size: number, what = 'test-engine buffer'): DmaBuffer {
-    if (!this.pageAllocator) {
-      throw new KernelError('ENODEV', `${this.dev.name}: this driver was built without a page allocator for DMA buffers`);
-    }
-    const alloc = this.pageAllocator(this.dev);
-    const coherent = dmaAllocCoherent(alloc, this.port.ram, size, this.dev.name, what);
-    const buf: LiveBuffer = Object.freeze({ dma: coherent.pa, cpuAddr: coherent.pa, size, what, coherent, alloc });
+  async allocBuffer(size: number, what = 'test-engine buffer'): Promise<DmaBuffer> {
+    const a = await dmaAllocCoherent(this.dev, size);
+    const buf: LiveBuffer = Object.freeze({ dma: a.dmaAddr, cpuAddr: a.cpuAddr, size, what });
     this.buffers.add(buf);
     return buf;
   }
 
   /** // kernel: dma_free_coherent() */
-  freeBuffer(buf: DmaBuffer): void {
-    const live = buf as LiveBuffer;
-    if (!this.buffers.has(live)) throw new KernelError('EINVAL', `${this.dev.name}: buffer at DMA ${hex(buf.dma)} is not a live buffer of this engine`);
-    this.buffers.delete(live);
-    dmaFreeCoherent(live.alloc, live.coherent);
+  async freeBuffer(buf: DmaBuffer): Promise<void> {
+    if (!this.buffers.has(buf)) throw new KernelError('EINVAL', `${this.dev.name}: buffer at DMA ${hex(buf.dma)} is not a live buffer of this engine`);
+    this.buffers.delete(buf);
+    await dmaFreeCoherent(this.dev, buf.size, buf.cpuAddr, buf.dma);
   }
 
   /** Live buffers of this engine. */
@@ -445,8 +428,8 @@ export class TestEngine {
   }
 
   /** @internal remove: free every buffer still allocated. */
-  _freeAllBuffers(): void {
-    for (const b of [...this.buffers]) this.freeBuffer(b);
+  async _freeAllBuffers(): Promise<void> {
+    for (const b of [...this.buffers]) await this.freeBuffer(b);
   }
 
   // ---- internals -----------------------------------------------------------------------------
@@ -546,12 +529,12 @@ export function testEngines(core: DriverCore): TestEngine[] {
 }
 
 // kernel: the driver's .probe()
-async function probe(dev: PlatformDevice, opts: DmaTestEngineDriverOptions): Promise<void> {
+async function probe(dev: PlatformDevice): Promise<void> {
   const io = devmPlatformIoremapResource(dev, 0);
   if (io.size < TE_REGION_SIZE) {
     throw new KernelError('EINVAL', `${dev.name}: register region ${io.toString()} is smaller than ${hex(TE_REGION_SIZE)} bytes`);
   }
-  const engine = new TestEngine(dev, io, opts.pageAllocator ?? null);
+  const engine = new TestEngine(dev, io);
   // Frames a previous kernel left running are not ours to stop at probe: report them.
   const inherited = engine.runningFrames();
   if (inherited.length > 0) {
@@ -573,12 +556,12 @@ export function createDmaTestEngineDriver(opts: DmaTestEngineDriverOptions = {})
     name: opts.name ?? DMA_TEST_ENGINE_DRIVER_NAME,
     bus: platformBus,
     ofMatchTable: ['iommu-sim,dma-test-engine'],
-    probe: (dev: PlatformDevice) => probe(dev, opts),
+    probe: (dev: PlatformDevice) => probe(dev),
     // kernel: the driver's .remove()
     remove: async (dev: PlatformDevice) => {
       const engine = testEngineOf(dev);
       await engine._quiesce();
-      engine._freeAllBuffers();
+      await engine._freeAllBuffers();
     },
   };
   if (opts.shutdown === false) return base;

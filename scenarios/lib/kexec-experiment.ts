@@ -52,7 +52,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     const first = await boot(machine, bootOpts);
     const engines: KexecExperimentResult['engines'] = [];
     for (const engine of testEngines(first.core)) {
-      const buf = engine.allocBuffer(0x1000, 'kexec experiment target');
+      const buf = await run(machine, engine.allocBuffer(0x1000, 'kexec experiment target'));
       engine.start({ op: 'periodic', dst: buf.dma, len: WRITE_LEN, pattern: 0x5a5a_5a5a, periodNs });
       engines.push({ master: engine.dev.name, dma: buf.dma, len: WRITE_LEN });
     }

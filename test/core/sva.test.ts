@@ -169,7 +169,7 @@ describe('SVA I/O page faults', () => {
 
   it('answers INVALID for a request without a PASID', () => {
     const fault = pageRequest(0x10000, 1);
-    expect(iommuSvaHandleMm(fault, { mmgetNotZero: () => true } as never)).toBe(IOMMU_PAGE_RESP_INVALID);
+    expect(iommuSvaHandleMm(fault, { users: 1 } as never)).toBe(IOMMU_PAGE_RESP_INVALID);
   });
 
   it('on mm exit calls the driver back, answers later requests INVALID, and frees the PASID after unbind', async () => {
