@@ -16,6 +16,7 @@ export type Errno =
   | 'EINVAL'
   | 'ENOSPC'
   | 'ERANGE'
+  | 'EOVERFLOW'
   | 'ENOSYS'
   | 'EOPNOTSUPP'
   | 'ETIMEDOUT'

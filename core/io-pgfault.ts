@@ -227,8 +227,8 @@ export function iopfGroupResponse(group: IopfGroup, code: IommuPageResponseCode)
   checkCode(code);
   if (!group.param.pending.delete(group)) return false;
   group.response = code;
-  const r = iopfSendResponse(group.param.dev, group.lastFault, code);
-  if (r) void r;
+  // A driver op that waits (returns a promise) logs its own failure: nothing to wait for here.
+  void iopfSendResponse(group.param.dev, group.lastFault, code);
   return true;
 }
 
@@ -394,8 +394,7 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
   if (queue.inFlight >= queue.depth) {
     // kernel: the abort group when no group can be allocated.
     logOf(param.dev)?.warn(param.dev.name, `iopf with pasid ${prm.pasid} aborted: ${queue.name} is full`, LOG_NS);
-    const r = iopfSendResponse(param.dev, evt, IOMMU_PAGE_RESP_FAILURE);
-    if (r) void r;
+    void iopfSendResponse(param.dev, evt, IOMMU_PAGE_RESP_FAILURE);
     return 0;
   }
   const group = new IopfGroupImpl(param, faults, 'iopf', domain, handle);

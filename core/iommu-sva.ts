@@ -9,7 +9,7 @@
  *
  * Bind (under the kernel's SVA lock): the mm gets one PASID from the global allocator, in
  * [1, max_pasids − 1] of the first device it is bound to (ENOSPC when none is free; a device whose
- * PASIDs cannot reach the mm's PASID: ERANGE, the kernel's EOVERFLOW). A second bind of the same
+ * PASIDs cannot reach the mm's PASID: EOVERFLOW). A second bind of the same
  * (device, mm) returns the same bond with one more user. A new bond attaches one of the mm's SVA
  * domains to (device, PASID), or allocates one from the driver (`domainAllocSva`), which shares the
  * mm's page table and turns its mmu-notifier invalidations into TLB and ATC invalidations.
@@ -153,7 +153,7 @@ function iommuAllocMmData(mm: Mm, dev: Device, subsystem: IommuSubsystem): Iommu
   const existing = iommuMms.get(mm);
   if (existing) {
     if (existing.pasid >= maxPasids) {
-      throw new KernelError('ERANGE', `${dev.name} supports PASIDs below ${maxPasids}; pid ${mm.pid} has PASID ${existing.pasid} (kernel: EOVERFLOW)`);
+      throw new KernelError('EOVERFLOW', `${dev.name} supports PASIDs below ${maxPasids}; pid ${mm.pid} has PASID ${existing.pasid}`);
     }
     return existing;
   }

@@ -7,11 +7,14 @@
  * writes. The CPU then reads the device's bytes through the process's VA.
  *
  * Also: a write outside every VMA gets Invalid Request and the device sees the failure; a three-request
- * group (LAST on the third) is handled once, with one response; after unbind and exit the PASID is free.
+ * group (LAST on the third) is handled once, with one response; munmap and mprotect reach the SMMU's
+ * TLB and the endpoint's ATC through the SVA domain's mmu notifier; a process that exits while bound
+ * gets a quiet CD and Invalid page requests; after unbind and exit the PASID is free.
  */
 import { iommuSvaBindDevice, iommuSvaUnbindDevice } from '../core/iommu-sva.js';
 import { devFaultParam } from '../core/io-pgfault.js';
-import { CTXDESC_CD_0_ASID, CTXDESC_CD_0_V, CTXDESC_CD_1_TTB0_MASK, PRI_RESP_DENY, PRI_RESP_SUCC } from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
+import { CTXDESC_CD_0_ASID, CTXDESC_CD_0_TCR_EPD0, CTXDESC_CD_0_V, CTXDESC_CD_1_TTB0_MASK, PRI_RESP_DENY, PRI_RESP_SUCC } from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
+import { armSmmuAsidIda } from '../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
 import { armSmmuV3MasterOf } from '../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { PROT_READ, PROT_WRITE } from '../mm/prot.js';
 import { Checks, type Scenario } from './scenario.js';
@@ -50,7 +53,8 @@ export const scenario: Scenario = {
       c.ok('the bond has a PASID from the global space', pasid >= 1 && pasid < 2 ** 20);
       const cd = master.cdTable!.readCd(pasid);
       c.ok('the PASID CD is valid and walks the process page table', CTXDESC_CD_0_V.isSet(cd) && CTXDESC_CD_1_TTB0_MASK.get(cd) === mm.pgd);
-      c.ok('with an ASID of its own', CTXDESC_CD_0_ASID.get(cd) !== 0);
+      const asid = CTXDESC_CD_0_ASID.get(cd);
+      c.ok('with an ASID of its own, from the SMMU\'s ASID space', asid !== 0 && armSmmuAsidIda(lab.kernel.core).has(asid));
 
       // 1. The device writes every page of the fresh mapping, all at once.
       const watch = watchResponses(lab);
@@ -109,9 +113,42 @@ export const scenario: Scenario = {
       c.ok('all three pages of the group are mapped', [0, 1, 2].every((i) => mm.translate(more + i * PAGE) !== null));
       watch.stop();
 
-      // 4. Unbind, exit: the PASID goes with the mm.
+      // 4. The mm changes under the device: its mmu notifier turns them into TLBI + ATC_INV.
+      const page5 = buf + 5 * PAGE;
+      const reqBefore = ep.atsStats.pageRequests;
+      const invBefore = ep.atsStats.invalidations;
+      await runIn(lab, mm.munmap(page5, PAGE), 'munmap');
+      c.ok('munmap invalidated the endpoint\'s ATC', ep.atsStats.invalidations > invBefore && !ep.atcContents.some((e) => e.ssid === pasid && e.base === page5));
+      mm.mmap(PAGE, PROT_READ | PROT_WRITE, { addr: page5, fixed: true });
+      const remapped = await runIn(lab, ep.write(page5, Uint8Array.of(0x77), { ssid: pasid }), 'write after remap');
+      await settle(lab);
+      c.ok('the device faults the new page in (no stale translation)', remapped.status === 'ok' && ep.atsStats.pageRequests === reqBefore + 1);
+      c.ok('and writes the new page, not the freed one', mm.read(page5, 1)[0] === 0x77 && mm.translate(page5) !== null);
+      await runIn(lab, mm.mprotect(buf, PAGE, PROT_READ), 'mprotect');
+      const ro = await runIn(lab, ep.write(buf + 8, Uint8Array.of(1), { ssid: pasid }), 'write to read-only');
+      await settle(lab);
+      c.equal('a write after mprotect(PROT_READ) fails in the device', ro.status, 'fault');
+      c.equal('and the CPU still sees the device\'s first bytes', mm.read(buf + 8, 1)[0], patternByte(0, 8));
+
+      // 5. Another process exits while bound: its PASID stops translating, page requests get Invalid.
+      const proc2 = lab.kernel.processes.spawn();
+      const buf2 = proc2.mm.mmap(PAGE, PROT_READ | PROT_WRITE);
+      const bond2 = await runIn(lab, iommuSvaBindDevice(pdev, proc2.mm), 'bind 2');
+      const w2 = await runIn(lab, ep.write(buf2, Uint8Array.of(5), { ssid: bond2.pasid }), 'write 2');
+      await runIn(lab, proc2.exit(), 'exit 2');
+      const cd2 = master.cdTable!.readCd(bond2.pasid);
+      c.ok('the exited mm\'s CD is quiet: valid, EPD0, TTB0 dropped', w2.status === 'ok' && CTXDESC_CD_0_V.isSet(cd2) && CTXDESC_CD_0_TCR_EPD0.isSet(cd2) && CTXDESC_CD_1_TTB0_MASK.get(cd2) === 0);
+      const invalidBefore = devFaultParam(pdev)!.stats.invalid;
+      const dead = await runIn(lab, ep.write(buf2, Uint8Array.of(6), { ssid: bond2.pasid }), 'write after exit');
+      await settle(lab);
+      c.ok('DMA on it fails and its page request gets Invalid', dead.status === 'fault' && devFaultParam(pdev)!.stats.invalid === invalidBefore + 1);
+      await runIn(lab, iommuSvaUnbindDevice(bond2), 'unbind 2');
+      c.ok('unbind frees the exited mm and its PASID', proc2.mm.state === 'freed' && !lab.kernel.iommu.globalPasids.has(bond2.pasid));
+
+      // 6. Unbind, exit: the PASID goes with the mm.
       await runIn(lab, iommuSvaUnbindDevice(bond), 'unbind');
       c.ok('after unbind the PASID CD is invalid', !CTXDESC_CD_0_V.isSet(master.cdTable!.readCd(pasid)));
+      c.ok('and the SVA domain\'s ASID is free again', !armSmmuAsidIda(lab.kernel.core).has(asid));
       c.ok('the PASID stays with the live mm', lab.kernel.iommu.globalPasids.has(pasid));
       await runIn(lab, proc.exit(), 'exit');
       c.ok('the PASID is free once the mm is gone', !lab.kernel.iommu.globalPasids.has(pasid) && mm.state === 'freed');

@@ -11,11 +11,13 @@
  * page request (answered by CMD_PRI_RESP), are reported to the domain they hit:
  * - a domain with a fault-handler cookie (iommu_set_fault_handler) gets `reportIommuFault`; its verdict
  *   becomes the response (0: retry / success, anything else: abort / invalid);
- * - otherwise nobody can resolve it, and it is answered at once (RESUME abort, PRI_RESP deny), as the
- *   kernel's iommu_report_device_fault() does without an I/O page-fault handler. The I/O page-fault
- *   queue of core/ (issue 7) plugs in at `armSmmuReportDeviceFault`, and answers through the
- *   `pageResponse` op, which issues the same commands.
- * Unrecoverable faults are dumped, and also passed to a fault-handler cookie if the domain has one.
+ * - otherwise the fault goes to the core's iommu_report_device_fault() (core/iommu-fault.ts): partial
+ *   PRI requests are buffered there until their group's last one, groups run on the IOPF queue (the
+ *   SVA handler, a domain's fault queue) or reach the device's fault handler, and every answer comes
+ *   back through the `pageResponse` op; nobody to resolve it: the core answers INVALID at once
+ *   (RESUME abort, PRI_RESP deny).
+ * Unrecoverable faults are dumped, and also passed to a fault-handler cookie if the domain has one and
+ * to the master's device fault handler as an unrecoverable fault record.
  */
 import { KernelError, type Errno } from '../../bus/errno.js';
 import type { IrqReturn } from '../../bus/irq.js';
@@ -29,12 +31,21 @@ import {
   IOMMU_FAULT_PERM_PRIV,
   IOMMU_FAULT_PERM_READ,
   IOMMU_FAULT_PERM_WRITE,
+  IOMMU_FAULT_REASON_ACCESS,
+  IOMMU_FAULT_REASON_OOR_ADDRESS,
+  IOMMU_FAULT_REASON_PERMISSION,
+  IOMMU_FAULT_REASON_PTE_FETCH,
+  IOMMU_FAULT_REASON_UNKNOWN,
+  IOMMU_FAULT_UNRECOV_ADDR_VALID,
+  IOMMU_FAULT_UNRECOV_FETCH_ADDR_VALID,
+  IOMMU_FAULT_UNRECOV_PASID_VALID,
   IOMMU_PAGE_RESP_FAILURE,
   IOMMU_PAGE_RESP_INVALID,
   IOMMU_PAGE_RESP_SUCCESS,
   type IommuPageResponse,
   type IopfFault,
 } from '../../core/iommu-fault-types.js';
+import { devFaultParam } from '../../core/io-pgfault.js';
 import type { ArmSmmuCmdqEnt } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuDevice } from './arm-smmu-v3-device.js';
 import type { ArmSmmuMaster } from './arm-smmu-v3-master.js';
@@ -370,9 +381,44 @@ async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: A
   return r;
 }
 
-/** A terminated fault still reaches a fault-handler cookie (to dump the master's state). */
+/** The 5.x fault reason of a terminated translation event (kernel: the reasons arm_smmu_handle_evt() gave). */
+function unrecoverableReason(id: number): number {
+  switch (id) {
+    case EVT_ID_TRANSLATION_FAULT:
+      return IOMMU_FAULT_REASON_PTE_FETCH;
+    case EVT_ID_ADDR_SIZE_FAULT:
+      return IOMMU_FAULT_REASON_OOR_ADDRESS;
+    case EVT_ID_ACCESS_FAULT:
+      return IOMMU_FAULT_REASON_ACCESS;
+    case EVT_ID_PERMISSION_FAULT:
+      return IOMMU_FAULT_REASON_PERMISSION;
+    default:
+      return IOMMU_FAULT_REASON_UNKNOWN;
+  }
+}
+
+/**
+ * A terminated fault still reaches a fault-handler cookie and the master's device fault handler, as
+ * an unrecoverable fault record (to dump the master's state).
+ */
 function notifyUnrecoverable(master: ArmSmmuMaster | null, report: ArmSmmuEventReport): void {
   if (!master) return;
+  if (devFaultParam(master.dev)?.handler) {
+    let perm = report.read ? IOMMU_FAULT_PERM_READ : IOMMU_FAULT_PERM_WRITE;
+    if (report.exec) perm |= IOMMU_FAULT_PERM_EXEC;
+    if (report.priv) perm |= IOMMU_FAULT_PERM_PRIV;
+    const event = {
+      reason: unrecoverableReason(report.id),
+      flags: IOMMU_FAULT_UNRECOV_ADDR_VALID | (report.ssid !== null ? IOMMU_FAULT_UNRECOV_PASID_VALID : 0) | (report.fetchAddr !== null ? IOMMU_FAULT_UNRECOV_FETCH_ADDR_VALID : 0),
+      pasid: report.ssid ?? 0,
+      perm,
+      addr: report.addr,
+      fetchAddr: report.fetchAddr ?? 0,
+    };
+    void Promise.resolve(iommuReportDeviceFault(master.dev, { fault: { type: 'dma-unrecov', event } })).catch((e: unknown) => {
+      master.smmu.log.err(master.dev.name, `device fault handler threw: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
+    });
+  }
   const group = devIommu(master.dev)?.group;
   const domain = report.ssid !== null ? group?.pasidArray.get(report.ssid)?.domain : group?.domain;
   if (!domain || domain.cookie.type !== 'fault-handler') return;

@@ -223,6 +223,22 @@ describe('the IOPF queue', () => {
     expect(iommuIopfQueue(devIommu(s.a)!.iommuDev!)).not.toBe(q);
   });
 
+  it('traces each group as a work item and each response', async () => {
+    const s = await iopfSetup((g) => void iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS));
+    const rec = s.k.trace.record(['work', 'custom']);
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 6, { pasid: PASID }));
+    await settle(s);
+    rec.stop();
+    const name = devFaultParam(s.a)!.queue!.name;
+    expect(rec.events.map((e) => (e.kind === 'work' ? `${e.label} ${e.phase}` : e.kind === 'custom' ? `${e.name} ${JSON.stringify(e.args)}` : ''))).toEqual([
+      `${name} grpid 6 queued`,
+      `${name} grpid 6 start`,
+      `iopf.response {"pasid":${PASID},"grpid":6,"code":0}`,
+      `${name} grpid 6 end`,
+    ]);
+    expect(rec.events.every((e) => e.track === s.a.name)).toBe(true);
+  });
+
   it('prefers the domain handler over the device handler for page requests it covers', async () => {
     const s = await iopfSetup();
     const toDevHandler: number[] = [];

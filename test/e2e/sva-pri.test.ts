@@ -5,11 +5,15 @@ import { runScenario } from './run-scenario.js';
 describe('sva-pri (PCIe endpoint with PASID, PRI and ATS bound to a process)', () => {
   it('faults every untouched page once, resolves it, and the CPU reads the device bytes', async () => {
     const r = await runScenario(scenario);
-    expect(r.figures).toMatchObject({ pages: 8, 'page requests': 9, pasid: 1 });
+    // 8 fresh pages, then one each: outside any VMA, the remapped page, the read-only page, the second
+    // process's page, and that page again after its exit.
+    expect(r.figures).toMatchObject({ pages: 8, 'page requests': 13, pasid: 1 });
     const names = r.checks.map((c) => c.what);
     expect(names).toContain("the CPU reads the device's bytes through the process VA");
     expect(names).toContain('the group got exactly one response');
     expect(names).toContain('a write outside any VMA fails in the device');
+    expect(names).toContain("munmap invalidated the endpoint's ATC");
+    expect(names).toContain('DMA on it fails and its page request gets Invalid');
   });
 
   it('replays the same way with another seed', async () => {
