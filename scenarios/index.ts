@@ -2,6 +2,7 @@
 import type { Scenario } from './scenario.js';
 import { scenario as bootVirt } from './boot-virt.js';
 import { scenario as kexecStrayDma } from './kexec-stray-dma.js';
+import { scenario as kexecSmmuPolicies } from './kexec-smmu-policies.js';
 import { scenario as iopfFaultRecords } from './iopf-fault-records.js';
 import { scenario as iopfSmmuV2Stall } from './iopf-smmu-v2-stall.js';
 import { scenario as svaPri } from './sva-pri.js';
@@ -21,7 +22,8 @@ import { scenario as smmuV3StaleTlb } from './smmu-v3-stale-tlb.js';
 import { scenario as smmuV3Stall } from './smmu-v3-stall.js';
 
 export const scenarios: readonly Scenario[] = [
-  bootVirt, kexecStrayDma, smmuV2Dma, smmuV2Faults, smmuV2Stall, smmuV2Shutdown,
+  bootVirt, kexecStrayDma,
+  kexecSmmuPolicies, smmuV2Dma, smmuV2Faults, smmuV2Stall, smmuV2Shutdown,
   smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
   svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
 ];

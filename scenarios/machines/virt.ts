@@ -38,6 +38,8 @@ const spi = (n: number, edge = false): number[] => [0, n, edge ? 1 : 4];
 export interface VirtOptions {
   /** Kernel command line placed in /chosen/bootargs. */
   bootargs?: string;
+  /** RAM size in bytes from VIRT.ramBase (default VIRT.ramSize, 2 GiB). */
+  ramSize?: number;
 }
 
 export function buildVirtDeviceTree(opts: VirtOptions = {}): DeviceTree {
@@ -52,7 +54,7 @@ export function buildVirtDeviceTree(opts: VirtOptions = {}): DeviceTree {
   b.node('/chosen', opts.bootargs ? { bootargs: opts.bootargs } : {});
   b.node('/cpus', { '#address-cells': 1, '#size-cells': 0 });
   b.node('/cpus/cpu@0', { device_type: 'cpu', compatible: 'arm,cortex-a57', reg: 0, 'enable-method': 'psci' });
-  b.node(`/memory@${hex(VIRT.ramBase)}`, { device_type: 'memory', reg: reg([VIRT.ramBase, VIRT.ramSize]) });
+  b.node(`/memory@${hex(VIRT.ramBase)}`, { device_type: 'memory', reg: reg([VIRT.ramBase, opts.ramSize ?? VIRT.ramSize]) });
   b.node('/reserved-memory', { '#address-cells': 2, '#size-cells': 2, ranges: ranges() });
   b.node(`/reserved-memory/firmware@${hex(VIRT.firmwareReserved.base)}`, {
     reg: reg([VIRT.firmwareReserved.base, VIRT.firmwareReserved.size]),
