@@ -4,6 +4,7 @@
  */
 import { FirmwareError } from '../bus/firmware-error.js';
 import { MachineFirmwareError } from '../hw/firmware.js';
+import { CmdlineError } from '../kernel/cmdline.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -24,7 +25,7 @@ export function reportError(e: unknown): { status: number; message: string } {
   if (isFirmwareError(e)) {
     return { status: EXIT_FIRMWARE, message: `iommu-sim: firmware error: ${oneLine(e.message)}` };
   }
-  if (e instanceof UsageError) return { status: EXIT_USAGE, message: `iommu-sim: ${oneLine(e.message)}` };
+  if (e instanceof UsageError || e instanceof CmdlineError) return { status: EXIT_USAGE, message: `iommu-sim: ${oneLine(e.message)}` };
   const text = e instanceof Error ? (e.stack ?? e.message) : String(e);
   return { status: EXIT_BUG, message: `iommu-sim: internal error (a bug): ${text}` };
 }

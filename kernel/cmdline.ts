@@ -40,6 +40,14 @@ export type SmmuV3ShutdownPolicy = (typeof SMMU_V3_SHUTDOWN_POLICIES)[number];
 export const SMMU_V2_SHUTDOWN_POLICIES = ['bypass', 'abort-unmatched', 'abort-all', 'translate'] as const;
 export type SmmuV2ShutdownPolicy = (typeof SMMU_V2_SHUTDOWN_POLICIES)[number];
 
+/** A command line the kernel refuses to boot with (bad value, unterminated quote). */
+export class CmdlineError extends KernelError {
+  constructor(message: string) {
+    super('EINVAL', `kernel command line: ${message}`);
+    this.name = 'CmdlineError';
+  }
+}
+
 interface ParamSpec<T> {
   parse(value: string | null): T;
   describe: string;
@@ -116,7 +124,7 @@ function splitArgs(cmdline: string): string[] {
       has = true;
     }
   }
-  if (inQuote) throw new KernelError('EINVAL', `kernel command line: unterminated quote in "${cmdline}"`);
+  if (inQuote) throw new CmdlineError(`unterminated quote in "${cmdline}"`);
   if (has) out.push(cur);
   return out;
 }
@@ -140,7 +148,7 @@ export function parseCmdline(cmdline: string): ParsedCmdline {
     try {
       (params as unknown as Record<string, unknown>)[key] = SPECS[key].parse(value);
     } catch (e) {
-      throw new KernelError('EINVAL', `kernel command line: bad value for ${key}: ${(e as Error).message}`);
+      throw new CmdlineError(`bad value for ${key}: ${(e as Error).message}`);
     }
     given.push(key);
   }

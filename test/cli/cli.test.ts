@@ -55,6 +55,12 @@ describe('iommu-sim boot', () => {
     expect(lines[0]).toMatch(/^iommu-sim: firmware error: .*magic.*offset 0x0/);
   });
 
+  it('a bad kernel parameter is a usage error naming it', async () => {
+    const r = await runCli(['boot', '--cmdline', 'arm-smmu-v3.shutdown_policy=sideways']);
+    expect(r.status).toBe(64);
+    expect(r.stderr).toMatch(/^iommu-sim: EINVAL: kernel command line: bad value for arm-smmu-v3\.shutdown_policy: expected one of disable, gbpa-abort, ste-abort, got "sideways"\n$/);
+  });
+
   it('--trace writes Chrome Trace Event JSON with one track per device', async () => {
     const file = join(tmp, 'trace.json');
     const r = await runCli(['boot', '--trace', file]);
