@@ -147,6 +147,9 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
   const processes = new ProcessTable(mmContext);
   const core = new DriverCore({ port, dt, instance });
   core.log.info('kernel', `booting kernel ${core.instance}; command line: "${cmdline}"`, LOG_NS);
+  for (const u of fwmem.unplaced) {
+    core.log.err('kernel', `reserved-memory: failed to allocate ${u.size} bytes for node ${u.node}`, LOG_NS);
+  }
   for (const u of parsed.unknown) {
     core.log.warn('kernel', `unknown command line parameter "${u}" will be passed to user space`, LOG_NS);
   }

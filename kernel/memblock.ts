@@ -12,6 +12,8 @@ import type { MemoryRange, ReservedRange } from '../mm/page-alloc.js';
 export interface FirmwareMemory {
   memory: MemoryRange[];
   reserved: ReservedRange[];
+  /** Dynamic reservations that found no room (kernel: "failed to allocate memory for node"); boot goes on. */
+  unplaced: { node: string; size: number }[];
 }
 
 const PAGE = 0x1000;
@@ -35,6 +37,7 @@ export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
     .filter((r) => r.size > 0)
     .map((r, i) => ({ base: r.address, size: r.size, name: `memreserve[${i}]` }));
 
+  const unplaced: FirmwareMemory['unplaced'] = [];
   const rmem = dt.root.child('reserved-memory');
   if (rmem && rmem.available) {
     const dynamic: DtNode[] = [];
@@ -46,13 +49,22 @@ export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
         dynamic.push(child);
       }
     }
-    for (const child of dynamic) reserved.push(placeDynamic(rmem, child, memory, reserved));
+    for (const child of dynamic) {
+      const r = placeDynamic(rmem, child, memory, reserved);
+      if ('base' in r) reserved.push(r);
+      else unplaced.push(r);
+    }
   }
-  return { memory, reserved };
+  return { memory, reserved, unplaced };
 }
 
 /** kernel: __reserved_mem_alloc_size(): highest aligned fit inside `alloc-ranges` (or all RAM). */
-function placeDynamic(rmem: DtNode, node: DtNode, memory: MemoryRange[], taken: ReservedRange[]): ReservedRange {
+function placeDynamic(
+  rmem: DtNode,
+  node: DtNode,
+  memory: MemoryRange[],
+  taken: ReservedRange[],
+): ReservedRange | FirmwareMemory['unplaced'][number] {
   const ac = rmem.addressCells;
   const sc = rmem.sizeCells;
   const size = cellsToNumber(node.cells('size')!, node, 'size');
@@ -81,5 +93,5 @@ function placeDynamic(rmem: DtNode, node: DtNode, memory: MemoryRange[], taken: 
       }
     }
   }
-  throw new FirmwareError('dtb', `no room for a ${size}-byte dynamic reservation`, null, node.path);
+  return { node: node.path, size };
 }

@@ -31,8 +31,9 @@ export interface SmmuV2FirmwareNode {
 }
 
 /**
- * Construction options for a DT node: the flavour from `compatible`, NUMPAGENDXB from the `reg`
- * size (the largest NUMPAGE whose 2 x NUMPAGE 4K pages fit it), and on SMMUv2 no more context banks
+ * Construction options for a DT node: the flavour from `compatible`, the register page size and
+ * NUMPAGENDXB from the `reg` size (the largest NUMPAGE whose 2 x NUMPAGE pages fit it; 64K pages when
+ * the region is larger than 256 x 2 4K pages can fill, as NXP's 8 MiB MMU-500s), and on SMMUv2 no more context banks
  * than context interrupts (Linux refuses an SMMUv2 with fewer context interrupts than banks).
  * Returns null when no compatible names an SMMUv1/v2; `overrides` win over everything derived.
  */
@@ -42,11 +43,21 @@ export function optionsForNode(node: SmmuV2FirmwareNode, overrides: Partial<Smmu
   if (!Number.isSafeInteger(node.regSize) || node.regSize < 0x4000) {
     throw new RangeError(`SMMU register region of ${node.regSize} bytes is smaller than the smallest SMMU (4 x 4K pages)`);
   }
+  const pageSize64k = node.regSize > 2 * 256 * 0x1000;
+  const page = pageSize64k ? 0x1_0000 : 0x1000;
   let numPageNdxb = 0;
-  while (numPageNdxb < 7 && 2 * (1 << (numPageNdxb + 2)) * 0x1000 <= node.regSize) numPageNdxb++;
+  while (numPageNdxb < 7 && 2 * (1 << (numPageNdxb + 2)) * page <= node.regSize) numPageNdxb++;
   const defaults = flavourDefaults(model);
   let numCb = Math.min(defaults.numCb, 1 << (numPageNdxb + 1));
   if (archVersion(model) === 2 && node.contextInterrupts > 0) numCb = Math.min(numCb, node.contextInterrupts);
   const numIrpt = Math.min(255, Math.max(node.contextInterrupts, archVersion(model) === 2 ? numCb : 0));
-  return { model, numPageNdxb, numCb, numS2Cb: Math.min(defaults.numS2Cb, numCb), numIrpt, ...overrides };
+  return {
+    model,
+    ...(pageSize64k ? { pageSize64k } : {}),
+    numPageNdxb,
+    numCb,
+    numS2Cb: Math.min(defaults.numS2Cb, numCb),
+    numIrpt,
+    ...overrides,
+  };
 }

@@ -103,8 +103,14 @@ describe('hw firmware decoders', () => {
     expect(() => readIommus(idx, cut)).toThrow(/ends inside a 2-cell specifier/);
     const host = dtNode(root, 'pci', { 'iommu-map': [0, 1, 0x100, 0x20] });
     expect(readIommuMap(idx, host)).toEqual([{ ridBase: 0, iommu: v3, sidBase: 0x100, length: 0x20 }]);
-    const host2 = dtNode(root, 'pci2', { 'iommu-map': [0, 2, 0x100, 0x20] });
-    expect(() => readIommuMap(idx, host2)).toThrow(/#iommu-cells 2, expected 1/);
+    // A 2-cell SMMU (arm-smmu) as Qualcomm boards map it: still 4 cells an entry, one stream ID out.
+    const host2 = dtNode(root, 'pci2', { 'iommu-map': [0, 2, 0x1c00, 1, 0x100, 2, 0x1c01, 1] });
+    expect(readIommuMap(idx, host2)).toEqual([
+      { ridBase: 0, iommu: v2, sidBase: 0x1c00, length: 1 },
+      { ridBase: 0x100, iommu: v2, sidBase: 0x1c01, length: 1 },
+    ]);
+    const host3 = dtNode(root, 'pci3', { 'iommu-map': [0, 1, 0x100] });
+    expect(() => readIommuMap(idx, host3)).toThrow(/not a multiple of 4/);
   });
 
   it('treats status on the node or any ancestor', () => {

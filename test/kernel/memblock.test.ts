@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { DtBuilder, reg, ranges } from '../../bus/of/dt-builder.js';
+import { scanFirmwareMemory } from '../../kernel/memblock.js';
+
+function tree(children: (b: DtBuilder) => void) {
+  const b = new DtBuilder({ '#address-cells': 2, '#size-cells': 2 });
+  b.node('/memory@80000000', { device_type: 'memory', reg: reg([0x8000_0000, 0x1000_0000]) });
+  b.node('/reserved-memory', { '#address-cells': 2, '#size-cells': 2, ranges: ranges() });
+  children(b);
+  b.memreserve(0x8000_0000, 0x1000);
+  return b.build();
+}
+
+describe('early memory scan', () => {
+  it('collects RAM, the reservation map, static and dynamic reserved-memory', () => {
+    const m = scanFirmwareMemory(
+      tree((b) => {
+        b.node('/reserved-memory/fw@81000000', { reg: reg([0x8100_0000, 0x10_0000]), 'no-map': true });
+        b.node('/reserved-memory/cma', { compatible: 'shared-dma-pool', size: [0, 0x40_0000], alignment: [0, 0x40_0000], reusable: true });
+      }),
+    );
+    expect(m.memory).toEqual([{ base: 0x8000_0000, size: 0x1000_0000 }]);
+    expect(m.reserved).toEqual([
+      { base: 0x8000_0000, size: 0x1000, name: 'memreserve[0]' },
+      { base: 0x8100_0000, size: 0x10_0000, name: '/reserved-memory/fw@81000000' },
+      // placed as high as it fits, aligned
+      { base: 0x8fc0_0000, size: 0x40_0000, name: '/reserved-memory/cma' },
+    ]);
+    expect(m.unplaced).toEqual([]);
+  });
+
+  it('a dynamic reservation with no room is reported, not fatal (as Linux logs and boots on)', () => {
+    const m = scanFirmwareMemory(
+      tree((b) => {
+        b.node('/reserved-memory/cma', { size: [0, 0x2000_0000] });
+      }),
+    );
+    expect(m.unplaced).toEqual([{ node: '/reserved-memory/cma', size: 0x2000_0000 }]);
+    expect(m.reserved.map((r) => r.name)).toEqual(['memreserve[0]']);
+  });
+
+  it('honours alloc-ranges', () => {
+    const m = scanFirmwareMemory(
+      tree((b) => {
+        b.node('/reserved-memory/cma', { size: [0, 0x10_0000], 'alloc-ranges': [0, 0x8200_0000, 0, 0x20_0000] });
+      }),
+    );
+    expect(m.reserved.at(-1)).toEqual({ base: 0x8210_0000, size: 0x10_0000, name: '/reserved-memory/cma' });
+  });
+});
