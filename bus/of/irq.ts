@@ -233,13 +233,13 @@ function cellsPropertyFor(mapName: string): { name: string; fallback: number | u
 }
 
 /**
- * Some DTs point a 1-cell-output map at a 2-cell IOMMU; they all have the same target and a
- * length of 1 in every 4-cell entry, so that pattern is read as the 4-cell form.
+ * Boards point 4-cell maps (one ID out, as Linux reads every map today) at 2-cell IOMMUs: when the
+ * map splits into 4-cell entries that all name the same target, it is read in that form.
  */
 function isLegacyTwoCellMap(map: readonly number[]): boolean {
   if (map.length % 4 !== 0) return false;
   for (let i = 0; i < map.length; i += 4) {
-    if (map[i + 1] !== map[1] || map[i + 3] !== 1) return false;
+    if (map[i + 1] !== map[1]) return false;
   }
   return true;
 }

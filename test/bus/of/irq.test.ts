@@ -170,6 +170,9 @@ describe('ofMapId', () => {
     const legacy = mapTree({ 'iommu-map': [0, 'S', 0x1c00, 1, 0x100, 'S', 0x1c01, 1] }, 2);
     expect(ofIdMapEntries(legacy, host(legacy), 'iommu-map')!.map((e) => e.outBase)).toEqual([[0x1c00], [0x1c01]]);
     expect(ofMapId(legacy, host(legacy), 0x100, 'iommu-map', null)!.args).toEqual([0x1c01]);
+    // A 4-cell range onto a 2-cell SMMU: one stream ID out per RID, as Linux reads it.
+    const range = mapTree({ 'iommu-map': [0, 'S', 0x1c00, 0x100] }, 2);
+    expect(ofMapId(range, host(range), 0x42, 'iommu-map', null)!.args).toEqual([0x1c42]);
     const zero = mapTree({ 'iommu-map': [0, 'S', 0x10] }, 0);
     expect(ofMapId(zero, host(zero), 5, 'iommu-map', null)).toEqual({ target: zero.byPath('/smmu'), args: [] });
     const msi = mapTree({ 'msi-map': [0, 'I', 0x8000, 0x1_0000, 0x1_0000, 'O', 0, 0x10] });
