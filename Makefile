@@ -2,7 +2,7 @@
 NPM ?= npm
 STAMP := node_modules/.install-stamp
 
-.PHONY: all install build run test typecheck lint-deps vitest bench soak clean
+.PHONY: all install build run test typecheck lint-deps vitest bench soak dtb-sweep clean
 
 all: build
 
@@ -35,6 +35,11 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	npx vitest run --config vitest.soak.config.ts
+
+# Every arm64 DTB of Debian's kernel package, booted and checked against dtc (needs root for apt).
+dtb-sweep: $(STAMP)
+	scripts/fetch-debian-dtbs.sh .cache/dtbs
+	DTB_SWEEP_DIR=$(CURDIR)/.cache/dtbs npx vitest run --config vitest.soak.config.ts test/scenarios/dtb-sweep.soak.test.ts
 
 clean:
 	rm -rf dist node_modules
