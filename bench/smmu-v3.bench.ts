@@ -7,10 +7,10 @@
  * - v3.translate_walk: cold translations on an SMMU built with a 16-entry TLB, 4096 pages mapped by
  *   the driver and visited in a scrambled order, so nearly every access walks the driver's tables;
  * - v3.map_unmap_strict: iommu_map + iommu_unmap of a 4 KiB page through core + driver + command
- *   queue, each unmap waiting for its TLBI's CMD_SYNC in virtual time, by 8 kernel threads at once
- *   (each on its own page of the domain: what the lock-free command queue is built for), pairs/s;
- * - v3.map_unmap_strict_1t: the same with a single thread: every pair pays the SMMU's command step
- *   and the CMD_SYNC completion interrupt alone, pairs/s;
+ *   queue by a single kernel thread, each unmap waiting for its TLBI's CMD_SYNC in virtual time: every
+ *   pair pays the SMMU's command step and the CMD_SYNC completion interrupt alone, pairs/s;
+ * - v3.map_unmap_strict_8t: the same by 8 kernel threads at once (each on its own page of the domain:
+ *   what the lock-free command queue is built for), pairs/s;
  * - v3.cmdq_tlbi: CMD_TLBI_NH_VA commands through the driver's command queue in batches of 64 with a
  *   CMD_SYNC each (arm_smmu_cmdq_batch_add / _submit), waited for in virtual time, commands/s.
  */

@@ -11,7 +11,7 @@ import { boot, machineFromDtb } from '../scenarios/lib/lab.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
 import { scenarios, findScenario } from '../scenarios/index.js';
 import type { ScenarioResult } from '../scenarios/scenario.js';
-import { toChromeTrace } from './chrome-trace.js';
+import { toChromeTraceProcesses, type TraceProcess } from './chrome-trace.js';
 import { EXIT_FAILED, reportError, UsageError } from './errors.js';
 import { formatTable } from './table.js';
 
@@ -29,8 +29,37 @@ function readDtb(file: string | undefined): Uint8Array {
   }
 }
 
-function writeTrace(file: string | undefined, events: TraceEvent[]): void {
-  if (file) writeFileSync(file, JSON.stringify(toChromeTrace(events)));
+/** Write recordings as Chrome Trace Event JSON, one process each; an unwritable file is a usage error. */
+function writeTrace(file: string | undefined, processes: readonly TraceProcess[]): void {
+  if (file) writeOut(file, JSON.stringify(toChromeTraceProcesses(processes)));
+}
+
+/**
+ * Run `work`, then write the trace. A failed run still writes what it recorded (that is when a
+ * trace is most wanted), but the run's own error is the one reported.
+ */
+async function withTrace<T>(file: string | undefined, processes: readonly TraceProcess[], work: () => Promise<T>): Promise<T> {
+  let value: T;
+  try {
+    value = await work();
+  } catch (e) {
+    try {
+      writeTrace(file, processes);
+    } catch {
+      // the run's error is what the exit status and stderr report
+    }
+    throw e;
+  }
+  writeTrace(file, processes);
+  return value;
+}
+
+function writeOut(file: string, data: string | Uint8Array): void {
+  try {
+    writeFileSync(file, data);
+  } catch (e) {
+    throw new UsageError(`cannot write ${file}: ${(e as Error).message}`);
+  }
 }
 
 interface BootCmdOptions {
@@ -45,10 +74,14 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
   const machine = machineFromDtb(readDtb(o.dtb), { seed: o.seed });
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
-  const kernel = await boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {});
-  stop?.();
+  const kernel = await withTrace(o.trace, [{ name: `boot ${o.dtb ?? 'virt'}`, events }], async () => {
+    try {
+      return await boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {});
+    } finally {
+      stop?.();
+    }
+  });
   const report = bootReport(machine, kernel);
-  writeTrace(o.trace, events);
   if (o.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     return;
@@ -104,13 +137,17 @@ async function kexecCommand(o: KexecCmdOptions): Promise<void> {
   const machine = machineFromDtb(readDtb(o.dtb), { seed: o.seed });
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
-  const r = await runKexecExperiment(machine, {
-    target: o.target,
-    quiesce: o.quiesce,
-    ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
+  const r = await withTrace(o.trace, [{ name: `kexec ${o.dtb ?? 'virt'}`, events }], async () => {
+    try {
+      return await runKexecExperiment(machine, {
+        target: o.target,
+        quiesce: o.quiesce,
+        ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
+      });
+    } finally {
+      stop?.();
+    }
   });
-  stop?.();
-  writeTrace(o.trace, events);
   const out = { strayWrites: r.strayWrites, blockedTransactions: r.blockedTransactions, faults: r.faults };
   if (o.json) {
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
@@ -147,14 +184,18 @@ interface RunCmdOptions {
 
 async function runCommand(names: string[], o: RunCmdOptions): Promise<number> {
   const chosen = names.length === 0 ? [...scenarios] : names.map((n) => findScenario(n) ?? unknownScenario(n));
-  const events: TraceEvent[] = [];
+  // Each scenario builds its own machine: its trace is a process of its own.
+  const traces: TraceProcess[] = [];
   const results: { name: string; shows: string; result: ScenarioResult }[] = [];
-  for (const s of chosen) {
-    const result = await s.run({ seed: o.seed, traceSink: o.trace ? (e) => events.push(e) : null });
-    results.push({ name: s.name, shows: s.shows, result });
-    if (!o.json) printScenario(s.name, s.shows, result);
-  }
-  writeTrace(o.trace, events);
+  await withTrace(o.trace, traces, async () => {
+    for (const s of chosen) {
+      const events: TraceEvent[] = [];
+      traces.push({ name: s.name, events });
+      const result = await s.run({ seed: o.seed, traceSink: o.trace ? (e) => events.push(e) : null });
+      results.push({ name: s.name, shows: s.shows, result });
+      if (!o.json) printScenario(s.name, s.shows, result);
+    }
+  });
   const failed = results.filter((r) => r.result.verdict === 'fail').length;
   if (o.json) {
     process.stdout.write(JSON.stringify({ seed: o.seed, scenarios: results.map((r) => ({ name: r.name, shows: r.shows, ...r.result })) }, null, 2) + '\n');
@@ -211,7 +252,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--out <file>', 'output file (default: stdout)')
     .action((o: { out?: string }) => {
       const blob = writeFdt(buildVirtDeviceTree());
-      if (o.out) writeFileSync(o.out, blob);
+      if (o.out) writeOut(o.out, blob);
       else process.stdout.write(blob);
     });
 

@@ -15,9 +15,10 @@
  *   Emptying a table page by page does not free it;
  * - map over a live leaf is EEXIST. Differences from the kernel: a block mapped over a table that still
  *   maps something is EEXIST too (the kernel would silently unmap it); out-of-range iova/paddr is
- *   EINVAL (the kernel says ERANGE); a whole request is mapped or unmapped in one call, across tables
- *   (the kernel stops at a table boundary and lets the core loop). ARM_TTBR1 is refused: upper-half
- *   IOVAs do not fit a JS number.
+ *   EINVAL (the kernel says ERANGE); a prot granting neither read nor write is EINVAL (the kernel
+ *   returns success having mapped nothing, which would leave the core's map loop without progress);
+ *   a whole request is mapped or unmapped in one call, across tables (the kernel stops at a table
+ *   boundary and lets the core loop). ARM_TTBR1 is refused: upper-half IOVAs do not fit a JS number.
  *
  * Descriptors are handled as two u32 halves (lo = bits 31:0, hi = bits 63:32): no BigInt per PTE.
  * An entry whose lo word is zero is empty: this code writes every descriptor with a type in the lo

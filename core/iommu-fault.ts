@@ -16,7 +16,8 @@
  *
  * Unregistering a handler while it has pending groups is EBUSY (the 2019 API); the device-removal
  * path (`iommuFaultDeviceRelease`, called by the core before the driver releases the device) instead
- * answers every pending group INVALID and drops buffered partials, so no master waits forever.
+ * answers every pending group INVALID and drops buffered partials, so no master waits forever. Kernel
+ * shutdown does the same for every device at once (`iommuFaultShutdown`) and frees the IOPF queues.
  */
 import type { Device } from '../bus/device.js';
 import { isKernelError, KernelError, type Errno } from '../bus/errno.js';
@@ -26,10 +27,12 @@ import {
   iopfAnswerPending,
   iopfGroupResponse,
   iopfHandlePageRequest,
+  iopfQueueFree,
   iopfQueueRemoveDevice,
   iopfSendResponse,
   checkCode,
   IopfGroupImpl,
+  type IopfQueue,
   type DevFaultParam,
   type IommuDevFaultHandler,
 } from './io-pgfault.js';
@@ -47,6 +50,7 @@ import {
 } from './iommu-fault-types.js';
 import type { IommuAttachHandle } from './iommu-group.js';
 import { IOMMU_NO_PASID } from './iommu-pasid.js';
+import type { IommuSubsystem } from './iommu.js';
 
 const LOG_NS = 'iommu:core:fault';
 
@@ -304,5 +308,40 @@ export function iommuFaultDeviceRelease(dev: Device): number {
   param.handler = null;
   param.handlerData = null;
   param.features.clear();
+  return answered;
+}
+
+// ---- kernel shutdown --------------------------------------------------------------------------
+
+/**
+ * The kernel is going down, before device_shutdown() runs the drivers' `.shutdown`: every device's
+ * fault path closes so no master is left waiting for an answer nobody will send. New faults are
+ * answered INVALID at once, buffered partials are dropped, every pending group (the IOPF queue's and
+ * the device handler's) is answered INVALID while the SMMUs still run, and the IOPF queues are freed.
+ * Handlers and features stay: the devices are not removed. Linux has no such step (an SMMU's
+ * shutdown turns it off under whatever is stalled); this stack promises that shutdown leaves no
+ * master stalled and no group pending. Returns the number of groups answered.
+ */
+export function iommuFaultShutdown(subsystem: IommuSubsystem): number {
+  const params: DevFaultParam[] = [];
+  const queues = new Set<IopfQueue>();
+  for (const group of subsystem.groups) {
+    for (const dev of group.devices) {
+      const param = devFaultParam(dev);
+      if (!param) continue;
+      param.removing = true;
+      params.push(param);
+      if (param.queue) queues.add(param.queue);
+    }
+  }
+  let answered = 0;
+  for (const p of params) answered += p.pending.size;
+  // Each device leaves its queue (partials dropped, the queue's groups answered INVALID).
+  for (const q of queues) iopfQueueFree(q);
+  for (const p of params) {
+    iopfAnswerPending(p, IOMMU_PAGE_RESP_INVALID, null);
+    p.queueJoinedByCore = false;
+    answered -= p.pending.size;
+  }
   return answered;
 }

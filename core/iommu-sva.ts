@@ -236,7 +236,7 @@ function svaBondCreated(data: IommuMm, bond: IommuSva): void {
 
 /**
  * Bind `dev` to `mm` for SVA; returns the bond (its PASID is the mm's). ENODEV without a group or with
- * SVA not enabled; EINVAL for an mm that has exited; ENOSPC / ERANGE for PASIDs (see the header);
+ * SVA not enabled; EINVAL for an mm that has exited; ENOSPC / EOVERFLOW for PASIDs (see the header);
  * EBUSY if the PASID is attached to something else on this device; EOPNOTSUPP without
  * `domainAllocSva`. // kernel: iommu_sva_bind_device()
  */

@@ -8,9 +8,10 @@
  * `status` (the node and all its ancestors).
  *
  * Errors here mean the firmware is malformed (a property of the wrong size, a dangling phandle, a
- * missing `#…-cells`): they throw MachineFirmwareError naming the node, which the CLI reports as it
- * does the kernel's FirmwareError. An address that simply cannot be translated (a bus with no
- * `ranges`) throws the subclass UntranslatableAddressError, which the machine reports as a warning.
+ * missing `#…-cells`): they throw MachineFirmwareError naming the node (and, for a tree read from a
+ * blob, the property's byte offset), which the CLI reports as it does the kernel's FirmwareError.
+ * An address that simply cannot be translated (a bus with no `ranges`) throws the subclass
+ * UntranslatableAddressError, which the machine reports as a warning.
  */
 
 /** A device-tree node as the machine sees it (bus/of/tree.ts's DtNode fits this shape). */
@@ -20,29 +21,44 @@ export interface FirmwareNode {
   readonly parent: FirmwareNode | null;
   readonly children: readonly FirmwareNode[];
   readonly properties: ReadonlyMap<string, Uint8Array>;
+  /** Byte offset of the node in the blob the tree was read from, when it was read from one. */
+  readonly offset?: number | null;
+  /** Byte offset of each property in that blob. */
+  readonly propertyOffsets?: ReadonlyMap<string, number>;
 }
 
 /** Malformed firmware, found while building the machine. Shaped like the kernel's FirmwareError. */
 export class MachineFirmwareError extends Error {
   readonly format = 'dtb';
-  /** Byte offset in the blob: the machine reads a tree, not bytes, so it never knows one. */
-  readonly offset: number | null = null;
   constructor(
     readonly reason: string,
     /** Path of the node the problem belongs to. */
     readonly where: string | null,
+    /** Byte offset in the blob (the property's, else the node's), when the tree came from a blob. */
+    readonly offset: number | null = null,
   ) {
-    super(`dtb: ${reason}${where !== null ? ` (node ${where})` : ''}`);
+    const at = [offset !== null ? `offset 0x${offset.toString(16)}` : null, where !== null ? `node ${where}` : null].filter((x) => x !== null);
+    super(`dtb: ${reason}${at.length ? ` (${at.join(', ')})` : ''}`);
     this.name = 'MachineFirmwareError';
   }
 }
 
 /** A `reg` entry that no chain of `ranges` maps to the CPU's physical address space. */
 export class UntranslatableAddressError extends MachineFirmwareError {
-  constructor(reason: string, where: string) {
-    super(reason, where);
+  constructor(reason: string, where: string, offset: number | null = null) {
+    super(reason, where, offset);
     this.name = 'UntranslatableAddressError';
   }
+}
+
+/** Where in the blob a property of a node is (the node itself when the property is absent). */
+function propOffset(node: FirmwareNode, prop: string | null): number | null {
+  return (prop !== null ? node.propertyOffsets?.get(prop) : undefined) ?? node.offset ?? null;
+}
+
+/** The error for a malformed property: names the node and the property's byte offset. */
+export function malformed(node: FirmwareNode, prop: string | null, reason: string): MachineFirmwareError {
+  return new MachineFirmwareError(reason, node.path, propOffset(node, prop));
 }
 
 /** A CPU-physical address range. */
@@ -64,7 +80,7 @@ export function propCells(node: FirmwareNode, name: string): number[] | undefine
   const v = node.properties.get(name);
   if (v === undefined) return undefined;
   if (v.length % 4 !== 0) {
-    throw new MachineFirmwareError(`property "${name}" is ${v.length} bytes, not a whole number of cells`, node.path);
+    throw malformed(node, name, `property "${name}" is ${v.length} bytes, not a whole number of cells`);
   }
   const out: number[] = new Array<number>(v.length / 4);
   const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
@@ -76,7 +92,7 @@ export function propCells(node: FirmwareNode, name: string): number[] | undefine
 export function propU32(node: FirmwareNode, name: string): number | undefined {
   const c = propCells(node, name);
   if (c === undefined) return undefined;
-  if (c.length !== 1) throw new MachineFirmwareError(`property "${name}" has ${c.length} cells, expected 1`, node.path);
+  if (c.length !== 1) throw malformed(node, name, `property "${name}" has ${c.length} cells, expected 1`);
   return c[0];
 }
 
@@ -86,7 +102,7 @@ export function propStrings(node: FirmwareNode, name: string): string[] | undefi
   if (v === undefined) return undefined;
   if (v.length === 0) return [];
   if (v[v.length - 1] !== 0) {
-    throw new MachineFirmwareError(`property "${name}" is not a NUL-terminated string list`, node.path);
+    throw malformed(node, name, `property "${name}" is not a NUL-terminated string list`);
   }
   const out: string[] = [];
   let start = 0;
@@ -125,14 +141,14 @@ export function isEnabled(node: FirmwareNode): boolean {
 /** #address-cells a node gives its children (2 when absent, as the DT specification says). */
 export function addressCells(node: FirmwareNode): number {
   const v = propU32(node, '#address-cells') ?? 2;
-  if (v > 4) throw new MachineFirmwareError(`#address-cells = ${v} is out of range`, node.path);
+  if (v > 4) throw malformed(node, '#address-cells', `#address-cells = ${v} is out of range`);
   return v;
 }
 
 /** #size-cells a node gives its children (1 when absent). */
 export function sizeCells(node: FirmwareNode): number {
   const v = propU32(node, '#size-cells') ?? 1;
-  if (v > 4) throw new MachineFirmwareError(`#size-cells = ${v} is out of range`, node.path);
+  if (v > 4) throw malformed(node, '#size-cells', `#size-cells = ${v} is out of range`);
   return v;
 }
 
@@ -171,7 +187,7 @@ export class FirmwareIndex {
   /** The node with this phandle, or MachineFirmwareError naming the property that used it. */
   resolve(ph: number, from: FirmwareNode, prop: string): FirmwareNode {
     const n = this.phandles.get(ph);
-    if (!n) throw new MachineFirmwareError(`property "${prop}" references phandle ${ph}, which no node has`, from.path);
+    if (!n) throw malformed(from, prop, `property "${prop}" references phandle ${ph}, which no node has`);
     return n;
   }
 
@@ -202,9 +218,9 @@ function cellsToBig(cells: readonly number[], from: number, n: number): bigint {
   return v;
 }
 
-function toSafe(v: bigint, what: string, where: string): number {
+function toSafe(v: bigint, what: string, node: FirmwareNode): number {
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new MachineFirmwareError(`${what} 0x${v.toString(16)} is beyond the 2^53 the machine can address`, where);
+    throw malformed(node, 'reg', `${what} 0x${v.toString(16)} is beyond the 2^53 the machine can address`);
   }
   return Number(v);
 }
@@ -214,19 +230,16 @@ export function readRawReg(node: FirmwareNode): RawReg[] {
   const cells = propCells(node, 'reg');
   if (cells === undefined) return [];
   const parent = node.parent;
-  if (!parent) throw new MachineFirmwareError('the root node has a "reg" property', node.path);
+  if (!parent) throw malformed(node, 'reg', 'the root node has a "reg" property');
   const ac = addressCells(parent);
   const sc = sizeCells(parent);
   const stride = ac + sc;
   if (stride === 0 || cells.length % stride !== 0) {
-    throw new MachineFirmwareError(
-      `"reg" has ${cells.length} cells, not a multiple of #address-cells (${ac}) + #size-cells (${sc}) of ${parent.path}`,
-      node.path,
-    );
+    throw malformed(node, 'reg', `"reg" has ${cells.length} cells, not a multiple of #address-cells (${ac}) + #size-cells (${sc}) of ${parent.path}`);
   }
   const out: RawReg[] = [];
   for (let i = 0; i < cells.length; i += stride) {
-    out.push({ address: cells.slice(i, i + ac), size: toSafe(cellsToBig(cells, i + ac, sc), 'size', node.path) });
+    out.push({ address: cells.slice(i, i + ac), size: toSafe(cellsToBig(cells, i + ac, sc), 'size', node) });
   }
   return out;
 }
@@ -253,14 +266,14 @@ function busAddress(bus: FirmwareNode, cells: readonly number[], from: number, n
  */
 export function translateAddress(node: FirmwareNode, address: readonly number[]): number {
   let bus = node.parent;
-  if (!bus) throw new MachineFirmwareError('the root node has no parent bus to translate through', node.path);
+  if (!bus) throw malformed(node, 'reg', 'the root node has no parent bus to translate through');
   let cur = busAddress(bus, address, 0, address.length);
   for (let depth = 0; bus.parent; depth++) {
-    if (depth > 64) throw new MachineFirmwareError('tree is nested too deeply to translate "reg"', node.path);
+    if (depth > 64) throw malformed(node, 'reg', 'tree is nested too deeply to translate "reg"');
     const parentBus: FirmwareNode = bus.parent;
     const ranges = propCells(bus, 'ranges');
     if (ranges === undefined) {
-      throw new UntranslatableAddressError(`"reg" cannot be translated: ${bus.path} has no "ranges"`, node.path);
+      throw new UntranslatableAddressError(`"reg" cannot be translated: ${bus.path} has no "ranges"`, node.path, propOffset(node, 'reg'));
     }
     if (ranges.length > 0) {
       const cac = addressCells(bus);
@@ -268,10 +281,7 @@ export function translateAddress(node: FirmwareNode, address: readonly number[])
       const csc = sizeCells(bus);
       const stride = cac + pac + csc;
       if (stride === 0 || ranges.length % stride !== 0) {
-        throw new MachineFirmwareError(
-          `"ranges" has ${ranges.length} cells, not a multiple of ${cac}+${pac}+${csc}`,
-          bus.path,
-        );
+        throw malformed(bus, 'ranges', `"ranges" has ${ranges.length} cells, not a multiple of ${cac}+${pac}+${csc}`);
       }
       let mapped: { value: bigint; space: number } | null = null;
       for (let i = 0; i < ranges.length; i += stride) {
@@ -286,6 +296,7 @@ export function translateAddress(node: FirmwareNode, address: readonly number[])
         throw new UntranslatableAddressError(
           `"reg" address 0x${cur.value.toString(16)} lies in no "ranges" entry of ${bus.path}`,
           node.path,
+          propOffset(node, 'reg'),
         );
       }
       cur = mapped;
@@ -295,7 +306,7 @@ export function translateAddress(node: FirmwareNode, address: readonly number[])
     }
     bus = parentBus;
   }
-  return toSafe(cur.value, 'address', node.path);
+  return toSafe(cur.value, 'address', node);
 }
 
 /** Every `reg` entry of a node as a CPU-physical range. */
@@ -325,13 +336,13 @@ export function interruptParent(index: FirmwareIndex, node: FirmwareNode): Firmw
     if (hasProp(p, '#interrupt-cells')) return p;
     child = p;
   }
-  throw new MachineFirmwareError('"interrupt-parent" chain does not end (a cycle)', node.path);
+  throw malformed(node, 'interrupt-parent', '"interrupt-parent" chain does not end (a cycle)');
 }
 
 function interruptCells(ctrl: FirmwareNode, from: FirmwareNode): number {
   const n = propU32(ctrl, '#interrupt-cells');
   if (n === undefined) {
-    throw new MachineFirmwareError(`interrupt parent ${ctrl.path} has no "#interrupt-cells"`, from.path);
+    throw malformed(from, from.properties.has('interrupts-extended') ? 'interrupts-extended' : 'interrupts', `interrupt parent ${ctrl.path} has no "#interrupt-cells"`);
   }
   return n;
 }
@@ -347,7 +358,7 @@ export function readInterrupts(index: FirmwareIndex, node: FirmwareNode): Interr
       const ctrl = index.resolve(ext[i]!, node, 'interrupts-extended');
       const n = interruptCells(ctrl, node);
       if (i + 1 + n > ext.length) {
-        throw new MachineFirmwareError(`"interrupts-extended" ends inside a ${n}-cell specifier for ${ctrl.path}`, node.path);
+        throw malformed(node, 'interrupts-extended', `"interrupts-extended" ends inside a ${n}-cell specifier for ${ctrl.path}`);
       }
       out.push({ controller: ctrl, cells: ext.slice(i + 1, i + 1 + n), name: names[out.length] ?? null });
       i += 1 + n;
@@ -357,13 +368,10 @@ export function readInterrupts(index: FirmwareIndex, node: FirmwareNode): Interr
   const cells = propCells(node, 'interrupts');
   if (cells === undefined || cells.length === 0) return out;
   const ctrl = interruptParent(index, node);
-  if (!ctrl) throw new MachineFirmwareError('"interrupts" given but no interrupt parent found', node.path);
+  if (!ctrl) throw malformed(node, 'interrupts', '"interrupts" given but no interrupt parent found');
   const n = interruptCells(ctrl, node);
   if (n === 0 || cells.length % n !== 0) {
-    throw new MachineFirmwareError(
-      `"interrupts" has ${cells.length} cells, not a multiple of #interrupt-cells (${n}) of ${ctrl.path}`,
-      node.path,
-    );
+    throw malformed(node, 'interrupts', `"interrupts" has ${cells.length} cells, not a multiple of #interrupt-cells (${n}) of ${ctrl.path}`);
   }
   for (let i = 0; i < cells.length; i += n) {
     out.push({ controller: ctrl, cells: cells.slice(i, i + n), name: names[out.length] ?? null });
@@ -390,9 +398,9 @@ export function readIommus(index: FirmwareIndex, node: FirmwareNode): IommuRef[]
   while (i < cells.length) {
     const iommu = index.resolve(cells[i]!, node, 'iommus');
     const n = propU32(iommu, '#iommu-cells');
-    if (n === undefined) throw new MachineFirmwareError(`IOMMU ${iommu.path} named by "iommus" has no "#iommu-cells"`, node.path);
+    if (n === undefined) throw malformed(node, 'iommus', `IOMMU ${iommu.path} named by "iommus" has no "#iommu-cells"`);
     if (i + 1 + n > cells.length) {
-      throw new MachineFirmwareError(`"iommus" ends inside a ${n}-cell specifier for ${iommu.path}`, node.path);
+      throw malformed(node, 'iommus', `"iommus" ends inside a ${n}-cell specifier for ${iommu.path}`);
     }
     out.push({ iommu, cells: cells.slice(i + 1, i + 1 + n) });
     i += 1 + n;
@@ -417,7 +425,7 @@ export function readIommuMap(index: FirmwareIndex, node: FirmwareNode): IommuMap
   const cells = propCells(node, 'iommu-map');
   if (cells === undefined) return [];
   if (cells.length % 4 !== 0) {
-    throw new MachineFirmwareError(`"iommu-map" has ${cells.length} cells, not a multiple of 4`, node.path);
+    throw malformed(node, 'iommu-map', `"iommu-map" has ${cells.length} cells, not a multiple of 4`);
   }
   const out: IommuMapEntry[] = [];
   for (let i = 0; i < cells.length; i += 4) {

@@ -35,6 +35,7 @@ import {
   hasProp,
   isCompatible,
   isEnabled,
+  malformed,
   propCells,
   propString,
   propU32,
@@ -783,7 +784,7 @@ class DeviceTreeInstantiator {
     const ecam = ecamCapable ? (readRegions(n)[0] ?? null) : null;
     const range = propCells(n, 'bus-range');
     if (range !== undefined && range.length !== 2) {
-      throw new MachineFirmwareError(`"bus-range" has ${range.length} cells, expected 2`, n.path);
+      throw malformed(n, 'bus-range', `"bus-range" has ${range.length} cells, expected 2`);
     }
     const busStart = range?.[0] ?? 0;
     let busEnd = range?.[1] ?? 255;
@@ -859,7 +860,7 @@ class DeviceTreeInstantiator {
       this.handled.add(n);
       if (refs.length === 0) continue;
       const pasidBits = propU32(n, 'pasid-num-bits') ?? 0;
-      if (pasidBits > 20) throw new MachineFirmwareError(`"pasid-num-bits" is ${pasidBits}, more than 20`, n.path);
+      if (pasidBits > 20) throw malformed(n, 'pasid-num-bits', `"pasid-num-bits" is ${pasidBits}, more than 20`);
       const canStall = hasProp(n, 'dma-can-stall');
       this.m.mastersFirmware.set(n.path, {
         node: n.path,
@@ -892,7 +893,7 @@ class DeviceTreeInstantiator {
     if (!region) throw new Error('no "reg" for its registers');
     const refs = hasProp(n, 'iommus') ? readIommus(this.index, n) : [];
     const pasidBits = propU32(n, 'pasid-num-bits') ?? 0;
-    if (pasidBits > 20) throw new MachineFirmwareError(`"pasid-num-bits" is ${pasidBits}, more than 20`, n.path);
+    if (pasidBits > 20) throw malformed(n, 'pasid-num-bits', `"pasid-num-bits" is ${pasidBits}, more than 20`);
     const canStall = hasProp(n, 'dma-can-stall');
     const streams =
       refs.length > 0

@@ -6,9 +6,13 @@
  * are naturally aligned 32- or 64-bit; a 64-bit access to a device without `read64`/`write64` is
  * split into two 32-bit accesses, low word first, as a 32-bit interconnect would. An access to an
  * address no device covers (or a misaligned one) throws MmioAccessError naming the address: for a
- * CPU that is an external abort. Every access emits an `mmio` trace event while the trace is active.
+ * CPU that is an external abort. Every access emits an `mmio` trace event while the trace is active,
+ * and a line on the `iommu:hw:mmio` debug namespace while that is enabled.
  */
+import createDebug from 'debug';
 import type { Trace } from './trace.js';
+
+const log = createDebug('iommu:hw:mmio');
 
 /** A device's register file as the interconnect sees it; offsets are relative to its region base. */
 export interface MmioDevice {
@@ -133,14 +137,14 @@ export class MmioMap {
   read32(pa: number): number {
     const r = this.region(pa, 32, 'read');
     const v = r.device.read32(pa - r.base) >>> 0;
-    if (this.trace.active) this.emit(r, 'read', pa, 32, BigInt(v));
+    if (this.observed) this.emit(r, 'read', pa, 32, BigInt(v));
     return v;
   }
 
   write32(pa: number, value: number): void {
     const r = this.region(pa, 32, 'write');
     r.device.write32(pa - r.base, value >>> 0);
-    if (this.trace.active) this.emit(r, 'write', pa, 32, BigInt(value >>> 0));
+    if (this.observed) this.emit(r, 'write', pa, 32, BigInt(value >>> 0));
   }
 
   read64(pa: number): bigint {
@@ -154,7 +158,7 @@ export class MmioMap {
       const hi = r.device.read32(off + 4) >>> 0;
       v = (BigInt(hi) << 32n) | BigInt(lo);
     }
-    if (this.trace.active) this.emit(r, 'read', pa, 64, v);
+    if (this.observed) this.emit(r, 'read', pa, 64, v);
     return v;
   }
 
@@ -168,7 +172,7 @@ export class MmioMap {
       r.device.write32(off, Number(v & 0xffff_ffffn));
       r.device.write32(off + 4, Number(v >> 32n));
     }
-    if (this.trace.active) this.emit(r, 'write', pa, 64, v);
+    if (this.observed) this.emit(r, 'write', pa, 64, v);
   }
 
   /** Side-effect-free read for tests: the device's peek32, or 0 if it has none. Not traced. */
@@ -186,7 +190,14 @@ export class MmioMap {
     return r;
   }
 
+  /** Someone wants to see accesses: the trace, or `DEBUG=iommu:hw:mmio`. */
+  private get observed(): boolean {
+    return this.trace.active || log.enabled;
+  }
+
   private emit(r: MmioRegion, op: 'read' | 'write', pa: number, width: 32 | 64, value: bigint): void {
+    if (log.enabled) log('t=%dns %s %s%d +0x%s = 0x%s', this.now(), r.device.name, op, width, (pa - r.base).toString(16), value.toString(16));
+    if (!this.trace.active) return;
     this.trace.emit({ kind: 'mmio', time: this.now(), track: r.device.name, op, pa, offset: pa - r.base, width, value });
   }
 

@@ -10,8 +10,13 @@
  * promise continuation run (a macrotask boundary drains the microtask queue) and executing the next
  * due event, so software waiting on `delay()` or on an interrupt makes progress exactly as virtual
  * time advances.
+ *
+ * `DEBUG=iommu:hw:scheduler` prints every step (virtual time, step number, label).
  */
+import createDebug from 'debug';
 import { Prng } from './prng.js';
+
+const log = createDebug('iommu:hw:scheduler');
 
 export type EventFn = () => void;
 
@@ -137,6 +142,7 @@ export class Scheduler {
       this._now = ev.time;
       this._steps++;
       if (this.onStep) this.onStep(ev.label, ev.time);
+      if (log.enabled) log('t=%dns step %d: %s', ev.time, this._steps, ev.label);
       ev.fn();
       return true;
     }

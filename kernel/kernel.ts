@@ -16,6 +16,7 @@ import { parseFdt } from '../bus/of/fdt.js';
 import type { DeviceTree } from '../bus/of/tree.js';
 import { ofPlatformPopulate } from '../bus/platform.js';
 import { IommuSubsystem, iommuBusNotify, iommuDmaCleanup, iommuDmaConfigure } from '../core/iommu.js';
+import { iommuFaultShutdown } from '../core/iommu-fault.js';
 import { MmContext } from '../mm/mm.js';
 import { PageAllocator } from '../mm/page-alloc.js';
 import { ProcessTable } from '../mm/process.js';
@@ -102,6 +103,10 @@ export class Kernel {
     if (this._state !== 'running') {
       throw new KernelError('ESRCH', `kernel ${this.instance} is ${this._state}, not running`);
     }
+    // Page requests still waiting are answered (INVALID) while the SMMUs run, before any .shutdown:
+    // no master's shutdown waits on a stalled transaction, none is left stalled.
+    const answered = iommuFaultShutdown(this.iommu);
+    if (answered > 0) this.log.info('kernel', `shutdown: answered ${answered} pending page request group(s) INVALID`, LOG_NS);
     this._shutdownReport = await this.core.shutdown();
     this._state = 'shut-down';
     this.log.info('kernel', `shutdown: ${this._shutdownReport.called.length} .shutdown calls, ${this._shutdownReport.skipped.length} drivers without one`, LOG_NS);

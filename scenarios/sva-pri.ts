@@ -13,13 +13,29 @@
  */
 import { iommuSvaBindDevice, iommuSvaUnbindDevice } from '../core/iommu-sva.js';
 import { devFaultParam } from '../core/io-pgfault.js';
-import { CTXDESC_CD_0_ASID, CTXDESC_CD_0_TCR_EPD0, CTXDESC_CD_0_V, CTXDESC_CD_1_TTB0_MASK, PRI_RESP_DENY, PRI_RESP_SUCC } from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
+import {
+  CMDQ_0_OP,
+  CMDQ_ATC_0_SID,
+  CMDQ_ATC_0_SSID,
+  CMDQ_ATC_1_ADDR_MASK,
+  CMDQ_ATC_1_SIZE,
+  CMDQ_OP_ATC_INV,
+  CMDQ_OP_TLBI_NH_VA,
+  CMDQ_TLBI_0_ASID,
+  CMDQ_TLBI_1_VA_MASK,
+  CTXDESC_CD_0_ASID,
+  CTXDESC_CD_0_TCR_EPD0,
+  CTXDESC_CD_0_V,
+  CTXDESC_CD_1_TTB0_MASK,
+  PRI_RESP_DENY,
+  PRI_RESP_SUCC,
+} from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { armSmmuAsidIda } from '../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
 import { armSmmuV3MasterOf } from '../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { PROT_READ, PROT_WRITE } from '../mm/prot.js';
 import { Checks, type Scenario } from './scenario.js';
 import { bootSmmuV3, runIn, settle } from './smmu-v3-lab.js';
-import { accel, enableIopf, PAGE, watchResponses } from './sva-lab.js';
+import { ACCEL, accel, enableIopf, PAGE, watchResponses } from './sva-lab.js';
 
 const PAGES = 8;
 /** A group index the endpoint itself will not use while this runs. */
@@ -117,7 +133,19 @@ export const scenario: Scenario = {
       const page5 = buf + 5 * PAGE;
       const reqBefore = ep.atsStats.pageRequests;
       const invBefore = ep.atsStats.invalidations;
+      // The invalidations the notifier issues, as the command queue carries them.
+      const inv: { op: string; a: number; b: number; addr: number; size: number }[] = [];
+      const prevOnCommand = lab.smmu.cmdq.onCommand;
+      lab.smmu.cmdq.onCommand = (w, off) => {
+        prevOnCommand?.(w, off);
+        const op = CMDQ_0_OP.get(w, off);
+        if (op === CMDQ_OP_TLBI_NH_VA) inv.push({ op: 'TLBI_NH_VA', a: CMDQ_TLBI_0_ASID.get(w, off), b: 0, addr: CMDQ_TLBI_1_VA_MASK.get(w, off), size: 0 });
+        else if (op === CMDQ_OP_ATC_INV) inv.push({ op: 'ATC_INV', a: CMDQ_ATC_0_SID.get(w, off), b: CMDQ_ATC_0_SSID.get(w, off), addr: CMDQ_ATC_1_ADDR_MASK.get(w, off), size: CMDQ_ATC_1_SIZE.get(w, off) });
+      };
       await runIn(lab, mm.munmap(page5, PAGE), 'munmap');
+      lab.smmu.cmdq.onCommand = prevOnCommand;
+      c.ok('munmap became a TLBI_NH_VA of that page for the SVA domain\'s ASID', inv.some((x) => x.op === 'TLBI_NH_VA' && x.a === asid && x.addr === page5), JSON.stringify(inv));
+      c.ok('and an ATC_INV of it for the endpoint\'s StreamID and PASID', inv.some((x) => x.op === 'ATC_INV' && x.a === ACCEL.sid && x.b === pasid && x.addr <= page5 && page5 < x.addr + PAGE * 2 ** x.size), JSON.stringify(inv));
       c.ok('munmap invalidated the endpoint\'s ATC', ep.atsStats.invalidations > invBefore && !ep.atcContents.some((e) => e.ssid === pasid && e.base === page5));
       mm.mmap(PAGE, PROT_READ | PROT_WRITE, { addr: page5, fixed: true });
       const remapped = await runIn(lab, ep.write(page5, Uint8Array.of(0x77), { ssid: pasid }), 'write after remap');

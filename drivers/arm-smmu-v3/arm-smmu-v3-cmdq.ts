@@ -466,20 +466,20 @@ export class ArmSmmuCmdq {
 
   /** kernel: wfe() in queue_poll() — until the completion interrupt, or the watchdog's next tick. */
   private sleep(): Promise<void> {
-    return new Promise((resolve) => {
-      this.sleepers.push(resolve);
-      this.watchdog ??= this.host.port.startTimer(CMDQ_WATCHDOG_NS, () => {
-        this.watchdog = null;
-        this.wake();
-      });
-    });
+    // One watchdog tick serves every sleeper until it fires; it is not cancelled by an interrupt
+    // (re-arming it for every CMD_SYNC would cost a timer per sync), so after a burst of syncs one tick
+    // is left over: it fires with nobody asleep and is not re-armed.
+    this.watchdog ??= this.host.port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
+    return new Promise((resolve) => this.sleepers.push(resolve));
   }
+
+  private readonly watchdogTick = (): void => {
+    this.watchdog = null;
+    this.wake();
+  };
 
   /** The CMD_SYNC completion interrupt (or the watchdog): every sleeper checks its CMD_SYNC again. */
   wake(): void {
-    // Those still waiting after their check sleep again and re-arm it.
-    this.watchdog?.cancel();
-    this.watchdog = null;
     if (this.sleepers.length === 0) return;
     const s = this.sleepers;
     this.sleepers = [];

@@ -897,7 +897,9 @@ function armSmmuDeviceDtProbe(dev: PlatformDevice): { data: ArmSmmuMatchData; gl
   if (!data) throw new KernelError('ENODEV', `${dev.name}: no arm-smmu match for compatible ${np.compatible.join(', ')}`);
   const globalIrqs = np.u32('#global-interrupts');
   if (globalIrqs === undefined) throw new KernelError('ENODEV', `${dev.name}: missing #global-interrupts property`);
-  const pmuIrqs = np.u32('#pmu-interrupts') ?? 0;
+  // The DT binding has no PMU interrupts: everything after the global ones is a context interrupt
+  // (only IORT describes PMU lines), as the machine wires them.
+  const pmuIrqs = 0;
   if (np.has('mmu-masters')) {
     throw new KernelError('ENODEV', `${dev.name}: the deprecated "mmu-masters" binding is not supported; use "iommus"`);
   }

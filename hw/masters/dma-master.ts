@@ -9,10 +9,13 @@
  * wider than the master supports) throws, synchronously, as a programming error.
  *
  * The master emits one `dma` trace event per transaction when it completes: the address it issued,
- * the outcome, and the physical address it landed at.
+ * the outcome, and the physical address it landed at (and a line on `iommu:hw:dma` when enabled).
  */
+import createDebug from 'debug';
 import type { DmaCompletion, DmaDone, DmaPort, DmaRequest, DmaStatus } from '../dma.js';
 import type { Trace } from '../trace.js';
+
+const log = createDebug('iommu:hw:dma');
 
 /** Where one stream ID of a master goes. */
 export interface StreamRoute {
@@ -160,6 +163,11 @@ export class DmaMaster {
           outcome: c.detail ? `${c.status}: ${c.detail}` : c.status,
           pa: c.pa ?? null,
         });
+      }
+      if (log.enabled) {
+        const ssid = req.ssidValid ? ` ssid ${req.ssid}` : '';
+        const pa = c.pa !== undefined ? ` -> PA 0x${c.pa.toString(16)}` : '';
+        log('t=%dns %s: %s sid 0x%s%s 0x%s+%d: %s%s', this.ctx.now(), this.name, req.write ? 'write' : 'read', req.streamId.toString(16), ssid, req.addr.toString(16), req.len, c.detail ? `${c.status}: ${c.detail}` : c.status, pa);
       }
       done(c);
     });

@@ -36,7 +36,6 @@ import {
   CERROR_ILL,
   CMDQ_CONS_ERR,
   GERROR_CMDQ_ERR,
-  GERROR_MSI_CMDQ_ABT_ERR,
   STALL_MODEL_TERMINATE,
 } from './regs.js';
 import {
@@ -68,14 +67,30 @@ export interface CommandContext {
 }
 
 export interface CommandQueueStats {
-  /** Commands consumed, by opcode name. */
-  consumed: Record<string, number>;
+  /** Commands consumed, by opcode name (computed when read). */
+  readonly consumed: Record<string, number>;
   total: number;
   syncs: number;
   errors: number;
   /** ATC invalidations sent to endpoints / that timed out. */
   atcInvalidations: number;
   atcTimeouts: number;
+}
+
+/** Stats whose `consumed` names the per-opcode counts when read. */
+function newStats(byOpcode: Float64Array): CommandQueueStats {
+  return {
+    get consumed(): Record<string, number> {
+      const out: Record<string, number> = {};
+      for (const [op, name] of F.COMMAND_NAMES) if (byOpcode[op]! > 0) out[name] = byOpcode[op]!;
+      return out;
+    },
+    total: 0,
+    syncs: 0,
+    errors: 0,
+    atcInvalidations: 0,
+    atcTimeouts: 0,
+  };
 }
 
 const EXEC_OK = 0;
@@ -88,9 +103,12 @@ export class CommandQueue {
   readonly q: SmmuQueue;
   /** CR0ACK.CMDQEN. */
   enabled = false;
-  readonly stats: CommandQueueStats = { consumed: {}, total: 0, syncs: 0, errors: 0, atcInvalidations: 0, atcTimeouts: 0 };
+  /** Commands consumed per opcode (the hot path counts here; `stats.consumed` names them). */
+  private readonly byOpcode = new Float64Array(256);
+  readonly stats: CommandQueueStats = newStats(this.byOpcode);
   private readonly words = new Uint32Array(4);
   private stepEvent: { cancel(): void; readonly time: number } | null = null;
+  private readonly stepLabel: string;
   /** Outstanding ATC invalidations: id → deadline (virtual ns). */
   private readonly atcPending = new Map<number, number>();
   private atcNextId = 0;
@@ -111,6 +129,7 @@ export class CommandQueue {
     private readonly trace: Trace | null,
   ) {
     this.q = new SmmuQueue('CMDQ', F.CMD_BYTES, opts.cmdqLog2);
+    this.stepLabel = `${opts.name} CMDQ`;
   }
 
   /** CONS as software reads it: index + wrap (bits above the queue size read as zero) and ERR. */
@@ -131,15 +150,14 @@ export class CommandQueue {
       if (this.stepEvent.time <= at) return;
       this.stepEvent.cancel();
     }
-    this.stepEvent = this.scheduler.schedule(
-      delay,
-      () => {
-        this.stepEvent = null;
-        this.step();
-      },
-      `${this.opts.name} CMDQ`,
-    );
+    this.stepEvent = this.scheduler.schedule(delay, this.runStep, this.stepLabel);
   }
+
+  /** The scheduled step (one bound function and label, not a closure per doorbell). */
+  private readonly runStep = (): void => {
+    this.stepEvent = null;
+    this.step();
+  };
 
   /** Consume up to one batch of commands. */
   step(): void {
@@ -187,8 +205,7 @@ export class CommandQueue {
   }
 
   private count(op: number): void {
-    const name = F.COMMAND_NAMES.get(op) ?? 'unknown';
-    this.stats.consumed[name] = (this.stats.consumed[name] ?? 0) + 1;
+    this.byOpcode[op]++;
     this.stats.total++;
   }
 
@@ -428,7 +445,7 @@ export class CommandQueue {
       const addr = F.CMD_SYNC_MSIADDR.get(w);
       if (this.opts.msi && addr !== 0) {
         this.irq.stats.msi['cmdq-sync']++;
-        this.irq.msi(addr, F.CMD_SYNC_MSIDATA.get(w), GERROR_MSI_CMDQ_ABT_ERR.mask);
+        this.irq.msi('cmdq-sync', addr, F.CMD_SYNC_MSIDATA.get(w));
       }
       this.irq.wired('cmdq-sync');
     } else if (cs === F.SYNC_CS_SEV && this.opts.sev) {

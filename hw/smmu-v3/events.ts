@@ -157,6 +157,7 @@ export class EventQueue {
 
   /** Write every pending record now (a step, or CMD_SYNC making prior events visible). */
   flush(): void {
+    if (this.pending.length === 0 && this.held.length === 0) return;
     const work = this.held.length > 0 ? [...this.held, ...this.pending] : this.pending;
     this.held = [];
     this.pending = [];

@@ -11,13 +11,14 @@
  * attributes (CFG2 is stored, not used).
  */
 import createDebug from 'debug';
-import type { DmaPort } from '../dma.js';
+import type { DmaDone, DmaPort, DmaRequest } from '../dma.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
 import { join64 } from './bits.js';
 import type { ResolvedOptions } from './options.js';
 import {
   GERROR_IMPLEMENTED,
+  GERROR_MSI_CMDQ_ABT_ERR,
   GERROR_MSI_EVENTQ_ABT_ERR,
   GERROR_MSI_GERROR_ABT_ERR,
   GERROR_MSI_PRIQ_ABT_ERR,
@@ -55,6 +56,13 @@ export class MsiConfig {
   }
 }
 
+/** A reusable MSI write: the request, a view on its 4 data bytes, and its completion. */
+interface MsiWrite {
+  readonly req: DmaRequest;
+  readonly view: DataView;
+  readonly done: DmaDone;
+}
+
 export interface InterruptStats {
   /** Wired interrupts raised, per output. */
   wired: Record<SmmuV3IrqName, number>;
@@ -76,6 +84,8 @@ export class Interrupts {
     sev: 0,
   };
   private readonly lines: Partial<Record<SmmuV3IrqName, IrqOutput>> = {};
+  /** One reusable MSI write per source (see `msi`). */
+  private readonly msiWrites: Record<MsiSource | 'cmdq-sync', MsiWrite>;
   private ackEvent: { cancel(): void } | null = null;
   /** Called when software acknowledges global errors (bits whose GERRORN now equals GERROR). */
   onGerrorAck: (acked: number) => void = () => {};
@@ -85,7 +95,24 @@ export class Interrupts {
     private readonly scheduler: Scheduler,
     private readonly downstream: DmaPort,
     private readonly trace: Trace | null,
-  ) {}
+  ) {
+    const write = (abortBit: number): MsiWrite => {
+      const data = new Uint8Array(4);
+      const req: DmaRequest = { master: opts.name, streamId: 0, ssid: 0, ssidValid: false, addr: 0, len: 4, write: true, exec: false, priv: true, data };
+      const done: DmaDone = (c) => {
+        if (c.status === 'ok') return;
+        log('%s: MSI write to 0x%s aborted (%s)', opts.name, req.addr.toString(16), c.detail ?? c.status);
+        this.activateError(abortBit);
+      };
+      return { req, view: new DataView(data.buffer), done };
+    };
+    this.msiWrites = {
+      gerror: write(GERROR_MSI_GERROR_ABT_ERR.mask),
+      eventq: write(GERROR_MSI_EVENTQ_ABT_ERR.mask),
+      priq: write(GERROR_MSI_PRIQ_ABT_ERR.mask),
+      'cmdq-sync': write(GERROR_MSI_CMDQ_ABT_ERR.mask),
+    };
+  }
 
   /** Connect (or replace) a wired output. */
   connect(name: SmmuV3IrqName, out: IrqOutput | null): void {
@@ -140,8 +167,7 @@ export class Interrupts {
     const c = this.cfg[src];
     if (this.opts.msi && c.address !== 0) {
       this.stats.msi[src]++;
-      const abt = src === 'gerror' ? GERROR_MSI_GERROR_ABT_ERR.mask : src === 'eventq' ? GERROR_MSI_EVENTQ_ABT_ERR.mask : GERROR_MSI_PRIQ_ABT_ERR.mask;
-      this.msi(c.address, c.cfg1, abt);
+      this.msi(src, c.address, c.cfg1);
       return;
     }
     this.wired(src);
@@ -157,22 +183,16 @@ export class Interrupts {
   }
 
   /**
-   * Send an MSI: a 32-bit write of `data` to `address` through the downstream port. An abort sets
-   * the GERROR bit `abortBit`.
+   * Send an MSI for `src`: a 32-bit write of `data` to `address` through the downstream port. An abort
+   * sets the source's GERROR.MSI_*_ABT_ERR. Allocation-free (every CMD_SYNC with CS=IRQ sends one):
+   * each source reuses one request, whose bytes the downstream reads during `submit`.
    */
-  msi(address: number, data: number, abortBit: number): void {
+  msi(src: MsiSource | 'cmdq-sync', address: number, data: number): void {
     if (this.trace?.active) this.trace.emit({ kind: 'msi', time: this.scheduler.now, track: this.opts.name, address, data: data >>> 0 });
-    const bytes = new Uint8Array(4);
-    new DataView(bytes.buffer).setUint32(0, data >>> 0, true);
-    this.downstream.submit(
-      { master: this.opts.name, streamId: 0, ssid: 0, ssidValid: false, addr: address, len: 4, write: true, exec: false, priv: true, data: bytes },
-      (c) => {
-        if (c.status !== 'ok') {
-          log('%s: MSI write to 0x%s aborted (%s)', this.opts.name, address.toString(16), c.detail ?? c.status);
-          this.activateError(abortBit);
-        }
-      },
-    );
+    const w = this.msiWrites[src];
+    w.req.addr = address;
+    w.view.setUint32(0, data >>> 0, true);
+    this.downstream.submit(w.req, w.done);
   }
 
   // ---- GERROR ----------------------------------------------------------------------------

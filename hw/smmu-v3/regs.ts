@@ -135,6 +135,9 @@ export const CR1_TABLE_OC = field('CR1.TABLE_OC', 9, 8);
 export const CR1_TABLE_SH = field('CR1.TABLE_SH', 11, 10);
 /** Bits of CR1 that are implemented (the rest are RES0). */
 export const CR1_IMPLEMENTED = 0x0000_0fff;
+/** CR1.TABLE_* (guarded by SMMUEN) and CR1.QUEUE_* (guarded by the queue enables). */
+export const CR1_TABLE_BITS = (CR1_TABLE_IC.mask | CR1_TABLE_OC.mask | CR1_TABLE_SH.mask) >>> 0;
+export const CR1_QUEUE_BITS = (CR1_QUEUE_IC.mask | CR1_QUEUE_OC.mask | CR1_QUEUE_SH.mask) >>> 0;
 
 // ---- SMMU_CR2 -----------------------------------------------------------------------------
 export const CR2 = 0x002c;

@@ -10,7 +10,8 @@
  *   GERROR/GERRORN; the *_IRQ_CFG0/1/2 MSI registers; STRTAB_BASE/_CFG; CMDQ/EVENTQ/PRIQ
  *   BASE/PROD/CONS (PROD/CONS of the output queues also at their page 1 offsets); 32- and 64-bit
  *   access to the 64-bit registers; writes to guarded registers (STRTAB_* while SMMUEN, a queue's
- *   BASE/pointers while it is enabled, CR1 while anything is enabled, CR2 while SMMUEN) ignored;
+ *   BASE/pointers while it is enabled, CR1.TABLE_* while SMMUEN and CR1.QUEUE_* while any queue is
+ *   enabled, CR2 while SMMUEN) ignored;
  *   unknown offsets read as zero and ignore writes (logged on `iommu:hw:smmu-v3`); `peek32`.
  * - transactions (DmaPort.submit): GBPA bypass/abort while CR0ACK.SMMUEN == 0 (so in-flight DMA
  *   follows GBPA from the moment CR0ACK changes); TLB hits translated synchronously without
@@ -318,10 +319,15 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       case R.CR0:
         this.writeCr0(v);
         return true;
-      case R.CR1:
-        if (this.guarded(R.CR0_SMMUEN.mask | R.CR0_CMDQEN.mask | R.CR0_EVENTQEN.mask | R.CR0_PRIQEN.mask)) return false;
-        this.cr1 = v & R.CR1_IMPLEMENTED;
+      case R.CR1: {
+        // TABLE_* are guarded by SMMUEN, QUEUE_* by the queue enables (each ignored while guarded).
+        let writable = 0;
+        if (!this.guarded(R.CR0_SMMUEN.mask)) writable |= R.CR1_TABLE_BITS;
+        if (!this.guarded(R.CR0_CMDQEN.mask | R.CR0_EVENTQEN.mask | R.CR0_PRIQEN.mask)) writable |= R.CR1_QUEUE_BITS;
+        if (writable === 0) return false;
+        this.cr1 = ((this.cr1 & ~writable) | (v & writable)) & R.CR1_IMPLEMENTED;
         return true;
+      }
       case R.CR2:
         if (this.guarded(R.CR0_SMMUEN.mask)) return false;
         this.cr2 = v & (R.CR2_IMPLEMENTED & ~(this.opts.hyp ? 0 : R.CR2_E2H.mask));

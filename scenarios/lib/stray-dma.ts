@@ -1,13 +1,16 @@
 /**
  * Stray-DMA detection: every DMA write that lands in RAM is checked against the running kernel's
- * frame owners. A write by master X into a frame that is not a DMA buffer of X (nor, once IOMMU
- * domains exist, mapped for X) is a stray write. After a kexec the monitor follows the new kernel,
- * (from the moment its boot starts), so a stale engine of the old kernel scribbling on memory the new
- * one handed out shows up here.
+ * frame owners. A write by master X into a frame that is not a DMA buffer of X, nor mapped for X
+ * through the DMA API (directly or through its IOMMU domain: `dmaPhysIsMapped`), is a stray write.
+ * After a kexec the monitor follows the new kernel (from the moment its boot starts), so a stale
+ * engine of the old kernel scribbling on memory the new one handed out shows up here. Mappings made
+ * outside the DMA API (an UNMANAGED domain's iommu_map, an SVA bond) are not consulted.
  *
  * It lives on the lab bench because it holds both worlds: the machine's interconnect (where writes
  * land) and the kernel's allocator (who owns what).
  */
+import type { Device } from '../../bus/device.js';
+import { dmaPhysIsMapped } from '../../core/dma-mapping.js';
 import type { Machine } from '../../hw/machine.js';
 import { runningKernel, type Kernel } from '../../kernel/kernel.js';
 import { describeOwner, type FrameOwner } from '../../mm/page-alloc.js';
@@ -29,7 +32,7 @@ export interface StrayWrite {
 
 export class StrayDmaMonitor {
   readonly strays: StrayWrite[] = [];
-  private readonly deviceNames = new WeakMap<Kernel, Map<string, string>>();
+  private readonly devices = new WeakMap<Kernel, Map<string, Device>>();
   private readonly stop: () => void;
 
   constructor(private readonly machine: Machine) {
@@ -40,36 +43,36 @@ export class StrayDmaMonitor {
     this.stop();
   }
 
-  /** The kernel-side device name of a master (a PCI function's name differs from its DT path). */
-  private deviceName(k: Kernel, master: string): string {
-    let names = this.deviceNames.get(k);
-    if (!names) {
-      names = new Map();
-      this.deviceNames.set(k, names);
+  /** The kernel's device for a master (a PCI function's name differs from its DT path), or null. */
+  private device(k: Kernel, master: string): Device | null {
+    let devs = this.devices.get(k);
+    if (!devs) {
+      devs = new Map();
+      this.devices.set(k, devs);
     }
-    let name = names.get(master);
-    if (name === undefined) {
+    let dev = devs.get(master);
+    if (dev === undefined) {
       const node = k.dt.byPath(master);
-      const dev = node ? k.core.findDeviceByOfNode(node) : undefined;
-      if (!dev) return master; // not (yet) a device of this kernel: ask again next time
-      name = dev.name;
-      names.set(master, name);
+      dev = node ? k.core.findDeviceByOfNode(node) : undefined;
+      if (!dev) return null; // not (yet) a device of this kernel: ask again next time
+      devs.set(master, dev);
     }
-    return name;
+    return dev;
   }
 
   private check(master: string, pa: number, len: number, time: number): void {
     // The kernel that owns memory right now: the one booting or running on the machine.
     const k = runningKernel(this.machine.cpu);
     if (!k) return;
-    const dev = this.deviceName(k, master);
+    const dev = this.device(k, master);
+    const name = dev?.name ?? master;
     // One record per run of frames with the same owner: a 64 KiB write into one buffer is one line.
     let runStart = pa;
     let runOwner: string | null = null;
     const end = pa + len;
     for (let f = Math.floor(pa / FRAME) * FRAME; f < end; f += FRAME) {
       const own = k.alloc.ownerOf(f);
-      const stray = !own || !this.ownedBy(own.owner, dev);
+      const stray = !own || !this.reachable(own.owner, f, dev, name);
       const label = stray ? (own ? describeOwner(own.owner) : 'not RAM the kernel knows') : null;
       if (label !== runOwner) {
         if (runOwner !== null) this.record(time, master, runStart, Math.max(runStart, f), runOwner, k.instance);
@@ -80,8 +83,10 @@ export class StrayDmaMonitor {
     if (runOwner !== null) this.record(time, master, runStart, end, runOwner, k.instance);
   }
 
-  private ownedBy(owner: FrameOwner, device: string): boolean {
-    return owner.kind === 'dma' && owner.device === device;
+  /** The frame is a DMA buffer of the device, or the DMA API mapped it for the device. */
+  private reachable(owner: FrameOwner, frame: number, dev: Device | null, name: string): boolean {
+    if (owner.kind === 'dma' && owner.device === name) return true;
+    return dev !== null && dmaPhysIsMapped(dev, frame);
   }
 
   private record(time: number, master: string, from: number, to: number, owner: string, kernel: number): void {

@@ -70,6 +70,51 @@ describe('iommu-sim boot', () => {
     expect(tracks).toContain('/pcie@3f000000');
     expect(trace.traceEvents.some((e) => e.ph === 'i' && e.name.startsWith('probe bound'))).toBe(true);
   });
+
+  it('--trace: every layer emits into it, on virtual time', async () => {
+    const file = join(tmp, 'trace-layers.json');
+    const r = await runCli(['boot', '--trace', file]);
+    expect(r.status).toBe(0);
+    const trace = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: { ph: string; cat: string; ts: number; tid: number; pid: number; args: Record<string, unknown> }[] };
+    const events = trace.traceEvents.filter((e) => e.ph === 'i');
+    const cats = new Set(events.map((e) => e.cat));
+    // MMIO from the drivers, interrupts and MSIs from the GIC, probe/bind from the driver core,
+    // scheduler steps, and the kernel log.
+    for (const c of ['mmio', 'irq', 'msi', 'probe', 'sched', 'log']) expect(cats).toContain(c);
+    const ts = events.map((e) => e.ts);
+    expect(ts).toEqual([...ts].sort((a, b) => a - b));
+    expect(ts[0]).toBe(0);
+    // Boot takes microseconds of virtual time, not the wall-clock milliseconds it takes to simulate.
+    expect(ts[ts.length - 1]).toBeGreaterThan(0);
+    expect(ts[ts.length - 1]).toBeLessThan(1_000_000);
+    expect(new Set(events.map((e) => e.pid))).toEqual(new Set([1]));
+  });
+
+  it('a boot that fails still writes its trace; the failure is what is reported', async () => {
+    const file = join(tmp, 'trace-failed-boot.json');
+    const r = await runCli(['boot', '--cmdline', 'iommu.strict=maybe', '--trace', file]);
+    expect(r.status).toBe(64);
+    expect(r.stderr).toMatch(/^iommu-sim: .*iommu\.strict/);
+    const trace = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: { ph: string; name: string; args: { name?: string } }[] };
+    expect(trace.traceEvents.find((e) => e.name === 'process_name')?.args.name).toBe('boot virt');
+  });
+
+  it('an unwritable --trace file is a usage error naming it, not a bug', async () => {
+    const r = await runCli(['boot', '--trace', join(tmp, 'no-such-dir', 'trace.json')]);
+    expect(r.status).toBe(64);
+    expect(r.stderr).toMatch(/^iommu-sim: cannot write .*no-such-dir\/trace\.json: ENOENT/);
+  });
+
+  it('a blob that parses but names a phandle nothing carries: exit 2 naming the node', async () => {
+    const bad = join(tmp, 'bad-iommus.dtb');
+    // An `iommus` entry pointing at a phandle nothing carries: the blob parses, the machine rejects it.
+    const tree = buildVirtDeviceTree();
+    tree.byPath('/dma@c000000')!.properties.set('iommus', Uint8Array.of(0, 0, 0x7f, 0xff, 0, 0, 1, 0));
+    writeFileSync(bad, writeFdt(tree));
+    const r = await runCli(['boot', '--dtb', bad, '--trace', join(tmp, 'trace-bad.json')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr.split('\n').filter((l) => l)).toEqual([expect.stringMatching(/^iommu-sim: firmware error: dtb: .*phandle 32767.*\(offset 0x[0-9a-f]+, node \/dma@c000000\)$/)]);
+  });
 });
 
 describe('iommu-sim dump-dtb', () => {
@@ -96,6 +141,26 @@ describe('iommu-sim kexec', () => {
     expect(JSON.parse(good.stdout).strayWrites).toEqual([]);
   });
 
+  it('--dtb boots the given machine; --trace carries every stray write', async () => {
+    // RAM up to 4 GiB: the IOVAs the SMMU-backed engines were given (just below 4 GiB) are RAM now.
+    const dtb = join(tmp, 'virt-3g.dtb');
+    writeFileSync(dtb, writeFdt(buildVirtDeviceTree({ ramSize: 0xc000_0000 })));
+    const traceFile = join(tmp, 'kexec-trace.json');
+    const r = await runCli(['kexec', '--dtb', dtb, '--target', 'unaware', '--quiesce', 'none', '--json', '--trace', traceFile]);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { strayWrites: { master: string; pa: number; len: number; kernel: number }[]; blockedTransactions: number };
+    // Every un-quiesced engine strays: those behind the SMMUs at their IOVA, now a physical address.
+    const where = new Map<string, Set<number>>();
+    for (const w of out.strayWrites) where.set(w.master, (where.get(w.master) ?? new Set()).add(w.pa));
+    expect([...where.keys()].sort()).toEqual(['/dma@c000000', '/dma@c010000', '/dma@c020000', '/dma@c030000', '/dma@c040000']);
+    for (const m of ['/dma@c000000', '/dma@c010000', '/dma@c020000', '/dma@c030000']) expect([...where.get(m)!]).toEqual([0xffff_f000]);
+    expect(out.blockedTransactions).toBe(0);
+    const trace = JSON.parse(readFileSync(traceFile, 'utf8')) as { traceEvents: { name: string; args: { args: unknown } }[] };
+    const strayEvents = trace.traceEvents.filter((e) => e.name === 'stray-write').map((e) => e.args.args);
+    expect(strayEvents).toEqual(expect.arrayContaining(out.strayWrites));
+    expect(strayEvents.length).toBeGreaterThanOrEqual(out.strayWrites.length);
+  });
+
   it('rejects an unknown --target', async () => {
     const r = await runCli(['kexec', '--target', 'sideways']);
     expect(r.status).toBe(64);
@@ -110,6 +175,30 @@ describe('iommu-sim run', () => {
     expect(out.seed).toBe(7);
     expect(out.scenarios[0].name).toBe('boot-virt');
     expect(out.scenarios[0].verdict).toBe('pass');
+  });
+
+  it('--trace writes one process per scenario, each with its devices as tracks and its DMA', async () => {
+    const file = join(tmp, 'run-trace.json');
+    const r = await runCli(['run', 'boot-virt', 'smmu-v3-dma', '--json', '--trace', file]);
+    expect(r.status).toBe(0);
+    const trace = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: { ph: string; name: string; cat: string; pid: number; args: Record<string, unknown> }[] };
+    const procs = trace.traceEvents.filter((e) => e.name === 'process_name').map((e) => [e.pid, e.args.name]);
+    expect(procs).toEqual([
+      [1, 'boot-virt'],
+      [2, 'smmu-v3-dma'],
+    ]);
+    const tracks = (pid: number): unknown[] => trace.traceEvents.filter((e) => e.name === 'thread_name' && e.pid === pid).map((e) => e.args.name);
+    expect(tracks(1)).toContain('/iommu@9050000');
+    expect(tracks(2)).toContain('/iommu@9050000');
+    const dma = trace.traceEvents.filter((e) => e.cat === 'dma' && e.pid === 2);
+    expect(dma.length).toBeGreaterThan(0);
+    expect(dma.every((e) => e.args.outcome === 'ok' && typeof e.args.pa === 'number')).toBe(true);
+  });
+
+  it('an unwritable dump-dtb --out is a usage error', async () => {
+    const r = await runCli(['dump-dtb', '--out', join(tmp, 'no-such-dir', 'virt.dtb')]);
+    expect(r.status).toBe(64);
+    expect(r.stderr).toMatch(/^iommu-sim: cannot write /);
   });
 
   it('an unknown scenario is a usage error', async () => {

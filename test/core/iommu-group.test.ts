@@ -6,7 +6,7 @@ import { iommuAttachDevice, iommuAttachGroup } from '../../core/iommu-attach.js'
 import { devIommu } from '../../core/iommu-device.js';
 import { iommuPagingDomainAlloc } from '../../core/iommu-domain.js';
 import { genericSingleDeviceGroup, iommuGroupGet } from '../../core/iommu-group.js';
-import { PCI_ACS_CR, PCI_ACS_RR, PCI_ACS_SV, PCI_ACS_UF, pciAcsEnabled, PCI_EXP_TYPE_ENDPOINT, REQ_ACS_FLAGS } from '../../core/pci-acs.js';
+import { PCI_ACS_CR, PCI_ACS_RR, PCI_ACS_SV, PCI_ACS_UF, pciAcsEnabled, PCI_EXP_TYPE_ENDPOINT, PCI_EXP_TYPE_ROOT_PORT, REQ_ACS_FLAGS } from '../../core/pci-acs.js';
 import { fakePciFunction, fakePciHost, type FakePciFunction } from './kernel-fixture.js';
 import { mockSetup, names } from './mock-setup.js';
 
@@ -45,14 +45,16 @@ describe('platform device groups', () => {
 });
 
 describe('PCI device groups', () => {
-  async function pciSetup(fns: FakePciFunction[], iommuMaxPasids = 0) {
+  async function pciSetup(fns: (FakePciFunction & { behindIndex?: number })[], iommuMaxPasids = 0) {
     const b = new DtBuilder({ '#address-cells': 2, '#size-cells': 2 });
     b.node('/pcie@30000000', { compatible: 'pci-host-ecam-generic', device_type: 'pci' });
     const s = await mockSetup({ masters: [], registerDriver: false, mock: { maxPasids: iommuMaxPasids } });
     const host = await fakePciHost(s.k, b.build().byPath('/pcie@30000000')!);
     const devs: PciDevice[] = [];
     for (const f of fns) {
-      const dev = await fakePciFunction(s.k, host, f);
+      // `behind` given as the index of an earlier function (a bridge) in the list.
+      const behind = f.behindIndex;
+      const dev = await fakePciFunction(s.k, host, behind === undefined ? f : { ...f, behind: devs[behind]! });
       dev.fwspec = iommuFwspecInit(s.iommuNode, { canStall: false, pasidBits: 0, dmaCoherent: true, atsSupported: true });
       iommuFwspecAddSpecifier(dev.fwspec, [dev.rid]);
       devs.push(dev);
@@ -108,6 +110,22 @@ describe('PCI device groups', () => {
     ]);
     expect(pciAcsEnabled(devs[0]!, REQ_ACS_FLAGS)).toBe(true);
     expect(groups[0]).not.toBe(groups[1]);
+  });
+
+  it('puts a function behind a root port without ACS in the port\'s group, and isolates one behind a port with ACS', async () => {
+    const { groups, devs } = await pciSetup([
+      { slot: 1, fn: 0, pcieType: PCI_EXP_TYPE_ROOT_PORT },
+      { bus: 1, slot: 0, fn: 0, pcieType: PCI_EXP_TYPE_ENDPOINT, behindIndex: 0 },
+      { slot: 2, fn: 0, pcieType: PCI_EXP_TYPE_ROOT_PORT, acs: { cap: FULL_ACS, ctrl: FULL_ACS } },
+      { bus: 2, slot: 0, fn: 0, pcieType: PCI_EXP_TYPE_ENDPOINT, behindIndex: 2 },
+    ]);
+    expect(devs.map((d) => d.name)).toEqual(['0000:00:01.0', '0000:01:00.0', '0000:00:02.0', '0000:02:00.0']);
+    // The port without ACS does not isolate what is below it: the endpoint joins the port's group.
+    expect(groups[1]).toBe(groups[0]);
+    expect(names(groups[0]!.devices)).toEqual(['0000:00:01.0', '0000:01:00.0']);
+    // Behind the port that enforces ACS the endpoint has a group of its own.
+    expect(groups[3]).not.toBe(groups[2]);
+    expect(new Set(groups).size).toBe(3);
   });
 
   it('takes max_pasids from the PASID capability, bounded by the IOMMU', async () => {

@@ -13,7 +13,14 @@ import {
 import { iommuAttachDevice, iommuAttachGroupHandle, IommuAttachHandle } from '../../core/iommu-attach.js';
 import { devIommu } from '../../core/iommu-device.js';
 import { IOMMU_HWPT_ALLOC_PASID, iommuPagingDomainAllocFlags } from '../../core/iommu-domain.js';
-import { iommuRegisterDeviceFaultHandler, iommuReportDeviceFault } from '../../core/iommu-fault.js';
+import {
+  iommuFaultShutdown,
+  iommuPageResponse,
+  iommuRegisterDeviceFaultHandler,
+  iommuReportDeviceFault,
+  IOMMU_PAGE_RESP_PASID_VALID,
+  IOMMU_PAGE_RESP_VERSION_1,
+} from '../../core/iommu-fault.js';
 import { IOMMU_PAGE_RESP_FAILURE, IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS, type IopfGroup } from '../../core/iommu-fault-types.js';
 import { iommuGroupGet } from '../../core/iommu-group.js';
 import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
@@ -62,6 +69,9 @@ describe('the IOPF queue', () => {
     // The other group's partial stays buffered.
     expect(devFaultParam(s.a)!.partial.map((f) => f.fault.prm.grpid)).toEqual([4]);
     expect(s.responses).toEqual([]);
+    // The domain's handler owns the group: the device-handler response API cannot complete it.
+    expect(() => iommuPageResponse(s.a, { version: IOMMU_PAGE_RESP_VERSION_1, flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: PASID, grpid: 3, code: IOMMU_PAGE_RESP_SUCCESS })).toThrow(/EINVAL/);
+    expect(devFaultParam(s.a)!.pending.size).toBe(1);
     expect(iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS)).toBe(true);
     // A duplicate or late answer changes nothing.
     expect(iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID)).toBe(false);
@@ -221,6 +231,42 @@ describe('the IOPF queue', () => {
     expect(() => iopfQueueAddDevice(q, s.a)).toThrow(/freed/);
     // The IOMMU's queue is made afresh once its old one is freed.
     expect(iommuIopfQueue(devIommu(s.a)!.iommuDev!)).not.toBe(q);
+  });
+
+  it('answers every pending group INVALID and frees the IOPF queues at kernel shutdown', async () => {
+    const s = await iopfSetup(); // A's domain handler keeps its groups pending
+    iommuRegisterDeviceFaultHandler(s.b, () => 0); // so does B's device handler
+    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID, partial: true }));
+    await iommuReportDeviceFault(s.b, pageRequest(0x3000, 3, { pasid: 1 }));
+    await settle(s);
+    expect(s.groups).toHaveLength(1);
+    const q = devFaultParam(s.a)!.queue!;
+    expect(s.responses).toEqual([]);
+
+    expect(iommuFaultShutdown(s.k.iommu)).toBe(2);
+    expect(s.responses.map((r) => [r.dev, r.msg.grpid, r.msg.code])).toEqual([
+      [s.a.name, 1, IOMMU_PAGE_RESP_INVALID],
+      [s.b.name, 3, IOMMU_PAGE_RESP_INVALID],
+    ]);
+    for (const d of [s.a, s.b]) expect(devFaultParam(d)!.pending.size).toBe(0);
+    expect(devFaultParam(s.a)!.partial).toEqual([]);
+    expect(devFaultParam(s.a)!.stats.partialsDropped).toBe(1);
+    expect(q.isFreed).toBe(true);
+    expect(q.devices.size).toBe(0);
+    expect(devFaultParam(s.a)!.queue).toBeNull();
+    // The handler's late answer changes nothing; a fault after shutdown is answered at once.
+    expect(iopfGroupResponse(s.groups[0]!, IOMMU_PAGE_RESP_SUCCESS)).toBe(false);
+    expect(iommuReportDeviceFault(s.a, pageRequest(0x4000, 4, { pasid: PASID, partial: true }))).toBe('ENODEV');
+    expect(iommuReportDeviceFault(s.b, pageRequest(0x5000, 5, { pasid: 1 }))).toBe('ENODEV');
+    expect(s.responses.slice(2).map((r) => [r.dev, r.msg.grpid, r.msg.code])).toEqual([
+      [s.a.name, 4, IOMMU_PAGE_RESP_INVALID],
+      [s.b.name, 5, IOMMU_PAGE_RESP_INVALID],
+    ]);
+    await settle(s);
+    expect(q.inFlight).toBe(0);
+    // Nothing left: a second pass answers nothing.
+    expect(iommuFaultShutdown(s.k.iommu)).toBe(0);
   });
 
   it('traces each group as a work item and each response', async () => {

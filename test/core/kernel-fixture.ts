@@ -98,6 +98,9 @@ export function testKernel(opts: TestKernelOptions = {}): TestKernel {
 }
 
 export interface FakePciFunction {
+  /** Bus number (default 0) and the bridge the bus sits behind (default: the host bridge, a root bus). */
+  bus?: number;
+  behind?: PciDevice;
   slot: number;
   fn: number;
   multifunction?: boolean;
@@ -113,7 +116,7 @@ const EXP_CAP = 0x40;
 const ACS_POS = 0x100;
 const PASID_POS = 0x110;
 
-/** A host bridge (a platform device for DT node `node`) for fake PCI functions on bus 0 of the fake ECAM. */
+/** A host bridge (a platform device for DT node `node`) for fake PCI functions on buses 0-15 of the fake ECAM. */
 export async function fakePciHost(k: TestKernel, node: DtNode): Promise<PciHostBridge> {
   const hostDev = new PlatformDevice({ name: node.path, ofNode: node });
   await k.core.addDevice(hostDev, { probe: false });
@@ -121,26 +124,27 @@ export async function fakePciHost(k: TestKernel, node: DtNode): Promise<PciHostB
   return { dev: hostDev, node, domain: 0, busStart: 0, busEnd: 15, window, devices: [] };
 }
 
-/** A PCI function with the capabilities asked for, registered (not probed) in the kernel. */
+/** A PCI function with the capabilities asked for (a bridge: any PCIe port type), registered (not probed) in the kernel. */
 export async function fakePciFunction(k: TestKernel, host: PciHostBridge, f: FakePciFunction): Promise<PciDevice> {
   const devfn = pciDevfn(f.slot, f.fn);
+  const bus = f.bus ?? 0;
   const caps = new Map<number, number>([[PCI_CAP_ID_EXP, EXP_CAP]]);
   const extCaps = new Map<number, number>();
-  k.ecam.set16(0, devfn, EXP_CAP + PCI_EXP_FLAGS, ((f.pcieType ?? 0x9) << 4) | 2);
+  k.ecam.set16(bus, devfn, EXP_CAP + PCI_EXP_FLAGS, ((f.pcieType ?? 0x9) << 4) | 2);
   if (f.acs) {
     extCaps.set(PCI_EXT_CAP_ID_ACS, ACS_POS);
-    k.ecam.set16(0, devfn, ACS_POS + PCI_ACS_CAP, f.acs.cap);
-    k.ecam.set16(0, devfn, ACS_POS + PCI_ACS_CTRL, f.acs.ctrl);
+    k.ecam.set16(bus, devfn, ACS_POS + PCI_ACS_CAP, f.acs.cap);
+    k.ecam.set16(bus, devfn, ACS_POS + PCI_ACS_CTRL, f.acs.ctrl);
   }
   if (f.pasidWidth !== undefined) {
     extCaps.set(PCI_EXT_CAP_ID_PASID, PASID_POS);
-    k.ecam.set16(0, devfn, PASID_POS + PCI_PASID_CAP, f.pasidWidth << 8);
+    k.ecam.set16(bus, devfn, PASID_POS + PCI_PASID_CAP, f.pasidWidth << 8);
   }
   const dev = new PciDevice({
     host,
-    parent: host.dev,
-    cfg: new PciConfig(host.window, 0, devfn),
-    busNumber: 0,
+    parent: f.behind ?? host.dev,
+    cfg: new PciConfig(host.window, bus, devfn),
+    busNumber: bus,
     devfn,
     vendor: 0x1af4,
     device: 0x1000,

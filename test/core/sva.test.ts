@@ -84,7 +84,7 @@ describe('SVA bind and unbind', () => {
     await s.k.run(iommuSvaUnbindDevice(a2));
   });
 
-  it('runs out of PASIDs with ENOSPC and refuses a device whose PASIDs cannot reach the mm (ERANGE)', async () => {
+  it('runs out of PASIDs with ENOSPC and refuses a device whose PASIDs cannot reach the mm (EOVERFLOW)', async () => {
     // 2 bits: PASIDs 1..3 on A; B has 1 bit: only PASID 1.
     const s = await svaSetup({ pasidBitsA: 2, pasidBitsB: 1 });
     const procs = [0, 1, 2, 3].map(() => s.processes.spawn());

@@ -13,6 +13,8 @@ describe('sva-pri (PCIe endpoint with PASID, PRI and ATS bound to a process)', (
     expect(names).toContain('the group got exactly one response');
     expect(names).toContain('a write outside any VMA fails in the device');
     expect(names).toContain("munmap invalidated the endpoint's ATC");
+    expect(names).toContain("munmap became a TLBI_NH_VA of that page for the SVA domain's ASID");
+    expect(names).toContain("and an ATC_INV of it for the endpoint's StreamID and PASID");
     expect(names).toContain('DMA on it fails and its page request gets Invalid');
   });
 

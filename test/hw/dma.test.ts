@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { DmaCompletion } from '../../hw/dma.js';
+import type { DmaCompletion, DmaPort, DmaRequest } from '../../hw/dma.js';
 import { V2M_MSI_SETSPI_NS } from '../../hw/gic.js';
 import { Machine } from '../../hw/machine.js';
 
@@ -124,6 +124,32 @@ describe('interconnect and direct DMA', () => {
     dev.setRoute(10, { submit: (req, done) => { sid = req.streamId; done({ status: 'ok' }); } }, null);
     dev.submitRead(RAM, 4, { streamId: 10 }, () => {});
     expect(sid).toBe(10);
+  });
+
+  it('carries stream ID, SSID and read/write/exec/privileged attributes to the port it is routed to', async () => {
+    const m = machine();
+    const seen: Omit<DmaRequest, 'data'>[] = [];
+    const port: DmaPort = {
+      submit: (req, done) => {
+        const { data, ...rest } = req;
+        seen.push(rest);
+        done(data ? { status: 'ok', pa: req.addr } : { status: 'ok', data: new Uint8Array(req.len), pa: req.addr });
+      },
+    };
+    const dev = m.addPlatformMaster('/soc/dev', [{ streamId: 7, iommu: null }, { streamId: 8, iommu: null }], { pasidBits: 8 });
+    dev.setRoute(8, port, '/iommu@1000');
+    await dev.read(0x4000, 16, { streamId: 8, ssid: 0xff, exec: true, priv: true });
+    await dev.write(0x5000, bytes(1, 2, 3), { streamId: 8 });
+    await dev.read(0x6000, 4, { streamId: 8, ssid: 0 });
+    expect(seen).toEqual([
+      { master: '/soc/dev', streamId: 8, ssid: 0xff, ssidValid: true, addr: 0x4000, len: 16, write: false, exec: true, priv: true },
+      { master: '/soc/dev', streamId: 8, ssid: 0, ssidValid: false, addr: 0x5000, len: 3, write: true, exec: false, priv: false },
+      { master: '/soc/dev', streamId: 8, ssid: 0, ssidValid: true, addr: 0x6000, len: 4, write: false, exec: false, priv: false },
+    ]);
+    // Stream 7 still reaches memory directly: nothing on it went through the port.
+    expect((await dev.write(RAM, bytes(4), { streamId: 7 })).status).toBe('ok');
+    expect(seen).toHaveLength(3);
+    expect(m.memory.read8(RAM)).toBe(4);
   });
 
   it('keeps a transaction outstanding while its port holds it (a stall)', async () => {

@@ -10,6 +10,9 @@ import {
   readIommus,
   readRegions,
 } from '../../hw/firmware.js';
+import { parseFdt, writeFdt } from '../../bus/of/fdt.js';
+import { Machine } from '../../hw/machine.js';
+import { buildVirtDeviceTree } from '../../scenarios/machines/virt.js';
 import { dtNode, dtRoot } from './dt.js';
 
 describe('hw firmware decoders', () => {
@@ -119,5 +122,35 @@ describe('hw firmware decoders', () => {
     const child = dtNode(off, 'child', { status: 'okay' });
     const ok = dtNode(root, 'ok', { status: 'ok' });
     expect([isEnabled(off), isEnabled(child), isEnabled(ok), isEnabled(root)]).toEqual([false, false, true, true]);
+  });
+});
+
+describe('machine firmware errors from a blob', () => {
+  it('name the byte offset of the offending property and the node path', () => {
+    const tree = buildVirtDeviceTree();
+    // `iommus` naming a phandle nothing carries.
+    tree.byPath('/dma@c000000')!.properties.set('iommus', Uint8Array.of(0, 0, 0x7f, 0xff, 0, 0, 1, 0));
+    const parsed = parseFdt(writeFdt(tree));
+    const node = parsed.byPath('/dma@c000000')!;
+    const offset = node.propertyOffsets.get('iommus')!;
+    expect(offset).toBeGreaterThan(0);
+    let err: unknown;
+    try {
+      Machine.fromDeviceTree(parsed, { seed: 1 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(MachineFirmwareError);
+    expect(err).toMatchObject({ offset, where: '/dma@c000000' });
+    expect((err as Error).message).toBe(
+      `dtb: property "iommus" references phandle 32767, which no node has (offset 0x${offset.toString(16)}, node /dma@c000000)`,
+    );
+
+    const t2 = buildVirtDeviceTree();
+    t2.byPath('/pcie@3f000000')!.properties.set('bus-range', Uint8Array.of(0, 0, 0, 0, 0, 0));
+    const p2 = parseFdt(writeFdt(t2));
+    expect(() => Machine.fromDeviceTree(p2, { seed: 1 })).toThrow(
+      `(offset 0x${p2.byPath('/pcie@3f000000')!.propertyOffsets.get('bus-range')!.toString(16)}, node /pcie@3f000000)`,
+    );
   });
 });

@@ -3,6 +3,8 @@ import type { Device } from '../../bus/device.js';
 import { KernelError } from '../../bus/errno.js';
 import { pciHostGenericDriver } from '../../bus/pci/host-generic.js';
 import { platformBus, type PlatformDriver } from '../../bus/platform.js';
+import { dmaUsesIommu } from '../../core/dma-mapping.js';
+import { findTestEngine } from '../../drivers/misc/dma-test-engine.js';
 import { bootKernel, runningKernel } from '../../kernel/kernel.js';
 import { kexec } from '../../kernel/kexec.js';
 import { boot, run, virtMachine } from '../../scenarios/lib/lab.js';
@@ -40,6 +42,36 @@ describe('kernel lifecycle', () => {
     expect(kernel.alloc.ownerOf(VIRT.dtbReserved.base)?.owner.kind).toBe('reserved');
     expect(kernel.alloc.ownerOf(VIRT.ramBase + VIRT.ramSize - 0x1000)?.owner.kind).toBe('free');
     expect(kernel.alloc.ownerOf(VIRT.ramBase + VIRT.ramSize)).toBeNull();
+  });
+
+  it('never hands out the memreserve entry or /reserved-memory, even when RAM runs out', async () => {
+    const machine = virtMachine({ seed: 3 });
+    const kernel = await boot(machine);
+    const { alloc } = kernel;
+    expect(alloc.usage().reserved).toEqual([
+      { name: 'memreserve[0]', base: VIRT.dtbReserved.base, size: VIRT.dtbReserved.size },
+      { name: '/reserved-memory/firmware@7ff00000', base: VIRT.firmwareReserved.base, size: VIRT.firmwareReserved.size },
+    ]);
+    // Exhaust RAM: 2 MiB blocks while there are any, then single pages.
+    for (const order of [9, 0]) {
+      for (;;) {
+        try {
+          alloc.allocPages(order, { kind: 'kernel', what: 'exhaust' });
+        } catch (e) {
+          expect(e).toBeInstanceOf(KernelError);
+          expect((e as KernelError).errno).toBe('ENOMEM');
+          break;
+        }
+      }
+    }
+    expect(alloc.freeBytes).toBe(0);
+    const reserved = [VIRT.dtbReserved, VIRT.firmwareReserved];
+    const allocs = alloc.allocations();
+    for (const a of allocs) {
+      for (const r of reserved) expect(a.pa + a.size <= r.base || a.pa >= r.base + r.size).toBe(true);
+    }
+    // Everything else was handed out: allocations plus reservations cover all of RAM.
+    expect(allocs.reduce((n, a) => n + a.size, 0)).toBe(VIRT.ramSize - VIRT.dtbReserved.size - VIRT.firmwareReserved.size);
   });
 
   it('takes the command line from /chosen/bootargs, warns about unknown parameters', async () => {
@@ -80,6 +112,24 @@ describe('kernel lifecycle', () => {
     expect(kernel.state).toBe('shut-down');
   });
 
+  it('with the real SMMU drivers too: every master is shut down before the SMMU it sits behind', async () => {
+    const machine = virtMachine({ seed: 6 });
+    const kernel = await boot(machine);
+    const report = await run(machine, kernel.shutdown());
+    const at = (name: string): number => {
+      const i = report.called.indexOf(name);
+      expect(i, name).toBeGreaterThanOrEqual(0);
+      return i;
+    };
+    for (const [smmu, masters] of [
+      ['/iommu@9050000', ['/dma@c000000', '/dma@c010000']],
+      ['/iommu@b000000', ['/dma@c020000', '/dma@c030000']],
+    ] as const) {
+      for (const m of masters) expect(at(m)).toBeLessThan(at(smmu));
+    }
+    expect(report.errors).toEqual([]);
+  });
+
   it('kexec: memory and device state persist, the new kernel starts with a fresh allocator', async () => {
     const machine = virtMachine({ seed: 9 });
     const first = await boot(machine);
@@ -94,6 +144,28 @@ describe('kernel lifecycle', () => {
     expect(first.alloc.ownerOf(pa)?.owner).toEqual({ kind: 'kernel', what: 'old buffer' });
     // The old kernel's devices are not the new kernel's.
     expect(second.core.devices.every((d) => !first.core.devices.includes(d))).toBe(true);
+  });
+
+  it('kexec into an IOMMU-unaware kernel: no SMMU is bound, a running engine and its registers carry over, the old IRQ handler is gone', async () => {
+    const machine = virtMachine({ seed: 7 });
+    const first = await boot(machine, { testEngineShutdown: false });
+    const old = findTestEngine(first.core, '/dma@c040000');
+    const buf = await run(machine, old.allocBuffer(0x10_0000, 'fill target'));
+    // A 1 MiB fill that is still running when the kexec happens; it interrupts when it ends.
+    const frame = old.start({ op: 'fill', dst: buf.dma, len: 0x10_0000, byte: 0xa5 }, { frame: 3 });
+    const irqsBefore = old.irqCount;
+    const second = await run(machine, kexec(machine, { drivers: 'iommu-unaware' }));
+    expect(first.state).toBe('gone');
+    for (const smmu of ['/iommu@9050000', '/iommu@b000000']) expect(second.core.findDevice(smmu)?.status).not.toBe('bound');
+    const next = findTestEngine(second.core, '/dma@c040000');
+    expect(dmaUsesIommu(next.dev)).toBe(false);
+    expect(next.runningFrames()).toEqual([frame]);
+    const st = await run(machine, next.wait(frame));
+    expect(st).toMatchObject({ state: 'done', dmaStatus: 'ok', bytesDone: 0x10_0000 });
+    expect(machine.memory.read8(buf.cpuAddr + 0xf_ffff)).toBe(0xa5);
+    // The new kernel's handler took the completion; the old kernel's never ran again.
+    expect(next.irqCount).toBe(1);
+    expect(old.irqCount).toBe(irqsBefore);
   });
 
   it('kexec with nothing running is ESRCH', async () => {

@@ -43,6 +43,13 @@ describe('real DTBs boot', () => {
           iommuMap: h.entries.map((e) => ({ ridBase: e.ridBase, iommu: e.iommu, sidBase: e.outBase[0] ?? 0, length: e.length })),
         })),
       );
+      // group and domain come together, and only once a driver put the master in the iommu core.
+      for (const m of report.masters) {
+        expect(m.group === null, m.node).toBe(m.domain === null);
+        if (m.domain !== null) expect(['DMA', 'DMA-FQ', 'IDENTITY', 'BLOCKED', 'UNMANAGED'], m.node).toContain(m.domain);
+        const behind = m.iommus.map((s) => report.iommus.find((i) => i.node === s.iommu)?.status);
+        if (m.group !== null) expect(behind.every((st) => st === 'probed'), m.node).toBe(true);
+      }
       // Every enabled SMMU is modelled and probed by its driver.
       for (const i of report.iommus) {
         if (i.status !== 'disabled') expect({ node: i.node, status: i.status, error: i.error }).toEqual({ node: i.node, status: 'probed', error: null });

@@ -29,7 +29,8 @@ describe.skipIf(!haveDtc)('virt DTB through dtc (needs device-tree-compiler)', (
 
   it("compiling dtc's text back gives the same tree and reservations", () => {
     const dts = execFileSync('dtc', ['-I', 'dtb', '-O', 'dts'], { input: blob });
-    const back = parseFdt(new Uint8Array(execFileSync('dtc', ['-I', 'dts', '-O', 'dtb'], { input: dts })));
+    // Recompiling decompiled text warns that phandle cells are plain numbers now: expected, so kept quiet.
+    const back = parseFdt(new Uint8Array(execFileSync('dtc', ['-I', 'dts', '-O', 'dtb'], { input: dts, stdio: ['pipe', 'pipe', 'pipe'] })));
     const ours = parseFdt(blob);
     expect(flatten(back.root)).toEqual(flatten(ours.root));
     expect(back.reservations).toEqual(ours.reservations);

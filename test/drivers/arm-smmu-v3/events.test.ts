@@ -1,7 +1,8 @@
 /**
  * Event and PRI records: decoding into readable reports, PRI page requests end to end (IOPF enabled:
  * the request reaches the domain's fault handler, which maps the page, and CMD_PRI_RESP lets the
- * endpoint retry; without IOPF: "unexpected PRI request" and a denial), and a bad STE reported as
+ * endpoint retry; a PRI queue overflow reported and acknowledged; without IOPF: "unexpected PRI
+ * request" and a denial), and a bad STE reported as
  * C_BAD_STE.
  */
 import { describe, expect, it } from 'vitest';
@@ -15,6 +16,8 @@ import { iommuDevEnableFeature } from '../../../core/iommu.js';
 import { armSmmuV3MasterOf } from '../../../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { armSmmuDecodeEvent, armSmmuDescribeEvent } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-events.js';
 import {
+  ARM_SMMU_PRIQ_CONS,
+  ARM_SMMU_PRIQ_PROD,
   CMDQ_OP_CFGI_STE,
   EVT_ID_BAD_STE_CONFIG,
   EVT_ID_TRANSLATION_FAULT,
@@ -30,6 +33,7 @@ import {
   EVTQ_2_ADDR_HI,
   EVTQ_2_ADDR_LO,
   EVTQ_3_IPA,
+  Q_OVERFLOW_FLAG,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { allocPages, bootSmmuV3, deviceOf, fillPhys, ownDomain, runIn, settle, V3 } from '../../../scenarios/smmu-v3-lab.js';
 
@@ -101,6 +105,43 @@ describe('PRI page requests', () => {
     const req = lab.smmu.events.find((e) => e.kind === 'page-request')!;
     expect(req).toMatchObject({ sid: 0x08, addr: 0x6000_0000, read: true, last: true, outcome: 'reported to the fault handler' });
     expect(lab.smmu.eventStats.priResponses).toBe(1);
+    expect(ep.outstandingPageRequests).toBe(0);
+  });
+
+  it('PRI queue overflow: requests are lost, the thread says so and acknowledges OVFLG, and what reached the queue is served', async () => {
+    // A 2-entry PRI queue (IDR1.PRIQS = 1) and more page requests at once than it holds.
+    const lab = await bootSmmuV3({ seed: 1, smmu: { priqLog2: 1 } });
+    expect(lab.smmu.priq!.entries).toBe(2);
+    const pdev = deviceOf(lab, V3.accel) as PciDevice;
+    const ep = lab.machine.endpoint(ACCEL_NODE)!;
+    pciSetMaster(pdev);
+    const domain = await ownDomain(lab, V3.accel);
+    const PAGES = 8;
+    const pa = allocPages(lab, PAGES * 4096);
+    for (let i = 0; i < PAGES; i++) fillPhys(lab, pa + i * 4096, 4096, 0x10 + i);
+    const base = 0x6000_0000;
+    const handled: number[] = [];
+    iommuSetFaultHandler(domain, async (d, _dev, iova) => {
+      handled.push((iova - base) / 4096);
+      await iommuMap(d, iova, pa + (iova - base), 4096, IOMMU_READ | IOMMU_WRITE);
+      return 0 as const;
+    });
+    await runIn(lab, iommuDevEnableFeature(pdev, 'IOPF'));
+    const reads = await runIn(lab, Promise.all(Array.from({ length: PAGES }, (_, i) => ep.read(base + i * 4096, 16))), 'a burst of page faults');
+    await settle(lab);
+    // What reached the PRI queue was handled and its read completed with the page's bytes; what the
+    // SMMU dropped got its automatic Success, the endpoint's retry found no mapping, and it failed.
+    const lost = lab.model.priq.stats.overflowed;
+    expect(lost).toBeGreaterThan(0);
+    expect(handled.length).toBe(PAGES - lost);
+    expect(reads.map((r, i) => (handled.includes(i) ? r.status === 'ok' && r.data![0] === 0x10 + i : r.status === 'fault'))).toEqual(Array(PAGES).fill(true));
+    expect(lab.model.priq.stats.autoResponses).toBe(lost);
+    expect(lab.smmu.eventStats.priqOverflows).toBeGreaterThanOrEqual(1);
+    expect(lab.kernel.log.lines('err').some((l) => l.message === 'PRIQ overflow detected -- requests lost')).toBe(true);
+    const prod = lab.model.peek32(ARM_SMMU_PRIQ_PROD);
+    const cons = lab.model.peek32(ARM_SMMU_PRIQ_CONS);
+    expect((prod & Q_OVERFLOW_FLAG) !== 0).toBe(true);
+    expect(cons & Q_OVERFLOW_FLAG).toBe(prod & Q_OVERFLOW_FLAG);
     expect(ep.outstandingPageRequests).toBe(0);
   });
 

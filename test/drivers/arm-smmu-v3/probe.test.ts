@@ -1,5 +1,6 @@
 /**
- * Probe from firmware and ID registers, the reset sequence's visible results, DT quirks, hardware
+ * Probe from firmware and ID registers, the reset sequence's visible results (and its order for an SMMU
+ * found enabled after a kexec), DT quirks, hardware
  * variants the model can be built as, and probe failures (each named in the kernel log).
  */
 import { readFileSync } from 'node:fs';
@@ -7,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { armSmmuV3MasterOf, findArmSmmuV3 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import {
+  ARM_SMMU_CR0,
   ARM_SMMU_CR0ACK,
   ARM_SMMU_CR1,
   ARM_SMMU_CR2,
@@ -22,10 +24,14 @@ import {
   ARM_SMMU_STRTAB_BASE_CFG,
   CMDQ_0_OP,
   CMDQ_OP_PREFETCH_CFG,
+  CR0_SMMUEN,
+  GBPA_ABORT,
+  GBPA_UPDATE,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { armSmmuSteConfigName } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-ste.js';
 import { bootReport } from '../../../scenarios/lib/boot-report.js';
 import { bootKernel } from '../../../kernel/kernel.js';
+import { kexec } from '../../../kernel/kexec.js';
 import { boot, machineFromDtb, machineFromTree, run } from '../../../scenarios/lib/lab.js';
 import {
   allocPages,
@@ -110,6 +116,34 @@ describe('probe on the virt machine', () => {
     expect(lab.smmu.strtab.table.pa).toBeGreaterThan(2 ** 32);
     expect(await copyWorks(lab, '/dma@c000000')).toBe(true);
     expect(lab.smmu.cmdq.stats.syncTimeouts).toBe(0);
+  });
+});
+
+describe('reset of an SMMU a previous kernel left enabled', () => {
+  it('GBPA.ABORT through the Update handshake before CR0 is cleared, and ABORT stays while the new kernel owns it', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const writes: { off: number; value: number }[] = [];
+    const stop = lab.machine.trace.subscribe((e) => {
+      if (e.kind === 'mmio' && e.op === 'write' && e.track === V3.smmu) writes.push({ off: e.offset, value: Number(e.value) });
+    });
+    // A crash kexec: no shutdown, the SMMU is still translating when the next kernel probes it.
+    // (Let the SMMU finish the old kernel's commands first: the new kernel zeroes memory it does not
+    // know the old queue lives in, and a half-consumed queue would then stop on an illegal command.)
+    await settle(lab);
+    const next = await runIn(lab, kexec(lab.machine, { skipShutdown: true }), 'crash kexec');
+    stop();
+    const gbpa = writes.findIndex((w) => w.off === ARM_SMMU_GBPA);
+    const cr0 = writes.findIndex((w) => w.off === ARM_SMMU_CR0);
+    expect(writes[gbpa]?.value).toBe((0x1000 | GBPA_ABORT | GBPA_UPDATE) >>> 0);
+    expect(cr0).toBeGreaterThan(gbpa);
+    expect(writes[cr0]!.value).toBe(0);
+    expect(writes.filter((w) => w.off === ARM_SMMU_GBPA)).toHaveLength(1);
+    expect(findArmSmmuV3(next.core, V3.smmu).foundEnabled).toBe(true);
+    expect(next.log.lines('warn').some((l) => l.message === 'SMMU currently enabled! Resetting...')).toBe(true);
+    expect(lab.model.peek32(ARM_SMMU_GBPA)).toBe(0x1000 | GBPA_ABORT);
+    expect(lab.model.peek32(ARM_SMMU_CR0ACK) & CR0_SMMUEN).toBe(CR0_SMMUEN);
+    // A first boot finds it disabled and leaves GBPA alone (see 'binds arm-smmu-v3, …' above).
+    expect(lab.kernel.log.lines('warn').some((l) => l.message === 'SMMU currently enabled! Resetting...')).toBe(false);
   });
 });
 

@@ -129,6 +129,25 @@ describe('arm-smmu context faults', () => {
     expect(b.cb(cbndx, FSR)).toBe(0);
   });
 
+  it('runs the fault handler on the workqueue after the interrupt handler has returned', async () => {
+    const b = await bench();
+    const domain = await attachNew(b, L.masterA);
+    const cbndx = armSmmuDomainContextBank(domain);
+    const label = `arm-smmu cb${cbndx} context fault`;
+    const rec = b.machine.trace.record(['irq', 'work']);
+    let seenInHandler: string[] = [];
+    iommuSetFaultHandler(domain, () => {
+      seenInHandler = rec.events.map((e) => (e.kind === 'work' ? `${e.label} ${e.phase}` : 'irq'));
+      return 'EFAULT' as const;
+    });
+    expect((await b.run(b.master(L.masterA).write(0x7_7000, bytes(1)))).status).toBe('terminated');
+    rec.stop();
+    // The context interrupt only queued the work; the handler ran in the work item, once started.
+    expect(seenInHandler).toEqual(['irq', `${label} queued`, `${label} start`]);
+    const all = rec.events.map((e) => (e.kind === 'work' ? `${e.label} ${e.phase}` : 'irq'));
+    expect(all.slice(0, 4)).toEqual(['irq', `${label} queued`, `${label} start`, `${label} end`]);
+  });
+
   it('terminates a stalled transaction the handler refuses: the master sees an error', async () => {
     const b = await bench();
     const domain = await attachNew(b, L.masterA);
@@ -297,6 +316,21 @@ describe('arm-smmu global faults', () => {
     );
     expect(b.reg(0x48)).toBe(0);
     expect(armSmmuFaultStats(b.smmu).globalFaults).toBe(1);
+  });
+
+  it('reports any other global fault with its syndrome (a stream match conflict made behind the driver\'s back)', async () => {
+    const b = await bench();
+    // A second valid SMR for master A's stream in a free entry: its next transaction matches two.
+    const free = Array.from({ length: b.smmu.numMappingGroups }, (_, i) => i).find((i) => !(b.reg(0x800 + 4 * i) >>> 31))!;
+    b.machine.cpu.mmioWrite32(L.smmu + 0x800 + 4 * free, (0x8000_0000 | L.sidA) >>> 0);
+    const c = await b.run(b.master(L.masterA).write(0x1000, bytes(1)));
+    expect(c.status).toBe('abort');
+    await settle(b);
+    const lines = b.kernel.log.lines('err').map((e) => e.message);
+    expect(lines).toContain('Unexpected global fault, this could be serious');
+    // SMCF; WNR, NSSTATE, NSATTR; the stream ID.
+    expect(lines).toContain(`\tGFSR 0x00000004, GFSYNR0 0x00000032, GFSYNR1 0x00000${L.sidA.toString(16)}, GFSYNR2 0x00000000`);
+    expect(b.reg(0x48)).toBe(0);
   });
 
   it('lets an unmatched stream through untranslated with USFCFG=0 (disable_bypass=0)', async () => {

@@ -88,6 +88,33 @@ describe('SMMUv2 model from firmware', () => {
     expect(gpuDone && dispDone).toBe(true);
   });
 
+  it('#global-interrupts = 2: both global lines signal a global fault, context bank n uses the line after them', async () => {
+    const m = Machine.fromDeviceTree(dt({ '#global-interrupts': 2 }), { seed: 1 });
+    expect(m.cpu.mmioRead32(BASE + 0x24) & 0xff).toBe(3); // NUMCB: three context interrupts left
+    const raised = new Map<number, number>();
+    for (const spi of [64, 65, 66, 67, 68]) m.cpu.requestIrq('/intc@8000000', [0, spi, 4], () => raised.set(spi, (raised.get(spi) ?? 0) + 1));
+    const gpu = m.masters.get('/gpu@a000000')!;
+    // Unmatched stream with USFCFG: a global fault (USF).
+    m.cpu.mmioWrite32(BASE, (1 << 10) | 0x6); // USFCFG | GFIE | GFRE, CLIENTPD clear
+    expect((await gpu.read(0x8000_1000, 4)).status).toBe('abort');
+    await m.scheduler.runFor(10_000);
+    expect([...raised.entries()].sort()).toEqual([[64, 1], [65, 1]]);
+    raised.clear();
+    // Stream 0x10 to bank 0, whose empty table faults (terminate mode, CFIE): the first context line.
+    m.cpu.mmioWrite32(BASE + 0x1000 + 0x800, 1);
+    m.cpu.mmioWrite32(BASE + 0x1000, 1 << 16);
+    m.cpu.mmioWrite32(CB0 + 0x010, (7 << 15) | 5);
+    m.cpu.mmioWrite32(CB0 + 0x030, (1 << 23) | 16);
+    m.cpu.mmioWrite64(CB0 + 0x020, 0x8010_0000n);
+    m.cpu.mmioWrite32(CB0, 0x61); // M | CFRE | CFIE
+    m.cpu.mmioWrite32(BASE + 0xc00, 0);
+    m.cpu.mmioWrite32(BASE + 0x800, 0x8000_0010);
+    m.cpu.mmioWrite32(BASE + 0x48, m.cpu.mmioRead32(BASE + 0x48)); // clear sGFSR
+    expect((await gpu.read(0x4000, 4)).status).toBe('fault');
+    await m.scheduler.runFor(10_000);
+    expect([...raised.entries()]).toEqual([[66, 1]]);
+  });
+
   it('rejects unknown model options with an error naming them', () => {
     const m = Machine.fromDeviceTree(dt(), { seed: 1, iommuOptions: { [SMMU_V2_MODEL_NAME]: { numCbs: 2 } } });
     const e = m.iommus.get('/iommu@2b400000')!;

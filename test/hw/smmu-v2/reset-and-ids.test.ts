@@ -8,6 +8,7 @@ import {
   CBAR,
   CLIENTPD,
   FSR,
+  GFRE,
   ID0,
   ID1,
   ID2,
@@ -21,6 +22,7 @@ import {
   sCR0,
   sGFSR,
   TCR2,
+  USFCFG,
 } from './harness.js';
 
 describe('SMMUv2 field helpers', () => {
@@ -174,5 +176,93 @@ describe('SMMUv2 reset state and ID registers', () => {
     b.setGr1(CBAR(1), (2 << 24) | (1 << 16));
     expect(b.gr1(CBAR(1))).toBe((2 << 24) | (1 << 16));
     expect((b.gr0(ID0) >>> 29) & 1).toBe(0); // MMU-401: stage 1 only
+  });
+});
+
+describe('SMMUv2 flavours: ID registers and the registers each one implements', () => {
+  /** The fields Linux's arm_smmu_device_cfg_probe() reads, decoded by hand from the spec layout. */
+  function ids(b: Bench) {
+    const id0 = b.gr0(ID0);
+    const id1 = b.gr0(ID1);
+    const id2 = b.gr0(ID2);
+    return {
+      numSmrg: id0 & 0xff,
+      numSidb: (id0 >>> 9) & 0xf,
+      ptfs: (id0 >>> 24) & 3,
+      atosns: (id0 >>> 26) & 1,
+      sms: (id0 >>> 27) & 1,
+      nts: (id0 >>> 28) & 1,
+      s2ts: (id0 >>> 29) & 1,
+      s1ts: (id0 >>> 30) & 1,
+      numCb: id1 & 0xff,
+      numPageNdxb: (id1 >>> 28) & 7,
+      ias: id2 & 0xf,
+      oas: (id2 >>> 4) & 0xf,
+      ubs: (id2 >>> 8) & 0xf,
+      granules: (id2 >>> 12) & 7,
+      vmid16: (id2 >>> 15) & 1,
+      id7: b.gr0(ID7),
+    };
+  }
+
+  it('reports each flavour as its construction options say', () => {
+    // SMMUv1: AArch32 short+long formats, 40-bit sizes, no UBS/granule/VMID16 fields in ID2.
+    expect(ids(new Bench({ model: 'smmu-v1' }))).toEqual({
+      numSmrg: 16, numSidb: 15, ptfs: 0, atosns: 0, sms: 1, nts: 0, s2ts: 1, s1ts: 1,
+      numCb: 8, numPageNdxb: 2, ias: 2, oas: 2, ubs: 0, granules: 0, vmid16: 0, id7: 0,
+    });
+    // MMU-401: SMMUv1, stage 1 only, long descriptors only.
+    expect(ids(new Bench({ model: 'mmu-401' }))).toEqual({
+      numSmrg: 16, numSidb: 15, ptfs: 1, atosns: 0, sms: 1, nts: 0, s2ts: 0, s1ts: 1,
+      numCb: 4, numPageNdxb: 2, ias: 2, oas: 2, ubs: 0, granules: 0, vmid16: 0, id7: 0,
+    });
+    // Generic SMMUv2: every AArch64 granule, 48-bit sizes, 49-bit upstream bus, 16-bit VMIDs.
+    expect(ids(new Bench({ model: 'smmu-v2' }))).toEqual({
+      numSmrg: 32, numSidb: 15, ptfs: 1, atosns: 0, sms: 1, nts: 1, s2ts: 1, s1ts: 1,
+      numCb: 16, numPageNdxb: 3, ias: 5, oas: 5, ubs: 5, granules: 7, vmid16: 1, id7: 0,
+    });
+    // Qualcomm SMMU-500: an MMU-500 r2p1 with more groups and banks; ATOSNS set, 4K and 64K only.
+    expect(ids(new Bench({ model: 'qcom-smmu-500' }))).toEqual({
+      numSmrg: 64, numSidb: 15, ptfs: 0, atosns: 1, sms: 1, nts: 1, s2ts: 1, s1ts: 1,
+      numCb: 32, numPageNdxb: 6, ias: 5, oas: 5, ubs: 5, granules: 5, vmid16: 0, id7: 0x21,
+    });
+    // Options override the flavour: stream indexing reports no SMR groups and clears SMS.
+    const idx = ids(new Bench({ model: 'smmu-v2', streamMatch: false, numSidBits: 6, numCb: 4, numPageNdxb: 2 }));
+    expect([idx.numSmrg, idx.sms, idx.numSidb, idx.numCb]).toEqual([0, 0, 6, 4]);
+  });
+
+  it('sCR0 fields an implementation lacks read as zero; SMCFCFG reads one on SMMUv2 only', () => {
+    const GCFGFRE = 1 << 4;
+    const GCFGFIE = 1 << 5;
+    const EXIDENABLE = 1 << 3;
+    const VMID16EN = 1 << 31;
+    const all = (GCFGFRE | GCFGFIE | EXIDENABLE | VMID16EN | USFCFG | GFRE) >>> 0;
+    // MMU-500: no GCFGFRE/GCFGFIE, no EXIDS, no VMID16.
+    const mmu500 = new Bench({ model: 'mmu-500' });
+    mmu500.setGr0(sCR0, all);
+    expect(mmu500.gr0(sCR0)).toBe((USFCFG | GFRE | SMCFCFG) >>> 0);
+    // A generic SMMUv2 built with EXIDS has them all.
+    const v2 = new Bench({ model: 'smmu-v2', exids: true });
+    v2.setGr0(sCR0, all);
+    expect(v2.gr0(sCR0)).toBe((all | SMCFCFG) >>> 0);
+    // SMMUv1: SMCFCFG is not fixed; CLIENTPD clears like any other writable bit.
+    const v1 = new Bench({ model: 'mmu-401' });
+    expect(v1.gr0(sCR0)).toBe(CLIENTPD);
+    v1.setGr0(sCR0, all);
+    expect(v1.gr0(sCR0)).toBe((USFCFG | GFRE | GCFGFRE | GCFGFIE) >>> 0);
+  });
+
+  it('GR1: stage-2-only banks keep CBAR.TYPE = stage 2; SMMUv2 drops CBAR.IRPTNDX; CBA2R.VMID16 only with VMID16', () => {
+    const b = new Bench({ model: 'smmu-v2', numS2Cb: 2, numCb: 4, numPageNdxb: 2, vmid16: false });
+    b.setGr1(CBAR(1), (1 << 16) | 5); // TYPE S1 asked of a stage-2-only bank
+    expect(b.gr1(CBAR(1))).toBe(5);
+    b.setGr1(CBAR(2), (7 << 24) | (1 << 16) | 5);
+    expect(b.gr1(CBAR(2))).toBe((1 << 16) | 5);
+    expect((b.gr0(ID1) >>> 16) & 0xff).toBe(2); // NUMS2CB
+    b.setGr1(CBA2R(2), 0xabcd_0001);
+    expect(b.gr1(CBA2R(2))).toBe(1); // VA64 only
+    const w = new Bench({ model: 'smmu-v2', vmid16: true });
+    w.setGr1(CBA2R(2), 0xabcd_0001);
+    expect(w.gr1(CBA2R(2))).toBe(0xabcd_0001);
   });
 });

@@ -26,6 +26,30 @@ describe('SMMUv3 model: identification registers', () => {
     expect((idr5 >>> 4) & 7).toBe(0b101); // 4K and 64K, no 16K
   });
 
+  it('advertises every feature option, on and off', () => {
+    const bit = (v: number, n: number): number => (v >>> n) & 1;
+    const on = new Rig({ stallMax: 40 });
+    const idr0 = on.r32(REG.IDR0);
+    // COHACC, Hyp, ASID16, SEV, VMID16; TERM_MODEL clear; STALL_MODEL 0 (stall and terminate).
+    expect([4, 9, 12, 14, 18, 26].map((n) => bit(idr0, n))).toEqual([1, 1, 1, 1, 1, 0]);
+    expect((idr0 >>> 24) & 3).toBe(0);
+    expect(bit(on.r32(REG.IDR3), 5)).toBe(1); // PPS
+    expect(on.r32(REG.IDR5) >>> 16).toBe(40); // STALL_MAX
+    const off = new Rig({
+      stage2: false, coherent: false, hyp: false, ats: false, pri: false, asid16: false, msi: false, sev: false, cd2l: false,
+      twoLevelStreamTable: false, stallModel: 1, abortOnlyTermination: true, rangeInvalidation: false, stallMax: 40,
+    });
+    const idr0off = off.r32(REG.IDR0);
+    // S2P, COHACC, Hyp, ATS, ASID16, MSI, SEV, PRI, VMID16, CD2L all clear; S1P set; TERM_MODEL set.
+    expect([0, 4, 9, 10, 12, 13, 14, 16, 18, 19].map((n) => bit(idr0off, n))).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expect([bit(idr0off, 1), bit(idr0off, 26)]).toEqual([1, 1]);
+    expect((idr0off >>> 24) & 3).toBe(1); // terminate model only
+    expect((idr0off >>> 27) & 3).toBe(0); // linear stream table only
+    expect((off.r32(REG.IDR1) >>> 11) & 0x1f).toBe(0); // no PRI queue
+    expect([bit(off.r32(REG.IDR3), 5), bit(off.r32(REG.IDR3), 10)]).toEqual([0, 0]); // PPS, RIL
+    expect(off.r32(REG.IDR5) >>> 16).toBe(0); // no stalls to hold
+  });
+
   it('rejects bad options with an error naming them', () => {
     expect(() => new Rig({ sidBits: 33 })).toThrow(/sidBits/);
     expect(() => new Rig({ oasBits: 47 })).toThrow(/oasBits/);
@@ -134,6 +158,30 @@ describe('SMMUv3 model: guarded registers', () => {
     rig.setCr0(0);
     rig.w64(REG.STRTAB_BASE, 0x4f00_0000);
     expect(rig.r64(REG.STRTAB_BASE)).toBe(0x4f00_0000n);
+  });
+
+  it('guards CR1.QUEUE_* by the queue enables, CR1.TABLE_* and CR2 by SMMUEN, and ignores GBPA during an update', () => {
+    const rig = new Rig();
+    rig.w32(REG.CR1, 0xd75);
+    rig.w32(REG.CR2, 0x6);
+    expect([rig.r32(REG.CR1), rig.r32(REG.CR2)]).toEqual([0xd75, 0x6]);
+    rig.setCr0(CR0_CMDQEN);
+    rig.w32(REG.CR1, 0);
+    rig.w32(REG.CR2, 0x2);
+    // QUEUE_* [5:0] kept while the command queue is on; TABLE_* [11:6] and CR2 still writable.
+    expect([rig.r32(REG.CR1), rig.r32(REG.CR2)]).toEqual([0x035, 0x2]);
+    rig.setCr0(CR0_CMDQEN | CR0_SMMUEN);
+    rig.w32(REG.CR1, 0xd75);
+    rig.w32(REG.CR2, 0x6);
+    expect([rig.r32(REG.CR1), rig.r32(REG.CR2)]).toEqual([0x035, 0x2]);
+    rig.setCr0(CR0_SMMUEN);
+    rig.w32(REG.CR1, 0xd40);
+    expect(rig.r32(REG.CR1)).toBe(0x000); // queues off: QUEUE_* take (cleared); TABLE_* still guarded
+    // A second GBPA write while Update is still set is ignored; the first one completes.
+    rig.w32(REG.GBPA, GBPA_ABORT | GBPA_UPDATE);
+    rig.w32(REG.GBPA, 0x1000 | GBPA_UPDATE);
+    rig.settle();
+    expect(rig.r32(REG.GBPA)).toBe(GBPA_ABORT);
   });
 
   it('accepts 64-bit registers as two 32-bit halves and as one 64-bit access', () => {

@@ -147,6 +147,9 @@ export const CMD = {
   ],
   tlbiNhVaa: (vmid: number, va: number): Cmd => [0x13n | bits(vmid, 32, 16), B(va) & ~0xfffn],
   tlbiEl2All: (): Cmd => [0x20n, 0n],
+  tlbiEl2Asid: (asid: number): Cmd => [0x21n | bits(asid, 48, 16), 0n],
+  tlbiEl2Va: (asid: number, va: number, leaf = false): Cmd => [0x22n | bits(asid, 48, 16), bits(leaf ? 1 : 0, 0) | (B(va) & ~0xfffn)],
+  tlbiEl2Vaa: (va: number): Cmd => [0x23n, B(va) & ~0xfffn],
   tlbiS12Vmall: (vmid: number): Cmd => [0x28n | bits(vmid, 32, 16), 0n],
   tlbiS2Ipa: (vmid: number, ipa: number, r: { tg?: number; num?: number; scale?: number; ttl?: number } = {}): Cmd => [
     0x2an | bits(r.num ?? 0, 12, 5) | bits(r.scale ?? 0, 20, 5) | bits(vmid, 32, 16),

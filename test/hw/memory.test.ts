@@ -1,0 +1,126 @@
+/**
+ * Sparse physical memory: RAM regions, frames allocated on first write only, little-endian
+ * u8/u16/u32/u64 accessors (also across a frame boundary), bulk read/write/fill, and BusError for
+ * anything outside RAM.
+ */
+import { describe, expect, it } from 'vitest';
+import { BusError, FRAME_SIZE, PhysicalMemory } from '../../hw/memory.js';
+
+const RAM = 0x8000_0000;
+
+function mem(): PhysicalMemory {
+  const m = new PhysicalMemory();
+  m.addRegion(RAM, 0x10_0000);
+  // A 48-bit machine: RAM high up costs nothing until touched.
+  m.addRegion(0xf000_0000_0000, 0x100_0000_0000);
+  return m;
+}
+
+describe('PhysicalMemory regions', () => {
+  it('rejects unaligned, empty and overlapping regions, and keeps them sorted', () => {
+    const m = new PhysicalMemory();
+    m.addRegion(0x9000_0000, 0x1000);
+    m.addRegion(0x8000_0000, 0x2000);
+    expect(m.ramRegions).toEqual([
+      { base: 0x8000_0000, size: 0x2000 },
+      { base: 0x9000_0000, size: 0x1000 },
+    ]);
+    expect(() => m.addRegion(0x8000_0800, 0x1000)).toThrow(/not 4 KiB aligned/);
+    expect(() => m.addRegion(0xa000_0000, 0)).toThrow(/not 4 KiB aligned/);
+    expect(() => m.addRegion(0x8000_1000, 0x1000)).toThrow(/overlaps 0x80000000\+0x2000/);
+    expect(() => m.addRegion(2 ** 53 - 0x1000, 0x2000)).toThrow(/beyond 2\^53/);
+    expect(m.isRam(0x8000_1ffc, 4)).toBe(true);
+    expect(m.isRam(0x8000_1ffc, 8)).toBe(false);
+  });
+});
+
+describe('PhysicalMemory accessors', () => {
+  it('allocates a frame on the first write only: reads of untouched RAM are zero and free', () => {
+    const m = mem();
+    expect(m.read32(RAM + 0x40)).toBe(0);
+    expect(m.read64(0xf0ff_ffff_f000)).toBe(0n);
+    expect(Array.from(m.read(RAM, 16))).toEqual(new Array(16).fill(0));
+    expect(m.residentFrames).toBe(0);
+    m.write8(0xf0ff_ffff_fff8, 0x7f);
+    m.write32(RAM + 0x10, 1);
+    expect(m.residentFrames).toBe(2);
+    expect(m.read8(0xf0ff_ffff_fff8)).toBe(0x7f);
+  });
+
+  it('is little-endian at every width, and widths agree with each other', () => {
+    const m = mem();
+    m.write64(RAM + 8, 0x1122_3344_5566_7788n);
+    expect(m.read8(RAM + 8)).toBe(0x88);
+    expect(m.read16(RAM + 8)).toBe(0x7788);
+    expect(m.read32(RAM + 8)).toBe(0x5566_7788);
+    expect(m.read32(RAM + 12)).toBe(0x1122_3344);
+    expect(m.read64(RAM + 8)).toBe(0x1122_3344_5566_7788n);
+    m.write32(RAM, 0xdead_beef);
+    expect(Array.from(m.read(RAM, 4))).toEqual([0xef, 0xbe, 0xad, 0xde]);
+    m.write16(RAM + 2, 0x1_2345); // wider than 16 bits: truncated
+    expect(m.read32(RAM)).toBe(0x2345_beef);
+    m.write64(RAM + 16, -1n); // wrapped to 64 bits
+    expect(m.read64(RAM + 16)).toBe(0xffff_ffff_ffff_ffffn);
+    expect(m.read32(RAM + 20)).toBe(0xffff_ffff);
+  });
+
+  it('splits accesses that cross a frame boundary', () => {
+    const m = mem();
+    const edge = RAM + FRAME_SIZE - 3;
+    m.write64(edge, 0x0102_0304_0506_0708n);
+    expect(m.read64(edge)).toBe(0x0102_0304_0506_0708n);
+    expect(m.read8(RAM + FRAME_SIZE - 1)).toBe(0x06);
+    expect(m.read8(RAM + FRAME_SIZE)).toBe(0x05);
+    expect(m.read32(RAM + FRAME_SIZE - 2)).toBe(0x0405_0607);
+    m.write16(RAM + 2 * FRAME_SIZE - 1, 0xaabb);
+    expect(m.read16(RAM + 2 * FRAME_SIZE - 1)).toBe(0xaabb);
+    expect(m.residentFrames).toBe(3);
+  });
+
+  it('copies in and out in bulk across frames, and fills', () => {
+    const m = mem();
+    const data = Uint8Array.from({ length: 3 * FRAME_SIZE + 100 }, (_, i) => (i * 7) & 0xff);
+    m.write(RAM + 50, data);
+    expect(m.read(RAM + 50, data.length)).toEqual(data);
+    const part = new Uint8Array(200);
+    m.readInto(RAM + FRAME_SIZE - 50, part);
+    expect(part).toEqual(data.subarray(FRAME_SIZE - 100, FRAME_SIZE + 100));
+    m.fill(RAM + 10, 20, 0xee);
+    expect(Array.from(m.read(RAM + 8, 24))).toEqual([0, 0, ...new Array(20).fill(0xee), 0, 0]);
+    m.fill(RAM + FRAME_SIZE - 2, 4, 0x5a); // across a frame boundary, into the copied data
+    expect(Array.from(m.read(RAM + FRAME_SIZE - 3, 6))).toEqual([data[FRAME_SIZE - 53]!, 0x5a, 0x5a, 0x5a, 0x5a, data[FRAME_SIZE - 48]!]);
+  });
+
+  it('zero-filling whole frames gives them back, and they read as zero afterwards', () => {
+    const m = mem();
+    m.fill(RAM, 2 * FRAME_SIZE, 0x11);
+    expect(m.residentFrames).toBe(2);
+    expect(m.read32(RAM + FRAME_SIZE)).toBe(0x1111_1111); // the cached frame
+    m.fill(RAM, 2 * FRAME_SIZE, 0);
+    expect(m.residentFrames).toBe(0);
+    expect(m.read32(RAM + FRAME_SIZE)).toBe(0);
+    expect(m.read32(RAM)).toBe(0);
+  });
+});
+
+describe('PhysicalMemory outside RAM', () => {
+  it('throws BusError naming the access, and a bulk access that straddles the end touches nothing', () => {
+    const m = mem();
+    const end = RAM + 0x10_0000;
+    expect(() => m.read32(0x1000)).toThrow(BusError);
+    expect(() => m.write8(end, 1)).toThrow(/bus error: write of 1 byte\(s\) at PA 0x80100000 hits no memory or device/);
+    expect(() => m.read64(end - 4)).toThrow(BusError);
+    let err: unknown;
+    try {
+      m.write(end - 2, Uint8Array.of(1, 2, 3, 4));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(BusError);
+    expect(err).toMatchObject({ pa: end - 2, len: 4, op: 'write' });
+    expect(Array.from(m.read(end - 2, 2))).toEqual([0, 0]);
+    expect(() => m.fill(end - FRAME_SIZE, 2 * FRAME_SIZE, 0)).toThrow(BusError);
+    expect(() => m.readInto(RAM - 1, new Uint8Array(2))).toThrow(BusError);
+    expect(m.residentFrames).toBe(0);
+  });
+});
