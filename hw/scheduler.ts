@@ -26,11 +26,13 @@ interface ScheduledEvent {
   seq: number;
   fn: EventFn;
   label: string;
-  cancelled: boolean;
+  /** Position in the heap; -1 once it ran or was cancelled. */
+  index: number;
 }
 
 export interface EventHandle {
-  cancel(): void;
+  /** Take the event back; true if it was still pending (it will not run). */
+  cancel(): boolean;
   readonly time: number;
 }
 
@@ -77,9 +79,7 @@ export class Scheduler {
   }
 
   get pending(): number {
-    let n = 0;
-    for (const e of this.heap) if (!e.cancelled) n++;
-    return n;
+    return this.heap.length;
   }
 
   /** Run `fn` after `delayNs` of virtual time (0: at the current instant, after what is running). */
@@ -93,14 +93,14 @@ export class Scheduler {
       seq: this.seq++,
       fn,
       label,
-      cancelled: false,
+      index: -1,
     };
     this.push(ev);
     return {
       time: ev.time,
-      cancel: () => {
-        ev.cancelled = true;
-      },
+      // A cancelled event leaves the heap at once: timers armed and cancelled by the million cost
+      // nothing later.
+      cancel: () => this.remove(ev),
     };
   }
 
@@ -109,23 +109,8 @@ export class Scheduler {
    * timer was still pending (and now never fires).
    */
   startTimer(delayNs: number, fn: EventFn, label = 'timer'): { cancel(): boolean } {
-    let pending = true;
-    const h = this.schedule(
-      delayNs,
-      () => {
-        pending = false;
-        fn();
-      },
-      label,
-    );
-    return {
-      cancel: () => {
-        if (!pending) return false;
-        pending = false;
-        h.cancel();
-        return true;
-      },
-    };
+    const h = this.schedule(delayNs, fn, label);
+    return { cancel: () => h.cancel() };
   }
 
   /** A promise that resolves after `delayNs` of virtual time. */
@@ -135,22 +120,18 @@ export class Scheduler {
 
   /** Execute the next due event synchronously. Returns false when none is scheduled. */
   step(): boolean {
-    for (;;) {
-      const ev = this.pop();
-      if (!ev) return false;
-      if (ev.cancelled) continue;
-      this._now = ev.time;
-      this._steps++;
-      if (this.onStep) this.onStep(ev.label, ev.time);
-      if (log.enabled) log('t=%dns step %d: %s', ev.time, this._steps, ev.label);
-      ev.fn();
-      return true;
-    }
+    const ev = this.pop();
+    if (!ev) return false;
+    this._now = ev.time;
+    this._steps++;
+    if (log.enabled) log('t=%dns step %d: %s', ev.time, this._steps, ev.label);
+    if (this.onStep) this.onStep(ev.label, ev.time);
+    ev.fn();
+    return true;
   }
 
-  /** Time of the next live event, or null. */
+  /** Time of the next event, or null. */
   peekTime(): number | null {
-    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
     return this.heap.length > 0 ? this.heap[0]!.time : null;
   }
 
@@ -229,23 +210,49 @@ export class Scheduler {
     return this._steps - start;
   }
 
-  // Binary min-heap ordered by (time, key, seq).
+  // Binary min-heap ordered by (time, key, seq); each event knows its index so it can be removed.
   private less(a: ScheduledEvent, b: ScheduledEvent): boolean {
     if (a.time !== b.time) return a.time < b.time;
     if (a.key !== b.key) return a.key < b.key;
     return a.seq < b.seq;
   }
 
-  private push(ev: ScheduledEvent): void {
+  private place(ev: ScheduledEvent, i: number): void {
+    this.heap[i] = ev;
+    ev.index = i;
+  }
+
+  private siftUp(ev: ScheduledEvent, i: number): void {
     const h = this.heap;
-    h.push(ev);
-    let i = h.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.less(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
+      const parent = h[p]!;
+      if (!this.less(ev, parent)) break;
+      this.place(parent, i);
       i = p;
     }
+    this.place(ev, i);
+  }
+
+  private siftDown(ev: ScheduledEvent, i: number): void {
+    const h = this.heap;
+    const n = h.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.less(h[r]!, h[l]!) ? r : l;
+      const child = h[c]!;
+      if (!this.less(child, ev)) break;
+      this.place(child, i);
+      i = c;
+    }
+    this.place(ev, i);
+  }
+
+  private push(ev: ScheduledEvent): void {
+    this.heap.push(ev);
+    this.siftUp(ev, this.heap.length - 1);
   }
 
   private pop(): ScheduledEvent | undefined {
@@ -253,20 +260,23 @@ export class Scheduler {
     if (h.length === 0) return undefined;
     const top = h[0]!;
     const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
-        if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
+    if (last !== top) this.siftDown(last, 0);
+    top.index = -1;
     return top;
+  }
+
+  /** Take a pending event out of the heap. Returns false if it already ran or was removed. */
+  private remove(ev: ScheduledEvent): boolean {
+    const i = ev.index;
+    if (i < 0) return false;
+    ev.index = -1;
+    const h = this.heap;
+    const last = h.pop()!;
+    if (last !== ev) {
+      this.place(last, i);
+      if (i > 0 && this.less(last, h[(i - 1) >> 1]!)) this.siftUp(last, i);
+      else this.siftDown(last, i);
+    }
+    return true;
   }
 }

@@ -6,7 +6,8 @@
  * master reads. The IOVAs are not the physical addresses, so the SMMU translated every transaction.
  * After a strict unmap the IOVA faults at the SMMU; after a lazy unmap the stale IOTLB entry lives
  * until the flush queue's batched flush, then the IOVA faults. Default domain types follow the
- * command line (iommu.strict, iommu.passthrough).
+ * command line (iommu.strict, iommu.passthrough). Stray-DMA detection counts a mapped buffer as the
+ * master's own, and a write through a stale IOTLB entry after the unmap as stray.
  */
 import { describe, expect, it } from 'vitest';
 import { dmaCookieOf, IOVA_DEFAULT_FQ_TIMEOUT_NS } from '../../core/dma-iommu.js';
@@ -141,7 +142,7 @@ describe.each(ENGINES)('DMA API through the $smmu of virt', ({ engine, iommu }) 
     expect(c.dmaAddr).not.toBe(c.cpuAddr);
     const data = pattern(0x2000, 9);
     r.machine.memory.write(c.cpuAddr, data);
-    // checksum reads through the IOVA; copy writes back through it.
+    // The copy reads and writes the buffer only through its IOVA.
     expect((await job(r, { op: 'copy', src: c.dmaAddr, dst: c.dmaAddr + 0x1000, len: 0x800 })).state).toBe('done');
     expect(r.machine.memory.read(c.cpuAddr + 0x1000, 0x800)).toEqual(data.subarray(0, 0x800));
     await run(r.machine, dmaFreeCoherent(dev, 0x2000, c.cpuAddr, c.dmaAddr));
