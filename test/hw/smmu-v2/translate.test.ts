@@ -168,6 +168,23 @@ describe('SMMUv2 translation through context banks', () => {
     expect(b.write(0x40, 0x6000, [1]).c?.pa).toBe(PA1);
   });
 
+  it('TLBIVAA ignores the ASID; TLBIVA of any ASID removes a global (nG=0) entry for its VA', () => {
+    const TLBIVAA = 0x608;
+    const { b, t } = s1Bench();
+    t.map(0x6000, PA1);
+    t.map(0x7000, PA1, { global: true });
+    expect(b.write(0x40, 0x6000, [1]).c?.pa).toBe(PA1);
+    expect(b.write(0x40, 0x7000, [1]).c?.pa).toBe(PA1);
+    t.map(0x6000, PA2);
+    t.map(0x7000, PA2, { global: true });
+    b.setCb64(0, TLBIVAA, (9n << 48n) | 6n); // the ASID field is not looked at
+    b.setCb64(0, TLBIVA, (6n << 48n) | 7n); // another ASID: only the global entry of 0x7000 goes
+    b.setCb(0, TLBSYNC, 0);
+    b.run();
+    expect(b.write(0x40, 0x6000, [1]).c?.pa).toBe(PA2);
+    expect(b.write(0x40, 0x7000, [1]).c?.pa).toBe(PA2);
+  });
+
   it('a 32-bit TLBIVA pair (high word first) works like one 64-bit write', () => {
     const { b, t } = s1Bench();
     t.map(0x6000, PA1);
