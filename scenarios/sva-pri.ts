@@ -30,7 +30,7 @@ import {
   PRI_RESP_DENY,
   PRI_RESP_SUCC,
 } from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
-import { armSmmuAsidIda } from '../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
+import { armSmmuAsidSpace } from '../drivers/arm-smmu-v3/arm-smmu-v3-asid.js';
 import { armSmmuV3MasterOf } from '../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { PROT_READ, PROT_WRITE } from '../mm/prot.js';
 import { Checks, type Scenario } from './scenario.js';
@@ -70,7 +70,7 @@ export const scenario: Scenario = {
       const cd = master.cdTable!.readCd(pasid);
       c.ok('the PASID CD is valid and walks the process page table', CTXDESC_CD_0_V.isSet(cd) && CTXDESC_CD_1_TTB0_MASK.get(cd) === mm.pgd);
       const asid = CTXDESC_CD_0_ASID.get(cd);
-      c.ok('with an ASID of its own, from the SMMU\'s ASID space', asid !== 0 && armSmmuAsidIda(lab.kernel.core).has(asid));
+      c.ok('with the process\'s CPU ASID, reserved in the SMMU\'s ASID space', asid === mm.asid && armSmmuAsidSpace(lab.kernel.core).has(asid));
 
       // 1. The device writes every page of the fresh mapping, all at once.
       const watch = watchResponses(lab);
@@ -176,7 +176,7 @@ export const scenario: Scenario = {
       // 6. Unbind, exit: the PASID goes with the mm.
       await runIn(lab, iommuSvaUnbindDevice(bond), 'unbind');
       c.ok('after unbind the PASID CD is invalid', !CTXDESC_CD_0_V.isSet(master.cdTable!.readCd(pasid)));
-      c.ok('and the SVA domain\'s ASID is free again', !armSmmuAsidIda(lab.kernel.core).has(asid));
+      c.ok('and the SVA domain\'s ASID is free again', !armSmmuAsidSpace(lab.kernel.core).has(asid));
       c.ok('the PASID stays with the live mm', lab.kernel.iommu.globalPasids.has(pasid));
       await runIn(lab, proc.exit(), 'exit');
       c.ok('the PASID is free once the mm is gone', !lab.kernel.iommu.globalPasids.has(pasid) && mm.state === 'freed');

@@ -10,8 +10,6 @@
  * caller yields, so no transaction can slip between a cleared PTE and its queued invalidation.
  */
 import { KernelError } from '../../bus/errno.js';
-import type { DriverCore } from '../../bus/driver-core.js';
-import { Ida } from '../../core/ida.js';
 import { allocIoPgtableOps, freeIoPgtableOps } from '../../core/io-pgtable-arm.js';
 import { IO_PGTABLE_QUIRK_ARM_HD, type IoPgtable, type IoPgtableAllocator } from '../../core/io-pgtable.js';
 import { IommuDomain, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID } from '../../core/iommu-domain.js';
@@ -19,6 +17,7 @@ import { iommuIotlbGatherAddPage, type IommuIotlbGather } from '../../core/iommu
 import type { DomainOps, Gfp } from '../../core/iommu-ops.js';
 import { IOMMU_NO_PASID } from '../../core/iommu-pasid.js';
 import { orderForSize } from '../../mm/page-alloc.js';
+import { armSmmuAsidSpace } from './arm-smmu-v3-asid.js';
 import { ArmSmmuCmdqBatch, tlbiEnt, type ArmSmmuCmdqEnt } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuDevice } from './arm-smmu-v3-device.js';
 import type { ArmSmmuMaster } from './arm-smmu-v3-master.js';
@@ -79,18 +78,6 @@ export class ArmSmmuDomain extends IommuDomain {
     if (!this.pgtbl) throw new KernelError('ENODEV', 'arm-smmu-v3: the domain has no page table (not finalised)');
     return this.pgtbl;
   }
-}
-
-/** The ASID space of one kernel (kernel: arm_smmu_asid_xa, shared by every SMMU of the kernel). */
-const asidSpaces = new WeakMap<DriverCore, Ida>();
-
-export function armSmmuAsidIda(core: DriverCore): Ida {
-  let ida = asidSpaces.get(core);
-  if (!ida) {
-    ida = new Ida('arm-smmu-v3 ASID');
-    asidSpaces.set(core, ida);
-  }
-  return ida;
 }
 
 /** Lowest set bit of a safe integer (kernel: __ffs()). */
@@ -282,6 +269,12 @@ function fillInvContext(batch: ArmSmmuCmdqBatch, domain: ArmSmmuDomain): void {
   }
 }
 
+/** TLBI of everything cached under `asid` on `smmu`, + CMD_SYNC. // kernel: arm_smmu_tlb_inv_asid() */
+export async function armSmmuTlbInvAsid(smmu: ArmSmmuDevice, asid: number): Promise<void> {
+  const opcode = (smmu.features & ARM_SMMU_FEAT_E2H) !== 0 ? CMDQ_OP_TLBI_EL2_ASID : CMDQ_OP_TLBI_NH_ASID;
+  await smmu.cmdq.issueCmdWithSync({ opcode, tlbi: { ...tlbiEnt(), asid } });
+}
+
 /** Invalidate everything of the domain (TLBs and ATCs) and wait. // kernel: arm_smmu_tlb_inv_context() */
 export async function armSmmuTlbInvContext(domain: ArmSmmuDomain): Promise<void> {
   const smmu = domain.smmu!;
@@ -360,7 +353,7 @@ export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice
   try {
     if (domain.stage === 'S1') {
       // kernel: arm_smmu_domain_finalise_s1()
-      domain.asid = armSmmuAsidIda(smmu.dev.core).allocRange(1, 2 ** smmu.asidBits - 1);
+      domain.asid = armSmmuAsidSpace(smmu.dev.core).alloc(domain, 2 ** smmu.asidBits - 1);
     } else {
       // kernel: arm_smmu_domain_finalise_s2() — VMID 0 stays for stage 1 STEs.
       domain.vmid = smmu.vmidMap.allocRange(1, 2 ** smmu.vmidBits - 1);
@@ -385,8 +378,9 @@ export async function armSmmuDomainFreePaging(domain: ArmSmmuDomain): Promise<vo
     await smmu.cmdq.waitOutstanding();
   }
   if (domain.stage === 'S1') {
-    const ida = armSmmuAsidIda(smmu.dev.core);
-    if (domain.asid && ida.has(domain.asid)) ida.free(domain.asid);
+    // Under the lock: an SVA bind may be moving the domain to another ASID. // kernel: arm_smmu_domain_free_id()
+    const space = armSmmuAsidSpace(smmu.dev.core);
+    await space.lock.run(() => space.release(domain.asid, domain));
   } else if (domain.vmid && smmu.vmidMap.has(domain.vmid)) {
     smmu.vmidMap.free(domain.vmid);
   }

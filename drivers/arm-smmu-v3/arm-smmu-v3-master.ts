@@ -17,6 +17,7 @@ import { devIommu, devIommuPrivGet } from '../../core/iommu-device.js';
 import { IOMMU_DOMAIN_BLOCKED, IOMMU_DOMAIN_IDENTITY, IOMMU_DOMAIN_SVA, __IOMMU_DOMAIN_PAGING, type IommuDomain } from '../../core/iommu-domain.js';
 import { IOMMU_NO_PASID } from '../../core/iommu-pasid.js';
 import { armSmmuGetCdUsed, armSmmuMakeS1Cd } from './arm-smmu-v3-cd.js';
+import { armSmmuAsidSpace } from './arm-smmu-v3-asid.js';
 import { ArmSmmuCdTable } from './arm-smmu-v3-cdtab.js';
 import { ArmSmmuCmdqBatch, type ArmSmmuCmdqEnt } from './arm-smmu-v3-cmdq.js';
 import { ArmSmmuDomain, armSmmuAtcInvMaster, armSmmuDomainFinalise } from './arm-smmu-v3-domain.js';
@@ -336,8 +337,21 @@ function finaliseFor(domain: ArmSmmuDomain, smmu: ArmSmmuDevice): void {
   else if (domain.smmu !== smmu) throw new KernelError('EINVAL', `domain belongs to ${domain.smmu.name}, not ${smmu.name}`);
 }
 
+/**
+ * Run `fn` under the kernel's ASID lock, so no CD is written with an ASID an SVA bind is taking away
+ * (see arm-smmu-v3-asid.ts). A device that is no master of this driver runs `fn` as is, for its error.
+ */
+function asidLocked<T>(dev: Device, fn: () => Promise<T>): Promise<T> {
+  const m = devIommuPrivGet<unknown>(dev);
+  return m instanceof ArmSmmuMaster ? armSmmuAsidSpace(m.smmu.dev.core).lock.run(fn) : fn();
+}
+
 /** kernel: arm_smmu_attach_dev() — the RID of `dev` translates through a paging domain. */
-export async function armSmmuAttachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): Promise<void> {
+export function armSmmuAttachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): Promise<void> {
+  return asidLocked(dev, () => attachDevLocked(domain, dev, old));
+}
+
+async function attachDevLocked(domain: IommuDomain, dev: Device, old: IommuDomain | null): Promise<void> {
   if (!dev.fwspec) throw new KernelError('ENOENT', `${dev.name} has no fwspec`);
   if (!(domain instanceof ArmSmmuDomain)) throw new KernelError('EINVAL', 'arm-smmu-v3: not a paging domain of this driver');
   const master = masterOf(dev);
@@ -370,7 +384,11 @@ export async function armSmmuAttachDev(domain: IommuDomain, dev: Device, old: Io
  * Attach an identity or blocked domain: its STE, or a CD-table STE with `s1dss` when PASIDs still use
  * the CD table. // kernel: arm_smmu_attach_dev_ste()
  */
-async function armSmmuAttachDevSte(domain: IommuDomain, dev: Device, ste: Uint32Array, s1dss: number, old: IommuDomain | null): Promise<void> {
+function armSmmuAttachDevSte(domain: IommuDomain, dev: Device, ste: Uint32Array, s1dss: number, old: IommuDomain | null): Promise<void> {
+  return asidLocked(dev, () => attachDevSteLocked(domain, dev, ste, s1dss, old));
+}
+
+async function attachDevSteLocked(domain: IommuDomain, dev: Device, ste: Uint32Array, s1dss: number, old: IommuDomain | null): Promise<void> {
   const master = masterOf(dev);
   const state: AttachState = { master, oldDomain: old, ssid: IOMMU_NO_PASID, cdNeedsAts: false, atsEnabled: false };
   if (armSmmuSsidsInUse(master)) {
@@ -421,7 +439,7 @@ function ridDomain(dev: Device): IommuDomain | null {
   return devIommu(dev)?.group?.domain ?? null;
 }
 
-/** kernel: arm_smmu_set_pasid() */
+/** kernel: arm_smmu_set_pasid() — the caller holds the ASID lock. */
 export async function armSmmuSetPasid(master: ArmSmmuMaster, domain: ArmSmmuDomain, pasid: number, cd: Uint32Array, old: IommuDomain | null): Promise<void> {
   const sidDomain = ridDomain(master.dev);
   if (domain.smmu !== master.smmu) throw new KernelError('EINVAL', `${master.dev.name}: the domain belongs to another SMMU`);
@@ -439,7 +457,11 @@ export async function armSmmuSetPasid(master: ArmSmmuMaster, domain: ArmSmmuDoma
 }
 
 /** kernel: arm_smmu_s1_set_dev_pasid() */
-export async function armSmmuS1SetDevPasid(domain: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Promise<void> {
+export function armSmmuS1SetDevPasid(domain: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Promise<void> {
+  return asidLocked(dev, () => s1SetDevPasidLocked(domain, dev, pasid, old));
+}
+
+async function s1SetDevPasidLocked(domain: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Promise<void> {
   if (!(domain instanceof ArmSmmuDomain)) throw new KernelError('EINVAL', 'arm-smmu-v3: not a paging domain of this driver');
   const master = masterOf(dev);
   finaliseFor(domain, master.smmu);
@@ -455,9 +477,12 @@ export async function armSmmuS1SetDevPasid(domain: IommuDomain, dev: Device, pas
  */
 export async function armSmmuRemoveDevPasid(_blocked: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Promise<void> {
   const master = masterOf(dev);
-  await armSmmuClearCd(master, pasid);
-  if (master.atsEnabled) await armSmmuAtcInvMaster(master, pasid);
-  armSmmuRemoveMasterDomain(master, old, pasid);
+  await asidLocked(dev, async () => {
+    await armSmmuClearCd(master, pasid);
+    if (master.atsEnabled) await armSmmuAtcInvMaster(master, pasid);
+    armSmmuRemoveMasterDomain(master, old, pasid);
+  });
+  // The RID's identity or blocked attach takes the lock itself.
   if (!armSmmuSsidsInUse(master)) {
     const sidDomain = ridDomain(dev);
     if (sidDomain && (sidDomain.type === IOMMU_DOMAIN_IDENTITY || sidDomain.type === IOMMU_DOMAIN_BLOCKED)) {

@@ -11,6 +11,7 @@
  * - arm-smmu-v3-strtab.ts / -cdtab.ts   stream table and CD table memory
  * - arm-smmu-v3-device.ts  probe from firmware and ID registers, reset, IRQs, GBPA, shutdown
  * - arm-smmu-v3-domain.ts  domains, io-pgtable flush ops, TLB/ATC invalidation
+ * - arm-smmu-v3-asid.ts    the kernel-wide stage 1 ASID space and its lock
  * - arm-smmu-v3-master.ts  masters, attach/detach, PASIDs, ATS
  * - arm-smmu-v3-events.ts  event/PRI threads, GERROR, fault reports and page responses
  *

@@ -13,7 +13,8 @@ import { armSmmuV3MasterOf } from '../../../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { iommuFlushIotlbAll } from '../../../core/iommu-map.js';
 import { dmaMapSingle, dmaUnmapSingle } from '../../../core/dma-mapping.js';
 import { Prng } from '../../../hw/prng.js';
-import { armSmmuAsidIda, type ArmSmmuDomain } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
+import { armSmmuAsidSpace } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-asid.js';
+import type { ArmSmmuDomain } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
 import {
   CMDQ_0_OP,
   CMDQ_CFGI_0_SID,
@@ -134,12 +135,12 @@ describe('domain lifetime and types', () => {
   it('freeing a domain gives its ASID (stage 1) or VMID (stage 2) back', async () => {
     const lab = await bootSmmuV3({ seed: 1 });
     const dev = deviceOf(lab, V3.engine);
-    const ida = armSmmuAsidIda(lab.kernel.core);
+    const space = armSmmuAsidSpace(lab.kernel.core);
     const s1 = (await ownDomain(lab, V3.engine)) as ArmSmmuDomain;
-    expect(ida.has(s1.asid)).toBe(true);
+    expect(space.owner(s1.asid)).toBe(s1);
     await runIn(lab, iommuDetachDevice(s1, dev));
     await runIn(lab, iommuDomainFree(s1));
-    expect(ida.has(s1.asid)).toBe(false);
+    expect(space.has(s1.asid)).toBe(false);
     const s2 = (await ownDomain(lab, V3.engine, 'S2')) as ArmSmmuDomain;
     expect(lab.smmu.vmidMap.has(s2.vmid)).toBe(true);
     await runIn(lab, iommuDetachDevice(s2, dev));
