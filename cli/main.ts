@@ -7,7 +7,7 @@ import { writeFdt } from '../bus/of/fdt.js';
 import type { TraceEvent } from '../hw/trace.js';
 import { bootReport } from '../scenarios/lib/boot-report.js';
 import { runKexecExperiment } from '../scenarios/lib/kexec-experiment.js';
-import { boot, machineFromDtb } from '../scenarios/lib/lab.js';
+import { boot, machineFromDtb, recordTraces } from '../scenarios/lib/lab.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
 import { scenarios, findScenario } from '../scenarios/index.js';
 import type { ScenarioResult } from '../scenarios/scenario.js';
@@ -191,7 +191,7 @@ async function runCommand(names: string[], o: RunCmdOptions): Promise<number> {
     for (const s of chosen) {
       const events: TraceEvent[] = [];
       traces.push({ name: s.name, events });
-      const result = await s.run({ seed: o.seed, traceSink: o.trace ? (e) => events.push(e) : null });
+      const result = o.trace ? await recordTraces((e) => events.push(e), () => s.run({ seed: o.seed })) : await s.run({ seed: o.seed });
       results.push({ name: s.name, shows: s.shows, result });
       if (!o.json) printScenario(s.name, s.shows, result);
     }

@@ -38,9 +38,7 @@ export const scenario: Scenario = {
     const results = new Map<string, KexecExperimentResult>();
     for (const p of POLICIES) {
       const machine = virtMachine({ seed: ctx.seed, ramSize: 0xc000_0000 });
-      const stop = ctx.traceSink ? machine.trace.subscribe(ctx.traceSink) : null;
       const r = await runKexecExperiment(machine, { target: p.target, quiesce: 'none', cmdline: p.cmdline });
-      stop?.();
       results.set(p.label, r);
       figures[p.label] = `stray=${strayBehindSmmu(r).length} blocked=${r.blockedTransactions}`;
     }

@@ -13,9 +13,7 @@ export const scenario: Scenario = {
   async run(ctx) {
     const c = new Checks();
     const unquiesced = virtMachine({ seed: ctx.seed });
-    const stop = ctx.traceSink ? unquiesced.trace.subscribe(ctx.traceSink) : null;
     const bad = await runKexecExperiment(unquiesced, { target: 'unaware', quiesce: 'none' });
-    stop?.();
     const quiesced = await runKexecExperiment(virtMachine({ seed: ctx.seed }), { target: 'unaware', quiesce: 'all' });
     const targets = new Map(bad.engines.map((e) => [e.master, e]));
     c.ok('without .shutdown, running engines write into the new kernel\'s memory', bad.strayWrites.length > 0);

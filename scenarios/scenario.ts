@@ -1,17 +1,15 @@
 /**
  * A scenario: one experiment on the lab bench. It builds (or takes) a machine, boots kernels, does
  * things, and returns a verdict with the figures that matter. `iommu-sim run NAME` runs it, and a
- * vitest test can run the same module and assert on its result.
+ * vitest test can run the same module and assert on its result. Tracing is the lab's business: every
+ * machine built through scenarios/lib/lab.ts is recorded while `recordTraces` runs.
  */
-import type { TraceEvent } from '../hw/trace.js';
 
 export type Verdict = 'pass' | 'fail';
 
 export interface ScenarioContext {
   /** Seed for the machine's PRNG: (scenario, seed) replays exactly. */
   seed: number;
-  /** Called with each trace event when the caller records a trace (null: no recording). */
-  traceSink: ((e: TraceEvent) => void) | null;
 }
 
 export interface ScenarioResult {

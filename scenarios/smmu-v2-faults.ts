@@ -24,54 +24,49 @@ export const scenario: Scenario = {
   async run(ctx) {
     const c = new Checks();
     const machine = smmuV2Machine({ seed: ctx.seed });
-    const stop = ctx.traceSink ? machine.trace.subscribe(ctx.traceSink) : null;
     let latched = { fsr: 0, far: 0, fsynr0: 0, sid: 0 };
     let strayStatus = '';
     let bypassStatus = '';
-    try {
-      const kernel = await boot(machine);
-      const dev = deviceOf(kernel, L.masterNoStall);
-      const domain = iommuPagingDomainAlloc(dev);
-      await run(machine, iommuAttachDevice(domain, dev));
-      const cb = armSmmuDomainContextBank(domain);
-      await run(machine, iommuMap(domain, 0x4000, kernelPage(kernel), 0x1000, IOMMU_READ | IOMMU_WRITE));
-      let reported: { iova: number; flags: number; dev: string | null } | null = null;
-      iommuSetFaultHandler(domain, (_d, d, iova, flags) => {
-        latched = {
-          fsr: cbReg(machine, cb, 0x58),
-          far: cbReg(machine, cb, 0x60),
-          fsynr0: cbReg(machine, cb, 0x68),
-          sid: smmuReg(machine, 0x1000 + 0x400 + 4 * cb) & 0xffff,
-        };
-        reported = { iova, flags, dev: d?.name ?? null };
-        return 'EFAULT';
-      });
-      const w = await run(machine, masterOf(machine, L.masterNoStall).write(0x5abc, Uint8Array.of(1)));
-      await run(machine, machine.cpu.delay(10_000));
-      c.equal('the master sees a fault', w.status, 'fault');
-      c.equal('FSR = TF, FORMAT AArch64', latched.fsr, FSR_TF | FSR_FORMAT_AARCH64);
-      c.equal('FAR = the faulting IOVA', latched.far, 0x5abc);
-      c.equal('FSYNR0.WNR (a write)', latched.fsynr0 & FSYNR0_WNR, FSYNR0_WNR);
-      c.equal('FSYNR0.PLVL = 3 (the level 3 table exists, its entry does not)', latched.fsynr0 & 3, 3);
-      c.equal('CBFRSYNRA = the master\'s stream ID', latched.sid, L.sidNoStall);
-      c.equal('the handler got iova, WRITE and the master', reported, { iova: 0x5abc, flags: IOMMU_FAULT_WRITE, dev: L.masterNoStall });
-      c.equal('FSR is clear once handled', cbReg(machine, cb, 0x58), 0);
+    const kernel = await boot(machine);
+    const dev = deviceOf(kernel, L.masterNoStall);
+    const domain = iommuPagingDomainAlloc(dev);
+    await run(machine, iommuAttachDevice(domain, dev));
+    const cb = armSmmuDomainContextBank(domain);
+    await run(machine, iommuMap(domain, 0x4000, kernelPage(kernel), 0x1000, IOMMU_READ | IOMMU_WRITE));
+    let reported: { iova: number; flags: number; dev: string | null } | null = null;
+    iommuSetFaultHandler(domain, (_d, d, iova, flags) => {
+      latched = {
+        fsr: cbReg(machine, cb, 0x58),
+        far: cbReg(machine, cb, 0x60),
+        fsynr0: cbReg(machine, cb, 0x68),
+        sid: smmuReg(machine, 0x1000 + 0x400 + 4 * cb) & 0xffff,
+      };
+      reported = { iova, flags, dev: d?.name ?? null };
+      return 'EFAULT';
+    });
+    const w = await run(machine, masterOf(machine, L.masterNoStall).write(0x5abc, Uint8Array.of(1)));
+    await run(machine, machine.cpu.delay(10_000));
+    c.equal('the master sees a fault', w.status, 'fault');
+    c.equal('FSR = TF, FORMAT AArch64', latched.fsr, FSR_TF | FSR_FORMAT_AARCH64);
+    c.equal('FAR = the faulting IOVA', latched.far, 0x5abc);
+    c.equal('FSYNR0.WNR (a write)', latched.fsynr0 & FSYNR0_WNR, FSYNR0_WNR);
+    c.equal('FSYNR0.PLVL = 3 (the level 3 table exists, its entry does not)', latched.fsynr0 & 3, 3);
+    c.equal('CBFRSYNRA = the master\'s stream ID', latched.sid, L.sidNoStall);
+    c.equal('the handler got iova, WRITE and the master', reported, { iova: 0x5abc, flags: IOMMU_FAULT_WRITE, dev: L.masterNoStall });
+    c.equal('FSR is clear once handled', cbReg(machine, cb, 0x58), 0);
 
-      // Unmatched stream, disable_bypass=1.
-      const target = kernelPage(kernel);
-      const s = await run(machine, masterOf(machine, L.stray).write(target, Uint8Array.of(0x5a)));
-      await run(machine, machine.cpu.delay(10_000));
-      strayStatus = s.status;
-      c.equal('USFCFG=1: the unmatched stream is aborted', s.status, 'abort');
-      c.equal('USFCFG=1: nothing reached memory', machine.memory.read(target, 1)[0], 0);
-      c.ok(
-        'USFCFG=1: "Blocked unknown Stream ID 0x7f0" is reported',
-        kernel.log.lines('err').some((e) => e.message.startsWith('Blocked unknown Stream ID 0x7f0')),
-      );
-      c.equal('sGFSR is clear once handled', smmuReg(machine, 0x48), 0);
-    } finally {
-      stop?.();
-    }
+    // Unmatched stream, disable_bypass=1.
+    const target = kernelPage(kernel);
+    const s = await run(machine, masterOf(machine, L.stray).write(target, Uint8Array.of(0x5a)));
+    await run(machine, machine.cpu.delay(10_000));
+    strayStatus = s.status;
+    c.equal('USFCFG=1: the unmatched stream is aborted', s.status, 'abort');
+    c.equal('USFCFG=1: nothing reached memory', machine.memory.read(target, 1)[0], 0);
+    c.ok(
+      'USFCFG=1: "Blocked unknown Stream ID 0x7f0" is reported',
+      kernel.log.lines('err').some((e) => e.message.startsWith('Blocked unknown Stream ID 0x7f0')),
+    );
+    c.equal('sGFSR is clear once handled', smmuReg(machine, 0x48), 0);
 
     // Unmatched stream, disable_bypass=0.
     const m2 = smmuV2Machine({ seed: ctx.seed, bootargs: 'arm-smmu.disable_bypass=0' });

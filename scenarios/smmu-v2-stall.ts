@@ -66,44 +66,39 @@ export const scenario: Scenario = {
 
     // Retry after the handler maps the page.
     const r = await fresh(ctx.seed);
-    const stop = ctx.traceSink ? r.machine.trace.subscribe(ctx.traceSink) : null;
     let handlerSawStalled = false;
     let retryStatus = '';
-    try {
-      const domain = await attach(r.machine, r.kernel, L.masterA);
-      const cb = armSmmuDomainContextBank(domain);
-      c.equal('bank of a stall-capable master has SCTLR.CFCFG', cbReg(r.machine, cb, 0) & SCTLR_CFCFG, SCTLR_CFCFG);
-      const pa = kernelPage(r.kernel);
-      iommuSetFaultHandler(domain, async (d, _dev, iova) => {
-        // Dump the frozen state: the master's transaction is held by the SMMU.
-        handlerSawStalled = masterOf(r.machine, L.masterA).stats.outstanding === 1 && (cbReg(r.machine, cb, 0x58) >>> 30) === 1;
-        await iommuMap(d, iova - (iova % 0x1000), pa, 0x1000, RW);
-        return 0 as const;
-      });
-      const w = await run(r.machine, masterOf(r.machine, L.masterA).write(0x7_7100, Uint8Array.of(1, 2, 3, 4)));
-      retryStatus = w.status;
-      c.ok('the handler ran while the master was stalled (FSR.SS, one transaction outstanding)', handlerSawStalled);
-      c.equal('retry: the stalled write completes', w.status, 'ok');
-      c.equal('retry: the bytes land in the page the handler mapped', [...r.machine.memory.read(pa + 0x100, 4)], [1, 2, 3, 4]);
+    const domain = await attach(r.machine, r.kernel, L.masterA);
+    const cb = armSmmuDomainContextBank(domain);
+    c.equal('bank of a stall-capable master has SCTLR.CFCFG', cbReg(r.machine, cb, 0) & SCTLR_CFCFG, SCTLR_CFCFG);
+    const pa = kernelPage(r.kernel);
+    iommuSetFaultHandler(domain, async (d, _dev, iova) => {
+      // Dump the frozen state: the master's transaction is held by the SMMU.
+      handlerSawStalled = masterOf(r.machine, L.masterA).stats.outstanding === 1 && (cbReg(r.machine, cb, 0x58) >>> 30) === 1;
+      await iommuMap(d, iova - (iova % 0x1000), pa, 0x1000, RW);
+      return 0 as const;
+    });
+    const w = await run(r.machine, masterOf(r.machine, L.masterA).write(0x7_7100, Uint8Array.of(1, 2, 3, 4)));
+    retryStatus = w.status;
+    c.ok('the handler ran while the master was stalled (FSR.SS, one transaction outstanding)', handlerSawStalled);
+    c.equal('retry: the stalled write completes', w.status, 'ok');
+    c.equal('retry: the bytes land in the page the handler mapped', [...r.machine.memory.read(pa + 0x100, 4)], [1, 2, 3, 4]);
 
-      // Terminate.
-      iommuSetFaultHandler(await attach(r.machine, r.kernel, L.masterB), () => 'EFAULT');
-      const t = await run(r.machine, masterOf(r.machine, L.masterB).read(0x9_9000, 4));
-      c.equal('terminate: the master sees an error', t.status, 'terminated');
-      const st = armSmmuFaultStats(deviceOf(r.kernel, L.smmuPath).driverData as Parameters<typeof armSmmuFaultStats>[0]);
-      c.equal('two stalls: one retried, one terminated', [st.stalls, st.retried, st.terminated], [2, 1, 1]);
+    // Terminate.
+    iommuSetFaultHandler(await attach(r.machine, r.kernel, L.masterB), () => 'EFAULT');
+    const t = await run(r.machine, masterOf(r.machine, L.masterB).read(0x9_9000, 4));
+    c.equal('terminate: the master sees an error', t.status, 'terminated');
+    const st = armSmmuFaultStats(deviceOf(r.kernel, L.smmuPath).driverData as Parameters<typeof armSmmuFaultStats>[0]);
+    c.equal('two stalls: one retried, one terminated', [st.stalls, st.retried, st.terminated], [2, 1, 1]);
 
-      // The stall rule.
-      const refusal = await run(r.machine, iommuAttachDevice(domain, deviceOf(r.kernel, L.masterNoStall))).then(
-        () => 'attached',
-        (e: unknown) => String(e),
-      );
-      c.ok('a master that cannot stall is refused on a stalling bank (EINVAL)', refusal.includes('EINVAL') && refusal.includes('cannot stall'), refusal);
-      const noStall = await attach(r.machine, r.kernel, L.masterNoStall);
-      c.equal('bank of a master that cannot stall has no CFCFG', cbReg(r.machine, armSmmuDomainContextBank(noStall), 0) & SCTLR_CFCFG, 0);
-    } finally {
-      stop?.();
-    }
+    // The stall rule.
+    const refusal = await run(r.machine, iommuAttachDevice(domain, deviceOf(r.kernel, L.masterNoStall))).then(
+      () => 'attached',
+      (e: unknown) => String(e),
+    );
+    c.ok('a master that cannot stall is refused on a stalling bank (EINVAL)', refusal.includes('EINVAL') && refusal.includes('cannot stall'), refusal);
+    const noStall = await attach(r.machine, r.kernel, L.masterNoStall);
+    c.equal('bank of a master that cannot stall has no CFCFG', cbReg(r.machine, armSmmuDomainContextBank(noStall), 0) & SCTLR_CFCFG, 0);
 
     const on = await hupcf(ctx.seed, true);
     const off = await hupcf(ctx.seed, false);

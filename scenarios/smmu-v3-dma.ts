@@ -32,36 +32,31 @@ export const scenario: Scenario = {
   shows: 'DMA through an arm-smmu-v3 stage 1 (CD, ASID) and stage 2 (VMID) domain lands where the IOVA maps',
   async run(ctx) {
     const lab = await bootSmmuV3({ seed: ctx.seed });
-    const stopTrace = ctx.traceSink ? lab.machine.trace.subscribe(ctx.traceSink) : null;
-    try {
-      const c = new Checks();
-      const before = lab.model.stats.translated;
+    const c = new Checks();
+    const before = lab.model.stats.translated;
 
-      const s1 = await copyThrough(lab, V3.engine, 'S1', 0x5a);
-      const m1 = armSmmuV3MasterOf(deviceOf(lab, V3.engine))!;
-      const ste1 = lab.smmu.strtab.readSte(m1.streams[0]!);
-      const cd = m1.cdTable!.readCd(0);
-      c.equal('stage 1 domain: the copy completes', s1.status, 'done/ok');
-      c.ok('stage 1 domain: the destination page holds the source bytes', s1.landed);
-      c.equal('stage 1 domain: the STE points at a CD table', armSmmuSteConfigName(ste1), 's1');
-      c.equal("stage 1 domain: CD 0 carries the domain's ASID", CTXDESC_CD_0_ASID.get(cd), s1.domain.asid);
+    const s1 = await copyThrough(lab, V3.engine, 'S1', 0x5a);
+    const m1 = armSmmuV3MasterOf(deviceOf(lab, V3.engine))!;
+    const ste1 = lab.smmu.strtab.readSte(m1.streams[0]!);
+    const cd = m1.cdTable!.readCd(0);
+    c.equal('stage 1 domain: the copy completes', s1.status, 'done/ok');
+    c.ok('stage 1 domain: the destination page holds the source bytes', s1.landed);
+    c.equal('stage 1 domain: the STE points at a CD table', armSmmuSteConfigName(ste1), 's1');
+    c.equal("stage 1 domain: CD 0 carries the domain's ASID", CTXDESC_CD_0_ASID.get(cd), s1.domain.asid);
 
-      const s2 = await copyThrough(lab, V3.stallEngine, 'S2', 0xc3);
-      const m2 = armSmmuV3MasterOf(deviceOf(lab, V3.stallEngine))!;
-      const ste2 = lab.smmu.strtab.readSte(m2.streams[0]!);
-      c.equal('stage 2 domain: the copy completes', s2.status, 'done/ok');
-      c.ok('stage 2 domain: the destination page holds the source bytes', s2.landed);
-      c.equal('stage 2 domain: the STE translates at stage 2', armSmmuSteConfigName(ste2), 's2');
-      c.equal("stage 2 domain: STE.S2VMID is the domain's VMID", STRTAB_STE_2_S2VMID.get(ste2), s2.domain.vmid);
-      c.equal("stage 2 domain: STE.S2TTB is the domain's table", STRTAB_STE_3_S2TTB_MASK.get(ste2), s2.domain.pgtblOps.armLpaeS2Cfg!.vttbr);
-      c.ok('no event was reported', lab.smmu.events.length === 0, lab.smmu.events.map((e) => e.name).join(', '));
-      return c.result({
-        'S1 ASID': s1.domain.asid,
-        'S2 VMID': s2.domain.vmid,
-        'transactions translated': lab.model.stats.translated - before,
-      });
-    } finally {
-      stopTrace?.();
-    }
+    const s2 = await copyThrough(lab, V3.stallEngine, 'S2', 0xc3);
+    const m2 = armSmmuV3MasterOf(deviceOf(lab, V3.stallEngine))!;
+    const ste2 = lab.smmu.strtab.readSte(m2.streams[0]!);
+    c.equal('stage 2 domain: the copy completes', s2.status, 'done/ok');
+    c.ok('stage 2 domain: the destination page holds the source bytes', s2.landed);
+    c.equal('stage 2 domain: the STE translates at stage 2', armSmmuSteConfigName(ste2), 's2');
+    c.equal("stage 2 domain: STE.S2VMID is the domain's VMID", STRTAB_STE_2_S2VMID.get(ste2), s2.domain.vmid);
+    c.equal("stage 2 domain: STE.S2TTB is the domain's table", STRTAB_STE_3_S2TTB_MASK.get(ste2), s2.domain.pgtblOps.armLpaeS2Cfg!.vttbr);
+    c.ok('no event was reported', lab.smmu.events.length === 0, lab.smmu.events.map((e) => e.name).join(', '));
+    return c.result({
+      'S1 ASID': s1.domain.asid,
+      'S2 VMID': s2.domain.vmid,
+      'transactions translated': lab.model.stats.translated - before,
+    });
   },
 };

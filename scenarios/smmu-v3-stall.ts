@@ -32,49 +32,44 @@ export const scenario: Scenario = {
   shows: 'stalled faults go to the fault handler and are answered with CMD_RESUME: retry after mapping, or abort',
   async run(ctx) {
     const lab = await bootSmmuV3({ seed: ctx.seed });
-    const stopTrace = ctx.traceSink ? lab.machine.trace.subscribe(ctx.traceSink) : null;
-    try {
-      const c = new Checks();
-      const domain = await ownDomain(lab, V3.stallEngine);
-      const master = armSmmuV3MasterOf(deviceOf(lab, V3.stallEngine))!;
-      c.ok('the master is stall-capable', master.stallEnabled);
-      c.ok('its CD has S = 1', CTXDESC_CD_0_S.isSet(master.cdTable!.readCd(0)));
-      c.ok('its STE allows stalls (S1STALLD = 0)', !STRTAB_STE_1_S1STALLD.isSet(lab.smmu.strtab.readSte(master.streams[0]!)));
+    const c = new Checks();
+    const domain = await ownDomain(lab, V3.stallEngine);
+    const master = armSmmuV3MasterOf(deviceOf(lab, V3.stallEngine))!;
+    c.ok('the master is stall-capable', master.stallEnabled);
+    c.ok('its CD has S = 1', CTXDESC_CD_0_S.isSet(master.cdTable!.readCd(0)));
+    c.ok('its STE allows stalls (S1STALLD = 0)', !STRTAB_STE_1_S1STALLD.isSet(lab.smmu.strtab.readSte(master.streams[0]!)));
 
-      // 1. A handler that maps the faulting page and retries.
-      const dst = allocPages(lab, 4096);
-      let mode: 'map' | 'refuse' = 'map';
-      const handled: number[] = [];
-      iommuSetFaultHandler(domain, async (d, _dev, iova) => {
-        handled.push(iova);
-        if (mode === 'refuse') return 'EFAULT';
-        await iommuMap(d, iova - (iova % 4096), dst, 4096, IOMMU_READ | IOMMU_WRITE);
-        return 0;
-      });
-      const retry = await stallingCopy(lab, domain, 0x41);
-      const stallEvent = lab.smmu.events.find((e) => e.stall);
-      c.equal('retry: the copy completes', retry, { state: 'done', dma: 'ok' });
-      c.ok('retry: the bytes land in the page the handler mapped', readPhys(lab, dst, 4096).every((b) => b === 0x41));
-      c.ok('retry: the event was F_TRANSLATION with Stall = 1', stallEvent?.name === 'F_TRANSLATION' && stallEvent.stall, JSON.stringify(stallEvent));
-      c.equal('retry: the handler saw the IOVA', handled, [DST_IOVA + 0x41 * 0x1000]);
-      c.equal('retry: one RESUME (retry)', { retry: lab.smmu.eventStats.resumeRetry, abort: lab.smmu.eventStats.resumeAbort }, { retry: 1, abort: 0 });
-      c.equal('retry: the SMMU replayed the transaction', lab.model.stats.resumed, 1);
+    // 1. A handler that maps the faulting page and retries.
+    const dst = allocPages(lab, 4096);
+    let mode: 'map' | 'refuse' = 'map';
+    const handled: number[] = [];
+    iommuSetFaultHandler(domain, async (d, _dev, iova) => {
+      handled.push(iova);
+      if (mode === 'refuse') return 'EFAULT';
+      await iommuMap(d, iova - (iova % 4096), dst, 4096, IOMMU_READ | IOMMU_WRITE);
+      return 0;
+    });
+    const retry = await stallingCopy(lab, domain, 0x41);
+    const stallEvent = lab.smmu.events.find((e) => e.stall);
+    c.equal('retry: the copy completes', retry, { state: 'done', dma: 'ok' });
+    c.ok('retry: the bytes land in the page the handler mapped', readPhys(lab, dst, 4096).every((b) => b === 0x41));
+    c.ok('retry: the event was F_TRANSLATION with Stall = 1', stallEvent?.name === 'F_TRANSLATION' && stallEvent.stall, JSON.stringify(stallEvent));
+    c.equal('retry: the handler saw the IOVA', handled, [DST_IOVA + 0x41 * 0x1000]);
+    c.equal('retry: one RESUME (retry)', { retry: lab.smmu.eventStats.resumeRetry, abort: lab.smmu.eventStats.resumeAbort }, { retry: 1, abort: 0 });
+    c.equal('retry: the SMMU replayed the transaction', lab.model.stats.resumed, 1);
 
-      // 2. A handler that refuses.
-      mode = 'refuse';
-      const refused = await stallingCopy(lab, domain, 0x42);
-      c.equal('abort: the write fails', refused, { state: 'error', dma: 'abort' });
-      c.equal('abort: one RESUME (abort)', lab.smmu.eventStats.resumeAbort, 1);
+    // 2. A handler that refuses.
+    mode = 'refuse';
+    const refused = await stallingCopy(lab, domain, 0x42);
+    c.equal('abort: the write fails', refused, { state: 'error', dma: 'abort' });
+    c.equal('abort: one RESUME (abort)', lab.smmu.eventStats.resumeAbort, 1);
 
-      // 3. No handler: the driver answers at once.
-      domain.cookie = { type: 'none' };
-      const nobody = await stallingCopy(lab, domain, 0x43);
-      c.equal('no handler: the write fails', nobody, { state: 'error', dma: 'abort' });
-      c.equal('no handler: aborted by the driver', lab.smmu.eventStats.resumeAbort, 2);
-      c.equal('nothing is left stalled', lab.model.stalls.count, 0);
-      return c.result({ stalls: lab.model.stats.stalled, 'RESUME retry': lab.smmu.eventStats.resumeRetry, 'RESUME abort': lab.smmu.eventStats.resumeAbort });
-    } finally {
-      stopTrace?.();
-    }
+    // 3. No handler: the driver answers at once.
+    domain.cookie = { type: 'none' };
+    const nobody = await stallingCopy(lab, domain, 0x43);
+    c.equal('no handler: the write fails', nobody, { state: 'error', dma: 'abort' });
+    c.equal('no handler: aborted by the driver', lab.smmu.eventStats.resumeAbort, 2);
+    c.equal('nothing is left stalled', lab.model.stalls.count, 0);
+    return c.result({ stalls: lab.model.stats.stalled, 'RESUME retry': lab.smmu.eventStats.resumeRetry, 'RESUME abort': lab.smmu.eventStats.resumeAbort });
   },
 };

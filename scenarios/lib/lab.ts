@@ -6,9 +6,27 @@
 import { parseFdt, writeFdt } from '../../bus/of/fdt.js';
 import type { DeviceTree } from '../../bus/of/tree.js';
 import { Machine, type MachineOptions } from '../../hw/machine.js';
+import type { TraceEvent } from '../../hw/trace.js';
 import { bootKernel, type BootOptions, type Kernel } from '../../kernel/kernel.js';
 import { fixupMemory } from './bootloader.js';
 import { buildVirtDeviceTree, type VirtOptions } from '../machines/virt.js';
+
+let recorder: { sink: (e: TraceEvent) => void } | null = null;
+
+/**
+ * Record the trace of every machine the lab builds while `fn` runs (from the moment each is built,
+ * so boots are in it). Scenarios need not wire tracing themselves.
+ */
+export async function recordTraces<T>(sink: (e: TraceEvent) => void, fn: () => Promise<T>): Promise<T> {
+  if (recorder) throw new Error('recordTraces: a recording is already running');
+  const token = { sink };
+  recorder = token;
+  try {
+    return await fn();
+  } finally {
+    recorder = null;
+  }
+}
 
 /** Virtual time a boot may take before it is declared hung (1 s). */
 export const BOOT_LIMIT_NS = 1_000_000_000;
@@ -25,7 +43,15 @@ export function machineFromDtb(blob: Uint8Array, opts: MachineBuildOptions = {})
   let tree = parseFdt(blob);
   // The boot loader fills in RAM the DT leaves to it, then hands on the fixed-up blob.
   if (fixupMemory(tree)) tree = parseFdt(writeFdt(tree));
-  return Machine.fromDeviceTree(tree, { ...opts, seed: opts.seed ?? 1 });
+  const machine = Machine.fromDeviceTree(tree, { ...opts, seed: opts.seed ?? 1 });
+  const token = recorder;
+  if (token) {
+    // Only while the recording that saw this machine built is still running.
+    machine.trace.subscribe((e) => {
+      if (recorder === token) token.sink(e);
+    });
+  }
+  return machine;
 }
 
 /** Build a machine from a device tree made in code (serialised first, as firmware would be). */

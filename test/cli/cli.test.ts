@@ -193,6 +193,10 @@ describe('iommu-sim run', () => {
     const dma = trace.traceEvents.filter((e) => e.cat === 'dma' && e.pid === 2);
     expect(dma.length).toBeGreaterThan(0);
     expect(dma.every((e) => e.args.outcome === 'ok' && typeof e.args.pa === 'number')).toBe(true);
+    // Every scenario's trace starts at its machine's construction: its kernel's boot is in it.
+    for (const pid of [1, 2]) {
+      expect(trace.traceEvents.some((e) => e.pid === pid && e.cat === 'probe' && e.name === 'probe bound')).toBe(true);
+    }
   });
 
   it('an unwritable dump-dtb --out is a usage error', async () => {

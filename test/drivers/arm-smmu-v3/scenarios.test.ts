@@ -25,7 +25,7 @@ describe('SMMUv3 scenarios', () => {
   for (const s of v3) {
     for (const seed of [1, 7]) {
       it(`${s.name} passes (seed ${seed})`, async () => {
-        const r = await s.run({ seed, traceSink: null });
+        const r = await s.run({ seed });
         expect(r.checks.filter((c) => !c.ok)).toEqual([]);
         expect(r.verdict).toBe('pass');
       });

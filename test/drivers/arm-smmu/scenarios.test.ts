@@ -8,7 +8,7 @@ import { scenario as stall } from '../../../scenarios/smmu-v2-stall.js';
 describe('smmu-v2 scenarios', () => {
   for (const s of [dma, faults, stall, shutdown]) {
     it(s.name, async () => {
-      const r = await s.run({ seed: 1, traceSink: null });
+      const r = await s.run({ seed: 1 });
       const failed = r.checks.filter((c) => !c.ok);
       expect(failed).toEqual([]);
       expect(r.verdict).toBe('pass');
