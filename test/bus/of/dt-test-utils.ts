@@ -1,4 +1,6 @@
 /** Shared helpers for the Device Tree tests: tree comparison, fixtures, and running dtc. */
+import { expect } from 'vitest';
+import { FirmwareError } from '../../../bus/firmware-error.js';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -33,4 +35,15 @@ export function dtcDecompile(blob: Uint8Array): { status: number | null; dts: st
   const r = spawnSync('dtc', ['-I', 'dtb', '-O', 'dts', '-'], { input: blob, encoding: 'latin1', maxBuffer: 64 << 20 });
   const warnings = r.stderr.split('\n').filter((l) => l.trim() !== '');
   return { status: r.status, dts: r.stdout, warnings };
+}
+
+/** Run `f` and return the FirmwareError it raises (fails the test if it raises nothing or something else). */
+export function fwError(f: () => unknown): FirmwareError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(FirmwareError);
+    return e as FirmwareError;
+  }
+  throw new Error('no FirmwareError raised');
 }

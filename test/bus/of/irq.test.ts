@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { FirmwareError } from '../../../bus/firmware-error.js';
 import { DtBuilder, type DtBuilderNode, reg } from '../../../bus/of/dt-builder.js';
 import { parseFdt } from '../../../bus/of/fdt.js';
 import { ofIdMapEntries, ofIrqByName, ofIrqFindParent, ofIrqs, ofMapId, ofMsiParent } from '../../../bus/of/irq.js';
 import type { DeviceTree } from '../../../bus/of/tree.js';
+import { fwError } from './dt-test-utils.js';
 
-function fwError(f: () => unknown): FirmwareError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(FirmwareError);
-    return e as FirmwareError;
-  }
-  throw new Error('no FirmwareError raised');
-}
 
 function base(): { b: DtBuilder; gic: DtBuilderNode } {
   const b = new DtBuilder({ '#address-cells': 1, '#size-cells': 1 });
