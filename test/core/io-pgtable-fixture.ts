@@ -96,3 +96,16 @@ export function tableRam(): { ram: PhysicalMemory; allocator: TestTableAllocator
 export function readPte(ram: PhysicalMemory, pa: number): { lo: number; hi: number } {
   return { lo: ram.read32(pa), hi: ram.read32(pa + 4) };
 }
+
+/** Page and block sizes, and the page-size bitmaps of the three granules. */
+export const SZ_4K = 0x1000;
+export const SZ_16K = 0x4000;
+export const SZ_64K = 0x1_0000;
+export const SZ_2M = 0x20_0000;
+export const SZ_32M = 0x200_0000;
+export const SZ_512M = 0x2000_0000;
+export const SZ_1G = 0x4000_0000;
+export const SZ_4T = 2 ** 42;
+export const BITMAP_4K = SZ_4K + SZ_2M + SZ_1G;
+export const BITMAP_16K = SZ_16K + SZ_32M;
+export const BITMAP_64K = SZ_64K + SZ_512M;

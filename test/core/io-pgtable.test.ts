@@ -24,19 +24,8 @@ import {
 } from '../../core/io-pgtable.js';
 import { allocIoPgtableOps, freeIoPgtableOps } from '../../core/io-pgtable-arm.js';
 import type { PhysicalMemory } from '../../hw/memory.js';
-import { recordingFlushOps, tableRam, TABLE_RAM_BASE, TABLE_RAM_SIZE, TestTableAllocator, type FlushCall } from './io-pgtable-fixture.js';
+import { recordingFlushOps, tableRam, TABLE_RAM_BASE, TABLE_RAM_SIZE, TestTableAllocator, type FlushCall, SZ_4K, SZ_16K, SZ_64K, SZ_2M, SZ_32M, SZ_512M, SZ_1G, SZ_4T, BITMAP_4K, BITMAP_16K, BITMAP_64K } from './io-pgtable-fixture.js';
 
-const SZ_4K = 0x1000;
-const SZ_16K = 0x4000;
-const SZ_64K = 0x1_0000;
-const SZ_2M = 0x20_0000;
-const SZ_32M = 0x200_0000;
-const SZ_512M = 0x2000_0000;
-const SZ_1G = 0x4000_0000;
-const SZ_4T = 2 ** 42;
-const BITMAP_4K = SZ_4K + SZ_2M + SZ_1G;
-const BITMAP_16K = SZ_16K + SZ_32M;
-const BITMAP_64K = SZ_64K + SZ_512M;
 const RW = IOMMU_READ | IOMMU_WRITE;
 
 let ram: PhysicalMemory;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isKernelError, type Errno } from '../../bus/errno.js';
+import { rejectsErrno, throwsErrno } from './errno-assert.js';
 import { PhysicalMemory } from '../../hw/memory.js';
 import { AsidAllocator } from '../../mm/asid.js';
 import { handleMmFault } from '../../mm/fault.js';
@@ -30,27 +30,7 @@ function ownedBy(alloc: PageAllocator, pid: number) {
   };
 }
 
-function throwsErrno(fn: () => unknown, errno: Errno, message?: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(isKernelError(caught, errno), `expected ${errno}, got ${String(caught)}`).toBe(true);
-  if (message) expect((caught as Error).message).toMatch(message);
-}
 
-async function rejectsErrno(p: Promise<unknown>, errno: Errno, message?: RegExp): Promise<void> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  expect(isKernelError(caught, errno), `expected ${errno}, got ${String(caught)}`).toBe(true);
-  if (message) expect((caught as Error).message).toMatch(message);
-}
 
 describe('exit', () => {
   it('fires release while the pages are still mapped, then frees every page and table', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isKernelError, type Errno } from '../../bus/errno.js';
+import { rejectsErrno, throwsErrno } from './errno-assert.js';
 import { PhysicalMemory } from '../../hw/memory.js';
 import { FAULT_OK, handleMmFault } from '../../mm/fault.js';
 import { MMAP_BASE, MMAP_MIN_ADDR, Mm, MmContext } from '../../mm/mm.js';
@@ -61,27 +61,7 @@ function rawPte(ram: PhysicalMemory, pgd: number, va: number): bigint {
 
 const field = (d: bigint, lo: number, width: number) => Number((d >> BigInt(lo)) & ((1n << BigInt(width)) - 1n));
 
-async function rejectsErrno(p: Promise<unknown>, errno: Errno, message?: RegExp): Promise<void> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  expect(isKernelError(caught, errno), `expected ${errno}, got ${String(caught)}`).toBe(true);
-  if (message) expect((caught as Error).message).toMatch(message);
-}
 
-function throwsErrno(fn: () => unknown, errno: Errno, message?: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(isKernelError(caught, errno), `expected ${errno}, got ${String(caught)}`).toBe(true);
-  if (message) expect((caught as Error).message).toMatch(message);
-}
 
 function processPages(alloc: PageAllocator, pid: number): Allocation[] {
   return alloc.allocations().filter((a) => a.owner.kind === 'process' && a.owner.pid === pid);
