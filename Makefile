@@ -2,7 +2,7 @@
 NPM ?= npm
 STAMP := node_modules/.install-stamp
 
-.PHONY: all install build run test typecheck lint-deps vitest bench soak dtb-sweep clean
+.PHONY: all install build run test typecheck lint-deps lint porting-map vitest bench soak dtb-sweep clean
 
 all: build
 
@@ -25,10 +25,18 @@ typecheck: $(STAMP)
 lint-deps: $(STAMP)
 	$(NPM) run --silent lint:deps
 
+# typescript-eslint as a gate: no floating promises, no promise handed where none is awaited.
+lint: $(STAMP)
+	$(NPM) run --silent lint
+
+# Checks every `// kernel: fn() [file.c]` line and writes PORTING.md (not tracked).
+porting-map:
+	node scripts/porting-map.mjs
+
 vitest: $(STAMP)
 	$(NPM) run --silent test
 
-test: typecheck lint-deps vitest
+test: typecheck lint-deps lint porting-map vitest
 
 bench: $(STAMP)
 	$(NPM) run --silent bench

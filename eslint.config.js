@@ -1,0 +1,19 @@
+// A gate, not a style guide: the rules that keep promises from floating and async callbacks from
+// being handed to code that ignores their result (CONVENTIONS.md, "Async").
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'out/**', '.cache/**', '**/*.js', '**/*.cjs', '**/*.mjs', 'vitest*.config.ts'] },
+  {
+    files: ['**/*.ts'],
+    extends: [tseslint.configs.base],
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+    },
+  },
+);
