@@ -23,6 +23,7 @@
  *   against the enabled SID_MATCH pairs and replaced by SID_REPLACE (no match: an error);
  * - one wired interrupt, pulsed when a VCMDQ enters error unless its VINTF's VI_INT_MASK bit is set;
  *   the error maps show the queues whose error is active (they clear on the GERRORN acknowledge (?));
+ * - option `hypOwnWiredZero`: HYP_OWN reads 0 whatever is written (the CMDQV as seen from a guest);
  * - `vintfPage0(i)`: VINTF i's logical page0 as an MMIO device of its own, for a VMM to pass through;
  * - a side-effect-free `peek32`.
  * Does not support: CONS_DRAM_EN (CONS write-back to memory), GLB_FILT_* filtering, the
@@ -534,7 +535,7 @@ export class Tegra241Cmdqv implements MmioDevice {
   private writeVintf(v: Vintf, off: number, value: number): boolean {
     switch (off) {
       case R.VINTF_CONFIG: {
-        const w = (value & R.VINTF_CONFIG_WRITABLE) >>> 0;
+        const w = (value & R.VINTF_CONFIG_WRITABLE & (this.opts.hypOwnWiredZero ? ~R.VINTF_CONFIG_HYP_OWN.mask : ~0)) >>> 0;
         // VMID and HYP_OWN latch only while the VINTF is disabled; ENABLE is always writable.
         const settled = !R.VINTF_CONFIG_ENABLE.isSet(v.config) && !v.enableOk;
         const keep = settled ? 0 : R.VINTF_CONFIG_VMID.mask | R.VINTF_CONFIG_HYP_OWN.mask;

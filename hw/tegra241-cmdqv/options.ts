@@ -54,6 +54,12 @@ export interface Tegra241CmdqvOptions {
    * real hardware is undefined in the sources (?).
    */
   allocOrder?: 'enforce' | 'free';
+  /**
+   * VINTF_CONFIG.HYP_OWN wired to zero: writes of it are dropped and it reads 0 (default false). The
+   * CMDQV as a guest kernel sees it through a VMM that masks the bit (QEMU does on every guest
+   * write); lets a kernel run its guest mode on this machine.
+   */
+  hypOwnWiredZero?: boolean;
 }
 
 export interface ResolvedCmdqvOptions {
@@ -69,6 +75,7 @@ export interface ResolvedCmdqvOptions {
   unmatchedSidError: number;
   syncCs: 'ill' | 'none';
   allocOrder: 'enforce' | 'free';
+  hypOwnWiredZero: boolean;
 }
 
 export const DEFAULT_GUEST_COMMANDS: readonly number[] = [CMD_TLBI_NH_ASID, CMD_TLBI_NH_VA, CMD_ATC_INV, CMD_SYNC];
@@ -90,7 +97,7 @@ function errCode(name: string, v: string | undefined): number {
 /** Option keys (for firmware-made instances, whose unknown keys are rejected). */
 export const CMDQV_OPTION_KEYS: ReadonlySet<string> = new Set<keyof Tegra241CmdqvOptions>([
   'name', 'version', 'vintfsLog2', 'vcmdqsLog2', 'sidPairsLog2', 'configReset', 'guestCommands',
-  'forbiddenCommandError', 'unmatchedSidError', 'syncCs', 'allocOrder',
+  'forbiddenCommandError', 'unmatchedSidError', 'syncCs', 'allocOrder', 'hypOwnWiredZero',
 ]);
 
 export function resolveCmdqvOptions(o: Tegra241CmdqvOptions = {}): ResolvedCmdqvOptions {
@@ -121,5 +128,6 @@ export function resolveCmdqvOptions(o: Tegra241CmdqvOptions = {}): ResolvedCmdqv
     unmatchedSidError: errCode('unmatchedSidError', o.unmatchedSidError),
     syncCs,
     allocOrder,
+    hypOwnWiredZero: o.hypOwnWiredZero ?? false,
   };
 }

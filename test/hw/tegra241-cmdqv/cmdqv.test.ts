@@ -370,3 +370,14 @@ describe('Tegra241 CMDQV model: a HYP_OWN=0 VINTF (the 2021 thread\'s questions)
     expect(rig.consQ(4) & 0xfffff).toBe(2);
   });
 });
+
+describe('Tegra241 CMDQV model: HYP_OWN wired to zero (the guest view)', () => {
+  it('HYP_OWN reads 0 whatever is written, and the VINTF filters as a guest-owned one', () => {
+    const rig = up({ hypOwnWiredZero: true });
+    rig.enableVintf(0, 0, true);
+    expect(rig.cr(CV.VINTF_CONFIG(0)) & HYP_OWN).toBe(0);
+    rig.setupQueue(0, 0, 0);
+    rig.issueQ(0, CMD.cfgiAll(), CMD.sync());
+    expect(consErr(rig.consQ(0))).toBe(1);
+  });
+});
