@@ -329,7 +329,7 @@ export class ArmSmmuCmdq {
   private buildSyncCmd(abs: number): void {
     this.syncEnt.sync!.msiaddr = this.msiPoll ? this.q.absAddr(abs) : 0;
     armSmmuCmdqBuildCmd(this.syncWords, 0, this.syncEnt);
-    if (this.busyPolling) CMDQ_SYNC_0_CS.prep(this.syncWords, CMDQ_SYNC_0_CS_NONE, 0);
+    if (this.busyPolling) CMDQ_SYNC_0_CS.set(this.syncWords, CMDQ_SYNC_0_CS_NONE, 0);
   }
 
   /** CMD_SYNC completion is seen by the SMMU's MSI write into the entry. */
@@ -602,7 +602,7 @@ export class ArmSmmuCmdq {
     }
     // Convert the erroneous command into a CMD_SYNC (CS=NONE where completion is busy-polled).
     armSmmuCmdqBuildCmd(cmd, 0, { opcode: CMDQ_OP_CMD_SYNC });
-    if (this.busyPolling) CMDQ_SYNC_0_CS.prep(cmd, CMDQ_SYNC_0_CS_NONE, 0);
+    if (this.busyPolling) CMDQ_SYNC_0_CS.set(cmd, CMDQ_SYNC_0_CS_NONE, 0);
     const pa = q.entAddr(cons);
     for (let i = 0; i < CMDQ_ENT_WORDS; i++) q.ram.write32(pa + i * 4, cmd[i]!);
     this.stats.skipped++;

@@ -305,7 +305,7 @@ async function tegra241CmdqvIsr(cmdqv: Tegra241Cmdqv): Promise<'handled'> {
   const hi = base.readl(TEGRA241_CMDQV_VINTF_ERR_MAP + 4);
   const lo = base.readl(TEGRA241_CMDQV_VINTF_ERR_MAP);
   let vintfMap = (BigInt(hi) << 32n) | BigInt(lo);
-  const qmaps = [3, 2, 1, 0].map((m) => hex8(base.readl(TEGRA241_CMDQV_CMDQ_ERR_MAP(m)))).join(':');
+  const qmaps = [3, 2, 1, 0].map((m) => base.readl(TEGRA241_CMDQV_CMDQ_ERR_MAP(m)).toString(16).padStart(8, '0')).join(':');
   cmdqv.warn(`unexpected error reported. vintf_map: ${vintfMap.toString(16).padStart(16, '0')}, vcmdq_map ${qmaps}`);
   if ((vintfMap & 1n) !== 0n) {
     const v0 = cmdqv.vintfs[0];
