@@ -5,7 +5,7 @@
  */
 import type { DtNode } from '../../bus/of/tree.js';
 import { armSmmuV3Of } from '../../drivers/arm-smmu-v3/arm-smmu-v3.js';
-import { TEGRA241_CMDQV_COMPATIBLE, TEGRA241_CMDQV_DT_PROP, tegra241CmdqvOf, tegra241CmdqvReport } from '../../drivers/arm-smmu-v3/tegra241-cmdqv.js';
+import { TEGRA241_CMDQV_COMPATIBLE, TEGRA241_CMDQV_DT_PROP, tegra241CmdqvOf, tegra241CmdqvReport, type Tegra241CmdqvReport } from '../../drivers/arm-smmu-v3/tegra241-cmdqv.js';
 import type { Machine } from '../../hw/machine.js';
 import type { Kernel } from '../../kernel/kernel.js';
 
@@ -28,14 +28,8 @@ export interface CmdqvBootReport {
   numVcmdqs: number;
   lvcmdqsPerVintf: number;
   sidsPerVintf: number;
-  /** VINTFs the driver allocated (VINTF0 is the host's). */
-  vintfs: {
-    idx: number;
-    enabled: boolean;
-    hypOwn: boolean;
-    vmid: number;
-    vcmdqs: { idx: number; lidx: number; enabled: boolean; entries: number; commands: number; syncs: number; errors: number; guestFilter: boolean }[];
-  }[];
+  /** VINTFs the driver allocated (VINTF0 is the host's), each with its VCMDQs. */
+  vintfs: Tegra241CmdqvReport['vintfs'];
 }
 
 export function cmdqvReport(_machine: Machine, kernel: Kernel): CmdqvBootReport[] {
