@@ -690,7 +690,15 @@ export function tegra241CmdqvProbe(smmu: ArmSmmuDevice, params: Tegra241CmdqvPar
     smmu.options &= ~ARM_SMMU_OPT_TEGRA241_CMDQV;
     throw new KernelError('ENODEV', `${smmu.name}: no CMDQV memory resource: falling back to the standard SMMU CMDQ`);
   }
-  const cmdqv = tegra241CmdqvProbeOne(smmu, res, params);
+  let cmdqv: Tegra241Cmdqv;
+  try {
+    cmdqv = tegra241CmdqvProbeOne(smmu, res, params);
+  } catch (e) {
+    // Any failure here falls back to the standard SMMU CMDQ.
+    smmu.options &= ~ARM_SMMU_OPT_TEGRA241_CMDQV;
+    const why = e instanceof Error ? e.message : String(e);
+    throw new KernelError('ENODEV', `${smmu.implDev?.name ?? smmu.name}: ${why}; falling back to standard SMMU CMDQ`);
+  }
   smmu.impl = cmdqv;
   smmu.implOps = tegra241CmdqvInitOps;
   cmdqv.info(`CMDQV v${cmdqv.version}: ${cmdqv.numVintfs} VINTFs, ${cmdqv.numVcmdqs} VCMDQs (${cmdqv.numLvcmdqsPerVintf} per VINTF), ${cmdqv.numSidsPerVintf} SID pairs per VINTF`);
