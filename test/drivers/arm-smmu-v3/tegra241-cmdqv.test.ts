@@ -211,3 +211,21 @@ describe('tegra241-cmdqv: a user VINTF (the allocation API a VMM builds on)', ()
     expect(lab.cmdqvModel.vcmdqs[4]!.errorActive).toBe(false);
   });
 });
+
+describe('tegra241-cmdqv: kexec', () => {
+  it('a kernel kexec\'d over a running CMDQV resets it and takes VINTF0 again; a user VINTF the old kernel left is its to find', async () => {
+    const { kexec } = await import('../../../kernel/kexec.js');
+    const { findArmSmmuV3 } = await import('../../../drivers/arm-smmu-v3/arm-smmu-v3.js');
+    const { tegra241CmdqvOf } = await import('../../../drivers/arm-smmu-v3/tegra241-cmdqv.js');
+    const lab = await bootCmdqv({ seed: 8 });
+    await runIn(lab, tegra241CmdqvAllocUserVintf(lab.cmdqv, 9), 'user VINTF');
+    const k2 = await runIn(lab, kexec(lab.machine), 'kexec');
+    const smmu = findArmSmmuV3(k2.core, V3.smmu);
+    const cmdqv = tegra241CmdqvOf(smmu)!;
+    expect(cmdqv.vintfs[0]!.enabled).toBe(true);
+    for (let q = 0; q < 4; q++) expect(lab.cmdqvModel.vcmdqInfo(q)).toMatchObject({ enabled: true, mapped: true, vintf: 0, lidx: q });
+    expect(cmdqv.vintfs[1]).toBeNull();
+    // The old kernel's VINTF1 is still enabled in the hardware: nothing in the reset sequence touches it.
+    expect(lab.cmdqvModel.vintfs[1]!.enableOk).toBe(true);
+  });
+});

@@ -381,3 +381,39 @@ describe('Tegra241 CMDQV model: HYP_OWN wired to zero (the guest view)', () => {
     expect(consErr(rig.consQ(0))).toBe(1);
   });
 });
+
+describe('Tegra241 CMDQV model: hostile MMIO', () => {
+  it('random 32- and 64-bit accesses anywhere in the aperture never throw, and the hardware keeps running', async () => {
+    const { Prng } = await import('../../../hw/prng.js');
+    const prng = new Prng(99);
+    const rig = up();
+    rig.enableVintf(0, 0, true);
+    rig.setupQueue(0, 0, 0);
+    const size = rig.cmdqv.regionSize;
+    // Offsets biased toward the registers that exist.
+    const hot = [0x0, 0x14, 0x1c, 0x200, 0x204, 0x1100, 0x1104, 0x1140, 0x1180, 0x10080, 0x10088, 0x20080, 0x50000, 0x50008];
+    for (let i = 0; i < 20_000; i++) {
+      const r = prng.nextU32();
+      const off = (i % 2 === 0 ? hot[r % hot.length]! + ((r >>> 8) % 8) * 4 : (r % (size / 4)) * 4) >>> 0;
+      if (off === CV.CONFIG || off === CV.VINTF_CONFIG(0) || off === CV.Q0(0) + Q.CONFIG || off === CV.CMDQ_ALLOC(0)) continue;
+      if ((r >>> 20) % 4 === 0) rig.cmdqv.read32(off);
+      else if ((r >>> 20) % 4 === 1 && off % 8 === 0 && off + 8 <= size) rig.cmdqv.write64(off, BigInt(prng.nextU32()) << 32n | BigInt(prng.nextU32()));
+      else rig.cmdqv.write32(off, prng.nextU32());
+      if (i % 1000 === 0) rig.settle();
+    }
+    rig.settle();
+    // VCMDQ 0 of VINTF0 still works once its error (if any) is acknowledged and it is re-primed.
+    rig.cw(CV.Q0(0) + Q.GERRORN, rig.cr(CV.Q0(0) + Q.GERROR));
+    rig.cw(CV.Q0(0) + Q.CONFIG, 0);
+    rig.settle();
+    rig.cw(CV.Q0(0) + Q.PROD, 0);
+    rig.cw(CV.Q0(0) + Q.CONS, 0);
+    rig.queues.get(0)!.prod = 0;
+    rig.cw64(CV.Q1(0) + Q.BASE, BigInt(rig.queues.get(0)!.base) | 6n);
+    rig.cw(CV.Q0(0) + Q.CONFIG, 1);
+    rig.settle();
+    rig.issueQ(0, CMD.tlbiNsnhAll(), CMD.sync());
+    expect(rig.consQ(0) & 0xfffff).toBe(2);
+    expect(consErr(rig.consQ(0))).toBe(0);
+  });
+});
