@@ -24,7 +24,7 @@ import {
   type IopfGroup,
 } from '../../core/iommu-fault-types.js';
 import { iommuReleaseDevice } from '../../core/iommu.js';
-import { codes, faultSetup, pageRequest, settle } from './fault-fixture.js';
+import { faultSetup, pageRequest, settle } from './fault-fixture.js';
 
 const resp = (grpid: number, extra: Partial<IommuPageResponseMsg> = {}): IommuPageResponseMsg => ({
   version: IOMMU_PAGE_RESP_VERSION_1,
