@@ -4,7 +4,8 @@
  * the driver's interrupt handler takes a copy of the syndrome and clears FSR at once (nothing waits
  * on a RESUME, and a fault left in FSR would abort the bank's other transactions under HUPCF=0), so
  * the domain's fault handler, run later on the workqueue, finds FSR clear and FAR/FSYNR0/CBFRSYNRA
- * still holding the syndrome. An unmatched stream (a
+ * still holding the syndrome. With a second master on the bank and HUPCF=0, a slow handler does not
+ * stop that master: the bank is not left faulted while the handler sleeps. An unmatched stream (a
  * master the kernel does not know) is aborted with a "Blocked unknown Stream ID" report under
  * `arm-smmu.disable_bypass=1` (sCR0.USFCFG=1) and passes untranslated with `disable_bypass=0`.
  */
@@ -12,7 +13,7 @@ import { iommuAttachDevice } from '../core/iommu-attach.js';
 import { iommuPagingDomainAlloc, iommuSetFaultHandler, IOMMU_FAULT_WRITE } from '../core/iommu-domain.js';
 import { iommuMap } from '../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';
-import { armSmmuDomainContextBank } from '../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../drivers/arm-smmu/arm-smmu.js';
 import { boot, run } from './lib/lab.js';
 import { Checks, type Scenario } from './scenario.js';
 import { SMMU_V2_LAB as L, cbReg, cbRegAddr, deviceOf, kernelPage, masterOf, smmuReg, smmuV2Machine } from './smmu-v2-lab.js';
@@ -23,7 +24,7 @@ const FSYNR0_WNR = 1 << 4;
 
 export const scenario: Scenario = {
   name: 'smmu-v2-faults',
-  shows: 'a context fault latches FSR/FAR/FSYNR; unmatched streams abort (USFCFG=1) or bypass (USFCFG=0)',
+  shows: 'a context fault latches FSR/FAR/FSYNR, cleared in the interrupt so a slow handler never stalls the bank (HUPCF=0); unmatched streams abort (USFCFG=1) or bypass (USFCFG=0)',
   async run(ctx) {
     const c = new Checks();
     const machine = smmuV2Machine({ seed: ctx.seed });
@@ -65,6 +66,28 @@ export const scenario: Scenario = {
     c.equal('CBFRSYNRA = the master\'s stream ID', latched.sid, L.sidNoStall);
     c.equal('the handler got iova, WRITE and the master', reported, { iova: 0x5abc, flags: IOMMU_FAULT_WRITE, dev: L.masterNoStall });
     c.equal('FSR is clear once handled', cbReg(machine, cb, 0x58), 0);
+
+    // A slow handler and a second master on the bank, HUPCF=0: the bank is not faulted meanwhile.
+    await run(machine, iommuAttachDevice(domain, deviceOf(kernel, L.masterA)));
+    armSmmuDomainSetHupcf(domain, false);
+    const other = kernelPage(kernel);
+    await run(machine, iommuMap(domain, 0x8000, other, 0x1000, IOMMU_READ | IOMMU_WRITE));
+    const otherDuring: string[] = [];
+    let slowCalls = 0;
+    domain.cookie = { type: 'none' };
+    iommuSetFaultHandler(domain, async () => {
+      slowCalls++;
+      for (let i = 0; i < 3; i++) {
+        otherDuring.push((await masterOf(machine, L.masterA).write(0x8000 + i, Uint8Array.of(0x70 + i))).status);
+        await machine.cpu.delay(20_000);
+      }
+      return 0 as const;
+    });
+    const slow = await run(machine, masterOf(machine, L.masterNoStall).write(0xf000, Uint8Array.of(1)));
+    await run(machine, machine.cpu.delay(100_000));
+    c.equal('HUPCF=0, slow handler: the faulting master sees a fault, the handler runs once', [slow.status, slowCalls], ['fault', 1]);
+    c.equal('HUPCF=0, slow handler: the other master of the bank keeps translating meanwhile', otherDuring, ['ok', 'ok', 'ok']);
+    c.equal('HUPCF=0, slow handler: its bytes land', [...machine.memory.read(other, 3)], [0x70, 0x71, 0x72]);
 
     // Unmatched stream, disable_bypass=1.
     const target = kernelPage(kernel);
