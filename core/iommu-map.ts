@@ -105,35 +105,37 @@ interface MappedRange {
 
 /**
  * The ranges mapped through `iommuMap` into domains the DMA API does not own (UNMANAGED and other
- * user paging domains; the DMA API's own mappings are in dma-debug). Kept so the lab's stray-DMA
- * monitor can ask which physical frames a master reaches: the page table answers IOVA → PA only.
+ * user paging domains; the DMA API's own mappings are in dma-debug), keyed by IOVA (mapped ranges
+ * never overlap in IOVA). Kept so the lab's stray-DMA monitor can ask which physical frames a master
+ * reaches: the page table answers IOVA → PA only.
  */
-const userMappings = new WeakMap<IommuDomain, MappedRange[]>();
+const userMappings = new WeakMap<IommuDomain, Map<number, MappedRange>>();
 
 function recordMapped(domain: IommuDomain, iova: number, pa: number, size: number): void {
   if ((domain.type & __IOMMU_DOMAIN_DMA_API) !== 0 || size === 0) return;
-  let list = userMappings.get(domain);
-  if (!list) userMappings.set(domain, (list = []));
-  list.push({ iova, pa, size });
+  let ranges = userMappings.get(domain);
+  if (!ranges) userMappings.set(domain, (ranges = new Map()));
+  ranges.set(iova, { iova, pa, size });
 }
 
 /** Forget [iova, iova + size): ranges are trimmed or split where they overlap it. */
 function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
-  const list = userMappings.get(domain);
-  if (!list || size === 0) return;
+  const ranges = userMappings.get(domain);
+  if (!ranges || size === 0) return;
   const end = iova + size;
-  const kept: MappedRange[] = [];
-  for (const r of list) {
-    const rEnd = r.iova + r.size;
-    if (rEnd <= iova || r.iova >= end) {
-      kept.push(r);
-      continue;
-    }
-    if (r.iova < iova) kept.push({ iova: r.iova, pa: r.pa, size: iova - r.iova });
-    if (rEnd > end) kept.push({ iova: end, pa: r.pa + (end - r.iova), size: rEnd - end });
+  // The usual case: exactly what one iommuMap call mapped.
+  const exact = ranges.get(iova);
+  if (exact && exact.size === size) {
+    ranges.delete(iova);
+    return;
   }
-  if (kept.length === 0) userMappings.delete(domain);
-  else userMappings.set(domain, kept);
+  for (const r of [...ranges.values()]) {
+    const rEnd = r.iova + r.size;
+    if (rEnd <= iova || r.iova >= end) continue;
+    ranges.delete(r.iova);
+    if (r.iova < iova) ranges.set(r.iova, { iova: r.iova, pa: r.pa, size: iova - r.iova });
+    if (rEnd > end) ranges.set(end, { iova: end, pa: r.pa + (end - r.iova), size: rEnd - end });
+  }
 }
 
 /**
@@ -141,10 +143,10 @@ function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
  * mapped. Only domains the DMA API does not own are tracked (false for the others).
  */
 export function iommuDomainMapsPhys(domain: IommuDomain, pa: number): boolean {
-  const list = userMappings.get(domain);
-  if (!list) return false;
+  const ranges = userMappings.get(domain);
+  if (!ranges) return false;
   const frame = Math.floor(pa / 4096) * 4096;
-  for (const r of list) {
+  for (const r of ranges.values()) {
     if (r.pa < frame + 4096 && r.pa + r.size > frame) return true;
   }
   return false;
