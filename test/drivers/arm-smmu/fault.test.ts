@@ -1,9 +1,11 @@
 /**
  * Context and global faults through the driver: what the SMMU latches (FSR, FAR, FSYNR0,
- * CBFRSYNRA) while the handler runs, the readable report of an unhandled fault, stalled faults
- * answered from the workqueue by retry (the handler maps the page, the bytes land) or terminate (the
- * master sees an error), the frozen master while the handler runs, HUPCF with a second master on the
- * bank, the storm guard, the stall rule on attach, the page-response path, unmatched streams.
+ * CBFRSYNRA) and that the interrupt clears FSR of a fault that did not stall, the readable report of
+ * an unhandled fault, stalled faults answered from the workqueue by the handler's result (only
+ * EAGAIN retries: the handler maps the page, the bytes land; 0 "handled" and errnos terminate, the
+ * handler called once), the Adreno flavour, the frozen master while the handler runs, HUPCF with a
+ * second master on the bank (a slow handler in terminate mode does not stop it), the storm guard,
+ * the stall rule on attach, the page-response path, unmatched streams.
  */
 import { describe, expect, it } from 'vitest';
 import { iommuAttachDevice } from '../../../core/iommu-attach.js';
