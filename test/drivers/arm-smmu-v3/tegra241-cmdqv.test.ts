@@ -73,6 +73,25 @@ describe('tegra241-cmdqv: queue choice', () => {
     expect((await engineJob(lab, V3.engine, { op: 'checksum', src: 0x6000_3000, len: 64 })).state).toBe('error');
   });
 
+  it('the trace shows each command with the queue it was consumed from, and the CMD_SYNCs per queue', async () => {
+    const lab = await bootCmdqv({ seed: 2 });
+    const domain = await ownDomain(lab, V3.engine);
+    const pa = allocPages(lab, 2 * 4096);
+    await runIn(lab, iommuMap(domain, 0x6000_0000, pa, 2 * 4096, IOMMU_READ), 'map');
+    const seen: { command: unknown; queue: unknown }[] = [];
+    const stop = lab.machine.trace.subscribe((e) => {
+      if (e.name === 'smmu-v3 command') seen.push({ command: e.args?.command, queue: e.args?.queue ?? 'main' });
+    });
+    await runIn(lab, onCpus(2, (cpu) => iommuUnmap(domain, 0x6000_0000 + cpu * 4096, 4096)), 'unmaps');
+    stop();
+    // (A PREFETCH_CONFIG the attach issued without waiting may be consumed in this window too.)
+    const inv = seen.filter((e) => e.command !== 'CMD_PREFETCH_CONFIG');
+    for (const q of ['vcmdq0', 'vcmdq1']) {
+      expect(inv.filter((e) => e.queue === q).map((e) => e.command)).toEqual(['CMD_TLBI_NH_VA', 'CMD_SYNC']);
+    }
+    expect(inv.filter((e) => e.queue === 'main')).toEqual([]);
+  });
+
   it('arm-smmu-v3.bypass_vcmdq: everything on the main queue', async () => {
     const lab = await bootCmdqv({ seed: 2, bootargs: 'arm-smmu-v3.bypass_vcmdq=1' });
     const domain = await ownDomain(lab, V3.engine);
