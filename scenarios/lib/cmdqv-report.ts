@@ -12,7 +12,8 @@ import type { Kernel } from '../../kernel/kernel.js';
 /** probed: the driver uses it; unused: the SMMU's driver did not take it; disabled: status = disabled. */
 export type CmdqvReportStatus = 'probed' | 'unused' | 'disabled' | 'no-smmu';
 
-export interface CmdqvBootReport {
+/** The driver's report (tegra241CmdqvReport) with where the CMDQV sits and what became of it. */
+export interface CmdqvBootReport extends Omit<Tegra241CmdqvReport, 'device' | 'base' | 'version'> {
   node: string;
   /** The SMMU node naming it (`nvidia,cmdqv`), or null. */
   smmu: string | null;
@@ -20,16 +21,6 @@ export interface CmdqvBootReport {
   /** PA of the aperture (as the driver mapped it), or null. */
   base: number | null;
   version: number | null;
-  /** CMDQV_EN as the driver left it. */
-  enabled: boolean;
-  /** arm-smmu-v3.bypass_vcmdq (every command to the main queue). */
-  bypassVcmdq: boolean;
-  numVintfs: number;
-  numVcmdqs: number;
-  lvcmdqsPerVintf: number;
-  sidsPerVintf: number;
-  /** VINTFs the driver allocated (VINTF0 is the host's), each with its VCMDQs. */
-  vintfs: Tegra241CmdqvReport['vintfs'];
 }
 
 export function cmdqvReport(_machine: Machine, kernel: Kernel): CmdqvBootReport[] {

@@ -80,7 +80,7 @@ describe('tegra241-cmdqv: queue choice', () => {
     await runIn(lab, iommuMap(domain, 0x6000_0000, pa, 2 * 4096, IOMMU_READ), 'map');
     const seen: { command: unknown; queue: unknown }[] = [];
     const stop = lab.machine.trace.subscribe((e) => {
-      if (e.name === 'smmu-v3 command') seen.push({ command: e.args?.command, queue: e.args?.queue ?? 'main' });
+      if (e.kind === 'custom' && e.name === 'smmu-v3 command') seen.push({ command: e.args.command, queue: e.args.queue ?? 'main' });
     });
     await runIn(lab, onCpus(2, (cpu) => iommuUnmap(domain, 0x6000_0000 + cpu * 4096, 4096)), 'unmaps');
     stop();
