@@ -245,7 +245,7 @@ export class ArmSmmuDevice implements CmdqHost {
   evtqIrq: IrqSpec | null = null;
   priqIrq: IrqSpec | null = null;
   gerrIrq: IrqSpec | null = null;
-  /** The CMD_SYNC completion line, if wired (Linux leaves it unused; here it is the wfe wake-up). */
+  /** The CMD_SYNC completion line, if wired (Linux leaves it unused, and so does this driver). */
   cmdqSyncIrq: IrqSpec | null = null;
   combinedIrq: IrqSpec | null = null;
   msiVectors: readonly MsiVector[] = [];
@@ -672,17 +672,6 @@ export class ArmSmmuDevice implements CmdqHost {
       this.request('gerror', () => devmRequestIrq(dev, irq, () => armSmmuGerrorHandler(this), 'arm-smmu-v3-gerror'));
     } else {
       this.warn('no gerr irq - errors will not be reported!');
-    }
-    // CMD_SYNC waiters sleep until the completion interrupt rather than polling on a timer.
-    if (this.cmdqSyncIrq && (this.options & ARM_SMMU_OPT_MSIPOLL) !== 0) {
-      const irq = this.cmdqSyncIrq;
-      const cmdq = this.cmdq;
-      cmdq.wakeOnInterrupt = this.request('cmdq-sync', () =>
-        devmRequestIrq(dev, irq, () => {
-          cmdq.wake();
-          return 'handled';
-        }, 'arm-smmu-v3-cmdq-sync'),
-      );
     }
     if ((this.features & ARM_SMMU_FEAT_PRI) !== 0) {
       if (this.priqIrq) {
