@@ -362,7 +362,6 @@ export const GBPA_BYPASS_RESET = GBPA_SHCFG.encode(1);
  * No ATS, PRI, MSI, SEV, HYP or attribute overrides.
  */
 export const QEMU_VIRT_SMMUV3_OPTIONS: Readonly<SmmuV3Options> = Object.freeze({
-  name: 'qemu-virt-smmuv3',
   stage1: true,
   stage2: false,
   coherent: true,
