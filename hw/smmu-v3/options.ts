@@ -133,7 +133,7 @@ export interface SmmuV3Options {
   httu?: 0 | 1;
   /** IDR3.BBML: break-before-make level 0, 1 or 2 (default 2, see the header). */
   bbml?: 0 | 1 | 2;
-  /** Cache intermediate (table) descriptors of stage 1 and stage 2 walks (default true). */
+  /** Cache intermediate (table) descriptors of stage 1 and stage 2 walks, 4096 of them (default true). */
   walkCache?: boolean;
   /** IDR3.RIL: range invalidation and TTL hints (default true). */
   rangeInvalidation?: boolean;

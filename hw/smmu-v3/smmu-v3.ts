@@ -51,6 +51,8 @@ import { Tlb } from './tlb.js';
 import { effectiveAccess, Translator } from './translate.js';
 
 const log = createDebug('iommu:hw:smmu-v3');
+/** Table descriptors the walk caches hold, all stages and levels together, before FIFO eviction. */
+const WALK_CACHE_ENTRIES = 4096;
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
 /** What the machine gives an SMMUv3 model. */
@@ -132,7 +134,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     this.gbpa = this.opts.gbpaReset & R.GBPA_STATE_BITS;
     this.gbpaEffective = this.gbpa;
     this.cfgRegs = { strtabBaseLo: 0, strtabBaseHi: 0, strtabBaseCfg: 0, cr2: 0, cr0ack: 0 };
-    this.tlb = new Tlb(this.opts.tlbEntries, this.opts.walkCache ? this.opts.tlbEntries : 0);
+    this.tlb = new Tlb(this.opts.tlbEntries, this.opts.walkCache ? WALK_CACHE_ENTRIES : 0);
     this.walker = new TranslationTableWalker(deps.memory);
     this.configCache = new ConfigCache(this.opts, this.cfgRegs, deps.memory, this.walker, this.tlb);
     this.translator = new Translator(this.configCache, this.tlb, this.walker, this.opts);
