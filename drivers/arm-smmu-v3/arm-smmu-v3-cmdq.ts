@@ -466,7 +466,7 @@ export class ArmSmmuCmdq {
     }
   }
 
-  /** kernel: wfe() in queue_poll() — until a write lands on `pa` (the MSI), or the watchdog's next tick. */
+  /** As wfe() in queue_poll(): until a write lands on `pa` (the MSI), or the watchdog's next tick. */
   private sleep(pa: number): Promise<void> {
     // One watchdog tick serves every sleeper until it fires; it is not cancelled by a wake-up
     // (re-arming it for every CMD_SYNC would cost a timer per sync), so after a burst of syncs one tick

@@ -14,6 +14,7 @@
  *   little-endian u32 words (word 2q is bits [31:0] of qword q). Address fields (`QAddr`) keep their
  *   bits where they are, as the kernel's `_MASK` address fields do.
  */
+import { MAX_ORDER } from '../../mm/page-alloc.js';
 
 /** The driver's `debug` namespace and kernel-log tag. */
 export const LOG_NS = 'iommu:drivers:arm-smmu-v3';
@@ -357,18 +358,18 @@ export const Q_OVERFLOW_FLAG = 0x8000_0000;
 export const CMDQ_PROD_OWNED_FLAG = Q_OVERFLOW_FLAG;
 
 export const PAGE_SHIFT = 12;
-/** kernel: MAX_PAGE_ORDER — the page allocator's largest order (mm/page-alloc.ts: 2^9 pages). */
-export const MAX_PAGE_ORDER = 9;
+/** The kernel's MAX_PAGE_ORDER: the page allocator's largest order (2^9 pages here). */
+export const MAX_PAGE_ORDER = MAX_ORDER;
 /**
- * kernel: CONFIG_CMA_ALIGNMENT — the Kconfig default (8): a DMA allocation is naturally aligned only
+ * The kernel's CONFIG_CMA_ALIGNMENT, its Kconfig default (8): a DMA allocation is naturally aligned only
  * up to 2^8 pages when the contiguous allocator serves it (arm64 kernels build with DMA_CMA).
  */
 export const CONFIG_CMA_ALIGNMENT = 8;
 
 /**
- * kernel: Q_MAX_SZ_SHIFT — a queue must be one naturally aligned DMA allocation: with CONFIG_CMA_ALIGNMENT
+ * The kernel's Q_MAX_SZ_SHIFT: a queue must be one naturally aligned DMA allocation: with CONFIG_CMA_ALIGNMENT
  * (`cmaAlignment` not null) PAGE_SHIFT + CONFIG_CMA_ALIGNMENT, otherwise the largest buddy order
- * (v6.1: PAGE_SHIFT + MAX_ORDER - 1; v6.8+: PAGE_SHIFT + MAX_PAGE_ORDER, the same size).
+ * (v6.1 spells it PAGE_SHIFT + MAX_ORDER - 1, v6.8+ PAGE_SHIFT + MAX_PAGE_ORDER: the same size).
  */
 export function qMaxSzShift(cmaAlignment: number | null): number {
   return PAGE_SHIFT + (cmaAlignment ?? MAX_PAGE_ORDER);
