@@ -9,7 +9,7 @@
  * (sent to the endpoint bound to the StreamID; its completion is awaited by the next CMD_SYNC),
  * CMD_PRI_RESP, CMD_RESUME, CMD_STALL_TERM, CMD_SYNC with CS = NONE / IRQ / SEV and the "prior
  * events visible" guarantee. CS = SIG_IRQ signals completion once: an MSI when IDR0.MSI == 1 and
- * MSIAddr != 0, otherwise the wired `cmdq-sync` line (spec 4.7.3 CMD_SYNC, 3.18 "Interrupts and
+ * MSIAddr != 0, otherwise the wired `cmdq-sync` line (spec: CMD_SYNC in chapter 4, 3.18 "Interrupts and
  * notifications": a zero MSI address selects the wired interrupt, as for the *_IRQ_CFG0 sources).
  * TLBI by address (NH_VA/VAA, EL2_VA/VAA, S2_IPA) removes walk-cache entries covering the range only
  * when Leaf == 0 (spec 4.4; see tlb.ts). Errors stop the queue with CMDQ_CONS.ERR set, CONS left on

@@ -44,7 +44,7 @@ describe('SMMUv3 model: command consumption', () => {
     const flag = rig.alloc(0x1000);
     rig.issue(CMD.sync(1, flag, 0xfeed));
     expect(rig.mem.read32(flag)).toBe(0xfeed);
-    // The MSI is the completion interrupt: the wired line stays quiet (spec 4.7.3, 3.18).
+    // The MSI is the completion interrupt: the wired line stays quiet (spec CMD_SYNC, 3.18).
     expect(rig.irqs['cmdq-sync'] ?? 0).toBe(0);
     expect(rig.irqs.combined ?? 0).toBe(0);
   });
