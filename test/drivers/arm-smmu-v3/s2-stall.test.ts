@@ -52,6 +52,19 @@ describe('S2S in stage 2 STEs', () => {
     expect(STRTAB_STE_2_S2S.isSet(steOf(plainMaster.streams[0]!))).toBe(false);
     expect(lab.smmu.events.filter((e) => e.name === 'C_BAD_STE')).toEqual([]);
   });
+
+  it('with IDR0.STALL_MODEL = 2 (stall forced) every master stalls: its stage 2 STE is legal and translates', async () => {
+    const lab = await bootSmmuV3({ seed: 1, smmu: { stallModel: 2 } });
+    const domain = await ownDomain(lab, V3.engine, 'S2');
+    const master = armSmmuV3MasterOf(deviceOf(lab, V3.engine))!;
+    expect(master.stallEnabled).toBe(true);
+    expect(STRTAB_STE_2_S2S.isSet(lab.smmu.strtab.readSte(master.streams[0]!))).toBe(true);
+    const pa = allocPages(lab, 4096);
+    await mapRange(lab, domain, 0x1000_0000, pa, 4096);
+    const st = await engineJob(lab, V3.engine, { op: 'fill', dst: 0x1000_0000, len: 64, byte: 0x77 });
+    expect(st.state).toBe('done');
+    expect(lab.smmu.events.filter((e) => e.name === 'C_BAD_STE')).toEqual([]);
+  });
 });
 
 describe('a stage 2 fault of a stall-capable master', () => {
