@@ -5,7 +5,7 @@
  * nT bit, and the ID register options that go with them.
  */
 import { describe, expect, it } from 'vitest';
-import { CMD, type Cmd, EVT, PageTable, REG, Rig, ste } from './rig.js';
+import { CMD, type Cmd, cd, EVT, PageTable, REG, Rig, ste } from './rig.js';
 
 const A = 0x8000_0000; // a 4 KiB page at VA/IPA 2 GiB: level 0 index 0, level 1 index 2
 const ADDR_MASK = 0x0000_ffff_ffff_f000n;
@@ -183,6 +183,37 @@ describe('SMMUv3 model: stage 2 walk cache', () => {
     expect(word(rig.dma({ streamId: 3, addr: A }).c?.data)).toBe(0x5ec7);
     rig.issue(CMD.tlbiS12Vmall(9), CMD.sync());
     expect(rig.dma({ streamId: 3, addr: A }).c?.status).toBe('fault');
+  });
+});
+
+describe('SMMUv3 model: nested walk caches', () => {
+  it('stage 1 walk entries hold IPAs: TLBI_S2_IPA does not reach them, a stage 1 Leaf=0 TLBI does', () => {
+    const rig = new Rig();
+    rig.init();
+    // Stage 2 maps the first 8 MiB of RAM IPA = PA, where the rig allocates tables and buffers.
+    const s2 = new PageTable(rig, 2);
+    s2.map(0x4000_0000, 0x4000_0000, 0x40_0000, {}, true);
+    s2.map(0x4040_0000, 0x4040_0000, 0x40_0000, {}, true);
+    const s1 = new PageTable(rig, 1);
+    const data = rig.alloc(0x1000);
+    rig.mem.write32(data, 0xcccc);
+    s1.map(A, data, 0x1000);
+    const cdPa = rig.alloc(64, 64);
+    rig.writeDwords(cdPa, cd({ asid: 3, ttb0: s1.root }));
+    rig.writeSte(4, ste({ config: 0b111, s1ContextPtr: cdPa, vmid: 9, s2t0sz: 16, s2sl0: 2, s2ps: 5, s2ttb: s2.root }));
+    expect(word(rig.dma({ streamId: 4, addr: A }).c?.data)).toBe(0xcccc);
+    const l2 = s1.slot(A, 2);
+    const table = Number(rig.mem.read64(l2) & ADDR_MASK);
+    rig.mem.write64(l2, 0n);
+    rig.issue(CMD.tlbiNhVa(9, 3, A, { leaf: true }), CMD.tlbiS2Ipa(9, table), CMD.tlbiS2Ipa(9, l2 - (l2 % 4096)), CMD.sync());
+    const secret = rig.alloc(0x1000);
+    expect(secret + 0x1000).toBeLessThanOrEqual(0x4080_0000);
+    rig.mem.write32(secret, 0x5ec7);
+    rig.mem.write64(table + ((A / 0x1000) % 512) * 8, s1Page(secret));
+    expect(word(rig.dma({ streamId: 4, addr: A }).c?.data)).toBe(0x5ec7);
+    rig.issue(CMD.tlbiNhVa(9, 3, A), CMD.sync());
+    expect(rig.dma({ streamId: 4, addr: A }).c?.status).toBe('fault');
+    expect(rig.events().map((e) => ({ id: e.id, s2: e.s2 }))).toEqual([{ id: EVT.F_TRANSLATION, s2: false }]);
   });
 });
 
