@@ -9,8 +9,9 @@
  * range invalidation; a fixed capacity with FIFO replacement (architecturally the TLB may drop
  * non-locked entries at any time).
  * Walk caches (SMMUv3 spec 3.17 for the tagging, 4.4 "TLB invalidation" for what each command
- * removes, the Leaf field in particular): each context also caches the valid table descriptors its walks read, per stage (the
- * context's kind) and per level, keyed by the input-address span the descriptor covers and tagged
+ * removes, the Leaf field in particular): each context also caches the valid table descriptors its
+ * walks read, per stage (the context's kind) and per level, keyed by the input-address span the
+ * descriptor covers and tagged
  * like the leaves (a stage 1 table descriptor by ASID and VMID, a stage 2 one by VMID), never global.
  * Context-wide invalidations (NH_ALL, NH_ASID, S12_VMALL, NSNH_ALL, EL2_ALL/ASID) remove them with the
  * leaves; a by-address invalidation removes those covering the range only when Leaf == 0, so a

@@ -23,10 +23,11 @@
  * cached table descriptor covering the input address (skipping the reads above it) and records every
  * valid table descriptor it reads, whatever the walk's outcome, as an SMMU or PE walk cache may
  * (Arm ARM D8.16 "Translation Lookaside Buffers", intermediate-level caching; SMMUv3 spec 4.4 for
- * the invalidation side). In a nested walk the stage 1 cache holds the IPA of the next stage 1 table; its fetch
- * still goes through stage 2 (and the stage 2 cache).
+ * the invalidation side). In a nested walk the stage 1 cache holds the IPA of the next stage 1
+ * table; its fetch still goes through stage 2 (and the stage 2 cache).
  *
- * Every walk writes a caller-owned WalkResult and allocates nothing.
+ * Every walk writes a caller-owned WalkResult and allocates nothing (a walk cache recording an entry
+ * may, until its ring of entries is populated).
  */
 import { BusError } from '../memory.js';
 import { AF_FAULT, AF_UPDATE, type StageConfig } from './config.js';
