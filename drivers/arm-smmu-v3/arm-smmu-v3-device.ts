@@ -472,8 +472,9 @@ export class ArmSmmuDevice implements CmdqHost {
     // IDR3
     reg = this.base.readl(ARM_SMMU_IDR3);
     if (reg & IDR3_RIL) this.features |= ARM_SMMU_FEAT_RANGE_INV;
-    // Only level 2 is a feature (SVA needs it when the CPU changes block sizes without BBM); levels
-    // 0 and 1 change nothing here, as in mainline since v6.17 (v6.1 ignores the field).
+    // Only level 2 is a feature, as in mainline (ARM_SMMU_FEAT_BBML2, added in 2025; v6.1 ignores the
+    // field). Its consumer there, arm_smmu_sva_supported() on a CPU that changes block sizes without
+    // BBM, has no counterpart: this kernel's CPU page tables never hold blocks.
     if (FIELD_GET(IDR3_BBM, reg) === 2) this.features |= ARM_SMMU_FEAT_BBML2;
 
     // IDR5
