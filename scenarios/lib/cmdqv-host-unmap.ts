@@ -6,8 +6,8 @@
  * Measured: virtual time per unmap (from the call to its return, averaged over all threads' unmaps),
  * the makespan, and how the commands spread over the queues. What shapes it is the mechanism only:
  * commands are consumed by one command processor shared by every queue (20 ns per command, the SMMU
- * model's default), a CMD_SYNC on the main queue completes by MSI write with the CMD_SYNC interrupt
- * waking the waiter, a CMD_SYNC on a VCMDQ is CS=NONE and busy-polled on CONS (cpu_relax spins of
+ * model's default), a CMD_SYNC on the main queue completes by the SMMU's MSI write into the entry,
+ * which wakes the waiter (the wfe monitor), a CMD_SYNC on a VCMDQ is CS=NONE and busy-polled on CONS (cpu_relax spins of
  * CMDQ_POLL_SPIN_NS, then 1, 2, 4 … µs sleeps, as queue_poll() does). Insertion itself costs no
  * virtual time: the kernel's cmpxchg contention on one queue, which is what VCMDQs relieve on real
  * hardware, is not modelled, so the virtual-time figures show only the hardware side of the trade.
