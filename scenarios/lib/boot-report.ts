@@ -1,6 +1,6 @@
 /**
  * What `iommu-sim boot` reports: the SMMUs firmware describes and what became of them, the masters
- * that name an IOMMU, and the PCI hosts with an `iommu-map`. The shape is documented in the README
+ * that name an IOMMU, and the enabled PCI hosts with an `iommu-map`. The shape is documented in the README
  * and read by checks: keep it stable.
  */
 import { ofIommuMapEntries, ofIommuSpecs } from '../../bus/of/of-iommu.js';
@@ -9,6 +9,7 @@ import type { Machine } from '../../hw/machine.js';
 import { isSmmuNode } from '../../hw/iommu-models.js';
 import type { Kernel } from '../../kernel/kernel.js';
 import { describeIommuAttachment } from './iommu-state.js';
+import { cmdqvReport, type CmdqvBootReport } from './cmdqv-report.js';
 
 export type IommuReportStatus = 'probed' | 'disabled' | 'no-driver' | 'no-model' | 'failed';
 
@@ -32,6 +33,8 @@ export interface BootReport {
     node: string;
     iommuMap: { ridBase: number; iommu: string; sidBase: number; length: number }[];
   }[];
+  /** Present only when firmware describes a Grace CMDQV (see cmdqvReport). */
+  cmdqvs?: CmdqvBootReport[];
 }
 
 export function bootReport(machine: Machine, kernel: Kernel): BootReport {
@@ -50,7 +53,8 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
         domain: att.domain,
       });
     }
-    if (node.has('iommu-map')) {
+    // Only enabled hosts, as `masters` lists only enabled masters: a disabled host bridge is never probed.
+    if (node.has('iommu-map') && node.available) {
       report.pciHosts.push({
         node: node.path,
         iommuMap: ofIommuMapEntries(dt, node).map((e) => ({
@@ -62,6 +66,8 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
       });
     }
   }
+  const cmdqvs = cmdqvReport(machine, kernel);
+  if (cmdqvs.length > 0) report.cmdqvs = cmdqvs;
   return report;
 }
 
