@@ -38,7 +38,7 @@
  */
 import type { Device } from '../../bus/device.js';
 import { KernelError } from '../../bus/errno.js';
-import { devmIoremap } from '../../bus/io.js';
+import { devmIoremap, readPollTimeout } from '../../bus/io.js';
 import type { KernelLog } from '../../bus/log.js';
 import { devmRequestIrq, freeIrq } from '../../bus/irq.js';
 import { PciDevice } from '../../bus/pci/pci-device.js';
@@ -123,6 +123,7 @@ import {
   ARM_SMMU_CB_PAR,
   ARM_SMMU_CB_RESUME,
   ARM_SMMU_CB_SCTLR,
+  SCTLR_CFCFG,
   ARM_SMMU_GR0_ID0,
   ARM_SMMU_GR0_ID1,
   ARM_SMMU_GR0_ID2,
@@ -960,18 +961,69 @@ async function armSmmuDeviceProbe(dev: PlatformDevice, params: ArmSmmuParams): P
 
 // ---- shutdown and remove -------------------------------------------------------------------------
 
-/** Terminate every stalled transaction, so no master is left waiting on this SMMU. */
-function armSmmuTerminateStalls(smmu: ArmSmmuDevice): void {
-  for (let i = 0; i < smmu.numContextBanks; i++) {
-    const domain = smmu.cbs[i]!.domain;
-    if (domain && (domain.faultPending || armSmmuPendingFault(domain))) {
-      armSmmuContextFaultResume(domain, 'terminate');
-      continue;
+/** How long teardown waits for a terminated stall to retire (µs), polling every µs. */
+export const ARM_SMMU_STALL_RETIRE_TIMEOUT_US = 10_000;
+
+/**
+ * Stop bank `idx` stalling (SCTLR.CFCFG = 0, through the impl's hook): transactions that were waiting
+ * behind its stall (HUPCF = 0) and are admitted once it is terminated then fault in terminate mode
+ * instead of stalling again with nobody left to answer. The shadow agrees (stallSuspended), and a
+ * quiesced SMMU's RESUME path never turns stalling back on.
+ */
+function armSmmuStopStalling(smmu: ArmSmmuDevice, idx: number): void {
+  const cfg = smmu.cbs[idx]?.cfg ?? null;
+  if (cfg) {
+    if (cfg.stall && !cfg.stallSuspended) {
+      cfg.stallSuspended = true;
+      armSmmuWriteSctlr(smmu, idx);
     }
-    const fsr = smmu.cbRead(i, ARM_SMMU_CB_FSR);
-    if (!(fsr & CB_FSR_FAULT)) continue;
-    smmu.cbWrite(i, ARM_SMMU_CB_FSR, fsr);
-    if (CB_FSR_SS.isSet(fsr)) smmu.cbWrite(i, ARM_SMMU_CB_RESUME, RESUME_TERMINATE.mask);
+    return;
+  }
+  const sctlr = smmu.cbRead(idx, ARM_SMMU_CB_SCTLR);
+  if (SCTLR_CFCFG.isSet(sctlr)) smmu.cbWrite(idx, ARM_SMMU_CB_SCTLR, (sctlr & ~SCTLR_CFCFG.mask) >>> 0);
+}
+
+/** Answer whatever bank `idx` has latched: clear FSR, and terminate the transaction if it stalled. */
+function armSmmuTerminateBank(smmu: ArmSmmuDevice, idx: number): void {
+  const domain = smmu.cbs[idx]!.domain;
+  if (domain && (domain.faultPending || armSmmuPendingFault(domain))) {
+    armSmmuContextFaultResume(domain, 'terminate');
+    return;
+  }
+  const fsr = smmu.cbRead(idx, ARM_SMMU_CB_FSR);
+  if (!(fsr & CB_FSR_FAULT)) return;
+  smmu.cbWrite(idx, ARM_SMMU_CB_FSR, fsr);
+  if (CB_FSR_SS.isSet(fsr)) smmu.cbWrite(idx, ARM_SMMU_CB_RESUME, RESUME_TERMINATE.mask);
+}
+
+/**
+ * Terminate every stalled transaction of banks `banks` and wait until the stalls have retired
+ * (FSR.SS clear), so no master is left waiting: stalling is stopped first, so a transaction that was
+ * queued behind the stall cannot stall again once admitted. A RESUME the SMMU ignored (a fault latched
+ * again meanwhile) is answered again on the next poll. Kernel-style poll with a timeout; on timeout
+ * the banks still stalled are named in the log.
+ */
+async function armSmmuTerminateStalls(smmu: ArmSmmuDevice, banks: readonly number[]): Promise<void> {
+  for (const i of banks) armSmmuStopStalling(smmu, i);
+  for (const i of banks) armSmmuTerminateBank(smmu, i);
+  const stalled = (): number[] => banks.filter((i) => CB_FSR_SS.isSet(smmu.cbRead(i, ARM_SMMU_CB_FSR)));
+  try {
+    await readPollTimeout(
+      smmu.dev.port,
+      () => {
+        const left = stalled();
+        // Answer again what was latched since: the RESUME is ignored while FSR records a fault.
+        for (const i of left) if (smmu.cbRead(i, ARM_SMMU_CB_FSR) & CB_FSR_FAULT) armSmmuTerminateBank(smmu, i);
+        return left.length;
+      },
+      (n) => n === 0,
+      1,
+      ARM_SMMU_STALL_RETIRE_TIMEOUT_US,
+      `${smmu.name}: stalled transactions to retire`,
+    );
+  } catch (e) {
+    if (!(e instanceof KernelError)) throw e;
+    log(smmu).err(smmu.name, `stalled transactions did not retire in context bank(s) ${stalled().join(', ')}: ${e.message}`, LOG_NS);
   }
 }
 
@@ -989,12 +1041,12 @@ function armSmmuClearStreamMap(smmu: ArmSmmuDevice, s2crType: S2crType | null): 
  * Leave the SMMU for whatever runs next (a reboot, a kexec'd kernel), as
  * `arm-smmu.shutdown_policy` says. // kernel: arm_smmu_device_shutdown()
  */
-export function armSmmuDeviceShutdown(smmu: ArmSmmuDevice): void {
+export async function armSmmuDeviceShutdown(smmu: ArmSmmuDevice): Promise<void> {
   const lg = log(smmu);
   if (smmu.contextMap.some((used) => used)) lg.info(smmu.name, 'disabling translation', LOG_NS);
   smmu.quiesced = true;
   smmu.faultQueue.clear();
-  armSmmuTerminateStalls(smmu);
+  await armSmmuTerminateStalls(smmu, Array.from({ length: smmu.numContextBanks }, (_, i) => i));
   const policy = smmu.params['arm-smmu.shutdown_policy'];
   const faultIrqs = smmu.params['arm-smmu.shutdown_fault_irqs'];
   const irqBits = (sCR0_GFIE.mask | sCR0_GCFGFIE.mask) >>> 0;
@@ -1035,7 +1087,7 @@ async function armSmmuDeviceRemove(dev: PlatformDevice): Promise<void> {
   const smmu = dev.driverData;
   if (!(smmu instanceof ArmSmmuDevice)) return;
   if (smmu.iommu) await iommuDeviceUnregister(smmu.iommu);
-  armSmmuDeviceShutdown(smmu);
+  await armSmmuDeviceShutdown(smmu);
 }
 
 /** The platform driver, reading the `arm-smmu.*` parameters of its kernel. */
@@ -1053,9 +1105,9 @@ export function createArmSmmuDriver(params: ArmSmmuParams = ARM_SMMU_DEFAULT_PAR
     probe: (dev) => armSmmuDeviceProbe(dev, p),
     remove: armSmmuDeviceRemove,
     // kernel: arm_smmu_device_shutdown()
-    shutdown(dev) {
+    async shutdown(dev) {
       const smmu = dev.driverData;
-      if (smmu instanceof ArmSmmuDevice) armSmmuDeviceShutdown(smmu);
+      if (smmu instanceof ArmSmmuDevice) await armSmmuDeviceShutdown(smmu);
     },
   };
 }

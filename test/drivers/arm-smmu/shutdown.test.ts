@@ -4,7 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
+import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
+import type { SmmuV2 } from '../../../hw/smmu-v2/smmu-v2.js';
+import { kexec } from '../../../kernel/kexec.js';
 import { attachNew, bench, bytes, L, map } from './fixture.js';
 
 const SCR0 = 0;
@@ -92,4 +95,41 @@ describe('arm-smmu shutdown', () => {
     expect((done as DmaCompletion | null)?.status).toBe('terminated');
     expect(b.master(L.masterA).stats.outstanding).toBe(0);
   });
+});
+
+describe('arm-smmu shutdown and kexec with transactions waiting behind a stall', () => {
+  const policies = ['bypass', 'abort-unmatched', 'abort-all', 'translate'] as const;
+  for (const teardown of ['shutdown', 'kexec'] as const) {
+    for (const policy of policies) {
+      it(`${teardown}, policy ${policy}: the stalled transaction and every one waiting behind it end in a visible failure`, async () => {
+        const b = await bench({ cmdline: `arm-smmu.shutdown_policy=${policy}` });
+        const domain = await attachNew(b, L.masterA);
+        let calls = 0;
+        iommuSetFaultHandler(domain, async () => {
+          calls++;
+          await new Promise<void>(() => undefined); // never answers
+          return 0 as const;
+        });
+        const model = b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0]!.device as SmmuV2;
+        const cbndx = armSmmuDomainContextBank(domain);
+        const N = 8;
+        const done: (DmaCompletion | null)[] = Array.from({ length: N }, () => null);
+        for (let i = 0; i < N; i++) b.master(L.masterA).submitWrite(0x9000 + i * 0x1000, bytes(i + 1), {}, (c) => (done[i] = c));
+        await b.run(b.machine.cpu.delay(10_000));
+        expect(calls).toBe(1);
+        expect(model.stalledCount(cbndx)).toBe(1);
+        expect(model.waitingCount(cbndx)).toBe(N - 1);
+        if (teardown === 'shutdown') await b.run(b.kernel.shutdown());
+        else await b.run(kexec(b.machine, { cmdline: `arm-smmu.shutdown_policy=${policy}` }));
+        await b.run(b.machine.cpu.delay(1_000_000));
+        expect(model.stalledCount(cbndx)).toBe(0);
+        expect(model.waitingCount(cbndx)).toBe(0);
+        expect(done.every((c) => c !== null)).toBe(true);
+        expect(done[0]!.status).toBe('terminated');
+        for (const c of done) expect(['terminated', 'fault', 'abort']).toContain(c!.status);
+        expect(b.master(L.masterA).stats.outstanding).toBe(0);
+        expect(calls).toBe(1);
+      });
+    }
+  }
 });
