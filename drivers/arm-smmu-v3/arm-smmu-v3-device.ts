@@ -102,6 +102,7 @@ import {
   CMDQ_ENT_DWORDS,
   CMDQ_MAX_SZ_SHIFT,
   CMDQ_OP_CFGI_ALL,
+  CMDQ_OP_STALL_TERM,
   CMDQ_OP_TLBI_EL2_ALL,
   CMDQ_OP_TLBI_NSNH_ALL,
   CR0_ATSCHK,
@@ -838,10 +839,25 @@ export class ArmSmmuDevice implements CmdqHost {
     await this.issueWithSync(CMDQ_OP_CFGI_ALL);
     await this.cmdq.waitOutstanding();
     await this.issueWithSync(CMDQ_OP_TLBI_NSNH_ALL);
+    // SMMUEN stays 1, so nothing terminates a stall for us: end every one still held (its handler
+    // may never answer, its event may still sit in the queue we are about to turn off). CMD_STALL_TERM
+    // per StreamID of every stalling master; the CMD_SYNC after them means they have all retired.
+    await this.terminateAllStalls();
     await this.writeRegSync(0, ARM_SMMU_IRQ_CTRL, ARM_SMMU_IRQ_CTRLACK);
     const keep = this.enables & (CR0_SMMUEN | CR0_ATSCHK);
     await this.writeRegSync(keep, ARM_SMMU_CR0, ARM_SMMU_CR0ACK);
     this.enables = keep;
+  }
+
+  /** CMD_STALL_TERM for every StreamID of a stall-capable master, then CMD_SYNC. Returns the SIDs. */
+  async terminateAllStalls(): Promise<number[]> {
+    const sids: number[] = [];
+    for (const m of this.masters()) if (m.stallEnabled) sids.push(...m.streams);
+    if (sids.length === 0) return sids;
+    const ents: ArmSmmuCmdqEnt[] = sids.map((sid) => ({ opcode: CMDQ_OP_STALL_TERM, stallTerm: { sid } }));
+    for (let i = 0; i < ents.length; i++) await this.cmdq.issueCmd(ents[i]!, i === ents.length - 1);
+    this.info(`shutdown: CMD_STALL_TERM for StreamID(s) ${sids.map(hex).join(', ')}`);
+    return sids;
   }
 
   /** kernel: arm_smmu_device_shutdown(), with the policy the command line chose. */
