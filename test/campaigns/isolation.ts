@@ -15,7 +15,7 @@
 import type { Device } from '../../bus/device.js';
 import { isKernelError } from '../../bus/errno.js';
 import { iommuAttachDevice, iommuDetachDevice } from '../../core/iommu-attach.js';
-import { iommuDomainFree, iommuPagingDomainAlloc, IOMMU_DOMAIN_BLOCKED, IOMMU_DOMAIN_IDENTITY, type IommuDomain } from '../../core/iommu-domain.js';
+import { iommuDomainFree, iommuPagingDomainAlloc, type IommuDomain } from '../../core/iommu-domain.js';
 import { devIommuOps } from '../../core/iommu-device.js';
 import { iommuMap, iommuUnmap } from '../../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../../core/io-pgtable.js';
