@@ -370,8 +370,10 @@ async function armSmmuDestroyDomainContext(smmuDomain: ArmSmmuDomain): Promise<v
   if (!smmu) return;
   const cfg = smmuDomain.cfg;
   const idx = cfg.cbndx;
-  // A transaction stalled in the bank would wait forever once the bank is gone.
-  if (smmuDomain.faultPending || smmu.cbRead(idx, ARM_SMMU_CB_FSR) & CB_FSR_FAULT) armSmmuContextFaultResume(smmuDomain, 'terminate');
+  // A transaction stalled in the bank would wait forever once the bank is gone, and one waiting behind
+  // it would pass untranslated through the disabled bank: terminate, stop stalling, and wait until all
+  // of them have retired while the bank still translates (and reports: CFRE).
+  await armSmmuTerminateStalls(smmu, [idx]);
   smmu.cbs[idx]!.cfg = null;
   smmu.cbs[idx]!.domain = null;
   armSmmuWriteContextBank(smmu, idx);
@@ -842,6 +844,10 @@ export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
  * sCR0 with fault reporting on and client access enabled. // kernel: arm_smmu_device_reset()
  */
 export async function armSmmuDeviceReset(smmu: ArmSmmuDevice): Promise<void> {
+  // Not in Linux: a crash kernel (or anything booted without the previous kernel's shutdown) may find
+  // transactions still stalled in the banks. Terminate them before the banks are rewritten (SCTLR = 0
+  // would turn the terminate into a silent RAZ/WI), so no master waits forever on a kernel that is gone.
+  await armSmmuTerminateStalls(smmu, Array.from({ length: smmu.numContextBanks }, (_, i) => i));
   // Clear the global FSR.
   smmu.gr0Write(ARM_SMMU_GR0_sGFSR, smmu.gr0Read(ARM_SMMU_GR0_sGFSR));
   // Stream mapping groups from the shadows: invalid SMRs, S2CRs at their initial type.
@@ -1004,8 +1010,10 @@ function armSmmuTerminateBank(smmu: ArmSmmuDevice, idx: number): void {
  * the banks still stalled are named in the log.
  */
 async function armSmmuTerminateStalls(smmu: ArmSmmuDevice, banks: readonly number[]): Promise<void> {
-  for (const i of banks) armSmmuStopStalling(smmu, i);
+  // Answer first (answering a fault lets a suspended bank stall again), then stop stalling, before the
+  // RESUME is carried out and the waiters are admitted.
   for (const i of banks) armSmmuTerminateBank(smmu, i);
+  for (const i of banks) armSmmuStopStalling(smmu, i);
   const stalled = (): number[] => banks.filter((i) => CB_FSR_SS.isSet(smmu.cbRead(i, ARM_SMMU_CB_FSR)));
   try {
     await readPollTimeout(
