@@ -5,10 +5,17 @@
  * gone, and every transaction's outcome accounted (ok before the teardown, or a visible failure).
  *
  * SMMUs: MMU-500 (policies bypass, abort-unmatched, abort-all, translate) and SMMUv3 (disable,
- * gbpa-abort, ste-abort). Teardowns: kernel shutdown, kexec, kdump (no shutdown), detach + free.
+ * gbpa-abort, ste-abort). Teardowns: kernel shutdown, kexec, kdump (no shutdown), detach + free,
+ * unbind of the master's driver then detach + free, removal of the master device then free, and
+ * (the master's faults going to an I/O page-fault queue nobody serves) detach + IOPF disable + free.
+ * On the SMMUv3 every teardown also runs with the IOPF path (a PASID domain whose user fault queue is
+ * never read): zero groups queued to it after the teardown.
  */
 import { iommuAttachDevice, iommuDetachDevice } from '../../core/iommu-attach.js';
-import { iommuDomainFree, iommuPagingDomainAlloc, iommuSetFaultHandler } from '../../core/iommu-domain.js';
+import { IOMMU_HWPT_ALLOC_PASID, iommuDomainFree, iommuPagingDomainAlloc, iommuPagingDomainAllocFlags, iommuSetFaultHandler } from '../../core/iommu-domain.js';
+import { iommuUserFaultQueueForDomain, type IommuUserFaultQueue } from '../../core/iommu-fault-uapi.js';
+import { iommuAttachDevicePasid, iommuDetachDevicePasid } from '../../core/iommu-pasid.js';
+import { iommuDevDisableFeature, iommuDevEnableFeature } from '../../core/iommu.js';
 import type { DmaCompletion } from '../../hw/dma.js';
 import { Prng } from '../../hw/prng.js';
 import { kexec } from '../../kernel/kexec.js';
@@ -16,7 +23,7 @@ import { boot, virtMachine } from '../../scenarios/lib/lab.js';
 import { SMMU_V2_LAB, smmuV2Machine } from '../../scenarios/smmu-v2-lab.js';
 import { CampaignFailure } from './campaign.js';
 
-export const TEARDOWNS = ['shutdown', 'kexec', 'kdump', 'detach-free'] as const;
+export const TEARDOWNS = ['shutdown', 'kexec', 'kdump', 'detach-free', 'unbind', 'remove', 'iopf-disable'] as const;
 export type Teardown = (typeof TEARDOWNS)[number];
 export const POLICIES = {
   'mmu-500': ['bypass', 'abort-unmatched', 'abort-all', 'translate'],
@@ -41,15 +48,26 @@ export async function teardownCase(smmu: TeardownSmmu, teardown: Teardown, polic
   const runK = <T>(p: Promise<T>): Promise<T> => machine.scheduler.runUntilSettled(p, `teardown ${teardown}`, 1e12);
   const dev = kernel.core.findDevice(path)!;
   const master = machine.masters.get(path)!;
-  const domain = iommuPagingDomainAlloc(dev);
-  await runK(iommuAttachDevice(domain, dev));
+  // The IOPF path: always for iopf-disable, half the time otherwise, on the SMMUv3 only.
+  const iopf = smmu === 'smmu-v3' && (teardown === 'iopf-disable' || prng.int(2) === 0);
+  const PASID = 3;
+  const domain = iopf ? iommuPagingDomainAllocFlags(dev, IOMMU_HWPT_ALLOC_PASID) : iommuPagingDomainAlloc(dev);
+  let queue: IommuUserFaultQueue | null = null;
+  if (iopf) {
+    await runK(iommuDevEnableFeature(dev, 'IOPF'));
+    queue = iommuUserFaultQueueForDomain(domain);
+    await runK(iommuAttachDevicePasid(domain, dev, PASID));
+  } else {
+    await runK(iommuAttachDevice(domain, dev));
+  }
+  const detach = (): Promise<void> => (iopf ? iommuDetachDevicePasid(domain, dev, PASID) : iommuDetachDevice(domain, dev));
   // The handler: never answers, answers after a while, or answers at once (0 terminates or retries
   // depending on the driver's convention; EIO terminates).
   const mode = prng.int(3);
   let unregistered = false;
   let callsAfter = 0;
   let calls = 0;
-  iommuSetFaultHandler(domain, async () => {
+  if (!iopf) iommuSetFaultHandler(domain, async () => {
     calls++;
     if (unregistered) callsAfter++;
     if (mode === 0) await new Promise<void>(() => undefined);
@@ -61,11 +79,12 @@ export async function teardownCase(smmu: TeardownSmmu, teardown: Teardown, polic
     const k = done.length;
     done.push(null);
     const addr = 0x10_0000 + prng.int(64) * 0x1000;
-    if (prng.int(2)) master.submitWrite(addr, Uint8Array.of(k & 0xff), {}, (c) => (done[k] = c));
-    else master.submitRead(addr, 4, {}, (c) => (done[k] = c));
+    const o = iopf ? { ssid: PASID } : {};
+    if (prng.int(2)) master.submitWrite(addr, Uint8Array.of(k & 0xff), o, (c) => (done[k] = c));
+    else master.submitRead(addr, 4, o, (c) => (done[k] = c));
   }
   await machine.scheduler.runFor(prng.int(100_000));
-  const input = { smmu, teardown, policy, seed, storm, mode };
+  const input = { smmu, teardown, policy, seed, storm, mode, iopf };
   const fail = (msg: string): never => {
     throw new CampaignFailure(`${smmu} ${teardown} (${policy}): ${msg}`, input);
   };
@@ -81,11 +100,27 @@ export async function teardownCase(smmu: TeardownSmmu, teardown: Teardown, polic
       await runK(kexec(machine, { cmdline: param, skipShutdown: true }));
       break;
     case 'detach-free':
-      await runK(iommuDetachDevice(domain, dev));
+      await runK(detach());
+      await runK(iommuDomainFree(domain));
+      break;
+    case 'unbind':
+      if (dev.driver) await runK(kernel.core.unbind(dev));
+      await runK(detach());
+      await runK(iommuDomainFree(domain));
+      break;
+    case 'remove':
+      await runK(kernel.core.removeDevice(dev));
+      await runK(iommuDomainFree(domain));
+      break;
+    case 'iopf-disable':
+      await runK(detach());
+      if (iopf) await runK(iommuDevDisableFeature(dev, 'IOPF'));
       await runK(iommuDomainFree(domain));
       break;
   }
+  const queuedAtTeardown = queue?.stats.queued ?? 0;
   await machine.scheduler.runFor(50_000_000);
+  if (queue && queue.stats.queued > queuedAtTeardown) fail(`${queue.stats.queued - queuedAtTeardown} fault group(s) queued to the user fault queue after its domain was gone`);
   const stats: TeardownStats = { transactions: storm, ok: 0, failed: 0, handlerCalls: calls };
   const pending = done.filter((c) => c === null).length;
   if (pending > 0) fail(`${pending} of ${storm} transactions still stalled 50 ms after the teardown`);
