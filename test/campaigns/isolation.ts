@@ -69,6 +69,45 @@ export interface IsolationStats {
   collateral: number;
 }
 
+/** A DMA the campaign issued and will judge. */
+interface Pending {
+  iova: number;
+  off: number;
+  write: boolean;
+  data: Uint8Array;
+  /** Frames it may reach (null: it may fail). */
+  allowed: (number | null)[];
+  c: DmaCompletion | null;
+}
+
+/**
+ * Issue one 8-byte DMA to `iova` at a random offset no other transaction of the batch uses (a later
+ * write must not hide an earlier one), reading or writing random bytes.
+ */
+function issueDma(prng: Prng, master: Rig['master'], busy: Set<number>, iova: number, allowedFor: (iova: number, write: boolean) => (number | null)[]): Pending {
+  let off = prng.int(PAGE / 8) * 8;
+  while (busy.has(iova + off)) off = (off + 8) % PAGE;
+  busy.add(iova + off);
+  const write = prng.int(3) !== 0;
+  const data = new Uint8Array(8);
+  for (let i = 0; i < 8; i++) data[i] = 1 + prng.int(255);
+  const p: Pending = { iova, off, write, data, allowed: allowedFor(iova, write), c: null };
+  if (write) master.submitWrite(iova + off, data, {}, (c) => (p.c = c));
+  else master.submitRead(iova + off, 8, {}, (c) => (p.c = c));
+  return p;
+}
+
+/** The first byte of the watched pages that differs from the oracle's shadow, or null. */
+function strayByte(machine: Machine, shadowMem: ReadonlyMap<number, Uint8Array>): string | null {
+  for (const [pa, sh] of shadowMem) {
+    const b = machine.memory.read(pa, PAGE);
+    for (let i = 0; i < PAGE; i++) {
+      if (b[i] !== sh[i]) return `stray write: byte 0x${(pa + i).toString(16)} is ${b[i]}, the oracle says ${sh[i]}`;
+    }
+  }
+  return null;
+}
+
 type DomKind = 'A' | 'B' | 'identity' | 'blocked';
 
 /** One case: `rounds` rounds of operations with DMA around them. */
@@ -110,28 +149,9 @@ export async function isolationCase(kind: SmmuKind, seed: number, rounds: number
     return m.pa;
   };
 
-  interface Pending {
-    iova: number;
-    off: number;
-    write: boolean;
-    data: Uint8Array;
-    allowed: (number | null)[];
-    c: DmaCompletion | null;
-  }
   const issue = (allowedFor: (iova: number, write: boolean) => (number | null)[]): Pending => {
-    const iova = iovas[prng.int(NPAGES)]!;
-    let off = prng.int(PAGE / 8) * 8;
-    // One transaction per (page, offset) and batch: a later write must not hide an earlier one.
-    while (busy.has(iova + off)) off = (off + 8) % PAGE;
-    busy.add(iova + off);
-    const write = prng.int(3) !== 0;
-    const data = new Uint8Array(8);
-    for (let i = 0; i < 8; i++) data[i] = 1 + prng.int(255);
-    const p: Pending = { iova, off, write, data, allowed: allowedFor(iova, write), c: null };
-    if (write) master.submitWrite(iova + off, data, {}, (c) => (p.c = c));
-    else master.submitRead(iova + off, 8, {}, (c) => (p.c = c));
     stats.transactions++;
-    return p;
+    return issueDma(prng, master, busy, iovas[prng.int(NPAGES)]!, allowedFor);
   };
   /** Whether a transaction of the current batch was refused by a fault (a context fault latched in FSR). */
   let batchFaulted = false;
@@ -173,13 +193,10 @@ export async function isolationCase(kind: SmmuKind, seed: number, rounds: number
     stats.landed++;
   };
   const checkMemory = (): void => {
-    for (const [pa, sh] of shadowMem) {
-      const b = machine.memory.read(pa, PAGE);
-      for (let i = 0; i < PAGE; i++) {
-        if (b[i] !== sh[i]) fail(`stray write: byte 0x${(pa + i).toString(16)} is ${b[i]}, the oracle says ${sh[i]}`);
-      }
-    }
+    const stray = strayByte(machine, shadowMem);
+    if (stray) fail(stray);
   };
+
 
   for (let round = 0; round < rounds; round++) {
     // Pick an operation.
@@ -321,24 +338,13 @@ export async function isolationDmaCase(kind: SmmuKind, seed: number, rounds: num
   };
   let batchFaulted = false;
   const busy = new Set<number>();
-  interface P { iova: number; off: number; write: boolean; data: Uint8Array; allowed: (number | null)[]; c: DmaCompletion | null }
-  const issue = (f: (iova: number, write: boolean) => (number | null)[]): P | null => {
+  const issue = (f: (iova: number, write: boolean) => (number | null)[]): Pending | null => {
     const pool = [...live.keys(), ...stale.keys(), ...gone];
     if (pool.length === 0) return null;
-    const iova = pool[prng.int(pool.length)]!;
-    let off = prng.int(PAGE / 8) * 8;
-    while (busy.has(iova + off)) off = (off + 8) % PAGE;
-    busy.add(iova + off);
-    const write = prng.int(3) !== 0;
-    const data = new Uint8Array(8);
-    for (let i = 0; i < 8; i++) data[i] = 1 + prng.int(255);
-    const p: P = { iova, off, write, data, allowed: f(iova, write), c: null };
-    if (write) master.submitWrite(iova + off, data, {}, (c) => (p.c = c));
-    else master.submitRead(iova + off, 8, {}, (c) => (p.c = c));
     stats.transactions++;
-    return p;
+    return issueDma(prng, master, busy, pool[prng.int(pool.length)]!, f);
   };
-  const judge = (p: P): void => {
+  const judge = (p: Pending): void => {
     const c = p.c;
     if (!c) fail(`DMA to 0x${p.iova.toString(16)} never completed`);
     if (c!.status !== 'ok') {
@@ -364,12 +370,11 @@ export async function isolationDmaCase(kind: SmmuKind, seed: number, rounds: num
     stats.landed++;
   };
   const checkMemory = (): void => {
-    for (const [pa, sh] of shadowMem) {
-      const b = machine.memory.read(pa, PAGE);
-      for (let i = 0; i < PAGE; i++) if (b[i] !== sh[i]) fail(`stray write: byte 0x${(pa + i).toString(16)} is ${b[i]}, the oracle says ${sh[i]}`);
-    }
+    const stray = strayByte(machine, shadowMem);
+    if (stray) fail(stray);
   };
-  const raced: P[] = [];
+
+  const raced: Pending[] = [];
   for (let round = 0; round < rounds; round++) {
     let op: Promise<unknown>;
     let racing: (iova: number, write: boolean) => (number | null)[];
@@ -426,7 +431,7 @@ export async function isolationDmaCase(kind: SmmuKind, seed: number, rounds: num
       stale.clear();
     }
     busy.clear();
-    const settled: P[] = [];
+    const settled: Pending[] = [];
     for (let i = 0; i < dmaPerRound; i++) {
       const p = issue((iova, write) => allowed(iova, write));
       if (p) settled.push(p);
