@@ -19,10 +19,12 @@ export interface FirmwareRun {
 
 export interface FirmwareResult {
   booted: number;
+  /** Booted, but slower than the lab's 1 s boot limit (see SLOW_BOOT_LIMIT_NS). */
+  slowBoots: number;
   firmwareErrors: number;
 }
 
-type Msg = { type: 'progress'; index: number } | { type: 'failure'; index: number; error: string } | { type: 'done'; counts: { booted: number; 'firmware-error': number } };
+type Msg = { type: 'progress'; index: number } | { type: 'failure'; index: number; error: string } | { type: 'done'; counts: { booted: number; 'slow-boot': number; 'firmware-error': number } };
 
 function fail(run: FirmwareRun, index: number, why: string): Error {
   const kind = firmwareKind(run.kind);
@@ -62,7 +64,7 @@ export async function runFirmwareCampaign(run: FirmwareRun): Promise<FirmwareRes
               reject(fail(run, m.index, m.error));
             } else {
               finish();
-              resolve({ booted: m.counts.booted, firmwareErrors: m.counts['firmware-error'] });
+              resolve({ booted: m.counts.booted, slowBoots: m.counts['slow-boot'], firmwareErrors: m.counts['firmware-error'] });
             }
           });
           worker.on('error', (e) => {
@@ -74,5 +76,8 @@ export async function runFirmwareCampaign(run: FirmwareRun): Promise<FirmwareRes
         }),
     ),
   );
-  return results.reduce((a, r) => ({ booted: a.booted + r.booted, firmwareErrors: a.firmwareErrors + r.firmwareErrors }), { booted: 0, firmwareErrors: 0 });
+  return results.reduce(
+    (a, r) => ({ booted: a.booted + r.booted, slowBoots: a.slowBoots + r.slowBoots, firmwareErrors: a.firmwareErrors + r.firmwareErrors }),
+    { booted: 0, slowBoots: 0, firmwareErrors: 0 },
+  );
 }

@@ -15,7 +15,7 @@ interface Job {
 parentPort!.on('message', (job: Job) => {
   const kind = firmwareKind(job.kind);
   const seeds = kind.seeds();
-  const counts = { booted: 0, 'firmware-error': 0 };
+  const counts = { booted: 0, 'slow-boot': 0, 'firmware-error': 0 };
   void (async () => {
     for (let i = job.from; i < job.to; i++) {
       parentPort!.postMessage({ type: 'progress', index: i });
