@@ -88,7 +88,16 @@ export async function teardownCase(smmu: TeardownSmmu, teardown: Teardown, polic
   const fail = (msg: string): never => {
     throw new CampaignFailure(`${smmu} ${teardown} (${policy}): ${msg}`, input);
   };
-  unregistered = true;
+  // The handler is unregistered when its kernel stops (shutdown, kexec, kdump), when the device left
+  // its domain (detach), or when the domain is freed (remove, where nobody detaches).
+  switch (teardown) {
+    case 'shutdown':
+    case 'kexec':
+    case 'kdump':
+      unregistered = true;
+      break;
+    default:
+  }
   switch (teardown) {
     case 'shutdown':
       await runK(kernel.shutdown());
@@ -101,24 +110,29 @@ export async function teardownCase(smmu: TeardownSmmu, teardown: Teardown, polic
       break;
     case 'detach-free':
       await runK(detach());
+      unregistered = true;
       await runK(iommuDomainFree(domain));
       break;
     case 'unbind':
       if (dev.driver) await runK(kernel.core.unbind(dev));
       await runK(detach());
+      unregistered = true;
       await runK(iommuDomainFree(domain));
       break;
     case 'remove':
       await runK(kernel.core.removeDevice(dev));
       await runK(iommuDomainFree(domain));
+      unregistered = true;
       break;
     case 'iopf-disable':
       await runK(detach());
+      unregistered = true;
       if (iopf) await runK(iommuDevDisableFeature(dev, 'IOPF'));
       await runK(iommuDomainFree(domain));
       break;
   }
   const queuedAtTeardown = queue?.stats.queued ?? 0;
+  unregistered = true;
   await machine.scheduler.runFor(50_000_000);
   if (queue && queue.stats.queued > queuedAtTeardown) fail(`${queue.stats.queued - queuedAtTeardown} fault group(s) queued to the user fault queue after its domain was gone`);
   const stats: TeardownStats = { transactions: storm, ok: 0, failed: 0, handlerCalls: calls };
