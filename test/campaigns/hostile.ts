@@ -30,6 +30,12 @@ export interface Hostile {
   dma(sid: number, addr: number, len: number, write: boolean): void;
   /** Run the hardware until idle, at most `maxSteps` events (TimeLimitError beyond). */
   settle(maxSteps: number): void;
+  /**
+   * Program a plausible configuration with random field values (a stream routed to a context bank
+   * that translates, with random TCR/SCTLR/CBAR bits), so random DMA reaches the deep paths; returns
+   * a description. Models without one get only unstructured programs.
+   */
+  structured?(prng: Prng): string;
 }
 
 export interface HostileTarget {
@@ -76,6 +82,25 @@ function smmuV2Target(model: (typeof SMMU_V2_MODELS)[number]): HostileTarget {
         writeRam: (pa, bytes) => b.mem.write(pa, bytes),
         dma: (sid, addr, len, write) => void (write ? b.write(sid, addr, new Uint8Array(len).fill(0x5a)) : b.read(sid, addr, len)),
         settle: (maxSteps) => void b.sched.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
+        structured(prng) {
+          const n = prng.int(8);
+          const cb = prng.int(8);
+          const sid = prng.int(8);
+          const root = 0x8000_0000 + prng.int(0x400) * 0x1000;
+          const tcr = prng.int(2) ? prng.nextU32() : (prng.nextU32() & ~0x0080_0080) | (prng.int(2) << 7) | (prng.int(2) << 23) | (prng.int(2) << 31);
+          const sctlr = 1 | (prng.nextU32() & 0x1ff);
+          b.setGr0(0x800 + 4 * n, (0x8000_0000 | sid) >>> 0); // SMR: valid, this stream
+          b.setGr0(0xc00 + 4 * n, cb); // S2CR: translate through bank cb
+          b.setGr1(0x800 + 4 * cb, prng.int(2)); // CBA2R.VA64
+          b.setGr1(4 * cb, ((prng.int(4) << 16) | (prng.int(8) << 8) | prng.int(256)) >>> 0); // CBAR: type, CBNDX, VMID
+          b.setCb(cb, 0x10, prng.nextU32()); // TCR2
+          b.setCb(cb, 0x30, tcr >>> 0); // TCR
+          b.setCb(cb, 0x20, root); // TTBR0
+          b.setCb(cb, 0x28, root + 0x1000); // TTBR1
+          b.setCb(cb, 0x00, sctlr); // SCTLR (M=1)
+          b.setGr0(0, b.gr0(0) & ~1); // sCR0.CLIENTPD = 0
+          return `bank ${cb} for sid ${sid}: TCR 0x${(tcr >>> 0).toString(16)}, SCTLR 0x${sctlr.toString(16)}`;
+        },
       };
     },
   };
@@ -121,7 +146,12 @@ export function hostileCase(target: HostileTarget, seed: number, actions: number
   for (let i = 0; i < actions; i++) {
     const kind = prng.int(10);
     try {
-      if (kind < 5) {
+      if (kind === 9 && h.structured) {
+        trail.push(`structured: ${h.structured(prng)}`);
+        // and a DMA from every stream that could match
+        for (let sid = 0; sid < 8; sid++) h.dma(sid, prng.int(2) ? prng.nextU32() : h.ram.base + prng.int(h.ram.size), 1 + prng.int(64), prng.int(2) === 0);
+        stats.dma += 8;
+      } else if (kind < 5) {
         const off = prng.int(4) === 0 ? prng.int(h.mmioSize >>> 2) * 4 : h.named[prng.int(h.named.length)]!;
         const v = value(prng, h);
         trail.push(`w32 0x${off.toString(16)} = 0x${(v >>> 0).toString(16)}`);
