@@ -53,7 +53,7 @@ import {
   armSmmuMapPages,
   armSmmuUnmapPages,
 } from './arm-smmu-v3-domain.js';
-import { armSmmuPageResponse } from './arm-smmu-v3-events.js';
+import { armSmmuAnswerDomainStalls, armSmmuPageResponse } from './arm-smmu-v3-events.js';
 import {
   ArmSmmuMaster,
   armSmmuAttachDev,
@@ -129,7 +129,10 @@ class ArmSmmuV3Driver {
       iotlbSync: armSmmuIotlbSync,
       iotlbSyncMap: (domain) => armSmmuIotlbSyncMap(domain),
       iovaToPhys: armSmmuIovaToPhys,
-      free: (domain) => armSmmuDomainFreePaging(domain as ArmSmmuDomain),
+      free: (domain) => {
+        armSmmuAnswerDomainStalls(domain);
+        return armSmmuDomainFreePaging(domain as ArmSmmuDomain);
+      },
     };
     // kernel: arm_smmu_identity_domain / arm_smmu_blocked_domain
     this.identityDomain = new IommuDomain({ type: IOMMU_DOMAIN_IDENTITY, ops: { attachDev: armSmmuAttachDevIdentity } });

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { devFaultParam } from '../../../core/io-pgfault.js';
-import { iommuAttachDevice } from '../../../core/iommu-attach.js';
+import { iommuAttachDevice, iommuDetachDevice } from '../../../core/iommu-attach.js';
 import { IOMMU_HWPT_ALLOC_PASID, iommuDomainFree, iommuPagingDomainAlloc, iommuPagingDomainAllocFlags, iommuSetFaultHandler } from '../../../core/iommu-domain.js';
 import { iommuUserFaultQueueForDomain } from '../../../core/iommu-fault-uapi.js';
 import { iommuAttachDevicePasid, iommuDetachDevicePasid } from '../../../core/iommu-pasid.js';
@@ -61,6 +61,25 @@ describe('SMMUv3 teardown with a stall pending', () => {
     expect(lab.model.stalls.count).toBe(0);
     expect(t.c?.status).toBeDefined();
     expect(t.c!.status).not.toBe('ok');
+  });
+
+  it('detach + free of a domain whose fault handler never answers ends its stalls (CMD_RESUME abort)', async () => {
+    const lab = await bootSmmuV3({ seed: 14 });
+    const dev = deviceOf(lab, V3.stallEngine);
+    const dom = iommuPagingDomainAlloc(dev);
+    await runIn(lab, iommuAttachDevice(dom, dev), 'attach');
+    iommuSetFaultHandler(dom, async () => {
+      await new Promise<void>(() => undefined);
+      return 0 as const;
+    });
+    const ts = [submit(lab, 0x6000_0000), submit(lab, 0x6000_1000), submit(lab, 0x6000_2000)];
+    await settle(lab);
+    expect(lab.model.stalls.count).toBe(3);
+    await runIn(lab, iommuDetachDevice(dom, dev), 'detach');
+    await runIn(lab, iommuDomainFree(dom), 'free');
+    await settle(lab);
+    expect(lab.model.stalls.count).toBe(0);
+    for (const t of ts) expect(t.c?.status).toBe('abort');
   });
 
   it('freeing a still-attached domain warns, and its fault handler is never called again', async () => {
