@@ -10,7 +10,10 @@
  * Faults a master can recover from, a stalled transaction (Stall = 1, answered by CMD_RESUME) or a PRI
  * page request (answered by CMD_PRI_RESP), are reported to the domain they hit:
  * - a domain with a fault-handler cookie (iommu_set_fault_handler) gets `reportIommuFault`; its verdict
- *   becomes the response (0: retry / success, anything else: abort / invalid);
+ *   becomes the response by the arm-smmu rule (the RESUME write of arm_smmu_context_fault()): only
+ *   EAGAIN retries (RESUME retry, PRI success); 0 ("handled", e.g. a handler that only records the
+ *   fault) and every other errno abort (RESUME abort, PRI invalid), so a stall reaches the handler once
+ *   and its master sees the transaction terminated;
  * - otherwise the fault goes to the core's iommu_report_device_fault() (core/iommu-fault.ts): partial
  *   PRI requests are buffered there until their group's last one, groups run on the IOPF queue (the
  *   SVA handler, a domain's fault queue) or reach the device's fault handler, and every answer comes
@@ -312,7 +315,8 @@ export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: Iop
       let code: IommuPageResponse['code'] = IOMMU_PAGE_RESP_INVALID;
       try {
         const verdict = await reportIommuFault(domain, master.dev, prm.addr, flags);
-        code = verdict === 0 ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
+        // Retry only when the handler asks for it: a "handled" stall is terminated.
+        code = verdict === 'EAGAIN' ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
       } catch (e) {
         master.smmu.log.err(master.dev.name, `fault handler threw: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
       }
@@ -371,8 +375,10 @@ async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: A
     return 'EOPNOTSUPP';
   }
   const master = smmu.streams.get(report.sid) ?? null;
-  // Stage 2 is always pinned: not recoverable.
-  if (EVTQ_1_S2.isSet(evt)) {
+  // A stalled stage 2 fault (STE.S2S, set for stall-capable masters) is reported like a stage 1
+  // stall, so that it is answered (mainline; v6.1 returned -EFAULT for every stage 2 event before
+  // looking at Stall, and never set S2S). Other stage 2 faults are pinned: not recoverable.
+  if (EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt)) {
     report.outcome = 'dumped (stage 2 fault)';
     notifyUnrecoverable(master, report);
     return 'EFAULT';
