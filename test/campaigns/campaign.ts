@@ -68,5 +68,8 @@ export async function runCampaign<R>(
       throw new Error(`campaign ${campaign}: case ${i} (seed ${seed}, case seed ${caseSeed}) failed: ${msg}\n  input saved to ${file}\n  replay: CAMPAIGN_SEED=${caseSeed}`, { cause: e });
     }
     onResult?.(r);
+    // Let the host's event loop run between cases (the simulation never yields to it by itself): the
+    // test runner's own messages would otherwise time out during a long soak.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
