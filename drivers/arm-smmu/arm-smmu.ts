@@ -521,7 +521,11 @@ export function armSmmuDomainContextBank(domain: IommuDomain): number {
 
 // kernel: arm_smmu_domain_free()
 async function armSmmuDomainFree(domain: IommuDomain): Promise<void> {
-  await armSmmuDestroyDomainContext(toSmmuDomain(domain));
+  const smmuDomain = toSmmuDomain(domain);
+  // Not in Linux (a caller bug it leaves alone): masters still attached would translate through a
+  // disabled bank, i.e. not at all. Block them first (their S2CRs at FAULT, as the blocked domain).
+  for (const dev of [...smmuDomain.masters]) armSmmuAttachDevType(dev, S2CR_TYPE_FAULT);
+  await armSmmuDestroyDomainContext(smmuDomain);
 }
 
 /** kernel: arm_smmu_ops.default_domain_ops */

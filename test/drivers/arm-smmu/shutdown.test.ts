@@ -3,7 +3,7 @@
  * are left as, where a master that keeps doing DMA ends up, and that no master is left stalled.
  */
 import { describe, expect, it } from 'vitest';
-import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
+import { iommuDomainFree, iommuSetFaultHandler } from '../../../core/iommu-domain.js';
 import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/smmu-v2.js';
@@ -132,4 +132,28 @@ describe('arm-smmu shutdown and kexec with transactions waiting behind a stall',
       });
     }
   }
+});
+
+describe('arm-smmu: freeing a still-attached domain', () => {
+  it('warns, never calls the freed handler, and the master is blocked rather than let through untranslated', async () => {
+    const b = await bench();
+    const domain = await attachNew(b, L.masterNoStall);
+    const iova = b.page();
+    const pa = b.page();
+    await map(b, domain, iova, pa);
+    let calls = 0;
+    iommuSetFaultHandler(domain, () => {
+      calls++;
+      return 'EIO';
+    });
+    await b.run(iommuDomainFree(domain));
+    expect(b.kernel.log.lines('warn').some((l) => /freed while still attached/.test(l.message))).toBe(true);
+    // The IOVA is also a physical address the kernel owns: an untranslated write would land there.
+    const c = await b.master(L.masterNoStall).write(iova, bytes(7));
+    await b.run(b.machine.cpu.delay(100_000));
+    expect(c.status).not.toBe('ok');
+    expect(b.machine.memory.read(iova, 1)[0]).toBe(0);
+    expect(b.machine.memory.read(pa, 1)[0]).toBe(0);
+    expect(calls).toBe(0);
+  });
 });
