@@ -27,14 +27,17 @@
  * Shutdown follows `arm-smmu.shutdown_policy`: `bypass` (sCR0 = CLIENTPD, Linux today),
  * `abort-unmatched` (SMRs invalidated, USFCFG = 1), `abort-all` (also every S2CR = FAULT),
  * `translate` (stays enabled with the stream map reset to its boot state); fault interrupts stay on
- * only with `arm-smmu.shutdown_fault_irqs`. Any stalled transaction is terminated first, so no
- * master is left waiting.
+ * only with `arm-smmu.shutdown_fault_irqs`. First every bank stops stalling (CFCFG = 0), every
+ * stalled transaction is terminated, and shutdown polls until the stalls have retired, so no master is
+ * left waiting: transactions queued behind a stall fault (visibly: CFRE) instead of stalling again.
  *
  * Differences from Linux: the legacy `mmu-masters` binding, ACPI/IORT, clocks and runtime PM are not
  * supported; the iova_to_phys op walks the tables in software (the core's op is synchronous and the
  * ATS1PR poll waits on virtual time: `armSmmuIovaToPhysHard` is the hardware walk, async); the
  * hardware is reset before registering with the core (so masters never see a half-set-up SMMU);
- * destroying a bank with a stalled transaction terminates it first.
+ * destroying a bank with a stalled transaction terminates it (and waits for it) first; reset
+ * terminates stalls a previous kernel left (a crash kernel's case); freeing a domain masters are
+ * still attached to blocks them first.
  */
 import type { Device } from '../../bus/device.js';
 import { KernelError } from '../../bus/errno.js';
