@@ -30,7 +30,7 @@ export const MAX_PHYS_END = 2 ** 53 - PAGE;
  * A range as the kernel keeps it: whole if it ends in reach, clipped at MAX_PHYS_END if it starts in
  * reach and ends beyond, dropped if it starts beyond; the dropped part is reported.
  */
-// kernel: early_init_dt_add_memory_arch() [of/fdt.c]
+// kernel: early_init_dt_add_memory_arch() [fdt.c]
 function clipRange(base: number, size: number, node: string, ignored: FirmwareMemory['ignored']): { base: number; size: number } | null {
   const end = base + size;
   if (base >= MAX_PHYS_END) {
