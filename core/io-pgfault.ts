@@ -226,8 +226,8 @@ const domainGroups = new WeakMap<IommuDomain, Set<IopfGroupImpl>>();
  * `pasid` only (IOMMU_NO_PASID, 0: the RID's; null: any). The detach paths call it, as Linux answers
  * a domain's outstanding faults when it is detached (and iommufd auto-responds on detach), and so does
  * freeing the domain: a stalled transaction never waits on a domain that is gone.
- * // kernel: iommufd_auto_response_faults()
  */
+// kernel: iommufd_auto_response_faults() [fault.c]
 export function iopfAnswerDomainFaults(domain: IommuDomain, dev: Device | null, pasid: number | null): number {
   const set = domainGroups.get(domain);
   if (!set) return 0;
