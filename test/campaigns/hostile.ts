@@ -5,13 +5,15 @@
  * Judged: no exception ever escapes the model, and the model never livelocks (every burst of hardware
  * work ends within a bounded number of scheduler steps).
  *
- * Targets are a list: the SMMUv3 model and every SMMUv1/v2 flavour today; another model (the CMDQV)
- * joins as one more HostileTarget with its frame, its named offsets and its DMA entry.
+ * Targets are a list: the SMMUv3 model, every SMMUv1/v2 flavour and the Grace CMDQV (in front of an
+ * SMMUv3 model); another model joins as one more HostileTarget with its frame, its named offsets, its
+ * DMA entry and, optionally, a structured set-up.
  */
 import { Prng } from '../../hw/prng.js';
 import { TimeLimitError } from '../../hw/scheduler.js';
 import { SMMU_V2_MODELS } from '../../hw/smmu-v2/options.js';
 import { Bench } from '../hw/smmu-v2/harness.js';
+import { CmdqvRig, CV, Q } from '../hw/tegra241-cmdqv/rig.js';
 import { REG, Rig, RAM_BASE as V3_RAM } from '../hw/smmu-v3/rig.js';
 import { CampaignFailure } from './campaign.js';
 
@@ -106,8 +108,51 @@ function smmuV2Target(model: (typeof SMMU_V2_MODELS)[number]): HostileTarget {
   };
 }
 
+/** The Grace CMDQV model in front of an SMMUv3 model: its config page, VINTF pages and VCMDQs. */
+const cmdqvTarget: HostileTarget = {
+  name: 'tegra241-cmdqv',
+  build(seed) {
+    const rig = new CmdqvRig({}, {}, seed);
+    rig.init();
+    const named: number[] = [CV.CONFIG, CV.PARAM, CV.STATUS, CV.VI_ERR_MAP0, CV.VI_ERR_MAP1, CV.VI_INT_MASK0, CV.VI_INT_MASK1];
+    for (let i = 0; i < 4; i++) named.push(CV.CMDQ_ERR_MAP(i % 2), CV.CMDQ_ALLOC(i), CV.VINTF_CONFIG(i % 2), CV.VINTF_STATUS(i % 2), CV.SID_MATCH(i % 2, i), CV.SID_REPLACE(i % 2, i));
+    for (let q = 0; q < 4; q++) {
+      for (const off of [Q.CONS, Q.PROD, Q.CONFIG, Q.STATUS, Q.GERROR, Q.GERRORN]) named.push(CV.Q0(q) + off, CV.L0(q % 2, q >> 1) + off);
+      for (const off of [Q.BASE, Q.BASE + 4, Q.CONS_INDX_BASE, Q.CONS_INDX_BASE + 4]) named.push(CV.Q1(q) + off, CV.L1(q % 2, q >> 1) + off);
+    }
+    return {
+      mmioSize: rig.cmdqv.regionSize,
+      named,
+      w32: (off, v) => rig.cw(off, v),
+      r32: (off) => rig.cr(off),
+      ram: { base: V3_RAM, size: 0x40_0000 },
+      writeRam: (pa, b) => rig.mem.write(pa, b),
+      dma: (sid, addr, len, write) => void rig.dma({ streamId: sid, addr, len, write }, false),
+      settle: (maxSteps) => void rig.sched.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
+      structured(prng) {
+        // A plausible set-up (the rig's handshakes), then garbage into the queue the model will read.
+        const q = prng.int(4);
+        const v = prng.int(2);
+        try {
+          rig.enableCmdqv();
+          rig.enableVintf(v, prng.int(4), prng.int(2) === 0);
+          rig.setupQueue(q, v, prng.int(2), 2 + prng.int(6));
+        } catch (e) {
+          return `set-up refused (${e instanceof Error ? e.message : String(e)})`;
+        }
+        const base = rig.queues.get(q)!.base;
+        const words = new Uint8Array(16 * (1 + prng.int(8)));
+        for (let k = 0; k < words.length; k++) words[k] = prng.int(256);
+        rig.mem.write(base, words);
+        rig.cw(CV.Q0(q) + Q.PROD, prng.int(2) ? words.length / 16 : prng.nextU32());
+        return `VCMDQ ${q} of VINTF ${v}: ${words.length / 16} random commands`;
+      },
+    };
+  },
+};
+
 /** Every model the campaign attacks. */
-export const HOSTILE_TARGETS: readonly HostileTarget[] = [smmuV3Target, ...SMMU_V2_MODELS.map(smmuV2Target)];
+export const HOSTILE_TARGETS: readonly HostileTarget[] = [smmuV3Target, ...SMMU_V2_MODELS.map(smmuV2Target), cmdqvTarget];
 
 function value(prng: Prng, h: Hostile): number {
   switch (prng.int(6)) {
