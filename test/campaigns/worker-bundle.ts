@@ -3,7 +3,7 @@
  * sources vitest runs, so its entry is bundled (with everything it imports) into one CommonJS file
  * under `.cache/workers/` first. esbuild is the bundler vitest itself ships with.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { buildSync } from 'esbuild';
 
@@ -29,5 +29,7 @@ export function bundleWorker(entry: string): string {
     external: ['node:*'],
   });
   built.set(entry, outfile);
+  // One bundle per process (two test processes may bundle the same entry at once); gone with it.
+  process.once('exit', () => rmSync(outfile, { force: true }));
   return outfile;
 }
