@@ -3,7 +3,7 @@
  * sources vitest runs, so its entry is bundled (with everything it imports) into one CommonJS file
  * under `.cache/workers/` first. esbuild is the bundler vitest itself ships with.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { buildSync } from 'esbuild';
 
@@ -16,20 +16,23 @@ export function bundleWorker(entry: string): string {
   if (done) return done;
   const dir = join(root, '.cache', 'workers');
   mkdirSync(dir, { recursive: true });
-  const outfile = join(dir, `${basename(entry, '.ts')}-${process.pid}.cjs`);
-  buildSync({
+  const outfile = join(dir, `${basename(entry, '.ts')}.cjs`);
+  const out = buildSync({
     entryPoints: [join(root, entry)],
     bundle: true,
     platform: 'node',
     format: 'cjs',
     target: 'node20',
-    outfile,
+    write: false,
     logLevel: 'error',
-    // The scheduler's own modules, not a second copy of node builtins.
+    // Node's built-in modules stay imports.
     external: ['node:*'],
   });
+  // Written aside and renamed into place: test processes bundling the same entry at once never see
+  // a half-written file.
+  const tmp = `${outfile}.${process.pid}.tmp`;
+  writeFileSync(tmp, out.outputFiles[0]!.contents);
+  renameSync(tmp, outfile);
   built.set(entry, outfile);
-  // One bundle per process (two test processes may bundle the same entry at once); gone with it.
-  process.once('exit', () => rmSync(outfile, { force: true }));
   return outfile;
 }
