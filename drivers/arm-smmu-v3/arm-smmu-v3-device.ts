@@ -203,6 +203,11 @@ export interface ArmSmmuDriverParams {
   shutdownPolicy: ArmSmmuShutdownPolicy;
   /** arm-smmu-v3.disable_msipolling: CMD_SYNC completion by CONS polling even when MSIs could be used. */
   disableMsipolling: boolean;
+  /**
+   * is_kdump_kernel(): a crash kernel leaves CR0.EVTQEN and CR0.PRIQEN clear when it enables the
+   * SMMU (it can neither serve page requests nor afford an event storm from devices it inherited).
+   */
+  kdump: boolean;
   /** Where queues, tables and page tables come from. */
   pageAllocator: PageAllocator;
 }
@@ -810,6 +815,12 @@ export class ArmSmmuDevice implements CmdqHost {
     } catch (e) {
       this.err('failed to setup irqs');
       throw e;
+    }
+
+    // A kdump kernel turns the event and PRI queues back off (v6.17 does it here, after the IRQs).
+    if (this.params.kdump) {
+      enables &= ~(CR0_EVTQEN | CR0_PRIQEN);
+      this.info('kdump kernel: event and PRI queues left disabled');
     }
 
     // Enable the SMMU interface.

@@ -89,6 +89,8 @@ export interface ArmSmmuV3DriverOptions {
   disableMsipolling?: boolean;
   /** Driver name (default "arm-smmu-v3"). */
   name?: string;
+  /** is_kdump_kernel(): the kernel is a crash kernel (the event and PRI queues stay off). */
+  kdump?: boolean;
 }
 
 /** The SMMU a bound `arm,smmu-v3` device drives; ENODEV otherwise. */
@@ -273,6 +275,7 @@ class ArmSmmuV3Driver {
       disableBypass: this.opts.disableBypass ?? true,
       shutdownPolicy: this.opts.shutdownPolicy ?? 'disable',
       disableMsipolling: this.opts.disableMsipolling ?? false,
+      kdump: this.opts.kdump ?? false,
       pageAllocator: this.opts.pageAllocator(dev),
     });
     smmu.dtProbe();

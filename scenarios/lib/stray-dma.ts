@@ -60,6 +60,23 @@ export class StrayDmaMonitor {
     return dev;
   }
 
+  /**
+   * Whether a write of `master` at [pa, pa+len) strays right now: null if every frame is the
+   * master's own, else the owner of the first frame that is not (as a stray record would name it).
+   */
+  classify(master: string, pa: number, len: number): string | null {
+    const k = runningKernel(this.machine.cpu);
+    if (!k) return 'memory of no running kernel (hand-over)';
+    const dev = this.device(k, master);
+    const name = dev?.name ?? master;
+    for (let f = Math.floor(pa / FRAME) * FRAME; f < pa + len; f += FRAME) {
+      const own = k.alloc.ownerOf(f);
+      if (!own) return 'not RAM the kernel knows';
+      if (!this.reachable(own.owner, f, dev, name)) return describeOwner(own.owner);
+    }
+    return null;
+  }
+
   private check(master: string, pa: number, len: number, time: number): void {
     // The kernel that owns memory right now: the one booting or running on the machine.
     const k = runningKernel(this.machine.cpu);

@@ -39,7 +39,7 @@ describe('kexec with DMA left running', () => {
     const pa = r.engines.find((e) => e.master === DIRECT)!.dma;
     expect(r.first.alloc.ownerOf(pa)?.owner).toEqual({ kind: 'dma', device: DIRECT, what: 'dma_alloc_coherent' });
     expect(r.first.alloc.ownerOf(pa)?.kernelInstance).toBe(0);
-    const reuse = r.second.alloc.allocationAt(pa)!;
+    const reuse = r.second!.alloc.allocationAt(pa)!;
     expect([reuse.pa, reuse.order, reuse.owner, reuse.kernelInstance]).toEqual([pa, 0, { kind: 'kernel', what: 'workload' }, 1]);
     // One record per periodic write after the kexec, exactly one period apart, each 256 bytes at `pa`.
     expect(r.strayWrites.length).toBeGreaterThanOrEqual(200_000 / periodNs - 1);
