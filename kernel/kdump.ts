@@ -132,7 +132,7 @@ export function kexecLoadCrash(kernel: Kernel, boot: CrashImageOptions = {}): Cr
     boot: { ...boot, cmdline },
   };
   kernel._setCrashImage(image);
-  kernel.log.info('kernel', `kexec: crash kernel loaded at 0x${reservation.base.toString(16)} (${reservation.size >> 20} MiB), ELF core header at 0x${hdr.base.toString(16)} with ${segments.length} segment(s)`, LOG_NS);
+  kernel.log.info('kernel', `kexec: crash kernel loaded at 0x${reservation.base.toString(16)} (${Math.floor(reservation.size / 2 ** 20)} MiB), ELF core header at 0x${hdr.base.toString(16)} with ${segments.length} segment(s)`, LOG_NS);
   return image;
 }
 

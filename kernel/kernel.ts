@@ -247,10 +247,10 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
   for (const h of misspeltParamHints(parsed.unknown)) core.log.warn('kernel', h, LOG_NS);
   for (const e of crashErrors) core.log.warn('kernel', `crashkernel reservation failed: ${e}`, LOG_NS);
   if (crashkernel) {
-    core.log.info('kernel', `crashkernel reserved: 0x${crashkernel.base.toString(16)} - 0x${(crashkernel.base + crashkernel.size - 1).toString(16)} (${crashkernel.size >> 20} MB)`, LOG_NS);
+    core.log.info('kernel', `crashkernel reserved: 0x${crashkernel.base.toString(16)} - 0x${(crashkernel.base + crashkernel.size - 1).toString(16)} (${Math.floor(crashkernel.size / 2 ** 20)} MB)`, LOG_NS);
   }
   for (const e of vmcoreErrors) core.log.err('kernel', `Kdump: vmcore not initialized: ${e}`, LOG_NS);
-  if (vmcore) core.log.info('kernel', `kdump kernel: ${vmcore.length} vmcore segment(s), ${vmcore.reduce((a, v) => a + v.size, 0) >> 20} MiB of the crashed kernel's memory`, LOG_NS);
+  if (vmcore) core.log.info('kernel', `kdump kernel: ${vmcore.length} vmcore segment(s), ${Math.floor(vmcore.reduce((a, v) => a + v.size, 0) / 2 ** 20)} MiB of the crashed kernel's memory`, LOG_NS);
   // kernel: iommu_subsys_init(); the driver core's DMA hooks are how it reaches every device.
   const iommu = new IommuSubsystem({
     core,

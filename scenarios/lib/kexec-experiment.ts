@@ -20,6 +20,8 @@ import { testEngines } from '../../drivers/misc/dma-test-engine.js';
 import type { DmaRequest, DmaCompletion } from '../../hw/dma.js';
 import type { Machine } from '../../hw/machine.js';
 import type { MemoryRange } from '../../mm/page-alloc.js';
+import { ofIrqs } from '../../bus/of/irq.js';
+import type { DeviceTree } from '../../bus/of/tree.js';
 import { DEFAULT_PARAMS, parseCmdline, type KernelParams } from '../../kernel/cmdline.js';
 import { kexecLoadCrash, panic } from '../../kernel/kdump.js';
 import type { Kernel } from '../../kernel/kernel.js';
@@ -66,6 +68,8 @@ export interface TransactionAccounting {
   landedOwned: number;
   /** Writes that landed somewhere else; by owner. */
   stray: number;
+  /** Bytes those stray writes carried. */
+  strayBytes: number;
   strayByOwner: Record<string, number>;
   /** Answered abort, bus error, terminated or not issued. */
   blocked: number;
@@ -83,9 +87,9 @@ export interface StormMeasurement {
   /** Transactions answered with an error in the window, and per second of virtual time. */
   failed: number;
   failedPerSecond: number;
-  /** Interrupts raised on the machine's interrupt controllers in the window. */
+  /** Interrupts raised on the IOMMUs' lines once the incoming kernel had booted. */
   interrupts: number;
-  /** Lines the incoming kernel logged from its IOMMU drivers. */
+  /** Lines the incoming kernel's IOMMU drivers logged once it had booted. */
   iommuLogLines: number;
   /** Time from the hand-over to the last failed transaction, or null if it never went quiet. */
   quietAfterNs: number | null;
@@ -167,6 +171,7 @@ class Accountant {
   private readonly stops: (() => void)[] = [];
   landedOwned = 0;
   stray = 0;
+  strayBytes = 0;
   readonly strayByOwner: Record<string, number> = {};
   blocked = 0;
   faulted = 0;
@@ -197,6 +202,7 @@ class Accountant {
       if (owner === null) this.landedOwned++;
       else {
         this.stray++;
+        this.strayBytes += req.len;
         this.strayByOwner[owner] = (this.strayByOwner[owner] ?? 0) + 1;
       }
       return;
@@ -222,6 +228,7 @@ class Accountant {
       carriedIn: this.carriedIn,
       landedOwned: this.landedOwned,
       stray: this.stray,
+      strayBytes: this.strayBytes,
       strayByOwner: { ...this.strayByOwner },
       blocked: this.blocked,
       faulted: this.faulted,
@@ -240,8 +247,14 @@ class ChangeTracker {
   private readonly touched = new Map<number, Uint8Array>();
   private readonly stop: () => void;
 
-  constructor(private readonly machine: Machine) {
-    this.stop = machine.interconnect.onRamWillWrite((_m, pa, len) => this.note(pa, len));
+  constructor(
+    private readonly machine: Machine,
+    masters: readonly string[],
+  ) {
+    const watched = new Set(masters);
+    this.stop = machine.interconnect.onRamWillWrite((m, pa, len) => {
+      if (watched.has(m)) this.note(pa, len);
+    });
   }
 
   private note(pa: number, len: number): void {
@@ -269,6 +282,21 @@ class ChangeTracker {
     }
     return out;
   }
+}
+
+/** Interrupts raised so far on every line the IOMMUs' firmware nodes name. */
+function iommuInterrupts(machine: Machine, dt: DeviceTree): number {
+  let n = 0;
+  for (const path of machine.iommus.keys()) {
+    const node = dt.byPath(path);
+    if (!node) continue;
+    try {
+      for (const irq of ofIrqs(dt, node)) n += machine.interruptControllers.get(irq.controller.path)?.stats(irq.specifier).raised ?? 0;
+    } catch {
+      // an IOMMU whose interrupts firmware describes badly raises none we can count
+    }
+  }
+  return n;
 }
 
 function within(ranges: readonly MemoryRange[], pa: number): boolean {
@@ -304,7 +332,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
   const baseCmdline = opts.cmdline ?? '';
   const firstCmdline = kdump ? `${baseCmdline} crashkernel=${opts.crashkernel ?? DEFAULT_CRASHKERNEL}`.trim() : baseCmdline;
   const monitor = new StrayDmaMonitor(machine);
-  const bootOpts = { cmdline: firstCmdline, testEngineShutdown: opts.quiesce === 'all' };
+  const bootOpts = { cmdline: firstCmdline, testEngineShutdown: opts.quiesce === 'all', ...(opts.strictParams ? { strictParams: true } : {}) };
   try {
     const first = await boot(machine, bootOpts);
     const engines: KexecExperimentResult['engines'] = [];
@@ -341,12 +369,13 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
       return monitor.classify(master, pa, len);
     };
     const accountant = new Accountant(machine, running, classify);
-    const changes = kdump ? new ChangeTracker(machine) : null;
-    const irqBefore = [...machine.interruptControllers.values()].reduce((a, c) => a + c.totals.raised, 0);
+    const changes = kdump ? new ChangeTracker(machine, running) : null;
     const start = machine.scheduler.now;
 
     let second: Kernel | null = null;
     let bootError: string | null = null;
+    let bootDone = start;
+    let irqAtBoot = iommuInterrupts(machine, first.dt);
     try {
       const task = kdump
         ? panic(machine, 'kexec lab: sysrq-triggered crash').then((k) => k)
@@ -357,6 +386,8 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
             ...(opts.strictParams ? { strictParams: true } : {}),
           });
       second = await run(machine, task, kdump ? 'panic' : 'kexec', BOOT_LIMIT_NS);
+      bootDone = machine.scheduler.now;
+      irqAtBoot = iommuInterrupts(machine, first.dt);
       if (!second) bootError = 'no crash kernel was loaded: the machine stopped at the panic';
     } catch (e) {
       bootError = e instanceof Error ? e.message : String(e);
@@ -376,7 +407,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     const end = machine.scheduler.now;
 
     const accounting = accountant.finish();
-    const irqAfter = [...machine.interruptControllers.values()].reduce((a, c) => a + c.totals.raised, 0);
+    const irqAfter = iommuInterrupts(machine, first.dt);
     const windowNs = end - start;
     const failed = accountant.failedTimes.length;
     const last = failed > 0 ? accountant.failedTimes[failed - 1]! : null;
@@ -384,7 +415,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     const quietAfterNs = last === null ? 0 : end - last <= 2 * periodNs ? null : last - start;
     const iommuNodes = new Set(machine.iommus.keys());
     const secondLog = second ? second.log.lines().filter((l) => l.time >= start) : [];
-    const iommuLogLines = secondLog.filter((l) => iommuNodes.has(l.source)).length;
+    const iommuLogLines = secondLog.filter((l) => iommuNodes.has(l.source) && l.time > bootDone).length;
     const driverActions = secondLog
       .filter((l) => /currently enabled|kdump kernel|left by a previous kernel|reset at probe|Unhandled context fault|event 0x|suppressed/i.test(l.message))
       .map((l) => `${l.source}: ${l.message}`)
@@ -420,7 +451,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
         windowNs,
         failed,
         failedPerSecond: windowNs > 0 ? Math.round((failed * 1e9) / windowNs) : 0,
-        interrupts: irqAfter - irqBefore,
+        interrupts: irqAfter - irqAtBoot,
         iommuLogLines,
         quietAfterNs,
         driverActions,
