@@ -66,7 +66,8 @@ const PAGE_SCRIPT = String.raw`
         { label: 'blocked (abort, bus error)', data: cells.map(function (c) { return c.blocked; }), backgroundColor: 'rgba(40,100,190,0.8)', stack: 's' },
         { label: 'faulted (translation fault)', data: cells.map(function (c) { return c.faulted; }), backgroundColor: 'rgba(240,160,40,0.8)', stack: 's' },
         { label: 'stray', data: cells.map(function (c) { return c.strayWrites; }), backgroundColor: 'rgba(200,60,50,0.8)', stack: 's' },
-        { label: 'landed in owned memory', data: cells.map(function (c) { return c.accounting.landedOwned; }), backgroundColor: 'rgba(90,170,90,0.8)', stack: 's' }
+        { label: 'landed in owned memory', data: cells.map(function (c) { return c.accounting.landedOwned; }), backgroundColor: 'rgba(90,170,90,0.8)', stack: 's' },
+        { label: 'still stalled at the end', data: cells.map(function (c) { return c.accounting.outstanding; }), backgroundColor: 'rgba(60,60,60,0.9)', stack: 's' }
       ] },
       options: common('Every transaction after the hand-over, by outcome', { scales: { x: { stacked: true, ticks: { autoSkip: false, maxRotation: 90, minRotation: 60, font: { size: 9 } } }, y: { stacked: true, beginAtZero: true } } })
     });
@@ -122,7 +123,7 @@ export function matrixHtml(report: MatrixReport): string {
         `<td>${c.strayWrites}</td><td>${c.strayBytes}</td><td>${c.blocked}</td><td>${c.faulted}</td><td>${c.storm.failedPerSecond}</td>` +
         `<td>${c.storm.interrupts}</td><td>${c.storm.iommuLogLines}</td><td>${c.storm.quietAfterNs === null ? 'never' : (c.storm.quietAfterNs / 1000).toFixed(1) + ' µs'}</td>` +
         `<td>${c.kdump ? c.kdump.vmcoreBytesChanged : '-'}</td><td>${c.kdump ? c.kdump.crashKernelBytesChanged : '-'}</td>` +
-        `<td>${c.boot.ok ? 'ok' : escapeHtml('failed: ' + (c.boot.error ?? ''))}</td><td>${c.accounting.balanced ? 'yes' : 'NO'}</td>` +
+        `<td>${c.accounting.outstanding}</td><td>${c.boot.ok ? 'ok' : escapeHtml('failed: ' + (c.boot.error ?? ''))}</td><td>${c.accounting.balanced ? 'yes' : 'NO'}</td>` +
         `<td class="pol">${escapeHtml(c.policies.summary)}</td></tr>`,
     )
     .join('\n');
@@ -159,7 +160,7 @@ engines behind one kind of SMMU writing periodically (and on after failures), ha
 <h2>Cells</h2>
 <table>
 <thead><tr><th>smmu</th><th>policy</th><th>target</th><th>quiesce</th><th>stray writes</th><th>stray bytes</th><th>blocked</th><th>faulted</th>
-<th>failed/s</th><th>irqs</th><th>iommu log lines</th><th>quiet after</th><th>vmcore Δ bytes</th><th>crash kernel Δ bytes</th><th>boot</th><th>balanced</th><th>policies in force</th></tr></thead>
+<th>failed/s</th><th>irqs</th><th>iommu log lines</th><th>quiet after</th><th>vmcore Δ bytes</th><th>crash kernel Δ bytes</th><th>stalled</th><th>boot</th><th>balanced</th><th>policies in force</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>

@@ -249,7 +249,7 @@ async function kexecMatrixCommand(o: KexecCmdOptions, deps: KexecCliDeps): Promi
 /** The matrix as a terminal table, one row per cell. */
 export function matrixTable(cells: readonly MatrixCell[]): string {
   return formatTable(
-    ['smmu', 'policy', 'target', 'quiesce', 'stray writes', 'stray bytes', 'blocked', 'faulted', 'failed/s', 'irqs', 'iommu log', 'quiet after', 'vmcore Δ', 'crashk Δ', 'boot', 'sum'],
+    ['smmu', 'policy', 'target', 'quiesce', 'stray writes', 'stray bytes', 'blocked', 'faulted', 'failed/s', 'irqs', 'iommu log', 'quiet after', 'vmcore Δ', 'crashk Δ', 'stalled', 'boot', 'sum'],
     cells.map((c) => [
       c.kind,
       c.policy,
@@ -265,6 +265,7 @@ export function matrixTable(cells: readonly MatrixCell[]): string {
       c.storm.quietAfterNs === null ? 'never' : `${(c.storm.quietAfterNs / 1000).toFixed(0)}µs`,
       c.kdump ? String(c.kdump.vmcoreBytesChanged) : '-',
       c.kdump ? String(c.kdump.crashKernelBytesChanged) : '-',
+      String(c.accounting.outstanding),
       c.boot.ok ? 'ok' : 'FAILED',
       c.accounting.balanced ? 'ok' : 'UNBALANCED',
     ]),
