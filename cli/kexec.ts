@@ -65,6 +65,11 @@ function paramWarnings(unknown: readonly string[]): string[] {
   return line ? [`iommu-sim: kernel: ${line}`, ...misspeltParamHints(unknown).map((h) => `iommu-sim: kernel: ${h}`)] : [];
 }
 
+/** Write the kernel's unknown-parameter lines to stderr (every command that boots does). */
+export function printParamWarnings(unknown: readonly string[]): void {
+  for (const l of paramWarnings(unknown)) process.stderr.write(l + '\n');
+}
+
 function hex(v: number): string {
   return `0x${v.toString(16)}`;
 }
@@ -97,7 +102,7 @@ export async function kexecCommand(o: KexecCmdOptions, deps: KexecCliDeps): Prom
       stop?.();
     }
   });
-  for (const l of paramWarnings(r.unknownParams)) process.stderr.write(l + '\n');
+  printParamWarnings(r.unknownParams);
   if (!r.observable) process.stderr.write(`iommu-sim: ${r.nothingToObserve}\n`);
   if (o.json) {
     process.stdout.write(JSON.stringify(kexecJson(o, r), null, 2) + '\n');
@@ -226,7 +231,7 @@ async function kexecMatrixCommand(o: KexecCmdOptions, deps: KexecCliDeps): Promi
     if (showBar) bar.stop();
   }
   const unknown = [...new Set(report.cells.flatMap((c) => c.unknownParams))];
-  for (const l of paramWarnings(unknown)) process.stderr.write(l + '\n');
+  printParamWarnings(unknown);
   const blind = report.cells.filter((c) => !c.observable);
   if (blind.length > 0) process.stderr.write(`iommu-sim: ${blind.length} cell(s) had nothing to observe: ${blind[0]!.nothingToObserve}\n`);
   const dir = o.out ?? 'kexec-matrix';

@@ -12,7 +12,7 @@ import { scenarios, findScenario } from '../scenarios/index.js';
 import type { ScenarioResult } from '../scenarios/scenario.js';
 import { toChromeTraceProcesses, type TraceProcess } from './chrome-trace.js';
 import { EXIT_FAILED, reportError, UsageError } from './errors.js';
-import { kexecCommand, type KexecCmdOptions } from './kexec.js';
+import { kexecCommand, printParamWarnings, type KexecCmdOptions } from './kexec.js';
 import { formatTable } from './table.js';
 
 function parseSeed(v: string): number {
@@ -81,6 +81,7 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
       stop?.();
     }
   });
+  printParamWarnings(kernel.unknownParams);
   const report = bootReport(machine, kernel);
   if (o.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
