@@ -188,7 +188,10 @@ export async function runKexecMatrix(inputs: MatrixInputs, opts: MatrixRunOption
     cells.push(cell);
     opts.onCell?.(cell, cells.length, plan.length);
   }
-  return { format: MATRIX_REPORT_FORMAT, tool: 'iommu-sim kexec --matrix', inputs, cells };
+  // Echo the policies that ran, not just the ones asked for.
+  const policies: MatrixInputs['policies'] = {};
+  for (const k of inputs.kinds) policies[k] = [...(inputs.policies[k] ?? policiesOf(k))];
+  return { format: MATRIX_REPORT_FORMAT, tool: 'iommu-sim kexec --matrix', inputs: { ...inputs, policies }, cells };
 }
 
 /** A cell's short name: "v3 gbpa-abort kdump quiesce=none". */
