@@ -30,6 +30,12 @@ export interface StrayWrite {
   kernel: number;
 }
 
+/** What a frame outside the kernel's RAM is: a crash kernel's dump, or nothing it knows. */
+function unknownRam(k: Kernel, frame: number): string {
+  const inDump = k.vmcore?.some((v) => frame >= v.paddr && frame < v.paddr + v.size) ?? false;
+  return inDump ? 'vmcore (crashed kernel memory)' : 'not RAM the kernel knows';
+}
+
 export class StrayDmaMonitor {
   readonly strays: StrayWrite[] = [];
   private readonly devices = new WeakMap<Kernel, Map<string, Device>>();
@@ -71,7 +77,7 @@ export class StrayDmaMonitor {
     const name = dev?.name ?? master;
     for (let f = Math.floor(pa / FRAME) * FRAME; f < pa + len; f += FRAME) {
       const own = k.alloc.ownerOf(f);
-      if (!own) return 'not RAM the kernel knows';
+      if (!own) return unknownRam(k, f);
       if (!this.reachable(own.owner, f, dev, name)) return describeOwner(own.owner);
     }
     return null;
@@ -90,7 +96,7 @@ export class StrayDmaMonitor {
     for (let f = Math.floor(pa / FRAME) * FRAME; f < end; f += FRAME) {
       const own = k.alloc.ownerOf(f);
       const stray = !own || !this.reachable(own.owner, f, dev, name);
-      const label = stray ? (own ? describeOwner(own.owner) : 'not RAM the kernel knows') : null;
+      const label = stray ? (own ? describeOwner(own.owner) : unknownRam(k, f)) : null;
       if (label !== runOwner) {
         if (runOwner !== null) this.record(time, master, runStart, Math.max(runStart, f), runOwner, k.instance);
         runStart = Math.max(pa, f);
