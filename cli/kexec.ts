@@ -84,7 +84,15 @@ function buildMachine(o: KexecCmdOptions, deps: KexecCliDeps, seed: number): Mac
 }
 
 export async function kexecCommand(o: KexecCmdOptions, deps: KexecCliDeps): Promise<void> {
-  if (o.matrix) return kexecMatrixCommand(o, deps);
+  if (o.matrix) {
+    for (const [given, flag] of [[o.trace, '--trace'], [o.targetCmdline, '--target-cmdline'], [o.strictParams, '--strict-params']] as const) {
+      if (given !== undefined && given !== false) throw new UsageError(`${flag} is not supported with --matrix (each cell boots its own kernels; the matrix always runs in storm mode)`);
+    }
+    return kexecMatrixCommand(o, deps);
+  }
+  for (const [given, flag] of [[o.kinds, '--kinds'], [o.policies, '--policies'], [o.targets, '--targets']] as const) {
+    if (given !== undefined) throw new UsageError(`${flag} only applies to --matrix`);
+  }
   const machine = buildMachine(o, deps, o.seed);
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
@@ -149,6 +157,7 @@ function kexecText(o: KexecCmdOptions, r: KexecExperimentResult): string {
     `transactions from the hand-over on: issued ${a.issued} (+${a.carriedIn} outstanding before) = landed in owned memory ${a.landedOwned} + stray ${a.stray} + blocked ${a.blocked} + faulted ${a.faulted} + still outstanding ${a.outstanding}${a.balanced ? '' : '  (DOES NOT BALANCE)'}`,
     `storm seen by the incoming kernel: ${r.storm.failed} failed transactions (${r.storm.failedPerSecond}/s), ${r.storm.interrupts} interrupts, ${r.storm.iommuLogLines} IOMMU log lines, quiet after ${ns(r.storm.quietAfterNs)}`,
   ];
+  if (r.storm.driverActions.length) lines.push('what the incoming kernel\'s drivers said:', ...r.storm.driverActions.map((a) => `  ${a}`));
   if (r.kdump) {
     lines.push(
       `kdump: reservation ${hex(r.kdump.reservation.base)}+${hex(r.kdump.reservation.size)}, ${r.kdump.vmcoreSegments} vmcore segment(s); bytes changed by DMA after the panic: vmcore ${r.kdump.vmcoreBytesChanged} (${r.kdump.vmcoreBytesChangedOutsideBuffers} outside the masters' own buffers), crash kernel memory ${r.kdump.crashKernelBytesChanged}`,

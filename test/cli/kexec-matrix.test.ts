@@ -69,6 +69,8 @@ describe('iommu-sim kexec --matrix', () => {
     expect((await runCli(['kexec', '--matrix', '--kinds', 'v4'])).status).toBe(64);
     expect((await runCli(['kexec', '--matrix', '--kinds', 'v3', '--policies', 'bypass'])).stderr).toMatch(/--policies: "bypass" is not a shutdown policy of v3/);
     expect((await runCli(['kexec', '--matrix', '--targets', 'sideways'])).status).toBe(64);
+    expect((await runCli(['kexec', '--matrix', '--trace', join(tmp, 't.json')])).stderr).toMatch(/--trace is not supported with --matrix/);
+    expect((await runCli(['kexec', '--kinds', 'v3'])).stderr).toMatch(/--kinds only applies to --matrix/);
   });
 
   it('the HTML report is self-contained: data and Chart.js inline, nothing fetched', async () => {
