@@ -361,10 +361,16 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
         })
       : null;
     const buffers: MemoryRange[] = engines.map((e) => ({ base: Math.floor(e.pa / FRAME) * FRAME, size: FRAME }));
+    const ownBuffer = new Map(engines.map((e, i) => [e.master, buffers[i]!]));
+    /** A write into the buffer the crashed kernel gave this very master: its own, not a stray. */
+    const intoOwnOldBuffer = (master: string, pa: number): boolean => {
+      const b = ownBuffer.get(master);
+      return b !== undefined && pa >= b.base && pa < b.base + b.size;
+    };
     const classify = (master: string, pa: number, len: number): string | null => {
       if (crashImage && !within([crashImage.reservation], pa)) {
-        // The crashed kernel's memory: the dump. Its own buffers stay its own.
-        return within(buffers, pa) ? null : 'vmcore (crashed kernel memory)';
+        // The crashed kernel's memory: the dump. A master's own buffer stays its own.
+        return intoOwnOldBuffer(master, pa) ? null : 'vmcore (crashed kernel memory)';
       }
       return monitor.classify(master, pa, len);
     };
@@ -443,7 +449,9 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     return {
       observable: nothingToObserve === null,
       nothingToObserve,
-      strayWrites: second ? monitor.strays.filter((w) => w.kernel === second.instance) : [],
+      strayWrites: second
+        ? monitor.strays.filter((w) => w.kernel === second.instance && !(crashImage && !within([crashImage.reservation], w.pa) && intoOwnOldBuffer(w.master, w.pa)))
+        : [],
       blockedTransactions: blocked,
       faults,
       accounting,

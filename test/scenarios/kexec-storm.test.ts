@@ -87,3 +87,18 @@ describe('honest inputs', () => {
     expect(strict.accounting.balanced).toBe(true);
   });
 });
+
+describe('kdump accounting', () => {
+  it('stray records and the accounting agree: a master writing its own old buffer is not a stray, the rest of the dump is', async () => {
+    const common = { target: 'kdump', quiesce: 'none', storm: true } as const;
+    const abort = await runKexecExperiment(kexecLabMachine(4), common);
+    expect(abort.strayWrites).toEqual([]);
+    expect(abort.accounting.stray).toBe(0);
+    expect(abort.accounting.landedOwned).toBeGreaterThan(0); // the engine without an IOMMU, into its old buffer
+    const bypass = await runKexecExperiment(kexecLabMachine(4), { ...common, targetCmdline: 'iommu.passthrough=1' });
+    expect(bypass.strayWrites.length).toBe(bypass.accounting.stray);
+    expect(new Set(bypass.strayWrites.map((w) => w.owner))).toEqual(new Set(['vmcore (crashed kernel memory)']));
+    expect(bypass.strayWrites.every((w) => w.pa === 0xffff_f000)).toBe(true);
+    expect(bypass.accounting.strayByOwner).toEqual({ 'vmcore (crashed kernel memory)': bypass.accounting.stray });
+  });
+});
