@@ -93,6 +93,11 @@ export interface StormMeasurement {
   iommuLogLines: number;
   /** Time from the hand-over to the last failed transaction, or null if it never went quiet. */
   quietAfterNs: number | null;
+  /** Time from the hand-over until the incoming kernel finished booting (null: it did not boot). */
+  bootedAfterNs: number | null;
+  /** Failed transactions once the incoming kernel was up, and per second of that time. */
+  failedAfterBoot: number;
+  failedPerSecondAfterBoot: number;
   /** What the incoming kernel's drivers did about it (from its log). */
   driverActions: string[];
 }
@@ -419,6 +424,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     const last = failed > 0 ? accountant.failedTimes[failed - 1]! : null;
     // Still failing within the last two periods of the window: it never went quiet.
     const quietAfterNs = last === null ? 0 : end - last <= 2 * periodNs ? null : last - start;
+    const failedAfterBoot = second ? accountant.failedTimes.filter((t) => t > bootDone).length : 0;
     const iommuNodes = new Set(machine.iommus.keys());
     const secondLog = second ? second.log.lines().filter((l) => l.time >= start) : [];
     const iommuLogLines = secondLog.filter((l) => iommuNodes.has(l.source) && l.time > bootDone).length;
@@ -462,6 +468,9 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
         interrupts: irqAfter - irqAtBoot,
         iommuLogLines,
         quietAfterNs,
+        bootedAfterNs: second ? bootDone - start : null,
+        failedAfterBoot,
+        failedPerSecondAfterBoot: second && end > bootDone ? Math.round((failedAfterBoot * 1e9) / (end - bootDone)) : 0,
         driverActions,
       },
       boot: {
