@@ -20,6 +20,7 @@ import { testEngines } from '../../drivers/misc/dma-test-engine.js';
 import type { DmaRequest, DmaCompletion } from '../../hw/dma.js';
 import type { Machine } from '../../hw/machine.js';
 import type { MemoryRange } from '../../mm/page-alloc.js';
+import { isKernelError } from '../../bus/errno.js';
 import { ofIrqs } from '../../bus/of/irq.js';
 import type { DeviceTree } from '../../bus/of/tree.js';
 import { DEFAULT_PARAMS, parseCmdline, type KernelParams } from '../../kernel/cmdline.js';
@@ -389,7 +390,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     let irqAtBoot = iommuInterrupts(machine, first.dt);
     try {
       const task = kdump
-        ? panic(machine, 'kexec lab: sysrq-triggered crash').then((k) => k)
+        ? panic(machine, 'kexec lab: sysrq-triggered crash')
         : kexec(machine, {
             ...(opts.targetCmdline !== undefined ? { cmdline: opts.targetCmdline } : { cmdline: baseCmdline }),
             drivers: opts.target === 'aware' ? 'all' : 'iommu-unaware',
@@ -409,8 +410,9 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
       for (let i = 0; i < pages; i++) {
         try {
           second.alloc.allocPages(0, { kind: 'kernel', what: 'workload' });
-        } catch {
-          break; // a crash kernel's reservation is small: it uses what it has
+        } catch (e) {
+          if (isKernelError(e, 'ENOMEM')) break; // a crash kernel's reservation is small: it uses what it has
+          throw e;
         }
       }
     }
@@ -455,9 +457,12 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     return {
       observable: nothingToObserve === null,
       nothingToObserve,
-      strayWrites: second
-        ? monitor.strays.filter((w) => w.kernel === second.instance && !(crashImage && !within([crashImage.reservation], w.pa) && intoOwnOldBuffer(w.master, w.pa)))
-        : [],
+      // Every stray from the hand-over on: into the outgoing kernel's memory while it shut down, while
+      // no kernel ran (a hand-over that takes time, a boot that failed), into the incoming kernel's;
+      // for kdump, not a master's writes into its own old buffer.
+      strayWrites: monitor.strays.filter(
+        (w) => w.time >= start && !(crashImage && !within([crashImage.reservation], w.pa) && intoOwnOldBuffer(w.master, w.pa)),
+      ),
       blockedTransactions: blocked,
       faults,
       accounting,

@@ -26,9 +26,11 @@ export interface StrayWrite {
   len: number;
   /** The frame's owner as the kernel's allocator describes it ("free", "dma /dma@… rx-ring", …). */
   owner: string;
-  /** Which kernel instance owned the frame (the one running when the write landed). */
+  /** Which kernel instance owned the frame (the one running when the write landed); -1 when none was. */
   kernel: number;
 }
+
+const NO_KERNEL = 'memory of no running kernel';
 
 /** What a frame outside the kernel's RAM is: a crash kernel's dump, or nothing it knows. */
 function unknownRam(k: Kernel, frame: number): string {
@@ -72,7 +74,7 @@ export class StrayDmaMonitor {
    */
   classify(master: string, pa: number, len: number): string | null {
     const k = runningKernel(this.machine.cpu);
-    if (!k) return 'memory of no running kernel (hand-over)';
+    if (!k) return NO_KERNEL;
     const dev = this.device(k, master);
     const name = dev?.name ?? master;
     for (let f = Math.floor(pa / FRAME) * FRAME; f < pa + len; f += FRAME) {
@@ -86,7 +88,11 @@ export class StrayDmaMonitor {
   private check(master: string, pa: number, len: number, time: number): void {
     // The kernel that owns memory right now: the one booting or running on the machine.
     const k = runningKernel(this.machine.cpu);
-    if (!k) return;
+    if (!k) {
+      // Between kernels (a hand-over, a failed boot): nobody owns anything, every write strays.
+      this.record(time, master, pa, pa + len, NO_KERNEL, -1);
+      return;
+    }
     const dev = this.device(k, master);
     const name = dev?.name ?? master;
     // One record per run of frames with the same owner: a 64 KiB write into one buffer is one line.

@@ -148,7 +148,13 @@ describe('iommu-sim kexec', () => {
     expect(out.accounting.balanced).toBe(true);
     expect(out.strayWrites.length).toBeGreaterThan(0);
     expect(Object.keys(out.strayWrites[0])).toEqual(['time', 'master', 'pa', 'len', 'owner', 'kernel']);
-    expect(out.strayWrites[0].kernel).toBe(1);
+    // From the hand-over on: into the outgoing kernel's memory once its SMMUs bypass during its own
+    // shutdown (kernel 0), between kernels if the hand-over takes time (-1), then into the incoming
+    // kernel's (kernel 1); the accounting agrees.
+    const kernels = new Set(out.strayWrites.map((w: { kernel: number }) => w.kernel));
+    expect(kernels.has(0) && kernels.has(1)).toBe(true);
+    expect([...kernels].every((k) => k === 0 || k === 1 || k === -1)).toBe(true);
+    expect(out.strayWrites.length).toBe(out.accounting.stray);
     const good = await runCli(['kexec', '--quiesce', 'all', '--json']);
     expect(JSON.parse(good.stdout).strayWrites).toEqual([]);
   });

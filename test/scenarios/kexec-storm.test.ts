@@ -107,3 +107,18 @@ describe('kdump accounting', () => {
     expect(bypass.accounting.strayByOwner).toEqual({ 'vmcore (crashed kernel memory)': bypass.accounting.stray });
   });
 });
+
+describe('stray records and accounting', () => {
+  it('list the same stray writes, whatever the target and policy', async () => {
+    for (const [target, cmdline] of [
+      ['aware', ''],
+      ['unaware', ''],
+      ['aware', 'arm-smmu-v3.shutdown_policy=ste-abort arm-smmu.shutdown_policy=translate'],
+      ['kdump', ''],
+    ] as const) {
+      const r = await runKexecExperiment(kexecLabMachine(6), { target, quiesce: 'none', cmdline, storm: true });
+      expect(r.strayWrites.length, `${target} ${cmdline}`).toBe(r.accounting.stray);
+      expect(r.accounting.balanced, `${target} ${cmdline}`).toBe(true);
+    }
+  });
+});
