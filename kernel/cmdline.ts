@@ -78,7 +78,7 @@ function parseBool(value: string | null): boolean {
 
 const BOOL: ParamSpec<boolean> = { parse: parseBool, describe: 'boolean' };
 
-// kernel: memparse()
+// kernel: memparse() [cmdline.c]
 function memparse(text: string): number {
   const m = /^(0x[0-9a-f]+|\d+)([kmgt]?)$/i.exec(text);
   if (!m) throw new Error(`"${text}" is not a size (a number with an optional K, M, G or T suffix)`);
@@ -88,7 +88,7 @@ function memparse(text: string): number {
   return v;
 }
 
-// kernel: parse_crashkernel()
+// kernel: parse_crashkernel() [crash_reserve.c]
 const CRASHKERNEL: ParamSpec<CrashKernelSpec | null> = {
   describe: 'SIZE[@OFFSET]',
   parse(value) {

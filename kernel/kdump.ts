@@ -106,14 +106,14 @@ function crashCmdline(cmdline: string): string {
 
 /**
  * Load a crash kernel into the running kernel's reservation (kernel: kexec_load() with
- * KEXEC_ON_CRASH). EADDRNOTAVAIL-like failure when nothing was reserved: ENOMEM here, naming the
- * missing `crashkernel=`.
+ * KEXEC_ON_CRASH). EADDRNOTAVAIL, as Linux answers when the image cannot lie inside crashk_res, if
+ * nothing was reserved (naming the missing `crashkernel=`); ENOMEM if the reservation is too small.
  */
 // kernel: do_kexec_load() [kexec.c]
 export function kexecLoadCrash(kernel: Kernel, boot: CrashImageOptions = {}): CrashImage {
   const reservation = kernel.crashkernel;
   if (!reservation) {
-    throw new KernelError('ENOMEM', `kexec: kernel ${kernel.instance} reserved no memory for a crash kernel (boot it with crashkernel=SIZE[@OFFSET])`);
+    throw new KernelError('EADDRNOTAVAIL', `kexec: kernel ${kernel.instance} reserved no memory for a crash kernel (boot it with crashkernel=SIZE[@OFFSET])`);
   }
   if (kernel.state !== 'running') throw new KernelError('ESRCH', `kexec: kernel ${kernel.instance} is ${kernel.state}`);
   const segments = subtract(kernel.memory, [reservation]);

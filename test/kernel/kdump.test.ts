@@ -36,7 +36,7 @@ describe('crashkernel= reservation', () => {
     expect(k.crashkernel).toEqual({ base: VIRT.ramBase + VIRT.ramSize - 64 * MiB, size: 64 * MiB, name: 'crashkernel' });
   });
 
-  it('a reservation that does not fit is a warning, and loading a crash kernel then fails with ENOMEM', async () => {
+  it('a reservation that does not fit is a warning, and loading a crash kernel then fails with EADDRNOTAVAIL', async () => {
     const m = virtMachine({ seed: 1 });
     const k = await boot(m, { cmdline: 'crashkernel=64M@0x7ff00000' });
     expect(k.crashkernel).toBeNull();
@@ -47,8 +47,23 @@ describe('crashkernel= reservation', () => {
     } catch (e) {
       err = e;
     }
-    expect(isKernelError(err, 'ENOMEM')).toBe(true);
+    expect(isKernelError(err, 'EADDRNOTAVAIL')).toBe(true);
     expect((err as Error).message).toMatch(/crashkernel=SIZE/);
+  });
+});
+
+describe('loading a crash kernel', () => {
+  it('fails with ENOMEM when the reservation cannot hold the image and its ELF core header', async () => {
+    const k = await boot(virtMachine({ seed: 1 }), { cmdline: 'crashkernel=2M@0x60000000' });
+    expect(k.crashkernel?.size).toBe(2 * MiB);
+    let err: unknown;
+    try {
+      kexecLoadCrash(k);
+    } catch (e) {
+      err = e;
+    }
+    expect(isKernelError(err, 'ENOMEM')).toBe(true);
+    expect(k.crashImage).toBeNull();
   });
 });
 
