@@ -15,7 +15,10 @@
  *   behave differently there (arm-smmu-v3 leaves the event and PRI queues off) ask `Kernel.isKdump`.
  *
  * Not modelled: the ELF notes (CPU registers, vmcoreinfo), `crashkernel=` range and ",high/,low"
- * forms, kexec_file_load's purgatory and signature checks.
+ * forms, kexec_file_load's purgatory and signature checks. No image bytes are copied: the crash
+ * kernel is this same code, and the first CRASH_IMAGE_SIZE bytes of the reservation stand for its
+ * image (the crash kernel keeps them reserved). The hand-over goes through `kexec()`, so it takes
+ * whatever virtual time a kexec hand-over takes.
  */
 import { KernelError } from '../bus/errno.js';
 import { parseFdt, writeFdt } from '../bus/of/fdt.js';
