@@ -12,7 +12,7 @@ import type { Kernel } from './kernel.js';
 export type DriverSelection = 'all' | 'iommu-unaware' | readonly Driver[];
 
 /** IOMMU drivers, in registration order. */
-function iommuDrivers(kernel: Kernel): Driver[] {
+function iommuDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
   return [
     createArmSmmuDriver(kernel.params),
     createArmSmmuV3Driver({
@@ -20,6 +20,7 @@ function iommuDrivers(kernel: Kernel): Driver[] {
       disableBypass: kernel.params['arm-smmu-v3.disable_bypass'],
       shutdownPolicy: kernel.params['arm-smmu-v3.shutdown_policy'],
       kdump: kernel.isKdump,
+      ...(opts.cmaAlignment !== undefined ? { cmaAlignment: opts.cmaAlignment } : {}),
     }),
   ];
 }
@@ -30,6 +31,11 @@ export interface DriverBuildOptions {
    * across shutdown and kexec: "a driver that forgot .shutdown".
    */
   testEngineShutdown?: boolean;
+  /**
+   * CONFIG_CMA_ALIGNMENT of this kernel build (default 8; null: built without the contiguous
+   * allocator). It caps the SMMUv3 queue sizes (Q_MAX_SZ_SHIFT).
+   */
+  cmaAlignment?: number | null;
 }
 
 /** Drivers every kernel has: bus infrastructure and device drivers. */
@@ -41,7 +47,7 @@ function baseDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
 }
 
 export function builtinDrivers(selection: DriverSelection, kernel: Kernel, opts: DriverBuildOptions = {}): Driver[] {
-  if (selection === 'all') return [...iommuDrivers(kernel), ...baseDrivers(kernel, opts)];
+  if (selection === 'all') return [...iommuDrivers(kernel, opts), ...baseDrivers(kernel, opts)];
   if (selection === 'iommu-unaware') return baseDrivers(kernel, opts);
   return [...selection];
 }
