@@ -21,6 +21,7 @@ import type { DmaRequest, DmaCompletion } from '../../hw/dma.js';
 import type { Machine } from '../../hw/machine.js';
 import type { MemoryRange } from '../../mm/page-alloc.js';
 import { isKernelError } from '../../bus/errno.js';
+import { ofReg } from '../../bus/of/address.js';
 import { ofIrqs } from '../../bus/of/irq.js';
 import type { DeviceTree } from '../../bus/of/tree.js';
 import { DEFAULT_PARAMS, parseCmdline, type KernelParams } from '../../kernel/cmdline.js';
@@ -76,7 +77,10 @@ export interface TransactionAccounting {
   blocked: number;
   /** Answered with a translation fault. */
   faulted: number;
-  /** Still outstanding when the experiment ended (stalled with nobody to answer). */
+  /**
+   * Still outstanding 1 ms after the lab stopped the engines at the end of the run: stalled with
+   * nobody to answer, not merely in flight.
+   */
   outstanding: number;
   /** landedOwned + stray + blocked + faulted + outstanding === issued + carriedIn */
   balanced: boolean;
@@ -305,6 +309,23 @@ function iommuInterrupts(machine: Machine, dt: DeviceTree): number {
   return n;
 }
 
+/** How long the lab waits, after stopping the engines, for transactions in flight to finish. */
+const DRAIN_NS = 1_000_000;
+/** The test engine's frames and their DOORBELL register, as its documented register map has them. */
+const TE_FRAMES = 15;
+const TE_FRAME_SIZE = 0x1000;
+const TE_DOORBELL = 0x030;
+
+/** DOORBELL=0 on every frame of every engine, at the register addresses firmware gives them. */
+function stopEngines(machine: Machine, dt: DeviceTree, engines: readonly string[]): void {
+  for (const path of engines) {
+    const node = dt.byPath(path);
+    const base = node ? ofReg(dt, node)[0]?.address : undefined;
+    if (base === undefined) continue;
+    for (let f = 0; f < TE_FRAMES; f++) machine.cpu.mmioWrite32(base + f * TE_FRAME_SIZE + TE_DOORBELL, 0);
+  }
+}
+
 function within(ranges: readonly MemoryRange[], pa: number): boolean {
   return ranges.some((r) => pa >= r.base && pa < r.base + r.size);
 }
@@ -418,9 +439,13 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     }
     await machine.scheduler.runFor(opts.runAfterNs ?? 200_000);
     const end = machine.scheduler.now;
+    const irqAfter = iommuInterrupts(machine, first.dt);
+    // Pull the plug: stop every engine through its registers and give what is in flight time to
+    // finish. A transaction still outstanding after that is stalled for good, not merely in flight.
+    stopEngines(machine, first.dt, running);
+    await machine.scheduler.runFor(DRAIN_NS);
 
     const accounting = accountant.finish();
-    const irqAfter = iommuInterrupts(machine, first.dt);
     const windowNs = end - start;
     const failed = accountant.failedTimes.length;
     const last = failed > 0 ? accountant.failedTimes[failed - 1]! : null;

@@ -109,7 +109,8 @@ export function defaultMatrixInputs(over: Partial<MatrixInputs> = {}): MatrixInp
     targets: MATRIX_TARGETS,
     quiesce: MATRIX_QUIESCE,
     cmdline: '',
-    periodNs: 10_000,
+    // Every 2 µs: short enough to sample an IOMMU-aware kernel's reset window, where bypass ends.
+    periodNs: 2_000,
     runBeforeNs: 100_000,
     runAfterNs: 200_000,
     crashkernel: DEFAULT_CRASHKERNEL,

@@ -42,7 +42,7 @@ describe('iommu-sim kexec --matrix', () => {
       targets: ['aware', 'kdump'],
       quiesce: ['none'],
       cmdline: '',
-      periodNs: 10_000,
+      periodNs: 2_000,
       runBeforeNs: 100_000,
       runAfterNs: 200_000,
       crashkernel: '64M@0x60000000',
