@@ -20,6 +20,8 @@ function iommuDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
       disableBypass: kernel.params['arm-smmu-v3.disable_bypass'],
       shutdownPolicy: kernel.params['arm-smmu-v3.shutdown_policy'],
       kdump: kernel.isKdump,
+      disableCmdqv: kernel.params['arm-smmu-v3.disable_cmdqv'],
+      bypassVcmdq: kernel.params['arm-smmu-v3.bypass_vcmdq'],
       ...(opts.cmaAlignment !== undefined ? { cmaAlignment: opts.cmaAlignment } : {}),
     }),
   ];
