@@ -69,6 +69,7 @@ import {
   masterOf,
 } from './arm-smmu-v3-master.js';
 import { armSmmuSvaDomainAlloc } from './arm-smmu-v3-sva.js';
+import { armSmmuHwInfo, armSmmuNestedOps, armVsmmuAlloc } from './arm-smmu-v3-iommufd.js';
 import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
 
 export const ARM_SMMU_V3_DRIVER_NAME = 'arm-smmu-v3';
@@ -163,6 +164,8 @@ class ArmSmmuV3Driver {
       pageResponse: (dev, evt, msg) => armSmmuPageResponse(masterOf(dev), evt, msg),
       devEnableFeat: (dev, feat) => this.devEnableFeat(dev, feat),
       devDisableFeat: (dev, feat) => this.devDisableFeat(dev, feat),
+      hwInfo: armSmmuHwInfo,
+      viommuAlloc: (dev, type, parent, viommu) => armVsmmuAlloc(dev, type, parent, viommu, armSmmuNestedOps),
     };
   }
 
