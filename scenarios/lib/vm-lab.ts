@@ -1,0 +1,66 @@
+/**
+ * The guest lab: a host kernel on `virt`, a VM with the SMMUv3's second DMA test engine (StreamID
+ * 0x101, not stall-capable) assigned under a virtual StreamID, and a guest kernel booted on the VM's
+ * port. The lab holds host, VMM and guest in one hand, as scenarios need.
+ */
+import { bootKernel, type Kernel } from '../../kernel/kernel.js';
+import { orderForSize } from '../../mm/page-alloc.js';
+import { findTestEngine, type TestEngine } from '../../drivers/misc/dma-test-engine.js';
+import type { TrapCosts } from '../../vmm/trap-costs.js';
+import { Vm, type HostMemory } from '../../vmm/vm.js';
+import { BOOT_LIMIT_NS, run } from './lab.js';
+import { bootSmmuV3, deviceOf, V3, type SmmuV3Lab } from '../smmu-v3-lab.js';
+
+/** The virtual StreamID the guest sees for the assigned engine. */
+export const GUEST_VSID = 0x10;
+/** The engine's MMIO and SPI on the host, passed through / forwarded at the same place. */
+export const ENGINE_MMIO = { base: 0x0c01_0000, size: 0x1_0000 };
+export const ENGINE_SPI = [0, 97, 4] as const;
+/** Where the guest finds the engine. */
+export const GUEST_ENGINE_PATH = `/dev@${ENGINE_MMIO.base.toString(16)}`;
+
+export interface VmLab extends SmmuV3Lab {
+  vm: Vm;
+  guest: Kernel;
+}
+
+export interface VmLabOptions {
+  seed: number;
+  trapCosts?: Partial<TrapCosts>;
+  /** Guest RAM bytes (default 32 MiB). */
+  ramSize?: number;
+  guestBootargs?: string;
+}
+
+/** Guest RAM from the host kernel's page allocator, owned as the assigned device's DMA memory. */
+export function hostMemoryFor(lab: SmmuV3Lab, owner: string): HostMemory {
+  return {
+    alloc: (bytes) => lab.kernel.alloc.allocPages(orderForSize(bytes), { kind: 'dma', device: owner, what: 'guest RAM' }, { zero: true }),
+    free: (pa, bytes) => lab.kernel.alloc.freePages(pa, orderForSize(bytes)),
+  };
+}
+
+/** Boot the host, build the VM, boot the guest. */
+export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
+  const lab = await bootSmmuV3({ seed: opts.seed });
+  const dev = deviceOf(lab, V3.engine);
+  const vm = await run(
+    lab.machine,
+    Vm.create({
+      host: { port: lab.machine.cpu, gicPath: '/intc@8000000', memory: hostMemoryFor(lab, dev.name) },
+      ramSize: opts.ramSize,
+      trapCosts: opts.trapCosts,
+      bootargs: opts.guestBootargs,
+      devices: [{ dev, vsid: GUEST_VSID, compatible: 'iommu-sim,dma-test-engine', mmio: [ENGINE_MMIO], irqs: [ENGINE_SPI] }],
+    }),
+    'VM creation',
+    BOOT_LIMIT_NS,
+  );
+  const guest = await run(lab.machine, bootKernel({ cpu: vm.port }), 'guest boot', BOOT_LIMIT_NS);
+  return { ...lab, vm, guest };
+}
+
+/** The guest's driver handle for the assigned engine. */
+export function guestEngine(lab: VmLab): TestEngine {
+  return findTestEngine(lab.guest.core, GUEST_ENGINE_PATH);
+}
