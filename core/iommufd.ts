@@ -716,17 +716,22 @@ export class IommufdCtx {
     this.objects.delete(id);
   }
 
+  /** Destroy every object but the bound devices (left on their blocking domain, still owned). */
+  async closeExceptDevices(): Promise<void> {
+    for (const o of this.objects.values()) if (o instanceof IommufdFault) o.drain(2);
+    for (const o of this.objects.values()) if (o instanceof IommufdDevice && o.hwpt) await this.detach(o.id);
+    for (const t of ['vdevice', 'veventq', 'hwpt-nested', 'viommu', 'hwpt-paging', 'fault', 'ioas'] as ObjType[]) {
+      for (const o of [...this.objects.values()]) if (o.type === t) await this.destroy(o.id);
+    }
+  }
+
   /**
    * Close the fd: destroy everything in dependency order (vDEVICEs, queues, nested HWPTs, vIOMMUs,
    * attachments, paging HWPTs, IOASes, devices). Page requests still pending are answered FAILURE.
    */
   async close(): Promise<void> {
-    const order: ObjType[] = ['vdevice', 'veventq', 'hwpt-nested', 'viommu', 'hwpt-paging', 'fault', 'ioas', 'device'];
-    for (const o of this.objects.values()) if (o instanceof IommufdFault) o.drain(2);
-    for (const o of this.objects.values()) if (o instanceof IommufdDevice && o.hwpt) await this.detach(o.id);
-    for (const t of order) {
-      for (const o of [...this.objects.values()]) if (o.type === t) await this.destroy(o.id);
-    }
+    await this.closeExceptDevices();
+    for (const o of [...this.objects.values()]) if (o instanceof IommufdDevice) await this.destroy(o.id);
     this.closed = true;
   }
 }

@@ -391,16 +391,28 @@ export class Vm {
   // ---- teardown ----
 
   /**
-   * Tear the VM down (after its kernel shut down, or at once: a VM killed): every iommufd object
-   * (nested HWPTs, vDEVICEs, vIOMMU, the S2 and its VMID), forwarded interrupts, guest RAM.
+   * Tear the VM down (after its kernel shut down, or at once: a VM killed): the devices go to their
+   * blocking domain (still held, as VFIO holds them), then every other iommufd object goes (nested
+   * HWPTs, vDEVICEs, vEVENTQ, vIOMMU, the stage 2 and its VMID, the IOAS), the forwarded interrupts
+   * and guest RAM. `releaseDevices()` then gives the devices back to the host.
    */
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
     for (const d of this.hostIrqDetach.splice(0)) d();
-    await this.iommufd.close();
+    const ctx = this.iommufd;
+    for (const devId of this.ids.devs.values()) {
+      if (ctx.device(devId).hwpt) await ctx.detach(devId);
+    }
+    await ctx.closeExceptDevices();
     for (const pa of this.chunks.splice(0)) this.opts.host.memory.free(pa, GUEST_RAM_CHUNK);
     this.regions.length = 0;
+  }
+
+  /** Unbind the assigned devices: their groups go back to the host's default domain (no driver bound). */
+  async releaseDevices(): Promise<void> {
+    if (!this.destroyed) await this.destroy();
+    await this.iommufd.close();
   }
 
   get isDestroyed(): boolean {

@@ -4,8 +4,16 @@
  * and the host's stage 2.
  */
 import { describe, expect, it } from 'vitest';
-import { runIn } from '../../scenarios/smmu-v3-lab.js';
-import { bootHostAndGuest, guestEngine, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
+import { deviceOf, runIn, settle, V3 } from '../../scenarios/smmu-v3-lab.js';
+import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
+import { findArmSmmuV3 } from '../../drivers/arm-smmu-v3/arm-smmu-v3.js';
+import type { ArmSmmuDomain } from '../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
+import { CMDQ_OP_CFGI_STE, CMDQ_OP_TLBI_S2_IPA, STRTAB_STE_0_CFG, STRTAB_STE_2_S2VMID, STRTAB_STE_3_S2TTB_MASK } from '../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
+import { iommuGroupGet } from '../../core/iommu-group.js';
+import { bootKernel } from '../../kernel/kernel.js';
+import { findTestEngine } from '../../drivers/misc/dma-test-engine.js';
+
+const GUEST_SMMU = '/iommu@9050000';
 import { armSmmuSteConfigName } from '../../drivers/arm-smmu-v3/arm-smmu-v3-ste.js';
 
 const HOST_SID = 0x101;
@@ -28,5 +36,101 @@ describe('a guest kernel over the VMM', () => {
     expect(lab.vm.vsmmu.stats.cerrorIll).toBe(0);
     // The guest's fwspec names the virtual StreamID.
     expect(eng.dev.fwspec?.ids).toEqual([GUEST_VSID]);
+  });
+});
+
+describe('faults, hostile guests and teardown', () => {
+  it('a guest DMA fault reaches the guest event queue with the virtual StreamID (the host does not log it)', async () => {
+    const lab = await bootHostAndGuest({ seed: 2 });
+    const eng = guestEngine(lab);
+    const hostBefore = lab.smmu.events.length;
+    const st = await runIn(lab, eng.wait(eng.start({ op: 'fill', dst: 0x1234_0000, len: 64, byte: 1 })));
+    expect(st.state).toBe('error');
+    await settle(lab, 2_000_000);
+    const gsmmu = findArmSmmuV3(lab.guest.core, GUEST_SMMU);
+    const ev = gsmmu.events.find((e) => e.name === 'F_TRANSLATION');
+    expect(ev).toBeDefined();
+    expect(ev!.sid).toBe(GUEST_VSID);
+    expect(ev!.addr).toBe(0x1234_0000);
+    expect(ev!.master).toBe(eng.dev.name);
+    // The host read the record but gave it to the guest.
+    const hostEv = lab.smmu.events.slice(hostBefore).find((e) => e.name === 'F_TRANSLATION');
+    expect(hostEv?.outcome).toMatch(/reported to the guest as vSID 0x10/);
+    expect(lab.vm.vsmmu.stats.eventsDelivered).toBeGreaterThan(0);
+  });
+
+  it('a guest STE with a stage 2 Config gets C_BAD_STE in the guest and an abort STE on the host; S2 fields in a stage 1 STE never reach the host', async () => {
+    const lab = await bootHostAndGuest({ seed: 3 });
+    const gsmmu = findArmSmmuV3(lab.guest.core, GUEST_SMMU);
+    const ste = gsmmu.strtab.readSte(GUEST_VSID);
+    // Forge the host-owned bits of a stage 1 STE: S2TTB and S2VMID, SHCFG.
+    const forged = ste.slice();
+    forged[4] = 0x7777;
+    forged[6] = 0xdead_0000;
+    forged[3] |= 1 << 12;
+    // A hostile guest writes its table directly (its own driver's entry writer would refuse).
+    const forgeSte = async (words: Uint32Array): Promise<void> => {
+      const pa = gsmmu.strtab.stePa(GUEST_VSID);
+      for (let w = 0; w < 16; w++) lab.vm.port.ram.write32(pa + 4 * w, words[w]!);
+      await runIn(lab, gsmmu.cmdq.issueCmdWithSync({ opcode: CMDQ_OP_CFGI_STE, cfgi: { sid: GUEST_VSID, ssid: 0, leaf: true } }));
+    };
+    await forgeSte(forged);
+    const host = lab.smmu.strtab.readSte(HOST_SID);
+    const parent = lab.vm.iommufd.hwpt(lab.vm.ids.s2).domain as ArmSmmuDomain;
+    expect(armSmmuSteConfigName(host)).toBe('config 7');
+    expect(STRTAB_STE_2_S2VMID.get(host)).toBe(parent.vmid);
+    expect(STRTAB_STE_3_S2TTB_MASK.get(host)).toBe(parent.pgtblOps.armLpaeS2Cfg!.vttbr);
+    // Config = nested (stage 2 bits) is ILLEGAL on the guest's stage-1-only SMMU.
+    const bad = ste.slice();
+    STRTAB_STE_0_CFG.set(bad, 7);
+    const n = gsmmu.events.length;
+    await forgeSte(bad);
+    await settle(lab, 2_000_000);
+    expect(armSmmuSteConfigName(lab.smmu.strtab.readSte(HOST_SID))).toBe('abort');
+    expect(gsmmu.events.slice(n).map((e) => [e.name, e.sid])).toContainEqual(['C_BAD_STE', GUEST_VSID]);
+  });
+
+  it('a command a stage-1-only SMMU does not have (TLBI_S2_IPA) is CERROR_ILL on the vSMMU; the guest driver skips it and goes on', async () => {
+    const lab = await bootHostAndGuest({ seed: 4 });
+    const gsmmu = findArmSmmuV3(lab.guest.core, GUEST_SMMU);
+    const raw = new Uint32Array(4);
+    raw[0] = CMDQ_OP_TLBI_S2_IPA;
+    const r = await runIn(lab, gsmmu.cmdq.issueRaw(raw, true));
+    expect(r).toBe(0);
+    expect(lab.vm.vsmmu.stats.cerrorIll).toBe(1);
+    expect(gsmmu.eventStats.gerrors).toBeGreaterThan(0);
+    // DMA still works afterwards.
+    const eng = guestEngine(lab);
+    const buf = await runIn(lab, eng.allocBuffer(4096));
+    expect((await runIn(lab, eng.wait(eng.start({ op: 'fill', dst: buf.dma, len: 64, byte: 3 })))).state).toBe('done');
+  });
+
+  it('guest shutdown, VM destroy: nested HWPTs, vDEVICE, vIOMMU and VMID freed, the device on its blocking domain; release gives it back', async () => {
+    const lab = await bootHostAndGuest({ seed: 5 });
+    const parent = lab.vm.iommufd.hwpt(lab.vm.ids.s2).domain as ArmSmmuDomain;
+    const vmid = parent.vmid;
+    await runIn(lab, lab.guest.shutdown());
+    lab.guest.discard();
+    await runIn(lab, lab.vm.destroy());
+    const dev = deviceOf(lab, V3.engine);
+    const group = iommuGroupGet(dev)!;
+    expect(lab.smmu.vmidMap.has(vmid)).toBe(false);
+    expect(group.domain).toBe(group.blockingDomain);
+    expect(armSmmuSteConfigName(lab.smmu.strtab.readSte(HOST_SID))).toBe('abort');
+    expect(lab.vm.iommufd.objectCount).toBe(1);
+    await runIn(lab, lab.vm.releaseDevices());
+    expect(group.owner).toBeNull();
+    expect(group.domain).toBe(group.defaultDomain);
+  });
+
+  it('kexec in the guest: a second guest kernel boots on the same VM and its DMA works', async () => {
+    const lab = await bootHostAndGuest({ seed: 6 });
+    await runIn(lab, lab.guest.shutdown());
+    lab.guest.discard();
+    const second = await runIn(lab, bootKernel({ cpu: lab.vm.port }, { instance: 1 }));
+    const eng = findTestEngine(second.core, GUEST_ENGINE_PATH);
+    const buf = await runIn(lab, eng.allocBuffer(4096));
+    expect((await runIn(lab, eng.wait(eng.start({ op: 'fill', dst: buf.dma, len: 64, byte: 9 })))).state).toBe('done');
+    expect(lab.machine.cpu.ram.read(lab.vm.ipaToPa(buf.cpuAddr), 1)[0]).toBe(9);
   });
 });
