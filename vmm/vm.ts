@@ -59,6 +59,27 @@ export interface AssignedDevice {
   readonly props?: DtProps;
 }
 
+/** A PCIe function given to the guest, at the same bus/device/function as on the host. */
+export interface AssignedPciFunction {
+  readonly dev: Device;
+  readonly bus: number;
+  /** device << 3 | function */
+  readonly devfn: number;
+}
+
+/**
+ * A `virt`-like PCIe host for assigned functions: the guest's ECAM window traps; the assigned
+ * functions' configuration space is passed to the host's (at the same offset), every other function
+ * reads as absent (all ones). RID → StreamID is the identity (`iommu-map`), so a function's virtual
+ * StreamID is its RID.
+ */
+export interface VmPciHost {
+  readonly ecamBase: number;
+  readonly ecamSize: number;
+  readonly busRange: readonly [number, number];
+  readonly functions: readonly AssignedPciFunction[];
+}
+
 export interface VmOptions {
   name?: string;
   /** The host: its CPU port (MMIO pass-through, interrupt lines, time), its GIC's path, memory. */
@@ -67,6 +88,8 @@ export interface VmOptions {
   ramIpa?: number;
   ramSize?: number;
   devices: readonly AssignedDevice[];
+  /** Assigned PCIe functions behind a guest PCIe host. */
+  pci?: VmPciHost;
   trapCosts?: Partial<TrapCosts>;
   bootargs?: string;
 }
@@ -132,9 +155,13 @@ export class Vm {
 
   private async setup(): Promise<void> {
     const ctx = this.iommufd;
-    const devices = this.opts.devices;
+    const devices: { dev: Device; vsid: number }[] = [...this.opts.devices];
+    for (const f of this.opts.pci?.functions ?? []) devices.push({ dev: f.dev, vsid: (f.bus << 8) | f.devfn });
     if (devices.length === 0) throw new KernelError('EINVAL', `${this.name}: a VM with a vSMMU needs at least one assigned device`);
-    for (const a of devices) this.ids.devs.set(a.vsid, await ctx.bindDevice(a.dev));
+    for (const a of devices) {
+      if (this.ids.devs.has(a.vsid)) throw new KernelError('EEXIST', `${this.name}: virtual StreamID 0x${a.vsid.toString(16)} is given twice`);
+      this.ids.devs.set(a.vsid, await ctx.bindDevice(a.dev));
+    }
     const firstDev = this.ids.devs.get(devices[0]!.vsid)!;
     this.ids.ioas = ctx.ioasAlloc();
     this.ids.s2 = await ctx.hwptAlloc({ devId: firstDev, ptId: this.ids.ioas, flags: IOMMU_HWPT_ALLOC_NEST_PARENT });
@@ -185,7 +212,19 @@ export class Vm {
       read32: (off) => vsmmu.read32(off),
       write32: (off, v) => vsmmu.write32(off, v),
     });
-    for (const a of devices) {
+    const pci = this.opts.pci;
+    if (pci) {
+      const assigned = new Set(pci.functions.map((f) => (f.bus << 8) | f.devfn));
+      const hp = host.port;
+      this.addTrap(pci.ecamBase, pci.ecamSize, {
+        // ECAM: bus [27:20], devfn [19:12], register [11:0].
+        read32: (off) => (assigned.has(off >>> 12) ? hp.mmioRead32(pci.ecamBase + off) : 0xffff_ffff),
+        write32: (off, v) => {
+          if (assigned.has(off >>> 12)) hp.mmioWrite32(pci.ecamBase + off, v);
+        },
+      });
+    }
+    for (const a of this.opts.devices) {
       for (const r of a.mmio) this.addPassthrough(r.base, r.size);
       for (const spec of a.irqs) {
         this.hostIrqDetach.push(host.port.requestIrq(host.gicPath, spec, () => this.inject(spec[1]!)));
@@ -383,6 +422,19 @@ export class Vm {
         'dma-coherent': true,
         iommus: [vsmmu, a.vsid],
         ...a.props,
+      });
+    }
+    const pci = this.opts.pci;
+    if (pci) {
+      b.node(`/pcie@${pci.ecamBase.toString(16)}`, {
+        compatible: 'pci-host-ecam-generic',
+        device_type: 'pci',
+        '#address-cells': 3,
+        '#size-cells': 2,
+        reg: reg([pci.ecamBase, pci.ecamSize]),
+        'bus-range': [pci.busRange[0], pci.busRange[1]],
+        'iommu-map': [0, vsmmu, 0, 0x1_0000],
+        'dma-coherent': true,
       });
     }
     return b.build();

@@ -30,7 +30,12 @@ export interface VmLabOptions {
   /** Guest RAM bytes (default 32 MiB). */
   ramSize?: number;
   guestBootargs?: string;
+  /** Also assign the PCIe function 00:01.0 (vSID = its RID, 0x8) behind a guest PCIe host. */
+  pci?: boolean;
 }
+
+/** The assigned PCIe function, as host and guest both name it, and its virtual StreamID (its RID). */
+export const GUEST_PCI_FN = { name: '0000:00:01.0', node: '/pcie@3f000000/accel@1,0', bus: 0, devfn: 1 << 3, vsid: 0x8 } as const;
 
 /** Guest RAM from the host kernel's page allocator, owned as the assigned device's DMA memory. */
 export function hostMemoryFor(lab: SmmuV3Lab, owner: string): HostMemory {
@@ -52,6 +57,14 @@ export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
       trapCosts: opts.trapCosts,
       bootargs: opts.guestBootargs,
       devices: [{ dev, vsid: GUEST_VSID, compatible: 'iommu-sim,dma-test-engine', mmio: [ENGINE_MMIO], irqs: [ENGINE_SPI] }],
+      pci: opts.pci
+        ? {
+            ecamBase: 0x3f00_0000,
+            ecamSize: 0x100_0000,
+            busRange: [0, 15],
+            functions: [{ dev: deviceOf(lab, GUEST_PCI_FN.name), bus: GUEST_PCI_FN.bus, devfn: GUEST_PCI_FN.devfn }],
+          }
+        : undefined,
     }),
     'VM creation',
     BOOT_LIMIT_NS,

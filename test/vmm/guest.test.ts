@@ -5,7 +5,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { deviceOf, runIn, settle, V3 } from '../../scenarios/smmu-v3-lab.js';
-import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
+import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
+import type { PciDevice } from '../../bus/pci/pci-device.js';
+import { pciSetMaster } from '../../bus/pci/command.js';
+import { dmaMapSingle } from '../../core/dma-mapping.js';
 import { findArmSmmuV3 } from '../../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import type { ArmSmmuDomain } from '../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
 import { CMDQ_OP_CFGI_STE, CMDQ_OP_TLBI_S2_IPA, STRTAB_STE_0_CFG, STRTAB_STE_2_S2VMID, STRTAB_STE_3_S2TTB_MASK } from '../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
@@ -132,5 +135,25 @@ describe('faults, hostile guests and teardown', () => {
     const buf = await runIn(lab, eng.allocBuffer(4096));
     expect((await runIn(lab, eng.wait(eng.start({ op: 'fill', dst: buf.dma, len: 64, byte: 9 })))).state).toBe('done');
     expect(lab.machine.cpu.ram.read(lab.vm.ipaToPa(buf.cpuAddr), 1)[0]).toBe(9);
+  });
+});
+
+describe('an assigned PCIe function', () => {
+  it('the guest enumerates it through its trapped ECAM, maps a buffer with its DMA API, and the endpoint writes land at the host PA', async () => {
+    const lab = await bootHostAndGuest({ seed: 7, pci: true });
+    const gdev = lab.guest.core.findDevice(GUEST_PCI_FN.name) as PciDevice | undefined;
+    expect(gdev).toBeDefined();
+    expect(gdev!.fwspec?.ids).toEqual([GUEST_PCI_FN.vsid]);
+    // Other functions of the host are not in the guest.
+    expect(lab.guest.core.findDevice('0000:00:02.0')).toBeUndefined();
+    pciSetMaster(gdev!);
+    const page = lab.guest.alloc.allocPages(0, { kind: 'dma', device: gdev!.name }, { zero: true });
+    const iova = await runIn(lab, dmaMapSingle(gdev!, page, 4096, 'bidirectional'));
+    expect(iova).not.toBe(page);
+    const ep = lab.machine.endpoint(GUEST_PCI_FN.node)!;
+    const c = await runIn(lab, ep.write(iova + 0x80, Uint8Array.of(1, 2, 3, 4)));
+    expect(c.status).toBe('ok');
+    expect([...lab.machine.cpu.ram.read(lab.vm.ipaToPa(page) + 0x80, 4)]).toEqual([1, 2, 3, 4]);
+    expect(armSmmuSteConfigName(lab.smmu.strtab.readSte(GUEST_PCI_FN.vsid))).toBe('config 7');
   });
 });
