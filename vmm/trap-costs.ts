@@ -2,11 +2,12 @@
  * What a trapped access costs a guest, in virtual nanoseconds. Each is a named default a VM may
  * override (`VmOptions.trapCosts`).
  *
- * How they are charged: the guest's MMIO access returns at once (the port is synchronous), so the
- * cost lands on when its effect becomes visible: a CMDQ_PROD write's commands complete (CONS moves)
- * only after the exit, the VMM's work per command and the ioctl into the host kernel (plus whatever
- * the host's own SMMU work takes in virtual time); an injected interrupt arrives after the injection
- * latency. Register reads and writes without side effects are free in virtual time.
+ * How they are charged: a trapped access returns at once (the port is synchronous), and the guest
+ * CPU owes `vmExitNs` for it: its clock (`now()`) runs ahead by the debt and its next `delay()`
+ * pays it, so a CMD_SYNC poll of CMDQ_CONS costs an exit per read, as on KVM. The VMM's own work is
+ * asynchronous: the commands of a CMDQ_PROD write complete (CONS moves) after `vmmCommandNs` per
+ * command and `ioctlNs` per call into the host kernel, plus whatever the host's SMMU work takes in
+ * virtual time; an injected interrupt arrives after `irqInjectNs`. Passed-through MMIO is free.
  */
 export interface TrapCosts {
   /**

@@ -125,6 +125,12 @@ export class Vm {
   private readonly irqHandlers = new Map<number, IrqHandler[]>();
   private readonly hostIrqDetach: (() => void)[] = [];
   private dtb: Uint8Array | null = null;
+  /**
+   * Virtual time the guest CPU owes for exits it took since it last waited: a trapped access returns
+   * at once (the port is synchronous), so its cost is paid at the guest's next delay, and `now()`
+   * already includes it.
+   */
+  private exitDebtNs = 0;
   private destroyed = false;
   vsmmu!: VSmmuV3;
   /** iommufd IDs the VMM holds. */
@@ -242,10 +248,12 @@ export class Vm {
       size,
       read32: (pa) => {
         this.stats.mmioTraps++;
+        this.exitDebtNs += this.costs.vmExitNs;
         return h.read32(pa - base);
       },
       write32: (pa, v) => {
         this.stats.mmioTraps++;
+        this.exitDebtNs += this.costs.vmExitNs;
         h.write32(pa - base, v);
       },
     });
@@ -385,8 +393,12 @@ export class Vm {
           if (i >= 0) list.splice(i, 1);
         };
       },
-      now: () => host.port.now(),
-      delay: (ns) => host.port.delay(ns),
+      now: () => host.port.now() + this.exitDebtNs,
+      delay: (ns) => {
+        const owed = this.exitDebtNs;
+        this.exitDebtNs = 0;
+        return host.port.delay(ns + owed);
+      },
       startTimer: (ns, fn): CpuTimer => host.port.startTimer(ns, fn),
     };
   }

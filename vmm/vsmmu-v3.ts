@@ -447,8 +447,6 @@ export class VSmmuV3 {
   }
 
   private async consume(): Promise<void> {
-    // The exit that brought the CMDQ_PROD write here.
-    await this.host.delay(this.host.costs.vmExitNs);
     await this.pending;
     const ram = this.host.ram;
     const log2 = this.cmdqBase[0]! & 0x1f;
