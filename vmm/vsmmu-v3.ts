@@ -188,6 +188,8 @@ export class VSmmuV3 {
   /** Other registers the guest may write and read back (IRQ_CFG, PRIQ base): stored only. */
   private readonly plain = new Map<number, number>();
   private consuming = false;
+  /** Bumped when the guest disables the command queue: a batch in flight stops where it is. */
+  private cmdqGeneration = 0;
   /** Work that must finish before the next command batch (STE installs on CR0/GBPA changes). */
   private pending: Promise<void> = Promise.resolve();
 
@@ -338,6 +340,7 @@ export class VSmmuV3 {
   private writeCr0(v: number): void {
     const was = this.cr0;
     this.cr0 = v & 0x1f;
+    if ((was & CR0_CMDQEN) !== 0 && (this.cr0 & CR0_CMDQEN) === 0) this.cmdqGeneration++;
     if (((was ^ this.cr0) & CR0_SMMUEN) !== 0) this.reinstallAll();
     if ((this.cr0 & CR0_CMDQEN) !== 0 && (was & CR0_CMDQEN) === 0) this.kick();
   }
@@ -447,12 +450,13 @@ export class VSmmuV3 {
   }
 
   private async consume(): Promise<void> {
+    const gen = this.cmdqGeneration;
     await this.pending;
     const ram = this.host.ram;
     const log2 = this.cmdqBase[0]! & 0x1f;
     const base = (this.cmdqBase[0]! & ~0x1f) + (this.cmdqBase[1]! & 0xf_ffff) * 2 ** 32;
     const mask = 2 ** (log2 + 1) - 1;
-    while (this.hasWork()) {
+    while (this.hasWork() && gen === this.cmdqGeneration) {
       const cons = this.cmdqCons & mask;
       const idx = cons % 2 ** log2;
       const cmd = new Uint32Array(4);
@@ -460,6 +464,8 @@ export class VSmmuV3 {
       this.stats.commands++;
       await this.host.delay(this.host.costs.vmmCommandNs);
       const ok = await this.execute(cmd);
+      // The guest turned the queue off meanwhile: its new CONS stands.
+      if (gen !== this.cmdqGeneration) return;
       if (!ok) {
         this.stats.cerrorIll++;
         this.cmdqCons = (this.cmdqCons & ~CMDQ_CONS_ERR_MASK) | (CERROR_ILL << CMDQ_CONS_ERR_SHIFT);
