@@ -51,9 +51,10 @@ import {
   iommuPagingDomainAllocFlags,
   type IommuDomain,
 } from './iommu-domain.js';
-import { IOMMU_PAGE_RESP_SUCCESS, type IopfGroup, type IommuPageResponseCode } from './iommu-fault-types.js';
+import { IOMMU_PAGE_RESP_FAILURE, IOMMU_PAGE_RESP_SUCCESS, type IopfGroup, type IommuPageResponseCode } from './iommu-fault-types.js';
 import { iommuGroupGet } from './iommu-group.js';
 import { iommuMap, iommuUnmap } from './iommu-map.js';
+import { iommuDevDisableFeature, iommuDevEnableFeature } from './iommu.js';
 
 // ---- uAPI numbers (include/uapi/linux/iommufd.h) ------------------------------------------------
 
@@ -151,6 +152,8 @@ export class IommufdDevice extends IommufdObject {
   readonly handle = new IommuAttachHandle();
   /** The HWPT its RID is attached to, or null (blocking domain). */
   hwpt: IommufdHwpt | null = null;
+  /** I/O page faults were enabled for a fault-capable HWPT (kernel: iopf_enabled). */
+  iopfEnabled = false;
   constructor(
     id: number,
     readonly dev: Device,
@@ -516,6 +519,10 @@ export class IommufdCtx {
     const idev = this.device(devId);
     if (idev.users > 0) throw new KernelError('EBUSY', `device ${devId} (${idev.dev.name}) still has ${idev.users} vDEVICE/vIOMMU user(s)`);
     if (idev.hwpt) await this.detach(devId);
+    if (idev.iopfEnabled) {
+      await iommuDevDisableFeature(idev.dev, 'IOPF');
+      idev.iopfEnabled = false;
+    }
     await iommuDeviceReleaseDmaOwner(idev.dev);
     this.objects.delete(devId);
   }
@@ -587,6 +594,12 @@ export class IommufdCtx {
     const hwpt = this.hwpt(hwptId);
     const group = iommuGroupGet(idev.dev)!;
     if (idev.hwpt === hwpt) return hwptId;
+    // A HWPT that reports page faults to user space needs the device's IOPF on (kernel 6.14:
+    // iommufd_fault_iopf_enable() through the per-device feature API); EINVAL when it cannot.
+    if (hwpt.fault && !idev.iopfEnabled) {
+      await iommuDevEnableFeature(idev.dev, 'IOPF');
+      idev.iopfEnabled = true;
+    }
     if (idev.hwpt) await iommuReplaceGroupHandle(group, hwpt.domain, idev.handle);
     else await iommuAttachGroupHandle(hwpt.domain, group, idev.handle);
     if (idev.hwpt) idev.hwpt.users--;
@@ -711,14 +724,14 @@ export class IommufdCtx {
       obj.viommu.veventqs.delete(obj.id);
       obj.viommu.users--;
     } else if (obj instanceof IommufdFault) {
-      obj.drain(2);
+      obj.drain(IOMMU_PAGE_RESP_FAILURE);
     }
     this.objects.delete(id);
   }
 
   /** Destroy every object but the bound devices (left on their blocking domain, still owned). */
   async closeExceptDevices(): Promise<void> {
-    for (const o of this.objects.values()) if (o instanceof IommufdFault) o.drain(2);
+    for (const o of this.objects.values()) if (o instanceof IommufdFault) o.drain(IOMMU_PAGE_RESP_FAILURE);
     for (const o of this.objects.values()) if (o instanceof IommufdDevice && o.hwpt) await this.detach(o.id);
     for (const t of ['vdevice', 'veventq', 'hwpt-nested', 'viommu', 'hwpt-paging', 'fault', 'ioas'] as ObjType[]) {
       for (const o of [...this.objects.values()]) if (o.type === t) await this.destroy(o.id);

@@ -57,6 +57,8 @@ export interface AssignedDevice {
   readonly irqs: readonly (readonly number[])[];
   /** More properties for the guest's node (dma-can-stall, pasid-num-bits). */
   readonly props?: DtProps;
+  /** The device stalls: its nested HWPTs report faults to the VM's fault queue. */
+  readonly stall?: boolean;
 }
 
 /** A PCIe function given to the guest, at the same bus/device/function as on the host. */
@@ -134,7 +136,7 @@ export class Vm {
   private destroyed = false;
   vsmmu!: VSmmuV3;
   /** iommufd IDs the VMM holds. */
-  readonly ids = { ioas: 0, s2: 0, viommu: 0, veventq: 0, abort: 0, bypass: 0, devs: new Map<number, number>() };
+  readonly ids = { ioas: 0, s2: 0, viommu: 0, veventq: 0, fault: 0, abort: 0, bypass: 0, devs: new Map<number, number>() };
   /** Exits taken (trapped accesses) and interrupts injected. */
   readonly stats = { mmioTraps: 0, passthrough: 0, injected: 0 };
 
@@ -161,7 +163,7 @@ export class Vm {
 
   private async setup(): Promise<void> {
     const ctx = this.iommufd;
-    const devices: { dev: Device; vsid: number }[] = [...this.opts.devices];
+    const devices: { dev: Device; vsid: number; stall?: boolean }[] = [...this.opts.devices];
     for (const f of this.opts.pci?.functions ?? []) devices.push({ dev: f.dev, vsid: (f.bus << 8) | f.devfn });
     if (devices.length === 0) throw new KernelError('EINVAL', `${this.name}: a VM with a vSMMU needs at least one assigned device`);
     for (const a of devices) {
@@ -182,6 +184,7 @@ export class Vm {
     this.ids.abort = await ctx.hwptAlloc({ devId: firstDev, ptId: this.ids.viommu, data: { type: IOMMU_HWPT_DATA_ARM_SMMUV3, words: vste(0) } });
     this.ids.bypass = await ctx.hwptAlloc({ devId: firstDev, ptId: this.ids.viommu, data: { type: IOMMU_HWPT_DATA_ARM_SMMUV3, words: vste(4) } });
     this.ids.veventq = ctx.veventqAlloc(this.ids.viommu, IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, 64);
+    this.ids.fault = ctx.faultQueueAlloc();
 
     const host = this.opts.host;
     const info = ctx.getHwInfo(firstDev);
@@ -189,6 +192,7 @@ export class Vm {
       {
         iommufd: ctx,
         viommuId: this.ids.viommu,
+        faultId: this.ids.fault,
         abortHwpt: this.ids.abort,
         bypassHwpt: this.ids.bypass,
         ram: this.port.ram,
@@ -204,8 +208,15 @@ export class Vm {
       const devId = this.ids.devs.get(a.vsid)!;
       // Until the guest enables its vSMMU, GBPA (abort at reset) decides.
       await ctx.attach(devId, this.ids.abort);
-      this.vsmmu.addDevice(a.vsid, devId, this.ids.abort);
+      this.vsmmu.addDevice(a.vsid, devId, this.ids.abort, a.stall ?? false);
     }
+    const vsidOf = new Map([...this.ids.devs].map(([vsid, devId]) => [devId, vsid]));
+    const fault = ctx.fault(this.ids.fault);
+    fault.onFault = () => {
+      host.port.startTimer(this.costs.irqInjectNs, () => {
+        for (let r = fault.read(); r; r = fault.read()) this.vsmmu.deliverStall(r, vsidOf.get(r.devId)!);
+      });
+    };
     const veventq = ctx.veventq(this.ids.veventq);
     veventq.onEvent = () => {
       // The VMM reads its vEVENTQ fd from its main loop: after the injection latency.

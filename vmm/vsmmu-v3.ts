@@ -20,7 +20,11 @@
  * - PREFETCH_*: no-ops; anything else (stage 2 and EL2 TLBIs, ATC_INV, PRI_RESP, RESUME,
  *   STALL_TERM, unknown opcodes) is CERROR_ILL: CONS.ERR, GERROR.CMDQ_ERR, the queue stops until
  *   GERRORN acknowledges it.
- * Does not support: MSIs (IDR0.MSI=0), stalls and PRI for the guest, ATS, SubstreamIDs beyond what
+ * - stalls (when the host SMMU stalls): a stall of a guest device arrives through the VM's fault queue
+ *   and becomes a stall event in the guest's event queue whose STAG stands for the host's cookie;
+ *   the guest's CMD_RESUME (or STALL_TERM) answers the host's fault queue, which resumes the host
+ *   transaction: the guest never sees the host's STAG;
+ * Does not support: MSIs (IDR0.MSI=0), PRI for the guest, ATS, SubstreamIDs beyond what
  * the host's nested STE gives, the secure and Realm pages, PMCG. Unknown offsets read as zero and
  * ignore writes (counted in `stats.unknownAccesses`).
  */
@@ -28,6 +32,9 @@ import { KernelError } from '../bus/errno.js';
 import type { RamAccess } from '../hw/cpu-port.js';
 import {
   IOMMU_HWPT_DATA_ARM_SMMUV3,
+  IOMMU_HWPT_FAULT_ID_VALID,
+  IOMMU_PGFAULT_FLAGS_PASID_VALID,
+  type IommuHwptPgfault,
   IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
   type IommufdCtx,
   type IommufdVevent,
@@ -104,7 +111,11 @@ const CMD_TLBI_NH_ASID = 0x11;
 const CMD_TLBI_NH_VA = 0x12;
 const CMD_TLBI_NH_VAA = 0x13;
 const CMD_TLBI_NSNH_ALL = 0x30;
+const CMD_RESUME = 0x44;
+const CMD_STALL_TERM = 0x45;
 const CMD_SYNC = 0x46;
+/** CMD_RESUME.Resp: retry. */
+const RESUME_RETRY = 1;
 const CMD_SYNC_CS_IRQ = 1;
 
 // STE fields (§5.2) in words 0-3 (qwords 0-1)
@@ -121,6 +132,11 @@ const STE_W2_STAGE1 = 0x0000_00ff | (1 << 27);
 
 // Events (§7.3)
 const EVT_C_BAD_STE = 0x04;
+const EVT_F_TRANSLATION = 0x10;
+/** IOMMU_PGFAULT_PERM_WRITE / _EXEC / _PRIV */
+const PERM_WRITE = 1 << 1;
+const PERM_EXEC = 1 << 2;
+const PERM_PRIV = 1 << 3;
 const EVTQ_ENT_WORDS = 8;
 
 export interface VSmmuStats {
@@ -132,6 +148,8 @@ export interface VSmmuStats {
   cerrorIll: number;
   eventsDelivered: number;
   eventsLost: number;
+  stallsForwarded: number;
+  stallsAnswered: number;
   unknownAccesses: number;
 }
 
@@ -140,6 +158,8 @@ export interface VSmmuDevice {
   readonly vsid: number;
   /** iommufd device ID. */
   readonly devId: number;
+  /** Its nested HWPTs report stalls to the VM's fault queue. */
+  readonly stall: boolean;
   /** The HWPT attached now. */
   hwptId: number;
   /** A nested HWPT this vSMMU allocated for the current guest STE (destroyed when replaced). */
@@ -149,6 +169,8 @@ export interface VSmmuDevice {
 export interface VSmmuHost {
   readonly iommufd: IommufdCtx;
   readonly viommuId: number;
+  /** The fault queue stalls of the guest's devices arrive on. */
+  readonly faultId: number;
   readonly abortHwpt: number;
   readonly bypassHwpt: number;
   /** Guest RAM as the guest sees it (IPA). */
@@ -168,7 +190,7 @@ function lo(v: number): number {
 /** The emulated SMMUv3 of one VM. */
 export class VSmmuV3 {
   readonly devices = new Map<number, VSmmuDevice>();
-  readonly stats: VSmmuStats = { traps: 0, commands: 0, forwarded: 0, ioctls: 0, steInstalls: 0, cerrorIll: 0, eventsDelivered: 0, eventsLost: 0, unknownAccesses: 0 };
+  readonly stats: VSmmuStats = { traps: 0, commands: 0, forwarded: 0, ioctls: 0, steInstalls: 0, cerrorIll: 0, eventsDelivered: 0, eventsLost: 0, stallsForwarded: 0, stallsAnswered: 0, unknownAccesses: 0 };
   private readonly idr: Uint32Array;
   private cr0 = 0;
   private cr1 = 0;
@@ -199,8 +221,10 @@ export class VSmmuV3 {
   ) {
     this.idr = hostIdr.slice(0, 8);
     let idr0 = this.idr[0]!;
+    // Stalls: offered when the host's SMMU stalls (STALL_MODEL 0b00), never forced on the guest.
+    const hostStall = (idr0 & IDR0_STALL_MODEL_MASK) >>> IDR0_STALL_MODEL_SHIFT;
     idr0 &= ~(IDR0_S2P | IDR0_HYP | IDR0_MSI | IDR0_VMID16 | IDR0_BTM | IDR0_ATS | IDR0_PRI | IDR0_STALL_MODEL_MASK);
-    idr0 |= IDR0_S1P | (STALL_MODEL_NO_STALL << IDR0_STALL_MODEL_SHIFT);
+    idr0 |= IDR0_S1P | ((hostStall === 0 ? 0 : STALL_MODEL_NO_STALL) << IDR0_STALL_MODEL_SHIFT);
     this.idr[0] = idr0 >>> 0;
   }
 
@@ -209,8 +233,8 @@ export class VSmmuV3 {
     return this.idr.slice();
   }
 
-  addDevice(vsid: number, devId: number, hwptId: number): void {
-    this.devices.set(vsid, { vsid, devId, hwptId, ownedHwpt: null });
+  addDevice(vsid: number, devId: number, hwptId: number, stall = false): void {
+    this.devices.set(vsid, { vsid, devId, stall, hwptId, ownedHwpt: null });
   }
 
   // ---- MMIO ----
@@ -400,7 +424,10 @@ export class VSmmuV3 {
         const words = new Uint32Array([ste[0]! & STE_W0_STAGE1, ste[1]! & STE_W1_STAGE1, ste[2]! & STE_W2_STAGE1, 0]);
         await this.ioctl();
         try {
-          target = await ctx.hwptAlloc({ devId: d.devId, ptId: this.host.viommuId, data: { type: IOMMU_HWPT_DATA_ARM_SMMUV3, words } });
+          const data = { type: IOMMU_HWPT_DATA_ARM_SMMUV3, words };
+          target = await ctx.hwptAlloc(
+            d.stall ? { devId: d.devId, ptId: this.host.viommuId, data, flags: IOMMU_HWPT_FAULT_ID_VALID, faultId: this.host.faultId } : { devId: d.devId, ptId: this.host.viommuId, data },
+          );
           owned = target;
         } catch (e) {
           this.host.log(`vSID 0x${vsid.toString(16)}: the host refused the nested STE: ${String(e)}`);
@@ -505,6 +532,16 @@ export class VSmmuV3 {
       case CMD_TLBI_NH_VAA:
       case CMD_TLBI_NSNH_ALL:
         return this.forward(cmd);
+      case CMD_RESUME:
+        this.resume(cmd[1]!, cmd[2]! & 0xffff, ((cmd[0]! >>> 12) & 3) === RESUME_RETRY);
+        return true;
+      case CMD_STALL_TERM:
+        for (const [key, cookie] of this.stalls) {
+          if (Math.floor(key / 0x1_0000) !== cmd[1]) continue;
+          this.stalls.delete(key);
+          this.answer(cookie, false);
+        }
+        return true;
       case CMD_SYNC:
         // Every earlier command has completed: the forwards waited for the host.
         if (((cmd[0]! >>> 12) & 3) === CMD_SYNC_CS_IRQ) this.host.inject('cmdq-sync');
@@ -529,6 +566,52 @@ export class VSmmuV3 {
     } catch (e) {
       if (e instanceof KernelError) this.host.log(`forwarding opcode 0x${(cmd[0]! & 0xff).toString(16)} failed: ${e.message}`);
       return false;
+    }
+  }
+
+  // ---- stalls: the guest's page responses go back through the host's fault queue ----
+
+  /** (vSID << 16 | guest STAG) → host fault cookie. The guest never sees the host's STAG. */
+  private readonly stalls = new Map<number, number>();
+  private nextStag = 0;
+
+  /**
+   * A stalled transaction of a guest device, read from the fault queue: a stall event in the guest's
+   * event queue, its STAG a tag of this vSMMU's standing for the host's cookie.
+   */
+  deliverStall(rec: IommuHwptPgfault, vsid: number): void {
+    let stag = this.nextStag;
+    while (this.stalls.has(vsid * 0x1_0000 + stag)) stag = (stag + 1) & 0xffff;
+    this.nextStag = (stag + 1) & 0xffff;
+    this.stalls.set(vsid * 0x1_0000 + stag, rec.cookie);
+    const evt = new Uint32Array(EVTQ_ENT_WORDS);
+    const ssv = (rec.flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) !== 0;
+    evt[0] = (EVT_F_TRANSLATION | (ssv ? (1 << 11) | (rec.pasid << 12) : 0)) >>> 0;
+    evt[1] = vsid;
+    evt[2] = (stag | (1 << 31)) >>> 0; // STAG, STALL
+    // PnU [33], InD [34], RnW [35], CLASS [41:40] = IN
+    evt[3] = (((rec.perm & PERM_PRIV) !== 0 ? 1 << 1 : 0) | ((rec.perm & PERM_EXEC) !== 0 ? 1 << 2 : 0) | ((rec.perm & PERM_WRITE) === 0 ? 1 << 3 : 0) | (2 << 8)) >>> 0;
+    evt[4] = rec.addr % 2 ** 32;
+    evt[5] = Math.floor(rec.addr / 2 ** 32);
+    this.stats.stallsForwarded++;
+    this.pushEvent(evt);
+  }
+
+  /** CMD_RESUME from the guest: answer the host's stall it stands for; an unknown STAG does nothing. */
+  private resume(vsid: number, stag: number, retry: boolean): void {
+    const key = vsid * 0x1_0000 + stag;
+    const cookie = this.stalls.get(key);
+    if (cookie === undefined) return;
+    this.stalls.delete(key);
+    this.answer(cookie, retry);
+  }
+
+  private answer(cookie: number, retry: boolean): void {
+    try {
+      this.host.iommufd.fault(this.host.faultId).respond(cookie, retry ? 0 : 1);
+      this.stats.stallsAnswered++;
+    } catch (e) {
+      this.host.log(`page response for cookie ${cookie} refused: ${String(e)}`);
     }
   }
 

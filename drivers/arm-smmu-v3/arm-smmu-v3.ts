@@ -165,6 +165,8 @@ class ArmSmmuV3Driver {
       devEnableFeat: (dev, feat) => this.devEnableFeat(dev, feat),
       devDisableFeat: (dev, feat) => this.devDisableFeat(dev, feat),
       hwInfo: armSmmuHwInfo,
+      // kernel: user_pasid_table — a guest owns the CD table of a nested STE and its PASIDs.
+      userPasidTable: true,
       viommuAlloc: (dev, type, parent, viommu) => armVsmmuAlloc(dev, type, parent, viommu, armSmmuNestedOps),
     };
   }

@@ -33,7 +33,12 @@ export interface VmLabOptions {
   guestBootargs?: string;
   /** Also assign the PCIe function 00:01.0 (vSID = its RID, 0x8) behind a guest PCIe host. */
   pci?: boolean;
+  /** Also assign the stall-capable engine (host SID 0x100, 8 PASID bits) as vSID 0x11. */
+  stall?: boolean;
 }
+
+/** The stall-capable engine as host and guest see it. */
+export const GUEST_STALL_ENGINE = { host: '/dma@c000000', guest: '/dev@c000000', vsid: 0x11, mmio: { base: 0x0c00_0000, size: 0x1_0000 }, spi: [0, 96, 4] } as const;
 
 /** The assigned PCIe function, as host and guest both name it, and its virtual StreamID (its RID). */
 export const GUEST_PCI_FN = { name: '0000:00:01.0', node: '/pcie@3f000000/accel@1,0', bus: 0, devfn: 1 << 3, vsid: 0x8 } as const;
@@ -57,7 +62,22 @@ export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
       ramSize: opts.ramSize,
       trapCosts: opts.trapCosts,
       bootargs: opts.guestBootargs,
-      devices: [{ dev, vsid: GUEST_VSID, compatible: 'iommu-sim,dma-test-engine', mmio: [ENGINE_MMIO], irqs: [ENGINE_SPI] }],
+      devices: [
+        { dev, vsid: GUEST_VSID, compatible: 'iommu-sim,dma-test-engine', mmio: [ENGINE_MMIO], irqs: [ENGINE_SPI] },
+        ...(opts.stall
+          ? [
+              {
+                dev: deviceOf(lab, GUEST_STALL_ENGINE.host),
+                vsid: GUEST_STALL_ENGINE.vsid,
+                compatible: 'iommu-sim,dma-test-engine',
+                mmio: [GUEST_STALL_ENGINE.mmio],
+                irqs: [GUEST_STALL_ENGINE.spi],
+                props: { 'dma-can-stall': true, 'pasid-num-bits': 8 },
+                stall: true,
+              },
+            ]
+          : []),
+      ],
       pci: opts.pci
         ? {
             ecamBase: 0x3f00_0000,

@@ -5,7 +5,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { deviceOf, runIn, settle, V3 } from '../../scenarios/smmu-v3-lab.js';
-import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
+import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_STALL_ENGINE, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
+import { iommuDevEnableFeature } from '../../core/iommu.js';
+import { iommuSvaBindDevice } from '../../core/iommu-sva.js';
+import { PROT_READ, PROT_WRITE } from '../../mm/prot.js';
 import type { PciDevice } from '../../bus/pci/pci-device.js';
 import { pciSetMaster } from '../../bus/pci/command.js';
 import { dmaMapSingle } from '../../core/dma-mapping.js';
@@ -155,5 +158,37 @@ describe('an assigned PCIe function', () => {
     expect(c.status).toBe('ok');
     expect([...lab.machine.cpu.ram.read(lab.vm.ipaToPa(page) + 0x80, 4)]).toEqual([1, 2, 3, 4]);
     expect(armSmmuSteConfigName(lab.smmu.strtab.readSte(GUEST_PCI_FN.vsid))).toBe('config 7');
+  });
+});
+
+describe('stalls and SVA in the guest', () => {
+  it("a guest SVA bind on a stall-capable master: stalled writes reach the guest through the host's fault queue, the guest's mm resolves them, its CMD_RESUME resumes the host transaction", async () => {
+    const lab = await bootHostAndGuest({ seed: 8, stall: true });
+    const gdev = lab.guest.core.findDevice(GUEST_STALL_ENGINE.guest)!;
+    await runIn(lab, iommuDevEnableFeature(gdev, 'IOPF'));
+    await runIn(lab, iommuDevEnableFeature(gdev, 'SVA'));
+    const proc = lab.guest.processes.spawn();
+    const mm = proc.mm;
+    const PAGES = 2;
+    const src = mm.mmap(PAGES * 4096, PROT_READ | PROT_WRITE);
+    const dst = mm.mmap(PAGES * 4096, PROT_READ | PROT_WRITE);
+    const bytes = Uint8Array.from({ length: PAGES * 4096 }, (_, i) => (i * 5 + 1) & 0xff);
+    mm.write(src, bytes);
+    const bond = await runIn(lab, iommuSvaBindDevice(gdev, mm));
+    const eng = findTestEngine(lab.guest.core, GUEST_STALL_ENGINE.guest);
+    const hostStalls = lab.model.stats.stalled;
+    const st = await runIn(lab, eng.wait(eng.start({ op: 'copy', src, dst, len: PAGES * 4096 }, { ssid: bond.pasid })));
+    await settle(lab, 1_000_000);
+    expect(`${st.state}/${st.dmaStatus}`).toBe('done/ok');
+    expect([...mm.read(dst, PAGES * 4096)]).toEqual([...bytes]);
+    expect(lab.model.stats.stalled - hostStalls).toBe(PAGES);
+    expect(lab.vm.vsmmu.stats.stallsForwarded).toBe(PAGES);
+    expect(lab.vm.vsmmu.stats.stallsAnswered).toBe(PAGES);
+    const gsmmu = findArmSmmuV3(lab.guest.core, GUEST_SMMU);
+    expect(gsmmu.events.filter((e) => e.stall).map((e) => [e.sid, e.ssid])).toEqual(Array(PAGES).fill([GUEST_STALL_ENGINE.vsid, bond.pasid]));
+    expect(gsmmu.eventStats.resumeRetry).toBe(PAGES);
+    expect(lab.model.stalls.count).toBe(0);
+    // The host answered with its own STAGs, which the guest never saw.
+    expect(lab.smmu.eventStats.resumeRetry).toBe(PAGES);
   });
 });
