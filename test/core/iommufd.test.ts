@@ -19,7 +19,7 @@ import {
 } from '../../core/iommufd.js';
 import { IOMMU_PAGE_RESP_SUCCESS } from '../../core/iommu-fault-types.js';
 import { iommuReportDeviceFault } from '../../core/iommu-fault.js';
-import { iommuDevEnableFeature } from '../../core/iommu.js';
+import { iommuDevFeatureEnabled } from '../../core/iommu.js';
 import { iommuIovaToPhys } from '../../core/iommu-domain.js';
 import { platformBus } from '../../bus/platform.js';
 import { DEV_A, pageRequest, settle, type PageResponseCall } from './fault-fixture.js';
@@ -129,12 +129,14 @@ describe('iommufd vEVENTQ', () => {
 describe('iommufd fault queue with host cookies', () => {
   it('a page request reaches user space with a cookie, not the hardware PRGI; forged and stale cookies are EINVAL; the right one answers the device', async () => {
     const s = await setup();
-    await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
     const devId = await s.k.run(s.ctx.bindDevice(s.a));
     const ioas = s.ctx.ioasAlloc();
     const fault = s.ctx.faultQueueAlloc();
     const hwpt = await s.k.run(s.ctx.hwptAlloc({ devId, ptId: ioas, flags: IOMMU_HWPT_FAULT_ID_VALID, faultId: fault }));
+    // Attaching a fault-capable HWPT turns the device's I/O page faults on.
+    expect(iommuDevFeatureEnabled(s.a, 'IOPF')).toBe(false);
     await s.k.run(s.ctx.attach(devId, hwpt));
+    expect(iommuDevFeatureEnabled(s.a, 'IOPF')).toBe(true);
     expect(iommuReportDeviceFault(s.a, pageRequest(0x5000, 0x1a3, { privateData: [0xdead, 0xbeef] }))).toBe(0);
     await settle(s);
     const f = s.ctx.fault(fault);
