@@ -211,21 +211,21 @@ export class IommufdViommu extends IommufdObject {
     super(id);
   }
 
-  /** The device behind a virtual ID, or null. // kernel: iommufd_viommu_find_dev() */
+  /** The device behind a virtual ID, or null. */
+  // kernel: iommufd_viommu_find_dev() [driver.c]
   findDev(virtId: number): Device | null {
     return this.vdevs.get(virtId)?.idev.dev ?? null;
   }
 
-  /** The virtual ID of `dev` on this vIOMMU. ENOENT if it has none. // kernel: iommufd_viommu_get_vdev_id() */
+  /** The virtual ID of `dev` on this vIOMMU. ENOENT if it has none. */
+  // kernel: iommufd_viommu_get_vdev_id() [driver.c]
   getVdevId(dev: Device): number {
     for (const v of this.vdevs.values()) if (v.idev.dev === dev) return v.virtId;
     throw new KernelError('ENOENT', `${dev.name} has no vDEVICE on vIOMMU ${this.id}`);
   }
 
-  /**
-   * Queue a driver event record to the vEVENTQ of `type`; EOPNOTSUPP when there is none.
-   * // kernel: iommufd_viommu_report_event()
-   */
+  /** Queue a driver event record to the vEVENTQ of `type`; EOPNOTSUPP when there is none. */
+  // kernel: iommufd_viommu_report_event() [driver.c]
   reportEvent(type: number, data: Uint32Array): void {
     for (const q of this.veventqs.values()) {
       if (q.veventqType === type) {
@@ -343,7 +343,8 @@ export class IommufdFault extends IommufdObject {
     return this.response.size;
   }
 
-  /** A HWPT's iopf handler: queue every request of the group under one new cookie. // kernel: iommufd_fault_iopf_handler() */
+  /** A HWPT's iopf handler: queue every request of the group under one new cookie. */
+  // kernel: iommufd_fault_iopf_handler() [eventq.c]
   handle(group: IopfGroup): void {
     const idev = this.ctx.idevOf(group.dev);
     if (!idev) throw new KernelError('ENODEV', `${group.dev.name} is not bound to this iommufd`);
@@ -372,8 +373,9 @@ export class IommufdFault extends IommufdObject {
 
   /**
    * Answer the group `cookie` names. EINVAL for a cookie this queue never gave, or already answered
-   * (stale), or a bad code. // kernel: iommufd_fault_fops_write()
+   * (stale), or a bad code.
    */
+  // kernel: iommufd_fault_fops_write() [eventq.c]
   respond(cookie: number, code: IommuPageResponseCode): void {
     const group = this.response.get(cookie);
     if (!group) throw new KernelError('EINVAL', `fault queue ${this.id}: no pending page request has cookie ${cookie}`);

@@ -355,8 +355,9 @@ const ARM_SMMU_VEVENT_IDS = new Set([
 
 /**
  * The event with its SID replaced by the guest's, to the vIOMMU's vEVENTQ; the errno when there is
- * no vEVENTQ (the event is then dumped on the host). // kernel: arm_vmaster_report_event()
+ * no vEVENTQ (the event is then dumped on the host).
  */
+// kernel: arm_vmaster_report_event() [arm-smmu-v3-iommufd.c]
 function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | Errno {
   const rec = evt.slice(0, EVTQ_ENT_WORDS);
   EVTQ_0_SID.set(rec, vmaster.vsid);

@@ -150,8 +150,9 @@ export function armSmmuMakeNestedCdTableSte(target: Uint32Array, master: ArmSmmu
 
 /**
  * The physical STE for a guest STE: invalid or abort → abort (the guest sees its C_BAD_STE),
- * bypass → the plain stage 2 STE, S1 → nested. // kernel: arm_smmu_make_nested_domain_ste()
+ * bypass → the plain stage 2 STE, S1 → nested.
  */
+// kernel: arm_smmu_make_nested_domain_ste() [arm-smmu-v3-iommufd.c]
 export function armSmmuMakeNestedDomainSte(target: Uint32Array, master: ArmSmmuMaster, nested: ArmSmmuNestedDomain, atsEnabled: boolean): void {
   let cfg = STRTAB_STE_0_CFG.get(nested.ste);
   if (!STRTAB_STE_0_V.isSet(nested.ste)) cfg = STRTAB_STE_0_CFG_ABORT;
@@ -163,8 +164,9 @@ export function armSmmuMakeNestedDomainSte(target: Uint32Array, master: ArmSmmuM
 /**
  * Check a guest STE (qwords 0-1 as 4 words, changed in place): V=0 is zeroed and allowed; other bits
  * than the guest's, a Config other than abort/bypass/S1, or EATS other than ABT/TRANS are EIO.
- * Returns whether the guest asked for ATS; EATS is cleared. // kernel: arm_smmu_validate_vste()
+ * Returns whether the guest asked for ATS; EATS is cleared.
  */
+// kernel: arm_smmu_validate_vste() [arm-smmu-v3-iommufd.c]
 export function armSmmuValidateVste(ste: Uint32Array): boolean {
   if (!STRTAB_STE_0_V.isSet(ste)) {
     ste.fill(0);
@@ -207,8 +209,9 @@ async function armSmmuAttachDevNested(domain: IommuDomain, dev: Device, old: Iom
 
 /**
  * The guest link of a nested attach: a translating nested domain needs a vDEVICE (ENOENT), abort and
- * bypass may attach without one (the vSMMU's GBPA state). // kernel: arm_smmu_attach_prepare_vmaster()
+ * bypass may attach without one (the vSMMU's GBPA state).
  */
+// kernel: arm_smmu_attach_prepare_vmaster() [arm-smmu-v3-iommufd.c]
 function armSmmuAttachPrepareVmaster(dev: Device, domain: ArmSmmuNestedDomain, vsmmu: ArmVsmmu): ArmSmmuVmaster | null {
   const cfg = STRTAB_STE_0_V.isSet(domain.ste) ? STRTAB_STE_0_CFG.get(domain.ste) : STRTAB_STE_0_CFG_ABORT;
   let vsid: number;
@@ -237,8 +240,9 @@ function armVsmmuAllocDomainNested(viommu: IommufdViommu, flags: number, data: I
 
 /**
  * Rewrite one guest command in place for the host queue; EIO for a command a guest may not send or a
- * vSID without a vDEVICE. // kernel: arm_vsmmu_convert_user_cmd()
+ * vSID without a vDEVICE.
  */
+// kernel: arm_vsmmu_convert_user_cmd() [arm-smmu-v3-iommufd.c]
 export function armVsmmuConvertUserCmd(vsmmu: ArmVsmmu, cmd: Uint32Array, off: number): void {
   const op = CMDQ_0_OP.get(cmd, off);
   switch (op) {
@@ -315,6 +319,7 @@ async function armVsmmuCacheInvalidate(viommu: IommufdViommu, array: IommuUserDa
  * arm_vsmmu_init()): EOPNOTSUPP without nesting, without coherency, or for a type this driver has no
  * vIOMMU of; EINVAL for a parent that is not a nest-parent stage 2 of the same SMMU.
  */
+// kernel: arm_vsmmu_init() [arm-smmu-v3-iommufd.c]
 export function armVsmmuAlloc(dev: Device, type: number, parent: IommuDomain, viommu: IommufdViommu, nestedOps: DomainOps): IommufdViommuOps {
   const master = masterOf(dev);
   const smmu = master.smmu;
@@ -331,7 +336,7 @@ export function armVsmmuAlloc(dev: Device, type: number, parent: IommuDomain, vi
   };
 }
 
-/** The ops of nested domains. // kernel: arm_smmu_nested_ops */
+/** The ops of nested domains (the kernel's arm_smmu_nested_ops). */
 export const armSmmuNestedOps: DomainOps = {
   attachDev: armSmmuAttachDevNested,
   // Nothing to release: the domain holds only the guest's STE words.

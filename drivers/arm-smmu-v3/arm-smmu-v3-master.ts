@@ -326,7 +326,7 @@ export function armSmmuAttachPrepare(state: AttachState, newDomain: IommuDomain)
 /** Last step: ATS on (or its ATC flushed), and the master off the old domain's list. // kernel: arm_smmu_attach_commit() */
 export async function armSmmuAttachCommit(state: AttachState): Promise<void> {
   const master = state.master;
-  // kernel: arm_smmu_attach_commit_vmaster() — only the RID's attach changes the guest link.
+  // Only the RID's attach changes the guest link (as arm_smmu_attach_commit_vmaster() does).
   if (state.ssid === IOMMU_NO_PASID) master.vmaster = state.vmaster ?? null;
   if (state.atsEnabled && !master.atsEnabled) {
     await armSmmuEnableAts(master);
