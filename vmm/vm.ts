@@ -35,6 +35,13 @@ import {
 import { DEFAULT_TRAP_COSTS, type TrapCosts } from './trap-costs.js';
 import { VSmmuV3, VSMMU_REGION_SIZE } from './vsmmu-v3.js';
 
+/** PCIe PRI extended capability (PCI Express Base Specification §7.8.10): ID, Control/Status bits. */
+const PCI_EXT_CAP_ID_PRI = 0x13;
+const PCI_PRI_CTRL_ENABLE = 1 << 0;
+const PCI_PRI_STATUS_STOPPED = 1 << 8;
+/** Status bits that are the function's (PRG Response PASID Required). */
+const PCI_PRI_STATUS_RO = 1 << 15;
+
 /** Guest RAM comes in chunks of this size (host frames are contiguous inside a chunk). */
 export const GUEST_RAM_CHUNK = 0x20_0000;
 
@@ -67,6 +74,8 @@ export interface AssignedPciFunction {
   readonly bus: number;
   /** device << 3 | function */
   readonly devfn: number;
+  /** It uses PRI: its nested HWPTs report page requests to the VM's fault queue. */
+  readonly pri?: boolean;
 }
 
 /**
@@ -164,7 +173,7 @@ export class Vm {
   private async setup(): Promise<void> {
     const ctx = this.iommufd;
     const devices: { dev: Device; vsid: number; stall?: boolean }[] = [...this.opts.devices];
-    for (const f of this.opts.pci?.functions ?? []) devices.push({ dev: f.dev, vsid: (f.bus << 8) | f.devfn });
+    for (const f of this.opts.pci?.functions ?? []) devices.push({ dev: f.dev, vsid: (f.bus << 8) | f.devfn, stall: f.pri ?? false });
     if (devices.length === 0) throw new KernelError('EINVAL', `${this.name}: a VM with a vSMMU needs at least one assigned device`);
     for (const a of devices) {
       if (this.ids.devs.has(a.vsid)) throw new KernelError('EEXIST', `${this.name}: virtual StreamID 0x${a.vsid.toString(16)} is given twice`);
@@ -211,10 +220,15 @@ export class Vm {
       this.vsmmu.addDevice(a.vsid, devId, this.ids.abort, a.stall ?? false);
     }
     const vsidOf = new Map([...this.ids.devs].map(([vsid, devId]) => [devId, vsid]));
+    const pciVsids = new Set((this.opts.pci?.functions ?? []).map((f) => (f.bus << 8) | f.devfn));
     const fault = ctx.fault(this.ids.fault);
     fault.onFault = () => {
       host.port.startTimer(this.costs.irqInjectNs, () => {
-        for (let r = fault.read(); r; r = fault.read()) this.vsmmu.deliverStall(r, vsidOf.get(r.devId)!);
+        for (let r = fault.read(); r; r = fault.read()) {
+          const vsid = vsidOf.get(r.devId)!;
+          if (pciVsids.has(vsid)) this.vsmmu.deliverPageRequest(r, vsid);
+          else this.vsmmu.deliverStall(r, vsid);
+        }
       });
     };
     const veventq = ctx.veventq(this.ids.veventq);
@@ -233,11 +247,49 @@ export class Vm {
     if (pci) {
       const assigned = new Set(pci.functions.map((f) => (f.bus << 8) | f.devfn));
       const hp = host.port;
+      // The host kernel owns PRI of an assigned function (it answers page requests); the guest gets
+      // a shadow of the PRI Control/Status and Allocation registers, as VFIO virtualizes them.
+      const priShadow = new Map<number, { cap: number; ctrl: number; alloc: number }>();
+      for (const f of pci.functions) {
+        const cfg = pci.ecamBase + (((f.bus << 8) | f.devfn) << 12);
+        for (let off = 0x100, n = 0; off !== 0 && n < 64; n++) {
+          const hdr = hp.mmioRead32(cfg + off);
+          if ((hdr & 0xffff) === PCI_EXT_CAP_ID_PRI) {
+            priShadow.set((f.bus << 8) | f.devfn, { cap: off, ctrl: 0, alloc: 0 });
+            break;
+          }
+          off = (hdr >>> 20) & 0xffc;
+        }
+      }
       this.addTrap(pci.ecamBase, pci.ecamSize, {
         // ECAM: bus [27:20], devfn [19:12], register [11:0].
-        read32: (off) => (assigned.has(off >>> 12) ? hp.mmioRead32(pci.ecamBase + off) : 0xffff_ffff),
+        read32: (off) => {
+          const fn = off >>> 12;
+          if (!assigned.has(fn)) return 0xffff_ffff;
+          const pri = priShadow.get(fn);
+          const reg = off & 0xffc;
+          if (pri && reg === pri.cap + 4) {
+            // Status keeps the host's read-only bits; Stopped follows the guest's Enable.
+            const status = (hp.mmioRead32(pci.ecamBase + off) >>> 16) & PCI_PRI_STATUS_RO;
+            return ((pri.ctrl & PCI_PRI_CTRL_ENABLE) | ((status | ((pri.ctrl & PCI_PRI_CTRL_ENABLE) === 0 ? PCI_PRI_STATUS_STOPPED : 0)) << 16)) >>> 0;
+          }
+          if (pri && reg === pri.cap + 0xc) return pri.alloc;
+          return hp.mmioRead32(pci.ecamBase + off);
+        },
         write32: (off, v) => {
-          if (assigned.has(off >>> 12)) hp.mmioWrite32(pci.ecamBase + off, v);
+          const fn = off >>> 12;
+          if (!assigned.has(fn)) return;
+          const pri = priShadow.get(fn);
+          const reg = off & 0xffc;
+          if (pri && reg === pri.cap + 4) {
+            pri.ctrl = v & PCI_PRI_CTRL_ENABLE;
+            return;
+          }
+          if (pri && reg === pri.cap + 0xc) {
+            pri.alloc = v >>> 0;
+            return;
+          }
+          hp.mmioWrite32(pci.ecamBase + off, v);
         },
       });
     }
@@ -457,6 +509,7 @@ export class Vm {
         reg: reg([pci.ecamBase, pci.ecamSize]),
         'bus-range': [pci.busRange[0], pci.busRange[1]],
         'iommu-map': [0, vsmmu, 0, 0x1_0000],
+        'ats-supported': true,
         'dma-coherent': true,
       });
     }

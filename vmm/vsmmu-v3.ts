@@ -5,7 +5,8 @@
  *
  * Supports (SMMUv3 architecture, IHI 0070, §6 registers, §4 commands, §5 structures, §7 events):
  * - ID registers from the host's (IOMMU_GET_HW_INFO) with what this vSMMU does not offer cleared:
- *   IDR0.S2P, HYP, MSI, VMID16, BTM, ATS, PRI, and STALL_MODEL forced to "no stall";
+ *   IDR0.S2P, HYP, MSI, VMID16, BTM (ATS and PRI as the host has them; STALL_MODEL "no stall" unless
+ *   the host SMMU stalls);
  * - CR0/CR0ACK (acknowledged at once), CR1, CR2, GBPA (UPDATE completes at once), IRQ_CTRL/ACK,
  *   GERROR/GERRORN, STRTAB_BASE/_CFG (linear and 2-level tables read from guest memory), the
  *   command queue (consumed after each CMDQ_PROD write), the event queue (page 1 PROD/CONS) fed
@@ -24,7 +25,10 @@
  *   and becomes a stall event in the guest's event queue whose STAG stands for the host's cookie;
  *   the guest's CMD_RESUME (or STALL_TERM) answers the host's fault queue, which resumes the host
  *   transaction: the guest never sees the host's STAG;
- * Does not support: MSIs (IDR0.MSI=0), PRI for the guest, ATS, SubstreamIDs beyond what
+ * - ATS and PRI: the guest's EATS goes to the host (which turns ATS on only if the guest asked);
+ *   ATC_INV is forwarded; a page request arrives through the fault queue into the guest's PRI queue
+ *   with a PRG index this vSMMU made up, and the guest's CMD_PRI_RESP answers the host by cookie;
+ * Does not support: MSIs (IDR0.MSI=0), SubstreamIDs beyond what
  * the host's nested STE gives, the secure and Realm pages, PMCG. Unknown offsets read as zero and
  * ignore writes (counted in `stats.unknownAccesses`).
  */
@@ -33,6 +37,7 @@ import type { RamAccess } from '../hw/cpu-port.js';
 import {
   IOMMU_HWPT_DATA_ARM_SMMUV3,
   IOMMU_HWPT_FAULT_ID_VALID,
+  IOMMU_PGFAULT_FLAGS_LAST_PAGE,
   IOMMU_PGFAULT_FLAGS_PASID_VALID,
   type IommuHwptPgfault,
   IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
@@ -67,6 +72,8 @@ export const SMMU_PRIQ_BASE = 0xc0;
 export const SMMU_PAGE1 = 0x1_0000;
 export const SMMU_EVTQ_PROD = SMMU_PAGE1 + 0xa8;
 export const SMMU_EVTQ_CONS = SMMU_PAGE1 + 0xac;
+export const SMMU_PRIQ_PROD = SMMU_PAGE1 + 0xc8;
+export const SMMU_PRIQ_CONS = SMMU_PAGE1 + 0xcc;
 /** The register space this vSMMU decodes (two 64 KiB pages). */
 export const VSMMU_REGION_SIZE = 0x2_0000;
 
@@ -75,9 +82,7 @@ const IDR0_S2P = 1 << 0;
 const IDR0_S1P = 1 << 1;
 const IDR0_BTM = 1 << 5;
 const IDR0_HYP = 1 << 9;
-const IDR0_ATS = 1 << 10;
 const IDR0_MSI = 1 << 13;
-const IDR0_PRI = 1 << 16;
 const IDR0_VMID16 = 1 << 18;
 const IDR0_STALL_MODEL_SHIFT = 24;
 const IDR0_STALL_MODEL_MASK = 3 << 24;
@@ -85,11 +90,13 @@ const IDR0_STALL_MODEL_MASK = 3 << 24;
 const STALL_MODEL_NO_STALL = 1;
 
 const CR0_SMMUEN = 1 << 0;
+const CR0_PRIQEN = 1 << 1;
 const CR0_EVTQEN = 1 << 2;
 const CR0_CMDQEN = 1 << 3;
 const GBPA_UPDATE = 1 << 31;
 const GBPA_ABORT = 1 << 20;
 const IRQ_CTRL_GERROR_IRQEN = 1 << 0;
+const IRQ_CTRL_PRIQ_IRQEN = 1 << 1;
 const IRQ_CTRL_EVTQ_IRQEN = 1 << 2;
 const GERROR_CMDQ_ERR = 1 << 0;
 const Q_OVF = 1 << 31;
@@ -111,6 +118,8 @@ const CMD_TLBI_NH_ASID = 0x11;
 const CMD_TLBI_NH_VA = 0x12;
 const CMD_TLBI_NH_VAA = 0x13;
 const CMD_TLBI_NSNH_ALL = 0x30;
+const CMD_ATC_INV = 0x40;
+const CMD_PRI_RESP = 0x41;
 const CMD_RESUME = 0x44;
 const CMD_STALL_TERM = 0x45;
 const CMD_SYNC = 0x46;
@@ -127,13 +136,14 @@ const STE_CFG_S1 = 5;
 /** Word 0: V, Config, S1Fmt, S1ContextPtr[31:6]; word 1: S1ContextPtr[51:32], S1CDMax[63:59]. */
 const STE_W0_STAGE1 = 0xffff_ffff;
 const STE_W1_STAGE1 = 0x000f_ffff | 0xf800_0000;
-/** Word 2: S1DSS[1:0], S1CIR[3:2], S1COR[5:4], S1CSH[7:6], S1STALLD[27]; EATS [29:28] dropped (no ATS). */
-const STE_W2_STAGE1 = 0x0000_00ff | (1 << 27);
+/** Word 2: S1DSS[1:0], S1CIR[3:2], S1COR[5:4], S1CSH[7:6], S1STALLD[27], EATS[29:28]. */
+const STE_W2_STAGE1 = 0x0000_00ff | (1 << 27) | (3 << 28);
 
 // Events (§7.3)
 const EVT_C_BAD_STE = 0x04;
 const EVT_F_TRANSLATION = 0x10;
 /** IOMMU_PGFAULT_PERM_WRITE / _EXEC / _PRIV */
+const PERM_READ = 1 << 0;
 const PERM_WRITE = 1 << 1;
 const PERM_EXEC = 1 << 2;
 const PERM_PRIV = 1 << 3;
@@ -150,6 +160,8 @@ export interface VSmmuStats {
   eventsLost: number;
   stallsForwarded: number;
   stallsAnswered: number;
+  pageRequestsForwarded: number;
+  pageResponses: number;
   unknownAccesses: number;
 }
 
@@ -178,7 +190,7 @@ export interface VSmmuHost {
   now(): number;
   delay(ns: number): Promise<void>;
   /** Inject a guest interrupt by name. */
-  inject(line: 'eventq' | 'gerror' | 'cmdq-sync'): void;
+  inject(line: 'eventq' | 'priq' | 'gerror' | 'cmdq-sync'): void;
   readonly costs: TrapCosts;
   log(msg: string): void;
 }
@@ -190,7 +202,7 @@ function lo(v: number): number {
 /** The emulated SMMUv3 of one VM. */
 export class VSmmuV3 {
   readonly devices = new Map<number, VSmmuDevice>();
-  readonly stats: VSmmuStats = { traps: 0, commands: 0, forwarded: 0, ioctls: 0, steInstalls: 0, cerrorIll: 0, eventsDelivered: 0, eventsLost: 0, stallsForwarded: 0, stallsAnswered: 0, unknownAccesses: 0 };
+  readonly stats: VSmmuStats = { traps: 0, commands: 0, forwarded: 0, ioctls: 0, steInstalls: 0, cerrorIll: 0, eventsDelivered: 0, eventsLost: 0, stallsForwarded: 0, stallsAnswered: 0, pageRequestsForwarded: 0, pageResponses: 0, unknownAccesses: 0 };
   private readonly idr: Uint32Array;
   private cr0 = 0;
   private cr1 = 0;
@@ -207,6 +219,8 @@ export class VSmmuV3 {
   private evtqBase = [0, 0];
   private evtqProd = 0;
   private evtqCons = 0;
+  private priqProd = 0;
+  private priqCons = 0;
   /** Other registers the guest may write and read back (IRQ_CFG, PRIQ base): stored only. */
   private readonly plain = new Map<number, number>();
   private consuming = false;
@@ -223,7 +237,7 @@ export class VSmmuV3 {
     let idr0 = this.idr[0]!;
     // Stalls: offered when the host's SMMU stalls (STALL_MODEL 0b00), never forced on the guest.
     const hostStall = (idr0 & IDR0_STALL_MODEL_MASK) >>> IDR0_STALL_MODEL_SHIFT;
-    idr0 &= ~(IDR0_S2P | IDR0_HYP | IDR0_MSI | IDR0_VMID16 | IDR0_BTM | IDR0_ATS | IDR0_PRI | IDR0_STALL_MODEL_MASK);
+    idr0 &= ~(IDR0_S2P | IDR0_HYP | IDR0_MSI | IDR0_VMID16 | IDR0_BTM | IDR0_STALL_MODEL_MASK);
     idr0 |= IDR0_S1P | ((hostStall === 0 ? 0 : STALL_MODEL_NO_STALL) << IDR0_STALL_MODEL_SHIFT);
     this.idr[0] = idr0 >>> 0;
   }
@@ -289,6 +303,10 @@ export class VSmmuV3 {
         return this.evtqProd;
       case SMMU_EVTQ_CONS:
         return this.evtqCons;
+      case SMMU_PRIQ_PROD:
+        return this.priqProd;
+      case SMMU_PRIQ_CONS:
+        return this.priqCons;
       default:
         if (this.plain.has(off)) return this.plain.get(off)!;
         this.stats.unknownAccesses++;
@@ -353,6 +371,12 @@ export class VSmmuV3 {
         return;
       case SMMU_EVTQ_CONS:
         this.evtqCons = v;
+        return;
+      case SMMU_PRIQ_PROD:
+        if ((this.cr0 & CR0_PRIQEN) === 0) this.priqProd = v;
+        return;
+      case SMMU_PRIQ_CONS:
+        this.priqCons = v;
         return;
       default:
         if (off >= 0x68 && off < 0x80) this.plain.set(off, v); // GERROR_IRQ_CFG*
@@ -524,8 +548,15 @@ export class VSmmuV3 {
       }
       case CMD_CFGI_CD:
       case CMD_CFGI_CD_ALL:
+      case CMD_ATC_INV:
         if (!this.devices.has(cmd[1]!)) return true;
         return this.forward(cmd);
+      case CMD_PRI_RESP: {
+        // SID [63:32], PRGI qword 1 [8:0], Resp qword 1 [13:12]: 0 deny, 1 fail, 2 success.
+        const resp = (cmd[2]! >>> 12) & 3;
+        this.priResponse(cmd[1]!, cmd[2]! & 0x1ff, resp === 2 ? 0 : resp === 1 ? 2 : 1);
+        return true;
+      }
       case CMD_TLBI_NH_ALL:
       case CMD_TLBI_NH_ASID:
       case CMD_TLBI_NH_VA:
@@ -610,6 +641,66 @@ export class VSmmuV3 {
     try {
       this.host.iommufd.fault(this.host.faultId).respond(cookie, retry ? 0 : 1);
       this.stats.stallsAnswered++;
+    } catch (e) {
+      this.host.log(`page response for cookie ${cookie} refused: ${String(e)}`);
+    }
+  }
+
+  // ---- PRI: page requests through the host's fault queue, with guest PRG indexes ----
+
+  /** (vSID << 9 | guest PRGI) → host fault cookie; a cookie's requests share one guest PRGI. */
+  private readonly prgs = new Map<number, number>();
+  private readonly prgiOfCookie = new Map<number, number>();
+  private nextPrgi = 0;
+
+  /** A page request of a guest PCIe function, read from the fault queue, into the guest's PRI queue. */
+  deliverPageRequest(rec: IommuHwptPgfault, vsid: number): void {
+    let prgi = this.prgiOfCookie.get(rec.cookie);
+    if (prgi === undefined) {
+      prgi = this.nextPrgi;
+      while (this.prgs.has(vsid * 0x200 + prgi)) prgi = (prgi + 1) & 0x1ff;
+      this.nextPrgi = (prgi + 1) & 0x1ff;
+      this.prgs.set(vsid * 0x200 + prgi, rec.cookie);
+      this.prgiOfCookie.set(rec.cookie, prgi);
+    }
+    this.stats.pageRequestsForwarded++;
+    if ((this.cr0 & CR0_PRIQEN) === 0) return;
+    const log2 = this.plainBase(0xc0) & 0x1f;
+    const base = (this.plainBase(0xc0) & ~0x1f) + (this.plainBase(0xc4) & 0xf_ffff) * 2 ** 32;
+    const mask = 2 ** (log2 + 1) - 1;
+    const prod = this.priqProd & mask;
+    if ((prod ^ (this.priqCons & mask)) === 2 ** log2) {
+      this.priqProd ^= Q_OVF;
+      return;
+    }
+    const ssv = (rec.flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) !== 0;
+    const last = (rec.flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE) !== 0;
+    const w = new Uint32Array(4);
+    w[0] = vsid;
+    // SSID [51:32], PRIV [58], EXEC [59], READ [60], WRITE [61], LAST [62], SSID_V [63]
+    w[1] = ((ssv ? rec.pasid & 0xf_ffff : 0) | ((rec.perm & PERM_PRIV) !== 0 ? 1 << 26 : 0) | ((rec.perm & PERM_EXEC) !== 0 ? 1 << 27 : 0) | ((rec.perm & PERM_READ) !== 0 ? 1 << 28 : 0) | ((rec.perm & PERM_WRITE) !== 0 ? 1 << 29 : 0) | (last ? 1 << 30 : 0) | (ssv ? 1 << 31 : 0)) >>> 0;
+    w[2] = ((rec.addr % 2 ** 32) & ~0xfff) | prgi;
+    w[3] = Math.floor(rec.addr / 2 ** 32);
+    const idx = prod % 2 ** log2;
+    for (let i = 0; i < 4; i++) this.host.ram.write32(base + idx * 16 + 4 * i, w[i]!);
+    this.priqProd = (this.priqProd & ~mask) | ((prod + 1) & mask);
+    if ((this.irqCtrl & IRQ_CTRL_PRIQ_IRQEN) !== 0) this.host.inject('priq');
+  }
+
+  private plainBase(off: number): number {
+    return this.plain.get(off) ?? 0;
+  }
+
+  /** CMD_PRI_RESP from the guest: answer the host group its PRGI stands for; unknown ones do nothing. */
+  private priResponse(vsid: number, prgi: number, code: 0 | 1 | 2): void {
+    const key = vsid * 0x200 + prgi;
+    const cookie = this.prgs.get(key);
+    if (cookie === undefined) return;
+    this.prgs.delete(key);
+    this.prgiOfCookie.delete(cookie);
+    try {
+      this.host.iommufd.fault(this.host.faultId).respond(cookie, code);
+      this.stats.pageResponses++;
     } catch (e) {
       this.host.log(`page response for cookie ${cookie} refused: ${String(e)}`);
     }

@@ -83,7 +83,7 @@ export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
             ecamBase: 0x3f00_0000,
             ecamSize: 0x100_0000,
             busRange: [0, 15],
-            functions: [{ dev: deviceOf(lab, GUEST_PCI_FN.name), bus: GUEST_PCI_FN.bus, devfn: GUEST_PCI_FN.devfn }],
+            functions: [{ dev: deviceOf(lab, GUEST_PCI_FN.name), bus: GUEST_PCI_FN.bus, devfn: GUEST_PCI_FN.devfn, pri: true }],
           }
         : undefined,
     }),

@@ -192,3 +192,30 @@ describe('stalls and SVA in the guest', () => {
     expect(lab.smmu.eventStats.resumeRetry).toBe(PAGES);
   });
 });
+
+describe('PRI and SVA in the guest', () => {
+  it("a guest SVA bind on the assigned PCIe function: page requests reach the guest's PRI queue with its own PRG index, the guest mm resolves them, its PRI_RESP answers the host by cookie", async () => {
+    const lab = await bootHostAndGuest({ seed: 9, pci: true });
+    const gdev = lab.guest.core.findDevice(GUEST_PCI_FN.name) as PciDevice;
+    pciSetMaster(gdev);
+    await runIn(lab, iommuDevEnableFeature(gdev, 'IOPF'));
+    await runIn(lab, iommuDevEnableFeature(gdev, 'SVA'));
+    const mm = lab.guest.processes.spawn().mm;
+    const PAGES = 3;
+    const buf = mm.mmap(PAGES * 4096, PROT_READ | PROT_WRITE);
+    const bond = await runIn(lab, iommuSvaBindDevice(gdev, mm));
+    const ep = lab.machine.endpoint(GUEST_PCI_FN.node)!;
+    const data = (p: number): Uint8Array => Uint8Array.from({ length: 4096 }, (_, i) => (p * 17 + i) & 0xff);
+    const res = await runIn(lab, Promise.all(Array.from({ length: PAGES }, (_, p) => ep.write(buf + p * 4096, data(p), { ssid: bond.pasid }))));
+    await settle(lab, 1_000_000);
+    expect(res.map((r) => r.status)).toEqual(Array(PAGES).fill('ok'));
+    expect(ep.atsStats.pageRequests).toBe(PAGES);
+    expect(lab.vm.vsmmu.stats.pageRequestsForwarded).toBe(PAGES);
+    expect(lab.vm.vsmmu.stats.pageResponses).toBe(PAGES);
+    for (let p = 0; p < PAGES; p++) expect([...mm.read(buf + p * 4096, 4096)]).toEqual([...data(p)]);
+    const gsmmu = findArmSmmuV3(lab.guest.core, GUEST_SMMU);
+    expect(gsmmu.events.filter((e) => e.kind === 'page-request').map((e) => [e.sid, e.ssid])).toEqual(Array(PAGES).fill([GUEST_PCI_FN.vsid, bond.pasid]));
+    expect(gsmmu.eventStats.priResponses).toBe(PAGES);
+    expect(lab.smmu.eventStats.priResponses).toBe(PAGES);
+  });
+});
