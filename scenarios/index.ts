@@ -25,13 +25,14 @@ import { scenario as vmGuestFault } from './vm-guest-fault.js';
 import { scenario as vmHostileGuest } from './vm-hostile-guest.js';
 import { scenario as vmGuestUnmap } from './vm-guest-unmap.js';
 import { scenario as vmGuestSvaStall } from './vm-guest-sva-stall.js';
+import { scenario as vmGuestSvaPri } from './vm-guest-sva-pri.js';
 
 export const scenarios: readonly Scenario[] = [
   bootVirt, kexecStrayDma,
   kexecSmmuPolicies, smmuV2Dma, smmuV2Faults, smmuV2Stall, smmuV2Shutdown,
   smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
   svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
-  vmGuestDma, vmGuestFault, vmHostileGuest, vmGuestUnmap, vmGuestSvaStall,
+  vmGuestDma, vmGuestFault, vmHostileGuest, vmGuestUnmap, vmGuestSvaStall, vmGuestSvaPri,
 ];
 
 export function findScenario(name: string): Scenario | undefined {
