@@ -51,11 +51,10 @@ export function hostMemoryFor(lab: SmmuV3Lab, owner: string): HostMemory {
   };
 }
 
-/** Boot the host, build the VM, boot the guest. */
-export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
-  const lab = await bootSmmuV3({ seed: opts.seed });
+/** Build the VM on a booted host (no guest kernel yet). */
+export async function buildVm(lab: SmmuV3Lab, opts: Omit<VmLabOptions, 'seed' | 'guestBootargs'> & { guestBootargs?: string }): Promise<Vm> {
   const dev = deviceOf(lab, V3.engine);
-  const vm = await run(
+  return run(
     lab.machine,
     Vm.create({
       host: { port: lab.machine.cpu, gicPath: '/intc@8000000', memory: hostMemoryFor(lab, dev.name) },
@@ -90,6 +89,12 @@ export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
     'VM creation',
     BOOT_LIMIT_NS,
   );
+}
+
+/** Boot the host, build the VM, boot the guest. */
+export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
+  const lab = await bootSmmuV3({ seed: opts.seed });
+  const vm = await buildVm(lab, opts);
   const guest = await run(lab.machine, bootKernel({ cpu: vm.port }), 'guest boot', BOOT_LIMIT_NS);
   return { ...lab, vm, guest };
 }
