@@ -5,10 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { deviceOf, runIn, settle, V3 } from '../../scenarios/smmu-v3-lab.js';
-import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_STALL_ENGINE, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
-import { iommuDevEnableFeature } from '../../core/iommu.js';
-import { iommuSvaBindDevice } from '../../core/iommu-sva.js';
-import { PROT_READ, PROT_WRITE } from '../../mm/prot.js';
+import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
 import type { PciDevice } from '../../bus/pci/pci-device.js';
 import { pciSetMaster } from '../../bus/pci/command.js';
 import { dmaMapSingle } from '../../core/dma-mapping.js';
@@ -161,61 +158,5 @@ describe('an assigned PCIe function', () => {
   });
 });
 
-describe('stalls and SVA in the guest', () => {
-  it("a guest SVA bind on a stall-capable master: stalled writes reach the guest through the host's fault queue, the guest's mm resolves them, its CMD_RESUME resumes the host transaction", async () => {
-    const lab = await bootHostAndGuest({ seed: 8, stall: true });
-    const gdev = lab.guest.core.findDevice(GUEST_STALL_ENGINE.guest)!;
-    await runIn(lab, iommuDevEnableFeature(gdev, 'IOPF'));
-    await runIn(lab, iommuDevEnableFeature(gdev, 'SVA'));
-    const proc = lab.guest.processes.spawn();
-    const mm = proc.mm;
-    const PAGES = 2;
-    const src = mm.mmap(PAGES * 4096, PROT_READ | PROT_WRITE);
-    const dst = mm.mmap(PAGES * 4096, PROT_READ | PROT_WRITE);
-    const bytes = Uint8Array.from({ length: PAGES * 4096 }, (_, i) => (i * 5 + 1) & 0xff);
-    mm.write(src, bytes);
-    const bond = await runIn(lab, iommuSvaBindDevice(gdev, mm));
-    const eng = findTestEngine(lab.guest.core, GUEST_STALL_ENGINE.guest);
-    const hostStalls = lab.model.stats.stalled;
-    const st = await runIn(lab, eng.wait(eng.start({ op: 'copy', src, dst, len: PAGES * 4096 }, { ssid: bond.pasid })));
-    await settle(lab, 1_000_000);
-    expect(`${st.state}/${st.dmaStatus}`).toBe('done/ok');
-    expect([...mm.read(dst, PAGES * 4096)]).toEqual([...bytes]);
-    expect(lab.model.stats.stalled - hostStalls).toBe(PAGES);
-    expect(lab.vm.vsmmu.stats.stallsForwarded).toBe(PAGES);
-    expect(lab.vm.vsmmu.stats.stallsAnswered).toBe(PAGES);
-    const gsmmu = findArmSmmuV3(lab.guest.core, GUEST_SMMU);
-    expect(gsmmu.events.filter((e) => e.stall).map((e) => [e.sid, e.ssid])).toEqual(Array(PAGES).fill([GUEST_STALL_ENGINE.vsid, bond.pasid]));
-    expect(gsmmu.eventStats.resumeRetry).toBe(PAGES);
-    expect(lab.model.stalls.count).toBe(0);
-    // The host answered with its own STAGs, which the guest never saw.
-    expect(lab.smmu.eventStats.resumeRetry).toBe(PAGES);
-  });
-});
-
-describe('PRI and SVA in the guest', () => {
-  it("a guest SVA bind on the assigned PCIe function: page requests reach the guest's PRI queue with its own PRG index, the guest mm resolves them, its PRI_RESP answers the host by cookie", async () => {
-    const lab = await bootHostAndGuest({ seed: 9, pci: true });
-    const gdev = lab.guest.core.findDevice(GUEST_PCI_FN.name) as PciDevice;
-    pciSetMaster(gdev);
-    await runIn(lab, iommuDevEnableFeature(gdev, 'IOPF'));
-    await runIn(lab, iommuDevEnableFeature(gdev, 'SVA'));
-    const mm = lab.guest.processes.spawn().mm;
-    const PAGES = 3;
-    const buf = mm.mmap(PAGES * 4096, PROT_READ | PROT_WRITE);
-    const bond = await runIn(lab, iommuSvaBindDevice(gdev, mm));
-    const ep = lab.machine.endpoint(GUEST_PCI_FN.node)!;
-    const data = (p: number): Uint8Array => Uint8Array.from({ length: 4096 }, (_, i) => (p * 17 + i) & 0xff);
-    const res = await runIn(lab, Promise.all(Array.from({ length: PAGES }, (_, p) => ep.write(buf + p * 4096, data(p), { ssid: bond.pasid }))));
-    await settle(lab, 1_000_000);
-    expect(res.map((r) => r.status)).toEqual(Array(PAGES).fill('ok'));
-    expect(ep.atsStats.pageRequests).toBe(PAGES);
-    expect(lab.vm.vsmmu.stats.pageRequestsForwarded).toBe(PAGES);
-    expect(lab.vm.vsmmu.stats.pageResponses).toBe(PAGES);
-    for (let p = 0; p < PAGES; p++) expect([...mm.read(buf + p * 4096, 4096)]).toEqual([...data(p)]);
-    const gsmmu = findArmSmmuV3(lab.guest.core, GUEST_SMMU);
-    expect(gsmmu.events.filter((e) => e.kind === 'page-request').map((e) => [e.sid, e.ssid])).toEqual(Array(PAGES).fill([GUEST_PCI_FN.vsid, bond.pasid]));
-    expect(gsmmu.eventStats.priResponses).toBe(PAGES);
-    expect(lab.smmu.eventStats.priResponses).toBe(PAGES);
-  });
-});
+// Stalls and SVA in the guest (vm-guest-sva-stall) and PRI and SVA (vm-guest-sva-pri) are checked by
+// their scenarios, which the catalogue test runs for several seeds.
