@@ -5,8 +5,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { deviceOf, runIn, settle, V3 } from '../../scenarios/smmu-v3-lab.js';
-import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
+import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_STALL_ENGINE, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
 import type { PciDevice } from '../../bus/pci/pci-device.js';
+import { iommuDevEnableFeature } from '../../core/iommu.js';
+import { iommuSvaBindDevice } from '../../core/iommu-sva.js';
+import { PROT_READ, PROT_WRITE } from '../../mm/prot.js';
 import { pciSetMaster } from '../../bus/pci/command.js';
 import { dmaMapSingle } from '../../core/dma-mapping.js';
 import { findArmSmmuV3 } from '../../drivers/arm-smmu-v3/arm-smmu-v3.js';
@@ -160,3 +163,27 @@ describe('an assigned PCIe function', () => {
 
 // Stalls and SVA in the guest (vm-guest-sva-stall) and PRI and SVA (vm-guest-sva-pri) are checked by
 // their scenarios, which the catalogue test runs for several seeds.
+
+describe('a VM killed with a transaction stalled', () => {
+  it('destroy answers the pending stall (the host aborts it): nothing is left stalled, the master sees its transaction fail', async () => {
+    const lab = await bootHostAndGuest({ seed: 10, stall: true });
+    const gdev = lab.guest.core.findDevice(GUEST_STALL_ENGINE.guest)!;
+    await runIn(lab, iommuDevEnableFeature(gdev, 'IOPF'));
+    await runIn(lab, iommuDevEnableFeature(gdev, 'SVA'));
+    const mm = lab.guest.processes.spawn().mm;
+    const dst = mm.mmap(4096, PROT_READ | PROT_WRITE);
+    const bond = await runIn(lab, iommuSvaBindDevice(gdev, mm));
+    // The guest's driver is gone before it can answer: the VM is killed mid-fault.
+    lab.vm.port.mmioWrite32(0x0905_0020, 0); // the guest turns its SMMU off (no CMD_RESUME will come)
+    const host = lab.machine.masters.get(GUEST_STALL_ENGINE.host)!;
+    const pending = host.write(dst, Uint8Array.of(1, 2, 3, 4), { ssid: bond.pasid });
+    await settle(lab, 200_000);
+    expect(lab.model.stalls.count).toBe(1);
+    await runIn(lab, lab.vm.destroy());
+    const c = await runIn(lab, pending);
+    await settle(lab, 200_000);
+    expect(c.status).not.toBe('ok');
+    expect(lab.model.stalls.count).toBe(0);
+    expect(lab.smmu.eventStats.resumeAbort).toBe(1);
+  });
+});
