@@ -310,6 +310,7 @@ export class VSmmuV3 {
       default:
         if (this.plain.has(off)) return this.plain.get(off)!;
         this.stats.unknownAccesses++;
+        this.host.log(`read of unknown offset 0x${off.toString(16)} (RAZ)`);
         return 0;
     }
   }
@@ -381,7 +382,10 @@ export class VSmmuV3 {
       default:
         if (off >= 0x68 && off < 0x80) this.plain.set(off, v); // GERROR_IRQ_CFG*
         else if (off >= 0xb0 && off < 0xe0) this.plain.set(off, v); // EVTQ/PRIQ IRQ_CFG, PRIQ_BASE
-        else this.stats.unknownAccesses++;
+        else {
+          this.stats.unknownAccesses++;
+          this.host.log(`write of 0x${v.toString(16)} to unknown offset 0x${off.toString(16)} (ignored)`);
+        }
     }
   }
 

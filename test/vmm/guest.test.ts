@@ -5,11 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { deviceOf, runIn, settle, V3 } from '../../scenarios/smmu-v3-lab.js';
-import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_STALL_ENGINE, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
+import { bootHostAndGuest, guestEngine, GUEST_ENGINE_PATH, GUEST_PCI_FN, GUEST_STALL_ENGINE, GUEST_VSID, measureGuestUnmap } from '../../scenarios/lib/vm-lab.js';
 import type { PciDevice } from '../../bus/pci/pci-device.js';
 import { iommuDevEnableFeature } from '../../core/iommu.js';
 import { iommuSvaBindDevice } from '../../core/iommu-sva.js';
 import { PROT_READ, PROT_WRITE } from '../../mm/prot.js';
+import { DEFAULT_TRAP_COSTS } from '../../vmm/trap-costs.js';
 import { pciSetMaster } from '../../bus/pci/command.js';
 import { dmaMapSingle } from '../../core/dma-mapping.js';
 import { findArmSmmuV3 } from '../../drivers/arm-smmu-v3/arm-smmu-v3.js';
@@ -185,5 +186,15 @@ describe('a VM killed with a transaction stalled', () => {
     expect(c.status).not.toBe('ok');
     expect(lab.model.stalls.count).toBe(0);
     expect(lab.smmu.eventStats.resumeAbort).toBe(1);
+  });
+});
+
+describe('trap costs', () => {
+  it('are per VM: a slower exit makes each trapped guest unmap slower', async () => {
+    const fast = await measureGuestUnmap(await bootHostAndGuest({ seed: 11, guestBootargs: 'iommu.strict=1' }), 1, 8);
+    const slow = await measureGuestUnmap(await bootHostAndGuest({ seed: 11, guestBootargs: 'iommu.strict=1', trapCosts: { vmExitNs: 20_000 } }), 1, 8);
+    expect(fast.ioctlsPerUnmap).toBe(1);
+    expect(fast.usPerUnmap).toBeGreaterThan(DEFAULT_TRAP_COSTS.vmExitNs / 1000);
+    expect(slow.usPerUnmap).toBeGreaterThan(fast.usPerUnmap + 16);
   });
 });
