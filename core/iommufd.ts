@@ -665,12 +665,17 @@ export class IommufdCtx {
   }
 
   /**
-   * kernel: IOMMU_HWPT_INVALIDATE with a vIOMMU ID. Returns the entries handled; on failure throws
-   * the driver's errno with `handled` on the error.
+   * kernel: IOMMU_HWPT_INVALIDATE. `id` is a vIOMMU (the driver's cache_invalidate); a HWPT ID is
+   * EOPNOTSUPP here (no driver of this kernel invalidates per nested domain, as arm-smmu-v3 does
+   * not). Returns the entries handled; on failure throws the driver's errno with `handled` on it.
    */
-  async invalidate(viommuId: number, dataType: number, entries: readonly Uint32Array[]): Promise<number> {
-    const viommu = this.viommu(viommuId);
-    if (!viommu.ops) throw new KernelError('EOPNOTSUPP', `vIOMMU ${viommuId} cannot invalidate`);
+  async invalidate(id: number, dataType: number, entries: readonly Uint32Array[]): Promise<number> {
+    const obj = this.objects.get(id);
+    if (obj instanceof IommufdHwptNested || obj instanceof IommufdHwptPaging) {
+      throw new KernelError('EOPNOTSUPP', `HWPT ${id}: its driver takes invalidations through the vIOMMU only`);
+    }
+    const viommu = this.viommu(id);
+    if (!viommu.ops) throw new KernelError('EOPNOTSUPP', `vIOMMU ${id} cannot invalidate`);
     const array: IommuUserDataArray = { type: dataType, entries, entryNum: entries.length };
     try {
       await viommu.ops.cacheInvalidate(viommu, array);

@@ -12,10 +12,10 @@ import { iommuSvaBindDevice } from '../../core/iommu-sva.js';
 import { PROT_READ, PROT_WRITE } from '../../mm/prot.js';
 import { DEFAULT_TRAP_COSTS } from '../../vmm/trap-costs.js';
 import { pciSetMaster } from '../../bus/pci/command.js';
-import { dmaMapSingle } from '../../core/dma-mapping.js';
+import { dmaMapSingle, dmaUnmapSingle } from '../../core/dma-mapping.js';
 import { findArmSmmuV3 } from '../../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import type { ArmSmmuDomain } from '../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
-import { CMDQ_OP_CFGI_STE, CMDQ_OP_TLBI_S2_IPA, STRTAB_STE_0_CFG, STRTAB_STE_2_S2VMID, STRTAB_STE_3_S2TTB_MASK } from '../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
+import { CMDQ_0_OP, CMDQ_CFGI_0_SID, CMDQ_OP_ATC_INV, STRTAB_STE_1_EATS, CMDQ_OP_CFGI_STE, CMDQ_OP_TLBI_S2_IPA, STRTAB_STE_0_CFG, STRTAB_STE_2_S2VMID, STRTAB_STE_3_S2TTB_MASK } from '../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { iommuGroupGet } from '../../core/iommu-group.js';
 import { bootKernel } from '../../kernel/kernel.js';
 import { findTestEngine } from '../../drivers/misc/dma-test-engine.js';
@@ -144,7 +144,7 @@ describe('faults, hostile guests and teardown', () => {
 
 describe('an assigned PCIe function', () => {
   it('the guest enumerates it through its trapped ECAM, maps a buffer with its DMA API, and the endpoint writes land at the host PA', async () => {
-    const lab = await bootHostAndGuest({ seed: 7, pci: true });
+    const lab = await bootHostAndGuest({ seed: 7, pci: true, guestBootargs: 'iommu.strict=1' });
     const gdev = lab.guest.core.findDevice(GUEST_PCI_FN.name) as PciDevice | undefined;
     expect(gdev).toBeDefined();
     expect(gdev!.fwspec?.ids).toEqual([GUEST_PCI_FN.vsid]);
@@ -159,6 +159,15 @@ describe('an assigned PCIe function', () => {
     expect(c.status).toBe('ok');
     expect([...lab.machine.cpu.ram.read(lab.vm.ipaToPa(page) + 0x80, 4)]).toEqual([1, 2, 3, 4]);
     expect(armSmmuSteConfigName(lab.smmu.strtab.readSte(GUEST_PCI_FN.vsid))).toBe('config 7');
+    // The guest asked for ATS (EATS in its STE): the host STE allows it; the guest's unmap flushes the
+    // function's ATC through a forwarded ATC_INV with the physical StreamID.
+    expect(STRTAB_STE_1_EATS.get(lab.smmu.strtab.readSte(GUEST_PCI_FN.vsid))).toBe(1);
+    const seen: number[][] = [];
+    lab.smmu.cmdq.onCommand = (w, off) => seen.push([CMDQ_0_OP.get(w, off), CMDQ_CFGI_0_SID.get(w, off)]);
+    await runIn(lab, dmaUnmapSingle(gdev!, iova, 4096, 'bidirectional'));
+    await settle(lab, 1_000_000);
+    lab.smmu.cmdq.onCommand = null;
+    expect(seen).toContainEqual([CMDQ_OP_ATC_INV, 0x8]);
   });
 });
 
