@@ -156,6 +156,8 @@ export function armSmmuMakeS2DomainSte(target: Uint32Array, master: SteMaster, s
   STRTAB_STE_2_VTCR.prep(target, armSmmuVtcr(s2.vtcr));
   STRTAB_STE_2_S2AA64.prep(target, 1);
   STRTAB_STE_2_S2PTW.prep(target, 1);
+  // A stall-capable master's stage 2 faults stall, as its stage 1 faults do with CD.S.
+  if (master.stallEnabled) STRTAB_STE_2_S2S.prep(target, 1);
   STRTAB_STE_2_S2R.prep(target, 1);
   STRTAB_STE_3_S2TTB_MASK.prep(target, s2.vttbr);
 }
