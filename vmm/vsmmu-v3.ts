@@ -403,7 +403,7 @@ export class VSmmuV3 {
   private reinstallAll(): void {
     const vsids = [...this.devices.keys()];
     this.pending = this.pending.then(async () => {
-      for (const vsid of vsids) await this.installSte(vsid);
+      for (const vsid of vsids) await this.installSteLogged(vsid);
     });
   }
 
@@ -429,6 +429,15 @@ export class VSmmuV3 {
     const ste = new Uint32Array(4);
     for (let i = 0; i < 4; i++) ste[i] = ram.read32(steAddr + 4 * i);
     return ste;
+  }
+
+  /** installSte, with a host failure logged (the guest's command still completes, as in QEMU). */
+  private async installSteLogged(vsid: number): Promise<void> {
+    try {
+      await this.installSte(vsid);
+    } catch (e) {
+      this.host.log(`vSID 0x${vsid.toString(16)}: installing the STE failed on the host: ${String(e)}`);
+    }
   }
 
   /** Give `vsid`'s device the HWPT its guest STE (or GBPA) asks for. // QEMU: smmuv3_accel_install_ste() */
@@ -540,14 +549,14 @@ export class VSmmuV3 {
       case CMD_PREFETCH_ADDR:
         return true;
       case CMD_CFGI_STE:
-        await this.installSte(cmd[1]!);
+        await this.installSteLogged(cmd[1]!);
         return true;
       case CMD_CFGI_STE_RANGE: {
         const start = cmd[1]!;
         const range = cmd[2]! & 0x1f;
         const span = 2 ** (range + 1);
         const first = start - (start % span);
-        for (const vsid of [...this.devices.keys()]) if (vsid >= first && vsid < first + span) await this.installSte(vsid);
+        for (const vsid of [...this.devices.keys()]) if (vsid >= first && vsid < first + span) await this.installSteLogged(vsid);
         return true;
       }
       case CMD_CFGI_CD:
