@@ -16,7 +16,8 @@
  *   with the compatible its Model field names;
  * - a PCIe root complex per MCFG entry, RID → StreamID from the IORT root complex of that segment:
  *   each range mapping that targets an SMMU (a range whose last ID starts another mapping is cut
- *   by one, as Linux's id_count workaround reads it); RIDs mapped elsewhere (an ITS) bypass;
+ *   by one, as Linux's id_count workaround reads it), or, when the first mapping is a single
+ *   mapping to an SMMU, that one StreamID for every RID; RIDs mapped elsewhere (an ITS) bypass;
  *   endpoints from the DSDT Device objects below the host bridge with an _ADR (device << 16 |
  *   function, bus 0) and these integer names: IATS (ATS), IPRI (PRI), IPAS (PASID bits),
  *   IVID / IDID (vendor / device ID), ICLS (class code);
@@ -304,7 +305,13 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
     const rc = iort?.nodes.find((n) => n.kind === 'rc' && n.pciSegment === e.segment);
     if (rc && rc.kind === 'rc') {
       const map: number[] = [];
-      rc.mappings.forEach((m, i) => {
+      const first = rc.mappings[0];
+      const firstPh = first ? smmuPhandle.get(first.outputReference) : undefined;
+      if (first && first.flags & SINGLE && firstPh !== undefined) {
+        // A single mapping first: every RID becomes its output StreamID (mask 0, one entry).
+        h.cells('iommu-map-mask', [0]);
+        map.push(0, firstPh, first.outputBase, 1);
+      } else rc.mappings.forEach((m, i) => {
         if (m.flags & SINGLE) return;
         const ph = smmuPhandle.get(m.outputReference);
         if (ph === undefined) return;

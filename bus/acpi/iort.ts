@@ -427,7 +427,9 @@ function nodeDataSize(n: IortNodeSpec, nodeRev: number): number {
     case 'its':
       return 20 + 4 * n.itsIds.length;
     case 'nc':
-      return align4(29 + n.deviceName.length + 1);
+      // At least one byte of padding after the name: ACPICA's disassembler (2020) stops at a
+      // zero-length "Padding" field.
+      return align4(29 + n.deviceName.length + 2);
     case 'rc':
       return 36;
     case 'smmu':
@@ -507,9 +509,10 @@ export function writeIort(spec: IortSpec): Uint8Array {
         w.u32(n.flags, o + 36);
         w.u32(60, o + 40);
         w.u32(n.contextIrqs.length, o + 44);
-        w.u32(n.contextIrqs.length ? 76 : 0, o + 48);
+        // The array offsets are written even for empty arrays, as iasl computes them.
+        w.u32(76, o + 48);
         w.u32(n.pmuIrqs.length, o + 52);
-        w.u32(n.pmuIrqs.length ? 76 + 8 * n.contextIrqs.length : 0, o + 56);
+        w.u32(76 + 8 * n.contextIrqs.length, o + 56);
         w.u32(n.globalIrqs.nsgIrpt, o + 60);
         w.u32(n.globalIrqs.nsgIrptFlags, o + 64);
         w.u32(n.globalIrqs.nsgCfgIrpt, o + 68);
@@ -542,7 +545,7 @@ export function writeIort(spec: IortSpec): Uint8Array {
       case 'rmr':
         w.u32(n.flags, o + 16);
         w.u32(n.descriptors.length, o + 20);
-        w.u32(n.descriptors.length ? 28 : 0, o + 24);
+        w.u32(28, o + 24);
         n.descriptors.forEach((desc, k) => {
           w.u64(desc.base, o + 28 + IORT_RMR_DESC_SIZE * k);
           w.u64(desc.length, o + 36 + IORT_RMR_DESC_SIZE * k);
