@@ -27,7 +27,7 @@
  * ACPI IDs that name a model of this simulator: ISIM0001 = the DMA test engine.
  */
 import { FirmwareError } from '../firmware-error.js';
-import { DtBuilder, type DtBuilderNode, type DtProps, ranges, reg } from '../of/dt-builder.js';
+import { DtBuilder, DtBuilderError, type DtBuilderNode, type DtProps, ranges, reg } from '../of/dt-builder.js';
 import type { DeviceTree, DtNode } from '../of/tree.js';
 import { type AcpiDeviceNode, type AcpiNamespace, parseAcpiNamespace } from './aml.js';
 import {
@@ -182,6 +182,17 @@ const SMMU_COMPATIBLES: Record<number, string> = {
 /** Build the kernel's device tree from ACPI tables and a memory map (see the file header). */
 // kernel: acpi_iort_init() + iort_init_platform_devices() + acpi_bus_scan() (the parts modelled)
 export function acpiBuildDeviceTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?: string } = {}): { tree: DeviceTree; firmware: AcpiKernelFirmware } {
+  try {
+    return buildTree(tables, memory, opts);
+  } catch (e) {
+    // Values the tables passed the parsers with but no device description can hold (a name or an
+    // address the tree refuses): still bad firmware, reported as such.
+    if (e instanceof DtBuilderError) throw new FirmwareError('ACPI', e.message, null, null);
+    throw e;
+  }
+}
+
+function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?: string }): { tree: DeviceTree; firmware: AcpiKernelFirmware } {
   const warnings: string[] = [];
   const b = new DtBuilder({ compatible: 'iommu-sim,acpi', model: 'ACPI machine', '#address-cells': 2, '#size-cells': 2 });
   b.node('/chosen', opts.bootargs ? { bootargs: opts.bootargs } : {});

@@ -411,7 +411,15 @@ export function parseResourceTemplate(buf: Uint8Array, table = 'AML', where = '_
     throw new FirmwareError(table, `field "resource descriptor": ${reason}`, null, `${where} (buffer offset 0x${at.toString(16)})`);
   };
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const u64 = (at: number): number => dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 0x1_0000_0000;
+  const u64 = (at: number): number => {
+    const hi = dv.getUint32(at + 4, true);
+    if (hi >= 0x20_0000) fail(`64-bit value 0x${hi.toString(16)}${dv.getUint32(at, true).toString(16).padStart(8, '0')} is beyond 2^53`, at);
+    return dv.getUint32(at, true) + hi * 0x1_0000_0000;
+  };
+  const mem = (base: number, size: number, at: number): void => {
+    if (base + size > Number.MAX_SAFE_INTEGER) fail(`memory range 0x${base.toString(16)} + 0x${size.toString(16)} ends beyond 2^53`, at);
+    out.memory.push({ base, size });
+  };
   let p = 0;
   while (p < buf.length) {
     const tag = buf[p]!;
@@ -433,19 +441,19 @@ export function parseResourceTemplate(buf: Uint8Array, table = 'AML', where = '_
     switch (tag) {
       case 0x86:
         need(9);
-        out.memory.push({ base: dv.getUint32(body + 1, true), size: dv.getUint32(body + 5, true) });
+        mem(dv.getUint32(body + 1, true), dv.getUint32(body + 5, true), p);
         break;
       case 0x85:
         need(17);
-        out.memory.push({ base: dv.getUint32(body + 1, true), size: dv.getUint32(body + 13, true) });
+        mem(dv.getUint32(body + 1, true), dv.getUint32(body + 13, true), p);
         break;
       case 0x87:
         need(23);
-        if (buf[body] === 0) out.memory.push({ base: dv.getUint32(body + 7, true), size: dv.getUint32(body + 19, true) });
+        if (buf[body] === 0) mem(dv.getUint32(body + 7, true), dv.getUint32(body + 19, true), p);
         break;
       case 0x8a:
         need(43);
-        if (buf[body] === 0) out.memory.push({ base: u64(body + 11), size: u64(body + 35) });
+        if (buf[body] === 0) mem(u64(body + 11), u64(body + 35), p);
         break;
       case 0x89: {
         need(2);
