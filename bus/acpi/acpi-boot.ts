@@ -154,13 +154,25 @@ export function acpiDevices(tree: DeviceTree | null): readonly AcpiDeviceNode[] 
  * The DSDT/SSDT device with this _HID (or _CID) and _UID, or null: how a driver finds its ACPI
  * companion (kernel: acpi_dev_get_first_match_dev(hid, uid, -1)). `uid` compares as a string.
  */
-// kernel: acpi_dev_get_first_match_dev() [acpi/utils.c]
+// kernel: acpi_dev_get_first_match_dev() [utils.c]
 export function acpiFindDevice(tree: DeviceTree | null, hid: string, uid?: number | string): AcpiDeviceNode | null {
   for (const d of acpiDevices(tree)) {
     if (d.hid !== hid && !d.cids.includes(hid)) continue;
     if (uid === undefined || (d.uid !== null && String(d.uid) === String(uid))) return d;
   }
   return null;
+}
+
+/**
+ * The DSDT/SSDT companion of an IORT SMMU node: the device with this _HID whose _UID equals the
+ * node's Identifier (how Linux finds a Tegra241 CMDQV, HID NVDA200C, for an SMMUv3 node).
+ * `smmuNode` is the SMMU's device node; null on a DT boot or when there is none.
+ */
+export function acpiIortSmmuCompanion(smmuNode: DtNode | null, hid: string): AcpiDeviceNode | null {
+  const fw = acpiFirmwareOfNode(smmuNode);
+  const n = smmuNode ? fw?.iortOfNode.get(smmuNode) : undefined;
+  if (!fw || !n) return null;
+  return fw.tables.namespace.devices.find((d) => (d.hid === hid || d.cids.includes(hid)) && d.uid !== null && Number(d.uid) === n.identifier) ?? null;
 }
 
 /** GIC interrupt specifier for a GSIV: SPIs from 32, PPIs 16-31. */
@@ -180,7 +192,7 @@ const SMMU_COMPATIBLES: Record<number, string> = {
 };
 
 /** Build the kernel's device tree from ACPI tables and a memory map (see the file header). */
-// kernel: acpi_iort_init() + iort_init_platform_devices() + acpi_bus_scan() (the parts modelled)
+// kernel: iort_init_platform_devices() [iort.c]
 export function acpiBuildDeviceTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?: string } = {}): { tree: DeviceTree; firmware: AcpiKernelFirmware } {
   try {
     return buildTree(tables, memory, opts);
@@ -258,7 +270,7 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
   for (const n of iort?.nodes ?? []) {
     if (n.kind === 'smmuv3') {
       const irqs: { gsiv: number; edge: boolean; name: string }[] = [];
-      // kernel: arm_smmu_v3_set_irqs(): a combined interrupt for CN99xx with four equal GSIVs.
+      // As Linux's arm_smmu_v3_set_irqs(): a combined interrupt for CN99xx with four equal GSIVs.
       if (n.model === ACPI_IORT_SMMU_V3_CAVIUM_CN99XX && n.eventGsiv && n.eventGsiv === n.priGsiv && n.eventGsiv === n.gerrGsiv && n.eventGsiv === n.syncGsiv) {
         irqs.push({ gsiv: n.eventGsiv, edge: true, name: 'combined' });
       } else {

@@ -404,7 +404,7 @@ function pathOf(segs: readonly string[]): string {
 }
 
 /** Memory and extended-interrupt descriptors of a resource template; others are stepped over. */
-// kernel: acpi_walk_resources() (the descriptor walk) for memory and IRQ resources
+// kernel: acpi_walk_resources() [rsxface.c]
 export function parseResourceTemplate(buf: Uint8Array, table = 'AML', where = '_CRS'): AcpiResources {
   const out: AcpiResources = { memory: [], interrupts: [] };
   const fail = (reason: string, at: number): never => {

@@ -147,7 +147,7 @@ export function iortNodeMapPlatformId(iort: IortTable, node: IortNode, index: nu
 }
 
 /** The named component whose Device Name is `path` (trailing '_' padding of segments ignored). */
-// kernel: iort_match_node_callback() [iort.c] (named component case)
+// kernel: iort_match_node_callback() [iort.c]
 export function iortFindNamedComponent(iort: IortTable, path: string): IortNode | null {
   return iort.nodes.find((n) => n.kind === 'nc' && acpiPathEqual(n.deviceName, path)) ?? null;
 }
@@ -313,7 +313,7 @@ export function iortGetRmrSids(iort: IortTable, iommu: IortNode, warn: IortWarn)
  * host bridge preserves the boot configuration (`_DSM` function 5, which this parser does not
  * evaluate: so never), because re-enumeration may change RIDs.
  */
-// kernel: iort_iommu_get_rmrs() [iort.c] + iort_rmr_has_dev()
+// kernel: iort_iommu_get_rmrs() [iort.c]
 export function iortIommuGetRmrs(iort: IortTable, iommu: IortNode, ids: readonly number[], isPci: boolean, preserveConfig: boolean, warn: IortWarn): IortRmrRegion[] {
   if (isPci && !preserveConfig) return [];
   return iortFindRmrs(iort, iommu, warn).filter((r) => r.sids.some((s) => ids.includes(s)));

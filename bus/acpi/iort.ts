@@ -22,7 +22,7 @@
 import { FirmwareError } from '../firmware-error.js';
 import { ACPI_HEADER_SIZE, AcpiReader, type AcpiOemInfo, type AcpiTableHeader, acpiTableWriter, finishAcpiTable, readAcpiHeader } from './table.js';
 
-// kernel: enum acpi_iort_node_type
+// Node types (Linux: enum acpi_iort_node_type).
 export const ACPI_IORT_NODE_ITS_GROUP = 0;
 export const ACPI_IORT_NODE_NAMED_COMPONENT = 1;
 export const ACPI_IORT_NODE_PCI_ROOT_COMPLEX = 2;
@@ -197,7 +197,7 @@ function readMemoryAccess(r: AcpiReader, at: number, where: string): IortMemoryA
 }
 
 /** Parse an IORT blob. */
-// kernel: acpi_iort_init() + iort_scan_node() (the walk over node_count nodes)
+// kernel: acpi_iort_init() [iort.c]
 export function parseIort(blob: Uint8Array): IortTable {
   const { header, r } = readAcpiHeader(blob, 'IORT', ACPI_HEADER_SIZE + 12);
   const revision = header.revision;
@@ -213,7 +213,7 @@ export function parseIort(blob: Uint8Array): IortTable {
   const nodes: IortNode[] = [];
   let off = nodeOffset;
   for (let i = 0; i < nodeCount; i++) {
-    // kernel: "IORT node pointer overflows, bad table!"
+    // Linux: "IORT node pointer overflows, bad table!"
     if (off + IORT_NODE_HEADER_SIZE > header.length) r.fail(`node ${i} of ${nodeCount} starts at 0x${off.toString(16)}, past the table end`, off, null, 'Node Count');
     const type = r.u8(off, 'Type', `node ${i} at 0x${off.toString(16)}`);
     const where = iortNodeName(type, off);
@@ -348,7 +348,7 @@ function parseNode(r: AcpiReader, tableRev: number, off: number, type: number, l
         page0Base: r.u64(d + 16, 'Page 0 Base Address', where),
         overflowGsiv: r.u32(d + 24, 'Overflow Interrupt GSIV', where),
         nodeReference: r.u32(d + 28, 'Node Reference', where),
-        // kernel: only read if node revision > 0 ("DEN0049C lacked a way to describe page 1").
+        // Linux reads it only if node revision > 0 ("DEN0049C lacked a way to describe page 1").
         page1Base: revision > 0 ? r.u64(d + 32, 'Page 1 Base Address', where) : 0,
       };
     case ACPI_IORT_NODE_RMR: {

@@ -6,7 +6,7 @@
  */
 import { type AcpiOemInfo, type AcpiTableHeader, acpiTableWriter, finishAcpiTable, readAcpiHeader } from './table.js';
 
-// kernel: enum acpi_madt_type (the GIC ones)
+// Structure types (Linux: enum acpi_madt_type, the GIC ones).
 export const ACPI_MADT_TYPE_GENERIC_INTERRUPT = 0x0b;
 export const ACPI_MADT_TYPE_GENERIC_DISTRIBUTOR = 0x0c;
 export const ACPI_MADT_TYPE_GENERIC_MSI_FRAME = 0x0d;
@@ -70,7 +70,7 @@ export interface MadtTable {
 const MIN_LEN: Record<number, number> = { 0x0b: 76, 0x0c: 24, 0x0d: 24, 0x0e: 16, 0x0f: 20 };
 const NAMES: Record<number, string> = { 0x0b: 'GICC', 0x0c: 'GICD', 0x0d: 'GIC MSI frame', 0x0e: 'GICR', 0x0f: 'GIC ITS' };
 
-// kernel: acpi_parse_entries_array() over the MADT
+// kernel: acpi_parse_entries_array() [tables.c]
 export function parseMadt(blob: Uint8Array): MadtTable {
   const { header, r } = readAcpiHeader(blob, 'APIC', 44);
   const t: MadtTable = { header, flags: r.u32(40, 'Flags'), gicc: [], gicd: [], msiFrames: [], gicr: [], its: [], skipped: [] };

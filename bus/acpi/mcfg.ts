@@ -19,7 +19,7 @@ export interface McfgTable {
 
 const ENTRY = 16;
 
-// kernel: pci_mcfg_init() / acpi_mcfg_... (the table walk)
+// kernel: pci_mcfg_parse() [pci_mcfg.c]
 export function parseMcfg(blob: Uint8Array): McfgTable {
   const { header, r } = readAcpiHeader(blob, 'MCFG', 44);
   if ((header.length - 44) % ENTRY !== 0) r.fail(`${header.length} leaves ${(header.length - 44) % ENTRY} bytes after the last 16-byte entry`, 4, null, 'Length');

@@ -117,7 +117,7 @@ export function acpiChecksum(bytes: Uint8Array, start = 0, end = bytes.length): 
  * at least the header, the checksum over Length bytes. Returns the header and a reader limited to
  * the table's Length.
  */
-// kernel: acpi_tb_verify_temp_table()
+// kernel: acpi_tb_verify_temp_table() [tbdata.c]
 export function readAcpiHeader(blob: Uint8Array, expect: string | null, minLength = ACPI_HEADER_SIZE): { header: AcpiTableHeader; r: AcpiReader } {
   const sigGuess = expect ?? (blob.length >= 4 ? String.fromCharCode(...blob.subarray(0, 4)).replace(/[^\x20-\x7e]/g, '?') : 'ACPI');
   const r0 = new AcpiReader(blob, sigGuess);

@@ -3,7 +3,8 @@
  * reserved regions, SMMUv1/v2 by IORT model, interrupts, errors.
  */
 import { describe, expect, it } from 'vitest';
-import { acpiFindDevice, acpiDevices } from '../../../bus/acpi/acpi-boot.js';
+import { acpiDevices, acpiFindDevice, acpiIortSmmuCompanion } from '../../../bus/acpi/acpi-boot.js';
+import { writeDsdt } from '../../../bus/acpi/aml.js';
 import { iommuGetResvRegions } from '../../../core/iommu-resv.js';
 import { iommuIovaToPhys } from '../../../core/iommu-domain.js';
 import { devIommu } from '../../../core/iommu-device.js';
@@ -62,6 +63,27 @@ describe('QEMU virt-shaped tables', () => {
     ]);
     expect(kernel.core.findDevice('0000:00:01.0')!.fwspec?.ids).toEqual([0x8]);
     expect(kernel.core.findDevice('0000:00:02.0')!.fwspec).toBeNull();
+  });
+});
+
+describe('DSDT companions of IORT nodes', () => {
+  it('finds the NVDA200C device whose _UID is the SMMUv3 node Identifier in one call', async () => {
+    const { tables, memory } = qemuTables();
+    tables.set(
+      'DSDT',
+      writeDsdt({
+        devices: [
+          { name: 'CQ00', hid: 'NVDA200C', uid: 7, memory: [{ base: 0x0a00_0000, size: 0x1_0000 }] },
+          { name: 'CQ01', hid: 'NVDA200C', uid: 1, memory: [{ base: 0x0a10_0000, size: 0x1_0000 }] },
+        ],
+      }),
+    );
+    const { kernel } = await bootFromAcpi(tables, memory, { seed: 1 });
+    // QEMU numbers nodes from 0 in order: ITS 0, SMMUv3 1.
+    const smmu = kernel.core.findDevice(smmuName())!;
+    expect(acpiIortSmmuCompanion(smmu.ofNode, 'NVDA200C')?.path).toBe('\\_SB_.CQ01');
+    expect(acpiIortSmmuCompanion(smmu.ofNode, 'NVDA200X')).toBeNull();
+    expect(acpiIortSmmuCompanion(null, 'NVDA200C')).toBeNull();
   });
 });
 
