@@ -1,5 +1,6 @@
 /** The scenario catalogue: `iommu-sim run` runs these in order. */
 import type { Scenario } from './scenario.js';
+import { scenario as acpiBoot } from './acpi-boot.js';
 import { scenario as bootVirt } from './boot-virt.js';
 import { scenario as kexecStrayDma } from './kexec-stray-dma.js';
 import { scenario as kexecSmmuPolicies } from './kexec-smmu-policies.js';
@@ -26,6 +27,7 @@ export const scenarios: readonly Scenario[] = [
   kexecSmmuPolicies, smmuV2Dma, smmuV2Faults, smmuV2Stall, smmuV2Shutdown,
   smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
   svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
+  acpiBoot,
 ];
 
 export function findScenario(name: string): Scenario | undefined {

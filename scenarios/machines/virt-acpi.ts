@@ -41,6 +41,11 @@ export interface VirtAcpiOptions {
   iortRevision?: number;
   /** RAM size in bytes from VIRT.ramBase (default VIRT.ramSize). */
   ramSize?: number;
+  /**
+   * RMR nodes (IORT revision 5+ honours them): StreamIDs [sid, sid+count) of the SMMUv3 whose DMA
+   * firmware leaves running into [base, base+length). Appended after the other nodes.
+   */
+  rmrs?: { sid: number; count: number; base: number; length: number; remapPermitted?: boolean }[];
 }
 
 export interface VirtAcpi {
@@ -64,7 +69,7 @@ const ENGINES: { iommu: 'smmuv3' | 'mmu500' | null; sid: number; stall: boolean;
 const COHERENT = { cacheCoherency: ACPI_IORT_NODE_COHERENT, hints: 0, memoryFlags: ACPI_IORT_MF_COHERENCY | ACPI_IORT_MF_ATTRIBUTES };
 
 /** The IORT node list of virt (also used to find node offsets: SMMUv3 is node 0, MMU-500 node 1). */
-export function virtIortNodes(): IortNodeSpec[] {
+export function virtIortNodes(opts: Pick<VirtAcpiOptions, 'rmrs'> = {}): IortNodeSpec[] {
   const nodes: IortNodeSpec[] = [
     {
       kind: 'smmuv3',
@@ -110,6 +115,14 @@ export function virtIortNodes(): IortNodeSpec[] {
       mappings: [{ inputBase: 0, count: 1, outputBase: e.sid, output: e.iommu === 'smmuv3' ? 0 : 1, single: true }],
     });
   });
+  for (const r of opts.rmrs ?? []) {
+    nodes.push({
+      kind: 'rmr',
+      flags: r.remapPermitted ? 1 : 0,
+      descriptors: [{ base: r.base, length: r.length }],
+      mappings: [{ inputBase: r.sid, count: r.count, outputBase: r.sid, output: 0, single: true }],
+    });
+  }
   return nodes;
 }
 
@@ -129,7 +142,7 @@ export function buildVirtAcpi(opts: VirtAcpiOptions = {}): VirtAcpi {
       msiFrames: [{ msiFrameId: 0, baseAddress: VIRT.gicV2m, spiBase: 128, spiCount: 64 }],
     }),
   );
-  tables.set('IORT', writeIort({ revision: opts.iortRevision ?? IORT_REV_ED, nodes: virtIortNodes() }));
+  tables.set('IORT', writeIort({ revision: opts.iortRevision ?? IORT_REV_ED, nodes: virtIortNodes(opts) }));
   tables.set('MCFG', writeMcfg({ entries: [{ baseAddress: VIRT.ecam, segment: 0, startBus: 0, endBus: 15 }] }));
   const devices: AmlDeviceSpec[] = ENGINES.map((_, i) => ({
     name: `DMA${i}`,
