@@ -222,6 +222,8 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
 
   // -- GIC ----------------------------------------------------------------------------------
   const madt = tables.madt;
+  // Linux's ACPI GICv2m driver serves PCI MSIs from the first frame (gicv2m_acpi_init()).
+  let firstMsiFrame: DtBuilderNode | null = null;
   const gicd = madt?.gicd[0];
   if (madt && gicd) {
     const v3 = gicd.version >= 3 || (gicd.version === 0 && madt.gicr.length > 0);
@@ -241,7 +243,8 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
     for (const f of madt.msiFrames) {
       const props: DtProps = { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: reg([f.baseAddress, 0x1000]) };
       if (f.flags & 1) Object.assign(props, { 'arm,msi-base-spi': f.spiBase, 'arm,msi-num-spis': f.spiCount });
-      add(`MADT:msi-frame@${hex(f.baseAddress)}`, props, gic);
+      const fr = add(`MADT:msi-frame@${hex(f.baseAddress)}`, props, gic);
+      firstMsiFrame ??= fr;
     }
     for (const i of madt.its) add(`MADT:its@${hex(i.baseAddress)}`, { compatible: 'arm,gic-v3-its', 'msi-controller': true, reg: reg([i.baseAddress, 0x2_0000]) }, gic);
   }
@@ -333,6 +336,7 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
       'bus-range': [e.startBus, e.endBus],
       'linux,pci-domain': e.segment,
     };
+    if (firstMsiFrame && !madt?.its.length) props['msi-parent'] = firstMsiFrame;
     if (rc && rc.kind === 'rc') {
       if (rc.memory.cacheCoherency === ACPI_IORT_NODE_COHERENT) props['dma-coherent'] = true;
       if (rc.atsAttribute & ACPI_IORT_ATS_SUPPORTED) props['ats-supported'] = true;
