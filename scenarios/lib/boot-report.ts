@@ -1,6 +1,6 @@
 /**
  * What `iommu-sim boot` reports: the SMMUs firmware describes and what became of them, the masters
- * that name an IOMMU, and the PCI hosts with an `iommu-map`. The shape is documented in the README
+ * that name an IOMMU, and the enabled PCI hosts with an `iommu-map`. The shape is documented in the README
  * and read by checks: keep it stable.
  */
 import { acpiIortRootComplexOf } from '../../bus/acpi/acpi-boot.js';
@@ -53,7 +53,8 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
     }
     const acpiRc = acpiIortRootComplexOf(node);
     if (acpiRc) report.pciHosts.push({ node: node.path, iommuMap: iortRcIommuMap(acpiRc) });
-    else if (node.has('iommu-map')) {
+    // Only enabled hosts, as `masters` lists only enabled masters: a disabled host bridge is never probed.
+    else if (node.has('iommu-map') && node.available) {
       report.pciHosts.push({
         node: node.path,
         iommuMap: ofIommuMapEntries(dt, node).map((e) => ({
