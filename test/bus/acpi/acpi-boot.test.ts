@@ -46,6 +46,19 @@ describe('QEMU virt-shaped tables', () => {
     });
   }
 
+  it('every table revision (0, E.b, E.d, E.e, E.f) boots the same SMMU, StreamIDs and engines', async () => {
+    for (const revision of [0, 3, 5, 6, 7]) {
+      const o = { revision, engines: [{ sid: 0x100, stall: true, pasidBits: 5 }], endpoints: [{ dev: 3 }] };
+      const { tables, memory } = qemuTables(o);
+      const { machine, kernel } = await bootFromAcpi(tables, memory, { seed: 1 });
+      expect(machine.describe().masters).toMatchObject([{ node: '\\_SB_.DMA0', streams: [{ streamId: 0x100, iommu: smmuName(o) }], canStall: true, pasidBits: 5 }]);
+      expect(kernel.core.findDevice(smmuName(o))?.status).toBe('bound');
+      expect(kernel.core.findDevice('\\_SB_.DMA0')!.fwspec).toMatchObject({ ids: [0x100], canStall: true, pasidBits: 5 });
+      expect(kernel.core.findDevice('0000:00:03.0')!.fwspec?.ids).toEqual([0x18]);
+      expect(kernel.deferredAtBoot).toEqual([]);
+    }
+  });
+
   it('RIDs the RC maps straight to the ITS bypass the SMMU, on both sides', async () => {
     const o = {
       rcMappings: [
