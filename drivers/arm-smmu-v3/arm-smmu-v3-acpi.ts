@@ -1,5 +1,5 @@
 /**
- * The SMMUv3 driver's ACPI side: RMR (reserved memory range) nodes of the IORT. At probe, every
+ * The SMMUv3 driver's ACPI side: the IORT node's HTTU override, and RMR (reserved memory range) nodes of the IORT. At probe, every
  * StreamID an RMR names gets a bypass STE in the fresh stream table before the SMMU is enabled, so
  * DMA firmware left running keeps flowing; each master then gets the RMR descriptors naming its
  * StreamIDs as reserved regions (DIRECT, or DIRECT_RELAXABLE with "remapping permitted"), which the
@@ -7,13 +7,27 @@
  */
 import type { Device } from '../../bus/device.js';
 import { acpiIortNodeOf } from '../../bus/acpi/acpi-boot.js';
+import { ACPI_IORT_SMMU_V3_HTTU_OVERRIDE } from '../../bus/acpi/iort.js';
 import { iortGetRmrSids, iortIommuGetRmrs } from '../../bus/acpi/iort-walk.js';
 import { PciDevice } from '../../bus/pci/pci-device.js';
 import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE } from '../../core/io-pgtable.js';
 import type { IommuResvRegion } from '../../core/iommu-ops.js';
 import type { ArmSmmuDevice } from './arm-smmu-v3-device.js';
 import { newEntry, NUM_ENTRY_WORDS } from './arm-smmu-v3-entry.js';
+import { ARM_SMMU_FEAT_HA, ARM_SMMU_FEAT_HD } from './arm-smmu-v3-regs.js';
 import { armSmmuMakeBypassSte } from './arm-smmu-v3-ste.js';
+
+/**
+ * The HA/HD features an IORT SMMUv3 node's HTTU override field grants (flags bits 2:1: 1 = access
+ * flag, 2 = access and dirty); null for an SMMU not described by an IORT.
+ */
+// kernel: arm_smmu_device_acpi_probe() [arm-smmu-v3.c]
+export function armSmmuIortHttu(smmu: ArmSmmuDevice): number | null {
+  const a = acpiIortNodeOf(smmu.dev.ofNode);
+  if (!a || a.node.kind !== 'smmuv3') return null;
+  const field = (a.node.flags & ACPI_IORT_SMMU_V3_HTTU_OVERRIDE) >>> 1;
+  return field === 2 ? ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_HA : field === 1 ? ARM_SMMU_FEAT_HA : 0;
+}
 
 /** StreamIDs that got a bypass STE at probe, per SMMU (for tests and reports). */
 const installed = new WeakMap<ArmSmmuDevice, number[]>();

@@ -14,7 +14,8 @@ import { armSmmuSteConfigName } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-s
 import { FirmwareError } from '../../../bus/firmware-error.js';
 import { writeIort } from '../../../bus/acpi/iort.js';
 import { boot, bootFromAcpi, machineFromAcpi } from '../../../scenarios/lib/lab.js';
-import { QEMU, qemuSmmuOffset, qemuTables } from './acpi-fixture.js';
+import { QEMU, qemuIortNodes, qemuSmmuOffset, qemuTables } from './acpi-fixture.js';
+import { ARM_SMMU_FEAT_HA, ARM_SMMU_FEAT_HD } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 
 const smmuName = (o = {}): string => `IORT:smmuv3@0x${qemuSmmuOffset(o).toString(16)}`;
 
@@ -76,6 +77,30 @@ describe('QEMU virt-shaped tables', () => {
     ]);
     expect(kernel.core.findDevice('0000:00:01.0')!.fwspec?.ids).toEqual([0x8]);
     expect(kernel.core.findDevice('0000:00:02.0')!.fwspec).toBeNull();
+  });
+});
+
+describe('SMMUv3 HTTU override', () => {
+  it('the IORT flags decide HA/HD, warning when IDR0.HTTU says otherwise', async () => {
+    const seen: Record<number, { ha: boolean; hd: boolean; warned: boolean }> = {};
+    for (const field of [0, 1, 2]) {
+      const { tables, memory } = qemuTables();
+      const nodes = qemuIortNodes({});
+      (nodes[1] as { flags: number }).flags = 1 | (field << 1);
+      tables.set('IORT', writeIort({ revision: 5, nodes }));
+      const { kernel } = await bootFromAcpi(tables, memory, { seed: 1 });
+      const smmu = findArmSmmuV3(kernel.core, smmuName());
+      seen[field] = {
+        ha: (smmu.features & ARM_SMMU_FEAT_HA) !== 0,
+        hd: (smmu.features & ARM_SMMU_FEAT_HD) !== 0,
+        warned: kernel.log.entries.some((e) => e.message.includes('overridden by FW configuration')),
+      };
+    }
+    expect(seen[0]).toMatchObject({ ha: false, hd: false });
+    expect(seen[1]).toMatchObject({ ha: true, hd: false });
+    expect(seen[2]).toMatchObject({ ha: true, hd: true });
+    // The model implements one HTTU level: exactly the two other settings disagree with it.
+    expect(Object.values(seen).filter((x) => x.warned)).toHaveLength(2);
   });
 });
 
