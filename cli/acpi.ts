@@ -43,10 +43,15 @@ export function readAcpiDir(dir: string): Map<string, Uint8Array> {
   const tables = new Map<string, Uint8Array>();
   for (const name of names.sort()) {
     const path = join(dir, name);
-    if (!statSync(path).isFile()) continue;
     const key = name.replace(/\.(aml|dat|bin)$/i, '').toUpperCase();
     if (!/^[A-Z0-9_]{4}\d*$/.test(key)) continue;
-    tables.set(key, new Uint8Array(readFileSync(path)));
+    try {
+      if (!statSync(path).isFile()) continue;
+      tables.set(key, new Uint8Array(readFileSync(path)));
+    } catch (e) {
+      // /sys/firmware/acpi/tables is readable by root only.
+      throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
+    }
   }
   if (tables.size === 0) throw new UsageError(`${dir} holds no ACPI table files (named by signature: APIC, IORT, MCFG, DSDT, …)`);
   return tables;
