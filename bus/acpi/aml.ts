@@ -202,8 +202,9 @@ class AmlParser {
       }
       case 0x11: {
         const [objEnd, q] = this.pkgLength(p + 1, end, where);
+        // A size computed at run time (a name, an expression) cannot be known here: not sized.
         const size = this.data(q, objEnd, scope, where, depth + 1);
-        if (!size || typeof size[0] !== 'number') this.fail('buffer size is not a constant integer', q, where, 'BufferSize');
+        if (!size || typeof size[0] !== 'number') return null;
         const n = size[0];
         const out = new Uint8Array(Math.min(n, 0x10_0000));
         out.set(this.b.subarray(size[1], Math.min(objEnd, size[1] + out.length)));
