@@ -235,7 +235,9 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
     warn('no MADT GIC distributor: the machine has no interrupt controller');
   }
 
+  const haveGic = root.properties.has('interrupt-parent');
   const irqs = (node: Node, list: { gsiv: number; edge: boolean; name?: string }[]): void => {
+    if (!haveGic) return;
     const cells: number[] = [];
     const names: string[] = [];
     for (const i of list) {

@@ -254,6 +254,8 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
   const smmuNodes = new Map<number, DtBuilderNode>();
   const iortOfBuilder = new Map<DtBuilderNode, IortNode>();
   const irqProps = (list: { gsiv: number; edge: boolean; name?: string }[], where: string): DtProps => {
+    // Without a MADT GIC there is no controller to name: the devices get no interrupts.
+    if (!gicd) return {};
     const cells: number[] = [];
     const names: string[] = [];
     for (const i of list) {

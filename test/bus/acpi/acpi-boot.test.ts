@@ -15,6 +15,7 @@ import { FirmwareError } from '../../../bus/firmware-error.js';
 import { writeIort } from '../../../bus/acpi/iort.js';
 import { boot, bootFromAcpi, machineFromAcpi } from '../../../scenarios/lib/lab.js';
 import { QEMU, qemuIortNodes, qemuSmmuOffset, qemuTables } from './acpi-fixture.js';
+import { buildVirtAcpi, virtIortOffsets } from '../../../scenarios/machines/virt-acpi.js';
 import { ARM_SMMU_FEAT_HA, ARM_SMMU_FEAT_HD } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 
 const smmuName = (o = {}): string => `IORT:smmuv3@0x${qemuSmmuOffset(o).toString(16)}`;
@@ -205,6 +206,16 @@ describe('SMMUv1/v2 nodes by IORT model, and bad tables', () => {
     tables.set('IORT', iort);
     expect(() => machineFromAcpi(tables, memory)).toThrow(FirmwareError);
     expect(() => machineFromAcpi(tables, memory)).toThrow(/IORT: field "Length": node of 65535 bytes runs past the table end .*offset 0x31, node ITS group node at 0x30/);
+  });
+
+  it('an IORT without a MADT boots: no interrupt controller, so no SMMU interrupts (arm-smmu needs them and fails)', async () => {
+    const { tables, memory } = buildVirtAcpi();
+    const only = new Map([['IORT', tables.get('IORT')!]]);
+    const { machine, kernel } = await bootFromAcpi(only, memory, { seed: 1 });
+    expect(machine.warnings).toContain('no MADT GIC distributor: the machine has no interrupt controller');
+    const off = virtIortOffsets();
+    expect(kernel.core.findDevice(`IORT:smmuv3@0x${off.smmuv3.toString(16)}`)?.status).toBe('bound');
+    expect(kernel.core.findDevice(`IORT:smmu@0x${off.mmu500.toString(16)}`)?.probeError).toMatch(/found 0 interrupts/);
   });
 
   it('the kernel refuses an ACPI boot without a memory map', async () => {
