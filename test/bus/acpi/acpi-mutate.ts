@@ -34,6 +34,7 @@ export const acpiSeeds: AcpiSeed[] = [
   { name: 'qemu-ed-rmr', ...qemuTables({ revision: 5, rmrs: [{ sid: 8, count: 2, base: 0x4800_0000, length: 0x1_0000 }], engines: [{ sid: 0x100, stall: true }], endpoints: [{ dev: 1 }] }) },
   fixtureSet('juno-r2', { ram: [{ base: 0x8000_0000, size: 0x1000_0000 }] }),
   fixtureSet('hip08-nosmmu', { ram: [{ base: 0x20_8000_0000, size: 0x1000_0000 }] }),
+  fixtureSet('qemu-virt-smmuv3', { ram: [{ base: 0x4000_0000, size: 0x1000_0000 }] }),
 ];
 
 export const acpiMutation = fc.oneof(

@@ -68,6 +68,40 @@ describe('HiSilicon HIP08 (no SMMU) tables (iasl-compiled)', () => {
   });
 });
 
+describe('QEMU virt (iommu=smmuv3, pre-E.b build_iort) tables (iasl-compiled)', () => {
+  it('boot with the SMMUv3 in front of every RID; the busy name space is read where needed and stepped over elsewhere', async () => {
+    const tables = readAcpiDir(join(FIXTURES, 'qemu-virt-smmuv3'));
+    const t = parseAcpiTables(tables);
+    expect(t.namespace.skipped).toEqual([]);
+    const byPath = new Map(t.namespace.devices.map((d) => [d.path, d]));
+    expect([...byPath.keys()]).toEqual(['\\_SB_.C000', '\\_SB_.COM0', '\\_SB_.FWCF', '\\_SB_.VR00', '\\_SB_.PCI0', '\\_SB_.PCI0.GSI0', '\\_SB_.PCI0.GSI1', '\\_SB_.PCI0.GSI2', '\\_SB_.PCI0.GSI3', '\\_SB_.GED_', '\\_SB_.PWRB']);
+    // PCI0's _CRS is a method returning a template: its memory windows (the bus and I/O ranges are not memory).
+    expect(byPath.get('\\_SB_.PCI0')!.resources.memory).toEqual([
+      { base: 0x1000_0000, size: 0x2eff_0000 },
+      { base: 0x80_0000_0000, size: 0x80_0000_0000 },
+    ]);
+    expect(byPath.get('\\_SB_.VR00')!.resources.interrupts).toEqual([{ gsiv: 48, edge: true, activeLow: false, shared: false }]);
+    expect(byPath.get('\\_SB_.GED_')!.uid).toBe('GED');
+    const iort = t.iort!;
+    const rc = iort.nodes[2]!;
+    const w = (): void => undefined;
+    expect(iortMsiMapId(iort, rc, 0x100, w)).toMatchObject({ its: { kind: 'its' }, deviceId: 0x100 });
+
+    const { machine, kernel } = await bootFromAcpi(tables, { ram: [{ base: 0x4000_0000, size: 0x4000_0000 }] }, { seed: 1 });
+    const d = machine.describe();
+    expect(d.interruptControllers).toEqual([{ node: 'MADT:gicd@0x8000000', compatible: 'arm,gic-v3', kind: 'gic-v3' }]);
+    expect(d.iommus).toMatchObject([{ node: 'IORT:smmuv3@0x48', model: 'smmu-v3', status: 'modelled', regions: [{ base: 0x905_0000, size: 0x2_0000 }] }]);
+    expect(d.pciHosts).toMatchObject([{ node: '\\_SB_.PCI0', ecam: { base: 0x40_1000_0000, size: 0x1000_0000 }, iommuMap: [{ ridBase: 0, iommu: 'IORT:smmuv3@0x48', sidBase: 0, length: 0x1_0000 }] }]);
+    expect(kernel.core.findDevice('IORT:smmuv3@0x48')?.driver?.name).toBe('arm-smmu-v3');
+    expect(kernel.core.findDevice('\\_SB_.PCI0')?.driver?.name).toBe('pci-host-generic');
+    // Platform devices for the devices with a _HID, not for the processor nor the host bridge's children.
+    expect(kernel.core.findDevice('\\_SB_.VR00')?.status).toBe('no-driver');
+    expect(kernel.core.findDevice('\\_SB_.C000')).toBeUndefined();
+    expect(kernel.core.findDevice('\\_SB_.PCI0.GSI0')).toBeUndefined();
+    expect(bootReport(machine, kernel).iommus).toEqual([{ node: 'IORT:smmuv3@0x48', compatible: ['arm,smmu-v3'], status: 'probed', driver: 'arm-smmu-v3', error: null }]);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // iasl
 // ---------------------------------------------------------------------------------------------
