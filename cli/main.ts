@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeFdt } from '../bus/of/fdt.js';
 import type { TraceEvent } from '../hw/trace.js';
 import { bootReport } from '../scenarios/lib/boot-report.js';
+import { formatCmdqvReport } from '../scenarios/lib/cmdqv-report.js';
 import { runKexecExperiment } from '../scenarios/lib/kexec-experiment.js';
 import { boot, machineFromDtb, recordTraces } from '../scenarios/lib/lab.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
@@ -22,8 +23,8 @@ function parseSeed(v: string): number {
   return Number(v);
 }
 
-function readDtb(file: string | undefined): Uint8Array {
-  if (!file) return writeFdt(buildVirtDeviceTree());
+function readDtb(file: string | undefined, cmdqv = false): Uint8Array {
+  if (!file) return writeFdt(buildVirtDeviceTree({ cmdqv }));
   let blob: Uint8Array;
   try {
     blob = new Uint8Array(readFileSync(file));
@@ -75,12 +76,13 @@ interface BootCmdOptions {
   cmdline?: string;
   json?: boolean;
   trace?: string;
+  cmdqv?: boolean;
 }
 
 async function bootCommand(o: BootCmdOptions): Promise<void> {
   if (o.acpi && o.dtb) throw new UsageError('--acpi and --dtb describe the machine twice: give one');
   if (o.memory && !o.acpi) throw new UsageError('--memory gives the RAM of an --acpi machine (a DTB describes its own)');
-  const machine = o.acpi ? acpiBootMachine({ acpi: o.acpi, memory: o.memory, seed: o.seed }) : machineFromDtb(readDtb(o.dtb), { seed: o.seed });
+  const machine = o.acpi ? acpiBootMachine({ acpi: o.acpi, memory: o.memory, seed: o.seed }) : machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed });
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
   const kernel = await withTrace(o.trace, [{ name: `boot ${o.acpi ?? o.dtb ?? 'virt'}`, events }], async () => {
@@ -126,6 +128,7 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
       ),
     ),
   );
+  out.push(...formatCmdqvReport(report.cmdqvs));
   const skipped = machine.skippedNodes;
   out.push('', `Skipped nodes (no model): ${skipped.length}`);
   if (skipped.length) out.push(formatTable(['node', 'compatible', 'reason'], skipped.map((s) => [s.path, s.compatible.join(', '), s.reason])));
@@ -255,14 +258,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--cmdline <str>', 'kernel command line (default: /chosen/bootargs)')
     .option('--json', 'print the report as JSON')
     .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
+    .option('--cmdqv', 'the virt machine with a Grace CMDQV (ignored with --dtb)')
     .action(async (o: BootCmdOptions) => bootCommand(o));
 
   program
     .command('dump-dtb')
     .description("write the virt machine's DTB")
     .option('--out <file>', 'output file (default: stdout)')
-    .action((o: { out?: string }) => {
-      const blob = writeFdt(buildVirtDeviceTree());
+    .option('--cmdqv', 'the variant with a Grace CMDQV')
+    .action((o: { out?: string; cmdqv?: boolean }) => {
+      const blob = writeFdt(buildVirtDeviceTree({ cmdqv: o.cmdqv ?? false }));
       if (o.out) writeOut(o.out, blob);
       else process.stdout.write(blob);
     });

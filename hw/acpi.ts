@@ -21,6 +21,8 @@
  *   endpoints from the DSDT Device objects below the host bridge with an _ADR (device << 16 |
  *   function, bus 0) and these integer names: IATS (ATS), IPRI (PRI), IPAS (PASID bits),
  *   IVID / IDID (vendor / device ID), ICLS (class code);
+ * - a Grace CMDQV (hw/tegra241-cmdqv) for a DSDT NVDA200C device whose _UID is a generic SMMUv3
+ *   node's Identifier, built with that SMMU (registers and error interrupt from _CRS);
  * - a DMA test engine per DSDT device with _HID ISIM0001 (registers and interrupt from _CRS);
  *   a platform DMA master per other DSDT device that an IORT named component maps to an SMMU.
  *   Their StreamIDs are the named component's leading single mappings that target an SMMU
@@ -46,6 +48,7 @@ export interface HwIortMapping {
 
 interface HwIortCommon {
   readonly offset: number;
+  readonly identifier: number;
   readonly type: number;
   readonly mappings: readonly HwIortMapping[];
 }
@@ -114,6 +117,8 @@ export interface MachineMemoryMap {
 
 /** ACPI IDs this simulator models. */
 export const ACPI_HID_DMA_TEST_ENGINE = 'ISIM0001';
+/** The Grace CMDQV, a companion of the SMMUv3 node whose Identifier is its _UID. */
+export const ACPI_HID_TEGRA241_CMDQV = 'NVDA200C';
 
 const SMMU_COMPATIBLES: Record<number, string> = {
   0: 'arm,smmu-v1',
@@ -257,6 +262,7 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
   const iort = t.iort;
   const byOffset = new Map<number, HwIortNode>((iort?.nodes ?? []).map((n) => [n.offset, n]));
   const smmuPhandle = new Map<number, number>();
+  const smmuNode = new Map<number, Node>();
   for (const n of iort?.nodes ?? []) {
     const name = `IORT:${n.kind}@${hex(n.offset)}`;
     if (n.kind === 'smmuv3') {
@@ -273,6 +279,7 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
       irqs(s, list);
       s.flag('dma-coherent', (n.flags & 1) !== 0).cells('phandle', [phandle]);
       smmuPhandle.set(n.offset, phandle++);
+      if (n.model === 0) smmuNode.set(n.offset, s);
     } else if (n.kind === 'smmu') {
       const compatible = SMMU_COMPATIBLES[n.model];
       if (compatible === undefined) {
@@ -341,6 +348,21 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
       if (did !== undefined) ep.cells('device-id', [did]);
       if (cls !== undefined) ep.cells('class-code', [cls]);
     }
+  }
+
+  // Grace CMDQVs: a DSDT NVDA200C device whose _UID is a generic SMMUv3 node's Identifier.
+  for (const d of devices) {
+    if (d.hid !== ACPI_HID_TEGRA241_CMDQV || d.resources.memory.length === 0) continue;
+    const smmu = iort?.nodes.find((n) => n.kind === 'smmuv3' && smmuNode.has(n.offset) && typeof d.names.get('_UID') === 'number' && d.names.get('_UID') === n.identifier);
+    const sn = smmu ? smmuNode.get(smmu.offset) : undefined;
+    if (!sn) {
+      warn(`${d.path}: NVDA200C device whose _UID names no generic SMMUv3 node; not built`);
+      continue;
+    }
+    const c = new Node(d.path, d.path, root).strings('compatible', ['nvidia,tegra241-cmdqv']).reg(d.resources.memory.map((m) => [m.base, m.size] as [number, number]));
+    irqs(c, d.resources.interrupts.map((i) => ({ gsiv: i.gsiv, edge: i.edge })));
+    c.cells('phandle', [phandle]);
+    sn.cells('nvidia,cmdqv', [phandle++]);
   }
 
   // Platform devices behind IOMMUs, and DMA test engines

@@ -24,6 +24,9 @@
  * DSDT path when one with a matching _SEG exists, else "MCFG:seg0@0x3f000000". hw/acpi.ts names
  * the machine's parts the same way.
  *
+ * - a generic SMMUv3 whose Identifier is the _UID of a DSDT NVDA200C device gets that device as its
+ *   Grace CMDQV (the driver's `nvidia,cmdqv` discovery then finds it).
+ *
  * ACPI IDs that name a model of this simulator: ISIM0001 = the DMA test engine.
  */
 import { FirmwareError } from '../firmware-error.js';
@@ -95,7 +98,10 @@ export function madtGicPath(base: number): string {
 }
 
 /** ACPI IDs of devices this simulator models, and the driver compatible they stand for. */
-export const ACPI_SIM_IDS: Readonly<Record<string, string>> = { ISIM0001: 'iommu-sim,dma-test-engine' };
+export const ACPI_SIM_IDS: Readonly<Record<string, string>> = { ISIM0001: 'iommu-sim,dma-test-engine', NVDA200C: 'nvidia,tegra241-cmdqv' };
+
+/** ACPI HID of the Grace CMDQV, found as the companion of its SMMUv3 node. */
+export const ACPI_HID_TEGRA241_CMDQV = 'NVDA200C';
 
 const PCI_HOST_IDS = ['PNP0A08', 'PNP0A03'];
 
@@ -353,6 +359,7 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
 
   // -- DSDT devices ---------------------------------------------------------------------------
   const acpiOfBuilder = new Map<DtBuilderNode, AcpiDeviceNode>();
+  const builderOfPath = new Map<string, DtBuilderNode>();
   const ncUsed = new Set<IortNode>();
   const seen = new Set<string>();
   for (const d of devices) {
@@ -379,6 +386,16 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
     }
     const dn = add(d.path, props);
     acpiOfBuilder.set(dn, d);
+    builderOfPath.set(d.path, dn);
+  }
+  // A generic SMMUv3 with a DSDT NVDA200C companion (_UID = its node Identifier) has a Grace CMDQV:
+  // named to the driver the way its DT binding does (kernel: acpi_smmu_dsdt_probe_tegra241_cmdqv()).
+  for (const [offset, sn] of smmuNodes) {
+    const n = iort?.byOffset.get(offset);
+    if (!n || n.kind !== 'smmuv3' || n.model !== 0) continue;
+    const comp = devices.find((d) => d.hid === ACPI_HID_TEGRA241_CMDQV && d.uid !== null && Number(d.uid) === n.identifier);
+    const cn = comp ? builderOfPath.get(comp.path) : undefined;
+    if (cn) sn.set({ 'nvidia,cmdqv': cn });
   }
   for (const n of iort?.nodes ?? []) {
     if (n.kind === 'nc' && !ncUsed.has(n)) warnings.push(`${iortNodePath(n)}: named component "${n.deviceName}" has no DSDT device`);

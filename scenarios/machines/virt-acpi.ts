@@ -46,6 +46,8 @@ export interface VirtAcpiOptions {
    * firmware leaves running into [base, base+length). Appended after the other nodes.
    */
   rmrs?: { sid: number; count: number; base: number; length: number; remapPermitted?: boolean }[];
+  /** The Grace CMDQV of the SMMUv3 (as virt.ts's `cmdqv`): DSDT \_SB_.CMQ0, HID NVDA200C, _UID = the SMMUv3 node's Identifier. */
+  cmdqv?: boolean;
 }
 
 export interface VirtAcpi {
@@ -152,6 +154,9 @@ export function buildVirtAcpi(opts: VirtAcpiOptions = {}): VirtAcpi {
     memory: [{ base: VIRT.testEngineBase + i * VIRT.testEngineSize, size: VIRT.testEngineSize }],
     interrupts: [{ gsiv: gsiv(96 + i) }],
   }));
+  if (opts.cmdqv) {
+    devices.push({ name: 'CMQ0', hid: 'NVDA200C', uid: 0, memory: [{ base: VIRT.cmdqv, size: VIRT.cmdqvSize }], interrupts: [{ gsiv: gsiv(78), edge: true }] });
+  }
   devices.push({
     name: 'PCI0',
     hid: 'PNP0A08',

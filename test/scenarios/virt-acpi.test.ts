@@ -113,3 +113,20 @@ describe('virt from DT and from ACPI', () => {
     expect(ra).toEqual(rd);
   });
 });
+
+describe('virt with the Grace CMDQV, from DT and from ACPI', () => {
+  it('the SMMUv3 finds its CMDQV either way: by `nvidia,cmdqv`, or by the NVDA200C device whose _UID is its IORT Identifier', async () => {
+    const kd = await boot(virtMachine({ seed: 4, cmdqv: true }));
+    const ma = virtAcpiMachine({ seed: 4, cmdqv: true });
+    const ka = await boot(ma);
+    const sd = findArmSmmuV3(kd.core, '/iommu@9050000');
+    const sa = findArmSmmuV3(ka.core, ACPI_NAME['/iommu@9050000']!);
+    expect(sd.implDev?.name).toBe('/cmdqv@9100000');
+    expect(sa.implDev?.name).toBe('\\_SB_.CMQ0');
+    expect(sa.options).toBe(sd.options);
+    expect(ma.skippedNodes).toEqual([]);
+    expect(ka.log.entries.filter((e) => e.level === 'warn' || e.level === 'err').map((e) => e.message)).toEqual(
+      kd.log.entries.filter((e) => e.level === 'warn' || e.level === 'err').map((e) => e.message),
+    );
+  });
+});
