@@ -17,6 +17,7 @@ import { toChromeTraceProcesses, type TraceProcess } from './chrome-trace.js';
 import { registerDumpAcpi } from './dump-acpi.js';
 import { EXIT_FAILED, reportError, UsageError } from './errors.js';
 import { formatTable } from './table.js';
+import { registerVmCommand } from './vm.js';
 
 function parseSeed(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 0xffff_ffff) throw new InvalidArgumentError('a seed is an integer in [0, 2^32)');
@@ -295,6 +296,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .action(async (names: string[], o: RunCmdOptions) => {
       status = await runCommand(names, o);
     });
+
+  registerVmCommand(program);
 
   program
     .command('list')

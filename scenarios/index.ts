@@ -25,6 +25,12 @@ import { scenario as smmuV3WalkCache } from './smmu-v3-walk-cache.js';
 import { scenario as strayDmaMappings } from './stray-dma-mappings.js';
 import { scenario as cmdqvHostUnmap } from './cmdqv-host-unmap.js';
 import { scenario as cmdqvGuestVintfHostile } from './cmdqv-guest-vintf-hostile.js';
+import { scenario as vmGuestDma } from './vm-guest-dma.js';
+import { scenario as vmGuestFault } from './vm-guest-fault.js';
+import { scenario as vmHostileGuest } from './vm-hostile-guest.js';
+import { scenario as vmGuestUnmap } from './vm-guest-unmap.js';
+import { scenario as vmGuestSvaStall } from './vm-guest-sva-stall.js';
+import { scenario as vmGuestSvaPri } from './vm-guest-sva-pri.js';
 
 export const scenarios: readonly Scenario[] = [
   bootVirt, kexecStrayDma,
@@ -33,6 +39,7 @@ export const scenarios: readonly Scenario[] = [
   svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
   strayDmaMappings,
   cmdqvHostUnmap, cmdqvGuestVintfHostile,
+  vmGuestDma, vmGuestFault, vmHostileGuest, vmGuestUnmap, vmGuestSvaStall, vmGuestSvaPri,
   acpiBoot,
 ];
 

@@ -71,6 +71,7 @@ import {
   masterOf,
 } from './arm-smmu-v3-master.js';
 import { armSmmuSvaDomainAlloc } from './arm-smmu-v3-sva.js';
+import { armSmmuHwInfo, armSmmuNestedOps, armVsmmuAlloc } from './arm-smmu-v3-iommufd.js';
 import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, ARM_SMMU_OPT_TEGRA241_CMDQV, CONFIG_CMA_ALIGNMENT, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
 import { armSmmuDtProbeTegra241Cmdqv, tegra241CmdqvProbe } from './tegra241-cmdqv.js';
 
@@ -175,6 +176,10 @@ class ArmSmmuV3Driver {
       pageResponse: (dev, evt, msg) => armSmmuPageResponse(masterOf(dev), evt, msg),
       devEnableFeat: (dev, feat) => this.devEnableFeat(dev, feat),
       devDisableFeat: (dev, feat) => this.devDisableFeat(dev, feat),
+      hwInfo: armSmmuHwInfo,
+      // kernel: user_pasid_table — a guest owns the CD table of a nested STE and its PASIDs.
+      userPasidTable: true,
+      viommuAlloc: (dev, type, parent, viommu) => armVsmmuAlloc(dev, type, parent, viommu, armSmmuNestedOps),
     };
   }
 
