@@ -11,7 +11,9 @@ import { boot, machineFromDtb, recordTraces } from '../scenarios/lib/lab.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
 import { scenarios, findScenario } from '../scenarios/index.js';
 import type { ScenarioResult } from '../scenarios/scenario.js';
+import { acpiBootMachine, checkDtbInput, DEFAULT_ACPI_MEMORY } from './acpi.js';
 import { toChromeTraceProcesses, type TraceProcess } from './chrome-trace.js';
+import { registerDumpAcpi } from './dump-acpi.js';
 import { EXIT_FAILED, reportError, UsageError } from './errors.js';
 import { kexecCommand, printParamWarnings, type KexecCmdOptions } from './kexec.js';
 import { formatTable } from './table.js';
@@ -24,11 +26,14 @@ function parseSeed(v: string): number {
 
 function readDtb(file: string | undefined, cmdqv = false): Uint8Array {
   if (!file) return writeFdt(buildVirtDeviceTree({ cmdqv }));
+  let blob: Uint8Array;
   try {
-    return new Uint8Array(readFileSync(file));
+    blob = new Uint8Array(readFileSync(file));
   } catch (e) {
     throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
   }
+  checkDtbInput(file, blob);
+  return blob;
 }
 
 /** Write recordings as Chrome Trace Event JSON, one process each; an unwritable file is a usage error. */
@@ -66,6 +71,8 @@ function writeOut(file: string, data: string | Uint8Array): void {
 
 interface BootCmdOptions {
   dtb?: string;
+  acpi?: string;
+  memory?: string;
   seed: number;
   cmdline?: string;
   json?: boolean;
@@ -74,10 +81,12 @@ interface BootCmdOptions {
 }
 
 async function bootCommand(o: BootCmdOptions): Promise<void> {
-  const machine = machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed });
+  if (o.acpi && o.dtb) throw new UsageError('--acpi and --dtb describe the machine twice: give one');
+  if (o.memory && !o.acpi) throw new UsageError('--memory gives the RAM of an --acpi machine (a DTB describes its own)');
+  const machine = o.acpi ? acpiBootMachine({ acpi: o.acpi, memory: o.memory, seed: o.seed }) : machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed });
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
-  const kernel = await withTrace(o.trace, [{ name: `boot ${o.dtb ?? 'virt'}`, events }], async () => {
+  const kernel = await withTrace(o.trace, [{ name: `boot ${o.acpi ?? o.dtb ?? 'virt'}`, events }], async () => {
     try {
       return await boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {});
     } finally {
@@ -192,6 +201,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('boot')
     .description('build the machine from a DTB (default: the built-in virt), boot, and report IOMMUs and masters')
     .option('--dtb <file>', 'flattened device tree blob to boot')
+    .option('--acpi <dir>', 'boot from ACPI tables: a folder of blobs named by signature (APIC, IORT, MCFG, DSDT, SSDT1, …)')
+    .option('--memory <ranges>', `RAM of an --acpi machine, BASE:SIZE[,BASE:SIZE…] (default ${DEFAULT_ACPI_MEMORY})`)
     .option('--seed <n>', 'PRNG seed', parseSeed, 1)
     .option('--cmdline <str>', 'kernel command line (default: /chosen/bootargs)')
     .option('--json', 'print the report as JSON')
@@ -210,6 +221,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       else process.stdout.write(blob);
     });
 
+  registerDumpAcpi(program);
   program
     .command('kexec')
     .description('boot, start the DMA test engines, kexec (or panic into a kdump kernel), run a while, and report stray writes, blocked DMA, fault storms; --matrix runs every policy combination')

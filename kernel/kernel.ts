@@ -12,6 +12,7 @@ import { DriverCore, type DeferredProbe, type ShutdownReport } from '../bus/driv
 import type { Driver } from '../bus/driver.js';
 import { KernelError } from '../bus/errno.js';
 import { FirmwareError } from '../bus/firmware-error.js';
+import { acpiBuildDeviceTree, acpiFirmwareOf, parseAcpiTables } from '../bus/acpi/acpi-boot.js';
 import { parseFdt } from '../bus/of/fdt.js';
 import type { DeviceTree } from '../bus/of/tree.js';
 import { ofPlatformPopulate } from '../bus/platform.js';
@@ -191,11 +192,20 @@ export function runningKernel(port: CpuPort): Kernel | null {
   return k && k.state !== 'gone' ? k : null;
 }
 
-/** Read the DTB the boot loader handed over. */
+/**
+ * Read the firmware the boot loader handed over: the DTB, or else the ACPI tables and the UEFI
+ * memory map, which become the kernel's device description (bus/acpi/acpi-boot.ts).
+ */
 export function readBootDeviceTree(port: CpuPort): DeviceTree {
   const blob = port.firmware.dtb;
-  if (!blob) throw new FirmwareError('dtb', 'the boot loader passed no device tree', null, null);
-  return parseFdt(blob);
+  if (blob) return parseFdt(blob);
+  const acpi = port.firmware.acpi;
+  if (acpi.size > 0) {
+    const mm = port.firmware.memoryMap;
+    if (!mm || mm.ram.length === 0) throw new FirmwareError('uefi', 'ACPI boot without a memory map describing RAM', null, null);
+    return acpiBuildDeviceTree(parseAcpiTables(acpi), mm).tree;
+  }
+  throw new FirmwareError('dtb', 'the boot loader passed no device tree and no ACPI tables', null, null);
 }
 
 // kernel: start_kernel()
@@ -238,6 +248,7 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
   const processes = new ProcessTable(mmContext);
   const core = new DriverCore({ port, dt, instance });
   core.log.info('kernel', `booting kernel ${core.instance}; command line: "${cmdline}"`, LOG_NS);
+  for (const w of acpiFirmwareOf(dt)?.warnings ?? []) core.log.warn('kernel', `ACPI: ${w}`, LOG_NS);
   for (const u of fwmem.unplaced) {
     core.log.err('kernel', `reserved-memory: failed to allocate ${u.size} bytes for node ${u.node}`, LOG_NS);
   }

@@ -1,5 +1,6 @@
 /** The scenario catalogue: `iommu-sim run` runs these in order. */
 import type { Scenario } from './scenario.js';
+import { scenario as acpiBoot } from './acpi-boot.js';
 import { scenario as bootVirt } from './boot-virt.js';
 import { scenario as kexecStrayDma } from './kexec-stray-dma.js';
 import { scenario as kexecSmmuPolicies } from './kexec-smmu-policies.js';
@@ -42,6 +43,7 @@ export const scenarios: readonly Scenario[] = [
   strayDmaMappings,
   cmdqvHostUnmap, cmdqvGuestVintfHostile,
   vmGuestDma, vmGuestFault, vmHostileGuest, vmGuestUnmap, vmGuestSvaStall, vmGuestSvaPri,
+  acpiBoot,
 ];
 
 export function findScenario(name: string): Scenario | undefined {

@@ -22,6 +22,7 @@ import type { CpuPort, RamAccess } from '../../hw/cpu-port.js';
 import { dmaAllocCoherent, dmaFreeCoherent, type CoherentBuffer } from '../../mm/dma-coherent.js';
 import type { PageAllocator } from '../../mm/page-alloc.js';
 import type { Errno } from '../../bus/errno.js';
+import { armSmmuIortHttu } from './arm-smmu-v3-acpi.js';
 import { ArmSmmuCmdq, armSmmuCmdqForList, type ArmSmmuCmdqEnt, type CmdqBatchHost } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuEventReport, ArmSmmuEventStats } from './arm-smmu-v3-events.js';
 import {
@@ -437,10 +438,16 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     // The kernel runs at EL1 (no VHE), so E2H stays off.
     if (reg & IDR0_HYP) this.features |= ARM_SMMU_FEAT_HYP;
 
-    // kernel: arm_smmu_get_httu() — from the ID register with a DT-described SMMU.
+    // kernel: arm_smmu_get_httu() — from the ID register with a DT-described SMMU; an IORT node's
+    // HTTU override field wins over it (with a warning when they differ).
     const httu = FIELD_GET(IDR0_HTTU, reg);
-    if (httu === IDR0_HTTU_ACCESS_DIRTY) this.features |= ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_HA;
-    else if (httu === IDR0_HTTU_ACCESS) this.features |= ARM_SMMU_FEAT_HA;
+    const hwHttu = httu === IDR0_HTTU_ACCESS_DIRTY ? ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_HA : httu === IDR0_HTTU_ACCESS ? ARM_SMMU_FEAT_HA : 0;
+    const fwHttu = armSmmuIortHttu(this);
+    if (fwHttu === null) this.features |= hwHttu;
+    else {
+      this.features |= fwHttu;
+      if (fwHttu !== hwHttu) this.warn(`IDR0.HTTU features(0x${hwHttu.toString(16)}) overridden by FW configuration (0x${fwHttu.toString(16)})`);
+    }
 
     // Firmware's coherency wins over IDR0.COHACC; a mismatch is worth a warning.
     if (((reg & IDR0_COHACC) !== 0) !== coherent) this.warn(`IDR0.COHACC overridden by FW configuration (${coherent})`);

@@ -54,6 +54,7 @@ import {
   armSmmuMapPages,
   armSmmuUnmapPages,
 } from './arm-smmu-v3-domain.js';
+import { armSmmuIortResvRegions, armSmmuRmrInstallBypassSte } from './arm-smmu-v3-acpi.js';
 import { armSmmuPageResponse } from './arm-smmu-v3-events.js';
 import {
   ArmSmmuMaster,
@@ -166,7 +167,7 @@ class ArmSmmuV3Driver {
       probeDevice: (dev) => this.probeDevice(dev),
       releaseDevice: (dev) => this.releaseDevice(dev),
       deviceGroup: (dev) => this.deviceGroup(dev),
-      getResvRegions: () => this.getResvRegions(),
+      getResvRegions: (dev) => this.getResvRegions(dev),
       defDomainType: (dev) => this.defDomainType(dev),
       domainAllocPaging: (dev) => this.domainAllocPagingFlags(dev, 0),
       domainAllocPagingFlags: (dev, flags) => this.domainAllocPagingFlags(dev, flags),
@@ -235,9 +236,12 @@ class ArmSmmuV3Driver {
     return dev instanceof PciDevice ? pciDeviceGroup(dev) : genericDeviceGroup(dev);
   }
 
-  /** The software-managed MSI window. // kernel: arm_smmu_get_resv_regions() */
-  private getResvRegions(): IommuResvRegion[] {
-    return [{ start: MSI_IOVA_BASE, length: MSI_IOVA_LENGTH, prot: IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO, type: 'SW_MSI' }];
+  /** The software-managed MSI window, and on ACPI machines the IORT RMRs naming the device. // kernel: arm_smmu_get_resv_regions() */
+  private getResvRegions(dev: Device): IommuResvRegion[] {
+    return [
+      { start: MSI_IOVA_BASE, length: MSI_IOVA_LENGTH, prot: IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO, type: 'SW_MSI' },
+      ...armSmmuIortResvRegions(masterOf(dev).smmu, dev),
+    ];
   }
 
   /** kernel: arm_smmu_def_domain_type() */
@@ -304,6 +308,7 @@ class ArmSmmuV3Driver {
     // Structures are freed when the driver unbinds, or when this probe fails (after the SMMU stopped).
     dev.devres.add('arm-smmu-v3 structures', () => smmu.freeAllCoherent());
     smmu.initStructures();
+    armSmmuRmrInstallBypassSte(smmu);
     dev.driverData = smmu;
     this.smmus.set(node, smmu);
     try {
