@@ -138,6 +138,11 @@ function bitmapHas(bitmap: number, size: number): boolean {
   return Math.floor(bitmap / size) % 2 === 1;
 }
 
+/** `a % m === 0` for a power of two `m`: low-word bit test where it suffices (no float modulo on the hot path). */
+function isAligned(a: number, m: number): boolean {
+  return m <= 0x4000_0000 ? ((a >>> 0) & (m - 1)) === 0 : a % m === 0;
+}
+
 function log2(size: number): number {
   return Math.round(Math.log2(size));
 }
@@ -482,7 +487,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
     if (!Number.isSafeInteger(pgcount) || pgcount < 1) {
       throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: pgcount ${pgcount} is not a positive integer`);
     }
-    if (!Number.isSafeInteger(iova) || iova < 0 || iova % pgsize !== 0) {
+    if (!Number.isSafeInteger(iova) || iova < 0 || !isAligned(iova, pgsize)) {
       throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: iova ${iova} is not a ${hex(pgsize)}-aligned address`);
     }
     if (iova + pgsize * pgcount > this.iasLimit) {
@@ -498,7 +503,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.checkLive('map');
     const target = this.checkRange('map', iova, pgsize, pgcount);
     const size = pgsize * pgcount;
-    if (!Number.isSafeInteger(paddr) || paddr < 0 || paddr % pgsize !== 0) {
+    if (!Number.isSafeInteger(paddr) || paddr < 0 || !isAligned(paddr, pgsize)) {
       throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr ${paddr} is not a ${hex(pgsize)}-aligned address`);
     }
     if (paddr + size > this.oasLimit) {

@@ -12,6 +12,8 @@
 export const FRAME_SHIFT = 12;
 export const FRAME_SIZE = 1 << FRAME_SHIFT;
 const FRAME_MASK = FRAME_SIZE - 1;
+const FRAME_CACHE_SIZE = 256;
+const FRAME_CACHE_MASK = FRAME_CACHE_SIZE - 1;
 
 export class BusError extends Error {
   constructor(
@@ -38,9 +40,11 @@ interface Frame {
 export class PhysicalMemory {
   private readonly frames = new Map<number, Frame>();
   private readonly regions: RamRegion[] = [];
-  // One-entry cache of the last frame touched: most accesses hit the same page.
-  private lastPfn = -1;
-  private lastFrame: Uint8Array | null = null;
+  // A direct-mapped cache of resident frames (pfn modulo its size): page-table walks and map/unmap
+  // alternate between a handful of tables, which a one-entry cache would miss on every access.
+  private readonly cachePfn = new Float64Array(FRAME_CACHE_SIZE).fill(-1);
+  private readonly cacheFrame: (Uint8Array | null)[] = new Array<Uint8Array | null>(FRAME_CACHE_SIZE).fill(null);
+  private readonly cacheView: (DataView | null)[] = new Array<DataView | null>(FRAME_CACHE_SIZE).fill(null);
   private lastView: DataView | null = null;
   private static readonly ZERO = new Uint8Array(FRAME_SIZE);
 
@@ -79,7 +83,11 @@ export class PhysicalMemory {
 
   private frameFor(pa: number, len: number, op: 'read' | 'write', create: boolean): Uint8Array | null {
     const pfn = Math.floor(pa / FRAME_SIZE);
-    if (pfn === this.lastPfn) return this.lastFrame;
+    const slot = pfn & FRAME_CACHE_MASK;
+    if (this.cachePfn[slot] === pfn) {
+      this.lastView = this.cacheView[slot]!;
+      return this.cacheFrame[slot]!;
+    }
     let f = this.frames.get(pfn);
     if (!f) {
       if (!this.isRam(pa, len)) throw new BusError(pa, len, op);
@@ -88,8 +96,9 @@ export class PhysicalMemory {
       f = { bytes, view: new DataView(bytes.buffer) };
       this.frames.set(pfn, f);
     }
-    this.lastPfn = pfn;
-    this.lastFrame = f.bytes;
+    this.cachePfn[slot] = pfn;
+    this.cacheFrame[slot] = f.bytes;
+    this.cacheView[slot] = f.view;
     this.lastView = f.view;
     return f.bytes;
   }
@@ -194,10 +203,11 @@ export class PhysicalMemory {
         if (!this.isRam(cur, n)) throw new BusError(cur, n, 'write');
         const pfn = cur / FRAME_SIZE;
         this.frames.delete(pfn);
-        if (pfn === this.lastPfn) {
-          this.lastPfn = -1;
-          this.lastFrame = null;
-          this.lastView = null;
+        const slot = pfn & FRAME_CACHE_MASK;
+        if (this.cachePfn[slot] === pfn) {
+          this.cachePfn[slot] = -1;
+          this.cacheFrame[slot] = null;
+          this.cacheView[slot] = null;
         }
       } else {
         this.frameFor(cur, n, 'write', true)!.fill(byte & 0xff, off, off + n);
