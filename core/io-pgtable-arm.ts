@@ -62,6 +62,8 @@ const SZ_1G = 0x4000_0000;
 const SZ_4T = 2 ** 42;
 const TWO_32 = 0x1_0000_0000;
 const TWO_48 = 2 ** 48;
+/** Byte offset bits of a descriptor address within its 4 KiB frame (descriptors never straddle frames). */
+const PTEP_IN_FRAME = 0xfff;
 
 /** The CPU page size of the kernel: the granule preferred when the IOMMU offers several. */
 const PAGE_SIZE = SZ_4K;
@@ -514,7 +516,6 @@ class ArmLpaeIoPgtable implements IoPgtable {
     }
     this.protToPte(prot);
     const leafType = target === ARM_LPAE_MAX_LEVELS - 1 ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK;
-    const ram = this.ram;
     let mapped = 0;
     while (mapped < size) {
       const va = iova + mapped;
@@ -523,11 +524,13 @@ class ArmLpaeIoPgtable implements IoPgtable {
       let table = this.pgd;
       for (let l = this.startLevel; l < target; l++) {
         const ptep = table + this.index(vaLo, vaHi, l) * 8;
-        const lo = ram.read32(ptep);
+        const w = this.ram.words32(ptep);
+        const o = (ptep & PTEP_IN_FRAME) >>> 2;
+        const lo = w[o]!;
         if (lo === 0) {
           table = this.installTable(ptep, mapped);
         } else if (this.isTable(lo, l)) {
-          table = this.tableAddr(lo, ram.read32(ptep + 4));
+          table = this.tableAddr(lo, w[o + 1]!);
         } else {
           throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l]!)} mapping`, mapped);
         }
@@ -560,31 +563,45 @@ class ArmLpaeIoPgtable implements IoPgtable {
   // kernel: arm_lpae_init_pte()
   private initPtes(first: number, n: number, va: number, pa: number, lvl: number, lo: number, hi: number, mapped: number): void {
     const ram = this.ram;
+    for (let i = 0; i < n; i++) {
+      const ptep = first + i * 8;
+      if (ram.words32(ptep)[(ptep & PTEP_IN_FRAME) >>> 2] !== 0) {
+        this.replaceStaleTables(first, n, va, lvl, mapped);
+        break;
+      }
+    }
     const sz = this.blockSize[lvl]!;
-    let staleTables = false;
+    for (let i = 0; i < n; i++) {
+      const opa = pa + i * sz;
+      const ptep = first + i * 8;
+      const w = ram.words32(ptep);
+      const o = (ptep & PTEP_IN_FRAME) >>> 2;
+      // The half without the valid bit first, so a walker never sees half of a descriptor.
+      w[o + 1] = hi | this.addrHi(opa);
+      w[o] = lo | this.addrLo(opa);
+    }
+  }
+
+  /**
+   * Some of the `n` entries from `first` are not empty: EEXIST unless each is a table that maps nothing
+   * (left behind by page-sized unmaps); those are cleared, their walks flushed and their tables freed.
+   */
+  private replaceStaleTables(first: number, n: number, va: number, lvl: number, mapped: number): void {
+    const ram = this.ram;
+    const sz = this.blockSize[lvl]!;
     for (let i = 0; i < n; i++) {
       const elo = ram.read32(first + i * 8);
       if (elo === 0) continue;
-      if (this.isTable(elo, lvl) && !this.subtreeMapsAnything(lvl + 1, this.tableAddr(elo, ram.read32(first + i * 8 + 4)))) {
-        staleTables = true;
-        continue;
-      }
+      if (this.isTable(elo, lvl) && !this.subtreeMapsAnything(lvl + 1, this.tableAddr(elo, ram.read32(first + i * 8 + 4)))) continue;
       throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va + i * sz)} is already mapped`, mapped);
     }
-    if (staleTables) {
-      // Tables left behind by page-sized unmaps: free them before a block replaces them.
-      for (let i = 0; i < n; i++) {
-        const elo = ram.read32(first + i * 8);
-        if (!this.isTable(elo, lvl)) continue;
-        const sub = this.tableAddr(elo, ram.read32(first + i * 8 + 4));
-        this.clearPte(first + i * 8);
-        this.tlb.tlbFlushWalk(va + i * sz, sz, this.granule);
-        this.freeSubtree(lvl + 1, sub);
-      }
-    }
     for (let i = 0; i < n; i++) {
-      const opa = pa + i * sz;
-      this.setPte(first + i * 8, lo | this.addrLo(opa), hi | this.addrHi(opa));
+      const elo = ram.read32(first + i * 8);
+      if (!this.isTable(elo, lvl)) continue;
+      const sub = this.tableAddr(elo, ram.read32(first + i * 8 + 4));
+      this.clearPte(first + i * 8);
+      this.tlb.tlbFlushWalk(va + i * sz, sz, this.granule);
+      this.freeSubtree(lvl + 1, sub);
     }
   }
 
@@ -593,7 +610,6 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.checkLive('unmap');
     const target = this.checkRange('unmap', iova, pgsize, pgcount);
     const size = pgsize * pgcount;
-    const ram = this.ram;
     let unmapped = 0;
     while (unmapped < size) {
       const va = iova + unmapped;
@@ -602,10 +618,12 @@ class ArmLpaeIoPgtable implements IoPgtable {
       let table = this.pgd;
       for (let l = this.startLevel; l < target; l++) {
         const ptep = table + this.index(vaLo, vaHi, l) * 8;
-        const lo = ram.read32(ptep);
+        const w = this.ram.words32(ptep);
+        const o = (ptep & PTEP_IN_FRAME) >>> 2;
+        const lo = w[o]!;
         // A hole, or a larger block that would have to be split: stop here.
         if (!this.isTable(lo, l)) return unmapped;
-        table = this.tableAddr(lo, ram.read32(ptep + 4));
+        table = this.tableAddr(lo, w[o + 1]!);
       }
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - unmapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
@@ -627,21 +645,27 @@ class ArmLpaeIoPgtable implements IoPgtable {
     let i = 0;
     for (; i < n; i++) {
       const ptep = first + i * 8;
-      const lo = ram.read32(ptep);
+      const w = ram.words32(ptep);
+      const o = (ptep & PTEP_IN_FRAME) >>> 2;
+      const lo = w[o]!;
       if (lo === 0) break;
-      const hi = ram.read32(ptep + 4);
-      this.clearPte(ptep);
-      if (this.isTable(lo, lvl)) {
-        // Walks through the table may be cached: flush them before the table is reused.
-        this.tlb.tlbFlushWalk(va + i * sz, sz, this.granule);
-        this.freeSubtree(lvl + 1, this.tableAddr(lo, hi));
-      }
+      const hi = w[o + 1]!;
+      w[o] = 0;
+      w[o + 1] = 0;
+      if (this.isTable(lo, lvl)) this.freeUnlinkedTable(va + i * sz, lvl, this.tableAddr(lo, hi));
     }
     const addPage = this.tlb.tlbAddPage;
     if (gather && addPage && !iommuIotlbGatherQueued(gather)) {
       for (let j = 0; j < i; j++) addPage.call(this.tlb, gather, va + j * sz, sz);
     }
     return i;
+  }
+
+  /** A table entry of level `lvl` mapping `va` was cleared: flush walks through it, then free its subtree. */
+  private freeUnlinkedTable(va: number, lvl: number, table: number): void {
+    // Walks through the table may be cached: flush them before the table is reused.
+    this.tlb.tlbFlushWalk(va, this.blockSize[lvl]!, this.granule);
+    this.freeSubtree(lvl + 1, table);
   }
 
   // kernel: arm_lpae_iova_to_phys()
