@@ -2,10 +2,13 @@
  * Runs the benchmarks: `npm run bench` prints a table; `-- --json` prints one line per metric,
  * {"name", "unit", "value" (the median), "min", "max", "runs", and "native"/"ratioToNative" where the
  * native reference does the same work}; `-- --filter SUBSTR` runs only the metrics whose name contains
- * SUBSTR; `-- --repeat N` runs each metric N times (default 3); `-- --no-native` skips the C reference.
+ * SUBSTR; `-- --repeat N` runs each metric N times (default 3); `-- --no-native` skips the C reference;
+ * `-- --scale` measures the cost curves instead (bench/scale.ts; `--large` adds the top sizes,
+ * `--filter` picks curves, `--out DIR` where scale.json and scale.html go, default out/bench).
  * The modules are a fixed list: a new bench module is added here.
  */
 import type { Bench, BenchResult } from './harness.js';
+import { formatScale, machineLine, runScale } from './scale.js';
 import { NATIVE_COUNTERPART, runNativeReference, type NativeFigures } from './native.js';
 import { benches as dma } from './dma.bench.js';
 import { benches as iopf } from './iopf.bench.js';
@@ -20,15 +23,18 @@ const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ..
 
 interface Args {
   json: boolean;
+  scale: boolean;
+  large: boolean;
+  out: string;
   filter: string | null;
   repeat: number;
   native: boolean;
 }
 
-const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native]';
+const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] | --scale [--large] [--filter CURVE] [--out DIR]';
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { json: false, filter: null, repeat: 3, native: true };
+  const args: Args = { json: false, scale: false, large: false, out: 'out/bench', filter: null, repeat: 3, native: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (name: string): string => {
@@ -38,6 +44,9 @@ function parseArgs(argv: readonly string[]): Args {
     };
     if (a === '--json') args.json = true;
     else if (a === '--no-native') args.native = false;
+    else if (a === '--scale') args.scale = true;
+    else if (a === '--large') args.large = true;
+    else if (a === '--out' || a.startsWith('--out=')) args.out = value('--out');
     else if (a === '--filter' || a.startsWith('--filter=')) args.filter = value('--filter');
     else if (a === '--repeat' || a.startsWith('--repeat=')) {
       const n = Number(value('--repeat'));
@@ -63,6 +72,13 @@ function median(xs: readonly number[]): number {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.scale) {
+    const log = (line: string): void => void process.stderr.write(`${line}\n`);
+    const curves = await runScale({ large: args.large, only: args.filter, out: args.out, log });
+    if (args.json) for (const c of curves) process.stdout.write(`${JSON.stringify(c)}\n`);
+    else process.stdout.write(`${formatScale(curves)}\n(${machineLine()})\nwritten: ${args.out}/scale.json, ${args.out}/scale.html\n`);
+    return;
+  }
   const selected = ALL.filter((b) => args.filter === null || b.name.includes(args.filter));
   if (selected.length === 0) throw new Error(`no benchmark matches "${args.filter}"`);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
