@@ -431,9 +431,10 @@ export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather):
  * New mappings need no invalidation (the SMMU caches no invalid entries), but replacing a table with a
  * block queued walk flushes during the map: wait for those.
  */
-export async function armSmmuIotlbSyncMap(domain: IommuDomain): Promise<void> {
-  const d = asSmmuDomain(domain);
-  if (d.smmu?.cmdq.hasOutstanding) await d.smmu.cmdq.waitOutstanding();
+export function armSmmuIotlbSyncMap(domain: IommuDomain): Promise<void> | void {
+  const cmdq = asSmmuDomain(domain).smmu?.cmdq;
+  // Nothing queued: return at once (no promise per map).
+  if (cmdq?.hasOutstanding) return cmdq.waitOutstanding().then(() => undefined);
 }
 
 /** kernel: arm_smmu_iova_to_phys() */
