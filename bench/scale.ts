@@ -201,9 +201,16 @@ async function dmaPoint(size: number): Promise<ScalePoint> {
     }
   };
   for (let i = 0; i < 100_000; i++) one(i);
-  return measure(size, () => lab.machine.memory.residentFrames, () => {
-    for (let i = 0; i < size; i++) one(i);
-  });
+  // A short run is a millisecond of CPU, where what V8's background threads add is not negligible:
+  // the run is repeated on the same machine (the transactions keep counting up) and the best kept.
+  let best: ScalePoint | null = null;
+  for (let r = 0; r < (size < 1e6 ? 5 : 1); r++) {
+    const p = await measure(size, () => lab.machine.memory.residentFrames, () => {
+      for (let i = 0; i < size; i++) one(i);
+    });
+    if (!best || p.nsPerOp < best.nsPerOp) best = p;
+  }
+  return best!;
 }
 
 interface CurveSpec {
