@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeFdt } from '../bus/of/fdt.js';
 import type { TraceEvent } from '../hw/trace.js';
 import { bootReport } from '../scenarios/lib/boot-report.js';
+import { formatCmdqvReport } from '../scenarios/lib/cmdqv-report.js';
 import { runKexecExperiment } from '../scenarios/lib/kexec-experiment.js';
 import { boot, machineFromDtb, recordTraces } from '../scenarios/lib/lab.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
@@ -14,14 +15,15 @@ import type { ScenarioResult } from '../scenarios/scenario.js';
 import { toChromeTraceProcesses, type TraceProcess } from './chrome-trace.js';
 import { EXIT_FAILED, reportError, UsageError } from './errors.js';
 import { formatTable } from './table.js';
+import { registerVmCommand } from './vm.js';
 
 function parseSeed(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 0xffff_ffff) throw new InvalidArgumentError('a seed is an integer in [0, 2^32)');
   return Number(v);
 }
 
-function readDtb(file: string | undefined): Uint8Array {
-  if (!file) return writeFdt(buildVirtDeviceTree());
+function readDtb(file: string | undefined, cmdqv = false): Uint8Array {
+  if (!file) return writeFdt(buildVirtDeviceTree({ cmdqv }));
   try {
     return new Uint8Array(readFileSync(file));
   } catch (e) {
@@ -68,10 +70,11 @@ interface BootCmdOptions {
   cmdline?: string;
   json?: boolean;
   trace?: string;
+  cmdqv?: boolean;
 }
 
 async function bootCommand(o: BootCmdOptions): Promise<void> {
-  const machine = machineFromDtb(readDtb(o.dtb), { seed: o.seed });
+  const machine = machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed });
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
   const kernel = await withTrace(o.trace, [{ name: `boot ${o.dtb ?? 'virt'}`, events }], async () => {
@@ -117,6 +120,7 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
       ),
     ),
   );
+  out.push(...formatCmdqvReport(report.cmdqvs));
   const skipped = machine.skippedNodes;
   out.push('', `Skipped nodes (no model): ${skipped.length}`);
   if (skipped.length) out.push(formatTable(['node', 'compatible', 'reason'], skipped.map((s) => [s.path, s.compatible.join(', '), s.reason])));
@@ -244,14 +248,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--cmdline <str>', 'kernel command line (default: /chosen/bootargs)')
     .option('--json', 'print the report as JSON')
     .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
+    .option('--cmdqv', 'the virt machine with a Grace CMDQV (ignored with --dtb)')
     .action(async (o: BootCmdOptions) => bootCommand(o));
 
   program
     .command('dump-dtb')
     .description("write the virt machine's DTB")
     .option('--out <file>', 'output file (default: stdout)')
-    .action((o: { out?: string }) => {
-      const blob = writeFdt(buildVirtDeviceTree());
+    .option('--cmdqv', 'the variant with a Grace CMDQV')
+    .action((o: { out?: string; cmdqv?: boolean }) => {
+      const blob = writeFdt(buildVirtDeviceTree({ cmdqv: o.cmdqv ?? false }));
       if (o.out) writeOut(o.out, blob);
       else process.stdout.write(blob);
     });
@@ -278,6 +284,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .action(async (names: string[], o: RunCmdOptions) => {
       status = await runCommand(names, o);
     });
+
+  registerVmCommand(program);
 
   program
     .command('list')

@@ -20,14 +20,25 @@ import { scenario as smmuV3Fault } from './smmu-v3-fault.js';
 import { scenario as smmuV3Shutdown } from './smmu-v3-shutdown.js';
 import { scenario as smmuV3StaleTlb } from './smmu-v3-stale-tlb.js';
 import { scenario as smmuV3Stall } from './smmu-v3-stall.js';
+import { scenario as smmuV3WalkCache } from './smmu-v3-walk-cache.js';
 import { scenario as strayDmaMappings } from './stray-dma-mappings.js';
+import { scenario as cmdqvHostUnmap } from './cmdqv-host-unmap.js';
+import { scenario as cmdqvGuestVintfHostile } from './cmdqv-guest-vintf-hostile.js';
+import { scenario as vmGuestDma } from './vm-guest-dma.js';
+import { scenario as vmGuestFault } from './vm-guest-fault.js';
+import { scenario as vmHostileGuest } from './vm-hostile-guest.js';
+import { scenario as vmGuestUnmap } from './vm-guest-unmap.js';
+import { scenario as vmGuestSvaStall } from './vm-guest-sva-stall.js';
+import { scenario as vmGuestSvaPri } from './vm-guest-sva-pri.js';
 
 export const scenarios: readonly Scenario[] = [
   bootVirt, kexecStrayDma,
   kexecSmmuPolicies, smmuV2Dma, smmuV2Faults, smmuV2Stall, smmuV2Shutdown,
-  smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
+  smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3WalkCache, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
   svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
   strayDmaMappings,
+  cmdqvHostUnmap, cmdqvGuestVintfHostile,
+  vmGuestDma, vmGuestFault, vmHostileGuest, vmGuestUnmap, vmGuestSvaStall, vmGuestSvaPri,
 ];
 
 export function findScenario(name: string): Scenario | undefined {

@@ -21,7 +21,8 @@ import { IommuDevice } from '../../core/iommu-device.js';
 import type { CpuPort, RamAccess } from '../../hw/cpu-port.js';
 import { dmaAllocCoherent, dmaFreeCoherent, type CoherentBuffer } from '../../mm/dma-coherent.js';
 import type { PageAllocator } from '../../mm/page-alloc.js';
-import { ArmSmmuCmdq, type ArmSmmuCmdqEnt, type CmdqHost } from './arm-smmu-v3-cmdq.js';
+import type { Errno } from '../../bus/errno.js';
+import { ArmSmmuCmdq, armSmmuCmdqForList, type ArmSmmuCmdqEnt, type CmdqBatchHost } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuEventReport, ArmSmmuEventStats } from './arm-smmu-v3-events.js';
 import {
   armSmmuCombinedIrqHandler,
@@ -51,6 +52,7 @@ import {
   ARM_SMMU_FEAT_2_LVL_STRTAB,
   ARM_SMMU_FEAT_ATS,
   ARM_SMMU_FEAT_ATTR_TYPES_OVR,
+  ARM_SMMU_FEAT_BBML2,
   ARM_SMMU_FEAT_BTM,
   ARM_SMMU_FEAT_COHERENCY,
   ARM_SMMU_FEAT_E2H,
@@ -100,7 +102,8 @@ import {
   ARM_SMMU_STRTAB_BASE_CFG,
   CMDQ_BATCH_ENTRIES,
   CMDQ_ENT_DWORDS,
-  CMDQ_MAX_SZ_SHIFT,
+  CMDQ_ENT_SZ_SHIFT,
+  CONFIG_CMA_ALIGNMENT,
   CMDQ_OP_CFGI_ALL,
   CMDQ_OP_TLBI_EL2_ALL,
   CMDQ_OP_TLBI_NSNH_ALL,
@@ -120,7 +123,7 @@ import {
   CR2_PTM,
   CR2_RECINVSID,
   EVTQ_ENT_DWORDS,
-  EVTQ_MAX_SZ_SHIFT,
+  EVTQ_ENT_SZ_SHIFT,
   FIELD_GET,
   FIELD_PREP,
   GBPA_ABORT,
@@ -159,6 +162,7 @@ import {
   IDR1_SIDSIZE,
   IDR1_SSIDSIZE,
   IDR1_TABLES_PRESET,
+  IDR3_BBM,
   IDR3_RIL,
   IDR5_GRAN16K,
   IDR5_GRAN4K,
@@ -181,7 +185,8 @@ import {
   LOG_NS,
   PAGE_SHIFT,
   PRIQ_ENT_DWORDS,
-  PRIQ_MAX_SZ_SHIFT,
+  PRIQ_ENT_SZ_SHIFT,
+  qMaxSzShift,
   SZ_128K,
   SZ_64K,
   STRTAB_SPLIT,
@@ -203,12 +208,32 @@ export interface ArmSmmuDriverParams {
   shutdownPolicy: ArmSmmuShutdownPolicy;
   /** arm-smmu-v3.disable_msipolling: CMD_SYNC completion by CONS polling even when MSIs could be used. */
   disableMsipolling: boolean;
+  /**
+   * CONFIG_CMA_ALIGNMENT of the kernel build (2..12, default 8), or null for a kernel without the
+   * contiguous allocator; it caps the queue sizes (Q_MAX_SZ_SHIFT).
+   */
+  cmaAlignment?: number | null;
   /** Where queues, tables and page tables come from. */
   pageAllocator: PageAllocator;
 }
 
+/**
+ * An implementation's hooks into the generic driver (kernel: struct arm_smmu_impl_ops). The iommufd
+ * ones (hw_info, get_viommu_size, vsmmu_init) come with the vIOMMU support.
+ */
+export interface ArmSmmuImplOps {
+  /** Run at the end of arm_smmu_device_reset(). */
+  deviceReset?(smmu: ArmSmmuDevice): Promise<void>;
+  /** Run when the SMMU driver unbinds. */
+  deviceRemove?(smmu: ArmSmmuDevice): Promise<void>;
+  /** Run at the end of arm_smmu_init_structures(). */
+  initStructures?(smmu: ArmSmmuDevice): void;
+  /** A queue other than the main one for this command, or null for the main one. */
+  getSecondaryCmdq?(smmu: ArmSmmuDevice, ent: ArmSmmuCmdqEnt): ArmSmmuCmdq | null;
+}
+
 /** kernel: struct arm_smmu_device */
-export class ArmSmmuDevice implements CmdqHost {
+export class ArmSmmuDevice implements CmdqBatchHost {
   readonly name: string;
   readonly port: CpuPort;
   readonly ram: RamAccess;
@@ -233,6 +258,12 @@ export class ArmSmmuDevice implements CmdqHost {
   /** IDR5.STALL_MAX (kernel: evtq.max_stalls). */
   maxStalls = 0;
   cmdq!: ArmSmmuCmdq;
+  /** Queues an implementation adds (Grace VCMDQs); waits for outstanding commands cover them too. */
+  readonly secondaryCmdqs = new Set<ArmSmmuCmdq>();
+  /** The implementation's companion device (kernel: smmu->impl_dev), its hooks and its state. */
+  implDev: Device | null = null;
+  implOps: ArmSmmuImplOps | null = null;
+  impl: unknown = null;
   evtq!: ArmSmmuQueue;
   priq: ArmSmmuQueue | null = null;
   strtab!: ArmSmmuStrtab;
@@ -245,7 +276,7 @@ export class ArmSmmuDevice implements CmdqHost {
   evtqIrq: IrqSpec | null = null;
   priqIrq: IrqSpec | null = null;
   gerrIrq: IrqSpec | null = null;
-  /** The CMD_SYNC completion line, if wired (Linux leaves it unused; here it is the wfe wake-up). */
+  /** The CMD_SYNC completion line, if wired (Linux leaves it unused, and so does this driver). */
   cmdqSyncIrq: IrqSpec | null = null;
   combinedIrq: IrqSpec | null = null;
   msiVectors: readonly MsiVector[] = [];
@@ -443,14 +474,15 @@ export class ArmSmmuDevice implements CmdqHost {
     if (reg & IDR1_ATTR_TYPES_OVR) this.features |= ARM_SMMU_FEAT_ATTR_TYPES_OVR;
 
     // Queue sizes, capped so each queue is one naturally aligned allocation.
-    this.cmdqShift = Math.min(CMDQ_MAX_SZ_SHIFT, FIELD_GET(IDR1_CMDQS, reg));
+    const qMax = qMaxSzShift(this.params.cmaAlignment === undefined ? CONFIG_CMA_ALIGNMENT : this.params.cmaAlignment);
+    this.cmdqShift = Math.min(qMax - CMDQ_ENT_SZ_SHIFT, FIELD_GET(IDR1_CMDQS, reg));
     if (this.cmdqShift <= Math.log2(CMDQ_BATCH_ENTRIES)) {
       // One batch plus its CMD_SYNC must fit.
       this.err(`command queue size <= ${CMDQ_BATCH_ENTRIES} entries not supported`);
       throw new KernelError('ENXIO', `${this.name}: IDR1.CMDQS ${FIELD_GET(IDR1_CMDQS, reg)} is too small`);
     }
-    this.evtqShift = Math.min(EVTQ_MAX_SZ_SHIFT, FIELD_GET(IDR1_EVTQS, reg));
-    this.priqShift = Math.min(PRIQ_MAX_SZ_SHIFT, FIELD_GET(IDR1_PRIQS, reg));
+    this.evtqShift = Math.min(qMax - EVTQ_ENT_SZ_SHIFT, FIELD_GET(IDR1_EVTQS, reg));
+    this.priqShift = Math.min(qMax - PRIQ_ENT_SZ_SHIFT, FIELD_GET(IDR1_PRIQS, reg));
 
     this.ssidBits = FIELD_GET(IDR1_SSIDSIZE, reg);
     this.sidBits = FIELD_GET(IDR1_SIDSIZE, reg);
@@ -462,6 +494,10 @@ export class ArmSmmuDevice implements CmdqHost {
     // IDR3
     reg = this.base.readl(ARM_SMMU_IDR3);
     if (reg & IDR3_RIL) this.features |= ARM_SMMU_FEAT_RANGE_INV;
+    // Only level 2 is a feature, as in mainline (ARM_SMMU_FEAT_BBML2, added in 2025; v6.1 ignores the
+    // field). Its consumer there, arm_smmu_sva_supported() on a CPU that changes block sizes without
+    // BBM, has no counterpart: this kernel's CPU page tables never hold blocks.
+    if (FIELD_GET(IDR3_BBM, reg) === 2) this.features |= ARM_SMMU_FEAT_BBML2;
 
     // IDR5
     reg = this.base.readl(ARM_SMMU_IDR5);
@@ -564,6 +600,52 @@ export class ArmSmmuDevice implements CmdqHost {
   initStructures(): void {
     this.initQueues();
     this.initStrtab();
+    this.implOps?.initStructures?.(this);
+  }
+
+  // ---- command queues ----------------------------------------------------------------------------
+
+  /** kernel: arm_smmu_get_cmdq() */
+  getCmdq(ent: ArmSmmuCmdqEnt): ArmSmmuCmdq {
+    return this.implOps?.getSecondaryCmdq?.(this, ent) ?? this.cmdq;
+  }
+
+  /** kernel: arm_smmu_cmdq_issue_cmd() — one command, on the queue it belongs to. */
+  issueCmd(ent: ArmSmmuCmdqEnt, sync = false): Promise<0 | Errno> {
+    return this.getCmdq(ent).issueCmd(ent, sync);
+  }
+
+  /** kernel: arm_smmu_cmdq_issue_cmd_with_sync() */
+  issueCmdWithSync(ent: ArmSmmuCmdqEnt): Promise<0 | Errno> {
+    return this.issueCmd(ent, true);
+  }
+
+  /** Encoded commands on the queue the whole list may go to (the main one if any command is not taken). */
+  issueCmdlist(cmds: Uint32Array, n: number, sync: boolean): Promise<0 | Errno> {
+    return armSmmuCmdqForList(this, this.cmdq, cmds, n).issueCmdlist(cmds, n, sync);
+  }
+
+  /** Every queue commands may have gone to: the main one first. */
+  allCmdqs(): ArmSmmuCmdq[] {
+    return [this.cmdq, ...this.secondaryCmdqs];
+  }
+
+  /** Wait for commands inserted without a waiter, on every queue. */
+  async waitOutstanding(): Promise<0 | Errno> {
+    let r: 0 | Errno = 0;
+    for (const q of this.allCmdqs()) {
+      if (!q.hasOutstanding) continue;
+      const x = await q.waitOutstanding();
+      if (x !== 0) r = x;
+    }
+    return r;
+  }
+
+  /** True if some queue has commands nobody waited for yet. */
+  get hasOutstanding(): boolean {
+    if (this.cmdq.hasOutstanding) return true;
+    for (const q of this.secondaryCmdqs) if (q.hasOutstanding) return true;
+    return false;
   }
 
   // ---- register handshakes ----------------------------------------------------------------------
@@ -673,17 +755,6 @@ export class ArmSmmuDevice implements CmdqHost {
     } else {
       this.warn('no gerr irq - errors will not be reported!');
     }
-    // CMD_SYNC waiters sleep until the completion interrupt rather than polling on a timer.
-    if (this.cmdqSyncIrq && (this.options & ARM_SMMU_OPT_MSIPOLL) !== 0) {
-      const irq = this.cmdqSyncIrq;
-      const cmdq = this.cmdq;
-      cmdq.wakeOnInterrupt = this.request('cmdq-sync', () =>
-        devmRequestIrq(dev, irq, () => {
-          cmdq.wake();
-          return 'handled';
-        }, 'arm-smmu-v3-cmdq-sync'),
-      );
-    }
     if ((this.features & ARM_SMMU_FEAT_PRI) !== 0) {
       if (this.priqIrq) {
         const irq = this.priqIrq;
@@ -724,7 +795,7 @@ export class ArmSmmuDevice implements CmdqHost {
 
   private issueWithSync(opcode: number): Promise<unknown> {
     const ent: ArmSmmuCmdqEnt = { opcode };
-    return this.cmdq.issueCmdWithSync(ent);
+    return this.issueCmdWithSync(ent);
   }
 
   private async enable(enables: number, what: string): Promise<void> {
@@ -815,6 +886,15 @@ export class ArmSmmuDevice implements CmdqHost {
     // Enable the SMMU interface.
     enables |= CR0_SMMUEN;
     await this.enable(enables, 'SMMU interface');
+
+    if (this.implOps?.deviceReset) {
+      try {
+        await this.implOps.deviceReset(this);
+      } catch (e) {
+        this.err('failed to reset impl');
+        throw e;
+      }
+    }
   }
 
   // ---- shutdown policies --------------------------------------------------------------------------
@@ -836,7 +916,7 @@ export class ArmSmmuDevice implements CmdqHost {
     }
     // Invalidate cached STEs (and every L1 descriptor), then the TLBs.
     await this.issueWithSync(CMDQ_OP_CFGI_ALL);
-    await this.cmdq.waitOutstanding();
+    await this.waitOutstanding();
     await this.issueWithSync(CMDQ_OP_TLBI_NSNH_ALL);
     await this.writeRegSync(0, ARM_SMMU_IRQ_CTRL, ARM_SMMU_IRQ_CTRLACK);
     const keep = this.enables & (CR0_SMMUEN | CR0_ATSCHK);

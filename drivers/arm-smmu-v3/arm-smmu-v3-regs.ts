@@ -14,6 +14,7 @@
  *   little-endian u32 words (word 2q is bits [31:0] of qword q). Address fields (`QAddr`) keep their
  *   bits where they are, as the kernel's `_MASK` address fields do.
  */
+import { MAX_ORDER } from '../../mm/page-alloc.js';
 
 /** The driver's `debug` namespace and kernel-log tag. */
 export const LOG_NS = 'iommu:drivers:arm-smmu-v3';
@@ -223,6 +224,7 @@ export const IDR1_SIDSIZE = GENMASK(5, 0);
 
 export const ARM_SMMU_IDR3 = 0xc;
 export const IDR3_RIL = BIT(10);
+export const IDR3_BBM = GENMASK(12, 11);
 
 export const ARM_SMMU_IDR5 = 0x14;
 export const IDR5_STALL_MAX = GENMASK(31, 16);
@@ -236,6 +238,8 @@ export const IDR5_VAX_52_BIT = 1;
 export const IDR5_OAS_BITS: readonly number[] = [32, 36, 40, 42, 44, 48, 52];
 
 export const ARM_SMMU_IIDR = 0x18;
+/** kernel: ARM_SMMU_AIDR */
+export const ARM_SMMU_AIDR = 0x1c;
 export const IIDR_PRODUCTID = GENMASK(31, 20);
 export const IIDR_VARIANT = GENMASK(19, 16);
 export const IIDR_REVISION = GENMASK(15, 12);
@@ -355,10 +359,26 @@ export const Q_BASE_LOG2SIZE = GENMASK(4, 0);
 export const Q_OVERFLOW_FLAG = 0x8000_0000;
 export const CMDQ_PROD_OWNED_FLAG = Q_OVERFLOW_FLAG;
 
-/** kernel: Q_MAX_SZ_SHIFT — a queue is one naturally aligned allocation (PAGE_SHIFT + MAX_ORDER). */
 export const PAGE_SHIFT = 12;
-export const MAX_PAGE_ORDER = 9;
-export const Q_MAX_SZ_SHIFT = PAGE_SHIFT + MAX_PAGE_ORDER;
+/** The kernel's MAX_PAGE_ORDER: the page allocator's largest order (2^9 pages here). */
+export const MAX_PAGE_ORDER = MAX_ORDER;
+/**
+ * The kernel's CONFIG_CMA_ALIGNMENT, its Kconfig default (8): a DMA allocation is naturally aligned only
+ * up to 2^8 pages when the contiguous allocator serves it (arm64 kernels build with DMA_CMA).
+ */
+export const CONFIG_CMA_ALIGNMENT = 8;
+
+/**
+ * The kernel's Q_MAX_SZ_SHIFT: a queue must be one naturally aligned DMA allocation: with CONFIG_CMA_ALIGNMENT
+ * (`cmaAlignment` not null) PAGE_SHIFT + CONFIG_CMA_ALIGNMENT, otherwise the largest buddy order
+ * (v6.1 spells it PAGE_SHIFT + MAX_ORDER - 1, v6.8+ PAGE_SHIFT + MAX_PAGE_ORDER: the same size).
+ */
+export function qMaxSzShift(cmaAlignment: number | null): number {
+  return PAGE_SHIFT + (cmaAlignment ?? MAX_PAGE_ORDER);
+}
+
+/** Q_MAX_SZ_SHIFT of the default configuration: 20 (1 MiB queues). */
+export const Q_MAX_SZ_SHIFT = qMaxSzShift(CONFIG_CMA_ALIGNMENT);
 
 export const CMDQ_ENT_SZ_SHIFT = 4;
 export const CMDQ_ENT_DWORDS = (1 << CMDQ_ENT_SZ_SHIFT) >> 3;
@@ -428,6 +448,8 @@ export const STRTAB_STE_1_S1C_CACHE_WB = 3;
 export const STRTAB_STE_1_S1CIR = q('STRTAB_STE_1_S1CIR', 1, 3, 2);
 export const STRTAB_STE_1_S1COR = q('STRTAB_STE_1_S1COR', 1, 5, 4);
 export const STRTAB_STE_1_S1CSH = q('STRTAB_STE_1_S1CSH', 1, 7, 6);
+export const STRTAB_STE_1_MEV = qb('STRTAB_STE_1_MEV', 1, 19);
+export const STRTAB_STE_1_S2FWB = qb('STRTAB_STE_1_S2FWB', 1, 25);
 export const STRTAB_STE_1_S1STALLD = qb('STRTAB_STE_1_S1STALLD', 1, 27);
 export const STRTAB_STE_1_EATS = q('STRTAB_STE_1_EATS', 1, 29, 28);
 export const STRTAB_STE_1_EATS_ABT = 0;
@@ -561,6 +583,7 @@ export const CMDQ_OP_CFGI_CD_ALL = 0x6;
 export const CMDQ_OP_TLBI_NH_ALL = 0x10;
 export const CMDQ_OP_TLBI_NH_ASID = 0x11;
 export const CMDQ_OP_TLBI_NH_VA = 0x12;
+export const CMDQ_OP_TLBI_NH_VAA = 0x13;
 export const CMDQ_OP_TLBI_EL2_ALL = 0x20;
 export const CMDQ_OP_TLBI_EL2_ASID = 0x21;
 export const CMDQ_OP_TLBI_EL2_VA = 0x22;
@@ -576,7 +599,7 @@ export const CMDQ_OP_CMD_SYNC = 0x46;
 export const CMDQ_OP_NAMES: ReadonlyMap<number, string> = new Map([
   [CMDQ_OP_PREFETCH_CFG, 'PREFETCH_CFG'], [CMDQ_OP_CFGI_STE, 'CFGI_STE'], [CMDQ_OP_CFGI_ALL, 'CFGI_ALL'],
   [CMDQ_OP_CFGI_CD, 'CFGI_CD'], [CMDQ_OP_CFGI_CD_ALL, 'CFGI_CD_ALL'], [CMDQ_OP_TLBI_NH_ALL, 'TLBI_NH_ALL'],
-  [CMDQ_OP_TLBI_NH_ASID, 'TLBI_NH_ASID'], [CMDQ_OP_TLBI_NH_VA, 'TLBI_NH_VA'], [CMDQ_OP_TLBI_EL2_ALL, 'TLBI_EL2_ALL'],
+  [CMDQ_OP_TLBI_NH_ASID, 'TLBI_NH_ASID'], [CMDQ_OP_TLBI_NH_VA, 'TLBI_NH_VA'], [CMDQ_OP_TLBI_NH_VAA, 'TLBI_NH_VAA'], [CMDQ_OP_TLBI_EL2_ALL, 'TLBI_EL2_ALL'],
   [CMDQ_OP_TLBI_EL2_ASID, 'TLBI_EL2_ASID'], [CMDQ_OP_TLBI_EL2_VA, 'TLBI_EL2_VA'], [CMDQ_OP_TLBI_S12_VMALL, 'TLBI_S12_VMALL'],
   [CMDQ_OP_TLBI_S2_IPA, 'TLBI_S2_IPA'], [CMDQ_OP_TLBI_NSNH_ALL, 'TLBI_NSNH_ALL'], [CMDQ_OP_ATC_INV, 'ATC_INV'],
   [CMDQ_OP_PRI_RESP, 'PRI_RESP'], [CMDQ_OP_RESUME, 'RESUME'], [CMDQ_OP_CMD_SYNC, 'CMD_SYNC'],
@@ -653,6 +676,7 @@ export const ARM_SMMU_OPT_SKIP_PREFETCH = BIT(0);
 export const ARM_SMMU_OPT_PAGE0_REGS_ONLY = BIT(1);
 export const ARM_SMMU_OPT_MSIPOLL = BIT(2);
 export const ARM_SMMU_OPT_CMDQ_FORCE_SYNC = BIT(3);
+export const ARM_SMMU_OPT_TEGRA241_CMDQV = BIT(4);
 
 export const ARM_SMMU_FEAT_2_LVL_STRTAB = BIT(0);
 export const ARM_SMMU_FEAT_2_LVL_CDTAB = BIT(1);
@@ -677,6 +701,7 @@ export const ARM_SMMU_FEAT_NESTING = BIT(19);
 export const ARM_SMMU_FEAT_ATTR_TYPES_OVR = BIT(20);
 export const ARM_SMMU_FEAT_HA = BIT(21);
 export const ARM_SMMU_FEAT_HD = BIT(22);
+export const ARM_SMMU_FEAT_BBML2 = BIT(24);
 
 /** Feature names for the probe log line. */
 export const ARM_SMMU_FEAT_NAMES: readonly [number, string][] = [
@@ -684,5 +709,5 @@ export const ARM_SMMU_FEAT_NAMES: readonly [number, string][] = [
   [ARM_SMMU_FEAT_ATS, 'ats'], [ARM_SMMU_FEAT_SEV, 'sev'], [ARM_SMMU_FEAT_MSI, 'msi'], [ARM_SMMU_FEAT_COHERENCY, 'coherent'],
   [ARM_SMMU_FEAT_TRANS_S1, 's1'], [ARM_SMMU_FEAT_TRANS_S2, 's2'], [ARM_SMMU_FEAT_STALLS, 'stalls'],
   [ARM_SMMU_FEAT_STALL_FORCE, 'stall-force'], [ARM_SMMU_FEAT_HYP, 'hyp'], [ARM_SMMU_FEAT_RANGE_INV, 'range-inv'],
-  [ARM_SMMU_FEAT_NESTING, 'nesting'], [ARM_SMMU_FEAT_ATTR_TYPES_OVR, 'attr-types-ovr'],
+  [ARM_SMMU_FEAT_NESTING, 'nesting'], [ARM_SMMU_FEAT_ATTR_TYPES_OVR, 'attr-types-ovr'], [ARM_SMMU_FEAT_BBML2, 'bbml2'],
 ];

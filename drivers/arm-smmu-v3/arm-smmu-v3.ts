@@ -14,6 +14,7 @@
  * - arm-smmu-v3-asid.ts    the kernel-wide stage 1 ASID space and its lock
  * - arm-smmu-v3-master.ts  masters, attach/detach, PASIDs, ATS
  * - arm-smmu-v3-events.ts  event/PRI threads, GERROR, fault reports and page responses
+ * - tegra241-cmdqv.ts      the NVIDIA Grace CMDQV implementation (impl ops: secondary queues)
  *
  * One driver object per kernel (kernel/drivers.ts builds it with the kernel's parameters and page
  * allocator); it keeps that kernel's SMMU instances by firmware node and its iommu_ops, whose static
@@ -21,7 +22,7 @@
  */
 import type { Device } from '../../bus/device.js';
 import type { DriverCore } from '../../bus/driver-core.js';
-import { KernelError } from '../../bus/errno.js';
+import { isKernelError, KernelError } from '../../bus/errno.js';
 import type { IommuFwspec } from '../../bus/iommu-fwspec.js';
 import type { DtNode } from '../../bus/of/tree.js';
 import { PciDevice } from '../../bus/pci/pci-device.js';
@@ -69,7 +70,9 @@ import {
   masterOf,
 } from './arm-smmu-v3-master.js';
 import { armSmmuSvaDomainAlloc } from './arm-smmu-v3-sva.js';
-import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
+import { armSmmuHwInfo, armSmmuNestedOps, armVsmmuAlloc } from './arm-smmu-v3-iommufd.js';
+import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, ARM_SMMU_OPT_TEGRA241_CMDQV, CONFIG_CMA_ALIGNMENT, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
+import { armSmmuDtProbeTegra241Cmdqv, tegra241CmdqvProbe } from './tegra241-cmdqv.js';
 
 export const ARM_SMMU_V3_DRIVER_NAME = 'arm-smmu-v3';
 export const ARM_SMMU_V3_COMPATIBLE = 'arm,smmu-v3';
@@ -87,8 +90,17 @@ export interface ArmSmmuV3DriverOptions {
   shutdownPolicy?: ArmSmmuShutdownPolicy;
   /** Poll CMDQ_CONS for CMD_SYNC completion even when MSI polling is possible (kernel: disable_msipolling). */
   disableMsipolling?: boolean;
+  /**
+   * CONFIG_CMA_ALIGNMENT of the kernel build (2..12, default 8; null: built without CMA), which caps
+   * the queue sizes as Q_MAX_SZ_SHIFT does.
+   */
+  cmaAlignment?: number | null;
   /** Driver name (default "arm-smmu-v3"). */
   name?: string;
+  /** arm-smmu-v3.disable_cmdqv: leave a Grace CMDQV disabled (default false). */
+  disableCmdqv?: boolean;
+  /** arm-smmu-v3.bypass_vcmdq: issue every command to the main queue even with a CMDQV (default false). */
+  bypassVcmdq?: boolean;
 }
 
 /** The SMMU a bound `arm,smmu-v3` device drives; ENODEV otherwise. */
@@ -163,6 +175,10 @@ class ArmSmmuV3Driver {
       pageResponse: (dev, evt, msg) => armSmmuPageResponse(masterOf(dev), evt, msg),
       devEnableFeat: (dev, feat) => this.devEnableFeat(dev, feat),
       devDisableFeat: (dev, feat) => this.devDisableFeat(dev, feat),
+      hwInfo: armSmmuHwInfo,
+      // kernel: user_pasid_table — a guest owns the CD table of a nested STE and its PASIDs.
+      userPasidTable: true,
+      viommuAlloc: (dev, type, parent, viommu) => armVsmmuAlloc(dev, type, parent, viommu, armSmmuNestedOps),
     };
   }
 
@@ -273,9 +289,12 @@ class ArmSmmuV3Driver {
       disableBypass: this.opts.disableBypass ?? true,
       shutdownPolicy: this.opts.shutdownPolicy ?? 'disable',
       disableMsipolling: this.opts.disableMsipolling ?? false,
+      cmaAlignment: this.opts.cmaAlignment === undefined ? CONFIG_CMA_ALIGNMENT : this.opts.cmaAlignment,
       pageAllocator: this.opts.pageAllocator(dev),
     });
     smmu.dtProbe();
+    armSmmuDtProbeTegra241Cmdqv(smmu);
+    this.implProbe(smmu);
     smmu.mapRegisters();
     smmu.findIrqs();
     smmu.hwProbe();
@@ -295,10 +314,24 @@ class ArmSmmuV3Driver {
     smmu.info(`registered (${smmu.strtab.twoLevel ? '2-level' : 'linear'} stream table, ${smmu.sidBits}-bit SIDs, ${smmu.ssidBits}-bit SSIDs)`);
   }
 
+  /** An implementation's probe, when firmware named a companion device. // kernel: arm_smmu_impl_probe() */
+  private implProbe(smmu: ArmSmmuDevice): void {
+    if (!smmu.implDev || (smmu.options & ARM_SMMU_OPT_TEGRA241_CMDQV) === 0) return;
+    try {
+      tegra241CmdqvProbe(smmu, { disableCmdqv: this.opts.disableCmdqv ?? false, bypassVcmdq: this.opts.bypassVcmdq ?? false });
+    } catch (e) {
+      // ENODEV: keep the plain SMMU.
+      if (!isKernelError(e, 'ENODEV')) throw e;
+      smmu.info(e.message);
+    }
+  }
+
   /** kernel: arm_smmu_device_remove() */
   async remove(dev: PlatformDevice): Promise<void> {
     const smmu = armSmmuV3Of(dev);
     await iommuDeviceUnregister(smmu.iommu);
+    // kernel: arm_smmu_impl_remove(), a devm action of the probe.
+    await smmu.implOps?.deviceRemove?.(smmu).catch((e: unknown) => smmu.err(String(e)));
     await smmu.deviceDisable().catch((e: unknown) => smmu.err(String(e)));
     if (dev.ofNode) this.smmus.delete(dev.ofNode);
   }
@@ -311,6 +344,10 @@ class ArmSmmuV3Driver {
 
 /** Build the arm-smmu-v3 platform driver of one kernel. */
 export function createArmSmmuV3Driver(opts: ArmSmmuV3DriverOptions): PlatformDriver {
+  const cma = opts.cmaAlignment;
+  if (cma !== undefined && cma !== null && !(Number.isInteger(cma) && cma >= 2 && cma <= 12)) {
+    throw new KernelError('EINVAL', `arm-smmu-v3: CONFIG_CMA_ALIGNMENT ${String(cma)} is outside its Kconfig range 2..12`);
+  }
   const drv = new ArmSmmuV3Driver(opts);
   return {
     name: opts.name ?? ARM_SMMU_V3_DRIVER_NAME,

@@ -7,8 +7,12 @@
  * VA/VAA, CMD_TLBI_EL2_ALL/ASID/VA/VAA (per CR2.E2H), CMD_TLBI_S12_VMALL, CMD_TLBI_S2_IPA,
  * CMD_TLBI_NSNH_ALL, range invalidation (TG/NUM/SCALE and the TTL hint, with IDR3.RIL), CMD_ATC_INV
  * (sent to the endpoint bound to the StreamID; its completion is awaited by the next CMD_SYNC),
- * CMD_PRI_RESP, CMD_RESUME, CMD_STALL_TERM, CMD_SYNC with CS = NONE / IRQ (MSI or wired) / SEV and
- * the "prior events visible" guarantee. Errors stop the queue with CMDQ_CONS.ERR set, CONS left on
+ * CMD_PRI_RESP, CMD_RESUME, CMD_STALL_TERM, CMD_SYNC with CS = NONE / IRQ / SEV and the "prior
+ * events visible" guarantee. CS = SIG_IRQ signals completion once: an MSI when IDR0.MSI == 1 and
+ * MSIAddr != 0, otherwise the wired `cmdq-sync` line (spec: CMD_SYNC in chapter 4, 3.18 "Interrupts and
+ * notifications": a zero MSI address selects the wired interrupt, as for the *_IRQ_CFG0 sources).
+ * TLBI by address (NH_VA/VAA, EL2_VA/VAA, S2_IPA) removes walk-cache entries covering the range only
+ * when Leaf == 0 (spec 4.4; see tlb.ts). Errors stop the queue with CMDQ_CONS.ERR set, CONS left on
  * the command, and GERROR.CMDQ_ERR activated: CERROR_ILL (unknown opcode, a command for an
  * unimplemented feature, SSec on the Non-secure queue, Reserved field encodings), CERROR_ABT (the
  * command read aborted), CERROR_ATC_INV_SYNC (a CMD_SYNC found an ATC invalidation unanswered after
@@ -93,6 +97,38 @@ function newStats(byOpcode: Float64Array): CommandQueueStats {
   };
 }
 
+/**
+ * The virtual-time budget of the SMMU's one command processor, shared by every queue that feeds it
+ * (the main Command queue and, on a Grace, the CMDQV's VCMDQs): a queue's batch starts when the
+ * processor is free (`freeAt`) and keeps it busy for the batch's cost.
+ */
+export interface CommandEngine {
+  freeAt: number;
+}
+
+/**
+ * What distinguishes a queue other than the SMMU's own Command queue (a CMDQV VCMDQ): where its
+ * errors are signalled, which commands it admits (and how it rewrites them), and how CMD_SYNC's
+ * completion signal is treated. The command execution itself is the same.
+ */
+export interface CommandQueueHooks {
+  /** Names the queue in logs and traces ("vcmdq3"). */
+  readonly label: string;
+  /** Maximum LOG2SIZE of the queue. */
+  readonly maxLog2: number;
+  /** True while the queue's error is active (it does not consume). */
+  errorActive(): boolean;
+  /** Signal an error: CONS.ERR is already set. */
+  raiseError(code: number): void;
+  /**
+   * Admission check before execution: may rewrite `w` (a copy of the command, never queue memory).
+   * Returns 0 to execute, or a CONS.ERR code to stop the queue with.
+   */
+  admit: ((w: Uint32Array) => number) | null;
+  /** CMD_SYNC.CS other than NONE: 'ill' stops the queue with CERROR_ILL; 'none' completes it as CS=NONE. */
+  readonly syncCs: 'ill' | 'none' | 'smmu';
+}
+
 const EXEC_OK = 0;
 const EXEC_ILL = 1;
 /** CMD_SYNC waiting for ATC invalidation completions: retry the same command later. */
@@ -127,9 +163,18 @@ export class CommandQueue {
     private readonly irq: Interrupts,
     private readonly ctx: CommandContext,
     private readonly trace: Trace | null,
+    /** The command processor this queue shares with the SMMU's other queues (null: not shared). */
+    private readonly engine: CommandEngine | null = null,
+    /** For a queue other than the SMMU's Command queue; null for that one. */
+    private readonly hooks: CommandQueueHooks | null = null,
   ) {
-    this.q = new SmmuQueue('CMDQ', F.CMD_BYTES, opts.cmdqLog2);
-    this.stepLabel = `${opts.name} CMDQ`;
+    this.q = new SmmuQueue(hooks?.label ?? 'CMDQ', F.CMD_BYTES, hooks?.maxLog2 ?? opts.cmdqLog2);
+    this.stepLabel = `${opts.name} ${hooks?.label ?? 'CMDQ'}`;
+  }
+
+  /** The queue's error is active: it consumes nothing until software acknowledges it. */
+  private errorActive(): boolean {
+    return this.hooks !== null ? this.hooks.errorActive() : this.irq.isActive(GERROR_CMDQ_ERR.mask);
   }
 
   /** CONS as software reads it: index + wrap (bits above the queue size read as zero) and ERR. */
@@ -139,18 +184,42 @@ export class CommandQueue {
 
   /** Something changed that may let the queue make progress: schedule a step. */
   kick(): void {
-    if (!this.enabled || this.irq.isActive(GERROR_CMDQ_ERR.mask) || this.q.isEmpty()) return;
+    if (!this.enabled || this.errorActive() || this.q.isEmpty()) return;
     const batch = Math.min(this.q.occupancy(), this.opts.timing.commandsPerStep);
-    this.scheduleStep(Math.max(1, batch) * this.opts.timing.commandNs);
+    const cost = Math.max(1, batch) * this.opts.timing.commandNs;
+    // The batch runs once the shared command processor is free.
+    const wait = this.engine !== null ? Math.max(0, this.engine.freeAt - this.scheduler.now) : 0;
+    if (this.scheduleStep(wait + cost) && this.engine !== null) this.engine.freeAt = this.scheduler.now + wait + cost;
   }
 
-  private scheduleStep(delay: number): void {
+  /** Schedule a step `delay` from now unless one is due no later; true if this one was scheduled. */
+  private scheduleStep(delay: number): boolean {
     const at = this.scheduler.now + delay;
     if (this.stepEvent !== null) {
-      if (this.stepEvent.time <= at) return;
+      if (this.stepEvent.time <= at) return false;
       this.stepEvent.cancel();
     }
     this.stepEvent = this.scheduler.schedule(delay, this.runStep, this.stepLabel);
+    return true;
+  }
+
+  /** Stop: forget a scheduled step (the queue was disabled). */
+  halt(): void {
+    this.enabled = false;
+    this.stepEvent?.cancel();
+    this.stepEvent = null;
+  }
+
+  /** Outstanding ATC invalidations (a CMD_SYNC would wait for them). */
+  get atcPendingCount(): number {
+    return this.atcPending.size;
+  }
+
+  /** Drop outstanding ATC invalidations, as if a CMD_SYNC had given up on them (queue reset). */
+  flushAtcPending(): number {
+    const n = this.atcPending.size;
+    this.atcPending.clear();
+    return n;
   }
 
   /** The scheduled step (one bound function and label, not a closure per doorbell). */
@@ -161,7 +230,7 @@ export class CommandQueue {
 
   /** Consume up to one batch of commands. */
   step(): void {
-    if (!this.enabled || this.irq.isActive(GERROR_CMDQ_ERR.mask)) return;
+    if (!this.enabled || this.errorActive()) return;
     const q = this.q;
     const base = q.baseAddr;
     const indexMask = q.entries - 1;
@@ -174,6 +243,14 @@ export class CommandQueue {
         if (!(e instanceof BusError)) throw e;
         this.error(CERROR_ABT, `reading the command at PA 0x${addr.toString(16)} aborted`);
         return;
+      }
+      const admit = this.hooks?.admit ?? null;
+      if (admit !== null) {
+        const code = admit(this.words);
+        if (code !== 0) {
+          this.error(code, `command ${this.describe(this.words)} at index ${q.index(q.cons)} refused by the queue's owner`);
+          return;
+        }
       }
       const r = this.execute(this.words);
       if (r === EXEC_ILL) {
@@ -195,7 +272,8 @@ export class CommandQueue {
     this.stats.errors++;
     log('%s: command queue error %d: %s', this.opts.name, code, why);
     this.q.cons = CMDQ_CONS_ERR.set(this.q.cons, code);
-    this.irq.activateError(GERROR_CMDQ_ERR.mask);
+    if (this.hooks !== null) this.hooks.raiseError(code);
+    else this.irq.activateError(GERROR_CMDQ_ERR.mask);
   }
 
   private describe(w: Uint32Array): string {
@@ -301,7 +379,7 @@ export class CommandQueue {
         time: this.scheduler.now,
         track: this.opts.name,
         name: 'smmu-v3 command',
-        args: { command: F.COMMAND_NAMES.get(op) ?? op, sid },
+        args: this.hooks === null ? { command: F.COMMAND_NAMES.get(op) ?? op, sid } : { command: F.COMMAND_NAMES.get(op) ?? op, sid, queue: this.hooks.label },
       });
     }
     return EXEC_OK;
@@ -383,15 +461,21 @@ export class CommandQueue {
 
   private tlbiRange(w: Uint32Array, addr: number): boolean {
     if (!this.rangeFieldsLegal(w)) return false;
+    const leaf = F.CMD_TLBI_LEAF.isSet(w);
     const tg = this.opts.rangeInvalidation ? F.CMD_TLBI_TG.get(w) : 0;
     if (tg === 0) {
       this.tlb.invalidateRange(this.scope, addr, addr + 1, 0, 0);
+      if (!leaf) this.tlb.invalidateWalkRange(this.scope, addr, addr + 1);
       return true;
     }
     const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
     const pages = (F.CMD_TLBI_NUM.get(w) + 1) * 2 ** F.CMD_TLBI_SCALE.get(w);
     const ttl = F.CMD_TLBI_TTL.get(w);
-    this.tlb.invalidateRange(this.scope, addr, addr + pages * 2 ** granuleShift, granuleShift, ttl);
+    const end = addr + pages * 2 ** granuleShift;
+    this.tlb.invalidateRange(this.scope, addr, end, granuleShift, ttl);
+    // Leaf == 0 also reaches the table descriptors used to translate the range; TTL and TG only
+    // describe the leaves, so they do not narrow this.
+    if (!leaf) this.tlb.invalidateWalkRange(this.scope, addr, end);
     return true;
   }
 
@@ -425,8 +509,12 @@ export class CommandQueue {
   // ---- CMD_SYNC --------------------------------------------------------------------------------
 
   private sync(w: Uint32Array): number {
-    const cs = F.CMD_SYNC_CS.get(w);
+    let cs = F.CMD_SYNC_CS.get(w);
     if (cs === 3) return EXEC_ILL;
+    if (this.hooks !== null && this.hooks.syncCs !== 'smmu' && cs !== F.SYNC_CS_NONE) {
+      if (this.hooks.syncCs === 'ill') return EXEC_ILL;
+      cs = F.SYNC_CS_NONE;
+    }
     if (this.atcPending.size > 0) {
       let earliest = Infinity;
       for (const d of this.atcPending.values()) earliest = Math.min(earliest, d);
@@ -446,8 +534,9 @@ export class CommandQueue {
       if (this.opts.msi && addr !== 0) {
         this.irq.stats.msi['cmdq-sync']++;
         this.irq.msi('cmdq-sync', addr, F.CMD_SYNC_MSIDATA.get(w));
+      } else {
+        this.irq.wired('cmdq-sync');
       }
-      this.irq.wired('cmdq-sync');
     } else if (cs === F.SYNC_CS_SEV && this.opts.sev) {
       this.irq.stats.sev++;
     }

@@ -22,8 +22,12 @@
  * - PCIe: ATS Translation Requests (DmaPort.translate) per STE.EATS with F_BAD_ATS_TREQ; Page
  *   Requests (DmaPort.pageRequest) into the PRI queue; ATC invalidations and PRG responses back to
  *   the endpoint bound to a StreamID (DmaPort.bindEndpoint).
- * Does not support: the Secure/Realm interfaces, VATOS/ATOS, PMCG, MPAM, HTTU, event merging,
- * memory-attribute overrides (MTCFG/MemAttr/SHCFG are decoded but do not change the access).
+ * - caches: configuration caches, the TLB and per-stage, per-level walk caches (option `walkCache`,
+ *   on by default; see tlb.ts); the Access flag per CD.AFFD / STE.S2AFFD, or updated by hardware
+ *   with CD.HA / STE.S2HA when built with `httu: 1` (spec 3.13, 5.2, 5.4; see config.ts).
+ * Does not support: the Secure/Realm interfaces, VATOS/ATOS, PMCG, MPAM, dirty state update (HTTU 2),
+ * event merging, memory-attribute overrides (MTCFG/MemAttr/SHCFG are decoded but do not change the
+ * access; IDR1.ATTR_TYPES_OVR reads 0 by default).
  */
 import createDebug from 'debug';
 import type { AtsCompletion, AtsEndpoint, AtsRequest, DmaCompletion, DmaDone, DmaPort, DmaRequest, PageRequest } from '../dma.js';
@@ -32,7 +36,7 @@ import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
 import { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE } from '../walker/result.js';
 import { TranslationTableWalker } from '../walker/walker.js';
-import { CommandQueue } from './cmdq.js';
+import { CommandQueue, type CommandContext, type CommandEngine, type CommandQueueHooks } from './cmdq.js';
 import { ConfigCache } from './config.js';
 import { EventQueue, EventRecord, type QueueMemory } from './events.js';
 import * as F from './formats.js';
@@ -47,6 +51,8 @@ import { Tlb } from './tlb.js';
 import { effectiveAccess, Translator } from './translate.js';
 
 const log = createDebug('iommu:hw:smmu-v3');
+/** Table descriptors the walk caches hold, all stages and levels together, before FIFO eviction. */
+const WALK_CACHE_ENTRIES = 4096;
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
 /** What the machine gives an SMMUv3 model. */
@@ -95,6 +101,8 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   readonly events: EventQueue;
   readonly priq: PriQueue;
   readonly cmdq: CommandQueue;
+  /** The one command processor the Command queue and any extra queues (CMDQV VCMDQs) share. */
+  readonly commandEngine: CommandEngine = { freeAt: 0 };
   readonly stalls: StallTracker;
   readonly stats: SmmuV3Stats = {
     transactions: 0, bypassed: 0, translated: 0, aborted: 0, faulted: 0, stalled: 0, resumed: 0, atsRequests: 0, pageRequests: 0,
@@ -117,6 +125,8 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   private readonly scheduler: Scheduler;
   private readonly downstream: DmaPort;
   private readonly trace: Trace | null;
+  private readonly memory: QueueMemory;
+  private readonly commandContext: CommandContext;
 
   constructor(deps: SmmuV3Deps, options: SmmuV3Options = {}) {
     this.opts = resolveOptions(options);
@@ -128,10 +138,10 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     this.gbpa = this.opts.gbpaReset & R.GBPA_STATE_BITS;
     this.gbpaEffective = this.gbpa;
     this.cfgRegs = { strtabBaseLo: 0, strtabBaseHi: 0, strtabBaseCfg: 0, cr2: 0, cr0ack: 0 };
-    this.tlb = new Tlb(this.opts.tlbEntries);
+    this.tlb = new Tlb(this.opts.tlbEntries, this.opts.walkCache ? WALK_CACHE_ENTRIES : 0);
     this.walker = new TranslationTableWalker(deps.memory);
     this.configCache = new ConfigCache(this.opts, this.cfgRegs, deps.memory, this.walker, this.tlb);
-    this.translator = new Translator(this.configCache, this.tlb, this.walker);
+    this.translator = new Translator(this.configCache, this.tlb, this.walker, this.opts);
     this.irq = new Interrupts(this.opts, this.scheduler, this.downstream, this.trace);
     for (const [n, line] of Object.entries(deps.irqs ?? {})) this.irq.connect(n as SmmuV3IrqName, line ?? null);
     this.events = new EventQueue(this.opts, this.scheduler, deps.memory, this.irq, this.trace);
@@ -151,6 +161,14 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       this.trace,
     );
     this.stalls = new StallTracker(this.opts.stallModel === R.STALL_MODEL_TERMINATE ? 0 : this.opts.stallMax);
+    this.memory = deps.memory;
+    this.commandContext = {
+      e2h: () => R.CR2_E2H.isSet(this.cr2),
+      endpoint: (sid) => this.endpoints.get(sid),
+      prefetchConfig: (sid, ssidValid, ssid) => this.prefetchConfig(sid, ssidValid, ssid),
+      resume: (sid, stag, retry, abort) => this.resume(sid, stag, retry, abort),
+      stallTerm: (sid) => this.stallTerm(sid),
+    };
     this.cmdq = new CommandQueue(
       this.opts,
       this.scheduler,
@@ -160,19 +178,25 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       this.events,
       this.priq,
       this.irq,
-      {
-        e2h: () => R.CR2_E2H.isSet(this.cr2),
-        endpoint: (sid) => this.endpoints.get(sid),
-        prefetchConfig: (sid, ssidValid, ssid) => this.prefetchConfig(sid, ssidValid, ssid),
-        resume: (sid, stag, retry, abort) => this.resume(sid, stag, retry, abort),
-        stallTerm: (sid) => this.stallTerm(sid),
-      },
+      this.commandContext,
       this.trace,
+      this.commandEngine,
     );
     this.irq.onGerrorAck = (acked) => {
       if (acked & R.GERROR_CMDQ_ERR.mask) this.cmdq.resumeAfterError();
       if (acked & R.GERROR_EVENTQ_ABT_ERR.mask) this.events.kick();
     };
+  }
+
+  /**
+   * Another command queue executed by this SMMU (a CMDQV VCMDQ): the same command execution, caches
+   * and command processor as the Command queue, with the queue's own error signalling and admission.
+   */
+  createCommandQueue(hooks: CommandQueueHooks): CommandQueue {
+    return new CommandQueue(
+      this.opts, this.scheduler, this.memory, this.configCache, this.tlb, this.events, this.priq, this.irq,
+      this.commandContext, this.trace, this.commandEngine, hooks,
+    );
   }
 
   /** Connect (or replace, or with null remove) a wired interrupt output. */
