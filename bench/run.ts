@@ -76,6 +76,9 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args.scale) {
     const log = (line: string): void => void process.stderr.write(`${line}\n`);
+    if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
+      log('bench: heap per unit is a best effort without a forced GC (run node with --expose-gc for steady figures)');
+    }
     const curves = await runScale({ large: args.large, only: args.filter, out: args.out, log });
     if (args.json) for (const c of curves) process.stdout.write(`${JSON.stringify(c)}\n`);
     else process.stdout.write(`${formatScale(curves)}\n(${machineLine()})\nwritten: ${args.out}/scale.json, ${args.out}/scale.html\n`);
