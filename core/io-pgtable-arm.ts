@@ -228,6 +228,8 @@ class ArmLpaeIoPgtable implements IoPgtable {
   /** Leaf attribute bits of the prot being mapped (set by protToPte; avoids an object per map). */
   private protLo = 0;
   private protHi = 0;
+  /** The prot protLo/protHi were computed for (-1: none yet). */
+  private protFor = -1;
 
   constructor(
     readonly fmt: IoPgtableFmt,
@@ -477,12 +479,39 @@ class ArmLpaeIoPgtable implements IoPgtable {
   // ---- argument checks ----
 
   private checkLive(op: string): void {
-    if (this.freed) throw new KernelError('EINVAL', `io-pgtable ${this.fmt}: ${op} on a freed page table`);
+    if (this.freed) this.freedError(op);
+  }
+
+  private freedError(op: string): never {
+    throw new KernelError('EINVAL', `io-pgtable ${this.fmt}: ${op} on a freed page table`);
   }
 
   /** Validate a map/unmap range; returns the level of `pgsize`. */
   private checkRange(op: string, iova: number, pgsize: number, pgcount: number): number {
-    const lvl = this.levelForSize(pgsize);
+    // The granule is always a supported size, at the last level: the usual case needs no search.
+    const lvl = pgsize === this.granule ? ARM_LPAE_MAX_LEVELS - 1 : this.levelForSize(pgsize);
+    const ok =
+      lvl >= 0 &&
+      Number.isSafeInteger(pgcount) && pgcount >= 1 &&
+      Number.isSafeInteger(iova) && iova >= 0 && isAligned(iova, pgsize) &&
+      iova + pgsize * pgcount <= this.iasLimit;
+    if (!ok) this.rangeError(op, lvl, iova, pgsize, pgcount);
+    return lvl;
+  }
+
+  /** Throw the error that explains why map refused its output range or prot. */
+  private mapArgError(paddr: number, pgsize: number, size: number, prot: number): never {
+    if (!Number.isSafeInteger(paddr) || paddr < 0 || !isAligned(paddr, pgsize)) {
+      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr ${paddr} is not a ${hex(pgsize)}-aligned address`);
+    }
+    if (paddr + size > this.oasLimit) {
+      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr range ${hex(paddr)}+${hex(size)} exceeds the ${this.cfg.oas}-bit output size`);
+    }
+    throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: prot ${hex(prot)} grants neither read nor write`);
+  }
+
+  /** Throw the error that explains why checkRange refused the range (kept out of the hot path). */
+  private rangeError(op: string, lvl: number, iova: number, pgsize: number, pgcount: number): never {
     if (lvl < 0) {
       throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: pgsize ${pgsize} is not in pgsize_bitmap ${hex(this.cfg.pgsizeBitmap)}`);
     }
@@ -492,10 +521,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
     if (!Number.isSafeInteger(iova) || iova < 0 || !isAligned(iova, pgsize)) {
       throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: iova ${iova} is not a ${hex(pgsize)}-aligned address`);
     }
-    if (iova + pgsize * pgcount > this.iasLimit) {
-      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: iova range ${hex(iova)}+${hex(pgsize * pgcount)} exceeds the ${this.cfg.ias}-bit input size`);
-    }
-    return lvl;
+    throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: iova range ${hex(iova)}+${hex(pgsize * pgcount)} exceeds the ${this.cfg.ias}-bit input size`);
   }
 
   // ---- ops ----
@@ -505,16 +531,14 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.checkLive('map');
     const target = this.checkRange('map', iova, pgsize, pgcount);
     const size = pgsize * pgcount;
-    if (!Number.isSafeInteger(paddr) || paddr < 0 || !isAligned(paddr, pgsize)) {
-      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr ${paddr} is not a ${hex(pgsize)}-aligned address`);
+    if (!(Number.isSafeInteger(paddr) && paddr >= 0 && isAligned(paddr, pgsize) && paddr + size <= this.oasLimit && prot & (IOMMU_READ | IOMMU_WRITE))) {
+      this.mapArgError(paddr, pgsize, size, prot);
     }
-    if (paddr + size > this.oasLimit) {
-      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr range ${hex(paddr)}+${hex(size)} exceeds the ${this.cfg.oas}-bit output size`);
+    // The leaf bits depend on prot alone (the quirks are fixed): computed again only when it changes.
+    if (prot !== this.protFor) {
+      this.protToPte(prot);
+      this.protFor = prot;
     }
-    if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
-      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: prot ${hex(prot)} grants neither read nor write`);
-    }
-    this.protToPte(prot);
     const leafType = target === ARM_LPAE_MAX_LEVELS - 1 ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK;
     let mapped = 0;
     while (mapped < size) {
