@@ -22,6 +22,7 @@ import type { CpuPort, RamAccess } from '../../hw/cpu-port.js';
 import { dmaAllocCoherent, dmaFreeCoherent, type CoherentBuffer } from '../../mm/dma-coherent.js';
 import type { PageAllocator } from '../../mm/page-alloc.js';
 import type { Errno } from '../../bus/errno.js';
+import { armSmmuIortHttu } from './arm-smmu-v3-acpi.js';
 import { ArmSmmuCmdq, armSmmuCmdqForList, type ArmSmmuCmdqEnt, type CmdqBatchHost } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuEventReport, ArmSmmuEventStats } from './arm-smmu-v3-events.js';
 import {
@@ -105,6 +106,7 @@ import {
   CMDQ_ENT_SZ_SHIFT,
   CONFIG_CMA_ALIGNMENT,
   CMDQ_OP_CFGI_ALL,
+  CMDQ_OP_STALL_TERM,
   CMDQ_OP_TLBI_EL2_ALL,
   CMDQ_OP_TLBI_NSNH_ALL,
   CR0_ATSCHK,
@@ -208,6 +210,11 @@ export interface ArmSmmuDriverParams {
   shutdownPolicy: ArmSmmuShutdownPolicy;
   /** arm-smmu-v3.disable_msipolling: CMD_SYNC completion by CONS polling even when MSIs could be used. */
   disableMsipolling: boolean;
+  /**
+   * is_kdump_kernel(): a crash kernel leaves CR0.EVTQEN and CR0.PRIQEN clear when it enables the
+   * SMMU (it can neither serve page requests nor afford an event storm from devices it inherited).
+   */
+  kdump: boolean;
   /**
    * CONFIG_CMA_ALIGNMENT of the kernel build (2..12, default 8), or null for a kernel without the
    * contiguous allocator; it caps the queue sizes (Q_MAX_SZ_SHIFT).
@@ -432,10 +439,16 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     // The kernel runs at EL1 (no VHE), so E2H stays off.
     if (reg & IDR0_HYP) this.features |= ARM_SMMU_FEAT_HYP;
 
-    // kernel: arm_smmu_get_httu() — from the ID register with a DT-described SMMU.
+    // kernel: arm_smmu_get_httu() — from the ID register with a DT-described SMMU; an IORT node's
+    // HTTU override field wins over it (with a warning when they differ).
     const httu = FIELD_GET(IDR0_HTTU, reg);
-    if (httu === IDR0_HTTU_ACCESS_DIRTY) this.features |= ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_HA;
-    else if (httu === IDR0_HTTU_ACCESS) this.features |= ARM_SMMU_FEAT_HA;
+    const hwHttu = httu === IDR0_HTTU_ACCESS_DIRTY ? ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_HA : httu === IDR0_HTTU_ACCESS ? ARM_SMMU_FEAT_HA : 0;
+    const fwHttu = armSmmuIortHttu(this);
+    if (fwHttu === null) this.features |= hwHttu;
+    else {
+      this.features |= fwHttu;
+      if (fwHttu !== hwHttu) this.warn(`IDR0.HTTU features(0x${hwHttu.toString(16)}) overridden by FW configuration (0x${fwHttu.toString(16)})`);
+    }
 
     // Firmware's coherency wins over IDR0.COHACC; a mismatch is worth a warning.
     if (((reg & IDR0_COHACC) !== 0) !== coherent) this.warn(`IDR0.COHACC overridden by FW configuration (${coherent})`);
@@ -883,6 +896,12 @@ export class ArmSmmuDevice implements CmdqBatchHost {
       throw e;
     }
 
+    // A kdump kernel turns the event and PRI queues back off (v6.17 does it here, after the IRQs).
+    if (this.params.kdump) {
+      enables &= ~(CR0_EVTQEN | CR0_PRIQEN);
+      this.info('kdump kernel: event and PRI queues left disabled');
+    }
+
     // Enable the SMMU interface.
     enables |= CR0_SMMUEN;
     await this.enable(enables, 'SMMU interface');
@@ -918,10 +937,25 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     await this.issueWithSync(CMDQ_OP_CFGI_ALL);
     await this.waitOutstanding();
     await this.issueWithSync(CMDQ_OP_TLBI_NSNH_ALL);
+    // SMMUEN stays 1, so nothing terminates a stall for us: end every one still held (its handler
+    // may never answer, its event may still sit in the queue we are about to turn off). CMD_STALL_TERM
+    // per StreamID of every stalling master; the CMD_SYNC after them means they have all retired.
+    await this.terminateAllStalls();
     await this.writeRegSync(0, ARM_SMMU_IRQ_CTRL, ARM_SMMU_IRQ_CTRLACK);
     const keep = this.enables & (CR0_SMMUEN | CR0_ATSCHK);
     await this.writeRegSync(keep, ARM_SMMU_CR0, ARM_SMMU_CR0ACK);
     this.enables = keep;
+  }
+
+  /** CMD_STALL_TERM for every StreamID of a stall-capable master, then CMD_SYNC. Returns the SIDs. */
+  async terminateAllStalls(): Promise<number[]> {
+    const sids: number[] = [];
+    for (const m of this.masters()) if (m.stallEnabled) sids.push(...m.streams);
+    if (sids.length === 0) return sids;
+    const ents: ArmSmmuCmdqEnt[] = sids.map((sid) => ({ opcode: CMDQ_OP_STALL_TERM, stallTerm: { sid } }));
+    for (let i = 0; i < ents.length; i++) await this.cmdq.issueCmd(ents[i]!, i === ents.length - 1);
+    this.info(`shutdown: CMD_STALL_TERM for StreamID(s) ${sids.map(hex).join(', ')}`);
+    return sids;
   }
 
   /** kernel: arm_smmu_device_shutdown(), with the policy the command line chose. */

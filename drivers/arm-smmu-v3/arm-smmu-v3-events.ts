@@ -22,7 +22,7 @@
  * Unrecoverable faults are dumped, and also passed to a fault-handler cookie if the domain has one and
  * to the master's device fault handler as an unrecoverable fault record.
  */
-import { KernelError, type Errno } from '../../bus/errno.js';
+import { isKernelError, KernelError, type Errno } from '../../bus/errno.js';
 import type { IrqReturn } from '../../bus/irq.js';
 import { devIommu } from '../../core/iommu-device.js';
 import { iommuReportDeviceFault } from '../../core/iommu-fault.js';
@@ -51,6 +51,7 @@ import {
 import { devFaultParam } from '../../core/io-pgfault.js';
 import type { ArmSmmuCmdqEnt } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuDevice } from './arm-smmu-v3-device.js';
+import type { ArmSmmuVmaster } from './arm-smmu-v3-domain.js';
 import type { ArmSmmuMaster } from './arm-smmu-v3-master.js';
 import {
   LOG_NS,
@@ -63,8 +64,11 @@ import {
   CMDQ_RESUME_0_RESP_RETRY,
   EVT_ID_ACCESS_FAULT,
   EVT_ID_ADDR_SIZE_FAULT,
+  EVT_ID_BAD_CD_CONFIG,
   EVT_ID_BAD_STE_CONFIG,
+  EVT_ID_BAD_SUBSTREAMID_CONFIG,
   EVT_ID_CD_FETCH_FAULT,
+  EVT_ID_STREAM_DISABLED_FAULT,
   EVT_ID_PERMISSION_FAULT,
   EVT_ID_STE_FETCH_FAULT,
   EVT_ID_TRANSLATION_FAULT,
@@ -272,6 +276,22 @@ function responseFor(fault: IopfFault, code: IommuPageResponse['code']): IommuPa
   return { pasid: fault.fault.prm.pasid, grpid: fault.fault.prm.grpid, code };
 }
 
+/** Stalls handed to a domain's fault handler and not answered yet, per domain. */
+const handlerStalls = new WeakMap<IommuDomain, Set<(code: IommuPageResponse['code']) => void>>();
+
+/**
+ * Answer INVALID (CMD_RESUME abort) every stall still waiting on `domain`'s fault handler: the domain
+ * is being freed, and a handler that has not answered by now never will on its behalf.
+ */
+export function armSmmuAnswerDomainStalls(domain: IommuDomain): number {
+  const set = handlerStalls.get(domain);
+  if (!set) return 0;
+  const all = [...set];
+  for (const answer of all) answer(IOMMU_PAGE_RESP_INVALID);
+  handlerStalls.delete(domain);
+  return all.length;
+}
+
 /**
  * Hand a recoverable fault (stall or page request) to whoever can resolve it; returns 0 when a handler
  * took it (it answers later), or the errno after answering INVALID because nobody can.
@@ -284,6 +304,16 @@ export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: Iop
     // A fault-handler cookie answers each group on its last request.
     if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) === 0) return 0;
     const flags = (prm.perm & IOMMU_FAULT_PERM_WRITE) !== 0 ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ;
+    // Answered once: by the handler, or INVALID when the domain is freed first (the stall must not
+    // outlive the domain whose handler was to answer it).
+    let pending = handlerStalls.get(domain);
+    if (!pending) handlerStalls.set(domain, (pending = new Set()));
+    const set = pending;
+    const answer = (code: IommuPageResponse['code']): void => {
+      if (!set.delete(answer)) return;
+      armSmmuPageResponse(master, fault, responseFor(fault, code));
+    };
+    set.add(answer);
     // The handler runs off the event thread, as the IOPF workqueue would run it.
     void (async () => {
       let code: IommuPageResponse['code'] = IOMMU_PAGE_RESP_INVALID;
@@ -294,7 +324,7 @@ export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: Iop
       } catch (e) {
         master.smmu.log.err(master.dev.name, `fault handler threw: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
       }
-      armSmmuPageResponse(master, fault, responseFor(fault, code));
+      answer(code);
     })();
     return 0;
   }
@@ -341,9 +371,43 @@ export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp:
 
 // ---- event queue --------------------------------------------------------------------------------
 
+/** Event IDs a guest sees (the uAPI's list: C_BAD_STE, F_STREAM_DISABLED, C_BAD_SUBSTREAMID, C_BAD_CD, F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION). */
+const ARM_SMMU_VEVENT_IDS = new Set([
+  EVT_ID_BAD_STE_CONFIG,
+  EVT_ID_STREAM_DISABLED_FAULT,
+  EVT_ID_BAD_SUBSTREAMID_CONFIG,
+  EVT_ID_BAD_CD_CONFIG,
+  EVT_ID_TRANSLATION_FAULT,
+  EVT_ID_ADDR_SIZE_FAULT,
+  EVT_ID_ACCESS_FAULT,
+  EVT_ID_PERMISSION_FAULT,
+]);
+
+/**
+ * The event with its SID replaced by the guest's, to the vIOMMU's vEVENTQ; the errno when there is
+ * no vEVENTQ (the event is then dumped on the host).
+ */
+// kernel: arm_vmaster_report_event() [arm-smmu-v3-iommufd.c]
+function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | Errno {
+  const rec = evt.slice(0, EVTQ_ENT_WORDS);
+  EVTQ_0_SID.set(rec, vmaster.vsid);
+  try {
+    vmaster.report(rec);
+    return 0;
+  } catch (e) {
+    return isKernelError(e) ? e.errno : 'EIO';
+  }
+}
+
 /** kernel: arm_smmu_handle_evt() — 0 when the event was handed to a handler; an errno to dump it. */
 async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
   const id = report.id;
+  // A nested master's events (not stage 2, not stalls) belong to its guest: up with the vSID.
+  const vmaster = smmu.streams.get(report.sid)?.vmaster;
+  if (vmaster && !EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt) && ARM_SMMU_VEVENT_IDS.has(id)) {
+    report.outcome = `reported to the guest as vSID 0x${vmaster.vsid.toString(16)}`;
+    return armVmasterReportEvent(vmaster, evt);
+  }
   if (id !== EVT_ID_TRANSLATION_FAULT && id !== EVT_ID_ADDR_SIZE_FAULT && id !== EVT_ID_ACCESS_FAULT && id !== EVT_ID_PERMISSION_FAULT) {
     report.outcome = id === EVT_ID_BAD_STE_CONFIG ? 'dumped (bad STE)' : 'dumped';
     return 'EOPNOTSUPP';

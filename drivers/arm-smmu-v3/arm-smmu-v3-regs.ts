@@ -238,6 +238,8 @@ export const IDR5_VAX_52_BIT = 1;
 export const IDR5_OAS_BITS: readonly number[] = [32, 36, 40, 42, 44, 48, 52];
 
 export const ARM_SMMU_IIDR = 0x18;
+/** kernel: ARM_SMMU_AIDR */
+export const ARM_SMMU_AIDR = 0x1c;
 export const IIDR_PRODUCTID = GENMASK(31, 20);
 export const IIDR_VARIANT = GENMASK(19, 16);
 export const IIDR_REVISION = GENMASK(15, 12);
@@ -446,6 +448,8 @@ export const STRTAB_STE_1_S1C_CACHE_WB = 3;
 export const STRTAB_STE_1_S1CIR = q('STRTAB_STE_1_S1CIR', 1, 3, 2);
 export const STRTAB_STE_1_S1COR = q('STRTAB_STE_1_S1COR', 1, 5, 4);
 export const STRTAB_STE_1_S1CSH = q('STRTAB_STE_1_S1CSH', 1, 7, 6);
+export const STRTAB_STE_1_MEV = qb('STRTAB_STE_1_MEV', 1, 19);
+export const STRTAB_STE_1_S2FWB = qb('STRTAB_STE_1_S2FWB', 1, 25);
 export const STRTAB_STE_1_S1STALLD = qb('STRTAB_STE_1_S1STALLD', 1, 27);
 export const STRTAB_STE_1_EATS = q('STRTAB_STE_1_EATS', 1, 29, 28);
 export const STRTAB_STE_1_EATS_ABT = 0;
@@ -561,6 +565,9 @@ export const CMDQ_RESUME_0_RESP_ABORT = 2;
 export const CMDQ_RESUME_0_SID = q('CMDQ_RESUME_0_SID', 0, 63, 32);
 export const CMDQ_RESUME_1_STAG = q('CMDQ_RESUME_1_STAG', 1, 15, 0);
 
+/** CMD_STALL_TERM (not in Linux: the architecture's command to terminate every stall of a StreamID). */
+export const CMDQ_STALL_TERM_0_SID = q('CMDQ_STALL_TERM_0_SID', 0, 63, 32);
+
 export const CMDQ_SYNC_0_CS = q('CMDQ_SYNC_0_CS', 0, 13, 12);
 export const CMDQ_SYNC_0_CS_NONE = 0;
 export const CMDQ_SYNC_0_CS_IRQ = 1;
@@ -579,6 +586,7 @@ export const CMDQ_OP_CFGI_CD_ALL = 0x6;
 export const CMDQ_OP_TLBI_NH_ALL = 0x10;
 export const CMDQ_OP_TLBI_NH_ASID = 0x11;
 export const CMDQ_OP_TLBI_NH_VA = 0x12;
+export const CMDQ_OP_TLBI_NH_VAA = 0x13;
 export const CMDQ_OP_TLBI_EL2_ALL = 0x20;
 export const CMDQ_OP_TLBI_EL2_ASID = 0x21;
 export const CMDQ_OP_TLBI_EL2_VA = 0x22;
@@ -588,16 +596,18 @@ export const CMDQ_OP_TLBI_NSNH_ALL = 0x30;
 export const CMDQ_OP_ATC_INV = 0x40;
 export const CMDQ_OP_PRI_RESP = 0x41;
 export const CMDQ_OP_RESUME = 0x44;
+/** Not in Linux, which never terminates stalls wholesale: the spec's CMD_STALL_TERM. */
+export const CMDQ_OP_STALL_TERM = 0x45;
 export const CMDQ_OP_CMD_SYNC = 0x46;
 
 /** Opcode names for logs and reports. */
 export const CMDQ_OP_NAMES: ReadonlyMap<number, string> = new Map([
   [CMDQ_OP_PREFETCH_CFG, 'PREFETCH_CFG'], [CMDQ_OP_CFGI_STE, 'CFGI_STE'], [CMDQ_OP_CFGI_ALL, 'CFGI_ALL'],
   [CMDQ_OP_CFGI_CD, 'CFGI_CD'], [CMDQ_OP_CFGI_CD_ALL, 'CFGI_CD_ALL'], [CMDQ_OP_TLBI_NH_ALL, 'TLBI_NH_ALL'],
-  [CMDQ_OP_TLBI_NH_ASID, 'TLBI_NH_ASID'], [CMDQ_OP_TLBI_NH_VA, 'TLBI_NH_VA'], [CMDQ_OP_TLBI_EL2_ALL, 'TLBI_EL2_ALL'],
+  [CMDQ_OP_TLBI_NH_ASID, 'TLBI_NH_ASID'], [CMDQ_OP_TLBI_NH_VA, 'TLBI_NH_VA'], [CMDQ_OP_TLBI_NH_VAA, 'TLBI_NH_VAA'], [CMDQ_OP_TLBI_EL2_ALL, 'TLBI_EL2_ALL'],
   [CMDQ_OP_TLBI_EL2_ASID, 'TLBI_EL2_ASID'], [CMDQ_OP_TLBI_EL2_VA, 'TLBI_EL2_VA'], [CMDQ_OP_TLBI_S12_VMALL, 'TLBI_S12_VMALL'],
   [CMDQ_OP_TLBI_S2_IPA, 'TLBI_S2_IPA'], [CMDQ_OP_TLBI_NSNH_ALL, 'TLBI_NSNH_ALL'], [CMDQ_OP_ATC_INV, 'ATC_INV'],
-  [CMDQ_OP_PRI_RESP, 'PRI_RESP'], [CMDQ_OP_RESUME, 'RESUME'], [CMDQ_OP_CMD_SYNC, 'CMD_SYNC'],
+  [CMDQ_OP_PRI_RESP, 'PRI_RESP'], [CMDQ_OP_RESUME, 'RESUME'], [CMDQ_OP_STALL_TERM, 'STALL_TERM'], [CMDQ_OP_CMD_SYNC, 'CMD_SYNC'],
 ]);
 
 // ---- Event queue records ----------------------------------------------------------------------
