@@ -8,6 +8,6 @@ import type { Driver } from './driver.js';
 
 export interface Bus {
   readonly name: string;
-  /** kernel: bus_type.match() — true if `drv` can drive `dev`. Only called with a device and driver of this bus. */
+  /** The kernel's bus_type.match() — true if `drv` can drive `dev`. Only called with a device and driver of this bus. */
   match(dev: Device, drv: Driver): boolean;
 }

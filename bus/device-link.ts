@@ -52,10 +52,11 @@ export class DeviceLinks {
   }
 
   /**
-   * kernel: device_link_add(). Adding a link that exists returns it (an explicit request turns an
+   * Adding a link that exists returns it (an explicit request turns an
    * inferred link into an explicit one). Refuses a self link and a link that closes a cycle: the
    * supplier must not already depend on the consumer (kernel: device_is_dependent()).
    */
+  // kernel: device_link_add() [drivers/base/core.c]
   add(consumer: Device, supplier: Device, opts: DeviceLinkOptions = {}): DeviceLink {
     if (consumer === supplier) {
       throw new KernelError('EINVAL', `device link: ${consumer.name} cannot be its own supplier`);
@@ -79,7 +80,7 @@ export class DeviceLinks {
     return link;
   }
 
-  /** kernel: device_link_del() */
+  // kernel: device_link_del() [drivers/base/core.c]
   del(link: DeviceLink): void {
     const i = this.links.indexOf(link);
     if (i < 0) throw new KernelError('ENOENT', `device link ${link.toString()} does not exist`);

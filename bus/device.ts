@@ -37,7 +37,7 @@ export interface AcpiFwnode {
   readonly uid: string | null;
 }
 
-/** kernel: DMA_BIT_MASK() */
+// kernel: DMA_BIT_MASK() [dma-mapping.h]
 export function dmaBitMask(bits: number): bigint {
   if (!Number.isInteger(bits) || bits < 0 || bits > 64) {
     throw new KernelError('EINVAL', `DMA mask width must be an integer in [0, 64], got ${bits}`);
@@ -55,7 +55,7 @@ export type DevresRelease = () => void | Promise<void>;
 export class Devres {
   private readonly actions: { label: string; release: DevresRelease }[] = [];
 
-  /** kernel: devm_add_action() */
+  // kernel: devm_add_action() [device/devres.h]
   add(label: string, release: DevresRelease): void {
     this.actions.push({ label, release });
   }
@@ -110,9 +110,9 @@ export class Device {
   iommu: unknown = null;
   /** DMA is cache-coherent (DT `dma-coherent`). */
   dmaCoherent: boolean;
-  /** kernel: dev->dma_mask; 32 bits until the driver widens it, as for platform devices. */
+  /** The kernel's dev->dma_mask; 32 bits until the driver widens it, as for platform devices. */
   dmaMask: bigint = dmaBitMask(32);
-  /** kernel: dev->coherent_dma_mask */
+  /** The kernel's dev->coherent_dma_mask */
   coherentDmaMask: bigint = dmaBitMask(32);
 
   private _core: DriverCore | null = null;

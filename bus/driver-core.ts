@@ -44,7 +44,7 @@ export interface DmaConfigureHooks {
   cleanup(dev: Device, driverManagedDma: boolean): Promise<void>;
 }
 
-/** kernel: bus notifier (BUS_NOTIFY_ADD_DEVICE / BUS_NOTIFY_REMOVED_DEVICE). */
+/** The kernel's bus notifier (BUS_NOTIFY_ADD_DEVICE / BUS_NOTIFY_REMOVED_DEVICE). */
 export type BusNotifier = (dev: Device, action: 'add' | 'removed') => Promise<void>;
 
 export interface DeferredProbe {
@@ -70,19 +70,20 @@ export class DriverCore {
   readonly links = new DeviceLinks();
 
   private readonly drivers: Driver[] = [];
-  /** kernel: devices_kset — registration order, reordered by links and deferred retries. */
+  /** The kernel's devices_kset — registration order, reordered by links and deferred retries. */
   private readonly kset: Device[] = [];
   private readonly byName = new Map<string, Device>();
   private readonly byOfNode = new Map<DtNode, Device>();
-  /** kernel: deferred_probe_pending_list */
+  /** The kernel's deferred_probe_pending_list */
   private readonly pending: Device[] = [];
   private readonly bindOrder: Device[] = [];
   private readonly teardownHooks: { label: string; fn: () => void }[] = [];
 
   /**
-   * kernel: driver_deferred_probe_trigger() — set by every successful bind, consumed by a retry pass.
+   * Set by every successful bind, consumed by a retry pass.
    * It stays set until the outermost operation ends, so a bind while another probe defers is not missed.
    */
+  // kernel: driver_deferred_probe_trigger() [dd.c]
   private retryWanted = false;
   private retrying = false;
   private opsInFlight = 0;
@@ -126,7 +127,7 @@ export class DriverCore {
     return this.byName.get(name);
   }
 
-  /** kernel: of_find_device_by_node() */
+  // kernel: of_find_device_by_node() [platform.c]
   findDeviceByOfNode(node: DtNode): Device | undefined {
     return this.byOfNode.get(node);
   }
@@ -146,7 +147,8 @@ export class DriverCore {
 
   // ---- drivers -------------------------------------------------------------------------------
 
-  /** kernel: driver_register() + driver_attach(): offer every unbound device of its bus to the driver. */
+  /** + driver_attach(): offer every unbound device of its bus to the driver. */
+  // kernel: driver_register() [drivers/base/driver.c]
   registerDriver(drv: Driver): Promise<void> {
     return this.op(async () => {
       if (this.drivers.includes(drv)) throw new KernelError('EEXIST', `driver ${drv.name} is already registered`);
@@ -163,7 +165,8 @@ export class DriverCore {
     });
   }
 
-  /** kernel: driver_unregister(): unbind every device it drives, then forget it. */
+  /** Unbind every device it drives, then forget it. */
+  // kernel: driver_unregister() [drivers/base/driver.c]
   unregisterDriver(drv: Driver): Promise<void> {
     return this.op(async () => {
       const i = this.drivers.indexOf(drv);
@@ -183,7 +186,8 @@ export class DriverCore {
     this.dmaHooks = hooks;
   }
 
-  /** kernel: bus_register_notifier() — told of every device added and removed from now on. */
+  /** Told of every device added and removed from now on. */
+  // kernel: bus_register_notifier() [drivers/base/bus.c]
   addBusNotifier(fn: BusNotifier): void {
     this.busNotifiers.push(fn);
   }
@@ -201,9 +205,10 @@ export class DriverCore {
   // ---- devices -------------------------------------------------------------------------------
 
   /**
-   * kernel: device_add() + bus_probe_device(). With `probe: false` the device is registered but not
+   * + bus_probe_device(). With `probe: false` the device is registered but not
    * offered to drivers until `attach` (population registers a whole tree, links it, then probes).
    */
+  // kernel: device_add() [drivers/base/core.c]
   addDevice(dev: Device, opts: { probe?: boolean } = {}): Promise<void> {
     return this.op(async () => {
       if (this.byName.has(dev.name)) throw new KernelError('EEXIST', `a device named ${dev.name} is already registered`);
@@ -221,14 +226,16 @@ export class DriverCore {
   }
 
   /**
-   * kernel: device_unregister(): remove the children first (newest first), unbind the device (its
+   * Remove the children first (newest first), unbind the device (its
    * consumers first), release what its driver left behind, and drop its links.
    */
+  // kernel: device_unregister() [drivers/base/core.c]
   removeDevice(dev: Device): Promise<void> {
     return this.op(() => this.deleteDevice(dev));
   }
 
-  /** kernel: device_release_driver(): unbind the device (and, first, its consumers). */
+  /** Unbind the device (and, first, its consumers). */
+  // kernel: device_release_driver() [dd.c]
   unbind(dev: Device): Promise<void> {
     return this.op(async () => {
       this.checkOwned(dev);
@@ -236,7 +243,8 @@ export class DriverCore {
     });
   }
 
-  /** kernel: device_attach(): try to bind an unbound device now. */
+  /** Try to bind an unbound device now. */
+  // kernel: device_attach() [dd.c]
   attach(dev: Device): Promise<void> {
     return this.op(async () => {
       this.checkOwned(dev);
@@ -249,7 +257,7 @@ export class DriverCore {
   // ---- links ---------------------------------------------------------------------------------
 
   /**
-   * kernel: device_link_add(): `consumer` will not probe before `supplier` is bound, and is unbound
+   * As the kernel's device_link_add(): `consumer` will not probe before `supplier` is bound, and is unbound
    * before `supplier` is. The consumer (and what depends on it) moves to the tail of devices_kset.
    */
   linkAdd(consumer: Device, supplier: Device, opts: DeviceLinkOptions = {}): DeviceLink {
@@ -260,7 +268,7 @@ export class DriverCore {
     return link;
   }
 
-  /** kernel: device_link_del() */
+  /** As the kernel's device_link_del() */
   linkDel(link: DeviceLink): void {
     this.links.del(link);
   }
@@ -289,10 +297,11 @@ export class DriverCore {
   }
 
   /**
-   * kernel: device_shutdown(): block probing, then call `.shutdown` of every bound device's driver in
+   * Block probing, then call `.shutdown` of every bound device's driver in
    * reverse devices_kset order (consumers and children before suppliers and parents). Drivers without
    * `.shutdown` are skipped and listed; a failing `.shutdown` is logged and the walk goes on.
    */
+  // kernel: device_shutdown() [drivers/base/core.c]
   async shutdown(): Promise<ShutdownReport> {
     if (this.shutdownResult) return this.shutdownResult;
     this.probeBlock = 'the kernel is shutting down';
@@ -376,7 +385,8 @@ export class DriverCore {
     }
   }
 
-  /** kernel: __device_attach(): offer the device to each matching driver in registration order. */
+  /** Offer the device to each matching driver in registration order. */
+  // kernel: __device_attach() [dd.c]
   private async busProbeDevice(dev: Device): Promise<void> {
     if (dev.driver || dev.status === 'probing') return;
     const candidates = this.drivers.filter((d) => d.bus === dev.bus && this.matches(dev, d));
@@ -391,14 +401,14 @@ export class DriverCore {
     }
   }
 
-  /** kernel: really_probe() */
+  // kernel: really_probe() [dd.c]
   private async reallyProbe(dev: Device, drv: Driver): Promise<ProbeOutcome> {
     if (dev.driver || dev.status === 'probing' || !dev.registered) return 'skipped';
     if (this.probeBlock) {
       this.defer(dev, drv, `probing blocked: ${this.probeBlock}`);
       return 'deferred';
     }
-    // kernel: device_links_check_suppliers()
+    // kernel: device_links_check_suppliers() [drivers/base/core.c]
     const waiting = this.links.suppliersOf(dev).find((l) => !l.relaxed && l.supplier.status !== 'bound');
     if (waiting) {
       this.defer(dev, drv, `supplier ${waiting.supplier.name} not ready`);
@@ -409,7 +419,7 @@ export class DriverCore {
     dev._setBinding(drv, 'probing', null, matched);
     let dmaConfigured = false;
     try {
-      // kernel: really_probe() → dev->bus->dma_configure()
+      // (kernel: really_probe() → dev->bus->dma_configure())
       if (this.dmaHooks) {
         await this.dmaHooks.configure(dev, drv.driverManagedDma ?? false);
         dmaConfigured = true;
@@ -435,7 +445,7 @@ export class DriverCore {
       return 'failed';
     }
     if (!dev.registered) return 'skipped';
-    // kernel: driver_bound()
+    // (kernel: driver_bound())
     dev._setBinding(drv, 'bound', null, matched);
     this.bindOrder.push(dev);
     this.traceProbe(dev, drv, 'bound', null);
@@ -456,7 +466,8 @@ export class DriverCore {
     if (i >= 0) this.pending.splice(i, 1);
   }
 
-  /** kernel: deferred_probe_work_func(): retry the pending list while binds keep happening. */
+  /** Retry the pending list while binds keep happening. */
+  // kernel: deferred_probe_work_func() [dd.c]
   private async processDeferred(): Promise<void> {
     if (this.retrying) return;
     this.retrying = true;
@@ -466,7 +477,7 @@ export class DriverCore {
         for (const dev of [...this.pending]) {
           if (!this.pending.includes(dev) || !dev.registered) continue;
           this.dropPending(dev);
-          // kernel: device_pm_move_to_tail(): probe order is what shutdown order follows.
+          // (kernel: device_pm_move_to_tail(): probe order is what shutdown order follows.)
           this.reorderToTail(dev);
           await this.busProbeDevice(dev);
         }
@@ -477,7 +488,8 @@ export class DriverCore {
     }
   }
 
-  /** kernel: device_reorder_to_tail(): the device, then its children and consumers, to the tail. */
+  /** The device, then its children and consumers, to the tail. */
+  // kernel: device_reorder_to_tail() [drivers/base/core.c]
   private reorderToTail(dev: Device): void {
     const i = this.kset.indexOf(dev);
     if (i < 0) return;
@@ -487,7 +499,7 @@ export class DriverCore {
     for (const l of this.links.consumersOf(dev)) this.reorderToTail(l.consumer);
   }
 
-  /** kernel: __device_release_driver() */
+  // kernel: __device_release_driver() [dd.c]
   private async releaseDriver(dev: Device): Promise<void> {
     if (dev.status === 'probing') throw new KernelError('EBUSY', `device ${dev.name} is being probed`);
     const drv = dev.driver;
@@ -496,7 +508,7 @@ export class DriverCore {
       if (dev.status === 'deferred') dev._setBinding(null, 'unbound', null, null);
       return;
     }
-    // kernel: device_links_unbind_consumers()
+    // (kernel: device_links_unbind_consumers())
     for (const l of this.links.consumersOf(dev)) {
       if (l.consumer.driver) {
         this.log.debug(l.consumer.name, `unbinding: supplier ${dev.name} is going away`, LOG_NS);
@@ -516,7 +528,7 @@ export class DriverCore {
     this.traceCustom(dev, 'unbind', { driver: drv.name });
   }
 
-  /** kernel: dev->bus->dma_cleanup() */
+  /** The kernel's dev->bus->dma_cleanup() */
   private async dmaCleanup(dev: Device, drv: Driver): Promise<void> {
     if (!this.dmaHooks) return;
     try {

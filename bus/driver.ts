@@ -46,7 +46,8 @@ export function acpiMatchDevice(dev: Device, table: readonly string[] | undefine
   return null;
 }
 
-/** kernel: of_driver_match_device() / acpi_driver_match_device(): the firmware ID by which `drv` claims `dev`. */
+/** / acpi_driver_match_device(): the firmware ID by which `drv` claims `dev`. */
+// kernel: of_driver_match_device() [of_device.h]
 export function firmwareMatch(dev: Device, drv: Driver): string | null {
   return ofMatchNode(drv.ofMatchTable, dev.ofNode) ?? acpiMatchDevice(dev, drv.acpiMatchTable);
 }

@@ -58,27 +58,28 @@ export class IoMem {
     this.port.mmioWrite64(this.base + offset, BigInt.asUintN(64, value));
   }
 
-  /** kernel: readl_relaxed() */
+  // kernel: readl_relaxed() [asm/io.h]
   readlRelaxed(offset: number): number {
     return this.readl(offset);
   }
 
-  /** kernel: writel_relaxed() */
+  // kernel: writel_relaxed() [asm/io.h]
   writelRelaxed(value: number, offset: number): void {
     this.writel(value, offset);
   }
 
-  /** kernel: readq_relaxed() */
+  // kernel: readq_relaxed() [asm/io.h]
   readqRelaxed(offset: number): bigint {
     return this.readq(offset);
   }
 
-  /** kernel: writeq_relaxed() */
+  // kernel: writeq_relaxed() [asm/io.h]
   writeqRelaxed(value: bigint, offset: number): void {
     this.writeq(value, offset);
   }
 
-  /** kernel: iounmap() — later accesses are errors. */
+  /** Later accesses are errors. */
+  // kernel: iounmap() [asm/io.h]
   unmap(): void {
     this.live = false;
   }
@@ -109,9 +110,10 @@ function fmtOffset(offset: number): string {
 }
 
 /**
- * kernel: ioremap(). ENXIO naming the range if no single device's MMIO region covers all of
+ * ENXIO naming the range if no single device's MMIO region covers all of
  * [pa, pa + size); EINVAL for a malformed range.
  */
+// kernel: ioremap() [asm/io.h]
 export function ioremap(port: CpuPort, pa: number, size: number): IoMem {
   if (!Number.isSafeInteger(pa) || pa < 0 || !Number.isSafeInteger(size) || size <= 0 || !Number.isSafeInteger(pa + size)) {
     throw new KernelError('EINVAL', `ioremap: bad range: base ${pa}, size ${size}`);
@@ -122,14 +124,15 @@ export function ioremap(port: CpuPort, pa: number, size: number): IoMem {
   return new IoMem(port, pa, size);
 }
 
-/** kernel: devm_ioremap(): a mapping unmapped when the device's driver unbinds. */
+/** A mapping unmapped when the device's driver unbinds. */
+// kernel: devm_ioremap() [lib/devres.c]
 export function devmIoremap(dev: Device, pa: number, size: number): IoMem {
   const io = ioremap(dev.port, pa, size);
   dev.devres.add(`ioremap ${io.toString()}`, () => io.unmap());
   return io;
 }
 
-/** kernel: iounmap() */
+/** As the kernel's iounmap() */
 export function iounmap(io: IoMem): void {
   io.unmap();
 }
@@ -138,10 +141,11 @@ export function iounmap(io: IoMem): void {
 export const POLL_SPIN_NS = 1000;
 
 /**
- * kernel: read_poll_timeout(): read until `cond` holds, sleeping `delayUs` of virtual time between
+ * Read until `cond` holds, sleeping `delayUs` of virtual time between
  * reads; after `timeoutUs` one last read decides, then KernelError('ETIMEDOUT') naming `what` and the
  * last value. Returns the value that satisfied `cond`.
  */
+// kernel: read_poll_timeout() [iopoll.h]
 export async function readPollTimeout<T>(
   port: CpuPort,
   read: () => T,
@@ -168,7 +172,7 @@ export async function readPollTimeout<T>(
   }
 }
 
-/** kernel: readl_relaxed_poll_timeout() */
+// kernel: readl_relaxed_poll_timeout() [iopoll.h]
 export function readlPollTimeout(
   io: IoMem,
   offset: number,
@@ -179,7 +183,7 @@ export function readlPollTimeout(
   return readPollTimeout(io.cpu, () => io.readl(offset), cond, delayUs, timeoutUs, `readl poll of offset ${hex(offset)} of ${io.toString()}`);
 }
 
-/** kernel: readq_relaxed_poll_timeout() */
+// kernel: readq_relaxed_poll_timeout() [iopoll.h]
 export function readqPollTimeout(
   io: IoMem,
   offset: number,

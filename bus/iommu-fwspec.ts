@@ -24,7 +24,7 @@ export interface IommuFwspec {
 }
 
 /** A fwspec for a device behind `iommuNode`, with no IDs yet. */
-// kernel: iommu_fwspec_init()
+// kernel: iommu_fwspec_init() [iommu.c]
 export function iommuFwspecInit(
   iommuNode: DtNode,
   props: Pick<IommuFwspec, 'canStall' | 'pasidBits' | 'dmaCoherent' | 'atsSupported'>,
@@ -33,7 +33,7 @@ export function iommuFwspecInit(
 }
 
 /** Record one firmware specifier; its first cell becomes the default ID. */
-// kernel: iommu_fwspec_add_ids()
+// kernel: iommu_fwspec_add_ids() [iommu.c]
 export function iommuFwspecAddSpecifier(fwspec: IommuFwspec, specifier: readonly number[]): void {
   fwspec.specifiers.push([...specifier]);
   if (specifier.length > 0) fwspec.ids.push(specifier[0]!);

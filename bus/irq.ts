@@ -31,7 +31,7 @@ export interface IrqSpec {
   readonly name?: string | null;
 }
 
-/** kernel: irqreturn_t */
+/** The kernel's irqreturn_t */
 export type IrqReturn = 'none' | 'handled' | 'wake-thread';
 
 /** A hard-IRQ handler: runs synchronously in the interrupt delivery. */
@@ -41,7 +41,7 @@ export type IrqHandlerFn = () => IrqReturn;
 export type IrqThreadFn = () => Promise<IrqReturn | void>;
 
 export interface IrqRequestOptions {
-  /** kernel: IRQF_SHARED — every action on the line must agree to share it. */
+  /** The kernel's IRQF_SHARED — every action on the line must agree to share it. */
   shared?: boolean;
 }
 
@@ -109,7 +109,7 @@ function tableOf(core: DriverCore): IrqTable {
     const table: IrqTable = { core, lines: new Map() };
     tables.set(core, table);
     core.onTeardown('interrupt handlers', () => {
-      // kernel: machine_kexec_mask_interrupts() — nothing of this kernel may run on a later interrupt.
+      // (kernel: machine_kexec_mask_interrupts() — nothing of this kernel may run on a later interrupt.)
       for (const line of table.lines.values()) {
         line.detach?.();
         line.detach = null;
@@ -214,7 +214,8 @@ function deliver(core: DriverCore, line: IrqLineState): void {
   }
 }
 
-/** kernel: __irq_wake_thread() with IRQF_ONESHOT: mask the line, run the thread as a task. */
+/** With IRQF_ONESHOT: mask the line, run the thread as a task. */
+// kernel: __irq_wake_thread() [kernel/irq/handle.c]
 function wakeThread(core: DriverCore, line: IrqLineState, action: IrqAction): void {
   line.masked++;
   action.threadBusy = true;
@@ -237,7 +238,7 @@ async function runThread(core: DriverCore, line: IrqLineState, action: IrqAction
     action.threadBusy = false;
     line.masked--;
     for (const w of action.idleWaiters.splice(0)) w();
-    // kernel: irq_finalize_oneshot() — unmask; an interrupt latched meanwhile is delivered now.
+    // (kernel: irq_finalize_oneshot() — unmask; an interrupt latched meanwhile is delivered now.)
     if (line.masked === 0 && line.latched && line.detach !== null) {
       line.latched = false;
       deliver(core, line);
@@ -245,15 +246,17 @@ async function runThread(core: DriverCore, line: IrqLineState, action: IrqAction
   }
 }
 
-/** kernel: request_irq(): attach a hard handler to an interrupt. */
+/** Attach a hard handler to an interrupt. */
+// kernel: request_irq() [interrupt.h]
 export function requestIrq(dev: Device, irq: IrqSpec, handler: IrqHandlerFn, name: string, opts: IrqRequestOptions = {}): IrqAction {
   return setup(dev, irq, name, handler, null, opts);
 }
 
 /**
- * kernel: request_threaded_irq() with IRQF_ONESHOT. With `hard` null the primary handler just wakes
+ * With IRQF_ONESHOT. With `hard` null the primary handler just wakes
  * the thread.
  */
+// kernel: request_threaded_irq() [kernel/irq/manage.c]
 export function requestThreadedIrq(
   dev: Device,
   irq: IrqSpec,
@@ -265,16 +268,18 @@ export function requestThreadedIrq(
   return setup(dev, irq, name, hard, thread, opts);
 }
 
-/** kernel: synchronize_irq(): resolves once the action's thread is not running. */
+/** Resolves once the action's thread is not running. */
+// kernel: synchronize_irq() [kernel/irq/manage.c]
 export function synchronizeIrq(action: IrqAction): Promise<void> {
   if (!action.threadBusy) return Promise.resolve();
   return new Promise((resolve) => action.idleWaiters.push(resolve));
 }
 
 /**
- * kernel: free_irq(): detach the action now (no further deliveries reach it) and resolve once its
+ * Detach the action now (no further deliveries reach it) and resolve once its
  * thread, if running, has finished. The line is released at the port when its last action goes.
  */
+// kernel: free_irq() [kernel/irq/manage.c]
 export function freeIrq(action: IrqAction): Promise<void> {
   if (action.freed) {
     return Promise.reject(new KernelError('EINVAL', `free_irq: ${action.name} (${action.dev.name}) on ${irqLabel(action.irq)} is already free`));
@@ -293,14 +298,15 @@ export function freeIrq(action: IrqAction): Promise<void> {
   return synchronizeIrq(action);
 }
 
-/** kernel: devm_request_irq(): freed when the driver unbinds. */
+/** Freed when the driver unbinds. */
+// kernel: devm_request_irq() [interrupt.h]
 export function devmRequestIrq(dev: Device, irq: IrqSpec, handler: IrqHandlerFn, name: string, opts: IrqRequestOptions = {}): IrqAction {
   const action = requestIrq(dev, irq, handler, name, opts);
   dev.devres.add(`irq ${name}`, () => (action.freed ? undefined : freeIrq(action)));
   return action;
 }
 
-/** kernel: devm_request_threaded_irq() */
+// kernel: devm_request_threaded_irq() [kernel/irq/devres.c]
 export function devmRequestThreadedIrq(
   dev: Device,
   irq: IrqSpec,

@@ -107,7 +107,8 @@ export function msiControllerOf(dev: Device): DtNode | null {
   return null;
 }
 
-/** kernel: gicv2m_init_one() — read the frame's firmware description and SPI block. */
+/** Read the frame's firmware description and SPI block. */
+// kernel: gicv2m_init_one() [irq-gic-v2m.c]
 function probeFrame(dev: Device, node: DtNode): V2mFrame {
   const tree = treeOf(dev);
   if (!node.isCompatible(GICV2M_COMPATIBLE)) {
@@ -168,9 +169,10 @@ function frameFor(dev: Device): V2mFrame {
 }
 
 /**
- * kernel: platform_device_msi_init_and_alloc_irqs() / pci_alloc_irq_vectors(PCI_IRQ_MSI…): allocate
+ * / pci_alloc_irq_vectors(PCI_IRQ_MSI…): allocate
  * `n` MSI vectors for `dev`, all or none. The vectors are freed when the device's driver unbinds.
  */
+// kernel: platform_device_msi_init_and_alloc_irqs() [platform-msi.c]
 export function msiAllocVectors(dev: Device, n: number): MsiVector[] {
   if (!Number.isInteger(n) || n < 1) throw new KernelError('EINVAL', `${dev.name}: cannot allocate ${n} MSI vectors`);
   const state = stateOf(dev.core);
@@ -209,7 +211,8 @@ export function msiVectors(dev: Device): readonly MsiVector[] {
   return stateOf(dev.core).vectors.get(dev)?.vectors ?? [];
 }
 
-/** kernel: msi_domain_free_irqs(): return the device's SPIs to its frame. Free the IRQs first. */
+/** Return the device's SPIs to its frame. Free the IRQs first. */
+// kernel: msi_domain_free_irqs() [kernel/irq/msi.c]
 export function msiFreeVectors(dev: Device): void {
   const state = stateOf(dev.core);
   const held = state.vectors.get(dev);

@@ -31,7 +31,7 @@ import type { DeviceTree, DtNode } from './of/tree.js';
 
 const LOG_NS = 'iommu:bus:platform';
 
-/** kernel: platform_bus_type — matches by DT compatible or ACPI ID. */
+/** The kernel's platform_bus_type — matches by DT compatible or ACPI ID. */
 export const platformBus: Bus = {
   name: 'platform',
   match: (dev, drv) => firmwareMatch(dev, drv) !== null,
@@ -40,13 +40,13 @@ export const platformBus: Bus = {
 /** A platform driver: probe/remove/shutdown receive the PlatformDevice. */
 export type PlatformDriver = Driver<PlatformDevice>;
 
-/** kernel: of_default_bus_match_table — nodes whose children are populated too. */
+/** The kernel's of_default_bus_match_table — nodes whose children are populated too. */
 export const OF_DEFAULT_BUS_MATCH: readonly string[] = ['simple-bus', 'simple-mfd', 'isa', 'arm,amba-bus'];
 
-/** kernel: of_skipped_node_table — compatible nodes that are not devices. */
+/** The kernel's of_skipped_node_table — compatible nodes that are not devices. */
 const OF_SKIPPED_NODES: readonly string[] = ['operating-points-v2'];
 
-/** kernel: struct resource (IORESOURCE_MEM) */
+/** The kernel's struct resource (IORESOURCE_MEM) */
 export interface MemResource {
   readonly start: number;
   readonly size: number;
@@ -83,28 +83,29 @@ function asPlatform(dev: Device, what: string): PlatformDevice {
   return dev;
 }
 
-/** kernel: platform_get_resource(dev, IORESOURCE_MEM, index) — null if there is no such resource. */
+/** The kernel's platform_get_resource(dev, IORESOURCE_MEM, index) — null if there is no such resource. */
 export function platformGetResource(dev: Device, index: number): MemResource | null {
   const pdev = asPlatform(dev, 'platform_get_resource');
   if (pdev.resourceError) throw pdev.resourceError;
   return pdev.resources[index] ?? null;
 }
 
-/** kernel: platform_get_resource_byname(dev, IORESOURCE_MEM, name) */
+/** The kernel's platform_get_resource_byname(dev, IORESOURCE_MEM, name) */
 export function platformGetResourceByName(dev: Device, name: string): MemResource | null {
   const pdev = asPlatform(dev, 'platform_get_resource_byname');
   if (pdev.resourceError) throw pdev.resourceError;
   return pdev.resources.find((r) => r.name === name) ?? null;
 }
 
-/** kernel: platform_irq_count() */
+// kernel: platform_irq_count() [drivers/base/platform.c]
 export function platformIrqCount(dev: Device): number {
   const pdev = asPlatform(dev, 'platform_irq_count');
   if (pdev.irqError) throw pdev.irqError;
   return pdev.irqs.length;
 }
 
-/** kernel: platform_get_irq() — ENXIO naming the device and index if it has no such interrupt. */
+/** ENXIO naming the device and index if it has no such interrupt. */
+// kernel: platform_get_irq() [drivers/base/platform.c]
 export function platformGetIrq(dev: Device, index: number): IrqSpec {
   const pdev = asPlatform(dev, 'platform_get_irq');
   if (pdev.irqError) throw pdev.irqError;
@@ -113,21 +114,23 @@ export function platformGetIrq(dev: Device, index: number): IrqSpec {
   return irq;
 }
 
-/** kernel: platform_get_irq_optional() — null instead of an error. */
+/** Null instead of an error. */
+// kernel: platform_get_irq_optional() [drivers/base/platform.c]
 export function platformGetIrqOptional(dev: Device, index: number): IrqSpec | null {
   const pdev = asPlatform(dev, 'platform_get_irq_optional');
   if (pdev.irqError) throw pdev.irqError;
   return pdev.irqs[index] ?? null;
 }
 
-/** kernel: platform_get_irq_byname() — ENXIO if no interrupt has that `interrupt-names` entry. */
+/** ENXIO if no interrupt has that `interrupt-names` entry. */
+// kernel: platform_get_irq_byname() [drivers/base/platform.c]
 export function platformGetIrqByName(dev: Device, name: string): IrqSpec {
   const irq = platformGetIrqByNameOptional(dev, name);
   if (!irq) throw new KernelError('ENXIO', `${dev.name}: IRQ ${name} not found`);
   return irq;
 }
 
-/** kernel: platform_get_irq_byname_optional() */
+// kernel: platform_get_irq_byname_optional() [drivers/base/platform.c]
 export function platformGetIrqByNameOptional(dev: Device, name: string): IrqSpec | null {
   const pdev = asPlatform(dev, 'platform_get_irq_byname');
   if (pdev.irqError) throw pdev.irqError;
@@ -135,9 +138,10 @@ export function platformGetIrqByNameOptional(dev: Device, name: string): IrqSpec
 }
 
 /**
- * kernel: devm_platform_ioremap_resource(): map memory resource `index`, unmapped when the driver
+ * Map memory resource `index`, unmapped when the driver
  * unbinds. EINVAL if the device has no such resource, ENXIO if no device MMIO backs it.
  */
+// kernel: devm_platform_ioremap_resource() [drivers/base/platform.c]
 export function devmPlatformIoremapResource(dev: Device, index: number): IoMem {
   const res = platformGetResource(dev, index);
   if (!res) throw new KernelError('EINVAL', `${dev.name}: no memory resource ${index} to map`);
@@ -163,10 +167,11 @@ export interface PopulateResult {
 }
 
 /**
- * kernel: of_platform_populate() (and of_platform_default_populate_init() for `/firmware`):
+ * (and of_platform_default_populate_init() for `/firmware`):
  * create and register platform devices from the DT of `core`, link masters to their IOMMU, then let
  * them probe.
  */
+// kernel: of_platform_populate() [platform.c]
 export async function ofPlatformPopulate(core: DriverCore, opts: PopulateOptions = {}): Promise<PopulateResult> {
   const tree = core.dt;
   if (!tree) throw new KernelError('EINVAL', 'of_platform_populate: this kernel has no device tree');
@@ -188,7 +193,7 @@ export async function ofPlatformPopulate(core: DriverCore, opts: PopulateOptions
   return result;
 }
 
-/** kernel: of_platform_bus_create() */
+// kernel: of_platform_bus_create() [platform.c]
 async function busCreate(
   core: DriverCore,
   tree: DeviceTree,
@@ -209,7 +214,7 @@ async function busCreate(
     return;
   }
   if (compatible.some((c) => OF_SKIPPED_NODES.includes(c))) return;
-  if (core.findDeviceByOfNode(node)) return; // kernel: OF_POPULATED
+  if (core.findDeviceByOfNode(node)) return; // Kernel: OF_POPULATED
 
   const dev = createPlatformDevice(core, tree, node, parent, result);
   await core.addDevice(dev, { probe: false });
@@ -218,7 +223,8 @@ async function busCreate(
   for (const child of node.children) await busCreate(core, tree, child, dev, busMatches, result);
 }
 
-/** kernel: of_device_alloc() + of_dma_configure() */
+/** + of_dma_configure() */
+// kernel: of_device_alloc() [platform.c]
 function createPlatformDevice(
   core: DriverCore,
   tree: DeviceTree,

@@ -14,7 +14,7 @@ import { KernelError } from './errno.js';
 
 const current = new AsyncLocalStorage<number>();
 
-/** kernel: raw_smp_processor_id() */
+// kernel: raw_smp_processor_id() [smp.h]
 export function rawSmpProcessorId(): number {
   return current.getStore() ?? 0;
 }

@@ -41,7 +41,7 @@ export class DmaDebug {
   // Per device, per DMA address: direct DMA may map one buffer several times at the same address.
   private readonly byDev = new Map<Device, Map<number, DmaMapping[]>>();
 
-  /** kernel: add_dma_entry() */
+  // kernel: add_dma_entry() [kernel/dma/debug.c]
   add(m: DmaMapping): void {
     let map = this.byDev.get(m.dev);
     if (!map) this.byDev.set(m.dev, (map = new Map()));
@@ -52,8 +52,9 @@ export class DmaDebug {
 
   /**
    * The mapping at `dmaAddr` that matches what the driver says it unmaps; EINVAL naming the mismatch
-   * otherwise. // kernel: check_unmap()
+   * otherwise.
    */
+  // kernel: check_unmap() [kernel/dma/debug.c]
   checkUnmap(dev: Device, dmaAddr: number, size: number, dir: DmaDataDirection, kind: DmaMappingKind): DmaMapping {
     const at = this.byDev.get(dev)?.get(dmaAddr);
     const what = `${dev.name}: unmapping DMA address 0x${dmaAddr.toString(16)}`;
@@ -66,7 +67,7 @@ export class DmaDebug {
     throw new KernelError('EINVAL', `${what}: it was mapped ${m.dir}, unmapped ${dir}`);
   }
 
-  /** Forget one mapping. // kernel: remove_dma_entry() */
+  /** Forget one mapping. Kernel: remove_dma_entry() */
   delete(m: DmaMapping): void {
     const map = this.byDev.get(m.dev);
     const at = map?.get(m.dmaAddr);
@@ -77,7 +78,8 @@ export class DmaDebug {
     if (map!.size === 0) this.byDev.delete(m.dev);
   }
 
-  /** The mapping whose buffer contains [dmaAddr, dmaAddr + size), or undefined. // kernel: check_sync() */
+  /** The mapping whose buffer contains [dmaAddr, dmaAddr + size), or undefined. */
+  // kernel: check_sync() [kernel/dma/debug.c]
   containing(dev: Device, dmaAddr: number, size: number): DmaMapping | undefined {
     for (const m of this.all(dev)) {
       if (dmaAddr >= m.dmaAddr && dmaAddr + size <= m.dmaAddr + m.size) return m;

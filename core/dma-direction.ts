@@ -5,14 +5,14 @@ import { KernelError } from '../bus/errno.js';
  * DMA_ATTR_* of include/linux/dma-mapping.h).
  */
 
-/** kernel: enum dma_data_direction */
+/** The kernel's enum dma_data_direction */
 export type DmaDataDirection = 'bidirectional' | 'to-device' | 'from-device' | 'none';
 
-/** The mapping may only be accessed by privileged (supervisor) transactions. // kernel: DMA_ATTR_PRIVILEGED */
+/** The mapping may only be accessed by privileged (supervisor) transactions. Kernel: DMA_ATTR_PRIVILEGED */
 export const DMA_ATTR_PRIVILEGED = 1 << 9;
-/** Skip the CPU cache maintenance of map/unmap. // kernel: DMA_ATTR_SKIP_CPU_SYNC */
+/** Skip the CPU cache maintenance of map/unmap. Kernel: DMA_ATTR_SKIP_CPU_SYNC */
 export const DMA_ATTR_SKIP_CPU_SYNC = 1 << 5;
-/** Do not log a failed mapping. // kernel: DMA_ATTR_NO_WARN */
+/** Do not log a failed mapping. Kernel: DMA_ATTR_NO_WARN */
 export const DMA_ATTR_NO_WARN = 1 << 8;
 
 /** EINVAL unless `dir` is a direction a mapping can have (kernel: valid_dma_direction()). */

@@ -68,7 +68,8 @@ export class FlushQueue {
     return (this.tail + 1) % this.size === this.head;
   }
 
-  /** Free the entries a finished flush covers. // kernel: fq_ring_free_locked() */
+  /** Free the entries a finished flush covers. */
+  // kernel: fq_ring_free_locked() [dma-iommu.c]
   private ringFree(): void {
     while (this.head !== this.tail && this.counters[this.head]! < this.flushFinishCnt) {
       this.iovad.freeIovaFast(this.pfns[this.head]!, this.pages[this.head]!);
@@ -76,7 +77,8 @@ export class FlushQueue {
     }
   }
 
-  /** Invalidate the domain's whole IOTLB. // kernel: fq_flush_iotlb() */
+  /** Invalidate the domain's whole IOTLB. */
+  // kernel: fq_flush_iotlb() [dma-iommu.c]
   async flushIotlb(): Promise<void> {
     const mine = ++this.flushStartCnt;
     await iommuFlushIotlbAll(this.domain);
@@ -84,7 +86,8 @@ export class FlushQueue {
     this.flushes++;
   }
 
-  /** Queue an unmapped range; flushes first when the queue is full. // kernel: queue_iova() */
+  /** Queue an unmapped range; flushes first when the queue is full. */
+  // kernel: queue_iova() [dma-iommu.c]
   async queueIova(pfn: number, pages: number): Promise<void> {
     if (this.dead) throw new KernelError('EINVAL', 'queue_iova on a flush queue that was destroyed');
     this.ringFree();
@@ -102,7 +105,7 @@ export class FlushQueue {
     }
   }
 
-  /** kernel: fq_flush_timeout() */
+  // kernel: fq_flush_timeout() [dma-iommu.c]
   private async timer(): Promise<void> {
     await this.subsystem.port.delay(this.timeoutNs);
     this.timerOn = false;
@@ -115,7 +118,8 @@ export class FlushQueue {
     }
   }
 
-  /** The domain is going away: forget the entries (their IOVA space goes with it). // kernel: iommu_dma_free_fq() */
+  /** The domain is going away: forget the entries (their IOVA space goes with it). */
+  // kernel: iommu_dma_free_fq() [dma-iommu.c]
   destroy(): void {
     this.dead = true;
     this.head = this.tail = 0;
@@ -128,7 +132,7 @@ export class IommuDmaCookie {
   /** Non-null for a DMA_FQ domain (kernel: cookie->fq_domain). */
   fq: FlushQueue | null = null;
 
-  /** kernel: iommu_put_dma_cookie() */
+  // kernel: iommu_put_dma_cookie() [dma-iommu.c]
   put(): void {
     this.fq?.destroy();
     this.fq = null;
@@ -137,7 +141,8 @@ export class IommuDmaCookie {
   }
 }
 
-/** Give a DMA domain its cookie; EEXIST if it has one. // kernel: iommu_get_dma_cookie() */
+/** Give a DMA domain its cookie; EEXIST if it has one. */
+// kernel: iommu_get_dma_cookie() [dma-iommu.c] @v6.14
 export function iommuGetDmaCookie(domain: IommuDomain): IommuDmaCookie {
   if (domain.cookie.type !== 'none') throw new KernelError('EEXIST', `the domain already has a ${domain.cookie.type} cookie`);
   const dma = new IommuDmaCookie();
@@ -150,7 +155,8 @@ export function dmaCookieOf(domain: IommuDomain): IommuDmaCookie | null {
   return domain.cookie.type === 'dma-iova' ? domain.cookie.dma : null;
 }
 
-/** Start a flush queue on a DMA domain's cookie. // kernel: iommu_dma_init_fq() */
+/** Start a flush queue on a DMA domain's cookie. */
+// kernel: iommu_dma_init_fq() [dma-iommu.c]
 export function iommuDmaInitFq(domain: IommuDomain, subsystem: IommuSubsystem): void {
   const cookie = dmaCookieOf(domain);
   if (!cookie?.iovad) throw new KernelError('EINVAL', 'iommu_dma_init_fq: the domain has no initialised DMA cookie');
@@ -161,8 +167,9 @@ export function iommuDmaInitFq(domain: IommuDomain, subsystem: IommuSubsystem): 
  * Set up the IOVA space of a DMA domain for `dev`: granule = smallest page, first frame at the
  * aperture start (never IOVA 0), the device's reserved regions kept out; a DMA_FQ domain whose
  * IOMMU cannot defer flushes falls back to strict DMA. A second device of the same domain finds it
- * set up (EFAULT if its view would differ). // kernel: iommu_dma_init_domain()
+ * set up (EFAULT if its view would differ).
  */
+// kernel: iommu_dma_init_domain() [dma-iommu.c]
 export function iommuDmaInitDomain(domain: IommuDomain, dev: Device): void {
   const cookie = dmaCookieOf(domain);
   if (!cookie) throw new KernelError('EINVAL', `${dev.name}: the DMA domain has no DMA cookie`);
@@ -181,7 +188,7 @@ export function iommuDmaInitDomain(domain: IommuDomain, dev: Device): void {
     if (deviceIommuCapable(dev, 'DEFERRED_FLUSH')) iommuDmaInitFq(domain, param.subsystem);
     else domain.type = IOMMU_DOMAIN_DMA;
   }
-  // kernel: iova_reserve_iommu_regions() — software-managed MSI windows are ours to use.
+  // (kernel: iova_reserve_iommu_regions() — software-managed MSI windows are ours to use.)
   for (const r of iommuGetResvRegions(dev)) {
     if (r.type === 'SW_MSI' || r.length === 0) continue;
     cookie.iovad.reserveIova(cookie.iovad.pfn(r.start), cookie.iovad.pfn(r.start + r.length - 1));
@@ -190,8 +197,9 @@ export function iommuDmaInitDomain(domain: IommuDomain, dev: Device): void {
 
 /**
  * Decide whether `dev` uses the IOMMU DMA path (its group's domain is a DMA domain) and set up that
- * domain's IOVA space. A failure leaves the device on direct DMA, logged. // kernel: iommu_setup_dma_ops()
+ * domain's IOVA space. A failure leaves the device on direct DMA, logged.
  */
+// kernel: iommu_setup_dma_ops() [dma-iommu.c]
 export function iommuSetupDmaOps(dev: Device): void {
   const param = devIommu(dev);
   const domain = param?.group?.domain;
@@ -207,7 +215,8 @@ export function iommuSetupDmaOps(dev: Device): void {
   }
 }
 
-/** IOMMU_* prot for a DMA direction. // kernel: dma_info_to_prot() */
+/** IOMMU_* prot for a DMA direction. */
+// kernel: dma_info_to_prot() [dma-iommu.c]
 export function dmaInfoToProt(dir: DmaDataDirection, coherent: boolean, attrs: number): number {
   let prot = coherent ? IOMMU_CACHE : 0;
   if ((attrs & DMA_ATTR_PRIVILEGED) !== 0) prot |= IOMMU_PRIV;
@@ -227,8 +236,9 @@ const MAX_JS_ADDRESS = BigInt(Number.MAX_SAFE_INTEGER);
 
 /**
  * IOVA for `size` bytes below `dmaLimit` (a mask); 0 if there is none. PCI devices try below 4 GiB
- * first, once. // kernel: iommu_dma_alloc_iova()
+ * first, once.
  */
+// kernel: iommu_dma_alloc_iova() [dma-iommu.c]
 export function iommuDmaAllocIova(domain: IommuDomain, size: number, dmaLimit: bigint, dev: Device): number {
   const iovad = dmaCookieOf(domain)?.iovad;
   if (!iovad) throw new KernelError('EINVAL', `${dev.name}: the DMA domain is not initialised`);
@@ -247,8 +257,8 @@ export function iommuDmaAllocIova(domain: IommuDomain, size: number, dmaLimit: b
 
 /**
  * Give back an IOVA range; with a queued gather it waits on the flush queue instead.
- * // kernel: iommu_dma_free_iova()
  */
+// kernel: iommu_dma_free_iova() [dma-iommu.c]
 export async function iommuDmaFreeIova(domain: IommuDomain, iova: number, size: number, gather: IommuIotlbGather | null): Promise<void> {
   const cookie = dmaCookieOf(domain)!;
   const iovad = cookie.iovad!;
@@ -273,8 +283,9 @@ function dmaDomainOf(dev: Device): { domain: IommuDomain; iovad: IovaDomain; coo
 
 /**
  * Map `size` bytes at `phys` for `dev`: the IOVA keeps the buffer's offset into its IOMMU page.
- * ENOMEM when no IOVA fits below `dmaMask`. // kernel: __iommu_dma_map()
+ * ENOMEM when no IOVA fits below `dmaMask`.
  */
+// kernel: __iommu_dma_map() [dma-iommu.c]
 export async function iommuDmaMap(dev: Device, phys: number, size: number, prot: number, dmaMask: bigint): Promise<number> {
   const { domain, iovad } = dmaDomainOf(dev);
   const param = devIommu(dev)!;
@@ -294,7 +305,8 @@ export async function iommuDmaMap(dev: Device, phys: number, size: number, prot:
   return iova + off;
 }
 
-/** Unmap what iommuDmaMap returned, strictly or through the flush queue. // kernel: __iommu_dma_unmap() */
+/** Unmap what iommuDmaMap returned, strictly or through the flush queue. */
+// kernel: __iommu_dma_unmap() [dma-iommu.c]
 export async function iommuDmaUnmap(dev: Device, dmaAddr: number, size: number): Promise<void> {
   const { domain, iovad, cookie } = dmaDomainOf(dev);
   const off = dmaAddr % iovad.granule;

@@ -75,7 +75,8 @@ function maskLimit(mask: bigint): number {
   return Number(mask < MAX_JS_ADDRESS ? mask : MAX_JS_ADDRESS);
 }
 
-/** kernel: dma_capable() for direct DMA: ERANGE if [pa, pa + size) is beyond the mask. */
+/** For direct DMA: ERANGE if [pa, pa + size) is beyond the mask. */
+// kernel: dma_capable() [dma-direct.h]
 function directCheck(what: string, dev: Device, pa: number, size: number, mask: bigint, attrs: number): void {
   if (pa + size - 1 <= maskLimit(mask)) return;
   const msg = `${what}: DMA addr 0x${pa.toString(16)}+0x${size.toString(16)} overflow mask 0x${mask.toString(16)}`;
@@ -88,7 +89,8 @@ function granuleOf(dev: Device): number {
   return dmaCookieOf(domain)!.iovad!.granule;
 }
 
-/** Map a buffer for one DMA transfer; returns the device address. // kernel: dma_map_single_attrs() */
+/** Map a buffer for one DMA transfer; returns the device address. */
+// kernel: dma_map_single_attrs() [kernel/dma/mapping.c]
 export async function dmaMapSingle(dev: Device, pa: number, size: number, dir: DmaDataDirection, attrs = 0): Promise<number> {
   checkDirection(dir, 'dma_map_single');
   checkBuffer('dma_map_single', dev, pa, size);
@@ -105,12 +107,12 @@ export async function dmaMapSingle(dev: Device, pa: number, size: number, dir: D
   return addr;
 }
 
-/** kernel: dma_map_page_attrs() */
+// kernel: dma_map_page_attrs() [kernel/dma/mapping.c]
 export function dmaMapPage(dev: Device, pagePa: number, offset: number, size: number, dir: DmaDataDirection, attrs = 0): Promise<number> {
   return dmaMapSingle(dev, pagePa + offset, size, dir, attrs);
 }
 
-/** kernel: dma_unmap_single_attrs() */
+// kernel: dma_unmap_single_attrs() [kernel/dma/mapping.c]
 export async function dmaUnmapSingle(dev: Device, dmaAddr: number, size: number, dir: DmaDataDirection, _attrs = 0): Promise<void> {
   checkDirection(dir, 'dma_unmap_single');
   const debug = subsystemOf(dev).dmaDebug;
@@ -119,7 +121,7 @@ export async function dmaUnmapSingle(dev: Device, dmaAddr: number, size: number,
   debug.delete(m);
 }
 
-/** kernel: dma_unmap_page_attrs() */
+// kernel: dma_unmap_page_attrs() [kernel/dma/mapping.c]
 export function dmaUnmapPage(dev: Device, dmaAddr: number, size: number, dir: DmaDataDirection, attrs = 0): Promise<void> {
   return dmaUnmapSingle(dev, dmaAddr, size, dir, attrs);
 }
@@ -127,8 +129,8 @@ export function dmaUnmapPage(dev: Device, dmaAddr: number, size: number, dir: Dm
 /**
  * Map a scatterlist; returns the number of DMA segments written to the first entries (direct: one per
  * entry; IOMMU: one contiguous IOVA range, merged into segments of at most DMA_MAX_SEG_SIZE).
- * // kernel: dma_map_sg_attrs()
  */
+// kernel: dma_map_sg_attrs() [kernel/dma/mapping.c]
 export async function dmaMapSg(dev: Device, sg: DmaSgEntry[], dir: DmaDataDirection, attrs = 0): Promise<number> {
   checkDirection(dir, 'dma_map_sg');
   if (sg.length === 0) throw new KernelError('EINVAL', `dma_map_sg: ${dev.name}: empty scatterlist`);
@@ -143,7 +145,8 @@ export async function dmaMapSg(dev: Device, sg: DmaSgEntry[], dir: DmaDataDirect
     }
     return sg.length;
   }
-  // kernel: iommu_dma_map_sg(): every piece padded to whole IOMMU pages, one IOVA range for all.
+  // every piece padded to whole IOMMU pages, one IOVA range for all.
+  // kernel: iommu_dma_map_sg() [dma-iommu.c]
   const domain = devIommu(dev)!.group!.defaultDomain!;
   await iommuDeferredAttach(dev, domain);
   const g = granuleOf(dev);
@@ -160,7 +163,8 @@ export async function dmaMapSg(dev: Device, sg: DmaSgEntry[], dir: DmaDataDirect
     await iommuDmaFreeIova(domain, iova, total, null);
     throw e;
   }
-  // kernel: __finalise_sg(): merge pieces that continue each other into DMA segments.
+  // merge pieces that continue each other into DMA segments.
+  // kernel: __finalise_sg() [dma-iommu.c]
   let count = 0;
   let cur = -1;
   let curLen = 0;
@@ -204,7 +208,8 @@ function sgEntryAddresses(dev: Device, sg: readonly DmaSgEntry[]): { addrs: numb
   return { addrs, iova, total: addr - iova };
 }
 
-/** Unmap a scatterlist with the entries (and count) given to dmaMapSg. // kernel: dma_unmap_sg_attrs() */
+/** Unmap a scatterlist with the entries (and count) given to dmaMapSg. */
+// kernel: dma_unmap_sg_attrs() [kernel/dma/mapping.c]
 export async function dmaUnmapSg(dev: Device, sg: readonly DmaSgEntry[], dir: DmaDataDirection, _attrs = 0): Promise<void> {
   checkDirection(dir, 'dma_unmap_sg');
   if (sg.length === 0) throw new KernelError('EINVAL', `dma_unmap_sg: ${dev.name}: empty scatterlist`);
@@ -217,8 +222,9 @@ export async function dmaUnmapSg(dev: Device, sg: readonly DmaSgEntry[], dir: Dm
 
 /**
  * A zeroed, physically contiguous buffer both the CPU and the device use, below the device's
- * coherent DMA mask. // kernel: dma_alloc_attrs()
+ * coherent DMA mask.
  */
+// kernel: dma_alloc_attrs() [kernel/dma/mapping.c]
 export async function dmaAllocCoherent(dev: Device, size: number, attrs = 0): Promise<DmaCoherentAllocation> {
   if (!Number.isSafeInteger(size) || size <= 0) throw new KernelError('EINVAL', `dma_alloc_coherent: ${dev.name}: bad size ${size}`);
   const sub = subsystemOf(dev);
@@ -247,7 +253,7 @@ export async function dmaAllocCoherent(dev: Device, size: number, attrs = 0): Pr
   return { cpuAddr: buffer.pa, dmaAddr, size };
 }
 
-/** kernel: dma_free_attrs() */
+// kernel: dma_free_attrs() [kernel/dma/mapping.c]
 export async function dmaFreeCoherent(dev: Device, size: number, cpuAddr: number, dmaAddr: number): Promise<void> {
   const sub = subsystemOf(dev);
   const m = sub.dmaDebug.checkUnmap(dev, dmaAddr, size, 'bidirectional', 'coherent');
@@ -266,23 +272,25 @@ function checkSync(what: string, dev: Device, dmaAddr: number, size: number, dir
   if (m.dir !== 'bidirectional' && m.dir !== dir) throw new KernelError('EINVAL', `${what}: ${dev.name}: mapping is ${m.dir}, synced ${dir}`);
 }
 
-/** Hand the buffer to the CPU after the device wrote it. // kernel: dma_sync_single_for_cpu() */
+/** Hand the buffer to the CPU after the device wrote it. */
+// kernel: dma_sync_single_for_cpu() [kernel/dma/mapping.c]
 export function dmaSyncSingleForCpu(dev: Device, dmaAddr: number, size: number, dir: DmaDataDirection): void {
   checkSync('dma_sync_single_for_cpu', dev, dmaAddr, size, dir);
 }
 
-/** Hand the buffer back to the device. // kernel: dma_sync_single_for_device() */
+/** Hand the buffer back to the device. */
+// kernel: dma_sync_single_for_device() [kernel/dma/mapping.c]
 export function dmaSyncSingleForDevice(dev: Device, dmaAddr: number, size: number, dir: DmaDataDirection): void {
   checkSync('dma_sync_single_for_device', dev, dmaAddr, size, dir);
 }
 
-/** kernel: dma_sync_sg_for_cpu() */
+// kernel: dma_sync_sg_for_cpu() [kernel/dma/mapping.c]
 export function dmaSyncSgForCpu(dev: Device, sg: readonly DmaSgEntry[], dir: DmaDataDirection): void {
   const { addrs } = sgEntryAddresses(dev, sg);
   sg.forEach((s, i) => checkSync('dma_sync_sg_for_cpu', dev, addrs[i]!, s.length, dir));
 }
 
-/** kernel: dma_sync_sg_for_device() */
+// kernel: dma_sync_sg_for_device() [kernel/dma/mapping.c]
 export function dmaSyncSgForDevice(dev: Device, sg: readonly DmaSgEntry[], dir: DmaDataDirection): void {
   const { addrs } = sgEntryAddresses(dev, sg);
   sg.forEach((s, i) => checkSync('dma_sync_sg_for_device', dev, addrs[i]!, s.length, dir));
@@ -292,19 +300,19 @@ function checkMask(what: string, mask: bigint): void {
   if (mask < 0n || mask > 0xffff_ffff_ffff_ffffn) throw new KernelError('EIO', `${what}: mask 0x${mask.toString(16)} is not a 64-bit mask`);
 }
 
-/** kernel: dma_set_mask() */
+// kernel: dma_set_mask() [kernel/dma/mapping.c]
 export function dmaSetMask(dev: Device, mask: bigint): void {
   checkMask('dma_set_mask', mask);
   dev.dmaMask = mask;
 }
 
-/** kernel: dma_set_coherent_mask() */
+// kernel: dma_set_coherent_mask() [kernel/dma/mapping.c]
 export function dmaSetCoherentMask(dev: Device, mask: bigint): void {
   checkMask('dma_set_coherent_mask', mask);
   dev.coherentDmaMask = mask;
 }
 
-/** kernel: dma_set_mask_and_coherent() */
+// kernel: dma_set_mask_and_coherent() [dma-mapping.h]
 export function dmaSetMaskAndCoherent(dev: Device, mask: bigint): void {
   dmaSetMask(dev, mask);
   dmaSetCoherentMask(dev, mask);

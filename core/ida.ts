@@ -9,7 +9,8 @@ export class Ida {
 
   constructor(readonly name: string) {}
 
-  /** Lowest free ID in [min, max]; ENOSPC when the range is full. // kernel: ida_alloc_range() */
+  /** Lowest free ID in [min, max]; ENOSPC when the range is full. */
+  // kernel: ida_alloc_range() [lib/idr.c]
   allocRange(min: number, max: number): number {
     if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 0) {
       throw new KernelError('EINVAL', `${this.name}: bad ID range [${min}, ${max}]`);
@@ -23,12 +24,13 @@ export class Ida {
     throw new KernelError('ENOSPC', `${this.name}: every ID in [${min}, ${max}] is in use`);
   }
 
-  /** kernel: ida_alloc() */
+  // kernel: ida_alloc() [idr.h]
   alloc(): number {
     return this.allocRange(0, Number.MAX_SAFE_INTEGER);
   }
 
-  /** kernel: ida_free() — freeing an ID that is not allocated is EINVAL (the kernel WARNs). */
+  /** Freeing an ID that is not allocated is EINVAL (the kernel WARNs). */
+  // kernel: ida_free() [lib/idr.c]
   free(id: number): void {
     if (!this.used.delete(id)) throw new KernelError('EINVAL', `${this.name}: freeing ID ${id}, which is not allocated`);
   }

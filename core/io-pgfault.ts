@@ -71,7 +71,7 @@ export interface IopfStats {
   partialsDropped: number;
 }
 
-/** kernel: struct iommu_fault_param — the core's fault state of one device. */
+/** The kernel's struct iommu_fault_param — the core's fault state of one device. */
 export class DevFaultParam implements IommuFaultParam {
   /** The IOPF queue the device is on (kernel: fault_param->queue). */
   queue: IopfQueue | null = null;
@@ -102,7 +102,7 @@ export class DevFaultParam implements IommuFaultParam {
   }
 }
 
-/** kernel: struct iopf_group */
+/** The kernel's struct iopf_group */
 export class IopfGroupImpl implements IopfGroup {
   /** The code it was answered with, once answered. */
   response: IommuPageResponseCode | null = null;
@@ -129,11 +129,11 @@ export class IopfGroupImpl implements IopfGroup {
   }
 }
 
-/** kernel: struct iopf_queue — a workqueue that devices' page-request groups run on. */
+/** The kernel's struct iopf_queue — a workqueue that devices' page-request groups run on. */
 export class IopfQueue {
   /** The devices on this queue. */
   readonly devices = new Set<Device>();
-  /** kernel: the unbound "iopf_queue/<name>" workqueue. */
+  /** The kernel's unbound "iopf_queue/<name>" workqueue. */
   readonly wq = new PQueue({ concurrency: Number.POSITIVE_INFINITY });
   /** Groups queued or running. */
   inFlight = 0;
@@ -247,8 +247,9 @@ export function iopfAnswerDomainFaults(domain: IommuDomain, dev: Device | null, 
 
 /**
  * Answer a group: only while it is pending, so a late or duplicate answer is ignored. Returns true
- * when this call answered it. // kernel: iopf_group_response()
+ * when this call answered it.
  */
+// kernel: iopf_group_response() [io-pgfault.c]
 export function iopfGroupResponse(group: IopfGroup, code: IommuPageResponseCode): boolean {
   if (!(group instanceof IopfGroupImpl)) throw new KernelError('EINVAL', 'iopf_group_response: not a group of the IOPF core');
   checkCode(code);
@@ -269,7 +270,8 @@ export function checkCode(code: number): asserts code is IommuPageResponseCode {
 
 // ---- queues ----------------------------------------------------------------------------------
 
-/** A new queue named "iopf_queue/<name>". // kernel: iopf_queue_alloc() */
+/** A new queue named "iopf_queue/<name>". */
+// kernel: iopf_queue_alloc() [io-pgfault.c]
 export function iopfQueueAlloc(name: string, opts: { depth?: number } = {}): IopfQueue {
   const depth = opts.depth ?? IOPF_QUEUE_DEFAULT_DEPTH;
   if (!Number.isSafeInteger(depth) || depth < 1) throw new KernelError('EINVAL', `iopf_queue_alloc(${name}): depth ${depth} is not a positive integer`);
@@ -278,8 +280,9 @@ export function iopfQueueAlloc(name: string, opts: { depth?: number } = {}): Iop
 
 /**
  * Put `dev` on `queue`: ENODEV if its IOMMU has no page_response op, EBUSY if it is on a queue
- * already. // kernel: iopf_queue_add_device()
+ * already.
  */
+// kernel: iopf_queue_add_device() [io-pgfault.c]
 export function iopfQueueAddDevice(queue: IopfQueue, dev: Device): void {
   if (queue.isFreed) throw new KernelError('EINVAL', `${queue.name} was freed`);
   if (!opsOf(dev)?.pageResponse) throw new KernelError('ENODEV', `${dev.name}: its IOMMU cannot answer page requests`);
@@ -313,8 +316,9 @@ export function iopfAnswerPending(param: DevFaultParam, code: IommuPageResponseC
 /**
  * Take `dev` off `queue`: its partial requests are dropped and every group still pending is answered
  * INVALID (a later answer from its handler is ignored). EINVAL if the device is not on that queue.
- * The driver stops and drains its hardware queue first. // kernel: iopf_queue_remove_device()
+ * The driver stops and drains its hardware queue first.
  */
+// kernel: iopf_queue_remove_device() [io-pgfault.c]
 export function iopfQueueRemoveDevice(queue: IopfQueue, dev: Device): void {
   const param = devFaultParam(dev);
   if (!param || param.queue !== queue) throw new KernelError('EINVAL', `${dev.name} is not on ${queue.name}`);
@@ -326,15 +330,17 @@ export function iopfQueueRemoveDevice(queue: IopfQueue, dev: Device): void {
 
 /**
  * Wait until every group queued so far has been handled (the driver drains its hardware queue first;
- * used before a PASID is reused). ENODEV if the device is on no queue. // kernel: iopf_queue_flush_dev()
+ * used before a PASID is reused). ENODEV if the device is on no queue.
  */
+// kernel: iopf_queue_flush_dev() [io-pgfault.c]
 export async function iopfQueueFlushDev(dev: Device): Promise<void> {
   const q = devFaultParam(dev)?.queue;
   if (!q) throw new KernelError('ENODEV', `${dev.name} is not on an IOPF queue`);
   await q.wq.onIdle();
 }
 
-/** Drop every buffered partial request of the queue's devices (after a hardware queue overflow). // kernel: iopf_queue_discard_partial() */
+/** Drop every buffered partial request of the queue's devices (after a hardware queue overflow). */
+// kernel: iopf_queue_discard_partial() [io-pgfault.c]
 export function iopfQueueDiscardPartial(queue: IopfQueue): void {
   for (const dev of queue.devices) {
     const param = devFaultParam(dev);
@@ -342,7 +348,8 @@ export function iopfQueueDiscardPartial(queue: IopfQueue): void {
   }
 }
 
-/** Remove every device (answering their pending groups), then retire the queue. // kernel: iopf_queue_free() */
+/** Remove every device (answering their pending groups), then retire the queue. */
+// kernel: iopf_queue_free() [io-pgfault.c]
 export function iopfQueueFree(queue: IopfQueue): void {
   for (const dev of [...queue.devices]) iopfQueueRemoveDevice(queue, dev);
   queue.wq.clear();
@@ -394,7 +401,7 @@ async function iopfRunGroup(queue: IopfQueue, group: IopfGroupImpl, handler: (g:
 /**
  * A page request for a domain that has an I/O page-fault handler, on a device that is on a queue:
  * buffer a partial, or complete the group and queue it. Returns 0; the core answers whatever it
- * cannot hand on. // kernel: the iopf part of iommu_report_device_fault()
+ * cannot hand on. Kernel: the iopf part of iommu_report_device_fault()
  */
 export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, domain: IommuDomain, handle: IommuAttachHandle | null): 0 {
   const queue = param.queue!;
@@ -420,7 +427,7 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
     faults.push(evt);
   }
   if (queue.inFlight >= queue.depth) {
-    // kernel: the abort group when no group can be allocated.
+    // (kernel: the abort group when no group can be allocated.)
     logOf(param.dev)?.warn(param.dev.name, `iopf with pasid ${prm.pasid} aborted: ${queue.name} is full`, LOG_NS);
     void iopfSendResponse(param.dev, evt, IOMMU_PAGE_RESP_FAILURE);
     return 0;

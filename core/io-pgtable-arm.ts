@@ -158,7 +158,7 @@ function cfgError(fmt: string, what: string): KernelError {
  * else the largest smaller one, else the smallest larger one; then keeps only that granule's block
  * sizes and clamps ias/oas to what the granule can address.
  */
-// kernel: arm_lpae_restrict_pgsizes()
+// kernel: arm_lpae_restrict_pgsizes() [io-pgtable-arm.c]
 function restrictPgsizes(pgsizeBitmap: number, ias: number, oas: number): { bitmap: number; ias: number; oas: number } {
   let granule = 0;
   if (bitmapHas(pgsizeBitmap, PAGE_SIZE)) {
@@ -249,7 +249,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
 
     let bitmapIn = cfgIn.pgsizeBitmap;
     if (fmt === 'ARM_32_LPAE_S1' || fmt === 'ARM_32_LPAE_S2') {
-      // kernel: arm_32_lpae_alloc_pgtable_s1/_s2()
+      // (kernel: arm_32_lpae_alloc_pgtable_s1/_s2())
       const iasMax = fmt === 'ARM_32_LPAE_S1' ? 32 : 40;
       if (cfgIn.ias > iasMax) throw cfgError(fmt, `ias ${cfgIn.ias} exceeds ${iasMax}`);
       if (cfgIn.oas > 40) throw cfgError(fmt, `oas ${cfgIn.oas} exceeds 40`);
@@ -257,7 +257,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
         (bitmapHas(bitmapIn, SZ_1G) ? SZ_1G : 0);
     }
 
-    // kernel: arm_lpae_alloc_pgtable()
+    // kernel: arm_lpae_alloc_pgtable() [io-pgtable-arm.c]
     const r = restrictPgsizes(bitmapIn, cfgIn.ias, cfgIn.oas);
     // The bitmap now holds one granule's sizes; the granule is its smallest.
     const granule = [SZ_4K, SZ_16K, SZ_64K].find((g) => bitmapHas(r.bitmap, g));
@@ -328,13 +328,13 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.pgd = this.allocTable(this.pgdAllocSize);
 
     if (stage2) {
-      // kernel: arm_64_lpae_alloc_pgtable_s2()
       // SL0 counts levels down from a granule-dependent origin: 4K numbers one level further.
+      // kernel: arm_64_lpae_alloc_pgtable_s2() [io-pgtable-arm.c]
       const sl = granule === SZ_4K ? startLevel + 1 : startLevel;
       this.armLpaeS1Cfg = null;
       this.armLpaeS2Cfg = { vttbr: this.pgd, vtcr: { ps, tg, sh, orgn, irgn, sl: ~sl & 3, tsz: 64 - ias } };
     } else {
-      // kernel: arm_64_lpae_alloc_pgtable_s1()
+      // kernel: arm_64_lpae_alloc_pgtable_s1() [io-pgtable-arm.c]
       const mair =
         (MAIR_ATTR_NC << BigInt(8 * MAIR_ATTR_IDX_NC)) |
         (MAIR_ATTR_WBRWA << BigInt(8 * MAIR_ATTR_IDX_CACHE)) |
@@ -349,7 +349,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
    * Where the architecture forbids the natural starting level for a stage 2 walk, the walk must start
    * one level lower with concatenated tables instead.
    */
-  // kernel: arm_lpae_concat_mandatory()
+  // kernel: arm_lpae_concat_mandatory() [io-pgtable-arm.c]
   private concatMandatory(granule: number, startLevel: number, ias: number, oas: number): boolean {
     if (granule === SZ_16K && startLevel === 0) return oas === 48 || ias === 48;
     if (granule === SZ_4K && startLevel === 0) return oas === 40 || oas === 42;
@@ -401,7 +401,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.ram.write32(ptep + 4, 0);
   }
 
-  // kernel: arm_lpae_prot_to_pte()
+  // kernel: arm_lpae_prot_to_pte() [io-pgtable-arm.c]
   private protToPte(prot: number): void {
     const quirks = this.cfg.quirks;
     let lo: number;
@@ -526,7 +526,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
 
   // ---- ops ----
 
-  // kernel: arm_lpae_map_pages()
+  // kernel: arm_lpae_map_pages() [io-pgtable-arm.c]
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
     this.checkLive('map');
     const target = this.checkRange('map', iova, pgsize, pgcount);
@@ -584,7 +584,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
    * Write `n` consecutive leaves of level `lvl` from `first` (within one table page). Nothing is written
    * unless every entry is free or a table that maps nothing.
    */
-  // kernel: arm_lpae_init_pte()
+  // kernel: arm_lpae_init_pte() [io-pgtable-arm.c]
   private initPtes(first: number, n: number, va: number, pa: number, lvl: number, lo: number, hi: number, mapped: number): void {
     const ram = this.ram;
     for (let i = 0; i < n; i++) {
@@ -629,7 +629,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
     }
   }
 
-  // kernel: arm_lpae_unmap_pages()
+  // kernel: arm_lpae_unmap_pages() [io-pgtable-arm.c]
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather | null): number {
     this.checkLive('unmap');
     const target = this.checkRange('unmap', iova, pgsize, pgcount);
@@ -662,7 +662,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
    * Clear up to `n` consecutive entries of level `lvl` from `first`, stopping at the first empty one;
    * returns how many were cleared. A table entry takes its whole subtree with it.
    */
-  // kernel: __arm_lpae_unmap()
+  // kernel: __arm_lpae_unmap() [io-pgtable-arm.c]
   private clearPtes(first: number, n: number, va: number, lvl: number, gather: IommuIotlbGather | null): number {
     const ram = this.ram;
     const sz = this.blockSize[lvl]!;
@@ -692,7 +692,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.freeSubtree(lvl + 1, table);
   }
 
-  // kernel: arm_lpae_iova_to_phys()
+  // kernel: arm_lpae_iova_to_phys() [io-pgtable-arm.c]
   iovaToPhys(iova: number): number {
     this.checkLive('iova_to_phys');
     if (!Number.isSafeInteger(iova) || iova < 0 || iova >= this.iasLimit) return 0;
@@ -715,7 +715,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
   flushAllAndFree(): void {
     if (this.freed) throw new KernelError('EINVAL', `io-pgtable ${this.fmt}: freed twice`);
     this.tlb.tlbFlushAll();
-    // kernel: arm_lpae_free_pgtable()
+    // (kernel: arm_lpae_free_pgtable())
     this.freeSubtree(this.startLevel, this.pgd);
     this.freed = true;
   }
@@ -725,7 +725,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
  * Build a page table of format `fmt`. Throws KernelError EINVAL for a configuration the format cannot
  * honour, ENOMEM if the top-level table cannot be allocated.
  */
-// kernel: alloc_io_pgtable_ops()
+// kernel: alloc_io_pgtable_ops() [io-pgtable.c]
 export function allocIoPgtableOps(fmt: IoPgtableFmt, cfg: IoPgtableCfg): IoPgtable {
   switch (fmt) {
     case 'ARM_32_LPAE_S1':
@@ -739,7 +739,7 @@ export function allocIoPgtableOps(fmt: IoPgtableFmt, cfg: IoPgtableCfg): IoPgtab
 }
 
 /** Invalidate everything the table may have cached, then give every table back to the allocator. */
-// kernel: free_io_pgtable_ops()
+// kernel: free_io_pgtable_ops() [io-pgtable.c]
 export function freeIoPgtableOps(ops: IoPgtable): void {
   if (!(ops instanceof ArmLpaeIoPgtable)) throw new KernelError('EINVAL', 'io-pgtable: not a page table made by allocIoPgtableOps');
   ops.flushAllAndFree();

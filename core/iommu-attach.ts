@@ -24,7 +24,7 @@ import { IommuAttachHandle, iommuGroupGet, type IommuGroup } from './iommu-group
 import { iopfAnswerDomainFaults } from './io-pgfault.js';
 import { IOMMU_NO_PASID } from './iommu-pasid.js';
 
-/** kernel: IOMMU_SET_DOMAIN_MUST_SUCCEED */
+/** The kernel's IOMMU_SET_DOMAIN_MUST_SUCCEED */
 const SET_DOMAIN_MUST_SUCCEED = 1 << 0;
 
 /** Errnos an attach may report as they are; any other becomes ENODEV. */
@@ -36,7 +36,7 @@ function groupOf(dev: Device): IommuGroup {
   return group;
 }
 
-/** kernel: __iommu_attach_device() */
+// kernel: __iommu_attach_device() [iommu.c]
 export async function __iommuAttachDevice(domain: IommuDomain, dev: Device, old: IommuDomain | null): Promise<void> {
   const param = devIommu(dev)!;
   try {
@@ -60,7 +60,7 @@ export async function __iommuAttachDevice(domain: IommuDomain, dev: Device, old:
   }
 }
 
-/** kernel: __iommu_device_set_domain() */
+// kernel: __iommu_device_set_domain() [iommu.c]
 export async function __iommuDeviceSetDomain(group: IommuGroup, dev: Device, newDomain: IommuDomain, oldDomain: IommuDomain | null, flags: number): Promise<void> {
   const param = devIommu(dev)!;
   if (param.requireDirect && (newDomain.type === IOMMU_DOMAIN_BLOCKED || newDomain === group.blockingDomain)) {
@@ -86,8 +86,8 @@ export async function __iommuDeviceSetDomain(group: IommuGroup, dev: Device, new
  * Attach every device of the group to `newDomain`. On failure the devices already moved (and the one
  * that failed) go back to the group's current domain and the error is thrown; with MUST_SUCCEED the
  * others are still tried, the group ends on `newDomain` and the first error is thrown.
- * // kernel: __iommu_group_set_domain_internal()
  */
+// kernel: __iommu_group_set_domain_internal() [iommu.c]
 async function __iommuGroupSetDomainInternal(group: IommuGroup, newDomain: IommuDomain, flags: number): Promise<void> {
   if (group.domain === newDomain) return;
   let firstError: unknown = null;
@@ -117,17 +117,18 @@ async function __iommuGroupSetDomainInternal(group: IommuGroup, newDomain: Iommu
   if (firstError !== null) throw firstError;
 }
 
-/** kernel: __iommu_group_set_domain() */
+// kernel: __iommu_group_set_domain() [iommu.c]
 export function __iommuGroupSetDomain(group: IommuGroup, newDomain: IommuDomain): Promise<void> {
   return __iommuGroupSetDomainInternal(group, newDomain, 0);
 }
 
-/** kernel: __iommu_group_set_domain_internal(..., IOMMU_SET_DOMAIN_MUST_SUCCEED) — the group always ends on `newDomain`. */
+/** The kernel's __iommu_group_set_domain_internal(..., IOMMU_SET_DOMAIN_MUST_SUCCEED) — the group always ends on `newDomain`. */
 export function __iommuGroupSetDomainMustSucceed(group: IommuGroup, newDomain: IommuDomain): Promise<void> {
   return __iommuGroupSetDomainInternal(group, newDomain, SET_DOMAIN_MUST_SUCCEED);
 }
 
-/** kernel: __iommu_group_set_domain_nofail() — a failure is a driver bug, logged as a warning. */
+/** A failure is a driver bug, logged as a warning. */
+// kernel: __iommu_group_set_domain_nofail() [iommu.c]
 export async function __iommuGroupSetDomainNofail(group: IommuGroup, newDomain: IommuDomain): Promise<void> {
   try {
     await __iommuGroupSetDomainMustSucceed(group, newDomain);
@@ -136,13 +137,15 @@ export async function __iommuGroupSetDomainNofail(group: IommuGroup, newDomain: 
   }
 }
 
-/** Back to the core-owned domain. // kernel: __iommu_group_set_core_domain() */
+/** Back to the core-owned domain. */
+// kernel: __iommu_group_set_core_domain() [iommu.c]
 export async function __iommuGroupSetCoreDomain(group: IommuGroup): Promise<void> {
   const target = group.owner !== null ? group.blockingDomain : group.defaultDomain;
   if (target) await __iommuGroupSetDomainNofail(group, target);
 }
 
-/** Attach a group, enforcing the rules in the header. // kernel: __iommu_attach_group() */
+/** Attach a group, enforcing the rules in the header. */
+// kernel: __iommu_attach_group() [iommu.c]
 async function __iommuAttachGroup(domain: IommuDomain, group: IommuGroup): Promise<void> {
   if (group.domain && group.domain !== group.defaultDomain && group.domain !== group.blockingDomain) {
     throw new KernelError('EBUSY', `${group} is already attached to a ${iommuDomainTypeStr(group.domain.type)} domain it does not own`);
@@ -154,7 +157,7 @@ async function __iommuAttachGroup(domain: IommuDomain, group: IommuGroup): Promi
   await __iommuGroupSetDomain(group, domain);
 }
 
-/** kernel: iommu_attach_device() */
+// kernel: iommu_attach_device() [iommu.c]
 export async function iommuAttachDevice(domain: IommuDomain, dev: Device): Promise<void> {
   const group = groupOf(dev);
   await group.mutex.run(async () => {
@@ -165,15 +168,16 @@ export async function iommuAttachDevice(domain: IommuDomain, dev: Device): Promi
   });
 }
 
-/** kernel: iommu_attach_group() */
+// kernel: iommu_attach_group() [iommu.c]
 export function iommuAttachGroup(domain: IommuDomain, group: IommuGroup): Promise<void> {
   return group.mutex.run(() => __iommuAttachGroup(domain, group));
 }
 
 /**
  * Undo iommuAttachDevice. A wrong domain or a group of several devices is a caller bug: logged as a
- * warning and ignored, as the kernel WARNs. // kernel: iommu_detach_device()
+ * warning and ignored, as the kernel WARNs.
  */
+// kernel: iommu_detach_device() [iommu.c]
 export async function iommuDetachDevice(domain: IommuDomain, dev: Device): Promise<void> {
   const group = iommuGroupGet(dev);
   if (!group) return;
@@ -186,22 +190,25 @@ export async function iommuDetachDevice(domain: IommuDomain, dev: Device): Promi
   });
 }
 
-/** kernel: iommu_detach_group() */
+// kernel: iommu_detach_group() [iommu.c]
 export function iommuDetachGroup(_domain: IommuDomain, group: IommuGroup): Promise<void> {
   return group.mutex.run(() => __iommuGroupSetCoreDomain(group));
 }
 
-/** The domain the device's group is attached to now, or null. // kernel: iommu_get_domain_for_dev() */
+/** The domain the device's group is attached to now, or null. */
+// kernel: iommu_get_domain_for_dev() [iommu.c]
 export function iommuGetDomainForDev(dev: Device): IommuDomain | null {
   return iommuGroupGet(dev)?.domain ?? null;
 }
 
-/** The group's default domain: what the DMA API uses. // kernel: iommu_get_dma_domain() */
+/** The group's default domain: what the DMA API uses. */
+// kernel: iommu_get_dma_domain() [iommu.c]
 export function iommuGetDmaDomain(dev: Device): IommuDomain | null {
   return iommuGroupGet(dev)?.defaultDomain ?? null;
 }
 
-/** Do the attach a deferred device skipped. // kernel: iommu_deferred_attach() */
+/** Do the attach a deferred device skipped. */
+// kernel: iommu_deferred_attach() [iommu.c]
 export async function iommuDeferredAttach(dev: Device, domain: IommuDomain): Promise<void> {
   const param = devIommu(dev);
   if (param?.attachDeferred) await __iommuAttachDevice(domain, dev, null);
@@ -212,8 +219,8 @@ export async function iommuDeferredAttach(dev: Device, domain: IommuDomain): Pro
 /**
  * A driver binding to `dev` will use the DMA API: EPROBE_DEFER while the group has no default domain
  * yet; EBUSY if the group is off its default domain, owned, or has PASIDs attached.
- * // kernel: iommu_device_use_default_domain()
  */
+// kernel: iommu_device_use_default_domain() [iommu.c]
 export async function iommuDeviceUseDefaultDomain(dev: Device): Promise<void> {
   const group = iommuGroupGet(dev);
   if (!group) return;
@@ -226,7 +233,7 @@ export async function iommuDeviceUseDefaultDomain(dev: Device): Promise<void> {
   });
 }
 
-/** kernel: iommu_device_unuse_default_domain() */
+// kernel: iommu_device_unuse_default_domain() [iommu.c]
 export async function iommuDeviceUnuseDefaultDomain(dev: Device): Promise<void> {
   const group = iommuGroupGet(dev);
   if (!group) return;
@@ -239,7 +246,7 @@ export async function iommuDeviceUnuseDefaultDomain(dev: Device): Promise<void> 
   });
 }
 
-/** kernel: __iommu_group_alloc_blocking_domain() */
+// kernel: __iommu_group_alloc_blocking_domain() [iommu.c]
 function __iommuGroupAllocBlockingDomain(group: IommuGroup): void {
   if (group.blockingDomain) return;
   const dev = group.firstDev();
@@ -248,7 +255,7 @@ function __iommuGroupAllocBlockingDomain(group: IommuGroup): void {
   group.blockingDomain = ops.blockedDomain ?? iommuPagingDomainAlloc(dev);
 }
 
-/** kernel: __iommu_take_dma_ownership() */
+// kernel: __iommu_take_dma_ownership() [iommu.c]
 async function __iommuTakeDmaOwnership(group: IommuGroup, owner: unknown): Promise<void> {
   if ((group.domain && group.domain !== group.defaultDomain) || !group.pasidArrayEmpty) {
     throw new KernelError('EBUSY', `${group} is off its default domain or has PASIDs attached`);
@@ -263,7 +270,8 @@ function checkOwner(owner: unknown): void {
   if (owner === null || owner === undefined) throw new KernelError('EINVAL', 'a DMA owner token is required');
 }
 
-/** Take the whole group away from the DMA API (VFIO). EPERM if it is in use. // kernel: iommu_group_claim_dma_owner() */
+/** Take the whole group away from the DMA API (VFIO). EPERM if it is in use. */
+// kernel: iommu_group_claim_dma_owner() [iommu.c]
 export function iommuGroupClaimDmaOwner(group: IommuGroup, owner: unknown): Promise<void> {
   checkOwner(owner);
   return group.mutex.run(async () => {
@@ -272,7 +280,8 @@ export function iommuGroupClaimDmaOwner(group: IommuGroup, owner: unknown): Prom
   });
 }
 
-/** As above for one device; devices of a group may share the claim with the same owner token. // kernel: iommu_device_claim_dma_owner() */
+/** As above for one device; devices of a group may share the claim with the same owner token. */
+// kernel: iommu_device_claim_dma_owner() [iommu.c]
 export async function iommuDeviceClaimDmaOwner(dev: Device, owner: unknown): Promise<void> {
   checkOwner(owner);
   const group = groupOf(dev);
@@ -286,7 +295,7 @@ export async function iommuDeviceClaimDmaOwner(dev: Device, owner: unknown): Pro
   });
 }
 
-/** kernel: __iommu_release_dma_ownership() */
+// kernel: __iommu_release_dma_ownership() [iommu.c]
 async function __iommuReleaseDmaOwnership(group: IommuGroup): Promise<void> {
   if (group.ownerCnt === 0 || group.owner === null || !group.pasidArrayEmpty) {
     group.subsystem.log.warn(`iommu group ${group.id}`, 'WARNING: releasing DMA ownership that is not held (or with PASIDs attached)');
@@ -297,12 +306,12 @@ async function __iommuReleaseDmaOwnership(group: IommuGroup): Promise<void> {
   if (group.defaultDomain) await __iommuGroupSetDomainNofail(group, group.defaultDomain);
 }
 
-/** kernel: iommu_group_release_dma_owner() */
+// kernel: iommu_group_release_dma_owner() [iommu.c]
 export function iommuGroupReleaseDmaOwner(group: IommuGroup): Promise<void> {
   return group.mutex.run(() => __iommuReleaseDmaOwnership(group));
 }
 
-/** kernel: iommu_device_release_dma_owner() */
+// kernel: iommu_device_release_dma_owner() [iommu.c]
 export async function iommuDeviceReleaseDmaOwner(dev: Device): Promise<void> {
   const group = groupOf(dev);
   await group.mutex.run(async () => {
@@ -311,7 +320,8 @@ export async function iommuDeviceReleaseDmaOwner(dev: Device): Promise<void> {
   });
 }
 
-/** kernel: iommu_group_dma_owner_claimed() — true while any user holds the group. */
+/** True while any user holds the group. */
+// kernel: iommu_group_dma_owner_claimed() [iommu.c]
 export function iommuGroupDmaOwnerClaimed(group: IommuGroup): boolean {
   return group.ownerCnt > 0;
 }
@@ -320,8 +330,9 @@ export function iommuGroupDmaOwnerClaimed(group: IommuGroup): boolean {
 
 /**
  * Attach a domain to the group and publish `handle` as the RID's entry (PASID 0), so fault
- * reporting finds the domain. EBUSY if the RID already has a handle. // kernel: iommu_attach_group_handle()
+ * reporting finds the domain. EBUSY if the RID already has a handle.
  */
+// kernel: iommu_attach_group_handle() [iommu.c]
 export function iommuAttachGroupHandle(domain: IommuDomain, group: IommuGroup, handle: IommuAttachHandle): Promise<void> {
   return group.mutex.run(async () => {
     if (group.pasidArray.has(IOMMU_NO_PASID) || group.pasidReserved.has(IOMMU_NO_PASID)) {
@@ -338,7 +349,7 @@ export function iommuAttachGroupHandle(domain: IommuDomain, group: IommuGroup, h
   });
 }
 
-/** kernel: iommu_detach_group_handle() */
+// kernel: iommu_detach_group_handle() [iommu.c]
 export function iommuDetachGroupHandle(_domain: IommuDomain, group: IommuGroup): Promise<void> {
   return group.mutex.run(async () => {
     await __iommuGroupSetCoreDomain(group);
@@ -346,7 +357,8 @@ export function iommuDetachGroupHandle(_domain: IommuDomain, group: IommuGroup):
   });
 }
 
-/** Switch the group to `newDomain` without a blocking step, publishing `handle`. // kernel: iommu_replace_group_handle() */
+/** Switch the group to `newDomain` without a blocking step, publishing `handle`. */
+// kernel: iommu_replace_group_handle() [iommu.c]
 export function iommuReplaceGroupHandle(group: IommuGroup, newDomain: IommuDomain, handle: IommuAttachHandle): Promise<void> {
   return group.mutex.run(async () => {
     await __iommuGroupSetDomain(group, newDomain);

@@ -101,7 +101,7 @@ export function devIommuGet(dev: Device, subsystem: IommuSubsystem): DevIommu {
   return param;
 }
 
-/** kernel: dev_iommu_free() */
+// kernel: dev_iommu_free() [iommu.c]
 export function devIommuFree(dev: Device): void {
   dev.iommu = null;
 }
@@ -118,26 +118,28 @@ export function devIommuOps(dev: Device): IommuOps {
   return ops;
 }
 
-/** kernel: dev_iommu_priv_get() */
+// kernel: dev_iommu_priv_get() [iommu.h]
 export function devIommuPrivGet<T>(dev: Device): T {
   const param = devIommu(dev);
   if (!param) throw new KernelError('ENODEV', `${dev.name} has no IOMMU data`);
   return param.priv as T;
 }
 
-/** kernel: dev_iommu_priv_set() — only while the device is being probed or is probed. */
+/** Only while the device is being probed or is probed. */
+// kernel: dev_iommu_priv_set() [iommu.c]
 export function devIommuPrivSet(dev: Device, priv: unknown): void {
   const param = devIommu(dev);
   if (!param) throw new KernelError('ENODEV', `${dev.name} has no IOMMU data to hold driver data`);
   param.priv = priv;
 }
 
-/** kernel: dev_iommu_fwspec_get() */
+// kernel: dev_iommu_fwspec_get() [iommu.h]
 export function devIommuFwspecGet(dev: Device): IommuFwspec | null {
   return dev.fwspec;
 }
 
-/** True if `dev` sits behind an IOMMU with capability `cap`. // kernel: device_iommu_capable() */
+/** True if `dev` sits behind an IOMMU with capability `cap`. */
+// kernel: device_iommu_capable() [iommu.c]
 export function deviceIommuCapable(dev: Device, cap: IommuCap): boolean {
   if (!hasIommu(dev)) return false;
   const ops = devIommuOps(dev);

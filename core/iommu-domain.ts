@@ -44,7 +44,7 @@ export const IOMMU_DOMAIN_NESTED = __IOMMU_DOMAIN_NESTED;
 export const IOMMU_FAULT_READ = 0x0;
 export const IOMMU_FAULT_WRITE = 0x1;
 
-/** kernel: struct iommu_domain_geometry — the IOVA range the domain can translate. */
+/** The kernel's struct iommu_domain_geometry — the IOVA range the domain can translate. */
 export interface IommuDomainGeometry {
   apertureStart: number;
   /** Last translatable IOVA (inclusive). */
@@ -65,7 +65,7 @@ export type IommuFaultHandler = (domain: IommuDomain, dev: Device | null, iova: 
 /** Handles a page-request group for this domain (kernel: iommu_domain.iopf_handler); throws to refuse it. */
 export type IommuIopfHandler = (group: IopfGroup) => void | Promise<void>;
 
-/** kernel: the cookie union of struct iommu_domain, tagged by cookie_type. */
+/** The kernel's cookie union of struct iommu_domain, tagged by cookie_type. */
 export type IommuDomainCookie =
   | { readonly type: 'none' }
   | { readonly type: 'dma-iova'; readonly dma: IommuDmaCookie }
@@ -180,7 +180,7 @@ export class IommuDomain {
   }
 }
 
-/** kernel: iommu_domain_type_str() */
+// kernel: iommu_domain_type_str() [iommu.c]
 export function iommuDomainTypeStr(type: number): string {
   switch (type) {
     case IOMMU_DOMAIN_BLOCKED:
@@ -221,12 +221,13 @@ export function iommuDomainSysfsType(type: number): string {
   }
 }
 
-/** kernel: iommu_is_dma_domain() */
+// kernel: iommu_is_dma_domain() [iommu.h]
 export function iommuIsDmaDomain(domain: IommuDomain): boolean {
   return (domain.type & __IOMMU_DOMAIN_DMA_API) !== 0;
 }
 
-/** Stamp a freshly allocated domain with its type and owner. // kernel: iommu_domain_init() */
+/** Stamp a freshly allocated domain with its type and owner. */
+// kernel: iommu_domain_init() [iommu.c]
 export function iommuDomainInit(domain: IommuDomain, type: number, ops: IommuOps): void {
   domain.type = type;
   domain.owner = ops;
@@ -237,7 +238,8 @@ export function iommuDomainInit(domain: IommuDomain, type: number, ops: IommuOps
   if (domain.pgsizeBitmap === 0 && (type & __IOMMU_DOMAIN_PAGING) !== 0) domain.pgsizeBitmap = ops.pgsizeBitmap;
 }
 
-/** Release the cookie, then the driver's part. // kernel: iommu_domain_free() */
+/** Release the cookie, then the driver's part. */
+// kernel: iommu_domain_free() [iommu.c]
 export async function iommuDomainFree(domain: IommuDomain): Promise<void> {
   domain._markFreed();
   // Freeing a domain that is still attached is a caller bug (the kernel WARNs about it): say so, and
@@ -261,8 +263,8 @@ export async function iommuDomainFree(domain: IommuDomain): Promise<void> {
 /**
  * Install the handler `reportIommuFault` calls. EBUSY if the domain already has a cookie (the kernel
  * WARNs and ignores the call: a DMA or SVA domain's faults are not the caller's to handle).
- * // kernel: iommu_set_fault_handler()
  */
+// kernel: iommu_set_fault_handler() [iommu.c]
 export function iommuSetFaultHandler(domain: IommuDomain, handler: IommuFaultHandler, token: unknown = null): void {
   if (domain.cookie.type !== 'none') {
     throw new KernelError('EBUSY', `iommu_set_fault_handler: the ${iommuDomainTypeStr(domain.type)} domain already has a ${domain.cookie.type} cookie`);
@@ -272,15 +274,17 @@ export function iommuSetFaultHandler(domain: IommuDomain, handler: IommuFaultHan
 
 /**
  * A driver reports a fault in `domain` (flags: IOMMU_FAULT_READ/WRITE). Returns the handler's verdict,
- * or 'ENOSYS' when nobody installed one. // kernel: report_iommu_fault()
+ * or 'ENOSYS' when nobody installed one.
  */
+// kernel: report_iommu_fault() [iommu.c]
 export async function reportIommuFault(domain: IommuDomain, dev: Device | null, iova: number, flags: number): Promise<0 | Errno> {
   const cookie = domain.cookie;
   if (cookie.type !== 'fault-handler') return 'ENOSYS';
   return cookie.handler(domain, dev, iova, flags, cookie.token);
 }
 
-/** Physical address `iova` reaches through `domain`; 0 when unmapped. // kernel: iommu_iova_to_phys() */
+/** Physical address `iova` reaches through `domain`; 0 when unmapped. */
+// kernel: iommu_iova_to_phys() [iommu.c]
 export function iommuIovaToPhys(domain: IommuDomain, iova: number): number {
   if (domain.type === IOMMU_DOMAIN_IDENTITY) return iova;
   if (domain.type === IOMMU_DOMAIN_BLOCKED) return 0;
@@ -298,17 +302,18 @@ export function iommuEnforceCacheCoherency(domain: IommuDomain): boolean {
 
 // ---- allocation ---------------------------------------------------------------------------------
 
-/** kernel: IOMMU_HWPT_ALLOC_NEST_PARENT — the paging domain will be a stage-2 parent. */
+/** The kernel's IOMMU_HWPT_ALLOC_NEST_PARENT — the paging domain will be a stage-2 parent. */
 export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
-/** kernel: IOMMU_HWPT_ALLOC_DIRTY_TRACKING */
+/** The kernel's IOMMU_HWPT_ALLOC_DIRTY_TRACKING */
 export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
-/** kernel: IOMMU_HWPT_ALLOC_PASID — the domain may also be attached to PASIDs. */
+/** The kernel's IOMMU_HWPT_ALLOC_PASID — the domain may also be attached to PASIDs. */
 export const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
 
 /**
  * A paging domain of `type` for `dev`'s IOMMU: ENODEV without one, EOPNOTSUPP when the driver has no
- * op for these flags. // kernel: __iommu_paging_domain_alloc_flags()
+ * op for these flags.
  */
+// kernel: __iommu_paging_domain_alloc_flags() [iommu.c]
 export function iommuPagingDomainAllocType(dev: Device, type: number, flags: number): IommuDomain {
   if (!hasIommu(dev)) throw new KernelError('ENODEV', `${dev.name}: no IOMMU to allocate a paging domain from`);
   const ops = devIommuOps(dev);
@@ -320,17 +325,19 @@ export function iommuPagingDomainAllocType(dev: Device, type: number, flags: num
   return domain;
 }
 
-/** An UNMANAGED domain for a caller that maps it itself. // kernel: iommu_paging_domain_alloc_flags() */
+/** An UNMANAGED domain for a caller that maps it itself. */
+// kernel: iommu_paging_domain_alloc_flags() [iommu.c]
 export function iommuPagingDomainAllocFlags(dev: Device, flags: number): IommuDomain {
   return iommuPagingDomainAllocType(dev, IOMMU_DOMAIN_UNMANAGED, flags);
 }
 
-/** kernel: iommu_paging_domain_alloc() */
+// kernel: iommu_paging_domain_alloc() [iommu.c]
 export function iommuPagingDomainAlloc(dev: Device): IommuDomain {
   return iommuPagingDomainAllocFlags(dev, 0);
 }
 
-/** The driver's identity domain, static or allocated. // kernel: __iommu_alloc_identity_domain() */
+/** The driver's identity domain, static or allocated. */
+// kernel: __iommu_alloc_identity_domain() [iommu.c]
 export function iommuAllocIdentityDomain(dev: Device): IommuDomain {
   const ops = devIommuOps(dev);
   if (ops.identityDomain) return ops.identityDomain;

@@ -12,7 +12,7 @@ import type { Device } from '../bus/device.js';
 import type { IommuDomain } from './iommu-domain.js';
 import type { IommuAttachHandle } from './iommu-group.js';
 
-// kernel: IOMMU_FAULT_PAGE_REQUEST_* (struct iommu_fault_page_request.flags)
+// (kernel: IOMMU_FAULT_PAGE_REQUEST_* (struct iommu_fault_page_request.flags))
 export const IOMMU_FAULT_PAGE_REQUEST_PASID_VALID = 1 << 0;
 export const IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE = 1 << 1;
 export const IOMMU_FAULT_PAGE_REQUEST_NEEDS_PASID = 1 << 2;
@@ -23,13 +23,13 @@ export const IOMMU_FAULT_PAGE_REQUEST_NEEDS_PASID = 1 << 2;
  */
 export const IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA = 1 << 3;
 
-// kernel: IOMMU_FAULT_PERM_* (struct iommu_fault_page_request.perm)
+// (kernel: IOMMU_FAULT_PERM_* (struct iommu_fault_page_request.perm))
 export const IOMMU_FAULT_PERM_READ = 1 << 0;
 export const IOMMU_FAULT_PERM_WRITE = 1 << 1;
 export const IOMMU_FAULT_PERM_EXEC = 1 << 2;
 export const IOMMU_FAULT_PERM_PRIV = 1 << 3;
 
-/** kernel: struct iommu_fault_page_request */
+/** The kernel's struct iommu_fault_page_request */
 export interface IommuFaultPageRequest {
   flags: number;
   pasid: number;
@@ -41,13 +41,13 @@ export interface IommuFaultPageRequest {
   privateData: [number, number];
 }
 
-/** kernel: struct iommu_fault with type IOMMU_FAULT_PAGE_REQ — a recoverable fault. */
+/** The kernel's struct iommu_fault with type IOMMU_FAULT_PAGE_REQ — a recoverable fault. */
 export interface IommuFault {
   type: 'page-req';
   prm: IommuFaultPageRequest;
 }
 
-// kernel: enum iommu_fault_reason (the 5.x UAPI, for unrecoverable faults)
+// (kernel: enum iommu_fault_reason (the 5.x UAPI, for unrecoverable faults))
 export const IOMMU_FAULT_REASON_UNKNOWN = 0;
 export const IOMMU_FAULT_REASON_PASID_FETCH = 1;
 export const IOMMU_FAULT_REASON_BAD_PASID_ENTRY = 2;
@@ -58,12 +58,12 @@ export const IOMMU_FAULT_REASON_PERMISSION = 6;
 export const IOMMU_FAULT_REASON_ACCESS = 7;
 export const IOMMU_FAULT_REASON_OOR_ADDRESS = 8;
 
-// kernel: IOMMU_FAULT_UNRECOV_* (struct iommu_fault_unrecoverable.flags)
+// (kernel: IOMMU_FAULT_UNRECOV_* (struct iommu_fault_unrecoverable.flags))
 export const IOMMU_FAULT_UNRECOV_PASID_VALID = 1 << 0;
 export const IOMMU_FAULT_UNRECOV_ADDR_VALID = 1 << 1;
 export const IOMMU_FAULT_UNRECOV_FETCH_ADDR_VALID = 1 << 2;
 
-/** kernel: struct iommu_fault_unrecoverable — a fault nothing can retry (the transaction was terminated). */
+/** The kernel's struct iommu_fault_unrecoverable — a fault nothing can retry (the transaction was terminated). */
 export interface IommuFaultUnrecoverable {
   /** IOMMU_FAULT_REASON_* */
   reason: number;
@@ -76,7 +76,7 @@ export interface IommuFaultUnrecoverable {
   fetchAddr: number;
 }
 
-/** kernel: struct iommu_fault with type IOMMU_FAULT_DMA_UNRECOV (the 5.x API, reported to device handlers). */
+/** The kernel's struct iommu_fault with type IOMMU_FAULT_DMA_UNRECOV (the 5.x API, reported to device handlers). */
 export interface IommuUnrecoverableFault {
   type: 'dma-unrecov';
   event: IommuFaultUnrecoverable;
@@ -85,7 +85,7 @@ export interface IommuUnrecoverableFault {
 /** Either kind of fault a driver reports through `iommuReportDeviceFault`. */
 export type IommuFaultRecord = IommuFault | IommuUnrecoverableFault;
 
-/** kernel: struct iopf_fault — one page request as queued for the IOPF handler. */
+/** The kernel's struct iopf_fault — one page request as queued for the IOPF handler. */
 export interface IopfFault {
   fault: IommuFault;
 }
@@ -95,13 +95,13 @@ export interface IommuFaultEvent {
   fault: IommuFaultRecord;
 }
 
-// kernel: enum iommu_page_response_code
+// (kernel: enum iommu_page_response_code)
 export const IOMMU_PAGE_RESP_SUCCESS = 0;
 export const IOMMU_PAGE_RESP_INVALID = 1;
 export const IOMMU_PAGE_RESP_FAILURE = 2;
 export type IommuPageResponseCode = typeof IOMMU_PAGE_RESP_SUCCESS | typeof IOMMU_PAGE_RESP_INVALID | typeof IOMMU_PAGE_RESP_FAILURE;
 
-/** kernel: struct iommu_page_response */
+/** The kernel's struct iommu_page_response */
 export interface IommuPageResponse {
   pasid: number;
   grpid: number;
@@ -109,7 +109,7 @@ export interface IommuPageResponse {
 }
 
 /**
- * kernel: struct iommu_fault_param — the per-device fault state. Defined by io-pgfault; the core only
+ * The kernel's struct iommu_fault_param — the per-device fault state. Defined by io-pgfault; the core only
  * holds the slot (`DevIommu.faultParam`) and never looks inside.
  */
 export interface IommuFaultParam {
@@ -117,7 +117,7 @@ export interface IommuFaultParam {
 }
 
 /**
- * kernel: struct iopf_group — a page-request group handed to a domain's `iopfHandler` (or, as a
+ * The kernel's struct iopf_group — a page-request group handed to a domain's `iopfHandler` (or, as a
  * group of one, to a device fault handler). Implemented by io-pgfault; a handler reads the faults and
  * answers once with `iopfGroupResponse(group, code)`.
  */

@@ -206,7 +206,7 @@ export class IommuUserFaultQueue {
     this.hostTokens = opts.hostTokens ?? false;
   }
 
-  /** The device fault handler of `dev` (VFIO style). // kernel: vfio_pci_iommu_dev_fault_handler() registration */
+  /** The device fault handler of `dev` (VFIO style). Kernel: vfio_pci_iommu_dev_fault_handler() registration */
   static open(dev: Device, opts: IommuUserFaultQueueOptions = {}): IommuUserFaultQueue {
     const q = new IommuUserFaultQueue(dev.name, opts);
     iommuRegisterDeviceFaultHandler(dev, (fault, _data, group) => q.enqueue(fault, group as IopfGroupImpl | null), q);
@@ -215,8 +215,8 @@ export class IommuUserFaultQueue {
   }
 
   /**
-   * The I/O page-fault handler of `domain` (iommufd style): EBUSY if the domain has one.
-   * // kernel: iommufd_fault_iopf_handler() on a fault-capable hw_pagetable
+   * The I/O page-fault handler of `domain` (iommufd style: the kernel's iommufd_fault_iopf_handler()
+   * on a fault-capable hw_pagetable, whose counterpart is core/iommufd.ts): EBUSY if the domain has one.
    */
   static forDomain(domain: IommuDomain, opts: IommuUserFaultQueueOptions = {}): IommuUserFaultQueue {
     if (domain.iopfHandler) throw new KernelError('EBUSY', 'the domain already has an I/O page-fault handler');

@@ -56,7 +56,7 @@ const LOG_NS = 'iommu:core:fault';
 
 export type { IommuDevFaultHandler };
 
-// kernel: struct iommu_page_response (the versioned form of the 2019 API and its page-response thread)
+// (kernel: struct iommu_page_response (the versioned form of the 2019 API and its page-response thread))
 export const IOMMU_PAGE_RESP_VERSION_1 = 1;
 /** The response names the PASID of the request. */
 export const IOMMU_PAGE_RESP_PASID_VALID = 1 << 0;
@@ -85,8 +85,9 @@ function errnoOf(e: unknown): Errno {
 
 /**
  * Install `dev`'s fault handler: EINVAL when the device is not behind an IOMMU, EBUSY when it has
- * one already, ENODEV while it is being removed. // kernel: iommu_register_device_fault_handler()
+ * one already, ENODEV while it is being removed.
  */
+// kernel: iommu_register_device_fault_handler() [iommu.c] @v6.7
 export function iommuRegisterDeviceFaultHandler(dev: Device, handler: IommuDevFaultHandler, data: unknown = null): void {
   if (!devIommu(dev)?.iommuDev) throw new KernelError('EINVAL', `${dev.name} is not behind an IOMMU: no fault handler to register`);
   const param = devFaultParamGet(dev);
@@ -99,8 +100,8 @@ export function iommuRegisterDeviceFaultHandler(dev: Device, handler: IommuDevFa
 /**
  * Remove `dev`'s fault handler: EINVAL when the device is not behind an IOMMU, EBUSY while page
  * requests it was given are unanswered (nothing changes); nothing to do when none is registered.
- * // kernel: iommu_unregister_device_fault_handler()
  */
+// kernel: iommu_unregister_device_fault_handler() [iommu.c] @v6.7
 export function iommuUnregisterDeviceFaultHandler(dev: Device): void {
   if (!devIommu(dev)) throw new KernelError('EINVAL', `${dev.name} is not behind an IOMMU`);
   const param = devFaultParam(dev);
@@ -122,7 +123,7 @@ interface IopfTarget {
 const target: IopfTarget = { domain: null, handle: null };
 
 /**
- * kernel: find_fault_handler() — the PASID's attach handle (or, with a user PASID table, the RID's
+ * As the kernel's find_fault_handler() — the PASID's attach handle (or, with a user PASID table, the RID's
  * NESTED one); without a PASID the RID's handle, else the domain the group is attached to.
  */
 function iopfLookup(dev: Device, prm: IommuFaultPageRequest): IopfTarget {
@@ -188,8 +189,9 @@ function reportToHandler(param: DevFaultParam, evt: IopfFault): 0 | Errno | Prom
  * result is 0 when someone took the fault, an errno when the core answered it because nobody could
  * (EINVAL: no handler) or it could not be delivered. Unrecoverable faults return the device
  * handler's result, EINVAL without one. The core keeps the event object: report a fresh one each
- * time. // kernel: iommu_report_device_fault()
+ * time.
  */
+// kernel: iommu_report_device_fault() [io-pgfault.c]
 export function iommuReportDeviceFault(dev: Device, evt: IommuFaultEvent): 0 | Errno | Promise<0 | Errno> {
   const fault = evt.fault;
   const param = devFaultParam(dev);
@@ -216,7 +218,7 @@ export function iommuReportDeviceFault(dev: Device, evt: IommuFaultEvent): 0 | E
     if (t.domain && param.queue) return iopfHandlePageRequest(param, iopf, t.domain, t.handle);
     if (param.handler) return reportToHandler(param, iopf);
   }
-  // kernel: "no handler": answered at once, partial or not, so the device does not wait.
+  // (kernel: "no handler": answered at once, partial or not, so the device does not wait.)
   void iopfSendResponse(dev, iopf, IOMMU_PAGE_RESP_INVALID);
   return 'EINVAL';
 }
@@ -275,8 +277,9 @@ export function iommuFindPendingGroup(dev: Device, msg: IommuPageResponseMsg): I
  * PASID and group index, and by private data when the response carries some): a stale or spurious
  * response changes nothing. The driver is handed the pending request itself, so a request's private
  * data reaches the hardware whether or not the caller repeated it. Groups the IOPF queue's handlers
- * own cannot be answered from here. // kernel: iommu_page_response()
+ * own cannot be answered from here.
  */
+// kernel: iommu_page_response() [io-pgfault.c]
 export function iommuPageResponse(dev: Device, msg: IommuPageResponseMsg): void {
   if (!devIommu(dev)?.iommuDev?.ops?.pageResponse) throw new KernelError('ENODEV', `${dev.name}: its IOMMU cannot answer page requests`);
   const param = devFaultParam(dev);
@@ -294,7 +297,7 @@ export function iommuPageResponse(dev: Device, msg: IommuPageResponseMsg): void 
  * The device leaves the core: new faults are answered INVALID at once, the device leaves its IOPF
  * queue (partials dropped, pending groups answered INVALID), groups given to its fault handler are
  * answered INVALID too, and the handler is dropped. Called by the core before the driver releases
- * the device. Returns the number of groups answered. // kernel: iopf_queue_remove_device() + the
+ * the device. Returns the number of groups answered. Kernel: iopf_queue_remove_device() + the
  * removal of the fault parameter
  */
 export function iommuFaultDeviceRelease(dev: Device): number {

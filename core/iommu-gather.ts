@@ -33,7 +33,7 @@ export interface IommuIotlbGather {
 /** Performs the invalidation for what `gather` holds (the driver's iotlb_sync through the core). */
 export type IommuIotlbSync = (gather: IommuIotlbGather) => void;
 
-// kernel: iommu_iotlb_gather_init()
+// kernel: iommu_iotlb_gather_init() [iommu.h]
 export function iommuIotlbGatherInit(gather?: IommuIotlbGather): IommuIotlbGather {
   if (!gather) {
     return { start: IOMMU_GATHER_START_EMPTY, end: 0, pgsize: 0, freelist: [], queued: false };
@@ -46,13 +46,13 @@ export function iommuIotlbGatherInit(gather?: IommuIotlbGather): IommuIotlbGathe
   return gather;
 }
 
-// kernel: iommu_iotlb_gather_is_disjoint()
+// kernel: iommu_iotlb_gather_is_disjoint() [iommu.h]
 export function iommuIotlbGatherIsDisjoint(gather: IommuIotlbGather, iova: number, size: number): boolean {
   const end = iova + size - 1;
   return gather.end !== 0 && (end + 1 < gather.start || iova > gather.end + 1);
 }
 
-// kernel: iommu_iotlb_gather_add_range()
+// kernel: iommu_iotlb_gather_add_range() [iommu.h]
 export function iommuIotlbGatherAddRange(gather: IommuIotlbGather, iova: number, size: number): void {
   const end = iova + size - 1;
   if (gather.start > iova) gather.start = iova;
@@ -65,7 +65,7 @@ export function iommuIotlbGatherAddRange(gather: IommuIotlbGather, iova: number,
  * `sync` must perform the invalidation and release `gather.freelist`; the gather is re-initialised
  * (keeping `queued`) after it returns.
  */
-// kernel: iommu_iotlb_gather_add_page()
+// kernel: iommu_iotlb_gather_add_page() [iommu.h]
 export function iommuIotlbGatherAddPage(
   gather: IommuIotlbGather,
   iova: number,
@@ -82,7 +82,7 @@ export function iommuIotlbGatherAddPage(
   iommuIotlbGatherAddRange(gather, iova, size);
 }
 
-// kernel: iommu_iotlb_gather_queued()
+// kernel: iommu_iotlb_gather_queued() [iommu.h]
 export function iommuIotlbGatherQueued(gather: IommuIotlbGather | null): boolean {
   return gather !== null && gather.queued;
 }

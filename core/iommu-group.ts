@@ -41,7 +41,7 @@ export interface PasidArrayEntry {
 export class IommuGroup {
   /** Devices in the order they joined. */
   readonly devices: Device[] = [];
-  /** kernel: group->mutex — held across every change of the group's domains. */
+  /** The kernel's group->mutex — held across every change of the group's domains. */
   readonly mutex: Mutex;
   name: string | null = null;
   /** The domain the group returns to when nobody owns its DMA. */
@@ -61,13 +61,13 @@ export class IommuGroup {
 
   constructor(
     readonly subsystem: IommuSubsystem,
-    /** kernel: iommu_group_id() */
+    // kernel: iommu_group_id() [iommu.c]
     readonly id: number,
   ) {
     this.mutex = new Mutex(`iommu group ${id}`);
   }
 
-  /** kernel: iommu_group_first_dev() */
+  // kernel: iommu_group_first_dev() [iommu.c]
   firstDev(): Device {
     const dev = this.devices[0];
     if (!dev) throw new KernelError('ENODEV', `iommu group ${this.id} has no devices`);
@@ -95,12 +95,14 @@ function probingParam(dev: Device, what: string): DevIommu {
   return param;
 }
 
-/** A new group for every device. // kernel: generic_device_group() */
+/** A new group for every device. */
+// kernel: generic_device_group() [iommu.c]
 export function genericDeviceGroup(dev: Device): IommuGroup {
   return probingParam(dev, 'generic_device_group').subsystem.allocGroup();
 }
 
-/** One group shared by every device of the device's IOMMU. // kernel: generic_single_device_group() */
+/** One group shared by every device of the device's IOMMU. */
+// kernel: generic_single_device_group() [iommu.c]
 export function genericSingleDeviceGroup(dev: Device): IommuGroup {
   const param = probingParam(dev, 'generic_single_device_group');
   const iommu = param.iommuDev!;
@@ -133,14 +135,16 @@ function pciBusPeers(subsystem: IommuSubsystem, pdev: PciDevice): PciDevice[] {
   return out;
 }
 
-/** The group of `pdev` or of a DMA alias of it (none are modelled beyond the function itself). // kernel: get_pci_alias_group() */
+/** The group of `pdev` or of a DMA alias of it (none are modelled beyond the function itself). */
+// kernel: get_pci_alias_group() [iommu.c]
 function pciAliasGroup(pdev: PciDevice, seen: Set<number>): IommuGroup | null {
   if (seen.has(pdev.devfn)) return null;
   seen.add(pdev.devfn);
   return iommuGroupGet(pdev);
 }
 
-/** The group of a non-isolated sibling function in the same slot. // kernel: get_pci_function_alias_group() */
+/** The group of a non-isolated sibling function in the same slot. */
+// kernel: get_pci_function_alias_group() [iommu.c]
 function pciFunctionAliasGroup(subsystem: IommuSubsystem, pdev: PciDevice, seen: Set<number>): IommuGroup | null {
   if (!pdev.multifunction || pciAcsEnabled(pdev, REQ_ACS_FLAGS)) return null;
   for (const tmp of pciBusPeers(subsystem, pdev)) {
@@ -151,7 +155,8 @@ function pciFunctionAliasGroup(subsystem: IommuSubsystem, pdev: PciDevice, seen:
   return null;
 }
 
-/** The PCI topology rule. // kernel: pci_device_group() */
+/** The PCI topology rule. */
+// kernel: pci_device_group() [iommu.c]
 export function pciDeviceGroup(dev: Device): IommuGroup {
   if (!(dev instanceof PciDevice)) throw new KernelError('EINVAL', `pci_device_group: ${dev.name} is not a PCI device`);
   const subsystem = probingParam(dev, 'pci_device_group').subsystem;

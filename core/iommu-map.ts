@@ -31,9 +31,10 @@ export interface PgsizeChoice {
 }
 
 /**
- * The page size and count of the next run of [iova, iova + size) → paddr. // kernel: iommu_pgsize()
+ * The page size and count of the next run of [iova, iova + size) → paddr.
  * `out` is filled and returned.
  */
+// kernel: iommu_pgsize() [iommu.c]
 export function iommuPgsize(domain: IommuDomain, iova: number, paddr: number, size: number, out: PgsizeChoice): PgsizeChoice {
   const sizes = domain.pgsizes;
   const align = Math.min(alignmentOf(iova), alignmentOf(paddr));
@@ -155,8 +156,9 @@ export function iommuDomainMapsPhys(domain: IommuDomain, pa: number): boolean {
 /**
  * Map [iova, iova + size) to paddr without making it visible yet; on failure everything this call
  * mapped is unmapped again (and invalidated). EINVAL: not a paging domain or misaligned; ENODEV: the
- * domain cannot map. // kernel: iommu_map_nosync()
+ * domain cannot map.
  */
+// kernel: iommu_map_nosync() [iommu.c]
 export async function iommuMapNosync(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<void> {
   checkMappable(domain, iova, paddr, size);
   try {
@@ -181,7 +183,7 @@ function checkMappable(domain: IommuDomain, iova: number, paddr: number, size: n
   }
 }
 
-/** kernel: iommu_sync_map() */
+// kernel: iommu_sync_map() [iommu.c]
 export async function iommuSyncMap(domain: IommuDomain, iova: number, size: number): Promise<void> {
   const op = domain.ops.iotlbSyncMap;
   if (op) await op.call(domain.ops, domain, iova, size);
@@ -191,10 +193,11 @@ export async function iommuSyncMap(domain: IommuDomain, iova: number, size: numb
 const DONE: Promise<void> = Promise.resolve();
 
 /**
- * Map and make the mapping visible; a failed sync unmaps the range. // kernel: iommu_map()
+ * Map and make the mapping visible; a failed sync unmaps the range.
  * The page-table work is synchronous: a map whose driver has nothing to wait for costs no promise
  * beyond the settled one it returns (errors still arrive as rejections).
  */
+// kernel: iommu_map() [iommu.c]
 export function iommuMap(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<void> {
   try {
     checkMappable(domain, iova, paddr, size);
@@ -224,7 +227,7 @@ async function unmapAfterFailure(domain: IommuDomain, iova: number, done: number
   throw e;
 }
 
-/** kernel: __iommu_unmap() */
+// kernel: __iommu_unmap() [iommu.c]
 function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: IommuIotlbGather): number {
   if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0) return 0;
   const ops = domain.ops;
@@ -248,8 +251,9 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
 /**
  * Unmap [iova, iova + size) and wait for the invalidation. Returns the bytes unmapped: 0 for a domain
  * that cannot unmap or a misaligned range; it stops at the first hole, and never splits a mapping
- * that `iommuMap` made as one block. // kernel: iommu_unmap()
+ * that `iommuMap` made as one block.
  */
+// kernel: iommu_unmap() [iommu.c]
 export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Promise<number> {
   const gather = iommuIotlbGatherInit();
   let unmapped: number;
@@ -263,12 +267,14 @@ export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Pro
   return r instanceof Promise ? r.then(() => unmapped) : Promise.resolve(unmapped);
 }
 
-/** As iommuUnmap, leaving the invalidation in `gather` for the caller's iommuIotlbSync. // kernel: iommu_unmap_fast() */
+/** As iommuUnmap, leaving the invalidation in `gather` for the caller's iommuIotlbSync. */
+// kernel: iommu_unmap_fast() [iommu.c]
 export function iommuUnmapFast(domain: IommuDomain, iova: number, size: number, gather: IommuIotlbGather): number {
   return __iommuUnmap(domain, iova, size, gather);
 }
 
-/** Invalidate what `gather` collected and wait; the gather starts over. // kernel: iommu_iotlb_sync() */
+/** Invalidate what `gather` collected and wait; the gather starts over. */
+// kernel: iommu_iotlb_sync() [iommu.h]
 export function iommuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): Promise<void> {
   const op = domain.ops.iotlbSync;
   let r: MaybePromise<void>;
@@ -288,7 +294,7 @@ function gatherStartOver(gather: IommuIotlbGather): void {
   gather.queued = queued;
 }
 
-/** kernel: iommu_flush_iotlb_all() */
+// kernel: iommu_flush_iotlb_all() [iommu.h]
 export async function iommuFlushIotlbAll(domain: IommuDomain): Promise<void> {
   const op = domain.ops.flushIotlbAll;
   if (op) await op.call(domain.ops, domain);
@@ -302,8 +308,9 @@ export interface IommuSgSegment {
 
 /**
  * Map the segments one after the other from `iova`, merging physically contiguous ones, then sync
- * once. Returns the bytes mapped; on failure everything is unmapped. // kernel: iommu_map_sg()
+ * once. Returns the bytes mapped; on failure everything is unmapped.
  */
+// kernel: iommu_map_sg() [iommu.c]
 export async function iommuMapSg(domain: IommuDomain, iova: number, segments: readonly IommuSgSegment[], prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<number> {
   let mapped = 0;
   let start = 0;

@@ -59,7 +59,7 @@ import type { IommufdViommu, IommufdViommuOps, IommuHwInfo } from './iommufd.js'
 
 export type MaybePromise<T> = T | Promise<T>;
 
-/** kernel: enum iommu_cap */
+/** The kernel's enum iommu_cap */
 export type IommuCap =
   | 'CACHE_COHERENCY'
   | 'NOEXEC'
@@ -68,13 +68,13 @@ export type IommuCap =
   | 'DEFERRED_FLUSH'
   | 'DIRTY_TRACKING';
 
-/** kernel: enum iommu_dev_features (the per-device feature API, removed in 6.16). */
+/** The kernel's enum iommu_dev_features (the per-device feature API, removed in 6.16). */
 export type IommuDevFeature = 'IOPF' | 'SVA';
 
-/** kernel: enum iommu_resv_type */
+/** The kernel's enum iommu_resv_type */
 export type IommuResvType = 'DIRECT' | 'DIRECT_RELAXABLE' | 'RESERVED' | 'MSI' | 'SW_MSI';
 
-/** kernel: struct iommu_resv_region — an IOVA range with a fixed meaning for a device. */
+/** The kernel's struct iommu_resv_region — an IOVA range with a fixed meaning for a device. */
 export interface IommuResvRegion {
   start: number;
   length: number;
@@ -86,7 +86,7 @@ export interface IommuResvRegion {
 /** Allocation context of a map (kernel: gfp_t); only recorded, allocation never sleeps here. */
 export type Gfp = 'GFP_KERNEL' | 'GFP_ATOMIC';
 
-/** kernel: struct iommu_domain_ops */
+/** The kernel's struct iommu_domain_ops */
 export interface DomainOps {
   /**
    * Make `dev`'s RID translate through `domain`; `old` is what it was attached to (null on first
@@ -121,7 +121,7 @@ export interface DomainOps {
   free?(domain: IommuDomain): MaybePromise<void>;
 }
 
-/** kernel: struct iommu_ops */
+/** The kernel's struct iommu_ops */
 export interface IommuOps {
   /** Driver name for messages (kernel: ops->owner, the module). */
   readonly name: string;

@@ -23,12 +23,13 @@ import type { IommuSubsystem } from './iommu.js';
 
 /** The RID: DMA without a PASID (kernel: IOMMU_NO_PASID). */
 export const IOMMU_NO_PASID = 0;
-/** kernel: IOMMU_FIRST_GLOBAL_PASID */
+/** The kernel's IOMMU_FIRST_GLOBAL_PASID */
 export const IOMMU_FIRST_GLOBAL_PASID = 1;
-/** kernel: IOMMU_PASID_INVALID */
+/** The kernel's IOMMU_PASID_INVALID */
 export const IOMMU_PASID_INVALID = 0xffff_ffff;
 
-/** Detach `pasid` of `dev` from `domain` through the blocked domain. // kernel: iommu_remove_dev_pasid() */
+/** Detach `pasid` of `dev` from `domain` through the blocked domain. */
+// kernel: iommu_remove_dev_pasid() [iommu.c]
 async function iommuRemoveDevPasid(group: IommuGroup, dev: Device, pasid: number, domain: IommuDomain): Promise<void> {
   const blocked = devIommuOps(dev).blockedDomain!;
   try {
@@ -44,7 +45,7 @@ function hasPasids(dev: Device): boolean {
   return (devIommu(dev)?.maxPasids ?? 0) > 0;
 }
 
-/** kernel: __iommu_set_group_pasid() */
+// kernel: __iommu_set_group_pasid() [iommu.c]
 async function __iommuSetGroupPasid(domain: IommuDomain, group: IommuGroup, pasid: number, old: IommuDomain | null): Promise<void> {
   const done: Device[] = [];
   for (const dev of group.devices) {
@@ -82,7 +83,7 @@ function groupOf(dev: Device): IommuGroup {
   return group;
 }
 
-/** kernel: iommu_attach_device_pasid() */
+// kernel: iommu_attach_device_pasid() [iommu.c]
 export async function iommuAttachDevicePasid(domain: IommuDomain, dev: Device, pasid: number, handle: IommuAttachHandle | null = null): Promise<void> {
   const group = groupOf(dev);
   const ops = devIommuOps(dev);
@@ -112,7 +113,8 @@ export async function iommuAttachDevicePasid(domain: IommuDomain, dev: Device, p
   });
 }
 
-/** Move an attached PASID to `domain` without detaching it in between. // kernel: iommu_replace_device_pasid() */
+/** Move an attached PASID to `domain` without detaching it in between. */
+// kernel: iommu_replace_device_pasid() [iommu.c]
 export async function iommuReplaceDevicePasid(domain: IommuDomain, dev: Device, pasid: number, handle: IommuAttachHandle | null): Promise<void> {
   const group = groupOf(dev);
   if (!domain.ops.setDevPasid) throw new KernelError('EOPNOTSUPP', `${dev.name}: the domain cannot be attached to a PASID`);
@@ -132,7 +134,7 @@ export async function iommuReplaceDevicePasid(domain: IommuDomain, dev: Device, 
   });
 }
 
-/** kernel: iommu_detach_device_pasid() */
+// kernel: iommu_detach_device_pasid() [iommu.c]
 export async function iommuDetachDevicePasid(domain: IommuDomain, dev: Device, pasid: number): Promise<void> {
   const group = groupOf(dev);
   await group.mutex.run(async () => {
@@ -145,8 +147,9 @@ export async function iommuDetachDevicePasid(domain: IommuDomain, dev: Device, p
 
 /**
  * The attach handle at (group, pasid): ENOENT if there is none (or a bare domain is attached there),
- * EBUSY if its domain is not of `type` (0 matches any). // kernel: iommu_attach_handle_get()
+ * EBUSY if its domain is not of `type` (0 matches any).
  */
+// kernel: iommu_attach_handle_get() [iommu.c]
 export function iommuAttachHandleGet(group: IommuGroup, pasid: number, type: number): IommuAttachHandle {
   const entry = group.pasidArray.get(pasid);
   if (!entry?.handle) throw new KernelError('ENOENT', `${group}: no attach handle at PASID ${pasid}`);
@@ -156,8 +159,9 @@ export function iommuAttachHandleGet(group: IommuGroup, pasid: number, type: num
 
 /**
  * A PASID from the kernel's global space in [1, dev max_pasids − 1], or IOMMU_PASID_INVALID when the
- * device has no PASIDs or the range is used up. // kernel: iommu_alloc_global_pasid()
+ * device has no PASIDs or the range is used up.
  */
+// kernel: iommu_alloc_global_pasid() [iommu.c]
 export function iommuAllocGlobalPasid(dev: Device): number {
   const param = devIommu(dev);
   if (!param || param.maxPasids === 0) return IOMMU_PASID_INVALID;
@@ -168,7 +172,8 @@ export function iommuAllocGlobalPasid(dev: Device): number {
   }
 }
 
-/** Give a PASID back to the kernel's global space. // kernel: iommu_free_global_pasid() */
+/** Give a PASID back to the kernel's global space. */
+// kernel: iommu_free_global_pasid() [iommu.c]
 export function iommuFreeGlobalPasid(subsystem: IommuSubsystem, pasid: number): void {
   if (pasid === IOMMU_PASID_INVALID) throw new KernelError('EINVAL', 'freeing IOMMU_PASID_INVALID');
   subsystem.globalPasids.free(pasid);

@@ -11,7 +11,8 @@ import type { IommuResvRegion, IommuResvType } from './iommu-ops.js';
 
 const TYPE_ORDER: Record<IommuResvType, number> = { DIRECT: 0, DIRECT_RELAXABLE: 1, RESERVED: 2, MSI: 3, SW_MSI: 4 };
 
-/** The regions of one device (a fresh list). // kernel: iommu_get_resv_regions() */
+/** The regions of one device (a fresh list). */
+// kernel: iommu_get_resv_regions() [iommu.c]
 export function iommuGetResvRegions(dev: Device): IommuResvRegion[] {
   const ops = devIommuOps(dev);
   return ops.getResvRegions ? ops.getResvRegions(dev).map((r) => ({ ...r })) : [];
@@ -19,8 +20,9 @@ export function iommuGetResvRegions(dev: Device): IommuResvRegion[] {
 
 /**
  * Insert a copy of `region` into `list`, sorted by start address (then type), merging it with
- * overlapping or adjacent regions of the same type. // kernel: iommu_insert_resv_region()
+ * overlapping or adjacent regions of the same type.
  */
+// kernel: iommu_insert_resv_region() [iommu.c]
 export function iommuInsertResvRegion(region: IommuResvRegion, list: IommuResvRegion[]): void {
   let at = 0;
   while (at < list.length) {
@@ -53,7 +55,8 @@ export function iommuInsertResvRegion(region: IommuResvRegion, list: IommuResvRe
   list.push(...out);
 }
 
-/** The merged regions of every device of the group. // kernel: iommu_get_group_resv_regions() */
+/** The merged regions of every device of the group. */
+// kernel: iommu_get_group_resv_regions() [iommu.c]
 export function iommuGetGroupResvRegions(group: IommuGroup): IommuResvRegion[] {
   const list: IommuResvRegion[] = [];
   for (const dev of group.devices) {

@@ -49,7 +49,8 @@ const LOG_NS = 'iommu:core:sva';
 
 // ---- device features -------------------------------------------------------------------------
 
-/** True if `feat` is enabled on `dev`. // kernel: iommu_dev_feature_enabled() */
+/** True if `feat` is enabled on `dev`. */
+// kernel: iommu_dev_feature_enabled() [iommu.c] @v6.1
 export function iommuDevFeatureEnabled(dev: Device, feat: IommuDevFeature): boolean {
   return devFaultParam(dev)?.features.has(feat) ?? false;
 }
@@ -59,8 +60,9 @@ export function iommuDevFeatureEnabled(dev: Device, feat: IommuDevFeature): bool
  * IOPF: the driver enables PRI or stall (its `devEnableFeat`), then the device joins its IOMMU's IOPF
  * queue (ENODEV if the IOMMU cannot answer page requests). SVA: EINVAL before IOPF, ENODEV without
  * PASIDs or a driver that can share an mm (the driver's part of SVA is `domainAllocSva`). EBUSY when
- * already enabled. // kernel: iommu_dev_enable_feature()
+ * already enabled.
  */
+// kernel: iommu_dev_enable_feature() [iommu.c] @v6.15
 export async function iommuDevEnableFeature(dev: Device, feat: IommuDevFeature): Promise<void> {
   const di = devIommu(dev);
   const ops = di?.iommuDev?.ops;
@@ -95,8 +97,8 @@ export async function iommuDevEnableFeature(dev: Device, feat: IommuDevFeature):
  * Disable a device feature: EBUSY without an IOMMU or its op (as the old core did), EINVAL when not
  * enabled, EBUSY for SVA with live bonds or IOPF while SVA is on. Disabling IOPF takes the device off
  * its IOPF queue (pending groups answered INVALID) before the driver turns PRI or stall off.
- * // kernel: iommu_dev_disable_feature()
  */
+// kernel: iommu_dev_disable_feature() [iommu.c] @v6.15
 export async function iommuDevDisableFeature(dev: Device, feat: IommuDevFeature): Promise<void> {
   const ops = devIommu(dev)?.iommuDev?.ops;
   if (!ops?.devDisableFeat) throw new KernelError('EBUSY', `${dev.name}: no IOMMU feature ${feat} to disable`);
@@ -115,7 +117,7 @@ export async function iommuDevDisableFeature(dev: Device, feat: IommuDevFeature)
 
 // ---- per-mm state -----------------------------------------------------------------------------
 
-/** kernel: struct iommu_mm_data — the PASID an mm got and its SVA domains. */
+/** The kernel's struct iommu_mm_data — the PASID an mm got and its SVA domains. */
 class IommuMm {
   readonly svaDomains: IommuDomain[] = [];
   readonly bonds = new Set<IommuSva>();
@@ -132,7 +134,7 @@ class IommuMm {
 const iommuMms = new WeakMap<Mm, IommuMm>();
 const svaLocks = new WeakMap<IommuSubsystem, Mutex>();
 
-/** kernel: iommu_sva_lock (one per kernel here) */
+/** The kernel's iommu_sva_lock (one per kernel here) */
 function svaLock(subsystem: IommuSubsystem): Mutex {
   let m = svaLocks.get(subsystem);
   if (!m) {
@@ -142,12 +144,14 @@ function svaLock(subsystem: IommuSubsystem): Mutex {
   return m;
 }
 
-/** The PASID `mm` was given for SVA, or IOMMU_PASID_INVALID. // kernel: mm_get_enqcmd_pasid() */
+/** The PASID `mm` was given for SVA, or IOMMU_PASID_INVALID. */
+// kernel: mm_get_enqcmd_pasid() [iommu.h]
 export function iommuMmPasid(mm: Mm): number {
   return iommuMms.get(mm)?.pasid ?? IOMMU_PASID_INVALID;
 }
 
-/** The mm's PASID data, allocating a PASID for `dev` on first use. // kernel: iommu_alloc_mm_data() */
+/** The mm's PASID data, allocating a PASID for `dev` on first use. */
+// kernel: iommu_alloc_mm_data() [iommu-sva.c]
 function iommuAllocMmData(mm: Mm, dev: Device, subsystem: IommuSubsystem): IommuMm {
   const maxPasids = devIommu(dev)!.maxPasids;
   const existing = iommuMms.get(mm);
@@ -161,7 +165,7 @@ function iommuAllocMmData(mm: Mm, dev: Device, subsystem: IommuSubsystem): Iommu
   if (pasid === IOMMU_PASID_INVALID) throw new KernelError('ENOSPC', `${dev.name}: no free PASID below ${maxPasids} for pid ${mm.pid}`);
   const data = new IommuMm(mm, pasid, subsystem);
   iommuMms.set(mm, data);
-  // kernel: mm_pasid_drop() from __mmdrop(): the PASID lives as long as the mm struct.
+  // (kernel: mm_pasid_drop() from __mmdrop(): the PASID lives as long as the mm struct.)
   mm.onTeardown(() => {
     iommuMms.delete(mm);
     iommuFreeGlobalPasid(subsystem, pasid);
@@ -238,8 +242,9 @@ function svaBondCreated(data: IommuMm, bond: IommuSva): void {
  * Bind `dev` to `mm` for SVA; returns the bond (its PASID is the mm's). ENODEV without a group or with
  * SVA not enabled; EINVAL for an mm that has exited; ENOSPC / EOVERFLOW for PASIDs (see the header);
  * EBUSY if the PASID is attached to something else on this device; EOPNOTSUPP without
- * `domainAllocSva`. // kernel: iommu_sva_bind_device()
+ * `domainAllocSva`.
  */
+// kernel: iommu_sva_bind_device() [iommu-sva.c]
 export async function iommuSvaBindDevice(dev: Device, mm: Mm, opts: IommuSvaBindOptions = {}): Promise<IommuSva> {
   const di = devIommu(dev);
   const group = di?.group;
@@ -299,8 +304,9 @@ export async function iommuSvaBindDevice(dev: Device, mm: Mm, opts: IommuSvaBind
  * Drop one user of the bond; the last one detaches the PASID from the device, lets the device's IOPF
  * queue finish what it holds, answers INVALID anything still pending for the PASID, and frees the SVA
  * domain when no device uses it. The PASID stays with the mm. The caller has stopped the device's DMA
- * on the PASID. EINVAL for a bond already unbound. // kernel: iommu_sva_unbind_device()
+ * on the PASID. EINVAL for a bond already unbound.
  */
+// kernel: iommu_sva_unbind_device() [iommu-sva.c]
 export async function iommuSvaUnbindDevice(bond: IommuSva): Promise<void> {
   const data = bond.iommuMm;
   await svaLock(data.subsystem).run(async () => {
@@ -329,7 +335,8 @@ export async function iommuSvaUnbindDevice(bond: IommuSva): Promise<void> {
   });
 }
 
-/** The bond's PASID, or IOMMU_PASID_INVALID once unbound. // kernel: iommu_sva_get_pasid() */
+/** The bond's PASID, or IOMMU_PASID_INVALID once unbound. */
+// kernel: iommu_sva_get_pasid() [iommu-sva.c]
 export function iommuSvaGetPasid(bond: IommuSva): number {
   return bond.users > 0 ? bond.pasid : IOMMU_PASID_INVALID;
 }
@@ -339,12 +346,12 @@ export function iommuSvaGetPasid(bond: IommuSva): number {
 /**
  * Resolve one request against `mm`: INVALID without a PASID, for an exiting mm, an address outside
  * every VMA, or an access the VMA forbids; SUCCESS once the page is mapped. Never FAILURE.
- * // kernel: iommu_sva_handle_mm()
  */
+// kernel: iommu_sva_handle_mm() [iommu-sva.c]
 export function iommuSvaHandleMm(fault: IopfFault, mm: Mm): IommuPageResponseCode {
   const prm = fault.fault.prm;
   if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) === 0) return IOMMU_PAGE_RESP_INVALID;
-  // kernel: mmget_not_zero() ... mmput_async(). Nothing below yields, so the users the check sees
+  // (kernel: mmget_not_zero() ... mmput_async(). Nothing below yields, so the users the check sees)
   // cannot go away before the fault is handled: the check is all the reference would buy.
   if (mm.users === 0) return IOMMU_PAGE_RESP_INVALID;
   let status: IommuPageResponseCode = IOMMU_PAGE_RESP_INVALID;
@@ -365,8 +372,9 @@ export function iommuSvaHandleMm(fault: IopfFault, mm: Mm): IommuPageResponseCod
 
 /**
  * The SVA domain's I/O page-fault handler: resolve each request in order, stop at the first that is
- * not SUCCESS (that verdict sticks), answer the group once. // kernel: iommu_sva_handle_iopf()
+ * not SUCCESS (that verdict sticks), answer the group once.
  */
+// kernel: iommu_sva_handle_iopf() [io-pgfault.c] @v6.7
 export function iommuSvaIopfHandler(group: IopfGroup): void {
   const domain = group.domain;
   const cookie = domain?.cookie;

@@ -93,14 +93,14 @@ export class IommuSubsystem {
   readonly pageAllocator: PageAllocator;
   /** Every live DMA API mapping of this kernel's devices. */
   readonly dmaDebug = new DmaDebug();
-  /** kernel: iommu_global_pasid_ida */
+  /** The kernel's iommu_global_pasid_ida */
   readonly globalPasids = new Ida('global PASID');
   /** Live groups, oldest first. */
   readonly groups = new Set<IommuGroup>();
 
   private readonly iommuList: IommuDevice[] = [];
   private readonly groupIds = new Ida('iommu group');
-  /** kernel: iommu_probe_device_lock */
+  /** The kernel's iommu_probe_device_lock */
   private readonly probeLock = new Mutex('iommu probe');
   private defType: number;
   private dmaStrict: boolean;
@@ -113,7 +113,7 @@ export class IommuSubsystem {
     this.log = opts.core.log;
     this.pageAllocator = opts.pageAllocator;
     this.dmaStrict = opts.strict;
-    // kernel: iommu_subsys_init()
+    // (kernel: iommu_subsys_init())
     this.defType = opts.passthrough ? IOMMU_DOMAIN_IDENTITY : opts.strict ? IOMMU_DOMAIN_DMA : IOMMU_DOMAIN_DMA_FQ;
     subsystems.set(opts.core, this);
     opts.core.onTeardown('iommu core', () => {
@@ -128,7 +128,7 @@ export class IommuSubsystem {
     return this.defType;
   }
 
-  /** kernel: iommu_dma_strict */
+  /** The kernel's iommu_dma_strict */
   get strict(): boolean {
     return this.dmaStrict;
   }
@@ -143,39 +143,43 @@ export class IommuSubsystem {
     return this.iommuList;
   }
 
-  /** A driver that cannot defer flushes safely forces strict mode. // kernel: iommu_set_dma_strict() */
+  /** A driver that cannot defer flushes safely forces strict mode. */
+  // kernel: iommu_set_dma_strict() [iommu.c]
   iommuSetDmaStrict(): void {
     this.dmaStrict = true;
     if (this.defType === IOMMU_DOMAIN_DMA_FQ) this.defType = IOMMU_DOMAIN_DMA;
   }
 
-  /** kernel: iommu_default_passthrough() */
+  // kernel: iommu_default_passthrough() [iommu.c]
   get defaultPassthrough(): boolean {
     return this.defType === IOMMU_DOMAIN_IDENTITY;
   }
 
-  /** A new empty group. // kernel: iommu_group_alloc() */
+  /** A new empty group. */
+  // kernel: iommu_group_alloc() [iommu.c]
   allocGroup(): IommuGroup {
     const group = new IommuGroup(this, this.groupIds.alloc());
     this.groups.add(group);
     return group;
   }
 
-  /** Drop a group nothing uses any more. // kernel: iommu_group_release() */
+  /** Drop a group nothing uses any more. */
+  // kernel: iommu_group_release() [iommu.c]
   private putGroupIfUnused(group: IommuGroup): void {
     if (group.devices.length > 0 || this.iommuList.some((i) => i.singletonGroup === group)) return;
     if (!this.groups.delete(group)) return;
     this.groupIds.free(group.id);
   }
 
-  /** The registered IOMMU with firmware node `node`. // kernel: iommu_from_fwnode() */
+  /** The registered IOMMU with firmware node `node`. */
+  // kernel: iommu_from_fwnode() [iommu.c]
   iommuFromFwnode(node: DtNode): IommuDevice | null {
     return this.iommuList.find((i) => i.fwnode === node) ?? null;
   }
 
   // ---- registration ------------------------------------------------------------------------------
 
-  /** kernel: iommu_device_register() */
+  // kernel: iommu_device_register() [iommu.c]
   async register(iommu: IommuDevice, ops: IommuOps, hwdev: Device): Promise<void> {
     if (this.iommuList.includes(iommu)) throw new KernelError('EEXIST', `IOMMU ${iommu.name} is already registered`);
     iommu.ops = ops;
@@ -191,7 +195,8 @@ export class IommuSubsystem {
     this.log.info(iommu.name, `registered with the iommu core (${ops.name})`, LOG_NS);
   }
 
-  /** Release every device the instance serves, then forget it. // kernel: iommu_device_unregister() */
+  /** Release every device the instance serves, then forget it. */
+  // kernel: iommu_device_unregister() [iommu.c]
   async unregister(iommu: IommuDevice): Promise<void> {
     for (const dev of [...this.core.devices]) {
       if (devIommu(dev)?.iommuDev === iommu) await this.releaseDevice(dev);
@@ -206,8 +211,9 @@ export class IommuSubsystem {
 
   /**
    * Probe every device of this kernel that firmware puts behind `iommu`, then set up the default
-   * domains of the new groups together (so a group's devices agree on its type). // kernel: bus_iommu_probe()
+   * domains of the new groups together (so a group's devices agree on its type).
    */
+  // kernel: bus_iommu_probe() [iommu.c]
   private async busIommuProbe(iommu: IommuDevice): Promise<void> {
     const groupList: IommuGroup[] = [];
     for (const dev of [...this.core.devices]) {
@@ -232,13 +238,13 @@ export class IommuSubsystem {
 
   // ---- probe and release ---------------------------------------------------------------------------
 
-  /** kernel: iommu_probe_device() */
+  // kernel: iommu_probe_device() [iommu.c]
   async probeDevice(dev: Device): Promise<void> {
     await this.probeLock.run(() => this.__probeDevice(dev, null));
     devIommuOps(dev).probeFinalize?.(dev);
   }
 
-  /** kernel: dev_iommu_get_max_pasids() */
+  // kernel: dev_iommu_get_max_pasids() [iommu.c]
   private devMaxPasids(dev: Device, iommu: IommuDevice): number {
     let max = 0;
     if (dev instanceof PciDevice) max = pciMaxPasids(dev);
@@ -246,7 +252,8 @@ export class IommuSubsystem {
     return Math.min(max, iommu.maxPasids);
   }
 
-  /** Let the driver turn the firmware specifiers into IDs. // kernel: of_iommu_xlate() */
+  /** Let the driver turn the firmware specifiers into IDs. */
+  // kernel: of_iommu_xlate() [of_iommu.c]
   private xlate(dev: Device, ops: IommuOps): void {
     const fwspec = dev.fwspec!;
     if (!ops.ofXlate) return;
@@ -261,7 +268,8 @@ export class IommuSubsystem {
     }
   }
 
-  /** Find the device's IOMMU and let its driver take the device on. // kernel: iommu_init_device() */
+  /** Find the device's IOMMU and let its driver take the device on. */
+  // kernel: iommu_init_device() [iommu.c]
   private async initDevice(dev: Device): Promise<void> {
     const iommu = dev.fwspec ? this.iommuFromFwnode(dev.fwspec.iommuNode) : null;
     const ops = iommu?.ops;
@@ -291,7 +299,7 @@ export class IommuSubsystem {
     param.attachDeferred = ops.isAttachDeferred?.(dev) ?? false;
   }
 
-  /** kernel: __iommu_probe_device() */
+  // kernel: __iommu_probe_device() [iommu.c]
   private async __probeDevice(dev: Device, groupList: IommuGroup[] | null): Promise<void> {
     if (devIommu(dev)?.group) return;
     await this.initDevice(dev);
@@ -332,7 +340,8 @@ export class IommuSubsystem {
     });
   }
 
-  /** kernel: iommu_deinit_device() — called with the group's mutex held, the device out of its list. */
+  /** Called with the group's mutex held, the device out of its list. */
+  // kernel: iommu_deinit_device() [iommu.c]
   private async deinitDevice(dev: Device, group: IommuGroup): Promise<void> {
     const param = devIommu(dev)!;
     const ops = param.iommuDev!.ops!;
@@ -357,7 +366,8 @@ export class IommuSubsystem {
     devIommuFree(dev);
   }
 
-  /** The device leaves the IOMMU core. // kernel: iommu_release_device() */
+  /** The device leaves the IOMMU core. */
+  // kernel: iommu_release_device() [iommu.c]
   async releaseDevice(dev: Device): Promise<void> {
     const param = devIommu(dev);
     if (!param) return;
@@ -383,7 +393,8 @@ export class IommuSubsystem {
 
   // ---- default domains ---------------------------------------------------------------------------
 
-  /** Combine one device's driver preference into the group's. // kernel: iommu_get_def_domain_type() */
+  /** Combine one device's driver preference into the group's. */
+  // kernel: iommu_get_def_domain_type() [iommu.c]
   private defDomainTypeOf(group: IommuGroup, dev: Device, cur: number): number {
     const ops = devIommuOps(dev);
     let type: number;
@@ -396,7 +407,8 @@ export class IommuSubsystem {
     return type === IOMMU_DOMAIN_IDENTITY ? type : cur;
   }
 
-  /** The type the group needs; 0: the global default; -1: impossible. // kernel: iommu_get_default_domain_type() */
+  /** The type the group needs; 0: the global default; -1: impossible. */
+  // kernel: iommu_get_default_domain_type() [iommu.c]
   private defaultDomainTypeFor(group: IommuGroup, targetType: number): number {
     let driverType = 0;
     for (const dev of group.devices) driverType = this.defDomainTypeOf(group, dev, driverType);
@@ -404,7 +416,7 @@ export class IommuSubsystem {
     return driverType;
   }
 
-  /** kernel: __iommu_group_alloc_default_domain() */
+  // kernel: __iommu_group_alloc_default_domain() [iommu.c]
   private allocDefaultDomainOfType(group: IommuGroup, reqType: number): IommuDomain {
     const dev = group.firstDev();
     if (group.defaultDomain && group.defaultDomain.type === reqType) return group.defaultDomain;
@@ -422,7 +434,7 @@ export class IommuSubsystem {
     throw new KernelError('EINVAL', `${group}: no default domain of type ${iommuDomainTypeStr(reqType)}`);
   }
 
-  /** kernel: iommu_group_alloc_default_domain() */
+  // kernel: iommu_group_alloc_default_domain() [iommu.c]
   private allocDefaultDomain(group: IommuGroup, reqType: number): IommuDomain {
     const ops = devIommuOps(group.firstDev());
     if (ops.defaultDomain) {
@@ -482,8 +494,9 @@ export class IommuSubsystem {
 
   /**
    * Give the group a default domain of `targetType` (0: chosen by policy) and attach it. Replacing an
-   * existing default domain frees the old one once the new one is attached. // kernel: iommu_setup_default_domain()
+   * existing default domain frees the old one once the new one is attached.
    */
+  // kernel: iommu_setup_default_domain() [iommu.c]
   private async setupDefaultDomain(group: IommuGroup, targetType: number): Promise<void> {
     const oldDom = group.defaultDomain;
     const reqType = this.defaultDomainTypeFor(group, targetType);
@@ -547,8 +560,8 @@ export class IommuSubsystem {
   /**
    * Change the group's default domain type as sysfs `type` does ("identity", "DMA", "DMA-FQ",
    * "auto"): DMA to DMA-FQ happens live; anything else needs devices and no bound driver (EPERM).
-   * // kernel: iommu_group_store_type()
    */
+  // kernel: iommu_group_store_type() [iommu.c]
   async groupStoreType(group: IommuGroup, type: string): Promise<void> {
     if (!group.defaultDomain) throw new KernelError('EINVAL', `${group} has no default domain`);
     const reqType =
@@ -573,15 +586,16 @@ export class IommuSubsystem {
 
   /**
    * Before a driver probes `dev`: bring it into the IOMMU core and count the driver as a DMA API
-   * user. Devices whose firmware names no IOMMU use direct DMA. // kernel: of_dma_configure_id() +
+   * user. Devices whose firmware names no IOMMU use direct DMA. +
    * of_iommu_configure() + iommu_device_use_default_domain()
    */
+  // kernel: of_dma_configure_id() [drivers/of/device.c]
   async dmaConfigure(dev: Device, driverManagedDma = false): Promise<void> {
     const fwspec = dev.fwspec;
     if (!fwspec) return;
     const iommu = this.iommuFromFwnode(fwspec.iommuNode);
     if (!iommu?.ready) {
-      // kernel: driver_deferred_probe_check_state(): with every driver built in, an IOMMU that has not
+      // (kernel: driver_deferred_probe_check_state(): with every driver built in, an IOMMU that has not)
       // registered by the end of the initcalls never will; the device goes on with direct DMA.
       if (!this.core.initcallsDone) {
         throw new KernelError('EPROBE_DEFER', `${dev.name}: IOMMU ${fwspec.iommuNode.path} is not registered yet`);
@@ -602,12 +616,13 @@ export class IommuSubsystem {
     if (!driverManagedDma) await iommuDeviceUseDefaultDomain(dev);
   }
 
-  /** After the driver unbound (or failed its probe). // kernel: platform_dma_cleanup() */
+  /** After the driver unbound (or failed its probe). */
+  // kernel: platform_dma_cleanup() [drivers/base/platform.c]
   async dmaCleanup(dev: Device, driverManagedDma = false): Promise<void> {
     if (!driverManagedDma && devIommu(dev)?.group) await iommuDeviceUnuseDefaultDomain(dev);
   }
 
-  /** kernel: iommu_bus_notifier() */
+  // kernel: iommu_bus_notifier() [iommu.c]
   async busNotify(dev: Device, action: 'add' | 'removed'): Promise<void> {
     if (action === 'removed') {
       await this.releaseDevice(dev);
@@ -625,22 +640,22 @@ export class IommuSubsystem {
 
 // ---- kernel-named entry points ------------------------------------------------------------------
 
-/** Register an IOMMU instance of `hwdev`'s kernel and probe its masters. // kernel: iommu_device_register() */
+/** Register an IOMMU instance of `hwdev`'s kernel and probe its masters. Kernel: iommu_device_register() */
 export function iommuDeviceRegister(iommu: IommuDevice, ops: IommuOps, hwdev: Device): Promise<void> {
   return iommuSubsystemOf(hwdev.core).register(iommu, ops, hwdev);
 }
 
-/** kernel: iommu_device_unregister() */
+/** As the kernel's iommu_device_unregister() */
 export function iommuDeviceUnregister(iommu: IommuDevice): Promise<void> {
   return iommuSubsystemOf(iommu.dev.core).unregister(iommu);
 }
 
-/** kernel: iommu_probe_device() */
+/** As the kernel's iommu_probe_device() */
 export function iommuProbeDevice(dev: Device): Promise<void> {
   return iommuSubsystemOf(dev.core).probeDevice(dev);
 }
 
-/** kernel: iommu_release_device() */
+/** As the kernel's iommu_release_device() */
 export function iommuReleaseDevice(dev: Device): Promise<void> {
   return iommuSubsystemOf(dev.core).releaseDevice(dev);
 }
@@ -655,17 +670,18 @@ export function iommuDmaCleanup(dev: Device, opts: { driverManagedDma?: boolean 
   return iommuSubsystemOf(dev.core).dmaCleanup(dev, opts.driverManagedDma ?? false);
 }
 
-/** Driver core hook on device add / removal. // kernel: iommu_bus_notifier() */
+/** Driver core hook on device add / removal. Kernel: iommu_bus_notifier() */
 export function iommuBusNotify(dev: Device, action: 'add' | 'removed'): Promise<void> {
   return iommuSubsystemOf(dev.core).busNotify(dev, action);
 }
 
-/** The sysfs `type` of a group's default domain. // kernel: iommu_group_show_type() */
+/** The sysfs `type` of a group's default domain. */
+// kernel: iommu_group_show_type() [iommu.c]
 export function iommuGroupShowType(group: IommuGroup): string {
   return group.defaultDomain ? iommuDomainSysfsType(group.defaultDomain.type) : 'unknown';
 }
 
-/** kernel: iommu_group_store_type() */
+/** As the kernel's iommu_group_store_type() */
 export function iommuGroupStoreType(group: IommuGroup, type: string): Promise<void> {
   return group.subsystem.groupStoreType(group, type);
 }

@@ -58,31 +58,31 @@ import { iommuDevDisableFeature, iommuDevEnableFeature } from './iommu.js';
 
 // ---- uAPI numbers (include/uapi/linux/iommufd.h) ------------------------------------------------
 
-/** kernel: IOMMU_HWPT_FAULT_ID_VALID */
+/** The kernel's IOMMU_HWPT_FAULT_ID_VALID */
 export const IOMMU_HWPT_FAULT_ID_VALID = 1 << 2;
 const HWPT_ALLOC_FLAGS = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
 
-/** kernel: enum iommu_hwpt_data_type */
+/** The kernel's enum iommu_hwpt_data_type */
 export const IOMMU_HWPT_DATA_NONE = 0;
 export const IOMMU_HWPT_DATA_ARM_SMMUV3 = 2;
-/** kernel: enum iommu_hwpt_invalidate_data_type */
+/** The kernel's enum iommu_hwpt_invalidate_data_type */
 export const IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 = 1;
-/** kernel: enum iommu_viommu_type */
+/** The kernel's enum iommu_viommu_type */
 export const IOMMU_VIOMMU_TYPE_DEFAULT = 0;
 export const IOMMU_VIOMMU_TYPE_ARM_SMMUV3 = 1;
 export const IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV = 2;
-/** kernel: enum iommu_veventq_type */
+/** The kernel's enum iommu_veventq_type */
 export const IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 = 1;
 export const IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV = 2;
-/** kernel: enum iommu_hw_info_type */
+/** The kernel's enum iommu_hw_info_type */
 export const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
 export const IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 2;
-/** kernel: IOMMU_VEVENTQ_FLAG_LOST_EVENTS */
+/** The kernel's IOMMU_VEVENTQ_FLAG_LOST_EVENTS */
 export const IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1 << 0;
-/** kernel: IOMMU_IOAS_MAP_* */
+/** The kernel's IOMMU_IOAS_MAP_* */
 export const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
 export const IOMMU_IOAS_MAP_READABLE = 1 << 2;
-/** kernel: IOMMU_PGFAULT_FLAGS_* */
+/** The kernel's IOMMU_PGFAULT_FLAGS_* */
 export const IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0;
 export const IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1;
 
@@ -97,7 +97,7 @@ export interface IommuUserData {
   readonly words: Uint32Array;
 }
 
-/** kernel: struct iommu_user_data_array — `entryNum` comes back as the number handled. */
+/** The kernel's struct iommu_user_data_array — `entryNum` comes back as the number handled. */
 export interface IommuUserDataArray {
   readonly type: number;
   /** Entries, each a driver structure as little-endian u32 words. */
@@ -105,7 +105,7 @@ export interface IommuUserDataArray {
   entryNum: number;
 }
 
-/** kernel: struct iommufd_viommu_ops — what a driver's vIOMMU does. */
+/** The kernel's struct iommufd_viommu_ops — what a driver's vIOMMU does. */
 export interface IommufdViommuOps {
   /** A nested domain from driver data (EOPNOTSUPP for flags; the driver's errno for bad data). */
   allocDomainNested(viommu: IommufdViommu, flags: number, data: IommuUserData): IommuDomain;
@@ -115,7 +115,7 @@ export interface IommufdViommuOps {
   destroy?(viommu: IommufdViommu): Promise<void>;
 }
 
-/** kernel: iommu_ops.hw_info — the IOMMU's ID registers for user space. */
+/** The kernel's iommu_ops.hw_info — the IOMMU's ID registers for user space. */
 export interface IommuHwInfo {
   readonly type: number;
   readonly data: Uint32Array;
@@ -139,14 +139,14 @@ interface IoasArea {
   readonly prot: number;
 }
 
-/** kernel: struct iommufd_ioas */
+/** The kernel's struct iommufd_ioas */
 export class IommufdIoas extends IommufdObject {
   readonly type = 'ioas';
   readonly areas: IoasArea[] = [];
   readonly hwpts = new Set<IommufdHwptPaging>();
 }
 
-/** kernel: struct iommufd_device */
+/** The kernel's struct iommufd_device */
 export class IommufdDevice extends IommufdObject {
   readonly type = 'device';
   readonly handle = new IommuAttachHandle();
@@ -162,7 +162,7 @@ export class IommufdDevice extends IommufdObject {
   }
 }
 
-/** kernel: struct iommufd_hwpt_paging */
+/** The kernel's struct iommufd_hwpt_paging */
 export class IommufdHwptPaging extends IommufdObject {
   readonly type = 'hwpt-paging';
   constructor(
@@ -176,7 +176,7 @@ export class IommufdHwptPaging extends IommufdObject {
   }
 }
 
-/** kernel: struct iommufd_hwpt_nested */
+/** The kernel's struct iommufd_hwpt_nested */
 export class IommufdHwptNested extends IommufdObject {
   readonly type = 'hwpt-nested';
   constructor(
@@ -191,7 +191,7 @@ export class IommufdHwptNested extends IommufdObject {
 
 export type IommufdHwpt = IommufdHwptPaging | IommufdHwptNested;
 
-/** kernel: struct iommufd_viommu */
+/** The kernel's struct iommufd_viommu */
 export class IommufdViommu extends IommufdObject {
   readonly type = 'viommu';
   /** Virtual ID → vDEVICE (kernel: vdevs xarray). */
@@ -237,7 +237,7 @@ export class IommufdViommu extends IommufdObject {
   }
 }
 
-/** kernel: struct iommufd_vdevice */
+/** The kernel's struct iommufd_vdevice */
 export class IommufdVdevice extends IommufdObject {
   readonly type = 'vdevice';
   constructor(
@@ -259,7 +259,7 @@ export interface IommufdVevent {
   readonly data: Uint32Array;
 }
 
-/** kernel: struct iommufd_veventq */
+/** The kernel's struct iommufd_veventq */
 export class IommufdVeventq extends IommufdObject {
   readonly type = 'veventq';
   private readonly records: IommufdVevent[] = [];
@@ -280,7 +280,7 @@ export class IommufdVeventq extends IommufdObject {
     return this.records.length;
   }
 
-  /** kernel: iommufd_viommu_report_event()'s queueing (overflow: drop, mark LOST_EVENTS). */
+  /** As the kernel's iommufd_viommu_report_event()'s queueing (overflow: drop, mark LOST_EVENTS). */
   push(data: Uint32Array): void {
     const seq = this.sequence;
     this.sequence = (this.sequence + 1) >>> 0;
@@ -319,7 +319,7 @@ export interface IommuHwptPgfault {
   readonly cookie: number;
 }
 
-/** kernel: struct iommufd_fault */
+/** The kernel's struct iommufd_fault */
 export class IommufdFault extends IommufdObject {
   readonly type = 'fault';
   private readonly records: IommuHwptPgfault[] = [];
@@ -395,7 +395,7 @@ export class IommufdFault extends IommufdObject {
 
 // ---- the context --------------------------------------------------------------------------------
 
-/** kernel: struct iommufd_ctx — one open /dev/iommu. */
+/** The kernel's struct iommufd_ctx — one open /dev/iommu. */
 export class IommufdCtx {
   private readonly objects = new Map<number, IommufdObject>();
   private nextId = 1;
@@ -446,7 +446,7 @@ export class IommufdCtx {
 
   // ---- IOAS ----
 
-  /** kernel: IOMMU_IOAS_ALLOC */
+  /** The kernel's IOMMU_IOAS_ALLOC */
   ioasAlloc(): number {
     return this.add((id) => new IommufdIoas(id)).id;
   }
@@ -529,7 +529,7 @@ export class IommufdCtx {
     this.objects.delete(devId);
   }
 
-  /** kernel: IOMMU_GET_HW_INFO — EOPNOTSUPP when the driver has no hw_info. */
+  /** The kernel's IOMMU_GET_HW_INFO — EOPNOTSUPP when the driver has no hw_info. */
   getHwInfo(devId: number, type = IOMMU_HW_INFO_TYPE_DEFAULT): IommuHwInfo {
     const idev = this.device(devId);
     const ops = devIommuOps(idev.dev);
@@ -540,7 +540,7 @@ export class IommufdCtx {
   // ---- HWPTs ----
 
   /**
-   * kernel: IOMMU_HWPT_ALLOC. `ptId` an IOAS: a paging domain (flags NEST_PARENT, PASID,
+   * The kernel's IOMMU_HWPT_ALLOC. `ptId` an IOAS: a paging domain (flags NEST_PARENT, PASID,
    * DIRTY_TRACKING) mapping the IOAS; `ptId` a vIOMMU: a nested domain from `data`. EOPNOTSUPP for
    * flags the driver cannot honour; EINVAL for data on a paging HWPT or a fault ID without the flag.
    */
@@ -610,7 +610,7 @@ export class IommufdCtx {
     return hwptId;
   }
 
-  /** kernel: IOMMU_DEVICE_DETACH — the RID goes back to the blocking domain. */
+  /** The kernel's IOMMU_DEVICE_DETACH — the RID goes back to the blocking domain. */
   async detach(devId: number): Promise<void> {
     const idev = this.device(devId);
     if (!idev.hwpt) throw new KernelError('EINVAL', `device ${devId} is not attached`);
@@ -623,7 +623,7 @@ export class IommufdCtx {
   // ---- vIOMMU ----
 
   /**
-   * kernel: IOMMU_VIOMMU_ALLOC — a vIOMMU of `type` over a NEST_PARENT HWPT, for `devId`'s IOMMU.
+   * The kernel's IOMMU_VIOMMU_ALLOC — a vIOMMU of `type` over a NEST_PARENT HWPT, for `devId`'s IOMMU.
    * EINVAL when the HWPT is not a nest parent; EOPNOTSUPP when the driver has no such vIOMMU.
    */
   viommuAlloc(devId: number, hwptId: number, type: number): number {
@@ -645,7 +645,7 @@ export class IommufdCtx {
   }
 
   /**
-   * kernel: IOMMU_VDEVICE_ALLOC — `virtId` (the guest's ID for the device) on a vIOMMU. EINVAL for
+   * The kernel's IOMMU_VDEVICE_ALLOC — `virtId` (the guest's ID for the device) on a vIOMMU. EINVAL for
    * a device of another IOMMU or a virtual ID out of range; EEXIST for a virtual ID or device taken.
    */
   vdeviceAlloc(viommuId: number, devId: number, virtId: number): number {
@@ -665,7 +665,7 @@ export class IommufdCtx {
   }
 
   /**
-   * kernel: IOMMU_HWPT_INVALIDATE. `id` is a vIOMMU (the driver's cache_invalidate); a HWPT ID is
+   * The kernel's IOMMU_HWPT_INVALIDATE. `id` is a vIOMMU (the driver's cache_invalidate); a HWPT ID is
    * EOPNOTSUPP here (no driver of this kernel invalidates per nested domain, as arm-smmu-v3 does
    * not). Returns the entries handled; on failure throws the driver's errno with `handled` on it.
    */
@@ -686,7 +686,7 @@ export class IommufdCtx {
     return array.entryNum;
   }
 
-  /** kernel: IOMMU_VEVENTQ_ALLOC — EEXIST for a second queue of one type; EINVAL for a bad depth. */
+  /** The kernel's IOMMU_VEVENTQ_ALLOC — EEXIST for a second queue of one type; EINVAL for a bad depth. */
   veventqAlloc(viommuId: number, type: number, depth: number): number {
     const viommu = this.viommu(viommuId);
     if (!Number.isInteger(depth) || depth < 1 || depth > 1 << 19) throw new KernelError('EINVAL', `vEVENTQ depth ${depth} is out of range`);
@@ -697,14 +697,14 @@ export class IommufdCtx {
     return q.id;
   }
 
-  /** kernel: IOMMU_FAULT_QUEUE_ALLOC */
+  /** The kernel's IOMMU_FAULT_QUEUE_ALLOC */
   faultQueueAlloc(): number {
     return this.add((id) => new IommufdFault(id, this)).id;
   }
 
   // ---- destroy ----
 
-  /** kernel: IOMMU_DESTROY — EBUSY while anything depends on the object. */
+  /** The kernel's IOMMU_DESTROY — EBUSY while anything depends on the object. */
   async destroy(id: number): Promise<void> {
     const obj = this.objects.get(id);
     if (!obj) throw new KernelError('ENOENT', `iommufd: no object with ID ${id}`);

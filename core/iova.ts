@@ -21,7 +21,7 @@ import { KernelError } from '../bus/errno.js';
 
 /** log2 of the largest cached range size in frames, plus one (kernel: IOVA_RANGE_CACHE_MAX_SIZE). */
 export const IOVA_RANGE_CACHE_MAX_SIZE = 6;
-/** kernel: IOVA_MAG_SIZE */
+/** The kernel's IOVA_MAG_SIZE */
 export const IOVA_MAG_SIZE = 127;
 /** Magazines kept per order beyond the loaded and previous ones (kernel: MAX_GLOBAL_MAGS). */
 export const IOVA_DEPOT_MAGS = 32;
@@ -32,7 +32,7 @@ export interface IovaRange {
   readonly pfnHi: number;
 }
 
-/** kernel: order_base_2() */
+// kernel: order_base_2() [log2.h]
 function orderBase2(n: number): number {
   return n <= 1 ? 0 : Math.ceil(Math.log2(n));
 }
@@ -51,7 +51,7 @@ export class IovaDomain {
   private readonly rcaches: number[][] = [];
   private live = true;
 
-  /** kernel: init_iova_domain() */
+  // kernel: init_iova_domain() [iova.c]
   constructor(granule: number, startPfn: number) {
     if (!Number.isSafeInteger(granule) || granule <= 0 || (granule & (granule - 1)) !== 0) {
       throw new KernelError('EINVAL', `IOVA domain: granule ${granule} is not a power of two`);
@@ -63,7 +63,7 @@ export class IovaDomain {
     for (let i = 0; i < IOVA_RANGE_CACHE_MAX_SIZE; i++) this.rcaches.push([]);
   }
 
-  /** kernel: iova_pfn() */
+  // kernel: iova_pfn() [iova.h]
   pfn(iova: number): number {
     return Math.floor(iova / this.granule);
   }
@@ -89,8 +89,8 @@ export class IovaDomain {
   /**
    * Allocate `size` frames ending at or below `limitPfn`, as high as possible; aligned to the next
    * power of two of `size` when `sizeAligned`. Returns the first frame, or 0 if nothing fits.
-   * // kernel: alloc_iova()
    */
+  // kernel: alloc_iova() [iova.c]
   allocIova(size: number, limitPfn: number, sizeAligned: boolean): number {
     this.checkLive();
     if (!Number.isSafeInteger(size) || size <= 0) throw new KernelError('EINVAL', `alloc_iova: bad size ${size}`);
@@ -109,14 +109,16 @@ export class IovaDomain {
     return 0;
   }
 
-  /** The allocated range containing `pfn`, or null. // kernel: find_iova() */
+  /** The allocated range containing `pfn`, or null. */
+  // kernel: find_iova() [iova.c]
   findIova(pfn: number): IovaRange | null {
     const i = this.firstAtOrBelow(pfn);
     if (i < this.lo.length && this.hi[i]! >= pfn) return { pfnLo: this.lo[i]!, pfnHi: this.hi[i]! };
     return null;
   }
 
-  /** Free the range starting at `pfn` to the tree; EINVAL if no allocated range starts there. // kernel: free_iova() */
+  /** Free the range starting at `pfn` to the tree; EINVAL if no allocated range starts there. */
+  // kernel: free_iova() [iova.c]
   freeIova(pfn: number): void {
     this.checkLive();
     const i = this.firstAtOrBelow(pfn);
@@ -127,8 +129,9 @@ export class IovaDomain {
 
   /**
    * Keep [pfnLo, pfnHi] from ever being allocated (merging with what is already reserved or
-   * allocated there). // kernel: reserve_iova()
+   * allocated there).
    */
+  // kernel: reserve_iova() [iova.c]
   reserveIova(pfnLo: number, pfnHi: number): void {
     this.checkLive();
     if (!(pfnLo <= pfnHi)) throw new KernelError('EINVAL', `reserve_iova: empty range [${pfnLo}, ${pfnHi}]`);
@@ -146,8 +149,9 @@ export class IovaDomain {
 
   /**
    * Allocate through the caches (size-aligned, as the DMA API needs). Returns the first frame, or 0
-   * if nothing fits even after flushing the caches when `flushRcache`. // kernel: alloc_iova_fast()
+   * if nothing fits even after flushing the caches when `flushRcache`.
    */
+  // kernel: alloc_iova_fast() [iova.c]
   allocIovaFast(size: number, limitPfn: number, flushRcache: boolean): number {
     this.checkLive();
     // A cacheable range must come back to the cache of the same order, so round it up.
@@ -162,14 +166,16 @@ export class IovaDomain {
     return pfn;
   }
 
-  /** Free a range from allocIovaFast, giving the same `size` it was asked with. // kernel: free_iova_fast() */
+  /** Free a range from allocIovaFast, giving the same `size` it was asked with. */
+  // kernel: free_iova_fast() [iova.c]
   freeIovaFast(pfn: number, size: number): void {
     this.checkLive();
     if (this.rcacheInsert(pfn, size)) return;
     this.freeIova(pfn);
   }
 
-  /** kernel: iova_rcache_get(): a cached range of this size order lying wholly at or below `limitPfn`. */
+  /** A cached range of this size order lying wholly at or below `limitPfn`. */
+  // kernel: iova_rcache_get() [iova.c]
   private rcacheGet(size: number, limitPfn: number): number {
     const order = orderBase2(size);
     if (order >= IOVA_RANGE_CACHE_MAX_SIZE) return 0;
@@ -186,7 +192,8 @@ export class IovaDomain {
     return 0;
   }
 
-  /** kernel: iova_rcache_insert(): false when the size is not cached. */
+  /** False when the size is not cached. */
+  // kernel: iova_rcache_insert() [iova.c]
   private rcacheInsert(pfn: number, size: number): boolean {
     const order = orderBase2(size);
     if (order >= IOVA_RANGE_CACHE_MAX_SIZE) return false;
@@ -199,7 +206,8 @@ export class IovaDomain {
     return true;
   }
 
-  /** Hand every cached range back to the tree. // kernel: free_cpu_cached_iovas() + free_global_cached_iovas() */
+  /** Hand every cached range back to the tree. + free_global_cached_iovas() */
+  // kernel: free_cpu_cached_iovas() [iova.c]
   freeCachedIovas(): void {
     for (const cache of this.rcaches) {
       for (const pfn of cache) this.freeIova(pfn);
@@ -221,7 +229,7 @@ export class IovaDomain {
     return n;
   }
 
-  /** kernel: put_iova_domain() */
+  // kernel: put_iova_domain() [iova.c]
   put(): void {
     this.live = false;
     this.lo = [];

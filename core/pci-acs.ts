@@ -37,7 +37,8 @@ export const PCI_EXP_TYPE_PCIE_BRIDGE = 0x8;
 export const PCI_EXP_TYPE_RC_END = 0x9;
 export const PCI_EXP_TYPE_RC_EC = 0xa;
 
-/** PCIe device/port type, or null for a conventional PCI function. // kernel: pci_pcie_type() */
+/** PCIe device/port type, or null for a conventional PCI function. */
+// kernel: pci_pcie_type() [pci.h]
 export function pciPcieType(pdev: PciDevice): number | null {
   const pos = pdev.findCapability(PCI_CAP_ID_EXP);
   if (pos === 0) return null;
@@ -49,7 +50,7 @@ export function pciUpstreamBridge(pdev: PciDevice): PciDevice | null {
   return pdev.parent instanceof PciDevice ? pdev.parent : null;
 }
 
-/** kernel: pci_acs_flags_enabled() */
+// kernel: pci_acs_flags_enabled() [drivers/pci/pci.c]
 function pciAcsFlagsEnabled(pdev: PciDevice, flags: number): boolean {
   const pos = pdev.findExtCapability(PCI_EXT_CAP_ID_ACS);
   if (pos === 0) return false;
@@ -60,7 +61,8 @@ function pciAcsFlagsEnabled(pdev: PciDevice, flags: number): boolean {
   return (ctrl & wanted) === wanted;
 }
 
-/** True if the function enforces every ACS control in `flags`. // kernel: pci_acs_enabled() */
+/** True if the function enforces every ACS control in `flags`. */
+// kernel: pci_acs_enabled() [drivers/pci/pci.c]
 export function pciAcsEnabled(pdev: PciDevice, flags: number): boolean {
   const type = pciPcieType(pdev);
   // Conventional PCI shares a bus: anything on it can see anything else's DMA.
@@ -85,7 +87,8 @@ export function pciAcsEnabled(pdev: PciDevice, flags: number): boolean {
   }
 }
 
-/** True if `start` and every bridge above it up to the root bus enforce `flags`. // kernel: pci_acs_path_enabled() */
+/** True if `start` and every bridge above it up to the root bus enforce `flags`. */
+// kernel: pci_acs_path_enabled() [drivers/pci/pci.c]
 export function pciAcsPathEnabled(start: PciDevice, flags: number): boolean {
   for (let pdev: PciDevice | null = start; pdev; pdev = pciUpstreamBridge(pdev)) {
     if (!pciAcsEnabled(pdev, flags)) return false;
@@ -93,7 +96,8 @@ export function pciAcsPathEnabled(start: PciDevice, flags: number): boolean {
   return true;
 }
 
-/** PASIDs the function supports (2^Max PASID Width), 0 without the capability. // kernel: pci_max_pasids() */
+/** PASIDs the function supports (2^Max PASID Width), 0 without the capability. */
+// kernel: pci_max_pasids() [ats.c]
 export function pciMaxPasids(pdev: PciDevice): number {
   const pos = pdev.findExtCapability(PCI_EXT_CAP_ID_PASID);
   if (pos === 0) return 0;

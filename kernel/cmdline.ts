@@ -71,7 +71,7 @@ interface ParamSpec<T> {
   describe: string;
 }
 
-// kernel: kstrtobool()
+// kernel: kstrtobool() [kstrtox.c]
 function parseBool(value: string | null): boolean {
   if (value === null) return true; // a bare "name" means true, as for bool module params
   const v = value.toLowerCase();
@@ -185,7 +185,7 @@ function splitArgs(cmdline: string): string[] {
   return out;
 }
 
-// kernel: parse_args()
+// kernel: parse_args() [kernel/params.c]
 export function parseCmdline(cmdline: string): ParsedCmdline {
   const params: KernelParams = { ...DEFAULT_PARAMS };
   const unknown: string[] = [];

@@ -154,7 +154,7 @@ export async function panic(machine: BootTarget, reason: string): Promise<Kernel
     old._panicked();
     return null;
   }
-  // kernel: __crash_kexec() → machine_crash_shutdown(): no .shutdown, no SMMU reset, DMA runs on.
+  // (kernel: __crash_kexec() → machine_crash_shutdown(): no .shutdown, no SMMU reset, DMA runs on.)
   old.log.err('kernel', 'Starting crashdump kernel...', LOG_NS);
   return kexec(machine, { ...image.boot, dtb: image.dtb, skipShutdown: true });
 }

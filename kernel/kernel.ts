@@ -105,7 +105,8 @@ export class Kernel {
     return this.mem.vmcore;
   }
 
-  /** kernel: is_kdump_kernel(): booted by a crash kexec with an ELF core header to read. */
+  /** Booted by a crash kexec with an ELF core header to read. */
+  // kernel: is_kdump_kernel() [crash_dump.h]
   get isKdump(): boolean {
     return this.mem.vmcore !== null;
   }
@@ -159,10 +160,11 @@ export class Kernel {
   }
 
   /**
-   * kernel: kernel_restart_prepare() → device_shutdown(): every bound driver's `.shutdown`, in
+   * → device_shutdown(): every bound driver's `.shutdown`, in
    * reverse probe order (masters before their SMMU); drivers without one are skipped, their hardware
    * keeps running.
    */
+  // kernel: kernel_restart_prepare() [kernel/reboot.c]
   async shutdown(): Promise<ShutdownReport> {
     if (this._state !== 'running') {
       throw new KernelError('ESRCH', `kernel ${this.instance} is ${this._state}, not running`);
@@ -208,7 +210,7 @@ export function readBootDeviceTree(port: CpuPort): DeviceTree {
   throw new FirmwareError('dtb', 'the boot loader passed no device tree and no ACPI tables', null, null);
 }
 
-// kernel: start_kernel()
+// kernel: start_kernel() [init/main.c]
 export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): Promise<Kernel> {
   const port = machine.cpu;
   const previous = runningKernel(port);
@@ -255,7 +257,8 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
   for (const u of fwmem.unplaced) {
     core.log.err('kernel', `reserved-memory: failed to allocate ${u.size} bytes for node ${u.node}`, LOG_NS);
   }
-  // kernel: print_unknown_bootoptions(), one line for all of them; then a hint per likely typo.
+  // one line for all of them; then a hint per likely typo.
+  // kernel: print_unknown_bootoptions() [init/main.c]
   const unknownLine = unknownParamsLine(parsed.unknown);
   if (unknownLine) core.log.warn('kernel', unknownLine, LOG_NS);
   for (const h of misspeltParamHints(parsed.unknown)) core.log.warn('kernel', h, LOG_NS);
@@ -265,7 +268,8 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
   }
   for (const e of vmcoreErrors) core.log.err('kernel', `Kdump: vmcore not initialized: ${e}`, LOG_NS);
   if (vmcore) core.log.info('kernel', `kdump kernel: ${vmcore.length} vmcore segment(s), ${Math.floor(vmcore.reduce((a, v) => a + v.size, 0) / 2 ** 20)} MiB of the crashed kernel's memory`, LOG_NS);
-  // kernel: iommu_subsys_init(); the driver core's DMA hooks are how it reaches every device.
+  // the driver core's DMA hooks are how it reaches every device.
+  // kernel: iommu_subsys_init() [iommu.c]
   const iommu = new IommuSubsystem({
     core,
     pageAllocator: alloc,

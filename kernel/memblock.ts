@@ -139,7 +139,8 @@ function chosenRange(dt: DeviceTree, prop: string): MemoryRange | null {
   return r;
 }
 
-/** kernel: __reserved_mem_alloc_size(): highest aligned fit inside `alloc-ranges` (or all RAM). */
+/** Highest aligned fit inside `alloc-ranges` (or all RAM). */
+// kernel: __reserved_mem_alloc_size() [of_reserved_mem.c]
 function placeDynamic(
   rmem: DtNode,
   node: DtNode,

@@ -24,8 +24,8 @@ export interface CoherentBuffer {
 /**
  * Allocate a zeroed buffer of at least `size` bytes for `device`, aligned to its allocated size.
  * ENOMEM beyond the largest order (2 MiB) or when memory runs out.
- * // kernel: dma_alloc_coherent()
  */
+// kernel: dma_alloc_coherent() [dma-mapping.h]
 export function dmaAllocCoherent(alloc: PageAllocator, ram: RamAccess, size: number, device: string, what: string): CoherentBuffer {
   const order = orderForSize(size);
   if (order > MAX_ORDER) {
@@ -44,7 +44,8 @@ export function dmaAllocCoherent(alloc: PageAllocator, ram: RamAccess, size: num
   return Object.freeze({ pa, size, allocatedSize: PAGE_SIZE * 2 ** order, order, device, what });
 }
 
-/** Free a buffer from `dmaAllocCoherent`. EINVAL if it is not live or not this device's. // kernel: dma_free_coherent() */
+/** Free a buffer from `dmaAllocCoherent`. EINVAL if it is not live or not this device's. */
+// kernel: dma_free_coherent() [dma-mapping.h]
 export function dmaFreeCoherent(alloc: PageAllocator, buf: CoherentBuffer): void {
   alloc.freePages(buf.pa, buf.order, { kind: 'dma', device: buf.device, what: buf.what });
 }

@@ -26,8 +26,9 @@ export const FAULT_OOM: FaultResult = Object.freeze({ ok: false, reason: 'oom' }
  * Make `va` accessible for `access` in `mm`: find the VMA, check its protection, and if the page is
  * not mapped yet allocate a zeroed frame (owner `{kind:'process', pid, va}`) and map it. A page
  * already mapped with the right permission costs nothing.
- * // kernel: handle_mm_fault() (with the vma_lookup() and VM_READ/VM_WRITE/VM_EXEC checks before it)
+ * (with the vma_lookup() and VM_READ/VM_WRITE/VM_EXEC checks before it)
  */
+// kernel: handle_mm_fault() [mm/memory.c]
 export function handleMmFault(mm: Mm, va: number, access: Access): FaultResult {
   if (access !== 'read' && access !== 'write' && access !== 'exec') {
     throw new KernelError('EINVAL', `handle_mm_fault: unknown access '${String(access)}' at VA ${va} in pid ${mm.pid}`);
@@ -58,7 +59,7 @@ export function handleMmFault(mm: Mm, va: number, access: Access): FaultResult {
     return FAULT_OK;
   }
 
-  // kernel: do_anonymous_page()
+  // kernel: do_anonymous_page() [mm/memory.c]
   const pageVa = va - (va % PAGE_SIZE);
   let pa: number;
   try {

@@ -155,7 +155,8 @@ export class Mm {
   private resident = 0;
   private readonly teardownHooks: ((mm: Mm) => void)[] = [];
 
-  /** A fresh address space for `pid`: ASID, empty level-0 table, no VMAs. // kernel: mm_alloc() */
+  /** A fresh address space for `pid`: ASID, empty level-0 table, no VMAs. */
+  // kernel: mm_alloc() [kernel/fork.c]
   constructor(ctx: MmContext, pid: number) {
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new KernelError('EINVAL', `mm_alloc: pid ${pid} is not a positive integer`);
     this.ctx = ctx;
@@ -220,7 +221,8 @@ export class Mm {
     return [...this.vmaList];
   }
 
-  /** The VMA containing `va`, or null. // kernel: vma_lookup() */
+  /** The VMA containing `va`, or null. */
+  // kernel: vma_lookup() [mm.h]
   findVma(va: number): Vma | null {
     const list = this.vmaList;
     let lo = 0;
@@ -243,8 +245,9 @@ export class Mm {
 
   /**
    * Map `len` bytes (rounded up to pages) of anonymous memory with `prot`. Pages are allocated on
-   * first touch. Returns the start address. // kernel: do_mmap() (MAP_PRIVATE|MAP_ANONYMOUS)
+   * first touch. Returns the start address. (MAP_PRIVATE|MAP_ANONYMOUS)
    */
+  // kernel: do_mmap() [mm/mmap.c]
   mmap(len: number, prot: number, options: MmapOptions = {}): number {
     this.assertLive('mmap');
     checkProt('mmap', prot);
@@ -277,8 +280,9 @@ export class Mm {
 
   /**
    * Unmap [addr, addr+len): split VMAs, clear PTEs, tell notifiers, then free the frames.
-   * Unmapping a hole is not an error. // kernel: do_munmap()
+   * Unmapping a hole is not an error.
    */
+  // kernel: do_munmap() [mm/mmap.c]
   async munmap(addr: number, len: number): Promise<void> {
     this.assertLive('munmap');
     if (!Number.isSafeInteger(len) || len <= 0) throw new KernelError('EINVAL', `munmap: length ${len} is not a positive integer`);
@@ -295,8 +299,9 @@ export class Mm {
 
   /**
    * Change the protection of [addr, addr+len), which must be fully mapped (ENOMEM otherwise, and
-   * nothing changes). Present PTEs are rewritten and notifiers told. // kernel: do_mprotect_pkey()
+   * nothing changes). Present PTEs are rewritten and notifiers told.
    */
+  // kernel: do_mprotect_pkey() [mprotect.c]
   async mprotect(addr: number, len: number, prot: number): Promise<void> {
     this.assertLive('mprotect');
     checkProt('mprotect', prot);
@@ -328,7 +333,7 @@ export class Mm {
     });
     this.mergeVmas();
 
-    // kernel: change_protection()
+    // kernel: change_protection() [mprotect.c]
     let lowest = Infinity;
     let highest = -Infinity;
     const pt = this.pgtable;
@@ -361,7 +366,8 @@ export class Mm {
     return false;
   }
 
-  /** Top-down below MMAP_BASE, then bottom-up above it; −1 if nothing fits. // kernel: get_unmapped_area() */
+  /** Top-down below MMAP_BASE, then bottom-up above it; −1 if nothing fits. */
+  // kernel: get_unmapped_area() [mm/mmap.c]
   private findFreeArea(size: number): number {
     let top = MMAP_BASE;
     for (let i = this.vmaList.length - 1; i >= 0; i--) {
@@ -387,7 +393,8 @@ export class Mm {
     this.mergeVmas();
   }
 
-  /** Merge neighbours with the same protection. // kernel: vma_merge() */
+  /** Merge neighbours with the same protection. */
+  // kernel: vma_merge() [mm/vma.c]
   private mergeVmas(): void {
     const out: Vma[] = [];
     for (const v of this.vmaList) {
@@ -400,8 +407,9 @@ export class Mm {
 
   /**
    * Clear every PTE in [start, end), tell notifiers the span that was cleared, then free the frames.
-   * // kernel: zap_page_range() with the tlb gather's flush before freeing
+   * With the tlb gather's flush before freeing
    */
+  // kernel: zap_page_range() [mm/memory.c]
   private async zapRange(start: number, end: number): Promise<void> {
     const frames: number[] = [];
     let lowest = Infinity;
@@ -481,20 +489,23 @@ export class Mm {
 
   // ---- reference counting and exit ----------------------------------------------------------
 
-  /** Take a user reference; EINVAL once the address space has exited. // kernel: mmget() */
+  /** Take a user reference; EINVAL once the address space has exited. */
+  // kernel: mmget() [sched/mm.h]
   mmget(): void {
     if (this.usersCount === 0) throw new KernelError('EINVAL', `mmget: address space of pid ${this.pid} has no users left (use mmgetNotZero)`);
     this.usersCount++;
   }
 
-  /** Take a user reference unless the address space is exiting. // kernel: mmget_not_zero() */
+  /** Take a user reference unless the address space is exiting. */
+  // kernel: mmget_not_zero() [sched/mm.h]
   mmgetNotZero(): boolean {
     if (this.usersCount === 0) return false;
     this.usersCount++;
     return true;
   }
 
-  /** Drop a user reference; the last one exits the address space. // kernel: mmput() */
+  /** Drop a user reference; the last one exits the address space. */
+  // kernel: mmput() [kernel/fork.c]
   async mmput(): Promise<void> {
     if (this.usersCount === 0) throw new KernelError('EINVAL', `mmput: address space of pid ${this.pid} has no users left`);
     if (--this.usersCount > 0) return;
@@ -506,13 +517,15 @@ export class Mm {
     }
   }
 
-  /** Keep the struct (not the address space) alive. // kernel: mmgrab() */
+  /** Keep the struct (not the address space) alive. */
+  // kernel: mmgrab() [sched/mm.h]
   mmgrab(): void {
     if (this.st === 'freed') throw new KernelError('EINVAL', `mmgrab: mm of pid ${this.pid} was already freed`);
     this.grabs++;
   }
 
-  /** Drop an mmgrab reference; the last reference tears the struct down. // kernel: mmdrop() */
+  /** Drop an mmgrab reference; the last reference tears the struct down. */
+  // kernel: mmdrop() [sched/mm.h]
   mmdrop(): void {
     if (this.grabs === 0) throw new KernelError('EINVAL', `mmdrop: mm of pid ${this.pid} has no mmgrab reference to drop`);
     this.grabs--;
@@ -537,7 +550,8 @@ export class Mm {
     if (this.grabs === 0) this.teardown();
   }
 
-  /** Release notifiers, unmap everything, free the lower tables. // kernel: exit_mmap() */
+  /** Release notifiers, unmap everything, free the lower tables. */
+  // kernel: exit_mmap() [mm/mmap.c]
   private async exitMmap(): Promise<void> {
     this.st = 'exiting';
     let failure: unknown = undefined;
@@ -559,7 +573,7 @@ export class Mm {
     if (failure !== undefined) throw failure;
   }
 
-  /** // kernel: __mmdrop() */
+  // kernel: __mmdrop() [kernel/fork.c]
   private teardown(): void {
     this.st = 'freed';
     let failure: unknown = undefined;

@@ -67,7 +67,8 @@ export class MmuNotifierList {
     return settleAll([...this.subs].map((sub) => () => sub.ops.invalidateRange?.(start, end)));
   }
 
-  /** Exit: release every subscriber once and empty the list. // kernel: __mmu_notifier_release() */
+  /** Exit: release every subscriber once and empty the list. */
+  // kernel: __mmu_notifier_release() [mmu_notifier.c]
   release(mm: Mm): Promise<void> {
     const subs = this.subs;
     this.subs = [];
@@ -100,8 +101,8 @@ async function settleAll(calls: (() => void | Promise<void> | undefined)[]): Pro
 
 /**
  * Subscribe to `mm`'s page-table changes. The mm must still have users (EINVAL after exit).
- * // kernel: mmu_notifier_register()
  */
+// kernel: mmu_notifier_register() [mmu_notifier.c]
 export function mmuNotifierRegister(mm: Mm, ops: MmuNotifierOps): MmuNotifier {
   if (mm.users === 0) {
     throw new KernelError('EINVAL', `mmu_notifier_register: mm of pid ${mm.pid} has exited`);
@@ -115,8 +116,8 @@ export function mmuNotifierRegister(mm: Mm, ops: MmuNotifierOps): MmuNotifier {
 /**
  * Unsubscribe. As in Linux, if the mm has not exited yet the subscriber's `release` is called
  * first, so it tears its use of the page tables down. Drops the registration's mm reference.
- * // kernel: mmu_notifier_unregister()
  */
+// kernel: mmu_notifier_unregister() [mmu_notifier.c]
 export async function mmuNotifierUnregister(sub: MmuNotifier): Promise<void> {
   if (!sub.registered) throw new KernelError('EINVAL', `mmu_notifier_unregister: notifier on pid ${sub.mm.pid} is not registered`);
   try {
@@ -129,8 +130,9 @@ export async function mmuNotifierUnregister(sub: MmuNotifier): Promise<void> {
 
 /**
  * Unsubscribe without calling `release` (the subscriber has already stopped using the tables).
- * Drops the registration's mm reference. // kernel: mmu_notifier_put()
+ * Drops the registration's mm reference.
  */
+// kernel: mmu_notifier_put() [mmu_notifier.c]
 export function mmuNotifierPut(sub: MmuNotifier): void {
   if (!sub.registered) throw new KernelError('EINVAL', `mmu_notifier_put: notifier on pid ${sub.mm.pid} is not registered`);
   sub.mm.notifiers.remove(sub);

@@ -149,7 +149,8 @@ export function ownerMatches(owner: FrameOwner, by: FrameOwner): boolean {
   return true;
 }
 
-/** The order whose allocation holds `size` bytes. // kernel: get_order() */
+/** The order whose allocation holds `size` bytes. */
+// kernel: get_order() [getorder.h]
 export function orderForSize(size: number): number {
   if (!Number.isSafeInteger(size) || size <= 0) {
     throw new KernelError('EINVAL', `get_order: size ${size} is not a positive integer`);
@@ -267,7 +268,7 @@ export class PageAllocator {
       if (end > start) ranges.push({ start, end });
     }
     ranges.sort((a, b) => a.start - b.start);
-    // kernel: memblock_add() merges overlapping and adjacent regions.
+    // (kernel: memblock_add() merges overlapping and adjacent regions.)
     for (const r of ranges) {
       const last = this.regions[this.regions.length - 1];
       if (last && r.start <= last.end) last.end = Math.max(last.end, r.end);
@@ -420,8 +421,8 @@ export class PageAllocator {
   /**
    * Allocate `2^order` contiguous frames, aligned to their size, for `owner`. Returns the physical
    * address. ENOMEM when no block is free, EINVAL for a bad order or owner.
-   * // kernel: alloc_pages()
    */
+  // kernel: alloc_pages() [gfp.h]
   allocPages(order: number, owner: AllocOwner, options?: AllocOptions): number {
     checkOrder('allocPages', order);
     checkOwner(owner);
@@ -448,7 +449,7 @@ export class PageAllocator {
         );
       }
     }
-    // kernel: expand(): hand the upper halves back, one per order.
+    // (kernel: expand(): hand the upper halves back, one per order.)
     while (have > order) {
       have--;
       this.areas[have]!.push(pfn + 2 ** have);
@@ -488,8 +489,8 @@ export class PageAllocator {
    * Free the allocation whose first frame is `pa`. `order`, if given, must be the allocation's;
    * `by`, if given, must match its owner (see `ownerMatches`). Freeing anything else (a free frame,
    * a reserved one, the middle of an allocation, another owner's pages) is EINVAL.
-   * // kernel: __free_pages()
    */
+  // kernel: __free_pages() [page_alloc.c]
   freePages(pa: number, order?: number, by?: FrameOwner): void {
     if (!Number.isSafeInteger(pa) || pa % PAGE_SIZE !== 0) {
       throw new KernelError('EINVAL', `freePages: ${pa} is not a page-aligned physical address`);
@@ -531,7 +532,8 @@ export class PageAllocator {
     this.releaseBlock(pfn, own.order);
   }
 
-  /** Return a block to the free lists, merging with free buddies. // kernel: __free_one_page() */
+  /** Return a block to the free lists, merging with free buddies. */
+  // kernel: __free_one_page() [page_alloc.c]
   private releaseBlock(pfn: number, order: number): void {
     while (order < MAX_ORDER) {
       const size = 2 ** order;

@@ -245,7 +245,7 @@ export class Arm64PageTable {
     this.writePte(slot, 0, 0);
   }
 
-  /** Physical address `va` translates to for any valid mapping, or −1. // kernel: a software table walk */
+  /** Physical address `va` translates to for any valid mapping, or −1. Kernel: a software table walk */
   translate(va: number): number {
     const slot = this.pteSlot(va, false);
     if (slot < 0) return -1;
@@ -288,8 +288,8 @@ export class Arm64PageTable {
 
   /**
    * Free every table below level 0 and clear level 0. The caller has already removed the pages.
-   * // kernel: free_pgtables()
    */
+  // kernel: free_pgtables() [mm/memory.c]
   freeLowerTables(): void {
     this.freeChildren(this.pgd, 0);
   }
@@ -307,7 +307,8 @@ export class Arm64PageTable {
     }
   }
 
-  /** Free the level-0 table itself: the last step of tearing an address space down. // kernel: pgd_free() */
+  /** Free the level-0 table itself: the last step of tearing an address space down. */
+  // kernel: pgd_free() [arch/arm64/mm/pgd.c]
   freePgd(): void {
     this.alloc.freePages(this.pgd, 0, { kind: 'page-table', what: this.what });
     this.tables--;

@@ -24,7 +24,8 @@ export class Process {
     return this.st;
   }
 
-  /** Exit: drop the process's mm reference (the last one tears the address space down). // kernel: do_exit() → exit_mm() */
+  /** Exit: drop the process's mm reference (the last one tears the address space down). → exit_mm() */
+  // kernel: do_exit() [kernel/exit.c]
   async exit(): Promise<void> {
     if (this.st !== 'running') throw new KernelError('ESRCH', `exit: process ${this.pid} is already ${this.st}`);
     this.st = 'exiting';
@@ -49,7 +50,8 @@ export class ProcessTable {
     if (!Number.isSafeInteger(pidMax) || pidMax < 2) throw new KernelError('EINVAL', `process table: pid_max ${pidMax} is below 2`);
   }
 
-  /** A new process with an empty address space. EAGAIN when every pid is taken. // kernel: copy_process() for a fresh mm */
+  /** A new process with an empty address space. EAGAIN when every pid is taken. for a fresh mm */
+  // kernel: copy_process() [kernel/fork.c]
   spawn(): Process {
     const pid = this.allocPid();
     const proc = new Process(this, pid, new Mm(this.ctx, pid));

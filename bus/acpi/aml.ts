@@ -76,7 +76,7 @@ export function acpiPathEqual(a: string, b: string): boolean {
   return norm(a) === norm(b);
 }
 
-/** kernel: acpi_ex_eisa_id_to_string() */
+// kernel: acpi_ex_eisa_id_to_string() [exutils.c]
 export function eisaIdToString(v: number): string {
   const s = ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | ((v >>> 24) & 0xff);
   const c = (n: number): string => String.fromCharCode(0x40 + (n & 0x1f));

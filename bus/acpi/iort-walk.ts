@@ -31,9 +31,9 @@ import { acpiPathEqual } from './aml.js';
 
 export type IortWarn = (message: string) => void;
 
-/** kernel: IORT_IOMMU_TYPE */
+/** The kernel's IORT_IOMMU_TYPE */
 export const IORT_IOMMU_TYPE = (1 << ACPI_IORT_NODE_SMMU) | (1 << ACPI_IORT_NODE_SMMU_V3);
-/** kernel: IORT_MSI_TYPE */
+/** The kernel's IORT_MSI_TYPE */
 export const IORT_MSI_TYPE = 1 << ACPI_IORT_NODE_ITS_GROUP;
 
 const ENXIO = -6;

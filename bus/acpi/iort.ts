@@ -88,7 +88,7 @@ export const IORT_REV_EF = 7;
 /** Highest table revision this reader knows. */
 export const IORT_MAX_REVISION = 7;
 
-/** kernel: struct acpi_iort_id_mapping */
+/** The kernel's struct acpi_iort_id_mapping */
 export interface IortIdMapping {
   inputBase: number;
   /** As stored: the number of IDs minus one. */
@@ -101,7 +101,7 @@ export interface IortIdMapping {
   offset: number;
 }
 
-/** kernel: struct acpi_iort_memory_access */
+/** The kernel's struct acpi_iort_memory_access */
 export interface IortMemoryAccess {
   cacheCoherency: number;
   hints: number;

@@ -11,7 +11,7 @@ import { FirmwareError } from '../firmware-error.js';
 
 export const ACPI_HEADER_SIZE = 36;
 
-/** kernel: struct acpi_table_header */
+/** The kernel's struct acpi_table_header */
 export interface AcpiTableHeader {
   signature: string;
   length: number;

@@ -32,7 +32,7 @@ function fail(reason: string, node: DtNode, prop?: string): never {
 }
 
 /** #address-cells of `np`, else of its nearest ancestor that has one, else 1. */
-// kernel: of_bus_n_addr_cells()
+// kernel: of_bus_n_addr_cells() [address.c]
 function busAddrCells(np: DtNode): number {
   for (let n: DtNode | null = np; n; n = n.parent) {
     const v = n.u32('#address-cells');
@@ -41,7 +41,7 @@ function busAddrCells(np: DtNode): number {
   return ROOT_ADDR_CELLS_DEFAULT;
 }
 
-// kernel: of_bus_n_size_cells()
+// kernel: of_bus_n_size_cells() [address.c]
 function busSizeCells(np: DtNode): number {
   for (let n: DtNode | null = np; n; n = n.parent) {
     const v = n.u32('#size-cells');
@@ -51,19 +51,19 @@ function busSizeCells(np: DtNode): number {
 }
 
 /** Address cells of `node`'s own `reg`: its parent's #address-cells (inherited upwards, default 1). */
-// kernel: of_n_addr_cells()
+// kernel: of_n_addr_cells() [base.c]
 export function ofNAddrCells(node: DtNode): number {
   return busAddrCells(node.parent ?? node);
 }
 
 /** Size cells of `node`'s own `reg`: its parent's #size-cells (inherited upwards, default 1). */
-// kernel: of_n_size_cells()
+// kernel: of_n_size_cells() [base.c]
 export function ofNSizeCells(node: DtNode): number {
   return busSizeCells(node.parent ?? node);
 }
 
 /** Cells [start, start+count) as an unsigned number truncated to 64 bits, as of_read_number() does. */
-// kernel: of_read_number()
+// kernel: of_read_number() [of.h]
 function readNumber(cells: readonly number[], start: number, count: number): bigint {
   let r = 0n;
   for (let i = 0; i < count; i++) r = ((r << 32n) | BigInt(cells[start + i]! >>> 0)) & U64_MASK;
@@ -99,7 +99,7 @@ function defaultMap(addr: readonly number[], range: readonly number[], na: numbe
   return da - cp;
 }
 
-// kernel: of_bus_default_translate()
+// kernel: of_bus_default_translate() [address.c]
 function defaultTranslate(addr: number[], offset: bigint, na: number, from = 0): void {
   if (na <= 0) return;
   const a = (readNumber(addr, from, na) + offset) & U64_MASK;
@@ -163,7 +163,7 @@ const DEFAULT_BUS: OfBus = {
 };
 
 /** Which kind of bus `np` is, for the addresses of its children. */
-// kernel: of_match_bus()
+// kernel: of_match_bus() [address.c]
 function matchBus(np: DtNode): OfBus {
   if (isType(np, 'pci') || isType(np, 'pciex') || isType(np, 'vci') || isType(np, 'ht') || np.baseName === 'pcie') {
     return PCI_BUS;
@@ -186,7 +186,7 @@ function checkCounts(na: number, ns: number, node: DtNode, bus: DtNode): void {
  * Carry `addr` (na cells of `dev`'s parent bus `busNode`) across `busNode`'s `ranges` into the
  * address space of its own parent (pna cells). Raises FirmwareError when no translation exists.
  */
-// kernel: of_translate_one()
+// kernel: of_translate_one() [address.c]
 function translateOne(busNode: DtNode, bus: OfBus, pbus: OfBus, addr: number[], na: number, ns: number, pna: number): number[] {
   const ranges = busNode.cells('ranges');
   if (ranges === undefined) {
@@ -224,7 +224,7 @@ function translateOne(busNode: DtNode, bus: OfBus, pbus: OfBus, addr: number[], 
  * Raises FirmwareError when some ancestor bus has no `ranges` (not translatable) or the address
  * falls outside its `ranges`.
  */
-// kernel: of_translate_address()
+// kernel: of_translate_address() [address.c]
 export function ofTranslateAddress(node: DtNode, inAddr: readonly number[]): number {
   let dev = node;
   let parent = dev.parent;
@@ -253,7 +253,7 @@ export function ofTranslateAddress(node: DtNode, inAddr: readonly number[]): num
  * to a CPU physical address. No such property → []. A property whose length is not a whole
  * number of (address + size) entries, or an address that cannot be translated → FirmwareError.
  */
-// kernel: of_address_to_resource()
+// kernel: of_address_to_resource() [address.c]
 export function ofReg(_tree: DeviceTree, node: DtNode): OfAddressRange[] {
   const parent = node.parent;
   if (parent === null) {
@@ -283,7 +283,7 @@ export function ofReg(_tree: DeviceTree, node: DtNode): OfAddressRange[] {
  * Whether DMA from this device is cache-coherent: the nearest `dma-coherent` or
  * `dma-noncoherent` on the node or an ancestor decides; neither means non-coherent (arm64).
  */
-// kernel: of_dma_is_coherent()
+// kernel: of_dma_is_coherent() [address.c]
 export function ofDmaIsCoherent(node: DtNode): boolean {
   for (let n: DtNode | null = node; n; n = n.parent) {
     if (n.has('dma-coherent')) return true;

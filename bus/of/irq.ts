@@ -31,7 +31,7 @@ function fail(reason: string, node: DtNode, prop?: string): never {
  * The interrupt parent of `child`: follow `interrupt-parent` (or, without one, the tree parent)
  * until a node with `#interrupt-cells`. Null when the chain ends (or interrupt-parent is 0).
  */
-// kernel: of_irq_find_parent()
+// kernel: of_irq_find_parent() [irq.c]
 export function ofIrqFindParent(tree: DeviceTree, child: DtNode): DtNode | null {
   const seen = new Set<DtNode>([child]);
   let n = child;
@@ -63,7 +63,7 @@ function unitAddressOf(device: DtNode): UnitAddress {
  * Walk a raw specifier (given against `start`) up the interrupt tree, through any interrupt
  * nexus (`interrupt-map`), to the interrupt controller that receives it.
  */
-// kernel: of_irq_parse_raw()
+// kernel: of_irq_parse_raw() [irq.c]
 function irqParseRaw(tree: DeviceTree, device: DtNode, start: DtNode, spec: number[], unitAddress: UnitAddress): { controller: DtNode; specifier: number[] } {
   let ipar: DtNode | null = start;
   while (ipar !== null && !ipar.has('#interrupt-cells')) ipar = ofIrqFindParent(tree, ipar);
@@ -149,7 +149,8 @@ function irqParseRaw(tree: DeviceTree, device: DtNode, start: DtNode, spec: numb
  * Every interrupt of `node`, from `interrupts-extended` if present, else `interrupts` with the
  * node's interrupt parent, each resolved to its controller. No interrupt property → [].
  */
-// kernel: of_irq_parse_one() (for every index, as of_irq_count() walks them)
+// (for every index, as of_irq_count() walks them)
+// kernel: of_irq_parse_one() [irq.c]
 export function ofIrqs(tree: DeviceTree, node: DtNode): OfIrq[] {
   const names = node.has('interrupt-names') ? node.strings('interrupt-names')! : [];
   const unit = unitAddressOf(node);
@@ -178,7 +179,7 @@ export function ofIrqs(tree: DeviceTree, node: DtNode): OfIrq[] {
 }
 
 /** The interrupt named `name` in `interrupt-names`, or null if no such name. */
-// kernel: of_irq_get_byname()
+// kernel: of_irq_get_byname() [irq.c]
 export function ofIrqByName(tree: DeviceTree, node: DtNode, name: string): OfIrq | null {
   const names = node.strings('interrupt-names');
   if (names === undefined) return null;
@@ -196,7 +197,7 @@ export function ofIrqByName(tree: DeviceTree, node: DtNode, name: string): OfIrq
  * The MSI controllers of `node` from `msi-parent`: either a single phandle (target without
  * `#msi-cells`) or a list of phandle + `#msi-cells` specifiers. Absent → [].
  */
-// kernel: of_msi_get_domain()
+// kernel: of_msi_get_domain() [irq.c]
 export function ofMsiParent(tree: DeviceTree, node: DtNode): OfPhandleArgs[] {
   const cells = node.cells('msi-parent');
   if (cells === undefined || cells.length === 0 || cells[0] === 0) return [];
@@ -289,7 +290,7 @@ export function ofIdMapEntries(tree: DeviceTree, node: DtNode, mapName: string):
  * target and output specifier of the first entry covering it (and targeting `filter`, if
  * given). Null when the map is absent or no entry covers the ID.
  */
-// kernel: of_map_id()
+// kernel: of_map_id() [base.c]
 export function ofMapId(tree: DeviceTree, node: DtNode, id: number, mapName: string, maskName: string | null, filter?: DtNode): OfMappedId | null {
   if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new RangeError(`ofMapId: id ${id} is not a u32`);
   const entries = ofIdMapEntries(tree, node, mapName);

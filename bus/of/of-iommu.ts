@@ -70,7 +70,8 @@ function masterProps(node: DtNode): { canStall: boolean; pasidBits: number } {
  * The fwspec of a platform device from its `iommus`. Null when it has none, when any entry
  * names a disabled IOMMU, or when the list is empty.
  */
-// kernel: of_iommu_configure() (platform device: of_iommu_configure_dev() + of_iommu_xlate())
+// (platform device: of_iommu_configure_dev() + of_iommu_xlate())
+// kernel: of_iommu_configure() [of_iommu.c]
 export function ofIommuConfigure(tree: DeviceTree, node: DtNode): IommuFwspec | null {
   if (!node.has('iommus')) return null;
   const specs = ofIommuSpecs(tree, node);
@@ -92,7 +93,7 @@ export function ofIommuConfigure(tree: DeviceTree, node: DtNode): IommuFwspec | 
  * bridge `host`, through the host's `iommu-map`. Null when there is no map, an ID is not
  * mapped, or the IOMMU it maps to is disabled.
  */
-// kernel: of_iommu_configure() (PCI device: of_pci_iommu_init() per DMA alias, of_pci_check_device_ats())
+// (kernel: of_iommu_configure() (PCI device: of_pci_iommu_init() per DMA alias, of_pci_check_device_ats()))
 export function ofPciIommuConfigure(tree: DeviceTree, host: DtNode, rid: number | readonly number[]): IommuFwspec | null {
   const rids = typeof rid === 'number' ? [rid] : rid;
   let fwspec: IommuFwspec | null = null;

@@ -181,7 +181,7 @@ export class DeviceTree {
    * The node with this phandle; undefined if none. Phandle 0 names no node, and when two nodes
    * claim one phandle the first in tree order wins, as of_find_node_by_phandle() finds it.
    */
-  // kernel: of_find_node_by_phandle()
+  // kernel: of_find_node_by_phandle() [base.c]
   byPhandle(ph: number): DtNode | undefined {
     if (ph === 0) return undefined;
     if (!this.phandles) {
@@ -211,7 +211,7 @@ export class DeviceTree {
    * phandle is an empty entry with no arguments; it is returned as null, as the kernel's
    * iterator reports it. Dangling phandles and lists that end mid-entry raise FirmwareError.
    */
-  // kernel: of_parse_phandle_with_args()
+  // kernel: of_parse_phandle_with_args() [base.c]
   phandleArgs(from: DtNode, listName: string, cellsName: string, defaultCells?: number): (OfPhandleArgs | null)[] {
     const list = from.cells(listName);
     if (list === undefined) return [];

@@ -46,12 +46,13 @@ function capOrThrow(pdev: PciDevice, id: number, what: string, op: string): numb
 
 // ---- ATS -----------------------------------------------------------------------------------------
 
-/** kernel: pci_ats_supported() */
+// kernel: pci_ats_supported() [ats.c]
 export function pciAtsSupported(pdev: PciDevice): boolean {
   return pdev.findExtCapability(PCI_EXT_CAP_ID_ATS) !== 0;
 }
 
-/** kernel: pci_enable_ats() — enable ATS with Smallest Translation Unit 2^ps bytes. */
+/** Enable ATS with Smallest Translation Unit 2^ps bytes. */
+// kernel: pci_enable_ats() [ats.c]
 export function pciEnableAts(pdev: PciDevice, ps: number): void {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_ATS, 'ATS', 'pci_enable_ats');
   if (pdev.features.atsEnabled) throw new KernelError('EBUSY', `pci_enable_ats: ATS is already enabled on ${pdev.name}`);
@@ -63,7 +64,7 @@ export function pciEnableAts(pdev: PciDevice, ps: number): void {
   pdev.features.atsStu = ps;
 }
 
-/** kernel: pci_disable_ats() */
+// kernel: pci_disable_ats() [ats.c]
 export function pciDisableAts(pdev: PciDevice): void {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_ATS, 'ATS', 'pci_disable_ats');
   if (!pdev.features.atsEnabled) throw new KernelError('EINVAL', `pci_disable_ats: ATS is not enabled on ${pdev.name}`);
@@ -72,14 +73,16 @@ export function pciDisableAts(pdev: PciDevice): void {
   pdev.features.atsEnabled = false;
 }
 
-/** kernel: pci_ats_queue_depth() — invalidation requests the function accepts at once (1..32). */
+/** Invalidation requests the function accepts at once (1..32). */
+// kernel: pci_ats_queue_depth() [ats.c]
 export function pciAtsQueueDepth(pdev: PciDevice): number {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_ATS, 'ATS', 'pci_ats_queue_depth');
   const qdep = pdev.cfg.read16(pos + PCI_ATS_CAP) & PCI_ATS_CAP_QDEP_MASK;
   return qdep === 0 ? PCI_ATS_MAX_QDEP : qdep;
 }
 
-/** kernel: pci_ats_page_aligned() — the function only sends page-aligned untranslated addresses. */
+/** The function only sends page-aligned untranslated addresses. */
+// kernel: pci_ats_page_aligned() [ats.c]
 export function pciAtsPageAligned(pdev: PciDevice): boolean {
   const pos = pdev.findExtCapability(PCI_EXT_CAP_ID_ATS);
   return pos !== 0 && (pdev.cfg.read16(pos + PCI_ATS_CAP) & PCI_ATS_CAP_PAGE_ALIGNED) !== 0;
@@ -88,9 +91,10 @@ export function pciAtsPageAligned(pdev: PciDevice): boolean {
 // ---- PRI -----------------------------------------------------------------------------------------
 
 /**
- * kernel: pci_enable_pri() — allocate min(reqs, capacity) outstanding page requests and enable PRI.
+ * Allocate min(reqs, capacity) outstanding page requests and enable PRI.
  * EBUSY if it is enabled or has not stopped (outstanding requests from an earlier enable).
  */
+// kernel: pci_enable_pri() [ats.c]
 export function pciEnablePri(pdev: PciDevice, reqs: number): void {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_PRI, 'PRI', 'pci_enable_pri');
   if (pdev.features.priEnabled) throw new KernelError('EBUSY', `pci_enable_pri: PRI is already enabled on ${pdev.name}`);
@@ -109,7 +113,7 @@ export function pciEnablePri(pdev: PciDevice, reqs: number): void {
   pdev.features.priReqsAlloc = alloc;
 }
 
-/** kernel: pci_disable_pri() */
+// kernel: pci_disable_pri() [ats.c]
 export function pciDisablePri(pdev: PciDevice): void {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_PRI, 'PRI', 'pci_disable_pri');
   if (!pdev.features.priEnabled) throw new KernelError('EINVAL', `pci_disable_pri: PRI is not enabled on ${pdev.name}`);
@@ -118,7 +122,8 @@ export function pciDisablePri(pdev: PciDevice): void {
   pdev.features.priEnabled = false;
 }
 
-/** kernel: pci_reset_pri() — only while PRI is disabled (EBUSY otherwise). */
+/** Only while PRI is disabled (EBUSY otherwise). */
+// kernel: pci_reset_pri() [ats.c]
 export function pciResetPri(pdev: PciDevice): void {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_PRI, 'PRI', 'pci_reset_pri');
   const control = pdev.cfg.read16(pos + PCI_PRI_CTRL);
@@ -126,12 +131,13 @@ export function pciResetPri(pdev: PciDevice): void {
   pdev.cfg.write16(pos + PCI_PRI_CTRL, control | PCI_PRI_CTRL_RESET, true);
 }
 
-/** kernel: pci_pri_supported() */
+// kernel: pci_pri_supported() [ats.c]
 export function pciPriSupported(pdev: PciDevice): boolean {
   return pdev.findExtCapability(PCI_EXT_CAP_ID_PRI) !== 0;
 }
 
-/** kernel: pci_prg_resp_pasid_required() — page responses must carry the PASID of the request. */
+/** Page responses must carry the PASID of the request. */
+// kernel: pci_prg_resp_pasid_required() [ats.c]
 export function pciPrgRespPasidRequired(pdev: PciDevice): boolean {
   const pos = pdev.findExtCapability(PCI_EXT_CAP_ID_PRI);
   return pos !== 0 && (pdev.cfg.read16(pos + PCI_PRI_STATUS) & PCI_PRI_STATUS_PASID) !== 0;
@@ -140,9 +146,10 @@ export function pciPrgRespPasidRequired(pdev: PciDevice): boolean {
 // ---- PASID ---------------------------------------------------------------------------------------
 
 /**
- * kernel: pci_enable_pasid() — enable PASID with `features` (PCI_PASID_CTRL_EXEC / _PRIV), each of
+ * Enable PASID with `features` (PCI_PASID_CTRL_EXEC / _PRIV), each of
  * which the capability must support.
  */
+// kernel: pci_enable_pasid() [ats.c]
 export function pciEnablePasid(pdev: PciDevice, features = 0): void {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_PASID, 'PASID', 'pci_enable_pasid');
   if (pdev.features.pasidEnabled) throw new KernelError('EBUSY', `pci_enable_pasid: PASID is already enabled on ${pdev.name}`);
@@ -158,7 +165,7 @@ export function pciEnablePasid(pdev: PciDevice, features = 0): void {
   pdev.features.pasidFeatures = features;
 }
 
-/** kernel: pci_disable_pasid() */
+// kernel: pci_disable_pasid() [ats.c]
 export function pciDisablePasid(pdev: PciDevice): void {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_PASID, 'PASID', 'pci_disable_pasid');
   if (!pdev.features.pasidEnabled) throw new KernelError('EINVAL', `pci_disable_pasid: PASID is not enabled on ${pdev.name}`);
@@ -167,13 +174,15 @@ export function pciDisablePasid(pdev: PciDevice): void {
   pdev.features.pasidFeatures = 0;
 }
 
-/** kernel: pci_pasid_features() — PCI_PASID_CAP_EXEC / _PRIV the function supports. */
+/** PCI_PASID_CAP_EXEC / _PRIV the function supports. */
+// kernel: pci_pasid_features() [ats.c]
 export function pciPasidFeatures(pdev: PciDevice): number {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_PASID, 'PASID', 'pci_pasid_features');
   return pdev.cfg.read16(pos + PCI_PASID_CAP) & (PCI_PASID_CAP_EXEC | PCI_PASID_CAP_PRIV);
 }
 
-/** kernel: pci_max_pasids() — 2^(Max PASID Width). */
+/** 2^(Max PASID Width). */
+// kernel: pci_max_pasids() [ats.c]
 export function pciMaxPasids(pdev: PciDevice): number {
   const pos = capOrThrow(pdev, PCI_EXT_CAP_ID_PASID, 'PASID', 'pci_max_pasids');
   const width = (pdev.cfg.read16(pos + PCI_PASID_CAP) & PCI_PASID_CAP_WIDTH_MASK) >> PCI_PASID_CAP_WIDTH_SHIFT;

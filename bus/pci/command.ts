@@ -12,17 +12,18 @@ function updateCommand(pdev: PciDevice, set: number, clear: number): void {
   if (next !== cmd) pdev.cfg.write16(PCI_COMMAND, next, true);
 }
 
-/** kernel: pci_set_master() */
+// kernel: pci_set_master() [drivers/pci/pci.c]
 export function pciSetMaster(pdev: PciDevice): void {
   updateCommand(pdev, PCI_COMMAND_MASTER, 0);
 }
 
-/** kernel: pci_clear_master() */
+// kernel: pci_clear_master() [drivers/pci/pci.c]
 export function pciClearMaster(pdev: PciDevice): void {
   updateCommand(pdev, 0, PCI_COMMAND_MASTER);
 }
 
-/** kernel: pci_enable_device_mem() — let the function decode memory accesses. */
+/** Let the function decode memory accesses. */
+// kernel: pci_enable_device_mem() [drivers/pci/pci.c]
 export function pciEnableDeviceMem(pdev: PciDevice): void {
   updateCommand(pdev, PCI_COMMAND_MEMORY, 0);
 }

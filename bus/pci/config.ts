@@ -16,7 +16,7 @@ import { PCI_CFG_SPACE_EXP_SIZE, pcieEcamOffset } from './regs.js';
 
 export type CfgWidth = 1 | 2 | 4;
 
-/** kernel: struct pci_config_window */
+/** The kernel's struct pci_config_window */
 export class PciEcamWindow {
   constructor(
     readonly io: IoMem,
@@ -25,7 +25,8 @@ export class PciEcamWindow {
     readonly busEnd: number,
   ) {}
 
-  /** kernel: pci_ecam_map_bus() — offset of the dword holding `where`, or null outside the window. */
+  /** Offset of the dword holding `where`, or null outside the window. */
+  // kernel: pci_ecam_map_bus() [ecam.c]
   private map(bus: number, devfn: number, where: number): number | null {
     if (bus < this.busStart || bus > this.busEnd) return null;
     return pcieEcamOffset(bus - this.busStart, devfn, where & ~3);

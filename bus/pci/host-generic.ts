@@ -35,7 +35,8 @@ export function pciHostBridgeOf(dev: Device): PciHostBridge | null {
   return hosts.get(dev) ?? null;
 }
 
-/** kernel: of_pci_parse_bus_range() — [start, end], or null when the node has no `bus-range`. */
+/** [start, end], or null when the node has no `bus-range`. */
+// kernel: of_pci_parse_bus_range() [drivers/pci/of.c]
 function parseBusRange(node: DtNode): [number, number] | null {
   const cells = node.cells('bus-range');
   if (cells === undefined) return null;
@@ -46,7 +47,8 @@ function parseBusRange(node: DtNode): [number, number] | null {
   return [start, end];
 }
 
-/** kernel: of_get_pci_domain_nr() / pci_bus_find_domain_nr() */
+/** / pci_bus_find_domain_nr() */
+// kernel: of_get_pci_domain_nr() [drivers/pci/of.c]
 function claimDomain(core: DriverCore, node: DtNode): number {
   let used = domainsInUse.get(core);
   if (!used) {
@@ -65,7 +67,7 @@ function claimDomain(core: DriverCore, node: DtNode): number {
   return d;
 }
 
-/** kernel: pci_host_common_probe() */
+// kernel: pci_host_common_probe() [pci-host-common.c]
 async function pciHostCommonProbe(dev: PlatformDevice): Promise<void> {
   const core = dev.core;
   const node = dev.ofNode;
@@ -115,7 +117,7 @@ async function pciHostCommonProbe(dev: PlatformDevice): Promise<void> {
       core.log.err(pdev.name, `${acpiIortRootComplexOf(node) ? 'IORT' : 'iommu-map'}: ${e.message}`, LOG_NS);
     }
   }
-  // kernel: pci_bus_add_devices() — register all, link them to their IOMMU, then let drivers bind.
+  // (kernel: pci_bus_add_devices() — register all, link them to their IOMMU, then let drivers bind.)
   for (const pdev of found) await core.addDevice(pdev, { probe: false });
   linkIommuMasters(core, { devices: found });
   for (const pdev of found) {
@@ -123,7 +125,8 @@ async function pciHostCommonProbe(dev: PlatformDevice): Promise<void> {
   }
 }
 
-/** kernel: pci_stop_root_bus() + pci_remove_root_bus() — remove the functions, newest first. */
+/** + pci_remove_root_bus() — remove the functions, newest first. */
+// kernel: pci_stop_root_bus() [remove.c]
 async function removeFunctions(host: PciHostBridge): Promise<void> {
   for (const pdev of [...host.devices].reverse()) {
     if (pdev.registered) await host.dev.core.removeDevice(pdev);
@@ -131,13 +134,13 @@ async function removeFunctions(host: PciHostBridge): Promise<void> {
   host.devices.length = 0;
 }
 
-/** kernel: pci_host_common_remove() */
+// kernel: pci_host_common_remove() [pci-host-common.c]
 async function pciHostCommonRemove(dev: PlatformDevice): Promise<void> {
   const host = hosts.get(dev);
   if (host) await removeFunctions(host);
 }
 
-/** kernel: gen_pci_driver ("pci-host-generic") */
+/** The kernel's gen_pci_driver ("pci-host-generic") */
 export const pciHostGenericDriver: PlatformDriver = {
   name: 'pci-host-generic',
   bus: platformBus,

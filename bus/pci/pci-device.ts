@@ -60,7 +60,8 @@ export interface PciDeviceInit {
   ofNode?: DtNode | null;
 }
 
-/** kernel: pci_name(): "dddd:bb:ss.f" */
+/** "dddd:bb:ss.f" */
+// kernel: pci_name() [pci.h]
 export function pciName(domain: number, busNumber: number, devfn: number): string {
   const h = (n: number, w: number): string => n.toString(16).padStart(w, '0');
   return `${h(domain, 4)}:${h(busNumber, 2)}:${h(pciSlot(devfn), 2)}.${pciFunc(devfn)}`;
@@ -130,12 +131,14 @@ export class PciDevice extends Device {
     return pciFunc(this.devfn);
   }
 
-  /** kernel: pci_find_capability() — offset of the capability, 0 if absent. */
+  /** Offset of the capability, 0 if absent. */
+  // kernel: pci_find_capability() [drivers/pci/pci.c]
   findCapability(id: number): number {
     return this.caps.get(id) ?? 0;
   }
 
-  /** kernel: pci_find_ext_capability() — offset of the extended capability, 0 if absent. */
+  /** Offset of the extended capability, 0 if absent. */
+  // kernel: pci_find_ext_capability() [drivers/pci/pci.c]
   findExtCapability(id: number): number {
     return this.extCaps.get(id) ?? 0;
   }
@@ -150,7 +153,7 @@ export class PciDevice extends Device {
   }
 }
 
-/** kernel: pci_bus_type — a PCI driver binds a function its ID table matches. */
+/** The kernel's pci_bus_type — a PCI driver binds a function its ID table matches. */
 export const pciBus: Bus = {
   name: 'pci',
   match(dev: Device, drv: Driver): boolean {

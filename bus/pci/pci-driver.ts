@@ -5,10 +5,10 @@
 import type { Driver } from '../driver.js';
 import type { PciDevice } from './pci-device.js';
 
-/** kernel: PCI_ANY_ID */
+/** The kernel's PCI_ANY_ID */
 export const PCI_ANY_ID = -1;
 
-/** kernel: struct pci_device_id */
+/** The kernel's struct pci_device_id */
 export interface PciDeviceId {
   /** Vendor ID, or PCI_ANY_ID (default). */
   vendor?: number;
@@ -28,7 +28,7 @@ export function isPciDriver(drv: Driver): drv is Driver & PciDriver {
   return Array.isArray((drv as Partial<PciDriver>).idTable);
 }
 
-/** kernel: pci_match_one_device() */
+// kernel: pci_match_one_device() [pci-driver.c]
 export function pciMatchOne(id: PciDeviceId, dev: Pick<PciDevice, 'vendor' | 'device' | 'classCode'>): boolean {
   const vendor = id.vendor ?? PCI_ANY_ID;
   const device = id.device ?? PCI_ANY_ID;
@@ -37,7 +37,8 @@ export function pciMatchOne(id: PciDeviceId, dev: Pick<PciDevice, 'vendor' | 'de
   return (((id.class ?? 0) ^ dev.classCode) & (id.classMask ?? 0)) === 0;
 }
 
-/** kernel: pci_match_id() — the first entry of `table` matching the function, or null. */
+/** The first entry of `table` matching the function, or null. */
+// kernel: pci_match_id() [pci-driver.c]
 export function pciMatchId(table: readonly PciDeviceId[], dev: Pick<PciDevice, 'vendor' | 'device' | 'classCode'>): PciDeviceId | null {
   return table.find((id) => pciMatchOne(id, dev)) ?? null;
 }

@@ -51,7 +51,7 @@ import {
 
 const LOG_NS = 'iommu:bus:pci';
 
-/** kernel: pci_find_capability() walk — every standard capability, first instance of each ID. */
+/** As the kernel's pci_find_capability() walk — every standard capability, first instance of each ID. */
 export function readCapabilities(cfg: PciConfig): Map<number, number> {
   const caps = new Map<number, number>();
   if ((cfg.read16(PCI_STATUS) & PCI_STATUS_CAP_LIST) === 0) return caps;
@@ -65,7 +65,7 @@ export function readCapabilities(cfg: PciConfig): Map<number, number> {
   return caps;
 }
 
-/** kernel: pci_find_ext_capability() walk — every extended capability, first instance of each ID. */
+/** As the kernel's pci_find_ext_capability() walk — every extended capability, first instance of each ID. */
 export function readExtCapabilities(cfg: PciConfig): Map<number, number> {
   const caps = new Map<number, number>();
   let pos = PCI_EXT_CAP_START;
@@ -82,7 +82,8 @@ export function readExtCapabilities(cfg: PciConfig): Map<number, number> {
   return caps;
 }
 
-/** kernel: pci_bus_generic_read_dev_vendor_id() — does a function answer at this address? */
+/** Does a function answer at this address? */
+// kernel: pci_bus_generic_read_dev_vendor_id() [probe.c]
 function functionPresent(idDword: number): boolean {
   const l = idDword >>> 0;
   return !(l === 0xffffffff || l === 0 || l === 0x0000ffff || l === 0xffff0000);
@@ -96,9 +97,10 @@ interface ScanContext {
 }
 
 /**
- * kernel: pci_scan_root_bus_bridge() — enumerate everything below `host`, starting at its first bus.
+ * Enumerate everything below `host`, starting at its first bus.
  * Returns the functions found (also appended to `host.devices`), parents before children.
  */
+// kernel: pci_scan_root_bus_bridge() [probe.c]
 export function pciScanHostBridge(host: PciHostBridge, log: KernelLog, dmaCoherent: boolean): PciDevice[] {
   const ctx: ScanContext = { host, log, dmaCoherent, scannedBuses: new Set() };
   const start = host.devices.length;
@@ -106,7 +108,8 @@ export function pciScanHostBridge(host: PciHostBridge, log: KernelLog, dmaCohere
   return host.devices.slice(start);
 }
 
-/** kernel: pci_scan_child_bus_extend() — returns the highest bus number used below `bus`. */
+/** Returns the highest bus number used below `bus`. */
+// kernel: pci_scan_child_bus_extend() [probe.c]
 function scanChildBus(ctx: ScanContext, bus: number, parent: Device, maxIn: number): number {
   ctx.scannedBuses.add(bus);
   const found: PciDevice[] = [];
@@ -118,7 +121,7 @@ function scanChildBus(ctx: ScanContext, bus: number, parent: Device, maxIn: numb
   return max;
 }
 
-/** kernel: pci_scan_slot() */
+// kernel: pci_scan_slot() [probe.c]
 function scanSlot(ctx: ScanContext, bus: number, slot: number, parent: Device): PciDevice[] {
   const fn0 = scanSingleDevice(ctx, bus, pciDevfn(slot, 0), parent);
   if (!fn0) return [];
@@ -132,7 +135,8 @@ function scanSlot(ctx: ScanContext, bus: number, slot: number, parent: Device): 
   return out;
 }
 
-/** kernel: pci_scan_single_device() + pci_setup_device() */
+/** + pci_setup_device() */
+// kernel: pci_scan_single_device() [probe.c]
 function scanSingleDevice(ctx: ScanContext, bus: number, devfn: number, parent: Device): PciDevice | null {
   const cfg = new PciConfig(ctx.host.window, bus, devfn);
   const id = cfg.read32(PCI_VENDOR_ID);
@@ -170,9 +174,10 @@ function scanSingleDevice(ctx: ScanContext, bus: number, devfn: number, parent: 
 }
 
 /**
- * kernel: of_pci_find_child_device() — the DT child of the bus's node (the host bridge's, or a
+ * The DT child of the bus's node (the host bridge's, or a
  * bridge's) whose `reg` names this devfn, so drivers can read the function's firmware properties.
  */
+// kernel: of_pci_find_child_device() [drivers/pci/of.c]
 function ofPciFindChild(ctx: ScanContext, busNode: DtNode | null, devfn: number): DtNode | null {
   if (!busNode) return null;
   for (const child of busNode.children) {
@@ -187,7 +192,8 @@ function ofPciFindChild(ctx: ScanContext, busNode: DtNode | null, devfn: number)
   return null;
 }
 
-/** kernel: pci_scan_bridge_extend() — follow (or number) the bus behind a bridge. */
+/** Follow (or number) the bus behind a bridge. */
+// kernel: pci_scan_bridge_extend() [probe.c]
 function scanBridge(ctx: ScanContext, bridge: PciDevice, bus: number, max: number): number {
   const { host, log } = ctx;
   const busses = bridge.cfg.read32(PCI_PRIMARY_BUS);

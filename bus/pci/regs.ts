@@ -86,7 +86,8 @@ export const PCIE_ECAM_DEVFN_SHIFT = 12;
 export const pcieEcamOffset = (busRel: number, devfn: number, where: number): number =>
   busRel * (1 << PCIE_ECAM_BUS_SHIFT) + (devfn << PCIE_ECAM_DEVFN_SHIFT) + where;
 
-/** kernel: PCI_DEVFN() / PCI_SLOT() / PCI_FUNC() */
+/** / PCI_SLOT() / PCI_FUNC() */
+// kernel: PCI_DEVFN() [pci.h]
 export const pciDevfn = (slot: number, fn: number): number => ((slot & 0x1f) << 3) | (fn & 7);
 export const pciSlot = (devfn: number): number => (devfn >> 3) & 0x1f;
 export const pciFunc = (devfn: number): number => devfn & 7;

@@ -31,10 +31,10 @@ export type ArmSmmuAsidOwner = ArmSmmuDomain | ArmSmmuSharedAsid;
 /** ASID → owner, and the lock over it. */
 export class ArmSmmuAsidSpace {
   private readonly owners = new Map<number, ArmSmmuAsidOwner>();
-  /** kernel: arm_smmu_asid_lock */
+  /** The kernel's arm_smmu_asid_lock */
   readonly lock = new Mutex('arm-smmu-v3 ASID');
 
-  /** Lowest free ASID in [1, max] for `owner`; ENOSPC when none is. // kernel: xa_alloc(&arm_smmu_asid_xa) */
+  /** Lowest free ASID in [1, max] for `owner`; ENOSPC when none is. Kernel: xa_alloc(&arm_smmu_asid_xa) */
   alloc(owner: ArmSmmuAsidOwner, max: number): number {
     for (let asid = 1; asid <= max; asid++) {
       if (!this.owners.has(asid)) {
@@ -45,14 +45,16 @@ export class ArmSmmuAsidSpace {
     throw new KernelError('ENOSPC', `arm-smmu-v3: every ASID in [1, ${max}] is in use`);
   }
 
-  /** Take `asid` for `owner`; EBUSY if someone holds it. // kernel: xa_insert() */
+  /** Take `asid` for `owner`; EBUSY if someone holds it. */
+  // kernel: xa_insert() [xarray.h]
   insert(asid: number, owner: ArmSmmuAsidOwner): void {
     const cur = this.owners.get(asid);
     if (cur !== undefined) throw new KernelError('EBUSY', `arm-smmu-v3: ASID ${asid} is already in use`);
     this.owners.set(asid, owner);
   }
 
-  /** Give `asid` back if `owner` holds it (a domain moved off it no longer does). // kernel: xa_erase() */
+  /** Give `asid` back if `owner` holds it (a domain moved off it no longer does). */
+  // kernel: xa_erase() [lib/xarray.c]
   release(asid: number, owner: ArmSmmuAsidOwner): void {
     if (this.owners.get(asid) === owner) this.owners.delete(asid);
   }

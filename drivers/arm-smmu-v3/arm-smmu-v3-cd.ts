@@ -37,7 +37,7 @@ export interface S1Context {
   readonly hd?: boolean;
 }
 
-/** kernel: arm_smmu_make_s1_cd() */
+// kernel: arm_smmu_make_s1_cd() [arm-smmu-v3.c]
 export function armSmmuMakeS1Cd(target: Uint32Array, stallEnabled: boolean, ctx: S1Context): void {
   const tcr = ctx.s1.tcr;
   target.fill(0);
@@ -70,8 +70,9 @@ export function armSmmuMakeS1Cd(target: Uint32Array, stallEnabled: boolean, ctx:
  * but EPD0 set so nothing is walked (TTB0 and the walk fields become ignored), and without stall and
  * record unless the SMMU forces stalls, so DMA on the SubstreamID aborts at once. The switch is hitless:
  * only qword 0's used bits change. The SVA "mm is gone" state.
- * // kernel: arm_smmu_make_sva_cd() with mm == NULL
+ * With mm == NULL
  */
+// kernel: arm_smmu_make_sva_cd() [arm-smmu-v3-sva.c]
 export function armSmmuMakeQuietCd(target: Uint32Array, from: Uint32Array, stallForce: boolean): void {
   target.set(from);
   for (const f of [CTXDESC_CD_0_TCR_T0SZ, CTXDESC_CD_0_TCR_TG0, CTXDESC_CD_0_TCR_IRGN0, CTXDESC_CD_0_TCR_ORGN0, CTXDESC_CD_0_TCR_SH0]) f.clear(target);
@@ -86,8 +87,9 @@ export function armSmmuMakeQuietCd(target: Uint32Array, from: Uint32Array, stall
 
 /**
  * Bits of a CD the hardware reads: all of it once V is set, except the TTB0 walk fields when EPD0
- * disables TTB0 walks. // kernel: arm_smmu_get_cd_used()
+ * disables TTB0 walks.
  */
+// kernel: arm_smmu_get_cd_used() [arm-smmu-v3.c]
 export function armSmmuGetCdUsed(ent: Uint32Array, used: Uint32Array): void {
   used.fill(0);
   CTXDESC_CD_0_V.mark(used);
@@ -103,7 +105,8 @@ export function armSmmuGetCdUsed(ent: Uint32Array, used: Uint32Array): void {
   }
 }
 
-/** A level-1 CD descriptor for a leaf table at `l2ptrDma`, as 2 words. // kernel: arm_smmu_write_cd_l1_desc() */
+/** A level-1 CD descriptor for a leaf table at `l2ptrDma`, as 2 words. */
+// kernel: arm_smmu_write_cd_l1_desc() [arm-smmu-v3.c]
 export function armSmmuMakeCdL1Desc(l2ptrDma: number): Uint32Array {
   const w = new Uint32Array(2);
   CTXDESC_L1_DESC_L2PTR_MASK.prep(w, l2ptrDma);

@@ -22,7 +22,7 @@ import {
 import type { CdTableRef } from './arm-smmu-v3-ste.js';
 import type { StrtabAlloc } from './arm-smmu-v3-strtab.js';
 
-/** kernel: struct arm_smmu_ctx_desc_cfg */
+/** The kernel's struct arm_smmu_ctx_desc_cfg */
 export class ArmSmmuCdTable implements CdTableRef {
   readonly s1fmt: number;
   readonly s1cdmax: number;
@@ -36,7 +36,7 @@ export class ArmSmmuCdTable implements CdTableRef {
   /** The master's STE points at this table (kernel: in_ste). */
   inSte = false;
 
-  /** kernel: arm_smmu_alloc_cd_tables() */
+  // kernel: arm_smmu_alloc_cd_tables() [arm-smmu-v3.c]
   constructor(
     ssidBits: number,
     twoLevelSupported: boolean,
@@ -72,7 +72,8 @@ export class ArmSmmuCdTable implements CdTableRef {
     }
   }
 
-  /** PA of CD `ssid`, or null when its leaf table does not exist. // kernel: arm_smmu_get_cd_ptr() */
+  /** PA of CD `ssid`, or null when its leaf table does not exist. */
+  // kernel: arm_smmu_get_cd_ptr() [arm-smmu-v3.c]
   cdPa(ssid: number): number | null {
     this.checkSsid(ssid);
     if (!this.twoLevel) return this.cdtab.pa + ssid * CTXDESC_CD_BYTES;
@@ -83,8 +84,9 @@ export class ArmSmmuCdTable implements CdTableRef {
   /**
    * PA of CD `ssid`, allocating its leaf table (and publishing the L1 descriptor) if needed. Returns
    * whether an L1 descriptor was written: the caller must then make the SMMU forget a cached invalid
-   * one (CFGI_CD with Leaf = 0). // kernel: arm_smmu_alloc_cd_ptr()
+   * one (CFGI_CD with Leaf = 0).
    */
+  // kernel: arm_smmu_alloc_cd_ptr() [arm-smmu-v3.c]
   allocCdPa(ssid: number): { pa: number; l1Written: boolean } {
     this.checkSsid(ssid);
     if (!this.twoLevel) return { pa: this.cdtab.pa + ssid * CTXDESC_CD_BYTES, l1Written: false };

@@ -138,8 +138,9 @@ function need<T>(part: T | undefined, ent: ArmSmmuCmdqEnt, what: string): T {
 
 /**
  * Encode `ent` into the 4 words at `cmd[off..off+3]`. Returns 0, EINVAL for a bad PRI response code,
- * ENOENT for an opcode the driver does not know. // kernel: arm_smmu_cmdq_build_cmd()
+ * ENOENT for an opcode the driver does not know.
  */
+// kernel: arm_smmu_cmdq_build_cmd() [arm-smmu-v3.c]
 export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuCmdqEnt): 0 | 'EINVAL' | 'ENOENT' {
   cmd.fill(0, off, off + CMDQ_ENT_WORDS);
   CMDQ_0_OP.prep(cmd, ent.opcode & 0xff, off);
@@ -257,7 +258,7 @@ export interface CmdqHost {
 
 /** What a batch needs from its SMMU: the queue a command goes to (absent: always the main queue). */
 export interface CmdqBatchHost extends CmdqHost {
-  /** kernel: arm_smmu_get_cmdq() */
+  // kernel: arm_smmu_get_cmdq() [arm-smmu-v3.c]
   getCmdq?(ent: ArmSmmuCmdqEnt): ArmSmmuCmdq;
 }
 
@@ -286,7 +287,7 @@ interface BacklogItem {
   failed: (e: Errno) => void;
 }
 
-/** kernel: ARM_SMMU_POLL_SPIN_COUNT — cpu_relax() spins between the udelay()s of a busy poll. */
+/** The kernel's ARM_SMMU_POLL_SPIN_COUNT — cpu_relax() spins between the udelay()s of a busy poll. */
 const ARM_SMMU_POLL_SPIN_COUNT = 10;
 /**
  * Virtual time one busy-poll spin costs (a cpu_relax() and an uncached CONS read). An input of the
@@ -299,7 +300,7 @@ const CMDQ_WATCHDOG_NS = (ARM_SMMU_POLL_TIMEOUT_US * 1000) / 16;
 
 const CERROR_STR = ['No error', 'Illegal command', 'Abort on command fetch', 'ATC invalidate timeout'];
 
-/** kernel: struct arm_smmu_cmdq */
+/** The kernel's struct arm_smmu_cmdq */
 export class ArmSmmuCmdq {
   readonly stats: CmdqStats = { commands: 0, syncs: 0, syncTimeouts: 0, skipped: 0, errors: 0, backlogged: 0 };
   /** Absolute position of the newest CMD_SYNC inserted without a waiter, or -1. */
@@ -333,7 +334,8 @@ export class ArmSmmuCmdq {
     readonly q: ArmSmmuQueue,
   ) {}
 
-  /** kernel: arm_smmu_cmdq_build_sync_cmd() — a CMD_SYNC for the entry at absolute position `abs`. */
+  /** A CMD_SYNC for the entry at absolute position `abs`. */
+  // kernel: arm_smmu_cmdq_build_sync_cmd() [arm-smmu-v3.c]
   private buildSyncCmd(abs: number): void {
     this.syncEnt.sync!.msiaddr = this.msiPoll ? this.q.absAddr(abs) : 0;
     armSmmuCmdqBuildCmd(this.syncWords, 0, this.syncEnt);
@@ -449,8 +451,9 @@ export class ArmSmmuCmdq {
    * Insert `n` encoded commands (4 words each, from `cmds[0]`) and, with `sync`, a CMD_SYNC, then wait
    * for it. The words are consumed before this returns (the caller may reuse its buffer at once).
    * Resolves 0, or ETIMEDOUT when the CMD_SYNC did not complete within the poll timeout (logged, as the
-   * kernel does; the commands stay queued). // kernel: arm_smmu_cmdq_issue_cmdlist()
+   * kernel does; the commands stay queued).
    */
+  // kernel: arm_smmu_cmdq_issue_cmdlist() [arm-smmu-v3.c]
   issueCmdlist(cmds: Uint32Array, n: number, sync: boolean): Promise<0 | Errno> {
     const total = n + (sync ? 1 : 0);
     if (total === 0) return Promise.resolve(0);
@@ -469,8 +472,9 @@ export class ArmSmmuCmdq {
 
   /**
    * Wait until the CMD_SYNC at absolute position `syncAbs` has completed.
-   * // kernel: arm_smmu_cmdq_poll_until_sync() (…_poll_until_msi() / …_poll_until_consumed())
+   * (…_poll_until_msi() / …_poll_until_consumed())
    */
+  // kernel: arm_smmu_cmdq_poll_until_sync() [arm-smmu-v3.c]
   private async pollUntilSync(syncAbs: number): Promise<0 | Errno> {
     const q = this.q;
     const port = this.host.port;
@@ -502,7 +506,7 @@ export class ArmSmmuCmdq {
       if (msi && port.monitor !== undefined) {
         await this.sleep(entry);
       } else if (this.busyPolling && ++spins < ARM_SMMU_POLL_SPIN_COUNT) {
-        // kernel: queue_poll() without wfe — cpu_relax() spins before each udelay().
+        // (kernel: queue_poll() without wfe — cpu_relax() spins before each udelay().)
         await port.delay(CMDQ_POLL_SPIN_NS);
       } else {
         spins = 0;
@@ -560,7 +564,7 @@ export class ArmSmmuCmdq {
     return this.backlog.length > 0 || (this.outstandingSync >= 0 && this.q.consAbs <= this.outstandingSync);
   }
 
-  /** kernel: __arm_smmu_cmdq_issue_cmd() */
+  // kernel: __arm_smmu_cmdq_issue_cmd() [arm-smmu-v3.c]
   issueCmd(ent: ArmSmmuCmdqEnt, sync = false): Promise<0 | Errno> {
     const r = armSmmuCmdqBuildCmd(this.oneCmd, 0, ent);
     if (r !== 0) {
@@ -570,7 +574,7 @@ export class ArmSmmuCmdq {
     return this.issueCmdlist(this.oneCmd, 1, sync);
   }
 
-  /** kernel: arm_smmu_cmdq_issue_cmd_with_sync() */
+  // kernel: arm_smmu_cmdq_issue_cmd_with_sync() [arm-smmu-v3.c]
   issueCmdWithSync(ent: ArmSmmuCmdqEnt): Promise<0 | Errno> {
     return this.issueCmd(ent, true);
   }
@@ -587,8 +591,8 @@ export class ArmSmmuCmdq {
   /**
    * Called from the GERROR handler with CMDQ_ERR active: report the error and, for CERROR_ILL, replace
    * the offending command with a CMD_SYNC so the queue can go on once GERRORN is written.
-   * // kernel: __arm_smmu_cmdq_skip_err()
    */
+  // kernel: __arm_smmu_cmdq_skip_err() [arm-smmu-v3.c]
   skipErr(): void {
     const q = this.q;
     const log = this.host.log;
@@ -632,7 +636,7 @@ export class ArmSmmuCmdq {
   }
 }
 
-/** kernel: struct arm_smmu_cmdq_batch */
+/** The kernel's struct arm_smmu_cmdq_batch */
 export class ArmSmmuCmdqBatch {
   readonly cmds = new Uint32Array(CMDQ_BATCH_ENTRIES * CMDQ_ENT_WORDS);
   num = 0;
@@ -649,7 +653,8 @@ export class ArmSmmuCmdqBatch {
     return this.host.getCmdq?.(ent) ?? this.main;
   }
 
-  /** kernel: arm_smmu_cmdq_batch_init() — the queue is chosen by `ent`, or by the first command added. */
+  /** The queue is chosen by `ent`, or by the first command added. */
+  // kernel: arm_smmu_cmdq_batch_init() [arm-smmu-v3.c]
   init(ent?: ArmSmmuCmdqEnt): this {
     this.num = 0;
     this.cmdq = ent ? this.getCmdq(ent) : null;
@@ -661,8 +666,9 @@ export class ArmSmmuCmdqBatch {
    * queue other than the main one, where every batch ends with a CMD_SYNC; with the CMDQ_FORCE_SYNC
    * erratum option a batch of 63 gets one), and so is the batch so far when this command is one its
    * queue does not take: every command of a batch is checked, not only the first. Never waits:
-   * `submit` does. // kernel: arm_smmu_cmdq_batch_add()
+   * `submit` does.
    */
+  // kernel: arm_smmu_cmdq_batch_add() [arm-smmu-v3.c]
   add(ent: ArmSmmuCmdqEnt): void {
     this.cmdq ??= this.getCmdq(ent);
     const forceSync = this.num === CMDQ_BATCH_ENTRIES - 1 && (this.host.options & ARM_SMMU_OPT_CMDQ_FORCE_SYNC) !== 0;
@@ -690,7 +696,8 @@ export class ArmSmmuCmdqBatch {
     return (this.cmdq ??= this.getCmdq(SYNC_ENT));
   }
 
-  /** Insert the batch with a CMD_SYNC and wait for it. // kernel: arm_smmu_cmdq_batch_submit() */
+  /** Insert the batch with a CMD_SYNC and wait for it. */
+  // kernel: arm_smmu_cmdq_batch_submit() [arm-smmu-v3.c]
   submit(): Promise<0 | Errno> {
     const r = this.target().issueCmdlist(this.cmds, this.num, true);
     this.num = 0;
@@ -706,7 +713,7 @@ export class ArmSmmuCmdqBatch {
 
 const SYNC_ENT: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_CMD_SYNC };
 
-/** kernel: arm_smmu_cmdq_supports_cmd() */
+// kernel: arm_smmu_cmdq_supports_cmd() [arm-smmu-v3.c]
 export function armSmmuCmdqSupportsCmd(cmdq: ArmSmmuCmdq, ent: ArmSmmuCmdqEnt): boolean {
   return cmdq.supportsCmd === null || cmdq.supportsCmd(ent);
 }

@@ -239,7 +239,7 @@ export interface ArmSmmuImplOps {
   getSecondaryCmdq?(smmu: ArmSmmuDevice, ent: ArmSmmuCmdqEnt): ArmSmmuCmdq | null;
 }
 
-/** kernel: struct arm_smmu_device */
+/** The kernel's struct arm_smmu_device */
 export class ArmSmmuDevice implements CmdqBatchHost {
   readonly name: string;
   readonly port: CpuPort;
@@ -274,7 +274,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
   evtq!: ArmSmmuQueue;
   priq: ArmSmmuQueue | null = null;
   strtab!: ArmSmmuStrtab;
-  /** kernel: vmid_map — VMID 0 is kept for stage 1 STEs. */
+  /** The kernel's vmid_map — VMID 0 is kept for stage 1 STEs. */
   readonly vmidMap = new Ida('arm-smmu-v3 VMID');
   /** StreamID → master (kernel: the streams rb-tree). */
   readonly streams = new Map<number, ArmSmmuMaster>();
@@ -345,7 +345,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
 
   // ---- firmware ---------------------------------------------------------------------------------
 
-  /** kernel: parse_driver_options() */
+  // kernel: parse_driver_options() [arm-smmu-v3.c]
   parseDriverOptions(): void {
     const node = this.dev.ofNode;
     if (!node) return;
@@ -361,7 +361,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     }
   }
 
-  /** kernel: arm_smmu_device_dt_probe() */
+  // kernel: arm_smmu_device_dt_probe() [arm-smmu-v3.c]
   dtProbe(): void {
     const node = this.dev.ofNode;
     if (!node) throw new KernelError('ENODEV', `${this.name}: no device tree node`);
@@ -375,7 +375,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     if (error) throw new KernelError('EINVAL', `${this.name}: ${error}`);
   }
 
-  /** kernel: arm_smmu_resource_size() */
+  // kernel: arm_smmu_resource_size() [arm-smmu-v3.c]
   resourceSize(): number {
     return (this.options & ARM_SMMU_OPT_PAGE0_REGS_ONLY) !== 0 ? SZ_64K : SZ_128K;
   }
@@ -393,7 +393,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     this.page1 = this.resourceSize() > SZ_64K ? devmIoremap(this.dev, res.start + ARM_SMMU_PAGE1_OFFSET, ARM_SMMU_REG_SZ) : this.base;
   }
 
-  /** kernel: the interrupt-line part of arm_smmu_device_probe() */
+  /** The kernel's interrupt-line part of arm_smmu_device_probe() */
   findIrqs(): void {
     const combined = platformGetIrqByNameOptional(this.dev, 'combined');
     if (combined) {
@@ -408,7 +408,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
 
   // ---- ID registers -----------------------------------------------------------------------------
 
-  /** kernel: arm_smmu_device_hw_probe() */
+  // kernel: arm_smmu_device_hw_probe() [arm-smmu-v3.c]
   hwProbe(): void {
     const coherent = (this.features & ARM_SMMU_FEAT_COHERENCY) !== 0;
     let reg = this.base.readl(ARM_SMMU_IDR0);
@@ -439,8 +439,9 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     // The kernel runs at EL1 (no VHE), so E2H stays off.
     if (reg & IDR0_HYP) this.features |= ARM_SMMU_FEAT_HYP;
 
-    // kernel: arm_smmu_get_httu() — from the ID register with a DT-described SMMU; an IORT node's
+    // from the ID register with a DT-described SMMU; an IORT node's
     // HTTU override field wins over it (with a warning when they differ).
+    // kernel: arm_smmu_get_httu() [arm-smmu-v3.c]
     const httu = FIELD_GET(IDR0_HTTU, reg);
     const hwHttu = httu === IDR0_HTTU_ACCESS_DIRTY ? ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_HA : httu === IDR0_HTTU_ACCESS ? ARM_SMMU_FEAT_HA : 0;
     const fwHttu = armSmmuIortHttu(this);
@@ -565,8 +566,8 @@ export class ArmSmmuDevice implements CmdqBatchHost {
 
   /**
    * A queue of 2^shift entries, halving until the allocation succeeds (down to a page).
-   * // kernel: arm_smmu_init_one_queue()
    */
+  // kernel: arm_smmu_init_one_queue() [arm-smmu-v3.c]
   private initOneQueue(name: string, shift: number, dwords: number, page: IoMem, prodOff: number, consOff: number): ArmSmmuQueue {
     let n = shift;
     for (;;) {
@@ -585,7 +586,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     }
   }
 
-  /** kernel: arm_smmu_init_queues() */
+  // kernel: arm_smmu_init_queues() [arm-smmu-v3.c]
   private initQueues(): void {
     const q = this.initOneQueue('cmdq', this.cmdqShift, CMDQ_ENT_DWORDS, this.base, ARM_SMMU_CMDQ_PROD, ARM_SMMU_CMDQ_CONS);
     this.cmdq = new ArmSmmuCmdq(this, q);
@@ -594,7 +595,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     this.priq = this.initOneQueue('priq', this.priqShift, PRIQ_ENT_DWORDS, this.page1, ARM_SMMU_PRIQ_PROD, ARM_SMMU_PRIQ_CONS);
   }
 
-  /** kernel: arm_smmu_init_strtab() */
+  // kernel: arm_smmu_init_strtab() [arm-smmu-v3.c]
   private initStrtab(): void {
     const alloc = (size: number, what: string): CoherentBuffer => this.allocCoherent(size, what);
     const initial = (t: Uint32Array): void => this.initialSte(t);
@@ -609,7 +610,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     }
   }
 
-  /** kernel: arm_smmu_init_structures() */
+  // kernel: arm_smmu_init_structures() [arm-smmu-v3.c]
   initStructures(): void {
     this.initQueues();
     this.initStrtab();
@@ -618,17 +619,18 @@ export class ArmSmmuDevice implements CmdqBatchHost {
 
   // ---- command queues ----------------------------------------------------------------------------
 
-  /** kernel: arm_smmu_get_cmdq() */
+  /** As the kernel's arm_smmu_get_cmdq() */
   getCmdq(ent: ArmSmmuCmdqEnt): ArmSmmuCmdq {
     return this.implOps?.getSecondaryCmdq?.(this, ent) ?? this.cmdq;
   }
 
-  /** kernel: arm_smmu_cmdq_issue_cmd() — one command, on the queue it belongs to. */
+  /** One command, on the queue it belongs to. */
+  // kernel: arm_smmu_cmdq_issue_cmd() [arm-smmu-v3.c]
   issueCmd(ent: ArmSmmuCmdqEnt, sync = false): Promise<0 | Errno> {
     return this.getCmdq(ent).issueCmd(ent, sync);
   }
 
-  /** kernel: arm_smmu_cmdq_issue_cmd_with_sync() */
+  /** As the kernel's arm_smmu_cmdq_issue_cmd_with_sync() */
   issueCmdWithSync(ent: ArmSmmuCmdqEnt): Promise<0 | Errno> {
     return this.issueCmd(ent, true);
   }
@@ -663,13 +665,15 @@ export class ArmSmmuDevice implements CmdqBatchHost {
 
   // ---- register handshakes ----------------------------------------------------------------------
 
-  /** Write a register and poll its ACK until it matches. // kernel: arm_smmu_write_reg_sync() */
+  /** Write a register and poll its ACK until it matches. */
+  // kernel: arm_smmu_write_reg_sync() [arm-smmu-v3.c]
   async writeRegSync(val: number, regOff: number, ackOff: number): Promise<void> {
     this.base.writel(val, regOff);
     await readlPollTimeout(this.base, ackOff, (v) => v === val >>> 0, 1, ARM_SMMU_POLL_TIMEOUT_US);
   }
 
-  /** GBPA = (GBPA & ~clr) | set, through the Update handshake. // kernel: arm_smmu_update_gbpa() */
+  /** GBPA = (GBPA & ~clr) | set, through the Update handshake. */
+  // kernel: arm_smmu_update_gbpa() [arm-smmu-v3.c]
   async updateGbpa(set: number, clr: number): Promise<void> {
     let reg = await readlPollTimeout(this.base, ARM_SMMU_GBPA, (v) => (v & GBPA_UPDATE) === 0, 1, ARM_SMMU_POLL_TIMEOUT_US);
     reg = (reg & ~clr) | set;
@@ -682,7 +686,8 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     }
   }
 
-  /** CR0 = 0 and wait for the ACK. // kernel: arm_smmu_device_disable() */
+  /** CR0 = 0 and wait for the ACK. */
+  // kernel: arm_smmu_device_disable() [arm-smmu-v3.c]
   async deviceDisable(): Promise<void> {
     try {
       await this.writeRegSync(0, ARM_SMMU_CR0, ARM_SMMU_CR0ACK);
@@ -695,7 +700,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
 
   // ---- interrupts -------------------------------------------------------------------------------
 
-  /** kernel: arm_smmu_setup_msis() */
+  // kernel: arm_smmu_setup_msis() [arm-smmu-v3.c]
   private setupMsis(): void {
     // Clear the MSI address registers: wired interrupts unless MSIs are set up below.
     this.base.writeq(0n, ARM_SMMU_GERROR_IRQ_CFG0);
@@ -723,7 +728,8 @@ export class ArmSmmuDevice implements CmdqBatchHost {
       this.warn(`failed to allocate MSIs - falling back to wired irqs (${e instanceof Error ? e.message : String(e)})`);
       return;
     }
-    // kernel: arm_smmu_write_msi_msg() for each vector: evtq, gerror, priq.
+    // for each vector: evtq, gerror, priq.
+    // kernel: arm_smmu_write_msi_msg() [arm-smmu-v3.c]
     const cfg: [number, number, number][] = [
       [ARM_SMMU_EVTQ_IRQ_CFG0, ARM_SMMU_EVTQ_IRQ_CFG1, ARM_SMMU_EVTQ_IRQ_CFG2],
       [ARM_SMMU_GERROR_IRQ_CFG0, ARM_SMMU_GERROR_IRQ_CFG1, ARM_SMMU_GERROR_IRQ_CFG2],
@@ -752,7 +758,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     }
   }
 
-  /** kernel: arm_smmu_setup_unique_irqs() */
+  // kernel: arm_smmu_setup_unique_irqs() [arm-smmu-v3.c]
   private setupUniqueIrqs(): void {
     this.setupMsis();
     const dev: Device = this.dev;
@@ -778,7 +784,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     }
   }
 
-  /** kernel: arm_smmu_setup_irqs() */
+  // kernel: arm_smmu_setup_irqs() [arm-smmu-v3.c]
   private async setupIrqs(): Promise<void> {
     let irqenFlags = IRQ_CTRL_EVTQ_IRQEN | IRQ_CTRL_GERROR_IRQEN;
     try {
@@ -821,7 +827,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     }
   }
 
-  /** kernel: arm_smmu_device_reset() */
+  // kernel: arm_smmu_device_reset() [arm-smmu-v3.c]
   async deviceReset(): Promise<void> {
     // An SMMU left enabled (kexec): let in-flight traffic abort while it is disabled.
     const cr0 = this.base.readl(ARM_SMMU_CR0);
@@ -958,7 +964,8 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     return sids;
   }
 
-  /** kernel: arm_smmu_device_shutdown(), with the policy the command line chose. */
+  /** With the policy the command line chose. */
+  // kernel: arm_smmu_device_shutdown() [arm-smmu-v3.c]
   async shutdown(): Promise<void> {
     switch (this.params.shutdownPolicy) {
       case 'disable':

@@ -86,7 +86,7 @@ export interface ArmSmmuMasterDomain {
   readonly ssid: number;
 }
 
-/** kernel: struct arm_smmu_domain */
+/** The kernel's struct arm_smmu_domain */
 export class ArmSmmuDomain extends IommuDomain {
   smmu: ArmSmmuDevice | null = null;
   stage: ArmSmmuStage = 'S1';
@@ -124,7 +124,7 @@ function ffs(n: number): number {
   return 32 + 31 - Math.clz32(hi & -hi);
 }
 
-/** kernel: fls_long(a ^ b) — 1-based index of the highest bit where two safe integers differ. */
+/** The kernel's fls_long(a ^ b) — 1-based index of the highest bit where two safe integers differ. */
 function flsXor(a: number, b: number): number {
   const hi = (Math.floor(a / 0x1_0000_0000) ^ Math.floor(b / 0x1_0000_0000)) >>> 0;
   if (hi !== 0) return 64 - Math.clz32(hi);
@@ -148,8 +148,8 @@ function scratchBatch(smmu: ArmSmmuDevice): ArmSmmuCmdqBatch {
 /**
  * An ATC_INV covering [iova, iova + size) for `ssid` (size 0: everything). ATS invalidations are
  * power-of-two ranges aligned to their size, so the smallest such range covering the request is used.
- * // kernel: arm_smmu_atc_inv_to_cmd()
  */
+// kernel: arm_smmu_atc_inv_to_cmd() [arm-smmu-v3.c]
 export function armSmmuAtcInvToCmd(ssid: number, iova: number, size: number, cmd: ArmSmmuCmdqEnt): void {
   cmd.opcode = CMDQ_OP_ATC_INV;
   cmd.substreamValid = ssid !== IOMMU_NO_PASID;
@@ -170,7 +170,8 @@ export function armSmmuAtcInvToCmd(ssid: number, iova: number, size: number, cmd
   atc.size = log2Span;
 }
 
-/** ATC_INV of everything `master` cached for `ssid`, and wait. // kernel: arm_smmu_atc_inv_master() */
+/** ATC_INV of everything `master` cached for `ssid`, and wait. */
+// kernel: arm_smmu_atc_inv_master() [arm-smmu-v3.c]
 export async function armSmmuAtcInvMaster(master: ArmSmmuMaster, ssid: number): Promise<void> {
   const smmu = master.smmu;
   const cmd: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_ATC_INV };
@@ -201,7 +202,8 @@ function fillAtcInvDomain(batch: ArmSmmuCmdqBatch, domain: ArmSmmuDomain, iova: 
   return any;
 }
 
-/** ATC invalidation of [iova, iova+size) for every ATS master of the domain. // kernel: arm_smmu_atc_inv_domain() */
+/** ATC invalidation of [iova, iova+size) for every ATS master of the domain. */
+// kernel: arm_smmu_atc_inv_domain() [arm-smmu-v3.c]
 export async function armSmmuAtcInvDomain(domain: ArmSmmuDomain, iova: number, size: number): Promise<void> {
   const batch = scratchBatch(domain.smmu!);
   if (fillAtcInvDomain(batch, domain, iova, size)) await batch.submit();
@@ -212,8 +214,8 @@ export async function armSmmuAtcInvDomain(domain: ArmSmmuDomain, iova: number, s
 /**
  * Add the TLBI commands covering [iova, iova + size) to `batch`: range commands (pages =
  * (NUM+1) << SCALE of the leaf granule) with IDR3.RIL, else one command per `granule`.
- * // kernel: __arm_smmu_tlb_inv_range()
  */
+// kernel: __arm_smmu_tlb_inv_range() [arm-smmu-v3.c]
 export function armSmmuFillTlbInvRange(batch: ArmSmmuCmdqBatch, cmd: ArmSmmuCmdqEnt, iova: number, size: number, granule: number, domain: ArmSmmuDomain): void {
   const smmu = domain.smmu!;
   const t = cmd.tlbi!;
@@ -274,8 +276,9 @@ function setupRangeCmd(domain: ArmSmmuDomain, leaf: boolean): ArmSmmuCmdqEnt {
 
 /**
  * Invalidate [iova, iova+size) of the domain in the TLBs and the ATCs and wait. Not leaf-only in the
- * ATC: a whole table may have gone. // kernel: arm_smmu_tlb_inv_range_domain()
+ * ATC: a whole table may have gone.
  */
+// kernel: arm_smmu_tlb_inv_range_domain() [arm-smmu-v3.c]
 export function armSmmuTlbInvRangeDomain(iova: number, size: number, granule: number, leaf: boolean, domain: ArmSmmuDomain): Promise<unknown> {
   const smmu = domain.smmu!;
   const batch = scratchBatch(smmu);
@@ -301,20 +304,22 @@ export function armSmmuTlbInvRangeDomainNowait(iova: number, size: number, granu
 function fillInvContext(batch: ArmSmmuCmdqBatch, domain: ArmSmmuDomain): void {
   const smmu = domain.smmu!;
   if (domain.stage === 'S1') {
-    // kernel: arm_smmu_tlb_inv_asid()
+    // (kernel: arm_smmu_tlb_inv_asid())
     batch.add({ opcode: (smmu.features & ARM_SMMU_FEAT_E2H) !== 0 ? CMDQ_OP_TLBI_EL2_ASID : CMDQ_OP_TLBI_NH_ASID, tlbi: { ...tlbiEnt(), asid: domain.asid } });
   } else {
     batch.add({ opcode: CMDQ_OP_TLBI_S12_VMALL, tlbi: { ...tlbiEnt(), vmid: domain.vmid } });
   }
 }
 
-/** TLBI of everything cached under `asid` on `smmu`, + CMD_SYNC. // kernel: arm_smmu_tlb_inv_asid() */
+/** TLBI of everything cached under `asid` on `smmu`, + CMD_SYNC. */
+// kernel: arm_smmu_tlb_inv_asid() [arm-smmu-v3.c]
 export async function armSmmuTlbInvAsid(smmu: ArmSmmuDevice, asid: number): Promise<void> {
   const opcode = (smmu.features & ARM_SMMU_FEAT_E2H) !== 0 ? CMDQ_OP_TLBI_EL2_ASID : CMDQ_OP_TLBI_NH_ASID;
   await smmu.issueCmdWithSync({ opcode, tlbi: { ...tlbiEnt(), asid } });
 }
 
-/** Invalidate everything of the domain (TLBs and ATCs) and wait. // kernel: arm_smmu_tlb_inv_context() */
+/** Invalidate everything of the domain (TLBs and ATCs) and wait. */
+// kernel: arm_smmu_tlb_inv_context() [arm-smmu-v3.c]
 export async function armSmmuTlbInvContext(domain: ArmSmmuDomain): Promise<void> {
   const smmu = domain.smmu!;
   const batch = scratchBatch(smmu);
@@ -345,8 +350,9 @@ function pgtableAllocator(smmu: ArmSmmuDevice, what: string): IoPgtableAllocator
 
 /**
  * Give the domain its stage, page table and ASID/VMID on `smmu`. `flags`: IOMMU_HWPT_ALLOC_* (NEST_PARENT
- * asks for stage 2; DIRTY_TRACKING for HD). // kernel: arm_smmu_domain_finalise()
+ * asks for stage 2; DIRTY_TRACKING for HD).
  */
+// kernel: arm_smmu_domain_finalise() [arm-smmu-v3.c]
 export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice, flags: number): void {
   const enableDirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
   if ((flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0) {
@@ -359,11 +365,11 @@ export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice
 
   const label = `arm-smmu-v3 ${smmu.name} ${domain.stage} domain`;
   const tlb = {
-    // kernel: arm_smmu_tlb_inv_context()
+    // (kernel: arm_smmu_tlb_inv_context())
     tlbFlushAll: (): void => armSmmuTlbInvContextNowait(domain),
-    // kernel: arm_smmu_tlb_inv_walk()
+    // kernel: arm_smmu_tlb_inv_walk() [arm-smmu-v3.c]
     tlbFlushWalk: (iova: number, size: number, granule: number): void => armSmmuTlbInvRangeDomainNowait(iova, size, granule, false, domain),
-    // kernel: arm_smmu_tlb_inv_page_nosync()
+    // kernel: arm_smmu_tlb_inv_page_nosync() [arm-smmu-v3.c]
     tlbAddPage: (gather: IommuIotlbGather, iova: number, granule: number): void =>
       iommuIotlbGatherAddPage(gather, iova, granule, (g) => armSmmuTlbInvRangeDomainNowait(g.start, g.end - g.start + 1, g.pgsize, true, domain)),
   };
@@ -394,10 +400,10 @@ export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice
 
   try {
     if (domain.stage === 'S1') {
-      // kernel: arm_smmu_domain_finalise_s1()
+      // (kernel: arm_smmu_domain_finalise_s1())
       domain.asid = armSmmuAsidSpace(smmu.dev.core).alloc(domain, 2 ** smmu.asidBits - 1);
     } else {
-      // kernel: arm_smmu_domain_finalise_s2() — VMID 0 stays for stage 1 STEs.
+      // (kernel: arm_smmu_domain_finalise_s2() — VMID 0 stays for stage 1 STEs.)
       domain.vmid = smmu.vmidMap.allocRange(1, 2 ** smmu.vmidBits - 1);
     }
   } catch (e) {
@@ -410,7 +416,7 @@ export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice
   domain.smmu = smmu;
 }
 
-/** kernel: arm_smmu_domain_free_paging() */
+// kernel: arm_smmu_domain_free_paging() [arm-smmu-v3.c]
 export async function armSmmuDomainFreePaging(domain: ArmSmmuDomain): Promise<void> {
   const smmu = domain.smmu;
   if (!smmu) return;
@@ -420,7 +426,8 @@ export async function armSmmuDomainFreePaging(domain: ArmSmmuDomain): Promise<vo
     await smmu.waitOutstanding();
   }
   if (domain.stage === 'S1') {
-    // Under the lock: an SVA bind may be moving the domain to another ASID. // kernel: arm_smmu_domain_free_id()
+    // Under the lock: an SVA bind may be moving the domain to another ASID.
+    // kernel: arm_smmu_domain_free_id() [arm-smmu-v3.c]
     const space = armSmmuAsidSpace(smmu.dev.core);
     await space.lock.run(() => space.release(domain.asid, domain));
   } else if (domain.vmid && smmu.vmidMap.has(domain.vmid)) {
@@ -435,21 +442,21 @@ function asSmmuDomain(domain: IommuDomain): ArmSmmuDomain {
   return domain;
 }
 
-/** kernel: arm_smmu_map_pages() */
+// kernel: arm_smmu_map_pages() [arm-smmu-v3.c]
 export function armSmmuMapPages(domain: IommuDomain, iova: number, paddr: number, pgsize: number, pgcount: number, prot: number, _gfp: Gfp): number {
   const d = asSmmuDomain(domain);
   if (!d.pgtbl) throw new KernelError('ENODEV', 'arm-smmu-v3: map on a domain without a page table');
   return d.pgtbl.mapPages(iova, paddr, pgsize, pgcount, prot);
 }
 
-/** kernel: arm_smmu_unmap_pages() */
+// kernel: arm_smmu_unmap_pages() [arm-smmu-v3.c]
 export function armSmmuUnmapPages(domain: IommuDomain, iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
   const d = asSmmuDomain(domain);
   if (!d.pgtbl) return 0;
   return d.pgtbl.unmapPages(iova, pgsize, pgcount, gather);
 }
 
-/** kernel: arm_smmu_flush_iotlb_all() */
+// kernel: arm_smmu_flush_iotlb_all() [arm-smmu-v3.c]
 export async function armSmmuFlushIotlbAll(domain: IommuDomain): Promise<void> {
   const d = asSmmuDomain(domain);
   if (!d.smmu) return;
@@ -457,7 +464,7 @@ export async function armSmmuFlushIotlbAll(domain: IommuDomain): Promise<void> {
   await d.smmu.waitOutstanding();
 }
 
-/** kernel: arm_smmu_iotlb_sync() */
+// kernel: arm_smmu_iotlb_sync() [arm-smmu-v3.c]
 export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): Promise<void> | void {
   const d = asSmmuDomain(domain);
   if (!d.smmu) return;
@@ -479,7 +486,7 @@ export function armSmmuIotlbSyncMap(domain: IommuDomain): Promise<void> | void {
   if (smmu?.hasOutstanding) return smmu.waitOutstanding().then(() => undefined);
 }
 
-/** kernel: arm_smmu_iova_to_phys() */
+// kernel: arm_smmu_iova_to_phys() [arm-smmu-v3.c]
 export function armSmmuIovaToPhys(domain: IommuDomain, iova: number): number {
   const d = asSmmuDomain(domain);
   return d.pgtbl ? d.pgtbl.iovaToPhys(iova) : 0;

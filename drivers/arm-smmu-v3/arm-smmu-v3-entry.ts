@@ -24,7 +24,7 @@ import { KernelError } from '../../bus/errno.js';
 export const NUM_ENTRY_QWORDS = 8;
 export const NUM_ENTRY_WORDS = 16;
 
-/** kernel: struct arm_smmu_entry_writer_ops (+ how a qword reaches the memory the SMMU reads). */
+/** The kernel's struct arm_smmu_entry_writer_ops (+ how a qword reaches the memory the SMMU reads). */
 export interface ArmSmmuEntryWriter {
   /** Mark in `used` every bit of `ent` the hardware reads for the configuration `ent` describes. */
   getUsed(ent: Uint32Array, used: Uint32Array): void;
@@ -51,8 +51,8 @@ function qwordEqual(a: Uint32Array, b: Uint32Array, i: number): boolean {
 /**
  * Which qwords need their used bits changed to go from `entry` to `target` (bit i: qword i), and in
  * `unusedUpdate` the entry with every currently ignored bit already at its target value.
- * // kernel: arm_smmu_entry_qword_diff()
  */
+// kernel: arm_smmu_entry_qword_diff() [arm-smmu-v3.c]
 export function armSmmuEntryQwordDiff(writer: ArmSmmuEntryWriter, entry: Uint32Array, target: Uint32Array, unusedUpdate: Uint32Array): number {
   const curUsed = newEntry();
   const targetUsed = newEntry();
@@ -84,7 +84,8 @@ export function armSmmuEntryQwordDiff(writer: ArmSmmuEntryWriter, entry: Uint32A
   return diff;
 }
 
-/** Write qwords [start, start+len) of `target` that differ; sync if anything changed. // kernel: entry_set() */
+/** Write qwords [start, start+len) of `target` that differ; sync if anything changed. */
+// kernel: entry_set() [arm-smmu-v3.c]
 async function entrySet(writer: ArmSmmuEntryWriter, entry: Uint32Array, target: Uint32Array, start: number, len: number): Promise<boolean> {
   let changed = false;
   for (let i = start; i < start + len; i++) {
@@ -106,8 +107,9 @@ function popcount8(x: number): number {
 
 /**
  * Turn the live `entry` into `target` without the hardware ever seeing a torn mix (see the file
- * header). `entry` is updated in place (and through `writer.writeQword`). // kernel: arm_smmu_write_entry()
+ * header). `entry` is updated in place (and through `writer.writeQword`).
  */
+// kernel: arm_smmu_write_entry() [arm-smmu-v3.c]
 export async function armSmmuWriteEntry(writer: ArmSmmuEntryWriter, entry: Uint32Array, target: Uint32Array): Promise<void> {
   const unusedUpdate = newEntry();
   const diff = armSmmuEntryQwordDiff(writer, entry, target, unusedUpdate);

@@ -119,7 +119,7 @@ const hex = (v: number): string => `0x${v.toString(16)}`;
 const TWO_32 = 0x1_0000_0000;
 /** Decoded records kept for reports; the oldest are dropped past this. */
 const EVENT_LOG_MAX = 4096;
-/** kernel: DEFAULT_RATELIMIT_INTERVAL (5 s) and DEFAULT_RATELIMIT_BURST. */
+/** The kernel's DEFAULT_RATELIMIT_INTERVAL (5 s) and DEFAULT_RATELIMIT_BURST. */
 const RATELIMIT_INTERVAL_NS = 5_000_000_000;
 const RATELIMIT_BURST = 10;
 
@@ -177,7 +177,8 @@ export function newEventStats(): ArmSmmuEventStats {
 /** dev_*_ratelimited state, per SMMU. */
 const ratelimits = new WeakMap<ArmSmmuDevice, { start: number; printed: number; missed: number }>();
 
-/** kernel: __ratelimit() with the default interval and burst. */
+/** With the default interval and burst. */
+// kernel: __ratelimit() [lib/ratelimit.c]
 function ratelimitOk(smmu: ArmSmmuDevice): boolean {
   const now = smmu.port.now();
   let rs = ratelimits.get(smmu);
@@ -295,8 +296,9 @@ export function armSmmuAnswerDomainStalls(domain: IommuDomain): number {
 /**
  * Hand a recoverable fault (stall or page request) to whoever can resolve it; returns 0 when a handler
  * took it (it answers later), or the errno after answering INVALID because nobody can.
- * // kernel: iommu_report_device_fault() as arm-smmu-v3 calls it
+ * As arm-smmu-v3 calls it
  */
+// kernel: iommu_report_device_fault() [io-pgfault.c]
 export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: IopfFault): Promise<0 | Errno> {
   const domain = faultDomain(master, fault);
   const prm = fault.fault.prm;
@@ -336,8 +338,9 @@ export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: Iop
 
 /**
  * Answer a recoverable fault: CMD_RESUME (retry or abort) for a stalled transaction, CMD_PRI_RESP for
- * a page request. No CMD_SYNC: neither needs one. // kernel: arm_smmu_page_response()
+ * a page request. No CMD_SYNC: neither needs one.
  */
+// kernel: arm_smmu_page_response() [arm-smmu-v3.c]
 export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp: IommuPageResponse): void {
   const smmu = master.smmu;
   const sid = master.streams[0];
@@ -399,7 +402,8 @@ function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | E
   }
 }
 
-/** kernel: arm_smmu_handle_evt() — 0 when the event was handed to a handler; an errno to dump it. */
+/** 0 when the event was handed to a handler; an errno to dump it. */
+// kernel: arm_smmu_handle_evt() [arm-smmu-v3.c]
 async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
   const id = report.id;
   // A nested master's events (not stage 2, not stalls) belong to its guest: up with the vSID.
@@ -498,7 +502,7 @@ function notifyUnrecoverable(master: ArmSmmuMaster | null, report: ArmSmmuEventR
   });
 }
 
-/** kernel: arm_smmu_evtq_thread() */
+// kernel: arm_smmu_evtq_thread() [arm-smmu-v3.c]
 export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.evtq;
   const evt = new Uint32Array(EVTQ_ENT_WORDS);
@@ -524,7 +528,7 @@ export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
 
 // ---- PRI queue ----------------------------------------------------------------------------------
 
-/** kernel: arm_smmu_handle_ppr() */
+// kernel: arm_smmu_handle_ppr() [arm-smmu-v3.c]
 async function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<void> {
   const sid = PRIQ_0_SID.get(evt);
   const ssv = PRIQ_0_SSID_V.isSet(evt);
@@ -600,7 +604,7 @@ async function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<
   }
 }
 
-/** kernel: arm_smmu_priq_thread() */
+// kernel: arm_smmu_priq_thread() [arm-smmu-v3.c]
 export async function armSmmuPriqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.priq;
   if (!q) return 'none';
@@ -618,7 +622,8 @@ export async function armSmmuPriqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
 
 // ---- global errors ------------------------------------------------------------------------------
 
-/** kernel: arm_smmu_gerror_handler() (hard interrupt context) */
+/** (hard interrupt context) */
+// kernel: arm_smmu_gerror_handler() [arm-smmu-v3.c]
 export function armSmmuGerrorHandler(smmu: ArmSmmuDevice): IrqReturn {
   const gerror = smmu.base.readl(ARM_SMMU_GERROR);
   const gerrorn = smmu.base.readl(ARM_SMMU_GERRORN);
@@ -641,13 +646,13 @@ export function armSmmuGerrorHandler(smmu: ArmSmmuDevice): IrqReturn {
   return 'handled';
 }
 
-/** kernel: arm_smmu_combined_irq_handler() */
+// kernel: arm_smmu_combined_irq_handler() [arm-smmu-v3.c]
 export function armSmmuCombinedIrqHandler(smmu: ArmSmmuDevice): IrqReturn {
   armSmmuGerrorHandler(smmu);
   return 'wake-thread';
 }
 
-/** kernel: arm_smmu_combined_irq_thread() */
+// kernel: arm_smmu_combined_irq_thread() [arm-smmu-v3.c]
 export async function armSmmuCombinedIrqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   await armSmmuEvtqThread(smmu);
   if ((smmu.features & ARM_SMMU_FEAT_PRI) !== 0) await armSmmuPriqThread(smmu);

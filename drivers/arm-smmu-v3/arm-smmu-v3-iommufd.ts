@@ -99,7 +99,7 @@ const NESTING_ALLOWED: Uint32Array = (() => {
   return m;
 })();
 
-/** kernel: struct arm_vsmmu */
+/** The kernel's struct arm_vsmmu */
 export class ArmVsmmu implements ArmVsmmuRef {
   constructor(
     readonly smmu: ArmSmmuDevice,

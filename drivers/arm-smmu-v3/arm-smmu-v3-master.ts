@@ -55,7 +55,7 @@ import {
 /** Outstanding page requests a PRI-capable function is allowed (kernel: the PRI_REQS of the 5.x PRI patches). */
 export const ARM_SMMU_PRI_REQS = 32;
 
-/** kernel: struct arm_smmu_master */
+/** The kernel's struct arm_smmu_master */
 export class ArmSmmuMaster implements SteMaster {
   /** StreamIDs, in fwspec order (kernel: streams[]). */
   readonly streams: number[] = [];
@@ -101,13 +101,14 @@ export function masterOf(dev: Device): ArmSmmuMaster {
 
 // ---- STE writes ---------------------------------------------------------------------------------
 
-/** CFGI_STE(leaf) + CMD_SYNC for one StreamID. // kernel: arm_smmu_ste_writer_sync_entry() */
+/** CFGI_STE(leaf) + CMD_SYNC for one StreamID. */
+// kernel: arm_smmu_ste_writer_sync_entry() [arm-smmu-v3.c]
 async function steSync(smmu: ArmSmmuDevice, sid: number): Promise<void> {
   const ent: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_CFGI_STE, cfgi: { sid, ssid: 0, leaf: true } };
   await smmu.issueCmdWithSync(ent);
 }
 
-/** kernel: arm_smmu_write_ste() */
+// kernel: arm_smmu_write_ste() [arm-smmu-v3.c]
 export async function armSmmuWriteSte(smmu: ArmSmmuDevice, sid: number, target: Uint32Array): Promise<void> {
   await smmu.strtab.writeSte(sid, target, () => steSync(smmu, sid));
   // It's likely the new STE is wanted soon.
@@ -116,7 +117,7 @@ export async function armSmmuWriteSte(smmu: ArmSmmuDevice, sid: number, target: 
   }
 }
 
-/** kernel: arm_smmu_install_ste_for_dev() */
+// kernel: arm_smmu_install_ste_for_dev() [arm-smmu-v3.c]
 export async function armSmmuInstallSteForDev(master: ArmSmmuMaster, target: Uint32Array): Promise<void> {
   if (master.cdTable) master.cdTable.inSte = STRTAB_STE_0_CFG.get(target) === STRTAB_STE_0_CFG_S1_TRANS;
   master.steAtsEnabled = STRTAB_STE_1_EATS.get(target) === STRTAB_STE_1_EATS_TRANS;
@@ -131,7 +132,8 @@ export async function armSmmuInstallSteForDev(master: ArmSmmuMaster, target: Uin
 
 // ---- CD writes ----------------------------------------------------------------------------------
 
-/** CFGI_CD for every stream of the master, + CMD_SYNC. // kernel: arm_smmu_sync_cd() */
+/** CFGI_CD for every stream of the master, + CMD_SYNC. */
+// kernel: arm_smmu_sync_cd() [arm-smmu-v3.c]
 export async function armSmmuSyncCd(master: ArmSmmuMaster, ssid: number, leaf: boolean): Promise<void> {
   const smmu = master.smmu;
   const batch = new ArmSmmuCmdqBatch(smmu.cmdq, smmu);
@@ -143,7 +145,7 @@ export async function armSmmuSyncCd(master: ArmSmmuMaster, ssid: number, leaf: b
   await batch.submit();
 }
 
-/** PA of CD `ssid`, creating the CD table and leaf table as needed. // kernel: arm_smmu_alloc_cd_ptr() */
+/** PA of CD `ssid`, creating the CD table and leaf table as needed. Kernel: arm_smmu_alloc_cd_ptr() */
 export async function armSmmuAllocCdPtr(master: ArmSmmuMaster, ssid: number): Promise<number> {
   const smmu = master.smmu;
   if (!master.cdTable) {
@@ -160,7 +162,7 @@ export async function armSmmuAllocCdPtr(master: ArmSmmuMaster, ssid: number): Pr
   return pa;
 }
 
-/** kernel: arm_smmu_write_cd_entry() */
+// kernel: arm_smmu_write_cd_entry() [arm-smmu-v3.c]
 export async function armSmmuWriteCdEntry(master: ArmSmmuMaster, ssid: number, cdPa: number, target: Uint32Array): Promise<void> {
   const table = master.cdTable!;
   const cur = table.readCd(ssid);
@@ -179,7 +181,7 @@ export async function armSmmuWriteCdEntry(master: ArmSmmuMaster, ssid: number, c
   await armSmmuWriteEntry(writer, cur, target);
 }
 
-/** kernel: arm_smmu_clear_cd() */
+// kernel: arm_smmu_clear_cd() [arm-smmu-v3.c]
 export async function armSmmuClearCd(master: ArmSmmuMaster, ssid: number): Promise<void> {
   const table = master.cdTable;
   if (!table) return;
@@ -191,14 +193,14 @@ export async function armSmmuClearCd(master: ArmSmmuMaster, ssid: number): Promi
   await armSmmuWriteCdEntry(master, ssid, pa, newEntry());
 }
 
-/** kernel: arm_smmu_ssids_in_use() */
+// kernel: arm_smmu_ssids_in_use() [arm-smmu-v3.c]
 export function armSmmuSsidsInUse(master: ArmSmmuMaster): boolean {
   return (master.cdTable?.usedSsids ?? 0) > 0;
 }
 
 // ---- ATS / PASID / PRI --------------------------------------------------------------------------
 
-/** kernel: arm_smmu_ats_supported() */
+// kernel: arm_smmu_ats_supported() [arm-smmu-v3.c]
 export function armSmmuAtsSupported(master: ArmSmmuMaster): boolean {
   const pdev = master.pci;
   if ((master.smmu.features & ARM_SMMU_FEAT_ATS) === 0) return false;
@@ -213,7 +215,7 @@ function stuOf(smmu: ArmSmmuDevice): number {
   return stu;
 }
 
-/** kernel: arm_smmu_enable_ats() */
+// kernel: arm_smmu_enable_ats() [arm-smmu-v3.c]
 async function armSmmuEnableAts(master: ArmSmmuMaster): Promise<void> {
   const stu = stuOf(master.smmu);
   // ATC invalidation of PASID 0 flushes the whole ATC.
@@ -225,7 +227,7 @@ async function armSmmuEnableAts(master: ArmSmmuMaster): Promise<void> {
   }
 }
 
-/** kernel: arm_smmu_enable_pasid() */
+// kernel: arm_smmu_enable_pasid() [arm-smmu-v3.c]
 function armSmmuEnablePasid(master: ArmSmmuMaster): void {
   const pdev = master.pci;
   if (!pdev) return;
@@ -248,7 +250,7 @@ function armSmmuEnablePasid(master: ArmSmmuMaster): void {
   master.ssidBits = Math.min(Math.log2(numPasids), master.smmu.ssidBits);
 }
 
-/** kernel: arm_smmu_disable_pasid() */
+// kernel: arm_smmu_disable_pasid() [arm-smmu-v3.c]
 function armSmmuDisablePasid(master: ArmSmmuMaster): void {
   const pdev = master.pci;
   if (!pdev || !pdev.features.pasidEnabled) return;
@@ -276,14 +278,15 @@ export function armSmmuDisablePri(master: ArmSmmuMaster): void {
 
 // ---- attach -------------------------------------------------------------------------------------
 
-/** A domain that tracks its masters for invalidation: paging (and SVA) domains. // kernel: to_smmu_domain_devices() */
+/** A domain that tracks its masters for invalidation: paging (and SVA) domains. */
+// kernel: to_smmu_domain_devices() [arm-smmu-v3.c]
 function toSmmuDomainDevices(domain: IommuDomain | null): ArmSmmuDomain | null {
   // A nested domain's invalidations are its stage 2 parent's.
   if (domain instanceof ArmSmmuNestedDomain) return domain.vsmmu.s2Parent;
   return domain instanceof ArmSmmuDomain && ((domain.type & __IOMMU_DOMAIN_PAGING) !== 0 || domain.type === IOMMU_DOMAIN_SVA) ? domain : null;
 }
 
-/** kernel: arm_smmu_remove_master_domain() */
+// kernel: arm_smmu_remove_master_domain() [arm-smmu-v3.c]
 function armSmmuRemoveMasterDomain(master: ArmSmmuMaster, domain: IommuDomain | null, ssid: number): void {
   const d = toSmmuDomainDevices(domain);
   if (!d) return;
@@ -293,7 +296,7 @@ function armSmmuRemoveMasterDomain(master: ArmSmmuMaster, domain: IommuDomain | 
   if (master.atsEnabled) d.nrAtsMasters--;
 }
 
-/** kernel: struct arm_smmu_attach_state */
+/** The kernel's struct arm_smmu_attach_state */
 export interface AttachState {
   readonly master: ArmSmmuMaster;
   readonly oldDomain: IommuDomain | null;
@@ -309,8 +312,9 @@ export interface AttachState {
 /**
  * First step of every attach: decide ATS, put the master on the new domain's list (so both domains
  * invalidate its ATC until the switch is done), and turn ATS off in the function before an STE stops
- * allowing it. // kernel: arm_smmu_attach_prepare()
+ * allowing it.
  */
+// kernel: arm_smmu_attach_prepare() [arm-smmu-v3.c]
 export function armSmmuAttachPrepare(state: AttachState, newDomain: IommuDomain): void {
   const master = state.master;
   const d = toSmmuDomainDevices(newDomain);
@@ -323,7 +327,8 @@ export function armSmmuAttachPrepare(state: AttachState, newDomain: IommuDomain)
   if (!state.atsEnabled && master.atsEnabled) pciDisableAts(master.pci!);
 }
 
-/** Last step: ATS on (or its ATC flushed), and the master off the old domain's list. // kernel: arm_smmu_attach_commit() */
+/** Last step: ATS on (or its ATC flushed), and the master off the old domain's list. */
+// kernel: arm_smmu_attach_commit() [arm-smmu-v3.c]
 export async function armSmmuAttachCommit(state: AttachState): Promise<void> {
   const master = state.master;
   // Only the RID's attach changes the guest link (as arm_smmu_attach_commit_vmaster() does).
@@ -356,7 +361,8 @@ export function asidLocked<T>(dev: Device, fn: () => Promise<T>): Promise<T> {
   return m instanceof ArmSmmuMaster ? armSmmuAsidSpace(m.smmu.dev.core).lock.run(fn) : fn();
 }
 
-/** kernel: arm_smmu_attach_dev() — the RID of `dev` translates through a paging domain. */
+/** The RID of `dev` translates through a paging domain. */
+// kernel: arm_smmu_attach_dev() [arm-smmu-v3.c]
 export function armSmmuAttachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): Promise<void> {
   return asidLocked(dev, () => attachDevLocked(domain, dev, old));
 }
@@ -392,8 +398,9 @@ async function attachDevLocked(domain: IommuDomain, dev: Device, old: IommuDomai
 
 /**
  * Attach an identity or blocked domain: its STE, or a CD-table STE with `s1dss` when PASIDs still use
- * the CD table. // kernel: arm_smmu_attach_dev_ste()
+ * the CD table.
  */
+// kernel: arm_smmu_attach_dev_ste() [arm-smmu-v3.c]
 function armSmmuAttachDevSte(domain: IommuDomain, dev: Device, ste: Uint32Array, s1dss: number, old: IommuDomain | null): Promise<void> {
   return asidLocked(dev, () => attachDevSteLocked(domain, dev, ste, s1dss, old));
 }
@@ -415,7 +422,7 @@ async function attachDevSteLocked(domain: IommuDomain, dev: Device, ste: Uint32A
   await armSmmuClearCd(master, IOMMU_NO_PASID);
 }
 
-/** kernel: arm_smmu_attach_dev_identity() */
+// kernel: arm_smmu_attach_dev_identity() [arm-smmu-v3.c]
 export async function armSmmuAttachDevIdentity(domain: IommuDomain, dev: Device, old: IommuDomain | null): Promise<void> {
   const master = masterOf(dev);
   const ste = newEntry();
@@ -423,7 +430,7 @@ export async function armSmmuAttachDevIdentity(domain: IommuDomain, dev: Device,
   await armSmmuAttachDevSte(domain, dev, ste, STRTAB_STE_1_S1DSS_BYPASS, old);
 }
 
-/** kernel: arm_smmu_attach_dev_blocked() */
+// kernel: arm_smmu_attach_dev_blocked() [arm-smmu-v3.c]
 export async function armSmmuAttachDevBlocked(domain: IommuDomain, dev: Device, old: IommuDomain | null): Promise<void> {
   const ste = newEntry();
   armSmmuMakeAbortSte(ste);
@@ -432,8 +439,9 @@ export async function armSmmuAttachDevBlocked(domain: IommuDomain, dev: Device, 
 
 /**
  * Make the STE a CD-table STE whose RID traffic behaves as the RID's identity/blocked domain does
- * (S1DSS bypass/terminate), or only update its EATS. Hitless. // kernel: arm_smmu_update_ste()
+ * (S1DSS bypass/terminate), or only update its EATS. Hitless.
  */
+// kernel: arm_smmu_update_ste() [arm-smmu-v3.c]
 async function armSmmuUpdateSte(master: ArmSmmuMaster, sidDomain: IommuDomain, atsEnabled: boolean): Promise<void> {
   if (master.cdTable?.inSte && master.steAtsEnabled === atsEnabled) return;
   let s1dss = STRTAB_STE_1_S1DSS_TERMINATE;
@@ -449,7 +457,8 @@ function ridDomain(dev: Device): IommuDomain | null {
   return devIommu(dev)?.group?.domain ?? null;
 }
 
-/** kernel: arm_smmu_set_pasid() — the caller holds the ASID lock. */
+/** The caller holds the ASID lock. */
+// kernel: arm_smmu_set_pasid() [arm-smmu-v3.c]
 export async function armSmmuSetPasid(master: ArmSmmuMaster, domain: ArmSmmuDomain, pasid: number, cd: Uint32Array, old: IommuDomain | null): Promise<void> {
   const sidDomain = ridDomain(master.dev);
   if (domain.smmu !== master.smmu) throw new KernelError('EINVAL', `${master.dev.name}: the domain belongs to another SMMU`);
@@ -466,7 +475,7 @@ export async function armSmmuSetPasid(master: ArmSmmuMaster, domain: ArmSmmuDoma
   await armSmmuAttachCommit(state);
 }
 
-/** kernel: arm_smmu_s1_set_dev_pasid() */
+// kernel: arm_smmu_s1_set_dev_pasid() [arm-smmu-v3.c]
 export function armSmmuS1SetDevPasid(domain: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Promise<void> {
   return asidLocked(dev, () => s1SetDevPasidLocked(domain, dev, pasid, old));
 }
@@ -483,8 +492,9 @@ async function s1SetDevPasidLocked(domain: IommuDomain, dev: Device, pasid: numb
 
 /**
  * The blocked domain's set_dev_pasid: clear the PASID's CD, and drop back to a plain STE when no PASID
- * uses the CD table any more. // kernel: arm_smmu_remove_dev_pasid() / arm_smmu_blocking_set_dev_pasid()
+ * uses the CD table any more. / arm_smmu_blocking_set_dev_pasid()
  */
+// kernel: arm_smmu_remove_dev_pasid() [arm-smmu-v3.c]
 export async function armSmmuRemoveDevPasid(_blocked: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Promise<void> {
   const master = masterOf(dev);
   await asidLocked(dev, async () => {
@@ -503,7 +513,8 @@ export async function armSmmuRemoveDevPasid(_blocked: IommuDomain, dev: Device, 
 
 // ---- probe / release ----------------------------------------------------------------------------
 
-/** Put the master's StreamIDs in the SMMU's table (ERANGE / EINVAL on a bad or duplicate ID). // kernel: arm_smmu_insert_master() */
+/** Put the master's StreamIDs in the SMMU's table (ERANGE / EINVAL on a bad or duplicate ID). */
+// kernel: arm_smmu_insert_master() [arm-smmu-v3.c]
 function armSmmuInsertMaster(smmu: ArmSmmuDevice, master: ArmSmmuMaster): void {
   const ids = master.dev.fwspec?.ids ?? [];
   const inserted: number[] = [];
@@ -525,14 +536,15 @@ function armSmmuInsertMaster(smmu: ArmSmmuDevice, master: ArmSmmuMaster): void {
   }
 }
 
-/** kernel: arm_smmu_remove_master() */
+// kernel: arm_smmu_remove_master() [arm-smmu-v3.c]
 function armSmmuRemoveMaster(master: ArmSmmuMaster): void {
   for (const sid of master.streams) {
     if (master.smmu.streams.get(sid) === master) master.smmu.streams.delete(sid);
   }
 }
 
-/** kernel: arm_smmu_probe_device() (after the SMMU was found by fwnode) */
+/** (after the SMMU was found by fwnode) */
+// kernel: arm_smmu_probe_device() [arm-smmu-v3.c]
 export function armSmmuProbeMaster(smmu: ArmSmmuDevice, dev: Device): ArmSmmuMaster {
   const master = new ArmSmmuMaster(smmu, dev);
   armSmmuInsertMaster(smmu, master);
@@ -546,7 +558,7 @@ export function armSmmuProbeMaster(smmu: ArmSmmuDevice, dev: Device): ArmSmmuMas
   return master;
 }
 
-/** kernel: arm_smmu_release_device() */
+// kernel: arm_smmu_release_device() [arm-smmu-v3.c]
 export async function armSmmuReleaseMaster(master: ArmSmmuMaster, identity: IommuDomain, blocked: IommuDomain): Promise<void> {
   const dev = master.dev;
   const old = ridDomain(dev);

@@ -49,7 +49,7 @@ export class ArmSmmuQueue {
     if (buf.pa % Math.max(Q_BASE_ADDR_ALIGN, this.entries * this.entBytes) !== 0) {
       throw new RangeError(`${name}: queue at 0x${buf.pa.toString(16)} is not aligned to its size`);
     }
-    // kernel: arm_smmu_init_one_queue() — q_base = RWA | base | LOG2SIZE.
+    // (kernel: arm_smmu_init_one_queue() — q_base = RWA | base | LOG2SIZE.)
     this.qBaseLo = ((buf.pa >>> 0) | FIELD_PREP(Q_BASE_LOG2SIZE, maxNShift)) >>> 0;
     this.qBaseHi = (Math.floor(buf.pa / 0x1_0000_0000) | Q_BASE_RWA_HI) >>> 0;
   }
@@ -58,17 +58,17 @@ export class ArmSmmuQueue {
     return this.buf.pa;
   }
 
-  /** kernel: Q_IDX() */
+  // kernel: Q_IDX() [arm-smmu-v3.h]
   idx(p: number): number {
     return p & (this.entries - 1);
   }
 
-  /** kernel: Q_WRP() */
+  // kernel: Q_WRP() [arm-smmu-v3.h]
   wrp(p: number): number {
     return p & this.entries;
   }
 
-  /** kernel: Q_OVF() */
+  // kernel: Q_OVF() [arm-smmu-v3.h]
   static ovf(p: number): number {
     return (p & Q_OVERFLOW_FLAG) >>> 0;
   }
@@ -88,12 +88,12 @@ export class ArmSmmuQueue {
     return this.entries - (this.prodAbs - this.consAbs);
   }
 
-  /** kernel: queue_full() */
+  // kernel: queue_full() [arm-smmu-v3.c]
   full(): boolean {
     return this.idx(this.prod) === this.idx(this.cons) && this.wrp(this.prod) !== this.wrp(this.cons);
   }
 
-  /** kernel: queue_empty() */
+  // kernel: queue_empty() [arm-smmu-v3.c]
   empty(): boolean {
     return this.idx(this.prod) === this.idx(this.cons) && this.wrp(this.prod) === this.wrp(this.cons);
   }
@@ -131,14 +131,16 @@ export class ArmSmmuQueue {
     this.cons = (ArmSmmuQueue.ovf(this.cons) | (abs % (this.entries * 2))) >>> 0;
   }
 
-  /** kernel: queue_write() — `words` (u32 little-endian) at the entry of absolute position `abs`. */
+  /** `words` (u32 little-endian) at the entry of absolute position `abs`. */
+  // kernel: queue_write() [arm-smmu-v3.c]
   writeEntry(abs: number, words: Uint32Array, off: number, nWords: number): void {
     const pa = this.absAddr(abs);
     const ram = this.ram;
     for (let i = 0; i < nWords; i++) ram.write32(pa + i * 4, words[off + i]!);
   }
 
-  /** kernel: queue_read() — the entry a register-encoded pointer designates. */
+  /** The entry a register-encoded pointer designates. */
+  // kernel: queue_read() [arm-smmu-v3.c]
   readEntry(p: number, out: Uint32Array): void {
     const pa = this.entAddr(p);
     const ram = this.ram;
@@ -147,7 +149,8 @@ export class ArmSmmuQueue {
 
   // ---- output queues (EVTQ / PRIQ): the driver consumes ------------------------------------
 
-  /** kernel: queue_sync_prod_in() — read PROD; true if its overflow flag moved (records were lost). */
+  /** Read PROD; true if its overflow flag moved (records were lost). */
+  // kernel: queue_sync_prod_in() [arm-smmu-v3.c]
   syncProdIn(): boolean {
     const prod = this.page.readl(this.prodOff);
     const overflowed = ArmSmmuQueue.ovf(prod) !== ArmSmmuQueue.ovf(this.prod);
@@ -155,26 +158,28 @@ export class ArmSmmuQueue {
     return overflowed;
   }
 
-  /** kernel: queue_sync_cons_out() */
+  // kernel: queue_sync_cons_out() [arm-smmu-v3.c]
   syncConsOut(): void {
     this.page.writel(this.cons, this.consOff);
   }
 
-  /** kernel: queue_inc_cons() */
+  // kernel: queue_inc_cons() [arm-smmu-v3.c]
   incCons(): void {
     const next = ((this.cons & this.ptrMask) + 1) & this.ptrMask;
     this.cons = (ArmSmmuQueue.ovf(this.cons) | next) >>> 0;
     this.consAbs++;
   }
 
-  /** kernel: queue_sync_cons_ovf() — acknowledge an overflow once the queue has been drained. */
+  /** Acknowledge an overflow once the queue has been drained. */
+  // kernel: queue_sync_cons_ovf() [arm-smmu-v3.c]
   syncConsOvf(): void {
     if (ArmSmmuQueue.ovf(this.prod) === ArmSmmuQueue.ovf(this.cons)) return;
     this.cons = (ArmSmmuQueue.ovf(this.prod) | (this.cons & this.ptrMask)) >>> 0;
     this.syncConsOut();
   }
 
-  /** kernel: queue_remove_raw() — false when the queue is empty. */
+  /** False when the queue is empty. */
+  // kernel: queue_remove_raw() [arm-smmu-v3.c]
   removeRaw(out: Uint32Array): boolean {
     if (this.empty()) return false;
     this.readEntry(this.cons, out);

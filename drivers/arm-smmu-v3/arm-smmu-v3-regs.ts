@@ -21,13 +21,13 @@ export const LOG_NS = 'iommu:drivers:arm-smmu-v3';
 
 // ---- 32-bit masks -----------------------------------------------------------------------------
 
-/** kernel: GENMASK(h, l) for 32-bit registers. */
+/** The kernel's GENMASK(h, l) for 32-bit registers. */
 export function GENMASK(h: number, l: number): number {
   if (!(h >= l && l >= 0 && h <= 31)) throw new RangeError(`GENMASK(${h}, ${l}): not a 32-bit range`);
   return ((h === 31 ? 0xffff_ffff : (1 << (h + 1)) - 1) & ~((1 << l) - 1)) >>> 0;
 }
 
-/** kernel: BIT(n) for 32-bit registers. */
+/** The kernel's BIT(n) for 32-bit registers. */
 export function BIT(n: number): number {
   return (1 << n) >>> 0;
 }
@@ -36,12 +36,13 @@ function maskShift(mask: number): number {
   return 31 - Math.clz32(mask & -mask);
 }
 
-/** kernel: FIELD_GET() */
+// kernel: FIELD_GET() [bitfield.h]
 export function FIELD_GET(mask: number, reg: number): number {
   return ((reg & mask) >>> 0) >>> maskShift(mask);
 }
 
-/** kernel: FIELD_PREP(); a value too wide for the field is an error naming both. */
+/** A value too wide for the field is an error naming both. */
+// kernel: FIELD_PREP() [bitfield.h]
 export function FIELD_PREP(mask: number, value: number): number {
   const shift = maskShift(mask);
   const max = mask >>> shift;
@@ -97,7 +98,7 @@ export class QField {
     return lo + (w[i + 1]! & this.hiMask) * this.loSpan;
   }
 
-  /** kernel: `w |= FIELD_PREP(field, v)` (the field must be clear, as in a freshly zeroed structure). */
+  /** The kernel's `w |= FIELD_PREP(field, v)` (the field must be clear, as in a freshly zeroed structure). */
   prep(w: Uint32Array, v: number, off = 0): void {
     if (!(v >= 0 && v <= this.max) || v !== Math.floor(v)) {
       throw new RangeError(`${this.name}: ${v} does not fit [${this.hi}:${this.lo}] of qword ${this.qword}`);
@@ -238,7 +239,7 @@ export const IDR5_VAX_52_BIT = 1;
 export const IDR5_OAS_BITS: readonly number[] = [32, 36, 40, 42, 44, 48, 52];
 
 export const ARM_SMMU_IIDR = 0x18;
-/** kernel: ARM_SMMU_AIDR */
+/** The kernel's ARM_SMMU_AIDR */
 export const ARM_SMMU_AIDR = 0x1c;
 export const IIDR_PRODUCTID = GENMASK(31, 20);
 export const IIDR_VARIANT = GENMASK(19, 16);
@@ -403,18 +404,18 @@ export const PRIQ_MAX_SZ_SHIFT = Q_MAX_SZ_SHIFT - PRIQ_ENT_SZ_SHIFT;
 /** Commands per batch (kernel: CMDQ_BATCH_ENTRIES = BITS_PER_LONG). */
 export const CMDQ_BATCH_ENTRIES = 64;
 
-/** kernel: ARM_SMMU_POLL_TIMEOUT_US — 1 s. */
+/** The kernel's ARM_SMMU_POLL_TIMEOUT_US — 1 s. */
 export const ARM_SMMU_POLL_TIMEOUT_US = 1_000_000;
 
-/** kernel: MSI_IOVA_BASE / MSI_IOVA_LENGTH — the software MSI window every master gets. */
+/** The kernel's MSI_IOVA_BASE / MSI_IOVA_LENGTH — the software MSI window every master gets. */
 export const MSI_IOVA_BASE = 0x800_0000;
 export const MSI_IOVA_LENGTH = 0x10_0000;
 
 // ---- Stream table -----------------------------------------------------------------------------
 
-/** kernel: STRTAB_L1_SZ_SHIFT — the L1 table is at most 1 MiB. */
+/** The kernel's STRTAB_L1_SZ_SHIFT — the L1 table is at most 1 MiB. */
 export const STRTAB_L1_SZ_SHIFT = 20;
-/** kernel: STRTAB_SPLIT — each L2 table covers 256 StreamIDs (one PCI bus). */
+/** The kernel's STRTAB_SPLIT — each L2 table covers 256 StreamIDs (one PCI bus). */
 export const STRTAB_SPLIT = 8;
 export const STRTAB_L1_DESC_DWORDS = 1;
 export const STRTAB_L1_DESC_SPAN = q('STRTAB_L1_DESC_SPAN', 0, 4, 0);
@@ -482,7 +483,7 @@ export const STRTAB_STE_3_S2TTB_MASK = new QAddr('STRTAB_STE_3_S2TTB', 3, 51, 4)
 
 // ---- Context descriptors ----------------------------------------------------------------------
 
-/** kernel: CTXDESC_L2_ENTRIES — CDs per 64 KiB leaf table. */
+/** The kernel's CTXDESC_L2_ENTRIES — CDs per 64 KiB leaf table. */
 export const CTXDESC_L2_ENTRIES = 1024;
 export const CTXDESC_L1_DESC_DWORDS = 1;
 export const CTXDESC_L1_DESC_V = qb('CTXDESC_L1_DESC_V', 0, 0);
@@ -491,7 +492,7 @@ export const CTXDESC_L1_DESC_L2PTR_MASK = new QAddr('CTXDESC_L1_DESC_L2PTR', 0, 
 export const CTXDESC_CD_DWORDS = 8;
 export const CTXDESC_CD_WORDS = 16;
 export const CTXDESC_CD_BYTES = 64;
-/** kernel: CTXDESC_LINEAR_CDMAX — a linear CD table is at most 64 KiB. */
+/** The kernel's CTXDESC_LINEAR_CDMAX — a linear CD table is at most 64 KiB. */
 export const CTXDESC_LINEAR_CDMAX = 10;
 
 export const CTXDESC_CD_0_TCR_T0SZ = q('CTXDESC_CD_0_TCR_T0SZ', 0, 5, 0);
@@ -547,7 +548,7 @@ export const CMDQ_ATC_0_SID = q('CMDQ_ATC_0_SID', 0, 63, 32);
 export const CMDQ_ATC_0_GLOBAL = qb('CMDQ_ATC_0_GLOBAL', 0, 9);
 export const CMDQ_ATC_1_SIZE = q('CMDQ_ATC_1_SIZE', 1, 5, 0);
 export const CMDQ_ATC_1_ADDR_MASK = new QAddr('CMDQ_ATC_1_ADDR', 1, 63, 12);
-/** kernel: ATC_INV_SIZE_ALL — the whole ATC. */
+/** The kernel's ATC_INV_SIZE_ALL — the whole ATC. */
 export const ATC_INV_SIZE_ALL = 52;
 
 export const CMDQ_PRI_0_SSID = q('CMDQ_PRI_0_SSID', 0, 31, 12);

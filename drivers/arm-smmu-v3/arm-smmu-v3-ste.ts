@@ -84,14 +84,14 @@ export interface S2Config {
   readonly vtcr: ArmLpaeS2Cfg['vtcr'];
 }
 
-/** kernel: arm_smmu_make_abort_ste() */
+// kernel: arm_smmu_make_abort_ste() [arm-smmu-v3.c]
 export function armSmmuMakeAbortSte(target: Uint32Array): void {
   target.fill(0);
   STRTAB_STE_0_V.prep(target, 1);
   STRTAB_STE_0_CFG.prep(target, STRTAB_STE_0_CFG_ABORT);
 }
 
-/** kernel: arm_smmu_make_bypass_ste() */
+// kernel: arm_smmu_make_bypass_ste() [arm-smmu-v3.c]
 export function armSmmuMakeBypassSte(features: number, target: Uint32Array): void {
   target.fill(0);
   STRTAB_STE_0_V.prep(target, 1);
@@ -101,8 +101,9 @@ export function armSmmuMakeBypassSte(features: number, target: Uint32Array): voi
 
 /**
  * An STE pointing at the master's CD table; `s1dss` says what traffic without a SubstreamID does
- * (terminate, bypass, or use CD 0). // kernel: arm_smmu_make_cdtable_ste()
+ * (terminate, bypass, or use CD 0).
  */
+// kernel: arm_smmu_make_cdtable_ste() [arm-smmu-v3.c]
 export function armSmmuMakeCdtableSte(target: Uint32Array, master: SteMaster, atsEnabled: boolean, s1dss: number): void {
   const cd = master.cdTable;
   if (!cd) throw new RangeError('arm_smmu_make_cdtable_ste: the master has no CD table');
@@ -145,7 +146,8 @@ export function armSmmuVtcr(vtcr: ArmLpaeS2Cfg['vtcr']): number {
   ) >>> 0;
 }
 
-/** An STE translating through a stage 2 domain. // kernel: arm_smmu_make_s2_domain_ste() */
+/** An STE translating through a stage 2 domain. */
+// kernel: arm_smmu_make_s2_domain_ste() [arm-smmu-v3.c]
 export function armSmmuMakeS2DomainSte(target: Uint32Array, master: SteMaster, s2: S2Config, atsEnabled: boolean): void {
   target.fill(0);
   STRTAB_STE_0_V.prep(target, 1);
@@ -164,8 +166,9 @@ export function armSmmuMakeS2DomainSte(target: Uint32Array, master: SteMaster, s
 
 /**
  * Every bit of an STE the hardware reads for the configuration `ent` selects; it must cover every
- * bit the builders set. // kernel: arm_smmu_get_ste_used()
+ * bit the builders set.
  */
+// kernel: arm_smmu_get_ste_used() [arm-smmu-v3.c]
 export function armSmmuGetSteUsed(ent: Uint32Array, used: Uint32Array): void {
   used.fill(0);
   STRTAB_STE_0_V.mark(used);
@@ -232,8 +235,8 @@ export function armSmmuSteConfigName(ent: Uint32Array): string {
 
 /**
  * A level-1 stream table descriptor pointing at an L2 table of 2^STRTAB_SPLIT STEs, as 2 words.
- * // kernel: arm_smmu_write_strtab_l1_desc()
  */
+// kernel: arm_smmu_write_strtab_l1_desc() [arm-smmu-v3.c]
 export function armSmmuMakeStrtabL1Desc(l2ptrDma: number): Uint32Array {
   const w = new Uint32Array(2);
   STRTAB_L1_DESC_SPAN.prep(w, STRTAB_SPLIT + 1);

@@ -31,7 +31,7 @@ import { armSmmuGetSteUpdateSafe, armSmmuGetSteUsed, armSmmuMakeStrtabL1Desc } f
 /** Allocates zeroed, naturally aligned coherent memory for the SMMU's own tables. */
 export type StrtabAlloc = (size: number, what: string) => CoherentBuffer;
 
-/** kernel: struct arm_smmu_strtab_cfg */
+/** The kernel's struct arm_smmu_strtab_cfg */
 export class ArmSmmuStrtab {
   /** STRTAB_BASE halves and STRTAB_BASE_CFG as they are programmed. */
   readonly baseLo: number;
@@ -67,8 +67,8 @@ export class ArmSmmuStrtab {
   /**
    * A two-level table: 2^min(17, sidBits - SPLIT) L1 descriptors, every one invalid until its L2 table
    * is needed. Warns (through `warn`) when that cannot cover every StreamID bit.
-   * // kernel: arm_smmu_init_strtab_2lvl()
    */
+  // kernel: arm_smmu_init_strtab_2lvl() [arm-smmu-v3.c]
   static twoLevel(sidBits: number, ram: RamAccess, alloc: StrtabAlloc, initialSte: (t: Uint32Array) => void, warn: (m: string) => void): ArmSmmuStrtab {
     let size = STRTAB_L1_SZ_SHIFT - (Math.log2(STRTAB_L1_DESC_DWORDS) + 3);
     size = Math.min(size, sidBits - STRTAB_SPLIT);
@@ -80,7 +80,8 @@ export class ArmSmmuStrtab {
     return new ArmSmmuStrtab(true, table, numL1, size, ram, alloc, initialSte);
   }
 
-  /** A linear table covering every StreamID, all STEs initial. // kernel: arm_smmu_init_strtab_linear() */
+  /** A linear table covering every StreamID, all STEs initial. */
+  // kernel: arm_smmu_init_strtab_linear() [arm-smmu-v3.c]
   static linear(sidBits: number, ram: RamAccess, alloc: StrtabAlloc, initialSte: (t: Uint32Array) => void): ArmSmmuStrtab {
     const num = 2 ** sidBits;
     const table = alloc(num * STRTAB_STE_BYTES, 'linear stream table');
@@ -89,7 +90,8 @@ export class ArmSmmuStrtab {
     return st;
   }
 
-  /** Fill `nent` STEs at `pa` with the initial STE (never installed yet). // kernel: arm_smmu_init_initial_stes() */
+  /** Fill `nent` STEs at `pa` with the initial STE (never installed yet). */
+  // kernel: arm_smmu_init_initial_stes() [arm-smmu-v3.c]
   private initInitialStes(pa: number, nent: number): void {
     const ste = newEntry();
     this.initialSte(ste);
@@ -110,8 +112,9 @@ export class ArmSmmuStrtab {
 
   /**
    * Make sure `sid`'s STE exists: ERANGE beyond the table; for two levels, allocate and publish its L2
-   * table. // kernel: arm_smmu_init_sid_strtab() + arm_smmu_init_l2_strtab()
+   * table. + arm_smmu_init_l2_strtab()
    */
+  // kernel: arm_smmu_init_sid_strtab() [arm-smmu-v3.c]
   initSid(sid: number): void {
     if (!this.sidInRange(sid)) {
       throw new KernelError('ERANGE', `StreamID 0x${sid.toString(16)} is outside the stream table (${this.coveredBits} bits of SID)`);
@@ -135,7 +138,8 @@ export class ArmSmmuStrtab {
     this.ram.write32(at, desc[0]!);
   }
 
-  /** PA of `sid`'s STE; its L2 table must exist. // kernel: arm_smmu_get_step_for_sid() */
+  /** PA of `sid`'s STE; its L2 table must exist. */
+  // kernel: arm_smmu_get_step_for_sid() [arm-smmu-v3.c]
   stePa(sid: number): number {
     if (!this.twoLevel) return this.table.pa + sid * STRTAB_STE_BYTES;
     const l2 = this.l2[Math.floor(sid / 2 ** STRTAB_SPLIT)];
@@ -153,7 +157,7 @@ export class ArmSmmuStrtab {
 
   /**
    * Change `sid`'s live STE into `target` through the entry writer; `sync` makes the SMMU drop its
-   * cached copy (CFGI_STE + CMD_SYNC). // kernel: arm_smmu_write_ste() (without the prefetch)
+   * cached copy (CFGI_STE + CMD_SYNC). Kernel: arm_smmu_write_ste() (without the prefetch)
    */
   async writeSte(sid: number, target: Uint32Array, sync: () => Promise<void>): Promise<void> {
     const pa = this.stePa(sid);

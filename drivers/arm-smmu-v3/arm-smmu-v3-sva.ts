@@ -56,7 +56,7 @@ export class ArmSmmuSvaDomain extends ArmSmmuDomain {
   }
 }
 
-/** The CD of an SVA attachment: the mm's tables, walked as the CPU walks them. // kernel: arm_smmu_make_sva_cd() */
+/** The CD of an SVA attachment: the mm's tables, walked as the CPU walks them. Kernel: arm_smmu_make_sva_cd() */
 export function armSmmuMakeSvaCd(target: Uint32Array, master: ArmSmmuMaster, mm: Mm, asid: number): void {
   const s1 = mm.stage1;
   armSmmuMakeS1Cd(target, master.stallEnabled, {
@@ -69,7 +69,7 @@ export function armSmmuMakeSvaCd(target: Uint32Array, master: ArmSmmuMaster, mm:
   });
 }
 
-/** kernel: arm_smmu_mm_arch_invalidate_secondary_tlbs() */
+// kernel: arm_smmu_mm_arch_invalidate_secondary_tlbs() [arm-smmu-v3-sva.c]
 async function armSmmuMmInvalidate(domain: ArmSmmuSvaDomain, start: number, end: number): Promise<void> {
   const smmu = domain.smmu;
   // No ASID yet: no CD was written, nothing can be cached.
@@ -80,7 +80,8 @@ async function armSmmuMmInvalidate(domain: ArmSmmuSvaDomain, start: number, end:
   else await armSmmuTlbInvRangeDomain(start, size, PAGE_SIZE, false, domain);
 }
 
-/** The mm is going: every CD of the domain stops walking it, quietly. // kernel: arm_smmu_mm_release() */
+/** The mm is going: every CD of the domain stops walking it, quietly. */
+// kernel: arm_smmu_mm_release() [arm-smmu-v3-sva.c]
 async function armSmmuMmRelease(domain: ArmSmmuSvaDomain): Promise<void> {
   const smmu = domain.smmu;
   domain.released = true;
@@ -103,8 +104,9 @@ async function armSmmuMmRelease(domain: ArmSmmuSvaDomain): Promise<void> {
  * invalidations follow the new ASID from the start; whatever an unmap left cached under the old one
  * goes with the TLBI. The old ASID stays the domain's in the space until the caller hands it on (in
  * the same synchronous stretch, so no allocation can slip in). The caller holds the ASID lock.
- * // kernel: arm_smmu_share_asid() (≤ 6.9) / arm_smmu_realloc_s1_domain_asid()
+ * (≤ 6.9) / arm_smmu_realloc_s1_domain_asid()
  */
+// kernel: arm_smmu_share_asid() [arm-smmu-v3-sva.c] @v6.9
 async function armSmmuReallocS1DomainAsid(space: ArmSmmuAsidSpace, domain: ArmSmmuDomain): Promise<void> {
   const smmu = domain.smmu!;
   const oldAsid = domain.asid;
@@ -128,7 +130,7 @@ async function armSmmuReallocS1DomainAsid(space: ArmSmmuAsidSpace, domain: ArmSm
 /**
  * Take the mm's CPU ASID for `domain` (see the header). EINVAL if another mm's SVA domains still hold
  * it; ENOSPC if a paging domain must move and no ASID is free. The caller holds the ASID lock.
- * // kernel: arm_smmu_share_asid() + arm_smmu_alloc_shared_cd() (≤ 6.9)
+ * Kernel: arm_smmu_share_asid() + arm_smmu_alloc_shared_cd() (≤ 6.9)
  */
 async function armSmmuShareAsid(space: ArmSmmuAsidSpace, domain: ArmSmmuSvaDomain): Promise<void> {
   const mm = domain.mm;
@@ -152,7 +154,7 @@ async function armSmmuShareAsid(space: ArmSmmuAsidSpace, domain: ArmSmmuSvaDomai
   domain.asid = asid;
 }
 
-/** kernel: arm_smmu_sva_set_dev_pasid() */
+// kernel: arm_smmu_sva_set_dev_pasid() [arm-smmu-v3-sva.c]
 async function armSmmuSvaSetDevPasid(domain: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Promise<void> {
   if (!(domain instanceof ArmSmmuSvaDomain)) throw new KernelError('EINVAL', 'arm-smmu-v3: not an SVA domain of this driver');
   const master = masterOf(dev);
@@ -172,7 +174,7 @@ async function armSmmuSvaSetDevPasid(domain: IommuDomain, dev: Device, pasid: nu
   }
 }
 
-/** kernel: arm_smmu_sva_domain_free() */
+// kernel: arm_smmu_sva_domain_free() [arm-smmu-v3-sva.c]
 async function armSmmuSvaDomainFree(domain: IommuDomain): Promise<void> {
   if (!(domain instanceof ArmSmmuSvaDomain)) return;
   const smmu = domain.smmu;
@@ -202,8 +204,8 @@ const svaDomainOps: DomainOps = {
 /**
  * A domain sharing `mm` for `dev`'s SMMU: EOPNOTSUPP without stage 1 or SubstreamIDs for the master,
  * or when the mm's ASID does not fit the SMMU's ASIDs. The ASID is taken at the first attach.
- * // kernel: arm_smmu_sva_domain_alloc()
  */
+// kernel: arm_smmu_sva_domain_alloc() [arm-smmu-v3-sva.c]
 export function armSmmuSvaDomainAlloc(dev: Device, mm: Mm): ArmSmmuSvaDomain {
   const master = masterOf(dev);
   const smmu = master.smmu;

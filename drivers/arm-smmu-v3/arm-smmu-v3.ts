@@ -149,7 +149,7 @@ class ArmSmmuV3Driver {
         return armSmmuDomainFreePaging(domain as ArmSmmuDomain);
       },
     };
-    // kernel: arm_smmu_identity_domain / arm_smmu_blocked_domain
+    // (kernel: arm_smmu_identity_domain / arm_smmu_blocked_domain)
     this.identityDomain = new IommuDomain({ type: IOMMU_DOMAIN_IDENTITY, ops: { attachDev: armSmmuAttachDevIdentity } });
     this.blockedDomain = new IommuDomain({ type: IOMMU_DOMAIN_BLOCKED, ops: { attachDev: armSmmuAttachDevBlocked, setDevPasid: armSmmuRemoveDevPasid } });
     const self = this;
@@ -182,13 +182,13 @@ class ArmSmmuV3Driver {
       devEnableFeat: (dev, feat) => this.devEnableFeat(dev, feat),
       devDisableFeat: (dev, feat) => this.devDisableFeat(dev, feat),
       hwInfo: armSmmuHwInfo,
-      // kernel: user_pasid_table — a guest owns the CD table of a nested STE and its PASIDs.
+      // (kernel: user_pasid_table — a guest owns the CD table of a nested STE and its PASIDs.)
       userPasidTable: true,
       viommuAlloc: (dev, type, parent, viommu) => armVsmmuAlloc(dev, type, parent, viommu, armSmmuNestedOps),
     };
   }
 
-  /** kernel: arm_smmu_capable() */
+  // kernel: arm_smmu_capable() [arm-smmu-v3.c]
   private capable(dev: Device, cap: IommuCap): boolean {
     const master = masterOf(dev);
     switch (cap) {
@@ -199,21 +199,22 @@ class ArmSmmuV3Driver {
       case 'DEFERRED_FLUSH':
         return true;
       case 'DIRTY_TRACKING':
-        // kernel: arm_smmu_dbm_capable()
+        // (kernel: arm_smmu_dbm_capable())
         return (master.smmu.features & (ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_COHERENCY)) === (ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_COHERENCY);
       default:
         return false;
     }
   }
 
-  /** kernel: arm_smmu_of_xlate() — one cell: the StreamID. */
+  /** One cell: the StreamID. */
+  // kernel: arm_smmu_of_xlate() [arm-smmu-v3.c]
   private ofXlate(dev: Device, fwspec: IommuFwspec, args: readonly number[]): void {
     const sid = args[0];
     if (sid === undefined) throw new KernelError('EINVAL', `${dev.name}: an SMMUv3 specifier needs one cell (the StreamID)`);
     fwspec.ids.push(sid);
   }
 
-  /** kernel: arm_smmu_probe_device() */
+  /** As the kernel's arm_smmu_probe_device() */
   private probeDevice(dev: Device) {
     if (devIommuPrivGet<unknown>(dev) !== null) throw new KernelError('EBUSY', `${dev.name} was already probed by an IOMMU driver`);
     const node = dev.fwspec?.iommuNode;
@@ -224,7 +225,7 @@ class ArmSmmuV3Driver {
     return smmu.iommu;
   }
 
-  /** kernel: arm_smmu_release_device() */
+  /** As the kernel's arm_smmu_release_device() */
   private async releaseDevice(dev: Device): Promise<void> {
     const master = masterOf(dev);
     await armSmmuReleaseMaster(master, this.identityDomain, this.blockedDomain);
@@ -233,13 +234,15 @@ class ArmSmmuV3Driver {
 
   /**
    * PCI functions by the PCI rules; anything else gets its own group (StreamIDs shared across
-   * devices, other than PCI aliases, are not supported). // kernel: arm_smmu_device_group()
+   * devices, other than PCI aliases, are not supported).
    */
+  // kernel: arm_smmu_device_group() [arm-smmu-v3.c]
   private deviceGroup(dev: Device): IommuGroup {
     return dev instanceof PciDevice ? pciDeviceGroup(dev) : genericDeviceGroup(dev);
   }
 
-  /** The software-managed MSI window, and on ACPI machines the IORT RMRs naming the device. // kernel: arm_smmu_get_resv_regions() */
+  /** The software-managed MSI window, and on ACPI machines the IORT RMRs naming the device. */
+  // kernel: arm_smmu_get_resv_regions() [arm-smmu-v3.c]
   private getResvRegions(dev: Device): IommuResvRegion[] {
     return [
       { start: MSI_IOVA_BASE, length: MSI_IOVA_LENGTH, prot: IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO, type: 'SW_MSI' },
@@ -247,7 +250,7 @@ class ArmSmmuV3Driver {
     ];
   }
 
-  /** kernel: arm_smmu_def_domain_type() */
+  // kernel: arm_smmu_def_domain_type() [arm-smmu-v3.c]
   private defDomainType(dev: Device): number {
     if (dev instanceof PciDevice && dev.vendor === PCI_VENDOR_ID_HUAWEI && dev.device === HISI_PTT_DEVICE_ID) return IOMMU_DOMAIN_IDENTITY;
     return 0;
@@ -255,8 +258,9 @@ class ArmSmmuV3Driver {
 
   /**
    * A paging domain finalised on `dev`'s SMMU: stage 1, or stage 2 with IOMMU_HWPT_ALLOC_NEST_PARENT
-   * (or when the SMMU has no stage 1). // kernel: arm_smmu_domain_alloc_paging_flags()
+   * (or when the SMMU has no stage 1).
    */
+  // kernel: arm_smmu_domain_alloc_paging_flags() [arm-smmu-v3.c]
   private domainAllocPagingFlags(dev: Device, flags: number): ArmSmmuDomain {
     if ((flags & ~ARM_SMMU_PAGING_FLAGS) !== 0) throw new KernelError('EOPNOTSUPP', `arm-smmu-v3: allocation flags 0x${flags.toString(16)} not supported`);
     if ((flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0 && (flags & (IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_ALLOC_DIRTY_TRACKING)) !== 0) {
@@ -268,7 +272,8 @@ class ArmSmmuV3Driver {
     return domain;
   }
 
-  /** kernel: arm_smmu_dev_enable_feature() (the per-device feature API of 5.x–6.15) */
+  /** (the per-device feature API of 5.x–6.15) */
+  // kernel: arm_smmu_dev_enable_feature() [arm-smmu-v3.c] @v6.15
   private devEnableFeat(dev: Device, feat: IommuDevFeature): void {
     const master = masterOf(dev);
     if (feat !== 'IOPF') throw new KernelError('EINVAL', `${dev.name}: arm-smmu-v3 does not support device feature ${feat}`);
@@ -279,7 +284,7 @@ class ArmSmmuV3Driver {
     master.iopfEnabled = true;
   }
 
-  /** kernel: arm_smmu_dev_disable_feature() */
+  // kernel: arm_smmu_dev_disable_feature() [arm-smmu-v3.c] @v6.15
   private devDisableFeat(dev: Device, feat: IommuDevFeature): void {
     const master = masterOf(dev);
     if (feat !== 'IOPF') throw new KernelError('EINVAL', `${dev.name}: arm-smmu-v3 does not support device feature ${feat}`);
@@ -290,7 +295,7 @@ class ArmSmmuV3Driver {
 
   // ---- the platform driver ------------------------------------------------------------------
 
-  /** kernel: arm_smmu_device_probe() */
+  // kernel: arm_smmu_device_probe() [arm-smmu-v3.c]
   async probe(dev: PlatformDevice): Promise<void> {
     const node = dev.ofNode;
     if (!node) throw new KernelError('ENODEV', `${dev.name}: arm-smmu-v3 needs a device tree node (ACPI IORT is not supported)`);
@@ -325,7 +330,8 @@ class ArmSmmuV3Driver {
     smmu.info(`registered (${smmu.strtab.twoLevel ? '2-level' : 'linear'} stream table, ${smmu.sidBits}-bit SIDs, ${smmu.ssidBits}-bit SSIDs)`);
   }
 
-  /** An implementation's probe, when firmware named a companion device. // kernel: arm_smmu_impl_probe() */
+  /** An implementation's probe, when firmware named a companion device. */
+  // kernel: arm_smmu_impl_probe() [arm-smmu-v3.c]
   private implProbe(smmu: ArmSmmuDevice): void {
     if (!smmu.implDev || (smmu.options & ARM_SMMU_OPT_TEGRA241_CMDQV) === 0) return;
     try {
@@ -337,17 +343,17 @@ class ArmSmmuV3Driver {
     }
   }
 
-  /** kernel: arm_smmu_device_remove() */
+  // kernel: arm_smmu_device_remove() [arm-smmu-v3.c]
   async remove(dev: PlatformDevice): Promise<void> {
     const smmu = armSmmuV3Of(dev);
     await iommuDeviceUnregister(smmu.iommu);
-    // kernel: arm_smmu_impl_remove(), a devm action of the probe.
+    // (kernel: arm_smmu_impl_remove(), a devm action of the probe.)
     await smmu.implOps?.deviceRemove?.(smmu).catch((e: unknown) => smmu.err(String(e)));
     await smmu.deviceDisable().catch((e: unknown) => smmu.err(String(e)));
     if (dev.ofNode) this.smmus.delete(dev.ofNode);
   }
 
-  /** kernel: arm_smmu_device_shutdown() */
+  /** As the kernel's arm_smmu_device_shutdown() */
   async shutdown(dev: PlatformDevice): Promise<void> {
     await armSmmuV3Of(dev).shutdown();
   }

@@ -121,7 +121,7 @@ export interface Tegra241CmdqvParams {
   bypassVcmdq: boolean;
 }
 
-/** kernel: struct tegra241_vcmdq */
+/** The kernel's struct tegra241_vcmdq */
 export class Tegra241Vcmdq {
   /** Global index. */
   idx = 0;
@@ -141,7 +141,7 @@ export class Tegra241Vcmdq {
   ) {}
 }
 
-/** kernel: struct tegra241_vintf */
+/** The kernel's struct tegra241_vintf */
 export class Tegra241Vintf {
   idx = 0;
   enabled = false;
@@ -174,7 +174,7 @@ export interface Tegra241CmdqvStats {
   userErrors: number;
 }
 
-/** kernel: struct tegra241_cmdqv */
+/** The kernel's struct tegra241_cmdqv */
 export class Tegra241Cmdqv {
   base!: IoMem;
   basePhys = 0;
@@ -223,7 +223,8 @@ function lvcmdqErrorHeader(vcmdq: Tegra241Vcmdq): string {
 
 // ---- Configuration handshakes -------------------------------------------------------------------
 
-/** Write CONFIG, poll STATUS bit 0 until it follows EN. // kernel: tegra241_cmdqv_write_config() */
+/** Write CONFIG, poll STATUS bit 0 until it follows EN. */
+// kernel: tegra241_cmdqv_write_config() [tegra241-cmdqv.c]
 async function tegra241CmdqvWriteConfig(cmdqv: Tegra241Cmdqv, addrConfig: number, addrStatus: number, regval: number, header: string): Promise<boolean> {
   const en = (regval & BIT(0)) !== 0;
   cmdqv.base.writel(regval, addrConfig);
@@ -237,17 +238,17 @@ async function tegra241CmdqvWriteConfig(cmdqv: Tegra241Cmdqv, addrConfig: number
   }
 }
 
-/** kernel: cmdqv_write_config() */
+// kernel: cmdqv_write_config() [tegra241-cmdqv.c]
 async function cmdqvWriteConfig(cmdqv: Tegra241Cmdqv, regval: number): Promise<void> {
   cmdqv.enabled = await tegra241CmdqvWriteConfig(cmdqv, TEGRA241_CMDQV_CONFIG, TEGRA241_CMDQV_STATUS, regval, 'CMDQV: ');
 }
 
-/** kernel: vintf_write_config() */
+// kernel: vintf_write_config() [tegra241-cmdqv.c]
 async function vintfWriteConfig(vintf: Tegra241Vintf, regval: number): Promise<void> {
   vintf.enabled = await tegra241CmdqvWriteConfig(vintf.cmdqv, vintf.base + TEGRA241_VINTF_CONFIG, vintf.base + TEGRA241_VINTF_STATUS, regval, `VINTF${vintf.idx}: `);
 }
 
-/** kernel: vcmdq_write_config() */
+// kernel: vcmdq_write_config() [tegra241-cmdqv.c]
 async function vcmdqWriteConfig(vcmdq: Tegra241Vcmdq, regval: number): Promise<void> {
   vcmdq.enabled = await tegra241CmdqvWriteConfig(vcmdq.cmdqv, vcmdq.page0 + TEGRA241_VCMDQ_CONFIG, vcmdq.page0 + TEGRA241_VCMDQ_STATUS, regval, lvcmdqErrorHeader(vcmdq));
 }
@@ -258,7 +259,8 @@ function readErrMap64(cmdqv: Tegra241Cmdqv, vintf: Tegra241Vintf, m: number): bi
   return cmdqv.base.readq(vintf.base + TEGRA241_VINTF_LVCMDQ_ERR_MAP_64(m));
 }
 
-/** A user VINTF's queue error goes to its owner. // kernel: tegra241_vintf_user_handle_error() */
+/** A user VINTF's queue error goes to its owner. */
+// kernel: tegra241_vintf_user_handle_error() [tegra241-cmdqv.c]
 function tegra241VintfUserHandleError(vintf: Tegra241Vintf): void {
   const cmdqv = vintf.cmdqv;
   const map: [bigint, bigint] = [readErrMap64(cmdqv, vintf, 0), readErrMap64(cmdqv, vintf, 1)];
@@ -268,7 +270,8 @@ function tegra241VintfUserHandleError(vintf: Tegra241Vintf): void {
   vintf.onUserError?.(map);
 }
 
-/** Recover VINTF0's queues in error as the main queue's CERROR. // kernel: tegra241_vintf0_handle_error() */
+/** Recover VINTF0's queues in error as the main queue's CERROR. */
+// kernel: tegra241_vintf0_handle_error() [tegra241-cmdqv.c]
 function tegra241Vintf0HandleError(vintf: Tegra241Vintf): void {
   const cmdqv = vintf.cmdqv;
   for (let i = 0; i < LVCMDQ_ERR_MAP_NUM_64; i++) {
@@ -290,14 +293,14 @@ function tegra241Vintf0HandleError(vintf: Tegra241Vintf): void {
   }
 }
 
-/** kernel: __ffs64() */
+// kernel: __ffs64() [bitops.h]
 function ffs64(v: bigint): number {
   let n = 0;
   while (((v >> BigInt(n)) & 1n) === 0n) n++;
   return n;
 }
 
-/** kernel: tegra241_cmdqv_isr() */
+// kernel: tegra241_cmdqv_isr() [tegra241-cmdqv.c]
 async function tegra241CmdqvIsr(cmdqv: Tegra241Cmdqv): Promise<'handled'> {
   const base = cmdqv.base;
   cmdqv.stats.irqs++;
@@ -324,7 +327,8 @@ async function tegra241CmdqvIsr(cmdqv: Tegra241Cmdqv): Promise<'handled'> {
 
 // ---- Command queue choice -----------------------------------------------------------------------
 
-/** The commands a guest-owned VCMDQ takes. // kernel: tegra241_guest_vcmdq_supports_cmd() */
+/** The commands a guest-owned VCMDQ takes. */
+// kernel: tegra241_guest_vcmdq_supports_cmd() [tegra241-cmdqv.c]
 export function tegra241GuestVcmdqSupportsCmd(ent: ArmSmmuCmdqEnt): boolean {
   switch (ent.opcode) {
     case CMDQ_OP_TLBI_NH_ASID:
@@ -336,7 +340,8 @@ export function tegra241GuestVcmdqSupportsCmd(ent: ArmSmmuCmdqEnt): boolean {
   }
 }
 
-/** The issuing CPU's LVCMDQ of VINTF0, or null for the main queue. // kernel: tegra241_cmdqv_get_cmdq() */
+/** The issuing CPU's LVCMDQ of VINTF0, or null for the main queue. */
+// kernel: tegra241_cmdqv_get_cmdq() [tegra241-cmdqv.c]
 function tegra241CmdqvGetCmdq(smmu: ArmSmmuDevice, ent: ArmSmmuCmdqEnt): ArmSmmuCmdq | null {
   const cmdqv = tegra241CmdqvOf(smmu);
   if (!cmdqv || cmdqv.bypassVcmdq) return null;
@@ -356,8 +361,9 @@ function tegra241CmdqvGetCmdq(smmu: ArmSmmuDevice, ent: ArmSmmuCmdqEnt): ArmSmmu
 
 /**
  * A CMD_SYNC on the main queue, so an ATC_INV timeout a (guest-owned) VCMDQ left pending is reported
- * now rather than to the next owner. // kernel: tegra241_vcmdq_hw_flush_timeout()
+ * now rather than to the next owner.
  */
+// kernel: tegra241_vcmdq_hw_flush_timeout() [tegra241-cmdqv.c]
 async function tegra241VcmdqHwFlushTimeout(vcmdq: Tegra241Vcmdq): Promise<void> {
   // No command of its own: issue_cmdlist's CMD_SYNC is the one needed.
   await vcmdq.cmdqv.smmu.cmdq.issueCmdlist(NO_CMDS, 0, true);
@@ -365,7 +371,7 @@ async function tegra241VcmdqHwFlushTimeout(vcmdq: Tegra241Vcmdq): Promise<void> 
 
 const NO_CMDS = new Uint32Array(0);
 
-/** kernel: tegra241_vcmdq_hw_deinit() */
+// kernel: tegra241_vcmdq_hw_deinit() [tegra241-cmdqv.c]
 async function tegra241VcmdqHwDeinit(vcmdq: Tegra241Vcmdq): Promise<void> {
   const cmdqv = vcmdq.cmdqv;
   const base = cmdqv.base;
@@ -389,7 +395,7 @@ async function tegra241VcmdqHwDeinit(vcmdq: Tegra241Vcmdq): Promise<void> {
   vcmdq.cmdq?.resetPointers();
 }
 
-/** kernel: tegra241_vcmdq_hw_init() */
+// kernel: tegra241_vcmdq_hw_init() [tegra241-cmdqv.c]
 async function tegra241VcmdqHwInit(vcmdq: Tegra241Vcmdq): Promise<void> {
   const cmdqv = vcmdq.cmdqv;
   const base = cmdqv.base;
@@ -407,21 +413,22 @@ async function tegra241VcmdqHwInit(vcmdq: Tegra241Vcmdq): Promise<void> {
   }
 }
 
-/** kernel: tegra241_vcmdq_unmap_lvcmdq() */
+// kernel: tegra241_vcmdq_unmap_lvcmdq() [tegra241-cmdqv.c]
 function tegra241VcmdqUnmapLvcmdq(vcmdq: Tegra241Vcmdq): void {
   const base = vcmdq.cmdqv.base;
   const regval = base.readl(TEGRA241_CMDQV_CMDQ_ALLOC(vcmdq.idx));
   base.writel((regval & ~CMDQV_CMDQ_ALLOCATED) >>> 0, TEGRA241_CMDQV_CMDQ_ALLOC(vcmdq.idx));
 }
 
-/** kernel: tegra241_vcmdq_map_lvcmdq() */
+// kernel: tegra241_vcmdq_map_lvcmdq() [tegra241-cmdqv.c]
 function tegra241VcmdqMapLvcmdq(vcmdq: Tegra241Vcmdq): void {
   const base = vcmdq.cmdqv.base;
   const regval = base.readl(TEGRA241_CMDQV_CMDQ_ALLOC(vcmdq.idx));
   base.writel((regval | CMDQV_CMDQ_ALLOCATED) >>> 0, TEGRA241_CMDQV_CMDQ_ALLOC(vcmdq.idx));
 }
 
-/** LVCMDQs unmapped in descending order, VINTF disabled, SID pairs cleared. // kernel: tegra241_vintf_hw_deinit() */
+/** LVCMDQs unmapped in descending order, VINTF disabled, SID pairs cleared. */
+// kernel: tegra241_vintf_hw_deinit() [tegra241-cmdqv.c]
 async function tegra241VintfHwDeinit(vintf: Tegra241Vintf): Promise<void> {
   const cmdqv = vintf.cmdqv;
   for (let lidx = cmdqv.numLvcmdqsPerVintf - 1; lidx >= 0; lidx--) {
@@ -437,7 +444,7 @@ async function tegra241VintfHwDeinit(vintf: Tegra241Vintf): Promise<void> {
   }
 }
 
-/** kernel: tegra241_vintf_hw_init() */
+// kernel: tegra241_vintf_hw_init() [tegra241-cmdqv.c]
 async function tegra241VintfHwInit(vintf: Tegra241Vintf, hypOwn: boolean): Promise<void> {
   const cmdqv = vintf.cmdqv;
   await tegra241VintfHwDeinit(vintf);
@@ -461,7 +468,8 @@ async function tegra241VintfHwInit(vintf: Tegra241Vintf, hypOwn: boolean): Promi
   }
 }
 
-/** Reset the CMDQV and bring VINTF0 up for the host. // kernel: tegra241_cmdqv_hw_reset() */
+/** Reset the CMDQV and bring VINTF0 up for the host. */
+// kernel: tegra241_cmdqv_hw_reset() [tegra241-cmdqv.c]
 async function tegra241CmdqvHwReset(smmu: ArmSmmuDevice): Promise<void> {
   const cmdqv = tegra241CmdqvOf(smmu)!;
   const regval = cmdqv.base.readl(TEGRA241_CMDQV_CONFIG);
@@ -481,7 +489,8 @@ async function tegra241CmdqvHwReset(smmu: ArmSmmuDevice): Promise<void> {
 
 // ---- Resource helpers ---------------------------------------------------------------------------
 
-/** An ArmSmmuCmdq over a VCMDQ's registers. // kernel: tegra241_vcmdq_alloc_smmu_cmdq() */
+/** An ArmSmmuCmdq over a VCMDQ's registers. */
+// kernel: tegra241_vcmdq_alloc_smmu_cmdq() [tegra241-cmdqv.c]
 function tegra241VcmdqAllocSmmuCmdq(vcmdq: Tegra241Vcmdq): void {
   const cmdqv = vcmdq.cmdqv;
   const smmu = cmdqv.smmu;
@@ -492,12 +501,12 @@ function tegra241VcmdqAllocSmmuCmdq(vcmdq: Tegra241Vcmdq): void {
   const q = new ArmSmmuQueue(name, smmu.ram, buf, shift, CMDQ_ENT_DWORDS, cmdqv.base, vcmdq.page0 + TEGRA241_VCMDQ_PROD, vcmdq.page0 + TEGRA241_VCMDQ_CONS);
   const host: CmdqHost = { name: `${smmu.name} ${name}`, port: smmu.port, log: smmu.log, options: smmu.options };
   vcmdq.cmdq = new ArmSmmuCmdq(host, q);
-  // kernel: arm_smmu_cmdq_needs_busy_polling() is true for every VCMDQ.
+  // (kernel: arm_smmu_cmdq_needs_busy_polling() is true for every VCMDQ.)
   vcmdq.cmdq.busyPolling = true;
   smmu.secondaryCmdqs.add(vcmdq.cmdq);
 }
 
-/** kernel: tegra241_vintf_init_lvcmdq() */
+// kernel: tegra241_vintf_init_lvcmdq() [tegra241-cmdqv.c]
 function tegra241VintfInitLvcmdq(vintf: Tegra241Vintf, lidx: number, vcmdq: Tegra241Vcmdq): void {
   const cmdqv = vintf.cmdqv;
   vcmdq.idx = vintf.idx * cmdqv.numLvcmdqsPerVintf + lidx;
@@ -507,7 +516,7 @@ function tegra241VintfInitLvcmdq(vintf: Tegra241Vintf, lidx: number, vcmdq: Tegr
   vintf.lvcmdqs[lidx] = vcmdq;
 }
 
-/** kernel: tegra241_vintf_alloc_lvcmdq() */
+// kernel: tegra241_vintf_alloc_lvcmdq() [tegra241-cmdqv.c]
 function tegra241VintfAllocLvcmdq(vintf: Tegra241Vintf, lidx: number): Tegra241Vcmdq {
   const vcmdq = new Tegra241Vcmdq(vintf.cmdqv, vintf);
   tegra241VintfInitLvcmdq(vintf, lidx, vcmdq);
@@ -520,7 +529,7 @@ function tegra241VintfAllocLvcmdq(vintf: Tegra241Vintf, lidx: number): Tegra241V
   return vcmdq;
 }
 
-/** kernel: tegra241_vintf_free_lvcmdq() */
+// kernel: tegra241_vintf_free_lvcmdq() [tegra241-cmdqv.c]
 function tegra241VintfFreeLvcmdq(vintf: Tegra241Vintf, lidx: number): void {
   const vcmdq = vintf.lvcmdqs[lidx];
   vintf.lvcmdqs[lidx] = null;
@@ -530,7 +539,8 @@ function tegra241VintfFreeLvcmdq(vintf: Tegra241Vintf, lidx: number): void {
   }
 }
 
-/** A VINTF index in [0, maxIdx]. // kernel: tegra241_cmdqv_init_vintf() */
+/** A VINTF index in [0, maxIdx]. */
+// kernel: tegra241_cmdqv_init_vintf() [tegra241-cmdqv.c]
 function tegra241CmdqvInitVintf(cmdqv: Tegra241Cmdqv, maxIdx: number, vintf: Tegra241Vintf): void {
   let idx: number;
   try {
@@ -544,13 +554,13 @@ function tegra241CmdqvInitVintf(cmdqv: Tegra241Cmdqv, maxIdx: number, vintf: Teg
   cmdqv.vintfs[idx] = vintf;
 }
 
-/** kernel: tegra241_cmdqv_deinit_vintf() */
+// kernel: tegra241_cmdqv_deinit_vintf() [tegra241-cmdqv.c]
 function tegra241CmdqvDeinitVintf(cmdqv: Tegra241Cmdqv, idx: number): void {
   cmdqv.vintfIds.free(idx);
   cmdqv.vintfs[idx] = null;
 }
 
-/** kernel: tegra241_cmdqv_remove_vintf() */
+// kernel: tegra241_cmdqv_remove_vintf() [tegra241-cmdqv.c]
 async function tegra241CmdqvRemoveVintf(cmdqv: Tegra241Cmdqv, idx: number): Promise<void> {
   const vintf = cmdqv.vintfs[idx];
   if (!vintf) return;
@@ -559,7 +569,7 @@ async function tegra241CmdqvRemoveVintf(cmdqv: Tegra241Cmdqv, idx: number): Prom
   tegra241CmdqvDeinitVintf(cmdqv, idx);
 }
 
-/** kernel: tegra241_cmdqv_remove() */
+// kernel: tegra241_cmdqv_remove() [tegra241-cmdqv.c]
 async function tegra241CmdqvRemove(smmu: ArmSmmuDevice): Promise<void> {
   const cmdqv = tegra241CmdqvOf(smmu);
   if (!cmdqv) return;
@@ -571,7 +581,8 @@ async function tegra241CmdqvRemove(smmu: ArmSmmuDevice): Promise<void> {
   }
 }
 
-/** VINTF0 with all its LVCMDQs, for the host. // kernel: tegra241_cmdqv_init_structures() */
+/** VINTF0 with all its LVCMDQs, for the host. */
+// kernel: tegra241_cmdqv_init_structures() [tegra241-cmdqv.c]
 function tegra241CmdqvInitStructures(smmu: ArmSmmuDevice): void {
   const cmdqv = tegra241CmdqvOf(smmu)!;
   const vintf = new Tegra241Vintf(cmdqv);
@@ -580,14 +591,14 @@ function tegra241CmdqvInitStructures(smmu: ArmSmmuDevice): void {
   smmu.implOps = tegra241CmdqvImplOps;
 }
 
-/** kernel: tegra241_cmdqv_impl_ops */
+/** The kernel's tegra241_cmdqv_impl_ops */
 const tegra241CmdqvImplOps: ArmSmmuImplOps = {
   getSecondaryCmdq: tegra241CmdqvGetCmdq,
   deviceReset: tegra241CmdqvHwReset,
   deviceRemove: tegra241CmdqvRemove,
 };
 
-/** kernel: init_ops in __tegra241_cmdqv_probe() */
+/** The kernel's init_ops in __tegra241_cmdqv_probe() */
 const tegra241CmdqvInitOps: ArmSmmuImplOps = {
   initStructures: tegra241CmdqvInitStructures,
   deviceRemove: tegra241CmdqvRemove,
@@ -605,8 +616,9 @@ export interface Tegra241CmdqvResource {
 
 /**
  * The CMDQV's memory window and interrupt from the companion device (smmu.implDev), or null when it
- * has no memory resource. // kernel: tegra241_cmdqv_find_acpi_resource()
+ * has no memory resource.
  */
+// kernel: tegra241_cmdqv_find_acpi_resource() [tegra241-cmdqv.c]
 export function tegra241CmdqvFindResource(smmu: ArmSmmuDevice): Tegra241CmdqvResource | null {
   const dev = smmu.implDev;
   if (!(dev instanceof PlatformDevice)) return null;
@@ -651,7 +663,7 @@ export function armSmmuDtProbeTegra241Cmdqv(smmu: ArmSmmuDevice): void {
   smmu.info(`found companion CMDQV device: ${dev.name}`);
 }
 
-/** kernel: __tegra241_cmdqv_probe() */
+// kernel: __tegra241_cmdqv_probe() [tegra241-cmdqv.c]
 function tegra241CmdqvProbeOne(smmu: ArmSmmuDevice, res: Tegra241CmdqvResource, params: Tegra241CmdqvParams): Tegra241Cmdqv {
   const dev = smmu.implDev!;
   const cmdqv = new Tegra241Cmdqv(smmu, dev, params);
@@ -682,8 +694,9 @@ function tegra241CmdqvProbeOne(smmu: ArmSmmuDevice, res: Tegra241CmdqvResource, 
 
 /**
  * Probe the CMDQV as the SMMU's implementation: on success the SMMU gets the init-level impl ops and
- * `smmu.impl`; ENODEV (keep the plain SMMU) when there is nothing usable. // kernel: tegra241_cmdqv_probe()
+ * `smmu.impl`; ENODEV (keep the plain SMMU) when there is nothing usable.
  */
+// kernel: tegra241_cmdqv_probe() [tegra241-cmdqv.c]
 export function tegra241CmdqvProbe(smmu: ArmSmmuDevice, params: Tegra241CmdqvParams): void {
   const res = tegra241CmdqvFindResource(smmu);
   if (!res) {
@@ -709,8 +722,9 @@ export function tegra241CmdqvProbe(smmu: ArmSmmuDevice, params: Tegra241CmdqvPar
 /**
  * A VINTF for a VM: HYP_OWN=0 with `vmid`, no LVCMDQs (the user allocates them). Its page0
  * (`vintf.page0Phys`, 64 KiB) is what the VMM maps into the guest.
- * // kernel: tegra241_cmdqv_init_vintf_user() (without the iommufd vIOMMU object)
+ * (without the iommufd vIOMMU object)
  */
+// kernel: tegra241_cmdqv_init_vintf_user() [tegra241-cmdqv.c]
 export async function tegra241CmdqvAllocUserVintf(cmdqv: Tegra241Cmdqv, vmid: number): Promise<Tegra241Vintf> {
   const vintf = new Tegra241Vintf(cmdqv);
   vintf.vmid = vmid;
@@ -724,13 +738,15 @@ export async function tegra241CmdqvAllocUserVintf(cmdqv: Tegra241Cmdqv, vmid: nu
   return vintf;
 }
 
-/** Disable a user VINTF and release it. // kernel: tegra241_cmdqv_destroy_vintf_user() */
+/** Disable a user VINTF and release it. */
+// kernel: tegra241_cmdqv_destroy_vintf_user() [tegra241-cmdqv.c]
 export async function tegra241CmdqvFreeUserVintf(vintf: Tegra241Vintf): Promise<void> {
   if (vintf.idx === 0) throw new KernelError('EINVAL', 'VINTF0 belongs to the host kernel');
   await tegra241CmdqvRemoveVintf(vintf.cmdqv, vintf.idx);
 }
 
-/** Route a guest's virtual StreamID to a physical one; returns the pair slot. // kernel: tegra241_vintf_init_vsid() */
+/** Route a guest's virtual StreamID to a physical one; returns the pair slot. */
+// kernel: tegra241_vintf_init_vsid() [tegra241-cmdqv.c]
 export function tegra241VintfInitVsid(vintf: Tegra241Vintf, vsid: number, psid: number): number {
   const cmdqv = vintf.cmdqv;
   if (!Number.isInteger(vsid) || vsid < 0 || vsid > 0xf_ffff) throw new KernelError('EINVAL', `virtual StreamID ${vsid} does not fit SID_MATCH`);
@@ -745,7 +761,7 @@ export function tegra241VintfInitVsid(vintf: Tegra241Vintf, vsid: number, psid: 
   return sidx;
 }
 
-/** kernel: tegra241_vintf_destroy_vsid() */
+// kernel: tegra241_vintf_destroy_vsid() [tegra241-cmdqv.c]
 export function tegra241VintfDestroyVsid(vintf: Tegra241Vintf, sidx: number): void {
   if (!vintf.sids.has(sidx)) throw new KernelError('EINVAL', `VINTF${vintf.idx}: SID pair ${sidx} is not in use`);
   vintf.cmdqv.base.writel(0, vintf.base + TEGRA241_VINTF_SID_MATCH(sidx));
@@ -756,8 +772,9 @@ export function tegra241VintfDestroyVsid(vintf: Tegra241Vintf, sidx: number): vo
 /**
  * Map LVCMDQ `lidx` of a user VINTF onto a queue in user memory at `basePa` (`length` bytes) and
  * write its BASE; the user enables it through the VINTF page0. Ascending order only.
- * // kernel: tegra241_vintf_alloc_lvcmdq_user() (the hw_queue checks and programming)
+ * (the hw_queue checks and programming)
  */
+// kernel: tegra241_vintf_alloc_lvcmdq_user() [tegra241-cmdqv.c]
 export function tegra241VintfAllocLvcmdqUser(vintf: Tegra241Vintf, lidx: number, basePa: number, length: number): Tegra241Vcmdq {
   const cmdqv = vintf.cmdqv;
   if (vintf.hypOwn) throw new KernelError('EINVAL', `VINTF${vintf.idx} is host-owned`);
@@ -779,7 +796,7 @@ export function tegra241VintfAllocLvcmdqUser(vintf: Tegra241Vintf, lidx: number,
   return vcmdq;
 }
 
-/** kernel: tegra241_vintf_destroy_lvcmdq_user() */
+// kernel: tegra241_vintf_destroy_lvcmdq_user() [tegra241-cmdqv.c]
 export async function tegra241VintfFreeLvcmdqUser(vcmdq: Tegra241Vcmdq): Promise<void> {
   const vintf = vcmdq.vintf;
   if (vintf.lvcmdqs[vcmdq.lidx + 1]) throw new KernelError('EBUSY', `VINTF${vintf.idx} LVCMDQ${vcmdq.lidx + 1} must be freed first (descending order)`);

@@ -68,7 +68,8 @@ import {
   VTCR_TG0,
 } from './arm-smmu-regs.js';
 
-/** kernel: arm_smmu_lpae_tcr() — TTBR0 only: the unused TTBR1 walk is disabled (EPD1). */
+/** TTBR0 only: the unused TTBR1 walk is disabled (EPD1). */
+// kernel: arm_smmu_lpae_tcr() [arm-smmu.h]
 export function armSmmuLpaeTcr(s1: ArmLpaeS1Cfg, quirks: number): number {
   const t = s1.tcr;
   const tcr = TCR_TG0.prep(t.tg) | TCR_SH0.prep(t.sh) | TCR_ORGN0.prep(t.orgn) | TCR_IRGN0.prep(t.irgn) | TCR_T0SZ.prep(t.tsz);
@@ -76,12 +77,12 @@ export function armSmmuLpaeTcr(s1: ArmLpaeS1Cfg, quirks: number): number {
   return (tcr | TCR_EPD1.mask) >>> 0;
 }
 
-/** kernel: arm_smmu_lpae_tcr2() */
+// kernel: arm_smmu_lpae_tcr2() [arm-smmu.h]
 export function armSmmuLpaeTcr2(s1: ArmLpaeS1Cfg): number {
   return (TCR2_PASIZE.prep(s1.tcr.ips) | TCR2_SEP.prep(TCR2_SEP_UPSTREAM)) >>> 0;
 }
 
-/** kernel: arm_smmu_lpae_vtcr() */
+// kernel: arm_smmu_lpae_vtcr() [arm-smmu.h]
 export function armSmmuLpaeVtcr(s2: ArmLpaeS2Cfg): number {
   const v = s2.vtcr;
   return (
@@ -97,7 +98,8 @@ export function armSmmuLpaeVtcr(s2: ArmLpaeS2Cfg): number {
   );
 }
 
-/** Fill the bank shadow of a domain from its page table. // kernel: arm_smmu_init_context_bank() */
+/** Fill the bank shadow of a domain from its page table. */
+// kernel: arm_smmu_init_context_bank() [arm-smmu.c]
 export function armSmmuInitContextBank(smmuDomain: ArmSmmuDomain, pgtbl: IoPgtable): void {
   const cfg = smmuDomain.cfg;
   const smmu = smmuDomain.requireSmmu('arm_smmu_init_context_bank');
@@ -153,7 +155,8 @@ export function armSmmuWriteSctlr(smmu: ArmSmmuDevice, idx: number): void {
   else smmu.cbWrite(idx, ARM_SMMU_CB_SCTLR, reg);
 }
 
-/** Program bank `idx` from its shadow. // kernel: arm_smmu_write_context_bank() */
+/** Program bank `idx` from its shadow. */
+// kernel: arm_smmu_write_context_bank() [arm-smmu.c]
 export function armSmmuWriteContextBank(smmu: ArmSmmuDevice, idx: number): void {
   const cb = smmu.cbs[idx]!;
   const cfg = cb.cfg;

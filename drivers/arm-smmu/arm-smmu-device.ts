@@ -30,7 +30,7 @@ import {
   type S2crType,
 } from './arm-smmu-regs.js';
 
-// kernel: ARM_SMMU_FEAT_* (smmu->features)
+// (kernel: ARM_SMMU_FEAT_* (smmu->features))
 export const ARM_SMMU_FEAT_COHERENT_WALK = 1 << 0;
 export const ARM_SMMU_FEAT_STREAM_MATCH = 1 << 1;
 export const ARM_SMMU_FEAT_TRANS_S1 = 1 << 2;
@@ -45,24 +45,24 @@ export const ARM_SMMU_FEAT_FMT_AARCH32_L = 1 << 10;
 export const ARM_SMMU_FEAT_FMT_AARCH32_S = 1 << 11;
 export const ARM_SMMU_FEAT_EXIDS = 1 << 12;
 
-/** kernel: enum arm_smmu_arch_version (ordered: `version < ARM_SMMU_V2` means SMMUv1). */
+/** The kernel's enum arm_smmu_arch_version (ordered: `version < ARM_SMMU_V2` means SMMUv1). */
 export const ARM_SMMU_V1 = 0;
 export const ARM_SMMU_V1_64K = 1;
 export const ARM_SMMU_V2 = 2;
 export type ArmSmmuArchVersion = typeof ARM_SMMU_V1 | typeof ARM_SMMU_V1_64K | typeof ARM_SMMU_V2;
 
-/** kernel: enum arm_smmu_implementation */
+/** The kernel's enum arm_smmu_implementation */
 export type ArmSmmuImplementation = 'GENERIC_SMMU' | 'ARM_MMU500' | 'CAVIUM_SMMUV2' | 'QCOM_SMMUV2';
 
-/** kernel: enum arm_smmu_context_fmt */
+/** The kernel's enum arm_smmu_context_fmt */
 export type ArmSmmuContextFmt = 'NONE' | 'AARCH64' | 'AARCH32_L' | 'AARCH32_S';
 
-/** kernel: enum arm_smmu_domain_stage */
+/** The kernel's enum arm_smmu_domain_stage */
 export type ArmSmmuDomainStage = 'S1' | 'S2' | 'NESTED';
 
-/** kernel: ARM_SMMU_INVALID_IRPTNDX */
+/** The kernel's ARM_SMMU_INVALID_IRPTNDX */
 export const ARM_SMMU_INVALID_IRPTNDX = 0xff;
-/** kernel: INVALID_SMENDX */
+/** The kernel's INVALID_SMENDX */
 export const INVALID_SMENDX = -1;
 
 /** What `.shutdown` leaves behind (the `arm-smmu.shutdown_policy` parameter). */
@@ -89,14 +89,14 @@ export const ARM_SMMU_DEFAULT_PARAMS: ArmSmmuParams = {
   'arm-smmu.stall_storm_guard': false,
 };
 
-/** kernel: struct arm_smmu_smr — the shadow of one SMR. */
+/** The kernel's struct arm_smmu_smr — the shadow of one SMR. */
 export interface ArmSmmuSmr {
   mask: number;
   id: number;
   valid: boolean;
 }
 
-/** kernel: struct arm_smmu_s2cr — the shadow of one S2CR, with its users. */
+/** The kernel's struct arm_smmu_s2cr — the shadow of one S2CR, with its users. */
 export interface ArmSmmuS2cr {
   /** The group of the masters using this entry (kernel: s2cr->group). */
   group: IommuGroup | null;
@@ -107,7 +107,7 @@ export interface ArmSmmuS2cr {
   cbndx: number;
 }
 
-/** kernel: struct arm_smmu_cfg — a domain's context bank configuration. */
+/** The kernel's struct arm_smmu_cfg — a domain's context bank configuration. */
 export interface ArmSmmuCfg {
   cbndx: number;
   irptndx: number;
@@ -126,7 +126,7 @@ export interface ArmSmmuCfg {
   hupcf: boolean;
 }
 
-/** kernel: struct arm_smmu_cb — the register values of one context bank. */
+/** The kernel's struct arm_smmu_cb — the register values of one context bank. */
 export interface ArmSmmuCb {
   ttbr: [bigint, bigint];
   tcr: [number, number];
@@ -163,7 +163,7 @@ export class ArmSmmuDevice {
 
   numContextBanks = 0;
   numS2ContextBanks = 0;
-  /** kernel: smmu->context_map */
+  /** The kernel's smmu->context_map */
   readonly contextMap: boolean[] = [];
   cbs: ArmSmmuCb[] = [];
   /** Round-robin interrupt index for SMMUv1 banks (kernel: smmu->irptndx). */
@@ -175,7 +175,7 @@ export class ArmSmmuDevice {
   /** Null with stream indexing (kernel: smmu->smrs). */
   smrs: ArmSmmuSmr[] | null = null;
   s2crs: ArmSmmuS2cr[] = [];
-  /** kernel: smmu->stream_map_mutex */
+  /** The kernel's smmu->stream_map_mutex */
   readonly streamMapMutex = new Mutex('arm-smmu stream map');
 
   vaSize = 0;
@@ -221,7 +221,7 @@ export class ArmSmmuDevice {
     return this.numpage + n;
   }
 
-  /** kernel: s2cr_init_val — an unused entry faults with disable_bypass, else bypasses. */
+  /** The kernel's s2cr_init_val — an unused entry faults with disable_bypass, else bypasses. */
   s2crInitVal(): ArmSmmuS2cr {
     return {
       group: null,
@@ -324,7 +324,7 @@ export class ArmSmmuDomain extends IommuDomain {
   pgtblQuirks = 0;
   /** Forced HUPCF choice for the bank (null: the implementation's default). */
   hupcfRequest: boolean | null = null;
-  /** kernel: smmu_domain->init_mutex */
+  /** The kernel's smmu_domain->init_mutex */
   readonly initMutex = new Mutex('arm-smmu domain init');
   /** Devices attached to the domain (every one of them must be able to stall for CFCFG). */
   readonly masters = new Set<Device>();
@@ -344,7 +344,7 @@ export class ArmSmmuDomain extends IommuDomain {
   }
 }
 
-/** kernel: to_smmu_domain() */
+// kernel: to_smmu_domain() [arm-smmu.c]
 export function toSmmuDomain(domain: IommuDomain): ArmSmmuDomain {
   if (!(domain instanceof ArmSmmuDomain)) throw new KernelError('EINVAL', 'not an arm-smmu domain');
   return domain;

@@ -106,7 +106,7 @@ const LOG_NS = 'iommu:drivers:arm-smmu';
 const hex = (v: number | bigint): string => `0x${v.toString(16)}`;
 const hex8 = (v: number): string => v.toString(16).padStart(8, '0');
 
-/** kernel: struct arm_smmu_context_fault_info */
+/** The kernel's struct arm_smmu_context_fault_info */
 export interface ArmSmmuContextFaultInfo {
   fsr: number;
   fsynr0: number;
@@ -160,7 +160,7 @@ export class Ratelimit {
     private readonly burst = 10,
   ) {}
 
-  /** kernel: __ratelimit() */
+  // kernel: __ratelimit() [lib/ratelimit.c]
   ok(now: number): boolean {
     if (now - this.windowStart >= this.intervalNs) {
       this.windowStart = now;
@@ -189,7 +189,8 @@ function ratelimitOf(map: WeakMap<ArmSmmuDevice, Ratelimit>, smmu: ArmSmmuDevice
 
 // ---- global faults -------------------------------------------------------------------------------
 
-/** The global fault interrupt. // kernel: arm_smmu_global_fault() */
+/** The global fault interrupt. */
+// kernel: arm_smmu_global_fault() [arm-smmu.c]
 export function armSmmuGlobalFault(smmu: ArmSmmuDevice): IrqReturn {
   const gfsr = smmu.gr0Read(ARM_SMMU_GR0_sGFSR);
   const gfsynr0 = smmu.gr0Read(ARM_SMMU_GR0_sGFSYNR0);
@@ -216,7 +217,7 @@ export function armSmmuGlobalFault(smmu: ArmSmmuDevice): IrqReturn {
 
 // ---- context faults ------------------------------------------------------------------------------
 
-/** kernel: arm_smmu_read_context_fault_info() */
+// kernel: arm_smmu_read_context_fault_info() [arm-smmu.c]
 export function armSmmuReadContextFaultInfo(smmu: ArmSmmuDevice, idx: number): ArmSmmuContextFaultInfo {
   return {
     fsr: smmu.cbRead(idx, ARM_SMMU_CB_FSR),
@@ -260,7 +261,8 @@ export function armSmmuFsynr0String(fsynr0: number): string {
   return parts.join(' ');
 }
 
-/** The readable report of an unhandled context fault. // kernel: arm_smmu_print_context_fault_info() */
+/** The readable report of an unhandled context fault. */
+// kernel: arm_smmu_print_context_fault_info() [arm-smmu.c]
 export function armSmmuPrintContextFaultInfo(smmu: ArmSmmuDevice, idx: number, cfi: ArmSmmuContextFaultInfo, dev: Device | null): void {
   const log = smmu.dev.core.log;
   const who = dev ? ` (${dev.name})` : '';
@@ -295,9 +297,10 @@ export function armSmmuPendingFault(smmuDomain: ArmSmmuDomain): ArmSmmuContextFa
 
 /**
  * The context fault interrupt of a domain's bank: read the syndrome, clear FSR unless a transaction
- * stalled, and hand a copy to the workqueue. // kernel: arm_smmu_context_fault() (the register
+ * stalled, and hand a copy to the workqueue. (the register
  * reads and, for a fault that did not stall, the FSR write; the rest is the work item)
  */
+// kernel: arm_smmu_context_fault() [arm-smmu.c]
 export function armSmmuContextFault(smmuDomain: ArmSmmuDomain): IrqReturn {
   const smmu = smmuDomain.smmu;
   if (!smmu) return 'none';
@@ -351,7 +354,7 @@ function queueFaultWork(smmu: ArmSmmuDevice, smmuDomain: ArmSmmuDomain, cfi: Arm
 
 /**
  * What a domain fault handler's result does to a stalled transaction: only EAGAIN retries it; 0
- * ("handled") and every other errno terminate it. // kernel: the ARM_SMMU_CB_RESUME write of
+ * ("handled") and every other errno terminate it. Kernel: the ARM_SMMU_CB_RESUME write of
  * arm_smmu_context_fault()
  */
 export function stallVerdictOf(ret: 0 | Errno): StallVerdict {
@@ -407,7 +410,7 @@ function armSmmuUnrecoverableFault(cfi: ArmSmmuContextFaultInfo): IommuFaultEven
 
 /**
  * Report a context fault and, if its transaction stalled, answer it, off the interrupt path.
- * // kernel: arm_smmu_context_fault() (report_iommu_fault, the unhandled-fault print, and for a
+ * Kernel: arm_smmu_context_fault() (report_iommu_fault, the unhandled-fault print, and for a
  * stall the FSR clear and the RESUME)
  *
  * A stalled fault of a master whose faults go to the I/O page-fault core (it is on an IOPF queue, or

@@ -31,7 +31,7 @@ import { qcomSmmuImplInit } from './arm-smmu-qcom.js';
 
 export { armMmu500Reset } from './arm-smmu-mmu500.js';
 
-/** kernel: struct arm_smmu_impl */
+/** The kernel's struct arm_smmu_impl */
 export interface ArmSmmuImpl {
   /** Which variant this is, for messages and reports. */
   readonly name: string;
@@ -56,7 +56,7 @@ export interface ArmSmmuImpl {
 
 // ---- Calxeda: the non-secure GR0 registers are reached at their secure alias + 0x400 ---------------
 
-// kernel: arm_smmu_gr0_ns()
+// kernel: arm_smmu_gr0_ns() [arm-smmu.c]
 function armSmmuGr0Ns(offset: number): number {
   switch (offset) {
     case ARM_SMMU_GR0_sCR0:
@@ -73,12 +73,12 @@ function armSmmuGr0Ns(offset: number): number {
 
 const calxedaImpl: ArmSmmuImpl = {
   name: 'calxeda',
-  // kernel: arm_smmu_read_ns()
+  // kernel: arm_smmu_read_ns() [arm-smmu.c]
   readReg(smmu, page, offset) {
     const off = page === ARM_SMMU_GR0 ? armSmmuGr0Ns(offset) : offset;
     return smmu.base.readlRelaxed(smmu.page(page) + off);
   },
-  // kernel: arm_smmu_write_ns()
+  // kernel: arm_smmu_write_ns() [arm-smmu.c]
   writeReg(smmu, page, offset, val) {
     const off = page === ARM_SMMU_GR0 ? armSmmuGr0Ns(offset) : offset;
     smmu.base.writelRelaxed(val >>> 0, smmu.page(page) + off);
@@ -94,14 +94,14 @@ function caviumImpl(): ArmSmmuImpl {
   let idBase = 0;
   return {
     name: 'cavium',
-    // kernel: cavium_cfg_probe()
+    // kernel: cavium_cfg_probe() [arm-smmu-impl.c]
     cfgProbe(smmu) {
       const core = smmu.dev.core;
       idBase = caviumContextCount.get(core) ?? 0;
       caviumContextCount.set(core, idBase + smmu.numContextBanks);
       smmu.dev.core.log.info(smmu.name, '\tenabling workaround for Cavium erratum 27704', 'iommu:drivers:arm-smmu');
     },
-    // kernel: cavium_init_context()
+    // kernel: cavium_init_context() [arm-smmu-impl.c]
     initContext(smmuDomain) {
       if (smmuDomain.stage === 'S2') smmuDomain.cfg.vmid += idBase;
       else smmuDomain.cfg.asid += idBase;
@@ -120,20 +120,23 @@ export const armMmu500Impl: ArmSmmuImpl = {
 
 const mrvlMmu500Impl: ArmSmmuImpl = {
   name: 'marvell-ap806',
-  // kernel: mrvl_mmu500_readq() — two 32-bit reads, high word first.
+  // two 32-bit reads, high word first.
+  // kernel: mrvl_mmu500_readq() [arm-smmu-impl.c]
   readReg64(smmu, page, offset) {
     const at = smmu.page(page) + offset;
     const hi = smmu.base.readlRelaxed(at + 4);
     const lo = smmu.base.readlRelaxed(at);
     return (BigInt(hi) << 32n) | BigInt(lo);
   },
-  // kernel: mrvl_mmu500_writeq() — two 32-bit writes, high word first.
+  // two 32-bit writes, high word first.
+  // kernel: mrvl_mmu500_writeq() [arm-smmu-impl.c]
   writeReg64(smmu, page, offset, val) {
     const at = smmu.page(page) + offset;
     smmu.base.writelRelaxed(Number(BigInt.asUintN(64, val) >> 32n), at + 4);
     smmu.base.writelRelaxed(Number(BigInt.asUintN(32, val)), at);
   },
-  // kernel: mrvl_mmu500_cfg_probe() — hide the AArch64 formats so only 32-bit accesses are needed.
+  // hide the AArch64 formats so only 32-bit accesses are needed.
+  // kernel: mrvl_mmu500_cfg_probe() [arm-smmu-impl.c]
   cfgProbe(smmu) {
     smmu.features &= ~(ARM_SMMU_FEAT_FMT_AARCH64_4K | ARM_SMMU_FEAT_FMT_AARCH64_16K | ARM_SMMU_FEAT_FMT_AARCH64_64K);
   },
@@ -142,8 +145,9 @@ const mrvlMmu500Impl: ArmSmmuImpl = {
 
 /**
  * Pick the implementation hooks for a probed SMMU: the model's first, so integration quirks can
- * build on them. // kernel: arm_smmu_impl_init()
+ * build on them.
  */
+// kernel: arm_smmu_impl_init() [arm-smmu-impl.c]
 export function armSmmuImplInit(smmu: ArmSmmuDevice): void {
   const np = smmu.dev.ofNode;
   switch (smmu.model) {

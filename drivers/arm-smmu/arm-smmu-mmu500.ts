@@ -10,7 +10,7 @@ export const ARM_MMU500_ACR_CACHE_LOCK = 1 << 26;
 export const ARM_MMU500_ACR_S2CRB_TLBEN = 1 << 10;
 export const ARM_MMU500_ACR_SMTNMB_TLBEN = 1 << 8;
 
-/** kernel: arm_mmu500_reset() */
+// kernel: arm_mmu500_reset() [arm-smmu-impl.c]
 export function armMmu500Reset(smmu: ArmSmmuDevice): void {
   // From r2p0 the ACTLRs only take writes once sACR.CACHE_LOCK is clear.
   const major = ID7_MAJOR.get(smmu.gr0Read(ARM_SMMU_GR0_ID7));

@@ -83,7 +83,7 @@ export function isQcomSmmuCompatible(c: string): boolean {
   return QCOM_SMMU_COMPATIBLES.includes(c) || /^qcom,[a-z0-9]+-smmu-500$/.test(c);
 }
 
-// kernel: qcom_smmu_def_domain_type()
+// kernel: qcom_smmu_def_domain_type() [arm-smmu-qcom.c]
 function qcomSmmuDefDomainType(dev: Device): number {
   const compat = dev.ofNode?.compatible ?? [];
   return compat.some((c) => QCOM_SMMU_CLIENTS.includes(c)) ? IOMMU_DOMAIN_IDENTITY : 0;
@@ -103,11 +103,11 @@ export function qcomSmmuImpl(mmu500: boolean): ArmSmmuImpl & { readonly qcom: Qc
   return {
     name: mmu500 ? 'qcom-smmu-500' : 'qcom-smmu-v2',
     qcom,
-    // kernel: qcom_smmu_init_context()
+    // kernel: qcom_smmu_init_context() [arm-smmu-qcom.c]
     initContext(smmuDomain) {
       smmuDomain.cfg.flushWalkPreferTlbiasid = true;
     },
-    // kernel: qcom_smmu_cfg_probe()
+    // kernel: qcom_smmu_cfg_probe() [arm-smmu-qcom.c]
     cfgProbe(smmu) {
       const lastS2cr = ARM_SMMU_GR0_S2CR(smmu.numMappingGroups - 1);
       // Firmware that mangles S2CR writes is found by writing BYPASS and reading it back.
@@ -134,7 +134,7 @@ export function qcomSmmuImpl(mmu500: boolean): ArmSmmuImpl & { readonly qcom: Qc
         s2cr.cbndx = 0xff;
       }
     },
-    // kernel: qcom_smmu_write_s2cr()
+    // kernel: qcom_smmu_write_s2cr() [arm-smmu-qcom.c]
     writeS2cr(smmu, idx) {
       const s2cr = smmu.s2crs[idx]!;
       let type: number = s2cr.type;
@@ -157,7 +157,7 @@ export function qcomSmmuImpl(mmu500: boolean): ArmSmmuImpl & { readonly qcom: Qc
   };
 }
 
-// kernel: qcom_adreno_smmu_is_gpu_device()
+// kernel: qcom_adreno_smmu_is_gpu_device() [arm-smmu-qcom.c]
 function qcomAdrenoSmmuIsGpuDevice(dev: Device): boolean {
   return (dev.fwspec?.ids ?? []).some((id) => (id & 0xffff) === QCOM_ADRENO_SMMU_GPU_SID);
 }
@@ -166,11 +166,12 @@ function qcomAdrenoSmmuIsGpuDevice(dev: Device): boolean {
 export function qcomAdrenoSmmuImpl(mmu500: boolean): ArmSmmuImpl {
   return {
     name: mmu500 ? 'qcom-adreno-smmu-500' : 'qcom-adreno-smmu-v2',
-    // kernel: qcom_adreno_smmu_init_context()
+    // kernel: qcom_adreno_smmu_init_context() [arm-smmu-qcom.c]
     initContext(smmuDomain) {
       smmuDomain.cfg.flushWalkPreferTlbiasid = true;
     },
-    // kernel: qcom_adreno_smmu_alloc_context_bank() — bank 0 is the GPU's, so it can switch tables.
+    // bank 0 is the GPU's, so it can switch tables.
+    // kernel: qcom_adreno_smmu_alloc_context_bank() [arm-smmu-qcom.c]
     allocContextBank(_smmuDomain, smmu, dev) {
       const gpu = qcomAdrenoSmmuIsGpuDevice(dev);
       const start = gpu ? 0 : 1;
@@ -183,7 +184,8 @@ export function qcomAdrenoSmmuImpl(mmu500: boolean): ArmSmmuImpl {
       }
       return -1;
     },
-    // kernel: qcom_adreno_smmu_write_sctlr() — the GPU keeps processing other work after a fault.
+    // the GPU keeps processing other work after a fault.
+    // kernel: qcom_adreno_smmu_write_sctlr() [arm-smmu-qcom.c]
     writeSctlr(smmu, idx, reg) {
       smmu.cbWrite(idx, ARM_SMMU_CB_SCTLR, (reg | SCTLR_HUPCF.mask) >>> 0);
     },
@@ -192,7 +194,8 @@ export function qcomAdrenoSmmuImpl(mmu500: boolean): ArmSmmuImpl {
   };
 }
 
-/** Install the Qualcomm impl when the node asks for one. // kernel: qcom_smmu_impl_init() */
+/** Install the Qualcomm impl when the node asks for one. */
+// kernel: qcom_smmu_impl_init() [arm-smmu-qcom.c]
 export function qcomSmmuImplInit(smmu: ArmSmmuDevice): void {
   const np = smmu.dev.ofNode;
   if (!np) return;

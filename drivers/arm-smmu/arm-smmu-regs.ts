@@ -23,7 +23,8 @@ export class RegField {
     this.mask = (this.max * 2 ** lo) >>> 0;
   }
 
-  /** kernel: FIELD_PREP() — EINVAL naming the field when `v` does not fit. */
+  /** EINVAL naming the field when `v` does not fit. */
+  // kernel: FIELD_PREP() [bitfield.h]
   prep(v: number): number {
     if (!Number.isInteger(v) || v < 0 || v > this.max) {
       throw new KernelError('EINVAL', `value ${v} (0x${Math.max(0, Math.trunc(v)).toString(16)}) does not fit ${this.name} [${this.hi}:${this.lo}]`);
@@ -31,7 +32,7 @@ export class RegField {
     return (v * 2 ** this.lo) >>> 0;
   }
 
-  /** kernel: FIELD_GET() */
+  // kernel: FIELD_GET() [bitfield.h]
   get(reg: number): number {
     return ((reg & this.mask) >>> 0) / 2 ** this.lo;
   }
@@ -46,9 +47,9 @@ const field = (name: string, hi: number, lo: number): RegField => new RegField(n
 
 // ---- Register pages ---------------------------------------------------------------------------
 
-/** kernel: ARM_SMMU_GR0 — the global register page 0. */
+/** The kernel's ARM_SMMU_GR0 — the global register page 0. */
 export const ARM_SMMU_GR0 = 0;
-/** kernel: ARM_SMMU_GR1 — the global register page 1 (per-bank CBAR/CBFRSYNRA/CBA2R). */
+/** The kernel's ARM_SMMU_GR1 — the global register page 1 (per-bank CBAR/CBFRSYNRA/CBA2R). */
 export const ARM_SMMU_GR1 = 1;
 
 // ---- GR0 -------------------------------------------------------------------------------------
@@ -127,7 +128,7 @@ export const ARM_SMMU_GR0_sTLBGSTATUS = 0x74;
 export const sTLBGSTATUS_GSACTIVE = bit('sTLBGSTATUS.GSACTIVE', 0);
 
 // Stream mapping registers.
-/** kernel: ARM_SMMU_GR0_SMR(n) */
+/** The kernel's ARM_SMMU_GR0_SMR(n) */
 export function ARM_SMMU_GR0_SMR(n: number): number {
   return 0x800 + (n << 2);
 }
@@ -135,7 +136,7 @@ export const SMR_VALID = bit('SMR.VALID', 31);
 export const SMR_MASK = field('SMR.MASK', 31, 16);
 export const SMR_ID = field('SMR.ID', 15, 0);
 
-/** kernel: ARM_SMMU_GR0_S2CR(n) */
+/** The kernel's ARM_SMMU_GR0_S2CR(n) */
 export function ARM_SMMU_GR0_S2CR(n: number): number {
   return 0xc00 + (n << 2);
 }
@@ -144,13 +145,13 @@ export const S2CR_TYPE = field('S2CR.TYPE', 17, 16);
 export const S2CR_EXIDVALID = bit('S2CR.EXIDVALID', 10);
 export const S2CR_CBNDX = field('S2CR.CBNDX', 7, 0);
 
-/** kernel: enum arm_smmu_s2cr_type */
+/** The kernel's enum arm_smmu_s2cr_type */
 export const S2CR_TYPE_TRANS = 0;
 export const S2CR_TYPE_BYPASS = 1;
 export const S2CR_TYPE_FAULT = 2;
 export type S2crType = typeof S2CR_TYPE_TRANS | typeof S2CR_TYPE_BYPASS | typeof S2CR_TYPE_FAULT;
 
-/** kernel: enum arm_smmu_s2cr_privcfg */
+/** The kernel's enum arm_smmu_s2cr_privcfg */
 export const S2CR_PRIVCFG_DEFAULT = 0;
 export const S2CR_PRIVCFG_DIPAN = 1;
 export const S2CR_PRIVCFG_UNPRIV = 2;
@@ -158,7 +159,7 @@ export const S2CR_PRIVCFG_PRIV = 3;
 
 // ---- GR1: per context bank attributes ------------------------------------------------------------
 
-/** kernel: ARM_SMMU_GR1_CBAR(n) */
+/** The kernel's ARM_SMMU_GR1_CBAR(n) */
 export function ARM_SMMU_GR1_CBAR(n: number): number {
   return n << 2;
 }
@@ -168,7 +169,7 @@ export const CBAR_S1_MEMATTR = field('CBAR.S1_MEMATTR', 15, 12);
 export const CBAR_S1_BPSHCFG = field('CBAR.S1_BPSHCFG', 9, 8);
 export const CBAR_VMID = field('CBAR.VMID', 7, 0);
 
-/** kernel: enum arm_smmu_cbar_type */
+/** The kernel's enum arm_smmu_cbar_type */
 export const CBAR_TYPE_S2_TRANS = 0;
 export const CBAR_TYPE_S1_TRANS_S2_BYPASS = 1;
 export const CBAR_TYPE_S1_TRANS_S2_FAULT = 2;
@@ -178,13 +179,13 @@ export type CbarType = 0 | 1 | 2 | 3;
 export const CBAR_S1_BPSHCFG_NSH = 3;
 export const CBAR_S1_MEMATTR_WB = 0xf;
 
-/** kernel: ARM_SMMU_GR1_CBFRSYNRA(n) */
+/** The kernel's ARM_SMMU_GR1_CBFRSYNRA(n) */
 export function ARM_SMMU_GR1_CBFRSYNRA(n: number): number {
   return 0x400 + (n << 2);
 }
 export const CBFRSYNRA_SID = field('CBFRSYNRA.SID', 15, 0);
 
-/** kernel: ARM_SMMU_GR1_CBA2R(n) */
+/** The kernel's ARM_SMMU_GR1_CBA2R(n) */
 export function ARM_SMMU_GR1_CBA2R(n: number): number {
   return 0x800 + (n << 2);
 }
@@ -261,9 +262,9 @@ export const CB_FSR_EF = bit('FSR.EF', 4);
 export const CB_FSR_PF = bit('FSR.PF', 3);
 export const CB_FSR_AFF = bit('FSR.AFF', 2);
 export const CB_FSR_TF = bit('FSR.TF', 1);
-/** kernel: ARM_SMMU_CB_FSR_IGN — faults Linux reports as unexpected. */
+/** The kernel's ARM_SMMU_CB_FSR_IGN — faults Linux reports as unexpected. */
 export const CB_FSR_IGN = (CB_FSR_AFF.mask | CB_FSR_ASF.mask | CB_FSR_TLBMCF.mask | CB_FSR_TLBLKF.mask) >>> 0;
-/** kernel: ARM_SMMU_CB_FSR_FAULT — any of these means the bank has something to report. */
+/** The kernel's ARM_SMMU_CB_FSR_FAULT — any of these means the bank has something to report. */
 export const CB_FSR_FAULT =
   (CB_FSR_MULTI.mask | CB_FSR_SS.mask | CB_FSR_UUT.mask | CB_FSR_EF.mask | CB_FSR_PF.mask | CB_FSR_TF.mask | CB_FSR_IGN) >>> 0;
 
@@ -299,10 +300,11 @@ export const ATSR_ACTIVE = bit('ATSR.ACTIVE', 0);
 
 // ---- Values and encodings the driver uses -----------------------------------------------------------
 
-/** kernel: QCOM_DUMMY_VAL — what Linux writes to write-only trigger registers. */
+/** The kernel's QCOM_DUMMY_VAL — what Linux writes to write-only trigger registers. */
 export const QCOM_DUMMY_VAL = 0xffff_ffff;
 
-/** kernel: arm_smmu_id_size_to_bits() — ID2.IAS/OAS/UBS encodings; 5 and above read as 48 bits. */
+/** ID2.IAS/OAS/UBS encodings; 5 and above read as 48 bits. */
+// kernel: arm_smmu_id_size_to_bits() [arm-smmu.c]
 export function armSmmuIdSizeToBits(size: number): number {
   switch (size) {
     case 0:

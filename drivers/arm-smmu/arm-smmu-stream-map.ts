@@ -24,7 +24,7 @@ import {
 
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
-/** kernel: arm_smmu_write_smr() */
+// kernel: arm_smmu_write_smr() [arm-smmu.c]
 export function armSmmuWriteSmr(smmu: ArmSmmuDevice, idx: number): void {
   const smr = smmu.smrs![idx]!;
   let reg = SMR_ID.prep(smr.id) | SMR_MASK.prep(smr.mask);
@@ -32,7 +32,7 @@ export function armSmmuWriteSmr(smmu: ArmSmmuDevice, idx: number): void {
   smmu.gr0Write(ARM_SMMU_GR0_SMR(idx), reg >>> 0);
 }
 
-/** kernel: arm_smmu_write_s2cr() */
+// kernel: arm_smmu_write_s2cr() [arm-smmu.c]
 export function armSmmuWriteS2cr(smmu: ArmSmmuDevice, idx: number): void {
   if (smmu.impl?.writeS2cr) {
     smmu.impl.writeS2cr(smmu, idx);
@@ -44,7 +44,8 @@ export function armSmmuWriteS2cr(smmu: ArmSmmuDevice, idx: number): void {
   smmu.gr0Write(ARM_SMMU_GR0_S2CR(idx), reg >>> 0);
 }
 
-/** S2CR first, so a newly valid SMR points where it should. // kernel: arm_smmu_write_sme() */
+/** S2CR first, so a newly valid SMR points where it should. */
+// kernel: arm_smmu_write_sme() [arm-smmu.c]
 export function armSmmuWriteSme(smmu: ArmSmmuDevice, idx: number): void {
   armSmmuWriteS2cr(smmu, idx);
   if (smmu.smrs) armSmmuWriteSmr(smmu, idx);
@@ -53,8 +54,8 @@ export function armSmmuWriteSme(smmu: ArmSmmuDevice, idx: number): void {
 /**
  * The stream-map entry for (id, mask): an existing one that covers it entirely, else the first free
  * one; EINVAL for a partial overlap (some stream would match two entries), ENOSPC when full.
- * // kernel: arm_smmu_find_sme()
  */
+// kernel: arm_smmu_find_sme() [arm-smmu.c]
 export function armSmmuFindSme(smmu: ArmSmmuDevice, id: number, mask: number): number {
   const smrs = smmu.smrs;
   // Stream indexing: the ID is the entry.
@@ -77,7 +78,8 @@ export function armSmmuFindSme(smmu: ArmSmmuDevice, id: number, mask: number): n
   return freeIdx;
 }
 
-/** Drop one user of an entry; true when it became free. // kernel: arm_smmu_free_sme() */
+/** Drop one user of an entry; true when it became free. */
+// kernel: arm_smmu_free_sme() [arm-smmu.c]
 export function armSmmuFreeSme(smmu: ArmSmmuDevice, idx: number): boolean {
   const s2cr = smmu.s2crs[idx]!;
   if (--s2cr.count > 0) return false;
@@ -92,7 +94,7 @@ export function fwspecOf(dev: Device): IommuFwspec {
   return fwspec;
 }
 
-/** kernel: arm_smmu_master_alloc_smes() */
+// kernel: arm_smmu_master_alloc_smes() [arm-smmu.c]
 export async function armSmmuMasterAllocSmes(dev: Device, cfg: ArmSmmuMasterCfg): Promise<void> {
   const smmu = cfg.smmu;
   const fwspec = fwspecOf(dev);
@@ -120,7 +122,7 @@ export async function armSmmuMasterAllocSmes(dev: Device, cfg: ArmSmmuMasterCfg)
   });
 }
 
-/** kernel: arm_smmu_master_free_smes() */
+// kernel: arm_smmu_master_free_smes() [arm-smmu.c]
 export async function armSmmuMasterFreeSmes(cfg: ArmSmmuMasterCfg): Promise<void> {
   const smmu = cfg.smmu;
   await smmu.streamMapMutex.run(() => {
@@ -133,7 +135,8 @@ export async function armSmmuMasterFreeSmes(cfg: ArmSmmuMasterCfg): Promise<void
   });
 }
 
-/** Point every entry of the master at `type` (and bank `cbndx`). // kernel: arm_smmu_master_install_s2crs() */
+/** Point every entry of the master at `type` (and bank `cbndx`). */
+// kernel: arm_smmu_master_install_s2crs() [arm-smmu.c]
 export function armSmmuMasterInstallS2crs(cfg: ArmSmmuMasterCfg, type: S2crType, cbndx: number): void {
   const smmu = cfg.smmu;
   for (const idx of cfg.smendx) {

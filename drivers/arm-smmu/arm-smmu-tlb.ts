@@ -34,9 +34,9 @@ import {
 
 const LOG_NS = 'iommu:drivers:arm-smmu';
 
-/** kernel: TLB_LOOP_TIMEOUT — 1 s, in µs. */
+/** The kernel's TLB_LOOP_TIMEOUT — 1 s, in µs. */
 export const TLB_LOOP_TIMEOUT_US = 1_000_000;
-/** kernel: TLB_SPIN_COUNT */
+/** The kernel's TLB_SPIN_COUNT */
 export const TLB_SPIN_COUNT = 10;
 
 /** Outcome counters a test or report can read. */
@@ -70,7 +70,8 @@ async function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: num
   smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
 }
 
-/** Write a sync register and wait for it. // kernel: __arm_smmu_tlb_sync() */
+/** Write a sync register and wait for it. */
+// kernel: __arm_smmu_tlb_sync() [arm-smmu.c]
 export async function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: number, status: number): Promise<void> {
   armSmmuTlbStats(smmu).syncs++;
   if (smmu.impl?.tlbSync) {
@@ -81,12 +82,12 @@ export async function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: 
   await armSmmuTlbSyncWait(smmu, page, status);
 }
 
-/** kernel: arm_smmu_tlb_sync_global() */
+// kernel: arm_smmu_tlb_sync_global() [arm-smmu.c]
 export function armSmmuTlbSyncGlobal(smmu: ArmSmmuDevice): Promise<void> {
   return __armSmmuTlbSync(smmu, ARM_SMMU_GR0, ARM_SMMU_GR0_sTLBGSYNC, ARM_SMMU_GR0_sTLBGSTATUS);
 }
 
-/** kernel: arm_smmu_tlb_sync_context() */
+// kernel: arm_smmu_tlb_sync_context() [arm-smmu.c]
 export function armSmmuTlbSyncContext(smmuDomain: ArmSmmuDomain): Promise<void> {
   const smmu = smmuDomain.requireSmmu('arm_smmu_tlb_sync_context');
   return __armSmmuTlbSync(smmu, smmu.cbPage(smmuDomain.cfg.cbndx), ARM_SMMU_CB_TLBSYNC, ARM_SMMU_CB_TLBSTATUS);
@@ -110,13 +111,15 @@ function armSmmuTlbiAsid(smmuDomain: ArmSmmuDomain): void {
   smmuDomain.smmu!.cbWrite(smmuDomain.cfg.cbndx, ARM_SMMU_CB_S1_TLBIASID, smmuDomain.cfg.asid);
 }
 
-/** kernel: arm_smmu_tlb_inv_context_s1() — everything of the ASID, then wait. */
+/** Everything of the ASID, then wait. */
+// kernel: arm_smmu_tlb_inv_context_s1() [arm-smmu.c]
 export async function armSmmuTlbInvContextS1(smmuDomain: ArmSmmuDomain): Promise<void> {
   armSmmuTlbiAsid(smmuDomain);
   await armSmmuTlbSyncContext(smmuDomain);
 }
 
-/** kernel: arm_smmu_tlb_inv_context_s2() — everything of the VMID, then wait. */
+/** Everything of the VMID, then wait. */
+// kernel: arm_smmu_tlb_inv_context_s2() [arm-smmu.c]
 export async function armSmmuTlbInvContextS2(smmuDomain: ArmSmmuDomain): Promise<void> {
   const smmu = smmuDomain.requireSmmu('arm_smmu_tlb_inv_context_s2');
   smmu.gr0Write(ARM_SMMU_GR0_TLBIVMID, smmuDomain.cfg.vmid);
@@ -125,8 +128,9 @@ export async function armSmmuTlbInvContextS2(smmuDomain: ArmSmmuDomain): Promise
 
 /**
  * One TLBIVA/TLBIVAL per granule of [iova, iova + size). AArch64 operand: VA >> 12 with the ASID in
- * [63:48]; AArch32: VA[31:12] with the ASID in [7:0]. // kernel: arm_smmu_tlb_inv_range_s1()
+ * [63:48]; AArch32: VA[31:12] with the ASID in [7:0].
  */
+// kernel: arm_smmu_tlb_inv_range_s1() [arm-smmu.c]
 export function armSmmuTlbInvRangeS1(smmuDomain: ArmSmmuDomain, iova: number, size: number, granule: number, reg: number): void {
   const smmu = smmuDomain.smmu!;
   const cfg = smmuDomain.cfg;
@@ -147,7 +151,8 @@ export function armSmmuTlbInvRangeS1(smmuDomain: ArmSmmuDomain, iova: number, si
   }
 }
 
-/** One TLBIIPAS2(L) per granule, operand IPA >> 12. // kernel: arm_smmu_tlb_inv_range_s2() */
+/** One TLBIIPAS2(L) per granule, operand IPA >> 12. */
+// kernel: arm_smmu_tlb_inv_range_s2() [arm-smmu.c]
 export function armSmmuTlbInvRangeS2(smmuDomain: ArmSmmuDomain, iova: number, size: number, granule: number, reg: number): void {
   const smmu = smmuDomain.smmu!;
   const cfg = smmuDomain.cfg;
@@ -164,18 +169,19 @@ export function armSmmuTlbInvRangeS2(smmuDomain: ArmSmmuDomain, iova: number, si
 /** Stage 1 flush ops (kernel: arm_smmu_s1_tlb_ops). */
 function s1TlbOps(d: ArmSmmuDomain): IommuFlushOps {
   return {
-    // kernel: arm_smmu_tlb_inv_context_s1()
+    // (kernel: arm_smmu_tlb_inv_context_s1())
     tlbFlushAll() {
       armSmmuTlbiAsid(d);
       armSmmuTlbSyncContextStart(d);
     },
-    // kernel: arm_smmu_tlb_inv_walk_s1()
+    // kernel: arm_smmu_tlb_inv_walk_s1() [arm-smmu.c]
     tlbFlushWalk(iova, size, granule) {
       if (d.cfg.flushWalkPreferTlbiasid) armSmmuTlbiAsid(d);
       else armSmmuTlbInvRangeS1(d, iova, size, granule, ARM_SMMU_CB_S1_TLBIVA);
       armSmmuTlbSyncContextStart(d);
     },
-    // kernel: arm_smmu_tlb_add_page_s1() — issued at once; the iotlb_sync that follows completes it.
+    // issued at once; the iotlb_sync that follows completes it.
+    // kernel: arm_smmu_tlb_add_page_s1() [arm-smmu.c]
     tlbAddPage(_gather, iova, granule) {
       armSmmuTlbInvRangeS1(d, iova, granule, granule, ARM_SMMU_CB_S1_TLBIVAL);
     },
@@ -185,17 +191,17 @@ function s1TlbOps(d: ArmSmmuDomain): IommuFlushOps {
 /** Stage 2 flush ops of an SMMUv2 (kernel: arm_smmu_s2_tlb_ops_v2). */
 function s2TlbOpsV2(d: ArmSmmuDomain): IommuFlushOps {
   return {
-    // kernel: arm_smmu_tlb_inv_context_s2()
+    // (kernel: arm_smmu_tlb_inv_context_s2())
     tlbFlushAll() {
       d.smmu!.gr0Write(ARM_SMMU_GR0_TLBIVMID, d.cfg.vmid);
       armSmmuTlbSyncGlobalStart(d.smmu!);
     },
-    // kernel: arm_smmu_tlb_inv_walk_s2()
+    // kernel: arm_smmu_tlb_inv_walk_s2() [arm-smmu.c]
     tlbFlushWalk(iova, size, granule) {
       armSmmuTlbInvRangeS2(d, iova, size, granule, ARM_SMMU_CB_S2_TLBIIPAS2);
       armSmmuTlbSyncContextStart(d);
     },
-    // kernel: arm_smmu_tlb_add_page_s2()
+    // kernel: arm_smmu_tlb_add_page_s2() [arm-smmu.c]
     tlbAddPage(_gather, iova, granule) {
       armSmmuTlbInvRangeS2(d, iova, granule, granule, ARM_SMMU_CB_S2_TLBIIPAS2L);
     },
@@ -210,9 +216,9 @@ function s2TlbOpsV1(d: ArmSmmuDomain): IommuFlushOps {
   };
   return {
     tlbFlushAll: flushVmid,
-    // kernel: arm_smmu_tlb_inv_walk_s2_v1()
+    // kernel: arm_smmu_tlb_inv_walk_s2_v1() [arm-smmu.c]
     tlbFlushWalk: flushVmid,
-    // kernel: arm_smmu_tlb_add_page_s2_v1()
+    // kernel: arm_smmu_tlb_add_page_s2_v1() [arm-smmu.c]
     tlbAddPage() {
       d.smmu!.gr0Write(ARM_SMMU_GR0_TLBIVMID, d.cfg.vmid);
     },
@@ -232,8 +238,9 @@ export function armSmmuTlbFlushAll(smmuDomain: ArmSmmuDomain): Promise<void> {
 
 /**
  * Wait for the invalidations an unmap issued: a context sync on SMMUv2 or for stage 1, else the
- * global sync. // kernel: arm_smmu_iotlb_sync()
+ * global sync.
  */
+// kernel: arm_smmu_iotlb_sync() [arm-smmu.c]
 export function armSmmuIotlbSync(smmuDomain: ArmSmmuDomain): Promise<void> {
   const smmu = smmuDomain.requireSmmu('arm_smmu_iotlb_sync');
   if (smmu.version === ARM_SMMU_V2 || smmuDomain.stage === 'S1') return armSmmuTlbSyncContext(smmuDomain);

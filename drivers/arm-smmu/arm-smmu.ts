@@ -202,17 +202,17 @@ const SZ_32M = 0x200_0000;
 const SZ_512M = 0x2000_0000;
 const SZ_1G = 0x4000_0000;
 
-/** kernel: MSI_IOVA_BASE / MSI_IOVA_LENGTH — the software-managed MSI window. */
+/** The kernel's MSI_IOVA_BASE / MSI_IOVA_LENGTH — the software-managed MSI window. */
 export const MSI_IOVA_BASE = 0x800_0000;
 export const MSI_IOVA_LENGTH = 0x10_0000;
 
-/** kernel: struct arm_smmu_match_data */
+/** The kernel's struct arm_smmu_match_data */
 interface ArmSmmuMatchData {
   version: ArmSmmuArchVersion;
   model: ArmSmmuImplementation;
 }
 
-/** kernel: arm_smmu_of_match[] (plus the Qualcomm strings, claimed directly). */
+/** The kernel's arm_smmu_of_match[] (plus the Qualcomm strings, claimed directly). */
 const ARM_SMMU_MATCH: ReadonlyMap<string, ArmSmmuMatchData> = new Map<string, ArmSmmuMatchData>([
   ['arm,smmu-v1', { version: ARM_SMMU_V1, model: 'GENERIC_SMMU' }],
   ['arm,smmu-v2', { version: ARM_SMMU_V2, model: 'GENERIC_SMMU' }],
@@ -243,9 +243,10 @@ function masterCfgOf(dev: Device): ArmSmmuMasterCfg {
   return cfg;
 }
 
-/** kernel: __arm_smmu_alloc_bitmap() over the context map. */
+/** Over the context map. */
+// kernel: __arm_smmu_alloc_bitmap() [arm-smmu.h]
 function armSmmuAllocContextBank(smmuDomain: ArmSmmuDomain, smmu: ArmSmmuDevice, dev: Device, start: number): number {
-  // kernel: arm_smmu_alloc_context_bank()
+  // (kernel: arm_smmu_alloc_context_bank())
   if (smmu.impl?.allocContextBank) {
     const idx = smmu.impl.allocContextBank(smmuDomain, smmu, dev, start);
     if (idx < 0) throw new KernelError('ENOSPC', `${smmu.name}: no context bank left for ${dev.name} (${smmu.impl.name} placement)`);
@@ -271,8 +272,9 @@ function pgtableAllocator(smmu: ArmSmmuDevice, what: string): IoPgtableAllocator
 
 /**
  * Finalise a domain on its first attach: stage and format, a context bank, the page table, the
- * bank's registers and its fault interrupt. // kernel: arm_smmu_init_domain_context()
+ * bank's registers and its fault interrupt.
  */
+// kernel: arm_smmu_init_domain_context() [arm-smmu.c]
 async function armSmmuInitDomainContext(smmuDomain: ArmSmmuDomain, smmu: ArmSmmuDevice, dev: Device): Promise<void> {
   await smmuDomain.initMutex.run(() => {
     if (smmuDomain.smmu) return;
@@ -367,7 +369,8 @@ async function armSmmuInitDomainContext(smmuDomain: ArmSmmuDomain, smmu: ArmSmmu
   });
 }
 
-/** Disable the domain's bank and give it back. // kernel: arm_smmu_destroy_domain_context() */
+/** Disable the domain's bank and give it back. */
+// kernel: arm_smmu_destroy_domain_context() [arm-smmu.c]
 async function armSmmuDestroyDomainContext(smmuDomain: ArmSmmuDomain): Promise<void> {
   const smmu = smmuDomain.smmu;
   if (!smmu) return;
@@ -435,7 +438,7 @@ function armSmmuMasterLeaveDomain(cfg: ArmSmmuMasterCfg, dev: Device, next: ArmS
   cfg.domain = null;
 }
 
-/** kernel: arm_smmu_attach_dev() */
+// kernel: arm_smmu_attach_dev() [arm-smmu.c]
 async function armSmmuAttachDev(domain: IommuDomain, dev: Device): Promise<void> {
   const smmuDomain = toSmmuDomain(domain);
   const cfg = masterCfgOf(dev);
@@ -453,14 +456,16 @@ async function armSmmuAttachDev(domain: IommuDomain, dev: Device): Promise<void>
   armSmmuMasterInstallS2crs(cfg, S2CR_TYPE_TRANS, smmuDomain.cfg.cbndx);
 }
 
-/** kernel: arm_smmu_attach_dev_type() — identity (BYPASS) or blocked (FAULT). */
+/** Identity (BYPASS) or blocked (FAULT). */
+// kernel: arm_smmu_attach_dev_type() [arm-smmu.c]
 function armSmmuAttachDevType(dev: Device, type: S2crType): void {
   const cfg = masterCfgOf(dev);
   armSmmuMasterLeaveDomain(cfg, dev, null);
   armSmmuMasterInstallS2crs(cfg, type, 0);
 }
 
-/** kernel: arm_smmu_iova_to_phys_hard() — ATS1PR, poll ATSR, read PAR; falls back to a table walk. */
+/** ATS1PR, poll ATSR, read PAR; falls back to a table walk. */
+// kernel: arm_smmu_iova_to_phys_hard() [arm-smmu.c]
 export async function armSmmuIovaToPhysHard(domain: IommuDomain, iova: number): Promise<number> {
   const smmuDomain = toSmmuDomain(domain);
   const smmu = smmuDomain.requireSmmu('arm_smmu_iova_to_phys_hard');
@@ -504,7 +509,8 @@ export function armSmmuDomainSetHupcf(domain: IommuDomain, on: boolean): void {
   armSmmuWriteSctlr(smmu, smmuDomain.cfg.cbndx);
 }
 
-/** Ask for a stage 2 domain before its first attach. EPERM once finalised. // kernel: arm_smmu_enable_nesting() */
+/** Ask for a stage 2 domain before its first attach. EPERM once finalised. */
+// kernel: arm_smmu_enable_nesting() [arm-smmu.c] @v6.10
 export function armSmmuEnableNesting(domain: IommuDomain): void {
   const smmuDomain = toSmmuDomain(domain);
   if (smmuDomain.smmu) throw new KernelError('EPERM', 'arm_smmu_enable_nesting: the domain is already attached');
@@ -522,7 +528,7 @@ export function armSmmuDomainContextBank(domain: IommuDomain): number {
   return toSmmuDomain(domain).cfg.cbndx;
 }
 
-// kernel: arm_smmu_domain_free()
+// kernel: arm_smmu_domain_free() [arm-smmu.c]
 async function armSmmuDomainFree(domain: IommuDomain): Promise<void> {
   const smmuDomain = toSmmuDomain(domain);
   // Not in Linux (a caller bug it leaves alone): masters still attached would translate through a
@@ -531,31 +537,32 @@ async function armSmmuDomainFree(domain: IommuDomain): Promise<void> {
   await armSmmuDestroyDomainContext(smmuDomain);
 }
 
-/** kernel: arm_smmu_ops.default_domain_ops */
+/** The kernel's arm_smmu_ops.default_domain_ops */
 const armSmmuDomainOps: DomainOps = {
   attachDev: (domain, dev) => armSmmuAttachDev(domain, dev),
-  // kernel: arm_smmu_map_pages()
+  // kernel: arm_smmu_map_pages() [arm-smmu.c]
   mapPages(domain, iova, paddr, pgsize, pgcount, prot) {
     const pgtbl = toSmmuDomain(domain).pgtbl;
     if (!pgtbl) throw new KernelError('ENODEV', 'arm_smmu_map_pages: the domain has no page table until it is attached');
     return pgtbl.mapPages(iova, paddr, pgsize, pgcount, prot);
   },
-  // kernel: arm_smmu_unmap_pages()
+  // kernel: arm_smmu_unmap_pages() [arm-smmu.c]
   unmapPages(domain, iova, pgsize, pgcount, gather) {
     const pgtbl = toSmmuDomain(domain).pgtbl;
     return pgtbl ? pgtbl.unmapPages(iova, pgsize, pgcount, gather) : 0;
   },
-  // kernel: arm_smmu_flush_iotlb_all()
+  // kernel: arm_smmu_flush_iotlb_all() [arm-smmu.c]
   async flushIotlbAll(domain) {
     const smmuDomain = toSmmuDomain(domain);
     if (smmuDomain.smmu) await armSmmuTlbFlushAll(smmuDomain);
   },
-  // kernel: arm_smmu_iotlb_sync()
+  // (kernel: arm_smmu_iotlb_sync())
   async iotlbSync(domain) {
     const smmuDomain = toSmmuDomain(domain);
     if (smmuDomain.smmu) await armSmmuIotlbSync(smmuDomain);
   },
-  // kernel: arm_smmu_iova_to_phys() (the software walk; see armSmmuIovaToPhysHard)
+  // (the software walk; see armSmmuIovaToPhysHard)
+  // kernel: arm_smmu_iova_to_phys() [arm-smmu.c]
   iovaToPhys(domain, iova) {
     const pgtbl = toSmmuDomain(domain).pgtbl;
     return pgtbl ? pgtbl.iovaToPhys(iova) : 0;
@@ -578,12 +585,12 @@ function armSmmuGetByFwnode(dev: Device): ArmSmmuDevice | null {
 function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
   const identityDomain = new IommuDomain({
     type: IOMMU_DOMAIN_IDENTITY,
-    // kernel: arm_smmu_attach_dev_identity()
+    // kernel: arm_smmu_attach_dev_identity() [arm-smmu.c]
     ops: { attachDev: (_d, dev) => armSmmuAttachDevType(dev, S2CR_TYPE_BYPASS) },
   });
   const blockedDomain = new IommuDomain({
     type: IOMMU_DOMAIN_BLOCKED,
-    // kernel: arm_smmu_attach_dev_blocked()
+    // kernel: arm_smmu_attach_dev_blocked() [arm-smmu.c]
     ops: { attachDev: (_d, dev) => armSmmuAttachDevType(dev, S2CR_TYPE_FAULT) },
   });
   const newDomain = (stage: 'S1' | 'NESTED'): ArmSmmuDomain => {
@@ -597,7 +604,7 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
     identityDomain,
     blockedDomain,
     defaultDomainOps: armSmmuDomainOps,
-    // kernel: arm_smmu_capable()
+    // kernel: arm_smmu_capable() [arm-smmu.c]
     capable(_dev, cap) {
       switch (cap) {
         case 'CACHE_COHERENCY':
@@ -610,7 +617,7 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
           return false;
       }
     },
-    // kernel: arm_smmu_of_xlate()
+    // kernel: arm_smmu_of_xlate() [arm-smmu.c]
     ofXlate(_dev, fwspec, args) {
       let fwid = 0;
       if (args.length > 0) fwid |= SMR_ID.prep(args[0]!);
@@ -621,7 +628,7 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
       }
       fwspec.ids.push(fwid >>> 0);
     },
-    // kernel: arm_smmu_probe_device()
+    // kernel: arm_smmu_probe_device() [arm-smmu.c]
     async probeDevice(dev) {
       if (armSmmuGetByFwnode(dev) !== smmu) throw new KernelError('ENODEV', `${dev.name} is not behind ${smmu.name}`);
       const fwspec = fwspecOf(dev);
@@ -648,14 +655,14 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
       }
       return smmu.iommu!;
     },
-    // kernel: arm_smmu_release_device()
+    // kernel: arm_smmu_release_device() [arm-smmu.c]
     async releaseDevice(dev) {
       const cfg = masterCfgOf(dev);
       armSmmuMasterLeaveDomain(cfg, dev, null);
       await armSmmuMasterFreeSmes(cfg);
       devIommuPrivSet(dev, null);
     },
-    // kernel: arm_smmu_device_group()
+    // kernel: arm_smmu_device_group() [arm-smmu.c]
     deviceGroup(dev) {
       const cfg = masterCfgOf(dev);
       let group: IommuGroup | null = null;
@@ -672,15 +679,16 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
       for (const idx of cfg.smendx) smmu.s2crs[idx]!.group = group;
       return group;
     },
-    // kernel: arm_smmu_get_resv_regions() — the software MSI window.
+    // the software MSI window.
+    // kernel: arm_smmu_get_resv_regions() [arm-smmu.c]
     getResvRegions(): IommuResvRegion[] {
       return [{ start: MSI_IOVA_BASE, length: MSI_IOVA_LENGTH, prot: IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO, type: 'SW_MSI' }];
     },
-    // kernel: arm_smmu_def_domain_type()
+    // kernel: arm_smmu_def_domain_type() [arm-smmu.c]
     defDomainType(dev) {
       return smmu.impl?.defDomainType ? smmu.impl.defDomainType(dev) : 0;
     },
-    // kernel: arm_smmu_domain_alloc_paging()
+    // kernel: arm_smmu_domain_alloc_paging() [arm-smmu.c]
     domainAllocPaging() {
       return newDomain('S1');
     },
@@ -729,8 +737,9 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
 // ---- probe and reset ---------------------------------------------------------------------------
 
 /**
- * Read the configuration from the ID registers. // kernel: arm_smmu_device_cfg_probe()
+ * Read the configuration from the ID registers.
  */
+// kernel: arm_smmu_device_cfg_probe() [arm-smmu.c]
 export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
   const lg = log(smmu);
   const note = (m: string): void => lg.info(smmu.name, m, LOG_NS);
@@ -848,8 +857,9 @@ export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
 
 /**
  * Bring the SMMU to the driver's state: stream map and banks from the shadows, TLBs invalidated,
- * sCR0 with fault reporting on and client access enabled. // kernel: arm_smmu_device_reset()
+ * sCR0 with fault reporting on and client access enabled.
  */
+// kernel: arm_smmu_device_reset() [arm-smmu.c]
 export async function armSmmuDeviceReset(smmu: ArmSmmuDevice): Promise<void> {
   // Not in Linux: a crash kernel (or anything booted without the previous kernel's shutdown) may find
   // transactions still stalled in the banks. Terminate them before the banks are rewritten (SCTLR = 0
@@ -888,8 +898,9 @@ export async function armSmmuDeviceReset(smmu: ArmSmmuDevice): Promise<void> {
 
 /**
  * Find how many SMR ID and MASK bits are implemented, by writing all-ones into a free SMR and
- * reading it back. // kernel: arm_smmu_test_smr_masks()
+ * reading it back.
  */
+// kernel: arm_smmu_test_smr_masks() [arm-smmu.c]
 export function armSmmuTestSmrMasks(smmu: ArmSmmuDevice): void {
   if (!smmu.smrs) return;
   // Live SMRs everywhere: nothing to test with, and nothing to worry about.
@@ -902,7 +913,8 @@ export function armSmmuTestSmrMasks(smmu: ArmSmmuDevice): void {
   smmu.smrMaskMask = SMR_MASK.get(smmu.gr0Read(ARM_SMMU_GR0_SMR(i)));
 }
 
-/** kernel: arm_smmu_device_dt_probe() — what the node says; the match data of its compatible. */
+/** What the node says; the match data of its compatible. */
+// kernel: arm_smmu_device_dt_probe() [arm-smmu.c]
 function armSmmuDeviceDtProbe(dev: PlatformDevice): { data: ArmSmmuMatchData; globalIrqs: number; pmuIrqs: number } {
   const np = dev.ofNode;
   if (!np) throw new KernelError('ENODEV', `${dev.name}: arm-smmu needs a device tree node`);
@@ -920,7 +932,7 @@ function armSmmuDeviceDtProbe(dev: PlatformDevice): { data: ArmSmmuMatchData; gl
   return { data, globalIrqs, pmuIrqs };
 }
 
-/** kernel: arm_smmu_device_probe() */
+// kernel: arm_smmu_device_probe() [arm-smmu.c]
 async function armSmmuDeviceProbe(dev: PlatformDevice, params: ArmSmmuParams): Promise<void> {
   const { data, globalIrqs, pmuIrqs } = armSmmuDeviceDtProbe(dev);
   const res = platformGetResource(dev, 0);
@@ -1054,8 +1066,9 @@ function armSmmuClearStreamMap(smmu: ArmSmmuDevice, s2crType: S2crType | null): 
 
 /**
  * Leave the SMMU for whatever runs next (a reboot, a kexec'd kernel), as
- * `arm-smmu.shutdown_policy` says. // kernel: arm_smmu_device_shutdown()
+ * `arm-smmu.shutdown_policy` says.
  */
+// kernel: arm_smmu_device_shutdown() [arm-smmu.c]
 export async function armSmmuDeviceShutdown(smmu: ArmSmmuDevice): Promise<void> {
   const lg = log(smmu);
   if (smmu.contextMap.some((used) => used)) lg.info(smmu.name, 'disabling translation', LOG_NS);
@@ -1097,7 +1110,7 @@ export async function armSmmuDeviceShutdown(smmu: ArmSmmuDevice): Promise<void> 
   lg.info(smmu.name, `shutdown: policy ${policy}, fault interrupts ${faultIrqs ? 'kept' : 'disabled'}, sCR0 = ${hex(scr0 >>> 0)}`, LOG_NS);
 }
 
-/** kernel: arm_smmu_device_remove() */
+// kernel: arm_smmu_device_remove() [arm-smmu.c]
 async function armSmmuDeviceRemove(dev: PlatformDevice): Promise<void> {
   const smmu = dev.driverData;
   if (!(smmu instanceof ArmSmmuDevice)) return;
@@ -1119,7 +1132,7 @@ export function createArmSmmuDriver(params: ArmSmmuParams = ARM_SMMU_DEFAULT_PAR
     ofMatchTable: ARM_SMMU_COMPATIBLES,
     probe: (dev) => armSmmuDeviceProbe(dev, p),
     remove: armSmmuDeviceRemove,
-    // kernel: arm_smmu_device_shutdown()
+    // (kernel: arm_smmu_device_shutdown())
     async shutdown(dev) {
       const smmu = dev.driverData;
       if (smmu instanceof ArmSmmuDevice) await armSmmuDeviceShutdown(smmu);

@@ -232,7 +232,8 @@ export class TestEngine {
 
   // ---- buffers -------------------------------------------------------------------------------
 
-  /** A zeroed, physically contiguous DMA buffer of `size` bytes (at most 2 MiB). // kernel: dma_alloc_coherent() */
+  /** A zeroed, physically contiguous DMA buffer of `size` bytes (at most 2 MiB). */
+  // kernel: dma_alloc_coherent() [dma-mapping.h]
   async allocBuffer(size: number, what = 'test-engine buffer'): Promise<DmaBuffer> {
     const a = await dmaAllocCoherent(this.dev, size);
     const buf: LiveBuffer = Object.freeze({ dma: a.dmaAddr, cpuAddr: a.cpuAddr, size, what });
@@ -240,7 +241,7 @@ export class TestEngine {
     return buf;
   }
 
-  /** // kernel: dma_free_coherent() */
+  // kernel: dma_free_coherent() [dma-mapping.h]
   async freeBuffer(buf: DmaBuffer): Promise<void> {
     if (!this.buffers.has(buf)) throw new KernelError('EINVAL', `${this.dev.name}: buffer at DMA ${hex(buf.dma)} is not a live buffer of this engine`);
     this.buffers.delete(buf);
@@ -544,7 +545,7 @@ export function testEngines(core: DriverCore): TestEngine[] {
   return core.probeOrder.filter((d) => d.driverData instanceof TestEngine).map((d) => d.driverData as TestEngine);
 }
 
-// kernel: the driver's .probe()
+// (kernel: the driver's .probe())
 async function probe(dev: PlatformDevice, resetOnProbe: boolean): Promise<void> {
   const io = devmPlatformIoremapResource(dev, 0);
   if (io.size < TE_REGION_SIZE) {
@@ -577,7 +578,7 @@ export function createDmaTestEngineDriver(opts: DmaTestEngineDriverOptions = {})
     bus: platformBus,
     ofMatchTable: ['iommu-sim,dma-test-engine'],
     probe: (dev: PlatformDevice) => probe(dev, opts.resetOnProbe ?? false),
-    // kernel: the driver's .remove()
+    // (kernel: the driver's .remove())
     remove: async (dev: PlatformDevice) => {
       const engine = testEngineOf(dev);
       await engine._quiesce();
@@ -587,7 +588,7 @@ export function createDmaTestEngineDriver(opts: DmaTestEngineDriverOptions = {})
   if (opts.shutdown === false) return base;
   return {
     ...base,
-    // kernel: the driver's .shutdown(): no DMA may outlive the kernel.
+    // (kernel: the driver's .shutdown(): no DMA may outlive the kernel.)
     shutdown: async (dev: PlatformDevice) => {
       const engine = testEngineOf(dev);
       const running = engine.runningFrames();
