@@ -193,7 +193,7 @@ function traceResponse(dev: Device, pasid: number, grpid: number, code: IommuPag
  * Send `code` for the request `evt` through the driver: the one place a page response leaves the
  * core. A driver whose op fails is logged; nothing is retried.
  */
-export function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageResponseCode): void | Promise<void> {
+export async function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageResponseCode): Promise<void> {
   const ops = opsOf(dev);
   const prm = evt.fault.prm;
   const param = devFaultParam(dev);
@@ -211,8 +211,7 @@ export function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageRes
     logOf(dev)?.err(dev.name, `page response (grpid ${prm.grpid}, code ${code}) failed: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
   };
   try {
-    const r = ops.pageResponse(dev, evt, { pasid: prm.pasid, grpid: prm.grpid, code });
-    if (r instanceof Promise) return r.catch(onError);
+    await ops.pageResponse(dev, evt, { pasid: prm.pasid, grpid: prm.grpid, code });
   } catch (e) {
     onError(e);
   }

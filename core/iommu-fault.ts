@@ -160,7 +160,7 @@ function countResult(param: DevFaultParam, evt: IopfFault, r: 0 | Errno, group: 
 }
 
 /** A page request nobody's domain handles: the device fault handler gets it. */
-function reportToHandler(param: DevFaultParam, evt: IopfFault): 0 | Errno | Promise<0 | Errno> {
+async function reportToHandler(param: DevFaultParam, evt: IopfFault): Promise<0 | Errno> {
   const handler = param.handler!;
   let group: IopfGroupImpl | null = null;
   if ((evt.fault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) !== 0) {
@@ -169,17 +169,11 @@ function reportToHandler(param: DevFaultParam, evt: IopfFault): 0 | Errno | Prom
     param.pending.add(group);
     param.stats.groups++;
   }
-  let r: 0 | Errno | Promise<0 | Errno>;
+  let r: 0 | Errno;
   try {
-    r = handler(evt.fault, param.handlerData, group);
+    r = await handler(evt.fault, param.handlerData, group);
   } catch (e) {
     r = errnoOf(e);
-  }
-  if (r instanceof Promise) {
-    return r.then(
-      (v) => countResult(param, evt, v, group),
-      (e: unknown) => countResult(param, evt, errnoOf(e), group),
-    );
   }
   return countResult(param, evt, r, group);
 }
@@ -192,15 +186,14 @@ function reportToHandler(param: DevFaultParam, evt: IopfFault): 0 | Errno | Prom
  * time.
  */
 // kernel: iommu_report_device_fault() [io-pgfault.c]
-export function iommuReportDeviceFault(dev: Device, evt: IommuFaultEvent): 0 | Errno | Promise<0 | Errno> {
+export async function iommuReportDeviceFault(dev: Device, evt: IommuFaultEvent): Promise<0 | Errno> {
   const fault = evt.fault;
   const param = devFaultParam(dev);
   if (fault.type === 'dma-unrecov') {
     if (param) param.stats.unrecoverable++;
     if (!param?.handler) return 'EINVAL';
     try {
-      const r = param.handler(fault, param.handlerData, null);
-      return r instanceof Promise ? r.catch(errnoOf) : r;
+      return await param.handler(fault, param.handlerData, null);
     } catch (e) {
       return errnoOf(e);
     }

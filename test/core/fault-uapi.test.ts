@@ -247,8 +247,8 @@ describe('user-facing fault records', () => {
     let signalled = 0;
     q.onFault = () => signalled++;
     await s.k.run(iommuAttachDevicePasid(domain, s.a, 9));
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 4, { pasid: 9, partial: true }));
-    iommuReportDeviceFault(s.a, pageRequest(0x2000, 4, { pasid: 9 }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 4, { pasid: 9, partial: true }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x2000, 4, { pasid: 9 }));
     expect(q.length).toBe(0);
     await settle(s);
     expect(signalled).toBe(1);
@@ -280,8 +280,8 @@ describe('user-facing fault records', () => {
     const domain = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
     const q = iommuUserFaultQueueForDomain(domain, { depth: 1 });
     await s.k.run(iommuAttachDevicePasid(domain, s.a, 9));
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 4, { pasid: 9, partial: true }));
-    iommuReportDeviceFault(s.a, pageRequest(0x2000, 4, { pasid: 9 }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 4, { pasid: 9, partial: true }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x2000, 4, { pasid: 9 }));
     await settle(s);
     expect(q.length).toBe(0);
     expect(q.stats.overflows).toBe(1);

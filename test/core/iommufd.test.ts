@@ -137,7 +137,7 @@ describe('iommufd fault queue with host cookies', () => {
     expect(iommuDevFeatureEnabled(s.a, 'IOPF')).toBe(false);
     await s.k.run(s.ctx.attach(devId, hwpt));
     expect(iommuDevFeatureEnabled(s.a, 'IOPF')).toBe(true);
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x5000, 0x1a3, { privateData: [0xdead, 0xbeef] }))).toBe(0);
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x5000, 0x1a3, { privateData: [0xdead, 0xbeef] }))).toBe(0);
     await settle(s);
     const f = s.ctx.fault(fault);
     const rec = f.read()!;

@@ -51,15 +51,16 @@ function grpids(s: FaultSetup): [number, number][] {
 describe('the IOPF queue', () => {
   it('buffers partial requests and handles a three-request group exactly once, on LAST', async () => {
     const s = await iopfSetup();
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x1000, 3, { pasid: PASID, partial: true }))).toBe(0);
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x9000, 4, { pasid: PASID, partial: true }))).toBe(0);
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x2000, 3, { pasid: PASID, partial: true }))).toBe(0);
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 3, { pasid: PASID, partial: true }))).toBe(0);
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x9000, 4, { pasid: PASID, partial: true }))).toBe(0);
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x2000, 3, { pasid: PASID, partial: true }))).toBe(0);
     await settle(s);
     expect(s.groups).toEqual([]);
     expect(devFaultParam(s.a)!.partial).toHaveLength(3);
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x3000, 3, { pasid: PASID }))).toBe(0);
+    const last = iommuReportDeviceFault(s.a, pageRequest(0x3000, 3, { pasid: PASID }));
     // Not on the reporting path: the handler runs from the workqueue.
     expect(s.groups).toEqual([]);
+    expect(await last).toBe(0);
     await settle(s);
     expect(s.groups).toHaveLength(1);
     const g = s.groups[0]!;
@@ -89,7 +90,7 @@ describe('the IOPF queue', () => {
       iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS);
     };
     await s.k.run(iommuAttachGroupHandle(dom, iommuGroupGet(s.noPasid)!, new IommuAttachHandle()));
-    iommuReportDeviceFault(s.noPasid, pageRequest(0x4000, 0x2a));
+    void iommuReportDeviceFault(s.noPasid, pageRequest(0x4000, 0x2a));
     await settle(s);
     expect(seen).toHaveLength(1);
     expect(seen[0]!.faults).toHaveLength(1);
@@ -103,17 +104,17 @@ describe('the IOPF queue', () => {
     const dom = iommuPagingDomainAllocFlags(s.noPasid, 0);
     dom.iopfHandler = (g) => void iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
     await s.k.run(iommuAttachDevice(dom, s.noPasid));
-    iommuReportDeviceFault(s.noPasid, pageRequest(0x4000, 1));
+    void iommuReportDeviceFault(s.noPasid, pageRequest(0x4000, 1));
     await settle(s);
     expect(grpids(s)).toEqual([[1, IOMMU_PAGE_RESP_INVALID]]);
   });
 
   it('answers INVALID at once for a PASID with no fault-capable domain, even a partial request', async () => {
     const s = await iopfSetup();
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID + 1, partial: true }))).toBe('EINVAL');
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID + 1 }))).toBe('EINVAL');
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID + 1, partial: true }))).toBe('EINVAL');
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID + 1 }))).toBe('EINVAL');
     // The RID's default domain has no iopf handler either.
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x1000, 3))).toBe('EINVAL');
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 3))).toBe('EINVAL');
     expect(grpids(s)).toEqual([
       [1, IOMMU_PAGE_RESP_INVALID],
       [2, IOMMU_PAGE_RESP_INVALID],
@@ -128,8 +129,8 @@ describe('the IOPF queue', () => {
       if (n++ === 0) throw new Error('no thanks');
       return Promise.reject(new Error('not now either')).then(() => void g);
     });
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID }));
     await settle(s);
     expect(grpids(s)).toEqual([
       [1, IOMMU_PAGE_RESP_FAILURE],
@@ -145,8 +146,8 @@ describe('the IOPF queue', () => {
     const dom = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
     dom.iopfHandler = () => undefined; // keeps its groups pending
     await s.k.run(iommuAttachDevicePasid(dom, s.a, PASID));
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID }));
     expect(grpids(s)).toEqual([[2, IOMMU_PAGE_RESP_FAILURE]]);
     await settle(s);
     expect(q.inFlight).toBe(0);
@@ -170,8 +171,8 @@ describe('the IOPF queue', () => {
 
   it('answers pending groups INVALID and drops partials when a device leaves the queue', async () => {
     const s = await iopfSetup();
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
-    iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID, partial: true }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID, partial: true }));
     await settle(s);
     expect(s.groups).toHaveLength(1);
     const q = devFaultParam(s.a)!.queue!;
@@ -183,12 +184,12 @@ describe('the IOPF queue', () => {
     expect(iopfGroupResponse(s.groups[0]!, IOMMU_PAGE_RESP_SUCCESS)).toBe(false);
     expect(s.responses).toHaveLength(1);
     // Off the queue: no IOPF path any more, nobody to handle it.
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x3000, 3, { pasid: PASID }))).toBe('EINVAL');
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x3000, 3, { pasid: PASID }))).toBe('EINVAL');
   });
 
   it('does not run a queued group whose device left before it ran', async () => {
     const s = await iopfSetup();
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
     iopfQueueRemoveDevice(devFaultParam(s.a)!.queue!, s.a);
     await settle(s);
     expect(s.groups).toEqual([]);
@@ -200,8 +201,8 @@ describe('the IOPF queue', () => {
       await s.k.scheduler.delay(5000);
       iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS);
     });
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
-    iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID }));
     const t0 = s.k.scheduler.now;
     await s.k.run(iopfQueueFlushDev(s.a));
     expect(s.k.scheduler.now - t0).toBeGreaterThanOrEqual(5000);
@@ -213,13 +214,13 @@ describe('the IOPF queue', () => {
 
   it('discards partials and frees a queue without leaving anything unanswered', async () => {
     const s = await iopfSetup();
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID, partial: true }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID, partial: true }));
     const q = devFaultParam(s.a)!.queue!;
     iopfQueueDiscardPartial(q);
     expect(devFaultParam(s.a)!.partial).toEqual([]);
     // The LAST of the discarded group now makes a group of one.
-    iommuReportDeviceFault(s.a, pageRequest(0x2000, 1, { pasid: PASID }));
-    iommuReportDeviceFault(s.a, pageRequest(0x3000, 2, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x2000, 1, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x3000, 2, { pasid: PASID }));
     await settle(s);
     expect(s.groups.map((g) => g.faults.length)).toEqual([1, 1]);
     iopfQueueFree(q);
@@ -236,8 +237,8 @@ describe('the IOPF queue', () => {
   it('answers every pending group INVALID and frees the IOPF queues at kernel shutdown', async () => {
     const s = await iopfSetup(); // A's domain handler keeps its groups pending
     iommuRegisterDeviceFaultHandler(s.b, () => 0); // so does B's device handler
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
-    iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID, partial: true }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: PASID, partial: true }));
     await iommuReportDeviceFault(s.b, pageRequest(0x3000, 3, { pasid: 1 }));
     await settle(s);
     expect(s.groups).toHaveLength(1);
@@ -257,8 +258,8 @@ describe('the IOPF queue', () => {
     expect(devFaultParam(s.a)!.queue).toBeNull();
     // The handler's late answer changes nothing; a fault after shutdown is answered at once.
     expect(iopfGroupResponse(s.groups[0]!, IOMMU_PAGE_RESP_SUCCESS)).toBe(false);
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x4000, 4, { pasid: PASID, partial: true }))).toBe('ENODEV');
-    expect(iommuReportDeviceFault(s.b, pageRequest(0x5000, 5, { pasid: 1 }))).toBe('ENODEV');
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x4000, 4, { pasid: PASID, partial: true }))).toBe('ENODEV');
+    expect(await iommuReportDeviceFault(s.b, pageRequest(0x5000, 5, { pasid: 1 }))).toBe('ENODEV');
     expect(s.responses.slice(2).map((r) => [r.dev, r.msg.grpid, r.msg.code])).toEqual([
       [s.a.name, 4, IOMMU_PAGE_RESP_INVALID],
       [s.b.name, 5, IOMMU_PAGE_RESP_INVALID],
@@ -272,7 +273,7 @@ describe('the IOPF queue', () => {
   it('traces each group as a work item and each response', async () => {
     const s = await iopfSetup((g) => void iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS));
     const rec = s.k.trace.record(['work', 'custom']);
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 6, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 6, { pasid: PASID }));
     await settle(s);
     rec.stop();
     const name = devFaultParam(s.a)!.queue!.name;
@@ -292,8 +293,8 @@ describe('the IOPF queue', () => {
       if (f.type === 'page-req') toDevHandler.push(f.prm.grpid);
       return 0;
     });
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
-    iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID + 2 }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: PASID }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { pasid: PASID + 2 }));
     await settle(s);
     expect(s.groups.map((g) => g.lastFault.fault.prm.grpid)).toEqual([1]);
     expect(toDevHandler).toEqual([2]);

@@ -139,9 +139,9 @@ describe('SVA I/O page faults', () => {
     expect(mm.translate(buf)).toBeNull();
 
     // A three-request group: all resolved, one SUCCESS.
-    iommuReportDeviceFault(s.a, pageRequest(buf, 1, { pasid, partial: true, perm: IOMMU_FAULT_PERM_WRITE }));
-    iommuReportDeviceFault(s.a, pageRequest(buf + PAGE_SIZE, 1, { pasid, partial: true, perm: IOMMU_FAULT_PERM_WRITE }));
-    iommuReportDeviceFault(s.a, pageRequest(buf + 2 * PAGE_SIZE, 1, { pasid, perm: IOMMU_FAULT_PERM_READ | IOMMU_FAULT_PERM_WRITE }));
+    void iommuReportDeviceFault(s.a, pageRequest(buf, 1, { pasid, partial: true, perm: IOMMU_FAULT_PERM_WRITE }));
+    void iommuReportDeviceFault(s.a, pageRequest(buf + PAGE_SIZE, 1, { pasid, partial: true, perm: IOMMU_FAULT_PERM_WRITE }));
+    void iommuReportDeviceFault(s.a, pageRequest(buf + 2 * PAGE_SIZE, 1, { pasid, perm: IOMMU_FAULT_PERM_READ | IOMMU_FAULT_PERM_WRITE }));
     await settle(s);
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid, grpid: 1, code: IOMMU_PAGE_RESP_SUCCESS }]);
     expect(mm.translate(buf)).not.toBeNull();
@@ -150,16 +150,16 @@ describe('SVA I/O page faults', () => {
     expect(mm.rss).toBe(3);
 
     // Outside any VMA, a write to read-only memory, exec of non-exec memory: INVALID, never FAILURE.
-    iommuReportDeviceFault(s.a, pageRequest(0x1000_0000, 2, { pasid }));
-    iommuReportDeviceFault(s.a, pageRequest(ro, 3, { pasid, perm: IOMMU_FAULT_PERM_WRITE }));
-    iommuReportDeviceFault(s.a, pageRequest(buf, 4, { pasid, perm: IOMMU_FAULT_PERM_EXEC }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x1000_0000, 2, { pasid }));
+    void iommuReportDeviceFault(s.a, pageRequest(ro, 3, { pasid, perm: IOMMU_FAULT_PERM_WRITE }));
+    void iommuReportDeviceFault(s.a, pageRequest(buf, 4, { pasid, perm: IOMMU_FAULT_PERM_EXEC }));
     await settle(s);
     expect(codes(s.responses)).toEqual([IOMMU_PAGE_RESP_SUCCESS, IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_INVALID]);
     expect(mm.translate(ro)).toBeNull();
 
     // The first failing request's verdict sticks: the request after it is not resolved.
-    iommuReportDeviceFault(s.a, pageRequest(0x2000_0000, 5, { pasid, partial: true }));
-    iommuReportDeviceFault(s.a, pageRequest(buf + 3 * PAGE_SIZE, 5, { pasid }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x2000_0000, 5, { pasid, partial: true }));
+    void iommuReportDeviceFault(s.a, pageRequest(buf + 3 * PAGE_SIZE, 5, { pasid }));
     await settle(s);
     expect(s.responses.at(-1)!.msg).toEqual({ pasid, grpid: 5, code: IOMMU_PAGE_RESP_INVALID });
     expect(mm.translate(buf + 3 * PAGE_SIZE)).toBeNull();
@@ -193,7 +193,7 @@ describe('SVA I/O page faults', () => {
     expect(mm.state).toBe('exited');
     // The struct lives on (the SVA domain holds it), and with it the PASID.
     expect(s.k.iommu.globalPasids.has(pasid)).toBe(true);
-    iommuReportDeviceFault(s.a, pageRequest(buf, 9, { pasid, perm: IOMMU_FAULT_PERM_WRITE }));
+    void iommuReportDeviceFault(s.a, pageRequest(buf, 9, { pasid, perm: IOMMU_FAULT_PERM_WRITE }));
     await settle(s);
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid, grpid: 9, code: IOMMU_PAGE_RESP_INVALID }]);
     await s.k.run(iommuSvaUnbindDevice(bond));
@@ -208,11 +208,11 @@ describe('SVA I/O page faults', () => {
     const bond = await s.k.run(iommuSvaBindDevice(s.a, proc.mm));
     // A partial that never completes is dropped at unbind time only with its device; a completed
     // group queued right before unbind is handled (INVALID: outside the mm) before the detach returns.
-    iommuReportDeviceFault(s.a, pageRequest(0x5000_0000, 3, { pasid: bond.pasid }));
+    void iommuReportDeviceFault(s.a, pageRequest(0x5000_0000, 3, { pasid: bond.pasid }));
     await s.k.run(iommuSvaUnbindDevice(bond));
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: bond.pasid, grpid: 3, code: IOMMU_PAGE_RESP_INVALID }]);
     expect(devFaultParam(s.a)!.pending.size).toBe(0);
     // After unbind nothing handles the PASID: INVALID at once.
-    expect(iommuReportDeviceFault(s.a, pageRequest(0x5000_0000, 4, { pasid: bond.pasid }))).toBe('EINVAL');
+    expect(await iommuReportDeviceFault(s.a, pageRequest(0x5000_0000, 4, { pasid: bond.pasid }))).toBe('EINVAL');
   });
 });

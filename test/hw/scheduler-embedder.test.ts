@@ -26,7 +26,7 @@ const starters: Record<string, Starter> = {
 };
 
 function startFrom<T>(starter: Starter, body: () => Promise<T>): Promise<T> {
-  return new Promise<T>((resolve, reject) => starter(() => body().then(resolve, reject)));
+  return new Promise<T>((resolve, reject) => starter(() => void body().then(resolve, reject)));
 }
 
 describe('runUntilSettled started from a host callback', () => {

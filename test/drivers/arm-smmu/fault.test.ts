@@ -420,7 +420,7 @@ describe('arm-smmu context faults', () => {
     await settle(b, 10_000);
     // The handler's late verdict does not answer twice, nor does a stale page response.
     expect(armSmmuFaultStats(b.smmu).terminated).toBe(0);
-    ops.pageResponse!(dev, evt, { pasid: 0, grpid: cbndx, code: IOMMU_PAGE_RESP_INVALID });
+    void ops.pageResponse!(dev, evt, { pasid: 0, grpid: cbndx, code: IOMMU_PAGE_RESP_INVALID });
     expect(armSmmuFaultStats(b.smmu).terminated).toBe(0);
     expect(model(b).stats.resumesAccepted).toBe(1);
   });
