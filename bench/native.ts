@@ -57,7 +57,7 @@ export function runNativeReference(log: (line: string) => void): NativeFigures {
   const values = new Map<string, number>();
   for (const line of out.split('\n')) {
     const m = /^(\S+) (\d+(?:\.\d+)?) /.exec(line);
-    if (m) values.set(m[1]!, Number(m[2]));
+    if (m) values.set(m[1], Number(m[2]));
   }
   return { values, skipped: null, compiler: cc };
 }

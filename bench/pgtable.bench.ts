@@ -75,13 +75,13 @@ const mapUnmap4k: Bench = {
     for (let i = 0; i < N; i++) iovas[i] = spreadIova(i);
     // Populate the tables once so the loop measures map+unmap, not table allocation.
     for (let i = 0; i < N; i++) {
-      pgtable.mapPages(iovas[i]!, 0x1_0000_0000 + i * 0x1000, 0x1000, 1, IOMMU_READ | IOMMU_WRITE);
-      pgtable.unmapPages(iovas[i]!, 0x1000, 1, gather);
+      pgtable.mapPages(iovas[i], 0x1_0000_0000 + i * 0x1000, 0x1000, 1, IOMMU_READ | IOMMU_WRITE);
+      pgtable.unmapPages(iovas[i], 0x1000, 1, gather);
     }
     let k = 0;
     return throughput((n) => {
       for (let j = 0; j < n; j++) {
-        const iova = iovas[k]!;
+        const iova = iovas[k];
         k = (k + 1) & (N - 1);
         pgtable.mapPages(iova, 0x2_0000_0000 + k * 0x1000, 0x1000, 1, IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE);
         if (pgtable.unmapPages(iova, 0x1000, 1, gather) !== 0x1000) throw new Error('unmap failed');
@@ -154,7 +154,7 @@ const walk4Level: Bench = {
     return throughput((n) => {
       for (let j = 0; j < n; j++) {
         k = (k + 40503) & (N - 1);
-        if (!walker.walkStage1(cfg, iovas[k]!, 0, out)) throw new Error(`walk faulted: ${out.fault}`);
+        if (!walker.walkStage1(cfg, iovas[k], 0, out)) throw new Error(`walk faulted: ${out.fault}`);
       }
     });
   },

@@ -38,7 +38,7 @@ const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] 
 function parseArgs(argv: readonly string[]): Args {
   const args: Args = { json: false, scale: false, large: false, out: 'out/bench', filter: null, repeat: 3, native: true };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = argv[i];
     const value = (name: string): string => {
       const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
       if (v === undefined) throw new Error(`${name} needs a value (${USAGE})`);
@@ -69,7 +69,7 @@ function format(v: number): string {
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 async function main(): Promise<void> {

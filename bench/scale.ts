@@ -162,7 +162,7 @@ async function sidsPoint(size: number): Promise<ScalePoint> {
     for (let i = 0; i < size; i++) {
       const sid = i;
       strtab.initSid(sid);
-      if ((strtab.readSte(sid)[0]! & 1) !== 1) throw new Error(`scale sids: STE ${sid} not valid`);
+      if ((strtab.readSte(sid)[0] & 1) !== 1) throw new Error(`scale sids: STE ${sid} not valid`);
     }
   });
 }
@@ -272,7 +272,7 @@ export async function runScale(opts: { large: boolean; only: string | null; out:
     const points: ScalePoint[] = [];
     // One discarded run at the smallest size lets the JIT settle on the whole path first.
     opts.log(`scale: ${spec.name} warm-up`);
-    await spec.point(spec.sizes[0]!);
+    await spec.point(spec.sizes[0]);
     for (const size of opts.large ? [...spec.sizes, ...spec.large] : spec.sizes) {
       opts.log(`scale: ${spec.name} at ${size}`);
       points.push(await spec.point(size));

@@ -100,10 +100,10 @@ class Machine {
     const mask = (1 << (CMDQ_LOG2 + 1)) - 1;
     for (const w of words) {
       const at = this.cmdq + (this.prod & ((1 << CMDQ_LOG2) - 1)) * 16;
-      this.ram.write32(at, w[0]!);
-      this.ram.write32(at + 4, w[1]!);
-      this.ram.write32(at + 8, w[2]!);
-      this.ram.write32(at + 12, w[3]!);
+      this.ram.write32(at, w[0]);
+      this.ram.write32(at + 4, w[1]);
+      this.ram.write32(at + 8, w[2]);
+      this.ram.write32(at + 12, w[3]);
       this.prod = (this.prod + 1) & mask;
     }
     this.smmu.write32(CMDQ_PROD, this.prod);
@@ -114,11 +114,11 @@ class Machine {
 function scramble(n: number): Uint32Array {
   const out = new Uint32Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.imul(i, 0x9e37_79b1) >>> 0;
-  for (let i = 0; i < n; i++) out[i] = out[i]! % n;
+  for (let i = 0; i < n; i++) out[i] = out[i] % n;
   const seen = new Uint8Array(n);
   let k = 0;
   for (let i = 0; i < n; i++) {
-    let v = out[i]!;
+    let v = out[i];
     while (seen[v]) v = (v + 1) % n;
     seen[v] = 1;
     out[k++] = v;
@@ -137,7 +137,7 @@ function translateHit(): number {
   let sink = 0;
   const rate = throughput((n) => {
     for (let i = 0; i < n; i++) {
-      const pa = smmu.translateFast(SID, -1, IOVA_BASE + order[i & (pages - 1)]! * 4096 + 0x18, 0);
+      const pa = smmu.translateFast(SID, -1, IOVA_BASE + order[i & (pages - 1)] * 4096 + 0x18, 0);
       if (pa < 0) throw new Error('v3.translate_hit: unexpected TLB miss');
       sink += pa & 1;
     }
@@ -158,7 +158,7 @@ function translateWalk(): number {
   let calls = 0;
   const rate = throughput((n) => {
     for (let i = 0; i < n; i++) {
-      if (!tr.translate(SID, false, 0, IOVA_BASE + order[i & (pages - 1)]! * 4096, 0, out)) throw new Error(`v3.translate_walk: ${out.detail}`);
+      if (!tr.translate(SID, false, 0, IOVA_BASE + order[i & (pages - 1)] * 4096, 0, out)) throw new Error(`v3.translate_walk: ${out.detail}`);
     }
     calls += n;
   });

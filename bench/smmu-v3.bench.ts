@@ -67,7 +67,7 @@ async function translateHit(): Promise<number> {
   let sink = 0;
   const rate = throughput((n) => {
     for (let i = 0; i < n; i++) {
-      const pa = smmu.translateFast(SID, -1, IOVA_BASE + order[i & (pages - 1)]! * 4096 + 0x18, 0);
+      const pa = smmu.translateFast(SID, -1, IOVA_BASE + order[i & (pages - 1)] * 4096 + 0x18, 0);
       if (pa < 0) throw new Error('v3.translate_hit: unexpected TLB miss');
       sink += pa & 1;
     }
@@ -86,7 +86,7 @@ async function translateWalk(): Promise<number> {
   let calls = 0;
   const rate = throughput((n) => {
     for (let i = 0; i < n; i++) {
-      const addr = IOVA_BASE + order[i & (pages - 1)]! * 4096;
+      const addr = IOVA_BASE + order[i & (pages - 1)] * 4096;
       if (lab.model.translateFast(SID, -1, addr, 0) < 0 && !tr.translate(SID, false, 0, addr, 0, out)) throw new Error(`v3.translate_walk: ${out.detail}`);
     }
     calls += n;

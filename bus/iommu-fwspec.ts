@@ -36,5 +36,5 @@ export function iommuFwspecInit(
 // kernel: iommu_fwspec_add_ids() [iommu.c]
 export function iommuFwspecAddSpecifier(fwspec: IommuFwspec, specifier: readonly number[]): void {
   fwspec.specifiers.push([...specifier]);
-  if (specifier.length > 0) fwspec.ids.push(specifier[0]!);
+  if (specifier.length > 0) fwspec.ids.push(specifier[0]);
 }

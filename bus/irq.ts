@@ -154,7 +154,7 @@ function setup(
   const shared = opts.shared ?? false;
   let line = table.lines.get(key);
   if (line && line.actions.length > 0) {
-    const other = line.actions[0]!;
+    const other = line.actions[0];
     if (!shared || !other.shared) {
       throw new KernelError(
         'EBUSY',

@@ -102,7 +102,7 @@ export function msiControllerOf(dev: Device): DtNode | null {
       if (m) return m.target;
     }
     const parents = ofMsiParent(tree, np);
-    if (parents.length > 0) return parents[0]!.node;
+    if (parents.length > 0) return parents[0].node;
   }
   return null;
 }

@@ -76,7 +76,7 @@ export function checkDtbInput(file: string, blob: Uint8Array): void {
   if (blob.length >= 4 && blob[0] === 0xd0 && blob[1] === 0x0d && blob[2] === 0xfe && blob[3] === 0xed) return;
   const sig = acpiSignature(blob);
   if (sig !== null && /^[A-Z][A-Z0-9_]{3}$/.test(sig) && blob.length >= 36) {
-    const len = blob[4]! | (blob[5]! << 8) | (blob[6]! << 16) | (blob[7]! << 24);
+    const len = blob[4] | (blob[5] << 8) | (blob[6] << 16) | (blob[7] << 24);
     if (len >= 36 && len <= blob.length) {
       throw new UsageError(
         `${file} is an ACPI ${sig} table, not a flattened device tree: put it in a folder named by signature (${sig}) with the machine's other tables (APIC, IORT, MCFG, DSDT) and run \`iommu-sim boot --acpi DIR\``,

@@ -59,7 +59,7 @@ async function report(lab: VmLab) {
     },
     guest: {
       probeOrder: lab.guest.core.probeOrder.map((d) => `${d.name} (${d.driver?.name ?? 'no driver'})`),
-      vsmmuIdr0: hex(lab.vm.vsmmu.idRegisters[0]!),
+      vsmmuIdr0: hex(lab.vm.vsmmu.idRegisters[0]),
       masters: mastersOf(lab.guest),
     },
     dma: { state: `${st.state}/${st.dmaStatus}`, iova: hex(buf.dma), ipa: hex(buf.cpuAddr), hostPa: hex(hostPa), landed: lab.machine.cpu.ram.read(hostPa, 4096).every((b) => b === 0x5a) },

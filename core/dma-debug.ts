@@ -61,7 +61,7 @@ export class DmaDebug {
     if (!at) throw new KernelError('EINVAL', `${what}: nothing is mapped there (never mapped, or already unmapped)`);
     const exact = at.find((m) => m.kind === kind && m.size === size && m.dir === dir);
     if (exact) return exact;
-    const m = at[0]!;
+    const m = at[0];
     if (m.kind !== kind) throw new KernelError('EINVAL', `${what}: it was mapped as ${m.kind}, freed as ${kind}`);
     if (m.size !== size) throw new KernelError('EINVAL', `${what}: it was mapped with size ${m.size}, unmapped with ${size}`);
     throw new KernelError('EINVAL', `${what}: it was mapped ${m.dir}, unmapped ${dir}`);

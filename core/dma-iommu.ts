@@ -71,8 +71,8 @@ export class FlushQueue {
   /** Free the entries a finished flush covers. */
   // kernel: fq_ring_free_locked() [dma-iommu.c]
   private ringFree(): void {
-    while (this.head !== this.tail && this.counters[this.head]! < this.flushFinishCnt) {
-      this.iovad.freeIovaFast(this.pfns[this.head]!, this.pages[this.head]!);
+    while (this.head !== this.tail && this.counters[this.head] < this.flushFinishCnt) {
+      this.iovad.freeIovaFast(this.pfns[this.head], this.pages[this.head]);
       this.head = (this.head + 1) % this.size;
     }
   }

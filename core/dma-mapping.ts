@@ -170,24 +170,24 @@ export async function dmaMapSg(dev: Device, sg: DmaSgEntry[], dir: DmaDataDirect
   let curLen = 0;
   let addr = iova;
   for (let i = 0; i < sg.length; i++) {
-    const s = sg[i]!;
-    const p = pieces[i]!;
+    const s = sg[i];
+    const p = pieces[i];
     debug.add({ dev, kind: 'sg', dmaAddr: addr + p.off, size: s.length, phys: s.pa, dir, viaIommu: true, spanDma: addr, spanSize: p.length, spanPhys: p.pa });
     if (curLen > 0 && p.off === 0 && addr % DMA_SEG_BOUNDARY !== 0 && curLen + s.length <= DMA_MAX_SEG_SIZE) {
       curLen += s.length;
     } else {
       cur = count++;
-      sg[cur]!.dmaAddress = addr + p.off;
+      sg[cur].dmaAddress = addr + p.off;
       curLen = s.length;
     }
-    sg[cur]!.dmaLength = curLen;
+    sg[cur].dmaLength = curLen;
     addr += p.length;
     // A piece that does not fill its last page cannot be continued.
     if (s.length + p.off < p.length) curLen = 0;
   }
   for (let i = count; i < sg.length; i++) {
-    sg[i]!.dmaAddress = 0;
-    sg[i]!.dmaLength = 0;
+    sg[i].dmaAddress = 0;
+    sg[i].dmaLength = 0;
   }
   return count;
 }
@@ -196,7 +196,7 @@ export async function dmaMapSg(dev: Device, sg: DmaSgEntry[], dir: DmaDataDirect
 function sgEntryAddresses(dev: Device, sg: readonly DmaSgEntry[]): { addrs: number[]; iova: number; total: number } {
   if (!dmaUsesIommu(dev)) return { addrs: sg.map((s) => s.pa), iova: 0, total: 0 };
   const g = granuleOf(dev);
-  const first = sg[0]!;
+  const first = sg[0];
   const iova = first.dmaAddress - (first.pa % g);
   const addrs: number[] = [];
   let addr = iova;
@@ -215,8 +215,8 @@ export async function dmaUnmapSg(dev: Device, sg: readonly DmaSgEntry[], dir: Dm
   if (sg.length === 0) throw new KernelError('EINVAL', `dma_unmap_sg: ${dev.name}: empty scatterlist`);
   const debug = subsystemOf(dev).dmaDebug;
   const { addrs, iova, total } = sgEntryAddresses(dev, sg);
-  const maps = sg.map((s, i) => debug.checkUnmap(dev, addrs[i]!, s.length, dir, 'sg'));
-  if (maps[0]!.viaIommu) await iommuDmaUnmap(dev, iova, total);
+  const maps = sg.map((s, i) => debug.checkUnmap(dev, addrs[i], s.length, dir, 'sg'));
+  if (maps[0].viaIommu) await iommuDmaUnmap(dev, iova, total);
   for (const m of maps) debug.delete(m);
 }
 
@@ -287,13 +287,13 @@ export function dmaSyncSingleForDevice(dev: Device, dmaAddr: number, size: numbe
 // kernel: dma_sync_sg_for_cpu() [kernel/dma/mapping.c]
 export function dmaSyncSgForCpu(dev: Device, sg: readonly DmaSgEntry[], dir: DmaDataDirection): void {
   const { addrs } = sgEntryAddresses(dev, sg);
-  sg.forEach((s, i) => checkSync('dma_sync_sg_for_cpu', dev, addrs[i]!, s.length, dir));
+  sg.forEach((s, i) => checkSync('dma_sync_sg_for_cpu', dev, addrs[i], s.length, dir));
 }
 
 // kernel: dma_sync_sg_for_device() [kernel/dma/mapping.c]
 export function dmaSyncSgForDevice(dev: Device, sg: readonly DmaSgEntry[], dir: DmaDataDirection): void {
   const { addrs } = sgEntryAddresses(dev, sg);
-  sg.forEach((s, i) => checkSync('dma_sync_sg_for_device', dev, addrs[i]!, s.length, dir));
+  sg.forEach((s, i) => checkSync('dma_sync_sg_for_device', dev, addrs[i], s.length, dir));
 }
 
 function checkMask(what: string, mask: bigint): void {

@@ -296,9 +296,9 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.pa52 = granule === SZ_64K;
     for (let l = 0; l < ARM_LPAE_MAX_LEVELS; l++) {
       this.lvlShift[l] = (ARM_LPAE_MAX_LEVELS - l) * bpl + 3;
-      this.blockSize[l] = 2 ** this.lvlShift[l]!;
+      this.blockSize[l] = 2 ** this.lvlShift[l];
       this.lvlMask[l] = (1 << (l === startLevel ? pgdBits : bpl)) - 1;
-      this.sizeSupported[l] = l >= startLevel && bitmapHas(r.bitmap, this.blockSize[l]!);
+      this.sizeSupported[l] = l >= startLevel && bitmapHas(r.bitmap, this.blockSize[l]);
     }
     this.iasLimit = 2 ** ias;
     this.oasLimit = 2 ** oas;
@@ -385,9 +385,9 @@ class ArmLpaeIoPgtable implements IoPgtable {
 
   /** Index of the input address (split as lo/hi u32) at level `lvl`. */
   private index(iovaLo: number, iovaHi: number, lvl: number): number {
-    const s = this.lvlShift[lvl]!;
+    const s = this.lvlShift[lvl];
     const v = s >= 32 ? iovaHi >>> (s - 32) : (iovaLo >>> s) | (iovaHi << (32 - s));
-    return v & this.lvlMask[lvl]!;
+    return v & this.lvlMask[lvl];
   }
 
   /** Write a descriptor: the half without the valid bit first, so a walker never sees half of one. */
@@ -550,13 +550,13 @@ class ArmLpaeIoPgtable implements IoPgtable {
         const ptep = table + this.index(vaLo, vaHi, l) * 8;
         const w = this.ram.words32(ptep);
         const o = (ptep & PTEP_IN_FRAME) >>> 2;
-        const lo = w[o]!;
+        const lo = w[o];
         if (lo === 0) {
           table = this.installTable(ptep, mapped);
         } else if (this.isTable(lo, l)) {
-          table = this.tableAddr(lo, w[o + 1]!);
+          table = this.tableAddr(lo, w[o + 1]);
         } else {
-          throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l]!)} mapping`, mapped);
+          throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l])} mapping`, mapped);
         }
       }
       const idx = this.index(vaLo, vaHi, target);
@@ -594,7 +594,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
         break;
       }
     }
-    const sz = this.blockSize[lvl]!;
+    const sz = this.blockSize[lvl];
     for (let i = 0; i < n; i++) {
       const opa = pa + i * sz;
       const ptep = first + i * 8;
@@ -612,7 +612,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
    */
   private replaceStaleTables(first: number, n: number, va: number, lvl: number, mapped: number): void {
     const ram = this.ram;
-    const sz = this.blockSize[lvl]!;
+    const sz = this.blockSize[lvl];
     for (let i = 0; i < n; i++) {
       const elo = ram.read32(first + i * 8);
       if (elo === 0) continue;
@@ -644,10 +644,10 @@ class ArmLpaeIoPgtable implements IoPgtable {
         const ptep = table + this.index(vaLo, vaHi, l) * 8;
         const w = this.ram.words32(ptep);
         const o = (ptep & PTEP_IN_FRAME) >>> 2;
-        const lo = w[o]!;
+        const lo = w[o];
         // A hole, or a larger block that would have to be split: stop here.
         if (!this.isTable(lo, l)) return unmapped;
-        table = this.tableAddr(lo, w[o + 1]!);
+        table = this.tableAddr(lo, w[o + 1]);
       }
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - unmapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
@@ -665,15 +665,15 @@ class ArmLpaeIoPgtable implements IoPgtable {
   // kernel: __arm_lpae_unmap() [io-pgtable-arm.c]
   private clearPtes(first: number, n: number, va: number, lvl: number, gather: IommuIotlbGather | null): number {
     const ram = this.ram;
-    const sz = this.blockSize[lvl]!;
+    const sz = this.blockSize[lvl];
     let i = 0;
     for (; i < n; i++) {
       const ptep = first + i * 8;
       const w = ram.words32(ptep);
       const o = (ptep & PTEP_IN_FRAME) >>> 2;
-      const lo = w[o]!;
+      const lo = w[o];
       if (lo === 0) break;
-      const hi = w[o + 1]!;
+      const hi = w[o + 1];
       w[o] = 0;
       w[o + 1] = 0;
       if (this.isTable(lo, lvl)) this.freeUnlinkedTable(va + i * sz, lvl, this.tableAddr(lo, hi));
@@ -688,7 +688,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
   /** A table entry of level `lvl` mapping `va` was cleared: flush walks through it, then free its subtree. */
   private freeUnlinkedTable(va: number, lvl: number, table: number): void {
     // Walks through the table may be cached: flush them before the table is reused.
-    this.tlb.tlbFlushWalk(va, this.blockSize[lvl]!, this.granule);
+    this.tlb.tlbFlushWalk(va, this.blockSize[lvl], this.granule);
     this.freeSubtree(lvl + 1, table);
   }
 
@@ -704,7 +704,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
       const ptep = table + this.index(vaLo, vaHi, l) * 8;
       const lo = ram.read32(ptep);
       const hi = ram.read32(ptep + 4);
-      if (this.isLeaf(lo, l)) return this.tableAddr(lo, hi) + (iova % this.blockSize[l]!);
+      if (this.isLeaf(lo, l)) return this.tableAddr(lo, hi) + (iova % this.blockSize[l]);
       if (!this.isTable(lo, l)) return 0;
       table = this.tableAddr(lo, hi);
     }

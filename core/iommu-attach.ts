@@ -93,7 +93,7 @@ async function __iommuGroupSetDomainInternal(group: IommuGroup, newDomain: Iommu
   let firstError: unknown = null;
   for (let i = 0; i < group.devices.length; i++) {
     try {
-      await __iommuDeviceSetDomain(group, group.devices[i]!, newDomain, group.domain, flags);
+      await __iommuDeviceSetDomain(group, group.devices[i], newDomain, group.domain, flags);
     } catch (e) {
       firstError ??= e;
       if ((flags & SET_DOMAIN_MUST_SUCCEED) !== 0) continue;
@@ -102,7 +102,7 @@ async function __iommuGroupSetDomainInternal(group: IommuGroup, newDomain: Iommu
       const back = group.domain;
       if (back) {
         for (let j = 0; j <= i; j++) {
-          const d = group.devices[j]!;
+          const d = group.devices[j];
           try {
             await __iommuDeviceSetDomain(group, d, back, newDomain, SET_DOMAIN_MUST_SUCCEED);
           } catch (re) {

@@ -248,8 +248,8 @@ export async function iommuDomainFree(domain: IommuDomain): Promise<void> {
   const users = [...domain.attachments];
   if (users.length > 0) {
     const where = users.map(([dev, pasids]) => `${dev.name}${[...pasids].some((p) => p !== 0) ? ` (PASID ${[...pasids].join(', ')})` : ''}`).join(', ');
-    const log = devIommu(users[0]![0])?.subsystem.log;
-    log?.warn(users[0]![0].name, `WARNING: ${iommuDomainTypeStr(domain.type)} domain freed while still attached to ${where}`);
+    const log = devIommu(users[0][0])?.subsystem.log;
+    log?.warn(users[0][0].name, `WARNING: ${iommuDomainTypeStr(domain.type)} domain freed while still attached to ${where}`);
   }
   domain.iopfHandler = null;
   iopfAnswerDomainFaults(domain, null, null);

@@ -295,14 +295,14 @@ export class IommuUserFaultQueue {
       throw new KernelError('ENOSPC', `${this.name} is full`);
     }
     const faults = group.faults;
-    for (let i = 0; i < faults.length; i++) this.push(faults[i]!.fault, i === faults.length - 1 ? group : null);
+    for (let i = 0; i < faults.length; i++) this.push(faults[i].fault, i === faults.length - 1 ? group : null);
     this.onFault?.();
   }
 
   /** Forget groups answered some other way (a device removal answered them). */
   private prune(): void {
     for (let i = this.outstanding.length - 1; i >= 0; i--) {
-      const g = this.outstanding[i]!;
+      const g = this.outstanding[i];
       if (g.isPending) continue;
       this.outstanding.splice(i, 1);
       const t = this.tokenOf.get(g);

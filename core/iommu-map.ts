@@ -39,11 +39,11 @@ export function iommuPgsize(domain: IommuDomain, iova: number, paddr: number, si
   const sizes = domain.pgsizes;
   const align = Math.min(alignmentOf(iova), alignmentOf(paddr));
   let idx = sizes.length - 1;
-  while (idx >= 0 && (sizes[idx]! > size || sizes[idx]! > align)) idx--;
+  while (idx >= 0 && (sizes[idx] > size || sizes[idx] > align)) idx--;
   if (idx < 0) {
     throw new KernelError('EINVAL', `iommu_pgsize: no page size of ${hex(domain.pgsizeBitmap)} fits iova ${hex(iova)} pa ${hex(paddr)} size ${hex(size)}`);
   }
-  const pgsize = sizes[idx]!;
+  const pgsize = sizes[idx];
   let runSize = size;
   const next = sizes[idx + 1];
   // A bigger page is only usable where iova and paddr have the same offset into it.

@@ -26,7 +26,7 @@ export function iommuGetResvRegions(dev: Device): IommuResvRegion[] {
 export function iommuInsertResvRegion(region: IommuResvRegion, list: IommuResvRegion[]): void {
   let at = 0;
   while (at < list.length) {
-    const it = list[at]!;
+    const it = list[at];
     if (region.start < it.start || (region.start === it.start && TYPE_ORDER[region.type] <= TYPE_ORDER[it.type])) break;
     at++;
   }
@@ -39,7 +39,7 @@ export function iommuInsertResvRegion(region: IommuResvRegion, list: IommuResvRe
     }
     let top: IommuResvRegion | undefined;
     for (let i = out.length - 1; i >= 0; i--) {
-      if (out[i]!.type === it.type) {
+      if (out[i].type === it.type) {
         top = out[i];
         break;
       }

@@ -382,7 +382,7 @@ export function iommuSvaIopfHandler(group: IopfGroup): void {
   let status: IommuPageResponseCode = IOMMU_PAGE_RESP_SUCCESS;
   const faults = group.faults;
   for (let i = 0; i < faults.length; i++) {
-    status = iommuSvaHandleMm(faults[i]!, cookie.mm);
+    status = iommuSvaHandleMm(faults[i], cookie.mm);
     if (status !== IOMMU_PAGE_RESP_SUCCESS) break;
   }
   iopfGroupResponse(group, status);

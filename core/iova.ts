@@ -74,7 +74,7 @@ export class IovaDomain {
     let b = this.lo.length;
     while (a < b) {
       const m = (a + b) >> 1;
-      if (this.lo[m]! > pfn) a = m + 1;
+      if (this.lo[m] > pfn) a = m + 1;
       else b = m;
     }
     return a;
@@ -97,13 +97,13 @@ export class IovaDomain {
     const align = sizeAligned ? 2 ** orderBase2(size) : 1;
     let high = limitPfn + 1; // exclusive upper bound of the gap being tried
     for (let i = this.firstAtOrBelow(limitPfn); i <= this.lo.length; i++) {
-      const gapLow = i < this.lo.length ? this.hi[i]! + 1 : this.startPfn;
+      const gapLow = i < this.lo.length ? this.hi[i] + 1 : this.startPfn;
       const candidate = Math.floor((high - size) / align) * align;
       if (candidate >= gapLow && candidate >= this.startPfn) {
         this.insert(candidate, candidate + size - 1);
         return candidate;
       }
-      if (i < this.lo.length) high = Math.min(high, this.lo[i]!);
+      if (i < this.lo.length) high = Math.min(high, this.lo[i]);
       if (high - size < this.startPfn) return 0;
     }
     return 0;
@@ -113,7 +113,7 @@ export class IovaDomain {
   // kernel: find_iova() [iova.c]
   findIova(pfn: number): IovaRange | null {
     const i = this.firstAtOrBelow(pfn);
-    if (i < this.lo.length && this.hi[i]! >= pfn) return { pfnLo: this.lo[i]!, pfnHi: this.hi[i]! };
+    if (i < this.lo.length && this.hi[i] >= pfn) return { pfnLo: this.lo[i], pfnHi: this.hi[i] };
     return null;
   }
 
@@ -138,9 +138,9 @@ export class IovaDomain {
     let lo = pfnLo;
     let hi = pfnHi;
     // Absorb every overlapping range.
-    for (let i = this.firstAtOrBelow(hi); i < this.lo.length && this.hi[i]! >= lo; ) {
-      lo = Math.min(lo, this.lo[i]!);
-      hi = Math.max(hi, this.hi[i]!);
+    for (let i = this.firstAtOrBelow(hi); i < this.lo.length && this.hi[i] >= lo; ) {
+      lo = Math.min(lo, this.lo[i]);
+      hi = Math.max(hi, this.hi[i]);
       this.lo.splice(i, 1);
       this.hi.splice(i, 1);
     }
@@ -179,12 +179,12 @@ export class IovaDomain {
   private rcacheGet(size: number, limitPfn: number): number {
     const order = orderBase2(size);
     if (order >= IOVA_RANGE_CACHE_MAX_SIZE) return 0;
-    const cache = this.rcaches[order]!;
+    const cache = this.rcaches[order];
     const highest = limitPfn + 1 - size;
     for (let i = cache.length - 1; i >= 0; i--) {
-      const pfn = cache[i]!;
+      const pfn = cache[i];
       if (pfn <= highest) {
-        cache[i] = cache[cache.length - 1]!;
+        cache[i] = cache[cache.length - 1];
         cache.pop();
         return pfn;
       }
@@ -197,7 +197,7 @@ export class IovaDomain {
   private rcacheInsert(pfn: number, size: number): boolean {
     const order = orderBase2(size);
     if (order >= IOVA_RANGE_CACHE_MAX_SIZE) return false;
-    const cache = this.rcaches[order]!;
+    const cache = this.rcaches[order];
     if (cache.length >= RCACHE_CAPACITY) {
       // The depot is full: the oldest magazine goes back to the tree.
       for (const old of cache.splice(0, IOVA_MAG_SIZE)) this.freeIova(old);
@@ -218,7 +218,7 @@ export class IovaDomain {
   /** Allocated ranges (cached ones included), lowest first. */
   ranges(): IovaRange[] {
     const out: IovaRange[] = [];
-    for (let i = this.lo.length - 1; i >= 0; i--) out.push({ pfnLo: this.lo[i]!, pfnHi: this.hi[i]! });
+    for (let i = this.lo.length - 1; i >= 0; i--) out.push({ pfnLo: this.lo[i], pfnHi: this.hi[i] });
     return out;
   }
 

@@ -109,7 +109,7 @@ export function propStrings(node: FirmwareNode, name: string): string[] | undefi
   for (let i = 0; i < v.length; i++) {
     if (v[i] === 0) {
       let s = '';
-      for (let j = start; j < i; j++) s += String.fromCharCode(v[j]!);
+      for (let j = start; j < i; j++) s += String.fromCharCode(v[j]);
       out.push(s);
       start = i + 1;
     }
@@ -214,7 +214,7 @@ export interface RawReg {
 
 function cellsToBig(cells: readonly number[], from: number, n: number): bigint {
   let v = 0n;
-  for (let i = 0; i < n; i++) v = (v << 32n) | BigInt(cells[from + i]!);
+  for (let i = 0; i < n; i++) v = (v << 32n) | BigInt(cells[from + i]);
   return v;
 }
 
@@ -255,7 +255,7 @@ function isPciBus(bus: FirmwareNode): boolean {
  */
 function busAddress(bus: FirmwareNode, cells: readonly number[], from: number, n: number): { value: bigint; space: number } {
   if (n === 3 && isPciBus(bus)) {
-    return { value: cellsToBig(cells, from + 1, 2), space: (cells[from]! >>> 24) & 3 };
+    return { value: cellsToBig(cells, from + 1, 2), space: (cells[from] >>> 24) & 3 };
   }
   return { value: cellsToBig(cells, from, n), space: 0 };
 }
@@ -355,7 +355,7 @@ export function readInterrupts(index: FirmwareIndex, node: FirmwareNode): Interr
   if (ext !== undefined) {
     let i = 0;
     while (i < ext.length) {
-      const ctrl = index.resolve(ext[i]!, node, 'interrupts-extended');
+      const ctrl = index.resolve(ext[i], node, 'interrupts-extended');
       const n = interruptCells(ctrl, node);
       if (i + 1 + n > ext.length) {
         throw malformed(node, 'interrupts-extended', `"interrupts-extended" ends inside a ${n}-cell specifier for ${ctrl.path}`);
@@ -396,7 +396,7 @@ export function readIommus(index: FirmwareIndex, node: FirmwareNode): IommuRef[]
   const out: IommuRef[] = [];
   let i = 0;
   while (i < cells.length) {
-    const iommu = index.resolve(cells[i]!, node, 'iommus');
+    const iommu = index.resolve(cells[i], node, 'iommus');
     const n = propU32(iommu, '#iommu-cells');
     if (n === undefined) throw malformed(node, 'iommus', `IOMMU ${iommu.path} named by "iommus" has no "#iommu-cells"`);
     if (i + 1 + n > cells.length) {
@@ -429,8 +429,8 @@ export function readIommuMap(index: FirmwareIndex, node: FirmwareNode): IommuMap
   }
   const out: IommuMapEntry[] = [];
   for (let i = 0; i < cells.length; i += 4) {
-    const iommu = index.resolve(cells[i + 1]!, node, 'iommu-map');
-    out.push({ ridBase: cells[i]!, iommu, sidBase: cells[i + 2]!, length: cells[i + 3]! });
+    const iommu = index.resolve(cells[i + 1], node, 'iommu-map');
+    out.push({ ridBase: cells[i], iommu, sidBase: cells[i + 2], length: cells[i + 3] });
   }
   return out;
 }

@@ -94,8 +94,8 @@ export class Interconnect implements DmaPort {
     if (len === 8 && addr % 8 === 0) {
       if (req.write) {
         const d = req.data!;
-        const lo = (d[0]! | (d[1]! << 8) | (d[2]! << 16) | (d[3]! << 24)) >>> 0;
-        const hi = (d[4]! | (d[5]! << 8) | (d[6]! << 16) | (d[7]! << 24)) >>> 0;
+        const lo = (d[0] | (d[1] << 8) | (d[2] << 16) | (d[3] << 24)) >>> 0;
+        const hi = (d[4] | (d[5] << 8) | (d[6] << 16) | (d[7] << 24)) >>> 0;
         map.write64(addr, (BigInt(hi) << 32n) | BigInt(lo));
         return { status: 'ok', pa: addr };
       }
@@ -107,7 +107,7 @@ export class Interconnect implements DmaPort {
     if (req.write) {
       const d = req.data!;
       for (let i = 0; i < len; i += 4) {
-        map.write32(addr + i, (d[i]! | (d[i + 1]! << 8) | (d[i + 2]! << 16) | (d[i + 3]! << 24)) >>> 0);
+        map.write32(addr + i, (d[i] | (d[i + 1] << 8) | (d[i + 2] << 16) | (d[i + 3] << 24)) >>> 0);
       }
       return { status: 'ok', pa: addr };
     }

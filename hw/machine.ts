@@ -470,8 +470,8 @@ export class Machine {
           node: ep.name,
           bdf: `${hex2(ep.bus)}:${hex2(ep.device)}.${ep.fn}`,
           rid: ep.rid,
-          streamId: ep.streams[0]!.streamId,
-          iommu: ep.streams[0]!.iommu,
+          streamId: ep.streams[0].streamId,
+          iommu: ep.streams[0].iommu,
           ats: ep.hasAts,
           pri: ep.hasPri,
           pasidBits: ep.pasidBits,
@@ -526,7 +526,7 @@ export class Machine {
     this.monitorObserver ??= this.interconnect.onRamWrite((_master, wpa, len) => {
       const list = this.monitors;
       for (let i = list.length - 1; i >= 0; i--) {
-        const a = list[i]!;
+        const a = list[i];
         if (wpa < a.pa + 4 && a.pa < wpa + len) {
           list.splice(i, 1);
           a.fn();
@@ -805,7 +805,7 @@ class DeviceTreeInstantiator {
     const cells = propCells(node, prop);
     if (cells === undefined) return null;
     if (cells.length !== 1) throw malformed(node, prop, `property "${prop}" must be one phandle`);
-    const c = this.index.resolve(cells[0]!, node, prop);
+    const c = this.index.resolve(cells[0], node, prop);
     this.handled.add(c);
     if (!isEnabled(c)) return null;
     return { node: c, regions: readRegions(c), interrupts: this.lines(c) };
@@ -891,7 +891,7 @@ class DeviceTreeInstantiator {
     if (addressCells(host) !== 3) throw new Error(`host ${host.path} has #address-cells ${addressCells(host)}, not 3`);
     const [reg] = readRawReg(n);
     if (!reg) throw new Error('no "reg" giving its bus/device/function');
-    const hi = reg.address[0]!;
+    const hi = reg.address[0];
     const pasidBits = propU32(n, 'pasid-num-bits') ?? 0;
     if (pasidBits > 20) throw new Error(`pasid-num-bits ${pasidBits} exceeds PCIe's 20`);
     const classCode = propU32(n, 'class-code');

@@ -96,7 +96,7 @@ export class MmioMap {
     const i = this.lowerBound(base);
     // Only the predecessor and the regions starting before base+size can intersect.
     if (i > 0) {
-      const p = this.sorted[i - 1]!;
+      const p = this.sorted[i - 1];
       if (p.base + p.size > base) return p;
     }
     const n = this.sorted[i];
@@ -117,7 +117,7 @@ export class MmioMap {
     let hi = s.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      const r = s[mid]!;
+      const r = s[mid];
       if (pa < r.base) hi = mid - 1;
       else if (pa >= r.base + r.size) lo = mid + 1;
       else {
@@ -206,7 +206,7 @@ export class MmioMap {
     let hi = this.sorted.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (this.sorted[mid]!.base < base) lo = mid + 1;
+      if (this.sorted[mid].base < base) lo = mid + 1;
       else hi = mid;
     }
     return lo;

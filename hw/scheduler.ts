@@ -139,7 +139,7 @@ export class Scheduler {
 
   /** Time of the next event, or null. */
   peekTime(): number | null {
-    return this.heap.length > 0 ? this.heap[0]!.time : null;
+    return this.heap.length > 0 ? this.heap[0].time : null;
   }
 
   /**
@@ -236,7 +236,7 @@ export class Scheduler {
     const h = this.heap;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      const parent = h[p]!;
+      const parent = h[p];
       if (!this.less(ev, parent)) break;
       this.place(parent, i);
       i = p;
@@ -251,8 +251,8 @@ export class Scheduler {
       const l = 2 * i + 1;
       if (l >= n) break;
       const r = l + 1;
-      const c = r < n && this.less(h[r]!, h[l]!) ? r : l;
-      const child = h[c]!;
+      const c = r < n && this.less(h[r], h[l]) ? r : l;
+      const child = h[c];
       if (!this.less(child, ev)) break;
       this.place(child, i);
       i = c;
@@ -268,7 +268,7 @@ export class Scheduler {
   private pop(): ScheduledEvent | undefined {
     const h = this.heap;
     if (h.length === 0) return undefined;
-    const top = h[0]!;
+    const top = h[0];
     const last = h.pop()!;
     if (last !== top) this.siftDown(last, 0);
     top.index = -1;
@@ -284,7 +284,7 @@ export class Scheduler {
     const last = h.pop()!;
     if (last !== ev) {
       this.place(last, i);
-      if (i > 0 && this.less(last, h[(i - 1) >> 1]!)) this.siftUp(last, i);
+      if (i > 0 && this.less(last, h[(i - 1) >> 1])) this.siftUp(last, i);
       else this.siftDown(last, i);
     }
     return true;

@@ -86,7 +86,7 @@ const BOOL: ParamSpec<boolean> = { parse: parseBool, describe: 'boolean' };
 function memparse(text: string): number {
   const m = /^(0x[0-9a-f]+|\d+)([kmgt]?)$/i.exec(text);
   if (!m) throw new Error(`"${text}" is not a size (a number with an optional K, M, G or T suffix)`);
-  const shift = { '': 0, k: 10, m: 20, g: 30, t: 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const shift = { '': 0, k: 10, m: 20, g: 30, t: 40 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
   const v = Number(m[1]) * 2 ** shift;
   if (!Number.isSafeInteger(v)) throw new Error(`"${text}" does not fit 53 bits`);
   return v;
@@ -220,16 +220,16 @@ function normaliseName(name: string): string {
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps), for "did you mean". */
 function distance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
+      let v = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2][j - 2] + 1);
+      d[i][j] = v;
     }
   }
-  return d[a.length]![b.length]!;
+  return d[a.length][b.length];
 }
 
 /** The declared parameter an unknown one is most likely a misspelling of, or null. */

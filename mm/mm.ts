@@ -229,7 +229,7 @@ export class Mm {
     let hi = list.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const v = list[mid]!;
+      const v = list[mid];
       if (va < v.start) hi = mid - 1;
       else if (va >= v.end) lo = mid + 1;
       else return v;
@@ -371,7 +371,7 @@ export class Mm {
   private findFreeArea(size: number): number {
     let top = MMAP_BASE;
     for (let i = this.vmaList.length - 1; i >= 0; i--) {
-      const v = this.vmaList[i]!;
+      const v = this.vmaList[i];
       if (v.start >= top) continue;
       if (v.end <= top && top - size >= Math.max(v.end, MMAP_MIN_ADDR)) return top - size;
       top = v.start;
@@ -388,7 +388,7 @@ export class Mm {
 
   private insertVma(vma: Vma): void {
     let i = 0;
-    while (i < this.vmaList.length && this.vmaList[i]!.start < vma.start) i++;
+    while (i < this.vmaList.length && this.vmaList[i].start < vma.start) i++;
     this.vmaList.splice(i, 0, vma);
     this.mergeVmas();
   }

@@ -252,7 +252,7 @@ export class PageAllocator {
     const small: SmallBlock[] = [];
     for (const region of this.regions) this.seedRegion(region, reserved, small);
     // Pushed highest first so the lowest addresses are popped first: allocations start at the bottom.
-    for (let i = small.length - 1; i >= 0; i--) this.areas[small[i]!.order]!.push(small[i]!.pfn);
+    for (let i = small.length - 1; i >= 0; i--) this.areas[small[i].order].push(small[i].pfn);
   }
 
   // ---- construction ------------------------------------------------------------------------
@@ -406,7 +406,7 @@ export class PageAllocator {
     const block = Math.floor(pfn / BLOCK_FRAMES);
     const entry = this.blocks.get(block);
     if (entry === undefined) return this.blockInRam(block) ? this.freeOwnership : null;
-    if (Array.isArray(entry)) return entry[pfn - block * BLOCK_FRAMES]!;
+    if (Array.isArray(entry)) return entry[pfn - block * BLOCK_FRAMES];
     return entry;
   }
 
@@ -432,7 +432,7 @@ export class PageAllocator {
     let have = order;
     let pfn = -1;
     for (; have <= MAX_ORDER; have++) {
-      const area = this.areas[have]!;
+      const area = this.areas[have];
       if (area.count > 0) {
         pfn = area.pop();
         break;
@@ -452,7 +452,7 @@ export class PageAllocator {
     // (kernel: expand(): hand the upper halves back, one per order.)
     while (have > order) {
       have--;
-      this.areas[have]!.push(pfn + 2 ** have);
+      this.areas[have].push(pfn + 2 ** have);
     }
     const pa = pfn * PAGE_SIZE;
     if (options?.zero) {
@@ -474,7 +474,7 @@ export class PageAllocator {
 
   private takePristine(): number {
     while (this.pristineIndex < this.pristine.length) {
-      const span = this.pristine[this.pristineIndex]!;
+      const span = this.pristine[this.pristineIndex];
       if (span.next < span.end) {
         const pfn = span.next;
         span.next += BLOCK_FRAMES;
@@ -538,11 +538,11 @@ export class PageAllocator {
     while (order < MAX_ORDER) {
       const size = 2 ** order;
       const buddy = Math.floor(pfn / size) % 2 === 0 ? pfn + size : pfn - size;
-      if (!this.areas[order]!.remove(buddy)) break;
+      if (!this.areas[order].remove(buddy)) break;
       pfn = Math.min(pfn, buddy);
       order++;
     }
-    this.areas[order]!.push(pfn);
+    this.areas[order].push(pfn);
   }
 
   // ---- reports -------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ export const scenario: Scenario = {
     const reports: bigint[] = [];
     g1.vintf.onUserError = (map) => reports.push(map[0]);
     c.ok('both guests see their VCMDQ enabled through page0 alone', g1.reg(STATUS) === 1 && g2.reg(STATUS) === 1);
-    const atc1 = (): number => m.vcmdqs[4]!.cq.stats.atcInvalidations;
+    const atc1 = (): number => m.vcmdqs[4].cq.stats.atcInvalidations;
 
     // 1. A batch mixing allowed and forbidden commands.
     await g1.issue([atcInv(1), cfgiSte(1), atcInv(1), SYNC_NONE]);
@@ -133,10 +133,10 @@ export const scenario: Scenario = {
     await g1.skipAndAck();
 
     // 3. CMD_SYNC on the VCMDQ.
-    const syncs = m.vcmdqs[4]!.cq.stats.syncs;
+    const syncs = m.vcmdqs[4].cq.stats.syncs;
     const before = g1.consIndex;
     await g1.issue([tlbiAsid(0, 5), SYNC_NONE]);
-    c.equal('TLBI + CMD_SYNC(CS=NONE) complete on the VCMDQ: CONS passes the sync, no error', [g1.consIndex - before, m.vcmdqs[4]!.errorActive, m.vcmdqs[4]!.cq.stats.syncs - syncs], [2, false, 1]);
+    c.equal('TLBI + CMD_SYNC(CS=NONE) complete on the VCMDQ: CONS passes the sync, no error', [g1.consIndex - before, m.vcmdqs[4].errorActive, m.vcmdqs[4].cq.stats.syncs - syncs], [2, false, 1]);
     await g1.issue([SYNC_IRQ]);
     c.equal('CMD_SYNC with CS=IRQ: illegal on a VCMDQ (the model\'s documented default)', g1.consErr, 1);
     await g1.skipAndAck();
@@ -145,21 +145,21 @@ export const scenario: Scenario = {
     const cfgBefore = m.peek32(0x1100);
     for (let off = 0x80; off < 0x1_0000; off += 0x40) g1.write(off, (1 << 17) | (0x55 << 1) | 1);
     c.equal('writes over the guest\'s page0 leave VINTF1\'s config as the host set it (HYP_OWN=0, VMID 7)', m.peek32(0x1100), cfgBefore);
-    c.equal('VINTF1 still HYP_OWN=0 with VMID 7', [m.vintfs[1]!.hypOwn, m.vintfs[1]!.vmid], [false, 7]);
+    c.equal('VINTF1 still HYP_OWN=0 with VMID 7', [m.vintfs[1].hypOwn, m.vintfs[1].vmid], [false, 7]);
 
     // 5. Errors on VINTF1 never disturb VINTF2 or the host.
     await g1.issue([cfgiSte(1), SYNC_NONE]);
     c.equal('VINTF1 is in error again', g1.consErr, 1);
-    const atc2 = m.vcmdqs[8]!.cq.stats.atcInvalidations;
+    const atc2 = m.vcmdqs[8].cq.stats.atcInvalidations;
     await g2.issue([atcInv(1), SYNC_NONE, atcInv(1), SYNC_NONE]);
-    c.equal('VINTF2 consumes all of its batch meanwhile', [g2.consIndex, g2.consErr, m.vcmdqs[8]!.cq.stats.atcInvalidations - atc2], [4, 0, 2]);
+    c.equal('VINTF2 consumes all of its batch meanwhile', [g2.consIndex, g2.consErr, m.vcmdqs[8].cq.stats.atcInvalidations - atc2], [4, 0, 2]);
     c.equal('VI_ERR_MAP names VINTF1 only', m.peek32(0x14), 1 << 1);
     c.equal('VINTF2\'s LVCMDQ_ERR_MAP is clear', m.peek32(0x1200 + 0xc0), 0);
     const domain = await ownDomain(lab, V3.engine);
     const pa = allocPages(lab, 4096);
     await runIn(lab, iommuMap(domain, 0x6000_0000, pa, 4096, IOMMU_READ), 'host map');
     const hostUnmap = await runIn(lab, iommuUnmap(domain, 0x6000_0000, 4096), 'host unmap');
-    c.equal('the host unmaps through VINTF0 meanwhile', [hostUnmap, m.vcmdqs[0]!.errorActive], [4096, false]);
-    return c.result({ 'VINTF1 errors': reports.length, 'VINTF2 ATC_INVs': m.vcmdqs[8]!.cq.stats.atcInvalidations, 'model refused': m.stats.refused });
+    c.equal('the host unmaps through VINTF0 meanwhile', [hostUnmap, m.vcmdqs[0].errorActive], [4096, false]);
+    return c.result({ 'VINTF1 errors': reports.length, 'VINTF2 ATC_INVs': m.vcmdqs[8].cq.stats.atcInvalidations, 'model refused': m.stats.refused });
   },
 };

@@ -73,7 +73,7 @@ export const scenario: Scenario = {
     const w1 = await runIn(lab, ep.write(IOVA + 0x80, data, { ssid: PASID }), 'write 1');
     await settle(lab);
     c.equal('the write completes', w1.status, 'ok');
-    c.ok('its bytes are in the page the VMM mapped', readPhys(lab, pages[0]! + 0x80, 256).every((b, i) => b === data[i]));
+    c.ok('its bytes are in the page the VMM mapped', readPhys(lab, pages[0] + 0x80, 256).every((b, i) => b === data[i]));
     const rec1 = vmm.seen[0];
     c.ok('the record carries the PASID and a host token as private data', rec1 !== undefined && rec1.pasid === PASID && (rec1.flags & REC_PRIV_DATA) !== 0 && rec1.privateData[0] !== 0n && rec1.privateData[1] === 0n);
     c.equal('one PRI_RESP Success for it', watch.list, [{ op: 'PRI_RESP', grpid: rec1?.grpid ?? -1, ssid: PASID, resp: PRI_RESP_SUCC }]);

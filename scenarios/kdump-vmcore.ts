@@ -23,7 +23,7 @@ export const scenario: Scenario = {
     const topRes = await runKexecExperiment(kexecLabMachine(ctx.seed), { ...common, targetCmdline: KDUMP_BYPASS_CMDLINE, crashkernel: '64M' });
 
     c.ok('the crash kernel boots as a kdump kernel', abort.boot.ok && abort.boot.kdump && bypass.boot.ok && bypass.boot.kdump);
-    c.ok('it uses only its reservation', abort.second !== null && abort.second.memory.length === 1 && abort.second.memory[0]!.base === 0x6000_0000);
+    c.ok('it uses only its reservation', abort.second !== null && abort.second.memory.length === 1 && abort.second.memory[0].base === 0x6000_0000);
     c.ok('the dump is the rest of RAM', (abort.second?.vmcore ?? []).reduce((a, s) => a + s.size, 0) === 0xc000_0000 - 64 * 2 ** 20);
     c.ok('the policies in force are named', abort.policies.summary.startsWith('panic: no .shutdown ran'));
     c.ok('bypass: DMA after the panic changes the dump outside the engines\' buffers', (bypass.kdump?.vmcoreBytesChangedOutsideBuffers ?? 0) > 0);

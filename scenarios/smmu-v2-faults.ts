@@ -57,7 +57,7 @@ export const scenario: Scenario = {
     await run(machine, machine.cpu.delay(10_000));
     mmio.stop();
     const fsrWrites = mmio.events.flatMap((e) => (e.kind === 'mmio' && e.op === 'write' && e.pa === fsrAddr ? [{ value: Number(e.value), at: e.time }] : []));
-    const faultFsr = fsrWrites.length === 1 && fsrWrites[0]!.at <= handlerAt ? fsrWrites[0]!.value : -1;
+    const faultFsr = fsrWrites.length === 1 && fsrWrites[0].at <= handlerAt ? fsrWrites[0].value : -1;
     c.equal('the master sees a fault', w.status, 'fault');
     c.equal('FSR recorded TF, FORMAT AArch64 (the driver\'s copy), and was cleared before the handler ran', { copy: faultFsr, live: latched.fsr }, { copy: FSR_TF | FSR_FORMAT_AARCH64, live: 0 });
     c.equal('FAR = the faulting IOVA', latched.far, 0x5abc);

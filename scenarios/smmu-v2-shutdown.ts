@@ -54,14 +54,14 @@ async function experiment(seed: number, policy: SmmuV2ShutdownPolicy): Promise<O
   const beforeShutdown = machine.memory.read(pa, 2);
   await run(machine, kernel.shutdown());
   shutDown = true;
-  const markPa = machine.memory.read(pa, 1)[0]!;
+  const markPa = machine.memory.read(pa, 1)[0];
   await run(machine, machine.cpu.delay(20 * PERIOD_NS));
   const atIova = machine.memory.read(iova, 2);
-  const atPa = machine.memory.read(pa, 1)[0]!;
+  const atPa = machine.memory.read(pa, 1)[0];
   return {
     policy,
     scr0: smmuReg(machine, 0),
-    untranslated: atIova[1] === 0xa5 && beforeShutdown[1] === 0xa5 ? atIova[0]! : 0,
+    untranslated: atIova[1] === 0xa5 && beforeShutdown[1] === 0xa5 ? atIova[0] : 0,
     translated: atPa !== markPa ? 1 : 0,
     blocked,
   };

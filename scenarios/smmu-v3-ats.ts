@@ -52,7 +52,7 @@ export const scenario: Scenario = {
     await unmapRange(lab, domain, IOVA, 4096);
     lab.smmu.cmdq.onCommand = null;
     const atc = cmds.findIndex((x) => x.op === CMDQ_OP_ATC_INV);
-    c.ok('unmap issued CMD_ATC_INV for the endpoint and the page', atc >= 0 && cmds[atc]!.sid === ACCEL_SID && cmds[atc]!.addr === IOVA && cmds[atc]!.size === 0, JSON.stringify(cmds));
+    c.ok('unmap issued CMD_ATC_INV for the endpoint and the page', atc >= 0 && cmds[atc].sid === ACCEL_SID && cmds[atc].addr === IOVA && cmds[atc].size === 0, JSON.stringify(cmds));
     c.ok('followed by a CMD_SYNC', cmds.slice(atc + 1).some((x) => x.op === CMDQ_OP_CMD_SYNC));
     c.equal('the endpoint completed one invalidation before unmap returned', ep.atsStats.invalidations - invBefore, 1);
     c.ok('its ATC no longer holds the page', !ep.atcContents.some((e) => e.base <= IOVA && IOVA < e.base + e.size));

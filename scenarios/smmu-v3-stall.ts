@@ -40,7 +40,7 @@ export const scenario: Scenario = {
     const master = armSmmuV3MasterOf(deviceOf(lab, V3.stallEngine))!;
     c.ok('the master is stall-capable', master.stallEnabled);
     c.ok('its CD has S = 1', CTXDESC_CD_0_S.isSet(master.cdTable!.readCd(0)));
-    c.ok('its STE allows stalls (S1STALLD = 0)', !STRTAB_STE_1_S1STALLD.isSet(lab.smmu.strtab.readSte(master.streams[0]!)));
+    c.ok('its STE allows stalls (S1STALLD = 0)', !STRTAB_STE_1_S1STALLD.isSet(lab.smmu.strtab.readSte(master.streams[0])));
 
     // 1. A handler that maps the faulting page and retries.
     const dst = allocPages(lab, 4096);

@@ -69,7 +69,7 @@ async function run(seed: number, opts: { leafOnlyWalkFlush: boolean; walkCache: 
   return {
     state: st.state,
     dma: st.dmaStatus,
-    copied: st.state === 'done' ? readPhys(lab, dst, 1)[0]! : null,
+    copied: st.state === 'done' ? readPhys(lab, dst, 1)[0] : null,
     unmapLeaf,
     faults: lab.smmu.events.slice(before).map((e) => `${e.name}@0x${e.addr.toString(16)}`),
   };

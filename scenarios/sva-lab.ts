@@ -153,7 +153,7 @@ export function serveFaultQueue(q: IommuUserFaultQueue, resolve: (rec: UserFault
             continue;
           }
           const group = [...partial.filter((p) => p.grpid === rec.grpid), rec];
-          for (let i = partial.length - 1; i >= 0; i--) if (partial[i]!.grpid === rec.grpid) partial.splice(i, 1);
+          for (let i = partial.length - 1; i >= 0; i--) if (partial[i].grpid === rec.grpid) partial.splice(i, 1);
           let code = 0;
           for (const r of group) {
             code = await resolve(r);

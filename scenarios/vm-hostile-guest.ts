@@ -36,7 +36,7 @@ export const scenario: Scenario = {
     const s2 = lab.vm.iommufd.hwpt(lab.vm.ids.s2).domain as ArmSmmuDomain;
     const forge = async (words: Uint32Array): Promise<void> => {
       const pa = gsmmu.strtab.stePa(GUEST_VSID);
-      for (let w = 0; w < 16; w++) lab.vm.port.ram.write32(pa + 4 * w, words[w]!);
+      for (let w = 0; w < 16; w++) lab.vm.port.ram.write32(pa + 4 * w, words[w]);
       await runIn(lab, gsmmu.cmdq.issueCmdWithSync({ opcode: CMDQ_OP_CFGI_STE, cfgi: { sid: GUEST_VSID, ssid: 0, leaf: true } }));
     };
     const good = gsmmu.strtab.readSte(GUEST_VSID);

@@ -179,7 +179,7 @@ export class Vm {
       if (this.ids.devs.has(a.vsid)) throw new KernelError('EEXIST', `${this.name}: virtual StreamID 0x${a.vsid.toString(16)} is given twice`);
       this.ids.devs.set(a.vsid, await ctx.bindDevice(a.dev));
     }
-    const firstDev = this.ids.devs.get(devices[0]!.vsid)!;
+    const firstDev = this.ids.devs.get(devices[0].vsid)!;
     this.ids.ioas = ctx.ioasAlloc();
     this.ids.s2 = await ctx.hwptAlloc({ devId: firstDev, ptId: this.ids.ioas, flags: IOMMU_HWPT_ALLOC_NEST_PARENT });
     for (let off = 0; off < this.ramSize; off += GUEST_RAM_CHUNK) {
@@ -207,7 +207,7 @@ export class Vm {
         ram: this.port.ram,
         now: () => host.port.now(),
         delay: (ns) => host.port.delay(ns),
-        inject: (line) => this.inject(GUEST_LAYOUT.vsmmuSpis[['eventq', 'priq', 'cmdq-sync', 'gerror'].indexOf(line)]!),
+        inject: (line) => this.inject(GUEST_LAYOUT.vsmmuSpis[['eventq', 'priq', 'cmdq-sync', 'gerror'].indexOf(line)]),
         costs: this.costs,
         log: (msg) => host.port.trace.active && host.port.trace.emit({ kind: 'log', time: host.port.now(), track: `${this.name} vSMMU`, level: 'warn', message: msg }),
       },
@@ -296,7 +296,7 @@ export class Vm {
     for (const a of this.opts.devices) {
       for (const r of a.mmio) this.addPassthrough(r.base, r.size);
       for (const spec of a.irqs) {
-        this.hostIrqDetach.push(host.port.requestIrq(host.gicPath, spec, () => this.inject(spec[1]!)));
+        this.hostIrqDetach.push(host.port.requestIrq(host.gicPath, spec, () => this.inject(spec[1])));
       }
     }
     this.dtb = writeFdt(this.buildDeviceTree());
@@ -377,7 +377,7 @@ export class Vm {
   ipaToPa(ipa: number): number {
     const off = ipa - this.ramIpa;
     if (!(off >= 0 && off < this.ramSize)) throw new Error(`${this.name}: guest physical address ${hex(ipa)} is not RAM`);
-    return this.chunks[Math.floor(off / GUEST_RAM_CHUNK)]! + (off % GUEST_RAM_CHUNK);
+    return this.chunks[Math.floor(off / GUEST_RAM_CHUNK)] + (off % GUEST_RAM_CHUNK);
   }
 
   private makeRam(): RamAccess {
@@ -449,7 +449,7 @@ export class Vm {
       requestIrq: (controller, specifier, handler) => {
         if (controller !== guestGicPath()) throw new Error(`${this.name}: requestIrq: no interrupt controller at ${controller}`);
         if (specifier.length !== 3 || specifier[0] !== 0) throw new Error(`${this.name}: requestIrq: only SPIs <0 n flags> exist in the guest, not <${specifier.join(' ')}>`);
-        const spi = specifier[1]!;
+        const spi = specifier[1];
         const list = this.irqHandlers.get(spi) ?? [];
         list.push(handler);
         this.irqHandlers.set(spi, list);

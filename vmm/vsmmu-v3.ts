@@ -234,7 +234,7 @@ export class VSmmuV3 {
     hostIdr: Uint32Array,
   ) {
     this.idr = hostIdr.slice(0, 8);
-    let idr0 = this.idr[0]!;
+    let idr0 = this.idr[0];
     // Stalls: offered when the host's SMMU stalls (STALL_MODEL 0b00), never forced on the guest.
     const hostStall = (idr0 & IDR0_STALL_MODEL_MASK) >>> IDR0_STALL_MODEL_SHIFT;
     idr0 &= ~(IDR0_S2P | IDR0_HYP | IDR0_MSI | IDR0_VMID16 | IDR0_BTM | IDR0_STALL_MODEL_MASK);
@@ -264,7 +264,7 @@ export class VSmmuV3 {
       case SMMU_IDR5:
       case SMMU_IIDR:
       case SMMU_AIDR:
-        return this.idr[off / 4]!;
+        return this.idr[off / 4];
       case SMMU_CR0:
       case SMMU_CR0ACK:
         return this.cr0;
@@ -282,23 +282,23 @@ export class VSmmuV3 {
       case SMMU_GERRORN:
         return this.gerrorn;
       case SMMU_STRTAB_BASE:
-        return this.strtabBase[0]!;
+        return this.strtabBase[0];
       case SMMU_STRTAB_BASE + 4:
-        return this.strtabBase[1]!;
+        return this.strtabBase[1];
       case SMMU_STRTAB_BASE_CFG:
         return this.strtabBaseCfg;
       case SMMU_CMDQ_BASE:
-        return this.cmdqBase[0]!;
+        return this.cmdqBase[0];
       case SMMU_CMDQ_BASE + 4:
-        return this.cmdqBase[1]!;
+        return this.cmdqBase[1];
       case SMMU_CMDQ_PROD:
         return this.cmdqProd;
       case SMMU_CMDQ_CONS:
         return this.cmdqCons;
       case SMMU_EVTQ_BASE:
-        return this.evtqBase[0]!;
+        return this.evtqBase[0];
       case SMMU_EVTQ_BASE + 4:
-        return this.evtqBase[1]!;
+        return this.evtqBase[1];
       case SMMU_EVTQ_PROD:
         return this.evtqProd;
       case SMMU_EVTQ_CONS:
@@ -410,7 +410,7 @@ export class VSmmuV3 {
   /** The guest STE of `vsid` (words 0-3), or null when the table has none for it. */
   private readGuestSte(vsid: number): Uint32Array | null {
     const ram = this.host.ram;
-    const base = (this.strtabBase[0]! & ~0x3f) + (this.strtabBase[1]! & 0xf_ffff) * 2 ** 32;
+    const base = (this.strtabBase[0] & ~0x3f) + (this.strtabBase[1] & 0xf_ffff) * 2 ** 32;
     const log2size = this.strtabBaseCfg & 0x3f;
     const split = (this.strtabBaseCfg >>> 6) & 0x1f;
     if (vsid >= 2 ** log2size) return null;
@@ -452,13 +452,13 @@ export class VSmmuV3 {
       target = (this.gbpa & GBPA_ABORT) !== 0 ? this.host.abortHwpt : this.host.bypassHwpt;
     } else {
       const ste = this.readGuestSte(vsid);
-      const cfg = ste && (ste[0]! & STE_V) !== 0 ? (ste[0]! >>> STE_CFG_SHIFT) & 7 : STE_CFG_ABORT;
-      if (!ste || (ste[0]! & STE_V) === 0 || cfg === STE_CFG_ABORT) {
+      const cfg = ste && (ste[0] & STE_V) !== 0 ? (ste[0] >>> STE_CFG_SHIFT) & 7 : STE_CFG_ABORT;
+      if (!ste || (ste[0] & STE_V) === 0 || cfg === STE_CFG_ABORT) {
         target = this.host.abortHwpt;
       } else if (cfg === STE_CFG_BYPASS) {
         target = this.host.bypassHwpt;
       } else if (cfg === STE_CFG_S1) {
-        const words = new Uint32Array([ste[0]! & STE_W0_STAGE1, ste[1]! & STE_W1_STAGE1, ste[2]! & STE_W2_STAGE1, 0]);
+        const words = new Uint32Array([ste[0] & STE_W0_STAGE1, ste[1] & STE_W1_STAGE1, ste[2] & STE_W2_STAGE1, 0]);
         await this.ioctl();
         try {
           const data = { type: IOMMU_HWPT_DATA_ARM_SMMUV3, words };
@@ -517,8 +517,8 @@ export class VSmmuV3 {
     const gen = this.cmdqGeneration;
     await this.pending;
     const ram = this.host.ram;
-    const log2 = this.cmdqBase[0]! & 0x1f;
-    const base = (this.cmdqBase[0]! & ~0x1f) + (this.cmdqBase[1]! & 0xf_ffff) * 2 ** 32;
+    const log2 = this.cmdqBase[0] & 0x1f;
+    const base = (this.cmdqBase[0] & ~0x1f) + (this.cmdqBase[1] & 0xf_ffff) * 2 ** 32;
     const mask = 2 ** (log2 + 1) - 1;
     while (this.hasWork() && gen === this.cmdqGeneration) {
       const cons = this.cmdqCons & mask;
@@ -543,17 +543,17 @@ export class VSmmuV3 {
 
   /** Run one guest command; false when it is illegal here (CERROR_ILL). */
   private async execute(cmd: Uint32Array): Promise<boolean> {
-    const op = cmd[0]! & 0xff;
+    const op = cmd[0] & 0xff;
     switch (op) {
       case CMD_PREFETCH_CONFIG:
       case CMD_PREFETCH_ADDR:
         return true;
       case CMD_CFGI_STE:
-        await this.installSteLogged(cmd[1]!);
+        await this.installSteLogged(cmd[1]);
         return true;
       case CMD_CFGI_STE_RANGE: {
-        const start = cmd[1]!;
-        const range = cmd[2]! & 0x1f;
+        const start = cmd[1];
+        const range = cmd[2] & 0x1f;
         const span = 2 ** (range + 1);
         const first = start - (start % span);
         for (const vsid of [...this.devices.keys()]) if (vsid >= first && vsid < first + span) await this.installSteLogged(vsid);
@@ -562,12 +562,12 @@ export class VSmmuV3 {
       case CMD_CFGI_CD:
       case CMD_CFGI_CD_ALL:
       case CMD_ATC_INV:
-        if (!this.devices.has(cmd[1]!)) return true;
+        if (!this.devices.has(cmd[1])) return true;
         return this.forward(cmd);
       case CMD_PRI_RESP: {
         // SID [63:32], PRGI qword 1 [8:0], Resp qword 1 [13:12]: 0 deny, 1 fail, 2 success.
-        const resp = (cmd[2]! >>> 12) & 3;
-        this.priResponse(cmd[1]!, cmd[2]! & 0x1ff, resp === 2 ? 0 : resp === 1 ? 2 : 1);
+        const resp = (cmd[2] >>> 12) & 3;
+        this.priResponse(cmd[1], cmd[2] & 0x1ff, resp === 2 ? 0 : resp === 1 ? 2 : 1);
         return true;
       }
       case CMD_TLBI_NH_ALL:
@@ -577,7 +577,7 @@ export class VSmmuV3 {
       case CMD_TLBI_NSNH_ALL:
         return this.forward(cmd);
       case CMD_RESUME:
-        this.resume(cmd[1]!, cmd[2]! & 0xffff, ((cmd[0]! >>> 12) & 3) === RESUME_RETRY);
+        this.resume(cmd[1], cmd[2] & 0xffff, ((cmd[0] >>> 12) & 3) === RESUME_RETRY);
         return true;
       case CMD_STALL_TERM:
         for (const [key, cookie] of this.stalls) {
@@ -588,7 +588,7 @@ export class VSmmuV3 {
         return true;
       case CMD_SYNC:
         // Every earlier command has completed: the forwards waited for the host.
-        if (((cmd[0]! >>> 12) & 3) === CMD_SYNC_CS_IRQ) this.host.inject('cmdq-sync');
+        if (((cmd[0] >>> 12) & 3) === CMD_SYNC_CS_IRQ) this.host.inject('cmdq-sync');
         return true;
       default:
         return false;
@@ -608,7 +608,7 @@ export class VSmmuV3 {
       await this.host.iommufd.invalidate(this.host.viommuId, IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, [cmd]);
       return true;
     } catch (e) {
-      if (e instanceof KernelError) this.host.log(`forwarding opcode 0x${(cmd[0]! & 0xff).toString(16)} failed: ${e.message}`);
+      if (e instanceof KernelError) this.host.log(`forwarding opcode 0x${(cmd[0] & 0xff).toString(16)} failed: ${e.message}`);
       return false;
     }
   }
@@ -695,7 +695,7 @@ export class VSmmuV3 {
     w[2] = ((rec.addr % 2 ** 32) & ~0xfff) | prgi;
     w[3] = Math.floor(rec.addr / 2 ** 32);
     const idx = prod % 2 ** log2;
-    for (let i = 0; i < 4; i++) this.host.ram.write32(base + idx * 16 + 4 * i, w[i]!);
+    for (let i = 0; i < 4; i++) this.host.ram.write32(base + idx * 16 + 4 * i, w[i]);
     this.priqProd = (this.priqProd & ~mask) | ((prod + 1) & mask);
     if ((this.irqCtrl & IRQ_CTRL_PRIQ_IRQEN) !== 0) this.host.inject('priq');
   }
@@ -735,8 +735,8 @@ export class VSmmuV3 {
       this.stats.eventsLost++;
       return;
     }
-    const log2 = this.evtqBase[0]! & 0x1f;
-    const base = (this.evtqBase[0]! & ~0x1f) + (this.evtqBase[1]! & 0xf_ffff) * 2 ** 32;
+    const log2 = this.evtqBase[0] & 0x1f;
+    const base = (this.evtqBase[0] & ~0x1f) + (this.evtqBase[1] & 0xf_ffff) * 2 ** 32;
     const mask = 2 ** (log2 + 1) - 1;
     const prod = this.evtqProd & mask;
     const cons = this.evtqCons & mask;

@@ -427,7 +427,7 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
     if (rc) firmware.rcOfHost.set(dn, rc);
     const ad = acpiOfBuilder.get(bn);
     if (ad) firmware.acpiOfNode.set(dn, ad);
-    bn.children.forEach((c, i) => walkBoth(c, dn.children[i]!));
+    bn.children.forEach((c, i) => walkBoth(c, dn.children[i]));
   };
   walkBoth(b.root, tree.root);
   byTree.set(tree, firmware);

@@ -105,7 +105,7 @@ class AmlParser {
 
   byte(p: number, end: number, field: string, where: string): number {
     if (p >= end) this.fail(`needs a byte at 0x${p.toString(16)}, past the end of its object (0x${end.toString(16)})`, p, where, field);
-    return this.b[p]!;
+    return this.b[p];
   }
 
   /** PkgLength at p: [end of the object, position after the encoding]. */
@@ -222,7 +222,7 @@ class AmlParser {
         }
         const elems: AmlValue[] = [];
         while (r < objEnd) {
-          const c = this.b[r]!;
+          const c = this.b[r];
           if (c === 0x5c || c === 0x5e || c === 0x2e || c === 0x2f || c === 0x5f || (c >= 0x41 && c <= 0x5a)) {
             const [segs, nx] = this.nameString(r, objEnd, scope, where);
             elems.push({ ref: pathOf(segs) });
@@ -249,7 +249,7 @@ class AmlParser {
     const where = dev ? `Device ${dev.path}` : scope.length ? `Scope ${pathOf(scope)}` : 'root scope';
     if (depth > MAX_DEPTH) this.fail(`objects nested deeper than ${MAX_DEPTH}`, p, where, 'TermList');
     while (p < end) {
-      const op = this.b[p]!;
+      const op = this.b[p];
       const skip = (): void => {
         this.ns.skipped.push({ table: this.table, offset: p, opcode: op });
         p = end;
@@ -269,7 +269,7 @@ class AmlParser {
             skip();
             break;
           }
-          if (dev && segs.length === scope.length + 1) this.setName(dev, segs[segs.length - 1]!, d[0]);
+          if (dev && segs.length === scope.length + 1) this.setName(dev, segs[segs.length - 1], d[0]);
           p = d[1];
           break;
         }
@@ -278,7 +278,7 @@ class AmlParser {
           const [segs, r] = this.nameString(q, objEnd, scope, where);
           if (dev && segs.length === scope.length + 1) {
             const v = this.methodValue(r + 1, objEnd, segs, where, depth + 1);
-            if (v !== null) this.setName(dev, segs[segs.length - 1]!, v);
+            if (v !== null) this.setName(dev, segs[segs.length - 1], v);
           }
           p = objEnd;
           break;
@@ -350,7 +350,7 @@ class AmlParser {
   methodValue(p: number, end: number, scope: string[], where: string, depth: number): AmlValue | null {
     const locals = new Map<string, AmlValue>();
     while (p < end) {
-      const op = this.b[p]!;
+      const op = this.b[p];
       if (op === 0x08) {
         const [segs, q] = this.nameString(p + 1, end, scope, where);
         const d = this.data(q, end, scope, where, depth);
@@ -423,7 +423,7 @@ export function parseResourceTemplate(buf: Uint8Array, table = 'AML', where = '_
   };
   let p = 0;
   while (p < buf.length) {
-    const tag = buf[p]!;
+    const tag = buf[p];
     if ((tag & 0x80) === 0) {
       const type = (tag >>> 3) & 0xf;
       const len = tag & 7;
@@ -433,7 +433,7 @@ export function parseResourceTemplate(buf: Uint8Array, table = 'AML', where = '_
       continue;
     }
     if (p + 3 > buf.length) fail('large descriptor header runs past the buffer', p);
-    const len = buf[p + 1]! | (buf[p + 2]! << 8);
+    const len = buf[p + 1] | (buf[p + 2] << 8);
     const body = p + 3;
     if (body + len > buf.length) fail(`large descriptor 0x${tag.toString(16)} of ${len} bytes runs past the buffer`, p);
     const need = (n: number): void => {
@@ -458,8 +458,8 @@ export function parseResourceTemplate(buf: Uint8Array, table = 'AML', where = '_
         break;
       case 0x89: {
         need(2);
-        const flags = buf[body]!;
-        const count = buf[body + 1]!;
+        const flags = buf[body];
+        const count = buf[body + 1];
         if (2 + 4 * count > len) fail(`${count} interrupts do not fit in ${len} bytes`, p);
         for (let i = 0; i < count; i++) {
           out.interrupts.push({ gsiv: dv.getUint32(body + 2 + 4 * i, true), edge: (flags & 2) !== 0, activeLow: (flags & 4) !== 0, shared: (flags & 8) !== 0 });
@@ -479,7 +479,7 @@ export interface AmlTable {
 
 /** Parse one DSDT or SSDT. */
 export function parseAml(blob: Uint8Array): AmlTable {
-  const sig = blob.length >= 4 ? String.fromCharCode(blob[0]!, blob[1]!, blob[2]!, blob[3]!) : 'DSDT';
+  const sig = blob.length >= 4 ? String.fromCharCode(blob[0], blob[1], blob[2], blob[3]) : 'DSDT';
   const { header } = readAcpiHeader(blob, sig === 'SSDT' ? 'SSDT' : 'DSDT');
   const p = new AmlParser(blob, header.signature);
   p.terms(36, header.length, [], null, 0);

@@ -93,7 +93,7 @@ export function iortNodeMapId(iort: IortTable, start: IortNode, idIn: number, ty
     }
     if ((1 << node.type) & typeMask) return { node, id };
     if (node.mappings.length === 0) return null;
-    if (node.mappings[0]!.outputReference === 0) {
+    if (node.mappings[0].outputReference === 0) {
       warn(`FW_BUG: [${iortNodeName(node.type, node.offset)}] ID map has NULL parent reference`);
       return null;
     }
@@ -104,7 +104,7 @@ export function iortNodeMapId(iort: IortTable, start: IortNode, idIn: number, ty
     let i = 0;
     for (; i < node.mappings.length; i++) {
       if (i === index) continue;
-      const m: IortIdMapping = node.mappings[i]!;
+      const m: IortIdMapping = node.mappings[i];
       const r = iortIdMap(m, node.type, mapId, outRef !== 0, warn);
       rc = r.rc;
       if (rc === 0 || rc === EAGAIN) id = r.out;
@@ -112,7 +112,7 @@ export function iortNodeMapId(iort: IortTable, start: IortNode, idIn: number, ty
       if (rc === EAGAIN) outRef = m.outputReference;
     }
     if (i === node.mappings.length && outRef === 0) return null;
-    const ref: number = rc !== 0 ? outRef : node.mappings[i]!.outputReference;
+    const ref: number = rc !== 0 ? outRef : node.mappings[i].outputReference;
     if (ref === 0) return null;
     node = target(iort, ref);
   }
@@ -172,7 +172,7 @@ export function iortNcIommuMap(iort: IortTable, nc: IortNode, warn: IortWarn): I
   for (let i = 0; i < nc.mappings.length; i++) {
     const r = iortNodeMapPlatformId(iort, nc, i, IORT_IOMMU_TYPE, warn);
     if (!r) break;
-    if (out.length > 0 && out[0]!.iommu !== r.node) {
+    if (out.length > 0 && out[0].iommu !== r.node) {
       warn(`${nc.kind === 'nc' ? nc.deviceName : iortNodeName(nc.type, nc.offset)}: mapping ${i} reaches a second IOMMU (${iortNodeName(r.node.type, r.node.offset)}); ignored`);
       break;
     }

@@ -469,7 +469,7 @@ export function writeIort(spec: IortSpec): Uint8Array {
   w.u32(spec.nodes.length > 0 ? 48 : 0, 40);
   w.u32(0, 44);
   spec.nodes.forEach((n, i) => {
-    const { off: o, rev, data, len } = layout[i]!;
+    const { off: o, rev, data, len } = layout[i];
     const maps = n.mappings ?? [];
     w.u8(TYPE_OF[n.kind], o);
     w.u16(len, o + 1);

@@ -119,7 +119,7 @@ export function parseMadt(blob: Uint8Array): MadtTable {
     }
     off += len;
   }
-  if (t.gicd.length > 1) r.fail(`${t.gicd.length} GIC distributors; ACPI allows one`, t.gicd[1]!.offset, `GICD structure at 0x${t.gicd[1]!.offset.toString(16)}`, 'Type');
+  if (t.gicd.length > 1) r.fail(`${t.gicd.length} GIC distributors; ACPI allows one`, t.gicd[1].offset, `GICD structure at 0x${t.gicd[1].offset.toString(16)}`, 'Type');
   return t;
 }
 

@@ -85,7 +85,7 @@ export class AcpiReader {
     this.check(off, len, field, where);
     let s = '';
     for (let i = 0; i < len; i++) {
-      const c = this.blob[off + i]!;
+      const c = this.blob[off + i];
       if (c === 0) break;
       s += String.fromCharCode(c);
     }
@@ -97,7 +97,7 @@ export class AcpiReader {
     this.check(off, 1, field, where);
     let s = '';
     for (let i = off; i < Math.min(end, this.limit); i++) {
-      const c = this.blob[i]!;
+      const c = this.blob[i];
       if (c === 0) return s;
       s += String.fromCharCode(c);
     }
@@ -108,7 +108,7 @@ export class AcpiReader {
 /** Sum of all bytes mod 256 (0 for a valid table). */
 export function acpiChecksum(bytes: Uint8Array, start = 0, end = bytes.length): number {
   let s = 0;
-  for (let i = start; i < end; i++) s = (s + bytes[i]!) & 0xff;
+  for (let i = start; i < end; i++) s = (s + bytes[i]) & 0xff;
   return s;
 }
 
@@ -230,5 +230,5 @@ export function acpiTableWriter(): AcpiWriter {
 /** The signature of a blob, or null if it is too short to have one. */
 export function acpiSignature(blob: Uint8Array): string | null {
   if (blob.length < 4) return null;
-  return String.fromCharCode(blob[0]!, blob[1]!, blob[2]!, blob[3]!);
+  return String.fromCharCode(blob[0], blob[1], blob[2], blob[3]);
 }

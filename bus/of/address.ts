@@ -66,7 +66,7 @@ export function ofNSizeCells(node: DtNode): number {
 // kernel: of_read_number() [of.h]
 function readNumber(cells: readonly number[], start: number, count: number): bigint {
   let r = 0n;
-  for (let i = 0; i < count; i++) r = ((r << 32n) | BigInt(cells[start + i]! >>> 0)) & U64_MASK;
+  for (let i = 0; i < count; i++) r = ((r << 32n) | BigInt(cells[start + i] >>> 0)) & U64_MASK;
   return r;
 }
 
@@ -130,7 +130,7 @@ const PCI_BUS: OfBus = {
   addresses: 'assigned-addresses',
   countCells: () => ({ na: 3, ns: 2 }),
   map: (addr, range, na, ns, pna) =>
-    pciSpaceClass(addr[0]!) !== pciSpaceClass(range[0]!) ? null : defaultMap(addr, range, na, ns, pna, 1),
+    pciSpaceClass(addr[0]) !== pciSpaceClass(range[0]) ? null : defaultMap(addr, range, na, ns, pna, 1),
   translate: flagsTranslate,
   flagCells: 1,
 };
@@ -139,7 +139,7 @@ const ISA_BUS: OfBus = {
   name: 'isa',
   addresses: 'reg',
   countCells: () => ({ na: 2, ns: 1 }),
-  map: (addr, range, na, ns, pna) => (((addr[0]! ^ range[0]!) & 1) !== 0 ? null : defaultMap(addr, range, na, ns, pna, 1)),
+  map: (addr, range, na, ns, pna) => (((addr[0] ^ range[0]) & 1) !== 0 ? null : defaultMap(addr, range, na, ns, pna, 1)),
   translate: flagsTranslate,
   flagCells: 1,
 };

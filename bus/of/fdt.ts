@@ -61,7 +61,7 @@ function align4(n: number): number {
 
 function latin1(b: Uint8Array, start: number, end: number): string {
   let s = '';
-  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
+  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]);
   return s;
 }
 
@@ -142,7 +142,7 @@ export function parseFdt(blob: Uint8Array): DeviceTree {
   const stack: DtNode[] = [];
   let root: DtNode | null = null;
   let off = structOff;
-  const where = (): string | null => (stack.length ? stack[stack.length - 1]!.path : null);
+  const where = (): string | null => (stack.length ? stack[stack.length - 1].path : null);
   const next = (n: number): number => structOff + align4(n - structOff);
 
   for (;;) {
@@ -156,7 +156,7 @@ export function parseFdt(blob: Uint8Array): DeviceTree {
         if (nameEnd < 0) fail('node name runs past the end of the structure block (unterminated)', off, where());
         const name = latin1(blob, off, nameEnd);
         off = next(nameEnd + 1);
-        const parent = stack.length ? stack[stack.length - 1]! : null;
+        const parent = stack.length ? stack[stack.length - 1] : null;
         let node: DtNode;
         if (parent === null) {
           if (root !== null) fail('a second top-level node follows the root node', tokenOff);
@@ -179,7 +179,7 @@ export function parseFdt(blob: Uint8Array): DeviceTree {
         stack.pop();
         break;
       case FDT_PROP: {
-        const node = stack.length ? stack[stack.length - 1]! : null;
+        const node = stack.length ? stack[stack.length - 1] : null;
         if (node === null) fail('FDT_PROP outside any node', tokenOff);
         if (off + 8 > structEnd) fail('property header runs past the end of the structure block', tokenOff, node.path);
         const valueLen = dv.getUint32(off);
@@ -205,7 +205,7 @@ export function parseFdt(blob: Uint8Array): DeviceTree {
       case FDT_NOP:
         break;
       case FDT_END: {
-        if (stack.length) fail(`FDT_END while node ${stack[stack.length - 1]!.path} is still open`, tokenOff, where());
+        if (stack.length) fail(`FDT_END while node ${stack[stack.length - 1].path} is still open`, tokenOff, where());
         if (root === null) fail('structure block has no root node', tokenOff);
         const tree = new DeviceTree(root, blob);
         tree.bootCpuId = dv.getUint32(H_BOOT_CPUID_PHYS);

@@ -121,10 +121,10 @@ function irqParseRaw(tree: DeviceTree, device: DtNode, start: DtNode, spec: numb
       if (imap.length - i < keyLen + 1) fail(`"interrupt-map" ends inside an entry (cell ${i})`, ipar, 'interrupt-map');
       let match = true;
       for (let j = 0; j < keyLen; j++) {
-        if (((matchArray[j]! ^ imap[i + j]!) & imask[j]!) !== 0) match = false;
+        if (((matchArray[j] ^ imap[i + j]) & imask[j]) !== 0) match = false;
       }
       i += keyLen;
-      const newpar = tree.resolvePhandle(imap[i++]!, ipar, 'interrupt-map');
+      const newpar = tree.resolvePhandle(imap[i++], ipar, 'interrupt-map');
       if (!newpar.available) match = false;
       const newints = newpar.u32('#interrupt-cells');
       if (newints === undefined) fail(`"interrupt-map" names ${newpar.path}, which has no "#interrupt-cells"`, ipar, 'interrupt-map');
@@ -201,7 +201,7 @@ export function ofIrqByName(tree: DeviceTree, node: DtNode, name: string): OfIrq
 export function ofMsiParent(tree: DeviceTree, node: DtNode): OfPhandleArgs[] {
   const cells = node.cells('msi-parent');
   if (cells === undefined || cells.length === 0 || cells[0] === 0) return [];
-  const first = tree.resolvePhandle(cells[0]!, node, 'msi-parent');
+  const first = tree.resolvePhandle(cells[0], node, 'msi-parent');
   if (!first.has('#msi-cells')) return [{ node: first, args: [] }];
   const out: OfPhandleArgs[] = [];
   for (const e of tree.phandleArgs(node, 'msi-parent', '#msi-cells', 0)) {
@@ -258,8 +258,8 @@ export function ofIdMapEntries(tree: DeviceTree, node: DtNode, mapName: string):
   let at = 0;
   while (at < map.length) {
     if (map.length - at < 2) fail(`bad "${mapName}" length: ${map.length} cells, entry at cell ${at} is cut short`, node, mapName);
-    const idBase = map[at]!;
-    const target = tree.resolvePhandle(map[at + 1]!, node, mapName);
+    const idBase = map[at];
+    const target = tree.resolvePhandle(map[at + 1], node, mapName);
     let cells = 1;
     if (!legacy) {
       const c = target.u32(cellsProp.name) ?? cellsProp.fallback;
@@ -275,7 +275,7 @@ export function ofIdMapEntries(tree: DeviceTree, node: DtNode, mapName: string):
       fail(`bad "${mapName}" length: ${map.length} cells, entry at cell ${at} needs ${3 + cells} (${cellsProp.name} = ${cells})`, node, mapName);
     }
     const outBase = map.slice(at + 2, at + 2 + cells);
-    const length = map[at + 2 + cells]!;
+    const length = map[at + 2 + cells];
     if (length > 1 && cells > 1) {
       fail(`"${mapName}" maps a ${length}-ID range to a ${cells}-cell specifier, which has no defined meaning`, node, mapName);
     }

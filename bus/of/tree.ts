@@ -218,7 +218,7 @@ export class DeviceTree {
     const out: (OfPhandleArgs | null)[] = [];
     let i = 0;
     while (i < list.length) {
-      const ph = list[i++]!;
+      const ph = list[i++];
       if (ph === 0) {
         out.push(null);
         continue;
@@ -260,6 +260,6 @@ export class DeviceTree {
 
 function latin1(b: Uint8Array): string {
   let s = '';
-  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
   return s;
 }

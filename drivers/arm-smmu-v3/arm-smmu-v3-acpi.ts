@@ -55,7 +55,7 @@ export function armSmmuRmrInstallBypassSte(smmu: ArmSmmuDevice): void {
     armSmmuMakeBypassSte(smmu.features, ste);
     const pa = smmu.strtab.stePa(sid);
     // The table is not live yet: plain stores, no sync.
-    for (let w = NUM_ENTRY_WORDS - 1; w >= 0; w--) smmu.ram.write32(pa + w * 4, ste[w]!);
+    for (let w = NUM_ENTRY_WORDS - 1; w >= 0; w--) smmu.ram.write32(pa + w * 4, ste[w]);
     done.push(sid);
   }
   if (done.length) smmu.info(`RMR: bypass STEs for SIDs ${done.map((s) => `0x${s.toString(16)}`).join(' ')}`);

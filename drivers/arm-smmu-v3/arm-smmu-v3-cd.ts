@@ -100,8 +100,8 @@ export function armSmmuGetCdUsed(ent: Uint32Array, used: Uint32Array): void {
       f.clear(used);
     }
     // TTB0 is bits [51:4] of qword 1.
-    used[2] = (used[2]! & 0xf) >>> 0;
-    used[3] = (used[3]! & ~0x000f_ffff) >>> 0;
+    used[2] = (used[2] & 0xf) >>> 0;
+    used[3] = (used[3] & ~0x000f_ffff) >>> 0;
   }
 }
 

@@ -103,8 +103,8 @@ export class ArmSmmuCdTable implements CdTableRef {
       // The hardware has 64-bit atomicity with stores to the L1 CD table.
       const desc = armSmmuMakeCdL1Desc(leaf.pa);
       const at = this.cdtab.pa + idx * (CTXDESC_L1_DESC_DWORDS << 3);
-      this.ram.write32(at + 4, desc[1]!);
-      this.ram.write32(at, desc[0]!);
+      this.ram.write32(at + 4, desc[1]);
+      this.ram.write32(at, desc[0]);
       l1Written = true;
     }
     return { pa: this.cdPa(ssid)!, l1Written };

@@ -414,7 +414,7 @@ export class ArmSmmuCmdq {
     this.draining ??= (async () => {
       try {
         while (this.backlog.length > 0) {
-          const item = this.backlog[0]!;
+          const item = this.backlog[0];
           try {
             await this.waitForSpace(item.n + (item.sync ? 1 : 0));
           } catch (e) {
@@ -618,13 +618,13 @@ export class ArmSmmuCmdq {
     const op = CMDQ_0_OP.get(cmd);
     log.err(this.host.name, `skipping command in error state (${CMDQ_OP_NAMES.get(op) ?? `opcode ${hex(op)}`}):`, LOG_NS);
     for (let i = 0; i < CMDQ_ENT_WORDS; i += 2) {
-      log.err(this.host.name, `\t0x${cmd[i + 1]!.toString(16).padStart(8, '0')}${cmd[i]!.toString(16).padStart(8, '0')}`, LOG_NS);
+      log.err(this.host.name, `\t0x${cmd[i + 1].toString(16).padStart(8, '0')}${cmd[i].toString(16).padStart(8, '0')}`, LOG_NS);
     }
     // Convert the erroneous command into a CMD_SYNC (CS=NONE where completion is busy-polled).
     armSmmuCmdqBuildCmd(cmd, 0, { opcode: CMDQ_OP_CMD_SYNC });
     if (this.busyPolling) CMDQ_SYNC_0_CS.set(cmd, CMDQ_SYNC_0_CS_NONE, 0);
     const pa = q.entAddr(cons);
-    for (let i = 0; i < CMDQ_ENT_WORDS; i++) q.ram.write32(pa + i * 4, cmd[i]!);
+    for (let i = 0; i < CMDQ_ENT_WORDS; i++) q.ram.write32(pa + i * 4, cmd[i]);
     this.stats.skipped++;
   }
 

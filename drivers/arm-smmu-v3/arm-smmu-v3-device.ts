@@ -523,7 +523,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
 
     const oasIdx = FIELD_GET(IDR5_OAS, reg);
     if (oasIdx < IDR5_OAS_BITS.length) {
-      this.oas = IDR5_OAS_BITS[oasIdx]!;
+      this.oas = IDR5_OAS_BITS[oasIdx];
       if (this.oas === 52) this.pgsizeBitmap += 2 ** 42; // 4 TiB blocks
     } else {
       this.info('unknown output address size. Truncating to 48-bit');
@@ -736,14 +736,14 @@ export class ArmSmmuDevice implements CmdqBatchHost {
       [ARM_SMMU_PRIQ_IRQ_CFG0, ARM_SMMU_PRIQ_IRQ_CFG1, ARM_SMMU_PRIQ_IRQ_CFG2],
     ];
     vectors.forEach((v, i) => {
-      const [c0, c1, c2] = cfg[i]!;
+      const [c0, c1, c2] = cfg[i];
       this.base.writeq(BigInt(v.address - (v.address % 4)), c0);
       this.base.writel(v.data, c1);
       this.base.writel(ARM_SMMU_MEMATTR_DEVICE_nGnRE, c2);
     });
     this.msiVectors = vectors;
-    this.evtqIrq = vectors[0]!.irq;
-    this.gerrIrq = vectors[1]!.irq;
+    this.evtqIrq = vectors[0].irq;
+    this.gerrIrq = vectors[1].irq;
     this.priqIrq = vectors[2]?.irq ?? null;
   }
 
@@ -936,8 +936,8 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     armSmmuMakeAbortSte(abort);
     for (const sid of this.strtab.allocatedSids()) {
       const pa = this.strtab.stePa(sid);
-      this.ram.write32(pa + 4, abort[1]!);
-      this.ram.write32(pa, abort[0]!);
+      this.ram.write32(pa + 4, abort[1]);
+      this.ram.write32(pa, abort[0]);
     }
     // Invalidate cached STEs (and every L1 descriptor), then the TLBs.
     await this.issueWithSync(CMDQ_OP_CFGI_ALL);
@@ -959,7 +959,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     for (const m of this.masters()) if (m.stallEnabled) sids.push(...m.streams);
     if (sids.length === 0) return sids;
     const ents: ArmSmmuCmdqEnt[] = sids.map((sid) => ({ opcode: CMDQ_OP_STALL_TERM, stallTerm: { sid } }));
-    for (let i = 0; i < ents.length; i++) await this.cmdq.issueCmd(ents[i]!, i === ents.length - 1);
+    for (let i = 0; i < ents.length; i++) await this.cmdq.issueCmd(ents[i], i === ents.length - 1);
     this.info(`shutdown: CMD_STALL_TERM for StreamID(s) ${sids.map(hex).join(', ')}`);
     return sids;
   }

@@ -66,19 +66,19 @@ export function armSmmuEntryQwordDiff(writer: ArmSmmuEntryWriter, entry: Uint32A
       const w = 2 * i + h;
       // Safe bits matter only where both configurations use them; a bit only one side uses is
       // already sequenced by the unused-bits rule.
-      safe[w] = (safe[w]! & targetUsed[w]! & curUsed[w]!) >>> 0;
+      safe[w] = (safe[w] & targetUsed[w] & curUsed[w]) >>> 0;
       // A builder may only set bits the used function says are used.
-      if ((target[w]! & ~targetUsed[w]!) !== 0) {
+      if ((target[w] & ~targetUsed[w]) !== 0) {
         throw new KernelError(
           'EINVAL',
-          `entry writer: target qword ${i} sets bits 0x${((target[w]! & ~targetUsed[w]!) >>> 0).toString(16)} (word ${h}) that its used mask does not cover`,
+          `entry writer: target qword ${i} sets bits 0x${((target[w] & ~targetUsed[w]) >>> 0).toString(16)} (word ${h}) that its used mask does not cover`,
         );
       }
       // Bits can change now because nothing reads them (or because changing them early is safe).
-      curUsed[w] = (curUsed[w]! & ~safe[w]!) >>> 0;
-      unusedUpdate[w] = ((entry[w]! & curUsed[w]!) | (target[w]! & ~curUsed[w]!)) >>> 0;
+      curUsed[w] = (curUsed[w] & ~safe[w]) >>> 0;
+      unusedUpdate[w] = ((entry[w] & curUsed[w]) | (target[w] & ~curUsed[w])) >>> 0;
       // A used bit of the target still differs after that: this qword must change while in use.
-      if (((unusedUpdate[w]! & targetUsed[w]!) >>> 0) !== target[w]) diff |= 1 << i;
+      if (((unusedUpdate[w] & targetUsed[w]) >>> 0) !== target[w]) diff |= 1 << i;
     }
   }
   return diff;
@@ -90,8 +90,8 @@ async function entrySet(writer: ArmSmmuEntryWriter, entry: Uint32Array, target: 
   let changed = false;
   for (let i = start; i < start + len; i++) {
     if (qwordEqual(entry, target, i)) continue;
-    entry[2 * i] = target[2 * i]!;
-    entry[2 * i + 1] = target[2 * i + 1]!;
+    entry[2 * i] = target[2 * i];
+    entry[2 * i + 1] = target[2 * i + 1];
     writer.writeQword?.(entry, i);
     changed = true;
   }
@@ -117,8 +117,8 @@ export async function armSmmuWriteEntry(writer: ArmSmmuEntryWriter, entry: Uint3
     // Hitless: ignored bits first (except in the critical qword, written next anyway), then the
     // critical qword, then clear what the new configuration ignores.
     const critical = 31 - Math.clz32(diff);
-    unusedUpdate[2 * critical] = entry[2 * critical]!;
-    unusedUpdate[2 * critical + 1] = entry[2 * critical + 1]!;
+    unusedUpdate[2 * critical] = entry[2 * critical];
+    unusedUpdate[2 * critical + 1] = entry[2 * critical + 1];
     await entrySet(writer, entry, unusedUpdate, 0, NUM_ENTRY_QWORDS);
     await entrySet(writer, entry, target, critical, 1);
     await entrySet(writer, entry, target, 0, NUM_ENTRY_QWORDS);

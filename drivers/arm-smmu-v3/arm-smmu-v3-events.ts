@@ -202,7 +202,7 @@ function ratelimitOk(smmu: ArmSmmuDevice): boolean {
 
 function qwordsHex(w: Uint32Array): string[] {
   const out: string[] = [];
-  for (let i = 0; i < w.length; i += 2) out.push(`0x${w[i + 1]!.toString(16).padStart(8, '0')}${w[i]!.toString(16).padStart(8, '0')}`);
+  for (let i = 0; i < w.length; i += 2) out.push(`0x${w[i + 1].toString(16).padStart(8, '0')}${w[i].toString(16).padStart(8, '0')}`);
   return out;
 }
 

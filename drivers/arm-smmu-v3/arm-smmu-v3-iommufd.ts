@@ -143,7 +143,7 @@ export function armSmmuMakeNestedCdTableSte(target: Uint32Array, master: ArmSmmu
   STRTAB_STE_0_CFG.prep(target, STRTAB_STE_0_CFG_NESTED);
   const guest = nested.ste.slice();
   STRTAB_STE_0_CFG.clear(guest);
-  for (let w = 0; w < IOMMU_HWPT_ARM_SMMUV3_WORDS; w++) target[w] = (target[w]! | guest[w]!) >>> 0;
+  for (let w = 0; w < IOMMU_HWPT_ARM_SMMUV3_WORDS; w++) target[w] = (target[w] | guest[w]) >>> 0;
   // Merge events: a guest must not flood the host's event queue.
   STRTAB_STE_1_MEV.prep(target, 1);
 }
@@ -173,7 +173,7 @@ export function armSmmuValidateVste(ste: Uint32Array): boolean {
     return false;
   }
   for (let w = 0; w < IOMMU_HWPT_ARM_SMMUV3_WORDS; w++) {
-    const bad = (ste[w]! & ~NESTING_ALLOWED[w]!) >>> 0;
+    const bad = (ste[w] & ~NESTING_ALLOWED[w]) >>> 0;
     if (bad !== 0) throw new KernelError('EIO', `guest STE qword ${w >> 1} sets bits 0x${bad.toString(16)} (word ${w & 1}) a guest may not own`);
   }
   const cfg = STRTAB_STE_0_CFG.get(ste);
@@ -264,7 +264,7 @@ export function armVsmmuConvertUserCmd(vsmmu: ArmVsmmu, cmd: Uint32Array, off: n
       const dev = vsmmu.core.findDev(vsid);
       if (!dev) throw new KernelError('EIO', `vSID 0x${vsid.toString(16)} has no vDEVICE on vIOMMU ${vsmmu.core.id}`);
       // Devices with one StreamID only, as iommufd has it.
-      CMDQ_CFGI_0_SID.set(cmd, masterOf(dev).streams[0]!, off);
+      CMDQ_CFGI_0_SID.set(cmd, masterOf(dev).streams[0], off);
       return;
     }
     default:

@@ -174,8 +174,8 @@ export async function armSmmuWriteCdEntry(master: ArmSmmuMaster, ssid: number, c
     getUsed: armSmmuGetCdUsed,
     sync: () => armSmmuSyncCd(master, ssid, true),
     writeQword: (entry, i) => {
-      ram.write32(cdPa + i * 8 + 4, entry[2 * i + 1]!);
-      ram.write32(cdPa + i * 8, entry[2 * i]!);
+      ram.write32(cdPa + i * 8 + 4, entry[2 * i + 1]);
+      ram.write32(cdPa + i * 8, entry[2 * i]);
     },
   };
   await armSmmuWriteEntry(writer, cur, target);

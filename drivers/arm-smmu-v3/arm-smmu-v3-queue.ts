@@ -136,7 +136,7 @@ export class ArmSmmuQueue {
   writeEntry(abs: number, words: Uint32Array, off: number, nWords: number): void {
     const pa = this.absAddr(abs);
     const ram = this.ram;
-    for (let i = 0; i < nWords; i++) ram.write32(pa + i * 4, words[off + i]!);
+    for (let i = 0; i < nWords; i++) ram.write32(pa + i * 4, words[off + i]);
   }
 
   /** The entry a register-encoded pointer designates. */

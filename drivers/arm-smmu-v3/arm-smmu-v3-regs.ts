@@ -93,9 +93,9 @@ export class QField {
   /** The field's value in `w` (structure starting at word `off`). */
   get(w: Uint32Array, off = 0): number {
     const i = off + this.word;
-    const lo = (w[i]! & this.loMask) >>> this.shift;
+    const lo = (w[i] & this.loMask) >>> this.shift;
     if (this.hiBits === 0) return lo;
-    return lo + (w[i + 1]! & this.hiMask) * this.loSpan;
+    return lo + (w[i + 1] & this.hiMask) * this.loSpan;
   }
 
   /** The kernel's `w |= FIELD_PREP(field, v)` (the field must be clear, as in a freshly zeroed structure). */
@@ -105,12 +105,12 @@ export class QField {
     }
     const i = off + this.word;
     if (this.hiBits === 0) {
-      w[i] = w[i]! | (v << this.shift);
+      w[i] = w[i] | (v << this.shift);
       return;
     }
     const lo = v % this.loSpan;
-    w[i] = w[i]! | (lo << this.shift);
-    w[i + 1] = w[i + 1]! | ((v - lo) / this.loSpan);
+    w[i] = w[i] | (lo << this.shift);
+    w[i + 1] = w[i + 1] | ((v - lo) / this.loSpan);
   }
 
   /** Clear the field, then set it. */
@@ -121,20 +121,20 @@ export class QField {
 
   clear(w: Uint32Array, off = 0): void {
     const i = off + this.word;
-    w[i] = w[i]! & ~this.loMask;
-    if (this.hiBits > 0) w[i + 1] = w[i + 1]! & ~this.hiMask;
+    w[i] = w[i] & ~this.loMask;
+    if (this.hiBits > 0) w[i + 1] = w[i + 1] & ~this.hiMask;
   }
 
   /** Set every bit of the field in `w` (a used-bits mask). */
   mark(w: Uint32Array, off = 0): void {
     const i = off + this.word;
-    w[i] = w[i]! | this.loMask;
-    if (this.hiBits > 0) w[i + 1] = w[i + 1]! | this.hiMask;
+    w[i] = w[i] | this.loMask;
+    if (this.hiBits > 0) w[i + 1] = w[i + 1] | this.hiMask;
   }
 
   isSet(w: Uint32Array, off = 0): boolean {
     const i = off + this.word;
-    return (w[i]! & this.loMask) !== 0 || (this.hiBits > 0 && (w[i + 1]! & this.hiMask) !== 0);
+    return (w[i] & this.loMask) !== 0 || (this.hiBits > 0 && (w[i + 1] & this.hiMask) !== 0);
   }
 }
 
@@ -163,19 +163,19 @@ export class QAddr {
       throw new RangeError(`${this.name}: address 0x${addr.toString(16)} has bits outside [${this.hi}:${this.lo}]`);
     }
     const i = off + this.qword * 2;
-    w[i] = w[i]! | lo;
-    w[i + 1] = w[i + 1]! | hi;
+    w[i] = w[i] | lo;
+    w[i + 1] = w[i + 1] | hi;
   }
 
   get(w: Uint32Array, off = 0): number {
     const i = off + this.qword * 2;
-    return ((w[i]! & this.loMask) >>> 0) + (w[i + 1]! & this.hiMask) * TWO_32;
+    return ((w[i] & this.loMask) >>> 0) + (w[i + 1] & this.hiMask) * TWO_32;
   }
 
   mark(used: Uint32Array, off = 0): void {
     const i = off + this.qword * 2;
-    used[i] = (used[i]! | this.loMask) >>> 0;
-    used[i + 1] = (used[i + 1]! | this.hiMask) >>> 0;
+    used[i] = (used[i] | this.loMask) >>> 0;
+    used[i + 1] = (used[i + 1] | this.hiMask) >>> 0;
   }
 }
 

@@ -100,7 +100,7 @@ export class ArmSmmuStrtab {
     for (let w = 0; w < NUM_ENTRY_WORDS; w++) if (ste[w] !== 0) nonzero.push(w);
     for (let i = 0; i < nent; i++) {
       const base = pa + i * STRTAB_STE_BYTES;
-      for (const w of nonzero) this.ram.write32(base + w * 4, ste[w]!);
+      for (const w of nonzero) this.ram.write32(base + w * 4, ste[w]);
     }
   }
 
@@ -134,8 +134,8 @@ export class ArmSmmuStrtab {
     // The hardware has 64-bit atomicity with stores to the L1 table: one store publishes the L2 table.
     const desc = armSmmuMakeStrtabL1Desc(l2.pa);
     const at = this.table.pa + idx * (STRTAB_L1_DESC_DWORDS << 3);
-    this.ram.write32(at + 4, desc[1]!);
-    this.ram.write32(at, desc[0]!);
+    this.ram.write32(at + 4, desc[1]);
+    this.ram.write32(at, desc[0]);
   }
 
   /** PA of `sid`'s STE; its L2 table must exist. */
@@ -168,8 +168,8 @@ export class ArmSmmuStrtab {
       sync,
       writeQword: (entry, i) => {
         // One 64-bit store: both halves land before the SMMU can look again.
-        ram.write32(pa + i * 8 + 4, entry[2 * i + 1]!);
-        ram.write32(pa + i * 8, entry[2 * i]!);
+        ram.write32(pa + i * 8 + 4, entry[2 * i + 1]);
+        ram.write32(pa + i * 8, entry[2 * i]);
       },
     };
     await armSmmuWriteEntry(writer, this.readSte(sid), target);

@@ -103,7 +103,7 @@ export function armSmmuLpaeVtcr(s2: ArmLpaeS2Cfg): number {
 export function armSmmuInitContextBank(smmuDomain: ArmSmmuDomain, pgtbl: IoPgtable): void {
   const cfg = smmuDomain.cfg;
   const smmu = smmuDomain.requireSmmu('arm_smmu_init_context_bank');
-  const cb = smmu.cbs[cfg.cbndx]!;
+  const cb = smmu.cbs[cfg.cbndx];
   const stage1 = cfg.cbar !== CBAR_TYPE_S2_TRANS;
   cb.cfg = cfg;
   cb.domain = smmuDomain;
@@ -158,7 +158,7 @@ export function armSmmuWriteSctlr(smmu: ArmSmmuDevice, idx: number): void {
 /** Program bank `idx` from its shadow. */
 // kernel: arm_smmu_write_context_bank() [arm-smmu.c]
 export function armSmmuWriteContextBank(smmu: ArmSmmuDevice, idx: number): void {
-  const cb = smmu.cbs[idx]!;
+  const cb = smmu.cbs[idx];
   const cfg = cb.cfg;
   // Unassigned banks only need disabling.
   if (!cfg) {

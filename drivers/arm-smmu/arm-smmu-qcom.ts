@@ -128,7 +128,7 @@ export function qcomSmmuImpl(mmu500: boolean): ArmSmmuImpl & { readonly qcom: Qc
         if (!SMR_VALID.isSet(smr)) continue;
         const noValid = (smr & ~SMR_VALID.mask) >>> 0;
         smmu.smrs[i] = { id: SMR_ID.get(noValid), mask: SMR_MASK.get(noValid), valid: true };
-        const s2cr = smmu.s2crs[i]!;
+        const s2cr = smmu.s2crs[i];
         s2cr.type = S2CR_TYPE_BYPASS;
         s2cr.privcfg = S2CR_PRIVCFG_DEFAULT;
         s2cr.cbndx = 0xff;
@@ -136,7 +136,7 @@ export function qcomSmmuImpl(mmu500: boolean): ArmSmmuImpl & { readonly qcom: Qc
     },
     // kernel: qcom_smmu_write_s2cr() [arm-smmu-qcom.c]
     writeS2cr(smmu, idx) {
-      const s2cr = smmu.s2crs[idx]!;
+      const s2cr = smmu.s2crs[idx];
       let type: number = s2cr.type;
       let cbndx = s2cr.cbndx;
       if (qcom.bypassQuirk) {

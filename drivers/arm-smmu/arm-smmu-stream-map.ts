@@ -26,7 +26,7 @@ const hex = (v: number): string => `0x${v.toString(16)}`;
 
 // kernel: arm_smmu_write_smr() [arm-smmu.c]
 export function armSmmuWriteSmr(smmu: ArmSmmuDevice, idx: number): void {
-  const smr = smmu.smrs![idx]!;
+  const smr = smmu.smrs![idx];
   let reg = SMR_ID.prep(smr.id) | SMR_MASK.prep(smr.mask);
   if (!(smmu.features & ARM_SMMU_FEAT_EXIDS) && smr.valid) reg |= SMR_VALID.mask;
   smmu.gr0Write(ARM_SMMU_GR0_SMR(idx), reg >>> 0);
@@ -38,9 +38,9 @@ export function armSmmuWriteS2cr(smmu: ArmSmmuDevice, idx: number): void {
     smmu.impl.writeS2cr(smmu, idx);
     return;
   }
-  const s2cr = smmu.s2crs[idx]!;
+  const s2cr = smmu.s2crs[idx];
   let reg = S2CR_TYPE.prep(s2cr.type) | S2CR_CBNDX.prep(s2cr.cbndx) | S2CR_PRIVCFG.prep(s2cr.privcfg);
-  if (smmu.features & ARM_SMMU_FEAT_EXIDS && smmu.smrs && smmu.smrs[idx]!.valid) reg |= S2CR_EXIDVALID.mask;
+  if (smmu.features & ARM_SMMU_FEAT_EXIDS && smmu.smrs && smmu.smrs[idx].valid) reg |= S2CR_EXIDVALID.mask;
   smmu.gr0Write(ARM_SMMU_GR0_S2CR(idx), reg >>> 0);
 }
 
@@ -62,7 +62,7 @@ export function armSmmuFindSme(smmu: ArmSmmuDevice, id: number, mask: number): n
   if (!smrs) return id;
   let freeIdx = -1;
   for (let i = 0; i < smmu.numMappingGroups; i++) {
-    const smr = smrs[i]!;
+    const smr = smrs[i];
     if (!smr.valid) {
       if (freeIdx < 0) freeIdx = i;
       continue;
@@ -81,10 +81,10 @@ export function armSmmuFindSme(smmu: ArmSmmuDevice, id: number, mask: number): n
 /** Drop one user of an entry; true when it became free. */
 // kernel: arm_smmu_free_sme() [arm-smmu.c]
 export function armSmmuFreeSme(smmu: ArmSmmuDevice, idx: number): boolean {
-  const s2cr = smmu.s2crs[idx]!;
+  const s2cr = smmu.s2crs[idx];
   if (--s2cr.count > 0) return false;
   smmu.s2crs[idx] = smmu.s2crInitVal();
-  if (smmu.smrs) smmu.smrs[idx]!.valid = false;
+  if (smmu.smrs) smmu.smrs[idx].valid = false;
   return true;
 }
 
@@ -103,17 +103,17 @@ export async function armSmmuMasterAllocSmes(dev: Device, cfg: ArmSmmuMasterCfg)
     try {
       // Work out the whole allocation before touching the hardware.
       for (; i < fwspec.ids.length; i++) {
-        const sid = SMR_ID.get(fwspec.ids[i]!);
-        const mask = SMR_MASK.get(fwspec.ids[i]!);
+        const sid = SMR_ID.get(fwspec.ids[i]);
+        const mask = SMR_MASK.get(fwspec.ids[i]);
         if (cfg.smendx[i] !== INVALID_SMENDX) throw new KernelError('EEXIST', `${dev.name}: stream ID ${hex(sid)} already has a stream mapping entry`);
         const idx = armSmmuFindSme(smmu, sid, mask);
-        if (smmu.smrs && smmu.s2crs[idx]!.count === 0) smmu.smrs[idx] = { id: sid, mask, valid: true };
-        smmu.s2crs[idx]!.count++;
+        if (smmu.smrs && smmu.s2crs[idx].count === 0) smmu.smrs[idx] = { id: sid, mask, valid: true };
+        smmu.s2crs[idx].count++;
         cfg.smendx[i] = idx;
       }
     } catch (e) {
       while (i--) {
-        armSmmuFreeSme(smmu, cfg.smendx[i]!);
+        armSmmuFreeSme(smmu, cfg.smendx[i]);
         cfg.smendx[i] = INVALID_SMENDX;
       }
       throw e;
@@ -127,7 +127,7 @@ export async function armSmmuMasterFreeSmes(cfg: ArmSmmuMasterCfg): Promise<void
   const smmu = cfg.smmu;
   await smmu.streamMapMutex.run(() => {
     for (let i = 0; i < cfg.smendx.length; i++) {
-      const idx = cfg.smendx[i]!;
+      const idx = cfg.smendx[i];
       if (idx === INVALID_SMENDX) continue;
       if (armSmmuFreeSme(smmu, idx)) armSmmuWriteSme(smmu, idx);
       cfg.smendx[i] = INVALID_SMENDX;
@@ -141,7 +141,7 @@ export function armSmmuMasterInstallS2crs(cfg: ArmSmmuMasterCfg, type: S2crType,
   const smmu = cfg.smmu;
   for (const idx of cfg.smendx) {
     if (idx === INVALID_SMENDX) continue;
-    const s2cr = smmu.s2crs[idx]!;
+    const s2cr = smmu.s2crs[idx];
     if (s2cr.type === type && s2cr.cbndx === cbndx) continue;
     s2cr.type = type;
     s2cr.privcfg = S2CR_PRIVCFG_DEFAULT;

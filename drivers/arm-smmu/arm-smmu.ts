@@ -350,8 +350,8 @@ async function armSmmuInitDomainContext(smmuDomain: ArmSmmuDomain, smmu: ArmSmmu
       armSmmuWriteContextBank(smmu, cbndx);
       smmuDomain.pgtbl = pgtbl;
     } catch (e) {
-      smmu.cbs[cbndx]!.cfg = null;
-      smmu.cbs[cbndx]!.domain = null;
+      smmu.cbs[cbndx].cfg = null;
+      smmu.cbs[cbndx].domain = null;
       smmu.contextMap[cbndx] = false;
       smmuDomain.smmu = null;
       cfg.cbndx = -1;
@@ -380,8 +380,8 @@ async function armSmmuDestroyDomainContext(smmuDomain: ArmSmmuDomain): Promise<v
   // it would pass untranslated through the disabled bank: terminate, stop stalling, and wait until all
   // of them have retired while the bank still translates (and reports: CFRE).
   await armSmmuTerminateStalls(smmu, [idx]);
-  smmu.cbs[idx]!.cfg = null;
-  smmu.cbs[idx]!.domain = null;
+  smmu.cbs[idx].cfg = null;
+  smmu.cbs[idx].domain = null;
   armSmmuWriteContextBank(smmu, idx);
   if (smmuDomain.contextIrq) {
     const action = smmuDomain.contextIrq;
@@ -620,8 +620,8 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
     // kernel: arm_smmu_of_xlate() [arm-smmu.c]
     ofXlate(_dev, fwspec, args) {
       let fwid = 0;
-      if (args.length > 0) fwid |= SMR_ID.prep(args[0]!);
-      if (args.length > 1) fwid |= SMR_MASK.prep(args[1]!);
+      if (args.length > 0) fwid |= SMR_ID.prep(args[0]);
+      if (args.length > 1) fwid |= SMR_MASK.prep(args[1]);
       else {
         const mask = fwspec.iommuNode.u32('stream-match-mask');
         if (mask !== undefined) fwid |= SMR_MASK.prep(mask);
@@ -667,7 +667,7 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
       const cfg = masterCfgOf(dev);
       let group: IommuGroup | null = null;
       for (const idx of cfg.smendx) {
-        const g = smmu.s2crs[idx]!.group;
+        const g = smmu.s2crs[idx].group;
         if (group && g && group !== g) {
           throw new KernelError('EINVAL', `${dev.name}: its stream IDs are shared with masters of two different groups`);
         }
@@ -676,7 +676,7 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
       if (group) return group;
       group = dev instanceof PciDevice ? pciDeviceGroup(dev) : genericDeviceGroup(dev);
       // Remember the group for the masters that share these entries.
-      for (const idx of cfg.smendx) smmu.s2crs[idx]!.group = group;
+      for (const idx of cfg.smendx) smmu.s2crs[idx].group = group;
       return group;
     },
     // the software MSI window.
@@ -1010,7 +1010,7 @@ function armSmmuStopStalling(smmu: ArmSmmuDevice, idx: number): void {
 
 /** Answer whatever bank `idx` has latched: clear FSR, and terminate the transaction if it stalled. */
 function armSmmuTerminateBank(smmu: ArmSmmuDevice, idx: number): void {
-  const domain = smmu.cbs[idx]!.domain;
+  const domain = smmu.cbs[idx].domain;
   if (domain && (domain.faultPending || armSmmuPendingFault(domain))) {
     armSmmuContextFaultResume(domain, 'terminate');
     return;

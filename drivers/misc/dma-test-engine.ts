@@ -310,7 +310,7 @@ export class TestEngine {
     const cfgErr = (st >>> TE_STATUS_CFG_SHIFT) & TE_STATUS_CFG_MASK;
     return {
       frame,
-      state: STATES[st & TE_STATUS_STATE_MASK]!,
+      state: STATES[st & TE_STATUS_STATE_MASK],
       dmaStatus: DMA_STATUSES[dma] ?? 'config',
       configError: cfgErr !== 0 ? (CONFIG_ERRORS[cfgErr] ?? `error ${cfgErr}`) : null,
       faultWrite: (st & TE_STATUS_FAULT_WRITE) !== 0,
@@ -351,7 +351,7 @@ export class TestEngine {
       };
       const timer = this.port.startTimer(timeoutNs, () => {
         if (settled) return;
-        const list = this.waiters[frame]!;
+        const list = this.waiters[frame];
         const i = list.indexOf(waiter);
         if (i >= 0) list.splice(i, 1);
         // The interrupt may be on its way: the status register decides.
@@ -361,7 +361,7 @@ export class TestEngine {
         }
       });
       // The interrupt path settles the wait; the timer then has nothing left to do.
-      this.waiters[frame]!.push(() => {
+      this.waiters[frame].push(() => {
         const done = waiter();
         if (done) timer.cancel();
         return done;
@@ -432,7 +432,7 @@ export class TestEngine {
     this.irqCount++;
     for (let f = 0; f < this.numFrames; f++) {
       if ((pending & (1 << f)) === 0) continue;
-      const list = this.waiters[f]!;
+      const list = this.waiters[f];
       this.waiters[f] = list.filter((w) => !w());
     }
     return 'handled';
@@ -452,7 +452,7 @@ export class TestEngine {
   // ---- internals -----------------------------------------------------------------------------
 
   private state(frame: number): FrameState {
-    return STATES[this.io.readl(frame * TE_FRAME_STRIDE + TE_FRAME_STATUS) & TE_STATUS_STATE_MASK]!;
+    return STATES[this.io.readl(frame * TE_FRAME_STRIDE + TE_FRAME_STATUS) & TE_STATUS_STATE_MASK];
   }
 
   private idleFrame(): number {

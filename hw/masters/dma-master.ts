@@ -89,7 +89,7 @@ export class DmaMaster {
 
   /** The port of the first stream. */
   get port(): DmaPort {
-    return this.routes[0]!.port;
+    return this.routes[0].port;
   }
 
   /** Observe every completed transaction (accounting); returns the function that stops observing. */
@@ -127,7 +127,7 @@ export class DmaMaster {
 
   /** Build and validate a request; throws for requests this master could never make. */
   protected request(addr: number, len: number, write: boolean, data: Uint8Array | undefined, opts: DmaOptions): DmaRequest {
-    const route = opts.streamId === undefined ? this.routes[0]! : this.route(opts.streamId);
+    const route = opts.streamId === undefined ? this.routes[0] : this.route(opts.streamId);
     const ssidValid = opts.ssid !== undefined;
     const ssid = opts.ssid ?? 0;
     if (ssidValid && (!Number.isInteger(ssid) || ssid < 0 || ssid >= 2 ** this.pasidBits)) {

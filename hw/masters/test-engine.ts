@@ -233,7 +233,7 @@ const CRC_TABLE = ((): Uint32Array => {
 /** Fold `data` into a running (pre-inverted) CRC-32 state. */
 function crc32Update(state: number, data: Uint8Array): number {
   let c = state;
-  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
   return c >>> 0;
 }
 
@@ -389,7 +389,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
   peek32(offset: number): number {
     if (offset >= TE_GLOBAL_BASE) return this.readGlobal(offset);
     if (offset >= TE_REGION_SIZE) return 0;
-    const f = this.frames[Math.floor(offset / TE_FRAME_SIZE)]!;
+    const f = this.frames[Math.floor(offset / TE_FRAME_SIZE)];
     switch (offset % TE_FRAME_SIZE) {
       case TE_CMD:
         return f.cmd;
@@ -444,7 +444,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
       log('%s: write %s to unknown offset %s ignored', this.name, hex(v), hex(offset));
       return;
     }
-    const f = this.frames[Math.floor(offset / TE_FRAME_SIZE)]!;
+    const f = this.frames[Math.floor(offset / TE_FRAME_SIZE)];
     const reg = offset % TE_FRAME_SIZE;
     if (reg === TE_DOORBELL) {
       this.doorbell(f, TE_DOORBELL_RUN.get(v) === 1);
@@ -512,7 +512,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
         return this.irqStatus;
       default:
         if (offset >= TE_STREAMID_BASE && offset < teStreamIdReg(this.streams.length) && offset % 4 === 0) {
-          return this.streams[(offset - TE_STREAMID_BASE) / 4]!.streamId >>> 0;
+          return this.streams[(offset - TE_STREAMID_BASE) / 4].streamId >>> 0;
         }
         return 0;
     }
@@ -595,7 +595,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
       if (f.period === 0) return TE_CFG_ERR_BAD_PERIOD;
       if (f.dst % 4 !== 0 || f.len % 4 !== 0) return TE_CFG_ERR_BAD_ALIGN;
     }
-    const streamId = this.streams[streamIndex]!.streamId;
+    const streamId = this.streams[streamIndex].streamId;
     const priv = TE_ATTR_PRIV.get(f.attr) === 1;
     for (const o of [f.readOpts, f.writeOpts]) {
       o.streamId = streamId;

@@ -55,7 +55,7 @@ export class ConfigSpace {
   }
 
   get8(off: number): number {
-    return this.bytes[off]!;
+    return this.bytes[off];
   }
   get16(off: number): number {
     return this.view.getUint16(off, true);
@@ -80,9 +80,9 @@ export class ConfigSpace {
     for (let i = 0; i < 4; i++) {
       const b = (value >>> (8 * i)) & 0xff;
       const o = base + i;
-      const rw = this.rw[o]!;
-      const cleared = this.w1c[o]! & b;
-      this.bytes[o] = ((this.bytes[o]! & ~rw & ~cleared) | (b & rw)) & 0xff;
+      const rw = this.rw[o];
+      const cleared = this.w1c[o] & b;
+      this.bytes[o] = ((this.bytes[o] & ~rw & ~cleared) | (b & rw)) & 0xff;
     }
     this.onWrite?.(base, old, this.get32(base), value >>> 0);
   }

@@ -225,8 +225,8 @@ export class IrqOutputs {
     for (let i = 0; i < this.lines.context.length; i++) {
       const lv = this.levels.context(i);
       if (lv && (!this.prevContext[i] || this.kickContextPending[i])) {
-        this.lines.context[i]!.raise();
-        this.stats.contextRaised[i]!++;
+        this.lines.context[i].raise();
+        this.stats.contextRaised[i]++;
       }
       this.prevContext[i] = lv;
       this.kickContextPending[i] = false;

@@ -149,7 +149,7 @@ export function encodeAddressSize(bits: number): number {
 
 /** Decode an address-size field; reserved encodings read as the largest size the SMMU supports. */
 export function decodeAddressSize(enc: number, maxBits: number): number {
-  const bits = enc < ADDRESS_SIZE_BITS.length ? ADDRESS_SIZE_BITS[enc]! : maxBits;
+  const bits = enc < ADDRESS_SIZE_BITS.length ? ADDRESS_SIZE_BITS[enc] : maxBits;
   return Math.min(bits, maxBits);
 }
 

@@ -218,7 +218,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
     else if (offset < 2 * pageSize) this.gr1Write(offset - pageSize, v);
     else if (offset >= cbBase && offset < size) {
       const n = Math.floor((offset - cbBase) / pageSize);
-      if (n < this.s.banks.length) this.cbWrite(this.s.banks[n]!, offset - cbBase - n * pageSize, v);
+      if (n < this.s.banks.length) this.cbWrite(this.s.banks[n], offset - cbBase - n * pageSize, v);
       else this.unknown('write', offset, v);
     } else this.unknown('write', offset, v);
   }
@@ -232,7 +232,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
       const n = Math.floor((offset - cbBase) / pageSize);
       const reg = offset - cbBase - n * pageSize;
       if (n < this.s.banks.length && isCommand64(reg)) {
-        this.cbCommand(this.s.banks[n]!, reg, lo, hi);
+        this.cbCommand(this.s.banks[n], reg, lo, hi);
         return;
       }
     }
@@ -251,7 +251,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
     else if (offset < 2 * pageSize) v = this.gr1Read(offset - pageSize);
     else if (offset >= cbBase && offset < size) {
       const n = Math.floor((offset - cbBase) / pageSize);
-      v = n < this.s.banks.length ? this.cbRead(this.s.banks[n]!, offset - cbBase - n * pageSize) : null;
+      v = n < this.s.banks.length ? this.cbRead(this.s.banks[n], offset - cbBase - n * pageSize) : null;
     } else v = null;
     if (v === null) {
       if (logUnknown) this.unknown('read', offset);
@@ -301,8 +301,8 @@ export class SmmuV2 implements MmioDevice, DmaPort {
         return 0; // write-only
     }
     const g = this.s.streams.groups;
-    if (off >= R.SMR_BASE && off < R.SMR_BASE + 4 * g && this.s.options.streamMatch) return this.s.streams.smr[(off - R.SMR_BASE) >> 2]!;
-    if (off >= R.S2CR_BASE && off < R.S2CR_BASE + 4 * g) return this.s.streams.s2cr[(off - R.S2CR_BASE) >> 2]!;
+    if (off >= R.SMR_BASE && off < R.SMR_BASE + 4 * g && this.s.options.streamMatch) return this.s.streams.smr[(off - R.SMR_BASE) >> 2];
+    if (off >= R.S2CR_BASE && off < R.S2CR_BASE + 4 * g) return this.s.streams.s2cr[(off - R.S2CR_BASE) >> 2];
     return null;
   }
 
@@ -382,14 +382,14 @@ export class SmmuV2 implements MmioDevice, DmaPort {
 
   private gr1Read(off: number): number | null {
     const n = this.s.banks.length;
-    if (off < R.CBFRSYNRA_BASE) return off >> 2 < n ? this.s.banks[off >> 2]!.cbar : null;
+    if (off < R.CBFRSYNRA_BASE) return off >> 2 < n ? this.s.banks[off >> 2].cbar : null;
     if (off < R.CBA2R_BASE) {
       const i = (off - R.CBFRSYNRA_BASE) >> 2;
-      return i < n ? this.s.banks[i]!.cbfrsynra : null;
+      return i < n ? this.s.banks[i].cbfrsynra : null;
     }
     if (off < R.CBA2R_BASE + 0x400 && this.s.version === 2) {
       const i = (off - R.CBA2R_BASE) >> 2;
-      return i < n ? this.s.banks[i]!.cba2r : null;
+      return i < n ? this.s.banks[i].cba2r : null;
     }
     return null;
   }
@@ -397,7 +397,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
   private gr1Write(off: number, v: number): void {
     const n = this.s.banks.length;
     if (off < R.CBFRSYNRA_BASE && off >> 2 < n) {
-      const b = this.s.banks[off >> 2]!;
+      const b = this.s.banks[off >> 2];
       let cbar = v;
       if (b.index < this.s.options.numS2Cb) cbar = R.CBAR.TYPE.set(cbar, R.CBAR_TYPE_S2_TRANS);
       if (this.s.version === 2) cbar &= ~R.CBAR.IRPTNDX.mask;
@@ -412,7 +412,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
     }
     if (off >= R.CBA2R_BASE && off < R.CBA2R_BASE + 0x400 && (off - R.CBA2R_BASE) >> 2 < n && this.s.version === 2) {
       const mask = R.CBA2R.VA64.mask | R.CBA2R.MONC.mask | (this.s.options.vmid16 ? R.CBA2R.VMID16.mask : 0);
-      this.s.banks[(off - R.CBA2R_BASE) >> 2]!.cba2r = (v & mask) >>> 0;
+      this.s.banks[(off - R.CBA2R_BASE) >> 2].cba2r = (v & mask) >>> 0;
       this.s.cfgGen++;
       return;
     }
@@ -587,7 +587,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
   private writeFsr(b: ContextBank, v: number): void {
     // Write-1-to-clear. SS mirrors the stall: it clears when RESUME retires the stalled transactions.
     let fsr = b.fsr & ~(v & (R.FSR_FAULT_BITS | R.FSR.MULTI.mask));
-    if (R.FSR.SS.isSet(v) && this.s.stallStates[b.index]!.stalled.length === 0) fsr &= ~R.FSR.SS.mask;
+    if (R.FSR.SS.isSet(v) && this.s.stallStates[b.index].stalled.length === 0) fsr &= ~R.FSR.SS.mask;
     if ((fsr & (R.FSR_FAULT_BITS | R.FSR.MULTI.mask)) === 0) fsr &= ~R.FSR.FORMAT.mask;
     b.fsr = fsr >>> 0;
     this.s.irq.kickContext(this.s.contextLineOf(b));

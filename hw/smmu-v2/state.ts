@@ -105,7 +105,7 @@ export class SmmuV2State {
       v1Aarch64Format: o.v1Aarch64Format,
       vmid16Enabled: () => o.vmid16 && R.sCR0.VMID16EN.isSet(this.scr0),
       tlb: this.tlb,
-      bank: (n: number) => banks[n]!,
+      bank: (n: number) => banks[n],
     };
   }
 

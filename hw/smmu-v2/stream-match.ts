@@ -113,7 +113,7 @@ export class StreamMapTable {
    */
   match(sid: number): number {
     if (sid >= 0 && sid < 0x10000) {
-      if (this.memoGen[sid] === this.generation) return this.memoResult[sid]!;
+      if (this.memoGen[sid] === this.generation) return this.memoResult[sid];
       const r = this.compute(sid);
       this.memoGen[sid] = this.generation;
       this.memoResult[sid] = r;
@@ -127,11 +127,11 @@ export class StreamMapTable {
     if (!this.cfg.streamMatch) return sid < this.cfg.groups ? sid : MATCH_NONE;
     let found = MATCH_NONE;
     for (let i = 0; i < this.cfg.groups; i++) {
-      const smr = this.smr[i]!;
+      const smr = this.smr[i];
       let id: number;
       let mask: number;
       if (this.exidEnable) {
-        if (!S2CR.EXIDVALID.isSet(this.s2cr[i]!)) continue;
+        if (!S2CR.EXIDVALID.isSet(this.s2cr[i])) continue;
         id = SMR.ID.get(smr);
         mask = SMR.MASK.get(smr);
       } else {

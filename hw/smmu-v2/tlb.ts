@@ -69,7 +69,7 @@ export class TlbSet {
     const sizes = this.sizes;
     const buckets = this.buckets;
     for (let s = 0; s < sizes.length; s++) {
-      const size = sizes[s]!;
+      const size = sizes[s];
       const bn = Math.floor(addr / size);
       let e: TlbEntry | null | undefined = buckets.get((bn % 0x1000_0000) * 4 + (s & 3));
       while (e) {
@@ -99,7 +99,7 @@ export class TlbSet {
   /** Remove every entry whose block contains `addr`; returns how many. */
   invalidateAddr(addr: number): number {
     let n = 0;
-    for (let s = 0; s < this.sizes.length; s++) n += this.removeBlock(Math.floor(addr / this.sizes[s]!), s);
+    for (let s = 0; s < this.sizes.length; s++) n += this.removeBlock(Math.floor(addr / this.sizes[s]), s);
     return n;
   }
 
@@ -134,7 +134,7 @@ export class TlbSet {
   }
 
   private removeBlock(bn: number, slot: number): number {
-    const size = this.sizes[slot]!;
+    const size = this.sizes[slot];
     const key = bucketKey(bn, slot);
     let e = this.buckets.get(key) ?? null;
     let prev: TlbEntry | null = null;

@@ -111,7 +111,7 @@ export class TransactionEngine {
       else this.bypass(req, done);
       return;
     }
-    const s2cr = this.s.streams.s2cr[idx]!;
+    const s2cr = this.s.streams.s2cr[idx];
     const type = (s2cr >>> S2CR_TYPE_LO) & 3;
     if (type === R.S2CR_TYPE_BYPASS) {
       this.bypass(req, done);
@@ -130,8 +130,8 @@ export class TransactionEngine {
       (s2cr & S2CR_OVERRIDES) === 0
         ? (req.write ? ACCESS_WRITE : req.exec ? ACCESS_INSTR : 0) | (req.priv ? ACCESS_PRIV : 0)
         : accessOf(req, s2cr);
-    const bank = this.s.banks[cbndx]!;
-    const st = this.s.stallStates[cbndx]!;
+    const bank = this.s.banks[cbndx];
+    const st = this.s.stallStates[cbndx];
     if (st.stalled.length === 0 && st.waiting.length === 0 && (bank.fsr & FSR_FAULT_BITS) === 0) {
       const cfg = this.s.decoded(bank);
       if (cfg.status === CFG_DISABLED) {
@@ -176,8 +176,8 @@ export class TransactionEngine {
 
   /** HUPCF admission of a slow-path transaction into its bank. */
   private admit(txn: Txn): void {
-    const bank = this.s.banks[txn.cbndx]!;
-    const st = this.s.stallStates[txn.cbndx]!;
+    const bank = this.s.banks[txn.cbndx];
+    const st = this.s.stallStates[txn.cbndx];
     if (!R.SCTLR.HUPCF.isSet(bank.sctlr)) {
       if (st.holding) {
         st.waiting.push(txn);
@@ -197,7 +197,7 @@ export class TransactionEngine {
   /** Translate the rest of a transaction; issue it, or stall/terminate it on a fault. */
   private process(txn: Txn): void {
     const req = txn.req;
-    const bank = this.s.banks[txn.cbndx]!;
+    const bank = this.s.banks[txn.cbndx];
     const t = this.tr;
     while (txn.offset < req.len) {
       const va = req.addr + txn.offset;
@@ -231,7 +231,7 @@ export class TransactionEngine {
   /** Record the fault `this.tr` describes, then stall or terminate the transaction. */
   private contextFault(txn: Txn, va: number, cfg: ContextConfig): void {
     const t = this.tr;
-    const fb = this.s.banks[t.faultCb]!;
+    const fb = this.s.banks[t.faultCb];
     const s2Bank = t.faultCb !== txn.cbndx;
     const farAddr = s2Bank ? t.ipa : va;
     let farLo = farAddr >>> 0;
@@ -272,7 +272,7 @@ export class TransactionEngine {
     if (stall) {
       fb.fsr = (fb.fsr | R.FSR.SS.mask) >>> 0;
       txn.stalledIn = fb.index;
-      this.s.stallStates[fb.index]!.stalled.push(txn);
+      this.s.stallStates[fb.index].stalled.push(txn);
       this.s.stats.stalls++;
       if (this.canStall.get(txn.req.master) === false) {
         this.s.stats.stallsOfNonStallingMasters++;
@@ -292,7 +292,7 @@ export class TransactionEngine {
 
   /** A RESUME write to bank `b` (TnR = `terminate`). */
   resume(b: ContextBank, terminate: boolean): void {
-    const st = this.s.stallStates[b.index]!;
+    const st = this.s.stallStates[b.index];
     if (st.stalled.length === 0 || st.resumePending) {
       this.s.stats.resumesIgnored++;
       log('%s: cb%d: RESUME ignored: %s', this.s.name, b.index, st.resumePending ? 'a RESUME is already in progress' : 'nothing is stalled');
@@ -326,7 +326,7 @@ export class TransactionEngine {
   }
 
   private releaseWaiters(n: number): void {
-    const st = this.s.stallStates[n]!;
+    const st = this.s.stallStates[n];
     if (st.waiting.length === 0 || st.stalled.length > 0) return;
     const waiting = st.waiting.splice(0);
     for (const txn of waiting) this.admit(txn);
@@ -336,7 +336,7 @@ export class TransactionEngine {
   private issue(txn: Txn): void {
     const { req, done, pieces } = txn;
     if (pieces.length === 2) {
-      this.downstream.submit({ ...req, addr: pieces[0]!, len: pieces[1]! }, done);
+      this.downstream.submit({ ...req, addr: pieces[0], len: pieces[1] }, done);
       return;
     }
     const count = pieces.length / 2;
@@ -344,8 +344,8 @@ export class TransactionEngine {
     let remaining = count;
     let off = 0;
     for (let i = 0; i < count; i++) {
-      const pa = pieces[2 * i]!;
-      const len = pieces[2 * i + 1]!;
+      const pa = pieces[2 * i];
+      const len = pieces[2 * i + 1];
       const start = off;
       off += len;
       const sub: DmaRequest = { ...req, addr: pa, len, data: req.data ? req.data.subarray(start, start + len) : undefined };
@@ -395,14 +395,14 @@ function razwi(req: DmaRequest, done: DmaDone, detail: string): void {
 /** One completion for a transaction issued as several pieces. */
 function combine(req: DmaRequest, pieces: number[], results: DmaCompletion[]): DmaCompletion {
   for (const r of results) if (r.status !== 'ok') return r;
-  const first = pieces[0]!;
+  const first = pieces[0];
   if (req.write) return { status: 'ok', pa: first };
   const data = new Uint8Array(req.len);
   let off = 0;
   for (let i = 0; i < results.length; i++) {
-    const d = results[i]!.data;
-    if (d) data.set(d.subarray(0, pieces[2 * i + 1]!), off);
-    off += pieces[2 * i + 1]!;
+    const d = results[i].data;
+    if (d) data.set(d.subarray(0, pieces[2 * i + 1]), off);
+    off += pieces[2 * i + 1];
   }
   return { status: 'ok', data, pa: first };
 }

@@ -85,17 +85,17 @@ export class StructField {
 
   /** Read the field from `words` (the structure's 32-bit words, little-endian order) at `base`. */
   get(words: Uint32Array, base = 0): number {
-    return this.f.get(words[base + this.word]!);
+    return this.f.get(words[base + this.word]);
   }
 
   isSet(words: Uint32Array, base = 0): boolean {
-    return (words[base + this.word]! & this.f.mask) !== 0;
+    return (words[base + this.word] & this.f.mask) !== 0;
   }
 
   /** Write the field into `words`; throws if `value` does not fit. */
   set(words: Uint32Array, value: number, base = 0): void {
     const i = base + this.word;
-    words[i] = this.f.set(words[i]!, value);
+    words[i] = this.f.set(words[i], value);
   }
 }
 
@@ -139,9 +139,9 @@ export class AddrField {
 
   /** The encoded address: field bits placed at [addrLo + width - 1 : addrLo]. */
   get(words: Uint32Array, base = 0): number {
-    const w0 = words[base + this.loWord]!;
+    const w0 = words[base + this.loWord];
     let v = ((w0 >>> this.loShift) & this.loMask) >>> 0;
-    if (this.hiBits > 0) v += ((words[base + this.loWord + 1]! & this.hiMask) >>> 0) * this.loScale;
+    if (this.hiBits > 0) v += ((words[base + this.loWord + 1] & this.hiMask) >>> 0) * this.loScale;
     return v * this.unit;
   }
 
@@ -155,11 +155,11 @@ export class AddrField {
     const lowPart = v % (this.loMask + 1);
     const i = base + this.loWord;
     const loFieldMask = this.loMask === 0xffff_ffff ? 0xffff_ffff : (this.loMask << this.loShift) >>> 0;
-    words[i] = ((words[i]! & ~loFieldMask) | ((lowPart << this.loShift) >>> 0)) >>> 0;
+    words[i] = ((words[i] & ~loFieldMask) | ((lowPart << this.loShift) >>> 0)) >>> 0;
     if (this.hiBits > 0) {
       const hiPart = Math.floor(v / (this.loMask + 1));
       const hm = this.hiBits === 32 ? 0xffff_ffff : 2 ** this.hiBits - 1;
-      words[i + 1] = ((words[i + 1]! & ~hm) | hiPart) >>> 0;
+      words[i + 1] = ((words[i + 1] & ~hm) | hiPart) >>> 0;
     }
   }
 }

@@ -86,7 +86,7 @@ function newStats(byOpcode: Float64Array): CommandQueueStats {
   return {
     get consumed(): Record<string, number> {
       const out: Record<string, number> = {};
-      for (const [op, name] of F.COMMAND_NAMES) if (byOpcode[op]! > 0) out[name] = byOpcode[op]!;
+      for (const [op, name] of F.COMMAND_NAMES) if (byOpcode[op] > 0) out[name] = byOpcode[op];
       return out;
     },
     total: 0,

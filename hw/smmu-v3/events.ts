@@ -181,7 +181,7 @@ export class EventQueue {
       const addr = this.q.entryAddr(this.q.prod);
       rec.encode(this.words);
       try {
-        for (let i = 0; i < F.EVT_WORDS; i++) this.mem.write32(addr + i * 4, this.words[i]!);
+        for (let i = 0; i < F.EVT_WORDS; i++) this.mem.write32(addr + i * 4, this.words[i]);
       } catch (e) {
         if (!(e instanceof BusError)) throw e;
         this.stats.writeAborts++;

@@ -107,7 +107,7 @@ export class PriQueue {
       const addr = this.q.entryAddr(this.q.prod);
       this.encode(req);
       try {
-        for (let i = 0; i < F.PRIQ_WORDS; i++) this.mem.write32(addr + i * 4, this.words[i]!);
+        for (let i = 0; i < F.PRIQ_WORDS; i++) this.mem.write32(addr + i * 4, this.words[i]);
       } catch (e) {
         if (!(e instanceof BusError)) throw e;
         log('%s: writing the PRI queue at 0x%s aborted', this.opts.name, addr.toString(16));

@@ -317,7 +317,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       case R.PRIQ_IRQ_CFG1: return irq.cfg.priq.cfg1;
       case R.PRIQ_IRQ_CFG2: return irq.cfg.priq.cfg2;
       default:
-        if (off >= R.PIDR4 && off <= R.CIDR3 && off % 4 === 0) return R.ID_REGISTER_BYTES[(off - R.PIDR4) / 4]!;
+        if (off >= R.PIDR4 && off <= R.CIDR3 && off % 4 === 0) return R.ID_REGISTER_BYTES[(off - R.PIDR4) / 4];
         return null;
     }
   }

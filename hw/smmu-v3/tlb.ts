@@ -128,7 +128,7 @@ export class TlbContext implements TableWalkCache {
     for (let l = 2; l >= minLevel; l--) {
       const m = this.walkMaps[base + l];
       if (m === undefined || m.size === 0) continue;
-      const e = m.get(Math.floor(ia / st.levelBlockSize[l]!));
+      const e = m.get(Math.floor(ia / st.levelBlockSize[l]));
       if (e !== undefined) {
         this.hitTable = e.table;
         this.hitAttrs = e.attrs;
@@ -140,7 +140,7 @@ export class TlbContext implements TableWalkCache {
 
   recordTable(st: StageConfig, level: number, ia: number, table: number, attrs: number): void {
     if (this.recorder === null || level > 2) return;
-    const span = st.levelBlockSize[level]!;
+    const span = st.levelBlockSize[level];
     this.recorder.recordWalk(this, st.granuleShift, level, ia - (ia % span), span, table, attrs);
   }
 
@@ -163,7 +163,7 @@ export class TlbContext implements TableWalkCache {
     const sizes = this.sizes;
     const maps = this.maps;
     for (let i = 0; i < sizes.length; i++) {
-      const e = maps[i]!.get(Math.floor(addr / sizes[i]!));
+      const e = maps[i].get(Math.floor(addr / sizes[i]));
       if (e !== undefined) return e;
     }
     return null;
@@ -179,7 +179,7 @@ export class TlbContext implements TableWalkCache {
 
   mapFor(shift: number): Map<number, TlbEntry> {
     const i = this.shifts.indexOf(shift);
-    if (i >= 0) return this.maps[i]!;
+    if (i >= 0) return this.maps[i];
     const m = new Map<number, TlbEntry>();
     this.shifts.push(shift);
     this.sizes.push(2 ** shift);
@@ -433,9 +433,9 @@ export class Tlb implements WalkRecorder {
     for (const c of this.contexts.values()) {
       if (c.count === 0 || !this.inScope(c, s)) continue;
       for (let i = 0; i < c.sizes.length; i++) {
-        const m = c.maps[i]!;
+        const m = c.maps[i];
         if (m.size === 0) continue;
-        const size = c.sizes[i]!;
+        const size = c.sizes[i];
         const first = Math.floor(lo / size);
         const last = Math.floor((hi - 1) / size);
         if (last - first + 1 <= m.size) {

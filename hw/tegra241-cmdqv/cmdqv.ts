@@ -117,8 +117,8 @@ export class Vintf {
   /** The physical StreamID a virtual one maps to through the enabled pairs, or -1. */
   replaceSid(vsid: number): number {
     for (let s = 0; s < this.sidMatch.length; s++) {
-      const m = this.sidMatch[s]!;
-      if (R.SID_MATCH_ENABLE.isSet(m) && R.SID_MATCH_VIRT_SID.get(m) === vsid) return R.SID_REPLACE_PHYS_SID.get(this.sidReplace[s]!);
+      const m = this.sidMatch[s];
+      if (R.SID_MATCH_ENABLE.isSet(m) && R.SID_MATCH_VIRT_SID.get(m) === vsid) return R.SID_REPLACE_PHYS_SID.get(this.sidReplace[s]);
     }
     return -1;
   }
@@ -241,7 +241,7 @@ export class Tegra241Cmdqv implements MmioDevice {
 
   /** Admission of a command read from VCMDQ `vq`: the HYP_OWN=0 command set and replacements. */
   private admit(vq: Vcmdq, w: Uint32Array): number {
-    const v = this.vintfs[vq.vintf]!;
+    const v = this.vintfs[vq.vintf];
     if (v.hypOwn) return 0;
     const op = F.CMD_OPCODE.get(w);
     if (this.opts.guestOpcodes[op] !== 1) {
@@ -332,7 +332,7 @@ export class Tegra241Cmdqv implements MmioDevice {
   /** A VINTF's logical page0/page1: the VCMDQ mapped to the LVCMDQ slot, or nothing. */
   private logicalAccess(vintf: Vintf, page1: boolean, off: number, value: number | null): number | null {
     const lidx = Math.floor(off / R.VCMDQ_STRIDE);
-    const q = lidx < vintf.lvcmdq.length ? vintf.lvcmdq[lidx]! : -1;
+    const q = lidx < vintf.lvcmdq.length ? vintf.lvcmdq[lidx] : -1;
     if (q < 0) {
       if (value !== null) {
         this.stats.dropped++;
@@ -340,7 +340,7 @@ export class Tegra241Cmdqv implements MmioDevice {
       }
       return 0;
     }
-    return this.vcmdqAccess(this.vcmdqs[q]!, page1, off % R.VCMDQ_STRIDE, value);
+    return this.vcmdqAccess(this.vcmdqs[q], page1, off % R.VCMDQ_STRIDE, value);
   }
 
   /** VINTF i's logical page0 as a device of its own (what a VMM maps into a guest). */
@@ -390,15 +390,15 @@ export class Tegra241Cmdqv implements MmioDevice {
   private lvcmdqErrWord(v: Vintf, w: number): number {
     let m = 0;
     for (let l = w * 32; l < Math.min(v.lvcmdq.length, w * 32 + 32); l++) {
-      const q = v.lvcmdq[l]!;
-      if (q >= 0 && this.vcmdqs[q]!.errorActive) m |= 1 << (l & 31);
+      const q = v.lvcmdq[l];
+      if (q >= 0 && this.vcmdqs[q].errorActive) m |= 1 << (l & 31);
     }
     return m >>> 0;
   }
 
   private cmdqErrWord(w: number): number {
     let m = 0;
-    for (let q = w * 32; q < Math.min(this.numVcmdqs, w * 32 + 32); q++) if (this.vcmdqs[q]!.errorActive) m |= 1 << (q & 31);
+    for (let q = w * 32; q < Math.min(this.numVcmdqs, w * 32 + 32); q++) if (this.vcmdqs[q].errorActive) m |= 1 << (q & 31);
     return m >>> 0;
   }
 
@@ -415,9 +415,9 @@ export class Tegra241Cmdqv implements MmioDevice {
         break;
     }
     if (off >= R.CMDQ_ERR_MAP_0 && off < R.CMDQ_ERR_MAP_0 + 4 * R.CMDQ_ERR_MAP_COUNT) return this.cmdqErrWord((off - R.CMDQ_ERR_MAP_0) / 4);
-    if (off >= R.CMDQ_ALLOC_MAP_0 && off < R.CMDQ_ALLOC_MAP_0 + 4 * this.numVcmdqs) return this.vcmdqs[(off - R.CMDQ_ALLOC_MAP_0) / 4]!.alloc;
+    if (off >= R.CMDQ_ALLOC_MAP_0 && off < R.CMDQ_ALLOC_MAP_0 + 4 * this.numVcmdqs) return this.vcmdqs[(off - R.CMDQ_ALLOC_MAP_0) / 4].alloc;
     if (off >= R.VINTF_BASE && off < R.VINTF_BASE + R.VINTF_STRIDE * this.numVintfs) {
-      const v = this.vintfs[Math.floor((off - R.VINTF_BASE) / R.VINTF_STRIDE)]!;
+      const v = this.vintfs[Math.floor((off - R.VINTF_BASE) / R.VINTF_STRIDE)];
       return this.readVintf(v, (off - R.VINTF_BASE) % R.VINTF_STRIDE);
     }
     return null;
@@ -438,11 +438,11 @@ export class Tegra241Cmdqv implements MmioDevice {
         break;
     }
     if (off >= R.CMDQ_ALLOC_MAP_0 && off < R.CMDQ_ALLOC_MAP_0 + 4 * this.numVcmdqs) {
-      this.writeAlloc(this.vcmdqs[(off - R.CMDQ_ALLOC_MAP_0) / 4]!, value);
+      this.writeAlloc(this.vcmdqs[(off - R.CMDQ_ALLOC_MAP_0) / 4], value);
       return 0;
     }
     if (off >= R.VINTF_BASE && off < R.VINTF_BASE + R.VINTF_STRIDE * this.numVintfs) {
-      const v = this.vintfs[Math.floor((off - R.VINTF_BASE) / R.VINTF_STRIDE)]!;
+      const v = this.vintfs[Math.floor((off - R.VINTF_BASE) / R.VINTF_STRIDE)];
       return this.writeVintf(v, (off - R.VINTF_BASE) % R.VINTF_STRIDE, value) ? 0 : null;
     }
     return null; // PARAM, STATUS and the error maps are read-only
@@ -484,14 +484,14 @@ export class Tegra241Cmdqv implements MmioDevice {
       const vintf = this.vintfs[v];
       if (vintf === undefined) return drop(`there is no VINTF ${v}`);
       if (l >= vintf.lvcmdq.length) return drop(`LVCMDQ ${l} is beyond the ${vintf.lvcmdq.length} this CMDQV has`);
-      if (vintf.lvcmdq[l]! >= 0) return drop(`VINTF${v} LVCMDQ${l} is already vcmdq${vintf.lvcmdq[l]}`);
-      if (enforce && l > 0 && vintf.lvcmdq[l - 1]! < 0) return drop(`VINTF${v} LVCMDQ${l - 1} is not mapped (LVCMDQs map in ascending order)`);
+      if (vintf.lvcmdq[l] >= 0) return drop(`VINTF${v} LVCMDQ${l} is already vcmdq${vintf.lvcmdq[l]}`);
+      if (enforce && l > 0 && vintf.lvcmdq[l - 1] < 0) return drop(`VINTF${v} LVCMDQ${l - 1} is not mapped (LVCMDQs map in ascending order)`);
       vq.alloc = next;
       vintf.lvcmdq[l] = vq.index;
     } else {
-      const vintf = this.vintfs[vq.vintf]!;
+      const vintf = this.vintfs[vq.vintf];
       const ol = vq.lidx;
-      if (enforce && ol + 1 < vintf.lvcmdq.length && vintf.lvcmdq[ol + 1]! >= 0) {
+      if (enforce && ol + 1 < vintf.lvcmdq.length && vintf.lvcmdq[ol + 1] >= 0) {
         return drop(`VINTF${vintf.index} LVCMDQ${ol + 1} is still mapped (LVCMDQs unmap in descending order)`);
       }
       vintf.lvcmdq[ol] = -1;
@@ -522,11 +522,11 @@ export class Tegra241Cmdqv implements MmioDevice {
     }
     if (off >= R.VINTF_SID_MATCH_0 && off < R.VINTF_SID_MATCH_0 + 4 * R.VINTF_SID_PAIRS_MAX) {
       const s = (off - R.VINTF_SID_MATCH_0) / 4;
-      return s < this.sidPairs ? v.sidMatch[s]! : null;
+      return s < this.sidPairs ? v.sidMatch[s] : null;
     }
     if (off >= R.VINTF_SID_REPLACE_0 && off < R.VINTF_SID_REPLACE_0 + 4 * R.VINTF_SID_PAIRS_MAX) {
       const s = (off - R.VINTF_SID_REPLACE_0) / 4;
-      return s < this.sidPairs ? v.sidReplace[s]! : null;
+      return s < this.sidPairs ? v.sidReplace[s] : null;
     }
     if (off >= R.VINTF_LVCMDQ_ERR_MAP_0 && off < R.VINTF_LVCMDQ_ERR_MAP_0 + 16) return this.lvcmdqErrWord(v, (off - R.VINTF_LVCMDQ_ERR_MAP_0) / 4);
     return null;
@@ -549,7 +549,7 @@ export class Tegra241Cmdqv implements MmioDevice {
           v.ackEvent = null;
           v.enableOk = R.VINTF_CONFIG_ENABLE.isSet(v.config);
           log('%s: VINTF%d %s (VMID %d, HYP_OWN %d)', this.name, v.index, v.enableOk ? 'enabled' : 'disabled', v.vmid, v.hypOwn ? 1 : 0);
-          for (const q of v.lvcmdq) if (q >= 0) this.refresh(this.vcmdqs[q]!);
+          for (const q of v.lvcmdq) if (q >= 0) this.refresh(this.vcmdqs[q]);
         }, `${this.name} VINTF${v.index} STATUS`);
         return true;
       }

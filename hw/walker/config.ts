@@ -143,7 +143,7 @@ export class StageConfig {
     const sizes: number[] = [];
     for (let l = 0; l < 4; l++) {
       shifts.push((3 - l) * this.stride + this.granuleShift);
-      sizes.push(2 ** shifts[l]!);
+      sizes.push(2 ** shifts[l]);
     }
     this.levelShift = shifts;
     this.levelBlockSize = sizes;
@@ -153,7 +153,7 @@ export class StageConfig {
       true,
       true,
     ];
-    const startBits = inputSize - shifts[startLevel]!;
+    const startBits = inputSize - shifts[startLevel];
     this.startIndexMask = 2 ** startBits - 1;
     this.indexMask = 2 ** this.stride - 1;
     this.concatenatedTables = startBits > this.stride ? 2 ** (startBits - this.stride) : 1;

@@ -203,7 +203,7 @@ export class TranslationTableWalker {
       }
     }
     for (;;) {
-      const shift = st.levelShift[level]!;
+      const shift = st.levelShift[level];
       const idx = (shift >= 32 ? iaHi >>> (shift - 32) : (iaLo >>> shift) | (iaHi << (32 - shift))) & mask;
       let descPa = table + idx * 8;
       if (s2 !== null) {
@@ -235,7 +235,7 @@ export class TranslationTableWalker {
       if (level === 3 ? !(lo & LO_TABLE_OR_PAGE) : !st.blockAllowed[level]) {
         return this.fault(out, 'translation', stage, level);
       }
-      const blockSize = st.levelBlockSize[level]!;
+      const blockSize = st.levelBlockSize[level];
       // Output address bits below the block size are RES0 in a block descriptor: ignore them.
       const base = level === 3 ? addr : addr - (addr % blockSize);
       if (base >= st.outputLimit) return this.fault(out, 'address-size', stage, level);

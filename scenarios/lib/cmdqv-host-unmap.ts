@@ -64,7 +64,7 @@ export async function prepareHostUnmap(opts: { seed: number; threads: number; mo
     const perQueue: HostUnmapResult['perQueue'] = {};
     let commands = 0;
     after.forEach((q, i) => {
-      const d = { commands: q.commands - before[i]!.commands, syncs: q.syncs - before[i]!.syncs };
+      const d = { commands: q.commands - before[i].commands, syncs: q.syncs - before[i].syncs };
       if (d.commands > 0) perQueue[q.queue] = d;
       commands += d.commands;
     });

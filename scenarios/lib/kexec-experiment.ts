@@ -388,7 +388,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
         })
       : null;
     const buffers: MemoryRange[] = engines.map((e) => ({ base: Math.floor(e.pa / FRAME) * FRAME, size: FRAME }));
-    const ownBuffer = new Map(engines.map((e, i) => [e.master, buffers[i]!]));
+    const ownBuffer = new Map(engines.map((e, i) => [e.master, buffers[i]]));
     /** A write into the buffer the crashed kernel gave this very master: its own, not a stray. */
     const intoOwnOldBuffer = (master: string, pa: number): boolean => {
       const b = ownBuffer.get(master);
@@ -448,7 +448,7 @@ export async function runKexecExperiment(machine: Machine, opts: KexecExperiment
     const accounting = accountant.finish();
     const windowNs = end - start;
     const failed = accountant.failedTimes.length;
-    const last = failed > 0 ? accountant.failedTimes[failed - 1]! : null;
+    const last = failed > 0 ? accountant.failedTimes[failed - 1] : null;
     // Still failing within the last two periods of the window: it never went quiet.
     const quietAfterNs = last === null ? 0 : end - last <= 2 * periodNs ? null : last - start;
     const failedAfterBoot = second ? accountant.failedTimes.filter((t) => t > bootDone).length : 0;

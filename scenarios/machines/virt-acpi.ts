@@ -131,7 +131,7 @@ export function virtIortNodes(opts: Pick<VirtAcpiOptions, 'rmrs'> = {}): IortNod
 /** Offsets of virt's SMMUv3 and MMU-500 IORT nodes for a table revision. */
 export function virtIortOffsets(iortRevision = IORT_REV_ED): { smmuv3: number; mmu500: number; rc: number } {
   const o = iortLayout({ revision: iortRevision, nodes: virtIortNodes() });
-  return { smmuv3: o[0]!, mmu500: o[1]!, rc: o[2]! };
+  return { smmuv3: o[0], mmu500: o[1], rc: o[2] };
 }
 
 export function buildVirtAcpi(opts: VirtAcpiOptions = {}): VirtAcpi {

@@ -16,12 +16,12 @@ describe('bench --scale', () => {
     expect(curves.map((c) => c.name)).toEqual(['sids']);
     const json = JSON.parse(readFileSync(join(out, 'scale.json'), 'utf8')) as { machine: string; curves: ScaleCurve[] };
     expect(json.machine).toMatch(/cores, node v/);
-    const sids = json.curves[0]!;
+    const sids = json.curves[0];
     expect(sids.points.map((p) => p.size)).toEqual([256, 4096, 65536]);
     // 256 SIDs: one L2 table (16 KiB) and the one 4 KiB frame of the (sparse) L1 table its descriptor
     // lands in; 65536: 256 L2 tables, whose 256 descriptors (2 KiB) still share one L1 frame.
-    expect(sids.points[0]!.ramBytesPerUnit).toBe((16 * 1024 + 4096) / 256);
-    expect(sids.points[2]!.ramBytesPerUnit).toBe(64 + 4096 / 65536);
+    expect(sids.points[0].ramBytesPerUnit).toBe((16 * 1024 + 4096) / 256);
+    expect(sids.points[2].ramBytesPerUnit).toBe(64 + 4096 / 65536);
     for (const p of sids.points) expect(p.nsPerOp).toBeGreaterThan(0);
     const html = readFileSync(join(out, 'scale.html'), 'utf8');
     expect(html).toContain('<svg');

@@ -46,7 +46,7 @@ const u32 = (v: number): Uint8Array => {
 /** Values a hostile firmware writer would pick for a cell. */
 function nastyCell(prng: Prng): number {
   const pick = [0, 1, 2, 3, 4, 5, 0xffff_ffff, 0x8000_0000, 0x1f_ffff, 0x20_0000, 0x7fff_ffff, 0x10_0000];
-  return prng.int(3) === 0 ? prng.nextU32() : pick[prng.int(pick.length)]!;
+  return prng.int(3) === 0 ? prng.nextU32() : pick[prng.int(pick.length)];
 }
 
 function allNodes(dt: DeviceTree): DtNode[] {
@@ -62,19 +62,19 @@ function allNodes(dt: DeviceTree): DtNode[] {
 /** One structure-aware change: a property's cells, a cell count, a removed or duplicated node. */
 function mutateTree(dt: DeviceTree, prng: Prng): void {
   const nodes = allNodes(dt);
-  const n = nodes[prng.int(nodes.length)]!;
+  const n = nodes[prng.int(nodes.length)];
   const props = [...n.properties.keys()];
   switch (prng.int(6)) {
     case 0: {
       // A cell count, anywhere.
-      const which = ['#address-cells', '#size-cells', '#iommu-cells', '#interrupt-cells', '#msi-cells'][prng.int(5)]!;
+      const which = ['#address-cells', '#size-cells', '#iommu-cells', '#interrupt-cells', '#msi-cells'][prng.int(5)];
       n.properties.set(which, u32(nastyCell(prng)));
       break;
     }
     case 1: {
       // One cell of an existing property.
       if (props.length === 0) return;
-      const p = props[prng.int(props.length)]!;
+      const p = props[prng.int(props.length)];
       const v = n.properties.get(p)!.slice();
       if (v.length >= 4) new DataView(v.buffer).setUint32((prng.int(v.length >> 2)) * 4, nastyCell(prng), false);
       n.properties.set(p, v);
@@ -83,7 +83,7 @@ function mutateTree(dt: DeviceTree, prng: Prng): void {
     case 2: {
       // A property cut or grown to an odd length.
       if (props.length === 0) return;
-      const p = props[prng.int(props.length)]!;
+      const p = props[prng.int(props.length)];
       const v = n.properties.get(p)!;
       const len = prng.int(2) === 0 ? prng.int(v.length + 1) : v.length + 1 + prng.int(9);
       const out = new Uint8Array(len);
@@ -93,7 +93,7 @@ function mutateTree(dt: DeviceTree, prng: Prng): void {
     }
     case 3: {
       // A reg / ranges of huge or crossing values.
-      const p = ['reg', 'ranges', 'dma-ranges', 'iommu-map', 'iommus', 'interrupts', 'msi-map'][prng.int(7)]!;
+      const p = ['reg', 'ranges', 'dma-ranges', 'iommu-map', 'iommus', 'interrupts', 'msi-map'][prng.int(7)];
       const cells = 1 + prng.int(12);
       const v = new Uint8Array(cells * 4);
       for (let i = 0; i < cells; i++) new DataView(v.buffer).setUint32(i * 4, nastyCell(prng), false);
@@ -119,7 +119,7 @@ function mutateBytes(blob: Uint8Array, prng: Prng): Uint8Array {
   for (let k = 1 + prng.int(3); k > 0 && b.length > 0; k--) {
     switch (prng.int(4)) {
       case 0:
-        b[prng.int(b.length)]! ^= 1 + prng.int(255);
+        b[prng.int(b.length)] ^= 1 + prng.int(255);
         break;
       case 1: {
         const off = prng.int(b.length) & ~3;
@@ -142,7 +142,7 @@ export const DTB_KIND: FirmwareKind = {
   name: 'dtb',
   seeds: () => [writeFdt(buildVirtDeviceTree()), writeFdt(buildSmmuV2DeviceTree())],
   mutate(seeds, prng) {
-    const base = seeds[prng.int(seeds.length)]!;
+    const base = seeds[prng.int(seeds.length)];
     if (prng.int(2) === 0) {
       const dt = parseFdt(base);
       for (let k = 1 + prng.int(3); k > 0; k--) mutateTree(dt, prng);

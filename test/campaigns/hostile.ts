@@ -197,7 +197,7 @@ export function hostileCase(target: HostileTarget, seed: number, actions: number
         for (let sid = 0; sid < 8; sid++) h.dma(sid, prng.int(2) ? prng.nextU32() : h.ram.base + prng.int(h.ram.size), 1 + prng.int(64), prng.int(2) === 0);
         stats.dma += 8;
       } else if (kind < 5) {
-        const off = prng.int(4) === 0 ? prng.int(h.mmioSize >>> 2) * 4 : h.named[prng.int(h.named.length)]!;
+        const off = prng.int(4) === 0 ? prng.int(h.mmioSize >>> 2) * 4 : h.named[prng.int(h.named.length)];
         const v = value(prng, h);
         trail.push(`w32 0x${off.toString(16)} = 0x${(v >>> 0).toString(16)}`);
         h.w32(off, v);

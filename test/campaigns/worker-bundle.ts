@@ -31,7 +31,7 @@ export function bundleWorker(entry: string): string {
   // Written aside and renamed into place: test processes bundling the same entry at once never see
   // a half-written file.
   const tmp = `${outfile}.${process.pid}.tmp`;
-  writeFileSync(tmp, out.outputFiles[0]!.contents);
+  writeFileSync(tmp, out.outputFiles[0].contents);
   renameSync(tmp, outfile);
   built.set(entry, outfile);
   return outfile;

@@ -21,7 +21,7 @@ describe('iommu-sim dump-acpi and boot --acpi', () => {
       ['IORT:smmuv3@0x30', 'probed'],
       ['IORT:smmu@0x74', 'probed'],
     ]);
-    expect(report.masters.map((m) => [m.node, m.iommus[0]!.iommu, m.iommus[0]!.cells])).toEqual([
+    expect(report.masters.map((m) => [m.node, m.iommus[0].iommu, m.iommus[0].cells])).toEqual([
       ['\\_SB_.DMA0', 'IORT:smmuv3@0x30', [0x100]],
       ['\\_SB_.DMA1', 'IORT:smmuv3@0x30', [0x101]],
       ['\\_SB_.DMA2', 'IORT:smmu@0x74', [0x400]],

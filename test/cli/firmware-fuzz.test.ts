@@ -14,7 +14,7 @@ describe('mutated firmware', () => {
     const outcomes = { booted: 0, 'firmware-error': 0 };
     await fc.assert(
       fc.asyncProperty(fc.nat({ max: seedBlobs.length - 1 }), fc.array(mutation, { minLength: 1, maxLength: 3 }), async (which, muts) => {
-        outcomes[await bootOutcome(mutate(seedBlobs[which]!, muts))]++;
+        outcomes[await bootOutcome(mutate(seedBlobs[which], muts))]++;
       }),
       { seed: 20261121, numRuns: 300 },
     );
@@ -30,7 +30,7 @@ describe('mutated firmware', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 2 }), async (muts) => {
         const file = join(dir, 'm.dtb');
-        writeFileSync(file, mutate(seedBlobs[0]!, muts));
+        writeFileSync(file, mutate(seedBlobs[0], muts));
         const r = await runCli(['boot', '--dtb', file, '--json']);
         if (r.status === 0) {
           expect(Object.keys(JSON.parse(r.stdout))).toEqual(['iommus', 'masters', 'pciHosts']);

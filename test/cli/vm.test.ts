@@ -19,6 +19,6 @@ describe('iommu-sim vm', () => {
     const j = JSON.parse(r.stdout) as { host: { ste: string }; dma: { landed: boolean }; guest: { masters: string[][] } };
     expect(j.host.ste).toBe('config 7');
     expect(j.dma.landed).toBe(true);
-    expect(j.guest.masters[0]![2]).toBe('0x10');
+    expect(j.guest.masters[0][2]).toBe('0x10');
   });
 });

@@ -118,20 +118,20 @@ describe.each(ENGINES)('DMA API through the $smmu of virt', ({ engine, iommu }) 
     const dev = r.engine.dev;
     const p = [kernelPages(r, 1), kernelPages(r, 1), kernelPages(r, 1)];
     const sg: DmaSgEntry[] = [
-      { pa: p[0]!, length: SZ_4K, dmaAddress: 0, dmaLength: 0 },
-      { pa: p[1]!, length: SZ_4K, dmaAddress: 0, dmaLength: 0 },
-      { pa: p[2]! + 0x20, length: 0x200, dmaAddress: 0, dmaLength: 0 },
+      { pa: p[0], length: SZ_4K, dmaAddress: 0, dmaLength: 0 },
+      { pa: p[1], length: SZ_4K, dmaAddress: 0, dmaLength: 0 },
+      { pa: p[2] + 0x20, length: 0x200, dmaAddress: 0, dmaLength: 0 },
     ];
     expect(await run(r.machine, dmaMapSg(dev, sg, 'from-device'))).toBe(2);
-    expect(sg[0]!.dmaLength).toBe(2 * SZ_4K);
-    expect((await job(r, { op: 'fill', dst: sg[0]!.dmaAddress, len: 2 * SZ_4K, byte: 0x5a })).state).toBe('done');
-    expect((await job(r, { op: 'fill', dst: sg[1]!.dmaAddress, len: 0x200, byte: 0xa5 })).state).toBe('done');
-    expect(r.machine.memory.read(p[0]!, SZ_4K).every((b) => b === 0x5a)).toBe(true);
-    expect(r.machine.memory.read(p[1]!, SZ_4K).every((b) => b === 0x5a)).toBe(true);
-    const last = r.machine.memory.read(p[2]!, SZ_4K);
+    expect(sg[0].dmaLength).toBe(2 * SZ_4K);
+    expect((await job(r, { op: 'fill', dst: sg[0].dmaAddress, len: 2 * SZ_4K, byte: 0x5a })).state).toBe('done');
+    expect((await job(r, { op: 'fill', dst: sg[1].dmaAddress, len: 0x200, byte: 0xa5 })).state).toBe('done');
+    expect(r.machine.memory.read(p[0], SZ_4K).every((b) => b === 0x5a)).toBe(true);
+    expect(r.machine.memory.read(p[1], SZ_4K).every((b) => b === 0x5a)).toBe(true);
+    const last = r.machine.memory.read(p[2], SZ_4K);
     expect([last[0x1f], last[0x20], last[0x21f], last[0x220]]).toEqual([0, 0xa5, 0xa5, 0]);
     await run(r.machine, dmaUnmapSg(dev, sg, 'from-device'));
-    const after = await job(r, { op: 'fill', dst: sg[0]!.dmaAddress, len: 4, byte: 1 });
+    const after = await job(r, { op: 'fill', dst: sg[0].dmaAddress, len: 4, byte: 1 });
     expect(after.state).toBe('error');
   });
 

@@ -108,7 +108,7 @@ describe('DMA API through a DMA domain', () => {
     expect([...seen]).toEqual([0xffff_f000]);
     expect(mock.callsOf('iotlb-sync')).toHaveLength(10);
     expect(mock.callsOf('flush-all')).toHaveLength(0);
-    expect(mock.callsOf('map')[0]!.prot).toBe(IOMMU_READ | IOMMU_CACHE);
+    expect(mock.callsOf('map')[0].prot).toBe(IOMMU_READ | IOMMU_CACHE);
   });
 
   it('lazy mode queues unmapped IOVAs, never reusing one before the batched flush', async () => {
@@ -127,7 +127,7 @@ describe('DMA API through a DMA domain', () => {
     expect(mock.callsOf('iotlb-sync')).toHaveLength(0);
     expect(mock.callsOf('flush-all')).toHaveLength(0);
     // The page tables are already clear; only the IOTLB may still hold the old entries.
-    expect(iommuIovaToPhys(dom, iovas[0]!)).toBe(0);
+    expect(iommuIovaToPhys(dom, iovas[0])).toBe(0);
 
     const last = await k.run(dmaMapSingle(dev, buf, SZ_4K, 'from-device'));
     expect(iovas).not.toContain(last);
@@ -219,7 +219,7 @@ describe('DMA API through a DMA domain', () => {
       [0, 0],
     ]);
     const data = pattern(0x100, 3);
-    deviceWrite(k.ram, dom, sg[1]!.dmaAddress, data);
+    deviceWrite(k.ram, dom, sg[1].dmaAddress, data);
     expect(k.ram.read(p3 + 0x10, 0x100)).toEqual(data);
     expect(dmaMappings(dev)).toHaveLength(3);
     await k.run(dmaUnmapSg(dev, sg, 'bidirectional'));
@@ -232,7 +232,7 @@ describe('DMA API through a DMA domain', () => {
     const base = k.alloc.allocPages(5, { kind: 'kernel', what: 'sg' });
     const sg: DmaSgEntry[] = Array.from({ length: 17 }, (_, i) => ({ pa: base + i * SZ_4K, length: SZ_4K, dmaAddress: 0, dmaLength: 0 }));
     expect(await k.run(dmaMapSg(dev, sg, 'to-device'))).toBe(2);
-    expect([sg[0]!.dmaLength, sg[1]!.dmaLength, sg[1]!.dmaAddress - sg[0]!.dmaAddress]).toEqual([0x10000, SZ_4K, 0x10000]);
+    expect([sg[0].dmaLength, sg[1].dmaLength, sg[1].dmaAddress - sg[0].dmaAddress]).toEqual([0x10000, SZ_4K, 0x10000]);
   });
 
   it('allocates zeroed coherent memory the device reaches through its IOVA', async () => {
@@ -264,7 +264,7 @@ describe('direct DMA', () => {
     await expect(dmaMapSg(direct, sg, 'to-device')).rejects.toThrow(/ERANGE/);
     dmaSetMask(direct, dmaBitMask(32));
     expect(await dmaMapSg(direct, sg, 'to-device')).toBe(1);
-    expect(sg[0]!.dmaAddress).toBe(buf);
+    expect(sg[0].dmaAddress).toBe(buf);
   });
 
   it('lets a direct device map one buffer twice and unmap each mapping', async () => {

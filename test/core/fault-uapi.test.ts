@@ -203,7 +203,7 @@ describe('user-facing fault records', () => {
     q.write(respBuf({ grpid: 6, pasid: 4, flags: pv, priv: [t1, 0] }));
     expect(s.responses).toHaveLength(1);
     // The host answered with the hardware's own data.
-    expect(s.responses[0]!.evt.fault.prm.privateData).toEqual([0xfeed, 0xbeef]);
+    expect(s.responses[0].evt.fault.prm.privateData).toEqual([0xfeed, 0xbeef]);
 
     // The device reuses group index 6; the guest's late duplicate of the first answer must not complete it.
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 6, hw));

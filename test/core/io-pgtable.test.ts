@@ -229,20 +229,20 @@ describe('map, unmap and iova_to_phys', () => {
       next += Math.max(SZ_1G, size);
     }
     sizes.forEach((size, i) => {
-      const iova = iovas[i]!;
+      const iova = iovas[i];
       expect(t.mapPages(iova, iova, size, 1, RW | IOMMU_NOEXEC | IOMMU_CACHE)).toBe(size);
       expectErrno(() => t.mapPages(iova, iova + size, size, 1, IOMMU_READ | IOMMU_NOEXEC), 'EEXIST');
       expect(t.iovaToPhys(iova + 42)).toBe(iova + 42);
     });
     sizes.forEach((size, i) => {
-      const iova = iovas[i]!;
+      const iova = iovas[i];
       expect(t.unmapPages(iova, size, 1, null)).toBe(size);
       expect(t.iovaToPhys(iova + 42)).toBe(0);
       expect(t.mapPages(iova, iova, size, 1, IOMMU_WRITE)).toBe(size);
       expect(t.iovaToPhys(iova + 42)).toBe(iova + 42);
     });
     // The last largest page of the input range (a corner of concatenated tables).
-    const big = sizes[sizes.length - 1]!;
+    const big = sizes[sizes.length - 1];
     const top = 2 ** t.cfg.ias - big;
     if (top + big <= 2 ** t.cfg.oas) {
       expect(t.mapPages(top, top, big, 1, RW)).toBe(big);

@@ -40,7 +40,7 @@ describe('platform device groups', () => {
   it('can put every device of an IOMMU in one group', async () => {
     const s = await mockSetup({ masters: [{ name: 'a@1', ids: [[1]] }, { name: 'b@2', ids: [[2]] }], mock: { group: genericSingleDeviceGroup } });
     expect(iommuGroupGet(s.dev('a@1'))).toBe(iommuGroupGet(s.dev('b@2')));
-    expect(s.k.iommu.iommus[0]!.singletonGroup).toBe(iommuGroupGet(s.dev('a@1')));
+    expect(s.k.iommu.iommus[0].singletonGroup).toBe(iommuGroupGet(s.dev('a@1')));
   });
 });
 
@@ -54,7 +54,7 @@ describe('PCI device groups', () => {
     for (const f of fns) {
       // `behind` given as the index of an earlier function (a bridge) in the list.
       const behind = f.behindIndex;
-      const dev = await fakePciFunction(s.k, host, behind === undefined ? f : { ...f, behind: devs[behind]! });
+      const dev = await fakePciFunction(s.k, host, behind === undefined ? f : { ...f, behind: devs[behind] });
       dev.fwspec = iommuFwspecInit(s.iommuNode, { canStall: false, pasidBits: 0, dmaCoherent: true, atsSupported: true });
       iommuFwspecAddSpecifier(dev.fwspec, [dev.rid]);
       devs.push(dev);
@@ -71,7 +71,7 @@ describe('PCI device groups', () => {
     ]);
     expect(groups[0]).toBe(groups[1]);
     expect(groups[2]).not.toBe(groups[0]);
-    expect(names(groups[0]!.devices)).toEqual([devs[0]!.name, devs[1]!.name]);
+    expect(names(groups[0].devices)).toEqual([devs[0].name, devs[1].name]);
   });
 
   it('separates functions that enforce ACS', async () => {
@@ -91,7 +91,7 @@ describe('PCI device groups', () => {
     expect(groups[1]).not.toBe(groups[0]);
     // Function 2 offers the controls but has not enabled them: not isolated, shares with function 0.
     expect(groups[2]).toBe(groups[0]);
-    expect(pciAcsEnabled(devs[2]!, REQ_ACS_FLAGS)).toBe(false);
+    expect(pciAcsEnabled(devs[2], REQ_ACS_FLAGS)).toBe(false);
   });
 
   it('treats controls an ACS capability does not offer as hard-wired on', async () => {
@@ -99,7 +99,7 @@ describe('PCI device groups', () => {
       { slot: 1, fn: 0, multifunction: true, acs: { cap: 0, ctrl: 0 } },
       { slot: 1, fn: 1, multifunction: true, acs: { cap: 0, ctrl: 0 } },
     ]);
-    expect(pciAcsEnabled(devs[0]!, REQ_ACS_FLAGS)).toBe(true);
+    expect(pciAcsEnabled(devs[0], REQ_ACS_FLAGS)).toBe(true);
     expect(groups[0]).not.toBe(groups[1]);
   });
 
@@ -108,7 +108,7 @@ describe('PCI device groups', () => {
       { slot: 1, fn: 0, pcieType: PCI_EXP_TYPE_ENDPOINT },
       { slot: 2, fn: 0 },
     ]);
-    expect(pciAcsEnabled(devs[0]!, REQ_ACS_FLAGS)).toBe(true);
+    expect(pciAcsEnabled(devs[0], REQ_ACS_FLAGS)).toBe(true);
     expect(groups[0]).not.toBe(groups[1]);
   });
 
@@ -122,7 +122,7 @@ describe('PCI device groups', () => {
     expect(devs.map((d) => d.name)).toEqual(['0000:00:01.0', '0000:01:00.0', '0000:00:02.0', '0000:02:00.0']);
     // The port without ACS does not isolate what is below it: the endpoint joins the port's group.
     expect(groups[1]).toBe(groups[0]);
-    expect(names(groups[0]!.devices)).toEqual(['0000:00:01.0', '0000:01:00.0']);
+    expect(names(groups[0].devices)).toEqual(['0000:00:01.0', '0000:01:00.0']);
     // Behind the port that enforces ACS the endpoint has a group of its own.
     expect(groups[3]).not.toBe(groups[2]);
     expect(new Set(groups).size).toBe(3);

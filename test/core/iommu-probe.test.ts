@@ -117,7 +117,7 @@ describe('registration and device probe', () => {
 
   it('unregistering the IOMMU releases its devices and their groups', async () => {
     const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }, { name: B, ids: [[2]] }] });
-    const iommu = s.k.iommu.iommus[0]!;
+    const iommu = s.k.iommu.iommus[0];
     await s.k.run(iommuDeviceUnregister(iommu));
     expect(s.k.iommu.iommus).toEqual([]);
     expect(s.k.iommu.groups.size).toBe(0);
@@ -255,7 +255,7 @@ describe('direct mappings and their IOTLB flush (v6.1: after the attach)', () =>
   });
 
   it('a device added later (its own probe) is flushed after its attach too, even with nothing to map', async () => {
-    const s = await mockSetup({ masters: [], kernel: { strict: true }, mock: { resvRegions: () => [regions()[1]!] } });
+    const s = await mockSetup({ masters: [], kernel: { strict: true }, mock: { resvRegions: () => [regions()[1]] } });
     const dev = new PlatformDevice({ name: '/late@3' });
     dev.fwspec = iommuFwspecInit(s.iommuNode, { canStall: false, pasidBits: 0, dmaCoherent: false, atsSupported: false });
     iommuFwspecAddSpecifier(dev.fwspec, [1]);

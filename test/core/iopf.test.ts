@@ -63,7 +63,7 @@ describe('the IOPF queue', () => {
     expect(await last).toBe(0);
     await settle(s);
     expect(s.groups).toHaveLength(1);
-    const g = s.groups[0]!;
+    const g = s.groups[0];
     expect(g.faults.map((f) => f.fault.prm.addr)).toEqual([0x1000, 0x2000, 0x3000]);
     expect(g.lastFault.fault.prm.addr).toBe(0x3000);
     expect(g.domain).toBe(s.domain);
@@ -77,7 +77,7 @@ describe('the IOPF queue', () => {
     // A duplicate or late answer changes nothing.
     expect(iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID)).toBe(false);
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: PASID, grpid: 3, code: IOMMU_PAGE_RESP_SUCCESS }]);
-    expect(s.responses[0]!.evt.fault.prm.addr).toBe(0x3000);
+    expect(s.responses[0].evt.fault.prm.addr).toBe(0x3000);
   });
 
   it('makes a group of one of a stall (no PASID) on the RID domain', async () => {
@@ -93,8 +93,8 @@ describe('the IOPF queue', () => {
     void iommuReportDeviceFault(s.noPasid, pageRequest(0x4000, 0x2a));
     await settle(s);
     expect(seen).toHaveLength(1);
-    expect(seen[0]!.faults).toHaveLength(1);
-    expect(seen[0]!.attachHandle).toBeInstanceOf(IommuAttachHandle);
+    expect(seen[0].faults).toHaveLength(1);
+    expect(seen[0].attachHandle).toBeInstanceOf(IommuAttachHandle);
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: 0, grpid: 0x2a, code: IOMMU_PAGE_RESP_SUCCESS }]);
   });
 
@@ -181,7 +181,7 @@ describe('the IOPF queue', () => {
     expect(devFaultParam(s.a)!.partial).toEqual([]);
     expect(devFaultParam(s.a)!.stats.partialsDropped).toBe(1);
     // The handler's late answer is ignored.
-    expect(iopfGroupResponse(s.groups[0]!, IOMMU_PAGE_RESP_SUCCESS)).toBe(false);
+    expect(iopfGroupResponse(s.groups[0], IOMMU_PAGE_RESP_SUCCESS)).toBe(false);
     expect(s.responses).toHaveLength(1);
     // Off the queue: no IOPF path any more, nobody to handle it.
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x3000, 3, { pasid: PASID }))).toBe('EINVAL');
@@ -257,7 +257,7 @@ describe('the IOPF queue', () => {
     expect(q.devices.size).toBe(0);
     expect(devFaultParam(s.a)!.queue).toBeNull();
     // The handler's late answer changes nothing; a fault after shutdown is answered at once.
-    expect(iopfGroupResponse(s.groups[0]!, IOMMU_PAGE_RESP_SUCCESS)).toBe(false);
+    expect(iopfGroupResponse(s.groups[0], IOMMU_PAGE_RESP_SUCCESS)).toBe(false);
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x4000, 4, { pasid: PASID, partial: true }))).toBe('ENODEV');
     expect(await iommuReportDeviceFault(s.b, pageRequest(0x5000, 5, { pasid: 1 }))).toBe('ENODEV');
     expect(s.responses.slice(2).map((r) => [r.dev, r.msg.grpid, r.msg.code])).toEqual([

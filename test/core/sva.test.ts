@@ -91,10 +91,10 @@ describe('SVA bind and unbind', () => {
     const bonds = [];
     for (const p of procs.slice(0, 3)) bonds.push(await s.k.run(iommuSvaBindDevice(s.a, p.mm)));
     expect(bonds.map((b) => b.pasid)).toEqual([1, 2, 3]);
-    await expect(s.k.run(iommuSvaBindDevice(s.a, procs[3]!.mm))).rejects.toThrow(/ENOSPC/);
-    expect(iommuMmPasid(procs[3]!.mm)).toBe(IOMMU_PASID_INVALID);
-    await expect(s.k.run(iommuSvaBindDevice(s.b, procs[1]!.mm))).rejects.toThrow(/^EOVERFLOW: .*supports PASIDs below/);
-    const ok = await s.k.run(iommuSvaBindDevice(s.b, procs[0]!.mm));
+    await expect(s.k.run(iommuSvaBindDevice(s.a, procs[3].mm))).rejects.toThrow(/ENOSPC/);
+    expect(iommuMmPasid(procs[3].mm)).toBe(IOMMU_PASID_INVALID);
+    await expect(s.k.run(iommuSvaBindDevice(s.b, procs[1].mm))).rejects.toThrow(/^EOVERFLOW: .*supports PASIDs below/);
+    const ok = await s.k.run(iommuSvaBindDevice(s.b, procs[0].mm));
     expect(ok.pasid).toBe(1);
   });
 

@@ -189,11 +189,11 @@ export function sizesOf(t: IoPgtable): number[] {
  */
 function concretise(op: Op, t: IoPgtable, paWindow: [number, number]) {
   const sizes = sizesOf(t);
-  const pgsize = sizes[Math.min(sizes.length - 1, op.sizeSel <= 5 ? 0 : op.sizeSel <= 8 ? 1 : 2)]!;
-  const largest = sizes[sizes.length - 1]!;
+  const pgsize = sizes[Math.min(sizes.length - 1, op.sizeSel <= 5 ? 0 : op.sizeSel <= 8 ? 1 : 2)];
+  const largest = sizes[sizes.length - 1];
   const span = Math.min(2 * largest, 2 ** (t.cfg.ias - 2));
   const top = 2 ** t.cfg.ias;
-  const regionBase = [0, top / 2, top - span][op.region]!;
+  const regionBase = [0, top / 2, top - span][op.region];
   const slots = span / pgsize;
   const count = Math.max(1, Math.min(op.count, slots));
   const iova = regionBase + (op.offset % Math.min(slots - count + 1, 1200)) * pgsize;
@@ -335,9 +335,9 @@ export function singleStageProperty(f: Format) {
     const paWindow: [number, number] = [0, 2 ** rig.t.cfg.oas];
     for (const op of ops) apply(rig, op, paWindow);
     const sizes = sizesOf(rig.t);
-    const span = Math.min(2 * sizes[sizes.length - 1]!, 2 ** (rig.t.cfg.ias - 2));
+    const span = Math.min(2 * sizes[sizes.length - 1], 2 ** (rig.t.cfg.ias - 2));
     // Random probes near the regions the ops use, plus anywhere in the input range.
-    const near = extra.map((x, k) => [0, 2 ** (rig.t.cfg.ias - 1), 2 ** rig.t.cfg.ias - span][k % 3]! + (x * 4099) % span);
+    const near = extra.map((x, k) => [0, 2 ** (rig.t.cfg.ias - 1), 2 ** rig.t.cfg.ias - span][k % 3] + (x * 4099) % span);
     checkSingleStage(rig, walker, cfg, probes(rig.model, rig.t, [...near, ...extra.map((x) => x * 2 ** 21 + x)]));
     // Every table goes back to the allocator, each exactly once.
     freeIoPgtableOps(rig.t);
@@ -378,7 +378,7 @@ export function nestedProperty(s1f: Format, s2f: Format) {
       ram: rig.ram,
       allocator: rig.allocator,
     });
-    const s2Block = sizesOf(s2)[sizesOf(s2).length - 1]! >= SZ_1G ? SZ_1G : SZ_512M;
+    const s2Block = sizesOf(s2)[sizesOf(s2).length - 1] >= SZ_1G ? SZ_1G : SZ_512M;
     s2.mapPages(SZ_1G, SZ_1G, s2Block, SZ_1G / s2Block, IOMMU_READ | IOMMU_WRITE);
     s2.mapPages(WIN, PA_BASE, s2Block, (WIN_SIZE - SZ_1G) / s2Block, IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE);
     const c1 = walkerConfig(rig.t);

@@ -15,7 +15,7 @@ describe('unrecoverable faults reach the device fault handler (the dump-the-devi
     expect(st.state).toBe('error');
     const recs = readFaultRecords(q);
     expect(recs).toHaveLength(1);
-    const r = recs[0]!;
+    const r = recs[0];
     // type 1 (DMA_UNRECOV): reason @16, flags @20, pasid @24, perm @28, addr @32 (the event layout,
     // read here through the page-request field names at the same offsets).
     expect({ type: r.type, reason: r.flags, flags: r.pasid, pasid: r.grpid, perm: r.perm, addr: r.addr }).toEqual({

@@ -38,9 +38,9 @@ describe('machine from damaged firmware', () => {
         fc.integer({ min: 0, max: blobs.length - 1 }),
         fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 8 }),
         (which, flips) => {
-          const blob = blobs[which]!.slice();
+          const blob = blobs[which].slice();
           // Flip bytes in the structure and strings blocks, past the header.
-          for (const [pos, x] of flips) blob[64 + (pos % (blob.length - 64))]! ^= x;
+          for (const [pos, x] of flips) blob[64 + (pos % (blob.length - 64))] ^= x;
           const o = buildOrFirmwareError(blob);
           outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
         },

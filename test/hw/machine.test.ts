@@ -94,7 +94,7 @@ describe('Machine.fromDeviceTree', () => {
       ['/iommu@2b400000', 'disabled'],
       ['/iommu@2b500000', 'no-model'],
     ]);
-    expect(d.iommus[2]!.compatible).toEqual(['qcom,sm8250-smmu-500', 'qcom,smmu-500', 'arm,mmu-500']);
+    expect(d.iommus[2].compatible).toEqual(['qcom,sm8250-smmu-500', 'qcom,smmu-500', 'arm,mmu-500']);
     expect(d.masters).toEqual([
       {
         node: '/soc/dma@a000000',
@@ -130,8 +130,8 @@ describe('Machine.fromDeviceTree', () => {
       ['/soc/uart@9000000', ['arm,pl011', 'arm,primecell']],
       ['/pcie@40000000/pcie@3,0', []],
     ]);
-    expect(d.skipped[0]!.reason).toBe('no model');
-    expect(d.skipped[1]!.reason).toMatch(/bridges are not modelled/);
+    expect(d.skipped[0].reason).toBe('no model');
+    expect(d.skipped[1].reason).toMatch(/bridges are not modelled/);
     expect(d.warnings.some((w) => /trimmed|overlap/.test(w))).toBe(false);
   });
 
@@ -209,7 +209,7 @@ describe('IOMMU model registry', () => {
         return {
           status: 'modelled',
           model: 'test-v3',
-          mmio: [{ base: ctx.regions[0]!.base, size: ctx.regions[0]!.size, device: { name: ctx.node.path, read32: (o) => regs.get(o) ?? 0, write32: (o, v) => void regs.set(o, v) } }],
+          mmio: [{ base: ctx.regions[0].base, size: ctx.regions[0].size, device: { name: ctx.node.path, read32: (o) => regs.get(o) ?? 0, write32: (o, v) => void regs.set(o, v) } }],
           portFor: (master) => {
             const port: DmaPort = {
               submit: (req: DmaRequest, done: DmaDone) => {
@@ -251,12 +251,12 @@ describe('IOMMU model registry', () => {
     // The ATS-capable endpoint is bound to the model's port; the other is not.
     expect(seen.bound).toEqual([[0x108, '/pcie@40000000/ep@1,0']]);
     const ep = m.endpoint('/pcie@40000000/ep@1,0')!;
-    expect(ep.streams[0]!.iommu).toBe('/iommu@9050000');
+    expect(ep.streams[0].iommu).toBe('/iommu@9050000');
     const cfg = (reg: number): number => 0x4000_0000 + ecamOffset(0, 1, 0, reg);
     m.cpu.mmioWrite32(cfg(0x04), PCI_COMMAND_MASTER);
     expect((await ep.write(0x200, Uint8Array.of(4))).pa).toBe(0x8000_0200);
     expect(seen.requests[1]).toMatchObject({ streamId: 0x108, addr: 0x200 });
-    expect(seen.requests[1]!.translated).toBeFalsy();
+    expect(seen.requests[1].translated).toBeFalsy();
     // With ATS enabled, the port (no translate method) answers ATS requests as unsupported.
     m.cpu.mmioWrite32(cfg(ep.capabilityOffsets.ats + 4), PCI_ATS_CTRL_ENABLE << 16);
     expect((await m.scheduler.runUntilSettled(ep.write(0x200, Uint8Array.of(4)))).status).toBe('bus-error');

@@ -59,7 +59,7 @@ describe('MmioMap', () => {
     }
     for (let i = 0; i < 10; i++) {
       expect(map.read32(0x10000 * (i + 1) + 0x10)).toBe(0xa0000010);
-      expect(devs[i]!.log).toEqual(['r32 16']);
+      expect(devs[i].log).toEqual(['r32 16']);
     }
     expect(map.find(0x10000 * 3 + 0x100)).toBeNull();
     expect(map.covers(0x20000, 0x100)).toBe(true);

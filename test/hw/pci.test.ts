@@ -134,7 +134,7 @@ describe('ECAM configuration space', () => {
 
   it('resets the function on a Function Level Reset', () => {
     const { m, cfg, eps } = setup([{ device: 1, ats: true }]);
-    const ep = eps[0]!;
+    const ep = eps[0];
     const { exp, ats } = ep.capabilityOffsets;
     m.cpu.mmioWrite32(cfg(0, 1, 0, 0x04), PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY);
     m.cpu.mmioWrite32(cfg(0, 1, 0, ats + 4), PCI_ATS_CTRL_ENABLE << 16);
@@ -168,10 +168,10 @@ describe('RID to stream ID', () => {
 
   it('gives endpoints requester ID bus<<8|dev<<3|fn and the mapped stream ID', () => {
     const { eps } = setup([{ bus: 1, device: 3, fn: 2 }]);
-    const ep = eps[0]!;
+    const ep = eps[0];
     expect(ep.rid).toBe(0x11a);
     expect(ep.streamIds).toEqual([0x1a]); // 0x11a - 0x100 on the second IOMMU
-    expect(ep.streams[0]!.iommu).toBeNull(); // no model for that IOMMU: straight to memory
+    expect(ep.streams[0].iommu).toBeNull(); // no model for that IOMMU: straight to memory
   });
 });
 
@@ -216,7 +216,7 @@ function enable(m: Machine, ep: PcieEndpoint, cfg: (b: number, d: number, f: num
 describe('endpoint transactions', () => {
   it('issues nothing while Bus Master Enable is clear', async () => {
     const { m, eps, cfg } = setup([{ device: 1 }]);
-    const ep = eps[0]!;
+    const ep = eps[0];
     const c = await ep.write(RAM, Uint8Array.of(1));
     expect(c.status).toBe('not-issued');
     expect(c.detail).toMatch(/Bus Master Enable/);
@@ -228,7 +228,7 @@ describe('endpoint transactions', () => {
 
   it('needs PASID Enable to send an SSID, and a PASID prefix for exec/privileged', async () => {
     const { m, eps, cfg } = setup([{ device: 1, pasidBits: 8 }]);
-    const ep = eps[0]!;
+    const ep = eps[0];
     m.cpu.mmioWrite32(cfg(0, 1, 0, 0x04), PCI_COMMAND_MASTER);
     expect((await ep.read(RAM, 4, { ssid: 1 })).detail).toMatch(/PASID Enable is clear/);
     expect((await ep.read(RAM, 4, { priv: true })).detail).toMatch(/PASID prefix/);
@@ -240,9 +240,9 @@ describe('endpoint transactions', () => {
 
   it('with ATS enabled: translates once, caches in the ATC, and issues translated requests', async () => {
     const { m, eps, cfg } = setup([{ device: 1, ats: true, pasidBits: 8 }]);
-    const ep = eps[0]!;
+    const ep = eps[0];
     const port = new FakeAts(m, RAM);
-    ep.setRoute(ep.streamIds[0]!, port, '/iommu');
+    ep.setRoute(ep.streamIds[0], port, '/iommu');
     enable(m, ep, cfg);
     port.writable.add(0x2000);
     const w = ep.write(0x2010, Uint8Array.of(0xaa, 0xbb), { ssid: 5 });
@@ -277,9 +277,9 @@ describe('endpoint transactions', () => {
 
   it('splits an access across ATC entries', async () => {
     const { m, eps, cfg } = setup([{ device: 1, ats: true }]);
-    const ep = eps[0]!;
+    const ep = eps[0];
     const port = new FakeAts(m, RAM);
-    ep.setRoute(ep.streamIds[0]!, port, '/iommu');
+    ep.setRoute(ep.streamIds[0], port, '/iommu');
     enable(m, ep, cfg);
     port.writable.add(0x1000).add(0x2000);
     const c = await m.scheduler.runUntilSettled(ep.write(0x1ffe, Uint8Array.of(1, 2, 3, 4)));
@@ -293,14 +293,14 @@ describe('endpoint transactions', () => {
 
   it('with PRI: a translation without write access sends a page request, and the response lets it retry', async () => {
     const { m, eps, cfg } = setup([{ device: 1, ats: true, pri: true, pasidBits: 8 }]);
-    const ep = eps[0]!;
+    const ep = eps[0];
     const port = new FakeAts(m, RAM);
-    ep.setRoute(ep.streamIds[0]!, port, '/iommu');
+    ep.setRoute(ep.streamIds[0], port, '/iommu');
     enable(m, ep, cfg);
     const w = ep.write(0x5000, Uint8Array.of(7), { ssid: 2 });
     await m.scheduler.runUntilIdle();
     expect(port.pageRequests).toHaveLength(1);
-    const pr = port.pageRequests[0]!;
+    const pr = port.pageRequests[0];
     expect(pr).toMatchObject({ addr: 0x5000, write: true, read: false, ssid: 2, ssidValid: true, last: true });
     expect(ep.outstandingPageRequests).toBe(1);
     // The host "pages it in", then answers the group.
@@ -314,7 +314,7 @@ describe('endpoint transactions', () => {
     // A failed response faults the access; an unexpected PRG index sets UPRGI.
     const w2 = ep.write(0x6000, Uint8Array.of(1), { ssid: 2 });
     await m.scheduler.runUntilIdle();
-    ep.pageResponse({ prgIndex: port.pageRequests[1]!.prgIndex, ssid: 2, ssidValid: true, code: 'invalid' });
+    ep.pageResponse({ prgIndex: port.pageRequests[1].prgIndex, ssid: 2, ssidValid: true, code: 'invalid' });
     const c2 = await m.scheduler.runUntilSettled(w2);
     expect(c2.status).toBe('fault');
     expect(m.memory.read8(RAM + 0x6000)).toBe(0);
@@ -330,8 +330,8 @@ describe('endpoint transactions', () => {
     const { m, eps, cfg } = setup([{ device: 1, ats: true, pri: true }, { device: 2, ats: true }]);
     const [ep, noPri] = eps as [PcieEndpoint, PcieEndpoint];
     const port = new FakeAts(m, RAM);
-    ep.setRoute(ep.streamIds[0]!, port, '/iommu');
-    noPri.setRoute(noPri.streamIds[0]!, port, '/iommu');
+    ep.setRoute(ep.streamIds[0], port, '/iommu');
+    noPri.setRoute(noPri.streamIds[0], port, '/iommu');
     enable(m, ep, cfg);
     enable(m, noPri, cfg);
     const w = ep.write(0x7000, Uint8Array.of(1));
@@ -350,7 +350,7 @@ describe('endpoint transactions', () => {
 
   it('an ATS request with no translation agent upstream is an Unsupported Request', async () => {
     const { m, eps, cfg } = setup([{ device: 1, ats: true }]);
-    const ep = eps[0]!;
+    const ep = eps[0];
     enable(m, ep, cfg); // its IOMMU has no model: the port is the interconnect
     const c = await m.scheduler.runUntilSettled(ep.read(RAM, 4));
     expect(c.status).toBe('bus-error');

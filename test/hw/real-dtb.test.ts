@@ -78,7 +78,7 @@ describe('machines from real DTBs', () => {
   it('sm8250-mtp: two-cell specifiers of the MMU-500 are kept whole', () => {
     const d = build('sm8250-mtp').describe();
     const gpu = d.masters.find((x) => x.iommus.some((i) => i.iommu === '/soc@0/iommu@3da0000'))!;
-    expect(gpu.iommus[0]!.cells).toHaveLength(2);
-    expect(gpu.streams[0]!.streamId).toBe(gpu.iommus[0]!.cells[0]);
+    expect(gpu.iommus[0].cells).toHaveLength(2);
+    expect(gpu.streams[0].streamId).toBe(gpu.iommus[0].cells[0]);
   });
 });

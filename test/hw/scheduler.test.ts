@@ -66,16 +66,16 @@ describe('cancellation', () => {
     const handles = Array.from({ length: 200 }, (_, i) => s.schedule((i * 37) % 101, () => ran.push(i)));
     const cancelled = new Set<number>();
     for (let i = 0; i < 200; i += 3) {
-      expect(handles[i]!.cancel()).toBe(true);
+      expect(handles[i].cancel()).toBe(true);
       cancelled.add(i);
     }
-    expect(handles[0]!.cancel()).toBe(false);
+    expect(handles[0].cancel()).toBe(false);
     expect(s.pending).toBe(200 - cancelled.size);
     s.runSyncUntilIdle();
     expect(ran.length).toBe(200 - cancelled.size);
     expect(ran.some((i) => cancelled.has(i))).toBe(false);
     const times = ran.map((i) => (i * 37) % 101);
     expect(times).toEqual([...times].sort((a, b) => a - b));
-    expect(handles[1]!.cancel()).toBe(false);
+    expect(handles[1].cancel()).toBe(false);
   });
 });

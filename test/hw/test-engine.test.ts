@@ -321,7 +321,7 @@ describe('DMA test engine: commands', () => {
     ring(m, DIRECT, 4, 1);
     m.scheduler.runSyncUntilIdle(35_000);
     expect(times).toHaveLength(4);
-    expect(times.slice(1).map((t, i) => t - times[i]!)).toEqual([10_000, 10_000, 10_000]);
+    expect(times.slice(1).map((t, i) => t - times[i])).toEqual([10_000, 10_000, 10_000]);
     expect(reg(m, DIRECT, 4, ITERATIONS)).toBe(4);
     expect(m.memory.read32(dst)).toBe(4);
     for (const k of [4, 8, 12]) expect(m.memory.read32(dst + k)).toBe(0xa5a5_0f0f);

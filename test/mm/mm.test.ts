@@ -131,17 +131,17 @@ describe('demand paging', () => {
     mm.write(va + PAGE_SIZE + 100, new Uint8Array([1, 2, 3, 4]));
     const pages = processPages(alloc, 5);
     expect(pages).toHaveLength(1);
-    expect(pages[0]!.owner).toEqual({ kind: 'process', pid: 5, va: va + PAGE_SIZE });
+    expect(pages[0].owner).toEqual({ kind: 'process', pid: 5, va: va + PAGE_SIZE });
     expect(mm.rss).toBe(1);
 
     const w = walk(ram, mm.pgd, va + PAGE_SIZE + 100)!;
     expect(w).not.toBeNull();
-    expect(w.pa).toBe(pages[0]!.pa + 100);
+    expect(w.pa).toBe(pages[0].pa + 100);
     expect(mm.translate(va + PAGE_SIZE + 100)).toBe(w.pa);
     // The frame holds the bytes, the rest of it is zero (it was dirty before).
-    expect(dirty).toContain(pages[0]!.pa);
+    expect(dirty).toContain(pages[0].pa);
     expect([...ram.read(w.pa, 4)]).toEqual([1, 2, 3, 4]);
-    const whole = ram.read(pages[0]!.pa, PAGE_SIZE);
+    const whole = ram.read(pages[0].pa, PAGE_SIZE);
     expect(whole.reduce((s, b) => s + b, 0)).toBe(10);
     // Every table on the way is a page-table frame of this mm.
     for (const t of w.tables) expect(alloc.ownerOf(t)!.owner).toEqual({ kind: 'page-table', what: 'mm pid 5' });
@@ -323,8 +323,8 @@ describe('munmap', () => {
       { start: va + PAGE_SIZE, end: va + 5 * PAGE_SIZE, owners: ['process', 'process', 'process', 'process'], mapped: [null, null, null, null] },
     ]);
     for (const pa of pas.slice(1, 5)) expect(alloc.ownerOf(pa)!.owner.kind).toBe('free');
-    expect(alloc.ownerOf(pas[0]!)!.owner.kind).toBe('process');
-    expect(alloc.ownerOf(pas[5]!)!.owner.kind).toBe('process');
+    expect(alloc.ownerOf(pas[0])!.owner.kind).toBe('process');
+    expect(alloc.ownerOf(pas[5])!.owner.kind).toBe('process');
     expect(mm.vmas().map((v) => [v.start, v.end])).toEqual([
       [va, va + PAGE_SIZE],
       [va + 5 * PAGE_SIZE, va + 6 * PAGE_SIZE],

@@ -146,7 +146,7 @@ describe('page allocator: orders, alignment, contiguity', () => {
       }
     }
     blocks.sort((x, y) => x.pa - y.pa);
-    for (let i = 1; i < blocks.length; i++) expect(blocks[i]!.pa).toBeGreaterThanOrEqual(blocks[i - 1]!.pa + blocks[i - 1]!.size);
+    for (let i = 1; i < blocks.length; i++) expect(blocks[i].pa).toBeGreaterThanOrEqual(blocks[i - 1].pa + blocks[i - 1].size);
   });
 
   it('merges buddies back: after freeing everything a 2 MiB block is available again', () => {
@@ -155,7 +155,7 @@ describe('page allocator: orders, alignment, contiguity', () => {
     for (let i = 0; i < 512; i++) pages.push(a.allocPages(0, K));
     expectErrno(() => a.allocPages(0, K), 'ENOMEM');
     // Free in a scrambled order so merging has to happen at every level.
-    for (let i = 0; i < 512; i++) a.freePages(pages[(i * 307) % 512]!);
+    for (let i = 0; i < 512; i++) a.freePages(pages[(i * 307) % 512]);
     expect(a.allocPages(MAX_ORDER, K)).toBe(0x20_0000);
   });
 

@@ -47,7 +47,7 @@ describe('kexec with DMA left running', () => {
     expect(incoming.length).toBeGreaterThanOrEqual(200_000 / periodNs - 1);
     r.strayWrites.forEach((w, i) => {
       expect([w.pa, w.len]).toEqual([pa, 256]);
-      if (i > 0) expect(w.time - r.strayWrites[i - 1]!.time).toBe(periodNs);
+      if (i > 0) expect(w.time - r.strayWrites[i - 1].time).toBe(periodNs);
     });
     expect(r.strayWrites.at(-1)!.owner).toBe('kernel:workload');
     // The stale write's bytes are in the new kernel's page: sequence number, then the pattern.

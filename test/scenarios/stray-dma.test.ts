@@ -85,15 +85,15 @@ describe('stray-DMA monitor', () => {
     await run(machine, iommuAttachDevice(domain, smmu.dev));
     const pages = [0, 1, 2].map((i) => kernel.alloc.allocPages(0, { kind: 'kernel', what: `vfio page ${i}` }, { zero: true }));
     // Two pages in one iommu_map call, one more on its own.
-    expect(pages[1]).toBe(pages[0]! + 0x1000);
-    await run(machine, iommuMap(domain, 0x5000_0000, pages[0]!, 0x2000, IOMMU_READ | IOMMU_WRITE));
-    await run(machine, iommuMap(domain, 0x6000_0000, pages[2]!, 0x1000, IOMMU_READ | IOMMU_WRITE));
+    expect(pages[1]).toBe(pages[0] + 0x1000);
+    await run(machine, iommuMap(domain, 0x5000_0000, pages[0], 0x2000, IOMMU_READ | IOMMU_WRITE));
+    await run(machine, iommuMap(domain, 0x6000_0000, pages[2], 0x1000, IOMMU_READ | IOMMU_WRITE));
     await run(machine, smmu.run({ op: 'fill', dst: 0x5000_0000, len: 0x2000, byte: 0x21 }));
     await run(machine, smmu.run({ op: 'fill', dst: 0x6000_0000, len: 0x100, byte: 0x22 }));
-    expect(machine.memory.read8(pages[1]! + 0xfff)).toBe(0x21);
+    expect(machine.memory.read8(pages[1] + 0xfff)).toBe(0x21);
     expect(monitor.strays).toEqual([]);
     // The same frame written by another master is stray.
-    await run(machine, direct.run({ op: 'fill', dst: pages[2]!, len: 0x40, byte: 0x23 }));
+    await run(machine, direct.run({ op: 'fill', dst: pages[2], len: 0x40, byte: 0x23 }));
     expect(monitor.strays.map((w) => [w.master, w.pa, w.len, w.owner])).toEqual([[DIRECT, pages[2], 0x40, 'kernel:vfio page 2']]);
     // Unmap the second page of the first range only: the first stays reachable, the second does not.
     expect(await run(machine, iommuUnmap(domain, 0x5000_1000, 0x1000))).toBe(0x1000);
@@ -101,10 +101,10 @@ describe('stray-DMA monitor', () => {
     await run(machine, smmu.run({ op: 'fill', dst: 0x5000_0000, len: 0x1000, byte: 0x24 }));
     expect(monitor.strays).toHaveLength(1);
     // Mapped again at another IOVA, and unmapped again.
-    await run(machine, iommuMap(domain, 0x7000_0000, pages[1]!, 0x1000, IOMMU_READ | IOMMU_WRITE));
-    expect(devPhysIsReachable(smmu.dev, pages[1]!)).toBe(true);
+    await run(machine, iommuMap(domain, 0x7000_0000, pages[1], 0x1000, IOMMU_READ | IOMMU_WRITE));
+    expect(devPhysIsReachable(smmu.dev, pages[1])).toBe(true);
     await run(machine, iommuUnmap(domain, 0x7000_0000, 0x1000));
-    expect(devPhysIsReachable(smmu.dev, pages[1]!)).toBe(false);
+    expect(devPhysIsReachable(smmu.dev, pages[1])).toBe(false);
     // Nor is any of it reachable for the other master.
     expect(pages.map((pa) => devPhysIsReachable(direct.dev, pa))).toEqual([false, false, false]);
 
@@ -170,9 +170,9 @@ describe('stray-DMA monitor', () => {
     const strayEvents = events.filter((e) => e.kind === 'custom' && e.name === 'stray-write');
     expect(monitor.strays).toHaveLength(1);
     expect(strayEvents).toHaveLength(1);
-    const e = strayEvents[0]!;
-    expect(e).toMatchObject({ kind: 'custom', track: DIRECT, time: monitor.strays[0]!.time });
-    expect(e.kind === 'custom' ? e.args : null).toEqual({ ...monitor.strays[0]!, owner: 'page-table:somebody', pa: victim, len: 0x200 });
+    const e = strayEvents[0];
+    expect(e).toMatchObject({ kind: 'custom', track: DIRECT, time: monitor.strays[0].time });
+    expect(e.kind === 'custom' ? e.args : null).toEqual({ ...monitor.strays[0], owner: 'page-table:somebody', pa: victim, len: 0x200 });
     monitor.dispose();
   });
 

@@ -72,7 +72,7 @@ async function workload(machine: Machine, kernel: Kernel, smmuPath: string, engi
     landed: readPhys(lab, dst, 4096).every((b) => b === 0x5a),
     src,
     dst,
-    ste: armSmmuSteConfigName(lab.smmu.strtab.readSte(master.streams[0]!)),
+    ste: armSmmuSteConfigName(lab.smmu.strtab.readSte(master.streams[0])),
     sids: master.streams,
     translated: lab.model.stats.translated,
     events: lab.smmu.events.length,
@@ -108,7 +108,7 @@ describe('virt from DT and from ACPI', () => {
     const md = virtMachine({ seed: 5 });
     const ma = virtAcpiMachine({ seed: 5 });
     const rd = await workload(md, await boot(md), '/iommu@9050000', '/dma@c010000');
-    const ra = await workload(ma, await boot(ma), ACPI_NAME['/iommu@9050000']!, '\\_SB_.DMA1');
+    const ra = await workload(ma, await boot(ma), ACPI_NAME['/iommu@9050000'], '\\_SB_.DMA1');
     expect(rd).toMatchObject({ status: 'done/ok', landed: true, ste: 's1', sids: [0x101], events: 0 });
     expect(ra).toEqual(rd);
   });
@@ -120,7 +120,7 @@ describe('virt with the Grace CMDQV, from DT and from ACPI', () => {
     const ma = virtAcpiMachine({ seed: 4, cmdqv: true });
     const ka = await boot(ma);
     const sd = findArmSmmuV3(kd.core, '/iommu@9050000');
-    const sa = findArmSmmuV3(ka.core, ACPI_NAME['/iommu@9050000']!);
+    const sa = findArmSmmuV3(ka.core, ACPI_NAME['/iommu@9050000']);
     expect(sd.implDev?.name).toBe('/cmdqv@9100000');
     expect(sa.implDev?.name).toBe('\\_SB_.CMQ0');
     expect(sa.options).toBe(sd.options);

@@ -78,7 +78,7 @@ describe('faults, hostile guests and teardown', () => {
     // A hostile guest writes its table directly (its own driver's entry writer would refuse).
     const forgeSte = async (words: Uint32Array): Promise<void> => {
       const pa = gsmmu.strtab.stePa(GUEST_VSID);
-      for (let w = 0; w < 16; w++) lab.vm.port.ram.write32(pa + 4 * w, words[w]!);
+      for (let w = 0; w < 16; w++) lab.vm.port.ram.write32(pa + 4 * w, words[w]);
       await runIn(lab, gsmmu.cmdq.issueCmdWithSync({ opcode: CMDQ_OP_CFGI_STE, cfgi: { sid: GUEST_VSID, ssid: 0, leaf: true } }));
     };
     await forgeSte(forged);

@@ -29,7 +29,7 @@ describe('QEMU virt-shaped tables', () => {
       const d = machine.describe();
       expect(d.interruptControllers).toEqual([{ node: 'MADT:gicd@0x8000000', compatible: 'arm,gic-v3', kind: 'gic-v3' }]);
       expect(d.iommus).toMatchObject([{ node: smmuName(o), status: 'modelled', model: 'smmu-v3', regions: [{ base: QEMU.smmu, size: 0x2_0000 }] }]);
-      expect(d.pciHosts[0]!.endpoints.map((e) => [e.node, e.streamId, e.iommu])).toEqual([
+      expect(d.pciHosts[0].endpoints.map((e) => [e.node, e.streamId, e.iommu])).toEqual([
         ['\\_SB_.PCI0.EP01', 0x8, smmuName(o)],
         ['\\_SB_.PCI0.EP02', 0x10, smmuName(o)],
       ]);
@@ -71,7 +71,7 @@ describe('QEMU virt-shaped tables', () => {
     };
     const { tables, memory } = qemuTables(o);
     const { machine, kernel } = await bootFromAcpi(tables, memory, { seed: 1 });
-    const eps = machine.describe().pciHosts[0]!.endpoints;
+    const eps = machine.describe().pciHosts[0].endpoints;
     expect(eps.map((e) => [e.rid, e.iommu])).toEqual([
       [0x8, smmuName(o)],
       [0x10, null],
@@ -202,7 +202,7 @@ describe('SMMUv1/v2 nodes by IORT model, and bad tables', () => {
     const iort = tables.get('IORT')!.slice();
     iort[48 + 1] = 0xff;
     iort[48 + 2] = 0xff;
-    iort[9] = (iort[9]! - 0xff - 0xff + 0x18 + 0x00) & 0xff;
+    iort[9] = (iort[9] - 0xff - 0xff + 0x18 + 0x00) & 0xff;
     tables.set('IORT', iort);
     expect(() => machineFromAcpi(tables, memory)).toThrow(FirmwareError);
     expect(() => machineFromAcpi(tables, memory)).toThrow(/IORT: field "Length": node of 65535 bytes runs past the table end .*offset 0x31, node ITS group node at 0x30/);

@@ -94,7 +94,7 @@ export function qemuIortNodes(o: QemuTablesOptions = {}): IortNodeSpec[] {
 
 /** Offset of the SMMUv3 node (second node, after the ITS group) for a revision. */
 export function qemuSmmuOffset(o: QemuTablesOptions = {}): number {
-  return iortLayout({ revision: o.revision ?? 5, nodes: qemuIortNodes(o) })[1]!;
+  return iortLayout({ revision: o.revision ?? 5, nodes: qemuIortNodes(o) })[1];
 }
 
 export function qemuTables(o: QemuTablesOptions = {}): { tables: Map<string, Uint8Array>; memory: AcpiMemoryMap } {

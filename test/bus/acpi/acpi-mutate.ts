@@ -77,9 +77,9 @@ export function mutateTable(blob: Uint8Array, muts: readonly AcpiMutation[], rep
 }
 
 export function mutatedSet(c: AcpiCase): { tables: Map<string, Uint8Array>; memory: AcpiMemoryMap; table: string } {
-  const s = acpiSeeds[c.seed]!;
+  const s = acpiSeeds[c.seed];
   const keys = [...s.tables.keys()].sort();
-  const table = keys[c.table % keys.length]!;
+  const table = keys[c.table % keys.length];
   const tables = new Map(s.tables);
   tables.set(table, mutateTable(s.tables.get(table)!, c.muts, c.repair));
   return { tables, memory: s.memory, table };

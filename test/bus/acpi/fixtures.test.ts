@@ -52,7 +52,7 @@ describe('HiSilicon HIP08 (no SMMU) tables (iasl-compiled)', () => {
       ['rc', 0x4c],
       ['nc', 0xac],
     ]);
-    const rc = iort.nodes[1]!;
+    const rc = iort.nodes[1];
     const w = (): void => undefined;
     expect(iortMsiMapId(iort, rc, 0x3fff, w).deviceId).toBe(0x3fff);
     // 0x4000 ends the first range (count written as 0x4000) and starts the second: the second wins.
@@ -62,7 +62,7 @@ describe('HiSilicon HIP08 (no SMMU) tables (iasl-compiled)', () => {
     expect(iortNodeMapPlatformId(iort, mb, 0, IORT_MSI_TYPE, w)).toMatchObject({ node: { kind: 'its' }, id: 0x7fd1 });
     expect(t.namespace.devices.find((d) => d.path === '\\_SB_.MB30')?.resources.memory).toEqual([{ base: 0x2_0008_0000, size: 0x1_0000 }]);
     const { machine, kernel } = await bootFromAcpi(tables, { ram: [{ base: 0x20_8000_0000, size: 0x4000_0000 }] }, { seed: 1 });
-    expect(machine.describe().interruptControllers[0]!.kind).toBe('gic-v3');
+    expect(machine.describe().interruptControllers[0].kind).toBe('gic-v3');
     expect(machine.describe().iommus).toEqual([]);
     expect(kernel.core.findDevice('\\_SB_.MB30')?.fwspec ?? null).toBeNull();
   });
@@ -83,7 +83,7 @@ describe('QEMU virt (iommu=smmuv3, pre-E.b build_iort) tables (iasl-compiled)', 
     expect(byPath.get('\\_SB_.VR00')!.resources.interrupts).toEqual([{ gsiv: 48, edge: true, activeLow: false, shared: false }]);
     expect(byPath.get('\\_SB_.GED_')!.uid).toBe('GED');
     const iort = t.iort!;
-    const rc = iort.nodes[2]!;
+    const rc = iort.nodes[2];
     const w = (): void => undefined;
     expect(iortMsiMapId(iort, rc, 0x100, w)).toMatchObject({ its: { kind: 'its' }, deviceId: 0x100 });
 

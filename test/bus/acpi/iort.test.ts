@@ -147,14 +147,14 @@ describe('IORT errors name table, node, offset and field', () => {
   });
 
   it('a node whose Length runs past the table', () => {
-    const e = fwError(() => parseIort(patched(blob, [[offs[6]! + 1, 2, 0xfff0]])));
-    expect(e.where).toBe(`RMR node at 0x${offs[6]!.toString(16)}`);
-    expect(e.offset).toBe(offs[6]! + 1);
+    const e = fwError(() => parseIort(patched(blob, [[offs[6] + 1, 2, 0xfff0]])));
+    expect(e.where).toBe(`RMR node at 0x${offs[6].toString(16)}`);
+    expect(e.offset).toBe(offs[6] + 1);
     expect(e.message).toMatch(/field "Length"/);
   });
 
   it('a node shorter than its header', () => {
-    const e = fwError(() => parseIort(patched(blob, [[offs[0]! + 1, 2, 4]])));
+    const e = fwError(() => parseIort(patched(blob, [[offs[0] + 1, 2, 4]])));
     expect(e.message).toMatch(/field "Length": 4 is shorter than the 16-byte node header/);
   });
 
@@ -163,15 +163,15 @@ describe('IORT errors name table, node, offset and field', () => {
   });
 
   it('a dangling Output Reference', () => {
-    const mapAt = offs[2]! + 36 + 12;
-    const e = fwError(() => parseIort(patched(blob, [[mapAt, 4, offs[2]! + 4]])));
+    const mapAt = offs[2] + 36 + 12;
+    const e = fwError(() => parseIort(patched(blob, [[mapAt, 4, offs[2] + 4]])));
     expect(e.message).toMatch(/field "Output Reference".*dangling/);
-    expect(e.where).toBe(`root complex node at 0x${offs[2]!.toString(16)}`);
+    expect(e.where).toBe(`root complex node at 0x${offs[2].toString(16)}`);
     expect(e.offset).toBe(mapAt);
   });
 
   it('a Mapping Count running past the node', () => {
-    const e = fwError(() => parseIort(patched(blob, [[offs[2]! + 8, 4, 9]])));
+    const e = fwError(() => parseIort(patched(blob, [[offs[2] + 8, 4, 9]])));
     expect(e.message).toMatch(/field "Mapping Count": 9 mappings/);
   });
 
@@ -183,17 +183,17 @@ describe('IORT errors name table, node, offset and field', () => {
   });
 
   it('an SMMU interrupt array past the node', () => {
-    const e = fwError(() => parseIort(patched(blob, [[offs[3]! + 44, 4, 1000]])));
+    const e = fwError(() => parseIort(patched(blob, [[offs[3] + 44, 4, 1000]])));
     expect(e.message).toMatch(/field "Context Interrupt"/);
   });
 
   it('an RMR descriptor array past the node', () => {
-    const e = fwError(() => parseIort(patched(blob, [[offs[6]! + 20, 4, 50]])));
+    const e = fwError(() => parseIort(patched(blob, [[offs[6] + 20, 4, 50]])));
     expect(e.message).toMatch(/field "RMR Descriptor Offset"/);
   });
 
   it('a 64-bit address beyond 2^53', () => {
-    const e = fwError(() => parseIort(patched(blob, [[offs[4]! + 20, 4, 0xffff_ffff]])));
+    const e = fwError(() => parseIort(patched(blob, [[offs[4] + 20, 4, 0xffff_ffff]])));
     expect(e.message).toMatch(/field "Base Address": value .* beyond 2\^53/);
   });
 });

@@ -37,7 +37,7 @@ describe('MADT', () => {
     new DataView(extra.buffer).setUint32(4, extra.length, true);
     const t2 = parseMadt(fix(extra));
     expect(t2.skipped).toEqual([0x11]);
-    expect(t2.gicd[0]!.baseAddress).toBe(0x800_0000);
+    expect(t2.gicd[0].baseAddress).toBe(0x800_0000);
   });
 
   it('rejects a structure shorter than its type and one running past the table, naming it', () => {
@@ -133,13 +133,13 @@ describe('AML name space subset', () => {
     const blob = block([0x10, ...pkg(scope), 0x5b, 0x82, ...pkg([...seg('NEXT'), 0x08, ...seg('_UID'), 0x01])]);
     const ns = parseAml(blob).namespace;
     expect(ns.devices.map((d) => d.path)).toEqual(['\\_SB_.USB0', '\\NEXT']);
-    const usb = ns.devices[0]!;
+    const usb = ns.devices[0];
     expect(usb.hid).toBe('ARMH0D20');
     expect(usb.resources.memory).toEqual([{ base: 0x7ffc_0000, size: 0x1000 }]);
     // _UID came after the unknown opcode: not read, and the skip is recorded with its offset.
     expect(usb.uid).toBeNull();
     expect(ns.skipped).toEqual([{ table: 'SSDT', offset: expect.any(Number), opcode: 0x70 }]);
-    expect(ns.devices[1]!.uid).toBe(1);
+    expect(ns.devices[1].uid).toBe(1);
   });
 
   it('malformed AML is a FirmwareError naming the table, the object, the offset and the field', () => {

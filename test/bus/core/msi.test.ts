@@ -53,11 +53,11 @@ describe('MSI on a GICv2m frame', () => {
       [1, V2M_BASE + 0x40, 97],
       [2, V2M_BASE + 0x40, 98],
     ]);
-    expect(vectors[1]!.irq).toEqual({ controller: GIC, specifier: [0, 65, 1], name: '/engine@10000000-msi1' });
+    expect(vectors[1].irq).toEqual({ controller: GIC, specifier: [0, 65, 1], name: '/engine@10000000-msi1' });
     let fired = 0;
-    requestIrq(dev, vectors[1]!.irq, () => (fired++, 'handled'), 'engine-done');
+    requestIrq(dev, vectors[1].irq, () => (fired++, 'handled'), 'engine-done');
     // The device signals vector 1 the way a master does: a 32-bit write of its data to its address.
-    port.mmioWrite32(vectors[1]!.address, vectors[1]!.data);
+    port.mmioWrite32(vectors[1].address, vectors[1].data);
     await port.sched.runUntilIdle();
     expect(fired).toBe(1);
     expect(msiVectors(dev)).toEqual(vectors);

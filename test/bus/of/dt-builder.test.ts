@@ -103,7 +103,7 @@ describe('DtBuilder', () => {
     expect(ofIrqByName(t, smmu, 'gerror')).toEqual({ controller: t.byPath('/intc@8000000'), specifier: [0, 75, 1], name: 'gerror' });
     const dma = ofIommuConfigure(t, t.byPath('/dma@a000000')!)!;
     expect(dma).toMatchObject({ iommuNode: smmu, specifiers: [[0x10]], ids: [0x10], canStall: true, pasidBits: 16, dmaCoherent: false });
-    expect(ofIrqs(t, t.byPath('/dma@a000000')!)[0]!.specifier).toEqual([0, 80, 4]);
+    expect(ofIrqs(t, t.byPath('/dma@a000000')!)[0].specifier).toEqual([0, 80, 4]);
     const pci = ofPciIommuConfigure(t, t.byPath('/pcie@10000000')!, 0x8)!;
     expect(pci).toMatchObject({ iommuNode: smmu, ids: [0x108], atsSupported: true });
     expect(ofReg(t, t.byPath('/pcie@10000000')!)).toEqual([{ address: 0x40_1000_0000, size: 0x1000_0000 }]);

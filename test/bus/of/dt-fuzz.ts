@@ -112,7 +112,7 @@ export function mutate(src: Source, muts: Mutation[]): Uint8Array {
         b = b.slice(0, m.at % b.length);
         break;
       case 'flip':
-        b[m.at % b.length]! ^= 1 << m.bit;
+        b[m.at % b.length] ^= 1 << m.bit;
         break;
       case 'byte':
         b[m.at % b.length] = m.value;
@@ -121,7 +121,7 @@ export function mutate(src: Source, muts: Mutation[]): Uint8Array {
         put(m.field * 4, m.value);
         break;
       case 'hotspot':
-        put(src.hotspots[m.which % src.hotspots.length]!, m.value);
+        put(src.hotspots[m.which % src.hotspots.length], m.value);
         break;
       case 'u32':
         put((m.at % b.length) & ~3, m.value);

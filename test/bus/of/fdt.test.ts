@@ -8,15 +8,15 @@ import { type AsmOptions, assemble, begin, end, endNode, HEADER_OFFSETS, type It
 const S = strings('compatible', 'reg', '#address-cells', '#size-cells', 'ranges');
 const okItems = (): Item[] => [
   begin(''),
-  prop(S.off['#address-cells']!, [1]),
-  prop(S.off['#size-cells']!, [1]),
+  prop(S.off['#address-cells'], [1]),
+  prop(S.off['#size-cells'], [1]),
   begin('soc'),
-  prop(S.off['compatible']!, new TextEncoder().encode('simple-bus\0')),
-  prop(S.off['#address-cells']!, [1]),
-  prop(S.off['#size-cells']!, [1]),
-  prop(S.off['ranges']!, []),
+  prop(S.off['compatible'], new TextEncoder().encode('simple-bus\0')),
+  prop(S.off['#address-cells'], [1]),
+  prop(S.off['#size-cells'], [1]),
+  prop(S.off['ranges'], []),
   begin('dev@10'),
-  prop(S.off['reg']!, [0x10, 0x20]),
+  prop(S.off['reg'], [0x10, 0x20]),
   endNode(),
   endNode(),
   endNode(),
@@ -77,7 +77,7 @@ describe('parseFdt on well-formed blobs', () => {
   });
 
   it('accepts duplicate sibling names and properties after subnodes', () => {
-    const items: Item[] = [begin(''), begin('a'), endNode(), begin('a'), endNode(), prop(S.off['reg']!, [7]), endNode(), end()];
+    const items: Item[] = [begin(''), begin('a'), endNode(), begin('a'), endNode(), prop(S.off['reg'], [7]), endNode(), end()];
     const t = parseFdt(assemble(items, S.bytes).blob);
     expect(t.root.children.map((c) => c.name)).toEqual(['a', 'a']);
     expect(t.root.cells('reg')).toEqual([7]);
@@ -174,7 +174,7 @@ describe('parseFdt on malformed blobs', () => {
     const unterminated = A([begin(''), raw(1, 0x61626364, 0x65666768)]);
     const u = firmwareError(unterminated.blob);
     expect(u.reason).toMatch(/node name runs past the end of the structure block/);
-    expect(u.offset).toBe(unterminated.itemOffsets[1]! + 4); // where the name starts
+    expect(u.offset).toBe(unterminated.itemOffsets[1] + 4); // where the name starts
     const cases: [string, Item[], RegExp, number, string | null][] = [
       ['name offset outside strings', [begin(''), prop(0x400, [1]), endNode(), end()], /property name offset 0x400 is outside/, 1, '/'],
       ['value longer than the block', [begin(''), prop(0, [1], 0x1000), endNode(), end()], /value of 4096 bytes runs past/, 1, '/'],
@@ -222,7 +222,7 @@ describe('parseFdt on malformed blobs', () => {
   it('error messages name the offset and the node', () => {
     const a = A([begin(''), begin('soc'), raw(0x7)]);
     const e = firmwareError(a.blob);
-    expect(e.message).toBe(`dtb: unknown structure token 0x7 (offset 0x${a.itemOffsets[2]!.toString(16)}, node /soc)`);
+    expect(e.message).toBe(`dtb: unknown structure token 0x7 (offset 0x${a.itemOffsets[2].toString(16)}, node /soc)`);
   });
 });
 
@@ -280,7 +280,7 @@ describe('writeFdt', () => {
     const back = parseFdt(writeFdt(t));
     expect([...back.root.prop('a')!]).toEqual([1, 2, 3]);
     expect(back.root.prop('b')!.length).toBe(0);
-    expect(back.root.children[0]!.name).toBe('abcde');
+    expect(back.root.children[0].name).toBe('abcde');
   });
 
   it('refuses trees a DTB cannot carry', () => {

@@ -79,7 +79,7 @@ describe.each(FIXTURES)('%s.dtb', (name) => {
         expect(fw, m.path).toBeNull();
         continue;
       }
-      expect(fw!.iommuNode.path).toBe(m.iommus[0]!.iommu);
+      expect(fw!.iommuNode.path).toBe(m.iommus[0].iommu);
       expect(fw!.specifiers).toEqual(m.iommus.map((s) => s.cells));
       expect(fw!.ids).toEqual(m.iommus.filter((s) => s.cells.length > 0).map((s) => s.cells[0]));
     }
@@ -161,14 +161,14 @@ describe('known facts of the real boards', () => {
   it('Hip07 D05: five SMMUv3s, some above 4 GiB, wired through mbigen interrupt controllers', () => {
     const t = load('hip07-d05');
     const smmus = [...t.nodes()].filter((n) => n.isCompatible('arm,smmu-v3'));
-    expect(smmus.map((n) => ofReg(t, n)[0]!.address)).toEqual([0xa004_0000, 0xd004_0000, 0x8_d004_0000, 0x400_d004_0000, 0x408_d004_0000]);
+    expect(smmus.map((n) => ofReg(t, n)[0].address)).toEqual([0xa004_0000, 0xd004_0000, 0x8_d004_0000, 0x400_d004_0000, 0x408_d004_0000]);
     const irqs = ofIrqs(t, t.byPath('/iommu@d0040000')!);
     expect(irqs.map((i) => [i.name, i.specifier])).toEqual([
       ['eventq', [733, 1]],
       ['gerror', [734, 1]],
       ['priq', [735, 1]],
     ]);
-    expect(irqs[0]!.controller.path).toBe('/interrupt-controller@d0080000/intc_smmu_alg');
+    expect(irqs[0].controller.path).toBe('/interrupt-controller@d0080000/intc_smmu_alg');
     const crypto = ofIommuConfigure(t, t.byPath('/soc/crypto@d0000000')!)!;
     expect(crypto.iommuNode.path).toBe('/iommu@d0040000');
     expect(crypto.ids).toEqual([0x600]);

@@ -41,7 +41,7 @@ describe('ofIrqs', () => {
       { controller: path(t, '/gpio@3000'), specifier: [7, 2], name: 'press' },
       { controller: path(t, '/gpio@3000'), specifier: [8, 2], name: null },
     ]);
-    expect(ofIrqs(t, path(t, '/gpio@3000'))[0]!.controller).toBe(path(t, '/gic@1000'));
+    expect(ofIrqs(t, path(t, '/gpio@3000'))[0].controller).toBe(path(t, '/gic@1000'));
     expect(ofIrqs(t, path(t, '/ext')).map((i) => [i.controller.path, i.specifier])).toEqual([
       ['/gic@1000', [0, 60, 4]],
       ['/gpio@3000', [3, 1]],

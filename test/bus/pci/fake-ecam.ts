@@ -39,7 +39,7 @@ export class FakeFunction {
     this.set(0x0c, hdrType << 16);
     if (spec.bridge) this.set(0x18, 0, 0x00ff_ffff);
     if (!spec.pcie) return;
-    this.space[1] = (this.space[1]! | (0x0010 << 16)) >>> 0; // STATUS.CAP_LIST
+    this.space[1] = (this.space[1] | (0x0010 << 16)) >>> 0; // STATUS.CAP_LIST
     this.set(0x34, CAP_PCIE);
     this.set(CAP_PCIE, 0x0002_0010 | (CAP_MSI << 8)); // PCIe cap v2, next -> MSI
     this.set(CAP_MSI, 0x0000_0005);
@@ -83,20 +83,20 @@ export class FakeFunction {
   }
 
   read32(where: number): number {
-    return this.space[where >> 2]!;
+    return this.space[where >> 2];
   }
 
   /** The 16-bit register at `where` (for assertions). */
   read16(where: number): number {
-    return (this.space[where >> 2]! >>> (8 * (where & 2))) & 0xffff;
+    return (this.space[where >> 2] >>> (8 * (where & 2))) & 0xffff;
   }
 
   write32(where: number, value: number): void {
     const i = where >> 2;
     this.writes.push([where, value >>> 0]);
-    const old = this.space[i]!;
-    let next = (old & ~this.writable[i]!) | (value & this.writable[i]!);
-    next &= ~(value & this.rw1c[i]!);
+    const old = this.space[i];
+    let next = (old & ~this.writable[i]) | (value & this.writable[i]);
+    next &= ~(value & this.rw1c[i]);
     this.space[i] = next >>> 0;
     const pri = this.ext.pri;
     if (pri !== undefined && where === pri + 4) {

@@ -256,7 +256,7 @@ describe('ATS, PRI and PASID control', () => {
     const { bn, ep } = await endpoint();
     const pri = bn.ep.ext.pri!;
     // A Response Failure left over from before: set the RW1C bit.
-    bn.ep.space[(pri + 4) >> 2] = (bn.ep.space[(pri + 4) >> 2]! | (0x0001 << 16)) >>> 0;
+    bn.ep.space[(pri + 4) >> 2] = (bn.ep.space[(pri + 4) >> 2] | (0x0001 << 16)) >>> 0;
     pciEnablePri(ep, 64);
     expect(bn.ep.read32(pri + 0xc)).toBe(32);
     expect(ep.features.priReqsAlloc).toBe(32);
@@ -290,7 +290,7 @@ describe('ATS, PRI and PASID control', () => {
 
   it('sets bus mastering without clearing status bits', async () => {
     const { bn, ep } = await endpoint();
-    bn.ep.space[1] = (bn.ep.space[1]! | (0x8000 << 16)) >>> 0; // Detected Parity Error (RW1C)
+    bn.ep.space[1] = (bn.ep.space[1] | (0x8000 << 16)) >>> 0; // Detected Parity Error (RW1C)
     pciSetMaster(ep);
     expect(pciIsBusMaster(ep)).toBe(true);
     expect(bn.ep.read16(0x06) & 0x8000).toBe(0x8000);

@@ -120,11 +120,11 @@ describe('range TLBI planning (__arm_smmu_tlb_inv_range)', () => {
     for (let i = 0; i < batch.num; i++) {
       const w = batch.cmds.subarray(i * 4, i * 4 + 4);
       out.push({
-        addr: (w[2]! & ~0xfff) + w[3]! * 2 ** 32,
-        num: (w[0]! >>> 12) & 0x1f,
-        scale: (w[0]! >>> 20) & 0x1f,
-        tg: (w[2]! >>> 10) & 3,
-        ttl: (w[2]! >>> 8) & 3,
+        addr: (w[2] & ~0xfff) + w[3] * 2 ** 32,
+        num: (w[0] >>> 12) & 0x1f,
+        scale: (w[0] >>> 20) & 0x1f,
+        tg: (w[2] >>> 10) & 3,
+        ttl: (w[2] >>> 8) & 3,
       });
     }
     return out;

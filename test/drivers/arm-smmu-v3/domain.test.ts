@@ -76,7 +76,7 @@ describe('the driver never leaves a stale translation', () => {
     await runIn(lab, iommuFlushIotlbAll(domain));
     lab.smmu.cmdq.onCommand = null;
     expect(seen.map(([op]) => op)).toEqual([CMDQ_OP_TLBI_NH_ASID, CMDQ_OP_CMD_SYNC]);
-    expect(seen[0]![1]).toBe(domain.asid);
+    expect(seen[0][1]).toBe(domain.asid);
     expect(lab.model.translateFast(SID, -1, 0x7000_0000, ACCESS_READ)).toBe(-1);
   });
 });

@@ -53,8 +53,8 @@ const CD: Getter = { getUsed: armSmmuGetCdUsed };
  */
 function differsInUsedBits(entry: Uint32Array, used: Uint32Array, target: Uint32Array, safe: Uint32Array): boolean {
   for (let w = 0; w < 16; w++) {
-    const u = (used[w]! & ~safe[w]!) >>> 0;
-    if (((entry[w]! & u) >>> 0) !== ((target[w]! & u) >>> 0)) return true;
+    const u = (used[w] & ~safe[w]) >>> 0;
+    if (((entry[w] & u) >>> 0) !== ((target[w] & u) >>> 0)) return true;
   }
   return false;
 }
@@ -143,7 +143,7 @@ function nestedSte(s1dss: number, ats: boolean): Uint32Array {
   STRTAB_STE_0_CFG.set(t, STRTAB_STE_0_CFG_NESTED);
   STRTAB_STE_1_MEV.prep(t, 1);
   const s2 = s2Ste(ats);
-  for (let w = 4; w < 16; w++) t[w] = s2[w]!;
+  for (let w = 4; w < 16; w++) t[w] = s2[w];
   return t;
 }
 

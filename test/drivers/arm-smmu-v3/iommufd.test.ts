@@ -102,7 +102,7 @@ async function guestOn(lab: SmmuV3Lab): Promise<Guest> {
   }
   const cd = new Uint32Array(16);
   armSmmuMakeS1Cd(cd, false, { asid: 7, s1: { ttbr: l1, tcr: { ips: 2, tg: 0, sh: 3, orgn: 1, irgn: 1, tsz: 25, epd1: true }, mair: 0xffn } });
-  for (let w = 0; w < 16; w++) lab.machine.cpu.ram.write32(pa(cdIpa) + 4 * w, cd[w]!);
+  for (let w = 0; w < 16; w++) lab.machine.cpu.ram.write32(pa(cdIpa) + 4 * w, cd[w]);
   const vste = (): Uint32Array => {
     const s = new Uint32Array(4);
     STRTAB_STE_0_V.prep(s, 1);
@@ -209,10 +209,10 @@ describe('arm-smmu-v3 nested translation through iommufd objects', () => {
     expect(n).toBe(3);
     const ops = seen.map((c) => CMDQ_0_OP.get(c));
     expect(ops.slice(0, 3)).toEqual([CMDQ_OP_TLBI_NH_ALL, CMDQ_OP_TLBI_NH_ASID, CMDQ_OP_CFGI_CD]);
-    expect(CMDQ_TLBI_0_VMID.get(seen[0]!)).toBe(vmid);
-    expect(CMDQ_TLBI_0_VMID.get(seen[1]!)).toBe(vmid);
-    expect(CMDQ_TLBI_0_ASID.get(seen[1]!)).toBe(7);
-    expect(CMDQ_CFGI_0_SID.get(seen[2]!)).toBe(SID);
+    expect(CMDQ_TLBI_0_VMID.get(seen[0])).toBe(vmid);
+    expect(CMDQ_TLBI_0_VMID.get(seen[1])).toBe(vmid);
+    expect(CMDQ_TLBI_0_ASID.get(seen[1])).toBe(7);
+    expect(CMDQ_CFGI_0_SID.get(seen[2])).toBe(SID);
 
     // CFGI_STE is the host's; an unknown vSID is EIO; the count says how far it got.
     let err: unknown = null;

@@ -72,7 +72,7 @@ async function bootRecordingCommands(bootargs?: string): Promise<{ lab: Awaited<
   const cmds: [string, number][] = [];
   smmuModel(machine).cmdq.onCommand = (op, w) => {
     const name = op === 0x03 ? 'CFGI_STE' : op === 0x05 ? 'CFGI_CD' : op === 0x11 ? 'TLBI_NH_ASID' : op === 0x46 ? 'CMD_SYNC' : op === 0x40 ? 'ATC_INV' : `op ${op}`;
-    cmds.push([name, op === 0x11 ? w[1]! >>> 16 : op === 0x03 || op === 0x05 ? w[1]! : 0]);
+    cmds.push([name, op === 0x11 ? w[1] >>> 16 : op === 0x03 || op === 0x05 ? w[1] : 0]);
   };
   const kernel = await boot(machine);
   return { lab: { machine, kernel, smmu: findArmSmmuV3(kernel.core, V3.smmu), model: smmuModel(machine) }, cmds };
@@ -177,7 +177,7 @@ describe('reset of an SMMU a previous kernel left enabled', () => {
     const cr0 = writes.findIndex((w) => w.off === ARM_SMMU_CR0);
     expect(writes[gbpa]?.value).toBe((0x1000 | GBPA_ABORT | GBPA_UPDATE) >>> 0);
     expect(cr0).toBeGreaterThan(gbpa);
-    expect(writes[cr0]!.value).toBe(0);
+    expect(writes[cr0].value).toBe(0);
     expect(writes.filter((w) => w.off === ARM_SMMU_GBPA)).toHaveLength(1);
     expect(findArmSmmuV3(next.core, V3.smmu).foundEnabled).toBe(true);
     expect(next.log.lines('warn').some((l) => l.message === 'SMMU currently enabled! Resetting...')).toBe(true);

@@ -33,7 +33,7 @@ describe('S2S in stage 2 STEs', () => {
     expect(STRTAB_STE_2_S2R.isSet(stalling)).toBe(true);
     expect(STRTAB_STE_2_S2S.isSet(plain)).toBe(false);
     // Word 5 holds STE bits [191:160]: S2S is bit 185.
-    expect(stalling[5]! ^ plain[5]!).toBe(1 << (185 - 160));
+    expect(stalling[5] ^ plain[5]).toBe(1 << (185 - 160));
     const used = new Uint32Array(16);
     armSmmuGetSteUsed(plain, used);
     expect(STRTAB_STE_2_S2S.isSet(used)).toBe(true);
@@ -47,9 +47,9 @@ describe('S2S in stage 2 STEs', () => {
     const plainMaster = armSmmuV3MasterOf(deviceOf(lab, V3.engine))!;
     expect(stallMaster.stallEnabled).toBe(true);
     const steOf = (sid: number): Uint32Array => lab.smmu.strtab.readSte(sid);
-    expect(STRTAB_STE_0_CFG.get(steOf(stallMaster.streams[0]!))).toBe(STRTAB_STE_0_CFG_S2_TRANS);
-    expect(STRTAB_STE_2_S2S.isSet(steOf(stallMaster.streams[0]!))).toBe(true);
-    expect(STRTAB_STE_2_S2S.isSet(steOf(plainMaster.streams[0]!))).toBe(false);
+    expect(STRTAB_STE_0_CFG.get(steOf(stallMaster.streams[0]))).toBe(STRTAB_STE_0_CFG_S2_TRANS);
+    expect(STRTAB_STE_2_S2S.isSet(steOf(stallMaster.streams[0]))).toBe(true);
+    expect(STRTAB_STE_2_S2S.isSet(steOf(plainMaster.streams[0]))).toBe(false);
     expect(lab.smmu.events.filter((e) => e.name === 'C_BAD_STE')).toEqual([]);
   });
 
@@ -58,7 +58,7 @@ describe('S2S in stage 2 STEs', () => {
     const domain = await ownDomain(lab, V3.engine, 'S2');
     const master = armSmmuV3MasterOf(deviceOf(lab, V3.engine))!;
     expect(master.stallEnabled).toBe(true);
-    expect(STRTAB_STE_2_S2S.isSet(lab.smmu.strtab.readSte(master.streams[0]!))).toBe(true);
+    expect(STRTAB_STE_2_S2S.isSet(lab.smmu.strtab.readSte(master.streams[0]))).toBe(true);
     const pa = allocPages(lab, 4096);
     await mapRange(lab, domain, 0x1000_0000, pa, 4096);
     const st = await engineJob(lab, V3.engine, { op: 'fill', dst: 0x1000_0000, len: 64, byte: 0x77 });

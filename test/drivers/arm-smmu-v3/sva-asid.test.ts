@@ -172,8 +172,8 @@ describe('SVA shares the CPU ASID', () => {
     // In the queue: the paging CD rewritten and synced, then TLBI_NH_ASID of the old ASID with its
     // CMD_SYNC, all before the PASID CD goes live.
     const cmds = rec.list;
-    const engineSid = armSmmuV3MasterOf(engine)!.streams[0]!;
-    const stallSid = armSmmuV3MasterOf(stall)!.streams[0]!;
+    const engineSid = armSmmuV3MasterOf(engine)!.streams[0];
+    const stallSid = armSmmuV3MasterOf(stall)!.streams[0];
     const cfgiPaging = cmds.findIndex((c) => c.op === 'CFGI_CD' && c.sid === engineSid && c.ssid === 0);
     const tlbiOld = cmds.findIndex((c) => c.op === 'TLBI_NH_ASID' && c.asid === old);
     const cfgiSva = cmds.findIndex((c) => c.op === 'CFGI_CD' && c.sid === stallSid && c.ssid === bond.pasid);
@@ -211,7 +211,7 @@ describe('SVA shares the CPU ASID', () => {
     // The bind starts while the PASID attach waits for the CFGI_CD of its half-written CD: the attach
     // has read the domain's ASID and the CD is not valid yet, so the move would skip it. The ASID lock
     // holds the move until the attach is done; the move then rewrites the CD.
-    const accelSid = armSmmuV3MasterOf(pdev)!.streams[0]!;
+    const accelSid = armSmmuV3MasterOf(pdev)!.streams[0];
     let bind: Promise<IommuSva> | null = null;
     const prev = lab.smmu.cmdq.onCommand;
     lab.smmu.cmdq.onCommand = (w, off) => {

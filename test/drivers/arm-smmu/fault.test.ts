@@ -47,7 +47,7 @@ function startWrite(b: Bench, path: string, iova: number, data: Uint8Array): { d
 }
 
 function model(b: Bench): SmmuV2 {
-  return b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0]!.device as SmmuV2;
+  return b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0].device as SmmuV2;
 }
 
 async function settle(b: Bench, ns = 100_000): Promise<void> {
@@ -96,7 +96,7 @@ describe('arm-smmu context faults', () => {
     expect(c.status).toBe('fault');
     await settle(b);
     expect(seen).toHaveLength(1);
-    const s = seen[0]!;
+    const s = seen[0];
     // Nothing waits on a RESUME: FSR was cleared in the interrupt (with the value read, TF and FORMAT).
     expect(s.fsr).toBe(0);
     expect(fsrWrites(b, cbndx)).toEqual([FSR_TF | FSR_FORMAT_AARCH64]);

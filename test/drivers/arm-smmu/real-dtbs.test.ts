@@ -59,10 +59,10 @@ describe('arm-smmu on real DTBs', () => {
         expect({ node: m.node, group: m.group !== null, domain: m.domain !== null }).toEqual({ node: m.node, group: true, domain: true });
         for (const spec of ofIommuSpecs(kernel.dt, node)) {
           const smmuNode = spec.iommu;
-          const base = Number(machine.iommus.get(smmuNode.path)!.regions[0]!.base);
+          const base = Number(machine.iommus.get(smmuNode.path)!.regions[0].base);
           const mask = spec.cells[1] ?? smmuNode.u32('stream-match-mask') ?? 0;
           // A valid SMR carries (id, mask) itself, or covers it entirely (then the entry is shared).
-          const sid = spec.cells[0]!;
+          const sid = spec.cells[0];
           const covered = smrs(machine, base).some((v) => {
             const smrMask = (v >>> 16) & 0x7fff;
             return v >>> 31 === 1 && (mask & smrMask) === mask && ((sid ^ v) & ~smrMask & 0x7fff) === 0;

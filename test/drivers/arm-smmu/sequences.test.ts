@@ -26,7 +26,7 @@ function cbOff(b: Bench, n: number, off: number): number {
 }
 
 function model(b: Bench): SmmuV2 {
-  return b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0]!.device as SmmuV2;
+  return b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0].device as SmmuV2;
 }
 
 describe('arm-smmu register sequences', () => {
@@ -82,8 +82,8 @@ describe('arm-smmu register sequences', () => {
     const ops = ev.map((e) => `${e.op} ${cbOff(b, n, e.offset).toString(16)}`);
     const tlbival = ops.indexOf('write 620');
     expect(tlbival).toBeGreaterThanOrEqual(0);
-    expect(ev[tlbival]!.width).toBe(64);
-    expect(ev[tlbival]!.value).toBe((BigInt(n) << 48n) | BigInt(0x12_3000 >> 12));
+    expect(ev[tlbival].width).toBe(64);
+    expect(ev[tlbival].value).toBe((BigInt(n) << 48n) | BigInt(0x12_3000 >> 12));
     expect(ops[tlbival + 1]).toBe('write 7f0');
     expect(ops.slice(tlbival + 2).every((o) => o === 'read 7f4')).toBe(true);
     expect(ops.length).toBeGreaterThan(tlbival + 2);

@@ -22,7 +22,7 @@ function withSmrs(n: number, valid: { id: number; mask: number }[]): ArmSmmuDevi
     params: ARM_SMMU_DEFAULT_PARAMS,
   });
   smmu.numMappingGroups = n;
-  smmu.smrs = Array.from({ length: n }, (_, i) => (valid[i] ? { ...valid[i]!, valid: true } : { id: 0, mask: 0, valid: false }));
+  smmu.smrs = Array.from({ length: n }, (_, i) => (valid[i] ? { ...valid[i], valid: true } : { id: 0, mask: 0, valid: false }));
   return smmu;
 }
 
@@ -86,7 +86,7 @@ describe('arm-smmu of_xlate and groups', () => {
     const b = await bench({ extraMasters: [{ path: '/dma@c050000', cells: [L.sidMasked + 1, 0] }] });
     expect(groupIdOf(b.kernel, '/dma@c050000')).toBe(groupIdOf(b.kernel, L.masterMasked));
     const idx = b.smmu.smrs!.findIndex((s) => s.valid && s.id === L.sidMasked);
-    expect(b.smmu.s2crs[idx]!.count).toBe(2);
+    expect(b.smmu.s2crs[idx].count).toBe(2);
     // Still one SMR for both.
     expect(b.smmu.smrs!.filter((s) => s.valid).length).toBe(4);
   });
@@ -97,6 +97,6 @@ describe('arm-smmu of_xlate and groups', () => {
     await b.run((await import('../../../core/iommu.js')).iommuReleaseDevice(b.dev(L.masterNoStall)));
     expect(b.reg(0x800 + 4 * idx) >>> 31).toBe(0);
     expect(b.reg(0xc00 + 4 * idx)).toBe(2 << 16);
-    expect(b.smmu.s2crs[idx]!.count).toBe(0);
+    expect(b.smmu.s2crs[idx].count).toBe(0);
   });
 });

@@ -127,7 +127,7 @@ describe('SMMUv2 flavours', () => {
     b.enable();
     expect(b.read(4, 0x1_0000, 4).c?.status).toBe('fault');
     b.run();
-    expect(b.contextLines[1]!.raised).toBe(1);
-    expect(b.contextLines[2]!.raised).toBe(0);
+    expect(b.contextLines[1].raised).toBe(1);
+    expect(b.contextLines[2].raised).toBe(0);
   });
 });

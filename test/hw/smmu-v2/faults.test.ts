@@ -86,16 +86,16 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   it('raises the context interrupt (bank 3 on line 3) in a scheduled step when CFIE is set', () => {
     const { b } = bench();
     b.read(0x21, 0x9000, 4);
-    expect(b.contextLines[3]!.raised).toBe(0);
+    expect(b.contextLines[3].raised).toBe(0);
     b.run();
-    expect(b.contextLines[3]!.raised).toBe(1);
+    expect(b.contextLines[3].raised).toBe(1);
     expect(b.contextLines.filter((l, i) => i !== 3 && l.raised > 0)).toEqual([]);
     // Clearing FSR lowers the line; the next fault raises it again.
     b.setCb(3, FSR, b.cb(3, FSR));
     b.run();
     b.read(0x21, 0x9000, 4);
     b.run();
-    expect(b.contextLines[3]!.raised).toBe(2);
+    expect(b.contextLines[3].raised).toBe(2);
   });
 
   it('no interrupt without CFIE; no abort without CFRE (RAZ/WI)', () => {
@@ -106,7 +106,7 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
     expect(b.dataOf(r)).toEqual([0, 0, 0, 0]);
     expect(r.c?.detail).toMatch(/RAZ\/WI.*CFRE=0/);
     b.run();
-    expect(b.contextLines[3]!.raised).toBe(0);
+    expect(b.contextLines[3].raised).toBe(0);
     expect(b.cb(3, FSR)).toBe(TF | FORMAT_AARCH64);
   });
 
@@ -122,7 +122,7 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
     b.setCb(3, FSR, TF);
     expect(b.cb(3, FSR)).toBe((MULTI | FORMAT_AARCH64) >>> 0);
     b.run();
-    expect(b.contextLines[3]!.raised).toBe(2);
+    expect(b.contextLines[3].raised).toBe(2);
     b.setCb(3, FSR, MULTI);
     expect(b.cb(3, FSR)).toBe(0);
   });
@@ -160,6 +160,6 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
     expect(b.cb64(2, IPAFAR)).toBe(0x6_0000_0010n);
     expect((b.cb(2, FSYNR0) >>> 16) & 0xff).toBe(1); // S1CBNDX
     b.run();
-    expect(b.contextLines[2]!.raised).toBe(1);
+    expect(b.contextLines[2].raised).toBe(1);
   });
 });

@@ -44,7 +44,7 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
     expect(b.cb64(2, FAR)).toBe(0x5008n);
     expect(b.smmu.stalledCount(2)).toBe(1);
     b.run();
-    expect(b.contextLines[2]!.raised).toBe(1);
+    expect(b.contextLines[2].raised).toBe(1);
     expect(w.c).toBeNull(); // still held: nothing but RESUME releases it
 
     // The handler maps the page, clears FSR (SS stays while the transaction is stalled), resumes.
@@ -93,13 +93,13 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
     const { b } = bench(STALL);
     const w = b.read(0x100, 0x5000, 4);
     b.run();
-    expect(b.contextLines[2]!.raised).toBe(1);
+    expect(b.contextLines[2].raised).toBe(1);
     b.setCb(2, FSR, TF);
     b.setCb(2, RESUME, 0);
     b.run();
     expect(w.c).toBeNull();
     expect(b.cb(2, FSR)).toBe((SS | TF | FORMAT_AARCH64) >>> 0);
-    expect(b.contextLines[2]!.raised).toBe(2);
+    expect(b.contextLines[2].raised).toBe(2);
   });
 
   it('HUPCF=0: another master on the stalled bank waits behind the stall, then proceeds in order', () => {

@@ -72,9 +72,9 @@ describe('SMMUv2 stream mapping', () => {
     expect(syn0 & 2).toBe(2); // WNR
     expect(syn0 & 4).toBe(4); // PNU (privileged)
     expect(b.gr0(sGFAR)).toBe(0x3456_7000);
-    expect(b.globalLines[0]!.raised).toBe(0); // raised in a scheduled step
+    expect(b.globalLines[0].raised).toBe(0); // raised in a scheduled step
     b.run();
-    expect(b.globalLines[0]!.raised).toBe(1);
+    expect(b.globalLines[0].raised).toBe(1);
     // A second one while USF is recorded only sets MULTI.
     b.read(0x23, 0x1000, 4);
     expect(b.gr0(sGFSR)).toBe((GFSR_USF | GFSR_MULTI) >>> 0);

@@ -49,7 +49,7 @@ describe('SMMUv3 model: event records', () => {
       [EVT.F_CD_FETCH, 3],
       [EVT.F_WALK_EABT, 4],
     ]);
-    expect(ev[2]!.d3).toBe(HOLE);
+    expect(ev[2].d3).toBe(HOLE);
     expect(ev[3]).toMatchObject({ s2: false, cls: 1, addr: IOVA, d3: HOLE + Math.floor(IOVA / 2 ** 30) % 512 * 8 });
   });
 

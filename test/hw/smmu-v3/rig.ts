@@ -193,7 +193,7 @@ export interface Event {
 }
 
 export function decodeEvent(d: bigint[]): Event {
-  const f = (dw: number, lo: number, w: number): number => Number((d[dw]! >> B(lo)) & ((1n << B(w)) - 1n));
+  const f = (dw: number, lo: number, w: number): number => Number((d[dw] >> B(lo)) & ((1n << B(w)) - 1n));
   return {
     id: f(0, 0, 8),
     ssv: f(0, 11, 1) === 1,
@@ -206,9 +206,9 @@ export function decodeEvent(d: bigint[]): Event {
     rnw: f(1, 35, 1) === 1,
     s2: f(1, 39, 1) === 1,
     cls: f(1, 40, 2),
-    addr: Number(d[2]!),
-    ipa: Number(d[3]! & 0x000f_ffff_ffff_f000n),
-    d3: Number(d[3]! & 0x000f_ffff_ffff_fff8n),
+    addr: Number(d[2]),
+    ipa: Number(d[3] & 0x000f_ffff_ffff_f000n),
+    d3: Number(d[3] & 0x000f_ffff_ffff_fff8n),
   };
 }
 
@@ -363,7 +363,7 @@ export class Rig {
     this.mem.addRegion(RAM_BASE, RAM_SIZE);
     this.mmio = new MmioMap(this.trace, () => this.sched.now);
     this.ic = new Interconnect(this.mem, this.mmio, () => this.sched.now);
-    const line = (n: string) => ({ raise: () => void this.irqs[n]!++ });
+    const line = (n: string) => ({ raise: () => void this.irqs[n]++ });
     this.smmu = new SmmuV3(
       {
         scheduler: this.sched,

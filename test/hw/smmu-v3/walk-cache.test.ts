@@ -111,7 +111,7 @@ describe('SMMUv3 model: stage 1 walk cache', () => {
     const cd5 = cdOf(rig, 7);
     const cd6 = rig.alloc(64, 64);
     const words = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => rig.mem.read64(cd5 + i * 8));
-    words[0] = (words[0]! & ~(0xffffn << 48n)) | (6n << 48n);
+    words[0] = (words[0] & ~(0xffffn << 48n)) | (6n << 48n);
     rig.writeDwords(cd6, words);
     expect(rig.mem.read64(cd6 + 8) & ADDR_MASK).toBe(B(pt.root));
     rig.writeSte(8, ste({ config: 0b101, s1ContextPtr: cd6 }));
@@ -265,7 +265,7 @@ describe('SMMUv3 model: the Access flag (CD.AFFD/HA, STE.S2AFFD/S2HA)', () => {
     const s2 = new PageTable(rig, 2);
     s2.map(A, rig.alloc(0x1000), 0x1000, { noAf: true });
     const d = ste({ config: 0b110, vmid: 9, s2t0sz: 16, s2sl0: 2, s2tg: 0, s2ps: 5, s2ttb: s2.root });
-    d[2] = d[2]! | d2Bits;
+    d[2] = d[2] | d2Bits;
     rig.writeSte(3, d);
     return { rig, leaf: s2.slot(A, 3) };
   }

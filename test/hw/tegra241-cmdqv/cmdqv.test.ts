@@ -394,7 +394,7 @@ describe('Tegra241 CMDQV model: hostile MMIO', () => {
     const hot = [0x0, 0x14, 0x1c, 0x200, 0x204, 0x1100, 0x1104, 0x1140, 0x1180, 0x10080, 0x10088, 0x20080, 0x50000, 0x50008];
     for (let i = 0; i < 20_000; i++) {
       const r = prng.nextU32();
-      const off = (i % 2 === 0 ? hot[r % hot.length]! + ((r >>> 8) % 8) * 4 : (r % (size / 4)) * 4) >>> 0;
+      const off = (i % 2 === 0 ? hot[r % hot.length] + ((r >>> 8) % 8) * 4 : (r % (size / 4)) * 4) >>> 0;
       if (off === CV.CONFIG || off === CV.VINTF_CONFIG(0) || off === CV.Q0(0) + Q.CONFIG || off === CV.CMDQ_ALLOC(0)) continue;
       if ((r >>> 20) % 4 === 0) rig.cmdqv.read32(off);
       else if ((r >>> 20) % 4 === 1 && off % 8 === 0 && off + 8 <= size) rig.cmdqv.write64(off, BigInt(prng.nextU32()) << 32n | BigInt(prng.nextU32()));

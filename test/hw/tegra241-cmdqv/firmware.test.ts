@@ -17,7 +17,7 @@ describe('Tegra241 CMDQV: the DT binding (nvidia,cmdqv)', () => {
     const mmio = m.iommus.get(SMMU)!.instance!.mmio;
     expect(mmio).toHaveLength(2);
     expect(mmio[1]).toMatchObject({ base: VIRT.cmdqv, size: VIRT.cmdqvSize });
-    expect(mmio[1]!.device).toBeInstanceOf(Tegra241Cmdqv);
+    expect(mmio[1].device).toBeInstanceOf(Tegra241Cmdqv);
     expect(m.skippedNodes.map((s) => s.path)).not.toContain('/cmdqv@9100000');
     // Through the machine's MMIO: PARAM of the default model.
     expect(m.cpu.mmioRead32(VIRT.cmdqv + 0x4)).toBe(0x4241);
@@ -36,7 +36,7 @@ describe('Tegra241 CMDQV: the DT binding (nvidia,cmdqv)', () => {
     const node = tree.byPath('/cmdqv@9100000')!;
     node.properties.set('reg', cells([0, VIRT.cmdqv, 0, 0x7_0000]));
     const m = machineFromTree(tree, { iommuOptions: { [SMMU]: { cmdqv: { sidPairsLog2: 3 } } } });
-    const c = m.iommus.get(SMMU)!.instance!.mmio[1]!.device as Tegra241Cmdqv;
+    const c = m.iommus.get(SMMU)!.instance!.mmio[1].device as Tegra241Cmdqv;
     expect([c.numVintfs, c.sidPairs, c.regionSize]).toEqual([2, 8, 0x7_0000]);
   });
 
