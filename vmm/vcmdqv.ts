@@ -24,8 +24,10 @@
  *   VI_INT_MASK bit 0 is set. A latched bit reads as set while that queue's error is active in the
  *   host page0 (GERROR ≠ GERRORN, read through the mmap): the guest's acknowledge clears it. (QEMU
  *   never clears its VI_ERR_MAP; this VMM's choice, since the sources leave it open.)
- * Not done: CONS_INDX_BASE (cached only), a re-created HW queue does not replay page0 writes the guest
- * made while it was being re-created.
+ * - HW queues being freed (asynchronously: the host disables each queue and waits) hold back any new
+ *   allocation until they are gone, so a guest kexec's reset re-creates its queues cleanly.
+ * Not done: CONS_INDX_BASE (cached only); page0 writes the guest makes to an LVCMDQ whose HW queue is
+ * held back that way reach an unmapped slot (dropped) and are not replayed.
  */
 import type { IommufdCtx, IommufdVevent } from '../core/iommufd.js';
 import { IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, IOMMU_VEVENTQ_FLAG_LOST_EVENTS } from '../core/iommufd.js';
@@ -135,6 +137,7 @@ export class VCmdqv {
   private page0Mapped = false;
   /** Frees run one after another (each disables a queue and waits for the hardware). */
   private work: Promise<void> = Promise.resolve();
+  private pendingFrees = 0;
   private dead = false;
   readonly stats: VCmdqvStats = { hwQueuesAllocated: 0, hwQueuesFreed: 0, hwQueueFailures: 0, errorEvents: 0, injected: 0 };
 
@@ -385,11 +388,16 @@ export class VCmdqv {
     const l = this.q[lidx]!;
     const addr = l.base & BASE_ADDR_MASK;
     if (!(this.config & CMDQV_EN) || !(this.vintfConfig & VINTF_EN) || !(this.cmdqAlloc[lidx]! & CMDQ_ALLOCATED) || addr === 0n) return;
+    if (this.pendingFrees > 0) {
+      // The host still holds queues being freed (a reset in progress): decide once they are gone.
+      this.work = this.work.then(() => this.setup(lidx));
+      return;
+    }
     if (l.hwq) {
       if (l.hwqBase === l.base) return;
-      // Another queue: give the old one back first, then take the new one.
+      // Another queue: give the old one back first, then take the new one (deferred above).
       this.freeFrom(lidx);
-      this.work = this.work.then(() => this.setup(lidx));
+      this.setup(lidx);
       return;
     }
     const length = 2 ** (Number(l.base & BASE_LOG2SIZE_MASK) + 4);
@@ -413,12 +421,15 @@ export class VCmdqv {
       const id = l.hwq;
       l.hwq = 0;
       l.hwqBase = 0n;
+      this.pendingFrees++;
       this.work = this.work.then(async () => {
         try {
           await this.host.iommufd.destroy(id);
           this.stats.hwQueuesFreed++;
         } catch (e) {
           this.host.log(`vCMDQV: LVCMDQ${i}: freeing HW queue ${id} failed: ${e instanceof Error ? e.message : String(e)}`);
+        } finally {
+          this.pendingFrees--;
         }
       });
     }

@@ -17,6 +17,8 @@ import { buildVm, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
 import { errnoOf } from '../core/mock-iommu.js';
 import { IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV, IOMMU_HW_QUEUE_TYPE_DEFAULT, IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV } from '../../core/iommufd.js';
 import { bootKernel } from '../../kernel/kernel.js';
+import { findTestEngine } from '../../drivers/misc/dma-test-engine.js';
+import { GUEST_ENGINE_PATH } from '../../scenarios/lib/vm-lab.js';
 
 /** Host model offsets (the CMDQV config page) for what a teardown must leave. */
 const VINTF_CONFIG = (v: number): number => 0x1000 + 0x100 * v;
@@ -153,5 +155,24 @@ describe('a guest-owned VINTF', () => {
     // Re-allocating LVCMDQ2 before LVCMDQ1 breaks the ascending order.
     expect(tryAlloc(IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 2, hwq0.iova, hwq0.length)).toBe('EIO');
     expect(cmdqvModelOf(lab.machine).vcmdqs[5]!.alloc & 1).toBe(0);
+  });
+
+  it('kexec in the guest: the next kernel resets the CMDQV (the VMM frees the old HW queues first), takes VINTF0 again and invalidates on its VCMDQ', async () => {
+    const lab = await bootHostAndGuest({ seed: 5, cmdqv: true, guestBootargs: 'iommu.strict=1' });
+    await runIn(lab, lab.guest.shutdown());
+    lab.guest.discard();
+    const second = await runIn(lab, bootKernel({ cpu: lab.vm.port }, { instance: 1 }), 'second guest');
+    const g = tegra241CmdqvOf(findArmSmmuV3(second.core, GUEST_SMMU))!;
+    expect(g.vintfs[0]!.lvcmdqs.every((q) => q?.enabled)).toBe(true);
+    expect(lab.vm.vcmdqv!.hwQueues.every((id) => id > 0)).toBe(true);
+    const eng = findTestEngine(second.core, GUEST_ENGINE_PATH);
+    const hostQ = cmdqvModelOf(lab.machine).vcmdqs[4]!;
+    const before = hostQ.cq.stats.total;
+    const page = second.alloc.allocPages(0, { kind: 'dma', device: eng.dev.name }, { zero: true });
+    const iova = await runIn(lab, dmaMapSingle(eng.dev, page, 4096, 'bidirectional'));
+    await runIn(lab, dmaUnmapSingle(eng.dev, iova, 4096, 'bidirectional'));
+    expect(hostQ.cq.stats.total - before).toBe(2);
+    // The new kernel's reset (CMDQV disable) freed the old queues before new ones were created.
+    expect(lab.vm.vcmdqv!.stats).toMatchObject({ hwQueuesAllocated: 8, hwQueuesFreed: 4, hwQueueFailures: 0 });
   });
 });
