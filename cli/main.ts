@@ -7,13 +7,15 @@ import { writeFdt } from '../bus/of/fdt.js';
 import type { TraceEvent } from '../hw/trace.js';
 import { bootReport } from '../scenarios/lib/boot-report.js';
 import { formatCmdqvReport } from '../scenarios/lib/cmdqv-report.js';
-import { runKexecExperiment } from '../scenarios/lib/kexec-experiment.js';
 import { boot, machineFromDtb, recordTraces } from '../scenarios/lib/lab.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
 import { scenarios, findScenario } from '../scenarios/index.js';
 import type { ScenarioResult } from '../scenarios/scenario.js';
+import { acpiBootMachine, checkDtbInput, DEFAULT_ACPI_MEMORY } from './acpi.js';
 import { toChromeTraceProcesses, type TraceProcess } from './chrome-trace.js';
+import { registerDumpAcpi } from './dump-acpi.js';
 import { EXIT_FAILED, reportError, UsageError } from './errors.js';
+import { kexecCommand, printParamWarnings, type KexecCmdOptions } from './kexec.js';
 import { formatTable } from './table.js';
 import { registerVmCommand } from './vm.js';
 
@@ -24,11 +26,14 @@ function parseSeed(v: string): number {
 
 function readDtb(file: string | undefined, cmdqv = false): Uint8Array {
   if (!file) return writeFdt(buildVirtDeviceTree({ cmdqv }));
+  let blob: Uint8Array;
   try {
-    return new Uint8Array(readFileSync(file));
+    blob = new Uint8Array(readFileSync(file));
   } catch (e) {
     throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
   }
+  checkDtbInput(file, blob);
+  return blob;
 }
 
 /** Write recordings as Chrome Trace Event JSON, one process each; an unwritable file is a usage error. */
@@ -66,6 +71,8 @@ function writeOut(file: string, data: string | Uint8Array): void {
 
 interface BootCmdOptions {
   dtb?: string;
+  acpi?: string;
+  memory?: string;
   seed: number;
   cmdline?: string;
   json?: boolean;
@@ -74,16 +81,19 @@ interface BootCmdOptions {
 }
 
 async function bootCommand(o: BootCmdOptions): Promise<void> {
-  const machine = machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed });
+  if (o.acpi && o.dtb) throw new UsageError('--acpi and --dtb describe the machine twice: give one');
+  if (o.memory && !o.acpi) throw new UsageError('--memory gives the RAM of an --acpi machine (a DTB describes its own)');
+  const machine = o.acpi ? acpiBootMachine({ acpi: o.acpi, memory: o.memory, seed: o.seed }) : machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed });
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
-  const kernel = await withTrace(o.trace, [{ name: `boot ${o.dtb ?? 'virt'}`, events }], async () => {
+  const kernel = await withTrace(o.trace, [{ name: `boot ${o.acpi ?? o.dtb ?? 'virt'}`, events }], async () => {
     try {
       return await boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {});
     } finally {
       stop?.();
     }
   });
+  printParamWarnings(kernel.unknownParams);
   const report = bootReport(machine, kernel);
   if (o.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -125,59 +135,6 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
   out.push('', `Skipped nodes (no model): ${skipped.length}`);
   if (skipped.length) out.push(formatTable(['node', 'compatible', 'reason'], skipped.map((s) => [s.path, s.compatible.join(', '), s.reason])));
   process.stdout.write(out.join('\n') + '\n');
-}
-
-interface KexecCmdOptions {
-  dtb?: string;
-  seed: number;
-  target: 'aware' | 'unaware';
-  quiesce: 'all' | 'none';
-  cmdline?: string;
-  json?: boolean;
-  trace?: string;
-}
-
-async function kexecCommand(o: KexecCmdOptions): Promise<void> {
-  const machine = machineFromDtb(readDtb(o.dtb), { seed: o.seed });
-  const events: TraceEvent[] = [];
-  const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
-  const r = await withTrace(o.trace, [{ name: `kexec ${o.dtb ?? 'virt'}`, events }], async () => {
-    try {
-      return await runKexecExperiment(machine, {
-        target: o.target,
-        quiesce: o.quiesce,
-        ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
-      });
-    } finally {
-      stop?.();
-    }
-  });
-  const out = { strayWrites: r.strayWrites, blockedTransactions: r.blockedTransactions, faults: r.faults };
-  if (o.json) {
-    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-    return;
-  }
-  const lines = [
-    `kexec: target ${o.target}, quiesce ${o.quiesce}; ${r.engines.length} engines were writing before the kexec`,
-    `stray writes: ${r.strayWrites.length}, blocked transactions: ${r.blockedTransactions}, faults: ${r.faults}`,
-  ];
-  if (r.strayWrites.length) {
-    const byKey = new Map<string, { first: number; count: number; w: (typeof r.strayWrites)[number] }>();
-    for (const w of r.strayWrites) {
-      const key = `${w.master} ${w.pa} ${w.len} ${w.owner}`;
-      const e = byKey.get(key);
-      if (e) e.count++;
-      else byKey.set(key, { first: w.time, count: 1, w });
-    }
-    lines.push(
-      '',
-      formatTable(
-        ['master', 'pa', 'len', 'owner (new kernel)', 'writes', 'first at (µs)'],
-        [...byKey.values()].map(({ w, count, first }) => [w.master, `0x${w.pa.toString(16)}`, String(w.len), w.owner, String(count), (first / 1000).toFixed(1)]),
-      ),
-    );
-  }
-  process.stdout.write(lines.join('\n') + '\n');
 }
 
 interface RunCmdOptions {
@@ -244,6 +201,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('boot')
     .description('build the machine from a DTB (default: the built-in virt), boot, and report IOMMUs and masters')
     .option('--dtb <file>', 'flattened device tree blob to boot')
+    .option('--acpi <dir>', 'boot from ACPI tables: a folder of blobs named by signature (APIC, IORT, MCFG, DSDT, SSDT1, …)')
+    .option('--memory <ranges>', `RAM of an --acpi machine, BASE:SIZE[,BASE:SIZE…] (default ${DEFAULT_ACPI_MEMORY})`)
     .option('--seed <n>', 'PRNG seed', parseSeed, 1)
     .option('--cmdline <str>', 'kernel command line (default: /chosen/bootargs)')
     .option('--json', 'print the report as JSON')
@@ -262,17 +221,32 @@ export async function main(argv: readonly string[]): Promise<number> {
       else process.stdout.write(blob);
     });
 
+  registerDumpAcpi(program);
   program
     .command('kexec')
-    .description('boot, start the DMA test engines, kexec, run a while, and report stray writes and blocked DMA')
-    .option('--dtb <file>', 'flattened device tree blob to boot (default: the built-in virt)')
+    .description('boot, start the DMA test engines, kexec (or panic into a kdump kernel), run a while, and report stray writes, blocked DMA, fault storms; --matrix runs every policy combination')
+    .option('--dtb <file>', 'flattened device tree blob to boot (default: the built-in virt with RAM up to 4 GiB)')
     .option('--seed <n>', 'PRNG seed', parseSeed, 1)
-    .addOption(new Option('--target <kind>', 'the kernel kexec boots').choices(['aware', 'unaware']).default('aware'))
+    .addOption(new Option('--target <kind>', 'the kernel handed over to').choices(['aware', 'unaware', 'kdump']).default('aware'))
     .addOption(new Option('--quiesce <which>', "stop the engines in their driver's .shutdown").choices(['all', 'none']).default('all'))
     .option('--cmdline <str>', 'command line of both kernels (e.g. arm-smmu-v3.shutdown_policy=gbpa-abort)')
+    .option('--target-cmdline <str>', 'command line of the incoming kernel only')
+    .option('--strict-params', 'refuse to boot with unknown kernel parameters')
+    .option('--storm', 'engines keep issuing after failed transactions')
+    .option('--matrix', 'run the policy matrix: SMMU kind x shutdown policy x target x quiesce')
+    .option('--kinds <list>', 'matrix: SMMU kinds (v2,v3)')
+    .option('--policies <list>', 'matrix: shutdown policies (default: all of each kind)')
+    .option('--targets <list>', 'matrix: targets (aware,unaware,kdump)')
+    .option('--out <dir>', 'matrix: where to write kexec-matrix.json and kexec-matrix.html', 'kexec-matrix')
+    .option('--no-progress', 'matrix: no progress bar')
     .option('--json', 'print the result as JSON')
     .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
-    .action(async (o: KexecCmdOptions) => kexecCommand(o));
+    .action(async (o: KexecCmdOptions, cmd: Command) =>
+      kexecCommand(
+        { ...o, quiesceGiven: cmd.getOptionValueSource('quiesce') === 'cli', targetGiven: cmd.getOptionValueSource('target') === 'cli' },
+        { readDtb, withTrace, writeOut },
+      ),
+    );
 
   program
     .command('run')

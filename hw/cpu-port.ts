@@ -22,6 +22,12 @@ export interface RamAccess {
   read(pa: number, len: number): Uint8Array;
   write(pa: number, data: Uint8Array): void;
   fill(pa: number, len: number, byte: number): void;
+  /**
+   * The 4 KiB frame holding `pa` as 32-bit little-endian words, made resident if it was not: a page the
+   * kernel owns, reached through the linear map (phys_to_virt()), for descriptors read and written in
+   * place. Valid until the frame is zeroed whole with `fill`; take it again per operation.
+   */
+  words32(pa: number): Uint32Array;
 }
 
 /** Firmware tables as the boot loader leaves them for the kernel. */
@@ -30,6 +36,17 @@ export interface BootFirmware {
   readonly dtb: Uint8Array | null;
   /** ACPI tables by signature ("IORT", …), if the machine was described by ACPI. */
   readonly acpi: ReadonlyMap<string, Uint8Array>;
+  /**
+   * The UEFI memory map an ACPI machine's boot loader passes (ACPI tables carry no RAM): RAM ranges
+   * and, within them, ranges firmware keeps. Null for a Device Tree machine.
+   */
+  readonly memoryMap?: BootMemoryMap | null;
+}
+
+/** RAM and firmware-reserved ranges, as a UEFI memory map gives them. */
+export interface BootMemoryMap {
+  readonly ram: readonly { readonly base: number; readonly size: number }[];
+  readonly reserved: readonly { readonly base: number; readonly size: number }[];
 }
 
 /** An interrupt handler: called by the interrupt controller, outside any software context. */

@@ -488,6 +488,8 @@ export class Vm {
       },
       write: (a, data) => pieces(a, data.length, (pa, done, n) => hostRam.write(pa, data.subarray(done, done + n))),
       fill: (a, len, byte) => pieces(a, len, (pa, _done, n) => hostRam.fill(pa, n, byte)),
+      // Chunks are page-aligned in both spaces: the guest frame is the host frame its address lands in.
+      words32: (a) => hostRam.words32(vm.ipaToPa(a)),
     };
   }
 
