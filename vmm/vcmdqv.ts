@@ -24,6 +24,10 @@
  *   VI_INT_MASK bit 0 is set. A latched bit reads as set while that queue's error is active in the
  *   host page0 (GERROR ≠ GERRORN, read through the mmap): the guest's acknowledge clears it. (QEMU
  *   never clears its VI_ERR_MAP; this VMM's choice, since the sources leave it open.)
+ * - Queue size: QEMU caps the vSMMU's IDR1.CMDQS so a guest queue fits one host backing page; here
+ *   the guest driver's queues are at most 1 MiB (Q_MAX_SZ_SHIFT), naturally aligned, and guest RAM is
+ *   host-contiguous in 2 MiB chunks, so the host's IDR1.CMDQS stands (a queue across chunks would be
+ *   refused by IOMMU_HW_QUEUE_ALLOC with EFAULT).
  * - HW queues being freed (asynchronously: the host disables each queue and waits) hold back any new
  *   allocation until they are gone, so a guest kexec's reset re-creates its queues cleanly.
  * Not done: CONS_INDX_BASE (cached only); page0 writes the guest makes to an LVCMDQ whose HW queue is

@@ -175,4 +175,33 @@ describe('a guest-owned VINTF', () => {
     // The new kernel's reset (CMDQV disable) freed the old queues before new ones were created.
     expect(lab.vm.vcmdqv!.stats).toMatchObject({ hwQueuesAllocated: 8, hwQueuesFreed: 4, hwQueueFailures: 0 });
   });
+
+  it("the guest's CMDQV registers: PARAM shows one VINTF with the host's queues and SID pairs; SID pair writes stay in the VMM; VI_INT_MASK holds the interrupt back", async () => {
+    const lab = await bootHostAndGuest({ seed: 6, cmdqv: true });
+    const g = lab.vm.port;
+    const G = 0x0910_0000;
+    // VER 1, NUM_VCMDQ_LOG2 2, NUM_VINTF_LOG2 0, NUM_SID_PER_VM_LOG2 4.
+    expect(g.mmioRead32(G + 0x4)).toBe(0x4021);
+    expect(g.mmioRead32(G + 0x8) & 1).toBe(1);
+    // The guest names a physical StreamID in a pair: only its own view changes.
+    const hostPair = (s: number): number => lab.machine.cpu.mmioRead32(tegra241CmdqvOf(lab.smmu)!.basePhys + SID_MATCH(1, s));
+    const before = hostPair(1);
+    g.mmioWrite32(G + 0x1040 + 4, (0x101 << 1) | 1);
+    expect(g.mmioRead32(G + 0x1040 + 4)).toBe((0x101 << 1) | 1);
+    expect(hostPair(1)).toBe(before);
+    expect(hostPair(0)).toBe((GUEST_VSID << 1) | 1);
+    // Masked: an error is latched but not injected.
+    g.mmioWrite32(G + 0x1c, 1);
+    const gcmdqv = tegra241CmdqvOf(findArmSmmuV3(lab.guest.core, GUEST_SMMU))!;
+    const bad = new Uint32Array(CMDQ_ENT_WORDS);
+    armSmmuCmdqBuildCmd(bad, 0, { opcode: CMDQ_OP_CFGI_STE, cfgi: { sid: GUEST_VSID, ssid: 0, leaf: true } });
+    await runIn(lab, gcmdqv.vintfs[0]!.lvcmdqs[0]!.cmdq.issueCmdlist(bad, 1, false));
+    await settle(lab, 100_000);
+    expect(lab.vm.vcmdqv!.stats).toMatchObject({ errorEvents: 1, injected: 0 });
+    expect(gcmdqv.stats.irqs).toBe(0);
+    // The guest sees its queue's error in the maps until it acknowledges it.
+    expect(g.mmioRead32(G + 0x14)).toBe(1);
+    expect(g.mmioRead32(G + 0x10c0)).toBe(1);
+    expect(g.mmioRead32(G + 0x24)).toBe(1);
+  });
 });
