@@ -7,9 +7,9 @@
  *   (IPAs) from `ramIpa`; the same frames are mapped IPA → PA in an IOAS, whose nest-parent HWPT
  *   is the stage 2 every assigned device's DMA goes through. The guest's CPU reaches them through
  *   the port's `ram`, translated chunk by chunk.
- * - MMIO: each region either traps (a handler the VMM runs: the vSMMUv3) or passes through to the
- *   host MMIO at the same address (an assigned device's registers; `addPassthrough` is general, so
- *   a Grace VINTF page can be passed through later). Anything else is absent (a guest oops).
+ * - MMIO: each region either traps (a handler the VMM runs: the vSMMUv3) or passes through to host
+ *   MMIO (an assigned device's registers at the same address; with `cmdqv`, the host VINTF page0 at
+ *   the guest CMDQV's VINTF0 page0, vmm/vcmdqv.ts). Anything else is absent (a guest oops).
  * - Interrupts: the guest's GIC is virtual: handlers attach to it by specifier; the VMM injects SPIs
  *   (after `trapCosts.irqInjectNs`). An assigned device's host SPI is forwarded to the same guest SPI.
  * - iommufd: the assigned devices are bound (taken from their host drivers), get vDEVICEs with their
