@@ -18,6 +18,7 @@ import { msiAllocVectors, msiControllerOf, type MsiVector } from '../../bus/msi.
 import { platformGetIrqByNameOptional, platformGetResource, type PlatformDevice } from '../../bus/platform.js';
 import { Ida } from '../../core/ida.js';
 import { IommuDevice } from '../../core/iommu-device.js';
+import type { IommufdViommu, IommufdViommuOps, IommuHwInfo } from '../../core/iommufd.js';
 import type { CpuPort, RamAccess } from '../../hw/cpu-port.js';
 import { dmaAllocCoherent, dmaFreeCoherent, type CoherentBuffer } from '../../mm/dma-coherent.js';
 import type { PageAllocator } from '../../mm/page-alloc.js';
@@ -237,6 +238,15 @@ export interface ArmSmmuImplOps {
   initStructures?(smmu: ArmSmmuDevice): void;
   /** A queue other than the main one for this command, or null for the main one. */
   getSecondaryCmdq?(smmu: ArmSmmuDevice, ent: ArmSmmuCmdqEnt): ArmSmmuCmdq | null;
+  /**
+   * The vIOMMU types the implementation adds (kernel: get_viommu_size() returning non-zero), and
+   * their set-up on top of the vSMMU (kernel: vsmmu_init()): the ops it returns replace or add to
+   * the vSMMU's; `data` is the type's user structure (in and out).
+   */
+  viommuTypes?: readonly number[];
+  /** Hardware information of a type the implementation adds (kernel: impl_ops->hw_info), or null. */
+  hwInfo?(smmu: ArmSmmuDevice, type: number): IommuHwInfo | null;
+  vsmmuInit?(smmu: ArmSmmuDevice, viommu: IommufdViommu, vmid: number, data: Uint32Array | null): Promise<Partial<IommufdViommuOps>>;
 }
 
 /** The kernel's struct arm_smmu_device */

@@ -184,7 +184,7 @@ class ArmSmmuV3Driver {
       hwInfo: armSmmuHwInfo,
       // (kernel: user_pasid_table — a guest owns the CD table of a nested STE and its PASIDs.)
       userPasidTable: true,
-      viommuAlloc: (dev, type, parent, viommu) => armVsmmuAlloc(dev, type, parent, viommu, armSmmuNestedOps),
+      viommuAlloc: (dev, type, parent, viommu, data) => armVsmmuAlloc(dev, type, parent, viommu, data, armSmmuNestedOps),
     };
   }
 
