@@ -142,6 +142,7 @@ export class DmaMaster {
   protected submit(req: DmaRequest, done: DmaDone): void {
     this.stats.issued++;
     this.stats.outstanding++;
+    const issued = this.ctx.now();
     this.issue(req, (c) => {
       this.stats.outstanding--;
       if (c.status === 'ok') this.stats.ok++;
@@ -162,6 +163,7 @@ export class DmaMaster {
           len: req.len,
           outcome: c.detail ? `${c.status}: ${c.detail}` : c.status,
           pa: c.pa ?? null,
+          start: issued,
         });
       }
       if (log.enabled) {
