@@ -86,7 +86,8 @@ export function firmwareBlob(file: string): Uint8Array {
     case 'dts':
       return compileDts(file);
     case 'unknown':
-      throw new FirmwareFileError(file, 'is neither a flattened device tree blob (magic d00dfeed) nor Device Tree source');
+      // Not DT source: the blob parser says what is wrong with it (bad magic, …), as malformed firmware.
+      return bytes;
   }
 }
 
