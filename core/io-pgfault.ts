@@ -134,7 +134,7 @@ export class IopfQueue {
   /** The devices on this queue. */
   readonly devices = new Set<Device>();
   /** kernel: the unbound "iopf_queue/<name>" workqueue. */
-  readonly wq = new PQueue({ concurrency: Number.POSITIVE_INFINITY });
+  readonly wq: PQueue = new PQueue({ concurrency: Number.POSITIVE_INFINITY });
   /** Groups queued or running. */
   inFlight = 0;
   private freed = false;
