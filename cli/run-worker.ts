@@ -27,9 +27,10 @@ async function scenarioFor(item: WorkItem): Promise<Scenario> {
 
 export default async function runInWorker(item: WorkItem): Promise<ItemResult> {
   // The pool calls this from a message callback. The virtual-time scheduler drains software work
-  // with process.nextTick, whose ordering against promise jobs inside such a callback makes it see
-  // a pending boot with nothing scheduled (a false DeadlockError). Starting from a fresh event-loop
-  // turn gives the run the same footing it has on the main thread.
+  // with process.nextTick, and a boot started directly inside a worker's message callback can see
+  // a pending task with nothing scheduled (a false DeadlockError; hw/scheduler.ts is being fixed
+  // for it). Starting the run from a fresh event-loop turn gives it the footing it has on the main
+  // thread, whichever way the pool delivers the call.
   await new Promise<void>((resolve) => setImmediate(resolve));
   return runWorkItem(await scenarioFor(item), item);
 }
