@@ -8,6 +8,7 @@
 import type { Trace, TraceEvent, TraceEventId, TraceKind, TraceRecording } from './trace.js';
 
 export type { Trace, TraceEvent, TraceEventId, TraceKind, TraceRecording };
+export { vtime } from './vtime.js';
 
 /** CPU loads and stores to RAM by physical address. Touching a hole throws (a kernel oops). */
 export interface RamAccess {

@@ -11,6 +11,7 @@
  */
 import createDebug from 'debug';
 import type { Trace } from './trace.js';
+import { vtime } from './vtime.js';
 
 const log = createDebug('iommu:hw:mmio');
 
@@ -198,7 +199,7 @@ export class MmioMap {
   }
 
   private emit(r: MmioRegion, op: 'read' | 'write', pa: number, width: 32 | 64, value: bigint): void {
-    if (log.enabled) log('t=%dns %s %s%d +0x%s = 0x%s', this.now(), r.device.name, op, width, (pa - r.base).toString(16), value.toString(16));
+    if (log.enabled) log('%s %s %s%d +0x%s = 0x%s', vtime(this.now()), r.device.name, op, width, (pa - r.base).toString(16), value.toString(16));
     if (!this.trace.active) return;
     const offset = pa - r.base;
     this.trace.emit({ kind: 'mmio', time: this.now(), track: r.device.name, op, pa, offset, width, value, reg: r.device.registerName?.(offset) ?? null });
