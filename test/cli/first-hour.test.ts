@@ -96,3 +96,13 @@ describe('first hour', () => {
     expect(statSync(stamp).mtimeMs).toBeGreaterThan(statSync(src).mtimeMs);
   });
 });
+
+describe('the README', () => {
+  it("boot --json example is the real output of the virt machine", async () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const at = readme.indexOf('### `boot --json`');
+    const m = /```json\n([\s\S]*?)```/.exec(readme.slice(at));
+    const r = await runCli(['boot', '--json']);
+    expect(JSON.parse(m![1]!)).toEqual(JSON.parse(r.stdout));
+  });
+});
