@@ -5,8 +5,8 @@
  *
  * Events are named for what they are (hw/trace.ts `traceEventName()`: register names, CMD_SYNC,
  * F_TRANSLATION, DMA_WRITE). Things that take time are slices: a DMA transaction from issue to
- * completion, a kernel work item from start to end, a stalled SMMU v2 transaction until its
- * RESUME. Counters (queue occupancy) are counter tracks. Within a process, events are written in
+ * completion, a kernel work item from start to end, a stalled transaction until its RESUME
+ * (SMMU v2 CBn_RESUME, SMMUv3 CMD_RESUME), a command-queue batch. Counters (queue occupancy) are counter tracks. Within a process, events are written in
  * time order.
  */
 import { traceEventCategory, traceEventName, type TraceEvent } from '../hw/trace.js';
@@ -86,6 +86,13 @@ function appendProcess(out: ChromeEvent[], pid: number, p: TraceProcess): void {
       const s = end(`${e.track}\0work\0${e.label}`);
       if (s) body.push({ name, cat, ph: 'X', ts: us(s.time), dur: us(time - s.time), pid, tid, args });
       else body.push({ name, cat, ph: 'i', s: 't', ts: us(time), pid, tid, args });
+    } else if (e.kind === 'custom' && e.name === 'smmu-v3 event' && e.args['stall'] === true) {
+      begin(`${e.track}\0v3stall\0${String(e.args['sid'])}`, e);
+      body.push({ name, cat, ph: 'i', s: 't', ts: us(time), pid, tid, args });
+    } else if (e.kind === 'custom' && e.name === 'smmu-v3 command' && e.args['command'] === 'CMD_RESUME') {
+      const s = end(`${e.track}\0v3stall\0${String(e.args['sid'])}`);
+      if (s) body.push({ name: `stalled until CMD_RESUME (SID 0x${Number(e.args['sid']).toString(16)})`, cat, ph: 'X', ts: us(s.time), dur: us(time - s.time), pid, tid, args: jsonValue(s.kind === 'custom' ? s.args : {}) as Record<string, unknown> });
+      body.push({ name, cat, ph: 'i', s: 't', ts: us(time), pid, tid, args });
     } else if (e.kind === 'custom' && e.name === 'smmu-v2.wait') {
       begin(`${e.track}\0stall\0${String(e.args['cb'])}`, e);
       body.push({ name, cat, ph: 'i', s: 't', ts: us(time), pid, tid, args });

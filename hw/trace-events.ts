@@ -45,15 +45,16 @@ export const TRACE_EVENTS = {
     display: () => 'PRI_PAGE_REQUEST',
   },
   // SMMU v1/v2 model
-  'smmu-v2.context-fault': { category: 'smmu-v2', doc: 'a context bank fault recorded in CBn_FSR', args: ['cb', 'fsr', 'master', 'addr'] },
-  'smmu-v2.global-fault': { category: 'smmu-v2', doc: 'a global fault recorded in sGFSR', args: ['sgfsr', 'streamId', 'master', 'addr', 'multi', 'why'] },
-  'smmu-v2.wait': { category: 'smmu-v2', doc: 'a transaction stalled on a context bank, waiting for CBn_RESUME', args: ['cb', 'master', 'addr'] },
-  'smmu-v2.resume': { category: 'smmu-v2', doc: 'CBn_RESUME retried or terminated the stalled transactions', args: ['cb', 'terminate', 'transactions'] },
-  'smmu-v2.resume-ignored': { category: 'smmu-v2', doc: 'a CBn_RESUME write with no stalled fault, ignored', args: ['cb', 'fsr'] },
+  'smmu-v2.context-fault': { category: 'smmu-v2', doc: 'a context bank fault recorded in CBn_FSR', args: ['cb', 'fsr', 'master', 'addr'], display: () => 'CONTEXT_FAULT' },
+  'smmu-v2.global-fault': { category: 'smmu-v2', doc: 'a global fault recorded in sGFSR', args: ['sgfsr', 'streamId', 'master', 'addr', 'multi', 'why'], display: () => 'GLOBAL_FAULT' },
+  'smmu-v2.wait': { category: 'smmu-v2', doc: 'a transaction stalled on a context bank, waiting for CBn_RESUME', args: ['cb', 'master', 'addr'], display: () => 'STALL' },
+  'smmu-v2.resume': { category: 'smmu-v2', doc: 'CBn_RESUME retried or terminated the stalled transactions', args: ['cb', 'terminate', 'transactions'], display: (a: Args) => (a['terminate'] ? 'RESUME_TERMINATE' : 'RESUME_RETRY') },
+  'smmu-v2.resume-ignored': { category: 'smmu-v2', doc: 'a CBn_RESUME write with no stalled fault, ignored', args: ['cb', 'fsr'], display: () => 'RESUME_IGNORED' },
   'smmu-v2.stall-of-non-stalling-master': {
     category: 'smmu-v2',
     doc: 'a context bank set to stall faulted a master that cannot stall: terminated instead',
     args: ['cb', 'master', 'addr'],
+    display: () => 'STALL_OF_NON_STALLING_MASTER',
   },
   // DMA test engine
   'test-engine start': { category: 'test-engine', doc: 'a frame started', args: ['frame', 'op', 'iterations', 'dmaStatus', 'cfgErr', 'failAddr'] },
