@@ -77,4 +77,19 @@ describe('run --trace, loaded by a trace processor', () => {
     expect([...names].every((n) => n.startsWith('CMD_') || n.startsWith('F_'))).toBe(true);
     expect(names).toContain('F_TRANSLATION');
   });
+
+  it('a stall is a slice until its CMD_RESUME; command-queue batches are slices; occupancy is a counter', async () => {
+    const file = join(dir, 'stall.json');
+    const r = await runCli(['run', 'smmu-v3-stall', '--trace', file]);
+    expect(r.status).toBe(0);
+    const raw = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: { name: string; ph: string; dur?: number; args?: Record<string, unknown> }[] };
+    const stalls = raw.traceEvents.filter((e) => e.ph === 'X' && e.name.startsWith('stalled until CMD_RESUME'));
+    expect(stalls.length).toBeGreaterThan(0);
+    expect(stalls.every((e) => (e.dur ?? 0) > 0)).toBe(true);
+    expect(raw.traceEvents.some((e) => e.ph === 'X' && e.name === 'CMDQ consume' && (e.dur ?? 0) > 0)).toBe(true);
+    const occupancy = raw.traceEvents.filter((e) => e.ph === 'C' && e.name === 'CMDQ occupancy');
+    expect(occupancy.some((e) => (e.args?.['value'] as number) > 0)).toBe(true);
+    // The trace processor loads it too.
+    expect(load(file).map((p) => p.name())).toEqual(['smmu-v3-stall: machine 1']);
+  });
 });
