@@ -9,7 +9,7 @@ describe('progress bar', () => {
     p.tick(true);
     p.tick(false);
     const line = p.line(60);
-    expect(line).toMatch(/^\[#{20,21}\.{20,21}\] 2\/4  1 failed$/);
+    expect(line).toMatch(/^\[#{21,22}\.{21,22}\] 2\/4  1 failed$/);
     expect(line.length).toBeLessThanOrEqual(60);
   });
 });
