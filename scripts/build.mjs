@@ -3,7 +3,7 @@
 // `npm run typecheck`, done separately), with source maps. `--types` also writes the .d.ts files
 // the package ships (tsc, slower; `npm pack` runs it). Importable: bin/iommu-sim rebuilds a stale
 // checkout with `build()`, and `isStale()` tells whether a source is newer than the last build.
-import { readdirSync, statSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, statSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,7 +39,8 @@ export async function build() {
   const { build: esbuild } = await import('esbuild');
   const files = sourceFiles().map((f) => f.path);
   const started = Date.now();
-  await esbuild({
+  const result = await esbuild({
+    write: false,
     entryPoints: files,
     outdir: join(root, 'dist'),
     outbase: root,
@@ -52,6 +53,14 @@ export async function build() {
     logLevel: 'warning',
     tsconfig: join(root, 'tsconfig.json'),
   });
+  // Each file is replaced whole (write, then rename), so a CLI running from dist/ while another
+  // process rebuilds never reads a half-written module.
+  for (const f of result.outputFiles) {
+    mkdirSync(dirname(f.path), { recursive: true });
+    const tmp = `${f.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, f.contents);
+    renameSync(tmp, f.path);
+  }
   writeFileSync(STAMP, new Date().toISOString() + '\n');
   return { files: files.length, ms: Date.now() - started };
 }

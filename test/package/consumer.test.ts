@@ -5,13 +5,15 @@
  * project" example type-checks under tsc and passes under vitest there. Deep imports of internals
  * are refused by the package's `exports`.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '..', '..');
+const execFileAsync = promisify(execFile);
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 function version(pkg: string): string {
@@ -28,16 +30,30 @@ function readmeExample(heading: string): string {
   return m![1]!;
 }
 
-function run(cmd: string, args: string[], cwd: string): string {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', DEBUG: '', NO_COLOR: '1', FORCE_COLOR: '0' } });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${String(r.status)}):\n${r.stdout}\n${r.stderr}`);
-  return r.stdout.replace(/\x1b\[[0-9;]*m/g, '');
+/** Run a command without blocking the test worker (npm install and the nested vitest take a while). */
+async function run(cmd: string, args: string[], cwd: string): Promise<string> {
+  const env = { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', DEBUG: '', NO_COLOR: '1', FORCE_COLOR: '0' };
+  try {
+    const { stdout } = await execFileAsync(cmd, args, { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 });
+    return stdout.replace(/\x1b\[[0-9;]*m/g, '');
+  } catch (e) {
+    const x = e as { code?: unknown; stdout?: string; stderr?: string };
+    throw new Error(`${cmd} ${args.join(' ')} failed (${String(x.code)}):\n${x.stdout ?? ''}\n${x.stderr ?? ''}`);
+  }
 }
 
 describe('the packed tarball in a fresh project', () => {
-  it('holds runtime code, types and README only; the README example passes under tsc and vitest', { timeout: 300_000 }, () => {
+  it('holds runtime code, types and README only; the README example passes under tsc and vitest', { timeout: 300_000 }, async () => {
     const work = mkdtempSync(join(tmpdir(), 'iommu-sim-consumer-'));
-    const packed = JSON.parse(run(npm, ['pack', '--json', '--pack-destination', work], root)) as { filename: string; files: { path: string }[] }[];
+    // Pack a copy of the checkout's tracked files (as a fresh clone has them), so the build the
+    // package runs does not rewrite the dist/ other tests are using.
+    const checkout = join(work, 'checkout');
+    for (const f of execFileSync('git', ['ls-files', '-z'], { cwd: root, encoding: 'utf8' }).split('\0').filter((f) => f && existsSync(join(root, f)))) {
+      mkdirSync(dirname(join(checkout, f)), { recursive: true });
+      copyFileSync(join(root, f), join(checkout, f));
+    }
+    symlinkSync(join(root, 'node_modules'), join(checkout, 'node_modules'));
+    const packed = JSON.parse(await run(npm, ['pack', '--json', '--pack-destination', work], checkout)) as { filename: string; files: { path: string }[] }[];
     const files = packed[0]!.files.map((f) => f.path);
     expect(files).toEqual(expect.arrayContaining(['README.md', 'package.json', 'bin/iommu-sim', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/iommu-sim.js', 'dist/cli/run-worker.js']));
     expect(files.filter((f) => /^(test|bench|dist\/bench|dist\/test)\//.test(f) || /\.ts$/.test(f.replace(/\.d\.ts$/, '')))).toEqual([]);
@@ -64,9 +80,9 @@ describe('the packed tarball in a fresh project', () => {
       JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'], skipLibCheck: false }, include: ['test'] }),
     );
     writeFileSync(join(project, 'test', 'smmu.test.ts'), readmeExample('Use it from your project'));
-    run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund'], project);
-    run(process.execPath, [join(project, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], project);
-    const out = run(process.execPath, [join(project, 'node_modules', 'vitest', 'vitest.mjs'), 'run'], project);
+    await run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund'], project);
+    await run(process.execPath, [join(project, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], project);
+    const out = await run(process.execPath, [join(project, 'node_modules', 'vitest', 'vitest.mjs'), 'run'], project);
     expect(out).toMatch(/Tests\s+3 passed/);
     // Internals stay internal: a deep import is refused by the package's exports.
     const deep = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('iommu-sim/dist/hw/machine.js')"], { cwd: project, encoding: 'utf8' });
