@@ -59,15 +59,24 @@ export function summarize(results: readonly ItemResult[]): RunSummary {
   };
 }
 
-export function formatRun(doc: RunDocument, format: OutputFormat): string {
+/**
+ * The report of a finished run. `streamed`: the text report's per-scenario check lines were
+ * already printed as each scenario finished (`scenarioBlock()`), so only the table and summary follow.
+ */
+export function formatRun(doc: RunDocument, format: OutputFormat, streamed = false): string {
   switch (format) {
     case 'json':
       return JSON.stringify(doc, null, 2) + '\n';
     case 'ktap':
       return formatKtap(doc);
     case 'text':
-      return formatText(doc);
+      return formatText(doc, streamed);
   }
+}
+
+/** One scenario's checks, as the text report prints them. */
+export function scenarioBlock(r: ItemResult): string {
+  return [`== ${r.scenario}: ${r.shows}`, ...checkLines(r, '  ')].join('\n') + '\n';
 }
 
 function figuresText(f: ItemResult['figures']): string {
@@ -82,13 +91,13 @@ function checkLines(r: ItemResult, indent: string): string[] {
   return lines;
 }
 
-function formatText(doc: RunDocument): string {
+function formatText(doc: RunDocument, streamed: boolean): string {
   const { results, inputs, summary } = doc;
   const sweep = inputs.seeds.to > inputs.seeds.from;
   const out: string[] = [];
   if (!sweep) {
     // One seed: every scenario's checks, then the table.
-    for (const r of results) out.push(`== ${r.scenario}: ${r.shows}`, ...checkLines(r, '  '));
+    if (!streamed) for (const r of results) out.push(scenarioBlock(r).trimEnd());
     out.push(
       '',
       formatTable(

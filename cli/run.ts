@@ -8,7 +8,7 @@ import type { TraceEvent } from '../hw/trace.js';
 import { recordTraces } from '../scenarios/lib/lab.js';
 import type { TraceProcess } from './chrome-trace.js';
 import { EXIT_FAILED, UsageError } from './errors.js';
-import { formatRun, type OutputFormat, type RunDocument, type RunInputs, RUN_FORMAT, RUN_FORMAT_VERSION, summarize } from './run-output.js';
+import { formatRun, type OutputFormat, type RunDocument, type RunInputs, RUN_FORMAT, RUN_FORMAT_VERSION, scenarioBlock, summarize } from './run-output.js';
 import { runWorkItem, type ItemResult, type WorkItem } from './run-work.js';
 import { chooseScenarios, type LoadedScenario } from './scenario-modules.js';
 import { Progress } from './progress.js';
@@ -120,19 +120,24 @@ export async function runCommand(names: string[], o: RunCmdOptions, traces: Trac
     trace: o.trace ?? null,
   };
   const results: ItemResult[] = [];
-  const progress = new Progress(items.length, format === 'text' && items.length > 1);
+  const pooled = o.jobs > 1 && items.length > 1;
+  // One seed in this thread: each scenario's checks print as it finishes, so a run that hangs or
+  // is interrupted has shown everything before it.
+  const stream = format === 'text' && !pooled && seeds.from === seeds.to;
+  const progress = new Progress(items.length, format === 'text' && items.length > 1 && !stream);
   const onResult = (r: ItemResult): void => {
     results.push(r);
     progress.tick(r.verdict === 'pass');
+    if (stream) process.stdout.write(scenarioBlock(r));
   };
   try {
-    if (o.jobs > 1 && items.length > 1) await runPool(items, o.jobs, onResult);
+    if (pooled) await runPool(items, o.jobs, onResult);
     else await runSerial(chosen, items, onResult, o.trace ? traces : null, keep);
   } finally {
     progress.done();
   }
   results.sort((a, b) => a.index - b.index);
   const doc: RunDocument = { format: RUN_FORMAT, version: RUN_FORMAT_VERSION, command: 'run', inputs, results, summary: summarize(results) };
-  process.stdout.write(formatRun(doc, format));
+  process.stdout.write(formatRun(doc, format, stream));
   return doc.summary.failed > 0 ? EXIT_FAILED : 0;
 }
