@@ -88,6 +88,26 @@ describe('the packed tarball in a fresh project', () => {
     const deep = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('iommu-sim/dist/hw/machine.js')"], { cwd: project, encoding: 'utf8' });
     expect(deep.status).not.toBe(0);
     expect(deep.stderr).toContain('ERR_PACKAGE_PATH_NOT_EXPORTED');
+    // The installed CLI runs the project's own TypeScript scenario module.
+    writeFileSync(
+      join(project, 'boot.scenario.ts'),
+      [
+        "import { boot, Checks, virtMachine, type Scenario } from 'iommu-sim';",
+        'export const scenario: Scenario = {',
+        "  name: 'my-boot',",
+        "  shows: 'virt boots from a project of its own',",
+        '  async run({ seed }) {',
+        '    const kernel = await boot(virtMachine({ seed }));',
+        '    const c = new Checks();',
+        "    c.equal('nothing deferred', kernel.deferredAtBoot.length, 0);",
+        '    return c.result({});',
+        '  },',
+        '};',
+        '',
+      ].join('\n'),
+    );
+    const cliOut = await run(process.execPath, [join(project, 'node_modules', 'iommu-sim', 'bin', 'iommu-sim'), 'run', '--module', 'boot.scenario.ts'], project);
+    expect(cliOut).toContain('1 passed, 0 failed (seed 1)');
     // The CLI ships too, and knows its version.
     const v = execFileSync(process.execPath, [join(project, 'node_modules', 'iommu-sim', 'bin', 'iommu-sim'), '--version'], { encoding: 'utf8' });
     expect(v.trim()).toBe(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version);
