@@ -72,7 +72,7 @@ async function stallRoundtrip(): Promise<number> {
       // The handler maps the faulting page and asks for a retry.
       iommuSetFaultHandler(domain, async (d, _dev, iova) => {
         await iommuMap(d, iova - (iova % 0x1000), pa, 0x1000, RW);
-        return 0 as const;
+        return 'EAGAIN' as const;
       });
       return { master: masterOf(machine, m.path), next: 0x100_0000 };
     }),

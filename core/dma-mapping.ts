@@ -10,7 +10,8 @@
  * Where the kernel returns DMA_MAPPING_ERROR these throw: ERANGE for a buffer beyond a direct
  * device's mask, ENOMEM when the IOVA space below the mask is full. Every mapping is recorded
  * (dma-debug.ts), so unmapping something never mapped is EINVAL, and the stray-DMA experiments can
- * ask what a device may reach (`dmaMappings`, `dmaPhysIsMapped`).
+ * ask what a device may reach (`dmaMappings`, `dmaPhysIsMapped`, and with the IOMMU API's mappings
+ * and SVA bonds too, `devPhysIsReachable`).
  *
  * The machine models no CPU caches, so the sync calls only check their arguments; they are kept so
  * drivers read as they would in the kernel.
@@ -24,7 +25,8 @@ import { checkDirection, DMA_ATTR_NO_WARN, type DmaDataDirection } from './dma-d
 import { dmaCookieOf, dmaInfoToProt, iommuDmaAllocIova, iommuDmaFreeIova, iommuDmaMap, iommuDmaUnmap } from './dma-iommu.js';
 import { iommuDeferredAttach } from './iommu-attach.js';
 import { devIommu } from './iommu-device.js';
-import { iommuMapSg } from './iommu-map.js';
+import { IOMMU_DOMAIN_SVA, type IommuDomain } from './iommu-domain.js';
+import { iommuDomainMapsPhys, iommuMapSg } from './iommu-map.js';
 import { iommuSubsystemOf, type IommuSubsystem } from './iommu.js';
 
 export type { DmaMapping } from './dma-debug.js';
@@ -316,4 +318,36 @@ export function dmaMappings(dev: Device): DmaMapping[] {
 /** True if a live mapping lets `dev` reach (part of) the 4 KiB frame holding `pa`. */
 export function dmaPhysIsMapped(dev: Device, pa: number): boolean {
   return subsystemOf(dev).dmaDebug.physMapped(dev, pa);
+}
+
+/**
+ * True if some mapping the kernel made for `dev` lets it reach (part of) the 4 KiB frame holding
+ * `pa`: a DMA API mapping (`dmaPhysIsMapped`); an `iommuMap` into a domain the DMA API does not own
+ * (an UNMANAGED domain) attached to its group, for the RID or a PASID; or a page of a process whose
+ * address space is bound to it (SVA: the domain on a PASID shares the process's page tables, so what
+ * the process has mapped is reachable, nothing else).
+ */
+export function devPhysIsReachable(dev: Device, pa: number): boolean {
+  if (dmaPhysIsMapped(dev, pa)) return true;
+  const group = devIommu(dev)?.group;
+  if (!group) return false;
+  if (group.domain && domainReaches(group.domain, pa)) return true;
+  for (const entry of group.pasidArray.values()) {
+    if (entry.domain !== group.domain && domainReaches(entry.domain, pa)) return true;
+  }
+  return false;
+}
+
+function domainReaches(domain: IommuDomain, pa: number): boolean {
+  if (domain.type !== IOMMU_DOMAIN_SVA) return iommuDomainMapsPhys(domain, pa);
+  const cookie = domain.cookie;
+  if (cookie.type !== 'sva' || cookie.mm.state !== 'live') return false;
+  const mm = cookie.mm;
+  // The frame's owner says which process page it is; the process's page table says whether it is
+  // still mapped there.
+  const frame = Math.floor(pa / PAGE_SIZE) * PAGE_SIZE;
+  const owner = mm.ctx.alloc.ownerOf(frame)?.owner;
+  if (owner?.kind !== 'process' || owner.pid !== mm.pid || owner.va === undefined) return false;
+  const at = mm.translate(owner.va);
+  return at !== null && Math.floor(at / PAGE_SIZE) * PAGE_SIZE === frame;
 }

@@ -53,9 +53,11 @@ export interface IommuDomainGeometry {
 }
 
 /**
- * A domain fault handler (kernel: iommu_fault_handler_t): 0 when handled (a stalled transaction may
- * be retried), an errno otherwise ('ENOSYS' asks the driver for its default behaviour). It may be
- * async: drivers call it off the interrupt path, from a workqueue.
+ * A domain fault handler (kernel: iommu_fault_handler_t): 0 when it handled the fault, an errno
+ * otherwise ('ENOSYS' asks the driver for its default behaviour: the readable report). For a stalled
+ * transaction only 'EAGAIN' means "retry it" (after the handler fixed the mapping); 0, like any other
+ * errno, terminates it, so a handler that only records faults is called once per fault and its master
+ * sees an error. It may be async: drivers call it off the interrupt path, from a workqueue.
  */
 export type IommuFaultHandler = (domain: IommuDomain, dev: Device | null, iova: number, flags: number, token: unknown) => 0 | Errno | Promise<0 | Errno>;
 

@@ -225,8 +225,11 @@ export function iommuReportDeviceFault(dev: Device, evt: IommuFaultEvent): 0 | E
 
 /**
  * True if `msg` answers the request `prm`: same group index; the request's PASID named when it had one
- * (and none named when it had none); the request's private data carried back when it had some (and
- * none claimed when it had none).
+ * (and none named when it had none). Private data: an in-kernel response need not carry it, the
+ * kernel takes it from the pending request (iommu_page_response() sends the driver the request's own
+ * event, private data included); a response that does carry it must carry exactly the request's (and
+ * a request without private data accepts none). Only the user-facing records demand it back, once
+ * user space negotiated it (iommu-fault-uapi.ts).
  */
 export function iommuPageResponseMatches(prm: IommuFaultPageRequest, msg: IommuPageResponseMsg): boolean {
   if (prm.grpid !== msg.grpid) return false;
@@ -236,14 +239,10 @@ export function iommuPageResponseMatches(prm: IommuFaultPageRequest, msg: IommuP
   } else if (respPasid) {
     return false;
   }
-  const respPriv = (msg.flags & IOMMU_PAGE_RESP_PRIVATE_DATA) !== 0;
-  if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA) !== 0) {
-    const pd = msg.privateData;
-    if (!respPriv || !pd || pd[0] !== prm.privateData[0] || pd[1] !== prm.privateData[1]) return false;
-  } else if (respPriv) {
-    return false;
-  }
-  return true;
+  if ((msg.flags & IOMMU_PAGE_RESP_PRIVATE_DATA) === 0) return true;
+  if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA) === 0) return false;
+  const pd = msg.privateData;
+  return pd !== undefined && pd[0] === prm.privateData[0] && pd[1] === prm.privateData[1];
 }
 
 /** EINVAL unless `msg` is a well-formed version 1 response; `who` names the device or queue in the error. */
@@ -273,8 +272,10 @@ export function iommuFindPendingGroup(dev: Device, msg: IommuPageResponseMsg): I
 /**
  * Answer a page request given to `dev`'s fault handler. ENODEV if the IOMMU cannot answer page
  * requests; EINVAL for an unknown version or flag, a bad code, or when no pending group matches (by
- * PASID, group index and private data): a stale or spurious response changes nothing. Groups the IOPF
- * queue's handlers own cannot be answered from here. // kernel: iommu_page_response()
+ * PASID and group index, and by private data when the response carries some): a stale or spurious
+ * response changes nothing. The driver is handed the pending request itself, so a request's private
+ * data reaches the hardware whether or not the caller repeated it. Groups the IOPF queue's handlers
+ * own cannot be answered from here. // kernel: iommu_page_response()
  */
 export function iommuPageResponse(dev: Device, msg: IommuPageResponseMsg): void {
   if (!devIommu(dev)?.iommuDev?.ops?.pageResponse) throw new KernelError('ENODEV', `${dev.name}: its IOMMU cannot answer page requests`);

@@ -11,7 +11,7 @@
  */
 import { KernelError } from '../bus/errno.js';
 import { iommuIotlbGatherInit, type IommuIotlbGather } from './iommu-gather.js';
-import { __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type IommuDomain } from './iommu-domain.js';
+import { __IOMMU_DOMAIN_DMA_API, __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type IommuDomain } from './iommu-domain.js';
 import type { Gfp } from './iommu-ops.js';
 import { hex } from './io-pgtable.js';
 
@@ -94,6 +94,64 @@ function mapRuns(domain: IommuDomain, iova: number, paddr: number, size: number,
   }
 }
 
+// ---- what a domain maps, by physical address ---------------------------------------------------
+
+/** One range `iommuMap` mapped: [iova, iova + size) onto [pa, pa + size). */
+interface MappedRange {
+  iova: number;
+  pa: number;
+  size: number;
+}
+
+/**
+ * The ranges mapped through `iommuMap` into domains the DMA API does not own (UNMANAGED and other
+ * user paging domains; the DMA API's own mappings are in dma-debug), keyed by IOVA (mapped ranges
+ * never overlap in IOVA). Kept so the lab's stray-DMA monitor can ask which physical frames a master
+ * reaches: the page table answers IOVA → PA only.
+ */
+const userMappings = new WeakMap<IommuDomain, Map<number, MappedRange>>();
+
+function recordMapped(domain: IommuDomain, iova: number, pa: number, size: number): void {
+  if ((domain.type & __IOMMU_DOMAIN_DMA_API) !== 0 || size === 0) return;
+  let ranges = userMappings.get(domain);
+  if (!ranges) userMappings.set(domain, (ranges = new Map()));
+  ranges.set(iova, { iova, pa, size });
+}
+
+/** Forget [iova, iova + size): ranges are trimmed or split where they overlap it. */
+function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
+  const ranges = userMappings.get(domain);
+  if (!ranges || size === 0) return;
+  const end = iova + size;
+  // The usual case: exactly what one iommuMap call mapped.
+  const exact = ranges.get(iova);
+  if (exact && exact.size === size) {
+    ranges.delete(iova);
+    return;
+  }
+  for (const r of [...ranges.values()]) {
+    const rEnd = r.iova + r.size;
+    if (rEnd <= iova || r.iova >= end) continue;
+    ranges.delete(r.iova);
+    if (r.iova < iova) ranges.set(r.iova, { iova: r.iova, pa: r.pa, size: iova - r.iova });
+    if (rEnd > end) ranges.set(end, { iova: end, pa: r.pa + (end - r.iova), size: rEnd - end });
+  }
+}
+
+/**
+ * True if `iommuMap` mapped (part of) the 4 KiB frame holding `pa` into `domain` and it is still
+ * mapped. Only domains the DMA API does not own are tracked (false for the others).
+ */
+export function iommuDomainMapsPhys(domain: IommuDomain, pa: number): boolean {
+  const ranges = userMappings.get(domain);
+  if (!ranges) return false;
+  const frame = Math.floor(pa / 4096) * 4096;
+  for (const r of ranges.values()) {
+    if (r.pa < frame + 4096 && r.pa + r.size > frame) return true;
+  }
+  return false;
+}
+
 /**
  * Map [iova, iova + size) to paddr without making it visible yet; on failure everything this call
  * mapped is unmapped again (and invalidated). EINVAL: not a paging domain or misaligned; ENODEV: the
@@ -108,6 +166,7 @@ export async function iommuMapNosync(domain: IommuDomain, iova: number, paddr: n
     if (done > 0) await iommuUnmap(domain, iova, done);
     throw e;
   }
+  recordMapped(domain, iova, paddr, size);
 }
 
 function checkMappable(domain: IommuDomain, iova: number, paddr: number, size: number): void {
@@ -148,6 +207,7 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
   const min = domain.minPageSize;
   if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(size) || iova < 0 || size < 0 || iova % min !== 0 || size % min !== 0) return 0;
   let unmapped = 0;
+  const start = iova;
   while (unmapped < size) {
     iommuPgsize(domain, iova, iova, size - unmapped, choice);
     const done = unmapPages.call(ops, domain, iova, choice.pgsize, choice.count, gather);
@@ -155,6 +215,7 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
     iova += done;
     unmapped += done;
   }
+  recordUnmapped(domain, start, unmapped);
   return unmapped;
 }
 

@@ -52,7 +52,7 @@ import {
 } from './iommu-domain.js';
 import { iommuFaultDeviceRelease } from './iommu-fault.js';
 import { IommuGroup } from './iommu-group.js';
-import { iommuMap } from './iommu-map.js';
+import { iommuFlushIotlbAll, iommuMap } from './iommu-map.js';
 import type { IommuOps } from './iommu-ops.js';
 import { iommuGetResvRegions } from './iommu-resv.js';
 import { Ida } from './ida.js';
@@ -222,6 +222,9 @@ export class IommuSubsystem {
       await group.mutex.run(async () => {
         await this.setupDefaultDomain(group, 0);
         for (const dev of group.devices) iommuSetupDmaOps(dev);
+        // v6.1 met these devices one by one (their firmware IDs were read when their driver probed),
+        // so each had the flush after its attach; see createDeviceDirectMappings.
+        for (const dev of group.devices) await this.directMappingsAfterAttach(group, dev);
       });
       for (const dev of group.devices) devIommuOps(dev).probeFinalize?.(dev);
     }
@@ -313,6 +316,19 @@ export class IommuSubsystem {
         throw e;
       }
       if (group.defaultDomain) iommuSetupDmaOps(dev);
+      if (!groupList) await this.directMappingsAfterAttach(group, dev);
+    });
+  }
+
+  /**
+   * v6.1's order for a device probed on its own: attach, then the direct mappings with their IOTLB
+   * flush (see createDeviceDirectMappings). Only while the group is on its default domain.
+   */
+  private async directMappingsAfterAttach(group: IommuGroup, dev: Device): Promise<void> {
+    const def = group.defaultDomain;
+    if (!def || group.domain !== def) return;
+    await this.createDeviceDirectMappings(def, dev, true).catch((e: unknown) => {
+      this.log.warn(dev.name, `direct mappings after attach failed: ${String(e)}`, LOG_NS);
     });
   }
 
@@ -425,15 +441,26 @@ export class IommuSubsystem {
   }
 
   /**
-   * Identity-map the device's DIRECT regions into a DMA domain before it is attached, so firmware
-   * DMA in flight keeps working. // kernel: iommu_create_device_direct_mappings()
+   * Identity-map the device's DIRECT regions into a DMA domain, so firmware DMA in flight keeps
+   * working; with `attached` (the device is attached to `domain`), end with an IOTLB flush.
+   *
+   * Kernel versions: v6.17 calls this before the attach (iommu_setup_default_domain) and flushes
+   * nothing. v6.1 called it after attaching a device probed on its own (iommu_probe_device: attach,
+   * then this) and ended it with iommu_flush_iotlb_all() for a DMA domain; v6.6 to v6.16 kept the
+   * flush when the device has reserved regions at all, which every arm-smmu(-v3) device does (the
+   * software MSI window). Before the attach v6.1's drivers had not finalised the domain, so the flush
+   * did nothing there. A real v6.1 probe trace therefore shows TLBI_NH_ASID + CMD_SYNC right after each
+   * such device's attach. Here the mappings are made before the attach (v6.17: no window without
+   * them), and the flush follows the attach of a device probed on its own (v6.1).
    */
-  async createDeviceDirectMappings(domain: IommuDomain, dev: Device): Promise<void> {
+  // kernel: iommu_create_device_direct_mappings() [iommu.c] @v6.1
+  async createDeviceDirectMappings(domain: IommuDomain, dev: Device, attached = false): Promise<void> {
     const pg = domain.minPageSize;
     const dma = iommuIsDmaDomain(domain);
     if (dma && pg === 0) throw new KernelError('EINVAL', `${dev.name}: DMA domain without page sizes`);
     const param = devIommu(dev)!;
-    for (const r of iommuGetResvRegions(dev)) {
+    const regions = iommuGetResvRegions(dev);
+    for (const r of regions) {
       if (r.type === 'DIRECT') param.requireDirect = true;
       if ((r.type !== 'DIRECT' && r.type !== 'DIRECT_RELAXABLE') || !dma) continue;
       const start = Math.ceil(r.start / pg) * pg;
@@ -450,6 +477,7 @@ export class IommuSubsystem {
         }
       }
     }
+    if (attached && dma && regions.length > 0) await iommuFlushIotlbAll(domain);
   }
 
   /**

@@ -1,7 +1,11 @@
 /**
  * smmu-v2-faults: what the SMMU records and what the driver reports. A terminate-mode context fault
- * (a master without `dma-can-stall`) latches FSR/FAR/FSYNR0/CBFRSYNRA, the domain's fault handler
- * sees them before the driver clears FSR, and the master gets an error. An unmatched stream (a
+ * (a master without `dma-can-stall`) latches FSR/FAR/FSYNR0/CBFRSYNRA and the master gets an error;
+ * the driver's interrupt handler takes a copy of the syndrome and clears FSR at once (nothing waits
+ * on a RESUME, and a fault left in FSR would abort the bank's other transactions under HUPCF=0), so
+ * the domain's fault handler, run later on the workqueue, finds FSR clear and FAR/FSYNR0/CBFRSYNRA
+ * still holding the syndrome. With a second master on the bank and HUPCF=0, a slow handler does not
+ * stop that master: the bank is not left faulted while the handler sleeps. An unmatched stream (a
  * master the kernel does not know) is aborted with a "Blocked unknown Stream ID" report under
  * `arm-smmu.disable_bypass=1` (sCR0.USFCFG=1) and passes untranslated with `disable_bypass=0`.
  */
@@ -9,10 +13,10 @@ import { iommuAttachDevice } from '../core/iommu-attach.js';
 import { iommuPagingDomainAlloc, iommuSetFaultHandler, IOMMU_FAULT_WRITE } from '../core/iommu-domain.js';
 import { iommuMap } from '../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';
-import { armSmmuDomainContextBank } from '../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../drivers/arm-smmu/arm-smmu.js';
 import { boot, run } from './lib/lab.js';
 import { Checks, type Scenario } from './scenario.js';
-import { SMMU_V2_LAB as L, cbReg, deviceOf, kernelPage, masterOf, smmuReg, smmuV2Machine } from './smmu-v2-lab.js';
+import { SMMU_V2_LAB as L, cbReg, cbRegAddr, deviceOf, kernelPage, masterOf, smmuReg, smmuV2Machine } from './smmu-v2-lab.js';
 
 const FSR_TF = 1 << 1;
 const FSR_FORMAT_AARCH64 = 2 << 9;
@@ -20,7 +24,7 @@ const FSYNR0_WNR = 1 << 4;
 
 export const scenario: Scenario = {
   name: 'smmu-v2-faults',
-  shows: 'a context fault latches FSR/FAR/FSYNR; unmatched streams abort (USFCFG=1) or bypass (USFCFG=0)',
+  shows: 'a context fault latches FSR/FAR/FSYNR, cleared in the interrupt so a slow handler never stalls the bank (HUPCF=0); unmatched streams abort (USFCFG=1) or bypass (USFCFG=0)',
   async run(ctx) {
     const c = new Checks();
     const machine = smmuV2Machine({ seed: ctx.seed });
@@ -34,7 +38,12 @@ export const scenario: Scenario = {
     const cb = armSmmuDomainContextBank(domain);
     await run(machine, iommuMap(domain, 0x4000, kernelPage(kernel), 0x1000, IOMMU_READ | IOMMU_WRITE));
     let reported: { iova: number; flags: number; dev: string | null } | null = null;
+    // Every write to the bank's FSR, with the time it happened, and the time the handler ran.
+    const fsrAddr = cbRegAddr(machine, cb, 0x58);
+    const mmio = machine.trace.record(['mmio']);
+    let handlerAt = -1;
     iommuSetFaultHandler(domain, (_d, d, iova, flags) => {
+      handlerAt = machine.scheduler.now;
       latched = {
         fsr: cbReg(machine, cb, 0x58),
         far: cbReg(machine, cb, 0x60),
@@ -46,14 +55,39 @@ export const scenario: Scenario = {
     });
     const w = await run(machine, masterOf(machine, L.masterNoStall).write(0x5abc, Uint8Array.of(1)));
     await run(machine, machine.cpu.delay(10_000));
+    mmio.stop();
+    const fsrWrites = mmio.events.flatMap((e) => (e.kind === 'mmio' && e.op === 'write' && e.pa === fsrAddr ? [{ value: Number(e.value), at: e.time }] : []));
+    const faultFsr = fsrWrites.length === 1 && fsrWrites[0]!.at <= handlerAt ? fsrWrites[0]!.value : -1;
     c.equal('the master sees a fault', w.status, 'fault');
-    c.equal('FSR = TF, FORMAT AArch64', latched.fsr, FSR_TF | FSR_FORMAT_AARCH64);
+    c.equal('FSR recorded TF, FORMAT AArch64 (the driver\'s copy), and was cleared before the handler ran', { copy: faultFsr, live: latched.fsr }, { copy: FSR_TF | FSR_FORMAT_AARCH64, live: 0 });
     c.equal('FAR = the faulting IOVA', latched.far, 0x5abc);
     c.equal('FSYNR0.WNR (a write)', latched.fsynr0 & FSYNR0_WNR, FSYNR0_WNR);
     c.equal('FSYNR0.PLVL = 3 (the level 3 table exists, its entry does not)', latched.fsynr0 & 3, 3);
     c.equal('CBFRSYNRA = the master\'s stream ID', latched.sid, L.sidNoStall);
     c.equal('the handler got iova, WRITE and the master', reported, { iova: 0x5abc, flags: IOMMU_FAULT_WRITE, dev: L.masterNoStall });
     c.equal('FSR is clear once handled', cbReg(machine, cb, 0x58), 0);
+
+    // A slow handler and a second master on the bank, HUPCF=0: the bank is not faulted meanwhile.
+    await run(machine, iommuAttachDevice(domain, deviceOf(kernel, L.masterA)));
+    armSmmuDomainSetHupcf(domain, false);
+    const other = kernelPage(kernel);
+    await run(machine, iommuMap(domain, 0x8000, other, 0x1000, IOMMU_READ | IOMMU_WRITE));
+    const otherDuring: string[] = [];
+    let slowCalls = 0;
+    domain.cookie = { type: 'none' };
+    iommuSetFaultHandler(domain, async () => {
+      slowCalls++;
+      for (let i = 0; i < 3; i++) {
+        otherDuring.push((await masterOf(machine, L.masterA).write(0x8000 + i, Uint8Array.of(0x70 + i))).status);
+        await machine.cpu.delay(20_000);
+      }
+      return 0 as const;
+    });
+    const slow = await run(machine, masterOf(machine, L.masterNoStall).write(0xf000, Uint8Array.of(1)));
+    await run(machine, machine.cpu.delay(100_000));
+    c.equal('HUPCF=0, slow handler: the faulting master sees a fault, the handler runs once', [slow.status, slowCalls], ['fault', 1]);
+    c.equal('HUPCF=0, slow handler: the other master of the bank keeps translating meanwhile', otherDuring, ['ok', 'ok', 'ok']);
+    c.equal('HUPCF=0, slow handler: its bytes land', [...machine.memory.read(other, 3)], [0x70, 0x71, 0x72]);
 
     // Unmatched stream, disable_bypass=1.
     const target = kernelPage(kernel);

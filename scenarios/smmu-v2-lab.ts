@@ -130,12 +130,17 @@ export function smmuReg(machine: Machine, off: number): number {
   return machine.cpu.mmioRead32(SMMU_V2_LAB.smmu + off);
 }
 
-/** A register of context bank `n` of the lab SMMU (4K pages, NUMPAGE from its ID1). */
-export function cbReg(machine: Machine, n: number, off: number): number {
+/** The physical address of a register of context bank `n` of the lab SMMU (page size and NUMPAGE from its ID1). */
+export function cbRegAddr(machine: Machine, n: number, off: number): number {
   const id1 = smmuReg(machine, 0x24);
   const pgshift = id1 >>> 31 ? 16 : 12;
   const numpage = 1 << (((id1 >>> 28) & 7) + 1);
-  return machine.cpu.mmioRead32(SMMU_V2_LAB.smmu + ((numpage + n) << pgshift) + off);
+  return SMMU_V2_LAB.smmu + ((numpage + n) << pgshift) + off;
+}
+
+/** A register of context bank `n` of the lab SMMU. */
+export function cbReg(machine: Machine, n: number, off: number): number {
+  return machine.cpu.mmioRead32(cbRegAddr(machine, n, off));
 }
 
 /** A 4K page of RAM owned by the kernel, zeroed. */

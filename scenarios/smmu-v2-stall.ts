@@ -3,9 +3,10 @@
  * stall (`dma-can-stall`); the driver sets SCTLR.CFCFG only for banks whose every master can, and
  * refuses to put a master that cannot stall on a stalling bank. A stalled fault goes to the domain's
  * fault handler on the driver's workqueue; the handler may look at the frozen master, then its
- * verdict becomes RESUME (after FSR is cleared): retry once it mapped the page (the bytes land), or
- * terminate (the master sees an error). With HUPCF a second master on the bank keeps going while
- * the first is stalled; without it, it waits for the RESUME.
+ * verdict becomes RESUME (after FSR is cleared) by the kernel's rule: EAGAIN retries (the handler
+ * mapped the page, the bytes land); 0 ("handled", e.g. a handler that only records the fault) and
+ * any other errno terminate (the master sees an error, the handler ran once). With HUPCF a second
+ * master on the bank keeps going while the first is stalled; without it, it waits for the RESUME.
  */
 import type { Device } from '../bus/device.js';
 import { iommuAttachDevice } from '../core/iommu-attach.js';
@@ -51,7 +52,7 @@ async function hupcf(seed: number, on: boolean): Promise<{ bDoneBeforeResume: bo
     await machine.cpu.delay(20_000);
     bDoneBeforeResume = bDone !== null;
     await iommuMap(d, iova - (iova % 0x1000), paA, 0x1000, RW);
-    return 0 as const;
+    return 'EAGAIN' as const;
   });
   await run(machine, masterOf(machine, L.masterA).write(0x30_0000, Uint8Array.of(0xaa)));
   await run(machine, machine.cpu.delay(20_000));
@@ -60,7 +61,7 @@ async function hupcf(seed: number, on: boolean): Promise<{ bDoneBeforeResume: bo
 
 export const scenario: Scenario = {
   name: 'smmu-v2-stall',
-  shows: 'stalled faults resumed by retry (handler maps the page) or terminate; HUPCF on/off; stall only for stall-capable masters',
+  shows: 'stalled faults resumed by retry (handler maps the page, EAGAIN) or terminated (0 or an errno); HUPCF on/off; stall only for stall-capable masters',
   async run(ctx) {
     const c = new Checks();
 
@@ -76,7 +77,7 @@ export const scenario: Scenario = {
       // Dump the frozen state: the master's transaction is held by the SMMU.
       handlerSawStalled = masterOf(r.machine, L.masterA).stats.outstanding === 1 && (cbReg(r.machine, cb, 0x58) >>> 30) === 1;
       await iommuMap(d, iova - (iova % 0x1000), pa, 0x1000, RW);
-      return 0 as const;
+      return 'EAGAIN' as const;
     });
     const w = await run(r.machine, masterOf(r.machine, L.masterA).write(0x7_7100, Uint8Array.of(1, 2, 3, 4)));
     retryStatus = w.status;
@@ -85,11 +86,24 @@ export const scenario: Scenario = {
     c.equal('retry: the bytes land in the page the handler mapped', [...r.machine.memory.read(pa + 0x100, 4)], [1, 2, 3, 4]);
 
     // Terminate.
-    iommuSetFaultHandler(await attach(r.machine, r.kernel, L.masterB), () => 'EFAULT');
+    const domainB = await attach(r.machine, r.kernel, L.masterB);
+    iommuSetFaultHandler(domainB, () => 'EFAULT');
     const t = await run(r.machine, masterOf(r.machine, L.masterB).read(0x9_9000, 4));
     c.equal('terminate: the master sees an error', t.status, 'terminated');
+
+    // A handler that only records the fault and says "handled" (0): called once, terminated.
+    const recorded: number[] = [];
+    domainB.cookie = { type: 'none' };
+    iommuSetFaultHandler(domainB, (_d, _dev, iova) => {
+      recorded.push(iova);
+      return 0;
+    });
+    const rep = await run(r.machine, masterOf(r.machine, L.masterB).write(0x9_a000, Uint8Array.of(9)));
+    await run(r.machine, r.machine.cpu.delay(20_000));
+    c.equal('handled (0): the master sees its transaction terminated', rep.status, 'terminated');
+    c.equal('handled (0): the handler ran once for the fault', recorded, [0x9_a000]);
     const st = armSmmuFaultStats(deviceOf(r.kernel, L.smmuPath).driverData as Parameters<typeof armSmmuFaultStats>[0]);
-    c.equal('two stalls: one retried, one terminated', [st.stalls, st.retried, st.terminated], [2, 1, 1]);
+    c.equal('three stalls: one retried, two terminated', [st.stalls, st.retried, st.terminated], [3, 1, 2]);
 
     // The stall rule.
     const refusal = await run(r.machine, iommuAttachDevice(domain, deviceOf(r.kernel, L.masterNoStall))).then(

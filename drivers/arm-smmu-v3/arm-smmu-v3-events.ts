@@ -10,7 +10,10 @@
  * Faults a master can recover from, a stalled transaction (Stall = 1, answered by CMD_RESUME) or a PRI
  * page request (answered by CMD_PRI_RESP), are reported to the domain they hit:
  * - a domain with a fault-handler cookie (iommu_set_fault_handler) gets `reportIommuFault`; its verdict
- *   becomes the response (0: retry / success, anything else: abort / invalid);
+ *   becomes the response by the arm-smmu rule (the RESUME write of arm_smmu_context_fault()): only
+ *   EAGAIN retries (RESUME retry, PRI success); 0 ("handled", e.g. a handler that only records the
+ *   fault) and every other errno abort (RESUME abort, PRI invalid), so a stall reaches the handler once
+ *   and its master sees the transaction terminated;
  * - otherwise the fault goes to the core's iommu_report_device_fault() (core/iommu-fault.ts): partial
  *   PRI requests are buffered there until their group's last one, groups run on the IOPF queue (the
  *   SVA handler, a domain's fault queue) or reach the device's fault handler, and every answer comes
@@ -286,7 +289,8 @@ export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: Iop
       let code: IommuPageResponse['code'] = IOMMU_PAGE_RESP_INVALID;
       try {
         const verdict = await reportIommuFault(domain, master.dev, prm.addr, flags);
-        code = verdict === 0 ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
+        // Retry only when the handler asks for it: a "handled" stall is terminated.
+        code = verdict === 'EAGAIN' ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
       } catch (e) {
         master.smmu.log.err(master.dev.name, `fault handler threw: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
       }

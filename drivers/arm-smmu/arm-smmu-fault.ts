@@ -6,20 +6,33 @@
  * Global faults are handled in the interrupt: the syndrome is logged ("Blocked unknown Stream ID"
  * for an unmatched stream under disable_bypass) and sGFSR cleared.
  *
- * Context faults are split in two:
- * - the hard interrupt handler only reads the fault registers (FSR, FSYNR0/1, FAR, CBFRSYNRA) and
- *   queues a work item on the SMMU's fault workqueue (a p-queue); with `arm-smmu.stall_storm_guard`
- *   it also clears SCTLR.CFCFG at once when the fault stalled, so further faults terminate rather
- *   than stall until this one is answered;
- * - the work item reports the fault to the iommu core's common path (`reportIommuFault`: the domain's
- *   fault handler, which may be async and may inspect the master while its transaction is frozen),
- *   logs it when nobody handled it, clears FSR (write-1-to-clear) and then, if the transaction
- *   stalled, writes RESUME with the verdict: retry (TnR=0) when the handler returned 0 or EAGAIN,
- *   terminate (TnR=1) otherwise. FSR must be clear first: MMU-500 ignores RESUME while it records a
- *   fault. The FSR written back is re-read just before, so a MULTI latched while the handler ran is
- *   cleared too and cannot make the SMMU ignore the RESUME.
- * A bank has at most one fault in flight (`faultPending`): the interrupt of a fault being handled is
- * not queued twice. The fault stays latched in FSR until the work item answers it.
+ * Context faults are split in two, so the domain's fault handler may sleep:
+ * - the hard interrupt handler reads the fault registers (FSR, FSYNR0/1, FAR, CBFRSYNRA) and queues a
+ *   work item on the SMMU's fault workqueue (a p-queue) with a copy of that syndrome. A fault that did
+ *   not stall (SCTLR.CFCFG=0: the transaction was already terminated, nothing waits on a RESUME) has
+ *   its FSR cleared right there (write-1-to-clear, the value read), as Linux clears it before its
+ *   handler returns: with HUPCF=0 a fault left recorded in FSR terminates every other transaction of
+ *   the bank, so a slow handler must not keep it there. A stalled fault (FSR.SS) stays latched until
+ *   it is answered; with `arm-smmu.stall_storm_guard` the interrupt also clears SCTLR.CFCFG at once,
+ *   so further faults terminate rather than stall until this one is answered;
+ * - the work item reports the copy to the iommu core's common path (`reportIommuFault`: the domain's
+ *   fault handler, which may be async and may inspect the master while a stalled transaction is
+ *   frozen) and logs it when nobody handled it. For a stalled fault it then clears FSR and writes
+ *   RESUME with the verdict, by the kernel's rule (the RESUME write of arm_smmu_context_fault(), and
+ *   qcom_smmu_context_fault()'s): only -EAGAIN retries (TnR=0); 0 means "handled" and, like any other
+ *   errno, terminates (TnR=1). A handler that only records the fault (the 2017 thread's debugfs use)
+ *   is thus called once per fault and its master sees the transaction terminated. FSR must be clear
+ *   first: MMU-500 ignores RESUME while it records a fault. The FSR written back is re-read just
+ *   before, so a MULTI latched while the handler ran is cleared too and cannot make the SMMU ignore
+ *   the RESUME.
+ * A bank has at most one stalled fault in flight (`faultPending`): the interrupt of a stall being
+ * handled is not queued twice. Faults that did not stall are each handed on (one handler call per
+ * interrupt), as Linux calls its handler once per interrupt.
+ *
+ * Kernel versions: v6.17 (the baseline) resumes from arm_smmu_context_fault() as above; v6.1's
+ * generic handler never wrote RESUME (only the Adreno GPU driver did, through its
+ * resume_translation hook). The Qualcomm debug handler with TBUs (CONFIG_ARM_SMMU_QCOM_DEBUG, where
+ * -EBUSY leaves the fault latched for the client) is not modelled: no TBU is.
  *
  * Masters whose faults go to the I/O page-fault core (on an IOPF queue, or with a device fault
  * handler) get their stalled faults reported there as page requests of one (group index = the
@@ -272,39 +285,45 @@ export function armSmmuMasterOfStream(smmuDomain: ArmSmmuDomain, sid: number): D
   return null;
 }
 
-/** Faults of a bank the interrupt handler read and the work item has not answered yet. */
+/** Stalled faults of a bank the interrupt handler read and the work item has not answered yet. */
 const pendingFaults = new WeakMap<ArmSmmuDomain, ArmSmmuContextFaultInfo>();
 
-/** The fault of the domain's bank waiting for an answer, if any. */
+/** The stalled fault of the domain's bank waiting for an answer, if any. */
 export function armSmmuPendingFault(smmuDomain: ArmSmmuDomain): ArmSmmuContextFaultInfo | null {
   return pendingFaults.get(smmuDomain) ?? null;
 }
 
 /**
- * The context fault interrupt of a domain's bank: read the syndrome and hand the fault to the
- * workqueue. // kernel: arm_smmu_context_fault() (the register reads; the rest is the work item)
+ * The context fault interrupt of a domain's bank: read the syndrome, clear FSR unless a transaction
+ * stalled, and hand a copy to the workqueue. // kernel: arm_smmu_context_fault() (the register
+ * reads and, for a fault that did not stall, the FSR write; the rest is the work item)
  */
 export function armSmmuContextFault(smmuDomain: ArmSmmuDomain): IrqReturn {
   const smmu = smmuDomain.smmu;
   if (!smmu) return 'none';
   const idx = smmuDomain.cfg.cbndx;
   if (smmuDomain.faultPending) {
-    // Already queued: the FSR it read is still latched. Another bank's fault on a shared line is not ours.
+    // A stall already queued: the FSR it read is still latched. Another bank's fault on a shared line is not ours.
     return (smmu.cbRead(idx, ARM_SMMU_CB_FSR) & CB_FSR_FAULT) !== 0 ? 'handled' : 'none';
   }
   const cfi = armSmmuReadContextFaultInfo(smmu, idx);
   if ((cfi.fsr & CB_FSR_FAULT) === 0) return 'none';
   const stats = armSmmuFaultStats(smmu);
   stats.contextFaults++;
-  if (CB_FSR_SS.isSet(cfi.fsr)) {
-    stats.stalls++;
-    const cfg = smmuDomain.cfg;
-    if (smmu.params['arm-smmu.stall_storm_guard'] && cfg.stall && !cfg.stallSuspended) {
-      // Stop stalling until this fault is answered, so a storm of faults cannot wedge the master.
-      cfg.stallSuspended = true;
-      stats.stormGuardTrips++;
-      armSmmuWriteSctlr(smmu, idx);
-    }
+  if (!CB_FSR_SS.isSet(cfi.fsr)) {
+    // Terminated already: nothing waits on a RESUME, so the bank must not stay faulted while a
+    // sleeping handler runs (with HUPCF=0 that would abort every other master of the bank).
+    smmu.cbWrite(idx, ARM_SMMU_CB_FSR, cfi.fsr);
+    queueFaultWork(smmu, smmuDomain, cfi);
+    return 'handled';
+  }
+  stats.stalls++;
+  const cfg = smmuDomain.cfg;
+  if (smmu.params['arm-smmu.stall_storm_guard'] && cfg.stall && !cfg.stallSuspended) {
+    // Stop stalling until this fault is answered, so a storm of faults cannot wedge the master.
+    cfg.stallSuspended = true;
+    stats.stormGuardTrips++;
+    armSmmuWriteSctlr(smmu, idx);
   }
   smmuDomain.faultPending = true;
   pendingFaults.set(smmuDomain, cfi);
@@ -330,9 +349,13 @@ function queueFaultWork(smmu: ArmSmmuDevice, smmuDomain: ArmSmmuDomain, cfi: Arm
   void smmu.faultQueue.add(work);
 }
 
-/** The verdict of a domain fault handler: 0 (handled) and EAGAIN retry, anything else terminates. */
+/**
+ * What a domain fault handler's result does to a stalled transaction: only EAGAIN retries it; 0
+ * ("handled") and every other errno terminate it. // kernel: the ARM_SMMU_CB_RESUME write of
+ * arm_smmu_context_fault()
+ */
 export function stallVerdictOf(ret: 0 | Errno): StallVerdict {
-  return ret === 0 || ret === 'EAGAIN' ? 'retry' : 'terminate';
+  return ret === 'EAGAIN' ? 'retry' : 'terminate';
 }
 
 /** IOMMU_FAULT_PERM_* of the faulting access, from FSYNR0. */
@@ -383,24 +406,28 @@ function armSmmuUnrecoverableFault(cfi: ArmSmmuContextFaultInfo): IommuFaultEven
 }
 
 /**
- * Report a context fault and answer it, off the interrupt path. // kernel: arm_smmu_context_fault()
- * (report_iommu_fault, the unhandled-fault print, the FSR clear and the RESUME)
+ * Report a context fault and, if its transaction stalled, answer it, off the interrupt path.
+ * // kernel: arm_smmu_context_fault() (report_iommu_fault, the unhandled-fault print, and for a
+ * stall the FSR clear and the RESUME)
  *
  * A stalled fault of a master whose faults go to the I/O page-fault core (it is on an IOPF queue, or
  * has a device fault handler) is reported there instead, as a page request; the core's answer comes
  * back through the `pageResponse` op, which resumes the bank. A terminated fault of a master with a
- * device fault handler is reported to it as an unrecoverable fault, then as usual.
+ * device fault handler is reported to it as an unrecoverable fault, then as usual. A fault that did
+ * not stall was cleared by the interrupt: the work item only reports `cfi`, its copy of the syndrome.
  */
 export async function armSmmuContextFaultWork(smmuDomain: ArmSmmuDomain, cfi: ArmSmmuContextFaultInfo): Promise<void> {
   const smmu = smmuDomain.smmu;
+  const stalled = CB_FSR_SS.isSet(cfi.fsr);
   if (!smmu) {
-    smmuDomain.faultPending = false;
-    pendingFaults.delete(smmuDomain);
+    if (stalled) {
+      smmuDomain.faultPending = false;
+      pendingFaults.delete(smmuDomain);
+    }
     return;
   }
   const idx = smmuDomain.cfg.cbndx;
   const dev = armSmmuMasterOfStream(smmuDomain, CBFRSYNRA_SID.get(cfi.cbfrsynra));
-  const stalled = CB_FSR_SS.isSet(cfi.fsr);
   let ret: 0 | Errno = 'ENOSYS';
   if (!smmu.quiesced) {
     const param = dev ? devFaultParam(dev) : null;
@@ -422,6 +449,8 @@ export async function armSmmuContextFaultWork(smmuDomain: ArmSmmuDomain, cfi: Ar
       if (ratelimitOf(contextRatelimit, smmu).ok(smmu.dev.port.now())) armSmmuPrintContextFaultInfo(smmu, idx, cfi, dev);
     }
   }
+  // Cleared in the interrupt: nothing waits for an answer.
+  if (!stalled) return;
   // The domain may have been torn down while the handler ran (then the stall was answered already),
   // or the whole kernel (kexec): the hardware is not ours to touch any more.
   if (smmu.gone || smmuDomain.smmu !== smmu || smmuDomain.cfg.cbndx !== idx || pendingFaults.get(smmuDomain) !== cfi) return;

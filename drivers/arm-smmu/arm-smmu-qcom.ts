@@ -13,6 +13,10 @@
  * Stall (SCTLR.CFCFG) is not the GPU driver's to ask for here: the generic driver sets it from
  * firmware (`dma-can-stall`) for banks whose every master can stall, and the storm guard
  * (`arm-smmu.stall_storm_guard`) plays the role of the Adreno "disable stall after a fault" fix.
+ * Context faults go through the generic handler (arm-smmu-fault.ts), whose answer to a stall is the
+ * Qualcomm one too: only -EAGAIN retries (the GPU driver's way to ask for a replay since the
+ * resume_translation hook went), 0 and other errnos terminate. The debug handler that needs TBUs
+ * (qcom_smmu_context_fault(), where -EBUSY leaves the stall for the client) is not modelled.
  * Not modelled: the SCM firmware interface (probe never defers waiting for it; the SDM845
  * wait-for-safe toggle is skipped), per-process GPU page tables through TTBR1/TTBR0 switching
  * (io-pgtable refuses the TTBR1 quirk: upper-half IOVAs do not fit a JS number), TBU debug.

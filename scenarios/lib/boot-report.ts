@@ -1,6 +1,6 @@
 /**
  * What `iommu-sim boot` reports: the SMMUs firmware describes and what became of them, the masters
- * that name an IOMMU, and the PCI hosts with an `iommu-map`. The shape is documented in the README
+ * that name an IOMMU, and the enabled PCI hosts with an `iommu-map`. The shape is documented in the README
  * and read by checks: keep it stable.
  */
 import { ofIommuMapEntries, ofIommuSpecs } from '../../bus/of/of-iommu.js';
@@ -50,7 +50,8 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
         domain: att.domain,
       });
     }
-    if (node.has('iommu-map')) {
+    // Only enabled hosts, as `masters` lists only enabled masters: a disabled host bridge is never probed.
+    if (node.has('iommu-map') && node.available) {
       report.pciHosts.push({
         node: node.path,
         iommuMap: ofIommuMapEntries(dt, node).map((e) => ({

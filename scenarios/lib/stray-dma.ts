@@ -1,16 +1,18 @@
 /**
  * Stray-DMA detection: every DMA write that lands in RAM is checked against the running kernel's
- * frame owners. A write by master X into a frame that is not a DMA buffer of X, nor mapped for X
- * through the DMA API (directly or through its IOMMU domain: `dmaPhysIsMapped`), is a stray write.
+ * frame owners. A write by master X into a frame that is not a DMA buffer of X, nor mapped for X by
+ * the running kernel, is a stray write. "Mapped for X" (`devPhysIsReachable`): through the DMA API
+ * (directly or through its IOMMU domain), through `iommu_map` into an UNMANAGED domain attached to
+ * X's group (RID or PASID), or as a page of a process whose address space is bound to X (SVA).
  * After a kexec the monitor follows the new kernel (from the moment its boot starts), so a stale
- * engine of the old kernel scribbling on memory the new one handed out shows up here. Mappings made
- * outside the DMA API (an UNMANAGED domain's iommu_map, an SVA bond) are not consulted.
+ * engine of the old kernel scribbling on memory the new one handed out shows up here.
+ * Not consulted: the identity mappings of firmware DIRECT regions inside a DMA domain.
  *
  * It lives on the lab bench because it holds both worlds: the machine's interconnect (where writes
  * land) and the kernel's allocator (who owns what).
  */
 import type { Device } from '../../bus/device.js';
-import { dmaPhysIsMapped } from '../../core/dma-mapping.js';
+import { devPhysIsReachable } from '../../core/dma-mapping.js';
 import type { Machine } from '../../hw/machine.js';
 import { runningKernel, type Kernel } from '../../kernel/kernel.js';
 import { describeOwner, type FrameOwner } from '../../mm/page-alloc.js';
@@ -83,10 +85,10 @@ export class StrayDmaMonitor {
     if (runOwner !== null) this.record(time, master, runStart, end, runOwner, k.instance);
   }
 
-  /** The frame is a DMA buffer of the device, or the DMA API mapped it for the device. */
+  /** The frame is a DMA buffer of the device, or the kernel mapped it for the device. */
   private reachable(owner: FrameOwner, frame: number, dev: Device | null, name: string): boolean {
     if (owner.kind === 'dma' && owner.device === name) return true;
-    return dev !== null && dmaPhysIsMapped(dev, frame);
+    return dev !== null && devPhysIsReachable(dev, frame);
   }
 
   private record(time: number, master: string, from: number, to: number, owner: string, kernel: number): void {

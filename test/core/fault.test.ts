@@ -24,7 +24,7 @@ import {
   type IopfGroup,
 } from '../../core/iommu-fault-types.js';
 import { iommuReleaseDevice } from '../../core/iommu.js';
-import { codes, faultSetup, pageRequest, settle } from './fault-fixture.js';
+import { faultSetup, pageRequest, settle } from './fault-fixture.js';
 
 const resp = (grpid: number, extra: Partial<IommuPageResponseMsg> = {}): IommuPageResponseMsg => ({
   version: IOMMU_PAGE_RESP_VERSION_1,
@@ -96,15 +96,31 @@ describe('device fault handlers (the 2019 API)', () => {
     expect(s.responses).toHaveLength(1);
   });
 
-  it('matches private data when the hardware gave some', async () => {
+  it('in-kernel responses: private data is taken from the pending request; wrong data is refused', async () => {
     const s = await faultSetup();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
-    await iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, { flags: IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA, privateData: [0xaa, 0xbb] }));
-    expect(() => iommuPageResponse(s.a, resp(2))).toThrow(/EINVAL/);
-    expect(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbc] }))).toThrow(/EINVAL/);
+    const priv = { flags: IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA, privateData: [0xaa, 0xbb] as [number, number] };
+    await iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, priv));
+    await iommuReportDeviceFault(s.a, pageRequest(0x2000, 3, priv));
+    await iommuReportDeviceFault(s.a, pageRequest(0x3000, 4));
+    // Wrong data, a PRIVATE_DATA flag without data, or data for a request that had none: EINVAL, nothing sent.
+    expect(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbc] }))).toThrow(/EINVAL.*no pending page request matches/);
     expect(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA }))).toThrow(/carries none/);
-    iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbb], code: IOMMU_PAGE_RESP_INVALID }));
-    expect(codes(s.responses)).toEqual([IOMMU_PAGE_RESP_INVALID]);
+    expect(() => iommuPageResponse(s.a, resp(4, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbb] }))).toThrow(/EINVAL.*no pending page request matches/);
+    expect(s.responses).toEqual([]);
+    // A response without private data answers the request; the driver gets the request's own data.
+    iommuPageResponse(s.a, resp(2, { code: IOMMU_PAGE_RESP_INVALID }));
+    // One that repeats it exactly is accepted too.
+    iommuPageResponse(s.a, resp(3, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbb] }));
+    iommuPageResponse(s.a, resp(4));
+    expect(s.responses.map((r) => [r.msg.grpid, r.msg.code, r.evt.fault.prm.privateData, r.evt.fault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA])).toEqual([
+      [2, IOMMU_PAGE_RESP_INVALID, [0xaa, 0xbb], IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA],
+      [3, IOMMU_PAGE_RESP_SUCCESS, [0xaa, 0xbb], IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA],
+      [4, IOMMU_PAGE_RESP_SUCCESS, [0, 0], 0],
+    ]);
+    // Answered once: the same response again is stale.
+    expect(() => iommuPageResponse(s.a, resp(2))).toThrow(/EINVAL/);
+    expect(s.responses).toHaveLength(3);
   });
 
   it('refuses to unregister with pending faults (EBUSY) and allows it once they are answered', async () => {

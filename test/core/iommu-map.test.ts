@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { IOMMU_READ, IOMMU_WRITE } from '../../core/io-pgtable.js';
 import { IOMMU_GATHER_START_EMPTY, iommuIotlbGatherInit } from '../../core/iommu-gather.js';
 import { IommuDomain, IOMMU_DOMAIN_BLOCKED, iommuIovaToPhys, iommuPagingDomainAlloc } from '../../core/iommu-domain.js';
-import { iommuIotlbSync, iommuMap, iommuMapSg, iommuPgsize, iommuUnmap, iommuUnmapFast } from '../../core/iommu-map.js';
+import { iommuDomainMapsPhys, iommuIotlbSync, iommuMap, iommuMapSg, iommuPgsize, iommuUnmap, iommuUnmapFast } from '../../core/iommu-map.js';
+import { iommuGroupGet } from '../../core/iommu-group.js';
 import type { MockDomain } from './mock-iommu.js';
 import { mockSetup } from './mock-setup.js';
 
@@ -190,5 +191,36 @@ describe('iommu_iova_to_phys', () => {
     const bare = new IommuDomain({ type: 0x1, ops: { attachDev: () => undefined } });
     expect(() => iommuIovaToPhys(bare, 0)).toThrow(/EOPNOTSUPP/);
     expect(IOMMU_DOMAIN_BLOCKED).toBe(0);
+  });
+});
+
+describe('what an UNMANAGED domain maps, by physical frame (for the stray-DMA monitor)', () => {
+  it('follows map and unmap: a range split by an unmap in its middle keeps both ends; a failed map records nothing', async () => {
+    const { k, dom } = await setup();
+    const frames = (pa0: number, n: number): boolean[] => Array.from({ length: n }, (_, i) => iommuDomainMapsPhys(dom, pa0 + i * SZ_4K + 0x10));
+    await k.run(iommuMap(dom, 0x10_0000, 0x4010_0000, 3 * SZ_4K, RW));
+    expect(frames(0x4010_0000, 4)).toEqual([true, true, true, false]);
+    expect(await k.run(iommuUnmap(dom, 0x10_1000, SZ_4K))).toBe(SZ_4K);
+    expect(frames(0x4010_0000, 3)).toEqual([true, false, true]);
+    // Map the hole again elsewhere, then unmap everything page by page.
+    await k.run(iommuMap(dom, 0x90_0000, 0x4010_1000, SZ_4K, RW));
+    expect(frames(0x4010_0000, 3)).toEqual([true, true, true]);
+    for (const iova of [0x10_0000, 0x10_2000, 0x90_0000]) expect(await k.run(iommuUnmap(dom, iova, SZ_4K))).toBe(SZ_4K);
+    expect(frames(0x4010_0000, 3)).toEqual([false, false, false]);
+    // An IOVA already mapped: EEXIST-style failure, and the physical range is not recorded.
+    await k.run(iommuMap(dom, 0x20_0000, 0x4020_0000, SZ_4K, RW));
+    await expect(k.run(iommuMap(dom, 0x20_0000, 0x4030_0000, SZ_4K, RW))).rejects.toThrow();
+    expect(iommuDomainMapsPhys(dom, 0x4030_0000)).toBe(false);
+    expect(iommuDomainMapsPhys(dom, 0x4020_0000)).toBe(true);
+  });
+
+  it('does not track the DMA API\'s domains (dma-debug does)', async () => {
+    const { k, dev } = await (async () => {
+      const s = await setup();
+      return { ...s, dev: s.dev('dma@1') };
+    })();
+    const def = iommuGroupGet(dev)!.defaultDomain!;
+    await k.run(iommuMap(def, 0x7000_0000, 0x4070_0000, SZ_4K, RW));
+    expect(iommuDomainMapsPhys(def, 0x4070_0000)).toBe(false);
   });
 });

@@ -235,6 +235,45 @@ describe('default domain selection', () => {
   });
 });
 
+describe('direct mappings and their IOTLB flush (v6.1: after the attach)', () => {
+  const regions = () => [
+    { start: 0x4800_0000, length: 0x2000, prot: IOMMU_READ | IOMMU_WRITE, type: 'DIRECT' as const },
+    { start: 0x0800_0000, length: 0x10_0000, prot: IOMMU_WRITE, type: 'SW_MSI' as const },
+  ];
+  const seq = (s: Awaited<ReturnType<typeof mockSetup>>, dev: string): string[] =>
+    s.mock.calls.flatMap((c) => {
+      if (c.op === 'attach' && c.dev === dev) return [`attach ${c.domain}`];
+      if (c.op === 'map') return [`map ${c.domain} 0x${c.iova.toString(16)}`];
+      if (c.op === 'flush-all') return [`flush-all ${c.domain}`];
+      return [];
+    });
+
+  it('a DMA default domain: the DIRECT region is mapped before the attach and the IOTLB flushed once after it', async () => {
+    const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true }, mock: { resvRegions: regions } });
+    const d = iommuGroupGet(s.dev(A))!.defaultDomain as MockDomain;
+    expect(seq(s, s.dev(A).name)).toEqual([`map ${d.label} 0x48000000`, `attach ${d.label}`, `flush-all ${d.label}`]);
+  });
+
+  it('a device added later (its own probe) is flushed after its attach too, even with nothing to map', async () => {
+    const s = await mockSetup({ masters: [], kernel: { strict: true }, mock: { resvRegions: () => [regions()[1]!] } });
+    const dev = new PlatformDevice({ name: '/late@3' });
+    dev.fwspec = iommuFwspecInit(s.iommuNode, { canStall: false, pasidBits: 0, dmaCoherent: false, atsSupported: false });
+    iommuFwspecAddSpecifier(dev.fwspec, [1]);
+    await s.k.run(s.k.core.addDevice(dev, { probe: false }));
+    await s.k.run(iommuBusNotify(dev, 'add'));
+    const d = iommuGroupGet(dev)!.defaultDomain as MockDomain;
+    expect(seq(s, '/late@3')).toEqual([`attach ${d.label}`, `flush-all ${d.label}`]);
+  });
+
+  it('no flush without reserved regions (v6.6: only when the list is not empty), nor for an identity default domain', async () => {
+    const none = await mockSetup({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true } });
+    expect(none.mock.callsOf('flush-all')).toEqual([]);
+    const ident = await mockSetup({ masters: [{ name: A, ids: [[1]] }], kernel: { passthrough: true }, mock: { resvRegions: regions } });
+    expect(iommuGroupGet(ident.dev(A))!.defaultDomain!.type).toBe(IOMMU_DOMAIN_IDENTITY);
+    expect(ident.mock.callsOf('flush-all')).toEqual([]);
+  });
+});
+
 describe('changing the default domain type (sysfs)', () => {
   it('turns DMA into DMA-FQ live, and refuses other changes while a driver is bound', async () => {
     const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true }, masterDriver: true });

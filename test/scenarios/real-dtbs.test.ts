@@ -15,7 +15,7 @@ const blobs = readdirSync(DIR).filter((f) => f.endsWith('.dtb'));
 interface Expected {
   smmus: { path: string; compatible: string[]; available: boolean }[];
   masters: { path: string; available: boolean; iommus: { iommu: string; cells: number[] }[] }[];
-  iommuMaps: { path: string; entries: { ridBase: number; iommu: string; outBase: number[]; length: number }[] }[];
+  iommuMaps: { path: string; available: boolean; entries: { ridBase: number; iommu: string; outBase: number[]; length: number }[] }[];
 }
 
 describe('real DTBs boot', () => {
@@ -23,6 +23,15 @@ describe('real DTBs boot', () => {
     for (const b of ['juno-r2', 'fvp-base-revc', 'sm8250-mtp', 'hip07-d05', 'zynqmp-zcu102-rev1.0', 'amd-overdrive-rev-b1', 'k3-j721e-evm']) {
       expect(blobs).toContain(`${b}.dtb`);
     }
+  });
+
+  it('lists only enabled PCI hosts: LX2160A RDB (six disabled PCIe controllers) and SM8250 MTP (all disabled)', async () => {
+    const hosts = async (name: string): Promise<string[]> => {
+      const machine = machineFromDtb(new Uint8Array(readFileSync(join(DIR, `${name}.dtb`))), { seed: 1 });
+      return bootReport(machine, await boot(machine)).pciHosts.map((h) => h.node);
+    };
+    expect(await hosts('fsl-lx2160a-rdb')).toEqual(['/soc/fsl-mc@80c000000']);
+    expect(await hosts('sm8250-mtp')).toEqual([]);
   });
 
   for (const file of blobs) {
@@ -38,7 +47,7 @@ describe('real DTBs boot', () => {
         expected.masters.filter((m) => m.available).map((m) => ({ node: m.path, iommus: m.iommus })),
       );
       expect(report.pciHosts).toEqual(
-        expected.iommuMaps.map((h) => ({
+        expected.iommuMaps.filter((h) => h.available).map((h) => ({
           node: h.path,
           iommuMap: h.entries.map((e) => ({ ridBase: e.ridBase, iommu: e.iommu, sidBase: e.outBase[0] ?? 0, length: e.length })),
         })),

@@ -1,12 +1,20 @@
 /**
- * The stray-DMA monitor on its own: which writes count as stray (owner and DMA API mappings), what a
- * record says, and that the trace stream carries each one.
+ * The stray-DMA monitor on its own: which writes count as stray (owner, DMA API mappings, iommu_map
+ * into an UNMANAGED domain, SVA bonds), what a record says, and that the trace stream carries each one.
  */
 import { describe, expect, it } from 'vitest';
-import { dmaMapSingle, dmaUnmapSingle, dmaUsesIommu } from '../../core/dma-mapping.js';
+import { devPhysIsReachable, dmaMapSingle, dmaUnmapSingle, dmaUsesIommu } from '../../core/dma-mapping.js';
 import { findTestEngine } from '../../drivers/misc/dma-test-engine.js';
 import type { TraceEvent } from '../../hw/trace.js';
 import { boot, run, virtMachine } from '../../scenarios/lib/lab.js';
+import { iommuAttachDevice } from '../../core/iommu-attach.js';
+import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
+import { iommuPagingDomainAlloc } from '../../core/iommu-domain.js';
+import { iommuMap, iommuUnmap } from '../../core/iommu-map.js';
+import { IOMMU_READ, IOMMU_WRITE } from '../../core/io-pgtable.js';
+import { iommuSvaBindDevice, iommuSvaUnbindDevice } from '../../core/iommu-sva.js';
+import { iommuDevEnableFeature } from '../../core/iommu.js';
+import { PROT_READ, PROT_WRITE } from '../../mm/prot.js';
 import { StrayDmaMonitor } from '../../scenarios/lib/stray-dma.js';
 
 /** The engine with no IOMMU (DMA address = physical address) and one behind the SMMUv3. */
@@ -64,6 +72,88 @@ describe('stray-DMA monitor', () => {
     // A frame mapped for one master is still stray for another.
     await run(machine, direct.run({ op: 'fill', dst: page2, len: 0x40, byte: 0x44 }));
     expect(monitor.strays.at(-1)).toMatchObject({ master: DIRECT, pa: page2, len: 0x40, owner: 'kernel:rx page 2' });
+    monitor.dispose();
+  });
+
+  it('a frame iommu_map put in the master\'s UNMANAGED domain (RID or PASID) is not stray; once unmapped, or for another master, it is', async () => {
+    const machine = virtMachine({ seed: 6 });
+    const kernel = await boot(machine);
+    const monitor = new StrayDmaMonitor(machine);
+    const smmu = findTestEngine(kernel.core, BEHIND_SMMU);
+    const direct = findTestEngine(kernel.core, DIRECT);
+    const domain = iommuPagingDomainAlloc(smmu.dev);
+    await run(machine, iommuAttachDevice(domain, smmu.dev));
+    const pages = [0, 1, 2].map((i) => kernel.alloc.allocPages(0, { kind: 'kernel', what: `vfio page ${i}` }, { zero: true }));
+    // Two pages in one iommu_map call, one more on its own.
+    expect(pages[1]).toBe(pages[0]! + 0x1000);
+    await run(machine, iommuMap(domain, 0x5000_0000, pages[0]!, 0x2000, IOMMU_READ | IOMMU_WRITE));
+    await run(machine, iommuMap(domain, 0x6000_0000, pages[2]!, 0x1000, IOMMU_READ | IOMMU_WRITE));
+    await run(machine, smmu.run({ op: 'fill', dst: 0x5000_0000, len: 0x2000, byte: 0x21 }));
+    await run(machine, smmu.run({ op: 'fill', dst: 0x6000_0000, len: 0x100, byte: 0x22 }));
+    expect(machine.memory.read8(pages[1]! + 0xfff)).toBe(0x21);
+    expect(monitor.strays).toEqual([]);
+    // The same frame written by another master is stray.
+    await run(machine, direct.run({ op: 'fill', dst: pages[2]!, len: 0x40, byte: 0x23 }));
+    expect(monitor.strays.map((w) => [w.master, w.pa, w.len, w.owner])).toEqual([[DIRECT, pages[2], 0x40, 'kernel:vfio page 2']]);
+    // Unmap the second page of the first range only: the first stays reachable, the second does not.
+    expect(await run(machine, iommuUnmap(domain, 0x5000_1000, 0x1000))).toBe(0x1000);
+    expect(pages.map((pa) => devPhysIsReachable(smmu.dev, pa))).toEqual([true, false, true]);
+    await run(machine, smmu.run({ op: 'fill', dst: 0x5000_0000, len: 0x1000, byte: 0x24 }));
+    expect(monitor.strays).toHaveLength(1);
+    // Mapped again at another IOVA, and unmapped again.
+    await run(machine, iommuMap(domain, 0x7000_0000, pages[1]!, 0x1000, IOMMU_READ | IOMMU_WRITE));
+    expect(devPhysIsReachable(smmu.dev, pages[1]!)).toBe(true);
+    await run(machine, iommuUnmap(domain, 0x7000_0000, 0x1000));
+    expect(devPhysIsReachable(smmu.dev, pages[1]!)).toBe(false);
+    // Nor is any of it reachable for the other master.
+    expect(pages.map((pa) => devPhysIsReachable(direct.dev, pa))).toEqual([false, false, false]);
+
+    // A PASID of the same master with its own UNMANAGED domain.
+    const stall = findTestEngine(kernel.core, '/dma@c000000');
+    const pdomain = iommuPagingDomainAlloc(stall.dev);
+    await run(machine, iommuAttachDevicePasid(pdomain, stall.dev, 3));
+    const ppage = kernel.alloc.allocPages(0, { kind: 'kernel', what: 'pasid page' }, { zero: true });
+    await run(machine, iommuMap(pdomain, 0x3000_0000, ppage, 0x1000, IOMMU_READ | IOMMU_WRITE));
+    const f = stall.start({ op: 'fill', dst: 0x3000_0000, len: 0x80, byte: 0x31 }, { ssid: 3 });
+    const st = await run(machine, stall.wait(f));
+    stall.release(f);
+    expect(st.state).toBe('done');
+    expect(machine.memory.read8(ppage)).toBe(0x31);
+    expect(monitor.strays).toHaveLength(1);
+    monitor.dispose();
+  });
+
+  it('a page of a process bound to the master (SVA) is not stray; written by another master it is; unmapped or unbound, it is no longer reachable', async () => {
+    const machine = virtMachine({ seed: 7 });
+    const kernel = await boot(machine);
+    const monitor = new StrayDmaMonitor(machine);
+    const engine = findTestEngine(kernel.core, '/dma@c000000');
+    const direct = findTestEngine(kernel.core, DIRECT);
+    await run(machine, iommuDevEnableFeature(engine.dev, 'IOPF'));
+    await run(machine, iommuDevEnableFeature(engine.dev, 'SVA'));
+    const proc = kernel.processes.spawn();
+    const mm = proc.mm;
+    const va = mm.mmap(0x2000, PROT_READ | PROT_WRITE);
+    mm.write(va, new Uint8Array(0x2000).fill(1));
+    const bond = await run(machine, iommuSvaBindDevice(engine.dev, mm));
+    const f = engine.start({ op: 'fill', dst: va, len: 0x2000, byte: 0x41 }, { ssid: bond.pasid });
+    const st = await run(machine, engine.wait(f));
+    engine.release(f);
+    expect(st.state).toBe('done');
+    expect([...mm.read(va + 0x1ff0, 2)]).toEqual([0x41, 0x41]);
+    expect(monitor.strays).toEqual([]);
+    // The same process page written by a master the process is not bound to: stray.
+    const pa = mm.translate(va)!;
+    await run(machine, direct.run({ op: 'fill', dst: pa, len: 0x20, byte: 0x42 }));
+    expect(monitor.strays.map((w) => [w.master, w.pa, w.len, w.owner])).toEqual([[DIRECT, pa, 0x20, `process:${mm.pid}`]]);
+    expect(devPhysIsReachable(engine.dev, pa)).toBe(true);
+    // Once the process unmapped it, the page is no longer the bond's (whoever owns the frame now).
+    const pa2 = mm.translate(va + 0x1000)!;
+    await run(machine, mm.munmap(va + 0x1000, 0x1000));
+    expect(devPhysIsReachable(engine.dev, pa2)).toBe(false);
+    expect(devPhysIsReachable(engine.dev, pa)).toBe(true);
+    await run(machine, iommuSvaUnbindDevice(bond));
+    expect(devPhysIsReachable(engine.dev, pa)).toBe(false);
     monitor.dispose();
   });
 

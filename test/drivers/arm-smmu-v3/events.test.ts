@@ -2,8 +2,8 @@
  * Event and PRI records: decoding into readable reports, PRI page requests end to end (IOPF enabled:
  * the request reaches the domain's fault handler, which maps the page, and CMD_PRI_RESP lets the
  * endpoint retry; a PRI queue overflow reported and acknowledged; without IOPF: "unexpected PRI
- * request" and a denial), and a bad STE reported as
- * C_BAD_STE.
+ * request" and a denial), a bad STE reported as C_BAD_STE, and what a domain fault handler's result
+ * does to a stalled transaction (only EAGAIN gets CMD_RESUME retry).
  */
 import { describe, expect, it } from 'vitest';
 import { pciEnablePri } from '../../../bus/pci/ats.js';
@@ -35,7 +35,7 @@ import {
   EVTQ_3_IPA,
   Q_OVERFLOW_FLAG,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
-import { allocPages, bootSmmuV3, deviceOf, fillPhys, ownDomain, runIn, settle, V3 } from '../../../scenarios/smmu-v3-lab.js';
+import { allocPages, bootSmmuV3, deviceOf, engineJob, fillPhys, mapRange, ownDomain, readPhys, runIn, settle, V3 } from '../../../scenarios/smmu-v3-lab.js';
 
 const ACCEL_NODE = '/pcie@3f000000/accel@1,0';
 
@@ -91,7 +91,7 @@ describe('PRI page requests', () => {
     iommuSetFaultHandler(domain, async (d, _dev, iova) => {
       asked.push(iova);
       await iommuMap(d, iova, pa, 4096, IOMMU_READ | IOMMU_WRITE);
-      return 0 as const;
+      return 'EAGAIN' as const;
     });
     await runIn(lab, iommuDevEnableFeature(pdev, 'IOPF'));
     expect(pdev.features.priEnabled).toBe(true);
@@ -124,7 +124,7 @@ describe('PRI page requests', () => {
     iommuSetFaultHandler(domain, async (d, _dev, iova) => {
       handled.push((iova - base) / 4096);
       await iommuMap(d, iova, pa + (iova - base), 4096, IOMMU_READ | IOMMU_WRITE);
-      return 0 as const;
+      return 'EAGAIN' as const;
     });
     await runIn(lab, iommuDevEnableFeature(pdev, 'IOPF'));
     const reads = await runIn(lab, Promise.all(Array.from({ length: PAGES }, (_, i) => ep.read(base + i * 4096, 16))), 'a burst of page faults');
@@ -160,5 +160,63 @@ describe('PRI page requests', () => {
     expect(lab.kernel.log.lines().some((l) => l.message.startsWith('unexpected PRI request received: PAGE_REQUEST, SID 0x8'))).toBe(true);
     expect(lab.smmu.events.find((e) => e.kind === 'page-request')?.outcome).toBe('denied');
     expect(ep.outstandingPageRequests).toBe(0);
+  });
+});
+
+describe('stalled transactions and the domain fault handler', () => {
+  const SRC = 0x1000_0000;
+  const DST = 0x2000_0000;
+
+  it('only EAGAIN gets CMD_RESUME retry; 0 ("handled"), an errno, or no handler get RESUME abort; one handler call per stall', async () => {
+    const outcome: Record<string, unknown> = {};
+    for (const ret of ['EAGAIN', 0, 'EFAULT', null] as const) {
+      const lab = await bootSmmuV3({ seed: 1 });
+      const domain = await ownDomain(lab, V3.stallEngine);
+      const src = allocPages(lab, 4096);
+      const dst = allocPages(lab, 4096);
+      fillPhys(lab, src, 4096, 0x3c);
+      await mapRange(lab, domain, SRC, src, 4096);
+      const calls: number[] = [];
+      if (ret !== null) {
+        iommuSetFaultHandler(domain, async (d, _dev, iova) => {
+          calls.push(iova);
+          // Every handler maps the page: only its result decides whether the write is replayed.
+          await iommuMap(d, iova - (iova % 4096), dst, 4096, IOMMU_READ | IOMMU_WRITE);
+          return ret;
+        });
+      }
+      const st = await engineJob(lab, V3.stallEngine, { op: 'copy', src: SRC, dst: DST, len: 4096 });
+      await settle(lab);
+      outcome[String(ret ?? 'no handler')] = {
+        job: [st.state, st.dmaStatus],
+        calls: calls.length,
+        stalls: lab.model.stats.stalled,
+        resume: [lab.smmu.eventStats.resumeRetry, lab.smmu.eventStats.resumeAbort],
+        landed: readPhys(lab, dst, 4096).every((b) => b === 0x3c),
+        stillStalled: lab.model.stalls.count,
+      };
+    }
+    expect(outcome).toEqual({
+      EAGAIN: { job: ['done', 'ok'], calls: 1, stalls: 1, resume: [1, 0], landed: true, stillStalled: 0 },
+      '0': { job: ['error', 'abort'], calls: 1, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0 },
+      EFAULT: { job: ['error', 'abort'], calls: 1, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0 },
+      'no handler': { job: ['error', 'abort'], calls: 0, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0 },
+    });
+  });
+
+  it('a report-only handler (the debugfs use of the 2017 thread) does not livelock the master: few events, one call', async () => {
+    const lab = await bootSmmuV3({ seed: 2 });
+    const domain = await ownDomain(lab, V3.stallEngine);
+    let calls = 0;
+    iommuSetFaultHandler(domain, () => {
+      calls++;
+      return 0;
+    });
+    const st = await engineJob(lab, V3.stallEngine, { op: 'fill', dst: DST, len: 4096, byte: 1 });
+    await settle(lab, 1_000_000);
+    expect([st.state, st.dmaStatus]).toEqual(['error', 'abort']);
+    expect(calls).toBe(1);
+    expect(lab.smmu.events.filter((e) => e.stall)).toHaveLength(1);
+    expect(lab.smmu.eventStats.resumeRetry).toBe(0);
   });
 });

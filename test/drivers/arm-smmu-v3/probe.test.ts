@@ -32,7 +32,9 @@ import { armSmmuSteConfigName } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-s
 import { bootReport } from '../../../scenarios/lib/boot-report.js';
 import { bootKernel } from '../../../kernel/kernel.js';
 import { kexec } from '../../../kernel/kexec.js';
-import { boot, machineFromDtb, machineFromTree, run } from '../../../scenarios/lib/lab.js';
+import { boot, machineFromDtb, machineFromTree, run, virtMachine } from '../../../scenarios/lib/lab.js';
+import { iommuGroupGet } from '../../../core/iommu-group.js';
+import type { ArmSmmuDomain } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
 import {
   allocPages,
   bootSmmuV3,
@@ -48,6 +50,7 @@ import {
   runIn,
   V3,
   type SmmuV3Lab,
+  smmuModel,
 } from '../../../scenarios/smmu-v3-lab.js';
 
 const FIXTURES = join(__dirname, '..', '..', 'fixtures', 'dtb');
@@ -63,7 +66,45 @@ async function copyWorks(lab: SmmuV3Lab, engine: string, stage: 'S1' | 'S2' = 'S
   return st.state === 'done' && readPhys(lab, dst, 4096).every((b) => b === 0x6b);
 }
 
+/** Boot `virt` recording every command the SMMUv3 consumes: [name, SID of CFGI_STE/CFGI_CD, ASID of TLBI_NH_ASID]. */
+async function bootRecordingCommands(bootargs?: string): Promise<{ lab: Awaited<ReturnType<typeof bootSmmuV3>>; cmds: [string, number][] }> {
+  const machine = virtMachine({ seed: 1, bootargs });
+  const cmds: [string, number][] = [];
+  smmuModel(machine).cmdq.onCommand = (op, w) => {
+    const name = op === 0x03 ? 'CFGI_STE' : op === 0x05 ? 'CFGI_CD' : op === 0x11 ? 'TLBI_NH_ASID' : op === 0x46 ? 'CMD_SYNC' : op === 0x40 ? 'ATC_INV' : `op ${op}`;
+    cmds.push([name, op === 0x11 ? w[1]! >>> 16 : op === 0x03 || op === 0x05 ? w[1]! : 0]);
+  };
+  const kernel = await boot(machine);
+  return { lab: { machine, kernel, smmu: findArmSmmuV3(kernel.core, V3.smmu), model: smmuModel(machine) }, cmds };
+}
+
 describe('probe on the virt machine', () => {
+  it('each master\'s DMA domain is flushed right after its attach: TLBI_NH_ASID of its ASID + CMD_SYNC, as Linux 6.1 probes it', async () => {
+    const { lab, cmds } = await bootRecordingCommands();
+    for (const path of [V3.stallEngine, V3.engine, V3.accel, V3.nic]) {
+      const dev = deviceOf(lab, path);
+      const sids = armSmmuV3MasterOf(dev)!.streams;
+      const domain = iommuGroupGet(dev)!.domain as ArmSmmuDomain;
+      const lastSte = cmds.reduce((at, [n, sid], i) => (n === 'CFGI_STE' && sids.includes(sid) ? i : at), -1);
+      expect(lastSte, path).toBeGreaterThan(0);
+      // After the STE went live (and its sync, and ATC invalidation for ATS masters), before any
+      // other device's configuration: the flush of the domain's ASID.
+      const after = cmds.slice(lastSte + 1);
+      const nextCfg = after.findIndex(([n, sid]) => (n === 'CFGI_STE' || n === 'CFGI_CD') && !sids.includes(sid));
+      const window = nextCfg < 0 ? after : after.slice(0, nextCfg);
+      const tlbi = window.findIndex(([n]) => n === 'TLBI_NH_ASID');
+      expect(window[tlbi], path).toEqual(['TLBI_NH_ASID', domain.asid]);
+      expect(window[tlbi + 1], path).toEqual(['CMD_SYNC', 0]);
+      expect(window.filter(([n]) => n === 'TLBI_NH_ASID'), path).toHaveLength(1);
+    }
+  });
+
+  it('no TLBI_NH_ASID during the probe when the default domains are identity (iommu.passthrough=1)', async () => {
+    const { cmds } = await bootRecordingCommands('iommu.passthrough=1');
+    expect(cmds.filter(([n]) => n === 'CFGI_STE').length).toBeGreaterThan(0);
+    expect(cmds.filter(([n]) => n === 'TLBI_NH_ASID')).toEqual([]);
+  });
+
   it('binds arm-smmu-v3, resets the SMMU and gives its masters groups and default domains', async () => {
     const lab = await bootSmmuV3({ seed: 1 });
     const report = bootReport(lab.machine, lab.kernel);

@@ -1,9 +1,11 @@
 /**
  * Context and global faults through the driver: what the SMMU latches (FSR, FAR, FSYNR0,
- * CBFRSYNRA) while the handler runs, the readable report of an unhandled fault, stalled faults
- * answered from the workqueue by retry (the handler maps the page, the bytes land) or terminate (the
- * master sees an error), the frozen master while the handler runs, HUPCF with a second master on the
- * bank, the storm guard, the stall rule on attach, the page-response path, unmatched streams.
+ * CBFRSYNRA) and that the interrupt clears FSR of a fault that did not stall, the readable report of
+ * an unhandled fault, stalled faults answered from the workqueue by the handler's result (only
+ * EAGAIN retries: the handler maps the page, the bytes land; 0 "handled" and errnos terminate, the
+ * handler called once), the Adreno flavour, the frozen master while the handler runs, HUPCF with a
+ * second master on the bank (a slow handler in terminate mode does not stop it), the storm guard,
+ * the stall rule on attach, the page-response path, unmatched streams.
  */
 import { describe, expect, it } from 'vitest';
 import { iommuAttachDevice } from '../../../core/iommu-attach.js';
@@ -52,12 +54,31 @@ async function settle(b: Bench, ns = 100_000): Promise<void> {
   await b.run(b.machine.cpu.delay(ns));
 }
 
+const fsrWatch = new WeakMap<Bench, { addr: number; values: number[] }>();
+
+/** Record the values the driver writes to context bank `cbndx`'s FSR from now on. */
+function watchFsrWrites(b: Bench, cbndx: number): void {
+  const addr = L.smmu + ((b.smmu.numpage + cbndx) << b.smmu.pgshift) + FSR;
+  const w = { addr, values: [] as number[] };
+  fsrWatch.set(b, w);
+  b.machine.trace.subscribe((e) => {
+    if (e.kind === 'mmio' && e.op === 'write' && e.pa === w.addr) w.values.push(Number(e.value));
+  });
+}
+
+function fsrWrites(b: Bench, cbndx: number): number[] {
+  const w = fsrWatch.get(b);
+  if (!w || w.addr !== L.smmu + ((b.smmu.numpage + cbndx) << b.smmu.pgshift) + FSR) throw new Error('watchFsrWrites first');
+  return w.values;
+}
+
 describe('arm-smmu context faults', () => {
-  it('latches FSR/FAR/FSYNR0/CBFRSYNRA for a terminate-mode fault, then clears FSR', async () => {
+  it('latches FSR/FAR/FSYNR0/CBFRSYNRA for a terminate-mode fault; the interrupt clears FSR before the handler runs', async () => {
     const b = await bench();
     const domain = await attachNew(b, L.masterNoStall);
     const cbndx = armSmmuDomainContextBank(domain);
     await map(b, domain, 0x4000, b.page());
+    watchFsrWrites(b, cbndx);
     const seen: { fsr: number; far: number; fsynr0: number; cbfrsynra: number; iova: number; flags: number; dev: string | null }[] = [];
     iommuSetFaultHandler(domain, (_d, dev, iova, flags) => {
       seen.push({
@@ -76,7 +97,9 @@ describe('arm-smmu context faults', () => {
     await settle(b);
     expect(seen).toHaveLength(1);
     const s = seen[0]!;
-    expect(s.fsr).toBe(FSR_TF | FSR_FORMAT_AARCH64);
+    // Nothing waits on a RESUME: FSR was cleared in the interrupt (with the value read, TF and FORMAT).
+    expect(s.fsr).toBe(0);
+    expect(fsrWrites(b, cbndx)).toEqual([FSR_TF | FSR_FORMAT_AARCH64]);
     expect(s.far).toBe(0x5008);
     expect(s.fsynr0 & 3).toBe(3); // the level 3 table exists (0x4000 is mapped): the fault is at level 3
     expect(s.fsynr0 & FSYNR0_WNR).toBe(FSYNR0_WNR);
@@ -116,7 +139,7 @@ describe('arm-smmu context faults', () => {
       outstanding = b.master(L.masterA).stats.outstanding;
       await b.machine.cpu.delay(5_000);
       await (await import('../../../core/iommu-map.js')).iommuMap(d, iova & ~0xfff, pa, 0x1000, 3);
-      return 0 as const;
+      return 'EAGAIN' as const;
     });
     const c = await b.run(b.master(L.masterA).write(0x7_7070, bytes(5, 6, 7)));
     expect(c.status).toBe('ok');
@@ -166,6 +189,135 @@ describe('arm-smmu context faults', () => {
     expect(armSmmuFaultStats(b.smmu).unhandled).toBe(1);
   });
 
+  it('a handler that reports the stall and returns 0 ("handled") is called once; the transaction is terminated, not retried', async () => {
+    const b = await bench();
+    const domain = await attachNew(b, L.masterA);
+    const cbndx = armSmmuDomainContextBank(domain);
+    const calls: number[] = [];
+    iommuSetFaultHandler(domain, (_d, _dev, iova) => {
+      calls.push(iova);
+      return 0 as const;
+    });
+    const c = await b.run(b.master(L.masterA).write(0x7_8000, bytes(1)));
+    await settle(b);
+    expect(c.status).toBe('terminated');
+    expect(calls).toEqual([0x7_8000]);
+    expect(model(b).stats.resumesAccepted).toBe(1);
+    const st = armSmmuFaultStats(b.smmu);
+    expect({ stalls: st.stalls, retried: st.retried, terminated: st.terminated }).toEqual({ stalls: 1, retried: 0, terminated: 1 });
+    expect(b.cb(cbndx, FSR)).toBe(0);
+    expect(b.master(L.masterA).stats.outstanding).toBe(0);
+  });
+
+  it('handler results on a stalled fault: only EAGAIN retries; 0, EFAULT, EBUSY and ENOSYS (no handler) terminate', async () => {
+    const outcome: Record<string, { status: string; calls: number; retried: number; terminated: number }> = {};
+    for (const ret of ['EAGAIN', 0, 'EFAULT', 'EBUSY', null] as const) {
+      const b = await bench();
+      const domain = await attachNew(b, L.masterA);
+      const pa = b.page();
+      let calls = 0;
+      if (ret !== null) {
+        iommuSetFaultHandler(domain, async (d, _dev, iova) => {
+          calls++;
+          // Every handler maps the page: only the verdict decides whether the write is replayed.
+          await (await import('../../../core/iommu-map.js')).iommuMap(d, iova & ~0xfff, pa, 0x1000, 3);
+          return ret;
+        });
+      }
+      const c = await b.run(b.master(L.masterA).write(0x7_9000, bytes(0x5a)));
+      await settle(b);
+      const st = armSmmuFaultStats(b.smmu);
+      outcome[String(ret ?? 'no handler')] = { status: c.status, calls, retried: st.retried, terminated: st.terminated };
+    }
+    expect(outcome).toEqual({
+      EAGAIN: { status: 'ok', calls: 1, retried: 1, terminated: 0 },
+      '0': { status: 'terminated', calls: 1, retried: 0, terminated: 1 },
+      EFAULT: { status: 'terminated', calls: 1, retried: 0, terminated: 1 },
+      EBUSY: { status: 'terminated', calls: 1, retried: 0, terminated: 1 },
+      'no handler': { status: 'terminated', calls: 0, retried: 0, terminated: 1 },
+    });
+  });
+
+  it('Qualcomm Adreno SMMU (HUPCF forced on): a report-only handler terminates the GPU\'s stalled write once; EAGAIN retries it', async () => {
+    // Identity default domains (as the Adreno's clients get), so bank 0 is free for the GPU's own domain.
+    const b = await bench({ compatible: ['qcom,sm8250-smmu-500', 'qcom,adreno-smmu', 'qcom,smmu-500', 'arm,mmu-500'], gpuMaster: true, cmdline: 'iommu.passthrough=1' });
+    expect(b.smmu.impl?.name).toBe('qcom-adreno-smmu-500');
+    const domain = await attachNew(b, L.gpu);
+    const cbndx = armSmmuDomainContextBank(domain);
+    expect(b.cb(cbndx, SCTLR) & (SCTLR_CFCFG | SCTLR_HUPCF)).toBe(SCTLR_CFCFG | SCTLR_HUPCF);
+    const pa = b.page();
+    let verdict: 0 | 'EAGAIN' = 0;
+    const calls: number[] = [];
+    iommuSetFaultHandler(domain, async (d, _dev, iova) => {
+      calls.push(iova);
+      if (verdict === 'EAGAIN') await (await import('../../../core/iommu-map.js')).iommuMap(d, iova & ~0xfff, pa, 0x1000, 3);
+      return verdict;
+    });
+    const reported = await b.run(b.master(L.gpu).write(0x1_0000, bytes(1)));
+    await settle(b);
+    expect(reported.status).toBe('terminated');
+    expect(calls).toEqual([0x1_0000]);
+    verdict = 'EAGAIN';
+    const retried = await b.run(b.master(L.gpu).write(0x2_0040, bytes(0x66)));
+    await settle(b);
+    expect(retried.status).toBe('ok');
+    expect(b.machine.memory.read(pa + 0x40, 1)[0]).toBe(0x66);
+    expect(calls).toEqual([0x1_0000, 0x2_0040]);
+  });
+
+  it('terminate mode, HUPCF=0, two masters on one bank: a slow handler does not stop the other master, and each fault reaches it once', async () => {
+    const b = await bench();
+    // A bank that does not stall: the master that cannot stall first, a stall-capable one joins it.
+    const domain = await attachNew(b, L.masterNoStall);
+    await b.run(iommuAttachDevice(domain, b.dev(L.masterA)));
+    armSmmuDomainSetHupcf(domain, false);
+    const cbndx = armSmmuDomainContextBank(domain);
+    expect(b.cb(cbndx, SCTLR) & (SCTLR_CFCFG | SCTLR_HUPCF)).toBe(0);
+    watchFsrWrites(b, cbndx);
+    const pages = [b.page(), b.page(), b.page(), b.page()];
+    for (const [i, pa] of pages.entries()) await map(b, domain, 0x20_0000 + i * 0x1000, pa);
+    const calls: number[] = [];
+    const during: { fsr: number; status: string; at: number }[] = [];
+    let handlerEnd = -1;
+    iommuSetFaultHandler(domain, async (_d, _dev, iova) => {
+      calls.push(iova);
+      // The other master keeps translating through the bank while this handler sleeps.
+      for (let i = 0; i < 4; i++) {
+        const fsr = b.cb(cbndx, FSR);
+        const c = await b.master(L.masterA).write(0x20_0000 + i * 0x1000, bytes(0xa0 + i));
+        during.push({ fsr, status: c.status, at: b.machine.scheduler.now });
+        await b.machine.cpu.delay(10_000);
+      }
+      handlerEnd = b.machine.scheduler.now;
+      return 0 as const;
+    });
+    const c = await b.run(b.master(L.masterNoStall).write(0x90_0000, bytes(1)));
+    expect(c.status).toBe('fault');
+    await settle(b);
+    expect(calls).toEqual([0x90_0000]);
+    expect(during.map((d) => [d.fsr, d.status])).toEqual([
+      [0, 'ok'],
+      [0, 'ok'],
+      [0, 'ok'],
+      [0, 'ok'],
+    ]);
+    expect(during.every((d) => d.at < handlerEnd)).toBe(true);
+    expect(pages.map((pa) => b.machine.memory.read(pa, 1)[0])).toEqual([0xa0, 0xa1, 0xa2, 0xa3]);
+    // FSR was written once, by the interrupt, with the syndrome it read; no RESUME was written.
+    expect(fsrWrites(b, cbndx)).toEqual([FSR_TF | FSR_FORMAT_AARCH64]);
+    expect(model(b).stats.terminatedBehindFault).toBe(0);
+
+    // Two faults back to back: each is reported once, with its own address (no latched fault in between).
+    calls.length = 0;
+    const f1 = await b.run(b.master(L.masterNoStall).write(0x91_0000, bytes(2)));
+    // (Until the interrupt has cleared FSR, HUPCF=0 still terminates the bank's transactions.)
+    await settle(b, 1_000);
+    const f2 = await b.run(b.master(L.masterNoStall).write(0x92_0000, bytes(3)));
+    await settle(b, 200_000);
+    expect([f1.status, f2.status]).toEqual(['fault', 'fault']);
+    expect(calls.sort((x, y) => x - y)).toEqual([0x91_0000, 0x92_0000]);
+  });
+
   async function sharedBank(hupcf: boolean): Promise<{ b: Bench; domain: IommuDomain; bDone: () => DmaCompletion | null; bAt: () => number; resumedAt: number }> {
     const b = await bench();
     const domain = await attachNew(b, L.masterA);
@@ -184,7 +336,7 @@ describe('arm-smmu context faults', () => {
       await b.machine.cpu.delay(20_000);
       await (await import('../../../core/iommu-map.js')).iommuMap(d, iova & ~0xfff, paA, 0x1000, 3);
       resumedAt = b.machine.scheduler.now;
-      return 0 as const;
+      return 'EAGAIN' as const;
     });
     const cA = await b.run(b.master(L.masterA).write(0x30_0000, bytes(0xaa)));
     expect(cA.status).toBe('ok');
