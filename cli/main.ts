@@ -17,7 +17,7 @@ import { helpEpilogue, packageVersion } from './help.js';
 import { jsonDocument } from './json-output.js';
 import { mergeCommand } from './merge.js';
 import { parseJobs, parseSeedRange, parseShard, runCommand, type RunCmdOptions } from './run.js';
-import { traceFilter } from './trace-filter.js';
+import { keepInto, traceFilter } from './trace-filter.js';
 import { formatTable } from './table.js';
 
 function parseSeed(v: string): number {
@@ -74,12 +74,13 @@ interface BootCmdOptions {
   cmdline?: string;
   json?: boolean;
   trace?: string;
+  traceFilter?: string[];
 }
 
 async function bootCommand(o: BootCmdOptions): Promise<void> {
   const machine = await fromFirmware(o.dtb, () => machineFromDtb(readDtb(o.dtb), { seed: o.seed }));
   const events: TraceEvent[] = [];
-  const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
+  const stop = o.trace ? machine.trace.subscribe(keepInto(events, o.traceFilter)) : null;
   const kernel = await withTrace(o.trace, [{ name: `boot ${o.dtb ?? 'virt'}`, events }], async () => {
     try {
       return await fromFirmware(o.dtb, () => boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {}));
@@ -137,12 +138,13 @@ interface KexecCmdOptions {
   cmdline?: string;
   json?: boolean;
   trace?: string;
+  traceFilter?: string[];
 }
 
 async function kexecCommand(o: KexecCmdOptions): Promise<void> {
   const machine = await fromFirmware(o.dtb, () => machineFromDtb(readDtb(o.dtb), { seed: o.seed }));
   const events: TraceEvent[] = [];
-  const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
+  const stop = o.trace ? machine.trace.subscribe(keepInto(events, o.traceFilter)) : null;
   const r = await withTrace(o.trace, [{ name: `kexec ${o.dtb ?? 'virt'}`, events }], async () => {
     try {
       return await runKexecExperiment(machine, {
@@ -200,6 +202,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--cmdline <str>', 'kernel command line (default: /chosen/bootargs)')
     .option('--json', 'print the report as JSON')
     .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
+    .option('--trace-filter <globs...>', 'keep only trace events whose name matches a glob (e.g. CMD_* F_*)')
     .action(async (o: BootCmdOptions) => bootCommand(o));
 
   program
@@ -224,6 +227,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--cmdline <str>', 'command line of both kernels (e.g. arm-smmu-v3.shutdown_policy=gbpa-abort)')
     .option('--json', 'print the result as JSON')
     .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
+    .option('--trace-filter <globs...>', 'keep only trace events whose name matches a glob (e.g. CMD_* F_*)')
     .action(async (o: KexecCmdOptions) => kexecCommand(o));
 
   program

@@ -92,4 +92,15 @@ describe('run --trace, loaded by a trace processor', () => {
     // The trace processor loads it too.
     expect(load(file).map((p) => p.name())).toEqual(['smmu-v3-stall: machine 1']);
   });
+
+  it('boot --trace-filter: globs keep matching names, a leading ! drops them', async () => {
+    const file = join(dir, 'boot.json');
+    const r = await runCli(['boot', '--trace', file, '--trace-filter', 'CMD_*', '!CMD_SYNC']);
+    expect(r.status).toBe(0);
+    const raw = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: { name: string; ph: string }[] };
+    const names = new Set(raw.traceEvents.filter((e) => e.ph !== 'M').map((e) => e.name));
+    expect(names).toContain('CMD_CFGI_STE');
+    expect(names).not.toContain('CMD_SYNC');
+    expect([...names].every((n) => n.startsWith('CMD_'))).toBe(true);
+  });
 });
