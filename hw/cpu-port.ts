@@ -69,6 +69,13 @@ export interface CpuPort {
    */
   startTimer(ns: number, fn: () => void): CpuTimer;
 
+  /**
+   * The exclusive monitor a wfe after a load-exclusive waits on (kernel: smp_cond_load_relaxed() on
+   * arm64): call `fn` once, when a write by another agent (a DMA master, an SMMU's MSI) lands in the
+   * 4 bytes at `pa`. Returns a function that disarms it. Optional: without it a waiter polls.
+   */
+  monitor?(pa: number, fn: () => void): () => void;
+
   /** The machine's trace stream: the kernel emits probe, work and log events into it. */
   readonly trace: Trace;
 }

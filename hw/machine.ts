@@ -489,6 +489,30 @@ export class Machine {
       now: () => scheduler.now,
       delay: (ns) => scheduler.delay(ns, 'cpu delay'),
       startTimer: (ns, fn) => scheduler.startTimer(ns, fn, 'cpu timer'),
+      monitor: (pa, fn) => this.armMonitor(pa, fn),
+    };
+  }
+
+  /** Armed exclusive monitors (CpuPort.monitor), checked against every write that lands in RAM. */
+  private readonly monitors: { pa: number; fn: () => void }[] = [];
+  private monitorObserver: (() => void) | null = null;
+
+  private armMonitor(pa: number, fn: () => void): () => void {
+    const m = { pa, fn };
+    this.monitors.push(m);
+    this.monitorObserver ??= this.interconnect.onRamWrite((_master, wpa, len) => {
+      const list = this.monitors;
+      for (let i = list.length - 1; i >= 0; i--) {
+        const a = list[i]!;
+        if (wpa < a.pa + 4 && a.pa < wpa + len) {
+          list.splice(i, 1);
+          a.fn();
+        }
+      }
+    });
+    return () => {
+      const i = this.monitors.indexOf(m);
+      if (i >= 0) this.monitors.splice(i, 1);
     };
   }
 }

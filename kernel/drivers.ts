@@ -12,13 +12,14 @@ import type { Kernel } from './kernel.js';
 export type DriverSelection = 'all' | 'iommu-unaware' | readonly Driver[];
 
 /** IOMMU drivers, in registration order. */
-function iommuDrivers(kernel: Kernel): Driver[] {
+function iommuDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
   return [
     createArmSmmuDriver(kernel.params),
     createArmSmmuV3Driver({
       pageAllocator: () => kernel.alloc,
       disableBypass: kernel.params['arm-smmu-v3.disable_bypass'],
       shutdownPolicy: kernel.params['arm-smmu-v3.shutdown_policy'],
+      ...(opts.cmaAlignment !== undefined ? { cmaAlignment: opts.cmaAlignment } : {}),
     }),
   ];
 }
@@ -29,6 +30,11 @@ export interface DriverBuildOptions {
    * across shutdown and kexec: "a driver that forgot .shutdown".
    */
   testEngineShutdown?: boolean;
+  /**
+   * CONFIG_CMA_ALIGNMENT of this kernel build (default 8; null: built without the contiguous
+   * allocator). It caps the SMMUv3 queue sizes (Q_MAX_SZ_SHIFT).
+   */
+  cmaAlignment?: number | null;
 }
 
 /** Drivers every kernel has: bus infrastructure and device drivers. */
@@ -40,7 +46,7 @@ function baseDrivers(opts: DriverBuildOptions): Driver[] {
 }
 
 export function builtinDrivers(selection: DriverSelection, kernel: Kernel, opts: DriverBuildOptions = {}): Driver[] {
-  if (selection === 'all') return [...iommuDrivers(kernel), ...baseDrivers(opts)];
+  if (selection === 'all') return [...iommuDrivers(kernel, opts), ...baseDrivers(opts)];
   if (selection === 'iommu-unaware') return baseDrivers(opts);
   return [...selection];
 }

@@ -20,12 +20,13 @@ import { scenario as smmuV3Fault } from './smmu-v3-fault.js';
 import { scenario as smmuV3Shutdown } from './smmu-v3-shutdown.js';
 import { scenario as smmuV3StaleTlb } from './smmu-v3-stale-tlb.js';
 import { scenario as smmuV3Stall } from './smmu-v3-stall.js';
+import { scenario as smmuV3WalkCache } from './smmu-v3-walk-cache.js';
 import { scenario as strayDmaMappings } from './stray-dma-mappings.js';
 
 export const scenarios: readonly Scenario[] = [
   bootVirt, kexecStrayDma,
   kexecSmmuPolicies, smmuV2Dma, smmuV2Faults, smmuV2Stall, smmuV2Shutdown,
-  smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
+  smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3WalkCache, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
   svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
   strayDmaMappings,
 ];

@@ -38,7 +38,9 @@ export const scenario: Scenario = {
     const results = new Map<string, KexecExperimentResult>();
     for (const p of POLICIES) {
       const machine = virtMachine({ seed: ctx.seed, ramSize: 0xc000_0000 });
-      const r = await runKexecExperiment(machine, { target: p.target, quiesce: 'none', cmdline: p.cmdline });
+      // The aware kernel's SMMUv3 reset takes a few microseconds of virtual time (its CMD_SYNC waits
+      // end when the completion MSI lands): engines writing every 2 µs sample that window.
+      const r = await runKexecExperiment(machine, { target: p.target, quiesce: 'none', cmdline: p.cmdline, periodNs: 2_000 });
       results.set(p.label, r);
       figures[p.label] = `stray=${strayBehindSmmu(r).length} blocked=${r.blockedTransactions}`;
     }

@@ -12,10 +12,12 @@
  *
  * Completion of a CMD_SYNC is seen as the kernel sees it: with ARM_SMMU_OPT_MSIPOLL the SYNC carries
  * CS=IRQ and an MSI address pointing at its own entry, and the SMMU's MSI write zeroes the entry's
- * first word; otherwise CS=SEV and the driver polls CMDQ_CONS past the SYNC. Between checks the kernel
- * waits for an event (wfe) when the SMMU can send one; the CPU port has no event register, so when the
- * SMMU's CMD_SYNC completion interrupt (`cmdq-sync`) is wired the waiter sleeps until it (`wake()`),
- * with one watchdog timer per queue enforcing the timeout; otherwise it sleeps 1, 2, 4 … µs.
+ * first word; otherwise CS=SEV and the driver polls CMDQ_CONS past the SYNC. Between checks of the MSI
+ * word the kernel waits in wfe with the word in its exclusive monitor (smp_cond_load_relaxed()), so
+ * the SMMU's MSI write itself wakes it: here the waiter arms the CPU port's `monitor` on the entry and
+ * sleeps until the write lands, with one watchdog timer per queue enforcing the timeout. The wired
+ * `cmdq-sync` interrupt is not used (Linux never requests it). Without a monitor, and when polling
+ * CONS, the waiter sleeps 1, 2, 4 … µs.
  *
  * Two insertion paths:
  * - `issueCmdlist(cmds, n, sync)` (async): inserts and, with `sync`, waits for the CMD_SYNC;
@@ -293,10 +295,10 @@ export class ArmSmmuCmdq {
   private readonly oneCmd = new Uint32Array(CMDQ_ENT_WORDS);
   /** Tests may observe every command as it is written (opcode + the 4 words). */
   onCommand: ((words: Uint32Array, off: number) => void) | null = null;
-  /** True once the CMD_SYNC completion interrupt calls `wake()` (set by the IRQ setup). */
-  wakeOnInterrupt = false;
-  /** Waiters sleeping until the next completion interrupt or watchdog tick. */
+  /** Waiters sleeping until an MSI write they monitor lands, or the watchdog ticks. */
   private sleepers: (() => void)[] = [];
+  /** Disarm functions of the monitors the sleepers armed. */
+  private monitors: (() => void)[] = [];
   /** Armed while someone sleeps, so a CMD_SYNC that never completes still times out. */
   private watchdog: CpuTimer | null = null;
 
@@ -455,8 +457,8 @@ export class ArmSmmuCmdq {
         );
         return 'ETIMEDOUT';
       }
-      if (this.wakeOnInterrupt && msi) {
-        await this.sleep();
+      if (msi && port.monitor !== undefined) {
+        await this.sleep(entry);
       } else {
         await port.delay(Math.min(delayUs * 1000, deadline - port.now()));
         delayUs *= 2;
@@ -464,22 +466,30 @@ export class ArmSmmuCmdq {
     }
   }
 
-  /** kernel: wfe() in queue_poll() — until the completion interrupt, or the watchdog's next tick. */
-  private sleep(): Promise<void> {
-    // One watchdog tick serves every sleeper until it fires; it is not cancelled by an interrupt
+  /** As wfe() in queue_poll(): until a write lands on `pa` (the MSI), or the watchdog's next tick. */
+  private sleep(pa: number): Promise<void> {
+    // One watchdog tick serves every sleeper until it fires; it is not cancelled by a wake-up
     // (re-arming it for every CMD_SYNC would cost a timer per sync), so after a burst of syncs one tick
     // is left over: it fires with nobody asleep and is not re-armed.
     this.watchdog ??= this.host.port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
+    this.monitors.push(this.host.port.monitor!(pa, this.wakeUp));
     return new Promise((resolve) => this.sleepers.push(resolve));
   }
+
+  private readonly wakeUp = (): void => this.wake();
 
   private readonly watchdogTick = (): void => {
     this.watchdog = null;
     this.wake();
   };
 
-  /** The CMD_SYNC completion interrupt (or the watchdog): every sleeper checks its CMD_SYNC again. */
+  /** An MSI write landed (or the watchdog ticked): every sleeper checks its CMD_SYNC again. */
   wake(): void {
+    if (this.monitors.length > 0) {
+      const m = this.monitors;
+      this.monitors = [];
+      for (const disarm of m) disarm();
+    }
     if (this.sleepers.length === 0) return;
     const s = this.sleepers;
     this.sleepers = [];

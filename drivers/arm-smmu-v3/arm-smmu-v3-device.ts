@@ -51,6 +51,7 @@ import {
   ARM_SMMU_FEAT_2_LVL_STRTAB,
   ARM_SMMU_FEAT_ATS,
   ARM_SMMU_FEAT_ATTR_TYPES_OVR,
+  ARM_SMMU_FEAT_BBML2,
   ARM_SMMU_FEAT_BTM,
   ARM_SMMU_FEAT_COHERENCY,
   ARM_SMMU_FEAT_E2H,
@@ -100,7 +101,8 @@ import {
   ARM_SMMU_STRTAB_BASE_CFG,
   CMDQ_BATCH_ENTRIES,
   CMDQ_ENT_DWORDS,
-  CMDQ_MAX_SZ_SHIFT,
+  CMDQ_ENT_SZ_SHIFT,
+  CONFIG_CMA_ALIGNMENT,
   CMDQ_OP_CFGI_ALL,
   CMDQ_OP_TLBI_EL2_ALL,
   CMDQ_OP_TLBI_NSNH_ALL,
@@ -120,7 +122,7 @@ import {
   CR2_PTM,
   CR2_RECINVSID,
   EVTQ_ENT_DWORDS,
-  EVTQ_MAX_SZ_SHIFT,
+  EVTQ_ENT_SZ_SHIFT,
   FIELD_GET,
   FIELD_PREP,
   GBPA_ABORT,
@@ -159,6 +161,7 @@ import {
   IDR1_SIDSIZE,
   IDR1_SSIDSIZE,
   IDR1_TABLES_PRESET,
+  IDR3_BBM,
   IDR3_RIL,
   IDR5_GRAN16K,
   IDR5_GRAN4K,
@@ -181,7 +184,8 @@ import {
   LOG_NS,
   PAGE_SHIFT,
   PRIQ_ENT_DWORDS,
-  PRIQ_MAX_SZ_SHIFT,
+  PRIQ_ENT_SZ_SHIFT,
+  qMaxSzShift,
   SZ_128K,
   SZ_64K,
   STRTAB_SPLIT,
@@ -203,6 +207,11 @@ export interface ArmSmmuDriverParams {
   shutdownPolicy: ArmSmmuShutdownPolicy;
   /** arm-smmu-v3.disable_msipolling: CMD_SYNC completion by CONS polling even when MSIs could be used. */
   disableMsipolling: boolean;
+  /**
+   * CONFIG_CMA_ALIGNMENT of the kernel build (2..12, default 8), or null for a kernel without the
+   * contiguous allocator; it caps the queue sizes (Q_MAX_SZ_SHIFT).
+   */
+  cmaAlignment?: number | null;
   /** Where queues, tables and page tables come from. */
   pageAllocator: PageAllocator;
 }
@@ -245,7 +254,7 @@ export class ArmSmmuDevice implements CmdqHost {
   evtqIrq: IrqSpec | null = null;
   priqIrq: IrqSpec | null = null;
   gerrIrq: IrqSpec | null = null;
-  /** The CMD_SYNC completion line, if wired (Linux leaves it unused; here it is the wfe wake-up). */
+  /** The CMD_SYNC completion line, if wired (Linux leaves it unused, and so does this driver). */
   cmdqSyncIrq: IrqSpec | null = null;
   combinedIrq: IrqSpec | null = null;
   msiVectors: readonly MsiVector[] = [];
@@ -443,14 +452,15 @@ export class ArmSmmuDevice implements CmdqHost {
     if (reg & IDR1_ATTR_TYPES_OVR) this.features |= ARM_SMMU_FEAT_ATTR_TYPES_OVR;
 
     // Queue sizes, capped so each queue is one naturally aligned allocation.
-    this.cmdqShift = Math.min(CMDQ_MAX_SZ_SHIFT, FIELD_GET(IDR1_CMDQS, reg));
+    const qMax = qMaxSzShift(this.params.cmaAlignment === undefined ? CONFIG_CMA_ALIGNMENT : this.params.cmaAlignment);
+    this.cmdqShift = Math.min(qMax - CMDQ_ENT_SZ_SHIFT, FIELD_GET(IDR1_CMDQS, reg));
     if (this.cmdqShift <= Math.log2(CMDQ_BATCH_ENTRIES)) {
       // One batch plus its CMD_SYNC must fit.
       this.err(`command queue size <= ${CMDQ_BATCH_ENTRIES} entries not supported`);
       throw new KernelError('ENXIO', `${this.name}: IDR1.CMDQS ${FIELD_GET(IDR1_CMDQS, reg)} is too small`);
     }
-    this.evtqShift = Math.min(EVTQ_MAX_SZ_SHIFT, FIELD_GET(IDR1_EVTQS, reg));
-    this.priqShift = Math.min(PRIQ_MAX_SZ_SHIFT, FIELD_GET(IDR1_PRIQS, reg));
+    this.evtqShift = Math.min(qMax - EVTQ_ENT_SZ_SHIFT, FIELD_GET(IDR1_EVTQS, reg));
+    this.priqShift = Math.min(qMax - PRIQ_ENT_SZ_SHIFT, FIELD_GET(IDR1_PRIQS, reg));
 
     this.ssidBits = FIELD_GET(IDR1_SSIDSIZE, reg);
     this.sidBits = FIELD_GET(IDR1_SIDSIZE, reg);
@@ -462,6 +472,10 @@ export class ArmSmmuDevice implements CmdqHost {
     // IDR3
     reg = this.base.readl(ARM_SMMU_IDR3);
     if (reg & IDR3_RIL) this.features |= ARM_SMMU_FEAT_RANGE_INV;
+    // Only level 2 is a feature, as in mainline (ARM_SMMU_FEAT_BBML2, added in 2025; v6.1 ignores the
+    // field). Its consumer there, arm_smmu_sva_supported() on a CPU that changes block sizes without
+    // BBM, has no counterpart: this kernel's CPU page tables never hold blocks.
+    if (FIELD_GET(IDR3_BBM, reg) === 2) this.features |= ARM_SMMU_FEAT_BBML2;
 
     // IDR5
     reg = this.base.readl(ARM_SMMU_IDR5);
@@ -672,17 +686,6 @@ export class ArmSmmuDevice implements CmdqHost {
       this.request('gerror', () => devmRequestIrq(dev, irq, () => armSmmuGerrorHandler(this), 'arm-smmu-v3-gerror'));
     } else {
       this.warn('no gerr irq - errors will not be reported!');
-    }
-    // CMD_SYNC waiters sleep until the completion interrupt rather than polling on a timer.
-    if (this.cmdqSyncIrq && (this.options & ARM_SMMU_OPT_MSIPOLL) !== 0) {
-      const irq = this.cmdqSyncIrq;
-      const cmdq = this.cmdq;
-      cmdq.wakeOnInterrupt = this.request('cmdq-sync', () =>
-        devmRequestIrq(dev, irq, () => {
-          cmdq.wake();
-          return 'handled';
-        }, 'arm-smmu-v3-cmdq-sync'),
-      );
     }
     if ((this.features & ARM_SMMU_FEAT_PRI) !== 0) {
       if (this.priqIrq) {

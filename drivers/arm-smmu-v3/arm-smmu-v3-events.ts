@@ -349,8 +349,10 @@ async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: A
     return 'EOPNOTSUPP';
   }
   const master = smmu.streams.get(report.sid) ?? null;
-  // Stage 2 is always pinned: not recoverable.
-  if (EVTQ_1_S2.isSet(evt)) {
+  // A stalled stage 2 fault (STE.S2S, set for stall-capable masters) is reported like a stage 1
+  // stall, so that it is answered (mainline; v6.1 returned -EFAULT for every stage 2 event before
+  // looking at Stall, and never set S2S). Other stage 2 faults are pinned: not recoverable.
+  if (EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt)) {
     report.outcome = 'dumped (stage 2 fault)';
     notifyUnrecoverable(master, report);
     return 'EFAULT';

@@ -14,6 +14,7 @@
  *   little-endian u32 words (word 2q is bits [31:0] of qword q). Address fields (`QAddr`) keep their
  *   bits where they are, as the kernel's `_MASK` address fields do.
  */
+import { MAX_ORDER } from '../../mm/page-alloc.js';
 
 /** The driver's `debug` namespace and kernel-log tag. */
 export const LOG_NS = 'iommu:drivers:arm-smmu-v3';
@@ -223,6 +224,7 @@ export const IDR1_SIDSIZE = GENMASK(5, 0);
 
 export const ARM_SMMU_IDR3 = 0xc;
 export const IDR3_RIL = BIT(10);
+export const IDR3_BBM = GENMASK(12, 11);
 
 export const ARM_SMMU_IDR5 = 0x14;
 export const IDR5_STALL_MAX = GENMASK(31, 16);
@@ -355,10 +357,26 @@ export const Q_BASE_LOG2SIZE = GENMASK(4, 0);
 export const Q_OVERFLOW_FLAG = 0x8000_0000;
 export const CMDQ_PROD_OWNED_FLAG = Q_OVERFLOW_FLAG;
 
-/** kernel: Q_MAX_SZ_SHIFT — a queue is one naturally aligned allocation (PAGE_SHIFT + MAX_ORDER). */
 export const PAGE_SHIFT = 12;
-export const MAX_PAGE_ORDER = 9;
-export const Q_MAX_SZ_SHIFT = PAGE_SHIFT + MAX_PAGE_ORDER;
+/** The kernel's MAX_PAGE_ORDER: the page allocator's largest order (2^9 pages here). */
+export const MAX_PAGE_ORDER = MAX_ORDER;
+/**
+ * The kernel's CONFIG_CMA_ALIGNMENT, its Kconfig default (8): a DMA allocation is naturally aligned only
+ * up to 2^8 pages when the contiguous allocator serves it (arm64 kernels build with DMA_CMA).
+ */
+export const CONFIG_CMA_ALIGNMENT = 8;
+
+/**
+ * The kernel's Q_MAX_SZ_SHIFT: a queue must be one naturally aligned DMA allocation: with CONFIG_CMA_ALIGNMENT
+ * (`cmaAlignment` not null) PAGE_SHIFT + CONFIG_CMA_ALIGNMENT, otherwise the largest buddy order
+ * (v6.1 spells it PAGE_SHIFT + MAX_ORDER - 1, v6.8+ PAGE_SHIFT + MAX_PAGE_ORDER: the same size).
+ */
+export function qMaxSzShift(cmaAlignment: number | null): number {
+  return PAGE_SHIFT + (cmaAlignment ?? MAX_PAGE_ORDER);
+}
+
+/** Q_MAX_SZ_SHIFT of the default configuration: 20 (1 MiB queues). */
+export const Q_MAX_SZ_SHIFT = qMaxSzShift(CONFIG_CMA_ALIGNMENT);
 
 export const CMDQ_ENT_SZ_SHIFT = 4;
 export const CMDQ_ENT_DWORDS = (1 << CMDQ_ENT_SZ_SHIFT) >> 3;
@@ -677,6 +695,7 @@ export const ARM_SMMU_FEAT_NESTING = BIT(19);
 export const ARM_SMMU_FEAT_ATTR_TYPES_OVR = BIT(20);
 export const ARM_SMMU_FEAT_HA = BIT(21);
 export const ARM_SMMU_FEAT_HD = BIT(22);
+export const ARM_SMMU_FEAT_BBML2 = BIT(24);
 
 /** Feature names for the probe log line. */
 export const ARM_SMMU_FEAT_NAMES: readonly [number, string][] = [
@@ -684,5 +703,5 @@ export const ARM_SMMU_FEAT_NAMES: readonly [number, string][] = [
   [ARM_SMMU_FEAT_ATS, 'ats'], [ARM_SMMU_FEAT_SEV, 'sev'], [ARM_SMMU_FEAT_MSI, 'msi'], [ARM_SMMU_FEAT_COHERENCY, 'coherent'],
   [ARM_SMMU_FEAT_TRANS_S1, 's1'], [ARM_SMMU_FEAT_TRANS_S2, 's2'], [ARM_SMMU_FEAT_STALLS, 'stalls'],
   [ARM_SMMU_FEAT_STALL_FORCE, 'stall-force'], [ARM_SMMU_FEAT_HYP, 'hyp'], [ARM_SMMU_FEAT_RANGE_INV, 'range-inv'],
-  [ARM_SMMU_FEAT_NESTING, 'nesting'], [ARM_SMMU_FEAT_ATTR_TYPES_OVR, 'attr-types-ovr'],
+  [ARM_SMMU_FEAT_NESTING, 'nesting'], [ARM_SMMU_FEAT_ATTR_TYPES_OVR, 'attr-types-ovr'], [ARM_SMMU_FEAT_BBML2, 'bbml2'],
 ];

@@ -43,6 +43,7 @@ import {
   STRTAB_STE_2_S2ENDI,
   STRTAB_STE_2_S2PTW,
   STRTAB_STE_2_S2R,
+  STRTAB_STE_2_S2S,
   STRTAB_STE_2_S2VMID,
   STRTAB_STE_2_VTCR,
   STRTAB_STE_2_VTCR_S2IR0,
@@ -152,6 +153,8 @@ export function armSmmuMakeS2DomainSte(target: Uint32Array, master: SteMaster, s
   STRTAB_STE_2_VTCR.prep(target, armSmmuVtcr(s2.vtcr));
   STRTAB_STE_2_S2AA64.prep(target, 1);
   STRTAB_STE_2_S2PTW.prep(target, 1);
+  // A stall-capable master's stage 2 faults stall, as its stage 1 faults do with CD.S.
+  if (master.stallEnabled) STRTAB_STE_2_S2S.prep(target, 1);
   STRTAB_STE_2_S2R.prep(target, 1);
   STRTAB_STE_3_S2TTB_MASK.prep(target, s2.vttbr);
 }
@@ -184,7 +187,9 @@ export function armSmmuGetSteUsed(ent: Uint32Array, used: Uint32Array): void {
   if ((cfg & 2) !== 0) {
     STRTAB_STE_1_EATS.mark(used);
     STRTAB_STE_1_SHCFG.mark(used);
-    for (const f of [STRTAB_STE_2_S2VMID, STRTAB_STE_2_VTCR, STRTAB_STE_2_S2AA64, STRTAB_STE_2_S2ENDI, STRTAB_STE_2_S2PTW, STRTAB_STE_2_S2R]) f.mark(used);
+    for (const f of [STRTAB_STE_2_S2VMID, STRTAB_STE_2_VTCR, STRTAB_STE_2_S2AA64, STRTAB_STE_2_S2ENDI, STRTAB_STE_2_S2PTW, STRTAB_STE_2_S2S, STRTAB_STE_2_S2R]) {
+      f.mark(used);
+    }
     STRTAB_STE_3_S2TTB_MASK.mark(used);
   }
 

@@ -69,7 +69,7 @@ import {
   masterOf,
 } from './arm-smmu-v3-master.js';
 import { armSmmuSvaDomainAlloc } from './arm-smmu-v3-sva.js';
-import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
+import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, CONFIG_CMA_ALIGNMENT, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
 
 export const ARM_SMMU_V3_DRIVER_NAME = 'arm-smmu-v3';
 export const ARM_SMMU_V3_COMPATIBLE = 'arm,smmu-v3';
@@ -87,6 +87,11 @@ export interface ArmSmmuV3DriverOptions {
   shutdownPolicy?: ArmSmmuShutdownPolicy;
   /** Poll CMDQ_CONS for CMD_SYNC completion even when MSI polling is possible (kernel: disable_msipolling). */
   disableMsipolling?: boolean;
+  /**
+   * CONFIG_CMA_ALIGNMENT of the kernel build (2..12, default 8; null: built without CMA), which caps
+   * the queue sizes as Q_MAX_SZ_SHIFT does.
+   */
+  cmaAlignment?: number | null;
   /** Driver name (default "arm-smmu-v3"). */
   name?: string;
 }
@@ -273,6 +278,7 @@ class ArmSmmuV3Driver {
       disableBypass: this.opts.disableBypass ?? true,
       shutdownPolicy: this.opts.shutdownPolicy ?? 'disable',
       disableMsipolling: this.opts.disableMsipolling ?? false,
+      cmaAlignment: this.opts.cmaAlignment === undefined ? CONFIG_CMA_ALIGNMENT : this.opts.cmaAlignment,
       pageAllocator: this.opts.pageAllocator(dev),
     });
     smmu.dtProbe();
@@ -311,6 +317,10 @@ class ArmSmmuV3Driver {
 
 /** Build the arm-smmu-v3 platform driver of one kernel. */
 export function createArmSmmuV3Driver(opts: ArmSmmuV3DriverOptions): PlatformDriver {
+  const cma = opts.cmaAlignment;
+  if (cma !== undefined && cma !== null && !(Number.isInteger(cma) && cma >= 2 && cma <= 12)) {
+    throw new KernelError('EINVAL', `arm-smmu-v3: CONFIG_CMA_ALIGNMENT ${String(cma)} is outside its Kconfig range 2..12`);
+  }
   const drv = new ArmSmmuV3Driver(opts);
   return {
     name: opts.name ?? ARM_SMMU_V3_DRIVER_NAME,

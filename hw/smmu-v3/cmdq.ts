@@ -7,8 +7,12 @@
  * VA/VAA, CMD_TLBI_EL2_ALL/ASID/VA/VAA (per CR2.E2H), CMD_TLBI_S12_VMALL, CMD_TLBI_S2_IPA,
  * CMD_TLBI_NSNH_ALL, range invalidation (TG/NUM/SCALE and the TTL hint, with IDR3.RIL), CMD_ATC_INV
  * (sent to the endpoint bound to the StreamID; its completion is awaited by the next CMD_SYNC),
- * CMD_PRI_RESP, CMD_RESUME, CMD_STALL_TERM, CMD_SYNC with CS = NONE / IRQ (MSI or wired) / SEV and
- * the "prior events visible" guarantee. Errors stop the queue with CMDQ_CONS.ERR set, CONS left on
+ * CMD_PRI_RESP, CMD_RESUME, CMD_STALL_TERM, CMD_SYNC with CS = NONE / IRQ / SEV and the "prior
+ * events visible" guarantee. CS = SIG_IRQ signals completion once: an MSI when IDR0.MSI == 1 and
+ * MSIAddr != 0, otherwise the wired `cmdq-sync` line (spec: CMD_SYNC in chapter 4, 3.18 "Interrupts and
+ * notifications": a zero MSI address selects the wired interrupt, as for the *_IRQ_CFG0 sources).
+ * TLBI by address (NH_VA/VAA, EL2_VA/VAA, S2_IPA) removes walk-cache entries covering the range only
+ * when Leaf == 0 (spec 4.4; see tlb.ts). Errors stop the queue with CMDQ_CONS.ERR set, CONS left on
  * the command, and GERROR.CMDQ_ERR activated: CERROR_ILL (unknown opcode, a command for an
  * unimplemented feature, SSec on the Non-secure queue, Reserved field encodings), CERROR_ABT (the
  * command read aborted), CERROR_ATC_INV_SYNC (a CMD_SYNC found an ATC invalidation unanswered after
@@ -400,15 +404,21 @@ export class CommandQueue {
 
   private tlbiRange(w: Uint32Array, addr: number): boolean {
     if (!this.rangeFieldsLegal(w)) return false;
+    const leaf = F.CMD_TLBI_LEAF.isSet(w);
     const tg = this.opts.rangeInvalidation ? F.CMD_TLBI_TG.get(w) : 0;
     if (tg === 0) {
       this.tlb.invalidateRange(this.scope, addr, addr + 1, 0, 0);
+      if (!leaf) this.tlb.invalidateWalkRange(this.scope, addr, addr + 1);
       return true;
     }
     const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
     const pages = (F.CMD_TLBI_NUM.get(w) + 1) * 2 ** F.CMD_TLBI_SCALE.get(w);
     const ttl = F.CMD_TLBI_TTL.get(w);
-    this.tlb.invalidateRange(this.scope, addr, addr + pages * 2 ** granuleShift, granuleShift, ttl);
+    const end = addr + pages * 2 ** granuleShift;
+    this.tlb.invalidateRange(this.scope, addr, end, granuleShift, ttl);
+    // Leaf == 0 also reaches the table descriptors used to translate the range; TTL and TG only
+    // describe the leaves, so they do not narrow this.
+    if (!leaf) this.tlb.invalidateWalkRange(this.scope, addr, end);
     return true;
   }
 
@@ -463,8 +473,9 @@ export class CommandQueue {
       if (this.opts.msi && addr !== 0) {
         this.irq.stats.msi['cmdq-sync']++;
         this.irq.msi('cmdq-sync', addr, F.CMD_SYNC_MSIDATA.get(w));
+      } else {
+        this.irq.wired('cmdq-sync');
       }
-      this.irq.wired('cmdq-sync');
     } else if (cs === F.SYNC_CS_SEV && this.opts.sev) {
       this.irq.stats.sev++;
     }

@@ -15,11 +15,18 @@
  * invalid or ILLEGAL structures are never cached.
  * Does not support: VMSAv8-32 (CD.AA64 == 0 / STE.S2AA64 == 0 are ILLEGAL since IDR0.TTF says
  * AArch64 only), TTB1 (addresses are JS numbers below 2^53, so the TTB1 half is unreachable),
- * HTTU, AFFD/S2AFFD (the walker always raises Access flag faults), STE.CONT, MPAM, VMS, Secure
- * streams.
+ * HTTU dirty state (HD/S2HD are ILLEGAL), STE.CONT, MPAM, VMS, Secure streams.
+ * Access flag (SMMUv3 spec 3.13 "Translation table entries and Access/Dirty flags", 5.2 STE.S2AFFD/
+ * S2HA, 5.4 CD.AFFD/HA): with HA (S2HA) == 1 and IDR0.HTTU != 0 the walker sets AF in the descriptor
+ * and AFFD is ignored; otherwise AFFD (S2AFFD) == 1 uses an AF == 0 leaf as if AF were 1 and 0 raises
+ * F_ACCESS. HA/S2HA set while IDR0.HTTU == 0 is treated as ILLEGAL (C_BAD_CD / C_BAD_STE).
  */
 import { BusError } from '../memory.js';
 import {
+  AF_FAULT,
+  AF_IGNORE,
+  AF_UPDATE,
+  type AccessFlagMode,
   compileStage1,
   compileStage2,
   decodeAddressSize,
@@ -284,7 +291,8 @@ export class ConfigCache {
       const startLevel = decodeS2SL0(granule, F.STE_S2SL0.get(w));
       if (startLevel < 0) return bad(`S2SL0 ${F.STE_S2SL0.get(w)} is not valid for a ${granule / 1024}K granule`);
       if (F.STE_S2ENDI.isSet(w)) return bad('S2ENDI selects big-endian tables; IDR0.TTENDIAN is little-endian only');
-      if (F.STE_S2HA.isSet(w) || F.STE_S2HD.isSet(w)) return bad('S2HA/S2HD set but IDR0.HTTU is 0');
+      if (F.STE_S2HD.isSet(w)) return bad('S2HD set but IDR0.HTTU does not include dirty state');
+      if (F.STE_S2HA.isSet(w) && o.httu === 0) return bad('S2HA set but IDR0.HTTU is 0');
       if (s2Stall && o.stallModel === STALL_MODEL_TERMINATE) return bad('S2S == 1 with IDR0.STALL_MODEL terminate-only');
       if (!s2Stall && o.stallModel === STALL_MODEL_STALL_FORCED) return bad('S2S == 0 with IDR0.STALL_MODEL stall-forced');
       const ps = Math.min(F.STE_S2PS.get(w), ADDRESS_SIZE_BITS.indexOf(o.oasBits as (typeof ADDRESS_SIZE_BITS)[number]));
@@ -295,6 +303,7 @@ export class ConfigCache {
           outputSize: decodeAddressSize(ps)!,
           startLevel,
           tableBase: F.STE_S2TTB.get(w),
+          accessFlag: accessFlagMode(F.STE_S2HA.isSet(w), F.STE_S2AFFD.isSet(w)),
         });
       } catch (e) {
         if (e instanceof WalkConfigError) return bad(e.reason);
@@ -443,7 +452,8 @@ export class ConfigCache {
     const el2 = ste.world === WORLD_NS_EL2;
     const epd0 = !el2 && F.CD_EPD0.isSet(w);
     const epd1 = !el2 && F.CD_EPD1.isSet(w);
-    if (F.CD_HA.isSet(w) || F.CD_HD.isSet(w)) return bad('HA/HD set but IDR0.HTTU is 0');
+    if (F.CD_HD.isSet(w)) return bad('HD set but IDR0.HTTU does not include dirty state');
+    if (F.CD_HA.isSet(w) && o.httu === 0) return bad('HA set but IDR0.HTTU is 0');
     if (!(epd0 && epd1) && F.CD_ENDI.isSet(w)) return bad('ENDI selects big-endian tables; IDR0.TTENDIAN is little-endian only');
     let s1: StageConfig | null = null;
     if (!epd0) {
@@ -457,7 +467,13 @@ export class ConfigCache {
       const ttb0 = F.CD_TTB0.get(w);
       if (ttb0 >= 2 ** ips) return bad(`TTB0 ${hex(ttb0)} is outside the ${ips}-bit IPS range`);
       try {
-        s1 = compileStage1({ granule, inputSize: 64 - t0sz, outputSize: ips, tableBase: ttb0 });
+        s1 = compileStage1({
+          granule,
+          inputSize: 64 - t0sz,
+          outputSize: ips,
+          tableBase: ttb0,
+          accessFlag: accessFlagMode(F.CD_HA.isSet(w), F.CD_AFFD.isSet(w)),
+        });
       } catch (e) {
         if (e instanceof WalkConfigError) return bad(e.reason);
         throw e;
@@ -560,6 +576,11 @@ export class ConfigCache {
       throw e;
     }
   }
+}
+
+/** HA (hardware update, checked against IDR0.HTTU by the caller) wins over AFFD. */
+function accessFlagMode(ha: boolean, affd: boolean): AccessFlagMode {
+  return ha ? AF_UPDATE : affd ? AF_IGNORE : AF_FAULT;
 }
 
 /** Fill `out` with a stage 2 Translation-related fault (STE.S2R/S2S decide record and stall). */

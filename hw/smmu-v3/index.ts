@@ -22,7 +22,7 @@ import { SmmuV3 } from './smmu-v3.js';
 
 export { SmmuV3 } from './smmu-v3.js';
 export type { SmmuV3Deps, SmmuV3Stats } from './smmu-v3.js';
-export { idRegisters, resolveOptions, DEFAULT_TIMING } from './options.js';
+export { idRegisters, resolveOptions, DEFAULT_TIMING, QEMU_VIRT_SMMUV3_OPTIONS } from './options.js';
 export type { IdRegisters, ResolvedOptions, SmmuV3Options, SmmuV3Timing, StallModel } from './options.js';
 export { SMMU_V3_IRQ_NAMES } from './interrupts.js';
 export type { IrqOutput, SmmuV3IrqName } from './interrupts.js';
@@ -37,7 +37,7 @@ const OPTION_KEYS: ReadonlySet<string> = new Set<keyof SmmuV3Options>([
   'name', 'stage1', 'stage2', 'coherent', 'hyp', 'ats', 'pri', 'asid16', 'vmid16', 'msi', 'sev', 'cd2l',
   'twoLevelStreamTable', 'stallModel', 'abortOnlyTermination', 'sidBits', 'ssidBits', 'cmdqLog2', 'evtqLog2',
   'priqLog2', 'attrPermsOverride', 'rangeInvalidation', 'priPasidAutoResponse', 'oasBits', 'granules', 'stallMax',
-  'gbpaReset', 'iidr', 'aidr', 'tlbEntries', 'timing',
+  'gbpaReset', 'iidr', 'aidr', 'tlbEntries', 'timing', 'attrTypesOverride', 'bbml', 'httu', 'walkCache',
 ]);
 
 /** Build the SMMUv3 for a DT node (the registered model factory). */

@@ -4,7 +4,8 @@
  * write of *_IRQ_CFG1 to *_IRQ_CFG0.ADDR through the downstream port) or on a named wired line.
  *
  * Supports: the Event queue, PRI queue and GERROR interrupts (IRQ_CTRL-gated), the CMD_SYNC
- * completion interrupt (MSI from the command, or the wired `cmdq-sync` line), a `combined` wired
+ * completion interrupt (the MSI the command describes or, when MSIs are not implemented or its
+ * MSIAddr is 0, the wired `cmdq-sync` line: one or the other, never both), a `combined` wired
  * output pulsed with every wired interrupt, MSI write aborts reported as GERROR.MSI_*_ABT_ERR,
  * IRQ_CFG registers ignoring writes while their interrupt is enabled.
  * Does not support: SEV (CMD_SYNC CS=SEV is counted only; there is no PE model), MSI memory

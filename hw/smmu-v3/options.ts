@@ -4,7 +4,17 @@
  * GBPA, and the virtual-time costs of the hardware's work.
  *
  * Supports: validating every option with an error naming it, and computing IDR0-5/IIDR/AIDR.
- * Does not support: VMSAv8-32 (AArch32) table formats (IDR0.TTF is always AArch64), HTTU, BTM,
+ * IDR1.ATTR_TYPES_OVR defaults to 0 because the model does not apply STE.SHCFG/MTCFG/MemAttr to the
+ * transactions it forwards (SMMUv3 spec 6.3.2 SMMU_IDR1, 5.2 STE.SHCFG); it can be set to mimic a
+ * part that has them. IDR3.BBML (6.3.4; 3.21.1.3 "Translation table entry changes without break-
+ * before-make") defaults to 2: the TLB never raises F_TLB_CONFLICT, a lookup returns either the old
+ * or the new translation until the TLBI, and with BBML 1 or 2 a leaf with nT (descriptor bit 16) set
+ * is not cached.
+ * `QEMU_VIRT_SMMUV3_OPTIONS` gives the ID registers of QEMU's `virt` SMMUv3 (hw/arm/smmuv3.c
+ * smmuv3_init_regs() of the QEMU 7/8 era that Linux 6.1 probe traces were taken on).
+ * IDR0.HTTU is 0 or 1 (Access flag update only).
+ * Does not support: VMSAv8-32 (AArch32) table formats (IDR0.TTF is always AArch64), dirty state
+ * update (HTTU 2), BTM,
  * VATOS, MPAM, Secure/Realm state: those ID fields read as zero.
  */
 import {
@@ -14,6 +24,7 @@ import {
   IDR0_ATS,
   IDR0_CD2L,
   IDR0_COHACC,
+  IDR0_HTTU,
   IDR0_HYP,
   IDR0_MSI,
   IDR0_PRI,
@@ -110,6 +121,20 @@ export interface SmmuV3Options {
   priqLog2?: number;
   /** IDR1.ATTR_PERMS_OVR: STE.PRIVCFG/INSTCFG honoured (default true). */
   attrPermsOverride?: boolean;
+  /**
+   * IDR1.ATTR_TYPES_OVR: STE.SHCFG/MTCFG/MemAttr/ALLOCCFG overrides (default false: the model does
+   * not apply memory attributes, so it does not claim the overrides).
+   */
+  attrTypesOverride?: boolean;
+  /**
+   * IDR0.HTTU: 0 none, 1 hardware Access flag update (CD.HA / STE.S2HA honoured). Dirty state
+   * update (2) is not modelled (default 0).
+   */
+  httu?: 0 | 1;
+  /** IDR3.BBML: break-before-make level 0, 1 or 2 (default 2, see the header). */
+  bbml?: 0 | 1 | 2;
+  /** Cache intermediate (table) descriptors of stage 1 and stage 2 walks, 4096 of them (default true). */
+  walkCache?: boolean;
   /** IDR3.RIL: range invalidation and TTL hints (default true). */
   rangeInvalidation?: boolean;
   /** IDR3.PPS: PRI overflow auto-responses carry the request's PASID (default true). */
@@ -164,6 +189,10 @@ export interface ResolvedOptions {
   evtqLog2: number;
   priqLog2: number;
   attrPermsOverride: boolean;
+  attrTypesOverride: boolean;
+  bbml: 0 | 1 | 2;
+  httu: 0 | 1;
+  walkCache: boolean;
   rangeInvalidation: boolean;
   priPasidAutoResponse: boolean;
   oasBits: number;
@@ -217,6 +246,10 @@ export function resolveOptions(o: SmmuV3Options = {}): ResolvedOptions {
   const pri = o.pri ?? true;
   const ats = o.ats ?? true;
   if (pri && !ats) throw new RangeError('SMMUv3 options: pri requires ats');
+  const bbml = o.bbml ?? 2;
+  if (bbml !== 0 && bbml !== 1 && bbml !== 2) throw new RangeError(`SMMUv3 option bbml: ${String(bbml)} is not 0, 1 or 2`);
+  const httu = o.httu ?? 0;
+  if (httu !== 0 && httu !== 1) throw new RangeError(`SMMUv3 option httu: ${String(httu)} is not 0 or 1 (dirty state update is not modelled)`);
   return {
     name: o.name ?? 'smmu-v3',
     stage1,
@@ -239,6 +272,10 @@ export function resolveOptions(o: SmmuV3Options = {}): ResolvedOptions {
     evtqLog2: intIn('evtqLog2', o.evtqLog2, 19, 0, 19),
     priqLog2: intIn('priqLog2', o.priqLog2, 19, 0, 19),
     attrPermsOverride: o.attrPermsOverride ?? true,
+    attrTypesOverride: o.attrTypesOverride ?? false,
+    bbml,
+    httu,
+    walkCache: o.walkCache ?? true,
     rangeInvalidation: o.rangeInvalidation ?? true,
     priPasidAutoResponse: o.priPasidAutoResponse ?? true,
     oasBits,
@@ -274,6 +311,7 @@ export function idRegisters(o: ResolvedOptions): IdRegisters {
       flag(IDR0_S1P, o.stage1) |
       IDR0_TTF.encode(TTF_AARCH64) |
       flag(IDR0_COHACC, o.coherent) |
+      IDR0_HTTU.encode(o.httu) |
       flag(IDR0_HYP, o.hyp && o.stage1) |
       flag(IDR0_ATS, o.ats) |
       flag(IDR0_ASID16, o.asid16 && o.stage1) |
@@ -294,14 +332,14 @@ export function idRegisters(o: ResolvedOptions): IdRegisters {
       IDR1_EVENTQS.encode(o.evtqLog2) |
       IDR1_CMDQS.encode(o.cmdqLog2) |
       flag(IDR1_ATTR_PERMS_OVR, o.attrPermsOverride) |
-      flag(IDR1_ATTR_TYPES_OVR, true)) >>>
+      flag(IDR1_ATTR_TYPES_OVR, o.attrTypesOverride)) >>>
     0;
   const idr3 =
     (flag(IDR3_HAD, o.stage1) |
       flag(IDR3_XNX, o.stage2) |
       flag(IDR3_PPS, o.pri && o.ssidBits > 0 && o.stage1 && o.priPasidAutoResponse) |
       flag(IDR3_RIL, o.rangeInvalidation) |
-      IDR3_BBML.encode(1)) >>>
+      IDR3_BBML.encode(o.bbml)) >>>
     0;
   const idr5 =
     (IDR5_OAS.encode(ADDRESS_SIZE_BITS.indexOf(o.oasBits as (typeof ADDRESS_SIZE_BITS)[number])) |
@@ -315,3 +353,38 @@ export function idRegisters(o: ResolvedOptions): IdRegisters {
 
 /** GBPA.SHCFG = "use incoming", ABORT = 0: the bypass state QEMU-like firmware leaves. */
 export const GBPA_BYPASS_RESET = GBPA_SHCFG.encode(1);
+
+/**
+ * The ID registers of QEMU's `virt` SMMUv3 (qemu hw/arm/smmuv3.c smmuv3_init_regs(),
+ * hw/arm/smmuv3-internal.h): stage 1 only, AArch64 tables, coherent, 16-bit ASIDs, little-endian,
+ * terminate-only stall model with abort termination, 2-level stream tables; SIDSIZE 16, no
+ * SubstreamIDs, EVENTQS = CMDQS = 19; IDR3 RIL and HAD; 4K and 64K granules, 44-bit OAS; AIDR 0x1.
+ * No ATS, PRI, MSI, SEV, HYP or attribute overrides.
+ */
+export const QEMU_VIRT_SMMUV3_OPTIONS: Readonly<SmmuV3Options> = Object.freeze({
+  stage1: true,
+  stage2: false,
+  coherent: true,
+  hyp: false,
+  ats: false,
+  pri: false,
+  asid16: true,
+  vmid16: false,
+  msi: false,
+  sev: false,
+  cd2l: false,
+  twoLevelStreamTable: true,
+  stallModel: 1,
+  abortOnlyTermination: true,
+  sidBits: 16,
+  ssidBits: 0,
+  cmdqLog2: 19,
+  evtqLog2: 19,
+  attrPermsOverride: false,
+  attrTypesOverride: false,
+  bbml: 0,
+  rangeInvalidation: true,
+  oasBits: 44,
+  granules: Object.freeze({ '4k': true, '16k': false, '64k': true }),
+  aidr: 0x01,
+});

@@ -22,8 +22,12 @@
  * - PCIe: ATS Translation Requests (DmaPort.translate) per STE.EATS with F_BAD_ATS_TREQ; Page
  *   Requests (DmaPort.pageRequest) into the PRI queue; ATC invalidations and PRG responses back to
  *   the endpoint bound to a StreamID (DmaPort.bindEndpoint).
- * Does not support: the Secure/Realm interfaces, VATOS/ATOS, PMCG, MPAM, HTTU, event merging,
- * memory-attribute overrides (MTCFG/MemAttr/SHCFG are decoded but do not change the access).
+ * - caches: configuration caches, the TLB and per-stage, per-level walk caches (option `walkCache`,
+ *   on by default; see tlb.ts); the Access flag per CD.AFFD / STE.S2AFFD, or updated by hardware
+ *   with CD.HA / STE.S2HA when built with `httu: 1` (spec 3.13, 5.2, 5.4; see config.ts).
+ * Does not support: the Secure/Realm interfaces, VATOS/ATOS, PMCG, MPAM, dirty state update (HTTU 2),
+ * event merging, memory-attribute overrides (MTCFG/MemAttr/SHCFG are decoded but do not change the
+ * access; IDR1.ATTR_TYPES_OVR reads 0 by default).
  */
 import createDebug from 'debug';
 import type { AtsCompletion, AtsEndpoint, AtsRequest, DmaCompletion, DmaDone, DmaPort, DmaRequest, PageRequest } from '../dma.js';
@@ -47,6 +51,8 @@ import { Tlb } from './tlb.js';
 import { effectiveAccess, Translator } from './translate.js';
 
 const log = createDebug('iommu:hw:smmu-v3');
+/** Table descriptors the walk caches hold, all stages and levels together, before FIFO eviction. */
+const WALK_CACHE_ENTRIES = 4096;
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
 /** What the machine gives an SMMUv3 model. */
@@ -128,10 +134,10 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     this.gbpa = this.opts.gbpaReset & R.GBPA_STATE_BITS;
     this.gbpaEffective = this.gbpa;
     this.cfgRegs = { strtabBaseLo: 0, strtabBaseHi: 0, strtabBaseCfg: 0, cr2: 0, cr0ack: 0 };
-    this.tlb = new Tlb(this.opts.tlbEntries);
+    this.tlb = new Tlb(this.opts.tlbEntries, this.opts.walkCache ? WALK_CACHE_ENTRIES : 0);
     this.walker = new TranslationTableWalker(deps.memory);
     this.configCache = new ConfigCache(this.opts, this.cfgRegs, deps.memory, this.walker, this.tlb);
-    this.translator = new Translator(this.configCache, this.tlb, this.walker);
+    this.translator = new Translator(this.configCache, this.tlb, this.walker, this.opts);
     this.irq = new Interrupts(this.opts, this.scheduler, this.downstream, this.trace);
     for (const [n, line] of Object.entries(deps.irqs ?? {})) this.irq.connect(n as SmmuV3IrqName, line ?? null);
     this.events = new EventQueue(this.opts, this.scheduler, deps.memory, this.irq, this.trace);

@@ -8,13 +8,25 @@
  * (one address, any entry covering it) and by range with the TG granule and TTL level filters of
  * range invalidation; a fixed capacity with FIFO replacement (architecturally the TLB may drop
  * non-locked entries at any time).
- * Does not support: caching of intermediate (table) walk entries, so Leaf-only invalidation and
- * full invalidation behave alike; contiguous-hint merging; Secure/Realm/EL3 regimes.
+ * Walk caches (SMMUv3 spec 3.17 for the tagging, 4.4 "TLB invalidation" for what each command
+ * removes, the Leaf field in particular): each context also caches the valid table descriptors its
+ * walks read, per stage (the context's kind) and per level, keyed by the input-address span the
+ * descriptor covers and tagged
+ * like the leaves (a stage 1 table descriptor by ASID and VMID, a stage 2 one by VMID), never global.
+ * Context-wide invalidations (NH_ALL, NH_ASID, S12_VMALL, NSNH_ALL, EL2_ALL/ASID) remove them with the
+ * leaves; a by-address invalidation removes those covering the range only when Leaf == 0, so a
+ * Leaf == 1 TLBI after a table was unhooked leaves the walk through the freed table in place, as the
+ * architecture permits. TG and TTL never narrow what a Leaf == 0 invalidation removes from the walk
+ * cache (removing more is always allowed). CMD_TLBI_S2_IPA removes stage 2 walk entries only; stage 1
+ * walk entries of a nested context hold IPAs and stay until a stage 1 invalidation.
+ * Does not support: contiguous-hint merging; Secure/Realm/EL3 regimes.
  *
  * Lookups and inserts are synchronous and allocation-free once the entry ring is populated: a
  * context keeps one Map per block size in use, keyed by input address / block size, and entries
  * are recycled from a ring of `capacity` slots.
  */
+import type { StageConfig } from '../walker/config.js';
+import type { TableWalkCache } from '../walker/walker.js';
 
 /** Translation regimes (StreamWorld) the model tags entries with. */
 export const WORLD_NS_EL1 = 0;
@@ -33,6 +45,34 @@ export const KIND_MASK_ALL = KIND_MASK_S1 | KIND_MASK_S2 | KIND_MASK_S12;
 
 /** ASID value of the context holding global entries. */
 const GLOBAL_ASID = 0x1_0000;
+
+/** A cached table descriptor: the next-level table of one input-address span at one level. */
+export class WalkEntry {
+  live = false;
+  ctx: TlbContext | null = null;
+  map: Map<number, WalkEntry> | null = null;
+  key = 0;
+  /** Level of the table descriptor (0-2). */
+  level = 0;
+  granuleShift = 0;
+  /** Input address of the start of the span the descriptor covers, and its size. */
+  base = 0;
+  span = 0;
+  /** Address of the next-level table (an IPA for stage 1 tables of a nested walk). */
+  table = 0;
+  /** OR of the hi words of the table descriptors from the start level to this one. */
+  attrs = 0;
+}
+
+/** Walk-cache map index: 3 levels (0-2) per granule (4K, 16K, 64K). */
+function walkMapIndex(granuleShift: number, level: number): number {
+  return ((granuleShift - 12) >> 1) * 3 + level;
+}
+
+/** Where a context records the walk entries it is given (the Tlb's ring). */
+interface WalkRecorder {
+  recordWalk(ctx: TlbContext, granuleShift: number, level: number, base: number, span: number, table: number, attrs: number): void;
+}
 
 export class TlbEntry {
   /** False once invalidated or evicted (the slot is then free for reuse). */
@@ -56,7 +96,7 @@ export class TlbEntry {
   level = 0;
 }
 
-export class TlbContext {
+export class TlbContext implements TableWalkCache {
   /** log2 block sizes that have (or had) entries, with their sizes and maps. */
   readonly shifts: number[] = [];
   /** 2^shift for each entry of `shifts` (kept to avoid exponentiation on lookups). */
@@ -65,6 +105,11 @@ export class TlbContext {
   count = 0;
   /** For a non-global stage 1 context: the context holding global entries of the same regime. */
   globalCtx: TlbContext | null = null;
+  /** Walk-cache entries by walkMapIndex(granule, level), created on first use. */
+  readonly walkMaps: (Map<number, WalkEntry> | undefined)[] = [];
+  walkCount = 0;
+  hitTable = 0;
+  hitAttrs = 0;
 
   constructor(
     readonly key: number,
@@ -73,7 +118,41 @@ export class TlbContext {
     /** ASID, or GLOBAL_ASID for the global-entries context. */
     readonly asid: number,
     readonly kind: number,
+    private readonly recorder: WalkRecorder | null = null,
   ) {}
+
+  // TableWalkCache (hw/walker/walker.ts): this context's walk cache.
+  findTable(st: StageConfig, ia: number, minLevel: number): number {
+    if (this.walkCount === 0) return -1;
+    const base = walkMapIndex(st.granuleShift, 0);
+    for (let l = 2; l >= minLevel; l--) {
+      const m = this.walkMaps[base + l];
+      if (m === undefined || m.size === 0) continue;
+      const e = m.get(Math.floor(ia / st.levelBlockSize[l]!));
+      if (e !== undefined) {
+        this.hitTable = e.table;
+        this.hitAttrs = e.attrs;
+        return l + 1;
+      }
+    }
+    return -1;
+  }
+
+  recordTable(st: StageConfig, level: number, ia: number, table: number, attrs: number): void {
+    if (this.recorder === null || level > 2) return;
+    const span = st.levelBlockSize[level]!;
+    this.recorder.recordWalk(this, st.granuleShift, level, ia - (ia % span), span, table, attrs);
+  }
+
+  walkMapFor(granuleShift: number, level: number): Map<number, WalkEntry> {
+    const i = walkMapIndex(granuleShift, level);
+    let m = this.walkMaps[i];
+    if (m === undefined) {
+      m = new Map();
+      this.walkMaps[i] = m;
+    }
+    return m;
+  }
 
   get isGlobal(): boolean {
     return this.asid === GLOBAL_ASID;
@@ -116,6 +195,10 @@ export interface TlbStats {
   invalidated: number;
   /** Live entries replaced because the TLB was full. */
   evictions: number;
+  /** Walk-cache (table descriptor) entries recorded / removed by invalidations / evicted. */
+  walkInserts: number;
+  walkInvalidated: number;
+  walkEvictions: number;
 }
 
 /** Scope of an invalidation: which contexts it reaches. -1 in vmid/asid means "any". */
@@ -130,18 +213,30 @@ export interface TlbScope {
   nonGlobalOnly: boolean;
 }
 
-export class Tlb {
+export class Tlb implements WalkRecorder {
   private readonly contexts = new Map<number, TlbContext>();
   private readonly ring: TlbEntry[] = [];
   private head = 0;
   private total = 0;
-  readonly stats: TlbStats = { hits: 0, misses: 0, inserts: 0, invalidated: 0, evictions: 0 };
+  private readonly walkRing: WalkEntry[] = [];
+  private walkHead = 0;
+  private walkTotal = 0;
+  readonly stats: TlbStats = { hits: 0, misses: 0, inserts: 0, invalidated: 0, evictions: 0, walkInserts: 0, walkInvalidated: 0, walkEvictions: 0 };
 
-  constructor(readonly capacity: number) {}
+  /** `walkCapacity` 0: no walk cache (contexts record nothing). */
+  constructor(
+    readonly capacity: number,
+    readonly walkCapacity = 0,
+  ) {}
 
   /** Number of cached entries. */
   get size(): number {
     return this.total;
+  }
+
+  /** Number of cached table descriptors (walk-cache entries). */
+  get walkSize(): number {
+    return this.walkTotal;
   }
 
   private static keyOf(world: number, vmid: number, asid: number, kind: number): number {
@@ -153,7 +248,7 @@ export class Tlb {
     const key = Tlb.keyOf(world, vmid, asid, kind);
     let c = this.contexts.get(key);
     if (c === undefined) {
-      c = new TlbContext(key, world, vmid, asid, kind);
+      c = new TlbContext(key, world, vmid, asid, kind, asid === GLOBAL_ASID || this.walkCapacity === 0 ? null : this);
       if (kind !== KIND_S2 && asid !== GLOBAL_ASID) c.globalCtx = this.context(world, vmid, GLOBAL_ASID, kind);
       this.contexts.set(key, c);
     }
@@ -166,6 +261,48 @@ export class Tlb {
     e.live = false;
     e.ctx!.count--;
     this.total--;
+  }
+
+  private killWalk(e: WalkEntry): void {
+    e.map!.delete(e.key);
+    e.live = false;
+    e.ctx!.walkCount--;
+    this.walkTotal--;
+  }
+
+  /** Cache a table descriptor for `ctx` (TlbContext.recordTable). */
+  recordWalk(ctx: TlbContext, granuleShift: number, level: number, base: number, span: number, table: number, attrs: number): void {
+    const m = ctx.walkMapFor(granuleShift, level);
+    const key = base / span;
+    const old = m.get(key);
+    if (old !== undefined) {
+      old.table = table;
+      old.attrs = attrs;
+      return;
+    }
+    let e = this.walkRing[this.walkHead];
+    if (e === undefined) {
+      e = new WalkEntry();
+      this.walkRing.push(e);
+    } else if (e.live) {
+      this.killWalk(e);
+      this.stats.walkEvictions++;
+    }
+    this.walkHead = this.walkHead + 1 === this.walkCapacity ? 0 : this.walkHead + 1;
+    e.live = true;
+    e.ctx = ctx;
+    e.map = m;
+    e.key = key;
+    e.level = level;
+    e.granuleShift = granuleShift;
+    e.base = base;
+    e.span = span;
+    e.table = table;
+    e.attrs = attrs;
+    m.set(key, e);
+    ctx.walkCount++;
+    this.walkTotal++;
+    this.stats.walkInserts++;
   }
 
   /** Cache a translation. `global` entries (nG == 0) go to the regime's global context. */
@@ -231,21 +368,58 @@ export class Tlb {
     return n;
   }
 
-  /** Invalidate every entry in scope. Returns the number removed. */
+  private clearWalk(c: TlbContext): void {
+    if (c.walkCount === 0) return;
+    for (const m of c.walkMaps) {
+      if (m === undefined) continue;
+      for (const e of m.values()) e.live = false;
+      m.clear();
+    }
+    this.stats.walkInvalidated += c.walkCount;
+    this.walkTotal -= c.walkCount;
+    c.walkCount = 0;
+  }
+
+  /** Invalidate every entry in scope, leaf and walk. Returns the number of leaf entries removed. */
   invalidateScope(s: TlbScope): number {
     let n = 0;
     for (const c of this.contexts.values()) {
-      if (c.count > 0 && this.inScope(c, s)) n += this.clearContext(c);
+      if ((c.count > 0 || c.walkCount > 0) && this.inScope(c, s)) {
+        n += this.clearContext(c);
+        this.clearWalk(c);
+      }
     }
     this.stats.invalidated += n;
     return n;
   }
 
-  /** Invalidate everything. */
+  /** Invalidate everything, leaf and walk. */
   invalidateAll(): number {
     let n = 0;
-    for (const c of this.contexts.values()) if (c.count > 0) n += this.clearContext(c);
+    for (const c of this.contexts.values()) {
+      if (c.count > 0) n += this.clearContext(c);
+      this.clearWalk(c);
+    }
     this.stats.invalidated += n;
+    return n;
+  }
+
+  /** Remove the walk-cache entries in scope whose span overlaps [lo, hi). */
+  invalidateWalkRange(s: TlbScope, lo: number, hi: number): number {
+    let n = 0;
+    for (const c of this.contexts.values()) {
+      if (c.walkCount === 0 || !this.inScope(c, s)) continue;
+      for (const m of c.walkMaps) {
+        if (m === undefined || m.size === 0) continue;
+        for (const e of m.values()) {
+          if (e.base < hi && lo < e.base + e.span) {
+            this.killWalk(e);
+            n++;
+          }
+        }
+      }
+    }
+    this.stats.walkInvalidated += n;
     return n;
   }
 
@@ -288,6 +462,13 @@ export class Tlb {
 
   private matches(e: TlbEntry, granuleShift: number, level: number): boolean {
     return (granuleShift === 0 || e.granuleShift === granuleShift) && (level === 0 || e.level === level);
+  }
+
+  /** Every cached table descriptor (for tests and debugging). */
+  walkEntries(): WalkEntry[] {
+    const out: WalkEntry[] = [];
+    for (const c of this.contexts.values()) for (const m of c.walkMaps) if (m !== undefined) for (const e of m.values()) out.push(e);
+    return out;
   }
 
   /** Every cached entry (for tests and debugging). */

@@ -11,6 +11,9 @@
  * configuration; ATS Translation Requests (full ATS answered from the TLB like any translation,
  * so a stale entry reaches the endpoint until the TLBI that must precede CMD_ATC_INV; split-stage
  * ATS walked).
+ * Walks use the TLB contexts' walk caches (stage 1: the CD's context; stage 2: the STE's stage 2
+ * context). With IDR3.BBML 1 or 2 a walk whose leaf has nT set is not cached in the TLB (spec
+ * 3.21.1.3, 6.3.4).
  * Does not support: a permission fault served from a cached entry whose permissions software
  * upgraded without a TLBI (the model re-walks instead of faulting on the stale entry); TBI.
  */
@@ -19,6 +22,7 @@ import type { TranslationTableWalker } from '../walker/walker.js';
 import { type ConfigCache, type ContextConfig, faultEventType, type StreamConfig } from './config.js';
 import * as F from './formats.js';
 import { OUT_FAULT, OUT_OK, type Outcome } from './outcome.js';
+import type { ResolvedOptions } from './options.js';
 import type { Tlb, TlbContext } from './tlb.js';
 
 export { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE };
@@ -76,11 +80,17 @@ export class Translator {
   private selCd: ContextConfig | null = null;
   readonly stats: TranslatorStats = { walks: 0 };
 
+  /** IDR3.BBML != 0: leaves with nT set are not cached. */
+  private readonly honourNt: boolean;
+
   constructor(
     private readonly cache: ConfigCache,
     private readonly tlb: Tlb,
     private readonly walker: TranslationTableWalker,
-  ) {}
+    opts: Pick<ResolvedOptions, 'bbml'> = { bbml: 0 },
+  ) {
+    this.honourNt = opts.bbml !== 0;
+  }
 
   /**
    * TLB-hit translation: the output PA, or -1 when anything but a cached, permitted translation
@@ -209,10 +219,10 @@ export class Translator {
         r.fault = 'translation';
         r.faultStage = 1;
         ok = false;
-      } else if (ste.s2cfg !== null) ok = this.walker.walkNested(cd.s1, ste.s2cfg, addr, acc, r);
-      else ok = this.walker.walkStage1(cd.s1, addr, acc, r);
+      } else if (ste.s2cfg !== null) ok = this.walker.walkNested(cd.s1, ste.s2cfg, addr, acc, r, cd.tlb, ste.s2Tlb);
+      else ok = this.walker.walkStage1(cd.s1, addr, acc, r, cd.tlb);
     } else {
-      ok = this.walker.walkStage2(ste.s2cfg!, addr, acc, r);
+      ok = this.walker.walkStage2(ste.s2cfg!, addr, acc, r, ste.s2Tlb);
     }
     if (ok) {
       this.insert(ste, cd, ctx, addr, r);
@@ -224,6 +234,7 @@ export class Translator {
   }
 
   private insert(ste: StreamConfig, cd: ContextConfig | null, ctx: TlbContext, addr: number, r: WalkResult): void {
+    if (r.nT && this.honourNt) return; // FEAT_BBM nT: the translation is used but not cached
     let priv: number;
     let unpriv: number;
     if (cd !== null) {
@@ -336,7 +347,7 @@ export class Translator {
       r.fault = 'translation';
       ok = false;
     } else if (cd !== null && ste.s2cfg !== null) {
-      ok = this.walker.walkNested(cd.s1!, ste.s2cfg, addr, acc, r);
+      ok = this.walker.walkNested(cd.s1!, ste.s2cfg, addr, acc, r, cd.tlb, ste.s2Tlb);
       // Split-stage: stage 1 succeeded when the fault (if any) is the final stage 2 lookup.
       if (split && (ok || (r.faultStage === 2 && !r.s1ptw && r.ipa >= 0 && r.fault !== 'external-abort-on-walk'))) {
         const ipa = r.ipa;
@@ -350,9 +361,9 @@ export class Translator {
         return res;
       }
     } else if (cd !== null) {
-      ok = this.walker.walkStage1(cd.s1!, addr, acc, r);
+      ok = this.walker.walkStage1(cd.s1!, addr, acc, r, cd.tlb);
     } else {
-      ok = this.walker.walkStage2(ste.s2cfg!, addr, acc, r);
+      ok = this.walker.walkStage2(ste.s2cfg!, addr, acc, r, ste.s2Tlb);
     }
     if (!ok) {
       if (r.fault === 'external-abort-on-walk') {

@@ -7,12 +7,22 @@
  *
  * Supported: 4K, 16K and 64K granules; input sizes 25–48 bits (up to 52 with 64K, FEAT_LVA); output
  * sizes 32–48 bits (52 with 64K, FEAT_LPA: OA[51:48] in descriptor bits [15:12], and 4TB level 1
- * blocks); stage 2 starting levels with concatenated tables (up to 16). Not modelled: FEAT_LPA2 (DS),
- * TTBR1 regions and top-byte-ignore, hardware AF/dirty updates, the contiguous hint (ignored),
+ * blocks); stage 2 starting levels with concatenated tables (up to 16); what a leaf with AF == 0 does
+ * (`accessFlag`: an Access flag fault, treated as AF == 1 (SMMU CD.AFFD / STE.S2AFFD), or a hardware
+ * update of AF in the descriptor (HTTU with CD.HA / STE.S2HA)). Not modelled: FEAT_LPA2 (DS),
+ * TTBR1 regions and top-byte-ignore, hardware dirty state updates, the contiguous hint (ignored),
  * big-endian tables, stage 2 FEAT_XNX (XN is descriptor bit 54 only).
  */
 
 export type Granule = 4096 | 16384 | 65536;
+
+/** A leaf with AF == 0 raises an Access flag fault. */
+export const AF_FAULT = 0;
+/** A leaf with AF == 0 is used as if AF were 1; the descriptor is not written (AFFD == 1, HA == 0). */
+export const AF_IGNORE = 1;
+/** The walker sets AF in the descriptor in memory and uses it (hardware Access flag update, HA == 1). */
+export const AF_UPDATE = 2;
+export type AccessFlagMode = typeof AF_FAULT | typeof AF_IGNORE | typeof AF_UPDATE;
 
 export interface Stage1Input {
   granule: Granule;
@@ -22,6 +32,8 @@ export interface Stage1Input {
   outputSize: number;
   /** TTB0 as a physical address (as an IPA when stage 2 follows). */
   tableBase: number;
+  /** What a leaf with AF == 0 does (default AF_FAULT). */
+  accessFlag?: AccessFlagMode;
 }
 
 export interface Stage2Input {
@@ -34,6 +46,8 @@ export interface Stage2Input {
   startLevel: number;
   /** S2TTB / VTTBR base address. */
   tableBase: number;
+  /** What a leaf with AF == 0 does (default AF_FAULT). */
+  accessFlag?: AccessFlagMode;
 }
 
 /** The configuration is one the architecture does not allow (the model reports it as it must). */
@@ -120,6 +134,8 @@ export class StageConfig {
     readonly outputSize: number,
     readonly startLevel: number,
     tableBase: number,
+    /** What a leaf with AF == 0 does. */
+    readonly accessFlag: AccessFlagMode = AF_FAULT,
   ) {
     this.granuleShift = Math.log2(granule);
     this.stride = this.granuleShift - 3;
@@ -173,7 +189,7 @@ function checkCommon(stage: 1 | 2, granule: number, inputSize: number, outputSiz
 export function compileStage1(input: Stage1Input): StageConfig {
   checkCommon(1, input.granule, input.inputSize, input.outputSize, input.tableBase);
   const start = stage1StartLevel(input.granule, input.inputSize);
-  return new StageConfig(1, input.granule, input.inputSize, input.outputSize, start, input.tableBase);
+  return new StageConfig(1, input.granule, input.inputSize, input.outputSize, start, input.tableBase, input.accessFlag ?? AF_FAULT);
 }
 
 /**
@@ -207,5 +223,5 @@ export function compileStage2(input: Stage2Input): StageConfig {
       `starting level ${startLevel} is not permitted with a ${granule / 1024}K granule and a ${outputSize}-bit output size`,
     );
   }
-  return new StageConfig(2, granule, inputSize, outputSize, startLevel, input.tableBase);
+  return new StageConfig(2, granule, inputSize, outputSize, startLevel, input.tableBase, input.accessFlag ?? AF_FAULT);
 }

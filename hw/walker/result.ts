@@ -56,6 +56,8 @@ export class WalkResult {
   level = 0;
   /** Bytes translated by this result with the same offset: the smallest leaf of the stages used. */
   blockSize = 0;
+  /** A block descriptor used had FEAT_BBM's nT bit (bit 16) set. */
+  nT = false;
 
   // Stage 1 leaf (valid when stage 1 was used).
   s1Perms = 0;
@@ -97,6 +99,7 @@ export class WalkResult {
     this.perms = 0;
     this.level = 0;
     this.blockSize = 0;
+    this.nT = false;
     this.s1Perms = 0;
     this.ap = 0;
     this.pxn = false;

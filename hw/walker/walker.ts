@@ -9,7 +9,8 @@
  * - address-size: the table base, a next-level table address or the output address does not fit the
  *   stage's output size (the base is reported at level 0);
  * - external-abort-on-walk: a descriptor read that hits no memory (BusError);
- * - access-flag: a leaf with AF = 0 (hardware AF update is not modelled);
+ * - access-flag: a leaf with AF = 0, unless the stage says otherwise (StageConfig.accessFlag: treat
+ *   AF = 0 as 1, or set AF in the descriptor in memory: a hardware Access flag update);
  * - permission: the leaf does not grant the access.
  * Stage 1 is resolved (permission included) before its output goes through stage 2.
  *
@@ -18,10 +19,18 @@
  * and XN (bit 54). Execute permission does not need read permission. Stage 2 table walks for stage 1
  * descriptors are data reads.
  *
- * Every walk writes a caller-owned WalkResult and allocates nothing.
+ * Walk caches: a caller may pass a TableWalkCache per stage. The walk then starts below the deepest
+ * cached table descriptor covering the input address (skipping the reads above it) and records every
+ * valid table descriptor it reads, whatever the walk's outcome, as an SMMU or PE walk cache may
+ * (Arm ARM D8.16 "Translation Lookaside Buffers", intermediate-level caching; SMMUv3 spec 4.4 for
+ * the invalidation side). In a nested walk the stage 1 cache holds the IPA of the next stage 1
+ * table; its fetch still goes through stage 2 (and the stage 2 cache).
+ *
+ * Every walk writes a caller-owned WalkResult and allocates nothing (a walk cache recording an entry
+ * may, until its ring of entries is populated).
  */
 import { BusError } from '../memory.js';
-import type { StageConfig } from './config.js';
+import { AF_FAULT, AF_UPDATE, type StageConfig } from './config.js';
 import {
   ACCESS_INSTR,
   ACCESS_PRIV,
@@ -37,6 +46,26 @@ import {
 export interface WalkMemory {
   /** Little-endian 32-bit load; throws BusError where nothing answers. */
   read32(pa: number): number;
+  /** Little-endian 32-bit store (hardware Access flag update); throws BusError where nothing answers. */
+  write32?(pa: number, value: number): void;
+}
+
+/**
+ * Cached intermediate (table) descriptors of one stage's walks for one translation context. The
+ * walker asks for the deepest one covering an input address and reports each one it reads.
+ */
+export interface TableWalkCache {
+  /**
+   * The deepest cached table descriptor of `st`'s tables covering `ia`, at a level >= `minLevel`:
+   * returns the level of the next lookup (the cached descriptor's level + 1) with the next table's
+   * address in `hitTable` and the OR of the hi words of the table descriptors above it (this one
+   * included) in `hitAttrs`; or -1.
+   */
+  findTable(st: StageConfig, ia: number, minLevel: number): number;
+  readonly hitTable: number;
+  readonly hitAttrs: number;
+  /** A valid table descriptor read at `level` for `ia`, pointing at `table`; `attrs` as for hitAttrs. */
+  recordTable(st: StageConfig, level: number, ia: number, table: number, attrs: number): void;
 }
 
 const TWO_31 = 0x8000_0000;
@@ -58,6 +87,8 @@ const LO_TABLE_OR_PAGE = 1 << 1;
 const LO_NS = 1 << 5;
 const LO_AF = 1 << 10;
 const LO_NG = 1 << 11;
+/** FEAT_BBM nT (block descriptors). */
+const LO_NT = 1 << 16;
 
 export class TranslationTableWalker {
   /** hi word of the last descriptor read (keeps readDescriptor allocation-free). */
@@ -66,24 +97,28 @@ export class TranslationTableWalker {
   private readonly ptw = new WalkResult();
   /** Privilege of the access being walked, for the stage 1 permission model. */
   private priv = false;
+  /** Stage 2 walk cache of the walk in progress (used for stage 1 table fetches of a nested walk). */
+  private wc2: TableWalkCache | null = null;
+  /** Table descriptors read, walk-cache hits (levels skipped) and hardware AF updates, over all walks. */
+  readonly stats = { descriptorReads: 0, walkCacheHits: 0, afUpdates: 0 };
 
   constructor(private readonly mem: WalkMemory) {}
 
   /** Stage 1 only: `va` to PA. Returns true on success; `out` holds the result or the fault. */
-  walkStage1(s1: StageConfig, va: number, access: number, out: WalkResult): boolean {
+  walkStage1(s1: StageConfig, va: number, access: number, out: WalkResult, wc1: TableWalkCache | null = null): boolean {
     out.reset(va);
     this.priv = (access & ACCESS_PRIV) !== 0;
-    if (!this.lookup(s1, va, null, out)) return false;
+    if (!this.lookup(s1, va, null, out, wc1)) return false;
     out.ipa = out.pa;
     out.perms = out.s1Perms;
     return this.check(out, access, out.s1Perms, 1, out.level);
   }
 
   /** Stage 2 only: `ipa` to PA. */
-  walkStage2(s2: StageConfig, ipa: number, access: number, out: WalkResult): boolean {
+  walkStage2(s2: StageConfig, ipa: number, access: number, out: WalkResult, wc2: TableWalkCache | null = null): boolean {
     out.reset(ipa);
     out.ipa = ipa;
-    if (!this.lookup(s2, ipa, null, out)) return false;
+    if (!this.lookup(s2, ipa, null, out, wc2)) return false;
     out.level = out.s2Level;
     out.blockSize = out.s2BlockSize;
     out.perms = out.s2Perms;
@@ -91,14 +126,23 @@ export class TranslationTableWalker {
   }
 
   /** Stage 1 then stage 2: `va` to IPA to PA, with stage 1's own table fetches through stage 2. */
-  walkNested(s1: StageConfig, s2: StageConfig, va: number, access: number, out: WalkResult): boolean {
+  walkNested(
+    s1: StageConfig,
+    s2: StageConfig,
+    va: number,
+    access: number,
+    out: WalkResult,
+    wc1: TableWalkCache | null = null,
+    wc2: TableWalkCache | null = null,
+  ): boolean {
     out.reset(va);
     this.priv = (access & ACCESS_PRIV) !== 0;
-    if (!this.lookup(s1, va, s2, out)) return false;
+    this.wc2 = wc2;
+    if (!this.lookup(s1, va, s2, out, wc1)) return false;
     if (!this.check(out, access, out.s1Perms, 1, out.level)) return false;
     const ipa = out.pa;
     out.ipa = ipa;
-    if (!this.lookup(s2, ipa, null, out)) return false;
+    if (!this.lookup(s2, ipa, null, out, wc2)) return false;
     out.perms = out.s1Perms & out.s2Perms;
     out.blockSize = Math.min(out.blockSize, out.s2BlockSize);
     return this.check(out, access, out.s2Perms, 2, out.s2Level);
@@ -137,7 +181,7 @@ export class TranslationTableWalker {
    * descriptor address is an IPA translated through `s2` first. On success fills the stage's leaf
    * fields of `out`, `out.pa` (this stage's output) and, for stage 1, `level`/`blockSize`.
    */
-  private lookup(st: StageConfig, ia: number, s2: StageConfig | null, out: WalkResult): boolean {
+  private lookup(st: StageConfig, ia: number, s2: StageConfig | null, out: WalkResult, wc: TableWalkCache | null): boolean {
     const stage = st.stage;
     if (ia >= st.inputLimit || ia < 0) return this.fault(out, 'translation', stage, 0);
     let table = st.tableBase;
@@ -148,6 +192,16 @@ export class TranslationTableWalker {
     let tableAttrs = 0;
     let level = st.startLevel;
     let mask = st.startIndexMask;
+    if (wc !== null) {
+      const next = wc.findTable(st, ia, level);
+      if (next > level) {
+        this.stats.walkCacheHits++;
+        level = next;
+        table = wc.hitTable;
+        tableAttrs = wc.hitAttrs;
+        mask = st.indexMask;
+      }
+    }
     for (;;) {
       const shift = st.levelShift[level]!;
       const idx = (shift >= 32 ? iaHi >>> (shift - 32) : (iaLo >>> shift) | (iaHi << (32 - shift))) & mask;
@@ -157,6 +211,7 @@ export class TranslationTableWalker {
         if (descPa < 0) return false;
       }
       let lo: number;
+      this.stats.descriptorReads++;
       try {
         lo = this.readDescriptor(descPa);
       } catch (e) {
@@ -171,6 +226,7 @@ export class TranslationTableWalker {
         if (addr >= st.outputLimit) return this.fault(out, 'address-size', stage, level);
         tableAttrs |= hi;
         table = addr;
+        if (wc !== null) wc.recordTable(st, level, ia, addr, tableAttrs);
         level++;
         mask = st.indexMask;
         continue;
@@ -183,7 +239,15 @@ export class TranslationTableWalker {
       // Output address bits below the block size are RES0 in a block descriptor: ignore them.
       const base = level === 3 ? addr : addr - (addr % blockSize);
       if (base >= st.outputLimit) return this.fault(out, 'address-size', stage, level);
-      if (!(lo & LO_AF)) return this.fault(out, 'access-flag', stage, level);
+      if (!(lo & LO_AF)) {
+        if (st.accessFlag === AF_FAULT) return this.fault(out, 'access-flag', stage, level);
+        if (st.accessFlag === AF_UPDATE && !this.setAccessFlag(descPa, lo)) {
+          out.walkPa = descPa;
+          return this.fault(out, 'external-abort-on-walk', stage, level);
+        }
+      }
+      // nT is bit 16 of a block descriptor only (a page descriptor holds OA[16] there).
+      if (level < 3 && lo & LO_NT) out.nT = true;
       out.pa = base + (blockSize <= TWO_31 ? iaLo & (blockSize - 1) : ia % blockSize);
       if (stage === 1) {
         this.stage1Leaf(out, lo, hi, tableAttrs);
@@ -198,6 +262,20 @@ export class TranslationTableWalker {
     }
   }
 
+  /** Hardware Access flag update: write the descriptor's low word back with AF set. */
+  private setAccessFlag(descPa: number, lo: number): boolean {
+    const write = this.mem.write32;
+    if (write === undefined) return false;
+    try {
+      write.call(this.mem, descPa, (lo | LO_AF) >>> 0);
+    } catch (e) {
+      if (!(e instanceof BusError)) throw e;
+      return false;
+    }
+    this.stats.afUpdates++;
+    return true;
+  }
+
   /**
    * Stage 2 translation of a stage 1 descriptor address (a data read). Returns the PA, or -1 after
    * copying the stage 2 fault into `out` (with s1ptw and the IPA).
@@ -205,7 +283,7 @@ export class TranslationTableWalker {
   private translateForWalk(s2: StageConfig, ipa: number, out: WalkResult, s1Level: number): number {
     const r = this.ptw;
     r.reset(ipa);
-    if (this.lookup(s2, ipa, null, r) && this.check(r, 0, r.s2Perms, 2, r.s2Level)) return r.pa;
+    if (this.lookup(s2, ipa, null, r, this.wc2) && this.check(r, 0, r.s2Perms, 2, r.s2Level)) return r.pa;
     out.fault = r.fault;
     out.faultStage = 2;
     out.faultLevel = r.faultLevel;

@@ -19,6 +19,7 @@ describe('SMMUv3 scenarios', () => {
       'smmu-v3-shutdown',
       'smmu-v3-stale-tlb',
       'smmu-v3-stall',
+      'smmu-v3-walk-cache',
     ]);
   });
 

@@ -44,7 +44,35 @@ describe('SMMUv3 model: command consumption', () => {
     const flag = rig.alloc(0x1000);
     rig.issue(CMD.sync(1, flag, 0xfeed));
     expect(rig.mem.read32(flag)).toBe(0xfeed);
-    expect(rig.irqs['cmdq-sync']).toBeGreaterThan(0);
+    // The MSI is the completion interrupt: the wired line stays quiet (spec CMD_SYNC, 3.18).
+    expect(rig.irqs['cmdq-sync'] ?? 0).toBe(0);
+    expect(rig.irqs.combined ?? 0).toBe(0);
+  });
+
+  it('CMD_SYNC CS=SIG_IRQ with MSIAddr 0 raises the wired cmdq-sync line once, and writes nothing', () => {
+    const rig = new Rig();
+    rig.init();
+    const entry = rig.cmdq.base + (rig.cmdq.prod & 0xff) * 16;
+    rig.issue(CMD.sync(1, 0, 0));
+    expect(rig.irqs['cmdq-sync']).toBe(1);
+    expect(rig.mem.read32(entry) & 0xff).toBe(0x46); // the entry is left as written
+  });
+
+  it('CMD_SYNC CS=SIG_IRQ on an SMMU without MSIs (IDR0.MSI == 0) raises the wired line only', () => {
+    const rig = new Rig({ msi: false });
+    rig.init();
+    const flag = rig.alloc(0x1000);
+    rig.mem.write32(flag, 0x1234);
+    rig.issue(CMD.sync(1, flag, 0xfeed));
+    expect(rig.mem.read32(flag)).toBe(0x1234);
+    expect(rig.irqs['cmdq-sync']).toBe(1);
+  });
+
+  it('CMD_SYNC CS=SIG_SEV and CS=NONE raise no interrupt', () => {
+    const rig = new Rig();
+    rig.init();
+    rig.issue(CMD.sync(2), CMD.sync(0));
+    expect(rig.irqs['cmdq-sync'] ?? 0).toBe(0);
   });
 
   it('reports an aborted sync MSI in GERROR.MSI_CMDQ_ABT_ERR', () => {

@@ -145,15 +145,15 @@ export const CMD = {
     0x12n | bits(r.num ?? 0, 12, 5) | bits(r.scale ?? 0, 20, 5) | bits(vmid, 32, 16) | bits(asid, 48, 16),
     bits(r.leaf ? 1 : 0, 0) | bits(r.ttl ?? 0, 8, 2) | bits(r.tg ?? 0, 10, 2) | (B(va) & ~0xfffn),
   ],
-  tlbiNhVaa: (vmid: number, va: number): Cmd => [0x13n | bits(vmid, 32, 16), B(va) & ~0xfffn],
+  tlbiNhVaa: (vmid: number, va: number, leaf = false): Cmd => [0x13n | bits(vmid, 32, 16), bits(leaf ? 1 : 0, 0) | (B(va) & ~0xfffn)],
   tlbiEl2All: (): Cmd => [0x20n, 0n],
   tlbiEl2Asid: (asid: number): Cmd => [0x21n | bits(asid, 48, 16), 0n],
   tlbiEl2Va: (asid: number, va: number, leaf = false): Cmd => [0x22n | bits(asid, 48, 16), bits(leaf ? 1 : 0, 0) | (B(va) & ~0xfffn)],
   tlbiEl2Vaa: (va: number): Cmd => [0x23n, B(va) & ~0xfffn],
   tlbiS12Vmall: (vmid: number): Cmd => [0x28n | bits(vmid, 32, 16), 0n],
-  tlbiS2Ipa: (vmid: number, ipa: number, r: { tg?: number; num?: number; scale?: number; ttl?: number } = {}): Cmd => [
+  tlbiS2Ipa: (vmid: number, ipa: number, r: { leaf?: boolean; tg?: number; num?: number; scale?: number; ttl?: number } = {}): Cmd => [
     0x2an | bits(r.num ?? 0, 12, 5) | bits(r.scale ?? 0, 20, 5) | bits(vmid, 32, 16),
-    bits(r.ttl ?? 0, 8, 2) | bits(r.tg ?? 0, 10, 2) | (B(ipa) & 0x000f_ffff_ffff_f000n),
+    bits(r.leaf ? 1 : 0, 0) | bits(r.ttl ?? 0, 8, 2) | bits(r.tg ?? 0, 10, 2) | (B(ipa) & 0x000f_ffff_ffff_f000n),
   ],
   tlbiNsnhAll: (): Cmd => [0x30n, 0n],
   atcInv: (sid: number, addr: number, size: number, ssid?: number, global = false): Cmd => [
@@ -276,6 +276,17 @@ export class PageTable {
     }
     const idx = Math.floor(ia / 2 ** (39 - 9 * leafLevel)) % 512;
     this.rig.mem.write64(table + idx * 8, this.leafDesc(oa, p, leafLevel));
+  }
+
+  /** Address of the descriptor that translates `ia` at `level` (the tables above must exist). */
+  slot(ia: number, level: number): number {
+    let table = this.root;
+    for (let l = 0; l < level; l++) {
+      const cur = this.rig.mem.read64(table + (Math.floor(ia / 2 ** (39 - 9 * l)) % 512) * 8);
+      if ((cur & 3n) !== 3n) throw new Error(`no level ${l + 1} table for 0x${ia.toString(16)}`);
+      table = Number(cur & 0x0000_ffff_ffff_f000n);
+    }
+    return table + (Math.floor(ia / 2 ** (39 - 9 * level)) % 512) * 8;
   }
 
   /** Clear the leaf for one 4KB page (invalidate the mapping, without any TLBI). */
