@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeFdt } from '../bus/of/fdt.js';
 import type { TraceEvent } from '../hw/trace.js';
 import { bootReport } from '../scenarios/lib/boot-report.js';
+import { formatCmdqvReport } from '../scenarios/lib/cmdqv-report.js';
 import { runKexecExperiment } from '../scenarios/lib/kexec-experiment.js';
 import { boot, machineFromDtb } from '../scenarios/lib/lab.js';
 import { scenarios } from '../scenarios/index.js';
@@ -26,8 +27,8 @@ function parseSeed(v: string): number {
 }
 
 /** The firmware blob to boot: the file's (a DTB, or DT source compiled with dtc), else `virt`'s. */
-function readDtb(file: string | undefined): Uint8Array {
-  return file ? firmwareBlob(file) : writeFdt(buildVirtDeviceTree());
+function readDtb(file: string | undefined, cmdqv = false): Uint8Array {
+  return file ? firmwareBlob(file) : writeFdt(buildVirtDeviceTree({ cmdqv }));
 }
 
 /** Run `fn`; malformed firmware it finds is reported naming the file it came from. */
@@ -75,10 +76,11 @@ interface BootCmdOptions {
   json?: boolean;
   trace?: string;
   traceFilter?: string[];
+  cmdqv?: boolean;
 }
 
 async function bootCommand(o: BootCmdOptions): Promise<void> {
-  const machine = await fromFirmware(o.dtb, () => machineFromDtb(readDtb(o.dtb), { seed: o.seed }));
+  const machine = await fromFirmware(o.dtb, () => machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed }));
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe(keepInto(events, o.traceFilter)) : null;
   const kernel = await withTrace(o.trace, [{ name: `boot ${o.dtb ?? 'virt'}`, events }], async () => {
@@ -124,6 +126,7 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
       ),
     ),
   );
+  out.push(...formatCmdqvReport(report.cmdqvs));
   const skipped = machine.skippedNodes;
   out.push('', `Skipped nodes (no model): ${skipped.length}`);
   if (skipped.length) out.push(formatTable(['node', 'compatible', 'reason'], skipped.map((s) => [s.path, s.compatible.join(', '), s.reason])));
@@ -203,15 +206,17 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--json', 'print the report as JSON')
     .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
     .option('--trace-filter <globs...>', 'keep only trace events whose name matches a glob (e.g. CMD_* F_*)')
+    .option('--cmdqv', 'the virt machine with a Grace CMDQV (ignored with --dtb)')
     .action(async (o: BootCmdOptions) => bootCommand(o));
 
   program
     .command('dump-dtb')
     .description("write the virt machine's DTB")
     .option('--out <file>', 'output file (default: stdout)')
+    .option('--cmdqv', 'the variant with a Grace CMDQV')
     .option('--force', 'write the binary blob to a terminal all the same')
-    .action((o: { out?: string; force?: boolean }) => {
-      const blob = writeFdt(buildVirtDeviceTree());
+    .action((o: { out?: string; cmdqv?: boolean; force?: boolean }) => {
+      const blob = writeFdt(buildVirtDeviceTree({ cmdqv: o.cmdqv ?? false }));
       if (o.out) writeOut(o.out, blob);
       else if (process.stdout.isTTY && !o.force) throw new UsageError('dump-dtb writes a binary blob: redirect it (> virt.dtb), use --out FILE, or pipe it to dtc -I dtb -O dts');
       else process.stdout.write(blob);

@@ -43,6 +43,19 @@ export interface IommuModelContext {
   machine: Machine;
   /** Options for this model from MachineOptions.iommuOptions (by node path, else by model name). */
   options: Readonly<Record<string, unknown>>;
+  /**
+   * A companion node the IOMMU node names by phandle in `prop` (a Grace CMDQV for an SMMUv3): its
+   * regions and interrupt lines; the node counts as modelled with the IOMMU. Null when the property
+   * is absent or the companion is disabled; MachineFirmwareError when the phandle is dangling.
+   */
+  companion(prop: string): IommuCompanion | null;
+}
+
+/** A node modelled as part of an IOMMU (see IommuModelContext.companion). */
+export interface IommuCompanion {
+  node: FirmwareNode;
+  regions: readonly PhysRange[];
+  interrupts: readonly (IrqLine | null)[];
 }
 
 export interface IommuMmioMapping {

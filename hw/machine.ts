@@ -57,7 +57,7 @@ import {
   GicV2mFrame,
   ItsDoorbell,
 } from './gic.js';
-import type { IommuMasterInfo, IommuModelInstance } from './iommu-models.js';
+import type { IommuCompanion, IommuMasterInfo, IommuModelInstance } from './iommu-models.js';
 import { findIommuModel, isSmmuNode } from './iommu-models.js';
 import { Interconnect } from './interconnect.js';
 import type { DmaMaster, StreamRoute } from './masters/dma-master.js';
@@ -762,6 +762,7 @@ class DeviceTreeInstantiator {
           interrupts: this.lines(n),
           machine: this.m,
           options: this.m.options.iommuOptions?.[n.path] ?? this.m.options.iommuOptions?.[model.name] ?? {},
+          companion: (prop) => this.companion(n, prop),
         });
         for (const r of instance.mmio) this.tryMap(n, r, r.device);
         entry.status = 'modelled';
@@ -774,6 +775,17 @@ class DeviceTreeInstantiator {
         this.m.warn(`${n.path}: IOMMU model ${model.name} failed: ${entry.error}`);
       }
     }
+  }
+
+  /** A node an IOMMU node names in `prop` (one phandle), modelled with it. */
+  private companion(node: FirmwareNode, prop: string): IommuCompanion | null {
+    const cells = propCells(node, prop);
+    if (cells === undefined) return null;
+    if (cells.length !== 1) throw malformed(node, prop, `property "${prop}" must be one phandle`);
+    const c = this.index.resolve(cells[0]!, node, prop);
+    this.handled.add(c);
+    if (!isEnabled(c)) return null;
+    return { node: c, regions: readRegions(c), interrupts: this.lines(c) };
   }
 
   /** The node's interrupt lines, null where the controller is missing or rejects the specifier. */

@@ -20,6 +20,10 @@ export interface KernelParams {
    * GBPA.ABORT before disabling; `ste-abort` stays enabled with every STE set to abort.
    */
   'arm-smmu-v3.shutdown_policy': SmmuV3ShutdownPolicy;
+  /** arm-smmu-v3.disable_cmdqv: leave a Grace CMDQV disabled and use the SMMU's command queue. */
+  'arm-smmu-v3.disable_cmdqv': boolean;
+  /** arm-smmu-v3.bypass_vcmdq: with a Grace CMDQV, still issue every command to the SMMU's queue. */
+  'arm-smmu-v3.bypass_vcmdq': boolean;
   /**
    * arm-smmu.shutdown_policy: `bypass` sets sCR0.CLIENTPD (Linux today); `abort-unmatched` clears the
    * stream mapping and faults unmatched streams (USFCFG); `abort-all` also points every S2CR at
@@ -80,6 +84,8 @@ const SPECS: { [K in keyof KernelParams]: ParamSpec<KernelParams[K]> } = {
   'arm-smmu.disable_bypass': BOOL,
   'arm-smmu-v3.disable_bypass': BOOL,
   'arm-smmu-v3.shutdown_policy': oneOf(SMMU_V3_SHUTDOWN_POLICIES),
+  'arm-smmu-v3.disable_cmdqv': BOOL,
+  'arm-smmu-v3.bypass_vcmdq': BOOL,
   'arm-smmu.shutdown_policy': oneOf(SMMU_V2_SHUTDOWN_POLICIES),
   'arm-smmu.shutdown_fault_irqs': BOOL,
   'arm-smmu.stall_storm_guard': BOOL,
@@ -92,6 +98,8 @@ export const DEFAULT_PARAMS: Readonly<KernelParams> = {
   'arm-smmu.disable_bypass': true,
   'arm-smmu-v3.disable_bypass': true,
   'arm-smmu-v3.shutdown_policy': 'disable',
+  'arm-smmu-v3.disable_cmdqv': false,
+  'arm-smmu-v3.bypass_vcmdq': false,
   'arm-smmu.shutdown_policy': 'bypass',
   'arm-smmu.shutdown_fault_irqs': false,
   'arm-smmu.stall_storm_guard': false,

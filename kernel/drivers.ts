@@ -19,6 +19,8 @@ function iommuDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
       pageAllocator: () => kernel.alloc,
       disableBypass: kernel.params['arm-smmu-v3.disable_bypass'],
       shutdownPolicy: kernel.params['arm-smmu-v3.shutdown_policy'],
+      disableCmdqv: kernel.params['arm-smmu-v3.disable_cmdqv'],
+      bypassVcmdq: kernel.params['arm-smmu-v3.bypass_vcmdq'],
       ...(opts.cmaAlignment !== undefined ? { cmaAlignment: opts.cmaAlignment } : {}),
     }),
   ];

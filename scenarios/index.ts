@@ -22,6 +22,8 @@ import { scenario as smmuV3StaleTlb } from './smmu-v3-stale-tlb.js';
 import { scenario as smmuV3Stall } from './smmu-v3-stall.js';
 import { scenario as smmuV3WalkCache } from './smmu-v3-walk-cache.js';
 import { scenario as strayDmaMappings } from './stray-dma-mappings.js';
+import { scenario as cmdqvHostUnmap } from './cmdqv-host-unmap.js';
+import { scenario as cmdqvGuestVintfHostile } from './cmdqv-guest-vintf-hostile.js';
 
 export const scenarios: readonly Scenario[] = [
   bootVirt, kexecStrayDma,
@@ -29,6 +31,7 @@ export const scenarios: readonly Scenario[] = [
   smmuV3Dma, smmuV3Fault, smmuV3StaleTlb, smmuV3WalkCache, smmuV3Cerror, smmuV3EvtqOverflow, smmuV3Stall, smmuV3Ats, smmuV3TwoLevel, smmuV3Shutdown,
   svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
   strayDmaMappings,
+  cmdqvHostUnmap, cmdqvGuestVintfHostile,
 ];
 
 export function findScenario(name: string): Scenario | undefined {

@@ -28,13 +28,10 @@
  *   operation pushes out as the SMMU frees entries.
  */
 import { KernelError, type Errno } from '../../bus/errno.js';
-import type { IoMem } from '../../bus/io.js';
 import type { KernelLog } from '../../bus/log.js';
 import type { CpuPort, CpuTimer } from '../../hw/cpu-port.js';
 import { ArmSmmuQueue } from './arm-smmu-v3-queue.js';
 import {
-  ARM_SMMU_CMDQ_CONS,
-  ARM_SMMU_CMDQ_PROD,
   ARM_SMMU_MEMATTR_OIWB,
   ARM_SMMU_OPT_CMDQ_FORCE_SYNC,
   ARM_SMMU_OPT_MSIPOLL,
@@ -86,6 +83,7 @@ import {
   CMDQ_RESUME_1_STAG,
   CMDQ_SYNC_0_CS,
   CMDQ_SYNC_0_CS_IRQ,
+  CMDQ_SYNC_0_CS_NONE,
   CMDQ_SYNC_0_CS_SEV,
   CMDQ_SYNC_0_MSH,
   CMDQ_SYNC_0_MSIATTR,
@@ -241,16 +239,20 @@ export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuC
   return 0;
 }
 
-/** What the command queue needs from its SMMU. */
+/** What the command queue needs from its SMMU (PROD/CONS are reached through the queue's own page). */
 export interface CmdqHost {
   /** Device name for messages. */
   readonly name: string;
-  /** Page 0 mapping (CMDQ_PROD/CONS live there). */
-  readonly base: IoMem;
   readonly port: CpuPort;
   readonly log: KernelLog;
   /** ARM_SMMU_OPT_* */
   readonly options: number;
+}
+
+/** What a batch needs from its SMMU: the queue a command goes to (absent: always the main queue). */
+export interface CmdqBatchHost extends CmdqHost {
+  /** kernel: arm_smmu_get_cmdq() */
+  getCmdq?(ent: ArmSmmuCmdqEnt): ArmSmmuCmdq;
 }
 
 export interface CmdqStats {
@@ -278,6 +280,14 @@ interface BacklogItem {
   failed: (e: Errno) => void;
 }
 
+/** kernel: ARM_SMMU_POLL_SPIN_COUNT — cpu_relax() spins between the udelay()s of a busy poll. */
+const ARM_SMMU_POLL_SPIN_COUNT = 10;
+/**
+ * Virtual time one busy-poll spin costs (a cpu_relax() and an uncached CONS read). An input of the
+ * model, not a kernel constant: only busy-polled queues (Grace VCMDQs) spin.
+ */
+export const CMDQ_POLL_SPIN_NS = 50;
+
 /** How often sleeping CMD_SYNC waiters check their timeout when no interrupt comes (1/16 of it). */
 const CMDQ_WATCHDOG_NS = (ARM_SMMU_POLL_TIMEOUT_US * 1000) / 16;
 
@@ -295,6 +305,16 @@ export class ArmSmmuCmdq {
   private readonly oneCmd = new Uint32Array(CMDQ_ENT_WORDS);
   /** Tests may observe every command as it is written (opcode + the 4 words). */
   onCommand: ((words: Uint32Array, off: number) => void) | null = null;
+  /**
+   * The commands this queue takes, null for all (kernel: cmdq->supports_cmd). A Grace VCMDQ of a
+   * guest-owned VINTF takes only invalidations.
+   */
+  supportsCmd: ((ent: ArmSmmuCmdqEnt) => boolean) | null = null;
+  /**
+   * CMD_SYNC completion is polled on CONS with CS=NONE, never signalled (kernel:
+   * arm_smmu_cmdq_needs_busy_polling(), true for a Grace VCMDQ).
+   */
+  busyPolling = false;
   /** Waiters sleeping until an MSI write they monitor lands, or the watchdog ticks. */
   private sleepers: (() => void)[] = [];
   /** Disarm functions of the monitors the sleepers armed. */
@@ -309,14 +329,29 @@ export class ArmSmmuCmdq {
 
   /** kernel: arm_smmu_cmdq_build_sync_cmd() — a CMD_SYNC for the entry at absolute position `abs`. */
   private buildSyncCmd(abs: number): void {
-    this.syncEnt.sync!.msiaddr = (this.host.options & ARM_SMMU_OPT_MSIPOLL) !== 0 ? this.q.absAddr(abs) : 0;
+    this.syncEnt.sync!.msiaddr = this.msiPoll ? this.q.absAddr(abs) : 0;
     armSmmuCmdqBuildCmd(this.syncWords, 0, this.syncEnt);
+    if (this.busyPolling) CMDQ_SYNC_0_CS.set(this.syncWords, CMDQ_SYNC_0_CS_NONE, 0);
+  }
+
+  /** CMD_SYNC completion is seen by the SMMU's MSI write into the entry. */
+  private get msiPoll(): boolean {
+    return !this.busyPolling && (this.host.options & ARM_SMMU_OPT_MSIPOLL) !== 0;
+  }
+
+  /** The queue's CONS register. */
+  private readCons(): number {
+    return this.q.page.readl(this.q.consOff);
+  }
+
+  private readProd(): number {
+    return this.q.page.readl(this.q.prodOff);
   }
 
   /** Room for `n` entries, refreshing CONS from the hardware if the cached value says no. */
   private hasSpace(n: number): boolean {
     if (this.q.space() >= n) return true;
-    this.q.noteHwCons(this.host.base.readl(ARM_SMMU_CMDQ_CONS));
+    this.q.noteHwCons(this.readCons());
     return this.q.space() >= n;
   }
 
@@ -338,7 +373,7 @@ export class ArmSmmuCmdq {
     const total = n + (sync ? 1 : 0);
     q.advanceProd(total);
     this.stats.commands += total;
-    this.host.base.writel(q.prod & q.ptrMask, ARM_SMMU_CMDQ_PROD);
+    q.page.writel(q.prod & q.ptrMask, q.prodOff);
     return syncAbs;
   }
 
@@ -397,7 +432,7 @@ export class ArmSmmuCmdq {
     let delayUs = 1;
     while (!this.hasSpace(n)) {
       if (port.now() > deadline) {
-        throw new KernelError('ETIMEDOUT', `${this.host.name}: CMDQ timeout waiting for ${n} free entries [hwprod ${hex8(this.host.base.readl(ARM_SMMU_CMDQ_PROD))}, hwcons ${hex8(this.host.base.readl(ARM_SMMU_CMDQ_CONS))}]`);
+        throw new KernelError('ETIMEDOUT', `${this.host.name}: CMDQ timeout waiting for ${n} free entries [hwprod ${hex8(this.readProd())}, hwcons ${hex8(this.readCons())}]`);
       }
       await port.delay(delayUs * 1000);
       delayUs *= 2;
@@ -433,10 +468,11 @@ export class ArmSmmuCmdq {
   private async pollUntilSync(syncAbs: number): Promise<0 | Errno> {
     const q = this.q;
     const port = this.host.port;
-    const msi = (this.host.options & ARM_SMMU_OPT_MSIPOLL) !== 0;
+    const msi = this.msiPoll;
     const entry = q.absAddr(syncAbs);
     const deadline = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
     let delayUs = 1;
+    let spins = 0;
     for (;;) {
       if (q.consAbs > syncAbs) return 0;
       if (msi) {
@@ -445,21 +481,25 @@ export class ArmSmmuCmdq {
           return 0;
         }
       } else {
-        q.noteHwCons(this.host.base.readl(ARM_SMMU_CMDQ_CONS));
+        q.noteHwCons(this.readCons());
         if (q.consAbs > syncAbs) return 0;
       }
       if (port.now() >= deadline) {
         this.stats.syncTimeouts++;
         this.host.log.err(
           this.host.name,
-          `CMD_SYNC timeout at ${hex8(syncAbs % (q.entries * 2))} [hwprod ${hex8(this.host.base.readl(ARM_SMMU_CMDQ_PROD))}, hwcons ${hex8(this.host.base.readl(ARM_SMMU_CMDQ_CONS))}]`,
+          `CMD_SYNC timeout at ${hex8(syncAbs % (q.entries * 2))} [hwprod ${hex8(this.readProd())}, hwcons ${hex8(this.readCons())}]`,
           LOG_NS,
         );
         return 'ETIMEDOUT';
       }
       if (msi && port.monitor !== undefined) {
         await this.sleep(entry);
+      } else if (this.busyPolling && ++spins < ARM_SMMU_POLL_SPIN_COUNT) {
+        // kernel: queue_poll() without wfe — cpu_relax() spins before each udelay().
+        await port.delay(CMDQ_POLL_SPIN_NS);
       } else {
+        spins = 0;
         await port.delay(Math.min(delayUs * 1000, deadline - port.now()));
         delayUs *= 2;
       }
@@ -546,7 +586,7 @@ export class ArmSmmuCmdq {
   skipErr(): void {
     const q = this.q;
     const log = this.host.log;
-    const cons = this.host.base.readl(ARM_SMMU_CMDQ_CONS);
+    const cons = this.readCons();
     const idx = FIELD_GET(CMDQ_CONS_ERR, cons);
     this.stats.errors++;
     log.err(this.host.name, `CMDQ error (cons ${hex8(cons)}): ${CERROR_STR[idx] ?? 'Unknown'}`, LOG_NS);
@@ -570,8 +610,9 @@ export class ArmSmmuCmdq {
     for (let i = 0; i < CMDQ_ENT_WORDS; i += 2) {
       log.err(this.host.name, `\t0x${cmd[i + 1]!.toString(16).padStart(8, '0')}${cmd[i]!.toString(16).padStart(8, '0')}`, LOG_NS);
     }
-    // Convert the erroneous command into a CMD_SYNC.
+    // Convert the erroneous command into a CMD_SYNC (CS=NONE where completion is busy-polled).
     armSmmuCmdqBuildCmd(cmd, 0, { opcode: CMDQ_OP_CMD_SYNC });
+    if (this.busyPolling) CMDQ_SYNC_0_CS.set(cmd, CMDQ_SYNC_0_CS_NONE, 0);
     const pa = q.entAddr(cons);
     for (let i = 0; i < CMDQ_ENT_WORDS; i++) q.ram.write32(pa + i * 4, cmd[i]!);
     this.stats.skipped++;
@@ -589,28 +630,44 @@ export class ArmSmmuCmdq {
 export class ArmSmmuCmdqBatch {
   readonly cmds = new Uint32Array(CMDQ_BATCH_ENTRIES * CMDQ_ENT_WORDS);
   num = 0;
+  /** The queue the batch goes to, chosen by its first command (kernel: cmds->cmdq). */
+  cmdq: ArmSmmuCmdq | null = null;
 
-  constructor(private readonly cmdq: ArmSmmuCmdq, private readonly host: CmdqHost) {}
+  constructor(
+    /** The SMMU's main queue. */
+    private readonly main: ArmSmmuCmdq,
+    private readonly host: CmdqBatchHost,
+  ) {}
 
-  /** kernel: arm_smmu_cmdq_batch_init() */
-  init(): this {
+  private getCmdq(ent: ArmSmmuCmdqEnt): ArmSmmuCmdq {
+    return this.host.getCmdq?.(ent) ?? this.main;
+  }
+
+  /** kernel: arm_smmu_cmdq_batch_init() — the queue is chosen by `ent`, or by the first command added. */
+  init(ent?: ArmSmmuCmdqEnt): this {
     this.num = 0;
+    this.cmdq = ent ? this.getCmdq(ent) : null;
     return this;
   }
 
   /**
-   * Add a command; a full batch is inserted first (without a sync, as in the kernel; with the
-   * CMDQ_FORCE_SYNC erratum option a batch of 63 gets one). Never waits: `submit` does.
-   * // kernel: arm_smmu_cmdq_batch_add()
+   * Add a command. A full batch is inserted first (without a sync, as in the kernel, except on a
+   * queue other than the main one, where every batch ends with a CMD_SYNC; with the CMDQ_FORCE_SYNC
+   * erratum option a batch of 63 gets one), and so is the batch so far when this command is one its
+   * queue does not take: every command of a batch is checked, not only the first. Never waits:
+   * `submit` does. // kernel: arm_smmu_cmdq_batch_add()
    */
   add(ent: ArmSmmuCmdqEnt): void {
-    if (this.num === CMDQ_BATCH_ENTRIES - 1 && (this.host.options & ARM_SMMU_OPT_CMDQ_FORCE_SYNC) !== 0) {
+    this.cmdq ??= this.getCmdq(ent);
+    const forceSync = this.num === CMDQ_BATCH_ENTRIES - 1 && (this.host.options & ARM_SMMU_OPT_CMDQ_FORCE_SYNC) !== 0;
+    const unsupported = !armSmmuCmdqSupportsCmd(this.cmdq, ent);
+    if (forceSync || unsupported) {
       this.cmdq.issueCmdlistNowait(this.cmds, this.num, true);
-      this.num = 0;
+      this.init(ent);
     }
     if (this.num === CMDQ_BATCH_ENTRIES) {
-      this.cmdq.issueCmdlistNowait(this.cmds, this.num, false);
-      this.num = 0;
+      this.cmdq!.issueCmdlistNowait(this.cmds, this.num, this.cmdq!.busyPolling);
+      this.init(ent);
     }
     this.put(ent);
   }
@@ -623,16 +680,45 @@ export class ArmSmmuCmdqBatch {
     this.num++;
   }
 
+  private target(): ArmSmmuCmdq {
+    return (this.cmdq ??= this.getCmdq(SYNC_ENT));
+  }
+
   /** Insert the batch with a CMD_SYNC and wait for it. // kernel: arm_smmu_cmdq_batch_submit() */
   submit(): Promise<0 | Errno> {
-    const r = this.cmdq.issueCmdlist(this.cmds, this.num, true);
+    const r = this.target().issueCmdlist(this.cmds, this.num, true);
     this.num = 0;
     return r;
   }
 
   /** Insert the batch with a CMD_SYNC without waiting (see ArmSmmuCmdq.issueCmdlistNowait). */
   submitNowait(): void {
-    this.cmdq.issueCmdlistNowait(this.cmds, this.num, true);
+    this.target().issueCmdlistNowait(this.cmds, this.num, true);
     this.num = 0;
   }
 }
+
+const SYNC_ENT: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_CMD_SYNC };
+
+/** kernel: arm_smmu_cmdq_supports_cmd() */
+export function armSmmuCmdqSupportsCmd(cmdq: ArmSmmuCmdq, ent: ArmSmmuCmdqEnt): boolean {
+  return cmdq.supportsCmd === null || cmdq.supportsCmd(ent);
+}
+
+/**
+ * The queue a list of encoded commands goes to: the one the first command picks, if it takes every
+ * command of the list, else the main queue (the 2021 review's "checked only cmds[0]" fixed by
+ * checking the whole list).
+ */
+export function armSmmuCmdqForList(host: CmdqBatchHost, main: ArmSmmuCmdq, cmds: Uint32Array, n: number): ArmSmmuCmdq {
+  if (n === 0) return host.getCmdq?.(SYNC_ENT) ?? main;
+  const ent: ArmSmmuCmdqEnt = { opcode: CMDQ_0_OP.get(cmds, 0) };
+  const cmdq = host.getCmdq?.(ent) ?? main;
+  if (cmdq === main || cmdq.supportsCmd === null) return cmdq;
+  for (let i = 0; i < n; i++) {
+    ent.opcode = CMDQ_0_OP.get(cmds, i * CMDQ_ENT_WORDS);
+    if (!cmdq.supportsCmd(ent)) return main;
+  }
+  return cmdq;
+}
+

@@ -21,7 +21,8 @@ import { IommuDevice } from '../../core/iommu-device.js';
 import type { CpuPort, RamAccess } from '../../hw/cpu-port.js';
 import { dmaAllocCoherent, dmaFreeCoherent, type CoherentBuffer } from '../../mm/dma-coherent.js';
 import type { PageAllocator } from '../../mm/page-alloc.js';
-import { ArmSmmuCmdq, type ArmSmmuCmdqEnt, type CmdqHost } from './arm-smmu-v3-cmdq.js';
+import type { Errno } from '../../bus/errno.js';
+import { ArmSmmuCmdq, armSmmuCmdqForList, type ArmSmmuCmdqEnt, type CmdqBatchHost } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuEventReport, ArmSmmuEventStats } from './arm-smmu-v3-events.js';
 import {
   armSmmuCombinedIrqHandler,
@@ -216,8 +217,23 @@ export interface ArmSmmuDriverParams {
   pageAllocator: PageAllocator;
 }
 
+/**
+ * An implementation's hooks into the generic driver (kernel: struct arm_smmu_impl_ops). The iommufd
+ * ones (hw_info, get_viommu_size, vsmmu_init) come with the vIOMMU support.
+ */
+export interface ArmSmmuImplOps {
+  /** Run at the end of arm_smmu_device_reset(). */
+  deviceReset?(smmu: ArmSmmuDevice): Promise<void>;
+  /** Run when the SMMU driver unbinds. */
+  deviceRemove?(smmu: ArmSmmuDevice): Promise<void>;
+  /** Run at the end of arm_smmu_init_structures(). */
+  initStructures?(smmu: ArmSmmuDevice): void;
+  /** A queue other than the main one for this command, or null for the main one. */
+  getSecondaryCmdq?(smmu: ArmSmmuDevice, ent: ArmSmmuCmdqEnt): ArmSmmuCmdq | null;
+}
+
 /** kernel: struct arm_smmu_device */
-export class ArmSmmuDevice implements CmdqHost {
+export class ArmSmmuDevice implements CmdqBatchHost {
   readonly name: string;
   readonly port: CpuPort;
   readonly ram: RamAccess;
@@ -242,6 +258,12 @@ export class ArmSmmuDevice implements CmdqHost {
   /** IDR5.STALL_MAX (kernel: evtq.max_stalls). */
   maxStalls = 0;
   cmdq!: ArmSmmuCmdq;
+  /** Queues an implementation adds (Grace VCMDQs); waits for outstanding commands cover them too. */
+  readonly secondaryCmdqs = new Set<ArmSmmuCmdq>();
+  /** The implementation's companion device (kernel: smmu->impl_dev), its hooks and its state. */
+  implDev: Device | null = null;
+  implOps: ArmSmmuImplOps | null = null;
+  impl: unknown = null;
   evtq!: ArmSmmuQueue;
   priq: ArmSmmuQueue | null = null;
   strtab!: ArmSmmuStrtab;
@@ -578,6 +600,52 @@ export class ArmSmmuDevice implements CmdqHost {
   initStructures(): void {
     this.initQueues();
     this.initStrtab();
+    this.implOps?.initStructures?.(this);
+  }
+
+  // ---- command queues ----------------------------------------------------------------------------
+
+  /** kernel: arm_smmu_get_cmdq() */
+  getCmdq(ent: ArmSmmuCmdqEnt): ArmSmmuCmdq {
+    return this.implOps?.getSecondaryCmdq?.(this, ent) ?? this.cmdq;
+  }
+
+  /** kernel: arm_smmu_cmdq_issue_cmd() — one command, on the queue it belongs to. */
+  issueCmd(ent: ArmSmmuCmdqEnt, sync = false): Promise<0 | Errno> {
+    return this.getCmdq(ent).issueCmd(ent, sync);
+  }
+
+  /** kernel: arm_smmu_cmdq_issue_cmd_with_sync() */
+  issueCmdWithSync(ent: ArmSmmuCmdqEnt): Promise<0 | Errno> {
+    return this.issueCmd(ent, true);
+  }
+
+  /** Encoded commands on the queue the whole list may go to (the main one if any command is not taken). */
+  issueCmdlist(cmds: Uint32Array, n: number, sync: boolean): Promise<0 | Errno> {
+    return armSmmuCmdqForList(this, this.cmdq, cmds, n).issueCmdlist(cmds, n, sync);
+  }
+
+  /** Every queue commands may have gone to: the main one first. */
+  allCmdqs(): ArmSmmuCmdq[] {
+    return [this.cmdq, ...this.secondaryCmdqs];
+  }
+
+  /** Wait for commands inserted without a waiter, on every queue. */
+  async waitOutstanding(): Promise<0 | Errno> {
+    let r: 0 | Errno = 0;
+    for (const q of this.allCmdqs()) {
+      if (!q.hasOutstanding) continue;
+      const x = await q.waitOutstanding();
+      if (x !== 0) r = x;
+    }
+    return r;
+  }
+
+  /** True if some queue has commands nobody waited for yet. */
+  get hasOutstanding(): boolean {
+    if (this.cmdq.hasOutstanding) return true;
+    for (const q of this.secondaryCmdqs) if (q.hasOutstanding) return true;
+    return false;
   }
 
   // ---- register handshakes ----------------------------------------------------------------------
@@ -727,7 +795,7 @@ export class ArmSmmuDevice implements CmdqHost {
 
   private issueWithSync(opcode: number): Promise<unknown> {
     const ent: ArmSmmuCmdqEnt = { opcode };
-    return this.cmdq.issueCmdWithSync(ent);
+    return this.issueCmdWithSync(ent);
   }
 
   private async enable(enables: number, what: string): Promise<void> {
@@ -818,6 +886,15 @@ export class ArmSmmuDevice implements CmdqHost {
     // Enable the SMMU interface.
     enables |= CR0_SMMUEN;
     await this.enable(enables, 'SMMU interface');
+
+    if (this.implOps?.deviceReset) {
+      try {
+        await this.implOps.deviceReset(this);
+      } catch (e) {
+        this.err('failed to reset impl');
+        throw e;
+      }
+    }
   }
 
   // ---- shutdown policies --------------------------------------------------------------------------
@@ -839,7 +916,7 @@ export class ArmSmmuDevice implements CmdqHost {
     }
     // Invalidate cached STEs (and every L1 descriptor), then the TLBs.
     await this.issueWithSync(CMDQ_OP_CFGI_ALL);
-    await this.cmdq.waitOutstanding();
+    await this.waitOutstanding();
     await this.issueWithSync(CMDQ_OP_TLBI_NSNH_ALL);
     await this.writeRegSync(0, ARM_SMMU_IRQ_CTRL, ARM_SMMU_IRQ_CTRLACK);
     const keep = this.enables & (CR0_SMMUEN | CR0_ATSCHK);

@@ -272,7 +272,7 @@ function fillInvContext(batch: ArmSmmuCmdqBatch, domain: ArmSmmuDomain): void {
 /** TLBI of everything cached under `asid` on `smmu`, + CMD_SYNC. // kernel: arm_smmu_tlb_inv_asid() */
 export async function armSmmuTlbInvAsid(smmu: ArmSmmuDevice, asid: number): Promise<void> {
   const opcode = (smmu.features & ARM_SMMU_FEAT_E2H) !== 0 ? CMDQ_OP_TLBI_EL2_ASID : CMDQ_OP_TLBI_NH_ASID;
-  await smmu.cmdq.issueCmdWithSync({ opcode, tlbi: { ...tlbiEnt(), asid } });
+  await smmu.issueCmdWithSync({ opcode, tlbi: { ...tlbiEnt(), asid } });
 }
 
 /** Invalidate everything of the domain (TLBs and ATCs) and wait. // kernel: arm_smmu_tlb_inv_context() */
@@ -375,7 +375,7 @@ export async function armSmmuDomainFreePaging(domain: ArmSmmuDomain): Promise<vo
   if (domain.pgtbl) {
     freeIoPgtableOps(domain.pgtbl);
     domain.pgtbl = null;
-    await smmu.cmdq.waitOutstanding();
+    await smmu.waitOutstanding();
   }
   if (domain.stage === 'S1') {
     // Under the lock: an SVA bind may be moving the domain to another ASID. // kernel: arm_smmu_domain_free_id()
@@ -412,17 +412,17 @@ export async function armSmmuFlushIotlbAll(domain: IommuDomain): Promise<void> {
   const d = asSmmuDomain(domain);
   if (!d.smmu) return;
   await armSmmuTlbInvContext(d);
-  await d.smmu.cmdq.waitOutstanding();
+  await d.smmu.waitOutstanding();
 }
 
 /** kernel: arm_smmu_iotlb_sync() */
 export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): Promise<void> | void {
   const d = asSmmuDomain(domain);
   if (!d.smmu) return;
-  const cmdq = d.smmu.cmdq;
+  const smmu = d.smmu;
   // Walk flushes io-pgtable queued during the unmap were inserted before the range TLBI: its CMD_SYNC
   // covers them, and a leftover backlog is pushed out after.
-  const outstanding = (): Promise<void> | void => (cmdq.hasOutstanding ? cmdq.waitOutstanding().then(() => undefined) : undefined);
+  const outstanding = (): Promise<void> | void => (smmu.hasOutstanding ? smmu.waitOutstanding().then(() => undefined) : undefined);
   if (gather.pgsize === 0) return outstanding();
   return armSmmuTlbInvRangeDomain(gather.start, gather.end - gather.start + 1, gather.pgsize, true, d).then(outstanding);
 }
@@ -433,7 +433,7 @@ export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather):
  */
 export async function armSmmuIotlbSyncMap(domain: IommuDomain): Promise<void> {
   const d = asSmmuDomain(domain);
-  if (d.smmu?.cmdq.hasOutstanding) await d.smmu.cmdq.waitOutstanding();
+  if (d.smmu?.hasOutstanding) await d.smmu.waitOutstanding();
 }
 
 /** kernel: arm_smmu_iova_to_phys() */

@@ -322,7 +322,7 @@ export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp:
       pri: { sid, ssid: pasidValid ? resp.pasid : 0, grpid: resp.grpid, resp: code },
     };
     smmu.eventStats.priResponses++;
-    void smmu.cmdq.issueCmd(cmd);
+    void smmu.issueCmd(cmd);
     return;
   }
   if (!master.stallEnabled) {
@@ -336,7 +336,7 @@ export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp:
     opcode: CMDQ_OP_RESUME,
     resume: { sid, stag: resp.grpid, resp: retry ? CMDQ_RESUME_0_RESP_RETRY : CMDQ_RESUME_0_RESP_ABORT },
   };
-  void smmu.cmdq.issueCmd(cmd);
+  void smmu.issueCmd(cmd);
 }
 
 // ---- event queue --------------------------------------------------------------------------------
@@ -529,7 +529,7 @@ async function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<
   if (last) {
     const cmd: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_PRI_RESP, substreamValid: ssv, pri: { sid, ssid, grpid, resp: PRI_RESP_DENY } };
     smmu.eventStats.priResponses++;
-    await smmu.cmdq.issueCmd(cmd);
+    await smmu.issueCmd(cmd);
     report.outcome = 'denied';
   } else {
     report.outcome = 'ignored (not last)';

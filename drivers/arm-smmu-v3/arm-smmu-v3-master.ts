@@ -102,7 +102,7 @@ export function masterOf(dev: Device): ArmSmmuMaster {
 /** CFGI_STE(leaf) + CMD_SYNC for one StreamID. // kernel: arm_smmu_ste_writer_sync_entry() */
 async function steSync(smmu: ArmSmmuDevice, sid: number): Promise<void> {
   const ent: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_CFGI_STE, cfgi: { sid, ssid: 0, leaf: true } };
-  await smmu.cmdq.issueCmdWithSync(ent);
+  await smmu.issueCmdWithSync(ent);
 }
 
 /** kernel: arm_smmu_write_ste() */
@@ -110,7 +110,7 @@ export async function armSmmuWriteSte(smmu: ArmSmmuDevice, sid: number, target: 
   await smmu.strtab.writeSte(sid, target, () => steSync(smmu, sid));
   // It's likely the new STE is wanted soon.
   if ((smmu.options & ARM_SMMU_OPT_SKIP_PREFETCH) === 0) {
-    void smmu.cmdq.issueCmd({ opcode: CMDQ_OP_PREFETCH_CFG, prefetch: { sid } });
+    void smmu.issueCmd({ opcode: CMDQ_OP_PREFETCH_CFG, prefetch: { sid } });
   }
 }
 

@@ -671,6 +671,7 @@ export const ARM_SMMU_OPT_SKIP_PREFETCH = BIT(0);
 export const ARM_SMMU_OPT_PAGE0_REGS_ONLY = BIT(1);
 export const ARM_SMMU_OPT_MSIPOLL = BIT(2);
 export const ARM_SMMU_OPT_CMDQ_FORCE_SYNC = BIT(3);
+export const ARM_SMMU_OPT_TEGRA241_CMDQV = BIT(4);
 
 export const ARM_SMMU_FEAT_2_LVL_STRTAB = BIT(0);
 export const ARM_SMMU_FEAT_2_LVL_CDTAB = BIT(1);

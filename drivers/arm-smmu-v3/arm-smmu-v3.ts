@@ -14,6 +14,7 @@
  * - arm-smmu-v3-asid.ts    the kernel-wide stage 1 ASID space and its lock
  * - arm-smmu-v3-master.ts  masters, attach/detach, PASIDs, ATS
  * - arm-smmu-v3-events.ts  event/PRI threads, GERROR, fault reports and page responses
+ * - tegra241-cmdqv.ts      the NVIDIA Grace CMDQV implementation (impl ops: secondary queues)
  *
  * One driver object per kernel (kernel/drivers.ts builds it with the kernel's parameters and page
  * allocator); it keeps that kernel's SMMU instances by firmware node and its iommu_ops, whose static
@@ -21,7 +22,7 @@
  */
 import type { Device } from '../../bus/device.js';
 import type { DriverCore } from '../../bus/driver-core.js';
-import { KernelError } from '../../bus/errno.js';
+import { isKernelError, KernelError } from '../../bus/errno.js';
 import type { IommuFwspec } from '../../bus/iommu-fwspec.js';
 import type { DtNode } from '../../bus/of/tree.js';
 import { PciDevice } from '../../bus/pci/pci-device.js';
@@ -69,7 +70,8 @@ import {
   masterOf,
 } from './arm-smmu-v3-master.js';
 import { armSmmuSvaDomainAlloc } from './arm-smmu-v3-sva.js';
-import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, CONFIG_CMA_ALIGNMENT, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
+import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, ARM_SMMU_OPT_TEGRA241_CMDQV, CONFIG_CMA_ALIGNMENT, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
+import { armSmmuDtProbeTegra241Cmdqv, tegra241CmdqvProbe } from './tegra241-cmdqv.js';
 
 export const ARM_SMMU_V3_DRIVER_NAME = 'arm-smmu-v3';
 export const ARM_SMMU_V3_COMPATIBLE = 'arm,smmu-v3';
@@ -94,6 +96,10 @@ export interface ArmSmmuV3DriverOptions {
   cmaAlignment?: number | null;
   /** Driver name (default "arm-smmu-v3"). */
   name?: string;
+  /** arm-smmu-v3.disable_cmdqv: leave a Grace CMDQV disabled (default false). */
+  disableCmdqv?: boolean;
+  /** arm-smmu-v3.bypass_vcmdq: issue every command to the main queue even with a CMDQV (default false). */
+  bypassVcmdq?: boolean;
 }
 
 /** The SMMU a bound `arm,smmu-v3` device drives; ENODEV otherwise. */
@@ -282,6 +288,8 @@ class ArmSmmuV3Driver {
       pageAllocator: this.opts.pageAllocator(dev),
     });
     smmu.dtProbe();
+    armSmmuDtProbeTegra241Cmdqv(smmu);
+    this.implProbe(smmu);
     smmu.mapRegisters();
     smmu.findIrqs();
     smmu.hwProbe();
@@ -301,10 +309,24 @@ class ArmSmmuV3Driver {
     smmu.info(`registered (${smmu.strtab.twoLevel ? '2-level' : 'linear'} stream table, ${smmu.sidBits}-bit SIDs, ${smmu.ssidBits}-bit SSIDs)`);
   }
 
+  /** An implementation's probe, when firmware named a companion device. // kernel: arm_smmu_impl_probe() */
+  private implProbe(smmu: ArmSmmuDevice): void {
+    if (!smmu.implDev || (smmu.options & ARM_SMMU_OPT_TEGRA241_CMDQV) === 0) return;
+    try {
+      tegra241CmdqvProbe(smmu, { disableCmdqv: this.opts.disableCmdqv ?? false, bypassVcmdq: this.opts.bypassVcmdq ?? false });
+    } catch (e) {
+      // ENODEV: keep the plain SMMU.
+      if (!isKernelError(e, 'ENODEV')) throw e;
+      smmu.info(e.message);
+    }
+  }
+
   /** kernel: arm_smmu_device_remove() */
   async remove(dev: PlatformDevice): Promise<void> {
     const smmu = armSmmuV3Of(dev);
     await iommuDeviceUnregister(smmu.iommu);
+    // kernel: arm_smmu_impl_remove(), a devm action of the probe.
+    await smmu.implOps?.deviceRemove?.(smmu).catch((e: unknown) => smmu.err(String(e)));
     await smmu.deviceDisable().catch((e: unknown) => smmu.err(String(e)));
     if (dev.ofNode) this.smmus.delete(dev.ofNode);
   }

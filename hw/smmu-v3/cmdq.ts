@@ -97,6 +97,38 @@ function newStats(byOpcode: Float64Array): CommandQueueStats {
   };
 }
 
+/**
+ * The virtual-time budget of the SMMU's one command processor, shared by every queue that feeds it
+ * (the main Command queue and, on a Grace, the CMDQV's VCMDQs): a queue's batch starts when the
+ * processor is free (`freeAt`) and keeps it busy for the batch's cost.
+ */
+export interface CommandEngine {
+  freeAt: number;
+}
+
+/**
+ * What distinguishes a queue other than the SMMU's own Command queue (a CMDQV VCMDQ): where its
+ * errors are signalled, which commands it admits (and how it rewrites them), and how CMD_SYNC's
+ * completion signal is treated. The command execution itself is the same.
+ */
+export interface CommandQueueHooks {
+  /** Names the queue in logs and traces ("vcmdq3"). */
+  readonly label: string;
+  /** Maximum LOG2SIZE of the queue. */
+  readonly maxLog2: number;
+  /** True while the queue's error is active (it does not consume). */
+  errorActive(): boolean;
+  /** Signal an error: CONS.ERR is already set. */
+  raiseError(code: number): void;
+  /**
+   * Admission check before execution: may rewrite `w` (a copy of the command, never queue memory).
+   * Returns 0 to execute, or a CONS.ERR code to stop the queue with.
+   */
+  admit: ((w: Uint32Array) => number) | null;
+  /** CMD_SYNC.CS other than NONE: 'ill' stops the queue with CERROR_ILL; 'none' completes it as CS=NONE. */
+  readonly syncCs: 'ill' | 'none' | 'smmu';
+}
+
 const EXEC_OK = 0;
 const EXEC_ILL = 1;
 /** CMD_SYNC waiting for ATC invalidation completions: retry the same command later. */
@@ -131,9 +163,18 @@ export class CommandQueue {
     private readonly irq: Interrupts,
     private readonly ctx: CommandContext,
     private readonly trace: Trace | null,
+    /** The command processor this queue shares with the SMMU's other queues (null: not shared). */
+    private readonly engine: CommandEngine | null = null,
+    /** For a queue other than the SMMU's Command queue; null for that one. */
+    private readonly hooks: CommandQueueHooks | null = null,
   ) {
-    this.q = new SmmuQueue('CMDQ', F.CMD_BYTES, opts.cmdqLog2);
-    this.stepLabel = `${opts.name} CMDQ`;
+    this.q = new SmmuQueue(hooks?.label ?? 'CMDQ', F.CMD_BYTES, hooks?.maxLog2 ?? opts.cmdqLog2);
+    this.stepLabel = `${opts.name} ${hooks?.label ?? 'CMDQ'}`;
+  }
+
+  /** The queue's error is active: it consumes nothing until software acknowledges it. */
+  private errorActive(): boolean {
+    return this.hooks !== null ? this.hooks.errorActive() : this.irq.isActive(GERROR_CMDQ_ERR.mask);
   }
 
   /** CONS as software reads it: index + wrap (bits above the queue size read as zero) and ERR. */
@@ -143,19 +184,43 @@ export class CommandQueue {
 
   /** Something changed that may let the queue make progress: schedule a step. */
   kick(): void {
-    if (!this.enabled || this.irq.isActive(GERROR_CMDQ_ERR.mask) || this.q.isEmpty()) return;
+    if (!this.enabled || this.errorActive() || this.q.isEmpty()) return;
     if (this.trace?.active) this.traceOccupancy();
     const batch = Math.min(this.q.occupancy(), this.opts.timing.commandsPerStep);
-    this.scheduleStep(Math.max(1, batch) * this.opts.timing.commandNs);
+    const cost = Math.max(1, batch) * this.opts.timing.commandNs;
+    // The batch runs once the shared command processor is free.
+    const wait = this.engine !== null ? Math.max(0, this.engine.freeAt - this.scheduler.now) : 0;
+    if (this.scheduleStep(wait + cost) && this.engine !== null) this.engine.freeAt = this.scheduler.now + wait + cost;
   }
 
-  private scheduleStep(delay: number): void {
+  /** Schedule a step `delay` from now unless one is due no later; true if this one was scheduled. */
+  private scheduleStep(delay: number): boolean {
     const at = this.scheduler.now + delay;
     if (this.stepEvent !== null) {
-      if (this.stepEvent.time <= at) return;
+      if (this.stepEvent.time <= at) return false;
       this.stepEvent.cancel();
     }
     this.stepEvent = this.scheduler.schedule(delay, this.runStep, this.stepLabel);
+    return true;
+  }
+
+  /** Stop: forget a scheduled step (the queue was disabled). */
+  halt(): void {
+    this.enabled = false;
+    this.stepEvent?.cancel();
+    this.stepEvent = null;
+  }
+
+  /** Outstanding ATC invalidations (a CMD_SYNC would wait for them). */
+  get atcPendingCount(): number {
+    return this.atcPending.size;
+  }
+
+  /** Drop outstanding ATC invalidations, as if a CMD_SYNC had given up on them (queue reset). */
+  flushAtcPending(): number {
+    const n = this.atcPending.size;
+    this.atcPending.clear();
+    return n;
   }
 
   /** The scheduled step (one bound function and label, not a closure per doorbell). */
@@ -166,7 +231,7 @@ export class CommandQueue {
 
   /** Consume up to one batch of commands. */
   step(): void {
-    if (!this.enabled || this.irq.isActive(GERROR_CMDQ_ERR.mask)) return;
+    if (!this.enabled || this.errorActive()) return;
     const q = this.q;
     const base = q.baseAddr;
     const indexMask = q.entries - 1;
@@ -179,6 +244,14 @@ export class CommandQueue {
         if (!(e instanceof BusError)) throw e;
         this.error(CERROR_ABT, `reading the command at PA 0x${addr.toString(16)} aborted`);
         return;
+      }
+      const admit = this.hooks?.admit ?? null;
+      if (admit !== null) {
+        const code = admit(this.words);
+        if (code !== 0) {
+          this.error(code, `command ${this.describe(this.words)} at index ${q.index(q.cons)} refused by the queue's owner`);
+          return;
+        }
       }
       const r = this.execute(this.words);
       if (r === EXEC_ILL) {
@@ -216,7 +289,8 @@ export class CommandQueue {
     this.stats.errors++;
     log('%s: command queue error %d: %s', this.opts.name, code, why);
     this.q.cons = CMDQ_CONS_ERR.set(this.q.cons, code);
-    this.irq.activateError(GERROR_CMDQ_ERR.mask);
+    if (this.hooks !== null) this.hooks.raiseError(code);
+    else this.irq.activateError(GERROR_CMDQ_ERR.mask);
   }
 
   private describe(w: Uint32Array): string {
@@ -322,7 +396,7 @@ export class CommandQueue {
         time: this.scheduler.now,
         track: this.opts.name,
         name: 'smmu-v3 command',
-        args: { command: F.COMMAND_NAMES.get(op) ?? op, sid },
+        args: this.hooks === null ? { command: F.COMMAND_NAMES.get(op) ?? op, sid } : { command: F.COMMAND_NAMES.get(op) ?? op, sid, queue: this.hooks.label },
       });
     }
     return EXEC_OK;
@@ -452,8 +526,12 @@ export class CommandQueue {
   // ---- CMD_SYNC --------------------------------------------------------------------------------
 
   private sync(w: Uint32Array): number {
-    const cs = F.CMD_SYNC_CS.get(w);
+    let cs = F.CMD_SYNC_CS.get(w);
     if (cs === 3) return EXEC_ILL;
+    if (this.hooks !== null && this.hooks.syncCs !== 'smmu' && cs !== F.SYNC_CS_NONE) {
+      if (this.hooks.syncCs === 'ill') return EXEC_ILL;
+      cs = F.SYNC_CS_NONE;
+    }
     if (this.atcPending.size > 0) {
       let earliest = Infinity;
       for (const d of this.atcPending.values()) earliest = Math.min(earliest, d);

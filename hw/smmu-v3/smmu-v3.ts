@@ -36,7 +36,7 @@ import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
 import { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE } from '../walker/result.js';
 import { TranslationTableWalker } from '../walker/walker.js';
-import { CommandQueue } from './cmdq.js';
+import { CommandQueue, type CommandContext, type CommandEngine, type CommandQueueHooks } from './cmdq.js';
 import { ConfigCache } from './config.js';
 import { EventQueue, EventRecord, type QueueMemory } from './events.js';
 import * as F from './formats.js';
@@ -101,6 +101,8 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   readonly events: EventQueue;
   readonly priq: PriQueue;
   readonly cmdq: CommandQueue;
+  /** The one command processor the Command queue and any extra queues (CMDQV VCMDQs) share. */
+  readonly commandEngine: CommandEngine = { freeAt: 0 };
   readonly stalls: StallTracker;
   readonly stats: SmmuV3Stats = {
     transactions: 0, bypassed: 0, translated: 0, aborted: 0, faulted: 0, stalled: 0, resumed: 0, atsRequests: 0, pageRequests: 0,
@@ -123,6 +125,8 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   private readonly scheduler: Scheduler;
   private readonly downstream: DmaPort;
   private readonly trace: Trace | null;
+  private readonly memory: QueueMemory;
+  private readonly commandContext: CommandContext;
 
   constructor(deps: SmmuV3Deps, options: SmmuV3Options = {}) {
     this.opts = resolveOptions(options);
@@ -157,6 +161,14 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       this.trace,
     );
     this.stalls = new StallTracker(this.opts.stallModel === R.STALL_MODEL_TERMINATE ? 0 : this.opts.stallMax);
+    this.memory = deps.memory;
+    this.commandContext = {
+      e2h: () => R.CR2_E2H.isSet(this.cr2),
+      endpoint: (sid) => this.endpoints.get(sid),
+      prefetchConfig: (sid, ssidValid, ssid) => this.prefetchConfig(sid, ssidValid, ssid),
+      resume: (sid, stag, retry, abort) => this.resume(sid, stag, retry, abort),
+      stallTerm: (sid) => this.stallTerm(sid),
+    };
     this.cmdq = new CommandQueue(
       this.opts,
       this.scheduler,
@@ -166,19 +178,25 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       this.events,
       this.priq,
       this.irq,
-      {
-        e2h: () => R.CR2_E2H.isSet(this.cr2),
-        endpoint: (sid) => this.endpoints.get(sid),
-        prefetchConfig: (sid, ssidValid, ssid) => this.prefetchConfig(sid, ssidValid, ssid),
-        resume: (sid, stag, retry, abort) => this.resume(sid, stag, retry, abort),
-        stallTerm: (sid) => this.stallTerm(sid),
-      },
+      this.commandContext,
       this.trace,
+      this.commandEngine,
     );
     this.irq.onGerrorAck = (acked) => {
       if (acked & R.GERROR_CMDQ_ERR.mask) this.cmdq.resumeAfterError();
       if (acked & R.GERROR_EVENTQ_ABT_ERR.mask) this.events.kick();
     };
+  }
+
+  /**
+   * Another command queue executed by this SMMU (a CMDQV VCMDQ): the same command execution, caches
+   * and command processor as the Command queue, with the queue's own error signalling and admission.
+   */
+  createCommandQueue(hooks: CommandQueueHooks): CommandQueue {
+    return new CommandQueue(
+      this.opts, this.scheduler, this.memory, this.configCache, this.tlb, this.events, this.priq, this.irq,
+      this.commandContext, this.trace, this.commandEngine, hooks,
+    );
   }
 
   /** Connect (or replace, or with null remove) a wired interrupt output. */

@@ -9,6 +9,7 @@ import type { Machine } from '../../hw/machine.js';
 import { isSmmuNode } from '../../hw/iommu-models.js';
 import type { Kernel } from '../../kernel/kernel.js';
 import { describeIommuAttachment } from './iommu-state.js';
+import { cmdqvReport, type CmdqvBootReport } from './cmdqv-report.js';
 
 export type IommuReportStatus = 'probed' | 'disabled' | 'no-driver' | 'no-model' | 'failed';
 
@@ -32,6 +33,8 @@ export interface BootReport {
     node: string;
     iommuMap: { ridBase: number; iommu: string; sidBase: number; length: number }[];
   }[];
+  /** Present only when firmware describes a Grace CMDQV (see cmdqvReport). */
+  cmdqvs?: CmdqvBootReport[];
 }
 
 export function bootReport(machine: Machine, kernel: Kernel): BootReport {
@@ -63,6 +66,8 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
       });
     }
   }
+  const cmdqvs = cmdqvReport(machine, kernel);
+  if (cmdqvs.length > 0) report.cmdqvs = cmdqvs;
   return report;
 }
 

@@ -5,6 +5,8 @@
  *   0x0800_0000  GIC-400 style GICv2 (distributor, CPU interface) with a GICv2m MSI frame
  *   0x0905_0000  SMMUv3 (eventq/priq/cmdq-sync/gerror on SPIs 74-77), in front of the PCIe root
  *                complex (`iommu-map`) and two DMA test engines (one can stall)
+ *   0x0910_0000  with the `cmdqv` option (the Grace-like variant): an NVIDIA Tegra241 CMDQV of that
+ *                SMMUv3 (`nvidia,cmdqv`), its error interrupt on SPI 78
  *   0x0b00_0000  MMU-500 (one global + eight context interrupts, 2-cell `iommus`: SID and SMR mask),
  *                in front of DMA test engines that can and cannot stall
  *   0x0c00_0000  DMA test engines, 64 KiB of frames each
@@ -22,6 +24,9 @@ export const VIRT = {
   gicCpu: 0x0801_0000,
   gicV2m: 0x0802_0000,
   smmuV3: 0x0905_0000,
+  /** Grace CMDQV of the SMMUv3 (with the `cmdqv` option): 4 VINTF apertures. */
+  cmdqv: 0x0910_0000,
+  cmdqvSize: 0xb_0000,
   mmu500: 0x0b00_0000,
   testEngineBase: 0x0c00_0000,
   testEngineSize: 0x1_0000,
@@ -40,6 +45,11 @@ export interface VirtOptions {
   bootargs?: string;
   /** RAM size in bytes from VIRT.ramBase (default VIRT.ramSize, 2 GiB). */
   ramSize?: number;
+  /**
+   * Give the SMMUv3 a Grace (Tegra241) CMDQV (default false: the plain `virt`, whose results the
+   * existing scenarios record).
+   */
+  cmdqv?: boolean;
 }
 
 export function buildVirtDeviceTree(opts: VirtOptions = {}): DeviceTree {
@@ -79,6 +89,13 @@ export function buildVirtDeviceTree(opts: VirtOptions = {}): DeviceTree {
   });
   b.root.set({ 'interrupt-parent': gic });
 
+  const cmdqv = opts.cmdqv
+    ? b.node(`/cmdqv@${hex(VIRT.cmdqv)}`, {
+        compatible: 'nvidia,tegra241-cmdqv',
+        reg: reg([VIRT.cmdqv, VIRT.cmdqvSize]),
+        interrupts: spi(78, true),
+      })
+    : null;
   const smmuv3 = b.node(`/iommu@${hex(VIRT.smmuV3)}`, {
     compatible: 'arm,smmu-v3',
     reg: reg([VIRT.smmuV3, 0x2_0000]),
@@ -86,6 +103,7 @@ export function buildVirtDeviceTree(opts: VirtOptions = {}): DeviceTree {
     'interrupt-names': ['eventq', 'priq', 'cmdq-sync', 'gerror'],
     'dma-coherent': true,
     '#iommu-cells': 1,
+    ...(cmdqv ? { 'nvidia,cmdqv': cmdqv } : {}),
   });
 
   const mmu500 = b.node(`/iommu@${hex(VIRT.mmu500)}`, {

@@ -108,9 +108,9 @@ describe('ATC invalidation spans (arm_smmu_atc_inv_to_cmd)', () => {
 });
 
 describe('range TLBI planning (__arm_smmu_tlb_inv_range)', () => {
-  const host: CmdqHost = { name: 'test', base: null as never, port: null as never, log: null as never, options: 0 };
+  const host: CmdqHost = { name: 'test', port: null as never, log: null as never, options: 0 };
   const plan = (features: number, iova: number, size: number, granule: number, leaf: boolean): { addr: number; num: number; scale: number; tg: number; ttl: number }[] => {
-    const batch = new ArmSmmuCmdqBatch(null as unknown as ArmSmmuCmdq, host);
+    const batch = new ArmSmmuCmdqBatch({ supportsCmd: null } as unknown as ArmSmmuCmdq, host);
     const domain = new ArmSmmuDomain({ attachDev: () => undefined });
     domain.smmu = { features } as ArmSmmuDevice;
     domain.pgsizeBitmap = 0x1000 | 0x20_0000 | 0x4000_0000;
