@@ -12,10 +12,11 @@ import { benches as smmuV2Model } from './smmu-v2-model.bench.js';
 import { benches as smmuV2 } from './smmu-v2.bench.js';
 import { benches as smmuV3Model } from './smmu-v3-model.bench.js';
 import { benches as smmuV3 } from './smmu-v3.bench.js';
+import { benches as vm } from './vm.bench.js';
 import { benches as cmdqv } from './cmdqv.bench.js';
 import { benches as sweep } from './sweep.bench.js';
 
-const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model, ...smmuV2, ...smmuV3, ...iopf, ...cmdqv, ...sweep];
+const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model, ...smmuV2, ...smmuV3, ...iopf, ...cmdqv, ...vm, ...sweep];
 
 interface Args {
   json: boolean;

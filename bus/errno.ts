@@ -18,6 +18,7 @@ export type Errno =
   | 'ERANGE'
   | 'EOVERFLOW'
   | 'ENOSYS'
+  | 'EADDRNOTAVAIL'
   | 'EOPNOTSUPP'
   | 'ETIMEDOUT'
   | 'EPROBE_DEFER'

@@ -7,28 +7,34 @@ import { writeFdt } from '../bus/of/fdt.js';
 import type { TraceEvent } from '../hw/trace.js';
 import { bootReport } from '../scenarios/lib/boot-report.js';
 import { formatCmdqvReport } from '../scenarios/lib/cmdqv-report.js';
-import { runKexecExperiment } from '../scenarios/lib/kexec-experiment.js';
 import { boot, machineFromDtb } from '../scenarios/lib/lab.js';
-import { scenarios } from '../scenarios/index.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
+import { scenarios } from '../scenarios/index.js';
 import { firmwareBlob, namingFile } from '../scenarios/lib/firmware-file.js';
+import { acpiBootMachine, checkDtbInput, DEFAULT_ACPI_MEMORY } from './acpi.js';
 import { toChromeTraceProcesses, type TraceProcess } from './chrome-trace.js';
+import { registerDumpAcpi } from './dump-acpi.js';
 import { reportError, UsageError } from './errors.js';
 import { helpEpilogue, packageVersion } from './help.js';
 import { jsonDocument } from './json-output.js';
+import { kexecCommand, printParamWarnings, type KexecCmdOptions } from './kexec.js';
 import { mergeCommand } from './merge.js';
 import { parseJobs, parseSeedRange, parseShard, runCommand, type RunCmdOptions } from './run.js';
 import { keepInto, traceFilter } from './trace-filter.js';
 import { formatTable } from './table.js';
+import { registerVmCommand } from './vm.js';
 
 function parseSeed(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 0xffff_ffff) throw new InvalidArgumentError('a seed is an integer in [0, 2^32)');
   return Number(v);
 }
 
-/** The firmware blob to boot: the file's (a DTB, or DT source compiled with dtc), else `virt`'s. */
+/**
+ * The firmware blob to boot: the file's (a DTB, or DT source compiled with dtc; ACPI tables are
+ * sent to --acpi), else `virt`'s.
+ */
 function readDtb(file: string | undefined, cmdqv = false): Uint8Array {
-  return file ? firmwareBlob(file) : writeFdt(buildVirtDeviceTree({ cmdqv }));
+  return file ? firmwareBlob(file, checkDtbInput) : writeFdt(buildVirtDeviceTree({ cmdqv }));
 }
 
 /** Run `fn`; malformed firmware it finds is reported naming the file it came from. */
@@ -71,6 +77,8 @@ function writeOut(file: string, data: string | Uint8Array): void {
 
 interface BootCmdOptions {
   dtb?: string;
+  acpi?: string;
+  memory?: string;
   seed: number;
   cmdline?: string;
   json?: boolean;
@@ -80,16 +88,21 @@ interface BootCmdOptions {
 }
 
 async function bootCommand(o: BootCmdOptions): Promise<void> {
-  const machine = await fromFirmware(o.dtb, () => machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed }));
+  if (o.acpi && o.dtb) throw new UsageError('--acpi and --dtb describe the machine twice: give one');
+  if (o.memory && !o.acpi) throw new UsageError('--memory gives the RAM of an --acpi machine (a DTB describes its own)');
+  const machine = o.acpi
+    ? acpiBootMachine({ acpi: o.acpi, memory: o.memory, seed: o.seed })
+    : await fromFirmware(o.dtb, () => machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed }));
   const events: TraceEvent[] = [];
   const stop = o.trace ? machine.trace.subscribe(keepInto(events, o.traceFilter)) : null;
-  const kernel = await withTrace(o.trace, [{ name: `boot ${o.dtb ?? 'virt'}`, events }], async () => {
+  const kernel = await withTrace(o.trace, [{ name: `boot ${o.acpi ?? o.dtb ?? 'virt'}`, events }], async () => {
     try {
       return await fromFirmware(o.dtb, () => boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {}));
     } finally {
       stop?.();
     }
   });
+  printParamWarnings(kernel.unknownParams);
   const report = bootReport(machine, kernel);
   if (o.json) {
     process.stdout.write(JSON.stringify(jsonDocument('boot', o, report), null, 2) + '\n');
@@ -133,60 +146,6 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-interface KexecCmdOptions {
-  dtb?: string;
-  seed: number;
-  target: 'aware' | 'unaware';
-  quiesce: 'all' | 'none';
-  cmdline?: string;
-  json?: boolean;
-  trace?: string;
-  traceFilter?: string[];
-}
-
-async function kexecCommand(o: KexecCmdOptions): Promise<void> {
-  const machine = await fromFirmware(o.dtb, () => machineFromDtb(readDtb(o.dtb), { seed: o.seed }));
-  const events: TraceEvent[] = [];
-  const stop = o.trace ? machine.trace.subscribe(keepInto(events, o.traceFilter)) : null;
-  const r = await withTrace(o.trace, [{ name: `kexec ${o.dtb ?? 'virt'}`, events }], async () => {
-    try {
-      return await runKexecExperiment(machine, {
-        target: o.target,
-        quiesce: o.quiesce,
-        ...(o.cmdline !== undefined ? { cmdline: o.cmdline } : {}),
-      });
-    } finally {
-      stop?.();
-    }
-  });
-  const out = { strayWrites: r.strayWrites, blockedTransactions: r.blockedTransactions, faults: r.faults };
-  if (o.json) {
-    process.stdout.write(JSON.stringify(jsonDocument('kexec', o, out), null, 2) + '\n');
-    return;
-  }
-  const lines = [
-    `kexec: target ${o.target}, quiesce ${o.quiesce}; ${r.engines.length} engines were writing before the kexec`,
-    `stray writes: ${r.strayWrites.length}, blocked transactions: ${r.blockedTransactions}, faults: ${r.faults}`,
-  ];
-  if (r.strayWrites.length) {
-    const byKey = new Map<string, { first: number; count: number; w: (typeof r.strayWrites)[number] }>();
-    for (const w of r.strayWrites) {
-      const key = `${w.master} ${w.pa} ${w.len} ${w.owner}`;
-      const e = byKey.get(key);
-      if (e) e.count++;
-      else byKey.set(key, { first: w.time, count: 1, w });
-    }
-    lines.push(
-      '',
-      formatTable(
-        ['master', 'pa', 'len', 'owner (new kernel)', 'writes', 'first at (µs)'],
-        [...byKey.values()].map(({ w, count, first }) => [w.master, `0x${w.pa.toString(16)}`, String(w.len), w.owner, String(count), (first / 1000).toFixed(1)]),
-      ),
-    );
-  }
-  process.stdout.write(lines.join('\n') + '\n');
-}
-
 export async function main(argv: readonly string[]): Promise<number> {
   let status = 0;
   const program = new Command()
@@ -201,6 +160,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('boot')
     .description('build the machine from a DTB (default: the built-in virt), boot, and report IOMMUs and masters')
     .option('--dtb <file>', 'flattened device tree blob to boot')
+    .option('--acpi <dir>', 'boot from ACPI tables: a folder of blobs named by signature (APIC, IORT, MCFG, DSDT, SSDT1, …)')
+    .option('--memory <ranges>', `RAM of an --acpi machine, BASE:SIZE[,BASE:SIZE…] (default ${DEFAULT_ACPI_MEMORY})`)
     .option('--seed <n>', 'PRNG seed', parseSeed, 1)
     .option('--cmdline <str>', 'kernel command line (default: /chosen/bootargs)')
     .option('--json', 'print the report as JSON')
@@ -222,18 +183,32 @@ export async function main(argv: readonly string[]): Promise<number> {
       else process.stdout.write(blob);
     });
 
+  registerDumpAcpi(program);
   program
     .command('kexec')
-    .description('boot, start the DMA test engines, kexec, run a while, and report stray writes and blocked DMA')
-    .option('--dtb <file>', 'flattened device tree blob to boot (default: the built-in virt)')
+    .description('boot, start the DMA test engines, kexec (or panic into a kdump kernel), run a while, and report stray writes, blocked DMA, fault storms; --matrix runs every policy combination')
+    .option('--dtb <file>', 'flattened device tree blob to boot (default: the built-in virt with RAM up to 4 GiB)')
     .option('--seed <n>', 'PRNG seed', parseSeed, 1)
-    .addOption(new Option('--target <kind>', 'the kernel kexec boots').choices(['aware', 'unaware']).default('aware'))
+    .addOption(new Option('--target <kind>', 'the kernel handed over to').choices(['aware', 'unaware', 'kdump']).default('aware'))
     .addOption(new Option('--quiesce <which>', "stop the engines in their driver's .shutdown").choices(['all', 'none']).default('all'))
     .option('--cmdline <str>', 'command line of both kernels (e.g. arm-smmu-v3.shutdown_policy=gbpa-abort)')
+    .option('--target-cmdline <str>', 'command line of the incoming kernel only')
+    .option('--strict-params', 'refuse to boot with unknown kernel parameters')
+    .option('--storm', 'engines keep issuing after failed transactions')
+    .option('--matrix', 'run the policy matrix: SMMU kind x shutdown policy x target x quiesce')
+    .option('--kinds <list>', 'matrix: SMMU kinds (v2,v3)')
+    .option('--policies <list>', 'matrix: shutdown policies (default: all of each kind)')
+    .option('--targets <list>', 'matrix: targets (aware,unaware,kdump)')
+    .option('--out <dir>', 'matrix: where to write kexec-matrix.json and kexec-matrix.html', 'kexec-matrix')
+    .option('--no-progress', 'matrix: no progress bar')
     .option('--json', 'print the result as JSON')
     .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
-    .option('--trace-filter <globs...>', 'keep only trace events whose name matches a glob (e.g. CMD_* F_*)')
-    .action(async (o: KexecCmdOptions) => kexecCommand(o));
+    .action(async (o: KexecCmdOptions, cmd: Command) =>
+      kexecCommand(
+        { ...o, quiesceGiven: cmd.getOptionValueSource('quiesce') === 'cli', targetGiven: cmd.getOptionValueSource('target') === 'cli' },
+        { readDtb, withTrace, writeOut },
+      ),
+    );
 
   program
     .command('run')
@@ -262,6 +237,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .action((files: string[], o: { json?: boolean; format?: 'text' | 'json' | 'ktap' }) => {
       status = mergeCommand(files, o);
     });
+
+  registerVmCommand(program);
 
   program
     .command('list')

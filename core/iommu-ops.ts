@@ -55,6 +55,7 @@ import type { IommuDevice } from './iommu-device.js';
 import type { IommuDomain } from './iommu-domain.js';
 import type { IopfFault, IommuPageResponse } from './iommu-fault-types.js';
 import type { IommuGroup } from './iommu-group.js';
+import type { IommufdViommu, IommufdViommuOps, IommuHwInfo } from './iommufd.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -172,6 +173,14 @@ export interface IommuOps {
 
   /** Answer a page request (PRI_RESP) or a stall (RESUME); `evt` is the last fault of the group. */
   pageResponse?(dev: Device, evt: IopfFault, msg: IommuPageResponse): MaybePromise<void>;
+
+  /** The IOMMU's ID registers for user space (IOMMU_GET_HW_INFO); EOPNOTSUPP for a type it lacks. */
+  hwInfo?(dev: Device, type: number): IommuHwInfo;
+  /**
+   * Make `viommu` a vIOMMU of `type` over the nest-parent `parent` for `dev`'s IOMMU, returning its
+   * ops (kernel: get_viommu_size + viommu_init); EOPNOTSUPP when it cannot.
+   */
+  viommuAlloc?(dev: Device, type: number, parent: IommuDomain, viommu: IommufdViommu): IommufdViommuOps;
 
   /** The per-device feature API of 5.x–6.15 (IOPF before SVA). */
   devEnableFeat?(dev: Device, feat: IommuDevFeature): MaybePromise<void>;

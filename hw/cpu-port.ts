@@ -31,6 +31,17 @@ export interface BootFirmware {
   readonly dtb: Uint8Array | null;
   /** ACPI tables by signature ("IORT", …), if the machine was described by ACPI. */
   readonly acpi: ReadonlyMap<string, Uint8Array>;
+  /**
+   * The UEFI memory map an ACPI machine's boot loader passes (ACPI tables carry no RAM): RAM ranges
+   * and, within them, ranges firmware keeps. Null for a Device Tree machine.
+   */
+  readonly memoryMap?: BootMemoryMap | null;
+}
+
+/** RAM and firmware-reserved ranges, as a UEFI memory map gives them. */
+export interface BootMemoryMap {
+  readonly ram: readonly { readonly base: number; readonly size: number }[];
+  readonly reserved: readonly { readonly base: number; readonly size: number }[];
 }
 
 /** An interrupt handler: called by the interrupt controller, outside any software context. */

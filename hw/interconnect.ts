@@ -6,7 +6,9 @@
  * device's MSI write reaches a GICv2m frame or an ITS doorbell; anything else is a bus error
  * reported in the completion. Nothing thrown by memory or a device escapes: it becomes 'bus-error'.
  *
- * Every write that lands in RAM is shown to the registered observers (master, pa, len, time).
+ * Every write that lands in RAM is shown to the registered observers (master, pa, len, time), and,
+ * for observers that must see memory as it was (what a write changed), to `onRamWillWrite`
+ * observers just before it lands.
  * Transactions are answered synchronously. The end-to-end `dma` trace event is emitted by the
  * master that issued the transaction (it knows the address it used and where it landed).
  */
@@ -18,6 +20,7 @@ const hex = (v: number): string => `0x${v.toString(16)}`;
 
 export class Interconnect implements DmaPort {
   private observers: RamWriteObserver[] = [];
+  private preObservers: RamWriteObserver[] = [];
 
   constructor(
     readonly memory: PhysicalMemory,
@@ -30,6 +33,14 @@ export class Interconnect implements DmaPort {
     this.observers = [...this.observers, observer];
     return () => {
       this.observers = this.observers.filter((o) => o !== observer);
+    };
+  }
+
+  /** Observe every RAM write just before it lands (memory still holds the old bytes). */
+  onRamWillWrite(observer: RamWriteObserver): () => void {
+    this.preObservers = [...this.preObservers, observer];
+    return () => {
+      this.preObservers = this.preObservers.filter((o) => o !== observer);
     };
   }
 
@@ -60,6 +71,11 @@ export class Interconnect implements DmaPort {
 
   private ram(req: DmaRequest): DmaCompletion {
     if (!req.write) return { status: 'ok', data: this.memory.read(req.addr, req.len), pa: req.addr };
+    const pre = this.preObservers;
+    if (pre.length > 0) {
+      const t = this.now();
+      for (const o of pre) o(req.master, req.addr, req.len, t);
+    }
     this.memory.write(req.addr, req.data!);
     const obs = this.observers;
     if (obs.length > 0) {

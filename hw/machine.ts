@@ -23,7 +23,9 @@
  * properties throw MachineFirmwareError.
  */
 import createDebug from 'debug';
-import type { BootFirmware, CpuPort, IrqHandler } from './cpu-port.js';
+import type { BootFirmware, BootMemoryMap, CpuPort, IrqHandler } from './cpu-port.js';
+import type { MachineAcpiTables, MachineMemoryMap } from './acpi.js';
+import { acpiFirmwareTree } from './acpi.js';
 import type { DmaPort } from './dma.js';
 import type { FirmwareNode, InterruptRef, PhysRange } from './firmware.js';
 import {
@@ -192,6 +194,7 @@ export class Machine {
 
   private dtb: Uint8Array | null = null;
   private readonly acpi = new Map<string, Uint8Array>();
+  private memoryMap: BootMemoryMap | null = null;
   private readonly pciEcam = new Map<string, PhysRange | null>();
   private readonly endpointCtx: EndpointContext;
 
@@ -228,6 +231,23 @@ export class Machine {
     const m = new Machine(opts);
     m.dtb = tree.blob;
     new DeviceTreeInstantiator(m, tree.root).run();
+    return m;
+  }
+
+  /**
+   * Build the machine ACPI tables describe, with RAM from `memory` (ACPI carries none): see
+   * hw/acpi.ts for what is read and how parts are named. The blobs and the memory map are what the
+   * boot loader hands a kernel.
+   */
+  static fromAcpi(tables: MachineAcpiTables, memory: MachineMemoryMap, opts: MachineOptions): Machine {
+    const m = new Machine({ ...opts, fallbackRamSize: 0 });
+    for (const [k, v] of tables.blobs) m.acpi.set(k, v);
+    m.memoryMap = {
+      ram: memory.ram.map((r) => ({ base: r.base, size: r.size })),
+      reserved: (memory.reserved ?? []).map((r) => ({ base: r.base, size: r.size })),
+    };
+    const root = acpiFirmwareTree(tables, memory, (w) => m.warn(w));
+    new DeviceTreeInstantiator(m, root).run();
     return m;
   }
 
@@ -471,6 +491,9 @@ export class Machine {
         return machine.dtb;
       },
       acpi: this.acpi,
+      get memoryMap() {
+        return machine.memoryMap;
+      },
     };
     return {
       firmware,

@@ -19,6 +19,7 @@ function iommuDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
       pageAllocator: () => kernel.alloc,
       disableBypass: kernel.params['arm-smmu-v3.disable_bypass'],
       shutdownPolicy: kernel.params['arm-smmu-v3.shutdown_policy'],
+      kdump: kernel.isKdump,
       disableCmdqv: kernel.params['arm-smmu-v3.disable_cmdqv'],
       bypassVcmdq: kernel.params['arm-smmu-v3.bypass_vcmdq'],
       ...(opts.cmaAlignment !== undefined ? { cmaAlignment: opts.cmaAlignment } : {}),
@@ -40,15 +41,15 @@ export interface DriverBuildOptions {
 }
 
 /** Drivers every kernel has: bus infrastructure and device drivers. */
-function baseDrivers(opts: DriverBuildOptions): Driver[] {
+function baseDrivers(kernel: Kernel, opts: DriverBuildOptions): Driver[] {
   return [
     pciHostGenericDriver,
-    createDmaTestEngineDriver({ shutdown: opts.testEngineShutdown ?? true }),
+    createDmaTestEngineDriver({ shutdown: opts.testEngineShutdown ?? true, resetOnProbe: kernel.params['dma-test-engine.reset_on_probe'] }),
   ];
 }
 
 export function builtinDrivers(selection: DriverSelection, kernel: Kernel, opts: DriverBuildOptions = {}): Driver[] {
-  if (selection === 'all') return [...iommuDrivers(kernel, opts), ...baseDrivers(opts)];
-  if (selection === 'iommu-unaware') return baseDrivers(opts);
+  if (selection === 'all') return [...iommuDrivers(kernel, opts), ...baseDrivers(kernel, opts)];
+  if (selection === 'iommu-unaware') return baseDrivers(kernel, opts);
   return [...selection];
 }

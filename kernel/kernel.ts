@@ -12,6 +12,7 @@ import { DriverCore, type DeferredProbe, type ShutdownReport } from '../bus/driv
 import type { Driver } from '../bus/driver.js';
 import { KernelError } from '../bus/errno.js';
 import { FirmwareError } from '../bus/firmware-error.js';
+import { acpiBuildDeviceTree, acpiFirmwareOf, parseAcpiTables } from '../bus/acpi/acpi-boot.js';
 import { parseFdt } from '../bus/of/fdt.js';
 import type { DeviceTree } from '../bus/of/tree.js';
 import { ofPlatformPopulate } from '../bus/platform.js';
@@ -20,7 +21,10 @@ import { iommuFaultShutdown } from '../core/iommu-fault.js';
 import { MmContext } from '../mm/mm.js';
 import { PageAllocator } from '../mm/page-alloc.js';
 import { ProcessTable } from '../mm/process.js';
-import { parseCmdline, type KernelParams } from './cmdline.js';
+import type { MemoryRange, ReservedRange } from '../mm/page-alloc.js';
+import { CmdlineError, misspeltParamHints, parseCmdline, unknownParamsLine, type KernelParams } from './cmdline.js';
+import { parseElfCoreHeader, reserveCrashkernel, type VmcoreSegment } from './crash-dump.js';
+import type { CrashImage } from './kdump.js';
 import { scanFirmwareMemory } from './memblock.js';
 import { builtinDrivers, type DriverBuildOptions, type DriverSelection } from './drivers.js';
 
@@ -43,9 +47,28 @@ export interface BootOptions extends DriverBuildOptions {
   extraDrivers?: readonly Driver[];
   /** Which kernel this is on the machine (set by kexec). */
   instance?: number;
+  /** The device tree the kexec loader hands over (default: the one firmware left, port.firmware.dtb). */
+  dtb?: Uint8Array;
+  /**
+   * Refuse to boot with command line parameters nobody declared (EINVAL naming them), instead of
+   * warning and passing them on to user space as Linux does.
+   */
+  strictParams?: boolean;
 }
 
-export type KernelState = 'booting' | 'running' | 'shut-down' | 'gone';
+export type KernelState = 'booting' | 'running' | 'shut-down' | 'panicked' | 'gone';
+
+/** What boot learnt about memory beyond the page allocator's view. */
+export interface KernelMemoryInfo {
+  /** RAM this kernel may use (a crash kernel: its reservation only). */
+  memory: readonly MemoryRange[];
+  /** The `crashkernel=` reservation, if one was made. */
+  crashkernel: ReservedRange | null;
+  /** A crash kernel's dump: the crashed kernel's memory, from the ELF core header (null otherwise). */
+  vmcore: readonly VmcoreSegment[] | null;
+  /** Command line parameters nobody declared, verbatim. */
+  unknownParams: readonly string[];
+}
 
 export class Kernel {
   private _state: KernelState = 'booting';
@@ -63,7 +86,48 @@ export class Kernel {
     readonly iommu: IommuSubsystem,
     readonly mmContext: MmContext,
     readonly processes: ProcessTable,
+    private readonly mem: KernelMemoryInfo = { memory: [], crashkernel: null, vmcore: null, unknownParams: [] },
   ) {}
+
+  private _crashImage: CrashImage | null = null;
+
+  get memory(): readonly MemoryRange[] {
+    return this.mem.memory;
+  }
+
+  /** The `crashkernel=` reservation (kernel: crashk_res), or null. */
+  get crashkernel(): ReservedRange | null {
+    return this.mem.crashkernel;
+  }
+
+  /** The dump this crash kernel was handed (kernel: /proc/vmcore's segments), or null. */
+  get vmcore(): readonly VmcoreSegment[] | null {
+    return this.mem.vmcore;
+  }
+
+  /** kernel: is_kdump_kernel(): booted by a crash kexec with an ELF core header to read. */
+  get isKdump(): boolean {
+    return this.mem.vmcore !== null;
+  }
+
+  get unknownParams(): readonly string[] {
+    return this.mem.unknownParams;
+  }
+
+  /** The crash image loaded for a panic (kexecLoadCrash), or null. */
+  get crashImage(): CrashImage | null {
+    return this._crashImage;
+  }
+
+  /** @internal kexecLoadCrash */
+  _setCrashImage(image: CrashImage): void {
+    this._crashImage = image;
+  }
+
+  /** @internal panic() without a crash kernel: the kernel is stopped, its devices are not. */
+  _panicked(): void {
+    this._state = 'panicked';
+  }
 
   private _deferredAtBoot: readonly DeferredProbe[] = [];
 
@@ -128,11 +192,20 @@ export function runningKernel(port: CpuPort): Kernel | null {
   return k && k.state !== 'gone' ? k : null;
 }
 
-/** Read the DTB the boot loader handed over. */
+/**
+ * Read the firmware the boot loader handed over: the DTB, or else the ACPI tables and the UEFI
+ * memory map, which become the kernel's device description (bus/acpi/acpi-boot.ts).
+ */
 export function readBootDeviceTree(port: CpuPort): DeviceTree {
   const blob = port.firmware.dtb;
-  if (!blob) throw new FirmwareError('dtb', 'the boot loader passed no device tree', null, null);
-  return parseFdt(blob);
+  if (blob) return parseFdt(blob);
+  const acpi = port.firmware.acpi;
+  if (acpi.size > 0) {
+    const mm = port.firmware.memoryMap;
+    if (!mm || mm.ram.length === 0) throw new FirmwareError('uefi', 'ACPI boot without a memory map describing RAM', null, null);
+    return acpiBuildDeviceTree(parseAcpiTables(acpi), mm).tree;
+  }
+  throw new FirmwareError('dtb', 'the boot loader passed no device tree and no ACPI tables', null, null);
 }
 
 // kernel: start_kernel()
@@ -142,22 +215,53 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
   if (previous) {
     throw new KernelError('EBUSY', `kernel ${previous.instance} is still running on this machine: shut it down (kexec) first`);
   }
-  const dt = readBootDeviceTree(port);
+  const dt = opts.dtb ? parseFdt(opts.dtb) : readBootDeviceTree(port);
   const cmdline = opts.cmdline ?? dt.byPath('/chosen')?.string('bootargs') ?? '';
   const parsed = parseCmdline(cmdline);
+  if (opts.strictParams && parsed.unknown.length > 0) {
+    const hints = misspeltParamHints(parsed.unknown);
+    throw new CmdlineError(`unknown parameter(s) ${parsed.unknown.map((u) => `"${u}"`).join(', ')}${hints.length ? ` (${hints.join('; ')})` : ''}`);
+  }
   const instance = opts.instance ?? 0;
   const fwmem = scanFirmwareMemory(dt);
+  let crashkernel: ReservedRange | null = null;
+  const crashErrors: string[] = [];
+  if (parsed.params.crashkernel && !fwmem.usable) {
+    const r = reserveCrashkernel(parsed.params.crashkernel, fwmem.memory, fwmem.reserved);
+    if ('error' in r) crashErrors.push(r.error);
+    else {
+      crashkernel = r;
+      fwmem.reserved.push(r);
+    }
+  }
+  let vmcore: VmcoreSegment[] | null = null;
+  const vmcoreErrors: string[] = [];
+  if (fwmem.elfcorehdr) {
+    try {
+      vmcore = parseElfCoreHeader(port.ram, fwmem.elfcorehdr.base, fwmem.elfcorehdr.size);
+    } catch (e) {
+      vmcoreErrors.push((e as Error).message);
+    }
+  }
   const alloc = new PageAllocator({ memory: fwmem.memory, reserved: fwmem.reserved, kernelInstance: instance, ram: port.ram });
   const mmContext = new MmContext({ alloc, ram: port.ram });
   const processes = new ProcessTable(mmContext);
   const core = new DriverCore({ port, dt, instance });
   core.log.info('kernel', `booting kernel ${core.instance}; command line: "${cmdline}"`, LOG_NS);
+  for (const w of acpiFirmwareOf(dt)?.warnings ?? []) core.log.warn('kernel', `ACPI: ${w}`, LOG_NS);
   for (const u of fwmem.unplaced) {
     core.log.err('kernel', `reserved-memory: failed to allocate ${u.size} bytes for node ${u.node}`, LOG_NS);
   }
-  for (const u of parsed.unknown) {
-    core.log.warn('kernel', `unknown command line parameter "${u}" will be passed to user space`, LOG_NS);
+  // kernel: print_unknown_bootoptions(), one line for all of them; then a hint per likely typo.
+  const unknownLine = unknownParamsLine(parsed.unknown);
+  if (unknownLine) core.log.warn('kernel', unknownLine, LOG_NS);
+  for (const h of misspeltParamHints(parsed.unknown)) core.log.warn('kernel', h, LOG_NS);
+  for (const e of crashErrors) core.log.warn('kernel', `crashkernel reservation failed: ${e}`, LOG_NS);
+  if (crashkernel) {
+    core.log.info('kernel', `crashkernel reserved: 0x${crashkernel.base.toString(16)} - 0x${(crashkernel.base + crashkernel.size - 1).toString(16)} (${Math.floor(crashkernel.size / 2 ** 20)} MB)`, LOG_NS);
   }
+  for (const e of vmcoreErrors) core.log.err('kernel', `Kdump: vmcore not initialized: ${e}`, LOG_NS);
+  if (vmcore) core.log.info('kernel', `kdump kernel: ${vmcore.length} vmcore segment(s), ${Math.floor(vmcore.reduce((a, v) => a + v.size, 0) / 2 ** 20)} MiB of the crashed kernel's memory`, LOG_NS);
   // kernel: iommu_subsys_init(); the driver core's DMA hooks are how it reaches every device.
   const iommu = new IommuSubsystem({
     core,
@@ -170,7 +274,12 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
     cleanup: (dev, driverManagedDma) => iommuDmaCleanup(dev, { driverManagedDma }),
   });
   core.addBusNotifier((dev, action) => iommuBusNotify(dev, action));
-  const kernel = new Kernel(port, dt, parsed.params, cmdline, core, alloc, iommu, mmContext, processes);
+  const kernel = new Kernel(port, dt, parsed.params, cmdline, core, alloc, iommu, mmContext, processes, {
+    memory: fwmem.memory,
+    crashkernel,
+    vmcore,
+    unknownParams: parsed.unknown,
+  });
   running.set(port, kernel);
   try {
     for (const drv of builtinDrivers(opts.drivers ?? 'all', kernel, opts)) await core.registerDriver(drv);

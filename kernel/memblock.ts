@@ -2,15 +2,21 @@
  * Early memory discovery (kernel: early_init_dt_scan_memory(), early_init_fdt_scan_reserved_mem(),
  * fdt_init_reserved_mem()): the RAM the device tree describes and the ranges the kernel must never
  * hand out — the memory reservation map and /reserved-memory, static (`reg`) and dynamic (`size`,
- * placed at boot as memblock would).
+ * placed at boot as memblock would). A crash kernel's /chosen narrows RAM to
+ * `linux,usable-memory-range` and reserves `linux,elfcorehdr`.
  */
 import { FirmwareError } from '../bus/firmware-error.js';
 import { ofReg } from '../bus/of/address.js';
 import type { DeviceTree, DtNode } from '../bus/of/tree.js';
 import type { MemoryRange, ReservedRange } from '../mm/page-alloc.js';
+import { CRASH_IMAGE_SIZE } from './crash-dump.js';
 
 export interface FirmwareMemory {
   memory: MemoryRange[];
+  /** /chosen/linux,elfcorehdr: where a crash kernel finds the dump's ELF core header (reserved). */
+  elfcorehdr: MemoryRange | null;
+  /** /chosen/linux,usable-memory-range: the only RAM a crash kernel may use, when given. */
+  usable: MemoryRange | null;
   reserved: ReservedRange[];
   /** Dynamic reservations that found no room (kernel: "failed to allocate memory for node"); boot goes on. */
   unplaced: { node: string; size: number }[];
@@ -33,9 +39,29 @@ export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
   }
   if (memory.length === 0) throw new FirmwareError('dtb', 'no /memory node describes any RAM', null, '/');
 
-  const reserved: ReservedRange[] = dt.reservations
-    .filter((r) => r.size > 0)
-    .map((r, i) => ({ base: r.address, size: r.size, name: `memreserve[${i}]` }));
+  // A crash kernel's RAM is what kexec handed it, nothing else (kernel: memblock_cap_memory_range()).
+  const usable = chosenRange(dt, 'linux,usable-memory-range');
+  if (usable) {
+    const capped: MemoryRange[] = [];
+    for (const m of memory) {
+      const lo = Math.max(m.base, usable.base);
+      const hi = Math.min(m.base + m.size, usable.base + usable.size);
+      if (hi > lo) capped.push({ base: lo, size: hi - lo });
+    }
+    if (capped.length === 0) {
+      throw new FirmwareError('dtb', `linux,usable-memory-range [0x${usable.base.toString(16)}, +0x${usable.size.toString(16)}) covers no RAM`, null, '/chosen');
+    }
+    memory.length = 0;
+    memory.push(...capped);
+  }
+  const elfcorehdr = chosenRange(dt, 'linux,elfcorehdr');
+  // The crash kernel runs from the start of its range, where kexec loaded it (kernel text, data).
+  const image: ReservedRange[] = usable ? [{ base: usable.base, size: CRASH_IMAGE_SIZE, name: 'kernel image' }] : [];
+
+  const reserved: ReservedRange[] = [
+    ...image,
+    ...dt.reservations.filter((r) => r.size > 0).map((r, i) => ({ base: r.address, size: r.size, name: `memreserve[${i}]` })),
+  ];
 
   const unplaced: FirmwareMemory['unplaced'] = [];
   const rmem = dt.root.child('reserved-memory');
@@ -55,7 +81,22 @@ export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
       else unplaced.push(r);
     }
   }
-  return { memory, reserved, unplaced };
+  if (elfcorehdr) reserved.push({ base: elfcorehdr.base, size: Math.ceil(elfcorehdr.size / PAGE) * PAGE, name: 'elfcorehdr' });
+  return { memory, reserved, unplaced, elfcorehdr, usable };
+}
+
+/** A <base size> pair in /chosen, in the root's cells. */
+// kernel: early_init_dt_check_for_usable_mem_range() [fdt.c]
+function chosenRange(dt: DeviceTree, prop: string): MemoryRange | null {
+  const chosen = dt.byPath('/chosen');
+  const c = chosen?.cells(prop);
+  if (!chosen || !c) return null;
+  const ac = dt.root.addressCells;
+  const sc = dt.root.sizeCells;
+  if (c.length !== ac + sc) throw new FirmwareError('dtb', `"${prop}" has ${c.length} cells, expected ${ac + sc}`, null, '/chosen');
+  const r = { base: cellsToNumber(c.slice(0, ac), chosen, prop), size: cellsToNumber(c.slice(ac), chosen, prop) };
+  if (r.size === 0) throw new FirmwareError('dtb', `"${prop}" has size 0`, null, '/chosen');
+  return r;
 }
 
 /** kernel: __reserved_mem_alloc_size(): highest aligned fit inside `alloc-ranges` (or all RAM). */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Source folders and files that are built (test/ too: the benchmarks use its helpers; the package leaves both out). */
-export const SOURCES = ['index.ts', 'hw', 'bus', 'mm', 'core', 'drivers', 'kernel', 'scenarios', 'cli', 'bench', 'test'];
+export const SOURCES = ['index.ts', 'hw', 'bus', 'mm', 'core', 'drivers', 'kernel', 'vmm', 'scenarios', 'cli', 'bench', 'test'];
 const STAMP = join(root, 'dist', '.build-stamp');
 
 function walk(p, out) {

@@ -14,6 +14,8 @@ import { KernelError } from '../errno.js';
 import { FirmwareError } from '../firmware-error.js';
 import { devmIoremap } from '../io.js';
 import { ofDmaIsCoherent } from '../of/address.js';
+import { acpiIortRootComplexOf } from '../acpi/acpi-boot.js';
+import { iortPciIommuConfigure } from '../acpi/iort-iommu.js';
 import { ofPciIommuConfigure } from '../of/of-iommu.js';
 import type { DtNode } from '../of/tree.js';
 import { linkIommuMasters, platformBus, platformGetResource, type PlatformDevice, type PlatformDriver } from '../platform.js';
@@ -105,10 +107,12 @@ async function pciHostCommonProbe(dev: PlatformDevice): Promise<void> {
   const found = pciScanHostBridge(host, core.log, ofDmaIsCoherent(node));
   for (const pdev of found) {
     try {
-      pdev.fwspec = ofPciIommuConfigure(tree, node, pdev.rid);
+      pdev.fwspec = acpiIortRootComplexOf(node)
+        ? iortPciIommuConfigure(node, pdev.rid, (m) => core.log.warn(pdev.name, `IORT: ${m}`, LOG_NS))
+        : ofPciIommuConfigure(tree, node, pdev.rid);
     } catch (e) {
       if (!(e instanceof FirmwareError)) throw e;
-      core.log.err(pdev.name, `iommu-map: ${e.message}`, LOG_NS);
+      core.log.err(pdev.name, `${acpiIortRootComplexOf(node) ? 'IORT' : 'iommu-map'}: ${e.message}`, LOG_NS);
     }
   }
   // kernel: pci_bus_add_devices() — register all, link them to their IOMMU, then let drivers bind.

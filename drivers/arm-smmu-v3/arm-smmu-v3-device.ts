@@ -22,6 +22,7 @@ import type { CpuPort, RamAccess } from '../../hw/cpu-port.js';
 import { dmaAllocCoherent, dmaFreeCoherent, type CoherentBuffer } from '../../mm/dma-coherent.js';
 import type { PageAllocator } from '../../mm/page-alloc.js';
 import type { Errno } from '../../bus/errno.js';
+import { armSmmuIortHttu } from './arm-smmu-v3-acpi.js';
 import { ArmSmmuCmdq, armSmmuCmdqForList, type ArmSmmuCmdqEnt, type CmdqBatchHost } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuEventReport, ArmSmmuEventStats } from './arm-smmu-v3-events.js';
 import {
@@ -208,6 +209,11 @@ export interface ArmSmmuDriverParams {
   shutdownPolicy: ArmSmmuShutdownPolicy;
   /** arm-smmu-v3.disable_msipolling: CMD_SYNC completion by CONS polling even when MSIs could be used. */
   disableMsipolling: boolean;
+  /**
+   * is_kdump_kernel(): a crash kernel leaves CR0.EVTQEN and CR0.PRIQEN clear when it enables the
+   * SMMU (it can neither serve page requests nor afford an event storm from devices it inherited).
+   */
+  kdump: boolean;
   /**
    * CONFIG_CMA_ALIGNMENT of the kernel build (2..12, default 8), or null for a kernel without the
    * contiguous allocator; it caps the queue sizes (Q_MAX_SZ_SHIFT).
@@ -432,10 +438,16 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     // The kernel runs at EL1 (no VHE), so E2H stays off.
     if (reg & IDR0_HYP) this.features |= ARM_SMMU_FEAT_HYP;
 
-    // kernel: arm_smmu_get_httu() — from the ID register with a DT-described SMMU.
+    // kernel: arm_smmu_get_httu() — from the ID register with a DT-described SMMU; an IORT node's
+    // HTTU override field wins over it (with a warning when they differ).
     const httu = FIELD_GET(IDR0_HTTU, reg);
-    if (httu === IDR0_HTTU_ACCESS_DIRTY) this.features |= ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_HA;
-    else if (httu === IDR0_HTTU_ACCESS) this.features |= ARM_SMMU_FEAT_HA;
+    const hwHttu = httu === IDR0_HTTU_ACCESS_DIRTY ? ARM_SMMU_FEAT_HD | ARM_SMMU_FEAT_HA : httu === IDR0_HTTU_ACCESS ? ARM_SMMU_FEAT_HA : 0;
+    const fwHttu = armSmmuIortHttu(this);
+    if (fwHttu === null) this.features |= hwHttu;
+    else {
+      this.features |= fwHttu;
+      if (fwHttu !== hwHttu) this.warn(`IDR0.HTTU features(0x${hwHttu.toString(16)}) overridden by FW configuration (0x${fwHttu.toString(16)})`);
+    }
 
     // Firmware's coherency wins over IDR0.COHACC; a mismatch is worth a warning.
     if (((reg & IDR0_COHACC) !== 0) !== coherent) this.warn(`IDR0.COHACC overridden by FW configuration (${coherent})`);
@@ -881,6 +893,12 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     } catch (e) {
       this.err('failed to setup irqs');
       throw e;
+    }
+
+    // A kdump kernel turns the event and PRI queues back off (v6.17 does it here, after the IRQs).
+    if (this.params.kdump) {
+      enables &= ~(CR0_EVTQEN | CR0_PRIQEN);
+      this.info('kdump kernel: event and PRI queues left disabled');
     }
 
     // Enable the SMMU interface.

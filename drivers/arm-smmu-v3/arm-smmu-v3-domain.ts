@@ -34,12 +34,46 @@ import {
   CMDQ_OP_ATC_INV,
   CMDQ_OP_TLBI_EL2_ASID,
   CMDQ_OP_TLBI_EL2_VA,
+  CMDQ_OP_TLBI_NH_ALL,
   CMDQ_OP_TLBI_NH_ASID,
   CMDQ_OP_TLBI_NH_VA,
   CMDQ_OP_TLBI_S12_VMALL,
   CMDQ_OP_TLBI_S2_IPA,
   CMDQ_TLBI_RANGE_NUM_MAX,
 } from './arm-smmu-v3-regs.js';
+
+/** What a nested domain and the attach path need of a vSMMU (kernel: struct arm_vsmmu). */
+export interface ArmVsmmuRef {
+  readonly smmu: ArmSmmuDevice;
+  /** The nest-parent stage 2 domain. */
+  readonly s2Parent: ArmSmmuDomain;
+  /** The VMID every guest STE and invalidation uses (the parent's, as in v6.17). */
+  readonly vmid: number;
+}
+
+/** A master's link to its guest (kernel: struct arm_smmu_vmaster): host events go up with the vSID. */
+export interface ArmSmmuVmaster {
+  readonly vsmmu: ArmVsmmuRef;
+  readonly vsid: number;
+  /** Report one event record (EVTQ_ENT_WORDS words, SID already the vSID) to the vEVENTQ. */
+  report(evt: Uint32Array): void;
+}
+
+/**
+ * A guest's STE on top of a vSMMU's stage 2 (kernel: struct arm_smmu_nested_domain): qwords 0-1 of
+ * the validated guest STE (EATS cleared: the host sets it) and whether the guest asked for ATS.
+ */
+export class ArmSmmuNestedDomain extends IommuDomain {
+  constructor(
+    ops: DomainOps,
+    readonly vsmmu: ArmVsmmuRef,
+    /** Guest STE qwords 0 and 1 as 4 little-endian words. */
+    readonly ste: Uint32Array,
+    readonly enableAts: boolean,
+  ) {
+    super({ ops });
+  }
+}
 
 /** The kernel's VA_BITS: the largest stage 1 input size a domain gets. */
 const VA_BITS = 48;
@@ -61,6 +95,8 @@ export class ArmSmmuDomain extends IommuDomain {
   asid = 0;
   /** Stage 2: the STE's VMID. */
   vmid = 0;
+  /** Allocated with IOMMU_HWPT_ALLOC_NEST_PARENT: guest stage 1 tables nest on it (kernel: nest_parent). */
+  nestParent = false;
   /** Masters (and SubstreamIDs) attached: who needs ATC invalidations (kernel: devices list). */
   readonly devices: ArmSmmuMasterDomain[] = [];
   /** Attached masters with ATS on (kernel: nr_ats_masters). */
@@ -244,6 +280,8 @@ export function armSmmuTlbInvRangeDomain(iova: number, size: number, granule: nu
   const smmu = domain.smmu!;
   const batch = scratchBatch(smmu);
   armSmmuFillTlbInvRange(batch, setupRangeCmd(domain, leaf), iova, size, granule, domain);
+  // When a nesting parent changes, the combined entries of every guest ASID on its VMID go too.
+  if (domain.nestParent) batch.add({ opcode: CMDQ_OP_TLBI_NH_ALL, tlbi: { ...tlbiEnt(), vmid: domain.vmid } });
   const tlbi = batch.submit();
   // Both batches are in the queue now, TLBIs first; the ATC one's CMD_SYNC completes last.
   return fillAtcInvDomain(batch.init(), domain, iova, size) ? Promise.all([tlbi, batch.submit()]) : tlbi;
@@ -254,6 +292,7 @@ export function armSmmuTlbInvRangeDomainNowait(iova: number, size: number, granu
   const smmu = domain.smmu!;
   const batch = scratchBatch(smmu);
   armSmmuFillTlbInvRange(batch, setupRangeCmd(domain, leaf), iova, size, granule, domain);
+  if (domain.nestParent) batch.add({ opcode: CMDQ_OP_TLBI_NH_ALL, tlbi: { ...tlbiEnt(), vmid: domain.vmid } });
   batch.submitNowait();
   if (fillAtcInvDomain(batch, domain, iova, size)) batch.submitNowait();
 }
@@ -310,7 +349,10 @@ function pgtableAllocator(smmu: ArmSmmuDevice, what: string): IoPgtableAllocator
  */
 export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice, flags: number): void {
   const enableDirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
-  if ((flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0) domain.stage = 'S2';
+  if ((flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0) {
+    domain.stage = 'S2';
+    domain.nestParent = true;
+  }
   // Restrict the stage to what the SMMU supports.
   if ((smmu.features & ARM_SMMU_FEAT_TRANS_S1) === 0) domain.stage = 'S2';
   if ((smmu.features & ARM_SMMU_FEAT_TRANS_S2) === 0) domain.stage = 'S1';

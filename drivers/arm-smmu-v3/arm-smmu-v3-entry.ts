@@ -9,6 +9,9 @@
  *   sync, write that "critical" qword, sync, then tidy the now-ignored bits, sync;
  * - disruptive: several qwords change. Write qword 0 with V=0, sync, qwords 1..7, sync, qword 0, sync;
  * - nothing used changes: write whatever differs, once.
+ * Bits the `getUpdateSafe` hook names (STE: MEV always, EATS_TRANS unless S1CHK or S2S is involved)
+ * count as unused for the ordering: they are written in the first step even when the hardware
+ * reads them, so a nested STE or an ATS on/off change stays hitless exactly where the kernel's is.
  * Each step that changes nothing skips its sync. The sync hook makes the hardware drop what it
  * cached (CFGI_STE / CFGI_CD + CMD_SYNC in the driver; a recorder in tests).
  *
@@ -25,6 +28,11 @@ export const NUM_ENTRY_WORDS = 16;
 export interface ArmSmmuEntryWriter {
   /** Mark in `used` every bit of `ent` the hardware reads for the configuration `ent` describes. */
   getUsed(ent: Uint32Array, used: Uint32Array): void;
+  /**
+   * Mark in `safe` the bits that may change between `cur` and `target` in any order, even while
+   * used (STEs only: MEV, EATS where allowed). Absent: no bit is update-safe.
+   */
+  getUpdateSafe?(cur: Uint32Array, target: Uint32Array, safe: Uint32Array): void;
   /** Make the hardware forget its cached copy and wait until it has. */
   sync(): void | Promise<void>;
   /** Store qword `i` of `entry` where the hardware reads it (one 64-bit store). Absent: `entry` is it. */
@@ -48,12 +56,17 @@ function qwordEqual(a: Uint32Array, b: Uint32Array, i: number): boolean {
 export function armSmmuEntryQwordDiff(writer: ArmSmmuEntryWriter, entry: Uint32Array, target: Uint32Array, unusedUpdate: Uint32Array): number {
   const curUsed = newEntry();
   const targetUsed = newEntry();
+  const safe = newEntry();
   writer.getUsed(entry, curUsed);
   writer.getUsed(target, targetUsed);
+  writer.getUpdateSafe?.(entry, target, safe);
   let diff = 0;
   for (let i = 0; i < NUM_ENTRY_QWORDS; i++) {
     for (let h = 0; h < 2; h++) {
       const w = 2 * i + h;
+      // Safe bits matter only where both configurations use them; a bit only one side uses is
+      // already sequenced by the unused-bits rule.
+      safe[w] = (safe[w]! & targetUsed[w]! & curUsed[w]!) >>> 0;
       // A builder may only set bits the used function says are used.
       if ((target[w]! & ~targetUsed[w]!) !== 0) {
         throw new KernelError(
@@ -61,7 +74,8 @@ export function armSmmuEntryQwordDiff(writer: ArmSmmuEntryWriter, entry: Uint32A
           `entry writer: target qword ${i} sets bits 0x${((target[w]! & ~targetUsed[w]!) >>> 0).toString(16)} (word ${h}) that its used mask does not cover`,
         );
       }
-      // Bits can change now because nothing reads them.
+      // Bits can change now because nothing reads them (or because changing them early is safe).
+      curUsed[w] = (curUsed[w]! & ~safe[w]!) >>> 0;
       unusedUpdate[w] = ((entry[w]! & curUsed[w]!) | (target[w]! & ~curUsed[w]!)) >>> 0;
       // A used bit of the target still differs after that: this qword must change while in use.
       if (((unusedUpdate[w]! & targetUsed[w]!) >>> 0) !== target[w]) diff |= 1 << i;

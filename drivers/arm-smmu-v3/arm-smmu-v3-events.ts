@@ -22,7 +22,7 @@
  * Unrecoverable faults are dumped, and also passed to a fault-handler cookie if the domain has one and
  * to the master's device fault handler as an unrecoverable fault record.
  */
-import { KernelError, type Errno } from '../../bus/errno.js';
+import { isKernelError, KernelError, type Errno } from '../../bus/errno.js';
 import type { IrqReturn } from '../../bus/irq.js';
 import { devIommu } from '../../core/iommu-device.js';
 import { iommuReportDeviceFault } from '../../core/iommu-fault.js';
@@ -51,6 +51,7 @@ import {
 import { devFaultParam } from '../../core/io-pgfault.js';
 import type { ArmSmmuCmdqEnt } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuDevice } from './arm-smmu-v3-device.js';
+import type { ArmSmmuVmaster } from './arm-smmu-v3-domain.js';
 import type { ArmSmmuMaster } from './arm-smmu-v3-master.js';
 import {
   LOG_NS,
@@ -63,8 +64,11 @@ import {
   CMDQ_RESUME_0_RESP_RETRY,
   EVT_ID_ACCESS_FAULT,
   EVT_ID_ADDR_SIZE_FAULT,
+  EVT_ID_BAD_CD_CONFIG,
   EVT_ID_BAD_STE_CONFIG,
+  EVT_ID_BAD_SUBSTREAMID_CONFIG,
   EVT_ID_CD_FETCH_FAULT,
+  EVT_ID_STREAM_DISABLED_FAULT,
   EVT_ID_PERMISSION_FAULT,
   EVT_ID_STE_FETCH_FAULT,
   EVT_ID_TRANSLATION_FAULT,
@@ -341,9 +345,43 @@ export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp:
 
 // ---- event queue --------------------------------------------------------------------------------
 
+/** Event IDs a guest sees (the uAPI's list: C_BAD_STE, F_STREAM_DISABLED, C_BAD_SUBSTREAMID, C_BAD_CD, F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION). */
+const ARM_SMMU_VEVENT_IDS = new Set([
+  EVT_ID_BAD_STE_CONFIG,
+  EVT_ID_STREAM_DISABLED_FAULT,
+  EVT_ID_BAD_SUBSTREAMID_CONFIG,
+  EVT_ID_BAD_CD_CONFIG,
+  EVT_ID_TRANSLATION_FAULT,
+  EVT_ID_ADDR_SIZE_FAULT,
+  EVT_ID_ACCESS_FAULT,
+  EVT_ID_PERMISSION_FAULT,
+]);
+
+/**
+ * The event with its SID replaced by the guest's, to the vIOMMU's vEVENTQ; the errno when there is
+ * no vEVENTQ (the event is then dumped on the host).
+ */
+// kernel: arm_vmaster_report_event() [arm-smmu-v3-iommufd.c]
+function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | Errno {
+  const rec = evt.slice(0, EVTQ_ENT_WORDS);
+  EVTQ_0_SID.set(rec, vmaster.vsid);
+  try {
+    vmaster.report(rec);
+    return 0;
+  } catch (e) {
+    return isKernelError(e) ? e.errno : 'EIO';
+  }
+}
+
 /** kernel: arm_smmu_handle_evt() — 0 when the event was handed to a handler; an errno to dump it. */
 async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
   const id = report.id;
+  // A nested master's events (not stage 2, not stalls) belong to its guest: up with the vSID.
+  const vmaster = smmu.streams.get(report.sid)?.vmaster;
+  if (vmaster && !EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt) && ARM_SMMU_VEVENT_IDS.has(id)) {
+    report.outcome = `reported to the guest as vSID 0x${vmaster.vsid.toString(16)}`;
+    return armVmasterReportEvent(vmaster, evt);
+  }
   if (id !== EVT_ID_TRANSLATION_FAULT && id !== EVT_ID_ADDR_SIZE_FAULT && id !== EVT_ID_ACCESS_FAULT && id !== EVT_ID_PERMISSION_FAULT) {
     report.outcome = id === EVT_ID_BAD_STE_CONFIG ? 'dumped (bad STE)' : 'dumped';
     return 'EOPNOTSUPP';

@@ -20,7 +20,7 @@ import { armSmmuGetCdUsed, armSmmuMakeS1Cd } from './arm-smmu-v3-cd.js';
 import { armSmmuAsidSpace } from './arm-smmu-v3-asid.js';
 import { ArmSmmuCdTable } from './arm-smmu-v3-cdtab.js';
 import { ArmSmmuCmdqBatch, type ArmSmmuCmdqEnt } from './arm-smmu-v3-cmdq.js';
-import { ArmSmmuDomain, armSmmuAtcInvMaster, armSmmuDomainFinalise } from './arm-smmu-v3-domain.js';
+import { ArmSmmuDomain, ArmSmmuNestedDomain, armSmmuAtcInvMaster, armSmmuDomainFinalise, type ArmSmmuVmaster } from './arm-smmu-v3-domain.js';
 import { LOG_NS, type ArmSmmuDevice } from './arm-smmu-v3-device.js';
 import { armSmmuWriteEntry, newEntry, type ArmSmmuEntryWriter } from './arm-smmu-v3-entry.js';
 import {
@@ -71,6 +71,8 @@ export class ArmSmmuMaster implements SteMaster {
   iopfEnabled = false;
   /** PRI enabled in the PCI function. */
   priEnabled = false;
+  /** Set while the RID is attached to a nested domain with a vDEVICE (kernel: vmaster). */
+  vmaster: ArmSmmuVmaster | null = null;
 
   constructor(
     readonly smmu: ArmSmmuDevice,
@@ -276,6 +278,8 @@ export function armSmmuDisablePri(master: ArmSmmuMaster): void {
 
 /** A domain that tracks its masters for invalidation: paging (and SVA) domains. // kernel: to_smmu_domain_devices() */
 function toSmmuDomainDevices(domain: IommuDomain | null): ArmSmmuDomain | null {
+  // A nested domain's invalidations are its stage 2 parent's.
+  if (domain instanceof ArmSmmuNestedDomain) return domain.vsmmu.s2Parent;
   return domain instanceof ArmSmmuDomain && ((domain.type & __IOMMU_DOMAIN_PAGING) !== 0 || domain.type === IOMMU_DOMAIN_SVA) ? domain : null;
 }
 
@@ -290,12 +294,16 @@ function armSmmuRemoveMasterDomain(master: ArmSmmuMaster, domain: IommuDomain | 
 }
 
 /** kernel: struct arm_smmu_attach_state */
-interface AttachState {
+export interface AttachState {
   readonly master: ArmSmmuMaster;
   readonly oldDomain: IommuDomain | null;
   readonly ssid: number;
   cdNeedsAts: boolean;
   atsEnabled: boolean;
+  /** A nested attach whose guest did not ask for ATS (kernel: disable_ats). */
+  disableAts?: boolean;
+  /** The guest link a nested attach installs; none clears the master's (kernel: vmaster). */
+  vmaster?: ArmSmmuVmaster | null;
 }
 
 /**
@@ -303,11 +311,11 @@ interface AttachState {
  * invalidate its ATC until the switch is done), and turn ATS off in the function before an STE stops
  * allowing it. // kernel: arm_smmu_attach_prepare()
  */
-function armSmmuAttachPrepare(state: AttachState, newDomain: IommuDomain): void {
+export function armSmmuAttachPrepare(state: AttachState, newDomain: IommuDomain): void {
   const master = state.master;
   const d = toSmmuDomainDevices(newDomain);
   // ATS only with page tables: a bypass or abort STE answers ATS with UR.
-  if (d || state.cdNeedsAts) state.atsEnabled = armSmmuAtsSupported(master);
+  if (d || state.cdNeedsAts) state.atsEnabled = !state.disableAts && armSmmuAtsSupported(master);
   if (d) {
     if (state.atsEnabled) d.nrAtsMasters++;
     d.devices.push({ master, ssid: state.ssid });
@@ -316,8 +324,10 @@ function armSmmuAttachPrepare(state: AttachState, newDomain: IommuDomain): void 
 }
 
 /** Last step: ATS on (or its ATC flushed), and the master off the old domain's list. // kernel: arm_smmu_attach_commit() */
-async function armSmmuAttachCommit(state: AttachState): Promise<void> {
+export async function armSmmuAttachCommit(state: AttachState): Promise<void> {
   const master = state.master;
+  // Only the RID's attach changes the guest link (as arm_smmu_attach_commit_vmaster() does).
+  if (state.ssid === IOMMU_NO_PASID) master.vmaster = state.vmaster ?? null;
   if (state.atsEnabled && !master.atsEnabled) {
     await armSmmuEnableAts(master);
   } else if (state.atsEnabled && master.atsEnabled) {
@@ -341,7 +351,7 @@ function finaliseFor(domain: ArmSmmuDomain, smmu: ArmSmmuDevice): void {
  * Run `fn` under the kernel's ASID lock, so no CD is written with an ASID an SVA bind is taking away
  * (see arm-smmu-v3-asid.ts). A device that is no master of this driver runs `fn` as is, for its error.
  */
-function asidLocked<T>(dev: Device, fn: () => Promise<T>): Promise<T> {
+export function asidLocked<T>(dev: Device, fn: () => Promise<T>): Promise<T> {
   const m = devIommuPrivGet<unknown>(dev);
   return m instanceof ArmSmmuMaster ? armSmmuAsidSpace(m.smmu.dev.core).lock.run(fn) : fn();
 }

@@ -26,7 +26,10 @@ import {
   STRTAB_STE_0_S1FMT,
   STRTAB_STE_0_V,
   STRTAB_STE_1_EATS,
+  STRTAB_STE_1_EATS_S1CHK,
   STRTAB_STE_1_EATS_TRANS,
+  STRTAB_STE_1_MEV,
+  STRTAB_STE_1_S2FWB,
   STRTAB_STE_1_S1C_CACHE_WBRA,
   STRTAB_STE_1_S1CIR,
   STRTAB_STE_1_S1COR,
@@ -175,7 +178,7 @@ export function armSmmuGetSteUsed(ent: Uint32Array, used: Uint32Array): void {
     STRTAB_STE_0_S1FMT.mark(used);
     STRTAB_STE_0_S1CTXPTR_MASK.mark(used);
     STRTAB_STE_0_S1CDMAX.mark(used);
-    for (const f of [STRTAB_STE_1_S1DSS, STRTAB_STE_1_S1CIR, STRTAB_STE_1_S1COR, STRTAB_STE_1_S1CSH, STRTAB_STE_1_S1STALLD, STRTAB_STE_1_STRW, STRTAB_STE_1_EATS]) {
+    for (const f of [STRTAB_STE_1_S1DSS, STRTAB_STE_1_S1CIR, STRTAB_STE_1_S1COR, STRTAB_STE_1_S1CSH, STRTAB_STE_1_S1STALLD, STRTAB_STE_1_STRW, STRTAB_STE_1_EATS, STRTAB_STE_1_MEV]) {
       f.mark(used);
     }
     STRTAB_STE_2_S2VMID.mark(used);
@@ -185,15 +188,29 @@ export function armSmmuGetSteUsed(ent: Uint32Array, used: Uint32Array): void {
 
   // Stage 2 translates.
   if ((cfg & 2) !== 0) {
-    STRTAB_STE_1_EATS.mark(used);
-    STRTAB_STE_1_SHCFG.mark(used);
-    for (const f of [STRTAB_STE_2_S2VMID, STRTAB_STE_2_VTCR, STRTAB_STE_2_S2AA64, STRTAB_STE_2_S2ENDI, STRTAB_STE_2_S2PTW, STRTAB_STE_2_S2S, STRTAB_STE_2_S2R]) {
-      f.mark(used);
-    }
+    for (const f of [STRTAB_STE_1_S2FWB, STRTAB_STE_1_EATS, STRTAB_STE_1_SHCFG, STRTAB_STE_1_MEV]) f.mark(used);
+    for (const f of [STRTAB_STE_2_S2VMID, STRTAB_STE_2_VTCR, STRTAB_STE_2_S2AA64, STRTAB_STE_2_S2ENDI, STRTAB_STE_2_S2PTW, STRTAB_STE_2_S2S, STRTAB_STE_2_S2R]) f.mark(used);
     STRTAB_STE_3_S2TTB_MASK.mark(used);
   }
 
   if (cfg === STRTAB_STE_0_CFG_BYPASS) STRTAB_STE_1_SHCFG.mark(used);
+}
+
+/**
+ * Bits of an STE that may change in any order between `cur` and `target` although the hardware
+ * reads them:
+ * - EATS_TRANS: the attach path has already disabled ATS in the function's PCI capability when it
+ *   changes EATS, so no translation request races the change. Not when either side uses EATS_S1CHK
+ *   (a transient 0b11 is an illegal value) or S2S (S2S=1 with EATS=1 is an illegal STE).
+ * - MEV: only merges event records, and software must cope with merged records even with MEV=0.
+ */
+// kernel: arm_smmu_get_ste_update_safe() [arm-smmu-v3.c]
+export function armSmmuGetSteUpdateSafe(cur: Uint32Array, target: Uint32Array, safe: Uint32Array): void {
+  const s1chk = (STRTAB_STE_1_EATS.get(cur) | STRTAB_STE_1_EATS.get(target)) & STRTAB_STE_1_EATS_S1CHK;
+  if (s1chk === 0 && !STRTAB_STE_2_S2S.isSet(cur) && !STRTAB_STE_2_S2S.isSet(target)) {
+    STRTAB_STE_1_EATS.prep(safe, STRTAB_STE_1_EATS_TRANS);
+  }
+  STRTAB_STE_1_MEV.mark(safe);
 }
 
 /** An STE's Config in words, for logs and reports. */

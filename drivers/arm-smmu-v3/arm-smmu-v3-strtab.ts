@@ -26,7 +26,7 @@ import {
   STRTAB_SPLIT,
   STRTAB_STE_BYTES,
 } from './arm-smmu-v3-regs.js';
-import { armSmmuGetSteUsed, armSmmuMakeStrtabL1Desc } from './arm-smmu-v3-ste.js';
+import { armSmmuGetSteUpdateSafe, armSmmuGetSteUsed, armSmmuMakeStrtabL1Desc } from './arm-smmu-v3-ste.js';
 
 /** Allocates zeroed, naturally aligned coherent memory for the SMMU's own tables. */
 export type StrtabAlloc = (size: number, what: string) => CoherentBuffer;
@@ -160,6 +160,7 @@ export class ArmSmmuStrtab {
     const ram = this.ram;
     const writer: ArmSmmuEntryWriter = {
       getUsed: armSmmuGetSteUsed,
+      getUpdateSafe: armSmmuGetSteUpdateSafe,
       sync,
       writeQword: (entry, i) => {
         // One 64-bit store: both halves land before the SMMU can look again.

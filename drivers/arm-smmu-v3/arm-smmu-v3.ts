@@ -54,6 +54,7 @@ import {
   armSmmuMapPages,
   armSmmuUnmapPages,
 } from './arm-smmu-v3-domain.js';
+import { armSmmuIortResvRegions, armSmmuRmrInstallBypassSte } from './arm-smmu-v3-acpi.js';
 import { armSmmuPageResponse } from './arm-smmu-v3-events.js';
 import {
   ArmSmmuMaster,
@@ -70,6 +71,7 @@ import {
   masterOf,
 } from './arm-smmu-v3-master.js';
 import { armSmmuSvaDomainAlloc } from './arm-smmu-v3-sva.js';
+import { armSmmuHwInfo, armSmmuNestedOps, armVsmmuAlloc } from './arm-smmu-v3-iommufd.js';
 import { ARM_SMMU_FEAT_COHERENCY, ARM_SMMU_FEAT_HD, ARM_SMMU_OPT_TEGRA241_CMDQV, CONFIG_CMA_ALIGNMENT, MSI_IOVA_BASE, MSI_IOVA_LENGTH } from './arm-smmu-v3-regs.js';
 import { armSmmuDtProbeTegra241Cmdqv, tegra241CmdqvProbe } from './tegra241-cmdqv.js';
 
@@ -96,6 +98,8 @@ export interface ArmSmmuV3DriverOptions {
   cmaAlignment?: number | null;
   /** Driver name (default "arm-smmu-v3"). */
   name?: string;
+  /** is_kdump_kernel(): the kernel is a crash kernel (the event and PRI queues stay off). */
+  kdump?: boolean;
   /** arm-smmu-v3.disable_cmdqv: leave a Grace CMDQV disabled (default false). */
   disableCmdqv?: boolean;
   /** arm-smmu-v3.bypass_vcmdq: issue every command to the main queue even with a CMDQV (default false). */
@@ -163,7 +167,7 @@ class ArmSmmuV3Driver {
       probeDevice: (dev) => this.probeDevice(dev),
       releaseDevice: (dev) => this.releaseDevice(dev),
       deviceGroup: (dev) => this.deviceGroup(dev),
-      getResvRegions: () => this.getResvRegions(),
+      getResvRegions: (dev) => this.getResvRegions(dev),
       defDomainType: (dev) => this.defDomainType(dev),
       domainAllocPaging: (dev) => this.domainAllocPagingFlags(dev, 0),
       domainAllocPagingFlags: (dev, flags) => this.domainAllocPagingFlags(dev, flags),
@@ -174,6 +178,10 @@ class ArmSmmuV3Driver {
       pageResponse: (dev, evt, msg) => armSmmuPageResponse(masterOf(dev), evt, msg),
       devEnableFeat: (dev, feat) => this.devEnableFeat(dev, feat),
       devDisableFeat: (dev, feat) => this.devDisableFeat(dev, feat),
+      hwInfo: armSmmuHwInfo,
+      // kernel: user_pasid_table — a guest owns the CD table of a nested STE and its PASIDs.
+      userPasidTable: true,
+      viommuAlloc: (dev, type, parent, viommu) => armVsmmuAlloc(dev, type, parent, viommu, armSmmuNestedOps),
     };
   }
 
@@ -228,9 +236,12 @@ class ArmSmmuV3Driver {
     return dev instanceof PciDevice ? pciDeviceGroup(dev) : genericDeviceGroup(dev);
   }
 
-  /** The software-managed MSI window. // kernel: arm_smmu_get_resv_regions() */
-  private getResvRegions(): IommuResvRegion[] {
-    return [{ start: MSI_IOVA_BASE, length: MSI_IOVA_LENGTH, prot: IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO, type: 'SW_MSI' }];
+  /** The software-managed MSI window, and on ACPI machines the IORT RMRs naming the device. // kernel: arm_smmu_get_resv_regions() */
+  private getResvRegions(dev: Device): IommuResvRegion[] {
+    return [
+      { start: MSI_IOVA_BASE, length: MSI_IOVA_LENGTH, prot: IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO, type: 'SW_MSI' },
+      ...armSmmuIortResvRegions(masterOf(dev).smmu, dev),
+    ];
   }
 
   /** kernel: arm_smmu_def_domain_type() */
@@ -284,6 +295,7 @@ class ArmSmmuV3Driver {
       disableBypass: this.opts.disableBypass ?? true,
       shutdownPolicy: this.opts.shutdownPolicy ?? 'disable',
       disableMsipolling: this.opts.disableMsipolling ?? false,
+      kdump: this.opts.kdump ?? false,
       cmaAlignment: this.opts.cmaAlignment === undefined ? CONFIG_CMA_ALIGNMENT : this.opts.cmaAlignment,
       pageAllocator: this.opts.pageAllocator(dev),
     });
@@ -296,6 +308,7 @@ class ArmSmmuV3Driver {
     // Structures are freed when the driver unbinds, or when this probe fails (after the SMMU stopped).
     dev.devres.add('arm-smmu-v3 structures', () => smmu.freeAllCoherent());
     smmu.initStructures();
+    armSmmuRmrInstallBypassSte(smmu);
     dev.driverData = smmu;
     this.smmus.set(node, smmu);
     try {

@@ -40,6 +40,7 @@ const TE_FRAME_STRIDE = 0x1000;
 const TE_FRAME_CMD = 0x000;
 const TE_FRAME_CTRL = 0x004;
 const TE_CTRL_IRQ_EN = 1 << 0;
+const TE_CTRL_CONT = 1 << 1;
 const TE_FRAME_STREAM = 0x008;
 const TE_FRAME_SUBSTREAM = 0x00c;
 const TE_SUBSTREAM_SSV = 0x8000_0000;
@@ -66,6 +67,7 @@ const TE_FRAME_FAIL_ADDR_HI = 0x03c;
 const TE_FRAME_ITERATIONS = 0x040;
 const TE_FRAME_CHECKSUM = 0x044;
 const TE_FRAME_BYTES_DONE = 0x048;
+const TE_FRAME_FAILURES = 0x04c;
 
 const TE_ID = 0xf000;
 const TE_ID_VALUE = 0x5445_0001;
@@ -129,6 +131,11 @@ export interface FrameOptions {
   exec?: boolean;
   /** Interrupt when the frame ends (default true; `wait` polls otherwise). */
   irq?: boolean;
+  /**
+   * Keep issuing after a failed transaction (CTRL.CONT), as a device that never checks its
+   * completions does: the failed pass is abandoned and the next one starts on time. Fault storms.
+   */
+  continueOnError?: boolean;
 }
 
 export type FrameState = (typeof STATES)[number];
@@ -150,6 +157,8 @@ export interface FrameStatus {
   /** CRC-32 of the source after a checksum. */
   checksum: number;
   bytesDone: number;
+  /** Failed transactions of this run (a `continueOnError` frame keeps counting while it runs). */
+  failures: number;
 }
 
 /** A DMA buffer: the CPU reaches it at `cpuAddr` (the linear map), the engine at `dma`. */
@@ -165,6 +174,12 @@ export interface DmaTestEngineDriverOptions {
   shutdown?: boolean;
   /** Driver name (default "dma-test-engine"). */
   name?: string;
+  /**
+   * Stop frames a previous kernel left running when the driver probes (the `dma-test-engine.
+   * reset_on_probe` parameter), as drivers that reset their device at probe do; default false:
+   * they are reported and left alone.
+   */
+  resetOnProbe?: boolean;
 }
 
 // ---- The per-device state ------------------------------------------------------------------
@@ -268,7 +283,7 @@ export class TestEngine {
     const base = frame * TE_FRAME_STRIDE;
     const w = (v: number, reg: number): void => this.io.writel(v, base + reg);
     w(op, TE_FRAME_CMD);
-    w(irq ? TE_CTRL_IRQ_EN : 0, TE_FRAME_CTRL);
+    w((irq ? TE_CTRL_IRQ_EN : 0) | (opts.continueOnError ? TE_CTRL_CONT : 0), TE_FRAME_CTRL);
     w(stream, TE_FRAME_STREAM);
     w(opts.ssid !== undefined ? (TE_SUBSTREAM_SSV | opts.ssid) >>> 0 : 0, TE_FRAME_SUBSTREAM);
     w(src >>> 0, TE_FRAME_SRC_LO);
@@ -302,6 +317,7 @@ export class TestEngine {
       iterations: this.io.readl(base + TE_FRAME_ITERATIONS),
       checksum: this.io.readl(base + TE_FRAME_CHECKSUM),
       bytesDone: this.io.readl(base + TE_FRAME_BYTES_DONE),
+      failures: this.io.readl(base + TE_FRAME_FAILURES),
     };
   }
 
@@ -529,16 +545,20 @@ export function testEngines(core: DriverCore): TestEngine[] {
 }
 
 // kernel: the driver's .probe()
-async function probe(dev: PlatformDevice): Promise<void> {
+async function probe(dev: PlatformDevice, resetOnProbe: boolean): Promise<void> {
   const io = devmPlatformIoremapResource(dev, 0);
   if (io.size < TE_REGION_SIZE) {
     throw new KernelError('EINVAL', `${dev.name}: register region ${io.toString()} is smaller than ${hex(TE_REGION_SIZE)} bytes`);
   }
   const engine = new TestEngine(dev, io);
-  // Frames a previous kernel left running are not ours to stop at probe: report them.
+  // Frames a previous kernel left running: reported, and stopped only when asked to reset at probe.
   const inherited = engine.runningFrames();
   if (inherited.length > 0) {
     dev.core.log.warn(dev.name, `running frames left by a previous kernel: ${inherited.join(', ')}`, LOG_NS);
+    if (resetOnProbe) {
+      await engine._quiesce();
+      dev.core.log.info(dev.name, `reset at probe: stopped ${inherited.length} inherited frame(s)`, LOG_NS);
+    }
   }
   const irq = platformGetIrqOptional(dev, 0);
   if (irq) engine._attachIrq(devmRequestIrq(dev, irq, () => engine._handleIrq(), DMA_TEST_ENGINE_DRIVER_NAME));
@@ -556,7 +576,7 @@ export function createDmaTestEngineDriver(opts: DmaTestEngineDriverOptions = {})
     name: opts.name ?? DMA_TEST_ENGINE_DRIVER_NAME,
     bus: platformBus,
     ofMatchTable: ['iommu-sim,dma-test-engine'],
-    probe: (dev: PlatformDevice) => probe(dev),
+    probe: (dev: PlatformDevice) => probe(dev, opts.resetOnProbe ?? false),
     // kernel: the driver's .remove()
     remove: async (dev: PlatformDevice) => {
       const engine = testEngineOf(dev);

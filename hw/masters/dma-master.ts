@@ -51,8 +51,12 @@ export interface DmaMasterStats {
   failedBy: Record<Exclude<DmaStatus, 'ok'>, number>;
 }
 
+/** Sees every transaction of a master when it completes: what was asked, the answer, when. */
+export type TransactionObserver = (req: DmaRequest, c: DmaCompletion, time: number) => void;
+
 export class DmaMaster {
   private readonly routes: StreamRoute[];
+  private observers: TransactionObserver[] = [];
   readonly stats: DmaMasterStats = {
     issued: 0,
     ok: 0,
@@ -87,6 +91,14 @@ export class DmaMaster {
   /** The port of the first stream. */
   get port(): DmaPort {
     return this.routes[0]!.port;
+  }
+
+  /** Observe every completed transaction (accounting); returns the function that stops observing. */
+  onTransaction(observer: TransactionObserver): () => void {
+    this.observers = [...this.observers, observer];
+    return () => {
+      this.observers = this.observers.filter((o) => o !== observer);
+    };
   }
 
   /** Re-route a stream (the machine does it when it puts an IOMMU model in front of the master). */
@@ -150,6 +162,11 @@ export class DmaMaster {
       else {
         this.stats.failed++;
         this.stats.failedBy[c.status]++;
+      }
+      const obs = this.observers;
+      if (obs.length > 0) {
+        const t = this.ctx.now();
+        for (const o of obs) o(req, c, t);
       }
       const trace = this.ctx.trace;
       if (trace.active) {

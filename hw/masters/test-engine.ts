@@ -12,7 +12,8 @@
  * | offset | name          | access | fields                                                            |
  * | ------ | ------------- | ------ | ----------------------------------------------------------------- |
  * | 0x000  | CMD           | RW     | [3:0] OPCODE: 0 NONE, 1 COPY, 2 FILL, 3 CHECKSUM, 4 PERIODIC_WRITE |
- * | 0x004  | CTRL          | RW     | [0] IRQ_EN: raise the engine interrupt when the frame ends        |
+ * | 0x004  | CTRL          | RW     | [0] IRQ_EN: raise the engine interrupt when the frame ends;       |
+ * |        |               |        | [1] CONT: keep issuing after a failed transaction (fault storms)  |
  * | 0x008  | STREAM        | RW     | [7:0] INDEX: which of the engine's stream IDs (see STREAMID(n))  |
  * | 0x00C  | SUBSTREAM     | RW     | [19:0] SUBSTREAMID, [31] SSV (issue with a substream ID)          |
  * | 0x010  | SRC_LO/HI     | RW     | source address [31:0] / [63:32] (COPY, CHECKSUM)                  |
@@ -29,6 +30,7 @@
  * | 0x044  | CHECKSUM      | RO     | CHECKSUM: CRC-32 (IEEE 802.3, reflected 0xEDB88320, init and     |
  * |        |               |        | final XOR 0xFFFFFFFF: zlib's crc32) of the LENGTH bytes at SRC   |
  * | 0x048  | BYTES_DONE    | RO     | bytes completed in the current (or last) pass                     |
+ * | 0x04C  | FAILURES      | RO     | failed transactions of this run (CONT frames keep counting)       |
  * | 0xF000 | ID            | RO     | 0x54450001 ("TE", revision 1)                                     |
  * | 0xF004 | CFG           | RO     | [7:0] NUM_FRAMES (15), [15:8] NUM_STREAMS, [20:16] SSID_BITS,    |
  * |        |               |        | [24] STALL (firmware says dma-can-stall)                         |
@@ -50,7 +52,12 @@
  *   multiple of 4) whose first word is the write's sequence number (1, 2, …) and every other word
  *   PATTERN, little-endian, starting a pass every PERIOD ns (or as soon as the last one finished, if
  *   that took longer), until stopped.
- * - A failed transaction ends the frame in ERROR with DMA_STATUS, FAULT_WRITE and FAIL_ADDR. DONE and
+ * - A failed transaction ends the frame in ERROR with DMA_STATUS, FAULT_WRITE and FAIL_ADDR, unless
+ *   CTRL.CONT is set: then the frame latches DMA_STATUS, FAULT_WRITE and FAIL_ADDR of the latest
+ *   failure, counts it in FAILURES and goes on as a device that does not check its completions
+ *   would: the rest of the pass is abandoned (not counted in ITERATIONS); PERIODIC_WRITE starts its
+ *   next pass on its period, other commands end DONE with FAILURES > 0. No interrupt is raised per
+ *   failure. DONE and
  *   ERROR set the frame's IRQ_STATUS bit and raise the interrupt when CTRL.IRQ_EN is set. The line
  *   behaves as level-sensitive: it is raised whenever a bit is set, and again after an IRQ_STATUS
  *   write that leaves bits set.
@@ -122,6 +129,7 @@ export const TE_OP_PERIODIC_WRITE = 4;
 
 export const TE_CTRL = 0x004;
 export const TE_CTRL_IRQ_EN = fld('CTRL.IRQ_EN', 0, 0);
+export const TE_CTRL_CONT = fld('CTRL.CONT', 1, 1);
 
 export const TE_STREAM = 0x008;
 export const TE_STREAM_INDEX = fld('STREAM.INDEX', 7, 0);
@@ -175,6 +183,7 @@ export const TE_FAIL_ADDR_HI = 0x03c;
 export const TE_ITERATIONS = 0x040;
 export const TE_CHECKSUM = 0x044;
 export const TE_BYTES_DONE = 0x048;
+export const TE_FAILURES = 0x04c;
 
 // ---- Global page -----------------------------------------------------------------------------
 export const TE_ID = TE_GLOBAL_BASE + 0x000;
@@ -272,6 +281,7 @@ class Frame {
   iterations = 0;
   crc = 0xffff_ffff;
   bytesDone = 0;
+  failures = 0;
   // Run state, latched at the doorbell.
   op = TE_OP_NONE;
   src = 0;
@@ -409,6 +419,8 @@ export class DmaTestEngine extends PlatformDmaMaster {
         return (f.crc ^ 0xffff_ffff) >>> 0;
       case TE_BYTES_DONE:
         return f.bytesDone >>> 0;
+      case TE_FAILURES:
+        return f.failures >>> 0;
       default:
         return 0;
     }
@@ -439,7 +451,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
         f.cmd = v & 0xf;
         return;
       case TE_CTRL:
-        f.ctrl = v & 0x1;
+        f.ctrl = v & 0x3;
         return;
       case TE_STREAM:
         f.stream = v & 0xff;
@@ -542,6 +554,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
     f.iterations = 0;
     f.crc = 0xffff_ffff;
     f.bytesDone = 0;
+    f.failures = 0;
     f.op = TE_CMD_OPCODE.get(f.cmd);
     f.src = f.srcHi * 2 ** 32 + f.srcLo;
     f.dst = f.dstHi * 2 ** 32 + f.dstLo;
@@ -662,15 +675,21 @@ export class DmaTestEngine extends PlatformDmaMaster {
   private complete(f: Frame, c: DmaCompletion): void {
     f.inflight = false;
     if (f.state !== TE_STATE_RUNNING) return;
+    let failedPass = false;
     if (c.status !== 'ok') {
       f.dmaStatus = teDmaStatusCode(c.status);
       f.faultWrite = f.txnWrite ? 1 : 0;
       f.failAddr = f.txnAddr;
       f.copyData = null;
-      this.finish(f, TE_STATE_ERROR, c.detail);
-      return;
-    }
-    if (f.op === TE_OP_COPY && !f.txnWrite) {
+      f.failures = (f.failures + 1) >>> 0;
+      if (TE_CTRL_CONT.get(f.ctrl) === 0 || f.stopRequested) {
+        this.finish(f, TE_STATE_ERROR, c.detail);
+        return;
+      }
+      // CONT: the pass is abandoned; the frame carries on with the next one.
+      f.bytesDone = f.len;
+      failedPass = true;
+    } else if (f.op === TE_OP_COPY && !f.txnWrite) {
       f.copyData = c.data ?? new Uint8Array(f.txnLen);
     } else {
       if (f.op === TE_OP_CHECKSUM && c.data) f.crc = crc32Update(f.crc, c.data);
@@ -685,7 +704,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
       f.event = this.ctx.schedule(this.transactionNs, f.step, f.label);
       return;
     }
-    f.iterations++;
+    if (!failedPass) f.iterations++;
     if (f.op !== TE_OP_PERIODIC_WRITE) {
       this.finish(f, TE_STATE_DONE);
       return;

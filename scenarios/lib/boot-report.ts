@@ -3,6 +3,7 @@
  * that name an IOMMU, and the enabled PCI hosts with an `iommu-map`. The shape is documented in the README
  * and read by checks: keep it stable.
  */
+import { acpiIortRootComplexOf } from '../../bus/acpi/acpi-boot.js';
 import { ofIommuMapEntries, ofIommuSpecs } from '../../bus/of/of-iommu.js';
 import type { DeviceTree, DtNode } from '../../bus/of/tree.js';
 import type { Machine } from '../../hw/machine.js';
@@ -53,8 +54,10 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
         domain: att.domain,
       });
     }
+    const acpiRc = acpiIortRootComplexOf(node);
+    if (acpiRc) report.pciHosts.push({ node: node.path, iommuMap: iortRcIommuMap(acpiRc) });
     // Only enabled hosts, as `masters` lists only enabled masters: a disabled host bridge is never probed.
-    if (node.has('iommu-map') && node.available) {
+    else if (node.has('iommu-map') && node.available) {
       report.pciHosts.push({
         node: node.path,
         iommuMap: ofIommuMapEntries(dt, node).map((e) => ({
@@ -69,6 +72,17 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
   const cmdqvs = cmdqvReport(machine, kernel);
   if (cmdqvs.length > 0) report.cmdqvs = cmdqvs;
   return report;
+}
+
+/**
+ * An ACPI host bridge's IORT root complex as `iommuMap` entries: its range mappings that lead to an
+ * SMMU device, `length` IDs each (the stored count plus one), `iommu` the SMMU's IORT name.
+ */
+function iortRcIommuMap(a: NonNullable<ReturnType<typeof acpiIortRootComplexOf>>): BootReport['pciHosts'][number]['iommuMap'] {
+  return a.rc.mappings.flatMap((m) => {
+    const smmu = a.fw.nodeOfIort.get(m.outputReference);
+    return smmu ? [{ ridBase: m.inputBase, iommu: smmu.path, sidBase: m.outputBase, length: m.idCount + 1 }] : [];
+  });
 }
 
 function iommuEntry(machine: Machine, kernel: Kernel, node: DtNode): BootReport['iommus'][number] {

@@ -77,8 +77,12 @@ function compileDts(file: string): Uint8Array {
   return new Uint8Array(r.stdout);
 }
 
-/** The flattened DT blob the file holds or compiles to. */
-export function firmwareBlob(file: string): Uint8Array {
+/**
+ * The flattened DT blob the file holds or compiles to. `check` looks at bytes that are neither a
+ * DTB nor DT source first (the CLI's sends ACPI tables to --acpi); what it lets through goes to the
+ * blob parser, which says what is wrong with it.
+ */
+export function firmwareBlob(file: string, check?: (file: string, bytes: Uint8Array) => void): Uint8Array {
   const bytes = readBytes(file);
   switch (sniffFirmware(bytes)) {
     case 'dtb':
@@ -86,7 +90,8 @@ export function firmwareBlob(file: string): Uint8Array {
     case 'dts':
       return compileDts(file);
     case 'unknown':
-      // Not DT source: the blob parser says what is wrong with it (bad magic, …), as malformed firmware.
+      check?.(file, bytes);
+      // The blob parser says what is wrong with it (bad magic, …), as malformed firmware.
       return bytes;
   }
 }

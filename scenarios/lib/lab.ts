@@ -3,6 +3,7 @@
  * kernel code runs. Scenarios and tests use these; they are the only place that holds both the
  * machine (hw/) and the kernel in one hand.
  */
+import { type AcpiMemoryMap, parseAcpiTables } from '../../bus/acpi/acpi-boot.js';
 import { parseFdt, writeFdt } from '../../bus/of/fdt.js';
 import type { DeviceTree } from '../../bus/of/tree.js';
 import { Machine, type MachineOptions } from '../../hw/machine.js';
@@ -10,6 +11,7 @@ import type { TraceEvent } from '../../hw/trace.js';
 import { bootKernel, type BootOptions, type Kernel } from '../../kernel/kernel.js';
 import { fixupMemory } from './bootloader.js';
 import { buildVirtDeviceTree, type VirtOptions } from '../machines/virt.js';
+import { buildVirtAcpi, type VirtAcpiOptions } from '../machines/virt-acpi.js';
 
 /** Receives each traced event and the machine it happened on (numbered from 0 in build order). */
 export type TraceSink = (e: TraceEvent, machine: number) => void;
@@ -57,6 +59,44 @@ export function machineFromDtb(blob: Uint8Array, opts: MachineBuildOptions = {})
     });
   }
   return machine;
+}
+
+/**
+ * Build a machine from ACPI tables (blobs by signature, as /sys/firmware/acpi/tables holds them)
+ * and a memory map. The tables are parsed (FirmwareError if malformed), the machine is made from
+ * them, and the same blobs and map are what the boot loader hands the kernel.
+ */
+export function machineFromAcpi(tables: ReadonlyMap<string, Uint8Array>, memory: AcpiMemoryMap, opts: MachineBuildOptions = {}): Machine {
+  const parsed = parseAcpiTables(tables);
+  const machine = Machine.fromAcpi(parsed, memory, { ...opts, seed: opts.seed ?? 1 });
+  const token = recorder;
+  if (token) {
+    const id = token.machines++;
+    machine.trace.subscribe((e) => {
+      if (recorder === token) token.sink(e, id);
+    });
+  }
+  return machine;
+}
+
+/** The built-in `virt` machine described by ACPI tables instead of its device tree. */
+export function virtAcpiMachine(opts: MachineBuildOptions & VirtAcpiOptions = {}): Machine {
+  const { tables, memory } = buildVirtAcpi(opts);
+  return machineFromAcpi(tables, memory, opts);
+}
+
+/**
+ * Build a machine from ACPI tables and boot a kernel on it: FirmwareError for malformed tables,
+ * else the booted pair (what a firmware fuzz campaign calls per input).
+ */
+export async function bootFromAcpi(
+  tables: ReadonlyMap<string, Uint8Array>,
+  memory: AcpiMemoryMap,
+  opts: MachineBuildOptions & { boot?: BootOptions } = {},
+): Promise<{ machine: Machine; kernel: Kernel }> {
+  const machine = machineFromAcpi(tables, memory, opts);
+  const kernel = await boot(machine, opts.boot ?? {});
+  return { machine, kernel };
 }
 
 /** Build a machine from a device tree made in code (serialised first, as firmware would be). */

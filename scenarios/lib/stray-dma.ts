@@ -28,8 +28,16 @@ export interface StrayWrite {
   len: number;
   /** The frame's owner as the kernel's allocator describes it ("free", "dma /dma@… rx-ring", …). */
   owner: string;
-  /** Which kernel instance owned the frame (the one running when the write landed). */
+  /** Which kernel instance owned the frame (the one running when the write landed); -1 when none was. */
   kernel: number;
+}
+
+const NO_KERNEL = 'memory of no running kernel';
+
+/** What a frame outside the kernel's RAM is: a crash kernel's dump, or nothing it knows. */
+function unknownRam(k: Kernel, frame: number): string {
+  const inDump = k.vmcore?.some((v) => frame >= v.paddr && frame < v.paddr + v.size) ?? false;
+  return inDump ? 'vmcore (crashed kernel memory)' : 'not RAM the kernel knows';
 }
 
 export class StrayDmaMonitor {
@@ -62,10 +70,31 @@ export class StrayDmaMonitor {
     return dev;
   }
 
+  /**
+   * Whether a write of `master` at [pa, pa+len) strays right now: null if every frame is the
+   * master's own, else the owner of the first frame that is not (as a stray record would name it).
+   */
+  classify(master: string, pa: number, len: number): string | null {
+    const k = runningKernel(this.machine.cpu);
+    if (!k) return NO_KERNEL;
+    const dev = this.device(k, master);
+    const name = dev?.name ?? master;
+    for (let f = Math.floor(pa / FRAME) * FRAME; f < pa + len; f += FRAME) {
+      const own = k.alloc.ownerOf(f);
+      if (!own) return unknownRam(k, f);
+      if (!this.reachable(own.owner, f, dev, name)) return describeOwner(own.owner);
+    }
+    return null;
+  }
+
   private check(master: string, pa: number, len: number, time: number): void {
     // The kernel that owns memory right now: the one booting or running on the machine.
     const k = runningKernel(this.machine.cpu);
-    if (!k) return;
+    if (!k) {
+      // Between kernels (a hand-over, a failed boot): nobody owns anything, every write strays.
+      this.record(time, master, pa, pa + len, NO_KERNEL, -1);
+      return;
+    }
     const dev = this.device(k, master);
     const name = dev?.name ?? master;
     // One record per run of frames with the same owner: a 64 KiB write into one buffer is one line.
@@ -75,7 +104,7 @@ export class StrayDmaMonitor {
     for (let f = Math.floor(pa / FRAME) * FRAME; f < end; f += FRAME) {
       const own = k.alloc.ownerOf(f);
       const stray = !own || !this.reachable(own.owner, f, dev, name);
-      const label = stray ? (own ? describeOwner(own.owner) : 'not RAM the kernel knows') : null;
+      const label = stray ? (own ? describeOwner(own.owner) : unknownRam(k, f)) : null;
       if (label !== runOwner) {
         if (runOwner !== null) this.record(time, master, runStart, Math.max(runStart, f), runOwner, k.instance);
         runStart = Math.max(pa, f);

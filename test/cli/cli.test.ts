@@ -135,11 +135,28 @@ describe('iommu-sim kexec', () => {
     const bad = await runCli(['kexec', '--target', 'unaware', '--quiesce', 'none', '--json']);
     expect(bad.status).toBe(0);
     const out = JSON.parse(bad.stdout);
-    expect(Object.keys(out)).toEqual(['format', 'version', 'command', 'inputs', 'strayWrites', 'blockedTransactions', 'faults']);
-    expect(out.inputs).toEqual({ seed: 1, target: 'unaware', quiesce: 'none' });
+    expect(Object.keys(out)).toEqual([
+      'format', 'inputs', 'policies', 'observable', 'nothingToObserve', 'strayWrites', 'blockedTransactions', 'faults',
+      'accounting', 'storm', 'boot', 'kdump', 'unknownParams',
+    ]);
+    expect(out.format).toBe(2);
+    expect(out.inputs).toEqual({
+      machine: 'virt (RAM 0x40000000-0xffffffff)', seed: 1, target: 'unaware', quiesce: 'none', cmdline: '',
+      targetCmdline: null, strictParams: false, storm: false,
+    });
+    expect(out.policies.summary).toBe(
+      '.shutdown with arm-smmu-v3.shutdown_policy=disable, arm-smmu.shutdown_policy=bypass; then an IOMMU-unaware kernel (no SMMU driver touches them)',
+    );
+    expect(out.accounting.balanced).toBe(true);
     expect(out.strayWrites.length).toBeGreaterThan(0);
     expect(Object.keys(out.strayWrites[0])).toEqual(['time', 'master', 'pa', 'len', 'owner', 'kernel']);
-    expect(out.strayWrites[0].kernel).toBe(1);
+    // From the hand-over on: into the outgoing kernel's memory once its SMMUs bypass during its own
+    // shutdown (kernel 0), between kernels if the hand-over takes time (-1), then into the incoming
+    // kernel's (kernel 1); the accounting agrees.
+    const kernels = new Set(out.strayWrites.map((w: { kernel: number }) => w.kernel));
+    expect(kernels.has(0) && kernels.has(1)).toBe(true);
+    expect([...kernels].every((k) => k === 0 || k === 1 || k === -1)).toBe(true);
+    expect(out.strayWrites.length).toBe(out.accounting.stray);
     const good = await runCli(['kexec', '--quiesce', 'all', '--json']);
     expect(JSON.parse(good.stdout).strayWrites).toEqual([]);
   });
@@ -162,6 +179,42 @@ describe('iommu-sim kexec', () => {
     const strayEvents = trace.traceEvents.filter((e) => e.name === 'stray-write').map((e) => e.args.args);
     expect(strayEvents).toEqual(expect.arrayContaining(out.strayWrites));
     expect(strayEvents.length).toBeGreaterThanOrEqual(out.strayWrites.length);
+  });
+
+  it('names the policies in force in its text report, and kdump figures for --target kdump', async () => {
+    const r = await runCli(['kexec', '--target', 'kdump', '--quiesce', 'none', '--target-cmdline', 'iommu.passthrough=1']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('policies in force: panic: no .shutdown ran, the SMMUs stayed as the crashed kernel left them; then a crash kernel with iommu.passthrough=1');
+    expect(r.stdout).toMatch(/incoming kernel: booted \(kernel 1, kdump, \d+ devices bound\)/);
+    expect(r.stdout).toMatch(/kdump: reservation 0x60000000\+0x4000000, 2 vmcore segment\(s\); bytes changed by DMA after the panic: vmcore \d+/);
+    expect(r.stdout).toMatch(/transactions from the hand-over on: issued \d+ \(\+0 outstanding before\) = /);
+  });
+
+  it('reports unknown kernel parameters on stderr with the kernel\'s line; --strict-params makes them fatal', async () => {
+    const r = await runCli(['kexec', '--cmdline', 'arm-smmu-v3.shutdown_polcy=gbpa-abort']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('iommu-sim: kernel: Unknown kernel command line parameters "arm-smmu-v3.shutdown_polcy=gbpa-abort", will be passed to user space.\n');
+    expect(r.stderr).toContain('did you mean arm-smmu-v3.shutdown_policy?');
+    expect(r.stdout).toContain('arm-smmu-v3.shutdown_policy=disable');
+    const strict = await runCli(['kexec', '--cmdline', 'arm-smmu-v3.shutdown_polcy=gbpa-abort', '--strict-params']);
+    expect(strict.status).toBe(64);
+    expect(strict.stderr).toMatch(/^iommu-sim: EINVAL: kernel command line: unknown parameter\(s\) "arm-smmu-v3.shutdown_polcy=gbpa-abort"/);
+    const boot = await runCli(['boot', '--cmdline', 'crashkernal=64M', '--json']);
+    expect(boot.status).toBe(0);
+    expect(boot.stderr).toBe(
+      'iommu-sim: kernel: Unknown kernel command line parameters "crashkernal=64M", will be passed to user space.\niommu-sim: kernel: "crashkernal=64M": did you mean crashkernel?\n',
+    );
+  });
+
+  it('says when the machine has no DMA test engine to observe', async () => {
+    const tree = buildVirtDeviceTree();
+    tree.root.children.splice(0, tree.root.children.length, ...tree.root.children.filter((n) => !n.name.startsWith('dma@')));
+    tree.invalidate();
+    const dtb = join(tmp, 'no-engines.dtb');
+    writeFileSync(dtb, writeFdt(tree));
+    const r = await runCli(['kexec', '--dtb', dtb, '--quiesce', 'none']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('iommu-sim: this machine has no DMA test engine: the experiment has nothing to observe\n');
   });
 
   it('rejects an unknown --target', async () => {

@@ -42,6 +42,9 @@ const FAIL_ADDR_HI = 0x03c;
 const ITERATIONS = 0x040;
 const CHECKSUM = 0x044;
 const BYTES_DONE = 0x048;
+const FAILURES = 0x04c;
+const CTRL_IRQ_EN = 1 << 0;
+const CTRL_CONT = 1 << 1;
 const ID = 0xf000;
 const CFG = 0xf004;
 const IRQ_STATUS = 0xf008;
@@ -395,6 +398,56 @@ describe('DMA test engine: errors and interrupts', () => {
     expect(reg(m, BEHIND, 0, BYTES_DONE)).toBe(0x800);
     expect(m.memory.read8(RAM + 0x6fff)).toBe(1);
     expect(m.memory.read8(RAM + 0x7000)).toBe(0);
+  });
+
+  it('CTRL.CONT: a periodic frame keeps issuing after failures, counts them, skips failed passes, raises nothing', () => {
+    const m = machine();
+    const dst = RAM + 0x9000;
+    iommu.faultPage = dst;
+    program(m, BEHIND, 2, { cmd: OP.PERIODIC, dst, length: 64, pattern: 0x1111_2222, period: 10_000 });
+    m.cpu.mmioWrite32(BEHIND + 2 * FRAME + CTRL, CTRL_IRQ_EN | CTRL_CONT);
+    expect(reg(m, BEHIND, 2, CTRL)).toBe(CTRL_IRQ_EN | CTRL_CONT);
+    ring(m, BEHIND, 2, 1);
+    m.scheduler.runSyncUntilIdle(45_000);
+    // Passes at ~0, 10, 20, 30, 40 µs: five transactions issued, all faulted; the frame runs on.
+    expect(iommu.requests.filter((r) => r.addr === dst)).toHaveLength(5);
+    expect(state(m, BEHIND, 2)).toBe(STATE.RUNNING);
+    expect(reg(m, BEHIND, 2, FAILURES)).toBe(5);
+    expect(dmaStatus(m, BEHIND, 2)).toBe(3); // the latest failure: FAULT
+    expect(reg(m, BEHIND, 2, FAIL_ADDR_LO)).toBe(dst >>> 0);
+    expect(reg(m, BEHIND, 2, ITERATIONS)).toBe(0);
+    expect(m.cpu.mmioRead32(BEHIND + IRQ_STATUS)).toBe(0);
+    expect(m.memory.read32(dst)).toBe(0);
+    // The fault goes away: the next pass lands, numbered 1 (failed passes are not counted).
+    iommu.faultPage = null;
+    m.scheduler.runSyncUntilIdle(10_000);
+    expect(m.memory.read32(dst)).toBe(1);
+    expect(m.memory.read32(dst + 4)).toBe(0x1111_2222);
+    expect(reg(m, BEHIND, 2, ITERATIONS)).toBe(1);
+    expect(reg(m, BEHIND, 2, FAILURES)).toBe(5);
+    // A new run clears FAILURES; without CONT the first failure ends the frame in ERROR.
+    ring(m, BEHIND, 2, 0);
+    m.scheduler.runSyncUntilIdle(1_000);
+    iommu.faultPage = dst;
+    program(m, BEHIND, 2, { cmd: OP.PERIODIC, dst, length: 64, pattern: 1, period: 10_000 });
+    ring(m, BEHIND, 2, 1);
+    m.scheduler.runSyncUntilIdle(45_000);
+    expect(state(m, BEHIND, 2)).toBe(STATE.ERROR);
+    expect(reg(m, BEHIND, 2, FAILURES)).toBe(1);
+  });
+
+  it('CTRL.CONT on a one-pass command: the failed pass is abandoned and the frame ends DONE with FAILURES', () => {
+    const m = machine();
+    iommu.faultPage = RAM + 0x7000;
+    program(m, BEHIND, 0, { cmd: OP.FILL, dst: RAM + 0x6800, length: 0x1000, pattern: 1 });
+    m.cpu.mmioWrite32(BEHIND + CTRL, CTRL_IRQ_EN | CTRL_CONT);
+    ring(m, BEHIND, 0, 1);
+    settle(m);
+    expect(state(m, BEHIND, 0)).toBe(STATE.DONE);
+    expect(reg(m, BEHIND, 0, FAILURES)).toBe(1);
+    expect(dmaStatus(m, BEHIND, 0)).toBe(3);
+    expect(m.memory.read8(RAM + 0x7000)).toBe(0);
+    expect(m.cpu.mmioRead32(BEHIND + IRQ_STATUS)).toBe(1);
   });
 
   it('IRQ_STATUS is write-1-to-clear, gated by CTRL.IRQ_EN, and the line stays asserted while bits remain', () => {

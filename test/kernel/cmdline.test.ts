@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PARAMS, parseCmdline } from '../../kernel/cmdline.js';
+import { DEFAULT_PARAMS, misspeltParamHints, parseCmdline, suggestParam, unknownParamsLine } from '../../kernel/cmdline.js';
 import { KernelError } from '../../bus/errno.js';
 
 describe('kernel command line', () => {
@@ -42,5 +42,33 @@ describe('kernel command line', () => {
     expect(() => parseCmdline('iommu.strict=maybe')).toThrowError(KernelError);
     expect(() => parseCmdline('iommu.strict=maybe')).toThrowError(/iommu\.strict.*"maybe"/);
     expect(() => parseCmdline('foo="unterminated')).toThrowError(/unterminated quote/);
+  });
+});
+
+describe('crashkernel= and unknown parameters', () => {
+  it('parses crashkernel=SIZE[@OFFSET] with memparse suffixes', () => {
+    expect(parseCmdline('crashkernel=256M').params.crashkernel).toEqual({ size: 256 * 2 ** 20, offset: null });
+    expect(parseCmdline('crashkernel=64M@0x60000000').params.crashkernel).toEqual({ size: 64 * 2 ** 20, offset: 0x6000_0000 });
+    expect(parseCmdline('crashkernel=1G@2G').params.crashkernel).toEqual({ size: 2 ** 30, offset: 2 ** 31 });
+    expect(parseCmdline('').params.crashkernel).toBeNull();
+  });
+
+  it('rejects crashkernel values it cannot honour, naming the parameter', () => {
+    for (const bad of ['crashkernel', 'crashkernel=', 'crashkernel=lots', 'crashkernel=0', 'crashkernel=1M@2M@3M', 'crashkernel=512M-2G:64M', 'crashkernel=256M,high']) {
+      expect(() => parseCmdline(bad), bad).toThrow(/crashkernel/);
+    }
+  });
+
+  it('prints the kernel\'s one line for unknown parameters, and a hint for likely typos', () => {
+    const p = parseCmdline('arm-smmu-v3.shutdown_polcy=gbpa-abort quiet iommu.strict=1 arm-smmu.disable-bypass=0');
+    // Module parameter names treat - and _ alike: disable-bypass is the known one.
+    expect(p.unknown).toEqual(['arm-smmu-v3.shutdown_polcy=gbpa-abort', 'quiet']);
+    expect(unknownParamsLine(p.unknown)).toBe(
+      'Unknown kernel command line parameters "arm-smmu-v3.shutdown_polcy=gbpa-abort quiet", will be passed to user space.',
+    );
+    expect(misspeltParamHints(p.unknown)).toEqual(['"arm-smmu-v3.shutdown_polcy=gbpa-abort": did you mean arm-smmu-v3.shutdown_policy?']);
+    expect(suggestParam('crashkernal=64M')).toBe('crashkernel');
+    expect(suggestParam('quiet')).toBeNull();
+    expect(unknownParamsLine([])).toBeNull();
   });
 });

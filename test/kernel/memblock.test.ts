@@ -48,3 +48,30 @@ describe('early memory scan', () => {
     expect(m.reserved.at(-1)).toEqual({ base: 0x8210_0000, size: 0x10_0000, name: '/reserved-memory/cma' });
   });
 });
+
+describe('a crash kernel\'s /chosen', () => {
+  it('linux,usable-memory-range caps RAM; linux,elfcorehdr and the kernel image are reserved', () => {
+    const m = scanFirmwareMemory(
+      tree((b) => {
+        b.node('/chosen', { 'linux,usable-memory-range': reg([0x8800_0000, 0x400_0000]), 'linux,elfcorehdr': reg([0x8820_0000, 0x100]) });
+      }),
+    );
+    expect(m.memory).toEqual([{ base: 0x8800_0000, size: 0x400_0000 }]);
+    expect(m.usable).toEqual({ base: 0x8800_0000, size: 0x400_0000 });
+    expect(m.elfcorehdr).toEqual({ base: 0x8820_0000, size: 0x100 });
+    expect(m.reserved).toEqual([
+      { base: 0x8800_0000, size: 0x20_0000, name: 'kernel image' },
+      { base: 0x8000_0000, size: 0x1000, name: 'memreserve[0]' },
+      { base: 0x8820_0000, size: 0x1000, name: 'elfcorehdr' },
+    ]);
+  });
+
+  it('a usable range over no RAM, or with the wrong number of cells, is a firmware error naming /chosen', () => {
+    expect(() => scanFirmwareMemory(tree((b) => b.node('/chosen', { 'linux,usable-memory-range': reg([0x1000_0000, 0x1000]) })))).toThrow(
+      /linux,usable-memory-range \[0x10000000, \+0x1000\) covers no RAM/,
+    );
+    expect(() => scanFirmwareMemory(tree((b) => b.node('/chosen', { 'linux,elfcorehdr': [0, 0x8820_0000, 0x100] })))).toThrow(
+      /"linux,elfcorehdr" has 3 cells, expected 4/,
+    );
+  });
+});

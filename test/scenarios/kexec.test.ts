@@ -17,7 +17,8 @@ describe('kexec with DMA left running', () => {
       // Every stray write is one of the engine's periodic writes into its old buffer, whole.
       expect(w.pa).toBe(e.dma);
       expect(w.len).toBe(e.len);
-      expect(w.kernel).toBe(1);
+      // Into the incoming kernel's memory, or between kernels while a hand-over takes time.
+      expect([1, -1]).toContain(w.kernel);
       expect(w.owner).not.toMatch(/^dma:/);
     }
     // The bytes really are there: the sequence number word and the pattern.
@@ -39,18 +40,19 @@ describe('kexec with DMA left running', () => {
     const pa = r.engines.find((e) => e.master === DIRECT)!.dma;
     expect(r.first.alloc.ownerOf(pa)?.owner).toEqual({ kind: 'dma', device: DIRECT, what: 'dma_alloc_coherent' });
     expect(r.first.alloc.ownerOf(pa)?.kernelInstance).toBe(0);
-    const reuse = r.second.alloc.allocationAt(pa)!;
+    const reuse = r.second!.alloc.allocationAt(pa)!;
     expect([reuse.pa, reuse.order, reuse.owner, reuse.kernelInstance]).toEqual([pa, 0, { kind: 'kernel', what: 'workload' }, 1]);
     // One record per periodic write after the kexec, exactly one period apart, each 256 bytes at `pa`.
-    expect(r.strayWrites.length).toBeGreaterThanOrEqual(200_000 / periodNs - 1);
+    const incoming = r.strayWrites.filter((w) => w.kernel === 1);
+    expect(incoming.length).toBeGreaterThanOrEqual(200_000 / periodNs - 1);
     r.strayWrites.forEach((w, i) => {
-      expect([w.pa, w.len, w.kernel]).toEqual([pa, 256, 1]);
+      expect([w.pa, w.len]).toEqual([pa, 256]);
       if (i > 0) expect(w.time - r.strayWrites[i - 1]!.time).toBe(periodNs);
     });
     expect(r.strayWrites.at(-1)!.owner).toBe('kernel:workload');
     // The stale write's bytes are in the new kernel's page: sequence number, then the pattern.
     const seq = machine.cpu.ram.read32(pa);
-    expect(seq).toBeGreaterThan(r.strayWrites.length);
+    expect(seq).toBeGreaterThan(incoming.length);
     expect(machine.cpu.ram.read32(pa + 252)).toBe(0x5a5a_5a5a);
     expect(machine.cpu.ram.read32(pa + 256)).toBe(0);
   });

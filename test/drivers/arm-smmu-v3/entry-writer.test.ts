@@ -22,8 +22,15 @@ import {
   STRTAB_STE_1_S1DSS_TERMINATE,
   STRTAB_STE_1_S1STALLD,
   STRTAB_STE_1_EATS,
+  STRTAB_STE_1_EATS_S1CHK,
+  STRTAB_STE_1_EATS_TRANS,
+  STRTAB_STE_1_MEV,
+  STRTAB_STE_0_CFG,
+  STRTAB_STE_0_CFG_NESTED,
+  STRTAB_STE_2_S2S,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import {
+  armSmmuGetSteUpdateSafe,
   armSmmuGetSteUsed,
   armSmmuMakeAbortSte,
   armSmmuMakeBypassSte,
@@ -35,11 +42,20 @@ import {
 const FEATURES = ARM_SMMU_FEAT_STALLS | ARM_SMMU_FEAT_ATTR_TYPES_OVR;
 const CDTAB = 0xf0f0_f0f0_f000;
 
-type Getter = (ent: Uint32Array, used: Uint32Array) => void;
+/** The writer hooks of one entry type: STE (used + update-safe bits) or CD (used bits only). */
+type Getter = Pick<ArmSmmuEntryWriter, 'getUsed' | 'getUpdateSafe'>;
+const STE: Getter = { getUsed: armSmmuGetSteUsed, getUpdateSafe: armSmmuGetSteUpdateSafe };
+const CD: Getter = { getUsed: armSmmuGetCdUsed };
 
-/** Bits of `entry` selected by `used` differ from `target` (as the kernel test compares). */
-function differsInUsedBits(entry: Uint32Array, used: Uint32Array, target: Uint32Array): boolean {
-  for (let w = 0; w < 16; w++) if (((entry[w]! & used[w]!) >>> 0) !== target[w]) return true;
+/**
+ * Bits of `entry` selected by `used`, less the update-safe ones, differ from `target` (as the kernel
+ * test compares).
+ */
+function differsInUsedBits(entry: Uint32Array, used: Uint32Array, target: Uint32Array, safe: Uint32Array): boolean {
+  for (let w = 0; w < 16; w++) {
+    const u = (used[w]! & ~safe[w]!) >>> 0;
+    if (((entry[w]! & u) >>> 0) !== ((target[w]! & u) >>> 0)) return true;
+  }
   return false;
 }
 
@@ -55,7 +71,7 @@ async function transition(getUsed: Getter, cur: Uint32Array, target: Uint32Array
   const entry = cur.slice();
   const out: Outcome = { syncs: 0, invalidWritten: false, torn: 0, final: entry };
   const writer: ArmSmmuEntryWriter = {
-    getUsed,
+    ...getUsed,
     sync: () => {
       out.syncs++;
       if (entry[0] === 0 && entry[1] === 0) {
@@ -63,8 +79,12 @@ async function transition(getUsed: Getter, cur: Uint32Array, target: Uint32Array
         return;
       }
       const used = newEntry();
-      getUsed(entry, used);
-      if (differsInUsedBits(entry, used, cur) && differsInUsedBits(entry, used, target)) out.torn++;
+      const safeInit = newEntry();
+      const safeTarget = newEntry();
+      getUsed.getUsed(entry, used);
+      getUsed.getUpdateSafe?.(entry, cur, safeInit);
+      getUsed.getUpdateSafe?.(entry, target, safeTarget);
+      if (differsInUsedBits(entry, used, cur, safeInit) && differsInUsedBits(entry, used, target, safeTarget)) out.torn++;
     },
   };
   await armSmmuWriteEntry(writer, entry, target);
@@ -114,6 +134,19 @@ function s2Ste(ats = true, stall = false, vmid = 0): Uint32Array {
   return t;
 }
 
+/**
+ * A nested STE as the kernel test builds one: the CD-table STE with Config=nested and MEV, over
+ * qwords 2..7 of the stage-2 STE (same ATS setting).
+ */
+function nestedSte(s1dss: number, ats: boolean): Uint32Array {
+  const t = cdtableSte(s1dss, ats);
+  STRTAB_STE_0_CFG.set(t, STRTAB_STE_0_CFG_NESTED);
+  STRTAB_STE_1_MEV.prep(t, 1);
+  const s2 = s2Ste(ats);
+  for (let w = 4; w < 16; w++) t[w] = s2[w]!;
+  return t;
+}
+
 function s1Cd(asid: number, stall = false): Uint32Array {
   const t = newEntry();
   armSmmuMakeS1Cd(t, stall, {
@@ -125,59 +158,59 @@ function s1Cd(asid: number, stall = false): Uint32Array {
 
 describe('STE transitions (kernel KUnit cases)', () => {
   it('bypass -> abort and back: hitless, 2 syncs each', async () => {
-    await expectHitless(armSmmuGetSteUsed, bypassSte(), abortSte(), 2);
-    await expectHitless(armSmmuGetSteUsed, abortSte(), bypassSte(), 2);
+    await expectHitless(STE, bypassSte(), abortSte(), 2);
+    await expectHitless(STE, abortSte(), bypassSte(), 2);
   });
 
   it('CD table <-> abort: hitless, 2 syncs', async () => {
-    await expectHitless(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), abortSte(), 2);
-    await expectHitless(armSmmuGetSteUsed, abortSte(), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 2);
+    await expectHitless(STE, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), abortSte(), 2);
+    await expectHitless(STE, abortSte(), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 2);
   });
 
   it('CD table <-> bypass: hitless, 3 syncs', async () => {
-    await expectHitless(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), bypassSte(), 3);
-    await expectHitless(armSmmuGetSteUsed, bypassSte(), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 3);
+    await expectHitless(STE, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), bypassSte(), 3);
+    await expectHitless(STE, bypassSte(), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 3);
   });
 
   it('S1DSS flip on a CD-table STE: one write, one sync', async () => {
-    await expectHitless(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), cdtableSte(STRTAB_STE_1_S1DSS_BYPASS), 1);
-    await expectHitless(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_BYPASS), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 1);
+    await expectHitless(STE, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), cdtableSte(STRTAB_STE_1_S1DSS_BYPASS), 1);
+    await expectHitless(STE, cdtableSte(STRTAB_STE_1_S1DSS_BYPASS), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 1);
   });
 
   it('S1DSS bypass <-> bypass STE: hitless, 2 syncs', async () => {
-    await expectHitless(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_BYPASS), bypassSte(), 2);
-    await expectHitless(armSmmuGetSteUsed, bypassSte(), cdtableSte(STRTAB_STE_1_S1DSS_BYPASS), 2);
+    await expectHitless(STE, cdtableSte(STRTAB_STE_1_S1DSS_BYPASS), bypassSte(), 2);
+    await expectHitless(STE, bypassSte(), cdtableSte(STRTAB_STE_1_S1DSS_BYPASS), 2);
   });
 
   it('S2 <-> abort and S2 <-> bypass: hitless, 2 syncs', async () => {
-    await expectHitless(armSmmuGetSteUsed, s2Ste(), abortSte(), 2);
-    await expectHitless(armSmmuGetSteUsed, abortSte(), s2Ste(), 2);
-    await expectHitless(armSmmuGetSteUsed, s2Ste(), bypassSte(), 2);
-    await expectHitless(armSmmuGetSteUsed, bypassSte(), s2Ste(), 2);
+    await expectHitless(STE, s2Ste(), abortSte(), 2);
+    await expectHitless(STE, abortSte(), s2Ste(), 2);
+    await expectHitless(STE, s2Ste(), bypassSte(), 2);
+    await expectHitless(STE, bypassSte(), s2Ste(), 2);
   });
 
   it('S1 (CD table) <-> S2 with VMID 0 (the KUnit fixture): hitless, 3 syncs, with and without stall', async () => {
-    await expectHitless(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), s2Ste(), 3);
-    await expectHitless(armSmmuGetSteUsed, s2Ste(), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 3);
-    await expectHitless(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_SSID0, false, true), s2Ste(false, true), 3);
-    await expectHitless(armSmmuGetSteUsed, s2Ste(false, true), cdtableSte(STRTAB_STE_1_S1DSS_SSID0, false, true), 3);
+    await expectHitless(STE, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), s2Ste(), 3);
+    await expectHitless(STE, s2Ste(), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 3);
+    await expectHitless(STE, cdtableSte(STRTAB_STE_1_S1DSS_SSID0, false, true), s2Ste(false, true), 3);
+    await expectHitless(STE, s2Ste(false, true), cdtableSte(STRTAB_STE_1_S1DSS_SSID0, false, true), 3);
   });
 
   it('S1 (CD table, VMID 0) <-> S2 with a real VMID: qwords 0 and 2 both change, so disruptive', async () => {
-    await expectDisruptive(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), s2Ste(true, false, 5), 3);
-    await expectDisruptive(armSmmuGetSteUsed, s2Ste(true, false, 5), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 3);
+    await expectDisruptive(STE, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), s2Ste(true, false, 5), 3);
+    await expectDisruptive(STE, s2Ste(true, false, 5), cdtableSte(STRTAB_STE_1_S1DSS_SSID0), 3);
   });
 
   it('changing the CD table pointer and S1DSS together is disruptive: V=0, 3 syncs', async () => {
-    await expectDisruptive(armSmmuGetSteUsed, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), cdtableSte(STRTAB_STE_1_S1DSS_BYPASS, true, false, 0x4b_4b4b_4b40), 3);
+    await expectDisruptive(STE, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), cdtableSte(STRTAB_STE_1_S1DSS_BYPASS, true, false, 0x4b_4b4b_4b40), 3);
   });
 
   it('ATS on/off (EATS) on a live CD-table STE: one sync', async () => {
     const off = cdtableSte(STRTAB_STE_1_S1DSS_SSID0, false);
     const on = cdtableSte(STRTAB_STE_1_S1DSS_SSID0, true);
     expect(STRTAB_STE_1_EATS.get(on)).toBe(1);
-    await expectHitless(armSmmuGetSteUsed, off, on, 1);
-    await expectHitless(armSmmuGetSteUsed, on, off, 1);
+    await expectHitless(STE, off, on, 1);
+    await expectHitless(STE, on, off, 1);
   });
 
   it('a master that cannot stall gets S1STALLD; turning stalls on is one sync', async () => {
@@ -185,48 +218,80 @@ describe('STE transitions (kernel KUnit cases)', () => {
     const stall = cdtableSte(STRTAB_STE_1_S1DSS_TERMINATE, false, true);
     expect(STRTAB_STE_1_S1STALLD.isSet(noStall)).toBe(true);
     expect(STRTAB_STE_1_S1STALLD.isSet(stall)).toBe(false);
-    await expectHitless(armSmmuGetSteUsed, noStall, stall, 1);
+    await expectHitless(STE, noStall, stall, 1);
   });
 
   it('rewriting an identical STE costs nothing', async () => {
-    const o = await transition(armSmmuGetSteUsed, s2Ste(), s2Ste());
+    const o = await transition(STE, s2Ste(), s2Ste());
     expect(o.syncs).toBe(0);
   });
 
   it('every qword an abort STE does not use is free to change', () => {
     const unused = newEntry();
     // abort -> S2 changes qword 0 (Config) while qwords 1-3 are ignored by the abort STE.
-    expect(armSmmuEntryQwordDiff({ getUsed: armSmmuGetSteUsed, sync: () => undefined }, abortSte(), s2Ste(), unused)).toBe(0b1);
+    expect(armSmmuEntryQwordDiff({ ...STE, sync: () => undefined }, abortSte(), s2Ste(), unused)).toBe(0b1);
     // CD table (SSID0) -> CD table (bypass) at another address: qwords 0 and 1 both change.
-    expect(armSmmuEntryQwordDiff({ getUsed: armSmmuGetSteUsed, sync: () => undefined }, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), cdtableSte(STRTAB_STE_1_S1DSS_BYPASS, true, false, 0x1000), unused)).toBe(0b11);
+    expect(armSmmuEntryQwordDiff({ ...STE, sync: () => undefined }, cdtableSte(STRTAB_STE_1_S1DSS_SSID0), cdtableSte(STRTAB_STE_1_S1DSS_BYPASS, true, false, 0x1000), unused)).toBe(0b11);
+  });
+
+  it('nested S1DSS-bypass -> S1-bypass (plain S2, ATS off): hitless, 3 syncs (the third clears EATS and MEV)', async () => {
+    await expectHitless(STE, nestedSte(STRTAB_STE_1_S1DSS_BYPASS, true), s2Ste(false), 3);
+  });
+
+  it('S1-bypass (plain S2, ATS off) -> nested S1DSS-bypass: hitless, 2 syncs', async () => {
+    await expectHitless(STE, s2Ste(false), nestedSte(STRTAB_STE_1_S1DSS_BYPASS, true), 2);
+  });
+
+  it('without the update-safe bits the nested transitions would break the entry (V=0)', async () => {
+    const usedOnly = { getUsed: armSmmuGetSteUsed };
+    const o = await transition(usedOnly, nestedSte(STRTAB_STE_1_S1DSS_BYPASS, true), s2Ste(false));
+    expect(o.invalidWritten).toBe(true);
+  });
+
+  it('update-safe bits: MEV always; EATS_TRANS unless S1CHK or S2S is involved', () => {
+    const safe = newEntry();
+    armSmmuGetSteUpdateSafe(s2Ste(false), s2Ste(true), safe);
+    expect(STRTAB_STE_1_MEV.get(safe)).toBe(1);
+    expect(STRTAB_STE_1_EATS.get(safe)).toBe(STRTAB_STE_1_EATS_TRANS);
+    const s1chk = s2Ste(false);
+    STRTAB_STE_1_EATS.set(s1chk, STRTAB_STE_1_EATS_S1CHK);
+    safe.fill(0);
+    armSmmuGetSteUpdateSafe(s1chk, s2Ste(true), safe);
+    expect(STRTAB_STE_1_EATS.get(safe)).toBe(0);
+    expect(STRTAB_STE_1_MEV.get(safe)).toBe(1);
+    const stall = s2Ste(false);
+    STRTAB_STE_2_S2S.prep(stall, 1);
+    safe.fill(0);
+    armSmmuGetSteUpdateSafe(s2Ste(true), stall, safe);
+    expect(STRTAB_STE_1_EATS.get(safe)).toBe(0);
   });
 
   it('a builder setting a bit its used function does not cover is refused', async () => {
     const bad = abortSte();
     bad[2] = 1; // qword 1 bit 0 (S1DSS) means nothing in an abort STE
-    await expect(transition(armSmmuGetSteUsed, abortSte(), bad)).rejects.toThrow(/used mask/);
+    await expect(transition(STE, abortSte(), bad)).rejects.toThrow(/used mask/);
   });
 });
 
 describe('CD transitions', () => {
   it('install and clear of an S1 CD: disruptive (V goes 0 -> 1 / 1 -> 0), 2 syncs', async () => {
-    await expectDisruptive(armSmmuGetCdUsed, newEntry(), s1Cd(1997), 2);
-    await expectDisruptive(armSmmuGetCdUsed, s1Cd(1997), newEntry(), 2);
+    await expectDisruptive(CD, newEntry(), s1Cd(1997), 2);
+    await expectDisruptive(CD, s1Cd(1997), newEntry(), 2);
   });
 
   it('ASID change: hitless, 1 sync', async () => {
-    await expectHitless(armSmmuGetCdUsed, s1Cd(778), s1Cd(1997), 1);
-    await expectHitless(armSmmuGetCdUsed, s1Cd(1997), s1Cd(778), 1);
+    await expectHitless(CD, s1Cd(778), s1Cd(1997), 1);
+    await expectHitless(CD, s1Cd(1997), s1Cd(778), 1);
   });
 
   it('S1 CD <-> quiet CD (SVA mm release): hitless, 2 syncs', async () => {
     const quiet = newEntry();
     armSmmuMakeQuietCd(quiet, s1Cd(1997, true), false);
-    await expectHitless(armSmmuGetCdUsed, s1Cd(1997, true), quiet, 2);
-    await expectHitless(armSmmuGetCdUsed, quiet, s1Cd(1997, true), 2);
+    await expectHitless(CD, s1Cd(1997, true), quiet, 2);
+    await expectHitless(CD, quiet, s1Cd(1997, true), 2);
   });
 
   it('stall enable on a live CD (CD.S): hitless, 1 sync', async () => {
-    await expectHitless(armSmmuGetCdUsed, s1Cd(5, false), s1Cd(5, true), 1);
+    await expectHitless(CD, s1Cd(5, false), s1Cd(5, true), 1);
   });
 });
