@@ -17,7 +17,14 @@ export interface Bench {
 export interface BenchResult {
   name: string;
   unit: string;
+  /** The median of `runs` repeated runs. */
   value: number;
+  min: number;
+  max: number;
+  runs: number;
+  /** The native reference's figure for the same work, and value / native, where there is one. */
+  native?: number;
+  ratioToNative?: number;
 }
 
 /**

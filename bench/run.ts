@@ -1,9 +1,15 @@
 /**
  * Runs the benchmarks: `npm run bench` prints a table; `-- --json` prints one line per metric,
- * {"name": "...", "unit": "...", "value": n}; `-- --filter SUBSTR` runs only the metrics whose
- * name contains SUBSTR. The modules are a fixed list: a new bench module is added here.
+ * {"name", "unit", "value" (the median), "min", "max", "runs", and "native"/"ratioToNative" where the
+ * native reference does the same work}; `-- --filter SUBSTR` runs only the metrics whose name contains
+ * SUBSTR; `-- --repeat N` runs each metric N times (default 3); `-- --no-native` skips the C reference;
+ * `-- --scale` measures the cost curves instead (bench/scale.ts; `--large` adds the top sizes,
+ * `--filter` picks curves, `--out DIR` where scale.json and scale.html go, default out/bench).
+ * The modules are a fixed list: a new bench module is added here.
  */
 import type { Bench, BenchResult } from './harness.js';
+import { formatScale, machineLine, runScale } from './scale.js';
+import { NATIVE_COUNTERPART, runNativeReference, type NativeFigures } from './native.js';
 import { benches as dma } from './dma.bench.js';
 import { benches as iopf } from './iopf.bench.js';
 import { benches as memory } from './memory.bench.js';
@@ -14,26 +20,43 @@ import { benches as smmuV3Model } from './smmu-v3-model.bench.js';
 import { benches as smmuV3 } from './smmu-v3.bench.js';
 import { benches as vm } from './vm.bench.js';
 import { benches as cmdqv } from './cmdqv.bench.js';
+import { benches as cmdqvGuest } from './cmdqv-guest.bench.js';
 import { benches as sweep } from './sweep.bench.js';
 
-const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model, ...smmuV2, ...smmuV3, ...iopf, ...cmdqv, ...vm, ...sweep];
+const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model, ...smmuV2, ...smmuV3, ...iopf, ...cmdqv, ...cmdqvGuest, ...vm, ...sweep];
 
 interface Args {
   json: boolean;
+  scale: boolean;
+  large: boolean;
+  out: string;
   filter: string | null;
+  repeat: number;
+  native: boolean;
 }
 
+const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] | --scale [--large] [--filter CURVE] [--out DIR]';
+
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { json: false, filter: null };
+  const args: Args = { json: false, scale: false, large: false, out: 'out/bench', filter: null, repeat: 3, native: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    const value = (name: string): string => {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${name} needs a value (${USAGE})`);
+      return v;
+    };
     if (a === '--json') args.json = true;
-    else if (a === '--filter') {
-      const v = argv[++i];
-      if (v === undefined) throw new Error('--filter needs a value');
-      args.filter = v;
-    } else if (a.startsWith('--filter=')) args.filter = a.slice('--filter='.length);
-    else throw new Error(`unknown argument ${a} (usage: run [--json] [--filter SUBSTR])`);
+    else if (a === '--no-native') args.native = false;
+    else if (a === '--scale') args.scale = true;
+    else if (a === '--large') args.large = true;
+    else if (a === '--out' || a.startsWith('--out=')) args.out = value('--out');
+    else if (a === '--filter' || a.startsWith('--filter=')) args.filter = value('--filter');
+    else if (a === '--repeat' || a.startsWith('--repeat=')) {
+      const n = Number(value('--repeat'));
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--repeat takes a whole number ≥ 1 (${USAGE})`);
+      args.repeat = n;
+    } else throw new Error(`unknown argument ${a} (${USAGE})`);
   }
   return args;
 }
@@ -45,21 +68,68 @@ function format(v: number): string {
   return v.toFixed(2);
 }
 
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.scale) {
+    const log = (line: string): void => void process.stderr.write(`${line}\n`);
+    if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
+      log('bench: heap per unit is a best effort without a forced GC (run node with --expose-gc for steady figures)');
+    }
+    const curves = await runScale({ large: args.large, only: args.filter, out: args.out, log });
+    if (args.json) for (const c of curves) process.stdout.write(`${JSON.stringify(c)}\n`);
+    else process.stdout.write(`${formatScale(curves)}\n(${machineLine()})\nwritten: ${args.out}/scale.json, ${args.out}/scale.html\n`);
+    return;
+  }
   const selected = ALL.filter((b) => args.filter === null || b.name.includes(args.filter));
   if (selected.length === 0) throw new Error(`no benchmark matches "${args.filter}"`);
+  const log = (line: string): void => void process.stderr.write(`${line}\n`);
+  const needsNative = args.native && selected.some((b) => b.name in NATIVE_COUNTERPART);
+  const native: NativeFigures | null = needsNative ? runNativeReference(log) : null;
+  if (native?.skipped) log(`bench: ${native.skipped}`);
+  if (native && !native.skipped) {
+    for (const [name, value] of native.values) {
+      const r = { name: `native.${name}`, unit: name === 'walk.4level' ? 'walks/s' : name === 'translate_hit' ? 'transactions/s' : 'pairs/s', value };
+      if (args.json) process.stdout.write(`${JSON.stringify({ ...r, min: value, max: value, runs: 1, compiler: native.compiler })}\n`);
+    }
+  }
   const results: BenchResult[] = [];
   for (const b of selected) {
-    const value = await b.run();
-    const r = { name: b.name, unit: b.unit, value };
+    // Repeated runs: the median is the figure, min and max show the spread (a loaded machine widens it).
+    const runs: number[] = [];
+    for (let i = 0; i < args.repeat; i++) runs.push(await b.run());
+    const counterpart = NATIVE_COUNTERPART[b.name];
+    const c = counterpart !== undefined ? native?.values.get(counterpart) : undefined;
+    const r: BenchResult = {
+      name: b.name,
+      unit: b.unit,
+      value: median(runs),
+      min: Math.min(...runs),
+      max: Math.max(...runs),
+      runs: runs.length,
+      ...(c !== undefined ? { native: c, ratioToNative: median(runs) / c } : {}),
+    };
     results.push(r);
     if (args.json) process.stdout.write(`${JSON.stringify(r)}\n`);
   }
   if (!args.json) {
     const w = Math.max(...results.map((r) => r.name.length), 'metric'.length);
-    process.stdout.write(`${'metric'.padEnd(w)}  ${'value'.padStart(12)}  unit\n`);
-    for (const r of results) process.stdout.write(`${r.name.padEnd(w)}  ${format(r.value).padStart(12)}  ${r.unit}\n`);
+    process.stdout.write(`${'metric'.padEnd(w)}  ${'median'.padStart(10)}  ${'min'.padStart(10)}  ${'max'.padStart(10)}  ${'of C'.padStart(7)}  unit\n`);
+    for (const r of results) {
+      const ratio = r.ratioToNative !== undefined ? r.ratioToNative.toFixed(3) : '';
+      process.stdout.write(
+        `${r.name.padEnd(w)}  ${format(r.value).padStart(10)}  ${format(r.min).padStart(10)}  ${format(r.max).padStart(10)}  ${ratio.padStart(7)}  ${r.unit}\n`,
+      );
+    }
+    if (native && !native.skipped) {
+      process.stdout.write(`\nnative reference (${native.compiler} -O2, bench/native/reference.c):\n`);
+      for (const [name, value] of native.values) process.stdout.write(`  ${name.padEnd(w)}  ${format(value).padStart(10)}\n`);
+    }
   }
 }
 

@@ -7,11 +7,14 @@
  *   master's write to an unmapped IOVA stalls, the context interrupt queues the fault on the
  *   driver's workqueue, the domain's fault handler maps the page (iommu core + io-pgtable), the
  *   driver clears FSR and writes RESUME, the SMMU retries and the write completes. Eight
- *   stall-capable masters, each on its own bank, keep eight faults in flight.
+ *   stall-capable masters, each on its own bank, keep eight faults in flight;
+ * - v2.map_unmap_strict: iommu_map + iommu_unmap of a 4 KiB page through core + arm-smmu driver by one
+ *   kernel thread, each unmap waiting for its TLBIVA + TLBSYNC in virtual time (the SMMUv3 figure's
+ *   counterpart), pairs/s.
  */
 import { iommuAttachDevice } from '../core/iommu-attach.js';
 import { iommuPagingDomainAlloc, iommuSetFaultHandler } from '../core/iommu-domain.js';
-import { iommuMap } from '../core/iommu-map.js';
+import { iommuMap, iommuUnmap } from '../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';
 import { armSmmuFaultStats } from '../drivers/arm-smmu/arm-smmu-fault.js';
 import { ArmSmmuDevice } from '../drivers/arm-smmu/arm-smmu-device.js';
@@ -102,7 +105,26 @@ async function stallRoundtrip(): Promise<number> {
   return value;
 }
 
+async function mapUnmapStrict(): Promise<number> {
+  const machine = smmuV2Machine({ seed: 1 });
+  const kernel = await boot(machine);
+  const dev = deviceOf(kernel, L.masterNoStall);
+  const domain = iommuPagingDomainAlloc(dev);
+  await run(machine, iommuAttachDevice(domain, dev));
+  const pa = kernelPage(kernel);
+  const pairs = (n: number): Promise<void> =>
+    run(machine, (async () => {
+      for (let i = 0; i < n; i++) {
+        await iommuMap(domain, 0x20_0000, pa, 0x1000, RW);
+        if ((await iommuUnmap(domain, 0x20_0000, 0x1000)) !== 0x1000) throw new Error('v2.map_unmap_strict: unmap failed');
+      }
+    })());
+  await pairs(5_000);
+  return throughputAsync(pairs);
+}
+
 export const benches: readonly Bench[] = [
   { name: 'v2.translate_hit', unit: 'transactions/s', run: translateHit },
   { name: 'v2.stall_roundtrip', unit: 'faults/s', run: stallRoundtrip },
+  { name: 'v2.map_unmap_strict', unit: 'pairs/s', run: mapUnmapStrict },
 ];

@@ -218,6 +218,33 @@ export function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageRes
   }
 }
 
+/** Groups handed to a domain's iopf handler and not answered yet, per domain. */
+const domainGroups = new WeakMap<IommuDomain, Set<IopfGroupImpl>>();
+
+/**
+ * Answer INVALID every group still waiting on `domain`: those of `dev` only (null: every device), at
+ * `pasid` only (IOMMU_NO_PASID, 0: the RID's; null: any). The detach paths call it, as Linux answers
+ * a domain's outstanding faults when it is detached (and iommufd auto-responds on detach), and so does
+ * freeing the domain: a stalled transaction never waits on a domain that is gone.
+ */
+// kernel: iommufd_auto_response_faults() [fault.c]
+export function iopfAnswerDomainFaults(domain: IommuDomain, dev: Device | null, pasid: number | null): number {
+  const set = domainGroups.get(domain);
+  if (!set) return 0;
+  let n = 0;
+  for (const g of [...set]) {
+    if (dev !== null && g.param.dev !== dev) continue;
+    if (pasid !== null) {
+      const prm = g.lastFault.fault.prm;
+      const gp = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0 ? prm.pasid : 0;
+      if (gp !== pasid) continue;
+    }
+    if (iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID)) n++;
+    set.delete(g);
+  }
+  return n;
+}
+
 /**
  * Answer a group: only while it is pending, so a late or duplicate answer is ignored. Returns true
  * when this call answered it. // kernel: iopf_group_response()
@@ -225,6 +252,7 @@ export function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageRes
 export function iopfGroupResponse(group: IopfGroup, code: IommuPageResponseCode): boolean {
   if (!(group instanceof IopfGroupImpl)) throw new KernelError('EINVAL', 'iopf_group_response: not a group of the IOPF core');
   checkCode(code);
+  if (group.domain) domainGroups.get(group.domain)?.delete(group);
   if (!group.param.pending.delete(group)) return false;
   group.response = code;
   // A driver op that waits (returns a promise) logs its own failure: nothing to wait for here.
@@ -399,6 +427,9 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
   }
   const group = new IopfGroupImpl(param, faults, 'iopf', domain, handle);
   param.pending.add(group);
+  let byDomain = domainGroups.get(domain);
+  if (!byDomain) domainGroups.set(domain, (byDomain = new Set()));
+  byDomain.add(group);
   param.stats.groups++;
   queue.inFlight++;
   const handler = domain.iopfHandler!;

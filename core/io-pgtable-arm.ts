@@ -62,6 +62,8 @@ const SZ_1G = 0x4000_0000;
 const SZ_4T = 2 ** 42;
 const TWO_32 = 0x1_0000_0000;
 const TWO_48 = 2 ** 48;
+/** Byte offset bits of a descriptor address within its 4 KiB frame (descriptors never straddle frames). */
+const PTEP_IN_FRAME = 0xfff;
 
 /** The CPU page size of the kernel: the granule preferred when the IOMMU offers several. */
 const PAGE_SIZE = SZ_4K;
@@ -136,6 +138,11 @@ const S2_QUIRKS = IO_PGTABLE_QUIRK_ARM_S2FWB | IO_PGTABLE_QUIRK_NO_WARN;
 /** True if the power-of-two `size` is one of the sizes in `bitmap` (a sum of powers of two up to 2^52). */
 function bitmapHas(bitmap: number, size: number): boolean {
   return Math.floor(bitmap / size) % 2 === 1;
+}
+
+/** `a % m === 0` for a power of two `m`: low-word bit test where it suffices (no float modulo on the hot path). */
+function isAligned(a: number, m: number): boolean {
+  return m <= 0x4000_0000 ? ((a >>> 0) & (m - 1)) === 0 : a % m === 0;
 }
 
 function log2(size: number): number {
@@ -221,6 +228,8 @@ class ArmLpaeIoPgtable implements IoPgtable {
   /** Leaf attribute bits of the prot being mapped (set by protToPte; avoids an object per map). */
   private protLo = 0;
   private protHi = 0;
+  /** The prot protLo/protHi were computed for (-1: none yet). */
+  private protFor = -1;
 
   constructor(
     readonly fmt: IoPgtableFmt,
@@ -470,25 +479,49 @@ class ArmLpaeIoPgtable implements IoPgtable {
   // ---- argument checks ----
 
   private checkLive(op: string): void {
-    if (this.freed) throw new KernelError('EINVAL', `io-pgtable ${this.fmt}: ${op} on a freed page table`);
+    if (this.freed) this.freedError(op);
+  }
+
+  private freedError(op: string): never {
+    throw new KernelError('EINVAL', `io-pgtable ${this.fmt}: ${op} on a freed page table`);
   }
 
   /** Validate a map/unmap range; returns the level of `pgsize`. */
   private checkRange(op: string, iova: number, pgsize: number, pgcount: number): number {
-    const lvl = this.levelForSize(pgsize);
+    // The granule is always a supported size, at the last level: the usual case needs no search.
+    const lvl = pgsize === this.granule ? ARM_LPAE_MAX_LEVELS - 1 : this.levelForSize(pgsize);
+    const ok =
+      lvl >= 0 &&
+      Number.isSafeInteger(pgcount) && pgcount >= 1 &&
+      Number.isSafeInteger(iova) && iova >= 0 && isAligned(iova, pgsize) &&
+      iova + pgsize * pgcount <= this.iasLimit;
+    if (!ok) this.rangeError(op, lvl, iova, pgsize, pgcount);
+    return lvl;
+  }
+
+  /** Throw the error that explains why map refused its output range or prot. */
+  private mapArgError(paddr: number, pgsize: number, size: number, prot: number): never {
+    if (!Number.isSafeInteger(paddr) || paddr < 0 || !isAligned(paddr, pgsize)) {
+      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr ${paddr} is not a ${hex(pgsize)}-aligned address`);
+    }
+    if (paddr + size > this.oasLimit) {
+      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr range ${hex(paddr)}+${hex(size)} exceeds the ${this.cfg.oas}-bit output size`);
+    }
+    throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: prot ${hex(prot)} grants neither read nor write`);
+  }
+
+  /** Throw the error that explains why checkRange refused the range (kept out of the hot path). */
+  private rangeError(op: string, lvl: number, iova: number, pgsize: number, pgcount: number): never {
     if (lvl < 0) {
       throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: pgsize ${pgsize} is not in pgsize_bitmap ${hex(this.cfg.pgsizeBitmap)}`);
     }
     if (!Number.isSafeInteger(pgcount) || pgcount < 1) {
       throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: pgcount ${pgcount} is not a positive integer`);
     }
-    if (!Number.isSafeInteger(iova) || iova < 0 || iova % pgsize !== 0) {
+    if (!Number.isSafeInteger(iova) || iova < 0 || !isAligned(iova, pgsize)) {
       throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: iova ${iova} is not a ${hex(pgsize)}-aligned address`);
     }
-    if (iova + pgsize * pgcount > this.iasLimit) {
-      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: iova range ${hex(iova)}+${hex(pgsize * pgcount)} exceeds the ${this.cfg.ias}-bit input size`);
-    }
-    return lvl;
+    throw new KernelError('EINVAL', `io-pgtable ${this.fmt} ${op}: iova range ${hex(iova)}+${hex(pgsize * pgcount)} exceeds the ${this.cfg.ias}-bit input size`);
   }
 
   // ---- ops ----
@@ -498,18 +531,15 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.checkLive('map');
     const target = this.checkRange('map', iova, pgsize, pgcount);
     const size = pgsize * pgcount;
-    if (!Number.isSafeInteger(paddr) || paddr < 0 || paddr % pgsize !== 0) {
-      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr ${paddr} is not a ${hex(pgsize)}-aligned address`);
+    if (!(Number.isSafeInteger(paddr) && paddr >= 0 && isAligned(paddr, pgsize) && paddr + size <= this.oasLimit && prot & (IOMMU_READ | IOMMU_WRITE))) {
+      this.mapArgError(paddr, pgsize, size, prot);
     }
-    if (paddr + size > this.oasLimit) {
-      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: paddr range ${hex(paddr)}+${hex(size)} exceeds the ${this.cfg.oas}-bit output size`);
+    // The leaf bits depend on prot alone (the quirks are fixed): computed again only when it changes.
+    if (prot !== this.protFor) {
+      this.protToPte(prot);
+      this.protFor = prot;
     }
-    if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
-      throw new KernelError('EINVAL', `io-pgtable ${this.fmt} map: prot ${hex(prot)} grants neither read nor write`);
-    }
-    this.protToPte(prot);
     const leafType = target === ARM_LPAE_MAX_LEVELS - 1 ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK;
-    const ram = this.ram;
     let mapped = 0;
     while (mapped < size) {
       const va = iova + mapped;
@@ -518,11 +548,13 @@ class ArmLpaeIoPgtable implements IoPgtable {
       let table = this.pgd;
       for (let l = this.startLevel; l < target; l++) {
         const ptep = table + this.index(vaLo, vaHi, l) * 8;
-        const lo = ram.read32(ptep);
+        const w = this.ram.words32(ptep);
+        const o = (ptep & PTEP_IN_FRAME) >>> 2;
+        const lo = w[o]!;
         if (lo === 0) {
           table = this.installTable(ptep, mapped);
         } else if (this.isTable(lo, l)) {
-          table = this.tableAddr(lo, ram.read32(ptep + 4));
+          table = this.tableAddr(lo, w[o + 1]!);
         } else {
           throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l]!)} mapping`, mapped);
         }
@@ -555,31 +587,45 @@ class ArmLpaeIoPgtable implements IoPgtable {
   // kernel: arm_lpae_init_pte()
   private initPtes(first: number, n: number, va: number, pa: number, lvl: number, lo: number, hi: number, mapped: number): void {
     const ram = this.ram;
+    for (let i = 0; i < n; i++) {
+      const ptep = first + i * 8;
+      if (ram.words32(ptep)[(ptep & PTEP_IN_FRAME) >>> 2] !== 0) {
+        this.replaceStaleTables(first, n, va, lvl, mapped);
+        break;
+      }
+    }
     const sz = this.blockSize[lvl]!;
-    let staleTables = false;
+    for (let i = 0; i < n; i++) {
+      const opa = pa + i * sz;
+      const ptep = first + i * 8;
+      const w = ram.words32(ptep);
+      const o = (ptep & PTEP_IN_FRAME) >>> 2;
+      // The half without the valid bit first, so a walker never sees half of a descriptor.
+      w[o + 1] = hi | this.addrHi(opa);
+      w[o] = lo | this.addrLo(opa);
+    }
+  }
+
+  /**
+   * Some of the `n` entries from `first` are not empty: EEXIST unless each is a table that maps nothing
+   * (left behind by page-sized unmaps); those are cleared, their walks flushed and their tables freed.
+   */
+  private replaceStaleTables(first: number, n: number, va: number, lvl: number, mapped: number): void {
+    const ram = this.ram;
+    const sz = this.blockSize[lvl]!;
     for (let i = 0; i < n; i++) {
       const elo = ram.read32(first + i * 8);
       if (elo === 0) continue;
-      if (this.isTable(elo, lvl) && !this.subtreeMapsAnything(lvl + 1, this.tableAddr(elo, ram.read32(first + i * 8 + 4)))) {
-        staleTables = true;
-        continue;
-      }
+      if (this.isTable(elo, lvl) && !this.subtreeMapsAnything(lvl + 1, this.tableAddr(elo, ram.read32(first + i * 8 + 4)))) continue;
       throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va + i * sz)} is already mapped`, mapped);
     }
-    if (staleTables) {
-      // Tables left behind by page-sized unmaps: free them before a block replaces them.
-      for (let i = 0; i < n; i++) {
-        const elo = ram.read32(first + i * 8);
-        if (!this.isTable(elo, lvl)) continue;
-        const sub = this.tableAddr(elo, ram.read32(first + i * 8 + 4));
-        this.clearPte(first + i * 8);
-        this.tlb.tlbFlushWalk(va + i * sz, sz, this.granule);
-        this.freeSubtree(lvl + 1, sub);
-      }
-    }
     for (let i = 0; i < n; i++) {
-      const opa = pa + i * sz;
-      this.setPte(first + i * 8, lo | this.addrLo(opa), hi | this.addrHi(opa));
+      const elo = ram.read32(first + i * 8);
+      if (!this.isTable(elo, lvl)) continue;
+      const sub = this.tableAddr(elo, ram.read32(first + i * 8 + 4));
+      this.clearPte(first + i * 8);
+      this.tlb.tlbFlushWalk(va + i * sz, sz, this.granule);
+      this.freeSubtree(lvl + 1, sub);
     }
   }
 
@@ -588,7 +634,6 @@ class ArmLpaeIoPgtable implements IoPgtable {
     this.checkLive('unmap');
     const target = this.checkRange('unmap', iova, pgsize, pgcount);
     const size = pgsize * pgcount;
-    const ram = this.ram;
     let unmapped = 0;
     while (unmapped < size) {
       const va = iova + unmapped;
@@ -597,10 +642,12 @@ class ArmLpaeIoPgtable implements IoPgtable {
       let table = this.pgd;
       for (let l = this.startLevel; l < target; l++) {
         const ptep = table + this.index(vaLo, vaHi, l) * 8;
-        const lo = ram.read32(ptep);
+        const w = this.ram.words32(ptep);
+        const o = (ptep & PTEP_IN_FRAME) >>> 2;
+        const lo = w[o]!;
         // A hole, or a larger block that would have to be split: stop here.
         if (!this.isTable(lo, l)) return unmapped;
-        table = this.tableAddr(lo, ram.read32(ptep + 4));
+        table = this.tableAddr(lo, w[o + 1]!);
       }
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - unmapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
@@ -622,21 +669,27 @@ class ArmLpaeIoPgtable implements IoPgtable {
     let i = 0;
     for (; i < n; i++) {
       const ptep = first + i * 8;
-      const lo = ram.read32(ptep);
+      const w = ram.words32(ptep);
+      const o = (ptep & PTEP_IN_FRAME) >>> 2;
+      const lo = w[o]!;
       if (lo === 0) break;
-      const hi = ram.read32(ptep + 4);
-      this.clearPte(ptep);
-      if (this.isTable(lo, lvl)) {
-        // Walks through the table may be cached: flush them before the table is reused.
-        this.tlb.tlbFlushWalk(va + i * sz, sz, this.granule);
-        this.freeSubtree(lvl + 1, this.tableAddr(lo, hi));
-      }
+      const hi = w[o + 1]!;
+      w[o] = 0;
+      w[o + 1] = 0;
+      if (this.isTable(lo, lvl)) this.freeUnlinkedTable(va + i * sz, lvl, this.tableAddr(lo, hi));
     }
     const addPage = this.tlb.tlbAddPage;
     if (gather && addPage && !iommuIotlbGatherQueued(gather)) {
       for (let j = 0; j < i; j++) addPage.call(this.tlb, gather, va + j * sz, sz);
     }
     return i;
+  }
+
+  /** A table entry of level `lvl` mapping `va` was cleared: flush walks through it, then free its subtree. */
+  private freeUnlinkedTable(va: number, lvl: number, table: number): void {
+    // Walks through the table may be cached: flush them before the table is reused.
+    this.tlb.tlbFlushWalk(va, this.blockSize[lvl]!, this.granule);
+    this.freeSubtree(lvl + 1, table);
   }
 
   // kernel: arm_lpae_iova_to_phys()

@@ -21,6 +21,7 @@ import {
   type IommuDomain,
 } from './iommu-domain.js';
 import { IommuAttachHandle, iommuGroupGet, type IommuGroup } from './iommu-group.js';
+import { iopfAnswerDomainFaults } from './io-pgfault.js';
 import { IOMMU_NO_PASID } from './iommu-pasid.js';
 
 /** kernel: IOMMU_SET_DOMAIN_MUST_SUCCEED */
@@ -47,6 +48,12 @@ export async function __iommuAttachDevice(domain: IommuDomain, dev: Device, old:
     throw e;
   }
   param.attachDeferred = false;
+  domain._noteAttach(dev, IOMMU_NO_PASID);
+  if (old && old !== domain) {
+    // The RID left `old`: its faults waiting there are answered (Linux does so on detach).
+    old._noteDetach(dev, IOMMU_NO_PASID);
+    iopfAnswerDomainFaults(old, dev, IOMMU_NO_PASID);
+  }
   const trace = param.subsystem.port.trace;
   if (trace.active) {
     trace.emit({ kind: 'custom', time: param.subsystem.port.now(), track: dev.name, name: 'iommu:attach', args: { type: iommuDomainTypeStr(domain.type) } });

@@ -12,7 +12,8 @@ import type { Device } from '../bus/device.js';
 import { KernelError, type Errno } from '../bus/errno.js';
 import type { Mm } from '../mm/mm.js';
 import type { IommuDmaCookie } from './dma-iommu.js';
-import { devIommuOps, hasIommu } from './iommu-device.js';
+import { iopfAnswerDomainFaults } from './io-pgfault.js';
+import { devIommu, devIommuOps, hasIommu } from './iommu-device.js';
 import type { IopfGroup } from './iommu-fault-types.js';
 import type { DomainOps, IommuOps } from './iommu-ops.js';
 
@@ -96,6 +97,8 @@ export class IommuDomain {
   private bitmap = 0;
   private sizes: number[] = [];
   private freed = false;
+  /** Where the domain is attached: device → PASIDs (IOMMU_NO_PASID, 0, is the RID). */
+  private readonly users = new Map<Device, Set<number>>();
 
   constructor(init: IommuDomainInit = {}) {
     this.domainOps = init.ops ?? null;
@@ -148,6 +151,26 @@ export class IommuDomain {
   /** A short description for logs and test output (the domain reaches all of machine RAM otherwise). */
   toJSON(): Record<string, unknown> {
     return { type: iommuDomainTypeStr(this.type), owner: this.owner?.name ?? null, cookie: this.cookie.type, pgsizeBitmap: this.bitmap };
+  }
+
+  /** Devices (and their PASIDs; 0 is the RID) the domain is attached to now. */
+  get attachments(): ReadonlyMap<Device, ReadonlySet<number>> {
+    return this.users;
+  }
+
+  /** @internal the attach paths: `dev` (at `pasid`, 0 for the RID) now translates through this domain. */
+  _noteAttach(dev: Device, pasid: number): void {
+    let set = this.users.get(dev);
+    if (!set) this.users.set(dev, (set = new Set()));
+    set.add(pasid);
+  }
+
+  /** @internal the detach paths. */
+  _noteDetach(dev: Device, pasid: number): void {
+    const set = this.users.get(dev);
+    if (!set) return;
+    set.delete(pasid);
+    if (set.size === 0) this.users.delete(dev);
   }
 
   /** @internal iommuDomainFree only. */
@@ -217,6 +240,17 @@ export function iommuDomainInit(domain: IommuDomain, type: number, ops: IommuOps
 /** Release the cookie, then the driver's part. // kernel: iommu_domain_free() */
 export async function iommuDomainFree(domain: IommuDomain): Promise<void> {
   domain._markFreed();
+  // Freeing a domain that is still attached is a caller bug (the kernel WARNs about it): say so, and
+  // make sure nothing of it is called again: its handlers are dropped and the faults still waiting
+  // on it are answered (a stalled master would otherwise wait on a freed domain forever).
+  const users = [...domain.attachments];
+  if (users.length > 0) {
+    const where = users.map(([dev, pasids]) => `${dev.name}${[...pasids].some((p) => p !== 0) ? ` (PASID ${[...pasids].join(', ')})` : ''}`).join(', ');
+    const log = devIommu(users[0]![0])?.subsystem.log;
+    log?.warn(users[0]![0].name, `WARNING: ${iommuDomainTypeStr(domain.type)} domain freed while still attached to ${where}`);
+  }
+  domain.iopfHandler = null;
+  iopfAnswerDomainFaults(domain, null, null);
   const cookie = domain.cookie;
   domain.cookie = NO_COOKIE;
   if (cookie.type === 'dma-iova') cookie.dma.put();

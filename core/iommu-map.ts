@@ -12,7 +12,7 @@
 import { KernelError } from '../bus/errno.js';
 import { iommuIotlbGatherInit, type IommuIotlbGather } from './iommu-gather.js';
 import { __IOMMU_DOMAIN_DMA_API, __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type IommuDomain } from './iommu-domain.js';
-import type { Gfp } from './iommu-ops.js';
+import type { Gfp, MaybePromise } from './iommu-ops.js';
 import { hex } from './io-pgtable.js';
 
 /** The lowest power of two dividing `x` (Infinity for 0). */
@@ -187,15 +187,41 @@ export async function iommuSyncMap(domain: IommuDomain, iova: number, size: numb
   if (op) await op.call(domain.ops, domain, iova, size);
 }
 
-/** Map and make the mapping visible; a failed sync unmaps the range. // kernel: iommu_map() */
-export async function iommuMap(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<void> {
-  await iommuMapNosync(domain, iova, paddr, size, prot, gfp);
+/** One settled promise for the operations that finish without waiting (no allocation per call). */
+const DONE: Promise<void> = Promise.resolve();
+
+/**
+ * Map and make the mapping visible; a failed sync unmaps the range. // kernel: iommu_map()
+ * The page-table work is synchronous: a map whose driver has nothing to wait for costs no promise
+ * beyond the settled one it returns (errors still arrive as rejections).
+ */
+export function iommuMap(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<void> {
   try {
-    await iommuSyncMap(domain, iova, size);
+    checkMappable(domain, iova, paddr, size);
   } catch (e) {
-    await iommuUnmap(domain, iova, size);
-    throw e;
+    return Promise.reject(e);
   }
+  try {
+    mapRuns(domain, iova, paddr, size, prot, gfp);
+  } catch (e) {
+    return unmapAfterFailure(domain, iova, runsMapped, e);
+  }
+  recordMapped(domain, iova, paddr, size);
+  const op = domain.ops.iotlbSyncMap;
+  if (!op) return DONE;
+  let r: MaybePromise<void>;
+  try {
+    r = op.call(domain.ops, domain, iova, size);
+  } catch (e) {
+    return unmapAfterFailure(domain, iova, size, e);
+  }
+  return r instanceof Promise ? r.catch((e: unknown) => unmapAfterFailure(domain, iova, size, e)) : DONE;
+}
+
+/** Undo the `done` bytes a failed iommuMap mapped, then fail with its error. */
+async function unmapAfterFailure(domain: IommuDomain, iova: number, done: number, e: unknown): Promise<never> {
+  if (done > 0) await iommuUnmap(domain, iova, done);
+  throw e;
 }
 
 /** kernel: __iommu_unmap() */
@@ -224,11 +250,17 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
  * that cannot unmap or a misaligned range; it stops at the first hole, and never splits a mapping
  * that `iommuMap` made as one block. // kernel: iommu_unmap()
  */
-export async function iommuUnmap(domain: IommuDomain, iova: number, size: number): Promise<number> {
+export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Promise<number> {
   const gather = iommuIotlbGatherInit();
-  const unmapped = __iommuUnmap(domain, iova, size, gather);
-  await iommuIotlbSync(domain, gather);
-  return unmapped;
+  let unmapped: number;
+  let r: MaybePromise<void>;
+  try {
+    unmapped = __iommuUnmap(domain, iova, size, gather);
+    r = domain.ops.iotlbSync?.call(domain.ops, domain, gather);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return r instanceof Promise ? r.then(() => unmapped) : Promise.resolve(unmapped);
 }
 
 /** As iommuUnmap, leaving the invalidation in `gather` for the caller's iommuIotlbSync. // kernel: iommu_unmap_fast() */
@@ -237,9 +269,20 @@ export function iommuUnmapFast(domain: IommuDomain, iova: number, size: number, 
 }
 
 /** Invalidate what `gather` collected and wait; the gather starts over. // kernel: iommu_iotlb_sync() */
-export async function iommuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): Promise<void> {
+export function iommuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): Promise<void> {
   const op = domain.ops.iotlbSync;
-  if (op) await op.call(domain.ops, domain, gather);
+  let r: MaybePromise<void>;
+  try {
+    r = op?.call(domain.ops, domain, gather);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  if (r instanceof Promise) return r.then(() => gatherStartOver(gather));
+  gatherStartOver(gather);
+  return DONE;
+}
+
+function gatherStartOver(gather: IommuIotlbGather): void {
   const queued = gather.queued;
   iommuIotlbGatherInit(gather);
   gather.queued = queued;

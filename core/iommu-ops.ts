@@ -178,9 +178,10 @@ export interface IommuOps {
   hwInfo?(dev: Device, type: number): IommuHwInfo;
   /**
    * Make `viommu` a vIOMMU of `type` over the nest-parent `parent` for `dev`'s IOMMU, returning its
-   * ops (kernel: get_viommu_size + viommu_init); EOPNOTSUPP when it cannot.
+   * ops (kernel: get_viommu_size + viommu_init); `data` is the type's user structure (in and out).
+   * EOPNOTSUPP when it cannot.
    */
-  viommuAlloc?(dev: Device, type: number, parent: IommuDomain, viommu: IommufdViommu): IommufdViommuOps;
+  viommuAlloc?(dev: Device, type: number, parent: IommuDomain, viommu: IommufdViommu, data: Uint32Array | null): Promise<IommufdViommuOps>;
 
   /** The per-device feature API of 5.x–6.15 (IOPF before SVA). */
   devEnableFeat?(dev: Device, feat: IommuDevFeature): MaybePromise<void>;

@@ -16,6 +16,7 @@
 import type { Device } from '../bus/device.js';
 import { KernelError } from '../bus/errno.js';
 import { devIommu, devIommuOps } from './iommu-device.js';
+import { iopfAnswerDomainFaults } from './io-pgfault.js';
 import { domainIommuOpsCompatible, type IommuDomain } from './iommu-domain.js';
 import { iommuGroupGet, type IommuAttachHandle, type IommuGroup } from './iommu-group.js';
 import type { IommuSubsystem } from './iommu.js';
@@ -35,6 +36,8 @@ async function iommuRemoveDevPasid(group: IommuGroup, dev: Device, pasid: number
   } catch (e) {
     group.subsystem.log.warn(dev.name, `WARNING: removing PASID ${pasid} failed: ${String(e)}`);
   }
+  domain._noteDetach(dev, pasid);
+  iopfAnswerDomainFaults(domain, dev, pasid);
 }
 
 function hasPasids(dev: Device): boolean {
@@ -49,6 +52,11 @@ async function __iommuSetGroupPasid(domain: IommuDomain, group: IommuGroup, pasi
     try {
       await domain.ops.setDevPasid!(domain, dev, pasid, old);
       done.push(dev);
+      domain._noteAttach(dev, pasid);
+      if (old && old !== domain) {
+        old._noteDetach(dev, pasid);
+        iopfAnswerDomainFaults(old, dev, pasid);
+      }
     } catch (e) {
       for (const d of done) {
         // Back to the old domain if there was one (a driver must accept it), else detach.

@@ -74,9 +74,13 @@ export const IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV = 2;
 /** kernel: enum iommu_veventq_type */
 export const IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 = 1;
 export const IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV = 2;
+/** kernel: enum iommu_hw_queue_type */
+export const IOMMU_HW_QUEUE_TYPE_DEFAULT = 0;
+export const IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV = 1;
 /** kernel: enum iommu_hw_info_type */
 export const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
 export const IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 2;
+export const IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV = 3;
 /** kernel: IOMMU_VEVENTQ_FLAG_LOST_EVENTS */
 export const IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1 << 0;
 /** kernel: IOMMU_IOAS_MAP_* */
@@ -113,6 +117,17 @@ export interface IommufdViommuOps {
   cacheInvalidate(viommu: IommufdViommu, array: IommuUserDataArray): Promise<void>;
   /** Release the driver's state (kernel: viommu->ops->destroy). */
   destroy?(viommu: IommufdViommu): Promise<void>;
+  /** Program the hardware for a new vDEVICE (kernel: viommu->ops->vdevice_init); throw to refuse it. */
+  vdeviceInit?(vdev: IommufdVdevice): void;
+  /** Undo vdeviceInit (kernel: vdev->destroy). */
+  vdeviceDestroy?(vdev: IommufdVdevice): void;
+  /**
+   * Give the hardware a queue at host physical `basePa` (kernel: viommu->ops->hw_queue_init_phys);
+   * EOPNOTSUPP for a queue type the driver lacks, its errno for a bad index, order or size.
+   */
+  hwQueueInitPhys?(hwq: IommufdHwQueue, basePa: number): void;
+  /** Take the queue back from the hardware (kernel: hw_queue->destroy). */
+  hwQueueDestroy?(hwq: IommufdHwQueue): Promise<void>;
 }
 
 /** kernel: iommu_ops.hw_info — the IOMMU's ID registers for user space. */
@@ -123,7 +138,7 @@ export interface IommuHwInfo {
 
 // ---- objects ------------------------------------------------------------------------------------
 
-type ObjType = 'ioas' | 'device' | 'hwpt-paging' | 'hwpt-nested' | 'viommu' | 'vdevice' | 'veventq' | 'fault';
+type ObjType = 'ioas' | 'device' | 'hwpt-paging' | 'hwpt-nested' | 'viommu' | 'vdevice' | 'veventq' | 'fault' | 'hw-queue';
 
 abstract class IommufdObject {
   abstract readonly type: ObjType;
@@ -137,6 +152,8 @@ interface IoasArea {
   readonly length: number;
   readonly pa: number;
   readonly prot: number;
+  /** HW queues pinning it (kernel: the internal access of iommufd_hw_queue_alloc_phys()). */
+  pins: number;
 }
 
 /** kernel: struct iommufd_ioas */
@@ -197,6 +214,9 @@ export class IommufdViommu extends IommufdObject {
   /** Virtual ID → vDEVICE (kernel: vdevs xarray). */
   readonly vdevs = new Map<number, IommufdVdevice>();
   readonly veventqs = new Map<number, IommufdVeventq>();
+  readonly hwQueues = new Set<IommufdHwQueue>();
+  /** Regions user space may mmap, by offset (kernel: iommufd_viommu_alloc_mmap()). */
+  readonly mmaps = new Map<number, { readonly phys: number; readonly length: number }>();
   ops: IommufdViommuOps | null = null;
   /** The driver's object (kernel: the structure that embeds iommufd_viommu). */
   driverData: unknown = null;
@@ -224,6 +244,21 @@ export class IommufdViommu extends IommufdObject {
     throw new KernelError('ENOENT', `${dev.name} has no vDEVICE on vIOMMU ${this.id}`);
   }
 
+  /**
+   * Offer `length` bytes of host MMIO at `phys` to user space; returns the mmap offset.
+   */
+  // kernel: iommufd_viommu_alloc_mmap() [driver.c]
+  allocMmap(phys: number, length: number): number {
+    const offset = this.id * 0x1_0000_0000 + this.mmaps.size * 0x1_0000;
+    this.mmaps.set(offset, { phys, length });
+    return offset;
+  }
+
+  // kernel: iommufd_viommu_destroy_mmap() [driver.c]
+  destroyMmap(offset: number): void {
+    this.mmaps.delete(offset);
+  }
+
   /** Queue a driver event record to the vEVENTQ of `type`; EOPNOTSUPP when there is none. */
   // kernel: iommufd_viommu_report_event() [driver.c]
   reportEvent(type: number, data: Uint32Array): void {
@@ -240,6 +275,8 @@ export class IommufdViommu extends IommufdObject {
 /** kernel: struct iommufd_vdevice */
 export class IommufdVdevice extends IommufdObject {
   readonly type = 'vdevice';
+  /** The driver's state for it (a SID pair slot). */
+  driverData: unknown = null;
   constructor(
     id: number,
     readonly viommu: IommufdViommu,
@@ -247,6 +284,36 @@ export class IommufdVdevice extends IommufdObject {
     readonly virtId: number,
   ) {
     super(id);
+  }
+}
+
+/** kernel: struct iommufd_hw_queue — a queue of the guest's memory the hardware reads directly. */
+export class IommufdHwQueue extends IommufdObject {
+  readonly type = 'hw-queue';
+  /** The host physical address the driver gave the hardware. */
+  basePa = 0;
+  /** The queue this one must outlive (kernel: iommufd_hw_queue_depend()). */
+  dependsOn: IommufdHwQueue | null = null;
+  /** The driver's object. */
+  driverData: unknown = null;
+  constructor(
+    id: number,
+    readonly viommu: IommufdViommu,
+    /** IOMMU_HW_QUEUE_TYPE_* */
+    readonly hwQueueType: number,
+    readonly index: number,
+    readonly iova: number,
+    readonly length: number,
+    readonly pinned: readonly IoasArea[],
+  ) {
+    super(id);
+  }
+
+  /** Make `prev` undestroyable while this queue exists. */
+  // kernel: iommufd_hw_queue_depend() [iommufd.h]
+  depend(prev: IommufdHwQueue): void {
+    this.dependsOn = prev;
+    prev.users++;
   }
 }
 
@@ -467,7 +534,7 @@ export class IommufdCtx {
       }
     }
     const prot = ((flags & IOMMU_IOAS_MAP_READABLE) !== 0 ? IOMMU_READ : 0) | ((flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0 ? IOMMU_WRITE : 0);
-    const area: IoasArea = { iova, length, pa, prot };
+    const area: IoasArea = { iova, length, pa, prot, pins: 0 };
     const done: IommufdHwptPaging[] = [];
     try {
       for (const h of ioas.hwpts) {
@@ -492,6 +559,7 @@ export class IommufdCtx {
     if (hit.length === 0) throw new KernelError('ENOENT', `IOAS ${ioasId}: nothing is mapped at 0x${iova.toString(16)}+0x${length.toString(16)}`);
     for (const a of hit) {
       if (a.iova < iova || a.iova + a.length > end) throw new KernelError('ENOENT', `IOAS ${ioasId}: the mapping at 0x${a.iova.toString(16)} straddles the unmap range`);
+      if (a.pins > 0) throw new KernelError('EBUSY', `IOAS ${ioasId}: the mapping at 0x${a.iova.toString(16)} backs a hardware queue`);
     }
     let bytes = 0;
     for (const a of hit) {
@@ -624,9 +692,11 @@ export class IommufdCtx {
 
   /**
    * kernel: IOMMU_VIOMMU_ALLOC — a vIOMMU of `type` over a NEST_PARENT HWPT, for `devId`'s IOMMU.
-   * EINVAL when the HWPT is not a nest parent; EOPNOTSUPP when the driver has no such vIOMMU.
+   * `data` is the type's driver structure as u32 words, in and out (TEGRA241_CMDQV: the mmap
+   * offset and length of the VINTF page0 come back in it). EINVAL when the HWPT is not a nest
+   * parent; EOPNOTSUPP when the driver has no such vIOMMU.
    */
-  viommuAlloc(devId: number, hwptId: number, type: number): number {
+  async viommuAlloc(devId: number, hwptId: number, type: number, data: Uint32Array | null = null): Promise<number> {
     const idev = this.device(devId);
     const parent = this.hwpt(hwptId);
     if (!(parent instanceof IommufdHwptPaging) || !parent.nestParent) throw new KernelError('EINVAL', `HWPT ${hwptId} is not a nesting parent`);
@@ -634,13 +704,64 @@ export class IommufdCtx {
     if (!ops.viommuAlloc || type === IOMMU_VIOMMU_TYPE_DEFAULT) throw new KernelError('EOPNOTSUPP', `${ops.name} has no vIOMMU of type ${type}`);
     const obj = this.add((id) => new IommufdViommu(id, type, idev.dev, parent));
     try {
-      obj.ops = ops.viommuAlloc(idev.dev, type, parent.domain, obj);
+      obj.ops = await ops.viommuAlloc(idev.dev, type, parent.domain, obj, data);
     } catch (e) {
       this.objects.delete(obj.id);
       throw e;
     }
     parent.users++;
     idev.users++;
+    return obj.id;
+  }
+
+  /** The host MMIO behind an mmap of the iommufd at `offset` (ENXIO for no region of that size). */
+  mmap(offset: number, length: number): number {
+    for (const o of this.objects.values()) {
+      if (!(o instanceof IommufdViommu)) continue;
+      const r = o.mmaps.get(offset);
+      if (r) {
+        if (length !== r.length) throw new KernelError('EINVAL', `iommufd: mmap of 0x${length.toString(16)} bytes at offset 0x${offset.toString(16)}: the region is 0x${r.length.toString(16)} bytes`);
+        return r.phys;
+      }
+    }
+    throw new KernelError('ENXIO', `iommufd: nothing to mmap at offset 0x${offset.toString(16)}`);
+  }
+
+  /**
+   * kernel: IOMMU_HW_QUEUE_ALLOC — hand the hardware a queue the user keeps at `iova` of the
+   * vIOMMU's parent IOAS (a guest physical address for a VMM): the range is pinned (IOAS_UNMAP is
+   * EBUSY) and must be host-physically contiguous (EFAULT otherwise, ENOENT when unmapped).
+   */
+  hwQueueAlloc(viommuId: number, type: number, index: number, iova: number, length: number): number {
+    const viommu = this.viommu(viommuId);
+    if (type === IOMMU_HW_QUEUE_TYPE_DEFAULT || !viommu.ops?.hwQueueInitPhys) throw new KernelError('EOPNOTSUPP', `vIOMMU ${viommuId} has no hardware queue of type ${type}`);
+    if (!Number.isSafeInteger(length) || length <= 0 || !Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(iova + length)) {
+      throw new KernelError('EINVAL', `hardware queue of 0x${length.toString(16)} bytes at IOVA 0x${iova.toString(16)} is out of range`);
+    }
+    const ioas = viommu.parent.ioas;
+    const areas: IoasArea[] = [];
+    let basePa = -1;
+    for (let at = iova; at < iova + length; ) {
+      const a = ioas.areas.find((x) => at >= x.iova && at < x.iova + x.length);
+      if (!a) throw new KernelError('ENOENT', `hardware queue: IOVA 0x${at.toString(16)} is not mapped in IOAS ${ioas.id}`);
+      const pa = a.pa + (at - a.iova);
+      if (basePa < 0) basePa = pa;
+      else if (pa !== basePa + (at - iova)) throw new KernelError('EFAULT', `hardware queue at IOVA 0x${iova.toString(16)}: host pages are not contiguous at 0x${at.toString(16)}`);
+      areas.push(a);
+      at = a.iova + a.length;
+    }
+    const obj = this.add((id) => new IommufdHwQueue(id, viommu, type, index, iova, length, areas));
+    obj.basePa = basePa;
+    try {
+      viommu.ops.hwQueueInitPhys(obj, basePa);
+    } catch (e) {
+      if (obj.dependsOn) obj.dependsOn.users--;
+      this.objects.delete(obj.id);
+      throw e;
+    }
+    for (const a of areas) a.pins++;
+    viommu.hwQueues.add(obj);
+    viommu.users++;
     return obj.id;
   }
 
@@ -658,6 +779,12 @@ export class IommufdCtx {
     if (viommu.vdevs.has(virtId)) throw new KernelError('EEXIST', `vIOMMU ${viommuId}: virtual ID 0x${virtId.toString(16)} is taken`);
     for (const v of viommu.vdevs.values()) if (v.idev === idev) throw new KernelError('EEXIST', `${idev.dev.name} already has a vDEVICE on vIOMMU ${viommuId}`);
     const obj = this.add((id) => new IommufdVdevice(id, viommu, idev, virtId));
+    try {
+      viommu.ops?.vdeviceInit?.(obj);
+    } catch (e) {
+      this.objects.delete(obj.id);
+      throw e;
+    }
     viommu.vdevs.set(virtId, obj);
     viommu.users++;
     idev.users++;
@@ -724,11 +851,18 @@ export class IommufdCtx {
       obj.parent.users--;
       this.idevOf(obj.dev)!.users--;
     } else if (obj instanceof IommufdVdevice) {
+      obj.viommu.ops?.vdeviceDestroy?.(obj);
       obj.viommu.vdevs.delete(obj.virtId);
       obj.viommu.users--;
       obj.idev.users--;
     } else if (obj instanceof IommufdVeventq) {
       obj.viommu.veventqs.delete(obj.id);
+      obj.viommu.users--;
+    } else if (obj instanceof IommufdHwQueue) {
+      await obj.viommu.ops?.hwQueueDestroy?.(obj);
+      for (const a of obj.pinned) a.pins--;
+      if (obj.dependsOn) obj.dependsOn.users--;
+      obj.viommu.hwQueues.delete(obj);
       obj.viommu.users--;
     } else if (obj instanceof IommufdFault) {
       obj.drain(IOMMU_PAGE_RESP_FAILURE);
@@ -740,6 +874,8 @@ export class IommufdCtx {
   async closeExceptDevices(): Promise<void> {
     for (const o of this.objects.values()) if (o instanceof IommufdFault) o.drain(IOMMU_PAGE_RESP_FAILURE);
     for (const o of this.objects.values()) if (o instanceof IommufdDevice && o.hwpt) await this.detach(o.id);
+    // HW queues newest first: each depends on the one allocated before it.
+    for (const o of [...this.objects.values()].reverse()) if (o.type === 'hw-queue') await this.destroy(o.id);
     for (const t of ['vdevice', 'veventq', 'hwpt-nested', 'viommu', 'hwpt-paging', 'fault', 'ioas'] as ObjType[]) {
       for (const o of [...this.objects.values()]) if (o.type === t) await this.destroy(o.id);
     }

@@ -23,6 +23,12 @@ export interface RamAccess {
   read(pa: number, len: number): Uint8Array;
   write(pa: number, data: Uint8Array): void;
   fill(pa: number, len: number, byte: number): void;
+  /**
+   * The 4 KiB frame holding `pa` as 32-bit little-endian words, made resident if it was not: a page the
+   * kernel owns, reached through the linear map (phys_to_virt()), for descriptors read and written in
+   * place. Valid until the frame is zeroed whole with `fill`; take it again per operation.
+   */
+  words32(pa: number): Uint32Array;
 }
 
 /** Firmware tables as the boot loader leaves them for the kernel. */

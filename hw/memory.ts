@@ -12,6 +12,8 @@
 export const FRAME_SHIFT = 12;
 export const FRAME_SIZE = 1 << FRAME_SHIFT;
 const FRAME_MASK = FRAME_SIZE - 1;
+const FRAME_CACHE_SIZE = 256;
+const FRAME_CACHE_MASK = FRAME_CACHE_SIZE - 1;
 
 export class BusError extends Error {
   constructor(
@@ -29,18 +31,25 @@ export interface RamRegion {
   size: number;
 }
 
-/** A resident frame: its bytes and a DataView made once, so a frame switch allocates nothing. */
+/** A resident frame: its bytes and views made once, so a frame switch allocates nothing. */
 interface Frame {
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  readonly words: Uint32Array;
 }
+
+/** `words32` hands out host-order 32-bit views of frames: they are the little-endian words only on a little-endian host. */
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 export class PhysicalMemory {
   private readonly frames = new Map<number, Frame>();
   private readonly regions: RamRegion[] = [];
-  // One-entry cache of the last frame touched: most accesses hit the same page.
-  private lastPfn = -1;
-  private lastFrame: Uint8Array | null = null;
+  // A direct-mapped cache of resident frames (pfn modulo its size): page-table walks and map/unmap
+  // alternate between a handful of tables, which a one-entry cache would miss on every access.
+  private readonly cachePfn = new Float64Array(FRAME_CACHE_SIZE).fill(-1);
+  private readonly cacheFrame: (Uint8Array | null)[] = new Array<Uint8Array | null>(FRAME_CACHE_SIZE).fill(null);
+  private readonly cacheView: (DataView | null)[] = new Array<DataView | null>(FRAME_CACHE_SIZE).fill(null);
+  private readonly cacheWords: (Uint32Array | null)[] = new Array<Uint32Array | null>(FRAME_CACHE_SIZE).fill(null);
   private lastView: DataView | null = null;
   private static readonly ZERO = new Uint8Array(FRAME_SIZE);
 
@@ -79,19 +88,40 @@ export class PhysicalMemory {
 
   private frameFor(pa: number, len: number, op: 'read' | 'write', create: boolean): Uint8Array | null {
     const pfn = Math.floor(pa / FRAME_SIZE);
-    if (pfn === this.lastPfn) return this.lastFrame;
+    const slot = pfn & FRAME_CACHE_MASK;
+    if (this.cachePfn[slot] === pfn) {
+      this.lastView = this.cacheView[slot]!;
+      return this.cacheFrame[slot]!;
+    }
     let f = this.frames.get(pfn);
     if (!f) {
       if (!this.isRam(pa, len)) throw new BusError(pa, len, op);
       if (!create) return null;
       const bytes = new Uint8Array(FRAME_SIZE);
-      f = { bytes, view: new DataView(bytes.buffer) };
+      f = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
       this.frames.set(pfn, f);
     }
-    this.lastPfn = pfn;
-    this.lastFrame = f.bytes;
+    this.cachePfn[slot] = pfn;
+    this.cacheFrame[slot] = f.bytes;
+    this.cacheView[slot] = f.view;
+    this.cacheWords[slot] = f.words;
     this.lastView = f.view;
     return f.bytes;
+  }
+
+  /**
+   * The 4 KiB frame holding `pa` as 32-bit little-endian words (word i is bytes 4i..4i+3 of the frame),
+   * made resident if it was not: how kernel code reaches a page it owns through the linear map, for
+   * page-table code that reads and writes descriptors in place. Throws BusError outside RAM. The view
+   * is valid until the frame is zeroed whole through `fill` (which drops it): take it again after that.
+   */
+  words32(pa: number): Uint32Array {
+    const pfn = Math.floor(pa / FRAME_SIZE);
+    const slot = pfn & FRAME_CACHE_MASK;
+    if (this.cachePfn[slot] === pfn) return this.cacheWords[slot]!;
+    if (!HOST_LITTLE_ENDIAN) throw new Error('PhysicalMemory.words32 needs a little-endian host');
+    this.frameFor(pa, 4, 'write', true);
+    return this.cacheWords[slot]!;
   }
 
   private viewFor(pa: number, len: number, op: 'read' | 'write', create: boolean): DataView | null {
@@ -194,10 +224,12 @@ export class PhysicalMemory {
         if (!this.isRam(cur, n)) throw new BusError(cur, n, 'write');
         const pfn = cur / FRAME_SIZE;
         this.frames.delete(pfn);
-        if (pfn === this.lastPfn) {
-          this.lastPfn = -1;
-          this.lastFrame = null;
-          this.lastView = null;
+        const slot = pfn & FRAME_CACHE_MASK;
+        if (this.cachePfn[slot] === pfn) {
+          this.cachePfn[slot] = -1;
+          this.cacheFrame[slot] = null;
+          this.cacheView[slot] = null;
+          this.cacheWords[slot] = null;
         }
       } else {
         this.frameFor(cur, n, 'write', true)!.fill(byte & 0xff, off, off + n);

@@ -51,10 +51,17 @@ export class TimeLimitError extends Error {
   }
 }
 
-// process.nextTick runs only once V8's microtask queue is empty: every software continuation that
-// was runnable has run (and queued its hardware work) before the next event executes. Cheaper than a
-// macrotask, and it never yields to the event loop.
+// A next-tick callback queued from a promise job runs only once V8's microtask queue is empty: every
+// software continuation that was runnable has run (and queued its hardware work) before the next event
+// executes. Cheaper than a macrotask, and it never yields to the event loop.
 const drainMicrotasks = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
+
+// That holds only from inside a promise job. Called straight from a host callback (a timer, an
+// immediate, a worker's message, or a next-tick callback itself), Node runs queued next-tick callbacks
+// *before* the promise jobs that callback left pending, so the first drain would come back with the
+// kernel's continuations still queued and the run would see a deadlock at t=0. Every run loop therefore
+// first steps into a promise job; from then on each drain is queued from one.
+const enterPromiseJob = (): Promise<void> => Promise.resolve();
 
 export class Scheduler {
   private heap: ScheduledEvent[] = [];
@@ -158,6 +165,7 @@ export class Scheduler {
       },
     );
     const deadline = this._now + limitNs;
+    await enterPromiseJob();
     for (;;) {
       await drainMicrotasks();
       if (settled) break;
@@ -173,6 +181,7 @@ export class Scheduler {
   /** Run everything due within the next `durationNs`, then leave time at now + durationNs. */
   async runFor(durationNs: number): Promise<void> {
     const end = this._now + durationNs;
+    await enterPromiseJob();
     for (;;) {
       await drainMicrotasks();
       const next = this.peekTime();
@@ -187,6 +196,7 @@ export class Scheduler {
   async runUntilIdle(limitNs = Number.POSITIVE_INFINITY): Promise<number> {
     const start = this._steps;
     const deadline = this._now + limitNs;
+    await enterPromiseJob();
     for (;;) {
       await drainMicrotasks();
       const next = this.peekTime();

@@ -248,6 +248,9 @@ export async function bootKernel(machine: BootTarget, opts: BootOptions = {}): P
   const processes = new ProcessTable(mmContext);
   const core = new DriverCore({ port, dt, instance });
   core.log.info('kernel', `booting kernel ${core.instance}; command line: "${cmdline}"`, LOG_NS);
+  for (const g of fwmem.ignored) {
+    core.log.warn('kernel', `${g.node}: ignoring memory range 0x${g.base.toString(16)} - 0x${g.end.toString(16)}: beyond the physical address limit`, LOG_NS);
+  }
   for (const w of acpiFirmwareOf(dt)?.warnings ?? []) core.log.warn('kernel', `ACPI: ${w}`, LOG_NS);
   for (const u of fwmem.unplaced) {
     core.log.err('kernel', `reserved-memory: failed to allocate ${u.size} bytes for node ${u.node}`, LOG_NS);

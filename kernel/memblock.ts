@@ -20,9 +20,35 @@ export interface FirmwareMemory {
   reserved: ReservedRange[];
   /** Dynamic reservations that found no room (kernel: "failed to allocate memory for node"); boot goes on. */
   unplaced: { node: string; size: number }[];
+  /** Ranges (or parts of ranges) dropped because they reach past what a physical address can be. */
+  ignored: { node: string; base: number; end: number }[];
 }
 
 const PAGE = 0x1000;
+
+/**
+ * The end (exclusive) of what a physical address can be here: addresses are JS numbers, exact below
+ * 2^53, and the page allocator works in whole pages (the kernel's MAX_MEMBLOCK_ADDR plays this role).
+ */
+export const MAX_PHYS_END = 2 ** 53 - PAGE;
+
+/**
+ * A range as the kernel keeps it: whole if it ends in reach, clipped at MAX_PHYS_END if it starts in
+ * reach and ends beyond, dropped if it starts beyond; the dropped part is reported.
+ */
+// kernel: early_init_dt_add_memory_arch() [fdt.c]
+function clipRange(base: number, size: number, node: string, ignored: FirmwareMemory['ignored']): { base: number; size: number } | null {
+  const end = base + size;
+  if (base >= MAX_PHYS_END) {
+    ignored.push({ node, base, end });
+    return null;
+  }
+  if (end > MAX_PHYS_END) {
+    ignored.push({ node, base: MAX_PHYS_END, end });
+    return { base, size: MAX_PHYS_END - base };
+  }
+  return { base, size };
+}
 
 function cellsToNumber(cells: readonly number[], node: DtNode, prop: string): number {
   let v = 0;
@@ -32,12 +58,16 @@ function cellsToNumber(cells: readonly number[], node: DtNode, prop: string): nu
 }
 
 export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
+  const ignored: FirmwareMemory['ignored'] = [];
   const memory: MemoryRange[] = [];
   for (const n of dt.root.children) {
     if (n.string('device_type') !== 'memory' || !n.available) continue;
-    for (const r of ofReg(dt, n)) if (r.size > 0) memory.push({ base: r.address, size: r.size });
+    for (const r of ofReg(dt, n)) {
+      const c = r.size > 0 ? clipRange(r.address, r.size, n.path, ignored) : null;
+      if (c) memory.push(c);
+    }
   }
-  if (memory.length === 0) throw new FirmwareError('dtb', 'no /memory node describes any RAM', null, '/');
+  if (memory.length === 0) throw new FirmwareError('dtb', 'no /memory node describes any usable RAM', null, '/');
 
   // A crash kernel's RAM is what kexec handed it, nothing else (kernel: memblock_cap_memory_range()).
   const usable = chosenRange(dt, 'linux,usable-memory-range');
@@ -58,10 +88,16 @@ export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
   // The crash kernel runs from the start of its range, where kexec loaded it (kernel text, data).
   const image: ReservedRange[] = usable ? [{ base: usable.base, size: CRASH_IMAGE_SIZE, name: 'kernel image' }] : [];
 
-  const reserved: ReservedRange[] = [
-    ...image,
-    ...dt.reservations.filter((r) => r.size > 0).map((r, i) => ({ base: r.address, size: r.size, name: `memreserve[${i}]` })),
-  ];
+  const reserved: ReservedRange[] = [];
+  for (const r of image) {
+    const c = clipRange(r.base, r.size, r.name, ignored);
+    if (c) reserved.push({ ...c, name: r.name });
+  }
+  dt.reservations.forEach((r, i) => {
+    const name = `memreserve[${i}]`;
+    const c = r.size > 0 ? clipRange(r.address, r.size, name, ignored) : null;
+    if (c) reserved.push({ ...c, name });
+  });
 
   const unplaced: FirmwareMemory['unplaced'] = [];
   const rmem = dt.root.child('reserved-memory');
@@ -70,7 +106,10 @@ export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
     for (const child of rmem.children) {
       if (!child.available) continue;
       if (child.has('reg')) {
-        for (const r of ofReg(dt, child)) reserved.push({ base: r.address, size: r.size, name: child.path });
+        for (const r of ofReg(dt, child)) {
+          const c = clipRange(r.address, r.size, child.path, ignored);
+          if (c) reserved.push({ ...c, name: child.path });
+        }
       } else if (child.has('size')) {
         dynamic.push(child);
       }
@@ -81,8 +120,9 @@ export function scanFirmwareMemory(dt: DeviceTree): FirmwareMemory {
       else unplaced.push(r);
     }
   }
-  if (elfcorehdr) reserved.push({ base: elfcorehdr.base, size: Math.ceil(elfcorehdr.size / PAGE) * PAGE, name: 'elfcorehdr' });
-  return { memory, reserved, unplaced, elfcorehdr, usable };
+  const hdr = elfcorehdr ? clipRange(elfcorehdr.base, Math.ceil(elfcorehdr.size / PAGE) * PAGE, '/chosen/linux,elfcorehdr', ignored) : null;
+  if (hdr) reserved.push({ ...hdr, name: 'elfcorehdr' });
+  return { memory, reserved, unplaced, ignored, elfcorehdr, usable };
 }
 
 /** A <base size> pair in /chosen, in the root's cells. */

@@ -7,9 +7,9 @@
  *   (IPAs) from `ramIpa`; the same frames are mapped IPA → PA in an IOAS, whose nest-parent HWPT
  *   is the stage 2 every assigned device's DMA goes through. The guest's CPU reaches them through
  *   the port's `ram`, translated chunk by chunk.
- * - MMIO: each region either traps (a handler the VMM runs: the vSMMUv3) or passes through to the
- *   host MMIO at the same address (an assigned device's registers; `addPassthrough` is general, so
- *   a Grace VINTF page can be passed through later). Anything else is absent (a guest oops).
+ * - MMIO: each region either traps (a handler the VMM runs: the vSMMUv3) or passes through to host
+ *   MMIO (an assigned device's registers at the same address; with `cmdqv`, the host VINTF page0 at
+ *   the guest CMDQV's VINTF0 page0, vmm/vcmdqv.ts). Anything else is absent (a guest oops).
  * - Interrupts: the guest's GIC is virtual: handlers attach to it by specifier; the VMM injects SPIs
  *   (after `trapCosts.irqInjectNs`). An assigned device's host SPI is forwarded to the same guest SPI.
  * - iommufd: the assigned devices are bound (taken from their host drivers), get vDEVICEs with their
@@ -26,12 +26,16 @@ import { DtBuilder, reg, type DtProps } from '../bus/of/dt-builder.js';
 import { writeFdt } from '../bus/of/fdt.js';
 import type { BootFirmware, CpuPort, CpuTimer, IrqHandler, RamAccess } from '../hw/cpu-port.js';
 import {
+  IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_DATA_ARM_SMMUV3,
   IOMMU_VEVENTQ_TYPE_ARM_SMMUV3,
+  IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV,
   IOMMU_VIOMMU_TYPE_ARM_SMMUV3,
+  IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV,
   IommufdCtx,
 } from '../core/iommufd.js';
+import { VCmdqv, VCMDQV_PAGE0, VCMDQV_PAGE_SIZE, VCMDQV_REGION_SIZE } from './vcmdqv.js';
 import { DEFAULT_TRAP_COSTS, type TrapCosts } from './trap-costs.js';
 import { VSmmuV3, VSMMU_REGION_SIZE } from './vsmmu-v3.js';
 
@@ -103,6 +107,12 @@ export interface VmOptions {
   pci?: VmPciHost;
   trapCosts?: Partial<TrapCosts>;
   bootargs?: string;
+  /**
+   * Give the guest a Grace CMDQV: the vIOMMU is of type TEGRA241_CMDQV (a host VINTF for this VM),
+   * the guest DT gains the CMDQV node its SMMU links to, and the VINTF page0 is passed through.
+   * Needs a host SMMU with a CMDQV (EOPNOTSUPP otherwise).
+   */
+  cmdqv?: boolean;
 }
 
 /** Where the guest finds its vSMMU and GIC (the host virt machine's layout). */
@@ -111,6 +121,9 @@ export const GUEST_LAYOUT = {
   vsmmu: 0x0905_0000,
   /** vSMMU SPIs: eventq, priq, cmdq-sync, gerror. */
   vsmmuSpis: [74, 75, 76, 77],
+  /** The guest CMDQV (with `cmdqv`) and its error SPI. */
+  cmdqv: 0x0910_0000,
+  cmdqvSpi: 78,
 } as const;
 
 interface MmioRegion {
@@ -144,8 +157,12 @@ export class Vm {
   private exitDebtNs = 0;
   private destroyed = false;
   vsmmu!: VSmmuV3;
+  /** The guest's CMDQV (with `cmdqv`), else null. */
+  vcmdqv: VCmdqv | null = null;
   /** iommufd IDs the VMM holds. */
-  readonly ids = { ioas: 0, s2: 0, viommu: 0, veventq: 0, fault: 0, abort: 0, bypass: 0, devs: new Map<number, number>() };
+  readonly ids = { ioas: 0, s2: 0, viommu: 0, veventq: 0, cmdqvVeventq: 0, fault: 0, abort: 0, bypass: 0, devs: new Map<number, number>() };
+  /** Host physical address of the VINTF page0 the vIOMMU's mmap gave (with `cmdqv`). */
+  vintfPage0Phys = 0;
   /** Exits taken (trapped accesses) and interrupts injected. */
   readonly stats = { mmioTraps: 0, passthrough: 0, injected: 0 };
 
@@ -187,7 +204,15 @@ export class Vm {
       this.chunks.push(pa);
       await ctx.ioasMap(this.ids.ioas, this.ramIpa + off, pa, GUEST_RAM_CHUNK);
     }
-    this.ids.viommu = ctx.viommuAlloc(firstDev, this.ids.s2, IOMMU_VIOMMU_TYPE_ARM_SMMUV3);
+    let vintfMmap: { offset: number; length: number } | null = null;
+    if (this.opts.cmdqv) {
+      // kernel: struct iommu_viommu_tegra241_cmdqv — the page0 mmap offset and length come back.
+      const data = new Uint32Array(4);
+      this.ids.viommu = await ctx.viommuAlloc(firstDev, this.ids.s2, IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV, data);
+      vintfMmap = { offset: data[0]! + data[1]! * 0x1_0000_0000, length: data[2]! + data[3]! * 0x1_0000_0000 };
+    } else {
+      this.ids.viommu = await ctx.viommuAlloc(firstDev, this.ids.s2, IOMMU_VIOMMU_TYPE_ARM_SMMUV3);
+    }
     for (const a of devices) ctx.vdeviceAlloc(this.ids.viommu, this.ids.devs.get(a.vsid)!, a.vsid);
     const vste = (cfg: number): Uint32Array => Uint32Array.of(1 | (cfg << 1), 0, 0, 0);
     this.ids.abort = await ctx.hwptAlloc({ devId: firstDev, ptId: this.ids.viommu, data: { type: IOMMU_HWPT_DATA_ARM_SMMUV3, words: vste(0) } });
@@ -243,6 +268,7 @@ export class Vm {
       read32: (off) => vsmmu.read32(off),
       write32: (off, v) => vsmmu.write32(off, v),
     });
+    if (vintfMmap) this.setupCmdqv(firstDev, vintfMmap);
     const pci = this.opts.pci;
     if (pci) {
       const assigned = new Set(pci.functions.map((f) => (f.bus << 8) | f.devfn));
@@ -300,6 +326,59 @@ export class Vm {
       }
     }
     this.dtb = writeFdt(this.buildDeviceTree());
+  }
+
+  /** The guest CMDQV: its trapped pages, the VINTF page0 mmap, the TEGRA241_CMDQV vEVENTQ. */
+  private setupCmdqv(firstDev: number, mmap: { offset: number; length: number }): void {
+    const ctx = this.iommufd;
+    const host = this.opts.host;
+    const info = ctx.getHwInfo(firstDev, IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV).data;
+    const params = { version: info[1]! & 0xff, log2vcmdqs: (info[1]! >>> 8) & 0xff, log2vsids: (info[1]! >>> 16) & 0xff };
+    if (params.version !== 1 || params.log2vcmdqs < 1 || params.log2vsids < 4) {
+      throw new KernelError('EOPNOTSUPP', `${this.name}: host CMDQV v${params.version} with 2^${params.log2vcmdqs} VCMDQs and 2^${params.log2vsids} SID pairs per VINTF cannot back a guest CMDQV`);
+    }
+    const page0Phys = ctx.mmap(mmap.offset, mmap.length);
+    this.vintfPage0Phys = page0Phys;
+    this.ids.cmdqvVeventq = ctx.veventqAlloc(this.ids.viommu, IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV, 64);
+    const base = GUEST_LAYOUT.cmdqv;
+    const page0 = base + VCMDQV_PAGE0;
+    let vc: VCmdqv;
+    const trapPage0 = (): void =>
+      this.addTrap(page0, VCMDQV_PAGE_SIZE, {
+        read32: (off) => vc.read32(VCMDQV_PAGE0 + off),
+        write32: (off, v) => vc.write32(VCMDQV_PAGE0 + off, v),
+      });
+    vc = new VCmdqv(
+      {
+        iommufd: ctx,
+        viommuId: this.ids.viommu,
+        readPage0: (off) => host.port.mmioRead32(page0Phys + off),
+        mapPage0: (on) => {
+          if (this.destroyed) return;
+          this.removeRegion(page0);
+          if (on) this.addPassthrough(page0, VCMDQV_PAGE_SIZE, page0Phys);
+          else trapPage0();
+        },
+        inject: () => this.inject(GUEST_LAYOUT.cmdqvSpi),
+        log: (msg) => host.port.trace.active && host.port.trace.emit({ kind: 'log', time: host.port.now(), track: `${this.name} vCMDQV`, level: 'warn', message: msg }),
+      },
+      params,
+    );
+    this.vcmdqv = vc;
+    const trap = { read32: (off: number) => vc.read32(off), write32: (off: number, v: number) => vc.write32(off, v) };
+    this.addTrap(base, VCMDQV_PAGE0, trap);
+    trapPage0();
+    this.addTrap(page0 + VCMDQV_PAGE_SIZE, VCMDQV_REGION_SIZE - VCMDQV_PAGE0 - VCMDQV_PAGE_SIZE, {
+      read32: (off) => vc.read32(VCMDQV_PAGE0 + VCMDQV_PAGE_SIZE + off),
+      write32: (off, v) => vc.write32(VCMDQV_PAGE0 + VCMDQV_PAGE_SIZE + off, v),
+    });
+    const q = ctx.veventq(this.ids.cmdqvVeventq);
+    q.onEvent = () => {
+      // The VMM reads its vEVENTQ fd from its main loop.
+      host.port.startTimer(this.costs.irqInjectNs, () => {
+        for (let ev = q.read(); ev; ev = q.read()) vc.deliver(ev);
+      });
+    };
   }
 
   // ---- MMIO ----
@@ -409,6 +488,8 @@ export class Vm {
       },
       write: (a, data) => pieces(a, data.length, (pa, done, n) => hostRam.write(pa, data.subarray(done, done + n))),
       fill: (a, len, byte) => pieces(a, len, (pa, _done, n) => hostRam.fill(pa, n, byte)),
+      // Chunks are page-aligned in both spaces: the guest frame is the host frame its address lands in.
+      words32: (a) => hostRam.words32(vm.ipaToPa(a)),
     };
   }
 
@@ -429,7 +510,15 @@ export class Vm {
       get trace() {
         return host.port.trace;
       },
-      mmioPresent: (pa, len) => this.regions.some((r) => pa >= r.base && pa + len <= r.base + r.size),
+      mmioPresent: (pa, len) => {
+        // Adjacent regions count as one window (the CMDQV aperture is trapped and passed-through pages).
+        for (let at = pa; at < pa + len; ) {
+          const r = this.regions.find((x) => at >= x.base && at < x.base + x.size);
+          if (!r) return false;
+          at = r.base + r.size;
+        }
+        return len > 0 || this.regions.some((r) => pa >= r.base && pa < r.base + r.size);
+      },
       mmioRead32: (pa) => this.region(pa, 4).read32(pa),
       mmioWrite32: (pa, v) => this.region(pa, 4).write32(pa, v),
       mmioRead64: (pa) => {
@@ -480,7 +569,16 @@ export class Vm {
       reg: reg([GUEST_LAYOUT.gic, 0x1_0000], [GUEST_LAYOUT.gic + 0x1_0000, 0x1_0000]),
     });
     b.root.set({ 'interrupt-parent': gic });
+    // The CMDQV binding on main: the SMMU node names its CMDQV (`nvidia,cmdqv`); one VINTF's aperture.
+    const cmdqv = this.vcmdqv
+      ? b.node(`/cmdqv@${GUEST_LAYOUT.cmdqv.toString(16)}`, {
+          compatible: 'nvidia,tegra241-cmdqv',
+          reg: reg([GUEST_LAYOUT.cmdqv, VCMDQV_REGION_SIZE]),
+          interrupts: [0, GUEST_LAYOUT.cmdqvSpi, 1],
+        })
+      : null;
     const vsmmu = b.node(`/iommu@${GUEST_LAYOUT.vsmmu.toString(16)}`, {
+      ...(cmdqv ? { 'nvidia,cmdqv': cmdqv } : {}),
       compatible: 'arm,smmu-v3',
       reg: reg([GUEST_LAYOUT.vsmmu, VSMMU_REGION_SIZE]),
       interrupts: GUEST_LAYOUT.vsmmuSpis.flatMap((n) => [0, n, 1]),
@@ -528,6 +626,8 @@ export class Vm {
     if (this.destroyed) return;
     this.destroyed = true;
     for (const d of this.hostIrqDetach.splice(0)) d();
+    this.vcmdqv?.kill();
+    await this.vcmdqv?.settled();
     const ctx = this.iommufd;
     for (const devId of this.ids.devs.values()) {
       if (ctx.device(devId).hwpt) await ctx.detach(devId);

@@ -65,6 +65,8 @@ import {
   CMDQ_OP_PREFETCH_CFG,
   CMDQ_OP_PRI_RESP,
   CMDQ_OP_RESUME,
+  CMDQ_OP_STALL_TERM,
+  CMDQ_STALL_TERM_0_SID,
   CMDQ_OP_TLBI_EL2_ALL,
   CMDQ_OP_TLBI_EL2_ASID,
   CMDQ_OP_TLBI_EL2_VA,
@@ -120,6 +122,7 @@ export interface ArmSmmuCmdqEnt {
   atc?: { sid: number; ssid: number; size: number; addr: number; global: boolean };
   pri?: { sid: number; ssid: number; grpid: number; resp: number };
   resume?: { sid: number; stag: number; resp: number };
+  stallTerm?: { sid: number };
   sync?: { msiaddr: number };
 }
 
@@ -223,6 +226,9 @@ export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuC
       CMDQ_RESUME_1_STAG.prep(cmd, r.stag, off);
       break;
     }
+    case CMDQ_OP_STALL_TERM:
+      CMDQ_STALL_TERM_0_SID.prep(cmd, need(ent.stallTerm, ent, 'stallTerm').sid, off);
+      break;
     case CMDQ_OP_CMD_SYNC:
       if (ent.sync && ent.sync.msiaddr) {
         CMDQ_SYNC_0_CS.prep(cmd, CMDQ_SYNC_0_CS_IRQ, off);

@@ -18,6 +18,7 @@ import { msiAllocVectors, msiControllerOf, type MsiVector } from '../../bus/msi.
 import { platformGetIrqByNameOptional, platformGetResource, type PlatformDevice } from '../../bus/platform.js';
 import { Ida } from '../../core/ida.js';
 import { IommuDevice } from '../../core/iommu-device.js';
+import type { IommufdViommu, IommufdViommuOps, IommuHwInfo } from '../../core/iommufd.js';
 import type { CpuPort, RamAccess } from '../../hw/cpu-port.js';
 import { dmaAllocCoherent, dmaFreeCoherent, type CoherentBuffer } from '../../mm/dma-coherent.js';
 import type { PageAllocator } from '../../mm/page-alloc.js';
@@ -106,6 +107,7 @@ import {
   CMDQ_ENT_SZ_SHIFT,
   CONFIG_CMA_ALIGNMENT,
   CMDQ_OP_CFGI_ALL,
+  CMDQ_OP_STALL_TERM,
   CMDQ_OP_TLBI_EL2_ALL,
   CMDQ_OP_TLBI_NSNH_ALL,
   CR0_ATSCHK,
@@ -236,6 +238,15 @@ export interface ArmSmmuImplOps {
   initStructures?(smmu: ArmSmmuDevice): void;
   /** A queue other than the main one for this command, or null for the main one. */
   getSecondaryCmdq?(smmu: ArmSmmuDevice, ent: ArmSmmuCmdqEnt): ArmSmmuCmdq | null;
+  /**
+   * The vIOMMU types the implementation adds (kernel: get_viommu_size() returning non-zero), and
+   * their set-up on top of the vSMMU (kernel: vsmmu_init()): the ops it returns replace or add to
+   * the vSMMU's; `data` is the type's user structure (in and out).
+   */
+  viommuTypes?: readonly number[];
+  /** Hardware information of a type the implementation adds (kernel: impl_ops->hw_info), or null. */
+  hwInfo?(smmu: ArmSmmuDevice, type: number): IommuHwInfo | null;
+  vsmmuInit?(smmu: ArmSmmuDevice, viommu: IommufdViommu, vmid: number, data: Uint32Array | null): Promise<Partial<IommufdViommuOps>>;
 }
 
 /** kernel: struct arm_smmu_device */
@@ -936,10 +947,25 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     await this.issueWithSync(CMDQ_OP_CFGI_ALL);
     await this.waitOutstanding();
     await this.issueWithSync(CMDQ_OP_TLBI_NSNH_ALL);
+    // SMMUEN stays 1, so nothing terminates a stall for us: end every one still held (its handler
+    // may never answer, its event may still sit in the queue we are about to turn off). CMD_STALL_TERM
+    // per StreamID of every stalling master; the CMD_SYNC after them means they have all retired.
+    await this.terminateAllStalls();
     await this.writeRegSync(0, ARM_SMMU_IRQ_CTRL, ARM_SMMU_IRQ_CTRLACK);
     const keep = this.enables & (CR0_SMMUEN | CR0_ATSCHK);
     await this.writeRegSync(keep, ARM_SMMU_CR0, ARM_SMMU_CR0ACK);
     this.enables = keep;
+  }
+
+  /** CMD_STALL_TERM for every StreamID of a stall-capable master, then CMD_SYNC. Returns the SIDs. */
+  async terminateAllStalls(): Promise<number[]> {
+    const sids: number[] = [];
+    for (const m of this.masters()) if (m.stallEnabled) sids.push(...m.streams);
+    if (sids.length === 0) return sids;
+    const ents: ArmSmmuCmdqEnt[] = sids.map((sid) => ({ opcode: CMDQ_OP_STALL_TERM, stallTerm: { sid } }));
+    for (let i = 0; i < ents.length; i++) await this.cmdq.issueCmd(ents[i]!, i === ents.length - 1);
+    this.info(`shutdown: CMD_STALL_TERM for StreamID(s) ${sids.map(hex).join(', ')}`);
+    return sids;
   }
 
   /** kernel: arm_smmu_device_shutdown(), with the policy the command line chose. */

@@ -473,9 +473,10 @@ export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather):
  * New mappings need no invalidation (the SMMU caches no invalid entries), but replacing a table with a
  * block queued walk flushes during the map: wait for those.
  */
-export async function armSmmuIotlbSyncMap(domain: IommuDomain): Promise<void> {
-  const d = asSmmuDomain(domain);
-  if (d.smmu?.hasOutstanding) await d.smmu.waitOutstanding();
+export function armSmmuIotlbSyncMap(domain: IommuDomain): Promise<void> | void {
+  const smmu = asSmmuDomain(domain).smmu;
+  // Nothing queued: return at once (no promise per map).
+  if (smmu?.hasOutstanding) return smmu.waitOutstanding().then(() => undefined);
 }
 
 /** kernel: arm_smmu_iova_to_phys() */

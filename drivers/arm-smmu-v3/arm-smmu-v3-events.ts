@@ -276,6 +276,22 @@ function responseFor(fault: IopfFault, code: IommuPageResponse['code']): IommuPa
   return { pasid: fault.fault.prm.pasid, grpid: fault.fault.prm.grpid, code };
 }
 
+/** Stalls handed to a domain's fault handler and not answered yet, per domain. */
+const handlerStalls = new WeakMap<IommuDomain, Set<(code: IommuPageResponse['code']) => void>>();
+
+/**
+ * Answer INVALID (CMD_RESUME abort) every stall still waiting on `domain`'s fault handler: the domain
+ * is being freed, and a handler that has not answered by now never will on its behalf.
+ */
+export function armSmmuAnswerDomainStalls(domain: IommuDomain): number {
+  const set = handlerStalls.get(domain);
+  if (!set) return 0;
+  const all = [...set];
+  for (const answer of all) answer(IOMMU_PAGE_RESP_INVALID);
+  handlerStalls.delete(domain);
+  return all.length;
+}
+
 /**
  * Hand a recoverable fault (stall or page request) to whoever can resolve it; returns 0 when a handler
  * took it (it answers later), or the errno after answering INVALID because nobody can.
@@ -288,6 +304,16 @@ export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: Iop
     // A fault-handler cookie answers each group on its last request.
     if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) === 0) return 0;
     const flags = (prm.perm & IOMMU_FAULT_PERM_WRITE) !== 0 ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ;
+    // Answered once: by the handler, or INVALID when the domain is freed first (the stall must not
+    // outlive the domain whose handler was to answer it).
+    let pending = handlerStalls.get(domain);
+    if (!pending) handlerStalls.set(domain, (pending = new Set()));
+    const set = pending;
+    const answer = (code: IommuPageResponse['code']): void => {
+      if (!set.delete(answer)) return;
+      armSmmuPageResponse(master, fault, responseFor(fault, code));
+    };
+    set.add(answer);
     // The handler runs off the event thread, as the IOPF workqueue would run it.
     void (async () => {
       let code: IommuPageResponse['code'] = IOMMU_PAGE_RESP_INVALID;
@@ -298,7 +324,7 @@ export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: Iop
       } catch (e) {
         master.smmu.log.err(master.dev.name, `fault handler threw: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
       }
-      armSmmuPageResponse(master, fault, responseFor(fault, code));
+      answer(code);
     })();
     return 0;
   }

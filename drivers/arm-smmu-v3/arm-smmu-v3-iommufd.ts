@@ -118,6 +118,8 @@ export function armVsmmuOf(viommu: IommufdViommu): ArmVsmmu {
 // kernel: arm_smmu_hw_info() [arm-smmu-v3-iommufd.c]
 export function armSmmuHwInfo(dev: Device, type: number): IommuHwInfo {
   const master = masterOf(dev);
+  const implInfo = type !== IOMMU_HW_INFO_TYPE_DEFAULT && type !== IOMMU_HW_INFO_TYPE_ARM_SMMUV3 ? (master.smmu.implOps?.hwInfo?.(master.smmu, type) ?? null) : null;
+  if (implInfo) return implInfo;
   if (type !== IOMMU_HW_INFO_TYPE_DEFAULT && type !== IOMMU_HW_INFO_TYPE_ARM_SMMUV3) {
     throw new KernelError('EOPNOTSUPP', `${dev.name}: arm-smmu-v3 has no hardware information of type ${type}`);
   }
@@ -320,20 +322,25 @@ async function armVsmmuCacheInvalidate(viommu: IommufdViommu, array: IommuUserDa
  * vIOMMU of; EINVAL for a parent that is not a nest-parent stage 2 of the same SMMU.
  */
 // kernel: arm_vsmmu_init() [arm-smmu-v3-iommufd.c]
-export function armVsmmuAlloc(dev: Device, type: number, parent: IommuDomain, viommu: IommufdViommu, nestedOps: DomainOps): IommufdViommuOps {
+export async function armVsmmuAlloc(dev: Device, type: number, parent: IommuDomain, viommu: IommufdViommu, data: Uint32Array | null, nestedOps: DomainOps): Promise<IommufdViommuOps> {
   const master = masterOf(dev);
   const smmu = master.smmu;
   if ((smmu.features & ARM_SMMU_FEAT_NESTING) === 0) throw new KernelError('EOPNOTSUPP', `${smmu.name} cannot nest (it lacks stage 1 or stage 2)`);
   if ((smmu.features & ARM_SMMU_FEAT_COHERENCY) === 0) throw new KernelError('EOPNOTSUPP', `${smmu.name} is not coherent: a guest could bypass the caches`);
-  if (type !== IOMMU_VIOMMU_TYPE_ARM_SMMUV3) throw new KernelError('EOPNOTSUPP', `${smmu.name} has no vIOMMU of type ${type}`);
+  const impl = smmu.implOps;
+  const implType = type !== IOMMU_VIOMMU_TYPE_ARM_SMMUV3 && (impl?.viommuTypes?.includes(type) ?? false) && impl?.vsmmuInit !== undefined;
+  if (type !== IOMMU_VIOMMU_TYPE_ARM_SMMUV3 && !implType) throw new KernelError('EOPNOTSUPP', `${smmu.name} has no vIOMMU of type ${type}`);
   if (!(parent instanceof ArmSmmuDomain) || parent.smmu !== smmu || parent.stage !== 'S2' || !parent.nestParent) {
     throw new KernelError('EINVAL', `the parent of a vSMMU on ${smmu.name} must be a nest-parent stage 2 domain of that SMMU`);
   }
   viommu.driverData = new ArmVsmmu(smmu, parent, parent.vmid, viommu);
-  return {
-    allocDomainNested: (v, flags, data) => armVsmmuAllocDomainNested(v, flags, data, nestedOps),
+  const ops: IommufdViommuOps = {
+    allocDomainNested: (v, flags, d) => armVsmmuAllocDomainNested(v, flags, d, nestedOps),
     cacheInvalidate: armVsmmuCacheInvalidate,
   };
+  // Commands the implementation does not take directly are still the vSMMU's (trapped).
+  if (implType) return { ...ops, ...(await impl!.vsmmuInit!(smmu, viommu, parent.vmid, data)) };
+  return ops;
 }
 
 /** The ops of nested domains (the kernel's arm_smmu_nested_ops). */

@@ -565,6 +565,9 @@ export const CMDQ_RESUME_0_RESP_ABORT = 2;
 export const CMDQ_RESUME_0_SID = q('CMDQ_RESUME_0_SID', 0, 63, 32);
 export const CMDQ_RESUME_1_STAG = q('CMDQ_RESUME_1_STAG', 1, 15, 0);
 
+/** CMD_STALL_TERM (not in Linux: the architecture's command to terminate every stall of a StreamID). */
+export const CMDQ_STALL_TERM_0_SID = q('CMDQ_STALL_TERM_0_SID', 0, 63, 32);
+
 export const CMDQ_SYNC_0_CS = q('CMDQ_SYNC_0_CS', 0, 13, 12);
 export const CMDQ_SYNC_0_CS_NONE = 0;
 export const CMDQ_SYNC_0_CS_IRQ = 1;
@@ -593,6 +596,8 @@ export const CMDQ_OP_TLBI_NSNH_ALL = 0x30;
 export const CMDQ_OP_ATC_INV = 0x40;
 export const CMDQ_OP_PRI_RESP = 0x41;
 export const CMDQ_OP_RESUME = 0x44;
+/** Not in Linux, which never terminates stalls wholesale: the spec's CMD_STALL_TERM. */
+export const CMDQ_OP_STALL_TERM = 0x45;
 export const CMDQ_OP_CMD_SYNC = 0x46;
 
 /** Opcode names for logs and reports. */
@@ -602,7 +607,7 @@ export const CMDQ_OP_NAMES: ReadonlyMap<number, string> = new Map([
   [CMDQ_OP_TLBI_NH_ASID, 'TLBI_NH_ASID'], [CMDQ_OP_TLBI_NH_VA, 'TLBI_NH_VA'], [CMDQ_OP_TLBI_NH_VAA, 'TLBI_NH_VAA'], [CMDQ_OP_TLBI_EL2_ALL, 'TLBI_EL2_ALL'],
   [CMDQ_OP_TLBI_EL2_ASID, 'TLBI_EL2_ASID'], [CMDQ_OP_TLBI_EL2_VA, 'TLBI_EL2_VA'], [CMDQ_OP_TLBI_S12_VMALL, 'TLBI_S12_VMALL'],
   [CMDQ_OP_TLBI_S2_IPA, 'TLBI_S2_IPA'], [CMDQ_OP_TLBI_NSNH_ALL, 'TLBI_NSNH_ALL'], [CMDQ_OP_ATC_INV, 'ATC_INV'],
-  [CMDQ_OP_PRI_RESP, 'PRI_RESP'], [CMDQ_OP_RESUME, 'RESUME'], [CMDQ_OP_CMD_SYNC, 'CMD_SYNC'],
+  [CMDQ_OP_PRI_RESP, 'PRI_RESP'], [CMDQ_OP_RESUME, 'RESUME'], [CMDQ_OP_STALL_TERM, 'STALL_TERM'], [CMDQ_OP_CMD_SYNC, 'CMD_SYNC'],
 ]);
 
 // ---- Event queue records ----------------------------------------------------------------------

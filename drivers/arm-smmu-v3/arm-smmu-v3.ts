@@ -55,7 +55,7 @@ import {
   armSmmuUnmapPages,
 } from './arm-smmu-v3-domain.js';
 import { armSmmuIortResvRegions, armSmmuRmrInstallBypassSte } from './arm-smmu-v3-acpi.js';
-import { armSmmuPageResponse } from './arm-smmu-v3-events.js';
+import { armSmmuAnswerDomainStalls, armSmmuPageResponse } from './arm-smmu-v3-events.js';
 import {
   ArmSmmuMaster,
   armSmmuAttachDev,
@@ -144,7 +144,10 @@ class ArmSmmuV3Driver {
       iotlbSync: armSmmuIotlbSync,
       iotlbSyncMap: (domain) => armSmmuIotlbSyncMap(domain),
       iovaToPhys: armSmmuIovaToPhys,
-      free: (domain) => armSmmuDomainFreePaging(domain as ArmSmmuDomain),
+      free: (domain) => {
+        armSmmuAnswerDomainStalls(domain);
+        return armSmmuDomainFreePaging(domain as ArmSmmuDomain);
+      },
     };
     // kernel: arm_smmu_identity_domain / arm_smmu_blocked_domain
     this.identityDomain = new IommuDomain({ type: IOMMU_DOMAIN_IDENTITY, ops: { attachDev: armSmmuAttachDevIdentity } });
@@ -181,7 +184,7 @@ class ArmSmmuV3Driver {
       hwInfo: armSmmuHwInfo,
       // kernel: user_pasid_table — a guest owns the CD table of a nested STE and its PASIDs.
       userPasidTable: true,
-      viommuAlloc: (dev, type, parent, viommu) => armVsmmuAlloc(dev, type, parent, viommu, armSmmuNestedOps),
+      viommuAlloc: (dev, type, parent, viommu, data) => armVsmmuAlloc(dev, type, parent, viommu, data, armSmmuNestedOps),
     };
   }
 

@@ -37,6 +37,18 @@ import { devmRequestThreadedIrq, type IrqSpec } from '../../bus/irq.js';
 import { platformGetIrqOptional, platformGetResource, PlatformDevice } from '../../bus/platform.js';
 import { rawSmpProcessorId } from '../../bus/smp.js';
 import { Ida } from '../../core/ida.js';
+import {
+  IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV,
+  IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV,
+  IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV,
+  IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV,
+  type IommufdHwQueue,
+  type IommufdVdevice,
+  type IommufdViommu,
+  type IommufdViommuOps,
+  type IommuHwInfo,
+} from '../../core/iommufd.js';
+import { masterOf } from './arm-smmu-v3-master.js';
 import { ArmSmmuCmdq, armSmmuCmdqSupportsCmd, type ArmSmmuCmdqEnt, type CmdqHost } from './arm-smmu-v3-cmdq.js';
 import type { ArmSmmuDevice, ArmSmmuImplOps } from './arm-smmu-v3-device.js';
 import { ArmSmmuQueue } from './arm-smmu-v3-queue.js';
@@ -585,6 +597,9 @@ const tegra241CmdqvImplOps: ArmSmmuImplOps = {
   getSecondaryCmdq: tegra241CmdqvGetCmdq,
   deviceReset: tegra241CmdqvHwReset,
   deviceRemove: tegra241CmdqvRemove,
+  hwInfo: (smmu, type) => tegra241CmdqvHwInfo(smmu, type),
+  viommuTypes: [IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV],
+  vsmmuInit: (smmu, viommu, vmid, data) => tegra241CmdqvInitVintfUser(smmu, viommu, vmid, data),
 };
 
 /** kernel: init_ops in __tegra241_cmdqv_probe() */
@@ -709,7 +724,8 @@ export function tegra241CmdqvProbe(smmu: ArmSmmuDevice, params: Tegra241CmdqvPar
 /**
  * A VINTF for a VM: HYP_OWN=0 with `vmid`, no LVCMDQs (the user allocates them). Its page0
  * (`vintf.page0Phys`, 64 KiB) is what the VMM maps into the guest.
- * // kernel: tegra241_cmdqv_init_vintf_user() (without the iommufd vIOMMU object)
+ * (The VINTF half of the kernel's tegra241_cmdqv_init_vintf_user(); tegra241CmdqvInitVintfUser()
+ * below is the iommufd half.)
  */
 export async function tegra241CmdqvAllocUserVintf(cmdqv: Tegra241Cmdqv, vmid: number): Promise<Tegra241Vintf> {
   const vintf = new Tegra241Vintf(cmdqv);
@@ -786,6 +802,93 @@ export async function tegra241VintfFreeLvcmdqUser(vcmdq: Tegra241Vcmdq): Promise
   await tegra241VcmdqHwDeinit(vcmdq);
   tegra241VcmdqUnmapLvcmdq(vcmdq);
   vintf.lvcmdqs[vcmdq.lidx] = null;
+}
+
+// ---- iommufd: the TEGRA241_CMDQV vIOMMU ----------------------------------------------------------
+
+/** kernel: struct iommu_viommu_tegra241_cmdqv — out_vintf_mmap_offset, out_vintf_mmap_length (u64 each). */
+export const IOMMU_VIOMMU_TEGRA241_CMDQV_WORDS = 4;
+/** kernel: struct iommu_hw_info_tegra241_cmdqv — flags (u32); version, log2vcmdqs, log2vsids, reserved (u8). */
+export const IOMMU_HW_INFO_TEGRA241_CMDQV_WORDS = 2;
+
+/** The user VINTF behind each TEGRA241_CMDQV vIOMMU (kernel: container_of(viommu, struct tegra241_vintf, vsmmu.core)). */
+const vintfOfViommu = new WeakMap<IommufdViommu, Tegra241Vintf>();
+
+/** The VINTF of a TEGRA241_CMDQV vIOMMU, or null. */
+export function tegra241VintfOfViommu(viommu: IommufdViommu): Tegra241Vintf | null {
+  return vintfOfViommu.get(viommu) ?? null;
+}
+
+/** What a VMM needs to describe the CMDQV to its guest. */
+// kernel: tegra241_cmdqv_hw_info() [tegra241-cmdqv.c]
+function tegra241CmdqvHwInfo(smmu: ArmSmmuDevice, type: number): IommuHwInfo | null {
+  const cmdqv = tegra241CmdqvOf(smmu);
+  if (!cmdqv || type !== IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV) return null;
+  const data = new Uint32Array(IOMMU_HW_INFO_TEGRA241_CMDQV_WORDS);
+  data[1] = (cmdqv.version | (Math.log2(cmdqv.numLvcmdqsPerVintf) << 8) | (Math.log2(cmdqv.numSidsPerVintf) << 16)) >>> 0;
+  return { type: IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV, data };
+}
+
+/**
+ * A TEGRA241_CMDQV vIOMMU: a user VINTF (HYP_OWN=0, the vSMMU's VMID) whose page0 user space may
+ * mmap (offset and length written back into `data`), its SID pairs programmed per vDEVICE, its
+ * LVCMDQs given as HW queues, its errors posted as TEGRA241_CMDQV vEVENTs. Invalidations user space
+ * still issues through the vIOMMU go to the main queue (the vSMMU's ops).
+ */
+// kernel: tegra241_cmdqv_init_vintf_user() [tegra241-cmdqv.c]
+async function tegra241CmdqvInitVintfUser(smmu: ArmSmmuDevice, viommu: IommufdViommu, vmid: number, data: Uint32Array | null): Promise<Partial<IommufdViommuOps>> {
+  const cmdqv = tegra241CmdqvOf(smmu);
+  if (!cmdqv) throw new KernelError('EOPNOTSUPP', `${smmu.name} has no CMDQV`);
+  if (!data || data.length < IOMMU_VIOMMU_TEGRA241_CMDQV_WORDS) throw new KernelError('EINVAL', `a TEGRA241_CMDQV vIOMMU needs its ${IOMMU_VIOMMU_TEGRA241_CMDQV_WORDS}-word data structure`);
+  const vintf = await tegra241CmdqvAllocUserVintf(cmdqv, vmid);
+  // Only page0 (the LVCMDQs' CONS/PROD/CONFIG/GERRORN) is the user's; page1 (BASE) stays the kernel's.
+  const offset = viommu.allocMmap(vintf.page0Phys, SZ_64K);
+  vintf.onUserError = (map) => {
+    const rec = Uint32Array.of(Number(map[0] & 0xffff_ffffn), Number(map[0] >> 32n), Number(map[1] & 0xffff_ffffn), Number(map[1] >> 32n));
+    try {
+      viommu.reportEvent(IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV, rec);
+    } catch (e) {
+      cmdqv.warn(`VINTF${vintf.idx}: error not reported to vIOMMU ${viommu.id}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  vintfOfViommu.set(viommu, vintf);
+  data[0] = offset % 0x1_0000_0000;
+  data[1] = Math.floor(offset / 0x1_0000_0000);
+  data[2] = SZ_64K;
+  data[3] = 0;
+  return {
+    destroy: async (v) => {
+      v.destroyMmap(offset);
+      vintfOfViommu.delete(v);
+      await tegra241CmdqvFreeUserVintf(vintf);
+    },
+    vdeviceInit: (vdev) => tegra241VdeviceInit(vintf, vdev),
+    vdeviceDestroy: (vdev) => {
+      const sidx = vdev.driverData;
+      if (typeof sidx === 'number') tegra241VintfDestroyVsid(vintf, sidx);
+    },
+    hwQueueInitPhys: (hwq, basePa) => tegra241HwQueueInitPhys(vintf, hwq, basePa),
+    hwQueueDestroy: async (hwq) => {
+      if (hwq.driverData instanceof Tegra241Vcmdq) await tegra241VintfFreeLvcmdqUser(hwq.driverData);
+    },
+  };
+}
+
+/** A vDEVICE's vSID → its pSID in a SID pair (devices with one StreamID, as the kernel WARNs otherwise). */
+function tegra241VdeviceInit(vintf: Tegra241Vintf, vdev: IommufdVdevice): void {
+  const master = masterOf(vdev.idev.dev);
+  if (master.streams.length !== 1) throw new KernelError('EINVAL', `${vdev.idev.dev.name} has ${master.streams.length} StreamIDs; a SID pair routes one`);
+  vdev.driverData = tegra241VintfInitVsid(vintf, vdev.virtId, master.streams[0]!);
+}
+
+/** IOMMU_HW_QUEUE_ALLOC of type TEGRA241_CMDQV: LVCMDQ `index`, in order, after the one below it. */
+function tegra241HwQueueInitPhys(vintf: Tegra241Vintf, hwq: IommufdHwQueue, basePa: number): void {
+  if (hwq.hwQueueType !== IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV) throw new KernelError('EOPNOTSUPP', `hardware queue type ${hwq.hwQueueType} is not TEGRA241_CMDQV`);
+  const vcmdq = tegra241VintfAllocLvcmdqUser(vintf, hwq.index, basePa, hwq.length);
+  hwq.driverData = vcmdq;
+  // iommufd destroys this queue before the one below it.
+  const prev = [...hwq.viommu.hwQueues].find((q) => q.index === hwq.index - 1);
+  if (prev) hwq.depend(prev);
 }
 
 // ---- Reports --------------------------------------------------------------------------------------

@@ -478,7 +478,8 @@ export function armSmmuContextFaultResume(smmuDomain: ArmSmmuDomain, verdict: St
     if (verdict === 'retry') stats.retried++;
     else stats.terminated++;
   }
-  if (smmuDomain.cfg.stallSuspended) {
+  // A quiesced SMMU (shutdown, remove) has stopped stalling for good: nobody would answer.
+  if (smmuDomain.cfg.stallSuspended && !smmu.quiesced) {
     smmuDomain.cfg.stallSuspended = false;
     armSmmuWriteSctlr(smmu, idx);
   }

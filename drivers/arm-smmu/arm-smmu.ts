@@ -27,18 +27,21 @@
  * Shutdown follows `arm-smmu.shutdown_policy`: `bypass` (sCR0 = CLIENTPD, Linux today),
  * `abort-unmatched` (SMRs invalidated, USFCFG = 1), `abort-all` (also every S2CR = FAULT),
  * `translate` (stays enabled with the stream map reset to its boot state); fault interrupts stay on
- * only with `arm-smmu.shutdown_fault_irqs`. Any stalled transaction is terminated first, so no
- * master is left waiting.
+ * only with `arm-smmu.shutdown_fault_irqs`. First every bank stops stalling (CFCFG = 0), every
+ * stalled transaction is terminated, and shutdown polls until the stalls have retired, so no master is
+ * left waiting: transactions queued behind a stall fault (visibly: CFRE) instead of stalling again.
  *
  * Differences from Linux: the legacy `mmu-masters` binding, ACPI/IORT, clocks and runtime PM are not
  * supported; the iova_to_phys op walks the tables in software (the core's op is synchronous and the
  * ATS1PR poll waits on virtual time: `armSmmuIovaToPhysHard` is the hardware walk, async); the
  * hardware is reset before registering with the core (so masters never see a half-set-up SMMU);
- * destroying a bank with a stalled transaction terminates it first.
+ * destroying a bank with a stalled transaction terminates it (and waits for it) first; reset
+ * terminates stalls a previous kernel left (a crash kernel's case); freeing a domain masters are
+ * still attached to blocks them first.
  */
 import type { Device } from '../../bus/device.js';
 import { KernelError } from '../../bus/errno.js';
-import { devmIoremap } from '../../bus/io.js';
+import { devmIoremap, readPollTimeout } from '../../bus/io.js';
 import type { KernelLog } from '../../bus/log.js';
 import { devmRequestIrq, freeIrq } from '../../bus/irq.js';
 import { PciDevice } from '../../bus/pci/pci-device.js';
@@ -123,6 +126,7 @@ import {
   ARM_SMMU_CB_PAR,
   ARM_SMMU_CB_RESUME,
   ARM_SMMU_CB_SCTLR,
+  SCTLR_CFCFG,
   ARM_SMMU_GR0_ID0,
   ARM_SMMU_GR0_ID1,
   ARM_SMMU_GR0_ID2,
@@ -369,8 +373,10 @@ async function armSmmuDestroyDomainContext(smmuDomain: ArmSmmuDomain): Promise<v
   if (!smmu) return;
   const cfg = smmuDomain.cfg;
   const idx = cfg.cbndx;
-  // A transaction stalled in the bank would wait forever once the bank is gone.
-  if (smmuDomain.faultPending || smmu.cbRead(idx, ARM_SMMU_CB_FSR) & CB_FSR_FAULT) armSmmuContextFaultResume(smmuDomain, 'terminate');
+  // A transaction stalled in the bank would wait forever once the bank is gone, and one waiting behind
+  // it would pass untranslated through the disabled bank: terminate, stop stalling, and wait until all
+  // of them have retired while the bank still translates (and reports: CFRE).
+  await armSmmuTerminateStalls(smmu, [idx]);
   smmu.cbs[idx]!.cfg = null;
   smmu.cbs[idx]!.domain = null;
   armSmmuWriteContextBank(smmu, idx);
@@ -518,7 +524,11 @@ export function armSmmuDomainContextBank(domain: IommuDomain): number {
 
 // kernel: arm_smmu_domain_free()
 async function armSmmuDomainFree(domain: IommuDomain): Promise<void> {
-  await armSmmuDestroyDomainContext(toSmmuDomain(domain));
+  const smmuDomain = toSmmuDomain(domain);
+  // Not in Linux (a caller bug it leaves alone): masters still attached would translate through a
+  // disabled bank, i.e. not at all. Block them first (their S2CRs at FAULT, as the blocked domain).
+  for (const dev of [...smmuDomain.masters]) armSmmuAttachDevType(dev, S2CR_TYPE_FAULT);
+  await armSmmuDestroyDomainContext(smmuDomain);
 }
 
 /** kernel: arm_smmu_ops.default_domain_ops */
@@ -841,6 +851,10 @@ export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
  * sCR0 with fault reporting on and client access enabled. // kernel: arm_smmu_device_reset()
  */
 export async function armSmmuDeviceReset(smmu: ArmSmmuDevice): Promise<void> {
+  // Not in Linux: a crash kernel (or anything booted without the previous kernel's shutdown) may find
+  // transactions still stalled in the banks. Terminate them before the banks are rewritten (SCTLR = 0
+  // would turn the terminate into a silent RAZ/WI), so no master waits forever on a kernel that is gone.
+  await armSmmuTerminateStalls(smmu, Array.from({ length: smmu.numContextBanks }, (_, i) => i));
   // Clear the global FSR.
   smmu.gr0Write(ARM_SMMU_GR0_sGFSR, smmu.gr0Read(ARM_SMMU_GR0_sGFSR));
   // Stream mapping groups from the shadows: invalid SMRs, S2CRs at their initial type.
@@ -960,18 +974,71 @@ async function armSmmuDeviceProbe(dev: PlatformDevice, params: ArmSmmuParams): P
 
 // ---- shutdown and remove -------------------------------------------------------------------------
 
-/** Terminate every stalled transaction, so no master is left waiting on this SMMU. */
-function armSmmuTerminateStalls(smmu: ArmSmmuDevice): void {
-  for (let i = 0; i < smmu.numContextBanks; i++) {
-    const domain = smmu.cbs[i]!.domain;
-    if (domain && (domain.faultPending || armSmmuPendingFault(domain))) {
-      armSmmuContextFaultResume(domain, 'terminate');
-      continue;
+/** How long teardown waits for a terminated stall to retire (µs), polling every µs. */
+export const ARM_SMMU_STALL_RETIRE_TIMEOUT_US = 10_000;
+
+/**
+ * Stop bank `idx` stalling (SCTLR.CFCFG = 0, through the impl's hook): transactions that were waiting
+ * behind its stall (HUPCF = 0) and are admitted once it is terminated then fault in terminate mode
+ * instead of stalling again with nobody left to answer. The shadow agrees (stallSuspended), and a
+ * quiesced SMMU's RESUME path never turns stalling back on.
+ */
+function armSmmuStopStalling(smmu: ArmSmmuDevice, idx: number): void {
+  const cfg = smmu.cbs[idx]?.cfg ?? null;
+  if (cfg) {
+    if (cfg.stall && !cfg.stallSuspended) {
+      cfg.stallSuspended = true;
+      armSmmuWriteSctlr(smmu, idx);
     }
-    const fsr = smmu.cbRead(i, ARM_SMMU_CB_FSR);
-    if (!(fsr & CB_FSR_FAULT)) continue;
-    smmu.cbWrite(i, ARM_SMMU_CB_FSR, fsr);
-    if (CB_FSR_SS.isSet(fsr)) smmu.cbWrite(i, ARM_SMMU_CB_RESUME, RESUME_TERMINATE.mask);
+    return;
+  }
+  const sctlr = smmu.cbRead(idx, ARM_SMMU_CB_SCTLR);
+  if (SCTLR_CFCFG.isSet(sctlr)) smmu.cbWrite(idx, ARM_SMMU_CB_SCTLR, (sctlr & ~SCTLR_CFCFG.mask) >>> 0);
+}
+
+/** Answer whatever bank `idx` has latched: clear FSR, and terminate the transaction if it stalled. */
+function armSmmuTerminateBank(smmu: ArmSmmuDevice, idx: number): void {
+  const domain = smmu.cbs[idx]!.domain;
+  if (domain && (domain.faultPending || armSmmuPendingFault(domain))) {
+    armSmmuContextFaultResume(domain, 'terminate');
+    return;
+  }
+  const fsr = smmu.cbRead(idx, ARM_SMMU_CB_FSR);
+  if (!(fsr & CB_FSR_FAULT)) return;
+  smmu.cbWrite(idx, ARM_SMMU_CB_FSR, fsr);
+  if (CB_FSR_SS.isSet(fsr)) smmu.cbWrite(idx, ARM_SMMU_CB_RESUME, RESUME_TERMINATE.mask);
+}
+
+/**
+ * Terminate every stalled transaction of banks `banks` and wait until the stalls have retired
+ * (FSR.SS clear), so no master is left waiting: stalling is stopped first, so a transaction that was
+ * queued behind the stall cannot stall again once admitted. A RESUME the SMMU ignored (a fault latched
+ * again meanwhile) is answered again on the next poll. Kernel-style poll with a timeout; on timeout
+ * the banks still stalled are named in the log.
+ */
+async function armSmmuTerminateStalls(smmu: ArmSmmuDevice, banks: readonly number[]): Promise<void> {
+  // Answer first (answering a fault lets a suspended bank stall again), then stop stalling, before the
+  // RESUME is carried out and the waiters are admitted.
+  for (const i of banks) armSmmuTerminateBank(smmu, i);
+  for (const i of banks) armSmmuStopStalling(smmu, i);
+  const stalled = (): number[] => banks.filter((i) => CB_FSR_SS.isSet(smmu.cbRead(i, ARM_SMMU_CB_FSR)));
+  try {
+    await readPollTimeout(
+      smmu.dev.port,
+      () => {
+        const left = stalled();
+        // Answer again what was latched since: the RESUME is ignored while FSR records a fault.
+        for (const i of left) if (smmu.cbRead(i, ARM_SMMU_CB_FSR) & CB_FSR_FAULT) armSmmuTerminateBank(smmu, i);
+        return left.length;
+      },
+      (n) => n === 0,
+      1,
+      ARM_SMMU_STALL_RETIRE_TIMEOUT_US,
+      `${smmu.name}: stalled transactions to retire`,
+    );
+  } catch (e) {
+    if (!(e instanceof KernelError)) throw e;
+    log(smmu).err(smmu.name, `stalled transactions did not retire in context bank(s) ${stalled().join(', ')}: ${e.message}`, LOG_NS);
   }
 }
 
@@ -989,12 +1056,12 @@ function armSmmuClearStreamMap(smmu: ArmSmmuDevice, s2crType: S2crType | null): 
  * Leave the SMMU for whatever runs next (a reboot, a kexec'd kernel), as
  * `arm-smmu.shutdown_policy` says. // kernel: arm_smmu_device_shutdown()
  */
-export function armSmmuDeviceShutdown(smmu: ArmSmmuDevice): void {
+export async function armSmmuDeviceShutdown(smmu: ArmSmmuDevice): Promise<void> {
   const lg = log(smmu);
   if (smmu.contextMap.some((used) => used)) lg.info(smmu.name, 'disabling translation', LOG_NS);
   smmu.quiesced = true;
   smmu.faultQueue.clear();
-  armSmmuTerminateStalls(smmu);
+  await armSmmuTerminateStalls(smmu, Array.from({ length: smmu.numContextBanks }, (_, i) => i));
   const policy = smmu.params['arm-smmu.shutdown_policy'];
   const faultIrqs = smmu.params['arm-smmu.shutdown_fault_irqs'];
   const irqBits = (sCR0_GFIE.mask | sCR0_GCFGFIE.mask) >>> 0;
@@ -1035,7 +1102,7 @@ async function armSmmuDeviceRemove(dev: PlatformDevice): Promise<void> {
   const smmu = dev.driverData;
   if (!(smmu instanceof ArmSmmuDevice)) return;
   if (smmu.iommu) await iommuDeviceUnregister(smmu.iommu);
-  armSmmuDeviceShutdown(smmu);
+  await armSmmuDeviceShutdown(smmu);
 }
 
 /** The platform driver, reading the `arm-smmu.*` parameters of its kernel. */
@@ -1053,9 +1120,9 @@ export function createArmSmmuDriver(params: ArmSmmuParams = ARM_SMMU_DEFAULT_PAR
     probe: (dev) => armSmmuDeviceProbe(dev, p),
     remove: armSmmuDeviceRemove,
     // kernel: arm_smmu_device_shutdown()
-    shutdown(dev) {
+    async shutdown(dev) {
       const smmu = dev.driverData;
-      if (smmu instanceof ArmSmmuDevice) armSmmuDeviceShutdown(smmu);
+      if (smmu instanceof ArmSmmuDevice) await armSmmuDeviceShutdown(smmu);
     },
   };
 }

@@ -301,8 +301,16 @@ class Frame {
   event: EventHandle | null = null;
   readonly readOpts: DmaOptions = {};
   readonly writeOpts: DmaOptions = {};
-  readonly scratch = new Uint8Array(TE_MAX_TRANSACTION);
-  readonly scratchView = new DataView(this.scratch.buffer);
+  // A frame's transfer buffer is made on its first transfer: most frames of most engines never run,
+  // and a machine with hundreds of engines would otherwise hold 60 KiB of idle buffers for each.
+  private scratchBytes: Uint8Array | null = null;
+  private scratchDv: DataView | null = null;
+  get scratch(): Uint8Array {
+    return (this.scratchBytes ??= new Uint8Array(TE_MAX_TRANSACTION));
+  }
+  get scratchView(): DataView {
+    return (this.scratchDv ??= new DataView(this.scratch.buffer));
+  }
   readonly label: string;
   step: () => void = () => {};
   done: (c: DmaCompletion) => void = () => {};

@@ -72,7 +72,7 @@ export class AddressTranslationOps {
       this.parOk(b, va, 0, 0, false);
       return;
     }
-    const stage1 = cfg.ttbr0 !== null || cfg.ttbr1 !== null;
+    const stage1 = cfg.stage1;
     if (cfg.status !== CFG_OK || !stage1) {
       this.parFault(b, R.FSR.TF.mask, 0, stage1 || cfg.status !== CFG_OK ? 1 : 2);
       return;

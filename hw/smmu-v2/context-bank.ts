@@ -83,6 +83,11 @@ export class ContextConfig {
   type = 0;
   /** FSR.FORMAT of faults recorded for this bank. */
   format = FSR_FORMAT_AARCH64;
+  /**
+   * The bank translates with a stage 1 (stage 1 only, or nested with stage 1 enabled), whether or not
+   * EPDn left it a region to walk: with both disabled, every TLB miss is a translation fault.
+   */
+  stage1 = false;
   /** Stage 1 region tables (null: region disabled by EPDn or absent). */
   ttbr0: StageConfig | null = null;
   ttbr1: StageConfig | null = null;
@@ -219,6 +224,7 @@ function vmidOf(bank: ContextBank, env: DecodeEnv): number {
 export function decodeContext(b: ContextBank, env: DecodeEnv, c: ContextConfig): ContextConfig {
   c.status = CFG_OK;
   c.reason = '';
+  c.stage1 = false;
   c.ttbr0 = c.ttbr1 = c.s2 = null;
   c.ttbr0Limit = 0;
   c.ttbr1Start = Infinity;
@@ -250,6 +256,7 @@ export function decodeContext(b: ContextBank, env: DecodeEnv, c: ContextConfig):
       if (!env.stage1) return setStatus(c, CFG_BAD_TYPE, 'CBAR.TYPE is stage 1 but ID0.S1TS is 0');
       if (!SCTLR.M.isSet(b.sctlr)) return setStatus(c, CFG_DISABLED, 'SCTLR.M=0');
       c.vmid = vmidOf(b, env);
+      c.stage1 = true;
       if (!decodeStage1(b, env, c)) return c;
       attachStage1Sets(b, env, c, 'stage1');
       return c;
@@ -276,6 +283,7 @@ export function decodeContext(b: ContextBank, env: DecodeEnv, c: ContextConfig):
         c.ttbr0Limit = 0;
         return setStatus(c, CFG_OK, 'stage 1 disabled (SCTLR.M=0)');
       }
+      c.stage1 = true;
       if (!decodeStage1(b, env, c)) return c;
       attachStage1Sets(b, env, c, c.s2 === null ? 'stage1' : 'nested');
       return c;

@@ -126,12 +126,13 @@ export class Translator {
   private walkAndFill(bank: ContextBank, cfg: ContextConfig, va: number, access: number, out: Translation, fill: boolean): void {
     const w = this.walk;
     const cb = bank.index;
-    const s1 = cfg.ttbr0 !== null || cfg.ttbr1 !== null;
+    const s1 = cfg.stage1;
     let ok: boolean;
     if (!s1) {
-      // Stage 2 only (or a nested bank with stage 1 disabled).
+      // Stage 2 only (or a nested bank with stage 1 disabled: decode left it a stage 2).
       ok = this.walker.walkStage2(cfg.s2!, va, access, w);
     } else {
+      // No region for the input (out of range, or disabled by TCR.EPDn): a translation fault, no walk.
       const region = selectRegion(cfg, va);
       if (region === null) {
         out.fault('translation', 1, 0, cb);

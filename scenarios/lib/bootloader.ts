@@ -4,16 +4,38 @@
  * instead); U-Boot's fdt_fixup_memory_banks() writes the real banks. The lab's boot loader does the
  * same so the machine and the kernel agree on the RAM they have.
  */
+import { FirmwareError } from '../../bus/firmware-error.js';
 import { DtNode, type DeviceTree } from '../../bus/of/tree.js';
 
 /** RAM the boot loader reports when the DT describes none. */
 export const DEFAULT_RAM_SIZE = 0x8000_0000;
 const DEFAULT_RAM_BASE = 0x8000_0000;
 
-/** True if some enabled /memory node describes RAM of nonzero size. */
-function describesRam(dt: DeviceTree): boolean {
+/** libfdt's FDT_MAX_NCELLS: the most cells an address or a size may take. */
+const MAX_NCELLS = 4;
+
+/**
+ * The root's #address-cells and #size-cells, validated before anything loops over them (libfdt's
+ * fdt_address_cells()/fdt_size_cells() refuse a count above FDT_MAX_NCELLS): a huge count would
+ * otherwise make the fix-up build a property of billions of cells.
+ */
+function rootCells(dt: DeviceTree): { ac: number; sc: number } {
   const ac = dt.root.addressCells;
   const sc = dt.root.sizeCells;
+  for (const [prop, v] of [['#address-cells', ac], ['#size-cells', sc]] as const) {
+    if (v > MAX_NCELLS) {
+      throw new FirmwareError('dtb', `${prop} = ${v} of / is out of range (at most ${MAX_NCELLS})`, dt.root.propOffset(prop), '/');
+    }
+  }
+  if (ac + sc === 0) {
+    throw new FirmwareError('dtb', '#address-cells and #size-cells of / are both 0: no memory range can be described', dt.root.offset, '/');
+  }
+  return { ac, sc };
+}
+
+/** True if some enabled /memory node describes RAM of nonzero size. */
+function describesRam(dt: DeviceTree): boolean {
+  const { ac, sc } = rootCells(dt);
   for (const n of dt.root.children) {
     if (n.string('device_type') !== 'memory' || !n.available) continue;
     const reg = n.cells('reg') ?? [];
@@ -48,8 +70,7 @@ function cellsBytes(cells: number[]): Uint8Array {
 // U-Boot: fdt_fixup_memory_banks()
 export function fixupMemory(dt: DeviceTree): boolean {
   if (describesRam(dt)) return false;
-  const ac = dt.root.addressCells;
-  const sc = dt.root.sizeCells;
+  const { ac, sc } = rootCells(dt);
   let node = dt.root.children.find((n) => n.string('device_type') === 'memory');
   let base = DEFAULT_RAM_BASE;
   if (node) {

@@ -11,6 +11,8 @@ import type { TrapCosts } from '../../vmm/trap-costs.js';
 import { Vm, type HostMemory } from '../../vmm/vm.js';
 import { BOOT_LIMIT_NS, run } from './lab.js';
 import { bootSmmuV3, deviceOf, V3, type SmmuV3Lab } from '../smmu-v3-lab.js';
+import { bootCmdqv } from '../cmdqv-lab.js';
+import type { SmmuV3Options } from '../../hw/smmu-v3/options.js';
 
 /** The virtual StreamID the guest sees for the assigned engine. */
 export const GUEST_VSID = 0x10;
@@ -35,6 +37,11 @@ export interface VmLabOptions {
   pci?: boolean;
   /** Also assign the stall-capable engine (host SID 0x100, 8 PASID bits) as vSID 0x11. */
   stall?: boolean;
+  /** Grace: the host has a CMDQV and the VM a guest-owned VINTF (vIOMMU type TEGRA241_CMDQV). */
+  cmdqv?: boolean;
+  /** Host kernel command line and SMMUv3 model options (with `cmdqv`). */
+  hostBootargs?: string;
+  hostSmmu?: SmmuV3Options;
 }
 
 /** The stall-capable engine as host and guest see it. */
@@ -61,6 +68,7 @@ export async function buildVm(lab: SmmuV3Lab, opts: Omit<VmLabOptions, 'seed' | 
       ramSize: opts.ramSize,
       trapCosts: opts.trapCosts,
       bootargs: opts.guestBootargs,
+      cmdqv: opts.cmdqv,
       devices: [
         { dev, vsid: GUEST_VSID, compatible: 'iommu-sim,dma-test-engine', mmio: [ENGINE_MMIO], irqs: [ENGINE_SPI] },
         ...(opts.stall
@@ -93,7 +101,7 @@ export async function buildVm(lab: SmmuV3Lab, opts: Omit<VmLabOptions, 'seed' | 
 
 /** Boot the host, build the VM, boot the guest. */
 export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
-  const lab = await bootSmmuV3({ seed: opts.seed });
+  const lab = opts.cmdqv ? await bootCmdqv({ seed: opts.seed, bootargs: opts.hostBootargs, smmu: opts.hostSmmu }) : await bootSmmuV3({ seed: opts.seed });
   const vm = await buildVm(lab, opts);
   const guest = await run(lab.machine, bootKernel({ cpu: vm.port }), 'guest boot', BOOT_LIMIT_NS);
   return { ...lab, vm, guest };

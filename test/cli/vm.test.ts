@@ -21,4 +21,15 @@ describe('iommu-sim vm', () => {
     expect(j.dma.landed).toBe(true);
     expect(j.guest.masters[0]![2]).toBe('0x10');
   });
+
+  it('--cmdqv: the host user VINTF (HYP_OWN=0), the guest VINTF0 over it, HW queues, and a strict unmap on the VCMDQ with no exit', async () => {
+    const r = await runCli(['vm', '--cmdqv']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/CMDQV: host VINTF1 enabled, HYP_OWN=0, VMID \d+; guest VINTF0 enabled, HYP_OWN reads 0; page0 passed through; HW queues \d+, \d+, \d+, \d+/);
+    expect(r.stdout).toMatch(/Strict guest unmap: 0 exits, [1-9]\d* passed-through accesses, 0 vSMMU commands/);
+    const j = JSON.parse((await runCli(['vm', '--cmdqv', '--json'])).stdout) as { cmdqv: { guestVintf0: { vcmdqs: { commands: number }[] }; hostVintf: { vcmdqs: { idx: number }[] } } };
+    expect(j.cmdqv.hostVintf.vcmdqs.map((q) => q.idx)).toEqual([4, 5, 6, 7]);
+    expect(j.cmdqv.guestVintf0.vcmdqs[0]!.commands).toBeGreaterThan(0);
+  });
 });

@@ -124,3 +124,33 @@ describe('PhysicalMemory outside RAM', () => {
     expect(m.residentFrames).toBe(0);
   });
 });
+
+describe('PhysicalMemory words32 (descriptors read and written in place)', () => {
+  it('is the frame holding the address as little-endian words, shared with the byte accessors', () => {
+    const mem = new PhysicalMemory();
+    mem.addRegion(0x8000_0000, 0x10_0000);
+    const w = mem.words32(0x8000_1008);
+    mem.write32(0x8000_1008, 0x1234_5678);
+    expect(w[2]).toBe(0x1234_5678);
+    w[3] = 0xdead_beef;
+    expect(mem.read8(0x8000_100c)).toBe(0xef);
+    expect(mem.read32(0x8000_100c)).toBe(0xdead_beef);
+    expect(mem.words32(0x8000_1ffc)).toBe(w);
+    expect(mem.words32(0x8000_2000)).not.toBe(w);
+  });
+
+  it('throws BusError outside RAM', () => {
+    const mem = new PhysicalMemory();
+    mem.addRegion(0x8000_0000, 0x10_0000);
+    expect(() => mem.words32(0x7fff_f000)).toThrow(BusError);
+  });
+
+  it('gives a fresh zeroed view after the frame is zeroed whole', () => {
+    const mem = new PhysicalMemory();
+    mem.addRegion(0x8000_0000, 0x10_0000);
+    mem.words32(0x8000_0000)[5] = 7;
+    mem.fill(0x8000_0000, FRAME_SIZE, 0);
+    expect(mem.words32(0x8000_0000)[5]).toBe(0);
+    expect(mem.read32(0x8000_0014)).toBe(0);
+  });
+});

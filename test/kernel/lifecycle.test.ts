@@ -6,7 +6,7 @@ import { platformBus, type PlatformDriver } from '../../bus/platform.js';
 import { dmaUsesIommu } from '../../core/dma-mapping.js';
 import { findTestEngine } from '../../drivers/misc/dma-test-engine.js';
 import { bootKernel, runningKernel } from '../../kernel/kernel.js';
-import { kexec } from '../../kernel/kexec.js';
+import { KEXEC_HANDOVER_DELAY_NS, kexec } from '../../kernel/kexec.js';
 import { boot, run, virtMachine } from '../../scenarios/lib/lab.js';
 import { VIRT } from '../../scenarios/machines/virt.js';
 
@@ -154,7 +154,8 @@ describe('kernel lifecycle', () => {
     // A 1 MiB fill that is still running when the kexec happens; it interrupts when it ends.
     const frame = old.start({ op: 'fill', dst: buf.dma, len: 0x10_0000, byte: 0xa5 }, { frame: 3 });
     const irqsBefore = old.irqCount;
-    const second = await run(machine, kexec(machine, { drivers: 'iommu-unaware' }));
+    // An immediate hand-over, so the fill is still running when the new kernel probes the engine.
+    const second = await run(machine, kexec(machine, { drivers: 'iommu-unaware', handoverDelayNs: 0 }));
     expect(first.state).toBe('gone');
     for (const smmu of ['/iommu@9050000', '/iommu@b000000']) expect(second.core.findDevice(smmu)?.status).not.toBe('bound');
     const next = findTestEngine(second.core, '/dma@c040000');
@@ -166,6 +167,26 @@ describe('kernel lifecycle', () => {
     // The new kernel's handler took the completion; the old kernel's never ran again.
     expect(next.irqCount).toBe(1);
     expect(old.irqCount).toBe(irqsBefore);
+  });
+
+  it('the hand-over takes virtual time: KEXEC_HANDOVER_DELAY_NS by default, or what the caller asks', async () => {
+    for (const [opts, expected] of [[{}, KEXEC_HANDOVER_DELAY_NS], [{ handoverDelayNs: 20_000_000 }, 20_000_000]] as const) {
+      const machine = virtMachine({ seed: 2 });
+      const first = await boot(machine);
+      let endedAt = -1;
+      const origDiscard = first.discard.bind(first);
+      first.discard = () => {
+        endedAt = machine.scheduler.now;
+        origDiscard();
+      };
+      const second = await run(machine, kexec(machine, opts));
+      const bootLine = second.log.lines('info').find((l) => l.message.startsWith('booting kernel 1'))!;
+      expect(bootLine.time - endedAt).toBe(expected);
+    }
+    expect(KEXEC_HANDOVER_DELAY_NS).toBeGreaterThanOrEqual(1_000_000);
+    const machine = virtMachine({ seed: 2 });
+    await boot(machine);
+    await expect(run(machine, kexec(machine, { handoverDelayNs: -1 }))).rejects.toThrow(/EINVAL/);
   });
 
   it('kexec with nothing running is ESRCH', async () => {

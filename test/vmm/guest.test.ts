@@ -188,7 +188,10 @@ describe('a VM killed with a transaction stalled', () => {
     const host = lab.machine.masters.get(GUEST_STALL_ENGINE.host)!;
     const pending = host.write(dst, Uint8Array.of(1, 2, 3, 4), { ssid: bond.pasid });
     await settle(lab, 200_000);
-    expect(lab.model.stalls.count).toBe(1);
+    // The guest turning its SMMU off makes the vSMMU replace (and destroy) the nested HWPT the fault
+    // waits on: its outstanding faults are answered then, as iommufd auto-responds on replace. Either
+    // way nothing may be left for destroy to find stalled.
+    expect(lab.model.stalls.count).toBeLessThanOrEqual(1);
     await runIn(lab, lab.vm.destroy());
     const c = await runIn(lab, pending);
     await settle(lab, 200_000);

@@ -85,7 +85,7 @@ async function guestOn(lab: SmmuV3Lab): Promise<Guest> {
   const hostPa = allocPages(lab, GUEST_PAGES * PAGE, 'guest RAM');
   await runIn(lab, ctx.ioasMap(ioasId, IPA_BASE, hostPa, GUEST_PAGES * PAGE));
   const s2Id = await runIn(lab, ctx.hwptAlloc({ devId, ptId: ioasId, flags: IOMMU_HWPT_ALLOC_NEST_PARENT }));
-  const viommuId = ctx.viommuAlloc(devId, s2Id, IOMMU_VIOMMU_TYPE_ARM_SMMUV3);
+  const viommuId = await ctx.viommuAlloc(devId, s2Id, IOMMU_VIOMMU_TYPE_ARM_SMMUV3);
   ctx.vdeviceAlloc(viommuId, devId, VSID);
   const pa = (ipa: number): number => hostPa + (ipa - IPA_BASE);
   // Guest stage 1 (4K granule, 39-bit VA: levels 1-3) mapping VA 0x1000_0000 → IPA_BASE + 32 pages.

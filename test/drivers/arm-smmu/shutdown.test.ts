@@ -3,8 +3,11 @@
  * are left as, where a master that keeps doing DMA ends up, and that no master is left stalled.
  */
 import { describe, expect, it } from 'vitest';
-import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
+import { iommuDomainFree, iommuSetFaultHandler } from '../../../core/iommu-domain.js';
+import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
+import type { SmmuV2 } from '../../../hw/smmu-v2/smmu-v2.js';
+import { kexec } from '../../../kernel/kexec.js';
 import { attachNew, bench, bytes, L, map } from './fixture.js';
 
 const SCR0 = 0;
@@ -91,5 +94,66 @@ describe('arm-smmu shutdown', () => {
     await b.run(b.machine.cpu.delay(10_000));
     expect((done as DmaCompletion | null)?.status).toBe('terminated');
     expect(b.master(L.masterA).stats.outstanding).toBe(0);
+  });
+});
+
+describe('arm-smmu shutdown and kexec with transactions waiting behind a stall', () => {
+  const policies = ['bypass', 'abort-unmatched', 'abort-all', 'translate'] as const;
+  for (const teardown of ['shutdown', 'kexec'] as const) {
+    for (const policy of policies) {
+      it(`${teardown}, policy ${policy}: the stalled transaction and every one waiting behind it end in a visible failure`, async () => {
+        const b = await bench({ cmdline: `arm-smmu.shutdown_policy=${policy}` });
+        const domain = await attachNew(b, L.masterA);
+        let calls = 0;
+        iommuSetFaultHandler(domain, async () => {
+          calls++;
+          await new Promise<void>(() => undefined); // never answers
+          return 0 as const;
+        });
+        const model = b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0]!.device as SmmuV2;
+        const cbndx = armSmmuDomainContextBank(domain);
+        const N = 8;
+        const done: (DmaCompletion | null)[] = Array.from({ length: N }, () => null);
+        for (let i = 0; i < N; i++) b.master(L.masterA).submitWrite(0x9000 + i * 0x1000, bytes(i + 1), {}, (c) => (done[i] = c));
+        await b.run(b.machine.cpu.delay(10_000));
+        expect(calls).toBe(1);
+        expect(model.stalledCount(cbndx)).toBe(1);
+        expect(model.waitingCount(cbndx)).toBe(N - 1);
+        if (teardown === 'shutdown') await b.run(b.kernel.shutdown());
+        else await b.run(kexec(b.machine, { cmdline: `arm-smmu.shutdown_policy=${policy}` }));
+        await b.run(b.machine.cpu.delay(1_000_000));
+        expect(model.stalledCount(cbndx)).toBe(0);
+        expect(model.waitingCount(cbndx)).toBe(0);
+        expect(done.every((c) => c !== null)).toBe(true);
+        expect(done[0]!.status).toBe('terminated');
+        for (const c of done) expect(['terminated', 'fault', 'abort']).toContain(c!.status);
+        expect(b.master(L.masterA).stats.outstanding).toBe(0);
+        expect(calls).toBe(1);
+      });
+    }
+  }
+});
+
+describe('arm-smmu: freeing a still-attached domain', () => {
+  it('warns, never calls the freed handler, and the master is blocked rather than let through untranslated', async () => {
+    const b = await bench();
+    const domain = await attachNew(b, L.masterNoStall);
+    const iova = b.page();
+    const pa = b.page();
+    await map(b, domain, iova, pa);
+    let calls = 0;
+    iommuSetFaultHandler(domain, () => {
+      calls++;
+      return 'EIO';
+    });
+    await b.run(iommuDomainFree(domain));
+    expect(b.kernel.log.lines('warn').some((l) => /freed while still attached/.test(l.message))).toBe(true);
+    // The IOVA is also a physical address the kernel owns: an untranslated write would land there.
+    const c = await b.master(L.masterNoStall).write(iova, bytes(7));
+    await b.run(b.machine.cpu.delay(100_000));
+    expect(c.status).not.toBe('ok');
+    expect(b.machine.memory.read(iova, 1)[0]).toBe(0);
+    expect(b.machine.memory.read(pa, 1)[0]).toBe(0);
+    expect(calls).toBe(0);
   });
 });

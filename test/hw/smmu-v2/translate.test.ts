@@ -320,3 +320,27 @@ describe('SMMUv2 translation through context banks', () => {
     expect(b.cb(0, TCR2)).toBe(7 << 15);
   });
 });
+
+describe('stage 1 with both translation table walks disabled (TCR.EPD0 = EPD1 = 1)', () => {
+  for (const model of ['smmu-v1', 'mmu-401', 'smmu-v2', 'mmu-500', 'qcom-smmu-500'] as const) {
+    it(`${model}: a TLB miss is a translation fault without a walk, and the port does not throw`, () => {
+      const b = new Bench({ model, numSmr: 8, numCb: 8, numPageNdxb: 3 });
+      const t = Tables.stage1(b);
+      t.map(0x1000, PA1);
+      b.stage1Bank(0, t.root, 5);
+      // EAE keeps the long-descriptor format on the SMMUv1 flavours; EPD0 and EPD1 disable both regions.
+      b.setCb(0, TCR, (b.cb(0, TCR) | 0x8000_0000 | (1 << 7) | (1 << 23)) >>> 0);
+      b.mapStream(0, 0x40, 0);
+      b.enable();
+      const reads = b.smmu.tlb.stats.misses;
+      let w: ReturnType<Bench['write']> | undefined;
+      expect(() => {
+        w = b.write(0x40, 0x1000, [1, 2, 3, 4]);
+      }).not.toThrow();
+      expect(w!.c?.status).toBe('fault');
+      expect(b.cb(0, FSR) & 0x2).toBe(0x2); // FSR.TF
+      expect(Array.from(b.mem.read(PA1, 4))).toEqual([0, 0, 0, 0]);
+      expect(b.smmu.tlb.stats.misses).toBeGreaterThan(reads);
+    });
+  }
+});
