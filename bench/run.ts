@@ -21,8 +21,9 @@ import { benches as smmuV3 } from './smmu-v3.bench.js';
 import { benches as vm } from './vm.bench.js';
 import { benches as cmdqv } from './cmdqv.bench.js';
 import { benches as cmdqvGuest } from './cmdqv-guest.bench.js';
+import { benches as sweep } from './sweep.bench.js';
 
-const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model, ...smmuV2, ...smmuV3, ...iopf, ...cmdqv, ...cmdqvGuest, ...vm];
+const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model, ...smmuV2, ...smmuV3, ...iopf, ...cmdqv, ...cmdqvGuest, ...vm, ...sweep];
 
 interface Args {
   json: boolean;

@@ -16,7 +16,7 @@
  * or a deferred retry moves the consumer and its dependents to the tail). `shutdown()` walks it in
  * reverse, so masters are shut down before the SMMU they sit behind.
  */
-import type { CpuPort } from '../hw/cpu-port.js';
+import type { CpuPort, TraceEventId } from '../hw/cpu-port.js';
 import type { Device } from './device.js';
 import { DeviceLinks, type DeviceLink, type DeviceLinkOptions } from './device-link.js';
 import { firmwareMatch, type Driver } from './driver.js';
@@ -574,7 +574,7 @@ export class DriverCore {
     trace.emit({ kind: 'probe', time: this.port.now(), track: dev.name, driver: drv?.name ?? null, result, error });
   }
 
-  private traceCustom(dev: Device, name: string, args: Record<string, unknown>): void {
+  private traceCustom(dev: Device, name: TraceEventId, args: Record<string, unknown>): void {
     const trace = this.port.trace;
     if (!trace.active) return;
     trace.emit({ kind: 'custom', time: this.port.now(), track: dev.name, name, args });

@@ -6,7 +6,7 @@
  */
 import createDebug from 'debug';
 import type { Debugger } from 'debug';
-import type { CpuPort } from '../hw/cpu-port.js';
+import { vtime, type CpuPort } from '../hw/cpu-port.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'err';
 
@@ -54,7 +54,7 @@ export class KernelLog {
   /** Write one line. `namespace` is the debug namespace of the module that logs it. */
   write(level: LogLevel, source: string, message: string, namespace = 'iommu:kernel'): void {
     const time = this.port.now();
-    printer(namespace)(`[${formatTime(time)}] ${level === 'debug' ? '' : `${level}: `}${source}: ${message}`);
+    printer(namespace)(`${vtime(time)} ${level === 'debug' ? '' : `${level}: `}${source}: ${message}`);
     if (level === 'debug') return;
     const entry: LogEntry = { time, level, source, message };
     if (this.ring.length < LOG_RING_ENTRIES) {
@@ -91,9 +91,3 @@ export class KernelLog {
   }
 }
 
-/** Seconds with microsecond precision, as printk timestamps look. */
-function formatTime(ns: number): string {
-  const us = Math.floor(ns / 1000);
-  const s = Math.floor(us / 1_000_000);
-  return `${s}.${String(us % 1_000_000).padStart(6, '0')}`;
-}

@@ -5,6 +5,7 @@
 import { FirmwareError } from '../bus/firmware-error.js';
 import { MachineFirmwareError } from '../hw/firmware.js';
 import { CmdlineError } from '../kernel/cmdline.js';
+import { FirmwareContentError, FirmwareFileError } from '../scenarios/lib/firmware-file.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -22,10 +23,10 @@ export function isFirmwareError(e: unknown): e is FirmwareError | MachineFirmwar
 
 /** Map an error to the exit status and the stderr text the contract asks for. */
 export function reportError(e: unknown): { status: number; message: string } {
-  if (isFirmwareError(e)) {
+  if (e instanceof FirmwareContentError || isFirmwareError(e)) {
     return { status: EXIT_FIRMWARE, message: `iommu-sim: firmware error: ${oneLine(e.message)}` };
   }
-  if (e instanceof UsageError || e instanceof CmdlineError) return { status: EXIT_USAGE, message: `iommu-sim: ${oneLine(e.message)}` };
+  if (e instanceof UsageError || e instanceof CmdlineError || e instanceof FirmwareFileError) return { status: EXIT_USAGE, message: `iommu-sim: ${oneLine(e.message)}` };
   const text = e instanceof Error ? (e.stack ?? e.message) : String(e);
   return { status: EXIT_BUG, message: `iommu-sim: internal error (a bug): ${text}` };
 }

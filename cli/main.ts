@@ -1,21 +1,26 @@
 /**
  * iommu-sim: the lab bench's command line.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeFdt } from '../bus/of/fdt.js';
 import type { TraceEvent } from '../hw/trace.js';
 import { bootReport } from '../scenarios/lib/boot-report.js';
 import { formatCmdqvReport } from '../scenarios/lib/cmdqv-report.js';
-import { boot, machineFromDtb, recordTraces } from '../scenarios/lib/lab.js';
+import { boot, machineFromDtb } from '../scenarios/lib/lab.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
-import { scenarios, findScenario } from '../scenarios/index.js';
-import type { ScenarioResult } from '../scenarios/scenario.js';
+import { scenarios } from '../scenarios/index.js';
+import { firmwareBlob, namingFile } from '../scenarios/lib/firmware-file.js';
 import { acpiBootMachine, checkDtbInput, DEFAULT_ACPI_MEMORY } from './acpi.js';
 import { toChromeTraceProcesses, type TraceProcess } from './chrome-trace.js';
 import { registerDumpAcpi } from './dump-acpi.js';
-import { EXIT_FAILED, reportError, UsageError } from './errors.js';
+import { reportError, UsageError } from './errors.js';
+import { helpEpilogue, packageVersion } from './help.js';
+import { jsonDocument } from './json-output.js';
 import { kexecCommand, printParamWarnings, type KexecCmdOptions } from './kexec.js';
+import { mergeCommand } from './merge.js';
+import { parseJobs, parseSeedRange, parseShard, runCommand, type RunCmdOptions } from './run.js';
+import { keepInto, traceFilter } from './trace-filter.js';
 import { formatTable } from './table.js';
 import { registerVmCommand } from './vm.js';
 
@@ -24,16 +29,17 @@ function parseSeed(v: string): number {
   return Number(v);
 }
 
+/**
+ * The firmware blob to boot: the file's (a DTB, or DT source compiled with dtc; ACPI tables are
+ * sent to --acpi), else `virt`'s.
+ */
 function readDtb(file: string | undefined, cmdqv = false): Uint8Array {
-  if (!file) return writeFdt(buildVirtDeviceTree({ cmdqv }));
-  let blob: Uint8Array;
-  try {
-    blob = new Uint8Array(readFileSync(file));
-  } catch (e) {
-    throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
-  }
-  checkDtbInput(file, blob);
-  return blob;
+  return file ? firmwareBlob(file, checkDtbInput) : writeFdt(buildVirtDeviceTree({ cmdqv }));
+}
+
+/** Run `fn`; malformed firmware it finds is reported naming the file it came from. */
+function fromFirmware<T>(file: string | undefined, fn: () => Promise<T> | T): Promise<T> {
+  return file ? namingFile(file, fn) : Promise.resolve().then(fn);
 }
 
 /** Write recordings as Chrome Trace Event JSON, one process each; an unwritable file is a usage error. */
@@ -77,18 +83,21 @@ interface BootCmdOptions {
   cmdline?: string;
   json?: boolean;
   trace?: string;
+  traceFilter?: string[];
   cmdqv?: boolean;
 }
 
 async function bootCommand(o: BootCmdOptions): Promise<void> {
   if (o.acpi && o.dtb) throw new UsageError('--acpi and --dtb describe the machine twice: give one');
   if (o.memory && !o.acpi) throw new UsageError('--memory gives the RAM of an --acpi machine (a DTB describes its own)');
-  const machine = o.acpi ? acpiBootMachine({ acpi: o.acpi, memory: o.memory, seed: o.seed }) : machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed });
+  const machine = o.acpi
+    ? acpiBootMachine({ acpi: o.acpi, memory: o.memory, seed: o.seed })
+    : await fromFirmware(o.dtb, () => machineFromDtb(readDtb(o.dtb, o.cmdqv), { seed: o.seed }));
   const events: TraceEvent[] = [];
-  const stop = o.trace ? machine.trace.subscribe((e) => events.push(e)) : null;
+  const stop = o.trace ? machine.trace.subscribe(keepInto(events, o.traceFilter)) : null;
   const kernel = await withTrace(o.trace, [{ name: `boot ${o.acpi ?? o.dtb ?? 'virt'}`, events }], async () => {
     try {
-      return await boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {});
+      return await fromFirmware(o.dtb, () => boot(machine, o.cmdline !== undefined ? { cmdline: o.cmdline } : {}));
     } finally {
       stop?.();
     }
@@ -96,7 +105,7 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
   printParamWarnings(kernel.unknownParams);
   const report = bootReport(machine, kernel);
   if (o.json) {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    process.stdout.write(JSON.stringify(jsonDocument('boot', o, report), null, 2) + '\n');
     return;
   }
   const out: string[] = [];
@@ -137,63 +146,13 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-interface RunCmdOptions {
-  seed: number;
-  json?: boolean;
-  trace?: string;
-}
-
-async function runCommand(names: string[], o: RunCmdOptions): Promise<number> {
-  const chosen = names.length === 0 ? [...scenarios] : names.map((n) => findScenario(n) ?? unknownScenario(n));
-  // Each scenario builds its own machine: its trace is a process of its own.
-  const traces: TraceProcess[] = [];
-  const results: { name: string; shows: string; result: ScenarioResult }[] = [];
-  await withTrace(o.trace, traces, async () => {
-    for (const s of chosen) {
-      const events: TraceEvent[] = [];
-      traces.push({ name: s.name, events });
-      const result = o.trace ? await recordTraces((e) => events.push(e), () => s.run({ seed: o.seed })) : await s.run({ seed: o.seed });
-      results.push({ name: s.name, shows: s.shows, result });
-      if (!o.json) printScenario(s.name, s.shows, result);
-    }
-  });
-  const failed = results.filter((r) => r.result.verdict === 'fail').length;
-  if (o.json) {
-    process.stdout.write(JSON.stringify({ seed: o.seed, scenarios: results.map((r) => ({ name: r.name, shows: r.shows, ...r.result })) }, null, 2) + '\n');
-  } else {
-    process.stdout.write(
-      '\n' +
-        formatTable(
-          ['scenario', 'shows', 'verdict', 'figures'],
-          results.map((r) => [r.name, r.shows, r.result.verdict.toUpperCase(), figuresText(r.result.figures)]),
-        ) +
-        `\n\n${results.length - failed} passed, ${failed} failed (seed ${o.seed})\n`,
-    );
-  }
-  return failed > 0 ? EXIT_FAILED : 0;
-}
-
-function unknownScenario(name: string): never {
-  throw new UsageError(`no scenario named "${name}" (iommu-sim list shows them)`);
-}
-
-function figuresText(f: ScenarioResult['figures']): string {
-  return Object.entries(f)
-    .map(([k, v]) => `${k}=${String(v)}`)
-    .join(', ');
-}
-
-function printScenario(name: string, shows: string, r: ScenarioResult): void {
-  const lines = [`== ${name}: ${shows}`];
-  for (const c of r.checks) lines.push(`  [${c.ok ? 'ok' : 'FAIL'}] ${c.what}${c.detail ? `: ${c.detail}` : ''}`);
-  process.stdout.write(lines.join('\n') + '\n');
-}
-
 export async function main(argv: readonly string[]): Promise<number> {
   let status = 0;
   const program = new Command()
     .name('iommu-sim')
     .description('A kernel-style IOMMU stack over an emulated Arm machine')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .addHelpText('after', helpEpilogue())
     .exitOverride()
     .showHelpAfterError();
 
@@ -207,6 +166,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--cmdline <str>', 'kernel command line (default: /chosen/bootargs)')
     .option('--json', 'print the report as JSON')
     .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
+    .option('--trace-filter <globs...>', 'keep only trace events whose name matches a glob (e.g. CMD_* F_*)')
     .option('--cmdqv', 'the virt machine with a Grace CMDQV (ignored with --dtb)')
     .action(async (o: BootCmdOptions) => bootCommand(o));
 
@@ -215,9 +175,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     .description("write the virt machine's DTB")
     .option('--out <file>', 'output file (default: stdout)')
     .option('--cmdqv', 'the variant with a Grace CMDQV')
-    .action((o: { out?: string; cmdqv?: boolean }) => {
+    .option('--force', 'write the binary blob to a terminal all the same')
+    .action((o: { out?: string; cmdqv?: boolean; force?: boolean }) => {
       const blob = writeFdt(buildVirtDeviceTree({ cmdqv: o.cmdqv ?? false }));
       if (o.out) writeOut(o.out, blob);
+      else if (process.stdout.isTTY && !o.force) throw new UsageError('dump-dtb writes a binary blob: redirect it (> virt.dtb), use --out FILE, or pipe it to dtc -I dtb -O dts');
       else process.stdout.write(blob);
     });
 
@@ -250,13 +212,30 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   program
     .command('run')
-    .description('run scenarios (all by default) on the virt machine')
+    .description('run scenarios (all by default): the catalogue, or modules from anywhere; one seed or a sweep')
     .argument('[names...]', 'scenario names')
     .option('--seed <n>', 'PRNG seed', parseSeed, 1)
-    .option('--json', 'print results as JSON')
-    .option('--trace <file>', 'write the trace as Chrome Trace Event JSON')
+    .option('--seeds <A..B>', 'every seed from A to B (both included); overrides --seed', parseSeedRange)
+    .option('--jobs <n>', 'run (scenario, seed) pairs in this many worker threads', parseJobs, 1)
+    .option('--shard <I/N>', 'run only shard I of N of the work (for a CI matrix; combine with merge)', parseShard)
+    .option('--module <file...>', 'scenario modules (.js, or .ts transpiled on load) to run instead of the catalogue')
+    .option('--json', 'print the run document as JSON (same as --format json)')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['text', 'json', 'ktap']))
+    .option('--trace <file>', 'write the trace as Chrome Trace Event JSON (one process per machine)')
+    .option('--trace-filter <globs...>', 'keep only trace events whose name matches a glob (e.g. CMD_* F_*)')
     .action(async (names: string[], o: RunCmdOptions) => {
-      status = await runCommand(names, o);
+      const traces: TraceProcess[] = [];
+      status = await withTrace(o.trace, traces, () => runCommand(names, o, traces, traceFilter(o.traceFilter)));
+    });
+
+  program
+    .command('merge')
+    .description('combine the JSON documents of run --shard I/N --json into the whole run, and report it')
+    .argument('<files...>', 'run documents (run --json output)')
+    .option('--json', 'print the merged document as JSON')
+    .addOption(new Option('--format <fmt>', 'output format').choices(['text', 'json', 'ktap']))
+    .action((files: string[], o: { json?: boolean; format?: 'text' | 'json' | 'ktap' }) => {
+      status = mergeCommand(files, o);
     });
 
   registerVmCommand(program);
@@ -265,7 +244,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('list')
     .description('list the scenarios')
     .action(() => {
-      process.stdout.write(formatTable(['scenario', 'shows'], scenarios.map((s) => [s.name, s.shows])) + '\n');
+      process.stdout.write(formatTable(['scenario', 'shows'], scenarios.map((s) => [s.name, s.shows]), { wrap: [1] }) + '\n');
     });
 
   try {

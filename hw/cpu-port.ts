@@ -5,9 +5,10 @@
  * writes, interrupt lines it can attach handlers to, the firmware blobs the boot loader handed over,
  * and the passage of (virtual) time. It never sees an SMMU model, a master model or the scheduler.
  */
-import type { Trace, TraceEvent, TraceKind, TraceRecording } from './trace.js';
+import type { Trace, TraceEvent, TraceEventId, TraceKind, TraceRecording } from './trace.js';
 
-export type { Trace, TraceEvent, TraceKind, TraceRecording };
+export type { Trace, TraceEvent, TraceEventId, TraceKind, TraceRecording };
+export { vtime } from './vtime.js';
 
 /** CPU loads and stores to RAM by physical address. Touching a hole throws (a kernel oops). */
 export interface RamAccess {

@@ -11,6 +11,7 @@
  */
 import createDebug from 'debug';
 import type { Trace } from './trace.js';
+import { vtime } from './vtime.js';
 
 const log = createDebug('iommu:hw:mmio');
 
@@ -24,6 +25,8 @@ export interface MmioDevice {
   write64?(offset: number, value: bigint): void;
   /** Read without side effects (for tests and debuggers). */
   peek32?(offset: number): number;
+  /** The register's name as the device's spec writes it, for traces; null (or absent) when unnamed. */
+  registerName?(offset: number): string | null;
 }
 
 export interface MmioRegion {
@@ -196,9 +199,10 @@ export class MmioMap {
   }
 
   private emit(r: MmioRegion, op: 'read' | 'write', pa: number, width: 32 | 64, value: bigint): void {
-    if (log.enabled) log('t=%dns %s %s%d +0x%s = 0x%s', this.now(), r.device.name, op, width, (pa - r.base).toString(16), value.toString(16));
+    if (log.enabled) log('%s %s %s%d +0x%s = 0x%s', vtime(this.now()), r.device.name, op, width, (pa - r.base).toString(16), value.toString(16));
     if (!this.trace.active) return;
-    this.trace.emit({ kind: 'mmio', time: this.now(), track: r.device.name, op, pa, offset: pa - r.base, width, value });
+    const offset = pa - r.base;
+    this.trace.emit({ kind: 'mmio', time: this.now(), track: r.device.name, op, pa, offset, width, value, reg: r.device.registerName?.(offset) ?? null });
   }
 
   private lowerBound(base: number): number {

@@ -14,6 +14,7 @@
  * `DEBUG=iommu:hw:scheduler` prints every step (virtual time, step number, label).
  */
 import createDebug from 'debug';
+import { vtime } from './vtime.js';
 import { Prng } from './prng.js';
 
 const log = createDebug('iommu:hw:scheduler');
@@ -131,7 +132,7 @@ export class Scheduler {
     if (!ev) return false;
     this._now = ev.time;
     this._steps++;
-    if (log.enabled) log('t=%dns step %d: %s', ev.time, this._steps, ev.label);
+    if (log.enabled) log('%s step %d: %s', vtime(ev.time), this._steps, ev.label);
     if (this.onStep) this.onStep(ev.label, ev.time);
     ev.fn();
     return true;

@@ -5,6 +5,8 @@
  * machine built through scenarios/lib/lab.ts is recorded while `recordTraces` runs.
  */
 
+import { inspect, isDeepStrictEqual } from 'node:util';
+
 export type Verdict = 'pass' | 'fail';
 
 export interface ScenarioContext {
@@ -36,12 +38,22 @@ export class Checks {
     return cond;
   }
 
+  /**
+   * Deep strict equality (node's `util.isDeepStrictEqual`): key order does not matter, types do
+   * (NaN is not null, 1 is not 1n), BigInts, Maps, Sets and typed arrays compare by content. A
+   * failure shows both values in full.
+   */
   equal<T>(what: string, seen: T, expected: T): boolean {
-    const ok = JSON.stringify(seen) === JSON.stringify(expected);
-    return this.ok(what, ok, ok ? undefined : `expected ${JSON.stringify(expected)}, saw ${JSON.stringify(seen)}`);
+    const ok = isDeepStrictEqual(seen, expected);
+    return this.ok(what, ok, ok ? undefined : `expected ${show(expected)}, saw ${show(seen)}`);
   }
 
   result(figures: ScenarioResult['figures']): ScenarioResult {
     return { verdict: this.list.every((c) => c.ok) ? 'pass' : 'fail', figures, checks: this.list };
   }
+}
+
+/** A value on one line, whole (no depth or length cut-off). */
+function show(v: unknown): string {
+  return inspect(v, { depth: null, maxArrayLength: null, maxStringLength: null, breakLength: Infinity, compact: true, sorted: true });
 }

@@ -192,7 +192,7 @@ export class ArmSmmuDevice {
   /** The instance registered with the iommu core (kernel: smmu->iommu). */
   iommu: IommuDevice | null = null;
   /** Where context faults (stalled or not) are handled, off the interrupt path: an unbound workqueue. */
-  readonly faultQueue = new PQueue();
+  readonly faultQueue: PQueue = new PQueue();
   /** Set by shutdown/remove: fault work still running terminates stalls and reports nothing more. */
   quiesced = false;
   /** The kernel was torn down (kexec): nothing of it may touch the hardware any more. */

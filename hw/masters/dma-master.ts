@@ -14,6 +14,7 @@
 import createDebug from 'debug';
 import type { DmaCompletion, DmaDone, DmaPort, DmaRequest, DmaStatus } from '../dma.js';
 import type { Trace } from '../trace.js';
+import { vtime } from '../vtime.js';
 
 const log = createDebug('iommu:hw:dma');
 
@@ -154,6 +155,7 @@ export class DmaMaster {
   protected submit(req: DmaRequest, done: DmaDone): void {
     this.stats.issued++;
     this.stats.outstanding++;
+    const issued = this.ctx.now();
     this.issue(req, (c) => {
       this.stats.outstanding--;
       if (c.status === 'ok') this.stats.ok++;
@@ -179,12 +181,13 @@ export class DmaMaster {
           len: req.len,
           outcome: c.detail ? `${c.status}: ${c.detail}` : c.status,
           pa: c.pa ?? null,
+          start: issued,
         });
       }
       if (log.enabled) {
         const ssid = req.ssidValid ? ` ssid ${req.ssid}` : '';
         const pa = c.pa !== undefined ? ` -> PA 0x${c.pa.toString(16)}` : '';
-        log('t=%dns %s: %s sid 0x%s%s 0x%s+%d: %s%s', this.ctx.now(), this.name, req.write ? 'write' : 'read', req.streamId.toString(16), ssid, req.addr.toString(16), req.len, c.detail ? `${c.status}: ${c.detail}` : c.status, pa);
+        log('%s %s: %s sid 0x%s%s 0x%s+%d: %s%s', vtime(this.ctx.now()), this.name, req.write ? 'write' : 'read', req.streamId.toString(16), ssid, req.addr.toString(16), req.len, c.detail ? `${c.status}: ${c.detail}` : c.status, pa);
       }
       done(c);
     });

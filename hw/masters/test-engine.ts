@@ -739,12 +739,12 @@ export class DmaTestEngine extends PlatformDmaMaster {
   }
 
   /** A `custom` trace event "test-engine start|done|error|stopped" with the frame's registers. */
-  private traceFrame(f: Frame, what: string): void {
+  private traceFrame(f: Frame, what: 'start' | 'done' | 'error' | 'stopped'): void {
     this.ctx.trace.emit({
       kind: 'custom',
       time: this.ctx.now(),
       track: this.name,
-      name: `test-engine ${what}`,
+      name: `test-engine ${what}` as const,
       args: { frame: f.index, op: f.op, iterations: f.iterations, dmaStatus: f.dmaStatus, cfgErr: f.cfgErr, failAddr: f.failAddr },
     });
   }

@@ -513,3 +513,45 @@ export function numPageNdxbForRegion(regionSize: number, pageSize64k: boolean): 
     `SMMU register region of 0x${regionSize.toString(16)} bytes is not 2 x NUMPAGE x ${pageSize64k ? '64K' : '4K'} for any NUMPAGENDXB`,
   );
 }
+
+const GR0_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
+  [SCR0, 'sCR0'], [SACR, 'sACR'], [IDR0, 'sIDR0'], [IDR1, 'sIDR1'], [IDR2, 'sIDR2'], [IDR3, 'sIDR3'], [IDR4, 'sIDR4'],
+  [IDR5, 'sIDR5'], [IDR6, 'sIDR6'], [IDR7, 'sIDR7'], [SGFAR, 'sGFAR'], [SGFSR, 'sGFSR'], [SGFSRRESTORE, 'sGFSRRESTORE'],
+  [SGFSYNR0, 'sGFSYNR0'], [SGFSYNR1, 'sGFSYNR1'], [SGFSYNR2, 'sGFSYNR2'], [TLBIVMID, 'TLBIVMID'], [TLBIALLNSNH, 'TLBIALLNSNH'],
+  [TLBIALLH, 'TLBIALLH'], [STLBGSYNC, 'sTLBGSYNC'], [STLBGSTATUS, 'sTLBGSTATUS'],
+]);
+
+const CB_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
+  [CB_SCTLR, 'SCTLR'], [CB_ACTLR, 'ACTLR'], [CB_RESUME, 'RESUME'], [CB_TCR2, 'TCR2'], [CB_TTBR0, 'TTBR0'], [CB_TTBR1, 'TTBR1'],
+  [CB_TCR, 'TCR'], [CB_CONTEXTIDR, 'CONTEXTIDR'], [CB_MAIR0, 'MAIR0'], [CB_MAIR1, 'MAIR1'], [CB_PAR, 'PAR'], [CB_FSR, 'FSR'],
+  [CB_FSRRESTORE, 'FSRRESTORE'], [CB_FAR, 'FAR'], [CB_FSYNR0, 'FSYNR0'], [CB_FSYNR1, 'FSYNR1'], [CB_IPAFAR, 'IPAFAR'],
+  [CB_TLBIVA, 'TLBIVA'], [CB_TLBIVAA, 'TLBIVAA'], [CB_TLBIASID, 'TLBIASID'], [CB_TLBIALL, 'TLBIALL'], [CB_TLBIVAL, 'TLBIVAL'],
+  [CB_TLBIVAAL, 'TLBIVAAL'], [CB_TLBIIPAS2, 'TLBIIPAS2'], [CB_TLBIIPAS2L, 'TLBIIPAS2L'], [CB_TLBSYNC, 'TLBSYNC'],
+  [CB_TLBSTATUS, 'TLBSTATUS'], [CB_ATS1PR, 'ATS1PR'], [CB_ATS1PW, 'ATS1PW'], [CB_ATS1UR, 'ATS1UR'], [CB_ATS1UW, 'ATS1UW'], [CB_ATSR, 'ATSR'],
+]);
+
+/**
+ * The spec's name of a register in the SMMU's space (GR0 `sCR0`, `SMR5`, `S2CR5`; GR1 `CBAR3`,
+ * `CBA2R3`, `CBFRSYNRA3`; context bank `CB3_FSR`), given the layout's page size and where the
+ * context banks start; null for an offset no register has.
+ */
+export function registerName(offset: number, pageSize: number, cbBase: number): string | null {
+  const idx = (base: number, off: number): number => (off - base) >> 2;
+  if (offset < pageSize) {
+    if (offset >= SMR_BASE && offset < S2CR_BASE) return `SMR${idx(SMR_BASE, offset)}`;
+    if (offset >= S2CR_BASE && offset < S2CR_BASE + 0x400) return `S2CR${idx(S2CR_BASE, offset)}`;
+    return GR0_NAMES.get(offset) ?? null;
+  }
+  if (offset < 2 * pageSize) {
+    const off = offset - pageSize;
+    if (off >= CBFRSYNRA_BASE && off < CBA2R_BASE) return `CBFRSYNRA${idx(CBFRSYNRA_BASE, off)}`;
+    if (off >= CBA2R_BASE && off < CBA2R_BASE + 0x400) return `CBA2R${idx(CBA2R_BASE, off)}`;
+    if (off < CBFRSYNRA_BASE) return `CBAR${idx(CBAR_BASE, off)}`;
+    return null;
+  }
+  if (offset < cbBase) return null;
+  const n = Math.floor((offset - cbBase) / pageSize);
+  const reg = offset - cbBase - n * pageSize;
+  const name = CB_NAMES.get(reg) ?? (CB_NAMES.has(reg - 4) && /^(TTBR|PAR|FAR|IPAFAR|TLBI|ATS1)/.test(CB_NAMES.get(reg - 4)!) ? `${CB_NAMES.get(reg - 4)!}_HI` : null);
+  return name === null ? null : `CB${n}_${name}`;
+}

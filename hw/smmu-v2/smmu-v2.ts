@@ -197,6 +197,11 @@ export class SmmuV2 implements MmioDevice, DmaPort {
   // MMIO
   // ------------------------------------------------------------------------------------------
 
+  /** The spec's name of a register, for traces (MmioDevice). */
+  registerName(offset: number): string | null {
+    return R.registerName(offset, this.layout.pageSize, this.layout.cbBase);
+  }
+
   read32(offset: number): number {
     return this.readReg(offset, true);
   }

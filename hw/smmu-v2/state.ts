@@ -9,7 +9,7 @@
  * TLB maintenance and address translation operations act on it.
  */
 import type { Scheduler } from '../scheduler.js';
-import type { Trace } from '../trace.js';
+import type { Trace, TraceEventId } from '../trace.js';
 import type { ContextConfig, DecodeEnv } from './context-bank.js';
 import { ContextBank } from './context-bank.js';
 import type { IrqOutputs } from './faults.js';
@@ -142,7 +142,7 @@ export class SmmuV2State {
     return false;
   }
 
-  emit(name: string, args: Record<string, unknown>): void {
+  emit(name: TraceEventId, args: Record<string, unknown>): void {
     const tr = this.trace;
     if (tr !== null && tr.active) tr.emit({ kind: 'custom', time: this.scheduler.now, track: this.name, name, args });
   }

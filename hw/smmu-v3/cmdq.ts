@@ -185,6 +185,7 @@ export class CommandQueue {
   /** Something changed that may let the queue make progress: schedule a step. */
   kick(): void {
     if (!this.enabled || this.errorActive() || this.q.isEmpty()) return;
+    if (this.trace?.active) this.traceOccupancy();
     const batch = Math.min(this.q.occupancy(), this.opts.timing.commandsPerStep);
     const cost = Math.max(1, batch) * this.opts.timing.commandNs;
     // The batch runs once the shared command processor is free.
@@ -265,7 +266,23 @@ export class CommandQueue {
       q.cons = SmmuQueue.withPtr(q.cons, q.next(q.cons), q.ptrMask);
       n++;
     }
+    if (n > 0 && this.trace?.active) this.traceConsumption(n);
     if (!q.isEmpty()) this.kick();
+  }
+
+  /** The queue's occupancy as a counter track. */
+  private traceOccupancy(): void {
+    this.trace?.emit({ kind: 'counter', time: this.scheduler.now, track: this.opts.name, name: 'CMDQ occupancy', value: this.q.occupancy() });
+  }
+
+  /** A batch of `n` commands consumed: a slice over the time the batch took, then the new occupancy. */
+  private traceConsumption(n: number): void {
+    const end = this.scheduler.now;
+    const start = Math.max(0, end - n * this.opts.timing.commandNs);
+    const track = this.opts.name;
+    this.trace?.emit({ kind: 'work', time: start, track, label: 'CMDQ consume', phase: 'start' });
+    this.trace?.emit({ kind: 'work', time: end, track, label: 'CMDQ consume', phase: 'end' });
+    this.traceOccupancy();
   }
 
   private error(code: number, why: string): void {

@@ -273,3 +273,12 @@ export const REGISTER_NAMES: ReadonlyMap<number, string> = new Map<number, strin
   [PRIQ_BASE, 'PRIQ_BASE'], [PRIQ_PROD, 'PRIQ_PROD'], [PRIQ_CONS, 'PRIQ_CONS'],
   [PRIQ_IRQ_CFG0, 'PRIQ_IRQ_CFG0'], [PRIQ_IRQ_CFG1, 'PRIQ_IRQ_CFG1'], [PRIQ_IRQ_CFG2, 'PRIQ_IRQ_CFG2'],
 ]);
+
+/** The model's name of the register at `offset` (page-1 queue pointers as their page-0 names; the upper word of a 64-bit one as NAME_HI), or null. */
+export function registerName(offset: number): string | null {
+  const off = offset >= PAGE1 && offset < PAGE1 + PAGE_SIZE ? offset - PAGE1 : offset;
+  const n = REGISTER_NAMES.get(off);
+  if (n !== undefined) return n;
+  const lo = REGISTER_NAMES.get(off - 4);
+  return lo !== undefined && /_BASE$|_CFG0$/.test(lo) ? `${lo}_HI` : null;
+}

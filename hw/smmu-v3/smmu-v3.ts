@@ -216,6 +216,11 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     return R.PAGE1_REGISTERS.includes(o) ? o : -1;
   }
 
+  /** The spec's name of a register, for traces (MmioDevice). */
+  registerName(offset: number): string | null {
+    return R.registerName(offset);
+  }
+
   read32(offset: number): number {
     const off = this.fold(offset);
     const v = off < 0 ? null : this.readReg(off);

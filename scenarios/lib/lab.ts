@@ -13,15 +13,19 @@ import { fixupMemory } from './bootloader.js';
 import { buildVirtDeviceTree, type VirtOptions } from '../machines/virt.js';
 import { buildVirtAcpi, type VirtAcpiOptions } from '../machines/virt-acpi.js';
 
-let recorder: { sink: (e: TraceEvent) => void } | null = null;
+/** Receives each traced event and the machine it happened on (numbered from 0 in build order). */
+export type TraceSink = (e: TraceEvent, machine: number) => void;
+
+let recorder: { sink: TraceSink; machines: number } | null = null;
 
 /**
  * Record the trace of every machine the lab builds while `fn` runs (from the moment each is built,
- * so boots are in it). Scenarios need not wire tracing themselves.
+ * so boots are in it). Scenarios need not wire tracing themselves. The sink learns which machine
+ * each event came from: each machine has its own virtual clock, so each is its own timeline.
  */
-export async function recordTraces<T>(sink: (e: TraceEvent) => void, fn: () => Promise<T>): Promise<T> {
+export async function recordTraces<T>(sink: TraceSink, fn: () => Promise<T>): Promise<T> {
   if (recorder) throw new Error('recordTraces: a recording is already running');
-  const token = { sink };
+  const token = { sink, machines: 0 };
   recorder = token;
   try {
     return await fn();
@@ -48,9 +52,10 @@ export function machineFromDtb(blob: Uint8Array, opts: MachineBuildOptions = {})
   const machine = Machine.fromDeviceTree(tree, { ...opts, seed: opts.seed ?? 1 });
   const token = recorder;
   if (token) {
+    const id = token.machines++;
     // Only while the recording that saw this machine built is still running.
     machine.trace.subscribe((e) => {
-      if (recorder === token) token.sink(e);
+      if (recorder === token) token.sink(e, id);
     });
   }
   return machine;
@@ -66,8 +71,9 @@ export function machineFromAcpi(tables: ReadonlyMap<string, Uint8Array>, memory:
   const machine = Machine.fromAcpi(parsed, memory, { ...opts, seed: opts.seed ?? 1 });
   const token = recorder;
   if (token) {
+    const id = token.machines++;
     machine.trace.subscribe((e) => {
-      if (recorder === token) token.sink(e);
+      if (recorder === token) token.sink(e, id);
     });
   }
   return machine;

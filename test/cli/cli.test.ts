@@ -14,7 +14,8 @@ describe('iommu-sim boot', () => {
     expect(r.status).toBe(0);
     expect(r.stderr).toBe('');
     const report = JSON.parse(r.stdout);
-    expect(Object.keys(report)).toEqual(['iommus', 'masters', 'pciHosts']);
+    expect(Object.keys(report)).toEqual(['format', 'version', 'command', 'inputs', 'iommus', 'masters', 'pciHosts']);
+    expect(report).toMatchObject({ format: 'iommu-sim-boot', version: 1, command: 'boot', inputs: { seed: 1 } });
     expect(report.iommus.map((i: { node: string }) => i.node)).toEqual(['/iommu@9050000', '/iommu@b000000']);
     for (const i of report.iommus) {
       expect(Object.keys(i)).toEqual(['node', 'compatible', 'status', 'driver', 'error']);
@@ -52,7 +53,7 @@ describe('iommu-sim boot', () => {
     expect(r.stdout).toBe('');
     const lines = r.stderr.split('\n').filter((l) => l.length > 0);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^iommu-sim: firmware error: .*magic.*offset 0x0/);
+    expect(lines[0]).toMatch(/^iommu-sim: firmware error: .*bad\.dtb: dtb: .*magic.*offset 0x0/);
   });
 
   it('a bad kernel parameter is a usage error naming it', async () => {
@@ -114,7 +115,7 @@ describe('iommu-sim boot', () => {
     writeFileSync(bad, writeFdt(tree));
     const r = await runCli(['boot', '--dtb', bad, '--trace', join(tmp, 'trace-bad.json')]);
     expect(r.status).toBe(2);
-    expect(r.stderr.split('\n').filter((l) => l)).toEqual([expect.stringMatching(/^iommu-sim: firmware error: dtb: .*phandle 32767.*\(offset 0x[0-9a-f]+, node \/dma@c000000\)$/)]);
+    expect(r.stderr.split('\n').filter((l) => l)).toEqual([expect.stringMatching(/^iommu-sim: firmware error: .*bad-iommus\.dtb: dtb: .*phandle 32767.*\(offset 0x[0-9a-f]+, node \/dma@c000000\)$/)]);
   });
 });
 
@@ -227,20 +228,22 @@ describe('iommu-sim run', () => {
     const r = await runCli(['run', 'boot-virt', '--json', '--seed', '7']);
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out.seed).toBe(7);
-    expect(out.scenarios[0].name).toBe('boot-virt');
-    expect(out.scenarios[0].verdict).toBe('pass');
+    expect(out).toMatchObject({ format: 'iommu-sim-run', version: 1, command: 'run' });
+    expect(out.inputs.seeds).toEqual({ from: 7, to: 7 });
+    expect(out.inputs.scenarios).toEqual([{ name: 'boot-virt', module: null }]);
+    expect(out.results[0]).toMatchObject({ scenario: 'boot-virt', seed: 7, verdict: 'pass', error: null });
+    expect(out.summary).toEqual({ passed: 1, failed: 0, firstFailure: null });
   });
 
-  it('--trace writes one process per scenario, each with its devices as tracks and its DMA', async () => {
+  it('--trace writes one process per machine, each with its devices as tracks and its DMA', async () => {
     const file = join(tmp, 'run-trace.json');
     const r = await runCli(['run', 'boot-virt', 'smmu-v3-dma', '--json', '--trace', file]);
     expect(r.status).toBe(0);
     const trace = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: { ph: string; name: string; cat: string; pid: number; args: Record<string, unknown> }[] };
     const procs = trace.traceEvents.filter((e) => e.name === 'process_name').map((e) => [e.pid, e.args.name]);
     expect(procs).toEqual([
-      [1, 'boot-virt'],
-      [2, 'smmu-v3-dma'],
+      [1, 'boot-virt: machine 1'],
+      [2, 'smmu-v3-dma: machine 1'],
     ]);
     const tracks = (pid: number): unknown[] => trace.traceEvents.filter((e) => e.name === 'thread_name' && e.pid === pid).map((e) => e.args.name);
     expect(tracks(1)).toContain('/iommu@9050000');

@@ -6,7 +6,8 @@ describe('iommu-sim boot --cmdqv', () => {
     const r = await runCli(['boot', '--cmdqv', '--json']);
     expect(r.status).toBe(0);
     const report = JSON.parse(r.stdout);
-    expect(Object.keys(report)).toEqual(['iommus', 'masters', 'pciHosts', 'cmdqvs']);
+    expect(Object.keys(report)).toEqual(['format', 'version', 'command', 'inputs', 'iommus', 'masters', 'pciHosts', 'cmdqvs']);
+    expect(report.inputs).toEqual({ seed: 1, cmdqv: true });
     expect(report.cmdqvs).toHaveLength(1);
     const c = report.cmdqvs[0];
     expect(Object.keys(c)).toEqual(['node', 'smmu', 'status', 'base', 'version', 'enabled', 'bypassVcmdq', 'numVintfs', 'numVcmdqs', 'lvcmdqsPerVintf', 'sidsPerVintf', 'vintfs']);
@@ -22,6 +23,6 @@ describe('iommu-sim boot --cmdqv', () => {
     expect(r.stdout).toMatch(/\nCMDQVs\n\/cmdqv@9100000 at 0x9100000 \(SMMU \/iommu@9050000\): probed, v1, CMDQV enabled, 4 VINTFs, 16 VCMDQs/);
     expect(r.stdout).toMatch(/ {2}VINTF0: enabled, HYP_OWN=1 \(host\), VMID 0\n {4}LVCMDQ0 = VCMDQ0: enabled/);
     const plain = await runCli(['boot', '--json']);
-    expect(Object.keys(JSON.parse(plain.stdout))).toEqual(['iommus', 'masters', 'pciHosts']);
+    expect(Object.keys(JSON.parse(plain.stdout))).toEqual(['format', 'version', 'command', 'inputs', 'iommus', 'masters', 'pciHosts']);
   });
 });

@@ -33,7 +33,7 @@ describe('mutated firmware', () => {
         writeFileSync(file, mutate(seedBlobs[0], muts));
         const r = await runCli(['boot', '--dtb', file, '--json']);
         if (r.status === 0) {
-          expect(Object.keys(JSON.parse(r.stdout))).toEqual(['iommus', 'masters', 'pciHosts']);
+          expect(Object.keys(JSON.parse(r.stdout))).toEqual(['format', 'version', 'command', 'inputs', 'iommus', 'masters', 'pciHosts']);
         } else {
           expect(r.status).toBe(2);
           const lines = r.stderr.split('\n').filter((l) => l.length > 0);

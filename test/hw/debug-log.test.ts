@@ -52,12 +52,12 @@ describe('debug namespaces of the machine', () => {
   it('mmio, dma and scheduler each log on their own namespace', async () => {
     createDebug.enable('iommu:hw:*');
     await exercise();
-    expect(on('iommu:hw:mmio')).toEqual(['t=250ns /uart@9000000 write32 +0x10 = 0xab']);
+    expect(on('iommu:hw:mmio')).toEqual(['[0.000000250] /uart@9000000 write32 +0x10 = 0xab']);
     expect(on('iommu:hw:dma')).toEqual([
-      't=250ns /dma@c000000: write sid 0x100 0x80000040+4: ok -> PA 0x80000040',
-      't=250ns /dma@c000000: read sid 0x100 0x10+4: bus-error: read of 4 byte(s) at PA 0x10 hits no memory or device',
+      '[0.000000250] /dma@c000000: write sid 0x100 0x80000040+4: ok -> PA 0x80000040',
+      '[0.000000250] /dma@c000000: read sid 0x100 0x10+4: bus-error: read of 4 byte(s) at PA 0x10 hits no memory or device',
     ]);
-    expect(on('iommu:hw:scheduler')).toEqual(['t=250ns step 1: tick']);
+    expect(on('iommu:hw:scheduler')).toEqual(['[0.000000250] step 1: tick']);
   });
 
   it('a namespace left out prints nothing', async () => {
