@@ -552,7 +552,12 @@ export function armSmmuProbeMaster(smmu: ArmSmmuDevice, dev: Device): ArmSmmuMas
   // PASID must be enabled before, and disabled after, ATS (PCIe: ATS Control with PASID changes is undefined).
   armSmmuEnablePasid(master);
   if ((smmu.features & ARM_SMMU_FEAT_2_LVL_CDTAB) === 0) master.ssidBits = Math.min(master.ssidBits, CTXDESC_LINEAR_CDMAX);
-  if (((smmu.features & ARM_SMMU_FEAT_STALLS) !== 0 && dev.fwspec?.canStall) || (smmu.features & ARM_SMMU_FEAT_STALL_FORCE) !== 0) {
+  // Not in Linux: a crash kernel leaves the event queue off, so nothing could ever see, let alone
+  // answer, a stall (an event that cannot be recorded holds its transaction, SMMUv3 3.12.2). It
+  // gives masters that merely can stall a terminating context instead; a forced stall model has no
+  // such choice.
+  const canStall = (smmu.features & ARM_SMMU_FEAT_STALLS) !== 0 && dev.fwspec?.canStall && !smmu.params.kdump;
+  if (canStall || (smmu.features & ARM_SMMU_FEAT_STALL_FORCE) !== 0) {
     master.stallEnabled = true;
   }
   return master;
