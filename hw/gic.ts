@@ -26,6 +26,7 @@
  *   counts writes and remembers the EventIDs written. There are no device/collection tables and no
  *   LPI is delivered; every other ITS register reads as zero and ignores writes.
  */
+import { vtime } from './vtime.js';
 import createDebug from 'debug';
 import type { MmioDevice } from './mmio.js';
 import type { Scheduler } from './scheduler.js';
@@ -167,7 +168,7 @@ export abstract class InterruptController {
     if (st.handlers.length === 0) {
       st.stats.unhandled++;
       this.totals.unhandled++;
-      log('%s: %s raised with no handler attached', this.path, st.label);
+      if (log.enabled) log('%s %s: %s raised with no handler attached', vtime(this.scheduler.now), this.path, st.label);
       if (this.trace.active) {
         this.trace.emit({
           kind: 'log',
@@ -394,13 +395,13 @@ export class GicV2mFrame implements MmioDevice {
 
   write32(offset: number, value: number): void {
     if (offset !== V2M_MSI_SETSPI_NS) {
-      log('%s: write 0x%s to read-only/unknown offset 0x%s ignored', this.name, value.toString(16), offset.toString(16));
+      if (log.enabled) log('%s %s: write 0x%s to read-only/unknown offset 0x%s ignored', vtime(this.now()), this.name, value.toString(16), offset.toString(16));
       return;
     }
     if (this.trace.active) this.trace.emit({ kind: 'msi', time: this.now(), track: this.name, address: this.doorbell, data: value });
     if (value < this.baseSpi || value >= this.baseSpi + this.numSpis) {
       this.rejected++;
-      log('%s: MSI data %d outside SPI block %d..%d dropped', this.name, value, this.baseSpi, this.baseSpi + this.numSpis - 1);
+      if (log.enabled) log('%s %s: MSI data %d outside SPI block %d..%d dropped', vtime(this.now()), this.name, value, this.baseSpi, this.baseSpi + this.numSpis - 1);
       return;
     }
     this.accepted++;

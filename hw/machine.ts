@@ -22,6 +22,7 @@
  * value out of range) are reported in `warnings` and the device is skipped; structurally malformed
  * properties throw MachineFirmwareError.
  */
+import { vtime } from './vtime.js';
 import createDebug from 'debug';
 import type { BootFirmware, BootMemoryMap, CpuPort, IrqHandler } from './cpu-port.js';
 import type { MachineAcpiTables, MachineMemoryMap } from './acpi.js';
@@ -428,7 +429,7 @@ export class Machine {
 
   warn(message: string): void {
     this.warnings.push(message);
-    log('warning: %s', message);
+    if (log.enabled) log('%s warning: %s', vtime(this.scheduler.now), message);
     if (this.trace.active) this.trace.emit({ kind: 'log', time: this.scheduler.now, track: 'machine', level: 'warn', message });
   }
 

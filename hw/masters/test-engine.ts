@@ -71,6 +71,7 @@
  * Not modelled: MSIs (the engine has one wired interrupt), multiple outstanding transactions per
  * frame, transaction attributes beyond PRIV/INST (no cacheability, no memory type), secure streams.
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { DmaCompletion, DmaStatus } from '../dma.js';
 import type { IrqLine } from '../gic.js';
@@ -441,7 +442,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
       return;
     }
     if (offset >= TE_REGION_SIZE) {
-      log('%s: write %s to unknown offset %s ignored', this.name, hex(v), hex(offset));
+      if (log.enabled) log('%s %s: write %s to unknown offset %s ignored', vtime(this.ctx.now()), this.name, hex(v), hex(offset));
       return;
     }
     const f = this.frames[Math.floor(offset / TE_FRAME_SIZE)];
@@ -451,7 +452,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
       return;
     }
     if (isProgrammingReg(reg) && f.state === TE_STATE_RUNNING) {
-      log('%s: frame %d is running: write %s to offset %s ignored', this.name, f.index, hex(v), hex(reg));
+      if (log.enabled) log('%s %s: frame %d is running: write %s to offset %s ignored', vtime(this.ctx.now()), this.name, f.index, hex(v), hex(reg));
       return;
     }
     switch (reg) {
@@ -492,7 +493,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
         f.attr = v & 0x3;
         return;
       default:
-        log('%s: write %s to read-only or unknown frame offset %s ignored', this.name, hex(v), hex(offset));
+        if (log.enabled) log('%s %s: write %s to read-only or unknown frame offset %s ignored', vtime(this.ctx.now()), this.name, hex(v), hex(offset));
     }
   }
 
@@ -520,7 +521,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
 
   private writeGlobal(offset: number, v: number): void {
     if (offset !== TE_IRQ_STATUS) {
-      log('%s: write %s to read-only or unknown global offset %s ignored', this.name, hex(v), hex(offset));
+      if (log.enabled) log('%s %s: write %s to read-only or unknown global offset %s ignored', vtime(this.ctx.now()), this.name, hex(v), hex(offset));
       return;
     }
     this.irqStatus = (this.irqStatus & ~v) >>> 0;
@@ -533,7 +534,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
   private doorbell(f: Frame, run: boolean): void {
     if (run) {
       if (f.state === TE_STATE_RUNNING) {
-        log('%s: frame %d is already running: DOORBELL=1 ignored', this.name, f.index);
+        if (log.enabled) log('%s %s: frame %d is already running: DOORBELL=1 ignored', vtime(this.ctx.now()), this.name, f.index);
         return;
       }
       this.start(f);
@@ -730,7 +731,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
     f.state = state;
     f.stopRequested = false;
     if (state === TE_STATE_ERROR) {
-      log('%s: frame %d error: DMA_STATUS %d CFG_ERR %d at %s%s', this.name, f.index, f.dmaStatus, f.cfgErr, hex(f.failAddr), detail ? `: ${detail}` : '');
+      if (log.enabled) log('%s %s: frame %d error: DMA_STATUS %d CFG_ERR %d at %s%s', vtime(this.ctx.now()), this.name, f.index, f.dmaStatus, f.cfgErr, hex(f.failAddr), detail ? `: ${detail}` : '');
     }
     if (this.ctx.trace.active) this.traceFrame(f, state === TE_STATE_IDLE ? 'stopped' : state === TE_STATE_DONE ? 'done' : 'error');
     if (state === TE_STATE_IDLE || TE_CTRL_IRQ_EN.get(f.ctrl) === 0) return;

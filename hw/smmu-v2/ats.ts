@@ -12,6 +12,7 @@
  * Does not support: recording ATS faults in FSR (FSYNR0.ATOF), the GR0 GATS* block, stage 1 + 2
  * (ATS12*) operations: a stage 2 only bank answers with a stage 2 translation fault.
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { ContextBank } from './context-bank.js';
 import { CFG_DISABLED, CFG_OK } from './context-bank.js';
@@ -40,11 +41,11 @@ export class AddressTranslationOps {
   /** A write of ATS1PR/PW/UR/UW (`reg`) with the 64-bit operand `lo`/`hi`. */
   start(b: ContextBank, reg: number, lo: number, hi: number): void {
     if (!this.supported) {
-      log('%s: cb%d: address translation operations are not supported (ID0.ATOSNS): write ignored', this.s.name, b.index);
+      if (log.enabled) log('%s %s: cb%d: address translation operations are not supported (ID0.ATOSNS): write ignored', vtime(this.s.scheduler.now), this.s.name, b.index);
       return;
     }
     if (b.atsActive) {
-      log('%s: cb%d: ATS1* written while ATSR.ACTIVE: ignored', this.s.name, b.index);
+      if (log.enabled) log('%s %s: cb%d: ATS1* written while ATSR.ACTIVE: ignored', vtime(this.s.scheduler.now), this.s.name, b.index);
       return;
     }
     const write = reg === R.CB_ATS1PW || reg === R.CB_ATS1UW;

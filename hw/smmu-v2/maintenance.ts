@@ -11,6 +11,7 @@
  * itself when SCTLR.ASIDPNE is set.
  * Does not support: broadcast maintenance, hypervisor entries (TLBIALLH invalidates nothing).
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { ContextBank } from './context-bank.js';
 import { CFG_OK } from './context-bank.js';
@@ -50,7 +51,7 @@ export class TlbMaintenance {
   }
 
   tlbiAllH(): void {
-    log('%s: TLBIALLH: no hypervisor contexts are modelled, nothing to invalidate', this.s.name);
+    if (log.enabled) log('%s %s: TLBIALLH: no hypervisor contexts are modelled, nothing to invalidate', vtime(this.s.scheduler.now), this.s.name);
   }
 
   globalSync(): void {

@@ -21,6 +21,7 @@
  * maintenance from CPUs (sCR0.PTM/VMIDPNE/FB/BSU are stored without effect), memory attribute and
  * shareability overrides.
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { DmaDone, DmaPort, DmaRequest } from '../dma.js';
 import type { MmioDevice } from '../mmio.js';
@@ -246,7 +247,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
   }
 
   private unknown(op: 'read' | 'write', offset: number, value = 0): void {
-    log('%s: %s of unknown offset %s%s ignored', this.s.name, op, hex(offset), op === 'write' ? ` (value ${hex(value)})` : '');
+    if (log.enabled) log('%s %s: %s of unknown offset %s%s ignored', vtime(this.s.scheduler.now), this.s.name, op, hex(offset), op === 'write' ? ` (value ${hex(value)})` : '');
   }
 
   private readReg(offset: number, logUnknown: boolean): number {
@@ -363,7 +364,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
       case R.IDR6:
       case R.IDR7:
       case R.STLBGSTATUS:
-        log('%s: write %s to read-only GR0 offset %s ignored', this.s.name, hex(v), hex(off));
+        if (log.enabled) log('%s %s: write %s to read-only GR0 offset %s ignored', vtime(this.s.scheduler.now), this.s.name, hex(v), hex(off));
         return;
     }
     const g = this.s.streams.groups;
@@ -412,7 +413,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
       return;
     }
     if (off >= R.CBFRSYNRA_BASE && off < R.CBA2R_BASE && (off - R.CBFRSYNRA_BASE) >> 2 < n) {
-      log('%s: CBFRSYNRA is read-only: write ignored', this.s.name);
+      if (log.enabled) log('%s %s: CBFRSYNRA is read-only: write ignored', vtime(this.s.scheduler.now), this.s.name);
       return;
     }
     if (off >= R.CBA2R_BASE && off < R.CBA2R_BASE + 0x400 && (off - R.CBA2R_BASE) >> 2 < n && this.s.version === 2) {
@@ -572,7 +573,7 @@ export class SmmuV2 implements MmioDevice, DmaPort {
         return;
       case R.CB_TLBSTATUS:
       case R.CB_ATSR:
-        log('%s: write to read-only context bank %d offset %s ignored', this.s.name, b.index, hex(off));
+        if (log.enabled) log('%s %s: write to read-only context bank %d offset %s ignored', vtime(this.s.scheduler.now), this.s.name, b.index, hex(off));
         return;
     }
     if (isCommand64(off)) {

@@ -17,6 +17,7 @@
  * Does not support: transaction ordering beyond what a bank's stall imposes (the downstream port
  * answers in the order it likes), SSIDs (SMMUv2 has no substreams: the SSID is ignored).
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { DmaCompletion, DmaDone, DmaPort, DmaRequest } from '../dma.js';
 import { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE } from '../walker/index.js';
@@ -212,7 +213,7 @@ export class TransactionEngine {
         return;
       }
       if (cfg.status === CFG_UNSUPPORTED || cfg.status === CFG_INVALID) {
-        log('%s: cb%d: %s', this.s.name, bank.index, cfg.reason);
+        if (log.enabled) log('%s %s: cb%d: %s', vtime(this.s.scheduler.now), this.s.name, bank.index, cfg.reason);
         t.fault('translation', 1, 0, bank.index);
       } else {
         this.translator.translate(bank, cfg, va, txn.access, t);
@@ -276,7 +277,7 @@ export class TransactionEngine {
       this.s.stats.stalls++;
       if (this.canStall.get(txn.req.master) === false) {
         this.s.stats.stallsOfNonStallingMasters++;
-        log('%s: cb%d: stalled a transaction of %s, which cannot stall (no dma-can-stall)', this.s.name, fb.index, txn.req.master);
+        if (log.enabled) log('%s %s: cb%d: stalled a transaction of %s, which cannot stall (no dma-can-stall)', vtime(this.s.scheduler.now), this.s.name, fb.index, txn.req.master);
         this.s.emit('smmu-v2.stall-of-non-stalling-master', { cb: fb.index, master: txn.req.master, addr: va });
       }
       return;
@@ -295,12 +296,12 @@ export class TransactionEngine {
     const st = this.s.stallStates[b.index];
     if (st.stalled.length === 0 || st.resumePending) {
       this.s.stats.resumesIgnored++;
-      log('%s: cb%d: RESUME ignored: %s', this.s.name, b.index, st.resumePending ? 'a RESUME is already in progress' : 'nothing is stalled');
+      if (log.enabled) log('%s %s: cb%d: RESUME ignored: %s', vtime(this.s.scheduler.now), this.s.name, b.index, st.resumePending ? 'a RESUME is already in progress' : 'nothing is stalled');
       return;
     }
     if ((b.fsr & (R.FSR_FAULT_BITS | R.FSR.MULTI.mask)) !== 0) {
       this.s.stats.resumesIgnored++;
-      log('%s: cb%d: RESUME ignored: FSR %s still records a fault (clear FSR first)', this.s.name, b.index, hex(b.fsr));
+      if (log.enabled) log('%s %s: cb%d: RESUME ignored: FSR %s still records a fault (clear FSR first)', vtime(this.s.scheduler.now), this.s.name, b.index, hex(b.fsr));
       this.s.emit('smmu-v2.resume-ignored', { cb: b.index, fsr: b.fsr });
       return;
     }
@@ -361,7 +362,7 @@ export class TransactionEngine {
     const latched = this.s.gfault.record(bit, req.streamId, req.addr, req.write, req.priv, instr);
     this.s.stats.globalFaults++;
     this.s.irq.update();
-    log('%s: global fault %s: %s (sid %s, %s)%s', this.s.name, hex(bit), why, hex(req.streamId), req.master, latched ? '' : ' (sGFSR.MULTI)');
+    if (log.enabled) log('%s %s: global fault %s: %s (sid %s, %s)%s', vtime(this.s.scheduler.now), this.s.name, hex(bit), why, hex(req.streamId), req.master, latched ? '' : ' (sGFSR.MULTI)');
     this.s.emit('smmu-v2.global-fault', { sgfsr: bit, streamId: req.streamId, master: req.master, addr: req.addr, multi: !latched, why });
     const config = (bit & SGFSR_CONFIG_FAULTS) !== 0 && this.s.options.globalConfigFaultControls;
     const report = config ? R.sCR0.GCFGFRE.isSet(this.s.scr0) : R.sCR0.GFRE.isSet(this.s.scr0);

@@ -21,6 +21,7 @@
  * CMD_CFGI_VMS_PIDM (no MPAM: CERROR_ILL), CMD_PREFETCH_ADDR filling the TLB (it is accepted and
  * does nothing).
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { AtcInvalidation, AtsEndpoint, PageResponseCode } from '../dma.js';
 import { BusError } from '../memory.js';
@@ -287,7 +288,7 @@ export class CommandQueue {
 
   private error(code: number, why: string): void {
     this.stats.errors++;
-    log('%s: command queue error %d: %s', this.opts.name, code, why);
+    if (log.enabled) log('%s %s: command queue error %d: %s', vtime(this.scheduler.now), this.opts.name, code, why);
     this.q.cons = CMDQ_CONS_ERR.set(this.q.cons, code);
     if (this.hooks !== null) this.hooks.raiseError(code);
     else this.irq.activateError(GERROR_CMDQ_ERR.mask);
@@ -514,7 +515,7 @@ export class CommandQueue {
     this.stats.atcInvalidations++;
     const ep = this.ctx.endpoint(sid);
     if (ep === undefined) {
-      log('%s: CMD_ATC_INV for StreamID %d: no endpoint answers', this.opts.name, sid);
+      if (log.enabled) log('%s %s: CMD_ATC_INV for StreamID %d: no endpoint answers', vtime(this.scheduler.now), this.opts.name, sid);
       return;
     }
     ep.invalidateAtc(inv, () => {

@@ -11,6 +11,7 @@
  * "prior events visible" guarantee (flush()).
  * Does not support: event merging (STE.MEV is ignored: every record is written), the Secure queue.
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import { BusError } from '../memory.js';
 import type { Scheduler } from '../scheduler.js';
@@ -175,7 +176,7 @@ export class EventQueue {
         }
         this.stats.overflowed++;
         if (!this.overflowActive) this.q.prod = (this.q.prod ^ Q_OVFLG.mask) >>> 0;
-        log('%s: event queue full, %s for StreamID %d lost', this.opts.name, rec.name, rec.sid);
+        if (log.enabled) log('%s %s: event queue full, %s for StreamID %d lost', vtime(this.scheduler.now), this.opts.name, rec.name, rec.sid);
         continue;
       }
       const addr = this.q.entryAddr(this.q.prod);
@@ -185,7 +186,7 @@ export class EventQueue {
       } catch (e) {
         if (!(e instanceof BusError)) throw e;
         this.stats.writeAborts++;
-        log('%s: writing the event queue at 0x%s aborted', this.opts.name, addr.toString(16));
+        if (log.enabled) log('%s %s: writing the event queue at 0x%s aborted', vtime(this.scheduler.now), this.opts.name, addr.toString(16));
         this.irq.activateError(GERROR_EVENTQ_ABT_ERR.mask);
         if (rec.stall) this.held.push(rec);
         continue;

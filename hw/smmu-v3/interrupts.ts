@@ -11,6 +11,7 @@
  * Does not support: SEV (CMD_SYNC CS=SEV is counted only; there is no PE model), MSI memory
  * attributes (CFG2 is stored, not used).
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { DmaDone, DmaPort, DmaRequest } from '../dma.js';
 import type { Scheduler } from '../scheduler.js';
@@ -102,7 +103,7 @@ export class Interrupts {
       const req: DmaRequest = { master: opts.name, streamId: 0, ssid: 0, ssidValid: false, addr: 0, len: 4, write: true, exec: false, priv: true, data };
       const done: DmaDone = (c) => {
         if (c.status === 'ok') return;
-        log('%s: MSI write to 0x%s aborted (%s)', opts.name, req.addr.toString(16), c.detail ?? c.status);
+        if (log.enabled) log('%s %s: MSI write to 0x%s aborted (%s)', vtime(this.scheduler.now), opts.name, req.addr.toString(16), c.detail ?? c.status);
         this.activateError(abortBit);
       };
       return { req, view: new DataView(data.buffer), done };
@@ -149,7 +150,7 @@ export class Interrupts {
 
   writeCfg(src: MsiSource, which: 'cfg0Lo' | 'cfg0Hi' | 'cfg1' | 'cfg2', v: number): boolean {
     if (!this.cfgWritable(src)) {
-      log('%s: %s_IRQ_CFG write ignored while its IRQEN is set', this.opts.name, src.toUpperCase());
+      if (log.enabled) log('%s %s: %s_IRQ_CFG write ignored while its IRQEN is set', vtime(this.scheduler.now), this.opts.name, src.toUpperCase());
       return false;
     }
     const c = this.cfg[src];
@@ -211,7 +212,7 @@ export class Interrupts {
   activateError(bit: number): void {
     if (this.isActive(bit)) return;
     this.gerror = (this.gerror ^ bit) >>> 0;
-    log('%s: GERROR 0x%s active', this.opts.name, this.activeErrors.toString(16));
+    if (log.enabled) log('%s %s: GERROR 0x%s active', vtime(this.scheduler.now), this.opts.name, this.activeErrors.toString(16));
     this.raise('gerror');
   }
 

@@ -14,6 +14,7 @@
  * with a PASID) are never answered automatically.
  * Does not support: Secure streams.
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { AtsEndpoint, PageRequest, PageResponseCode } from '../dma.js';
 import { BusError } from '../memory.js';
@@ -100,7 +101,7 @@ export class PriQueue {
       if (this.overflowActive || this.q.isFull()) {
         this.stats.overflowed++;
         if (!this.overflowActive) this.q.prod = (this.q.prod ^ Q_OVFLG.mask) >>> 0;
-        log('%s: PRI queue overflow, request PRG %d from StreamID %d discarded', this.opts.name, req.prgIndex, req.streamId);
+        if (log.enabled) log('%s %s: PRI queue overflow, request PRG %d from StreamID %d discarded', vtime(this.scheduler.now), this.opts.name, req.prgIndex, req.streamId);
         if (req.last && !stop) this.overflowResponse(req);
         continue;
       }
@@ -110,7 +111,7 @@ export class PriQueue {
         for (let i = 0; i < F.PRIQ_WORDS; i++) this.mem.write32(addr + i * 4, this.words[i]);
       } catch (e) {
         if (!(e instanceof BusError)) throw e;
-        log('%s: writing the PRI queue at 0x%s aborted', this.opts.name, addr.toString(16));
+        if (log.enabled) log('%s %s: writing the PRI queue at 0x%s aborted', vtime(this.scheduler.now), this.opts.name, addr.toString(16));
         this.irq.activateError(GERROR_PRIQ_ABT_ERR.mask);
         if (!stop) this.autoRespond(req, 'failure', false);
         continue;
@@ -178,7 +179,7 @@ export class PriQueue {
   private deliver(sid: number, prgIndex: number, ssid: number, ssidValid: boolean, code: PageResponseCode): void {
     const ep = this.ctx.endpoint(sid);
     if (!ep) {
-      log('%s: PRG response for StreamID %d has no endpoint to go to', this.opts.name, sid);
+      if (log.enabled) log('%s %s: PRG response for StreamID %d has no endpoint to go to', vtime(this.scheduler.now), this.opts.name, sid);
       return;
     }
     ep.pageResponse({ prgIndex, ssid, ssidValid, code });

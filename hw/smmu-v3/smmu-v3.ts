@@ -29,6 +29,7 @@
  * event merging, memory-attribute overrides (MTCFG/MemAttr/SHCFG are decoded but do not change the
  * access; IDR1.ATTR_TYPES_OVR reads 0 by default).
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { AtsCompletion, AtsEndpoint, AtsRequest, DmaCompletion, DmaDone, DmaPort, DmaRequest, PageRequest } from '../dma.js';
 import type { MmioDevice } from '../mmio.js';
@@ -225,7 +226,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     const off = this.fold(offset);
     const v = off < 0 ? null : this.readReg(off);
     if (v === null) {
-      log('%s: read of unknown offset %s reads 0', this.name, hex(offset));
+      if (log.enabled) log('%s %s: read of unknown offset %s reads 0', vtime(this.scheduler.now), this.name, hex(offset));
       return 0;
     }
     return v >>> 0;
@@ -331,7 +332,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     const off = this.fold(offset);
     const v = value >>> 0;
     if (off < 0 || !this.writeReg(off, v)) {
-      log('%s: write of %s to %s (%s) ignored', this.name, hex(v), hex(offset), R.REGISTER_NAMES.get(off) ?? 'unknown offset');
+      if (log.enabled) log('%s %s: write of %s to %s (%s) ignored', vtime(this.scheduler.now), this.name, hex(v), hex(offset), R.REGISTER_NAMES.get(off) ?? 'unknown offset');
     }
   }
 
@@ -472,7 +473,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     this.cfgRegs.cr0ack = next;
     const on = (b: { mask: number }): boolean => (next & b.mask) !== 0;
     const changed = (b: { mask: number }): boolean => ((prev ^ next) & b.mask) !== 0;
-    log('%s: CR0ACK %s -> %s', this.name, hex(prev), hex(next));
+    if (log.enabled) log('%s %s: CR0ACK %s -> %s', vtime(this.scheduler.now), this.name, hex(prev), hex(next));
     if (changed(R.CR0_SMMUEN) && !on(R.CR0_SMMUEN)) {
       // Disabling the SMMU terminates the transactions it holds.
       for (const t of this.stalls.takeAll()) {
@@ -496,7 +497,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       () => {
         this.gbpa = (this.gbpa & R.GBPA_STATE_BITS) >>> 0;
         this.gbpaEffective = this.gbpa;
-        log('%s: GBPA now %s', this.name, hex(this.gbpa));
+        if (log.enabled) log('%s %s: GBPA now %s', vtime(this.scheduler.now), this.name, hex(this.gbpa));
       },
       `${this.name} GBPA.Update`,
     );
@@ -590,7 +591,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
         this.record(req, access, out, true, stag);
         return;
       }
-      log('%s: STALL_MAX stalled transactions held; terminating instead', this.name);
+      if (log.enabled) log('%s %s: STALL_MAX stalled transactions held; terminating instead', vtime(this.scheduler.now), this.name);
     }
     this.stats.faulted++;
     if (out.record) this.record(req, access, out, false, 0);
@@ -709,7 +710,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   private resume(sid: number, stag: number, retry: boolean, abort: boolean): void {
     const t = this.stalls.take(sid, stag);
     if (t === undefined) {
-      log('%s: CMD_RESUME StreamID %d STAG %d matches no stalled transaction', this.name, sid, stag);
+      if (log.enabled) log('%s %s: CMD_RESUME StreamID %d STAG %d matches no stalled transaction', vtime(this.scheduler.now), this.name, sid, stag);
       return;
     }
     this.events.forgetStall(sid, stag);
@@ -780,7 +781,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   pageRequest(req: PageRequest): void {
     this.stats.pageRequests++;
     if (!this.opts.pri) {
-      log('%s: page request from StreamID %d dropped: no PRI support', this.name, req.streamId);
+      if (log.enabled) log('%s %s: page request from StreamID %d dropped: no PRI support', vtime(this.scheduler.now), this.name, req.streamId);
       return;
     }
     this.priq.receive(req);

@@ -32,6 +32,7 @@
  * Register map: the fact sheet §1 (the kernel's tegra241-cmdqv.c and QEMU's model); no public
  * NVIDIA manual.
  */
+import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { MmioDevice } from '../mmio.js';
 import type { Scheduler } from '../scheduler.js';
@@ -246,7 +247,7 @@ export class Tegra241Cmdqv implements MmioDevice {
     const op = F.CMD_OPCODE.get(w);
     if (this.opts.guestOpcodes[op] !== 1) {
       this.stats.refused++;
-      log('%s: vcmdq%d (VINTF%d, HYP_OWN=0): opcode %s is not in the guest command set', this.name, vq.index, v.index, hex(op));
+      if (log.enabled) log('%s %s: vcmdq%d (VINTF%d, HYP_OWN=0): opcode %s is not in the guest command set', vtime(this.scheduler.now), this.name, vq.index, v.index, hex(op));
       return this.opts.forbiddenCommandError;
     }
     if (VMID_OPCODES[op] === 1) F.CMD_TLBI_VMID.set(w, v.vmid);
@@ -255,7 +256,7 @@ export class Tegra241Cmdqv implements MmioDevice {
       const psid = vsid <= R.SID_MATCH_VIRT_SID.max ? v.replaceSid(vsid) : -1;
       if (psid < 0) {
         this.stats.refused++;
-        log('%s: vcmdq%d (VINTF%d): StreamID %d matches no enabled SID_MATCH pair', this.name, vq.index, v.index, vsid);
+        if (log.enabled) log('%s %s: vcmdq%d (VINTF%d): StreamID %d matches no enabled SID_MATCH pair', vtime(this.scheduler.now), this.name, vq.index, v.index, vsid);
         return this.opts.unmatchedSidError;
       }
       F.CMD_STREAMID.set(w, psid);
@@ -269,7 +270,7 @@ export class Tegra241Cmdqv implements MmioDevice {
     if (!vq.errorActive) vq.gerror = (vq.gerror ^ R.VCMDQ_GERROR_CMDQ_ERR.mask) >>> 0;
     const v = vq.mapped ? vq.vintf : -1;
     const masked = v >= 0 && ((v < 32 ? this.viIntMask0 >>> v : this.viIntMask1 >>> (v - 32)) & 1) === 1;
-    log('%s: vcmdq%d (VINTF%d LVCMDQ%d) error %d%s', this.name, vq.index, v, vq.lidx, code, masked ? ' (interrupt masked)' : '');
+    if (log.enabled) log('%s %s: vcmdq%d (VINTF%d LVCMDQ%d) error %d%s', vtime(this.scheduler.now), this.name, vq.index, v, vq.lidx, code, masked ? ' (interrupt masked)' : '');
     if (masked || this.irq === null) return;
     this.stats.irqs++;
     this.irq.raise();
@@ -282,7 +283,7 @@ export class Tegra241Cmdqv implements MmioDevice {
   read32(offset: number): number {
     const v = this.access(offset, null);
     if (v === null) {
-      log('%s: read of unknown offset %s reads 0', this.name, hex(offset));
+      if (log.enabled) log('%s %s: read of unknown offset %s reads 0', vtime(this.scheduler.now), this.name, hex(offset));
       return 0;
     }
     return v >>> 0;
@@ -290,7 +291,7 @@ export class Tegra241Cmdqv implements MmioDevice {
 
   write32(offset: number, value: number): void {
     if (this.access(offset, value >>> 0) === null) {
-      log('%s: write of %s to %s ignored', this.name, hex(value >>> 0), hex(offset));
+      if (log.enabled) log('%s %s: write of %s to %s ignored', vtime(this.scheduler.now), this.name, hex(value >>> 0), hex(offset));
     }
   }
 
@@ -336,7 +337,7 @@ export class Tegra241Cmdqv implements MmioDevice {
     if (q < 0) {
       if (value !== null) {
         this.stats.dropped++;
-        log('%s: VINTF%d LVCMDQ%d: write of %s dropped, no VCMDQ mapped', this.name, vintf.index, lidx, hex(value));
+        if (log.enabled) log('%s %s: VINTF%d LVCMDQ%d: write of %s dropped, no VCMDQ mapped', vtime(this.scheduler.now), this.name, vintf.index, lidx, hex(value));
       }
       return 0;
     }
@@ -356,7 +357,7 @@ export class Tegra241Cmdqv implements MmioDevice {
         read32: (o) => (o >= 0 && o < R.CMDQV_PAGE_SIZE ? (self.logicalAccess(vintf, false, o, null) ?? 0) >>> 0 : 0),
         write32: (o, v) => {
           if (o >= 0 && o < R.CMDQV_PAGE_SIZE && o % 4 === 0) self.logicalAccess(vintf, false, o, v >>> 0);
-          else log('%s: write to %s outside the page ignored', name, hex(o));
+          else if (log.enabled) log('%s %s: write to %s outside the page ignored', vtime(this.scheduler.now), name, hex(o));
         },
         peek32: (o) => (o >= 0 && o < R.CMDQV_PAGE_SIZE ? (self.logicalAccess(vintf, false, o, null) ?? 0) >>> 0 : 0),
       };
@@ -455,7 +456,7 @@ export class Tegra241Cmdqv implements MmioDevice {
     this.configEvent = this.scheduler.schedule(this.regAckNs, () => {
       this.configEvent = null;
       this.enabled = R.CONFIG_CMDQV_EN.isSet(this.config);
-      log('%s: CMDQV %s', this.name, this.enabled ? 'enabled' : 'disabled');
+      if (log.enabled) log('%s %s: CMDQV %s', vtime(this.scheduler.now), this.name, this.enabled ? 'enabled' : 'disabled');
       this.refreshAll();
     }, `${this.name} STATUS`);
   }
@@ -464,7 +465,7 @@ export class Tegra241Cmdqv implements MmioDevice {
     const next = (value & R.CMDQ_ALLOC_WRITABLE) >>> 0;
     const drop = (why: string): void => {
       this.stats.dropped++;
-      log('%s: CMDQ_ALLOC_MAP_%d = %s ignored: %s', this.name, vq.index, hex(next), why);
+      if (log.enabled) log('%s %s: CMDQ_ALLOC_MAP_%d = %s ignored: %s', vtime(this.scheduler.now), this.name, vq.index, hex(next), why);
     };
     if (R.VCMDQ_CONFIG_CMDQ_EN.isSet(vq.config) || vq.enOk) return drop('the VCMDQ is enabled');
     const wasMapped = vq.mapped;
@@ -541,14 +542,14 @@ export class Tegra241Cmdqv implements MmioDevice {
         const keep = settled ? 0 : R.VINTF_CONFIG_VMID.mask | R.VINTF_CONFIG_HYP_OWN.mask;
         if (!settled && ((w ^ v.config) & keep) !== 0) {
           this.stats.dropped++;
-          log('%s: VINTF%d: VMID/HYP_OWN change ignored while enabled', this.name, v.index);
+          if (log.enabled) log('%s %s: VINTF%d: VMID/HYP_OWN change ignored while enabled', vtime(this.scheduler.now), this.name, v.index);
         }
         v.config = ((v.config & keep) | (w & ~keep)) >>> 0;
         v.ackEvent?.cancel();
         v.ackEvent = this.scheduler.schedule(this.regAckNs, () => {
           v.ackEvent = null;
           v.enableOk = R.VINTF_CONFIG_ENABLE.isSet(v.config);
-          log('%s: VINTF%d %s (VMID %d, HYP_OWN %d)', this.name, v.index, v.enableOk ? 'enabled' : 'disabled', v.vmid, v.hypOwn ? 1 : 0);
+          if (log.enabled) log('%s %s: VINTF%d %s (VMID %d, HYP_OWN %d)', vtime(this.scheduler.now), this.name, v.index, v.enableOk ? 'enabled' : 'disabled', v.vmid, v.hypOwn ? 1 : 0);
           for (const q of v.lvcmdq) if (q >= 0) this.refresh(this.vcmdqs[q]);
         }, `${this.name} VINTF${v.index} STATUS`);
         return true;
@@ -634,7 +635,7 @@ export class Tegra241Cmdqv implements MmioDevice {
 
   private guardDrop(vq: Vcmdq, reg: string): number {
     this.stats.dropped++;
-    log('%s: vcmdq%d: %s write ignored while the queue is enabled', this.name, vq.index, reg);
+    if (log.enabled) log('%s %s: vcmdq%d: %s write ignored while the queue is enabled', vtime(this.scheduler.now), this.name, vq.index, reg);
     return 0;
   }
 
