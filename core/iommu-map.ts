@@ -97,7 +97,7 @@ function mapRuns(domain: IommuDomain, iova: number, paddr: number, size: number,
 
 // ---- what a domain maps, by physical address ---------------------------------------------------
 
-/** One range `iommuMap` mapped: [iova, iova + size) onto [pa, pa + size). */
+/** One range `iommuMap` mapped: [iova, iova + size) onto [pa, pa + size); size 0: unmapped since. */
 interface MappedRange {
   iova: number;
   pa: number;
@@ -105,38 +105,70 @@ interface MappedRange {
 }
 
 /**
- * The ranges mapped through `iommuMap` into domains the DMA API does not own (UNMANAGED and other
- * user paging domains; the DMA API's own mappings are in dma-debug), keyed by IOVA (mapped ranges
- * never overlap in IOVA). Kept so the lab's stray-DMA monitor can ask which physical frames a master
- * reaches: the page table answers IOVA → PA only.
+ * The ranges of one domain, keyed by IOVA (mapped ranges never overlap in IOVA). The usual unmap is
+ * exactly what one map made: its entry is left in place with size 0 and reused by the next map at that
+ * IOVA, because deleting and re-adding a key costs a Map far more than the map/unmap pair it records.
+ * Spent entries are swept once they outnumber the live ones.
  */
-const userMappings = new WeakMap<IommuDomain, Map<number, MappedRange>>();
+interface DomainMappings {
+  readonly ranges: Map<number, MappedRange>;
+  /** Entries with size 0. */
+  spent: number;
+}
+
+/** Spent entries tolerated before a sweep regardless of the live count. */
+const SPENT_SLACK = 64;
+
+/**
+ * The ranges mapped through `iommuMap` into domains the DMA API does not own (UNMANAGED and other
+ * user paging domains; the DMA API's own mappings are in dma-debug). Kept so the lab's stray-DMA
+ * monitor can ask which physical frames a master reaches: the page table answers IOVA → PA only.
+ */
+const userMappings = new WeakMap<IommuDomain, DomainMappings>();
 
 function recordMapped(domain: IommuDomain, iova: number, pa: number, size: number): void {
   if ((domain.type & __IOMMU_DOMAIN_DMA_API) !== 0 || size === 0) return;
-  let ranges = userMappings.get(domain);
-  if (!ranges) userMappings.set(domain, (ranges = new Map()));
-  ranges.set(iova, { iova, pa, size });
+  let m = userMappings.get(domain);
+  if (!m) userMappings.set(domain, (m = { ranges: new Map(), spent: 0 }));
+  const r = m.ranges.get(iova);
+  if (r === undefined) {
+    m.ranges.set(iova, { iova, pa, size });
+    return;
+  }
+  if (r.size === 0) m.spent--;
+  r.pa = pa;
+  r.size = size;
 }
 
 /** Forget [iova, iova + size): ranges are trimmed or split where they overlap it. */
 function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
-  const ranges = userMappings.get(domain);
-  if (!ranges || size === 0) return;
+  const m = userMappings.get(domain);
+  if (!m || size === 0) return;
+  const ranges = m.ranges;
   const end = iova + size;
   // The usual case: exactly what one iommuMap call mapped.
   const exact = ranges.get(iova);
-  if (exact && exact.size === size) {
-    ranges.delete(iova);
+  if (exact !== undefined && exact.size === size) {
+    exact.size = 0;
+    if (++m.spent > SPENT_SLACK && m.spent > ranges.size - m.spent) sweepSpent(m);
     return;
   }
   for (const r of [...ranges.values()]) {
     const rEnd = r.iova + r.size;
-    if (rEnd <= iova || r.iova >= end) continue;
+    if (r.size === 0 || rEnd <= iova || r.iova >= end) continue;
     ranges.delete(r.iova);
     if (r.iova < iova) ranges.set(r.iova, { iova: r.iova, pa: r.pa, size: iova - r.iova });
-    if (rEnd > end) ranges.set(end, { iova: end, pa: r.pa + (end - r.iova), size: rEnd - end });
+    if (rEnd > end) {
+      // The tail's key may hold a spent entry: the new range replaces it.
+      if (ranges.get(end)?.size === 0) m.spent--;
+      ranges.set(end, { iova: end, pa: r.pa + (end - r.iova), size: rEnd - end });
+    }
   }
+}
+
+function sweepSpent(m: DomainMappings): void {
+  for (const [iova, r] of m.ranges) if (r.size === 0) m.ranges.delete(iova);
+  m.spent = 0;
 }
 
 /**
@@ -144,11 +176,11 @@ function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
  * mapped. Only domains the DMA API does not own are tracked (false for the others).
  */
 export function iommuDomainMapsPhys(domain: IommuDomain, pa: number): boolean {
-  const ranges = userMappings.get(domain);
-  if (!ranges) return false;
+  const m = userMappings.get(domain);
+  if (!m) return false;
   const frame = Math.floor(pa / 4096) * 4096;
-  for (const r of ranges.values()) {
-    if (r.pa < frame + 4096 && r.pa + r.size > frame) return true;
+  for (const r of m.ranges.values()) {
+    if (r.size !== 0 && r.pa < frame + 4096 && r.pa + r.size > frame) return true;
   }
   return false;
 }

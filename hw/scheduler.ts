@@ -21,14 +21,26 @@ const log = createDebug('iommu:hw:scheduler');
 
 export type EventFn = () => void;
 
-interface ScheduledEvent {
-  time: number;
-  key: number;
-  seq: number;
-  fn: EventFn;
-  label: string;
+/**
+ * A scheduled event is its own handle: scheduling allocates this one object (no handle or closure
+ * beside it), and `cancel` takes it out of the heap.
+ */
+class ScheduledEvent implements EventHandle {
   /** Position in the heap; -1 once it ran or was cancelled. */
-  index: number;
+  index = -1;
+
+  constructor(
+    private readonly owner: Scheduler,
+    readonly time: number,
+    readonly key: number,
+    readonly seq: number,
+    readonly fn: EventFn,
+    readonly label: string,
+  ) {}
+
+  cancel(): boolean {
+    return this.owner.remove(this);
+  }
 }
 
 export interface EventHandle {
@@ -54,7 +66,8 @@ export class TimeLimitError extends Error {
 // A next-tick callback queued from a promise job runs only once V8's microtask queue is empty: every
 // software continuation that was runnable has run (and queued its hardware work) before the next event
 // executes. Cheaper than a macrotask, and it never yields to the event loop.
-const drainMicrotasks = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
+const nextTickExecutor = (resolve: () => void): void => process.nextTick(resolve);
+const drainMicrotasks = (): Promise<void> => new Promise(nextTickExecutor);
 
 // That holds only from inside a promise job. Called straight from a host callback (a timer, an
 // immediate, a worker's message, or a next-tick callback itself), Node runs queued next-tick callbacks
@@ -95,21 +108,11 @@ export class Scheduler {
     if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
       throw new RangeError(`scheduler: delay must be a finite number >= 0, got ${delayNs} (${label})`);
     }
-    const ev: ScheduledEvent = {
-      time: this._now + delayNs,
-      key: this.prng.nextU32(),
-      seq: this.seq++,
-      fn,
-      label,
-      index: -1,
-    };
+    const ev = new ScheduledEvent(this, this._now + delayNs, this.prng.nextU32(), this.seq++, fn, label);
     this.push(ev);
-    return {
-      time: ev.time,
-      // A cancelled event leaves the heap at once: timers armed and cancelled by the million cost
-      // nothing later.
-      cancel: () => this.remove(ev),
-    };
+    // A cancelled event leaves the heap at once: timers armed and cancelled by the million cost
+    // nothing later.
+    return ev;
   }
 
   /**
@@ -117,8 +120,7 @@ export class Scheduler {
    * timer was still pending (and now never fires).
    */
   startTimer(delayNs: number, fn: EventFn, label = 'timer'): { cancel(): boolean } {
-    const h = this.schedule(delayNs, fn, label);
-    return { cancel: () => h.cancel() };
+    return this.schedule(delayNs, fn, label);
   }
 
   /** A promise that resolves after `delayNs` of virtual time. */
@@ -277,7 +279,7 @@ export class Scheduler {
   }
 
   /** Take a pending event out of the heap. Returns false if it already ran or was removed. */
-  private remove(ev: ScheduledEvent): boolean {
+  /** @internal */ remove(ev: ScheduledEvent): boolean {
     const i = ev.index;
     if (i < 0) return false;
     ev.index = -1;

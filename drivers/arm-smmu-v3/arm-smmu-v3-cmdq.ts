@@ -142,7 +142,10 @@ function need<T>(part: T | undefined, ent: ArmSmmuCmdqEnt, what: string): T {
  */
 // kernel: arm_smmu_cmdq_build_cmd() [arm-smmu-v3.c]
 export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuCmdqEnt): 0 | 'EINVAL' | 'ENOENT' {
-  cmd.fill(0, off, off + CMDQ_ENT_WORDS);
+  cmd[off] = 0;
+  cmd[off + 1] = 0;
+  cmd[off + 2] = 0;
+  cmd[off + 3] = 0;
   CMDQ_0_OP.prep(cmd, ent.opcode & 0xff, off);
   switch (ent.opcode) {
     case CMDQ_OP_TLBI_EL2_ALL:
@@ -298,6 +301,9 @@ export const CMDQ_POLL_SPIN_NS = 50;
 /** How often sleeping CMD_SYNC waiters check their timeout when no interrupt comes (1/16 of it). */
 const CMDQ_WATCHDOG_NS = (ARM_SMMU_POLL_TIMEOUT_US * 1000) / 16;
 
+/** The settled answer of a CMD_SYNC wait that found its SYNC already complete. */
+const SYNC_DONE: Promise<0> = Promise.resolve(0);
+
 const CERROR_STR = ['No error', 'Illegal command', 'Abort on command fetch', 'ATC invalidate timeout'];
 
 /** The kernel's struct arm_smmu_cmdq */
@@ -309,6 +315,8 @@ export class ArmSmmuCmdq {
   private draining: Promise<void> | null = null;
   private readonly syncWords = new Uint32Array(CMDQ_ENT_WORDS);
   private readonly syncEnt: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_CMD_SYNC, sync: { msiaddr: 0 } };
+  /** What `syncWords` holds: -1 nothing yet, 0 CS=SEV, 1 CS=IRQ with an MSI address, 2 CS=NONE. */
+  private syncMode = -1;
   private readonly oneCmd = new Uint32Array(CMDQ_ENT_WORDS);
   /** Tests may observe every command as it is written (opcode + the 4 words). */
   onCommand: ((words: Uint32Array, off: number) => void) | null = null;
@@ -322,10 +330,15 @@ export class ArmSmmuCmdq {
    * arm_smmu_cmdq_needs_busy_polling(), true for a Grace VCMDQ).
    */
   busyPolling = false;
-  /** Waiters sleeping until an MSI write they monitor lands, or the watchdog ticks. */
-  private sleepers: (() => void)[] = [];
-  /** Disarm functions of the monitors the sleepers armed. */
-  private monitors: (() => void)[] = [];
+  /**
+   * CMD_SYNC waiters asleep in wfe, in the order they went to sleep, as parallel arrays (no object per
+   * wait): the SYNC's absolute position, the deadline, the disarm function of the monitor on its entry,
+   * and the function that ends the wait.
+   */
+  private readonly sleepSync: number[] = [];
+  private readonly sleepDeadline: number[] = [];
+  private readonly sleepDisarm: (() => void)[] = [];
+  private readonly sleepResolve: ((r: 0 | Errno) => void)[] = [];
   /** Armed while someone sleeps, so a CMD_SYNC that never completes still times out. */
   private watchdog: CpuTimer | null = null;
 
@@ -334,12 +347,28 @@ export class ArmSmmuCmdq {
     readonly q: ArmSmmuQueue,
   ) {}
 
-  /** A CMD_SYNC for the entry at absolute position `abs`. */
+  /**
+   * A CMD_SYNC for the entry at absolute position `abs`, in `syncWords`. Encoded once per completion
+   * mode (MSI / SEV / busy-polled) and then only given its entry's MSI address.
+   */
   // kernel: arm_smmu_cmdq_build_sync_cmd() [arm-smmu-v3.c]
   private buildSyncCmd(abs: number): void {
-    this.syncEnt.sync!.msiaddr = this.msiPoll ? this.q.absAddr(abs) : 0;
-    armSmmuCmdqBuildCmd(this.syncWords, 0, this.syncEnt);
-    if (this.busyPolling) CMDQ_SYNC_0_CS.set(this.syncWords, CMDQ_SYNC_0_CS_NONE, 0);
+    const w = this.syncWords;
+    const msiaddr = this.msiPoll ? this.q.absAddr(abs) : 0;
+    const mode = msiaddr !== 0 ? 1 : this.busyPolling ? 2 : 0;
+    if (mode !== this.syncMode) {
+      this.syncEnt.sync!.msiaddr = msiaddr;
+      armSmmuCmdqBuildCmd(w, 0, this.syncEnt);
+      if (this.busyPolling) CMDQ_SYNC_0_CS.set(w, CMDQ_SYNC_0_CS_NONE, 0);
+      this.syncMode = mode;
+      return;
+    }
+    if (mode === 1) {
+      // Qword 1 is the MSI address alone.
+      w[2] = 0;
+      w[3] = 0;
+      CMDQ_SYNC_1_MSIADDR_MASK.prep(w, msiaddr - (msiaddr % 4));
+    }
   }
 
   /** CMD_SYNC completion is seen by the SMMU's MSI write into the entry. */
@@ -456,10 +485,10 @@ export class ArmSmmuCmdq {
   // kernel: arm_smmu_cmdq_issue_cmdlist() [arm-smmu-v3.c]
   issueCmdlist(cmds: Uint32Array, n: number, sync: boolean): Promise<0 | Errno> {
     const total = n + (sync ? 1 : 0);
-    if (total === 0) return Promise.resolve(0);
+    if (total === 0) return SYNC_DONE;
     if (this.backlog.length === 0 && this.hasSpace(total)) {
       const syncAbs = this.insert(cmds, n, sync);
-      return sync ? this.pollUntilSync(syncAbs) : Promise.resolve(0);
+      return sync ? this.pollUntilSync(syncAbs) : SYNC_DONE;
     }
     return new Promise((resolve) => {
       this.enqueueBacklog(cmds, n, sync, (s) => {
@@ -470,42 +499,69 @@ export class ArmSmmuCmdq {
     });
   }
 
+  /** True if the CMD_SYNC at absolute position `syncAbs` has completed (MSI written, or CONS past it). */
+  private syncDone(syncAbs: number, entry: number): boolean {
+    const q = this.q;
+    if (q.consAbs > syncAbs) return true;
+    if (this.msiPoll) {
+      if (q.ram.read32(entry) !== 0) return false;
+      q.noteConsumedTo(syncAbs + 1);
+      return true;
+    }
+    q.noteHwCons(this.readCons());
+    return q.consAbs > syncAbs;
+  }
+
+  /** Count and log a CMD_SYNC that did not complete within the poll timeout. */
+  private syncTimedOut(syncAbs: number): 'ETIMEDOUT' {
+    const q = this.q;
+    this.stats.syncTimeouts++;
+    this.host.log.err(
+      this.host.name,
+      `CMD_SYNC timeout at ${hex8(syncAbs % (q.entries * 2))} [hwprod ${hex8(this.readProd())}, hwcons ${hex8(this.readCons())}]`,
+      LOG_NS,
+    );
+    return 'ETIMEDOUT';
+  }
+
   /**
    * Wait until the CMD_SYNC at absolute position `syncAbs` has completed.
    * (…_poll_until_msi() / …_poll_until_consumed())
+   *
+   * With MSI polling and a CPU monitor the wait is the kernel's smp_cond_load_relaxed(): the waiter
+   * checks the entry, then sleeps in wfe until the SMMU's MSI write to it lands (or the watchdog
+   * ticks); the check that follows the wake-up runs when the write lands, and the waiter's kernel
+   * thread continues once the scheduler step that wrote it has finished, at the same virtual time.
+   * One promise per wait, no async frame, nothing allocated per check.
    */
   // kernel: arm_smmu_cmdq_poll_until_sync() [arm-smmu-v3.c]
-  private async pollUntilSync(syncAbs: number): Promise<0 | Errno> {
-    const q = this.q;
+  private pollUntilSync(syncAbs: number): Promise<0 | Errno> {
+    const entry = this.q.absAddr(syncAbs);
+    if (this.syncDone(syncAbs, entry)) return SYNC_DONE;
     const port = this.host.port;
-    const msi = this.msiPoll;
-    const entry = q.absAddr(syncAbs);
+    if (this.msiPoll && port.monitor !== undefined) {
+      const deadline = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
+      return new Promise((resolve) => {
+        this.sleepSync.push(syncAbs);
+        this.sleepDeadline.push(deadline);
+        this.sleepDisarm.push(port.monitor!(entry, this.wakeUp));
+        this.sleepResolve.push(resolve);
+        this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
+      });
+    }
+    return this.pollUntilSyncDelay(syncAbs, entry);
+  }
+
+  /** The wait without a monitor: CONS (or the MSI word) checked after sleeps of 1, 2, 4 … µs, or spins. */
+  private async pollUntilSyncDelay(syncAbs: number, entry: number): Promise<0 | Errno> {
+    const port = this.host.port;
     const deadline = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
     let delayUs = 1;
     let spins = 0;
     for (;;) {
-      if (q.consAbs > syncAbs) return 0;
-      if (msi) {
-        if (q.ram.read32(entry) === 0) {
-          q.noteConsumedTo(syncAbs + 1);
-          return 0;
-        }
-      } else {
-        q.noteHwCons(this.readCons());
-        if (q.consAbs > syncAbs) return 0;
-      }
-      if (port.now() >= deadline) {
-        this.stats.syncTimeouts++;
-        this.host.log.err(
-          this.host.name,
-          `CMD_SYNC timeout at ${hex8(syncAbs % (q.entries * 2))} [hwprod ${hex8(this.readProd())}, hwcons ${hex8(this.readCons())}]`,
-          LOG_NS,
-        );
-        return 'ETIMEDOUT';
-      }
-      if (msi && port.monitor !== undefined) {
-        await this.sleep(entry);
-      } else if (this.busyPolling && ++spins < ARM_SMMU_POLL_SPIN_COUNT) {
+      if (this.syncDone(syncAbs, entry)) return 0;
+      if (port.now() >= deadline) return this.syncTimedOut(syncAbs);
+      if (this.busyPolling && ++spins < ARM_SMMU_POLL_SPIN_COUNT) {
         // (kernel: queue_poll() without wfe — cpu_relax() spins before each udelay().)
         await port.delay(CMDQ_POLL_SPIN_NS);
       } else {
@@ -516,34 +572,59 @@ export class ArmSmmuCmdq {
     }
   }
 
-  /** As wfe() in queue_poll(): until a write lands on `pa` (the MSI), or the watchdog's next tick. */
-  private sleep(pa: number): Promise<void> {
-    // One watchdog tick serves every sleeper until it fires; it is not cancelled by a wake-up
-    // (re-arming it for every CMD_SYNC would cost a timer per sync), so after a burst of syncs one tick
-    // is left over: it fires with nobody asleep and is not re-armed.
-    this.watchdog ??= this.host.port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
-    this.monitors.push(this.host.port.monitor!(pa, this.wakeUp));
-    return new Promise((resolve) => this.sleepers.push(resolve));
-  }
+  /** A monitored MSI write landed: the sleepers check their CMD_SYNC. */
+  private readonly wakeUp = (): void => this.wake(false);
 
-  private readonly wakeUp = (): void => this.wake();
-
+  /** The watchdog ticked: the sleepers check their CMD_SYNC and their deadline. */
   private readonly watchdogTick = (): void => {
     this.watchdog = null;
-    this.wake();
+    this.wake(true);
   };
 
-  /** An MSI write landed (or the watchdog ticked): every sleeper checks its CMD_SYNC again. */
-  wake(): void {
-    if (this.monitors.length > 0) {
-      const m = this.monitors;
-      this.monitors = [];
-      for (const disarm of m) disarm();
+  /**
+   * Every sleeper checks its CMD_SYNC again, in the order they went to sleep: a completed one ends its
+   * wait (its monitor is disarmed: a write elsewhere woke it), one past its deadline times out, the
+   * others sleep on. A monitor is one-shot: the one whose write landed re-arms if its SYNC is still
+   * pending (another agent wrote the word).
+   */
+  private wake(tick: boolean): void {
+    const syncs = this.sleepSync;
+    const n = syncs.length;
+    if (n === 0) return;
+    const port = this.host.port;
+    const q = this.q;
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      const syncAbs = syncs[i];
+      const resolve = this.sleepResolve[i];
+      const disarm = this.sleepDisarm[i];
+      const entry = q.absAddr(syncAbs);
+      if (this.syncDone(syncAbs, entry)) {
+        disarm();
+        resolve(0);
+        continue;
+      }
+      if (tick && port.now() >= this.sleepDeadline[i]) {
+        disarm();
+        resolve(this.syncTimedOut(syncAbs));
+        continue;
+      }
+      syncs[kept] = syncAbs;
+      this.sleepDeadline[kept] = this.sleepDeadline[i];
+      // Re-arm: the monitor that fired is spent; disarming one that did not fire is harmless.
+      disarm();
+      this.sleepDisarm[kept] = port.monitor!(entry, this.wakeUp);
+      this.sleepResolve[kept] = resolve;
+      kept++;
     }
-    if (this.sleepers.length === 0) return;
-    const s = this.sleepers;
-    this.sleepers = [];
-    for (const resolve of s) resolve();
+    // (pop, not a length store: the arrays stay in their fast shape.)
+    for (let i = kept; i < n; i++) {
+      syncs.pop();
+      this.sleepDeadline.pop();
+      this.sleepDisarm.pop();
+      this.sleepResolve.pop();
+    }
+    if (kept > 0) this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
   }
 
   /**

@@ -118,6 +118,7 @@ export class ArmSmmuDomain extends IommuDomain {
 
 /** Lowest set bit of a safe integer (kernel: __ffs()). */
 function ffs(n: number): number {
+  if (n <= 0x7fff_ffff) return 31 - Math.clz32(n & -n);
   const lo = n % 0x1_0000_0000;
   if (lo !== 0) return 31 - Math.clz32(lo & -lo);
   const hi = Math.floor(n / 0x1_0000_0000);
@@ -237,7 +238,7 @@ export function armSmmuFillTlbInvRange(batch: ArmSmmuCmdqBatch, cmd: ArmSmmuCmdq
     t.tg = (tg - 10) / 2;
     // TTL: the level of a leaf entry of `granule`. Non-leaf flushes do not know the level; they
     // still use a range command, so SCALE and NUM must not both end up 0.
-    if (t.leaf) t.ttl = 4 - Math.floor((Math.log2(granule) - 3) / (tg - 3));
+    if (t.leaf) t.ttl = 4 - Math.floor((ffs(granule) - 3) / (tg - 3));
     else if ((numPages & CMDQ_TLBI_RANGE_NUM_MAX) === 1) numPages++;
   }
   while (iova < end) {
@@ -470,10 +471,15 @@ export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather):
   if (!d.smmu) return;
   const smmu = d.smmu;
   // Walk flushes io-pgtable queued during the unmap were inserted before the range TLBI: its CMD_SYNC
-  // covers them, and a leftover backlog is pushed out after.
+  // covers them on its queue, and a leftover backlog (or another queue's SYNC) is waited for after.
   const outstanding = (): Promise<void> | void => (smmu.hasOutstanding ? smmu.waitOutstanding().then(() => undefined) : undefined);
   if (gather.pgsize === 0) return outstanding();
-  return armSmmuTlbInvRangeDomain(gather.start, gather.end - gather.start + 1, gather.pgsize, true, d).then(outstanding);
+  const queued = smmu.hasOutstanding;
+  const tlbi = armSmmuTlbInvRangeDomain(gather.start, gather.end - gather.start + 1, gather.pgsize, true, d);
+  // Nothing was queued before the TLBI (the usual strict unmap): its own CMD_SYNC is the whole wait.
+  // What it resolves with (0 or ETIMEDOUT, already logged) is not the caller's concern, as in the
+  // kernel, where the sync's error stays inside the command queue.
+  return queued ? tlbi.then(outstanding) : (tlbi as Promise<void>);
 }
 
 /**

@@ -135,8 +135,11 @@ export class ArmSmmuQueue {
   // kernel: queue_write() [arm-smmu-v3.c]
   writeEntry(abs: number, words: Uint32Array, off: number, nWords: number): void {
     const pa = this.absAddr(abs);
-    const ram = this.ram;
-    for (let i = 0; i < nWords; i++) ram.write32(pa + i * 4, words[off + i]);
+    // The queue is the driver's own coherent memory, reached through the linear map; an entry never
+    // crosses a page (the queue is aligned to its size).
+    const page = this.ram.words32(pa);
+    const w = (pa % 4096) >>> 2;
+    for (let i = 0; i < nWords; i++) page[w + i] = words[off + i];
   }
 
   /** The entry a register-encoded pointer designates. */
