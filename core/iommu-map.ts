@@ -15,13 +15,23 @@ import { __IOMMU_DOMAIN_DMA_API, __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type
 import type { Gfp, MaybePromise } from './iommu-ops.js';
 import { hex } from './io-pgtable.js';
 
+// Addresses and sizes are safe integers, often above 2^32 (IOVAs, large sizes): `%` on such a number is
+// a floating-point remainder, far slower than the bit operations and power-of-two divisions below,
+// which are exact for every safe integer.
+
 /** The lowest power of two dividing `x` (Infinity for 0). */
 function alignmentOf(x: number): number {
   if (x === 0) return Infinity;
-  const lo = x % 0x1_0000_0000;
+  // (`x >>> 0` is x mod 2^32.)
+  const lo = x >>> 0;
   if (lo !== 0) return (lo & -lo) >>> 0;
   const hi = Math.floor(x / 0x1_0000_0000);
   return ((hi & -hi) >>> 0) * 0x1_0000_0000;
+}
+
+/** `x mod m` for a safe integer x ≥ 0 and a power of two m. */
+function modPow2(x: number, m: number): number {
+  return m <= 0x8000_0000 ? (x >>> 0) & (m - 1) : x - Math.floor(x / m) * m;
 }
 
 /** Result of `iommuPgsize`: reused, so the map loop allocates nothing. */
@@ -47,8 +57,8 @@ export function iommuPgsize(domain: IommuDomain, iova: number, paddr: number, si
   let runSize = size;
   const next = sizes[idx + 1];
   // A bigger page is only usable where iova and paddr have the same offset into it.
-  if (next !== undefined && iova % next === paddr % next) {
-    const toBoundary = next - (iova % next);
+  if (next !== undefined && modPow2(iova, next) === modPow2(paddr, next)) {
+    const toBoundary = next - modPow2(iova, next);
     if (toBoundary + next <= size) runSize = toBoundary;
   }
   out.pgsize = pgsize;
@@ -210,7 +220,7 @@ function checkMappable(domain: IommuDomain, iova: number, paddr: number, size: n
   if (!domain.ops.mapPages || domain.pgsizeBitmap === 0) throw new KernelError('ENODEV', 'iommu_map: the domain has no map_pages op or no page sizes');
   checkRange('iommu_map', iova, paddr, size);
   const min = domain.minPageSize;
-  if (iova % min !== 0 || paddr % min !== 0 || size % min !== 0) {
+  if (modPow2(iova, min) !== 0 || modPow2(paddr, min) !== 0 || modPow2(size, min) !== 0) {
     throw new KernelError('EINVAL', `iommu_map: unaligned: iova ${hex(iova)} pa ${hex(paddr)} size ${hex(size)} min_pagesz ${hex(min)}`);
   }
 }
@@ -266,7 +276,7 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
   const unmapPages = ops.unmapPages;
   if (!unmapPages || domain.pgsizeBitmap === 0) return 0;
   const min = domain.minPageSize;
-  if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(size) || iova < 0 || size < 0 || iova % min !== 0 || size % min !== 0) return 0;
+  if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(size) || iova < 0 || size < 0 || modPow2(iova, min) !== 0 || modPow2(size, min) !== 0) return 0;
   let unmapped = 0;
   const start = iova;
   while (unmapped < size) {

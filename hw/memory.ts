@@ -202,6 +202,12 @@ export class PhysicalMemory {
 
   write(pa: number, data: Uint8Array): void {
     this.check(pa, data.length, 'write');
+    const off0 = pa & FRAME_MASK;
+    if (off0 + data.length <= FRAME_SIZE) {
+      // Within one frame (an MSI, a descriptor, most DMA): no view of `data` to make.
+      this.frameFor(pa, data.length, 'write', true)!.set(data, off0);
+      return;
+    }
     let done = 0;
     while (done < data.length) {
       const cur = pa + done;

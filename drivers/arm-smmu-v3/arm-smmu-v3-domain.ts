@@ -125,6 +125,14 @@ function ffs(n: number): number {
   return 32 + 31 - Math.clz32(hi & -hi);
 }
 
+/** 2^i for the shifts of addresses and sizes (a table: `2 ** i` is a Math.pow call). */
+const POW2: readonly number[] = Array.from({ length: 64 }, (_, i) => 2 ** i);
+
+/** `x mod m` for a safe integer x ≥ 0 and a power of two m (no floating-point remainder). */
+function modPow2(x: number, m: number): number {
+  return m <= 0x8000_0000 ? (x >>> 0) & (m - 1) : x - Math.floor(x / m) * m;
+}
+
 /** The kernel's fls_long(a ^ b) — 1-based index of the highest bit where two safe integers differ. */
 function flsXor(a: number, b: number): number {
   const hi = (Math.floor(a / 0x1_0000_0000) ^ Math.floor(b / 0x1_0000_0000)) >>> 0;
@@ -233,7 +241,7 @@ export function armSmmuFillTlbInvRange(batch: ArmSmmuCmdqBatch, cmd: ArmSmmuCmdq
   if (rangeInv) {
     // The leaf page size of the domain.
     tg = ffs(domain.pgsizeBitmap);
-    numPages = Math.floor(size / 2 ** tg);
+    numPages = Math.floor(size / POW2[tg]);
     // Page size 12, 14, 16 (log2) as TG 1, 2, 3.
     t.tg = (tg - 10) / 2;
     // TTL: the level of a leaf entry of `granule`. Non-leaf flushes do not know the level; they
@@ -246,10 +254,10 @@ export function armSmmuFillTlbInvRange(batch: ArmSmmuCmdqBatch, cmd: ArmSmmuCmdq
       // The range is 5 bits worth of the aligned remaining size: num chunks of 2^scale pages.
       const scale = ffs(numPages);
       t.scale = scale;
-      const num = Math.floor(numPages / 2 ** scale) % (CMDQ_TLBI_RANGE_NUM_MAX + 1);
+      const num = modPow2(Math.floor(numPages / POW2[scale]), CMDQ_TLBI_RANGE_NUM_MAX + 1);
       t.num = num - 1;
-      invRange = num * 2 ** (scale + tg);
-      numPages -= num * 2 ** scale;
+      invRange = num * POW2[scale + tg];
+      numPages -= num * POW2[scale];
     }
     t.addr = iova;
     batch.add(cmd);

@@ -138,7 +138,7 @@ export class ArmSmmuQueue {
     // The queue is the driver's own coherent memory, reached through the linear map; an entry never
     // crosses a page (the queue is aligned to its size).
     const page = this.ram.words32(pa);
-    const w = (pa % 4096) >>> 2;
+    const w = (pa & 0xfff) >>> 2;
     for (let i = 0; i < nWords; i++) page[w + i] = words[off + i];
   }
 

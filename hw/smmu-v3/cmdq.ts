@@ -130,6 +130,9 @@ export interface CommandQueueHooks {
   readonly syncCs: 'ill' | 'none' | 'smmu';
 }
 
+/** 2^i, i < 64 (a table: `2 ** i` is a Math.pow call on the TLBI path). */
+const POW2: readonly number[] = Array.from({ length: 64 }, (_, i) => 2 ** i);
+
 const EXEC_OK = 0;
 const EXEC_ILL = 1;
 /** CMD_SYNC waiting for ATC invalidation completions: retry the same command later. */
@@ -487,9 +490,9 @@ export class CommandQueue {
       return true;
     }
     const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
-    const pages = (F.CMD_TLBI_NUM.get(w) + 1) * 2 ** F.CMD_TLBI_SCALE.get(w);
+    const pages = (F.CMD_TLBI_NUM.get(w) + 1) * POW2[F.CMD_TLBI_SCALE.get(w)];
     const ttl = F.CMD_TLBI_TTL.get(w);
-    const end = addr + pages * 2 ** granuleShift;
+    const end = addr + pages * POW2[granuleShift];
     this.tlb.invalidateRange(this.scope, addr, end, granuleShift, ttl);
     // Leaf == 0 also reaches the table descriptors used to translate the range; TTL and TG only
     // describe the leaves, so they do not narrow this.

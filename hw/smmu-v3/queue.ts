@@ -14,12 +14,16 @@ import { join64 } from './bits.js';
 import { Q_BASE_ADDR_HI_MASK, Q_BASE_ADDR_LO_MASK, Q_BASE_LOG2SIZE, Q_INDEX_MASK } from './regs.js';
 
 export class SmmuQueue {
-  /** *_BASE register halves as written. */
-  baseLo = 0;
-  baseHi = 0;
+  private lo = 0;
+  private hi = 0;
   /** *_PROD and *_CONS register values as written/updated (index, wrap, flags). */
   prod = 0;
   cons = 0;
+  // The geometry the BASE halves describe, derived when a half is written (the consumption path reads
+  // it per command).
+  private log2 = 0;
+  private mask = 1;
+  private base = 0;
 
   constructor(
     readonly name: string,
@@ -27,32 +31,60 @@ export class SmmuQueue {
     readonly entryBytes: number,
     /** IDR1.CMDQS / EVENTQS / PRIQS */
     readonly maxLog2: number,
-  ) {}
+  ) {
+    this.derive();
+  }
+
+  /** *_BASE register halves as written. */
+  get baseLo(): number {
+    return this.lo;
+  }
+
+  set baseLo(v: number) {
+    this.lo = v;
+    this.derive();
+  }
+
+  get baseHi(): number {
+    return this.hi;
+  }
+
+  set baseHi(v: number) {
+    this.hi = v;
+    this.derive();
+  }
+
+  private derive(): void {
+    const l = Q_BASE_LOG2SIZE.get(this.lo);
+    this.log2 = l > this.maxLog2 ? this.maxLog2 : l;
+    this.mask = (1 << (this.log2 + 1)) - 1;
+    // ADDR[51:5] aligned down to the larger of the queue size and 32 bytes (a power of two).
+    const raw = join64(this.lo & Q_BASE_ADDR_LO_MASK, this.hi & Q_BASE_ADDR_HI_MASK);
+    const bytes = Math.max(32, (1 << this.log2) * this.entryBytes);
+    this.base = raw - (raw % bytes);
+  }
 
   /** Effective LOG2SIZE: the programmed value capped at the implemented maximum. */
   get log2size(): number {
-    const l = Q_BASE_LOG2SIZE.get(this.baseLo);
-    return l > this.maxLog2 ? this.maxLog2 : l;
+    return this.log2;
   }
 
   get entries(): number {
-    return 1 << this.log2size;
+    return 1 << this.log2;
   }
 
   /** Effective base PA: ADDR[51:5] aligned down to the larger of the queue size and 32 bytes. */
   get baseAddr(): number {
-    const raw = join64(this.baseLo & Q_BASE_ADDR_LO_MASK, this.baseHi & Q_BASE_ADDR_HI_MASK);
-    const bytes = Math.max(32, this.entries * this.entryBytes);
-    return raw - (raw % bytes);
+    return this.base;
   }
 
   /** Mask of the index plus wrap bit for the current size. */
   get ptrMask(): number {
-    return (1 << (this.log2size + 1)) - 1;
+    return this.mask;
   }
 
   private get wrapBit(): number {
-    return 1 << this.log2size;
+    return 1 << this.log2;
   }
 
   index(ptr: number): number {
