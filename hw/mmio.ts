@@ -10,10 +10,12 @@
  * and a line on the `iommu:hw:mmio` debug namespace while that is enabled.
  */
 import createDebug from 'debug';
+import { DebugGate } from './debug-gate.js';
 import type { Trace } from './trace.js';
 import { vtime } from './vtime.js';
 
 const log = createDebug('iommu:hw:mmio');
+const logGate = new DebugGate(log);
 
 /** A device's register file as the interconnect sees it; offsets are relative to its region base. */
 export interface MmioDevice {
@@ -195,7 +197,7 @@ export class MmioMap {
 
   /** Someone wants to see accesses: the trace, or `DEBUG=iommu:hw:mmio`. */
   private get observed(): boolean {
-    return this.trace.active || log.enabled;
+    return this.trace.active || logGate.enabled;
   }
 
   private emit(r: MmioRegion, op: 'read' | 'write', pa: number, width: 32 | 64, value: bigint): void {

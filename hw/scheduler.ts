@@ -14,10 +14,12 @@
  * `DEBUG=iommu:hw:scheduler` prints every step (virtual time, step number, label).
  */
 import createDebug from 'debug';
+import { DebugGate } from './debug-gate.js';
 import { vtime } from './vtime.js';
 import { Prng } from './prng.js';
 
 const log = createDebug('iommu:hw:scheduler');
+const logGate = new DebugGate(log);
 
 export type EventFn = () => void;
 
@@ -134,7 +136,7 @@ export class Scheduler {
     if (!ev) return false;
     this._now = ev.time;
     this._steps++;
-    if (log.enabled) log('%s step %d: %s', vtime(ev.time), this._steps, ev.label);
+    if (logGate.enabled) log('%s step %d: %s', vtime(ev.time), this._steps, ev.label);
     if (this.onStep) this.onStep(ev.label, ev.time);
     ev.fn();
     return true;

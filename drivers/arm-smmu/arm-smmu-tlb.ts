@@ -57,14 +57,32 @@ export function armSmmuTlbStats(smmu: ArmSmmuDevice): ArmSmmuTlbStats {
   return s;
 }
 
-/** Poll a sync status register until its ACTIVE bit clears, as Linux does, in virtual time. */
-async function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
+/** A sync that found nothing to wait for: one settled promise, no allocation per call. */
+const SYNCED: Promise<void> = Promise.resolve();
+
+/** TLB_SPIN_COUNT reads of the status register (cpu_relax() between them); true once ACTIVE is clear. */
+function armSmmuTlbSyncSpin(smmu: ArmSmmuDevice, page: number, status: number): boolean {
+  for (let spin = TLB_SPIN_COUNT; spin > 0; spin--) {
+    // GSACTIVE and SACTIVE are both bit 0.
+    if (!sTLBGSTATUS_GSACTIVE.isSet(smmu.readl(page, status))) return true;
+  }
+  return false;
+}
+
+/**
+ * Poll a sync status register until its ACTIVE bit clears, as Linux does, in virtual time: the spins,
+ * then a delay doubling from 1 µs, spins after each but the last. The first spins run before anything
+ * is awaited, so a wait that finds the sync complete costs no async frame.
+ */
+function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
+  if (armSmmuTlbSyncSpin(smmu, page, status)) return SYNCED;
+  return armSmmuTlbSyncWaitDelay(smmu, page, status);
+}
+
+async function armSmmuTlbSyncWaitDelay(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
   for (let delay = 1; delay < TLB_LOOP_TIMEOUT_US; delay *= 2) {
-    for (let spin = TLB_SPIN_COUNT; spin > 0; spin--) {
-      // GSACTIVE and SACTIVE are both bit 0.
-      if (!sTLBGSTATUS_GSACTIVE.isSet(smmu.readl(page, status))) return;
-    }
     await smmu.dev.port.delay(delay * 1000);
+    if (delay * 2 < TLB_LOOP_TIMEOUT_US && armSmmuTlbSyncSpin(smmu, page, status)) return;
   }
   armSmmuTlbStats(smmu).syncTimeouts++;
   smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
@@ -72,14 +90,11 @@ async function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: num
 
 /** Write a sync register and wait for it. */
 // kernel: __arm_smmu_tlb_sync() [arm-smmu.c]
-export async function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: number, status: number): Promise<void> {
+export function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: number, status: number): Promise<void> {
   armSmmuTlbStats(smmu).syncs++;
-  if (smmu.impl?.tlbSync) {
-    await smmu.impl.tlbSync(smmu, page, sync, status);
-    return;
-  }
+  if (smmu.impl?.tlbSync) return smmu.impl.tlbSync(smmu, page, sync, status);
   smmu.writel(page, sync, QCOM_DUMMY_VAL);
-  await armSmmuTlbSyncWait(smmu, page, status);
+  return armSmmuTlbSyncWait(smmu, page, status);
 }
 
 // kernel: arm_smmu_tlb_sync_global() [arm-smmu.c]
@@ -143,11 +158,12 @@ export function armSmmuTlbInvRangeS1(smmuDomain: ArmSmmuDomain, iova: number, si
     }
     return;
   }
-  let v = BigInt(Math.floor(iova / 4096)) | (BigInt(cfg.asid) << TTBRn_ASID_SHIFT);
-  const step = BigInt(granule / 4096);
+  const asid = BigInt(cfg.asid) << TTBRn_ASID_SHIFT;
+  let page = Math.floor(iova / 4096);
+  const step = granule / 4096;
   for (let left = size; left > 0; left -= granule) {
-    smmu.cbWriteq(idx, reg, v);
-    v += step;
+    smmu.cbWriteq(idx, reg, BigInt(page) | asid);
+    page += step;
   }
 }
 

@@ -27,7 +27,12 @@ export class TlbMaintenance {
   private pendingGlobal: PendingTlbi[] = [];
   private globalSyncsInFlight = 0;
 
-  constructor(private readonly s: SmmuV2State) {}
+  /** Pages of the upstream bus's address space: 2^(UBS - 12). */
+  private readonly vaPages: number;
+
+  constructor(private readonly s: SmmuV2State) {
+    this.vaPages = 2 ** Math.max(s.options.ubs - 12, 0);
+  }
 
   reset(): void {
     this.pendingGlobal = [];
@@ -58,7 +63,7 @@ export class TlbMaintenance {
     const ops = this.pendingGlobal;
     this.pendingGlobal = [];
     this.globalSyncsInFlight++;
-    this.completeLater(ops, 'sTLBGSYNC', () => this.globalSyncsInFlight--);
+    this.completeLater(ops, `${this.s.name} sTLBGSYNC`, () => this.globalSyncsInFlight--);
   }
 
   // Context bank
@@ -92,18 +97,21 @@ export class TlbMaintenance {
     const ops = b.pendingTlbi;
     b.pendingTlbi = [];
     b.syncsInFlight++;
-    this.completeLater(ops, `cb${b.index} TLBSYNC`, () => b.syncsInFlight--);
+    this.completeLater(ops, (this.bankSyncLabels[b.index] ??= `${this.s.name} cb${b.index} TLBSYNC`), () => b.syncsInFlight--);
   }
 
+  /** Step labels of the banks' syncs, made once per bank (not a string per sync). */
+  private readonly bankSyncLabels: string[] = [];
+
   /** The sync completes in a scheduled step: its operations take effect, then its status clears. */
-  private completeLater(ops: readonly PendingTlbi[], what: string, finished: () => void): void {
+  private completeLater(ops: readonly PendingTlbi[], label: string, finished: () => void): void {
     this.s.scheduler.schedule(
       this.s.options.timing.tlbSyncNs,
       () => {
         for (const op of ops) this.s.tlb.apply(op);
         finished();
       },
-      `${this.s.name} ${what}`,
+      label,
     );
   }
 
@@ -124,6 +132,8 @@ export class TlbMaintenance {
   private vaOperand(b: ContextBank, lo: number, hi: number): number {
     if (!b.isAarch64(this.s.env)) return (lo & ~0xfff) >>> 0;
     const page = (hi & 0xfff) * TWO_32 + lo; // VA[55:12]
-    return (page % Math.pow(2, Math.max(this.s.options.ubs - 12, 0))) * 4096;
+    // page mod 2^(UBS - 12), as a power-of-two division (exact; no floating-point remainder).
+    const span = this.vaPages;
+    return (page - Math.floor(page / span) * span) * 4096;
   }
 }
