@@ -214,6 +214,29 @@ describe('what an UNMANAGED domain maps, by physical frame (for the stray-DMA mo
     expect(iommuDomainMapsPhys(dom, 0x4020_0000)).toBe(true);
   });
 
+  it('answers from what is mapped now through many map/unmap cycles: records of unmapped ranges are reused or swept', async () => {
+    const { k, dom } = await setup();
+    // 300 one-page maps at distinct IOVAs, each unmapped again: their records are spent, then swept.
+    for (let i = 0; i < 300; i++) {
+      await k.run(iommuMap(dom, 0x100_0000 + i * SZ_4K, 0x4100_0000 + i * SZ_4K, SZ_4K, RW));
+      expect(iommuDomainMapsPhys(dom, 0x4100_0000 + i * SZ_4K)).toBe(true);
+      expect(await k.run(iommuUnmap(dom, 0x100_0000 + i * SZ_4K, SZ_4K))).toBe(SZ_4K);
+    }
+    for (let i = 0; i < 300; i += 37) expect(iommuDomainMapsPhys(dom, 0x4100_0000 + i * SZ_4K)).toBe(false);
+    // The same IOVA again, onto another frame: the record follows the new one.
+    await k.run(iommuMap(dom, 0x100_0000, 0x4200_0000, SZ_4K, RW));
+    expect(iommuDomainMapsPhys(dom, 0x4200_0000)).toBe(true);
+    expect(iommuDomainMapsPhys(dom, 0x4100_0000)).toBe(false);
+    // A range whose tail starts where a spent record sits: unmapping its head keeps the tail.
+    await k.run(iommuMap(dom, 0x30_1000, 0x4300_0000, SZ_4K, RW));
+    expect(await k.run(iommuUnmap(dom, 0x30_1000, SZ_4K))).toBe(SZ_4K);
+    await k.run(iommuMap(dom, 0x30_0000, 0x4310_0000, 2 * SZ_4K, RW));
+    expect(await k.run(iommuUnmap(dom, 0x30_0000, SZ_4K))).toBe(SZ_4K);
+    expect([iommuDomainMapsPhys(dom, 0x4310_0000), iommuDomainMapsPhys(dom, 0x4310_1000), iommuDomainMapsPhys(dom, 0x4300_0000)]).toEqual([false, true, false]);
+    expect(await k.run(iommuUnmap(dom, 0x30_1000, SZ_4K))).toBe(SZ_4K);
+    expect(iommuDomainMapsPhys(dom, 0x4310_1000)).toBe(false);
+  });
+
   it('does not track the DMA API\'s domains (dma-debug does)', async () => {
     const { k, dev } = await (async () => {
       const s = await setup();

@@ -91,6 +91,16 @@ describe('PhysicalMemory accessors', () => {
     expect(Array.from(m.read(RAM + FRAME_SIZE - 3, 6))).toEqual([data[FRAME_SIZE - 53], 0x5a, 0x5a, 0x5a, 0x5a, data[FRAME_SIZE - 48]]);
   });
 
+  it('copies a write that fits one frame, up to its last byte, leaving the neighbours alone', () => {
+    const m = mem();
+    m.write(RAM + FRAME_SIZE - 4, Uint8Array.of(1, 2, 3, 4));
+    m.write(RAM + 8, Uint8Array.of(9));
+    expect(Array.from(m.read(RAM + FRAME_SIZE - 5, 6))).toEqual([0, 1, 2, 3, 4, 0]);
+    expect(Array.from(m.read(RAM + 7, 3))).toEqual([0, 9, 0]);
+    expect(m.residentFrames).toBe(1);
+    expect(() => m.write(RAM - 4, Uint8Array.of(1, 2, 3, 4))).toThrow(BusError);
+  });
+
   it('zero-filling whole frames gives them back, and they read as zero afterwards', () => {
     const m = mem();
     m.fill(RAM, 2 * FRAME_SIZE, 0x11);

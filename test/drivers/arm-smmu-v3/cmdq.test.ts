@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { IOMMU_READ, IOMMU_WRITE } from '../../../core/io-pgtable.js';
 import { iommuMap, iommuUnmap } from '../../../core/iommu-map.js';
-import { ArmSmmuCmdqBatch, tlbiEnt } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-cmdq.js';
+import { ArmSmmuCmdqBatch, armSmmuCmdqBuildCmd, tlbiEnt } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-cmdq.js';
 import type { ArmSmmuDomain } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
 import { pciSetMaster } from '../../../bus/pci/command.js';
 import type { PciDevice } from '../../../bus/pci/pci-device.js';
@@ -24,6 +24,8 @@ import {
   CMDQ_OP_TLBI_NH_ASID,
   CMDQ_OP_TLBI_NH_VA,
   CMDQ_OP_TLBI_NSNH_ALL,
+  CMDQ_SYNC_0_CS,
+  CMDQ_SYNC_0_CS_IRQ,
   CMDQ_TLBI_0_ASID,
   CMDQ_TLBI_0_NUM,
   CMDQ_TLBI_0_SCALE,
@@ -119,6 +121,75 @@ describe('CMD_SYNC', () => {
     expect(lab.model.irq.stats.wired['cmdq-sync']).toBe(0);
     // The CMD_SYNC waits share one watchdog tick rather than arming and cancelling one each.
     expect(timers).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('CMD_SYNC waiters', () => {
+  it('eight threads each wait for their own CMD_SYNC: every one completes in the step that consumed it, none times out', async () => {
+    const lab = await bootSmmuV3({ seed: 3 });
+    const cmdq = lab.smmu.cmdq;
+    const sched = lab.machine.scheduler;
+    const done: { t: number; at: number }[] = [];
+    const before = cmdq.stats.syncTimeouts;
+    await runIn(lab, Promise.all(Array.from({ length: 8 }, async (_, t) => {
+      for (let i = 0; i < 20; i++) {
+        expect(await cmdq.issueCmdWithSync({ opcode: CMDQ_OP_TLBI_NH_ASID, tlbi: { ...tlbiEnt(), asid: t + 1 } })).toBe(0);
+        done.push({ t, at: sched.now });
+      }
+    })));
+    expect(done).toHaveLength(160);
+    expect(cmdq.stats.syncTimeouts).toBe(before);
+    // Every SYNC was consumed (its MSI zeroed its entry) and the driver's view of CONS caught up.
+    expect(cmdq.q.consAbs).toBe(cmdq.q.prodAbs);
+    expect(lab.model.cmdq.stats.syncs).toBeGreaterThanOrEqual(160);
+  });
+
+  it('a write by another agent into a sleeping SYNC entry wakes the waiter, which sleeps on until the SMMU\'s MSI', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const cmdq = lab.smmu.cmdq;
+    const q = cmdq.q;
+    const sched = lab.machine.scheduler;
+    const syncAbs = q.prodAbs + 1;
+    const entry = q.absAddr(syncAbs);
+    const t0 = sched.now;
+    const wait = cmdq.issueCmdWithSync({ opcode: CMDQ_OP_TLBI_NSNH_ALL });
+    // Before the SMMU's step: a master rewrites the SYNC's first word with what it already holds.
+    const word = lab.machine.cpu.ram.read32(entry);
+    expect(word).not.toBe(0);
+    const data = new Uint8Array(4);
+    new DataView(data.buffer).setUint32(0, word, true);
+    const c = lab.machine.interconnect.access({ master: 'rogue', streamId: 0, ssid: 0, ssidValid: false, addr: entry, len: 4, write: true, exec: false, priv: false, data });
+    expect(c.status).toBe('ok');
+    expect(await runIn(lab, wait)).toBe(0);
+    // Completed by the SMMU's MSI in its consumption step, not by the watchdog (a tenth of a second).
+    expect(sched.now - t0).toBeLessThan(10_000);
+    expect(lab.machine.cpu.ram.read32(entry)).toBe(0);
+    expect(cmdq.stats.syncTimeouts).toBe(0);
+  });
+
+  it('each CMD_SYNC written carries CS=IRQ and the address of its own entry, across a wrap of the queue', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const cmdq = lab.smmu.cmdq;
+    const q = cmdq.q;
+    const seen: { abs: number; words: number[] }[] = [];
+    let abs = q.prodAbs;
+    cmdq.onCommand = (w, off) => {
+      seen.push({ abs, words: [w[off], w[off + 1], w[off + 2], w[off + 3]] });
+      abs++;
+    };
+    const n = q.entries / 2 + 3;
+    await runIn(lab, (async () => {
+      for (let i = 0; i < n; i++) expect(await cmdq.issueCmdWithSync({ opcode: CMDQ_OP_TLBI_NSNH_ALL })).toBe(0);
+    })());
+    cmdq.onCommand = null;
+    const syncs = seen.filter((s) => CMDQ_0_OP.get(Uint32Array.from(s.words)) === CMDQ_OP_CMD_SYNC);
+    expect(syncs).toHaveLength(n);
+    for (const s of syncs) {
+      const fresh = new Uint32Array(4);
+      armSmmuCmdqBuildCmd(fresh, 0, { opcode: CMDQ_OP_CMD_SYNC, sync: { msiaddr: q.absAddr(s.abs) } });
+      expect(s.words).toEqual([...fresh]);
+      expect(CMDQ_SYNC_0_CS.get(fresh)).toBe(CMDQ_SYNC_0_CS_IRQ);
+    }
   });
 });
 

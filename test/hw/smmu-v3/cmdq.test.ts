@@ -19,6 +19,26 @@ describe('SMMUv3 model: command consumption', () => {
     expect(rig.smmu.cmdq.stats.consumed.CMD_TLBI_NH_VA).toBe(100);
   });
 
+  it('follows a CMDQ_BASE rewritten while CMDQEN is clear: the new address and LOG2SIZE, wrapping at the new size', () => {
+    const rig = new Rig();
+    rig.init({ cmdqLog2: 8 });
+    rig.setCr0(CR0_EVTQEN | CR0_PRIQEN | CR0_SMMUEN);
+    const base = rig.alloc(16 << 3, 4096);
+    rig.w64(REG.CMDQ_BASE, BigInt(base) | 3n);
+    expect(Number(rig.r64(REG.CMDQ_BASE) & 0x1fn)).toBe(3);
+    rig.w32(REG.CMDQ_PROD, 0);
+    rig.w32(REG.CMDQ_CONS, 0);
+    rig.cmdq = { base, log2: 3, prod: 0 };
+    rig.setCr0(CR0_CMDQEN | CR0_EVTQEN | CR0_PRIQEN | CR0_SMMUEN);
+    // 12 commands through an 8-entry queue: the pointers wrap (wrap bit 0x8) and every one is consumed.
+    const flag = rig.alloc(0x1000);
+    rig.issue(...Array.from({ length: 7 }, (_, i) => CMD.tlbiNhVa(0, 1, i * 0x1000)));
+    expect(rig.r32(REG.CMDQ_CONS) & 0xf).toBe(7);
+    rig.issue(CMD.tlbiNhVa(0, 1, 0), CMD.tlbiNhVa(0, 1, 0), CMD.tlbiNhVa(0, 1, 0), CMD.tlbiNhVa(0, 1, 0), CMD.sync(1, flag, 0xabc));
+    expect(rig.r32(REG.CMDQ_CONS) & 0xf).toBe((12 & 0x7) | 0x8);
+    expect(rig.mem.read32(flag)).toBe(0xabc);
+  });
+
   it('never completes a CMD_SYNC while CMDQEN is clear', () => {
     const rig = new Rig();
     rig.init();
