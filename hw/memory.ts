@@ -203,9 +203,13 @@ export class PhysicalMemory {
   write(pa: number, data: Uint8Array): void {
     this.check(pa, data.length, 'write');
     const off0 = pa & FRAME_MASK;
-    if (off0 + data.length <= FRAME_SIZE) {
-      // Within one frame (an MSI, a descriptor, most DMA): no view of `data` to make.
-      this.frameFor(pa, data.length, 'write', true)!.set(data, off0);
+    const len = data.length;
+    if (off0 + len <= FRAME_SIZE) {
+      // Within one frame (an MSI, a descriptor, most DMA): no view of `data` to make, and a few bytes
+      // are copied by hand (cheaper than a call into TypedArray.prototype.set).
+      const f = this.frameFor(pa, len, 'write', true)!;
+      if (len <= 16) for (let i = 0; i < len; i++) f[off0 + i] = data[i];
+      else f.set(data, off0);
       return;
     }
     let done = 0;
