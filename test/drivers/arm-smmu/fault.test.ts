@@ -19,7 +19,7 @@ import { iommuMap } from '../../../core/iommu-map.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
 import { isKernelError } from '../../../bus/errno.js';
 import type { Device } from '../../../bus/device.js';
-import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../../../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import { armSmmuFaultStats } from '../../../drivers/arm-smmu/arm-smmu-fault.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
 import { attachNew, bench, bytes, L, map, type Bench } from './fixture.js';
