@@ -14,7 +14,7 @@
  */
 import { iommuAttachDevice } from '../core/iommu-attach.js';
 import { iommuPagingDomainAlloc } from '../core/iommu-domain.js';
-import { iommuUserFaultQueueForDomain } from '../core/iommu-fault-uapi.js';
+import { iommuUserFaultQueueForDomain } from '../core/iommu-fault-legacy.js';
 import { IOMMU_FAULT_PERM_WRITE } from '../core/iommu-fault-types.js';
 import { iommuMap } from '../core/iommu-map.js';
 import { devFaultParam } from '../core/io-pgfault.js';

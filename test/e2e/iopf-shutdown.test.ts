@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { devFaultParam } from '../../core/io-pgfault.js';
 import { iommuAttachDevice } from '../../core/iommu-attach.js';
 import { IOMMU_HWPT_ALLOC_PASID, iommuPagingDomainAlloc, iommuPagingDomainAllocFlags } from '../../core/iommu-domain.js';
-import { iommuUserFaultQueueForDomain } from '../../core/iommu-fault-uapi.js';
+import { iommuUserFaultQueueForDomain } from '../../core/iommu-fault-legacy.js';
 import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
 import { armSmmuOfMaster } from '../../drivers/arm-smmu/arm-smmu.js';
 import { armSmmuDomainContextBank } from '../../drivers/arm-smmu/arm-smmu-domain.js';
