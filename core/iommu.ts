@@ -33,6 +33,9 @@
  * - iommu-fault-legacy.ts  the 2019 device fault-handler API and its uAPI, kept on purpose (why: there)
  * Beside them: io-pgfault.ts (the IOPF queue), iommufd.ts (the user-space objects and fault queue),
  * io-pgtable*.ts (page table formats), dma-iommu.ts / dma-mapping.ts / iova.ts (the DMA API).
+ *
+ * Over ~700 lines with this index: registration, probe and default domains are one path of iommu.c
+ * (each step calls the next); everything else is in the files listed.
  */
 import type { Device } from '../bus/device.js';
 import type { DriverCore } from '../bus/driver-core.js';
