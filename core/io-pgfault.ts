@@ -3,7 +3,8 @@
  * requests buffered until the LAST one of their group, groups handed to the faulting domain's
  * `iopfHandler` on a named workqueue, and the one place every page response leaves the core.
  *
- * Rules (as io-pgfault.c of 6.17, with the 2019 device-handler API alongside):
+ * Rules (as io-pgfault.c of 6.17; the per-device state also holds the slot of the 2019 device
+ * fault handler, whose API is iommu-fault-legacy.ts):
  * - a device joins one queue (`iopfQueueAddDevice`, EBUSY if it is already on one; ENODEV if its
  *   IOMMU cannot answer page requests) and leaves it with `iopfQueueRemoveDevice`, which drops its
  *   partial requests and answers every pending group INVALID, so no master waits forever;
@@ -120,7 +121,7 @@ export class IopfGroupImpl implements IopfGroup {
   }
 
   get lastFault(): IopfFault {
-    return this.faults[this.faults.length - 1]!;
+    return this.faults[this.faults.length - 1];
   }
 
   /** True until answered (or dropped by a device removal, which answers it). */
@@ -418,7 +419,7 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
     faults = [];
     let keep = 0;
     for (let i = 0; i < partial.length; i++) {
-      const p = partial[i]!;
+      const p = partial[i];
       if (p.fault.prm.grpid === prm.grpid) faults.push(p);
       else partial[keep++] = p;
     }

@@ -26,6 +26,9 @@
  *   recorded as outstanding and `waitOutstanding()` (called by iotlb_sync, flush_iotlb_all, …) waits
  *   for it. If the queue has no room, commands are kept in order in a backlog that the next async
  *   operation pushes out as the SMMU frees entries.
+ *
+ * One file over ~700 lines on purpose: it is one job of arm-smmu-v3.c, the command queue (builders,
+ * insertion, CMD_SYNC waits and error recovery share the queue state and its backlog).
  */
 import { KernelError, type Errno } from '../../bus/errno.js';
 import type { KernelLog } from '../../bus/log.js';
@@ -766,7 +769,7 @@ export class ArmSmmuCmdqBatch {
       this.init(ent);
     }
     if (this.num === CMDQ_BATCH_ENTRIES) {
-      this.cmdq!.issueCmdlistNowait(this.cmds, this.num, this.cmdq!.busyPolling);
+      this.cmdq.issueCmdlistNowait(this.cmds, this.num, this.cmdq.busyPolling);
       this.init(ent);
     }
     this.put(ent);

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { iommuDomainFree, iommuSetFaultHandler } from '../../../core/iommu-domain.js';
-import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/smmu-v2.js';
 import { kexec } from '../../../kernel/kexec.js';
@@ -110,7 +110,7 @@ describe('arm-smmu shutdown and kexec with transactions waiting behind a stall',
           await new Promise<void>(() => undefined); // never answers
           return 0 as const;
         });
-        const model = b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0]!.device as SmmuV2;
+        const model = b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0].device as SmmuV2;
         const cbndx = armSmmuDomainContextBank(domain);
         const N = 8;
         const done: (DmaCompletion | null)[] = Array.from({ length: N }, () => null);
