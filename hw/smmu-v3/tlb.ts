@@ -406,6 +406,7 @@ export class Tlb implements WalkRecorder {
 
   /** Remove the walk-cache entries in scope whose span overlaps [lo, hi). */
   invalidateWalkRange(s: TlbScope, lo: number, hi: number): number {
+    if (this.walkTotal === 0) return 0;
     let n = 0;
     for (const c of this.contexts.values()) {
       if (c.walkCount === 0 || !this.inScope(c, s)) continue;
@@ -429,6 +430,8 @@ export class Tlb implements WalkRecorder {
    * CMD_TLBI_* TG and TTL do.
    */
   invalidateRange(s: TlbScope, lo: number, hi: number, granuleShift: number, level: number): number {
+    // Nothing cached: no context to visit (a strict unmap of a page no transaction used).
+    if (this.total === 0) return 0;
     let n = 0;
     for (const c of this.contexts.values()) {
       if (c.count === 0 || !this.inScope(c, s)) continue;
