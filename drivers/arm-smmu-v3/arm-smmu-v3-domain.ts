@@ -128,11 +128,6 @@ function ffs(n: number): number {
 /** 2^i for the shifts of addresses and sizes (a table: `2 ** i` is a Math.pow call). */
 const POW2: readonly number[] = Array.from({ length: 64 }, (_, i) => 2 ** i);
 
-/** `x mod m` for a safe integer x ≥ 0 and a power of two m (no floating-point remainder). */
-function modPow2(x: number, m: number): number {
-  return m <= 0x8000_0000 ? (x >>> 0) & (m - 1) : x - Math.floor(x / m) * m;
-}
-
 /** The kernel's fls_long(a ^ b) — 1-based index of the highest bit where two safe integers differ. */
 function flsXor(a: number, b: number): number {
   const hi = (Math.floor(a / 0x1_0000_0000) ^ Math.floor(b / 0x1_0000_0000)) >>> 0;
@@ -254,7 +249,8 @@ export function armSmmuFillTlbInvRange(batch: ArmSmmuCmdqBatch, cmd: ArmSmmuCmdq
       // The range is 5 bits worth of the aligned remaining size: num chunks of 2^scale pages.
       const scale = ffs(numPages);
       t.scale = scale;
-      const num = modPow2(Math.floor(numPages / POW2[scale]), CMDQ_TLBI_RANGE_NUM_MAX + 1);
+      // (num_pages >> scale) & CMDQ_TLBI_RANGE_NUM_MAX: `&` keeps the low bits of any safe integer.
+      const num = Math.floor(numPages / POW2[scale]) & CMDQ_TLBI_RANGE_NUM_MAX;
       t.num = num - 1;
       invRange = num * POW2[scale + tg];
       numPages -= num * POW2[scale];
