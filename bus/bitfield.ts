@@ -214,4 +214,11 @@ export class QAddr {
     used[i] = (used[i] | this.loMask) >>> 0;
     used[i + 1] = (used[i + 1] | this.hiMask) >>> 0;
   }
+
+  /** `w &= ~MASK`. */
+  clear(w: Uint32Array, off = 0): void {
+    const i = off + this.qword * 2;
+    w[i] = (w[i] & ~this.loMask) >>> 0;
+    w[i + 1] = (w[i + 1] & ~this.hiMask) >>> 0;
+  }
 }

@@ -56,5 +56,8 @@ describe('field helpers', () => {
     expect([...w]).toEqual([0x1234_5640, 0x8]);
     expect(a.get(w)).toBe(0x8_1234_5640);
     expect(() => a.prep(new Uint32Array(2), 0x1234_5641)).toThrow(/outside \[51:6\]/);
+    const used = new Uint32Array([0xffff_ffff, 0xffff_ffff]);
+    a.clear(used);
+    expect([...used]).toEqual([0x3f, 0xfff0_0000]);
   });
 });
