@@ -64,7 +64,7 @@ const SYNCED: Promise<void> = Promise.resolve();
 function armSmmuTlbSyncSpin(smmu: ArmSmmuDevice, page: number, status: number): boolean {
   for (let spin = TLB_SPIN_COUNT; spin > 0; spin--) {
     // GSACTIVE and SACTIVE are both bit 0.
-    if (!sTLBGSTATUS_GSACTIVE.isSet(smmu.readl(page, status))) return true;
+    if ((smmu.readl(page, status) & sTLBGSTATUS_GSACTIVE) === 0) return true;
   }
   return false;
 }
