@@ -49,6 +49,7 @@ import {
   STRTAB_STE_2_S2VMID,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { allocPages, bootSmmuV3, deviceOf, runIn, settle, V3, type SmmuV3Lab } from '../../../scenarios/smmu-v3-lab.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const SID = 0x101;
 const VSID = 0x8;
@@ -116,16 +117,6 @@ async function guestOn(lab: SmmuV3Lab): Promise<Guest> {
 
 function engine(lab: SmmuV3Lab) {
   return lab.machine.masters.get(V3.engine)!;
-}
-
-async function expectErrno(p: Promise<unknown> | (() => unknown), errno: string): Promise<void> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    expect(isKernelError(e) ? e.errno : String(e)).toBe(errno);
-    return;
-  }
-  throw new Error(`expected ${errno}`);
 }
 
 describe('arm-smmu-v3 nested translation through iommufd objects', () => {
