@@ -27,8 +27,8 @@ export interface GicOptions {
   compatible?: string | readonly string[];
   /** `reg` entries; the first base is the unit address. Default: distributor and CPU interface at 0x800_0000. */
   reg?: readonly (readonly [base: number, size: number])[];
-  /** A child bus for MSI frames (GICv2m): the GIC's own `#address-cells`/`#size-cells` and its `ranges`. */
-  children?: { cells: 1 | 2; ranges: DtRangesValue | true };
+  /** A child bus for MSI frames (GICv2m): the GIC's own `#address-cells`/`#size-cells`, and its `ranges` if any. */
+  children?: { cells: 1 | 2; ranges?: DtRangesValue | true };
 }
 
 export interface BoardOptions {
@@ -78,7 +78,7 @@ export function board(opts: BoardOptions = {}): Board {
   if (g.children) {
     gicProps['#address-cells'] = g.children.cells;
     gicProps['#size-cells'] = g.children.cells;
-    gicProps.ranges = g.children.ranges;
+    if (g.children.ranges !== undefined) gicProps.ranges = g.children.ranges;
   }
   const gic = b.node(`/${g.name ?? 'intc'}@${gicReg[0][0].toString(16)}`, gicProps);
   b.root.set({ 'interrupt-parent': gic });

@@ -5,29 +5,25 @@ import { requestIrq } from '../../../bus/irq.js';
 import { msiAllocVectors, msiFreeCount, msiFreeVectors, msiVectors } from '../../../bus/msi.js';
 import { DtBuilder, reg } from '../../../bus/of/dt-builder.js';
 import { ofPlatformPopulate, platformBus } from '../../../bus/platform.js';
+import { board } from '../../lib/board.js';
 import { addGicV2mFrame, FakePort } from './fake-port.js';
 
 const GIC = '/interrupt-controller@2c001000';
 const V2M_BASE = 0x2c1c_0000;
 
 function tree(frameProps: Record<string, number> = {}, parentCompatible = 'arm,gic-v2m-frame'): DtBuilder {
-  const b = new DtBuilder({ '#address-cells': 1, '#size-cells': 1 });
-  const gic = b.node('/interrupt-controller@2c001000', {
-    compatible: 'arm,gic-400',
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    '#address-cells': 1,
-    '#size-cells': 1,
-    ranges: true,
-    reg: reg([0x2c00_1000, 0x1000]),
+  const { b, gic } = board({
+    compatible: null,
+    cells: 1,
+    ram: [],
+    gic: { name: 'interrupt-controller', reg: [[0x2c00_1000, 0x1000]], children: { cells: 1, ranges: true } },
   });
-  const v2m = b.node('/interrupt-controller@2c001000/v2m@2c1c0000', {
+  const v2m = gic.node('v2m@2c1c0000', {
     compatible: parentCompatible,
     'msi-controller': true,
     reg: reg([V2M_BASE, 0x1000]),
     ...frameProps,
   });
-  b.root.set({ 'interrupt-parent': gic });
   b.node('/engine@10000000', { compatible: 'test,engine', 'msi-parent': v2m });
   b.node('/engine@10010000', { compatible: 'test,engine', 'msi-parent': v2m });
   b.node('/no-msi@10020000', { compatible: 'test,engine' });

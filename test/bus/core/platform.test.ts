@@ -14,21 +14,17 @@ import {
   type PlatformDevice,
   type PlatformDriver,
 } from '../../../bus/platform.js';
+import { board } from '../../lib/board.js';
 import { FakePort } from './fake-port.js';
 
 const GIC = '/interrupt-controller@2c001000';
 
 function machineTree(): DtBuilder {
-  const b = new DtBuilder({ compatible: 'test,board', '#address-cells': 2, '#size-cells': 2 });
-  const gic = b.node('/interrupt-controller@2c001000', {
-    compatible: 'arm,gic-400',
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    '#address-cells': 2,
-    '#size-cells': 2,
-    reg: reg([0x2c00_1000, 0x1000]),
+  const { b } = board({
+    compatible: 'test,board',
+    ram: [],
+    gic: { name: 'interrupt-controller', reg: [[0x2c00_1000, 0x1000]], children: { cells: 2 } },
   });
-  b.root.set({ 'interrupt-parent': gic });
   const smmu = b.node('/iommu@2b400000', { compatible: 'arm,smmu-v3', '#iommu-cells': 1, reg: reg([0x2b40_0000, 0x20000]) });
   b.node('/soc', { compatible: 'simple-bus', '#address-cells': 1, '#size-cells': 1, ranges: ranges([0, 0x1000_0000, 0x100_0000]) });
   b.node('/soc/dma@100000', {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DriverCore } from '../../../bus/driver-core.js';
 import { KernelError } from '../../../bus/errno.js';
 import { msiAllocVectors, msiControllerOf } from '../../../bus/msi.js';
-import { DtBuilder, reg, type DtProps } from '../../../bus/of/dt-builder.js';
+import { reg, type DtProps } from '../../../bus/of/dt-builder.js';
 import { ofPlatformPopulate, platformBus } from '../../../bus/platform.js';
 import {
   pciAtsQueueDepth,
@@ -25,6 +25,7 @@ import type { PciDriver } from '../../../bus/pci/pci-driver.js';
 import { PCI_PASID_CTRL_EXEC, PCI_PASID_CTRL_PRIV } from '../../../bus/pci/regs.js';
 import { addGicV2mFrame, FakePort } from '../core/fake-port.js';
 import { CAP_PCIE, FakeEcam, type FakeFunction } from './fake-ecam.js';
+import { board } from '../../lib/board.js';
 
 const ECAM = 0x4000_0000;
 const GIC = '/intc@2c001000';
@@ -63,18 +64,8 @@ function bench(hostProps: DtProps = {}, ecamBuses = 2): Bench {
   ecam.add(1, 0, 0, { vendor: 0x1af4, device: 0x1041, classCode: 0x020000, pcie: true });
   ecam.add(0, 5, 1, { vendor: 0x1af4, device: 0x1042, classCode: 0x010000 });
 
-  const b = new DtBuilder({ '#address-cells': 2, '#size-cells': 2 });
-  const gic = b.node('/intc@2c001000', {
-    compatible: 'arm,gic-400',
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    '#address-cells': 2,
-    '#size-cells': 2,
-    ranges: true,
-    reg: reg([0x2c00_1000, 0x1000]),
-  });
-  const v2m = b.node('/intc@2c001000/v2m@2c1c0000', { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: reg([V2M, 0x1000]) });
-  b.root.set({ 'interrupt-parent': gic });
+  const { b, gic } = board({ compatible: null, ram: [], gic: { reg: [[0x2c00_1000, 0x1000]], children: { cells: 2, ranges: true } } });
+  const v2m = gic.node('v2m@2c1c0000', { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: reg([V2M, 0x1000]) });
   const smmu = b.node('/iommu@2b400000', { compatible: 'arm,smmu-v3', '#iommu-cells': 1, reg: reg([0x2b40_0000, 0x20000]) });
   b.node('/pcie@40000000', {
     compatible: 'pci-host-ecam-generic',
