@@ -149,9 +149,9 @@ describe('SMMUv3 model: CMD_SYNC completion signals', () => {
     const rig = new Rig({ msi: false });
     rig.init();
     const flag = rig.alloc(0x1000);
-    rig.mem.write32(flag, 0xffff_ffff);
+    rig.memory.write32(flag, 0xffff_ffff);
     rig.issue(CMD.sync(1, flag, 0x1234));
-    expect(rig.mem.read32(flag)).toBe(0xffff_ffff);
+    expect(rig.memory.read32(flag)).toBe(0xffff_ffff);
     expect(rig.irqs['cmdq-sync']).toBe(1);
   });
 
@@ -160,6 +160,6 @@ describe('SMMUv3 model: CMD_SYNC completion signals', () => {
     rig.init();
     const flags = [rig.alloc(0x1000), rig.alloc(0x1000), rig.alloc(0x1000)];
     rig.issue(...flags.map((f, i) => CMD.sync(1, f, 0xa0 + i)));
-    expect(flags.map((f) => rig.mem.read32(f))).toEqual([0xa0, 0xa1, 0xa2]);
+    expect(flags.map((f) => rig.memory.read32(f))).toEqual([0xa0, 0xa1, 0xa2]);
   });
 });
