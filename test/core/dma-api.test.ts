@@ -27,7 +27,7 @@ import { compileStage1, decodeAddressSize, decodeTG0 } from '../../hw/walker/con
 import { ACCESS_WRITE, WalkResult } from '../../hw/walker/result.js';
 import { TranslationTableWalker } from '../../hw/walker/walker.js';
 import type { PhysicalMemory } from '../../hw/memory.js';
-import { fakePciFunction, fakePciHost } from './kernel-fixture.js';
+import { fakePciFunction, fakePciHost } from './kernel-rig.js';
 import type { MockDomain } from './mock-iommu.js';
 import { mockSetup } from './mock-setup.js';
 
@@ -80,8 +80,8 @@ describe('DMA API through a DMA domain', () => {
     ]);
     expect(iommuIovaToPhys(dom, addr)).toBe(buf + 0x123);
     const data = pattern(0x1800, 7);
-    deviceWrite(k.ram, dom, addr, data);
-    expect(k.ram.read(buf + 0x123, 0x1800)).toEqual(data);
+    deviceWrite(k.memory, dom, addr, data);
+    expect(k.memory.read(buf + 0x123, 0x1800)).toEqual(data);
 
     expect(dmaPhysIsMapped(dev, buf)).toBe(true);
     expect(dmaPhysIsMapped(dev, buf + 0x1fff)).toBe(true);
@@ -91,7 +91,7 @@ describe('DMA API through a DMA domain', () => {
     await k.run(dmaUnmapSingle(dev, addr, 0x1800, 'bidirectional'));
     expect(mock.callsOf('iotlb-sync').map((c) => [c.start, c.end])).toEqual([[0xffff_e000, 0xffff_ffff]]);
     expect(mock.callsOf('flush-all')).toEqual([]);
-    expect(() => deviceWrite(k.ram, dom, addr, data)).toThrow(/translation fault/);
+    expect(() => deviceWrite(k.memory, dom, addr, data)).toThrow(/translation fault/);
     expect(dmaMappings(dev)).toEqual([]);
     expect(dmaPhysIsMapped(dev, buf)).toBe(false);
   });
@@ -219,8 +219,8 @@ describe('DMA API through a DMA domain', () => {
       [0, 0],
     ]);
     const data = pattern(0x100, 3);
-    deviceWrite(k.ram, dom, sg[1].dmaAddress, data);
-    expect(k.ram.read(p3 + 0x10, 0x100)).toEqual(data);
+    deviceWrite(k.memory, dom, sg[1].dmaAddress, data);
+    expect(k.memory.read(p3 + 0x10, 0x100)).toEqual(data);
     expect(dmaMappings(dev)).toHaveLength(3);
     await k.run(dmaUnmapSg(dev, sg, 'bidirectional'));
     expect(dmaMappings(dev)).toEqual([]);
@@ -240,7 +240,7 @@ describe('DMA API through a DMA domain', () => {
     const c = await k.run(dmaAllocCoherent(dev, 0x1800));
     expect(c.cpuAddr % SZ_4K).toBe(0);
     expect(k.alloc.ownerOf(c.cpuAddr)!.owner).toEqual({ kind: 'dma', device: dev.name, what: 'dma_alloc_coherent' });
-    expect(k.ram.read(c.cpuAddr, 0x1800).every((b) => b === 0)).toBe(true);
+    expect(k.memory.read(c.cpuAddr, 0x1800).every((b) => b === 0)).toBe(true);
     expect(iommuIovaToPhys(dom, c.dmaAddr + 0x1234)).toBe(c.cpuAddr + 0x1234);
     await expect(dmaFreeCoherent(dev, 0x1800, c.cpuAddr + SZ_4K, c.dmaAddr)).rejects.toThrow(/EINVAL.*belongs to CPU address/);
     await k.run(dmaFreeCoherent(dev, 0x1800, c.cpuAddr, c.dmaAddr));

@@ -29,7 +29,7 @@ import {
 import { IOMMU_HWPT_ALLOC_PASID, iommuPagingDomainAllocFlags } from '../../core/iommu-domain.js';
 import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
 import { iommuDevEnableFeature } from '../../core/iommu.js';
-import { faultSetup, pageRequest, settle } from './fault-fixture.js';
+import { faultRig, pageRequest, settle } from './fault-rig.js';
 
 /** A user-space fault record buffer of `size` bytes with argsz set, garbage after it. */
 function recordBuf(argsz: number, size = argsz): Uint8Array {
@@ -69,7 +69,7 @@ function respBuf(r: Resp): Uint8Array {
 
 describe('user-facing fault records', () => {
   it('writes a page-request record at the documented offsets, sized by the caller', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a);
     await iommuReportDeviceFault(s.a, pageRequest(0x1234_5678_9000, 0x1ff, { pasid: 0x42, perm: IOMMU_FAULT_PERM_READ | IOMMU_FAULT_PERM_WRITE }));
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 3));
@@ -106,7 +106,7 @@ describe('user-facing fault records', () => {
   });
 
   it('writes unrecoverable records and never expects a response for them', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a);
     await iommuReportDeviceFault(s.a, {
       fault: { type: 'dma-unrecov', event: { reason: IOMMU_FAULT_REASON_WALK_EABT, flags: IOMMU_FAULT_UNRECOV_FETCH_ADDR_VALID, pasid: 0, perm: 0, addr: 0x8000, fetchAddr: 0x4_0000_1000 } },
@@ -123,7 +123,7 @@ describe('user-facing fault records', () => {
   });
 
   it('accepts old (24-byte) and new (40-byte) responses and rejects malformed ones without effect', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a);
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: 7 }));
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: 7 }));
@@ -154,7 +154,7 @@ describe('user-facing fault records', () => {
   });
 
   it('negotiates private data both ways', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a);
     expect(q.info()).toMatchObject({ version: 1, recordSize: 72, responseSize: 40 });
     expect(q.info().flags & IOMMU_FAULT_QUEUE_INFO_PRIV_DATA).not.toBe(0);
@@ -183,7 +183,7 @@ describe('user-facing fault records', () => {
   });
 
   it('substitutes host tokens for private data and rejects a stale token when the group index is reused', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a, { hostTokens: true });
     expect(q.info().flags & IOMMU_FAULT_QUEUE_INFO_HOST_TOKENS).not.toBe(0);
     q.setFeatures(IOMMU_FAULT_QUEUE_FEAT_PRIV_DATA);
@@ -223,7 +223,7 @@ describe('user-facing fault records', () => {
   });
 
   it('refuses new faults when full (FAILURE) and cannot close with faults pending', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a, { depth: 1 });
     expect(() => iommuUserFaultQueueOpen(s.a)).toThrow(/EBUSY/);
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1))).toBe(0);
@@ -239,7 +239,7 @@ describe('user-facing fault records', () => {
   });
 
   it('serves a domain as its I/O page-fault handler (iommufd style): whole groups, from the IOPF queue', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
     const domain = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
     const q = iommuUserFaultQueueForDomain(domain, { hostTokens: true });
@@ -275,7 +275,7 @@ describe('user-facing fault records', () => {
   });
 
   it('refuses a group that does not fit (the IOPF core answers FAILURE)', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
     const domain = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
     const q = iommuUserFaultQueueForDomain(domain, { depth: 1 });

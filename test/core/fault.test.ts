@@ -24,7 +24,7 @@ import {
   type IopfGroup,
 } from '../../core/iommu-fault-types.js';
 import { iommuReleaseDevice } from '../../core/iommu.js';
-import { faultSetup, pageRequest, settle } from './fault-fixture.js';
+import { faultRig, pageRequest, settle } from './fault-rig.js';
 
 const resp = (grpid: number, extra: Partial<IommuPageResponseMsg> = {}): IommuPageResponseMsg => ({
   version: IOMMU_PAGE_RESP_VERSION_1,
@@ -37,7 +37,7 @@ const resp = (grpid: number, extra: Partial<IommuPageResponseMsg> = {}): IommuPa
 
 describe('device fault handlers (the 2019 API)', () => {
   it('takes one handler per device and refuses devices without an IOMMU', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
     expect(() => iommuRegisterDeviceFaultHandler(s.a, () => 0)).toThrow(/EBUSY/);
     const lone = new PlatformDevice({ name: '/lone@1' });
@@ -51,7 +51,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('answers INVALID at once when nobody can handle a page request, partial or last', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 7, { partial: true, pasid: 3 }))).toBe('EINVAL');
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x2000, 7, { pasid: 3 }))).toBe('EINVAL');
     expect(s.responses.map((r) => r.msg)).toEqual([
@@ -62,7 +62,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('gives page requests to the handler and matches responses by PASID and group index', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const seen: IommuFaultRecord[] = [];
     const groups: (IopfGroup | null)[] = [];
     iommuRegisterDeviceFaultHandler(s.a, (f, data, g) => {
@@ -97,7 +97,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('in-kernel responses: private data is taken from the pending request; wrong data is refused', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
     const priv = { flags: IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA, privateData: [0xaa, 0xbb] as [number, number] };
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, priv));
@@ -124,7 +124,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('refuses to unregister with pending faults (EBUSY) and allows it once they are answered', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1));
     expect(() => iommuUnregisterDeviceFaultHandler(s.a)).toThrow(/EBUSY/);
@@ -137,7 +137,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('answers FAILURE when the handler refuses, throws, or rejects', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     let verdict: () => ReturnType<Parameters<typeof iommuRegisterDeviceFaultHandler>[1]> = () => 'ENOMEM';
     iommuRegisterDeviceFaultHandler(s.a, () => verdict());
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1))).toBe('ENOMEM');
@@ -157,7 +157,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('lets a handler answer its group from inside the handler', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, (_f, _d, g) => {
       if (g) iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS);
       return 0;
@@ -168,7 +168,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('delivers unrecoverable faults to the device handler without any response', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const evt = {
       fault: {
         type: 'dma-unrecov' as const,
@@ -189,7 +189,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('drains pending faults when the device is removed, and answers later faults INVALID', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: 2 }));
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: 2 }));
@@ -206,7 +206,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('drains through the core when the device leaves its IOMMU', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.b, () => 0);
     await iommuReportDeviceFault(s.b, pageRequest(0x1000, 11));
     const released: boolean[] = [];

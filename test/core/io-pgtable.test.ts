@@ -23,7 +23,7 @@ import {
 } from '../../core/io-pgtable.js';
 import { allocIoPgtableOps, freeIoPgtableOps } from '../../core/io-pgtable-arm.js';
 import type { PhysicalMemory } from '../../hw/memory.js';
-import { recordingFlushOps, tableRam, TABLE_RAM_BASE, TABLE_RAM_SIZE, TestTableAllocator, type FlushCall, SZ_4K, SZ_16K, SZ_64K, SZ_2M, SZ_32M, SZ_512M, SZ_1G, SZ_4T, BITMAP_4K, BITMAP_16K, BITMAP_64K } from './io-pgtable-fixture.js';
+import { recordingFlushOps, tableRam, TABLE_RAM_BASE, TABLE_RAM_SIZE, TestTableAllocator, type FlushCall, SZ_4K, SZ_16K, SZ_64K, SZ_2M, SZ_32M, SZ_512M, SZ_1G, SZ_4T, BITMAP_4K, BITMAP_16K, BITMAP_64K } from './io-pgtable-rig.js';
 import { expectErrno } from '../lib/errno.js';
 
 const RW = IOMMU_READ | IOMMU_WRITE;

@@ -7,7 +7,7 @@ import { devIommu } from '../../core/iommu-device.js';
 import { iommuPagingDomainAlloc } from '../../core/iommu-domain.js';
 import { genericSingleDeviceGroup, iommuGroupGet } from '../../core/iommu-group.js';
 import { PCI_ACS_CR, PCI_ACS_RR, PCI_ACS_SV, PCI_ACS_UF, pciAcsEnabled, PCI_EXP_TYPE_ENDPOINT, PCI_EXP_TYPE_ROOT_PORT, REQ_ACS_FLAGS } from '../../core/pci-acs.js';
-import { fakePciFunction, fakePciHost, type FakePciFunction } from './kernel-fixture.js';
+import { fakePciFunction, fakePciHost, type FakePciFunction } from './kernel-rig.js';
 import { mockSetup, names } from './mock-setup.js';
 
 const FULL_ACS = PCI_ACS_SV | PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_UF;

@@ -21,12 +21,12 @@ import { iommuReportDeviceFault } from '../../core/iommu-fault.js';
 import { iommuDevFeatureEnabled } from '../../core/iommu.js';
 import { iommuIovaToPhys } from '../../core/iommu-domain.js';
 import { platformBus } from '../../bus/platform.js';
-import { DEV_A, pageRequest, settle, type PageResponseCall } from './fault-fixture.js';
+import { DEV_A, pageRequest, settle, type PageResponseCall } from './fault-rig.js';
 import { MASTER_COMPATIBLE, mockSetup } from './mock-setup.js';
 import { expectErrno } from '../lib/errno.js';
 
 /**
- * The fault fixture's mock IOMMU, with A's host driver an ordinary one (the driver core does its DMA
+ * The fault rig's mock IOMMU, with A's host driver an ordinary one (the driver core does its DMA
  * configuration), so binding A to iommufd has a driver to take it from.
  */
 async function setup() {

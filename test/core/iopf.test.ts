@@ -25,13 +25,13 @@ import { IOMMU_PAGE_RESP_FAILURE, IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCE
 import { iommuGroupGet } from '../../core/iommu-group.js';
 import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
 import { iommuDevDisableFeature, iommuDevEnableFeature, iommuDevFeatureEnabled } from '../../core/iommu.js';
-import { faultSetup, pageRequest, settle, type FaultSetup } from './fault-fixture.js';
+import { faultRig, pageRequest, settle, type FaultRig } from './fault-rig.js';
 
 const PASID = 5;
 
 /** A device on its IOMMU's IOPF queue with PASID 5 attached to a domain whose handler records groups. */
 async function iopfSetup(handler?: (g: IopfGroup) => void | Promise<void>) {
-  const s = await faultSetup();
+  const s = await faultRig();
   await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
   const groups: IopfGroup[] = [];
   const domain = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
@@ -44,7 +44,7 @@ async function iopfSetup(handler?: (g: IopfGroup) => void | Promise<void>) {
   return { ...s, groups, domain };
 }
 
-function grpids(s: FaultSetup): [number, number][] {
+function grpids(s: FaultRig): [number, number][] {
   return s.responses.map((r) => [r.msg.grpid, r.msg.code]);
 }
 
@@ -81,7 +81,7 @@ describe('the IOPF queue', () => {
   });
 
   it('makes a group of one of a stall (no PASID) on the RID domain', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
     const dom = iommuPagingDomainAllocFlags(s.noPasid, 0);
     const seen: IopfGroup[] = [];
@@ -99,7 +99,7 @@ describe('the IOPF queue', () => {
   });
 
   it('uses the RID domain when no attach handle is stored for it', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
     const dom = iommuPagingDomainAllocFlags(s.noPasid, 0);
     dom.iopfHandler = (g) => void iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
@@ -140,7 +140,7 @@ describe('the IOPF queue', () => {
   });
 
   it('answers FAILURE when the queue is full', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iopfQueueAlloc('tiny', { depth: 1 });
     iopfQueueAddDevice(q, s.a);
     const dom = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
@@ -155,7 +155,7 @@ describe('the IOPF queue', () => {
   });
 
   it('takes a device once, needs a page_response op, and removes only from its own queue', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q1 = iopfQueueAlloc('one');
     const q2 = iopfQueueAlloc('two');
     iopfQueueAddDevice(q1, s.a);
@@ -165,7 +165,7 @@ describe('the IOPF queue', () => {
     iopfQueueRemoveDevice(q1, s.a);
     iopfQueueAddDevice(q2, s.a);
     await expect(iopfQueueFlushDev(s.b)).rejects.toThrow(/ENODEV/);
-    const bare = await faultSetup({ noPageResponse: true });
+    const bare = await faultRig({ noPageResponse: true });
     expect(() => iopfQueueAddDevice(q1, bare.a)).toThrow(/ENODEV/);
   });
 
@@ -303,7 +303,7 @@ describe('the IOPF queue', () => {
 
 describe('device features', () => {
   it('enables IOPF before SVA and disables them the other way round', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await expect(iommuDevEnableFeature(s.a, 'SVA')).rejects.toThrow(/EINVAL.*IOPF before SVA/);
     await expect(iommuDevDisableFeature(s.a, 'IOPF')).rejects.toThrow(/EINVAL.*not enabled/);
     await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
@@ -319,10 +319,10 @@ describe('device features', () => {
   });
 
   it('refuses SVA on a device without PASIDs and IOPF without a page_response op', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
     await expect(iommuDevEnableFeature(s.noPasid, 'SVA')).rejects.toThrow(/ENODEV.*no PASIDs/);
-    const bare = await faultSetup({ noPageResponse: true });
+    const bare = await faultRig({ noPageResponse: true });
     await expect(iommuDevEnableFeature(bare.a, 'IOPF')).rejects.toThrow(/ENODEV.*cannot answer page requests/);
     expect(bare.features).toEqual([]);
   });

@@ -15,10 +15,10 @@ import { iommuMmPasid, iommuSvaBindDevice, iommuSvaGetPasid, iommuSvaHandleMm, i
 import { iommuDevDisableFeature, iommuDevEnableFeature } from '../../core/iommu.js';
 import { PAGE_SIZE } from '../../mm/page-alloc.js';
 import { PROT_READ, PROT_WRITE } from '../../mm/prot.js';
-import { codes, faultSetup, pageRequest, settle, type FaultSetup, type FaultSetupOptions } from './fault-fixture.js';
+import { codes, faultRig, pageRequest, settle, type FaultRig, type FaultRigOptions } from './fault-rig.js';
 
-async function svaSetup(opts: FaultSetupOptions = {}): Promise<FaultSetup> {
-  const s = await faultSetup(opts);
+async function svaSetup(opts: FaultRigOptions = {}): Promise<FaultRig> {
+  const s = await faultRig(opts);
   for (const d of [s.a, s.b]) {
     await s.k.run(iommuDevEnableFeature(d, 'IOPF'));
     await s.k.run(iommuDevEnableFeature(d, 'SVA'));
@@ -99,7 +99,7 @@ describe('SVA bind and unbind', () => {
   });
 
   it('needs SVA enabled, a live mm, and keeps SVA on while bonds exist', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const proc = s.processes.spawn();
     await expect(iommuSvaBindDevice(s.a, proc.mm)).rejects.toThrow(/ENODEV.*SVA is not enabled/);
     await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));

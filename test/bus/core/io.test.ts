@@ -58,7 +58,7 @@ describe('readlPollTimeout', () => {
     const { port, regs } = portWithDevice();
     const io = ioremap(port, BASE, 0x1000);
     regs.set(0x24, 0);
-    port.sched.schedule(7_500, () => regs.set(0x24, 0x1), 'device acks');
+    port.scheduler.schedule(7_500, () => regs.set(0x24, 0x1), 'device acks');
     const v = await port.run(readlPollTimeout(io, 0x24, (x) => (x & 1) === 1, 1, 1000));
     expect(v).toBe(1);
     // Polled every 1 us: the first read after the ack at 7.5 us is at 8 us.
@@ -83,7 +83,7 @@ describe('readlPollTimeout', () => {
   it('still lets time pass with a zero delay, and polls 64-bit registers', async () => {
     const { port, regs } = portWithDevice();
     const io = ioremap(port, BASE, 0x1000);
-    port.sched.schedule(3_200, () => regs.set(0x84, 0x1), 'high word set');
+    port.scheduler.schedule(3_200, () => regs.set(0x84, 0x1), 'high word set');
     const v = await port.run(readqPollTimeout(io, 0x80, (x) => x >> 32n === 1n, 0, 50));
     expect(v).toBe(0x1_0000_0000n);
     expect(port.now()).toBe(4 * POLL_SPIN_NS);

@@ -26,14 +26,14 @@ describe('requestIrq', () => {
       return 'handled';
     }, 'smmu-gerror');
     port.raise(GIC, [0, 42, 4]);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(calls).toBe(1);
     expect(port.now()).toBe(FAKE_IRQ_LATENCY_NS);
     expect(action.stats).toMatchObject({ hard: 1, handled: 1, none: 0 });
     await freeIrq(action);
     expect(port.handlerCount(GIC, [0, 42])).toBe(0);
     port.raise(GIC, [0, 42, 4]);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(calls).toBe(1);
     await expect(freeIrq(action)).rejects.toThrow(/already free/);
   });
@@ -52,7 +52,7 @@ describe('requestIrq', () => {
     const b = requestIrq(other, spi43, () => (seen.push('b'), 'handled'), 'b', { shared: true });
     expect(port.handlerCount(GIC, [0, 43])).toBe(1); // one dispatcher per line
     port.raise(GIC, [0, 43, 4]);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(seen).toEqual(['a', 'b']);
     expect(a.stats.none).toBe(1);
     expect(b.stats.handled).toBe(1);
@@ -71,7 +71,7 @@ describe('requestIrq', () => {
       throw new Error('boom');
     }, 'bad');
     port.raise(GIC, [0, 42, 4]);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(action.stats.errors).toBe(1);
     expect(core.log.lines('err').map((l) => l.message)).toEqual(['irq handler bad threw: boom']);
   });
@@ -98,7 +98,7 @@ describe('requestThreadedIrq', () => {
       'evtq',
     );
     port.raise(GIC, [0, 42, 4]);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(order).toEqual(['hard', 'delivery returned', 'thread start', 'thread end']);
   });
 
@@ -116,9 +116,9 @@ describe('requestThreadedIrq', () => {
     }, 'priq');
     port.raise(GIC, [0, 42, 4]);
     // Two more interrupts while the first thread runs (it runs from 100 ns to 10.1 us).
-    port.sched.schedule(2_000, () => port.raise(GIC, [0, 42, 4]));
-    port.sched.schedule(5_000, () => port.raise(GIC, [0, 42, 4]));
-    await port.sched.runUntilIdle();
+    port.scheduler.schedule(2_000, () => port.raise(GIC, [0, 42, 4]));
+    port.scheduler.schedule(5_000, () => port.raise(GIC, [0, 42, 4]));
+    await port.scheduler.runUntilIdle();
     expect(maxRunning).toBe(1);
     // The two merged into one latched interrupt, delivered when the first thread finished.
     expect(starts).toEqual([FAKE_IRQ_LATENCY_NS, FAKE_IRQ_LATENCY_NS + 10_000]);
@@ -133,7 +133,7 @@ describe('requestThreadedIrq', () => {
       finished = true;
     }, 'cmdq-sync');
     port.raise(GIC, [0, 42, 4]);
-    await port.sched.runFor(FAKE_IRQ_LATENCY_NS);
+    await port.scheduler.runFor(FAKE_IRQ_LATENCY_NS);
     expect(action.threadRunning).toBe(true);
     await port.run(freeIrq(action));
     expect(finished).toBe(true);
@@ -170,7 +170,7 @@ describe('IRQ lifetime', () => {
     core.teardown();
     expect(port.handlerCount(GIC, [0, 42])).toBe(0);
     port.raise(GIC, [0, 42, 4]);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(calls).toBe(0);
     // The next kernel can take the same line.
     const next = new DriverCore({ port, instance: 1 });
@@ -178,7 +178,7 @@ describe('IRQ lifetime', () => {
     await next.addDevice(dev2);
     requestIrq(dev2, SPI_42, () => (calls++, 'handled'), 'new-kernel');
     port.raise(GIC, [0, 42, 4]);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(calls).toBe(1);
   });
 });

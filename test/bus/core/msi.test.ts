@@ -54,7 +54,7 @@ describe('MSI on a GICv2m frame', () => {
     requestIrq(dev, vectors[1].irq, () => (fired++, 'handled'), 'engine-done');
     // The device signals vector 1 the way a master does: a 32-bit write of its data to its address.
     port.mmioWrite32(vectors[1].address, vectors[1].data);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(fired).toBe(1);
     expect(msiVectors(dev)).toEqual(vectors);
     expect(core.log.lines('info').map((l) => l.message)).toContain('GICv2m range [SPI 96:99] at 0x2c1c0000');

@@ -8,7 +8,7 @@ import type { IoMem } from '../../../bus/io.js';
 import type { PlatformDevice } from '../../../bus/platform.js';
 import { armSmmuFindSme } from '../../../drivers/arm-smmu/arm-smmu.js';
 import { ARM_SMMU_DEFAULT_PARAMS, ARM_SMMU_V2, ArmSmmuDevice } from '../../../drivers/arm-smmu/arm-smmu-device.js';
-import { bench, L } from './fixture.js';
+import { rig, L } from './rig.js';
 import { groupIdOf } from '../../../scenarios/smmu-v2-lab.js';
 
 /** An SMMU with `n` SMRs of which `valid` are in use (no hardware behind it: the search is pure). */
@@ -59,20 +59,20 @@ describe('armSmmuFindSme', () => {
 
 describe('arm-smmu of_xlate and groups', () => {
   it('packs SID | MASK << 16 into the fwspec IDs', async () => {
-    const b = await bench();
+    const b = await rig();
     expect(b.dev(L.masterA).fwspec!.ids).toEqual([L.sidA]);
     expect(b.dev(L.masterMasked).fwspec!.ids).toEqual([((L.maskMasked << 16) | L.sidMasked) >>> 0]);
   });
 
   it('takes the SMMU node\'s stream-match-mask for 1-cell specifiers', async () => {
-    const b = await bench({ iommuCells: 1, streamMatchMask: 0x7c00 });
+    const b = await rig({ iommuCells: 1, streamMatchMask: 0x7c00 });
     expect(b.dev(L.masterA).fwspec!.ids).toEqual([((0x7c00 << 16) | L.sidA) >>> 0]);
     const smrs = Array.from({ length: b.smmu.numMappingGroups }, (_, i) => b.reg(0x800 + 4 * i));
     expect(smrs).toContain((0x8000_0000 | (0x7c00 << 16) | L.sidA) >>> 0);
   });
 
   it('rejects specifier cells too wide for SMR.ID / SMR.MASK', async () => {
-    const b = await bench();
+    const b = await rig();
     const dev = b.dev(L.masterA);
     const ops = (await import('../../../core/iommu-device.js')).devIommuOps(dev);
     const fwspec = { ...dev.fwspec!, ids: [] as number[] };
@@ -83,7 +83,7 @@ describe('arm-smmu of_xlate and groups', () => {
   });
 
   it('puts masters whose streams share an entry in one group, and counts the users', async () => {
-    const b = await bench({ extraMasters: [{ path: '/dma@c050000', cells: [L.sidMasked + 1, 0] }] });
+    const b = await rig({ extraMasters: [{ path: '/dma@c050000', cells: [L.sidMasked + 1, 0] }] });
     expect(groupIdOf(b.kernel, '/dma@c050000')).toBe(groupIdOf(b.kernel, L.masterMasked));
     const idx = b.smmu.smrs!.findIndex((s) => s.valid && s.id === L.sidMasked);
     expect(b.smmu.s2crs[idx].count).toBe(2);
@@ -92,7 +92,7 @@ describe('arm-smmu of_xlate and groups', () => {
   });
 
   it('frees an entry when its last user is released, back to FAULT', async () => {
-    const b = await bench();
+    const b = await rig();
     const idx = b.smmu.smrs!.findIndex((s) => s.valid && s.id === L.sidNoStall);
     await b.run((await import('../../../core/iommu.js')).iommuReleaseDevice(b.dev(L.masterNoStall)));
     expect(b.reg(0x800 + 4 * idx) >>> 31).toBe(0);
