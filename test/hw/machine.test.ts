@@ -106,7 +106,7 @@ describe('Machine.fromDeviceTree', () => {
       iommuMap: [{ ridBase: 0, iommu: '/iommu@9050000', sidBase: 0x100, length: 0x1_0000 }],
       atsSupported: true,
     });
-    expect(host!.endpoints).toEqual([
+    expect(host.endpoints).toEqual([
       { node: '/pcie@40000000/ep@1,0', bdf: '00:01.0', rid: 0x8, streamId: 0x108, iommu: null, ats: true, pri: true, pasidBits: 16 },
       { node: '/pcie@40000000/ep@2,1', bdf: '00:02.1', rid: 0x11, streamId: 0x111, iommu: null, ats: false, pri: false, pasidBits: 0 },
     ]);

@@ -276,7 +276,7 @@ describe('DMA test engine: commands', () => {
   it('traces each frame start and end, and each transaction as a dma event', () => {
     const m = machine();
     const events: { kind: string; name?: string; op?: string; len?: number; args?: Record<string, unknown> }[] = [];
-    m.trace.subscribe((e) => events.push(e as never));
+    m.trace.subscribe((e) => events.push(e));
     program(m, DIRECT, 9, { cmd: OP.FILL, dst: RAM + 0x800, length: 0x1000, pattern: 4 });
     ring(m, DIRECT, 9, 1);
     settle(m);
