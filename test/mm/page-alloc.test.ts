@@ -17,6 +17,19 @@ import { expectErrno } from '../lib/errno.js';
 const MiB = 1024 * 1024;
 const K = { kind: 'kernel', what: 'test' } as const;
 
+/** Allocate single frames until the allocator says ENOMEM; the frames it handed out. */
+function allocAll(a: PageAllocator): number[] {
+  const got: number[] = [];
+  for (;;) {
+    try {
+      got.push(a.allocPages(0, K));
+    } catch (e) {
+      expect(isKernelError(e, 'ENOMEM')).toBe(true);
+      return got;
+    }
+  }
+}
+
 describe('page allocator: owners and lookups', () => {
   it('tags every frame of an allocation with its owner and the kernel instance', () => {
     const a = new PageAllocator({ memory: [{ base: 0x4000_0000, size: 8 * MiB }], kernelInstance: 3 });
@@ -75,15 +88,7 @@ describe('page allocator: owners and lookups', () => {
     expect(a.ownerOf(0x20_4fff)!.owner.kind).toBe('free');
     expect(a.ownerOf(0x20_5000)).toBeNull();
     expect(a.usage().totalBytes).toBe(4 * PAGE_SIZE + 5 * PAGE_SIZE);
-    const got: number[] = [];
-    for (;;) {
-      try {
-        got.push(a.allocPages(0, K));
-      } catch (e) {
-        expect(isKernelError(e, 'ENOMEM')).toBe(true);
-        break;
-      }
-    }
+    const got = allocAll(a);
     expect(got.sort((x, y) => x - y)).toEqual([
       0x10_1000, 0x10_2000, 0x10_3000, 0x10_4000, 0x20_0000, 0x20_1000, 0x20_2000, 0x20_3000, 0x20_4000,
     ]);
@@ -241,15 +246,7 @@ describe('page allocator: reservations', () => {
       { base: base + 0xf000, size: 0x10_0000, name: 'beyond-ram' }, // frame 15 and past the end of RAM
     ];
     const a = new PageAllocator({ memory: [{ base, size: 0x10000 }], reserved, kernelInstance: 0 });
-    const got: number[] = [];
-    for (;;) {
-      try {
-        got.push(a.allocPages(0, K));
-      } catch (e) {
-        expect(isKernelError(e, 'ENOMEM')).toBe(true);
-        break;
-      }
-    }
+    const got = allocAll(a);
     const frames = got.map((pa) => (pa - base) / PAGE_SIZE).sort((x, y) => x - y);
     expect(frames).toEqual([0, 1, 2, 5, 6, 9, 10, 11, 12, 13, 14]);
     for (const f of [3, 4, 7, 8, 15]) {

@@ -53,13 +53,19 @@ function virtLike(): DeviceTree {
   return b.build();
 }
 
+/** The machine the tree describes, and a driver core with the generic PCI host driver bound over it. */
+async function bootVirtLike(): Promise<{ machine: Machine; core: DriverCore }> {
+  const dt = virtLike();
+  const machine = Machine.fromDeviceTree(dt, { seed: 7 });
+  const core = new DriverCore({ port: machine.cpu, dt });
+  await core.registerDriver(pciHostGenericDriver);
+  await ofPlatformPopulate(core);
+  return { machine, core };
+}
+
 describe('PCI on the machine', () => {
   it('enumerates the endpoints the machine models and drives their ATS/PRI/PASID controls', async () => {
-    const dt = virtLike();
-    const machine = Machine.fromDeviceTree(dt, { seed: 7 });
-    const core = new DriverCore({ port: machine.cpu, dt });
-    await core.registerDriver(pciHostGenericDriver);
-    await ofPlatformPopulate(core);
+    const { machine, core } = await bootVirtLike();
     const fns = core.devices.filter((d): d is PciDevice => d instanceof PciDevice);
     expect(fns.map((d) => [d.name, d.vendor, d.device, d.ofNode?.path])).toEqual([
       ['0000:00:01.0', 0x13b5, 0xff80, '/pcie@40000000/ep@1,0'],
@@ -78,11 +84,7 @@ describe('PCI on the machine', () => {
   });
 
   it('delivers an MSI written to a vector\'s doorbell to the handler requested on its SPI', async () => {
-    const dt = virtLike();
-    const machine = Machine.fromDeviceTree(dt, { seed: 7 });
-    const core = new DriverCore({ port: machine.cpu, dt });
-    await core.registerDriver(pciHostGenericDriver);
-    await ofPlatformPopulate(core);
+    const { machine, core } = await bootVirtLike();
     const ep = core.findDevice('0000:00:01.0')!;
     const [vec] = msiAllocVectors(ep, 1);
     expect(vec.irq).toEqual({ controller: GIC, specifier: [0, 192, 1], name: '0000:00:01.0-msi0' });

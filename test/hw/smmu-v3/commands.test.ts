@@ -75,9 +75,7 @@ describe('SMMUv3 model: TLB invalidation by VA for every ASID, and at EL2', () =
     const rig = new Rig();
     rig.init();
     const { pt } = rig.s1Context(7, 5);
-    const cd6 = rig.alloc(64, 64);
-    rig.writeDwords(cd6, cd({ asid: 6, ttb0: pt.root }));
-    rig.writeSte(8, ste({ config: 0b101, s1ContextPtr: cd6 }));
+    rig.s1Context(8, 6, {}, {}, pt);
     pt.map(IOVA, rig.alloc(0x1000), 0x1000);
     pt.map(IOVA + 0x1000, rig.alloc(0x1000), 0x1000);
     for (const sid of [7, 8]) for (const a of [IOVA, IOVA + 0x1000]) expect(status(rig, sid, a)).toBe('ok');

@@ -526,9 +526,11 @@ export class Rig extends MachineSlice {
     return box;
   }
 
-  /** A stage 1 context: page table + CD in a linear one-entry table; returns the PageTable. */
-  s1Context(sid: number, asid: number, extra: Partial<SteSpec> = {}, cdExtra: Partial<CdSpec> = {}): { pt: PageTable; cdAddr: number } {
-    const pt = new PageTable(this, 1);
+  /**
+   * A stage 1 context: page table + CD in a linear one-entry table; returns the PageTable. `pt` given:
+   * the context walks that table (another ASID or stream over the same mappings).
+   */
+  s1Context(sid: number, asid: number, extra: Partial<SteSpec> = {}, cdExtra: Partial<CdSpec> = {}, pt = new PageTable(this, 1)): { pt: PageTable; cdAddr: number } {
     const cdAddr = this.alloc(64, 64);
     this.writeDwords(cdAddr, cd({ asid, ttb0: pt.root, ...cdExtra }));
     this.writeSte(sid, ste({ config: 0b101, s1ContextPtr: cdAddr, ...extra }));

@@ -174,9 +174,7 @@ describe('SMMUv3 model: stale caches until the right invalidation', () => {
     const rig = new Rig();
     rig.init();
     const { pt } = rig.s1Context(7, 5);
-    const cd6 = rig.alloc(64, 64);
-    rig.writeDwords(cd6, cd({ asid: 6, ttb0: pt.root }));
-    rig.writeSte(8, ste({ config: 0b101, s1ContextPtr: cd6 }));
+    rig.s1Context(8, 6, {}, {}, pt);
     const buf = rig.alloc(0x1000);
     pt.map(IOVA, buf, 0x1000, { global: true });
     expect(rig.dma({ streamId: 7, addr: IOVA }).c?.status).toBe('ok');

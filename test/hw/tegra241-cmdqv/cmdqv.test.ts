@@ -214,15 +214,20 @@ describe('Tegra241 CMDQV model: errors', () => {
 });
 
 describe('Tegra241 CMDQV model: a HYP_OWN=0 VINTF (the 2021 thread\'s questions)', () => {
+  /** Guest-owned VINTF `v` (VMID `vmid`) with global VCMDQ `q` as its LVCMDQ 0, vSID 3 → pSID `psid`, an endpoint on `psid`. */
+  function guestVintf(rig: CmdqvRig, v: number, vmid: number, q: number, psid: number, name: string): FakeEndpoint {
+    rig.enableVintf(v, vmid, false);
+    rig.setupQueue(q, v, 0);
+    rig.cw(CV.SID_REPLACE(v, 0), psid);
+    rig.cw(CV.SID_MATCH(v, 0), (3 << 1) | 1);
+    const ep = new FakeEndpoint(name, rig);
+    rig.smmu.bindEndpoint(psid, ep);
+    return ep;
+  }
+
   function guest(opts: ConstructorParameters<typeof CmdqvRig>[0] = {}): { rig: CmdqvRig; ep: FakeEndpoint } {
     const rig = up(opts);
-    rig.enableVintf(1, 9, false);
-    rig.setupQueue(4, 1, 0);
-    // vSID 3 → pSID 0x42.
-    rig.cw(CV.SID_REPLACE(1, 0), 0x42);
-    rig.cw(CV.SID_MATCH(1, 0), (3 << 1) | 1);
-    const ep = new FakeEndpoint('ep', rig);
-    rig.smmu.bindEndpoint(0x42, ep);
+    const ep = guestVintf(rig, 1, 9, 4, 0x42, 'ep');
     return { rig, ep };
   }
 
@@ -341,12 +346,7 @@ describe('Tegra241 CMDQV model: a HYP_OWN=0 VINTF (the 2021 thread\'s questions)
 
   it('errors on one VINTF never disturb another VINTF\'s queues', () => {
     const { rig, ep } = guest();
-    rig.enableVintf(2, 11, false);
-    rig.setupQueue(8, 2, 0);
-    rig.cw(CV.SID_REPLACE(2, 0), 0x43);
-    rig.cw(CV.SID_MATCH(2, 0), (3 << 1) | 1);
-    const ep2 = new FakeEndpoint('ep2', rig);
-    rig.smmu.bindEndpoint(0x43, ep2);
+    const ep2 = guestVintf(rig, 2, 11, 8, 0x43, 'ep2');
     rig.postQ(4, CMD.cfgiAll(), CMD.sync());
     rig.postQ(8, CMD.atcInv(3, 0, 0), CMD.sync(), CMD.atcInv(3, 0, 0), CMD.sync());
     rig.settle();
