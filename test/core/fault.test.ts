@@ -25,6 +25,7 @@ import {
 } from '../../core/iommu-fault-types.js';
 import { iommuReleaseDevice } from '../../core/iommu.js';
 import { faultRig, pageRequest, settle } from './fault-rig.js';
+import { expectErrno } from '../lib/errno.js';
 
 const resp = (grpid: number, extra: Partial<IommuPageResponseMsg> = {}): IommuPageResponseMsg => ({
   version: IOMMU_PAGE_RESP_VERSION_1,
@@ -39,11 +40,11 @@ describe('device fault handlers (the 2019 API)', () => {
   it('takes one handler per device and refuses devices without an IOMMU', async () => {
     const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
-    expect(() => iommuRegisterDeviceFaultHandler(s.a, () => 0)).toThrow(/EBUSY/);
+    await expectErrno(() => iommuRegisterDeviceFaultHandler(s.a, () => 0), 'EBUSY');
     const lone = new PlatformDevice({ name: '/lone@1' });
     await s.k.core.addDevice(lone, { probe: false });
-    expect(() => iommuRegisterDeviceFaultHandler(lone, () => 0)).toThrow(/EINVAL/);
-    expect(() => iommuUnregisterDeviceFaultHandler(lone)).toThrow(/EINVAL/);
+    await expectErrno(() => iommuRegisterDeviceFaultHandler(lone, () => 0), 'EINVAL');
+    await expectErrno(() => iommuUnregisterDeviceFaultHandler(lone), 'EINVAL');
     // Nothing registered on B: unregistering is a no-op.
     iommuUnregisterDeviceFaultHandler(s.b);
     iommuUnregisterDeviceFaultHandler(s.a);
@@ -79,12 +80,12 @@ describe('device fault handlers (the 2019 API)', () => {
     expect(s.responses).toEqual([]);
 
     // Wrong group, wrong PASID, no PASID, bad version, unknown flag, bad code: EINVAL, nothing sent.
-    expect(() => iommuPageResponse(s.a, resp(6, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 }))).toThrow(/EINVAL.*no pending page request matches/);
-    expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 8 }))).toThrow(/EINVAL/);
-    expect(() => iommuPageResponse(s.a, resp(5))).toThrow(/EINVAL/);
-    expect(() => iommuPageResponse(s.a, resp(5, { version: 2, flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 }))).toThrow(/EINVAL.*version 2/);
-    expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID | 0x10, pasid: 9 }))).toThrow(/EINVAL.*unknown bits/);
-    expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9, code: 3 }))).toThrow(/EINVAL.*code 3/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(6, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 })), 'EINVAL', /EINVAL.*no pending page request matches/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 8 })), 'EINVAL');
+    await expectErrno(() => iommuPageResponse(s.a, resp(5)), 'EINVAL');
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { version: 2, flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 })), 'EINVAL', /EINVAL.*version 2/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID | 0x10, pasid: 9 })), 'EINVAL', /EINVAL.*unknown bits/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9, code: 3 })), 'EINVAL', /EINVAL.*code 3/);
     expect(s.responses).toEqual([]);
     expect(groups[1]!.lastFault).toBeDefined();
 
@@ -92,7 +93,7 @@ describe('device fault handlers (the 2019 API)', () => {
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: 9, grpid: 5, code: IOMMU_PAGE_RESP_SUCCESS }]);
     expect(s.responses[0].evt.fault.prm.addr).toBe(0x2000);
     // The same response again is stale: nothing is pending.
-    expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 }))).toThrow(/EINVAL.*no pending PRQ/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 })), 'EINVAL', /EINVAL.*no pending PRQ/);
     expect(s.responses).toHaveLength(1);
   });
 
@@ -104,9 +105,9 @@ describe('device fault handlers (the 2019 API)', () => {
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 3, priv));
     await iommuReportDeviceFault(s.a, pageRequest(0x3000, 4));
     // Wrong data, a PRIVATE_DATA flag without data, or data for a request that had none: EINVAL, nothing sent.
-    expect(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbc] }))).toThrow(/EINVAL.*no pending page request matches/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbc] })), 'EINVAL', /EINVAL.*no pending page request matches/);
     expect(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA }))).toThrow(/carries none/);
-    expect(() => iommuPageResponse(s.a, resp(4, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbb] }))).toThrow(/EINVAL.*no pending page request matches/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(4, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbb] })), 'EINVAL', /EINVAL.*no pending page request matches/);
     expect(s.responses).toEqual([]);
     // A response without private data answers the request; the driver gets the request's own data.
     iommuPageResponse(s.a, resp(2, { code: IOMMU_PAGE_RESP_INVALID }));
@@ -119,7 +120,7 @@ describe('device fault handlers (the 2019 API)', () => {
       [4, IOMMU_PAGE_RESP_SUCCESS, [0, 0], 0],
     ]);
     // Answered once: the same response again is stale.
-    expect(() => iommuPageResponse(s.a, resp(2))).toThrow(/EINVAL/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(2)), 'EINVAL');
     expect(s.responses).toHaveLength(3);
   });
 
@@ -127,10 +128,10 @@ describe('device fault handlers (the 2019 API)', () => {
     const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1));
-    expect(() => iommuUnregisterDeviceFaultHandler(s.a)).toThrow(/EBUSY/);
+    await expectErrno(() => iommuUnregisterDeviceFaultHandler(s.a), 'EBUSY');
     // Still registered and still pending.
     expect(devFaultParam(s.a)!.handler).not.toBeNull();
-    expect(() => iommuRegisterDeviceFaultHandler(s.a, () => 0)).toThrow(/EBUSY/);
+    await expectErrno(() => iommuRegisterDeviceFaultHandler(s.a, () => 0), 'EBUSY');
     iommuPageResponse(s.a, resp(1));
     iommuUnregisterDeviceFaultHandler(s.a);
     expect(devFaultParam(s.a)!.handler).toBeNull();

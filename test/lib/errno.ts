@@ -1,6 +1,6 @@
 /**
  * The errno assertion every test uses: `action` fails with a KernelError carrying `errno` (and a
- * message matching `message` when given). `action` is a promise, or a function that throws or
+ * message matching `message` when given: a RegExp, or a string the message contains). `action` is a promise, or a function that throws or
  * returns a promise; the call is always awaited:
  *
  *   await expectErrno(k.run(iommuMap(domain, 0x1001, pa, SZ_4K, prot)), 'EINVAL', /unaligned/);
@@ -11,7 +11,7 @@
 import { expect } from 'vitest';
 import { isKernelError, type Errno, type KernelError } from '../../bus/errno.js';
 
-export async function expectErrno(action: Promise<unknown> | (() => unknown), errno: Errno, message?: RegExp): Promise<KernelError> {
+export async function expectErrno(action: Promise<unknown> | (() => unknown), errno: Errno, message?: RegExp | string): Promise<KernelError> {
   let caught: unknown = undefined;
   let threw = false;
   try {

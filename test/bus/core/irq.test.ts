@@ -4,6 +4,7 @@ import { DriverCore } from '../../../bus/driver-core.js';
 import { devmRequestIrq, freeIrq, requestIrq, requestThreadedIrq, synchronizeIrq, type IrqSpec } from '../../../bus/irq.js';
 import { platformBus } from '../../../bus/platform.js';
 import { FAKE_IRQ_LATENCY_NS, FakePort } from './fake-port.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const GIC = '/interrupt-controller@2c001000';
 const SPI_42: IrqSpec = { controller: GIC, specifier: [0, 42, 4] };
@@ -43,9 +44,7 @@ describe('requestIrq', () => {
     const other = new Device({ name: '/pmu', bus: platformBus });
     await core.addDevice(other);
     requestIrq(dev, SPI_42, () => 'handled', 'first');
-    expect(() => requestIrq(other, SPI_42, () => 'handled', 'second', { shared: true })).toThrow(
-      /EBUSY: request_irq second \(\/pmu\): \/interrupt-controller@2c001000 <0 42 4> is already requested by first/,
-    );
+    await expectErrno(() => requestIrq(other, SPI_42, () => 'handled', 'second', { shared: true }), 'EBUSY', /EBUSY: request_irq second \(\/pmu\): \/interrupt-controller@2c001000 <0 42 4> is already requested by first/);
     const spi43: IrqSpec = { controller: GIC, specifier: [0, 43, 4] };
     const seen: string[] = [];
     const a = requestIrq(dev, spi43, () => (seen.push('a'), 'none'), 'a', { shared: true });
@@ -60,9 +59,7 @@ describe('requestIrq', () => {
 
   it('turns a controller the machine does not have into EINVAL naming the interrupt', async () => {
     const { dev } = await setup();
-    expect(() => requestIrq(dev, { controller: '/nope', specifier: [0, 1, 4] }, () => 'handled', 'x')).toThrow(
-      /EINVAL: request_irq x \(\/smmu@2b400000\): \/nope <0 1 4>: no interrupt controller \/nope/,
-    );
+    await expectErrno(() => requestIrq(dev, { controller: '/nope', specifier: [0, 1, 4] }, () => 'handled', 'x'), 'EINVAL', /EINVAL: request_irq x \(\/smmu@2b400000\): \/nope <0 1 4>: no interrupt controller \/nope/);
   });
 
   it('contains a throwing handler: logged, counted, the simulation goes on', async () => {

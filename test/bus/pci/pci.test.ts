@@ -26,6 +26,7 @@ import { PCI_PASID_CTRL_EXEC, PCI_PASID_CTRL_PRIV } from '../../../bus/pci/regs.
 import { addGicV2mFrame, FakePort } from '../core/fake-port.js';
 import { CAP_PCIE, FakeEcam, type FakeFunction } from './fake-ecam.js';
 import { board } from '../../lib/board.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const ECAM = 0x4000_0000;
 const GIC = '/intc@2c001000';
@@ -230,7 +231,7 @@ describe('ATS, PRI and PASID control', () => {
     expect(pciAtsQueueDepth(ep)).toBe(32); // a depth field of 0 means 32
     pciEnableAts(ep, 12);
     expect(ctrl()).toBe(0x8000);
-    expect(() => pciEnableAts(ep, 12)).toThrow(/EBUSY/);
+    await expectErrno(() => pciEnableAts(ep, 12), 'EBUSY');
     pciDisableAts(ep);
     expect(ctrl()).toBe(0x0000);
     pciEnableAts(ep, 16);
@@ -240,7 +241,7 @@ describe('ATS, PRI and PASID control', () => {
     pciDisableAts(ep);
     expect(() => pciEnableAts(ep, 11)).toThrow(new KernelError('EINVAL', 'pci_enable_ats: page shift 11 of 0000:00:00.0 is not an STU (12..43)'));
     const plain = pci(rig.core, '0000:00:02.0');
-    expect(() => pciEnableAts(plain, 12)).toThrow('EINVAL: pci_enable_ats: 0000:00:02.0 has no ATS capability');
+    await expectErrno(() => pciEnableAts(plain, 12), 'EINVAL', 'EINVAL: pci_enable_ats: 0000:00:02.0 has no ATS capability');
   });
 
   it('enables PRI with min(requested, capacity) outstanding requests, keeping write-1-to-clear status', async () => {
@@ -255,8 +256,8 @@ describe('ATS, PRI and PASID control', () => {
     expect(rig.ep.read16(pri + 6) & 0x0001).toBe(0x0001); // RF survived the control write
     expect(rig.ep.read16(pri + 6) & 0x0100).toBe(0); // no longer stopped
     expect(pciPrgRespPasidRequired(ep)).toBe(true);
-    expect(() => pciEnablePri(ep, 8)).toThrow(/EBUSY: pci_enable_pri: PRI is already enabled/);
-    expect(() => pciResetPri(ep)).toThrow(/EBUSY: pci_reset_pri: PRI of 0000:00:00.0 is enabled/);
+    await expectErrno(() => pciEnablePri(ep, 8), 'EBUSY', /EBUSY: pci_enable_pri: PRI is already enabled/);
+    await expectErrno(() => pciResetPri(ep), 'EBUSY', /EBUSY: pci_reset_pri: PRI of 0000:00:00.0 is enabled/);
     pciDisablePri(ep);
     expect(rig.ep.read16(pri + 4) & 1).toBe(0);
     pciResetPri(ep);
@@ -270,10 +271,10 @@ describe('ATS, PRI and PASID control', () => {
     const pasid = rig.ep.ext.pasid!;
     expect(pciMaxPasids(ep)).toBe(1 << 16);
     expect(pciPasidFeatures(ep)).toBe(PCI_PASID_CTRL_EXEC);
-    expect(() => pciEnablePasid(ep, PCI_PASID_CTRL_PRIV)).toThrow('EINVAL: pci_enable_pasid: 0000:00:00.0 supports PASID features 0x2, not 0x4');
+    await expectErrno(() => pciEnablePasid(ep, PCI_PASID_CTRL_PRIV), 'EINVAL', 'EINVAL: pci_enable_pasid: 0000:00:00.0 supports PASID features 0x2, not 0x4');
     pciEnablePasid(ep, PCI_PASID_CTRL_EXEC);
     expect(rig.ep.read16(pasid + 6)).toBe(0x3);
-    expect(() => pciEnablePasid(ep)).toThrow(/EBUSY/);
+    await expectErrno(() => pciEnablePasid(ep), 'EBUSY');
     pciDisablePasid(ep);
     expect(rig.ep.read16(pasid + 6)).toBe(0);
     expect(() => pciMaxPasids(pci(rig.core, '0000:01:00.0'))).toThrow(/has no PASID capability/);

@@ -17,12 +17,12 @@ import { iommuPageResponse, iommuRegisterDeviceFaultHandler, IOMMU_PAGE_RESP_VER
 import { iommuDevEnableFeature } from '../../../core/iommu-sva.js';
 import { iommuMap } from '../../../core/iommu-map.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
-import { isKernelError } from '../../../bus/errno.js';
 import type { Device } from '../../../bus/device.js';
 import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../../../drivers/arm-smmu/arm-smmu.js';
 import { armSmmuFaultStats } from '../../../drivers/arm-smmu/arm-smmu-fault.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
 import { attachNew, rig, bytes, L, map, type Rig } from './rig.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const FSR = 0x58;
 const FAR = 0x60;
@@ -431,8 +431,7 @@ describe('arm-smmu stall rule', () => {
     const b = await rig();
     const domain = await attachNew(b, L.masterA);
     const cbndx = armSmmuDomainContextBank(domain);
-    const err = await b.run(iommuAttachDevice(domain, b.dev(L.masterNoStall))).catch((e: unknown) => e);
-    expect(isKernelError(err, 'EINVAL')).toBe(true);
+    const err = await expectErrno(b.run(iommuAttachDevice(domain, b.dev(L.masterNoStall))), 'EINVAL');
     expect(String(err)).toContain(`${L.masterNoStall} cannot stall (its firmware node has no dma-can-stall), but context bank ${cbndx} stalls on faults`);
     expect(b.cb(cbndx, SCTLR) & SCTLR_CFCFG).toBe(SCTLR_CFCFG);
   });
@@ -527,8 +526,7 @@ describe('arm-smmu and the I/O page-fault core', () => {
 
   it('refuses IOPF for a master that cannot stall', async () => {
     const b = await rig();
-    const err = await b.run(iommuDevEnableFeature(b.dev(L.masterNoStall), 'IOPF')).catch((e: unknown) => e);
-    expect(isKernelError(err, 'EINVAL')).toBe(true);
+    const err = await expectErrno(b.run(iommuDevEnableFeature(b.dev(L.masterNoStall), 'IOPF')), 'EINVAL');
     expect(String(err)).toContain('cannot stall');
   });
 

@@ -3,13 +3,13 @@
  * into fwspec IDs, and group sharing between masters whose streams share an entry.
  */
 import { describe, expect, it } from 'vitest';
-import { isKernelError } from '../../../bus/errno.js';
 import type { IoMem } from '../../../bus/io.js';
 import type { PlatformDevice } from '../../../bus/platform.js';
 import { armSmmuFindSme } from '../../../drivers/arm-smmu/arm-smmu.js';
 import { ARM_SMMU_DEFAULT_PARAMS, ARM_SMMU_V2, ArmSmmuDevice } from '../../../drivers/arm-smmu/arm-smmu-device.js';
 import { rig, L } from './rig.js';
 import { groupIdOf } from '../../../scenarios/smmu-v2-lab.js';
+import { expectErrno } from '../../lib/errno.js';
 
 /** An SMMU with `n` SMRs of which `valid` are in use (no hardware behind it: the search is pure). */
 function withSmrs(n: number, valid: { id: number; mask: number }[]): ArmSmmuDevice {
@@ -35,22 +35,16 @@ describe('armSmmuFindSme', () => {
     expect(armSmmuFindSme(s, 0x500, 0)).toBe(1);
   });
 
-  it('refuses a partial overlap (some stream would match two entries)', () => {
+  it('refuses a partial overlap (some stream would match two entries)', async () => {
     const s = withSmrs(4, [{ id: 0x420, mask: 0x3 }]);
-    let err: unknown;
-    try {
-      armSmmuFindSme(s, 0x420, 0x7);
-    } catch (e) {
-      err = e;
-    }
-    expect(isKernelError(err, 'EINVAL')).toBe(true);
+    const err = await expectErrno(() => armSmmuFindSme(s, 0x420, 0x7), 'EINVAL');
     expect(String(err)).toContain('overlaps SMR0');
-    expect(() => armSmmuFindSme(s, 0x424, 0x4)).toThrow(/EINVAL/);
+    await expectErrno(() => armSmmuFindSme(s, 0x424, 0x4), 'EINVAL');
   });
 
-  it('is ENOSPC when every entry is taken by something else, and the ID itself with stream indexing', () => {
+  it('is ENOSPC when every entry is taken by something else, and the ID itself with stream indexing', async () => {
     const full = withSmrs(2, [{ id: 1, mask: 0 }, { id: 2, mask: 0 }]);
-    expect(() => armSmmuFindSme(full, 3, 0)).toThrow(/ENOSPC.*all 2 in use/);
+    await expectErrno(() => armSmmuFindSme(full, 3, 0), 'ENOSPC', /ENOSPC.*all 2 in use/);
     const indexing = withSmrs(0, []);
     indexing.smrs = null;
     expect(armSmmuFindSme(indexing, 0x37, 0)).toBe(0x37);
