@@ -4,7 +4,7 @@
  * only through MMIO (absolute physical addresses), memory and DMA requests on its port.
  *
  * Register offsets and field positions here are written out from the architecture specification,
- * independently of hw/smmu-v2/registers.ts, so a wrong offset on either side shows up.
+ * independently of hw/smmu-v2/regs.ts, so a wrong offset on either side shows up.
  */
 import type { DmaCompletion, DmaRequest } from '../../../hw/dma.js';
 import { SmmuV2 } from '../../../hw/smmu-v2/index.js';
