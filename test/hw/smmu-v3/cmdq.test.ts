@@ -36,7 +36,7 @@ describe('SMMUv3 model: command consumption', () => {
     expect(rig.r32(REG.CMDQ_CONS) & 0xf).toBe(7);
     rig.issue(CMD.tlbiNhVa(0, 1, 0), CMD.tlbiNhVa(0, 1, 0), CMD.tlbiNhVa(0, 1, 0), CMD.tlbiNhVa(0, 1, 0), CMD.sync(1, flag, 0xabc));
     expect(rig.r32(REG.CMDQ_CONS) & 0xf).toBe((12 & 0x7) | 0x8);
-    expect(rig.mem.read32(flag)).toBe(0xabc);
+    expect(rig.memory.read32(flag)).toBe(0xabc);
   });
 
   it('never completes a CMD_SYNC while CMDQEN is clear', () => {
