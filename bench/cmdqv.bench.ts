@@ -31,7 +31,7 @@ async function commandsPerSecond(threads: number, mode: 'main' | 'vcmdq'): Promi
   }
 }
 
-export const benches: Bench[] = [1, 2, 4].flatMap((n): Bench[] => [
+export const benches: Bench[] = [1, 2, 4, 8].flatMap((n): Bench[] => [
   { name: `cmdqv.host_unmap_${n}q.ns_per_unmap.main`, unit: 'ns (virtual)', run: () => nsPerUnmap(n, 'main') },
   { name: `cmdqv.host_unmap_${n}q.ns_per_unmap.vcmdq`, unit: 'ns (virtual)', run: () => nsPerUnmap(n, 'vcmdq') },
   { name: `cmdqv.host_unmap_${n}q.commands_per_s.main`, unit: 'commands/s', run: () => commandsPerSecond(n, 'main') },

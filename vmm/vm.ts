@@ -545,6 +545,8 @@ export class Vm {
           if (i >= 0) list.splice(i, 1);
         };
       },
+      // A vCPU is a physical CPU: its memory operations cost what the host's do.
+      costs: host.port.costs,
       now: () => host.port.now() + this.exitDebtNs,
       delay: (ns) => {
         const owed = this.exitDebtNs;

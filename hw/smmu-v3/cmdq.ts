@@ -145,6 +145,12 @@ export class CommandQueue {
   readonly stats: CommandQueueStats = newStats(this.byOpcode);
   private readonly words = new Uint32Array(4);
   private stepEvent: { cancel(): void; readonly time: number } | null = null;
+  /**
+   * Commands the scheduled step may consume: the batch whose cost (`timing.commandNs` each) its delay
+   * paid for when it was scheduled. Without the cap, commands written while a step was pending would
+   * be consumed for free by it.
+   */
+  private stepBudget: number;
   private readonly stepLabel: string;
   /** Outstanding ATC invalidations: id → deadline (virtual ns). */
   private readonly atcPending = new Map<number, number>();
@@ -171,6 +177,7 @@ export class CommandQueue {
   ) {
     this.q = new SmmuQueue(hooks?.label ?? 'CMDQ', F.CMD_BYTES, hooks?.maxLog2 ?? opts.cmdqLog2);
     this.stepLabel = `${opts.name} ${hooks?.label ?? 'CMDQ'}`;
+    this.stepBudget = opts.timing.commandsPerStep;
   }
 
   /** The queue's error is active: it consumes nothing until software acknowledges it. */
@@ -191,7 +198,11 @@ export class CommandQueue {
     const cost = Math.max(1, batch) * this.opts.timing.commandNs;
     // The batch runs once the shared command processor is free.
     const wait = this.engine !== null ? Math.max(0, this.engine.freeAt - this.scheduler.now) : 0;
-    if (this.scheduleStep(wait + cost) && this.engine !== null) this.engine.freeAt = this.scheduler.now + wait + cost;
+    if (this.scheduleStep(wait + cost)) {
+      // The step consumes what was paid for; commands that arrive meanwhile wait for the next one.
+      this.stepBudget = Math.max(1, batch);
+      if (this.engine !== null) this.engine.freeAt = this.scheduler.now + wait + cost;
+    }
   }
 
   /** Schedule a step `delay` from now unless one is due no later; true if this one was scheduled. */
@@ -236,8 +247,10 @@ export class CommandQueue {
     const q = this.q;
     const base = q.baseAddr;
     const indexMask = q.entries - 1;
+    const budget = this.stepBudget;
+    this.stepBudget = this.opts.timing.commandsPerStep;
     let n = 0;
-    while (n < this.opts.timing.commandsPerStep && !q.isEmpty()) {
+    while (n < budget && !q.isEmpty()) {
       const addr = base + (q.cons & indexMask) * F.CMD_BYTES;
       try {
         for (let i = 0; i < 4; i++) this.words[i] = this.mem.read32(addr + i * 4);

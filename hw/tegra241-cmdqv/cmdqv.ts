@@ -14,9 +14,11 @@
  *   accesses to a logical slot nothing is mapped to read zero and are dropped);
  * - CMDQ_ALLOC_MAP rules: a VCMDQ's map is ignored while it is enabled; map in ascending and unmap
  *   in descending LVCMDQ order (option `allocOrder`); one VCMDQ per (VINTF, LVCMDQ);
- * - each VCMDQ is an SMMUv3 command queue (hw/smmu-v3/cmdq.ts, the SMMU's own executor, sharing its
- *   command processor): it consumes while the CMDQV, its VINTF and the queue are enabled and it is
- *   mapped, in scheduler steps; errors set CONS.ERR and toggle GERROR.CMDQ_ERR, and consumption
+ * - each VCMDQ is an SMMUv3 command queue (hw/smmu-v3/cmdq.ts, the SMMU's own executor): it
+ *   consumes while the CMDQV, its VINTF and the queue are enabled and it is mapped, in scheduler
+ *   steps, each command costing the SMMU's `timing.commandNs`, in parallel with the other queues
+ *   or behind one arbiter (option `vcmdqService`); a CMD_SYNC completes once every earlier command
+ *   of its own queue is consumed; errors set CONS.ERR and toggle GERROR.CMDQ_ERR, and consumption
  *   resumes once GERRORN acknowledges it;
  * - a HYP_OWN=0 VINTF: only the guest command set executes (option `guestCommands`), the VMID of
  *   TLBI commands is replaced by VINTF_CONFIG.VMID, the StreamID of SID-bearing commands is matched
@@ -198,7 +200,7 @@ export class Tegra241Cmdqv implements MmioDevice {
         raiseError: (code) => this.raiseError(vq!, code),
         admit: (w) => this.admit(vq!, w),
         syncCs: this.opts.syncCs,
-      });
+      }, this.opts.vcmdqService === 'arbiter');
       vq = new Vcmdq(q, cq);
       return vq;
     });
