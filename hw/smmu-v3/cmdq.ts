@@ -69,6 +69,24 @@ export interface CommandContext {
   resume(sid: number, stag: number, retry: boolean, abort: boolean): void;
   /** CMD_STALL_TERM: terminate every stalled transaction of `sid`. */
   stallTerm(sid: number): void;
+  /** The SMMU's ATC invalidation tracking, shared by all its command queues. */
+  readonly atc: AtcTracker;
+}
+
+/**
+ * ATC invalidations are tracked by the SMMU, not by the queue that sent them: ids are unique per
+ * SMMU, and those a queue still had outstanding when it stopped (a VCMDQ disabled) stay tracked
+ * here until the next CMD_SYNC any of the SMMU's queues executes, which waits for them or reports
+ * their timeout (CERROR_ATC_INV_SYNC) on its own queue. Hence the kernel's
+ * tegra241_vcmdq_hw_flush_timeout(): a CMD_SYNC on the main queue when a guest VCMDQ is disabled,
+ * so that the timeout is the host's and not a false alarm in the next VM owning the VCMDQ.
+ */
+export interface AtcTracker {
+  nextId: number;
+  /** id → deadline (virtual ns) of the invalidations of stopped queues. */
+  readonly orphans: Map<number, number>;
+  /** id → the queue whose CMD_SYNC took over an orphan (where its answer must go). */
+  readonly adopted: Map<number, { atcAnswered(id: number): void }>;
 }
 
 export interface CommandQueueStats {
@@ -152,9 +170,8 @@ export class CommandQueue {
    */
   private stepBudget: number;
   private readonly stepLabel: string;
-  /** Outstanding ATC invalidations: id → deadline (virtual ns). */
+  /** Outstanding ATC invalidations: id (AtcTracker.nextId) → deadline (virtual ns). */
   private readonly atcPending = new Map<number, number>();
-  private atcNextId = 0;
   private readonly scope: TlbScope = { world: 0, vmid: -1, asid: -1, kinds: 0, globals: false, nonGlobalOnly: false };
   /** Observers of every command consumed (tests, traces). */
   onCommand: ((opcode: number, words: Uint32Array) => void) | null = null;
@@ -216,23 +233,23 @@ export class CommandQueue {
     return true;
   }
 
-  /** Stop: forget a scheduled step (the queue was disabled). */
+  /**
+   * Stop: forget a scheduled step (the queue was disabled). Its outstanding ATC invalidations stay
+   * with the SMMU (AtcTracker) for the next CMD_SYNC of any queue.
+   */
   halt(): void {
     this.enabled = false;
     this.stepEvent?.cancel();
     this.stepEvent = null;
+    if (this.atcPending.size > 0) {
+      for (const [id, deadline] of this.atcPending) this.ctx.atc.orphans.set(id, deadline);
+      this.atcPending.clear();
+    }
   }
 
-  /** Outstanding ATC invalidations (a CMD_SYNC would wait for them). */
+  /** Outstanding ATC invalidations sent by this queue (a CMD_SYNC on it would wait for them). */
   get atcPendingCount(): number {
     return this.atcPending.size;
-  }
-
-  /** Drop outstanding ATC invalidations, as if a CMD_SYNC had given up on them (queue reset). */
-  flushAtcPending(): number {
-    const n = this.atcPending.size;
-    this.atcPending.clear();
-    return n;
   }
 
   /** The scheduled step (one bound function and label, not a closure per doorbell). */
@@ -523,7 +540,7 @@ export class CommandQueue {
       addr: all ? 0 : addr - (addr % bytes),
       size: bytes,
     };
-    const id = this.atcNextId++;
+    const id = this.ctx.atc.nextId++;
     this.atcPending.set(id, this.scheduler.now + this.opts.timing.atcInvTimeoutNs);
     this.stats.atcInvalidations++;
     const ep = this.ctx.endpoint(sid);
@@ -532,9 +549,23 @@ export class CommandQueue {
       return;
     }
     ep.invalidateAtc(inv, () => {
-      if (!this.atcPending.delete(id)) return; // answered after the SMMU gave up on it
-      if (this.atcPending.size === 0) this.kick();
+      if (this.atcPending.delete(id)) {
+        if (this.atcPending.size === 0) this.kick();
+      } else if (!this.ctx.atc.orphans.delete(id)) {
+        // Sent by a queue since stopped, and taken over by another queue's CMD_SYNC (or answered
+        // after the SMMU gave up on it: nobody is waiting).
+        const q = this.ctx.atc.adopted.get(id);
+        if (q !== undefined) {
+          this.ctx.atc.adopted.delete(id);
+          q.atcAnswered(id);
+        }
+      }
     });
+  }
+
+  /** An ATC invalidation this queue took over was answered. */
+  atcAnswered(id: number): void {
+    if (this.atcPending.delete(id) && this.atcPending.size === 0) this.kick();
   }
 
   // ---- CMD_SYNC --------------------------------------------------------------------------------
@@ -546,11 +577,21 @@ export class CommandQueue {
       if (this.hooks.syncCs === 'ill') return EXEC_ILL;
       cs = F.SYNC_CS_NONE;
     }
+    const orphans = this.ctx.atc.orphans;
+    if (orphans.size > 0) {
+      // Invalidations of a stopped queue: this CMD_SYNC is the next one the SMMU executes.
+      for (const [id, deadline] of orphans) {
+        this.atcPending.set(id, deadline);
+        this.ctx.atc.adopted.set(id, this);
+      }
+      orphans.clear();
+    }
     if (this.atcPending.size > 0) {
       let earliest = Infinity;
       for (const d of this.atcPending.values()) earliest = Math.min(earliest, d);
       if (earliest <= this.scheduler.now) {
         this.stats.atcTimeouts += this.atcPending.size;
+        if (this.ctx.atc.adopted.size > 0) for (const id of this.atcPending.keys()) this.ctx.atc.adopted.delete(id);
         this.atcPending.clear();
         return EXEC_ATC_TIMEOUT;
       }

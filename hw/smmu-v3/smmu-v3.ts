@@ -169,6 +169,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       prefetchConfig: (sid, ssidValid, ssid) => this.prefetchConfig(sid, ssidValid, ssid),
       resume: (sid, stag, retry, abort) => this.resume(sid, stag, retry, abort),
       stallTerm: (sid) => this.stallTerm(sid),
+      atc: { nextId: 0, orphans: new Map(), adopted: new Map() },
     };
     this.cmdq = new CommandQueue(
       this.opts,

@@ -6,7 +6,7 @@
  * - the config page: CONFIG with the CMDQV_EN → STATUS.CMDQV_ENABLED handshake (a later scheduler
  *   step), PARAM from the options, VI_ERR_MAP, VI_INT_MASK, CMDQ_ERR_MAP_0..3, CMDQ_ALLOC_MAP_q;
  * - per VINTF: VINTF_CONFIG (ENABLE/VMID/HYP_OWN; VMID and HYP_OWN latch only while the VINTF is
- *   disabled) with the ENABLE → VINTF_STATUS.ENABLE_OK handshake, VI_NUM_LVCMDQ and the error
+ *   disabled or by the write that disables it) with the ENABLE → VINTF_STATUS.ENABLE_OK handshake, VI_NUM_LVCMDQ and the error
  *   STATUS, SID_MATCH/SID_REPLACE pairs, LVCMDQ_ERR_MAP, GLB_FILT_CFG/DATA as storage;
  * - per VCMDQ: page0 (CONS with ERR, PROD, CONFIG.CMDQ_EN → STATUS.CMDQ_EN_OK, GERROR/GERRORN
  *   toggles) and page1 (BASE, CONS_INDX_BASE as storage), reachable in the direct apertures (by
@@ -539,8 +539,10 @@ export class Tegra241Cmdqv implements MmioDevice {
     switch (off) {
       case R.VINTF_CONFIG: {
         const w = (value & R.VINTF_CONFIG_WRITABLE & (this.opts.hypOwnWiredZero ? ~R.VINTF_CONFIG_HYP_OWN.mask : ~0)) >>> 0;
-        // VMID and HYP_OWN latch only while the VINTF is disabled; ENABLE is always writable.
-        const settled = !R.VINTF_CONFIG_ENABLE.isSet(v.config) && !v.enableOk;
+        // VMID and HYP_OWN latch only while the VINTF is disabled, or by the write that disables it
+        // (the kernel's deinit writes 0, and the next owner must find the reset value); ENABLE is
+        // always writable. Which writes real hardware accepts is not public (?).
+        const settled = (!R.VINTF_CONFIG_ENABLE.isSet(v.config) && !v.enableOk) || !R.VINTF_CONFIG_ENABLE.isSet(w);
         const keep = settled ? 0 : R.VINTF_CONFIG_VMID.mask | R.VINTF_CONFIG_HYP_OWN.mask;
         if (!settled && ((w ^ v.config) & keep) !== 0) {
           this.stats.dropped++;
