@@ -346,6 +346,11 @@ export class Tegra241Cmdqv implements MmioDevice {
     return this.vcmdqAccess(this.vcmdqs[q], page1, off % R.VCMDQ_STRIDE, value);
   }
 
+  /** The register at `offset` by its NVIDIA name, for traces (null: none there). */
+  registerName(offset: number): string | null {
+    return R.registerName(offset, this.numVintfs);
+  }
+
   /** VINTF i's logical page0 as a device of its own (what a VMM maps into a guest). */
   vintfPage0(i: number): MmioDevice {
     const vintf = this.vintfs[i];
@@ -362,6 +367,7 @@ export class Tegra241Cmdqv implements MmioDevice {
           else if (log.enabled) log('%s %s: write to %s outside the page ignored', vtime(this.scheduler.now), name, hex(o));
         },
         peek32: (o) => (o >= 0 && o < R.CMDQV_PAGE_SIZE ? (self.logicalAccess(vintf, false, o, null) ?? 0) >>> 0 : 0),
+        registerName: (o) => (o >= 0 && o < R.CMDQV_PAGE_SIZE ? R.registerName(R.VINTF_PAGE0_BASE + R.VINTF_PAGE_STRIDE * i + o, self.numVintfs) : null),
       };
       this.page0Views.set(i, dev);
     }

@@ -67,6 +67,26 @@ describe('Tegra241 CMDQV model: config page', () => {
   });
 });
 
+describe('Tegra241 CMDQV model: register names in MMIO traces', () => {
+  it('names global, per-VINTF, direct and logical VCMDQ registers as NVIDIA does (no +0xOFF)', () => {
+    const rig = up();
+    rig.enableVintf(1, 3, false);
+    rig.setupQueue(4, 1, 0);
+    const regs: (string | null)[] = [];
+    const stop = rig.trace.subscribe((e) => {
+      if (e.kind === 'mmio') regs.push(e.reg);
+    });
+    for (const off of [CV.CONFIG, CV.PARAM, CV.CMDQ_ALLOC(5), CV.VINTF_CONFIG(1), CV.SID_MATCH(1, 2), CV.SID_REPLACE(1, 15), CV.Q0(4) + Q.PROD, CV.Q1(4) + Q.BASE, CV.L0(1, 0) + Q.CONS, CV.L1(1, 0) + Q.BASE + 4, 0x0f00]) rig.cr(off);
+    stop();
+    expect(regs).toEqual([
+      'CONFIG', 'PARAM', 'CMDQ_ALLOC_MAP_5', 'VINTF1_CONFIG', 'VINTF1_SID_MATCH_2', 'VINTF1_SID_REPLACE_15', 'VCMDQ4_PROD_INDX', 'VCMDQ4_BASE_L',
+      'VINTF1_LVCMDQ0_CONS_INDX', 'VINTF1_LVCMDQ0_BASE_H', null,
+    ]);
+    const page0 = rig.cmdqv.vintfPage0(1);
+    expect(page0.registerName?.(Q.GERRORN)).toBe('VINTF1_LVCMDQ0_GERRORN');
+  });
+});
+
 describe('Tegra241 CMDQV model: CMDQ_ALLOC_MAP and the apertures', () => {
   it('maps LVCMDQs in ascending order only, unmaps in descending order only, one VCMDQ per slot', () => {
     const rig = up();
