@@ -116,7 +116,7 @@ export async function measureCmdqvGuestUnmap(
   const worker = (cpu: number): Promise<void> =>
     runOnCpu(cpu, async () => {
       for (let i = 0; i < perThread; i++) {
-        const iova = await dmaMapSingle(dev, bufs[cpu]!, granule, 'bidirectional');
+        const iova = await dmaMapSingle(dev, bufs[cpu], granule, 'bidirectional');
         const t0 = port.now();
         // The unmap's CPU work outside the invalidation (zero virtual time in the simulator).
         if (unmapCpuNs > 0) await port.delay(unmapCpuNs);
