@@ -89,7 +89,7 @@ export async function vmTeardownWithPendingAtcInv(seed: number, answerNs: number
   await settle(lab, 5_000);
   // Only that invalidation goes unanswered: the host's own, at teardown, are answered.
   ep.atcInvalidateLatencyNs = 200;
-  const hostQ = model.vcmdqs[4]!;
+  const hostQ = model.vcmdqs[4];
   const pendingAtKill = hostQ.cq.atcPendingCount;
   const main = lab.model.cmdq;
   const hostQueues = [main, ...model.vcmdqs.slice(0, 4).map((q) => q.cq)];
@@ -130,7 +130,7 @@ export async function vmTeardownWithPendingAtcInv(seed: number, answerNs: number
     pendingAtKill,
     hostAtcTimeouts: sum((q) => q.stats.atcTimeouts) - before.t,
     hostErrors: sum((q) => q.stats.errors) - before.e,
-    timeoutQueues: hostQueues.flatMap((q, i) => (q.stats.atcTimeouts - beforeEach[i]! > 0 ? [i === 0 ? 'main' : `vcmdq${i - 1}`] : [])),
+    timeoutQueues: hostQueues.flatMap((q, i) => (q.stats.atcTimeouts - beforeEach[i] > 0 ? [i === 0 ? 'main' : `vcmdq${i - 1}`] : [])),
     mainSyncs: main.stats.syncs - before.s,
     mainIdle,
     atcPendingAfter,

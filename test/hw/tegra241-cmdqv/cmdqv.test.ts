@@ -74,7 +74,7 @@ describe('Tegra241 CMDQV model: register names in MMIO traces', () => {
     rig.setupQueue(4, 1, 0);
     const regs: (string | null)[] = [];
     const stop = rig.trace.subscribe((e) => {
-      if (e.kind === 'mmio') regs.push(e.reg);
+      if (e.kind === 'mmio') regs.push(e.reg ?? null);
     });
     for (const off of [CV.CONFIG, CV.PARAM, CV.CMDQ_ALLOC(5), CV.VINTF_CONFIG(1), CV.SID_MATCH(1, 2), CV.SID_REPLACE(1, 15), CV.Q0(4) + Q.PROD, CV.Q1(4) + Q.BASE, CV.L0(1, 0) + Q.CONS, CV.L1(1, 0) + Q.BASE + 4, 0x0f00]) rig.cr(off);
     stop();
