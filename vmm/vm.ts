@@ -24,7 +24,8 @@ import type { Device } from '../bus/device.js';
 import { KernelError } from '../bus/errno.js';
 import { DtBuilder, reg, type DtProps } from '../bus/of/dt-builder.js';
 import { writeFdt } from '../bus/of/fdt.js';
-import type { BootFirmware, CpuPort, CpuTimer, IrqHandler, RamAccess } from '../hw/cpu-port.js';
+import { madtGicPath } from '../bus/acpi/acpi-boot.js';
+import type { BootFirmware, BootMemoryMap, CpuPort, CpuTimer, IrqHandler, RamAccess } from '../hw/cpu-port.js';
 import {
   IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
@@ -35,6 +36,7 @@ import {
   IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV,
   IommufdCtx,
 } from '../core/iommufd.js';
+import { buildGuestAcpi } from './guest-acpi.js';
 import { VCmdqv, VCMDQV_PAGE0, VCMDQV_PAGE_SIZE, VCMDQV_REGION_SIZE } from './vcmdqv.js';
 import { DEFAULT_TRAP_COSTS, type TrapCosts } from './trap-costs.js';
 import { VSmmuV3, VSMMU_REGION_SIZE } from './vsmmu-v3.js';
@@ -113,6 +115,13 @@ export interface VmOptions {
    * Needs a host SMMU with a CMDQV (EOPNOTSUPP otherwise).
    */
   cmdqv?: boolean;
+  /**
+   * How the guest's firmware describes it: 'dt' (default), a Device Tree; 'acpi', ACPI tables
+   * (vmm/guest-acpi.ts: MADT, IORT, DSDT with the CMDQV as NVDA200C whose _UID is the vSMMUv3's
+   * IORT node Identifier, MCFG with PCIe) and a memory map, as a Grace guest boots. ACPI carries no
+   * command line: with 'acpi', `bootargs` is for the boot loader to pass (`bootKernel`'s `cmdline`).
+   */
+  firmware?: 'dt' | 'acpi';
 }
 
 /** Where the guest finds its vSMMU and GIC (the host virt machine's layout). */
@@ -149,6 +158,8 @@ export class Vm {
   private readonly irqHandlers = new Map<number, IrqHandler[]>();
   private readonly hostIrqDetach: (() => void)[] = [];
   private dtb: Uint8Array | null = null;
+  /** With `firmware: 'acpi'`: the tables and memory map the guest boots from. */
+  private acpi: { tables: Map<string, Uint8Array>; memory: BootMemoryMap } | null = null;
   /**
    * Virtual time the guest CPU owes for exits it took since it last waited: a trapped access returns
    * at once (the port is synchronous), so its cost is paid at the guest's next delay, and `now()`
@@ -325,7 +336,34 @@ export class Vm {
         this.hostIrqDetach.push(host.port.requestIrq(host.gicPath, spec, () => this.inject(spec[1])));
       }
     }
-    this.dtb = writeFdt(this.buildDeviceTree());
+    if (this.opts.firmware === 'acpi') this.acpi = this.buildAcpi();
+    else this.dtb = writeFdt(this.buildDeviceTree());
+  }
+
+  /** The guest ACPI tables (vmm/guest-acpi.ts) for the same layout as the Device Tree. */
+  private buildAcpi(): { tables: Map<string, Uint8Array>; memory: BootMemoryMap } {
+    const num = (v: unknown): number => (typeof v === 'number' ? v : Array.isArray(v) && typeof v[0] === 'number' ? v[0] : 0);
+    const { tables, memory } = buildGuestAcpi({
+      gic: { dist: GUEST_LAYOUT.gic, cpu: GUEST_LAYOUT.gic + 0x1_0000 },
+      vsmmu: { base: GUEST_LAYOUT.vsmmu, spis: GUEST_LAYOUT.vsmmuSpis },
+      cmdqv: this.vcmdqv ? { base: GUEST_LAYOUT.cmdqv, size: VCMDQV_REGION_SIZE, spi: GUEST_LAYOUT.cmdqvSpi } : null,
+      ram: { base: this.ramIpa, size: this.ramSize },
+      devices: this.opts.devices.map((a) => ({
+        compatible: a.compatible,
+        vsid: a.vsid,
+        mmio: a.mmio,
+        irqs: a.irqs,
+        stall: a.props?.['dma-can-stall'] === true,
+        pasidBits: num(a.props?.['pasid-num-bits']),
+      })),
+      pci: this.opts.pci ? { ecamBase: this.opts.pci.ecamBase, busRange: this.opts.pci.busRange } : null,
+    });
+    return { tables, memory: { ram: memory.ram, reserved: memory.reserved ?? [] } };
+  }
+
+  /** The path under which the guest kernel names its GIC (its firmware decides). */
+  private get gicPath(): string {
+    return this.opts.firmware === 'acpi' ? madtGicPath(GUEST_LAYOUT.gic) : guestGicPath();
   }
 
   /** The guest CMDQV: its trapped pages, the VINTF page0 mmap, the TEGRA241_CMDQV vEVENTQ. */
@@ -502,7 +540,12 @@ export class Vm {
       get dtb() {
         return vm.dtb;
       },
-      acpi: new Map(),
+      get acpi() {
+        return vm.acpi?.tables ?? new Map<string, Uint8Array>();
+      },
+      get memoryMap() {
+        return vm.acpi?.memory ?? null;
+      },
     };
     return {
       firmware,
@@ -534,7 +577,7 @@ export class Vm {
         r.write32(pa + 4, Number(v >> 32n));
       },
       requestIrq: (controller, specifier, handler) => {
-        if (controller !== guestGicPath()) throw new Error(`${this.name}: requestIrq: no interrupt controller at ${controller}`);
+        if (controller !== this.gicPath) throw new Error(`${this.name}: requestIrq: no interrupt controller at ${controller}`);
         if (specifier.length !== 3 || specifier[0] !== 0) throw new Error(`${this.name}: requestIrq: only SPIs <0 n flags> exist in the guest, not <${specifier.join(' ')}>`);
         const spi = specifier[1];
         const list = this.irqHandlers.get(spi) ?? [];

@@ -45,6 +45,8 @@ export interface VmLabOptions {
   hostSmmu?: SmmuV3Options;
   /** With `cmdqv`: the CPUs' costs (default GRACE_CPU_COSTS, scenarios/cmdqv-lab.ts). */
   cpuCosts?: Partial<CpuCosts>;
+  /** The guest's firmware: a Device Tree (default) or ACPI tables. */
+  guestFirmware?: 'dt' | 'acpi';
 }
 
 /** The stall-capable engine as host and guest see it. */
@@ -72,6 +74,7 @@ export async function buildVm(lab: SmmuV3Lab, opts: Omit<VmLabOptions, 'seed' | 
       trapCosts: opts.trapCosts,
       bootargs: opts.guestBootargs,
       cmdqv: opts.cmdqv,
+      firmware: opts.guestFirmware,
       devices: [
         { dev, vsid: GUEST_VSID, compatible: 'iommu-sim,dma-test-engine', mmio: [ENGINE_MMIO], irqs: [ENGINE_SPI] },
         ...(opts.stall
@@ -106,7 +109,8 @@ export async function buildVm(lab: SmmuV3Lab, opts: Omit<VmLabOptions, 'seed' | 
 export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
   const lab = opts.cmdqv ? await bootCmdqv({ seed: opts.seed, bootargs: opts.hostBootargs, smmu: opts.hostSmmu, cpuCosts: opts.cpuCosts }) : await bootSmmuV3({ seed: opts.seed });
   const vm = await buildVm(lab, opts);
-  const guest = await run(lab.machine, bootKernel({ cpu: vm.port }), 'guest boot', BOOT_LIMIT_NS);
+  // From ACPI the command line comes from the boot loader (EFI), not the tables.
+  const guest = await run(lab.machine, bootKernel({ cpu: vm.port }, opts.guestFirmware === 'acpi' ? { cmdline: opts.guestBootargs ?? '' } : {}), 'guest boot', BOOT_LIMIT_NS);
   return { ...lab, vm, guest };
 }
 
