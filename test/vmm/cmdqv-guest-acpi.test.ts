@@ -32,7 +32,7 @@ describe('a Grace guest booted from ACPI', () => {
     expect(armSmmuV3Of(smmuDev!).implDev?.name).toBe('\\_SB_.CMQ0');
 
     const eng = findTestEngine(lab.guest.core, '\\_SB_.DEV0');
-    const hostQ = cmdqvModelOf(lab.machine).vcmdqs[4]!;
+    const hostQ = cmdqvModelOf(lab.machine).vcmdqs[4];
     const before = { q: hostQ.cq.stats.total, exits: lab.vm.stats.mmioTraps, vsmmu: lab.vm.vsmmu.stats.commands };
     const page = lab.guest.alloc.allocPages(0, { kind: 'dma', device: eng.dev.name }, { zero: true });
     const iova = await runIn(lab, dmaMapSingle(eng.dev, page, 4096, 'bidirectional'));
