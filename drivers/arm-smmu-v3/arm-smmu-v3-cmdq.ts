@@ -434,6 +434,7 @@ export class ArmSmmuCmdq {
 
   /** The current CPU's wait for the end of its last insertion into this queue (0: none owed). */
   private insertionOwed(): number {
+    if (this.cpuBusyUntil.length === 0) return 0; // no CPU costs: nothing was ever charged
     const until = this.cpuBusyUntil[rawSmpProcessorId()];
     return until === undefined ? 0 : until - this.host.port.now();
   }
