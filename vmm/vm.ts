@@ -22,6 +22,7 @@
  */
 import type { Device } from '../bus/device.js';
 import { KernelError } from '../bus/errno.js';
+import { rawSmpProcessorId } from '../bus/smp.js';
 import { DtBuilder, reg, type DtProps } from '../bus/of/dt-builder.js';
 import { writeFdt } from '../bus/of/fdt.js';
 import { madtGicPath } from '../bus/acpi/acpi-boot.js';
@@ -161,11 +162,12 @@ export class Vm {
   /** With `firmware: 'acpi'`: the tables and memory map the guest boots from. */
   private acpi: { tables: Map<string, Uint8Array>; memory: BootMemoryMap } | null = null;
   /**
-   * Virtual time the guest CPU owes for exits it took since it last waited: a trapped access returns
-   * at once (the port is synchronous), so its cost is paid at the guest's next delay, and `now()`
-   * already includes it.
+   * Per vCPU (the guest kernel thread's CPU, bus/smp.ts): virtual time it owes for exits it took
+   * since it last waited. A trapped access returns at once (the port is synchronous), so its cost is
+   * paid at that vCPU's next delay, and its `now()` already includes it; one vCPU never pays
+   * another's exits.
    */
-  private exitDebtNs = 0;
+  private readonly exitDebtNs: number[] = [0];
   private destroyed = false;
   vsmmu!: VSmmuV3;
   /** The guest's CMDQV (with `cmdqv`), else null. */
@@ -421,6 +423,13 @@ export class Vm {
 
   // ---- MMIO ----
 
+  /** The running vCPU owes `ns` of exit time. */
+  private owe(ns: number): void {
+    const cpu = rawSmpProcessorId();
+    while (this.exitDebtNs.length <= cpu) this.exitDebtNs.push(0);
+    this.exitDebtNs[cpu]! += ns;
+  }
+
   /** A region whose accesses the VMM handles (offsets from `base`). */
   addTrap(base: number, size: number, h: { read32(off: number): number; write32(off: number, v: number): void }): void {
     this.addRegion({
@@ -428,12 +437,12 @@ export class Vm {
       size,
       read32: (pa) => {
         this.stats.mmioTraps++;
-        this.exitDebtNs += this.costs.vmExitNs;
+        this.owe(this.costs.vmExitNs);
         return h.read32(pa - base);
       },
       write32: (pa, v) => {
         this.stats.mmioTraps++;
-        this.exitDebtNs += this.costs.vmExitNs;
+        this.owe(this.costs.vmExitNs);
         h.write32(pa - base, v);
       },
     });
@@ -590,10 +599,11 @@ export class Vm {
       },
       // A vCPU is a physical CPU: its memory operations cost what the host's do.
       costs: host.port.costs,
-      now: () => host.port.now() + this.exitDebtNs,
+      now: () => host.port.now() + (this.exitDebtNs[rawSmpProcessorId()] ?? 0),
       delay: (ns) => {
-        const owed = this.exitDebtNs;
-        this.exitDebtNs = 0;
+        const cpu = rawSmpProcessorId();
+        const owed = this.exitDebtNs[cpu] ?? 0;
+        if (owed !== 0) this.exitDebtNs[cpu] = 0;
         return host.port.delay(ns + owed);
       },
       startTimer: (ns, fn): CpuTimer => host.port.startTimer(ns, fn),
