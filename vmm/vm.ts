@@ -427,7 +427,7 @@ export class Vm {
   private owe(ns: number): void {
     const cpu = rawSmpProcessorId();
     while (this.exitDebtNs.length <= cpu) this.exitDebtNs.push(0);
-    this.exitDebtNs[cpu]! += ns;
+    this.exitDebtNs[cpu] += ns;
   }
 
   /** A region whose accesses the VMM handles (offsets from `base`). */
