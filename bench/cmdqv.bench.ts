@@ -1,8 +1,8 @@
 /**
  * Grace CMDQV host benefit, `cmdqv.host_unmap_Nq`: N kernel threads (one per CPU) each unmapping a
  * 4 KiB page of one strict UNMANAGED domain, with the SMMU's main queue only (bypass_vcmdq) or with
- * N VCMDQs of VINTF0 (scenarios/lib/cmdqv-host-unmap.ts describes the mechanism and what is not
- * modelled). Per N: the mean virtual time of one unmap on each path (ns of virtual time), and the
+ * N VCMDQs of VINTF0, N = 1, 2, 4, 8 (scenarios/lib/cmdqv-host-unmap.ts describes the mechanism, its
+ * inputs and what is not modelled). Per N: the mean virtual time of one unmap on each path (ns of virtual time), and the
  * simulator's wall-clock throughput on each path (commands consumed per second of real time).
  * BENCH_CMDQV_UNMAPS sets the unmaps per thread of the virtual-time runs (default 200).
  */

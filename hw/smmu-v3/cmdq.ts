@@ -1,12 +1,15 @@
 /**
  * The SMMUv3 Command queue: commands fetched from memory and executed in scheduler steps (a batch
- * per step, each command costing `timing.commandNs` of virtual time), never inside the PROD write
- * that announced them, and never while CR0ACK.CMDQEN is clear.
+ * per step, each command costing `timing.commandNs` of virtual time; a step consumes only the batch
+ * its delay paid for), never inside the PROD write that announced them, and never while
+ * CR0ACK.CMDQEN is clear.
  *
  * Supports: CMD_PREFETCH_CONFIG/ADDR, CMD_CFGI_STE/STE_RANGE/CD/CD_ALL/ALL, CMD_TLBI_NH_ALL/ASID/
  * VA/VAA, CMD_TLBI_EL2_ALL/ASID/VA/VAA (per CR2.E2H), CMD_TLBI_S12_VMALL, CMD_TLBI_S2_IPA,
  * CMD_TLBI_NSNH_ALL, range invalidation (TG/NUM/SCALE and the TTL hint, with IDR3.RIL), CMD_ATC_INV
- * (sent to the endpoint bound to the StreamID; its completion is awaited by the next CMD_SYNC),
+ * (sent to the endpoint bound to the StreamID; its completion is awaited by the next CMD_SYNC; those
+ * a queue still had outstanding when it stopped are awaited by the next CMD_SYNC of any of the SMMU's
+ * queues, AtcTracker),
  * CMD_PRI_RESP, CMD_RESUME, CMD_STALL_TERM, CMD_SYNC with CS = NONE / IRQ / SEV and the "prior
  * events visible" guarantee. CS = SIG_IRQ signals completion once: an MSI when IDR0.MSI == 1 and
  * MSIAddr != 0, otherwise the wired `cmdq-sync` line (spec: CMD_SYNC in chapter 4, 3.18 "Interrupts and
