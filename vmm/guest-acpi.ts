@@ -18,16 +18,12 @@
 import { ACPI_SIM_IDS, ACPI_HID_TEGRA241_CMDQV, type AcpiMemoryMap } from '../bus/acpi/acpi-boot.js';
 import { writeDsdt, type AmlDeviceSpec } from '../bus/acpi/aml.js';
 import {
-  ACPI_IORT_ATS_SUPPORTED,
-  ACPI_IORT_MF_ATTRIBUTES,
-  ACPI_IORT_MF_COHERENCY,
-  ACPI_IORT_NC_PASID_BITS_SHIFT,
-  ACPI_IORT_NC_STALL_SUPPORTED,
-  ACPI_IORT_NODE_COHERENT,
   ACPI_IORT_SMMU_V3_COHACC_OVERRIDE,
   ACPI_IORT_SMMU_V3_GENERIC,
   IORT_REV_ED,
+  iortNamedComponentSpec,
   type IortNodeSpec,
+  iortRootComplexSpec,
   writeIort,
 } from '../bus/acpi/iort.js';
 import { writeMadt } from '../bus/acpi/madt.js';
@@ -52,8 +48,6 @@ export interface GuestAcpiSpec {
 
 /** SPI n is GSIV n + 32. */
 const gsiv = (spi: number): number => spi + 32;
-
-const COHERENT = { cacheCoherency: ACPI_IORT_NODE_COHERENT, hints: 0, memoryFlags: ACPI_IORT_MF_COHERENCY | ACPI_IORT_MF_ATTRIBUTES };
 
 /** The ACPI ID a guest device's compatible is described by. */
 function hidOf(compatible: string): string {
@@ -81,27 +75,10 @@ export function buildGuestAcpi(spec: GuestAcpiSpec): { tables: Map<string, Uint8
       deviceIdMappingIndex: 0,
     },
   ];
-  if (spec.pci) {
-    nodes.push({
-      kind: 'rc',
-      memory: COHERENT,
-      atsAttribute: ACPI_IORT_ATS_SUPPORTED,
-      pciSegment: 0,
-      memoryAddressLimit: 64,
-      pasidCapabilities: 0,
-      mappings: [{ inputBase: 0, count: 0x1_0000, outputBase: 0, output: 0 }],
-    });
-  }
+  if (spec.pci) nodes.push(iortRootComplexSpec(0, 0));
   const devices: AmlDeviceSpec[] = [];
   spec.devices.forEach((d, i) => {
-    nodes.push({
-      kind: 'nc',
-      flags: (d.stall ? ACPI_IORT_NC_STALL_SUPPORTED : 0) | (d.pasidBits << ACPI_IORT_NC_PASID_BITS_SHIFT),
-      memory: COHERENT,
-      memoryAddressLimit: 48,
-      deviceName: `\\_SB_.DEV${i}`,
-      mappings: [{ inputBase: 0, count: 1, outputBase: d.vsid, output: 0, single: true }],
-    });
+    nodes.push(iortNamedComponentSpec(`\\_SB_.DEV${i}`, 0, d.vsid, { stall: d.stall, pasidBits: d.pasidBits }));
     devices.push({
       name: `DEV${i}`,
       hid: hidOf(d.compatible),
