@@ -598,7 +598,8 @@ export class CommandQueue {
         this.atcPending.clear();
         return EXEC_ATC_TIMEOUT;
       }
-      this.scheduleStep(earliest - this.scheduler.now);
+      // Retry this CMD_SYNC alone then; what follows it is paid for by the kick after it.
+      if (this.scheduleStep(earliest - this.scheduler.now)) this.stepBudget = 1;
       return EXEC_WAIT;
     }
     // Records of transactions terminated before the sync become visible first.
