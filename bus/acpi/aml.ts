@@ -17,6 +17,7 @@
  * field. Every step consumes at least one byte and nesting is capped, so time is linear in the blob.
  */
 import { FirmwareError } from '../firmware-error.js';
+import { type AmlMethod, amlUuidBytes, DSM_PCI_PRESERVE_BOOT_CONFIG, PCI_ACPI_DSM_GUID } from './aml-eval.js';
 import { type AcpiOemInfo, type AcpiTableHeader, AcpiWriter, acpiTableWriter, finishAcpiTable, readAcpiHeader } from './table.js';
 
 export type AmlValue = number | string | Uint8Array | AmlValue[] | { ref: string };
@@ -53,6 +54,8 @@ export interface AcpiDeviceNode {
   resources: AcpiResources;
   /** Every Name in the device's own scope (4-character names). */
   names: Map<string, AmlValue>;
+  /** Every Method in the device's own scope (4-character names), kept for evaluation (aml-eval.ts). */
+  methods: Map<string, AmlMethod>;
   /** Table signature and byte offset of the Device op. */
   table: string;
   offset: number;
@@ -277,6 +280,8 @@ class AmlParser {
           const [objEnd, q] = this.pkgLength(p + 1, end, where);
           const [segs, r] = this.nameString(q, objEnd, scope, where);
           if (dev && segs.length === scope.length + 1) {
+            const argCount = this.byte(r, objEnd, 'MethodFlags', where) & 7;
+            dev.methods.set(segs[segs.length - 1], { path: pathOf(segs), argCount, body: this.b.subarray(r + 1, objEnd), table: this.table, offset: r + 1 });
             const v = this.methodValue(r + 1, objEnd, segs, where, depth + 1);
             if (v !== null) this.setName(dev, segs[segs.length - 1], v);
           }
@@ -319,6 +324,7 @@ class AmlParser {
               cca: null,
               resources: { memory: [], interrupts: [] },
               names: new Map(),
+              methods: new Map(),
               table: this.table,
               offset: p,
             };
@@ -515,6 +521,12 @@ export interface AmlDeviceSpec {
   interrupts?: { gsiv: number; edge?: boolean; activeLow?: boolean }[];
   /** Other integer Names of the device (four-character names). */
   integers?: Record<string, number>;
+  /**
+   * A PCI host bridge's `_DSM` (PCI firmware GUID) offering function 5, "preserve boot
+   * configuration": 'preserve' returns 0 (the OS must keep the firmware's configuration),
+   * 'reassign' returns 1. Absent: no _DSM.
+   */
+  pciBootConfig?: 'preserve' | 'reassign';
   children?: AmlDeviceSpec[];
 }
 
@@ -648,9 +660,69 @@ function amlDevice(d: AmlDeviceSpec): Uint8Array {
     inner.bytes(rt);
     amlPkg(w, [0x11], inner.result());
   }
+  if (d.pciBootConfig) w.bytes(pciDsm(d.pciBootConfig));
   for (const c of d.children ?? []) w.bytes(amlDevice(c));
   const out = new AcpiWriter();
   amlPkg(out, [0x5b, 0x82], w.result());
+  return out.result();
+}
+
+/** `Buffer (n) { bytes }`. */
+function amlBuffer(w: AcpiWriter, bytes: Uint8Array): void {
+  const inner = new AcpiWriter();
+  amlInteger(inner, bytes.length);
+  inner.bytes(bytes);
+  amlPkg(w, [0x11], inner.result());
+}
+
+/**
+ * Method (_DSM, 4) { If (Arg0 == ToUUID (PCI firmware GUID)) { If (Arg2 == 0) { Return (Buffer
+ * { 0x21 }) } If (Arg2 == 5) { Return (0 or 1) } } Return (Buffer { 0 }) }: functions 0 and 5.
+ */
+function pciDsm(mode: 'preserve' | 'reassign'): Uint8Array {
+  const ifBlock = (pred: (w: AcpiWriter) => void, body: (w: AcpiWriter) => void): Uint8Array => {
+    const inner = new AcpiWriter();
+    pred(inner);
+    body(inner);
+    const w = new AcpiWriter();
+    amlPkg(w, [0xa0], inner.result());
+    return w.result();
+  };
+  const f0 = ifBlock(
+    (w) => w.bytes(Uint8Array.of(0x93, 0x6a, 0x00)),
+    (w) => {
+      w.u8(0xa4);
+      amlBuffer(w, Uint8Array.of((1 << 0) | (1 << DSM_PCI_PRESERVE_BOOT_CONFIG)));
+    },
+  );
+  const f5 = ifBlock(
+    (w) => {
+      w.bytes(Uint8Array.of(0x93, 0x6a));
+      amlInteger(w, DSM_PCI_PRESERVE_BOOT_CONFIG);
+    },
+    (w) => {
+      w.u8(0xa4);
+      amlInteger(w, mode === 'preserve' ? 0 : 1);
+    },
+  );
+  const guid = ifBlock(
+    (w) => {
+      w.bytes(Uint8Array.of(0x93, 0x68));
+      amlBuffer(w, amlUuidBytes(PCI_ACPI_DSM_GUID));
+    },
+    (w) => {
+      w.bytes(f0);
+      w.bytes(f5);
+    },
+  );
+  const body = new AcpiWriter();
+  amlNameSeg(body, '_DSM');
+  body.u8(4);
+  body.bytes(guid);
+  body.u8(0xa4);
+  amlBuffer(body, Uint8Array.of(0));
+  const out = new AcpiWriter();
+  amlPkg(out, [0x14], body.result());
   return out.result();
 }
 
