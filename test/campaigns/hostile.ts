@@ -15,6 +15,9 @@ import { SMMU_V2_MODELS } from '../../hw/smmu-v2/options.js';
 import { Bench } from '../hw/smmu-v2/harness.js';
 import { CmdqvRig, CV, Q } from '../hw/tegra241-cmdqv/rig.js';
 import { REG, Rig, RAM_BASE as V3_RAM } from '../hw/smmu-v3/rig.js';
+import { virtAcpiMachine } from '../../scenarios/lib/lab.js';
+import { virtIortOffsets } from '../../scenarios/machines/virt-acpi.js';
+import { VIRT } from '../../scenarios/machines/virt.js';
 import { CampaignFailure } from './campaign.js';
 
 /** One model instance under attack. */
@@ -151,8 +154,51 @@ const cmdqvTarget: HostileTarget = {
   },
 };
 
+/**
+ * An SMMU of the built-in virt machine described by its ACPI tables (the model the IORT node made,
+ * in a whole machine: its frame in the machine's MMIO map, the machine's RAM, DMA through the
+ * machine's port for the stream), with no kernel booted: the SMMUv3 and the MMU-500 node.
+ */
+function acpiMachineTarget(name: string, iortPath: string, named: readonly number[]): HostileTarget {
+  return {
+    name,
+    build(seed) {
+      const machine = virtAcpiMachine({ seed, ramSize: 0x40_0000 });
+      const entry = machine.iommus.get(iortPath);
+      const region = entry?.regions[0];
+      if (!region) throw new Error(`${name}: the ACPI virt machine has no ${iortPath}`);
+      const base = region.base;
+      const info = (sid: number) => ({ name: 'hostile', streamId: sid, cells: [sid], kind: 'platform' as const, canStall: false, pasidBits: 0 });
+      return {
+        mmioSize: region.size,
+        named: named.filter((o) => o < region.size),
+        w32: (off, v) => machine.mmio.write32(base + off, v >>> 0),
+        r32: (off) => machine.mmio.read32(base + off),
+        ram: { base: VIRT.ramBase, size: 0x40_0000 },
+        writeRam: (pa, b) => machine.memory.write(pa, b),
+        dma: (sid, addr, len, write) =>
+          machine.portFor(iortPath, info(sid)).port.submit(
+            { master: 'hostile', streamId: sid, ssid: 0, ssidValid: false, addr, len, write, exec: false, priv: false, data: write ? new Uint8Array(len).fill(0x5a) : undefined },
+            () => undefined,
+          ),
+        settle: (maxSteps) => void machine.scheduler.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
+      };
+    },
+  };
+}
+
+const MMU500_NAMED: number[] = [];
+for (let off = 0; off < 0x100; off += 4) MMU500_NAMED.push(off);
+for (let i = 0; i < 8; i++) MMU500_NAMED.push(0x800 + 4 * i, 0xc00 + 4 * i, 0x1000 + 4 * i, 0x1800 + 4 * i);
+
 /** Every model the campaign attacks. */
-export const HOSTILE_TARGETS: readonly HostileTarget[] = [smmuV3Target, ...SMMU_V2_MODELS.map(smmuV2Target), cmdqvTarget];
+export const HOSTILE_TARGETS: readonly HostileTarget[] = [
+  smmuV3Target,
+  ...SMMU_V2_MODELS.map(smmuV2Target),
+  cmdqvTarget,
+  acpiMachineTarget('smmu-v3-acpi', `IORT:smmuv3@0x${virtIortOffsets().smmuv3.toString(16)}`, Object.values(REG)),
+  acpiMachineTarget('mmu-500-acpi', `IORT:smmu@0x${virtIortOffsets().mmu500.toString(16)}`, MMU500_NAMED),
+];
 
 function value(prng: Prng, h: Hostile): number {
   switch (prng.int(6)) {
