@@ -109,6 +109,10 @@ function isPciHost(d: AcpiDeviceNode): boolean {
   return (d.hid !== null && PCI_HOST_IDS.includes(d.hid)) || d.cids.some((c) => PCI_HOST_IDS.includes(c));
 }
 
+/** The DT compatible of an SMMUv3 PMCG (Linux's ACPI platform device name is "arm-smmu-v3-pmcg"). */
+export const ARM_SMMU_V3_PMCG_COMPATIBLE = 'arm,smmu-v3-pmcg';
+const SZ_4K = 0x1000;
+
 /** What the kernel keeps about an ACPI boot, found from its device tree. */
 export interface AcpiKernelFirmware {
   tables: AcpiTables;
@@ -396,6 +400,18 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
     const comp = devices.find((d) => d.hid === ACPI_HID_TEGRA241_CMDQV && d.uid !== null && Number(d.uid) === n.identifier);
     const cn = comp ? builderOfPath.get(comp.path) : undefined;
     if (cn) sn.set({ 'nvidia,cmdqv': cn });
+  }
+  // SMMUv3 PMU counter groups: a platform device per PMCG node, as iort_add_platform_device() makes
+  // them ("arm-smmu-v3-pmcg": page 0, page 1 from node revision 1, the "overflow" interrupt when
+  // its GSIV is set), named by node offset. No driver of this kernel binds them.
+  for (const n of iort?.nodes ?? []) {
+    if (n.kind !== 'pmcg') continue;
+    const regs: [number, number][] = [[n.page0Base, SZ_4K]];
+    if (n.revision > 0) regs.push([n.page1Base, SZ_4K]);
+    const props: DtProps = { compatible: ARM_SMMU_V3_PMCG_COMPATIBLE, reg: reg(...regs) };
+    if (n.overflowGsiv) Object.assign(props, irqProps([{ gsiv: n.overflowGsiv, edge: true, name: 'overflow' }], iortNodePath(n)));
+    const dn = add(iortNodePath(n), props);
+    iortOfBuilder.set(dn, n);
   }
   for (const n of iort?.nodes ?? []) {
     if (n.kind === 'nc' && !ncUsed.has(n)) warnings.push(`${iortNodePath(n)}: named component "${n.deviceName}" has no DSDT device`);
