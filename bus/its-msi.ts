@@ -170,7 +170,7 @@ export async function itsMsiAllocVectors(dev: Device, n: number, mem: ItsMemory)
     state.its.set(target.node, its);
   }
   const { deviceId } = target;
-  // kernel: its_msi_prepare() → its_create_device(): an ITT with room for at least 32 events. A
+  // As its_msi_prepare() → its_create_device(): an ITT with room for at least 32 events. A
   // second device with the same DeviceID (firmware giving two devices one ID) reuses it, as Linux
   // does ("Reusing ITT for devID"), and takes the next free EventIDs.
   let d = its.devices.get(deviceId);
