@@ -11,7 +11,7 @@ import { isSmmuNode } from '../../hw/iommu-models.js';
 import type { Kernel } from '../../kernel/kernel.js';
 import { describeIommuAttachment } from './iommu-state.js';
 import { cmdqvReport, type CmdqvBootReport } from './cmdqv-report.js';
-import { pmcgReport, type PmcgBootReport } from './pmcg-report.js';
+import { iwbReport, type IwbBootReport, pmcgReport, type PmcgBootReport } from './pmcg-report.js';
 
 export type IommuReportStatus = 'probed' | 'disabled' | 'no-driver' | 'no-model' | 'failed';
 
@@ -39,6 +39,8 @@ export interface BootReport {
   cmdqvs?: CmdqvBootReport[];
   /** Present only when the IORT describes SMMUv3 PMCGs (see pmcgReport). */
   pmcgs?: PmcgBootReport[];
+  /** Present only when the IORT describes IWBs (see iwbReport). */
+  iwbs?: IwbBootReport[];
 }
 
 export function bootReport(machine: Machine, kernel: Kernel): BootReport {
@@ -76,6 +78,8 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
   if (cmdqvs.length > 0) report.cmdqvs = cmdqvs;
   const pmcgs = pmcgReport(kernel);
   if (pmcgs.length > 0) report.pmcgs = pmcgs;
+  const iwbs = iwbReport(kernel);
+  if (iwbs.length > 0) report.iwbs = iwbs;
   return report;
 }
 

@@ -3,9 +3,13 @@
  * of (`IORT:pmcg@0x…`, compatible `arm,smmu-v3-pmcg`), its pages, its overflow interrupt, the SMMU
  * its Node Reference names, and what became of the device. No driver of this simulator consumes a
  * PMCG (there is no SMMUv3 PMU driver and no PMCG model), so `status` is `no-driver` on every boot
- * that gets this far. The shape is documented in the README (boot --json, key `pmcgs`); keep it stable.
+ * that gets this far. And each IORT IWB node (GICv5 interrupt wire bridge, table revision 7): not a
+ * device of its own, as in Linux, where the IWB device is the DSDT object the node names and the
+ * node only carries its ID mappings; reported with that DSDT device and what became of it. The
+ * shapes are documented in the README (boot --json, keys `pmcgs` and `iwbs`); keep them stable.
  */
-import { ARM_SMMU_V3_PMCG_COMPATIBLE, acpiIortNodeOf } from '../../bus/acpi/acpi-boot.js';
+import { ARM_SMMU_V3_PMCG_COMPATIBLE, acpiFirmwareOf, acpiIortNodeOf, iortNodePath } from '../../bus/acpi/acpi-boot.js';
+import { acpiPathEqual } from '../../bus/acpi/aml.js';
 import type { Kernel } from '../../kernel/kernel.js';
 
 export interface PmcgBootReport {
@@ -51,5 +55,37 @@ export function formatPmcgReport(pmcgs: readonly PmcgBootReport[] | undefined): 
     const pages = `page 0 at 0x${p.page0.toString(16)}${p.page1 !== null ? `, page 1 at 0x${p.page1.toString(16)}` : ''}`;
     out.push(`${p.node} (SMMU ${p.smmu ?? '-'}): ${pages}, overflow ${p.overflowGsiv !== null ? `GSIV ${p.overflowGsiv}` : '-'}: ${p.status}${p.driver ? ` (${p.driver})` : ''}`);
   }
+  return out;
+}
+
+export interface IwbBootReport {
+  /** The IORT node, `IORT:iwb@0x…`. */
+  node: string;
+  configFrame: number;
+  index: number;
+  /** The namespace path the node names. */
+  deviceName: string;
+  /** That DSDT device's platform device, or null when the DSDT has none (or it is not a device here). */
+  device: string | null;
+  /** The platform device's state, or `absent`. */
+  status: string;
+}
+
+export function iwbReport(kernel: Kernel): IwbBootReport[] {
+  const fw = acpiFirmwareOf(kernel.dt);
+  const out: IwbBootReport[] = [];
+  for (const n of fw?.tables.iort?.nodes ?? []) {
+    if (n.kind !== 'iwb') continue;
+    const d = kernel.core.devices.find((x) => acpiPathEqual(x.name, n.deviceName));
+    out.push({ node: iortNodePath(n), configFrame: n.configFrameBase, index: n.iwbIndex, deviceName: n.deviceName, device: d?.name ?? null, status: d ? d.status : 'absent' });
+  }
+  return out;
+}
+
+/** The text form: one line per IWB. Empty when there is none. */
+export function formatIwbReport(iwbs: readonly IwbBootReport[] | undefined): string[] {
+  if (!iwbs || iwbs.length === 0) return [];
+  const out = ['', 'IORT IWBs (the device is the DSDT object the node names)'];
+  for (const w of iwbs) out.push(`${w.node}: IWB ${w.index}, config frame at 0x${w.configFrame.toString(16)}, ${w.deviceName} → ${w.device ?? '-'}: ${w.status}`);
   return out;
 }

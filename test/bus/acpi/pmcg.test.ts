@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { writeIort } from '../../../bus/acpi/iort.js';
 import { bootReport } from '../../../scenarios/lib/boot-report.js';
 import { bootFromAcpi } from '../../../scenarios/lib/lab.js';
-import { formatPmcgReport } from '../../../scenarios/lib/pmcg-report.js';
+import { formatIwbReport, formatPmcgReport } from '../../../scenarios/lib/pmcg-report.js';
+import { writeDsdt } from '../../../bus/acpi/aml.js';
 import { qemuIortNodes, qemuSmmuOffset, qemuTables } from './acpi-fixture.js';
 
 describe('IORT PMCG nodes', () => {
@@ -58,5 +59,30 @@ describe('IORT PMCG nodes', () => {
     const { tables, memory } = qemuTables();
     const { machine, kernel } = await bootFromAcpi(tables, memory, { seed: 1 });
     expect(bootReport(machine, kernel)).not.toHaveProperty('pmcgs');
+  });
+
+  it('IWB nodes (table revision 7) are not devices of their own: boot reports each with the DSDT device it names', async () => {
+    const { tables, memory } = qemuTables({ revision: 7 });
+    tables.set(
+      'IORT',
+      writeIort({
+        oemId: 'BOCHS ',
+        revision: 7,
+        nodes: [
+          ...qemuIortNodes({ revision: 7 }),
+          { kind: 'iwb', configFrameBase: 0x0910_0000, iwbIndex: 3, deviceName: '\\_SB_.IWB0', mappings: [{ inputBase: 0, count: 1, outputBase: 0x55, output: 0, single: true }] },
+          { kind: 'iwb', configFrameBase: 0x0911_0000, iwbIndex: 4, deviceName: '\\_SB_.IWB9' },
+        ],
+      }),
+    );
+    tables.set('DSDT', writeDsdt({ oemId: 'BOCHS ', devices: [{ name: 'IWB0', hid: 'ARMH0003', uid: 0, memory: [{ base: 0x0910_0000, size: 0x1_0000 }] }, { name: 'PCI0', hid: 'PNP0A08', cid: 'PNP0A03', seg: 0, uid: 0 }] }));
+    const { machine, kernel } = await bootFromAcpi(tables, memory, { seed: 1 });
+    const report = bootReport(machine, kernel);
+    expect(report.iwbs).toEqual([
+      { node: expect.stringMatching(/^IORT:iwb@0x/), configFrame: 0x0910_0000, index: 3, deviceName: '\\_SB_.IWB0', device: '\\_SB_.IWB0', status: 'no-driver' },
+      { node: expect.stringMatching(/^IORT:iwb@0x/), configFrame: 0x0911_0000, index: 4, deviceName: '\\_SB_.IWB9', device: null, status: 'absent' },
+    ]);
+    expect(report).not.toHaveProperty('pmcgs');
+    expect(formatIwbReport(report.iwbs)[2]).toMatch(/IWB 3, config frame at 0x9100000, \\_SB_\.IWB0 → \\_SB_\.IWB0: no-driver$/);
   });
 });
