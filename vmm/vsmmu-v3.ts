@@ -31,6 +31,10 @@
  * Does not support: MSIs (IDR0.MSI=0), SubstreamIDs beyond what
  * the host's nested STE gives, the secure and Realm pages, PMCG. Unknown offsets read as zero and
  * ignore writes (counted in `stats.unknownAccesses`).
+ *
+ * One file over ~700 lines on purpose: one trapped device whose register file, command consumer and
+ * guest-structure reads all act on one guest-visible state (QEMU keeps them in one file too,
+ * hw/arm/smmuv3.c).
  */
 import { KernelError } from '../bus/errno.js';
 import type { RamAccess } from '../hw/cpu-port.js';

@@ -26,6 +26,9 @@
  *   recorded as outstanding and `waitOutstanding()` (called by iotlb_sync, flush_iotlb_all, …) waits
  *   for it. If the queue has no room, commands are kept in order in a backlog that the next async
  *   operation pushes out as the SMMU frees entries.
+ *
+ * One file over ~700 lines on purpose: it is one job of arm-smmu-v3.c, the command queue (builders,
+ * insertion, CMD_SYNC waits and error recovery share the queue state and its backlog).
  */
 import { KernelError, type Errno } from '../../bus/errno.js';
 import type { KernelLog } from '../../bus/log.js';

@@ -13,6 +13,8 @@
  *   qword and bit range ("STRTAB_STE_1_S1DSS is qword 1, bits [1:0]"), applied to the structure as
  *   little-endian u32 words (word 2q is bits [31:0] of qword q). Address fields (`QAddr`) keep their
  *   bits where they are, as the kernel's `_MASK` address fields do.
+ *
+ * One file over ~700 lines on purpose: it mirrors one kernel header, arm-smmu-v3.h.
  */
 import { MAX_ORDER } from '../../mm/page-alloc.js';
 

@@ -29,6 +29,9 @@
  *
  * Differs from the kernel: the implementation's state hangs off `smmu.impl` (no devm_krealloc of a
  * containing structure); debugfs `bypass_vcmdq` is the `bypassVcmdq` property.
+ *
+ * One file over ~700 lines on purpose: it mirrors one kernel file, tegra241-cmdqv.c (the host's
+ * implementation ops and the VINTFs it hands to user space share the VINTF/VCMDQ state).
  */
 import type { Device } from '../../bus/device.js';
 import { KernelError } from '../../bus/errno.js';

@@ -17,7 +17,7 @@ import createDebug from 'debug';
 import type { ContextBank } from './context-bank.js';
 import { CFG_DISABLED, CFG_OK } from './context-bank.js';
 import { fsrBitFor } from './faults.js';
-import * as R from './registers.js';
+import * as R from './regs.js';
 import type { SmmuV2State } from './state.js';
 import type { Translator } from './translate.js';
 import { Translation } from './translate.js';

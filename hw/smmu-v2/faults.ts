@@ -25,7 +25,7 @@ import {
   sGFSR,
   sGFSYNR0,
   sGFSYNR1,
-} from './registers.js';
+} from './regs.js';
 import type { WalkFaultKind } from '../walker/index.js';
 
 const TWO_32 = 0x1_0000_0000;

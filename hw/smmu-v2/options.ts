@@ -20,7 +20,7 @@ import {
   PTFS_NO_AARCH32,
   encodeAddressSize,
   encodeUbs,
-} from './registers.js';
+} from './regs.js';
 
 export type SmmuV2Model = 'smmu-v1' | 'smmu-v2' | 'mmu-401' | 'mmu-500' | 'qcom-smmu-500';
 

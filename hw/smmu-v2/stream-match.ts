@@ -14,7 +14,7 @@
  * Matching is memoised per StreamID and generation, so the hot path is a typed-array lookup; any
  * SMR/S2CR or sCR0.EXIDENABLE change starts a new generation.
  */
-import { S2CR, S2CR_TYPE_BYPASS, S2CR_TYPE_FAULT, SMR } from './registers.js';
+import { S2CR, S2CR_TYPE_BYPASS, S2CR_TYPE_FAULT, SMR } from './regs.js';
 
 /** No valid group matches the StreamID. */
 export const MATCH_NONE = -1;

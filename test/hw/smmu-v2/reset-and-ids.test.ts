@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Field, SmmuLayout, numPageNdxbForRegion } from '../../../hw/smmu-v2/registers.js';
+import { Field, SmmuLayout, numPageNdxbForRegion } from '../../../hw/smmu-v2/regs.js';
 import { optionsForNode, resolveOptions, smmuV2ModelForCompatible } from '../../../hw/smmu-v2/index.js';
 import {
   ACTLR,
