@@ -250,6 +250,7 @@ export class Machine {
 
   /** A GICv3 ITS (hw/gic-its.ts) delivering LPIs to `gic`. */
   addIts(name: string, base: number, size: number, gic: GicController): GicIts {
+    if (gic.version !== 3) throw new Error(`${name}: an ITS needs a GICv3 for its LPIs, ${gic.path} is a GICv${gic.version}`);
     const its = new GicIts(name, base, gic, this.memory, this.scheduler, this.trace);
     this.mapMmio(base, size, its);
     this.msiFrames.push(its);
