@@ -34,6 +34,7 @@ import { KernelError, type Errno } from '../../bus/errno.js';
 import type { KernelLog } from '../../bus/log.js';
 import type { CpuPort, CpuTimer } from '../../hw/cpu-port.js';
 import { ArmSmmuQueue } from './arm-smmu-v3-queue.js';
+import { FIELD_GET } from '../../bus/bitfield.js';
 import {
   ARM_SMMU_MEMATTR_OIWB,
   ARM_SMMU_OPT_CMDQ_FORCE_SYNC,
@@ -102,7 +103,6 @@ import {
   CMDQ_TLBI_1_TG,
   CMDQ_TLBI_1_TTL,
   CMDQ_TLBI_1_VA_MASK,
-  FIELD_GET,
   PRI_RESP_DENY,
   PRI_RESP_FAIL,
   PRI_RESP_SUCC,

@@ -41,6 +41,7 @@ import {
 } from './arm-smmu-v3-events.js';
 import type { ArmSmmuMaster } from './arm-smmu-v3-master.js';
 import { ArmSmmuQueue } from './arm-smmu-v3-queue.js';
+import { FIELD_GET, FIELD_PREP } from '../../bus/bitfield.js';
 import {
   ARM_SMMU_CMDQ_CONS,
   ARM_SMMU_CMDQ_PROD,
@@ -132,8 +133,6 @@ import {
   CR2_RECINVSID,
   EVTQ_ENT_DWORDS,
   EVTQ_ENT_SZ_SHIFT,
-  FIELD_GET,
-  FIELD_PREP,
   GBPA_ABORT,
   GBPA_UPDATE,
   IDR0_ASID16,

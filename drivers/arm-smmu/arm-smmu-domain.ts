@@ -305,7 +305,7 @@ export async function armSmmuIovaToPhysHard(domain: IommuDomain, iova: number): 
   else smmu.cbWrite(idx, ARM_SMMU_CB_ATS1PR, va >>> 0);
   let done = false;
   for (let waited = 0; waited <= 50; waited += 5) {
-    if (!ATSR_ACTIVE.isSet(smmu.cbRead(idx, ARM_SMMU_CB_ATSR))) {
+    if ((smmu.cbRead(idx, ARM_SMMU_CB_ATSR) & ATSR_ACTIVE) === 0) {
       done = true;
       break;
     }

@@ -7,6 +7,7 @@
  * struct; here arm-smmu-device.ts (the structs of arm-smmu.h) is imported by the context, fault,
  * TLB and stream-map files this code calls, so it lives in its own file (no import cycles).
  */
+import { FIELD_GET, FIELD_PREP } from '../../bus/bitfield.js';
 import { KernelError } from '../../bus/errno.js';
 import { readPollTimeout } from '../../bus/io.js';
 import type { KernelLog } from '../../bus/log.js';
@@ -122,15 +123,15 @@ export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
 
   // ID0
   let id = smmu.gr0Read(ARM_SMMU_GR0_ID0);
-  if (ID0_S1TS.isSet(id)) {
+  if ((id & ID0_S1TS) !== 0) {
     smmu.features |= ARM_SMMU_FEAT_TRANS_S1;
     note('\tstage 1 translation');
   }
-  if (ID0_S2TS.isSet(id)) {
+  if ((id & ID0_S2TS) !== 0) {
     smmu.features |= ARM_SMMU_FEAT_TRANS_S2;
     note('\tstage 2 translation');
   }
-  if (ID0_NTS.isSet(id)) {
+  if ((id & ID0_NTS) !== 0) {
     smmu.features |= ARM_SMMU_FEAT_TRANS_NESTED;
     note('\tnested translation');
   }
@@ -138,26 +139,26 @@ export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
     lg.err(smmu.name, '\tno translation support!', LOG_NS);
     throw new KernelError('ENODEV', `${smmu.name}: ID0 reports no translation stage`);
   }
-  if (ID0_S1TS.isSet(id) && (smmu.version < ARM_SMMU_V2 || !ID0_ATOSNS.isSet(id))) {
+  if ((id & ID0_S1TS) !== 0 && (smmu.version < ARM_SMMU_V2 || (id & ID0_ATOSNS) === 0)) {
     smmu.features |= ARM_SMMU_FEAT_TRANS_OPS;
     note('\taddress translation ops');
   }
   // Firmware's dma-coherent wins over what ID0.CTTW says.
-  const cttwReg = ID0_CTTW.isSet(id);
+  const cttwReg = (id & ID0_CTTW) !== 0;
   if (cttwFw || cttwReg) note(`\t${cttwFw ? '' : 'non-'}coherent table walk`);
   if (cttwFw !== cttwReg) note('\t(IDR0.CTTW overridden by FW configuration)');
 
   let size: number;
-  if (smmu.version === ARM_SMMU_V2 && ID0_EXIDS.isSet(id)) {
+  if (smmu.version === ARM_SMMU_V2 && (id & ID0_EXIDS) !== 0) {
     smmu.features |= ARM_SMMU_FEAT_EXIDS;
     size = 1 << 16;
   } else {
-    size = 1 << ID0_NUMSIDB.get(id);
+    size = 1 << FIELD_GET(ID0_NUMSIDB, id);
   }
   smmu.streamidMask = size - 1;
-  if (ID0_SMS.isSet(id)) {
+  if ((id & ID0_SMS) !== 0) {
     smmu.features |= ARM_SMMU_FEAT_STREAM_MATCH;
-    size = ID0_NUMSMRG.get(id);
+    size = FIELD_GET(ID0_NUMSMRG, id);
     if (size === 0) {
       lg.err(smmu.name, 'stream-matching supported, but no SMRs present!', LOG_NS);
       throw new KernelError('ENODEV', `${smmu.name}: stream matching with no SMRs`);
@@ -167,15 +168,15 @@ export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
   }
   smmu.s2crs = Array.from({ length: size }, () => smmu.s2crInitVal());
   smmu.numMappingGroups = size;
-  if (smmu.version < ARM_SMMU_V2 || !ID0_PTFS_NO_AARCH32.isSet(id)) {
+  if (smmu.version < ARM_SMMU_V2 || (id & ID0_PTFS_NO_AARCH32) === 0) {
     smmu.features |= ARM_SMMU_FEAT_FMT_AARCH32_L;
-    if (!ID0_PTFS_NO_AARCH32S.isSet(id)) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH32_S;
+    if ((id & ID0_PTFS_NO_AARCH32S) === 0) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH32_S;
   }
 
   // ID1
   id = smmu.gr0Read(ARM_SMMU_GR0_ID1);
-  smmu.pgshift = ID1_PAGESIZE.isSet(id) ? 16 : 12;
-  size = 1 << (ID1_NUMPAGENDXB.get(id) + 1);
+  smmu.pgshift = (id & ID1_PAGESIZE) !== 0 ? 16 : 12;
+  size = 1 << (FIELD_GET(ID1_NUMPAGENDXB, id) + 1);
   const spaceSize = (2 * size) << smmu.pgshift;
   if (smmu.numpage !== spaceSize) {
     lg.warn(smmu.name, `SMMU address space size (${hex(spaceSize)}) differs from mapped region size (${hex(smmu.numpage)})!`, LOG_NS);
@@ -185,8 +186,8 @@ export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
   }
   // From now on numpage is NUMPAGE, so context bank n is at page numpage + n.
   smmu.numpage = size;
-  smmu.numS2ContextBanks = ID1_NUMS2CB.get(id);
-  smmu.numContextBanks = ID1_NUMCB.get(id);
+  smmu.numS2ContextBanks = FIELD_GET(ID1_NUMS2CB, id);
+  smmu.numContextBanks = FIELD_GET(ID1_NUMCB, id);
   if (smmu.numS2ContextBanks > smmu.numContextBanks) {
     lg.err(smmu.name, 'impossible number of S2 context banks!', LOG_NS);
     throw new KernelError('ENODEV', `${smmu.name}: ${smmu.numS2ContextBanks} stage-2-only banks of ${smmu.numContextBanks}`);
@@ -198,17 +199,17 @@ export function armSmmuDeviceCfgProbe(smmu: ArmSmmuDevice): void {
 
   // ID2
   id = smmu.gr0Read(ARM_SMMU_GR0_ID2);
-  smmu.ipaSize = armSmmuIdSizeToBits(ID2_IAS.get(id));
-  smmu.paSize = armSmmuIdSizeToBits(ID2_OAS.get(id));
-  if (ID2_VMID16.isSet(id)) smmu.features |= ARM_SMMU_FEAT_VMID16;
+  smmu.ipaSize = armSmmuIdSizeToBits(FIELD_GET(ID2_IAS, id));
+  smmu.paSize = armSmmuIdSizeToBits(FIELD_GET(ID2_OAS, id));
+  if ((id & ID2_VMID16) !== 0) smmu.features |= ARM_SMMU_FEAT_VMID16;
   if (smmu.version < ARM_SMMU_V2) {
     smmu.vaSize = smmu.ipaSize;
     if (smmu.version === ARM_SMMU_V1_64K) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH64_64K;
   } else {
-    smmu.vaSize = armSmmuIdSizeToBits(ID2_UBS.get(id));
-    if (ID2_PTFS_4K.isSet(id)) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH64_4K;
-    if (ID2_PTFS_16K.isSet(id)) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH64_16K;
-    if (ID2_PTFS_64K.isSet(id)) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH64_64K;
+    smmu.vaSize = armSmmuIdSizeToBits(FIELD_GET(ID2_UBS, id));
+    if ((id & ID2_PTFS_4K) !== 0) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH64_4K;
+    if ((id & ID2_PTFS_16K) !== 0) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH64_16K;
+    if ((id & ID2_PTFS_64K) !== 0) smmu.features |= ARM_SMMU_FEAT_FMT_AARCH64_64K;
   }
 
   smmu.impl?.cfgProbe?.(smmu);
@@ -252,17 +253,17 @@ export async function armSmmuDeviceReset(smmu: ArmSmmuDevice): Promise<void> {
   smmu.gr0Write(ARM_SMMU_GR0_TLBIALLNSNH, QCOM_DUMMY_VAL);
   let reg = smmu.gr0Read(ARM_SMMU_GR0_sCR0);
   // Fault reporting on; TLB broadcast off.
-  reg |= sCR0_GFRE.mask | sCR0_GFIE.mask | sCR0_GCFGFRE.mask | sCR0_GCFGFIE.mask;
-  reg |= sCR0_VMIDPNE.mask | sCR0_PTM.mask;
+  reg |= sCR0_GFRE | sCR0_GFIE | sCR0_GCFGFRE | sCR0_GCFGFIE;
+  reg |= sCR0_VMIDPNE | sCR0_PTM;
   // Client access on, unmatched streams as disable_bypass says.
-  reg &= ~sCR0_CLIENTPD.mask;
-  if (smmu.params['arm-smmu.disable_bypass']) reg |= sCR0_USFCFG.mask;
-  else reg &= ~sCR0_USFCFG.mask;
+  reg &= ~sCR0_CLIENTPD;
+  if (smmu.params['arm-smmu.disable_bypass']) reg |= sCR0_USFCFG;
+  else reg &= ~sCR0_USFCFG;
   // No forced broadcast, no barrier upgrade.
-  reg &= ~sCR0_FB.mask;
-  reg &= ~sCR0_BSU.mask;
-  if (smmu.features & ARM_SMMU_FEAT_VMID16) reg |= sCR0_VMID16EN.mask;
-  if (smmu.features & ARM_SMMU_FEAT_EXIDS) reg |= sCR0_EXIDENABLE.mask;
+  reg &= ~sCR0_FB;
+  reg &= ~sCR0_BSU;
+  if (smmu.features & ARM_SMMU_FEAT_VMID16) reg |= sCR0_VMID16EN;
+  if (smmu.features & ARM_SMMU_FEAT_EXIDS) reg |= sCR0_EXIDENABLE;
   smmu.impl?.reset?.(smmu);
   // Push the button.
   await armSmmuTlbSyncGlobal(smmu);
@@ -280,10 +281,10 @@ export function armSmmuTestSmrMasks(smmu: ArmSmmuDevice): void {
   const i = smmu.smrs.findIndex((s) => !s.valid);
   if (i < 0) return;
   // ID bits may be dropped where MASK bits are set: test each field on its own.
-  smmu.gr0Write(ARM_SMMU_GR0_SMR(i), SMR_ID.prep(smmu.streamidMask & 0xffff));
-  smmu.streamidMask = SMR_ID.get(smmu.gr0Read(ARM_SMMU_GR0_SMR(i)));
-  smmu.gr0Write(ARM_SMMU_GR0_SMR(i), SMR_MASK.prep(smmu.streamidMask));
-  smmu.smrMaskMask = SMR_MASK.get(smmu.gr0Read(ARM_SMMU_GR0_SMR(i)));
+  smmu.gr0Write(ARM_SMMU_GR0_SMR(i), FIELD_PREP(SMR_ID, smmu.streamidMask & 0xffff));
+  smmu.streamidMask = FIELD_GET(SMR_ID, smmu.gr0Read(ARM_SMMU_GR0_SMR(i)));
+  smmu.gr0Write(ARM_SMMU_GR0_SMR(i), FIELD_PREP(SMR_MASK, smmu.streamidMask));
+  smmu.smrMaskMask = FIELD_GET(SMR_MASK, smmu.gr0Read(ARM_SMMU_GR0_SMR(i)));
 }
 
 
@@ -306,7 +307,7 @@ function armSmmuStopStalling(smmu: ArmSmmuDevice, idx: number): void {
     return;
   }
   const sctlr = smmu.cbRead(idx, ARM_SMMU_CB_SCTLR);
-  if (SCTLR_CFCFG.isSet(sctlr)) smmu.cbWrite(idx, ARM_SMMU_CB_SCTLR, (sctlr & ~SCTLR_CFCFG.mask) >>> 0);
+  if ((sctlr & SCTLR_CFCFG) !== 0) smmu.cbWrite(idx, ARM_SMMU_CB_SCTLR, (sctlr & ~SCTLR_CFCFG) >>> 0);
 }
 
 /** Answer whatever bank `idx` has latched: clear FSR, and terminate the transaction if it stalled. */
@@ -319,7 +320,7 @@ function armSmmuTerminateBank(smmu: ArmSmmuDevice, idx: number): void {
   const fsr = smmu.cbRead(idx, ARM_SMMU_CB_FSR);
   if (!(fsr & CB_FSR_FAULT)) return;
   smmu.cbWrite(idx, ARM_SMMU_CB_FSR, fsr);
-  if (CB_FSR_SS.isSet(fsr)) smmu.cbWrite(idx, ARM_SMMU_CB_RESUME, RESUME_TERMINATE.mask);
+  if ((fsr & CB_FSR_SS) !== 0) smmu.cbWrite(idx, ARM_SMMU_CB_RESUME, RESUME_TERMINATE);
 }
 
 /**
@@ -334,7 +335,7 @@ export async function armSmmuTerminateStalls(smmu: ArmSmmuDevice, banks: readonl
   // RESUME is carried out and the waiters are admitted.
   for (const i of banks) armSmmuTerminateBank(smmu, i);
   for (const i of banks) armSmmuStopStalling(smmu, i);
-  const stalled = (): number[] => banks.filter((i) => CB_FSR_SS.isSet(smmu.cbRead(i, ARM_SMMU_CB_FSR)));
+  const stalled = (): number[] => banks.filter((i) => (smmu.cbRead(i, ARM_SMMU_CB_FSR) & CB_FSR_SS) !== 0);
   try {
     await readPollTimeout(
       smmu.dev.port,
@@ -378,25 +379,25 @@ export async function armSmmuDeviceShutdown(smmu: ArmSmmuDevice): Promise<void> 
   await armSmmuTerminateStalls(smmu, Array.from({ length: smmu.numContextBanks }, (_, i) => i));
   const policy = smmu.params['arm-smmu.shutdown_policy'];
   const faultIrqs = smmu.params['arm-smmu.shutdown_fault_irqs'];
-  const irqBits = (sCR0_GFIE.mask | sCR0_GCFGFIE.mask) >>> 0;
+  const irqBits = (sCR0_GFIE | sCR0_GCFGFIE) >>> 0;
   let scr0: number;
   switch (policy) {
     case 'bypass':
       // Linux today: client ports disabled, everything passes untranslated.
-      scr0 = sCR0_CLIENTPD.mask;
-      if (faultIrqs) scr0 |= sCR0_GFRE.mask | sCR0_GCFGFRE.mask | irqBits;
+      scr0 = sCR0_CLIENTPD;
+      if (faultIrqs) scr0 |= sCR0_GFRE | sCR0_GCFGFRE | irqBits;
       break;
     case 'abort-unmatched':
     case 'abort-all':
       // Every stream unmatched (and every S2CR faulting for abort-all): unmatched streams abort.
       armSmmuClearStreamMap(smmu, policy === 'abort-all' ? S2CR_TYPE_FAULT : null);
-      scr0 = (smmu.gr0Read(ARM_SMMU_GR0_sCR0) & ~sCR0_CLIENTPD.mask) | sCR0_USFCFG.mask | sCR0_GFRE.mask | sCR0_GCFGFRE.mask;
+      scr0 = (smmu.gr0Read(ARM_SMMU_GR0_sCR0) & ~sCR0_CLIENTPD) | sCR0_USFCFG | sCR0_GFRE | sCR0_GCFGFRE;
       scr0 = faultIrqs ? scr0 | irqBits : scr0 & ~irqBits;
       break;
     case 'translate':
       // Stay enabled with the stream map back at its boot state (USFCFG as disable_bypass says).
       armSmmuClearStreamMap(smmu, null);
-      scr0 = smmu.gr0Read(ARM_SMMU_GR0_sCR0) & ~sCR0_CLIENTPD.mask;
+      scr0 = smmu.gr0Read(ARM_SMMU_GR0_sCR0) & ~sCR0_CLIENTPD;
       scr0 = faultIrqs ? scr0 | irqBits : scr0 & ~irqBits;
       break;
   }
@@ -404,7 +405,7 @@ export async function armSmmuDeviceShutdown(smmu: ArmSmmuDevice): Promise<void> 
     // No context fault interrupts either.
     for (let i = 0; i < smmu.numContextBanks; i++) {
       const sctlr = smmu.cbRead(i, ARM_SMMU_CB_SCTLR);
-      if (sctlr & SCTLR_CFIE.mask) smmu.cbWrite(i, ARM_SMMU_CB_SCTLR, (sctlr & ~SCTLR_CFIE.mask) >>> 0);
+      if (sctlr & SCTLR_CFIE) smmu.cbWrite(i, ARM_SMMU_CB_SCTLR, (sctlr & ~SCTLR_CFIE) >>> 0);
     }
   }
   smmu.gr0Write(ARM_SMMU_GR0_sCR0, scr0 >>> 0);

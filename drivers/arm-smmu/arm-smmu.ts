@@ -51,6 +51,7 @@
  * terminates stalls a previous kernel left (a crash kernel's case); freeing a domain masters are
  * still attached to blocks them first.
  */
+import { FIELD_GET } from '../../bus/bitfield.js';
 import type { Device } from '../../bus/device.js';
 import { KernelError } from '../../bus/errno.js';
 import { devmIoremap } from '../../bus/io.js';
@@ -95,7 +96,7 @@ import { armSmmuContextFaultResume, armSmmuGlobalFault, armSmmuPendingFault } fr
 import { armSmmuImplInit } from './arm-smmu-impl.js';
 import { armSmmuAttachDevType, armSmmuDomainOps, armSmmuMasterLeaveDomain, masterCfgOf } from './arm-smmu-domain.js';
 import { armSmmuDeviceCfgProbe, armSmmuDeviceReset, armSmmuDeviceShutdown, armSmmuTestSmrMasks } from './arm-smmu-probe.js';
-import { armSmmuMasterAllocSmes, armSmmuMasterFreeSmes, fwspecOf } from './arm-smmu-stream-map.js';
+import { armSmmuFwidPrep, armSmmuMasterAllocSmes, armSmmuMasterFreeSmes, fwspecOf } from './arm-smmu-stream-map.js';
 
 export { armSmmuFindSme } from './arm-smmu-stream-map.js';
 import { QCOM_SMMU_500_SOCS, QCOM_SMMU_V2_SOCS } from './arm-smmu-qcom.js';
@@ -192,13 +193,13 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
       }
     },
     // kernel: arm_smmu_of_xlate() [arm-smmu.c]
-    ofXlate(_dev, fwspec, args) {
+    ofXlate(dev, fwspec, args) {
       let fwid = 0;
-      if (args.length > 0) fwid |= SMR_ID.prep(args[0]);
-      if (args.length > 1) fwid |= SMR_MASK.prep(args[1]);
+      if (args.length > 0) fwid |= armSmmuFwidPrep(dev, 'SMR.ID', args[0]);
+      if (args.length > 1) fwid |= armSmmuFwidPrep(dev, 'SMR.MASK', args[1]);
       else {
         const mask = fwspec.iommuNode.u32('stream-match-mask');
-        if (mask !== undefined) fwid |= SMR_MASK.prep(mask);
+        if (mask !== undefined) fwid |= armSmmuFwidPrep(dev, 'SMR.MASK', mask);
       }
       fwspec.ids.push(fwid >>> 0);
     },
@@ -207,8 +208,8 @@ function armSmmuOps(smmu: ArmSmmuDevice): IommuOps {
       if (armSmmuGetByFwnode(dev) !== smmu) throw new KernelError('ENODEV', `${dev.name} is not behind ${smmu.name}`);
       const fwspec = fwspecOf(dev);
       for (const fwid of fwspec.ids) {
-        const sid = SMR_ID.get(fwid);
-        const mask = SMR_MASK.get(fwid);
+        const sid = FIELD_GET(SMR_ID, fwid);
+        const mask = FIELD_GET(SMR_MASK, fwid);
         if (sid & ~smmu.streamidMask) {
           log(smmu).err(dev.name, `stream ID ${hex(sid)} out of range for SMMU (${hex(smmu.streamidMask)})`, LOG_NS);
           throw new KernelError('EINVAL', `${dev.name}: stream ID ${hex(sid)} out of range for ${smmu.name} (${hex(smmu.streamidMask)})`);

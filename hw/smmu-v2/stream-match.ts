@@ -61,7 +61,7 @@ export class StreamMapTable {
 
   reset(): void {
     this.smr.fill(0);
-    this.s2cr.fill(S2CR.TYPE.prep(this.cfg.s2crResetType));
+    this.s2cr.fill(S2CR.TYPE.encode(this.cfg.s2crResetType));
     this.exidEnable = false;
     this.bump();
   }
