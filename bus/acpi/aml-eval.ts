@@ -12,17 +12,7 @@
  * table, method, offset and field. Loops are bounded (MAX_STEPS terms), so no method can hang.
  */
 import { FirmwareError } from '../firmware-error.js';
-
-/** A control method: its TermList bytes, to be run by aml-eval.ts. */
-export interface AmlMethod {
-  /** Full path, e.g. "\\_SB_.PCI0._DSM". */
-  path: string;
-  argCount: number;
-  body: Uint8Array;
-  /** Table signature and byte offset of the body. */
-  table: string;
-  offset: number;
-}
+import { type AmlMethod, amlIntegerConst, amlPkgLength } from './aml.js';
 
 /** A value during evaluation: integers as bigint (64-bit), strings, buffers, packages. */
 export type AmlEvalValue = bigint | string | Uint8Array | AmlEvalValue[];
@@ -70,14 +60,7 @@ class Evaluator {
   }
 
   private pkgLength(p: number, end: number): [number, number] {
-    const lead = this.byte(p, end, 'PkgLength');
-    const n = lead >>> 6;
-    let len = n === 0 ? lead & 0x3f : lead & 0x0f;
-    for (let i = 0; i < n; i++) len |= this.byte(p + 1 + i, end, 'PkgLength') << (4 + 8 * i);
-    len >>>= 0;
-    if (len < n + 1) this.fail(`${len} is shorter than its own encoding`, p, 'PkgLength');
-    if (p + len > end) this.fail(`object ends at 0x${(p + len).toString(16)}, past its enclosing object (0x${end.toString(16)})`, p, 'PkgLength');
-    return [p + len, p + n + 1];
+    return amlPkgLength(this.b, p, end, (reason, at) => this.fail(reason, at, 'PkgLength'));
   }
 
   private nameSeg(p: number, end: number): [string, number] {
@@ -124,26 +107,9 @@ class Evaluator {
   private expr(p: number, end: number): [AmlEvalValue, number] {
     if (++this.steps > MAX_STEPS) throw new Unsupported(`${this.where} ran more than ${MAX_STEPS} terms`);
     const op = this.byte(p, end, 'TermArg');
-    const le = (at: number, n: number): bigint => {
-      let v = 0n;
-      for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(this.byte(at + i, end, 'Integer'));
-      return v;
-    };
+    const k = amlIntegerConst(this.b, p, end, (reason, at) => this.fail(reason, at, 'Integer'));
+    if (k) return k;
     switch (op) {
-      case 0x00:
-        return [0n, p + 1];
-      case 0x01:
-        return [1n, p + 1];
-      case 0xff:
-        return [U64, p + 1];
-      case 0x0a:
-        return [le(p + 1, 1), p + 2];
-      case 0x0b:
-        return [le(p + 1, 2), p + 3];
-      case 0x0c:
-        return [le(p + 1, 4), p + 5];
-      case 0x0e:
-        return [le(p + 1, 8), p + 9];
       case 0x0d: {
         let q = p + 1;
         let s = '';
@@ -318,16 +284,3 @@ export function amlEvaluate(method: AmlMethod, args: AmlEvalValue[]): AmlEvalRes
   }
 }
 
-/** A GUID as ToUUID lays it out in a 16-byte buffer. */
-export function amlUuidBytes(guid: string): Uint8Array {
-  const h = guid.replace(/-/g, '');
-  if (!/^[0-9a-fA-F]{32}$/.test(h)) throw new FirmwareError('AML', `"${guid}" is not a GUID`, null, null);
-  const byte = (i: number): number => parseInt(h.slice(2 * i, 2 * i + 2), 16);
-  const order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
-  return Uint8Array.from(order.map(byte));
-}
-
-/** The PCI firmware _DSM GUID (PCI Firmware Specification, "_DSM for PCI"). */
-export const PCI_ACPI_DSM_GUID = 'E5C937D0-3553-4D7A-9117-EA4D19C3434D';
-/** _DSM function 5: "preserve PCI boot configuration"; returning 0 means the OS must keep it. */
-export const DSM_PCI_PRESERVE_BOOT_CONFIG = 5;

@@ -17,7 +17,6 @@
  * field. Every step consumes at least one byte and nesting is capped, so time is linear in the blob.
  */
 import { FirmwareError } from '../firmware-error.js';
-import { type AmlMethod, amlUuidBytes, DSM_PCI_PRESERVE_BOOT_CONFIG, PCI_ACPI_DSM_GUID } from './aml-eval.js';
 import { type AcpiOemInfo, type AcpiTableHeader, AcpiWriter, acpiTableWriter, finishAcpiTable, readAcpiHeader } from './table.js';
 
 export type AmlValue = number | string | Uint8Array | AmlValue[] | { ref: string };
@@ -61,6 +60,17 @@ export interface AcpiDeviceNode {
   offset: number;
 }
 
+/** A control method: its TermList bytes, to be run by aml-eval.ts. */
+export interface AmlMethod {
+  /** Full path, e.g. "\\_SB_.PCI0._DSM". */
+  path: string;
+  argCount: number;
+  body: Uint8Array;
+  /** Table signature and byte offset of the body. */
+  table: string;
+  offset: number;
+}
+
 export interface AcpiNamespace {
   devices: AcpiDeviceNode[];
   /** Where a scope was cut short at an opcode this parser does not size. */
@@ -68,6 +78,58 @@ export interface AcpiNamespace {
 }
 
 const MAX_DEPTH = 128;
+
+/**
+ * The PkgLength at `p` in `b`, for an object that must end by `end`: [end of the object, position
+ * after the encoding]. A malformed encoding calls `fail` (which throws) with the reason and offset.
+ */
+export function amlPkgLength(b: Uint8Array, p: number, end: number, fail: (reason: string, at: number) => never): [number, number] {
+  const byte = (at: number): number => (at < end ? b[at] : fail(`needs a byte at 0x${at.toString(16)}, past the end of its object (0x${end.toString(16)})`, at));
+  const lead = byte(p);
+  const n = lead >>> 6;
+  let len: number;
+  if (n === 0) len = lead & 0x3f;
+  else {
+    if (lead & 0x30) fail(`lead byte 0x${lead.toString(16)} has bits 5:4 set with ${n} following bytes`, p);
+    len = lead & 0x0f;
+    for (let i = 0; i < n; i++) len |= byte(p + 1 + i) << (4 + 8 * i);
+    len >>>= 0;
+  }
+  if (len < n + 1) fail(`${len} is shorter than its own ${n + 1}-byte encoding`, p);
+  const objEnd = p + len;
+  if (objEnd > end) fail(`object ends at 0x${objEnd.toString(16)}, past its enclosing object (0x${end.toString(16)})`, p);
+  return [objEnd, p + n + 1];
+}
+
+/**
+ * An integer constant at `p` (Zero, One, Ones, Byte/Word/DWord/QWordPrefix data): [value, position
+ * after], or null for any other opcode. Bytes past `end` call `fail` (which throws).
+ */
+export function amlIntegerConst(b: Uint8Array, p: number, end: number, fail: (reason: string, at: number) => never): [bigint, number] | null {
+  const le = (at: number, n: number): bigint => {
+    let v = 0n;
+    for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(at + i < end ? b[at + i] : fail(`integer needs a byte at 0x${(at + i).toString(16)}, past the end of its object`, at + i));
+    return v;
+  };
+  switch (p < end ? b[p] : -1) {
+    case 0x00:
+      return [0n, p + 1];
+    case 0x01:
+      return [1n, p + 1];
+    case 0xff:
+      return [(1n << 64n) - 1n, p + 1];
+    case 0x0a:
+      return [le(p + 1, 1), p + 2];
+    case 0x0b:
+      return [le(p + 1, 2), p + 3];
+    case 0x0c:
+      return [le(p + 1, 4), p + 5];
+    case 0x0e:
+      return [le(p + 1, 8), p + 9];
+    default:
+      return null;
+  }
+}
 
 /** Compare two ACPI paths, ignoring each segment's trailing '_' padding. */
 export function acpiPathEqual(a: string, b: string): boolean {
@@ -113,20 +175,7 @@ class AmlParser {
 
   /** PkgLength at p: [end of the object, position after the encoding]. */
   pkgLength(p: number, end: number, where: string): [number, number] {
-    const lead = this.byte(p, end, 'PkgLength', where);
-    const n = lead >>> 6;
-    let len: number;
-    if (n === 0) len = lead & 0x3f;
-    else {
-      if (lead & 0x30) this.fail(`lead byte 0x${lead.toString(16)} has bits 5:4 set with ${n} following bytes`, p, where, 'PkgLength');
-      len = lead & 0x0f;
-      for (let i = 0; i < n; i++) len |= this.byte(p + 1 + i, end, 'PkgLength', where) << (4 + 8 * i);
-      len >>>= 0;
-    }
-    if (len < n + 1) this.fail(`${len} is shorter than its own ${n + 1}-byte encoding`, p, where, 'PkgLength');
-    const objEnd = p + len;
-    if (objEnd > end) this.fail(`object ends at 0x${objEnd.toString(16)}, past its enclosing object (0x${end.toString(16)})`, p, where, 'PkgLength');
-    return [objEnd, p + n + 1];
+    return amlPkgLength(this.b, p, end, (reason, at) => this.fail(reason, at, where, 'PkgLength'));
   }
 
   nameSeg(p: number, end: number, where: string): string {
@@ -175,26 +224,11 @@ class AmlParser {
   data(p: number, end: number, scope: readonly string[], where: string, depth: number): [AmlValue, number] | null {
     if (depth > MAX_DEPTH) this.fail(`nesting deeper than ${MAX_DEPTH}`, p, where, 'DataObject');
     const op = this.byte(p, end, 'DataObject', where);
-    const le = (at: number, n: number): number => {
-      let v = 0;
-      for (let i = n - 1; i >= 0; i--) v = v * 256 + this.byte(at + i, end, 'Integer', where);
-      return v;
-    };
+    // Ones reads as the largest safe integer here (names hold numbers); aml-eval.ts keeps 64 bits.
+    if (op === 0xff) return [Number.MAX_SAFE_INTEGER, p + 1];
+    const k = amlIntegerConst(this.b, p, end, (reason, at) => this.fail(reason, at, where, 'Integer'));
+    if (k) return [Number(k[0]), k[1]];
     switch (op) {
-      case 0x00:
-        return [0, p + 1];
-      case 0x01:
-        return [1, p + 1];
-      case 0xff:
-        return [Number.MAX_SAFE_INTEGER, p + 1];
-      case 0x0a:
-        return [le(p + 1, 1), p + 2];
-      case 0x0b:
-        return [le(p + 1, 2), p + 3];
-      case 0x0c:
-        return [le(p + 1, 4), p + 5];
-      case 0x0e:
-        return [le(p + 1, 8), p + 9];
       case 0x0d: {
         let s = '';
         for (let q = p + 1; ; q++) {
@@ -502,6 +536,20 @@ export function parseAcpiNamespace(blobs: readonly Uint8Array[]): AcpiNamespace 
   }
   return ns;
 }
+
+/** A GUID as ToUUID lays it out in a 16-byte buffer. */
+export function amlUuidBytes(guid: string): Uint8Array {
+  const h = guid.replace(/-/g, '');
+  if (!/^[0-9a-fA-F]{32}$/.test(h)) throw new FirmwareError('AML', `"${guid}" is not a GUID`, null, null);
+  const byte = (i: number): number => parseInt(h.slice(2 * i, 2 * i + 2), 16);
+  const order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+  return Uint8Array.from(order.map(byte));
+}
+
+/** The PCI firmware _DSM GUID (PCI Firmware Specification, "_DSM for PCI"). */
+export const PCI_ACPI_DSM_GUID = 'E5C937D0-3553-4D7A-9117-EA4D19C3434D';
+/** _DSM function 5: "preserve PCI boot configuration"; returning 0 means the OS must keep it. */
+export const DSM_PCI_PRESERVE_BOOT_CONFIG = 5;
 
 // ---------------------------------------------------------------------------------------------
 // Writer

@@ -7,8 +7,8 @@
  * evaluation does in Linux, with a warning saying why.
  */
 import { acpiFirmwareOfNode } from './acpi-boot.js';
-import { amlEvaluate, amlUuidBytes, DSM_PCI_PRESERVE_BOOT_CONFIG, PCI_ACPI_DSM_GUID } from './aml-eval.js';
-import { acpiPathEqual } from './aml.js';
+import { amlEvaluate } from './aml-eval.js';
+import { acpiPathEqual, amlUuidBytes, DSM_PCI_PRESERVE_BOOT_CONFIG, PCI_ACPI_DSM_GUID } from './aml.js';
 import type { DtNode } from '../of/tree.js';
 
 /** The _DSM revision Linux passes for this function. */

@@ -7,8 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseAcpiTables } from '../../../bus/acpi/acpi-boot.js';
-import { amlEvaluate, amlUuidBytes, PCI_ACPI_DSM_GUID } from '../../../bus/acpi/aml-eval.js';
-import { writeDsdt } from '../../../bus/acpi/aml.js';
+import { amlEvaluate } from '../../../bus/acpi/aml-eval.js';
+import { amlUuidBytes, PCI_ACPI_DSM_GUID, writeDsdt } from '../../../bus/acpi/aml.js';
 import { PciDevice } from '../../../bus/pci/pci-device.js';
 import { iommuIovaToPhys } from '../../../core/iommu-domain.js';
 import { devIommu } from '../../../core/iommu-device.js';
