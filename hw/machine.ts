@@ -9,13 +9,14 @@
  */
 import { vtime } from './vtime.js';
 import createDebug from 'debug';
-import type { BootFirmware, BootMemoryMap, CpuPort, IrqHandler } from './cpu-port.js';
+import { type BootFirmware, type BootMemoryMap, type CpuCosts, type CpuPort, type IrqHandler, ZERO_CPU_COSTS } from './cpu-port.js';
 import type { MachineAcpiTables, MachineMemoryMap } from './acpi.js';
 import { acpiFirmwareTree } from './acpi.js';
 import type { DmaPort } from './dma.js';
 import type { FirmwareNode, PhysRange } from './firmware.js';
 import type { InterruptController, IrqLine } from './gic.js';
 import { GicController, GicV2mFrame, ItsDoorbell } from './gic.js';
+import { GicIts } from './gic-its.js';
 import type { IommuMasterInfo, IommuModelInstance } from './iommu-models.js';
 import { Interconnect } from './interconnect.js';
 import { DeviceTreeInstantiator } from './machine-of.js';
@@ -59,6 +60,8 @@ export interface MachineOptions {
   iommuModels?: boolean;
   /** Options handed to IOMMU model factories, keyed by node path or by model name. */
   iommuOptions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** The CPUs' memory-operation costs kernel code is charged (CpuPort.costs; default all 0). */
+  cpuCosts?: Partial<CpuCosts>;
 }
 
 /** A device tree as the machine reads it (bus/of/tree.ts's DeviceTree fits this shape). */
@@ -137,7 +140,7 @@ export class Machine {
   readonly interconnect: Interconnect;
   readonly cpu: CpuPort;
   readonly interruptControllers = new Map<string, InterruptController>();
-  readonly msiFrames: (GicV2mFrame | ItsDoorbell)[] = [];
+  readonly msiFrames: (GicV2mFrame | ItsDoorbell | GicIts)[] = [];
   readonly iommus = new Map<string, IommuEntry>();
   /** Platform DMA masters by DT path. */
   readonly masters = new Map<string, PlatformDmaMaster>();
@@ -147,7 +150,9 @@ export class Machine {
   readonly pciHosts = new Map<string, PcieRootComplex>();
   readonly skippedNodes: SkippedNode[] = [];
   readonly warnings: string[] = [];
-  readonly options: Readonly<Required<Omit<MachineOptions, 'iommuOptions'>>> & Pick<MachineOptions, 'iommuOptions'>;
+  readonly options: Readonly<Required<Omit<MachineOptions, 'iommuOptions' | 'cpuCosts'>>> & Pick<MachineOptions, 'iommuOptions'>;
+  /** The CPUs' memory-operation costs (MachineOptions.cpuCosts over zeros). */
+  readonly cpuCosts: Readonly<CpuCosts>;
 
   private dtb: Uint8Array | null = null;
   private readonly acpi = new Map<string, Uint8Array>();
@@ -166,6 +171,11 @@ export class Machine {
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
       seed: opts.seed,
     };
+    const costs: CpuCosts = { ...ZERO_CPU_COSTS, ...(opts.cpuCosts ?? {}) };
+    for (const [k, v] of Object.entries(costs)) {
+      if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`machine option cpuCosts.${k}: ${String(v)} is not a finite number >= 0`);
+    }
+    this.cpuCosts = Object.freeze(costs);
     this.scheduler = new Scheduler(opts.seed);
     const now = (): number => this.scheduler.now;
     this.mmio = new MmioMap(this.trace, now);
@@ -242,6 +252,15 @@ export class Machine {
 
   addItsDoorbell(name: string, base: number, size: number): ItsDoorbell {
     const its = new ItsDoorbell(name, base, this.trace, () => this.scheduler.now);
+    this.mapMmio(base, size, its);
+    this.msiFrames.push(its);
+    return its;
+  }
+
+  /** A GICv3 ITS (hw/gic-its.ts) delivering LPIs to `gic`. */
+  addIts(name: string, base: number, size: number, gic: GicController): GicIts {
+    if (gic.version !== 3) throw new Error(`${name}: an ITS needs a GICv3 for its LPIs, ${gic.path} is a GICv${gic.version}`);
+    const its = new GicIts(name, base, gic, this.memory, this.scheduler, this.trace);
     this.mapMmio(base, size, its);
     this.msiFrames.push(its);
     return its;
@@ -470,6 +489,7 @@ export class Machine {
       delay: (ns) => scheduler.delay(ns, 'cpu delay'),
       startTimer: (ns, fn) => scheduler.startTimer(ns, fn, 'cpu timer'),
       monitor: (pa, fn) => this.armMonitor(pa, fn),
+      costs: this.cpuCosts,
     };
   }
 
