@@ -223,6 +223,18 @@ class ArmLpaeIoPgtable implements IoPgtable {
   private readonly blockSize = [0, 0, 0, 0];
   /** Per level: is its block size in the effective pgsize_bitmap? */
   private readonly sizeSupported = [false, false, false, false];
+  /** Per level: 1 / the input span of one table of that level (0 for the top level: the pgd spans all). */
+  private readonly tableSpanInv = [0, 0, 0, 0];
+  /**
+   * The last table walked to: the table of level `walkLevel` that covers input span number `walkSpan`
+   * (input address / span of one such table). A map or unmap at that level in that span starts there
+   * instead of walking down from the pgd again. Sound because a table leaves the tree only through
+   * freeSubtree, which forgets the walk (walkLevel = -1), and a new table never changes a path that
+   * was walked. The kernel walks from the pgd every time; the descriptors written are the same.
+   */
+  private walkLevel = -1;
+  private walkSpan = 0;
+  private walkTable = 0;
   private readonly iasLimit: number;
   private readonly oasLimit: number;
   private readonly pgdAllocSize: number;
@@ -302,6 +314,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
       this.blockSize[l] = 2 ** this.lvlShift[l];
       this.lvlMask[l] = (1 << (l === startLevel ? pgdBits : bpl)) - 1;
       this.sizeSupported[l] = l >= startLevel && bitmapHas(r.bitmap, this.blockSize[l]);
+      this.tableSpanInv[l] = l > startLevel ? 2 ** -((ARM_LPAE_MAX_LEVELS - l + 1) * bpl + 3) : 0;
     }
     this.iasLimit = 2 ** ias;
     this.oasLimit = 2 ** oas;
@@ -448,6 +461,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
 
   /** Free a table and every table below it (kernel: __arm_lpae_free_pgtable()). */
   private freeSubtree(lvl: number, table: number): void {
+    this.walkLevel = -1;
     const size = lvl === this.startLevel ? this.pgdAllocSize : this.granule;
     if (lvl < ARM_LPAE_MAX_LEVELS - 1) {
       const entries = (lvl === this.startLevel ? this.pgdSize : this.granule) / 8;
@@ -548,19 +562,28 @@ class ArmLpaeIoPgtable implements IoPgtable {
       const va = iova + mapped;
       const vaLo = va >>> 0;
       const vaHi = Math.floor(va * INV_TWO_32);
-      let table = this.pgd;
-      for (let l = this.startLevel; l < target; l++) {
-        const ptep = table + this.index(vaLo, vaHi, l) * 8;
-        const w = this.ram.words32(ptep);
-        const o = (ptep & PTEP_IN_FRAME) >>> 2;
-        const lo = w[o];
-        if (lo === 0) {
-          table = this.installTable(ptep, mapped);
-        } else if (this.isTable(lo, l)) {
-          table = this.tableAddr(lo, w[o + 1]);
-        } else {
-          throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l])} mapping`, mapped);
+      const span = Math.floor(va * this.tableSpanInv[target]);
+      let table: number;
+      if (target === this.walkLevel && span === this.walkSpan) {
+        table = this.walkTable;
+      } else {
+        table = this.pgd;
+        for (let l = this.startLevel; l < target; l++) {
+          const ptep = table + this.index(vaLo, vaHi, l) * 8;
+          const w = this.ram.words32(ptep);
+          const o = (ptep & PTEP_IN_FRAME) >>> 2;
+          const lo = w[o];
+          if (lo === 0) {
+            table = this.installTable(ptep, mapped);
+          } else if (this.isTable(lo, l)) {
+            table = this.tableAddr(lo, w[o + 1]);
+          } else {
+            throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l])} mapping`, mapped);
+          }
         }
+        this.walkLevel = target;
+        this.walkSpan = span;
+        this.walkTable = table;
       }
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - mapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
@@ -649,15 +672,24 @@ class ArmLpaeIoPgtable implements IoPgtable {
       const va = iova + unmapped;
       const vaLo = va >>> 0;
       const vaHi = Math.floor(va * INV_TWO_32);
-      let table = this.pgd;
-      for (let l = this.startLevel; l < target; l++) {
-        const ptep = table + this.index(vaLo, vaHi, l) * 8;
-        const w = this.ram.words32(ptep);
-        const o = (ptep & PTEP_IN_FRAME) >>> 2;
-        const lo = w[o];
-        // A hole, or a larger block that would have to be split: stop here.
-        if (!this.isTable(lo, l)) return unmapped;
-        table = this.tableAddr(lo, w[o + 1]);
+      const span = Math.floor(va * this.tableSpanInv[target]);
+      let table: number;
+      if (target === this.walkLevel && span === this.walkSpan) {
+        table = this.walkTable;
+      } else {
+        table = this.pgd;
+        for (let l = this.startLevel; l < target; l++) {
+          const ptep = table + this.index(vaLo, vaHi, l) * 8;
+          const w = this.ram.words32(ptep);
+          const o = (ptep & PTEP_IN_FRAME) >>> 2;
+          const lo = w[o];
+          // A hole, or a larger block that would have to be split: stop here.
+          if (!this.isTable(lo, l)) return unmapped;
+          table = this.tableAddr(lo, w[o + 1]);
+        }
+        this.walkLevel = target;
+        this.walkSpan = span;
+        this.walkTable = table;
       }
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - unmapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
