@@ -24,7 +24,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import * as echarts from 'echarts';
 import { iommuPagingDomainAlloc } from '../core/iommu-domain.js';
 import { iommuGroupGet } from '../core/iommu-group.js';
 import { iommuMap } from '../core/iommu-map.js';
@@ -33,6 +32,7 @@ import { ArmSmmuStrtab } from '../drivers/arm-smmu-v3/arm-smmu-v3-strtab.js';
 import { PhysicalMemory } from '../hw/memory.js';
 import { Outcome } from '../hw/smmu-v3/outcome.js';
 import type { CoherentBuffer } from '../mm/dma-coherent.js';
+import { svgChart } from '../cli/svg-chart.js';
 import { allocPages, bootSmmuV3, deviceOf, ownDomain, runIn, SMALL_SMMU_PATH, smallSmmuV3Tree, V3 } from '../scenarios/smmu-v3-lab.js';
 
 export interface ScalePoint {
@@ -243,26 +243,24 @@ function spreadOf(points: readonly ScalePoint[]): number {
 }
 
 function chart(c: ScaleCurve): string {
-  const chart = echarts.init(null, null, { renderer: 'svg', ssr: true, width: 640, height: 340 });
-  chart.setOption({
-    animation: false,
-    title: { text: `${c.name}: ${c.op}`, subtext: `spread ${c.spread.toFixed(2)}x${c.flat ? ' (flat)' : ''}`, left: 'center' },
-    legend: { bottom: 0 },
-    grid: { left: 70, right: 70, top: 70, bottom: 60 },
-    xAxis: { type: 'log', name: c.unit + 's', nameLocation: 'middle', nameGap: 28 },
-    yAxis: [
-      { type: 'log', name: 'ns / op' },
-      { type: 'value', name: 'bytes / unit' },
-    ],
-    series: [
-      { name: 'ns per op', type: 'line', data: c.points.map((p) => [p.size, p.nsPerOp]) },
-      { name: 'heap bytes per unit', type: 'line', yAxisIndex: 1, data: c.points.map((p) => [p.size, Math.round(p.heapBytesPerUnit)]) },
-      { name: 'sim RAM bytes per unit', type: 'line', yAxisIndex: 1, data: c.points.map((p) => [p.size, Math.round(p.ramBytesPerUnit)]) },
-    ],
-  });
-  const svg = chart.renderToSVGString();
-  chart.dispose();
-  return svg;
+  return svgChart(
+    {
+      title: { text: `${c.name}: ${c.op}`, subtext: `spread ${c.spread.toFixed(2)}x${c.flat ? ' (flat)' : ''}`, left: 'center' },
+      legend: { bottom: 0 },
+      grid: { left: 70, right: 70, top: 70, bottom: 60 },
+      xAxis: { type: 'log', name: c.unit + 's', nameLocation: 'middle', nameGap: 28 },
+      yAxis: [
+        { type: 'log', name: 'ns / op' },
+        { type: 'value', name: 'bytes / unit' },
+      ],
+      series: [
+        { name: 'ns per op', type: 'line', data: c.points.map((p) => [p.size, p.nsPerOp]) },
+        { name: 'heap bytes per unit', type: 'line', yAxisIndex: 1, data: c.points.map((p) => [p.size, Math.round(p.heapBytesPerUnit)]) },
+        { name: 'sim RAM bytes per unit', type: 'line', yAxisIndex: 1, data: c.points.map((p) => [p.size, Math.round(p.ramBytesPerUnit)]) },
+      ],
+    },
+    { width: 640, height: 340 },
+  );
 }
 
 export async function runScale(opts: { large: boolean; only: string | null; out: string; log: (l: string) => void }): Promise<ScaleCurve[]> {

@@ -1,22 +1,15 @@
 /**
- * The policy matrix as one self-contained HTML page: the report's JSON embedded, Chart.js (its UMD
- * build, read from the installed package) inlined, five charts and a table of every cell. Nothing is
- * fetched when the page is opened.
+ * The policy matrix as one self-contained HTML page: five charts drawn here as inline SVG (ECharts,
+ * rendered server-side through cli/svg-chart.ts, the project's one chart library), a table of every
+ * cell, and the report's JSON embedded. Nothing is fetched when the page is opened and no chart needs
+ * a script to appear.
  *
- * The page marks itself for tests and for people: `<body data-charts="N" data-painted="M">` once
- * its script ran (M: charts whose canvas has pixels drawn), `data-error` if anything threw.
+ * The page marks itself for tests and for people: `<body data-charts="N" data-painted="M">` once its
+ * small check script ran in a browser (M: charts whose SVG laid out with bars or marks in it),
+ * `data-error` if anything threw.
  */
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import type { MatrixReport } from '../scenarios/lib/kexec-matrix.js';
-
-/** Chart.js's browser build, from the installed package (its main entry sits beside it). */
-function chartJsSource(): string {
-  const require = createRequire(import.meta.url);
-  const main = require.resolve('chart.js');
-  return readFileSync(join(dirname(main), 'chart.umd.min.js'), 'utf8');
-}
+import type { MatrixReport, MatrixCell } from '../scenarios/lib/kexec-matrix.js';
+import { svgChart } from './svg-chart.js';
 
 function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -36,84 +29,107 @@ const PAGE_SCRIPT = String.raw`
 (function () {
   var body = document.body;
   try {
-    var report = JSON.parse(document.getElementById('report-data').textContent);
-    var cells = report.cells;
-    var label = function (c) { return c.kind + ' ' + c.policy + ' · ' + c.target + ' · quiesce=' + c.quiesce; };
-    var labels = cells.map(label);
-    var stanceColour = function (c, a) { return c.stance === 'bypass' ? 'rgba(200,60,50,' + a + ')' : 'rgba(40,100,190,' + a + ')'; };
-    var common = function (title, extra) {
-      var o = {
-        animation: false,
-        responsive: false,
-        plugins: { title: { display: true, text: title }, legend: { position: 'bottom' } },
-        scales: { x: { ticks: { autoSkip: false, maxRotation: 90, minRotation: 60, font: { size: 9 } } }, y: { beginAtZero: true } }
-      };
-      for (var k in extra || {}) o[k] = extra[k];
-      return o;
-    };
-    var charts = [];
-    var make = function (id, cfg) { charts.push(new Chart(document.getElementById(id), cfg)); };
-
-    make('chart-stray', {
-      type: 'bar',
-      data: { labels: labels, datasets: [{ label: 'stray bytes (written where the master had no buffer)', data: cells.map(function (c) { return c.strayBytes; }),
-        backgroundColor: cells.map(function (c) { return stanceColour(c, 0.8); }) }] },
-      options: common('Stray bytes per cell (red: bypass-stance policy, blue: abort-stance policy)')
-    });
-    make('chart-blocked', {
-      type: 'bar',
-      data: { labels: labels, datasets: [
-        { label: 'blocked (abort, bus error)', data: cells.map(function (c) { return c.blocked; }), backgroundColor: 'rgba(40,100,190,0.8)', stack: 's' },
-        { label: 'faulted (translation fault)', data: cells.map(function (c) { return c.faulted; }), backgroundColor: 'rgba(240,160,40,0.8)', stack: 's' },
-        { label: 'stray', data: cells.map(function (c) { return c.strayWrites; }), backgroundColor: 'rgba(200,60,50,0.8)', stack: 's' },
-        { label: 'landed in owned memory', data: cells.map(function (c) { return c.accounting.landedOwned; }), backgroundColor: 'rgba(90,170,90,0.8)', stack: 's' },
-        { label: 'still stalled at the end', data: cells.map(function (c) { return c.accounting.outstanding; }), backgroundColor: 'rgba(60,60,60,0.9)', stack: 's' }
-      ] },
-      options: common('Every transaction after the hand-over, by outcome', { scales: { x: { stacked: true, ticks: { autoSkip: false, maxRotation: 90, minRotation: 60, font: { size: 9 } } }, y: { stacked: true, beginAtZero: true } } })
-    });
-    make('chart-storm', {
-      type: 'bar',
-      data: { labels: labels, datasets: [
-        { type: 'bar', label: 'failed transactions per second', data: cells.map(function (c) { return c.storm.failedPerSecond; }), backgroundColor: 'rgba(240,160,40,0.8)', yAxisID: 'y' },
-        { type: 'line', label: 'interrupts', data: cells.map(function (c) { return c.storm.interrupts; }), borderColor: 'rgba(120,40,160,1)', backgroundColor: 'rgba(120,40,160,1)', yAxisID: 'y1', showLine: false, pointRadius: 4 },
-        { type: 'line', label: 'IOMMU log lines', data: cells.map(function (c) { return c.storm.iommuLogLines; }), borderColor: 'rgba(20,140,140,1)', backgroundColor: 'rgba(20,140,140,1)', yAxisID: 'y1', showLine: false, pointRadius: 4, pointStyle: 'triangle' }
-      ] },
-      options: common('Fault storm the incoming kernel sees', { scales: {
-        x: { ticks: { autoSkip: false, maxRotation: 90, minRotation: 60, font: { size: 9 } } },
-        y: { beginAtZero: true, position: 'left', title: { display: true, text: 'failed / s' } },
-        y1: { beginAtZero: true, position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: 'interrupts, log lines' } } } })
-    });
-    make('chart-boot', {
-      type: 'bar',
-      data: { labels: labels, datasets: [{ label: 'devices bound by the incoming kernel (red: it did not boot)', data: cells.map(function (c) { return c.boot.ok ? c.boot.devicesBound : 0.5; }),
-        backgroundColor: cells.map(function (c) { return c.boot.ok ? (c.boot.kdump ? 'rgba(120,40,160,0.8)' : 'rgba(90,170,90,0.8)') : 'rgba(200,60,50,0.9)'; }) }] },
-      options: common('Boot outcome (green: booted, purple: booted as a kdump kernel, red: failed)')
-    });
-    var kd = cells.filter(function (c) { return c.kdump; });
-    make('chart-kdump', {
-      type: 'bar',
-      data: { labels: kd.map(label), datasets: [
-        { label: 'vmcore bytes changed outside the masters\' buffers', data: kd.map(function (c) { return c.kdump.vmcoreBytesChangedOutsideBuffers; }), backgroundColor: 'rgba(200,60,50,0.8)' },
-        { label: 'vmcore bytes changed in the masters\' own buffers', data: kd.map(function (c) { return c.kdump.vmcoreBytesChanged - c.kdump.vmcoreBytesChangedOutsideBuffers; }), backgroundColor: 'rgba(240,160,40,0.8)' },
-        { label: 'crash kernel memory bytes changed', data: kd.map(function (c) { return c.kdump.crashKernelBytesChanged; }), backgroundColor: 'rgba(120,40,160,0.8)' }
-      ] },
-      options: common('kdump: bytes DMA changed after the panic')
-    });
-
+    var figs = document.querySelectorAll('figure.chart');
     var painted = 0;
-    charts.forEach(function (ch) {
-      var cv = ch.canvas, ctx = cv.getContext('2d');
-      var px = ctx.getImageData(0, 0, cv.width, cv.height).data, n = 0;
-      for (var i = 3; i < px.length; i += 4) if (px[i] !== 0) { n++; if (n > 100) break; }
-      if (n > 100) painted++;
-    });
-    body.setAttribute('data-charts', String(charts.length));
+    for (var i = 0; i < figs.length; i++) {
+      var svg = figs[i].querySelector('svg');
+      if (!svg) continue;
+      var box = svg.getBBox();
+      var marks = svg.querySelectorAll('path, rect, circle').length;
+      if (box.width > 0 && box.height > 0 && marks > 10) painted++;
+    }
+    body.setAttribute('data-charts', String(figs.length));
     body.setAttribute('data-painted', String(painted));
   } catch (e) {
     body.setAttribute('data-error', String(e && e.stack || e));
   }
 })();
 `;
+
+const BLUE = 'rgba(40,100,190,0.8)';
+const ORANGE = 'rgba(240,160,40,0.8)';
+const RED = 'rgba(200,60,50,0.8)';
+const GREEN = 'rgba(90,170,90,0.8)';
+const PURPLE = 'rgba(120,40,160,0.8)';
+const GREY = 'rgba(60,60,60,0.9)';
+const TEAL = 'rgba(20,140,140,1)';
+
+const label = (c: MatrixCell): string => `${c.kind} ${c.policy} · ${c.target} · quiesce=${c.quiesce}`;
+const stanceColour = (c: MatrixCell): string => (c.stance === 'bypass' ? RED : BLUE);
+
+/** The frame every chart shares: title, legend below, one rotated label per cell. */
+function frame(title: string, labels: readonly string[]): Record<string, unknown> {
+  return {
+    title: { text: title, left: 'center', textStyle: { fontSize: 14 } },
+    legend: { bottom: 0 },
+    grid: { left: 80, right: 80, top: 50, bottom: 230 },
+    xAxis: { type: 'category', data: labels, axisLabel: { interval: 0, rotate: 60, fontSize: 9 } },
+    yAxis: { type: 'value', min: 0 },
+  };
+}
+
+function bars(name: string, data: readonly number[], colour: string | readonly string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name,
+    type: 'bar',
+    data: typeof colour === 'string' ? data : data.map((value, i) => ({ value, itemStyle: { color: colour[i] } })),
+    itemStyle: { color: typeof colour === 'string' ? colour : colour[0] },
+    ...extra,
+  };
+}
+
+/** The five charts, each `[id, svg]`. */
+function matrixCharts(report: MatrixReport): [string, string][] {
+  const cells = report.cells;
+  const labels = cells.map(label);
+  const wide = { width: 1400, height: 560 };
+  const kd = cells.filter((c) => c.kdump);
+  const stack = { stack: 's' };
+  return [
+    ['chart-stray', svgChart({
+      ...frame('Stray bytes per cell (red: bypass-stance policy, blue: abort-stance policy)', labels),
+      series: [bars('stray bytes (written where the master had no buffer)', cells.map((c) => c.strayBytes), cells.map(stanceColour))],
+    }, wide)],
+    ['chart-blocked', svgChart({
+      ...frame('Every transaction after the hand-over, by outcome', labels),
+      series: [
+        bars('blocked (abort, bus error)', cells.map((c) => c.blocked), BLUE, stack),
+        bars('faulted (translation fault)', cells.map((c) => c.faulted), ORANGE, stack),
+        bars('stray', cells.map((c) => c.strayWrites), RED, stack),
+        bars('landed in owned memory', cells.map((c) => c.accounting.landedOwned), GREEN, stack),
+        bars('still stalled at the end', cells.map((c) => c.accounting.outstanding), GREY, stack),
+      ],
+    }, wide)],
+    ['chart-storm', svgChart({
+      ...frame('Fault storm the incoming kernel sees', labels),
+      yAxis: [
+        { type: 'value', min: 0, name: 'failed / s' },
+        { type: 'value', min: 0, name: 'interrupts, log lines', splitLine: { show: false } },
+      ],
+      series: [
+        bars('failed transactions per second', cells.map((c) => c.storm.failedPerSecond), ORANGE),
+        { name: 'interrupts', type: 'scatter', yAxisIndex: 1, symbolSize: 8, itemStyle: { color: PURPLE }, data: cells.map((c) => c.storm.interrupts) },
+        { name: 'IOMMU log lines', type: 'scatter', yAxisIndex: 1, symbol: 'triangle', symbolSize: 8, itemStyle: { color: TEAL }, data: cells.map((c) => c.storm.iommuLogLines) },
+      ],
+    }, wide)],
+    ['chart-boot', svgChart({
+      ...frame('Boot outcome (green: booted, purple: booted as a kdump kernel, red: failed)', labels),
+      series: [bars(
+        'devices bound by the incoming kernel (red: it did not boot)',
+        cells.map((c) => (c.boot.ok ? c.boot.devicesBound : 0.5)),
+        cells.map((c) => (c.boot.ok ? (c.boot.kdump ? PURPLE : GREEN) : RED)),
+      )],
+    }, { width: 1400, height: 520 })],
+    ['chart-kdump', svgChart({
+      ...frame('kdump: bytes DMA changed after the panic', kd.map(label)),
+      series: [
+        bars("vmcore bytes changed outside the masters' buffers", kd.map((c) => c.kdump?.vmcoreBytesChangedOutsideBuffers ?? 0), RED),
+        bars("vmcore bytes changed in the masters' own buffers", kd.map((c) => (c.kdump ? c.kdump.vmcoreBytesChanged - c.kdump.vmcoreBytesChangedOutsideBuffers : 0)), ORANGE),
+        bars('crash kernel memory bytes changed', kd.map((c) => c.kdump?.crashKernelBytesChanged ?? 0), PURPLE),
+      ],
+    }, { width: 1400, height: 520 })],
+  ];
+}
 
 export function matrixHtml(report: MatrixReport): string {
   const rows = report.cells
@@ -128,6 +144,7 @@ export function matrixHtml(report: MatrixReport): string {
     )
     .join('\n');
   const inputs = escapeHtml(JSON.stringify(report.inputs, null, 2));
+  const charts = matrixCharts(report).map(([id, svg]) => `<figure class="chart" id="${id}">${svg}</figure>`).join('\n');
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -135,7 +152,7 @@ export function matrixHtml(report: MatrixReport): string {
 <title>iommu-sim kexec policy matrix</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-canvas { display: block; margin: 1em 0 2em; border: 1px solid #ddd; }
+figure.chart { margin: 1em 0 2em; border: 1px solid #ddd; width: max-content; }
 table { border-collapse: collapse; font-size: 12px; }
 td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 td.pol { text-align: left; }
@@ -152,11 +169,7 @@ engines behind one kind of SMMU writing periodically (and on after failures), ha
 <h2>Inputs</h2>
 <pre>${inputs}</pre>
 <h2>Charts</h2>
-<canvas id="chart-stray" width="1400" height="420"></canvas>
-<canvas id="chart-blocked" width="1400" height="420"></canvas>
-<canvas id="chart-storm" width="1400" height="420"></canvas>
-<canvas id="chart-boot" width="1400" height="380"></canvas>
-<canvas id="chart-kdump" width="1400" height="380"></canvas>
+${charts}
 <h2>Cells</h2>
 <table>
 <thead><tr><th>smmu</th><th>policy</th><th>target</th><th>quiesce</th><th>stray writes</th><th>stray bytes</th><th>blocked</th><th>faulted</th>
@@ -166,7 +179,6 @@ ${rows}
 </tbody>
 </table>
 <script id="report-data" type="application/json">${scriptJson(report)}</script>
-<script>${scriptText(chartJsSource())}</script>
 <script>${scriptText(PAGE_SCRIPT)}</script>
 </body>
 </html>

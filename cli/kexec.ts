@@ -242,7 +242,7 @@ async function kexecMatrixCommand(o: KexecCmdOptions, deps: KexecCliDeps): Promi
   const unknown = [...new Set(report.cells.flatMap((c) => c.unknownParams))];
   printParamWarnings(unknown);
   const blind = report.cells.filter((c) => !c.observable);
-  if (blind.length > 0) process.stderr.write(`iommu-sim: ${blind.length} cell(s) had nothing to observe: ${blind[0]!.nothingToObserve}\n`);
+  if (blind.length > 0) process.stderr.write(`iommu-sim: ${blind.length} cell(s) had nothing to observe: ${blind[0].nothingToObserve}\n`);
   const dir = o.out ?? 'kexec-matrix';
   try {
     mkdirSync(dir, { recursive: true });

@@ -29,7 +29,7 @@ function readDoc(file: string): RunDocument {
 
 export function mergeDocuments(docs: readonly { file: string; doc: RunDocument }[]): RunDocument {
   if (docs.length === 0) throw new UsageError('merge needs at least one run document');
-  const first = docs[0]!;
+  const first = docs[0];
   const same = (d: RunDocument): boolean =>
     isDeepStrictEqual(d.inputs.scenarios, first.doc.inputs.scenarios) && isDeepStrictEqual(d.inputs.seeds, first.doc.inputs.seeds);
   const seen = new Set<number>();

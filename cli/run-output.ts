@@ -185,7 +185,7 @@ export function formatKtap(doc: RunDocument): string {
         out.push(`${ind}${r.verdict === 'pass' ? 'ok' : 'not ok'} ${j + 1} seed ${r.seed}`);
       });
     } else {
-      const r = s.results[0]!;
+      const r = s.results[0];
       checksBlock(r, '    ', s.name, s.module);
       out.push(`# ${ktapName(s.name)}: ${ktapName(r.shows)}`);
       if (Object.keys(r.figures).length) out.push(`# figures: ${ktapName(figuresText(r.figures))}`);

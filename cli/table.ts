@@ -39,14 +39,14 @@ export function formatTable(headers: readonly string[], rows: readonly (readonly
   const total = (): number => widths.reduce((a, w) => a + w, 0) + GAP * (widths.length - 1);
   // Narrow the widest wrappable column, one character at a time, until the table fits.
   while (total() > limit) {
-    const i = wrap.filter((c) => widths[c]! > Math.max(MIN_WRAPPED, headers[c]!.length)).sort((a, b) => widths[b]! - widths[a]!)[0];
+    const i = wrap.filter((c) => widths[c] > Math.max(MIN_WRAPPED, headers[c].length)).sort((a, b) => widths[b] - widths[a])[0];
     if (i === undefined) break;
-    widths[i]!--;
+    widths[i]--;
   }
   const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join(' '.repeat(GAP)).trimEnd();
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join(' '.repeat(GAP)).trimEnd();
   const rowLines = (cells: readonly string[]): string[] => {
-    const parts = cells.map((c, i) => (wrap.includes(i) ? wrapText(c, widths[i]!) : [c]));
+    const parts = cells.map((c, i) => (wrap.includes(i) ? wrapText(c, widths[i]) : [c]));
     const height = Math.max(...parts.map((p) => p.length));
     return Array.from({ length: height }, (_, k) => line(parts.map((p) => p[k] ?? '')));
   };

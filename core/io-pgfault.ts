@@ -120,7 +120,7 @@ export class IopfGroupImpl implements IopfGroup {
   }
 
   get lastFault(): IopfFault {
-    return this.faults[this.faults.length - 1]!;
+    return this.faults[this.faults.length - 1];
   }
 
   /** True until answered (or dropped by a device removal, which answers it). */
@@ -473,7 +473,7 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
     faults = [];
     let keep = 0;
     for (let i = 0; i < partial.length; i++) {
-      const p = partial[i]!;
+      const p = partial[i];
       if (p.fault.prm.grpid === prm.grpid) faults.push(p);
       else partial[keep++] = p;
     }

@@ -133,7 +133,7 @@ export class PhysicalMemory {
 
   read8(pa: number): number {
     const f = this.frameFor(pa, 1, 'read', false);
-    return f ? f[pa & FRAME_MASK]! : 0;
+    return f ? f[pa & FRAME_MASK] : 0;
   }
 
   write8(pa: number, v: number): void {

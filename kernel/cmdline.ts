@@ -99,10 +99,10 @@ const CRASHKERNEL: ParamSpec<CrashKernelSpec | null> = {
     if (value === null || value === '') throw new Error('expected SIZE[@OFFSET], e.g. 256M or 256M@0x60000000');
     const [sizeText, offsetText, extra] = value.split('@');
     if (extra !== undefined) throw new Error(`"${value}" has more than one "@"`);
-    if (sizeText!.includes(',') || sizeText!.includes(':')) {
+    if (sizeText.includes(',') || sizeText.includes(':')) {
       throw new Error(`"${value}": only the SIZE[@OFFSET] form is supported (not ranges, ",high" or ",low")`);
     }
-    const size = memparse(sizeText!);
+    const size = memparse(sizeText);
     if (size === 0) throw new Error('the size is 0');
     const offset = offsetText === undefined ? null : memparse(offsetText);
     return { size, offset };

@@ -32,7 +32,7 @@ export const scenario: Scenario = {
         c.ok(`${tag} trapped: each unmap exits and reaches the host through an ioctl`, t.exitsPerUnmap >= 1 && t.ioctlsPerUnmap >= 1, JSON.stringify(t));
         c.ok(`${tag} vcmdq: no exit, no ioctl, no command through the vSMMU`, v.exitsPerUnmap === 0 && v.ioctlsPerUnmap === 0 && v.trappedCommandsPerUnmap === 0, JSON.stringify(v));
         // Guest CPU i uses its LVCMDQ i = host VCMDQ 4 + i (the VM's VINTF is VINTF1).
-        const used = host.vcmdqs.map((q, i) => q.cq.stats.total - usedBefore[i]!).flatMap((d, i) => (d > 0 ? [i] : []));
+        const used = host.vcmdqs.map((q, i) => q.cq.stats.total - usedBefore[i]).flatMap((d, i) => (d > 0 ? [i] : []));
         c.equal(`${tag} vcmdq: the guest CPUs' queues took the commands`, used, Array.from({ length: threads }, (_, i) => 4 + i));
         c.ok(`${tag}: the VCMDQ unmap is faster`, v.usPerUnmap < t.usPerUnmap, `${v.usPerUnmap} vs ${t.usPerUnmap} µs`);
         figures[`${tag} trapped µs`] = round(t.usPerUnmap);

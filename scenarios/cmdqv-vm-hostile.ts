@@ -71,7 +71,7 @@ export const scenario: Scenario = {
     const g1: Tegra241Cmdqv = tegra241CmdqvOf(findArmSmmuV3(lab.guest.core, GUEST_SMMU))!;
     const g2: Tegra241Cmdqv = tegra241CmdqvOf(findArmSmmuV3(guest2.core, GUEST_SMMU))!;
     c.ok('both guests run their VINTF0 in guest mode (HYP_OWN reads 0)', !!g1 && !!g2 && !g1.vintfs[0]!.hypOwn && !g2.vintfs[0]!.hypOwn);
-    const q1 = host.vcmdqs[4]!;
+    const q1 = host.vcmdqs[4];
     const vq1 = g1.vintfs[0]!.lvcmdqs[0]!.cmdq;
     const consumed = (op: string): number => q1.cq.stats.consumed[op] ?? 0;
 
@@ -84,7 +84,7 @@ export const scenario: Scenario = {
         await dmaUnmapSingle(eng2.dev, iova, 4096, 'bidirectional');
       }
     };
-    const q2Before = host.vcmdqs[8]!.cq.stats.total;
+    const q2Before = host.vcmdqs[8].cq.stats.total;
 
     // 1. Mixed batch.
     const tlbiBefore = consumed('CMD_TLBI_NH_ASID');
@@ -123,9 +123,9 @@ export const scenario: Scenario = {
 
     // 5. Isolation.
     await runIn(lab, vm2Unmaps());
-    c.ok("VM2's unmaps ran on its VCMDQ throughout", host.vcmdqs[8]!.cq.stats.total - q2Before >= 32, `${host.vcmdqs[8]!.cq.stats.total - q2Before} commands`);
-    c.equal('VM2 saw no VCMDQ error, no vEVENT, no CMDQV interrupt', [host.vcmdqs[8]!.cq.stats.errors, vm2.vcmdqv!.stats.errorEvents, g2.stats.irqs], [0, 0, 0]);
+    c.ok("VM2's unmaps ran on its VCMDQ throughout", host.vcmdqs[8].cq.stats.total - q2Before >= 32, `${host.vcmdqs[8].cq.stats.total - q2Before} commands`);
+    c.equal('VM2 saw no VCMDQ error, no vEVENT, no CMDQV interrupt', [host.vcmdqs[8].cq.stats.errors, vm2.vcmdqv!.stats.errorEvents, g2.stats.irqs], [0, 0, 0]);
     c.equal("the host's VINTF0 saw no error", hostCmdqv.stats.vintf0Errors, 0);
-    return c.result({ 'VM1 VCMDQ errors': q1.cq.stats.errors, 'VM1 vEVENTs': lab.vm.vcmdqv!.stats.errorEvents, 'VM2 VCMDQ commands': host.vcmdqs[8]!.cq.stats.total - q2Before });
+    return c.result({ 'VM1 VCMDQ errors': q1.cq.stats.errors, 'VM1 vEVENTs': lab.vm.vcmdqv!.stats.errorEvents, 'VM2 VCMDQ commands': host.vcmdqs[8].cq.stats.total - q2Before });
   },
 };

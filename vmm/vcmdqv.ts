@@ -214,7 +214,7 @@ export class VCmdqv {
         return 0;
       case VI_INT_MASK_0:
       case VI_INT_MASK_1:
-        return this.viIntMask[(off - VI_INT_MASK_0) / 4]!;
+        return this.viIntMask[(off - VI_INT_MASK_0) / 4];
       case VINTF0 + VINTF_CONFIG:
         return this.vintfConfig;
       case VINTF0 + VINTF_STATUS:
@@ -222,9 +222,9 @@ export class VCmdqv {
     }
     if (off >= CMDQ_ERR_MAP_0 && off < CMDQ_ERR_MAP_0 + 16) return this.errWord((off - CMDQ_ERR_MAP_0) / 4);
     if (off >= VINTF0 + VINTF_LVCMDQ_ERR_MAP && off < VINTF0 + VINTF_LVCMDQ_ERR_MAP + 16) return this.errWord((off - VINTF0 - VINTF_LVCMDQ_ERR_MAP) / 4);
-    if (off >= CMDQ_ALLOC_MAP_0 && off < CMDQ_ALLOC_MAP_0 + 4 * this.q.length) return this.cmdqAlloc[(off - CMDQ_ALLOC_MAP_0) / 4]!;
+    if (off >= CMDQ_ALLOC_MAP_0 && off < CMDQ_ALLOC_MAP_0 + 4 * this.q.length) return this.cmdqAlloc[(off - CMDQ_ALLOC_MAP_0) / 4];
     const s = this.sidIndex(off);
-    if (s) return s.replace ? this.sidReplace[s.i]! : this.sidMatch[s.i]!;
+    if (s) return s.replace ? this.sidReplace[s.i] : this.sidMatch[s.i];
     this.host.log(`vCMDQV: read of unknown offset 0x${off.toString(16)} (RAZ)`);
     return 0;
   }
@@ -259,7 +259,7 @@ export class VCmdqv {
     }
     if (off >= CMDQ_ALLOC_MAP_0 && off < CMDQ_ALLOC_MAP_0 + 4 * this.q.length) {
       const i = (off - CMDQ_ALLOC_MAP_0) / 4;
-      const was = this.cmdqAlloc[i]! & CMDQ_ALLOCATED;
+      const was = this.cmdqAlloc[i] & CMDQ_ALLOCATED;
       this.cmdqAlloc[i] = v;
       if (was && !(v & CMDQ_ALLOCATED)) this.freeFrom(i);
       if (!was && v & CMDQ_ALLOCATED) this.setup(i);
@@ -389,9 +389,9 @@ export class VCmdqv {
   /** Create LVCMDQ `lidx`'s HW queue if every precondition holds now. */
   private setup(lidx: number): void {
     if (this.dead) return;
-    const l = this.q[lidx]!;
+    const l = this.q[lidx];
     const addr = l.base & BASE_ADDR_MASK;
-    if (!(this.config & CMDQV_EN) || !(this.vintfConfig & VINTF_EN) || !(this.cmdqAlloc[lidx]! & CMDQ_ALLOCATED) || addr === 0n) return;
+    if (!(this.config & CMDQV_EN) || !(this.vintfConfig & VINTF_EN) || !(this.cmdqAlloc[lidx] & CMDQ_ALLOCATED) || addr === 0n) return;
     if (this.pendingFrees > 0) {
       // The host still holds queues being freed (a reset in progress): decide once they are gone.
       this.work = this.work.then(() => this.setup(lidx));
@@ -420,7 +420,7 @@ export class VCmdqv {
   /** Free the HW queues of LVCMDQ `from` and above, highest first. */
   private freeFrom(from: number): void {
     for (let i = this.q.length - 1; i >= from; i--) {
-      const l = this.q[i]!;
+      const l = this.q[i];
       if (!l.hwq) continue;
       const id = l.hwq;
       l.hwq = 0;
@@ -452,7 +452,7 @@ export class VCmdqv {
     if (map === 0n) return;
     this.stats.errorEvents++;
     this.latched |= map;
-    if (!(this.viIntMask[0]! & 1)) {
+    if (!(this.viIntMask[0] & 1)) {
       this.stats.injected++;
       this.host.inject();
     }

@@ -209,7 +209,7 @@ export class Vm {
       // (kernel: struct iommu_viommu_tegra241_cmdqv — the page0 mmap offset and length come back.)
       const data = new Uint32Array(4);
       this.ids.viommu = await ctx.viommuAlloc(firstDev, this.ids.s2, IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV, data);
-      vintfMmap = { offset: data[0]! + data[1]! * 0x1_0000_0000, length: data[2]! + data[3]! * 0x1_0000_0000 };
+      vintfMmap = { offset: data[0] + data[1] * 0x1_0000_0000, length: data[2] + data[3] * 0x1_0000_0000 };
     } else {
       this.ids.viommu = await ctx.viommuAlloc(firstDev, this.ids.s2, IOMMU_VIOMMU_TYPE_ARM_SMMUV3);
     }
@@ -333,7 +333,7 @@ export class Vm {
     const ctx = this.iommufd;
     const host = this.opts.host;
     const info = ctx.getHwInfo(firstDev, IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV).data;
-    const params = { version: info[1]! & 0xff, log2vcmdqs: (info[1]! >>> 8) & 0xff, log2vsids: (info[1]! >>> 16) & 0xff };
+    const params = { version: info[1] & 0xff, log2vcmdqs: (info[1] >>> 8) & 0xff, log2vsids: (info[1] >>> 16) & 0xff };
     if (params.version !== 1 || params.log2vcmdqs < 1 || params.log2vsids < 4) {
       throw new KernelError('EOPNOTSUPP', `${this.name}: host CMDQV v${params.version} with 2^${params.log2vcmdqs} VCMDQs and 2^${params.log2vsids} SID pairs per VINTF cannot back a guest CMDQV`);
     }

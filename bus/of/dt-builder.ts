@@ -311,7 +311,7 @@ class Encoder {
     if (v instanceof DtBuilderNode) return cellBytes([this.phandles.get(v)!]);
     if (Array.isArray(v)) {
       const arr = v as readonly unknown[];
-      if (arr.length > 0 && arr.every((x) => typeof x === 'string')) return this.strings(prop, arr as string[]);
+      if (arr.length > 0 && arr.every((x) => typeof x === 'string')) return this.strings(prop, arr);
       return cellBytes(
         arr.map((x) => {
           if (typeof x === 'number') return this.u32(prop, x);

@@ -678,7 +678,7 @@ export class ArmSmmuCmdqBatch {
       this.init(ent);
     }
     if (this.num === CMDQ_BATCH_ENTRIES) {
-      this.cmdq!.issueCmdlistNowait(this.cmds, this.num, this.cmdq!.busyPolling);
+      this.cmdq.issueCmdlistNowait(this.cmds, this.num, this.cmdq.busyPolling);
       this.init(ent);
     }
     this.put(ent);

@@ -339,7 +339,7 @@ export async function armVsmmuAlloc(dev: Device, type: number, parent: IommuDoma
     cacheInvalidate: armVsmmuCacheInvalidate,
   };
   // Commands the implementation does not take directly are still the vSMMU's (trapped).
-  if (implType) return { ...ops, ...(await impl!.vsmmuInit!(smmu, viommu, parent.vmid, data)) };
+  if (implType) return { ...ops, ...(await impl.vsmmuInit!(smmu, viommu, parent.vmid, data)) };
   return ops;
 }
 

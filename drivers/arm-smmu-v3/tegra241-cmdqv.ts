@@ -658,7 +658,7 @@ export function armSmmuDtProbeTegra241Cmdqv(smmu: ArmSmmuDevice): void {
     smmu.warn(`${TEGRA241_CMDQV_DT_PROP} must be one phandle; CMDQV ignored`);
     return;
   }
-  const cnode = tree.byPhandle(cells[0]!);
+  const cnode = tree.byPhandle(cells[0]);
   if (!cnode) {
     smmu.warn(`${TEGRA241_CMDQV_DT_PROP} references phandle ${cells[0]}, which no node has; CMDQV ignored`);
     return;
@@ -894,7 +894,7 @@ async function tegra241CmdqvInitVintfUser(smmu: ArmSmmuDevice, viommu: IommufdVi
 function tegra241VdeviceInit(vintf: Tegra241Vintf, vdev: IommufdVdevice): void {
   const master = masterOf(vdev.idev.dev);
   if (master.streams.length !== 1) throw new KernelError('EINVAL', `${vdev.idev.dev.name} has ${master.streams.length} StreamIDs; a SID pair routes one`);
-  vdev.driverData = tegra241VintfInitVsid(vintf, vdev.virtId, master.streams[0]!);
+  vdev.driverData = tegra241VintfInitVsid(vintf, vdev.virtId, master.streams[0]);
 }
 
 /** IOMMU_HW_QUEUE_ALLOC of type TEGRA241_CMDQV: LVCMDQ `index`, in order, after the one below it. */

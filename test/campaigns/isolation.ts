@@ -151,7 +151,7 @@ export async function isolationCase(kind: SmmuKind, seed: number, rounds: number
 
   const issue = (allowedFor: (iova: number, write: boolean) => (number | null)[]): Pending => {
     stats.transactions++;
-    return issueDma(prng, master, busy, iovas[prng.int(NPAGES)]!, allowedFor);
+    return issueDma(prng, master, busy, iovas[prng.int(NPAGES)], allowedFor);
   };
   /** Whether a transaction of the current batch was refused by a fault (a context fault latched in FSR). */
   let batchFaulted = false;
@@ -207,9 +207,9 @@ export async function isolationCase(kind: SmmuKind, seed: number, rounds: number
     if (cur !== 'A' && cur !== 'B' || roll >= 8) {
       // Switch domain.
       const choices: DomKind[] = ['A', 'B', ...(Object.keys(special) as DomKind[])];
-      const next = choices[prng.int(choices.length)]!;
+      const next = choices[prng.int(choices.length)];
       const from = cur;
-      const fromDom = from === 'A' || from === 'B' ? doms[from] : special[from]!;
+      const fromDom = from === 'A' || from === 'B' ? doms[from] : special[from];
       const toDom = next === 'A' || next === 'B' ? doms[next] : special[next]!;
       log.push(`switch ${from} -> ${next}`);
       let refused = false;
@@ -239,7 +239,7 @@ export async function isolationCase(kind: SmmuKind, seed: number, rounds: number
       };
     } else {
       const d = cur;
-      const iova = iovas[prng.int(NPAGES)]!;
+      const iova = iovas[prng.int(NPAGES)];
       const m = maps[d].get(iova);
       if (m) {
         log.push(`unmap ${d} ${iova.toString(16)}`);
@@ -247,8 +247,8 @@ export async function isolationCase(kind: SmmuKind, seed: number, rounds: number
         racing = (i, w) => (i === iova ? [expected(i, w), null] : [expected(i, w)]);
         commit = () => maps[d].delete(iova);
       } else {
-        const pa = frames[prng.int(NPAGES)]!;
-        const prot = [IOMMU_READ | IOMMU_WRITE, IOMMU_READ, IOMMU_WRITE][prng.int(3)]!;
+        const pa = frames[prng.int(NPAGES)];
+        const prot = [IOMMU_READ | IOMMU_WRITE, IOMMU_READ, IOMMU_WRITE][prng.int(3)];
         log.push(`map ${d} ${iova.toString(16)} -> ${pa.toString(16)} prot ${prot}`);
         op = () => iommuMap(doms[d], iova, pa, PAGE, prot);
         racing = (i, w) => {
@@ -283,7 +283,7 @@ export async function isolationCase(kind: SmmuKind, seed: number, rounds: number
     checkMemory();
   }
   if (cur === 'A' || cur === 'B') await runK(iommuDetachDevice(doms[cur], dev));
-  else await runK(iommuDetachDevice(special[cur]!, dev).catch(() => undefined));
+  else await runK(iommuDetachDevice(special[cur], dev).catch(() => undefined));
   await runK(iommuDomainFree(doms.A));
   await runK(iommuDomainFree(doms.B));
   return stats;
@@ -342,7 +342,7 @@ export async function isolationDmaCase(kind: SmmuKind, seed: number, rounds: num
     const pool = [...live.keys(), ...stale.keys(), ...gone];
     if (pool.length === 0) return null;
     stats.transactions++;
-    return issueDma(prng, master, busy, pool[prng.int(pool.length)]!, f);
+    return issueDma(prng, master, busy, pool[prng.int(pool.length)], f);
   };
   const judge = (p: Pending): void => {
     const c = p.c;
@@ -381,8 +381,8 @@ export async function isolationDmaCase(kind: SmmuKind, seed: number, rounds: num
     let commit: (r: unknown) => void;
     const free = frames.filter((f) => ![...live.values()].some((m) => m.pa === f));
     if (live.size === 0 || (free.length > 0 && prng.int(2) === 0)) {
-      const pa = free[prng.int(free.length)]!;
-      const dir = (['bidirectional', 'to-device', 'from-device'] as const)[prng.int(3)]!;
+      const pa = free[prng.int(free.length)];
+      const dir = (['bidirectional', 'to-device', 'from-device'] as const)[prng.int(3)];
       log.push(`map ${pa.toString(16)} ${dir}`);
       op = dmaMapSingle(dev, pa, PAGE, dir);
       racing = (i, w) => allowed(i, w);
@@ -398,7 +398,7 @@ export async function isolationDmaCase(kind: SmmuKind, seed: number, rounds: num
       };
     } else {
       const keys = [...live.keys()];
-      const iova = keys[prng.int(keys.length)]!;
+      const iova = keys[prng.int(keys.length)];
       const m = live.get(iova)!;
       log.push(`unmap 0x${iova.toString(16)}`);
       op = dmaUnmapSingle(dev, iova, PAGE, m.dir);

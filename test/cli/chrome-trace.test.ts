@@ -41,9 +41,9 @@ describe('Chrome trace export', () => {
       ['CMD_SYNC', 'smmu-v3', 3, 1, 't'],
     ]);
     // The event's own fields become args, 64-bit values as hex (JSON has no BigInt).
-    expect(inst[0]!.args).toEqual({ op: 'write', pa: 0x905_0020, offset: 0x20, width: 64, value: '0x100000003' });
-    expect(inst[2]!.args).toMatchObject({ streamId: 0x100, ssid: null, outcome: 'fault', pa: null });
-    expect(inst[3]!.args).toEqual({ name: 'smmu-v3 command', args: { command: 'CMD_SYNC', words: ['0x1', '0xff'], raw: 'ab01' } });
+    expect(inst[0].args).toEqual({ op: 'write', pa: 0x905_0020, offset: 0x20, width: 64, value: '0x100000003' });
+    expect(inst[2].args).toMatchObject({ streamId: 0x100, ssid: null, outcome: 'fault', pa: null });
+    expect(inst[3].args).toEqual({ name: 'smmu-v3 command', args: { command: 'CMD_SYNC', words: ['0x1', '0xff'], raw: 'ab01' } });
     // What is written to the file must survive JSON (a nested BigInt would make stringify throw).
     expect(JSON.parse(JSON.stringify(t))).toEqual(t);
   });

@@ -103,6 +103,6 @@ describe('the README', () => {
     const at = readme.indexOf('### `boot --json`');
     const m = /```json\n([\s\S]*?)```/.exec(readme.slice(at));
     const r = await runCli(['boot', '--json']);
-    expect(JSON.parse(m![1]!)).toEqual(JSON.parse(r.stdout));
+    expect(JSON.parse(m![1])).toEqual(JSON.parse(r.stdout));
   });
 });

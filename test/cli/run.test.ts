@@ -62,9 +62,9 @@ describe('run --module', () => {
     expect(doc.version).toBe(1);
     expect(doc.inputs.seeds).toEqual({ from: 3, to: 3 });
     expect(doc.inputs.scenarios).toEqual([{ name: 'external-throws', module: external }]);
-    expect(doc.results[0]!.verdict).toBe('fail');
-    expect(doc.results[0]!.error).toMatchObject({ name: 'RangeError', message: 'seed 3 is out of range for this experiment' });
-    expect(doc.results[0]!.error!.stack).toMatch(/external\.ts:5:\d+/);
+    expect(doc.results[0].verdict).toBe('fail');
+    expect(doc.results[0].error).toMatchObject({ name: 'RangeError', message: 'seed 3 is out of range for this experiment' });
+    expect(doc.results[0].error!.stack).toMatch(/external\.ts:5:\d+/);
   });
 
   it('a module that exports no scenario is a usage error naming it', async () => {

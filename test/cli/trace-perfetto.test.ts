@@ -29,7 +29,7 @@ function load(file: string): TlProcess[] {
   const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
   try {
     const json = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: unknown[] };
-    const Lib = ((Tracelib as unknown as { default?: unknown }).default ?? Tracelib) as new (events: unknown[]) => {
+    const Lib = ((Tracelib as { default?: unknown }).default ?? Tracelib) as new (events: unknown[]) => {
       _performanceModel: { tracingModel(): { sortedProcesses(): TlProcess[] } };
     };
     return new Lib(json.traceEvents)._performanceModel.tracingModel().sortedProcesses();
@@ -47,7 +47,7 @@ describe('run --trace, loaded by a trace processor', () => {
     expect(r.status).toBe(0);
     const procs = load(file);
     expect(procs.map((p) => p.name())).toEqual(['boot-virt: machine 1', 'smmu-v3-fault: machine 1']);
-    const fault = procs[1]!;
+    const fault = procs[1];
     const threads = new Map(fault.sortedThreads().map((t) => [t.name(), t]));
     expect([...threads.keys()]).toEqual(expect.arrayContaining(['/iommu@9050000', '/dma@c010000']));
     const smmu = threads.get('/iommu@9050000')!.events().map((e) => e.name);

@@ -58,7 +58,7 @@ describe('device fault handlers (the 2019 API)', () => {
       { pasid: 3, grpid: 7, code: IOMMU_PAGE_RESP_INVALID },
       { pasid: 3, grpid: 7, code: IOMMU_PAGE_RESP_INVALID },
     ]);
-    expect(s.responses[1]!.evt.fault.prm.addr).toBe(0x2000);
+    expect(s.responses[1].evt.fault.prm.addr).toBe(0x2000);
   });
 
   it('gives page requests to the handler and matches responses by PASID and group index', async () => {
@@ -90,7 +90,7 @@ describe('device fault handlers (the 2019 API)', () => {
 
     iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 }));
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: 9, grpid: 5, code: IOMMU_PAGE_RESP_SUCCESS }]);
-    expect(s.responses[0]!.evt.fault.prm.addr).toBe(0x2000);
+    expect(s.responses[0].evt.fault.prm.addr).toBe(0x2000);
     // The same response again is stale: nothing is pending.
     expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 }))).toThrow(/EINVAL.*no pending PRQ/);
     expect(s.responses).toHaveLength(1);

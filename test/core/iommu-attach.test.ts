@@ -104,16 +104,16 @@ describe('attach and detach (kernel 6.17 rules)', () => {
     const { mock, shared } = await setup();
     const [d1, d2] = shared.devices;
     const def = shared.defaultDomain as MockDomain;
-    const dom = iommuPagingDomainAlloc(d1!) as MockDomain;
+    const dom = iommuPagingDomainAlloc(d1) as MockDomain;
     mock.failAttach = (domain, dev) => (domain === dom && dev === d2 ? 'ENOSPC' : null);
     await expect(iommuAttachGroup(dom, shared)).rejects.toThrow(/ENOSPC/);
     expect(shared.domain).toBe(def);
-    expect(mock.rid.get(d1!)).toBe(def);
-    expect(mock.rid.get(d2!)).toBe(def);
+    expect(mock.rid.get(d1)).toBe(def);
+    expect(mock.rid.get(d2)).toBe(def);
     expect(mock.callsOf('attach').slice(-3)).toEqual([
-      { op: 'attach', dev: d1!.name, domain: dom.label, old: def.label },
-      { op: 'attach', dev: d1!.name, domain: def.label, old: dom.label },
-      { op: 'attach', dev: d2!.name, domain: def.label, old: dom.label },
+      { op: 'attach', dev: d1.name, domain: dom.label, old: def.label },
+      { op: 'attach', dev: d1.name, domain: def.label, old: dom.label },
+      { op: 'attach', dev: d2.name, domain: def.label, old: dom.label },
     ]);
   });
 
@@ -180,19 +180,19 @@ describe('PASID attach', () => {
   it('publishes nothing when set_dev_pasid fails, and undoes the devices already done', async () => {
     const { k, mock, shared } = await setup();
     const [d1, d2] = shared.devices;
-    const dom = iommuPagingDomainAlloc(d1!) as MockDomain;
+    const dom = iommuPagingDomainAlloc(d1) as MockDomain;
     mock.failSetPasid = (_d, dev) => (dev === d2 ? 'ENOMEM' : null);
-    await expect(iommuAttachDevicePasid(dom, d1!, 5)).rejects.toThrow(/ENOMEM/);
+    await expect(iommuAttachDevicePasid(dom, d1, 5)).rejects.toThrow(/ENOMEM/);
     expect(shared.pasidArray.has(5)).toBe(false);
     expect(shared.pasidReserved.size).toBe(0);
     expect(mock.pasids.size).toBe(0);
     expect(mock.callsOf('set-pasid').map((c) => [c.dev, c.domain])).toEqual([
-      [d1!.name, dom.label],
-      [d1!.name, 'blocked'],
+      [d1.name, dom.label],
+      [d1.name, 'blocked'],
     ]);
     mock.failSetPasid = null;
-    await k.run(iommuAttachDevicePasid(dom, d1!, 5));
-    expect(mock.pasids.get(`${d2!.name}:5`)).toBe(dom);
+    await k.run(iommuAttachDevicePasid(dom, d1, 5));
+    expect(mock.pasids.get(`${d2.name}:5`)).toBe(dom);
   });
 
   it('skips devices of the group that have no PASIDs', async () => {

@@ -25,15 +25,15 @@ describe('platform device groups', () => {
     const [a, b, c, d] = ['a@1', 'b@2', 'c@3', 'd@4'].map((n) => iommuGroupGet(s.dev(n))!);
     expect(new Set([a, b, d]).size).toBe(3);
     expect(c).toBe(b);
-    expect(names(b!.devices)).toEqual(['/b@2', '/c@3']);
+    expect(names(b.devices)).toEqual(['/b@2', '/c@3']);
     // Both devices of the shared group were attached to its one default domain.
-    expect(s.mock.rid.get(s.dev('b@2'))).toBe(b!.defaultDomain);
-    expect(s.mock.rid.get(s.dev('c@3'))).toBe(b!.defaultDomain);
+    expect(s.mock.rid.get(s.dev('b@2'))).toBe(b.defaultDomain);
+    expect(s.mock.rid.get(s.dev('c@3'))).toBe(b.defaultDomain);
     expect(s.mock.callsOf('alloc')).toHaveLength(3);
     // A multi-device group cannot be attached device by device.
     const dom = iommuPagingDomainAlloc(s.dev('b@2'));
     await expect(iommuAttachDevice(dom, s.dev('b@2'))).rejects.toThrow(/EINVAL.*2 devices/);
-    await s.k.run(iommuAttachGroup(dom, b!));
+    await s.k.run(iommuAttachGroup(dom, b));
     expect(s.mock.rid.get(s.dev('c@3'))).toBe(dom);
   });
 

@@ -122,7 +122,7 @@ describe('Machine.fromDeviceTree', () => {
       iommuMap: [{ ridBase: 0, iommu: '/iommu@9050000', sidBase: 0x100, length: 0x1_0000 }],
       atsSupported: true,
     });
-    expect(host!.endpoints).toEqual([
+    expect(host.endpoints).toEqual([
       { node: '/pcie@40000000/ep@1,0', bdf: '00:01.0', rid: 0x8, streamId: 0x108, iommu: null, ats: true, pri: true, pasidBits: 16 },
       { node: '/pcie@40000000/ep@2,1', bdf: '00:02.1', rid: 0x11, streamId: 0x111, iommu: null, ats: false, pri: false, pasidBits: 0 },
     ]);
@@ -172,7 +172,7 @@ describe('Machine.fromDeviceTree', () => {
 
   it('reports overlapping regions of real-world firmware as warnings instead of failing', () => {
     const t = virtTree();
-    const dup = dtNode(t.root as never, 'iommu@9050000-dup', {
+    const dup = dtNode(t.root, 'iommu@9050000-dup', {
       compatible: 'arm,smmu-v3',
       reg: [0, 0x905_0000, 0, 0x2_0000],
       '#iommu-cells': 1,
@@ -185,7 +185,7 @@ describe('Machine.fromDeviceTree', () => {
 
   it('throws MachineFirmwareError naming the node for structurally malformed properties', () => {
     const t = virtTree();
-    dtNode(t.root as never, 'bad-master', { iommus: [77, 1] });
+    dtNode(t.root, 'bad-master', { iommus: [77, 1] });
     expect(() => Machine.fromDeviceTree(t, { seed: 1 })).toThrow(MachineFirmwareError);
     expect(() => Machine.fromDeviceTree(t, { seed: 1 })).toThrow(/phandle 77.*node \/bad-master/);
   });

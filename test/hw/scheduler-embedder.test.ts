@@ -48,7 +48,7 @@ describe('runUntilSettled started from a host callback', () => {
   it('still reports a real deadlock', async () => {
     const s = new Scheduler(1);
     const never = new Promise<void>(() => {});
-    await expect(startFrom(starters.setTimeout!, () => s.runUntilSettled(never, 'stuck'))).rejects.toThrow(/DeadlockError|nothing can wake it/);
+    await expect(startFrom(starters.setTimeout, () => s.runUntilSettled(never, 'stuck'))).rejects.toThrow(/DeadlockError|nothing can wake it/);
   });
 
   it('boots from a worker thread message callback', async () => {

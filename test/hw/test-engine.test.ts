@@ -214,7 +214,7 @@ describe('DMA test engine: firmware and identification', () => {
 
   it('skips an engine whose register region is too small, with a warning', () => {
     const t = engineTree();
-    dtNode(t.root as never, 'dma@20000000', { compatible: 'iommu-sim,dma-test-engine', reg: [0, 0x2000_0000, 0, 0x1000] });
+    dtNode(t.root, 'dma@20000000', { compatible: 'iommu-sim,dma-test-engine', reg: [0, 0x2000_0000, 0, 0x1000] });
     const m = Machine.fromDeviceTree(t, { seed: 1 });
     expect(m.testEngines.has('/dma@20000000')).toBe(false);
     expect(m.warnings.some((w) => w.includes('/dma@20000000') && w.includes('smaller than'))).toBe(true);
@@ -286,7 +286,7 @@ describe('DMA test engine: commands', () => {
   it('traces each frame start and end, and each transaction as a dma event', () => {
     const m = machine();
     const events: { kind: string; name?: string; op?: string; len?: number; args?: Record<string, unknown> }[] = [];
-    m.trace.subscribe((e) => events.push(e as never));
+    m.trace.subscribe((e) => events.push(e));
     program(m, DIRECT, 9, { cmd: OP.FILL, dst: RAM + 0x800, length: 0x1000, pattern: 4 });
     ring(m, DIRECT, 9, 1);
     settle(m);

@@ -392,7 +392,7 @@ describe('page allocator: random alloc/free sequences keep the books straight', 
               live.push({ pa, order: op.order });
             } else {
               const [victim] = live.splice(op.pick % live.length, 1);
-              a.freePages(victim!.pa, victim!.order);
+              a.freePages(victim.pa, victim.order);
             }
             const allocated = live.reduce((s, l) => s + PAGE_SIZE * 2 ** l.order, 0);
             if (a.usage().allocatedBytes !== allocated) return false;

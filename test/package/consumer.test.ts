@@ -27,7 +27,7 @@ function readmeExample(heading: string): string {
   expect(at).toBeGreaterThan(0);
   const m = /```ts\n([\s\S]*?)```/.exec(readme.slice(at));
   expect(m).not.toBeNull();
-  return m![1]!;
+  return m![1];
 }
 
 /** Run a command without blocking the test worker (npm install and the nested vitest take a while). */
@@ -54,7 +54,7 @@ describe('the packed tarball in a fresh project', () => {
     }
     symlinkSync(join(root, 'node_modules'), join(checkout, 'node_modules'));
     const packed = JSON.parse(await run(npm, ['pack', '--json', '--pack-destination', work], checkout)) as { filename: string; files: { path: string }[] }[];
-    const files = packed[0]!.files.map((f) => f.path);
+    const files = packed[0].files.map((f) => f.path);
     expect(files).toEqual(expect.arrayContaining(['README.md', 'package.json', 'bin/iommu-sim', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/iommu-sim.js', 'dist/cli/run-worker.js']));
     expect(files.filter((f) => /^(test|bench|dist\/bench|dist\/test)\//.test(f) || /\.ts$/.test(f.replace(/\.d\.ts$/, '')))).toEqual([]);
     const tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);

@@ -46,7 +46,7 @@ describe('a guest-owned VINTF', () => {
     expect(hv.sids.has(0)).toBe(true);
     expect(lab.vm.vcmdqv!.hwQueues.every((id) => id > 0)).toBe(true);
     const model = cmdqvModelOf(lab.machine);
-    const hostQ = model.vcmdqs[4]!;
+    const hostQ = model.vcmdqs[4];
     expect(hostQ.alloc & 1).toBe(1);
     const guestQueue = v0.lvcmdqs[0]!.cmdq.q.base;
     // The host VCMDQ reads the guest's own queue: BASE holds the host PA behind the guest's IPA.
@@ -78,7 +78,7 @@ describe('a guest-owned VINTF', () => {
     const cmds = new Uint32Array(2 * CMDQ_ENT_WORDS);
     armSmmuCmdqBuildCmd(cmds, 0, { opcode: CMDQ_OP_CFGI_STE, cfgi: { sid: 0x10, ssid: 0, leaf: true } });
     armSmmuCmdqBuildCmd(cmds, CMDQ_ENT_WORDS, { opcode: CMDQ_OP_TLBI_NH_ASID, tlbi: { num: 0, scale: 0, asid: 1, vmid: 0, leaf: false, ttl: 0, tg: 0, addr: 0 } });
-    const hostQ = cmdqvModelOf(lab.machine).vcmdqs[4]!;
+    const hostQ = cmdqvModelOf(lab.machine).vcmdqs[4];
     const before = { ...hostQ.cq.stats };
     const r = await runIn(lab, vq.cmdq.issueCmdlist(cmds, 2, true));
     await settle(lab, 1_000_000);
@@ -107,7 +107,7 @@ describe('a guest-owned VINTF', () => {
     expect(cfg(SID_MATCH(1, 0))).toBe(0);
     for (let q = 4; q < 8; q++) {
       expect(cfg(CMDQ_ALLOC(q)) & 1).toBe(0);
-      expect(model.vcmdqs[q]!.cq.enabled).toBe(false);
+      expect(model.vcmdqs[q].cq.enabled).toBe(false);
     }
     // One main-queue CMD_SYNC per freed VCMDQ (tegra241_vcmdq_hw_flush_timeout) and at VINTF deinit.
     expect(lab.model.cmdq.stats.syncs - mainSyncs).toBeGreaterThanOrEqual(4);
@@ -120,7 +120,7 @@ describe('a guest-owned VINTF', () => {
     const g2 = tegra241CmdqvOf(findArmSmmuV3(guest2.core, GUEST_SMMU))!;
     expect(g2.vintfs[0]!.lvcmdqs.every((q) => q?.enabled)).toBe(true);
     expect(tegra241CmdqvOf(lab.smmu)!.vintfs[1]!.enabled).toBe(true);
-    expect(model.vcmdqs[4]!.errorActive).toBe(false);
+    expect(model.vcmdqs[4].errorActive).toBe(false);
   });
 
   it('iommufd HW queue rules: slot taken EEXIST, out of order EIO, unmapped IOVA ENOENT, default type EOPNOTSUPP; a queue pins its IOAS range and outlives the one above it', async () => {
@@ -148,13 +148,13 @@ describe('a guest-owned VINTF', () => {
     const chunk = hwq0.iova - (hwq0.iova % 0x20_0000);
     expect(errnoOf(await runIn(lab, ctx.ioasUnmap(vm.ids.ioas, chunk, 0x20_0000)).catch((e: unknown) => e))).toBe('EBUSY');
     // Descending destroy only: LVCMDQ0 outlives LVCMDQ1.
-    expect(errnoOf(await runIn(lab, ctx.destroy(ids[0]!)).catch((e: unknown) => e))).toBe('EBUSY');
-    await runIn(lab, ctx.destroy(ids[3]!));
-    await runIn(lab, ctx.destroy(ids[2]!));
-    await runIn(lab, ctx.destroy(ids[1]!));
+    expect(errnoOf(await runIn(lab, ctx.destroy(ids[0])).catch((e: unknown) => e))).toBe('EBUSY');
+    await runIn(lab, ctx.destroy(ids[3]));
+    await runIn(lab, ctx.destroy(ids[2]));
+    await runIn(lab, ctx.destroy(ids[1]));
     // Re-allocating LVCMDQ2 before LVCMDQ1 breaks the ascending order.
     expect(tryAlloc(IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 2, hwq0.iova, hwq0.length)).toBe('EIO');
-    expect(cmdqvModelOf(lab.machine).vcmdqs[5]!.alloc & 1).toBe(0);
+    expect(cmdqvModelOf(lab.machine).vcmdqs[5].alloc & 1).toBe(0);
   });
 
   it('kexec in the guest: the next kernel resets the CMDQV (the VMM frees the old HW queues first), takes VINTF0 again and invalidates on its VCMDQ', async () => {
@@ -166,7 +166,7 @@ describe('a guest-owned VINTF', () => {
     expect(g.vintfs[0]!.lvcmdqs.every((q) => q?.enabled)).toBe(true);
     expect(lab.vm.vcmdqv!.hwQueues.every((id) => id > 0)).toBe(true);
     const eng = findTestEngine(second.core, GUEST_ENGINE_PATH);
-    const hostQ = cmdqvModelOf(lab.machine).vcmdqs[4]!;
+    const hostQ = cmdqvModelOf(lab.machine).vcmdqs[4];
     const before = hostQ.cq.stats.total;
     const page = second.alloc.allocPages(0, { kind: 'dma', device: eng.dev.name }, { zero: true });
     const iova = await runIn(lab, dmaMapSingle(eng.dev, page, 4096, 'bidirectional'));

@@ -31,7 +31,7 @@ const v3 = (over: Partial<IortNodeSpec & { kind: 'smmuv3' }> = {}, mappings: Ior
   deviceIdMappingIndex: 0,
   ...over,
   mappings,
-} as IortNodeSpec);
+});
 const rc = (mappings: IortMappingSpec[], segment = 0): IortNodeSpec => ({ kind: 'rc', memory: mem, atsAttribute: 1, pciSegment: segment, memoryAddressLimit: 64, pasidCapabilities: 0, mappings });
 const nc = (name: string, mappings: IortMappingSpec[]): IortNodeSpec => ({ kind: 'nc', flags: 0, memory: mem, memoryAddressLimit: 48, deviceName: name, mappings });
 
@@ -116,7 +116,7 @@ describe('IORT ID walks (iort_node_map_id)', () => {
   it('decides the DeviceID index by node revision: GSIVs below rev 5, the DeviceID-valid flag from rev 5', () => {
     const w = (): void => undefined;
     const mk = (revision: number, flags: number, gsivs: number) =>
-      parseIort(writeIort({ revision: 6, nodes: [its, { ...v3({ flags, eventGsiv: gsivs, priGsiv: gsivs, gerrGsiv: gsivs, syncGsiv: gsivs }, [{ inputBase: 0, count: 1, outputBase: 1, output: 0, single: true }]), revision } as IortNodeSpec] })).nodes[1];
+      parseIort(writeIort({ revision: 6, nodes: [its, { ...v3({ flags, eventGsiv: gsivs, priGsiv: gsivs, gerrGsiv: gsivs, syncGsiv: gsivs }, [{ inputBase: 0, count: 1, outputBase: 1, output: 0, single: true }]), revision }] })).nodes[1];
     expect(iortGetIdMappingIndex(mk(0, 0, 0), w)).toBe(-1);
     expect(iortGetIdMappingIndex(mk(4, 0, 0), w)).toBe(0);
     expect(iortGetIdMappingIndex(mk(4, 0, 100), w)).toBe(-1);

@@ -67,9 +67,9 @@ describe('IORT reader and writer', () => {
       const [its, nc, rc, smmu, v3, pmcg, rmr] = t.nodes;
       expect(its).toMatchObject({ kind: 'its', itsIds: [0, 7] });
       expect(nc).toMatchObject({ kind: 'nc', flags: 17, deviceName: '\\_SB_.DMA0', memoryAddressLimit: 48, memory: mem });
-      expect(nc!.mappings[0]).toMatchObject({ inputBase: 0, idCount: 0, outputBase: 0x20, outputReference: offs[4], flags: 1 });
+      expect(nc.mappings[0]).toMatchObject({ inputBase: 0, idCount: 0, outputBase: 0x20, outputReference: offs[4], flags: 1 });
       expect(rc).toMatchObject({ kind: 'rc', atsAttribute: 1, pciSegment: 2, memoryAddressLimit: 64 });
-      expect(rc!.mappings[0]).toMatchObject({ idCount: 0xff, outputBase: 0x1000 });
+      expect(rc.mappings[0]).toMatchObject({ idCount: 0xff, outputBase: 0x1000 });
       expect(smmu).toMatchObject({
         kind: 'smmu',
         base: 0x2b40_0000,

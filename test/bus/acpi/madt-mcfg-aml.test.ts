@@ -93,14 +93,14 @@ describe('AML name space subset', () => {
     expect(ns.devices.map((d) => d.path)).toEqual(['\\_SB_.DMA0', '\\_SB_.PCI0', '\\_SB_.PCI0.EP01']);
     const [dma, pci, ep] = ns.devices;
     expect(dma).toMatchObject({ hid: 'ISIM0001', uid: 7, cca: 1, parent: null });
-    expect(dma!.resources.memory).toEqual([{ base: 0xc00_0000, size: 0x1_0000 }, { base: 0x10_0000_0000, size: 0x2000 }]);
-    expect(dma!.resources.interrupts).toEqual([
+    expect(dma.resources.memory).toEqual([{ base: 0xc00_0000, size: 0x1_0000 }, { base: 0x10_0000_0000, size: 0x2000 }]);
+    expect(dma.resources.interrupts).toEqual([
       { gsiv: 128, edge: false, activeLow: false, shared: false },
       { gsiv: 129, edge: true, activeLow: true, shared: false },
     ]);
     expect(pci).toMatchObject({ hid: 'PNP0A08', cids: ['PNP0A03'], seg: 1, uid: 0 });
     expect(ep).toMatchObject({ parent: '\\_SB_.PCI0', adr: 0x0001_0002 });
-    expect(ep!.names.get('IPAS')).toBe(20);
+    expect(ep.names.get('IPAS')).toBe(20);
   });
 
   /** Hand-assembled AML: a definition block around `body`. */

@@ -76,11 +76,11 @@ describe('PCI on the machine', () => {
     const endpoint = machine.master('/pcie@40000000/ep@1,0');
     if (!(endpoint instanceof PcieEndpoint)) throw new Error('the machine has no endpoint model for ep@1,0');
     expect([endpoint.pasidEnabled, endpoint.priEnabled, endpoint.atsEnabled, endpoint.busMasterEnabled]).toEqual([false, false, false, false]);
-    expect(pciMaxPasids(ep!)).toBe(1 << 16);
-    pciEnablePasid(ep!);
-    pciEnablePri(ep!, 16);
-    pciEnableAts(ep!, 12);
-    pciSetMaster(ep!);
+    expect(pciMaxPasids(ep)).toBe(1 << 16);
+    pciEnablePasid(ep);
+    pciEnablePri(ep, 16);
+    pciEnableAts(ep, 12);
+    pciSetMaster(ep);
     expect([endpoint.pasidEnabled, endpoint.priEnabled, endpoint.atsEnabled, endpoint.busMasterEnabled]).toEqual([true, true, true, true]);
   });
 
@@ -92,14 +92,14 @@ describe('PCI on the machine', () => {
     await ofPlatformPopulate(core);
     const ep = core.findDevice('0000:00:01.0')!;
     const [vec] = msiAllocVectors(ep, 1);
-    expect(vec!.irq).toEqual({ controller: GIC, specifier: [0, 192, 1], name: '0000:00:01.0-msi0' });
+    expect(vec.irq).toEqual({ controller: GIC, specifier: [0, 192, 1], name: '0000:00:01.0-msi0' });
     let fired = 0;
-    requestIrq(ep, vec!.irq, () => (fired++, 'handled'), 'ep-msi');
+    requestIrq(ep, vec.irq, () => (fired++, 'handled'), 'ep-msi');
     const master = machine.master('/pcie@40000000/ep@1,0')!;
     pciSetMaster(ep as PciDevice);
     const data = new Uint8Array(4);
-    new DataView(data.buffer).setUint32(0, vec!.data, true);
-    const done = master.write(vec!.address, data);
+    new DataView(data.buffer).setUint32(0, vec.data, true);
+    const done = master.write(vec.address, data);
     await machine.scheduler.runUntilSettled(done);
     await machine.scheduler.runUntilIdle();
     expect(fired).toBe(1);

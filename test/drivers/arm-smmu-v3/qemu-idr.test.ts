@@ -77,7 +77,7 @@ describe("QEMU virt's SMMUv3 ID registers", () => {
     // No CONFIG_CMA_ALIGNMENT: PAGE_SHIFT + MAX_PAGE_ORDER (9 here: 2 MiB) = 21.
     const machine = machineFromTree(smallSmmuV3Tree({ engines: [{ sid: 0x20 }] }), {
       seed: 1,
-      iommuOptions: { [SMALL_SMMU_PATH]: QEMU_VIRT_SMMUV3_OPTIONS as Record<string, unknown> },
+      iommuOptions: { [SMALL_SMMU_PATH]: QEMU_VIRT_SMMUV3_OPTIONS },
     });
     const kernel = await boot(machine, { cmaAlignment: null });
     const lab = { smmu: findArmSmmuV3(kernel.core, SMALL_SMMU_PATH), model: smmuModel(machine, SMALL_SMMU_PATH) };

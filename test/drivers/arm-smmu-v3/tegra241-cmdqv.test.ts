@@ -32,7 +32,7 @@ describe('tegra241-cmdqv: probe and reset', () => {
     expect(lab.cmdqv.numVintfs).toBe(4);
     expect(lab.cmdqv.numLvcmdqsPerVintf).toBe(4);
     expect(m.cmdqvEnabled).toBe(true);
-    const v0 = m.vintfs[0]!;
+    const v0 = m.vintfs[0];
     expect(v0.enableOk).toBe(true);
     expect(v0.hypOwn).toBe(true);
     for (let q = 0; q < 4; q++) expect(m.vcmdqInfo(q)).toMatchObject({ enabled: true, mapped: true, vintf: 0, lidx: q, error: 0 });
@@ -66,10 +66,10 @@ describe('tegra241-cmdqv: queue choice', () => {
     await runIn(lab, onCpus(4, (cpu) => iommuUnmap(domain, 0x6000_0000 + cpu * 4096, 4096)), 'unmaps');
     const after = queueCounts(lab);
     for (let q = 0; q < 4; q++) {
-      const d = { commands: after[q + 1]!.commands - before[q + 1]!.commands, syncs: after[q + 1]!.syncs - before[q + 1]!.syncs };
+      const d = { commands: after[q + 1].commands - before[q + 1].commands, syncs: after[q + 1].syncs - before[q + 1].syncs };
       expect([q, d.syncs >= 1, d.commands >= 2]).toEqual([q, true, true]);
     }
-    expect(after[0]!.commands).toBe(before[0]!.commands);
+    expect(after[0].commands).toBe(before[0].commands);
     expect((await engineJob(lab, V3.engine, { op: 'checksum', src: 0x6000_3000, len: 64 })).state).toBe('error');
   });
 
@@ -110,7 +110,7 @@ describe('tegra241-cmdqv: error interrupt', () => {
     expect(r).toBe(0);
     expect(vcmdq.cmdq.stats.skipped).toBe(1);
     expect(lab.cmdqv.stats.vintf0Errors).toBe(1);
-    expect(lab.cmdqvModel.vcmdqs[1]!.errorActive).toBe(false);
+    expect(lab.cmdqvModel.vcmdqs[1].errorActive).toBe(false);
     expect(vq(lab, 'vcmdq1').errors).toBe(1);
     expect(lab.kernel.core.log.lines('warn').some((l) => /unexpected error reported\. vintf_map: 0+1, vcmdq_map 00000000:00000000:00000000:00000002/i.test(l.message))).toBe(true);
     // The queue works on.
@@ -152,7 +152,7 @@ describe('tegra241-cmdqv: guest mode (HYP_OWN reads 0)', () => {
     await runIn(lab, iommuMap(domain, 0x6000_0000, pa, 4096, IOMMU_READ), 'map');
     expect((await engineJob(lab, V3.engine, { op: 'checksum', src: 0x6000_0000, len: 64 })).state).toBe('done');
     await runIn(lab, iommuUnmap(domain, 0x6000_0000, 4096), 'unmap');
-    expect(lab.cmdqvModel.vcmdqs[0]!.cq.stats.consumed.CMD_TLBI_NH_VA).toBeGreaterThanOrEqual(1);
+    expect(lab.cmdqvModel.vcmdqs[0].cq.stats.consumed.CMD_TLBI_NH_VA).toBeGreaterThanOrEqual(1);
     expect(vq(lab, 'vcmdq0').errors).toBe(errors0);
     expect((await engineJob(lab, V3.engine, { op: 'checksum', src: 0x6000_0000, len: 64 })).state).toBe('error');
     // A list mixing an allowed and a forbidden command goes to the main queue, whole.
@@ -192,8 +192,8 @@ describe('tegra241-cmdqv: a user VINTF (the allocation API a VMM builds on)', ()
     const vintf = await runIn(lab, tegra241CmdqvAllocUserVintf(lab.cmdqv, 7), 'alloc vintf');
     expect(vintf.idx).toBe(1);
     expect(vintf.hypOwn).toBe(false);
-    expect(lab.cmdqvModel.vintfs[1]!).toMatchObject({ enableOk: true });
-    expect(lab.cmdqvModel.vintfs[1]!.vmid).toBe(7);
+    expect(lab.cmdqvModel.vintfs[1]).toMatchObject({ enableOk: true });
+    expect(lab.cmdqvModel.vintfs[1].vmid).toBe(7);
     tegra241VintfInitVsid(vintf, 5, 0x8);
     const qpa = allocPages(lab, 4096);
     tegra241VintfAllocLvcmdqUser(vintf, 0, qpa, 4096);
@@ -221,13 +221,13 @@ describe('tegra241-cmdqv: a user VINTF (the allocation API a VMM builds on)', ()
     await runIn(lab, lab.machine.scheduler.delay(100_000), 'error');
     expect((cpu.mmioRead32(page0 + 0x0) >>> 24) & 0x7f).toBe(1);
     expect(reports).toEqual([[1n, 0n]]);
-    expect(lab.cmdqvModel.vcmdqs[4]!.errorActive).toBe(true);
+    expect(lab.cmdqvModel.vcmdqs[4].errorActive).toBe(true);
     // Host VINTF0 is not disturbed.
     expect(lab.cmdqv.stats.vintf0Errors).toBe(0);
     await runIn(lab, tegra241CmdqvFreeUserVintf(vintf), 'free vintf');
-    expect(lab.cmdqvModel.vintfs[1]!.enableOk).toBe(false);
+    expect(lab.cmdqvModel.vintfs[1].enableOk).toBe(false);
     expect(lab.cmdqvModel.vcmdqInfo(4)).toMatchObject({ mapped: false, enabled: false });
-    expect(lab.cmdqvModel.vcmdqs[4]!.errorActive).toBe(false);
+    expect(lab.cmdqvModel.vcmdqs[4].errorActive).toBe(false);
   });
 });
 
@@ -245,6 +245,6 @@ describe('tegra241-cmdqv: kexec', () => {
     for (let q = 0; q < 4; q++) expect(lab.cmdqvModel.vcmdqInfo(q)).toMatchObject({ enabled: true, mapped: true, vintf: 0, lidx: q });
     expect(cmdqv.vintfs[1]).toBeNull();
     // The old kernel's VINTF1 is still enabled in the hardware: nothing in the reset sequence touches it.
-    expect(lab.cmdqvModel.vintfs[1]!.enableOk).toBe(true);
+    expect(lab.cmdqvModel.vintfs[1].enableOk).toBe(true);
   });
 });

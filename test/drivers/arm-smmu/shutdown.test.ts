@@ -110,7 +110,7 @@ describe('arm-smmu shutdown and kexec with transactions waiting behind a stall',
           await new Promise<void>(() => undefined); // never answers
           return 0 as const;
         });
-        const model = b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0]!.device as SmmuV2;
+        const model = b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0].device as SmmuV2;
         const cbndx = armSmmuDomainContextBank(domain);
         const N = 8;
         const done: (DmaCompletion | null)[] = Array.from({ length: N }, () => null);

@@ -21,9 +21,9 @@ describe('SMMUv3 model: stalls', () => {
     expect(ev).toMatchObject({ id: EVT.F_TRANSLATION, sid: 7, stall: true, addr: IOVA, rnw: true, pnu: true });
     expect(rig.smmu.stalls.count).toBe(1);
     pt.map(IOVA, buf, 0x1000);
-    rig.issue(CMD.resume(8, ev!.stag, 1)); // wrong StreamID: no effect
+    rig.issue(CMD.resume(8, ev.stag, 1)); // wrong StreamID: no effect
     expect(t.c).toBeNull();
-    rig.issue(CMD.resume(7, ev!.stag, 1));
+    rig.issue(CMD.resume(7, ev.stag, 1));
     expect(t.c?.status).toBe('ok');
     expect(new DataView(t.c!.data!.buffer).getUint32(0, true)).toBe(0x600d);
     expect(rig.smmu.stalls.count).toBe(0);
@@ -33,11 +33,11 @@ describe('SMMUv3 model: stalls', () => {
     const { rig } = stallRig();
     const t = rig.dma({ streamId: 7, addr: IOVA });
     const [first] = rig.events();
-    rig.issue(CMD.resume(7, first!.stag, 1));
+    rig.issue(CMD.resume(7, first.stag, 1));
     expect(t.c).toBeNull();
     const [second] = rig.events();
     expect(second).toMatchObject({ stall: true, addr: IOVA });
-    rig.issue(CMD.resume(7, second!.stag, 2));
+    rig.issue(CMD.resume(7, second.stag, 2));
     expect(t.c?.status).toBe('abort');
   });
 
@@ -47,7 +47,7 @@ describe('SMMUv3 model: stalls', () => {
     const b = rig.dma({ streamId: 7, addr: IOVA + 0x1000, len: 8 });
     const c = rig.dma({ streamId: 7, addr: IOVA + 0x2000, write: true });
     const [ea, eb] = rig.events();
-    rig.issue(CMD.resume(7, ea!.stag, 2), CMD.resume(7, eb!.stag, 0));
+    rig.issue(CMD.resume(7, ea.stag, 2), CMD.resume(7, eb.stag, 0));
     expect(a.c?.status).toBe('abort');
     expect(b.c?.status).toBe('terminated');
     expect([...b.c!.data!]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
@@ -70,7 +70,7 @@ describe('SMMUv3 model: stalls', () => {
     rig.settle();
     const [stallEv] = rig.events();
     expect(stallEv).toMatchObject({ stall: true, sid: 7 });
-    rig.issue(CMD.resume(7, stallEv!.stag, 2));
+    rig.issue(CMD.resume(7, stallEv.stag, 2));
     expect(t.c?.status).toBe('abort');
   });
 
@@ -109,7 +109,7 @@ describe('SMMUv3 model: stalls', () => {
     expect(t.c).toBeNull();
     const [ev] = rig.events();
     expect(ev).toMatchObject({ id: EVT.F_TRANSLATION, s2: true, stall: true, ipa: 0x3000 });
-    rig.issue(CMD.resume(2, ev!.stag, 2));
+    rig.issue(CMD.resume(2, ev.stag, 2));
     expect(t.c?.status).toBe('abort');
   });
 });
