@@ -446,7 +446,7 @@ async function iopfRunBatch(queue: IopfQueue): Promise<void> {
   queue.batch = [];
   let waits: Promise<void>[] | null = null;
   for (let i = 0; i < batch.length; i++) {
-    const w = iopfRunGroup(queue, batch[i]!.group, batch[i]!.handler);
+    const w = iopfRunGroup(queue, batch[i].group, batch[i].handler);
     if (w) (waits ??= []).push(w);
   }
   if (waits) await Promise.all(waits);

@@ -534,7 +534,7 @@ export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
       const rets = await Promise.all(results);
       for (let i = 0; i < rets.length; i++) {
         if (rets[i] === 0 || !ratelimitOk(smmu)) continue;
-        const report = reports[i]!;
+        const report = reports[i];
         smmu.info(`event 0x${report.id.toString(16).padStart(2, '0')} received: ${armSmmuDescribeEvent(report)}`);
         for (const qw of report.raw) smmu.info(`\t${qw}`);
       }

@@ -644,7 +644,7 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     const atc = this.atc;
     let keep = 0;
     for (let i = 0; i < atc.length; i++) {
-      const o = atc[i]!;
+      const o = atc[i];
       if (!(o.ssid === e.ssid && o.priv === e.priv && o.base < e.base + e.size && e.base < o.base + o.size)) atc[keep++] = o;
     }
     atc.length = keep;
