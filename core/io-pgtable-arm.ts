@@ -543,6 +543,38 @@ class ArmLpaeIoPgtable implements IoPgtable {
 
   // ---- ops ----
 
+  /**
+   * Walk to the table of level `target` holding the entry for the input address (split as lo/hi u32),
+   * and leave its address in walkTable: straight there when the last walk reached the same table.
+   * `create` (map): install missing tables, EEXIST at a block in the way. Otherwise (unmap): false at a
+   * hole or a block.
+   */
+  private walkTo(vaLo: number, vaHi: number, target: number, create: boolean, mapped: number): boolean {
+    const va = vaHi * TWO_32 + vaLo;
+    const span = Math.floor(va * this.tableSpanInv[target]);
+    if (target === this.walkLevel && span === this.walkSpan) return true;
+    let table = this.pgd;
+    for (let l = this.startLevel; l < target; l++) {
+      const ptep = table + this.index(vaLo, vaHi, l) * 8;
+      const w = this.ram.words32(ptep);
+      const o = (ptep & PTEP_IN_FRAME) >>> 2;
+      const lo = w[o];
+      if (this.isTable(lo, l)) {
+        table = this.tableAddr(lo, w[o + 1]);
+      } else if (!create) {
+        return false;
+      } else if (lo === 0) {
+        table = this.installTable(ptep, mapped);
+      } else {
+        throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l])} mapping`, mapped);
+      }
+    }
+    this.walkLevel = target;
+    this.walkSpan = span;
+    this.walkTable = table;
+    return true;
+  }
+
   // kernel: arm_lpae_map_pages() [io-pgtable-arm.c]
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
     this.checkLive('map');
@@ -562,29 +594,8 @@ class ArmLpaeIoPgtable implements IoPgtable {
       const va = iova + mapped;
       const vaLo = va >>> 0;
       const vaHi = Math.floor(va * INV_TWO_32);
-      const span = Math.floor(va * this.tableSpanInv[target]);
-      let table: number;
-      if (target === this.walkLevel && span === this.walkSpan) {
-        table = this.walkTable;
-      } else {
-        table = this.pgd;
-        for (let l = this.startLevel; l < target; l++) {
-          const ptep = table + this.index(vaLo, vaHi, l) * 8;
-          const w = this.ram.words32(ptep);
-          const o = (ptep & PTEP_IN_FRAME) >>> 2;
-          const lo = w[o];
-          if (lo === 0) {
-            table = this.installTable(ptep, mapped);
-          } else if (this.isTable(lo, l)) {
-            table = this.tableAddr(lo, w[o + 1]);
-          } else {
-            throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l])} mapping`, mapped);
-          }
-        }
-        this.walkLevel = target;
-        this.walkSpan = span;
-        this.walkTable = table;
-      }
+      this.walkTo(vaLo, vaHi, target, true, mapped);
+      const table = this.walkTable;
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - mapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
       this.initPtes(table + idx * 8, n, va, paddr + mapped, target, leafLo, mapped);
@@ -672,25 +683,9 @@ class ArmLpaeIoPgtable implements IoPgtable {
       const va = iova + unmapped;
       const vaLo = va >>> 0;
       const vaHi = Math.floor(va * INV_TWO_32);
-      const span = Math.floor(va * this.tableSpanInv[target]);
-      let table: number;
-      if (target === this.walkLevel && span === this.walkSpan) {
-        table = this.walkTable;
-      } else {
-        table = this.pgd;
-        for (let l = this.startLevel; l < target; l++) {
-          const ptep = table + this.index(vaLo, vaHi, l) * 8;
-          const w = this.ram.words32(ptep);
-          const o = (ptep & PTEP_IN_FRAME) >>> 2;
-          const lo = w[o];
-          // A hole, or a larger block that would have to be split: stop here.
-          if (!this.isTable(lo, l)) return unmapped;
-          table = this.tableAddr(lo, w[o + 1]);
-        }
-        this.walkLevel = target;
-        this.walkSpan = span;
-        this.walkTable = table;
-      }
+      // A hole, or a larger block that would have to be split: stop here.
+      if (!this.walkTo(vaLo, vaHi, target, false, 0)) return unmapped;
+      const table = this.walkTable;
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - unmapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
       const cleared = this.clearPtes(table + idx * 8, n, va, target, gather);
