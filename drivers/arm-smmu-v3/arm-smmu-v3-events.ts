@@ -200,14 +200,7 @@ function ratelimitOk(smmu: ArmSmmuDevice): boolean {
   return false;
 }
 
-/** A plain copy of a queue entry's words (kept by a report until its hex is asked for). */
-function copyWords(w: Uint32Array): number[] {
-  const out = new Array<number>(w.length);
-  for (let i = 0; i < w.length; i++) out[i] = w[i]!;
-  return out;
-}
-
-function qwordsHex(w: ArrayLike<number>): string[] {
+function qwordsHex(w: Uint32Array): string[] {
   const out: string[] = [];
   for (let i = 0; i < w.length; i += 2) out.push(`0x${w[i + 1].toString(16).padStart(8, '0')}${w[i].toString(16).padStart(8, '0')}`);
   return out;
@@ -226,8 +219,6 @@ export function armSmmuDecodeEvent(evt: Uint32Array, time: number, master: strin
   const fetch = id === EVT_ID_STE_FETCH_FAULT || id === EVT_ID_CD_FETCH_FAULT || id === EVT_ID_TT_FETCH_FAULT;
   const rnw = EVTQ_1_RnW.isSet(evt);
   const cls = EVTQ_1_CLASS.get(evt);
-  const words = copyWords(evt);
-  let hexed: string[] | null = null;
   return {
     time,
     kind: 'event',
@@ -250,10 +241,7 @@ export function armSmmuDecodeEvent(evt: Uint32Array, time: number, master: strin
     last: false,
     master,
     outcome: '',
-    // Formatted when first read: most records are never printed (a copy of the words until then).
-    get raw(): readonly string[] {
-      return (hexed ??= qwordsHex(words));
-    },
+    raw: qwordsHex(evt),
   };
 }
 
@@ -564,8 +552,6 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
   const read = PRIQ_0_PERM_READ.isSet(evt);
   const write = PRIQ_0_PERM_WRITE.isSet(evt);
   const master = smmu.streams.get(sid) ?? null;
-  const words = copyWords(evt);
-  let hexed: string[] | null = null;
   const report: ArmSmmuEventReport = {
     time: smmu.port.now(),
     kind: 'page-request',
@@ -588,10 +574,7 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
     last,
     master: master?.dev.name ?? null,
     outcome: '',
-    // Formatted when first read: most records are never printed (a copy of the words until then).
-    get raw(): readonly string[] {
-      return (hexed ??= qwordsHex(words));
-    },
+    raw: qwordsHex(evt),
   };
   record(smmu, report);
   // A Stop Marker (Last, no access, with a PASID) is not a request: nothing answers it.
