@@ -3,7 +3,8 @@
  * requests buffered until the LAST one of their group, groups handed to the faulting domain's
  * `iopfHandler` on a named workqueue, and the one place every page response leaves the core.
  *
- * Rules (as io-pgfault.c of 6.17, with the 2019 device-handler API alongside):
+ * Rules (as io-pgfault.c of 6.17; the per-device state also holds the slot of the 2019 device
+ * fault handler, whose API is iommu-fault-legacy.ts):
  * - a device joins one queue (`iopfQueueAddDevice`, EBUSY if it is already on one; ENODEV if its
  *   IOMMU cannot answer page requests) and leaves it with `iopfQueueRemoveDevice`, which drops its
  *   partial requests and answers every pending group INVALID, so no master waits forever;

@@ -23,6 +23,9 @@
  * Descriptors are handled as two u32 halves (lo = bits 31:0, hi = bits 63:32): no BigInt per PTE.
  * An entry whose lo word is zero is empty: this code writes every descriptor with a type in the lo
  * word and clears both halves, so the hi word need not be read to tell (the kernel tests all 64 bits).
+ *
+ * One file over ~700 lines on purpose: it mirrors one kernel file, io-pgtable-arm.c (both formats
+ * and all granules share the walk, map and unmap code).
  */
 import { KernelError } from '../bus/errno.js';
 import type { RamAccess } from '../hw/cpu-port.js';

@@ -27,6 +27,10 @@
  * Errors are the kernel's: ENOENT for an unknown ID or a wrong object type, EINVAL for bad
  * arguments, EBUSY for an object still in use, EOPNOTSUPP for what the driver cannot do, EEXIST for
  * an overlapping map.
+ *
+ * One file over ~700 lines on purpose: the objects are small classes and every call is a method of
+ * the one context (`IommufdCtx`) that owns the object table and its ID space, as the kernel's ioctls
+ * all dispatch through one iommufd_ctx.
  */
 import type { Device } from '../bus/device.js';
 import { KernelError } from '../bus/errno.js';

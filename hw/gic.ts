@@ -26,6 +26,7 @@
  *   counts writes and remembers the EventIDs written. There are no device/collection tables and no
  *   LPI is delivered; every other ITS register reads as zero and ignores writes.
  */
+import { field } from './bitfield.js';
 import { vtime } from './vtime.js';
 import createDebug from 'debug';
 import type { MmioDevice } from './mmio.js';
@@ -343,9 +344,9 @@ export class GenericInterruptController extends InterruptController {
 
 /** GICv2m MSI frame registers. */
 export const V2M_MSI_TYPER = 0x008;
-export const V2M_MSI_TYPER_BASE_SHIFT = 16;
-export const V2M_MSI_TYPER_BASE_MASK = 0x3ff;
-export const V2M_MSI_TYPER_NUM_MASK = 0x3ff;
+/** The first SPI of the frame's block, and how many SPIs it has. */
+export const V2M_MSI_TYPER_BASE = field('MSI_TYPER.BASE', 25, 16);
+export const V2M_MSI_TYPER_NUM = field('MSI_TYPER.NUMBER', 9, 0);
 export const V2M_MSI_SETSPI_NS = 0x040;
 export const V2M_MSI_IIDR = 0xfcc;
 /** IIDR of our frame: implementer Arm (0x43b), product 0, revision 0. */
@@ -368,7 +369,7 @@ export class GicV2mFrame implements MmioDevice {
     private readonly trace: Trace,
     private readonly now: () => number,
   ) {
-    if (baseSpi < GIC_SPI_BASE || numSpis < 1 || baseSpi + numSpis - 1 > GIC_SPI_MAX || baseSpi > V2M_MSI_TYPER_BASE_MASK) {
+    if (baseSpi < GIC_SPI_BASE || numSpis < 1 || baseSpi + numSpis - 1 > GIC_SPI_MAX || baseSpi > V2M_MSI_TYPER_BASE.max) {
       throw new RangeError(`${name}: SPI block ${baseSpi}+${numSpis} does not fit the GIC's SPIs (32..1019)`);
     }
   }
@@ -385,7 +386,7 @@ export class GicV2mFrame implements MmioDevice {
   peek32(offset: number): number {
     switch (offset) {
       case V2M_MSI_TYPER:
-        return ((this.baseSpi & V2M_MSI_TYPER_BASE_MASK) << V2M_MSI_TYPER_BASE_SHIFT) | (this.numSpis & V2M_MSI_TYPER_NUM_MASK);
+        return (V2M_MSI_TYPER_BASE.encode(this.baseSpi) | V2M_MSI_TYPER_NUM.encode(this.numSpis)) >>> 0;
       case V2M_MSI_IIDR:
         return V2M_IIDR_VALUE;
       default:

@@ -13,8 +13,13 @@
  */
 import { isKernelError } from '../bus/errno.js';
 import { IOMMU_HWPT_ALLOC_PASID, iommuPagingDomainAllocFlags } from '../core/iommu-domain.js';
-import { iommuUnregisterDeviceFaultHandler } from '../core/iommu-fault.js';
-import { IOMMU_FAULT_QUEUE_FEAT_PRIV_DATA, IOMMU_FAULT_QUEUE_INFO_HOST_TOKENS, iommuUserFaultQueueOpen, type IommuUserFaultQueue } from '../core/iommu-fault-uapi.js';
+import {
+  IOMMU_FAULT_QUEUE_FEAT_PRIV_DATA,
+  IOMMU_FAULT_QUEUE_INFO_HOST_TOKENS,
+  iommuUnregisterDeviceFaultHandler,
+  iommuUserFaultQueueOpen,
+  type IommuUserFaultQueue,
+} from '../core/iommu-fault-legacy.js';
 import { iommuMap } from '../core/iommu-map.js';
 import { devFaultParam } from '../core/io-pgfault.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';

@@ -14,13 +14,14 @@
  */
 import { iommuAttachDevice } from '../core/iommu-attach.js';
 import { iommuPagingDomainAlloc } from '../core/iommu-domain.js';
-import { iommuUserFaultQueueForDomain } from '../core/iommu-fault-uapi.js';
+import { iommuUserFaultQueueForDomain } from '../core/iommu-fault-legacy.js';
 import { IOMMU_FAULT_PERM_WRITE } from '../core/iommu-fault-types.js';
 import { iommuMap } from '../core/iommu-map.js';
 import { devFaultParam } from '../core/io-pgfault.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';
 import { iommuDevEnableFeature } from '../core/iommu.js';
-import { armSmmuDomainContextBank, armSmmuOfMaster } from '../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuOfMaster } from '../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank } from '../drivers/arm-smmu/arm-smmu-domain.js';
 import { armSmmuFaultStats } from '../drivers/arm-smmu/arm-smmu-fault.js';
 import { findTestEngine } from '../drivers/misc/dma-test-engine.js';
 import type { SmmuV2 } from '../hw/smmu-v2/smmu-v2.js';

@@ -9,7 +9,7 @@ import { iommuAttachDevice } from '../core/iommu-attach.js';
 import { IOMMU_HWPT_ALLOC_NEST_PARENT, iommuPagingDomainAlloc, iommuPagingDomainAllocFlags } from '../core/iommu-domain.js';
 import { iommuMap, iommuUnmap } from '../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';
-import { armSmmuDomainContextBank } from '../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank } from '../drivers/arm-smmu/arm-smmu-domain.js';
 import { boot, run } from './lib/lab.js';
 import { Checks, type Scenario } from './scenario.js';
 import { SMMU_V2_LAB as L, cbReg, deviceOf, kernelPage, masterOf, smmuReg, smmuV2Machine } from './smmu-v2-lab.js';

@@ -13,7 +13,7 @@ import { iommuAttachDevice } from '../core/iommu-attach.js';
 import { iommuPagingDomainAlloc, iommuSetFaultHandler, IOMMU_FAULT_WRITE } from '../core/iommu-domain.js';
 import { iommuMap } from '../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';
-import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../drivers/arm-smmu/arm-smmu-domain.js';
 import { boot, run } from './lib/lab.js';
 import { Checks, type Scenario } from './scenario.js';
 import { SMMU_V2_LAB as L, cbReg, cbRegAddr, deviceOf, kernelPage, masterOf, smmuReg, smmuV2Machine } from './smmu-v2-lab.js';

@@ -13,7 +13,7 @@ import { iommuAttachDevice } from '../core/iommu-attach.js';
 import { iommuPagingDomainAlloc, iommuSetFaultHandler, type IommuDomain } from '../core/iommu-domain.js';
 import { iommuMap } from '../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';
-import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../drivers/arm-smmu/arm-smmu-domain.js';
 import { armSmmuFaultStats } from '../drivers/arm-smmu/arm-smmu-fault.js';
 import type { DmaCompletion } from '../hw/dma.js';
 import type { Machine } from '../hw/machine.js';

@@ -5,9 +5,9 @@
  * invalid, unused STEs of an allocated table abort, and DMA through each master works.
  */
 import { armSmmuV3MasterOf } from '../drivers/arm-smmu-v3/arm-smmu-v3.js';
+import { FIELD_GET } from '../bus/bitfield.js';
 import {
   ARM_SMMU_STRTAB_BASE_CFG,
-  FIELD_GET,
   STRTAB_BASE_CFG_FMT,
   STRTAB_BASE_CFG_LOG2SIZE,
   STRTAB_BASE_CFG_SPLIT,

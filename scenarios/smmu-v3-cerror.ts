@@ -4,7 +4,8 @@
  * overwrites the command with a CMD_SYNC (as Linux does), acknowledges through GERRORN, and the queue
  * goes on: the CMD_SYNC queued behind the bad command completes, and later commands work.
  */
-import { ARM_SMMU_CMDQ_CONS, ARM_SMMU_GERROR, ARM_SMMU_GERRORN, CMDQ_0_OP, CMDQ_CONS_ERR, CMDQ_OP_CMD_SYNC, CMDQ_OP_TLBI_NSNH_ALL, FIELD_GET } from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
+import { FIELD_GET } from '../bus/bitfield.js';
+import { ARM_SMMU_CMDQ_CONS, ARM_SMMU_GERROR, ARM_SMMU_GERRORN, CMDQ_0_OP, CMDQ_CONS_ERR, CMDQ_OP_CMD_SYNC, CMDQ_OP_TLBI_NSNH_ALL } from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { Checks, type Scenario } from './scenario.js';
 import { bootSmmuV3, runIn, settle } from './smmu-v3-lab.js';
 

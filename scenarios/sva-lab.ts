@@ -7,7 +7,7 @@
 import type { Device } from '../bus/device.js';
 import { pciSetMaster } from '../bus/pci/command.js';
 import { PciDevice } from '../bus/pci/pci-device.js';
-import type { IommuUserFaultQueue } from '../core/iommu-fault-uapi.js';
+import type { IommuUserFaultQueue } from '../core/iommu-fault-legacy.js';
 import { iommuDevEnableFeature } from '../core/iommu.js';
 import { CMDQ_0_OP, CMDQ_OP_PRI_RESP, CMDQ_OP_RESUME, CMDQ_PRI_0_SSID, CMDQ_PRI_1_GRPID, CMDQ_PRI_1_RESP, CMDQ_RESUME_0_RESP, CMDQ_RESUME_1_STAG } from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import type { PcieEndpoint } from '../hw/pci/endpoint.js';
@@ -67,7 +67,7 @@ export function watchResponses(lab: SmmuV3Lab): { list: SmmuResponse[]; stop(): 
 
 // ---- the user-space side of the fault records ---------------------------------------------------
 
-/** A fault record as user space decodes it (the layout of core/iommu-fault-uapi.ts). */
+/** A fault record as user space decodes it (the layout of core/iommu-fault-legacy.ts). */
 export interface UserFaultRecord {
   argsz: number;
   version: number;

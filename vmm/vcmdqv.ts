@@ -33,6 +33,7 @@
  * Not done: CONS_INDX_BASE (cached only); page0 writes the guest makes to an LVCMDQ whose HW queue is
  * held back that way reach an unmapped slot (dropped) and are not replayed.
  */
+import { BIT, FIELD_PREP, GENMASK } from '../bus/bitfield.js';
 import type { IommufdCtx, IommufdVevent } from '../core/iommufd.js';
 import { IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, IOMMU_VEVENTQ_FLAG_LOST_EVENTS } from '../core/iommufd.js';
 
@@ -74,12 +75,17 @@ const VCMDQ_BASE_H = 0x04;
 const VCMDQ_CONS_INDX_BASE_L = 0x08;
 const VCMDQ_CONS_INDX_BASE_H = 0x0c;
 
-const CMDQV_EN = 1 << 0;
-const VINTF_EN = 1 << 0;
-const VINTF_HYP_OWN = 1 << 17;
-const CMDQ_ALLOCATED = 1 << 0;
-const VCMDQ_EN = 1 << 0;
-const GERROR_CMDQ_INIT_ERR = 1 << 2;
+const CMDQV_EN = BIT(0);
+const PARAM_CMDQV_VER = GENMASK(3, 0);
+const PARAM_NUM_VCMDQ_LOG2 = GENMASK(7, 4);
+const PARAM_NUM_VINTF_LOG2 = GENMASK(11, 8);
+const PARAM_NUM_SID_PER_VM_LOG2 = GENMASK(15, 12);
+const VINTF_EN = BIT(0);
+const VINTF_HYP_OWN = BIT(17);
+const VINTF_STATUS_NUM_LVCMDQ = GENMASK(23, 16);
+const CMDQ_ALLOCATED = BIT(0);
+const VCMDQ_EN = BIT(0);
+const GERROR_CMDQ_INIT_ERR = BIT(2);
 /** CONFIG at reset (QEMU's V_CONFIG_RESET). */
 const CONFIG_RESET = 0x0002_0083;
 const BASE_ADDR_MASK = 0x0000_ffff_ffff_ffe0n;
@@ -163,7 +169,13 @@ export class VCmdqv {
 
   /** PARAM as the guest reads it: the host's version, queues and SID pairs, one VINTF. */
   get param(): number {
-    return ((this.params.version & 0xf) | ((this.params.log2vcmdqs & 0xf) << 4) | (0 << 8) | ((this.params.log2vsids & 0xf) << 12)) >>> 0;
+    const p = this.params;
+    return (
+      FIELD_PREP(PARAM_CMDQV_VER, p.version & PARAM_CMDQV_VER) |
+      FIELD_PREP(PARAM_NUM_VCMDQ_LOG2, p.log2vcmdqs & 0xf) |
+      FIELD_PREP(PARAM_NUM_VINTF_LOG2, 0) |
+      FIELD_PREP(PARAM_NUM_SID_PER_VM_LOG2, p.log2vsids & 0xf)
+    ) >>> 0;
   }
 
   /** The HW queue IDs by LVCMDQ (0: none). */
@@ -218,7 +230,7 @@ export class VCmdqv {
       case VINTF0 + VINTF_CONFIG:
         return this.vintfConfig;
       case VINTF0 + VINTF_STATUS:
-        return (this.vintfConfig & VINTF_EN) | (this.q.length << 16);
+        return ((this.vintfConfig & VINTF_EN) | FIELD_PREP(VINTF_STATUS_NUM_LVCMDQ, this.q.length)) >>> 0;
     }
     if (off >= CMDQ_ERR_MAP_0 && off < CMDQ_ERR_MAP_0 + 16) return this.errWord((off - CMDQ_ERR_MAP_0) / 4);
     if (off >= VINTF0 + VINTF_LVCMDQ_ERR_MAP && off < VINTF0 + VINTF_LVCMDQ_ERR_MAP + 16) return this.errWord((off - VINTF0 - VINTF_LVCMDQ_ERR_MAP) / 4);

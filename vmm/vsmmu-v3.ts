@@ -31,7 +31,12 @@
  * Does not support: MSIs (IDR0.MSI=0), SubstreamIDs beyond what
  * the host's nested STE gives, the secure and Realm pages, PMCG. Unknown offsets read as zero and
  * ignore writes (counted in `stats.unknownAccesses`).
+ *
+ * One file over ~700 lines on purpose: one trapped device whose register file, command consumer and
+ * guest-structure reads all act on one guest-visible state (QEMU keeps them in one file too,
+ * hw/arm/smmuv3.c).
  */
+import { BIT, FIELD_GET, FIELD_PREP, GENMASK, QAddr, QField } from '../bus/bitfield.js';
 import { KernelError } from '../bus/errno.js';
 import type { RamAccess } from '../hw/cpu-port.js';
 import {
@@ -77,36 +82,66 @@ export const SMMU_PRIQ_CONS = SMMU_PAGE1 + 0xcc;
 /** The register space this vSMMU decodes (two 64 KiB pages). */
 export const VSMMU_REGION_SIZE = 0x2_0000;
 
-// IDR0 fields
-const IDR0_S2P = 1 << 0;
-const IDR0_S1P = 1 << 1;
-const IDR0_BTM = 1 << 5;
-const IDR0_HYP = 1 << 9;
-const IDR0_MSI = 1 << 13;
-const IDR0_VMID16 = 1 << 18;
-const IDR0_STALL_MODEL_SHIFT = 24;
-const IDR0_STALL_MODEL_MASK = 3 << 24;
+// Register fields, with the kernel side's bit-field library (bus/bitfield.ts), which the VMM may
+// import: masks used with FIELD_GET/FIELD_PREP, structure fields as QFields. A guest's values are
+// only ever read with FIELD_GET/QField.get, which cannot throw.
+const IDR0_S2P = BIT(0);
+const IDR0_S1P = BIT(1);
+const IDR0_BTM = BIT(5);
+const IDR0_HYP = BIT(9);
+const IDR0_MSI = BIT(13);
+const IDR0_VMID16 = BIT(18);
+const IDR0_STALL_MODEL = GENMASK(25, 24);
 /** STALL_MODEL 0b01: stalls are not supported. */
 const STALL_MODEL_NO_STALL = 1;
 
-const CR0_SMMUEN = 1 << 0;
-const CR0_PRIQEN = 1 << 1;
-const CR0_EVTQEN = 1 << 2;
-const CR0_CMDQEN = 1 << 3;
-const GBPA_UPDATE = 1 << 31;
-const GBPA_ABORT = 1 << 20;
-const IRQ_CTRL_GERROR_IRQEN = 1 << 0;
-const IRQ_CTRL_PRIQ_IRQEN = 1 << 1;
-const IRQ_CTRL_EVTQ_IRQEN = 1 << 2;
-const GERROR_CMDQ_ERR = 1 << 0;
-const Q_OVF = 1 << 31;
-const CMDQ_CONS_ERR_SHIFT = 24;
-const CMDQ_CONS_ERR_MASK = 0x7f << 24;
+const CR0_SMMUEN = BIT(0);
+const CR0_PRIQEN = BIT(1);
+const CR0_EVTQEN = BIT(2);
+const CR0_CMDQEN = BIT(3);
+/** The CR0 bits this vSMMU keeps: SMMUEN, PRIQEN, EVTQEN, CMDQEN, ATSCHK. */
+const CR0_IMPLEMENTED = GENMASK(4, 0);
+const GBPA_UPDATE = BIT(31);
+const GBPA_ABORT = BIT(20);
+const IRQ_CTRL_GERROR_IRQEN = BIT(0);
+const IRQ_CTRL_PRIQ_IRQEN = BIT(1);
+const IRQ_CTRL_EVTQ_IRQEN = BIT(2);
+const IRQ_CTRL_IMPLEMENTED = (IRQ_CTRL_GERROR_IRQEN | IRQ_CTRL_PRIQ_IRQEN | IRQ_CTRL_EVTQ_IRQEN) >>> 0;
+const GERROR_CMDQ_ERR = BIT(0);
+/** Queue PROD/CONS: the index with its wrap bit (queues of at most 2^19 entries), the overflow flag. */
+const Q_WR = GENMASK(19, 0);
+const Q_OVF = BIT(31);
+const CMDQ_CONS_ERR = GENMASK(30, 24);
 /** CERROR_ILL: an illegal command (§4.8). */
 const CERROR_ILL = 1;
+/** Queue bases: LOG2SIZE [4:0], ADDR [51:5] (bits [31:5] in the low word, [51:32] in the high word). */
+const Q_BASE_LOG2SIZE = GENMASK(4, 0);
+const Q_BASE_ADDR_LO = GENMASK(31, 5);
+const BASE_ADDR_HI = GENMASK(19, 0);
+/** STRTAB_BASE: ADDR [51:6]. */
+const STRTAB_BASE_ADDR_LO = GENMASK(31, 6);
+const STRTAB_BASE_CFG_LOG2SIZE = GENMASK(5, 0);
+const STRTAB_BASE_CFG_SPLIT = GENMASK(10, 6);
+const STRTAB_BASE_CFG_FMT = GENMASK(17, 16);
 const STRTAB_BASE_CFG_FMT_2LVL = 1;
+/** Level 1 stream table descriptor: Span [4:0], L2Ptr [51:6]. */
+const L1STD_SPAN = GENMASK(4, 0);
+const L1STD_L2PTR_LO = GENMASK(31, 6);
 
-// Commands (§4.1): opcodes in bits [7:0] of word 0.
+/** An address from a base register's two words: the low word's bits `loMask`, the high word's [19:0]. */
+function baseAddr(lo: number, hi: number, loMask: number): number {
+  return ((lo & loMask) >>> 0) + (hi & BASE_ADDR_HI) * 2 ** 32;
+}
+
+// Commands (§4.1), as qword fields.
+const CMD_OP = new QField('CMD.Opcode', 0, 7, 0);
+const CMD_SID = new QField('CMD.StreamID', 0, 63, 32);
+const CMD_CFGI_STE_RANGE_RANGE = new QField('CMD_CFGI_STE_RANGE.Range', 1, 4, 0);
+const CMD_PRI_RESP_PRGI = new QField('CMD_PRI_RESP.PRGI', 1, 8, 0);
+const CMD_PRI_RESP_RESP = new QField('CMD_PRI_RESP.Resp', 1, 13, 12);
+const CMD_RESUME_RESP = new QField('CMD_RESUME.Resp', 0, 13, 12);
+const CMD_RESUME_STAG = new QField('CMD_RESUME.STAG', 1, 15, 0);
+const CMD_SYNC_CS = new QField('CMD_SYNC.CS', 0, 13, 12);
 const CMD_PREFETCH_CONFIG = 0x01;
 const CMD_PREFETCH_ADDR = 0x02;
 const CMD_CFGI_STE = 0x03;
@@ -128,20 +163,46 @@ const RESUME_RETRY = 1;
 const CMD_SYNC_CS_IRQ = 1;
 
 // STE fields (§5.2) in words 0-3 (qwords 0-1)
-const STE_V = 1;
-const STE_CFG_SHIFT = 1;
+const STE_V = new QField('STE.V', 0, 0, 0);
+const STE_CONFIG = new QField('STE.Config', 0, 3, 1);
 const STE_CFG_ABORT = 0;
 const STE_CFG_BYPASS = 4;
 const STE_CFG_S1 = 5;
 /** Word 0: V, Config, S1Fmt, S1ContextPtr[31:6]; word 1: S1ContextPtr[51:32], S1CDMax[63:59]. */
-const STE_W0_STAGE1 = 0xffff_ffff;
-const STE_W1_STAGE1 = 0x000f_ffff | 0xf800_0000;
+const STE_W0_STAGE1 = GENMASK(31, 0);
+const STE_W1_STAGE1 = (GENMASK(19, 0) | GENMASK(31, 27)) >>> 0;
 /** Word 2: S1DSS[1:0], S1CIR[3:2], S1COR[5:4], S1CSH[7:6], S1STALLD[27], EATS[29:28]. */
-const STE_W2_STAGE1 = 0x0000_00ff | (1 << 27) | (3 << 28);
+const STE_W2_STAGE1 = (GENMASK(7, 0) | BIT(27) | GENMASK(29, 28)) >>> 0;
 
 // Events (§7.3)
 const EVT_C_BAD_STE = 0x04;
 const EVT_F_TRANSLATION = 0x10;
+const EVT_TYPE = new QField('EVT.Type', 0, 7, 0);
+const EVT_SSV = new QField('EVT.SSV', 0, 11, 11);
+const EVT_SSID = new QField('EVT.SubstreamID', 0, 31, 12);
+const EVT_SID = new QField('EVT.StreamID', 0, 63, 32);
+const EVT_STAG = new QField('EVT.STAG', 1, 15, 0);
+const EVT_STALL = new QField('EVT.STALL', 1, 31, 31);
+const EVT_PNU = new QField('EVT.PnU', 1, 33, 33);
+const EVT_IND = new QField('EVT.InD', 1, 34, 34);
+const EVT_RNW = new QField('EVT.RnW', 1, 35, 35);
+const EVT_CLASS = new QField('EVT.CLASS', 1, 41, 40);
+/** CLASS 0b10: the fault is on the input address. */
+const EVT_CLASS_IN = 2;
+const EVT_INPUT_ADDR = new QAddr('EVT.InputAddr', 2, 63, 0);
+// PRI queue entries (§8.1)
+const PRIQ_SID = new QField('PRIQ.StreamID', 0, 31, 0);
+const PRIQ_SSID = new QField('PRIQ.SubstreamID', 0, 51, 32);
+const PRIQ_PRIV = new QField('PRIQ.PRIV', 0, 58, 58);
+const PRIQ_EXEC = new QField('PRIQ.EXEC', 0, 59, 59);
+const PRIQ_READ = new QField('PRIQ.READ', 0, 60, 60);
+const PRIQ_WRITE = new QField('PRIQ.WRITE', 0, 61, 61);
+const PRIQ_LAST = new QField('PRIQ.Last', 0, 62, 62);
+const PRIQ_SSV = new QField('PRIQ.SSV', 0, 63, 63);
+const PRIQ_PRGI = new QField('PRIQ.PRGI', 1, 8, 0);
+const PRIQ_ADDR = new QAddr('PRIQ.PageAddress', 1, 63, 12);
+/** SubstreamIDs are 20 bits. */
+const SSID_MASK = GENMASK(19, 0);
 /** IOMMU_PGFAULT_PERM_WRITE / _EXEC / _PRIV */
 const PERM_READ = 1 << 0;
 const PERM_WRITE = 1 << 1;
@@ -236,9 +297,9 @@ export class VSmmuV3 {
     this.idr = hostIdr.slice(0, 8);
     let idr0 = this.idr[0];
     // Stalls: offered when the host's SMMU stalls (STALL_MODEL 0b00), never forced on the guest.
-    const hostStall = (idr0 & IDR0_STALL_MODEL_MASK) >>> IDR0_STALL_MODEL_SHIFT;
-    idr0 &= ~(IDR0_S2P | IDR0_HYP | IDR0_MSI | IDR0_VMID16 | IDR0_BTM | IDR0_STALL_MODEL_MASK);
-    idr0 |= IDR0_S1P | ((hostStall === 0 ? 0 : STALL_MODEL_NO_STALL) << IDR0_STALL_MODEL_SHIFT);
+    const hostStall = FIELD_GET(IDR0_STALL_MODEL, idr0);
+    idr0 &= ~(IDR0_S2P | IDR0_HYP | IDR0_MSI | IDR0_VMID16 | IDR0_BTM | IDR0_STALL_MODEL);
+    idr0 |= IDR0_S1P | FIELD_PREP(IDR0_STALL_MODEL, hostStall === 0 ? 0 : STALL_MODEL_NO_STALL);
     this.idr[0] = idr0 >>> 0;
   }
 
@@ -335,13 +396,13 @@ export class VSmmuV3 {
         }
         return;
       case SMMU_IRQ_CTRL:
-        this.irqCtrl = v & 0x7;
+        this.irqCtrl = v & IRQ_CTRL_IMPLEMENTED;
         return;
       case SMMU_GERRORN:
         this.gerrorn = v;
         // The guest acknowledged the command error (after fixing the queue): go on.
-        if (((this.gerror ^ this.gerrorn) & GERROR_CMDQ_ERR) === 0 && (this.cmdqCons & CMDQ_CONS_ERR_MASK) !== 0) {
-          this.cmdqCons &= ~CMDQ_CONS_ERR_MASK;
+        if (((this.gerror ^ this.gerrorn) & GERROR_CMDQ_ERR) === 0 && (this.cmdqCons & CMDQ_CONS_ERR) !== 0) {
+          this.cmdqCons &= ~CMDQ_CONS_ERR;
           this.kick();
         }
         return;
@@ -357,7 +418,7 @@ export class VSmmuV3 {
         if ((this.cr0 & CR0_CMDQEN) === 0) this.cmdqBase[(off - SMMU_CMDQ_BASE) / 4] = v;
         return;
       case SMMU_CMDQ_PROD:
-        this.cmdqProd = v & 0x000f_ffff;
+        this.cmdqProd = v & Q_WR;
         this.kick();
         return;
       case SMMU_CMDQ_CONS:
@@ -391,7 +452,7 @@ export class VSmmuV3 {
 
   private writeCr0(v: number): void {
     const was = this.cr0;
-    this.cr0 = v & 0x1f;
+    this.cr0 = v & CR0_IMPLEMENTED;
     if ((was & CR0_CMDQEN) !== 0 && (this.cr0 & CR0_CMDQEN) === 0) this.cmdqGeneration++;
     if (((was ^ this.cr0) & CR0_SMMUEN) !== 0) this.reinstallAll();
     if ((this.cr0 & CR0_CMDQEN) !== 0 && (was & CR0_CMDQEN) === 0) this.kick();
@@ -410,18 +471,18 @@ export class VSmmuV3 {
   /** The guest STE of `vsid` (words 0-3), or null when the table has none for it. */
   private readGuestSte(vsid: number): Uint32Array | null {
     const ram = this.host.ram;
-    const base = (this.strtabBase[0] & ~0x3f) + (this.strtabBase[1] & 0xf_ffff) * 2 ** 32;
-    const log2size = this.strtabBaseCfg & 0x3f;
-    const split = (this.strtabBaseCfg >>> 6) & 0x1f;
+    const base = baseAddr(this.strtabBase[0], this.strtabBase[1], STRTAB_BASE_ADDR_LO);
+    const log2size = FIELD_GET(STRTAB_BASE_CFG_LOG2SIZE, this.strtabBaseCfg);
+    const split = FIELD_GET(STRTAB_BASE_CFG_SPLIT, this.strtabBaseCfg);
     if (vsid >= 2 ** log2size) return null;
     let steAddr: number;
-    if (((this.strtabBaseCfg >>> 16) & 3) === STRTAB_BASE_CFG_FMT_2LVL) {
+    if (FIELD_GET(STRTAB_BASE_CFG_FMT, this.strtabBaseCfg) === STRTAB_BASE_CFG_FMT_2LVL) {
       const l1 = base + Math.floor(vsid / 2 ** split) * 8;
       const d0 = ram.read32(l1);
       const d1 = ram.read32(l1 + 4);
-      const span = d0 & 0x1f;
+      const span = FIELD_GET(L1STD_SPAN, d0);
       if (span === 0 || (vsid % 2 ** split) >= 2 ** (span - 1)) return null;
-      const l2 = (d0 & ~0x3f) + (d1 & 0xf_ffff) * 2 ** 32;
+      const l2 = baseAddr(d0, d1, L1STD_L2PTR_LO);
       steAddr = l2 + (vsid % 2 ** split) * 64;
     } else {
       steAddr = base + vsid * 64;
@@ -452,8 +513,8 @@ export class VSmmuV3 {
       target = (this.gbpa & GBPA_ABORT) !== 0 ? this.host.abortHwpt : this.host.bypassHwpt;
     } else {
       const ste = this.readGuestSte(vsid);
-      const cfg = ste && (ste[0] & STE_V) !== 0 ? (ste[0] >>> STE_CFG_SHIFT) & 7 : STE_CFG_ABORT;
-      if (!ste || (ste[0] & STE_V) === 0 || cfg === STE_CFG_ABORT) {
+      const cfg = ste && STE_V.isSet(ste) ? STE_CONFIG.get(ste) : STE_CFG_ABORT;
+      if (!ste || !STE_V.isSet(ste) || cfg === STE_CFG_ABORT) {
         target = this.host.abortHwpt;
       } else if (cfg === STE_CFG_BYPASS) {
         target = this.host.bypassHwpt;
@@ -492,8 +553,8 @@ export class VSmmuV3 {
 
   private reportBadSte(vsid: number): void {
     const evt = new Uint32Array(EVTQ_ENT_WORDS);
-    evt[0] = EVT_C_BAD_STE;
-    evt[1] = vsid;
+    EVT_TYPE.prep(evt, EVT_C_BAD_STE);
+    EVT_SID.prep(evt, vsid);
     this.pushEvent(evt);
   }
 
@@ -510,15 +571,15 @@ export class VSmmuV3 {
   }
 
   private hasWork(): boolean {
-    return (this.cr0 & CR0_CMDQEN) !== 0 && (this.cmdqCons & CMDQ_CONS_ERR_MASK) === 0 && (this.cmdqCons & 0xf_ffff) !== this.cmdqProd;
+    return (this.cr0 & CR0_CMDQEN) !== 0 && (this.cmdqCons & CMDQ_CONS_ERR) === 0 && (this.cmdqCons & Q_WR) !== this.cmdqProd;
   }
 
   private async consume(): Promise<void> {
     const gen = this.cmdqGeneration;
     await this.pending;
     const ram = this.host.ram;
-    const log2 = this.cmdqBase[0] & 0x1f;
-    const base = (this.cmdqBase[0] & ~0x1f) + (this.cmdqBase[1] & 0xf_ffff) * 2 ** 32;
+    const log2 = FIELD_GET(Q_BASE_LOG2SIZE, this.cmdqBase[0]);
+    const base = baseAddr(this.cmdqBase[0], this.cmdqBase[1], Q_BASE_ADDR_LO);
     const mask = 2 ** (log2 + 1) - 1;
     while (this.hasWork() && gen === this.cmdqGeneration) {
       const cons = this.cmdqCons & mask;
@@ -532,7 +593,7 @@ export class VSmmuV3 {
       if (gen !== this.cmdqGeneration) return;
       if (!ok) {
         this.stats.cerrorIll++;
-        this.cmdqCons = (this.cmdqCons & ~CMDQ_CONS_ERR_MASK) | (CERROR_ILL << CMDQ_CONS_ERR_SHIFT);
+        this.cmdqCons = ((this.cmdqCons & ~CMDQ_CONS_ERR) | FIELD_PREP(CMDQ_CONS_ERR, CERROR_ILL)) >>> 0;
         this.gerror ^= GERROR_CMDQ_ERR;
         if ((this.irqCtrl & IRQ_CTRL_GERROR_IRQEN) !== 0) this.host.inject('gerror');
         return;
@@ -543,17 +604,17 @@ export class VSmmuV3 {
 
   /** Run one guest command; false when it is illegal here (CERROR_ILL). */
   private async execute(cmd: Uint32Array): Promise<boolean> {
-    const op = cmd[0] & 0xff;
+    const op = CMD_OP.get(cmd);
     switch (op) {
       case CMD_PREFETCH_CONFIG:
       case CMD_PREFETCH_ADDR:
         return true;
       case CMD_CFGI_STE:
-        await this.installSteLogged(cmd[1]);
+        await this.installSteLogged(CMD_SID.get(cmd));
         return true;
       case CMD_CFGI_STE_RANGE: {
-        const start = cmd[1];
-        const range = cmd[2] & 0x1f;
+        const start = CMD_SID.get(cmd);
+        const range = CMD_CFGI_STE_RANGE_RANGE.get(cmd);
         const span = 2 ** (range + 1);
         const first = start - (start % span);
         for (const vsid of [...this.devices.keys()]) if (vsid >= first && vsid < first + span) await this.installSteLogged(vsid);
@@ -562,12 +623,12 @@ export class VSmmuV3 {
       case CMD_CFGI_CD:
       case CMD_CFGI_CD_ALL:
       case CMD_ATC_INV:
-        if (!this.devices.has(cmd[1])) return true;
+        if (!this.devices.has(CMD_SID.get(cmd))) return true;
         return this.forward(cmd);
       case CMD_PRI_RESP: {
         // SID [63:32], PRGI qword 1 [8:0], Resp qword 1 [13:12]: 0 deny, 1 fail, 2 success.
-        const resp = (cmd[2] >>> 12) & 3;
-        this.priResponse(cmd[1], cmd[2] & 0x1ff, resp === 2 ? 0 : resp === 1 ? 2 : 1);
+        const resp = CMD_PRI_RESP_RESP.get(cmd);
+        this.priResponse(CMD_SID.get(cmd), CMD_PRI_RESP_PRGI.get(cmd), resp === 2 ? 0 : resp === 1 ? 2 : 1);
         return true;
       }
       case CMD_TLBI_NH_ALL:
@@ -577,18 +638,18 @@ export class VSmmuV3 {
       case CMD_TLBI_NSNH_ALL:
         return this.forward(cmd);
       case CMD_RESUME:
-        this.resume(cmd[1], cmd[2] & 0xffff, ((cmd[0] >>> 12) & 3) === RESUME_RETRY);
+        this.resume(CMD_SID.get(cmd), CMD_RESUME_STAG.get(cmd), CMD_RESUME_RESP.get(cmd) === RESUME_RETRY);
         return true;
       case CMD_STALL_TERM:
         for (const [key, cookie] of this.stalls) {
-          if (Math.floor(key / 0x1_0000) !== cmd[1]) continue;
+          if (Math.floor(key / 0x1_0000) !== CMD_SID.get(cmd)) continue;
           this.stalls.delete(key);
           this.answer(cookie, false);
         }
         return true;
       case CMD_SYNC:
         // Every earlier command has completed: the forwards waited for the host.
-        if (((cmd[0] >>> 12) & 3) === CMD_SYNC_CS_IRQ) this.host.inject('cmdq-sync');
+        if (CMD_SYNC_CS.get(cmd) === CMD_SYNC_CS_IRQ) this.host.inject('cmdq-sync');
         return true;
       default:
         return false;
@@ -608,7 +669,7 @@ export class VSmmuV3 {
       await this.host.iommufd.invalidate(this.host.viommuId, IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, [cmd]);
       return true;
     } catch (e) {
-      if (e instanceof KernelError) this.host.log(`forwarding opcode 0x${(cmd[0] & 0xff).toString(16)} failed: ${e.message}`);
+      if (e instanceof KernelError) this.host.log(`forwarding opcode 0x${CMD_OP.get(cmd).toString(16)} failed: ${e.message}`);
       return false;
     }
   }
@@ -630,13 +691,19 @@ export class VSmmuV3 {
     this.stalls.set(vsid * 0x1_0000 + stag, rec.cookie);
     const evt = new Uint32Array(EVTQ_ENT_WORDS);
     const ssv = (rec.flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) !== 0;
-    evt[0] = (EVT_F_TRANSLATION | (ssv ? (1 << 11) | (rec.pasid << 12) : 0)) >>> 0;
-    evt[1] = vsid;
-    evt[2] = (stag | (1 << 31)) >>> 0; // STAG, STALL
-    // PnU [33], InD [34], RnW [35], CLASS [41:40] = IN
-    evt[3] = (((rec.perm & PERM_PRIV) !== 0 ? 1 << 1 : 0) | ((rec.perm & PERM_EXEC) !== 0 ? 1 << 2 : 0) | ((rec.perm & PERM_WRITE) === 0 ? 1 << 3 : 0) | (2 << 8)) >>> 0;
-    evt[4] = rec.addr % 2 ** 32;
-    evt[5] = Math.floor(rec.addr / 2 ** 32);
+    EVT_TYPE.prep(evt, EVT_F_TRANSLATION);
+    if (ssv) {
+      EVT_SSV.prep(evt, 1);
+      EVT_SSID.prep(evt, rec.pasid & SSID_MASK);
+    }
+    EVT_SID.prep(evt, vsid);
+    EVT_STAG.prep(evt, stag);
+    EVT_STALL.prep(evt, 1);
+    if ((rec.perm & PERM_PRIV) !== 0) EVT_PNU.prep(evt, 1);
+    if ((rec.perm & PERM_EXEC) !== 0) EVT_IND.prep(evt, 1);
+    if ((rec.perm & PERM_WRITE) === 0) EVT_RNW.prep(evt, 1);
+    EVT_CLASS.prep(evt, EVT_CLASS_IN);
+    EVT_INPUT_ADDR.prep(evt, rec.addr);
     this.stats.stallsForwarded++;
     this.pushEvent(evt);
   }
@@ -678,8 +745,8 @@ export class VSmmuV3 {
     }
     this.stats.pageRequestsForwarded++;
     if ((this.cr0 & CR0_PRIQEN) === 0) return;
-    const log2 = this.plainBase(0xc0) & 0x1f;
-    const base = (this.plainBase(0xc0) & ~0x1f) + (this.plainBase(0xc4) & 0xf_ffff) * 2 ** 32;
+    const log2 = FIELD_GET(Q_BASE_LOG2SIZE, this.plainBase(0xc0));
+    const base = baseAddr(this.plainBase(0xc0), this.plainBase(0xc4), Q_BASE_ADDR_LO);
     const mask = 2 ** (log2 + 1) - 1;
     const prod = this.priqProd & mask;
     if ((prod ^ (this.priqCons & mask)) === 2 ** log2) {
@@ -689,11 +756,18 @@ export class VSmmuV3 {
     const ssv = (rec.flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) !== 0;
     const last = (rec.flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE) !== 0;
     const w = new Uint32Array(4);
-    w[0] = vsid;
-    // SSID [51:32], PRIV [58], EXEC [59], READ [60], WRITE [61], LAST [62], SSID_V [63]
-    w[1] = ((ssv ? rec.pasid & 0xf_ffff : 0) | ((rec.perm & PERM_PRIV) !== 0 ? 1 << 26 : 0) | ((rec.perm & PERM_EXEC) !== 0 ? 1 << 27 : 0) | ((rec.perm & PERM_READ) !== 0 ? 1 << 28 : 0) | ((rec.perm & PERM_WRITE) !== 0 ? 1 << 29 : 0) | (last ? 1 << 30 : 0) | (ssv ? 1 << 31 : 0)) >>> 0;
-    w[2] = ((rec.addr % 2 ** 32) & ~0xfff) | prgi;
-    w[3] = Math.floor(rec.addr / 2 ** 32);
+    PRIQ_SID.prep(w, vsid);
+    if (ssv) {
+      PRIQ_SSID.prep(w, rec.pasid & SSID_MASK);
+      PRIQ_SSV.prep(w, 1);
+    }
+    if ((rec.perm & PERM_PRIV) !== 0) PRIQ_PRIV.prep(w, 1);
+    if ((rec.perm & PERM_EXEC) !== 0) PRIQ_EXEC.prep(w, 1);
+    if ((rec.perm & PERM_READ) !== 0) PRIQ_READ.prep(w, 1);
+    if ((rec.perm & PERM_WRITE) !== 0) PRIQ_WRITE.prep(w, 1);
+    if (last) PRIQ_LAST.prep(w, 1);
+    PRIQ_ADDR.prep(w, rec.addr - (rec.addr % 4096));
+    PRIQ_PRGI.prep(w, prgi);
     const idx = prod % 2 ** log2;
     for (let i = 0; i < 4; i++) this.host.ram.write32(base + idx * 16 + 4 * i, w[i]);
     this.priqProd = (this.priqProd & ~mask) | ((prod + 1) & mask);
@@ -735,8 +809,8 @@ export class VSmmuV3 {
       this.stats.eventsLost++;
       return;
     }
-    const log2 = this.evtqBase[0] & 0x1f;
-    const base = (this.evtqBase[0] & ~0x1f) + (this.evtqBase[1] & 0xf_ffff) * 2 ** 32;
+    const log2 = FIELD_GET(Q_BASE_LOG2SIZE, this.evtqBase[0]);
+    const base = baseAddr(this.evtqBase[0], this.evtqBase[1], Q_BASE_ADDR_LO);
     const mask = 2 ** (log2 + 1) - 1;
     const prod = this.evtqProd & mask;
     const cons = this.evtqCons & mask;

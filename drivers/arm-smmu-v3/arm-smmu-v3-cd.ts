@@ -99,9 +99,7 @@ export function armSmmuGetCdUsed(ent: Uint32Array, used: Uint32Array): void {
     for (const f of [CTXDESC_CD_0_TCR_T0SZ, CTXDESC_CD_0_TCR_TG0, CTXDESC_CD_0_TCR_IRGN0, CTXDESC_CD_0_TCR_ORGN0, CTXDESC_CD_0_TCR_SH0]) {
       f.clear(used);
     }
-    // TTB0 is bits [51:4] of qword 1.
-    used[2] = (used[2] & 0xf) >>> 0;
-    used[3] = (used[3] & ~0x000f_ffff) >>> 0;
+    CTXDESC_CD_1_TTB0_MASK.clear(used);
   }
 }
 

@@ -26,11 +26,15 @@
  *   recorded as outstanding and `waitOutstanding()` (called by iotlb_sync, flush_iotlb_all, …) waits
  *   for it. If the queue has no room, commands are kept in order in a backlog that the next async
  *   operation pushes out as the SMMU frees entries.
+ *
+ * One file over ~700 lines on purpose: it is one job of arm-smmu-v3.c, the command queue (builders,
+ * insertion, CMD_SYNC waits and error recovery share the queue state and its backlog).
  */
 import { KernelError, type Errno } from '../../bus/errno.js';
 import type { KernelLog } from '../../bus/log.js';
 import type { CpuPort, CpuTimer } from '../../hw/cpu-port.js';
 import { ArmSmmuQueue } from './arm-smmu-v3-queue.js';
+import { FIELD_GET } from '../../bus/bitfield.js';
 import {
   ARM_SMMU_MEMATTR_OIWB,
   ARM_SMMU_OPT_CMDQ_FORCE_SYNC,
@@ -99,7 +103,6 @@ import {
   CMDQ_TLBI_1_TG,
   CMDQ_TLBI_1_TTL,
   CMDQ_TLBI_1_VA_MASK,
-  FIELD_GET,
   PRI_RESP_DENY,
   PRI_RESP_FAIL,
   PRI_RESP_SUCC,

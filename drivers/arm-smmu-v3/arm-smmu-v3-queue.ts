@@ -11,7 +11,8 @@
 import type { IoMem } from '../../bus/io.js';
 import type { RamAccess } from '../../hw/cpu-port.js';
 import type { CoherentBuffer } from '../../mm/dma-coherent.js';
-import { FIELD_PREP, Q_BASE_ADDR_ALIGN, Q_BASE_LOG2SIZE, Q_BASE_RWA_HI, Q_OVERFLOW_FLAG } from './arm-smmu-v3-regs.js';
+import { FIELD_PREP } from '../../bus/bitfield.js';
+import { Q_BASE_ADDR_ALIGN, Q_BASE_LOG2SIZE, Q_BASE_RWA_HI, Q_OVERFLOW_FLAG } from './arm-smmu-v3-regs.js';
 
 export class ArmSmmuQueue {
   /** log2 of the number of entries (kernel: llq.max_n_shift). */

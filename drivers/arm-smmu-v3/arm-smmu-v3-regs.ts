@@ -7,177 +7,18 @@
  * hardware model (hw/smmu-v3), which carries its own: a wrong offset shows up as a failing test
  * instead of agreeing with itself.
  *
- * Two kinds of field:
- * - 32-bit register fields are masks, used with `FIELD_GET` / `FIELD_PREP` as in the kernel;
+ * Fields come from the kernel side's one bit-field library (bus/bitfield.ts):
+ * - 32-bit register fields are masks (`GENMASK`, `BIT`), used with `FIELD_GET` / `FIELD_PREP` as in
+ *   the kernel;
  * - fields of 64-bit in-memory structures (STE, CD, commands, records) are `QField`s naming their
- *   qword and bit range ("STRTAB_STE_1_S1DSS is qword 1, bits [1:0]"), applied to the structure as
- *   little-endian u32 words (word 2q is bits [31:0] of qword q). Address fields (`QAddr`) keep their
- *   bits where they are, as the kernel's `_MASK` address fields do.
+ *   qword and bit range ("STRTAB_STE_1_S1DSS is qword 1, bits [1:0]"); address fields (`QAddr`)
+ *   keep their bits where they are, as the kernel's `_MASK` address fields do.
  */
+import { BIT, GENMASK, QAddr, QField } from '../../bus/bitfield.js';
 import { MAX_ORDER } from '../../mm/page-alloc.js';
 
 /** The driver's `debug` namespace and kernel-log tag. */
 export const LOG_NS = 'iommu:drivers:arm-smmu-v3';
-
-// ---- 32-bit masks -----------------------------------------------------------------------------
-
-/** The kernel's GENMASK(h, l) for 32-bit registers. */
-export function GENMASK(h: number, l: number): number {
-  if (!(h >= l && l >= 0 && h <= 31)) throw new RangeError(`GENMASK(${h}, ${l}): not a 32-bit range`);
-  return ((h === 31 ? 0xffff_ffff : (1 << (h + 1)) - 1) & ~((1 << l) - 1)) >>> 0;
-}
-
-/** The kernel's BIT(n) for 32-bit registers. */
-export function BIT(n: number): number {
-  return (1 << n) >>> 0;
-}
-
-function maskShift(mask: number): number {
-  return 31 - Math.clz32(mask & -mask);
-}
-
-// kernel: FIELD_GET() [bitfield.h]
-export function FIELD_GET(mask: number, reg: number): number {
-  return ((reg & mask) >>> 0) >>> maskShift(mask);
-}
-
-/** A value too wide for the field is an error naming both. */
-// kernel: FIELD_PREP() [bitfield.h]
-export function FIELD_PREP(mask: number, value: number): number {
-  const shift = maskShift(mask);
-  const max = mask >>> shift;
-  if (!Number.isInteger(value) || value < 0 || value > max) {
-    throw new RangeError(`FIELD_PREP: ${value} does not fit the field 0x${mask.toString(16)} (max ${max})`);
-  }
-  return (value << shift) >>> 0;
-}
-
-// ---- 64-bit structure fields ------------------------------------------------------------------
-
-const TWO_32 = 0x1_0000_0000;
-
-/** A field of a little-endian structure of qwords, held as u32 words. */
-export class QField {
-  /** Index of the u32 word holding the field's low bit, relative to the structure. */
-  private readonly word: number;
-  private readonly shift: number;
-  /** Bits in the low word / in the next word (a field may straddle two words). */
-  private readonly loBits: number;
-  private readonly hiBits: number;
-  /** The field's bits in its low word / in the next word. */
-  private readonly loMask: number;
-  private readonly hiMask: number;
-  /** 2^loBits: splits a straddling value. */
-  private readonly loSpan: number;
-  readonly width: number;
-  readonly max: number;
-
-  constructor(
-    readonly name: string,
-    readonly qword: number,
-    readonly hi: number,
-    readonly lo: number,
-  ) {
-    if (!(hi >= lo && lo >= 0 && hi <= 63 && hi - lo < 32)) throw new RangeError(`${name}: bad field [${hi}:${lo}]`);
-    this.width = hi - lo + 1;
-    this.max = this.width === 32 ? 0xffff_ffff : 2 ** this.width - 1;
-    this.word = qword * 2 + (lo >= 32 ? 1 : 0);
-    this.shift = lo % 32;
-    this.loBits = Math.min(this.width, 32 - this.shift);
-    this.hiBits = this.width - this.loBits;
-    this.loMask = this.loBits === 32 ? 0xffff_ffff : (((1 << this.loBits) - 1) << this.shift) >>> 0;
-    this.hiMask = this.hiBits === 0 ? 0 : (1 << this.hiBits) - 1;
-    this.loSpan = 2 ** this.loBits;
-  }
-
-  /** The field's value in `w` (structure starting at word `off`). */
-  get(w: Uint32Array, off = 0): number {
-    const i = off + this.word;
-    const lo = (w[i] & this.loMask) >>> this.shift;
-    if (this.hiBits === 0) return lo;
-    return lo + (w[i + 1] & this.hiMask) * this.loSpan;
-  }
-
-  /** The kernel's `w |= FIELD_PREP(field, v)` (the field must be clear, as in a freshly zeroed structure). */
-  prep(w: Uint32Array, v: number, off = 0): void {
-    if (!(v >= 0 && v <= this.max) || v !== Math.floor(v)) {
-      throw new RangeError(`${this.name}: ${v} does not fit [${this.hi}:${this.lo}] of qword ${this.qword}`);
-    }
-    const i = off + this.word;
-    if (this.hiBits === 0) {
-      w[i] = w[i] | (v << this.shift);
-      return;
-    }
-    const lo = v % this.loSpan;
-    w[i] = w[i] | (lo << this.shift);
-    w[i + 1] = w[i + 1] | ((v - lo) / this.loSpan);
-  }
-
-  /** Clear the field, then set it. */
-  set(w: Uint32Array, v: number, off = 0): void {
-    this.clear(w, off);
-    this.prep(w, v, off);
-  }
-
-  clear(w: Uint32Array, off = 0): void {
-    const i = off + this.word;
-    w[i] = w[i] & ~this.loMask;
-    if (this.hiBits > 0) w[i + 1] = w[i + 1] & ~this.hiMask;
-  }
-
-  /** Set every bit of the field in `w` (a used-bits mask). */
-  mark(w: Uint32Array, off = 0): void {
-    const i = off + this.word;
-    w[i] = w[i] | this.loMask;
-    if (this.hiBits > 0) w[i + 1] = w[i + 1] | this.hiMask;
-  }
-
-  isSet(w: Uint32Array, off = 0): boolean {
-    const i = off + this.word;
-    return (w[i] & this.loMask) !== 0 || (this.hiBits > 0 && (w[i + 1] & this.hiMask) !== 0);
-  }
-}
-
-/** An address field: bits [hi:lo] of a qword hold the same bits of an address (kernel: *_MASK). */
-export class QAddr {
-  private readonly loMask: number;
-  private readonly hiMask: number;
-
-  constructor(
-    readonly name: string,
-    readonly qword: number,
-    readonly hi: number,
-    readonly lo: number,
-  ) {
-    if (!(lo < 32 && hi >= 32 && hi <= 63)) throw new RangeError(`${name}: an address field spans both words`);
-    this.loMask = (0xffff_ffff << lo) >>> 0;
-    this.hiMask = hi === 63 ? 0xffff_ffff : (1 << (hi - 31)) - 1;
-  }
-
-  /** `w |= addr & MASK`; an address with bits outside the mask is an error (it would be truncated). */
-  prep(w: Uint32Array, addr: number, off = 0): void {
-    if (!(addr >= 0 && addr <= Number.MAX_SAFE_INTEGER) || addr !== Math.floor(addr)) throw new RangeError(`${this.name}: ${addr} is not an address`);
-    const lo = addr >>> 0;
-    const hi = (addr - lo) / TWO_32;
-    if ((lo & ~this.loMask) !== 0 || (hi & ~this.hiMask) !== 0) {
-      throw new RangeError(`${this.name}: address 0x${addr.toString(16)} has bits outside [${this.hi}:${this.lo}]`);
-    }
-    const i = off + this.qword * 2;
-    w[i] = w[i] | lo;
-    w[i + 1] = w[i + 1] | hi;
-  }
-
-  get(w: Uint32Array, off = 0): number {
-    const i = off + this.qword * 2;
-    return ((w[i] & this.loMask) >>> 0) + (w[i + 1] & this.hiMask) * TWO_32;
-  }
-
-  mark(used: Uint32Array, off = 0): void {
-    const i = off + this.qword * 2;
-    used[i] = (used[i] | this.loMask) >>> 0;
-    used[i + 1] = (used[i + 1] | this.hiMask) >>> 0;
-  }
-}
 
 const q = (name: string, qword: number, hi: number, lo: number): QField => new QField(name, qword, hi, lo);
 const qb = (name: string, qword: number, bit: number): QField => new QField(name, qword, bit, bit);

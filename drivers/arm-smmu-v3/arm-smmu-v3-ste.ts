@@ -7,12 +7,12 @@
  * fill a zeroed 16-word entry; they touch no hardware, so tests can build every transition.
  */
 import type { ArmLpaeS2Cfg } from '../../core/io-pgtable.js';
+import { FIELD_PREP } from '../../bus/bitfield.js';
 import {
   ARM_SMMU_FEAT_ATTR_TYPES_OVR,
   ARM_SMMU_FEAT_E2H,
   ARM_SMMU_FEAT_STALLS,
   ARM_SMMU_SH_ISH,
-  FIELD_PREP,
   STRTAB_L1_DESC_L2PTR_MASK,
   STRTAB_L1_DESC_SPAN,
   STRTAB_SPLIT,

@@ -13,8 +13,8 @@ import { KernelError } from '../../bus/errno.js';
 import type { RamAccess } from '../../hw/cpu-port.js';
 import type { CoherentBuffer } from '../../mm/dma-coherent.js';
 import { armSmmuWriteEntry, newEntry, NUM_ENTRY_WORDS, type ArmSmmuEntryWriter } from './arm-smmu-v3-entry.js';
+import { FIELD_PREP } from '../../bus/bitfield.js';
 import {
-  FIELD_PREP,
   STRTAB_BASE_CFG_FMT,
   STRTAB_BASE_CFG_FMT_2LVL,
   STRTAB_BASE_CFG_FMT_LINEAR,

@@ -11,6 +11,7 @@
  * driver decides per bank: CFCFG (stall) only while every master of the bank can stall and the
  * storm guard has not suspended it, HUPCF when asked for (or when the implementation forces it).
  */
+import { FIELD_PREP } from '../../bus/bitfield.js';
 import { KernelError } from '../../bus/errno.js';
 import type { ArmLpaeS1Cfg, ArmLpaeS2Cfg, IoPgtable } from '../../core/io-pgtable.js';
 import { IO_PGTABLE_QUIRK_ARM_TTBR1 } from '../../core/io-pgtable.js';
@@ -72,28 +73,28 @@ import {
 // kernel: arm_smmu_lpae_tcr() [arm-smmu.h]
 export function armSmmuLpaeTcr(s1: ArmLpaeS1Cfg, quirks: number): number {
   const t = s1.tcr;
-  const tcr = TCR_TG0.prep(t.tg) | TCR_SH0.prep(t.sh) | TCR_ORGN0.prep(t.orgn) | TCR_IRGN0.prep(t.irgn) | TCR_T0SZ.prep(t.tsz);
-  if (quirks & IO_PGTABLE_QUIRK_ARM_TTBR1) return ((tcr << 16) | TCR_EPD0.mask) >>> 0;
-  return (tcr | TCR_EPD1.mask) >>> 0;
+  const tcr = FIELD_PREP(TCR_TG0, t.tg) | FIELD_PREP(TCR_SH0, t.sh) | FIELD_PREP(TCR_ORGN0, t.orgn) | FIELD_PREP(TCR_IRGN0, t.irgn) | FIELD_PREP(TCR_T0SZ, t.tsz);
+  if (quirks & IO_PGTABLE_QUIRK_ARM_TTBR1) return ((tcr << 16) | TCR_EPD0) >>> 0;
+  return (tcr | TCR_EPD1) >>> 0;
 }
 
 // kernel: arm_smmu_lpae_tcr2() [arm-smmu.h]
 export function armSmmuLpaeTcr2(s1: ArmLpaeS1Cfg): number {
-  return (TCR2_PASIZE.prep(s1.tcr.ips) | TCR2_SEP.prep(TCR2_SEP_UPSTREAM)) >>> 0;
+  return (FIELD_PREP(TCR2_PASIZE, s1.tcr.ips) | FIELD_PREP(TCR2_SEP, TCR2_SEP_UPSTREAM)) >>> 0;
 }
 
 // kernel: arm_smmu_lpae_vtcr() [arm-smmu.h]
 export function armSmmuLpaeVtcr(s2: ArmLpaeS2Cfg): number {
   const v = s2.vtcr;
   return (
-    (VTCR_RES1.mask |
-      VTCR_PS.prep(v.ps) |
-      VTCR_TG0.prep(v.tg) |
-      VTCR_SH0.prep(v.sh) |
-      VTCR_ORGN0.prep(v.orgn) |
-      VTCR_IRGN0.prep(v.irgn) |
-      VTCR_SL0.prep(v.sl) |
-      VTCR_T0SZ.prep(v.tsz)) >>>
+    (VTCR_RES1 |
+      FIELD_PREP(VTCR_PS, v.ps) |
+      FIELD_PREP(VTCR_TG0, v.tg) |
+      FIELD_PREP(VTCR_SH0, v.sh) |
+      FIELD_PREP(VTCR_ORGN0, v.orgn) |
+      FIELD_PREP(VTCR_IRGN0, v.irgn) |
+      FIELD_PREP(VTCR_SL0, v.sl) |
+      FIELD_PREP(VTCR_T0SZ, v.tsz)) >>>
     0
   );
 }
@@ -115,8 +116,8 @@ export function armSmmuInitContextBank(smmuDomain: ArmSmmuDomain, pgtbl: IoPgtab
     if (!s1) throw new KernelError('EINVAL', `arm-smmu: stage 1 bank ${cfg.cbndx} got a ${pgtbl.fmt} page table`);
     cb.tcr[0] = armSmmuLpaeTcr(s1, pgtbl.cfg.quirks);
     cb.tcr[1] = armSmmuLpaeTcr2(s1);
-    if (cfg.fmt === 'AARCH64') cb.tcr[1] = (cb.tcr[1] | TCR2_AS.mask) >>> 0;
-    else cb.tcr[0] = (cb.tcr[0] | TCR_EAE.mask) >>> 0;
+    if (cfg.fmt === 'AARCH64') cb.tcr[1] = (cb.tcr[1] | TCR2_AS) >>> 0;
+    else cb.tcr[0] = (cb.tcr[0] | TCR_EAE) >>> 0;
     const asid = BigInt(cfg.asid) << TTBRn_ASID_SHIFT;
     cb.ttbr[0] = asid;
     cb.ttbr[1] = asid;
@@ -136,10 +137,10 @@ export function armSmmuInitContextBank(smmuDomain: ArmSmmuDomain, pgtbl: IoPgtab
 
 /** SCTLR for a bank configured with `cfg` (before any implementation hook adds its bits). */
 export function armSmmuSctlrValue(cfg: ArmSmmuCfg): number {
-  let reg = SCTLR_CFIE.mask | SCTLR_CFRE.mask | SCTLR_AFE.mask | SCTLR_TRE.mask | SCTLR_M.mask;
-  if (cfg.cbar !== CBAR_TYPE_S2_TRANS) reg |= SCTLR_S1_ASIDPNE.mask;
-  if (cfg.stall && !cfg.stallSuspended) reg |= SCTLR_CFCFG.mask;
-  if (cfg.hupcf) reg |= SCTLR_HUPCF.mask;
+  let reg = SCTLR_CFIE | SCTLR_CFRE | SCTLR_AFE | SCTLR_TRE | SCTLR_M;
+  if (cfg.cbar !== CBAR_TYPE_S2_TRANS) reg |= SCTLR_S1_ASIDPNE;
+  if (cfg.stall && !cfg.stallSuspended) reg |= SCTLR_CFCFG;
+  if (cfg.hupcf) reg |= SCTLR_HUPCF;
   return reg >>> 0;
 }
 
@@ -168,19 +169,19 @@ export function armSmmuWriteContextBank(smmu: ArmSmmuDevice, idx: number): void 
   const stage1 = cfg.cbar !== CBAR_TYPE_S2_TRANS;
   const vmid16 = (smmu.features & ARM_SMMU_FEAT_VMID16) !== 0;
   if (smmu.version > ARM_SMMU_V1) {
-    let reg = cfg.fmt === 'AARCH64' ? CBA2R_VA64.mask : 0;
+    let reg = cfg.fmt === 'AARCH64' ? CBA2R_VA64 : 0;
     // 16-bit VMIDs live in CBA2R.
-    if (vmid16) reg |= CBA2R_VMID16.prep(cfg.vmid);
+    if (vmid16) reg |= FIELD_PREP(CBA2R_VMID16, cfg.vmid);
     smmu.gr1Write(ARM_SMMU_GR1_CBA2R(idx), reg >>> 0);
   }
-  let cbar = CBAR_TYPE.prep(cfg.cbar);
-  if (smmu.version < ARM_SMMU_V2) cbar |= CBAR_IRPTNDX.prep(cfg.irptndx);
+  let cbar = FIELD_PREP(CBAR_TYPE, cfg.cbar);
+  if (smmu.version < ARM_SMMU_V2) cbar |= FIELD_PREP(CBAR_IRPTNDX, cfg.irptndx);
   if (stage1) {
     // The weakest attributes, so the table's own attributes win.
-    cbar |= CBAR_S1_BPSHCFG.prep(CBAR_S1_BPSHCFG_NSH) | CBAR_S1_MEMATTR.prep(CBAR_S1_MEMATTR_WB);
+    cbar |= FIELD_PREP(CBAR_S1_BPSHCFG, CBAR_S1_BPSHCFG_NSH) | FIELD_PREP(CBAR_S1_MEMATTR, CBAR_S1_MEMATTR_WB);
   } else if (!vmid16) {
     // 8-bit VMIDs live in CBAR.
-    cbar |= CBAR_VMID.prep(cfg.vmid);
+    cbar |= FIELD_PREP(CBAR_VMID, cfg.vmid);
   }
   smmu.gr1Write(ARM_SMMU_GR1_CBAR(idx), cbar >>> 0);
   // TCR before the TTBRs: it decides how ASID[15:8] is read.

@@ -39,6 +39,7 @@
  * context bank); the core's answer comes back through the `pageResponse` op, which is
  * `armSmmuContextFaultResume` with SUCCESS as retry and anything else as terminate.
  */
+import { FIELD_GET } from '../../bus/bitfield.js';
 import type { Device } from '../../bus/device.js';
 import type { Errno } from '../../bus/errno.js';
 import type { IrqReturn } from '../../bus/irq.js';
@@ -200,10 +201,10 @@ export function armSmmuGlobalFault(smmu: ArmSmmuDevice): IrqReturn {
   armSmmuFaultStats(smmu).globalFaults++;
   const log = smmu.dev.core.log;
   if (ratelimitOf(globalRatelimit, smmu).ok(smmu.dev.port.now())) {
-    if (smmu.params['arm-smmu.disable_bypass'] && sGFSR_USF.isSet(gfsr)) {
+    if (smmu.params['arm-smmu.disable_bypass'] && (gfsr & sGFSR_USF) !== 0) {
       log.err(
         smmu.name,
-        `Blocked unknown Stream ID ${hex(sGFSYNR1_STREAMID.get(gfsynr1))}; boot with "arm-smmu.disable_bypass=0" to allow, but this may have security implications`,
+        `Blocked unknown Stream ID ${hex(FIELD_GET(sGFSYNR1_STREAMID, gfsynr1))}; boot with "arm-smmu.disable_bypass=0" to allow, but this may have security implications`,
         LOG_NS,
       );
     } else {
@@ -232,32 +233,32 @@ export function armSmmuReadContextFaultInfo(smmu: ArmSmmuDevice, idx: number): A
 /** FSR decoded the way Linux prints it. */
 export function armSmmuFsrString(fsr: number): string {
   const names: [number, string][] = [
-    [CB_FSR_MULTI.mask, 'MULTI'],
-    [CB_FSR_SS.mask, 'SS'],
-    [CB_FSR_UUT.mask, 'UUT'],
-    [CB_FSR_ASF.mask, 'ASF'],
-    [CB_FSR_TLBLKF.mask, 'TLBLKF'],
-    [CB_FSR_TLBMCF.mask, 'TLBMCF'],
-    [CB_FSR_EF.mask, 'EF'],
-    [CB_FSR_PF.mask, 'PF'],
-    [CB_FSR_AFF.mask, 'AFF'],
-    [CB_FSR_TF.mask, 'TF'],
+    [CB_FSR_MULTI, 'MULTI'],
+    [CB_FSR_SS, 'SS'],
+    [CB_FSR_UUT, 'UUT'],
+    [CB_FSR_ASF, 'ASF'],
+    [CB_FSR_TLBLKF, 'TLBLKF'],
+    [CB_FSR_TLBMCF, 'TLBMCF'],
+    [CB_FSR_EF, 'EF'],
+    [CB_FSR_PF, 'PF'],
+    [CB_FSR_AFF, 'AFF'],
+    [CB_FSR_TF, 'TF'],
   ];
   const parts = names.filter(([m]) => (fsr & m) !== 0).map(([, n]) => n);
-  parts.push(`Format=${CB_FSR_FORMAT.get(fsr)}`);
+  parts.push(`Format=${FIELD_GET(CB_FSR_FORMAT, fsr)}`);
   return parts.join(' ');
 }
 
 /** FSYNR0 decoded the way Linux prints it. */
 export function armSmmuFsynr0String(fsynr0: number): string {
-  const parts = [`S1CBNDX=${FSYNR0_S1CBNDX.get(fsynr0)}`];
-  if (FSYNR0_AFR.isSet(fsynr0)) parts.push('AFR');
-  if (FSYNR0_PTWF.isSet(fsynr0)) parts.push('PTWF');
-  if (FSYNR0_NSATTR.isSet(fsynr0)) parts.push('NSATTR');
-  if (FSYNR0_IND.isSet(fsynr0)) parts.push('IND');
-  if (FSYNR0_PNU.isSet(fsynr0)) parts.push('PNU');
-  if (FSYNR0_WNR.isSet(fsynr0)) parts.push('WNR');
-  parts.push(`PLVL=${FSYNR0_PLVL.get(fsynr0)}`);
+  const parts = [`S1CBNDX=${FIELD_GET(FSYNR0_S1CBNDX, fsynr0)}`];
+  if ((fsynr0 & FSYNR0_AFR) !== 0) parts.push('AFR');
+  if ((fsynr0 & FSYNR0_PTWF) !== 0) parts.push('PTWF');
+  if ((fsynr0 & FSYNR0_NSATTR) !== 0) parts.push('NSATTR');
+  if ((fsynr0 & FSYNR0_IND) !== 0) parts.push('IND');
+  if ((fsynr0 & FSYNR0_PNU) !== 0) parts.push('PNU');
+  if ((fsynr0 & FSYNR0_WNR) !== 0) parts.push('WNR');
+  parts.push(`PLVL=${FIELD_GET(FSYNR0_PLVL, fsynr0)}`);
   return parts.join(' ');
 }
 
@@ -279,8 +280,8 @@ export function armSmmuPrintContextFaultInfo(smmu: ArmSmmuDevice, idx: number, c
 export function armSmmuMasterOfStream(smmuDomain: ArmSmmuDomain, sid: number): Device | null {
   for (const dev of smmuDomain.masters) {
     for (const fwid of dev.fwspec?.ids ?? []) {
-      const id = SMR_ID.get(fwid);
-      const mask = SMR_MASK.get(fwid);
+      const id = FIELD_GET(SMR_ID, fwid);
+      const mask = FIELD_GET(SMR_MASK, fwid);
       if (((sid ^ id) & ~mask & 0xffff) === 0) return dev;
     }
   }
@@ -313,7 +314,7 @@ export function armSmmuContextFault(smmuDomain: ArmSmmuDomain): IrqReturn {
   if ((cfi.fsr & CB_FSR_FAULT) === 0) return 'none';
   const stats = armSmmuFaultStats(smmu);
   stats.contextFaults++;
-  if (!CB_FSR_SS.isSet(cfi.fsr)) {
+  if ((cfi.fsr & CB_FSR_SS) === 0) {
     // Terminated already: nothing waits on a RESUME, so the bank must not stay faulted while a
     // sleeping handler runs (with HUPCF=0 that would abort every other master of the bank).
     smmu.cbWrite(idx, ARM_SMMU_CB_FSR, cfi.fsr);
@@ -363,18 +364,18 @@ export function stallVerdictOf(ret: 0 | Errno): StallVerdict {
 
 /** IOMMU_FAULT_PERM_* of the faulting access, from FSYNR0. */
 function faultPerm(fsynr0: number): number {
-  let perm = FSYNR0_WNR.isSet(fsynr0) ? IOMMU_FAULT_PERM_WRITE : IOMMU_FAULT_PERM_READ;
-  if (FSYNR0_IND.isSet(fsynr0)) perm |= IOMMU_FAULT_PERM_EXEC;
-  if (FSYNR0_PNU.isSet(fsynr0)) perm |= IOMMU_FAULT_PERM_PRIV;
+  let perm = (fsynr0 & FSYNR0_WNR) !== 0 ? IOMMU_FAULT_PERM_WRITE : IOMMU_FAULT_PERM_READ;
+  if ((fsynr0 & FSYNR0_IND) !== 0) perm |= IOMMU_FAULT_PERM_EXEC;
+  if ((fsynr0 & FSYNR0_PNU) !== 0) perm |= IOMMU_FAULT_PERM_PRIV;
   return perm;
 }
 
 /** The reason code of an unrecoverable fault, from the FSR fault bit. */
 function faultReason(fsr: number): number {
-  if (CB_FSR_PF.isSet(fsr)) return IOMMU_FAULT_REASON_PERMISSION;
-  if (CB_FSR_AFF.isSet(fsr)) return IOMMU_FAULT_REASON_ACCESS;
-  if (CB_FSR_ASF.isSet(fsr)) return IOMMU_FAULT_REASON_OOR_ADDRESS;
-  if (CB_FSR_EF.isSet(fsr)) return IOMMU_FAULT_REASON_WALK_EABT;
+  if ((fsr & CB_FSR_PF) !== 0) return IOMMU_FAULT_REASON_PERMISSION;
+  if ((fsr & CB_FSR_AFF) !== 0) return IOMMU_FAULT_REASON_ACCESS;
+  if ((fsr & CB_FSR_ASF) !== 0) return IOMMU_FAULT_REASON_OOR_ADDRESS;
+  if ((fsr & CB_FSR_EF) !== 0) return IOMMU_FAULT_REASON_WALK_EABT;
   return IOMMU_FAULT_REASON_UNKNOWN;
 }
 
@@ -421,7 +422,7 @@ function armSmmuUnrecoverableFault(cfi: ArmSmmuContextFaultInfo): IommuFaultEven
  */
 export async function armSmmuContextFaultWork(smmuDomain: ArmSmmuDomain, cfi: ArmSmmuContextFaultInfo): Promise<void> {
   const smmu = smmuDomain.smmu;
-  const stalled = CB_FSR_SS.isSet(cfi.fsr);
+  const stalled = (cfi.fsr & CB_FSR_SS) !== 0;
   if (!smmu) {
     if (stalled) {
       smmuDomain.faultPending = false;
@@ -430,7 +431,7 @@ export async function armSmmuContextFaultWork(smmuDomain: ArmSmmuDomain, cfi: Ar
     return;
   }
   const idx = smmuDomain.cfg.cbndx;
-  const dev = armSmmuMasterOfStream(smmuDomain, CBFRSYNRA_SID.get(cfi.cbfrsynra));
+  const dev = armSmmuMasterOfStream(smmuDomain, FIELD_GET(CBFRSYNRA_SID, cfi.cbfrsynra));
   let ret: 0 | Errno = 'ENOSYS';
   if (!smmu.quiesced) {
     const param = dev ? devFaultParam(dev) : null;
@@ -440,7 +441,7 @@ export async function armSmmuContextFaultWork(smmuDomain: ArmSmmuDomain, cfi: Ar
       return;
     }
     if (dev && param?.handler && !stalled) await iommuReportDeviceFault(dev, armSmmuUnrecoverableFault(cfi));
-    const flags = FSYNR0_WNR.isSet(cfi.fsynr0) ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ;
+    const flags = (cfi.fsynr0 & FSYNR0_WNR) !== 0 ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ;
     try {
       ret = await reportIommuFault(smmuDomain, dev, Number(cfi.far), flags);
     } catch (e) {
@@ -475,8 +476,8 @@ export function armSmmuContextFaultResume(smmuDomain: ArmSmmuDomain, verdict: St
   // Re-read: a MULTI latched since the interrupt must be cleared too, or the RESUME is ignored.
   const fsr = smmu.cbRead(idx, ARM_SMMU_CB_FSR);
   if (fsr & CB_FSR_FAULT) smmu.cbWrite(idx, ARM_SMMU_CB_FSR, fsr);
-  if (CB_FSR_SS.isSet(fsr) || (cfi !== undefined && CB_FSR_SS.isSet(cfi.fsr))) {
-    smmu.cbWrite(idx, ARM_SMMU_CB_RESUME, verdict === 'retry' ? 0 : RESUME_TERMINATE.mask);
+  if ((fsr & CB_FSR_SS) !== 0 || (cfi !== undefined && (cfi.fsr & CB_FSR_SS) !== 0)) {
+    smmu.cbWrite(idx, ARM_SMMU_CB_RESUME, verdict === 'retry' ? 0 : RESUME_TERMINATE);
     const stats = armSmmuFaultStats(smmu);
     if (verdict === 'retry') stats.retried++;
     else stats.terminated++;

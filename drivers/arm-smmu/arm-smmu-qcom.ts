@@ -21,6 +21,7 @@
  * wait-for-safe toggle is skipped), per-process GPU page tables through TTBR1/TTBR0 switching
  * (io-pgtable refuses the TTBR1 quirk: upper-half IOVAs do not fit a JS number), TBU debug.
  */
+import { FIELD_GET, FIELD_PREP } from '../../bus/bitfield.js';
 import type { Device } from '../../bus/device.js';
 import { IOMMU_DOMAIN_IDENTITY } from '../../core/iommu-domain.js';
 import type { ArmSmmuDevice } from './arm-smmu-device.js';
@@ -111,23 +112,23 @@ export function qcomSmmuImpl(mmu500: boolean): ArmSmmuImpl & { readonly qcom: Qc
     cfgProbe(smmu) {
       const lastS2cr = ARM_SMMU_GR0_S2CR(smmu.numMappingGroups - 1);
       // Firmware that mangles S2CR writes is found by writing BYPASS and reading it back.
-      const probe = S2CR_TYPE.prep(S2CR_TYPE_BYPASS) | S2CR_CBNDX.prep(0xff) | S2CR_PRIVCFG.prep(S2CR_PRIVCFG_DEFAULT);
+      const probe = FIELD_PREP(S2CR_TYPE, S2CR_TYPE_BYPASS) | FIELD_PREP(S2CR_CBNDX, 0xff) | FIELD_PREP(S2CR_PRIVCFG, S2CR_PRIVCFG_DEFAULT);
       smmu.gr0Write(lastS2cr, probe);
-      if (S2CR_TYPE.get(smmu.gr0Read(lastS2cr)) !== S2CR_TYPE_BYPASS) {
+      if (FIELD_GET(S2CR_TYPE, smmu.gr0Read(lastS2cr)) !== S2CR_TYPE_BYPASS) {
         qcom.bypassQuirk = true;
         qcom.bypassCbndx = smmu.numContextBanks - 1;
         smmu.contextMap[qcom.bypassCbndx] = true;
         smmu.cbWrite(qcom.bypassCbndx, ARM_SMMU_CB_SCTLR, 0);
-        smmu.gr1Write(ARM_SMMU_GR1_CBAR(qcom.bypassCbndx), CBAR_TYPE.prep(CBAR_TYPE_S1_TRANS_S2_BYPASS));
+        smmu.gr1Write(ARM_SMMU_GR1_CBAR(qcom.bypassCbndx), FIELD_PREP(CBAR_TYPE, CBAR_TYPE_S1_TRANS_S2_BYPASS));
         smmu.dev.core.log.info(smmu.name, `firmware S2CR quirk: bypass emulated with context bank ${qcom.bypassCbndx}`, LOG_NS);
       }
       // Mappings the boot firmware left valid stay in bypass until a master claims them.
       if (!smmu.smrs) return;
       for (let i = 0; i < smmu.numMappingGroups; i++) {
         const smr = smmu.gr0Read(ARM_SMMU_GR0_SMR(i));
-        if (!SMR_VALID.isSet(smr)) continue;
-        const noValid = (smr & ~SMR_VALID.mask) >>> 0;
-        smmu.smrs[i] = { id: SMR_ID.get(noValid), mask: SMR_MASK.get(noValid), valid: true };
+        if ((smr & SMR_VALID) === 0) continue;
+        const noValid = (smr & ~SMR_VALID) >>> 0;
+        smmu.smrs[i] = { id: FIELD_GET(SMR_ID, noValid), mask: FIELD_GET(SMR_MASK, noValid), valid: true };
         const s2cr = smmu.s2crs[i];
         s2cr.type = S2CR_TYPE_BYPASS;
         s2cr.privcfg = S2CR_PRIVCFG_DEFAULT;
@@ -150,7 +151,7 @@ export function qcomSmmuImpl(mmu500: boolean): ArmSmmuImpl & { readonly qcom: Qc
           cbndx = 0xff;
         }
       }
-      smmu.gr0Write(ARM_SMMU_GR0_S2CR(idx), S2CR_TYPE.prep(type) | S2CR_CBNDX.prep(cbndx) | S2CR_PRIVCFG.prep(s2cr.privcfg));
+      smmu.gr0Write(ARM_SMMU_GR0_S2CR(idx), FIELD_PREP(S2CR_TYPE, type) | FIELD_PREP(S2CR_CBNDX, cbndx) | FIELD_PREP(S2CR_PRIVCFG, s2cr.privcfg));
     },
     defDomainType: qcomSmmuDefDomainType,
     reset: mmu500 ? armMmu500Reset : undefined,
@@ -187,7 +188,7 @@ export function qcomAdrenoSmmuImpl(mmu500: boolean): ArmSmmuImpl {
     // the GPU keeps processing other work after a fault.
     // kernel: qcom_adreno_smmu_write_sctlr() [arm-smmu-qcom.c]
     writeSctlr(smmu, idx, reg) {
-      smmu.cbWrite(idx, ARM_SMMU_CB_SCTLR, (reg | SCTLR_HUPCF.mask) >>> 0);
+      smmu.cbWrite(idx, ARM_SMMU_CB_SCTLR, (reg | SCTLR_HUPCF) >>> 0);
     },
     defDomainType: qcomSmmuDefDomainType,
     reset: mmu500 ? armMmu500Reset : undefined,

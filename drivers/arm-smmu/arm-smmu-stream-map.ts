@@ -4,6 +4,7 @@
  * already covers a new stream ID and mask serves it too; a partial overlap is refused, since some
  * stream would then match two entries), and pointing a master's entries at a bank, BYPASS or FAULT.
  */
+import { FIELD_FIT, FIELD_GET, FIELD_PREP } from '../../bus/bitfield.js';
 import type { Device } from '../../bus/device.js';
 import { KernelError } from '../../bus/errno.js';
 import type { IommuFwspec } from '../../bus/iommu-fwspec.js';
@@ -24,11 +25,25 @@ import {
 
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
+/**
+ * A firmware-supplied value (an `iommus` specifier cell, `stream-match-mask`) in its field of a
+ * fwspec ID (SMR layout: ID in [15:0], MASK in [31:16]). The kernel's arm_smmu_of_xlate() lets
+ * FIELD_PREP() truncate it; a value too wide for the field is bad firmware, refused here at the
+ * boundary with EINVAL naming the device, the value and the field.
+ */
+export function armSmmuFwidPrep(dev: Device, field: 'SMR.ID' | 'SMR.MASK', value: number): number {
+  const mask = field === 'SMR.ID' ? SMR_ID : SMR_MASK;
+  if (!FIELD_FIT(mask, value)) {
+    throw new KernelError('EINVAL', `${dev.name}: firmware value ${value} (${hex(Math.max(0, Math.trunc(value)))}) does not fit ${field} (max ${hex(FIELD_GET(mask, mask))})`);
+  }
+  return FIELD_PREP(mask, value);
+}
+
 // kernel: arm_smmu_write_smr() [arm-smmu.c]
 export function armSmmuWriteSmr(smmu: ArmSmmuDevice, idx: number): void {
   const smr = smmu.smrs![idx];
-  let reg = SMR_ID.prep(smr.id) | SMR_MASK.prep(smr.mask);
-  if (!(smmu.features & ARM_SMMU_FEAT_EXIDS) && smr.valid) reg |= SMR_VALID.mask;
+  let reg = FIELD_PREP(SMR_ID, smr.id) | FIELD_PREP(SMR_MASK, smr.mask);
+  if (!(smmu.features & ARM_SMMU_FEAT_EXIDS) && smr.valid) reg |= SMR_VALID;
   smmu.gr0Write(ARM_SMMU_GR0_SMR(idx), reg >>> 0);
 }
 
@@ -39,8 +54,8 @@ export function armSmmuWriteS2cr(smmu: ArmSmmuDevice, idx: number): void {
     return;
   }
   const s2cr = smmu.s2crs[idx];
-  let reg = S2CR_TYPE.prep(s2cr.type) | S2CR_CBNDX.prep(s2cr.cbndx) | S2CR_PRIVCFG.prep(s2cr.privcfg);
-  if (smmu.features & ARM_SMMU_FEAT_EXIDS && smmu.smrs && smmu.smrs[idx].valid) reg |= S2CR_EXIDVALID.mask;
+  let reg = FIELD_PREP(S2CR_TYPE, s2cr.type) | FIELD_PREP(S2CR_CBNDX, s2cr.cbndx) | FIELD_PREP(S2CR_PRIVCFG, s2cr.privcfg);
+  if (smmu.features & ARM_SMMU_FEAT_EXIDS && smmu.smrs && smmu.smrs[idx].valid) reg |= S2CR_EXIDVALID;
   smmu.gr0Write(ARM_SMMU_GR0_S2CR(idx), reg >>> 0);
 }
 
@@ -103,8 +118,8 @@ export async function armSmmuMasterAllocSmes(dev: Device, cfg: ArmSmmuMasterCfg)
     try {
       // Work out the whole allocation before touching the hardware.
       for (; i < fwspec.ids.length; i++) {
-        const sid = SMR_ID.get(fwspec.ids[i]);
-        const mask = SMR_MASK.get(fwspec.ids[i]);
+        const sid = FIELD_GET(SMR_ID, fwspec.ids[i]);
+        const mask = FIELD_GET(SMR_MASK, fwspec.ids[i]);
         if (cfg.smendx[i] !== INVALID_SMENDX) throw new KernelError('EEXIST', `${dev.name}: stream ID ${hex(sid)} already has a stream mapping entry`);
         const idx = armSmmuFindSme(smmu, sid, mask);
         if (smmu.smrs && smmu.s2crs[idx].count === 0) smmu.smrs[idx] = { id: sid, mask, valid: true };

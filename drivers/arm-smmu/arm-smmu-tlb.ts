@@ -62,7 +62,7 @@ async function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: num
   for (let delay = 1; delay < TLB_LOOP_TIMEOUT_US; delay *= 2) {
     for (let spin = TLB_SPIN_COUNT; spin > 0; spin--) {
       // GSACTIVE and SACTIVE are both bit 0.
-      if (!sTLBGSTATUS_GSACTIVE.isSet(smmu.readl(page, status))) return;
+      if ((smmu.readl(page, status) & sTLBGSTATUS_GSACTIVE) === 0) return;
     }
     await smmu.dev.port.delay(delay * 1000);
   }

@@ -17,7 +17,7 @@ import createDebug from 'debug';
 import type { ContextBank } from './context-bank.js';
 import { CFG_DISABLED, CFG_OK } from './context-bank.js';
 import { fsrBitFor } from './faults.js';
-import * as R from './registers.js';
+import * as R from './regs.js';
 import type { SmmuV2State } from './state.js';
 import type { Translator } from './translate.js';
 import { Translation } from './translate.js';
@@ -86,13 +86,13 @@ export class AddressTranslationOps {
 
   private parOk(b: ContextBank, pa: number, attr: number, sh: number, ns: boolean): void {
     const page = pa - (pa % 4096);
-    b.parLo = ((page >>> 0) & R.PAR_LO.PA_LO.mask) | R.PAR_LO.SH.prep(sh) | (ns ? R.PAR_LO.NS.mask : 0);
+    b.parLo = ((page >>> 0) & R.PAR_LO.PA_LO.mask) | R.PAR_LO.SH.encode(sh) | (ns ? R.PAR_LO.NS.mask : 0);
     b.parLo >>>= 0;
-    b.parHi = (R.PAR_HI.PA_HI.prep(Math.floor(page / TWO_32) & 0xffff) | R.PAR_HI.ATTR.prep(attr & 0xff)) >>> 0;
+    b.parHi = (R.PAR_HI.PA_HI.encode(Math.floor(page / TWO_32) & 0xffff) | R.PAR_HI.ATTR.encode(attr & 0xff)) >>> 0;
   }
 
   private parFault(b: ContextBank, fsrBit: number, level: number, stage: number): void {
     b.parLo = (R.PAR_LO.F.mask | (fsrBit & 0x7e)) >>> 0;
-    b.parHi = (R.PAR_HI.PLVL.prep(level & 3) | (stage === 2 ? R.PAR_HI.STAGE.mask : 0)) >>> 0;
+    b.parHi = (R.PAR_HI.PLVL.encode(level & 3) | (stage === 2 ? R.PAR_HI.STAGE.mask : 0)) >>> 0;
   }
 }

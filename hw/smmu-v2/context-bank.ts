@@ -38,7 +38,7 @@ import {
   TTBR_HI,
   VTCR,
   decodeAddressSize,
-} from './registers.js';
+} from './regs.js';
 import type { StageConfig, Granule } from '../walker/index.js';
 import { WalkConfigError, compileStage1, compileStage2, decodeS2SL0, decodeTG0 } from '../walker/index.js';
 

@@ -25,7 +25,7 @@ import {
   sGFSR,
   sGFSYNR0,
   sGFSYNR1,
-} from './registers.js';
+} from './regs.js';
 import type { WalkFaultKind } from '../walker/index.js';
 
 const TWO_32 = 0x1_0000_0000;
@@ -91,7 +91,7 @@ export class GlobalFaultRegs {
       (instr && !write ? sGFSYNR0.IND.mask : 0) |
       sGFSYNR0.NSSTATE.mask |
       sGFSYNR0.NSATTR.mask;
-    this.sgfsynr1 = sGFSYNR1.StreamID.prep(sid & 0xffff);
+    this.sgfsynr1 = sGFSYNR1.StreamID.encode(sid & 0xffff);
     this.sgfsynr2 = 0;
     this.sgfarLo = addr >>> 0;
     this.sgfarHi = Math.floor(addr / TWO_32) >>> 0;
@@ -127,18 +127,18 @@ export function latchContextFault(bank: ContextBank, f: ContextFaultInfo): boole
     bank.fsr = (bank.fsr | FSR.MULTI.mask) >>> 0;
     return false;
   }
-  bank.fsr = (bank.fsr & ~FSR.FORMAT.mask) | f.fsrBit | FSR.FORMAT.prep(f.format);
+  bank.fsr = (bank.fsr & ~FSR.FORMAT.mask) | f.fsrBit | FSR.FORMAT.encode(f.format);
   bank.fsr >>>= 0;
   bank.farLo = f.farLo >>> 0;
   bank.farHi = f.farHi >>> 0;
   bank.fsynr0 =
-    (FSYNR0.PLVL.prep(f.level & 3) |
+    (FSYNR0.PLVL.encode(f.level & 3) |
       (f.write ? FSYNR0.WNR.mask : 0) |
       (f.priv ? FSYNR0.PNU.mask : 0) |
       (f.instr && !f.write ? FSYNR0.IND.mask : 0) |
       FSYNR0.NSATTR.mask |
       (f.ptwf ? FSYNR0.PTWF.mask : 0) |
-      (f.s1Cbndx >= 0 ? FSYNR0.S1CBNDX.prep(f.s1Cbndx) : 0)) >>>
+      (f.s1Cbndx >= 0 ? FSYNR0.S1CBNDX.encode(f.s1Cbndx) : 0)) >>>
     0;
   bank.fsynr1 = 0;
   if (f.ipa >= 0) {

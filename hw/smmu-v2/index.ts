@@ -33,7 +33,7 @@ export {
   resolveOptions,
 } from './options.js';
 export type { IdRegisters, SmmuV2Model, SmmuV2Options, SmmuV2OptionsInput } from './options.js';
-export { SmmuLayout, numPageNdxbForRegion } from './registers.js';
+export { SmmuLayout, numPageNdxbForRegion } from './regs.js';
 export { optionsForNode, smmuV2ModelForCompatible } from './node-options.js';
 export type { SmmuV2FirmwareNode } from './node-options.js';
 

@@ -15,7 +15,7 @@ import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { ContextBank } from './context-bank.js';
 import { CFG_OK } from './context-bank.js';
-import * as R from './registers.js';
+import * as R from './regs.js';
 import type { SmmuV2State } from './state.js';
 import type { PendingTlbi } from './tlb.js';
 import { Tlb } from './tlb.js';

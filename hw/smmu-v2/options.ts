@@ -20,7 +20,7 @@ import {
   PTFS_NO_AARCH32,
   encodeAddressSize,
   encodeUbs,
-} from './registers.js';
+} from './regs.js';
 
 export type SmmuV2Model = 'smmu-v1' | 'smmu-v2' | 'mmu-401' | 'mmu-500' | 'qcom-smmu-500';
 
@@ -325,32 +325,32 @@ export function idRegisters(o: SmmuV2Options): IdRegisters {
         ? PTFS_AARCH32_L_ONLY
         : PTFS_NO_AARCH32;
   const id0 =
-    ID0.NUMSMRG.prep(o.streamMatch ? o.numSmr : 0) |
-    ID0.EXIDS.prep(o.exids ? 1 : 0) |
-    ID0.NUMSIDB.prep(o.numSidBits) |
-    ID0.BTM.prep(o.broadcastTlbMaintenance ? 1 : 0) |
-    ID0.CTTW.prep(o.coherentWalk ? 1 : 0) |
-    ID0.NUMIRPT.prep(o.numIrpt) |
-    ID0.PTFS.prep(ptfs) |
-    ID0.ATOSNS.prep(o.atosns ? 1 : 0) |
-    ID0.SMS.prep(o.streamMatch ? 1 : 0) |
-    ID0.NTS.prep(o.nested ? 1 : 0) |
-    ID0.S2TS.prep(o.stage2 ? 1 : 0) |
-    ID0.S1TS.prep(o.stage1 ? 1 : 0);
+    ID0.NUMSMRG.encode(o.streamMatch ? o.numSmr : 0) |
+    ID0.EXIDS.encode(o.exids ? 1 : 0) |
+    ID0.NUMSIDB.encode(o.numSidBits) |
+    ID0.BTM.encode(o.broadcastTlbMaintenance ? 1 : 0) |
+    ID0.CTTW.encode(o.coherentWalk ? 1 : 0) |
+    ID0.NUMIRPT.encode(o.numIrpt) |
+    ID0.PTFS.encode(ptfs) |
+    ID0.ATOSNS.encode(o.atosns ? 1 : 0) |
+    ID0.SMS.encode(o.streamMatch ? 1 : 0) |
+    ID0.NTS.encode(o.nested ? 1 : 0) |
+    ID0.S2TS.encode(o.stage2 ? 1 : 0) |
+    ID0.S1TS.encode(o.stage1 ? 1 : 0);
   const id1 =
-    ID1.NUMCB.prep(o.numCb) |
-    ID1.NUMS2CB.prep(o.numS2Cb) |
-    ID1.NUMPAGENDXB.prep(o.numPageNdxb) |
-    ID1.PAGESIZE.prep(o.pageSize64k ? 1 : 0);
-  let id2 = ID2.IAS.prep(encodeAddressSize(o.ias)) | ID2.OAS.prep(encodeAddressSize(o.oas));
+    ID1.NUMCB.encode(o.numCb) |
+    ID1.NUMS2CB.encode(o.numS2Cb) |
+    ID1.NUMPAGENDXB.encode(o.numPageNdxb) |
+    ID1.PAGESIZE.encode(o.pageSize64k ? 1 : 0);
+  let id2 = ID2.IAS.encode(encodeAddressSize(o.ias)) | ID2.OAS.encode(encodeAddressSize(o.oas));
   if (v === 2) {
     id2 |=
-      ID2.UBS.prep(encodeUbs(o.ubs)) |
-      ID2.PTFS_4K.prep(o.granules['4K'] ? 1 : 0) |
-      ID2.PTFS_16K.prep(o.granules['16K'] ? 1 : 0) |
-      ID2.PTFS_64K.prep(o.granules['64K'] ? 1 : 0) |
-      ID2.VMID16.prep(o.vmid16 ? 1 : 0);
+      ID2.UBS.encode(encodeUbs(o.ubs)) |
+      ID2.PTFS_4K.encode(o.granules['4K'] ? 1 : 0) |
+      ID2.PTFS_16K.encode(o.granules['16K'] ? 1 : 0) |
+      ID2.PTFS_64K.encode(o.granules['64K'] ? 1 : 0) |
+      ID2.VMID16.encode(o.vmid16 ? 1 : 0);
   }
-  const id7 = ID7.MAJOR.prep(o.revision.major) | ID7.MINOR.prep(o.revision.minor);
+  const id7 = ID7.MAJOR.encode(o.revision.major) | ID7.MINOR.encode(o.revision.minor);
   return { id0: id0 >>> 0, id1: id1 >>> 0, id2: id2 >>> 0, id7: id7 >>> 0 };
 }

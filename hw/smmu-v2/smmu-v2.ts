@@ -15,7 +15,7 @@
  *   CBA2R (SMMUv2 only), TCR2 (SMMUv2 only);
  * - the parts: stream matching (stream-match.ts), bank decode (context-bank.ts), translation and
  *   TLB (translate.ts, tlb.ts), TLB maintenance (maintenance.ts), ATS1* (ats.ts), faults and
- *   interrupts (faults.ts), stall and RESUME (stall.ts), the DMA path (transactions.ts).
+ *   interrupts (faults.ts), stall and RESUME (stalls.ts), the DMA path (transactions.ts).
  * Does not support: the secure interface and its aliases (including the Calxeda secure-alias
  * registers at GR0 + 0x400), the GATS block, the PMU and SSD pages (read as zero), broadcast TLB
  * maintenance from CPUs (sCR0.PTM/VMIDPNE/FB/BSU are stored without effect), memory attribute and
@@ -36,8 +36,8 @@ import { IrqOutputs } from './faults.js';
 import { TlbMaintenance } from './maintenance.js';
 import type { IdRegisters, SmmuV2Options, SmmuV2OptionsInput } from './options.js';
 import { idRegisters, isMmu500, resolveOptions } from './options.js';
-import * as R from './registers.js';
-import { SmmuLayout } from './registers.js';
+import * as R from './regs.js';
+import { SmmuLayout } from './regs.js';
 import type { SmmuV2Stats } from './state.js';
 import { SmmuV2State } from './state.js';
 import type { Tlb } from './tlb.js';

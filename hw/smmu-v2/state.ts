@@ -16,8 +16,8 @@ import type { IrqOutputs } from './faults.js';
 import { GlobalFaultRegs, SGFSR_CONFIG_FAULTS } from './faults.js';
 import type { SmmuV2Options } from './options.js';
 import { archVersion, isMmu500 } from './options.js';
-import * as R from './registers.js';
-import { StallState } from './stall.js';
+import * as R from './regs.js';
+import { StallState } from './stalls.js';
 import { StreamMapTable } from './stream-match.js';
 import { Tlb } from './tlb.js';
 

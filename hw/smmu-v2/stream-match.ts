@@ -14,7 +14,7 @@
  * Matching is memoised per StreamID and generation, so the hot path is a typed-array lookup; any
  * SMR/S2CR or sCR0.EXIDENABLE change starts a new generation.
  */
-import { S2CR, S2CR_TYPE_BYPASS, S2CR_TYPE_FAULT, SMR } from './registers.js';
+import { S2CR, S2CR_TYPE_BYPASS, S2CR_TYPE_FAULT, SMR } from './regs.js';
 
 /** No valid group matches the StreamID. */
 export const MATCH_NONE = -1;
@@ -61,7 +61,7 @@ export class StreamMapTable {
 
   reset(): void {
     this.smr.fill(0);
-    this.s2cr.fill(S2CR.TYPE.prep(this.cfg.s2crResetType));
+    this.s2cr.fill(S2CR.TYPE.encode(this.cfg.s2crResetType));
     this.exidEnable = false;
     this.bump();
   }

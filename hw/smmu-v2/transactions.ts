@@ -11,7 +11,7 @@
  * downstream requests); transactions crossing a translation block split at block boundaries and
  * forwarded as several downstream accesses with one completion (the first failure, or the bytes);
  * context faults latched (faults.ts), then terminated (SCTLR.CFCFG=0: a fault with CFRE, RAZ/WI
- * without) or stalled until RESUME (stall.ts), with HUPCF admission.
+ * without) or stalled until RESUME (stalls.ts), with HUPCF admission.
  * A nested translation's stage 2 fault is recorded in, and stalls under the SCTLR of, the stage 2
  * bank (FAR = the IPA, FSYNR0.S1CBNDX = the stage 1 bank).
  * Does not support: transaction ordering beyond what a bank's stall imposes (the downstream port
@@ -25,8 +25,8 @@ import type { ContextBank, ContextConfig } from './context-bank.js';
 import { CFG_BAD_TYPE, CFG_DISABLED, CFG_INVALID, CFG_OK, CFG_UNSUPPORTED } from './context-bank.js';
 import type { ContextFaultInfo } from './faults.js';
 import { SGFSR_CONFIG_FAULTS, fsrBitFor, latchContextFault } from './faults.js';
-import * as R from './registers.js';
-import { Txn } from './stall.js';
+import * as R from './regs.js';
+import { Txn } from './stalls.js';
 import type { SmmuV2State } from './state.js';
 import { MATCH_CONFLICT } from './stream-match.js';
 import type { Translator } from './translate.js';

@@ -15,7 +15,7 @@
  */
 import type { ContextBank, ContextConfig } from './context-bank.js';
 import { selectRegion } from './context-bank.js';
-import { CBAR_TYPE_S1_TRANS_S2_FAULT } from './registers.js';
+import { CBAR_TYPE_S1_TRANS_S2_FAULT } from './regs.js';
 import type { Tlb, TlbSet } from './tlb.js';
 import { TlbEntry } from './tlb.js';
 import type { WalkFaultKind } from '../walker/index.js';

@@ -38,7 +38,7 @@ import {
 } from '../walker/config.js';
 import { WalkResult } from '../walker/result.js';
 import type { TranslationTableWalker, WalkMemory } from '../walker/walker.js';
-import { join64 } from './bits.js';
+import { join64 } from '../bitfield.js';
 import * as F from './formats.js';
 import type { ResolvedOptions } from './options.js';
 import { OUT_FAULT, type Outcome } from './outcome.js';

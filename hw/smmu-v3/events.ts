@@ -17,7 +17,7 @@ import { BusError } from '../memory.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
 import type { WalkMemory } from '../walker/walker.js';
-import { hi32, lo32 } from './bits.js';
+import { hi32, lo32 } from '../bitfield.js';
 import * as F from './formats.js';
 import type { Interrupts } from './interrupts.js';
 import type { ResolvedOptions } from './options.js';

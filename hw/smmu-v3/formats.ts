@@ -8,7 +8,7 @@
  * traces can name them). Address fields are limited to 53 bits (JS numbers).
  * Does not support: VMSAv9-128 layouts, Secure/Realm-only fields, MPAM and PBHA fields.
  */
-import { AddrField, StructField } from './bits.js';
+import { AddrField, StructField } from '../bitfield.js';
 
 const f = (name: string, hi: number, lo: number): StructField => new StructField(name, hi, lo);
 const b = (name: string, n: number): StructField => new StructField(name, n, n);

@@ -16,7 +16,7 @@ import createDebug from 'debug';
 import type { DmaDone, DmaPort, DmaRequest } from '../dma.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
-import { join64 } from './bits.js';
+import { join64 } from '../bitfield.js';
 import type { ResolvedOptions } from './options.js';
 import {
   GERROR_IMPLEMENTED,

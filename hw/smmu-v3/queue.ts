@@ -10,7 +10,7 @@
  * Pointer registers are stored as written (masked to the implemented bits); the helpers below
  * interpret them with the current LOG2SIZE, as the hardware does.
  */
-import { join64 } from './bits.js';
+import { join64 } from '../bitfield.js';
 import { Q_BASE_ADDR_HI_MASK, Q_BASE_ADDR_LO_MASK, Q_BASE_LOG2SIZE, Q_INDEX_MASK } from './regs.js';
 
 export class SmmuQueue {

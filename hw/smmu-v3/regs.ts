@@ -11,7 +11,7 @@
  * This file is the model's own definition. The driver carries its own, as the kernel header does:
  * a shared definition would hide a wrong offset from both sides.
  */
-import { bit, field } from './bits.js';
+import { bit, field } from '../bitfield.js';
 
 /** Each register page is 64 KiB; page 1 starts at 0x10000. */
 export const PAGE_SIZE = 0x1_0000;

@@ -1,7 +1,8 @@
 /**
  * An Arm SMMUv3 (Non-secure programming interface): the register file of pages 0 and 1 behind one
- * MMIO handler, the DMA port its upstream masters submit to, and the wiring of the units that do
- * the work (configuration caches, TLB, walker, Command/Event/PRI queues, interrupts, stalls).
+ * MMIO handler, the DMA port its upstream masters submit to (the work is in transactions.ts), and
+ * the wiring of the units that do the work (configuration caches, TLB, walker, Command/Event/PRI
+ * queues, interrupts, stalls).
  *
  * Supports:
  * - registers: IDR0-5/IIDR/AIDR from construction options; CR0 whose enables take effect (and
@@ -13,15 +14,10 @@
  *   BASE/pointers while it is enabled, CR1.TABLE_* while SMMUEN and CR1.QUEUE_* while any queue is
  *   enabled, CR2 while SMMUEN) ignored;
  *   unknown offsets read as zero and ignore writes (logged on `iommu:hw:smmu-v3`); `peek32`.
- * - transactions (DmaPort.submit): GBPA bypass/abort while CR0ACK.SMMUEN == 0 (so in-flight DMA
- *   follows GBPA from the moment CR0ACK changes); TLB hits translated synchronously without
- *   allocation; misses through the walker; accesses crossing a 4KB page split into pages; faults
- *   terminated (abort, or RAZ/WI with CD.A == 0), recorded, or stalled until CMD_RESUME /
- *   CMD_STALL_TERM; F_UUT for malformed transactions; ATS Translated transactions checked against
- *   STE.EATS when CR0.ATSCHK == 1 (F_TRANSL_FORBIDDEN), with stage 2 applied for split-stage ATS.
- * - PCIe: ATS Translation Requests (DmaPort.translate) per STE.EATS with F_BAD_ATS_TREQ; Page
- *   Requests (DmaPort.pageRequest) into the PRI queue; ATC invalidations and PRG responses back to
- *   the endpoint bound to a StreamID (DmaPort.bindEndpoint).
+ * - the DMA port (DmaPort.submit/translate/pageRequest): delegated to the transaction engine
+ *   (transactions.ts: GBPA, translation, faults and stalls, ATS Translated transactions, ATS
+ *   Translation Requests, Page Requests into the PRI queue); ATC invalidations and PRG responses
+ *   back to the endpoint bound to a StreamID (DmaPort.bindEndpoint).
  * - caches: configuration caches, the TLB and per-stage, per-level walk caches (option `walkCache`,
  *   on by default; see tlb.ts); the Access flag per CD.AFFD / STE.S2AFFD, or updated by hardware
  *   with CD.HA / STE.S2HA when built with `httu: 1` (spec 3.13, 5.2, 5.4; see config.ts).
@@ -31,7 +27,7 @@
  */
 import { vtime } from '../vtime.js';
 import createDebug from 'debug';
-import type { AtsCompletion, AtsEndpoint, AtsRequest, DmaCompletion, DmaDone, DmaPort, DmaRequest, PageRequest } from '../dma.js';
+import type { AtsCompletion, AtsEndpoint, AtsRequest, DmaDone, DmaPort, DmaRequest, PageRequest } from '../dma.js';
 import type { MmioDevice } from '../mmio.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
@@ -39,17 +35,19 @@ import { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE } from '../walker/result.js';
 import { TranslationTableWalker } from '../walker/walker.js';
 import { CommandQueue, type CommandContext, type CommandEngine, type CommandQueueHooks } from './cmdq.js';
 import { ConfigCache } from './config.js';
-import { EventQueue, EventRecord, type QueueMemory } from './events.js';
-import * as F from './formats.js';
+import { EventQueue, type QueueMemory } from './events.js';
 import { Interrupts, type IrqOutput, type MsiSource, type SmmuV3IrqName } from './interrupts.js';
 import { idRegisters, type IdRegisters, type ResolvedOptions, resolveOptions, type SmmuV3Options } from './options.js';
-import { OUT_ABORT, Outcome } from './outcome.js';
+import { Outcome } from './outcome.js';
 import { PriQueue } from './priq.js';
 import { SmmuQueue } from './queue.js';
 import * as R from './regs.js';
 import { StallTracker } from './stalls.js';
 import { Tlb } from './tlb.js';
-import { effectiveAccess, Translator } from './translate.js';
+import { TransactionEngine, type SmmuV3Stats, type TransactionRegs } from './transactions.js';
+import { Translator } from './translate.js';
+
+export type { SmmuV3Stats } from './transactions.js';
 
 const log = createDebug('iommu:hw:smmu-v3');
 /** Table descriptors the walk caches hold, all stages and levels together, before FIFO eviction. */
@@ -70,25 +68,6 @@ export interface SmmuV3Deps {
   irqs?: Partial<Record<SmmuV3IrqName, IrqOutput>>;
   trace?: Trace;
 }
-
-export interface SmmuV3Stats {
-  /** Transactions submitted (each 4KB piece of a split one counts once). */
-  transactions: number;
-  /** Passed through untranslated (GBPA bypass, bypass STE, ATS Translated). */
-  bypassed: number;
-  /** Translated and forwarded. */
-  translated: number;
-  aborted: number;
-  /** Terminated by a Translation-related fault (abort or RAZ/WI). */
-  faulted: number;
-  stalled: number;
-  resumed: number;
-  atsRequests: number;
-  pageRequests: number;
-}
-
-/** No ACCESS_* flag: an unprivileged data read. */
-const ACCESS_NONE = 0;
 
 export class SmmuV3 implements MmioDevice, DmaPort {
   readonly name: string;
@@ -115,14 +94,15 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   private cr1 = 0;
   private cr2 = 0;
   private gbpa: number;
-  private gbpaEffective: number;
   private strtabBaseLo = 0;
   private strtabBaseHi = 0;
   private strtabBaseCfg = 0;
   private cr0Event: { cancel(): void } | null = null;
   private readonly cfgRegs: { strtabBaseLo: number; strtabBaseHi: number; strtabBaseCfg: number; cr2: number; cr0ack: number };
   private readonly endpoints = new Map<number, AtsEndpoint>();
-  private readonly out = new Outcome();
+  /** CR0ACK and the effective GBPA, as the transaction engine reads them. */
+  private readonly txRegs: TransactionRegs;
+  private readonly engine: TransactionEngine;
   private readonly scheduler: Scheduler;
   private readonly downstream: DmaPort;
   private readonly trace: Trace | null;
@@ -137,7 +117,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     this.downstream = deps.downstream;
     this.trace = deps.trace ?? null;
     this.gbpa = this.opts.gbpaReset & R.GBPA_STATE_BITS;
-    this.gbpaEffective = this.gbpa;
+    this.txRegs = { cr0ack: 0, gbpaEffective: this.gbpa };
     this.cfgRegs = { strtabBaseLo: 0, strtabBaseHi: 0, strtabBaseCfg: 0, cr2: 0, cr0ack: 0 };
     this.tlb = new Tlb(this.opts.tlbEntries, this.opts.walkCache ? WALK_CACHE_ENTRIES : 0);
     this.walker = new TranslationTableWalker(deps.memory);
@@ -162,13 +142,26 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       this.trace,
     );
     this.stalls = new StallTracker(this.opts.stallModel === R.STALL_MODEL_TERMINATE ? 0 : this.opts.stallMax);
+    this.engine = new TransactionEngine({
+      name: this.name,
+      opts: this.opts,
+      regs: this.txRegs,
+      scheduler: this.scheduler,
+      downstream: this.downstream,
+      translator: this.translator,
+      configCache: this.configCache,
+      events: this.events,
+      priq: this.priq,
+      stalls: this.stalls,
+      stats: this.stats,
+    });
     this.memory = deps.memory;
     this.commandContext = {
       e2h: () => R.CR2_E2H.isSet(this.cr2),
       endpoint: (sid) => this.endpoints.get(sid),
       prefetchConfig: (sid, ssidValid, ssid) => this.prefetchConfig(sid, ssidValid, ssid),
-      resume: (sid, stag, retry, abort) => this.resume(sid, stag, retry, abort),
-      stallTerm: (sid) => this.stallTerm(sid),
+      resume: (sid, stag, retry, abort) => this.engine.resume(sid, stag, retry, abort),
+      stallTerm: (sid) => this.engine.stallTerm(sid),
     };
     this.cmdq = new CommandQueue(
       this.opts,
@@ -471,6 +464,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     const prev = this.cr0ack;
     this.cr0ack = next;
     this.cfgRegs.cr0ack = next;
+    this.txRegs.cr0ack = next;
     const on = (b: { mask: number }): boolean => (next & b.mask) !== 0;
     const changed = (b: { mask: number }): boolean => ((prev ^ next) & b.mask) !== 0;
     if (log.enabled) log('%s %s: CR0ACK %s -> %s', vtime(this.scheduler.now), this.name, hex(prev), hex(next));
@@ -496,7 +490,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       this.opts.timing.regAckNs,
       () => {
         this.gbpa = (this.gbpa & R.GBPA_STATE_BITS) >>> 0;
-        this.gbpaEffective = this.gbpa;
+        this.txRegs.gbpaEffective = this.gbpa;
         if (log.enabled) log('%s %s: GBPA now %s', vtime(this.scheduler.now), this.name, hex(this.gbpa));
       },
       `${this.name} GBPA.Update`,
@@ -505,7 +499,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   }
 
   // ===========================================================================================
-  // Transactions
+  // DMA port: the transaction engine (transactions.ts) does the work
   // ===========================================================================================
 
   get enabled(): boolean {
@@ -519,216 +513,24 @@ export class SmmuV3 implements MmioDevice, DmaPort {
    * Synchronous and allocation-free.
    */
   translateFast(streamId: number, ssid: number, addr: number, access: number): number {
-    if (!R.CR0_SMMUEN.isSet(this.cr0ack)) return R.GBPA_ABORT.isSet(this.gbpaEffective) ? -1 : addr;
-    return this.translator.translateFast(streamId, ssid >= 0, ssid < 0 ? 0 : ssid, addr, access);
+    return this.engine.translateFast(streamId, ssid, addr, access);
   }
 
   submit(req: DmaRequest, done: DmaDone): void {
-    const { addr, len } = req;
-    if (!Number.isSafeInteger(addr) || addr < 0 || !Number.isSafeInteger(len) || len <= 0 ||
-      (req.write && (req.data === undefined || req.data.length !== len))) {
-      this.unsupported(req, done);
-      return;
-    }
-    if (req.translated) {
-      this.translatedTransaction(req, done);
-      return;
-    }
-    if (!R.CR0_SMMUEN.isSet(this.cr0ack)) {
-      this.stats.transactions++;
-      if (R.GBPA_ABORT.isSet(this.gbpaEffective)) {
-        this.stats.aborted++;
-        done({ status: 'abort', detail: `${this.name}: SMMU disabled and GBPA.ABORT set` });
-        return;
-      }
-      this.stats.bypassed++;
-      this.forward(req, addr, done);
-      return;
-    }
-    if ((addr % 4096) + len > 4096) {
-      this.splitTransaction(req, done);
-      return;
-    }
-    this.stats.transactions++;
-    const access = accessOf(req);
-    const pa = this.translator.translateFast(req.streamId, req.ssidValid, req.ssid, addr, access);
-    if (pa >= 0) {
-      this.stats.translated++;
-      this.forward(req, pa, done);
-      return;
-    }
-    this.slowPath(req, access, done);
+    this.engine.submit(req, done);
   }
 
-  private forward(req: DmaRequest, pa: number, done: DmaDone): void {
-    this.downstream.submit(pa === req.addr && !req.translated ? req : { ...req, addr: pa, translated: false }, done);
+  translate(req: AtsRequest, done: (c: AtsCompletion) => void): void {
+    this.engine.translate(req, done);
   }
 
-  private slowPath(req: DmaRequest, access: number, done: DmaDone): void {
-    const out = this.out;
-    if (this.translator.translate(req.streamId, req.ssidValid, req.ssid, req.addr, access, out)) {
-      if (out.bypass) this.stats.bypassed++;
-      else this.stats.translated++;
-      this.forward(req, out.pa, done);
-      return;
-    }
-    this.terminate(req, access, out, done);
-  }
-
-  /** A transaction the SMMU will not pass on: abort, fault (record/stall/terminate). */
-  private terminate(req: DmaRequest, access: number, out: Outcome, done: DmaDone): void {
-    const detail = `${this.name}: ${out.detail}`;
-    if (out.kind === OUT_ABORT) {
-      this.stats.aborted++;
-      if (out.eventType !== 0) this.record(req, access, out, false, 0);
-      done({ status: 'abort', detail });
-      return;
-    }
-    if (out.stall) {
-      const stag = this.stalls.hold(req.streamId, req, done, this.scheduler.now);
-      if (stag >= 0) {
-        this.stats.stalled++;
-        this.record(req, access, out, true, stag);
-        return;
-      }
-      if (log.enabled) log('%s %s: STALL_MAX stalled transactions held; terminating instead', vtime(this.scheduler.now), this.name);
-    }
-    this.stats.faulted++;
-    if (out.record) this.record(req, access, out, false, 0);
-    if (out.abort) done({ status: 'fault', detail });
-    else done(razWi(req, `${detail} (terminated RAZ/WI: CD.A == 0)`));
-  }
-
-  private record(req: DmaRequest, access: number, out: Outcome, stall: boolean, stag: number): void {
-    const rec = new EventRecord(out.eventType, req.streamId);
-    const ste = this.configCache.cachedSte(req.streamId);
-    const acc = ste !== undefined ? effectiveAccess(ste, access) : access;
-    rec.ssv = req.ssidValid;
-    rec.ssid = out.eventType === F.C_BAD_SUBSTREAMID && out.reportSsid >= 0 ? out.reportSsid : req.ssid;
-    if (out.eventType === F.C_BAD_SUBSTREAMID) rec.ssv = true;
-    rec.rnw = !req.write;
-    rec.pnu = (acc & ACCESS_PRIV) !== 0;
-    rec.ind = !req.write && (acc & ACCESS_INSTR) !== 0;
-    rec.s2 = out.s2;
-    rec.cls = out.cls;
-    rec.ttrnw = out.cls === F.CLASS_TT;
-    rec.inputAddr = req.addr;
-    rec.ipa = out.ipa;
-    rec.fetchAddr = out.fetchAddr;
-    rec.stall = stall;
-    rec.stag = stag;
-    this.events.post(rec);
-  }
-
-  /** F_UUT: a transaction the SMMU cannot make sense of. */
-  private unsupported(req: DmaRequest, done: DmaDone): void {
-    this.stats.transactions++;
-    this.stats.aborted++;
-    const rec = new EventRecord(F.F_UUT, req.streamId >>> 0);
-    rec.ssv = req.ssidValid;
-    rec.ssid = req.ssid;
-    rec.rnw = !req.write;
-    rec.pnu = req.priv;
-    rec.ind = !req.write && req.exec;
-    rec.inputAddr = Number.isSafeInteger(req.addr) && req.addr >= 0 ? req.addr : 0;
-    this.events.post(rec);
-    done({ status: 'abort', detail: `${this.name}: unsupported upstream transaction (addr ${req.addr}, len ${req.len})` });
-  }
-
-  /** A transaction crossing a 4KB boundary goes through as one access per page, in order. */
-  private splitTransaction(req: DmaRequest, done: DmaDone): void {
-    const out = req.write ? undefined : new Uint8Array(req.len);
-    let offset = 0;
-    let firstPa: number | undefined;
-    const next = (): void => {
-      if (offset >= req.len) {
-        done(out ? { status: 'ok', data: out, pa: firstPa } : { status: 'ok', pa: firstPa });
-        return;
-      }
-      const addr = req.addr + offset;
-      const n = Math.min(req.len - offset, 4096 - (addr % 4096));
-      const piece: DmaRequest = { ...req, addr, len: n, data: req.data?.subarray(offset, offset + n) };
-      const start = offset;
-      this.submit(piece, (c: DmaCompletion) => {
-        if (c.status !== 'ok') {
-          done(c);
-          return;
-        }
-        if (out && c.data) out.set(c.data, start);
-        firstPa ??= c.pa;
-        offset += n;
-        next();
-      });
-    };
-    next();
-  }
-
-  /** PCIe AT == translated: checked against STE.EATS only when CR0.ATSCHK is set. */
-  private translatedTransaction(req: DmaRequest, done: DmaDone): void {
-    this.stats.transactions++;
-    const out = this.out;
-    out.reset();
-    const forbid = (why: string): void => {
-      this.stats.aborted++;
-      out.setAbort(F.F_TRANSL_FORBIDDEN, why);
-      this.record(req, accessOf(req), out, false, 0);
-      done({ status: 'abort', detail: `${this.name}: ${why}` });
-    };
-    if (!this.opts.ats) return forbid('ATS Translated transaction but the SMMU does not implement ATS');
-    if (!R.CR0_SMMUEN.isSet(this.cr0ack)) return forbid('ATS Translated transaction while SMMUEN == 0');
-    if (!R.CR0_ATSCHK.isSet(this.cr0ack)) {
-      this.stats.bypassed++;
-      this.forward(req, req.addr, done);
-      return;
-    }
-    const ste = this.configCache.ste(req.streamId, out);
-    if (ste === null || ste.abort) {
-      this.stats.aborted++;
-      done({ status: 'abort', detail: `${this.name}: ATS Translated transaction: ${ste === null ? out.detail : 'STE aborts all traffic'}` });
-      return;
-    }
-    if (ste.eats === F.EATS_ABT) return forbid(`StreamID ${req.streamId} does not allow ATS Translated traffic (EATS == 0b00)`);
-    if (ste.eats === F.EATS_TRANS) {
-      this.stats.bypassed++;
-      this.forward(req, req.addr, done);
-      return;
-    }
-    // Split-stage ATS: the address is an IPA.
-    const access = accessOf(req);
-    if (this.translator.translateStage2(ste, req.addr, access, out)) {
-      this.stats.translated++;
-      this.forward(req, out.pa, done);
-      return;
-    }
-    this.terminate(req, access, out, done);
+  pageRequest(req: PageRequest): void {
+    this.engine.pageRequest(req);
   }
 
   // ===========================================================================================
-  // Stalls
+  // Commands and endpoints
   // ===========================================================================================
-
-  private resume(sid: number, stag: number, retry: boolean, abort: boolean): void {
-    const t = this.stalls.take(sid, stag);
-    if (t === undefined) {
-      if (log.enabled) log('%s %s: CMD_RESUME StreamID %d STAG %d matches no stalled transaction', vtime(this.scheduler.now), this.name, sid, stag);
-      return;
-    }
-    this.events.forgetStall(sid, stag);
-    if (retry) {
-      this.stats.resumed++;
-      this.scheduler.schedule(this.opts.timing.resumeNs, () => this.submit(t.req, t.done), `${this.name} RESUME retry`);
-      return;
-    }
-    if (abort) t.done({ status: 'abort', detail: `${this.name}: stalled transaction terminated by CMD_RESUME (abort)` });
-    else t.done(razWi(t.req, `${this.name}: stalled transaction terminated by CMD_RESUME (RAZ/WI)`));
-  }
-
-  private stallTerm(sid: number): void {
-    for (const t of this.stalls.takeStream(sid)) {
-      this.events.forgetStall(t.sid, t.stag);
-      t.done({ status: 'abort', detail: `${this.name}: stalled transaction terminated by CMD_STALL_TERM` });
-    }
-  }
 
   private prefetchConfig(sid: number, ssidValid: boolean, ssid: number): void {
     const out = new Outcome();
@@ -739,10 +541,6 @@ export class SmmuV3 implements MmioDevice, DmaPort {
     this.configCache.cd(ste, index, out);
   }
 
-  // ===========================================================================================
-  // PCIe: ATS, PRI, endpoints
-  // ===========================================================================================
-
   bindEndpoint(streamId: number, endpoint: AtsEndpoint): void {
     this.endpoints.set(streamId, endpoint);
   }
@@ -751,51 +549,6 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   endpointOf(streamId: number): AtsEndpoint | undefined {
     return this.endpoints.get(streamId);
   }
-
-  translate(req: AtsRequest, done: (c: AtsCompletion) => void): void {
-    this.stats.atsRequests++;
-    this.scheduler.schedule(this.opts.timing.atsNs, () => done(this.atsRequest(req)), `${this.name} ATS TR`);
-  }
-
-  private atsRequest(req: AtsRequest): AtsCompletion {
-    if (!this.opts.ats) return { status: 'unsupported', detail: `${this.name} does not implement ATS` };
-    const out = new Outcome();
-    const badTreq = (detail: string): AtsCompletion => {
-      const rec = new EventRecord(F.F_BAD_ATS_TREQ, req.streamId);
-      rec.ssv = req.ssidValid;
-      rec.ssid = req.ssid;
-      rec.rnw = !req.write;
-      rec.pnu = req.priv;
-      rec.ind = req.exec;
-      rec.inputAddr = req.addr;
-      this.events.post(rec);
-      return { status: 'unsupported', detail: `${this.name}: ${detail}` };
-    };
-    if (!R.CR0_SMMUEN.isSet(this.cr0ack)) return badTreq('ATS Translation Request while SMMUEN == 0');
-    const r = this.translator.atsTranslate(req.streamId, req.ssidValid, req.ssid, req.addr, req.write, req.exec, req.priv, out);
-    if (r.eventType === F.F_BAD_ATS_TREQ) return badTreq(r.detail);
-    if (r.status !== 'ok') return { status: r.status, detail: `${this.name}: ${r.detail}` };
-    return { status: 'ok', pa: r.pa, size: r.size, read: r.read, write: r.write, exec: r.exec, priv: req.priv, detail: r.detail || undefined };
-  }
-
-  pageRequest(req: PageRequest): void {
-    this.stats.pageRequests++;
-    if (!this.opts.pri) {
-      if (log.enabled) log('%s %s: page request from StreamID %d dropped: no PRI support', vtime(this.scheduler.now), this.name, req.streamId);
-      return;
-    }
-    this.priq.receive(req);
-  }
-}
-
-/** ACCESS_* flags of a transaction as it arrives (before STE overrides). */
-function accessOf(req: DmaRequest): number {
-  return (req.write ? ACCESS_WRITE : req.exec ? ACCESS_INSTR : ACCESS_NONE) | (req.priv ? ACCESS_PRIV : 0);
-}
-
-/** A transaction terminated with RAZ/WI semantics: reads return zeros, writes are dropped. */
-function razWi(req: DmaRequest, detail: string): DmaCompletion {
-  return req.write ? { status: 'terminated', detail } : { status: 'terminated', data: new Uint8Array(req.len), detail };
 }
 
 export { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE };

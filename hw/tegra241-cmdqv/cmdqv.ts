@@ -36,7 +36,7 @@ import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { MmioDevice } from '../mmio.js';
 import type { Scheduler } from '../scheduler.js';
-import { join64 } from '../smmu-v3/bits.js';
+import { join64 } from '../bitfield.js';
 import type { CommandQueue } from '../smmu-v3/cmdq.js';
 import * as F from '../smmu-v3/formats.js';
 import type { IrqOutput } from '../smmu-v3/interrupts.js';

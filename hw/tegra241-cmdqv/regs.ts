@@ -6,7 +6,7 @@
  * logical page0/page1), the global, per-VINTF and per-VCMDQ registers and their fields.
  * Does not support: GLB_FILT_CFG/DATA field meanings (the registers are storage only).
  */
-import { bit, field } from '../smmu-v3/bits.js';
+import { bit, field } from '../bitfield.js';
 
 export const CMDQV_PAGE_SIZE = 0x1_0000;
 

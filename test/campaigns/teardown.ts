@@ -13,7 +13,7 @@
  */
 import { iommuAttachDevice, iommuDetachDevice } from '../../core/iommu-attach.js';
 import { IOMMU_HWPT_ALLOC_PASID, iommuDomainFree, iommuPagingDomainAlloc, iommuPagingDomainAllocFlags, iommuSetFaultHandler } from '../../core/iommu-domain.js';
-import { iommuUserFaultQueueForDomain, type IommuUserFaultQueue } from '../../core/iommu-fault-uapi.js';
+import { iommuUserFaultQueueForDomain, type IommuUserFaultQueue } from '../../core/iommu-fault-legacy.js';
 import { iommuAttachDevicePasid, iommuDetachDevicePasid } from '../../core/iommu-pasid.js';
 import { iommuDevDisableFeature, iommuDevEnableFeature } from '../../core/iommu.js';
 import type { DmaCompletion } from '../../hw/dma.js';

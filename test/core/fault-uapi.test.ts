@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { devFaultParam } from '../../core/io-pgfault.js';
-import { iommuReportDeviceFault, IOMMU_PAGE_RESP_PASID_VALID, IOMMU_PAGE_RESP_PRIVATE_DATA } from '../../core/iommu-fault.js';
+import { iommuReportDeviceFault } from '../../core/iommu-fault.js';
 import {
+  IOMMU_PAGE_RESP_PASID_VALID,
+  IOMMU_PAGE_RESP_PRIVATE_DATA,
   FAULT_REC_PRM_PRIVATE_DATA,
   IOMMU_FAULT_DMA_UNRECOV,
   IOMMU_FAULT_PAGE_REQ,
@@ -15,7 +17,7 @@ import {
   UAPI_FAULT_PAGE_REQUEST_LAST_PAGE,
   UAPI_FAULT_PAGE_REQUEST_PASID_VALID,
   UAPI_FAULT_PAGE_REQUEST_PRIV_DATA,
-} from '../../core/iommu-fault-uapi.js';
+} from '../../core/iommu-fault-legacy.js';
 import {
   IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA,
   IOMMU_FAULT_PERM_READ,

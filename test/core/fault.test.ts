@@ -1,17 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { PlatformDevice } from '../../bus/platform.js';
 import { devFaultParam, iopfGroupResponse } from '../../core/io-pgfault.js';
+import { iommuFaultDeviceRelease, iommuReportDeviceFault } from '../../core/iommu-fault.js';
 import {
-  iommuFaultDeviceRelease,
   iommuPageResponse,
   iommuRegisterDeviceFaultHandler,
-  iommuReportDeviceFault,
   iommuUnregisterDeviceFaultHandler,
   IOMMU_PAGE_RESP_PASID_VALID,
   IOMMU_PAGE_RESP_PRIVATE_DATA,
   IOMMU_PAGE_RESP_VERSION_1,
   type IommuPageResponseMsg,
-} from '../../core/iommu-fault.js';
+} from '../../core/iommu-fault-legacy.js';
 import {
   IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA,
   IOMMU_FAULT_PERM_WRITE,

@@ -13,14 +13,13 @@ import {
 import { iommuAttachDevice, iommuAttachGroupHandle, IommuAttachHandle } from '../../core/iommu-attach.js';
 import { devIommu } from '../../core/iommu-device.js';
 import { IOMMU_HWPT_ALLOC_PASID, iommuPagingDomainAllocFlags } from '../../core/iommu-domain.js';
+import { iommuFaultShutdown, iommuReportDeviceFault } from '../../core/iommu-fault.js';
 import {
-  iommuFaultShutdown,
   iommuPageResponse,
   iommuRegisterDeviceFaultHandler,
-  iommuReportDeviceFault,
   IOMMU_PAGE_RESP_PASID_VALID,
   IOMMU_PAGE_RESP_VERSION_1,
-} from '../../core/iommu-fault.js';
+} from '../../core/iommu-fault-legacy.js';
 import { IOMMU_PAGE_RESP_FAILURE, IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS, type IopfGroup } from '../../core/iommu-fault-types.js';
 import { iommuGroupGet } from '../../core/iommu-group.js';
 import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { iommuUserFaultQueueOpen } from '../../core/iommu-fault-uapi.js';
+import { iommuUserFaultQueueOpen } from '../../core/iommu-fault-legacy.js';
 import { IOMMU_FAULT_PERM_WRITE, IOMMU_FAULT_REASON_PTE_FETCH, IOMMU_FAULT_UNRECOV_ADDR_VALID } from '../../core/iommu-fault-types.js';
 import { bootSmmuV3, engineJob, ownDomain, settle, V3 } from '../../scenarios/smmu-v3-lab.js';
 import { readFaultRecords } from '../../scenarios/sva-lab.js';

@@ -12,6 +12,7 @@ import { ArmSmmuCmdqBatch, tlbiEnt } from '../../../drivers/arm-smmu-v3/arm-smmu
 import type { ArmSmmuDomain } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
 import { pciSetMaster } from '../../../bus/pci/command.js';
 import type { PciDevice } from '../../../bus/pci/pci-device.js';
+import { FIELD_GET } from '../../../bus/bitfield.js';
 import {
   ARM_SMMU_CMDQ_BASE,
   ARM_SMMU_CMDQ_CONS,
@@ -32,7 +33,6 @@ import {
   CMDQ_TLBI_1_VA_MASK,
   CR0_CMDQEN,
   CR0_SMMUEN,
-  FIELD_GET,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { allocPages, bootSmmuV3, deviceOf, engineJob, mapRange, ownDomain, runIn, settle, unmapRange, V3, type SmmuV3Lab } from '../../../scenarios/smmu-v3-lab.js';
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { devFaultParam } from '../../../core/io-pgfault.js';
 import { iommuAttachDevice, iommuDetachDevice } from '../../../core/iommu-attach.js';
 import { IOMMU_HWPT_ALLOC_PASID, iommuDomainFree, iommuPagingDomainAlloc, iommuPagingDomainAllocFlags, iommuSetFaultHandler } from '../../../core/iommu-domain.js';
-import { iommuUserFaultQueueForDomain } from '../../../core/iommu-fault-uapi.js';
+import { iommuUserFaultQueueForDomain } from '../../../core/iommu-fault-legacy.js';
 import { iommuAttachDevicePasid, iommuDetachDevicePasid } from '../../../core/iommu-pasid.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
 import { bootSmmuV3, deviceOf, runIn, settle, V3 } from '../../../scenarios/smmu-v3-lab.js';

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { iommuIovaToPhys, iommuDomainFree } from '../../../core/iommu-domain.js';
 import { iommuUnmap } from '../../../core/iommu-map.js';
 import { iommuDetachDevice } from '../../../core/iommu-attach.js';
-import { armSmmuDomainContextBank, armSmmuIovaToPhysHard } from '../../../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank, armSmmuIovaToPhysHard } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import { armSmmuTlbStats } from '../../../drivers/arm-smmu/arm-smmu-tlb.js';
 import { attachNew, bench, bytes, L, map } from './fixture.js';
 

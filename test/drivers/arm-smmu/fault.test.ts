@@ -13,13 +13,13 @@ import { iommuSetFaultHandler, IOMMU_FAULT_WRITE, type IommuDomain } from '../..
 import { devIommuOps } from '../../../core/iommu-device.js';
 import { IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE, IOMMU_FAULT_PERM_WRITE, IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS, type IommuFaultRecord } from '../../../core/iommu-fault-types.js';
 import { iopfGroupResponse } from '../../../core/io-pgfault.js';
-import { iommuPageResponse, iommuRegisterDeviceFaultHandler, IOMMU_PAGE_RESP_VERSION_1 } from '../../../core/iommu-fault.js';
+import { iommuPageResponse, iommuRegisterDeviceFaultHandler, IOMMU_PAGE_RESP_VERSION_1 } from '../../../core/iommu-fault-legacy.js';
 import { iommuDevEnableFeature } from '../../../core/iommu-sva.js';
 import { iommuMap } from '../../../core/iommu-map.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
 import { isKernelError } from '../../../bus/errno.js';
 import type { Device } from '../../../bus/device.js';
-import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../../../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import { armSmmuFaultStats } from '../../../drivers/arm-smmu/arm-smmu-fault.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
 import { attachNew, bench, bytes, L, map, type Bench } from './fixture.js';

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { iommuAttachDevice, iommuGetDomainForDev } from '../../../core/iommu-attach.js';
-import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import {
   ARM_SMMU_FEAT_COHERENT_WALK,
   ARM_SMMU_FEAT_FMT_AARCH32_L,

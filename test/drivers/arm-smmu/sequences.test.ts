@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
 import { iommuUnmap } from '../../../core/iommu-map.js';
-import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
 import type { TraceEvent } from '../../../hw/trace.js';
 import { boot } from '../../../scenarios/lib/lab.js';

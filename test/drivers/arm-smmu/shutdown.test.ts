@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { iommuDomainFree, iommuSetFaultHandler } from '../../../core/iommu-domain.js';
-import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu.js';
+import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/smmu-v2.js';
 import { kexec } from '../../../kernel/kexec.js';

@@ -71,7 +71,7 @@ describe('arm-smmu of_xlate and groups', () => {
     expect(smrs).toContain((0x8000_0000 | (0x7c00 << 16) | L.sidA) >>> 0);
   });
 
-  it('rejects specifier cells too wide for SMR.ID / SMR.MASK', async () => {
+  it('rejects specifier cells too wide for SMR.ID / SMR.MASK with EINVAL', async () => {
     const b = await bench();
     const dev = b.dev(L.masterA);
     const ops = (await import('../../../core/iommu-device.js')).devIommuOps(dev);
@@ -80,6 +80,15 @@ describe('arm-smmu of_xlate and groups', () => {
     expect(fwspec.ids).toEqual([0x123]);
     expect(() => ops.ofXlate!(dev, fwspec, [0x1_0000])).toThrow(/does not fit SMR.ID/);
     expect(() => ops.ofXlate!(dev, fwspec, [0x1, 0x1_0000])).toThrow(/does not fit SMR.MASK/);
+    // Bad firmware at the driver's boundary: EINVAL, not the RangeError of a driver bug.
+    let caught: unknown;
+    try {
+      ops.ofXlate!(dev, fwspec, [0x1_0000]);
+    } catch (e) {
+      caught = e;
+    }
+    expect(isKernelError(caught, 'EINVAL')).toBe(true);
+    expect(fwspec.ids).toEqual([0x123]);
   });
 
   it('puts masters whose streams share an entry in one group, and counts the users', async () => {

@@ -4,7 +4,7 @@
  * only through MMIO (absolute physical addresses), memory and DMA requests on its port.
  *
  * Register offsets and field positions here are written out from the architecture specification,
- * independently of hw/smmu-v2/registers.ts, so a wrong offset on either side shows up.
+ * independently of hw/smmu-v2/regs.ts, so a wrong offset on either side shows up.
  */
 import { Interconnect } from '../../../hw/interconnect.js';
 import { PhysicalMemory } from '../../../hw/memory.js';

@@ -7,54 +7,15 @@
  * Does not declare: secure-only registers (sCR1, sCR2, STLBIALL, the NS alias block at 0x400 used by
  * the Calxeda quirk), the GATS global address translation block, the PMU and SSD pages.
  *
- * Field helpers work on 32-bit register values and reject values too wide for their field, so a
- * model bug that builds a register from an out-of-range number fails loudly instead of corrupting a
- * neighbouring field. 64-bit registers are two 32-bit halves (the high half at offset + 4).
+ * Fields are the model side's one bit-field library (hw/bitfield.ts), declared [hi:lo] as the
+ * specification writes them; encoding a value too wide for its field is a model bug and throws
+ * RangeError instead of corrupting a neighbouring field. 64-bit registers are two 32-bit halves (the
+ * high half at offset + 4).
  */
+import { field } from '../bitfield.js';
 
-/** A bit field [hi:lo] of a 32-bit register. */
-export class Field {
-  /** The field's bits in place (unsigned). */
-  readonly mask: number;
-  /** The field's width mask, unshifted. */
-  readonly max: number;
-
-  constructor(
-    readonly name: string,
-    readonly hi: number,
-    readonly lo: number = hi,
-  ) {
-    if (!(hi >= lo && lo >= 0 && hi <= 31)) throw new RangeError(`field ${name}: bad bit range [${hi}:${lo}]`);
-    const width = hi - lo + 1;
-    this.max = Math.pow(2, width) - 1;
-    this.mask = (this.max * Math.pow(2, lo)) >>> 0;
-  }
-
-  /** The field's value in `reg`. */
-  get(reg: number): number {
-    return ((reg & this.mask) >>> this.lo) >>> 0;
-  }
-
-  /** True when any bit of the field is set in `reg` (for 1-bit fields: the flag). */
-  isSet(reg: number): boolean {
-    return (reg & this.mask) !== 0;
-  }
-
-  /** `v` shifted into place; throws if `v` does not fit the field. */
-  prep(v: number): number {
-    if (!Number.isInteger(v) || v < 0 || v > this.max) {
-      throw new RangeError(`field ${this.name}[${this.hi}:${this.lo}]: value ${v} does not fit (max ${this.max})`);
-    }
-    return (v * Math.pow(2, this.lo)) >>> 0;
-  }
-
-  /** `reg` with this field replaced by `v`. */
-  set(reg: number, v: number): number {
-    return ((reg & ~this.mask) | this.prep(v)) >>> 0;
-  }
-}
-
-const f = (name: string, hi: number, lo = hi): Field => new Field(name, hi, lo);
+/** Short for the tables below: `f(name, hi, lo = hi)`. */
+const f = field;
 
 // ---------------------------------------------------------------------------------------------
 // Global register space 0 (page 0)

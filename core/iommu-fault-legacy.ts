@@ -1,8 +1,27 @@
 /**
- * The user-facing fault interface of the 2019 page-response thread (kernel: the VFIO fault region and
- * VFIO_IOMMU_PAGE_RESPONSE of the vSVA series, include/uapi/linux/iommu.h @1bdd3e05): a device's
- * fault queue that user space (a VMM) reads fault records from and writes page responses to, as byte
- * records that carry their size (`argsz`) and a version.
+ * The older fault API generation, kept on purpose and kept here: the 2019 device fault-handler API
+ * (kernel: iommu_register_device_fault_handler(), the versioned struct iommu_page_response and
+ * iommu_page_response() of 5.3–6.7) and the user-facing fault queue built on it (the VFIO fault
+ * region and VFIO_IOMMU_PAGE_RESPONSE of the vSVA series, include/uapi/linux/iommu.h @1bdd3e05).
+ *
+ * Why it is kept: Linux v6.8 removed the device handler (page requests go to the faulting domain's
+ * iopf handler: io-pgfault.ts; user space gets them from the iommufd fault queue: iommufd.ts) and
+ * never merged the uAPI. This project keeps both because the 2019 kernel threads it follows
+ * (the fault page-response and SVA device-driver API threads) are about exactly this interface: the
+ * EBUSY rule for unregistering with faults pending, versioned responses that carry private data, and
+ * host tokens so hardware context never reaches a guest; the scenarios iopf-fault-records, sva-lab
+ * and iopf-smmu-v2-stall and their tests exercise it; and an unrecoverable fault reported through
+ * iommuReportDeviceFault() reaches a device's owner only through this handler. New code reports through iommu-fault.ts and answers through
+ * io-pgfault.ts; nothing else in core/ carries this generation (io-pgfault.ts only keeps the
+ * per-device handler slot and the `device-handler` owner of a pending group that it needs).
+ *
+ * In-kernel side: one handler per device (EBUSY for a second, EBUSY to unregister while groups it was
+ * given are unanswered); it gets page requests no domain's iopf handler takes (partials too; a LAST
+ * request becomes a pending group of one) and every unrecoverable fault; `iommuPageResponse(dev, msg)`
+ * answers a pending group by PASID and group index (and private data when the response carries it).
+ *
+ * User-facing side: a device's fault queue that user space (a VMM) reads fault records from and
+ * writes page responses to, as byte records that carry their size (`argsz`) and a version.
  *
  * Sizes: a caller says how big its structure is in `argsz`. Fault records: the kernel writes
  * min(argsz, its record size) bytes, zeroes the rest of a bigger caller's structure and reports the
@@ -34,26 +53,204 @@
  *     private_data u64[2] @24.
  */
 import type { Device } from '../bus/device.js';
-import { KernelError, type Errno } from '../bus/errno.js';
-import { devFaultParam, iopfGroupResponse, type IopfGroupImpl } from './io-pgfault.js';
-import type { IommuDomain } from './iommu-domain.js';
+import { isKernelError, KernelError, type Errno } from '../bus/errno.js';
 import {
-  iommuCheckPageResponse,
-  iommuPageResponseMatches,
-  iommuRegisterDeviceFaultHandler,
-  iommuUnregisterDeviceFaultHandler,
-  IOMMU_PAGE_RESP_PASID_VALID,
-  IOMMU_PAGE_RESP_PRIVATE_DATA,
-  type IommuPageResponseMsg,
-} from './iommu-fault.js';
+  checkCode,
+  devFaultParam,
+  devFaultParamGet,
+  iopfGroupResponse,
+  iopfSendResponse,
+  IopfGroupImpl,
+  type DevFaultParam,
+  type IommuDevFaultHandler,
+} from './io-pgfault.js';
+import { devIommu } from './iommu-device.js';
+import type { IommuDomain } from './iommu-domain.js';
 import {
   IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
   IOMMU_FAULT_PAGE_REQUEST_NEEDS_PASID,
   IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
   IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA,
+  IOMMU_PAGE_RESP_FAILURE,
   type IommuFaultPageRequest,
   type IommuFaultRecord,
+  type IopfFault,
 } from './iommu-fault-types.js';
+
+const LOG_NS = 'iommu:core:fault';
+
+// ===============================================================================================
+// The device fault handler and the versioned page response (in-kernel side)
+// ===============================================================================================
+
+export type { IommuDevFaultHandler };
+
+// (kernel: struct iommu_page_response (the versioned form of the 2019 API and its page-response thread))
+export const IOMMU_PAGE_RESP_VERSION_1 = 1;
+/** The response names the PASID of the request. */
+export const IOMMU_PAGE_RESP_PASID_VALID = 1 << 0;
+/** The response carries the request's private data back (the extension the thread proposes). */
+export const IOMMU_PAGE_RESP_PRIVATE_DATA = 1 << 1;
+const IOMMU_PAGE_RESP_FLAGS = IOMMU_PAGE_RESP_PASID_VALID | IOMMU_PAGE_RESP_PRIVATE_DATA;
+
+/** A page response as a fault handler's owner sends it (kernel: struct iommu_page_response, v1 + private data). */
+export interface IommuPageResponseMsg {
+  version: number;
+  /** IOMMU_PAGE_RESP_PASID_VALID | IOMMU_PAGE_RESP_PRIVATE_DATA */
+  flags: number;
+  pasid: number;
+  grpid: number;
+  /** IOMMU_PAGE_RESP_SUCCESS / INVALID / FAILURE */
+  code: number;
+  /** With IOMMU_PAGE_RESP_PRIVATE_DATA: the request's private data. */
+  privateData?: readonly [number, number];
+}
+
+function errnoOf(e: unknown): Errno {
+  return isKernelError(e) ? e.errno : 'EIO';
+}
+
+// ---- device fault handlers -------------------------------------------------------------------
+
+/**
+ * Install `dev`'s fault handler: EINVAL when the device is not behind an IOMMU, EBUSY when it has
+ * one already, ENODEV while it is being removed.
+ */
+// kernel: iommu_register_device_fault_handler() [iommu.c] @v6.7
+export function iommuRegisterDeviceFaultHandler(dev: Device, handler: IommuDevFaultHandler, data: unknown = null): void {
+  if (!devIommu(dev)?.iommuDev) throw new KernelError('EINVAL', `${dev.name} is not behind an IOMMU: no fault handler to register`);
+  const param = devFaultParamGet(dev);
+  if (param.removing) throw new KernelError('ENODEV', `${dev.name} is being removed`);
+  if (param.handler) throw new KernelError('EBUSY', `${dev.name} already has a device fault handler`);
+  param.handler = handler;
+  param.handlerData = data;
+}
+
+/**
+ * Remove `dev`'s fault handler: EINVAL when the device is not behind an IOMMU, EBUSY while page
+ * requests it was given are unanswered (nothing changes); nothing to do when none is registered.
+ */
+// kernel: iommu_unregister_device_fault_handler() [iommu.c] @v6.7
+export function iommuUnregisterDeviceFaultHandler(dev: Device): void {
+  if (!devIommu(dev)) throw new KernelError('EINVAL', `${dev.name} is not behind an IOMMU`);
+  const param = devFaultParam(dev);
+  if (!param?.handler) return;
+  const pending = param.pendingOf('device-handler');
+  if (pending > 0) throw new KernelError('EBUSY', `${dev.name}: ${pending} page request group(s) given to the fault handler are not answered yet`);
+  param.handler = null;
+  param.handlerData = null;
+}
+
+// ---- reporting to the device handler -----------------------------------------------------------
+
+function countResult(param: DevFaultParam, evt: IopfFault, r: 0 | Errno, group: IopfGroupImpl | null): 0 | Errno {
+  if (r === 0) return 0;
+  devIommu(param.dev)?.subsystem.log.warn(param.dev.name, `fault handler refused page request grpid ${evt.fault.prm.grpid}: ${r}`, LOG_NS);
+  if (group) iopfGroupResponse(group, IOMMU_PAGE_RESP_FAILURE);
+  else void iopfSendResponse(param.dev, evt, IOMMU_PAGE_RESP_FAILURE);
+  return r;
+}
+
+/** A page request nobody's domain handles: the device fault handler gets it. */
+export async function reportToHandler(param: DevFaultParam, evt: IopfFault): Promise<0 | Errno> {
+  const handler = param.handler!;
+  let group: IopfGroupImpl | null = null;
+  if ((evt.fault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) !== 0) {
+    // Pending before the handler runs, so an answer from inside it finds the group.
+    group = new IopfGroupImpl(param, [evt], 'device-handler', null, null);
+    param.pending.add(group);
+    param.stats.groups++;
+  }
+  let r: 0 | Errno;
+  try {
+    r = await handler(evt.fault, param.handlerData, group);
+  } catch (e) {
+    r = errnoOf(e);
+  }
+  return countResult(param, evt, r, group);
+}
+
+/** An unrecoverable fault goes to the device fault handler only: its result, EINVAL without one. */
+export async function reportUnrecoverableToHandler(param: DevFaultParam | null, fault: IommuFaultRecord): Promise<0 | Errno> {
+  if (!param?.handler) return 'EINVAL';
+  try {
+    return await param.handler(fault, param.handlerData, null);
+  } catch (e) {
+    return errnoOf(e);
+  }
+}
+
+// ---- page responses ---------------------------------------------------------------------------
+
+/**
+ * True if `msg` answers the request `prm`: same group index; the request's PASID named when it had one
+ * (and none named when it had none). Private data: an in-kernel response need not carry it, the
+ * kernel takes it from the pending request (iommu_page_response() sends the driver the request's own
+ * event, private data included); a response that does carry it must carry exactly the request's (and
+ * a request without private data accepts none). Only the user-facing records demand it back, once
+ * user space negotiated it (the user-facing queue below).
+ */
+export function iommuPageResponseMatches(prm: IommuFaultPageRequest, msg: IommuPageResponseMsg): boolean {
+  if (prm.grpid !== msg.grpid) return false;
+  const respPasid = (msg.flags & IOMMU_PAGE_RESP_PASID_VALID) !== 0;
+  if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0) {
+    if (!respPasid || msg.pasid !== prm.pasid) return false;
+  } else if (respPasid) {
+    return false;
+  }
+  if ((msg.flags & IOMMU_PAGE_RESP_PRIVATE_DATA) === 0) return true;
+  if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA) === 0) return false;
+  const pd = msg.privateData;
+  return pd !== undefined && pd[0] === prm.privateData[0] && pd[1] === prm.privateData[1];
+}
+
+/** EINVAL unless `msg` is a well-formed version 1 response; `who` names the device or queue in the error. */
+export function iommuCheckPageResponse(who: string, msg: IommuPageResponseMsg): void {
+  if (msg.version !== IOMMU_PAGE_RESP_VERSION_1) throw new KernelError('EINVAL', `${who}: page response version ${msg.version} is not ${IOMMU_PAGE_RESP_VERSION_1}`);
+  if (!Number.isInteger(msg.flags) || msg.flags < 0 || (msg.flags & ~IOMMU_PAGE_RESP_FLAGS) !== 0) {
+    throw new KernelError('EINVAL', `${who}: page response flags 0x${msg.flags.toString(16)} include unknown bits`);
+  }
+  checkCode(msg.code);
+  if ((msg.flags & IOMMU_PAGE_RESP_PRIVATE_DATA) !== 0 && (!msg.privateData || msg.privateData.length !== 2)) {
+    throw new KernelError('EINVAL', `${who}: page response says PRIVATE_DATA but carries none`);
+  }
+}
+
+/**
+ * The pending group (given to the device fault handler) that `msg` answers, or null.
+ */
+export function iommuFindPendingGroup(dev: Device, msg: IommuPageResponseMsg): IopfGroupImpl | null {
+  const param = devFaultParam(dev);
+  if (!param) return null;
+  for (const g of param.pending) {
+    if (g.owner === 'device-handler' && iommuPageResponseMatches(g.lastFault.fault.prm, msg)) return g;
+  }
+  return null;
+}
+
+/**
+ * Answer a page request given to `dev`'s fault handler. ENODEV if the IOMMU cannot answer page
+ * requests; EINVAL for an unknown version or flag, a bad code, or when no pending group matches (by
+ * PASID and group index, and by private data when the response carries some): a stale or spurious
+ * response changes nothing. The driver is handed the pending request itself, so a request's private
+ * data reaches the hardware whether or not the caller repeated it. Groups the IOPF queue's handlers
+ * own cannot be answered from here.
+ */
+// kernel: iommu_page_response() [io-pgfault.c]
+export function iommuPageResponse(dev: Device, msg: IommuPageResponseMsg): void {
+  if (!devIommu(dev)?.iommuDev?.ops?.pageResponse) throw new KernelError('ENODEV', `${dev.name}: its IOMMU cannot answer page requests`);
+  const param = devFaultParam(dev);
+  if (!param) throw new KernelError('EINVAL', `${dev.name} has no fault reporting state`);
+  iommuCheckPageResponse(dev.name, msg);
+  if (param.pendingOf('device-handler') === 0) throw new KernelError('EINVAL', `${dev.name}: no pending PRQ, drop response (grpid ${msg.grpid})`);
+  const group = iommuFindPendingGroup(dev, msg);
+  if (!group) throw new KernelError('EINVAL', `${dev.name}: no pending page request matches the response (pasid ${msg.pasid}, grpid ${msg.grpid})`);
+  iopfGroupResponse(group, msg.code as 0 | 1 | 2);
+}
+
+// ===============================================================================================
+// The user-facing fault queue (VFIO fault region and VFIO_IOMMU_PAGE_RESPONSE)
+// ===============================================================================================
 
 // ---- the byte layouts -------------------------------------------------------------------------
 
