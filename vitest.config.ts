@@ -13,6 +13,7 @@ const UNIT = [
   'test/core/iova.test.ts',
   'test/drivers/arm-smmu-v3/cmdq-build.test.ts',
   'test/drivers/arm-smmu-v3/entry-writer.test.ts',
+  'test/lib/**/*.test.ts',
 ];
 const MODEL = ['test/hw/**/*.test.ts'];
 const EXCLUDE = ['test/**/*.soak.test.ts', 'node_modules/**', 'dist/**'];

@@ -32,6 +32,8 @@ export interface VmLabOptions {
   trapCosts?: Partial<TrapCosts>;
   /** Guest RAM bytes (default 32 MiB). */
   ramSize?: number;
+  /** Guest RAM base IPA (default 0x4000_0000). */
+  ramIpa?: number;
   guestBootargs?: string;
   /** Also assign the PCIe function 00:01.0 (vSID = its RID, 0x8) behind a guest PCIe host. */
   pci?: boolean;
@@ -66,6 +68,7 @@ export async function buildVm(lab: SmmuV3Lab, opts: Omit<VmLabOptions, 'seed' | 
     Vm.create({
       host: { port: lab.machine.cpu, gicPath: '/intc@8000000', memory: hostMemoryFor(lab, dev.name) },
       ramSize: opts.ramSize,
+      ramIpa: opts.ramIpa,
       trapCosts: opts.trapCosts,
       bootargs: opts.guestBootargs,
       cmdqv: opts.cmdqv,

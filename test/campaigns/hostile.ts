@@ -12,7 +12,7 @@
 import { Prng } from '../../hw/prng.js';
 import { TimeLimitError } from '../../hw/scheduler.js';
 import { SMMU_V2_MODELS } from '../../hw/smmu-v2/options.js';
-import { Bench } from '../hw/smmu-v2/harness.js';
+import { Rig as SmmuV2Rig } from '../hw/smmu-v2/rig.js';
 import { CmdqvRig, CV, Q } from '../hw/tegra241-cmdqv/rig.js';
 import { REG, Rig, RAM_BASE as V3_RAM } from '../hw/smmu-v3/rig.js';
 import { CampaignFailure } from './campaign.js';
@@ -55,9 +55,9 @@ const smmuV3Target: HostileTarget = {
       w32: (off, v) => rig.w32(off, v),
       r32: (off) => rig.r32(off),
       ram: { base: V3_RAM, size: 0x40_0000 },
-      writeRam: (pa, b) => rig.mem.write(pa, b),
+      writeRam: (pa, b) => rig.memory.write(pa, b),
       dma: (sid, addr, len, write) => void rig.dma({ streamId: sid, addr, len, write }, false),
-      settle: (maxSteps) => void rig.sched.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
+      settle: (maxSteps) => void rig.scheduler.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
     };
   },
 };
@@ -66,7 +66,7 @@ function smmuV2Target(model: (typeof SMMU_V2_MODELS)[number]): HostileTarget {
   return {
     name: model,
     build() {
-      const b = new Bench({ model, numSmr: 8, numCb: 8, numPageNdxb: 3 });
+      const b = new SmmuV2Rig({ model, numSmr: 8, numCb: 8, numPageNdxb: 3 });
       const named: number[] = [];
       for (let off = 0; off < 0x100; off += 4) named.push(b.gr0Addr(off) - b.gr0Addr(0));
       for (let i = 0; i < 8; i++) named.push(0x800 + 4 * i, 0xc00 + 4 * i, b.gr1Addr(4 * i) - b.gr0Addr(0), b.gr1Addr(0x800 + 4 * i) - b.gr0Addr(0));
@@ -81,9 +81,9 @@ function smmuV2Target(model: (typeof SMMU_V2_MODELS)[number]): HostileTarget {
         w32: (off, v) => b.mmio.write32(base + off, v >>> 0),
         r32: (off) => b.mmio.read32(base + off),
         ram: { base: 0x8000_0000, size: 0x40_0000 },
-        writeRam: (pa, bytes) => b.mem.write(pa, bytes),
+        writeRam: (pa, bytes) => b.memory.write(pa, bytes),
         dma: (sid, addr, len, write) => void (write ? b.write(sid, addr, new Uint8Array(len).fill(0x5a)) : b.read(sid, addr, len)),
-        settle: (maxSteps) => void b.sched.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
+        settle: (maxSteps) => void b.scheduler.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
         structured(prng) {
           const n = prng.int(8);
           const cb = prng.int(8);
@@ -126,9 +126,9 @@ const cmdqvTarget: HostileTarget = {
       w32: (off, v) => rig.cw(off, v),
       r32: (off) => rig.cr(off),
       ram: { base: V3_RAM, size: 0x40_0000 },
-      writeRam: (pa, b) => rig.mem.write(pa, b),
+      writeRam: (pa, b) => rig.memory.write(pa, b),
       dma: (sid, addr, len, write) => void rig.dma({ streamId: sid, addr, len, write }, false),
-      settle: (maxSteps) => void rig.sched.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
+      settle: (maxSteps) => void rig.scheduler.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
       structured(prng) {
         // A plausible set-up (the rig's handshakes), then garbage into the queue the model will read.
         const q = prng.int(4);
@@ -143,7 +143,7 @@ const cmdqvTarget: HostileTarget = {
         const base = rig.queues.get(q)!.base;
         const words = new Uint8Array(16 * (1 + prng.int(8)));
         for (let k = 0; k < words.length; k++) words[k] = prng.int(256);
-        rig.mem.write(base, words);
+        rig.memory.write(base, words);
         rig.cw(CV.Q0(q) + Q.PROD, prng.int(2) ? words.length / 16 : prng.nextU32());
         return `VCMDQ ${q} of VINTF ${v}: ${words.length / 16} random commands`;
       },

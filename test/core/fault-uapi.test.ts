@@ -31,7 +31,8 @@ import {
 import { IOMMU_HWPT_ALLOC_PASID, iommuPagingDomainAllocFlags } from '../../core/iommu-domain.js';
 import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
 import { iommuDevEnableFeature } from '../../core/iommu.js';
-import { faultSetup, pageRequest, settle } from './fault-fixture.js';
+import { faultRig, pageRequest, settle } from './fault-rig.js';
+import { expectErrno } from '../lib/errno.js';
 
 /** A user-space fault record buffer of `size` bytes with argsz set, garbage after it. */
 function recordBuf(argsz: number, size = argsz): Uint8Array {
@@ -71,7 +72,7 @@ function respBuf(r: Resp): Uint8Array {
 
 describe('user-facing fault records', () => {
   it('writes a page-request record at the documented offsets, sized by the caller', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a);
     await iommuReportDeviceFault(s.a, pageRequest(0x1234_5678_9000, 0x1ff, { pasid: 0x42, perm: IOMMU_FAULT_PERM_READ | IOMMU_FAULT_PERM_WRITE }));
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 3));
@@ -103,12 +104,12 @@ describe('user-facing fault records', () => {
     expect(w.getBigUint64(32, true)).toBe(0x2000n);
     expect(q.read(recordBuf(72))).toBe(0);
 
-    expect(() => q.read(recordBuf(39))).toThrow(/EINVAL.*argsz 39 is below 40/);
-    expect(() => q.read(recordBuf(80, 72))).toThrow(/EINVAL.*exceeds/);
+    await expectErrno(() => q.read(recordBuf(39)), 'EINVAL', /EINVAL.*argsz 39 is below 40/);
+    await expectErrno(() => q.read(recordBuf(80, 72)), 'EINVAL', /EINVAL.*exceeds/);
   });
 
   it('writes unrecoverable records and never expects a response for them', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a);
     await iommuReportDeviceFault(s.a, {
       fault: { type: 'dma-unrecov', event: { reason: IOMMU_FAULT_REASON_WALK_EABT, flags: IOMMU_FAULT_UNRECOV_FETCH_ADDR_VALID, pasid: 0, perm: 0, addr: 0x8000, fetchAddr: 0x4_0000_1000 } },
@@ -125,20 +126,20 @@ describe('user-facing fault records', () => {
   });
 
   it('accepts old (24-byte) and new (40-byte) responses and rejects malformed ones without effect', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a);
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: 7 }));
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: 7 }));
     const pv = IOMMU_PAGE_RESP_PASID_VALID;
-    expect(() => q.write(respBuf({ grpid: 1, flags: pv, pasid: 7, version: 2 }))).toThrow(/EINVAL.*version 2/);
-    expect(() => q.write(respBuf({ grpid: 1, flags: pv | 0x8, pasid: 7 }))).toThrow(/EINVAL.*unknown bits/);
-    expect(() => q.write(respBuf({ grpid: 1, flags: pv, pasid: 7, code: 9 }))).toThrow(/EINVAL.*code 9/);
-    expect(() => q.write(respBuf({ grpid: 1, flags: pv, pasid: 7, argsz: 20, size: 24 }))).toThrow(/EINVAL.*below 24/);
+    await expectErrno(() => q.write(respBuf({ grpid: 1, flags: pv, pasid: 7, version: 2 })), 'EINVAL', /EINVAL.*version 2/);
+    await expectErrno(() => q.write(respBuf({ grpid: 1, flags: pv | 0x8, pasid: 7 })), 'EINVAL', /EINVAL.*unknown bits/);
+    await expectErrno(() => q.write(respBuf({ grpid: 1, flags: pv, pasid: 7, code: 9 })), 'EINVAL', /EINVAL.*code 9/);
+    await expectErrno(() => q.write(respBuf({ grpid: 1, flags: pv, pasid: 7, argsz: 20, size: 24 })), 'EINVAL', /EINVAL.*below 24/);
     expect(() => q.write(respBuf({ grpid: 1, flags: pv | IOMMU_PAGE_RESP_PRIVATE_DATA, pasid: 7, argsz: 24 }))).toThrow(/no room/);
     const tooNew = respBuf({ grpid: 1, flags: pv, pasid: 7, argsz: 48 });
     tooNew[44] = 1;
     expect(() => q.write(tooNew)).toThrow(/E2BIG.*byte 44/);
-    expect(() => q.write(respBuf({ grpid: 9, flags: pv, pasid: 7 }))).toThrow(/EINVAL.*no pending/);
+    await expectErrno(() => q.write(respBuf({ grpid: 9, flags: pv, pasid: 7 })), 'EINVAL', /EINVAL.*no pending/);
     expect(s.responses).toEqual([]);
     expect(q.stats.rejected).toBe(7);
 
@@ -151,17 +152,17 @@ describe('user-facing fault records', () => {
       { pasid: 7, grpid: 2, code: IOMMU_PAGE_RESP_INVALID },
     ]);
     // A spurious response (nothing pending) is rejected.
-    expect(() => q.write(respBuf({ grpid: 2, flags: pv, pasid: 7 }))).toThrow(/EINVAL/);
+    await expectErrno(() => q.write(respBuf({ grpid: 2, flags: pv, pasid: 7 })), 'EINVAL');
     q.close();
   });
 
   it('negotiates private data both ways', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a);
     expect(q.info()).toMatchObject({ version: 1, recordSize: 72, responseSize: 40 });
     expect(q.info().flags & IOMMU_FAULT_QUEUE_INFO_PRIV_DATA).not.toBe(0);
     expect(q.info().flags & IOMMU_FAULT_QUEUE_INFO_HOST_TOKENS).toBe(0);
-    expect(() => q.setFeatures(0x2)).toThrow(/EINVAL/);
+    await expectErrno(() => q.setFeatures(0x2), 'EINVAL');
     const hw = { flags: IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA, privateData: [0x1111, 0x2222] as [number, number] };
 
     // Old user space (never negotiated): answers without private data; the kernel supplies it.
@@ -178,14 +179,14 @@ describe('user-facing fault records', () => {
     // New user space: it says it returns private data; a response without it is refused.
     q.setFeatures(IOMMU_FAULT_QUEUE_FEAT_PRIV_DATA);
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, hw));
-    expect(() => q.write(respBuf({ grpid: 2 }))).toThrow(/EINVAL.*negotiated PRIV_DATA/);
-    expect(() => q.write(respBuf({ grpid: 2, flags: IOMMU_PAGE_RESP_PRIVATE_DATA, priv: [0x1111, 0x2223] }))).toThrow(/EINVAL/);
+    await expectErrno(() => q.write(respBuf({ grpid: 2 })), 'EINVAL', /EINVAL.*negotiated PRIV_DATA/);
+    await expectErrno(() => q.write(respBuf({ grpid: 2, flags: IOMMU_PAGE_RESP_PRIVATE_DATA, priv: [0x1111, 0x2223] })), 'EINVAL');
     q.write(respBuf({ grpid: 2, flags: IOMMU_PAGE_RESP_PRIVATE_DATA, priv: [0x1111, 0x2222] }));
     expect(s.responses.map((r) => r.msg.grpid)).toEqual([1, 2]);
   });
 
   it('substitutes host tokens for private data and rejects a stale token when the group index is reused', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a, { hostTokens: true });
     expect(q.info().flags & IOMMU_FAULT_QUEUE_INFO_HOST_TOKENS).not.toBe(0);
     q.setFeatures(IOMMU_FAULT_QUEUE_FEAT_PRIV_DATA);
@@ -211,11 +212,11 @@ describe('user-facing fault records', () => {
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 6, hw));
     const t2 = tokenOf();
     expect(t2).not.toBe(t1);
-    expect(() => q.write(respBuf({ grpid: 6, pasid: 4, flags: pv, priv: [t1, 0] }))).toThrow(/EINVAL.*stale or spurious/);
+    await expectErrno(() => q.write(respBuf({ grpid: 6, pasid: 4, flags: pv, priv: [t1, 0] })), 'EINVAL', /EINVAL.*stale or spurious/);
     expect(s.responses).toHaveLength(1);
     expect(devFaultParam(s.a)!.pending.size).toBe(1);
     // A token that belongs to another request (wrong group index) is refused as well.
-    expect(() => q.write(respBuf({ grpid: 7, pasid: 4, flags: pv, priv: [t2, 0] }))).toThrow(/EINVAL.*another request/);
+    await expectErrno(() => q.write(respBuf({ grpid: 7, pasid: 4, flags: pv, priv: [t2, 0] })), 'EINVAL', /EINVAL.*another request/);
     q.write(respBuf({ grpid: 6, pasid: 4, flags: pv, priv: [t2, 0], code: IOMMU_PAGE_RESP_FAILURE }));
     expect(s.responses.map((r) => [r.evt.fault.prm.addr, r.msg.code])).toEqual([
       [0x1000, IOMMU_PAGE_RESP_SUCCESS],
@@ -225,14 +226,14 @@ describe('user-facing fault records', () => {
   });
 
   it('refuses new faults when full (FAILURE) and cannot close with faults pending', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iommuUserFaultQueueOpen(s.a, { depth: 1 });
-    expect(() => iommuUserFaultQueueOpen(s.a)).toThrow(/EBUSY/);
+    await expectErrno(() => iommuUserFaultQueueOpen(s.a), 'EBUSY');
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1))).toBe(0);
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x2000, 2))).toBe('ENOSPC');
     expect(s.responses.map((r) => [r.msg.grpid, r.msg.code])).toEqual([[2, IOMMU_PAGE_RESP_FAILURE]]);
     expect(q.stats.overflows).toBe(1);
-    expect(() => q.close()).toThrow(/EBUSY/);
+    await expectErrno(() => q.close(), 'EBUSY');
     q.read(recordBuf(72));
     q.write(respBuf({ grpid: 1 }));
     q.close();
@@ -241,11 +242,11 @@ describe('user-facing fault records', () => {
   });
 
   it('serves a domain as its I/O page-fault handler (iommufd style): whole groups, from the IOPF queue', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
     const domain = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
     const q = iommuUserFaultQueueForDomain(domain, { hostTokens: true });
-    expect(() => iommuUserFaultQueueForDomain(domain)).toThrow(/EBUSY/);
+    await expectErrno(() => iommuUserFaultQueueForDomain(domain), 'EBUSY');
     let signalled = 0;
     q.onFault = () => signalled++;
     await s.k.run(iommuAttachDevicePasid(domain, s.a, 9));
@@ -268,8 +269,8 @@ describe('user-facing fault records', () => {
     // The partial's token answers nothing.
     const partialToken = Number(v1.getBigUint64(FAULT_REC_PRM_PRIVATE_DATA, true));
     const pv = IOMMU_PAGE_RESP_PASID_VALID | IOMMU_PAGE_RESP_PRIVATE_DATA;
-    expect(() => q.write(respBuf({ grpid: 4, pasid: 9, flags: pv, priv: [partialToken, 0] }))).toThrow(/EINVAL/);
-    expect(() => q.close()).toThrow(/EBUSY/);
+    await expectErrno(() => q.write(respBuf({ grpid: 4, pasid: 9, flags: pv, priv: [partialToken, 0] })), 'EINVAL');
+    await expectErrno(() => q.close(), 'EBUSY');
     q.write(respBuf({ grpid: 4, pasid: 9, flags: pv, priv: [token, 0] }));
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: 9, grpid: 4, code: IOMMU_PAGE_RESP_SUCCESS }]);
     q.close();
@@ -277,7 +278,7 @@ describe('user-facing fault records', () => {
   });
 
   it('refuses a group that does not fit (the IOPF core answers FAILURE)', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
     const domain = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
     const q = iommuUserFaultQueueForDomain(domain, { depth: 1 });

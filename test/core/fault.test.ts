@@ -23,7 +23,8 @@ import {
   type IopfGroup,
 } from '../../core/iommu-fault-types.js';
 import { iommuReleaseDevice } from '../../core/iommu.js';
-import { faultSetup, pageRequest, settle } from './fault-fixture.js';
+import { faultRig, pageRequest, settle } from './fault-rig.js';
+import { expectErrno } from '../lib/errno.js';
 
 const resp = (grpid: number, extra: Partial<IommuPageResponseMsg> = {}): IommuPageResponseMsg => ({
   version: IOMMU_PAGE_RESP_VERSION_1,
@@ -36,13 +37,13 @@ const resp = (grpid: number, extra: Partial<IommuPageResponseMsg> = {}): IommuPa
 
 describe('device fault handlers (the 2019 API)', () => {
   it('takes one handler per device and refuses devices without an IOMMU', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
-    expect(() => iommuRegisterDeviceFaultHandler(s.a, () => 0)).toThrow(/EBUSY/);
+    await expectErrno(() => iommuRegisterDeviceFaultHandler(s.a, () => 0), 'EBUSY');
     const lone = new PlatformDevice({ name: '/lone@1' });
     await s.k.core.addDevice(lone, { probe: false });
-    expect(() => iommuRegisterDeviceFaultHandler(lone, () => 0)).toThrow(/EINVAL/);
-    expect(() => iommuUnregisterDeviceFaultHandler(lone)).toThrow(/EINVAL/);
+    await expectErrno(() => iommuRegisterDeviceFaultHandler(lone, () => 0), 'EINVAL');
+    await expectErrno(() => iommuUnregisterDeviceFaultHandler(lone), 'EINVAL');
     // Nothing registered on B: unregistering is a no-op.
     iommuUnregisterDeviceFaultHandler(s.b);
     iommuUnregisterDeviceFaultHandler(s.a);
@@ -50,7 +51,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('answers INVALID at once when nobody can handle a page request, partial or last', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 7, { partial: true, pasid: 3 }))).toBe('EINVAL');
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x2000, 7, { pasid: 3 }))).toBe('EINVAL');
     expect(s.responses.map((r) => r.msg)).toEqual([
@@ -61,7 +62,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('gives page requests to the handler and matches responses by PASID and group index', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const seen: IommuFaultRecord[] = [];
     const groups: (IopfGroup | null)[] = [];
     iommuRegisterDeviceFaultHandler(s.a, (f, data, g) => {
@@ -78,12 +79,12 @@ describe('device fault handlers (the 2019 API)', () => {
     expect(s.responses).toEqual([]);
 
     // Wrong group, wrong PASID, no PASID, bad version, unknown flag, bad code: EINVAL, nothing sent.
-    expect(() => iommuPageResponse(s.a, resp(6, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 }))).toThrow(/EINVAL.*no pending page request matches/);
-    expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 8 }))).toThrow(/EINVAL/);
-    expect(() => iommuPageResponse(s.a, resp(5))).toThrow(/EINVAL/);
-    expect(() => iommuPageResponse(s.a, resp(5, { version: 2, flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 }))).toThrow(/EINVAL.*version 2/);
-    expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID | 0x10, pasid: 9 }))).toThrow(/EINVAL.*unknown bits/);
-    expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9, code: 3 }))).toThrow(/EINVAL.*code 3/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(6, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 })), 'EINVAL', /EINVAL.*no pending page request matches/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 8 })), 'EINVAL');
+    await expectErrno(() => iommuPageResponse(s.a, resp(5)), 'EINVAL');
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { version: 2, flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 })), 'EINVAL', /EINVAL.*version 2/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID | 0x10, pasid: 9 })), 'EINVAL', /EINVAL.*unknown bits/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9, code: 3 })), 'EINVAL', /EINVAL.*code 3/);
     expect(s.responses).toEqual([]);
     expect(groups[1]!.lastFault).toBeDefined();
 
@@ -91,21 +92,21 @@ describe('device fault handlers (the 2019 API)', () => {
     expect(s.responses.map((r) => r.msg)).toEqual([{ pasid: 9, grpid: 5, code: IOMMU_PAGE_RESP_SUCCESS }]);
     expect(s.responses[0].evt.fault.prm.addr).toBe(0x2000);
     // The same response again is stale: nothing is pending.
-    expect(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 }))).toThrow(/EINVAL.*no pending PRQ/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(5, { flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: 9 })), 'EINVAL', /EINVAL.*no pending PRQ/);
     expect(s.responses).toHaveLength(1);
   });
 
   it('in-kernel responses: private data is taken from the pending request; wrong data is refused', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
     const priv = { flags: IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA, privateData: [0xaa, 0xbb] as [number, number] };
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 2, priv));
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 3, priv));
     await iommuReportDeviceFault(s.a, pageRequest(0x3000, 4));
     // Wrong data, a PRIVATE_DATA flag without data, or data for a request that had none: EINVAL, nothing sent.
-    expect(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbc] }))).toThrow(/EINVAL.*no pending page request matches/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbc] })), 'EINVAL', /EINVAL.*no pending page request matches/);
     expect(() => iommuPageResponse(s.a, resp(2, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA }))).toThrow(/carries none/);
-    expect(() => iommuPageResponse(s.a, resp(4, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbb] }))).toThrow(/EINVAL.*no pending page request matches/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(4, { flags: IOMMU_PAGE_RESP_PRIVATE_DATA, privateData: [0xaa, 0xbb] })), 'EINVAL', /EINVAL.*no pending page request matches/);
     expect(s.responses).toEqual([]);
     // A response without private data answers the request; the driver gets the request's own data.
     iommuPageResponse(s.a, resp(2, { code: IOMMU_PAGE_RESP_INVALID }));
@@ -118,25 +119,25 @@ describe('device fault handlers (the 2019 API)', () => {
       [4, IOMMU_PAGE_RESP_SUCCESS, [0, 0], 0],
     ]);
     // Answered once: the same response again is stale.
-    expect(() => iommuPageResponse(s.a, resp(2))).toThrow(/EINVAL/);
+    await expectErrno(() => iommuPageResponse(s.a, resp(2)), 'EINVAL');
     expect(s.responses).toHaveLength(3);
   });
 
   it('refuses to unregister with pending faults (EBUSY) and allows it once they are answered', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1));
-    expect(() => iommuUnregisterDeviceFaultHandler(s.a)).toThrow(/EBUSY/);
+    await expectErrno(() => iommuUnregisterDeviceFaultHandler(s.a), 'EBUSY');
     // Still registered and still pending.
     expect(devFaultParam(s.a)!.handler).not.toBeNull();
-    expect(() => iommuRegisterDeviceFaultHandler(s.a, () => 0)).toThrow(/EBUSY/);
+    await expectErrno(() => iommuRegisterDeviceFaultHandler(s.a, () => 0), 'EBUSY');
     iommuPageResponse(s.a, resp(1));
     iommuUnregisterDeviceFaultHandler(s.a);
     expect(devFaultParam(s.a)!.handler).toBeNull();
   });
 
   it('answers FAILURE when the handler refuses, throws, or rejects', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     let verdict: () => ReturnType<Parameters<typeof iommuRegisterDeviceFaultHandler>[1]> = () => 'ENOMEM';
     iommuRegisterDeviceFaultHandler(s.a, () => verdict());
     expect(await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1))).toBe('ENOMEM');
@@ -156,7 +157,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('lets a handler answer its group from inside the handler', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, (_f, _d, g) => {
       if (g) iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS);
       return 0;
@@ -167,7 +168,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('delivers unrecoverable faults to the device handler without any response', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const evt = {
       fault: {
         type: 'dma-unrecov' as const,
@@ -188,7 +189,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('drains pending faults when the device is removed, and answers later faults INVALID', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.a, () => 0);
     await iommuReportDeviceFault(s.a, pageRequest(0x1000, 1, { pasid: 2 }));
     await iommuReportDeviceFault(s.a, pageRequest(0x2000, 2, { pasid: 2 }));
@@ -205,7 +206,7 @@ describe('device fault handlers (the 2019 API)', () => {
   });
 
   it('drains through the core when the device leaves its IOMMU', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     iommuRegisterDeviceFaultHandler(s.b, () => 0);
     await iommuReportDeviceFault(s.b, pageRequest(0x1000, 11));
     const released: boolean[] = [];

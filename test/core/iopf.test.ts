@@ -24,13 +24,14 @@ import { IOMMU_PAGE_RESP_FAILURE, IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCE
 import { iommuGroupGet } from '../../core/iommu-group.js';
 import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
 import { iommuDevDisableFeature, iommuDevEnableFeature, iommuDevFeatureEnabled } from '../../core/iommu.js';
-import { faultSetup, pageRequest, settle, type FaultSetup } from './fault-fixture.js';
+import { faultRig, pageRequest, settle, type FaultRig } from './fault-rig.js';
+import { expectErrno } from '../lib/errno.js';
 
 const PASID = 5;
 
 /** A device on its IOMMU's IOPF queue with PASID 5 attached to a domain whose handler records groups. */
 async function iopfSetup(handler?: (g: IopfGroup) => void | Promise<void>) {
-  const s = await faultSetup();
+  const s = await faultRig();
   await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
   const groups: IopfGroup[] = [];
   const domain = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
@@ -43,7 +44,7 @@ async function iopfSetup(handler?: (g: IopfGroup) => void | Promise<void>) {
   return { ...s, groups, domain };
 }
 
-function grpids(s: FaultSetup): [number, number][] {
+function grpids(s: FaultRig): [number, number][] {
   return s.responses.map((r) => [r.msg.grpid, r.msg.code]);
 }
 
@@ -70,7 +71,7 @@ describe('the IOPF queue', () => {
     expect(devFaultParam(s.a)!.partial.map((f) => f.fault.prm.grpid)).toEqual([4]);
     expect(s.responses).toEqual([]);
     // The domain's handler owns the group: the device-handler response API cannot complete it.
-    expect(() => iommuPageResponse(s.a, { version: IOMMU_PAGE_RESP_VERSION_1, flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: PASID, grpid: 3, code: IOMMU_PAGE_RESP_SUCCESS })).toThrow(/EINVAL/);
+    await expectErrno(() => iommuPageResponse(s.a, { version: IOMMU_PAGE_RESP_VERSION_1, flags: IOMMU_PAGE_RESP_PASID_VALID, pasid: PASID, grpid: 3, code: IOMMU_PAGE_RESP_SUCCESS }), 'EINVAL');
     expect(devFaultParam(s.a)!.pending.size).toBe(1);
     expect(iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS)).toBe(true);
     // A duplicate or late answer changes nothing.
@@ -80,7 +81,7 @@ describe('the IOPF queue', () => {
   });
 
   it('makes a group of one of a stall (no PASID) on the RID domain', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
     const dom = iommuPagingDomainAllocFlags(s.noPasid, 0);
     const seen: IopfGroup[] = [];
@@ -98,7 +99,7 @@ describe('the IOPF queue', () => {
   });
 
   it('uses the RID domain when no attach handle is stored for it', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
     const dom = iommuPagingDomainAllocFlags(s.noPasid, 0);
     dom.iopfHandler = (g) => void iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
@@ -139,7 +140,7 @@ describe('the IOPF queue', () => {
   });
 
   it('answers FAILURE when the queue is full', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q = iopfQueueAlloc('tiny', { depth: 1 });
     iopfQueueAddDevice(q, s.a);
     const dom = iommuPagingDomainAllocFlags(s.a, IOMMU_HWPT_ALLOC_PASID);
@@ -154,18 +155,18 @@ describe('the IOPF queue', () => {
   });
 
   it('takes a device once, needs a page_response op, and removes only from its own queue', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const q1 = iopfQueueAlloc('one');
     const q2 = iopfQueueAlloc('two');
     iopfQueueAddDevice(q1, s.a);
-    expect(() => iopfQueueAddDevice(q1, s.a)).toThrow(/EBUSY/);
-    expect(() => iopfQueueAddDevice(q2, s.a)).toThrow(/EBUSY/);
-    expect(() => iopfQueueRemoveDevice(q2, s.a)).toThrow(/EINVAL.*not on iopf_queue\/two/);
+    await expectErrno(() => iopfQueueAddDevice(q1, s.a), 'EBUSY');
+    await expectErrno(() => iopfQueueAddDevice(q2, s.a), 'EBUSY');
+    await expectErrno(() => iopfQueueRemoveDevice(q2, s.a), 'EINVAL', /EINVAL.*not on iopf_queue\/two/);
     iopfQueueRemoveDevice(q1, s.a);
     iopfQueueAddDevice(q2, s.a);
-    await expect(iopfQueueFlushDev(s.b)).rejects.toThrow(/ENODEV/);
-    const bare = await faultSetup({ noPageResponse: true });
-    expect(() => iopfQueueAddDevice(q1, bare.a)).toThrow(/ENODEV/);
+    await expectErrno(iopfQueueFlushDev(s.b), 'ENODEV');
+    const bare = await faultRig({ noPageResponse: true });
+    await expectErrno(() => iopfQueueAddDevice(q1, bare.a), 'ENODEV');
   });
 
   it('answers pending groups INVALID and drops partials when a device leaves the queue', async () => {
@@ -302,15 +303,15 @@ describe('the IOPF queue', () => {
 
 describe('device features', () => {
   it('enables IOPF before SVA and disables them the other way round', async () => {
-    const s = await faultSetup();
-    await expect(iommuDevEnableFeature(s.a, 'SVA')).rejects.toThrow(/EINVAL.*IOPF before SVA/);
-    await expect(iommuDevDisableFeature(s.a, 'IOPF')).rejects.toThrow(/EINVAL.*not enabled/);
+    const s = await faultRig();
+    await expectErrno(iommuDevEnableFeature(s.a, 'SVA'), 'EINVAL', /EINVAL.*IOPF before SVA/);
+    await expectErrno(iommuDevDisableFeature(s.a, 'IOPF'), 'EINVAL', /EINVAL.*not enabled/);
     await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
-    await expect(iommuDevEnableFeature(s.a, 'IOPF')).rejects.toThrow(/EBUSY/);
+    await expectErrno(iommuDevEnableFeature(s.a, 'IOPF'), 'EBUSY');
     expect(devFaultParam(s.a)!.queue).toBe(iommuIopfQueue(devIommu(s.a)!.iommuDev!));
     await s.k.run(iommuDevEnableFeature(s.a, 'SVA'));
     expect(iommuDevFeatureEnabled(s.a, 'SVA')).toBe(true);
-    await expect(iommuDevDisableFeature(s.a, 'IOPF')).rejects.toThrow(/EBUSY.*disable SVA before IOPF/);
+    await expectErrno(iommuDevDisableFeature(s.a, 'IOPF'), 'EBUSY', /EBUSY.*disable SVA before IOPF/);
     await s.k.run(iommuDevDisableFeature(s.a, 'SVA'));
     await s.k.run(iommuDevDisableFeature(s.a, 'IOPF'));
     expect(devFaultParam(s.a)!.queue).toBeNull();
@@ -318,11 +319,11 @@ describe('device features', () => {
   });
 
   it('refuses SVA on a device without PASIDs and IOPF without a page_response op', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     await s.k.run(iommuDevEnableFeature(s.noPasid, 'IOPF'));
-    await expect(iommuDevEnableFeature(s.noPasid, 'SVA')).rejects.toThrow(/ENODEV.*no PASIDs/);
-    const bare = await faultSetup({ noPageResponse: true });
-    await expect(iommuDevEnableFeature(bare.a, 'IOPF')).rejects.toThrow(/ENODEV.*cannot answer page requests/);
+    await expectErrno(iommuDevEnableFeature(s.noPasid, 'SVA'), 'ENODEV', /ENODEV.*no PASIDs/);
+    const bare = await faultRig({ noPageResponse: true });
+    await expectErrno(iommuDevEnableFeature(bare.a, 'IOPF'), 'ENODEV', /ENODEV.*cannot answer page requests/);
     expect(bare.features).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@
  * "Hardware state" is what the attach calls leave: `rid` (device → domain) and `pasids`.
  */
 import type { Device } from '../../bus/device.js';
-import { isKernelError, KernelError, type Errno } from '../../bus/errno.js';
+import { KernelError, type Errno } from '../../bus/errno.js';
 import type { IommuFwspec } from '../../bus/iommu-fwspec.js';
 import { PciDevice } from '../../bus/pci/pci-device.js';
 import { platformBus, type PlatformDevice, type PlatformDriver } from '../../bus/platform.js';
@@ -287,11 +287,6 @@ export class MockIommu {
     }
     return ops;
   }
-}
-
-/** True if `e` is a KernelError with errno `errno` (for expect().rejects predicates). */
-export function errnoOf(e: unknown): Errno | null {
-  return isKernelError(e) ? e.errno : null;
 }
 
 export { IOMMU_GATHER_START_EMPTY };

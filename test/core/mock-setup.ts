@@ -5,7 +5,7 @@ import type { DtNode } from '../../bus/of/tree.js';
 import { ofPlatformPopulate, platformBus, type PlatformDevice, type PlatformDriver } from '../../bus/platform.js';
 import { iommuDmaConfigure } from '../../core/iommu.js';
 import { MOCK_IOMMU_COMPATIBLE, MockIommu, type MockIommuOptions } from './mock-iommu.js';
-import { testKernel, type TestKernel, type TestKernelOptions } from './kernel-fixture.js';
+import { testKernel, type TestKernel, type TestKernelOptions } from './kernel-rig.js';
 
 export const MASTER_COMPATIBLE = 'iommu-sim,test-master';
 

@@ -15,10 +15,11 @@ import { iommuMmPasid, iommuSvaBindDevice, iommuSvaGetPasid, iommuSvaHandleMm, i
 import { iommuDevDisableFeature, iommuDevEnableFeature } from '../../core/iommu.js';
 import { PAGE_SIZE } from '../../mm/page-alloc.js';
 import { PROT_READ, PROT_WRITE } from '../../mm/prot.js';
-import { codes, faultSetup, pageRequest, settle, type FaultSetup, type FaultSetupOptions } from './fault-fixture.js';
+import { codes, faultRig, pageRequest, settle, type FaultRig, type FaultRigOptions } from './fault-rig.js';
+import { expectErrno } from '../lib/errno.js';
 
-async function svaSetup(opts: FaultSetupOptions = {}): Promise<FaultSetup> {
-  const s = await faultSetup(opts);
+async function svaSetup(opts: FaultRigOptions = {}): Promise<FaultRig> {
+  const s = await faultRig(opts);
   for (const d of [s.a, s.b]) {
     await s.k.run(iommuDevEnableFeature(d, 'IOPF'));
     await s.k.run(iommuDevEnableFeature(d, 'SVA'));
@@ -53,7 +54,7 @@ describe('SVA bind and unbind', () => {
     expect(iommuSvaGetPasid(bond)).toBe(IOMMU_PASID_INVALID);
     expect(domain.isFreed).toBe(true);
     expect(s.svaDomains).toEqual([]);
-    await expect(iommuSvaUnbindDevice(bond)).rejects.toThrow(/EINVAL.*already unbound/);
+    await expectErrno(iommuSvaUnbindDevice(bond), 'EINVAL', /EINVAL.*already unbound/);
     // The PASID stays with the live mm: a new bind gets the same one.
     expect(s.k.iommu.globalPasids.has(1)).toBe(true);
     const rebind = await s.k.run(iommuSvaBindDevice(s.a, proc.mm));
@@ -91,39 +92,39 @@ describe('SVA bind and unbind', () => {
     const bonds = [];
     for (const p of procs.slice(0, 3)) bonds.push(await s.k.run(iommuSvaBindDevice(s.a, p.mm)));
     expect(bonds.map((b) => b.pasid)).toEqual([1, 2, 3]);
-    await expect(s.k.run(iommuSvaBindDevice(s.a, procs[3].mm))).rejects.toThrow(/ENOSPC/);
+    await expectErrno(s.k.run(iommuSvaBindDevice(s.a, procs[3].mm)), 'ENOSPC');
     expect(iommuMmPasid(procs[3].mm)).toBe(IOMMU_PASID_INVALID);
-    await expect(s.k.run(iommuSvaBindDevice(s.b, procs[1].mm))).rejects.toThrow(/^EOVERFLOW: .*supports PASIDs below/);
+    await expectErrno(s.k.run(iommuSvaBindDevice(s.b, procs[1].mm)), 'EOVERFLOW', /^EOVERFLOW: .*supports PASIDs below/);
     const ok = await s.k.run(iommuSvaBindDevice(s.b, procs[0].mm));
     expect(ok.pasid).toBe(1);
   });
 
   it('needs SVA enabled, a live mm, and keeps SVA on while bonds exist', async () => {
-    const s = await faultSetup();
+    const s = await faultRig();
     const proc = s.processes.spawn();
-    await expect(iommuSvaBindDevice(s.a, proc.mm)).rejects.toThrow(/ENODEV.*SVA is not enabled/);
+    await expectErrno(iommuSvaBindDevice(s.a, proc.mm), 'ENODEV', /ENODEV.*SVA is not enabled/);
     await s.k.run(iommuDevEnableFeature(s.a, 'IOPF'));
     await s.k.run(iommuDevEnableFeature(s.a, 'SVA'));
     const bond = await s.k.run(iommuSvaBindDevice(s.a, proc.mm));
-    await expect(iommuDevDisableFeature(s.a, 'SVA')).rejects.toThrow(/EBUSY/);
+    await expectErrno(iommuDevDisableFeature(s.a, 'SVA'), 'EBUSY');
     await s.k.run(iommuSvaUnbindDevice(bond));
     await s.k.run(iommuDevDisableFeature(s.a, 'SVA'));
     await s.k.run(iommuDevEnableFeature(s.a, 'SVA'));
     const dead = s.processes.spawn();
     await s.k.run(dead.exit());
-    await expect(s.k.run(iommuSvaBindDevice(s.a, dead.mm))).rejects.toThrow(/EINVAL.*exited/);
+    await expectErrno(s.k.run(iommuSvaBindDevice(s.a, dead.mm)), 'EINVAL', /EINVAL.*exited/);
   });
 
   it('frees the domain and drops its mm reference when the attach fails', async () => {
     const s = await svaSetup();
     const proc = s.processes.spawn();
     s.mock.failSetPasid = () => 'ENOMEM';
-    await expect(s.k.run(iommuSvaBindDevice(s.a, proc.mm))).rejects.toThrow(/ENOMEM/);
+    await expectErrno(s.k.run(iommuSvaBindDevice(s.a, proc.mm)), 'ENOMEM');
     expect(s.svaDomains).toEqual([]);
     expect(proc.mm.count).toBe(1);
     s.mock.failSetPasid = null;
     s.failSva.alloc = true;
-    await expect(s.k.run(iommuSvaBindDevice(s.a, proc.mm))).rejects.toThrow(/ENOMEM.*SVA domain/);
+    await expectErrno(s.k.run(iommuSvaBindDevice(s.a, proc.mm)), 'ENOMEM', /ENOMEM.*SVA domain/);
   });
 });
 

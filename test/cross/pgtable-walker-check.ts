@@ -37,7 +37,7 @@ import {
 } from '../../hw/walker/config.js';
 import { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE, PERM_R, PERM_W, PERM_X, WalkResult } from '../../hw/walker/result.js';
 import { TranslationTableWalker } from '../../hw/walker/walker.js';
-import { recordingFlushOps, tableRam, type TestTableAllocator, SZ_4K, SZ_16K, SZ_64K, SZ_2M, SZ_32M, SZ_512M, SZ_1G, SZ_4T, BITMAP_4K, BITMAP_16K, BITMAP_64K } from '../core/io-pgtable-fixture.js';
+import { recordingFlushOps, tableRam, type TestTableAllocator, SZ_4K, SZ_16K, SZ_64K, SZ_2M, SZ_32M, SZ_512M, SZ_1G, SZ_4T, BITMAP_4K, BITMAP_16K, BITMAP_64K } from '../core/io-pgtable-rig.js';
 import type { PhysicalMemory } from '../../hw/memory.js';
 
 

@@ -16,7 +16,7 @@ import { allocIoPgtableOps, freeIoPgtableOps } from '../../core/io-pgtable-arm.j
 import { WalkConfigError } from '../../hw/walker/config.js';
 import { ACCESS_PRIV, WalkResult } from '../../hw/walker/result.js';
 import { TranslationTableWalker } from '../../hw/walker/walker.js';
-import { recordingFlushOps, tableRam } from '../core/io-pgtable-fixture.js';
+import { recordingFlushOps, tableRam } from '../core/io-pgtable-rig.js';
 import { FORMATS, formatName, NESTED_PAIRS, nestedName, nestedProperty, singleStageProperty, walkerConfig } from './pgtable-walker-check.js';
 
 /** Seeds per format, and random sequences per seed. PGTABLE_CROSS_RUNS raises the runs for a longer hunt. */

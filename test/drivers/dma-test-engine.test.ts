@@ -16,6 +16,7 @@ import type { Kernel } from '../../kernel/kernel.js';
 import { kexec } from '../../kernel/kexec.js';
 import { boot, run, virtMachine } from '../../scenarios/lib/lab.js';
 import { VIRT } from '../../scenarios/machines/virt.js';
+import { expectErrno } from '../lib/errno.js';
 
 const ENGINES = [0, 1, 2, 3, 4].map((i) => `/dma@${(VIRT.testEngineBase + i * VIRT.testEngineSize).toString(16)}`);
 /** The engine with no IOMMU: its DMA addresses are physical addresses whatever the SMMUs do. */
@@ -52,7 +53,7 @@ describe('dma-test-engine driver', () => {
     const stall = findTestEngine(kernel.core, '/dma@c000000');
     expect([stall.streamIds, stall.ssidBits, stall.canStall]).toEqual([[0x100], 8, true]);
     expect(findTestEngine(kernel.core, '/dma@c020000').streamIds).toEqual([0x400]);
-    expect(() => testEngineOf(kernel.core.findDevice('/pcie@3f000000')!)).toThrow(/ENODEV.*not a DMA test engine/);
+    await expectErrno(() => testEngineOf(kernel.core.findDevice('/pcie@3f000000')!), 'ENODEV', /ENODEV.*not a DMA test engine/);
   });
 
   it('fills a buffer on the engine without an IOMMU, and the CPU sees the bytes', async () => {
@@ -85,13 +86,11 @@ describe('dma-test-engine driver', () => {
   it('reports a failed job as EIO naming the status and address, and rejects bad requests up front', async () => {
     const { machine, engine } = await bootVirt();
     const hole = 0x2000_0000; // neither RAM nor a device
-    await expect(run(machine, engine.run({ op: 'fill', dst: hole, len: 64, byte: 1 }))).rejects.toThrow(
-      /EIO: \/dma@c040000: frame 0 fill failed: bus-error on a write at 0x20000000 after 0 bytes/,
-    );
+    await expectErrno(run(machine, engine.run({ op: 'fill', dst: hole, len: 64, byte: 1 })), 'EIO', /EIO: \/dma@c040000: frame 0 fill failed: bus-error on a write at 0x20000000 after 0 bytes/);
     expect(engine.activeFrames()).toEqual([]);
-    expect(() => engine.start({ op: 'fill', dst: 0x4000_0000, len: 4, byte: 256 })).toThrow(/EINVAL.*fill byte 256/);
-    expect(() => engine.start({ op: 'fill', dst: 0x4000_0000, len: 4, byte: 1 }, { stream: 1 })).toThrow(/EINVAL.*stream index 1/);
-    expect(() => engine.start({ op: 'fill', dst: 0x4000_0000, len: 4, byte: 1 }, { ssid: 1 })).toThrow(/EINVAL.*0 SSID bits/);
+    await expectErrno(() => engine.start({ op: 'fill', dst: 0x4000_0000, len: 4, byte: 256 }), 'EINVAL', /EINVAL.*fill byte 256/);
+    await expectErrno(() => engine.start({ op: 'fill', dst: 0x4000_0000, len: 4, byte: 1 }, { stream: 1 }), 'EINVAL', /EINVAL.*stream index 1/);
+    await expectErrno(() => engine.start({ op: 'fill', dst: 0x4000_0000, len: 4, byte: 1 }, { ssid: 1 }), 'EINVAL', /EINVAL.*0 SSID bits/);
     expect(() => engine.start({ op: 'periodic', dst: 0x4000_0002, len: 8, pattern: 1, periodNs: 10 })).toThrow(/multiples of 4/);
     expect(() => engine.start({ op: 'copy', src: 0, dst: 0, len: 0 })).toThrow(/length 0/);
     expect(() => engine.status(15)).toThrow(/frame 15 outside 0..14/);
@@ -101,7 +100,7 @@ describe('dma-test-engine driver', () => {
     const { machine, engine } = await bootVirt();
     const buf = await run(machine, engine.allocBuffer(0x1000, 'periodic'));
     const frame = engine.start({ op: 'periodic', dst: buf.dma, len: 32, pattern: 0xfeed_f00d, periodNs: 10_000 });
-    await expect(run(machine, engine.wait(frame, 55_000))).rejects.toThrow(/ETIMEDOUT.*frame 0 still running after 55000 ns/);
+    await expectErrno(run(machine, engine.wait(frame, 55_000)), 'ETIMEDOUT', /ETIMEDOUT.*frame 0 still running after 55000 ns/);
     const seq1 = machine.memory.read32(buf.cpuAddr);
     expect(seq1).toBeGreaterThanOrEqual(5);
     expect(machine.memory.read32(buf.cpuAddr + 28)).toBe(0xfeed_f00d);
@@ -178,6 +177,6 @@ describe('dma-test-engine driver', () => {
     await machine.scheduler.runFor(10_000);
     expect(machine.memory.read32(buf.cpuAddr)).toBe(seq);
     expect(() => testEngineOf(kernel.core.findDevice(DIRECT)!)).toThrow(KernelError);
-    await expect(run(machine, engine.freeBuffer(buf))).rejects.toThrow(/EINVAL.*not a live buffer/);
+    await expectErrno(run(machine, engine.freeBuffer(buf)), 'EINVAL', /EINVAL.*not a live buffer/);
   });
 });

@@ -1,5 +1,4 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DeviceTree } from '../../bus/of/tree.js';
 import type { DmaDone, DmaPort, DmaRequest } from '../../hw/dma.js';
 import { MachineFirmwareError } from '../../hw/firmware.js';
 import type { IommuModelContext } from '../../hw/iommu-models.js';
@@ -7,82 +6,67 @@ import { registerIommuModel } from '../../hw/iommu-models.js';
 import { Machine } from '../../hw/machine.js';
 import { PCI_ATS_CTRL_ENABLE, PCI_COMMAND_MASTER } from '../../hw/pci/endpoint.js';
 import { ecamOffset } from '../../hw/pci/root-complex.js';
-import { dtNode, dtRoot, tree } from './dt.js';
-
-const GIC = 1;
-const SMMU3 = 2;
-const MMU401 = 3;
-const MMU500 = 4;
+import { DtBuilder, ranges, reg } from '../../bus/of/dt-builder.js';
+import { board } from '../lib/board.js';
 
 /** A small virt-like machine in DT form. */
-function virtTree(): DeviceTree {
-  const root = dtRoot({ compatible: 'iommu-sim,test', '#address-cells': 2, '#size-cells': 2, 'interrupt-parent': GIC });
-  dtNode(root, 'memory@80000000', { device_type: 'memory', reg: [0, 0x8000_0000, 0, 0x1000_0000] });
-  dtNode(root, 'memory@100000000', { device_type: 'memory', reg: [0x1, 0x0, 0, 0x800_0000] });
-  dtNode(root, 'memory@200000000', { device_type: 'memory', reg: [0x2, 0x0, 0, 0x800_0000], status: 'disabled' });
-  const gic = dtNode(root, 'intc@8000000', {
-    compatible: ['arm,gic-400', 'arm,cortex-a15-gic'],
-    reg: [0, 0x800_0000, 0, 0x1000, 0, 0x801_0000, 0, 0x2000],
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    '#address-cells': 1,
-    '#size-cells': 1,
-    ranges: [0x0, 0x0, 0x802_0000, 0x2_0000],
-    phandle: GIC,
+function virtBoard(): DtBuilder {
+  const { b, gic } = board({
+    ram: [
+      { base: 0x8000_0000, size: 0x1000_0000 },
+      { base: 0x1_0000_0000, size: 0x800_0000 },
+      { base: 0x2_0000_0000, size: 0x800_0000, disabled: true },
+    ],
+    gic: { compatible: ['arm,gic-400', 'arm,cortex-a15-gic'], children: { cells: 1, ranges: ranges([0x0, 0x802_0000, 0x2_0000]) } },
   });
-  dtNode(gic, 'v2m@0', { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: [0x0, 0x1000], 'arm,msi-base-spi': 64, 'arm,msi-num-spis': 32 });
-  dtNode(gic, 'v2m@10000', { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: [0x1_0000, 0x1000] });
-  dtNode(root, 'iommu@9050000', {
+  gic.node('v2m@0', { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: reg([0x0, 0x1000]), 'arm,msi-base-spi': 64, 'arm,msi-num-spis': 32 });
+  gic.node('v2m@10000', { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: reg([0x1_0000, 0x1000]) });
+  const smmu3 = b.node('/iommu@9050000', {
     compatible: 'arm,smmu-v3',
-    reg: [0, 0x905_0000, 0, 0x2_0000],
+    reg: reg([0x905_0000, 0x2_0000]),
     interrupts: [0, 74, 1, 0, 75, 1],
     'interrupt-names': ['eventq', 'gerror'],
     '#iommu-cells': 1,
-    phandle: SMMU3,
   });
-  dtNode(root, 'iommu@2b400000', {
+  const mmu401 = b.node('/iommu@2b400000', {
     compatible: ['arm,mmu-401', 'arm,smmu-v1'],
-    reg: [0, 0x2b40_0000, 0, 0x1_0000],
+    reg: reg([0x2b40_0000, 0x1_0000]),
     '#iommu-cells': 1,
     status: 'disabled',
-    phandle: MMU401,
   });
-  dtNode(root, 'iommu@2b500000', {
+  const mmu500 = b.node('/iommu@2b500000', {
     compatible: ['qcom,sm8250-smmu-500', 'qcom,smmu-500', 'arm,mmu-500'],
-    reg: [0, 0x2b50_0000, 0, 0x1_0000],
+    reg: reg([0x2b50_0000, 0x1_0000]),
     '#iommu-cells': 2,
     '#global-interrupts': 1,
     interrupts: [0, 80, 4, 0, 81, 4],
-    phandle: MMU500,
   });
-  const soc = dtNode(root, 'soc', { compatible: 'simple-bus', '#address-cells': 2, '#size-cells': 2, ranges: true });
-  dtNode(soc, 'dma@a000000', { compatible: 'vendor,dma', reg: [0, 0xa00_0000, 0, 0x1000], iommus: [SMMU3, 0x10, SMMU3, 0x11], 'dma-can-stall': true, 'pasid-num-bits': 5 });
-  dtNode(soc, 'gpu@b000000', { compatible: 'vendor,gpu', iommus: [MMU500, 0x800, 0x7f] });
-  dtNode(soc, 'video@c000000', { compatible: 'vendor,video', iommus: [MMU401, 0x5] });
-  dtNode(soc, 'off@d000000', { compatible: 'vendor,off', iommus: [SMMU3, 0x20], status: 'disabled' });
-  const dead = dtNode(soc, 'dead', { compatible: 'simple-bus', status: 'disabled' });
-  dtNode(dead, 'child', { compatible: 'vendor,child', iommus: [SMMU3, 0x21] });
-  dtNode(soc, 'uart@9000000', { compatible: ['arm,pl011', 'arm,primecell'], reg: [0, 0x900_0000, 0, 0x1000] });
-  const pcie = dtNode(root, 'pcie@40000000', {
+  const soc = b.node('/soc', { compatible: 'simple-bus', '#address-cells': 2, '#size-cells': 2, ranges: true });
+  soc.node('dma@a000000', { compatible: 'vendor,dma', reg: reg([0xa00_0000, 0x1000]), iommus: [smmu3, 0x10, smmu3, 0x11], 'dma-can-stall': true, 'pasid-num-bits': 5 });
+  soc.node('gpu@b000000', { compatible: 'vendor,gpu', iommus: [mmu500, 0x800, 0x7f] });
+  soc.node('video@c000000', { compatible: 'vendor,video', iommus: [mmu401, 0x5] });
+  soc.node('off@d000000', { compatible: 'vendor,off', iommus: [smmu3, 0x20], status: 'disabled' });
+  soc.node('dead', { compatible: 'simple-bus', status: 'disabled' }).node('child', { compatible: 'vendor,child', iommus: [smmu3, 0x21] });
+  soc.node('uart@9000000', { compatible: ['arm,pl011', 'arm,primecell'], reg: reg([0x900_0000, 0x1000]) });
+  const pcie = b.node('/pcie@40000000', {
     compatible: 'pci-host-ecam-generic',
     device_type: 'pci',
-    reg: [0, 0x4000_0000, 0, 0x100_0000],
+    reg: reg([0x4000_0000, 0x100_0000]),
     'bus-range': [0, 0xff],
     '#address-cells': 3,
     '#size-cells': 2,
-    'iommu-map': [0x0, SMMU3, 0x100, 0x1_0000],
+    'iommu-map': [0x0, smmu3, 0x100, 0x1_0000],
     'ats-supported': true,
   });
-  dtNode(pcie, 'ep@1,0', { reg: [0x0800, 0, 0, 0, 0], 'pasid-num-bits': 16, 'iommu-sim,ats': true, 'iommu-sim,pri': true, 'vendor-id': 0x1234 });
-  dtNode(pcie, 'ep@2,1', { reg: [0x1100, 0, 0, 0, 0] });
-  const rp = dtNode(pcie, 'pcie@3,0', { device_type: 'pci', reg: [0x1800, 0, 0, 0, 0], '#address-cells': 3, '#size-cells': 2 });
-  dtNode(rp, 'ep@0,0', { reg: [0x10000, 0, 0, 0, 0] });
-  return tree(root);
+  pcie.node('ep@1,0', { reg: [0x0800, 0, 0, 0, 0], 'pasid-num-bits': 16, 'iommu-sim,ats': true, 'iommu-sim,pri': true, 'vendor-id': 0x1234 });
+  pcie.node('ep@2,1', { reg: [0x1100, 0, 0, 0, 0] });
+  pcie.node('pcie@3,0', { device_type: 'pci', reg: [0x1800, 0, 0, 0, 0], '#address-cells': 3, '#size-cells': 2 }).node('ep@0,0', { reg: [0x10000, 0, 0, 0, 0] });
+  return b;
 }
 
 describe('Machine.fromDeviceTree', () => {
   it('makes RAM, interrupt controllers, IOMMUs, masters and PCI hosts from the tree', () => {
-    const m = Machine.fromDeviceTree(virtTree(), { seed: 1, iommuModels: false });
+    const m = Machine.fromDeviceTree(virtBoard().build(), { seed: 1, iommuModels: false });
     const d = m.describe();
     expect(d.ram).toEqual([
       { base: 0x8000_0000, size: 0x1000_0000 },
@@ -136,7 +120,7 @@ describe('Machine.fromDeviceTree', () => {
   });
 
   it('gives the CPU the regions: placeholders read zero, the unmapped faults, ECAM and MSI frames answer', () => {
-    const m = Machine.fromDeviceTree(virtTree(), { seed: 1, iommuModels: false });
+    const m = Machine.fromDeviceTree(virtBoard().build(), { seed: 1, iommuModels: false });
     m.cpu.mmioWrite32(0x905_0020, 0xffff_ffff); // CR0 of an unmodelled SMMUv3: ignored
     expect(m.cpu.mmioRead32(0x905_0020)).toBe(0);
     expect(m.cpu.mmioRead64(0x906_0000)).toBe(0n);
@@ -153,7 +137,7 @@ describe('Machine.fromDeviceTree', () => {
   });
 
   it('routes platform masters straight to memory when their IOMMU has no model', async () => {
-    const m = Machine.fromDeviceTree(virtTree(), { seed: 1, iommuModels: false });
+    const m = Machine.fromDeviceTree(virtBoard().build(), { seed: 1, iommuModels: false });
     const dma = m.masters.get('/soc/dma@a000000')!;
     const c = await dma.write(0x1_0000_0100, Uint8Array.of(1, 2, 3), { streamId: 0x11, ssid: 31 });
     expect(c).toEqual({ status: 'ok', pa: 0x1_0000_0100 });
@@ -162,7 +146,7 @@ describe('Machine.fromDeviceTree', () => {
   });
 
   it('delivers an interrupt named by firmware to the handler the kernel attached', () => {
-    const m = Machine.fromDeviceTree(virtTree(), { seed: 1, irqLatencyNs: 30 });
+    const m = Machine.fromDeviceTree(virtBoard().build(), { seed: 1, irqLatencyNs: 30 });
     const at: number[] = [];
     m.cpu.requestIrq('/intc@8000000', [0, 74, 1], () => at.push(m.scheduler.now));
     m.gic('/intc@8000000').raise(74 + 32);
@@ -171,21 +155,22 @@ describe('Machine.fromDeviceTree', () => {
   });
 
   it('reports overlapping regions of real-world firmware as warnings instead of failing', () => {
-    const t = virtTree();
-    const dup = dtNode(t.root, 'iommu@9050000-dup', {
+    const b = virtBoard();
+    const dup = b.node('/iommu@9050000-dup', {
       compatible: 'arm,smmu-v3',
-      reg: [0, 0x905_0000, 0, 0x2_0000],
+      reg: reg([0x905_0000, 0x2_0000]),
       '#iommu-cells': 1,
     });
     expect(dup.path).toBe('/iommu@9050000-dup');
-    const m = Machine.fromDeviceTree(t, { seed: 1, iommuModels: false });
+    const m = Machine.fromDeviceTree(b.build(), { seed: 1, iommuModels: false });
     expect(m.warnings.some((w) => w.includes('/iommu@9050000-dup') && w.includes('overlaps /iommu@9050000'))).toBe(true);
     expect(m.iommus.get('/iommu@9050000-dup')!.status).toBe('no-model');
   });
 
   it('throws MachineFirmwareError naming the node for structurally malformed properties', () => {
-    const t = virtTree();
-    dtNode(t.root, 'bad-master', { iommus: [77, 1] });
+    const b = virtBoard();
+    b.node('/bad-master', { iommus: [77, 1] });
+    const t = b.build();
     expect(() => Machine.fromDeviceTree(t, { seed: 1 })).toThrow(MachineFirmwareError);
     expect(() => Machine.fromDeviceTree(t, { seed: 1 })).toThrow(/phandle 77.*node \/bad-master/);
   });
@@ -226,7 +211,7 @@ describe('IOMMU model registry', () => {
       },
       'test-v3',
     );
-    const m = Machine.fromDeviceTree(virtTree(), { seed: 1, iommuOptions: { 'test-v3': { gbpaAbort: true } } });
+    const m = Machine.fromDeviceTree(virtBoard().build(), { seed: 1, iommuOptions: { 'test-v3': { gbpaAbort: true } } });
     const ctx = seen.ctx!;
     expect(ctx.node.path).toBe('/iommu@9050000');
     expect(ctx.regions).toEqual([{ base: 0x905_0000, size: 0x2_0000 }]);
@@ -263,8 +248,8 @@ describe('IOMMU model registry', () => {
   });
 
   it('prefers the model of the most specific compatible, and reports a failing factory', () => {
-    const root = dtRoot({ '#address-cells': 1, '#size-cells': 1 });
-    dtNode(root, 'iommu@1000', { compatible: ['test,soc-iommu', 'test,generic-iommu'], reg: [0x1000, 0x1000] });
+    const b = new DtBuilder({ '#address-cells': 1, '#size-cells': 1 });
+    b.node('/iommu@1000', { compatible: ['test,soc-iommu', 'test,generic-iommu'], reg: reg([0x1000, 0x1000]) });
     const order: string[] = [];
     const u1 = registerIommuModel(['test,generic-iommu'], () => {
       order.push('generic');
@@ -278,19 +263,19 @@ describe('IOMMU model registry', () => {
       u1();
       u2();
     };
-    const m = Machine.fromDeviceTree(tree(root), { seed: 1 });
+    const m = Machine.fromDeviceTree(b.build(), { seed: 1 });
     expect(order).toEqual(['soc']);
     expect(m.iommus.get('/iommu@1000')).toMatchObject({ status: 'modelled', model: 'soc', compatible: ['test,soc-iommu', 'test,generic-iommu'] });
     u2();
-    const m2 = Machine.fromDeviceTree(tree(root), { seed: 1 });
+    const m2 = Machine.fromDeviceTree(b.build(), { seed: 1 });
     expect(m2.iommus.get('/iommu@1000')).toMatchObject({ status: 'failed', error: 'generic model refused' });
     expect(m2.warnings.some((w) => w.includes('IOMMU model generic failed'))).toBe(true);
     // A newer registration for the same compatible stands in for the older one.
     const u3 = registerIommuModel(['test,generic-iommu'], (ctx) => ({ status: 'modelled', model: 'newer', mmio: [], portFor: () => ctx.machine.interconnect }), 'newer');
-    const m3 = Machine.fromDeviceTree(tree(root), { seed: 1 });
+    const m3 = Machine.fromDeviceTree(b.build(), { seed: 1 });
     u3();
     expect(m3.iommus.get('/iommu@1000')!.model).toBe('newer');
     // With models turned off, nothing is instantiated and a non-SMMU node is not listed.
-    expect(Machine.fromDeviceTree(tree(root), { seed: 1, iommuModels: false }).iommus.size).toBe(0);
+    expect(Machine.fromDeviceTree(b.build(), { seed: 1, iommuModels: false }).iommus.size).toBe(0);
   });
 });

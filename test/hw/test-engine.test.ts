@@ -4,14 +4,12 @@
  * holds (stalls) those the test asks it to, and faults a chosen page.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DeviceTree } from '../../bus/of/tree.js';
 import type { DmaDone, DmaRequest } from '../../hw/dma.js';
 import { registerIommuModel } from '../../hw/iommu-models.js';
 import { Machine } from '../../hw/machine.js';
-import { dtNode, dtRoot, tree } from './dt.js';
+import { reg as dtReg, type DtBuilder } from '../../bus/of/dt-builder.js';
+import { board } from '../lib/board.js';
 
-const GIC = 1;
-const IOMMU = 2;
 const RAM = 0x8000_0000;
 const RAM_SIZE = 0x100_0000;
 /** An engine straight on the interconnect (no `iommus`). */
@@ -52,31 +50,23 @@ const STREAMID0 = 0xf100;
 const OP = { NONE: 0, COPY: 1, FILL: 2, CHECKSUM: 3, PERIODIC: 4 } as const;
 const STATE = { IDLE: 0, RUNNING: 1, DONE: 2, ERROR: 3 } as const;
 
-function engineTree(): DeviceTree {
-  const root = dtRoot({ compatible: 'iommu-sim,test', '#address-cells': 2, '#size-cells': 2, 'interrupt-parent': GIC });
-  dtNode(root, 'memory@80000000', { device_type: 'memory', reg: [0, RAM, 0, RAM_SIZE] });
-  dtNode(root, 'intc@8000000', {
-    compatible: 'arm,gic-400',
-    reg: [0, 0x800_0000, 0, 0x1000, 0, 0x801_0000, 0, 0x2000],
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    phandle: GIC,
-  });
-  dtNode(root, 'iommu@9000000', { compatible: 'test,te-iommu', reg: [0, 0x900_0000, 0, 0x1000], '#iommu-cells': 1, phandle: IOMMU });
-  dtNode(root, 'dma@10000000', {
+function engineBoard(): DtBuilder {
+  const { b } = board({ ram: [{ base: RAM, size: RAM_SIZE }] });
+  const iommu = b.node('/iommu@9000000', { compatible: 'test,te-iommu', reg: dtReg([0x900_0000, 0x1000]), '#iommu-cells': 1 });
+  b.node('/dma@10000000', {
     compatible: 'iommu-sim,dma-test-engine',
-    reg: [0, DIRECT, 0, 0x1_0000],
+    reg: dtReg([DIRECT, 0x1_0000]),
     interrupts: [0, DIRECT_SPI, 4],
   });
-  dtNode(root, 'dma@10010000', {
+  b.node('/dma@10010000', {
     compatible: 'iommu-sim,dma-test-engine',
-    reg: [0, BEHIND, 0, 0x1_0000],
+    reg: dtReg([BEHIND, 0x1_0000]),
     interrupts: [0, BEHIND_SPI, 4],
-    iommus: [IOMMU, 0x42, IOMMU, 0x43],
+    iommus: [iommu, 0x42, iommu, 0x43],
     'dma-can-stall': true,
     'pasid-num-bits': 4,
   });
-  return tree(root);
+  return b;
 }
 
 /** The fake IOMMU's state: what it saw, which page it faults, which transactions it holds. */
@@ -124,7 +114,7 @@ function releaseHeld(m: Machine): void {
   for (const h of iommu.held.splice(0)) h.done(m.interconnect.access(h.req));
 }
 
-const machine = (): Machine => Machine.fromDeviceTree(engineTree(), { seed: 7, irqLatencyNs: 20 });
+const machine = (): Machine => Machine.fromDeviceTree(engineBoard().build(), { seed: 7, irqLatencyNs: 20 });
 
 interface Program {
   cmd: number;
@@ -213,9 +203,9 @@ describe('DMA test engine: firmware and identification', () => {
   });
 
   it('skips an engine whose register region is too small, with a warning', () => {
-    const t = engineTree();
-    dtNode(t.root, 'dma@20000000', { compatible: 'iommu-sim,dma-test-engine', reg: [0, 0x2000_0000, 0, 0x1000] });
-    const m = Machine.fromDeviceTree(t, { seed: 1 });
+    const b = engineBoard();
+    b.node('/dma@20000000', { compatible: 'iommu-sim,dma-test-engine', reg: dtReg([0x2000_0000, 0x1000]) });
+    const m = Machine.fromDeviceTree(b.build(), { seed: 1 });
     expect(m.testEngines.has('/dma@20000000')).toBe(false);
     expect(m.warnings.some((w) => w.includes('/dma@20000000') && w.includes('smaller than'))).toBe(true);
     expect(m.skippedNodes.map((s) => s.path)).toEqual(['/dma@20000000']);

@@ -3,7 +3,6 @@
  * it there with no device shutdown; it sees only its reservation as RAM and the rest as the dump.
  */
 import { describe, expect, it } from 'vitest';
-import { isKernelError } from '../../bus/errno.js';
 import { CmdlineError } from '../../kernel/cmdline.js';
 import { CRASH_IMAGE_SIZE, parseElfCoreHeader } from '../../kernel/crash-dump.js';
 import { kexecLoadCrash, panic } from '../../kernel/kdump.js';
@@ -11,6 +10,7 @@ import { runningKernel } from '../../kernel/kernel.js';
 import { kexec } from '../../kernel/kexec.js';
 import { boot, run, virtMachine } from '../../scenarios/lib/lab.js';
 import { VIRT } from '../../scenarios/machines/virt.js';
+import { expectErrno } from '../lib/errno.js';
 
 const MiB = 2 ** 20;
 /** SMMUv3 CR0 and its enables, written out from the architecture (SMMUv3 6.3.9). */
@@ -41,14 +41,7 @@ describe('crashkernel= reservation', () => {
     const k = await boot(m, { cmdline: 'crashkernel=64M@0x7ff00000' });
     expect(k.crashkernel).toBeNull();
     expect(k.log.lines('warn').some((l) => /crashkernel reservation failed: .*not free RAM/.test(l.message))).toBe(true);
-    let err: unknown;
-    try {
-      kexecLoadCrash(k);
-    } catch (e) {
-      err = e;
-    }
-    expect(isKernelError(err, 'EADDRNOTAVAIL')).toBe(true);
-    expect((err as Error).message).toMatch(/crashkernel=SIZE/);
+    await expectErrno(() => kexecLoadCrash(k), 'EADDRNOTAVAIL', /crashkernel=SIZE/);
   });
 });
 
@@ -56,13 +49,7 @@ describe('loading a crash kernel', () => {
   it('fails with ENOMEM when the reservation cannot hold the image and its ELF core header', async () => {
     const k = await boot(virtMachine({ seed: 1 }), { cmdline: 'crashkernel=2M@0x60000000' });
     expect(k.crashkernel?.size).toBe(2 * MiB);
-    let err: unknown;
-    try {
-      kexecLoadCrash(k);
-    } catch (e) {
-      err = e;
-    }
-    expect(isKernelError(err, 'ENOMEM')).toBe(true);
+    await expectErrno(() => kexecLoadCrash(k), 'ENOMEM');
     expect(k.crashImage).toBeNull();
   });
 });

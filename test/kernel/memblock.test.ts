@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { DtBuilder, reg, ranges } from '../../bus/of/dt-builder.js';
+import { reg, ranges, type DtBuilder } from '../../bus/of/dt-builder.js';
+import { board } from '../lib/board.js';
 import { scanFirmwareMemory } from '../../kernel/memblock.js';
 
 function tree(children: (b: DtBuilder) => void) {
-  const b = new DtBuilder({ '#address-cells': 2, '#size-cells': 2 });
-  b.node('/memory@80000000', { device_type: 'memory', reg: reg([0x8000_0000, 0x1000_0000]) });
+  const { b } = board();
   b.node('/reserved-memory', { '#address-cells': 2, '#size-cells': 2, ranges: ranges() });
   children(b);
   b.memreserve(0x8000_0000, 0x1000);

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isKernelError } from '../../bus/errno.js';
 import { PhysicalMemory } from '../../hw/memory.js';
 import { dmaAllocCoherent, dmaFreeCoherent } from '../../mm/dma-coherent.js';
 import { PAGE_SIZE, PageAllocator } from '../../mm/page-alloc.js';
+import { expectErrno } from '../lib/errno.js';
 
 const MiB = 1024 * 1024;
 const BASE = 0x8_0000_0000;
@@ -46,17 +46,10 @@ describe('dmaAllocCoherent', () => {
     expect(alloc.ownerOf(buf.pa)!.owner).toEqual({ kind: 'dma', device: 'devA', what: 'q' });
   });
 
-  it('is ENOMEM beyond 2 MiB and EINVAL for a zero size', () => {
+  it('is ENOMEM beyond 2 MiB and EINVAL for a zero size', async () => {
     const { ram, alloc } = setup();
-    let err: unknown;
-    try {
-      dmaAllocCoherent(alloc, ram, 2 * MiB + 1, 'dev', 'strtab');
-    } catch (e) {
-      err = e;
-    }
-    expect(isKernelError(err, 'ENOMEM')).toBe(true);
-    expect((err as Error).message).toMatch(/dev \(strtab\) exceed the largest contiguous allocation/);
-    expect(() => dmaAllocCoherent(alloc, ram, 0, 'dev', 'x')).toThrow(/EINVAL/);
+    await expectErrno(() => dmaAllocCoherent(alloc, ram, 2 * MiB + 1, 'dev', 'strtab'), 'ENOMEM', /dev \(strtab\) exceed the largest contiguous allocation/);
+    await expectErrno(() => dmaAllocCoherent(alloc, ram, 0, 'dev', 'x'), 'EINVAL');
     expect(dmaAllocCoherent(alloc, ram, 2 * MiB, 'dev', 'ok').order).toBe(9);
   });
 });

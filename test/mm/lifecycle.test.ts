@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rejectsErrno, throwsErrno } from './errno-assert.js';
+import { expectErrno } from '../lib/errno.js';
 import { PhysicalMemory } from '../../hw/memory.js';
 import { AsidAllocator } from '../../mm/asid.js';
 import { handleMmFault } from '../../mm/fault.js';
@@ -67,7 +67,7 @@ describe('exit', () => {
     expect(mm.vmas()).toEqual([]);
     expect(mm.rss).toBe(0);
     expect(handleMmFault(mm, a, 'read')).toEqual({ ok: false, reason: 'no-vma' });
-    throwsErrno(() => mm.read(a, 1), 'EFAULT');
+    await expectErrno(() => mm.read(a, 1), 'EFAULT');
   });
 
   it('with no one else holding it, exit tears everything down including the pgd and ASID', async () => {
@@ -83,7 +83,7 @@ describe('exit', () => {
     expect(p.mm.state).toBe('freed');
     expect(alloc.usage().allocatedBytes).toBe(baseline);
     expect(ctx.asids.isAllocated(p.mm.asid)).toBe(false);
-    await rejectsErrno(p.exit(), 'ESRCH');
+    await expectErrno(p.exit(), 'ESRCH');
   });
 
   it('mmget keeps the address space alive past the process exit; the last mmput exits it', async () => {
@@ -102,8 +102,8 @@ describe('exit', () => {
     expect(released).toBe(1);
     expect(ownedBy(alloc, p.pid).pages).toBe(0);
     expect(p.mm.mmgetNotZero()).toBe(false);
-    throwsErrno(() => p.mm.mmget(), 'EINVAL', /mmgetNotZero/);
-    await rejectsErrno(p.mm.mmput(), 'EINVAL', /no users left/);
+    await expectErrno(() => p.mm.mmget(), 'EINVAL', /mmgetNotZero/);
+    await expectErrno(p.mm.mmput(), 'EINVAL', /no users left/);
   });
 
   it('waits for an asynchronous release before unmapping', async () => {
@@ -152,17 +152,17 @@ describe('mmgrab / mmdrop and the teardown hook', () => {
     expect(mm.state).toBe('freed');
     expect(alloc.ownerOf(pgd)!.owner.kind).toBe('free');
     expect(ctx.asids.isAllocated(mm.asid)).toBe(false);
-    throwsErrno(() => mm.mmdrop(), 'EINVAL', /no mmgrab reference/);
-    throwsErrno(() => mm.mmgrab(), 'EINVAL', /already freed/);
+    await expectErrno(() => mm.mmdrop(), 'EINVAL', /no mmgrab reference/);
+    await expectErrno(() => mm.mmgrab(), 'EINVAL', /already freed/);
   });
 
-  it('a dropped grab while the address space is live does not tear it down', () => {
+  it('a dropped grab while the address space is live does not tear it down', async () => {
     const { ctx } = setup();
     const mm = new Mm(ctx, 99);
     mm.mmgrab();
     mm.mmdrop();
     expect(mm.state).toBe('live');
-    throwsErrno(() => mm.mmdrop(), 'EINVAL');
+    await expectErrno(() => mm.mmdrop(), 'EINVAL');
     expect(mm.mmap(PAGE_SIZE, RW)).toBeGreaterThan(0);
   });
 });
@@ -186,8 +186,8 @@ describe('mmu notifier registration', () => {
     mm.write(va, new Uint8Array([1]));
     await mm.munmap(va, PAGE_SIZE);
     expect(log).toEqual(['a']);
-    throwsErrno(() => mmuNotifierPut(b), 'EINVAL', /not registered/);
-    await rejectsErrno(mmuNotifierUnregister(a), 'EINVAL', /not registered/);
+    await expectErrno(() => mmuNotifierPut(b), 'EINVAL', /not registered/);
+    await expectErrno(mmuNotifierUnregister(a), 'EINVAL', /not registered/);
   });
 
   it('unregister after exit does not call release again and drops the last reference', async () => {
@@ -201,7 +201,7 @@ describe('mmu notifier registration', () => {
     await mmuNotifierUnregister(sub);
     expect(released).toBe(1);
     expect(p.mm.state).toBe('freed');
-    throwsErrno(() => mmuNotifierRegister(p.mm, {}), 'EINVAL', /has exited/);
+    await expectErrno(() => mmuNotifierRegister(p.mm, {}), 'EINVAL', /has exited/);
   });
 
   it('every subscriber is told even when one throws; the frames are still freed', async () => {
@@ -234,28 +234,28 @@ describe('processes and ASIDs', () => {
     const p3 = procs.spawn();
     expect([p1.pid, p2.pid, p3.pid]).toEqual([1, 2, 3]);
     expect(new Set([p1.mm.asid, p2.mm.asid, p3.mm.asid]).size).toBe(3);
-    throwsErrno(() => procs.spawn(), 'EAGAIN', /pids are in use/);
+    await expectErrno(() => procs.spawn(), 'EAGAIN', /pids are in use/);
     await p2.exit();
     expect(procs.spawn().pid).toBe(2);
     expect(procs.count).toBe(3);
   });
 
-  it('ASID allocator: next-fit, never 0, ENOSPC when full, EINVAL for a bad free', () => {
+  it('ASID allocator: next-fit, never 0, ENOSPC when full, EINVAL for a bad free', async () => {
     const asids = new AsidAllocator(8);
     expect(asids.max).toBe(255);
     const got = [...Array(255).keys()].map(() => asids.alloc());
     expect(got[0]).toBe(1);
     expect(new Set(got).size).toBe(255);
     expect(got).not.toContain(0);
-    throwsErrno(() => asids.alloc(), 'ENOSPC');
+    await expectErrno(() => asids.alloc(), 'ENOSPC');
     asids.free(10);
     asids.free(200);
     // Next-fit: continues after the last one handed out (wrapping), so 10 comes before 200.
     expect(asids.alloc()).toBe(10);
     expect(asids.alloc()).toBe(200);
-    throwsErrno(() => asids.free(0), 'EINVAL');
+    await expectErrno(() => asids.free(0), 'EINVAL');
     asids.free(5);
-    throwsErrno(() => asids.free(5), 'EINVAL', /not allocated/);
+    await expectErrno(() => asids.free(5), 'EINVAL', /not allocated/);
     expect(new AsidAllocator().max).toBe(65535);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { KernelError, isKernelError } from '../../bus/errno.js';
+import { isKernelError } from '../../bus/errno.js';
 import { PhysicalMemory } from '../../hw/memory.js';
 import {
   Allocation,
@@ -12,20 +12,22 @@ import {
   ownerMatches,
   type AllocOwner,
 } from '../../mm/page-alloc.js';
+import { expectErrno } from '../lib/errno.js';
 
 const MiB = 1024 * 1024;
 const K = { kind: 'kernel', what: 'test' } as const;
 
-function expectErrno(fn: () => unknown, errno: KernelError['errno'], message?: RegExp): KernelError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
+/** Allocate single frames until the allocator says ENOMEM; the frames it handed out. */
+function allocAll(a: PageAllocator): number[] {
+  const got: number[] = [];
+  for (;;) {
+    try {
+      got.push(a.allocPages(0, K));
+    } catch (e) {
+      expect(isKernelError(e, 'ENOMEM')).toBe(true);
+      return got;
+    }
   }
-  expect(isKernelError(caught, errno), `expected ${errno}, got ${String(caught)}`).toBe(true);
-  if (message) expect((caught as Error).message).toMatch(message);
-  return caught as KernelError;
 }
 
 describe('page allocator: owners and lookups', () => {
@@ -86,15 +88,7 @@ describe('page allocator: owners and lookups', () => {
     expect(a.ownerOf(0x20_4fff)!.owner.kind).toBe('free');
     expect(a.ownerOf(0x20_5000)).toBeNull();
     expect(a.usage().totalBytes).toBe(4 * PAGE_SIZE + 5 * PAGE_SIZE);
-    const got: number[] = [];
-    for (;;) {
-      try {
-        got.push(a.allocPages(0, K));
-      } catch (e) {
-        expect(isKernelError(e, 'ENOMEM')).toBe(true);
-        break;
-      }
-    }
+    const got = allocAll(a);
     expect(got.sort((x, y) => x - y)).toEqual([
       0x10_1000, 0x10_2000, 0x10_3000, 0x10_4000, 0x20_0000, 0x20_1000, 0x20_2000, 0x20_3000, 0x20_4000,
     ]);
@@ -149,11 +143,11 @@ describe('page allocator: orders, alignment, contiguity', () => {
     for (let i = 1; i < blocks.length; i++) expect(blocks[i].pa).toBeGreaterThanOrEqual(blocks[i - 1].pa + blocks[i - 1].size);
   });
 
-  it('merges buddies back: after freeing everything a 2 MiB block is available again', () => {
+  it('merges buddies back: after freeing everything a 2 MiB block is available again', async () => {
     const a = new PageAllocator({ memory: [{ base: 0x20_0000, size: 2 * MiB }], kernelInstance: 0 });
     const pages: number[] = [];
     for (let i = 0; i < 512; i++) pages.push(a.allocPages(0, K));
-    expectErrno(() => a.allocPages(0, K), 'ENOMEM');
+    await expectErrno(() => a.allocPages(0, K), 'ENOMEM');
     // Free in a scrambled order so merging has to happen at every level.
     for (let i = 0; i < 512; i++) a.freePages(pages[(i * 307) % 512]);
     expect(a.allocPages(MAX_ORDER, K)).toBe(0x20_0000);
@@ -166,80 +160,80 @@ describe('page allocator: orders, alignment, contiguity', () => {
     expect(a.allocPages(1, K)).toBe(0x4000_2000);
   });
 
-  it('orderForSize rounds up to a power of two of pages', () => {
+  it('orderForSize rounds up to a power of two of pages', async () => {
     expect(orderForSize(1)).toBe(0);
     expect(orderForSize(4096)).toBe(0);
     expect(orderForSize(4097)).toBe(1);
     expect(orderForSize(64 * 1024)).toBe(4);
     expect(orderForSize(2 * MiB)).toBe(9);
     expect(orderForSize(2 * MiB + 1)).toBe(10);
-    expectErrno(() => orderForSize(0), 'EINVAL');
+    await expectErrno(() => orderForSize(0), 'EINVAL');
   });
 });
 
 describe('page allocator: error paths', () => {
   const mk = () => new PageAllocator({ memory: [{ base: 0x4000_0000, size: 4 * MiB }], kernelInstance: 7 });
 
-  it('refuses a double free', () => {
+  it('refuses a double free', async () => {
     const a = mk();
     const pa = a.allocPages(1, K);
     a.freePages(pa);
-    expectErrno(() => a.freePages(pa), 'EINVAL', /not allocated \(double free\?\)/);
+    await expectErrno(() => a.freePages(pa), 'EINVAL', /not allocated \(double free\?\)/);
   });
 
-  it('refuses freeing the middle of an allocation, naming the real owner', () => {
+  it('refuses freeing the middle of an allocation, naming the real owner', async () => {
     const a = mk();
     const pa = a.allocPages(2, { kind: 'dma', device: '/pcie/ep0' });
-    expectErrno(() => a.freePages(pa + PAGE_SIZE), 'EINVAL', /not the head of an allocation.*order-2 allocation at 0x[0-9a-f]+ owned by dma:\/pcie\/ep0/);
+    await expectErrno(() => a.freePages(pa + PAGE_SIZE), 'EINVAL', /not the head of an allocation.*order-2 allocation at 0x[0-9a-f]+ owned by dma:\/pcie\/ep0/);
     expect(a.ownerOf(pa + PAGE_SIZE)!.owner.kind).toBe('dma');
   });
 
-  it('refuses a free by a different owner, and accepts the right one', () => {
+  it('refuses a free by a different owner, and accepts the right one', async () => {
     const a = mk();
     const pa = a.allocPages(0, { kind: 'dma', device: 'A', what: 'cmdq' });
-    expectErrno(() => a.freePages(pa, 0, { kind: 'dma', device: 'B' }), 'EINVAL', /foreign free: owned by dma:A:cmdq, freed by dma:B/);
-    expectErrno(() => a.freePages(pa, 0, { kind: 'kernel', what: 'x' }), 'EINVAL', /foreign free/);
+    await expectErrno(() => a.freePages(pa, 0, { kind: 'dma', device: 'B' }), 'EINVAL', /foreign free: owned by dma:A:cmdq, freed by dma:B/);
+    await expectErrno(() => a.freePages(pa, 0, { kind: 'kernel', what: 'x' }), 'EINVAL', /foreign free/);
     expect(a.ownerOf(pa)!.owner.kind).toBe('dma');
     a.freePages(pa, 0, { kind: 'dma', device: 'A' });
     expect(a.ownerOf(pa)!.owner.kind).toBe('free');
   });
 
-  it('refuses a free with the wrong order', () => {
+  it('refuses a free with the wrong order', async () => {
     const a = mk();
     const pa = a.allocPages(3, K);
-    expectErrno(() => a.freePages(pa, 2), 'EINVAL', /order 2 does not match the allocation's order 3/);
+    await expectErrno(() => a.freePages(pa, 2), 'EINVAL', /order 2 does not match the allocation's order 3/);
   });
 
-  it('refuses bad orders, bad addresses and reserved or non-RAM frames', () => {
+  it('refuses bad orders, bad addresses and reserved or non-RAM frames', async () => {
     const a = new PageAllocator({
       memory: [{ base: 0x4000_0000, size: 4 * MiB }],
       reserved: [{ base: 0x4010_0000, size: 0x1000, name: 'fw' }],
       kernelInstance: 0,
     });
-    for (const order of [-1, 10, 1.5, Number.NaN]) expectErrno(() => a.allocPages(order, K), 'EINVAL', /order .* outside 0\.\.9/);
-    expectErrno(() => a.freePages(0x4000_0800), 'EINVAL', /not a page-aligned/);
-    expectErrno(() => a.freePages(0x1000), 'EINVAL', /not RAM/);
-    expectErrno(() => a.freePages(0x4010_0000), 'EINVAL', /reserved \(fw\)/);
-    expectErrno(() => a.allocPages(0, { kind: 'free' } as unknown as AllocOwner), 'EINVAL', /frame state/);
-    expectErrno(() => a.allocPages(0, { kind: 'dma' } as unknown as AllocOwner), 'EINVAL', /malformed owner/);
-    expectErrno(() => a.allocPages(0, K, { zero: true }), 'EINVAL', /no RAM access/);
+    for (const order of [-1, 10, 1.5, Number.NaN]) await expectErrno(() => a.allocPages(order, K), 'EINVAL', /order .* outside 0\.\.9/);
+    await expectErrno(() => a.freePages(0x4000_0800), 'EINVAL', /not a page-aligned/);
+    await expectErrno(() => a.freePages(0x1000), 'EINVAL', /not RAM/);
+    await expectErrno(() => a.freePages(0x4010_0000), 'EINVAL', /reserved \(fw\)/);
+    await expectErrno(() => a.allocPages(0, { kind: 'free' } as unknown as AllocOwner), 'EINVAL', /frame state/);
+    await expectErrno(() => a.allocPages(0, { kind: 'dma' } as unknown as AllocOwner), 'EINVAL', /malformed owner/);
+    await expectErrno(() => a.allocPages(0, K, { zero: true }), 'EINVAL', /no RAM access/);
   });
 
-  it('reports ENOMEM naming the request', () => {
+  it('reports ENOMEM naming the request', async () => {
     const a = new PageAllocator({ memory: [{ base: 0, size: 64 * 1024 }], kernelInstance: 0 });
-    expectErrno(() => a.allocPages(5, { kind: 'dma', device: 'big' }), 'ENOMEM', /order 5 \(131072 bytes\) for dma:big/);
+    await expectErrno(() => a.allocPages(5, { kind: 'dma', device: 'big' }), 'ENOMEM', /order 5 \(131072 bytes\) for dma:big/);
     a.allocPages(4, K);
-    expectErrno(() => a.allocPages(0, K), 'ENOMEM');
+    await expectErrno(() => a.allocPages(0, K), 'ENOMEM');
   });
 
-  it('rejects malformed firmware ranges', () => {
-    expectErrno(() => new PageAllocator({ memory: [{ base: -4096, size: 4096 }], kernelInstance: 0 }), 'EINVAL', /memory region 0/);
-    expectErrno(
+  it('rejects malformed firmware ranges', async () => {
+    await expectErrno(() => new PageAllocator({ memory: [{ base: -4096, size: 4096 }], kernelInstance: 0 }), 'EINVAL', /memory region 0/);
+    await expectErrno(
       () => new PageAllocator({ memory: [{ base: 0, size: 4096 }], reserved: [{ base: 0, size: Number.NaN, name: 'bad' }], kernelInstance: 0 }),
       'EINVAL',
       /reserved range 0 \(bad\)/,
     );
-    expectErrno(() => new PageAllocator({ memory: [], kernelInstance: -1 }), 'EINVAL', /kernel instance/);
+    await expectErrno(() => new PageAllocator({ memory: [], kernelInstance: -1 }), 'EINVAL', /kernel instance/);
   });
 });
 
@@ -252,15 +246,7 @@ describe('page allocator: reservations', () => {
       { base: base + 0xf000, size: 0x10_0000, name: 'beyond-ram' }, // frame 15 and past the end of RAM
     ];
     const a = new PageAllocator({ memory: [{ base, size: 0x10000 }], reserved, kernelInstance: 0 });
-    const got: number[] = [];
-    for (;;) {
-      try {
-        got.push(a.allocPages(0, K));
-      } catch (e) {
-        expect(isKernelError(e, 'ENOMEM')).toBe(true);
-        break;
-      }
-    }
+    const got = allocAll(a);
     const frames = got.map((pa) => (pa - base) / PAGE_SIZE).sort((x, y) => x - y);
     expect(frames).toEqual([0, 1, 2, 5, 6, 9, 10, 11, 12, 13, 14]);
     for (const f of [3, 4, 7, 8, 15]) {

@@ -5,7 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { devPhysIsReachable, dmaMapSingle, dmaUnmapSingle, dmaUsesIommu } from '../../core/dma-mapping.js';
 import { findTestEngine } from '../../drivers/misc/dma-test-engine.js';
+import type { Machine } from '../../hw/machine.js';
 import type { TraceEvent } from '../../hw/trace.js';
+import type { Kernel } from '../../kernel/kernel.js';
 import { boot, run, virtMachine } from '../../scenarios/lib/lab.js';
 import { iommuAttachDevice } from '../../core/iommu-attach.js';
 import { iommuAttachDevicePasid } from '../../core/iommu-pasid.js';
@@ -21,11 +23,16 @@ import { StrayDmaMonitor } from '../../scenarios/lib/stray-dma.js';
 const DIRECT = '/dma@c040000';
 const BEHIND_SMMU = '/dma@c010000';
 
+/** The virt machine booted with seed `seed`, a stray-DMA monitor watching it. */
+async function watchedVirt(seed: number): Promise<{ machine: Machine; kernel: Kernel; monitor: StrayDmaMonitor }> {
+  const machine = virtMachine({ seed });
+  const kernel = await boot(machine);
+  return { machine, kernel, monitor: new StrayDmaMonitor(machine) };
+}
+
 describe('stray-DMA monitor', () => {
   it('a write into a frame the kernel owns is stray, with its exact address, length, owner and kernel', async () => {
-    const machine = virtMachine({ seed: 2 });
-    const kernel = await boot(machine);
-    const monitor = new StrayDmaMonitor(machine);
+    const { machine, kernel, monitor } = await watchedVirt(2);
     const engine = findTestEngine(kernel.core, DIRECT);
     const own = await run(machine, engine.allocBuffer(0x1000, 'own'));
     const victim = kernel.alloc.allocPages(1, { kind: 'kernel', what: 'victim' }, { zero: true });
@@ -44,9 +51,7 @@ describe('stray-DMA monitor', () => {
   });
 
   it('a frame the DMA API mapped for the master is not stray, directly or through its IOMMU domain', async () => {
-    const machine = virtMachine({ seed: 3 });
-    const kernel = await boot(machine);
-    const monitor = new StrayDmaMonitor(machine);
+    const { machine, kernel, monitor } = await watchedVirt(3);
 
     // No IOMMU: dma_map_single of a kernel page gives its physical address.
     const direct = findTestEngine(kernel.core, DIRECT);
@@ -76,9 +81,7 @@ describe('stray-DMA monitor', () => {
   });
 
   it('a frame iommu_map put in the master\'s UNMANAGED domain (RID or PASID) is not stray; once unmapped, or for another master, it is', async () => {
-    const machine = virtMachine({ seed: 6 });
-    const kernel = await boot(machine);
-    const monitor = new StrayDmaMonitor(machine);
+    const { machine, kernel, monitor } = await watchedVirt(6);
     const smmu = findTestEngine(kernel.core, BEHIND_SMMU);
     const direct = findTestEngine(kernel.core, DIRECT);
     const domain = iommuPagingDomainAlloc(smmu.dev);
@@ -124,9 +127,7 @@ describe('stray-DMA monitor', () => {
   });
 
   it('a page of a process bound to the master (SVA) is not stray; written by another master it is; unmapped or unbound, it is no longer reachable', async () => {
-    const machine = virtMachine({ seed: 7 });
-    const kernel = await boot(machine);
-    const monitor = new StrayDmaMonitor(machine);
+    const { machine, kernel, monitor } = await watchedVirt(7);
     const engine = findTestEngine(kernel.core, '/dma@c000000');
     const direct = findTestEngine(kernel.core, DIRECT);
     await run(machine, iommuDevEnableFeature(engine.dev, 'IOPF'));
@@ -177,9 +178,7 @@ describe('stray-DMA monitor', () => {
   });
 
   it('stops watching once disposed', async () => {
-    const machine = virtMachine({ seed: 5 });
-    const kernel = await boot(machine);
-    const monitor = new StrayDmaMonitor(machine);
+    const { machine, kernel, monitor } = await watchedVirt(5);
     monitor.dispose();
     const engine = findTestEngine(kernel.core, DIRECT);
     const victim = kernel.alloc.allocPages(0, { kind: 'kernel', what: 'victim' });

@@ -14,11 +14,11 @@ import { runIn, settle } from '../../scenarios/smmu-v3-lab.js';
 import { armSmmuCmdqBuildCmd } from '../../drivers/arm-smmu-v3/arm-smmu-v3-cmdq.js';
 import { CMDQ_OP_CFGI_STE, CMDQ_OP_TLBI_NH_ASID, CMDQ_ENT_WORDS } from '../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { buildVm, GUEST_VSID } from '../../scenarios/lib/vm-lab.js';
-import { errnoOf } from '../core/mock-iommu.js';
 import { IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV, IOMMU_HW_QUEUE_TYPE_DEFAULT, IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV } from '../../core/iommufd.js';
 import { bootKernel } from '../../kernel/kernel.js';
 import { findTestEngine } from '../../drivers/misc/dma-test-engine.js';
 import { GUEST_ENGINE_PATH } from '../../scenarios/lib/vm-lab.js';
+import { expectErrno } from '../lib/errno.js';
 
 /** Host model offsets (the CMDQV config page) for what a teardown must leave. */
 const VINTF_CONFIG = (v: number): number => 0x1000 + 0x100 * v;
@@ -134,26 +134,20 @@ describe('a guest-owned VINTF', () => {
     const ids = vm.vcmdqv!.hwQueues;
     const q0 = ctx.viommu(vm.ids.viommu);
     const hwq0 = [...q0.hwQueues].find((q) => q.index === 0)!;
-    const tryAlloc = (type: number, index: number, iova: number, len: number): unknown => {
-      try {
-        return ctx.hwQueueAlloc(vm.ids.viommu, type, index, iova, len);
-      } catch (e) {
-        return errnoOf(e);
-      }
-    };
-    expect(tryAlloc(IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 0, hwq0.iova, 4096)).toBe('EEXIST');
-    expect(tryAlloc(IOMMU_HW_QUEUE_TYPE_DEFAULT, 0, hwq0.iova, 4096)).toBe('EOPNOTSUPP');
-    expect(tryAlloc(IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 0, 0x10_0000, 4096)).toBe('ENOENT');
+    const tryAlloc = (type: number, index: number, iova: number, len: number): unknown => ctx.hwQueueAlloc(vm.ids.viommu, type, index, iova, len);
+    await expectErrno(() => tryAlloc(IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 0, hwq0.iova, 4096), 'EEXIST');
+    await expectErrno(() => tryAlloc(IOMMU_HW_QUEUE_TYPE_DEFAULT, 0, hwq0.iova, 4096), 'EOPNOTSUPP');
+    await expectErrno(() => tryAlloc(IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 0, 0x10_0000, 4096), 'ENOENT');
     // The guest RAM holding the queue cannot leave the IOAS while the hardware reads it.
     const chunk = hwq0.iova - (hwq0.iova % 0x20_0000);
-    expect(errnoOf(await runIn(lab, ctx.ioasUnmap(vm.ids.ioas, chunk, 0x20_0000)).catch((e: unknown) => e))).toBe('EBUSY');
+    await expectErrno(runIn(lab, ctx.ioasUnmap(vm.ids.ioas, chunk, 0x20_0000)), 'EBUSY');
     // Descending destroy only: LVCMDQ0 outlives LVCMDQ1.
-    expect(errnoOf(await runIn(lab, ctx.destroy(ids[0])).catch((e: unknown) => e))).toBe('EBUSY');
+    await expectErrno(runIn(lab, ctx.destroy(ids[0])), 'EBUSY');
     await runIn(lab, ctx.destroy(ids[3]));
     await runIn(lab, ctx.destroy(ids[2]));
     await runIn(lab, ctx.destroy(ids[1]));
     // Re-allocating LVCMDQ2 before LVCMDQ1 breaks the ascending order.
-    expect(tryAlloc(IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 2, hwq0.iova, hwq0.length)).toBe('EIO');
+    await expectErrno(() => tryAlloc(IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 2, hwq0.iova, hwq0.length), 'EIO');
     expect(cmdqvModelOf(lab.machine).vcmdqs[5].alloc & 1).toBe(0);
   });
 

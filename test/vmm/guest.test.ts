@@ -46,6 +46,23 @@ describe('a guest kernel over the VMM', () => {
   });
 });
 
+describe('guest RAM above 2 GiB', () => {
+  it('the vSMMU reads stream table and queue bases with address bit 31 set as the unsigned addresses they are', async () => {
+    const lab = await bootHostAndGuest({ seed: 4, ramIpa: 0x8000_0000 });
+    const gsmmu = findArmSmmuV3(lab.guest.core, GUEST_SMMU);
+    // Everything the guest driver allocated sits above 2 GiB.
+    expect(gsmmu.strtab.table.pa).toBeGreaterThanOrEqual(0x8000_0000);
+    expect(gsmmu.cmdq.q.base).toBeGreaterThanOrEqual(0x8000_0000);
+    const eng = guestEngine(lab);
+    const buf = await runIn(lab, eng.allocBuffer(4096));
+    const st = await runIn(lab, eng.wait(eng.start({ op: 'fill', dst: buf.dma, len: 4096, byte: 0xa7 })));
+    expect(st.state).toBe('done');
+    expect([...lab.machine.cpu.ram.read(lab.vm.ipaToPa(buf.cpuAddr), 8)]).toEqual(new Array(8).fill(0xa7));
+    expect(lab.vm.vsmmu.stats.steInstalls).toBeGreaterThan(0);
+    expect(lab.vm.vsmmu.stats.cerrorIll).toBe(0);
+  });
+});
+
 describe('faults, hostile guests and teardown', () => {
   it('a guest DMA fault reaches the guest event queue with the virtual StreamID (the host does not log it)', async () => {
     const lab = await bootHostAndGuest({ seed: 2 });

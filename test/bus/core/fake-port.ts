@@ -1,7 +1,7 @@
 /**
  * A small CPU port for device-model tests: RAM from hw/memory, MMIO regions as callbacks, and
  * interrupt controllers whose lines deliver through the scheduler (a raise while pending is merged,
- * like a GIC pending bit). Tests drive time with `port.sched`.
+ * like a GIC pending bit). Tests drive time with `port.scheduler`.
  */
 import type { BootFirmware, CpuPort, CpuTimer, IrqHandler } from '../../../hw/cpu-port.js';
 import { PhysicalMemory } from '../../../hw/memory.js';
@@ -28,7 +28,7 @@ interface FakeLine {
 export const FAKE_IRQ_LATENCY_NS = 100;
 
 export class FakePort implements CpuPort {
-  readonly sched: Scheduler;
+  readonly scheduler: Scheduler;
   readonly trace = new Trace();
   readonly firmware: BootFirmware = { dtb: null, acpi: new Map() };
   readonly ram = new PhysicalMemory();
@@ -40,7 +40,7 @@ export class FakePort implements CpuPort {
   private readonly lines = new Map<string, FakeLine>();
 
   constructor(seed = 1) {
-    this.sched = new Scheduler(seed);
+    this.scheduler = new Scheduler(seed);
   }
 
   addRegion(region: FakeRegion): FakeRegion {
@@ -145,7 +145,7 @@ export class FakePort implements CpuPort {
     l.raised++;
     if (l.pending) return;
     l.pending = true;
-    this.sched.schedule(
+    this.scheduler.schedule(
       FAKE_IRQ_LATENCY_NS,
       () => {
         l.pending = false;
@@ -162,20 +162,20 @@ export class FakePort implements CpuPort {
   }
 
   now(): number {
-    return this.sched.now;
+    return this.scheduler.now;
   }
 
   startTimer(ns: number, fn: () => void): CpuTimer {
-    return this.sched.startTimer(ns, fn);
+    return this.scheduler.startTimer(ns, fn);
   }
 
   delay(ns: number): Promise<void> {
-    return this.sched.delay(ns);
+    return this.scheduler.delay(ns);
   }
 
   /** Run `task` to completion on virtual time. */
   run<T>(task: Promise<T>, limitNs = 10_000_000_000): Promise<T> {
-    return this.sched.runUntilSettled(task, 'test task', limitNs);
+    return this.scheduler.runUntilSettled(task, 'test task', limitNs);
   }
 }
 

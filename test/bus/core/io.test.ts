@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { KernelError } from '../../../bus/errno.js';
 import { ioremap, POLL_SPIN_NS, readlPollTimeout, readqPollTimeout } from '../../../bus/io.js';
 import { FakePort } from './fake-port.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const BASE = 0x2b40_0000;
 
@@ -17,10 +18,10 @@ describe('ioremap', () => {
     expect(() => ioremap(port, 0x1000_0000, 0x1000)).toThrow(new KernelError('ENXIO', 'ioremap: no device MMIO covers [0x10000000-0x10000fff]'));
   });
 
-  it('refuses a range that runs past the end of the device', () => {
+  it('refuses a range that runs past the end of the device', async () => {
     const { port } = portWithDevice();
-    expect(() => ioremap(port, BASE + 0x800, 0x1000)).toThrow(/ENXIO: ioremap: no device MMIO covers \[0x2b400800-0x2b4017ff\]/);
-    expect(() => ioremap(port, BASE, 0)).toThrow(/EINVAL/);
+    await expectErrno(() => ioremap(port, BASE + 0x800, 0x1000), 'ENXIO', /ENXIO: ioremap: no device MMIO covers \[0x2b400800-0x2b4017ff\]/);
+    await expectErrno(() => ioremap(port, BASE, 0), 'EINVAL');
   });
 
   it('reads and writes registers of the device at their offsets, 32 and 64 bits', () => {
@@ -40,13 +41,13 @@ describe('ioremap', () => {
     ]);
   });
 
-  it('rejects accesses outside the mapping, misaligned, or after iounmap, naming the offset', () => {
+  it('rejects accesses outside the mapping, misaligned, or after iounmap, naming the offset', async () => {
     const { port } = portWithDevice();
     const io = ioremap(port, BASE, 0x100);
-    expect(() => io.readl(0x100)).toThrow('EFAULT: readl at offset 0x100 is outside the 0x100-byte mapping [0x2b400000-0x2b4000ff]');
+    await expectErrno(() => io.readl(0x100), 'EFAULT', 'EFAULT: readl at offset 0x100 is outside the 0x100-byte mapping [0x2b400000-0x2b4000ff]');
     expect(() => io.writeq(0n, 0xfc)).toThrow(/writeq at offset 0xfc is outside/);
     expect(() => io.readl(-4)).toThrow(/readl at offset -4 is outside/);
-    expect(() => io.readl(0x12)).toThrow('EFAULT: readl at offset 0x12 of [0x2b400000-0x2b4000ff] is not 4-byte aligned');
+    await expectErrno(() => io.readl(0x12), 'EFAULT', 'EFAULT: readl at offset 0x12 of [0x2b400000-0x2b4000ff] is not 4-byte aligned');
     io.unmap();
     expect(() => io.readl(0)).toThrow(/the mapping was unmapped/);
     expect(port.mmioLog).toEqual([]);
@@ -58,7 +59,7 @@ describe('readlPollTimeout', () => {
     const { port, regs } = portWithDevice();
     const io = ioremap(port, BASE, 0x1000);
     regs.set(0x24, 0);
-    port.sched.schedule(7_500, () => regs.set(0x24, 0x1), 'device acks');
+    port.scheduler.schedule(7_500, () => regs.set(0x24, 0x1), 'device acks');
     const v = await port.run(readlPollTimeout(io, 0x24, (x) => (x & 1) === 1, 1, 1000));
     expect(v).toBe(1);
     // Polled every 1 us: the first read after the ack at 7.5 us is at 8 us.
@@ -70,10 +71,8 @@ describe('readlPollTimeout', () => {
     const io = ioremap(port, BASE, 0x1000);
     regs.set(0x24, 0xabc0);
     const start = port.now();
-    const err = await port.run(readlPollTimeout(io, 0x24, (x) => (x & 1) === 1, 10, 100).catch((e: unknown) => e));
-    expect(err).toBeInstanceOf(KernelError);
-    expect((err as KernelError).errno).toBe('ETIMEDOUT');
-    expect((err as KernelError).message).toBe(
+    const err = await expectErrno(port.run(readlPollTimeout(io, 0x24, (x) => (x & 1) === 1, 10, 100)), 'ETIMEDOUT');
+    expect(err.message).toBe(
       'ETIMEDOUT: readl poll of offset 0x24 of [0x2b400000-0x2b400fff]: condition not met after 100 us (last value 0xabc0)',
     );
     // Reads at 0, 10, ..., 100 us are within the deadline; the one at 110 us is past it.
@@ -83,7 +82,7 @@ describe('readlPollTimeout', () => {
   it('still lets time pass with a zero delay, and polls 64-bit registers', async () => {
     const { port, regs } = portWithDevice();
     const io = ioremap(port, BASE, 0x1000);
-    port.sched.schedule(3_200, () => regs.set(0x84, 0x1), 'high word set');
+    port.scheduler.schedule(3_200, () => regs.set(0x84, 0x1), 'high word set');
     const v = await port.run(readqPollTimeout(io, 0x80, (x) => x >> 32n === 1n, 0, 50));
     expect(v).toBe(0x1_0000_0000n);
     expect(port.now()).toBe(4 * POLL_SPIN_NS);

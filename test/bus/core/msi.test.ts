@@ -5,29 +5,26 @@ import { requestIrq } from '../../../bus/irq.js';
 import { msiAllocVectors, msiFreeCount, msiFreeVectors, msiVectors } from '../../../bus/msi.js';
 import { DtBuilder, reg } from '../../../bus/of/dt-builder.js';
 import { ofPlatformPopulate, platformBus } from '../../../bus/platform.js';
+import { board } from '../../lib/board.js';
 import { addGicV2mFrame, FakePort } from './fake-port.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const GIC = '/interrupt-controller@2c001000';
 const V2M_BASE = 0x2c1c_0000;
 
 function tree(frameProps: Record<string, number> = {}, parentCompatible = 'arm,gic-v2m-frame'): DtBuilder {
-  const b = new DtBuilder({ '#address-cells': 1, '#size-cells': 1 });
-  const gic = b.node('/interrupt-controller@2c001000', {
-    compatible: 'arm,gic-400',
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    '#address-cells': 1,
-    '#size-cells': 1,
-    ranges: true,
-    reg: reg([0x2c00_1000, 0x1000]),
+  const { b, gic } = board({
+    compatible: null,
+    cells: 1,
+    ram: [],
+    gic: { name: 'interrupt-controller', reg: [[0x2c00_1000, 0x1000]], children: { cells: 1, ranges: true } },
   });
-  const v2m = b.node('/interrupt-controller@2c001000/v2m@2c1c0000', {
+  const v2m = gic.node('v2m@2c1c0000', {
     compatible: parentCompatible,
     'msi-controller': true,
     reg: reg([V2M_BASE, 0x1000]),
     ...frameProps,
   });
-  b.root.set({ 'interrupt-parent': gic });
   b.node('/engine@10000000', { compatible: 'test,engine', 'msi-parent': v2m });
   b.node('/engine@10010000', { compatible: 'test,engine', 'msi-parent': v2m });
   b.node('/no-msi@10020000', { compatible: 'test,engine' });
@@ -58,7 +55,7 @@ describe('MSI on a GICv2m frame', () => {
     requestIrq(dev, vectors[1].irq, () => (fired++, 'handled'), 'engine-done');
     // The device signals vector 1 the way a master does: a 32-bit write of its data to its address.
     port.mmioWrite32(vectors[1].address, vectors[1].data);
-    await port.sched.runUntilIdle();
+    await port.scheduler.runUntilIdle();
     expect(fired).toBe(1);
     expect(msiVectors(dev)).toEqual(vectors);
     expect(core.log.lines('info').map((l) => l.message)).toContain('GICv2m range [SPI 96:99] at 0x2c1c0000');
@@ -109,14 +106,10 @@ describe('MSI on a GICv2m frame', () => {
 
   it('names what is missing or unsupported', async () => {
     const { core } = await boot(tree());
-    expect(() => msiAllocVectors(core.findDevice('/no-msi@10020000')!, 1)).toThrow(
-      'ENODEV: /no-msi@10020000: firmware names no MSI controller (no msi-parent or msi-map)',
-    );
+    await expectErrno(() => msiAllocVectors(core.findDevice('/no-msi@10020000')!, 1), 'ENODEV', 'ENODEV: /no-msi@10020000: firmware names no MSI controller (no msi-parent or msi-map)');
     const its = await boot(tree({}, 'arm,gic-v3-its'), null);
-    expect(() => msiAllocVectors(its.core.findDevice('/engine@10000000')!, 1)).toThrow(/EOPNOTSUPP: .*only arm,gic-v2m-frame frames are/);
+    await expectErrno(() => msiAllocVectors(its.core.findDevice('/engine@10000000')!, 1), 'EOPNOTSUPP', /EOPNOTSUPP: .*only arm,gic-v2m-frame frames are/);
     const bad = await boot(tree(), { base: 8, count: 4 });
-    expect(() => msiAllocVectors(bad.core.findDevice('/engine@10000000')!, 1)).toThrow(
-      /EINVAL: GICv2m frame .*: invalid SPI block base 8, count 4 from MSI_TYPER \(0x80004\)/,
-    );
+    await expectErrno(() => msiAllocVectors(bad.core.findDevice('/engine@10000000')!, 1), 'EINVAL', /EINVAL: GICv2m frame .*: invalid SPI block base 8, count 4 from MSI_TYPER \(0x80004\)/);
   });
 });

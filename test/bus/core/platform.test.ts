@@ -14,21 +14,18 @@ import {
   type PlatformDevice,
   type PlatformDriver,
 } from '../../../bus/platform.js';
+import { board } from '../../lib/board.js';
 import { FakePort } from './fake-port.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const GIC = '/interrupt-controller@2c001000';
 
 function machineTree(): DtBuilder {
-  const b = new DtBuilder({ compatible: 'test,board', '#address-cells': 2, '#size-cells': 2 });
-  const gic = b.node('/interrupt-controller@2c001000', {
-    compatible: 'arm,gic-400',
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    '#address-cells': 2,
-    '#size-cells': 2,
-    reg: reg([0x2c00_1000, 0x1000]),
+  const { b } = board({
+    compatible: 'test,board',
+    ram: [],
+    gic: { name: 'interrupt-controller', reg: [[0x2c00_1000, 0x1000]], children: { cells: 2 } },
   });
-  b.root.set({ 'interrupt-parent': gic });
   const smmu = b.node('/iommu@2b400000', { compatible: 'arm,smmu-v3', '#iommu-cells': 1, reg: reg([0x2b40_0000, 0x20000]) });
   b.node('/soc', { compatible: 'simple-bus', '#address-cells': 1, '#size-cells': 1, ranges: ranges([0, 0x1000_0000, 0x100_0000]) });
   b.node('/soc/dma@100000', {
@@ -98,8 +95,8 @@ describe('of_platform_populate', () => {
     expect(platformIrqCount(dma)).toBe(2);
     expect(platformGetIrq(dma, 1)).toEqual({ controller: GIC, specifier: [0, 11, 4], name: 'error' });
     expect(platformGetIrqByName(dma, 'done')).toEqual({ controller: GIC, specifier: [0, 10, 4], name: 'done' });
-    expect(() => platformGetIrq(dma, 2)).toThrow('ENXIO: /soc/dma@100000: IRQ index 2 not found (the device has 2)');
-    expect(() => platformGetIrqByName(dma, 'cmdq')).toThrow('ENXIO: /soc/dma@100000: IRQ cmdq not found');
+    await expectErrno(() => platformGetIrq(dma, 2), 'ENXIO', 'ENXIO: /soc/dma@100000: IRQ index 2 not found (the device has 2)');
+    await expectErrno(() => platformGetIrqByName(dma, 'cmdq'), 'ENXIO', 'ENXIO: /soc/dma@100000: IRQ cmdq not found');
     expect(dma.dmaCoherent).toBe(true);
     expect(dma.fwspec?.iommuNode.path).toBe('/iommu@2b400000');
     expect(dma.fwspec?.ids).toEqual([0x42]);
@@ -157,7 +154,7 @@ describe('of_platform_populate', () => {
     const io = devmPlatformIoremapResource(dma, 0);
     io.writel(5, 0x10);
     expect(io.readl(0x10)).toBe(5);
-    expect(() => devmPlatformIoremapResource(dma, 1)).toThrow('ENXIO: ioremap: no device MMIO covers [0x10200000-0x102000ff]');
-    expect(() => devmPlatformIoremapResource(dma, 2)).toThrow('EINVAL: /soc/dma@100000: no memory resource 2 to map');
+    await expectErrno(() => devmPlatformIoremapResource(dma, 1), 'ENXIO', 'ENXIO: ioremap: no device MMIO covers [0x10200000-0x102000ff]');
+    await expectErrno(() => devmPlatformIoremapResource(dma, 2), 'EINVAL', 'EINVAL: /soc/dma@100000: no memory resource 2 to map');
   });
 });

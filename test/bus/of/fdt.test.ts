@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FirmwareError } from '../../../bus/firmware-error.js';
 import { FDT_MAX_DEPTH, parseFdt, writeFdt } from '../../../bus/of/fdt.js';
 import { DeviceTree, DtNode } from '../../../bus/of/tree.js';
-import { canonical, dtcDecompile, fixture, hasDtc } from './dt-test-utils.js';
+import { canonical, dtcDecompile, fixture, fwError, hasDtc } from './dt-test-utils.js';
 import { type AsmOptions, assemble, begin, end, endNode, HEADER_OFFSETS, type Item, nop, prop, raw, strings } from './fdt-asm.js';
 
 const S = strings('compatible', 'reg', '#address-cells', '#size-cells', 'ranges');
@@ -24,15 +24,7 @@ const okItems = (): Item[] => [
 ];
 
 /** Parse and return the FirmwareError it must raise. */
-function firmwareError(blob: Uint8Array): FirmwareError {
-  try {
-    parseFdt(blob);
-  } catch (e) {
-    expect(e).toBeInstanceOf(FirmwareError);
-    return e as FirmwareError;
-  }
-  throw new Error('parseFdt accepted a malformed blob');
-}
+const firmwareError = (blob: Uint8Array): FirmwareError => fwError(() => parseFdt(blob));
 
 function u32At(b: Uint8Array, off: number): number {
   return new DataView(b.buffer, b.byteOffset).getUint32(off);
@@ -287,13 +279,7 @@ describe('writeFdt', () => {
     const bad = (mut: (t: DeviceTree) => void): FirmwareError => {
       const t = tree();
       mut(t);
-      try {
-        writeFdt(t);
-      } catch (e) {
-        expect(e).toBeInstanceOf(FirmwareError);
-        return e as FirmwareError;
-      }
-      throw new Error('writeFdt accepted a bad tree');
+      return fwError(() => writeFdt(t));
     };
     expect(bad((t) => t.byPath('/soc')!.properties.set('caf\u00e9\u2603', new Uint8Array(0))).reason).toMatch(/character/);
     expect(bad((t) => t.reservations.push({ address: -1, size: 1 })).reason).toMatch(/reservation address -1/);

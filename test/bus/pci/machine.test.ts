@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { DriverCore } from '../../../bus/driver-core.js';
 import { requestIrq } from '../../../bus/irq.js';
 import { msiAllocVectors } from '../../../bus/msi.js';
-import { DtBuilder, reg } from '../../../bus/of/dt-builder.js';
+import { reg } from '../../../bus/of/dt-builder.js';
 import type { DeviceTree } from '../../../bus/of/tree.js';
 import { ofPlatformPopulate } from '../../../bus/platform.js';
 import { pciEnableAts, pciEnablePasid, pciEnablePri, pciMaxPasids } from '../../../bus/pci/ats.js';
@@ -15,29 +15,22 @@ import { pciHostGenericDriver } from '../../../bus/pci/host-generic.js';
 import { PciDevice } from '../../../bus/pci/pci-device.js';
 import { Machine } from '../../../hw/machine.js';
 import { PcieEndpoint } from '../../../hw/pci/endpoint.js';
+import { board } from '../../lib/board.js';
 
 const GIC = '/intc@2c001000';
 
 function virtLike(): DeviceTree {
-  const b = new DtBuilder({ compatible: 'test,virt', '#address-cells': 2, '#size-cells': 2 });
-  b.node('/memory@80000000', { device_type: 'memory', reg: reg([0x8000_0000, 0x1000_0000]) });
-  const gic = b.node('/intc@2c001000', {
-    compatible: 'arm,gic-400',
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    '#address-cells': 2,
-    '#size-cells': 2,
-    ranges: true,
-    reg: reg([0x2c00_1000, 0x1000], [0x2c00_2000, 0x2000]),
+  const { b, gic } = board({
+    compatible: 'test,virt',
+    gic: { reg: [[0x2c00_1000, 0x1000], [0x2c00_2000, 0x2000]], children: { cells: 2, ranges: true } },
   });
-  const v2m = b.node('/intc@2c001000/v2m@2c1c0000', {
+  const v2m = gic.node('v2m@2c1c0000', {
     compatible: 'arm,gic-v2m-frame',
     'msi-controller': true,
     reg: reg([0x2c1c_0000, 0x1000]),
     'arm,msi-base-spi': 224,
     'arm,msi-num-spis': 16,
   });
-  b.root.set({ 'interrupt-parent': gic });
   b.node('/pcie@40000000', {
     compatible: 'pci-host-ecam-generic',
     device_type: 'pci',
@@ -60,13 +53,19 @@ function virtLike(): DeviceTree {
   return b.build();
 }
 
+/** The machine the tree describes, and a driver core with the generic PCI host driver bound over it. */
+async function bootVirtLike(): Promise<{ machine: Machine; core: DriverCore }> {
+  const dt = virtLike();
+  const machine = Machine.fromDeviceTree(dt, { seed: 7 });
+  const core = new DriverCore({ port: machine.cpu, dt });
+  await core.registerDriver(pciHostGenericDriver);
+  await ofPlatformPopulate(core);
+  return { machine, core };
+}
+
 describe('PCI on the machine', () => {
   it('enumerates the endpoints the machine models and drives their ATS/PRI/PASID controls', async () => {
-    const dt = virtLike();
-    const machine = Machine.fromDeviceTree(dt, { seed: 7 });
-    const core = new DriverCore({ port: machine.cpu, dt });
-    await core.registerDriver(pciHostGenericDriver);
-    await ofPlatformPopulate(core);
+    const { machine, core } = await bootVirtLike();
     const fns = core.devices.filter((d): d is PciDevice => d instanceof PciDevice);
     expect(fns.map((d) => [d.name, d.vendor, d.device, d.ofNode?.path])).toEqual([
       ['0000:00:01.0', 0x13b5, 0xff80, '/pcie@40000000/ep@1,0'],
@@ -85,11 +84,7 @@ describe('PCI on the machine', () => {
   });
 
   it('delivers an MSI written to a vector\'s doorbell to the handler requested on its SPI', async () => {
-    const dt = virtLike();
-    const machine = Machine.fromDeviceTree(dt, { seed: 7 });
-    const core = new DriverCore({ port: machine.cpu, dt });
-    await core.registerDriver(pciHostGenericDriver);
-    await ofPlatformPopulate(core);
+    const { machine, core } = await bootVirtLike();
     const ep = core.findDevice('0000:00:01.0')!;
     const [vec] = msiAllocVectors(ep, 1);
     expect(vec.irq).toEqual({ controller: GIC, specifier: [0, 192, 1], name: '0000:00:01.0-msi0' });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DriverCore } from '../../../bus/driver-core.js';
 import { KernelError } from '../../../bus/errno.js';
 import { msiAllocVectors, msiControllerOf } from '../../../bus/msi.js';
-import { DtBuilder, reg, type DtProps } from '../../../bus/of/dt-builder.js';
+import { reg, type DtProps } from '../../../bus/of/dt-builder.js';
 import { ofPlatformPopulate, platformBus } from '../../../bus/platform.js';
 import {
   pciAtsQueueDepth,
@@ -25,12 +25,14 @@ import type { PciDriver } from '../../../bus/pci/pci-driver.js';
 import { PCI_PASID_CTRL_EXEC, PCI_PASID_CTRL_PRIV } from '../../../bus/pci/regs.js';
 import { addGicV2mFrame, FakePort } from '../core/fake-port.js';
 import { CAP_PCIE, FakeEcam, type FakeFunction } from './fake-ecam.js';
+import { board } from '../../lib/board.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const ECAM = 0x4000_0000;
 const GIC = '/intc@2c001000';
 const V2M = 0x2c1c_0000;
 
-interface Bench {
+interface Rig {
   port: FakePort;
   core: DriverCore;
   ecam: FakeEcam;
@@ -43,7 +45,7 @@ interface Bench {
  * 00:00.0, a two-function device at 00:02.{0,3}, an unconfigured bridge at 00:03.0 with an endpoint
  * behind it, and a lone function 1 at slot 5 (no function 0, so not found).
  */
-function bench(hostProps: DtProps = {}, ecamBuses = 2): Bench {
+function pciRig(hostProps: DtProps = {}, ecamBuses = 2): Rig {
   const port = new FakePort();
   port.addController(GIC);
   addGicV2mFrame(port, V2M, GIC, 128, 8);
@@ -63,18 +65,8 @@ function bench(hostProps: DtProps = {}, ecamBuses = 2): Bench {
   ecam.add(1, 0, 0, { vendor: 0x1af4, device: 0x1041, classCode: 0x020000, pcie: true });
   ecam.add(0, 5, 1, { vendor: 0x1af4, device: 0x1042, classCode: 0x010000 });
 
-  const b = new DtBuilder({ '#address-cells': 2, '#size-cells': 2 });
-  const gic = b.node('/intc@2c001000', {
-    compatible: 'arm,gic-400',
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    '#address-cells': 2,
-    '#size-cells': 2,
-    ranges: true,
-    reg: reg([0x2c00_1000, 0x1000]),
-  });
-  const v2m = b.node('/intc@2c001000/v2m@2c1c0000', { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: reg([V2M, 0x1000]) });
-  b.root.set({ 'interrupt-parent': gic });
+  const { b, gic } = board({ compatible: null, ram: [], gic: { reg: [[0x2c00_1000, 0x1000]], children: { cells: 2, ranges: true } } });
+  const v2m = gic.node('v2m@2c1c0000', { compatible: 'arm,gic-v2m-frame', 'msi-controller': true, reg: reg([V2M, 0x1000]) });
   const smmu = b.node('/iommu@2b400000', { compatible: 'arm,smmu-v3', '#iommu-cells': 1, reg: reg([0x2b40_0000, 0x20000]) });
   b.node('/pcie@40000000', {
     compatible: 'pci-host-ecam-generic',
@@ -92,9 +84,9 @@ function bench(hostProps: DtProps = {}, ecamBuses = 2): Bench {
   return { port, core, ecam, ep, bridge };
 }
 
-async function bootHost(bn: Bench): Promise<void> {
-  await bn.core.registerDriver(pciHostGenericDriver);
-  await ofPlatformPopulate(bn.core);
+async function bootHost(rig: Rig): Promise<void> {
+  await rig.core.registerDriver(pciHostGenericDriver);
+  await ofPlatformPopulate(rig.core);
 }
 
 function pci(core: DriverCore, name: string): PciDevice {
@@ -105,26 +97,26 @@ function pci(core: DriverCore, name: string): PciDevice {
 
 describe('PCI enumeration (pci-host-ecam-generic)', () => {
   it('finds every function by configuration reads, following multi-function devices and bridges', async () => {
-    const bn = bench();
-    await bootHost(bn);
-    const host = bn.core.findDevice('/pcie@40000000')!;
+    const rig = pciRig();
+    await bootHost(rig);
+    const host = rig.core.findDevice('/pcie@40000000')!;
     expect(host.status).toBe('bound');
     const found = pciHostBridgeOf(host)!.devices;
     expect(found.map((d) => d.name)).toEqual(['0000:00:00.0', '0000:00:02.0', '0000:00:02.3', '0000:00:03.0', '0000:01:00.0']);
     expect(found.map((d) => d.parent?.name)).toEqual(['/pcie@40000000', '/pcie@40000000', '/pcie@40000000', '/pcie@40000000', '0000:00:03.0']);
     expect(found.map((d) => d.rid)).toEqual([0x000, 0x010, 0x013, 0x018, 0x100]);
-    const ep = pci(bn.core, '0000:00:00.0');
+    const ep = pci(rig.core, '0000:00:00.0');
     expect([ep.vendor, ep.device, ep.classCode, ep.headerType, ep.multifunction]).toEqual([0x13b5, 0xff80, 0xff0000, 0, false]);
-    expect(pci(bn.core, '0000:00:02.0').multifunction).toBe(true);
-    expect(pci(bn.core, '0000:00:03.0').headerType).toBe(1);
+    expect(pci(rig.core, '0000:00:02.0').multifunction).toBe(true);
+    expect(pci(rig.core, '0000:00:03.0').headerType).toBe(1);
     // The unconfigured bridge got bus 1 as secondary and subordinate, primary 0.
-    expect(bn.bridge.read32(0x18) & 0xffffff).toBe(0x01_01_00);
+    expect(rig.bridge.read32(0x18) & 0xffffff).toBe(0x01_01_00);
   });
 
   it('parses the capability list and the PCIe extended capabilities', async () => {
-    const bn = bench();
-    await bootHost(bn);
-    const ep = pci(bn.core, '0000:00:00.0');
+    const rig = pciRig();
+    await bootHost(rig);
+    const ep = pci(rig.core, '0000:00:00.0');
     expect(ep.capabilities).toEqual([
       [0x10, CAP_PCIE],
       [0x05, 0x50],
@@ -135,11 +127,11 @@ describe('PCI enumeration (pci-host-ecam-generic)', () => {
       [0x001b, 0x120],
     ]);
     expect(pciAtsSupported(ep)).toBe(true);
-    expect(pciAtsSupported(pci(bn.core, '0000:00:02.0'))).toBe(false);
+    expect(pciAtsSupported(pci(rig.core, '0000:00:02.0'))).toBe(false);
   });
 
   it('gives each function its fwspec from the host iommu-map at its RID, and links it to the IOMMU', async () => {
-    const bn = bench();
+    const rig = pciRig();
     const journal: string[] = [];
     const epDriver: PciDriver = {
       name: 'ep',
@@ -147,24 +139,24 @@ describe('PCI enumeration (pci-host-ecam-generic)', () => {
       idTable: [{ vendor: 0x13b5, device: 0xff80 }],
       probe: async (d) => void journal.push(d.name),
     };
-    await bn.core.registerDriver(epDriver);
-    await bootHost(bn);
-    const ep = pci(bn.core, '0000:00:00.0');
+    await rig.core.registerDriver(epDriver);
+    await bootHost(rig);
+    const ep = pci(rig.core, '0000:00:00.0');
     expect(ep.fwspec?.iommuNode.path).toBe('/iommu@2b400000');
-    expect(pci(bn.core, '0000:01:00.0').fwspec?.ids).toEqual([0x10100]);
+    expect(pci(rig.core, '0000:01:00.0').fwspec?.ids).toEqual([0x10100]);
     expect(ep.fwspec?.ids).toEqual([0x10000]);
     expect(ep.fwspec?.dmaCoherent).toBe(true);
     expect(ep.dmaCoherent).toBe(true);
     // The SMMU has no driver yet: the endpoint waits for it.
     expect(ep.status).toBe('deferred');
     expect(ep.probeError).toBe('supplier /iommu@2b400000 not ready');
-    await bn.core.registerDriver({ name: 'smmu', bus: platformBus, ofMatchTable: ['arm,smmu-v3'], probe: async (d) => void journal.push(d.name) });
+    await rig.core.registerDriver({ name: 'smmu', bus: platformBus, ofMatchTable: ['arm,smmu-v3'], probe: async (d) => void journal.push(d.name) });
     expect(journal).toEqual(['/iommu@2b400000', '0000:00:00.0']);
     expect(ep.status).toBe('bound');
   });
 
   it('binds PCI drivers by vendor/device ID or by class', async () => {
-    const bn = bench();
+    const rig = pciRig();
     const bound: string[] = [];
     const byId: PciDriver = {
       name: 'e1000e',
@@ -178,46 +170,46 @@ describe('PCI enumeration (pci-host-ecam-generic)', () => {
       idTable: [{ class: 0x020000, classMask: 0xffff00 }],
       probe: async (d) => void bound.push(`any-ethernet ${d.name}`),
     };
-    await bn.core.registerDriver(byId);
-    await bn.core.registerDriver(byClass);
-    await bootHost(bn);
-    await bn.core.settle(); // the SMMU has no driver: let the functions probe without it
+    await rig.core.registerDriver(byId);
+    await rig.core.registerDriver(byClass);
+    await bootHost(rig);
+    await rig.core.settle(); // the SMMU has no driver: let the functions probe without it
     expect(bound).toEqual(['e1000e 0000:00:02.0', 'any-ethernet 0000:00:02.3', 'any-ethernet 0000:01:00.0']);
-    expect(pci(bn.core, '0000:00:03.0').status).toBe('no-driver');
+    expect(pci(rig.core, '0000:00:03.0').status).toBe('no-driver');
   });
 
   it('cuts the bus range down to what the ECAM window holds', async () => {
-    const bn = bench({ 'bus-range': [0, 7] });
-    await bootHost(bn);
-    expect(pciHostBridgeOf(bn.core.findDevice('/pcie@40000000')!)?.busEnd).toBe(1);
-    expect(bn.core.log.lines('warn').map((l) => l.message)).toContain(
+    const rig = pciRig({ 'bus-range': [0, 7] });
+    await bootHost(rig);
+    expect(pciHostBridgeOf(rig.core.findDevice('/pcie@40000000')!)?.busEnd).toBe(1);
+    expect(rig.core.log.lines('warn').map((l) => l.message)).toContain(
       'ECAM window can only hold [bus 00-01] (reduced from [bus 00-07])',
     );
   });
 
   it('fails the host probe, naming the range, when no device backs the ECAM window', async () => {
-    const bn = bench({ reg: reg([0x5000_0000, 0x20_0000]) });
-    await bootHost(bn);
-    const host = bn.core.findDevice('/pcie@40000000')!;
+    const rig = pciRig({ reg: reg([0x5000_0000, 0x20_0000]) });
+    await bootHost(rig);
+    const host = rig.core.findDevice('/pcie@40000000')!;
     expect(host.status).toBe('failed');
     expect(host.probeError).toBe('ENXIO: ioremap: no device MMIO covers [0x50000000-0x501fffff]');
-    expect(bn.core.devices.some((d) => d instanceof PciDevice)).toBe(false);
+    expect(rig.core.devices.some((d) => d instanceof PciDevice)).toBe(false);
   });
 
   it('removes the functions when the host bridge goes away', async () => {
-    const bn = bench();
-    await bootHost(bn);
-    const host = bn.core.findDevice('/pcie@40000000')!;
-    await bn.core.unbind(host);
-    expect(bn.core.devices.filter((d) => d instanceof PciDevice)).toEqual([]);
-    await bn.core.attach(host);
-    expect(bn.core.devices.filter((d) => d instanceof PciDevice).length).toBe(5);
+    const rig = pciRig();
+    await bootHost(rig);
+    const host = rig.core.findDevice('/pcie@40000000')!;
+    await rig.core.unbind(host);
+    expect(rig.core.devices.filter((d) => d instanceof PciDevice)).toEqual([]);
+    await rig.core.attach(host);
+    expect(rig.core.devices.filter((d) => d instanceof PciDevice).length).toBe(5);
   });
 
   it('finds a function\'s MSI frame through the host msi-map and allocates its vectors there', async () => {
-    const bn = bench();
-    await bootHost(bn);
-    const ep = pci(bn.core, '0000:01:00.0');
+    const rig = pciRig();
+    await bootHost(rig);
+    const ep = pci(rig.core, '0000:01:00.0');
     expect(msiControllerOf(ep)?.path).toBe('/intc@2c001000/v2m@2c1c0000');
     expect(msiAllocVectors(ep, 2).map((v) => [v.address, v.data])).toEqual([
       [V2M + 0x40, 128],
@@ -227,72 +219,72 @@ describe('PCI enumeration (pci-host-ecam-generic)', () => {
 });
 
 describe('ATS, PRI and PASID control', () => {
-  async function endpoint(): Promise<{ bn: Bench; ep: PciDevice }> {
-    const bn = bench();
-    await bootHost(bn);
-    return { bn, ep: pci(bn.core, '0000:00:00.0') };
+  async function endpoint(): Promise<{ rig: Rig; ep: PciDevice }> {
+    const rig = pciRig();
+    await bootHost(rig);
+    return { rig, ep: pci(rig.core, '0000:00:00.0') };
   }
 
   it('enables ATS with the STU in the control register and disables it again', async () => {
-    const { bn, ep } = await endpoint();
-    const ctrl = (): number => bn.ep.read16(0x106);
+    const { rig, ep } = await endpoint();
+    const ctrl = (): number => rig.ep.read16(0x106);
     expect(pciAtsQueueDepth(ep)).toBe(32); // a depth field of 0 means 32
     pciEnableAts(ep, 12);
     expect(ctrl()).toBe(0x8000);
-    expect(() => pciEnableAts(ep, 12)).toThrow(/EBUSY/);
+    await expectErrno(() => pciEnableAts(ep, 12), 'EBUSY');
     pciDisableAts(ep);
     expect(ctrl()).toBe(0x0000);
     pciEnableAts(ep, 16);
     expect(ctrl()).toBe(0x8004);
     expect(ep.features).toMatchObject({ atsEnabled: true, atsStu: 16 });
-    expect(bn.ep.read16(0x104)).toBe(0x20); // the capability half is untouched
+    expect(rig.ep.read16(0x104)).toBe(0x20); // the capability half is untouched
     pciDisableAts(ep);
     expect(() => pciEnableAts(ep, 11)).toThrow(new KernelError('EINVAL', 'pci_enable_ats: page shift 11 of 0000:00:00.0 is not an STU (12..43)'));
-    const plain = pci(bn.core, '0000:00:02.0');
-    expect(() => pciEnableAts(plain, 12)).toThrow('EINVAL: pci_enable_ats: 0000:00:02.0 has no ATS capability');
+    const plain = pci(rig.core, '0000:00:02.0');
+    await expectErrno(() => pciEnableAts(plain, 12), 'EINVAL', 'EINVAL: pci_enable_ats: 0000:00:02.0 has no ATS capability');
   });
 
   it('enables PRI with min(requested, capacity) outstanding requests, keeping write-1-to-clear status', async () => {
-    const { bn, ep } = await endpoint();
-    const pri = bn.ep.ext.pri!;
+    const { rig, ep } = await endpoint();
+    const pri = rig.ep.ext.pri!;
     // A Response Failure left over from before: set the RW1C bit.
-    bn.ep.space[(pri + 4) >> 2] = (bn.ep.space[(pri + 4) >> 2] | (0x0001 << 16)) >>> 0;
+    rig.ep.space[(pri + 4) >> 2] = (rig.ep.space[(pri + 4) >> 2] | (0x0001 << 16)) >>> 0;
     pciEnablePri(ep, 64);
-    expect(bn.ep.read32(pri + 0xc)).toBe(32);
+    expect(rig.ep.read32(pri + 0xc)).toBe(32);
     expect(ep.features.priReqsAlloc).toBe(32);
-    expect(bn.ep.read16(pri + 4) & 1).toBe(1);
-    expect(bn.ep.read16(pri + 6) & 0x0001).toBe(0x0001); // RF survived the control write
-    expect(bn.ep.read16(pri + 6) & 0x0100).toBe(0); // no longer stopped
+    expect(rig.ep.read16(pri + 4) & 1).toBe(1);
+    expect(rig.ep.read16(pri + 6) & 0x0001).toBe(0x0001); // RF survived the control write
+    expect(rig.ep.read16(pri + 6) & 0x0100).toBe(0); // no longer stopped
     expect(pciPrgRespPasidRequired(ep)).toBe(true);
-    expect(() => pciEnablePri(ep, 8)).toThrow(/EBUSY: pci_enable_pri: PRI is already enabled/);
-    expect(() => pciResetPri(ep)).toThrow(/EBUSY: pci_reset_pri: PRI of 0000:00:00.0 is enabled/);
+    await expectErrno(() => pciEnablePri(ep, 8), 'EBUSY', /EBUSY: pci_enable_pri: PRI is already enabled/);
+    await expectErrno(() => pciResetPri(ep), 'EBUSY', /EBUSY: pci_reset_pri: PRI of 0000:00:00.0 is enabled/);
     pciDisablePri(ep);
-    expect(bn.ep.read16(pri + 4) & 1).toBe(0);
+    expect(rig.ep.read16(pri + 4) & 1).toBe(0);
     pciResetPri(ep);
-    expect(bn.ep.read16(pri + 6) & 0x0003).toBe(0); // reset cleared the error status
+    expect(rig.ep.read16(pri + 6) & 0x0003).toBe(0); // reset cleared the error status
     pciEnablePri(ep, 4);
-    expect(bn.ep.read32(pri + 0xc)).toBe(4);
+    expect(rig.ep.read32(pri + 0xc)).toBe(4);
   });
 
   it('enables PASID with supported features only and reports the PASID width', async () => {
-    const { bn, ep } = await endpoint();
-    const pasid = bn.ep.ext.pasid!;
+    const { rig, ep } = await endpoint();
+    const pasid = rig.ep.ext.pasid!;
     expect(pciMaxPasids(ep)).toBe(1 << 16);
     expect(pciPasidFeatures(ep)).toBe(PCI_PASID_CTRL_EXEC);
-    expect(() => pciEnablePasid(ep, PCI_PASID_CTRL_PRIV)).toThrow('EINVAL: pci_enable_pasid: 0000:00:00.0 supports PASID features 0x2, not 0x4');
+    await expectErrno(() => pciEnablePasid(ep, PCI_PASID_CTRL_PRIV), 'EINVAL', 'EINVAL: pci_enable_pasid: 0000:00:00.0 supports PASID features 0x2, not 0x4');
     pciEnablePasid(ep, PCI_PASID_CTRL_EXEC);
-    expect(bn.ep.read16(pasid + 6)).toBe(0x3);
-    expect(() => pciEnablePasid(ep)).toThrow(/EBUSY/);
+    expect(rig.ep.read16(pasid + 6)).toBe(0x3);
+    await expectErrno(() => pciEnablePasid(ep), 'EBUSY');
     pciDisablePasid(ep);
-    expect(bn.ep.read16(pasid + 6)).toBe(0);
-    expect(() => pciMaxPasids(pci(bn.core, '0000:01:00.0'))).toThrow(/has no PASID capability/);
+    expect(rig.ep.read16(pasid + 6)).toBe(0);
+    expect(() => pciMaxPasids(pci(rig.core, '0000:01:00.0'))).toThrow(/has no PASID capability/);
   });
 
   it('sets bus mastering without clearing status bits', async () => {
-    const { bn, ep } = await endpoint();
-    bn.ep.space[1] = (bn.ep.space[1] | (0x8000 << 16)) >>> 0; // Detected Parity Error (RW1C)
+    const { rig, ep } = await endpoint();
+    rig.ep.space[1] = (rig.ep.space[1] | (0x8000 << 16)) >>> 0; // Detected Parity Error (RW1C)
     pciSetMaster(ep);
     expect(pciIsBusMaster(ep)).toBe(true);
-    expect(bn.ep.read16(0x06) & 0x8000).toBe(0x8000);
+    expect(rig.ep.read16(0x06) & 0x8000).toBe(0x8000);
   });
 });

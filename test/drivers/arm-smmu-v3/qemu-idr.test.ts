@@ -22,6 +22,7 @@ import { armSmmuMakeBypassSte } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-s
 import { QEMU_VIRT_SMMUV3_OPTIONS, resolveOptions, type SmmuV3Options } from '../../../hw/smmu-v3/options.js';
 import { boot, machineFromTree } from '../../../scenarios/lib/lab.js';
 import { bootSmmuV3, SMALL_SMMU_PATH, smallSmmuV3Tree, smmuModel } from '../../../scenarios/smmu-v3-lab.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const IDR0 = 0x00;
 const IDR1 = 0x04;
@@ -86,8 +87,8 @@ describe("QEMU virt's SMMUv3 ID registers", () => {
     expect(lab.model.peek32(ARM_SMMU_EVTQ_BASE) & LOG2SIZE).toBe(16);
   });
 
-  it('CONFIG_CMA_ALIGNMENT outside its Kconfig range is refused', () => {
-    expect(() => createArmSmmuV3Driver({ pageAllocator: () => { throw new Error('unused'); }, cmaAlignment: 13 })).toThrow(/EINVAL.*2\.\.12/);
+  it('CONFIG_CMA_ALIGNMENT outside its Kconfig range is refused', async () => {
+    await expectErrno(() => createArmSmmuV3Driver({ pageAllocator: () => { throw new Error('unused'); }, cmaAlignment: 13 }), 'EINVAL', /EINVAL.*2\.\.12/);
   });
 });
 

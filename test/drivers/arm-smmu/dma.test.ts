@@ -10,13 +10,13 @@ import { iommuUnmap } from '../../../core/iommu-map.js';
 import { iommuDetachDevice } from '../../../core/iommu-attach.js';
 import { armSmmuDomainContextBank, armSmmuIovaToPhysHard } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import { armSmmuTlbStats } from '../../../drivers/arm-smmu/arm-smmu-tlb.js';
-import { attachNew, bench, bytes, L, map } from './fixture.js';
+import { attachNew, rig, bytes, L, map } from './rig.js';
 
 const GR1 = 0x1000;
 
 describe('arm-smmu DMA', () => {
   it('translates a stage 1 domain: bytes land at the mapped PA, registers as Linux writes them', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     const cbndx = armSmmuDomainContextBank(domain);
     expect(cbndx).toBeGreaterThanOrEqual(0);
@@ -43,7 +43,7 @@ describe('arm-smmu DMA', () => {
   });
 
   it('translates a stage 2 (nesting parent) domain with VMID = bank + 1', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterNoStall, true);
     const cbndx = armSmmuDomainContextBank(domain);
     const pa = b.page();
@@ -61,7 +61,7 @@ describe('arm-smmu DMA', () => {
   });
 
   it('invalidates on unmap: the next access faults instead of using a stale TLB entry', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterNoStall);
     const pa = b.page();
     await map(b, domain, 0x4000, pa);
@@ -75,7 +75,7 @@ describe('arm-smmu DMA', () => {
   });
 
   it('shares one bank between two masters attached to the same domain', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     await b.run(import('../../../core/iommu-attach.js').then((m) => m.iommuAttachDevice(domain, b.dev(L.masterB))));
     const pa = b.page();
@@ -89,7 +89,7 @@ describe('arm-smmu DMA', () => {
   });
 
   it('gives the bank back disabled when the domain is freed', async () => {
-    const b = await bench();
+    const b = await rig();
     const dev = b.dev(L.masterNoStall);
     const domain = await attachNew(b, L.masterNoStall);
     const cbndx = armSmmuDomainContextBank(domain);
@@ -100,7 +100,7 @@ describe('arm-smmu DMA', () => {
   });
 
   it('walks the tables in hardware (ATS1PR) on an SMMU that has translation ops', async () => {
-    const b = await bench({ compatible: ['arm,smmu-v2'] });
+    const b = await rig({ compatible: ['arm,smmu-v2'] });
     const domain = await attachNew(b, L.masterNoStall);
     const pa = b.page();
     await map(b, domain, 0x20_3000, pa);

@@ -17,12 +17,12 @@ import { iommuPageResponse, iommuRegisterDeviceFaultHandler, IOMMU_PAGE_RESP_VER
 import { iommuDevEnableFeature } from '../../../core/iommu-sva.js';
 import { iommuMap } from '../../../core/iommu-map.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
-import { isKernelError } from '../../../bus/errno.js';
 import type { Device } from '../../../bus/device.js';
 import { armSmmuDomainContextBank, armSmmuDomainSetHupcf } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
 import { armSmmuFaultStats } from '../../../drivers/arm-smmu/arm-smmu-fault.js';
 import type { DmaCompletion } from '../../../hw/dma.js';
-import { attachNew, bench, bytes, L, map, type Bench } from './fixture.js';
+import { attachNew, rig, bytes, L, map, type Rig } from './rig.js';
+import { expectErrno } from '../../lib/errno.js';
 
 const FSR = 0x58;
 const FAR = 0x60;
@@ -37,7 +37,7 @@ const SCTLR_CFCFG = 1 << 7;
 const SCTLR_HUPCF = 1 << 8;
 
 /** Start a DMA write and collect its completion (without waiting). */
-function startWrite(b: Bench, path: string, iova: number, data: Uint8Array): { done: DmaCompletion | null; at: number } {
+function startWrite(b: Rig, path: string, iova: number, data: Uint8Array): { done: DmaCompletion | null; at: number } {
   const rec: { done: DmaCompletion | null; at: number } = { done: null, at: -1 };
   b.master(path).submitWrite(iova, data, {}, (c) => {
     rec.done = c;
@@ -46,18 +46,18 @@ function startWrite(b: Bench, path: string, iova: number, data: Uint8Array): { d
   return rec;
 }
 
-function model(b: Bench): SmmuV2 {
+function model(b: Rig): SmmuV2 {
   return b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0].device as SmmuV2;
 }
 
-async function settle(b: Bench, ns = 100_000): Promise<void> {
+async function settle(b: Rig, ns = 100_000): Promise<void> {
   await b.run(b.machine.cpu.delay(ns));
 }
 
-const fsrWatch = new WeakMap<Bench, { addr: number; values: number[] }>();
+const fsrWatch = new WeakMap<Rig, { addr: number; values: number[] }>();
 
 /** Record the values the driver writes to context bank `cbndx`'s FSR from now on. */
-function watchFsrWrites(b: Bench, cbndx: number): void {
+function watchFsrWrites(b: Rig, cbndx: number): void {
   const addr = L.smmu + ((b.smmu.numpage + cbndx) << b.smmu.pgshift) + FSR;
   const w = { addr, values: [] as number[] };
   fsrWatch.set(b, w);
@@ -66,7 +66,7 @@ function watchFsrWrites(b: Bench, cbndx: number): void {
   });
 }
 
-function fsrWrites(b: Bench, cbndx: number): number[] {
+function fsrWrites(b: Rig, cbndx: number): number[] {
   const w = fsrWatch.get(b);
   if (!w || w.addr !== L.smmu + ((b.smmu.numpage + cbndx) << b.smmu.pgshift) + FSR) throw new Error('watchFsrWrites first');
   return w.values;
@@ -74,7 +74,7 @@ function fsrWrites(b: Bench, cbndx: number): number[] {
 
 describe('arm-smmu context faults', () => {
   it('latches FSR/FAR/FSYNR0/CBFRSYNRA for a terminate-mode fault; the interrupt clears FSR before the handler runs', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterNoStall);
     const cbndx = armSmmuDomainContextBank(domain);
     await map(b, domain, 0x4000, b.page());
@@ -112,7 +112,7 @@ describe('arm-smmu context faults', () => {
   });
 
   it('reports an unhandled fault readably (rate limited) and terminates it', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterNoStall);
     const cbndx = armSmmuDomainContextBank(domain);
     expect((await b.run(b.master(L.masterNoStall).read(0x9_0000, 4))).status).toBe('fault');
@@ -126,7 +126,7 @@ describe('arm-smmu context faults', () => {
   });
 
   it('retries a stalled transaction after the handler maps the page: the bytes land', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     const cbndx = armSmmuDomainContextBank(domain);
     expect(b.cb(cbndx, SCTLR) & SCTLR_CFCFG).toBe(SCTLR_CFCFG);
@@ -153,7 +153,7 @@ describe('arm-smmu context faults', () => {
   });
 
   it('runs the fault handler on the workqueue after the interrupt handler has returned', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     const cbndx = armSmmuDomainContextBank(domain);
     const label = `arm-smmu cb${cbndx} context fault`;
@@ -172,7 +172,7 @@ describe('arm-smmu context faults', () => {
   });
 
   it('terminates a stalled transaction the handler refuses: the master sees an error', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     iommuSetFaultHandler(domain, () => 'EFAULT');
     const c = await b.run(b.master(L.masterA).write(0x7_7000, bytes(1)));
@@ -182,7 +182,7 @@ describe('arm-smmu context faults', () => {
   });
 
   it('terminates a stalled transaction nobody handles', async () => {
-    const b = await bench();
+    const b = await rig();
     await attachNew(b, L.masterA);
     const c = await b.run(b.master(L.masterA).read(0x7_7000, 4));
     expect(c.status).toBe('terminated');
@@ -190,7 +190,7 @@ describe('arm-smmu context faults', () => {
   });
 
   it('a handler that reports the stall and returns 0 ("handled") is called once; the transaction is terminated, not retried', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     const cbndx = armSmmuDomainContextBank(domain);
     const calls: number[] = [];
@@ -212,7 +212,7 @@ describe('arm-smmu context faults', () => {
   it('handler results on a stalled fault: only EAGAIN retries; 0, EFAULT, EBUSY and ENOSYS (no handler) terminate', async () => {
     const outcome: Record<string, { status: string; calls: number; retried: number; terminated: number }> = {};
     for (const ret of ['EAGAIN', 0, 'EFAULT', 'EBUSY', null] as const) {
-      const b = await bench();
+      const b = await rig();
       const domain = await attachNew(b, L.masterA);
       const pa = b.page();
       let calls = 0;
@@ -240,7 +240,7 @@ describe('arm-smmu context faults', () => {
 
   it('Qualcomm Adreno SMMU (HUPCF forced on): a report-only handler terminates the GPU\'s stalled write once; EAGAIN retries it', async () => {
     // Identity default domains (as the Adreno's clients get), so bank 0 is free for the GPU's own domain.
-    const b = await bench({ compatible: ['qcom,sm8250-smmu-500', 'qcom,adreno-smmu', 'qcom,smmu-500', 'arm,mmu-500'], gpuMaster: true, cmdline: 'iommu.passthrough=1' });
+    const b = await rig({ compatible: ['qcom,sm8250-smmu-500', 'qcom,adreno-smmu', 'qcom,smmu-500', 'arm,mmu-500'], gpuMaster: true, cmdline: 'iommu.passthrough=1' });
     expect(b.smmu.impl?.name).toBe('qcom-adreno-smmu-500');
     const domain = await attachNew(b, L.gpu);
     const cbndx = armSmmuDomainContextBank(domain);
@@ -266,7 +266,7 @@ describe('arm-smmu context faults', () => {
   });
 
   it('terminate mode, HUPCF=0, two masters on one bank: a slow handler does not stop the other master, and each fault reaches it once', async () => {
-    const b = await bench();
+    const b = await rig();
     // A bank that does not stall: the master that cannot stall first, a stall-capable one joins it.
     const domain = await attachNew(b, L.masterNoStall);
     await b.run(iommuAttachDevice(domain, b.dev(L.masterA)));
@@ -318,8 +318,8 @@ describe('arm-smmu context faults', () => {
     expect(calls.sort((x, y) => x - y)).toEqual([0x91_0000, 0x92_0000]);
   });
 
-  async function sharedBank(hupcf: boolean): Promise<{ b: Bench; domain: IommuDomain; bDone: () => DmaCompletion | null; bAt: () => number; resumedAt: number }> {
-    const b = await bench();
+  async function sharedBank(hupcf: boolean): Promise<{ b: Rig; domain: IommuDomain; bDone: () => DmaCompletion | null; bAt: () => number; resumedAt: number }> {
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     await b.run(iommuAttachDevice(domain, b.dev(L.masterB)));
     armSmmuDomainSetHupcf(domain, hupcf);
@@ -361,7 +361,7 @@ describe('arm-smmu context faults', () => {
 
   it('storm guard: stall is off while a fault is being handled, a second fault terminates, stall comes back', async () => {
     for (const guard of [true, false]) {
-      const b = await bench({ cmdline: `arm-smmu.stall_storm_guard=${guard ? 1 : 0}` });
+      const b = await rig({ cmdline: `arm-smmu.stall_storm_guard=${guard ? 1 : 0}` });
       const domain = await attachNew(b, L.masterA);
       await b.run(iommuAttachDevice(domain, b.dev(L.masterB)));
       armSmmuDomainSetHupcf(domain, true);
@@ -395,7 +395,7 @@ describe('arm-smmu context faults', () => {
   });
 
   it('answers a stall through pageResponse (the I/O page-fault path)', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     const cbndx = armSmmuDomainContextBank(domain);
     const pa = b.page();
@@ -428,17 +428,16 @@ describe('arm-smmu context faults', () => {
 
 describe('arm-smmu stall rule', () => {
   it('refuses to attach a master that cannot stall to a stalling bank', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     const cbndx = armSmmuDomainContextBank(domain);
-    const err = await b.run(iommuAttachDevice(domain, b.dev(L.masterNoStall))).catch((e: unknown) => e);
-    expect(isKernelError(err, 'EINVAL')).toBe(true);
+    const err = await expectErrno(b.run(iommuAttachDevice(domain, b.dev(L.masterNoStall))), 'EINVAL');
     expect(String(err)).toContain(`${L.masterNoStall} cannot stall (its firmware node has no dma-can-stall), but context bank ${cbndx} stalls on faults`);
     expect(b.cb(cbndx, SCTLR) & SCTLR_CFCFG).toBe(SCTLR_CFCFG);
   });
 
   it('lets a stalling master join a bank that does not stall, which stays non-stalling', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterNoStall);
     const cbndx = armSmmuDomainContextBank(domain);
     await b.run(iommuAttachDevice(domain, b.dev(L.masterA)));
@@ -456,7 +455,7 @@ describe('arm-smmu stall rule', () => {
 
 describe('arm-smmu global faults', () => {
   it('aborts an unmatched stream with USFCFG=1 and logs "Blocked unknown Stream ID"', async () => {
-    const b = await bench();
+    const b = await rig();
     expect(b.reg(0) & (1 << 10)).toBe(1 << 10);
     const target = b.page();
     const c = await b.run(b.master(L.stray).write(target, bytes(0x55)));
@@ -471,7 +470,7 @@ describe('arm-smmu global faults', () => {
   });
 
   it('reports any other global fault with its syndrome (a stream match conflict made behind the driver\'s back)', async () => {
-    const b = await bench();
+    const b = await rig();
     // A second valid SMR for master A's stream in a free entry: its next transaction matches two.
     const free = Array.from({ length: b.smmu.numMappingGroups }, (_, i) => i).find((i) => !(b.reg(0x800 + 4 * i) >>> 31))!;
     b.machine.cpu.mmioWrite32(L.smmu + 0x800 + 4 * free, (0x8000_0000 | L.sidA) >>> 0);
@@ -486,7 +485,7 @@ describe('arm-smmu global faults', () => {
   });
 
   it('lets an unmatched stream through untranslated with USFCFG=0 (disable_bypass=0)', async () => {
-    const b = await bench({ cmdline: 'arm-smmu.disable_bypass=0' });
+    const b = await rig({ cmdline: 'arm-smmu.disable_bypass=0' });
     expect(b.reg(0) & (1 << 10)).toBe(0);
     const target = b.page();
     const c = await b.run(b.master(L.stray).write(target + 8, bytes(0x66)));
@@ -499,7 +498,7 @@ describe('arm-smmu global faults', () => {
 describe('arm-smmu and the I/O page-fault core', () => {
   it('reports a stall of an IOPF master to the domain\'s iopf handler and resumes on its answer', async () => {
     for (const code of [IOMMU_PAGE_RESP_SUCCESS, IOMMU_PAGE_RESP_INVALID] as const) {
-      const b = await bench();
+      const b = await rig();
       const dev = b.dev(L.masterA);
       await b.run(iommuDevEnableFeature(dev, 'IOPF'));
       const domain = await attachNew(b, L.masterA);
@@ -526,14 +525,13 @@ describe('arm-smmu and the I/O page-fault core', () => {
   });
 
   it('refuses IOPF for a master that cannot stall', async () => {
-    const b = await bench();
-    const err = await b.run(iommuDevEnableFeature(b.dev(L.masterNoStall), 'IOPF')).catch((e: unknown) => e);
-    expect(isKernelError(err, 'EINVAL')).toBe(true);
+    const b = await rig();
+    const err = await expectErrno(b.run(iommuDevEnableFeature(b.dev(L.masterNoStall), 'IOPF')), 'EINVAL');
     expect(String(err)).toContain('cannot stall');
   });
 
   it('gives a device fault handler stalls as page requests and terminated faults as unrecoverable ones', async () => {
-    const b = await bench();
+    const b = await rig();
     const stallDev = b.dev(L.masterA);
     const domain = await attachNew(b, L.masterA);
     const cbndx = armSmmuDomainContextBank(domain);

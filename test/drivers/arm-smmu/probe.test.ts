@@ -20,7 +20,7 @@ import {
 } from '../../../drivers/arm-smmu/arm-smmu-device.js';
 import { boot } from '../../../scenarios/lib/lab.js';
 import { deviceOf, groupIdOf, smmuV2Machine } from '../../../scenarios/smmu-v2-lab.js';
-import { attachNew, bench, bytes, L, map } from './fixture.js';
+import { attachNew, rig, bytes, L, map } from './rig.js';
 
 const SCR0 = 0x0;
 const SACR = 0x10;
@@ -30,7 +30,7 @@ const GR1 = 0x1000;
 
 describe('arm-smmu probe', () => {
   it('reads the configuration of an MMU-500 from its ID registers', async () => {
-    const b = await bench();
+    const b = await rig();
     const s = b.smmu;
     expect(s.version).toBe(ARM_SMMU_V2);
     expect(s.impl?.name).toBe('arm-mmu500');
@@ -51,7 +51,7 @@ describe('arm-smmu probe', () => {
   });
 
   it('leaves sCR0 enabled with fault reporting, unmatched streams faulting, and MMU-500 tuned', async () => {
-    const b = await bench();
+    const b = await rig();
     const scr0 = b.reg(SCR0);
     expect(scr0 & 1).toBe(0); // CLIENTPD clear
     for (const bit of [1, 2, 10, 11, 12]) expect((scr0 >>> bit) & 1).toBe(1); // GFRE GFIE USFCFG VMIDPNE PTM
@@ -65,7 +65,7 @@ describe('arm-smmu probe', () => {
   });
 
   it('programs an SMR per stream ID with the mask of 2-cell specifiers, unused entries FAULT', async () => {
-    const b = await bench();
+    const b = await rig();
     const smrs = Array.from({ length: b.smmu.numMappingGroups }, (_, i) => b.reg(smr(i)));
     expect(smrs).toContain((0x8000_0000 | L.sidA) >>> 0);
     expect(smrs).toContain((0x8000_0000 | L.sidB) >>> 0);
@@ -84,7 +84,7 @@ describe('arm-smmu probe', () => {
   });
 
   it('translates a masked stream: every SID under the SMR mask reaches the master\'s bank', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterMasked);
     const pa = b.page();
     await map(b, domain, 0x7000, pa);
@@ -93,7 +93,7 @@ describe('arm-smmu probe', () => {
   });
 
   it('leaves unused entries in BYPASS with disable_bypass=0', async () => {
-    const b = await bench({ cmdline: 'arm-smmu.disable_bypass=0' });
+    const b = await rig({ cmdline: 'arm-smmu.disable_bypass=0' });
     const unused = Array.from({ length: 48 }, (_, i) => i).find((i) => !(b.reg(smr(i)) >>> 31))!;
     expect(b.reg(s2cr(unused))).toBe(1 << 16);
     expect(b.reg(SCR0) & (1 << 10)).toBe(0);
@@ -101,7 +101,7 @@ describe('arm-smmu probe', () => {
 
   it('drives an MMU-401 (SMMUv1 with the AArch64 format) with CBAR.IRPTNDX and no EAE', async () => {
     // Eight banks: the four default domains take four.
-    const b = await bench({ compatible: ['arm,mmu-401', 'arm,smmu-v1'], iommuOptions: { 'smmu-v2': { numCb: 8 } } });
+    const b = await rig({ compatible: ['arm,mmu-401', 'arm,smmu-v1'], iommuOptions: { 'smmu-v2': { numCb: 8 } } });
     expect(b.smmu.version).toBe(ARM_SMMU_V1_64K);
     const domain = await attachNew(b, L.masterNoStall);
     const cbndx = armSmmuDomainContextBank(domain);
@@ -116,7 +116,7 @@ describe('arm-smmu probe', () => {
   });
 
   it('drives a generic SMMUv1 with AArch32 LPAE tables (TCR.EAE set, 32-bit VA)', async () => {
-    const b = await bench({ compatible: ['arm,smmu-v1'] });
+    const b = await rig({ compatible: ['arm,smmu-v1'] });
     expect(b.smmu.features & ARM_SMMU_FEAT_FMT_AARCH32_L).toBe(ARM_SMMU_FEAT_FMT_AARCH32_L);
     const domain = await attachNew(b, L.masterNoStall);
     const cbndx = armSmmuDomainContextBank(domain);
@@ -129,7 +129,7 @@ describe('arm-smmu probe', () => {
   });
 
   it('makes every domain stage 2 on an SMMU without stage 1', async () => {
-    const b = await bench({ iommuOptions: { 'smmu-v2': { stage1: false, nested: false } } });
+    const b = await rig({ iommuOptions: { 'smmu-v2': { stage1: false, nested: false } } });
     expect(b.smmu.features & ARM_SMMU_FEAT_TRANS_S1).toBe(0);
     const domain = await attachNew(b, L.masterNoStall);
     const cbndx = armSmmuDomainContextBank(domain);
@@ -141,7 +141,7 @@ describe('arm-smmu probe', () => {
   });
 
   it('emulates bypass with a reserved bank on Qualcomm firmware that turns BYPASS into FAULT', async () => {
-    const b = await bench({
+    const b = await rig({
       compatible: ['qcom,sm8250-smmu-500', 'qcom,smmu-500', 'arm,mmu-500'],
       iommuOptions: { 'smmu-v2': { qcomS2crBypassQuirk: true } },
       cmdline: 'iommu.passthrough=1',
@@ -164,7 +164,7 @@ describe('arm-smmu probe', () => {
   });
 
   it('gives the Adreno GPU (stream ID 0) bank 0, everyone else later banks, with HUPCF set', async () => {
-    const b = await bench({ compatible: ['qcom,sm8250-smmu-500', 'qcom,adreno-smmu', 'qcom,smmu-500', 'arm,mmu-500'], gpuMaster: true });
+    const b = await rig({ compatible: ['qcom,sm8250-smmu-500', 'qcom,adreno-smmu', 'qcom,smmu-500', 'arm,mmu-500'], gpuMaster: true });
     expect(b.smmu.impl?.name).toBe('qcom-adreno-smmu-500');
     const dev = b.dev(L.gpu);
     const gpuDefault = iommuGetDomainForDev(dev)!;

@@ -12,7 +12,7 @@ import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
 import type { TraceEvent } from '../../../hw/trace.js';
 import { boot } from '../../../scenarios/lib/lab.js';
 import { smmuV2Machine } from '../../../scenarios/smmu-v2-lab.js';
-import { attachNew, bench, bytes, L, map, type Bench } from './fixture.js';
+import { attachNew, rig, bytes, L, map, type Rig } from './rig.js';
 
 type Mmio = Extract<TraceEvent, { kind: 'mmio' }>;
 
@@ -20,12 +20,12 @@ const writes = (events: readonly TraceEvent[], track = L.smmuPath): Mmio[] =>
   events.filter((e): e is Mmio => e.kind === 'mmio' && e.op === 'write' && e.track === track);
 
 /** The register offset within a context bank page, or -1 when `off` is not in bank `n`. */
-function cbOff(b: Bench, n: number, off: number): number {
+function cbOff(b: Rig, n: number, off: number): number {
   const base = (b.smmu.numpage + n) << b.smmu.pgshift;
   return off >= base && off < base + (1 << b.smmu.pgshift) ? off - base : -1;
 }
 
-function model(b: Bench): SmmuV2 {
+function model(b: Rig): SmmuV2 {
   return b.machine.iommus.get(L.smmuPath)!.instance!.mmio[0].device as SmmuV2;
 }
 
@@ -54,7 +54,7 @@ describe('arm-smmu register sequences', () => {
   });
 
   it('programs a bank CBA2R, CBAR, TCR2, TCR, TTBR0, TTBR1, MAIR0, MAIR1, SCTLR', async () => {
-    const b = await bench();
+    const b = await rig();
     const rec = b.machine.trace.record(['mmio']);
     const domain = await attachNew(b, L.masterNoStall);
     rec.stop();
@@ -71,7 +71,7 @@ describe('arm-smmu register sequences', () => {
   });
 
   it('unmaps with TLBIVAL (VA >> 12 | ASID << 48), then TLBSYNC, then polls TLBSTATUS', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterNoStall);
     const n = armSmmuDomainContextBank(domain);
     await map(b, domain, 0x12_3000, b.page());
@@ -90,7 +90,7 @@ describe('arm-smmu register sequences', () => {
   });
 
   it('clears FSR before writing RESUME, so the SMMU never ignores it', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     const n = armSmmuDomainContextBank(domain);
     iommuSetFaultHandler(domain, () => 'EFAULT' as const);

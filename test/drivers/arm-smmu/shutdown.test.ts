@@ -8,7 +8,7 @@ import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu-dom
 import type { DmaCompletion } from '../../../hw/dma.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/smmu-v2.js';
 import { kexec } from '../../../kernel/kexec.js';
-import { attachNew, bench, bytes, L, map } from './fixture.js';
+import { attachNew, rig, bytes, L, map } from './rig.js';
 
 const SCR0 = 0;
 const CLIENTPD = 1;
@@ -18,7 +18,7 @@ const smr = (i: number): number => 0x800 + 4 * i;
 const s2cr = (i: number): number => 0xc00 + 4 * i;
 
 async function translatedMaster(cmdline: string) {
-  const b = await bench({ cmdline });
+  const b = await rig({ cmdline });
   const domain = await attachNew(b, L.masterNoStall);
   const iova = b.page();
   const pa = b.page();
@@ -77,7 +77,7 @@ describe('arm-smmu shutdown', () => {
   });
 
   it('terminates a stalled transaction instead of leaving the master wedged', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterA);
     let handlerRan = false;
     iommuSetFaultHandler(domain, async () => {
@@ -102,7 +102,7 @@ describe('arm-smmu shutdown and kexec with transactions waiting behind a stall',
   for (const teardown of ['shutdown', 'kexec'] as const) {
     for (const policy of policies) {
       it(`${teardown}, policy ${policy}: the stalled transaction and every one waiting behind it end in a visible failure`, async () => {
-        const b = await bench({ cmdline: `arm-smmu.shutdown_policy=${policy}` });
+        const b = await rig({ cmdline: `arm-smmu.shutdown_policy=${policy}` });
         const domain = await attachNew(b, L.masterA);
         let calls = 0;
         iommuSetFaultHandler(domain, async () => {
@@ -136,7 +136,7 @@ describe('arm-smmu shutdown and kexec with transactions waiting behind a stall',
 
 describe('arm-smmu: freeing a still-attached domain', () => {
   it('warns, never calls the freed handler, and the master is blocked rather than let through untranslated', async () => {
-    const b = await bench();
+    const b = await rig();
     const domain = await attachNew(b, L.masterNoStall);
     const iova = b.page();
     const pa = b.page();

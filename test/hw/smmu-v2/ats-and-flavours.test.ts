@@ -3,7 +3,7 @@ import {
   ATS1PR,
   ATS1PW,
   ATSR,
-  Bench,
+  Rig,
   CBAR,
   CBAR_S1,
   CFIE,
@@ -21,13 +21,13 @@ import {
   TCR,
   TTBR0,
   Tables,
-} from './harness.js';
+} from './rig.js';
 
 const PA1 = RAM_BASE + 0x20_0000;
 
 describe('SMMUv2 address translation operations (ATS1PR/ATS1PW + PAR)', () => {
-  function bench(): { b: Bench; t: Tables } {
-    const b = new Bench({ model: 'mmu-500', atosns: false, numCb: 4, numPageNdxb: 2 });
+  function rig(): { b: Rig; t: Tables } {
+    const b = new Rig({ model: 'mmu-500', atosns: false, numCb: 4, numPageNdxb: 2 });
     const t = Tables.stage1(b);
     t.map(0x4000_0000, PA1 + 0x5000);
     t.map(0x4000_1000, PA1, { ro: true });
@@ -38,7 +38,7 @@ describe('SMMUv2 address translation operations (ATS1PR/ATS1PW + PAR)', () => {
   }
 
   it('translates a VA into PAR after ATSR.ACTIVE clears', () => {
-    const { b } = bench();
+    const { b } = rig();
     b.setCb64(1, ATS1PR, 0x4000_0000n);
     expect(b.cb(1, ATSR) & 1).toBe(1);
     b.run();
@@ -50,7 +50,7 @@ describe('SMMUv2 address translation operations (ATS1PR/ATS1PW + PAR)', () => {
   });
 
   it('reports a fault in PAR (F=1) without touching FSR; ATS1PW sees write permission', () => {
-    const { b } = bench();
+    const { b } = rig();
     b.setCb64(1, ATS1PR, 0x5000_0000n);
     b.run();
     let par = b.cb64(1, PAR);
@@ -69,7 +69,7 @@ describe('SMMUv2 address translation operations (ATS1PR/ATS1PW + PAR)', () => {
   });
 
   it('takes a sign-extended 64-bit VA for the TTBR1 region', () => {
-    const b = new Bench({ model: 'smmu-v2', numCb: 2, numPageNdxb: 1 });
+    const b = new Rig({ model: 'smmu-v2', numCb: 2, numPageNdxb: 1 });
     const t0 = Tables.stage1(b);
     const t1 = Tables.stage1(b);
     t1.map(0xffff_f000_0000, PA1 + 0x7000);
@@ -84,7 +84,7 @@ describe('SMMUv2 address translation operations (ATS1PR/ATS1PW + PAR)', () => {
   });
 
   it('is ignored where ID0.ATOSNS says address translation operations are not supported', () => {
-    const b = new Bench({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 }); // MMU-500 default: ATOSNS = 1
+    const b = new Rig({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 }); // MMU-500 default: ATOSNS = 1
     expect((b.gr0(0x020) >>> 26) & 1).toBe(1);
     b.setCb64(1, ATS1PR, 0x4000_0000n);
     expect(b.cb(1, ATSR)).toBe(0);
@@ -95,7 +95,7 @@ describe('SMMUv2 address translation operations (ATS1PR/ATS1PW + PAR)', () => {
 
 describe('SMMUv2 flavours', () => {
   it('Qualcomm SMMU-500 with the firmware S2CR quirk: bypass writes read back as fault, fault writes are dropped', () => {
-    const b = new Bench({ model: 'qcom-smmu-500', qcomS2crBypassQuirk: true, s2crTypeAtReset: 'bypass' });
+    const b = new Rig({ model: 'qcom-smmu-500', qcomS2crBypassQuirk: true, s2crTypeAtReset: 'bypass' });
     const last = 63;
     b.setGr0(S2CR(last), S2CR_BYPASS | 0xff);
     expect((b.gr0(S2CR(last)) >>> 16) & 3).toBe(2); // what arm-smmu-qcom probes for
@@ -104,7 +104,7 @@ describe('SMMUv2 flavours', () => {
   });
 
   it('Qualcomm SMMU-500 without the quirk keeps what is written, and its probe-time accesses work', () => {
-    const b = new Bench({ model: 'qcom-smmu-500' });
+    const b = new Rig({ model: 'qcom-smmu-500' });
     b.setGr0(S2CR(63), S2CR_BYPASS | 0xff);
     expect(b.gr0(S2CR(63))).toBe(S2CR_BYPASS | 0xff);
     expect(b.gr0(SMR(5))).toBe(0);
@@ -116,7 +116,7 @@ describe('SMMUv2 flavours', () => {
   });
 
   it('MMU-401 (SMMUv1) signals a bank\'s faults on the context interrupt CBAR.IRPTNDX names', () => {
-    const b = new Bench({ model: 'mmu-401' });
+    const b = new Rig({ model: 'mmu-401' });
     const root = b.alloc(0x10000);
     b.setGr1(CBAR(2), CBAR_S1 | (1 << 24)); // IRPTNDX 1
     b.setCb(2, TCR, (1 << 23) | (1 << 14) | 24);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   AFE,
   AFF,
-  Bench,
+  Rig,
   CBAR,
   CBFRSYNRA,
   CFIE,
@@ -21,12 +21,12 @@ import {
   TF,
   TRE,
   Tables,
-} from './harness.js';
+} from './rig.js';
 
 const PA1 = RAM_BASE + 0x20_0000;
 
-function bench(sctlr = M | TRE | AFE | CFRE | CFIE): { b: Bench; t: Tables } {
-  const b = new Bench({ model: 'mmu-500', numSmr: 8, numCb: 8, numPageNdxb: 3 });
+function rig(sctlr = M | TRE | AFE | CFRE | CFIE): { b: Rig; t: Tables } {
+  const b = new Rig({ model: 'mmu-500', numSmr: 8, numCb: 8, numPageNdxb: 3 });
   const t = Tables.stage1(b);
   t.map(0x1000, PA1);
   b.stage1Bank(3, t.root, 1, sctlr);
@@ -41,7 +41,7 @@ const FORMAT_AARCH64 = 2 << 9;
 
 describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   it('an unmapped address terminates with a fault and latches FSR/FAR/FSYNR0/CBFRSYNRA', () => {
-    const { b } = bench();
+    const { b } = rig();
     const w = b.write(0x21, 0x7654_3218, [1, 2], { priv: true });
     expect(w.c?.status).toBe('fault');
     expect(b.cb(3, FSR)).toBe(TF | FORMAT_AARCH64);
@@ -58,7 +58,7 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   });
 
   it('PLVL names the level of the missing entry; an instruction read sets IND', () => {
-    const { b, t } = bench();
+    const { b, t } = rig();
     t.map(0x3000, PA1, { xn: true });
     expect(b.read(0x21, 0x2000, 4).c?.status).toBe('fault'); // level 3 entry missing (tables exist)
     expect(b.cb(3, FSR)).toBe(TF | FORMAT_AARCH64);
@@ -71,7 +71,7 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   });
 
   it('access flag and external abort on the walk', () => {
-    const { b, t } = bench();
+    const { b, t } = rig();
     t.map(0x4000, PA1, { af: false });
     expect(b.read(0x21, 0x4000, 4).c?.status).toBe('fault');
     expect(b.cb(3, FSR)).toBe(AFF | FORMAT_AARCH64);
@@ -84,7 +84,7 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   });
 
   it('raises the context interrupt (bank 3 on line 3) in a scheduled step when CFIE is set', () => {
-    const { b } = bench();
+    const { b } = rig();
     b.read(0x21, 0x9000, 4);
     expect(b.contextLines[3].raised).toBe(0);
     b.run();
@@ -99,8 +99,8 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   });
 
   it('no interrupt without CFIE; no abort without CFRE (RAZ/WI)', () => {
-    const { b } = bench(M | TRE | AFE);
-    b.mem.write(PA1, Uint8Array.from([5]));
+    const { b } = rig(M | TRE | AFE);
+    b.memory.write(PA1, Uint8Array.from([5]));
     const r = b.read(0x21, 0x9000, 4);
     expect(r.c?.status).toBe('ok');
     expect(b.dataOf(r)).toEqual([0, 0, 0, 0]);
@@ -111,7 +111,7 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   });
 
   it('a second fault while one is latched sets MULTI and keeps the first syndrome', () => {
-    const { b } = bench(M | CFRE | CFIE | HUPCF);
+    const { b } = rig(M | CFRE | CFIE | HUPCF);
     b.read(0x21, 0x9000, 4);
     b.write(0x22, 0xa000, [1]);
     expect(b.cb(3, FSR)).toBe((TF | MULTI | FORMAT_AARCH64) >>> 0);
@@ -128,7 +128,7 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   });
 
   it('HUPCF=0: while a fault is outstanding the bank terminates other transactions; HUPCF=1 lets them through', () => {
-    const { b } = bench(M | CFRE | CFIE);
+    const { b } = rig(M | CFRE | CFIE);
     expect(b.read(0x21, 0x9000, 4).c?.status).toBe('fault');
     const other = b.read(0x22, 0x1000, 4); // mapped, from another master
     expect(other.c?.status).toBe('abort');
@@ -143,7 +143,7 @@ describe('SMMUv2 context faults, terminate mode (SCTLR.CFCFG=0)', () => {
   });
 
   it('a nested stage 2 fault is recorded in the stage 2 bank with S1CBNDX and IPAFAR', () => {
-    const b = new Bench({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
+    const b = new Rig({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
     const s2 = Tables.stage2(b);
     const s1 = Tables.stage1(b);
     for (let pa = RAM_BASE + 0x0800_0000; pa < RAM_BASE + 0x0801_0000; pa += 0x1000) s2.map(pa, pa);

@@ -7,36 +7,25 @@ import { describe, expect, it } from 'vitest';
 import { SMMU_V2_MODEL_NAME } from '../../../hw/smmu-v2/index.js';
 import { Machine } from '../../../hw/machine.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
-import { dtNode, dtRoot, tree } from '../dt.js';
-import type { PropValue } from '../dt.js';
+import { reg, type DtProps } from '../../../bus/of/dt-builder.js';
+import { board } from '../../lib/board.js';
 
-const GIC = 1;
-const SMMU = 2;
 const BASE = 0x2b40_0000;
 const CB0 = BASE + 16 * 0x1000; // NUMPAGE = 16 for a 128K region
 
-function dt(smmuProps: Record<string, PropValue> = {}) {
-  const root = dtRoot({ compatible: 'iommu-sim,test', '#address-cells': 2, '#size-cells': 2, 'interrupt-parent': GIC });
-  dtNode(root, 'memory@80000000', { device_type: 'memory', reg: [0, 0x8000_0000, 0, 0x1000_0000] });
-  dtNode(root, 'intc@8000000', {
-    compatible: 'arm,gic-400',
-    reg: [0, 0x800_0000, 0, 0x1000, 0, 0x801_0000, 0, 0x2000],
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    phandle: GIC,
-  });
-  dtNode(root, 'iommu@2b400000', {
+function dt(smmuProps: DtProps = {}) {
+  const { b } = board();
+  const smmu = b.node('/iommu@2b400000', {
     compatible: ['arm,mmu-500'],
-    reg: [0, BASE, 0, 0x2_0000],
+    reg: reg([BASE, 0x2_0000]),
     '#global-interrupts': 1,
     interrupts: [0, 64, 4, 0, 65, 4, 0, 66, 4, 0, 67, 4, 0, 68, 4],
     '#iommu-cells': 1,
-    phandle: SMMU,
     ...smmuProps,
   });
-  dtNode(root, 'gpu@a000000', { compatible: 'vendor,gpu', reg: [0, 0xa00_0000, 0, 0x1000], iommus: [SMMU, 0x10], 'dma-can-stall': true });
-  dtNode(root, 'display@a100000', { compatible: 'vendor,disp', reg: [0, 0xa10_0000, 0, 0x1000], iommus: [SMMU, 0x11] });
-  return tree(root);
+  b.node('/gpu@a000000', { compatible: 'vendor,gpu', reg: reg([0xa00_0000, 0x1000]), iommus: [smmu, 0x10], 'dma-can-stall': true });
+  b.node('/display@a100000', { compatible: 'vendor,disp', reg: reg([0xa10_0000, 0x1000]), iommus: [smmu, 0x11] });
+  return b.build();
 }
 
 describe('SMMUv2 model from firmware', () => {

@@ -3,7 +3,7 @@ import { SmmuLayout, numPageNdxbForRegion } from '../../../hw/smmu-v2/regs.js';
 import { optionsForNode, resolveOptions, smmuV2ModelForCompatible } from '../../../hw/smmu-v2/index.js';
 import {
   ACTLR,
-  Bench,
+  Rig,
   CBA2R,
   CBAR,
   CLIENTPD,
@@ -23,7 +23,7 @@ import {
   sGFSR,
   TCR2,
   USFCFG,
-} from './harness.js';
+} from './rig.js';
 
 describe('SMMUv2 register layout', () => {
   it('lays the register space out by page size and NUMPAGENDXB', () => {
@@ -82,7 +82,7 @@ describe('SMMUv2 register layout', () => {
 
 describe('SMMUv2 reset state and ID registers', () => {
   it('MMU-500: CLIENTPD and SMCFCFG set, S2CRs fault, IDs from the options', () => {
-    const b = new Bench({ model: 'mmu-500', numSmr: 24, numCb: 8, numPageNdxb: 3, atosns: false });
+    const b = new Rig({ model: 'mmu-500', numSmr: 24, numCb: 8, numPageNdxb: 3, atosns: false });
     expect(b.gr0(sCR0)).toBe(CLIENTPD | SMCFCFG);
     const id0 = b.gr0(ID0);
     expect(id0 & 0xff).toBe(24); // NUMSMRG
@@ -118,12 +118,12 @@ describe('SMMUv2 reset state and ID registers', () => {
   });
 
   it('CLIENTPD at reset is a construction option', () => {
-    const b = new Bench({ model: 'smmu-v2', clientPdAtReset: false });
+    const b = new Rig({ model: 'smmu-v2', clientPdAtReset: false });
     expect(b.gr0(sCR0) & CLIENTPD).toBe(0);
   });
 
   it('ID registers are read-only and unknown offsets read zero without throwing', () => {
-    const b = new Bench({ model: 'smmu-v2', numCb: 4, numPageNdxb: 2 });
+    const b = new Rig({ model: 'smmu-v2', numCb: 4, numPageNdxb: 2 });
     const id0 = b.gr0(ID0);
     b.setGr0(ID0, 0);
     expect(b.gr0(ID0)).toBe(id0);
@@ -138,7 +138,7 @@ describe('SMMUv2 reset state and ID registers', () => {
   });
 
   it('places context bank n at page NUMPAGE + n, with 64K pages too', () => {
-    const b = new Bench({ model: 'mmu-500', numCb: 4, numPageNdxb: 1, pageSize64k: true });
+    const b = new Rig({ model: 'mmu-500', numCb: 4, numPageNdxb: 1, pageSize64k: true });
     expect(b.smmu.size).toBe(2 * 4 * 0x10000);
     b.mmio.write32(SMMU_BASE + (4 + 2) * 0x10000 + 0x030, 0x1234_5678); // CB2 TCR
     expect(b.cb(2, 0x030)).toBe(0x1234_5678);
@@ -148,7 +148,7 @@ describe('SMMUv2 reset state and ID registers', () => {
   });
 
   it('SMRs read back only the implemented StreamID bits (as Linux probes them)', () => {
-    const b = new Bench({ model: 'mmu-500', numSidBits: 10 });
+    const b = new Rig({ model: 'mmu-500', numSidBits: 10 });
     b.setGr0(SMR(0), 0x0000_ffff);
     expect(b.gr0(SMR(0))).toBe(0x3ff);
     b.setGr0(SMR(0), 0xffff_0000);
@@ -156,7 +156,7 @@ describe('SMMUv2 reset state and ID registers', () => {
   });
 
   it('SMMUv1 has no CBA2R or TCR2 and keeps CBAR.IRPTNDX', () => {
-    const b = new Bench({ model: 'mmu-401' });
+    const b = new Rig({ model: 'mmu-401' });
     b.setGr1(CBA2R(0), 1);
     expect(b.gr1(CBA2R(0))).toBe(0);
     b.setCb(0, TCR2, 5);
@@ -169,7 +169,7 @@ describe('SMMUv2 reset state and ID registers', () => {
 
 describe('SMMUv2 flavours: ID registers and the registers each one implements', () => {
   /** The fields Linux's arm_smmu_device_cfg_probe() reads, decoded by hand from the spec layout. */
-  function ids(b: Bench) {
+  function ids(b: Rig) {
     const id0 = b.gr0(ID0);
     const id1 = b.gr0(ID1);
     const id2 = b.gr0(ID2);
@@ -195,27 +195,27 @@ describe('SMMUv2 flavours: ID registers and the registers each one implements', 
 
   it('reports each flavour as its construction options say', () => {
     // SMMUv1: AArch32 short+long formats, 40-bit sizes, no UBS/granule/VMID16 fields in ID2.
-    expect(ids(new Bench({ model: 'smmu-v1' }))).toEqual({
+    expect(ids(new Rig({ model: 'smmu-v1' }))).toEqual({
       numSmrg: 16, numSidb: 15, ptfs: 0, atosns: 0, sms: 1, nts: 0, s2ts: 1, s1ts: 1,
       numCb: 8, numPageNdxb: 2, ias: 2, oas: 2, ubs: 0, granules: 0, vmid16: 0, id7: 0,
     });
     // MMU-401: SMMUv1, stage 1 only, long descriptors only.
-    expect(ids(new Bench({ model: 'mmu-401' }))).toEqual({
+    expect(ids(new Rig({ model: 'mmu-401' }))).toEqual({
       numSmrg: 16, numSidb: 15, ptfs: 1, atosns: 0, sms: 1, nts: 0, s2ts: 0, s1ts: 1,
       numCb: 4, numPageNdxb: 2, ias: 2, oas: 2, ubs: 0, granules: 0, vmid16: 0, id7: 0,
     });
     // Generic SMMUv2: every AArch64 granule, 48-bit sizes, 49-bit upstream bus, 16-bit VMIDs.
-    expect(ids(new Bench({ model: 'smmu-v2' }))).toEqual({
+    expect(ids(new Rig({ model: 'smmu-v2' }))).toEqual({
       numSmrg: 32, numSidb: 15, ptfs: 1, atosns: 0, sms: 1, nts: 1, s2ts: 1, s1ts: 1,
       numCb: 16, numPageNdxb: 3, ias: 5, oas: 5, ubs: 5, granules: 7, vmid16: 1, id7: 0,
     });
     // Qualcomm SMMU-500: an MMU-500 r2p1 with more groups and banks; ATOSNS set, 4K and 64K only.
-    expect(ids(new Bench({ model: 'qcom-smmu-500' }))).toEqual({
+    expect(ids(new Rig({ model: 'qcom-smmu-500' }))).toEqual({
       numSmrg: 64, numSidb: 15, ptfs: 0, atosns: 1, sms: 1, nts: 1, s2ts: 1, s1ts: 1,
       numCb: 32, numPageNdxb: 6, ias: 5, oas: 5, ubs: 5, granules: 5, vmid16: 0, id7: 0x21,
     });
     // Options override the flavour: stream indexing reports no SMR groups and clears SMS.
-    const idx = ids(new Bench({ model: 'smmu-v2', streamMatch: false, numSidBits: 6, numCb: 4, numPageNdxb: 2 }));
+    const idx = ids(new Rig({ model: 'smmu-v2', streamMatch: false, numSidBits: 6, numCb: 4, numPageNdxb: 2 }));
     expect([idx.numSmrg, idx.sms, idx.numSidb, idx.numCb]).toEqual([0, 0, 6, 4]);
   });
 
@@ -226,22 +226,22 @@ describe('SMMUv2 flavours: ID registers and the registers each one implements', 
     const VMID16EN = 1 << 31;
     const all = (GCFGFRE | GCFGFIE | EXIDENABLE | VMID16EN | USFCFG | GFRE) >>> 0;
     // MMU-500: no GCFGFRE/GCFGFIE, no EXIDS, no VMID16.
-    const mmu500 = new Bench({ model: 'mmu-500' });
+    const mmu500 = new Rig({ model: 'mmu-500' });
     mmu500.setGr0(sCR0, all);
     expect(mmu500.gr0(sCR0)).toBe((USFCFG | GFRE | SMCFCFG) >>> 0);
     // A generic SMMUv2 built with EXIDS has them all.
-    const v2 = new Bench({ model: 'smmu-v2', exids: true });
+    const v2 = new Rig({ model: 'smmu-v2', exids: true });
     v2.setGr0(sCR0, all);
     expect(v2.gr0(sCR0)).toBe((all | SMCFCFG) >>> 0);
     // SMMUv1: SMCFCFG is not fixed; CLIENTPD clears like any other writable bit.
-    const v1 = new Bench({ model: 'mmu-401' });
+    const v1 = new Rig({ model: 'mmu-401' });
     expect(v1.gr0(sCR0)).toBe(CLIENTPD);
     v1.setGr0(sCR0, all);
     expect(v1.gr0(sCR0)).toBe((USFCFG | GFRE | GCFGFRE | GCFGFIE) >>> 0);
   });
 
   it('GR1: stage-2-only banks keep CBAR.TYPE = stage 2; SMMUv2 drops CBAR.IRPTNDX; CBA2R.VMID16 only with VMID16', () => {
-    const b = new Bench({ model: 'smmu-v2', numS2Cb: 2, numCb: 4, numPageNdxb: 2, vmid16: false });
+    const b = new Rig({ model: 'smmu-v2', numS2Cb: 2, numCb: 4, numPageNdxb: 2, vmid16: false });
     b.setGr1(CBAR(1), (1 << 16) | 5); // TYPE S1 asked of a stage-2-only bank
     expect(b.gr1(CBAR(1))).toBe(5);
     b.setGr1(CBAR(2), (7 << 24) | (1 << 16) | 5);
@@ -249,7 +249,7 @@ describe('SMMUv2 flavours: ID registers and the registers each one implements', 
     expect((b.gr0(ID1) >>> 16) & 0xff).toBe(2); // NUMS2CB
     b.setGr1(CBA2R(2), 0xabcd_0001);
     expect(b.gr1(CBA2R(2))).toBe(1); // VA64 only
-    const w = new Bench({ model: 'smmu-v2', vmid16: true });
+    const w = new Rig({ model: 'smmu-v2', vmid16: true });
     w.setGr1(CBA2R(2), 0xabcd_0001);
     expect(w.gr1(CBA2R(2))).toBe(0xabcd_0001);
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   AFE,
-  Bench,
+  Rig,
   CFCFG,
   CFIE,
   CFRE,
@@ -16,14 +16,14 @@ import {
   TF,
   TRE,
   Tables,
-} from './harness.js';
+} from './rig.js';
 
 const PA1 = RAM_BASE + 0x20_0000;
 const PA2 = RAM_BASE + 0x30_0000;
 const FORMAT_AARCH64 = 2 << 9;
 
-function bench(sctlr: number): { b: Bench; t: Tables } {
-  const b = new Bench({ model: 'qcom-smmu-500', numSmr: 8, numCb: 8, numPageNdxb: 3 });
+function rig(sctlr: number): { b: Rig; t: Tables } {
+  const b = new Rig({ model: 'qcom-smmu-500', numSmr: 8, numCb: 8, numPageNdxb: 3 });
   const t = Tables.stage1(b);
   t.map(0x1000, PA1);
   b.stage1Bank(2, t.root, 1, sctlr);
@@ -37,7 +37,7 @@ const STALL = M | TRE | AFE | CFRE | CFIE | CFCFG;
 
 describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
   it('a faulting transaction is held with FSR.SS until RESUME retries it; the bytes land after the mapping does', () => {
-    const { b, t } = bench(STALL);
+    const { b, t } = rig(STALL);
     const w = b.write(0x100, 0x5008, [0xaa, 0xbb], { master: '/gpu' });
     expect(w.c).toBeNull(); // held
     expect(b.cb(2, FSR)).toBe((SS | TF | FORMAT_AARCH64) >>> 0);
@@ -55,13 +55,13 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
     expect(w.c).toBeNull(); // RESUME is carried out in a scheduled step
     b.run();
     expect(w.c).toMatchObject({ status: 'ok', pa: PA2 + 8 });
-    expect(Array.from(b.mem.read(PA2 + 8, 2))).toEqual([0xaa, 0xbb]);
+    expect(Array.from(b.memory.read(PA2 + 8, 2))).toEqual([0xaa, 0xbb]);
     expect(b.cb(2, FSR)).toBe(0);
     expect(b.smmu.stalledCount(2)).toBe(0);
   });
 
   it('RESUME is ignored while FSR still records the fault (MMU-500): software must clear FSR first', () => {
-    const { b, t } = bench(STALL);
+    const { b, t } = rig(STALL);
     const w = b.read(0x100, 0x5000, 4);
     t.map(0x5000, PA2);
     b.setCb(2, RESUME, 0);
@@ -76,7 +76,7 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
   });
 
   it('RESUME with TnR=1 terminates: the master sees an error and nothing is written', () => {
-    const { b } = bench(STALL);
+    const { b } = rig(STALL);
     const w = b.write(0x100, 0x5000, [1, 2, 3]);
     b.setCb(2, FSR, TF);
     b.setCb(2, RESUME, 1);
@@ -90,7 +90,7 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
   });
 
   it('a retry that faults again stalls again and records a new fault', () => {
-    const { b } = bench(STALL);
+    const { b } = rig(STALL);
     const w = b.read(0x100, 0x5000, 4);
     b.run();
     expect(b.contextLines[2].raised).toBe(1);
@@ -103,14 +103,14 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
   });
 
   it('HUPCF=0: another master on the stalled bank waits behind the stall, then proceeds in order', () => {
-    const { b, t } = bench(STALL);
+    const { b, t } = rig(STALL);
     const gpu = b.write(0x100, 0x5000, [1], { master: '/gpu' });
     const other1 = b.write(0x101, 0x1000, [7], { master: '/dsp' }); // mapped: would succeed
     const other2 = b.write(0x101, 0x1001, [8], { master: '/dsp' });
     expect(other1.c).toBeNull();
     expect(other2.c).toBeNull();
     expect(b.smmu.waitingCount(2)).toBe(2);
-    expect(b.mem.read8(PA1)).toBe(0);
+    expect(b.memory.read8(PA1)).toBe(0);
     t.map(0x5000, PA2);
     b.setCb(2, FSR, TF);
     b.setCb(2, RESUME, 0);
@@ -118,11 +118,11 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
     expect(gpu.c?.status).toBe('ok');
     expect(other1.c?.status).toBe('ok');
     expect(other2.c?.status).toBe('ok');
-    expect(Array.from(b.mem.read(PA1, 2))).toEqual([7, 8]);
+    expect(Array.from(b.memory.read(PA1, 2))).toEqual([7, 8]);
   });
 
   it('HUPCF=1: another master proceeds while one is stalled; a second fault stalls too and sets MULTI', () => {
-    const { b, t } = bench(STALL | HUPCF);
+    const { b, t } = rig(STALL | HUPCF);
     const gpu = b.write(0x100, 0x5000, [1]);
     const other = b.write(0x101, 0x1000, [7]);
     expect(gpu.c).toBeNull();
@@ -143,7 +143,7 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
   });
 
   it('a master that cannot stall is stalled all the same, and counted', () => {
-    const { b } = bench(STALL);
+    const { b } = rig(STALL);
     b.smmu.setMasterCanStall('/display', false);
     const rec = b.trace.record(['custom']);
     const w = b.read(0x101, 0x5000, 4, { master: '/display' });
@@ -154,7 +154,7 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
   });
 
   it('the stall round trip works many times over (fault, handler, RESUME, retry)', () => {
-    const { b, t } = bench(STALL);
+    const { b, t } = rig(STALL);
     for (let i = 0; i < 50; i++) {
       const va = 0x10_0000 + i * 0x1000;
       const w = b.write(0x100, va, [i]);
@@ -164,14 +164,14 @@ describe('SMMUv2 stall mode (SCTLR.CFCFG=1)', () => {
       b.setCb(2, RESUME, 0);
       b.run();
       expect(w.c?.status).toBe('ok');
-      expect(b.mem.read8(PA2 + i * 0x1000)).toBe(i);
+      expect(b.memory.read8(PA2 + i * 0x1000)).toBe(i);
     }
     expect(b.smmu.stats.stalls).toBe(50);
     expect(b.smmu.stats.resumesAccepted).toBe(50);
   });
 
   it('a reset drops held transactions with an abort instead of leaving the masters hanging', () => {
-    const { b } = bench(STALL);
+    const { b } = rig(STALL);
     const w = b.read(0x100, 0x5000, 4);
     const waiting = b.read(0x101, 0x1000, 4);
     expect(w.c).toBeNull();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  Bench,
+  Rig,
   CLIENTPD,
   GFIE,
   GFRE,
@@ -21,13 +21,13 @@ import {
   sGFSR,
   sGFSYNR0,
   sGFSYNR1,
-} from './harness.js';
+} from './rig.js';
 
 const DATA = RAM_BASE + 0x10_0000;
 
-/** A bench with bank 0 translating IOVA 0x1000 to DATA. */
-function translatingBench(): { b: Bench } {
-  const b = new Bench({ model: 'mmu-500', numSmr: 8, numCb: 4, numPageNdxb: 2 });
+/** A rig with bank 0 translating IOVA 0x1000 to DATA. */
+function translatingRig(): { b: Rig } {
+  const b = new Rig({ model: 'mmu-500', numSmr: 8, numCb: 4, numPageNdxb: 2 });
   const t = Tables.stage1(b);
   t.map(0x1000, DATA);
   b.stage1Bank(0, t.root, 1);
@@ -36,18 +36,18 @@ function translatingBench(): { b: Bench } {
 
 describe('SMMUv2 stream mapping', () => {
   it('CLIENTPD=1 bypasses everything, even a stream mapped to fault', () => {
-    const b = new Bench({ model: 'mmu-500' });
+    const b = new Rig({ model: 'mmu-500' });
     b.setGr0(S2CR(0), S2CR_FAULT);
     b.setGr0(SMR(0), SMR_VALID | 5);
     expect(b.gr0(sCR0) & CLIENTPD).toBe(CLIENTPD);
     const w = b.write(5, DATA + 8, [1, 2, 3, 4]);
     expect(w.c).toMatchObject({ status: 'ok', pa: DATA + 8 });
-    expect(Array.from(b.mem.read(DATA + 8, 4))).toEqual([1, 2, 3, 4]);
+    expect(Array.from(b.memory.read(DATA + 8, 4))).toEqual([1, 2, 3, 4]);
     expect(b.gr0(sGFSR)).toBe(0);
   });
 
   it('matches StreamIDs through SMR masks', () => {
-    const { b } = translatingBench();
+    const { b } = translatingRig();
     b.mapStream(0, 0x10, 0, 0x3); // SIDs 0x10-0x13
     b.enable();
     for (const sid of [0x10, 0x11, 0x12, 0x13]) {
@@ -61,7 +61,7 @@ describe('SMMUv2 stream mapping', () => {
   });
 
   it('unmatched streams fault with USFCFG=1: sGFSR.USF and its syndrome, abort, global interrupt', () => {
-    const { b } = translatingBench();
+    const { b } = translatingRig();
     b.mapStream(0, 0x10, 0);
     b.enable(GFRE | GFIE | USFCFG);
     const r = b.write(0x22, 0x3456_7000, [1], { priv: true });
@@ -85,20 +85,20 @@ describe('SMMUv2 stream mapping', () => {
   });
 
   it('without GFRE a global fault reads as zero and drops writes', () => {
-    const { b } = translatingBench();
+    const { b } = translatingRig();
     b.enable(USFCFG);
-    b.mem.write(DATA, Uint8Array.from([7, 7]));
+    b.memory.write(DATA, Uint8Array.from([7, 7]));
     const w = b.write(0x30, DATA, [1, 1]);
     expect(w.c?.status).toBe('ok');
     expect(w.c?.detail).toMatch(/RAZ\/WI/);
-    expect(Array.from(b.mem.read(DATA, 2))).toEqual([7, 7]);
+    expect(Array.from(b.memory.read(DATA, 2))).toEqual([7, 7]);
     const r = b.read(0x30, DATA, 2);
     expect(b.dataOf(r)).toEqual([0, 0]);
     expect(b.gr0(sGFSR)).toBe((GFSR_USF | GFSR_MULTI) >>> 0);
   });
 
   it('a StreamID matching two valid SMRs is a stream match conflict', () => {
-    const { b } = translatingBench();
+    const { b } = translatingRig();
     b.mapStream(0, 0x10, 0, 0xf);
     b.mapStream(1, 0x12, 0);
     b.enable();
@@ -115,7 +115,7 @@ describe('SMMUv2 stream mapping', () => {
   });
 
   it('S2CR types: bypass passes untranslated, fault is an unidentified stream, CBNDX beyond NUMCB is UCBF', () => {
-    const { b } = translatingBench();
+    const { b } = translatingRig();
     b.setGr0(S2CR(0), S2CR_BYPASS);
     b.setGr0(SMR(0), SMR_VALID | 1);
     b.setGr0(S2CR(1), S2CR_FAULT);
@@ -132,7 +132,7 @@ describe('SMMUv2 stream mapping', () => {
   });
 
   it('stream indexing: the StreamID selects its S2CR directly', () => {
-    const b = new Bench({ model: 'smmu-v2', streamMatch: false, numSidBits: 4, numCb: 2, numPageNdxb: 1 });
+    const b = new Rig({ model: 'smmu-v2', streamMatch: false, numSidBits: 4, numCb: 2, numPageNdxb: 1 });
     expect(b.gr0(0x020) & 0xff).toBe(0); // NUMSMRG
     const t = Tables.stage1(b);
     t.map(0x1000, DATA);
@@ -150,7 +150,7 @@ describe('SMMUv2 stream mapping', () => {
   });
 
   it('extended StreamIDs: 16-bit ID/MASK with the valid bit in S2CR.EXIDVALID', () => {
-    const b = new Bench({ model: 'smmu-v2', exids: true, numCb: 2, numPageNdxb: 1 });
+    const b = new Rig({ model: 'smmu-v2', exids: true, numCb: 2, numPageNdxb: 1 });
     expect((b.gr0(0x020) >>> 8) & 1).toBe(1); // ID0.EXIDS
     const t = Tables.stage1(b);
     t.map(0x1000, DATA);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ASIDPNE,
-  Bench,
+  Rig,
   CBA2R,
   CBAR,
   CBAR_NESTED,
@@ -27,13 +27,13 @@ import {
   Tables,
   sTLBGSTATUS,
   sTLBGSYNC,
-} from './harness.js';
+} from './rig.js';
 
 const PA1 = RAM_BASE + 0x20_0000;
 const PA2 = RAM_BASE + 0x40_0000;
 
-function s1Bench(model: 'mmu-500' | 'smmu-v2' = 'mmu-500'): { b: Bench; t: Tables } {
-  const b = new Bench({ model, numSmr: 8, numCb: 8, numPageNdxb: 3 });
+function s1Rig(model: 'mmu-500' | 'smmu-v2' = 'mmu-500'): { b: Rig; t: Tables } {
+  const b = new Rig({ model, numSmr: 8, numCb: 8, numPageNdxb: 3 });
   const t = Tables.stage1(b);
   b.stage1Bank(0, t.root, 5);
   b.mapStream(0, 0x40, 0);
@@ -43,18 +43,18 @@ function s1Bench(model: 'mmu-500' | 'smmu-v2' = 'mmu-500'): { b: Bench; t: Table
 
 describe('SMMUv2 translation through context banks', () => {
   it('stage 1: DMA writes land at the translated address and reads return the bytes', () => {
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x1234_5000, PA1);
     const w = b.write(0x40, 0x1234_5010, [0xde, 0xad, 0xbe, 0xef]);
     expect(w.c).toMatchObject({ status: 'ok', pa: PA1 + 0x10 });
-    expect(Array.from(b.mem.read(PA1 + 0x10, 4))).toEqual([0xde, 0xad, 0xbe, 0xef]);
+    expect(Array.from(b.memory.read(PA1 + 0x10, 4))).toEqual([0xde, 0xad, 0xbe, 0xef]);
     const r = b.read(0x40, 0x1234_5010, 4);
     expect(b.dataOf(r)).toEqual([0xde, 0xad, 0xbe, 0xef]);
     expect(b.smmu.tlb.stats.hits).toBeGreaterThan(0);
   });
 
   it('stage 1 blocks and transactions that cross pages', () => {
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x4000_0000, PA2, { level: 2 }); // 2M block
     expect(b.write(0x40, 0x4001_2340, [1]).c).toMatchObject({ status: 'ok', pa: PA2 + 0x1_2340 });
     // Two pages mapped to non-contiguous frames: one 16-byte transaction across the boundary.
@@ -63,13 +63,13 @@ describe('SMMUv2 translation through context banks', () => {
     const bytes = Array.from({ length: 16 }, (_, i) => i + 1);
     const w = b.write(0x40, 0x8ff8, bytes);
     expect(w.c?.status).toBe('ok');
-    expect(Array.from(b.mem.read(PA1 + 0x3ff8, 8))).toEqual(bytes.slice(0, 8));
-    expect(Array.from(b.mem.read(PA1 + 0x1000, 8))).toEqual(bytes.slice(8));
+    expect(Array.from(b.memory.read(PA1 + 0x3ff8, 8))).toEqual(bytes.slice(0, 8));
+    expect(Array.from(b.memory.read(PA1 + 0x1000, 8))).toEqual(bytes.slice(8));
     expect(b.dataOf(b.read(0x40, 0x8ff8, 16))).toEqual(bytes);
   });
 
   it('stage 1 permissions: read-only pages fault writes, privileged-only pages fault unprivileged accesses', () => {
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x1000, PA1, { ro: true });
     t.map(0x2000, PA1 + 0x1000, { privOnly: true });
     expect(b.read(0x40, 0x1000, 4).c?.status).toBe('ok');
@@ -81,7 +81,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('stage 2: IPA to PA with VTCR, concatenated level 1 tables', () => {
-    const b = new Bench({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
+    const b = new Rig({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
     const t = Tables.stage2(b);
     t.map(0x80_1234_5000, PA1); // bit 39 set: lives in the second concatenated table
     t.map(0x3000, PA2, { nowrite: true });
@@ -89,13 +89,13 @@ describe('SMMUv2 translation through context banks', () => {
     b.mapStream(0, 7, 1);
     b.enable();
     expect(b.write(7, 0x80_1234_5008, [3, 4]).c).toMatchObject({ status: 'ok', pa: PA1 + 8 });
-    expect(Array.from(b.mem.read(PA1 + 8, 2))).toEqual([3, 4]);
+    expect(Array.from(b.memory.read(PA1 + 8, 2))).toEqual([3, 4]);
     expect(b.read(7, 0x3000, 4).c?.status).toBe('ok');
     expect(b.write(7, 0x3000, [1]).c?.status).toBe('fault');
   });
 
   it('nested: stage 1 in one bank, stage 2 in the bank CBAR.CBNDX names', () => {
-    const b = new Bench({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
+    const b = new Rig({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
     const s2 = Tables.stage2(b);
     const s1 = new Tables(b, b.alloc(), 1, 0);
     // Stage 1 tables live at IPAs equal to their PAs (identity-map them in stage 2).
@@ -109,11 +109,11 @@ describe('SMMUv2 translation through context banks', () => {
     b.mapStream(0, 9, 1);
     b.enable();
     expect(b.write(9, 0x7004, [0x5a]).c).toMatchObject({ status: 'ok', pa: PA2 + 4 });
-    expect(b.mem.read8(PA2 + 4)).toBe(0x5a);
+    expect(b.memory.read8(PA2 + 4)).toBe(0x5a);
   });
 
   it('TTBR1 region: with a 49-bit upstream bus, bit 48 selects TTBR1', () => {
-    const b = new Bench({ model: 'mmu-500', numCb: 2, numPageNdxb: 1 });
+    const b = new Rig({ model: 'mmu-500', numCb: 2, numPageNdxb: 1 });
     const t0 = Tables.stage1(b);
     const t1 = Tables.stage1(b);
     t0.map(0x1000, PA1);
@@ -133,7 +133,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('the TLB stays stale until TLBIVA is completed by TLBSYNC', () => {
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x6000, PA1);
     expect(b.write(0x40, 0x6000, [1]).c?.pa).toBe(PA1);
     t.map(0x6000, PA2); // software changes the PTE
@@ -148,7 +148,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('TLBIVA for another ASID or another page leaves the entry alone; TLBIASID and TLBIALL remove it', () => {
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x6000, PA1);
     b.write(0x40, 0x6000, [1]);
     t.map(0x6000, PA2);
@@ -170,7 +170,7 @@ describe('SMMUv2 translation through context banks', () => {
 
   it('TLBIVAA ignores the ASID; TLBIVA of any ASID removes a global (nG=0) entry for its VA', () => {
     const TLBIVAA = 0x608;
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x6000, PA1);
     t.map(0x7000, PA1, { global: true });
     expect(b.write(0x40, 0x6000, [1]).c?.pa).toBe(PA1);
@@ -186,7 +186,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('a 32-bit TLBIVA pair (high word first) works like one 64-bit write', () => {
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x6000, PA1);
     b.write(0x40, 0x6000, [1]);
     t.map(0x6000, PA2);
@@ -198,7 +198,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('stage 2: TLBIIPAS2 + TLBSYNC, and GR0 TLBIVMID needs the global sync, not the bank sync', () => {
-    const b = new Bench({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
+    const b = new Rig({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
     const t = Tables.stage2(b);
     t.map(0x3000, PA1);
     b.stage2Bank(1, t.root, 9);
@@ -223,7 +223,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('TLBIALLNSNH drops everything after sTLBGSYNC', () => {
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x6000, PA1);
     b.write(0x40, 0x6000, [1]);
     t.map(0x6000, PA2);
@@ -234,7 +234,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('banks sharing a VMID and ASID share TLB entries unless SCTLR.ASIDPNE makes the ASID private', () => {
-    const b = new Bench({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
+    const b = new Rig({ model: 'mmu-500', numCb: 4, numPageNdxb: 2 });
     const ta = Tables.stage1(b);
     const tb = Tables.stage1(b);
     ta.map(0x6000, PA1);
@@ -256,13 +256,13 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('SCTLR.M=0 passes the bank\'s transactions untranslated', () => {
-    const { b } = s1Bench();
+    const { b } = s1Rig();
     b.setCb(0, SCTLR, CFIE | CFRE);
     expect(b.write(0x40, PA1 + 0x20, [9]).c).toMatchObject({ status: 'ok', pa: PA1 + 0x20 });
   });
 
   it('a CBAR.TYPE the SMMU does not implement is a global invalid-context fault', () => {
-    const b = new Bench({ model: 'mmu-401' }); // stage 1 only
+    const b = new Rig({ model: 'mmu-401' }); // stage 1 only
     b.setGr1(CBAR(0), 0); // stage 2
     b.setCb(0, SCTLR, M | CFRE);
     b.mapStream(0, 1, 0);
@@ -276,7 +276,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('AArch32 long-descriptor contexts (CBA2R.VA64=0, TCR.EAE=1) translate 32-bit inputs', () => {
-    const b = new Bench({ model: 'smmu-v2', numCb: 2, numPageNdxb: 1 });
+    const b = new Rig({ model: 'smmu-v2', numCb: 2, numPageNdxb: 1 });
     const t = new Tables(b, b.alloc(), 1, 1); // 32-bit input starts at level 1
     t.map(0x8765_4000, PA1);
     b.setGr1(CBA2R(0), 0);
@@ -292,16 +292,16 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('MMU-401 (SMMUv1) translates with the AArch64 64K-granule format Linux uses on it', () => {
-    const b = new Bench({ model: 'mmu-401' });
+    const b = new Rig({ model: 'mmu-401' });
     // One level-2 64K table (42-bit input would start at level 2 with 13 index bits per level).
     const root = b.alloc(0x10000);
     const l3 = b.alloc(0x10000);
     const va = 0x12_3456_0000;
     const idx2 = Math.floor(va / 2 ** 29) % 8192;
     const idx3 = Math.floor(va / 2 ** 16) % 8192;
-    b.mem.write32(root + 8 * idx2, (l3 | 3) >>> 0);
-    b.mem.write32(root + 8 * idx2 + 4, 0);
-    b.mem.write32(l3 + 8 * idx3, ((PA2 & 0xffff_0000) | (1 << 10) | (1 << 6) | 3) >>> 0);
+    b.memory.write32(root + 8 * idx2, (l3 | 3) >>> 0);
+    b.memory.write32(root + 8 * idx2 + 4, 0);
+    b.memory.write32(l3 + 8 * idx3, ((PA2 & 0xffff_0000) | (1 << 10) | (1 << 6) | 3) >>> 0);
     b.setGr1(CBAR(0), CBAR_S1);
     b.setCb(0, TCR, (1 << 23) | (1 << 14) | 24); // EPD1, TG0 = 64K, T0SZ = 24 (40 bits)
     b.setCb64(0, TTBR0, BigInt(root));
@@ -312,7 +312,7 @@ describe('SMMUv2 translation through context banks', () => {
   });
 
   it('TCR2.PASIZE caps the output: an output beyond it is an address size fault', () => {
-    const { b, t } = s1Bench();
+    const { b, t } = s1Rig();
     t.map(0x1000, 0x10_0000_0000); // 2^36: beyond a 32-bit output
     b.setCb(0, TCR2, (7 << 15) | 0); // PASIZE = 32 bits
     expect(b.read(0x40, 0x1000, 4).c?.status).toBe('fault');
@@ -324,7 +324,7 @@ describe('SMMUv2 translation through context banks', () => {
 describe('stage 1 with both translation table walks disabled (TCR.EPD0 = EPD1 = 1)', () => {
   for (const model of ['smmu-v1', 'mmu-401', 'smmu-v2', 'mmu-500', 'qcom-smmu-500'] as const) {
     it(`${model}: a TLB miss is a translation fault without a walk, and the port does not throw`, () => {
-      const b = new Bench({ model, numSmr: 8, numCb: 8, numPageNdxb: 3 });
+      const b = new Rig({ model, numSmr: 8, numCb: 8, numPageNdxb: 3 });
       const t = Tables.stage1(b);
       t.map(0x1000, PA1);
       b.stage1Bank(0, t.root, 5);
@@ -333,13 +333,13 @@ describe('stage 1 with both translation table walks disabled (TCR.EPD0 = EPD1 = 
       b.mapStream(0, 0x40, 0);
       b.enable();
       const reads = b.smmu.tlb.stats.misses;
-      let w: ReturnType<Bench['write']> | undefined;
+      let w: ReturnType<Rig['write']> | undefined;
       expect(() => {
         w = b.write(0x40, 0x1000, [1, 2, 3, 4]);
       }).not.toThrow();
       expect(w!.c?.status).toBe('fault');
       expect(b.cb(0, FSR) & 0x2).toBe(0x2); // FSR.TF
-      expect(Array.from(b.mem.read(PA1, 4))).toEqual([0, 0, 0, 0]);
+      expect(Array.from(b.memory.read(PA1, 4))).toEqual([0, 0, 0, 0]);
       expect(b.smmu.tlb.stats.misses).toBeGreaterThan(reads);
     });
   }

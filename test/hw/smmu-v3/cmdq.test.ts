@@ -8,14 +8,14 @@ describe('SMMUv3 model: command consumption', () => {
   it('consumes commands in scheduler steps, not in the PROD write, at a per-command cost', () => {
     const rig = new Rig();
     rig.init();
-    const t0 = rig.sched.now;
+    const t0 = rig.scheduler.now;
     const start = consIndex(rig);
     const cmds = Array.from({ length: 100 }, (_, i) => CMD.tlbiNhVa(0, 1, i * 0x1000));
     rig.post(...cmds, CMD.sync());
     expect(consIndex(rig)).toBe(start);
     rig.settle();
     expect(consIndex(rig)).toBe((start + 101) & 0x1ff);
-    expect(rig.sched.now - t0).toBeGreaterThanOrEqual(101 * 20);
+    expect(rig.scheduler.now - t0).toBeGreaterThanOrEqual(101 * 20);
     expect(rig.smmu.cmdq.stats.consumed.CMD_TLBI_NH_VA).toBe(100);
   });
 
@@ -26,7 +26,7 @@ describe('SMMUv3 model: command consumption', () => {
     const start = consIndex(rig);
     rig.post(CMD.sync());
     rig.settle();
-    rig.sched.schedule(1_000_000, () => {});
+    rig.scheduler.schedule(1_000_000, () => {});
     rig.settle();
     expect(consIndex(rig)).toBe(start);
     rig.setCr0(CR0_CMDQEN | CR0_EVTQEN | CR0_PRIQEN | CR0_SMMUEN);
@@ -40,10 +40,10 @@ describe('SMMUv3 model: command consumption', () => {
     const idx = rig.cmdq.prod & 0xff;
     const entry = rig.cmdq.base + idx * 16;
     rig.issue(CMD.sync(1, entry, 0));
-    expect(rig.mem.read32(entry)).toBe(0); // the opcode word overwritten with MSIData 0
+    expect(rig.memory.read32(entry)).toBe(0); // the opcode word overwritten with MSIData 0
     const flag = rig.alloc(0x1000);
     rig.issue(CMD.sync(1, flag, 0xfeed));
-    expect(rig.mem.read32(flag)).toBe(0xfeed);
+    expect(rig.memory.read32(flag)).toBe(0xfeed);
     // The MSI is the completion interrupt: the wired line stays quiet (spec CMD_SYNC, 3.18).
     expect(rig.irqs['cmdq-sync'] ?? 0).toBe(0);
     expect(rig.irqs.combined ?? 0).toBe(0);
@@ -55,16 +55,16 @@ describe('SMMUv3 model: command consumption', () => {
     const entry = rig.cmdq.base + (rig.cmdq.prod & 0xff) * 16;
     rig.issue(CMD.sync(1, 0, 0));
     expect(rig.irqs['cmdq-sync']).toBe(1);
-    expect(rig.mem.read32(entry) & 0xff).toBe(0x46); // the entry is left as written
+    expect(rig.memory.read32(entry) & 0xff).toBe(0x46); // the entry is left as written
   });
 
   it('CMD_SYNC CS=SIG_IRQ on an SMMU without MSIs (IDR0.MSI == 0) raises the wired line only', () => {
     const rig = new Rig({ msi: false });
     rig.init();
     const flag = rig.alloc(0x1000);
-    rig.mem.write32(flag, 0x1234);
+    rig.memory.write32(flag, 0x1234);
     rig.issue(CMD.sync(1, flag, 0xfeed));
-    expect(rig.mem.read32(flag)).toBe(0x1234);
+    expect(rig.memory.read32(flag)).toBe(0x1234);
     expect(rig.irqs['cmdq-sync']).toBe(1);
   });
 
@@ -100,8 +100,8 @@ describe('SMMUv3 model: command errors', () => {
     expect(consIndex(rig)).toBe(start + 1);
     // Linux's recovery: replace the bad command with a CMD_SYNC, then acknowledge.
     const [d0, d1] = CMD.sync();
-    rig.mem.write64(rig.cmdq.base + (start + 1) * 16, d0);
-    rig.mem.write64(rig.cmdq.base + (start + 1) * 16 + 8, d1);
+    rig.memory.write64(rig.cmdq.base + (start + 1) * 16, d0);
+    rig.memory.write64(rig.cmdq.base + (start + 1) * 16 + 8, d1);
     rig.w32(REG.GERRORN, rig.r32(REG.GERROR));
     rig.settle();
     expect(consIndex(rig)).toBe(start + 4);
@@ -133,8 +133,8 @@ describe('SMMUv3 model: command errors', () => {
       expect(consErr(rig)).toBe(1);
       expect(consIndex(rig)).toBe(start);
       const [d0, d1] = CMD.sync();
-      rig.mem.write64(rig.cmdq.base + start * 16, d0);
-      rig.mem.write64(rig.cmdq.base + start * 16 + 8, d1);
+      rig.memory.write64(rig.cmdq.base + start * 16, d0);
+      rig.memory.write64(rig.cmdq.base + start * 16 + 8, d1);
       rig.w32(REG.GERRORN, rig.r32(REG.GERROR));
       rig.settle();
       expect(consIndex(rig)).toBe(start + 1);

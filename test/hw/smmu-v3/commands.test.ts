@@ -75,9 +75,7 @@ describe('SMMUv3 model: TLB invalidation by VA for every ASID, and at EL2', () =
     const rig = new Rig();
     rig.init();
     const { pt } = rig.s1Context(7, 5);
-    const cd6 = rig.alloc(64, 64);
-    rig.writeDwords(cd6, cd({ asid: 6, ttb0: pt.root }));
-    rig.writeSte(8, ste({ config: 0b101, s1ContextPtr: cd6 }));
+    rig.s1Context(8, 6, {}, {}, pt);
     pt.map(IOVA, rig.alloc(0x1000), 0x1000);
     pt.map(IOVA + 0x1000, rig.alloc(0x1000), 0x1000);
     for (const sid of [7, 8]) for (const a of [IOVA, IOVA + 0x1000]) expect(status(rig, sid, a)).toBe('ok');
@@ -149,9 +147,9 @@ describe('SMMUv3 model: CMD_SYNC completion signals', () => {
     const rig = new Rig({ msi: false });
     rig.init();
     const flag = rig.alloc(0x1000);
-    rig.mem.write32(flag, 0xffff_ffff);
+    rig.memory.write32(flag, 0xffff_ffff);
     rig.issue(CMD.sync(1, flag, 0x1234));
-    expect(rig.mem.read32(flag)).toBe(0xffff_ffff);
+    expect(rig.memory.read32(flag)).toBe(0xffff_ffff);
     expect(rig.irqs['cmdq-sync']).toBe(1);
   });
 
@@ -160,6 +158,6 @@ describe('SMMUv3 model: CMD_SYNC completion signals', () => {
     rig.init();
     const flags = [rig.alloc(0x1000), rig.alloc(0x1000), rig.alloc(0x1000)];
     rig.issue(...flags.map((f, i) => CMD.sync(1, f, 0xa0 + i)));
-    expect(flags.map((f) => rig.mem.read32(f))).toEqual([0xa0, 0xa1, 0xa2]);
+    expect(flags.map((f) => rig.memory.read32(f))).toEqual([0xa0, 0xa1, 0xa2]);
   });
 });

@@ -14,7 +14,7 @@ const SVA = 0x7_0000;
 function setup(): { rig: Rig; ep: PcieEndpoint; pt: PageTable; buf: number; served: number[] } {
   const rig = new Rig();
   rig.init({ atschk: true });
-  const ctx = { trace: rig.trace, now: () => rig.sched.now, schedule: (d: number, fn: () => void, l: string) => void rig.sched.schedule(d, fn, l) };
+  const ctx = { trace: rig.trace, now: () => rig.scheduler.now, schedule: (d: number, fn: () => void, l: string) => void rig.scheduler.schedule(d, fn, l) };
   const ep = new PcieEndpoint('/pcie/ep@1', { streamId: SID, port: rig.smmu, iommu: rig.smmu.name }, ctx, {
     bus: 0, device: 1, fn: 0, ats: true, pri: true, pasidBits: 8,
   });
@@ -35,13 +35,13 @@ function setup(): { rig: Rig; ep: PcieEndpoint; pt: PageTable; buf: number; serv
   const served: number[] = [];
   rig.smmu.connectIrq('priq', {
     raise: () =>
-      rig.sched.schedule(1_000, () => {
+      rig.scheduler.schedule(1_000, () => {
         const prod = rig.r32(REG.PRIQ_PROD);
         const mask = (1 << (rig.priq.log2 + 1)) - 1;
         while ((rig.priq.cons & mask) !== (prod & mask)) {
           const a = rig.priq.base + (rig.priq.cons & ((1 << rig.priq.log2) - 1)) * 16;
-          const d0 = rig.mem.read64(a);
-          const d1 = rig.mem.read64(a + 8);
+          const d0 = rig.memory.read64(a);
+          const d1 = rig.memory.read64(a + 8);
           const addr = Number(d1 & ~0xfffn);
           served.push(addr);
           pt.map(addr, buf, 0x1000);
@@ -58,9 +58,9 @@ describe('SMMUv3 model with a PCIe endpoint (ATS, PRI)', () => {
   it('pages in a missing page through PRI and completes the DMA through the ATC', async () => {
     const { rig, ep, buf, served } = setup();
     const w = ep.write(SVA + 0x10, Uint8Array.of(0xde, 0xad), { ssid: 2 });
-    const c = await rig.sched.runUntilSettled(w, 'endpoint write', 10_000_000);
+    const c = await rig.scheduler.runUntilSettled(w, 'endpoint write', 10_000_000);
     expect(c).toMatchObject({ status: 'ok', pa: buf + 0x10 });
-    expect(rig.mem.read16(buf + 0x10)).toBe(0xadde);
+    expect(rig.memory.read16(buf + 0x10)).toBe(0xadde);
     expect(served).toEqual([SVA]);
     expect(ep.atsStats).toMatchObject({ pageRequests: 1, pageResponses: 1 });
     expect(ep.atcContents).toMatchObject([{ ssid: 2, base: SVA, pa: buf, read: true, write: true }]);
@@ -68,17 +68,17 @@ describe('SMMUv3 model with a PCIe endpoint (ATS, PRI)', () => {
 
   it('CMD_ATC_INV removes the endpoint ATC entry; a stale SMMU TLB entry still serves it until TLBI', async () => {
     const { rig, ep, pt, buf } = setup();
-    await rig.sched.runUntilSettled(ep.write(SVA, Uint8Array.of(1), { ssid: 2 }), 'first write', 10_000_000);
+    await rig.scheduler.runUntilSettled(ep.write(SVA, Uint8Array.of(1), { ssid: 2 }), 'first write', 10_000_000);
     expect(ep.atcContents).toHaveLength(1);
     pt.unmap(SVA);
     rig.issue(CMD.atcInv(SID, SVA, 0, 2), CMD.sync());
     expect(ep.atcContents).toHaveLength(0);
     // The SMMU's own TLB still holds the translation: the endpoint gets it back without PRI.
-    const again = await rig.sched.runUntilSettled(ep.read(SVA, 1, { ssid: 2 }), 'stale read', 10_000_000);
+    const again = await rig.scheduler.runUntilSettled(ep.read(SVA, 1, { ssid: 2 }), 'stale read', 10_000_000);
     expect(again).toMatchObject({ status: 'ok', pa: buf });
     expect(ep.atsStats.pageRequests).toBe(1);
     rig.issue(CMD.tlbiNhAsid(0, 12), CMD.atcInv(SID, SVA, 0, 2), CMD.sync());
-    await rig.sched.runUntilSettled(ep.read(SVA, 1, { ssid: 2 }), 'read after TLBI', 10_000_000);
+    await rig.scheduler.runUntilSettled(ep.read(SVA, 1, { ssid: 2 }), 'read after TLBI', 10_000_000);
     expect(ep.atsStats.pageRequests).toBe(2); // faulted in again through PRI
   });
 });

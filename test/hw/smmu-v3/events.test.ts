@@ -112,7 +112,7 @@ describe('SMMUv3 model: event records', () => {
     rig.settle();
     rig.writeSte(1, ste({ v: false, config: 0 }));
     rig.dma({ streamId: 1, addr: 0 });
-    expect(rig.mem.read32(doorbell)).toBe(0x1234);
+    expect(rig.memory.read32(doorbell)).toBe(0x1234);
     expect(rig.irqs.eventq).toBe(0); // an MSI instead of the wired line
   });
 });
@@ -128,7 +128,7 @@ describe('SMMUv3 model: Event queue overflow', () => {
     expect(prod & 3).toBe(0b10); // index 0, wrap 1: full
     expect(rig.smmu.events.stats).toMatchObject({ written: 2, overflowed: 3 });
     // The memory after the queue was not touched.
-    expect(rig.mem.read64(rig.evtq.base + 64)).toBe(0n);
+    expect(rig.memory.read64(rig.evtq.base + 64)).toBe(0n);
     const ev = rig.events(); // consumes both; acknowledges nothing yet
     expect(ev.map((e) => e.addr)).toEqual([0, 0x1000]);
     // Still unacknowledged: a new overflow cannot be signalled again, but records are written.

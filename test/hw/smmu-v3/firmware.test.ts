@@ -5,34 +5,23 @@
 import { describe, expect, it } from 'vitest';
 import { SMMU_V3_MODEL_NAME, SmmuV3 } from '../../../hw/smmu-v3/index.js';
 import { Machine } from '../../../hw/machine.js';
-import { dtNode, dtRoot, tree } from '../dt.js';
+import { reg } from '../../../bus/of/dt-builder.js';
+import { board } from '../../lib/board.js';
 
-const GIC = 1;
-const SMMU = 2;
 const BASE = 0x905_0000;
 
-function dt(smmuProps: Record<string, import('../dt.js').PropValue> = {}) {
-  const root = dtRoot({ compatible: 'iommu-sim,test', '#address-cells': 2, '#size-cells': 2, 'interrupt-parent': GIC });
-  dtNode(root, 'memory@80000000', { device_type: 'memory', reg: [0, 0x8000_0000, 0, 0x1000_0000] });
-  dtNode(root, 'intc@8000000', {
-    compatible: 'arm,gic-400',
-    reg: [0, 0x800_0000, 0, 0x1000, 0, 0x801_0000, 0, 0x2000],
-    'interrupt-controller': true,
-    '#interrupt-cells': 3,
-    phandle: GIC,
-  });
-  dtNode(root, 'iommu@9050000', {
+function dt() {
+  const { b } = board();
+  const smmu = b.node('/iommu@9050000', {
     compatible: 'arm,smmu-v3',
-    reg: [0, BASE, 0, 0x2_0000],
+    reg: reg([BASE, 0x2_0000]),
     interrupts: [0, 74, 1, 0, 75, 1, 0, 77, 1],
     'interrupt-names': ['eventq', 'gerror', 'cmdq-sync'],
     'dma-coherent': true,
     '#iommu-cells': 1,
-    phandle: SMMU,
-    ...smmuProps,
   });
-  dtNode(root, 'dma@a000000', { compatible: 'vendor,dma', reg: [0, 0xa00_0000, 0, 0x1000], iommus: [SMMU, 0x10] });
-  return tree(root);
+  b.node('/dma@a000000', { compatible: 'vendor,dma', reg: reg([0xa00_0000, 0x1000]), iommus: [smmu, 0x10] });
+  return b.build();
 }
 
 describe('SMMUv3 model from firmware', () => {

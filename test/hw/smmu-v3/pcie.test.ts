@@ -38,8 +38,8 @@ function priEntries(rig: Rig): PriEntry[] {
   let cons = rig.priq.cons & mask;
   while (cons !== (prod & mask)) {
     const a = rig.priq.base + (cons & ((1 << rig.priq.log2) - 1)) * 16;
-    const d0 = rig.mem.read64(a);
-    const d1 = rig.mem.read64(a + 8);
+    const d0 = rig.memory.read64(a);
+    const d1 = rig.memory.read64(a + 8);
     const b = (n: bigint): boolean => ((d0 >> n) & 1n) === 1n;
     out.push({
       sid: Number(d0 & 0xffff_ffffn),
@@ -108,7 +108,7 @@ describe('SMMUv3 model: ATS', () => {
     const s1 = new PageTable(rig, 1);
     const cdPa = rig.alloc(0x1000);
     const data = rig.alloc(0x1000);
-    rig.mem.write32(data, 0x5b5b);
+    rig.memory.write32(data, 0x5b5b);
     s2.map(0x4000_0000, 0x4000_0000, 0x80_0000, {}, true); // identity for tables and the CD
     s2.map(0x3000_0000, data, 0x1000);
     s1.map(IOVA, 0x3000_0000, 0x1000);
@@ -136,7 +136,7 @@ describe('SMMUv3 model: ATC invalidation', () => {
     rig.smmu.bindEndpoint(0x100, ep);
     const start = consIndex(rig);
     rig.post(CMD.atcInv(0x100, 0x12_3000, 2, 7), CMD.sync());
-    rig.sched.runSyncUntilIdle(3_000);
+    rig.scheduler.runSyncUntilIdle(3_000);
     expect(ep.invalidations).toEqual([{ ssid: 7, global: false, addr: 0x12_0000, size: 0x4000 }]);
     expect(consIndex(rig)).toBe(start + 1); // the sync waits
     rig.settle();
@@ -152,11 +152,11 @@ describe('SMMUv3 model: ATC invalidation', () => {
     ep.answers = false;
     rig.smmu.bindEndpoint(0x100, ep);
     const start = consIndex(rig);
-    const t0 = rig.sched.now;
+    const t0 = rig.scheduler.now;
     rig.issue(CMD.atcInv(0x100, 0x1000, 0), CMD.sync());
     expect(consIndex(rig)).toBe(start + 1);
     expect((rig.r32(REG.CMDQ_CONS) >>> 24) & 0x7f).toBe(3);
-    expect(rig.sched.now - t0).toBeGreaterThanOrEqual(50_000);
+    expect(rig.scheduler.now - t0).toBeGreaterThanOrEqual(50_000);
     // The kernel acknowledges; the CMD_SYNC is retried and now completes.
     rig.w32(REG.GERRORN, rig.r32(REG.GERROR));
     rig.settle();

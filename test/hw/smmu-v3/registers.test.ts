@@ -73,9 +73,9 @@ describe('SMMUv3 model: CR0 / CR0ACK', () => {
     rig.w32(REG.CR0, CR0_CMDQEN | CR0_EVTQEN);
     expect(rig.r32(REG.CR0)).toBe(CR0_CMDQEN | CR0_EVTQEN);
     expect(rig.r32(REG.CR0ACK)).toBe(0);
-    rig.sched.step();
+    rig.scheduler.step();
     expect(rig.r32(REG.CR0ACK)).toBe(CR0_CMDQEN | CR0_EVTQEN);
-    expect(rig.sched.now).toBeGreaterThan(0);
+    expect(rig.scheduler.now).toBeGreaterThan(0);
   });
 
   it('keeps reserved CR0 bits clear', () => {
@@ -104,7 +104,7 @@ describe('SMMUv3 model: GBPA', () => {
   it('aborts DMA while SMMUEN is clear and GBPA.ABORT is set, bypasses otherwise', () => {
     const rig = new Rig();
     const pa = 0x4080_0000;
-    rig.mem.write32(pa, 0x1234_5678);
+    rig.memory.write32(pa, 0x1234_5678);
     const r1 = rig.dma({ streamId: 3, addr: pa });
     expect(r1.c?.status).toBe('ok');
     expect(new DataView(r1.c!.data!.buffer).getUint32(0, true)).toBe(0x1234_5678);
@@ -115,7 +115,7 @@ describe('SMMUv3 model: GBPA', () => {
     rig.settle();
     const r2 = rig.dma({ streamId: 3, addr: pa, write: true, data: new Uint8Array([1, 2, 3, 4]) });
     expect(r2.c?.status).toBe('abort');
-    expect(rig.mem.read32(pa)).toBe(0x1234_5678);
+    expect(rig.memory.read32(pa)).toBe(0x1234_5678);
   });
 
   it('switches in-flight DMA to GBPA from the moment CR0ACK drops SMMUEN', () => {

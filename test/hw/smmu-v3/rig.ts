@@ -7,13 +7,9 @@
  * the model shows up as a failing test instead of agreeing with itself.
  */
 import type { AtcInvalidation, AtsEndpoint, DmaCompletion, DmaRequest, PageResponse } from '../../../hw/dma.js';
-import { Interconnect } from '../../../hw/interconnect.js';
-import { PhysicalMemory } from '../../../hw/memory.js';
-import { MmioMap } from '../../../hw/mmio.js';
-import { Scheduler } from '../../../hw/scheduler.js';
 import { SmmuV3 } from '../../../hw/smmu-v3/smmu-v3.js';
 import type { SmmuV3Options } from '../../../hw/smmu-v3/options.js';
-import { Trace } from '../../../hw/trace.js';
+import { MachineSlice } from '../../lib/machine-slice.js';
 
 export const RAM_BASE = 0x4000_0000;
 export const RAM_SIZE = 0x1000_0000;
@@ -265,24 +261,24 @@ export class PageTable {
     for (let level = 0; level < leafLevel; level++) {
       const idx = Math.floor(ia / 2 ** (39 - 9 * level)) % 512;
       const slot = table + idx * 8;
-      const cur = this.rig.mem.read64(slot);
+      const cur = this.rig.memory.read64(slot);
       if ((cur & 3n) === 3n) {
         table = Number(cur & 0x0000_ffff_ffff_f000n);
       } else {
         const next = this.rig.alloc(4096, 4096);
-        this.rig.mem.write64(slot, B(next) | 3n);
+        this.rig.memory.write64(slot, B(next) | 3n);
         table = next;
       }
     }
     const idx = Math.floor(ia / 2 ** (39 - 9 * leafLevel)) % 512;
-    this.rig.mem.write64(table + idx * 8, this.leafDesc(oa, p, leafLevel));
+    this.rig.memory.write64(table + idx * 8, this.leafDesc(oa, p, leafLevel));
   }
 
   /** Address of the descriptor that translates `ia` at `level` (the tables above must exist). */
   slot(ia: number, level: number): number {
     let table = this.root;
     for (let l = 0; l < level; l++) {
-      const cur = this.rig.mem.read64(table + (Math.floor(ia / 2 ** (39 - 9 * l)) % 512) * 8);
+      const cur = this.rig.memory.read64(table + (Math.floor(ia / 2 ** (39 - 9 * l)) % 512) * 8);
       if ((cur & 3n) !== 3n) throw new Error(`no level ${l + 1} table for 0x${ia.toString(16)}`);
       table = Number(cur & 0x0000_ffff_ffff_f000n);
     }
@@ -294,17 +290,17 @@ export class PageTable {
     let table = this.root;
     for (let level = 0; level < 3; level++) {
       const idx = Math.floor(ia / 2 ** (39 - 9 * level)) % 512;
-      const cur = this.rig.mem.read64(table + idx * 8);
+      const cur = this.rig.memory.read64(table + idx * 8);
       if ((cur & 3n) !== 3n) return;
       table = Number(cur & 0x0000_ffff_ffff_f000n);
     }
-    this.rig.mem.write64(table + (Math.floor(ia / 4096) % 512) * 8, 0n);
+    this.rig.memory.write64(table + (Math.floor(ia / 4096) % 512) * 8, 0n);
   }
 
   /** Point a level-0 entry at memory that does not exist (to provoke an external abort on walk). */
   poisonLevel0(ia: number, badPa: number): void {
     const idx = Math.floor(ia / 2 ** 39) % 512;
-    this.rig.mem.write64(this.root + idx * 8, (B(badPa) & 0x0000_ffff_ffff_f000n) | 3n);
+    this.rig.memory.write64(this.root + idx * 8, (B(badPa) & 0x0000_ffff_ffff_f000n) | 3n);
   }
 }
 
@@ -336,7 +332,7 @@ export class FakeEndpoint implements AtsEndpoint {
 
   invalidateAtc(inv: AtcInvalidation, done: () => void): void {
     this.invalidations.push(inv);
-    if (this.answers) this.rig.sched.schedule(this.latencyNs, done, 'fake ATC inv done');
+    if (this.answers) this.rig.scheduler.schedule(this.latencyNs, done, 'fake ATC inv done');
   }
 
   pageResponse(resp: PageResponse): void {
@@ -344,12 +340,7 @@ export class FakeEndpoint implements AtsEndpoint {
   }
 }
 
-export class Rig {
-  readonly sched: Scheduler;
-  readonly trace = new Trace();
-  readonly mem = new PhysicalMemory();
-  readonly mmio: MmioMap;
-  readonly ic: Interconnect;
+export class Rig extends MachineSlice {
   readonly smmu: SmmuV3;
   readonly irqs: Record<string, number> = { eventq: 0, priq: 0, 'cmdq-sync': 0, gerror: 0, combined: 0 };
   private next = RAM_BASE + 0x10_0000;
@@ -359,16 +350,13 @@ export class Rig {
   strtab = { base: 0, twoLevel: false, split: 0 };
 
   constructor(options: SmmuV3Options = {}, seed = 1) {
-    this.sched = new Scheduler(seed);
-    this.mem.addRegion(RAM_BASE, RAM_SIZE);
-    this.mmio = new MmioMap(this.trace, () => this.sched.now);
-    this.ic = new Interconnect(this.mem, this.mmio, () => this.sched.now);
+    super({ seed, ram: [{ base: RAM_BASE, size: RAM_SIZE }] });
     const line = (n: string) => ({ raise: () => void this.irqs[n]++ });
     this.smmu = new SmmuV3(
       {
-        scheduler: this.sched,
-        memory: this.mem,
-        downstream: this.ic,
+        scheduler: this.scheduler,
+        memory: this.memory,
+        downstream: this.interconnect,
         irqs: { eventq: line('eventq'), priq: line('priq'), 'cmdq-sync': line('cmdq-sync'), gerror: line('gerror'), combined: line('combined') },
         trace: this.trace,
       },
@@ -403,7 +391,7 @@ export class Rig {
   }
 
   settle(): void {
-    this.sched.runSyncUntilIdle();
+    this.scheduler.runSyncUntilIdle();
   }
 
   /** Write CR0 and wait (in virtual time) for CR0ACK to match. */
@@ -462,20 +450,20 @@ export class Rig {
     const split = this.strtab.split;
     const l2 = this.alloc(64 << split, Math.max(4096, 64 << split));
     const l1idx = Math.floor(sid / 2 ** split);
-    this.mem.write64(this.strtab.base + l1idx * 8, B(l2) | B(split + 1));
+    this.memory.write64(this.strtab.base + l1idx * 8, B(l2) | B(split + 1));
     return l2;
   }
 
   steAddr(sid: number): number {
     if (!this.strtab.twoLevel) return this.strtab.base + sid * 64;
     const split = this.strtab.split;
-    const l1 = this.mem.read64(this.strtab.base + Math.floor(sid / 2 ** split) * 8);
+    const l1 = this.memory.read64(this.strtab.base + Math.floor(sid / 2 ** split) * 8);
     if ((l1 & 0x1fn) === 0n) throw new Error(`no L2 table for SID ${sid}`);
     return Number(l1 & 0x000f_ffff_ffff_ffc0n) + (sid % 2 ** split) * 64;
   }
 
   writeDwords(addr: number, d: bigint[]): void {
-    d.forEach((x, i) => this.mem.write64(addr + i * 8, x));
+    d.forEach((x, i) => this.memory.write64(addr + i * 8, x));
   }
 
   writeSte(sid: number, d: bigint[]): void {
@@ -487,8 +475,8 @@ export class Rig {
     const mask = (1 << (this.cmdq.log2 + 1)) - 1;
     for (const [d0, d1] of cmds) {
       const idx = this.cmdq.prod & ((1 << this.cmdq.log2) - 1);
-      this.mem.write64(this.cmdq.base + idx * 16, d0);
-      this.mem.write64(this.cmdq.base + idx * 16 + 8, d1);
+      this.memory.write64(this.cmdq.base + idx * 16, d0);
+      this.memory.write64(this.cmdq.base + idx * 16 + 8, d1);
       this.cmdq.prod = (this.cmdq.prod + 1) & mask;
     }
     this.w32(REG.CMDQ_PROD, this.cmdq.prod);
@@ -509,7 +497,7 @@ export class Rig {
     while ((cons & mask) !== (prod & mask)) {
       const idx = cons & ((1 << this.evtq.log2) - 1);
       const a = this.evtq.base + idx * 32;
-      out.push(decodeEvent([0, 1, 2, 3].map((i) => this.mem.read64(a + i * 8))));
+      out.push(decodeEvent([0, 1, 2, 3].map((i) => this.memory.read64(a + i * 8))));
       cons = (cons + 1) & mask;
     }
     this.evtq.cons = cons | (this.evtq.cons & 0x8000_0000);
@@ -538,9 +526,11 @@ export class Rig {
     return box;
   }
 
-  /** A stage 1 context: page table + CD in a linear one-entry table; returns the PageTable. */
-  s1Context(sid: number, asid: number, extra: Partial<SteSpec> = {}, cdExtra: Partial<CdSpec> = {}): { pt: PageTable; cdAddr: number } {
-    const pt = new PageTable(this, 1);
+  /**
+   * A stage 1 context: page table + CD in a linear one-entry table; returns the PageTable. `pt` given:
+   * the context walks that table (another ASID or stream over the same mappings).
+   */
+  s1Context(sid: number, asid: number, extra: Partial<SteSpec> = {}, cdExtra: Partial<CdSpec> = {}, pt = new PageTable(this, 1)): { pt: PageTable; cdAddr: number } {
     const cdAddr = this.alloc(64, 64);
     this.writeDwords(cdAddr, cd({ asid, ttb0: pt.root, ...cdExtra }));
     this.writeSte(sid, ste({ config: 0b101, s1ContextPtr: cdAddr, ...extra }));

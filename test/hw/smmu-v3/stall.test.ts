@@ -8,7 +8,7 @@ function stallRig(opts: { evtqLog2?: number } = {}): { rig: Rig; pt: import('./r
   rig.init({ evtqLog2: opts.evtqLog2 ?? 6 });
   const { pt } = rig.s1Context(7, 5, {}, { s: true });
   const buf = rig.alloc(0x1000);
-  rig.mem.write32(buf, 0x600d);
+  rig.memory.write32(buf, 0x600d);
   return { rig, pt, buf };
 }
 

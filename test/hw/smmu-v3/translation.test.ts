@@ -11,14 +11,14 @@ describe('SMMUv3 model: STE configurations', () => {
     rig.init();
     rig.writeSte(1, ste({ config: 0b100 }));
     rig.writeSte(2, ste({ config: 0b000 }));
-    rig.mem.write32(0x4080_0000, 0xcafe);
+    rig.memory.write32(0x4080_0000, 0xcafe);
     const r = rig.dma({ streamId: 1, addr: 0x4080_0000 });
     expect(r.c?.status).toBe('ok');
     expect(r.c?.pa).toBe(0x4080_0000);
     expect(word(r.c?.data)).toBe(0xcafe);
     const a = rig.dma({ streamId: 2, addr: 0x4080_0000, write: true });
     expect(a.c?.status).toBe('abort');
-    expect(rig.mem.read32(0x4080_0000)).toBe(0xcafe);
+    expect(rig.memory.read32(0x4080_0000)).toBe(0xcafe);
     expect(rig.events()).toEqual([]);
   });
 
@@ -28,14 +28,14 @@ describe('SMMUv3 model: STE configurations', () => {
     const { pt } = rig.s1Context(7, 5);
     const buf = rig.alloc(0x2000);
     pt.map(IOVA, buf, 0x2000);
-    rig.mem.write32(buf + 0x1004, 0x1122_3344);
+    rig.memory.write32(buf + 0x1004, 0x1122_3344);
     const r = rig.dma({ streamId: 7, addr: IOVA + 0x1004 });
     expect(r.c?.status).toBe('ok');
     expect(r.c?.pa).toBe(buf + 0x1004);
     expect(word(r.c?.data)).toBe(0x1122_3344);
     const w = rig.dma({ streamId: 7, addr: IOVA + 8, write: true, data: new Uint8Array([9, 8, 7, 6]) });
     expect(w.c?.status).toBe('ok');
-    expect(rig.mem.read32(buf + 8)).toBe(0x0607_0809);
+    expect(rig.memory.read32(buf + 8)).toBe(0x0607_0809);
     expect(rig.smmu.stats.translated).toBe(2);
   });
 
@@ -45,7 +45,7 @@ describe('SMMUv3 model: STE configurations', () => {
     const { pt } = rig.s1Context(7, 5);
     pt.map(IOVA, rig.alloc(0x1000), 0x1000);
     const ramWrites: number[] = [];
-    rig.ic.onRamWrite((_m, pa) => ramWrites.push(pa));
+    rig.interconnect.onRamWrite((_m, pa) => ramWrites.push(pa));
     const w = rig.dma({ streamId: 7, addr: 0x80_0000, write: true, len: 8, data: new Uint8Array(8).fill(0xff) });
     expect(w.c?.status).toBe('fault');
     const ev = rig.events();
@@ -60,7 +60,7 @@ describe('SMMUv3 model: STE configurations', () => {
     rig.init();
     const s2 = new PageTable(rig, 2);
     const data = rig.alloc(0x1000);
-    rig.mem.write32(data, 0x5151);
+    rig.memory.write32(data, 0x5151);
     s2.map(0x2000_0000, data, 0x1000);
     rig.writeSte(3, ste({ config: 0b110, vmid: 9, s2t0sz: 16, s2sl0: 2, s2tg: 0, s2ps: 5, s2ttb: s2.root }));
     const r = rig.dma({ streamId: 3, addr: 0x2000_0000 });
@@ -112,7 +112,7 @@ describe('SMMUv3 model: stale caches until the right invalidation', () => {
     rig.init();
     const { pt } = rig.s1Context(7, 5);
     const buf = rig.alloc(0x1000);
-    rig.mem.write32(buf, 0xabcd);
+    rig.memory.write32(buf, 0xabcd);
     pt.map(IOVA, buf, 0x1000);
     expect(rig.dma({ streamId: 7, addr: IOVA }).c?.status).toBe('ok');
     pt.unmap(IOVA);
@@ -174,9 +174,7 @@ describe('SMMUv3 model: stale caches until the right invalidation', () => {
     const rig = new Rig();
     rig.init();
     const { pt } = rig.s1Context(7, 5);
-    const cd6 = rig.alloc(64, 64);
-    rig.writeDwords(cd6, cd({ asid: 6, ttb0: pt.root }));
-    rig.writeSte(8, ste({ config: 0b101, s1ContextPtr: cd6 }));
+    rig.s1Context(8, 6, {}, {}, pt);
     const buf = rig.alloc(0x1000);
     pt.map(IOVA, buf, 0x1000, { global: true });
     expect(rig.dma({ streamId: 7, addr: IOVA }).c?.status).toBe('ok');
@@ -244,7 +242,7 @@ describe('SMMUv3 model: substreams', () => {
     for (let i = 0; i < 4; i++) {
       const pt = new PageTable(rig, 1);
       const b = rig.alloc(0x1000);
-      rig.mem.write32(b, 0x100 + i);
+      rig.memory.write32(b, 0x100 + i);
       bufs.push(b);
       pt.map(IOVA, b, 0x1000);
       rig.writeDwords(table + i * 64, cd({ asid: 20 + i, ttb0: pt.root }));
@@ -277,10 +275,10 @@ describe('SMMUv3 model: substreams', () => {
     rig.init();
     const l1 = rig.alloc(8 * 16, 128);
     const l2 = rig.alloc(0x1000);
-    rig.mem.write64(l1 + 1 * 8, BigInt(l2) | 1n); // L1CD 1 covers SubstreamIDs 64..127
+    rig.memory.write64(l1 + 1 * 8, BigInt(l2) | 1n); // L1CD 1 covers SubstreamIDs 64..127
     const pt = new PageTable(rig, 1);
     const b = rig.alloc(0x1000);
-    rig.mem.write32(b, 0x77);
+    rig.memory.write32(b, 0x77);
     pt.map(IOVA, b, 0x1000);
     rig.writeDwords(l2 + (100 - 64) * 64, cd({ asid: 30, ttb0: pt.root }));
     rig.writeSte(10, ste({ config: 0b101, s1ContextPtr: l1, s1CdMax: 10, s1Fmt: 1 }));
@@ -304,7 +302,7 @@ describe('SMMUv3 model: 2-level stream table', () => {
     expect(rig.events().map((e) => [e.id, e.sid])).toEqual([[EVT.C_BAD_STREAMID, 0x1300], [EVT.C_BAD_STREAMID, 0x1_0000]]);
     // Only 2^(Span-1) STEs of an L2 are reachable.
     const l1slot = rig.strtab.base + 0x20 * 8;
-    rig.mem.write64(l1slot, BigInt(rig.alloc(64 * 4)) | 3n); // Span 3: SIDs 0x2000..0x2003
+    rig.memory.write64(l1slot, BigInt(rig.alloc(64 * 4)) | 3n); // Span 3: SIDs 0x2000..0x2003
     expect(rig.dma({ streamId: 0x2004, addr: 0x4080_0000 }).c?.status).toBe('abort');
     expect(rig.events()).toMatchObject([{ id: EVT.C_BAD_STREAMID, sid: 0x2004 }]);
   });
@@ -337,8 +335,8 @@ describe('SMMUv3 model: fast path', () => {
     const data = new Uint8Array(16).map((_, i) => i + 1);
     const w = rig.dma({ streamId: 7, addr: IOVA + 0xff8, len: 16, write: true, data });
     expect(w.c?.status).toBe('ok');
-    expect([...rig.mem.read(a + 0xff8, 8)]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    expect([...rig.mem.read(b, 8)]).toEqual([9, 10, 11, 12, 13, 14, 15, 16]);
+    expect([...rig.memory.read(a + 0xff8, 8)]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect([...rig.memory.read(b, 8)]).toEqual([9, 10, 11, 12, 13, 14, 15, 16]);
     const r = rig.dma({ streamId: 7, addr: IOVA + 0xff8, len: 16 });
     expect([...r.c!.data!]).toEqual([...data]);
   });

@@ -44,16 +44,16 @@ function unhookS1(cmds: Cmd[], opts: ConstructorParameters<typeof Rig>[0] = {}):
   rig.init();
   const { pt } = rig.s1Context(7, 5);
   const buf = rig.alloc(0x1000);
-  rig.mem.write32(buf, 0xaaaa);
+  rig.memory.write32(buf, 0xaaaa);
   pt.map(A, buf, 0x1000);
   expect(word(rig.dma({ streamId: 7, addr: A }).c?.data)).toBe(0xaaaa);
   const l2 = pt.slot(A, 2);
-  const table = Number(rig.mem.read64(l2) & ADDR_MASK);
-  rig.mem.write64(l2, 0n);
+  const table = Number(rig.memory.read64(l2) & ADDR_MASK);
+  rig.memory.write64(l2, 0n);
   rig.issue(...cmds, CMD.sync());
   const secret = rig.alloc(0x1000);
-  rig.mem.write32(secret, 0x5ec7);
-  rig.mem.write64(table + ((A / 0x1000) % 512) * 8, s1Page(secret));
+  rig.memory.write32(secret, 0x5ec7);
+  rig.memory.write64(table + ((A / 0x1000) % 512) * 8, s1Page(secret));
   return { rig, pt, table, secret };
 }
 
@@ -110,10 +110,10 @@ describe('SMMUv3 model: stage 1 walk cache', () => {
     // A second CD: the same words as ASID 5's (same TTB0), ASID 6.
     const cd5 = cdOf(rig, 7);
     const cd6 = rig.alloc(64, 64);
-    const words = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => rig.mem.read64(cd5 + i * 8));
+    const words = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => rig.memory.read64(cd5 + i * 8));
     words[0] = (words[0] & ~(0xffffn << 48n)) | (6n << 48n);
     rig.writeDwords(cd6, words);
-    expect(rig.mem.read64(cd6 + 8) & ADDR_MASK).toBe(B(pt.root));
+    expect(rig.memory.read64(cd6 + 8) & ADDR_MASK).toBe(B(pt.root));
     rig.writeSte(8, ste({ config: 0b101, s1ContextPtr: cd6 }));
     expect(rig.dma({ streamId: 8, addr: A }).c?.status).toBe('fault');
     expect(word(rig.dma({ streamId: 7, addr: A }).c?.data)).toBe(0x5ec7);
@@ -128,13 +128,13 @@ describe('SMMUv3 model: stage 1 walk cache', () => {
       expect(rig.dma({ streamId: 7, addr: A }).c?.status).toBe('ok');
       const tables = new Set<number>([pt.root, pt.slot(A, 1) & ~0xfff, pt.slot(A, 2) & ~0xfff, pt.slot(A, 3) & ~0xfff]);
       const reads: number[] = [];
-      const read32 = rig.mem.read32.bind(rig.mem);
-      rig.mem.read32 = (pa: number): number => {
+      const read32 = rig.memory.read32.bind(rig.memory);
+      rig.memory.read32 = (pa: number): number => {
         if (tables.has(pa - (pa % 4096))) reads.push(pa);
         return read32(pa);
       };
       expect(rig.dma({ streamId: 7, addr: A + 0x1000 }).c?.status).toBe('ok');
-      rig.mem.read32 = read32;
+      rig.memory.read32 = read32;
       // Two 32-bit reads per descriptor.
       expect(reads.length).toBe(walkCache ? 2 : 8);
       expect(reads[reads.length - 2]).toBe(pt.slot(A + 0x1000, 3));
@@ -146,7 +146,7 @@ describe('SMMUv3 model: stage 1 walk cache', () => {
 
 /** PA of the CD stream `sid`'s STE points at. */
 function cdOf(rig: Rig, sid: number): number {
-  return Number(rig.mem.read64(rig.steAddr(sid)) & 0x000f_ffff_ffff_ffc0n);
+  return Number(rig.memory.read64(rig.steAddr(sid)) & 0x000f_ffff_ffff_ffc0n);
 }
 
 describe('SMMUv3 model: stage 2 walk cache', () => {
@@ -155,17 +155,17 @@ describe('SMMUv3 model: stage 2 walk cache', () => {
     rig.init();
     const s2 = new PageTable(rig, 2);
     const buf = rig.alloc(0x1000);
-    rig.mem.write32(buf, 0xbbbb);
+    rig.memory.write32(buf, 0xbbbb);
     s2.map(A, buf, 0x1000);
     rig.writeSte(3, ste({ config: 0b110, vmid: 9, s2t0sz: 16, s2sl0: 2, s2tg: 0, s2ps: 5, s2ttb: s2.root }));
     expect(word(rig.dma({ streamId: 3, addr: A }).c?.data)).toBe(0xbbbb);
     const l2 = s2.slot(A, 2);
-    const table = Number(rig.mem.read64(l2) & ADDR_MASK);
-    rig.mem.write64(l2, 0n);
+    const table = Number(rig.memory.read64(l2) & ADDR_MASK);
+    rig.memory.write64(l2, 0n);
     rig.issue(leafTlbi, CMD.sync());
     const secret = rig.alloc(0x1000);
-    rig.mem.write32(secret, 0x5ec7);
-    rig.mem.write64(table + ((A / 0x1000) % 512) * 8, s2Page(secret));
+    rig.memory.write32(secret, 0x5ec7);
+    rig.memory.write64(table + ((A / 0x1000) % 512) * 8, s2Page(secret));
     return { rig, secret };
   }
 
@@ -196,20 +196,20 @@ describe('SMMUv3 model: nested walk caches', () => {
     s2.map(0x4040_0000, 0x4040_0000, 0x40_0000, {}, true);
     const s1 = new PageTable(rig, 1);
     const data = rig.alloc(0x1000);
-    rig.mem.write32(data, 0xcccc);
+    rig.memory.write32(data, 0xcccc);
     s1.map(A, data, 0x1000);
     const cdPa = rig.alloc(64, 64);
     rig.writeDwords(cdPa, cd({ asid: 3, ttb0: s1.root }));
     rig.writeSte(4, ste({ config: 0b111, s1ContextPtr: cdPa, vmid: 9, s2t0sz: 16, s2sl0: 2, s2ps: 5, s2ttb: s2.root }));
     expect(word(rig.dma({ streamId: 4, addr: A }).c?.data)).toBe(0xcccc);
     const l2 = s1.slot(A, 2);
-    const table = Number(rig.mem.read64(l2) & ADDR_MASK);
-    rig.mem.write64(l2, 0n);
+    const table = Number(rig.memory.read64(l2) & ADDR_MASK);
+    rig.memory.write64(l2, 0n);
     rig.issue(CMD.tlbiNhVa(9, 3, A, { leaf: true }), CMD.tlbiS2Ipa(9, table), CMD.tlbiS2Ipa(9, l2 - (l2 % 4096)), CMD.sync());
     const secret = rig.alloc(0x1000);
     expect(secret + 0x1000).toBeLessThanOrEqual(0x4080_0000);
-    rig.mem.write32(secret, 0x5ec7);
-    rig.mem.write64(table + ((A / 0x1000) % 512) * 8, s1Page(secret));
+    rig.memory.write32(secret, 0x5ec7);
+    rig.memory.write64(table + ((A / 0x1000) % 512) * 8, s1Page(secret));
     expect(word(rig.dma({ streamId: 4, addr: A }).c?.data)).toBe(0x5ec7);
     rig.issue(CMD.tlbiNhVa(9, 3, A), CMD.sync());
     expect(rig.dma({ streamId: 4, addr: A }).c?.status).toBe('fault');
@@ -222,7 +222,7 @@ describe('SMMUv3 model: the Access flag (CD.AFFD/HA, STE.S2AFFD/S2HA)', () => {
     const rig = new Rig(opts);
     rig.init();
     const { pt, cdAddr } = rig.s1Context(7, 5);
-    rig.mem.write64(cdAddr, rig.mem.read64(cdAddr) | cdBits);
+    rig.memory.write64(cdAddr, rig.memory.read64(cdAddr) | cdBits);
     pt.map(A, rig.alloc(0x1000), 0x1000, { noAf: true });
     return { rig, leaf: pt.slot(A, 3) };
   }
@@ -238,7 +238,7 @@ describe('SMMUv3 model: the Access flag (CD.AFFD/HA, STE.S2AFFD/S2HA)', () => {
   it('AFFD=1 without HTTU: AF=0 is used as if set; the descriptor is not written', () => {
     const { rig, leaf } = s1NoAf({}, CD_AFFD);
     expect(rig.dma({ streamId: 7, addr: A }).c?.status).toBe('ok');
-    expect(rig.mem.read64(leaf) & AF).toBe(0n);
+    expect(rig.memory.read64(leaf) & AF).toBe(0n);
     expect(rig.events()).toEqual([]);
   });
 
@@ -247,7 +247,7 @@ describe('SMMUv3 model: the Access flag (CD.AFFD/HA, STE.S2AFFD/S2HA)', () => {
       const { rig, leaf } = s1NoAf({ httu: 1 }, CD_HA | affd);
       expect((rig.r32(REG.IDR0) >>> 6) & 3).toBe(1);
       expect(rig.dma({ streamId: 7, addr: A }).c?.status).toBe('ok');
-      expect(rig.mem.read64(leaf) & AF).toBe(AF);
+      expect(rig.memory.read64(leaf) & AF).toBe(AF);
       expect(rig.events()).toEqual([]);
     }
   });
@@ -278,10 +278,10 @@ describe('SMMUv3 model: the Access flag (CD.AFFD/HA, STE.S2AFFD/S2HA)', () => {
     expect(fault.rig.events().map((e) => ({ id: e.id, s2: e.s2 }))).toEqual([{ id: EVT.F_ACCESS, s2: true }]);
     const ignore = s2NoAf({}, S2AFFD);
     expect(ignore.rig.dma({ streamId: 3, addr: A }).c?.status).toBe('ok');
-    expect(ignore.rig.mem.read64(ignore.leaf) & AF).toBe(0n);
+    expect(ignore.rig.memory.read64(ignore.leaf) & AF).toBe(0n);
     const update = s2NoAf({ httu: 1 }, S2HA);
     expect(update.rig.dma({ streamId: 3, addr: A }).c?.status).toBe('ok');
-    expect(update.rig.mem.read64(update.leaf) & AF).toBe(AF);
+    expect(update.rig.memory.read64(update.leaf) & AF).toBe(AF);
     const illegal = s2NoAf({}, S2HA);
     expect(illegal.rig.dma({ streamId: 3, addr: A }).c?.status).toBe('abort');
     expect(illegal.rig.events().map((e) => e.id)).toEqual([EVT.C_BAD_STE]);
@@ -295,9 +295,9 @@ describe('SMMUv3 model: IDR3.BBML and the nT bit', () => {
     const { pt } = rig.s1Context(7, 5);
     pt.map(A, rig.alloc(0x20_0000, 0x20_0000), 0x20_0000, {}, true);
     const slot = pt.slot(A, 2);
-    rig.mem.write64(slot, rig.mem.read64(slot) | (1n << 16n)); // nT
+    rig.memory.write64(slot, rig.memory.read64(slot) | (1n << 16n)); // nT
     expect(rig.dma({ streamId: 7, addr: A }).c?.status).toBe('ok');
-    rig.mem.write64(slot, 0n); // gone, without a TLBI
+    rig.memory.write64(slot, 0n); // gone, without a TLBI
     return rig;
   }
 

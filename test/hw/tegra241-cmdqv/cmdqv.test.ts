@@ -144,7 +144,7 @@ describe('Tegra241 CMDQV model: VCMDQ consumption', () => {
     rig.enableVintf(0, 0, true);
     rig.setupQueue(0, 0, 0);
     const data = rig.alloc(0x1000);
-    rig.mem.write32(data, 0xabcd);
+    rig.memory.write32(data, 0xabcd);
     rig.writeSte(9, ste({ config: 0b100 }));
     expect(word(rig.dma({ streamId: 9, addr: data }).c?.data)).toBe(0xabcd);
     rig.writeSte(9, ste({ config: 0b000 })); // abort, but cached
@@ -159,14 +159,14 @@ describe('Tegra241 CMDQV model: VCMDQ consumption', () => {
     rig.enableVintf(0, 0, true);
     rig.setupQueue(0, 0, 0);
     rig.setupQueue(1, 0, 1);
-    const t0 = rig.sched.now;
+    const t0 = rig.scheduler.now;
     rig.postQ(0, ...Array.from({ length: 20 }, () => CMD.tlbiNsnhAll()));
     rig.postQ(1, ...Array.from({ length: 20 }, () => CMD.tlbiNsnhAll()));
     rig.settle();
     expect(rig.consQ(0)).toBe(20);
     expect(rig.consQ(1)).toBe(20);
     // 40 commands at 20 ns each, one after the other.
-    expect(rig.sched.now - t0).toBeGreaterThanOrEqual(40 * 20);
+    expect(rig.scheduler.now - t0).toBeGreaterThanOrEqual(40 * 20);
   });
 });
 
@@ -192,8 +192,8 @@ describe('Tegra241 CMDQV model: errors', () => {
     expect(rig.consQ(0)).toBe(2);
     // Fix the entry (a CMD_SYNC, as the kernel does) and acknowledge.
     const s = rig.queues.get(1)!;
-    rig.mem.write64(s.base + 16, 0x46n);
-    rig.mem.write64(s.base + 24, 0n);
+    rig.memory.write64(s.base + 16, 0x46n);
+    rig.memory.write64(s.base + 24, 0n);
     rig.cw(CV.Q0(1) + Q.GERRORN, rig.cr(CV.Q0(1) + Q.GERROR));
     rig.settle();
     expect(rig.consQ(1) & 0xfffff).toBe(4);
@@ -214,15 +214,20 @@ describe('Tegra241 CMDQV model: errors', () => {
 });
 
 describe('Tegra241 CMDQV model: a HYP_OWN=0 VINTF (the 2021 thread\'s questions)', () => {
+  /** Guest-owned VINTF `v` (VMID `vmid`) with global VCMDQ `q` as its LVCMDQ 0, vSID 3 → pSID `psid`, an endpoint on `psid`. */
+  function guestVintf(rig: CmdqvRig, v: number, vmid: number, q: number, psid: number, name: string): FakeEndpoint {
+    rig.enableVintf(v, vmid, false);
+    rig.setupQueue(q, v, 0);
+    rig.cw(CV.SID_REPLACE(v, 0), psid);
+    rig.cw(CV.SID_MATCH(v, 0), (3 << 1) | 1);
+    const ep = new FakeEndpoint(name, rig);
+    rig.smmu.bindEndpoint(psid, ep);
+    return ep;
+  }
+
   function guest(opts: ConstructorParameters<typeof CmdqvRig>[0] = {}): { rig: CmdqvRig; ep: FakeEndpoint } {
     const rig = up(opts);
-    rig.enableVintf(1, 9, false);
-    rig.setupQueue(4, 1, 0);
-    // vSID 3 → pSID 0x42.
-    rig.cw(CV.SID_REPLACE(1, 0), 0x42);
-    rig.cw(CV.SID_MATCH(1, 0), (3 << 1) | 1);
-    const ep = new FakeEndpoint('ep', rig);
-    rig.smmu.bindEndpoint(0x42, ep);
+    const ep = guestVintf(rig, 1, 9, 4, 0x42, 'ep');
     return { rig, ep };
   }
 
@@ -289,17 +294,17 @@ describe('Tegra241 CMDQV model: a HYP_OWN=0 VINTF (the 2021 thread\'s questions)
     rig.issueQ(4, CMD.sync(0));
     expect(rig.consQ(4) & 0xfffff).toBe(1);
     const msi = rig.alloc(0x1000);
-    rig.mem.write32(msi, 0x1234);
+    rig.memory.write32(msi, 0x1234);
     rig.issueQ(4, CMD.sync(1, msi, 0));
     expect(consErr(rig.consQ(4))).toBe(1);
-    expect(rig.mem.read32(msi)).toBe(0x1234);
+    expect(rig.memory.read32(msi)).toBe(0x1234);
     const other = guest({ syncCs: 'none' }).rig;
     const msi2 = other.alloc(0x1000);
-    other.mem.write32(msi2, 0x1234);
+    other.memory.write32(msi2, 0x1234);
     other.issueQ(4, CMD.sync(1, msi2, 0));
     expect(consErr(other.consQ(4))).toBe(0);
     expect(other.consQ(4) & 0xfffff).toBe(1);
-    expect(other.mem.read32(msi2)).toBe(0x1234);
+    expect(other.memory.read32(msi2)).toBe(0x1234);
   });
 
   it('TLBI VMID is replaced by VINTF_CONFIG.VMID: a guest naming another VMID still hits only its own', () => {
@@ -309,8 +314,8 @@ describe('Tegra241 CMDQV model: a HYP_OWN=0 VINTF (the 2021 thread\'s questions)
     const s1 = new PageTable(rig, 1);
     const data = rig.alloc(0x1000);
     const data2 = rig.alloc(0x1000);
-    rig.mem.write32(data, 0x1111);
-    rig.mem.write32(data2, 0x2222);
+    rig.memory.write32(data, 0x1111);
+    rig.memory.write32(data2, 0x2222);
     const cdPa = rig.alloc(0x1000);
     s2.map(0x3000_0000, cdPa, 0x1000);
     s2.map(0x4000_0000, 0x4000_0000, 0x40_0000, {}, true);
@@ -341,12 +346,7 @@ describe('Tegra241 CMDQV model: a HYP_OWN=0 VINTF (the 2021 thread\'s questions)
 
   it('errors on one VINTF never disturb another VINTF\'s queues', () => {
     const { rig, ep } = guest();
-    rig.enableVintf(2, 11, false);
-    rig.setupQueue(8, 2, 0);
-    rig.cw(CV.SID_REPLACE(2, 0), 0x43);
-    rig.cw(CV.SID_MATCH(2, 0), (3 << 1) | 1);
-    const ep2 = new FakeEndpoint('ep2', rig);
-    rig.smmu.bindEndpoint(0x43, ep2);
+    const ep2 = guestVintf(rig, 2, 11, 8, 0x43, 'ep2');
     rig.postQ(4, CMD.cfgiAll(), CMD.sync());
     rig.postQ(8, CMD.atcInv(3, 0, 0), CMD.sync(), CMD.atcInv(3, 0, 0), CMD.sync());
     rig.settle();

@@ -45,7 +45,7 @@ export class CmdqvRig extends Rig {
   constructor(options: Tegra241CmdqvOptions = {}, smmuOptions: SmmuV3Options = {}, seed = 1) {
     super(smmuOptions, seed);
     this.cmdqv = new Tegra241Cmdqv(
-      { scheduler: this.sched, smmu: this.smmu, irq: { raise: () => void this.cmdqvIrqs++ } },
+      { scheduler: this.scheduler, smmu: this.smmu, irq: { raise: () => void this.cmdqvIrqs++ } },
       { name: '/cmdqv@a000000', ...options },
     );
     this.mmio.map(CMDQV_BASE, this.cmdqv.regionSize, this.cmdqv);
@@ -99,8 +99,8 @@ export class CmdqvRig extends Rig {
     const mask = (1 << (s.log2 + 1)) - 1;
     for (const [d0, d1] of cmds) {
       const idx = s.prod & ((1 << s.log2) - 1);
-      this.mem.write64(s.base + idx * 16, d0);
-      this.mem.write64(s.base + idx * 16 + 8, d1);
+      this.memory.write64(s.base + idx * 16, d0);
+      this.memory.write64(s.base + idx * 16 + 8, d1);
       s.prod = (s.prod + 1) & mask;
     }
     this.cw(CV.Q0(q) + Q.PROD, s.prod);

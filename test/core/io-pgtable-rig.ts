@@ -1,5 +1,5 @@
 /**
- * Test fixtures for io-pgtable: RAM, a checking table allocator and recording flush ops.
+ * Test rig for io-pgtable: RAM, a checking table allocator and recording flush ops.
  */
 import { KernelError } from '../../bus/errno.js';
 import type { IommuIotlbGather } from '../../core/iommu-gather.js';

@@ -13,10 +13,11 @@ import type { DeviceTree, DtNode } from '../../bus/of/tree.js';
 import { IommuSubsystem } from '../../core/iommu.js';
 import { PCI_ACS_CAP, PCI_ACS_CTRL, PCI_EXP_FLAGS, PCI_EXT_CAP_ID_ACS } from '../../core/pci-acs.js';
 import type { CpuPort } from '../../hw/cpu-port.js';
-import { PhysicalMemory } from '../../hw/memory.js';
-import { Scheduler } from '../../hw/scheduler.js';
-import { Trace } from '../../hw/trace.js';
+import type { PhysicalMemory } from '../../hw/memory.js';
+import type { Scheduler } from '../../hw/scheduler.js';
+import type { Trace } from '../../hw/trace.js';
 import { PageAllocator } from '../../mm/page-alloc.js';
+import { MachineSlice } from '../lib/machine-slice.js';
 
 export const RAM_BASE = 0x4000_0000;
 export const RAM_SIZE = 0x1000_0000;
@@ -48,7 +49,7 @@ export interface TestKernelOptions {
 
 export interface TestKernel {
   scheduler: Scheduler;
-  ram: PhysicalMemory;
+  memory: PhysicalMemory;
   trace: Trace;
   port: CpuPort;
   ecam: FakeEcam;
@@ -60,15 +61,12 @@ export interface TestKernel {
 }
 
 export function testKernel(opts: TestKernelOptions = {}): TestKernel {
-  const scheduler = new Scheduler(opts.seed ?? 1);
-  const ram = new PhysicalMemory();
-  ram.addRegion(RAM_BASE, RAM_SIZE);
-  const trace = new Trace();
+  const { scheduler, memory, trace } = new MachineSlice({ seed: opts.seed ?? 1, ram: [{ base: RAM_BASE, size: RAM_SIZE }] });
   const ecam = new FakeEcam();
   const inEcam = (pa: number, len: number): boolean => pa >= ECAM_BASE && pa + len <= ECAM_BASE + ECAM_SIZE;
   const port: CpuPort = {
     firmware: { dtb: null, acpi: new Map() },
-    ram,
+    ram: memory,
     mmioPresent: inEcam,
     mmioRead32: (pa) => {
       if (!inEcam(pa, 4)) throw new Error(`no MMIO at 0x${pa.toString(16)}`);
@@ -92,9 +90,9 @@ export function testKernel(opts: TestKernelOptions = {}): TestKernel {
     trace,
   };
   const core = new DriverCore({ port, dt: opts.dt ?? null });
-  const alloc = new PageAllocator({ memory: [{ base: RAM_BASE, size: RAM_SIZE }], kernelInstance: 0, ram });
+  const alloc = new PageAllocator({ memory: [{ base: RAM_BASE, size: RAM_SIZE }], kernelInstance: 0, ram: memory });
   const iommu = new IommuSubsystem({ core, pageAllocator: alloc, passthrough: opts.passthrough ?? false, strict: opts.strict ?? false });
-  return { scheduler, ram, trace, port, ecam, core, alloc, iommu, run: (p) => scheduler.runUntilSettled(p) };
+  return { scheduler, memory, trace, port, ecam, core, alloc, iommu, run: (p) => scheduler.runUntilSettled(p) };
 }
 
 export interface FakePciFunction {

@@ -1,19 +1,15 @@
 /**
- * Test bench for the SMMUv2 model: RAM, an interconnect, the model mapped into the MMIO map, interrupt
+ * Test rig for the SMMUv2 model: a machine slice (test/lib/machine-slice.ts) with the model mapped into its MMIO map, interrupt
  * lines that count raises, and a small LPAE table encoder of the test's own. Tests reach the model
  * only through MMIO (absolute physical addresses), memory and DMA requests on its port.
  *
  * Register offsets and field positions here are written out from the architecture specification,
  * independently of hw/smmu-v2/regs.ts, so a wrong offset on either side shows up.
  */
-import { Interconnect } from '../../../hw/interconnect.js';
-import { PhysicalMemory } from '../../../hw/memory.js';
-import { MmioMap } from '../../../hw/mmio.js';
-import { Scheduler } from '../../../hw/scheduler.js';
-import { Trace } from '../../../hw/trace.js';
 import type { DmaCompletion, DmaRequest } from '../../../hw/dma.js';
 import { SmmuV2 } from '../../../hw/smmu-v2/index.js';
 import type { SmmuV2OptionsInput } from '../../../hw/smmu-v2/index.js';
+import { MachineSlice } from '../../lib/machine-slice.js';
 
 export const SMMU_BASE = 0x2b40_0000;
 export const RAM_BASE = 0x8000_0000;
@@ -114,28 +110,21 @@ export class CountingLine {
   }
 }
 
-export class Bench {
-  readonly trace = new Trace();
-  readonly sched = new Scheduler(7);
-  readonly mem = new PhysicalMemory();
-  readonly mmio: MmioMap;
-  readonly ic: Interconnect;
+export class Rig extends MachineSlice {
   readonly smmu: SmmuV2;
   readonly globalLines = [new CountingLine()];
   readonly contextLines: CountingLine[];
   private nextFrame = RAM_BASE + 0x0800_0000;
 
   constructor(opts: SmmuV2OptionsInput, contextLines = 8) {
-    this.mem.addRegion(RAM_BASE, RAM_SIZE);
-    this.mmio = new MmioMap(this.trace, () => this.sched.now);
-    this.ic = new Interconnect(this.mem, this.mmio, () => this.sched.now);
+    super({ seed: 7, ram: [{ base: RAM_BASE, size: RAM_SIZE }] });
     this.contextLines = Array.from({ length: contextLines }, () => new CountingLine());
     this.smmu = new SmmuV2(
       {
         name: '/smmu@2b400000',
-        scheduler: this.sched,
-        memory: this.mem,
-        downstream: this.ic,
+        scheduler: this.scheduler,
+        memory: this.memory,
+        downstream: this.interconnect,
         irqs: { global: this.globalLines, context: this.contextLines },
         trace: this.trace,
       },
@@ -189,14 +178,14 @@ export class Bench {
 
   /** Run the hardware's scheduled work (syncs, interrupts, RESUME, ATS). */
   run(): void {
-    this.sched.runSyncUntilIdle();
+    this.scheduler.runSyncUntilIdle();
   }
 
   /** A zeroed 4K (or `size`) frame for tables or data. */
   alloc(size = 0x1000): number {
     const a = Math.ceil(this.nextFrame / size) * size;
     this.nextFrame = a + size;
-    this.mem.fill(a, size, 0);
+    this.memory.fill(a, size, 0);
     return a;
   }
 
@@ -276,20 +265,20 @@ export class Bench {
  */
 export class Tables {
   constructor(
-    private readonly bench: Bench,
+    private readonly rig: Rig,
     readonly root: number,
     readonly stage: 1 | 2,
     /** First lookup level (stage 1 48-bit: 0; stage 2 40-bit with SL0=1: level 1). */
     readonly startLevel: number,
   ) {}
 
-  static stage1(bench: Bench): Tables {
-    return new Tables(bench, bench.alloc(), 1, 0);
+  static stage1(rig: Rig): Tables {
+    return new Tables(rig, rig.alloc(), 1, 0);
   }
 
-  static stage2(bench: Bench): Tables {
+  static stage2(rig: Rig): Tables {
     // A 40-bit IPA starting at level 1 needs two concatenated level 1 tables (8K, aligned).
-    return new Tables(bench, bench.alloc(0x2000), 2, 1);
+    return new Tables(rig, rig.alloc(0x2000), 2, 1);
   }
 
   private index(va: number, level: number): number {
@@ -299,8 +288,8 @@ export class Tables {
   }
 
   private writeDesc(pa: number, lo: number, hi: number): void {
-    this.bench.mem.write32(pa, lo >>> 0);
-    this.bench.mem.write32(pa + 4, hi >>> 0);
+    this.rig.memory.write32(pa, lo >>> 0);
+    this.rig.memory.write32(pa + 4, hi >>> 0);
   }
 
   /** The PA of the descriptor for `va` at `level`, creating tables on the way. */
@@ -308,12 +297,12 @@ export class Tables {
     let table = this.root;
     for (let l = this.startLevel; l < level; l++) {
       const d = table + 8 * this.index(va, l);
-      const lo = this.bench.mem.read32(d);
-      const hi = this.bench.mem.read32(d + 4);
+      const lo = this.rig.memory.read32(d);
+      const hi = this.rig.memory.read32(d + 4);
       if ((lo & 3) === 3) {
         table = (hi & 0xffff) * 0x1_0000_0000 + ((lo & 0xffff_f000) >>> 0);
       } else {
-        const next = this.bench.alloc();
+        const next = this.rig.alloc();
         this.writeDesc(d, (next & 0xffff_f000) | 3, Math.floor(next / 0x1_0000_0000));
         table = next;
       }

@@ -29,7 +29,7 @@ export interface PageResponseCall {
   msg: IommuPageResponse;
 }
 
-export interface FaultSetup extends MockSetup {
+export interface FaultRig extends MockSetup {
   a: Device;
   b: Device;
   noPasid: Device;
@@ -41,7 +41,7 @@ export interface FaultSetup extends MockSetup {
   failSva: { alloc: boolean };
 }
 
-export interface FaultSetupOptions {
+export interface FaultRigOptions {
   /** pasid-num-bits of DEV_A (default 8). */
   pasidBitsA?: number;
   /** pasid-num-bits of DEV_B (default 8). */
@@ -52,7 +52,7 @@ export interface FaultSetupOptions {
   noPageResponse?: boolean;
 }
 
-export async function faultSetup(opts: FaultSetupOptions = {}): Promise<FaultSetup> {
+export async function faultRig(opts: FaultRigOptions = {}): Promise<FaultRig> {
   const s = await mockSetup({
     masters: [
       { name: DEV_A, ids: [[1]], props: { 'pasid-num-bits': opts.pasidBitsA ?? 8, 'dma-can-stall': true } },
@@ -63,7 +63,7 @@ export async function faultSetup(opts: FaultSetupOptions = {}): Promise<FaultSet
     masterDriver: true,
   });
   const responses: PageResponseCall[] = [];
-  const features: FaultSetup['features'] = [];
+  const features: FaultRig['features'] = [];
   const svaDomains: IommuDomain[] = [];
   const failSva = { alloc: false };
   const ops = s.mock.ops;

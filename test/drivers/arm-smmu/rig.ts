@@ -1,5 +1,5 @@
 /**
- * The arm-smmu test bench: the SMMUv2 lab machine booted with the driver, plus lab-side access to
+ * The arm-smmu test rig: the SMMUv2 lab machine booted with the driver, plus lab-side access to
  * the SMMU's registers (through the CPU's MMIO view, reads without side effects) and to masters.
  */
 import type { Device } from '../../../bus/device.js';
@@ -16,7 +16,7 @@ import { SMMU_V2_LAB, deviceOf, smmuV2Machine, type SmmuV2MachineOptions } from 
 
 export { SMMU_V2_LAB as L };
 
-export interface Bench {
+export interface Rig {
   machine: Machine;
   kernel: Kernel;
   smmu: ArmSmmuDevice;
@@ -32,7 +32,7 @@ export interface Bench {
   page(): number;
 }
 
-export async function bench(opts: SmmuV2MachineOptions & { cmdline?: string } = {}): Promise<Bench> {
+export async function rig(opts: SmmuV2MachineOptions & { cmdline?: string } = {}): Promise<Rig> {
   const machine = smmuV2Machine({ seed: 1, ...opts });
   const kernel = await boot(machine, opts.cmdline !== undefined ? { cmdline: opts.cmdline } : {});
   const smmuDev = deviceOf(kernel, SMMU_V2_LAB.smmuPath);
@@ -57,14 +57,14 @@ export async function bench(opts: SmmuV2MachineOptions & { cmdline?: string } = 
 }
 
 /** A fresh UNMANAGED domain (stage 1, or stage 2 with `stage2`) attached to the device at `path`. */
-export async function attachNew(b: Bench, path: string, stage2 = false): Promise<IommuDomain> {
+export async function attachNew(b: Rig, path: string, stage2 = false): Promise<IommuDomain> {
   const dev = b.dev(path);
   const domain = stage2 ? iommuPagingDomainAllocFlags(dev, IOMMU_HWPT_ALLOC_NEST_PARENT) : iommuPagingDomainAlloc(dev);
   await b.run(iommuAttachDevice(domain, dev));
   return domain;
 }
 
-export function map(b: Bench, domain: IommuDomain, iova: number, pa: number, size = 0x1000, prot = IOMMU_READ | IOMMU_WRITE): Promise<void> {
+export function map(b: Rig, domain: IommuDomain, iova: number, pa: number, size = 0x1000, prot = IOMMU_READ | IOMMU_WRITE): Promise<void> {
   return b.run(iommuMap(domain, iova, pa, size, prot));
 }
 
