@@ -6,11 +6,11 @@
  *   255 unmaps; the 10 ms timer never fires because virtual time does not advance).
  */
 import { dmaMapSingle, dmaUnmapSingle } from '../core/dma-mapping.js';
-import { mockSetup } from '../test/core/mock-setup.js';
+import { mockRig } from '../test/core/mock-rig.js';
 import { throughputAsync, type Bench } from './harness.js';
 
 async function mapUnmap(strict: boolean): Promise<number> {
-  const s = await mockSetup({ masters: [{ name: 'dma@10000000', ids: [[1]], props: { 'dma-coherent': true } }], kernel: { strict } });
+  const s = await mockRig({ masters: [{ name: 'dma@10000000', ids: [[1]], props: { 'dma-coherent': true } }], kernel: { strict } });
   const dev = s.dev('dma@10000000');
   const buf = s.k.alloc.allocPages(0, { kind: 'kernel', what: 'bench buffer' });
   // The mock records every op for tests; not here.

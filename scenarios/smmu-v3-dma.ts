@@ -9,23 +9,7 @@ import { STRTAB_STE_2_S2VMID, STRTAB_STE_3_S2TTB_MASK, CTXDESC_CD_0_ASID } from 
 import { armSmmuSteConfigName } from '../drivers/arm-smmu-v3/arm-smmu-v3-ste.js';
 import { armSmmuV3MasterOf } from '../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { Checks, type Scenario } from './scenario.js';
-import { allocPages, bootSmmuV3, deviceOf, engineJob, fillPhys, mapRange, ownDomain, readPhys, V3, type SmmuV3Lab } from './smmu-v3-lab.js';
-
-const SRC_IOVA = 0x1000_0000;
-const DST_IOVA = 0x2000_0000;
-
-/** Copy a page from SRC_IOVA to DST_IOVA through `domain` of `engine`; the bytes found at the destination page. */
-async function copyThrough(lab: SmmuV3Lab, engine: string, stage: 'S1' | 'S2', pattern: number): Promise<{ ok: boolean; landed: boolean; domain: ArmSmmuDomain; status: string }> {
-  const domain = (await ownDomain(lab, engine, stage)) as ArmSmmuDomain;
-  const src = allocPages(lab, 4096);
-  const dst = allocPages(lab, 4096);
-  fillPhys(lab, src, 4096, pattern);
-  await mapRange(lab, domain, SRC_IOVA, src, 4096);
-  await mapRange(lab, domain, DST_IOVA, dst, 4096);
-  const st = await engineJob(lab, engine, { op: 'copy', src: SRC_IOVA, dst: DST_IOVA, len: 4096 });
-  const landed = readPhys(lab, dst, 4096).every((b) => b === pattern);
-  return { ok: st.state === 'done', landed, domain, status: `${st.state}/${st.dmaStatus}` };
-}
+import { bootSmmuV3, copyThrough, deviceOf, V3 } from './smmu-v3-lab.js';
 
 export const scenario: Scenario = {
   name: 'smmu-v3-dma',
@@ -36,26 +20,28 @@ export const scenario: Scenario = {
     const before = lab.model.stats.translated;
 
     const s1 = await copyThrough(lab, V3.engine, 'S1', 0x5a);
+    const s1domain = s1.domain as ArmSmmuDomain;
     const m1 = armSmmuV3MasterOf(deviceOf(lab, V3.engine))!;
     const ste1 = lab.smmu.strtab.readSte(m1.streams[0]);
     const cd = m1.cdTable!.readCd(0);
     c.equal('stage 1 domain: the copy completes', s1.status, 'done/ok');
     c.ok('stage 1 domain: the destination page holds the source bytes', s1.landed);
     c.equal('stage 1 domain: the STE points at a CD table', armSmmuSteConfigName(ste1), 's1');
-    c.equal("stage 1 domain: CD 0 carries the domain's ASID", CTXDESC_CD_0_ASID.get(cd), s1.domain.asid);
+    c.equal("stage 1 domain: CD 0 carries the domain's ASID", CTXDESC_CD_0_ASID.get(cd), s1domain.asid);
 
     const s2 = await copyThrough(lab, V3.stallEngine, 'S2', 0xc3);
+    const s2domain = s2.domain as ArmSmmuDomain;
     const m2 = armSmmuV3MasterOf(deviceOf(lab, V3.stallEngine))!;
     const ste2 = lab.smmu.strtab.readSte(m2.streams[0]);
     c.equal('stage 2 domain: the copy completes', s2.status, 'done/ok');
     c.ok('stage 2 domain: the destination page holds the source bytes', s2.landed);
     c.equal('stage 2 domain: the STE translates at stage 2', armSmmuSteConfigName(ste2), 's2');
-    c.equal("stage 2 domain: STE.S2VMID is the domain's VMID", STRTAB_STE_2_S2VMID.get(ste2), s2.domain.vmid);
-    c.equal("stage 2 domain: STE.S2TTB is the domain's table", STRTAB_STE_3_S2TTB_MASK.get(ste2), s2.domain.pgtblOps.armLpaeS2Cfg!.vttbr);
+    c.equal("stage 2 domain: STE.S2VMID is the domain's VMID", STRTAB_STE_2_S2VMID.get(ste2), s2domain.vmid);
+    c.equal("stage 2 domain: STE.S2TTB is the domain's table", STRTAB_STE_3_S2TTB_MASK.get(ste2), s2domain.pgtblOps.armLpaeS2Cfg!.vttbr);
     c.ok('no event was reported', lab.smmu.events.length === 0, lab.smmu.events.map((e) => e.name).join(', '));
     return c.result({
-      'S1 ASID': s1.domain.asid,
-      'S2 VMID': s2.domain.vmid,
+      'S1 ASID': s1domain.asid,
+      'S2 VMID': s2domain.vmid,
       'transactions translated': lab.model.stats.translated - before,
     });
   },

@@ -188,6 +188,37 @@ export function fillPhys(lab: SmmuV3Lab, pa: number, len: number, byte: number):
   lab.machine.cpu.ram.fill(pa, len, byte);
 }
 
+/** What `copyThrough` found: the job's outcome and where the bytes were. */
+export interface CopyResult {
+  /** The engine's final state and DMA status, "done/ok" when the copy completed. */
+  status: string;
+  /** The destination page holds `pattern` in every byte. */
+  landed: boolean;
+  domain: IommuDomain;
+  src: number;
+  dst: number;
+}
+
+/**
+ * The lab's basic DMA check: attach `engine` to its own domain (stage 1 or 2), map a source page
+ * filled with `pattern` at 0x1000_0000 and an empty page at 0x2000_0000, have the engine copy one to
+ * the other, and read what landed.
+ */
+export async function copyThrough(lab: SmmuV3Lab, engine: string, stage: 'S1' | 'S2', pattern: number): Promise<CopyResult> {
+  const domain = await ownDomain(lab, engine, stage);
+  const src = allocPages(lab, 4096);
+  const dst = allocPages(lab, 4096);
+  fillPhys(lab, src, 4096, pattern);
+  await mapRange(lab, domain, COPY_SRC_IOVA, src, 4096);
+  await mapRange(lab, domain, COPY_DST_IOVA, dst, 4096);
+  const st = await engineJob(lab, engine, { op: 'copy', src: COPY_SRC_IOVA, dst: COPY_DST_IOVA, len: 4096 });
+  const landed = readPhys(lab, dst, 4096).every((b) => b === pattern);
+  return { status: `${st.state}/${st.dmaStatus}`, landed, domain, src, dst };
+}
+
+export const COPY_SRC_IOVA = 0x1000_0000;
+export const COPY_DST_IOVA = 0x2000_0000;
+
 /** Advance virtual time (let interrupt threads and queued hardware work finish). */
 export function settle(lab: SmmuV3Lab, ns = 100_000): Promise<void> {
   return lab.machine.scheduler.runFor(ns);

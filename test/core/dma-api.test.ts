@@ -29,7 +29,7 @@ import { TranslationTableWalker } from '../../hw/walker/walker.js';
 import type { PhysicalMemory } from '../../hw/memory.js';
 import { fakePciFunction, fakePciHost } from './kernel-rig.js';
 import type { MockDomain } from './mock-iommu.js';
-import { mockSetup } from './mock-setup.js';
+import { mockRig } from './mock-rig.js';
 import { expectErrno } from '../lib/errno.js';
 
 const DEV = 'dev@1';
@@ -37,7 +37,7 @@ const DIRECT = 'direct@2';
 const SZ_4K = 0x1000;
 
 async function setup(opts: { strict?: boolean; passthrough?: boolean; resv?: IommuResvRegion[] } = {}) {
-  const s = await mockSetup({
+  const s = await mockRig({
     masters: [{ name: DEV, ids: [[1]], props: { 'dma-coherent': true } }, { name: DIRECT }],
     kernel: { strict: opts.strict ?? false, passthrough: opts.passthrough ?? false },
     mock: { resvRegions: opts.resv ? () => opts.resv! : undefined },

@@ -16,7 +16,7 @@ import {
 import type { IommuDevFeature } from '../../core/iommu-ops.js';
 import { MmContext, type Mm } from '../../mm/mm.js';
 import { ProcessTable } from '../../mm/process.js';
-import { mockSetup, type MockSetup } from './mock-setup.js';
+import { mockRig, type MockRig } from './mock-rig.js';
 
 export const DEV_A = 'dma@10000000';
 export const DEV_B = 'dma@10001000';
@@ -29,7 +29,7 @@ export interface PageResponseCall {
   msg: IommuPageResponse;
 }
 
-export interface FaultRig extends MockSetup {
+export interface FaultRig extends MockRig {
   a: Device;
   b: Device;
   noPasid: Device;
@@ -53,7 +53,7 @@ export interface FaultRigOptions {
 }
 
 export async function faultRig(opts: FaultRigOptions = {}): Promise<FaultRig> {
-  const s = await mockSetup({
+  const s = await mockRig({
     masters: [
       { name: DEV_A, ids: [[1]], props: { 'pasid-num-bits': opts.pasidBitsA ?? 8, 'dma-can-stall': true } },
       { name: DEV_B, ids: [[2]], props: { 'pasid-num-bits': opts.pasidBitsB ?? 8 } },
@@ -133,7 +133,7 @@ export function pageRequest(addr: number, grpid: number, opts: { pasid?: number;
 }
 
 /** Let queued work (microtasks and the IOPF workqueue) run. */
-export async function settle(s: MockSetup): Promise<void> {
+export async function settle(s: MockRig): Promise<void> {
   await s.k.run(s.k.scheduler.delay(1));
   for (let i = 0; i < 20; i++) await Promise.resolve();
 }

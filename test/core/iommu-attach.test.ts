@@ -39,7 +39,7 @@ import {
 } from '../../core/iommu-pasid.js';
 import { iommuDevDisableFeature, iommuDevEnableFeature } from '../../core/iommu.js';
 import { MockIommu, type MockDomain } from './mock-iommu.js';
-import { mockSetup } from './mock-setup.js';
+import { mockRig } from './mock-rig.js';
 import { expectErrno } from '../lib/errno.js';
 
 const A = 'dma@10000000';
@@ -47,8 +47,8 @@ const B = 'dma@10001000';
 const SHARED1 = 'shared@1';
 const SHARED2 = 'shared@2';
 
-async function setup(opts: Parameters<typeof mockSetup>[0] = {}) {
-  const s = await mockSetup({
+async function setup(opts: Parameters<typeof mockRig>[0] = {}) {
+  const s = await mockRig({
     masters: [
       { name: A, ids: [[1]], props: { 'pasid-num-bits': 4 } },
       { name: B, ids: [[2]] },
@@ -197,7 +197,7 @@ describe('PASID attach', () => {
   });
 
   it('skips devices of the group that have no PASIDs', async () => {
-    const s = await mockSetup({ masters: [{ name: 'p@1', ids: [[5]], props: { 'pasid-num-bits': 3 } }, { name: 'q@2', ids: [[5]] }], mock: { maxPasids: 64 } });
+    const s = await mockRig({ masters: [{ name: 'p@1', ids: [[5]], props: { 'pasid-num-bits': 3 } }, { name: 'q@2', ids: [[5]] }], mock: { maxPasids: 64 } });
     const p = s.dev('p@1');
     expect(iommuGroupGet(p)!.devices).toHaveLength(2);
     const dom = iommuPagingDomainAlloc(p);

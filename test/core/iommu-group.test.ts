@@ -8,14 +8,14 @@ import { iommuPagingDomainAlloc } from '../../core/iommu-domain.js';
 import { genericSingleDeviceGroup, iommuGroupGet } from '../../core/iommu-group.js';
 import { PCI_ACS_CR, PCI_ACS_RR, PCI_ACS_SV, PCI_ACS_UF, pciAcsEnabled, PCI_EXP_TYPE_ENDPOINT, PCI_EXP_TYPE_ROOT_PORT, REQ_ACS_FLAGS } from '../../core/pci-acs.js';
 import { fakePciFunction, fakePciHost, type FakePciFunction } from './kernel-rig.js';
-import { mockSetup, names } from './mock-setup.js';
+import { mockRig, names } from './mock-rig.js';
 import { expectErrno } from '../lib/errno.js';
 
 const FULL_ACS = PCI_ACS_SV | PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_UF;
 
 describe('platform device groups', () => {
   it('gives each master its own group unless they share a stream ID', async () => {
-    const s = await mockSetup({
+    const s = await mockRig({
       masters: [
         { name: 'a@1', ids: [[1]] },
         { name: 'b@2', ids: [[2]] },
@@ -39,7 +39,7 @@ describe('platform device groups', () => {
   });
 
   it('can put every device of an IOMMU in one group', async () => {
-    const s = await mockSetup({ masters: [{ name: 'a@1', ids: [[1]] }, { name: 'b@2', ids: [[2]] }], mock: { group: genericSingleDeviceGroup } });
+    const s = await mockRig({ masters: [{ name: 'a@1', ids: [[1]] }, { name: 'b@2', ids: [[2]] }], mock: { group: genericSingleDeviceGroup } });
     expect(iommuGroupGet(s.dev('a@1'))).toBe(iommuGroupGet(s.dev('b@2')));
     expect(s.k.iommu.iommus[0].singletonGroup).toBe(iommuGroupGet(s.dev('a@1')));
   });
@@ -49,7 +49,7 @@ describe('PCI device groups', () => {
   async function pciSetup(fns: (FakePciFunction & { behindIndex?: number })[], iommuMaxPasids = 0) {
     const b = new DtBuilder({ '#address-cells': 2, '#size-cells': 2 });
     b.node('/pcie@30000000', { compatible: 'pci-host-ecam-generic', device_type: 'pci' });
-    const s = await mockSetup({ masters: [], registerDriver: false, mock: { maxPasids: iommuMaxPasids } });
+    const s = await mockRig({ masters: [], registerDriver: false, mock: { maxPasids: iommuMaxPasids } });
     const host = await fakePciHost(s.k, b.build().byPath('/pcie@30000000')!);
     const devs: PciDevice[] = [];
     for (const f of fns) {

@@ -5,15 +5,15 @@ import { IommuDomain, IOMMU_DOMAIN_BLOCKED, iommuIovaToPhys, iommuPagingDomainAl
 import { iommuDomainMapsPhys, iommuIotlbSync, iommuMap, iommuMapSg, iommuPgsize, iommuUnmap, iommuUnmapFast } from '../../core/iommu-map.js';
 import { iommuGroupGet } from '../../core/iommu-group.js';
 import type { MockDomain } from './mock-iommu.js';
-import { mockSetup } from './mock-setup.js';
+import { mockRig } from './mock-rig.js';
 import { expectErrno } from '../lib/errno.js';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const SZ_4K = 0x1000;
 const SZ_2M = 0x20_0000;
 
-async function setup(mock: Parameters<typeof mockSetup>[0] = {}) {
-  const s = await mockSetup({ masters: [{ name: 'dma@1', ids: [[1]] }], ...mock });
+async function setup(mock: Parameters<typeof mockRig>[0] = {}) {
+  const s = await mockRig({ masters: [{ name: 'dma@1', ids: [[1]] }], ...mock });
   const dev = s.dev('dma@1');
   const dom = iommuPagingDomainAlloc(dev) as MockDomain;
   s.mock.calls.length = 0;

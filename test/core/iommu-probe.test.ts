@@ -23,7 +23,7 @@ import {
 } from '../../core/iommu.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../../core/io-pgtable.js';
 import { MockDomain } from './mock-iommu.js';
-import { IOMMU_PATH, mockSetup } from './mock-setup.js';
+import { IOMMU_PATH, mockRig } from './mock-rig.js';
 import { expectErrno } from '../lib/errno.js';
 
 const A = 'dma@10000000';
@@ -31,7 +31,7 @@ const B = 'dma@10001000';
 
 describe('registration and device probe', () => {
   it('probes every master firmware puts behind the IOMMU, translating its specifiers', async () => {
-    const s = await mockSetup({
+    const s = await mockRig({
       iommuCells: 2,
       masters: [{ name: A, ids: [[0x10, 0x3]] }, { name: B, ids: [[0x20, 0]] }, { name: 'uart@9100000' }],
     });
@@ -57,7 +57,7 @@ describe('registration and device probe', () => {
   });
 
   it('a probe_device error other than ENODEV fails the registration and undoes it', async () => {
-    const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }], registerDriver: false });
+    const s = await mockRig({ masters: [{ name: A, ids: [[1]] }], registerDriver: false });
     s.mock.failProbe = () => 'EINVAL';
     await s.k.run(s.k.core.registerDriver(s.mock.driver()));
     expect(s.iommuDev.status).toBe('failed');
@@ -67,7 +67,7 @@ describe('registration and device probe', () => {
   });
 
   it('defers a driver probe while the IOMMU its firmware names is not registered, then binds', async () => {
-    const s = await mockSetup({
+    const s = await mockRig({
       masters: [{ name: A, ids: [[1]] }, { name: 'plain@10002000' }],
       registerDriver: false,
       masterDriver: true,
@@ -86,7 +86,7 @@ describe('registration and device probe', () => {
   });
 
   it('a device the IOMMU driver refuses gets direct DMA and its driver still binds', async () => {
-    const s = await mockSetup({ masters: [], masterDriver: true });
+    const s = await mockRig({ masters: [], masterDriver: true });
     s.mock.failProbe = () => 'EINVAL';
     const dev = new PlatformDevice({ name: '/late@1' });
     dev.fwspec = iommuFwspecInit(s.iommuNode, { canStall: false, pasidBits: 0, dmaCoherent: false, atsSupported: false });
@@ -99,7 +99,7 @@ describe('registration and device probe', () => {
   });
 
   it('probes a device added after registration (bus notifier) and releases it on removal', async () => {
-    const s = await mockSetup({ masters: [] });
+    const s = await mockRig({ masters: [] });
     const dev = new PlatformDevice({ name: '/late@2' });
     dev.fwspec = iommuFwspecInit(s.iommuNode, { canStall: false, pasidBits: 0, dmaCoherent: false, atsSupported: false });
     iommuFwspecAddSpecifier(dev.fwspec, [3]);
@@ -117,7 +117,7 @@ describe('registration and device probe', () => {
   });
 
   it('unregistering the IOMMU releases its devices and their groups', async () => {
-    const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }, { name: B, ids: [[2]] }] });
+    const s = await mockRig({ masters: [{ name: A, ids: [[1]] }, { name: B, ids: [[2]] }] });
     const iommu = s.k.iommu.iommus[0];
     await s.k.run(iommuDeviceUnregister(iommu));
     expect(s.k.iommu.iommus).toEqual([]);
@@ -127,17 +127,17 @@ describe('registration and device probe', () => {
   });
 
   it('gives each kernel its own iommu core', async () => {
-    const s = await mockSetup({ masters: [] });
+    const s = await mockRig({ masters: [] });
     expect(iommuSubsystemOf(s.k.core)).toBe(s.k.iommu);
-    const other = await mockSetup({ masters: [] });
+    const other = await mockRig({ masters: [] });
     expect(iommuSubsystemOf(other.k.core)).not.toBe(s.k.iommu);
     await expectErrno(() => new IommuSubsystem({ core: s.k.core, pageAllocator: s.k.alloc, passthrough: false, strict: false }), 'EEXIST');
   });
 });
 
 describe('default domain selection', () => {
-  async function defaultOf(opts: Parameters<typeof mockSetup>[0]) {
-    const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }], ...opts });
+  async function defaultOf(opts: Parameters<typeof mockRig>[0]) {
+    const s = await mockRig({ masters: [{ name: A, ids: [[1]] }], ...opts });
     const g = iommuGroupGet(s.dev(A))!;
     return { s, g, d: g.defaultDomain! };
   }
@@ -181,7 +181,7 @@ describe('default domain selection', () => {
   });
 
   it('lets IDENTITY win when the devices of a group disagree, and logs the driver error', async () => {
-    const s = await mockSetup({
+    const s = await mockRig({
       masters: [{ name: A, ids: [[7]] }, { name: B, ids: [[7]] }],
       mock: { defDomainType: (dev) => (dev.name === `/${B}` ? IOMMU_DOMAIN_IDENTITY : IOMMU_DOMAIN_DMA) },
     });
@@ -205,13 +205,13 @@ describe('default domain selection', () => {
   });
 
   it('iommu_set_dma_strict turns the lazy default into strict', async () => {
-    const s = await mockSetup({ masters: [], registerDriver: false });
+    const s = await mockRig({ masters: [], registerDriver: false });
     s.k.iommu.iommuSetDmaStrict();
     expect(s.k.iommu.defaultDomainType).toBe(IOMMU_DOMAIN_DMA);
   });
 
   it('identity-maps firmware DIRECT regions before the first attach, and the device then refuses blocking', async () => {
-    const s = await mockSetup({
+    const s = await mockRig({
       masters: [{ name: A, ids: [[1]] }],
       kernel: { strict: true },
       mock: {
@@ -241,7 +241,7 @@ describe('direct mappings and their IOTLB flush (v6.1: after the attach)', () =>
     { start: 0x4800_0000, length: 0x2000, prot: IOMMU_READ | IOMMU_WRITE, type: 'DIRECT' as const },
     { start: 0x0800_0000, length: 0x10_0000, prot: IOMMU_WRITE, type: 'SW_MSI' as const },
   ];
-  const seq = (s: Awaited<ReturnType<typeof mockSetup>>, dev: string): string[] =>
+  const seq = (s: Awaited<ReturnType<typeof mockRig>>, dev: string): string[] =>
     s.mock.calls.flatMap((c) => {
       if (c.op === 'attach' && c.dev === dev) return [`attach ${c.domain}`];
       if (c.op === 'map') return [`map ${c.domain} 0x${c.iova.toString(16)}`];
@@ -250,13 +250,13 @@ describe('direct mappings and their IOTLB flush (v6.1: after the attach)', () =>
     });
 
   it('a DMA default domain: the DIRECT region is mapped before the attach and the IOTLB flushed once after it', async () => {
-    const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true }, mock: { resvRegions: regions } });
+    const s = await mockRig({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true }, mock: { resvRegions: regions } });
     const d = iommuGroupGet(s.dev(A))!.defaultDomain as MockDomain;
     expect(seq(s, s.dev(A).name)).toEqual([`map ${d.label} 0x48000000`, `attach ${d.label}`, `flush-all ${d.label}`]);
   });
 
   it('a device added later (its own probe) is flushed after its attach too, even with nothing to map', async () => {
-    const s = await mockSetup({ masters: [], kernel: { strict: true }, mock: { resvRegions: () => [regions()[1]] } });
+    const s = await mockRig({ masters: [], kernel: { strict: true }, mock: { resvRegions: () => [regions()[1]] } });
     const dev = new PlatformDevice({ name: '/late@3' });
     dev.fwspec = iommuFwspecInit(s.iommuNode, { canStall: false, pasidBits: 0, dmaCoherent: false, atsSupported: false });
     iommuFwspecAddSpecifier(dev.fwspec, [1]);
@@ -267,9 +267,9 @@ describe('direct mappings and their IOTLB flush (v6.1: after the attach)', () =>
   });
 
   it('no flush without reserved regions (v6.6: only when the list is not empty), nor for an identity default domain', async () => {
-    const none = await mockSetup({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true } });
+    const none = await mockRig({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true } });
     expect(none.mock.callsOf('flush-all')).toEqual([]);
-    const ident = await mockSetup({ masters: [{ name: A, ids: [[1]] }], kernel: { passthrough: true }, mock: { resvRegions: regions } });
+    const ident = await mockRig({ masters: [{ name: A, ids: [[1]] }], kernel: { passthrough: true }, mock: { resvRegions: regions } });
     expect(iommuGroupGet(ident.dev(A))!.defaultDomain!.type).toBe(IOMMU_DOMAIN_IDENTITY);
     expect(ident.mock.callsOf('flush-all')).toEqual([]);
   });
@@ -277,7 +277,7 @@ describe('direct mappings and their IOTLB flush (v6.1: after the attach)', () =>
 
 describe('changing the default domain type (sysfs)', () => {
   it('turns DMA into DMA-FQ live, and refuses other changes while a driver is bound', async () => {
-    const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true }, masterDriver: true });
+    const s = await mockRig({ masters: [{ name: A, ids: [[1]] }], kernel: { strict: true }, masterDriver: true });
     const g = iommuGroupGet(s.dev(A))!;
     const d = g.defaultDomain!;
     await s.k.run(iommuGroupStoreType(g, 'DMA-FQ'));
@@ -289,7 +289,7 @@ describe('changing the default domain type (sysfs)', () => {
   });
 
   it('replaces the default domain when no driver is bound, freeing the old one', async () => {
-    const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }] });
+    const s = await mockRig({ masters: [{ name: A, ids: [[1]] }] });
     const a = s.dev(A);
     const g = iommuGroupGet(a)!;
     const old = g.defaultDomain as MockDomain;
@@ -305,7 +305,7 @@ describe('changing the default domain type (sysfs)', () => {
 
 describe('the iommu core is found from the device path', () => {
   it('names the IOMMU node in EPROBE_DEFER', async () => {
-    const s = await mockSetup({ masters: [{ name: A, ids: [[1]] }], registerDriver: false });
+    const s = await mockRig({ masters: [{ name: A, ids: [[1]] }], registerDriver: false });
     await expect(iommuDmaConfigure(s.dev(A))).rejects.toThrow(new RegExp(`EPROBE_DEFER.*${IOMMU_PATH}`));
   });
 });

@@ -22,7 +22,7 @@ import { iommuDevFeatureEnabled } from '../../core/iommu.js';
 import { iommuIovaToPhys } from '../../core/iommu-domain.js';
 import { platformBus } from '../../bus/platform.js';
 import { DEV_A, pageRequest, settle, type PageResponseCall } from './fault-rig.js';
-import { MASTER_COMPATIBLE, mockSetup } from './mock-setup.js';
+import { MASTER_COMPATIBLE, mockRig } from './mock-rig.js';
 import { expectErrno } from '../lib/errno.js';
 
 /**
@@ -30,7 +30,7 @@ import { expectErrno } from '../lib/errno.js';
  * configuration), so binding A to iommufd has a driver to take it from.
  */
 async function setup() {
-  const s = await mockSetup({ masters: [{ name: DEV_A, ids: [[1]], props: { 'dma-can-stall': true } }], mock: { maxPasids: 1 << 10 } });
+  const s = await mockRig({ masters: [{ name: DEV_A, ids: [[1]], props: { 'dma-can-stall': true } }], mock: { maxPasids: 1 << 10 } });
   await s.k.core.registerDriver({ name: 'host-driver', bus: platformBus, ofMatchTable: [MASTER_COMPATIBLE], probe: () => Promise.resolve() });
   const responses: PageResponseCall[] = [];
   s.mock.ops.pageResponse = (dev, evt, msg) => {

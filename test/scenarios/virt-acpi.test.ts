@@ -10,7 +10,7 @@ import { armSmmuV3MasterOf } from '../../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { boot, virtAcpiMachine, virtMachine } from '../../scenarios/lib/lab.js';
 import { describeDeviceAttachment } from '../../scenarios/lib/iommu-state.js';
 import { virtIortOffsets } from '../../scenarios/machines/virt-acpi.js';
-import { allocPages, engineJob, fillPhys, mapRange, ownDomain, readPhys, smmuModel, type SmmuV3Lab } from '../../scenarios/smmu-v3-lab.js';
+import { copyThrough, smmuModel, type SmmuV3Lab } from '../../scenarios/smmu-v3-lab.js';
 import type { Machine } from '../../hw/machine.js';
 import type { Kernel } from '../../kernel/kernel.js';
 
@@ -58,20 +58,14 @@ function machineView(m: Machine) {
 
 async function workload(machine: Machine, kernel: Kernel, smmuPath: string, engine: string) {
   const lab: SmmuV3Lab = { machine, kernel, smmu: findArmSmmuV3(kernel.core, smmuPath), model: smmuModel(machine, smmuPath) };
-  const domain = await ownDomain(lab, engine, 'S1');
-  const src = allocPages(lab, 4096);
-  const dst = allocPages(lab, 4096);
-  fillPhys(lab, src, 4096, 0x5a);
-  await mapRange(lab, domain, 0x1000_0000, src, 4096);
-  await mapRange(lab, domain, 0x2000_0000, dst, 4096);
-  const st = await engineJob(lab, engine, { op: 'copy', src: 0x1000_0000, dst: 0x2000_0000, len: 4096 });
+  const copy = await copyThrough(lab, engine, 'S1', 0x5a);
   const dev = kernel.core.findDevice(engine)!;
   const master = armSmmuV3MasterOf(dev)!;
   return {
-    status: `${st.state}/${st.dmaStatus}`,
-    landed: readPhys(lab, dst, 4096).every((b) => b === 0x5a),
-    src,
-    dst,
+    status: copy.status,
+    landed: copy.landed,
+    src: copy.src,
+    dst: copy.dst,
     ste: armSmmuSteConfigName(lab.smmu.strtab.readSte(master.streams[0])),
     sids: master.streams,
     translated: lab.model.stats.translated,

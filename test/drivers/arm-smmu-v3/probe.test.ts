@@ -36,14 +36,10 @@ import { boot, machineFromDtb, machineFromTree, run, virtMachine } from '../../.
 import { iommuGroupGet } from '../../../core/iommu-group.js';
 import type { ArmSmmuDomain } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-domain.js';
 import {
-  allocPages,
   bootSmmuV3,
+  copyThrough,
   deviceOf,
-  engineJob,
-  fillPhys,
-  mapRange,
   ownDomain,
-  readPhys,
   settle,
   SMALL_SMMU_PATH,
   smallSmmuV3Tree,
@@ -56,14 +52,8 @@ import {
 const FIXTURES = join(__dirname, '..', '..', 'fixtures', 'dtb');
 
 async function copyWorks(lab: SmmuV3Lab, engine: string, stage: 'S1' | 'S2' = 'S1'): Promise<boolean> {
-  const domain = await ownDomain(lab, engine, stage);
-  const src = allocPages(lab, 4096);
-  const dst = allocPages(lab, 4096);
-  fillPhys(lab, src, 4096, 0x6b);
-  await mapRange(lab, domain, 0x1000_0000, src, 4096);
-  await mapRange(lab, domain, 0x2000_0000, dst, 4096);
-  const st = await engineJob(lab, engine, { op: 'copy', src: 0x1000_0000, dst: 0x2000_0000, len: 4096 });
-  return st.state === 'done' && readPhys(lab, dst, 4096).every((b) => b === 0x6b);
+  const r = await copyThrough(lab, engine, stage, 0x6b);
+  return r.status.startsWith('done/') && r.landed;
 }
 
 /** Boot `virt` recording every command the SMMUv3 consumes: [name, SID of CFGI_STE/CFGI_CD, ASID of TLBI_NH_ASID]. */

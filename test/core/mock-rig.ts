@@ -17,7 +17,7 @@ export interface MasterSpec {
   props?: DtProps;
 }
 
-export interface MockSetupOptions {
+export interface MockRigOptions {
   masters?: MasterSpec[];
   kernel?: Omit<TestKernelOptions, 'dt'>;
   mock?: MockIommuOptions;
@@ -31,7 +31,7 @@ export interface MockSetupOptions {
   iommuLinks?: boolean;
 }
 
-export interface MockSetup {
+export interface MockRig {
   k: TestKernel;
   mock: MockIommu;
   iommuNode: DtNode;
@@ -42,7 +42,7 @@ export interface MockSetup {
 
 export const IOMMU_PATH = '/iommu@9000000';
 
-export async function mockSetup(opts: MockSetupOptions = {}): Promise<MockSetup> {
+export async function mockRig(opts: MockRigOptions = {}): Promise<MockRig> {
   const b = new DtBuilder({ compatible: 'iommu-sim,test', '#address-cells': 2, '#size-cells': 2 });
   const iommu = b.node(IOMMU_PATH, { compatible: MOCK_IOMMU_COMPATIBLE, '#iommu-cells': opts.iommuCells ?? 1, reg: reg([0x900_0000, 0x1_0000]) });
   for (const m of opts.masters ?? []) {
