@@ -7,6 +7,7 @@ import { writeFdt } from '../bus/of/fdt.js';
 import type { TraceEvent } from '../hw/trace.js';
 import { bootReport } from '../scenarios/lib/boot-report.js';
 import { formatCmdqvReport } from '../scenarios/lib/cmdqv-report.js';
+import { formatIwbReport, formatPmcgReport } from '../scenarios/lib/pmcg-report.js';
 import { boot, machineFromDtb } from '../scenarios/lib/lab.js';
 import { buildVirtDeviceTree } from '../scenarios/machines/virt.js';
 import { scenarios } from '../scenarios/index.js';
@@ -140,6 +141,8 @@ async function bootCommand(o: BootCmdOptions): Promise<void> {
     ),
   );
   out.push(...formatCmdqvReport(report.cmdqvs));
+  out.push(...formatPmcgReport(report.pmcgs));
+  out.push(...formatIwbReport(report.iwbs));
   const skipped = machine.skippedNodes;
   out.push('', `Skipped nodes (no model): ${skipped.length}`);
   if (skipped.length) out.push(formatTable(['node', 'compatible', 'reason'], skipped.map((s) => [s.path, s.compatible.join(', '), s.reason])));

@@ -48,6 +48,7 @@ export interface HwIortMapping {
 
 interface HwIortCommon {
   readonly offset: number;
+  readonly revision: number;
   readonly identifier: number;
   readonly type: number;
   readonly mappings: readonly HwIortMapping[];
@@ -71,12 +72,14 @@ export type HwIortNode = HwIortCommon &
         readonly base: number;
         readonly flags: number;
         readonly model: number;
+        readonly deviceIdMappingIndex: number;
         readonly eventGsiv: number;
         readonly priGsiv: number;
         readonly gerrGsiv: number;
         readonly syncGsiv: number;
       }
-    | { readonly kind: 'its' | 'pmcg' | 'rmr' | 'iwb' | 'unknown' }
+    | { readonly kind: 'its'; readonly itsIds: readonly number[] }
+    | { readonly kind: 'pmcg' | 'rmr' | 'iwb' | 'unknown' }
   );
 
 export interface HwAcpiDevice {
@@ -101,7 +104,7 @@ export interface MachineAcpiTables {
     readonly gicd: readonly { readonly baseAddress: number; readonly version: number }[];
     readonly msiFrames: readonly { readonly baseAddress: number; readonly flags: number; readonly spiCount: number; readonly spiBase: number }[];
     readonly gicr: readonly { readonly baseAddress: number; readonly length: number }[];
-    readonly its: readonly { readonly baseAddress: number }[];
+    readonly its: readonly { readonly baseAddress: number; readonly translationId: number }[];
   } | null;
   readonly mcfg: { readonly entries: readonly { readonly baseAddress: number; readonly segment: number; readonly startBus: number; readonly endBus: number }[] } | null;
   readonly namespace: { readonly devices: readonly HwAcpiDevice[] };
@@ -207,6 +210,8 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
   const root = new Node('', '/', null);
   root.cells('#address-cells', [2]).cells('#size-cells', [2]);
   let phandle = 1;
+  /** ITS phandle by GIC ITS ID (the IORT ITS group's identifiers name these). */
+  const itsPhandle = new Map<number, number>();
   for (const r of mem.ram) new Node(`memory@${r.base.toString(16)}`, `/memory@${r.base.toString(16)}`, root).strings('device_type', ['memory']).reg([[r.base, r.size]]);
 
   // GIC
@@ -234,7 +239,9 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
     }
     for (const i of t.madt.its) {
       const n = `MADT:its@${hex(i.baseAddress)}`;
-      new Node(n, n, gic).strings('compatible', ['arm,gic-v3-its']).flag('msi-controller').reg([[i.baseAddress, 0x2_0000]]);
+      new Node(n, n, gic).strings('compatible', ['arm,gic-v3-its']).flag('msi-controller').cells('#msi-cells', [1]).reg([[i.baseAddress, 0x2_0000]]).cells('phandle', [phandle]);
+      if (!itsPhandle.has(i.translationId)) itsPhandle.set(i.translationId, phandle);
+      phandle++;
     }
   } else {
     warn('no MADT GIC distributor: the machine has no interrupt controller');
@@ -277,6 +284,10 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
         if (n.syncGsiv) list.push({ gsiv: n.syncGsiv, edge: true, name: 'cmdq-sync' });
       }
       irqs(s, list);
+      // Its own MSIs: the DeviceID the bus gives its writes to the ITS.
+      const dev = smmuV3DeviceId(n, byOffset);
+      const its = dev ? itsPhandle.get(dev.itsId) : undefined;
+      if (dev && its !== undefined) s.cells('msi-parent', [its, dev.deviceId]);
       s.flag('dma-coherent', (n.flags & 1) !== 0).cells('phandle', [phandle]);
       smmuPhandle.set(n.offset, phandle++);
       if (n.model === 0) smmuNode.set(n.offset, s);
@@ -399,3 +410,23 @@ export function acpiFirmwareTree(t: MachineAcpiTables, mem: MachineMemoryMap, wa
   }
   return root;
 }
+
+/**
+ * An SMMUv3 node's own MSI DeviceID and the ITS it goes to: the single mapping at its DeviceID
+ * mapping index into an ITS group (node revision 1-4: when not all four GSIVs are set; 5 and up:
+ * when the DeviceID-valid flag says so), as the IORT specification and Linux's
+ * iort_get_id_mapping_index() read it. Null when there is none.
+ */
+function smmuV3DeviceId(n: HwIortNode & { kind: 'smmuv3' }, byOffset: ReadonlyMap<number, HwIortNode>): { deviceId: number; itsId: number } | null {
+  if (n.revision < 1) return null;
+  if (n.revision < 5 && n.eventGsiv && n.priGsiv && n.gerrGsiv && n.syncGsiv) return null;
+  if (n.revision >= 5 && !(n.flags & SMMU_V3_DEVICEID_VALID)) return null;
+  const m = n.mappings[n.deviceIdMappingIndex];
+  if (!m || !(m.flags & 1)) return null;
+  const its = byOffset.get(m.outputReference);
+  if (!its || its.kind !== 'its' || its.itsIds.length === 0) return null;
+  return { deviceId: m.outputBase, itsId: its.itsIds[0] };
+}
+
+/** IORT SMMUv3 node flags bit 4: the DeviceID mapping index is valid (E.e and later). */
+const SMMU_V3_DEVICEID_VALID = 1 << 4;

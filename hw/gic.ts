@@ -14,17 +14,18 @@
  * counted as unhandled (per line and per controller) and logged.
  *
  * What is not modelled: the distributor/redistributor/CPU-interface registers (the kernel attaches
- * handlers through the CPU port rather than programming a GIC), priorities, affinity, masking, SGIs
- * and LPIs.
+ * handlers through the CPU port rather than programming a GIC), priorities, affinity, masking, SGIs,
+ * and the LPI configuration and pending tables (an LPI is raised only by an ITS).
  *
  * MSI doorbells:
  * - GICv2m frame (`arm,gic-v2m-frame`, a child of the GIC node): MSI_TYPER at 0x008 reports the SPI
  *   block ([25:16] base INTID, [9:0] count) from `arm,msi-base-spi`/`arm,msi-num-spis` or from the
  *   machine's defaults; a 32-bit write of INTID N to MSI_SETSPI_NS (0x040) raises SPI N on the parent
  *   GIC when N is inside the frame's block (otherwise the write is dropped and counted).
- * - GICv3 ITS (`arm,gic-v3-its`): only GITS_TRANSLATER (0x10040) is modelled, as a doorbell that
- *   counts writes and remembers the EventIDs written. There are no device/collection tables and no
- *   LPI is delivered; every other ITS register reads as zero and ignores writes.
+ * - GICv3 ITS (`arm,gic-v3-its`) below a GICv3: hw/gic-its.ts (command queue, DeviceID/EventID
+ *   translation, LPIs raised here: specifier type 4, `GIC_LPI`, names LPI number + 8192). Below a
+ *   GICv2 (no LPIs) an ITS is reduced to ItsDoorbell: GITS_TRANSLATER (0x10040) counts writes and
+ *   remembers the EventIDs written; every other register reads as zero and ignores writes.
  */
 import { field } from './bitfield.js';
 import { vtime } from './vtime.js';
@@ -202,6 +203,13 @@ export const GIC_SPI = 0;
 export const GIC_PPI = 1;
 export const GIC_ESPI = 2;
 export const GIC_EPPI = 3;
+/**
+ * LPIs (INTID = number + 8192, up to 64Ki of them). Not a Device Tree binding type: firmware never
+ * names an LPI; this is how the kernel's ITS MSI domain names the ones it allocated.
+ */
+export const GIC_LPI = 4;
+export const GIC_LPI_BASE = 8192;
+export const GIC_LPI_COUNT = 0x1_0000;
 
 /** DT compatibles of the GICv2 family (same 3-cell binding) and of GICv3. */
 export const GIC_V2_COMPATIBLES: readonly string[] = [
@@ -252,6 +260,9 @@ export class GicController extends InterruptController {
       case GIC_EPPI:
         if (this.version === 3 && num < GIC_EPPI_COUNT) return num + GIC_EPPI_BASE;
         break;
+      case GIC_LPI:
+        if (this.version === 3 && num < GIC_LPI_COUNT) return num + GIC_LPI_BASE;
+        break;
     }
     throw new Error(`${this.path}: GICv${this.version} has no interrupt of type ${type} number ${num}`);
   }
@@ -262,6 +273,14 @@ export class GicController extends InterruptController {
     this.raiseKey(intid);
   }
 
+  /** Raise an LPI (what an ITS translation does): GICv3 only, INTIDs 8192 up. */
+  raiseLpi(intid: number): void {
+    if (this.version !== 3 || !Number.isInteger(intid) || intid < GIC_LPI_BASE || intid >= GIC_LPI_BASE + GIC_LPI_COUNT) {
+      throw new RangeError(`${this.path}: INTID ${intid} is not an LPI of this GICv${this.version}`);
+    }
+    this.raiseKey(intid);
+  }
+
   /** Counters of one INTID. */
   statsOf(intid: number): IrqStats {
     return this.stats(this.specifierOf(intid));
@@ -269,6 +288,7 @@ export class GicController extends InterruptController {
 
   /** The specifier firmware would write for an INTID. */
   specifierOf(intid: number): number[] {
+    if (intid >= GIC_LPI_BASE) return [GIC_LPI, intid - GIC_LPI_BASE, 1];
     if (intid >= GIC_ESPI_BASE) return [GIC_ESPI, intid - GIC_ESPI_BASE, 4];
     if (intid >= GIC_EPPI_BASE) return [GIC_EPPI, intid - GIC_EPPI_BASE, 4];
     if (intid >= GIC_SPI_BASE) return [GIC_SPI, intid - GIC_SPI_BASE, 4];
@@ -286,6 +306,7 @@ export class GicController extends InterruptController {
   }
 
   protected labelOf(intid: number): string {
+    if (intid >= GIC_LPI_BASE) return `LPI ${intid}`;
     if (intid >= GIC_ESPI_BASE) return `ESPI ${intid - GIC_ESPI_BASE} (INTID ${intid})`;
     if (intid >= GIC_EPPI_BASE) return `EPPI ${intid - GIC_EPPI_BASE} (INTID ${intid})`;
     if (intid >= GIC_SPI_BASE) return `SPI ${intid - GIC_SPI_BASE} (INTID ${intid})`;

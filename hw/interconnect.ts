@@ -106,6 +106,11 @@ export class Interconnect implements DmaPort {
     }
     if (req.write) {
       const d = req.data!;
+      const region = len === 4 ? map.find(addr) : null;
+      if (region?.device.dmaWrite32) {
+        region.device.dmaWrite32(addr - region.base, (d[0] | (d[1] << 8) | (d[2] << 16) | (d[3] << 24)) >>> 0, req.master);
+        return { status: 'ok', pa: addr };
+      }
       for (let i = 0; i < len; i += 4) {
         map.write32(addr + i, (d[i] | (d[i + 1] << 8) | (d[i + 2] << 16) | (d[i + 3] << 24)) >>> 0);
       }

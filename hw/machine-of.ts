@@ -48,6 +48,7 @@ import {
 } from './firmware.js';
 import type { IrqLine } from './gic.js';
 import { GIC_V2_COMPATIBLES, GIC_V3_COMPATIBLES, GITS_TRANSLATER, GenericInterruptController, GicController } from './gic.js';
+import { GicIts } from './gic-its.js';
 import type { IommuCompanion } from './iommu-models.js';
 import { findIommuModel, isSmmuNode } from './iommu-models.js';
 import { DMA_TEST_ENGINE_COMPATIBLE } from './masters/test-engine.js';
@@ -103,6 +104,7 @@ export class DeviceTreeInstantiator {
     this.ram();
     this.interruptControllers();
     this.iommus();
+    this.msiDeviceIds();
     this.pciHosts();
     this.testEngines();
     this.platformMasters();
@@ -231,7 +233,7 @@ export class DeviceTreeInstantiator {
         this.attempt(child, 'GICv2m frame', () => this.v2mFrame(child, gic, index));
       } else if (isCompatible(child, 'arm,gic-v3-its')) {
         this.handled.add(child);
-        this.attempt(child, 'ITS doorbell', () => this.its(child));
+        this.attempt(child, 'ITS', () => this.its(child, gic));
       }
     }
   }
@@ -247,7 +249,7 @@ export class DeviceTreeInstantiator {
     this.m.addV2mFrame(node.path, r.base, r.size, gic, base, fromFirmware ? fwNum : per);
   }
 
-  private its(node: FirmwareNode): void {
+  private its(node: FirmwareNode, gic: GicController): void {
     const [r] = readRegions(node);
     if (!r) throw new Error('no "reg"');
     // Some firmware describes only the ITS control frame (64 KiB); the translation frame holding
@@ -255,7 +257,28 @@ export class DeviceTreeInstantiator {
     const full = Math.max(r.size, 0x2_0000);
     const size = this.m.mmio.firstOverlap(r.base, full) ? r.size : full;
     if (size < GITS_TRANSLATER + 4) throw new Error(`region of ${hex(r.size)} bytes does not reach GITS_TRANSLATER and the next page is taken`);
-    this.m.addItsDoorbell(node.path, r.base, size);
+    // LPIs need a GICv3; below anything else the ITS is only a doorbell.
+    if (gic.version === 3) this.m.addIts(node.path, r.base, size, gic);
+    else this.m.addItsDoorbell(node.path, r.base, size);
+  }
+
+  /**
+   * The DeviceID the bus gives each master's MSI writes to an ITS: the specifier of its
+   * `msi-parent` (on an ACPI machine, the IORT DeviceID mapping of an SMMUv3 node).
+   */
+  private msiDeviceIds(): void {
+    for (const n of this.enabled) {
+      const cells = propCells(n, 'msi-parent');
+      if (!cells || cells.length !== 2) continue;
+      let target: FirmwareNode;
+      try {
+        target = this.index.resolve(cells[0], n, 'msi-parent');
+      } catch {
+        continue;
+      }
+      const its = this.m.msiFrames.find((f): f is GicIts => f instanceof GicIts && f.name === target.path);
+      its?.setDeviceId(n.path, cells[1]);
+    }
   }
 
   // -- IOMMUs -------------------------------------------------------------------------------

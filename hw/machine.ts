@@ -16,6 +16,7 @@ import type { DmaPort } from './dma.js';
 import type { FirmwareNode, PhysRange } from './firmware.js';
 import type { InterruptController, IrqLine } from './gic.js';
 import { GicController, GicV2mFrame, ItsDoorbell } from './gic.js';
+import { GicIts } from './gic-its.js';
 import type { IommuMasterInfo, IommuModelInstance } from './iommu-models.js';
 import { Interconnect } from './interconnect.js';
 import { DeviceTreeInstantiator } from './machine-of.js';
@@ -137,7 +138,7 @@ export class Machine {
   readonly interconnect: Interconnect;
   readonly cpu: CpuPort;
   readonly interruptControllers = new Map<string, InterruptController>();
-  readonly msiFrames: (GicV2mFrame | ItsDoorbell)[] = [];
+  readonly msiFrames: (GicV2mFrame | ItsDoorbell | GicIts)[] = [];
   readonly iommus = new Map<string, IommuEntry>();
   /** Platform DMA masters by DT path. */
   readonly masters = new Map<string, PlatformDmaMaster>();
@@ -242,6 +243,15 @@ export class Machine {
 
   addItsDoorbell(name: string, base: number, size: number): ItsDoorbell {
     const its = new ItsDoorbell(name, base, this.trace, () => this.scheduler.now);
+    this.mapMmio(base, size, its);
+    this.msiFrames.push(its);
+    return its;
+  }
+
+  /** A GICv3 ITS (hw/gic-its.ts) delivering LPIs to `gic`. */
+  addIts(name: string, base: number, size: number, gic: GicController): GicIts {
+    if (gic.version !== 3) throw new Error(`${name}: an ITS needs a GICv3 for its LPIs, ${gic.path} is a GICv${gic.version}`);
+    const its = new GicIts(name, base, gic, this.memory, this.scheduler, this.trace);
     this.mapMmio(base, size, its);
     this.msiFrames.push(its);
     return its;

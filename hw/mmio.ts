@@ -25,6 +25,11 @@ export interface MmioDevice {
   write64?(offset: number, value: bigint): void;
   /** Read without side effects (for tests and debuggers). */
   peek32?(offset: number): number;
+  /**
+   * A 32-bit write arriving from a DMA master rather than the CPU, with the master's name (the bus
+   * sideband an ITS reads its DeviceID from). Devices without it get write32.
+   */
+  dmaWrite32?(offset: number, value: number, master: string): void;
   /** The register's name as the device's spec writes it, for traces; null (or absent) when unnamed. */
   registerName?(offset: number): string | null;
 }

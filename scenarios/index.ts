@@ -1,6 +1,7 @@
 /** The scenario catalogue: `iommu-sim run` runs these in order. */
 import type { Scenario } from './scenario.js';
 import { scenario as acpiBoot } from './acpi-boot.js';
+import { scenario as acpiItsRmr } from './acpi-its-rmr.js';
 import { scenario as bootVirt } from './boot-virt.js';
 import { scenario as kexecStrayDma } from './kexec-stray-dma.js';
 import { scenario as kexecSmmuPolicies } from './kexec-smmu-policies.js';
@@ -47,6 +48,7 @@ export const scenarios: readonly Scenario[] = [
   cmdqvGuestUnmap, cmdqvVmHostile,
   vmGuestDma, vmGuestFault, vmHostileGuest, vmGuestUnmap, vmGuestSvaStall, vmGuestSvaPri,
   acpiBoot,
+  acpiItsRmr,
 ];
 
 export function findScenario(name: string): Scenario | undefined {

@@ -47,7 +47,7 @@ import {
   type IortTable,
   parseIort,
 } from './iort.js';
-import { iortFindNamedComponent, iortFindRootComplex, iortNcIommuMap } from './iort-walk.js';
+import { iortFindNamedComponent, iortFindRootComplex, iortGetIdMappingIndex, iortNcIommuMap, iortNodeGetId, type IortWarn } from './iort-walk.js';
 import { type MadtTable, parseMadt } from './madt.js';
 import { type McfgTable, parseMcfg } from './mcfg.js';
 
@@ -108,6 +108,10 @@ const PCI_HOST_IDS = ['PNP0A08', 'PNP0A03'];
 function isPciHost(d: AcpiDeviceNode): boolean {
   return (d.hid !== null && PCI_HOST_IDS.includes(d.hid)) || d.cids.some((c) => PCI_HOST_IDS.includes(c));
 }
+
+/** The DT compatible of an SMMUv3 PMCG (Linux's ACPI platform device name is "arm-smmu-v3-pmcg"). */
+export const ARM_SMMU_V3_PMCG_COMPATIBLE = 'arm,smmu-v3-pmcg';
+const SZ_4K = 0x1000;
 
 /** What the kernel keeps about an ACPI boot, found from its device tree. */
 export interface AcpiKernelFirmware {
@@ -230,6 +234,7 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
   const madt = tables.madt;
   // Linux's ACPI GICv2m driver serves PCI MSIs from the first frame (gicv2m_acpi_init()).
   let firstMsiFrame: DtBuilderNode | null = null;
+  const itsById = new Map<number, DtBuilderNode>();
   const gicd = madt?.gicd[0];
   if (madt && gicd) {
     const v3 = gicd.version >= 3 || (gicd.version === 0 && madt.gicr.length > 0);
@@ -252,7 +257,10 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
       const fr = add(`MADT:msi-frame@${hex(f.baseAddress)}`, props, gic);
       firstMsiFrame ??= fr;
     }
-    for (const i of madt.its) add(`MADT:its@${hex(i.baseAddress)}`, { compatible: 'arm,gic-v3-its', 'msi-controller': true, reg: reg([i.baseAddress, 0x2_0000]) }, gic);
+    for (const i of madt.its) {
+      const itsNode = add(`MADT:its@${hex(i.baseAddress)}`, { compatible: 'arm,gic-v3-its', 'msi-controller': true, '#msi-cells': 1, reg: reg([i.baseAddress, 0x2_0000]) }, gic);
+      if (!itsById.has(i.translationId)) itsById.set(i.translationId, itsNode);
+    }
   }
 
   // -- SMMUs --------------------------------------------------------------------------------
@@ -297,6 +305,10 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
         ...irqProps(irqs, iortNodePath(n)),
       };
       if (n.flags & ACPI_IORT_SMMU_V3_COHACC_OVERRIDE) props['dma-coherent'] = true;
+      // Its own MSIs go to the ITS of its DeviceID mapping (kernel: iort_set_device_domain()).
+      const devId = iort ? iortDeviceMsiId(iort, n, (m) => warnings.push(`${iortNodePath(n)}: ${m}`)) : null;
+      const itsNode = devId?.its.kind === 'its' ? itsById.get(devId.its.itsIds[0]) : undefined;
+      if (devId && itsNode) props['msi-parent'] = [itsNode, devId.deviceId];
       if (n.model === ACPI_IORT_SMMU_V3_CAVIUM_CN99XX) props['cavium,cn9900-broken-page1-regspace'] = true;
       if (n.model === ACPI_IORT_SMMU_V3_HISILICON_HI161X) props['hisilicon,broken-prefetch-cmd'] = true;
       const dn = add(iortNodePath(n), props);
@@ -397,6 +409,18 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
     const cn = comp ? builderOfPath.get(comp.path) : undefined;
     if (cn) sn.set({ 'nvidia,cmdqv': cn });
   }
+  // SMMUv3 PMU counter groups: a platform device per PMCG node, as iort_add_platform_device() makes
+  // them ("arm-smmu-v3-pmcg": page 0, page 1 from node revision 1, the "overflow" interrupt when
+  // its GSIV is set), named by node offset. No driver of this kernel binds them.
+  for (const n of iort?.nodes ?? []) {
+    if (n.kind !== 'pmcg') continue;
+    const regs: [number, number][] = [[n.page0Base, SZ_4K]];
+    if (n.revision > 0) regs.push([n.page1Base, SZ_4K]);
+    const props: DtProps = { compatible: ARM_SMMU_V3_PMCG_COMPATIBLE, reg: reg(...regs) };
+    if (n.overflowGsiv) Object.assign(props, irqProps([{ gsiv: n.overflowGsiv, edge: true, name: 'overflow' }], iortNodePath(n)));
+    const dn = add(iortNodePath(n), props);
+    iortOfBuilder.set(dn, n);
+  }
   for (const n of iort?.nodes ?? []) {
     if (n.kind === 'nc' && !ncUsed.has(n)) warnings.push(`${iortNodePath(n)}: named component "${n.deviceName}" has no DSDT device`);
   }
@@ -432,6 +456,21 @@ function buildTree(tables: AcpiTables, memory: AcpiMemoryMap, opts: { bootargs?:
   walkBoth(b.root, tree.root);
   byTree.set(tree, firmware);
   return { tree, firmware };
+}
+
+/**
+ * The ITS group and DeviceID an IORT platform device (SMMUv3, PMCG) signals its own MSIs with: the
+ * single mapping at its DeviceID mapping index, which must lead to an ITS group; null without one
+ * (the device then has no MSI domain and uses its wired interrupts).
+ */
+// kernel: iort_set_device_domain() [iort.c]
+function iortDeviceMsiId(iort: IortTable, node: IortNode, warn: IortWarn): { its: IortNode; deviceId: number } | null {
+  const index = iortGetIdMappingIndex(node, warn);
+  if (index < 0) return null;
+  const r = iortNodeGetId(iort, node, index, warn);
+  if (r && r.node.kind === 'its') return { its: r.node, deviceId: r.id };
+  warn(`Invalid MSI mapping`);
+  return null;
 }
 
 /** The error for a boot with neither a DTB nor the ACPI tables it needs. */

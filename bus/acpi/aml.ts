@@ -53,7 +53,20 @@ export interface AcpiDeviceNode {
   resources: AcpiResources;
   /** Every Name in the device's own scope (4-character names). */
   names: Map<string, AmlValue>;
+  /** Every Method in the device's own scope (4-character names), kept for evaluation (aml-eval.ts). */
+  methods: Map<string, AmlMethod>;
   /** Table signature and byte offset of the Device op. */
+  table: string;
+  offset: number;
+}
+
+/** A control method: its TermList bytes, to be run by aml-eval.ts. */
+export interface AmlMethod {
+  /** Full path, e.g. "\\_SB_.PCI0._DSM". */
+  path: string;
+  argCount: number;
+  body: Uint8Array;
+  /** Table signature and byte offset of the body. */
   table: string;
   offset: number;
 }
@@ -65,6 +78,58 @@ export interface AcpiNamespace {
 }
 
 const MAX_DEPTH = 128;
+
+/**
+ * The PkgLength at `p` in `b`, for an object that must end by `end`: [end of the object, position
+ * after the encoding]. A malformed encoding calls `fail` (which throws) with the reason and offset.
+ */
+export function amlPkgLength(b: Uint8Array, p: number, end: number, fail: (reason: string, at: number) => never): [number, number] {
+  const byte = (at: number): number => (at < end ? b[at] : fail(`needs a byte at 0x${at.toString(16)}, past the end of its object (0x${end.toString(16)})`, at));
+  const lead = byte(p);
+  const n = lead >>> 6;
+  let len: number;
+  if (n === 0) len = lead & 0x3f;
+  else {
+    if (lead & 0x30) fail(`lead byte 0x${lead.toString(16)} has bits 5:4 set with ${n} following bytes`, p);
+    len = lead & 0x0f;
+    for (let i = 0; i < n; i++) len |= byte(p + 1 + i) << (4 + 8 * i);
+    len >>>= 0;
+  }
+  if (len < n + 1) fail(`${len} is shorter than its own ${n + 1}-byte encoding`, p);
+  const objEnd = p + len;
+  if (objEnd > end) fail(`object ends at 0x${objEnd.toString(16)}, past its enclosing object (0x${end.toString(16)})`, p);
+  return [objEnd, p + n + 1];
+}
+
+/**
+ * An integer constant at `p` (Zero, One, Ones, Byte/Word/DWord/QWordPrefix data): [value, position
+ * after], or null for any other opcode. Bytes past `end` call `fail` (which throws).
+ */
+export function amlIntegerConst(b: Uint8Array, p: number, end: number, fail: (reason: string, at: number) => never): [bigint, number] | null {
+  const le = (at: number, n: number): bigint => {
+    let v = 0n;
+    for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(at + i < end ? b[at + i] : fail(`integer needs a byte at 0x${(at + i).toString(16)}, past the end of its object`, at + i));
+    return v;
+  };
+  switch (p < end ? b[p] : -1) {
+    case 0x00:
+      return [0n, p + 1];
+    case 0x01:
+      return [1n, p + 1];
+    case 0xff:
+      return [(1n << 64n) - 1n, p + 1];
+    case 0x0a:
+      return [le(p + 1, 1), p + 2];
+    case 0x0b:
+      return [le(p + 1, 2), p + 3];
+    case 0x0c:
+      return [le(p + 1, 4), p + 5];
+    case 0x0e:
+      return [le(p + 1, 8), p + 9];
+    default:
+      return null;
+  }
+}
 
 /** Compare two ACPI paths, ignoring each segment's trailing '_' padding. */
 export function acpiPathEqual(a: string, b: string): boolean {
@@ -110,20 +175,7 @@ class AmlParser {
 
   /** PkgLength at p: [end of the object, position after the encoding]. */
   pkgLength(p: number, end: number, where: string): [number, number] {
-    const lead = this.byte(p, end, 'PkgLength', where);
-    const n = lead >>> 6;
-    let len: number;
-    if (n === 0) len = lead & 0x3f;
-    else {
-      if (lead & 0x30) this.fail(`lead byte 0x${lead.toString(16)} has bits 5:4 set with ${n} following bytes`, p, where, 'PkgLength');
-      len = lead & 0x0f;
-      for (let i = 0; i < n; i++) len |= this.byte(p + 1 + i, end, 'PkgLength', where) << (4 + 8 * i);
-      len >>>= 0;
-    }
-    if (len < n + 1) this.fail(`${len} is shorter than its own ${n + 1}-byte encoding`, p, where, 'PkgLength');
-    const objEnd = p + len;
-    if (objEnd > end) this.fail(`object ends at 0x${objEnd.toString(16)}, past its enclosing object (0x${end.toString(16)})`, p, where, 'PkgLength');
-    return [objEnd, p + n + 1];
+    return amlPkgLength(this.b, p, end, (reason, at) => this.fail(reason, at, where, 'PkgLength'));
   }
 
   nameSeg(p: number, end: number, where: string): string {
@@ -172,26 +224,11 @@ class AmlParser {
   data(p: number, end: number, scope: readonly string[], where: string, depth: number): [AmlValue, number] | null {
     if (depth > MAX_DEPTH) this.fail(`nesting deeper than ${MAX_DEPTH}`, p, where, 'DataObject');
     const op = this.byte(p, end, 'DataObject', where);
-    const le = (at: number, n: number): number => {
-      let v = 0;
-      for (let i = n - 1; i >= 0; i--) v = v * 256 + this.byte(at + i, end, 'Integer', where);
-      return v;
-    };
+    // Ones reads as the largest safe integer here (names hold numbers); aml-eval.ts keeps 64 bits.
+    if (op === 0xff) return [Number.MAX_SAFE_INTEGER, p + 1];
+    const k = amlIntegerConst(this.b, p, end, (reason, at) => this.fail(reason, at, where, 'Integer'));
+    if (k) return [Number(k[0]), k[1]];
     switch (op) {
-      case 0x00:
-        return [0, p + 1];
-      case 0x01:
-        return [1, p + 1];
-      case 0xff:
-        return [Number.MAX_SAFE_INTEGER, p + 1];
-      case 0x0a:
-        return [le(p + 1, 1), p + 2];
-      case 0x0b:
-        return [le(p + 1, 2), p + 3];
-      case 0x0c:
-        return [le(p + 1, 4), p + 5];
-      case 0x0e:
-        return [le(p + 1, 8), p + 9];
       case 0x0d: {
         let s = '';
         for (let q = p + 1; ; q++) {
@@ -277,6 +314,8 @@ class AmlParser {
           const [objEnd, q] = this.pkgLength(p + 1, end, where);
           const [segs, r] = this.nameString(q, objEnd, scope, where);
           if (dev && segs.length === scope.length + 1) {
+            const argCount = this.byte(r, objEnd, 'MethodFlags', where) & 7;
+            dev.methods.set(segs[segs.length - 1], { path: pathOf(segs), argCount, body: this.b.subarray(r + 1, objEnd), table: this.table, offset: r + 1 });
             const v = this.methodValue(r + 1, objEnd, segs, where, depth + 1);
             if (v !== null) this.setName(dev, segs[segs.length - 1], v);
           }
@@ -319,6 +358,7 @@ class AmlParser {
               cca: null,
               resources: { memory: [], interrupts: [] },
               names: new Map(),
+              methods: new Map(),
               table: this.table,
               offset: p,
             };
@@ -497,6 +537,20 @@ export function parseAcpiNamespace(blobs: readonly Uint8Array[]): AcpiNamespace 
   return ns;
 }
 
+/** A GUID as ToUUID lays it out in a 16-byte buffer. */
+export function amlUuidBytes(guid: string): Uint8Array {
+  const h = guid.replace(/-/g, '');
+  if (!/^[0-9a-fA-F]{32}$/.test(h)) throw new FirmwareError('AML', `"${guid}" is not a GUID`, null, null);
+  const byte = (i: number): number => parseInt(h.slice(2 * i, 2 * i + 2), 16);
+  const order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+  return Uint8Array.from(order.map(byte));
+}
+
+/** The PCI firmware _DSM GUID (PCI Firmware Specification, "_DSM for PCI"). */
+export const PCI_ACPI_DSM_GUID = 'E5C937D0-3553-4D7A-9117-EA4D19C3434D';
+/** _DSM function 5: "preserve PCI boot configuration"; returning 0 means the OS must keep it. */
+export const DSM_PCI_PRESERVE_BOOT_CONFIG = 5;
+
 // ---------------------------------------------------------------------------------------------
 // Writer
 // ---------------------------------------------------------------------------------------------
@@ -515,6 +569,12 @@ export interface AmlDeviceSpec {
   interrupts?: { gsiv: number; edge?: boolean; activeLow?: boolean }[];
   /** Other integer Names of the device (four-character names). */
   integers?: Record<string, number>;
+  /**
+   * A PCI host bridge's `_DSM` (PCI firmware GUID) offering function 5, "preserve boot
+   * configuration": 'preserve' returns 0 (the OS must keep the firmware's configuration),
+   * 'reassign' returns 1. Absent: no _DSM.
+   */
+  pciBootConfig?: 'preserve' | 'reassign';
   children?: AmlDeviceSpec[];
 }
 
@@ -648,9 +708,69 @@ function amlDevice(d: AmlDeviceSpec): Uint8Array {
     inner.bytes(rt);
     amlPkg(w, [0x11], inner.result());
   }
+  if (d.pciBootConfig) w.bytes(pciDsm(d.pciBootConfig));
   for (const c of d.children ?? []) w.bytes(amlDevice(c));
   const out = new AcpiWriter();
   amlPkg(out, [0x5b, 0x82], w.result());
+  return out.result();
+}
+
+/** `Buffer (n) { bytes }`. */
+function amlBuffer(w: AcpiWriter, bytes: Uint8Array): void {
+  const inner = new AcpiWriter();
+  amlInteger(inner, bytes.length);
+  inner.bytes(bytes);
+  amlPkg(w, [0x11], inner.result());
+}
+
+/**
+ * Method (_DSM, 4) { If (Arg0 == ToUUID (PCI firmware GUID)) { If (Arg2 == 0) { Return (Buffer
+ * { 0x21 }) } If (Arg2 == 5) { Return (0 or 1) } } Return (Buffer { 0 }) }: functions 0 and 5.
+ */
+function pciDsm(mode: 'preserve' | 'reassign'): Uint8Array {
+  const ifBlock = (pred: (w: AcpiWriter) => void, body: (w: AcpiWriter) => void): Uint8Array => {
+    const inner = new AcpiWriter();
+    pred(inner);
+    body(inner);
+    const w = new AcpiWriter();
+    amlPkg(w, [0xa0], inner.result());
+    return w.result();
+  };
+  const f0 = ifBlock(
+    (w) => w.bytes(Uint8Array.of(0x93, 0x6a, 0x00)),
+    (w) => {
+      w.u8(0xa4);
+      amlBuffer(w, Uint8Array.of((1 << 0) | (1 << DSM_PCI_PRESERVE_BOOT_CONFIG)));
+    },
+  );
+  const f5 = ifBlock(
+    (w) => {
+      w.bytes(Uint8Array.of(0x93, 0x6a));
+      amlInteger(w, DSM_PCI_PRESERVE_BOOT_CONFIG);
+    },
+    (w) => {
+      w.u8(0xa4);
+      amlInteger(w, mode === 'preserve' ? 0 : 1);
+    },
+  );
+  const guid = ifBlock(
+    (w) => {
+      w.bytes(Uint8Array.of(0x93, 0x68));
+      amlBuffer(w, amlUuidBytes(PCI_ACPI_DSM_GUID));
+    },
+    (w) => {
+      w.bytes(f0);
+      w.bytes(f5);
+    },
+  );
+  const body = new AcpiWriter();
+  amlNameSeg(body, '_DSM');
+  body.u8(4);
+  body.bytes(guid);
+  body.u8(0xa4);
+  amlBuffer(body, Uint8Array.of(0));
+  const out = new AcpiWriter();
+  amlPkg(out, [0x14], body.result());
   return out.result();
 }
 

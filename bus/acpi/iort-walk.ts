@@ -310,8 +310,8 @@ export function iortGetRmrSids(iort: IortTable, iommu: IortNode, warn: IortWarn)
 
 /**
  * The RMR regions of one device: those naming one of its StreamIDs. For a PCI device only when its
- * host bridge preserves the boot configuration (`_DSM` function 5, which this parser does not
- * evaluate: so never), because re-enumeration may change RIDs.
+ * host bridge preserves the boot configuration (the `_DSM` function 5, bus/acpi/pci-acpi.ts),
+ * because re-enumeration may change RIDs.
  */
 // kernel: iort_iommu_get_rmrs() [iort.c]
 export function iortIommuGetRmrs(iort: IortTable, iommu: IortNode, ids: readonly number[], isPci: boolean, preserveConfig: boolean, warn: IortWarn): IortRmrRegion[] {

@@ -17,7 +17,8 @@ import { ofDmaIsCoherent } from '../of/address.js';
 import { acpiIortRootComplexOf } from '../acpi/acpi-boot.js';
 import { iortPciIommuConfigure } from '../acpi/iort-iommu.js';
 import { ofPciIommuConfigure } from '../of/of-iommu.js';
-import type { DtNode } from '../of/tree.js';
+import type { DeviceTree, DtNode } from '../of/tree.js';
+import { pciAcpiPreserveConfig } from '../acpi/pci-acpi.js';
 import { linkIommuMasters, platformBus, platformGetResource, type PlatformDevice, type PlatformDriver } from '../platform.js';
 import { PciEcamWindow } from './config.js';
 import type { PciHostBridge } from './pci-device.js';
@@ -97,7 +98,8 @@ async function pciHostCommonProbe(dev: PlatformDevice): Promise<void> {
     domainsInUse.get(core)?.delete(domain);
   });
 
-  const host: PciHostBridge = { dev, node, domain, busStart, busEnd, window: new PciEcamWindow(io, busStart, busEnd), devices: [] };
+  const preserveConfig = pciPreserveConfig(tree, node, (m) => core.log.warn(dev.name, m, LOG_NS));
+  const host: PciHostBridge = { dev, node, domain, busStart, busEnd, window: new PciEcamWindow(io, busStart, busEnd), preserveConfig, devices: [] };
   hosts.set(dev, host);
   dev.devres.add('host bridge', () => {
     hosts.delete(dev);
@@ -123,6 +125,19 @@ async function pciHostCommonProbe(dev: PlatformDevice): Promise<void> {
   for (const pdev of found) {
     if (pdev.registered && !pdev.driver) await core.attach(pdev);
   }
+}
+
+/** Must firmware's PCI configuration be kept? ACPI: the host bridge's _DSM; DT: `linux,pci-probe-only`. */
+// kernel: pci_preserve_config() [pci.c]
+function pciPreserveConfig(tree: DeviceTree, node: DtNode, warn: (msg: string) => void): boolean {
+  return pciAcpiPreserveConfig(node, warn) ?? ofPciPreserveConfig(tree, node);
+}
+
+/** `linux,pci-probe-only` on the host bridge node, else on /chosen: 1 keeps firmware's configuration. */
+// kernel: of_pci_preserve_config() [of.c]
+function ofPciPreserveConfig(tree: DeviceTree, node: DtNode): boolean {
+  const v = node.u32('linux,pci-probe-only') ?? tree.byPath('/chosen')?.u32('linux,pci-probe-only');
+  return v === 1;
 }
 
 /** + pci_remove_root_bus() — remove the functions, newest first. */

@@ -22,6 +22,12 @@ export interface PciHostBridge {
   readonly busStart: number;
   readonly busEnd: number;
   readonly window: PciEcamWindow;
+  /**
+   * Firmware's configuration (resources, bus numbers, so requester IDs) must be kept (kernel:
+   * pci_host_bridge.preserve_config): the ACPI _DSM "preserve boot configuration", or
+   * `linux,pci-probe-only` on a Device Tree host bridge or /chosen.
+   */
+  readonly preserveConfig: boolean;
   /** Functions found, in enumeration order (parents before what sits behind them). */
   readonly devices: PciDevice[];
 }

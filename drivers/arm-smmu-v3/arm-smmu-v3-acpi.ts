@@ -67,7 +67,8 @@ export function armSmmuRmrInstallBypassSte(smmu: ArmSmmuDevice): void {
 export function armSmmuIortResvRegions(smmu: ArmSmmuDevice, dev: Device): IommuResvRegion[] {
   const a = acpiIortNodeOf(smmu.dev.ofNode);
   if (!a || !dev.fwspec) return [];
-  const regions = iortIommuGetRmrs(a.iort, a.node, dev.fwspec.ids, dev instanceof PciDevice, false, (m) => smmu.warn(m));
+  const pci = dev instanceof PciDevice;
+  const regions = iortIommuGetRmrs(a.iort, a.node, dev.fwspec.ids, pci, pci && dev.host.preserveConfig, (m) => smmu.warn(m));
   return regions.map((r) => ({
     start: r.start,
     length: r.length,

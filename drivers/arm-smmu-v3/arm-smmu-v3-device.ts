@@ -19,6 +19,7 @@ import { devmIoremap, readlPollTimeout, type IoMem } from '../../bus/io.js';
 import { devmRequestIrq, devmRequestThreadedIrq, type IrqSpec } from '../../bus/irq.js';
 import type { KernelLog } from '../../bus/log.js';
 import { msiAllocVectors, msiControllerOf, type MsiVector } from '../../bus/msi.js';
+import { itsMsiAllocVectors, itsOf } from '../../bus/its-msi.js';
 import { platformGetIrqByNameOptional, platformGetResource, type PlatformDevice } from '../../bus/platform.js';
 import { Ida } from '../../core/ida.js';
 import { IommuDevice } from '../../core/iommu-device.js';
@@ -714,7 +715,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
   // ---- interrupts -------------------------------------------------------------------------------
 
   // kernel: arm_smmu_setup_msis() [arm-smmu-v3.c]
-  private setupMsis(): void {
+  private async setupMsis(): Promise<void> {
     // Clear the MSI address registers: wired interrupts unless MSIs are set up below.
     this.base.writeq(0n, ARM_SMMU_GERROR_IRQ_CFG0);
     this.base.writeq(0n, ARM_SMMU_EVTQ_IRQ_CFG0);
@@ -736,7 +737,11 @@ export class ArmSmmuDevice implements CmdqBatchHost {
     }
     let vectors: MsiVector[];
     try {
-      vectors = msiAllocVectors(this.dev, nvec);
+      // An ITS (msi-parent with a DeviceID: on ACPI machines the IORT's DeviceID mapping), else a GICv2m frame.
+      const pages = this.params.pageAllocator;
+      vectors = itsOf(this.dev)
+        ? await itsMsiAllocVectors(this.dev, nvec, { allocPages: (o, owner, opts) => pages.allocPages(o, owner, opts), freePages: (pa, o) => pages.freePages(pa, o), ram: this.ram })
+        : msiAllocVectors(this.dev, nvec);
     } catch (e) {
       this.warn(`failed to allocate MSIs - falling back to wired irqs (${e instanceof Error ? e.message : String(e)})`);
       return;
@@ -772,8 +777,8 @@ export class ArmSmmuDevice implements CmdqBatchHost {
   }
 
   // kernel: arm_smmu_setup_unique_irqs() [arm-smmu-v3.c]
-  private setupUniqueIrqs(): void {
-    this.setupMsis();
+  private async setupUniqueIrqs(): Promise<void> {
+    await this.setupMsis();
     const dev: Device = this.dev;
     if (this.evtqIrq) {
       const irq = this.evtqIrq;
@@ -813,7 +818,7 @@ export class ArmSmmuDevice implements CmdqBatchHost {
         devmRequestThreadedIrq(this.dev, irq, () => armSmmuCombinedIrqHandler(this), () => armSmmuCombinedIrqThread(this), 'arm-smmu-v3-combined-irq'),
       );
     } else {
-      this.setupUniqueIrqs();
+      await this.setupUniqueIrqs();
     }
     if ((this.features & ARM_SMMU_FEAT_PRI) !== 0) irqenFlags |= IRQ_CTRL_PRIQ_IRQEN;
     try {

@@ -11,6 +11,7 @@ import { isSmmuNode } from '../../hw/iommu-models.js';
 import type { Kernel } from '../../kernel/kernel.js';
 import { describeIommuAttachment } from './iommu-state.js';
 import { cmdqvReport, type CmdqvBootReport } from './cmdqv-report.js';
+import { iwbReport, type IwbBootReport, pmcgReport, type PmcgBootReport } from './pmcg-report.js';
 
 export type IommuReportStatus = 'probed' | 'disabled' | 'no-driver' | 'no-model' | 'failed';
 
@@ -36,6 +37,10 @@ export interface BootReport {
   }[];
   /** Present only when firmware describes a Grace CMDQV (see cmdqvReport). */
   cmdqvs?: CmdqvBootReport[];
+  /** Present only when the IORT describes SMMUv3 PMCGs (see pmcgReport). */
+  pmcgs?: PmcgBootReport[];
+  /** Present only when the IORT describes IWBs (see iwbReport). */
+  iwbs?: IwbBootReport[];
 }
 
 export function bootReport(machine: Machine, kernel: Kernel): BootReport {
@@ -71,6 +76,10 @@ export function bootReport(machine: Machine, kernel: Kernel): BootReport {
   }
   const cmdqvs = cmdqvReport(machine, kernel);
   if (cmdqvs.length > 0) report.cmdqvs = cmdqvs;
+  const pmcgs = pmcgReport(kernel);
+  if (pmcgs.length > 0) report.pmcgs = pmcgs;
+  const iwbs = iwbReport(kernel);
+  if (iwbs.length > 0) report.iwbs = iwbs;
   return report;
 }
 

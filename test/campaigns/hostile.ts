@@ -15,6 +15,11 @@ import { SMMU_V2_MODELS } from '../../hw/smmu-v2/options.js';
 import { Rig as SmmuV2Rig } from '../hw/smmu-v2/rig.js';
 import { CmdqvRig, CV, Q } from '../hw/tegra241-cmdqv/rig.js';
 import { REG, Rig, RAM_BASE as V3_RAM } from '../hw/smmu-v3/rig.js';
+import { GicIts, GITS_BASER0, GITS_CBASER, GITS_CREADR, GITS_CTLR, GITS_CWRITER, GITS_IIDR, GITS_TYPER } from '../../hw/gic-its.js';
+import { machineFromAcpi, virtAcpiMachine } from '../../scenarios/lib/lab.js';
+import { QEMU, qemuTables } from '../bus/acpi/acpi-fixture.js';
+import { virtIortOffsets } from '../../scenarios/machines/virt-acpi.js';
+import { VIRT } from '../../scenarios/machines/virt.js';
 import { CampaignFailure } from './campaign.js';
 
 /** One model instance under attack. */
@@ -151,8 +156,98 @@ const cmdqvTarget: HostileTarget = {
   },
 };
 
+/**
+ * An SMMU of the built-in virt machine described by its ACPI tables (the model the IORT node made,
+ * in a whole machine: its frame in the machine's MMIO map, the machine's RAM, DMA through the
+ * machine's port for the stream), with no kernel booted: the SMMUv3 and the MMU-500 node.
+ */
+function acpiMachineTarget(name: string, iortPath: string, named: readonly number[]): HostileTarget {
+  return {
+    name,
+    build(seed) {
+      const machine = virtAcpiMachine({ seed, ramSize: 0x40_0000 });
+      const entry = machine.iommus.get(iortPath);
+      const region = entry?.regions[0];
+      if (!region) throw new Error(`${name}: the ACPI virt machine has no ${iortPath}`);
+      const base = region.base;
+      const info = (sid: number) => ({ name: 'hostile', streamId: sid, cells: [sid], kind: 'platform' as const, canStall: false, pasidBits: 0 });
+      return {
+        mmioSize: region.size,
+        named: named.filter((o) => o < region.size),
+        w32: (off, v) => machine.mmio.write32(base + off, v >>> 0),
+        r32: (off) => machine.mmio.read32(base + off),
+        ram: { base: VIRT.ramBase, size: 0x40_0000 },
+        writeRam: (pa, b) => machine.memory.write(pa, b),
+        dma: (sid, addr, len, write) =>
+          machine.portFor(iortPath, info(sid)).port.submit(
+            { master: 'hostile', streamId: sid, ssid: 0, ssidValid: false, addr, len, write, exec: false, priv: false, data: write ? new Uint8Array(len).fill(0x5a) : undefined },
+            () => undefined,
+          ),
+        settle: (maxSteps) => void machine.scheduler.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
+      };
+    },
+  };
+}
+
+/**
+ * The GICv3 ITS model inside a QEMU-shaped ACPI machine: random register writes, random commands in
+ * a queue it has been pointed at, and MSI writes from masters with and without a DeviceID.
+ */
+const itsTarget: HostileTarget = {
+  name: 'gic-its',
+  build(seed) {
+    const { tables, memory } = qemuTables();
+    const machine = machineFromAcpi(tables, memory, { seed });
+    const its = machine.msiFrames.find((f): f is GicIts => f instanceof GicIts);
+    if (!its) throw new Error('gic-its: the QEMU-shaped machine has no ITS');
+    for (let d = 0; d < 4; d++) its.setDeviceId(`hostile-${d}`, d * 3);
+    const ram = { base: QEMU.ram.base, size: 0x40_0000 };
+    return {
+      mmioSize: 0x2_0000,
+      named: [GITS_CTLR, GITS_IIDR, GITS_TYPER, GITS_TYPER + 4, GITS_CBASER, GITS_CBASER + 4, GITS_CWRITER, GITS_CWRITER + 4, GITS_CREADR, GITS_BASER0, 0x10040],
+      w32: (off, v) => machine.mmio.write32(its.base + off, v >>> 0),
+      r32: (off) => machine.mmio.read32(its.base + off),
+      ram,
+      writeRam: (pa, b) => machine.memory.write(pa, b),
+      dma: (sid, addr) => its.dmaWrite32(0x10040, addr & 0xffff, `hostile-${sid & 7}`),
+      settle: (maxSteps) => void machine.scheduler.runSyncUntilIdle(Number.POSITIVE_INFINITY, maxSteps),
+      structured(prng) {
+        // A queue in RAM, the ITS enabled, random commands (valid opcodes more often) and a doorbell.
+        const q = ram.base + prng.int(ram.size >>> 16) * 0x1_0000;
+        const n = 1 + prng.int(16);
+        const b = new Uint8Array(n * 32);
+        const dv = new DataView(b.buffer);
+        const ops = [0x01, 0x03, 0x04, 0x05, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0f, prng.int(256)];
+        for (let i = 0; i < n; i++) {
+          for (let w = 0; w < 8; w++) dv.setUint32(i * 32 + w * 4, prng.int(3) === 0 ? prng.nextU32() : prng.int(16), true);
+          dv.setUint8(i * 32, ops[prng.int(ops.length)]);
+          if (prng.int(2)) dv.setUint32(i * 32 + 12, 8192 + prng.int(64), true);
+          if (prng.int(2)) dv.setUint8(i * 32 + 23, 0x80);
+        }
+        machine.memory.write(q, b);
+        machine.mmio.write32(its.base + GITS_CTLR, 0);
+        machine.mmio.write64(its.base + GITS_CBASER, (1n << 63n) | BigInt(q) | BigInt(prng.int(16)));
+        machine.mmio.write32(its.base + GITS_CTLR, 1);
+        machine.mmio.write64(its.base + GITS_CWRITER, BigInt((prng.int(2) ? n : prng.int(4096)) * 32));
+        return `${n} commands at 0x${q.toString(16)}`;
+      },
+    };
+  },
+};
+
+const MMU500_NAMED: number[] = [];
+for (let off = 0; off < 0x100; off += 4) MMU500_NAMED.push(off);
+for (let i = 0; i < 8; i++) MMU500_NAMED.push(0x800 + 4 * i, 0xc00 + 4 * i, 0x1000 + 4 * i, 0x1800 + 4 * i);
+
 /** Every model the campaign attacks. */
-export const HOSTILE_TARGETS: readonly HostileTarget[] = [smmuV3Target, ...SMMU_V2_MODELS.map(smmuV2Target), cmdqvTarget];
+export const HOSTILE_TARGETS: readonly HostileTarget[] = [
+  smmuV3Target,
+  ...SMMU_V2_MODELS.map(smmuV2Target),
+  cmdqvTarget,
+  acpiMachineTarget('smmu-v3-acpi', `IORT:smmuv3@0x${virtIortOffsets().smmuv3.toString(16)}`, Object.values(REG)),
+  acpiMachineTarget('mmu-500-acpi', `IORT:smmu@0x${virtIortOffsets().mmu500.toString(16)}`, MMU500_NAMED),
+  itsTarget,
+];
 
 function value(prng: Prng, h: Hostile): number {
   switch (prng.int(6)) {

@@ -25,12 +25,27 @@ import type { DmaCompletion } from '../../hw/dma.js';
 import type { Machine } from '../../hw/machine.js';
 import { Prng } from '../../hw/prng.js';
 import type { Kernel } from '../../kernel/kernel.js';
-import { boot, virtMachine } from '../../scenarios/lib/lab.js';
+import { boot, virtAcpiMachine, virtMachine } from '../../scenarios/lib/lab.js';
 import { SMMU_V2_LAB, smmuV2Machine } from '../../scenarios/smmu-v2-lab.js';
 import { CampaignFailure } from './campaign.js';
 
-export const SMMU_KINDS = ['smmu-v3', 'mmu-500', 'smmu-v2', 'smmu-v1'] as const;
+/**
+ * SMMU kinds, each on the machine that carries it: the built-in virt machine (SMMUv3) or the
+ * SMMUv1/v2 lab from their Device Trees, and the virt machine described by its ACPI tables
+ * (`…-acpi`: the SMMUv3 and the MMU-500 of its IORT, the masters named components).
+ */
+export const SMMU_KINDS = ['smmu-v3', 'mmu-500', 'smmu-v2', 'smmu-v1', 'smmu-v3-acpi', 'mmu-500-acpi'] as const;
 export type SmmuKind = (typeof SMMU_KINDS)[number];
+
+/** The machine of `kind` and the path of the non-stalling master the campaign drives. */
+function campaignMachine(kind: SmmuKind, seed: number, bootargs?: string): { machine: Machine; path: string; cmdline?: string } {
+  if (kind === 'smmu-v3') return { machine: virtMachine({ seed, bootargs }), path: '/dma@c010000' };
+  // virt-acpi.ts's engines: DMA1 behind the SMMUv3 (StreamID 0x101), DMA3 behind the MMU-500 (0x401), neither stalls.
+  if (kind === 'smmu-v3-acpi') return { machine: virtAcpiMachine({ seed }), path: '\\_SB_.DMA1', cmdline: bootargs };
+  if (kind === 'mmu-500-acpi') return { machine: virtAcpiMachine({ seed }), path: '\\_SB_.DMA3', cmdline: bootargs };
+  const compatible = kind === 'mmu-500' ? ['arm,mmu-500', 'arm,smmu-v2'] : kind === 'smmu-v2' ? ['arm,smmu-v2'] : ['arm,smmu-v1'];
+  return { machine: smmuV2Machine({ seed, compatible, bootargs }), path: SMMU_V2_LAB.masterNoStall };
+}
 
 const PAGE = 0x1000;
 
@@ -42,17 +57,8 @@ interface Rig {
 }
 
 async function rig(kind: SmmuKind, seed: number): Promise<Rig> {
-  let machine: Machine;
-  let path: string;
-  if (kind === 'smmu-v3') {
-    machine = virtMachine({ seed });
-    path = '/dma@c010000';
-  } else {
-    const compatible = kind === 'mmu-500' ? ['arm,mmu-500', 'arm,smmu-v2'] : kind === 'smmu-v2' ? ['arm,smmu-v2'] : ['arm,smmu-v1'];
-    machine = smmuV2Machine({ seed, compatible });
-    path = SMMU_V2_LAB.masterNoStall;
-  }
-  const kernel = await boot(machine);
+  const { machine, path, cmdline } = campaignMachine(kind, seed);
+  const kernel = await boot(machine, cmdline === undefined ? {} : { cmdline });
   const dev = kernel.core.findDevice(path);
   const master = machine.masters.get(path);
   if (!dev || !master) throw new Error(`${kind}: no master ${path}`);
@@ -298,18 +304,9 @@ export async function isolationCase(kind: SmmuKind, seed: number, rounds: number
  */
 export async function isolationDmaCase(kind: SmmuKind, seed: number, rounds: number, dmaPerRound: number, lazy: boolean): Promise<IsolationStats> {
   const prng = new Prng(seed);
-  let machine: Machine;
-  let path: string;
   const bootargs = lazy ? 'iommu.strict=0' : 'iommu.strict=1';
-  if (kind === 'smmu-v3') {
-    machine = virtMachine({ seed, bootargs });
-    path = '/dma@c010000';
-  } else {
-    const compatible = kind === 'mmu-500' ? ['arm,mmu-500', 'arm,smmu-v2'] : kind === 'smmu-v2' ? ['arm,smmu-v2'] : ['arm,smmu-v1'];
-    machine = smmuV2Machine({ seed, compatible, bootargs });
-    path = SMMU_V2_LAB.masterNoStall;
-  }
-  const kernel = await boot(machine);
+  const { machine, path, cmdline } = campaignMachine(kind, seed, bootargs);
+  const kernel = await boot(machine, cmdline === undefined ? {} : { cmdline });
   const dev = kernel.core.findDevice(path)!;
   const master = machine.masters.get(path)!;
   const runK = <T>(p: Promise<T>): Promise<T> => machine.scheduler.runUntilSettled(p, 'isolation dma op', 1e12);

@@ -119,7 +119,7 @@ export async function fakePciHost(k: TestKernel, node: DtNode): Promise<PciHostB
   const hostDev = new PlatformDevice({ name: node.path, ofNode: node });
   await k.core.addDevice(hostDev, { probe: false });
   const window = new PciEcamWindow(new IoMem(k.port, ECAM_BASE, ECAM_SIZE), 0, 15);
-  return { dev: hostDev, node, domain: 0, busStart: 0, busEnd: 15, window, devices: [] };
+  return { dev: hostDev, node, domain: 0, busStart: 0, busEnd: 15, window, preserveConfig: false, devices: [] };
 }
 
 /** A PCI function with the capabilities asked for (a bridge: any PCIe port type), registered (not probed) in the kernel. */

@@ -31,6 +31,8 @@ export interface QemuTablesOptions {
   engines?: { sid: number; stall?: boolean; pasidBits?: number }[];
   /** ID mappings of the RC (default: every RID → the SMMU). `output`: 'smmu' | 'its'. */
   rcMappings?: { inputBase: number; count: number; outputBase: number; output: 'smmu' | 'its'; single?: boolean }[];
+  /** The host bridge's _DSM "preserve boot configuration" answer (absent: no _DSM). */
+  pciBootConfig?: 'preserve' | 'reassign';
   /** Endpoints below the host bridge: device number → IATS/IPRI/IPAS. */
   endpoints?: { dev: number; fn?: number; ats?: boolean; pri?: boolean; pasidBits?: number }[];
 }
@@ -128,6 +130,7 @@ export function qemuTables(o: QemuTablesOptions = {}): { tables: Map<string, Uin
       seg: 0,
       uid: 0,
       cca: 1,
+      ...(o.pciBootConfig ? { pciBootConfig: o.pciBootConfig } : {}),
       children: (o.endpoints ?? []).map((e) => ({
         name: `EP${e.dev.toString(16).padStart(2, '0').toUpperCase()}`,
         adr: (e.dev << 16) | (e.fn ?? 0),

@@ -31,10 +31,12 @@ function fixtureSet(board: string, memory: AcpiMemoryMap): AcpiSeed {
 export const acpiSeeds: AcpiSeed[] = [
   { name: 'virt', ...buildVirtAcpi({ ramSize: 0x1000_0000 }) },
   { name: 'qemu-eb', ...qemuTables({ revision: 3, endpoints: [{ dev: 1, ats: true }] }) },
-  { name: 'qemu-ed-rmr', ...qemuTables({ revision: 5, rmrs: [{ sid: 8, count: 2, base: 0x4800_0000, length: 0x1_0000 }], engines: [{ sid: 0x100, stall: true }], endpoints: [{ dev: 1 }] }) },
+  { name: 'qemu-ed-rmr', ...qemuTables({ revision: 5, pciBootConfig: 'preserve', rmrs: [{ sid: 8, count: 2, base: 0x4800_0000, length: 0x1_0000 }], engines: [{ sid: 0x100, stall: true }], endpoints: [{ dev: 1 }] }) },
   fixtureSet('juno-r2', { ram: [{ base: 0x8000_0000, size: 0x1000_0000 }] }),
   fixtureSet('hip08-nosmmu', { ram: [{ base: 0x20_8000_0000, size: 0x1000_0000 }] }),
   fixtureSet('qemu-virt-smmuv3', { ram: [{ base: 0x4000_0000, size: 0x1000_0000 }] }),
+  fixtureSet('n1sdp', { ram: [{ base: 0x8000_0000, size: 0x1000_0000 }] }),
+  fixtureSet('rdn1edge', { ram: [{ base: 0x8000_0000, size: 0x1000_0000 }] }),
 ];
 
 export const acpiMutation = fc.oneof(
