@@ -1,8 +1,9 @@
 /**
  * Grace guest experiment (scenarios/lib/cmdqv-guest-unmap.ts describes the mechanism and what is not
  * modelled): virtual µs per strict 4 KiB dma_unmap + sync in a guest with a VINTF, its invalidations
- * trapped through the vSMMU (the guest's bypass_vcmdq) or on its VCMDQ, 1 and 2 guest CPUs, default
- * trap costs (vmm/trap-costs.ts) and SMMU timing. BENCH_CMDQV_GUEST_UNMAPS sets the unmaps per
+ * trapped through the vSMMU (the guest's bypass_vcmdq) or on its VCMDQ, 1 and 2 guest CPUs, the
+ * experiment's default inputs (GuestExperimentInputs: trap costs, Grace SMMU and CPU costs, the
+ * unmap's own CPU work, no IDR3.RIL). BENCH_CMDQV_GUEST_UNMAPS sets the unmaps per
  * thread (default 64). Published (Grace, 4 KiB, 1 thread): 35.7 µs trapped, 5.3 µs VCMDQ.
  */
 import type { Bench } from './harness.js';

@@ -58,8 +58,30 @@ export interface CpuTimer {
   cancel(): boolean;
 }
 
+/**
+ * What the machine's CPUs take for the memory operations kernel code pays for in virtual time
+ * (kernel code otherwise runs in zero virtual time). Both default to 0: a machine without them
+ * charges nothing, as before they existed.
+ */
+export interface CpuCosts {
+  /**
+   * An atomic read-modify-write (cmpxchg, fetch-add) on a cache line this CPU already holds,
+   * together with the plain stores around it.
+   */
+  atomicNs: number;
+  /**
+   * Bringing a cache line another CPU last wrote into this CPU's cache before an atomic on it: what
+   * a contended atomic costs on top of `atomicNs`.
+   */
+  lineTransferNs: number;
+}
+
+export const ZERO_CPU_COSTS: Readonly<CpuCosts> = Object.freeze({ atomicNs: 0, lineTransferNs: 0 });
+
 export interface CpuPort {
   readonly firmware: BootFirmware;
+  /** The CPUs' memory-operation costs (absent: ZERO_CPU_COSTS). */
+  readonly costs?: Readonly<CpuCosts>;
   readonly ram: RamAccess;
 
   /** True if [pa, pa+len) is covered by one device's MMIO region. */

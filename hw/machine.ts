@@ -9,7 +9,7 @@
  */
 import { vtime } from './vtime.js';
 import createDebug from 'debug';
-import type { BootFirmware, BootMemoryMap, CpuPort, IrqHandler } from './cpu-port.js';
+import { type BootFirmware, type BootMemoryMap, type CpuCosts, type CpuPort, type IrqHandler, ZERO_CPU_COSTS } from './cpu-port.js';
 import type { MachineAcpiTables, MachineMemoryMap } from './acpi.js';
 import { acpiFirmwareTree } from './acpi.js';
 import type { DmaPort } from './dma.js';
@@ -60,6 +60,8 @@ export interface MachineOptions {
   iommuModels?: boolean;
   /** Options handed to IOMMU model factories, keyed by node path or by model name. */
   iommuOptions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** The CPUs' memory-operation costs kernel code is charged (CpuPort.costs; default all 0). */
+  cpuCosts?: Partial<CpuCosts>;
 }
 
 /** A device tree as the machine reads it (bus/of/tree.ts's DeviceTree fits this shape). */
@@ -148,7 +150,9 @@ export class Machine {
   readonly pciHosts = new Map<string, PcieRootComplex>();
   readonly skippedNodes: SkippedNode[] = [];
   readonly warnings: string[] = [];
-  readonly options: Readonly<Required<Omit<MachineOptions, 'iommuOptions'>>> & Pick<MachineOptions, 'iommuOptions'>;
+  readonly options: Readonly<Required<Omit<MachineOptions, 'iommuOptions' | 'cpuCosts'>>> & Pick<MachineOptions, 'iommuOptions'>;
+  /** The CPUs' memory-operation costs (MachineOptions.cpuCosts over zeros). */
+  readonly cpuCosts: Readonly<CpuCosts>;
 
   private dtb: Uint8Array | null = null;
   private readonly acpi = new Map<string, Uint8Array>();
@@ -167,6 +171,11 @@ export class Machine {
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
       seed: opts.seed,
     };
+    const costs: CpuCosts = { ...ZERO_CPU_COSTS, ...(opts.cpuCosts ?? {}) };
+    for (const [k, v] of Object.entries(costs)) {
+      if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`machine option cpuCosts.${k}: ${String(v)} is not a finite number >= 0`);
+    }
+    this.cpuCosts = Object.freeze(costs);
     this.scheduler = new Scheduler(opts.seed);
     const now = (): number => this.scheduler.now;
     this.mmio = new MmioMap(this.trace, now);
@@ -480,6 +489,7 @@ export class Machine {
       delay: (ns) => scheduler.delay(ns, 'cpu delay'),
       startTimer: (ns, fn) => scheduler.startTimer(ns, fn, 'cpu timer'),
       monitor: (pa, fn) => this.armMonitor(pa, fn),
+      costs: this.cpuCosts,
     };
   }
 

@@ -5,6 +5,7 @@
  */
 import { runOnCpu } from '../bus/smp.js';
 import { tegra241CmdqvOf, type Tegra241Cmdqv } from '../drivers/arm-smmu-v3/tegra241-cmdqv.js';
+import type { CpuCosts } from '../hw/cpu-port.js';
 import type { Machine } from '../hw/machine.js';
 import type { SmmuV3Options } from '../hw/smmu-v3/options.js';
 import type { Tegra241Cmdqv as Tegra241CmdqvModel } from '../hw/tegra241-cmdqv/cmdqv.js';
@@ -24,9 +25,29 @@ export interface CmdqvLab extends SmmuV3Lab {
 export interface CmdqvLabOptions {
   seed: number;
   bootargs?: string;
+  /** SMMUv3 options; `timing.commandNs` defaults to GRACE_SMMU_COMMAND_NS. */
   smmu?: SmmuV3Options;
   cmdqv?: Tegra241CmdqvOptions;
+  /** The CPUs' costs (default GRACE_CPU_COSTS). */
+  cpuCosts?: Partial<CpuCosts>;
 }
+
+/**
+ * The CPU costs a Grace machine runs with here (the machine's default is zero):
+ * - lineTransferNs 50: a cache line bouncing between two Neoverse V2 cores over a CMN-700 mesh
+ *   takes 30-60 ns (Chips and Cheese, "Arm's Neoverse V2, in AWS's Graviton 4", 2024; Grace's
+ *   cores are Neoverse V2 on a mesh too);
+ * - atomicNs 20: an uncontended LSE CAS on a line the core holds plus the stores of two 16-byte
+ *   entries and the PROD write (an estimate: tens of cycles at 3 GHz).
+ */
+export const GRACE_CPU_COSTS: Readonly<CpuCosts> = Object.freeze({ atomicNs: 20, lineTransferNs: 50 });
+
+/**
+ * What one command costs the Grace SMMU, ns: the slope of NVIDIA's published VCMDQ unmap column
+ * (facts sheet §6: 5.3 µs at 4 KiB to 18.0 µs at 256 KiB, one thread), (18.0 - 5.3) µs / 63 more
+ * 4 KiB TLBIs = 0.2 µs per command. The plain SMMUv3 model's default stays 20 ns.
+ */
+export const GRACE_SMMU_COMMAND_NS = 200;
 
 /** The CMDQV model built with the SMMUv3 at `path`. */
 export function cmdqvModelOf(machine: Machine, path: string = V3.smmu): Tegra241CmdqvModel {
@@ -38,9 +59,15 @@ export function cmdqvModelOf(machine: Machine, path: string = V3.smmu): Tegra241
 
 /** Boot `virt` with a CMDQV. */
 export async function bootCmdqv(opts: CmdqvLabOptions): Promise<CmdqvLab> {
-  const nodeOpts: Record<string, unknown> = { ...(opts.smmu ?? {}) };
+  const nodeOpts: Record<string, unknown> = { ...(opts.smmu ?? {}), timing: { commandNs: GRACE_SMMU_COMMAND_NS, ...(opts.smmu?.timing ?? {}) } };
   if (opts.cmdqv) nodeOpts.cmdqv = opts.cmdqv;
-  const machine = virtMachine({ seed: opts.seed, cmdqv: true, bootargs: opts.bootargs, iommuOptions: { [V3.smmu]: nodeOpts } });
+  const machine = virtMachine({
+    seed: opts.seed,
+    cmdqv: true,
+    bootargs: opts.bootargs,
+    iommuOptions: { [V3.smmu]: nodeOpts },
+    cpuCosts: { ...GRACE_CPU_COSTS, ...(opts.cpuCosts ?? {}) },
+  });
   const kernel = await boot(machine);
   const smmu = findArmSmmuV3(kernel.core, V3.smmu);
   const cmdqv = tegra241CmdqvOf(smmu);

@@ -31,6 +31,7 @@ import { scenario as cmdqvHostUnmap } from './cmdqv-host-unmap.js';
 import { scenario as cmdqvGuestVintfHostile } from './cmdqv-guest-vintf-hostile.js';
 import { scenario as cmdqvGuestUnmap } from './cmdqv-guest-unmap.js';
 import { scenario as cmdqvVmHostile } from './cmdqv-vm-hostile.js';
+import { scenario as cmdqvVmTeardown } from './cmdqv-vm-teardown.js';
 import { scenario as vmGuestDma } from './vm-guest-dma.js';
 import { scenario as vmGuestFault } from './vm-guest-fault.js';
 import { scenario as vmHostileGuest } from './vm-hostile-guest.js';
@@ -45,7 +46,7 @@ export const scenarios: readonly Scenario[] = [
   svaPri, svaStall, iopfSmmuV2Stall, iopfFaultRecords,
   strayDmaMappings,
   cmdqvHostUnmap, cmdqvGuestVintfHostile,
-  cmdqvGuestUnmap, cmdqvVmHostile,
+  cmdqvGuestUnmap, cmdqvVmHostile, cmdqvVmTeardown,
   vmGuestDma, vmGuestFault, vmHostileGuest, vmGuestUnmap, vmGuestSvaStall, vmGuestSvaPri,
   acpiBoot,
   acpiItsRmr,

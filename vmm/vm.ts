@@ -22,9 +22,11 @@
  */
 import type { Device } from '../bus/device.js';
 import { KernelError } from '../bus/errno.js';
+import { rawSmpProcessorId } from '../bus/smp.js';
 import { DtBuilder, reg, type DtProps } from '../bus/of/dt-builder.js';
 import { writeFdt } from '../bus/of/fdt.js';
-import type { BootFirmware, CpuPort, CpuTimer, IrqHandler, RamAccess } from '../hw/cpu-port.js';
+import { madtGicPath } from '../bus/acpi/acpi-boot.js';
+import type { BootFirmware, BootMemoryMap, CpuPort, CpuTimer, IrqHandler, RamAccess } from '../hw/cpu-port.js';
 import {
   IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
@@ -35,6 +37,7 @@ import {
   IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV,
   IommufdCtx,
 } from '../core/iommufd.js';
+import { buildGuestAcpi } from './guest-acpi.js';
 import { VCmdqv, VCMDQV_PAGE0, VCMDQV_PAGE_SIZE, VCMDQV_REGION_SIZE } from './vcmdqv.js';
 import { DEFAULT_TRAP_COSTS, type TrapCosts } from './trap-costs.js';
 import { VSmmuV3, VSMMU_REGION_SIZE } from './vsmmu-v3.js';
@@ -113,6 +116,13 @@ export interface VmOptions {
    * Needs a host SMMU with a CMDQV (EOPNOTSUPP otherwise).
    */
   cmdqv?: boolean;
+  /**
+   * How the guest's firmware describes it: 'dt' (default), a Device Tree; 'acpi', ACPI tables
+   * (vmm/guest-acpi.ts: MADT, IORT, DSDT with the CMDQV as NVDA200C whose _UID is the vSMMUv3's
+   * IORT node Identifier, MCFG with PCIe) and a memory map, as a Grace guest boots. ACPI carries no
+   * command line: with 'acpi', `bootargs` is for the boot loader to pass (`bootKernel`'s `cmdline`).
+   */
+  firmware?: 'dt' | 'acpi';
 }
 
 /** Where the guest finds its vSMMU and GIC (the host virt machine's layout). */
@@ -149,12 +159,15 @@ export class Vm {
   private readonly irqHandlers = new Map<number, IrqHandler[]>();
   private readonly hostIrqDetach: (() => void)[] = [];
   private dtb: Uint8Array | null = null;
+  /** With `firmware: 'acpi'`: the tables and memory map the guest boots from. */
+  private acpi: { tables: Map<string, Uint8Array>; memory: BootMemoryMap } | null = null;
   /**
-   * Virtual time the guest CPU owes for exits it took since it last waited: a trapped access returns
-   * at once (the port is synchronous), so its cost is paid at the guest's next delay, and `now()`
-   * already includes it.
+   * Per vCPU (the guest kernel thread's CPU, bus/smp.ts): virtual time it owes for exits it took
+   * since it last waited. A trapped access returns at once (the port is synchronous), so its cost is
+   * paid at that vCPU's next delay, and its `now()` already includes it; one vCPU never pays
+   * another's exits.
    */
-  private exitDebtNs = 0;
+  private readonly exitDebtNs: number[] = [0];
   private destroyed = false;
   vsmmu!: VSmmuV3;
   /** The guest's CMDQV (with `cmdqv`), else null. */
@@ -325,7 +338,34 @@ export class Vm {
         this.hostIrqDetach.push(host.port.requestIrq(host.gicPath, spec, () => this.inject(spec[1])));
       }
     }
-    this.dtb = writeFdt(this.buildDeviceTree());
+    if (this.opts.firmware === 'acpi') this.acpi = this.buildAcpi();
+    else this.dtb = writeFdt(this.buildDeviceTree());
+  }
+
+  /** The guest ACPI tables (vmm/guest-acpi.ts) for the same layout as the Device Tree. */
+  private buildAcpi(): { tables: Map<string, Uint8Array>; memory: BootMemoryMap } {
+    const num = (v: unknown): number => (typeof v === 'number' ? v : Array.isArray(v) && typeof v[0] === 'number' ? v[0] : 0);
+    const { tables, memory } = buildGuestAcpi({
+      gic: { dist: GUEST_LAYOUT.gic, cpu: GUEST_LAYOUT.gic + 0x1_0000 },
+      vsmmu: { base: GUEST_LAYOUT.vsmmu, spis: GUEST_LAYOUT.vsmmuSpis },
+      cmdqv: this.vcmdqv ? { base: GUEST_LAYOUT.cmdqv, size: VCMDQV_REGION_SIZE, spi: GUEST_LAYOUT.cmdqvSpi } : null,
+      ram: { base: this.ramIpa, size: this.ramSize },
+      devices: this.opts.devices.map((a) => ({
+        compatible: a.compatible,
+        vsid: a.vsid,
+        mmio: a.mmio,
+        irqs: a.irqs,
+        stall: a.props?.['dma-can-stall'] === true,
+        pasidBits: num(a.props?.['pasid-num-bits']),
+      })),
+      pci: this.opts.pci ? { ecamBase: this.opts.pci.ecamBase, busRange: this.opts.pci.busRange } : null,
+    });
+    return { tables, memory: { ram: memory.ram, reserved: memory.reserved ?? [] } };
+  }
+
+  /** The path under which the guest kernel names its GIC (its firmware decides). */
+  private get gicPath(): string {
+    return this.opts.firmware === 'acpi' ? madtGicPath(GUEST_LAYOUT.gic) : guestGicPath();
   }
 
   /** The guest CMDQV: its trapped pages, the VINTF page0 mmap, the TEGRA241_CMDQV vEVENTQ. */
@@ -383,6 +423,13 @@ export class Vm {
 
   // ---- MMIO ----
 
+  /** The running vCPU owes `ns` of exit time. */
+  private owe(ns: number): void {
+    const cpu = rawSmpProcessorId();
+    while (this.exitDebtNs.length <= cpu) this.exitDebtNs.push(0);
+    this.exitDebtNs[cpu] += ns;
+  }
+
   /** A region whose accesses the VMM handles (offsets from `base`). */
   addTrap(base: number, size: number, h: { read32(off: number): number; write32(off: number, v: number): void }): void {
     this.addRegion({
@@ -390,12 +437,12 @@ export class Vm {
       size,
       read32: (pa) => {
         this.stats.mmioTraps++;
-        this.exitDebtNs += this.costs.vmExitNs;
+        this.owe(this.costs.vmExitNs);
         return h.read32(pa - base);
       },
       write32: (pa, v) => {
         this.stats.mmioTraps++;
-        this.exitDebtNs += this.costs.vmExitNs;
+        this.owe(this.costs.vmExitNs);
         h.write32(pa - base, v);
       },
     });
@@ -502,7 +549,12 @@ export class Vm {
       get dtb() {
         return vm.dtb;
       },
-      acpi: new Map(),
+      get acpi() {
+        return vm.acpi?.tables ?? new Map<string, Uint8Array>();
+      },
+      get memoryMap() {
+        return vm.acpi?.memory ?? null;
+      },
     };
     return {
       firmware,
@@ -534,7 +586,7 @@ export class Vm {
         r.write32(pa + 4, Number(v >> 32n));
       },
       requestIrq: (controller, specifier, handler) => {
-        if (controller !== guestGicPath()) throw new Error(`${this.name}: requestIrq: no interrupt controller at ${controller}`);
+        if (controller !== this.gicPath) throw new Error(`${this.name}: requestIrq: no interrupt controller at ${controller}`);
         if (specifier.length !== 3 || specifier[0] !== 0) throw new Error(`${this.name}: requestIrq: only SPIs <0 n flags> exist in the guest, not <${specifier.join(' ')}>`);
         const spi = specifier[1];
         const list = this.irqHandlers.get(spi) ?? [];
@@ -545,10 +597,13 @@ export class Vm {
           if (i >= 0) list.splice(i, 1);
         };
       },
-      now: () => host.port.now() + this.exitDebtNs,
+      // A vCPU is a physical CPU: its memory operations cost what the host's do.
+      costs: host.port.costs,
+      now: () => host.port.now() + (this.exitDebtNs[rawSmpProcessorId()] ?? 0),
       delay: (ns) => {
-        const owed = this.exitDebtNs;
-        this.exitDebtNs = 0;
+        const cpu = rawSmpProcessorId();
+        const owed = this.exitDebtNs[cpu] ?? 0;
+        if (owed !== 0) this.exitDebtNs[cpu] = 0;
         return host.port.delay(ns + owed);
       },
       startTimer: (ns, fn): CpuTimer => host.port.startTimer(ns, fn),

@@ -403,6 +403,37 @@ export type IortNodeSpec = IortNodeData & {
   mappings?: IortMappingSpec[];
 };
 
+/** Memory access properties of a fully coherent device (CCA 1, the attribute flags valid). */
+export const IORT_COHERENT_MEMORY: IortMemoryAccess = Object.freeze({ cacheCoherency: ACPI_IORT_NODE_COHERENT, hints: 0, memoryFlags: ACPI_IORT_MF_COHERENCY | ACPI_IORT_MF_ATTRIBUTES });
+
+/**
+ * A coherent named component for the DSDT device `path` whose one StreamID `sid` goes to IORT node
+ * `output` (a single mapping), with stall and PASID bits.
+ */
+export function iortNamedComponentSpec(path: string, output: number, sid: number, opts: { stall?: boolean; pasidBits?: number } = {}): IortNodeSpec {
+  return {
+    kind: 'nc',
+    flags: (opts.stall ? ACPI_IORT_NC_STALL_SUPPORTED : 0) | ((opts.pasidBits ?? 0) << ACPI_IORT_NC_PASID_BITS_SHIFT),
+    memory: IORT_COHERENT_MEMORY,
+    memoryAddressLimit: 48,
+    deviceName: path,
+    mappings: [{ inputBase: 0, count: 1, outputBase: sid, output, single: true }],
+  };
+}
+
+/** A coherent, ATS-capable root complex of `segment` whose RIDs 0-0xffff are StreamIDs 0-0xffff of node `output`. */
+export function iortRootComplexSpec(segment: number, output: number): IortNodeSpec {
+  return {
+    kind: 'rc',
+    memory: IORT_COHERENT_MEMORY,
+    atsAttribute: ACPI_IORT_ATS_SUPPORTED,
+    pciSegment: segment,
+    memoryAddressLimit: 64,
+    pasidCapabilities: 0,
+    mappings: [{ inputBase: 0, count: 0x1_0000, outputBase: 0, output }],
+  };
+}
+
 export interface IortSpec extends AcpiOemInfo {
   /** Table revision (default 5, E.d). */
   revision?: number;

@@ -31,6 +31,7 @@
  * insertion, CMD_SYNC waits and error recovery share the queue state and its backlog).
  */
 import { KernelError, type Errno } from '../../bus/errno.js';
+import { rawSmpProcessorId } from '../../bus/smp.js';
 import type { KernelLog } from '../../bus/log.js';
 import type { CpuPort, CpuTimer } from '../../hw/cpu-port.js';
 import { ArmSmmuQueue } from './arm-smmu-v3-queue.js';
@@ -298,6 +299,14 @@ const ARM_SMMU_POLL_SPIN_COUNT = 10;
  */
 export const CMDQ_POLL_SPIN_NS = 50;
 
+/**
+ * Cache lines of a queue's shared state that every insertion writes (kernel:
+ * arm_smmu_cmdq_issue_cmdlist(): the cmpxchg on cmdq->q.llq that reserves the slots, the
+ * valid_map bits, the shared lock count a CMD_SYNC takes, the owner's owner_prod): when the previous
+ * insertion came from another CPU, each is first fetched from that CPU's cache.
+ */
+const CMDQ_INSERT_SHARED_LINES = 4;
+
 /** How often sleeping CMD_SYNC waiters check their timeout when no interrupt comes (1/16 of it). */
 const CMDQ_WATCHDOG_NS = (ARM_SMMU_POLL_TIMEOUT_US * 1000) / 16;
 
@@ -331,6 +340,17 @@ export class ArmSmmuCmdq {
   private monitors: (() => void)[] = [];
   /** Armed while someone sleeps, so a CMD_SYNC that never completes still times out. */
   private watchdog: CpuTimer | null = null;
+  /**
+   * Insertions serialise on the queue's shared cache lines: the virtual time the last one ends, and
+   * the CPU that made it (-1: none yet). Charged only where the machine's CPUs have costs
+   * (CpuPort.costs); see `insertionEnd`.
+   */
+  private insertFreeAt = 0;
+  private insertCpu = -1;
+  /** Per CPU: the virtual time its last insertion into this queue ends (it owes the wait until then). */
+  private readonly cpuBusyUntil: number[] = [];
+  /** Insertions made and the virtual ns CPUs spent in them (waiting for the lane included). */
+  readonly insertion = { count: 0, contended: 0, ns: 0 };
 
   constructor(
     private readonly host: CmdqHost,
@@ -384,8 +404,42 @@ export class ArmSmmuCmdq {
     const total = n + (sync ? 1 : 0);
     q.advanceProd(total);
     this.stats.commands += total;
+    this.insertionEnd();
     q.page.writel(q.prod & q.ptrMask, q.prodOff);
     return syncAbs;
+  }
+
+  /**
+   * Charge the insertion being made to its CPU. The kernel's insertion into one queue is lock-free
+   * but not contention-free: it costs the CPU `atomicNs`, and when the previous insertion came from
+   * another CPU, `CMDQ_INSERT_SHARED_LINES` cache-line transfers more; a CPU whose insertion
+   * overlaps another's waits for it (the cmpxchg retries, the owner waits for the previous owner).
+   * So N CPUs sharing the main queue serialise, while a queue per CPU (Grace VCMDQs) never pays a
+   * transfer. The commands are visible to the SMMU at once (the owner publishes every CPU's
+   * commands with one PROD write); the CPU pays the time before its wait for the CMD_SYNC starts
+   * (`payInsertion`), or before an insertion without a sync returns.
+   */
+  private insertionEnd(): void {
+    const c = this.host.port.costs;
+    this.insertion.count++;
+    if (c === undefined || (c.atomicNs === 0 && c.lineTransferNs === 0)) return;
+    const now = this.host.port.now();
+    const cpu = rawSmpProcessorId();
+    const start = Math.max(now, this.insertFreeAt);
+    const contended = this.insertCpu !== -1 && this.insertCpu !== cpu;
+    if (contended) this.insertion.contended++;
+    this.insertFreeAt = start + c.atomicNs + (contended ? CMDQ_INSERT_SHARED_LINES * c.lineTransferNs : 0);
+    this.insertCpu = cpu;
+    this.insertion.ns += this.insertFreeAt - now;
+    while (this.cpuBusyUntil.length <= cpu) this.cpuBusyUntil.push(0);
+    this.cpuBusyUntil[cpu] = this.insertFreeAt;
+  }
+
+  /** The current CPU's wait for the end of its last insertion into this queue (0: none owed). */
+  private insertionOwed(): number {
+    if (this.cpuBusyUntil.length === 0) return 0; // no CPU costs: nothing was ever charged
+    const until = this.cpuBusyUntil[rawSmpProcessorId()];
+    return until === undefined ? 0 : until - this.host.port.now();
   }
 
   /**
@@ -462,7 +516,10 @@ export class ArmSmmuCmdq {
     if (total === 0) return Promise.resolve(0);
     if (this.backlog.length === 0 && this.hasSpace(total)) {
       const syncAbs = this.insert(cmds, n, sync);
-      return sync ? this.pollUntilSync(syncAbs) : Promise.resolve(0);
+      if (sync) return this.pollUntilSync(syncAbs);
+      // The CPU is busy until its insertion ends.
+      const owed = this.insertionOwed();
+      return owed > 0 ? this.host.port.delay(owed).then(() => 0 as const) : Promise.resolve(0);
     }
     return new Promise((resolve) => {
       this.enqueueBacklog(cmds, n, sync, (s) => {
@@ -481,6 +538,8 @@ export class ArmSmmuCmdq {
   private async pollUntilSync(syncAbs: number): Promise<0 | Errno> {
     const q = this.q;
     const port = this.host.port;
+    const owed = this.insertionOwed();
+    if (owed > 0) await port.delay(owed);
     const msi = this.msiPoll;
     const entry = q.absAddr(syncAbs);
     const deadline = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
@@ -555,6 +614,8 @@ export class ArmSmmuCmdq {
    */
   async waitOutstanding(): Promise<0 | Errno> {
     if (this.backlog.length > 0) await this.drainBacklog();
+    const owed = this.insertionOwed();
+    if (owed > 0) await this.host.port.delay(owed);
     const s = this.outstandingSync;
     if (s < 0 || this.q.consAbs > s) return 0;
     const r = await this.pollUntilSync(s);
@@ -633,6 +694,9 @@ export class ArmSmmuCmdq {
 
   /** Forget the pointers (the queue was reprogrammed by a reset). */
   resetPointers(): void {
+    this.insertFreeAt = 0;
+    this.insertCpu = -1;
+    this.cpuBusyUntil.length = 0;
     this.q.resetPointers();
     this.outstandingSync = -1;
     this.backlog = [];

@@ -18,10 +18,10 @@
  * Discovery: the kernel finds the CMDQV through ACPI (a DSDT device NVDA200C whose _UID is the SMMU's
  * IORT node identifier) and sets smmu->impl_dev. Here the Device Tree binding is this project's own:
  * the SMMU node's `nvidia,cmdqv` phandle names a `nvidia,tegra241-cmdqv` node whose first `reg` is the
- * CMDQV aperture and first interrupt its error interrupt (armSmmuDtProbeTegra241Cmdqv). Any other
- * discovery (ACPI) only has to do what that function does: set `smmu.implDev` to a platform device
- * carrying that region and interrupt, and set ARM_SMMU_OPT_TEGRA241_CMDQV; the probe reads the
- * resources with tegra241CmdqvFindResource().
+ * CMDQV aperture and first interrupt its error interrupt (armSmmuDtProbeTegra241Cmdqv). ACPI boots
+ * reach the same function: the kernel's ACPI reader (bus/acpi/acpi-boot.ts) names the NVDA200C
+ * device whose _UID is a generic SMMUv3 node's Identifier to that SMMU as `nvidia,cmdqv`. The probe
+ * reads the resources with tegra241CmdqvFindResource().
  *
  * For VMMs (iommufd vIOMMU type TEGRA241_CMDQV): tegra241CmdqvAllocUserVintf(), tegra241VintfInitVsid(),
  * tegra241VintfAllocLvcmdqUser() and their destroy functions give a VINTF with HYP_OWN=0 to a user,

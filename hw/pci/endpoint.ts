@@ -149,7 +149,10 @@ export interface PcieEndpointConfig {
   rootComplexAts?: boolean;
   /** Refuse to issue DMA while Command.Bus Master is clear (default true, as hardware does). */
   enforceBusMaster?: boolean;
-  /** Virtual time an ATC invalidation takes to complete (default 200 ns). */
+  /**
+   * Virtual time an ATC invalidation takes to complete (default 200 ns; Infinity: the function
+   * never answers). Settable later through `PcieEndpoint.atcInvalidateLatencyNs`.
+   */
   atcInvalidateLatencyNs?: number;
   /** ATC capacity in entries (default 64; the oldest entry is evicted). */
   atcEntries?: number;
@@ -676,6 +679,16 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     this.atc = [];
   }
 
+  /** How long the next ATC invalidations take to complete (Infinity: never; a late or hung function). */
+  get atcInvalidateLatencyNs(): number {
+    return this.cfg.atcInvalidateLatencyNs;
+  }
+
+  set atcInvalidateLatencyNs(ns: number) {
+    if (!(ns >= 0)) throw new RangeError(`${this.name}: ATC invalidation latency ${String(ns)} is not >= 0 (Infinity: never answers)`);
+    this.cfg.atcInvalidateLatencyNs = ns;
+  }
+
   invalidateAtc(inv: AtcInvalidation, done: () => void): void {
     this.atsStats.invalidations++;
     this.atcEpoch++;
@@ -684,7 +697,8 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
       const space = inv.global ? e.ssid >= 0 || inv.ssid === null : e.ssid === (inv.ssid ?? -1);
       return !(space && e.base < end && inv.addr < e.base + e.size);
     });
-    this.ctx.schedule(this.cfg.atcInvalidateLatencyNs, done, `atc-inv-done ${this.name}`);
+    if (this.atcInvalidateLatencyNs === Infinity) return; // a hung function: no completion message
+    this.ctx.schedule(this.atcInvalidateLatencyNs, done, `atc-inv-done ${this.name}`);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 /**
  * The SMMUv3 Command queue: commands fetched from memory and executed in scheduler steps (a batch
- * per step, each command costing `timing.commandNs` of virtual time), never inside the PROD write
- * that announced them, and never while CR0ACK.CMDQEN is clear.
+ * per step, each command costing `timing.commandNs` of virtual time; a step consumes only the batch
+ * its delay paid for), never inside the PROD write that announced them, and never while
+ * CR0ACK.CMDQEN is clear.
  *
  * Supports: CMD_PREFETCH_CONFIG/ADDR, CMD_CFGI_STE/STE_RANGE/CD/CD_ALL/ALL, CMD_TLBI_NH_ALL/ASID/
  * VA/VAA, CMD_TLBI_EL2_ALL/ASID/VA/VAA (per CR2.E2H), CMD_TLBI_S12_VMALL, CMD_TLBI_S2_IPA,
  * CMD_TLBI_NSNH_ALL, range invalidation (TG/NUM/SCALE and the TTL hint, with IDR3.RIL), CMD_ATC_INV
- * (sent to the endpoint bound to the StreamID; its completion is awaited by the next CMD_SYNC),
+ * (sent to the endpoint bound to the StreamID; its completion is awaited by the next CMD_SYNC; those
+ * a queue still had outstanding when it stopped are awaited by the next CMD_SYNC of any of the SMMU's
+ * queues, AtcTracker),
  * CMD_PRI_RESP, CMD_RESUME, CMD_STALL_TERM, CMD_SYNC with CS = NONE / IRQ / SEV and the "prior
  * events visible" guarantee. CS = SIG_IRQ signals completion once: an MSI when IDR0.MSI == 1 and
  * MSIAddr != 0, otherwise the wired `cmdq-sync` line (spec: CMD_SYNC in chapter 4, 3.18 "Interrupts and
@@ -69,6 +72,24 @@ export interface CommandContext {
   resume(sid: number, stag: number, retry: boolean, abort: boolean): void;
   /** CMD_STALL_TERM: terminate every stalled transaction of `sid`. */
   stallTerm(sid: number): void;
+  /** The SMMU's ATC invalidation tracking, shared by all its command queues. */
+  readonly atc: AtcTracker;
+}
+
+/**
+ * ATC invalidations are tracked by the SMMU, not by the queue that sent them: ids are unique per
+ * SMMU, and those a queue still had outstanding when it stopped (a VCMDQ disabled) stay tracked
+ * here until the next CMD_SYNC any of the SMMU's queues executes, which waits for them or reports
+ * their timeout (CERROR_ATC_INV_SYNC) on its own queue. Hence the kernel's
+ * tegra241_vcmdq_hw_flush_timeout(): a CMD_SYNC on the main queue when a guest VCMDQ is disabled,
+ * so that the timeout is the host's and not a false alarm in the next VM owning the VCMDQ.
+ */
+export interface AtcTracker {
+  nextId: number;
+  /** id → deadline (virtual ns) of the invalidations of stopped queues. */
+  readonly orphans: Map<number, number>;
+  /** id → the queue whose CMD_SYNC took over an orphan (where its answer must go). */
+  readonly adopted: Map<number, { atcAnswered(id: number): void }>;
 }
 
 export interface CommandQueueStats {
@@ -145,10 +166,15 @@ export class CommandQueue {
   readonly stats: CommandQueueStats = newStats(this.byOpcode);
   private readonly words = new Uint32Array(4);
   private stepEvent: { cancel(): void; readonly time: number } | null = null;
+  /**
+   * Commands the scheduled step may consume: the batch whose cost (`timing.commandNs` each) its delay
+   * paid for when it was scheduled. Without the cap, commands written while a step was pending would
+   * be consumed for free by it.
+   */
+  private stepBudget: number;
   private readonly stepLabel: string;
-  /** Outstanding ATC invalidations: id → deadline (virtual ns). */
+  /** Outstanding ATC invalidations: id (AtcTracker.nextId) → deadline (virtual ns). */
   private readonly atcPending = new Map<number, number>();
-  private atcNextId = 0;
   private readonly scope: TlbScope = { world: 0, vmid: -1, asid: -1, kinds: 0, globals: false, nonGlobalOnly: false };
   /** Observers of every command consumed (tests, traces). */
   onCommand: ((opcode: number, words: Uint32Array) => void) | null = null;
@@ -171,6 +197,7 @@ export class CommandQueue {
   ) {
     this.q = new SmmuQueue(hooks?.label ?? 'CMDQ', F.CMD_BYTES, hooks?.maxLog2 ?? opts.cmdqLog2);
     this.stepLabel = `${opts.name} ${hooks?.label ?? 'CMDQ'}`;
+    this.stepBudget = opts.timing.commandsPerStep;
   }
 
   /** The queue's error is active: it consumes nothing until software acknowledges it. */
@@ -191,7 +218,11 @@ export class CommandQueue {
     const cost = Math.max(1, batch) * this.opts.timing.commandNs;
     // The batch runs once the shared command processor is free.
     const wait = this.engine !== null ? Math.max(0, this.engine.freeAt - this.scheduler.now) : 0;
-    if (this.scheduleStep(wait + cost) && this.engine !== null) this.engine.freeAt = this.scheduler.now + wait + cost;
+    if (this.scheduleStep(wait + cost)) {
+      // The step consumes what was paid for; commands that arrive meanwhile wait for the next one.
+      this.stepBudget = Math.max(1, batch);
+      if (this.engine !== null) this.engine.freeAt = this.scheduler.now + wait + cost;
+    }
   }
 
   /** Schedule a step `delay` from now unless one is due no later; true if this one was scheduled. */
@@ -205,23 +236,23 @@ export class CommandQueue {
     return true;
   }
 
-  /** Stop: forget a scheduled step (the queue was disabled). */
+  /**
+   * Stop: forget a scheduled step (the queue was disabled). Its outstanding ATC invalidations stay
+   * with the SMMU (AtcTracker) for the next CMD_SYNC of any queue.
+   */
   halt(): void {
     this.enabled = false;
     this.stepEvent?.cancel();
     this.stepEvent = null;
+    if (this.atcPending.size > 0) {
+      for (const [id, deadline] of this.atcPending) this.ctx.atc.orphans.set(id, deadline);
+      this.atcPending.clear();
+    }
   }
 
-  /** Outstanding ATC invalidations (a CMD_SYNC would wait for them). */
+  /** Outstanding ATC invalidations sent by this queue (a CMD_SYNC on it would wait for them). */
   get atcPendingCount(): number {
     return this.atcPending.size;
-  }
-
-  /** Drop outstanding ATC invalidations, as if a CMD_SYNC had given up on them (queue reset). */
-  flushAtcPending(): number {
-    const n = this.atcPending.size;
-    this.atcPending.clear();
-    return n;
   }
 
   /** The scheduled step (one bound function and label, not a closure per doorbell). */
@@ -236,8 +267,10 @@ export class CommandQueue {
     const q = this.q;
     const base = q.baseAddr;
     const indexMask = q.entries - 1;
+    const budget = this.stepBudget;
+    this.stepBudget = this.opts.timing.commandsPerStep;
     let n = 0;
-    while (n < this.opts.timing.commandsPerStep && !q.isEmpty()) {
+    while (n < budget && !q.isEmpty()) {
       const addr = base + (q.cons & indexMask) * F.CMD_BYTES;
       try {
         for (let i = 0; i < 4; i++) this.words[i] = this.mem.read32(addr + i * 4);
@@ -510,7 +543,7 @@ export class CommandQueue {
       addr: all ? 0 : addr - (addr % bytes),
       size: bytes,
     };
-    const id = this.atcNextId++;
+    const id = this.ctx.atc.nextId++;
     this.atcPending.set(id, this.scheduler.now + this.opts.timing.atcInvTimeoutNs);
     this.stats.atcInvalidations++;
     const ep = this.ctx.endpoint(sid);
@@ -519,9 +552,23 @@ export class CommandQueue {
       return;
     }
     ep.invalidateAtc(inv, () => {
-      if (!this.atcPending.delete(id)) return; // answered after the SMMU gave up on it
-      if (this.atcPending.size === 0) this.kick();
+      if (this.atcPending.delete(id)) {
+        if (this.atcPending.size === 0) this.kick();
+      } else if (!this.ctx.atc.orphans.delete(id)) {
+        // Sent by a queue since stopped, and taken over by another queue's CMD_SYNC (or answered
+        // after the SMMU gave up on it: nobody is waiting).
+        const q = this.ctx.atc.adopted.get(id);
+        if (q !== undefined) {
+          this.ctx.atc.adopted.delete(id);
+          q.atcAnswered(id);
+        }
+      }
     });
+  }
+
+  /** An ATC invalidation this queue took over was answered. */
+  atcAnswered(id: number): void {
+    if (this.atcPending.delete(id) && this.atcPending.size === 0) this.kick();
   }
 
   // ---- CMD_SYNC --------------------------------------------------------------------------------
@@ -533,15 +580,26 @@ export class CommandQueue {
       if (this.hooks.syncCs === 'ill') return EXEC_ILL;
       cs = F.SYNC_CS_NONE;
     }
+    const orphans = this.ctx.atc.orphans;
+    if (orphans.size > 0) {
+      // Invalidations of a stopped queue: this CMD_SYNC is the next one the SMMU executes.
+      for (const [id, deadline] of orphans) {
+        this.atcPending.set(id, deadline);
+        this.ctx.atc.adopted.set(id, this);
+      }
+      orphans.clear();
+    }
     if (this.atcPending.size > 0) {
       let earliest = Infinity;
       for (const d of this.atcPending.values()) earliest = Math.min(earliest, d);
       if (earliest <= this.scheduler.now) {
         this.stats.atcTimeouts += this.atcPending.size;
+        if (this.ctx.atc.adopted.size > 0) for (const id of this.atcPending.keys()) this.ctx.atc.adopted.delete(id);
         this.atcPending.clear();
         return EXEC_ATC_TIMEOUT;
       }
-      this.scheduleStep(earliest - this.scheduler.now);
+      // Retry this CMD_SYNC alone then; what follows it is paid for by the kick after it.
+      if (this.scheduleStep(earliest - this.scheduler.now)) this.stepBudget = 1;
       return EXEC_WAIT;
     }
     // Records of transactions terminated before the sync become visible first.

@@ -162,6 +162,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       prefetchConfig: (sid, ssidValid, ssid) => this.prefetchConfig(sid, ssidValid, ssid),
       resume: (sid, stag, retry, abort) => this.engine.resume(sid, stag, retry, abort),
       stallTerm: (sid) => this.engine.stallTerm(sid),
+      atc: { nextId: 0, orphans: new Map(), adopted: new Map() },
     };
     this.cmdq = new CommandQueue(
       this.opts,
@@ -183,13 +184,16 @@ export class SmmuV3 implements MmioDevice, DmaPort {
   }
 
   /**
-   * Another command queue executed by this SMMU (a CMDQV VCMDQ): the same command execution, caches
-   * and command processor as the Command queue, with the queue's own error signalling and admission.
+   * Another command queue executed by this SMMU (a CMDQV VCMDQ): the same command execution and
+   * caches as the Command queue, with the queue's own error signalling and admission. With
+   * `sharedEngine` its batches wait for the one command processor the Command queue uses (an
+   * arbiter serialising every queue); without, it is consumed in parallel with the other queues,
+   * in order within itself.
    */
-  createCommandQueue(hooks: CommandQueueHooks): CommandQueue {
+  createCommandQueue(hooks: CommandQueueHooks, sharedEngine = true): CommandQueue {
     return new CommandQueue(
       this.opts, this.scheduler, this.memory, this.configCache, this.tlb, this.events, this.priq, this.irq,
-      this.commandContext, this.trace, this.commandEngine, hooks,
+      this.commandContext, this.trace, sharedEngine ? this.commandEngine : null, hooks,
     );
   }
 

@@ -6,7 +6,7 @@
  * - the config page: CONFIG with the CMDQV_EN → STATUS.CMDQV_ENABLED handshake (a later scheduler
  *   step), PARAM from the options, VI_ERR_MAP, VI_INT_MASK, CMDQ_ERR_MAP_0..3, CMDQ_ALLOC_MAP_q;
  * - per VINTF: VINTF_CONFIG (ENABLE/VMID/HYP_OWN; VMID and HYP_OWN latch only while the VINTF is
- *   disabled) with the ENABLE → VINTF_STATUS.ENABLE_OK handshake, VI_NUM_LVCMDQ and the error
+ *   disabled or by the write that disables it) with the ENABLE → VINTF_STATUS.ENABLE_OK handshake, VI_NUM_LVCMDQ and the error
  *   STATUS, SID_MATCH/SID_REPLACE pairs, LVCMDQ_ERR_MAP, GLB_FILT_CFG/DATA as storage;
  * - per VCMDQ: page0 (CONS with ERR, PROD, CONFIG.CMDQ_EN → STATUS.CMDQ_EN_OK, GERROR/GERRORN
  *   toggles) and page1 (BASE, CONS_INDX_BASE as storage), reachable in the direct apertures (by
@@ -14,9 +14,11 @@
  *   accesses to a logical slot nothing is mapped to read zero and are dropped);
  * - CMDQ_ALLOC_MAP rules: a VCMDQ's map is ignored while it is enabled; map in ascending and unmap
  *   in descending LVCMDQ order (option `allocOrder`); one VCMDQ per (VINTF, LVCMDQ);
- * - each VCMDQ is an SMMUv3 command queue (hw/smmu-v3/cmdq.ts, the SMMU's own executor, sharing its
- *   command processor): it consumes while the CMDQV, its VINTF and the queue are enabled and it is
- *   mapped, in scheduler steps; errors set CONS.ERR and toggle GERROR.CMDQ_ERR, and consumption
+ * - each VCMDQ is an SMMUv3 command queue (hw/smmu-v3/cmdq.ts, the SMMU's own executor): it
+ *   consumes while the CMDQV, its VINTF and the queue are enabled and it is mapped, in scheduler
+ *   steps, each command costing the SMMU's `timing.commandNs`, in parallel with the other queues
+ *   or behind one arbiter (option `vcmdqService`); a CMD_SYNC completes once every earlier command
+ *   of its own queue is consumed; errors set CONS.ERR and toggle GERROR.CMDQ_ERR, and consumption
  *   resumes once GERRORN acknowledges it;
  * - a HYP_OWN=0 VINTF: only the guest command set executes (option `guestCommands`), the VMID of
  *   TLBI commands is replaced by VINTF_CONFIG.VMID, the StreamID of SID-bearing commands is matched
@@ -198,7 +200,7 @@ export class Tegra241Cmdqv implements MmioDevice {
         raiseError: (code) => this.raiseError(vq!, code),
         admit: (w) => this.admit(vq!, w),
         syncCs: this.opts.syncCs,
-      });
+      }, this.opts.vcmdqService === 'arbiter');
       vq = new Vcmdq(q, cq);
       return vq;
     });
@@ -344,6 +346,11 @@ export class Tegra241Cmdqv implements MmioDevice {
     return this.vcmdqAccess(this.vcmdqs[q], page1, off % R.VCMDQ_STRIDE, value);
   }
 
+  /** The register at `offset` by its NVIDIA name, for traces (null: none there). */
+  registerName(offset: number): string | null {
+    return R.registerName(offset, this.numVintfs);
+  }
+
   /** VINTF i's logical page0 as a device of its own (what a VMM maps into a guest). */
   vintfPage0(i: number): MmioDevice {
     const vintf = this.vintfs[i];
@@ -360,6 +367,7 @@ export class Tegra241Cmdqv implements MmioDevice {
           else if (log.enabled) log('%s %s: write to %s outside the page ignored', vtime(this.scheduler.now), name, hex(o));
         },
         peek32: (o) => (o >= 0 && o < R.CMDQV_PAGE_SIZE ? (self.logicalAccess(vintf, false, o, null) ?? 0) >>> 0 : 0),
+        registerName: (o) => (o >= 0 && o < R.CMDQV_PAGE_SIZE ? R.registerName(R.VINTF_PAGE0_BASE + R.VINTF_PAGE_STRIDE * i + o, self.numVintfs) : null),
       };
       this.page0Views.set(i, dev);
     }
@@ -537,8 +545,10 @@ export class Tegra241Cmdqv implements MmioDevice {
     switch (off) {
       case R.VINTF_CONFIG: {
         const w = (value & R.VINTF_CONFIG_WRITABLE & (this.opts.hypOwnWiredZero ? ~R.VINTF_CONFIG_HYP_OWN.mask : ~0)) >>> 0;
-        // VMID and HYP_OWN latch only while the VINTF is disabled; ENABLE is always writable.
-        const settled = !R.VINTF_CONFIG_ENABLE.isSet(v.config) && !v.enableOk;
+        // VMID and HYP_OWN latch only while the VINTF is disabled, or by the write that disables it
+        // (the kernel's deinit writes 0, and the next owner must find the reset value); ENABLE is
+        // always writable. Which writes real hardware accepts is not public (?).
+        const settled = (!R.VINTF_CONFIG_ENABLE.isSet(v.config) && !v.enableOk) || !R.VINTF_CONFIG_ENABLE.isSet(w);
         const keep = settled ? 0 : R.VINTF_CONFIG_VMID.mask | R.VINTF_CONFIG_HYP_OWN.mask;
         if (!settled && ((w ^ v.config) & keep) !== 0) {
           this.stats.dropped++;

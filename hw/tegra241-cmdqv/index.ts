@@ -8,8 +8,10 @@
  * offers to what fits) and whose first interrupt is the CMDQV's one error interrupt. The CMDQV is
  * modelled as part of its SMMU (same IommuEntry; the node is not listed as skipped). Construction
  * options come from the SMMU's options under the key `cmdqv`.
- * Does not support: a CMDQV node no SMMU names (it is listed as skipped, "no model"), ACPI (a
- * DSDT NVDA200C device whose _UID is the IORT SMMUv3 node identifier: the machine builds from DT).
+ * From ACPI the machine's firmware tree (hw/acpi.ts) describes a DSDT NVDA200C device whose _UID
+ * is a generic IORT SMMUv3 node's Identifier as that SMMU's CMDQV companion in the same shape, so
+ * this builds it the same way.
+ * Does not support: a CMDQV node no SMMU names (it is listed as skipped, "no model").
  */
 import { isCompatible } from '../firmware.js';
 import type { IommuCompanion } from '../iommu-models.js';

@@ -60,6 +60,20 @@ export interface Tegra241CmdqvOptions {
    * write); lets a kernel run its guest mode on this machine.
    */
   hypOwnWiredZero?: boolean;
+  /**
+   * How the SMMU serves the VCMDQs next to its own Command queue (which of the two the silicon does
+   * is not public (?)):
+   * - 'parallel' (default): each queue is consumed in order at `timing.commandNs` per command,
+   *   independently of the others. A CMD_SYNC orders only the commands of its own queue (the SMMUv3
+   *   architecture's CMD_SYNC scope; its Enhanced Command queues, SMMUv3.3, are independent queues
+   *   for the same reason), and the time a TLBI costs is the round trip of its invalidation to the
+   *   TLBs, which several queues' commands overlap: this is what lets a VCMDQ's sync wait for its
+   *   own CPU's commands only.
+   * - 'arbiter': one command processor serves every queue in turn (CONFIG's CMDQ_MAX_CMD_BATCH and
+   *   CMDQ_MAX_CLK_BATCH suggest an arbiter taking bounded batches from each queue): the queues'
+   *   batches serialise, so VCMDQs only spread the insertion, not the consumption.
+   */
+  vcmdqService?: 'parallel' | 'arbiter';
 }
 
 export interface ResolvedCmdqvOptions {
@@ -76,6 +90,7 @@ export interface ResolvedCmdqvOptions {
   syncCs: 'ill' | 'none';
   allocOrder: 'enforce' | 'free';
   hypOwnWiredZero: boolean;
+  vcmdqService: 'parallel' | 'arbiter';
 }
 
 export const DEFAULT_GUEST_COMMANDS: readonly number[] = [CMD_TLBI_NH_ASID, CMD_TLBI_NH_VA, CMD_ATC_INV, CMD_SYNC];
@@ -97,7 +112,7 @@ function errCode(name: string, v: string | undefined): number {
 /** Option keys (for firmware-made instances, whose unknown keys are rejected). */
 export const CMDQV_OPTION_KEYS: ReadonlySet<string> = new Set<keyof Tegra241CmdqvOptions>([
   'name', 'version', 'vintfsLog2', 'vcmdqsLog2', 'sidPairsLog2', 'configReset', 'guestCommands',
-  'forbiddenCommandError', 'unmatchedSidError', 'syncCs', 'allocOrder', 'hypOwnWiredZero',
+  'forbiddenCommandError', 'unmatchedSidError', 'syncCs', 'allocOrder', 'hypOwnWiredZero', 'vcmdqService',
 ]);
 
 export function resolveCmdqvOptions(o: Tegra241CmdqvOptions = {}): ResolvedCmdqvOptions {
@@ -116,6 +131,8 @@ export function resolveCmdqvOptions(o: Tegra241CmdqvOptions = {}): ResolvedCmdqv
   if (syncCs !== 'ill' && syncCs !== 'none') throw new RangeError(`Tegra241 CMDQV option syncCs: ${String(syncCs)} is not 'ill' or 'none'`);
   const allocOrder = o.allocOrder ?? 'enforce';
   if (allocOrder !== 'enforce' && allocOrder !== 'free') throw new RangeError(`Tegra241 CMDQV option allocOrder: ${String(allocOrder)} is not 'enforce' or 'free'`);
+  const vcmdqService = o.vcmdqService ?? 'parallel';
+  if (vcmdqService !== 'parallel' && vcmdqService !== 'arbiter') throw new RangeError(`Tegra241 CMDQV option vcmdqService: ${String(vcmdqService)} is not 'parallel' or 'arbiter'`);
   return {
     name: o.name ?? 'tegra241-cmdqv',
     version: intIn('version', o.version, 1, 0, 15),
@@ -129,5 +146,6 @@ export function resolveCmdqvOptions(o: Tegra241CmdqvOptions = {}): ResolvedCmdqv
     syncCs,
     allocOrder,
     hypOwnWiredZero: o.hypOwnWiredZero ?? false,
+    vcmdqService,
   };
 }

@@ -118,3 +118,59 @@ export const VCMDQ_BASE_ADDR_HI_MASK = 0x0000_ffff;
 /** VCMDQ_CONS_INDX_BASE (DRAM_L/H): a 48-bit address, stored. */
 export const VCMDQ_CONS_INDX_BASE = 0x08;
 export const VCMDQ_CONS_INDX_BASE_HI_MASK = 0x0000_ffff;
+
+// ---- Register names (traces) ---------------------------------------------------------------------
+const GLOBAL_NAMES: ReadonlyMap<number, string> = new Map([
+  [CONFIG, 'CONFIG'], [PARAM, 'PARAM'], [STATUS, 'STATUS'],
+  [VI_ERR_MAP_0, 'VI_ERR_MAP_0'], [VI_ERR_MAP_1, 'VI_ERR_MAP_1'], [VI_INT_MASK_0, 'VI_INT_MASK_0'], [VI_INT_MASK_1, 'VI_INT_MASK_1'],
+]);
+const VINTF_NAMES: ReadonlyMap<number, string> = new Map([
+  [VINTF_CONFIG, 'CONFIG'], [VINTF_STATUS, 'STATUS'], [VINTF_GLB_FILT_CFG, 'GLB_FILT_CFG'], [VINTF_GLB_FILT_DATA, 'GLB_FILT_DATA'],
+]);
+const PAGE0_NAMES: ReadonlyMap<number, string> = new Map([
+  [VCMDQ_CONS, 'CONS_INDX'], [VCMDQ_PROD, 'PROD_INDX'], [VCMDQ_CONFIG, 'CONFIG'], [VCMDQ_STATUS, 'STATUS'],
+  [VCMDQ_GERROR, 'GERROR'], [VCMDQ_GERRORN, 'GERRORN'],
+]);
+const PAGE1_NAMES: ReadonlyMap<number, string> = new Map([
+  [VCMDQ_BASE, 'BASE_L'], [VCMDQ_BASE + 4, 'BASE_H'], [VCMDQ_CONS_INDX_BASE, 'CONS_INDX_BASE_DRAM_L'], [VCMDQ_CONS_INDX_BASE + 4, 'CONS_INDX_BASE_DRAM_H'],
+]);
+
+/** The name of a VCMDQ register at `off` inside its page (page0 or page1), prefixed by `who`, or null. */
+function vcmdqRegisterName(who: string, page1: boolean, off: number): string | null {
+  const n = (page1 ? PAGE1_NAMES : PAGE0_NAMES).get(off % VCMDQ_STRIDE);
+  return n === undefined ? null : `${who}_${n}`;
+}
+
+/**
+ * The name of the register at `offset` of a CMDQV aperture with `vintfs` VINTFs, as NVIDIA (and QEMU)
+ * name them: `CONFIG`, `CMDQ_ALLOC_MAP_5`, `VINTF1_SID_MATCH_0`, `VCMDQ4_PROD_INDX` (direct
+ * apertures), `VINTF1_LVCMDQ0_PROD_INDX` (logical); null for an offset that names nothing.
+ */
+export function registerName(offset: number, vintfs: number): string | null {
+  if (offset < 0 || offset >= cmdqvRegionSize(vintfs)) return null;
+  if (offset < CMDQV_PAGE_SIZE) {
+    const g = GLOBAL_NAMES.get(offset);
+    if (g !== undefined) return g;
+    if (offset >= CMDQ_ERR_MAP_0 && offset < CMDQ_ERR_MAP_0 + 4 * CMDQ_ERR_MAP_COUNT && offset % 4 === 0) return `CMDQ_ERR_MAP_${(offset - CMDQ_ERR_MAP_0) / 4}`;
+    if (offset >= CMDQ_ALLOC_MAP_0 && offset < CMDQ_ALLOC_MAP_0 + 4 * 128 && offset % 4 === 0) return `CMDQ_ALLOC_MAP_${(offset - CMDQ_ALLOC_MAP_0) / 4}`;
+    if (offset < VINTF_BASE || offset >= VINTF_BASE + VINTF_STRIDE * vintfs || offset % 4 !== 0) return null;
+    const v = Math.floor((offset - VINTF_BASE) / VINTF_STRIDE);
+    const o = (offset - VINTF_BASE) % VINTF_STRIDE;
+    const n = VINTF_NAMES.get(o);
+    if (n !== undefined) return `VINTF${v}_${n}`;
+    if (o >= VINTF_SID_MATCH_0 && o < VINTF_SID_MATCH_0 + 4 * VINTF_SID_PAIRS_MAX) return `VINTF${v}_SID_MATCH_${(o - VINTF_SID_MATCH_0) / 4}`;
+    if (o >= VINTF_SID_REPLACE_0 && o < VINTF_SID_REPLACE_0 + 4 * VINTF_SID_PAIRS_MAX) return `VINTF${v}_SID_REPLACE_${(o - VINTF_SID_REPLACE_0) / 4}`;
+    if (o >= VINTF_LVCMDQ_ERR_MAP_0 && o < VINTF_LVCMDQ_ERR_MAP_0 + 16) return `VINTF${v}_LVCMDQ_ERR_MAP_${(o - VINTF_LVCMDQ_ERR_MAP_0) / 4}`;
+    return null;
+  }
+  if (offset < VINTF_PAGE0_BASE) {
+    const page1 = offset >= VCMDQ_PAGE1_BASE;
+    const o = offset - (page1 ? VCMDQ_PAGE1_BASE : VCMDQ_PAGE0_BASE);
+    return vcmdqRegisterName(`VCMDQ${Math.floor(o / VCMDQ_STRIDE)}`, page1, o);
+  }
+  const v = Math.floor((offset - VINTF_PAGE0_BASE) / VINTF_PAGE_STRIDE);
+  const inVintf = (offset - VINTF_PAGE0_BASE) % VINTF_PAGE_STRIDE;
+  const page1 = inVintf >= CMDQV_PAGE_SIZE;
+  const o = inVintf % CMDQV_PAGE_SIZE;
+  return vcmdqRegisterName(`VINTF${v}_LVCMDQ${Math.floor(o / VCMDQ_STRIDE)}`, page1, o);
+}

@@ -12,6 +12,7 @@ import { Vm, type HostMemory } from '../../vmm/vm.js';
 import { BOOT_LIMIT_NS, run } from './lab.js';
 import { bootSmmuV3, deviceOf, V3, type SmmuV3Lab } from '../smmu-v3-lab.js';
 import { bootCmdqv } from '../cmdqv-lab.js';
+import type { CpuCosts } from '../../hw/cpu-port.js';
 import type { SmmuV3Options } from '../../hw/smmu-v3/options.js';
 
 /** The virtual StreamID the guest sees for the assigned engine. */
@@ -44,6 +45,10 @@ export interface VmLabOptions {
   /** Host kernel command line and SMMUv3 model options (with `cmdqv`). */
   hostBootargs?: string;
   hostSmmu?: SmmuV3Options;
+  /** With `cmdqv`: the CPUs' costs (default GRACE_CPU_COSTS, scenarios/cmdqv-lab.ts). */
+  cpuCosts?: Partial<CpuCosts>;
+  /** The guest's firmware: a Device Tree (default) or ACPI tables. */
+  guestFirmware?: 'dt' | 'acpi';
 }
 
 /** The stall-capable engine as host and guest see it. */
@@ -72,6 +77,7 @@ export async function buildVm(lab: SmmuV3Lab, opts: Omit<VmLabOptions, 'seed' | 
       trapCosts: opts.trapCosts,
       bootargs: opts.guestBootargs,
       cmdqv: opts.cmdqv,
+      firmware: opts.guestFirmware,
       devices: [
         { dev, vsid: GUEST_VSID, compatible: 'iommu-sim,dma-test-engine', mmio: [ENGINE_MMIO], irqs: [ENGINE_SPI] },
         ...(opts.stall
@@ -104,9 +110,10 @@ export async function buildVm(lab: SmmuV3Lab, opts: Omit<VmLabOptions, 'seed' | 
 
 /** Boot the host, build the VM, boot the guest. */
 export async function bootHostAndGuest(opts: VmLabOptions): Promise<VmLab> {
-  const lab = opts.cmdqv ? await bootCmdqv({ seed: opts.seed, bootargs: opts.hostBootargs, smmu: opts.hostSmmu }) : await bootSmmuV3({ seed: opts.seed });
+  const lab = opts.cmdqv ? await bootCmdqv({ seed: opts.seed, bootargs: opts.hostBootargs, smmu: opts.hostSmmu, cpuCosts: opts.cpuCosts }) : await bootSmmuV3({ seed: opts.seed });
   const vm = await buildVm(lab, opts);
-  const guest = await run(lab.machine, bootKernel({ cpu: vm.port }), 'guest boot', BOOT_LIMIT_NS);
+  // From ACPI the command line comes from the boot loader (EFI), not the tables.
+  const guest = await run(lab.machine, bootKernel({ cpu: vm.port }, opts.guestFirmware === 'acpi' ? { cmdline: opts.guestBootargs ?? '' } : {}), 'guest boot', BOOT_LIMIT_NS);
   return { ...lab, vm, guest };
 }
 

@@ -16,19 +16,15 @@
  */
 import { writeDsdt, type AmlDeviceSpec } from '../../bus/acpi/aml.js';
 import {
-  ACPI_IORT_ATS_SUPPORTED,
-  ACPI_IORT_MF_ATTRIBUTES,
-  ACPI_IORT_MF_COHERENCY,
-  ACPI_IORT_NC_PASID_BITS_SHIFT,
-  ACPI_IORT_NC_STALL_SUPPORTED,
-  ACPI_IORT_NODE_COHERENT,
   ACPI_IORT_SMMU_COHERENT_WALK,
   ACPI_IORT_SMMU_CORELINK_MMU500,
   ACPI_IORT_SMMU_V3_COHACC_OVERRIDE,
   ACPI_IORT_SMMU_V3_GENERIC,
   IORT_REV_ED,
-  type IortNodeSpec,
   iortLayout,
+  iortNamedComponentSpec,
+  type IortNodeSpec,
+  iortRootComplexSpec,
   writeIort,
 } from '../../bus/acpi/iort.js';
 import { writeMadt } from '../../bus/acpi/madt.js';
@@ -68,8 +64,6 @@ const ENGINES: { iommu: 'smmuv3' | 'mmu500' | null; sid: number; stall: boolean;
   { iommu: null, sid: 0, stall: false, pasidBits: 0 },
 ];
 
-const COHERENT = { cacheCoherency: ACPI_IORT_NODE_COHERENT, hints: 0, memoryFlags: ACPI_IORT_MF_COHERENCY | ACPI_IORT_MF_ATTRIBUTES };
-
 /** The IORT node list of virt (also used to find node offsets: SMMUv3 is node 0, MMU-500 node 1). */
 export function virtIortNodes(opts: Pick<VirtAcpiOptions, 'rmrs'> = {}): IortNodeSpec[] {
   const nodes: IortNodeSpec[] = [
@@ -96,26 +90,11 @@ export function virtIortNodes(opts: Pick<VirtAcpiOptions, 'rmrs'> = {}): IortNod
       contextIrqs: [81, 82, 83, 84, 85, 86, 87, 88].map((n) => ({ gsiv: gsiv(n), flags: 0 })),
       pmuIrqs: [],
     },
-    {
-      kind: 'rc',
-      memory: COHERENT,
-      atsAttribute: ACPI_IORT_ATS_SUPPORTED,
-      pciSegment: 0,
-      memoryAddressLimit: 64,
-      pasidCapabilities: 0,
-      mappings: [{ inputBase: 0, count: 0x1_0000, outputBase: 0, output: 0 }],
-    },
+    iortRootComplexSpec(0, 0),
   ];
   ENGINES.forEach((e, i) => {
     if (!e.iommu) return;
-    nodes.push({
-      kind: 'nc',
-      flags: (e.stall ? ACPI_IORT_NC_STALL_SUPPORTED : 0) | (e.pasidBits << ACPI_IORT_NC_PASID_BITS_SHIFT),
-      memory: COHERENT,
-      memoryAddressLimit: 48,
-      deviceName: `\\_SB_.DMA${i}`,
-      mappings: [{ inputBase: 0, count: 1, outputBase: e.sid, output: e.iommu === 'smmuv3' ? 0 : 1, single: true }],
-    });
+    nodes.push(iortNamedComponentSpec(`\\_SB_.DMA${i}`, e.iommu === 'smmuv3' ? 0 : 1, e.sid, { stall: e.stall, pasidBits: e.pasidBits }));
   });
   for (const r of opts.rmrs ?? []) {
     nodes.push({

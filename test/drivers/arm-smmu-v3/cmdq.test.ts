@@ -102,6 +102,8 @@ describe('CMD_SYNC', () => {
       return startTimer(ns, fn);
     };
     const sched = lab.machine.scheduler;
+    // Nothing of the boot left pending: a step scheduled for earlier commands consumes only those.
+    await settle(lab, 1_000);
     const steps0 = sched.steps;
     const consumed0 = lab.model.cmdq.stats.syncs;
     const PAIRS = 100;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CMD, cd, FakeEndpoint, PageTable, ste } from '../smmu-v3/rig.js';
+import { CMD, cd, FakeEndpoint, PageTable, REG, ste } from '../smmu-v3/rig.js';
 import { alloc, CmdqvRig, consErr, CV, HYP_OWN, Q, vmidField, VINTF_EN } from './rig.js';
 
 const word = (d: Uint8Array | undefined): number => (d ? new DataView(d.buffer, d.byteOffset).getUint32(0, true) : -1);
@@ -59,6 +59,31 @@ describe('Tegra241 CMDQV model: config page', () => {
     expect(rig.cr(CV.VINTF_STATUS(1)) & 1).toBe(0);
     rig.cw(CV.VINTF_CONFIG(1), vmidField(6));
     expect(rig.cr(CV.VINTF_CONFIG(1))).toBe(vmidField(6));
+    // The write that disables it (the kernel's deinit writes 0) clears VMID and HYP_OWN too.
+    rig.cw(CV.VINTF_CONFIG(1), vmidField(7) | HYP_OWN | VINTF_EN);
+    rig.settle();
+    rig.cw(CV.VINTF_CONFIG(1), 0);
+    expect(rig.cr(CV.VINTF_CONFIG(1))).toBe(0);
+  });
+});
+
+describe('Tegra241 CMDQV model: register names in MMIO traces', () => {
+  it('names global, per-VINTF, direct and logical VCMDQ registers as NVIDIA does (no +0xOFF)', () => {
+    const rig = up();
+    rig.enableVintf(1, 3, false);
+    rig.setupQueue(4, 1, 0);
+    const regs: (string | null)[] = [];
+    const stop = rig.trace.subscribe((e) => {
+      if (e.kind === 'mmio') regs.push(e.reg ?? null);
+    });
+    for (const off of [CV.CONFIG, CV.PARAM, CV.CMDQ_ALLOC(5), CV.VINTF_CONFIG(1), CV.SID_MATCH(1, 2), CV.SID_REPLACE(1, 15), CV.Q0(4) + Q.PROD, CV.Q1(4) + Q.BASE, CV.L0(1, 0) + Q.CONS, CV.L1(1, 0) + Q.BASE + 4, 0x0f00]) rig.cr(off);
+    stop();
+    expect(regs).toEqual([
+      'CONFIG', 'PARAM', 'CMDQ_ALLOC_MAP_5', 'VINTF1_CONFIG', 'VINTF1_SID_MATCH_2', 'VINTF1_SID_REPLACE_15', 'VCMDQ4_PROD_INDX', 'VCMDQ4_BASE_L',
+      'VINTF1_LVCMDQ0_CONS_INDX', 'VINTF1_LVCMDQ0_BASE_H', null,
+    ]);
+    const page0 = rig.cmdqv.vintfPage0(1);
+    expect(page0.registerName?.(Q.GERRORN)).toBe('VINTF1_LVCMDQ0_GERRORN');
   });
 });
 
@@ -154,19 +179,41 @@ describe('Tegra241 CMDQV model: VCMDQ consumption', () => {
     expect(consErr(rig.consQ(0))).toBe(0);
   });
 
-  it('VCMDQs share the SMMU command processor with the main queue', () => {
-    const rig = up();
+  it.each([
+    ['parallel', 20 * 20, 20 * 20 + 20],
+    ['arbiter', 40 * 20, 40 * 20 + 20],
+  ] as const)('vcmdqService %s: two VCMDQs of 20 commands each (20 ns per command) finish in %i ns', (service, lo, hi) => {
+    const rig = up({ vcmdqService: service });
     rig.enableVintf(0, 0, true);
     rig.setupQueue(0, 0, 0);
     rig.setupQueue(1, 0, 1);
     const t0 = rig.scheduler.now;
+    let done0 = -1;
+    let done1 = -1;
     rig.postQ(0, ...Array.from({ length: 20 }, () => CMD.tlbiNsnhAll()));
     rig.postQ(1, ...Array.from({ length: 20 }, () => CMD.tlbiNsnhAll()));
-    rig.settle();
-    expect(rig.consQ(0)).toBe(20);
-    expect(rig.consQ(1)).toBe(20);
-    // 40 commands at 20 ns each, one after the other.
-    expect(rig.scheduler.now - t0).toBeGreaterThanOrEqual(40 * 20);
+    while (done0 < 0 || done1 < 0) {
+      if (!rig.scheduler.step()) break;
+      if (done0 < 0 && rig.consQ(0) === 20) done0 = rig.scheduler.now - t0;
+      if (done1 < 0 && rig.consQ(1) === 20) done1 = rig.scheduler.now - t0;
+    }
+    // In parallel each queue takes its own 20 x 20 ns; behind one arbiter the second waits for the first.
+    expect(Math.max(done0, done1)).toBeGreaterThanOrEqual(lo);
+    expect(Math.max(done0, done1)).toBeLessThanOrEqual(hi);
+  });
+
+  it('commands written while a step is pending wait for a step of their own: the step consumes only what its delay paid for', () => {
+    const rig = up();
+    rig.enableVintf(0, 0, true);
+    rig.setupQueue(0, 0, 0);
+    const t0 = rig.scheduler.now;
+    rig.postQ(0, CMD.tlbiNsnhAll());
+    rig.postQ(0, ...Array.from({ length: 9 }, () => CMD.tlbiNsnhAll()));
+    let at1 = -1;
+    while (rig.consQ(0) < 10 && rig.scheduler.step()) if (at1 < 0 && rig.consQ(0) >= 1) at1 = rig.scheduler.now - t0;
+    expect(at1).toBe(20);
+    expect(rig.consQ(0)).toBe(10);
+    expect(rig.scheduler.now - t0).toBe(20 + 9 * 20);
   });
 });
 
@@ -250,6 +297,86 @@ describe('Tegra241 CMDQV model: a HYP_OWN=0 VINTF (the 2021 thread\'s questions)
     // Its own queue's page0 registers are its to drive.
     page0.write32(Q.PROD, 0);
     expect(page0.read32(Q.STATUS) & 1).toBe(1);
+  });
+
+  describe('an ATC_INV left pending (no CMD_SYNC after it, the function never answers) when its VCMDQ is disabled', () => {
+    /** ATC_INV on VCMDQ 4 with no sync, the endpoint silent; then the VCMDQ disabled. */
+    function orphan(): { rig: CmdqvRig; ep: FakeEndpoint } {
+      const g = guest();
+      g.ep.answers = false;
+      g.rig.issueQ(4, CMD.atcInv(3, 0x10_0000, 0));
+      expect(g.ep.invalidations).toHaveLength(1);
+      g.rig.cw(CV.Q0(4) + Q.CONFIG, 0);
+      g.rig.settle();
+      expect(g.rig.cr(CV.Q0(4) + Q.STATUS) & 1).toBe(0);
+      return g;
+    }
+
+    it('the next CMD_SYNC on the main queue waits for it and reports the timeout there (the kernel\'s flush), and nothing is left for the next owner', () => {
+      const { rig } = orphan();
+      const t0 = rig.scheduler.now;
+      rig.issue(CMD.sync());
+      // CERROR_ATC_INV_SYNC (3) on the main queue, after the SMMU's ATC invalidation timeout.
+      expect((rig.r32(REG.CMDQ_CONS) >>> 24) & 0x7f).toBe(3);
+      expect(rig.scheduler.now - t0).toBeGreaterThanOrEqual(90_000);
+      expect(rig.smmu.cmdq.stats.atcTimeouts).toBe(1);
+      // The host acknowledges; its repeated sync completes.
+      rig.w32(REG.GERRORN, rig.r32(REG.GERROR));
+      rig.settle();
+      expect(rig.r32(REG.CMDQ_CONS) & 0xf_ffff).toBe(rig.r32(REG.CMDQ_PROD) & 0xf_ffff);
+      // The next VM's first CMD_SYNC on the same VCMDQ completes at once, with no error.
+      rig.cw(CV.Q0(4) + Q.PROD, 0);
+      rig.cw(CV.Q0(4) + Q.CONS, 0);
+      rig.queues.get(4)!.prod = 0;
+      rig.cw(CV.Q0(4) + Q.CONFIG, 1);
+      rig.settle();
+      const t1 = rig.scheduler.now;
+      rig.issueQ(4, CMD.sync());
+      expect(consErr(rig.consQ(4))).toBe(0);
+      expect(rig.consQ(4) & 0xf_ffff).toBe(1);
+      expect(rig.scheduler.now - t1).toBeLessThan(1_000);
+    });
+
+    it('without that flush, the next owner\'s first CMD_SYNC on the queue inherits the timeout (the false alarm the flush prevents)', () => {
+      const { rig } = orphan();
+      rig.cw(CV.Q0(4) + Q.PROD, 0);
+      rig.cw(CV.Q0(4) + Q.CONS, 0);
+      rig.queues.get(4)!.prod = 0;
+      rig.cw(CV.Q0(4) + Q.CONFIG, 1);
+      rig.settle();
+      rig.issueQ(4, CMD.sync());
+      expect(consErr(rig.consQ(4))).toBe(3);
+    });
+
+    it('a late answer (after the queue was disabled, before any sync) leaves nothing pending', () => {
+      const { rig, ep } = guest();
+      const late = new FakeEndpoint('late', rig, 50_000);
+      rig.smmu.bindEndpoint(0x42, late);
+      rig.issueQ(4, CMD.atcInv(3, 0x10_0000, 0));
+      rig.cw(CV.Q0(4) + Q.CONFIG, 0);
+      rig.settle();
+      expect(late.invalidations).toHaveLength(1);
+      expect(ep.invalidations).toHaveLength(0);
+      const t0 = rig.scheduler.now;
+      rig.issue(CMD.sync());
+      expect((rig.r32(REG.CMDQ_CONS) >>> 24) & 0x7f).toBe(0);
+      expect(rig.scheduler.now - t0).toBeLessThan(1_000);
+    });
+
+    it('answered late while the main queue\'s CMD_SYNC waits for it: the sync completes then, without error', () => {
+      const { rig } = guest();
+      const late = new FakeEndpoint('late', rig, 50_000);
+      rig.smmu.bindEndpoint(0x42, late);
+      rig.postQ(4, CMD.atcInv(3, 0x10_0000, 0));
+      // Let the VCMDQ consume it, not the answer arrive.
+      for (let i = 0; i < 100 && late.invalidations.length === 0; i++) rig.scheduler.step();
+      rig.cw(CV.Q0(4) + Q.CONFIG, 0);
+      const t0 = rig.scheduler.now;
+      rig.issue(CMD.sync());
+      expect((rig.r32(REG.CMDQ_CONS) >>> 24) & 0x7f).toBe(0);
+      expect(rig.scheduler.now - t0).toBeGreaterThan(40_000);
+      expect(rig.scheduler.now - t0).toBeLessThan(100_000);
+    });
   });
 
   it('ATC_INV: the StreamID is matched and replaced; an unmatched one is an illegal command', () => {
