@@ -138,6 +138,11 @@ export class IopfQueue {
   readonly wq: PQueue = new PQueue({ concurrency: Number.POSITIVE_INFINITY });
   /** Groups queued or running. */
   inFlight = 0;
+  /**
+   * Groups completed since the last work item started, with their handlers: one work item takes them
+   * all (see iopfHandlePageRequest), as a reporting thread's pass hands them over together.
+   */
+  batch: { group: IopfGroupImpl; handler: (g: IopfGroup) => void | Promise<void> }[] = [];
   private freed = false;
 
   constructor(
@@ -192,9 +197,10 @@ function traceResponse(dev: Device, pasid: number, grpid: number, code: IommuPag
 
 /**
  * Send `code` for the request `evt` through the driver: the one place a page response leaves the
- * core. A driver whose op fails is logged; nothing is retried.
+ * core. A driver whose op fails is logged; nothing is retried. Returns the op's promise when it
+ * returned one (already guarded: it never rejects), null when the op finished synchronously.
  */
-export async function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageResponseCode): Promise<void> {
+function sendResponse(dev: Device, evt: IopfFault, code: IommuPageResponseCode): Promise<void> | null {
   const ops = opsOf(dev);
   const prm = evt.fault.prm;
   const param = devFaultParam(dev);
@@ -206,16 +212,26 @@ export async function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuP
   traceResponse(dev, prm.pasid, prm.grpid, code);
   if (!ops?.pageResponse) {
     logOf(dev)?.err(dev.name, `no page_response op: request grpid ${prm.grpid} stays unanswered`, LOG_NS);
-    return;
+    return null;
   }
   const onError = (e: unknown): void => {
     logOf(dev)?.err(dev.name, `page response (grpid ${prm.grpid}, code ${code}) failed: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
   };
   try {
-    await ops.pageResponse(dev, evt, { pasid: prm.pasid, grpid: prm.grpid, code });
+    // A synchronous op (arm-smmu-v3's queues the command and returns) costs no promise here.
+    const r = ops.pageResponse(dev, evt, { pasid: prm.pasid, grpid: prm.grpid, code });
+    return r instanceof Promise ? r.catch(onError) : null;
   } catch (e) {
     onError(e);
+    return null;
   }
+}
+
+const DONE: Promise<void> = Promise.resolve();
+
+/** As sendResponse, as a promise that settles once the driver's op has (never rejects). */
+export function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageResponseCode): Promise<void> {
+  return sendResponse(dev, evt, code) ?? DONE;
 }
 
 /** Groups handed to a domain's iopf handler and not answered yet, per domain. */
@@ -257,7 +273,7 @@ export function iopfGroupResponse(group: IopfGroup, code: IommuPageResponseCode)
   if (!group.param.pending.delete(group)) return false;
   group.response = code;
   // A driver op that waits (returns a promise) logs its own failure: nothing to wait for here.
-  void iopfSendResponse(group.param.dev, group.lastFault, code);
+  void sendResponse(group.param.dev, group.lastFault, code);
   return true;
 }
 
@@ -353,6 +369,8 @@ export function iopfQueueDiscardPartial(queue: IopfQueue): void {
 export function iopfQueueFree(queue: IopfQueue): void {
   for (const dev of [...queue.devices]) iopfQueueRemoveDevice(queue, dev);
   queue.wq.clear();
+  queue.inFlight -= queue.batch.length;
+  queue.batch = [];
   queue._markFreed();
 }
 
@@ -378,24 +396,61 @@ function traceWork(dev: Device, label: string, phase: 'queued' | 'start' | 'end'
   if (port?.trace.active) port.trace.emit({ kind: 'work', time: port.now(), track: dev.name, label, phase });
 }
 
-/** Run a group's handler on the workqueue; a handler that throws refused it: FAILURE. */
-async function iopfRunGroup(queue: IopfQueue, group: IopfGroupImpl, handler: (g: IopfGroup) => void | Promise<void>): Promise<void> {
-  // p-queue starts a job inside add(): let the reporting thread return first, as a work item would.
-  await undefined;
+/** A handler that threw (or rejected) refused its group: FAILURE. */
+function iopfGroupFailed(group: IopfGroupImpl, e: unknown): void {
+  const prm = group.lastFault.fault.prm;
+  logOf(group.param.dev)?.warn(group.param.dev.name, `iopf with pasid ${prm.pasid} aborted: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
+  iopfGroupResponse(group, IOMMU_PAGE_RESP_FAILURE);
+}
+
+/**
+ * Run one group's handler; returns a promise only when the handler returned one (it settles when the
+ * group is done and never rejects), null when the group is done already.
+ */
+function iopfRunGroup(queue: IopfQueue, group: IopfGroupImpl, handler: (g: IopfGroup) => void | Promise<void>): Promise<void> | null {
   const dev = group.param.dev;
-  const label = `${queue.name} grpid ${group.lastFault.fault.prm.grpid}`;
-  traceWork(dev, label, 'start');
+  const traced = devIommu(dev)?.subsystem.port.trace.active === true;
+  const label = traced ? `${queue.name} grpid ${group.lastFault.fault.prm.grpid}` : '';
+  if (traced) traceWork(dev, label, 'start');
+  const finish = (): void => {
+    queue.inFlight--;
+    if (traced) traceWork(dev, label, 'end');
+  };
+  let r: void | Promise<void>;
   try {
     // Answered already (the device left the queue meanwhile): nothing to do.
-    if (group.isPending) await handler(group);
+    r = group.isPending ? handler(group) : undefined;
   } catch (e) {
-    const prm = group.lastFault.fault.prm;
-    logOf(dev)?.warn(dev.name, `iopf with pasid ${prm.pasid} aborted: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
-    iopfGroupResponse(group, IOMMU_PAGE_RESP_FAILURE);
-  } finally {
-    queue.inFlight--;
-    traceWork(dev, label, 'end');
+    iopfGroupFailed(group, e);
+    finish();
+    return null;
   }
+  if (!(r instanceof Promise)) {
+    finish();
+    return null;
+  }
+  return r.then(finish, (e: unknown) => {
+    iopfGroupFailed(group, e);
+    finish();
+  });
+}
+
+/**
+ * The work item: every group of the batch, each handler started in turn (the workqueue is unbound:
+ * a handler that waits does not hold up the next group). Done when every group is.
+ */
+async function iopfRunBatch(queue: IopfQueue): Promise<void> {
+  // p-queue starts a job inside add(): let the reporting thread finish its pass first, as a work
+  // item would, and take every group the pass completed.
+  await undefined;
+  const batch = queue.batch;
+  queue.batch = [];
+  let waits: Promise<void>[] | null = null;
+  for (let i = 0; i < batch.length; i++) {
+    const w = iopfRunGroup(queue, batch[i].group, batch[i].handler);
+    if (w) (waits ??= []).push(w);
+  }
+  if (waits) await Promise.all(waits);
 }
 
 /**
@@ -440,7 +495,10 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
   param.stats.groups++;
   queue.inFlight++;
   const handler = domain.iopfHandler!;
-  traceWork(param.dev, `${queue.name} grpid ${prm.grpid}`, 'queued');
-  void queue.wq.add(() => iopfRunGroup(queue, group, handler));
+  if (devIommu(param.dev)?.subsystem.port.trace.active) traceWork(param.dev, `${queue.name} grpid ${prm.grpid}`, 'queued');
+  // One work item per batch: the first group of a batch queues it, the others join before it starts.
+  // (A handler's failure is its group's FAILURE answer; the work item itself never rejects.)
+  queue.batch.push({ group, handler });
+  if (queue.batch.length === 1) void queue.wq.add(() => iopfRunBatch(queue));
   return 0;
 }

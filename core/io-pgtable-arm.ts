@@ -65,6 +65,9 @@ const SZ_1G = 0x4000_0000;
 const SZ_4T = 2 ** 42;
 const TWO_32 = 0x1_0000_0000;
 const TWO_48 = 2 ** 48;
+/** Multiplying by these is dividing by 2^32 / 2^48 exactly (powers of two), without a float division. */
+const INV_TWO_32 = 2 ** -32;
+const INV_TWO_48 = 2 ** -48;
 /** Byte offset bits of a descriptor address within its 4 KiB frame (descriptors never straddle frames). */
 const PTEP_IN_FRAME = 0xfff;
 
@@ -223,6 +226,18 @@ class ArmLpaeIoPgtable implements IoPgtable {
   private readonly blockSize = [0, 0, 0, 0];
   /** Per level: is its block size in the effective pgsize_bitmap? */
   private readonly sizeSupported = [false, false, false, false];
+  /** Per level: 1 / the input span of one table of that level (0 for the top level: the pgd spans all). */
+  private readonly tableSpanInv = [0, 0, 0, 0];
+  /**
+   * The last table walked to: the table of level `walkLevel` that covers input span number `walkSpan`
+   * (input address / span of one such table). A map or unmap at that level in that span starts there
+   * instead of walking down from the pgd again. Sound because a table leaves the tree only through
+   * freeSubtree, which forgets the walk (walkLevel = -1), and a new table never changes a path that
+   * was walked. The kernel walks from the pgd every time; the descriptors written are the same.
+   */
+  private walkLevel = -1;
+  private walkSpan = 0;
+  private walkTable = 0;
   private readonly iasLimit: number;
   private readonly oasLimit: number;
   private readonly pgdAllocSize: number;
@@ -302,6 +317,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
       this.blockSize[l] = 2 ** this.lvlShift[l];
       this.lvlMask[l] = (1 << (l === startLevel ? pgdBits : bpl)) - 1;
       this.sizeSupported[l] = l >= startLevel && bitmapHas(r.bitmap, this.blockSize[l]);
+      this.tableSpanInv[l] = l > startLevel ? 2 ** -((ARM_LPAE_MAX_LEVELS - l + 1) * bpl + 3) : 0;
     }
     this.iasLimit = 2 ** ias;
     this.oasLimit = 2 ** oas;
@@ -370,12 +386,12 @@ class ArmLpaeIoPgtable implements IoPgtable {
   /** lo word address bits of `pa` (with PA[51:48] packed into [15:12] for 64K). */
   private addrLo(pa: number): number {
     let lo = (pa >>> 0) & this.addrLoMask;
-    if (this.pa52) lo |= (Math.floor(pa / TWO_48) & 0xf) << 12;
+    if (this.pa52) lo |= (Math.floor(pa * INV_TWO_48) & 0xf) << 12;
     return lo;
   }
 
   private addrHi(pa: number): number {
-    return Math.floor(pa / TWO_32) & 0xffff;
+    return Math.floor(pa * INV_TWO_32) & 0xffff;
   }
 
   private isLeaf(lo: number, lvl: number): boolean {
@@ -448,6 +464,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
 
   /** Free a table and every table below it (kernel: __arm_lpae_free_pgtable()). */
   private freeSubtree(lvl: number, table: number): void {
+    this.walkLevel = -1;
     const size = lvl === this.startLevel ? this.pgdAllocSize : this.granule;
     if (lvl < ARM_LPAE_MAX_LEVELS - 1) {
       const entries = (lvl === this.startLevel ? this.pgdSize : this.granule) / 8;
@@ -529,6 +546,38 @@ class ArmLpaeIoPgtable implements IoPgtable {
 
   // ---- ops ----
 
+  /**
+   * Walk to the table of level `target` holding the entry for the input address (split as lo/hi u32),
+   * and leave its address in walkTable: straight there when the last walk reached the same table.
+   * `create` (map): install missing tables, EEXIST at a block in the way. Otherwise (unmap): false at a
+   * hole or a block.
+   */
+  private walkTo(vaLo: number, vaHi: number, target: number, create: boolean, mapped: number): boolean {
+    const va = vaHi * TWO_32 + vaLo;
+    const span = Math.floor(va * this.tableSpanInv[target]);
+    if (target === this.walkLevel && span === this.walkSpan) return true;
+    let table = this.pgd;
+    for (let l = this.startLevel; l < target; l++) {
+      const ptep = table + this.index(vaLo, vaHi, l) * 8;
+      const w = this.ram.words32(ptep);
+      const o = (ptep & PTEP_IN_FRAME) >>> 2;
+      const lo = w[o];
+      if (this.isTable(lo, l)) {
+        table = this.tableAddr(lo, w[o + 1]);
+      } else if (!create) {
+        return false;
+      } else if (lo === 0) {
+        table = this.installTable(ptep, mapped);
+      } else {
+        throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l])} mapping`, mapped);
+      }
+    }
+    this.walkLevel = target;
+    this.walkSpan = span;
+    this.walkTable = table;
+    return true;
+  }
+
   // kernel: arm_lpae_map_pages() [io-pgtable-arm.c]
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
     this.checkLive('map');
@@ -542,29 +591,17 @@ class ArmLpaeIoPgtable implements IoPgtable {
       this.protToPte(prot);
       this.protFor = prot;
     }
-    const leafType = target === ARM_LPAE_MAX_LEVELS - 1 ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK;
+    const leafLo = this.protLo | (target === ARM_LPAE_MAX_LEVELS - 1 ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK);
     let mapped = 0;
     while (mapped < size) {
       const va = iova + mapped;
       const vaLo = va >>> 0;
-      const vaHi = Math.floor(va / TWO_32);
-      let table = this.pgd;
-      for (let l = this.startLevel; l < target; l++) {
-        const ptep = table + this.index(vaLo, vaHi, l) * 8;
-        const w = this.ram.words32(ptep);
-        const o = (ptep & PTEP_IN_FRAME) >>> 2;
-        const lo = w[o];
-        if (lo === 0) {
-          table = this.installTable(ptep, mapped);
-        } else if (this.isTable(lo, l)) {
-          table = this.tableAddr(lo, w[o + 1]);
-        } else {
-          throw new IoPgtableMapError('EEXIST', `io-pgtable ${this.fmt} map: iova ${hex(va)} lies in an existing ${hex(this.blockSize[l])} mapping`, mapped);
-        }
-      }
+      const vaHi = Math.floor(va * INV_TWO_32);
+      this.walkTo(vaLo, vaHi, target, true, mapped);
+      const table = this.walkTable;
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - mapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
-      this.initPtes(table + idx * 8, n, va, paddr + mapped, target, this.protLo | leafType, this.protHi, mapped);
+      this.initPtes(table + idx * 8, n, va, paddr + mapped, target, leafLo, mapped);
       mapped += n * pgsize;
     }
     return mapped;
@@ -584,25 +621,32 @@ class ArmLpaeIoPgtable implements IoPgtable {
   }
 
   /**
-   * Write `n` consecutive leaves of level `lvl` from `first` (within one table page). Nothing is written
-   * unless every entry is free or a table that maps nothing.
+   * Write `n` consecutive leaves of level `lvl` from `first` (within one table). Nothing is written
+   * unless every entry is free or a table that maps nothing. The frame's words are taken once per
+   * frame, not per entry.
    */
   // kernel: arm_lpae_init_pte() [io-pgtable-arm.c]
-  private initPtes(first: number, n: number, va: number, pa: number, lvl: number, lo: number, hi: number, mapped: number): void {
+  private initPtes(first: number, n: number, va: number, pa: number, lvl: number, lo: number, mapped: number): void {
     const ram = this.ram;
+    let w0 = ram.words32(first);
+    let w = w0;
     for (let i = 0; i < n; i++) {
-      const ptep = first + i * 8;
-      if (ram.words32(ptep)[(ptep & PTEP_IN_FRAME) >>> 2] !== 0) {
+      const o = ((first + i * 8) & PTEP_IN_FRAME) >>> 2;
+      if (o === 0 && i !== 0) w = ram.words32(first + i * 8);
+      if (w[o] !== 0) {
         this.replaceStaleTables(first, n, va, lvl, mapped);
+        // Tables were freed: take the view again rather than trust one across the allocator.
+        w0 = ram.words32(first);
         break;
       }
     }
     const sz = this.blockSize[lvl];
+    const hi = this.protHi;
+    w = w0;
     for (let i = 0; i < n; i++) {
+      const o = ((first + i * 8) & PTEP_IN_FRAME) >>> 2;
+      if (o === 0 && i !== 0) w = ram.words32(first + i * 8);
       const opa = pa + i * sz;
-      const ptep = first + i * 8;
-      const w = ram.words32(ptep);
-      const o = (ptep & PTEP_IN_FRAME) >>> 2;
       // The half without the valid bit first, so a walker never sees half of a descriptor.
       w[o + 1] = hi | this.addrHi(opa);
       w[o] = lo | this.addrLo(opa);
@@ -641,17 +685,10 @@ class ArmLpaeIoPgtable implements IoPgtable {
     while (unmapped < size) {
       const va = iova + unmapped;
       const vaLo = va >>> 0;
-      const vaHi = Math.floor(va / TWO_32);
-      let table = this.pgd;
-      for (let l = this.startLevel; l < target; l++) {
-        const ptep = table + this.index(vaLo, vaHi, l) * 8;
-        const w = this.ram.words32(ptep);
-        const o = (ptep & PTEP_IN_FRAME) >>> 2;
-        const lo = w[o];
-        // A hole, or a larger block that would have to be split: stop here.
-        if (!this.isTable(lo, l)) return unmapped;
-        table = this.tableAddr(lo, w[o + 1]);
-      }
+      const vaHi = Math.floor(va * INV_TWO_32);
+      // A hole, or a larger block that would have to be split: stop here.
+      if (!this.walkTo(vaLo, vaHi, target, false, 0)) return unmapped;
+      const table = this.walkTable;
       const idx = this.index(vaLo, vaHi, target);
       const n = Math.min((size - unmapped) / pgsize, this.ptesPerTable - (idx & (this.ptesPerTable - 1)));
       const cleared = this.clearPtes(table + idx * 8, n, va, target, gather);
@@ -669,21 +706,24 @@ class ArmLpaeIoPgtable implements IoPgtable {
   private clearPtes(first: number, n: number, va: number, lvl: number, gather: IommuIotlbGather | null): number {
     const ram = this.ram;
     const sz = this.blockSize[lvl];
+    let w = ram.words32(first);
     let i = 0;
     for (; i < n; i++) {
-      const ptep = first + i * 8;
-      const w = ram.words32(ptep);
-      const o = (ptep & PTEP_IN_FRAME) >>> 2;
+      const o = ((first + i * 8) & PTEP_IN_FRAME) >>> 2;
+      if (o === 0 && i !== 0) w = ram.words32(first + i * 8);
       const lo = w[o];
       if (lo === 0) break;
       const hi = w[o + 1];
       w[o] = 0;
       w[o + 1] = 0;
-      if (this.isTable(lo, lvl)) this.freeUnlinkedTable(va + i * sz, lvl, this.tableAddr(lo, hi));
+      if (this.isTable(lo, lvl)) {
+        this.freeUnlinkedTable(va + i * sz, lvl, this.tableAddr(lo, hi));
+        w = ram.words32(first + i * 8);
+      }
     }
-    const addPage = this.tlb.tlbAddPage;
-    if (gather && addPage && !iommuIotlbGatherQueued(gather)) {
-      for (let j = 0; j < i; j++) addPage.call(this.tlb, gather, va + j * sz, sz);
+    const tlb = this.tlb;
+    if (gather && tlb.tlbAddPage && !iommuIotlbGatherQueued(gather)) {
+      for (let j = 0; j < i; j++) tlb.tlbAddPage(gather, va + j * sz, sz);
     }
     return i;
   }
@@ -701,7 +741,7 @@ class ArmLpaeIoPgtable implements IoPgtable {
     if (!Number.isSafeInteger(iova) || iova < 0 || iova >= this.iasLimit) return 0;
     const ram = this.ram;
     const vaLo = iova >>> 0;
-    const vaHi = Math.floor(iova / TWO_32);
+    const vaHi = Math.floor(iova * INV_TWO_32);
     let table = this.pgd;
     for (let l = this.startLevel; l < ARM_LPAE_MAX_LEVELS; l++) {
       const ptep = table + this.index(vaLo, vaHi, l) * 8;

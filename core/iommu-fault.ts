@@ -94,29 +94,45 @@ function iopfLookup(dev: Device, prm: IommuFaultPageRequest): IopfTarget {
  * time.
  */
 // kernel: iommu_report_device_fault() [io-pgfault.c]
-export async function iommuReportDeviceFault(dev: Device, evt: IommuFaultEvent): Promise<0 | Errno> {
+export function iommuReportDeviceFault(dev: Device, evt: IommuFaultEvent): Promise<0 | Errno> {
   const fault = evt.fault;
   const param = devFaultParam(dev);
   if (fault.type === 'dma-unrecov') {
     if (param) param.stats.unrecoverable++;
     return reportUnrecoverableToHandler(param, fault);
   }
-  if (fault.type !== 'page-req') throw new KernelError('EINVAL', `${dev.name}: unknown fault type ${String((fault as { type: unknown }).type)}`);
+  if (fault.type !== 'page-req') {
+    // A rejection, as from any async API: never a throw out of the call.
+    return Promise.reject(new KernelError('EINVAL', `${dev.name}: unknown fault type ${String((fault as { type: unknown }).type)}`));
+  }
   const iopf = evt as IopfFault;
-  if (!devIommu(dev)?.iommuDev) return 'ENODEV';
+  if (!devIommu(dev)?.iommuDev) return faultResult('ENODEV');
   if (param) {
     param.stats.requests++;
     if (param.removing) {
       void iopfSendResponse(dev, iopf, IOMMU_PAGE_RESP_INVALID);
-      return 'ENODEV';
+      return faultResult('ENODEV');
     }
     const t = iopfLookup(dev, fault.prm);
-    if (t.domain && param.queue) return iopfHandlePageRequest(param, iopf, t.domain, t.handle);
+    // The IOPF queue takes it synchronously (the handler runs later, on the workqueue).
+    if (t.domain && param.queue) return faultResult(iopfHandlePageRequest(param, iopf, t.domain, t.handle));
     if (param.handler) return reportToHandler(param, iopf);
   }
   // (kernel: "no handler": answered at once, partial or not, so the device does not wait.)
   void iopfSendResponse(dev, iopf, IOMMU_PAGE_RESP_INVALID);
-  return 'EINVAL';
+  return faultResult('EINVAL');
+}
+
+const settledResults = new Map<0 | Errno, Promise<0 | Errno>>();
+
+/**
+ * A settled promise of `r`, one per value: a report decided synchronously (the common case: the IOPF
+ * queue took the fault) allocates no promise of its own.
+ */
+export function faultResult(r: 0 | Errno): Promise<0 | Errno> {
+  let p = settledResults.get(r);
+  if (!p) settledResults.set(r, (p = Promise.resolve(r)));
+  return p;
 }
 
 // ---- device removal ---------------------------------------------------------------------------

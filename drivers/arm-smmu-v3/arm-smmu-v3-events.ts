@@ -25,7 +25,7 @@
 import { isKernelError, KernelError, type Errno } from '../../bus/errno.js';
 import type { IrqReturn } from '../../bus/irq.js';
 import { devIommu } from '../../core/iommu-device.js';
-import { iommuReportDeviceFault } from '../../core/iommu-fault.js';
+import { faultResult, iommuReportDeviceFault } from '../../core/iommu-fault.js';
 import { IOMMU_FAULT_READ, IOMMU_FAULT_WRITE, reportIommuFault, type IommuDomain } from '../../core/iommu-domain.js';
 import {
   IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
@@ -299,12 +299,12 @@ export function armSmmuAnswerDomainStalls(domain: IommuDomain): number {
  * As arm-smmu-v3 calls it
  */
 // kernel: iommu_report_device_fault() [io-pgfault.c]
-export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: IopfFault): Promise<0 | Errno> {
+export function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: IopfFault): Promise<0 | Errno> {
   const domain = faultDomain(master, fault);
   const prm = fault.fault.prm;
   if (domain && domain.cookie.type === 'fault-handler') {
     // A fault-handler cookie answers each group on its last request.
-    if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) === 0) return 0;
+    if ((prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) === 0) return faultResult(0);
     const flags = (prm.perm & IOMMU_FAULT_PERM_WRITE) !== 0 ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ;
     // Answered once: by the handler, or INVALID when the domain is freed first (the stall must not
     // outlive the domain whose handler was to answer it).
@@ -328,7 +328,7 @@ export async function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: Iop
       }
       answer(code);
     })();
-    return 0;
+    return faultResult(0);
   }
   // Everything else goes to the core's I/O page-fault path (issue 7): it buffers partial requests,
   // hands complete groups to the domain's iopf handler or the device's fault handler, and answers
@@ -404,17 +404,17 @@ function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | E
 
 /** 0 when the event was handed to a handler; an errno to dump it. */
 // kernel: arm_smmu_handle_evt() [arm-smmu-v3.c]
-async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
+function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
   const id = report.id;
   // A nested master's events (not stage 2, not stalls) belong to its guest: up with the vSID.
   const vmaster = smmu.streams.get(report.sid)?.vmaster;
   if (vmaster && !EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt) && ARM_SMMU_VEVENT_IDS.has(id)) {
     report.outcome = `reported to the guest as vSID 0x${vmaster.vsid.toString(16)}`;
-    return armVmasterReportEvent(vmaster, evt);
+    return faultResult(armVmasterReportEvent(vmaster, evt));
   }
   if (id !== EVT_ID_TRANSLATION_FAULT && id !== EVT_ID_ADDR_SIZE_FAULT && id !== EVT_ID_ACCESS_FAULT && id !== EVT_ID_PERMISSION_FAULT) {
     report.outcome = id === EVT_ID_BAD_STE_CONFIG ? 'dumped (bad STE)' : 'dumped';
-    return 'EOPNOTSUPP';
+    return faultResult('EOPNOTSUPP');
   }
   const master = smmu.streams.get(report.sid) ?? null;
   // A stalled stage 2 fault (STE.S2S, set for stall-capable masters) is reported like a stage 1
@@ -423,12 +423,12 @@ async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: A
   if (EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt)) {
     report.outcome = 'dumped (stage 2 fault)';
     notifyUnrecoverable(master, report);
-    return 'EFAULT';
+    return faultResult('EFAULT');
   }
   if (!EVTQ_1_STALL.isSet(evt)) {
     report.outcome = 'dumped (terminated)';
     notifyUnrecoverable(master, report);
-    return 'EOPNOTSUPP';
+    return faultResult('EOPNOTSUPP');
   }
   let perm = report.read ? IOMMU_FAULT_PERM_READ : IOMMU_FAULT_PERM_WRITE;
   if (report.exec) perm |= IOMMU_FAULT_PERM_EXEC;
@@ -448,11 +448,12 @@ async function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: A
   };
   if (!master) {
     report.outcome = 'no master for the StreamID';
-    return 'EINVAL';
+    return faultResult('EINVAL');
   }
-  const r = await armSmmuReportDeviceFault(master, fault);
-  report.outcome = r === 0 ? 'stall reported to the fault handler' : 'stall aborted: no handler';
-  return r;
+  return armSmmuReportDeviceFault(master, fault).then((r) => {
+    report.outcome = r === 0 ? 'stall reported to the fault handler' : 'stall aborted: no handler';
+    return r;
+  });
 }
 
 /** The 5.x fault reason of a terminated translation event (kernel: the reasons arm_smmu_handle_evt() gave). */
@@ -506,14 +507,27 @@ function notifyUnrecoverable(master: ArmSmmuMaster | null, report: ArmSmmuEventR
 export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.evtq;
   const evt = new Uint32Array(EVTQ_ENT_WORDS);
+  const reports: ArmSmmuEventReport[] = [];
+  const results: Promise<0 | Errno>[] = [];
   do {
+    // Every record of the pass is handled (each reads the record before it waits), then the pass
+    // waits for them together: the faults it reported reach the IOPF queue as one batch.
     while (q.removeRaw(evt)) {
       const report = armSmmuDecodeEvent(evt, smmu.port.now(), smmu.streams.get(EVTQ_0_SID.get(evt))?.dev.name ?? null);
       record(smmu, report);
-      const ret = await armSmmuHandleEvt(smmu, evt, report);
-      if (ret === 0 || !ratelimitOk(smmu)) continue;
-      smmu.info(`event 0x${report.id.toString(16).padStart(2, '0')} received: ${armSmmuDescribeEvent(report)}`);
-      for (const qw of report.raw) smmu.info(`\t${qw}`);
+      reports.push(report);
+      results.push(armSmmuHandleEvt(smmu, evt, report));
+    }
+    if (results.length > 0) {
+      const rets = await Promise.all(results);
+      for (let i = 0; i < rets.length; i++) {
+        if (rets[i] === 0 || !ratelimitOk(smmu)) continue;
+        const report = reports[i];
+        smmu.info(`event 0x${report.id.toString(16).padStart(2, '0')} received: ${armSmmuDescribeEvent(report)}`);
+        for (const qw of report.raw) smmu.info(`\t${qw}`);
+      }
+      reports.length = 0;
+      results.length = 0;
     }
     // Not much to do about an overflow but say so.
     if (q.syncProdIn()) {
@@ -529,7 +543,7 @@ export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
 // ---- PRI queue ----------------------------------------------------------------------------------
 
 // kernel: arm_smmu_handle_ppr() [arm-smmu-v3.c]
-async function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<void> {
+function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknown> {
   const sid = PRIQ_0_SID.get(evt);
   const ssv = PRIQ_0_SSID_V.isSet(evt);
   const ssid = ssv ? PRIQ_0_SSID.get(evt) : 0;
@@ -566,7 +580,7 @@ async function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<
   // A Stop Marker (Last, no access, with a PASID) is not a request: nothing answers it.
   if (ssv && last && !read && !write) {
     report.outcome = 'stop marker discarded';
-    return;
+    return faultResult(0);
   }
   if (master?.iopfEnabled) {
     let perm = 0;
@@ -588,20 +602,21 @@ async function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<
       },
     };
     // Partial requests are reported too: the core keeps them until the group's last one.
-    const r = await armSmmuReportDeviceFault(master, fault);
-    if (!last) report.outcome = r === 0 ? 'partial request (answered with its group)' : 'partial request denied: no handler';
-    else report.outcome = r === 0 ? 'reported to the fault handler' : 'denied: no handler';
-    return;
+    return armSmmuReportDeviceFault(master, fault).then((r) => {
+      if (!last) report.outcome = r === 0 ? 'partial request (answered with its group)' : 'partial request denied: no handler';
+      else report.outcome = r === 0 ? 'reported to the fault handler' : 'denied: no handler';
+    });
   }
   smmu.info(`unexpected PRI request received: ${armSmmuDescribeEvent(report)}`);
   if (last) {
     const cmd: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_PRI_RESP, substreamValid: ssv, pri: { sid, ssid, grpid, resp: PRI_RESP_DENY } };
     smmu.eventStats.priResponses++;
-    await smmu.issueCmd(cmd);
-    report.outcome = 'denied';
-  } else {
-    report.outcome = 'ignored (not last)';
+    return smmu.issueCmd(cmd).then(() => {
+      report.outcome = 'denied';
+    });
   }
+  report.outcome = 'ignored (not last)';
+  return faultResult(0);
 }
 
 // kernel: arm_smmu_priq_thread() [arm-smmu-v3.c]
@@ -609,8 +624,15 @@ export async function armSmmuPriqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
   const q = smmu.priq;
   if (!q) return 'none';
   const evt = new Uint32Array(PRIQ_ENT_WORDS);
+  const results: Promise<unknown>[] = [];
   do {
-    while (q.removeRaw(evt)) await armSmmuHandlePpr(smmu, evt);
+    // Every request of the pass is handled (each reads the entry before it waits), then the pass
+    // waits for them together: the groups it completed reach the IOPF queue as one batch.
+    while (q.removeRaw(evt)) results.push(armSmmuHandlePpr(smmu, evt));
+    if (results.length > 0) {
+      await Promise.all(results);
+      results.length = 0;
+    }
     if (q.syncProdIn()) {
       smmu.eventStats.priqOverflows++;
       smmu.err('PRIQ overflow detected -- requests lost');

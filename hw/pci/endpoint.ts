@@ -32,7 +32,6 @@ import type {
   AtcInvalidation,
   AtsCompletion,
   AtsEndpoint,
-  DmaCompletion,
   DmaDone,
   DmaRequest,
   PageResponse,
@@ -118,6 +117,8 @@ const PAGE_SIZE = 4096;
 const PRG_INDEX_COUNT = 512;
 /** A translation that keeps racing invalidations is given up after this many tries. */
 const MAX_TRANSLATION_RETRIES = 8;
+/** A settled promise whose reactions run the endpoint's deferred callbacks. */
+const SETTLED: Promise<void> = Promise.resolve();
 
 /** Requester ID of bus/device/function. */
 export function requesterId(bus: number, device: number, fn: number): number {
@@ -183,6 +184,30 @@ export interface AtsStats {
   invalidations: number;
   pageRequests: number;
   pageResponses: number;
+}
+
+/** A request going out through the ATC, piece by piece. */
+interface AtcAccess {
+  readonly req: DmaRequest;
+  readonly done: DmaDone;
+  readonly port: ReturnType<PcieEndpoint['portOf']>;
+  /** The data read, for a read. */
+  readonly out: Uint8Array | undefined;
+  firstPa: number | undefined;
+  /** Bytes done so far. */
+  offset: number;
+}
+
+/** An ATC miss being resolved: translation requests (and a page request) for one page. */
+interface AtcMiss {
+  readonly job: AtcAccess;
+  readonly addr: number;
+  readonly page: number;
+  pagedIn: boolean;
+  /** Translation requests sent so far. */
+  attempt: number;
+  /** ATC epoch when the last one was sent: an invalidation since makes its answer stale. */
+  epoch: number;
 }
 
 interface OutstandingPageRequest {
@@ -425,9 +450,7 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
         this.portOf(req.streamId).submit({ ...req, addr: hit.pa + (req.addr - hit.base), translated: true }, done);
         return;
       }
-      this.throughAtc(req).then(done, (e: unknown) =>
-        done({ status: 'bus-error', detail: `endpoint model error: ${e instanceof Error ? e.message : String(e)}` }),
-      );
+      this.atcNext({ req, done, port: this.portOf(req.streamId), out: req.write ? undefined : new Uint8Array(req.len), firstPa: undefined, offset: 0 });
       return;
     }
     super.issue(req, done);
@@ -448,82 +471,155 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     return null;
   }
 
-  /** Issue a request as translated pieces, each covered by one ATC entry. */
-  private async throughAtc(req: DmaRequest): Promise<DmaCompletion> {
-    const port = this.portOf(req.streamId);
-    const out = req.write ? undefined : new Uint8Array(req.len);
-    let firstPa: number | undefined;
-    let done = 0;
-    while (done < req.len) {
-      const addr = req.addr + done;
-      const t = await this.translateForAccess(req, addr);
-      if ('status' in t) return t;
-      const n = Math.min(req.len - done, t.base + t.size - addr);
-      const piece: DmaRequest = {
-        ...req,
-        addr: t.pa + (addr - t.base),
-        len: n,
-        translated: true,
-        data: req.data ? req.data.subarray(done, done + n) : undefined,
-      };
-      const c = await new Promise<DmaCompletion>((resolve) => port.submit(piece, resolve));
-      if (c.status !== 'ok') return c;
-      if (out && c.data) out.set(c.data, done);
-      firstPa ??= c.pa;
-      done += n;
-    }
-    return out ? { status: 'ok', data: out, pa: firstPa } : { status: 'ok', pa: firstPa };
+  // The ATC miss path is a chain of callbacks, each answer from upstream taken in a microtask of
+  // its own (never inside the upstream call that delivered it), the order an await would give;
+  // a model error on the way completes the request as a bus error (nothing escapes the model).
+
+  /**
+   * Run `fn` in a microtask; an exception completes `done` as a bus error. The callbacks queued before
+   * the microtask runs share it, in order (a promise reaction on a settled promise costs less than
+   * Node's queueMicrotask, which makes an async resource per call).
+   */
+  private later(done: DmaDone, fn: () => void): void {
+    this.laterFns.push(fn);
+    this.laterDones.push(done);
+    if (this.laterFns.length === 1) void SETTLED.then(this.runLater);
   }
 
-  /** The ATC entry that allows this access at `addr`, fetching (and paging in) as needed. */
-  private async translateForAccess(req: DmaRequest, addr: number): Promise<AtcEntry | DmaCompletion> {
+  private readonly laterFns: (() => void)[] = [];
+  private readonly laterDones: DmaDone[] = [];
+  private readonly runLater = (): void => {
+    const fns = this.laterFns;
+    const dones = this.laterDones;
+    // Callbacks queued while these run (not from inside an upstream call) join this pass.
+    for (let i = 0; i < fns.length; i++) {
+      try {
+        fns[i]();
+      } catch (e) {
+        dones[i]({ status: 'bus-error', detail: `endpoint model error: ${e instanceof Error ? e.message : String(e)}` });
+      }
+    }
+    fns.length = 0;
+    dones.length = 0;
+  };
+
+  /** Issue the rest of a request as translated pieces, each covered by one ATC entry. */
+  private atcNext(job: AtcAccess): void {
+    const req = job.req;
+    if (job.offset >= req.len) {
+      job.done(job.out ? { status: 'ok', data: job.out, pa: job.firstPa } : { status: 'ok', pa: job.firstPa });
+      return;
+    }
+    const addr = req.addr + job.offset;
     const hit = this.lookupAtc(req, addr);
     if (hit) {
       this.atsStats.hits++;
-      return hit;
+      this.atcSubmit(job, addr, hit);
+      return;
     }
     this.atsStats.misses++;
-    const page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
-    let pagedIn = false;
-    for (let attempt = 0; attempt < MAX_TRANSLATION_RETRIES; attempt++) {
-      const epoch = this.atcEpoch;
-      const c = await this.translationRequest(req, page);
-      if (c.status === 'unsupported') return { status: 'bus-error', detail: `ATS translation request: Unsupported Request${c.detail ? ` (${c.detail})` : ''}` };
-      if (c.status === 'abort') return { status: 'abort', detail: `ATS translation request: Completer Abort${c.detail ? ` (${c.detail})` : ''}` };
-      const entry = this.entryFrom(req, addr, c);
-      if (typeof entry === 'string') return { status: 'abort', detail: entry };
-      if (epoch !== this.atcEpoch) continue; // an invalidation overtook it: ask again
-      if (entry.read || entry.write) this.insertAtc(entry);
-      if (permits(entry, req)) return entry;
-      if (pagedIn || !this.hasPri) return { status: 'fault', detail: `ATS translation of 0x${page.toString(16)} grants no ${req.write ? 'write' : 'read'} access` };
-      const code = await this.requestPage(req, page);
-      if (code !== 'success') return { status: 'fault', detail: `page request for 0x${page.toString(16)}: ${code}` };
-      pagedIn = true;
-    }
-    return { status: 'abort', detail: `ATS translation of 0x${page.toString(16)} kept racing ATC invalidations` };
+    this.translateAttempt({ job, addr, page: Math.floor(addr / PAGE_SIZE) * PAGE_SIZE, pagedIn: false, attempt: 0, epoch: 0 });
   }
 
-  private translationRequest(req: DmaRequest, page: number): Promise<AtsCompletion> {
-    const port = this.portOf(req.streamId);
-    if (!this.cfg.rootComplexAts) return Promise.resolve({ status: 'unsupported', detail: 'the root complex does not forward ATS' });
-    if (!port.translate) return Promise.resolve({ status: 'unsupported', detail: 'no translation agent upstream' });
-    this.atsStats.translationRequests++;
-    const translate = port.translate.bind(port);
-    return new Promise((resolve) =>
-      translate(
-        {
-          master: this.name,
-          streamId: req.streamId,
-          ssid: req.ssid,
-          ssidValid: req.ssidValid,
-          addr: page,
-          write: req.write,
-          exec: req.exec,
-          priv: req.priv,
-        },
-        resolve,
-      ),
+  private atcSubmit(job: AtcAccess, addr: number, t: AtcEntry): void {
+    const req = job.req;
+    const done = job.offset;
+    const n = Math.min(req.len - done, t.base + t.size - addr);
+    const piece: DmaRequest = {
+      ...req,
+      addr: t.pa + (addr - t.base),
+      len: n,
+      translated: true,
+      data: req.data ? req.data.subarray(done, done + n) : undefined,
+    };
+    job.port.submit(piece, (c) =>
+      this.later(job.done, () => {
+        if (c.status !== 'ok') {
+          job.done(c);
+          return;
+        }
+        if (job.out && c.data) job.out.set(c.data, done);
+        job.firstPa ??= c.pa;
+        job.offset = done + n;
+        this.atcNext(job);
+      }),
     );
+  }
+
+  /** One translation request for the page of an ATC miss (up to MAX_TRANSLATION_RETRIES of them). */
+  private translateAttempt(m: AtcMiss): void {
+    const job = m.job;
+    if (m.attempt >= MAX_TRANSLATION_RETRIES) {
+      job.done({ status: 'abort', detail: `ATS translation of 0x${m.page.toString(16)} kept racing ATC invalidations` });
+      return;
+    }
+    m.attempt++;
+    m.epoch = this.atcEpoch;
+    const req = job.req;
+    const port = job.port;
+    if (!this.cfg.rootComplexAts) {
+      this.translated(m, { status: 'unsupported', detail: 'the root complex does not forward ATS' });
+      return;
+    }
+    if (!port.translate) {
+      this.translated(m, { status: 'unsupported', detail: 'no translation agent upstream' });
+      return;
+    }
+    this.atsStats.translationRequests++;
+    port.translate(
+      {
+        master: this.name,
+        streamId: req.streamId,
+        ssid: req.ssid,
+        ssidValid: req.ssidValid,
+        addr: m.page,
+        write: req.write,
+        exec: req.exec,
+        priv: req.priv,
+      },
+      (c) => this.later(job.done, () => this.translated(m, c)),
+    );
+  }
+
+  /** The completion of a translation request: use it, ask again, or page in first (PRI). */
+  private translated(m: AtcMiss, c: AtsCompletion): void {
+    const job = m.job;
+    const req = job.req;
+    const page = m.page;
+    if (c.status === 'unsupported') {
+      job.done({ status: 'bus-error', detail: `ATS translation request: Unsupported Request${c.detail ? ` (${c.detail})` : ''}` });
+      return;
+    }
+    if (c.status === 'abort') {
+      job.done({ status: 'abort', detail: `ATS translation request: Completer Abort${c.detail ? ` (${c.detail})` : ''}` });
+      return;
+    }
+    const entry = this.entryFrom(req, m.addr, c);
+    if (typeof entry === 'string') {
+      job.done({ status: 'abort', detail: entry });
+      return;
+    }
+    if (m.epoch !== this.atcEpoch) {
+      this.translateAttempt(m); // an invalidation overtook it: ask again
+      return;
+    }
+    if (entry.read || entry.write) this.insertAtc(entry);
+    if (permits(entry, req)) {
+      this.atcSubmit(job, m.addr, entry);
+      return;
+    }
+    if (m.pagedIn || !this.hasPri) {
+      job.done({ status: 'fault', detail: `ATS translation of 0x${page.toString(16)} grants no ${req.write ? 'write' : 'read'} access` });
+      return;
+    }
+    this.requestPage(req, page, (code) => {
+      if (code !== 'success') {
+        job.done({ status: 'fault', detail: `page request for 0x${page.toString(16)}: ${code}` });
+        return;
+      }
+      m.pagedIn = true;
+      this.translateAttempt(m);
+    }, job.done);
   }
 
   /** Turn a successful completion into an ATC entry, or say why it is malformed. */
@@ -566,8 +662,15 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
   }
 
   private insertAtc(e: AtcEntry): void {
-    this.atc = this.atc.filter((o) => !(o.ssid === e.ssid && o.priv === e.priv && o.base < e.base + e.size && e.base < o.base + o.size));
-    this.atc.push(e);
+    // Entries it overlaps go (in place: a miss allocates nothing but the entry).
+    const atc = this.atc;
+    let keep = 0;
+    for (let i = 0; i < atc.length; i++) {
+      const o = atc[i];
+      if (!(o.ssid === e.ssid && o.priv === e.priv && o.base < e.base + e.size && e.base < o.base + o.size)) atc[keep++] = o;
+    }
+    atc.length = keep;
+    atc.push(e);
     if (this.atc.length > this.cfg.atcEntries) this.atc.shift();
   }
 
@@ -607,26 +710,40 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     return this.outstandingPri.size;
   }
 
-  private async requestPage(req: DmaRequest, page: number): Promise<PageResponseCode | string> {
+  /** Send a page request for `page`; `answer` gets the response code, or why none could be sent. */
+  private requestPage(req: DmaRequest, page: number, answer: (code: PageResponseCode | string) => void, done: DmaDone): void {
     const port = this.portOf(req.streamId);
-    if (!this.priEnabled) return 'PRI Enable is clear';
-    if (!port.pageRequest) return 'no page request interface upstream';
+    if (!this.priEnabled) return answer('PRI Enable is clear');
+    if (!port.pageRequest) return answer('no page request interface upstream');
     const status = this.config.get16(this.priPos + PCI_PRI_STATUS);
-    if ((status & PCI_PRI_STATUS_RF) !== 0) return 'PRI is in Response Failure state';
-    while (this.outstandingPri.size >= Math.min(this.allocatedPageRequests(), PRG_INDEX_COUNT)) {
-      if (this.allocatedPageRequests() === 0) return 'Outstanding Page Request Allocation is 0';
-      await new Promise<void>((resolve) => this.priWaiters.push(resolve));
-      if (!this.priEnabled) return 'PRI Enable is clear';
+    if ((status & PCI_PRI_STATUS_RF) !== 0) return answer('PRI is in Response Failure state');
+    this.sendPageRequest(req, page, answer, done);
+  }
+
+  /** Wait for a free PRG index within the allocation, then send. */
+  private sendPageRequest(req: DmaRequest, page: number, answer: (code: PageResponseCode | string) => void, done: DmaDone): void {
+    if (this.outstandingPri.size >= Math.min(this.allocatedPageRequests(), PRG_INDEX_COUNT)) {
+      if (this.allocatedPageRequests() === 0) return answer('Outstanding Page Request Allocation is 0');
+      this.priWaiters.push(() =>
+        this.later(done, () => {
+          if (!this.priEnabled) answer('PRI Enable is clear');
+          else this.sendPageRequest(req, page, answer, done);
+        }),
+      );
+      return;
     }
+    const port = this.portOf(req.streamId);
     let prgIndex = this.nextPrgIndex;
     while (this.outstandingPri.has(prgIndex)) prgIndex = (prgIndex + 1) % PRG_INDEX_COUNT;
     this.nextPrgIndex = (prgIndex + 1) % PRG_INDEX_COUNT;
-    const answer = new Promise<PageResponseCode>((resolve) => {
-      this.outstandingPri.set(prgIndex, { ssid: req.ssid, ssidValid: req.ssidValid, resolve });
+    this.outstandingPri.set(prgIndex, {
+      ssid: req.ssid,
+      ssidValid: req.ssidValid,
+      resolve: (code) => this.later(done, () => answer(code)),
     });
     this.updatePriStopped();
     this.atsStats.pageRequests++;
-    port.pageRequest({
+    port.pageRequest!({
       master: this.name,
       streamId: req.streamId,
       ssid: req.ssid,
@@ -639,7 +756,6 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
       prgIndex,
       last: true,
     });
-    return answer;
   }
 
   private allocatedPageRequests(): number {

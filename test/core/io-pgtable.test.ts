@@ -413,6 +413,27 @@ describe('table freeing', () => {
     expect(allocator.live.size).toBe(3); // both the level 2 and level 3 tables went back
   });
 
+  it('maps and unmaps right when calls alternate between levels and tables (no stale walk reused)', async () => {
+    const t = make('ARM_64_LPAE_S1', BITMAP_4K, 48, 48);
+    const base = 7 * SZ_2M;
+    t.mapPages(base, 0x1000, SZ_4K, 1, RW);
+    // Span 7 at level 2 (7 GiB) right after span 7 at level 3 (14 MiB): another table entirely.
+    t.mapPages(7 * SZ_1G, 0x8000_0000, SZ_2M, 1, RW);
+    expect(t.iovaToPhys(7 * SZ_1G + 0x123)).toBe(0x8000_0123);
+    expect(t.iovaToPhys(base)).toBe(0x1000);
+    expect(t.unmapPages(base, SZ_2M, 1, null)).toBe(SZ_2M); // frees the level 3 table
+    // The next page of the same 2M needs a new level 3 table, linked from level 2.
+    t.mapPages(base + SZ_4K, 0x5000, SZ_4K, 1, RW);
+    expect(t.iovaToPhys(base + SZ_4K + 0x10)).toBe(0x5010);
+    expect(ram.read64(leafPte4k(t, base + SZ_4K, 3)) & 0xffff_ffff_f003n).toBe(0x5003n);
+    // A block replaces the emptied table: pages of its range are then inside the block.
+    expect(t.unmapPages(base + SZ_4K, SZ_4K, 1, null)).toBe(SZ_4K);
+    t.mapPages(base, 0x4000_0000, SZ_2M, 1, RW);
+    await expectErrno(() => t.mapPages(base + 2 * SZ_4K, 0x6000, SZ_4K, 1, RW), 'EEXIST');
+    expect(t.unmapPages(base + SZ_4K, SZ_4K, 1, null)).toBe(0);
+    expect(t.iovaToPhys(base + SZ_4K)).toBe(0x4000_1000);
+  });
+
   it('frees every table with the page table, after a full flush', async () => {
     const t = make('ARM_64_LPAE_S2', BITMAP_16K, 40, 40);
     t.mapPages(0, 0, SZ_16K, 3000, RW);
