@@ -28,7 +28,7 @@ import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { AtcInvalidation, AtsEndpoint, PageResponseCode } from '../dma.js';
 import { BusError } from '../memory.js';
-import type { Scheduler } from '../scheduler.js';
+import type { RecurringEvent, Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
 import type { WalkMemory } from '../walker/walker.js';
 import type { ConfigCache } from './config.js';
@@ -168,7 +168,8 @@ export class CommandQueue {
   private readonly byOpcode = new Float64Array(256);
   readonly stats: CommandQueueStats = newStats(this.byOpcode);
   private readonly words = new Uint32Array(4);
-  private stepEvent: { cancel(): void; readonly time: number } | null = null;
+  /** The consumption step (one event re-armed per doorbell: nothing allocated per step). */
+  private readonly stepEvent: RecurringEvent;
   /**
    * Commands the scheduled step may consume: the batch whose cost (`timing.commandNs` each) its delay
    * paid for when it was scheduled. Without the cap, commands written while a step was pending would
@@ -200,6 +201,7 @@ export class CommandQueue {
   ) {
     this.q = new SmmuQueue(hooks?.label ?? 'CMDQ', F.CMD_BYTES, hooks?.maxLog2 ?? opts.cmdqLog2);
     this.stepLabel = `${opts.name} ${hooks?.label ?? 'CMDQ'}`;
+    this.stepEvent = scheduler.recurring(this.runStep, this.stepLabel);
     this.stepBudget = opts.timing.commandsPerStep;
   }
 
@@ -231,11 +233,8 @@ export class CommandQueue {
   /** Schedule a step `delay` from now unless one is due no later; true if this one was scheduled. */
   private scheduleStep(delay: number): boolean {
     const at = this.scheduler.now + delay;
-    if (this.stepEvent !== null) {
-      if (this.stepEvent.time <= at) return false;
-      this.stepEvent.cancel();
-    }
-    this.stepEvent = this.scheduler.schedule(delay, this.runStep, this.stepLabel);
+    if (this.stepEvent.pending && this.stepEvent.time <= at) return false;
+    this.stepEvent.arm(delay);
     return true;
   }
 
@@ -245,8 +244,7 @@ export class CommandQueue {
    */
   halt(): void {
     this.enabled = false;
-    this.stepEvent?.cancel();
-    this.stepEvent = null;
+    this.stepEvent.cancel();
     if (this.atcPending.size > 0) {
       for (const [id, deadline] of this.atcPending) this.ctx.atc.orphans.set(id, deadline);
       this.atcPending.clear();
@@ -258,9 +256,8 @@ export class CommandQueue {
     return this.atcPending.size;
   }
 
-  /** The scheduled step (one bound function and label, not a closure per doorbell). */
+  /** The scheduled step. */
   private readonly runStep = (): void => {
-    this.stepEvent = null;
     this.step();
   };
 
