@@ -349,12 +349,11 @@ export class ArmSmmuCmdq {
   busyPolling = false;
   /**
    * CMD_SYNC waiters asleep in wfe, in the order they went to sleep, as parallel arrays (no object per
-   * wait): the SYNC's absolute position, the deadline, the disarm function of the monitor on its entry,
-   * and the function that ends the wait.
+   * wait): the SYNC's absolute position, the deadline, and the function that ends the wait (the
+   * monitor on its entry is armed with `wakeUp`).
    */
   private readonly sleepSync: number[] = [];
   private readonly sleepDeadline: number[] = [];
-  private readonly sleepDisarm: (() => void)[] = [];
   private readonly sleepResolve: ((r: 0 | Errno) => void)[] = [];
   /** Armed while someone sleeps, so a CMD_SYNC that never completes still times out. */
   private watchdog: CpuTimer | null = null;
@@ -612,10 +611,10 @@ export class ArmSmmuCmdq {
     const entry = this.q.absAddr(syncAbs);
     if (this.syncDone(syncAbs, entry)) return SYNC_DONE;
     const port = this.host.port;
-    if (this.msiPoll && port.monitor !== undefined) {
+    if (this.msiPoll && port.monitor !== undefined && port.unmonitor !== undefined) {
       this.sleepSync.push(syncAbs);
       this.sleepDeadline.push(port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000);
-      this.sleepDisarm.push(port.monitor(entry, this.wakeUp));
+      port.monitor(entry, this.wakeUp);
       this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
       return new Promise(this.addSleeper);
     }
@@ -672,23 +671,22 @@ export class ArmSmmuCmdq {
     for (let i = 0; i < n; i++) {
       const syncAbs = syncs[i];
       const resolve = this.sleepResolve[i];
-      const disarm = this.sleepDisarm[i];
       const entry = q.absAddr(syncAbs);
       if (this.syncDone(syncAbs, entry)) {
-        disarm();
+        port.unmonitor!(entry, this.wakeUp);
         resolve(0);
         continue;
       }
       if (tick && port.now() >= this.sleepDeadline[i]) {
-        disarm();
+        port.unmonitor!(entry, this.wakeUp);
         resolve(this.syncTimedOut(syncAbs));
         continue;
       }
       syncs[kept] = syncAbs;
       this.sleepDeadline[kept] = this.sleepDeadline[i];
       // Re-arm: the monitor that fired is spent; disarming one that did not fire is harmless.
-      disarm();
-      this.sleepDisarm[kept] = port.monitor!(entry, this.wakeUp);
+      port.unmonitor!(entry, this.wakeUp);
+      port.monitor!(entry, this.wakeUp);
       this.sleepResolve[kept] = resolve;
       kept++;
     }
@@ -696,7 +694,6 @@ export class ArmSmmuCmdq {
     for (let i = kept; i < n; i++) {
       syncs.pop();
       this.sleepDeadline.pop();
-      this.sleepDisarm.pop();
       this.sleepResolve.pop();
     }
     if (kept > 0) this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
