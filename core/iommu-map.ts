@@ -306,7 +306,20 @@ export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Pro
   } catch (e) {
     return Promise.reject(e);
   }
-  return r instanceof Promise ? r.then(() => unmapped) : Promise.resolve(unmapped);
+  return r instanceof Promise ? r.then(answer(unmapped)) : Promise.resolve(unmapped);
+}
+
+/** The last `answer` made: unmaps of one size follow each other, so one closure serves them all. */
+let answerBytes = -1;
+let answerFn: () => number = () => answerBytes;
+
+/** A function returning `bytes`. */
+function answer(bytes: number): () => number {
+  if (bytes !== answerBytes) {
+    answerBytes = bytes;
+    answerFn = () => bytes;
+  }
+  return answerFn;
 }
 
 /** As iommuUnmap, leaving the invalidation in `gather` for the caller's iommuIotlbSync. */
