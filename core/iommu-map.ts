@@ -317,9 +317,15 @@ let answerFn: () => number = () => answerBytes;
 function answer(bytes: number): () => number {
   if (bytes !== answerBytes) {
     answerBytes = bytes;
-    answerFn = () => bytes;
+    answerFn = constant(bytes);
   }
   return answerFn;
+}
+
+// (Its own function: a closure over a parameter allocates its context on every call of the function
+// that makes it, taken branch or not.)
+function constant(v: number): () => number {
+  return () => v;
 }
 
 /** As iommuUnmap, leaving the invalidation in `gather` for the caller's iommuIotlbSync. */
