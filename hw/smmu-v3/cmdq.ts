@@ -60,6 +60,12 @@ import {
 
 const log = createDebug('iommu:hw:smmu-v3:cmdq');
 
+/**
+ * Where commands are fetched from: 32-bit loads, and (PhysicalMemory) a command's four words in one
+ * frame lookup.
+ */
+export type CommandMemory = WalkMemory & { readWords?(pa: number, out: Uint32Array, n: number): void };
+
 /** What command execution needs from the rest of the SMMU. */
 export interface CommandContext {
   /** CR2.E2H as currently programmed. */
@@ -186,7 +192,7 @@ export class CommandQueue {
   constructor(
     private readonly opts: ResolvedOptions,
     private readonly scheduler: Scheduler,
-    private readonly mem: WalkMemory,
+    private readonly mem: CommandMemory,
     private readonly cache: ConfigCache,
     private readonly tlb: Tlb,
     private readonly events: EventQueue,
@@ -273,7 +279,8 @@ export class CommandQueue {
     while (n < budget && !q.isEmpty()) {
       const addr = base + (q.cons & indexMask) * F.CMD_BYTES;
       try {
-        for (let i = 0; i < 4; i++) this.words[i] = this.mem.read32(addr + i * 4);
+        if (this.mem.readWords !== undefined) this.mem.readWords(addr, this.words, 4);
+        else for (let i = 0; i < 4; i++) this.words[i] = this.mem.read32(addr + i * 4);
       } catch (e) {
         if (!(e instanceof BusError)) throw e;
         this.error(CERROR_ABT, `reading the command at PA 0x${addr.toString(16)} aborted`);
