@@ -138,12 +138,18 @@ function flsXor(a: number, b: number): number {
 
 /** Scratch batch of an SMMU: filled and inserted within one synchronous stretch. */
 const batches = new WeakMap<ArmSmmuDevice, ArmSmmuCmdqBatch>();
+/** The last SMMU asked for and its batch (machines mostly have one SMMU: no WeakMap lookup per unmap). */
+let lastSmmu: ArmSmmuDevice | null = null;
+let lastBatch: ArmSmmuCmdqBatch | null = null;
 function scratchBatch(smmu: ArmSmmuDevice): ArmSmmuCmdqBatch {
+  if (smmu === lastSmmu) return lastBatch!.init();
   let b = batches.get(smmu);
   if (!b) {
     b = new ArmSmmuCmdqBatch(smmu.cmdq, smmu);
     batches.set(smmu, b);
   }
+  lastSmmu = smmu;
+  lastBatch = b;
   return b.init();
 }
 
