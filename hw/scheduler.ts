@@ -102,6 +102,15 @@ export class TimeLimitError extends Error {
 // armed from a promise job, the first one included.
 const SETTLED: Promise<void> = Promise.resolve();
 
+/**
+ * The tie-break key of a draw: its bits with the sign bit flipped, as an int32. Signed order of keys is
+ * the unsigned order of draws, and an int32 is a small integer to V8 (a draw above 2^31 would be a
+ * boxed double, allocated per event).
+ */
+function orderKey(draw: number): number {
+  return draw ^ 0x8000_0000;
+}
+
 export class Scheduler {
   private heap: ScheduledEvent[] = [];
   private seq = 0;
@@ -134,7 +143,7 @@ export class Scheduler {
     if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
       throw new RangeError(`scheduler: delay must be a finite number >= 0, got ${delayNs} (${label})`);
     }
-    const ev = new ScheduledEvent(this, this._now + delayNs, this.prng.nextU32(), this.seq++, fn, label);
+    const ev = new ScheduledEvent(this, this._now + delayNs, orderKey(this.prng.nextU32()), this.seq++, fn, label);
     this.push(ev);
     // A cancelled event leaves the heap at once: timers armed and cancelled by the million cost
     // nothing later.
@@ -152,7 +161,7 @@ export class Scheduler {
     }
     this.remove(ev);
     ev.time = this._now + delayNs;
-    ev.key = this.prng.nextU32();
+    ev.key = orderKey(this.prng.nextU32());
     ev.seq = this.seq++;
     this.push(ev);
   }
