@@ -260,7 +260,12 @@ export function iommuMap(domain: IommuDomain, iova: number, paddr: number, size:
   } catch (e) {
     return unmapAfterFailure(domain, iova, size, e);
   }
-  return r instanceof Promise ? r.catch((e: unknown) => unmapAfterFailure(domain, iova, size, e)) : DONE;
+  return r instanceof Promise ? unmapIfSyncFails(r, domain, iova, size) : DONE;
+}
+
+// (Its own function: a closure over iommuMap's parameters would allocate their context on every map.)
+function unmapIfSyncFails(r: Promise<void>, domain: IommuDomain, iova: number, size: number): Promise<void> {
+  return r.catch((e: unknown) => unmapAfterFailure(domain, iova, size, e));
 }
 
 /** Undo the `done` bytes a failed iommuMap mapped, then fail with its error. */
@@ -344,9 +349,13 @@ export function iommuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): P
   } catch (e) {
     return Promise.reject(e);
   }
-  if (r instanceof Promise) return r.then(() => gatherStartOver(gather));
+  if (r instanceof Promise) return startOverAfter(r, gather);
   gatherStartOver(gather);
   return DONE;
+}
+
+function startOverAfter(r: Promise<void>, gather: IommuIotlbGather): Promise<void> {
+  return r.then(() => gatherStartOver(gather));
 }
 
 function gatherStartOver(gather: IommuIotlbGather): void {

@@ -318,6 +318,8 @@ const CMDQ_INSERT_SHARED_LINES = 4;
 /** How often sleeping CMD_SYNC waiters check their timeout when no interrupt comes (1/16 of it). */
 const CMDQ_WATCHDOG_NS = (ARM_SMMU_POLL_TIMEOUT_US * 1000) / 16;
 
+const answerZero = (): 0 => 0;
+
 /** The settled answer of a CMD_SYNC wait that found its SYNC already complete. */
 const SYNC_DONE: Promise<0> = Promise.resolve(0);
 
@@ -552,8 +554,14 @@ export class ArmSmmuCmdq {
       if (sync) return this.pollUntilSync(syncAbs);
       // The CPU is busy until its insertion ends.
       const owed = this.insertionOwed();
-      return owed > 0 ? this.host.port.delay(owed).then(() => 0 as const) : SYNC_DONE;
+      return owed > 0 ? this.host.port.delay(owed).then(answerZero) : SYNC_DONE;
     }
+    return this.issueViaBacklog(cmds, n, sync);
+  }
+
+  // (Its own method: closures over issueCmdlist's parameters would allocate their context on every
+  // call there, backlog or not.)
+  private issueViaBacklog(cmds: Uint32Array, n: number, sync: boolean): Promise<0 | Errno> {
     return new Promise((resolve) => {
       this.enqueueBacklog(cmds, n, sync, (s) => {
         if (s < 0) resolve(0);
@@ -602,8 +610,13 @@ export class ArmSmmuCmdq {
   // kernel: arm_smmu_cmdq_poll_until_sync() [arm-smmu-v3.c]
   private pollUntilSync(syncAbs: number): Promise<0 | Errno> {
     const owed = this.insertionOwed();
-    if (owed > 0) return this.host.port.delay(owed).then(() => this.pollUntilSyncNow(syncAbs));
+    if (owed > 0) return this.pollAfter(owed, syncAbs);
     return this.pollUntilSyncNow(syncAbs);
+  }
+
+  /** pollUntilSync once the CPU's insertion has ended `owed` ns from now. */
+  private pollAfter(owed: number, syncAbs: number): Promise<0 | Errno> {
+    return this.host.port.delay(owed).then(() => this.pollUntilSyncNow(syncAbs));
   }
 
   /** pollUntilSync once the CPU is free. */
