@@ -136,9 +136,23 @@ const SPENT_SLACK = 64;
  */
 const userMappings = new WeakMap<IommuDomain, DomainMappings>();
 
+/** The domain last recorded for and its ranges: a thread maps and unmaps in one domain at a time. */
+let lastDomain: IommuDomain | null = null;
+let lastMappings: DomainMappings | undefined;
+
+function mappingsOf(domain: IommuDomain): DomainMappings | undefined {
+  if (domain === lastDomain) return lastMappings;
+  const m = userMappings.get(domain);
+  if (m !== undefined) {
+    lastDomain = domain;
+    lastMappings = m;
+  }
+  return m;
+}
+
 function recordMapped(domain: IommuDomain, iova: number, pa: number, size: number): void {
   if ((domain.type & __IOMMU_DOMAIN_DMA_API) !== 0 || size === 0) return;
-  let m = userMappings.get(domain);
+  let m = mappingsOf(domain);
   if (!m) userMappings.set(domain, (m = { ranges: new Map(), spent: 0 }));
   const r = m.ranges.get(iova);
   if (r === undefined) {
@@ -152,7 +166,7 @@ function recordMapped(domain: IommuDomain, iova: number, pa: number, size: numbe
 
 /** Forget [iova, iova + size): ranges are trimmed or split where they overlap it. */
 function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
-  const m = userMappings.get(domain);
+  const m = mappingsOf(domain);
   if (!m || size === 0) return;
   const ranges = m.ranges;
   const end = iova + size;
@@ -186,7 +200,7 @@ function sweepSpent(m: DomainMappings): void {
  * mapped. Only domains the DMA API does not own are tracked (false for the others).
  */
 export function iommuDomainMapsPhys(domain: IommuDomain, pa: number): boolean {
-  const m = userMappings.get(domain);
+  const m = mappingsOf(domain);
   if (!m) return false;
   const frame = Math.floor(pa / 4096) * 4096;
   for (const r of m.ranges.values()) {
