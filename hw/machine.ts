@@ -499,10 +499,10 @@ export class Machine {
    * address and function of each, as parallel arrays in the order they were armed (no object per arm).
    */
   private readonly monitorPa: number[] = [];
-  private readonly monitorFn: (() => void)[] = [];
+  private readonly monitorFn: ((pa: number) => void)[] = [];
   private monitorObserver: (() => void) | null = null;
 
-  private armMonitor(pa: number, fn: () => void): void {
+  private armMonitor(pa: number, fn: (pa: number) => void): void {
     this.monitorPa.push(pa);
     this.monitorFn.push(fn);
     this.monitorObserver ??= this.interconnect.onRamWrite((_master, wpa, len) => {
@@ -513,13 +513,13 @@ export class Machine {
         if (wpa < a + 4 && a < wpa + len) {
           const f = this.monitorFn[i];
           this.dropMonitor(i);
-          f();
+          f(a);
         }
       }
     });
   }
 
-  private disarmMonitor(pa: number, fn: () => void): void {
+  private disarmMonitor(pa: number, fn: (pa: number) => void): void {
     const pas = this.monitorPa;
     const fns = this.monitorFn;
     for (let i = pas.length - 1; i >= 0; i--) {

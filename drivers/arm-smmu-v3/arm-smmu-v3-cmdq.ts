@@ -659,22 +659,24 @@ export class ArmSmmuCmdq {
     this.sleepResolve.push(resolve);
   };
 
-  /** A monitored MSI write landed: the sleepers check their CMD_SYNC. */
-  private readonly wakeUp = (): void => this.wake(false);
+  /** A write landed on a monitored entry: the sleepers check their CMD_SYNC. */
+  private readonly wakeUp = (entry: number): void => this.wake(entry);
 
   /** The watchdog ticked: the sleepers check their CMD_SYNC and their deadline. */
   private readonly watchdogTick = (): void => {
     this.watchdog = null;
-    this.wake(true);
+    this.wake(-1);
   };
 
   /**
    * Every sleeper checks its CMD_SYNC again, in the order they went to sleep: a completed one ends its
-   * wait (its monitor is disarmed: a write elsewhere woke it), one past its deadline times out, the
-   * others sleep on. A monitor is one-shot: the one whose write landed re-arms if its SYNC is still
-   * pending (another agent wrote the word).
+   * wait (its monitor is disarmed unless it is the one that fired: a write elsewhere woke it), one past
+   * its deadline times out (on a watchdog tick, `fired` -1), the others sleep on. A monitor is
+   * one-shot: those on the entry written (`fired`) re-arm if their SYNC is still pending (another agent
+   * wrote the word); the others are still armed and are left as they are.
    */
-  private wake(tick: boolean): void {
+  private wake(fired: number): void {
+    const tick = fired < 0;
     const syncs = this.sleepSync;
     const n = syncs.length;
     if (n === 0) return;
@@ -686,7 +688,7 @@ export class ArmSmmuCmdq {
       const resolve = this.sleepResolve[i];
       const entry = q.absAddr(syncAbs);
       if (this.syncDone(syncAbs, entry)) {
-        port.unmonitor!(entry, this.wakeUp);
+        if (entry !== fired) port.unmonitor!(entry, this.wakeUp);
         resolve(0);
         continue;
       }
@@ -697,9 +699,13 @@ export class ArmSmmuCmdq {
       }
       syncs[kept] = syncAbs;
       this.sleepDeadline[kept] = this.sleepDeadline[i];
-      // Re-arm: the monitor that fired is spent; disarming one that did not fire is harmless.
-      port.unmonitor!(entry, this.wakeUp);
-      port.monitor!(entry, this.wakeUp);
+      if (entry === fired) {
+        // Re-arm the spent monitor. (Several sleepers on one entry: each disarms one of the entry's
+        // monitors the write has not reached yet, or a re-armed one, and arms one, so the entry keeps
+        // one monitor per sleeper.)
+        port.unmonitor!(entry, this.wakeUp);
+        port.monitor!(entry, this.wakeUp);
+      }
       this.sleepResolve[kept] = resolve;
       kept++;
     }
