@@ -10,7 +10,7 @@
  * Addresses are JS numbers (exact to 2^53), so page sizes above 2^31 are handled arithmetically.
  */
 import { KernelError } from '../bus/errno.js';
-import { iommuIotlbGatherInit, type IommuIotlbGather } from './iommu-gather.js';
+import { IOMMU_GATHER_START_EMPTY, iommuIotlbGatherInit, type IommuFreedPages, type IommuIotlbGather } from './iommu-gather.js';
 import { __IOMMU_DOMAIN_DMA_API, __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type IommuDomain } from './iommu-domain.js';
 import type { Gfp, MaybePromise } from './iommu-ops.js';
 import { hex } from './io-pgtable.js';
@@ -316,36 +316,41 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
  */
 // kernel: iommu_unmap() [iommu.c]
 export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Promise<number> {
-  const gather = iommuIotlbGatherInit();
-  let unmapped: number;
+  const gather = unmapGatherPool.pop() ?? new UnmapGather();
+  iommuIotlbGatherInit(gather);
   let r: MaybePromise<void>;
   try {
-    unmapped = __iommuUnmap(domain, iova, size, gather);
+    gather.unmapped = __iommuUnmap(domain, iova, size, gather);
     r = domain.ops.iotlbSync?.call(domain.ops, domain, gather);
   } catch (e) {
     return Promise.reject(e);
   }
-  return r instanceof Promise ? r.then(answer(unmapped)) : Promise.resolve(unmapped);
+  if (r instanceof Promise) return r.then(gather.done);
+  unmapGatherPool.push(gather);
+  return Promise.resolve(gather.unmapped);
 }
 
-/** The last `answer` made: unmaps of one size follow each other, so one closure serves them all. */
-let answerBytes = -1;
-let answerFn: () => number = () => answerBytes;
-
-/** A function returning `bytes`. */
-function answer(bytes: number): () => number {
-  if (bytes !== answerBytes) {
-    answerBytes = bytes;
-    answerFn = constant(bytes);
-  }
-  return answerFn;
+/**
+ * The gather of an iommuUnmap call, with what the call answers. It is reused once the sync it was
+ * handed to has finished (the driver's iotlb_sync is done with it then), and its `done`, made once per
+ * gather, is the reaction that answers: an unmap allocates neither a gather nor a closure.
+ */
+class UnmapGather implements IommuIotlbGather {
+  start = IOMMU_GATHER_START_EMPTY;
+  end = 0;
+  pgsize = 0;
+  freelist: IommuFreedPages[] = [];
+  queued = false;
+  /** Bytes the unmap removed: what its promise resolves with. */
+  unmapped = 0;
+  readonly done = (): number => {
+    unmapGatherPool.push(this);
+    return this.unmapped;
+  };
 }
 
-// (Its own function: a closure over a parameter allocates its context on every call of the function
-// that makes it, taken branch or not.)
-function constant(v: number): () => number {
-  return () => v;
-}
+/** Gathers whose sync has finished (at most one per unmap in flight at once). */
+const unmapGatherPool: UnmapGather[] = [];
 
 /** As iommuUnmap, leaving the invalidation in `gather` for the caller's iommuIotlbSync. */
 // kernel: iommu_unmap_fast() [iommu.c]
