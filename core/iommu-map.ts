@@ -124,6 +124,20 @@ interface DomainMappings {
   readonly ranges: Map<number, MappedRange>;
   /** Entries with size 0. */
   spent: number;
+  /**
+   * The entry last looked up (still in `ranges` under its IOVA; null after a split or a sweep): a map
+   * and its unmap find it without hashing the IOVA (a double above 2^31) twice.
+   */
+  last: MappedRange | null;
+}
+
+/** The entry at `iova`, if any. */
+function rangeAt(m: DomainMappings, iova: number): MappedRange | undefined {
+  const l = m.last;
+  if (l !== null && l.iova === iova) return l;
+  const r = m.ranges.get(iova);
+  if (r !== undefined) m.last = r;
+  return r;
 }
 
 /** Spent entries tolerated before a sweep regardless of the live count. */
@@ -153,10 +167,10 @@ function mappingsOf(domain: IommuDomain): DomainMappings | undefined {
 function recordMapped(domain: IommuDomain, iova: number, pa: number, size: number): void {
   if ((domain.type & __IOMMU_DOMAIN_DMA_API) !== 0 || size === 0) return;
   let m = mappingsOf(domain);
-  if (!m) userMappings.set(domain, (m = { ranges: new Map(), spent: 0 }));
-  const r = m.ranges.get(iova);
+  if (!m) userMappings.set(domain, (m = { ranges: new Map(), spent: 0, last: null }));
+  const r = rangeAt(m, iova);
   if (r === undefined) {
-    m.ranges.set(iova, { iova, pa, size });
+    m.ranges.set(iova, (m.last = { iova, pa, size }));
     return;
   }
   if (r.size === 0) m.spent--;
@@ -171,12 +185,13 @@ function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
   const ranges = m.ranges;
   const end = iova + size;
   // The usual case: exactly what one iommuMap call mapped.
-  const exact = ranges.get(iova);
+  const exact = rangeAt(m, iova);
   if (exact !== undefined && exact.size === size) {
     exact.size = 0;
     if (++m.spent > SPENT_SLACK && m.spent > ranges.size - m.spent) sweepSpent(m);
     return;
   }
+  m.last = null;
   for (const r of [...ranges.values()]) {
     const rEnd = r.iova + r.size;
     if (r.size === 0 || rEnd <= iova || r.iova >= end) continue;
@@ -193,6 +208,7 @@ function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
 function sweepSpent(m: DomainMappings): void {
   for (const [iova, r] of m.ranges) if (r.size === 0) m.ranges.delete(iova);
   m.spent = 0;
+  m.last = null;
 }
 
 /**
