@@ -109,20 +109,27 @@ export interface CommandQueueStats {
   atcTimeouts: number;
 }
 
-/** Stats whose `consumed` names the per-opcode counts when read. */
-function newStats(byOpcode: Float64Array): CommandQueueStats {
-  return {
-    get consumed(): Record<string, number> {
-      const out: Record<string, number> = {};
-      for (const [op, name] of F.COMMAND_NAMES) if (byOpcode[op] > 0) out[name] = byOpcode[op];
-      return out;
-    },
-    total: 0,
-    syncs: 0,
-    errors: 0,
-    atcInvalidations: 0,
-    atcTimeouts: 0,
-  };
+/**
+ * Stats whose `consumed` names the per-opcode counts when read. A class, not an object literal with
+ * a getter: V8 keeps such a literal in dictionary mode, and `total`/`syncs` are counted per command.
+ */
+class QueueStats implements CommandQueueStats {
+  total = 0;
+  syncs = 0;
+  errors = 0;
+  atcInvalidations = 0;
+  atcTimeouts = 0;
+  readonly #byOpcode: Float64Array;
+
+  constructor(byOpcode: Float64Array) {
+    this.#byOpcode = byOpcode;
+  }
+
+  get consumed(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [op, name] of F.COMMAND_NAMES) if (this.#byOpcode[op] > 0) out[name] = this.#byOpcode[op];
+    return out;
+  }
 }
 
 /**
@@ -172,7 +179,7 @@ export class CommandQueue {
   enabled = false;
   /** Commands consumed per opcode (the hot path counts here; `stats.consumed` names them). */
   private readonly byOpcode = new Float64Array(256);
-  readonly stats: CommandQueueStats = newStats(this.byOpcode);
+  readonly stats: CommandQueueStats = new QueueStats(this.byOpcode);
   private readonly words = new Uint32Array(4);
   /** The consumption step (one event re-armed per doorbell: nothing allocated per step). */
   private readonly stepEvent: RecurringEvent;
