@@ -13,7 +13,7 @@
  * active while any sync is in flight). The domain's `iotlbSync` and `free` are the points that wait.
  */
 import type { IommuFlushOps } from '../../core/io-pgtable.js';
-import type { ArmSmmuDevice, ArmSmmuDomain } from './arm-smmu-device.js';
+import type { ArmSmmuDevice, ArmSmmuDomain, ArmSmmuTlbStats } from './arm-smmu-device.js';
 import { ARM_SMMU_V2 } from './arm-smmu-device.js';
 import {
   ARM_SMMU_CB_S1_TLBIASID,
@@ -39,22 +39,11 @@ export const TLB_LOOP_TIMEOUT_US = 1_000_000;
 /** The kernel's TLB_SPIN_COUNT */
 export const TLB_SPIN_COUNT = 10;
 
-/** Outcome counters a test or report can read. */
-export interface ArmSmmuTlbStats {
-  syncs: number;
-  syncTimeouts: number;
-}
-
-const stats = new WeakMap<ArmSmmuDevice, ArmSmmuTlbStats>();
+export type { ArmSmmuTlbStats } from './arm-smmu-device.js';
 
 /** The TLB counters of an SMMU. */
 export function armSmmuTlbStats(smmu: ArmSmmuDevice): ArmSmmuTlbStats {
-  let s = stats.get(smmu);
-  if (!s) {
-    s = { syncs: 0, syncTimeouts: 0 };
-    stats.set(smmu, s);
-  }
-  return s;
+  return smmu.tlbStats;
 }
 
 /** A sync that found nothing to wait for: one settled promise, no allocation per call. */
@@ -84,14 +73,14 @@ async function armSmmuTlbSyncWaitDelay(smmu: ArmSmmuDevice, page: number, status
     await smmu.dev.port.delay(delay * 1000);
     if (delay * 2 < TLB_LOOP_TIMEOUT_US && armSmmuTlbSyncSpin(smmu, page, status)) return;
   }
-  armSmmuTlbStats(smmu).syncTimeouts++;
+  smmu.tlbStats.syncTimeouts++;
   smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
 }
 
 /** Write a sync register and wait for it. */
 // kernel: __arm_smmu_tlb_sync() [arm-smmu.c]
 export function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: number, status: number): Promise<void> {
-  armSmmuTlbStats(smmu).syncs++;
+  smmu.tlbStats.syncs++;
   if (smmu.impl?.tlbSync) return smmu.impl.tlbSync(smmu, page, sync, status);
   smmu.writel(page, sync, QCOM_DUMMY_VAL);
   return armSmmuTlbSyncWait(smmu, page, status);
@@ -111,13 +100,13 @@ export function armSmmuTlbSyncContext(smmuDomain: ArmSmmuDomain): Promise<void> 
 /** Start a context bank sync without waiting (for io-pgtable's synchronous callbacks). */
 function armSmmuTlbSyncContextStart(smmuDomain: ArmSmmuDomain): void {
   const smmu = smmuDomain.smmu!;
-  armSmmuTlbStats(smmu).syncs++;
+  smmu.tlbStats.syncs++;
   smmu.cbWrite(smmuDomain.cfg.cbndx, ARM_SMMU_CB_TLBSYNC, QCOM_DUMMY_VAL);
 }
 
 /** Start a global sync without waiting. */
 function armSmmuTlbSyncGlobalStart(smmu: ArmSmmuDevice): void {
-  armSmmuTlbStats(smmu).syncs++;
+  smmu.tlbStats.syncs++;
   smmu.gr0Write(ARM_SMMU_GR0_sTLBGSYNC, QCOM_DUMMY_VAL);
 }
 
@@ -141,6 +130,15 @@ export async function armSmmuTlbInvContextS2(smmuDomain: ArmSmmuDomain): Promise
   await armSmmuTlbSyncGlobal(smmu);
 }
 
+/** ASID << 48 of the AArch64 TLBI operands, made once per ASID (a strict unmap writes one per page). */
+const asidOperands: bigint[] = [];
+
+function asidOperand(asid: number): bigint {
+  let v = asidOperands[asid];
+  if (v === undefined) asidOperands[asid] = v = BigInt(asid) << TTBRn_ASID_SHIFT;
+  return v;
+}
+
 /**
  * One TLBIVA/TLBIVAL per granule of [iova, iova + size). AArch64 operand: VA >> 12 with the ASID in
  * [63:48]; AArch32: VA[31:12] with the ASID in [7:0].
@@ -158,7 +156,7 @@ export function armSmmuTlbInvRangeS1(smmuDomain: ArmSmmuDomain, iova: number, si
     }
     return;
   }
-  const asid = BigInt(cfg.asid) << TTBRn_ASID_SHIFT;
+  const asid = asidOperand(cfg.asid);
   let page = Math.floor(iova / 4096);
   const step = granule / 4096;
   for (let left = size; left > 0; left -= granule) {

@@ -63,7 +63,14 @@ export class TlbMaintenance {
     const ops = this.pendingGlobal;
     this.pendingGlobal = [];
     this.globalSyncsInFlight++;
-    this.completeLater(ops, `${this.s.name} sTLBGSYNC`, () => this.globalSyncsInFlight--);
+    this.s.scheduler.schedule(
+      this.s.options.timing.tlbSyncNs,
+      () => {
+        this.applyAll(ops);
+        this.globalSyncsInFlight--;
+      },
+      `${this.s.name} sTLBGSYNC`,
+    );
   }
 
   // Context bank
@@ -94,29 +101,32 @@ export class TlbMaintenance {
   }
 
   bankSync(b: ContextBank): void {
-    const ops = b.pendingTlbi;
-    b.pendingTlbi = [];
+    // The operations written before this sync (null: none; the bank's list is only replaced then).
+    const ops = b.pendingTlbi.length > 0 ? b.pendingTlbi : null;
+    if (ops !== null) b.pendingTlbi = [];
     b.syncsInFlight++;
-    this.completeLater(ops, (this.bankSyncLabels[b.index] ??= `${this.s.name} cb${b.index} TLBSYNC`), () => b.syncsInFlight--);
-  }
-
-  /** Step labels of the banks' syncs, made once per bank (not a string per sync). */
-  private readonly bankSyncLabels: string[] = [];
-
-  /** The sync completes in a scheduled step: its operations take effect, then its status clears. */
-  private completeLater(ops: readonly PendingTlbi[], label: string, finished: () => void): void {
+    // One closure per sync (its operations and bank), the step's label made once per bank.
     this.s.scheduler.schedule(
       this.s.options.timing.tlbSyncNs,
       () => {
-        for (const op of ops) this.s.tlb.apply(op);
-        finished();
+        if (ops !== null) this.applyAll(ops);
+        b.syncsInFlight--;
       },
-      label,
+      (this.bankSyncLabels[b.index] ??= `${this.s.name} cb${b.index} TLBSYNC`),
     );
   }
 
+  /** Step labels of the banks' syncs (not a string per sync). */
+  private readonly bankSyncLabels: string[] = [];
+
+  /** A sync completed: its operations take effect (its status clears after). */
+  private applyAll(ops: readonly PendingTlbi[]): void {
+    const tlb = this.s.tlb;
+    for (let i = 0; i < ops.length; i++) tlb.apply(ops[i]);
+  }
+
   /** TLB namespace a bank's maintenance applies to (its VMID, or the bank with ASIDPNE). */
-  private namespaceOf(b: ContextBank): string {
+  private namespaceOf(b: ContextBank): number {
     const cfg = this.s.decoded(b);
     if (cfg.status === CFG_OK) return Tlb.namespace(cfg.vmid, cfg.privateCb);
     const type = b.index < this.s.options.numS2Cb ? R.CBAR_TYPE_S2_TRANS : R.CBAR.TYPE.get(b.cbar);

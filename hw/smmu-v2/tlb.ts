@@ -53,6 +53,9 @@ export class TlbSet {
   readonly buckets = new Map<number, TlbEntry>();
   count = 0;
 
+  /** The namespace (Tlb.namespace) the maintenance operations match against. */
+  readonly ns: number;
+
   constructor(
     readonly tag: string,
     readonly kind: TlbSetKind,
@@ -63,7 +66,9 @@ export class TlbSet {
     /** ASID, or -1 for stage 2 only and for the global set. */
     readonly asid: number,
     readonly global: boolean,
-  ) {}
+  ) {
+    this.ns = Tlb.namespace(vmid, privateCb);
+  }
 
   lookup(addr: number): TlbEntry | null {
     const sizes = this.sizes;
@@ -176,10 +181,10 @@ function bucketKey(blockNumber: number, slot: number): number {
 
 /** A TLB maintenance operation waiting for the sync that completes it. */
 export type PendingTlbi =
-  | { op: 'va'; namespace: string; asid: number; addr: number }
-  | { op: 'vaa'; namespace: string; addr: number }
-  | { op: 'asid'; namespace: string; asid: number }
-  | { op: 'namespace'; namespace: string }
+  | { op: 'va'; namespace: number; asid: number; addr: number }
+  | { op: 'vaa'; namespace: number; addr: number }
+  | { op: 'asid'; namespace: number; asid: number }
+  | { op: 'namespace'; namespace: number }
   | { op: 'ipa'; vmid: number; addr: number }
   | { op: 'vmid'; vmid: number }
   | { op: 'all' };
@@ -201,14 +206,22 @@ export class Tlb {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`TLB capacity must be a positive integer, got ${capacity}`);
   }
 
-  /** Namespace name of a VMID or of a bank-private ASID space. */
-  static namespace(vmid: number, privateCb: number): string {
-    return privateCb >= 0 ? `cb${privateCb}` : `vmid${vmid}`;
+  /**
+   * Namespace of a VMID (the VMID, >= 0) or of a bank-private ASID space (-1 - bank): a number, so a
+   * maintenance operation neither builds nor compares strings.
+   */
+  static namespace(vmid: number, privateCb: number): number {
+    return privateCb >= 0 ? -1 - privateCb : vmid;
+  }
+
+  /** The namespace's name in tags: `vmid<n>` or `cb<n>`. */
+  static namespaceName(ns: number): string {
+    return ns < 0 ? `cb${-1 - ns}` : `vmid${ns}`;
   }
 
   /** The set for a tag, created on first use (configuration decode time, not the hot path). */
   set(kind: TlbSetKind, vmid: number, privateCb: number, asid: number, global: boolean): TlbSet {
-    const ns = Tlb.namespace(vmid, privateCb);
+    const ns = Tlb.namespaceName(Tlb.namespace(vmid, privateCb));
     const tag = kind === 'stage2' ? `${ns}/s2` : global ? `${ns}/${kind}/g` : `${ns}/${kind}/asid${asid}`;
     let s = this.sets.get(tag);
     if (!s) {
@@ -238,7 +251,7 @@ export class Tlb {
     let n = 0;
     for (const s of this.sets.values()) {
       if (s.count === 0) continue;
-      const ns = Tlb.namespace(s.vmid, s.privateCb);
+      const ns = s.ns;
       switch (op.op) {
         case 'va':
           if (ns === op.namespace && s.kind !== 'stage2' && (s.global || s.asid === op.asid)) n += s.invalidateAddr(op.addr);
