@@ -199,6 +199,8 @@ export interface TlbStats {
 
 export class Tlb {
   private readonly sets = new Map<string, TlbSet>();
+  /** The same sets in creation order, for maintenance to walk without an iterator. */
+  private readonly setList: TlbSet[] = [];
   private total = 0;
   readonly stats: TlbStats = { hits: 0, misses: 0, inserts: 0, invalidated: 0, flushesForCapacity: 0 };
 
@@ -227,6 +229,7 @@ export class Tlb {
     if (!s) {
       s = new TlbSet(tag, kind, vmid, privateCb, kind === 'stage2' || global ? -1 : asid, global);
       this.sets.set(tag, s);
+      this.setList.push(s);
     }
     return s;
   }
@@ -248,8 +251,12 @@ export class Tlb {
 
   /** Apply one completed maintenance operation. */
   apply(op: PendingTlbi): number {
+    // Nothing cached, nothing to remove (a strict unmap's TLBI usually finds an empty TLB).
+    if (this.total === 0) return 0;
     let n = 0;
-    for (const s of this.sets.values()) {
+    const sets = this.setList;
+    for (let i = 0; i < sets.length; i++) {
+      const s = sets[i];
       if (s.count === 0) continue;
       const ns = s.ns;
       switch (op.op) {
