@@ -47,6 +47,11 @@ import { Translator } from './translate.js';
 export type { SmmuV2Stats } from './state.js';
 
 const log = createDebug('iommu:hw:smmu-v2');
+
+/** A 64-bit register value and its two 32-bit words (the low one first on a little-endian host). */
+const SCRATCH64 = new BigUint64Array(1);
+const SCRATCH32 = new Uint32Array(SCRATCH64.buffer);
+const WORD_LO = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1 ? 0 : 1;
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
 /** What the machine gives the model. */
@@ -242,9 +247,10 @@ export class SmmuV2 implements MmioDevice, DmaPort {
   }
 
   write64(offset: number, value: bigint): void {
-    // Two's complement masks: the low and high words of value mod 2^64, whatever its sign.
-    const lo = Number(value & 0xffff_ffffn);
-    const hi = Number((value >> 32n) & 0xffff_ffffn);
+    // The halves of value mod 2^64 through the scratch view: BigInt arithmetic allocates per operation.
+    SCRATCH64[0] = value;
+    const lo = SCRATCH32[WORD_LO];
+    const hi = SCRATCH32[WORD_LO ^ 1];
     const cb = offset - this.cbBase;
     if (cb >= 0 && offset < this.regSize) {
       const n = cb >>> this.pgshift;
