@@ -179,15 +179,56 @@ function bucketKey(blockNumber: number, slot: number): number {
   return (blockNumber % 0x1000_0000) * 4 + (slot & 3);
 }
 
-/** A TLB maintenance operation waiting for the sync that completes it. */
-export type PendingTlbi =
-  | { op: 'va'; namespace: number; asid: number; addr: number }
-  | { op: 'vaa'; namespace: number; addr: number }
-  | { op: 'asid'; namespace: number; asid: number }
-  | { op: 'namespace'; namespace: number }
-  | { op: 'ipa'; vmid: number; addr: number }
-  | { op: 'vmid'; vmid: number }
-  | { op: 'all' };
+export type TlbiOp = 'va' | 'vaa' | 'asid' | 'namespace' | 'ipa' | 'vmid' | 'all';
+
+/**
+ * A TLB maintenance operation waiting for the sync that completes it. One shape for every kind, so a
+ * batch can reuse its operations once applied. The fields an operation uses:
+ * - `va`: namespace, ASID, address; `vaa`: namespace, address; `asid`: namespace, ASID;
+ * - `namespace`: namespace; `ipa`: VMID, address; `vmid`: VMID; `all`: none.
+ */
+export class PendingTlbi {
+  op: TlbiOp = 'all';
+  namespace = 0;
+  asid = 0;
+  addr = 0;
+  vmid = 0;
+
+  set(op: TlbiOp, namespace: number, asid: number, addr: number, vmid: number): void {
+    this.op = op;
+    this.namespace = namespace;
+    this.asid = asid;
+    this.addr = addr;
+    this.vmid = vmid;
+  }
+}
+
+/**
+ * The operations written to one register space (a bank, or GR0) before its next sync, in order. A
+ * sync takes the batch and completes it later; applied batches and their operations are reused, so
+ * a TLBI then TLBSYNC allocates nothing once the pool holds what the traffic needs.
+ */
+export class TlbiBatch {
+  private readonly ops: PendingTlbi[] = [];
+  length = 0;
+
+  /** The next operation slot (fill it with `set`). */
+  add(): PendingTlbi {
+    let op = this.ops[this.length];
+    if (op === undefined) this.ops.push((op = new PendingTlbi()));
+    this.length++;
+    return op;
+  }
+
+  /** Apply the operations in the order written, then empty the batch. */
+  applyTo(tlb: Tlb): void {
+    const ops = this.ops;
+    for (let i = 0; i < this.length; i++) tlb.apply(ops[i]);
+    this.length = 0;
+  }
+}
+
+const FLUSH_ALL = new PendingTlbi();
 
 export interface TlbStats {
   hits: number;
@@ -291,6 +332,6 @@ export class Tlb {
   }
 
   flushAll(): void {
-    this.apply({ op: 'all' });
+    this.apply(FLUSH_ALL);
   }
 }
