@@ -222,6 +222,27 @@ describe('SMMUv2 translation through context banks', () => {
     expect(b.write(7, 0x3000, [1]).c?.pa).toBe(PA1);
   });
 
+  it('a sync written before a reset does not complete (or clear the status of) one written after it', () => {
+    const { b } = s1Rig();
+    const at = (ns: number): void => {
+      b.scheduler.schedule(ns - b.scheduler.now, () => {});
+      b.scheduler.runSyncUntilIdle(ns - b.scheduler.now);
+    };
+    b.setCb(0, TLBSYNC, 0);
+    b.setGr0(sTLBGSYNC, 0);
+    at(100);
+    b.smmu.reset();
+    b.setCb(0, TLBSYNC, 0);
+    b.setGr0(sTLBGSYNC, 0);
+    // Past the first pair's completion (200 ns after it was written), before the second pair's.
+    at(250);
+    expect(b.cb(0, TLBSTATUS) & 1).toBe(1);
+    expect(b.gr0(sTLBGSTATUS) & 1).toBe(1);
+    b.run();
+    expect(b.cb(0, TLBSTATUS) & 1).toBe(0);
+    expect(b.gr0(sTLBGSTATUS) & 1).toBe(0);
+  });
+
   it('TLBIALLNSNH drops everything after sTLBGSYNC', () => {
     const { b, t } = s1Rig();
     t.map(0x6000, PA1);
