@@ -61,21 +61,75 @@ function armSmmuTlbSyncSpin(smmu: ArmSmmuDevice, page: number, status: number): 
 /**
  * Poll a sync status register until its ACTIVE bit clears, as Linux does, in virtual time: the spins,
  * then a delay doubling from 1 µs, spins after each but the last. The first spins run before anything
- * is awaited, so a wait that finds the sync complete costs no async frame.
+ * is awaited, so a wait that finds the sync complete costs no promise.
  */
 function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
   if (armSmmuTlbSyncSpin(smmu, page, status)) return SYNCED;
-  return armSmmuTlbSyncWaitDelay(smmu, page, status);
+  return (freePolls.pop() ?? new TlbSyncPoll()).start(smmu, page, status);
 }
 
-async function armSmmuTlbSyncWaitDelay(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
-  for (let delay = 1; delay < TLB_LOOP_TIMEOUT_US; delay *= 2) {
-    await smmu.dev.port.delay(delay * 1000);
-    if (delay * 2 < TLB_LOOP_TIMEOUT_US && armSmmuTlbSyncSpin(smmu, page, status)) return;
+/**
+ * The delays of one sync wait (kernel: the udelay() loop of __arm_smmu_tlb_sync()). Each delay is a
+ * CPU timer whose callback runs the spins that follow it, at the instant the delay ends, and settles
+ * the waiter's promise: one promise and one timer event per wait, no async frame and no promise per
+ * delay (a strict unmap waits here once per unmap). Polls are reused once settled.
+ */
+class TlbSyncPoll {
+  private smmu: ArmSmmuDevice | null = null;
+  private page = 0;
+  private status = 0;
+  private delay = 1;
+  private resolve: (() => void) | null = null;
+  private reject: ((e: unknown) => void) | null = null;
+  private readonly executor = (resolve: () => void, reject: (e: unknown) => void): void => {
+    this.resolve = resolve;
+    this.reject = reject;
+  };
+  private readonly expired = (): void => this.afterDelay();
+
+  start(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
+    this.smmu = smmu;
+    this.page = page;
+    this.status = status;
+    this.delay = 1;
+    const waiter = new Promise<void>(this.executor);
+    smmu.dev.port.startTimer(1000, this.expired);
+    return waiter;
   }
-  smmu.tlbStats.syncTimeouts++;
-  smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
+
+  private afterDelay(): void {
+    const smmu = this.smmu!;
+    try {
+      if (this.delay * 2 < TLB_LOOP_TIMEOUT_US && armSmmuTlbSyncSpin(smmu, this.page, this.status)) {
+        this.settle(false, undefined);
+        return;
+      }
+      this.delay *= 2;
+      if (this.delay < TLB_LOOP_TIMEOUT_US) {
+        smmu.dev.port.startTimer(this.delay * 1000, this.expired);
+        return;
+      }
+      smmu.tlbStats.syncTimeouts++;
+      smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
+      this.settle(false, undefined);
+    } catch (e) {
+      // A register read that failed (the mapping is gone): the waiter sees the error.
+      this.settle(true, e);
+    }
+  }
+
+  private settle(failed: boolean, error: unknown): void {
+    const resolve = this.resolve!;
+    const reject = this.reject!;
+    this.smmu = null;
+    this.resolve = this.reject = null;
+    freePolls.push(this);
+    if (failed) reject(error);
+    else resolve();
+  }
 }
+
+const freePolls: TlbSyncPoll[] = [];
 
 /** Write a sync register and wait for it. */
 // kernel: __arm_smmu_tlb_sync() [arm-smmu.c]
