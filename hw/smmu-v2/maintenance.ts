@@ -8,7 +8,8 @@
  * space is written; that sync completes `timing.tlbSyncNs` later, in a scheduled step, and only
  * then do the queued operations take effect. A bank's sync does not complete global operations, nor
  * the other way round. The namespace a bank operation applies to is the bank's VMID, or the bank
- * itself when SCTLR.ASIDPNE is set.
+ * itself when SCTLR.ASIDPNE is set. A reset loses the syncs in flight: they complete nothing and
+ * leave the status of later syncs alone.
  * Does not support: broadcast maintenance, hypervisor entries (TLBIALLH invalidates nothing).
  */
 import { vtime } from '../vtime.js';
