@@ -358,7 +358,20 @@ export class CommandQueue {
     const op = F.CMD_OPCODE.get(w);
     if (F.CMD_SSEC.isSet(w)) return EXEC_ILL; // SSec is only meaningful on the Secure queue.
     const sid = F.CMD_STREAMID.get(w);
+    // The cases are compared in order: the commands of every unmap (CMD_SYNC, the stage 1 TLBIs) first.
     switch (op) {
+      case F.CMD_SYNC: {
+        const r = this.sync(w);
+        if (r !== EXEC_OK) return r;
+        break;
+      }
+      case F.CMD_TLBI_NH_ALL:
+      case F.CMD_TLBI_NH_ASID:
+      case F.CMD_TLBI_NH_VA:
+      case F.CMD_TLBI_NH_VAA:
+        if (!o.stage1) return EXEC_ILL;
+        if (!this.tlbiNh(op, w)) return EXEC_ILL;
+        break;
       case F.CMD_PREFETCH_CONFIG:
         this.ctx.prefetchConfig(sid, F.CMD_SSV.isSet(w), F.CMD_SUBSTREAMID.get(w));
         break;
@@ -377,13 +390,6 @@ export class CommandQueue {
       case F.CMD_CFGI_CD_ALL:
         if (!o.stage1) return EXEC_ILL;
         this.cache.invalidateCdAll(sid);
-        break;
-      case F.CMD_TLBI_NH_ALL:
-      case F.CMD_TLBI_NH_ASID:
-      case F.CMD_TLBI_NH_VA:
-      case F.CMD_TLBI_NH_VAA:
-        if (!o.stage1) return EXEC_ILL;
-        if (!this.tlbiNh(op, w)) return EXEC_ILL;
         break;
       case F.CMD_TLBI_EL2_ALL:
       case F.CMD_TLBI_EL2_ASID:
@@ -428,11 +434,6 @@ export class CommandQueue {
         if (o.stallModel === STALL_MODEL_TERMINATE) return EXEC_ILL;
         this.ctx.stallTerm(sid);
         break;
-      case F.CMD_SYNC: {
-        const r = this.sync(w);
-        if (r !== EXEC_OK) return r;
-        break;
-      }
       default:
         return EXEC_ILL;
     }
