@@ -156,7 +156,21 @@ export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuC
   cmd[off + 2] = 0;
   cmd[off + 3] = 0;
   CMDQ_0_OP.prep(cmd, ent.opcode & 0xff, off);
+  // (Cases are compared in order: the TLBI by VA of every unmap first.)
   switch (ent.opcode) {
+    case CMDQ_OP_TLBI_NH_VA:
+    case CMDQ_OP_TLBI_EL2_VA: {
+      const t = need(ent.tlbi, ent, 'tlbi');
+      if (ent.opcode === CMDQ_OP_TLBI_NH_VA) CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
+      CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
+      CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
+      CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
+      if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
+      CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
+      CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
+      CMDQ_TLBI_1_VA_MASK.prep(cmd, pageDown(t.addr), off);
+      break;
+    }
     case CMDQ_OP_TLBI_EL2_ALL:
     case CMDQ_OP_TLBI_NSNH_ALL:
       break;
@@ -178,19 +192,6 @@ export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuC
       // Cover the entire SID range.
       CMDQ_CFGI_1_RANGE.prep(cmd, 31, off);
       break;
-    case CMDQ_OP_TLBI_NH_VA:
-    case CMDQ_OP_TLBI_EL2_VA: {
-      const t = need(ent.tlbi, ent, 'tlbi');
-      if (ent.opcode === CMDQ_OP_TLBI_NH_VA) CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
-      CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
-      CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
-      CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
-      if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
-      CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
-      CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
-      CMDQ_TLBI_1_VA_MASK.prep(cmd, pageDown(t.addr), off);
-      break;
-    }
     case CMDQ_OP_TLBI_S2_IPA: {
       const t = need(ent.tlbi, ent, 'tlbi');
       CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
