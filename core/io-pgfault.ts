@@ -107,6 +107,8 @@ export class DevFaultParam implements IommuFaultParam {
 export class IopfGroupImpl implements IopfGroup {
   /** The code it was answered with, once answered. */
   response: IommuPageResponseCode | null = null;
+  /** The iopf handler it was queued for (its domain's when it was queued), until it runs. */
+  handler: ((g: IopfGroup) => void | Promise<void>) | null = null;
 
   constructor(
     readonly param: DevFaultParam,
@@ -142,7 +144,7 @@ export class IopfQueue {
    * Groups completed since the last work item started, with their handlers: one work item takes them
    * all (see iopfHandlePageRequest), as a reporting thread's pass hands them over together.
    */
-  batch: { group: IopfGroupImpl; handler: (g: IopfGroup) => void | Promise<void> }[] = [];
+  batch: IopfGroupImpl[] = [];
   private freed = false;
 
   constructor(
@@ -214,17 +216,18 @@ function sendResponse(dev: Device, evt: IopfFault, code: IommuPageResponseCode):
     logOf(dev)?.err(dev.name, `no page_response op: request grpid ${prm.grpid} stays unanswered`, LOG_NS);
     return null;
   }
-  const onError = (e: unknown): void => {
-    logOf(dev)?.err(dev.name, `page response (grpid ${prm.grpid}, code ${code}) failed: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
-  };
   try {
     // A synchronous op (arm-smmu-v3's queues the command and returns) costs no promise here.
     const r = ops.pageResponse(dev, evt, { pasid: prm.pasid, grpid: prm.grpid, code });
-    return r instanceof Promise ? r.catch(onError) : null;
+    return r instanceof Promise ? r.catch((e: unknown) => responseFailed(dev, prm.grpid, code, e)) : null;
   } catch (e) {
-    onError(e);
+    responseFailed(dev, prm.grpid, code, e);
     return null;
   }
+}
+
+function responseFailed(dev: Device, grpid: number, code: IommuPageResponseCode, e: unknown): void {
+  logOf(dev)?.err(dev.name, `page response (grpid ${grpid}, code ${code}) failed: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
 }
 
 const DONE: Promise<void> = Promise.resolve();
@@ -407,32 +410,39 @@ function iopfGroupFailed(group: IopfGroupImpl, e: unknown): void {
  * Run one group's handler; returns a promise only when the handler returned one (it settles when the
  * group is done and never rejects), null when the group is done already.
  */
-function iopfRunGroup(queue: IopfQueue, group: IopfGroupImpl, handler: (g: IopfGroup) => void | Promise<void>): Promise<void> | null {
+function iopfRunGroup(queue: IopfQueue, group: IopfGroupImpl): Promise<void> | null {
   const dev = group.param.dev;
+  const handler = group.handler!;
+  group.handler = null;
   const traced = devIommu(dev)?.subsystem.port.trace.active === true;
   const label = traced ? `${queue.name} grpid ${group.lastFault.fault.prm.grpid}` : '';
   if (traced) traceWork(dev, label, 'start');
-  const finish = (): void => {
-    queue.inFlight--;
-    if (traced) traceWork(dev, label, 'end');
-  };
   let r: void | Promise<void>;
   try {
     // Answered already (the device left the queue meanwhile): nothing to do.
     r = group.isPending ? handler(group) : undefined;
   } catch (e) {
     iopfGroupFailed(group, e);
-    finish();
+    iopfGroupFinished(queue, dev, label);
     return null;
   }
   if (!(r instanceof Promise)) {
-    finish();
+    iopfGroupFinished(queue, dev, label);
     return null;
   }
-  return r.then(finish, (e: unknown) => {
-    iopfGroupFailed(group, e);
-    finish();
-  });
+  return r.then(
+    () => iopfGroupFinished(queue, dev, label),
+    (e: unknown) => {
+      iopfGroupFailed(group, e);
+      iopfGroupFinished(queue, dev, label);
+    },
+  );
+}
+
+/** A group's work is over (`label`: its traced work item, '' when not traced). */
+function iopfGroupFinished(queue: IopfQueue, dev: Device, label: string): void {
+  queue.inFlight--;
+  if (label !== '') traceWork(dev, label, 'end');
 }
 
 /**
@@ -447,7 +457,7 @@ async function iopfRunBatch(queue: IopfQueue): Promise<void> {
   queue.batch = [];
   let waits: Promise<void>[] | null = null;
   for (let i = 0; i < batch.length; i++) {
-    const w = iopfRunGroup(queue, batch[i].group, batch[i].handler);
+    const w = iopfRunGroup(queue, batch[i]);
     if (w) (waits ??= []).push(w);
   }
   if (waits) await Promise.all(waits);
@@ -498,7 +508,8 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
   if (devIommu(param.dev)?.subsystem.port.trace.active) traceWork(param.dev, `${queue.name} grpid ${prm.grpid}`, 'queued');
   // One work item per batch: the first group of a batch queues it, the others join before it starts.
   // (A handler's failure is its group's FAILURE answer; the work item itself never rejects.)
-  queue.batch.push({ group, handler });
+  group.handler = handler;
+  queue.batch.push(group);
   if (queue.batch.length === 1) void queue.wq.add(() => iopfRunBatch(queue));
   return 0;
 }

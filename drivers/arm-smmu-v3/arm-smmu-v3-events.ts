@@ -206,6 +206,51 @@ function qwordsHex(w: Uint32Array): string[] {
   return out;
 }
 
+/**
+ * A decoded record as the driver keeps it: the fields of ArmSmmuEventReport, with the record's words
+ * copied and turned into hex qwords only when `raw` is read (a log line or a report; a fault stream
+ * of thousands of page requests reads none).
+ */
+class EventReport implements ArmSmmuEventReport {
+  readonly time: number;
+  kind: 'event' | 'page-request' = 'event';
+  id = 0;
+  name = '';
+  sid = 0;
+  ssid: number | null = null;
+  addr = 0;
+  read = false;
+  write = false;
+  exec = false;
+  priv = false;
+  stall = false;
+  stag = 0;
+  s2 = false;
+  cls: 'CD' | 'TT' | 'IN' | null = null;
+  ipa: number | null = null;
+  fetchAddr: number | null = null;
+  prgIndex: number | null = null;
+  last = false;
+  master: string | null = null;
+  outcome = '';
+  readonly #words: Uint32Array;
+  #raw: string[] | null = null;
+
+  constructor(time: number, words: Uint32Array) {
+    this.time = time;
+    this.#words = words.slice();
+  }
+
+  get raw(): readonly string[] {
+    return (this.#raw ??= qwordsHex(this.#words));
+  }
+
+  /** The report as a plain object, `raw` included (what JSON output shows). */
+  toJSON(): ArmSmmuEventReport {
+    return { ...this, raw: this.raw };
+  }
+}
+
 function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport): void {
   smmu.events.push(r);
   if (smmu.events.length > EVENT_LOG_MAX) smmu.events.shift();
@@ -219,31 +264,28 @@ export function armSmmuDecodeEvent(evt: Uint32Array, time: number, master: strin
   const fetch = id === EVT_ID_STE_FETCH_FAULT || id === EVT_ID_CD_FETCH_FAULT || id === EVT_ID_TT_FETCH_FAULT;
   const rnw = EVTQ_1_RnW.isSet(evt);
   const cls = EVTQ_1_CLASS.get(evt);
-  return {
-    time,
-    kind: 'event',
-    id,
-    name: EVT_NAMES.get(id) ?? `event ${hex(id)}`,
-    sid: EVTQ_0_SID.get(evt),
-    ssid: EVTQ_0_SSV.isSet(evt) ? EVTQ_0_SSID.get(evt) : null,
-    addr: EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32,
-    read: rnw,
-    write: !rnw,
-    exec: EVTQ_1_InD.isSet(evt),
-    priv: EVTQ_1_PnU.isSet(evt),
-    stall: EVTQ_1_STALL.isSet(evt),
-    stag: EVTQ_1_STAG.get(evt),
-    s2: EVTQ_1_S2.isSet(evt),
-    cls: isFault || id === EVT_ID_TT_FETCH_FAULT ? (['CD', 'TT', 'IN'] as const)[cls] ?? null : null,
-    ipa: isFault && EVTQ_1_S2.isSet(evt) ? EVTQ_3_IPA.get(evt) : null,
-    fetchAddr: fetch ? EVTQ_3_FETCH_ADDR.get(evt) : null,
-    prgIndex: null,
-    last: false,
-    master,
-    outcome: '',
-    raw: qwordsHex(evt),
-  };
+  const r = new EventReport(time, evt);
+  r.kind = 'event';
+  r.id = id;
+  r.name = EVT_NAMES.get(id) ?? `event ${hex(id)}`;
+  r.sid = EVTQ_0_SID.get(evt);
+  r.ssid = EVTQ_0_SSV.isSet(evt) ? EVTQ_0_SSID.get(evt) : null;
+  r.addr = EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32;
+  r.read = rnw;
+  r.write = !rnw;
+  r.exec = EVTQ_1_InD.isSet(evt);
+  r.priv = EVTQ_1_PnU.isSet(evt);
+  r.stall = EVTQ_1_STALL.isSet(evt);
+  r.stag = EVTQ_1_STAG.get(evt);
+  r.s2 = EVTQ_1_S2.isSet(evt);
+  r.cls = isFault || id === EVT_ID_TT_FETCH_FAULT ? (CLASS_NAMES[cls] ?? null) : null;
+  r.ipa = isFault && EVTQ_1_S2.isSet(evt) ? EVTQ_3_IPA.get(evt) : null;
+  r.fetchAddr = fetch ? EVTQ_3_FETCH_ADDR.get(evt) : null;
+  r.master = master;
+  return r;
 }
+
+const CLASS_NAMES = ['CD', 'TT', 'IN'] as const;
 
 /** One line describing a report (what the log shows). */
 export function armSmmuDescribeEvent(r: ArmSmmuEventReport): string {
@@ -552,30 +594,19 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
   const read = PRIQ_0_PERM_READ.isSet(evt);
   const write = PRIQ_0_PERM_WRITE.isSet(evt);
   const master = smmu.streams.get(sid) ?? null;
-  const report: ArmSmmuEventReport = {
-    time: smmu.port.now(),
-    kind: 'page-request',
-    id: 0,
-    name: 'PAGE_REQUEST',
-    sid,
-    ssid: ssv ? ssid : null,
-    addr: PRIQ_1_ADDR_MASK.get(evt),
-    read,
-    write,
-    exec: PRIQ_0_PERM_EXEC.isSet(evt),
-    priv: PRIQ_0_PERM_PRIV.isSet(evt),
-    stall: false,
-    stag: 0,
-    s2: false,
-    cls: null,
-    ipa: null,
-    fetchAddr: null,
-    prgIndex: grpid,
-    last,
-    master: master?.dev.name ?? null,
-    outcome: '',
-    raw: qwordsHex(evt),
-  };
+  const report = new EventReport(smmu.port.now(), evt);
+  report.kind = 'page-request';
+  report.name = 'PAGE_REQUEST';
+  report.sid = sid;
+  report.ssid = ssv ? ssid : null;
+  report.addr = PRIQ_1_ADDR_MASK.get(evt);
+  report.read = read;
+  report.write = write;
+  report.exec = PRIQ_0_PERM_EXEC.isSet(evt);
+  report.priv = PRIQ_0_PERM_PRIV.isSet(evt);
+  report.prgIndex = grpid;
+  report.last = last;
+  report.master = master?.dev.name ?? null;
   record(smmu, report);
   // A Stop Marker (Last, no access, with a PASID) is not a request: nothing answers it.
   if (ssv && last && !read && !write) {

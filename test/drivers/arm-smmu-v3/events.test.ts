@@ -60,6 +60,16 @@ describe('decoding', () => {
       'F_TRANSLATION, SID 0x1234, SSID 0x9, unprivileged read at 0x1287654000, stage 2, class IN, IPA 0x980000000, stalled, STAG 0x2a, master /dev',
     );
     expect(r.raw).toHaveLength(4);
+    expect(r.raw[0]).toBe(`0x${w[1].toString(16).padStart(8, '0')}${w[0].toString(16).padStart(8, '0')}`);
+    // The record was copied when decoded: reusing the buffer for the next record changes nothing.
+    const again = armSmmuDecodeEvent(w, 0, '/dev');
+    w.fill(0);
+    expect(again.raw).toEqual(r.raw);
+    // As a plain object (JSON output): every field, the hex qwords included.
+    const json = JSON.parse(JSON.stringify(r)) as Record<string, unknown>;
+    expect(Object.keys(json)[0]).toBe('time');
+    expect(json.raw).toEqual(r.raw);
+    expect(json).toMatchObject({ name: 'F_TRANSLATION', sid: 0x1234, master: '/dev', outcome: '' });
   });
 });
 
