@@ -143,7 +143,11 @@ export function describeOwner(owner: FrameOwner): string {
 export function ownerMatches(owner: FrameOwner, by: FrameOwner): boolean {
   if (owner.kind !== by.kind) return false;
   const o = owner as unknown as Record<string, unknown>;
-  for (const [key, value] of Object.entries(by)) {
+  const b = by as unknown as Record<string, unknown>;
+  // (for-in over the own keys: Object.entries would allocate a pair per field on every free)
+  for (const key in b) {
+    if (!Object.prototype.hasOwnProperty.call(b, key)) continue;
+    const value = b[key];
     if (value !== undefined && o[key] !== value) return false;
   }
   return true;
@@ -158,6 +162,11 @@ export function orderForSize(size: number): number {
   let order = 0;
   while (PAGE_SIZE * 2 ** order < size) order++;
   return order;
+}
+
+/** " by <owner>" for an error of freePages (built only when one is thrown). */
+function freedBy(by: FrameOwner | undefined): string {
+  return by === undefined ? '' : ` by ${describeOwner(by)}`;
 }
 
 function hex(n: number): string {
@@ -496,26 +505,25 @@ export class PageAllocator {
       throw new KernelError('EINVAL', `freePages: ${pa} is not a page-aligned physical address`);
     }
     if (order !== undefined) checkOrder('freePages', order);
-    const who = by === undefined ? '' : ` by ${describeOwner(by)}`;
     const own = this.ownerOf(pa);
-    if (own === null) throw new KernelError('EINVAL', `freePages(${hex(pa)})${who}: not RAM this allocator manages`);
+    if (own === null) throw new KernelError('EINVAL', `freePages(${hex(pa)})${freedBy(by)}: not RAM this allocator manages`);
     if (own instanceof Reservation) {
-      throw new KernelError('EINVAL', `freePages(${hex(pa)})${who}: frame is reserved (${own.name}), never allocated`);
+      throw new KernelError('EINVAL', `freePages(${hex(pa)})${freedBy(by)}: frame is reserved (${own.name}), never allocated`);
     }
     if (!(own instanceof Allocation)) {
-      throw new KernelError('EINVAL', `freePages(${hex(pa)})${who}: frame is not allocated (double free?)`);
+      throw new KernelError('EINVAL', `freePages(${hex(pa)})${freedBy(by)}: frame is not allocated (double free?)`);
     }
     if (own.pa !== pa) {
       throw new KernelError(
         'EINVAL',
-        `freePages(${hex(pa)})${who}: foreign free: not the head of an allocation; it lies inside the order-${own.order} ` +
+        `freePages(${hex(pa)})${freedBy(by)}: foreign free: not the head of an allocation; it lies inside the order-${own.order} ` +
           `allocation at ${hex(own.pa)} owned by ${describeOwner(own.owner)}`,
       );
     }
     if (order !== undefined && order !== own.order) {
       throw new KernelError(
         'EINVAL',
-        `freePages(${hex(pa)})${who}: order ${order} does not match the allocation's order ${own.order} (${describeOwner(own.owner)})`,
+        `freePages(${hex(pa)})${freedBy(by)}: order ${order} does not match the allocation's order ${own.order} (${describeOwner(own.owner)})`,
       );
     }
     if (by !== undefined && !ownerMatches(own.owner, by)) {

@@ -506,30 +506,38 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
    * one of the endpoint's own handlers, so a deferred call allocates nothing.
    */
   private later<A>(job: AtcAccess, fn: (job: AtcAccess, arg: A) => void, arg: A): void {
-    this.laterFns.push(fn as (job: AtcAccess, arg: unknown) => void);
-    this.laterJobs.push(job);
-    this.laterArgs.push(arg);
-    if (this.laterFns.length === 1) void SETTLED.then(this.runLater);
+    const i = this.laterCount++;
+    this.laterFns[i] = fn as (job: AtcAccess, arg: unknown) => void;
+    this.laterJobs[i] = job;
+    this.laterArgs[i] = arg;
+    if (i === 0) void SETTLED.then(this.runLater);
   }
 
-  private readonly laterFns: ((job: AtcAccess, arg: unknown) => void)[] = [];
-  private readonly laterJobs: AtcAccess[] = [];
+  // The calls waiting for the microtask: slots [0, laterCount) of three arrays that keep their size
+  // (emptied by clearing the slots, so a pass allocates nothing).
+  private laterCount = 0;
+  private readonly laterFns: (((job: AtcAccess, arg: unknown) => void) | null)[] = [];
+  private readonly laterJobs: (AtcAccess | null)[] = [];
   private readonly laterArgs: unknown[] = [];
   private readonly runLater = (): void => {
     const fns = this.laterFns;
     const jobs = this.laterJobs;
     const args = this.laterArgs;
     // Calls queued while these run (not from inside an upstream call) join this pass.
-    for (let i = 0; i < fns.length; i++) {
+    for (let i = 0; i < this.laterCount; i++) {
+      const job = jobs[i]!;
       try {
-        fns[i](jobs[i], args[i]);
+        fns[i]!(job, args[i]);
       } catch (e) {
-        jobs[i].done({ status: 'bus-error', detail: `endpoint model error: ${e instanceof Error ? e.message : String(e)}` });
+        job.done({ status: 'bus-error', detail: `endpoint model error: ${e instanceof Error ? e.message : String(e)}` });
       }
     }
-    fns.length = 0;
-    jobs.length = 0;
-    args.length = 0;
+    for (let i = 0; i < this.laterCount; i++) {
+      fns[i] = null;
+      jobs[i] = null;
+      args[i] = null;
+    }
+    this.laterCount = 0;
   };
 
   // The deferred handlers.
@@ -634,19 +642,23 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
       job.done({ status: 'abort', detail: `ATS translation request: Completer Abort${c.detail ? ` (${c.detail})` : ''}` });
       return;
     }
-    const entry = this.entryFrom(req, job.missAddr, c);
-    if (typeof entry === 'string') {
-      job.done({ status: 'abort', detail: entry });
+    const malformed = malformedCompletion(c);
+    if (malformed !== null) {
+      job.done({ status: 'abort', detail: malformed });
       return;
     }
     if (job.epoch !== this.atcEpoch) {
       this.translateAttempt(job); // an invalidation overtook it: ask again
       return;
     }
-    if (entry.read || entry.write) this.insertAtc(entry);
-    if (permits(entry, req)) {
-      this.atcSubmit(job, job.missAddr, entry);
-      return;
+    // A "no access" answer is neither cached nor usable: no entry to make for it.
+    if (c.read === true || c.write === true) {
+      const entry = this.entryFrom(req, job.missAddr, c);
+      this.insertAtc(entry);
+      if (permits(entry, req)) {
+        this.atcSubmit(job, job.missAddr, entry);
+        return;
+      }
     }
     if (job.pagedIn || !this.hasPri) {
       job.done({ status: 'fault', detail: `ATS translation of 0x${page.toString(16)} grants no ${req.write ? 'write' : 'read'} access` });
@@ -665,22 +677,15 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     this.translateAttempt(job);
   }
 
-  /** Turn a successful completion into an ATC entry, or say why it is malformed. */
-  private entryFrom(req: DmaRequest, addr: number, c: AtsCompletion): AtcEntry | string {
+  /** The ATC entry a successful, well-formed completion (see malformedCompletion) makes. */
+  private entryFrom(req: DmaRequest, addr: number, c: AtsCompletion): AtcEntry {
     const size = c.size ?? PAGE_SIZE;
-    const pa = c.pa;
-    if (pa === undefined || !Number.isSafeInteger(pa) || pa < 0) return 'ATS translation completion without a valid address';
-    if (!Number.isSafeInteger(size) || size < PAGE_SIZE || 2 ** Math.round(Math.log2(size)) !== size) {
-      return `ATS translation completion with size ${size}, not a power of two >= 4 KiB`;
-    }
-    const base = Math.floor(addr / size) * size;
-    if (pa % size !== 0) return `ATS translation completion address 0x${pa.toString(16)} is not aligned to its size 0x${size.toString(16)}`;
     return {
       ssid: req.ssidValid ? req.ssid : -1,
       priv: req.priv,
-      base,
+      base: Math.floor(addr / size) * size,
       size,
-      pa,
+      pa: c.pa!,
       read: c.read ?? false,
       write: c.write ?? false,
       exec: c.exec ?? false,
@@ -827,6 +832,18 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     const stopped = !this.priEnabled && this.outstandingPri.size === 0;
     this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_STOPPED, stopped);
   }
+}
+
+/** Why a successful translation completion is malformed, or null when it is not. */
+function malformedCompletion(c: AtsCompletion): string | null {
+  const size = c.size ?? PAGE_SIZE;
+  const pa = c.pa;
+  if (pa === undefined || !Number.isSafeInteger(pa) || pa < 0) return 'ATS translation completion without a valid address';
+  if (!Number.isSafeInteger(size) || size < PAGE_SIZE || 2 ** Math.round(Math.log2(size)) !== size) {
+    return `ATS translation completion with size ${size}, not a power of two >= 4 KiB`;
+  }
+  if (pa % size !== 0) return `ATS translation completion address 0x${pa.toString(16)} is not aligned to its size 0x${size.toString(16)}`;
+  return null;
 }
 
 /** `req` issued as a translated (AT) piece at `pa`: written out field by field, cheaper than a spread. */
