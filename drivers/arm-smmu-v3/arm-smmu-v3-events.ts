@@ -206,49 +206,184 @@ function qwordsHex(w: Uint32Array): string[] {
   return out;
 }
 
+/** Where a report's getters decode its record (one record at a time, nothing allocated). */
+const decodeScratch = new Uint32Array(EVTQ_ENT_WORDS);
+const CLASS_NAMES = ['CD', 'TT', 'IN'] as const;
+
 /**
- * A decoded record as the driver keeps it: the fields of ArmSmmuEventReport, with the record's words
- * copied and turned into hex qwords only when `raw` is read (a log line or a report; a fault stream
- * of thousands of page requests reads none).
+ * A decoded record as the driver keeps it (ArmSmmuEventReport): the time, the kind, the master and
+ * the outcome, and the record's words as they were read, from which every other field is decoded
+ * when read. The log holds thousands of these for a long time, so each is a handful of fields rather
+ * than two dozen and a copy of the record in an array of its own (what each report costs in memory is
+ * what the garbage collector copies while the log holds it).
  */
 class EventReport implements ArmSmmuEventReport {
   readonly time: number;
-  kind: 'event' | 'page-request' = 'event';
-  id = 0;
-  name = '';
-  sid = 0;
-  ssid: number | null = null;
-  addr = 0;
-  read = false;
-  write = false;
-  exec = false;
-  priv = false;
-  stall = false;
-  stag = 0;
-  s2 = false;
-  cls: 'CD' | 'TT' | 'IN' | null = null;
-  ipa: number | null = null;
-  fetchAddr: number | null = null;
-  prgIndex: number | null = null;
-  last = false;
-  master: string | null = null;
+  readonly kind: 'event' | 'page-request';
+  readonly master: string | null;
   outcome = '';
-  readonly #words: Uint32Array;
-  #raw: string[] | null = null;
+  // The record's 32-bit words (4 for a PRI queue entry, 8 for an event record).
+  readonly #w0: number;
+  readonly #w1: number;
+  readonly #w2: number;
+  readonly #w3: number;
+  readonly #w4: number;
+  readonly #w5: number;
+  readonly #w6: number;
+  readonly #w7: number;
 
-  constructor(time: number, words: Uint32Array) {
+  constructor(kind: 'event' | 'page-request', time: number, master: string | null, w: Uint32Array) {
     this.time = time;
-    this.#words = words.slice();
+    this.kind = kind;
+    this.master = master;
+    this.#w0 = w[0];
+    this.#w1 = w[1];
+    this.#w2 = w[2];
+    this.#w3 = w[3];
+    const event = kind === 'event';
+    this.#w4 = event ? w[4] : 0;
+    this.#w5 = event ? w[5] : 0;
+    this.#w6 = event ? w[6] : 0;
+    this.#w7 = event ? w[7] : 0;
   }
 
+  /** The record's words in the shared scratch array (valid until the next call). */
+  #words(): Uint32Array {
+    const w = decodeScratch;
+    w[0] = this.#w0;
+    w[1] = this.#w1;
+    w[2] = this.#w2;
+    w[3] = this.#w3;
+    w[4] = this.#w4;
+    w[5] = this.#w5;
+    w[6] = this.#w6;
+    w[7] = this.#w7;
+    return w;
+  }
+
+  get #isEvent(): boolean {
+    return this.kind === 'event';
+  }
+
+  get id(): number {
+    return this.#isEvent ? EVTQ_0_ID.get(this.#words()) : 0;
+  }
+
+  get name(): string {
+    if (!this.#isEvent) return 'PAGE_REQUEST';
+    const id = this.id;
+    return EVT_NAMES.get(id) ?? `event ${hex(id)}`;
+  }
+
+  get sid(): number {
+    return this.#isEvent ? EVTQ_0_SID.get(this.#words()) : PRIQ_0_SID.get(this.#words());
+  }
+
+  get ssid(): number | null {
+    const w = this.#words();
+    if (this.#isEvent) return EVTQ_0_SSV.isSet(w) ? EVTQ_0_SSID.get(w) : null;
+    return PRIQ_0_SSID_V.isSet(w) ? PRIQ_0_SSID.get(w) : null;
+  }
+
+  get addr(): number {
+    const w = this.#words();
+    return this.#isEvent ? EVTQ_2_ADDR_LO.get(w) + EVTQ_2_ADDR_HI.get(w) * TWO_32 : PRIQ_1_ADDR_MASK.get(w);
+  }
+
+  get read(): boolean {
+    return this.#isEvent ? EVTQ_1_RnW.isSet(this.#words()) : PRIQ_0_PERM_READ.isSet(this.#words());
+  }
+
+  get write(): boolean {
+    return this.#isEvent ? !EVTQ_1_RnW.isSet(this.#words()) : PRIQ_0_PERM_WRITE.isSet(this.#words());
+  }
+
+  get exec(): boolean {
+    return this.#isEvent ? EVTQ_1_InD.isSet(this.#words()) : PRIQ_0_PERM_EXEC.isSet(this.#words());
+  }
+
+  get priv(): boolean {
+    return this.#isEvent ? EVTQ_1_PnU.isSet(this.#words()) : PRIQ_0_PERM_PRIV.isSet(this.#words());
+  }
+
+  get stall(): boolean {
+    return this.#isEvent && EVTQ_1_STALL.isSet(this.#words());
+  }
+
+  get stag(): number {
+    return this.#isEvent ? EVTQ_1_STAG.get(this.#words()) : 0;
+  }
+
+  get s2(): boolean {
+    return this.#isEvent && EVTQ_1_S2.isSet(this.#words());
+  }
+
+  get cls(): 'CD' | 'TT' | 'IN' | null {
+    if (!this.#isEvent) return null;
+    const id = this.id;
+    if (!isTranslationFault(id) && id !== EVT_ID_TT_FETCH_FAULT) return null;
+    return CLASS_NAMES[EVTQ_1_CLASS.get(this.#words())] ?? null;
+  }
+
+  get ipa(): number | null {
+    if (!this.#isEvent || !isTranslationFault(this.id)) return null;
+    const w = this.#words();
+    return EVTQ_1_S2.isSet(w) ? EVTQ_3_IPA.get(w) : null;
+  }
+
+  get fetchAddr(): number | null {
+    if (!this.#isEvent) return null;
+    const id = this.id;
+    if (id !== EVT_ID_STE_FETCH_FAULT && id !== EVT_ID_CD_FETCH_FAULT && id !== EVT_ID_TT_FETCH_FAULT) return null;
+    return EVTQ_3_FETCH_ADDR.get(this.#words());
+  }
+
+  get prgIndex(): number | null {
+    return this.#isEvent ? null : PRIQ_1_PRG_IDX.get(this.#words());
+  }
+
+  get last(): boolean {
+    return !this.#isEvent && PRIQ_0_PRG_LAST.isSet(this.#words());
+  }
+
+  /** The record as qwords, hex (made on each read: reports read it rarely). */
   get raw(): readonly string[] {
-    return (this.#raw ??= qwordsHex(this.#words));
+    const w = this.#words();
+    return qwordsHex(this.#isEvent ? w : w.subarray(0, PRIQ_ENT_WORDS));
   }
 
-  /** The report as a plain object, `raw` included (what JSON output shows). */
+  /** The report as a plain object with every field (what JSON output shows). */
   toJSON(): ArmSmmuEventReport {
-    return { ...this, raw: this.raw };
+    return {
+      time: this.time,
+      kind: this.kind,
+      id: this.id,
+      name: this.name,
+      sid: this.sid,
+      ssid: this.ssid,
+      addr: this.addr,
+      read: this.read,
+      write: this.write,
+      exec: this.exec,
+      priv: this.priv,
+      stall: this.stall,
+      stag: this.stag,
+      s2: this.s2,
+      cls: this.cls,
+      ipa: this.ipa,
+      fetchAddr: this.fetchAddr,
+      prgIndex: this.prgIndex,
+      last: this.last,
+      master: this.master,
+      outcome: this.outcome,
+      raw: this.raw,
+    };
   }
+}
+
+/** F_TRANSLATION, F_ADDR_SIZE, F_ACCESS or F_PERMISSION. */
+function isTranslationFault(id: number): boolean {
+  return id === EVT_ID_TRANSLATION_FAULT || id === EVT_ID_ADDR_SIZE_FAULT || id === EVT_ID_ACCESS_FAULT || id === EVT_ID_PERMISSION_FAULT;
 }
 
 function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport): void {
@@ -259,33 +394,8 @@ function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport): void {
 
 /** An event record decoded for people. */
 export function armSmmuDecodeEvent(evt: Uint32Array, time: number, master: string | null): ArmSmmuEventReport {
-  const id = EVTQ_0_ID.get(evt);
-  const isFault = id === EVT_ID_TRANSLATION_FAULT || id === EVT_ID_ADDR_SIZE_FAULT || id === EVT_ID_ACCESS_FAULT || id === EVT_ID_PERMISSION_FAULT;
-  const fetch = id === EVT_ID_STE_FETCH_FAULT || id === EVT_ID_CD_FETCH_FAULT || id === EVT_ID_TT_FETCH_FAULT;
-  const rnw = EVTQ_1_RnW.isSet(evt);
-  const cls = EVTQ_1_CLASS.get(evt);
-  const r = new EventReport(time, evt);
-  r.kind = 'event';
-  r.id = id;
-  r.name = EVT_NAMES.get(id) ?? `event ${hex(id)}`;
-  r.sid = EVTQ_0_SID.get(evt);
-  r.ssid = EVTQ_0_SSV.isSet(evt) ? EVTQ_0_SSID.get(evt) : null;
-  r.addr = EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32;
-  r.read = rnw;
-  r.write = !rnw;
-  r.exec = EVTQ_1_InD.isSet(evt);
-  r.priv = EVTQ_1_PnU.isSet(evt);
-  r.stall = EVTQ_1_STALL.isSet(evt);
-  r.stag = EVTQ_1_STAG.get(evt);
-  r.s2 = EVTQ_1_S2.isSet(evt);
-  r.cls = isFault || id === EVT_ID_TT_FETCH_FAULT ? (CLASS_NAMES[cls] ?? null) : null;
-  r.ipa = isFault && EVTQ_1_S2.isSet(evt) ? EVTQ_3_IPA.get(evt) : null;
-  r.fetchAddr = fetch ? EVTQ_3_FETCH_ADDR.get(evt) : null;
-  r.master = master;
-  return r;
+  return new EventReport('event', time, master, evt);
 }
-
-const CLASS_NAMES = ['CD', 'TT', 'IN'] as const;
 
 /** One line describing a report (what the log shows). */
 export function armSmmuDescribeEvent(r: ArmSmmuEventReport): string {
@@ -447,9 +557,11 @@ function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | E
 /** 0 when the event was handed to a handler; an errno to dump it. */
 // kernel: arm_smmu_handle_evt() [arm-smmu-v3.c]
 function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
-  const id = report.id;
+  // The record's fields read here come from the words (the report decodes each on every read).
+  const id = EVTQ_0_ID.get(evt);
+  const sid = EVTQ_0_SID.get(evt);
   // A nested master's events (not stage 2, not stalls) belong to its guest: up with the vSID.
-  const vmaster = smmu.streams.get(report.sid)?.vmaster;
+  const vmaster = smmu.streams.get(sid)?.vmaster;
   if (vmaster && !EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt) && ARM_SMMU_VEVENT_IDS.has(id)) {
     report.outcome = `reported to the guest as vSID 0x${vmaster.vsid.toString(16)}`;
     return faultResult(armVmasterReportEvent(vmaster, evt));
@@ -458,7 +570,7 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
     report.outcome = id === EVT_ID_BAD_STE_CONFIG ? 'dumped (bad STE)' : 'dumped';
     return faultResult('EOPNOTSUPP');
   }
-  const master = smmu.streams.get(report.sid) ?? null;
+  const master = smmu.streams.get(sid) ?? null;
   // A stalled stage 2 fault (STE.S2S, set for stall-capable masters) is reported like a stage 1
   // stall, so that it is answered (mainline; v6.1 returned -EFAULT for every stage 2 event before
   // looking at Stall, and never set S2S). Other stage 2 faults are pinned: not recoverable.
@@ -472,18 +584,19 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
     notifyUnrecoverable(master, report);
     return faultResult('EOPNOTSUPP');
   }
-  let perm = report.read ? IOMMU_FAULT_PERM_READ : IOMMU_FAULT_PERM_WRITE;
-  if (report.exec) perm |= IOMMU_FAULT_PERM_EXEC;
-  if (report.priv) perm |= IOMMU_FAULT_PERM_PRIV;
+  let perm = EVTQ_1_RnW.isSet(evt) ? IOMMU_FAULT_PERM_READ : IOMMU_FAULT_PERM_WRITE;
+  if (EVTQ_1_InD.isSet(evt)) perm |= IOMMU_FAULT_PERM_EXEC;
+  if (EVTQ_1_PnU.isSet(evt)) perm |= IOMMU_FAULT_PERM_PRIV;
+  const ssv = EVTQ_0_SSV.isSet(evt);
   const fault: IopfFault = {
     fault: {
       type: 'page-req',
       prm: {
-        flags: IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE | (report.ssid !== null ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
-        pasid: report.ssid ?? 0,
-        grpid: report.stag,
+        flags: IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE | (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
+        pasid: ssv ? EVTQ_0_SSID.get(evt) : 0,
+        grpid: EVTQ_1_STAG.get(evt),
         perm,
-        addr: report.addr,
+        addr: EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32,
         privateData: [0, 0],
       },
     },
@@ -594,19 +707,7 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
   const read = PRIQ_0_PERM_READ.isSet(evt);
   const write = PRIQ_0_PERM_WRITE.isSet(evt);
   const master = smmu.streams.get(sid) ?? null;
-  const report = new EventReport(smmu.port.now(), evt);
-  report.kind = 'page-request';
-  report.name = 'PAGE_REQUEST';
-  report.sid = sid;
-  report.ssid = ssv ? ssid : null;
-  report.addr = PRIQ_1_ADDR_MASK.get(evt);
-  report.read = read;
-  report.write = write;
-  report.exec = PRIQ_0_PERM_EXEC.isSet(evt);
-  report.priv = PRIQ_0_PERM_PRIV.isSet(evt);
-  report.prgIndex = grpid;
-  report.last = last;
-  report.master = master?.dev.name ?? null;
+  const report = new EventReport('page-request', smmu.port.now(), master?.dev.name ?? null, evt);
   record(smmu, report);
   // A Stop Marker (Last, no access, with a PASID) is not a request: nothing answers it.
   if (ssv && last && !read && !write) {
@@ -617,8 +718,8 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
     let perm = 0;
     if (read) perm |= IOMMU_FAULT_PERM_READ;
     if (write) perm |= IOMMU_FAULT_PERM_WRITE;
-    if (report.exec) perm |= IOMMU_FAULT_PERM_EXEC;
-    if (report.priv) perm |= IOMMU_FAULT_PERM_PRIV;
+    if (PRIQ_0_PERM_EXEC.isSet(evt)) perm |= IOMMU_FAULT_PERM_EXEC;
+    if (PRIQ_0_PERM_PRIV.isSet(evt)) perm |= IOMMU_FAULT_PERM_PRIV;
     const fault: IopfFault = {
       fault: {
         type: 'page-req',
@@ -627,7 +728,7 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
           pasid: ssid,
           grpid,
           perm,
-          addr: report.addr,
+          addr: PRIQ_1_ADDR_MASK.get(evt),
           privateData: [0, 0],
         },
       },

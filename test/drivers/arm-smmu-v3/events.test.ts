@@ -114,6 +114,33 @@ describe('PRI page requests', () => {
     expect(asked).toEqual([0x6000_0000]);
     const req = lab.smmu.events.find((e) => e.kind === 'page-request')!;
     expect(req).toMatchObject({ sid: 0x08, addr: 0x6000_0000, read: true, last: true, outcome: 'reported to the fault handler' });
+    // Every field as a plain object (what JSON output shows), the entry's two qwords included.
+    expect(JSON.parse(JSON.stringify(req))).toEqual({
+      time: req.time,
+      kind: 'page-request',
+      id: 0,
+      name: 'PAGE_REQUEST',
+      sid: 0x08,
+      ssid: null,
+      addr: 0x6000_0000,
+      read: true,
+      write: false,
+      exec: false,
+      priv: false,
+      stall: false,
+      stag: 0,
+      s2: false,
+      cls: null,
+      ipa: null,
+      fetchAddr: null,
+      prgIndex: req.prgIndex,
+      last: true,
+      master: req.master,
+      outcome: 'reported to the fault handler',
+      raw: [...req.raw],
+    });
+    expect(req.raw).toHaveLength(2);
+    expect(req.master).toBe(pdev.name);
     expect(lab.smmu.eventStats.priResponses).toBe(1);
     expect(ep.outstandingPageRequests).toBe(0);
   });
