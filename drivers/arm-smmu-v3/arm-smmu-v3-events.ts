@@ -117,8 +117,13 @@ import {
 
 const hex = (v: number): string => `0x${v.toString(16)}`;
 const TWO_32 = 0x1_0000_0000;
-/** Decoded records kept for reports; the oldest are dropped past this. */
+/**
+ * Decoded records kept for reports: at least the newest EVENT_LOG_MAX; the oldest are dropped
+ * EVENT_LOG_TRIM at a time once EVENT_LOG_MAX + EVENT_LOG_TRIM are held (dropping one per record
+ * would move the whole log on every record of a fault stream).
+ */
 const EVENT_LOG_MAX = 4096;
+const EVENT_LOG_TRIM = 256;
 /** The kernel's DEFAULT_RATELIMIT_INTERVAL (5 s) and DEFAULT_RATELIMIT_BURST. */
 const RATELIMIT_INTERVAL_NS = 5_000_000_000;
 const RATELIMIT_BURST = 10;
@@ -387,8 +392,9 @@ function isTranslationFault(id: number): boolean {
 }
 
 function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport): void {
-  smmu.events.push(r);
-  if (smmu.events.length > EVENT_LOG_MAX) smmu.events.shift();
+  const log = smmu.events;
+  log.push(r);
+  if (log.length > EVENT_LOG_MAX + EVENT_LOG_TRIM) log.splice(0, log.length - EVENT_LOG_MAX);
   smmu.eventStats.byName[r.name] = (smmu.eventStats.byName[r.name] ?? 0) + 1;
 }
 
@@ -492,6 +498,13 @@ export function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: IopfFault
  * Answer a recoverable fault: CMD_RESUME (retry or abort) for a stalled transaction, CMD_PRI_RESP for
  * a page request. No CMD_SYNC: neither needs one.
  */
+// The commands a page response issues, filled in for each: issueCmd encodes a command before it
+// returns (the queue keeps the encoded words, never the entry).
+const PRI_RESP_FIELDS = { sid: 0, ssid: 0, grpid: 0, resp: 0 };
+const PRI_RESP_ENT: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_PRI_RESP, substreamValid: false, pri: PRI_RESP_FIELDS };
+const RESUME_FIELDS = { sid: 0, stag: 0, resp: 0 };
+const RESUME_ENT: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_RESUME, resume: RESUME_FIELDS };
+
 // kernel: arm_smmu_page_response() [arm-smmu-v3.c]
 export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp: IommuPageResponse): void {
   const smmu = master.smmu;
@@ -501,11 +514,13 @@ export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp:
     const prm = evt.fault.prm;
     const pasidValid = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0;
     const code = resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRI_RESP_SUCC : resp.code === IOMMU_PAGE_RESP_FAILURE ? PRI_RESP_FAIL : PRI_RESP_DENY;
-    const cmd: ArmSmmuCmdqEnt = {
-      opcode: CMDQ_OP_PRI_RESP,
-      substreamValid: pasidValid,
-      pri: { sid, ssid: pasidValid ? resp.pasid : 0, grpid: resp.grpid, resp: code },
-    };
+    const cmd = PRI_RESP_ENT;
+    const pri = PRI_RESP_FIELDS;
+    cmd.substreamValid = pasidValid;
+    pri.sid = sid;
+    pri.ssid = pasidValid ? resp.pasid : 0;
+    pri.grpid = resp.grpid;
+    pri.resp = code;
     smmu.eventStats.priResponses++;
     void smmu.issueCmd(cmd);
     return;
@@ -517,10 +532,10 @@ export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp:
   const retry = resp.code === IOMMU_PAGE_RESP_SUCCESS;
   if (retry) smmu.eventStats.resumeRetry++;
   else smmu.eventStats.resumeAbort++;
-  const cmd: ArmSmmuCmdqEnt = {
-    opcode: CMDQ_OP_RESUME,
-    resume: { sid, stag: resp.grpid, resp: retry ? CMDQ_RESUME_0_RESP_RETRY : CMDQ_RESUME_0_RESP_ABORT },
-  };
+  const cmd = RESUME_ENT;
+  RESUME_FIELDS.sid = sid;
+  RESUME_FIELDS.stag = resp.grpid;
+  RESUME_FIELDS.resp = retry ? CMDQ_RESUME_0_RESP_RETRY : CMDQ_RESUME_0_RESP_ABORT;
   void smmu.issueCmd(cmd);
 }
 
