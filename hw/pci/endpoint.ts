@@ -839,11 +839,20 @@ function malformedCompletion(c: AtsCompletion): string | null {
   const size = c.size ?? PAGE_SIZE;
   const pa = c.pa;
   if (pa === undefined || !Number.isSafeInteger(pa) || pa < 0) return 'ATS translation completion without a valid address';
-  if (!Number.isSafeInteger(size) || size < PAGE_SIZE || 2 ** Math.round(Math.log2(size)) !== size) {
+  if (!Number.isSafeInteger(size) || size < PAGE_SIZE || !isPowerOfTwo(size)) {
     return `ATS translation completion with size ${size}, not a power of two >= 4 KiB`;
   }
   if (pa % size !== 0) return `ATS translation completion address 0x${pa.toString(16)} is not aligned to its size 0x${size.toString(16)}`;
   return null;
+}
+
+/** Whether a positive safe integer is a power of two (bit tests, no floating-point log). */
+function isPowerOfTwo(n: number): boolean {
+  while (n > 0x4000_0000) {
+    if (n % 2 !== 0) return false;
+    n /= 2;
+  }
+  return (n & (n - 1)) === 0;
 }
 
 /** `req` issued as a translated (AT) piece at `pa`: written out field by field, cheaper than a spread. */
