@@ -239,7 +239,7 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
   /** Bumped by every invalidation: a translation that raced one is not cached. */
   private atcEpoch = 0;
   /** Page requests sent, by PRG index: the access waiting for each. */
-  private readonly outstandingPri = new Map<number, AtcAccess>();
+  private readonly outstandingPri = new PrgSlots();
   private priWaiters: (() => void)[] = [];
   private nextPrgIndex = 0;
 
@@ -818,8 +818,7 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
 
   /** Forget every outstanding page request; their transactions fail. */
   private abandonPageRequests(): void {
-    const pending = [...this.outstandingPri.values()];
-    this.outstandingPri.clear();
+    const pending = this.outstandingPri.takeAll();
     const waiters = this.priWaiters;
     this.priWaiters = [];
     for (const w of waiters) w();
@@ -831,6 +830,51 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     if (this.priPos === 0) return;
     const stopped = !this.priEnabled && this.outstandingPri.size === 0;
     this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_STOPPED, stopped);
+  }
+}
+
+/**
+ * The outstanding page requests by PRG index, in fixed slots: a Map here would grow and shrink its
+ * hash table with every burst of requests, and the garbage collector keeps a long-lived Map's
+ * discarded tables (and the accesses they held) alive until its next full collection.
+ */
+class PrgSlots {
+  private readonly jobs: (AtcAccess | null)[] = new Array<AtcAccess | null>(PRG_INDEX_COUNT).fill(null);
+  /** When each slot was filled: `takeAll` hands the requests back in the order they were sent. */
+  private readonly filled = new Float64Array(PRG_INDEX_COUNT);
+  private nextFill = 0;
+  size = 0;
+
+  has(prgIndex: number): boolean {
+    return this.jobs[prgIndex] !== null;
+  }
+
+  get(prgIndex: number): AtcAccess | undefined {
+    return this.jobs[prgIndex] ?? undefined;
+  }
+
+  set(prgIndex: number, job: AtcAccess): void {
+    if (this.jobs[prgIndex] === null) this.size++;
+    this.jobs[prgIndex] = job;
+    this.filled[prgIndex] = this.nextFill++;
+  }
+
+  delete(prgIndex: number): boolean {
+    if (this.jobs[prgIndex] === null) return false;
+    this.jobs[prgIndex] = null;
+    this.size--;
+    return true;
+  }
+
+  /** Every outstanding request, oldest first; the table is left empty. */
+  takeAll(): AtcAccess[] {
+    const idx: number[] = [];
+    for (let i = 0; i < PRG_INDEX_COUNT; i++) if (this.jobs[i] !== null) idx.push(i);
+    idx.sort((a, b) => this.filled[a] - this.filled[b]);
+    const out = idx.map((i) => this.jobs[i]!);
+    for (const i of idx) this.jobs[i] = null;
+    this.size = 0;
+    return out;
   }
 }
 
