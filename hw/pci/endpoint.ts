@@ -28,16 +28,18 @@
  * `iommu-sim,ats` and `iommu-sim,pri` (booleans: the function has the capability), and the
  * standard `vendor-id`, `device-id`, `class-code`, `revision-id`.
  */
-import type {
-  AtcInvalidation,
-  AtsCompletion,
-  AtsRequest,
-  AtsEndpoint,
-  DmaCompletion,
-  DmaDone,
-  DmaRequest,
-  PageResponse,
-  PageResponseCode,
+import {
+  AtsRequestRecord,
+  DmaRequestRecord,
+  type AtcInvalidation,
+  type AtsCompletion,
+  type AtsRequest,
+  type AtsEndpoint,
+  type DmaCompletion,
+  type DmaDone,
+  type DmaRequest,
+  type PageResponse,
+  type PageResponseCode,
 } from '../dma.js';
 import type { DmaOptions, MasterContext, StreamRoute } from '../masters/dma-master.js';
 import { DmaMaster } from '../masters/dma-master.js';
@@ -455,23 +457,7 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
         this.portOf(req.streamId).submit(translatedPiece(req, hit.pa + (req.addr - hit.base), req.len, req.data), done);
         return;
       }
-      const job: AtcAccess = {
-        req,
-        done,
-        port: this.portOf(req.streamId),
-        out: req.write ? undefined : new Uint8Array(req.len),
-        firstPa: undefined,
-        offset: 0,
-        pieceLen: 0,
-        pieceDone: null,
-        missAddr: 0,
-        page: 0,
-        pagedIn: false,
-        attempt: 0,
-        epoch: 0,
-        atsReq: null,
-        atsDone: null,
-      };
+      const job = new AtcJob(req, done, this.portOf(req.streamId), req.write ? undefined : new Uint8Array(req.len));
       // No entry at all for the first byte: a miss without looking again.
       if (hit === null) this.atcMiss(job, req.addr);
       else this.atcNext(job);
@@ -617,16 +603,7 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     }
     this.atsStats.translationRequests++;
     // A retry sends the same message again (the previous one has been answered).
-    job.atsReq ??= {
-      master: this.name,
-      streamId: req.streamId,
-      ssid: req.ssid,
-      ssidValid: req.ssidValid,
-      addr: job.page,
-      write: req.write,
-      exec: req.exec,
-      priv: req.priv,
-    };
+    job.atsReq ??= new AtsRequestRecord(this.name, req.streamId, req.ssid, req.ssidValid, job.page, req.write, req.exec, req.priv);
     port.translate(job.atsReq, (job.atsDone ??= (c) => this.later(job, this.onTranslated, c)));
   }
 
@@ -833,6 +810,28 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
   }
 }
 
+/** An AtcAccess made with `new` (not an object literal: see DmaRequestRecord in hw/dma.ts). */
+class AtcJob implements AtcAccess {
+  firstPa: number | undefined = undefined;
+  offset = 0;
+  pieceLen = 0;
+  pieceDone: DmaDone | null = null;
+  missAddr = 0;
+  page = 0;
+  pagedIn = false;
+  attempt = 0;
+  epoch = 0;
+  atsReq: AtsRequest | null = null;
+  atsDone: ((c: AtsCompletion) => void) | null = null;
+
+  constructor(
+    readonly req: DmaRequest,
+    readonly done: DmaDone,
+    readonly port: AtcAccess['port'],
+    readonly out: Uint8Array | undefined,
+  ) {}
+}
+
 /**
  * The outstanding page requests by PRG index, in fixed slots: a Map here would grow and shrink its
  * hash table with every burst of requests, and the garbage collector keeps a long-lived Map's
@@ -899,21 +898,9 @@ function isPowerOfTwo(n: number): boolean {
   return (n & (n - 1)) === 0;
 }
 
-/** `req` issued as a translated (AT) piece at `pa`: written out field by field, cheaper than a spread. */
+/** `req` issued as a translated (AT) piece at `pa` (cheaper than a spread). */
 function translatedPiece(req: DmaRequest, pa: number, len: number, data: Uint8Array | undefined): DmaRequest {
-  return {
-    master: req.master,
-    streamId: req.streamId,
-    ssid: req.ssid,
-    ssidValid: req.ssidValid,
-    addr: pa,
-    len,
-    write: req.write,
-    exec: req.exec,
-    priv: req.priv,
-    translated: true,
-    data,
-  };
+  return new DmaRequestRecord(req.master, req.streamId, req.ssid, req.ssidValid, pa, len, req.write, req.exec, req.priv, true, data);
 }
 
 function permits(e: AtcEntry, req: DmaRequest): boolean {
