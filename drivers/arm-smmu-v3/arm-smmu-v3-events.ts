@@ -45,6 +45,7 @@ import {
   IOMMU_PAGE_RESP_FAILURE,
   IOMMU_PAGE_RESP_INVALID,
   IOMMU_PAGE_RESP_SUCCESS,
+  iopfPageRequest,
   type IommuPageResponse,
   type IopfFault,
 } from '../../core/iommu-fault-types.js';
@@ -603,19 +604,13 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
   if (EVTQ_1_InD.isSet(evt)) perm |= IOMMU_FAULT_PERM_EXEC;
   if (EVTQ_1_PnU.isSet(evt)) perm |= IOMMU_FAULT_PERM_PRIV;
   const ssv = EVTQ_0_SSV.isSet(evt);
-  const fault: IopfFault = {
-    fault: {
-      type: 'page-req',
-      prm: {
-        flags: IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE | (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
-        pasid: ssv ? EVTQ_0_SSID.get(evt) : 0,
-        grpid: EVTQ_1_STAG.get(evt),
-        perm,
-        addr: EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32,
-        privateData: [0, 0],
-      },
-    },
-  };
+  const fault = iopfPageRequest(
+    IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE | (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
+    ssv ? EVTQ_0_SSID.get(evt) : 0,
+    EVTQ_1_STAG.get(evt),
+    perm,
+    EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32,
+  );
   if (!master) {
     report.outcome = 'no master for the StreamID';
     return faultResult('EINVAL');
@@ -735,19 +730,13 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
     if (write) perm |= IOMMU_FAULT_PERM_WRITE;
     if (PRIQ_0_PERM_EXEC.isSet(evt)) perm |= IOMMU_FAULT_PERM_EXEC;
     if (PRIQ_0_PERM_PRIV.isSet(evt)) perm |= IOMMU_FAULT_PERM_PRIV;
-    const fault: IopfFault = {
-      fault: {
-        type: 'page-req',
-        prm: {
-          flags: (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0) | (last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0),
-          pasid: ssid,
-          grpid,
-          perm,
-          addr: PRIQ_1_ADDR_MASK.get(evt),
-          privateData: [0, 0],
-        },
-      },
-    };
+    const fault = iopfPageRequest(
+      (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0) | (last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0),
+      ssid,
+      grpid,
+      perm,
+      PRIQ_1_ADDR_MASK.get(evt),
+    );
     // Partial requests are reported too: the core keeps them until the group's last one.
     return armSmmuReportDeviceFault(master, fault).then((r) => {
       if (!last) report.outcome = r === 0 ? 'partial request (answered with its group)' : 'partial request denied: no handler';

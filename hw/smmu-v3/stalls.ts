@@ -23,6 +23,18 @@ interface Held extends StalledTransaction {
   readonly seq: number;
 }
 
+/** A Held made with `new`, one per stall (not an object literal V8 might pretenure). */
+class HeldTransaction implements Held {
+  constructor(
+    readonly sid: number,
+    readonly stag: number,
+    readonly req: DmaRequest,
+    readonly done: DmaDone,
+    readonly since: number,
+    readonly seq: number,
+  ) {}
+}
+
 /**
  * The held transactions live in a fixed open-addressing table keyed by STAG (linear probing,
  * deletion by backward shift): a Map here would grow and shrink its hash table with every burst
@@ -55,7 +67,7 @@ export class StallTracker {
     this.next = (stag + 1) & 0xffff;
     let i = stag & this.mask;
     while (this.slots[i] !== null) i = (i + 1) & this.mask;
-    this.slots[i] = { sid, stag, req, done, since: now, seq: this.seq++ };
+    this.slots[i] = new HeldTransaction(sid, stag, req, done, now, this.seq++);
     this.held++;
     return stag;
   }
