@@ -146,6 +146,12 @@ export interface ArmSmmuInit {
   params: ArmSmmuParams;
 }
 
+/** Outcome counters of an SMMU's TLB syncs a test or report can read (armSmmuTlbStats()). */
+export interface ArmSmmuTlbStats {
+  syncs: number;
+  syncTimeouts: number;
+}
+
 /** One probed SMMU (kernel: struct arm_smmu_device). */
 export class ArmSmmuDevice {
   readonly dev: PlatformDevice;
@@ -197,6 +203,8 @@ export class ArmSmmuDevice {
   quiesced = false;
   /** The kernel was torn down (kexec): nothing of it may touch the hardware any more. */
   gone = false;
+  /** TLB sync counters, kept here rather than in a side table: a strict unmap bumps one per sync. */
+  readonly tlbStats: ArmSmmuTlbStats = { syncs: 0, syncTimeouts: 0 };
 
   constructor(init: ArmSmmuInit) {
     this.dev = init.dev;

@@ -13,7 +13,7 @@
  * active while any sync is in flight). The domain's `iotlbSync` and `free` are the points that wait.
  */
 import type { IommuFlushOps } from '../../core/io-pgtable.js';
-import type { ArmSmmuDevice, ArmSmmuDomain } from './arm-smmu-device.js';
+import type { ArmSmmuDevice, ArmSmmuDomain, ArmSmmuTlbStats } from './arm-smmu-device.js';
 import { ARM_SMMU_V2 } from './arm-smmu-device.js';
 import {
   ARM_SMMU_CB_S1_TLBIASID,
@@ -39,22 +39,11 @@ export const TLB_LOOP_TIMEOUT_US = 1_000_000;
 /** The kernel's TLB_SPIN_COUNT */
 export const TLB_SPIN_COUNT = 10;
 
-/** Outcome counters a test or report can read. */
-export interface ArmSmmuTlbStats {
-  syncs: number;
-  syncTimeouts: number;
-}
-
-const stats = new WeakMap<ArmSmmuDevice, ArmSmmuTlbStats>();
+export type { ArmSmmuTlbStats } from './arm-smmu-device.js';
 
 /** The TLB counters of an SMMU. */
 export function armSmmuTlbStats(smmu: ArmSmmuDevice): ArmSmmuTlbStats {
-  let s = stats.get(smmu);
-  if (!s) {
-    s = { syncs: 0, syncTimeouts: 0 };
-    stats.set(smmu, s);
-  }
-  return s;
+  return smmu.tlbStats;
 }
 
 /** A sync that found nothing to wait for: one settled promise, no allocation per call. */
@@ -72,26 +61,80 @@ function armSmmuTlbSyncSpin(smmu: ArmSmmuDevice, page: number, status: number): 
 /**
  * Poll a sync status register until its ACTIVE bit clears, as Linux does, in virtual time: the spins,
  * then a delay doubling from 1 µs, spins after each but the last. The first spins run before anything
- * is awaited, so a wait that finds the sync complete costs no async frame.
+ * is awaited, so a wait that finds the sync complete costs no promise.
  */
 function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
   if (armSmmuTlbSyncSpin(smmu, page, status)) return SYNCED;
-  return armSmmuTlbSyncWaitDelay(smmu, page, status);
+  return (freePolls.pop() ?? new TlbSyncPoll()).start(smmu, page, status);
 }
 
-async function armSmmuTlbSyncWaitDelay(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
-  for (let delay = 1; delay < TLB_LOOP_TIMEOUT_US; delay *= 2) {
-    await smmu.dev.port.delay(delay * 1000);
-    if (delay * 2 < TLB_LOOP_TIMEOUT_US && armSmmuTlbSyncSpin(smmu, page, status)) return;
+/**
+ * The delays of one sync wait (kernel: the udelay() loop of __arm_smmu_tlb_sync()). Each delay is a
+ * CPU timer whose callback runs the spins that follow it, at the instant the delay ends, and settles
+ * the waiter's promise: one promise and one timer event per wait, no async frame and no promise per
+ * delay (a strict unmap waits here once per unmap). Polls are reused once settled.
+ */
+class TlbSyncPoll {
+  private smmu: ArmSmmuDevice | null = null;
+  private page = 0;
+  private status = 0;
+  private delay = 1;
+  private resolve: (() => void) | null = null;
+  private reject: ((e: unknown) => void) | null = null;
+  private readonly executor = (resolve: () => void, reject: (e: unknown) => void): void => {
+    this.resolve = resolve;
+    this.reject = reject;
+  };
+  private readonly expired = (): void => this.afterDelay();
+
+  start(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
+    this.smmu = smmu;
+    this.page = page;
+    this.status = status;
+    this.delay = 1;
+    const waiter = new Promise<void>(this.executor);
+    smmu.dev.port.startTimer(1000, this.expired);
+    return waiter;
   }
-  armSmmuTlbStats(smmu).syncTimeouts++;
-  smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
+
+  private afterDelay(): void {
+    const smmu = this.smmu!;
+    try {
+      if (this.delay * 2 < TLB_LOOP_TIMEOUT_US && armSmmuTlbSyncSpin(smmu, this.page, this.status)) {
+        this.settle(false, undefined);
+        return;
+      }
+      this.delay *= 2;
+      if (this.delay < TLB_LOOP_TIMEOUT_US) {
+        smmu.dev.port.startTimer(this.delay * 1000, this.expired);
+        return;
+      }
+      smmu.tlbStats.syncTimeouts++;
+      smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
+      this.settle(false, undefined);
+    } catch (e) {
+      // A register read that failed (the mapping is gone): the waiter sees the error.
+      this.settle(true, e);
+    }
+  }
+
+  private settle(failed: boolean, error: unknown): void {
+    const resolve = this.resolve!;
+    const reject = this.reject!;
+    this.smmu = null;
+    this.resolve = this.reject = null;
+    freePolls.push(this);
+    if (failed) reject(error);
+    else resolve();
+  }
 }
+
+const freePolls: TlbSyncPoll[] = [];
 
 /** Write a sync register and wait for it. */
 // kernel: __arm_smmu_tlb_sync() [arm-smmu.c]
 export function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: number, status: number): Promise<void> {
-  armSmmuTlbStats(smmu).syncs++;
+  smmu.tlbStats.syncs++;
   if (smmu.impl?.tlbSync) return smmu.impl.tlbSync(smmu, page, sync, status);
   smmu.writel(page, sync, QCOM_DUMMY_VAL);
   return armSmmuTlbSyncWait(smmu, page, status);
@@ -111,13 +154,13 @@ export function armSmmuTlbSyncContext(smmuDomain: ArmSmmuDomain): Promise<void> 
 /** Start a context bank sync without waiting (for io-pgtable's synchronous callbacks). */
 function armSmmuTlbSyncContextStart(smmuDomain: ArmSmmuDomain): void {
   const smmu = smmuDomain.smmu!;
-  armSmmuTlbStats(smmu).syncs++;
+  smmu.tlbStats.syncs++;
   smmu.cbWrite(smmuDomain.cfg.cbndx, ARM_SMMU_CB_TLBSYNC, QCOM_DUMMY_VAL);
 }
 
 /** Start a global sync without waiting. */
 function armSmmuTlbSyncGlobalStart(smmu: ArmSmmuDevice): void {
-  armSmmuTlbStats(smmu).syncs++;
+  smmu.tlbStats.syncs++;
   smmu.gr0Write(ARM_SMMU_GR0_sTLBGSYNC, QCOM_DUMMY_VAL);
 }
 
@@ -141,6 +184,15 @@ export async function armSmmuTlbInvContextS2(smmuDomain: ArmSmmuDomain): Promise
   await armSmmuTlbSyncGlobal(smmu);
 }
 
+/** ASID << 48 of the AArch64 TLBI operands, made once per ASID (a strict unmap writes one per page). */
+const asidOperands: bigint[] = [];
+
+function asidOperand(asid: number): bigint {
+  let v = asidOperands[asid];
+  if (v === undefined) asidOperands[asid] = v = BigInt(asid) << TTBRn_ASID_SHIFT;
+  return v;
+}
+
 /**
  * One TLBIVA/TLBIVAL per granule of [iova, iova + size). AArch64 operand: VA >> 12 with the ASID in
  * [63:48]; AArch32: VA[31:12] with the ASID in [7:0].
@@ -158,7 +210,7 @@ export function armSmmuTlbInvRangeS1(smmuDomain: ArmSmmuDomain, iova: number, si
     }
     return;
   }
-  const asid = BigInt(cfg.asid) << TTBRn_ASID_SHIFT;
+  const asid = asidOperand(cfg.asid);
   let page = Math.floor(iova / 4096);
   const step = granule / 4096;
   for (let left = size; left > 0; left -= granule) {

@@ -17,7 +17,8 @@
  * top-byte ignore, big-endian tables (SCTLR.E), hypervisor contexts (CBAR.HYPC), memory attributes
  * and shareability overrides (they have no effect on this machine's memory).
  */
-import type { PendingTlbi, TlbSet } from './tlb.js';
+import type { TlbSet } from './tlb.js';
+import { TlbiBatch } from './tlb.js';
 import { Tlb } from './tlb.js';
 import {
   CBA2R,
@@ -149,7 +150,7 @@ export class ContextBank {
   cmdHi = 0;
 
   /** TLB maintenance written to this bank and not yet completed by a TLBSYNC. */
-  pendingTlbi: PendingTlbi[] = [];
+  pendingTlbi = new TlbiBatch();
   /** TLBSYNCs in flight: TLBSTATUS.SACTIVE reads 1 while any is. */
   syncsInFlight = 0;
   /** An ATS1* operation in flight: ATSR.ACTIVE. */
@@ -182,7 +183,7 @@ export class ContextBank {
     this.fsynr0 = this.fsynr1 = 0;
     this.ipafarLo = this.ipafarHi = 0;
     this.cmdHi = 0;
-    this.pendingTlbi = [];
+    this.pendingTlbi.length = 0;
     this.syncsInFlight = 0;
     this.atsActive = false;
     this.decodedGen = -1;

@@ -8,7 +8,8 @@
  * space is written; that sync completes `timing.tlbSyncNs` later, in a scheduled step, and only
  * then do the queued operations take effect. A bank's sync does not complete global operations, nor
  * the other way round. The namespace a bank operation applies to is the bank's VMID, or the bank
- * itself when SCTLR.ASIDPNE is set.
+ * itself when SCTLR.ASIDPNE is set. A reset loses the syncs in flight: they complete nothing and
+ * leave the status of later syncs alone.
  * Does not support: broadcast maintenance, hypervisor entries (TLBIALLH invalidates nothing).
  */
 import { vtime } from '../vtime.js';
@@ -17,15 +18,33 @@ import type { ContextBank } from './context-bank.js';
 import { CFG_OK } from './context-bank.js';
 import * as R from './regs.js';
 import type { SmmuV2State } from './state.js';
-import type { PendingTlbi } from './tlb.js';
-import { Tlb } from './tlb.js';
+import { Tlb, TlbiBatch } from './tlb.js';
 
 const log = createDebug('iommu:hw:smmu-v2');
 const TWO_32 = 0x1_0000_0000;
 
+/** A sync in flight: the batch it completes and the register space whose status it holds active. */
+class SyncInFlight {
+  batch: TlbiBatch | null = null;
+  /** Null: the global sync (sTLBGSYNC). */
+  bank: ContextBank | null = null;
+  epoch = 0;
+  /** The step that completes it, made once per object (they are reused). */
+  readonly complete: () => void;
+
+  constructor(owner: TlbMaintenance) {
+    this.complete = () => owner.complete(this);
+  }
+}
+
 export class TlbMaintenance {
-  private pendingGlobal: PendingTlbi[] = [];
+  private pendingGlobal = new TlbiBatch();
   private globalSyncsInFlight = 0;
+  /** Bumped by reset: a sync written before it completes nothing (the reset lost it). */
+  private epoch = 0;
+  /** Empty batches and finished syncs, reused: a TLBI + TLBSYNC allocates only its scheduler event. */
+  private readonly freeBatches: TlbiBatch[] = [];
+  private readonly freeSyncs: SyncInFlight[] = [];
 
   /** Pages of the upstream bus's address space: 2^(UBS - 12). */
   private readonly vaPages: number;
@@ -35,8 +54,9 @@ export class TlbMaintenance {
   }
 
   reset(): void {
-    this.pendingGlobal = [];
+    this.pendingGlobal.length = 0;
     this.globalSyncsInFlight = 0;
+    this.epoch++;
   }
 
   /** sTLBGSTATUS.GSACTIVE. */
@@ -48,11 +68,11 @@ export class TlbMaintenance {
 
   tlbiVmid(v: number): void {
     const vmid = this.s.env.vmid16Enabled() ? R.TLBIVMID_F.VMID.get(v) : v & 0xff;
-    this.pendingGlobal.push({ op: 'vmid', vmid });
+    this.pendingGlobal.add().set('vmid', 0, 0, 0, vmid);
   }
 
   tlbiAllNsNh(): void {
-    this.pendingGlobal.push({ op: 'all' });
+    this.pendingGlobal.add().set('all', 0, 0, 0, 0);
   }
 
   tlbiAllH(): void {
@@ -60,63 +80,84 @@ export class TlbMaintenance {
   }
 
   globalSync(): void {
-    const ops = this.pendingGlobal;
-    this.pendingGlobal = [];
     this.globalSyncsInFlight++;
-    this.completeLater(ops, `${this.s.name} sTLBGSYNC`, () => this.globalSyncsInFlight--);
+    this.startSync(this.takeBatch(this.pendingGlobal, null), null, (this.globalSyncLabel ??= `${this.s.name} sTLBGSYNC`));
   }
+
+  private globalSyncLabel: string | null = null;
 
   // Context bank
 
   tlbiAsid(b: ContextBank, v: number): void {
-    b.pendingTlbi.push({ op: 'asid', namespace: this.namespaceOf(b), asid: this.asidOperand(b, v) });
+    b.pendingTlbi.add().set('asid', this.namespaceOf(b), this.asidOperand(b, v), 0, 0);
   }
 
   tlbiAll(b: ContextBank): void {
-    b.pendingTlbi.push({ op: 'namespace', namespace: this.namespaceOf(b) });
+    b.pendingTlbi.add().set('namespace', this.namespaceOf(b), 0, 0, 0);
   }
 
   /** TLBIVA(L): by VA and ASID (global entries for the VA too). */
   tlbiVa(b: ContextBank, lo: number, hi: number): void {
     const asid = b.isAarch64(this.s.env) ? this.asidOperand(b, hi >>> 16) : lo & 0xff;
-    b.pendingTlbi.push({ op: 'va', namespace: this.namespaceOf(b), asid, addr: this.vaOperand(b, lo, hi) });
+    b.pendingTlbi.add().set('va', this.namespaceOf(b), asid, this.vaOperand(b, lo, hi), 0);
   }
 
   /** TLBIVAA(L): by VA, every ASID. */
   tlbiVaa(b: ContextBank, lo: number, hi: number): void {
-    b.pendingTlbi.push({ op: 'vaa', namespace: this.namespaceOf(b), addr: this.vaOperand(b, lo, hi) });
+    b.pendingTlbi.add().set('vaa', this.namespaceOf(b), 0, this.vaOperand(b, lo, hi), 0);
   }
 
   /** TLBIIPAS2(L): stage 2 entries of the bank's VMID by IPA. */
   tlbiIpa(b: ContextBank, lo: number, hi: number): void {
     const ipa = ((hi & 0xfffff) * TWO_32 + lo) * 4096;
-    b.pendingTlbi.push({ op: 'ipa', vmid: this.s.vmidOf(b), addr: ipa });
+    b.pendingTlbi.add().set('ipa', 0, 0, ipa, this.s.vmidOf(b));
   }
 
   bankSync(b: ContextBank): void {
-    const ops = b.pendingTlbi;
-    b.pendingTlbi = [];
     b.syncsInFlight++;
-    this.completeLater(ops, (this.bankSyncLabels[b.index] ??= `${this.s.name} cb${b.index} TLBSYNC`), () => b.syncsInFlight--);
+    this.startSync(this.takeBatch(b.pendingTlbi, b), b, (this.bankSyncLabels[b.index] ??= `${this.s.name} cb${b.index} TLBSYNC`));
   }
 
-  /** Step labels of the banks' syncs, made once per bank (not a string per sync). */
+  /** Step labels of the banks' syncs (not a string per sync). */
   private readonly bankSyncLabels: string[] = [];
 
+  /**
+   * The operations a sync completes: the register space's batch, replaced by an empty one (null
+   * when nothing was written since the last sync).
+   */
+  private takeBatch(batch: TlbiBatch, bank: ContextBank | null): TlbiBatch | null {
+    if (batch.length === 0) return null;
+    const next = this.freeBatches.pop() ?? new TlbiBatch();
+    if (bank) bank.pendingTlbi = next;
+    else this.pendingGlobal = next;
+    return batch;
+  }
+
   /** The sync completes in a scheduled step: its operations take effect, then its status clears. */
-  private completeLater(ops: readonly PendingTlbi[], label: string, finished: () => void): void {
-    this.s.scheduler.schedule(
-      this.s.options.timing.tlbSyncNs,
-      () => {
-        for (const op of ops) this.s.tlb.apply(op);
-        finished();
-      },
-      label,
-    );
+  private startSync(batch: TlbiBatch | null, bank: ContextBank | null, label: string): void {
+    const sync = this.freeSyncs.pop() ?? new SyncInFlight(this);
+    sync.batch = batch;
+    sync.bank = bank;
+    sync.epoch = this.epoch;
+    this.s.scheduler.schedule(this.s.options.timing.tlbSyncNs, sync.complete, label);
+  }
+
+  /** A sync's step (SyncInFlight.complete). */
+  complete(sync: SyncInFlight): void {
+    const batch = sync.batch;
+    if (sync.epoch === this.epoch) {
+      if (batch) batch.applyTo(this.s.tlb);
+      if (sync.bank) sync.bank.syncsInFlight--;
+      else this.globalSyncsInFlight--;
+    } else if (batch) batch.length = 0;
+    if (batch) this.freeBatches.push(batch);
+    sync.batch = null;
+    sync.bank = null;
+    this.freeSyncs.push(sync);
   }
 
   /** TLB namespace a bank's maintenance applies to (its VMID, or the bank with ASIDPNE). */
-  private namespaceOf(b: ContextBank): string {
+  private namespaceOf(b: ContextBank): number {
     const cfg = this.s.decoded(b);
     if (cfg.status === CFG_OK) return Tlb.namespace(cfg.vmid, cfg.privateCb);
     const type = b.index < this.s.options.numS2Cb ? R.CBAR_TYPE_S2_TRANS : R.CBAR.TYPE.get(b.cbar);

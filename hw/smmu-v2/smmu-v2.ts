@@ -47,6 +47,11 @@ import { Translator } from './translate.js';
 export type { SmmuV2Stats } from './state.js';
 
 const log = createDebug('iommu:hw:smmu-v2');
+
+/** A 64-bit register value and its two 32-bit words (the low one first on a little-endian host). */
+const SCRATCH64 = new BigUint64Array(1);
+const SCRATCH32 = new Uint32Array(SCRATCH64.buffer);
+const WORD_LO = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1 ? 0 : 1;
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
 /** What the machine gives the model. */
@@ -98,12 +103,23 @@ export class SmmuV2 implements MmioDevice, DmaPort {
   private readonly ats: AddressTranslationOps;
   private readonly scr0Writable: number;
   private readonly scr0Fixed: number;
+  // The layout's figures the register dispatch uses on every access.
+  private readonly pageSize: number;
+  private readonly pgshift: number;
+  private readonly pageMask: number;
+  private readonly cbBase: number;
+  private readonly regSize: number;
 
   constructor(deps: SmmuV2Deps, options: SmmuV2OptionsInput) {
     const o = resolveOptions(options);
     this.options = o;
     this.name = deps.name;
     this.layout = new SmmuLayout(o.pageSize64k, o.numPageNdxb);
+    this.pageSize = this.layout.pageSize;
+    this.pgshift = this.layout.pgshift;
+    this.pageMask = this.layout.pageSize - 1;
+    this.cbBase = this.layout.cbBase;
+    this.regSize = this.layout.size;
     this.ids = idRegisters(o);
     const s = new SmmuV2State(deps.name, o, deps.scheduler, deps.trace ?? null);
     this.s = s;
@@ -219,24 +235,26 @@ export class SmmuV2 implements MmioDevice, DmaPort {
 
   write32(offset: number, value: number): void {
     const v = value >>> 0;
-    const { pageSize, cbBase, size } = this.layout;
-    if (offset < pageSize) this.gr0Write(offset, v);
-    else if (offset < 2 * pageSize) this.gr1Write(offset - pageSize, v);
-    else if (offset >= cbBase && offset < size) {
-      const n = Math.floor((offset - cbBase) / pageSize);
-      if (n < this.s.banks.length) this.cbWrite(this.s.banks[n], offset - cbBase - n * pageSize, v);
+    const cb = offset - this.cbBase;
+    if (cb >= 0) {
+      // Context bank pages first: the driver's per-operation traffic (TLBI, TLBSYNC) lands there.
+      const n = cb >>> this.pgshift;
+      if (offset < this.regSize && n < this.s.banks.length) this.cbWrite(this.s.banks[n], cb & this.pageMask, v);
       else this.unknown('write', offset, v);
-    } else this.unknown('write', offset, v);
+    } else if (offset < this.pageSize) this.gr0Write(offset, v);
+    else if (offset < 2 * this.pageSize) this.gr1Write(offset - this.pageSize, v);
+    else this.unknown('write', offset, v);
   }
 
   write64(offset: number, value: bigint): void {
-    const v = BigInt.asUintN(64, value);
-    const lo = Number(v & 0xffff_ffffn);
-    const hi = Number(v >> 32n);
-    const { pageSize, cbBase, size } = this.layout;
-    if (offset >= cbBase && offset < size) {
-      const n = Math.floor((offset - cbBase) / pageSize);
-      const reg = offset - cbBase - n * pageSize;
+    // The halves of value mod 2^64 through the scratch view: BigInt arithmetic allocates per operation.
+    SCRATCH64[0] = value;
+    const lo = SCRATCH32[WORD_LO];
+    const hi = SCRATCH32[WORD_LO ^ 1];
+    const cb = offset - this.cbBase;
+    if (cb >= 0 && offset < this.regSize) {
+      const n = cb >>> this.pgshift;
+      const reg = cb & this.pageMask;
       if (n < this.s.banks.length && isCommand64(reg)) {
         this.cbCommand(this.s.banks[n], reg, lo, hi);
         return;
@@ -251,14 +269,13 @@ export class SmmuV2 implements MmioDevice, DmaPort {
   }
 
   private readReg(offset: number, logUnknown: boolean): number {
-    const { pageSize, cbBase, size } = this.layout;
-    let v: number | null;
-    if (offset < pageSize) v = this.gr0Read(offset);
-    else if (offset < 2 * pageSize) v = this.gr1Read(offset - pageSize);
-    else if (offset >= cbBase && offset < size) {
-      const n = Math.floor((offset - cbBase) / pageSize);
-      v = n < this.s.banks.length ? this.cbRead(this.s.banks[n], offset - cbBase - n * pageSize) : null;
-    } else v = null;
+    let v: number | null = null;
+    const cb = offset - this.cbBase;
+    if (cb >= 0) {
+      const n = cb >>> this.pgshift;
+      if (offset < this.regSize && n < this.s.banks.length) v = this.cbRead(this.s.banks[n], cb & this.pageMask);
+    } else if (offset < this.pageSize) v = this.gr0Read(offset);
+    else if (offset < 2 * this.pageSize) v = this.gr1Read(offset - this.pageSize);
     if (v === null) {
       if (logUnknown) this.unknown('read', offset);
       return 0;
@@ -425,8 +442,15 @@ export class SmmuV2 implements MmioDevice, DmaPort {
     this.unknown('write', this.layout.pageSize + off, v);
   }
 
+  // The switches below are compare chains in the order written: the registers a driver touches per
+  // operation (TLBSTATUS polled after every TLBSYNC, the TLBIs, RESUME and FSR of the fault path) come
+  // first.
   private cbRead(b: ContextBank, off: number): number | null {
     switch (off) {
+      case R.CB_TLBSTATUS:
+        return b.syncsInFlight > 0 ? R.TLBSTATUS.SACTIVE.mask : 0;
+      case R.CB_FSR:
+        return b.fsr;
       case R.CB_SCTLR:
         return b.sctlr;
       case R.CB_ACTLR:
@@ -455,8 +479,6 @@ export class SmmuV2 implements MmioDevice, DmaPort {
         return b.parLo;
       case R.CB_PAR + 4:
         return b.parHi;
-      case R.CB_FSR:
-        return b.fsr;
       case R.CB_FAR:
         return b.farLo;
       case R.CB_FAR + 4:
@@ -469,8 +491,6 @@ export class SmmuV2 implements MmioDevice, DmaPort {
         return b.ipafarLo;
       case R.CB_IPAFAR + 4:
         return b.ipafarHi;
-      case R.CB_TLBSTATUS:
-        return b.syncsInFlight > 0 ? R.TLBSTATUS.SACTIVE.mask : 0;
       case R.CB_ATSR:
         return b.atsActive ? R.ATSR.ACTIVE.mask : 0;
       case R.CB_FSRRESTORE:
@@ -485,6 +505,15 @@ export class SmmuV2 implements MmioDevice, DmaPort {
 
   private cbWrite(b: ContextBank, off: number, v: number): void {
     switch (off) {
+      case R.CB_TLBSYNC:
+        this.maintenance.bankSync(b);
+        return;
+      case R.CB_FSR:
+        this.writeFsr(b, v);
+        return;
+      case R.CB_RESUME:
+        this.engine.resume(b, R.RESUME.TnR.isSet(v));
+        return;
       case R.CB_SCTLR:
         b.sctlr = (v & SCTLR_IMPLEMENTED) >>> 0;
         this.s.cfgGen++;
@@ -492,9 +521,6 @@ export class SmmuV2 implements MmioDevice, DmaPort {
         return;
       case R.CB_ACTLR:
         b.actlr = v;
-        return;
-      case R.CB_RESUME:
-        this.engine.resume(b, R.RESUME.TnR.isSet(v));
         return;
       case R.CB_TCR2:
         if (this.s.version === 2) {
@@ -537,9 +563,6 @@ export class SmmuV2 implements MmioDevice, DmaPort {
       case R.CB_PAR + 4:
         b.parHi = v;
         return;
-      case R.CB_FSR:
-        this.writeFsr(b, v);
-        return;
       case R.CB_FSRRESTORE:
         b.fsr = (v & (R.FSR_FAULT_BITS | R.FSR.MULTI.mask | R.FSR.SS.mask | R.FSR.FORMAT.mask)) >>> 0;
         this.s.irq.update();
@@ -567,9 +590,6 @@ export class SmmuV2 implements MmioDevice, DmaPort {
         return;
       case R.CB_TLBIALL:
         this.maintenance.tlbiAll(b);
-        return;
-      case R.CB_TLBSYNC:
-        this.maintenance.bankSync(b);
         return;
       case R.CB_TLBSTATUS:
       case R.CB_ATSR:
@@ -626,9 +646,9 @@ export class SmmuV2 implements MmioDevice, DmaPort {
 /** The 64-bit command registers of a context bank (written as one 64-bit or two 32-bit accesses). */
 function isCommand64(off: number): boolean {
   switch (off) {
+    case R.CB_TLBIVAL:
     case R.CB_TLBIVA:
     case R.CB_TLBIVAA:
-    case R.CB_TLBIVAL:
     case R.CB_TLBIVAAL:
     case R.CB_TLBIIPAS2:
     case R.CB_TLBIIPAS2L:

@@ -142,6 +142,12 @@ export class SmmuV2State {
     return false;
   }
 
+  /** Someone records trace events (build an event's arguments only then on hot paths). */
+  get tracing(): boolean {
+    const tr = this.trace;
+    return tr !== null && tr.active;
+  }
+
   emit(name: TraceEventId, args: Record<string, unknown>): void {
     const tr = this.trace;
     if (tr !== null && tr.active) tr.emit({ kind: 'custom', time: this.scheduler.now, track: this.name, name, args });

@@ -53,6 +53,9 @@ export class TlbSet {
   readonly buckets = new Map<number, TlbEntry>();
   count = 0;
 
+  /** The namespace (Tlb.namespace) the maintenance operations match against. */
+  readonly ns: number;
+
   constructor(
     readonly tag: string,
     readonly kind: TlbSetKind,
@@ -63,7 +66,9 @@ export class TlbSet {
     /** ASID, or -1 for stage 2 only and for the global set. */
     readonly asid: number,
     readonly global: boolean,
-  ) {}
+  ) {
+    this.ns = Tlb.namespace(vmid, privateCb);
+  }
 
   lookup(addr: number): TlbEntry | null {
     const sizes = this.sizes;
@@ -174,15 +179,56 @@ function bucketKey(blockNumber: number, slot: number): number {
   return (blockNumber % 0x1000_0000) * 4 + (slot & 3);
 }
 
-/** A TLB maintenance operation waiting for the sync that completes it. */
-export type PendingTlbi =
-  | { op: 'va'; namespace: string; asid: number; addr: number }
-  | { op: 'vaa'; namespace: string; addr: number }
-  | { op: 'asid'; namespace: string; asid: number }
-  | { op: 'namespace'; namespace: string }
-  | { op: 'ipa'; vmid: number; addr: number }
-  | { op: 'vmid'; vmid: number }
-  | { op: 'all' };
+export type TlbiOp = 'va' | 'vaa' | 'asid' | 'namespace' | 'ipa' | 'vmid' | 'all';
+
+/**
+ * A TLB maintenance operation waiting for the sync that completes it. One shape for every kind, so a
+ * batch can reuse its operations once applied. The fields an operation uses:
+ * - `va`: namespace, ASID, address; `vaa`: namespace, address; `asid`: namespace, ASID;
+ * - `namespace`: namespace; `ipa`: VMID, address; `vmid`: VMID; `all`: none.
+ */
+export class PendingTlbi {
+  op: TlbiOp = 'all';
+  namespace = 0;
+  asid = 0;
+  addr = 0;
+  vmid = 0;
+
+  set(op: TlbiOp, namespace: number, asid: number, addr: number, vmid: number): void {
+    this.op = op;
+    this.namespace = namespace;
+    this.asid = asid;
+    this.addr = addr;
+    this.vmid = vmid;
+  }
+}
+
+/**
+ * The operations written to one register space (a bank, or GR0) before its next sync, in order. A
+ * sync takes the batch and completes it later; applied batches and their operations are reused, so
+ * a TLBI then TLBSYNC allocates nothing once the pool holds what the traffic needs.
+ */
+export class TlbiBatch {
+  private readonly ops: PendingTlbi[] = [];
+  length = 0;
+
+  /** The next operation slot (fill it with `set`). */
+  add(): PendingTlbi {
+    let op = this.ops[this.length];
+    if (op === undefined) this.ops.push((op = new PendingTlbi()));
+    this.length++;
+    return op;
+  }
+
+  /** Apply the operations in the order written, then empty the batch. */
+  applyTo(tlb: Tlb): void {
+    const ops = this.ops;
+    for (let i = 0; i < this.length; i++) tlb.apply(ops[i]);
+    this.length = 0;
+  }
+}
+
+const FLUSH_ALL = new PendingTlbi();
 
 export interface TlbStats {
   hits: number;
@@ -194,6 +240,8 @@ export interface TlbStats {
 
 export class Tlb {
   private readonly sets = new Map<string, TlbSet>();
+  /** The same sets in creation order, for maintenance to walk without an iterator. */
+  private readonly setList: TlbSet[] = [];
   private total = 0;
   readonly stats: TlbStats = { hits: 0, misses: 0, inserts: 0, invalidated: 0, flushesForCapacity: 0 };
 
@@ -201,19 +249,28 @@ export class Tlb {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`TLB capacity must be a positive integer, got ${capacity}`);
   }
 
-  /** Namespace name of a VMID or of a bank-private ASID space. */
-  static namespace(vmid: number, privateCb: number): string {
-    return privateCb >= 0 ? `cb${privateCb}` : `vmid${vmid}`;
+  /**
+   * Namespace of a VMID (the VMID, >= 0) or of a bank-private ASID space (-1 - bank): a number, so a
+   * maintenance operation neither builds nor compares strings.
+   */
+  static namespace(vmid: number, privateCb: number): number {
+    return privateCb >= 0 ? -1 - privateCb : vmid;
+  }
+
+  /** The namespace's name in tags: `vmid<n>` or `cb<n>`. */
+  static namespaceName(ns: number): string {
+    return ns < 0 ? `cb${-1 - ns}` : `vmid${ns}`;
   }
 
   /** The set for a tag, created on first use (configuration decode time, not the hot path). */
   set(kind: TlbSetKind, vmid: number, privateCb: number, asid: number, global: boolean): TlbSet {
-    const ns = Tlb.namespace(vmid, privateCb);
+    const ns = Tlb.namespaceName(Tlb.namespace(vmid, privateCb));
     const tag = kind === 'stage2' ? `${ns}/s2` : global ? `${ns}/${kind}/g` : `${ns}/${kind}/asid${asid}`;
     let s = this.sets.get(tag);
     if (!s) {
       s = new TlbSet(tag, kind, vmid, privateCb, kind === 'stage2' || global ? -1 : asid, global);
       this.sets.set(tag, s);
+      this.setList.push(s);
     }
     return s;
   }
@@ -235,10 +292,14 @@ export class Tlb {
 
   /** Apply one completed maintenance operation. */
   apply(op: PendingTlbi): number {
+    // Nothing cached, nothing to remove (a strict unmap's TLBI usually finds an empty TLB).
+    if (this.total === 0) return 0;
     let n = 0;
-    for (const s of this.sets.values()) {
+    const sets = this.setList;
+    for (let i = 0; i < sets.length; i++) {
+      const s = sets[i];
       if (s.count === 0) continue;
-      const ns = Tlb.namespace(s.vmid, s.privateCb);
+      const ns = s.ns;
       switch (op.op) {
         case 'va':
           if (ns === op.namespace && s.kind !== 'stage2' && (s.global || s.asid === op.asid)) n += s.invalidateAddr(op.addr);
@@ -271,6 +332,6 @@ export class Tlb {
   }
 
   flushAll(): void {
-    this.apply({ op: 'all' });
+    this.apply(FLUSH_ALL);
   }
 }

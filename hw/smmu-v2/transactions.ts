@@ -261,15 +261,20 @@ export class TransactionEngine {
     this.s.stats.contextFaults++;
     this.s.irq.update();
     const stall = R.SCTLR.CFCFG.isSet(fb.sctlr);
-    log(
-      '%s: cb%d: %s fault (stage %d, level %d) at %s for %s sid %s%s: %s',
-      this.s.name, fb.index, t.kind, t.stage, t.level, hex(va), txn.req.master, hex(txn.req.streamId),
-      latched ? '' : ' (FSR.MULTI)', stall ? 'stalled' : 'terminated',
-    );
-    this.s.emit('smmu-v2.context-fault', {
-      cb: fb.index, kind: t.kind, stage: t.stage, level: t.level, addr: va, master: txn.req.master,
-      streamId: txn.req.streamId, write: info.write, multi: !latched, stall,
-    });
+    if (log.enabled) {
+      log(
+        '%s: cb%d: %s fault (stage %d, level %d) at %s for %s sid %s%s: %s',
+        this.s.name, fb.index, t.kind, t.stage, t.level, hex(va), txn.req.master, hex(txn.req.streamId),
+        latched ? '' : ' (FSR.MULTI)', stall ? 'stalled' : 'terminated',
+      );
+    }
+    // The event's arguments only when someone records them (a fault round trip is a hot path).
+    if (this.s.tracing) {
+      this.s.emit('smmu-v2.context-fault', {
+        cb: fb.index, kind: t.kind, stage: t.stage, level: t.level, addr: va, master: txn.req.master,
+        streamId: txn.req.streamId, write: info.write, multi: !latched, stall,
+      });
+    }
     if (stall) {
       fb.fsr = (fb.fsr | R.FSR.SS.mask) >>> 0;
       txn.stalledIn = fb.index;
@@ -290,6 +295,9 @@ export class TransactionEngine {
     if (R.SCTLR.CFRE.isSet(bank.sctlr)) txn.done({ status, detail });
     else razwi(txn.req, txn.done, `${detail} (SCTLR.CFRE=0)`);
   }
+
+  /** Step labels of the banks' RESUMEs (not a string per RESUME). */
+  private readonly resumeLabels: string[] = [];
 
   /** A RESUME write to bank `b` (TnR = `terminate`). */
   resume(b: ContextBank, terminate: boolean): void {
@@ -313,7 +321,7 @@ export class TransactionEngine {
         st.resumePending = false;
         const held = st.stalled.splice(0);
         b.fsr = (b.fsr & ~R.FSR.SS.mask) >>> 0;
-        this.s.emit('smmu-v2.resume', { cb: b.index, terminate, transactions: held.length });
+        if (this.s.tracing) this.s.emit('smmu-v2.resume', { cb: b.index, terminate, transactions: held.length });
         for (const txn of held) {
           txn.stalledIn = -1;
           if (terminate) this.terminate(txn, b, 'terminated', `stalled transaction terminated by RESUME.TnR=1 in bank ${b.index}`);
@@ -322,7 +330,7 @@ export class TransactionEngine {
         // Transactions that waited behind the stall are admitted again, in arrival order.
         this.releaseWaiters(b.index);
       },
-      `${this.s.name} cb${b.index} RESUME`,
+      (this.resumeLabels[b.index] ??= `${this.s.name} cb${b.index} RESUME`),
     );
   }
 

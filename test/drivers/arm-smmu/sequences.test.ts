@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
 import { iommuUnmap } from '../../../core/iommu-map.js';
 import { armSmmuDomainContextBank } from '../../../drivers/arm-smmu/arm-smmu-domain.js';
+import { armSmmuTlbStats } from '../../../drivers/arm-smmu/arm-smmu-tlb.js';
 import type { SmmuV2 } from '../../../hw/smmu-v2/index.js';
 import type { TraceEvent } from '../../../hw/trace.js';
 import { boot } from '../../../scenarios/lib/lab.js';
@@ -87,6 +88,62 @@ describe('arm-smmu register sequences', () => {
     expect(ops[tlbival + 1]).toBe('write 7f0');
     expect(ops.slice(tlbival + 2).every((o) => o === 'read 7f4')).toBe(true);
     expect(ops.length).toBeGreaterThan(tlbival + 2);
+  });
+
+  it('polls a slow TLBSYNC as Linux does: ten reads, then ten after each delay doubling from 1 us', async () => {
+    // The sync completes 5 us after it is written: the reads after the 1 and 2 us delays still see
+    // SACTIVE, the first one after the 4 us delay (7 us in) sees it clear.
+    const b = await rig({ iommuOptions: { 'smmu-v2': { timing: { tlbSyncNs: 5000 } } } });
+    const domain = await attachNew(b, L.masterNoStall);
+    const n = armSmmuDomainContextBank(domain);
+    await map(b, domain, 0x12_3000, b.page());
+    const rec = b.machine.trace.record(['mmio']);
+    expect(await b.run(iommuUnmap(domain, 0x12_3000, 0x1000))).toBe(0x1000);
+    rec.stop();
+    const ev = rec.events.filter((e): e is Mmio => e.kind === 'mmio' && cbOff(b, n, e.offset) >= 0);
+    const sync = ev.findIndex((e) => e.op === 'write' && cbOff(b, n, e.offset) === 0x7f0);
+    const reads = ev.slice(sync + 1);
+    expect(reads.every((e) => e.op === 'read' && cbOff(b, n, e.offset) === 0x7f4)).toBe(true);
+    const t0 = ev[sync].time;
+    expect(reads.map((e) => (e.time - t0) / 1000)).toEqual([...Array<number>(10).fill(0), ...Array<number>(10).fill(1), ...Array<number>(10).fill(3), 7]);
+    expect(reads.map((e) => Number(e.value & 1n))).toEqual([...Array<number>(30).fill(1), 0]);
+  });
+
+  it('gives up on a TLBSYNC that never completes after the kernel\'s second, counting and logging the timeout', async () => {
+    const b = await rig();
+    const domain = await attachNew(b, L.masterNoStall);
+    const n = armSmmuDomainContextBank(domain);
+    await map(b, domain, 0x12_3000, b.page());
+    // From now on the SMMU takes 2 s to complete a sync.
+    model(b).options.timing.tlbSyncNs = 2_000_000_000;
+    const before = armSmmuTlbStats(b.smmu).syncTimeouts;
+    const rec = b.machine.trace.record(['mmio', 'log']);
+    const t0 = b.machine.scheduler.now;
+    expect(await b.run(iommuUnmap(domain, 0x12_3000, 0x1000))).toBe(0x1000);
+    rec.stop();
+    // Twenty delays (1 us ... 2^19 us), ten reads before each but none after the last.
+    expect(b.machine.scheduler.now - t0).toBe((2 ** 20 - 1) * 1000);
+    expect(rec.events.filter((e) => e.kind === 'mmio' && e.op === 'read' && cbOff(b, n, e.offset) === 0x7f4)).toHaveLength(200);
+    expect(armSmmuTlbStats(b.smmu).syncTimeouts).toBe(before + 1);
+    expect(rec.events.some((e) => e.kind === 'log' && /TLB sync timed out/.test(JSON.stringify(e)))).toBe(true);
+  });
+
+  it('two strict unmaps on two banks wait for their own syncs at once', async () => {
+    const b = await rig({ iommuOptions: { 'smmu-v2': { timing: { tlbSyncNs: 2500 } } } });
+    const d1 = await attachNew(b, L.masterNoStall);
+    const d2 = await attachNew(b, L.masterMasked);
+    const p1 = b.page();
+    const p2 = b.page();
+    await map(b, d1, 0x4000, p1);
+    await map(b, d2, 0x4000, p2);
+    expect((await b.master(L.masterNoStall).write(0x4000, bytes(1))).status).toBe('ok');
+    expect((await b.master(L.masterMasked).write(0x4000, bytes(2))).status).toBe('ok');
+    const t0 = b.machine.scheduler.now;
+    expect(await b.run(Promise.all([iommuUnmap(d1, 0x4000, 0x1000), iommuUnmap(d2, 0x4000, 0x1000)]))).toEqual([0x1000, 0x1000]);
+    // Both syncs complete 2.5 us in: each waiter's read after the 1 + 2 us delays sees it done.
+    expect(b.machine.scheduler.now - t0).toBe(3000);
+    expect((await b.master(L.masterNoStall).write(0x4000, bytes(3))).status).toBe('fault');
+    expect((await b.master(L.masterMasked).write(0x4000, bytes(4))).status).toBe('fault');
   });
 
   it('clears FSR before writing RESUME, so the SMMU never ignores it', async () => {

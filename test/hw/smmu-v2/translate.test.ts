@@ -222,6 +222,60 @@ describe('SMMUv2 translation through context banks', () => {
     expect(b.write(7, 0x3000, [1]).c?.pa).toBe(PA1);
   });
 
+  it('each TLBSYNC completes the invalidations written before it, and only those, when several are in flight', () => {
+    const { b, t } = s1Rig();
+    const at = (ns: number): void => {
+      b.scheduler.schedule(ns - b.scheduler.now, () => {});
+      b.scheduler.runSyncUntilIdle(ns - b.scheduler.now);
+    };
+    const pages = [0x6000, 0x7000, 0x8000];
+    for (let round = 0; round < 3; round++) {
+      // Cache the three pages, then point them elsewhere (stale until invalidated).
+      for (const va of pages) t.map(va, PA1);
+      b.setCb(0, TLBIASID, 5);
+      b.setCb(0, TLBSYNC, 0);
+      b.run();
+      for (const va of pages) expect(b.write(0x40, va, [1]).c?.pa).toBe(PA1);
+      for (const va of pages) t.map(va, PA2);
+      const t0 = b.scheduler.now;
+      b.setCb64(0, TLBIVA, (5n << 48n) | BigInt(0x6000 >> 12));
+      b.setCb(0, TLBSYNC, 0); // completes at t0 + 200
+      at(t0 + 100);
+      b.setCb64(0, TLBIVA, (5n << 48n) | BigInt(0x7000 >> 12));
+      b.setCb64(0, TLBIVA, (5n << 48n) | BigInt(0x8000 >> 12));
+      b.setCb(0, TLBSYNC, 0); // completes at t0 + 300
+      at(t0 + 250);
+      expect(b.cb(0, TLBSTATUS) & 1).toBe(1);
+      expect(b.write(0x40, 0x6000, [2]).c?.pa).toBe(PA2);
+      expect(b.write(0x40, 0x7000, [2]).c?.pa).toBe(PA1);
+      expect(b.write(0x40, 0x8000, [2]).c?.pa).toBe(PA1);
+      b.run();
+      expect(b.cb(0, TLBSTATUS) & 1).toBe(0);
+      for (const va of pages) expect(b.write(0x40, va, [3]).c?.pa).toBe(PA2);
+    }
+  });
+
+  it('a sync written before a reset does not complete (or clear the status of) one written after it', () => {
+    const { b } = s1Rig();
+    const at = (ns: number): void => {
+      b.scheduler.schedule(ns - b.scheduler.now, () => {});
+      b.scheduler.runSyncUntilIdle(ns - b.scheduler.now);
+    };
+    b.setCb(0, TLBSYNC, 0);
+    b.setGr0(sTLBGSYNC, 0);
+    at(100);
+    b.smmu.reset();
+    b.setCb(0, TLBSYNC, 0);
+    b.setGr0(sTLBGSYNC, 0);
+    // Past the first pair's completion (200 ns after it was written), before the second pair's.
+    at(250);
+    expect(b.cb(0, TLBSTATUS) & 1).toBe(1);
+    expect(b.gr0(sTLBGSTATUS) & 1).toBe(1);
+    b.run();
+    expect(b.cb(0, TLBSTATUS) & 1).toBe(0);
+    expect(b.gr0(sTLBGSTATUS) & 1).toBe(0);
+  });
+
   it('TLBIALLNSNH drops everything after sTLBGSYNC', () => {
     const { b, t } = s1Rig();
     t.map(0x6000, PA1);
