@@ -173,37 +173,54 @@ function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
 
-/** One order's free blocks: a stack plus an index, so push, pop and removing a buddy are O(1). */
+/**
+ * One order's free blocks: a stack plus an index, so push, pop and removing a buddy are O(1). A block
+ * taken off the list keeps its index entry as a tombstone (-1) rather than being deleted: the same
+ * blocks come and go all the time, and deleting would shrink and regrow the index's hash table with
+ * each burst. The index is rebuilt when tombstones outnumber the free blocks.
+ */
 class FreeArea {
   private readonly heads: number[] = [];
-  private readonly slot = new Map<number, number>();
+  private slot = new Map<number, number>();
+  private tombstones = 0;
 
   get count(): number {
     return this.heads.length;
   }
 
   push(pfn: number): void {
+    if (this.slot.get(pfn) === -1) this.tombstones--;
     this.slot.set(pfn, this.heads.length);
     this.heads.push(pfn);
   }
 
   pop(): number {
     const pfn = this.heads.pop()!;
-    this.slot.delete(pfn);
+    this.forget(pfn);
     return pfn;
   }
 
   /** Take `pfn` off the list if it is there. */
   remove(pfn: number): boolean {
     const i = this.slot.get(pfn);
-    if (i === undefined) return false;
+    if (i === undefined || i < 0) return false;
     const last = this.heads.pop()!;
     if (last !== pfn) {
       this.heads[i] = last;
       this.slot.set(last, i);
     }
-    this.slot.delete(pfn);
+    this.forget(pfn);
     return true;
+  }
+
+  private forget(pfn: number): void {
+    this.slot.set(pfn, -1);
+    if (++this.tombstones > 2 * this.heads.length + 64) {
+      const slot = new Map<number, number>();
+      for (let i = 0; i < this.heads.length; i++) slot.set(this.heads[i], i);
+      this.slot = slot;
+      this.tombstones = 0;
+    }
   }
 }
 
