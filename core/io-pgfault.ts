@@ -84,7 +84,7 @@ export class DevFaultParam implements IommuFaultParam {
   /** Page requests without LAST_PAGE waiting for their group's last one (kernel: partial). */
   readonly partial: IopfFault[] = [];
   /** Groups handed out and not answered yet, oldest first (kernel: faults). */
-  readonly pending = new Set<IopfGroupImpl>();
+  readonly pending = new GroupSet('pendingSlot');
   /** Device features enabled through the feature API (IOPF, SVA). */
   readonly features = new Set<IommuDevFeature>();
   /** Live SVA bonds of the device (disabling SVA with bonds is EBUSY). */
@@ -103,10 +103,79 @@ export class DevFaultParam implements IommuFaultParam {
   }
 }
 
+/**
+ * An insertion-ordered set of groups kept in an array, each group holding its slot. A Set here would
+ * grow and shrink its hash table with every burst of faults, and the garbage collector keeps the
+ * tables a long-lived Set discarded (and every group they held, with all it references) alive until
+ * its next full collection: the fault path would drag each burst into the old generation.
+ */
+export class GroupSet implements Iterable<IopfGroupImpl> {
+  private readonly items: (IopfGroupImpl | null)[] = [];
+  /** Slots in use are [0, end); the array never shrinks (emptied, it is refilled from slot 0). */
+  private end = 0;
+  private live = 0;
+
+  constructor(private readonly slot: 'pendingSlot' | 'domainSlot') {}
+
+  get size(): number {
+    return this.live;
+  }
+
+  has(g: IopfGroupImpl): boolean {
+    const i = g[this.slot];
+    return i >= 0 && i < this.end && this.items[i] === g;
+  }
+
+  add(g: IopfGroupImpl): this {
+    if (this.has(g)) return this;
+    if (this.end === this.items.length) this.items.push(g);
+    else this.items[this.end] = g;
+    g[this.slot] = this.end++;
+    this.live++;
+    return this;
+  }
+
+  delete(g: IopfGroupImpl): boolean {
+    if (!this.has(g)) return false;
+    this.items[g[this.slot]] = null;
+    g[this.slot] = -1;
+    this.live--;
+    if (this.live === 0) this.end = 0;
+    else if (this.end > 64 && this.live * 2 < this.end) this.compact();
+    return true;
+  }
+
+  /** The groups, oldest first; a group deleted before the walk reaches it is skipped, as a Set does. */
+  *[Symbol.iterator](): Iterator<IopfGroupImpl> {
+    const items = this.items.slice(0, this.end);
+    for (const g of items) if (g !== null && this.has(g)) yield g;
+  }
+
+  /** Close the gaps, keeping the order. */
+  private compact(): void {
+    const items = this.items;
+    let j = 0;
+    for (let i = 0; i < this.end; i++) {
+      const g = items[i];
+      if (g === null) continue;
+      items[j] = g;
+      g[this.slot] = j++;
+    }
+    for (let i = j; i < this.end; i++) items[i] = null;
+    this.end = j;
+  }
+}
+
 /** The kernel's struct iopf_group */
 export class IopfGroupImpl implements IopfGroup {
   /** The code it was answered with, once answered. */
   response: IommuPageResponseCode | null = null;
+  /** The iopf handler it was queued for (its domain's when it was queued), until it runs. */
+  handler: ((g: IopfGroup) => void | Promise<void>) | null = null;
+  /** @internal Its slots in its device's pending set and its domain's (GroupSet), -1 when out. */
+  pendingSlot = -1;
+  /** @internal */
+  domainSlot = -1;
 
   constructor(
     readonly param: DevFaultParam,
@@ -142,7 +211,7 @@ export class IopfQueue {
    * Groups completed since the last work item started, with their handlers: one work item takes them
    * all (see iopfHandlePageRequest), as a reporting thread's pass hands them over together.
    */
-  batch: { group: IopfGroupImpl; handler: (g: IopfGroup) => void | Promise<void> }[] = [];
+  batch: IopfGroupImpl[] = [];
   private freed = false;
 
   constructor(
@@ -214,17 +283,18 @@ function sendResponse(dev: Device, evt: IopfFault, code: IommuPageResponseCode):
     logOf(dev)?.err(dev.name, `no page_response op: request grpid ${prm.grpid} stays unanswered`, LOG_NS);
     return null;
   }
-  const onError = (e: unknown): void => {
-    logOf(dev)?.err(dev.name, `page response (grpid ${prm.grpid}, code ${code}) failed: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
-  };
   try {
     // A synchronous op (arm-smmu-v3's queues the command and returns) costs no promise here.
     const r = ops.pageResponse(dev, evt, { pasid: prm.pasid, grpid: prm.grpid, code });
-    return r instanceof Promise ? r.catch(onError) : null;
+    return r instanceof Promise ? r.catch((e: unknown) => responseFailed(dev, prm.grpid, code, e)) : null;
   } catch (e) {
-    onError(e);
+    responseFailed(dev, prm.grpid, code, e);
     return null;
   }
+}
+
+function responseFailed(dev: Device, grpid: number, code: IommuPageResponseCode, e: unknown): void {
+  logOf(dev)?.err(dev.name, `page response (grpid ${grpid}, code ${code}) failed: ${e instanceof Error ? e.message : String(e)}`, LOG_NS);
 }
 
 const DONE: Promise<void> = Promise.resolve();
@@ -235,7 +305,7 @@ export function iopfSendResponse(dev: Device, evt: IopfFault, code: IommuPageRes
 }
 
 /** Groups handed to a domain's iopf handler and not answered yet, per domain. */
-const domainGroups = new WeakMap<IommuDomain, Set<IopfGroupImpl>>();
+const domainGroups = new WeakMap<IommuDomain, GroupSet>();
 
 /**
  * Answer INVALID every group still waiting on `domain`: those of `dev` only (null: every device), at
@@ -407,32 +477,39 @@ function iopfGroupFailed(group: IopfGroupImpl, e: unknown): void {
  * Run one group's handler; returns a promise only when the handler returned one (it settles when the
  * group is done and never rejects), null when the group is done already.
  */
-function iopfRunGroup(queue: IopfQueue, group: IopfGroupImpl, handler: (g: IopfGroup) => void | Promise<void>): Promise<void> | null {
+function iopfRunGroup(queue: IopfQueue, group: IopfGroupImpl): Promise<void> | null {
   const dev = group.param.dev;
+  const handler = group.handler!;
+  group.handler = null;
   const traced = devIommu(dev)?.subsystem.port.trace.active === true;
   const label = traced ? `${queue.name} grpid ${group.lastFault.fault.prm.grpid}` : '';
   if (traced) traceWork(dev, label, 'start');
-  const finish = (): void => {
-    queue.inFlight--;
-    if (traced) traceWork(dev, label, 'end');
-  };
   let r: void | Promise<void>;
   try {
     // Answered already (the device left the queue meanwhile): nothing to do.
     r = group.isPending ? handler(group) : undefined;
   } catch (e) {
     iopfGroupFailed(group, e);
-    finish();
+    iopfGroupFinished(queue, dev, label);
     return null;
   }
   if (!(r instanceof Promise)) {
-    finish();
+    iopfGroupFinished(queue, dev, label);
     return null;
   }
-  return r.then(finish, (e: unknown) => {
-    iopfGroupFailed(group, e);
-    finish();
-  });
+  return r.then(
+    () => iopfGroupFinished(queue, dev, label),
+    (e: unknown) => {
+      iopfGroupFailed(group, e);
+      iopfGroupFinished(queue, dev, label);
+    },
+  );
+}
+
+/** A group's work is over (`label`: its traced work item, '' when not traced). */
+function iopfGroupFinished(queue: IopfQueue, dev: Device, label: string): void {
+  queue.inFlight--;
+  if (label !== '') traceWork(dev, label, 'end');
 }
 
 /**
@@ -447,7 +524,7 @@ async function iopfRunBatch(queue: IopfQueue): Promise<void> {
   queue.batch = [];
   let waits: Promise<void>[] | null = null;
   for (let i = 0; i < batch.length; i++) {
-    const w = iopfRunGroup(queue, batch[i].group, batch[i].handler);
+    const w = iopfRunGroup(queue, batch[i]);
     if (w) (waits ??= []).push(w);
   }
   if (waits) await Promise.all(waits);
@@ -490,7 +567,7 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
   const group = new IopfGroupImpl(param, faults, 'iopf', domain, handle);
   param.pending.add(group);
   let byDomain = domainGroups.get(domain);
-  if (!byDomain) domainGroups.set(domain, (byDomain = new Set()));
+  if (!byDomain) domainGroups.set(domain, (byDomain = new GroupSet('domainSlot')));
   byDomain.add(group);
   param.stats.groups++;
   queue.inFlight++;
@@ -498,7 +575,8 @@ export function iopfHandlePageRequest(param: DevFaultParam, evt: IopfFault, doma
   if (devIommu(param.dev)?.subsystem.port.trace.active) traceWork(param.dev, `${queue.name} grpid ${prm.grpid}`, 'queued');
   // One work item per batch: the first group of a batch queues it, the others join before it starts.
   // (A handler's failure is its group's FAILURE answer; the work item itself never rejects.)
-  queue.batch.push({ group, handler });
+  group.handler = handler;
+  queue.batch.push(group);
   if (queue.batch.length === 1) void queue.wq.add(() => iopfRunBatch(queue));
   return 0;
 }

@@ -90,6 +90,35 @@ export interface IopfFault {
   fault: IommuFault;
 }
 
+// A page request as a driver reports it, made with `new` at each level rather than as nested object
+// literals: drivers make one per fault, and V8 may allocate a literal straight into the old
+// generation after a burst whose objects all survived a young collection, where, dead, they keep
+// what they reference alive until the next full collection.
+class PageRequestParams implements IommuFaultPageRequest {
+  privateData: [number, number] = [0, 0];
+  constructor(
+    public flags: number,
+    public pasid: number,
+    public grpid: number,
+    public perm: number,
+    public addr: number,
+  ) {}
+}
+
+class PageRequestFault implements IommuFault {
+  readonly type = 'page-req';
+  constructor(public prm: IommuFaultPageRequest) {}
+}
+
+class PageRequestEvent implements IopfFault {
+  constructor(public fault: IommuFault) {}
+}
+
+/** A page request (IOMMU_FAULT_PAGE_REQ) to report, with no private data. */
+export function iopfPageRequest(flags: number, pasid: number, grpid: number, perm: number, addr: number): IopfFault {
+  return new PageRequestEvent(new PageRequestFault(new PageRequestParams(flags, pasid, grpid, perm, addr)));
+}
+
 /** What a driver reports: a page request (an IopfFault) or an unrecoverable fault. */
 export interface IommuFaultEvent {
   fault: IommuFaultRecord;

@@ -34,6 +34,43 @@ export interface DmaRequest {
 }
 
 /**
+ * A DmaRequest made with `new` (same fields). Requests made per transaction on the fault paths are
+ * made this way rather than as object literals: V8 may decide, after a burst in which every object
+ * of a literal survived a young collection, to allocate that literal straight into the old
+ * generation (allocation-site pretenuring), where the requests, dead, keep everything they reference
+ * alive until the next full collection.
+ */
+export class DmaRequestRecord implements DmaRequest {
+  constructor(
+    public master: string,
+    public streamId: number,
+    public ssid: number,
+    public ssidValid: boolean,
+    public addr: number,
+    public len: number,
+    public write: boolean,
+    public exec: boolean,
+    public priv: boolean,
+    public translated: boolean | undefined,
+    public data: Uint8Array | undefined,
+  ) {}
+}
+
+/** An AtsRequest made with `new` (see DmaRequestRecord for why). */
+export class AtsRequestRecord implements AtsRequest {
+  constructor(
+    public master: string,
+    public streamId: number,
+    public ssid: number,
+    public ssidValid: boolean,
+    public addr: number,
+    public write: boolean,
+    public exec: boolean,
+    public priv: boolean,
+  ) {}
+}
+
+/**
  * - ok: done; `data` holds the bytes read, `pa` where the access landed.
  * - bus-error: reached no memory or device (or the device refused it).
  * - abort: an IOMMU refused it without a translation fault (abort config, GBPA.ABORT, USF, …).

@@ -16,6 +16,8 @@ const FRAME_MASK = FRAME_SIZE - 1;
 const INV_FRAME_SIZE = 1 / FRAME_SIZE;
 const FRAME_CACHE_SIZE = 256;
 const FRAME_CACHE_MASK = FRAME_CACHE_SIZE - 1;
+/** Frames dropped by a whole-frame zeroing kept for reuse (demand paging zeroes and refills pages). */
+const SPARE_FRAMES = 64;
 
 export class BusError extends Error {
   constructor(
@@ -53,6 +55,11 @@ export class PhysicalMemory {
   private readonly cacheView: (DataView | null)[] = new Array<DataView | null>(FRAME_CACHE_SIZE).fill(null);
   private readonly cacheWords: (Uint32Array | null)[] = new Array<Uint32Array | null>(FRAME_CACHE_SIZE).fill(null);
   private lastView: DataView | null = null;
+  /**
+   * Frames dropped by a whole-frame zeroing, made resident again by the next first touch (zeroed
+   * then) instead of allocating a new buffer: a frame is 4 KiB of off-heap memory the GC must track.
+   */
+  private readonly spare: Frame[] = [];
   private static readonly ZERO = new Uint8Array(FRAME_SIZE);
 
   addRegion(base: number, size: number): void {
@@ -99,8 +106,12 @@ export class PhysicalMemory {
     if (!f) {
       if (!this.isRam(pa, len)) throw new BusError(pa, len, op);
       if (!create) return null;
-      const bytes = new Uint8Array(FRAME_SIZE);
-      f = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
+      f = this.spare.pop();
+      if (f) f.bytes.fill(0);
+      else {
+        const bytes = new Uint8Array(FRAME_SIZE);
+        f = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
+      }
       this.frames.set(pfn, f);
     }
     this.cachePfn[slot] = pfn;
@@ -115,7 +126,8 @@ export class PhysicalMemory {
    * The 4 KiB frame holding `pa` as 32-bit little-endian words (word i is bytes 4i..4i+3 of the frame),
    * made resident if it was not: how kernel code reaches a page it owns through the linear map, for
    * page-table code that reads and writes descriptors in place. Throws BusError outside RAM. The view
-   * is valid until the frame is zeroed whole through `fill` (which drops it): take it again after that.
+   * is valid until the frame is zeroed whole through `fill` (which drops it, and may hand its buffer to
+   * another frame later): take it again after that.
    */
   words32(pa: number): Uint32Array {
     const pfn = Math.floor(pa * INV_FRAME_SIZE);
@@ -260,7 +272,11 @@ export class PhysicalMemory {
         // Zeroing a whole frame: drop it (reads as zero) after checking it is RAM.
         if (!this.isRam(cur, n)) throw new BusError(cur, n, 'write');
         const pfn = cur / FRAME_SIZE;
-        this.frames.delete(pfn);
+        const f = this.frames.get(pfn);
+        if (f) {
+          this.frames.delete(pfn);
+          if (this.spare.length < SPARE_FRAMES) this.spare.push(f);
+        }
         const slot = pfn & FRAME_CACHE_MASK;
         if (this.cachePfn[slot] === pfn) {
           this.cachePfn[slot] = -1;

@@ -143,7 +143,11 @@ export function describeOwner(owner: FrameOwner): string {
 export function ownerMatches(owner: FrameOwner, by: FrameOwner): boolean {
   if (owner.kind !== by.kind) return false;
   const o = owner as unknown as Record<string, unknown>;
-  for (const [key, value] of Object.entries(by)) {
+  const b = by as unknown as Record<string, unknown>;
+  // (for-in over the own keys: Object.entries would allocate a pair per field on every free)
+  for (const key in b) {
+    if (!Object.prototype.hasOwnProperty.call(b, key)) continue;
+    const value = b[key];
     if (value !== undefined && o[key] !== value) return false;
   }
   return true;
@@ -160,41 +164,63 @@ export function orderForSize(size: number): number {
   return order;
 }
 
+/** " by <owner>" for an error of freePages (built only when one is thrown). */
+function freedBy(by: FrameOwner | undefined): string {
+  return by === undefined ? '' : ` by ${describeOwner(by)}`;
+}
+
 function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
 
-/** One order's free blocks: a stack plus an index, so push, pop and removing a buddy are O(1). */
+/**
+ * One order's free blocks: a stack plus an index, so push, pop and removing a buddy are O(1). A block
+ * taken off the list keeps its index entry as a tombstone (-1) rather than being deleted: the same
+ * blocks come and go all the time, and deleting would shrink and regrow the index's hash table with
+ * each burst. The index is rebuilt when tombstones outnumber the free blocks.
+ */
 class FreeArea {
   private readonly heads: number[] = [];
-  private readonly slot = new Map<number, number>();
+  private slot = new Map<number, number>();
+  private tombstones = 0;
 
   get count(): number {
     return this.heads.length;
   }
 
   push(pfn: number): void {
+    if (this.slot.get(pfn) === -1) this.tombstones--;
     this.slot.set(pfn, this.heads.length);
     this.heads.push(pfn);
   }
 
   pop(): number {
     const pfn = this.heads.pop()!;
-    this.slot.delete(pfn);
+    this.forget(pfn);
     return pfn;
   }
 
   /** Take `pfn` off the list if it is there. */
   remove(pfn: number): boolean {
     const i = this.slot.get(pfn);
-    if (i === undefined) return false;
+    if (i === undefined || i < 0) return false;
     const last = this.heads.pop()!;
     if (last !== pfn) {
       this.heads[i] = last;
       this.slot.set(last, i);
     }
-    this.slot.delete(pfn);
+    this.forget(pfn);
     return true;
+  }
+
+  private forget(pfn: number): void {
+    this.slot.set(pfn, -1);
+    if (++this.tombstones > 2 * this.heads.length + 64) {
+      const slot = new Map<number, number>();
+      for (let i = 0; i < this.heads.length; i++) slot.set(this.heads[i], i);
+      this.slot = slot;
+      this.tombstones = 0;
+    }
   }
 }
 
@@ -496,26 +522,25 @@ export class PageAllocator {
       throw new KernelError('EINVAL', `freePages: ${pa} is not a page-aligned physical address`);
     }
     if (order !== undefined) checkOrder('freePages', order);
-    const who = by === undefined ? '' : ` by ${describeOwner(by)}`;
     const own = this.ownerOf(pa);
-    if (own === null) throw new KernelError('EINVAL', `freePages(${hex(pa)})${who}: not RAM this allocator manages`);
+    if (own === null) throw new KernelError('EINVAL', `freePages(${hex(pa)})${freedBy(by)}: not RAM this allocator manages`);
     if (own instanceof Reservation) {
-      throw new KernelError('EINVAL', `freePages(${hex(pa)})${who}: frame is reserved (${own.name}), never allocated`);
+      throw new KernelError('EINVAL', `freePages(${hex(pa)})${freedBy(by)}: frame is reserved (${own.name}), never allocated`);
     }
     if (!(own instanceof Allocation)) {
-      throw new KernelError('EINVAL', `freePages(${hex(pa)})${who}: frame is not allocated (double free?)`);
+      throw new KernelError('EINVAL', `freePages(${hex(pa)})${freedBy(by)}: frame is not allocated (double free?)`);
     }
     if (own.pa !== pa) {
       throw new KernelError(
         'EINVAL',
-        `freePages(${hex(pa)})${who}: foreign free: not the head of an allocation; it lies inside the order-${own.order} ` +
+        `freePages(${hex(pa)})${freedBy(by)}: foreign free: not the head of an allocation; it lies inside the order-${own.order} ` +
           `allocation at ${hex(own.pa)} owned by ${describeOwner(own.owner)}`,
       );
     }
     if (order !== undefined && order !== own.order) {
       throw new KernelError(
         'EINVAL',
-        `freePages(${hex(pa)})${who}: order ${order} does not match the allocation's order ${own.order} (${describeOwner(own.owner)})`,
+        `freePages(${hex(pa)})${freedBy(by)}: order ${order} does not match the allocation's order ${own.order} (${describeOwner(own.owner)})`,
       );
     }
     if (by !== undefined && !ownerMatches(own.owner, by)) {

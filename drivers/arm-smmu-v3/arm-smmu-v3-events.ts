@@ -45,6 +45,7 @@ import {
   IOMMU_PAGE_RESP_FAILURE,
   IOMMU_PAGE_RESP_INVALID,
   IOMMU_PAGE_RESP_SUCCESS,
+  iopfPageRequest,
   type IommuPageResponse,
   type IopfFault,
 } from '../../core/iommu-fault-types.js';
@@ -117,8 +118,13 @@ import {
 
 const hex = (v: number): string => `0x${v.toString(16)}`;
 const TWO_32 = 0x1_0000_0000;
-/** Decoded records kept for reports; the oldest are dropped past this. */
+/**
+ * Decoded records kept for reports: at least the newest EVENT_LOG_MAX; the oldest are dropped
+ * EVENT_LOG_TRIM at a time once EVENT_LOG_MAX + EVENT_LOG_TRIM are held (dropping one per record
+ * would move the whole log on every record of a fault stream).
+ */
 const EVENT_LOG_MAX = 4096;
+const EVENT_LOG_TRIM = 256;
 /** The kernel's DEFAULT_RATELIMIT_INTERVAL (5 s) and DEFAULT_RATELIMIT_BURST. */
 const RATELIMIT_INTERVAL_NS = 5_000_000_000;
 const RATELIMIT_BURST = 10;
@@ -206,43 +212,196 @@ function qwordsHex(w: Uint32Array): string[] {
   return out;
 }
 
+/** Where a report's getters decode its record (one record at a time, nothing allocated). */
+const decodeScratch = new Uint32Array(EVTQ_ENT_WORDS);
+const CLASS_NAMES = ['CD', 'TT', 'IN'] as const;
+
+/**
+ * A decoded record as the driver keeps it (ArmSmmuEventReport): the time, the kind, the master and
+ * the outcome, and the record's words as they were read, from which every other field is decoded
+ * when read. The log holds thousands of these for a long time, so each is a handful of fields rather
+ * than two dozen and a copy of the record in an array of its own (what each report costs in memory is
+ * what the garbage collector copies while the log holds it).
+ */
+class EventReport implements ArmSmmuEventReport {
+  readonly time: number;
+  readonly kind: 'event' | 'page-request';
+  readonly master: string | null;
+  outcome = '';
+  // The record's 32-bit words (4 for a PRI queue entry, 8 for an event record).
+  readonly #w0: number;
+  readonly #w1: number;
+  readonly #w2: number;
+  readonly #w3: number;
+  readonly #w4: number;
+  readonly #w5: number;
+  readonly #w6: number;
+  readonly #w7: number;
+
+  constructor(kind: 'event' | 'page-request', time: number, master: string | null, w: Uint32Array) {
+    this.time = time;
+    this.kind = kind;
+    this.master = master;
+    this.#w0 = w[0];
+    this.#w1 = w[1];
+    this.#w2 = w[2];
+    this.#w3 = w[3];
+    const event = kind === 'event';
+    this.#w4 = event ? w[4] : 0;
+    this.#w5 = event ? w[5] : 0;
+    this.#w6 = event ? w[6] : 0;
+    this.#w7 = event ? w[7] : 0;
+  }
+
+  /** The record's words in the shared scratch array (valid until the next call). */
+  #words(): Uint32Array {
+    const w = decodeScratch;
+    w[0] = this.#w0;
+    w[1] = this.#w1;
+    w[2] = this.#w2;
+    w[3] = this.#w3;
+    w[4] = this.#w4;
+    w[5] = this.#w5;
+    w[6] = this.#w6;
+    w[7] = this.#w7;
+    return w;
+  }
+
+  get #isEvent(): boolean {
+    return this.kind === 'event';
+  }
+
+  get id(): number {
+    return this.#isEvent ? EVTQ_0_ID.get(this.#words()) : 0;
+  }
+
+  get name(): string {
+    if (!this.#isEvent) return 'PAGE_REQUEST';
+    const id = this.id;
+    return EVT_NAMES.get(id) ?? `event ${hex(id)}`;
+  }
+
+  get sid(): number {
+    return this.#isEvent ? EVTQ_0_SID.get(this.#words()) : PRIQ_0_SID.get(this.#words());
+  }
+
+  get ssid(): number | null {
+    const w = this.#words();
+    if (this.#isEvent) return EVTQ_0_SSV.isSet(w) ? EVTQ_0_SSID.get(w) : null;
+    return PRIQ_0_SSID_V.isSet(w) ? PRIQ_0_SSID.get(w) : null;
+  }
+
+  get addr(): number {
+    const w = this.#words();
+    return this.#isEvent ? EVTQ_2_ADDR_LO.get(w) + EVTQ_2_ADDR_HI.get(w) * TWO_32 : PRIQ_1_ADDR_MASK.get(w);
+  }
+
+  get read(): boolean {
+    return this.#isEvent ? EVTQ_1_RnW.isSet(this.#words()) : PRIQ_0_PERM_READ.isSet(this.#words());
+  }
+
+  get write(): boolean {
+    return this.#isEvent ? !EVTQ_1_RnW.isSet(this.#words()) : PRIQ_0_PERM_WRITE.isSet(this.#words());
+  }
+
+  get exec(): boolean {
+    return this.#isEvent ? EVTQ_1_InD.isSet(this.#words()) : PRIQ_0_PERM_EXEC.isSet(this.#words());
+  }
+
+  get priv(): boolean {
+    return this.#isEvent ? EVTQ_1_PnU.isSet(this.#words()) : PRIQ_0_PERM_PRIV.isSet(this.#words());
+  }
+
+  get stall(): boolean {
+    return this.#isEvent && EVTQ_1_STALL.isSet(this.#words());
+  }
+
+  get stag(): number {
+    return this.#isEvent ? EVTQ_1_STAG.get(this.#words()) : 0;
+  }
+
+  get s2(): boolean {
+    return this.#isEvent && EVTQ_1_S2.isSet(this.#words());
+  }
+
+  get cls(): 'CD' | 'TT' | 'IN' | null {
+    if (!this.#isEvent) return null;
+    const id = this.id;
+    if (!isTranslationFault(id) && id !== EVT_ID_TT_FETCH_FAULT) return null;
+    return CLASS_NAMES[EVTQ_1_CLASS.get(this.#words())] ?? null;
+  }
+
+  get ipa(): number | null {
+    if (!this.#isEvent || !isTranslationFault(this.id)) return null;
+    const w = this.#words();
+    return EVTQ_1_S2.isSet(w) ? EVTQ_3_IPA.get(w) : null;
+  }
+
+  get fetchAddr(): number | null {
+    if (!this.#isEvent) return null;
+    const id = this.id;
+    if (id !== EVT_ID_STE_FETCH_FAULT && id !== EVT_ID_CD_FETCH_FAULT && id !== EVT_ID_TT_FETCH_FAULT) return null;
+    return EVTQ_3_FETCH_ADDR.get(this.#words());
+  }
+
+  get prgIndex(): number | null {
+    return this.#isEvent ? null : PRIQ_1_PRG_IDX.get(this.#words());
+  }
+
+  get last(): boolean {
+    return !this.#isEvent && PRIQ_0_PRG_LAST.isSet(this.#words());
+  }
+
+  /** The record as qwords, hex (made on each read: reports read it rarely). */
+  get raw(): readonly string[] {
+    const w = this.#words();
+    return qwordsHex(this.#isEvent ? w : w.subarray(0, PRIQ_ENT_WORDS));
+  }
+
+  /** The report as a plain object with every field (what JSON output shows). */
+  toJSON(): ArmSmmuEventReport {
+    return {
+      time: this.time,
+      kind: this.kind,
+      id: this.id,
+      name: this.name,
+      sid: this.sid,
+      ssid: this.ssid,
+      addr: this.addr,
+      read: this.read,
+      write: this.write,
+      exec: this.exec,
+      priv: this.priv,
+      stall: this.stall,
+      stag: this.stag,
+      s2: this.s2,
+      cls: this.cls,
+      ipa: this.ipa,
+      fetchAddr: this.fetchAddr,
+      prgIndex: this.prgIndex,
+      last: this.last,
+      master: this.master,
+      outcome: this.outcome,
+      raw: this.raw,
+    };
+  }
+}
+
+/** F_TRANSLATION, F_ADDR_SIZE, F_ACCESS or F_PERMISSION. */
+function isTranslationFault(id: number): boolean {
+  return id === EVT_ID_TRANSLATION_FAULT || id === EVT_ID_ADDR_SIZE_FAULT || id === EVT_ID_ACCESS_FAULT || id === EVT_ID_PERMISSION_FAULT;
+}
+
 function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport): void {
-  smmu.events.push(r);
-  if (smmu.events.length > EVENT_LOG_MAX) smmu.events.shift();
+  const log = smmu.events;
+  log.push(r);
+  if (log.length > EVENT_LOG_MAX + EVENT_LOG_TRIM) log.splice(0, log.length - EVENT_LOG_MAX);
   smmu.eventStats.byName[r.name] = (smmu.eventStats.byName[r.name] ?? 0) + 1;
 }
 
 /** An event record decoded for people. */
 export function armSmmuDecodeEvent(evt: Uint32Array, time: number, master: string | null): ArmSmmuEventReport {
-  const id = EVTQ_0_ID.get(evt);
-  const isFault = id === EVT_ID_TRANSLATION_FAULT || id === EVT_ID_ADDR_SIZE_FAULT || id === EVT_ID_ACCESS_FAULT || id === EVT_ID_PERMISSION_FAULT;
-  const fetch = id === EVT_ID_STE_FETCH_FAULT || id === EVT_ID_CD_FETCH_FAULT || id === EVT_ID_TT_FETCH_FAULT;
-  const rnw = EVTQ_1_RnW.isSet(evt);
-  const cls = EVTQ_1_CLASS.get(evt);
-  return {
-    time,
-    kind: 'event',
-    id,
-    name: EVT_NAMES.get(id) ?? `event ${hex(id)}`,
-    sid: EVTQ_0_SID.get(evt),
-    ssid: EVTQ_0_SSV.isSet(evt) ? EVTQ_0_SSID.get(evt) : null,
-    addr: EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32,
-    read: rnw,
-    write: !rnw,
-    exec: EVTQ_1_InD.isSet(evt),
-    priv: EVTQ_1_PnU.isSet(evt),
-    stall: EVTQ_1_STALL.isSet(evt),
-    stag: EVTQ_1_STAG.get(evt),
-    s2: EVTQ_1_S2.isSet(evt),
-    cls: isFault || id === EVT_ID_TT_FETCH_FAULT ? (['CD', 'TT', 'IN'] as const)[cls] ?? null : null,
-    ipa: isFault && EVTQ_1_S2.isSet(evt) ? EVTQ_3_IPA.get(evt) : null,
-    fetchAddr: fetch ? EVTQ_3_FETCH_ADDR.get(evt) : null,
-    prgIndex: null,
-    last: false,
-    master,
-    outcome: '',
-    raw: qwordsHex(evt),
-  };
+  return new EventReport('event', time, master, evt);
 }
 
 /** One line describing a report (what the log shows). */
@@ -340,6 +499,13 @@ export function armSmmuReportDeviceFault(master: ArmSmmuMaster, fault: IopfFault
  * Answer a recoverable fault: CMD_RESUME (retry or abort) for a stalled transaction, CMD_PRI_RESP for
  * a page request. No CMD_SYNC: neither needs one.
  */
+// The commands a page response issues, filled in for each: issueCmd encodes a command before it
+// returns (the queue keeps the encoded words, never the entry).
+const PRI_RESP_FIELDS = { sid: 0, ssid: 0, grpid: 0, resp: 0 };
+const PRI_RESP_ENT: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_PRI_RESP, substreamValid: false, pri: PRI_RESP_FIELDS };
+const RESUME_FIELDS = { sid: 0, stag: 0, resp: 0 };
+const RESUME_ENT: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_RESUME, resume: RESUME_FIELDS };
+
 // kernel: arm_smmu_page_response() [arm-smmu-v3.c]
 export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp: IommuPageResponse): void {
   const smmu = master.smmu;
@@ -349,11 +515,13 @@ export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp:
     const prm = evt.fault.prm;
     const pasidValid = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0;
     const code = resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRI_RESP_SUCC : resp.code === IOMMU_PAGE_RESP_FAILURE ? PRI_RESP_FAIL : PRI_RESP_DENY;
-    const cmd: ArmSmmuCmdqEnt = {
-      opcode: CMDQ_OP_PRI_RESP,
-      substreamValid: pasidValid,
-      pri: { sid, ssid: pasidValid ? resp.pasid : 0, grpid: resp.grpid, resp: code },
-    };
+    const cmd = PRI_RESP_ENT;
+    const pri = PRI_RESP_FIELDS;
+    cmd.substreamValid = pasidValid;
+    pri.sid = sid;
+    pri.ssid = pasidValid ? resp.pasid : 0;
+    pri.grpid = resp.grpid;
+    pri.resp = code;
     smmu.eventStats.priResponses++;
     void smmu.issueCmd(cmd);
     return;
@@ -365,10 +533,10 @@ export function armSmmuPageResponse(master: ArmSmmuMaster, evt: IopfFault, resp:
   const retry = resp.code === IOMMU_PAGE_RESP_SUCCESS;
   if (retry) smmu.eventStats.resumeRetry++;
   else smmu.eventStats.resumeAbort++;
-  const cmd: ArmSmmuCmdqEnt = {
-    opcode: CMDQ_OP_RESUME,
-    resume: { sid, stag: resp.grpid, resp: retry ? CMDQ_RESUME_0_RESP_RETRY : CMDQ_RESUME_0_RESP_ABORT },
-  };
+  const cmd = RESUME_ENT;
+  RESUME_FIELDS.sid = sid;
+  RESUME_FIELDS.stag = resp.grpid;
+  RESUME_FIELDS.resp = retry ? CMDQ_RESUME_0_RESP_RETRY : CMDQ_RESUME_0_RESP_ABORT;
   void smmu.issueCmd(cmd);
 }
 
@@ -405,9 +573,11 @@ function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | E
 /** 0 when the event was handed to a handler; an errno to dump it. */
 // kernel: arm_smmu_handle_evt() [arm-smmu-v3.c]
 function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
-  const id = report.id;
+  // The record's fields read here come from the words (the report decodes each on every read).
+  const id = EVTQ_0_ID.get(evt);
+  const sid = EVTQ_0_SID.get(evt);
   // A nested master's events (not stage 2, not stalls) belong to its guest: up with the vSID.
-  const vmaster = smmu.streams.get(report.sid)?.vmaster;
+  const vmaster = smmu.streams.get(sid)?.vmaster;
   if (vmaster && !EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt) && ARM_SMMU_VEVENT_IDS.has(id)) {
     report.outcome = `reported to the guest as vSID 0x${vmaster.vsid.toString(16)}`;
     return faultResult(armVmasterReportEvent(vmaster, evt));
@@ -416,7 +586,7 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
     report.outcome = id === EVT_ID_BAD_STE_CONFIG ? 'dumped (bad STE)' : 'dumped';
     return faultResult('EOPNOTSUPP');
   }
-  const master = smmu.streams.get(report.sid) ?? null;
+  const master = smmu.streams.get(sid) ?? null;
   // A stalled stage 2 fault (STE.S2S, set for stall-capable masters) is reported like a stage 1
   // stall, so that it is answered (mainline; v6.1 returned -EFAULT for every stage 2 event before
   // looking at Stall, and never set S2S). Other stage 2 faults are pinned: not recoverable.
@@ -430,22 +600,17 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
     notifyUnrecoverable(master, report);
     return faultResult('EOPNOTSUPP');
   }
-  let perm = report.read ? IOMMU_FAULT_PERM_READ : IOMMU_FAULT_PERM_WRITE;
-  if (report.exec) perm |= IOMMU_FAULT_PERM_EXEC;
-  if (report.priv) perm |= IOMMU_FAULT_PERM_PRIV;
-  const fault: IopfFault = {
-    fault: {
-      type: 'page-req',
-      prm: {
-        flags: IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE | (report.ssid !== null ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
-        pasid: report.ssid ?? 0,
-        grpid: report.stag,
-        perm,
-        addr: report.addr,
-        privateData: [0, 0],
-      },
-    },
-  };
+  let perm = EVTQ_1_RnW.isSet(evt) ? IOMMU_FAULT_PERM_READ : IOMMU_FAULT_PERM_WRITE;
+  if (EVTQ_1_InD.isSet(evt)) perm |= IOMMU_FAULT_PERM_EXEC;
+  if (EVTQ_1_PnU.isSet(evt)) perm |= IOMMU_FAULT_PERM_PRIV;
+  const ssv = EVTQ_0_SSV.isSet(evt);
+  const fault = iopfPageRequest(
+    IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE | (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
+    ssv ? EVTQ_0_SSID.get(evt) : 0,
+    EVTQ_1_STAG.get(evt),
+    perm,
+    EVTQ_2_ADDR_LO.get(evt) + EVTQ_2_ADDR_HI.get(evt) * TWO_32,
+  );
   if (!master) {
     report.outcome = 'no master for the StreamID';
     return faultResult('EINVAL');
@@ -552,30 +717,7 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
   const read = PRIQ_0_PERM_READ.isSet(evt);
   const write = PRIQ_0_PERM_WRITE.isSet(evt);
   const master = smmu.streams.get(sid) ?? null;
-  const report: ArmSmmuEventReport = {
-    time: smmu.port.now(),
-    kind: 'page-request',
-    id: 0,
-    name: 'PAGE_REQUEST',
-    sid,
-    ssid: ssv ? ssid : null,
-    addr: PRIQ_1_ADDR_MASK.get(evt),
-    read,
-    write,
-    exec: PRIQ_0_PERM_EXEC.isSet(evt),
-    priv: PRIQ_0_PERM_PRIV.isSet(evt),
-    stall: false,
-    stag: 0,
-    s2: false,
-    cls: null,
-    ipa: null,
-    fetchAddr: null,
-    prgIndex: grpid,
-    last,
-    master: master?.dev.name ?? null,
-    outcome: '',
-    raw: qwordsHex(evt),
-  };
+  const report = new EventReport('page-request', smmu.port.now(), master?.dev.name ?? null, evt);
   record(smmu, report);
   // A Stop Marker (Last, no access, with a PASID) is not a request: nothing answers it.
   if (ssv && last && !read && !write) {
@@ -586,21 +728,15 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
     let perm = 0;
     if (read) perm |= IOMMU_FAULT_PERM_READ;
     if (write) perm |= IOMMU_FAULT_PERM_WRITE;
-    if (report.exec) perm |= IOMMU_FAULT_PERM_EXEC;
-    if (report.priv) perm |= IOMMU_FAULT_PERM_PRIV;
-    const fault: IopfFault = {
-      fault: {
-        type: 'page-req',
-        prm: {
-          flags: (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0) | (last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0),
-          pasid: ssid,
-          grpid,
-          perm,
-          addr: report.addr,
-          privateData: [0, 0],
-        },
-      },
-    };
+    if (PRIQ_0_PERM_EXEC.isSet(evt)) perm |= IOMMU_FAULT_PERM_EXEC;
+    if (PRIQ_0_PERM_PRIV.isSet(evt)) perm |= IOMMU_FAULT_PERM_PRIV;
+    const fault = iopfPageRequest(
+      (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0) | (last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0),
+      ssid,
+      grpid,
+      perm,
+      PRIQ_1_ADDR_MASK.get(evt),
+    );
     // Partial requests are reported too: the core keeps them until the group's last one.
     return armSmmuReportDeviceFault(master, fault).then((r) => {
       if (!last) report.outcome = r === 0 ? 'partial request (answered with its group)' : 'partial request denied: no handler';

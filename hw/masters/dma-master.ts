@@ -12,7 +12,7 @@
  * the outcome, and the physical address it landed at (and a line on `iommu:hw:dma` when enabled).
  */
 import createDebug from 'debug';
-import type { DmaCompletion, DmaDone, DmaPort, DmaRequest, DmaStatus } from '../dma.js';
+import { DmaRequestRecord, type DmaCompletion, type DmaDone, type DmaPort, type DmaRequest, type DmaStatus } from '../dma.js';
 import type { Trace } from '../trace.js';
 import { vtime } from '../vtime.js';
 
@@ -137,18 +137,7 @@ export class DmaMaster {
       );
     }
     if (!Number.isInteger(len) || len <= 0) throw new RangeError(`DMA master ${this.name}: length ${len} is not a positive integer`);
-    return {
-      master: this.name,
-      streamId: route.streamId,
-      ssid,
-      ssidValid,
-      addr,
-      len,
-      write,
-      exec: opts.exec ?? false,
-      priv: opts.priv ?? false,
-      data,
-    };
+    return new DmaRequestRecord(this.name, route.streamId, ssid, ssidValid, addr, len, write, opts.exec ?? false, opts.priv ?? false, undefined, data);
   }
 
   /** Send a request upstream on its stream's port, counting and tracing the outcome. */

@@ -629,7 +629,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
       }
       case TE_OP_FILL: {
         const n = chunk(f.dst + off, remaining);
-        const data = f.scratch.subarray(0, n);
+        const data = scratchOf(f, n);
         data.fill(f.pattern & 0xff);
         this.issueWrite(f, f.dst + off, data);
         return;
@@ -643,7 +643,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
         const view = f.scratchView;
         const seq = (f.iterations + 1) >>> 0;
         for (let i = 0; i < n; i += 4) view.setUint32(i, off + i === 0 ? seq : f.pattern, true);
-        this.issueWrite(f, f.dst + off, f.scratch.subarray(0, n));
+        this.issueWrite(f, f.dst + off, scratchOf(f, n));
         return;
       }
     }
@@ -734,6 +734,12 @@ export class DmaTestEngine extends PlatformDmaMaster {
       args: { frame: f.index, op: f.op, iterations: f.iterations, dmaStatus: f.dmaStatus, cfgErr: f.cfgErr, failAddr: f.failAddr },
     });
   }
+}
+
+/** The first `n` bytes of the frame's transfer buffer (the buffer itself for a whole-buffer transfer: no view to make). */
+function scratchOf(f: Frame, n: number): Uint8Array {
+  const b = f.scratch;
+  return n === b.length ? b : b.subarray(0, n);
 }
 
 /** Registers software may not change while the frame runs. */

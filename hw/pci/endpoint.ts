@@ -28,14 +28,18 @@
  * `iommu-sim,ats` and `iommu-sim,pri` (booleans: the function has the capability), and the
  * standard `vendor-id`, `device-id`, `class-code`, `revision-id`.
  */
-import type {
-  AtcInvalidation,
-  AtsCompletion,
-  AtsEndpoint,
-  DmaDone,
-  DmaRequest,
-  PageResponse,
-  PageResponseCode,
+import {
+  AtsRequestRecord,
+  DmaRequestRecord,
+  type AtcInvalidation,
+  type AtsCompletion,
+  type AtsRequest,
+  type AtsEndpoint,
+  type DmaCompletion,
+  type DmaDone,
+  type DmaRequest,
+  type PageResponse,
+  type PageResponseCode,
 } from '../dma.js';
 import type { DmaOptions, MasterContext, StreamRoute } from '../masters/dma-master.js';
 import { DmaMaster } from '../masters/dma-master.js';
@@ -186,7 +190,11 @@ export interface AtsStats {
   pageResponses: number;
 }
 
-/** A request going out through the ATC, piece by piece. */
+/**
+ * A request going out through the ATC, piece by piece, and the ATC miss being resolved for its
+ * current piece (translation requests, and a page request, for one page): one object for the whole
+ * request, whose callbacks are made once.
+ */
 interface AtcAccess {
   readonly req: DmaRequest;
   readonly done: DmaDone;
@@ -196,24 +204,22 @@ interface AtcAccess {
   firstPa: number | undefined;
   /** Bytes done so far. */
   offset: number;
-}
-
-/** An ATC miss being resolved: translation requests (and a page request) for one page. */
-interface AtcMiss {
-  readonly job: AtcAccess;
-  readonly addr: number;
-  readonly page: number;
+  /** Bytes of the piece in flight. */
+  pieceLen: number;
+  /** Completion callback of every piece (made on the first). */
+  pieceDone: DmaDone | null;
+  // The miss: the address and page, whether the page was requested through PRI already.
+  missAddr: number;
+  page: number;
   pagedIn: boolean;
-  /** Translation requests sent so far. */
+  /** Translation requests sent so far for this page. */
   attempt: number;
   /** ATC epoch when the last one was sent: an invalidation since makes its answer stale. */
   epoch: number;
-}
-
-interface OutstandingPageRequest {
-  ssid: number;
-  ssidValid: boolean;
-  resolve: (code: PageResponseCode) => void;
+  /** The translation request for the page (the same message for every attempt). */
+  atsReq: AtsRequest | null;
+  /** Completion callback of every translation request (made on the first). */
+  atsDone: ((c: AtsCompletion) => void) | null;
 }
 
 export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
@@ -234,7 +240,8 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
   private atc: AtcEntry[] = [];
   /** Bumped by every invalidation: a translation that raced one is not cached. */
   private atcEpoch = 0;
-  private readonly outstandingPri = new Map<number, OutstandingPageRequest>();
+  /** Page requests sent, by PRG index: the access waiting for each. */
+  private readonly outstandingPri = new PrgSlots();
   private priWaiters: (() => void)[] = [];
   private nextPrgIndex = 0;
 
@@ -447,10 +454,13 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
       const hit = this.lookupAtc(req, req.addr);
       if (hit && req.addr + req.len <= hit.base + hit.size) {
         this.atsStats.hits++;
-        this.portOf(req.streamId).submit({ ...req, addr: hit.pa + (req.addr - hit.base), translated: true }, done);
+        this.portOf(req.streamId).submit(translatedPiece(req, hit.pa + (req.addr - hit.base), req.len, req.data), done);
         return;
       }
-      this.atcNext({ req, done, port: this.portOf(req.streamId), out: req.write ? undefined : new Uint8Array(req.len), firstPa: undefined, offset: 0 });
+      const job = new AtcJob(req, done, this.portOf(req.streamId), req.write ? undefined : new Uint8Array(req.len));
+      // No entry at all for the first byte: a miss without looking again.
+      if (hit === null) this.atcMiss(job, req.addr);
+      else this.atcNext(job);
       return;
     }
     super.issue(req, done);
@@ -476,31 +486,62 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
   // a model error on the way completes the request as a bus error (nothing escapes the model).
 
   /**
-   * Run `fn` in a microtask; an exception completes `done` as a bus error. The callbacks queued before
-   * the microtask runs share it, in order (a promise reaction on a settled promise costs less than
-   * Node's queueMicrotask, which makes an async resource per call).
+   * Run `fn(job, arg)` in a microtask; an exception completes the job's request as a bus error. The
+   * calls queued before the microtask runs share it, in order (a promise reaction on a settled
+   * promise costs less than Node's queueMicrotask, which makes an async resource per call). `fn` is
+   * one of the endpoint's own handlers, so a deferred call allocates nothing.
    */
-  private later(done: DmaDone, fn: () => void): void {
-    this.laterFns.push(fn);
-    this.laterDones.push(done);
-    if (this.laterFns.length === 1) void SETTLED.then(this.runLater);
+  private later<A>(job: AtcAccess, fn: (job: AtcAccess, arg: A) => void, arg: A): void {
+    const i = this.laterCount++;
+    this.laterFns[i] = fn as (job: AtcAccess, arg: unknown) => void;
+    this.laterJobs[i] = job;
+    this.laterArgs[i] = arg;
+    if (i === 0) void SETTLED.then(this.runLater);
   }
 
-  private readonly laterFns: (() => void)[] = [];
-  private readonly laterDones: DmaDone[] = [];
+  // The calls waiting for the microtask: slots [0, laterCount) of three arrays that keep their size
+  // (emptied by clearing the slots, so a pass allocates nothing).
+  private laterCount = 0;
+  private readonly laterFns: (((job: AtcAccess, arg: unknown) => void) | null)[] = [];
+  private readonly laterJobs: (AtcAccess | null)[] = [];
+  private readonly laterArgs: unknown[] = [];
   private readonly runLater = (): void => {
     const fns = this.laterFns;
-    const dones = this.laterDones;
-    // Callbacks queued while these run (not from inside an upstream call) join this pass.
-    for (let i = 0; i < fns.length; i++) {
+    const jobs = this.laterJobs;
+    const args = this.laterArgs;
+    // Calls queued while these run (not from inside an upstream call) join this pass.
+    for (let i = 0; i < this.laterCount; i++) {
+      const job = jobs[i]!;
       try {
-        fns[i]();
+        fns[i]!(job, args[i]);
       } catch (e) {
-        dones[i]({ status: 'bus-error', detail: `endpoint model error: ${e instanceof Error ? e.message : String(e)}` });
+        job.done({ status: 'bus-error', detail: `endpoint model error: ${e instanceof Error ? e.message : String(e)}` });
       }
     }
-    fns.length = 0;
-    dones.length = 0;
+    for (let i = 0; i < this.laterCount; i++) {
+      fns[i] = null;
+      jobs[i] = null;
+      args[i] = null;
+    }
+    this.laterCount = 0;
+  };
+
+  // The deferred handlers.
+  private readonly onPieceDone = (job: AtcAccess, c: DmaCompletion): void => {
+    if (c.status !== 'ok') {
+      job.done(c);
+      return;
+    }
+    if (job.out && c.data) job.out.set(c.data, job.offset);
+    job.firstPa ??= c.pa;
+    job.offset += job.pieceLen;
+    this.atcNext(job);
+  };
+  private readonly onTranslated = (job: AtcAccess, c: AtsCompletion): void => this.translated(job, c);
+  private readonly onPageAnswer = (job: AtcAccess, code: PageResponseCode | string): void => this.pageAnswered(job, code);
+  private readonly onPriSlot = (job: AtcAccess): void => {
+    if (!this.priEnabled) this.pageAnswered(job, 'PRI Enable is clear');
+    else this.sendPageRequest(job);
   };
 
   /** Issue the rest of a request as translated pieces, each covered by one ATC entry. */
@@ -517,75 +558,59 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
       this.atcSubmit(job, addr, hit);
       return;
     }
+    this.atcMiss(job, addr);
+  }
+
+  /** The piece at `addr` is not in the ATC: translate its page. */
+  private atcMiss(job: AtcAccess, addr: number): void {
     this.atsStats.misses++;
-    this.translateAttempt({ job, addr, page: Math.floor(addr / PAGE_SIZE) * PAGE_SIZE, pagedIn: false, attempt: 0, epoch: 0 });
+    job.missAddr = addr;
+    job.page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
+    job.pagedIn = false;
+    job.attempt = 0;
+    job.epoch = 0;
+    job.atsReq = null;
+    this.translateAttempt(job);
   }
 
   private atcSubmit(job: AtcAccess, addr: number, t: AtcEntry): void {
     const req = job.req;
     const done = job.offset;
     const n = Math.min(req.len - done, t.base + t.size - addr);
-    const piece: DmaRequest = {
-      ...req,
-      addr: t.pa + (addr - t.base),
-      len: n,
-      translated: true,
-      data: req.data ? req.data.subarray(done, done + n) : undefined,
-    };
-    job.port.submit(piece, (c) =>
-      this.later(job.done, () => {
-        if (c.status !== 'ok') {
-          job.done(c);
-          return;
-        }
-        if (job.out && c.data) job.out.set(c.data, done);
-        job.firstPa ??= c.pa;
-        job.offset = done + n;
-        this.atcNext(job);
-      }),
-    );
+    // The whole request in one piece needs no view of its data.
+    const data = req.data === undefined || (done === 0 && n === req.len) ? req.data : req.data.subarray(done, done + n);
+    job.pieceLen = n;
+    job.port.submit(translatedPiece(req, t.pa + (addr - t.base), n, data), (job.pieceDone ??= (c) => this.later(job, this.onPieceDone, c)));
   }
 
   /** One translation request for the page of an ATC miss (up to MAX_TRANSLATION_RETRIES of them). */
-  private translateAttempt(m: AtcMiss): void {
-    const job = m.job;
-    if (m.attempt >= MAX_TRANSLATION_RETRIES) {
-      job.done({ status: 'abort', detail: `ATS translation of 0x${m.page.toString(16)} kept racing ATC invalidations` });
+  private translateAttempt(job: AtcAccess): void {
+    if (job.attempt >= MAX_TRANSLATION_RETRIES) {
+      job.done({ status: 'abort', detail: `ATS translation of 0x${job.page.toString(16)} kept racing ATC invalidations` });
       return;
     }
-    m.attempt++;
-    m.epoch = this.atcEpoch;
+    job.attempt++;
+    job.epoch = this.atcEpoch;
     const req = job.req;
     const port = job.port;
     if (!this.cfg.rootComplexAts) {
-      this.translated(m, { status: 'unsupported', detail: 'the root complex does not forward ATS' });
+      this.translated(job, { status: 'unsupported', detail: 'the root complex does not forward ATS' });
       return;
     }
     if (!port.translate) {
-      this.translated(m, { status: 'unsupported', detail: 'no translation agent upstream' });
+      this.translated(job, { status: 'unsupported', detail: 'no translation agent upstream' });
       return;
     }
     this.atsStats.translationRequests++;
-    port.translate(
-      {
-        master: this.name,
-        streamId: req.streamId,
-        ssid: req.ssid,
-        ssidValid: req.ssidValid,
-        addr: m.page,
-        write: req.write,
-        exec: req.exec,
-        priv: req.priv,
-      },
-      (c) => this.later(job.done, () => this.translated(m, c)),
-    );
+    // A retry sends the same message again (the previous one has been answered).
+    job.atsReq ??= new AtsRequestRecord(this.name, req.streamId, req.ssid, req.ssidValid, job.page, req.write, req.exec, req.priv);
+    port.translate(job.atsReq, (job.atsDone ??= (c) => this.later(job, this.onTranslated, c)));
   }
 
   /** The completion of a translation request: use it, ask again, or page in first (PRI). */
-  private translated(m: AtcMiss, c: AtsCompletion): void {
-    const job = m.job;
+  private translated(job: AtcAccess, c: AtsCompletion): void {
     const req = job.req;
-    const page = m.page;
+    const page = job.page;
     if (c.status === 'unsupported') {
       job.done({ status: 'bus-error', detail: `ATS translation request: Unsupported Request${c.detail ? ` (${c.detail})` : ''}` });
       return;
@@ -594,50 +619,50 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
       job.done({ status: 'abort', detail: `ATS translation request: Completer Abort${c.detail ? ` (${c.detail})` : ''}` });
       return;
     }
-    const entry = this.entryFrom(req, m.addr, c);
-    if (typeof entry === 'string') {
-      job.done({ status: 'abort', detail: entry });
+    const malformed = malformedCompletion(c);
+    if (malformed !== null) {
+      job.done({ status: 'abort', detail: malformed });
       return;
     }
-    if (m.epoch !== this.atcEpoch) {
-      this.translateAttempt(m); // an invalidation overtook it: ask again
+    if (job.epoch !== this.atcEpoch) {
+      this.translateAttempt(job); // an invalidation overtook it: ask again
       return;
     }
-    if (entry.read || entry.write) this.insertAtc(entry);
-    if (permits(entry, req)) {
-      this.atcSubmit(job, m.addr, entry);
-      return;
+    // A "no access" answer is neither cached nor usable: no entry to make for it.
+    if (c.read === true || c.write === true) {
+      const entry = this.entryFrom(req, job.missAddr, c);
+      this.insertAtc(entry);
+      if (permits(entry, req)) {
+        this.atcSubmit(job, job.missAddr, entry);
+        return;
+      }
     }
-    if (m.pagedIn || !this.hasPri) {
+    if (job.pagedIn || !this.hasPri) {
       job.done({ status: 'fault', detail: `ATS translation of 0x${page.toString(16)} grants no ${req.write ? 'write' : 'read'} access` });
       return;
     }
-    this.requestPage(req, page, (code) => {
-      if (code !== 'success') {
-        job.done({ status: 'fault', detail: `page request for 0x${page.toString(16)}: ${code}` });
-        return;
-      }
-      m.pagedIn = true;
-      this.translateAttempt(m);
-    }, job.done);
+    this.requestPage(job);
   }
 
-  /** Turn a successful completion into an ATC entry, or say why it is malformed. */
-  private entryFrom(req: DmaRequest, addr: number, c: AtsCompletion): AtcEntry | string {
-    const size = c.size ?? PAGE_SIZE;
-    const pa = c.pa;
-    if (pa === undefined || !Number.isSafeInteger(pa) || pa < 0) return 'ATS translation completion without a valid address';
-    if (!Number.isSafeInteger(size) || size < PAGE_SIZE || 2 ** Math.round(Math.log2(size)) !== size) {
-      return `ATS translation completion with size ${size}, not a power of two >= 4 KiB`;
+  /** The answer to the page request of an ATC miss (a response code, or why none could be sent). */
+  private pageAnswered(job: AtcAccess, code: PageResponseCode | string): void {
+    if (code !== 'success') {
+      job.done({ status: 'fault', detail: `page request for 0x${job.page.toString(16)}: ${code}` });
+      return;
     }
-    const base = Math.floor(addr / size) * size;
-    if (pa % size !== 0) return `ATS translation completion address 0x${pa.toString(16)} is not aligned to its size 0x${size.toString(16)}`;
+    job.pagedIn = true;
+    this.translateAttempt(job);
+  }
+
+  /** The ATC entry a successful, well-formed completion (see malformedCompletion) makes. */
+  private entryFrom(req: DmaRequest, addr: number, c: AtsCompletion): AtcEntry {
+    const size = c.size ?? PAGE_SIZE;
     return {
       ssid: req.ssidValid ? req.ssid : -1,
       priv: req.priv,
-      base,
+      base: Math.floor(addr / size) * size,
       size,
-      pa,
+      pa: c.pa!,
       read: c.read ?? false,
       write: c.write ?? false,
       exec: c.exec ?? false,
@@ -710,37 +735,29 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     return this.outstandingPri.size;
   }
 
-  /** Send a page request for `page`; `answer` gets the response code, or why none could be sent. */
-  private requestPage(req: DmaRequest, page: number, answer: (code: PageResponseCode | string) => void, done: DmaDone): void {
-    const port = this.portOf(req.streamId);
-    if (!this.priEnabled) return answer('PRI Enable is clear');
-    if (!port.pageRequest) return answer('no page request interface upstream');
+  /** Send a page request for the job's page; `pageAnswered` gets the response code, or why none could be sent. */
+  private requestPage(job: AtcAccess): void {
+    const port = this.portOf(job.req.streamId);
+    if (!this.priEnabled) return this.pageAnswered(job, 'PRI Enable is clear');
+    if (!port.pageRequest) return this.pageAnswered(job, 'no page request interface upstream');
     const status = this.config.get16(this.priPos + PCI_PRI_STATUS);
-    if ((status & PCI_PRI_STATUS_RF) !== 0) return answer('PRI is in Response Failure state');
-    this.sendPageRequest(req, page, answer, done);
+    if ((status & PCI_PRI_STATUS_RF) !== 0) return this.pageAnswered(job, 'PRI is in Response Failure state');
+    this.sendPageRequest(job);
   }
 
   /** Wait for a free PRG index within the allocation, then send. */
-  private sendPageRequest(req: DmaRequest, page: number, answer: (code: PageResponseCode | string) => void, done: DmaDone): void {
+  private sendPageRequest(job: AtcAccess): void {
     if (this.outstandingPri.size >= Math.min(this.allocatedPageRequests(), PRG_INDEX_COUNT)) {
-      if (this.allocatedPageRequests() === 0) return answer('Outstanding Page Request Allocation is 0');
-      this.priWaiters.push(() =>
-        this.later(done, () => {
-          if (!this.priEnabled) answer('PRI Enable is clear');
-          else this.sendPageRequest(req, page, answer, done);
-        }),
-      );
+      if (this.allocatedPageRequests() === 0) return this.pageAnswered(job, 'Outstanding Page Request Allocation is 0');
+      this.priWaiters.push(() => this.later(job, this.onPriSlot, undefined));
       return;
     }
+    const req = job.req;
     const port = this.portOf(req.streamId);
     let prgIndex = this.nextPrgIndex;
     while (this.outstandingPri.has(prgIndex)) prgIndex = (prgIndex + 1) % PRG_INDEX_COUNT;
     this.nextPrgIndex = (prgIndex + 1) % PRG_INDEX_COUNT;
-    this.outstandingPri.set(prgIndex, {
-      ssid: req.ssid,
-      ssidValid: req.ssidValid,
-      resolve: (code) => this.later(done, () => answer(code)),
-    });
+    this.outstandingPri.set(prgIndex, job);
     this.updatePriStopped();
     this.atsStats.pageRequests++;
     port.pageRequest!({
@@ -748,7 +765,7 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
       streamId: req.streamId,
       ssid: req.ssid,
       ssidValid: req.ssidValid,
-      addr: page,
+      addr: job.page,
       read: !req.write,
       write: req.write,
       exec: req.exec,
@@ -765,7 +782,7 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
   pageResponse(resp: PageResponse): void {
     this.atsStats.pageResponses++;
     const o = this.outstandingPri.get(resp.prgIndex);
-    if (!o || (o.ssidValid && resp.ssidValid && o.ssid !== resp.ssid)) {
+    if (!o || (o.req.ssidValid && resp.ssidValid && o.req.ssid !== resp.ssid)) {
       if (this.priPos !== 0) this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_UPRGI, true);
       return;
     }
@@ -773,17 +790,16 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     if (resp.code === 'failure') this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_RF, true);
     this.updatePriStopped();
     this.priWaiters.shift()?.();
-    o.resolve(resp.code);
+    this.later(o, this.onPageAnswer, resp.code);
   }
 
   /** Forget every outstanding page request; their transactions fail. */
   private abandonPageRequests(): void {
-    const pending = [...this.outstandingPri.values()];
-    this.outstandingPri.clear();
+    const pending = this.outstandingPri.takeAll();
     const waiters = this.priWaiters;
     this.priWaiters = [];
     for (const w of waiters) w();
-    for (const o of pending) o.resolve('invalid');
+    for (const o of pending) this.later(o, this.onPageAnswer, 'invalid');
     this.updatePriStopped();
   }
 
@@ -792,6 +808,99 @@ export class PcieEndpoint extends DmaMaster implements AtsEndpoint {
     const stopped = !this.priEnabled && this.outstandingPri.size === 0;
     this.config.setBits16(this.priPos + PCI_PRI_STATUS, PCI_PRI_STATUS_STOPPED, stopped);
   }
+}
+
+/** An AtcAccess made with `new` (not an object literal: see DmaRequestRecord in hw/dma.ts). */
+class AtcJob implements AtcAccess {
+  firstPa: number | undefined = undefined;
+  offset = 0;
+  pieceLen = 0;
+  pieceDone: DmaDone | null = null;
+  missAddr = 0;
+  page = 0;
+  pagedIn = false;
+  attempt = 0;
+  epoch = 0;
+  atsReq: AtsRequest | null = null;
+  atsDone: ((c: AtsCompletion) => void) | null = null;
+
+  constructor(
+    readonly req: DmaRequest,
+    readonly done: DmaDone,
+    readonly port: AtcAccess['port'],
+    readonly out: Uint8Array | undefined,
+  ) {}
+}
+
+/**
+ * The outstanding page requests by PRG index, in fixed slots: a Map here would grow and shrink its
+ * hash table with every burst of requests, and the garbage collector keeps a long-lived Map's
+ * discarded tables (and the accesses they held) alive until its next full collection.
+ */
+class PrgSlots {
+  private readonly jobs: (AtcAccess | null)[] = new Array<AtcAccess | null>(PRG_INDEX_COUNT).fill(null);
+  /** When each slot was filled: `takeAll` hands the requests back in the order they were sent. */
+  private readonly filled = new Float64Array(PRG_INDEX_COUNT);
+  private nextFill = 0;
+  size = 0;
+
+  has(prgIndex: number): boolean {
+    return this.jobs[prgIndex] !== null;
+  }
+
+  get(prgIndex: number): AtcAccess | undefined {
+    return this.jobs[prgIndex] ?? undefined;
+  }
+
+  set(prgIndex: number, job: AtcAccess): void {
+    if (this.jobs[prgIndex] === null) this.size++;
+    this.jobs[prgIndex] = job;
+    this.filled[prgIndex] = this.nextFill++;
+  }
+
+  delete(prgIndex: number): boolean {
+    if (this.jobs[prgIndex] === null) return false;
+    this.jobs[prgIndex] = null;
+    this.size--;
+    return true;
+  }
+
+  /** Every outstanding request, oldest first; the table is left empty. */
+  takeAll(): AtcAccess[] {
+    const idx: number[] = [];
+    for (let i = 0; i < PRG_INDEX_COUNT; i++) if (this.jobs[i] !== null) idx.push(i);
+    idx.sort((a, b) => this.filled[a] - this.filled[b]);
+    const out = idx.map((i) => this.jobs[i]!);
+    for (const i of idx) this.jobs[i] = null;
+    this.size = 0;
+    return out;
+  }
+}
+
+/** Why a successful translation completion is malformed, or null when it is not. */
+function malformedCompletion(c: AtsCompletion): string | null {
+  const size = c.size ?? PAGE_SIZE;
+  const pa = c.pa;
+  if (pa === undefined || !Number.isSafeInteger(pa) || pa < 0) return 'ATS translation completion without a valid address';
+  if (!Number.isSafeInteger(size) || size < PAGE_SIZE || !isPowerOfTwo(size)) {
+    return `ATS translation completion with size ${size}, not a power of two >= 4 KiB`;
+  }
+  if (pa % size !== 0) return `ATS translation completion address 0x${pa.toString(16)} is not aligned to its size 0x${size.toString(16)}`;
+  return null;
+}
+
+/** Whether a positive safe integer is a power of two (bit tests, no floating-point log). */
+function isPowerOfTwo(n: number): boolean {
+  while (n > 0x4000_0000) {
+    if (n % 2 !== 0) return false;
+    n /= 2;
+  }
+  return (n & (n - 1)) === 0;
+}
+
+/** `req` issued as a translated (AT) piece at `pa` (cheaper than a spread). */
+function translatedPiece(req: DmaRequest, pa: number, len: number, data: Uint8Array | undefined): DmaRequest {
+  return new DmaRequestRecord(req.master, req.streamId, req.ssid, req.ssidValid, pa, len, req.write, req.exec, req.priv, true, data);
 }
 
 function permits(e: AtcEntry, req: DmaRequest): boolean {

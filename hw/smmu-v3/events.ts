@@ -78,6 +78,16 @@ export class EventRecord {
   }
 }
 
+/** Remove the stall records of (sid, stag) from `recs`, in place (a CMD_RESUME makes no new array). */
+function dropStall(recs: EventRecord[], sid: number, stag: number): void {
+  let keep = 0;
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i];
+    if (!(r.stall && r.sid === sid && r.stag === stag)) recs[keep++] = r;
+  }
+  recs.length = keep;
+}
+
 export interface EventQueueStats {
   /** Records written to the queue. */
   written: number;
@@ -135,8 +145,8 @@ export class EventQueue {
 
   /** Drop held stall records of transactions that no longer exist (terminated by STALL_TERM etc.). */
   forgetStall(sid: number, stag: number): void {
-    this.held = this.held.filter((r) => !(r.stall && r.sid === sid && r.stag === stag));
-    this.pending = this.pending.filter((r) => !(r.stall && r.sid === sid && r.stag === stag));
+    dropStall(this.held, sid, stag);
+    dropStall(this.pending, sid, stag);
   }
 
   private scheduleFlush(delay: number): void {

@@ -7,6 +7,8 @@
  * nothing. Supports every architected event the model raises on the transaction path.
  */
 
+const hex = (v: number): string => `0x${v.toString(16)}`;
+
 export const OUT_OK = 0;
 /** Terminated with an abort; `eventType` says which event to record (0: none). */
 export const OUT_ABORT = 1;
@@ -37,8 +39,36 @@ export class Outcome {
   record = true;
   /** Terminate with an abort (true) or RAZ/WI (false, CD.A == 0). */
   abort = true;
+  /**
+   * The reason given, or null when it is a walk fault's, described by the fields below and built
+   * only when read (a stalled transaction or a PRI request never reads it).
+   */
+  private reason: string | null = '';
+  /** A walk fault's kind, level and input address, for the reason built on demand. */
+  private walkFault = '';
+  private walkLevel = 0;
+  private walkAddr = 0;
+
   /** Human-readable reason, for completions and logs. */
-  detail = '';
+  get detail(): string {
+    if (this.reason === null) {
+      const s2 = this.s2;
+      this.reason = `stage ${s2 ? 2 : 1} ${this.walkFault} fault at level ${this.walkLevel} for ${hex(this.walkAddr)}${s2 ? ` (IPA ${hex(this.ipa)})` : ''}`;
+    }
+    return this.reason;
+  }
+
+  set detail(v: string) {
+    this.reason = v;
+  }
+
+  /** The reason of a walk fault of `kind` at `level` for `addr` (stage and IPA from `s2`, `ipa`). */
+  setWalkFaultDetail(kind: string, level: number, addr: number): void {
+    this.reason = null;
+    this.walkFault = kind;
+    this.walkLevel = level;
+    this.walkAddr = addr;
+  }
 
   reset(): void {
     this.kind = OUT_OK;
@@ -53,14 +83,14 @@ export class Outcome {
     this.stall = false;
     this.record = true;
     this.abort = true;
-    this.detail = '';
+    this.reason = '';
   }
 
   /** Terminate with an abort and (when `eventType` != 0) record that event. */
   setAbort(eventType: number, detail: string): false {
     this.kind = OUT_ABORT;
     this.eventType = eventType;
-    this.detail = detail;
+    this.reason = detail;
     return false;
   }
 }

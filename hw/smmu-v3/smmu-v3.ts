@@ -36,7 +36,7 @@ import { TranslationTableWalker } from '../walker/walker.js';
 import { CommandQueue, type CommandContext, type CommandEngine, type CommandQueueHooks } from './cmdq.js';
 import { ConfigCache } from './config.js';
 import { EventQueue, type QueueMemory } from './events.js';
-import { Interrupts, type IrqOutput, type MsiSource, type SmmuV3IrqName } from './interrupts.js';
+import { Interrupts, type IrqOutput, type SmmuV3IrqName } from './interrupts.js';
 import { idRegisters, type IdRegisters, type ResolvedOptions, resolveOptions, type SmmuV3Options } from './options.js';
 import { Outcome } from './outcome.js';
 import { PriQueue } from './priq.js';
@@ -348,7 +348,6 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       return true;
     }
     const irq = this.irq;
-    const cfgWrite = (src: MsiSource, which: 'cfg0Lo' | 'cfg0Hi' | 'cfg1' | 'cfg2'): boolean => irq.writeCfg(src, which, v);
     switch (off) {
       case R.CR0:
         this.writeCr0(v);
@@ -375,10 +374,10 @@ export class SmmuV3 implements MmioDevice, DmaPort {
       case R.GERRORN:
         irq.writeGerrorn(v);
         return true;
-      case R.GERROR_IRQ_CFG0: return cfgWrite('gerror', 'cfg0Lo');
-      case R.GERROR_IRQ_CFG0 + 4: return cfgWrite('gerror', 'cfg0Hi');
-      case R.GERROR_IRQ_CFG1: return cfgWrite('gerror', 'cfg1');
-      case R.GERROR_IRQ_CFG2: return cfgWrite('gerror', 'cfg2');
+      case R.GERROR_IRQ_CFG0: return irq.writeCfg('gerror', 'cfg0Lo', v);
+      case R.GERROR_IRQ_CFG0 + 4: return irq.writeCfg('gerror', 'cfg0Hi', v);
+      case R.GERROR_IRQ_CFG1: return irq.writeCfg('gerror', 'cfg1', v);
+      case R.GERROR_IRQ_CFG2: return irq.writeCfg('gerror', 'cfg2', v);
       case R.STRTAB_BASE:
         if (this.guarded(R.CR0_SMMUEN.mask)) return false;
         this.strtabBaseLo = v & R.STRTAB_BASE_ADDR_LO_MASK;
@@ -411,10 +410,10 @@ export class SmmuV3 implements MmioDevice, DmaPort {
         this.events.q.cons = SmmuQueue.maskWritten(v, R.Q_OVFLG.mask);
         this.events.kick();
         return true;
-      case R.EVENTQ_IRQ_CFG0: return cfgWrite('eventq', 'cfg0Lo');
-      case R.EVENTQ_IRQ_CFG0 + 4: return cfgWrite('eventq', 'cfg0Hi');
-      case R.EVENTQ_IRQ_CFG1: return cfgWrite('eventq', 'cfg1');
-      case R.EVENTQ_IRQ_CFG2: return cfgWrite('eventq', 'cfg2');
+      case R.EVENTQ_IRQ_CFG0: return irq.writeCfg('eventq', 'cfg0Lo', v);
+      case R.EVENTQ_IRQ_CFG0 + 4: return irq.writeCfg('eventq', 'cfg0Hi', v);
+      case R.EVENTQ_IRQ_CFG1: return irq.writeCfg('eventq', 'cfg1', v);
+      case R.EVENTQ_IRQ_CFG2: return irq.writeCfg('eventq', 'cfg2', v);
       case R.PRIQ_BASE:
         return this.opts.pri && this.writeQueueBase(this.priq.q, R.CR0_PRIQEN.mask, 'lo', v);
       case R.PRIQ_BASE + 4:
@@ -427,10 +426,10 @@ export class SmmuV3 implements MmioDevice, DmaPort {
         if (!this.opts.pri) return false;
         this.priq.q.cons = SmmuQueue.maskWritten(v, R.Q_OVFLG.mask);
         return true;
-      case R.PRIQ_IRQ_CFG0: return this.opts.pri && cfgWrite('priq', 'cfg0Lo');
-      case R.PRIQ_IRQ_CFG0 + 4: return this.opts.pri && cfgWrite('priq', 'cfg0Hi');
-      case R.PRIQ_IRQ_CFG1: return this.opts.pri && cfgWrite('priq', 'cfg1');
-      case R.PRIQ_IRQ_CFG2: return this.opts.pri && cfgWrite('priq', 'cfg2');
+      case R.PRIQ_IRQ_CFG0: return this.opts.pri && irq.writeCfg('priq', 'cfg0Lo', v);
+      case R.PRIQ_IRQ_CFG0 + 4: return this.opts.pri && irq.writeCfg('priq', 'cfg0Hi', v);
+      case R.PRIQ_IRQ_CFG1: return this.opts.pri && irq.writeCfg('priq', 'cfg1', v);
+      case R.PRIQ_IRQ_CFG2: return this.opts.pri && irq.writeCfg('priq', 'cfg2', v);
       default:
         return false; // ID registers, CR0ACK, IRQ_CTRLACK, GERROR, STATUSR are read-only
     }

@@ -15,7 +15,7 @@
  */
 import { vtime } from '../vtime.js';
 import createDebug from 'debug';
-import type { AtsCompletion, AtsRequest, DmaCompletion, DmaDone, DmaPort, DmaRequest, PageRequest } from '../dma.js';
+import { DmaRequestRecord, type AtsCompletion, type AtsRequest, type DmaCompletion, type DmaDone, type DmaPort, type DmaRequest, type PageRequest } from '../dma.js';
 import type { Scheduler } from '../scheduler.js';
 import { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE } from '../walker/result.js';
 import type { ConfigCache } from './config.js';
@@ -84,6 +84,9 @@ export class TransactionEngine {
   private readonly stalls: StallTracker;
   private readonly stats: SmmuV3Stats;
   private readonly out = new Outcome();
+  /** Step labels, made once (a label built per event would be a string per transaction). */
+  private readonly atsLabel: string;
+  private readonly resumeLabel: string;
 
   constructor(deps: TransactionEngineDeps) {
     this.name = deps.name;
@@ -97,6 +100,8 @@ export class TransactionEngine {
     this.priq = deps.priq;
     this.stalls = deps.stalls;
     this.stats = deps.stats;
+    this.atsLabel = `${this.name} ATS TR`;
+    this.resumeLabel = `${this.name} RESUME retry`;
   }
 
   /**
@@ -148,7 +153,12 @@ export class TransactionEngine {
   }
 
   private forward(req: DmaRequest, pa: number, done: DmaDone): void {
-    this.downstream.submit(pa === req.addr && !req.translated ? req : { ...req, addr: pa, translated: false }, done);
+    if (pa === req.addr && !req.translated) {
+      this.downstream.submit(req, done);
+      return;
+    }
+    // The request as it leaves the SMMU (an object spread of a request costs several times more).
+    this.downstream.submit(new DmaRequestRecord(req.master, req.streamId, req.ssid, req.ssidValid, pa, req.len, req.write, req.exec, req.priv, false, req.data), done);
   }
 
   private slowPath(req: DmaRequest, access: number, done: DmaDone): void {
@@ -164,11 +174,10 @@ export class TransactionEngine {
 
   /** A transaction the SMMU will not pass on: abort, fault (record/stall/terminate). */
   private terminate(req: DmaRequest, access: number, out: Outcome, done: DmaDone): void {
-    const detail = `${this.name}: ${out.detail}`;
     if (out.kind === OUT_ABORT) {
       this.stats.aborted++;
       if (out.eventType !== 0) this.record(req, access, out, false, 0);
-      done({ status: 'abort', detail });
+      done({ status: 'abort', detail: `${this.name}: ${out.detail}` });
       return;
     }
     if (out.stall) {
@@ -182,6 +191,8 @@ export class TransactionEngine {
     }
     this.stats.faulted++;
     if (out.record) this.record(req, access, out, false, 0);
+    // The reason is built only for a transaction that completes with it (a stall carries none).
+    const detail = `${this.name}: ${out.detail}`;
     if (out.abort) done({ status: 'fault', detail });
     else done(razWi(req, `${detail} (terminated RAZ/WI: CD.A == 0)`));
   }
@@ -304,7 +315,7 @@ export class TransactionEngine {
     this.events.forgetStall(sid, stag);
     if (retry) {
       this.stats.resumed++;
-      this.scheduler.schedule(this.opts.timing.resumeNs, () => this.submit(t.req, t.done), `${this.name} RESUME retry`);
+      this.scheduler.schedule(this.opts.timing.resumeNs, () => this.submit(t.req, t.done), this.resumeLabel);
       return;
     }
     if (abort) t.done({ status: 'abort', detail: `${this.name}: stalled transaction terminated by CMD_RESUME (abort)` });
@@ -325,28 +336,30 @@ export class TransactionEngine {
 
   translate(req: AtsRequest, done: (c: AtsCompletion) => void): void {
     this.stats.atsRequests++;
-    this.scheduler.schedule(this.opts.timing.atsNs, () => done(this.atsRequest(req)), `${this.name} ATS TR`);
+    this.scheduler.schedule(this.opts.timing.atsNs, () => done(this.atsRequest(req)), this.atsLabel);
   }
 
   private atsRequest(req: AtsRequest): AtsCompletion {
     if (!this.opts.ats) return { status: 'unsupported', detail: `${this.name} does not implement ATS` };
-    const out = new Outcome();
-    const badTreq = (detail: string): AtsCompletion => {
-      const rec = new EventRecord(F.F_BAD_ATS_TREQ, req.streamId);
-      rec.ssv = req.ssidValid;
-      rec.ssid = req.ssid;
-      rec.rnw = !req.write;
-      rec.pnu = req.priv;
-      rec.ind = req.exec;
-      rec.inputAddr = req.addr;
-      this.events.post(rec);
-      return { status: 'unsupported', detail: `${this.name}: ${detail}` };
-    };
-    if (!R.CR0_SMMUEN.isSet(this.regs.cr0ack)) return badTreq('ATS Translation Request while SMMUEN == 0');
-    const r = this.translator.atsTranslate(req.streamId, req.ssidValid, req.ssid, req.addr, req.write, req.exec, req.priv, out);
-    if (r.eventType === F.F_BAD_ATS_TREQ) return badTreq(r.detail);
+    if (!R.CR0_SMMUEN.isSet(this.regs.cr0ack)) return this.badTreq(req, 'ATS Translation Request while SMMUEN == 0');
+    // The request is answered within this step: the engine's Outcome (and the translator's result) serve it.
+    const r = this.translator.atsTranslate(req.streamId, req.ssidValid, req.ssid, req.addr, req.write, req.exec, req.priv, this.out);
+    if (r.eventType === F.F_BAD_ATS_TREQ) return this.badTreq(req, r.detail);
     if (r.status !== 'ok') return { status: r.status, detail: `${this.name}: ${r.detail}` };
     return { status: 'ok', pa: r.pa, size: r.size, read: r.read, write: r.write, exec: r.exec, priv: req.priv, detail: r.detail || undefined };
+  }
+
+  /** F_BAD_ATS_TREQ recorded, the request answered Unsupported Request. */
+  private badTreq(req: AtsRequest, detail: string): AtsCompletion {
+    const rec = new EventRecord(F.F_BAD_ATS_TREQ, req.streamId);
+    rec.ssv = req.ssidValid;
+    rec.ssid = req.ssid;
+    rec.rnw = !req.write;
+    rec.pnu = req.priv;
+    rec.ind = req.exec;
+    rec.inputAddr = req.addr;
+    this.events.post(rec);
+    return { status: 'unsupported', detail: `${this.name}: ${detail}` };
   }
 
   pageRequest(req: PageRequest): void {

@@ -17,7 +17,7 @@
  * Does not support: a permission fault served from a cached entry whose permissions software
  * upgraded without a TLBI (the model re-walks instead of faulting on the stale entry); TBI.
  */
-import { WalkResult, ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE, PERM_R, PERM_W, PERM_X } from '../walker/result.js';
+import { WalkResult, type WalkFaultKind, ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE, PERM_R, PERM_W, PERM_X } from '../walker/result.js';
 import type { TranslationTableWalker } from '../walker/walker.js';
 import { type ConfigCache, type ContextConfig, faultEventType, type StreamConfig } from './config.js';
 import * as F from './formats.js';
@@ -52,6 +52,15 @@ function s1PermsOf(r: WalkResult, priv: boolean): number {
   return (el0 ? PERM_R : 0) | (el0 && !ro ? PERM_W : 0) | (r.uxn ? 0 : PERM_X);
 }
 
+/** The reason an ATS Translation Request got no access, per walk fault (made once). */
+const ATS_FAULT_DETAIL: Record<WalkFaultKind, string> = {
+  translation: 'translation fault',
+  'access-flag': 'access-flag fault',
+  permission: 'permission fault',
+  'address-size': 'address-size fault',
+  'external-abort-on-walk': 'external-abort-on-walk fault',
+};
+
 /** Which translation a (STE, SubstreamID) pair selects, decided before any walk. */
 const SEL_BYPASS = 0;
 const SEL_S2_ONLY = 1;
@@ -78,6 +87,7 @@ export class Translator {
   private readonly res = new WalkResult();
   /** CD chosen by the last `select` (valid when it returned SEL_CD). */
   private selCd: ContextConfig | null = null;
+  private readonly atsRes: AtsResult = { status: 'abort', pa: 0, size: 0, read: false, write: false, exec: false, eventType: 0, detail: '' };
   readonly stats: TranslatorStats = { walks: 0 };
 
   /** IDR3.BBML != 0: leaves with nT set are not cached. */
@@ -275,7 +285,7 @@ export class Translator {
       out.record = cd!.record || cd!.stall;
       out.abort = cd!.abort;
     }
-    out.detail = `stage ${s2 ? 2 : 1} ${kind} fault at level ${r.faultLevel} for ${hex(addr)}${s2 ? ` (IPA ${hex(r.ipa)})` : ''}`;
+    out.setWalkFaultDetail(kind, r.faultLevel, addr);
   }
 
   /**
@@ -285,7 +295,16 @@ export class Translator {
    * answers Unsupported Request and records F_BAD_ATS_TREQ.
    */
   atsTranslate(sid: number, ssidValid: boolean, ssid: number, addr: number, write: boolean, exec: boolean, priv: boolean, out: Outcome): AtsResult {
-    const res: AtsResult = { status: 'abort', pa: 0, size: 0, read: false, write: false, exec: false, eventType: 0, detail: '' };
+    // One result, overwritten by each request: the caller reads it before the next one.
+    const res = this.atsRes;
+    res.status = 'abort';
+    res.pa = 0;
+    res.size = 0;
+    res.read = false;
+    res.write = false;
+    res.exec = false;
+    res.eventType = 0;
+    res.detail = '';
     out.reset();
     const ste = this.cache.ste(sid, out);
     if (ste === null) {
@@ -374,7 +393,7 @@ export class Translator {
       res.status = 'ok';
       res.pa = addr - (addr % 4096);
       res.size = 4096;
-      res.detail = `${r.fault} fault`;
+      res.detail = ATS_FAULT_DETAIL[r.fault ?? 'translation'];
       return res;
     }
     const ctx = cd !== null ? cd.tlb : ste.s2Tlb!;

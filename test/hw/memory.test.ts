@@ -111,6 +111,21 @@ describe('PhysicalMemory accessors', () => {
     expect(m.read32(RAM + FRAME_SIZE)).toBe(0);
     expect(m.read32(RAM)).toBe(0);
   });
+
+  it('a frame given back and touched again (anywhere) starts zeroed, its old bytes gone', () => {
+    const m = mem();
+    m.fill(RAM, FRAME_SIZE, 0x11);
+    m.fill(RAM, FRAME_SIZE, 0);
+    m.write8(RAM + 3 * FRAME_SIZE + 1, 0x22); // a first touch elsewhere
+    expect(m.residentFrames).toBe(1);
+    expect(Array.from(m.read(RAM + 3 * FRAME_SIZE, 4))).toEqual([0, 0x22, 0, 0]);
+    expect(m.read32(RAM + 3 * FRAME_SIZE + FRAME_SIZE - 4)).toBe(0);
+    expect(m.read32(RAM)).toBe(0);
+    m.write8(RAM, 1); // the first frame again
+    expect(m.read32(RAM)).toBe(1);
+    expect(m.read8(RAM + 3 * FRAME_SIZE + 1)).toBe(0x22);
+    expect(m.residentFrames).toBe(2);
+  });
 });
 
 describe('PhysicalMemory outside RAM', () => {

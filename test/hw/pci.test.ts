@@ -238,6 +238,40 @@ describe('endpoint transactions', () => {
     expect(() => ep.submitRead(RAM, 4, { ssid: 256 }, () => {})).toThrow(RangeError);
   });
 
+  it('a malformed translation completion aborts the access, naming what is wrong, and caches nothing', async () => {
+    const { m, eps, cfg } = setup([{ device: 1, ats: true, pasidBits: 8 }]);
+    const ep = eps[0];
+    const answers: AtsCompletion[] = [
+      { status: 'ok', pa: RAM + 0x3000, size: 12288, read: true, write: true },
+      { status: 'ok', pa: RAM + 0x1000, size: 8192, read: true, write: true },
+      { status: 'ok', size: 4096, read: true, write: true },
+      { status: 'ok', pa: RAM + 2 ** 33, size: 2 ** 33 + 4096, read: true, write: true },
+    ];
+    const port: DmaPort = {
+      submit: (req, done) => done(m.interconnect.access(req)),
+      translate: (_req, done) => {
+        const c = answers.shift()!;
+        m.scheduler.schedule(10, () => done(c));
+      },
+    };
+    ep.setRoute(ep.streamIds[0], port, '/iommu');
+    enable(m, ep, cfg);
+    const details: (string | undefined)[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await m.scheduler.runUntilSettled(ep.write(0x2010, Uint8Array.of(1), { ssid: 5 }));
+      expect(c.status).toBe('abort');
+      details.push(c.detail);
+    }
+    expect(details).toEqual([
+      'ATS translation completion with size 12288, not a power of two >= 4 KiB',
+      `ATS translation completion address 0x${(RAM + 0x1000).toString(16)} is not aligned to its size 0x2000`,
+      'ATS translation completion without a valid address',
+      `ATS translation completion with size ${2 ** 33 + 4096}, not a power of two >= 4 KiB`,
+    ]);
+    expect(ep.atcContents).toEqual([]);
+    expect(m.memory.read8(RAM + 0x2010)).toBe(0);
+  });
+
   it('with ATS enabled: translates once, caches in the ATC, and issues translated requests', async () => {
     const { m, eps, cfg } = setup([{ device: 1, ats: true, pasidBits: 8 }]);
     const ep = eps[0];

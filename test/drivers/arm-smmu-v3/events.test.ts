@@ -13,7 +13,9 @@ import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
 import { iommuMap } from '../../../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../../../core/io-pgtable.js';
 import { iommuDevEnableFeature } from '../../../core/iommu.js';
+import { iommuSvaBindDevice } from '../../../core/iommu-sva.js';
 import { armSmmuV3MasterOf } from '../../../drivers/arm-smmu-v3/arm-smmu-v3.js';
+import { PROT_READ, PROT_WRITE } from '../../../mm/prot.js';
 import { armSmmuDecodeEvent, armSmmuDescribeEvent } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-events.js';
 import {
   ARM_SMMU_PRIQ_CONS,
@@ -36,6 +38,7 @@ import {
   Q_OVERFLOW_FLAG,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { allocPages, bootSmmuV3, deviceOf, engineJob, fillPhys, mapRange, ownDomain, readPhys, runIn, settle, V3 } from '../../../scenarios/smmu-v3-lab.js';
+import { accel, enableIopf, PAGE } from '../../../scenarios/sva-lab.js';
 
 const ACCEL_NODE = '/pcie@3f000000/accel@1,0';
 
@@ -60,6 +63,16 @@ describe('decoding', () => {
       'F_TRANSLATION, SID 0x1234, SSID 0x9, unprivileged read at 0x1287654000, stage 2, class IN, IPA 0x980000000, stalled, STAG 0x2a, master /dev',
     );
     expect(r.raw).toHaveLength(4);
+    expect(r.raw[0]).toBe(`0x${w[1].toString(16).padStart(8, '0')}${w[0].toString(16).padStart(8, '0')}`);
+    // The record was copied when decoded: reusing the buffer for the next record changes nothing.
+    const again = armSmmuDecodeEvent(w, 0, '/dev');
+    w.fill(0);
+    expect(again.raw).toEqual(r.raw);
+    // As a plain object (JSON output): every field, the hex qwords included.
+    const json = JSON.parse(JSON.stringify(r)) as Record<string, unknown>;
+    expect(Object.keys(json)[0]).toBe('time');
+    expect(json.raw).toEqual(r.raw);
+    expect(json).toMatchObject({ name: 'F_TRANSLATION', sid: 0x1234, master: '/dev', outcome: '' });
   });
 });
 
@@ -104,8 +117,65 @@ describe('PRI page requests', () => {
     expect(asked).toEqual([0x6000_0000]);
     const req = lab.smmu.events.find((e) => e.kind === 'page-request')!;
     expect(req).toMatchObject({ sid: 0x08, addr: 0x6000_0000, read: true, last: true, outcome: 'reported to the fault handler' });
+    // Every field as a plain object (what JSON output shows), the entry's two qwords included.
+    expect(JSON.parse(JSON.stringify(req))).toEqual({
+      time: req.time,
+      kind: 'page-request',
+      id: 0,
+      name: 'PAGE_REQUEST',
+      sid: 0x08,
+      ssid: null,
+      addr: 0x6000_0000,
+      read: true,
+      write: false,
+      exec: false,
+      priv: false,
+      stall: false,
+      stag: 0,
+      s2: false,
+      cls: null,
+      ipa: null,
+      fetchAddr: null,
+      prgIndex: req.prgIndex,
+      last: true,
+      master: req.master,
+      outcome: 'reported to the fault handler',
+      raw: [...req.raw],
+    });
+    expect(req.raw).toHaveLength(2);
+    expect(req.master).toBe(pdev.name);
     expect(lab.smmu.eventStats.priResponses).toBe(1);
     expect(ep.outstandingPageRequests).toBe(0);
+  });
+
+  it('the decoded-record log keeps the newest 4096 records at least, dropping the oldest in batches (never more than 4352)', async () => {
+    const lab = await bootSmmuV3({ seed: 1 });
+    const { pdev, ep } = accel(lab);
+    await enableIopf(lab, pdev);
+    const mm = lab.kernel.processes.spawn().mm;
+    const bond = await runIn(lab, iommuSvaBindDevice(pdev, mm), 'bind');
+    const byte = Uint8Array.of(0x5a);
+    let lengths: number[] = [];
+    let buf = 0;
+    // 140 rounds of 32 page requests (4480 records), each round into fresh pages.
+    for (let round = 0; round < 140; round++) {
+      if (round > 0) await runIn(lab, mm.munmap(buf, 32 * PAGE), 'munmap');
+      buf = mm.mmap(32 * PAGE, PROT_READ | PROT_WRITE);
+      const writes = Array.from({ length: 32 }, (_, i) => ep.write(buf + i * PAGE, byte, { ssid: bond.pasid }));
+      const done = await runIn(lab, Promise.all(writes), 'faulting writes');
+      expect(done.every((d) => d.status === 'ok')).toBe(true);
+      lengths.push(lab.smmu.events.length);
+    }
+    lengths = lengths.filter((n) => n >= 4096);
+    expect(lengths.length).toBeGreaterThan(0);
+    expect(Math.max(...lengths)).toBeLessThanOrEqual(4096 + 256);
+    const log = lab.smmu.events;
+    // 4480 records: the 4353rd dropped the oldest 257 (back to 4096), 127 came after.
+    expect(log.length).toBe(4480 - 257);
+    expect(log.every((r) => r.kind === 'page-request')).toBe(true);
+    // Newest last: the last round's pages end the log.
+    expect(log.slice(-32).map((r) => r.addr).sort((x, y) => x - y)).toEqual(Array.from({ length: 32 }, (_, i) => buf + i * PAGE));
+    expect(lab.smmu.eventStats.byName.PAGE_REQUEST).toBe(140 * 32);
   });
 
   it('PRI queue overflow: requests are lost, the thread says so and acknowledges OVFLG, and what reached the queue is served', async () => {
