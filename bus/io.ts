@@ -89,7 +89,8 @@ export class IoMem {
   }
 
   private check(offset: number, width: 4 | 8, op: string): void {
-    if (this.live && offset >= 0 && offset + width <= this.size && offset % width === 0) return;
+    // (Alignment by `&` on the low bits, exact for a safe integer; a fraction fails the floor test.)
+    if (this.live && offset >= 0 && offset + width <= this.size && (offset & (width - 1)) === 0 && Math.floor(offset) === offset) return;
     throw this.accessError(offset, width, op);
   }
 
