@@ -538,7 +538,7 @@ export class CommandQueue {
   }
 
   private tlbiRange(w: Uint32Array, addr: number): boolean {
-    if (!this.rangeFieldsLegal(w)) return false;
+    // (rangeFieldsLegal's checks, on fields decoded once: this runs for every TLBI by address.)
     const leaf = F.CMD_TLBI_LEAF.isSet(w);
     const tg = this.opts.rangeInvalidation ? F.CMD_TLBI_TG.get(w) : 0;
     if (tg === 0) {
@@ -546,9 +546,13 @@ export class CommandQueue {
       if (!leaf) this.tlb.invalidateWalkRange(this.scope, addr, addr + 1);
       return true;
     }
-    const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
-    const pages = (F.CMD_TLBI_NUM.get(w) + 1) * POW2[F.CMD_TLBI_SCALE.get(w)];
     const ttl = F.CMD_TLBI_TTL.get(w);
+    const num = F.CMD_TLBI_NUM.get(w);
+    const scale = F.CMD_TLBI_SCALE.get(w);
+    if (num === 0 && scale === 0 && ttl === 0) return false;
+    if (tg === 2 && ttl === 1) return false; // 16K level 1 needs IDR5.DS
+    const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
+    const pages = (num + 1) * POW2[scale];
     const end = addr + pages * POW2[granuleShift];
     this.tlb.invalidateRange(this.scope, addr, end, granuleShift, ttl);
     // Leaf == 0 also reaches the table descriptors used to translate the range; TTL and TG only
