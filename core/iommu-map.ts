@@ -47,6 +47,14 @@ export interface PgsizeChoice {
 // kernel: iommu_pgsize() [iommu.c]
 export function iommuPgsize(domain: IommuDomain, iova: number, paddr: number, size: number, out: PgsizeChoice): PgsizeChoice {
   const sizes = domain.pgsizes;
+  // One page of the smallest size, both addresses aligned to it (a 4K map or unmap): what the search
+  // below finds, without it.
+  const min = sizes[0];
+  if (size === min && modPow2(iova, min) === 0 && modPow2(paddr, min) === 0) {
+    out.pgsize = min;
+    out.count = 1;
+    return out;
+  }
   const align = Math.min(alignmentOf(iova), alignmentOf(paddr));
   let idx = sizes.length - 1;
   while (idx >= 0 && (sizes[idx] > size || sizes[idx] > align)) idx--;
