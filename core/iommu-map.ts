@@ -290,11 +290,12 @@ export function iommuMap(domain: IommuDomain, iova: number, paddr: number, size:
     return unmapAfterFailure(domain, iova, runsMapped, e);
   }
   recordMapped(domain, iova, paddr, size);
-  const op = domain.ops.iotlbSyncMap;
+  const ops = domain.ops;
+  const op = ops.iotlbSyncMap;
   if (!op) return DONE;
   let r: MaybePromise<void>;
   try {
-    r = op.call(domain.ops, domain, iova, size);
+    r = op.call(ops, domain, iova, size);
   } catch (e) {
     return unmapAfterFailure(domain, iova, size, e);
   }
@@ -345,7 +346,8 @@ export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Pro
   let r: MaybePromise<void>;
   try {
     gather.unmapped = __iommuUnmap(domain, iova, size, gather);
-    r = domain.ops.iotlbSync?.call(domain.ops, domain, gather);
+    const ops = domain.ops;
+    r = ops.iotlbSync?.call(ops, domain, gather);
   } catch (e) {
     return Promise.reject(e);
   }
