@@ -104,9 +104,11 @@ export interface CpuPort {
   delay(ns: number): Promise<void>;
   /**
    * Call `fn` once after `ns` of virtual time unless cancelled first (kernel: hrtimer/timer_list).
-   * A cancelled timer leaves nothing scheduled, so it never keeps the machine busy.
+   * A cancelled timer leaves nothing scheduled, so it never keeps the machine busy. `label` names the
+   * step in traces ('cpu timer' by default; a busy-wait's udelay() split into timers says 'cpu delay',
+   * as `delay` does).
    */
-  startTimer(ns: number, fn: () => void): CpuTimer;
+  startTimer(ns: number, fn: () => void, label?: string): CpuTimer;
 
   /**
    * The exclusive monitor a wfe after a load-exclusive waits on (kernel: smp_cond_load_relaxed() on

@@ -487,7 +487,7 @@ export class Machine {
       },
       now: () => scheduler.now,
       delay: (ns) => scheduler.delay(ns, 'cpu delay'),
-      startTimer: (ns, fn) => scheduler.startTimer(ns, fn, 'cpu timer'),
+      startTimer: (ns, fn, label) => scheduler.startTimer(ns, fn, label ?? 'cpu timer'),
       monitor: (pa, fn) => this.armMonitor(pa, fn),
       unmonitor: (pa, fn) => this.disarmMonitor(pa, fn),
       costs: this.cpuCosts,
