@@ -111,6 +111,12 @@ export class EventQueue {
   private readonly words = new Uint32Array(F.EVT_WORDS);
   /** Observers of every record written (tests, traces). */
   onWrite: ((rec: EventRecord) => void) | null = null;
+  /** The flush step's callback and label, made once (not a closure and a string per step). */
+  private readonly flushStep = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+  private readonly flushLabel: string;
 
   constructor(
     private readonly opts: ResolvedOptions,
@@ -120,6 +126,7 @@ export class EventQueue {
     private readonly trace: Trace | null,
   ) {
     this.q = new SmmuQueue('EVTQ', F.EVT_BYTES, opts.evtqLog2);
+    this.flushLabel = `${opts.name} EVTQ write`;
   }
 
   /** Queue a record; it reaches memory in a scheduler step. */
@@ -152,14 +159,7 @@ export class EventQueue {
   private scheduleFlush(delay: number): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.scheduler.schedule(
-      delay,
-      () => {
-        this.flushScheduled = false;
-        this.flush();
-      },
-      `${this.opts.name} EVTQ write`,
-    );
+    this.scheduler.schedule(delay, this.flushStep, this.flushLabel);
   }
 
   get overflowActive(): boolean {
