@@ -615,10 +615,14 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
     report.outcome = 'no master for the StreamID';
     return faultResult('EINVAL');
   }
-  return armSmmuReportDeviceFault(master, fault).then((r) => {
-    report.outcome = r === 0 ? 'stall reported to the fault handler' : 'stall aborted: no handler';
-    return r;
-  });
+  // The event thread writes the outcome once the pass's reports settle (stallOutcome): no
+  // continuation made per stall.
+  return armSmmuReportDeviceFault(master, fault);
+}
+
+/** The outcome of a stall handed to armSmmuReportDeviceFault, from its result. */
+function stallOutcome(r: 0 | Errno): string {
+  return r === 0 ? 'stall reported to the fault handler' : 'stall aborted: no handler';
 }
 
 /** The 5.x fault reason of a terminated translation event (kernel: the reasons arm_smmu_handle_evt() gave). */
@@ -668,6 +672,8 @@ function notifyUnrecoverable(master: ArmSmmuMaster | null, report: ArmSmmuEventR
   });
 }
 
+const PASS_TURN: Promise<void> = Promise.resolve();
+
 // kernel: arm_smmu_evtq_thread() [arm-smmu-v3.c]
 export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.evtq;
@@ -685,9 +691,14 @@ export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
     }
     if (results.length > 0) {
       const rets = await Promise.all(results);
+      // One turn for the pass where each stall's result used to take one of its own: the IOPF work
+      // item the pass queued still starts before the thread reads PROD again.
+      await PASS_TURN;
       for (let i = 0; i < rets.length; i++) {
-        if (rets[i] === 0 || !ratelimitOk(smmu)) continue;
         const report = reports[i];
+        // Every other path of armSmmuHandleEvt wrote its outcome before returning.
+        if (report.outcome === '') report.outcome = stallOutcome(rets[i]);
+        if (rets[i] === 0 || !ratelimitOk(smmu)) continue;
         smmu.info(`event 0x${report.id.toString(16).padStart(2, '0')} received: ${armSmmuDescribeEvent(report)}`);
         for (const qw of report.raw) smmu.info(`\t${qw}`);
       }
