@@ -572,12 +572,12 @@ function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | E
 
 /** 0 when the event was handed to a handler; an errno to dump it. */
 // kernel: arm_smmu_handle_evt() [arm-smmu-v3.c]
-function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
-  // The record's fields read here come from the words (the report decodes each on every read).
+function armSmmuHandleEvt(evt: Uint32Array, report: ArmSmmuEventReport, master: ArmSmmuMaster | null): Promise<0 | Errno> {
+  // The record's fields read here come from the words (the report decodes each on every read);
+  // `master` is the record's StreamID's, looked up once by the thread.
   const id = EVTQ_0_ID.get(evt);
-  const sid = EVTQ_0_SID.get(evt);
   // A nested master's events (not stage 2, not stalls) belong to its guest: up with the vSID.
-  const vmaster = smmu.streams.get(sid)?.vmaster;
+  const vmaster = master?.vmaster;
   if (vmaster && !EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt) && ARM_SMMU_VEVENT_IDS.has(id)) {
     report.outcome = `reported to the guest as vSID 0x${vmaster.vsid.toString(16)}`;
     return faultResult(armVmasterReportEvent(vmaster, evt));
@@ -586,7 +586,6 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
     report.outcome = id === EVT_ID_BAD_STE_CONFIG ? 'dumped (bad STE)' : 'dumped';
     return faultResult('EOPNOTSUPP');
   }
-  const master = smmu.streams.get(sid) ?? null;
   // A stalled stage 2 fault (STE.S2S, set for stall-capable masters) is reported like a stage 1
   // stall, so that it is answered (mainline; v6.1 returned -EFAULT for every stage 2 event before
   // looking at Stall, and never set S2S). Other stage 2 faults are pinned: not recoverable.
@@ -684,10 +683,11 @@ export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
     // Every record of the pass is handled (each reads the record before it waits), then the pass
     // waits for them together: the faults it reported reach the IOPF queue as one batch.
     while (q.removeRaw(evt)) {
-      const report = armSmmuDecodeEvent(evt, smmu.port.now(), smmu.streams.get(EVTQ_0_SID.get(evt))?.dev.name ?? null);
+      const master = smmu.streams.get(EVTQ_0_SID.get(evt)) ?? null;
+      const report = armSmmuDecodeEvent(evt, smmu.port.now(), master?.dev.name ?? null);
       record(smmu, report);
       reports.push(report);
-      results.push(armSmmuHandleEvt(smmu, evt, report));
+      results.push(armSmmuHandleEvt(evt, report, master));
     }
     if (results.length > 0) {
       const rets = await Promise.all(results);
