@@ -89,6 +89,13 @@ export class Translator {
   private selCd: ContextConfig | null = null;
   private readonly atsRes: AtsResult = { status: 'abort', pa: 0, size: 0, read: false, write: false, exec: false, eventType: 0, detail: '' };
   readonly stats: TranslatorStats = { walks: 0 };
+  /**
+   * The context and address whose TLB lookup translateFast just missed: `translate` right after it
+   * (the transaction's slow path) need not look again. Cleared by every `translate` and every TLB
+   * insert, so it never stands for a lookup that could now hit.
+   */
+  private missCtx: TlbContext | null = null;
+  private missAddr = -1;
 
   /** IDR3.BBML != 0: leaves with nT set are not cached. */
   private readonly honourNt: boolean;
@@ -127,7 +134,11 @@ export class Translator {
       ctx = cd.tlb;
     }
     const e = ctx.lookup(addr);
-    if (e === null) return -1;
+    if (e === null) {
+      this.missCtx = ctx;
+      this.missAddr = addr;
+      return -1;
+    }
     const perms = (acc & ACCESS_PRIV) !== 0 ? e.permsPriv : e.permsUnpriv;
     if ((perms & needPerm(acc)) === 0) return -1;
     this.tlb.stats.hits++;
@@ -175,6 +186,8 @@ export class Translator {
    */
   translate(sid: number, ssidValid: boolean, ssid: number, addr: number, access: number, out: Outcome): boolean {
     out.reset();
+    const missCtx = this.missCtx;
+    this.missCtx = null;
     const ste = this.cache.ste(sid, out);
     if (ste === null) return false;
     if (ste.abort) return out.setAbort(0, `STE ${sid}: Config ${ste.config.toString(2)} aborts all traffic`);
@@ -189,7 +202,7 @@ export class Translator {
     const acc = effectiveAccess(ste, access);
     const cd = sel === SEL_CD ? this.selCd : null;
     const ctx = cd !== null ? cd.tlb : ste.s2Tlb!;
-    const e = ctx.lookup(addr);
+    const e = ctx === missCtx && addr === this.missAddr ? null : ctx.lookup(addr);
     if (e !== null && ((((acc & ACCESS_PRIV) !== 0 ? e.permsPriv : e.permsUnpriv) & needPerm(acc)) !== 0)) {
       this.tlb.stats.hits++;
       out.pa = e.pa + (addr - e.base);
@@ -244,6 +257,7 @@ export class Translator {
   }
 
   private insert(ste: StreamConfig, cd: ContextConfig | null, ctx: TlbContext, addr: number, r: WalkResult): void {
+    this.missCtx = null;
     if (r.nT && this.honourNt) return; // FEAT_BBM nT: the translation is used but not cached
     let priv: number;
     let unpriv: number;
