@@ -61,6 +61,9 @@ const ATS_FAULT_DETAIL: Record<WalkFaultKind, string> = {
   'external-abort-on-walk': 'external-abort-on-walk fault',
 };
 
+/** 2^n for each STE.S1CDMax value n (0..31): the SubstreamIDs a CD table has room for (a table load, not a power, per transaction). */
+const SSID_LIMIT: readonly number[] = Array.from({ length: 32 }, (_, n) => 2 ** n);
+
 /** Which translation a (STE, SubstreamID) pair selects, decided before any walk. */
 const SEL_BYPASS = 0;
 const SEL_S2_ONLY = 1;
@@ -120,7 +123,7 @@ export class Translator {
     const acc = ste.privCfg === 0 && ste.instCfg === 0 ? access : effectiveAccess(ste, access);
     let ctx: TlbContext;
     if (ssidValid) {
-      if (!ste.s1 || ste.s1CdMax === 0 || ssid >= 2 ** ste.s1CdMax || (ssid === 0 && ste.s1dss === F.S1DSS_SSID0)) return -1;
+      if (!ste.s1 || ste.s1CdMax === 0 || ssid >= SSID_LIMIT[ste.s1CdMax] || (ssid === 0 && ste.s1dss === F.S1DSS_SSID0)) return -1;
       const cd = ste.cds.get(ssid);
       if (cd === undefined) return -1;
       ctx = cd.tlb;
@@ -153,7 +156,7 @@ export class Translator {
     let index = 0;
     let s1Bypass = !ste.s1;
     if (ssidValid) {
-      if (!ste.s1 || ste.s1CdMax === 0 || ssid >= 2 ** ste.s1CdMax) {
+      if (!ste.s1 || ste.s1CdMax === 0 || ssid >= SSID_LIMIT[ste.s1CdMax]) {
         out.reportSsid = ssid;
         out.setAbort(F.C_BAD_SUBSTREAMID, `StreamID ${ste.sid}: SubstreamID ${ssid} is not valid for this STE`);
         return -1;
