@@ -276,9 +276,7 @@ class EventReport implements ArmSmmuEventReport {
   }
 
   get name(): string {
-    if (!this.#isEvent) return 'PAGE_REQUEST';
-    const id = this.id;
-    return EVT_NAMES.get(id) ?? `event ${hex(id)}`;
+    return this.#isEvent ? eventName(this.id) : 'PAGE_REQUEST';
   }
 
   get sid(): number {
@@ -392,11 +390,18 @@ function isTranslationFault(id: number): boolean {
   return id === EVT_ID_TRANSLATION_FAULT || id === EVT_ID_ADDR_SIZE_FAULT || id === EVT_ID_ACCESS_FAULT || id === EVT_ID_PERMISSION_FAULT;
 }
 
-function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport): void {
+/** Log a report and count it under `name` (its name: the event thread passes the one it decoded). */
+function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport, name: string = r.name): void {
   const log = smmu.events;
   log.push(r);
   if (log.length > EVENT_LOG_MAX + EVENT_LOG_TRIM) log.splice(0, log.length - EVENT_LOG_MAX);
-  smmu.eventStats.byName[r.name] = (smmu.eventStats.byName[r.name] ?? 0) + 1;
+  const byName = smmu.eventStats.byName;
+  byName[name] = (byName[name] ?? 0) + 1;
+}
+
+/** An event record's name from its ID (what EventReport.name says for it). */
+function eventName(id: number): string {
+  return EVT_NAMES.get(id) ?? `event ${hex(id)}`;
 }
 
 /** An event record decoded for people. */
@@ -685,7 +690,7 @@ export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
     while (q.removeRaw(evt)) {
       const master = smmu.streams.get(EVTQ_0_SID.get(evt)) ?? null;
       const report = armSmmuDecodeEvent(evt, smmu.port.now(), master?.dev.name ?? null);
-      record(smmu, report);
+      record(smmu, report, eventName(EVTQ_0_ID.get(evt)));
       reports.push(report);
       results.push(armSmmuHandleEvt(evt, report, master));
     }
