@@ -134,7 +134,8 @@ export class QField {
    * structure); a value too wide for the field throws RangeError naming it.
    */
   prep(w: Uint32Array, v: number, off = 0): void {
-    if (!(v >= 0 && v <= this.max) || v !== Math.floor(v)) {
+    // (`v >>> 0 === v`: an integer in [0, 2^32), and no field is wider than 32 bits.)
+    if ((v >>> 0) !== v || v > this.max) {
       throw new RangeError(`${this.name}: ${v} does not fit [${this.hi}:${this.lo}] of qword ${this.qword}`);
     }
     const i = off + this.word;

@@ -41,7 +41,8 @@ export function iommuIotlbGatherInit(gather?: IommuIotlbGather): IommuIotlbGathe
   gather.start = IOMMU_GATHER_START_EMPTY;
   gather.end = 0;
   gather.pgsize = 0;
-  gather.freelist = [];
+  // (An empty list is kept: no array per re-initialisation.)
+  if (gather.freelist.length !== 0) gather.freelist = [];
   gather.queued = false;
   return gather;
 }

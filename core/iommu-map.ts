@@ -10,7 +10,7 @@
  * Addresses are JS numbers (exact to 2^53), so page sizes above 2^31 are handled arithmetically.
  */
 import { KernelError } from '../bus/errno.js';
-import { iommuIotlbGatherInit, type IommuIotlbGather } from './iommu-gather.js';
+import { IOMMU_GATHER_START_EMPTY, iommuIotlbGatherInit, type IommuFreedPages, type IommuIotlbGather } from './iommu-gather.js';
 import { __IOMMU_DOMAIN_DMA_API, __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type IommuDomain } from './iommu-domain.js';
 import type { Gfp, MaybePromise } from './iommu-ops.js';
 import { hex } from './io-pgtable.js';
@@ -124,6 +124,20 @@ interface DomainMappings {
   readonly ranges: Map<number, MappedRange>;
   /** Entries with size 0. */
   spent: number;
+  /**
+   * The entry last looked up (still in `ranges` under its IOVA; null after a split or a sweep): a map
+   * and its unmap find it without hashing the IOVA (a double above 2^31) twice.
+   */
+  last: MappedRange | null;
+}
+
+/** The entry at `iova`, if any. */
+function rangeAt(m: DomainMappings, iova: number): MappedRange | undefined {
+  const l = m.last;
+  if (l !== null && l.iova === iova) return l;
+  const r = m.ranges.get(iova);
+  if (r !== undefined) m.last = r;
+  return r;
 }
 
 /** Spent entries tolerated before a sweep regardless of the live count. */
@@ -136,13 +150,27 @@ const SPENT_SLACK = 64;
  */
 const userMappings = new WeakMap<IommuDomain, DomainMappings>();
 
+/** The domain last recorded for and its ranges: a thread maps and unmaps in one domain at a time. */
+let lastDomain: IommuDomain | null = null;
+let lastMappings: DomainMappings | undefined;
+
+function mappingsOf(domain: IommuDomain): DomainMappings | undefined {
+  if (domain === lastDomain) return lastMappings;
+  const m = userMappings.get(domain);
+  if (m !== undefined) {
+    lastDomain = domain;
+    lastMappings = m;
+  }
+  return m;
+}
+
 function recordMapped(domain: IommuDomain, iova: number, pa: number, size: number): void {
   if ((domain.type & __IOMMU_DOMAIN_DMA_API) !== 0 || size === 0) return;
-  let m = userMappings.get(domain);
-  if (!m) userMappings.set(domain, (m = { ranges: new Map(), spent: 0 }));
-  const r = m.ranges.get(iova);
+  let m = mappingsOf(domain);
+  if (!m) userMappings.set(domain, (m = { ranges: new Map(), spent: 0, last: null }));
+  const r = rangeAt(m, iova);
   if (r === undefined) {
-    m.ranges.set(iova, { iova, pa, size });
+    m.ranges.set(iova, (m.last = { iova, pa, size }));
     return;
   }
   if (r.size === 0) m.spent--;
@@ -152,17 +180,18 @@ function recordMapped(domain: IommuDomain, iova: number, pa: number, size: numbe
 
 /** Forget [iova, iova + size): ranges are trimmed or split where they overlap it. */
 function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
-  const m = userMappings.get(domain);
+  const m = mappingsOf(domain);
   if (!m || size === 0) return;
   const ranges = m.ranges;
   const end = iova + size;
   // The usual case: exactly what one iommuMap call mapped.
-  const exact = ranges.get(iova);
+  const exact = rangeAt(m, iova);
   if (exact !== undefined && exact.size === size) {
     exact.size = 0;
     if (++m.spent > SPENT_SLACK && m.spent > ranges.size - m.spent) sweepSpent(m);
     return;
   }
+  m.last = null;
   for (const r of [...ranges.values()]) {
     const rEnd = r.iova + r.size;
     if (r.size === 0 || rEnd <= iova || r.iova >= end) continue;
@@ -179,6 +208,7 @@ function recordUnmapped(domain: IommuDomain, iova: number, size: number): void {
 function sweepSpent(m: DomainMappings): void {
   for (const [iova, r] of m.ranges) if (r.size === 0) m.ranges.delete(iova);
   m.spent = 0;
+  m.last = null;
 }
 
 /**
@@ -186,7 +216,7 @@ function sweepSpent(m: DomainMappings): void {
  * mapped. Only domains the DMA API does not own are tracked (false for the others).
  */
 export function iommuDomainMapsPhys(domain: IommuDomain, pa: number): boolean {
-  const m = userMappings.get(domain);
+  const m = mappingsOf(domain);
   if (!m) return false;
   const frame = Math.floor(pa / 4096) * 4096;
   for (const r of m.ranges.values()) {
@@ -260,7 +290,12 @@ export function iommuMap(domain: IommuDomain, iova: number, paddr: number, size:
   } catch (e) {
     return unmapAfterFailure(domain, iova, size, e);
   }
-  return r instanceof Promise ? r.catch((e: unknown) => unmapAfterFailure(domain, iova, size, e)) : DONE;
+  return r instanceof Promise ? unmapIfSyncFails(r, domain, iova, size) : DONE;
+}
+
+// (Its own function: a closure over iommuMap's parameters would allocate their context on every map.)
+function unmapIfSyncFails(r: Promise<void>, domain: IommuDomain, iova: number, size: number): Promise<void> {
+  return r.catch((e: unknown) => unmapAfterFailure(domain, iova, size, e));
 }
 
 /** Undo the `done` bytes a failed iommuMap mapped, then fail with its error. */
@@ -297,17 +332,41 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
  */
 // kernel: iommu_unmap() [iommu.c]
 export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Promise<number> {
-  const gather = iommuIotlbGatherInit();
-  let unmapped: number;
+  const gather = unmapGatherPool.pop() ?? new UnmapGather();
+  iommuIotlbGatherInit(gather);
   let r: MaybePromise<void>;
   try {
-    unmapped = __iommuUnmap(domain, iova, size, gather);
+    gather.unmapped = __iommuUnmap(domain, iova, size, gather);
     r = domain.ops.iotlbSync?.call(domain.ops, domain, gather);
   } catch (e) {
     return Promise.reject(e);
   }
-  return r instanceof Promise ? r.then(() => unmapped) : Promise.resolve(unmapped);
+  if (r instanceof Promise) return r.then(gather.done);
+  unmapGatherPool.push(gather);
+  return Promise.resolve(gather.unmapped);
 }
+
+/**
+ * The gather of an iommuUnmap call, with what the call answers. It is reused once the sync it was
+ * handed to has finished (the driver's iotlb_sync is done with it then), and its `done`, made once per
+ * gather, is the reaction that answers: an unmap allocates neither a gather nor a closure.
+ */
+class UnmapGather implements IommuIotlbGather {
+  start = IOMMU_GATHER_START_EMPTY;
+  end = 0;
+  pgsize = 0;
+  freelist: IommuFreedPages[] = [];
+  queued = false;
+  /** Bytes the unmap removed: what its promise resolves with. */
+  unmapped = 0;
+  readonly done = (): number => {
+    unmapGatherPool.push(this);
+    return this.unmapped;
+  };
+}
+
+/** Gathers whose sync has finished (at most one per unmap in flight at once). */
+const unmapGatherPool: UnmapGather[] = [];
 
 /** As iommuUnmap, leaving the invalidation in `gather` for the caller's iommuIotlbSync. */
 // kernel: iommu_unmap_fast() [iommu.c]
@@ -325,9 +384,13 @@ export function iommuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): P
   } catch (e) {
     return Promise.reject(e);
   }
-  if (r instanceof Promise) return r.then(() => gatherStartOver(gather));
+  if (r instanceof Promise) return startOverAfter(r, gather);
   gatherStartOver(gather);
   return DONE;
+}
+
+function startOverAfter(r: Promise<void>, gather: IommuIotlbGather): Promise<void> {
+  return r.then(() => gatherStartOver(gather));
 }
 
 function gatherStartOver(gather: IommuIotlbGather): void {

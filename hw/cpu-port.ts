@@ -104,16 +104,21 @@ export interface CpuPort {
   delay(ns: number): Promise<void>;
   /**
    * Call `fn` once after `ns` of virtual time unless cancelled first (kernel: hrtimer/timer_list).
-   * A cancelled timer leaves nothing scheduled, so it never keeps the machine busy.
+   * A cancelled timer leaves nothing scheduled, so it never keeps the machine busy. `label` names the
+   * step in traces ('cpu timer' by default; a busy-wait's udelay() split into timers says 'cpu delay',
+   * as `delay` does).
    */
-  startTimer(ns: number, fn: () => void): CpuTimer;
+  startTimer(ns: number, fn: () => void, label?: string): CpuTimer;
 
   /**
    * The exclusive monitor a wfe after a load-exclusive waits on (kernel: smp_cond_load_relaxed() on
-   * arm64): call `fn` once, when a write by another agent (a DMA master, an SMMU's MSI) lands in the
-   * 4 bytes at `pa`. Returns a function that disarms it. Optional: without it a waiter polls.
+   * arm64): call `fn(pa)` once, when a write by another agent (a DMA master, an SMMU's MSI) lands in
+   * the 4 bytes at `pa`. `unmonitor(pa, fn)` disarms it. Optional (both or neither): without them a
+   * waiter polls. Nothing is allocated per arm: a waiter sleeps once per command it waits for.
    */
-  monitor?(pa: number, fn: () => void): () => void;
+  monitor?(pa: number, fn: (pa: number) => void): void;
+  /** Disarm one monitor armed with this `pa` and `fn`; a no-op if it already fired. */
+  unmonitor?(pa: number, fn: (pa: number) => void): void;
 
   /** The machine's trace stream: the kernel emits probe, work and log events into it. */
   readonly trace: Trace;

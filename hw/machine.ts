@@ -487,33 +487,60 @@ export class Machine {
       },
       now: () => scheduler.now,
       delay: (ns) => scheduler.delay(ns, 'cpu delay'),
-      startTimer: (ns, fn) => scheduler.startTimer(ns, fn, 'cpu timer'),
+      startTimer: (ns, fn, label) => scheduler.startTimer(ns, fn, label ?? 'cpu timer'),
       monitor: (pa, fn) => this.armMonitor(pa, fn),
+      unmonitor: (pa, fn) => this.disarmMonitor(pa, fn),
       costs: this.cpuCosts,
     };
   }
 
-  /** Armed exclusive monitors (CpuPort.monitor), checked against every write that lands in RAM. */
-  private readonly monitors: { pa: number; fn: () => void }[] = [];
+  /**
+   * Armed exclusive monitors (CpuPort.monitor), checked against every write that lands in RAM: the
+   * address and function of each, as parallel arrays in the order they were armed (no object per arm).
+   */
+  private readonly monitorPa: number[] = [];
+  private readonly monitorFn: ((pa: number) => void)[] = [];
   private monitorObserver: (() => void) | null = null;
 
-  private armMonitor(pa: number, fn: () => void): () => void {
-    const m = { pa, fn };
-    this.monitors.push(m);
+  private armMonitor(pa: number, fn: (pa: number) => void): void {
+    this.monitorPa.push(pa);
+    this.monitorFn.push(fn);
     this.monitorObserver ??= this.interconnect.onRamWrite((_master, wpa, len) => {
-      const list = this.monitors;
-      for (let i = list.length - 1; i >= 0; i--) {
-        const a = list[i];
-        if (wpa < a.pa + 4 && a.pa < wpa + len) {
-          list.splice(i, 1);
-          a.fn();
+      const pas = this.monitorPa;
+      // Newest first; a monitor armed by a function called here is not checked against this write.
+      for (let i = pas.length - 1; i >= 0; i--) {
+        const a = pas[i];
+        if (wpa < a + 4 && a < wpa + len) {
+          const f = this.monitorFn[i];
+          this.dropMonitor(i);
+          f(a);
         }
       }
     });
-    return () => {
-      const i = this.monitors.indexOf(m);
-      if (i >= 0) this.monitors.splice(i, 1);
-    };
+  }
+
+  private disarmMonitor(pa: number, fn: (pa: number) => void): void {
+    const pas = this.monitorPa;
+    const fns = this.monitorFn;
+    for (let i = pas.length - 1; i >= 0; i--) {
+      if (pas[i] === pa && fns[i] === fn) {
+        this.dropMonitor(i);
+        return;
+      }
+    }
+  }
+
+  /** Remove monitor `i`, keeping the others in order (shifted in place: no array per removal). */
+  private dropMonitor(i: number): void {
+    const pas = this.monitorPa;
+    const fns = this.monitorFn;
+    const n = pas.length - 1;
+    for (let j = i; j < n; j++) {
+      pas[j] = pas[j + 1];
+      fns[j] = fns[j + 1];
+    }
+    pas.pop();
+    fns.pop();
   }
 }
 

@@ -182,6 +182,29 @@ export class PhysicalMemory {
     this.viewFor(pa, 4, 'write', true)!.setUint32(pa & FRAME_MASK, val >>> 0, true);
   }
 
+  /**
+   * `n` little-endian 32-bit words from `pa` into `out[0..n)`, as `n` read32 calls would give them
+   * (untouched RAM reads as zero; BusError outside RAM) with one frame lookup when they share a frame.
+   */
+  readWords(pa: number, out: Uint32Array, n: number): void {
+    const off = pa & FRAME_MASK;
+    if ((off & 3) !== 0 || off + n * 4 > FRAME_SIZE || !HOST_LITTLE_ENDIAN) {
+      for (let i = 0; i < n; i++) out[i] = this.read32(pa + i * 4);
+      return;
+    }
+    const pfn = Math.floor(pa * INV_FRAME_SIZE);
+    const slot = pfn & FRAME_CACHE_MASK;
+    let words: Uint32Array | null;
+    if (this.cachePfn[slot] === pfn) {
+      words = this.cacheWords[slot];
+    } else {
+      words = this.frameFor(pa, n * 4, 'read', false) === null ? null : this.cacheWords[slot];
+    }
+    const w = off >>> 2;
+    if (words === null) for (let i = 0; i < n; i++) out[i] = 0;
+    else for (let i = 0; i < n; i++) out[i] = words[w + i];
+  }
+
   read64(pa: number): bigint {
     const lo = this.read32(pa);
     const hi = this.read32(pa + 4);
@@ -215,17 +238,19 @@ export class PhysicalMemory {
   }
 
   write(pa: number, data: Uint8Array): void {
-    this.check(pa, data.length, 'write');
     const off0 = pa & FRAME_MASK;
     const len = data.length;
-    if (off0 + len <= FRAME_SIZE) {
+    if (off0 + len <= FRAME_SIZE && len > 0) {
       // Within one frame (an MSI, a descriptor, most DMA): no view of `data` to make, and a few bytes
-      // are copied by hand (cheaper than a call into TypedArray.prototype.set).
+      // are copied by hand (cheaper than a call into TypedArray.prototype.set). RAM regions are whole
+      // frames and frames exist only inside them, so frameFor's check (made when the frame is not
+      // resident) is the whole range's.
       const f = this.frameFor(pa, len, 'write', true)!;
       if (len <= 16) for (let i = 0; i < len; i++) f[off0 + i] = data[i];
       else f.set(data, off0);
       return;
     }
+    this.check(pa, data.length, 'write');
     let done = 0;
     while (done < data.length) {
       const cur = pa + done;

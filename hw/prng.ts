@@ -3,6 +3,8 @@
  * `(scenario, seed)` replays exactly; Math.random is never used.
  */
 export class Prng {
+  // The state words are kept as int32 (the same bits as the uint32 the algorithm speaks of): small
+  // integers to V8, where uint32 values above 2^31 would be boxed doubles, one allocated per draw.
   private a: number;
   private b: number;
   private c: number;
@@ -18,10 +20,10 @@ export class Prng {
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
       return (z ^ (z >>> 16)) >>> 0;
     };
-    this.a = next();
-    this.b = next();
-    this.c = next();
-    this.d = next();
+    this.a = next() | 0;
+    this.b = next() | 0;
+    this.c = next() | 0;
+    this.d = next() | 0;
     if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
   }
 
@@ -54,6 +56,7 @@ export class Prng {
   }
 }
 
+/** Rotate left, as int32 bits. */
 function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
+  return (x << k) | (x >>> (32 - k));
 }

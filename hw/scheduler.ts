@@ -32,16 +32,39 @@ class ScheduledEvent implements EventHandle {
   index = -1;
 
   constructor(
-    private readonly owner: Scheduler,
-    readonly time: number,
-    readonly key: number,
-    readonly seq: number,
+    protected readonly owner: Scheduler,
+    /** (Written only when a RecurringEvent is armed again.) */
+    public time: number,
+    public key: number,
+    public seq: number,
     readonly fn: EventFn,
     readonly label: string,
   ) {}
 
   cancel(): boolean {
     return this.owner.remove(this);
+  }
+}
+
+/**
+ * An event its owner arms again and again (a model's recurring step, a queue's watchdog).
+ * `arm(delayNs)` is `cancel()` + `schedule()`: the same ordering draw and sequence number, so runs
+ * replay as they would with fresh events, but one object serves every arming.
+ */
+export interface RecurringEvent extends EventHandle {
+  /** Schedule it `delayNs` from now; a pending arming is taken back first. */
+  arm(delayNs: number): void;
+  /** True while armed and not yet run or cancelled. */
+  readonly pending: boolean;
+}
+
+class RecurringScheduledEvent extends ScheduledEvent implements RecurringEvent {
+  arm(delayNs: number): void {
+    this.owner.rearm(this, delayNs);
+  }
+
+  get pending(): boolean {
+    return this.index >= 0;
   }
 }
 
@@ -67,16 +90,26 @@ export class TimeLimitError extends Error {
 
 // A next-tick callback queued from a promise job runs only once V8's microtask queue is empty: every
 // software continuation that was runnable has run (and queued its hardware work) before the next event
-// executes. Cheaper than a macrotask, and it never yields to the event loop.
-const nextTickExecutor = (resolve: () => void): void => process.nextTick(resolve);
-const drainMicrotasks = (): Promise<void> => new Promise(nextTickExecutor);
-
-// That holds only from inside a promise job. Called straight from a host callback (a timer, an
+// executes. A run therefore executes each event from such a callback ("a turn"), and arms the next turn
+// from a reaction on a settled promise: a promise job queued behind the continuations the event
+// released, which then queues the next-tick callback. Per event that is one reaction and one next-tick
+// record: no promise of its own, no async frame resumed.
+//
+// It holds only from inside a promise job. Called straight from a host callback (a timer, an
 // immediate, a worker's message, or a next-tick callback itself), Node runs queued next-tick callbacks
-// *before* the promise jobs that callback left pending, so the first drain would come back with the
-// kernel's continuations still queued and the run would see a deadlock at t=0. Every run loop therefore
-// first steps into a promise job; from then on each drain is queued from one.
-const enterPromiseJob = (): Promise<void> => Promise.resolve();
+// *before* the promise jobs that callback left pending, so a turn armed directly would come back with the
+// kernel's continuations still queued and the run would see a deadlock at t=0. Every turn is therefore
+// armed from a promise job, the first one included.
+const SETTLED: Promise<void> = Promise.resolve();
+
+/**
+ * The tie-break key of a draw: its bits with the sign bit flipped, as an int32. Signed order of keys is
+ * the unsigned order of draws, and an int32 is a small integer to V8 (a draw above 2^31 would be a
+ * boxed double, allocated per event).
+ */
+function orderKey(draw: number): number {
+  return draw ^ 0x8000_0000;
+}
 
 export class Scheduler {
   private heap: ScheduledEvent[] = [];
@@ -110,11 +143,27 @@ export class Scheduler {
     if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
       throw new RangeError(`scheduler: delay must be a finite number >= 0, got ${delayNs} (${label})`);
     }
-    const ev = new ScheduledEvent(this, this._now + delayNs, this.prng.nextU32(), this.seq++, fn, label);
+    const ev = new ScheduledEvent(this, this._now + delayNs, orderKey(this.prng.nextU32()), this.seq++, fn, label);
     this.push(ev);
     // A cancelled event leaves the heap at once: timers armed and cancelled by the million cost
     // nothing later.
     return ev;
+  }
+
+  /** An event to arm (and re-arm) later with `arm(delayNs)`: see RecurringEvent. Not pending yet. */
+  recurring(fn: EventFn, label = 'event'): RecurringEvent {
+    return new RecurringScheduledEvent(this, 0, 0, 0, fn, label);
+  }
+
+  /** @internal */ rearm(ev: ScheduledEvent, delayNs: number): void {
+    if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
+      throw new RangeError(`scheduler: delay must be a finite number >= 0, got ${delayNs} (${ev.label})`);
+    }
+    this.remove(ev);
+    ev.time = this._now + delayNs;
+    ev.key = orderKey(this.prng.nextU32());
+    ev.seq = this.seq++;
+    this.push(ev);
   }
 
   /**
@@ -152,62 +201,90 @@ export class Scheduler {
    * DeadlockError if the task is still pending with nothing scheduled, TimeLimitError if virtual time
    * passes `limitNs` from now. Returns the task's value.
    */
-  async runUntilSettled<T>(task: Promise<T>, what = 'task', limitNs = Number.POSITIVE_INFINITY): Promise<T> {
-    let settled = false;
-    let value: T | undefined;
-    let error: unknown;
-    let failed = false;
-    task.then(
-      (v) => {
-        settled = true;
-        value = v;
-      },
-      (e: unknown) => {
-        settled = true;
-        failed = true;
-        error = e;
-      },
-    );
-    const deadline = this._now + limitNs;
-    await enterPromiseJob();
-    for (;;) {
-      await drainMicrotasks();
-      if (settled) break;
-      const next = this.peekTime();
-      if (next === null) throw new DeadlockError(what, this._now);
-      if (next > deadline) throw new TimeLimitError(what, limitNs);
-      this.step();
-    }
-    if (failed) throw error;
-    return value as T;
+  runUntilSettled<T>(task: Promise<T>, what = 'task', limitNs = Number.POSITIVE_INFINITY): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      let value: T | undefined;
+      let error: unknown;
+      let failed = false;
+      task.then(
+        (v) => {
+          settled = true;
+          value = v;
+        },
+        (e: unknown) => {
+          settled = true;
+          failed = true;
+          error = e;
+        },
+      );
+      const deadline = this._now + limitNs;
+      this.drive(() => {
+        if (settled) {
+          if (failed) reject(error);
+          else resolve(value as T);
+          return true;
+        }
+        const next = this.peekTime();
+        if (next === null) throw new DeadlockError(what, this._now);
+        if (next > deadline) throw new TimeLimitError(what, limitNs);
+        this.step();
+        return false;
+      }, reject);
+    });
   }
 
   /** Run everything due within the next `durationNs`, then leave time at now + durationNs. */
-  async runFor(durationNs: number): Promise<void> {
+  runFor(durationNs: number): Promise<void> {
     const end = this._now + durationNs;
-    await enterPromiseJob();
-    for (;;) {
-      await drainMicrotasks();
-      const next = this.peekTime();
-      if (next === null || next > end) break;
-      this.step();
-    }
-    this._now = end;
-    await drainMicrotasks();
+    return new Promise<void>((resolve, reject) => {
+      this.drive(() => {
+        const next = this.peekTime();
+        if (next === null || next > end) {
+          this._now = end;
+          resolve();
+          return true;
+        }
+        this.step();
+        return false;
+      }, reject);
+    });
   }
 
   /** Run until nothing is scheduled (or `limitNs` passes). Returns the number of events run. */
-  async runUntilIdle(limitNs = Number.POSITIVE_INFINITY): Promise<number> {
+  runUntilIdle(limitNs = Number.POSITIVE_INFINITY): Promise<number> {
     const start = this._steps;
     const deadline = this._now + limitNs;
-    await enterPromiseJob();
-    for (;;) {
-      await drainMicrotasks();
-      const next = this.peekTime();
-      if (next === null || next > deadline) break;
-      this.step();
-    }
-    return this._steps - start;
+    return new Promise<number>((resolve, reject) => {
+      this.drive(() => {
+        const next = this.peekTime();
+        if (next === null || next > deadline) {
+          resolve(this._steps - start);
+          return true;
+        }
+        this.step();
+        return false;
+      }, reject);
+    });
+  }
+
+  /**
+   * Call `turn` each time software has nothing left to run (see SETTLED) until it returns true; an
+   * exception it throws (an event's included) ends the run through `fail`.
+   */
+  private drive(turn: () => boolean, fail: (e: unknown) => void): void {
+    const tick = (): void => {
+      let finished: boolean;
+      try {
+        finished = turn();
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      if (!finished) void SETTLED.then(arm);
+    };
+    const arm = (): void => process.nextTick(tick);
+    void SETTLED.then(arm);
   }
 
   /** Synchronous variant for pure-hardware tests: runs due events without draining software. */

@@ -156,7 +156,21 @@ export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuC
   cmd[off + 2] = 0;
   cmd[off + 3] = 0;
   CMDQ_0_OP.prep(cmd, ent.opcode & 0xff, off);
+  // (Cases are compared in order: the TLBI by VA of every unmap first.)
   switch (ent.opcode) {
+    case CMDQ_OP_TLBI_NH_VA:
+    case CMDQ_OP_TLBI_EL2_VA: {
+      const t = need(ent.tlbi, ent, 'tlbi');
+      if (ent.opcode === CMDQ_OP_TLBI_NH_VA) CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
+      CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
+      CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
+      CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
+      if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
+      CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
+      CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
+      CMDQ_TLBI_1_VA_MASK.prep(cmd, pageDown(t.addr), off);
+      break;
+    }
     case CMDQ_OP_TLBI_EL2_ALL:
     case CMDQ_OP_TLBI_NSNH_ALL:
       break;
@@ -178,19 +192,6 @@ export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuC
       // Cover the entire SID range.
       CMDQ_CFGI_1_RANGE.prep(cmd, 31, off);
       break;
-    case CMDQ_OP_TLBI_NH_VA:
-    case CMDQ_OP_TLBI_EL2_VA: {
-      const t = need(ent.tlbi, ent, 'tlbi');
-      if (ent.opcode === CMDQ_OP_TLBI_NH_VA) CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
-      CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
-      CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
-      CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
-      if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
-      CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
-      CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
-      CMDQ_TLBI_1_VA_MASK.prep(cmd, pageDown(t.addr), off);
-      break;
-    }
     case CMDQ_OP_TLBI_S2_IPA: {
       const t = need(ent.tlbi, ent, 'tlbi');
       CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
@@ -318,6 +319,8 @@ const CMDQ_INSERT_SHARED_LINES = 4;
 /** How often sleeping CMD_SYNC waiters check their timeout when no interrupt comes (1/16 of it). */
 const CMDQ_WATCHDOG_NS = (ARM_SMMU_POLL_TIMEOUT_US * 1000) / 16;
 
+const answerZero = (): 0 => 0;
+
 /** The settled answer of a CMD_SYNC wait that found its SYNC already complete. */
 const SYNC_DONE: Promise<0> = Promise.resolve(0);
 
@@ -349,12 +352,11 @@ export class ArmSmmuCmdq {
   busyPolling = false;
   /**
    * CMD_SYNC waiters asleep in wfe, in the order they went to sleep, as parallel arrays (no object per
-   * wait): the SYNC's absolute position, the deadline, the disarm function of the monitor on its entry,
-   * and the function that ends the wait.
+   * wait): the SYNC's absolute position, the deadline, and the function that ends the wait (the
+   * monitor on its entry is armed with `wakeUp`).
    */
   private readonly sleepSync: number[] = [];
   private readonly sleepDeadline: number[] = [];
-  private readonly sleepDisarm: (() => void)[] = [];
   private readonly sleepResolve: ((r: 0 | Errno) => void)[] = [];
   /** Armed while someone sleeps, so a CMD_SYNC that never completes still times out. */
   private watchdog: CpuTimer | null = null;
@@ -553,8 +555,14 @@ export class ArmSmmuCmdq {
       if (sync) return this.pollUntilSync(syncAbs);
       // The CPU is busy until its insertion ends.
       const owed = this.insertionOwed();
-      return owed > 0 ? this.host.port.delay(owed).then(() => 0 as const) : SYNC_DONE;
+      return owed > 0 ? this.host.port.delay(owed).then(answerZero) : SYNC_DONE;
     }
+    return this.issueViaBacklog(cmds, n, sync);
+  }
+
+  // (Its own method: closures over issueCmdlist's parameters would allocate their context on every
+  // call there, backlog or not.)
+  private issueViaBacklog(cmds: Uint32Array, n: number, sync: boolean): Promise<0 | Errno> {
     return new Promise((resolve) => {
       this.enqueueBacklog(cmds, n, sync, (s) => {
         if (s < 0) resolve(0);
@@ -603,8 +611,13 @@ export class ArmSmmuCmdq {
   // kernel: arm_smmu_cmdq_poll_until_sync() [arm-smmu-v3.c]
   private pollUntilSync(syncAbs: number): Promise<0 | Errno> {
     const owed = this.insertionOwed();
-    if (owed > 0) return this.host.port.delay(owed).then(() => this.pollUntilSyncNow(syncAbs));
+    if (owed > 0) return this.pollAfter(owed, syncAbs);
     return this.pollUntilSyncNow(syncAbs);
+  }
+
+  /** pollUntilSync once the CPU's insertion has ended `owed` ns from now. */
+  private pollAfter(owed: number, syncAbs: number): Promise<0 | Errno> {
+    return this.host.port.delay(owed).then(() => this.pollUntilSyncNow(syncAbs));
   }
 
   /** pollUntilSync once the CPU is free. */
@@ -612,10 +625,10 @@ export class ArmSmmuCmdq {
     const entry = this.q.absAddr(syncAbs);
     if (this.syncDone(syncAbs, entry)) return SYNC_DONE;
     const port = this.host.port;
-    if (this.msiPoll && port.monitor !== undefined) {
+    if (this.msiPoll && port.monitor !== undefined && port.unmonitor !== undefined) {
       this.sleepSync.push(syncAbs);
       this.sleepDeadline.push(port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000);
-      this.sleepDisarm.push(port.monitor(entry, this.wakeUp));
+      port.monitor(entry, this.wakeUp);
       this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
       return new Promise(this.addSleeper);
     }
@@ -647,22 +660,24 @@ export class ArmSmmuCmdq {
     this.sleepResolve.push(resolve);
   };
 
-  /** A monitored MSI write landed: the sleepers check their CMD_SYNC. */
-  private readonly wakeUp = (): void => this.wake(false);
+  /** A write landed on a monitored entry: the sleepers check their CMD_SYNC. */
+  private readonly wakeUp = (entry: number): void => this.wake(entry);
 
   /** The watchdog ticked: the sleepers check their CMD_SYNC and their deadline. */
   private readonly watchdogTick = (): void => {
     this.watchdog = null;
-    this.wake(true);
+    this.wake(-1);
   };
 
   /**
    * Every sleeper checks its CMD_SYNC again, in the order they went to sleep: a completed one ends its
-   * wait (its monitor is disarmed: a write elsewhere woke it), one past its deadline times out, the
-   * others sleep on. A monitor is one-shot: the one whose write landed re-arms if its SYNC is still
-   * pending (another agent wrote the word).
+   * wait (its monitor is disarmed unless it is the one that fired: a write elsewhere woke it), one past
+   * its deadline times out (on a watchdog tick, `fired` -1), the others sleep on. A monitor is
+   * one-shot: those on the entry written (`fired`) re-arm if their SYNC is still pending (another agent
+   * wrote the word); the others are still armed and are left as they are.
    */
-  private wake(tick: boolean): void {
+  private wake(fired: number): void {
+    const tick = fired < 0;
     const syncs = this.sleepSync;
     const n = syncs.length;
     if (n === 0) return;
@@ -672,23 +687,26 @@ export class ArmSmmuCmdq {
     for (let i = 0; i < n; i++) {
       const syncAbs = syncs[i];
       const resolve = this.sleepResolve[i];
-      const disarm = this.sleepDisarm[i];
       const entry = q.absAddr(syncAbs);
       if (this.syncDone(syncAbs, entry)) {
-        disarm();
+        if (entry !== fired) port.unmonitor!(entry, this.wakeUp);
         resolve(0);
         continue;
       }
       if (tick && port.now() >= this.sleepDeadline[i]) {
-        disarm();
+        port.unmonitor!(entry, this.wakeUp);
         resolve(this.syncTimedOut(syncAbs));
         continue;
       }
       syncs[kept] = syncAbs;
       this.sleepDeadline[kept] = this.sleepDeadline[i];
-      // Re-arm: the monitor that fired is spent; disarming one that did not fire is harmless.
-      disarm();
-      this.sleepDisarm[kept] = port.monitor!(entry, this.wakeUp);
+      if (entry === fired) {
+        // Re-arm the spent monitor. (Several sleepers on one entry: each disarms one of the entry's
+        // monitors the write has not reached yet, or a re-armed one, and arms one, so the entry keeps
+        // one monitor per sleeper.)
+        port.unmonitor!(entry, this.wakeUp);
+        port.monitor!(entry, this.wakeUp);
+      }
       this.sleepResolve[kept] = resolve;
       kept++;
     }
@@ -696,7 +714,6 @@ export class ArmSmmuCmdq {
     for (let i = kept; i < n; i++) {
       syncs.pop();
       this.sleepDeadline.pop();
-      this.sleepDisarm.pop();
       this.sleepResolve.pop();
     }
     if (kept > 0) this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);

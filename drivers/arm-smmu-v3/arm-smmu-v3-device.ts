@@ -673,6 +673,8 @@ export class ArmSmmuDevice implements CmdqBatchHost {
   /** True if some queue has commands nobody waited for yet. */
   get hasOutstanding(): boolean {
     if (this.cmdq.hasOutstanding) return true;
+    // (An empty set is not iterated: no iterator per map and unmap.)
+    if (this.secondaryCmdqs.size === 0) return false;
     for (const q of this.secondaryCmdqs) if (q.hasOutstanding) return true;
     return false;
   }

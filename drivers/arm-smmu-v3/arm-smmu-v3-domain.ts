@@ -138,12 +138,18 @@ function flsXor(a: number, b: number): number {
 
 /** Scratch batch of an SMMU: filled and inserted within one synchronous stretch. */
 const batches = new WeakMap<ArmSmmuDevice, ArmSmmuCmdqBatch>();
+/** The last SMMU asked for and its batch (machines mostly have one SMMU: no WeakMap lookup per unmap). */
+let lastSmmu: ArmSmmuDevice | null = null;
+let lastBatch: ArmSmmuCmdqBatch | null = null;
 function scratchBatch(smmu: ArmSmmuDevice): ArmSmmuCmdqBatch {
+  if (smmu === lastSmmu) return lastBatch!.init();
   let b = batches.get(smmu);
   if (!b) {
     b = new ArmSmmuCmdqBatch(smmu.cmdq, smmu);
     batches.set(smmu, b);
   }
+  lastSmmu = smmu;
+  lastBatch = b;
   return b.init();
 }
 
@@ -476,14 +482,24 @@ export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather):
   const smmu = d.smmu;
   // Walk flushes io-pgtable queued during the unmap were inserted before the range TLBI: its CMD_SYNC
   // covers them on its queue, and a leftover backlog (or another queue's SYNC) is waited for after.
-  const outstanding = (): Promise<void> | void => (smmu.hasOutstanding ? smmu.waitOutstanding().then(() => undefined) : undefined);
-  if (gather.pgsize === 0) return outstanding();
+  if (gather.pgsize === 0) return waitLeftovers(smmu);
   const queued = smmu.hasOutstanding;
   const tlbi = armSmmuTlbInvRangeDomain(gather.start, gather.end - gather.start + 1, gather.pgsize, true, d);
   // Nothing was queued before the TLBI (the usual strict unmap): its own CMD_SYNC is the whole wait.
   // What it resolves with (0 or ETIMEDOUT, already logged) is not the caller's concern, as in the
   // kernel, where the sync's error stays inside the command queue.
-  return queued ? tlbi.then(outstanding) : (tlbi as Promise<void>);
+  return queued ? thenWaitLeftovers(tlbi, smmu) : (tlbi as Promise<void>);
+}
+
+// (A helper of its own: a closure over a local of armSmmuIotlbSync would allocate its context on
+// every call there.)
+function thenWaitLeftovers(tlbi: Promise<unknown>, smmu: ArmSmmuDevice): Promise<void> {
+  return tlbi.then(() => waitLeftovers(smmu));
+}
+
+/** Wait for what is still outstanding on the SMMU's queues, if anything. */
+function waitLeftovers(smmu: ArmSmmuDevice): Promise<void> | void {
+  if (smmu.hasOutstanding) return smmu.waitOutstanding().then(() => undefined);
 }
 
 /**

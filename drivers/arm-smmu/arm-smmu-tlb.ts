@@ -33,6 +33,8 @@ import {
 } from './arm-smmu-regs.js';
 
 const LOG_NS = 'iommu:drivers:arm-smmu';
+/** The poll's delays are the kernel's udelay(): traced as the port's own delays are. */
+const UDELAY_LABEL = 'cpu delay';
 
 /** The kernel's TLB_LOOP_TIMEOUT — 1 s, in µs. */
 export const TLB_LOOP_TIMEOUT_US = 1_000_000;
@@ -93,7 +95,7 @@ class TlbSyncPoll {
     this.status = status;
     this.delay = 1;
     const waiter = new Promise<void>(this.executor);
-    smmu.dev.port.startTimer(1000, this.expired);
+    smmu.dev.port.startTimer(1000, this.expired, UDELAY_LABEL);
     return waiter;
   }
 
@@ -106,7 +108,7 @@ class TlbSyncPoll {
       }
       this.delay *= 2;
       if (this.delay < TLB_LOOP_TIMEOUT_US) {
-        smmu.dev.port.startTimer(this.delay * 1000, this.expired);
+        smmu.dev.port.startTimer(this.delay * 1000, this.expired, UDELAY_LABEL);
         return;
       }
       smmu.tlbStats.syncTimeouts++;

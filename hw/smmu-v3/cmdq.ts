@@ -28,7 +28,7 @@ import { vtime } from '../vtime.js';
 import createDebug from 'debug';
 import type { AtcInvalidation, AtsEndpoint, PageResponseCode } from '../dma.js';
 import { BusError } from '../memory.js';
-import type { Scheduler } from '../scheduler.js';
+import type { RecurringEvent, Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
 import type { WalkMemory } from '../walker/walker.js';
 import type { ConfigCache } from './config.js';
@@ -59,6 +59,12 @@ import {
 } from './tlb.js';
 
 const log = createDebug('iommu:hw:smmu-v3:cmdq');
+
+/**
+ * Where commands are fetched from: 32-bit loads, and (PhysicalMemory) a command's four words in one
+ * frame lookup.
+ */
+export type CommandMemory = WalkMemory & { readWords?(pa: number, out: Uint32Array, n: number): void };
 
 /** What command execution needs from the rest of the SMMU. */
 export interface CommandContext {
@@ -103,20 +109,27 @@ export interface CommandQueueStats {
   atcTimeouts: number;
 }
 
-/** Stats whose `consumed` names the per-opcode counts when read. */
-function newStats(byOpcode: Float64Array): CommandQueueStats {
-  return {
-    get consumed(): Record<string, number> {
-      const out: Record<string, number> = {};
-      for (const [op, name] of F.COMMAND_NAMES) if (byOpcode[op] > 0) out[name] = byOpcode[op];
-      return out;
-    },
-    total: 0,
-    syncs: 0,
-    errors: 0,
-    atcInvalidations: 0,
-    atcTimeouts: 0,
-  };
+/**
+ * Stats whose `consumed` names the per-opcode counts when read. A class, not an object literal with
+ * a getter: V8 keeps such a literal in dictionary mode, and `total`/`syncs` are counted per command.
+ */
+class QueueStats implements CommandQueueStats {
+  total = 0;
+  syncs = 0;
+  errors = 0;
+  atcInvalidations = 0;
+  atcTimeouts = 0;
+  readonly #byOpcode: Float64Array;
+
+  constructor(byOpcode: Float64Array) {
+    this.#byOpcode = byOpcode;
+  }
+
+  get consumed(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [op, name] of F.COMMAND_NAMES) if (this.#byOpcode[op] > 0) out[name] = this.#byOpcode[op];
+    return out;
+  }
 }
 
 /**
@@ -166,9 +179,10 @@ export class CommandQueue {
   enabled = false;
   /** Commands consumed per opcode (the hot path counts here; `stats.consumed` names them). */
   private readonly byOpcode = new Float64Array(256);
-  readonly stats: CommandQueueStats = newStats(this.byOpcode);
+  readonly stats: CommandQueueStats = new QueueStats(this.byOpcode);
   private readonly words = new Uint32Array(4);
-  private stepEvent: { cancel(): void; readonly time: number } | null = null;
+  /** The consumption step (one event re-armed per doorbell: nothing allocated per step). */
+  private readonly stepEvent: RecurringEvent;
   /**
    * Commands the scheduled step may consume: the batch whose cost (`timing.commandNs` each) its delay
    * paid for when it was scheduled. Without the cap, commands written while a step was pending would
@@ -185,7 +199,7 @@ export class CommandQueue {
   constructor(
     private readonly opts: ResolvedOptions,
     private readonly scheduler: Scheduler,
-    private readonly mem: WalkMemory,
+    private readonly mem: CommandMemory,
     private readonly cache: ConfigCache,
     private readonly tlb: Tlb,
     private readonly events: EventQueue,
@@ -200,6 +214,7 @@ export class CommandQueue {
   ) {
     this.q = new SmmuQueue(hooks?.label ?? 'CMDQ', F.CMD_BYTES, hooks?.maxLog2 ?? opts.cmdqLog2);
     this.stepLabel = `${opts.name} ${hooks?.label ?? 'CMDQ'}`;
+    this.stepEvent = scheduler.recurring(this.runStep, this.stepLabel);
     this.stepBudget = opts.timing.commandsPerStep;
   }
 
@@ -231,11 +246,8 @@ export class CommandQueue {
   /** Schedule a step `delay` from now unless one is due no later; true if this one was scheduled. */
   private scheduleStep(delay: number): boolean {
     const at = this.scheduler.now + delay;
-    if (this.stepEvent !== null) {
-      if (this.stepEvent.time <= at) return false;
-      this.stepEvent.cancel();
-    }
-    this.stepEvent = this.scheduler.schedule(delay, this.runStep, this.stepLabel);
+    if (this.stepEvent.pending && this.stepEvent.time <= at) return false;
+    this.stepEvent.arm(delay);
     return true;
   }
 
@@ -245,8 +257,7 @@ export class CommandQueue {
    */
   halt(): void {
     this.enabled = false;
-    this.stepEvent?.cancel();
-    this.stepEvent = null;
+    this.stepEvent.cancel();
     if (this.atcPending.size > 0) {
       for (const [id, deadline] of this.atcPending) this.ctx.atc.orphans.set(id, deadline);
       this.atcPending.clear();
@@ -258,9 +269,8 @@ export class CommandQueue {
     return this.atcPending.size;
   }
 
-  /** The scheduled step (one bound function and label, not a closure per doorbell). */
+  /** The scheduled step. */
   private readonly runStep = (): void => {
-    this.stepEvent = null;
     this.step();
   };
 
@@ -276,7 +286,8 @@ export class CommandQueue {
     while (n < budget && !q.isEmpty()) {
       const addr = base + (q.cons & indexMask) * F.CMD_BYTES;
       try {
-        for (let i = 0; i < 4; i++) this.words[i] = this.mem.read32(addr + i * 4);
+        if (this.mem.readWords !== undefined) this.mem.readWords(addr, this.words, 4);
+        else for (let i = 0; i < 4; i++) this.words[i] = this.mem.read32(addr + i * 4);
       } catch (e) {
         if (!(e instanceof BusError)) throw e;
         this.error(CERROR_ABT, `reading the command at PA 0x${addr.toString(16)} aborted`);
@@ -347,7 +358,20 @@ export class CommandQueue {
     const op = F.CMD_OPCODE.get(w);
     if (F.CMD_SSEC.isSet(w)) return EXEC_ILL; // SSec is only meaningful on the Secure queue.
     const sid = F.CMD_STREAMID.get(w);
+    // The cases are compared in order: the commands of every unmap (CMD_SYNC, the stage 1 TLBIs) first.
     switch (op) {
+      case F.CMD_SYNC: {
+        const r = this.sync(w);
+        if (r !== EXEC_OK) return r;
+        break;
+      }
+      case F.CMD_TLBI_NH_ALL:
+      case F.CMD_TLBI_NH_ASID:
+      case F.CMD_TLBI_NH_VA:
+      case F.CMD_TLBI_NH_VAA:
+        if (!o.stage1) return EXEC_ILL;
+        if (!this.tlbiNh(op, w)) return EXEC_ILL;
+        break;
       case F.CMD_PREFETCH_CONFIG:
         this.ctx.prefetchConfig(sid, F.CMD_SSV.isSet(w), F.CMD_SUBSTREAMID.get(w));
         break;
@@ -366,13 +390,6 @@ export class CommandQueue {
       case F.CMD_CFGI_CD_ALL:
         if (!o.stage1) return EXEC_ILL;
         this.cache.invalidateCdAll(sid);
-        break;
-      case F.CMD_TLBI_NH_ALL:
-      case F.CMD_TLBI_NH_ASID:
-      case F.CMD_TLBI_NH_VA:
-      case F.CMD_TLBI_NH_VAA:
-        if (!o.stage1) return EXEC_ILL;
-        if (!this.tlbiNh(op, w)) return EXEC_ILL;
         break;
       case F.CMD_TLBI_EL2_ALL:
       case F.CMD_TLBI_EL2_ASID:
@@ -417,11 +434,6 @@ export class CommandQueue {
         if (o.stallModel === STALL_MODEL_TERMINATE) return EXEC_ILL;
         this.ctx.stallTerm(sid);
         break;
-      case F.CMD_SYNC: {
-        const r = this.sync(w);
-        if (r !== EXEC_OK) return r;
-        break;
-      }
       default:
         return EXEC_ILL;
     }

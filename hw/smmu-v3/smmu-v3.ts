@@ -340,6 +340,13 @@ export class SmmuV3 implements MmioDevice, DmaPort {
 
   /** Returns false when the write was ignored (read-only, guarded or unknown). */
   private writeReg(off: number, v: number): boolean {
+    // The Command queue doorbell first: a switch compares its cases in order, and this one is rung
+    // per command batch.
+    if (off === R.CMDQ_PROD) {
+      this.cmdq.q.prod = v & R.Q_INDEX_MASK;
+      this.cmdq.kick();
+      return true;
+    }
     const irq = this.irq;
     switch (off) {
       case R.CR0:
@@ -388,10 +395,7 @@ export class SmmuV3 implements MmioDevice, DmaPort {
         return true;
       case R.CMDQ_BASE: return this.writeQueueBase(this.cmdq.q, R.CR0_CMDQEN.mask, 'lo', v);
       case R.CMDQ_BASE + 4: return this.writeQueueBase(this.cmdq.q, R.CR0_CMDQEN.mask, 'hi', v);
-      case R.CMDQ_PROD:
-        this.cmdq.q.prod = v & R.Q_INDEX_MASK;
-        this.cmdq.kick();
-        return true;
+      // (R.CMDQ_PROD: before the switch.)
       case R.CMDQ_CONS:
         if (this.guarded(R.CR0_CMDQEN.mask)) return false;
         this.cmdq.q.cons = v & (R.Q_INDEX_MASK | R.CMDQ_CONS_ERR.mask);

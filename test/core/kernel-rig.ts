@@ -86,7 +86,7 @@ export function testKernel(opts: TestKernelOptions = {}): TestKernel {
     },
     now: () => scheduler.now,
     delay: (ns) => scheduler.delay(ns),
-    startTimer: (ns, fn) => scheduler.startTimer(ns, fn),
+    startTimer: (ns, fn, label) => scheduler.startTimer(ns, fn, label),
     trace,
   };
   const core = new DriverCore({ port, dt: opts.dt ?? null });

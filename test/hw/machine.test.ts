@@ -279,3 +279,34 @@ describe('IOMMU model registry', () => {
     expect(Machine.fromDeviceTree(b.build(), { seed: 1, iommuModels: false }).iommus.size).toBe(0);
   });
 });
+
+describe('CPU exclusive monitor (wfe wake-up)', () => {
+  it('calls each monitor once, with its address, when a write by another agent lands on it; a disarmed one never', () => {
+    const m = Machine.fromDeviceTree(virtBoard().build(), { seed: 1, iommuModels: false });
+    const cpu = m.cpu;
+    const woke: string[] = [];
+    const a = (pa: number): void => {
+      woke.push(`a ${pa.toString(16)}`);
+    };
+    const b = (pa: number): void => {
+      woke.push(`b ${pa.toString(16)}`);
+    };
+    cpu.monitor!(0x8000_1000, a);
+    cpu.monitor!(0x8000_1000, b);
+    cpu.monitor!(0x8000_2000, a);
+    cpu.monitor!(0x8000_3000, b);
+    cpu.unmonitor!(0x8000_3000, b);
+    const write = (addr: number, len: number): void => {
+      m.interconnect.submit({ master: 'test', streamId: 0, ssid: 0, ssidValid: false, addr, len, write: true, exec: false, priv: true, data: new Uint8Array(len) }, () => {});
+    };
+    write(0x8000_3000, 4); // disarmed: nobody wakes
+    write(0x8000_0ffc, 4); // next to the watched word, not on it
+    expect(woke).toEqual([]);
+    write(0x8000_0ffe, 4); // overlaps its first bytes: both monitors on it, newest first
+    expect(woke).toEqual(['b 80001000', 'a 80001000']);
+    write(0x8000_1000, 4); // one-shot: spent
+    write(0x8000_2000, 8);
+    expect(woke).toEqual(['b 80001000', 'a 80001000', 'a 80002000']);
+    cpu.unmonitor!(0x8000_2000, a); // already fired: a no-op
+  });
+});

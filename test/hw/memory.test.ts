@@ -179,3 +179,29 @@ describe('PhysicalMemory words32 (descriptors read and written in place)', () =>
     expect(mem.read32(0x8000_0014)).toBe(0);
   });
 });
+
+describe('PhysicalMemory readWords (a command fetched in one go)', () => {
+  it('gives the words read32 gives, zero for untouched RAM without making it resident, across frames too', () => {
+    const m = mem();
+    m.write32(RAM + 0x10, 0x1111_1111);
+    m.write32(RAM + 0x1c, 0xffff_fffe);
+    const out = new Uint32Array(4).fill(7);
+    m.readWords(RAM + 0x10, out, 4);
+    expect(Array.from(out)).toEqual([0x1111_1111, 0, 0, 0xffff_fffe]);
+    out.fill(7);
+    m.readWords(RAM + 0x4000, out, 4);
+    expect(Array.from(out)).toEqual([0, 0, 0, 0]);
+    expect(m.residentFrames).toBe(1);
+    // Straddling a frame boundary, and unaligned: the same as four read32.
+    m.write32(RAM + FRAME_SIZE, 0xabcd_0123);
+    m.readWords(RAM + FRAME_SIZE - 8, out, 4);
+    expect(Array.from(out)).toEqual([0, 0, 0xabcd_0123, 0]);
+    m.readWords(RAM + FRAME_SIZE - 1, out, 2);
+    expect(out[0]).toBe(m.read32(RAM + FRAME_SIZE - 1));
+    expect(out[1]).toBe(m.read32(RAM + FRAME_SIZE + 3));
+  });
+
+  it('throws BusError outside RAM', () => {
+    expect(() => mem().readWords(RAM - 16, new Uint32Array(4), 4)).toThrow(BusError);
+  });
+});

@@ -79,3 +79,54 @@ describe('cancellation', () => {
     expect(handles[1].cancel()).toBe(false);
   });
 });
+
+describe('recurring events', () => {
+  it('are armed, moved and cancelled like fresh events, and run in the order fresh events would', () => {
+    // The same program twice: once re-arming one recurring event, once cancelling and scheduling.
+    const run = (recurring: boolean): string[] => {
+      const s = new Scheduler(9);
+      const ran: string[] = [];
+      const fn = (): void => {
+        ran.push(`r@${s.now}`);
+      };
+      const ev = s.recurring(fn, 'r');
+      let fresh: { cancel(): boolean } | null = null;
+      const arm = (d: number): void => {
+        if (recurring) ev.arm(d);
+        else {
+          fresh?.cancel();
+          fresh = s.schedule(d, fn, 'r');
+        }
+      };
+      for (let i = 0; i < 6; i++) s.schedule(100, () => ran.push(`a${i}`));
+      arm(100);
+      arm(50); // moved earlier: runs once, at 50
+      s.runSyncUntilIdle(60);
+      for (let i = 0; i < 6; i++) s.schedule(40, () => ran.push(`b${i}`));
+      arm(40);
+      s.runSyncUntilIdle();
+      return ran;
+    };
+    const withRecurring = run(true);
+    expect(withRecurring).toEqual(run(false));
+    expect(withRecurring.filter((x) => x.startsWith('r@'))).toEqual(['r@50', 'r@90']);
+  });
+
+  it('report whether they are pending, and cancel only while they are', () => {
+    const s = new Scheduler(1);
+    let runs = 0;
+    const ev = s.recurring(() => runs++, 'r');
+    expect(ev.pending).toBe(false);
+    expect(ev.cancel()).toBe(false);
+    ev.arm(10);
+    expect(ev.pending).toBe(true);
+    expect(ev.time).toBe(10);
+    expect(ev.cancel()).toBe(true);
+    expect(s.pending).toBe(0);
+    ev.arm(5);
+    s.runSyncUntilIdle();
+    expect(runs).toBe(1);
+    expect(ev.pending).toBe(false);
+    expect(() => ev.arm(-1)).toThrow(RangeError);
+  });
+});

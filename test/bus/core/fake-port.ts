@@ -165,8 +165,8 @@ export class FakePort implements CpuPort {
     return this.scheduler.now;
   }
 
-  startTimer(ns: number, fn: () => void): CpuTimer {
-    return this.scheduler.startTimer(ns, fn);
+  startTimer(ns: number, fn: () => void, label?: string): CpuTimer {
+    return this.scheduler.startTimer(ns, fn, label);
   }
 
   delay(ns: number): Promise<void> {
