@@ -25,7 +25,7 @@
 import { isKernelError, KernelError, type Errno } from '../../bus/errno.js';
 import type { IrqReturn } from '../../bus/irq.js';
 import { devIommu } from '../../core/iommu-device.js';
-import { faultResult, iommuReportDeviceFault } from '../../core/iommu-fault.js';
+import { faultResult, iommuReportDeviceFault, settledFaultResult } from '../../core/iommu-fault.js';
 import { IOMMU_FAULT_READ, IOMMU_FAULT_WRITE, reportIommuFault, type IommuDomain } from '../../core/iommu-domain.js';
 import {
   IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
@@ -678,12 +678,35 @@ function notifyUnrecoverable(master: ArmSmmuMaster | null, report: ArmSmmuEventR
 
 const PASS_TURN: Promise<void> = Promise.resolve();
 
+/**
+ * The results of a pass, as `Promise.all(results)` gives them and when: when every one is already
+ * known (the common case: the core took each fault synchronously), two turns stand for Promise.all's
+ * two (its reactions to the elements, then its own resolution), so the thread resumes at the same
+ * point among the other jobs; `out` is filled and returned. Otherwise Promise.all itself.
+ */
+function passResults(results: Promise<0 | Errno>[], out: (0 | Errno)[]): Promise<(0 | Errno)[]> {
+  out.length = 0;
+  for (let i = 0; i < results.length; i++) {
+    const v = settledFaultResult(results[i]);
+    if (v === undefined) return Promise.all(results);
+    out.push(v);
+  }
+  return afterTurn(out);
+}
+
+/** `v`, a turn from now (the caller's await takes the second). */
+async function afterTurn<T>(v: T): Promise<T> {
+  await PASS_TURN;
+  return v;
+}
+
 // kernel: arm_smmu_evtq_thread() [arm-smmu-v3.c]
 export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.evtq;
   const evt = new Uint32Array(EVTQ_ENT_WORDS);
   const reports: ArmSmmuEventReport[] = [];
   const results: Promise<0 | Errno>[] = [];
+  const settled: (0 | Errno)[] = [];
   do {
     // Every record of the pass is handled (each reads the record before it waits), then the pass
     // waits for them together: the faults it reported reach the IOPF queue as one batch.
@@ -695,7 +718,7 @@ export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn>
       results.push(armSmmuHandleEvt(evt, report, master));
     }
     if (results.length > 0) {
-      const rets = await Promise.all(results);
+      const rets = await passResults(results, settled);
       // One turn for the pass where each stall's result used to take one of its own: the IOPF work
       // item the pass queued still starts before the thread reads PROD again.
       await PASS_TURN;
