@@ -755,5 +755,6 @@ function isProgrammingReg(reg: number): boolean {
 
 /** Length of the next transaction at `addr`: at most `remaining`, never crossing 4 KiB. */
 function chunk(addr: number, remaining: number): number {
-  return Math.min(remaining, TE_MAX_TRANSACTION - (addr % TE_MAX_TRANSACTION));
+  // (addr & 0xfff: its offset in the 4 KiB line by integer bits; validated addresses are safe non-negative integers.)
+  return Math.min(remaining, TE_MAX_TRANSACTION - (addr & (TE_MAX_TRANSACTION - 1)));
 }
