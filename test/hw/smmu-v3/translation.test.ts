@@ -58,6 +58,19 @@ describe('SMMUv3 model: STE configurations', () => {
     expect([walks(), rig.smmu.tlb.stats.misses]).toEqual([2, 2]);
   });
 
+  it('a 2 MiB block above 4 GiB of IOVA translates every offset to its place, from the walk and from the TLB', () => {
+    const rig = new Rig();
+    rig.init();
+    const { pt } = rig.s1Context(7, 5);
+    const block = rig.alloc(0x20_0000, 0x20_0000);
+    const va = 0x3_4560_0000;
+    pt.map(va, block, 0x20_0000, {}, true);
+    expect(rig.dma({ streamId: 7, addr: va + 0x1_2344 }).c?.pa).toBe(block + 0x1_2344);
+    expect(rig.dma({ streamId: 7, addr: va + 0x1f_f000 }).c?.pa).toBe(block + 0x1f_f000);
+    expect(rig.smmu.translateFast(7, -1, va + 8, 0)).toBe(block + 8);
+    expect(rig.smmu.translator.stats.walks).toBe(1);
+  });
+
   it('faults on an unmapped IOVA with exactly one F_TRANSLATION and writes nothing', () => {
     const rig = new Rig();
     rig.init();
