@@ -417,7 +417,12 @@ export class PageAllocator {
           entry = new Array<FrameOwnership | null>(BLOCK_FRAMES).fill(entry);
           this.blocks.set(block, entry);
         }
-        entry.fill(rec, pfn - blockStart, to - blockStart);
+        const from = pfn - blockStart;
+        const until = to - blockStart;
+        // A few frames (an order-0 page, most often) by plain stores: Array.prototype.fill's call and
+        // range handling cost more than the stores themselves.
+        if (until - from <= 16) for (let i = from; i < until; i++) entry[i] = rec;
+        else entry.fill(rec, from, until);
       }
       pfn = to;
     }
