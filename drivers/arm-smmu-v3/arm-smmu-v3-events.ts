@@ -679,6 +679,14 @@ function notifyUnrecoverable(master: ArmSmmuMaster | null, report: ArmSmmuEventR
 const PASS_TURN: Promise<void> = Promise.resolve();
 
 /**
+ * The entry the threads read into, one per queue kind for every SMMU: each entry is handled (its
+ * words read into the report, the fault, the command) before the thread next waits, so no thread's
+ * entry outlives its turn, and a typed array made per interrupt costs more than the entries it reads.
+ */
+const evtScratch = new Uint32Array(EVTQ_ENT_WORDS);
+const priqScratch = new Uint32Array(PRIQ_ENT_WORDS);
+
+/**
  * The results of a pass, as `Promise.all(results)` gives them and when: when every one is already
  * known (the common case: the core took each fault synchronously), two turns stand for Promise.all's
  * two (its reactions to the elements, then its own resolution), so the thread resumes at the same
@@ -703,7 +711,7 @@ async function afterTurn<T>(v: T): Promise<T> {
 // kernel: arm_smmu_evtq_thread() [arm-smmu-v3.c]
 export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.evtq;
-  const evt = new Uint32Array(EVTQ_ENT_WORDS);
+  const evt = evtScratch;
   const reports: ArmSmmuEventReport[] = [];
   const results: Promise<0 | Errno>[] = [];
   const settled: (0 | Errno)[] = [];
@@ -798,7 +806,7 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
 export async function armSmmuPriqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.priq;
   if (!q) return 'none';
-  const evt = new Uint32Array(PRIQ_ENT_WORDS);
+  const evt = priqScratch;
   const results: Promise<unknown>[] = [];
   do {
     // Every request of the pass is handled (each reads the entry before it waits), then the pass
