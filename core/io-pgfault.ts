@@ -115,14 +115,28 @@ export class GroupSet implements Iterable<IopfGroupImpl> {
   private end = 0;
   private live = 0;
 
-  constructor(private readonly slot: 'pendingSlot' | 'domainSlot') {}
+  /** Which of the group's slot fields this set uses (a flag and named fields: a computed key per access costs a keyed lookup). */
+  private readonly pendingSet: boolean;
+
+  constructor(slot: 'pendingSlot' | 'domainSlot') {
+    this.pendingSet = slot === 'pendingSlot';
+  }
 
   get size(): number {
     return this.live;
   }
 
+  private slotOf(g: IopfGroupImpl): number {
+    return this.pendingSet ? g.pendingSlot : g.domainSlot;
+  }
+
+  private setSlot(g: IopfGroupImpl, i: number): void {
+    if (this.pendingSet) g.pendingSlot = i;
+    else g.domainSlot = i;
+  }
+
   has(g: IopfGroupImpl): boolean {
-    const i = g[this.slot];
+    const i = this.slotOf(g);
     return i >= 0 && i < this.end && this.items[i] === g;
   }
 
@@ -130,15 +144,15 @@ export class GroupSet implements Iterable<IopfGroupImpl> {
     if (this.has(g)) return this;
     if (this.end === this.items.length) this.items.push(g);
     else this.items[this.end] = g;
-    g[this.slot] = this.end++;
+    this.setSlot(g, this.end++);
     this.live++;
     return this;
   }
 
   delete(g: IopfGroupImpl): boolean {
     if (!this.has(g)) return false;
-    this.items[g[this.slot]] = null;
-    g[this.slot] = -1;
+    this.items[this.slotOf(g)] = null;
+    this.setSlot(g, -1);
     this.live--;
     if (this.live === 0) this.end = 0;
     else if (this.end > 64 && this.live * 2 < this.end) this.compact();
@@ -159,7 +173,7 @@ export class GroupSet implements Iterable<IopfGroupImpl> {
       const g = items[i];
       if (g === null) continue;
       items[j] = g;
-      g[this.slot] = j++;
+      this.setSlot(g, j++);
     }
     for (let i = j; i < this.end; i++) items[i] = null;
     this.end = j;

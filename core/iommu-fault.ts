@@ -131,8 +131,23 @@ const settledResults = new Map<0 | Errno, Promise<0 | Errno>>();
  */
 export function faultResult(r: 0 | Errno): Promise<0 | Errno> {
   let p = settledResults.get(r);
-  if (!p) settledResults.set(r, (p = Promise.resolve(r)));
+  if (!p) {
+    p = Promise.resolve(r);
+    settledResults.set(r, p);
+    settledValues.set(p, r);
+  }
   return p;
+}
+
+const settledValues = new Map<Promise<0 | Errno>, 0 | Errno>();
+
+/**
+ * The value of `p` when it is one of faultResult's settled promises (known without waiting), else
+ * undefined: a driver thread that gathered a pass of results can then skip Promise.all's reaction
+ * per element.
+ */
+export function settledFaultResult(p: Promise<0 | Errno>): 0 | Errno | undefined {
+  return settledValues.get(p);
 }
 
 // ---- device removal ---------------------------------------------------------------------------

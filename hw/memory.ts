@@ -95,7 +95,8 @@ export class PhysicalMemory {
     return this.frames.size;
   }
 
-  private frameFor(pa: number, len: number, op: 'read' | 'write', create: boolean): Uint8Array | null {
+  /** `whole`: the caller is about to write all of the frame, so a reused spare need not be zeroed first. */
+  private frameFor(pa: number, len: number, op: 'read' | 'write', create: boolean, whole = false): Uint8Array | null {
     const pfn = Math.floor(pa * INV_FRAME_SIZE);
     const slot = pfn & FRAME_CACHE_MASK;
     if (this.cachePfn[slot] === pfn) {
@@ -107,7 +108,9 @@ export class PhysicalMemory {
       if (!this.isRam(pa, len)) throw new BusError(pa, len, op);
       if (!create) return null;
       f = this.spare.pop();
-      if (f) f.bytes.fill(0);
+      if (f) {
+        if (!whole) f.bytes.fill(0);
+      }
       else {
         const bytes = new Uint8Array(FRAME_SIZE);
         f = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
@@ -251,7 +254,7 @@ export class PhysicalMemory {
       // are copied by hand (cheaper than a call into TypedArray.prototype.set). RAM regions are whole
       // frames and frames exist only inside them, so frameFor's check (made when the frame is not
       // resident) is the whole range's.
-      const f = this.frameFor(pa, len, 'write', true)!;
+      const f = this.frameFor(pa, len, 'write', true, len === FRAME_SIZE)!;
       if (len <= 16) for (let i = 0; i < len; i++) f[off0 + i] = data[i];
       else f.set(data, off0);
       return;
@@ -262,7 +265,7 @@ export class PhysicalMemory {
       const cur = pa + done;
       const off = cur & FRAME_MASK;
       const n = Math.min(FRAME_SIZE - off, data.length - done);
-      this.frameFor(cur, n, 'write', true)!.set(data.subarray(done, done + n), off);
+      this.frameFor(cur, n, 'write', true, n === FRAME_SIZE)!.set(data.subarray(done, done + n), off);
       done += n;
     }
   }

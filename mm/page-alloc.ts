@@ -46,6 +46,9 @@ export interface FrameOwnership {
 
 /** One live allocation: `2^order` frames from `pa`. */
 export class Allocation implements FrameOwnership {
+  /** @internal Its index in the allocator's live list, -1 once freed. */
+  liveSlot = -1;
+
   constructor(
     readonly pa: number,
     readonly order: number,
@@ -256,7 +259,11 @@ export class PageAllocator {
   private pristineIndex = 0;
   /** Missing block: wholly free RAM, or wholly outside RAM. */
   private readonly blocks = new Map<number, BlockEntry>();
-  private readonly live = new Set<Allocation>();
+  /**
+   * Live allocations, unordered (each knows its index; a free moves the last one into its place):
+   * a Set here would grow and shrink its hash table as pages come and go with every burst of faults.
+   */
+  private readonly live: Allocation[] = [];
   private readonly freeOwnership: FrameOwnership;
   private readonly framesByKind = new Map<FrameOwnerKind, number>();
   private totalFrames = 0;
@@ -410,7 +417,12 @@ export class PageAllocator {
           entry = new Array<FrameOwnership | null>(BLOCK_FRAMES).fill(entry);
           this.blocks.set(block, entry);
         }
-        entry.fill(rec, pfn - blockStart, to - blockStart);
+        const from = pfn - blockStart;
+        const until = to - blockStart;
+        // A few frames (an order-0 page, most often) by plain stores: Array.prototype.fill's call and
+        // range handling cost more than the stores themselves.
+        if (until - from <= 16) for (let i = from; i < until; i++) entry[i] = rec;
+        else entry.fill(rec, from, until);
       }
       pfn = to;
     }
@@ -491,7 +503,8 @@ export class PageAllocator {
     }
     const a = new Allocation(pa, order, owner, this.kernelInstance);
     this.mark(pfn, pfn + 2 ** order, a);
-    this.live.add(a);
+    a.liveSlot = this.live.length;
+    this.live.push(a);
     const frames = 2 ** order;
     this.allocatedFrames += frames;
     this.framesByKind.set(owner.kind, (this.framesByKind.get(owner.kind) ?? 0) + frames);
@@ -549,12 +562,23 @@ export class PageAllocator {
     const pfn = pa / PAGE_SIZE;
     const frames = 2 ** own.order;
     this.mark(pfn, pfn + frames, this.freeOwnership);
-    this.live.delete(own);
+    this.forgetLive(own);
     this.allocatedFrames -= frames;
     const left = (this.framesByKind.get(own.owner.kind) ?? 0) - frames;
     if (left > 0) this.framesByKind.set(own.owner.kind, left);
     else this.framesByKind.delete(own.owner.kind);
     this.releaseBlock(pfn, own.order);
+  }
+
+  private forgetLive(a: Allocation): void {
+    const live = this.live;
+    const i = a.liveSlot;
+    const last = live.pop()!;
+    if (last !== a) {
+      live[i] = last;
+      last.liveSlot = i;
+    }
+    a.liveSlot = -1;
   }
 
   /** Return a block to the free lists, merging with free buddies. */

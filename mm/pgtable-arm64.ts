@@ -125,9 +125,25 @@ export function tcrEl1Value(ips: number): bigint {
 /** Bytes of VA one entry covers at each level. */
 const LEVEL_SPAN = [2 ** 39, 2 ** 30, 2 ** 21, 2 ** 12] as const;
 
-/** Index into the level-`level` table for `va`. */
+const TWO_32 = 2 ** 32;
+
+/**
+ * Index into the level-`level` table for `va` (a non-negative safe integer): VA bits [47:39],
+ * [38:30], [29:21], [20:12], taken from its two 32-bit halves with integer shifts (no floating-point
+ * division and remainder per level: every page fault walks all four).
+ */
 export function levelIndex(va: number, level: number): number {
-  return Math.floor(va / LEVEL_SPAN[level as 0 | 1 | 2 | 3]) % PTRS_PER_TABLE;
+  const lo = va >>> 0;
+  switch (level) {
+    case 3:
+      return (lo >>> 12) & (PTRS_PER_TABLE - 1);
+    case 2:
+      return (lo >>> 21) & (PTRS_PER_TABLE - 1);
+    case 1:
+      return ((lo >>> 30) | (((va - lo) / TWO_32) << 2)) & (PTRS_PER_TABLE - 1);
+    default:
+      return (((va - lo) / TWO_32) >>> 7) & (PTRS_PER_TABLE - 1);
+  }
 }
 
 /** The output address (bits [47:12]) of a table or page descriptor. */

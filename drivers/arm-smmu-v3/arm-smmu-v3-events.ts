@@ -25,7 +25,7 @@
 import { isKernelError, KernelError, type Errno } from '../../bus/errno.js';
 import type { IrqReturn } from '../../bus/irq.js';
 import { devIommu } from '../../core/iommu-device.js';
-import { faultResult, iommuReportDeviceFault } from '../../core/iommu-fault.js';
+import { faultResult, iommuReportDeviceFault, settledFaultResult } from '../../core/iommu-fault.js';
 import { IOMMU_FAULT_READ, IOMMU_FAULT_WRITE, reportIommuFault, type IommuDomain } from '../../core/iommu-domain.js';
 import {
   IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
@@ -276,9 +276,7 @@ class EventReport implements ArmSmmuEventReport {
   }
 
   get name(): string {
-    if (!this.#isEvent) return 'PAGE_REQUEST';
-    const id = this.id;
-    return EVT_NAMES.get(id) ?? `event ${hex(id)}`;
+    return this.#isEvent ? eventName(this.id) : 'PAGE_REQUEST';
   }
 
   get sid(): number {
@@ -392,11 +390,18 @@ function isTranslationFault(id: number): boolean {
   return id === EVT_ID_TRANSLATION_FAULT || id === EVT_ID_ADDR_SIZE_FAULT || id === EVT_ID_ACCESS_FAULT || id === EVT_ID_PERMISSION_FAULT;
 }
 
-function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport): void {
+/** Log a report and count it under `name` (its name: the event thread passes the one it decoded). */
+function record(smmu: ArmSmmuDevice, r: ArmSmmuEventReport, name: string = r.name): void {
   const log = smmu.events;
   log.push(r);
   if (log.length > EVENT_LOG_MAX + EVENT_LOG_TRIM) log.splice(0, log.length - EVENT_LOG_MAX);
-  smmu.eventStats.byName[r.name] = (smmu.eventStats.byName[r.name] ?? 0) + 1;
+  const byName = smmu.eventStats.byName;
+  byName[name] = (byName[name] ?? 0) + 1;
+}
+
+/** An event record's name from its ID (what EventReport.name says for it). */
+function eventName(id: number): string {
+  return EVT_NAMES.get(id) ?? `event ${hex(id)}`;
 }
 
 /** An event record decoded for people. */
@@ -572,12 +577,12 @@ function armVmasterReportEvent(vmaster: ArmSmmuVmaster, evt: Uint32Array): 0 | E
 
 /** 0 when the event was handed to a handler; an errno to dump it. */
 // kernel: arm_smmu_handle_evt() [arm-smmu-v3.c]
-function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmuEventReport): Promise<0 | Errno> {
-  // The record's fields read here come from the words (the report decodes each on every read).
+function armSmmuHandleEvt(evt: Uint32Array, report: ArmSmmuEventReport, master: ArmSmmuMaster | null): Promise<0 | Errno> {
+  // The record's fields read here come from the words (the report decodes each on every read);
+  // `master` is the record's StreamID's, looked up once by the thread.
   const id = EVTQ_0_ID.get(evt);
-  const sid = EVTQ_0_SID.get(evt);
   // A nested master's events (not stage 2, not stalls) belong to its guest: up with the vSID.
-  const vmaster = smmu.streams.get(sid)?.vmaster;
+  const vmaster = master?.vmaster;
   if (vmaster && !EVTQ_1_S2.isSet(evt) && !EVTQ_1_STALL.isSet(evt) && ARM_SMMU_VEVENT_IDS.has(id)) {
     report.outcome = `reported to the guest as vSID 0x${vmaster.vsid.toString(16)}`;
     return faultResult(armVmasterReportEvent(vmaster, evt));
@@ -586,7 +591,6 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
     report.outcome = id === EVT_ID_BAD_STE_CONFIG ? 'dumped (bad STE)' : 'dumped';
     return faultResult('EOPNOTSUPP');
   }
-  const master = smmu.streams.get(sid) ?? null;
   // A stalled stage 2 fault (STE.S2S, set for stall-capable masters) is reported like a stage 1
   // stall, so that it is answered (mainline; v6.1 returned -EFAULT for every stage 2 event before
   // looking at Stall, and never set S2S). Other stage 2 faults are pinned: not recoverable.
@@ -615,10 +619,14 @@ function armSmmuHandleEvt(smmu: ArmSmmuDevice, evt: Uint32Array, report: ArmSmmu
     report.outcome = 'no master for the StreamID';
     return faultResult('EINVAL');
   }
-  return armSmmuReportDeviceFault(master, fault).then((r) => {
-    report.outcome = r === 0 ? 'stall reported to the fault handler' : 'stall aborted: no handler';
-    return r;
-  });
+  // The event thread writes the outcome once the pass's reports settle (stallOutcome): no
+  // continuation made per stall.
+  return armSmmuReportDeviceFault(master, fault);
+}
+
+/** The outcome of a stall handed to armSmmuReportDeviceFault, from its result. */
+function stallOutcome(r: 0 | Errno): string {
+  return r === 0 ? 'stall reported to the fault handler' : 'stall aborted: no handler';
 }
 
 /** The 5.x fault reason of a terminated translation event (kernel: the reasons arm_smmu_handle_evt() gave). */
@@ -668,26 +676,65 @@ function notifyUnrecoverable(master: ArmSmmuMaster | null, report: ArmSmmuEventR
   });
 }
 
+const PASS_TURN: Promise<void> = Promise.resolve();
+
+/**
+ * The entry the threads read into, one per queue kind for every SMMU: each entry is handled (its
+ * words read into the report, the fault, the command) before the thread next waits, so no thread's
+ * entry outlives its turn, and a typed array made per interrupt costs more than the entries it reads.
+ */
+const evtScratch = new Uint32Array(EVTQ_ENT_WORDS);
+const priqScratch = new Uint32Array(PRIQ_ENT_WORDS);
+
+/**
+ * The results of a pass, as `Promise.all(results)` gives them and when: when every one is already
+ * known (the common case: the core took each fault synchronously), two turns stand for Promise.all's
+ * two (its reactions to the elements, then its own resolution), so the thread resumes at the same
+ * point among the other jobs; `out` is filled and returned. Otherwise Promise.all itself.
+ */
+function passResults(results: Promise<0 | Errno>[], out: (0 | Errno)[]): Promise<(0 | Errno)[]> {
+  out.length = 0;
+  for (let i = 0; i < results.length; i++) {
+    const v = settledFaultResult(results[i]);
+    if (v === undefined) return Promise.all(results);
+    out.push(v);
+  }
+  return afterTurn(out);
+}
+
+/** `v`, a turn from now (the caller's await takes the second). */
+async function afterTurn<T>(v: T): Promise<T> {
+  await PASS_TURN;
+  return v;
+}
+
 // kernel: arm_smmu_evtq_thread() [arm-smmu-v3.c]
 export async function armSmmuEvtqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.evtq;
-  const evt = new Uint32Array(EVTQ_ENT_WORDS);
+  const evt = evtScratch;
   const reports: ArmSmmuEventReport[] = [];
   const results: Promise<0 | Errno>[] = [];
+  const settled: (0 | Errno)[] = [];
   do {
     // Every record of the pass is handled (each reads the record before it waits), then the pass
     // waits for them together: the faults it reported reach the IOPF queue as one batch.
     while (q.removeRaw(evt)) {
-      const report = armSmmuDecodeEvent(evt, smmu.port.now(), smmu.streams.get(EVTQ_0_SID.get(evt))?.dev.name ?? null);
-      record(smmu, report);
+      const master = smmu.streams.get(EVTQ_0_SID.get(evt)) ?? null;
+      const report = armSmmuDecodeEvent(evt, smmu.port.now(), master?.dev.name ?? null);
+      record(smmu, report, eventName(EVTQ_0_ID.get(evt)));
       reports.push(report);
-      results.push(armSmmuHandleEvt(smmu, evt, report));
+      results.push(armSmmuHandleEvt(evt, report, master));
     }
     if (results.length > 0) {
-      const rets = await Promise.all(results);
+      const rets = await passResults(results, settled);
+      // One turn for the pass where each stall's result used to take one of its own: the IOPF work
+      // item the pass queued still starts before the thread reads PROD again.
+      await PASS_TURN;
       for (let i = 0; i < rets.length; i++) {
-        if (rets[i] === 0 || !ratelimitOk(smmu)) continue;
         const report = reports[i];
+        // Every other path of armSmmuHandleEvt wrote its outcome before returning.
+        if (report.outcome === '') report.outcome = stallOutcome(rets[i]);
+        if (rets[i] === 0 || !ratelimitOk(smmu)) continue;
         smmu.info(`event 0x${report.id.toString(16).padStart(2, '0')} received: ${armSmmuDescribeEvent(report)}`);
         for (const qw of report.raw) smmu.info(`\t${qw}`);
       }
@@ -759,7 +806,7 @@ function armSmmuHandlePpr(smmu: ArmSmmuDevice, evt: Uint32Array): Promise<unknow
 export async function armSmmuPriqThread(smmu: ArmSmmuDevice): Promise<IrqReturn> {
   const q = smmu.priq;
   if (!q) return 'none';
-  const evt = new Uint32Array(PRIQ_ENT_WORDS);
+  const evt = priqScratch;
   const results: Promise<unknown>[] = [];
   do {
     // Every request of the pass is handled (each reads the entry before it waits), then the pass

@@ -57,6 +57,10 @@ export type TransactionObserver = (req: DmaRequest, c: DmaCompletion, time: numb
 export class DmaMaster {
   private readonly routes: StreamRoute[];
   private observers: TransactionObserver[] = [];
+  /** The route `route` found last (routes are changed in place, never replaced). */
+  private lastRoute: StreamRoute | null = null;
+  /** SSIDs the master can issue are below this (2^pasidBits). */
+  private readonly ssidLimit: number;
   readonly stats: DmaMasterStats = {
     issued: 0,
     ok: 0,
@@ -78,6 +82,7 @@ export class DmaMaster {
       throw new RangeError(`DMA master ${name}: pasid bits ${pasidBits} outside 0..20`);
     }
     this.routes = routes.map((r) => ({ ...r }));
+    this.ssidLimit = 2 ** pasidBits;
   }
 
   get streamIds(): number[] {
@@ -131,7 +136,7 @@ export class DmaMaster {
     const route = opts.streamId === undefined ? this.routes[0] : this.route(opts.streamId);
     const ssidValid = opts.ssid !== undefined;
     const ssid = opts.ssid ?? 0;
-    if (ssidValid && (!Number.isInteger(ssid) || ssid < 0 || ssid >= 2 ** this.pasidBits)) {
+    if (ssidValid && (!Number.isInteger(ssid) || ssid < 0 || ssid >= this.ssidLimit)) {
       throw new RangeError(
         `DMA master ${this.name}: SSID ${ssid} does not fit its ${this.pasidBits} PASID bit(s)`,
       );
@@ -192,7 +197,15 @@ export class DmaMaster {
   }
 
   private route(streamId: number): StreamRoute {
-    for (const r of this.routes) if (r.streamId === streamId) return r;
+    // A master issues on one stream most of the time: that route is checked first.
+    const last = this.lastRoute;
+    if (last !== null && last.streamId === streamId) return last;
+    for (const r of this.routes) {
+      if (r.streamId === streamId) {
+        this.lastRoute = r;
+        return r;
+      }
+    }
     throw new RangeError(`DMA master ${this.name} has no stream ID ${streamId} (it has ${this.streamIds.join(', ')})`);
   }
 }

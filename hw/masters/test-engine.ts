@@ -291,6 +291,8 @@ class Frame {
   // and a machine with hundreds of engines would otherwise hold 60 KiB of idle buffers for each.
   private scratchBytes: Uint8Array | null = null;
   private scratchDv: DataView | null = null;
+  /** The byte every byte of the transfer buffer holds (a FILL wrote it), or -1: FILL steps with the same PATTERN need not write it again. */
+  scratchFill = -1;
   get scratch(): Uint8Array {
     return (this.scratchBytes ??= new Uint8Array(TE_MAX_TRANSACTION));
   }
@@ -629,9 +631,12 @@ export class DmaTestEngine extends PlatformDmaMaster {
       }
       case TE_OP_FILL: {
         const n = chunk(f.dst + off, remaining);
-        const data = scratchOf(f, n);
-        data.fill(f.pattern & 0xff);
-        this.issueWrite(f, f.dst + off, data);
+        const byte = f.pattern & 0xff;
+        if (f.scratchFill !== byte) {
+          f.scratch.fill(byte);
+          f.scratchFill = byte;
+        }
+        this.issueWrite(f, f.dst + off, scratchOf(f, n));
         return;
       }
       case TE_OP_CHECKSUM:
@@ -641,6 +646,7 @@ export class DmaTestEngine extends PlatformDmaMaster {
         if (off === 0) f.passStart = this.ctx.now();
         const n = chunk(f.dst + off, remaining);
         const view = f.scratchView;
+        f.scratchFill = -1;
         const seq = (f.iterations + 1) >>> 0;
         for (let i = 0; i < n; i += 4) view.setUint32(i, off + i === 0 ? seq : f.pattern, true);
         this.issueWrite(f, f.dst + off, scratchOf(f, n));
@@ -749,5 +755,6 @@ function isProgrammingReg(reg: number): boolean {
 
 /** Length of the next transaction at `addr`: at most `remaining`, never crossing 4 KiB. */
 function chunk(addr: number, remaining: number): number {
-  return Math.min(remaining, TE_MAX_TRANSACTION - (addr % TE_MAX_TRANSACTION));
+  // (addr & 0xfff: its offset in the 4 KiB line by integer bits; validated addresses are safe non-negative integers.)
+  return Math.min(remaining, TE_MAX_TRANSACTION - (addr & (TE_MAX_TRANSACTION - 1)));
 }

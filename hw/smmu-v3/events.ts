@@ -29,6 +29,8 @@ const log = createDebug('iommu:hw:smmu-v3:evtq');
 /** Where records are written: memory that can also be stored to. */
 export interface QueueMemory extends WalkMemory {
   write32(pa: number, v: number): void;
+  /** The 4 KiB frame holding `pa` as little-endian words, made resident; throws BusError outside RAM. */
+  words32(pa: number): Uint32Array;
 }
 
 /** One event record, before encoding. */
@@ -88,6 +90,23 @@ function dropStall(recs: EventRecord[], sid: number, stag: number): void {
   recs.length = keep;
 }
 
+/** A frame's words are the little-endian words of memory only on a little-endian host. */
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * Store a record's words at `addr`: through the frame's words when the record lies in one frame (an
+ * aligned queue entry always does: one frame lookup, not one per word), word by word otherwise. A
+ * BusError leaves memory untouched either way (the first word's store is the one that throws).
+ */
+function writeRecord(mem: QueueMemory, addr: number, words: Uint32Array): void {
+  const off = addr & 0xfff;
+  if (HOST_LITTLE_ENDIAN && (off & 3) === 0 && off + words.length * 4 <= 0x1000) {
+    mem.words32(addr).set(words, off >>> 2);
+    return;
+  }
+  for (let i = 0; i < words.length; i++) mem.write32(addr + i * 4, words[i]);
+}
+
 export interface EventQueueStats {
   /** Records written to the queue. */
   written: number;
@@ -111,6 +130,12 @@ export class EventQueue {
   private readonly words = new Uint32Array(F.EVT_WORDS);
   /** Observers of every record written (tests, traces). */
   onWrite: ((rec: EventRecord) => void) | null = null;
+  /** The flush step's callback and label, made once (not a closure and a string per step). */
+  private readonly flushStep = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+  private readonly flushLabel: string;
 
   constructor(
     private readonly opts: ResolvedOptions,
@@ -120,6 +145,7 @@ export class EventQueue {
     private readonly trace: Trace | null,
   ) {
     this.q = new SmmuQueue('EVTQ', F.EVT_BYTES, opts.evtqLog2);
+    this.flushLabel = `${opts.name} EVTQ write`;
   }
 
   /** Queue a record; it reaches memory in a scheduler step. */
@@ -152,14 +178,7 @@ export class EventQueue {
   private scheduleFlush(delay: number): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.scheduler.schedule(
-      delay,
-      () => {
-        this.flushScheduled = false;
-        this.flush();
-      },
-      `${this.opts.name} EVTQ write`,
-    );
+    this.scheduler.schedule(delay, this.flushStep, this.flushLabel);
   }
 
   get overflowActive(): boolean {
@@ -192,7 +211,7 @@ export class EventQueue {
       const addr = this.q.entryAddr(this.q.prod);
       rec.encode(this.words);
       try {
-        for (let i = 0; i < F.EVT_WORDS; i++) this.mem.write32(addr + i * 4, this.words[i]);
+        writeRecord(this.mem, addr, this.words);
       } catch (e) {
         if (!(e instanceof BusError)) throw e;
         this.stats.writeAborts++;

@@ -213,6 +213,17 @@ export interface TlbScope {
   nonGlobalOnly: boolean;
 }
 
+// A block size is a power of two; addresses go above 2^32, where `%` is a floating-point remainder and
+// Math.log2 a call: blocks up to 2 GiB use integer bits (x & (size - 1) is x mod size, as 2^32 is a
+// multiple of size), bigger ones the arithmetic.
+function blockOffset(addr: number, size: number): number {
+  return size <= 0x8000_0000 ? (addr & (size - 1)) >>> 0 : addr % size;
+}
+
+function blockShift(size: number): number {
+  return size <= 0x8000_0000 ? 31 - Math.clz32(size) : Math.log2(size);
+}
+
 export class Tlb implements WalkRecorder {
   private readonly contexts = new Map<number, TlbContext>();
   private readonly ring: TlbEntry[] = [];
@@ -318,8 +329,8 @@ export class Tlb implements WalkRecorder {
     level: number,
   ): TlbEntry {
     const target = global && ctx.globalCtx !== null ? ctx.globalCtx : ctx;
-    const base = inputAddr - (inputAddr % blockSize);
-    const m = target.mapFor(Math.log2(blockSize));
+    const base = inputAddr - blockOffset(inputAddr, blockSize);
+    const m = target.mapFor(blockShift(blockSize));
     const key = base / blockSize;
     const old = m.get(key);
     if (old !== undefined) this.kill(old);
@@ -338,7 +349,7 @@ export class Tlb implements WalkRecorder {
     e.key = key;
     e.base = base;
     e.size = blockSize;
-    e.pa = outputAddr - (outputAddr % blockSize);
+    e.pa = outputAddr - blockOffset(outputAddr, blockSize);
     e.permsPriv = permsPriv;
     e.permsUnpriv = permsUnpriv;
     e.granuleShift = granuleShift;

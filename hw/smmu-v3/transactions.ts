@@ -137,7 +137,8 @@ export class TransactionEngine {
       this.forward(req, addr, done);
       return;
     }
-    if ((addr % 4096) + len > 4096) {
+    // (addr & 0xfff: the offset in its 4KB page by integer bits, exact for any safe non-negative address.)
+    if ((addr & 0xfff) + len > 4096) {
       this.splitTransaction(req, done);
       return;
     }

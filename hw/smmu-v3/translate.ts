@@ -61,6 +61,17 @@ const ATS_FAULT_DETAIL: Record<WalkFaultKind, string> = {
   'external-abort-on-walk': 'external-abort-on-walk fault',
 };
 
+/** 2^n for each STE.S1CDMax value n (0..31): the SubstreamIDs a CD table has room for (a table load, not a power, per transaction). */
+const SSID_LIMIT: readonly number[] = Array.from({ length: 32 }, (_, n) => 2 ** n);
+
+/**
+ * `addr % size` for a non-negative safe integer `addr` and a power-of-two `size`: by integer bits up
+ * to 2 GiB (a floating-point remainder per walk otherwise), by `%` for the larger blocks.
+ */
+function offsetIn(addr: number, size: number): number {
+  return size <= 0x8000_0000 ? (addr & (size - 1)) >>> 0 : addr % size;
+}
+
 /** Which translation a (STE, SubstreamID) pair selects, decided before any walk. */
 const SEL_BYPASS = 0;
 const SEL_S2_ONLY = 1;
@@ -89,6 +100,13 @@ export class Translator {
   private selCd: ContextConfig | null = null;
   private readonly atsRes: AtsResult = { status: 'abort', pa: 0, size: 0, read: false, write: false, exec: false, eventType: 0, detail: '' };
   readonly stats: TranslatorStats = { walks: 0 };
+  /**
+   * The context and address whose TLB lookup translateFast just missed: `translate` right after it
+   * (the transaction's slow path) need not look again. Cleared by every `translate` and every TLB
+   * insert, so it never stands for a lookup that could now hit.
+   */
+  private missCtx: TlbContext | null = null;
+  private missAddr = -1;
 
   /** IDR3.BBML != 0: leaves with nT set are not cached. */
   private readonly honourNt: boolean;
@@ -113,7 +131,7 @@ export class Translator {
     const acc = ste.privCfg === 0 && ste.instCfg === 0 ? access : effectiveAccess(ste, access);
     let ctx: TlbContext;
     if (ssidValid) {
-      if (!ste.s1 || ste.s1CdMax === 0 || ssid >= 2 ** ste.s1CdMax || (ssid === 0 && ste.s1dss === F.S1DSS_SSID0)) return -1;
+      if (!ste.s1 || ste.s1CdMax === 0 || ssid >= SSID_LIMIT[ste.s1CdMax] || (ssid === 0 && ste.s1dss === F.S1DSS_SSID0)) return -1;
       const cd = ste.cds.get(ssid);
       if (cd === undefined) return -1;
       ctx = cd.tlb;
@@ -127,7 +145,11 @@ export class Translator {
       ctx = cd.tlb;
     }
     const e = ctx.lookup(addr);
-    if (e === null) return -1;
+    if (e === null) {
+      this.missCtx = ctx;
+      this.missAddr = addr;
+      return -1;
+    }
     const perms = (acc & ACCESS_PRIV) !== 0 ? e.permsPriv : e.permsUnpriv;
     if ((perms & needPerm(acc)) === 0) return -1;
     this.tlb.stats.hits++;
@@ -142,7 +164,7 @@ export class Translator {
     let index = 0;
     let s1Bypass = !ste.s1;
     if (ssidValid) {
-      if (!ste.s1 || ste.s1CdMax === 0 || ssid >= 2 ** ste.s1CdMax) {
+      if (!ste.s1 || ste.s1CdMax === 0 || ssid >= SSID_LIMIT[ste.s1CdMax]) {
         out.reportSsid = ssid;
         out.setAbort(F.C_BAD_SUBSTREAMID, `StreamID ${ste.sid}: SubstreamID ${ssid} is not valid for this STE`);
         return -1;
@@ -175,6 +197,8 @@ export class Translator {
    */
   translate(sid: number, ssidValid: boolean, ssid: number, addr: number, access: number, out: Outcome): boolean {
     out.reset();
+    const missCtx = this.missCtx;
+    this.missCtx = null;
     const ste = this.cache.ste(sid, out);
     if (ste === null) return false;
     if (ste.abort) return out.setAbort(0, `STE ${sid}: Config ${ste.config.toString(2)} aborts all traffic`);
@@ -189,7 +213,7 @@ export class Translator {
     const acc = effectiveAccess(ste, access);
     const cd = sel === SEL_CD ? this.selCd : null;
     const ctx = cd !== null ? cd.tlb : ste.s2Tlb!;
-    const e = ctx.lookup(addr);
+    const e = ctx === missCtx && addr === this.missAddr ? null : ctx.lookup(addr);
     if (e !== null && ((((acc & ACCESS_PRIV) !== 0 ? e.permsPriv : e.permsUnpriv) & needPerm(acc)) !== 0)) {
       this.tlb.stats.hits++;
       out.pa = e.pa + (addr - e.base);
@@ -244,6 +268,7 @@ export class Translator {
   }
 
   private insert(ste: StreamConfig, cd: ContextConfig | null, ctx: TlbContext, addr: number, r: WalkResult): void {
+    this.missCtx = null;
     if (r.nT && this.honourNt) return; // FEAT_BBM nT: the translation is used but not cached
     let priv: number;
     let unpriv: number;
@@ -259,7 +284,7 @@ export class Translator {
       unpriv = r.s2Perms;
     }
     const granuleShift = cd !== null ? cd.s1!.granuleShift : ste.s2cfg!.granuleShift;
-    this.tlb.insert(ctx, cd !== null && !r.nG, addr, r.blockSize, r.pa - (addr % r.blockSize), priv, unpriv, granuleShift, r.level);
+    this.tlb.insert(ctx, cd !== null && !r.nG, addr, r.blockSize, r.pa - offsetIn(addr, r.blockSize), priv, unpriv, granuleShift, r.level);
   }
 
   private fault(ste: StreamConfig, cd: ContextConfig | null, addr: number, r: WalkResult, out: Outcome): void {

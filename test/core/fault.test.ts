@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PlatformDevice } from '../../bus/platform.js';
 import { devFaultParam, iopfGroupResponse } from '../../core/io-pgfault.js';
-import { iommuFaultDeviceRelease, iommuReportDeviceFault } from '../../core/iommu-fault.js';
+import { faultResult, iommuFaultDeviceRelease, iommuReportDeviceFault, settledFaultResult } from '../../core/iommu-fault.js';
 import {
   iommuPageResponse,
   iommuRegisterDeviceFaultHandler,
@@ -222,5 +222,16 @@ describe('device fault handlers (the 2019 API)', () => {
     expect(released).toEqual([false]);
     expect(s.mock.callsOf('release').map((c) => c.dev)).toEqual([s.b.name]);
     expect(s.k.core.log.entries.some((e) => /answered 1 pending page request group/.test(e.message))).toBe(true);
+  });
+});
+
+describe('settled fault results', () => {
+  it('a result the core decided synchronously is known without waiting; any other promise is not', async () => {
+    expect(settledFaultResult(faultResult(0))).toBe(0);
+    expect(settledFaultResult(faultResult('EINVAL'))).toBe('EINVAL');
+    expect(faultResult('EINVAL')).toBe(faultResult('EINVAL'));
+    const other = Promise.resolve<0>(0);
+    expect(settledFaultResult(other)).toBeUndefined();
+    await expect(faultResult('ENODEV')).resolves.toBe('ENODEV');
   });
 });

@@ -126,6 +126,20 @@ describe('PhysicalMemory accessors', () => {
     expect(m.read8(RAM + 3 * FRAME_SIZE + 1)).toBe(0x22);
     expect(m.residentFrames).toBe(2);
   });
+
+  it('a whole-frame write into a given-back frame holds exactly the written bytes; a partial one is zero around them', () => {
+    const m = mem();
+    const data = Uint8Array.from({ length: FRAME_SIZE }, (_, i) => (i * 7 + 1) & 0xff);
+    m.fill(RAM, 2 * FRAME_SIZE, 0x33);
+    m.fill(RAM, 2 * FRAME_SIZE, 0); // both frames given back, their buffers kept
+    m.write(RAM + 5 * FRAME_SIZE, data); // whole frame, one call
+    expect(m.read(RAM + 5 * FRAME_SIZE, FRAME_SIZE)).toEqual(data);
+    m.write(RAM + 7 * FRAME_SIZE + FRAME_SIZE / 2, data); // half of frame 7, half of frame 8
+    expect(m.read32(RAM + 7 * FRAME_SIZE)).toBe(0);
+    expect(m.read8(RAM + 7 * FRAME_SIZE + FRAME_SIZE / 2 - 1)).toBe(0);
+    expect(m.read(RAM + 7 * FRAME_SIZE + FRAME_SIZE / 2, FRAME_SIZE)).toEqual(data);
+    expect(m.read32(RAM + 8 * FRAME_SIZE + FRAME_SIZE - 4)).toBe(0);
+  });
 });
 
 describe('PhysicalMemory outside RAM', () => {

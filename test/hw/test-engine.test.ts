@@ -333,6 +333,33 @@ describe('DMA test engine: commands', () => {
     expect(reg(m, DIRECT, 4, ITERATIONS)).toBe(5);
   });
 
+  it('one frame running FILL, PERIODIC_WRITE, then FILL again writes each run its own bytes', () => {
+    const m = machine();
+    const fill = (dst: number, pattern: number): void => {
+      program(m, DIRECT, 5, { cmd: OP.FILL, dst, length: 0x1000, pattern });
+      ring(m, DIRECT, 5, 1);
+      settle(m);
+      ring(m, DIRECT, 5, 0);
+    };
+    fill(RAM + 0x60_0000, 0x5a);
+    fill(RAM + 0x60_1000, 0x5a);
+    fill(RAM + 0x60_2000, 0x3c);
+    program(m, DIRECT, 5, { cmd: OP.PERIODIC, dst: RAM + 0x60_3000, length: 0x1000, pattern: 0x1122_3344, period: 1_000_000 });
+    ring(m, DIRECT, 5, 1);
+    m.scheduler.runSyncUntilIdle(10_000);
+    ring(m, DIRECT, 5, 0);
+    settle(m);
+    fill(RAM + 0x60_4000, 0x3c);
+    const every = (pa: number, b: number): boolean => [...m.memory.read(pa, 0x1000)].every((x) => x === b);
+    expect(every(RAM + 0x60_0000, 0x5a)).toBe(true);
+    expect(every(RAM + 0x60_1000, 0x5a)).toBe(true);
+    expect(every(RAM + 0x60_2000, 0x3c)).toBe(true);
+    expect(m.memory.read32(RAM + 0x60_3000)).toBe(1);
+    expect(m.memory.read32(RAM + 0x60_3ffc)).toBe(0x1122_3344);
+    // The periodic run's words are gone from the transfer buffer: the last FILL wrote its pattern only.
+    expect(every(RAM + 0x60_4000, 0x3c)).toBe(true);
+  });
+
   it('PERIODIC_WRITE splits a long buffer and numbers each pass once', () => {
     const m = machine();
     const dst = RAM + 0x50_0800;

@@ -346,7 +346,7 @@ describe('page allocator: usage and zeroing', () => {
 });
 
 describe('page allocator: random alloc/free sequences keep the books straight', () => {
-  it('never overlaps, never leaks, and coalesces fully', () => {
+  it('never overlaps, never leaks, lists exactly the live allocations, and coalesces fully', () => {
     fc.assert(
       fc.property(
         fc.array(fc.record({ alloc: fc.boolean(), order: fc.integer({ min: 0, max: MAX_ORDER }), pick: fc.nat() }), { maxLength: 120 }),
@@ -383,6 +383,10 @@ describe('page allocator: random alloc/free sequences keep the books straight', 
             const allocated = live.reduce((s, l) => s + PAGE_SIZE * 2 ** l.order, 0);
             if (a.usage().allocatedBytes !== allocated) return false;
             if (a.usage().freeBytes !== size - 0x3000 - allocated) return false;
+            // The live allocations, whatever order they were freed in.
+            const listed = a.allocations().map((x) => x.pa);
+            if (listed.join() !== live.map((l) => l.pa).sort((x, y) => x - y).join()) return false;
+            if ((a.usage().byOwner[0]?.allocations ?? 0) !== live.length) return false;
           }
           for (const l of live) a.freePages(l.pa, l.order);
           // Fully coalesced: every 2 MiB block not touching the reservation is whole again.

@@ -264,13 +264,15 @@ describe('stalled transactions and the domain fault handler', () => {
         resume: [lab.smmu.eventStats.resumeRetry, lab.smmu.eventStats.resumeAbort],
         landed: readPhys(lab, dst, 4096).every((b) => b === 0x3c),
         stillStalled: lab.model.stalls.count,
+        logged: lab.smmu.events.filter((e) => e.stall).map((e) => e.outcome),
       };
     }
+    const reported = ['stall reported to the fault handler'];
     expect(outcome).toEqual({
-      EAGAIN: { job: ['done', 'ok'], calls: 1, stalls: 1, resume: [1, 0], landed: true, stillStalled: 0 },
-      '0': { job: ['error', 'abort'], calls: 1, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0 },
-      EFAULT: { job: ['error', 'abort'], calls: 1, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0 },
-      'no handler': { job: ['error', 'abort'], calls: 0, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0 },
+      EAGAIN: { job: ['done', 'ok'], calls: 1, stalls: 1, resume: [1, 0], landed: true, stillStalled: 0, logged: reported },
+      '0': { job: ['error', 'abort'], calls: 1, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0, logged: reported },
+      EFAULT: { job: ['error', 'abort'], calls: 1, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0, logged: reported },
+      'no handler': { job: ['error', 'abort'], calls: 0, stalls: 1, resume: [0, 1], landed: false, stillStalled: 0, logged: ['stall aborted: no handler'] },
     });
   });
 

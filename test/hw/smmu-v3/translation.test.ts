@@ -39,6 +39,38 @@ describe('SMMUv3 model: STE configurations', () => {
     expect(rig.smmu.stats.translated).toBe(2);
   });
 
+  it('a TLB miss walks once and caches: probes and transactions that follow hit without walking', () => {
+    const rig = new Rig();
+    rig.init();
+    const { pt } = rig.s1Context(7, 5);
+    const buf = rig.alloc(0x2000);
+    pt.map(IOVA, buf, 0x2000);
+    const walks = (): number => rig.smmu.translator.stats.walks;
+    // A TLB-hit probe that misses, then the transaction: one miss counted, one walk.
+    expect(rig.smmu.translateFast(7, -1, IOVA, 0)).toBe(-1);
+    expect(rig.dma({ streamId: 7, addr: IOVA }).c?.pa).toBe(buf);
+    expect([walks(), rig.smmu.tlb.stats.misses]).toEqual([1, 1]);
+    expect(rig.smmu.translateFast(7, -1, IOVA + 4, 0)).toBe(buf + 4);
+    // The other page: the transaction's own probe misses, its walk caches it; then both pages hit.
+    expect(rig.dma({ streamId: 7, addr: IOVA + 0x1000 }).c?.pa).toBe(buf + 0x1000);
+    expect(rig.dma({ streamId: 7, addr: IOVA + 0x10 }).c?.pa).toBe(buf + 0x10);
+    expect(rig.dma({ streamId: 7, addr: IOVA + 0x1010 }).c?.pa).toBe(buf + 0x1010);
+    expect([walks(), rig.smmu.tlb.stats.misses]).toEqual([2, 2]);
+  });
+
+  it('a 2 MiB block above 4 GiB of IOVA translates every offset to its place, from the walk and from the TLB', () => {
+    const rig = new Rig();
+    rig.init();
+    const { pt } = rig.s1Context(7, 5);
+    const block = rig.alloc(0x20_0000, 0x20_0000);
+    const va = 0x3_4560_0000;
+    pt.map(va, block, 0x20_0000, {}, true);
+    expect(rig.dma({ streamId: 7, addr: va + 0x1_2344 }).c?.pa).toBe(block + 0x1_2344);
+    expect(rig.dma({ streamId: 7, addr: va + 0x1f_f000 }).c?.pa).toBe(block + 0x1f_f000);
+    expect(rig.smmu.translateFast(7, -1, va + 8, 0)).toBe(block + 8);
+    expect(rig.smmu.translator.stats.walks).toBe(1);
+  });
+
   it('faults on an unmapped IOVA with exactly one F_TRANSLATION and writes nothing', () => {
     const rig = new Rig();
     rig.init();
