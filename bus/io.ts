@@ -89,7 +89,8 @@ export class IoMem {
   }
 
   private check(offset: number, width: 4 | 8, op: string): void {
-    if (this.live && offset >= 0 && offset + width <= this.size && offset % width === 0) return;
+    // (Alignment by `&` on the low bits, exact for a safe integer; a fraction fails the floor test.)
+    if (this.live && offset >= 0 && offset + width <= this.size && (offset & (width - 1)) === 0 && Math.floor(offset) === offset) return;
     throw this.accessError(offset, width, op);
   }
 
@@ -146,7 +147,7 @@ export const POLL_SPIN_NS = 1000;
  * last value. Returns the value that satisfied `cond`.
  */
 // kernel: read_poll_timeout() [iopoll.h]
-export async function readPollTimeout<T>(
+export function readPollTimeout<T>(
   port: CpuPort,
   read: () => T,
   cond: (value: T) => boolean,
@@ -154,9 +155,22 @@ export async function readPollTimeout<T>(
   timeoutUs: number,
   what: string,
 ): Promise<T> {
-  if (!(delayUs >= 0) || !Number.isFinite(delayUs)) throw new KernelError('EINVAL', `${what}: poll delay ${delayUs} us is not a finite number >= 0`);
+  return pollTimeout(port, read, cond, delayUs, timeoutUs, what);
+}
+
+/** readPollTimeout naming the poll by a string or, for the MMIO forms, by a function called only for an error. */
+async function pollTimeout<T>(
+  port: CpuPort,
+  read: () => T,
+  cond: (value: T) => boolean,
+  delayUs: number,
+  timeoutUs: number,
+  name: string | (() => string),
+): Promise<T> {
+  const what = (): string => (typeof name === 'string' ? name : name());
+  if (!(delayUs >= 0) || !Number.isFinite(delayUs)) throw new KernelError('EINVAL', `${what()}: poll delay ${delayUs} us is not a finite number >= 0`);
   if (!(timeoutUs > 0) || !Number.isFinite(timeoutUs)) {
-    throw new KernelError('EINVAL', `${what}: poll timeout ${timeoutUs} us must be finite and > 0 (an unbounded poll could hang)`);
+    throw new KernelError('EINVAL', `${what()}: poll timeout ${timeoutUs} us must be finite and > 0 (an unbounded poll could hang)`);
   }
   const deadline = port.now() + timeoutUs * 1000;
   const stepNs = delayUs > 0 ? delayUs * 1000 : POLL_SPIN_NS;
@@ -166,7 +180,7 @@ export async function readPollTimeout<T>(
     if (port.now() > deadline) {
       v = read();
       if (cond(v)) return v;
-      throw new KernelError('ETIMEDOUT', `${what}: condition not met after ${timeoutUs} us (last value ${fmtValue(v)})`);
+      throw new KernelError('ETIMEDOUT', `${what()}: condition not met after ${timeoutUs} us (last value ${fmtValue(v)})`);
     }
     await port.delay(stepNs);
   }
@@ -180,7 +194,8 @@ export function readlPollTimeout(
   delayUs: number,
   timeoutUs: number,
 ): Promise<number> {
-  return readPollTimeout(io.cpu, () => io.readl(offset), cond, delayUs, timeoutUs, `readl poll of offset ${hex(offset)} of ${io.toString()}`);
+  // (The name is built only for an error: a poll per DMA job would format it every time.)
+  return pollTimeout(io.cpu, () => io.readl(offset), cond, delayUs, timeoutUs, () => `readl poll of offset ${hex(offset)} of ${io.toString()}`);
 }
 
 // kernel: readq_relaxed_poll_timeout() [iopoll.h]
@@ -191,7 +206,7 @@ export function readqPollTimeout(
   delayUs: number,
   timeoutUs: number,
 ): Promise<bigint> {
-  return readPollTimeout(io.cpu, () => io.readq(offset), cond, delayUs, timeoutUs, `readq poll of offset ${hex(offset)} of ${io.toString()}`);
+  return pollTimeout(io.cpu, () => io.readq(offset), cond, delayUs, timeoutUs, () => `readq poll of offset ${hex(offset)} of ${io.toString()}`);
 }
 
 function fmtValue(v: unknown): string {

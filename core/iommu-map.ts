@@ -12,7 +12,7 @@
 import { KernelError } from '../bus/errno.js';
 import { IOMMU_GATHER_START_EMPTY, iommuIotlbGatherInit, type IommuFreedPages, type IommuIotlbGather } from './iommu-gather.js';
 import { __IOMMU_DOMAIN_DMA_API, __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type IommuDomain } from './iommu-domain.js';
-import type { Gfp, MaybePromise } from './iommu-ops.js';
+import type { DomainOps, Gfp, MaybePromise } from './iommu-ops.js';
 import { hex } from './io-pgtable.js';
 
 // Addresses and sizes are safe integers, often above 2^32 (IOVAs, large sizes): `%` on such a number is
@@ -47,6 +47,14 @@ export interface PgsizeChoice {
 // kernel: iommu_pgsize() [iommu.c]
 export function iommuPgsize(domain: IommuDomain, iova: number, paddr: number, size: number, out: PgsizeChoice): PgsizeChoice {
   const sizes = domain.pgsizes;
+  // One page of the smallest size, both addresses aligned to it (a 4K map or unmap): what the search
+  // below finds, without it.
+  const min = sizes[0];
+  if (size === min && modPow2(iova, min) === 0 && modPow2(paddr, min) === 0) {
+    out.pgsize = min;
+    out.count = 1;
+    return out;
+  }
   const align = Math.min(alignmentOf(iova), alignmentOf(paddr));
   let idx = sizes.length - 1;
   while (idx >= 0 && (sizes[idx] > size || sizes[idx] > align)) idx--;
@@ -83,8 +91,7 @@ function mappedBy(e: unknown): number {
 let runsMapped = 0;
 
 /** Hand the range to the driver run by run; throws the driver's error with `runsMapped` set. */
-function mapRuns(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp): void {
-  const ops = domain.ops;
+function mapRuns(domain: IommuDomain, ops: DomainOps, iova: number, paddr: number, size: number, prot: number, gfp: Gfp): void {
   const mapPages = ops.mapPages!;
   runsMapped = 0;
   let left = size;
@@ -232,9 +239,9 @@ export function iommuDomainMapsPhys(domain: IommuDomain, pa: number): boolean {
  */
 // kernel: iommu_map_nosync() [iommu.c]
 export async function iommuMapNosync(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<void> {
-  checkMappable(domain, iova, paddr, size);
+  const ops = checkMappable(domain, iova, paddr, size);
   try {
-    mapRuns(domain, iova, paddr, size, prot, gfp);
+    mapRuns(domain, ops, iova, paddr, size, prot, gfp);
   } catch (e) {
     const done = runsMapped;
     if (done > 0) await iommuUnmap(domain, iova, done);
@@ -243,16 +250,19 @@ export async function iommuMapNosync(domain: IommuDomain, iova: number, paddr: n
   recordMapped(domain, iova, paddr, size);
 }
 
-function checkMappable(domain: IommuDomain, iova: number, paddr: number, size: number): void {
+/** Returns the domain's ops (read once per map: the getter checks each time). */
+function checkMappable(domain: IommuDomain, iova: number, paddr: number, size: number): DomainOps {
   if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0) {
     throw new KernelError('EINVAL', `iommu_map: cannot map in a ${iommuDomainTypeStr(domain.type)} domain`);
   }
-  if (!domain.ops.mapPages || domain.pgsizeBitmap === 0) throw new KernelError('ENODEV', 'iommu_map: the domain has no map_pages op or no page sizes');
+  const ops = domain.ops;
+  if (!ops.mapPages || domain.pgsizeBitmap === 0) throw new KernelError('ENODEV', 'iommu_map: the domain has no map_pages op or no page sizes');
   checkRange('iommu_map', iova, paddr, size);
   const min = domain.minPageSize;
   if (modPow2(iova, min) !== 0 || modPow2(paddr, min) !== 0 || modPow2(size, min) !== 0) {
     throw new KernelError('EINVAL', `iommu_map: unaligned: iova ${hex(iova)} pa ${hex(paddr)} size ${hex(size)} min_pagesz ${hex(min)}`);
   }
+  return ops;
 }
 
 // kernel: iommu_sync_map() [iommu.c]
@@ -271,22 +281,23 @@ const DONE: Promise<void> = Promise.resolve();
  */
 // kernel: iommu_map() [iommu.c]
 export function iommuMap(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number, gfp: Gfp = 'GFP_KERNEL'): Promise<void> {
+  let ops: DomainOps;
   try {
-    checkMappable(domain, iova, paddr, size);
+    ops = checkMappable(domain, iova, paddr, size);
   } catch (e) {
     return Promise.reject(e);
   }
   try {
-    mapRuns(domain, iova, paddr, size, prot, gfp);
+    mapRuns(domain, ops, iova, paddr, size, prot, gfp);
   } catch (e) {
     return unmapAfterFailure(domain, iova, runsMapped, e);
   }
   recordMapped(domain, iova, paddr, size);
-  const op = domain.ops.iotlbSyncMap;
+  const op = ops.iotlbSyncMap;
   if (!op) return DONE;
   let r: MaybePromise<void>;
   try {
-    r = op.call(domain.ops, domain, iova, size);
+    r = op.call(ops, domain, iova, size);
   } catch (e) {
     return unmapAfterFailure(domain, iova, size, e);
   }
@@ -337,7 +348,8 @@ export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Pro
   let r: MaybePromise<void>;
   try {
     gather.unmapped = __iommuUnmap(domain, iova, size, gather);
-    r = domain.ops.iotlbSync?.call(domain.ops, domain, gather);
+    const ops = domain.ops;
+    r = ops.iotlbSync?.call(ops, domain, gather);
   } catch (e) {
     return Promise.reject(e);
   }

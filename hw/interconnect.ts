@@ -21,6 +21,8 @@ const hex = (v: number): string => `0x${v.toString(16)}`;
 export class Interconnect implements DmaPort {
   private observers: RamWriteObserver[] = [];
   private preObservers: RamWriteObserver[] = [];
+  /** The CPUs' exclusive monitors (see `setMonitorHook`). */
+  private monitorHook: ((pa: number, len: number) => void) | null = null;
 
   constructor(
     readonly memory: PhysicalMemory,
@@ -42,6 +44,15 @@ export class Interconnect implements DmaPort {
     return () => {
       this.preObservers = this.preObservers.filter((o) => o !== observer);
     };
+  }
+
+  /**
+   * The machine's exclusive monitors see every write that lands in RAM, after the observers: one
+   * function called with the range alone (a CMD_SYNC's MSI wakes its waiter through it: no master
+   * name or time to pass).
+   */
+  setMonitorHook(hook: ((pa: number, len: number) => void) | null): void {
+    this.monitorHook = hook;
   }
 
   submit(req: DmaRequest, done: DmaDone): void {
@@ -82,6 +93,7 @@ export class Interconnect implements DmaPort {
       const t = this.now();
       for (const o of obs) o(req.master, req.addr, req.len, t);
     }
+    if (this.monitorHook !== null) this.monitorHook(req.addr, req.len);
     return { status: 'ok', pa: req.addr };
   }
 

@@ -500,24 +500,30 @@ export class Machine {
    */
   private readonly monitorPa: number[] = [];
   private readonly monitorFn: ((pa: number) => void)[] = [];
-  private monitorObserver: (() => void) | null = null;
+  private monitorHooked = false;
 
   private armMonitor(pa: number, fn: (pa: number) => void): void {
     this.monitorPa.push(pa);
     this.monitorFn.push(fn);
-    this.monitorObserver ??= this.interconnect.onRamWrite((_master, wpa, len) => {
-      const pas = this.monitorPa;
-      // Newest first; a monitor armed by a function called here is not checked against this write.
-      for (let i = pas.length - 1; i >= 0; i--) {
-        const a = pas[i];
-        if (wpa < a + 4 && a < wpa + len) {
-          const f = this.monitorFn[i];
-          this.dropMonitor(i);
-          f(a);
-        }
-      }
-    });
+    if (!this.monitorHooked) {
+      this.monitorHooked = true;
+      this.interconnect.setMonitorHook(this.checkMonitors);
+    }
   }
+
+  /** A write landed in RAM: fire the monitors it covers. */
+  private readonly checkMonitors = (wpa: number, len: number): void => {
+    const pas = this.monitorPa;
+    // Newest first; a monitor armed by a function called here is not checked against this write.
+    for (let i = pas.length - 1; i >= 0; i--) {
+      const a = pas[i];
+      if (wpa < a + 4 && a < wpa + len) {
+        const f = this.monitorFn[i];
+        this.dropMonitor(i);
+        f(a);
+      }
+    }
+  };
 
   private disarmMonitor(pa: number, fn: (pa: number) => void): void {
     const pas = this.monitorPa;

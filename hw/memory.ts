@@ -171,6 +171,12 @@ export class PhysicalMemory {
   }
 
   read32(pa: number): number {
+    if ((pa & 3) === 0 && HOST_LITTLE_ENDIAN) {
+      // An aligned word of a frame in the lookup cache: read from its word view (as readWords does).
+      const pfn = Math.floor(pa * INV_FRAME_SIZE);
+      const slot = pfn & FRAME_CACHE_MASK;
+      if (this.cachePfn[slot] === pfn) return this.cacheWords[slot]![(pa & FRAME_MASK) >>> 2];
+    }
     if ((pa & FRAME_MASK) > FRAME_SIZE - 4) return (this.read16(pa) | (this.read16(pa + 2) << 16)) >>> 0;
     const v = this.viewFor(pa, 4, 'read', false);
     return v ? v.getUint32(pa & FRAME_MASK, true) : 0;

@@ -146,6 +146,44 @@ function need<T>(part: T | undefined, ent: ArmSmmuCmdqEnt, what: string): T {
 }
 
 /**
+ * The last TLBI by VA encoded: its fields other than the address, and its first three words without
+ * the address bits. A domain's unmaps repeat the same fields with a new address, so those are
+ * encoded (and checked) once and the words copied, as the CMD_SYNC is (`buildSyncCmd`).
+ */
+const tlbiVaMemo = { nh: false, vmid: -1, num: 0, scale: 0, asid: 0, leaf: false, ttl: 0, tg: 0, w0: 0, w1: 0, w2: 0 };
+
+/** The fields of a TLBI by VA (NH_VA with its VMID, EL2_VA without): the command of every unmap. */
+function buildTlbiVa(cmd: Uint32Array, off: number, nh: boolean, t: NonNullable<ArmSmmuCmdqEnt['tlbi']>): void {
+  const m = tlbiVaMemo;
+  if (m.nh === nh && m.vmid === t.vmid && m.asid === t.asid && m.num === t.num && m.scale === t.scale && m.leaf === t.leaf && m.ttl === t.ttl && m.tg === t.tg) {
+    cmd[off] = m.w0;
+    cmd[off + 1] = m.w1;
+    cmd[off + 2] = m.w2;
+  } else {
+    if (nh) CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
+    CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
+    CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
+    CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
+    if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
+    CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
+    CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
+    // (Recorded only once every field was accepted: a value that throws is never remembered.)
+    m.nh = nh;
+    m.vmid = t.vmid;
+    m.asid = t.asid;
+    m.num = t.num;
+    m.scale = t.scale;
+    m.leaf = t.leaf;
+    m.ttl = t.ttl;
+    m.tg = t.tg;
+    m.w0 = cmd[off];
+    m.w1 = cmd[off + 1];
+    m.w2 = cmd[off + 2];
+  }
+  CMDQ_TLBI_1_VA_MASK.prep(cmd, pageDown(t.addr), off);
+}
+
+/**
  * Encode `ent` into the 4 words at `cmd[off..off+3]`. Returns 0, EINVAL for a bad PRI response code,
  * ENOENT for an opcode the driver does not know.
  */
@@ -159,18 +197,9 @@ export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuC
   // (Cases are compared in order: the TLBI by VA of every unmap first.)
   switch (ent.opcode) {
     case CMDQ_OP_TLBI_NH_VA:
-    case CMDQ_OP_TLBI_EL2_VA: {
-      const t = need(ent.tlbi, ent, 'tlbi');
-      if (ent.opcode === CMDQ_OP_TLBI_NH_VA) CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
-      CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
-      CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
-      CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
-      if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
-      CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
-      CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
-      CMDQ_TLBI_1_VA_MASK.prep(cmd, pageDown(t.addr), off);
+    case CMDQ_OP_TLBI_EL2_VA:
+      buildTlbiVa(cmd, off, ent.opcode === CMDQ_OP_TLBI_NH_VA, need(ent.tlbi, ent, 'tlbi'));
       break;
-    }
     case CMDQ_OP_TLBI_EL2_ALL:
     case CMDQ_OP_TLBI_NSNH_ALL:
       break;

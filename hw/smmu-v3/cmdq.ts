@@ -282,6 +282,7 @@ export class CommandQueue {
     const indexMask = q.entries - 1;
     const budget = this.stepBudget;
     this.stepBudget = this.opts.timing.commandsPerStep;
+    const admit = this.hooks?.admit ?? null;
     let n = 0;
     while (n < budget && !q.isEmpty()) {
       const addr = base + (q.cons & indexMask) * F.CMD_BYTES;
@@ -293,7 +294,6 @@ export class CommandQueue {
         this.error(CERROR_ABT, `reading the command at PA 0x${addr.toString(16)} aborted`);
         return;
       }
-      const admit = this.hooks?.admit ?? null;
       if (admit !== null) {
         const code = admit(this.words);
         if (code !== 0) {
@@ -357,7 +357,8 @@ export class CommandQueue {
     const o = this.opts;
     const op = F.CMD_OPCODE.get(w);
     if (F.CMD_SSEC.isSet(w)) return EXEC_ILL; // SSec is only meaningful on the Secure queue.
-    const sid = F.CMD_STREAMID.get(w);
+    // (StreamID decoded only by the commands that carry one: not per TLBI or CMD_SYNC.)
+    let sid = 0;
     // The cases are compared in order: the commands of every unmap (CMD_SYNC, the stage 1 TLBIs) first.
     switch (op) {
       case F.CMD_SYNC: {
@@ -373,22 +374,27 @@ export class CommandQueue {
         if (!this.tlbiNh(op, w)) return EXEC_ILL;
         break;
       case F.CMD_PREFETCH_CONFIG:
+        sid = F.CMD_STREAMID.get(w);
         this.ctx.prefetchConfig(sid, F.CMD_SSV.isSet(w), F.CMD_SUBSTREAMID.get(w));
         break;
       case F.CMD_PREFETCH_ADDR:
         break;
       case F.CMD_CFGI_STE:
+        sid = F.CMD_STREAMID.get(w);
         this.cache.invalidateSte(sid, F.CMD_CFGI_LEAF.isSet(w));
         break;
       case F.CMD_CFGI_STE_RANGE:
+        sid = F.CMD_STREAMID.get(w);
         this.cache.invalidateSteRange(sid, F.CMD_CFGI_RANGE.get(w));
         break;
       case F.CMD_CFGI_CD:
         if (!o.stage1) return EXEC_ILL;
+        sid = F.CMD_STREAMID.get(w);
         this.cache.invalidateCd(sid, F.CMD_SUBSTREAMID.get(w), F.CMD_CFGI_LEAF.isSet(w));
         break;
       case F.CMD_CFGI_CD_ALL:
         if (!o.stage1) return EXEC_ILL;
+        sid = F.CMD_STREAMID.get(w);
         this.cache.invalidateCdAll(sid);
         break;
       case F.CMD_TLBI_EL2_ALL:
@@ -415,6 +421,7 @@ export class CommandQueue {
         break;
       case F.CMD_ATC_INV:
         if (!o.ats) return EXEC_ILL;
+        sid = F.CMD_STREAMID.get(w);
         this.atcInvalidate(w, sid);
         break;
       case F.CMD_PRI_RESP: {
@@ -423,15 +430,18 @@ export class CommandQueue {
         if (resp === 3) return EXEC_ILL;
         const code: PageResponseCode = resp === F.PRI_RESP_SUCC ? 'success' : resp === F.PRI_RESP_FAIL ? 'failure' : 'invalid';
         const ssv = F.CMD_SSV.isSet(w) && o.ssidBits > 0;
+        sid = F.CMD_STREAMID.get(w);
         this.priq.respond(sid, F.CMD_PRI_PRGINDEX.get(w), ssv, ssv ? F.CMD_SUBSTREAMID.get(w) : 0, code);
         break;
       }
       case F.CMD_RESUME:
         if (o.stallModel === STALL_MODEL_TERMINATE) return EXEC_ILL;
+        sid = F.CMD_STREAMID.get(w);
         this.ctx.resume(sid, F.CMD_RESUME_STAG.get(w), F.CMD_RESUME_AC.isSet(w), F.CMD_RESUME_AB.isSet(w) || o.abortOnlyTermination);
         break;
       case F.CMD_STALL_TERM:
         if (o.stallModel === STALL_MODEL_TERMINATE) return EXEC_ILL;
+        sid = F.CMD_STREAMID.get(w);
         this.ctx.stallTerm(sid);
         break;
       default:
@@ -440,6 +450,8 @@ export class CommandQueue {
     this.count(op);
     this.onCommand?.(op, w);
     if (this.trace?.active) {
+      // (The trace shows every command's StreamID field, whatever the opcode puts there.)
+      sid = F.CMD_STREAMID.get(w);
       this.trace.emit({
         kind: 'custom',
         time: this.scheduler.now,
@@ -526,7 +538,7 @@ export class CommandQueue {
   }
 
   private tlbiRange(w: Uint32Array, addr: number): boolean {
-    if (!this.rangeFieldsLegal(w)) return false;
+    // (rangeFieldsLegal's checks, on fields decoded once: this runs for every TLBI by address.)
     const leaf = F.CMD_TLBI_LEAF.isSet(w);
     const tg = this.opts.rangeInvalidation ? F.CMD_TLBI_TG.get(w) : 0;
     if (tg === 0) {
@@ -534,9 +546,13 @@ export class CommandQueue {
       if (!leaf) this.tlb.invalidateWalkRange(this.scope, addr, addr + 1);
       return true;
     }
-    const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
-    const pages = (F.CMD_TLBI_NUM.get(w) + 1) * POW2[F.CMD_TLBI_SCALE.get(w)];
     const ttl = F.CMD_TLBI_TTL.get(w);
+    const num = F.CMD_TLBI_NUM.get(w);
+    const scale = F.CMD_TLBI_SCALE.get(w);
+    if (num === 0 && scale === 0 && ttl === 0) return false;
+    if (tg === 2 && ttl === 1) return false; // 16K level 1 needs IDR5.DS
+    const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
+    const pages = (num + 1) * POW2[scale];
     const end = addr + pages * POW2[granuleShift];
     this.tlb.invalidateRange(this.scope, addr, end, granuleShift, ttl);
     // Leaf == 0 also reaches the table descriptors used to translate the range; TTL and TG only

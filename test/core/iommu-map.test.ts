@@ -31,6 +31,10 @@ describe('iommu_pgsize', () => {
     expect(iommuPgsize(dom, 0x1ff000, 0x40000000, 0x404000, out)).toEqual({ pgsize: SZ_4K, count: 0x404 });
     // 1G pages above 2^32 are handled without 32-bit bit operations.
     expect(iommuPgsize(dom, 0x1_4000_0000, 0x1_0000_0000, 0x8000_0000, out)).toEqual({ pgsize: 0x4000_0000, count: 2 });
+    // One smallest page: one 4K page, aligned above 2^32 or not; misaligned is still refused.
+    expect(iommuPgsize(dom, 0x10_0100_0000, 0x4000_1000, SZ_4K, out)).toEqual({ pgsize: SZ_4K, count: 1 });
+    expect(iommuPgsize(dom, 0, 0, SZ_4K, out)).toEqual({ pgsize: SZ_4K, count: 1 });
+    expect(() => iommuPgsize(dom, 0x10_0100_0800, 0x4000_1000, SZ_4K, out)).toThrow(/iommu_pgsize/);
   });
 });
 

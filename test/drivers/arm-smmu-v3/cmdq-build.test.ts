@@ -16,6 +16,7 @@ import {
   CMDQ_OP_CMD_SYNC,
   CMDQ_OP_PRI_RESP,
   CMDQ_OP_RESUME,
+  CMDQ_OP_TLBI_EL2_VA,
   CMDQ_OP_TLBI_NH_VA,
   CMDQ_OP_TLBI_S2_IPA,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
@@ -37,6 +38,21 @@ describe('command encodings', () => {
 
   it('CMD_TLBI_NH_VA with range fields', () => {
     const tlbi = { ...tlbiEnt(), asid: 0x1234, vmid: 0, num: 3, scale: 2, leaf: true, ttl: 3, tg: 1, addr: 0x12_3456_7000 };
+    expect(build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi })).toEqual([0x0020_3012, 0x1234_0000, 0x3456_7701, 0x12]);
+  });
+
+  it('TLBIs by VA in a row each carry their own fields: a repeat changes only the address, a change of any field or of the opcode shows', () => {
+    const tlbi = { ...tlbiEnt(), asid: 0x1234, num: 3, scale: 2, leaf: true, ttl: 3, tg: 1, addr: 0x12_3456_7000 };
+    expect(build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi })).toEqual([0x0020_3012, 0x1234_0000, 0x3456_7701, 0x12]);
+    expect(build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi: { ...tlbi, addr: 0x8000_1000 } })).toEqual([0x0020_3012, 0x1234_0000, 0x8000_1701, 0]);
+    expect(build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi: { ...tlbi, asid: 7 } })).toEqual([0x0020_3012, 0x0007_0000, 0x3456_7701, 0x12]);
+    expect(build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi: { ...tlbi, asid: 7, leaf: false, vmid: 2 } })).toEqual([0x0020_3012, 0x0007_0002, 0x3456_7700, 0x12]);
+    // CMD_TLBI_EL2_VA (0x22) has no VMID field.
+    expect(build({ opcode: CMDQ_OP_TLBI_EL2_VA, tlbi: { ...tlbi, asid: 7, vmid: 2 } })).toEqual([0x0020_3022, 0x0007_0000, 0x3456_7701, 0x12]);
+    expect(build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi: { ...tlbi, num: 0, scale: 0, ttl: 0, tg: 0 } })).toEqual([0x12, 0x1234_0000, 0x3456_7001, 0x12]);
+    // A field that does not fit throws every time, and the next good command is whole.
+    expect(() => build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi: { ...tlbi, num: 32 } })).toThrow(RangeError);
+    expect(() => build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi: { ...tlbi, num: 32 } })).toThrow(RangeError);
     expect(build({ opcode: CMDQ_OP_TLBI_NH_VA, tlbi })).toEqual([0x0020_3012, 0x1234_0000, 0x3456_7701, 0x12]);
   });
 
