@@ -4,7 +4,7 @@
  * native reference does the same work}; `-- --filter SUBSTR` runs only the metrics whose name contains
  * SUBSTR; `-- --repeat N` runs each metric N times (default 3); `-- --no-native` skips the C reference;
  * `-- --scale` measures the cost curves instead (bench/scale.ts; `--large` adds the top sizes,
- * `--filter` picks curves, `--out DIR` where scale.json and scale.html go, default out/bench).
+ * `--filter` picks curves, `--repeat` runs each point N times and keeps the median, `--out DIR` where scale.json and scale.html go, default out/bench).
  * The modules are a fixed list: a new bench module is added here.
  */
 import type { Bench, BenchResult } from './harness.js';
@@ -35,7 +35,7 @@ interface Args {
   native: boolean;
 }
 
-const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] | --scale [--large] [--filter CURVE] [--out DIR]';
+const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] | --scale [--large] [--filter CURVE] [--repeat N] [--out DIR]';
 
 function parseArgs(argv: readonly string[]): Args {
   const args: Args = { json: false, scale: false, large: false, out: 'out/bench', filter: null, repeat: 3, native: true };
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
       log('bench: heap per unit is a best effort without a forced GC (run node with --expose-gc for steady figures)');
     }
-    const curves = await runScale({ large: args.large, only: args.filter, out: args.out, log });
+    const curves = await runScale({ large: args.large, only: args.filter, out: args.out, runs: args.repeat, log });
     if (args.json) for (const c of curves) process.stdout.write(`${JSON.stringify(c)}\n`);
     else process.stdout.write(`${formatScale(curves)}\n(${machineLine()})\nwritten: ${args.out}/scale.json, ${args.out}/scale.html\n`);
     return;

@@ -37,8 +37,13 @@ import { allocPages, bootSmmuV3, deviceOf, ownDomain, runIn, SMALL_SMMU_PATH, sm
 
 export interface ScalePoint {
   size: number;
-  /** CPU time (user + system of this process) per operation, ns: steadier than wall time on a shared machine. */
+  /**
+   * CPU time (user + system of this process) per operation, ns: steadier than wall time on a shared
+   * machine. The median of the point's runs (each from a fresh state); min and max beside it.
+   */
   nsPerOp: number;
+  nsPerOpMin?: number;
+  nsPerOpMax?: number;
   /** Simulated RAM made resident per unit, bytes (sparse 4 KiB frames). */
   ramBytesPerUnit: number;
   /** JS heap (heap + array buffers) grown per unit, bytes. */
@@ -263,7 +268,30 @@ function chart(c: ScaleCurve): string {
   );
 }
 
-export async function runScale(opts: { large: boolean; only: string | null; out: string; log: (l: string) => void }): Promise<ScaleCurve[]> {
+/** CPU time a point's runs add up to at least (unless MAX_RUNS comes first). */
+const POINT_MIN_CPU_NS = 200e6;
+const MAX_RUNS = 60;
+
+/**
+ * Run a point at least `runs` times, each from a fresh state, and until its runs add up to
+ * POINT_MIN_CPU_NS of CPU time: one run of a short point (a fraction of a millisecond at the small
+ * sizes) or one that takes a major GC swings 2-5x with what V8's background threads add, so the
+ * median is kept, with the fastest and slowest run beside it.
+ */
+async function repeatedPoint(point: (size: number) => Promise<ScalePoint>, size: number, runs: number): Promise<ScalePoint> {
+  const all: ScalePoint[] = [];
+  let cpuNs = 0;
+  while (all.length < runs || (cpuNs < POINT_MIN_CPU_NS && all.length < MAX_RUNS)) {
+    const p = await point(size);
+    all.push(p);
+    cpuNs += p.nsPerOp * size;
+  }
+  all.sort((a, b) => a.nsPerOp - b.nsPerOp);
+  const median = all[(all.length - 1) >> 1];
+  return { ...median, nsPerOpMin: all[0].nsPerOp, nsPerOpMax: all[all.length - 1].nsPerOp };
+}
+
+export async function runScale(opts: { large: boolean; only: string | null; out: string; runs: number; log: (l: string) => void }): Promise<ScaleCurve[]> {
   const curves: ScaleCurve[] = [];
   for (const spec of CURVES) {
     if (opts.only !== null && !spec.name.includes(opts.only)) continue;
@@ -272,8 +300,8 @@ export async function runScale(opts: { large: boolean; only: string | null; out:
     opts.log(`scale: ${spec.name} warm-up`);
     await spec.point(spec.sizes[0]);
     for (const size of opts.large ? [...spec.sizes, ...spec.large] : spec.sizes) {
-      opts.log(`scale: ${spec.name} at ${size}`);
-      points.push(await spec.point(size));
+      opts.log(`scale: ${spec.name} at ${size} (${opts.runs} run${opts.runs === 1 ? '' : 's'})`);
+      points.push(await repeatedPoint(spec.point, size, opts.runs));
     }
     const spread = spreadOf(points);
     const c: ScaleCurve = { name: spec.name, unit: spec.unit, op: spec.op, points, spread, flat: spread <= 2 };
@@ -301,11 +329,11 @@ export function machineLine(): string {
 }
 
 export function formatScale(curves: readonly ScaleCurve[]): string {
-  const lines = ['curve     size        ns/op   heap B/unit   RAM B/unit'];
+  const lines = ['curve     size        ns/op (min-max)          heap B/unit   RAM B/unit'];
   for (const c of curves) {
     for (const p of c.points) {
       lines.push(
-        `${c.name.padEnd(8)}  ${String(p.size).padStart(8)}  ${p.nsPerOp.toFixed(0).padStart(10)}  ${p.heapBytesPerUnit.toFixed(1).padStart(12)}  ${p.ramBytesPerUnit.toFixed(1).padStart(11)}`,
+        `${c.name.padEnd(8)}  ${String(p.size).padStart(8)}  ${p.nsPerOp.toFixed(0).padStart(10)} ${`(${(p.nsPerOpMin ?? p.nsPerOp).toFixed(0)}-${(p.nsPerOpMax ?? p.nsPerOp).toFixed(0)})`.padEnd(17)}  ${p.heapBytesPerUnit.toFixed(1).padStart(12)}  ${p.ramBytesPerUnit.toFixed(1).padStart(11)}`,
       );
     }
     lines.push(`${c.name.padEnd(8)}  spread ${c.spread.toFixed(2)}x ${c.flat ? 'flat' : 'NOT flat'}${c.pageTableBytesPerUnit ? `; page-table bytes per page ${c.pageTableBytesPerUnit.toFixed(2)}` : ''}`);

@@ -12,7 +12,7 @@ import { formatScale, runScale, type ScaleCurve } from '../../bench/scale.js';
 describe('bench --scale', () => {
   it('writes the curves as JSON and charts, with the memory per StreamID of a 2-level table', async () => {
     const out = mkdtempSync(join(tmpdir(), 'scale-'));
-    const curves = await runScale({ large: false, only: 'sids', out, log: () => undefined });
+    const curves = await runScale({ large: false, only: 'sids', out, runs: 3, log: () => undefined });
     expect(curves.map((c) => c.name)).toEqual(['sids']);
     const json = JSON.parse(readFileSync(join(out, 'scale.json'), 'utf8')) as { machine: string; curves: ScaleCurve[] };
     expect(json.machine).toMatch(/cores, node v/);
@@ -22,7 +22,12 @@ describe('bench --scale', () => {
     // lands in; 65536: 256 L2 tables, whose 256 descriptors (2 KiB) still share one L1 frame.
     expect(sids.points[0].ramBytesPerUnit).toBe((16 * 1024 + 4096) / 256);
     expect(sids.points[2].ramBytesPerUnit).toBe(64 + 4096 / 65536);
-    for (const p of sids.points) expect(p.nsPerOp).toBeGreaterThan(0);
+    for (const p of sids.points) {
+      // Three runs per point: the median with the fastest and slowest beside it.
+      expect(p.nsPerOp).toBeGreaterThan(0);
+      expect(p.nsPerOpMin).toBeLessThanOrEqual(p.nsPerOp);
+      expect(p.nsPerOpMax).toBeGreaterThanOrEqual(p.nsPerOp);
+    }
     const html = readFileSync(join(out, 'scale.html'), 'utf8');
     expect(html).toContain('<svg');
     expect(html).toContain('sids: init SID (2-level)');
