@@ -5,8 +5,14 @@
  * SUBSTR; `-- --repeat N` runs each metric N times (default 3); `-- --no-native` skips the C reference;
  * `-- --scale` measures the cost curves instead (bench/scale.ts; `--large` adds the top sizes,
  * `--filter` picks curves, `--repeat` runs each point N times and keeps the median, `--out DIR` where scale.json and scale.html go, default out/bench).
+ * Each metric runs in a process of its own (the same node and flags, `--metric NAME`), so its figure
+ * does not depend on which metrics ran before it in the process: a heap left by earlier labs and the
+ * JIT's state from other paths moved e.g. the strict unmap by 10-15 %. `-- --in-process` runs them
+ * all in this process instead.
  * The modules are a fixed list: a new bench module is added here.
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type { Bench, BenchResult } from './harness.js';
 import { formatScale, machineLine, runScale } from './scale.js';
 import { NATIVE_COUNTERPART, runNativeReference, type NativeFigures } from './native.js';
@@ -33,12 +39,15 @@ interface Args {
   filter: string | null;
   repeat: number;
   native: boolean;
+  inProcess: boolean;
+  /** Child mode: run exactly this metric and print its result as one JSON line. */
+  metric: string | null;
 }
 
-const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] | --scale [--large] [--filter CURVE] [--repeat N] [--out DIR]';
+const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] [--in-process] | --scale [--large] [--filter CURVE] [--repeat N] [--out DIR]';
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { json: false, scale: false, large: false, out: 'out/bench', filter: null, repeat: 3, native: true };
+  const args: Args = { json: false, scale: false, large: false, out: 'out/bench', filter: null, repeat: 3, native: true, inProcess: false, metric: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (name: string): string => {
@@ -48,6 +57,8 @@ function parseArgs(argv: readonly string[]): Args {
     };
     if (a === '--json') args.json = true;
     else if (a === '--no-native') args.native = false;
+    else if (a === '--in-process') args.inProcess = true;
+    else if (a === '--metric' || a.startsWith('--metric=')) args.metric = value('--metric');
     else if (a === '--scale') args.scale = true;
     else if (a === '--large') args.large = true;
     else if (a === '--out' || a.startsWith('--out=')) args.out = value('--out');
@@ -74,6 +85,31 @@ function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** Repeated runs: the median is the figure, min and max show the spread (a loaded machine widens it). */
+async function measureRuns(b: Bench, repeat: number): Promise<number[]> {
+  const runs: number[] = [];
+  for (let i = 0; i < repeat; i++) runs.push(await b.run());
+  return runs;
+}
+
+/** The runs of one metric, measured by a fresh process of the same node with the same flags. */
+function runInChild(b: Bench, repeat: number): number[] {
+  const script = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [...process.execArgv, script, '--metric', b.name, '--repeat', String(repeat)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 16 << 20,
+  });
+  if (r.error) throw new Error(`${b.name}: could not start its process: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${b.name}: its process exited with ${String(r.status ?? r.signal)}`);
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  const runs = JSON.parse(last) as unknown;
+  if (!Array.isArray(runs) || runs.length !== repeat || !runs.every((x) => typeof x === 'number')) {
+    throw new Error(`${b.name}: its process answered ${JSON.stringify(last)} instead of ${repeat} figures`);
+  }
+  return runs as number[];
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args.scale) {
@@ -84,6 +120,12 @@ async function main(): Promise<void> {
     const curves = await runScale({ large: args.large, only: args.filter, out: args.out, runs: args.repeat, log });
     if (args.json) for (const c of curves) process.stdout.write(`${JSON.stringify(c)}\n`);
     else process.stdout.write(`${formatScale(curves)}\n(${machineLine()})\nwritten: ${args.out}/scale.json, ${args.out}/scale.html\n`);
+    return;
+  }
+  if (args.metric !== null) {
+    const b = ALL.find((x) => x.name === args.metric);
+    if (!b) throw new Error(`no benchmark is named "${args.metric}"`);
+    process.stdout.write(`${JSON.stringify(await measureRuns(b, args.repeat))}\n`);
     return;
   }
   const selected = ALL.filter((b) => args.filter === null || b.name.includes(args.filter));
@@ -100,9 +142,7 @@ async function main(): Promise<void> {
   }
   const results: BenchResult[] = [];
   for (const b of selected) {
-    // Repeated runs: the median is the figure, min and max show the spread (a loaded machine widens it).
-    const runs: number[] = [];
-    for (let i = 0; i < args.repeat; i++) runs.push(await b.run());
+    const runs = args.inProcess ? await measureRuns(b, args.repeat) : runInChild(b, args.repeat);
     const counterpart = NATIVE_COUNTERPART[b.name];
     const c = counterpart !== undefined ? native?.values.get(counterpart) : undefined;
     const r: BenchResult = {
