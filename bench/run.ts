@@ -107,7 +107,7 @@ function runInChild(b: Bench, repeat: number): number[] {
   if (!Array.isArray(runs) || runs.length !== repeat || !runs.every((x) => typeof x === 'number')) {
     throw new Error(`${b.name}: its process answered ${JSON.stringify(last)} instead of ${repeat} figures`);
   }
-  return runs as number[];
+  return runs;
 }
 
 async function main(): Promise<void> {
