@@ -108,12 +108,11 @@ export class PhysicalMemory {
       if (!this.isRam(pa, len)) throw new BusError(pa, len, op);
       if (!create) return null;
       f = this.spare.pop();
-      if (f) {
-        if (!whole) f.bytes.fill(0);
-      }
-      else {
+      if (f === undefined) {
         const bytes = new Uint8Array(FRAME_SIZE);
         f = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
+      } else if (!whole) {
+        f.bytes.fill(0);
       }
       this.frames.set(pfn, f);
     }

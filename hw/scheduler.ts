@@ -111,6 +111,12 @@ function orderKey(draw: number): number {
   return draw ^ 0x8000_0000;
 }
 
+function checkDelay(delayNs: number, label: string): void {
+  if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
+    throw new RangeError(`scheduler: delay must be a finite number >= 0, got ${delayNs} (${label})`);
+  }
+}
+
 export class Scheduler {
   private heap: ScheduledEvent[] = [];
   private seq = 0;
@@ -140,9 +146,7 @@ export class Scheduler {
 
   /** Run `fn` after `delayNs` of virtual time (0: at the current instant, after what is running). */
   schedule(delayNs: number, fn: EventFn, label = 'event'): EventHandle {
-    if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
-      throw new RangeError(`scheduler: delay must be a finite number >= 0, got ${delayNs} (${label})`);
-    }
+    checkDelay(delayNs, label);
     const ev = new ScheduledEvent(this, this._now + delayNs, orderKey(this.prng.nextU32()), this.seq++, fn, label);
     this.push(ev);
     // A cancelled event leaves the heap at once: timers armed and cancelled by the million cost
@@ -156,9 +160,7 @@ export class Scheduler {
   }
 
   /** @internal */ rearm(ev: ScheduledEvent, delayNs: number): void {
-    if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
-      throw new RangeError(`scheduler: delay must be a finite number >= 0, got ${delayNs} (${ev.label})`);
-    }
+    checkDelay(delayNs, ev.label);
     this.remove(ev);
     ev.time = this._now + delayNs;
     ev.key = orderKey(this.prng.nextU32());

@@ -60,6 +60,12 @@ import {
 
 const log = createDebug('iommu:hw:smmu-v3:cmdq');
 
+/** A range TLBI's fields (TG != 0) are not one of the Reserved encodings that raise CERROR_ILL. */
+function rangeEncodingLegal(tg: number, num: number, scale: number, ttl: number): boolean {
+  if (num === 0 && scale === 0 && ttl === 0) return false;
+  return !(tg === 2 && ttl === 1); // 16K level 1 needs IDR5.DS
+}
+
 /**
  * Where commands are fetched from: 32-bit loads, and (PhysicalMemory) a command's four words in one
  * frame lookup.
@@ -530,15 +536,10 @@ export class CommandQueue {
   private rangeFieldsLegal(w: Uint32Array): boolean {
     if (!this.opts.rangeInvalidation) return true; // the fields are RES0 and ignored
     const tg = F.CMD_TLBI_TG.get(w);
-    if (tg === 0) return true;
-    const ttl = F.CMD_TLBI_TTL.get(w);
-    if (F.CMD_TLBI_NUM.get(w) === 0 && F.CMD_TLBI_SCALE.get(w) === 0 && ttl === 0) return false;
-    if (tg === 2 && ttl === 1) return false; // 16K level 1 needs IDR5.DS
-    return true;
+    return tg === 0 || rangeEncodingLegal(tg, F.CMD_TLBI_NUM.get(w), F.CMD_TLBI_SCALE.get(w), F.CMD_TLBI_TTL.get(w));
   }
 
   private tlbiRange(w: Uint32Array, addr: number): boolean {
-    // (rangeFieldsLegal's checks, on fields decoded once: this runs for every TLBI by address.)
     const leaf = F.CMD_TLBI_LEAF.isSet(w);
     const tg = this.opts.rangeInvalidation ? F.CMD_TLBI_TG.get(w) : 0;
     if (tg === 0) {
@@ -549,8 +550,8 @@ export class CommandQueue {
     const ttl = F.CMD_TLBI_TTL.get(w);
     const num = F.CMD_TLBI_NUM.get(w);
     const scale = F.CMD_TLBI_SCALE.get(w);
-    if (num === 0 && scale === 0 && ttl === 0) return false;
-    if (tg === 2 && ttl === 1) return false; // 16K level 1 needs IDR5.DS
+    // (The fields decoded once for the check and the invalidation: this runs for every TLBI by address.)
+    if (!rangeEncodingLegal(tg, num, scale, ttl)) return false;
     const granuleShift = tg === 1 ? 12 : tg === 2 ? 14 : 16;
     const pages = (num + 1) * POW2[scale];
     const end = addr + pages * POW2[granuleShift];

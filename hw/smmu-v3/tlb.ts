@@ -216,10 +216,13 @@ export interface TlbScope {
 // A block size is a power of two; addresses go above 2^32, where `%` is a floating-point remainder and
 // Math.log2 a call: blocks up to 2 GiB use integer bits (x & (size - 1) is x mod size, as 2^32 is a
 // multiple of size), bigger ones the arithmetic.
-function blockOffset(addr: number, size: number): number {
+
+/** `addr % size` for a non-negative safe integer `addr` and a power-of-two block `size`. */
+export function blockOffset(addr: number, size: number): number {
   return size <= 0x8000_0000 ? (addr & (size - 1)) >>> 0 : addr % size;
 }
 
+/** log2 of a power-of-two block `size`. */
 function blockShift(size: number): number {
   return size <= 0x8000_0000 ? 31 - Math.clz32(size) : Math.log2(size);
 }

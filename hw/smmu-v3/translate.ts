@@ -23,7 +23,7 @@ import { type ConfigCache, type ContextConfig, faultEventType, type StreamConfig
 import * as F from './formats.js';
 import { OUT_FAULT, OUT_OK, type Outcome } from './outcome.js';
 import type { ResolvedOptions } from './options.js';
-import type { Tlb, TlbContext } from './tlb.js';
+import { blockOffset, type Tlb, type TlbContext } from './tlb.js';
 
 export { ACCESS_INSTR, ACCESS_PRIV, ACCESS_WRITE };
 
@@ -64,13 +64,6 @@ const ATS_FAULT_DETAIL: Record<WalkFaultKind, string> = {
 /** 2^n for each STE.S1CDMax value n (0..31): the SubstreamIDs a CD table has room for (a table load, not a power, per transaction). */
 const SSID_LIMIT: readonly number[] = Array.from({ length: 32 }, (_, n) => 2 ** n);
 
-/**
- * `addr % size` for a non-negative safe integer `addr` and a power-of-two `size`: by integer bits up
- * to 2 GiB (a floating-point remainder per walk otherwise), by `%` for the larger blocks.
- */
-function offsetIn(addr: number, size: number): number {
-  return size <= 0x8000_0000 ? (addr & (size - 1)) >>> 0 : addr % size;
-}
 
 /** Which translation a (STE, SubstreamID) pair selects, decided before any walk. */
 const SEL_BYPASS = 0;
@@ -284,7 +277,7 @@ export class Translator {
       unpriv = r.s2Perms;
     }
     const granuleShift = cd !== null ? cd.s1!.granuleShift : ste.s2cfg!.granuleShift;
-    this.tlb.insert(ctx, cd !== null && !r.nG, addr, r.blockSize, r.pa - offsetIn(addr, r.blockSize), priv, unpriv, granuleShift, r.level);
+    this.tlb.insert(ctx, cd !== null && !r.nG, addr, r.blockSize, r.pa - blockOffset(addr, r.blockSize), priv, unpriv, granuleShift, r.level);
   }
 
   private fault(ste: StreamConfig, cd: ContextConfig | null, addr: number, r: WalkResult, out: Outcome): void {
