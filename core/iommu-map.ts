@@ -12,7 +12,7 @@
 import { KernelError } from '../bus/errno.js';
 import { IOMMU_GATHER_START_EMPTY, iommuIotlbGatherInit, type IommuFreedPages, type IommuIotlbGather } from './iommu-gather.js';
 import { __IOMMU_DOMAIN_DMA_API, __IOMMU_DOMAIN_PAGING, iommuDomainTypeStr, type IommuDomain } from './iommu-domain.js';
-import type { DomainOps, Gfp, MaybePromise } from './iommu-ops.js';
+import type { DomainOps, Gfp, IotlbSyncDone, MaybePromise } from './iommu-ops.js';
 import { hex } from './io-pgtable.js';
 
 // Addresses and sizes are safe integers, often above 2^32 (IOVAs, large sizes): `%` on such a number is
@@ -345,23 +345,37 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
 export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Promise<number> {
   const gather = unmapGatherPool.pop() ?? new UnmapGather();
   iommuIotlbGatherInit(gather);
-  let r: MaybePromise<void>;
+  let ops: DomainOps;
   try {
     gather.unmapped = __iommuUnmap(domain, iova, size, gather);
-    const ops = domain.ops;
-    r = ops.iotlbSync?.call(ops, domain, gather);
+    ops = domain.ops;
   } catch (e) {
+    unmapGatherPool.push(gather);
     return Promise.reject(e);
   }
-  if (r instanceof Promise) return r.then(gather.done);
-  unmapGatherPool.push(gather);
-  return Promise.resolve(gather.unmapped);
+  if (!ops.iotlbSync) {
+    unmapGatherPool.push(gather);
+    return Promise.resolve(gather.unmapped);
+  }
+  const answer = new Promise<number>(gather.capture);
+  const use = ++gather.use;
+  // (A function per unmap, not one per gather: a stale call of an earlier unmap's `done`, a driver
+  // bug, must not answer this unmap, which may have the same gather.)
+  const done: IotlbSyncDone = (failure) => gather.answer(use, failure instanceof Error, failure);
+  try {
+    const r: unknown = ops.iotlbSync.call(ops, domain, gather, done);
+    if (r !== undefined) throw notAnswering(r);
+  } catch (e) {
+    // (Thrown before `done`: the unmap fails with what was thrown, whatever it is.)
+    gather.answer(use, true, e);
+  }
+  return answer;
 }
 
 /**
- * The gather of an iommuUnmap call, with what the call answers. It is reused once the sync it was
- * handed to has finished (the driver's iotlb_sync is done with it then), and its `done`, made once per
- * gather, is the reaction that answers: an unmap allocates neither a gather nor a closure.
+ * The gather of an iommuUnmap call and the answer of its promise. Reused once the unmap is answered
+ * (its iotlb_sync is finished with the gather then); `capture`, made once per gather, takes the
+ * promise's resolving functions.
  */
 class UnmapGather implements IommuIotlbGather {
   start = IOMMU_GATHER_START_EMPTY;
@@ -371,10 +385,32 @@ class UnmapGather implements IommuIotlbGather {
   queued = false;
   /** Bytes the unmap removed: what its promise resolves with. */
   unmapped = 0;
-  readonly done = (): number => {
-    unmapGatherPool.push(this);
-    return this.unmapped;
+  /** Counts the unmaps that used this gather: which one an answer is for. */
+  use = 0;
+  private resolve: ((unmapped: number) => void) | null = null;
+  private reject: ((e: unknown) => void) | null = null;
+
+  /** The executor of the unmap's promise. */
+  readonly capture = (resolve: (unmapped: number) => void, reject: (e: unknown) => void): void => {
+    this.resolve = resolve;
+    this.reject = reject;
   };
+
+  /** Answer unmap `use` (the first answer counts; one for an earlier use of the gather is ignored). */
+  answer(use: number, failed: boolean, failure: unknown): void {
+    const resolve = this.resolve;
+    if (resolve === null || use !== this.use) return;
+    const reject = this.reject!;
+    this.resolve = this.reject = null;
+    unmapGatherPool.push(this);
+    if (failed) reject(failure);
+    else resolve(this.unmapped);
+  }
+}
+
+/** A driver's iotlb_sync returned something (a promise, as an older contract had it) instead of calling `done`. */
+function notAnswering(r: unknown): KernelError {
+  return new KernelError('EINVAL', `iotlb_sync returned ${r instanceof Promise ? 'a promise' : typeof r}: a driver answers through its done callback (IotlbSyncDone)`);
 }
 
 /** Gathers whose sync has finished (at most one per unmap in flight at once). */
@@ -389,20 +425,32 @@ export function iommuUnmapFast(domain: IommuDomain, iova: number, size: number, 
 /** Invalidate what `gather` collected and wait; the gather starts over. */
 // kernel: iommu_iotlb_sync() [iommu.h]
 export function iommuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): Promise<void> {
-  const op = domain.ops.iotlbSync;
-  let r: MaybePromise<void>;
+  let ops: DomainOps;
   try {
-    r = op?.call(domain.ops, domain, gather);
+    ops = domain.ops;
   } catch (e) {
     return Promise.reject(e);
   }
-  if (r instanceof Promise) return startOverAfter(r, gather);
-  gatherStartOver(gather);
-  return DONE;
-}
-
-function startOverAfter(r: Promise<void>, gather: IommuIotlbGather): Promise<void> {
-  return r.then(() => gatherStartOver(gather));
+  const op = ops.iotlbSync;
+  if (!op) {
+    gatherStartOver(gather);
+    return DONE;
+  }
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const r: unknown = op.call(ops, domain, gather, (failure?: unknown) => {
+      // (Only the first call counts: a second must not start the caller's gather over again.)
+      if (answered) return;
+      answered = true;
+      if (failure instanceof Error) {
+        reject(failure);
+        return;
+      }
+      gatherStartOver(gather);
+      resolve();
+    });
+    if (r !== undefined) throw notAnswering(r);
+  });
 }
 
 function gatherStartOver(gather: IommuIotlbGather): void {
