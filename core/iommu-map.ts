@@ -358,24 +358,22 @@ export function iommuUnmap(domain: IommuDomain, iova: number, size: number): Pro
     return Promise.resolve(gather.unmapped);
   }
   const answer = new Promise<number>(gather.capture);
-  const use = ++gather.use;
-  // (A function per unmap, not one per gather: a stale call of an earlier unmap's `done`, a driver
-  // bug, must not answer this unmap, which may have the same gather.)
-  const done: IotlbSyncDone = (failure) => gather.answer(use, failure instanceof Error, failure);
   try {
-    const r: unknown = ops.iotlbSync.call(ops, domain, gather, done);
+    const r: unknown = ops.iotlbSync.call(ops, domain, gather, gather.done);
     if (r !== undefined) throw notAnswering(r);
   } catch (e) {
     // (Thrown before `done`: the unmap fails with what was thrown, whatever it is.)
-    gather.answer(use, true, e);
+    gather.answer(true, e);
   }
   return answer;
 }
 
 /**
- * The gather of an iommuUnmap call and the answer of its promise. Reused once the unmap is answered
- * (its iotlb_sync is finished with the gather then); `capture`, made once per gather, takes the
- * promise's resolving functions.
+ * The gather of an iommuUnmap call and the answer of its promise. Reused once the unmap is answered:
+ * the driver's iotlb_sync is finished with the gather and its `done` then (IotlbSyncDone: called once).
+ * `capture` and `done` are made once per gather: an unmap allocates its promise and nothing else (a
+ * function per unmap, which could tell a stale call from a driver apart, costs about 2 % of a strict
+ * unmap: the allocation and the first call of each new closure).
  */
 class UnmapGather implements IommuIotlbGather {
   start = IOMMU_GATHER_START_EMPTY;
@@ -385,8 +383,6 @@ class UnmapGather implements IommuIotlbGather {
   queued = false;
   /** Bytes the unmap removed: what its promise resolves with. */
   unmapped = 0;
-  /** Counts the unmaps that used this gather: which one an answer is for. */
-  use = 0;
   private resolve: ((unmapped: number) => void) | null = null;
   private reject: ((e: unknown) => void) | null = null;
 
@@ -396,10 +392,13 @@ class UnmapGather implements IommuIotlbGather {
     this.reject = reject;
   };
 
-  /** Answer unmap `use` (the first answer counts; one for an earlier use of the gather is ignored). */
-  answer(use: number, failed: boolean, failure: unknown): void {
+  /** The unmap's IotlbSyncDone. */
+  readonly done: IotlbSyncDone = (failure) => this.answer(failure instanceof Error, failure);
+
+  /** Answer the unmap (the first answer counts: a second call before the gather is reused does nothing). */
+  answer(failed: boolean, failure: unknown): void {
     const resolve = this.resolve;
-    if (resolve === null || use !== this.use) return;
+    if (resolve === null) return;
     const reject = this.reject!;
     this.resolve = this.reject = null;
     unmapGatherPool.push(this);

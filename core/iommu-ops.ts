@@ -61,7 +61,8 @@ export type MaybePromise<T> = T | Promise<T>;
 
 /**
  * How a driver's `iotlbSync` answers: called once, with nothing when the invalidation is complete, or
- * with an Error when it could not be carried out. Any other argument also means complete: a driver may
+ * with an Error when it could not be carried out. After that call the gather and `done` are the core's
+ * again (it reuses both for later unmaps): a driver keeps neither. Any other argument also means complete: a driver may
  * hand `done` straight to a waiter that passes its own status (the SMMUv3 CMD_SYNC waiter passes 0,
  * or ETIMEDOUT after logging the timeout, as the kernel's iotlb_sync returns nothing either way).
  *
