@@ -393,6 +393,8 @@ export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice
   if ((smmu.features & ARM_SMMU_FEAT_TRANS_S2) === 0) domain.stage = 'S1';
 
   const label = `arm-smmu-v3 ${smmu.name} ${domain.stage} domain`;
+  // What a gather that must be flushed early gets: made once per domain, not per page unmapped.
+  const syncGathered = (g: IommuIotlbGather): void => armSmmuTlbInvRangeDomainNowait(g.start, g.end - g.start + 1, g.pgsize, true, domain);
   const tlb = {
     // (kernel: arm_smmu_tlb_inv_context())
     tlbFlushAll: (): void => armSmmuTlbInvContextNowait(domain),
@@ -400,7 +402,7 @@ export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice
     tlbFlushWalk: (iova: number, size: number, granule: number): void => armSmmuTlbInvRangeDomainNowait(iova, size, granule, false, domain),
     // kernel: arm_smmu_tlb_inv_page_nosync() [arm-smmu-v3.c]
     tlbAddPage: (gather: IommuIotlbGather, iova: number, granule: number): void =>
-      iommuIotlbGatherAddPage(gather, iova, granule, (g) => armSmmuTlbInvRangeDomainNowait(g.start, g.end - g.start + 1, g.pgsize, true, domain)),
+      iommuIotlbGatherAddPage(gather, iova, granule, syncGathered),
   };
   const common = {
     pgsizeBitmap: smmu.pgsizeBitmap,
