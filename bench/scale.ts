@@ -7,6 +7,13 @@
  * --expose-gc, else a best effort). A curve is "flat" when its slowest time per operation is within
  * 2x of its fastest.
  *
+ * A timed run follows a forced GC and a pause (so that V8's background threads are idle), and that
+ * leaves the operation's code and data out of the caches: on this machine the first domain of a run
+ * cost 60-120 µs of CPU and the tenth ~10, 256 SIDs 0.5 µs each against 0.27 straight after other
+ * work. The pages, sids and domains points therefore make a throwaway run of the same operation on
+ * state of their own right before the timed one (see WarmUp); the timed run does the same work.
+ * That alone had put the 256-SID point at 2x the larger ones and the 10-domain point at 3x.
+ *
  * Curves (default sizes run in a few minutes; `--large` adds the top sizes):
  * - pages:   iommu_map of one 4K page at a time into an UNMANAGED SMMUv3 domain, 10^3 .. 10^5 (10^6);
  *            memory per mapped page, with the page-table bytes it is compared against;
@@ -24,7 +31,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { iommuPagingDomainAlloc } from '../core/iommu-domain.js';
+import type { Device } from '../bus/device.js';
+import { iommuPagingDomainAlloc, type IommuDomain } from '../core/iommu-domain.js';
 import { iommuGroupGet } from '../core/iommu-group.js';
 import { iommuMap } from '../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../core/io-pgtable.js';
@@ -33,7 +41,7 @@ import { PhysicalMemory } from '../hw/memory.js';
 import { Outcome } from '../hw/smmu-v3/outcome.js';
 import type { CoherentBuffer } from '../mm/dma-coherent.js';
 import { svgChart } from '../cli/svg-chart.js';
-import { allocPages, bootSmmuV3, deviceOf, ownDomain, runIn, SMALL_SMMU_PATH, smallSmmuV3Tree, V3 } from '../scenarios/smmu-v3-lab.js';
+import { allocPages, bootSmmuV3, deviceOf, ownDomain, runIn, SMALL_SMMU_PATH, smallSmmuV3Tree, V3, type SmmuV3Lab } from '../scenarios/smmu-v3-lab.js';
 
 export interface ScalePoint {
   size: number;
@@ -63,8 +71,10 @@ export interface ScaleCurve {
 }
 
 /**
- * Give V8's background threads (concurrent compilation and marking) a moment to finish what the set-up
- * left them: their CPU time counts in this process's and would be charged to a short measurement.
+ * Give V8's background threads (concurrent sweeping after the forced GC, compilation and marking) a
+ * moment to finish what the set-up and the heap baseline left them: their CPU time counts in this
+ * process's and would be charged to a short measurement (a forced GC after a boot leaves 0.3-2 ms of
+ * it).
  */
 function settleThreads(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 100));
@@ -72,20 +82,43 @@ function settleThreads(): Promise<void> {
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
+/**
+ * Heap + array buffers after a forced GC. Twice: the buffers one GC finds dead leave `arrayBuffers`
+ * only when its background sweeper has freed them, which the next GC waits for (after one, the
+ * figure still counted the previous run's 16 MB of frames half the time).
+ */
 function heapBytes(): number {
+  gc?.();
   gc?.();
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
 }
 
-/** Measure one size: `prepare` builds the state (not timed), `work` does `size` operations. */
+/**
+ * A throwaway run of the measured operation, made on state of its own right before the timed run.
+ * After the settling pause (and the forced GC before it) the operation's code and data have left the
+ * caches: the first operations of a run then cost several times the next ones (the first domain
+ * 60-120 µs of CPU, the next ~10), a fixed cost that a run of a few hundred microseconds would charge
+ * to its operations. The throwaway state is built before the first heap figure and kept past the
+ * second, so the heap grown between them is that of `size + ops` operations of the same kind: the
+ * heap per unit divides by both. Sim RAM is counted on the measured state only.
+ */
+interface WarmUp {
+  /** Operations the throwaway run does. */
+  ops: number;
+  run(): Promise<void> | void;
+}
+
+/** Measure one size: the caller builds the state (not timed), `work` does `size` operations. */
 async function measure(
   size: number,
   ram: () => number,
   work: () => Promise<void> | void,
+  warm?: WarmUp,
 ): Promise<ScalePoint> {
-  await settleThreads();
   const h0 = heapBytes();
+  await settleThreads();
+  await warm?.run();
   const r0 = ram();
   const c0 = process.cpuUsage();
   await work();
@@ -97,7 +130,7 @@ async function measure(
     size,
     nsPerOp: (dt * 1e6) / size,
     ramBytesPerUnit: ((r1 - r0) * 4096) / size,
-    heapBytesPerUnit: Math.max(0, h1 - h0) / size,
+    heapBytesPerUnit: Math.max(0, h1 - h0) / (size + (warm?.ops ?? 0)),
   };
 }
 
@@ -113,11 +146,11 @@ async function pagesPoint(size: number): Promise<ScalePoint> {
   await runIn(lab, (async () => {
     for (let i = 0; i < 20_000; i++) await iommuMap(warm, IOVA_BASE + i * 4096, data, 4096, IOMMU_READ | IOMMU_WRITE);
   })(), 'warm-up');
-  return measure(size, () => mem.residentFrames, () =>
+  const mapPages = (d: IommuDomain, first: number, n: number): Promise<void> =>
     runIn(lab, (async () => {
-      for (let i = 0; i < size; i++) await iommuMap(domain, IOVA_BASE + i * 4096, data + (i & 63) * 4096, 4096, IOMMU_READ | IOMMU_WRITE);
-    })(), 'map pages'),
-  );
+      for (let i = first; i < first + n; i++) await iommuMap(d, IOVA_BASE + i * 4096, data + (i & 63) * 4096, 4096, IOMMU_READ | IOMMU_WRITE);
+    })(), 'map pages');
+  return measure(size, () => mem.residentFrames, () => mapPages(domain, 0, size), { ops: 512, run: () => mapPages(warm, 20_000, 512) });
 }
 
 async function bootEngines(n: number): Promise<{ lab: Awaited<ReturnType<typeof bootSmmuV3>>; cpuNs: number; heap: number }> {
@@ -145,7 +178,8 @@ async function devicesPoint(size: number): Promise<ScalePoint> {
   };
 }
 
-async function sidsPoint(size: number): Promise<ScalePoint> {
+/** A 2-level stream table (20 SID bits; an L2 table per 256) in RAM of its own. */
+function freshStrtab(): { ram: PhysicalMemory; strtab: ArmSmmuStrtab } {
   const ram = new PhysicalMemory();
   ram.addRegion(0x8000_0000, 0x4000_0000);
   let next = 0x8000_0000;
@@ -162,30 +196,47 @@ async function sidsPoint(size: number): Promise<ScalePoint> {
   const strtab = ArmSmmuStrtab.twoLevel(20, ram, alloc, initialSte, (m) => {
     throw new Error(m);
   });
-  // Dense StreamIDs from 0 (as PCI requester IDs are): an L2 table per 256.
-  return measure(size, () => ram.residentFrames, () => {
+  return { ram, strtab };
+}
+
+/** Dense StreamIDs from 0 (as PCI requester IDs are): an L2 table per 256. */
+function initSids(strtab: ArmSmmuStrtab, size: number): void {
+  for (let sid = 0; sid < size; sid++) {
+    strtab.initSid(sid);
+    if ((strtab.readSte(sid)[0] & 1) !== 1) throw new Error(`scale sids: STE ${sid} not valid`);
+  }
+}
+
+async function sidsPoint(size: number): Promise<ScalePoint> {
+  const { ram, strtab } = freshStrtab();
+  const spare = freshStrtab().strtab;
+  return measure(size, () => ram.residentFrames, () => initSids(strtab, size), { ops: 256, run: () => initSids(spare, 256) });
+}
+
+/** `size` paging domains of `dev`, each mapping one page, kept in `into`. */
+function allocDomains(lab: SmmuV3Lab, dev: Device, data: number, size: number, into: IommuDomain[]): Promise<void> {
+  return runIn(lab, (async () => {
     for (let i = 0; i < size; i++) {
-      const sid = i;
-      strtab.initSid(sid);
-      if ((strtab.readSte(sid)[0] & 1) !== 1) throw new Error(`scale sids: STE ${sid} not valid`);
+      const d = iommuPagingDomainAlloc(dev);
+      await iommuMap(d, IOVA_BASE, data, 4096, IOMMU_READ | IOMMU_WRITE);
+      into.push(d);
     }
-  });
+  })(), 'domains');
 }
 
 async function domainsPoint(size: number): Promise<ScalePoint> {
   const lab = await bootSmmuV3({ seed: 1 });
   const dev = deviceOf(lab, V3.engine);
   const data = allocPages(lab, 4096);
-  const domains: unknown[] = [];
-  return measure(size, () => lab.machine.memory.residentFrames, () =>
-    runIn(lab, (async () => {
-      for (let i = 0; i < size; i++) {
-        const d = iommuPagingDomainAlloc(dev);
-        await iommuMap(d, IOVA_BASE, data, 4096, IOMMU_READ | IOMMU_WRITE);
-        domains.push(d);
-      }
-    })(), 'domains'),
-  );
+  const domains: IommuDomain[] = [];
+  // The throwaway run has a machine of its own: in this one its domains would take ASIDs and pages.
+  const spare = await bootSmmuV3({ seed: 1 });
+  const spareDev = deviceOf(spare, V3.engine);
+  const spareData = allocPages(spare, 4096);
+  return measure(size, () => lab.machine.memory.residentFrames, () => allocDomains(lab, dev, data, size, domains), {
+    ops: 10,
+    run: () => allocDomains(spare, spareDev, spareData, 10, []),
+  });
 }
 
 async function dmaPoint(size: number): Promise<ScalePoint> {
@@ -287,8 +338,11 @@ async function repeatedPoint(point: (size: number) => Promise<ScalePoint>, size:
     cpuNs += p.nsPerOp * size;
   }
   all.sort((a, b) => a.nsPerOp - b.nsPerOp);
-  const median = all[(all.length - 1) >> 1];
-  return { ...median, nsPerOpMin: all[0].nsPerOp, nsPerOpMax: all[all.length - 1].nsPerOp };
+  const mid = (all.length - 1) >> 1;
+  // The heap figure is the median of its own: code the JIT makes or drops between the two heap
+  // figures moves one run's by up to ~200 KB, which at a handful of operations is ~20 KB each.
+  const heap = all.map((p) => p.heapBytesPerUnit).sort((a, b) => a - b)[mid];
+  return { ...all[mid], heapBytesPerUnit: heap, nsPerOpMin: all[0].nsPerOp, nsPerOpMax: all[all.length - 1].nsPerOp };
 }
 
 export async function runScale(opts: { large: boolean; only: string | null; out: string; runs: number; log: (l: string) => void }): Promise<ScaleCurve[]> {

@@ -10,7 +10,8 @@
  * being taken away. Not recursive: nothing run under it may take it again.
  */
 import type { DriverCore } from '../../bus/driver-core.js';
-import { KernelError } from '../../bus/errno.js';
+import { isKernelError, KernelError } from '../../bus/errno.js';
+import { Ida } from '../../core/ida.js';
 import { Mutex } from '../../core/mutex.js';
 import type { Mm } from '../../mm/mm.js';
 import type { ArmSmmuDomain } from './arm-smmu-v3-domain.js';
@@ -31,18 +32,22 @@ export type ArmSmmuAsidOwner = ArmSmmuDomain | ArmSmmuSharedAsid;
 /** ASID → owner, and the lock over it. */
 export class ArmSmmuAsidSpace {
   private readonly owners = new Map<number, ArmSmmuAsidOwner>();
+  /** The ASIDs in `owners`, for finding the lowest free one without a scan (the xarray's free marks). */
+  private readonly ids = new Ida('arm-smmu-v3 ASID');
   /** The kernel's arm_smmu_asid_lock */
   readonly lock = new Mutex('arm-smmu-v3 ASID');
 
   /** Lowest free ASID in [1, max] for `owner`; ENOSPC when none is. Kernel: xa_alloc(&arm_smmu_asid_xa) */
   alloc(owner: ArmSmmuAsidOwner, max: number): number {
-    for (let asid = 1; asid <= max; asid++) {
-      if (!this.owners.has(asid)) {
-        this.owners.set(asid, owner);
-        return asid;
-      }
+    let asid: number;
+    try {
+      asid = this.ids.allocRange(1, max);
+    } catch (e) {
+      if (isKernelError(e, 'ENOSPC')) throw new KernelError('ENOSPC', `arm-smmu-v3: every ASID in [1, ${max}] is in use`);
+      throw e;
     }
-    throw new KernelError('ENOSPC', `arm-smmu-v3: every ASID in [1, ${max}] is in use`);
+    this.owners.set(asid, owner);
+    return asid;
   }
 
   /** Take `asid` for `owner`; EBUSY if someone holds it. */
@@ -50,13 +55,16 @@ export class ArmSmmuAsidSpace {
   insert(asid: number, owner: ArmSmmuAsidOwner): void {
     const cur = this.owners.get(asid);
     if (cur !== undefined) throw new KernelError('EBUSY', `arm-smmu-v3: ASID ${asid} is already in use`);
+    this.ids.allocRange(asid, asid);
     this.owners.set(asid, owner);
   }
 
   /** Give `asid` back if `owner` holds it (a domain moved off it no longer does). */
   // kernel: xa_erase() [lib/xarray.c]
   release(asid: number, owner: ArmSmmuAsidOwner): void {
-    if (this.owners.get(asid) === owner) this.owners.delete(asid);
+    if (this.owners.get(asid) !== owner) return;
+    this.owners.delete(asid);
+    this.ids.free(asid);
   }
 
   owner(asid: number): ArmSmmuAsidOwner | undefined {
