@@ -763,10 +763,21 @@ export class ArmSmmuCmdq {
    * after the sleepers are in order again: an answer may issue commands and sleep on them at once.
    */
   private wake(fired: number): void {
-    const tick = fired < 0;
     const n = this.sleepers;
     if (n === 0) return;
     const syncs = this.sleepSync;
+    if (n === 1 && fired >= 0) {
+      // One sleeper, woken by a write (a strict unmap's wait): its SYNC done, or it sleeps on.
+      const syncAbs = syncs[0];
+      if (this.q.absAddr(syncAbs) === fired && this.syncDone(syncAbs, fired)) {
+        const resolve = this.sleepResolve[0]!;
+        this.sleepResolve[0] = null;
+        this.sleepers = 0;
+        resolve(0);
+        return;
+      }
+    }
+    const tick = fired < 0;
     const deadlines = this.sleepDeadline;
     const resolves = this.sleepResolve;
     const port = this.host.port;
