@@ -34,6 +34,16 @@ function modPow2(x: number, m: number): number {
   return m <= 0x8000_0000 ? (x >>> 0) & (m - 1) : x - Math.floor(x / m) * m;
 }
 
+/**
+ * True if the safe integers a, b, c ≥ 0 are all multiples of the power of two m: for m ≤ 2^31 one test
+ * of their low 32 bits together (a map and an unmap check three and two values each; IOVAs above 2^31
+ * are doubles, which a call per value would box).
+ */
+function allAligned(a: number, b: number, c: number, m: number): boolean {
+  if (m <= 0x8000_0000) return (((a >>> 0) | (b >>> 0) | (c >>> 0)) & (m - 1)) === 0;
+  return modPow2(a, m) === 0 && modPow2(b, m) === 0 && modPow2(c, m) === 0;
+}
+
 /** Result of `iommuPgsize`: reused, so the map loop allocates nothing. */
 export interface PgsizeChoice {
   pgsize: number;
@@ -50,7 +60,7 @@ export function iommuPgsize(domain: IommuDomain, iova: number, paddr: number, si
   // One page of the smallest size, both addresses aligned to it (a 4K map or unmap): what the search
   // below finds, without it.
   const min = sizes[0];
-  if (size === min && modPow2(iova, min) === 0 && modPow2(paddr, min) === 0) {
+  if (size === min && allAligned(iova, paddr, 0, min)) {
     out.pgsize = min;
     out.count = 1;
     return out;
@@ -259,7 +269,7 @@ function checkMappable(domain: IommuDomain, iova: number, paddr: number, size: n
   if (!ops.mapPages || domain.pgsizeBitmap === 0) throw new KernelError('ENODEV', 'iommu_map: the domain has no map_pages op or no page sizes');
   checkRange('iommu_map', iova, paddr, size);
   const min = domain.minPageSize;
-  if (modPow2(iova, min) !== 0 || modPow2(paddr, min) !== 0 || modPow2(size, min) !== 0) {
+  if (!allAligned(iova, paddr, size, min)) {
     throw new KernelError('EINVAL', `iommu_map: unaligned: iova ${hex(iova)} pa ${hex(paddr)} size ${hex(size)} min_pagesz ${hex(min)}`);
   }
   return ops;
@@ -322,7 +332,7 @@ function __iommuUnmap(domain: IommuDomain, iova: number, size: number, gather: I
   const unmapPages = ops.unmapPages;
   if (!unmapPages || domain.pgsizeBitmap === 0) return 0;
   const min = domain.minPageSize;
-  if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(size) || iova < 0 || size < 0 || modPow2(iova, min) !== 0 || modPow2(size, min) !== 0) return 0;
+  if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(size) || iova < 0 || size < 0 || !allAligned(iova, size, 0, min)) return 0;
   let unmapped = 0;
   const start = iova;
   while (unmapped < size) {
