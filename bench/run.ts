@@ -5,10 +5,11 @@
  * SUBSTR; `-- --repeat N` runs each metric N times (default 3); `-- --no-native` skips the C reference;
  * `-- --scale` measures the cost curves instead (bench/scale.ts; `--large` adds the top sizes,
  * `--filter` picks curves, `--repeat` runs each point N times and keeps the median, `--out DIR` where scale.json and scale.html go, default out/bench).
- * Each metric runs in a process of its own (the same node and flags, `--metric NAME`), so its figure
- * does not depend on which metrics ran before it in the process: a heap left by earlier labs and the
- * JIT's state from other paths moved e.g. the strict unmap by 10-15 %. `-- --in-process` runs them
- * all in this process instead.
+ * Each run of a metric is a process of its own (the same node and flags, `--metric NAME`), so its
+ * figure does not depend on which metrics ran before it in the process (a heap left by earlier labs
+ * and the JIT's state from other paths moved e.g. the strict unmap by 10-15 %), and the repeats are
+ * independent: what one process's JIT and memory layout make of a path moves a figure by several
+ * percent, and runs in one process share that. `-- --in-process` runs everything in this process.
  * The modules are a fixed list: a new bench module is added here.
  */
 import { spawnSync } from 'node:child_process';
@@ -92,7 +93,14 @@ async function measureRuns(b: Bench, repeat: number): Promise<number[]> {
   return runs;
 }
 
-/** The runs of one metric, measured by a fresh process of the same node with the same flags. */
+/** The runs of one metric, each measured by a fresh process of the same node with the same flags. */
+function runInChildren(b: Bench, repeat: number): number[] {
+  const runs: number[] = [];
+  for (let i = 0; i < repeat; i++) runs.push(...runInChild(b, 1));
+  return runs;
+}
+
+/** `repeat` runs of one metric by one fresh process of the same node with the same flags. */
 function runInChild(b: Bench, repeat: number): number[] {
   const script = fileURLToPath(import.meta.url);
   const r = spawnSync(process.execPath, [...process.execArgv, script, '--metric', b.name, '--repeat', String(repeat)], {
@@ -142,7 +150,7 @@ async function main(): Promise<void> {
   }
   const results: BenchResult[] = [];
   for (const b of selected) {
-    const runs = args.inProcess ? await measureRuns(b, args.repeat) : runInChild(b, args.repeat);
+    const runs = args.inProcess ? await measureRuns(b, args.repeat) : runInChildren(b, args.repeat);
     const counterpart = NATIVE_COUNTERPART[b.name];
     const c = counterpart !== undefined ? native?.values.get(counterpart) : undefined;
     const r: BenchResult = {

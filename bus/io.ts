@@ -11,7 +11,7 @@
  * Polling waits on virtual time (the CPU port's `delay`), so a register that never changes makes a
  * poll time out after exactly the kernel's timeout, never hang the simulation.
  */
-import type { CpuPort } from '../hw/cpu-port.js';
+import type { CpuPort, MmioWindow } from '../hw/cpu-port.js';
 import type { Device } from './device.js';
 import { KernelError } from './errno.js';
 
@@ -19,6 +19,8 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 
 export class IoMem {
   private live = true;
+  /** The port's accessors for this mapping, where it has them: no device lookup per access. */
+  private readonly window: MmioWindow | null;
 
   constructor(
     private readonly port: CpuPort,
@@ -26,7 +28,9 @@ export class IoMem {
     readonly base: number,
     /** Size of the mapping in bytes. */
     readonly size: number,
-  ) {}
+  ) {
+    this.window = port.mmioWindow?.(base, size) ?? null;
+  }
 
   /** False once `iounmap` was called. */
   get mapped(): boolean {
@@ -40,12 +44,15 @@ export class IoMem {
 
   readl(offset: number): number {
     this.check(offset, 4, 'readl');
-    return this.port.mmioRead32(this.base + offset) >>> 0;
+    const w = this.window;
+    return (w !== null ? w.read32(offset) : this.port.mmioRead32(this.base + offset)) >>> 0;
   }
 
   writel(value: number, offset: number): void {
     this.check(offset, 4, 'writel');
-    this.port.mmioWrite32(this.base + offset, value >>> 0);
+    const w = this.window;
+    if (w !== null) w.write32(offset, value >>> 0);
+    else this.port.mmioWrite32(this.base + offset, value >>> 0);
   }
 
   readq(offset: number): bigint {

@@ -59,6 +59,19 @@ import type { IommufdViommu, IommufdViommuOps, IommuHwInfo } from './iommufd.js'
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/**
+ * How a driver's `iotlbSync` answers: called once, with nothing when the invalidation is complete, or
+ * with an Error when it could not be carried out. After that call the gather and `done` are the core's
+ * again (it reuses both for later unmaps): a driver keeps neither. Any other argument also means complete: a driver may
+ * hand `done` straight to a waiter that passes its own status (the SMMUv3 CMD_SYNC waiter passes 0,
+ * or ETIMEDOUT after logging the timeout, as the kernel's iotlb_sync returns nothing either way).
+ *
+ * A callback, not a returned promise: a strict unmap waits here once per call, and `iommu_unmap`
+ * answers its caller from `done` itself, so the unmap costs one promise (its own) rather than the
+ * driver's and a second one chained after it to carry the unmapped size.
+ */
+export type IotlbSyncDone = (failure?: unknown) => void;
+
 /** The kernel's enum iommu_cap */
 export type IommuCap =
   | 'CACHE_COHERENCY'
@@ -111,8 +124,12 @@ export interface DomainOps {
   flushIotlbAll?(domain: IommuDomain): MaybePromise<void>;
   /** Make new mappings visible (for IOMMUs that cache invalid entries). */
   iotlbSyncMap?(domain: IommuDomain, iova: number, size: number): MaybePromise<void>;
-  /** Invalidate what `gather` holds and wait for it; release `gather.freelist` if used. */
-  iotlbSync?(domain: IommuDomain, gather: IommuIotlbGather): MaybePromise<void>;
+  /**
+   * Invalidate what `gather` holds, release `gather.freelist` if used, and call `done` once the
+   * invalidation is complete (from within this call when there is nothing to wait for). See
+   * IotlbSyncDone. A throw before `done` is called fails the sync as `done(error)` does.
+   */
+  iotlbSync?(domain: IommuDomain, gather: IommuIotlbGather, done: IotlbSyncDone): void;
   /** Physical address `iova` maps to, 0 if unmapped. */
   iovaToPhys?(domain: IommuDomain, iova: number): number;
   /** Make the domain ignore no-snoop; false if the hardware cannot. */

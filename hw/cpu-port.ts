@@ -76,6 +76,12 @@ export interface CpuCosts {
   lineTransferNs: number;
 }
 
+/** Register accessors bound to one device's MMIO (see CpuPort.mmioWindow); offsets from the window's base. */
+export interface MmioWindow {
+  read32(offset: number): number;
+  write32(offset: number, value: number): void;
+}
+
 export const ZERO_CPU_COSTS: Readonly<CpuCosts> = Object.freeze({ atomicNs: 0, lineTransferNs: 0 });
 
 export interface CpuPort {
@@ -90,6 +96,14 @@ export interface CpuPort {
   mmioWrite32(pa: number, value: number): void;
   mmioRead64(pa: number): bigint;
   mmioWrite64(pa: number, value: bigint): void;
+  /**
+   * The 32-bit accessors of [pa, pa + size), which one device's region covers (what ioremap() keeps):
+   * the same accesses as mmioRead32/mmioWrite32 at pa + offset (traced alike, an error where those
+   * throw), without finding the device each time. Null when no one device covers the range.
+   * Optional: a port that traps every access (a guest's) has none, and its mappings go through
+   * mmioRead32/mmioWrite32.
+   */
+  mmioWindow?(pa: number, size: number): MmioWindow | null;
 
   /**
    * Attach a handler to an interrupt line, named as firmware names it: the controller's DT path and

@@ -178,6 +178,11 @@ export interface DmaPort {
   pageRequest?(req: PageRequest): void;
   /** Tell the port which endpoint issues a stream, so invalidations and page responses can reach it. */
   bindEndpoint?(streamId: number, endpoint: AtsEndpoint): void;
+  /**
+   * A posted 32-bit write to aligned RAM (an MSI), answered with a shared completion; null when the
+   * address is not aligned RAM (submit the write then). Ports without it take every write by `submit`.
+   */
+  postRam32?(master: string, addr: number, value: number): DmaCompletion | null;
 }
 
 /** An observer of every write that lands in RAM (stray-DMA detection builds on it). */

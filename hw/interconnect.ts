@@ -18,6 +18,9 @@ import type { MmioMap } from './mmio.js';
 
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
+/** The answer of every posted write that landed (see `postRam32`). */
+const POSTED: DmaCompletion = Object.freeze({ status: 'ok' });
+
 export class Interconnect implements DmaPort {
   private observers: RamWriteObserver[] = [];
   private preObservers: RamWriteObserver[] = [];
@@ -80,21 +83,48 @@ export class Interconnect implements DmaPort {
     };
   }
 
+  /**
+   * A posted 32-bit write by `master` (an MSI) when [addr, addr + 4) is aligned RAM: written with the
+   * same observers and monitors as `submit`, answered with a shared completion (read it, do not keep
+   * it). Null, writing nothing, for any other address: submit the write then. No completion object
+   * per write: an SMMU sends one per CMD_SYNC completed by MSI.
+   */
+  postRam32(master: string, addr: number, value: number): DmaCompletion | null {
+    if ((addr & 3) !== 0 || !(addr >= 0 && addr <= Number.MAX_SAFE_INTEGER) || !this.memory.isRam(addr, 4)) return null;
+    try {
+      this.willWrite(master, addr, 4);
+      this.memory.write32(addr, value);
+      this.wrote(master, addr, 4);
+    } catch (e) {
+      return { status: 'bus-error', detail: e instanceof Error ? e.message : String(e) };
+    }
+    return POSTED;
+  }
+
   private ram(req: DmaRequest): DmaCompletion {
     if (!req.write) return { status: 'ok', data: this.memory.read(req.addr, req.len), pa: req.addr };
-    const pre = this.preObservers;
-    if (pre.length > 0) {
-      const t = this.now();
-      for (const o of pre) o(req.master, req.addr, req.len, t);
-    }
+    this.willWrite(req.master, req.addr, req.len);
     this.memory.write(req.addr, req.data!);
+    this.wrote(req.master, req.addr, req.len);
+    return { status: 'ok', pa: req.addr };
+  }
+
+  /** A write is about to land in RAM: the observers of memory as it was. */
+  private willWrite(master: string, addr: number, len: number): void {
+    const pre = this.preObservers;
+    if (pre.length === 0) return;
+    const t = this.now();
+    for (const o of pre) o(master, addr, len, t);
+  }
+
+  /** A write landed in RAM: the observers, then the CPUs' monitors. */
+  private wrote(master: string, addr: number, len: number): void {
     const obs = this.observers;
     if (obs.length > 0) {
       const t = this.now();
-      for (const o of obs) o(req.master, req.addr, req.len, t);
+      for (const o of obs) o(master, addr, len, t);
     }
-    if (this.monitorHook !== null) this.monitorHook(req.addr, req.len);
-    return { status: 'ok', pa: req.addr };
+    if (this.monitorHook !== null) this.monitorHook(addr, len);
   }
 
   private device(req: DmaRequest): DmaCompletion {

@@ -480,6 +480,7 @@ export class Machine {
       mmioWrite32: (pa, v) => mmio.write32(pa, v),
       mmioRead64: (pa) => mmio.read64(pa),
       mmioWrite64: (pa, v) => mmio.write64(pa, v),
+      mmioWindow: (pa, size) => mmio.window(pa, size),
       requestIrq: (controller: string, specifier: readonly number[], handler: IrqHandler) => {
         const c = this.interruptControllers.get(controller);
         if (!c) throw new Error(`requestIrq: no interrupt controller at ${controller}`);

@@ -10,6 +10,7 @@
  * and a line on the `iommu:hw:mmio` debug namespace while that is enabled.
  */
 import createDebug from 'debug';
+import type { MmioWindow } from './cpu-port.js';
 import { DebugGate } from './debug-gate.js';
 import type { Trace } from './trace.js';
 import { vtime } from './vtime.js';
@@ -46,6 +47,8 @@ export interface MmioRegion {
    */
   readonly read32: (offset: number) => number;
   readonly write32: (offset: number, value: number) => void;
+  /** False once unmapped (a window onto it then goes through the map again). */
+  mapped: boolean;
 }
 
 const hex = (v: number): string => `0x${v.toString(16)}`;
@@ -91,7 +94,7 @@ export class MmioMap {
     if (!Number.isSafeInteger(base) || !Number.isSafeInteger(size) || base < 0 || size <= 0 || base + size > Number.MAX_SAFE_INTEGER) {
       throw new RangeError(`MMIO region for ${device.name}: bad base ${base} / size ${size}`);
     }
-    const region: MmioRegion = { base, size, device, read32: device.read32.bind(device), write32: device.write32.bind(device) };
+    const region: MmioRegion = { base, size, device, read32: device.read32.bind(device), write32: device.write32.bind(device), mapped: true };
     const clash = this.firstOverlap(base, size);
     if (clash) throw new MmioOverlapError(region, clash);
     const i = this.lowerBound(base);
@@ -104,7 +107,20 @@ export class MmioMap {
     const i = this.sorted.indexOf(region);
     if (i < 0) throw new Error(`MMIO region ${describe(region)} is not mapped`);
     this.sorted.splice(i, 1);
+    region.mapped = false;
     if (this.last === region) this.last = null;
+  }
+
+  /**
+   * The 32-bit accessors of [pa, pa + size) inside one region (CpuPort.mmioWindow): an access within
+   * the window that is aligned goes to the region's device directly while the region stays mapped;
+   * any other (outside, misaligned, after an unmap) goes through `read32`/`write32` at its address,
+   * as it would without the window. Null if no one region covers the range.
+   */
+  window(pa: number, size: number): MmioWindow | null {
+    const r = this.find(pa);
+    if (r === null || !(size > 0) || pa + size > r.base + r.size) return null;
+    return new RegionWindow(this, r, pa, size);
   }
 
   /** A mapped region intersecting [base, base+size), or null. */
@@ -209,11 +225,12 @@ export class MmioMap {
   }
 
   /** Someone wants to see accesses: the trace, or `DEBUG=iommu:hw:mmio`. */
-  private get observed(): boolean {
+  get observed(): boolean {
     return this.trace.active || logGate.enabled;
   }
 
-  private emit(r: MmioRegion, op: 'read' | 'write', pa: number, width: 32 | 64, value: bigint): void {
+  /** @internal An access to show the trace and the debug log (this map's and its windows'). */
+  emit(r: MmioRegion, op: 'read' | 'write', pa: number, width: 32 | 64, value: bigint): void {
     if (log.enabled) log('%s %s %s%d +0x%s = 0x%s', vtime(this.now()), r.device.name, op, width, (pa - r.base).toString(16), value.toString(16));
     if (!this.trace.active) return;
     const offset = pa - r.base;
@@ -241,5 +258,43 @@ export class ZeroDevice implements MmioDevice {
   write32(): void {}
   peek32(): number {
     return 0;
+  }
+}
+
+/** See MmioMap.window. */
+class RegionWindow implements MmioWindow {
+  /** The window's base within the region. */
+  private readonly delta: number;
+
+  constructor(
+    private readonly map: MmioMap,
+    private readonly region: MmioRegion,
+    private readonly pa: number,
+    private readonly size: number,
+  ) {
+    this.delta = pa - region.base;
+  }
+
+  /** `offset` is an aligned 32-bit access inside the window, and the region is still mapped. */
+  private direct(offset: number): boolean {
+    return this.region.mapped && (offset & 3) === 0 && offset >= 0 && offset + 4 <= this.size;
+  }
+
+  read32(offset: number): number {
+    if (!this.direct(offset)) return this.map.read32(this.pa + offset);
+    const r = this.region;
+    const v = r.read32(this.delta + offset) >>> 0;
+    if (this.map.observed) this.map.emit(r, 'read', this.pa + offset, 32, BigInt(v));
+    return v;
+  }
+
+  write32(offset: number, value: number): void {
+    if (!this.direct(offset)) {
+      this.map.write32(this.pa + offset, value);
+      return;
+    }
+    const r = this.region;
+    r.write32(this.delta + offset, value >>> 0);
+    if (this.map.observed) this.map.emit(r, 'write', this.pa + offset, 32, BigInt(value >>> 0));
   }
 }

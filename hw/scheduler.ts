@@ -102,6 +102,9 @@ export class TimeLimitError extends Error {
 // armed from a promise job, the first one included.
 const SETTLED: Promise<void> = Promise.resolve();
 
+// (Read once: `process` is a getter on Node's global object, called on every access.)
+const nextTick = process.nextTick;
+
 /**
  * The tie-break key of a draw: its bits with the sign bit flipped, as an int32. Signed order of keys is
  * the unsigned order of draws, and an int32 is a small integer to V8 (a draw above 2^31 would be a
@@ -285,7 +288,7 @@ export class Scheduler {
       }
       if (!finished) void SETTLED.then(arm);
     };
-    const arm = (): void => process.nextTick(tick);
+    const arm = (): void => nextTick(tick);
     void SETTLED.then(arm);
   }
 

@@ -380,13 +380,18 @@ export class ArmSmmuCmdq {
    */
   busyPolling = false;
   /**
-   * CMD_SYNC waiters asleep in wfe, in the order they went to sleep, as parallel arrays (no object per
-   * wait): the SYNC's absolute position, the deadline, and the function that ends the wait (the
-   * monitor on its entry is armed with `wakeUp`).
+   * CMD_SYNC waiters asleep in wfe, in the order they went to sleep, as the first `sleepers` slots of
+   * parallel arrays that only grow (no object or array operation per wait): the SYNC's absolute
+   * position, the deadline, and the function that ends the wait (the monitor on its entry is armed
+   * with `wakeUp`).
    */
+  private sleepers = 0;
   private readonly sleepSync: number[] = [];
   private readonly sleepDeadline: number[] = [];
-  private readonly sleepResolve: ((r: 0 | Errno) => void)[] = [];
+  private readonly sleepResolve: (((r: 0 | Errno) => void) | null)[] = [];
+  /** The waits a `wake` ended and their answers, given once the sleepers are in order again. */
+  private readonly wokenResolve: (((r: 0 | Errno) => void) | null)[] = [];
+  private readonly wokenAnswer: (0 | Errno)[] = [];
   /** Armed while someone sleeps, so a CMD_SYNC that never completes still times out. */
   private watchdog: CpuTimer | null = null;
   /**
@@ -589,6 +594,19 @@ export class ArmSmmuCmdq {
     return this.issueViaBacklog(cmds, n, sync);
   }
 
+  /**
+   * As issueCmdlist with a CMD_SYNC, answering through `done` (0, or ETIMEDOUT already logged) instead
+   * of a promise: the waiter for a strict unmap's invalidation, which hands its caller's callback here
+   * (see IotlbSyncDone in the iommu core). `done` may be called before this returns.
+   */
+  issueCmdlistThen(cmds: Uint32Array, n: number, done: (r: 0 | Errno) => void): void {
+    if (this.backlog.length === 0 && this.hasSpace(n + 1)) {
+      this.whenSynced(this.insert(cmds, n, true), done);
+      return;
+    }
+    void this.issueViaBacklog(cmds, n, true).then(done);
+  }
+
   // (Its own method: closures over issueCmdlist's parameters would allocate their context on every
   // call there, backlog or not.)
   private issueViaBacklog(cmds: Uint32Array, n: number, sync: boolean): Promise<0 | Errno> {
@@ -644,6 +662,19 @@ export class ArmSmmuCmdq {
     return this.pollUntilSyncNow(syncAbs);
   }
 
+  /** pollUntilSync answering through `done` (no promise of its own in the usual case). */
+  private whenSynced(syncAbs: number, done: (r: 0 | Errno) => void): void {
+    const owed = this.insertionOwed();
+    if (owed > 0) {
+      void this.pollAfter(owed, syncAbs).then(done);
+      return;
+    }
+    const entry = this.q.absAddr(syncAbs);
+    if (this.syncDone(syncAbs, entry)) done(0);
+    else if (this.canSleep()) this.sleep(syncAbs, entry, done);
+    else void this.pollUntilSyncDelay(syncAbs, entry).then(done);
+  }
+
   /** pollUntilSync once the CPU's insertion has ended `owed` ns from now. */
   private pollAfter(owed: number, syncAbs: number): Promise<0 | Errno> {
     return this.host.port.delay(owed).then(() => this.pollUntilSyncNow(syncAbs));
@@ -653,15 +684,36 @@ export class ArmSmmuCmdq {
   private pollUntilSyncNow(syncAbs: number): Promise<0 | Errno> {
     const entry = this.q.absAddr(syncAbs);
     if (this.syncDone(syncAbs, entry)) return SYNC_DONE;
-    const port = this.host.port;
-    if (this.msiPoll && port.monitor !== undefined && port.unmonitor !== undefined) {
-      this.sleepSync.push(syncAbs);
-      this.sleepDeadline.push(port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000);
-      port.monitor(entry, this.wakeUp);
-      this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
+    if (this.canSleep()) {
+      this.sleeperSync = syncAbs;
+      this.sleeperEntry = entry;
       return new Promise(this.addSleeper);
     }
     return this.pollUntilSyncDelay(syncAbs, entry);
+  }
+
+  /** The wait can sleep in wfe: the SYNC's MSI write lands in its entry, and the CPU has a monitor. */
+  private canSleep(): boolean {
+    const port = this.host.port;
+    return this.msiPoll && port.monitor !== undefined && port.unmonitor !== undefined;
+  }
+
+  /** Sleep on the CMD_SYNC at `syncAbs` (its entry at `entry`) until `wake` answers `done`. */
+  private sleep(syncAbs: number, entry: number, done: (r: 0 | Errno) => void): void {
+    const port = this.host.port;
+    const i = this.sleepers++;
+    const deadline = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
+    if (i < this.sleepSync.length) {
+      this.sleepSync[i] = syncAbs;
+      this.sleepDeadline[i] = deadline;
+      this.sleepResolve[i] = done;
+    } else {
+      this.sleepSync.push(syncAbs);
+      this.sleepDeadline.push(deadline);
+      this.sleepResolve.push(done);
+    }
+    port.monitor!(entry, this.wakeUp);
+    this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
   }
 
   /** The wait without a monitor: CONS (or the MSI word) checked after sleeps of 1, 2, 4 … µs, or spins. */
@@ -684,9 +736,13 @@ export class ArmSmmuCmdq {
     }
   }
 
-  /** The executor of a sleeper's promise: its other parts were pushed just before. */
+  /** The CMD_SYNC a promise-waiter is about to sleep on (set just before `addSleeper` runs). */
+  private sleeperSync = 0;
+  private sleeperEntry = 0;
+
+  /** The executor of a sleeper's promise (no closure per wait). */
   private readonly addSleeper = (resolve: (r: 0 | Errno) => void): void => {
-    this.sleepResolve.push(resolve);
+    this.sleep(this.sleeperSync, this.sleeperEntry, resolve);
   };
 
   /** A write landed on a monitored entry: the sleepers check their CMD_SYNC. */
@@ -703,32 +759,56 @@ export class ArmSmmuCmdq {
    * wait (its monitor is disarmed unless it is the one that fired: a write elsewhere woke it), one past
    * its deadline times out (on a watchdog tick, `fired` -1), the others sleep on. A monitor is
    * one-shot: those on the entry written (`fired`) re-arm if their SYNC is still pending (another agent
-   * wrote the word); the others are still armed and are left as they are.
+   * wrote the word); the others are still armed and are left as they are. The ended waits are answered
+   * after the sleepers are in order again: an answer may issue commands and sleep on them at once.
    */
   private wake(fired: number): void {
-    const tick = fired < 0;
-    const syncs = this.sleepSync;
-    const n = syncs.length;
+    const n = this.sleepers;
     if (n === 0) return;
+    const syncs = this.sleepSync;
+    if (n === 1 && fired >= 0) {
+      // One sleeper, woken by a write (a strict unmap's wait): its SYNC done, or it sleeps on.
+      const syncAbs = syncs[0];
+      if (this.q.absAddr(syncAbs) === fired && this.syncDone(syncAbs, fired)) {
+        const resolve = this.sleepResolve[0]!;
+        this.sleepResolve[0] = null;
+        this.sleepers = 0;
+        resolve(0);
+        return;
+      }
+    }
+    const tick = fired < 0;
+    const deadlines = this.sleepDeadline;
+    const resolves = this.sleepResolve;
     const port = this.host.port;
     const q = this.q;
     let kept = 0;
+    let woken = 0;
     for (let i = 0; i < n; i++) {
       const syncAbs = syncs[i];
-      const resolve = this.sleepResolve[i];
+      const resolve = resolves[i];
       const entry = q.absAddr(syncAbs);
+      let answer: 0 | Errno | -1 = -1;
       if (this.syncDone(syncAbs, entry)) {
         if (entry !== fired) port.unmonitor!(entry, this.wakeUp);
-        resolve(0);
-        continue;
-      }
-      if (tick && port.now() >= this.sleepDeadline[i]) {
+        answer = 0;
+      } else if (tick && port.now() >= deadlines[i]) {
         port.unmonitor!(entry, this.wakeUp);
-        resolve(this.syncTimedOut(syncAbs));
+        answer = this.syncTimedOut(syncAbs);
+      }
+      if (answer !== -1) {
+        if (woken < this.wokenResolve.length) {
+          this.wokenResolve[woken] = resolve;
+          this.wokenAnswer[woken] = answer;
+        } else {
+          this.wokenResolve.push(resolve);
+          this.wokenAnswer.push(answer);
+        }
+        woken++;
         continue;
       }
       syncs[kept] = syncAbs;
-      this.sleepDeadline[kept] = this.sleepDeadline[i];
+      deadlines[kept] = deadlines[i];
       if (entry === fired) {
         // Re-arm the spent monitor. (Several sleepers on one entry: each disarms one of the entry's
         // monitors the write has not reached yet, or a re-armed one, and arms one, so the entry keeps
@@ -736,16 +816,18 @@ export class ArmSmmuCmdq {
         port.unmonitor!(entry, this.wakeUp);
         port.monitor!(entry, this.wakeUp);
       }
-      this.sleepResolve[kept] = resolve;
+      resolves[kept] = resolve;
       kept++;
     }
-    // (pop, not a length store: the arrays stay in their fast shape.)
-    for (let i = kept; i < n; i++) {
-      syncs.pop();
-      this.sleepDeadline.pop();
-      this.sleepResolve.pop();
-    }
+    // (Slots past the sleepers keep no function alive.)
+    for (let i = kept; i < n; i++) resolves[i] = null;
+    this.sleepers = kept;
     if (kept > 0) this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
+    for (let j = 0; j < woken; j++) {
+      const resolve = this.wokenResolve[j]!;
+      this.wokenResolve[j] = null;
+      resolve(this.wokenAnswer[j]);
+    }
   }
 
   /**
@@ -909,6 +991,12 @@ export class ArmSmmuCmdqBatch {
     const r = this.target().issueCmdlist(this.cmds, this.num, true);
     this.num = 0;
     return r;
+  }
+
+  /** Insert the batch with a CMD_SYNC and call `done` once it completed (see ArmSmmuCmdq.issueCmdlistThen). */
+  submitThen(done: (r: 0 | Errno) => void): void {
+    this.target().issueCmdlistThen(this.cmds, this.num, done);
+    this.num = 0;
   }
 
   /** Insert the batch with a CMD_SYNC without waiting (see ArmSmmuCmdq.issueCmdlistNowait). */

@@ -14,7 +14,7 @@ import { allocIoPgtableOps, freeIoPgtableOps } from '../../core/io-pgtable-arm.j
 import { IO_PGTABLE_QUIRK_ARM_HD, type IoPgtable, type IoPgtableAllocator } from '../../core/io-pgtable.js';
 import { IommuDomain, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID } from '../../core/iommu-domain.js';
 import { iommuIotlbGatherAddPage, type IommuIotlbGather } from '../../core/iommu-gather.js';
-import type { DomainOps, Gfp } from '../../core/iommu-ops.js';
+import type { DomainOps, Gfp, IotlbSyncDone } from '../../core/iommu-ops.js';
 import { IOMMU_NO_PASID } from '../../core/iommu-pasid.js';
 import { orderForSize } from '../../mm/page-alloc.js';
 import { armSmmuAsidSpace } from './arm-smmu-v3-asid.js';
@@ -194,10 +194,14 @@ export async function armSmmuAtcInvMaster(master: ArmSmmuMaster, ssid: number): 
   await batch.submit();
 }
 
+/** True if the domain has ATS masters whose ATCs its invalidations must reach. */
+function hasAtsMasters(domain: ArmSmmuDomain): boolean {
+  return (domain.smmu!.features & ARM_SMMU_FEAT_ATS) !== 0 && domain.nrAtsMasters !== 0;
+}
+
 /** Fill `batch` with ATC_INVs for every ATS master of `domain`; false if there is none. */
 function fillAtcInvDomain(batch: ArmSmmuCmdqBatch, domain: ArmSmmuDomain, iova: number, size: number): boolean {
-  const smmu = domain.smmu!;
-  if ((smmu.features & ARM_SMMU_FEAT_ATS) === 0 || domain.nrAtsMasters === 0) return false;
+  if (!hasAtsMasters(domain)) return false;
   const cmd: ArmSmmuCmdqEnt = { opcode: CMDQ_OP_ATC_INV };
   let any = false;
   for (const md of domain.devices) {
@@ -286,19 +290,33 @@ function setupRangeCmd(domain: ArmSmmuDomain, leaf: boolean): ArmSmmuCmdqEnt {
 }
 
 /**
- * Invalidate [iova, iova+size) of the domain in the TLBs and the ATCs and wait. Not leaf-only in the
- * ATC: a whole table may have gone.
+ * Invalidate [iova, iova+size) of the domain in the TLBs and the ATCs, then call `done` (with the
+ * CMD_SYNC's 0 or ETIMEDOUT, already logged; with the error if the wait failed). Not leaf-only in the
+ * ATC: a whole table may have gone. A callback for iotlb_sync (see IotlbSyncDone); the usual strict
+ * unmap (no ATS master) hands `done` to the CMD_SYNC's waiter itself.
  */
 // kernel: arm_smmu_tlb_inv_range_domain() [arm-smmu-v3.c]
-export function armSmmuTlbInvRangeDomain(iova: number, size: number, granule: number, leaf: boolean, domain: ArmSmmuDomain): Promise<unknown> {
+export function armSmmuTlbInvRangeDomain(iova: number, size: number, granule: number, leaf: boolean, domain: ArmSmmuDomain, done: (r: unknown) => void): void {
   const smmu = domain.smmu!;
   const batch = scratchBatch(smmu);
   armSmmuFillTlbInvRange(batch, setupRangeCmd(domain, leaf), iova, size, granule, domain);
   // When a nesting parent changes, the combined entries of every guest ASID on its VMID go too.
   if (domain.nestParent) batch.add({ opcode: CMDQ_OP_TLBI_NH_ALL, tlbi: { ...tlbiEnt(), vmid: domain.vmid } });
+  if (!hasAtsMasters(domain)) {
+    batch.submitThen(done);
+    return;
+  }
   const tlbi = batch.submit();
   // Both batches are in the queue now, TLBIs first; the ATC one's CMD_SYNC completes last.
-  return fillAtcInvDomain(batch.init(), domain, iova, size) ? Promise.all([tlbi, batch.submit()]) : tlbi;
+  const waited = fillAtcInvDomain(batch.init(), domain, iova, size) ? Promise.all([tlbi, batch.submit()]) : tlbi;
+  waited.then(done, done);
+}
+
+/** As armSmmuTlbInvRangeDomain, as a promise. */
+export function armSmmuTlbInvRangeDomainWait(iova: number, size: number, granule: number, leaf: boolean, domain: ArmSmmuDomain): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    armSmmuTlbInvRangeDomain(iova, size, granule, leaf, domain, (r) => (r instanceof Error ? reject(r) : resolve(r)));
+  });
 }
 
 /** As armSmmuTlbInvRangeDomain, inserted without waiting (io-pgtable callbacks). */
@@ -375,6 +393,8 @@ export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice
   if ((smmu.features & ARM_SMMU_FEAT_TRANS_S2) === 0) domain.stage = 'S1';
 
   const label = `arm-smmu-v3 ${smmu.name} ${domain.stage} domain`;
+  // What a gather that must be flushed early gets: made once per domain, not per page unmapped.
+  const syncGathered = (g: IommuIotlbGather): void => armSmmuTlbInvRangeDomainNowait(g.start, g.end - g.start + 1, g.pgsize, true, domain);
   const tlb = {
     // (kernel: arm_smmu_tlb_inv_context())
     tlbFlushAll: (): void => armSmmuTlbInvContextNowait(domain),
@@ -382,7 +402,7 @@ export function armSmmuDomainFinalise(domain: ArmSmmuDomain, smmu: ArmSmmuDevice
     tlbFlushWalk: (iova: number, size: number, granule: number): void => armSmmuTlbInvRangeDomainNowait(iova, size, granule, false, domain),
     // kernel: arm_smmu_tlb_inv_page_nosync() [arm-smmu-v3.c]
     tlbAddPage: (gather: IommuIotlbGather, iova: number, granule: number): void =>
-      iommuIotlbGatherAddPage(gather, iova, granule, (g) => armSmmuTlbInvRangeDomainNowait(g.start, g.end - g.start + 1, g.pgsize, true, domain)),
+      iommuIotlbGatherAddPage(gather, iova, granule, syncGathered),
   };
   const common = {
     pgsizeBitmap: smmu.pgsizeBitmap,
@@ -476,30 +496,31 @@ export async function armSmmuFlushIotlbAll(domain: IommuDomain): Promise<void> {
 }
 
 // kernel: arm_smmu_iotlb_sync() [arm-smmu-v3.c]
-export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather): Promise<void> | void {
+export function armSmmuIotlbSync(domain: IommuDomain, gather: IommuIotlbGather, done: IotlbSyncDone): void {
   const d = asSmmuDomain(domain);
-  if (!d.smmu) return;
+  if (!d.smmu) {
+    done();
+    return;
+  }
   const smmu = d.smmu;
   // Walk flushes io-pgtable queued during the unmap were inserted before the range TLBI: its CMD_SYNC
   // covers them on its queue, and a leftover backlog (or another queue's SYNC) is waited for after.
-  if (gather.pgsize === 0) return waitLeftovers(smmu);
-  const queued = smmu.hasOutstanding;
-  const tlbi = armSmmuTlbInvRangeDomain(gather.start, gather.end - gather.start + 1, gather.pgsize, true, d);
+  if (gather.pgsize === 0) {
+    if (smmu.hasOutstanding) smmu.waitOutstanding().then(done, done);
+    else done();
+    return;
+  }
+  const size = gather.end - gather.start + 1;
   // Nothing was queued before the TLBI (the usual strict unmap): its own CMD_SYNC is the whole wait.
-  // What it resolves with (0 or ETIMEDOUT, already logged) is not the caller's concern, as in the
+  // What it completes with (0 or ETIMEDOUT, already logged) is not the caller's concern, as in the
   // kernel, where the sync's error stays inside the command queue.
-  return queued ? thenWaitLeftovers(tlbi, smmu) : (tlbi as Promise<void>);
-}
-
-// (A helper of its own: a closure over a local of armSmmuIotlbSync would allocate its context on
-// every call there.)
-function thenWaitLeftovers(tlbi: Promise<unknown>, smmu: ArmSmmuDevice): Promise<void> {
-  return tlbi.then(() => waitLeftovers(smmu));
-}
-
-/** Wait for what is still outstanding on the SMMU's queues, if anything. */
-function waitLeftovers(smmu: ArmSmmuDevice): Promise<void> | void {
-  if (smmu.hasOutstanding) return smmu.waitOutstanding().then(() => undefined);
+  if (!smmu.hasOutstanding) {
+    armSmmuTlbInvRangeDomain(gather.start, size, gather.pgsize, true, d, done);
+    return;
+  }
+  armSmmuTlbInvRangeDomainWait(gather.start, size, gather.pgsize, true, d)
+    .then(() => (smmu.hasOutstanding ? smmu.waitOutstanding() : undefined))
+    .then(done, done);
 }
 
 /**

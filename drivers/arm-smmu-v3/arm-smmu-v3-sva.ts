@@ -31,7 +31,7 @@ import { mmuNotifierPut, mmuNotifierRegister, type MmuNotifier } from '../../mm/
 import { PAGE_SIZE } from '../../mm/page-alloc.js';
 import { ArmSmmuSharedAsid, armSmmuAsidSpace, type ArmSmmuAsidSpace } from './arm-smmu-v3-asid.js';
 import { armSmmuMakeQuietCd, armSmmuMakeS1Cd } from './arm-smmu-v3-cd.js';
-import { ArmSmmuDomain, armSmmuTlbInvAsid, armSmmuTlbInvContext, armSmmuTlbInvRangeDomain } from './arm-smmu-v3-domain.js';
+import { ArmSmmuDomain, armSmmuTlbInvAsid, armSmmuTlbInvContext, armSmmuTlbInvRangeDomainWait } from './arm-smmu-v3-domain.js';
 import { newEntry } from './arm-smmu-v3-entry.js';
 import { armSmmuSetPasid, armSmmuWriteCdEntry, masterOf, type ArmSmmuMaster } from './arm-smmu-v3-master.js';
 import { ARM_SMMU_FEAT_RANGE_INV, ARM_SMMU_FEAT_STALL_FORCE, ARM_SMMU_FEAT_TRANS_S1, CTXDESC_CD_0_ASID, CTXDESC_CD_0_V } from './arm-smmu-v3-regs.js';
@@ -77,7 +77,7 @@ async function armSmmuMmInvalidate(domain: ArmSmmuSvaDomain, start: number, end:
   let size = end - start;
   if ((smmu.features & ARM_SMMU_FEAT_RANGE_INV) === 0 && size >= CMDQ_MAX_TLBI_OPS * PAGE_SIZE) size = 0;
   if (size === 0) await armSmmuTlbInvContext(domain);
-  else await armSmmuTlbInvRangeDomain(start, size, PAGE_SIZE, false, domain);
+  else await armSmmuTlbInvRangeDomainWait(start, size, PAGE_SIZE, false, domain);
 }
 
 /** The mm is going: every CD of the domain stops walking it, quietly. */

@@ -360,9 +360,6 @@ async function armSmmuDomainFree(domain: IommuDomain): Promise<void> {
   await armSmmuDestroyDomainContext(smmuDomain);
 }
 
-/** The answer of an iotlb_sync with nothing to wait for (a domain not on an SMMU yet). */
-const NOTHING_TO_SYNC: Promise<void> = Promise.resolve();
-
 /** The kernel's arm_smmu_ops.default_domain_ops */
 export const armSmmuDomainOps: DomainOps = {
   attachDev: (domain, dev) => armSmmuAttachDev(domain, dev),
@@ -382,11 +379,12 @@ export const armSmmuDomainOps: DomainOps = {
     const smmuDomain = toSmmuDomain(domain);
     if (smmuDomain.smmu) await armSmmuTlbFlushAll(smmuDomain);
   },
-  // (kernel: arm_smmu_iotlb_sync()) The sync's own promise, not another async frame around it: a
-  // strict unmap's wait is a hot path (bench v2.map_unmap_strict).
-  iotlbSync(domain) {
+  // (kernel: arm_smmu_iotlb_sync()) Answers through `done` from the sync poll itself: a strict unmap's
+  // wait is a hot path (bench v2.map_unmap_strict).
+  iotlbSync(domain, _gather, done) {
     const smmuDomain = toSmmuDomain(domain);
-    return smmuDomain.smmu ? armSmmuIotlbSync(smmuDomain) : NOTHING_TO_SYNC;
+    if (smmuDomain.smmu) armSmmuIotlbSync(smmuDomain, done);
+    else done();
   },
   // (the software walk; see armSmmuIovaToPhysHard)
   // kernel: arm_smmu_iova_to_phys() [arm-smmu.c]

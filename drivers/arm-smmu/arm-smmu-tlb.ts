@@ -48,9 +48,6 @@ export function armSmmuTlbStats(smmu: ArmSmmuDevice): ArmSmmuTlbStats {
   return smmu.tlbStats;
 }
 
-/** A sync that found nothing to wait for: one settled promise, no allocation per call. */
-const SYNCED: Promise<void> = Promise.resolve();
-
 /** TLB_SPIN_COUNT reads of the status register (cpu_relax() between them); true once ACTIVE is clear. */
 function armSmmuTlbSyncSpin(smmu: ArmSmmuDevice, page: number, status: number): boolean {
   for (let spin = TLB_SPIN_COUNT; spin > 0; spin--) {
@@ -62,48 +59,46 @@ function armSmmuTlbSyncSpin(smmu: ArmSmmuDevice, page: number, status: number): 
 
 /**
  * Poll a sync status register until its ACTIVE bit clears, as Linux does, in virtual time: the spins,
- * then a delay doubling from 1 µs, spins after each but the last. The first spins run before anything
- * is awaited, so a wait that finds the sync complete costs no promise.
+ * then a delay doubling from 1 µs, spins after each but the last; then call `done` (with the error of a
+ * register read that failed). The first spins run at once, so a wait that finds the sync complete
+ * calls `done` before it returns.
  */
-function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
-  if (armSmmuTlbSyncSpin(smmu, page, status)) return SYNCED;
-  return (freePolls.pop() ?? new TlbSyncPoll()).start(smmu, page, status);
+function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number, done: TlbSyncDone): void {
+  if (armSmmuTlbSyncSpin(smmu, page, status)) done();
+  else (freePolls.pop() ?? new TlbSyncPoll()).start(smmu, page, status, done);
 }
+
+/** How a sync wait answers: nothing once the sync completed (or timed out, logged), else the error. */
+type TlbSyncDone = (failure?: unknown) => void;
 
 /**
  * The delays of one sync wait (kernel: the udelay() loop of __arm_smmu_tlb_sync()). Each delay is a
- * CPU timer whose callback runs the spins that follow it, at the instant the delay ends, and settles
- * the waiter's promise: one promise and one timer event per wait, no async frame and no promise per
- * delay (a strict unmap waits here once per unmap). Polls are reused once settled.
+ * CPU timer whose callback runs the spins that follow it, at the instant the delay ends, and answers
+ * the waiter: one timer event per delay, no async frame and no promise (a strict unmap waits here once
+ * per unmap, and hands its caller's callback in). Polls are reused once answered.
  */
 class TlbSyncPoll {
   private smmu: ArmSmmuDevice | null = null;
   private page = 0;
   private status = 0;
   private delay = 1;
-  private resolve: (() => void) | null = null;
-  private reject: ((e: unknown) => void) | null = null;
-  private readonly executor = (resolve: () => void, reject: (e: unknown) => void): void => {
-    this.resolve = resolve;
-    this.reject = reject;
-  };
+  private done: TlbSyncDone | null = null;
   private readonly expired = (): void => this.afterDelay();
 
-  start(smmu: ArmSmmuDevice, page: number, status: number): Promise<void> {
+  start(smmu: ArmSmmuDevice, page: number, status: number, done: TlbSyncDone): void {
     this.smmu = smmu;
     this.page = page;
     this.status = status;
     this.delay = 1;
-    const waiter = new Promise<void>(this.executor);
+    this.done = done;
     smmu.dev.port.startTimer(1000, this.expired, UDELAY_LABEL);
-    return waiter;
   }
 
   private afterDelay(): void {
     const smmu = this.smmu!;
     try {
       if (this.delay * 2 < TLB_LOOP_TIMEOUT_US && armSmmuTlbSyncSpin(smmu, this.page, this.status)) {
-        this.settle(false, undefined);
+        this.settle(undefined);
         return;
       }
       this.delay *= 2;
@@ -113,33 +108,41 @@ class TlbSyncPoll {
       }
       smmu.tlbStats.syncTimeouts++;
       smmu.dev.core.log.err(smmu.name, 'TLB sync timed out -- SMMU may be deadlocked', LOG_NS);
-      this.settle(false, undefined);
+      this.settle(undefined);
     } catch (e) {
       // A register read that failed (the mapping is gone): the waiter sees the error.
-      this.settle(true, e);
+      this.settle(e instanceof Error ? e : new Error(String(e)));
     }
   }
 
-  private settle(failed: boolean, error: unknown): void {
-    const resolve = this.resolve!;
-    const reject = this.reject!;
+  private settle(failure: Error | undefined): void {
+    const done = this.done!;
     this.smmu = null;
-    this.resolve = this.reject = null;
+    this.done = null;
     freePolls.push(this);
-    if (failed) reject(error);
-    else resolve();
+    done(failure);
   }
 }
 
 const freePolls: TlbSyncPoll[] = [];
 
+/** __armSmmuTlbSync answering through `done` (see TlbSyncDone): a strict unmap's wait. */
+function armSmmuTlbSyncThen(smmu: ArmSmmuDevice, page: number, sync: number, status: number, done: TlbSyncDone): void {
+  smmu.tlbStats.syncs++;
+  if (smmu.impl?.tlbSync) {
+    smmu.impl.tlbSync(smmu, page, sync, status).then(() => done(), done);
+    return;
+  }
+  smmu.writel(page, sync, QCOM_DUMMY_VAL);
+  armSmmuTlbSyncWait(smmu, page, status, done);
+}
+
 /** Write a sync register and wait for it. */
 // kernel: __arm_smmu_tlb_sync() [arm-smmu.c]
 export function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: number, status: number): Promise<void> {
-  smmu.tlbStats.syncs++;
-  if (smmu.impl?.tlbSync) return smmu.impl.tlbSync(smmu, page, sync, status);
-  smmu.writel(page, sync, QCOM_DUMMY_VAL);
-  return armSmmuTlbSyncWait(smmu, page, status);
+  return new Promise((resolve, reject) => {
+    armSmmuTlbSyncThen(smmu, page, sync, status, (failure) => (failure === undefined ? resolve() : reject(failure)));
+  });
 }
 
 // kernel: arm_smmu_tlb_sync_global() [arm-smmu.c]
@@ -311,8 +314,11 @@ export function armSmmuTlbFlushAll(smmuDomain: ArmSmmuDomain): Promise<void> {
  * global sync.
  */
 // kernel: arm_smmu_iotlb_sync() [arm-smmu.c]
-export function armSmmuIotlbSync(smmuDomain: ArmSmmuDomain): Promise<void> {
+export function armSmmuIotlbSync(smmuDomain: ArmSmmuDomain, done: TlbSyncDone): void {
   const smmu = smmuDomain.requireSmmu('arm_smmu_iotlb_sync');
-  if (smmu.version === ARM_SMMU_V2 || smmuDomain.stage === 'S1') return armSmmuTlbSyncContext(smmuDomain);
-  return armSmmuTlbSyncGlobal(smmu);
+  if (smmu.version === ARM_SMMU_V2 || smmuDomain.stage === 'S1') {
+    armSmmuTlbSyncThen(smmu, smmu.cbPage(smmuDomain.cfg.cbndx), ARM_SMMU_CB_TLBSYNC, ARM_SMMU_CB_TLBSTATUS, done);
+  } else {
+    armSmmuTlbSyncThen(smmu, ARM_SMMU_GR0, ARM_SMMU_GR0_sTLBGSYNC, ARM_SMMU_GR0_sTLBGSTATUS, done);
+  }
 }

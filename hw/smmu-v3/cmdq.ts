@@ -481,6 +481,9 @@ export class CommandQueue {
   }
 
   private tlbiNh(op: number, w: Uint32Array): boolean {
+    // Nothing cached (the usual strict unmap of a page no transaction used): a by-VA TLBI only has its
+    // encoding checked; no scope or address to decode.
+    if ((op === F.CMD_TLBI_NH_VA || op === F.CMD_TLBI_NH_VAA) && this.tlb.size === 0 && this.tlb.walkSize === 0) return this.rangeFieldsLegal(w);
     const vmid = F.CMD_TLBI_VMID.get(w);
     const asid = F.CMD_TLBI_ASID.get(w);
     const s1 = KIND_MASK_S1 | KIND_MASK_S12;

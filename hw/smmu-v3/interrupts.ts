@@ -187,11 +187,19 @@ export class Interrupts {
   /**
    * Send an MSI for `src`: a 32-bit write of `data` to `address` through the downstream port. An abort
    * sets the source's GERROR.MSI_*_ABT_ERR. Allocation-free (every CMD_SYNC with CS=IRQ sends one):
-   * each source reuses one request, whose bytes the downstream reads during `submit`.
+   * posted when it targets RAM, else each source reuses one request, whose bytes the downstream reads
+   * during `submit`.
    */
   msi(src: MsiSource | 'cmdq-sync', address: number, data: number): void {
     if (this.trace?.active) this.trace.emit({ kind: 'msi', time: this.scheduler.now, track: this.opts.name, address, data: data >>> 0 });
     const w = this.msiWrites[src];
+    // An MSI into memory (a CMD_SYNC's completion word) is posted without a request or completion
+    // object; one to a device (a GIC doorbell) is submitted.
+    const posted = this.downstream.postRam32?.(this.opts.name, address, data >>> 0) ?? null;
+    if (posted !== null) {
+      w.done(posted);
+      return;
+    }
     w.req.addr = address;
     w.view.setUint32(0, data >>> 0, true);
     this.downstream.submit(w.req, w.done);

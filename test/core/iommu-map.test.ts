@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { IOMMU_READ, IOMMU_WRITE } from '../../core/io-pgtable.js';
-import { IOMMU_GATHER_START_EMPTY, iommuIotlbGatherInit } from '../../core/iommu-gather.js';
+import { IOMMU_GATHER_START_EMPTY, iommuIotlbGatherAddRange, iommuIotlbGatherInit } from '../../core/iommu-gather.js';
+import type { DomainOps } from '../../core/iommu-ops.js';
+import { KernelError } from '../../bus/errno.js';
 import { IommuDomain, IOMMU_DOMAIN_BLOCKED, iommuIovaToPhys, iommuPagingDomainAlloc } from '../../core/iommu-domain.js';
 import { iommuDomainMapsPhys, iommuIotlbSync, iommuMap, iommuMapSg, iommuPgsize, iommuUnmap, iommuUnmapFast } from '../../core/iommu-map.js';
 import { iommuGroupGet } from '../../core/iommu-group.js';
@@ -184,6 +186,93 @@ describe('iommu_unmap and the gather', () => {
     expect(gather.start).toBe(IOMMU_GATHER_START_EMPTY);
     await k.run(iommuIotlbSync(dom, gather));
     expect(gather.queued).toBe(true);
+  });
+});
+
+describe("iotlb_sync's done callback", () => {
+  /** Let every pending promise continuation run (a macrotask boundary drains the microtasks). */
+  const settleSoftware = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  /** `dom` with its ops' iotlbSync replaced (the ops object is the mock's, shared: copy it). */
+  function withSync(dom: MockDomain, iotlbSync: NonNullable<DomainOps['iotlbSync']>): void {
+    dom.ops = { ...dom.ops, iotlbSync };
+  }
+
+  it('answers iommu_unmap with the bytes unmapped when the driver calls done later, and not before', async () => {
+    const { k, dom } = await setup();
+    await k.run(iommuMap(dom, 0x10000, 0x4001_0000, 0x2000, RW));
+    let finish: (() => void) | null = null;
+    withSync(dom, (_d, gather, done) => {
+      expect([gather.start, gather.end]).toEqual([0x10000, 0x11fff]);
+      finish = () => done(0);
+    });
+    let answer: number | null = null;
+    const unmap = iommuUnmap(dom, 0x10000, 0x2000).then((n) => (answer = n));
+    await settleSoftware();
+    expect(answer).toBeNull();
+    expect(iommuIovaToPhys(dom, 0x10000)).toBe(0);
+    finish!();
+    await unmap;
+    expect(answer).toBe(0x2000);
+  });
+
+  it('fails iommu_unmap with the Error a driver passes, or with what it throws before calling done', async () => {
+    const { k, dom } = await setup();
+    await k.run(iommuMap(dom, 0x10000, 0x4001_0000, 0x1000, RW));
+    withSync(dom, (_d, _g, done) => done(new KernelError('EIO', 'sync lost')));
+    await expectErrno(iommuUnmap(dom, 0x10000, 0x1000), 'EIO', /sync lost/);
+    await k.run(iommuMap(dom, 0x10000, 0x4001_0000, 0x1000, RW));
+    const thrown = { not: 'an Error' };
+    withSync(dom, () => {
+      throw thrown;
+    });
+    await expect(iommuUnmap(dom, 0x10000, 0x1000)).rejects.toBe(thrown);
+  });
+
+  it('counts the first answer: a second call of done for the same unmap changes nothing', async () => {
+    const { k, dom } = await setup();
+    await k.run(iommuMap(dom, 0x10000, 0x4001_0000, 0x1000, RW));
+    await k.run(iommuMap(dom, 0x20000, 0x4002_0000, 0x1000, RW));
+    withSync(dom, (_d, _g, done) => {
+      done();
+      done(new KernelError('EIO', 'late'));
+    });
+    expect(await k.run(iommuUnmap(dom, 0x10000, 0x1000))).toBe(0x1000);
+    withSync(dom, (_d, _g, done) => {
+      done(new KernelError('EIO', 'first'));
+      done();
+    });
+    await expectErrno(iommuUnmap(dom, 0x20000, 0x1000), 'EIO', /first/);
+  });
+
+  it('refuses a driver that returns a promise instead of calling done (an older contract), naming the callback', async () => {
+    const { k, dom } = await setup();
+    await k.run(iommuMap(dom, 0x10000, 0x4001_0000, 0x1000, RW));
+    const old = (() => Promise.resolve()) as unknown as NonNullable<DomainOps['iotlbSync']>;
+    withSync(dom, old);
+    await expectErrno(iommuUnmap(dom, 0x10000, 0x1000), 'EINVAL', /iotlb_sync returned a promise.*IotlbSyncDone/);
+    const gather = iommuIotlbGatherInit();
+    await expectErrno(iommuIotlbSync(dom, gather), 'EINVAL', /IotlbSyncDone/);
+  });
+
+  it('iommu_iotlb_sync starts the gather over only once, when done is called', async () => {
+    const { k, dom } = await setup();
+    await k.run(iommuMap(dom, 0x30000, 0x4003_0000, 0x1000, RW));
+    const gather = iommuIotlbGatherInit();
+    expect(iommuUnmapFast(dom, 0x30000, 0x1000, gather)).toBe(0x1000);
+    let done: ((f?: unknown) => void) | null = null;
+    withSync(dom, (_d, _g, d) => {
+      done = d;
+    });
+    const sync = iommuIotlbSync(dom, gather);
+    expect([gather.start, gather.end]).toEqual([0x30000, 0x30fff]);
+    done!();
+    await sync;
+    expect(gather.start).toBe(IOMMU_GATHER_START_EMPTY);
+    // A stray second call must not start the caller's next gather over.
+    iommuIotlbGatherAddRange(gather, 0x50000, 0x1000);
+    done!();
+    expect([gather.start, gather.end]).toEqual([0x50000, 0x50fff]);
   });
 });
 

@@ -262,10 +262,12 @@ export class MockIommu {
         this.record({ op: 'unmap', domain: d.label, iova, pgsize, pgcount, unmapped });
         return unmapped;
       },
-      iotlbSync: async (domain, gather) => {
-        await this.delay();
-        const r = gatherRange(gather);
-        this.record({ op: 'iotlb-sync', domain: asMock(domain).label, ...r });
+      iotlbSync: (domain, gather, done) => {
+        this.delay().then(() => {
+          const r = gatherRange(gather);
+          this.record({ op: 'iotlb-sync', domain: asMock(domain).label, ...r });
+          done();
+        }, done);
       },
       flushIotlbAll: async (domain) => {
         await this.delay();

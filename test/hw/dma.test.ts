@@ -67,6 +67,33 @@ describe('interconnect and direct DMA', () => {
     expect(seen).toEqual([['/soc/dma@1000', RAM + 0x40, 64, 0]]);
   });
 
+  it('posts a 32-bit write to aligned RAM with the observers and monitors a submitted write gets, and declines anything else', () => {
+    const m = machine();
+    const gic = m.addGic('/intc', 2, 'arm,gic-400');
+    m.addV2mFrame('/intc/v2m@0', 0x2c1c_0000, 0x1_0000, gic, 224, 32);
+    const ic = m.interconnect;
+    const seen: string[] = [];
+    ic.onRamWillWrite((master, pa, len) => seen.push(`before ${master} ${pa.toString(16)}+${len} was ${m.memory.read32(pa).toString(16)}`));
+    ic.onRamWrite((master, pa, len) => seen.push(`after ${master} ${pa.toString(16)}+${len} is ${m.memory.read32(pa).toString(16)}`));
+    const woken: number[] = [];
+    m.cpu.monitor!(RAM + 0x40, (pa) => woken.push(pa));
+    m.memory.write32(RAM + 0x40, 0x1234);
+    expect(ic.postRam32('smmu', RAM + 0x40, 0)?.status).toBe('ok');
+    expect(m.memory.read32(RAM + 0x40)).toBe(0);
+    expect(seen).toEqual([`before smmu ${(RAM + 0x40).toString(16)}+4 was 1234`, `after smmu ${(RAM + 0x40).toString(16)}+4 is 0`]);
+    expect(woken).toEqual([RAM + 0x40]);
+    // Not RAM, misaligned, straddling the end of RAM, not an address: nothing written, submit it instead.
+    for (const pa of [0x1000, 0x2c1c_0000 + V2M_MSI_SETSPI_NS, RAM + 0x42, RAM + 0x10_0000 - 2, -4, 2 ** 60]) {
+      expect(ic.postRam32('smmu', pa, 7)).toBeNull();
+    }
+    expect(seen).toHaveLength(2);
+    // An observer that throws makes it a bus error (as for a submitted write), not an exception.
+    ic.onRamWrite(() => {
+      throw new Error('observer broke');
+    });
+    expect(ic.postRam32('smmu', RAM + 0x80, 1)).toEqual({ status: 'bus-error', detail: 'observer broke' });
+  });
+
   it('a DMA write to a GICv2m doorbell raises the SPI (a device MSI)', async () => {
     const m = machine();
     const gic = m.addGic('/intc', 2, 'arm,gic-400');

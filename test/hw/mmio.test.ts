@@ -112,6 +112,35 @@ describe('MmioMap', () => {
     expect(rec.events[1]).toMatchObject({ kind: 'mmio', op: 'read', pa: 0x4008, offset: 8, width: 64 });
   });
 
+  it('a window (what ioremap keeps) reaches its device without a lookup, traced as map accesses are, and follows an unmap', () => {
+    const { map, trace } = newMap();
+    const dev = new Recorder('/dev@4000');
+    const region = map.map(0x4000, 0x100, dev);
+    expect(map.window(0x4000, 0x101)).toBeNull(); // runs off the region
+    expect(map.window(0x9000, 4)).toBeNull(); // no device
+    const win = map.window(0x4040, 0x40)!;
+    const rec = trace.record(['mmio']);
+    win.write32(8, 0x55);
+    expect(win.read32(0x3c)).toBe(0xa0000000 + 0x7c);
+    rec.stop();
+    expect(dev.log).toEqual(['w32 72 55', 'r32 124']);
+    expect(rec.events.map((e) => e as unknown as Record<string, unknown>)).toMatchObject([
+      { kind: 'mmio', op: 'write', pa: 0x4048, offset: 0x48, width: 32, value: 0x55n, track: '/dev@4000' },
+      { kind: 'mmio', op: 'read', pa: 0x407c, offset: 0x7c, width: 32, track: '/dev@4000' },
+    ]);
+    // Outside the window or misaligned: the map's own checks, as without a window.
+    expect(() => win.write32(2, 1)).toThrow(/MMIO write32 at PA 0x4042: not 4-byte aligned/);
+    expect(win.read32(0x40)).toBe(0xa0000000 + 0x80); // past the window, still in the region
+    // Unmapped: the old window goes through the map, which now has another device there or none.
+    map.unmap(region);
+    expect(() => win.read32(0)).toThrow(MmioAccessError);
+    const next = new Recorder('/other@4000');
+    map.map(0x4000, 0x100, next);
+    win.write32(4, 7);
+    expect(next.log).toEqual(['w32 68 7']);
+    expect(dev.log).toHaveLength(3);
+  });
+
   it('peek32 reads without side effects and unmap removes a region', () => {
     const { map } = newMap();
     const d = new Recorder('dev');

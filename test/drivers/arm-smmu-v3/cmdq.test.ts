@@ -169,6 +169,27 @@ describe('CMD_SYNC waiters', () => {
     expect(cmdq.stats.syncTimeouts).toBe(0);
   });
 
+  it('a waiter answered through a callback may issue and wait again from inside its answer, as several waiters woken together', async () => {
+    const lab = await bootSmmuV3({ seed: 2 });
+    const cmdq = lab.smmu.cmdq;
+    const words = new Uint32Array(4);
+    expect(armSmmuCmdqBuildCmd(words, 0, { opcode: CMDQ_OP_TLBI_NSNH_ALL })).toBe(0);
+    const answers: string[] = [];
+    const chain = (name: string, left: number, resolve: () => void): void => {
+      cmdq.issueCmdlistThen(words, 1, (r) => {
+        answers.push(`${name}:${r}`);
+        // Issued from inside the answer, while the queue's other sleepers are being woken.
+        if (left > 1) chain(name, left - 1, resolve);
+        else resolve();
+      });
+    };
+    await runIn(lab, Promise.all(['a', 'b', 'c'].map((name) => new Promise<void>((resolve) => chain(name, 4, resolve)))));
+    expect(answers.filter((a) => a.startsWith('a:'))).toEqual(['a:0', 'a:0', 'a:0', 'a:0']);
+    expect(answers).toHaveLength(12);
+    expect(cmdq.stats.syncTimeouts).toBe(0);
+    expect(cmdq.q.consAbs).toBe(cmdq.q.prodAbs);
+  });
+
   it('each CMD_SYNC written carries CS=IRQ and the address of its own entry, across a wrap of the queue', async () => {
     const lab = await bootSmmuV3({ seed: 1 });
     const cmdq = lab.smmu.cmdq;
