@@ -246,7 +246,7 @@ export function armSmmuFillTlbInvRange(batch: ArmSmmuCmdqBatch, cmd: ArmSmmuCmdq
   if (rangeInv) {
     // The leaf page size of the domain.
     tg = ffs(domain.pgsizeBitmap);
-    numPages = Math.floor(size / POW2[tg]);
+    numPages = size <= 0x7fff_ffff ? size >>> tg : Math.floor(size / POW2[tg]);
     // Page size 12, 14, 16 (log2) as TG 1, 2, 3.
     t.tg = (tg - 10) / 2;
     // TTL: the level of a leaf entry of `granule`. Non-leaf flushes do not know the level; they
@@ -259,8 +259,9 @@ export function armSmmuFillTlbInvRange(batch: ArmSmmuCmdqBatch, cmd: ArmSmmuCmdq
       // The range is 5 bits worth of the aligned remaining size: num chunks of 2^scale pages.
       const scale = ffs(numPages);
       t.scale = scale;
-      // (num_pages >> scale) & CMDQ_TLBI_RANGE_NUM_MAX: `&` keeps the low bits of any safe integer.
-      const num = Math.floor(numPages / POW2[scale]) & CMDQ_TLBI_RANGE_NUM_MAX;
+      // (num_pages >> scale) & CMDQ_TLBI_RANGE_NUM_MAX: `&` keeps the low bits of any safe integer; a
+      // shift where the count fits 31 bits (every range under 8 TiB of 4K pages), a division above.
+      const num = (numPages <= 0x7fff_ffff ? numPages >>> scale : Math.floor(numPages / POW2[scale])) & CMDQ_TLBI_RANGE_NUM_MAX;
       t.num = num - 1;
       invRange = num * POW2[scale + tg];
       numPages -= num * POW2[scale];
