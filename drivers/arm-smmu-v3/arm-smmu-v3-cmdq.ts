@@ -389,9 +389,6 @@ export class ArmSmmuCmdq {
   private readonly sleepSync: number[] = [];
   private readonly sleepDeadline: number[] = [];
   private readonly sleepResolve: (((r: 0 | Errno) => void) | null)[] = [];
-  /** The waits a `wake` ended and their answers, given once the sleepers are in order again. */
-  private readonly wokenResolve: (((r: 0 | Errno) => void) | null)[] = [];
-  private readonly wokenAnswer: (0 | Errno)[] = [];
   /** Armed while someone sleeps, so a CMD_SYNC that never completes still times out. */
   private watchdog: CpuTimer | null = null;
   /**
@@ -783,7 +780,12 @@ export class ArmSmmuCmdq {
     const port = this.host.port;
     const q = this.q;
     let kept = 0;
-    let woken = 0;
+    // The ended waits: the first in locals, any others in an array made only then (8 threads
+    // rarely complete two SYNCs with one write). Locals, not fields: an answer may end in a write
+    // that wakes sleepers again before this pass has answered everyone.
+    let first: ((r: 0 | Errno) => void) | null = null;
+    let firstAnswer: 0 | Errno = 0;
+    let more: [(r: 0 | Errno) => void, 0 | Errno][] | null = null;
     for (let i = 0; i < n; i++) {
       const syncAbs = syncs[i];
       const resolve = resolves[i];
@@ -797,14 +799,12 @@ export class ArmSmmuCmdq {
         answer = this.syncTimedOut(syncAbs);
       }
       if (answer !== -1) {
-        if (woken < this.wokenResolve.length) {
-          this.wokenResolve[woken] = resolve;
-          this.wokenAnswer[woken] = answer;
+        if (first === null) {
+          first = resolve;
+          firstAnswer = answer;
         } else {
-          this.wokenResolve.push(resolve);
-          this.wokenAnswer.push(answer);
+          (more ??= []).push([resolve!, answer]);
         }
-        woken++;
         continue;
       }
       syncs[kept] = syncAbs;
@@ -823,11 +823,8 @@ export class ArmSmmuCmdq {
     for (let i = kept; i < n; i++) resolves[i] = null;
     this.sleepers = kept;
     if (kept > 0) this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
-    for (let j = 0; j < woken; j++) {
-      const resolve = this.wokenResolve[j]!;
-      this.wokenResolve[j] = null;
-      resolve(this.wokenAnswer[j]);
-    }
+    if (first !== null) first(firstAnswer);
+    if (more !== null) for (const [resolve, answer] of more) resolve(answer);
   }
 
   /**
