@@ -152,6 +152,15 @@ function need<T>(part: T | undefined, ent: ArmSmmuCmdqEnt, what: string): T {
  */
 const tlbiVaMemo = { nh: false, vmid: -1, num: 0, scale: 0, asid: 0, leaf: false, ttl: 0, tg: 0, w0: 0, w1: 0, w2: 0 };
 
+/** The range fields (NUM, SCALE, TTL, TG) and Leaf of a TLBI by address, by VA or by IPA. */
+function prepTlbiRange(cmd: Uint32Array, off: number, t: NonNullable<ArmSmmuCmdqEnt['tlbi']>): void {
+  CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
+  CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
+  if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
+  CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
+  CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
+}
+
 /** The fields of a TLBI by VA (NH_VA with its VMID, EL2_VA without): the command of every unmap. */
 function buildTlbiVa(cmd: Uint32Array, off: number, nh: boolean, t: NonNullable<ArmSmmuCmdqEnt['tlbi']>): void {
   const m = tlbiVaMemo;
@@ -161,12 +170,8 @@ function buildTlbiVa(cmd: Uint32Array, off: number, nh: boolean, t: NonNullable<
     cmd[off + 2] = m.w2;
   } else {
     if (nh) CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
-    CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
-    CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
     CMDQ_TLBI_0_ASID.prep(cmd, t.asid, off);
-    if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
-    CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
-    CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
+    prepTlbiRange(cmd, off, t);
     // (Recorded only once every field was accepted: a value that throws is never remembered.)
     m.nh = nh;
     m.vmid = t.vmid;
@@ -223,12 +228,8 @@ export function armSmmuCmdqBuildCmd(cmd: Uint32Array, off: number, ent: ArmSmmuC
       break;
     case CMDQ_OP_TLBI_S2_IPA: {
       const t = need(ent.tlbi, ent, 'tlbi');
-      CMDQ_TLBI_0_NUM.prep(cmd, t.num, off);
-      CMDQ_TLBI_0_SCALE.prep(cmd, t.scale, off);
       CMDQ_TLBI_0_VMID.prep(cmd, t.vmid, off);
-      if (t.leaf) CMDQ_TLBI_1_LEAF.prep(cmd, 1, off);
-      CMDQ_TLBI_1_TTL.prep(cmd, t.ttl, off);
-      CMDQ_TLBI_1_TG.prep(cmd, t.tg, off);
+      prepTlbiRange(cmd, off, t);
       CMDQ_TLBI_1_IPA_MASK.prep(cmd, pageDown(t.addr), off);
       break;
     }
@@ -641,52 +642,40 @@ export class ArmSmmuCmdq {
     return 'ETIMEDOUT';
   }
 
+  /** whenSynced as a promise (no closure per wait: the executor finds the CMD_SYNC in `waitingSync`). */
+  private pollUntilSync(syncAbs: number): Promise<0 | Errno> {
+    this.waitingSync = syncAbs;
+    return new Promise(this.waitForWaitingSync);
+  }
+
+  private waitingSync = 0;
+  private readonly waitForWaitingSync = (resolve: (r: 0 | Errno) => void): void => this.whenSynced(this.waitingSync, resolve);
+
   /**
-   * Wait until the CMD_SYNC at absolute position `syncAbs` has completed.
-   * (…_poll_until_msi() / …_poll_until_consumed())
+   * Wait until the CMD_SYNC at absolute position `syncAbs` has completed, then call `done` with 0 (or
+   * ETIMEDOUT, logged); `done` may be called before this returns. (…_poll_until_msi() /
+   * …_poll_until_consumed())
    *
    * With MSI polling and a CPU monitor the wait is the kernel's smp_cond_load_relaxed(): the waiter
    * checks the entry, then sleeps in wfe until the SMMU's MSI write to it lands (or the watchdog
    * ticks); the check that follows the wake-up runs when the write lands, and the waiter's kernel
    * thread continues once the scheduler step that wrote it has finished, at the same virtual time.
-   * One promise per wait, no async frame, nothing allocated per check. A CPU still busy with its
-   * insertion (a per-command CPU cost) first waits for the insertion to end.
+   * No async frame, nothing allocated per check. A CPU still busy with its insertion (a per-command
+   * CPU cost) first waits for the insertion to end.
    */
   // kernel: arm_smmu_cmdq_poll_until_sync() [arm-smmu-v3.c]
-  private pollUntilSync(syncAbs: number): Promise<0 | Errno> {
-    const owed = this.insertionOwed();
-    if (owed > 0) return this.pollAfter(owed, syncAbs);
-    return this.pollUntilSyncNow(syncAbs);
-  }
-
-  /** pollUntilSync answering through `done` (no promise of its own in the usual case). */
   private whenSynced(syncAbs: number, done: (r: 0 | Errno) => void): void {
     const owed = this.insertionOwed();
-    if (owed > 0) {
-      void this.pollAfter(owed, syncAbs).then(done);
-      return;
-    }
+    if (owed > 0) void this.host.port.delay(owed).then(() => this.whenSyncedNow(syncAbs, done));
+    else this.whenSyncedNow(syncAbs, done);
+  }
+
+  /** whenSynced once the CPU is free: complete already, asleep in wfe, or polling with delays. */
+  private whenSyncedNow(syncAbs: number, done: (r: 0 | Errno) => void): void {
     const entry = this.q.absAddr(syncAbs);
     if (this.syncDone(syncAbs, entry)) done(0);
     else if (this.canSleep()) this.sleep(syncAbs, entry, done);
     else void this.pollUntilSyncDelay(syncAbs, entry).then(done);
-  }
-
-  /** pollUntilSync once the CPU's insertion has ended `owed` ns from now. */
-  private pollAfter(owed: number, syncAbs: number): Promise<0 | Errno> {
-    return this.host.port.delay(owed).then(() => this.pollUntilSyncNow(syncAbs));
-  }
-
-  /** pollUntilSync once the CPU is free. */
-  private pollUntilSyncNow(syncAbs: number): Promise<0 | Errno> {
-    const entry = this.q.absAddr(syncAbs);
-    if (this.syncDone(syncAbs, entry)) return SYNC_DONE;
-    if (this.canSleep()) {
-      this.sleeperSync = syncAbs;
-      this.sleeperEntry = entry;
-      return new Promise(this.addSleeper);
-    }
-    return this.pollUntilSyncDelay(syncAbs, entry);
   }
 
   /** The wait can sleep in wfe: the SYNC's MSI write lands in its entry, and the CPU has a monitor. */
@@ -698,17 +687,11 @@ export class ArmSmmuCmdq {
   /** Sleep on the CMD_SYNC at `syncAbs` (its entry at `entry`) until `wake` answers `done`. */
   private sleep(syncAbs: number, entry: number, done: (r: 0 | Errno) => void): void {
     const port = this.host.port;
+    // (A store at the length grows an array; the slots past `sleepers` are reused.)
     const i = this.sleepers++;
-    const deadline = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
-    if (i < this.sleepSync.length) {
-      this.sleepSync[i] = syncAbs;
-      this.sleepDeadline[i] = deadline;
-      this.sleepResolve[i] = done;
-    } else {
-      this.sleepSync.push(syncAbs);
-      this.sleepDeadline.push(deadline);
-      this.sleepResolve.push(done);
-    }
+    this.sleepSync[i] = syncAbs;
+    this.sleepDeadline[i] = port.now() + ARM_SMMU_POLL_TIMEOUT_US * 1000;
+    this.sleepResolve[i] = done;
     port.monitor!(entry, this.wakeUp);
     this.watchdog ??= port.startTimer(CMDQ_WATCHDOG_NS, this.watchdogTick);
   }
@@ -733,15 +716,6 @@ export class ArmSmmuCmdq {
     }
   }
 
-  /** The CMD_SYNC a promise-waiter is about to sleep on (set just before `addSleeper` runs). */
-  private sleeperSync = 0;
-  private sleeperEntry = 0;
-
-  /** The executor of a sleeper's promise (no closure per wait). */
-  private readonly addSleeper = (resolve: (r: 0 | Errno) => void): void => {
-    this.sleep(this.sleeperSync, this.sleeperEntry, resolve);
-  };
-
   /** A write landed on a monitored entry: the sleepers check their CMD_SYNC. */
   private readonly wakeUp = (entry: number): void => this.wake(entry);
 
@@ -763,17 +737,6 @@ export class ArmSmmuCmdq {
     const n = this.sleepers;
     if (n === 0) return;
     const syncs = this.sleepSync;
-    if (n === 1 && fired >= 0) {
-      // One sleeper, woken by a write (a strict unmap's wait): its SYNC done, or it sleeps on.
-      const syncAbs = syncs[0];
-      if (this.q.absAddr(syncAbs) === fired && this.syncDone(syncAbs, fired)) {
-        const resolve = this.sleepResolve[0]!;
-        this.sleepResolve[0] = null;
-        this.sleepers = 0;
-        resolve(0);
-        return;
-      }
-    }
     const tick = fired < 0;
     const deadlines = this.sleepDeadline;
     const resolves = this.sleepResolve;
