@@ -13,6 +13,7 @@
  * active while any sync is in flight). The domain's `iotlbSync` and `free` are the points that wait.
  */
 import type { IommuFlushOps } from '../../core/io-pgtable.js';
+import type { IotlbSyncDone } from '../../core/iommu-ops.js';
 import type { ArmSmmuDevice, ArmSmmuDomain, ArmSmmuTlbStats } from './arm-smmu-device.js';
 import { ARM_SMMU_V2 } from './arm-smmu-device.js';
 import {
@@ -63,13 +64,10 @@ function armSmmuTlbSyncSpin(smmu: ArmSmmuDevice, page: number, status: number): 
  * register read that failed). The first spins run at once, so a wait that finds the sync complete
  * calls `done` before it returns.
  */
-function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number, done: TlbSyncDone): void {
+function armSmmuTlbSyncWait(smmu: ArmSmmuDevice, page: number, status: number, done: IotlbSyncDone): void {
   if (armSmmuTlbSyncSpin(smmu, page, status)) done();
   else (freePolls.pop() ?? new TlbSyncPoll()).start(smmu, page, status, done);
 }
-
-/** How a sync wait answers: nothing once the sync completed (or timed out, logged), else the error. */
-type TlbSyncDone = (failure?: unknown) => void;
 
 /**
  * The delays of one sync wait (kernel: the udelay() loop of __arm_smmu_tlb_sync()). Each delay is a
@@ -82,10 +80,10 @@ class TlbSyncPoll {
   private page = 0;
   private status = 0;
   private delay = 1;
-  private done: TlbSyncDone | null = null;
+  private done: IotlbSyncDone | null = null;
   private readonly expired = (): void => this.afterDelay();
 
-  start(smmu: ArmSmmuDevice, page: number, status: number, done: TlbSyncDone): void {
+  start(smmu: ArmSmmuDevice, page: number, status: number, done: IotlbSyncDone): void {
     this.smmu = smmu;
     this.page = page;
     this.status = status;
@@ -126,11 +124,14 @@ class TlbSyncPoll {
 
 const freePolls: TlbSyncPoll[] = [];
 
-/** __armSmmuTlbSync answering through `done` (see TlbSyncDone): a strict unmap's wait. */
-function armSmmuTlbSyncThen(smmu: ArmSmmuDevice, page: number, sync: number, status: number, done: TlbSyncDone): void {
+/** __armSmmuTlbSync answering through `done` (see IotlbSyncDone): a strict unmap's wait. */
+function armSmmuTlbSyncThen(smmu: ArmSmmuDevice, page: number, sync: number, status: number, done: IotlbSyncDone): void {
   smmu.tlbStats.syncs++;
   if (smmu.impl?.tlbSync) {
-    smmu.impl.tlbSync(smmu, page, sync, status).then(() => done(), done);
+    smmu.impl.tlbSync(smmu, page, sync, status).then(
+      () => done(),
+      (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
+    );
     return;
   }
   smmu.writel(page, sync, QCOM_DUMMY_VAL);
@@ -141,7 +142,7 @@ function armSmmuTlbSyncThen(smmu: ArmSmmuDevice, page: number, sync: number, sta
 // kernel: __arm_smmu_tlb_sync() [arm-smmu.c]
 export function __armSmmuTlbSync(smmu: ArmSmmuDevice, page: number, sync: number, status: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    armSmmuTlbSyncThen(smmu, page, sync, status, (failure) => (failure === undefined ? resolve() : reject(failure)));
+    armSmmuTlbSyncThen(smmu, page, sync, status, (failure) => (failure instanceof Error ? reject(failure) : resolve()));
   });
 }
 
@@ -314,7 +315,7 @@ export function armSmmuTlbFlushAll(smmuDomain: ArmSmmuDomain): Promise<void> {
  * global sync.
  */
 // kernel: arm_smmu_iotlb_sync() [arm-smmu.c]
-export function armSmmuIotlbSync(smmuDomain: ArmSmmuDomain, done: TlbSyncDone): void {
+export function armSmmuIotlbSync(smmuDomain: ArmSmmuDomain, done: IotlbSyncDone): void {
   const smmu = smmuDomain.requireSmmu('arm_smmu_iotlb_sync');
   if (smmu.version === ARM_SMMU_V2 || smmuDomain.stage === 'S1') {
     armSmmuTlbSyncThen(smmu, smmu.cbPage(smmuDomain.cfg.cbndx), ARM_SMMU_CB_TLBSYNC, ARM_SMMU_CB_TLBSTATUS, done);
