@@ -51,3 +51,6 @@ export { Checks, type Scenario, type ScenarioContext, type ScenarioResult, type 
 export { recordTraces } from './scenarios/lib/lab.js';
 export type { TraceEvent, TraceKind } from './hw/trace.js';
 export { toChromeTrace, toChromeTraceProcesses, type ChromeTrace, type TraceProcess } from './cli/chrome-trace.js';
+
+// Speed: the V8 settings the CLI and the bench run with (call tuneV8() at start-up to get them).
+export { tuneV8, V8_FLAGS } from './cli/v8-tuning.js';

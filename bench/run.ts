@@ -10,6 +10,8 @@
  * and the JIT's state from other paths moved e.g. the strict unmap by 10-15 %), and the repeats are
  * independent: what one process's JIT and memory layout make of a path moves a figure by several
  * percent, and runs in one process share that. `-- --in-process` runs everything in this process.
+ * Every process runs with the CLI's V8 settings (cli/v8-tuning.ts); `-- --no-v8-tuning` measures
+ * without them.
  * The modules are a fixed list: a new bench module is added here.
  */
 import { spawnSync } from 'node:child_process';
@@ -29,6 +31,7 @@ import { benches as vm } from './vm.bench.js';
 import { benches as cmdqv } from './cmdqv.bench.js';
 import { benches as cmdqvGuest } from './cmdqv-guest.bench.js';
 import { benches as sweep } from './sweep.bench.js';
+import { tuneV8, V8_FLAGS } from '../cli/v8-tuning.js';
 
 const ALL: readonly Bench[] = [...memory, ...pgtable, ...dma, ...smmuV2Model, ...smmuV3Model, ...smmuV2, ...smmuV3, ...iopf, ...cmdqv, ...cmdqvGuest, ...vm, ...sweep];
 
@@ -41,14 +44,16 @@ interface Args {
   repeat: number;
   native: boolean;
   inProcess: boolean;
+  /** Run with the CLI's V8 settings (cli/v8-tuning.ts); --no-v8-tuning: node's defaults. */
+  v8Tuning: boolean;
   /** Child mode: run exactly this metric and print its result as one JSON line. */
   metric: string | null;
 }
 
-const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] [--in-process] | --scale [--large] [--filter CURVE] [--repeat N] [--out DIR]';
+const USAGE = 'usage: run [--json] [--filter SUBSTR] [--repeat N] [--no-native] [--in-process] [--no-v8-tuning] | --scale [--large] [--filter CURVE] [--repeat N] [--out DIR]';
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { json: false, scale: false, large: false, out: 'out/bench', filter: null, repeat: 3, native: true, inProcess: false, metric: null };
+  const args: Args = { json: false, scale: false, large: false, out: 'out/bench', filter: null, repeat: 3, native: true, inProcess: false, v8Tuning: true, metric: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (name: string): string => {
@@ -59,6 +64,7 @@ function parseArgs(argv: readonly string[]): Args {
     if (a === '--json') args.json = true;
     else if (a === '--no-native') args.native = false;
     else if (a === '--in-process') args.inProcess = true;
+    else if (a === '--no-v8-tuning') args.v8Tuning = false;
     else if (a === '--metric' || a.startsWith('--metric=')) args.metric = value('--metric');
     else if (a === '--scale') args.scale = true;
     else if (a === '--large') args.large = true;
@@ -94,16 +100,17 @@ async function measureRuns(b: Bench, repeat: number): Promise<number[]> {
 }
 
 /** The runs of one metric, each measured by a fresh process of the same node with the same flags. */
-function runInChildren(b: Bench, repeat: number): number[] {
+function runInChildren(b: Bench, repeat: number, v8Tuning: boolean): number[] {
   const runs: number[] = [];
-  for (let i = 0; i < repeat; i++) runs.push(...runInChild(b, 1));
+  for (let i = 0; i < repeat; i++) runs.push(...runInChild(b, 1, v8Tuning));
   return runs;
 }
 
 /** `repeat` runs of one metric by one fresh process of the same node with the same flags. */
-function runInChild(b: Bench, repeat: number): number[] {
+function runInChild(b: Bench, repeat: number, v8Tuning: boolean): number[] {
   const script = fileURLToPath(import.meta.url);
-  const r = spawnSync(process.execPath, [...process.execArgv, script, '--metric', b.name, '--repeat', String(repeat)], {
+  const args = [...process.execArgv, script, '--metric', b.name, '--repeat', String(repeat), ...(v8Tuning ? [] : ['--no-v8-tuning'])];
+  const r = spawnSync(process.execPath, args, {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 16 << 20,
@@ -120,6 +127,7 @@ function runInChild(b: Bench, repeat: number): number[] {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.v8Tuning) tuneV8();
   if (args.scale) {
     const log = (line: string): void => void process.stderr.write(`${line}\n`);
     if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
@@ -139,6 +147,7 @@ async function main(): Promise<void> {
   const selected = ALL.filter((b) => args.filter === null || b.name.includes(args.filter));
   if (selected.length === 0) throw new Error(`no benchmark matches "${args.filter}"`);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
+  log(args.v8Tuning ? `bench: V8 settings of the CLI: ${V8_FLAGS.join(' ')} (cli/v8-tuning.ts; --no-v8-tuning runs without)` : 'bench: node\'s default V8 settings (--no-v8-tuning)');
   const needsNative = args.native && selected.some((b) => b.name in NATIVE_COUNTERPART);
   const native: NativeFigures | null = needsNative ? runNativeReference(log) : null;
   if (native?.skipped) log(`bench: ${native.skipped}`);
@@ -150,7 +159,7 @@ async function main(): Promise<void> {
   }
   const results: BenchResult[] = [];
   for (const b of selected) {
-    const runs = args.inProcess ? await measureRuns(b, args.repeat) : runInChildren(b, args.repeat);
+    const runs = args.inProcess ? await measureRuns(b, args.repeat) : runInChildren(b, args.repeat, args.v8Tuning);
     const counterpart = NATIVE_COUNTERPART[b.name];
     const c = counterpart !== undefined ? native?.values.get(counterpart) : undefined;
     const r: BenchResult = {

@@ -1,6 +1,9 @@
 /** Entry point of the `iommu-sim` command. */
 import createDebug from 'debug';
 import { main } from './main.js';
+import { tuneV8 } from './v8-tuning.js';
+
+tuneV8();
 
 // Debug lines carry virtual time ([s.µs]); the wall-clock date debug adds off a terminal is noise.
 (createDebug as unknown as { inspectOpts: { hideDate?: boolean } }).inspectOpts.hideDate = true;
