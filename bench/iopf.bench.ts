@@ -17,7 +17,7 @@ import { iommuSvaBindDevice, iommuSvaUnbindDevice, type IommuSva } from '../core
 import type { Mm } from '../mm/mm.js';
 import { PROT_READ, PROT_WRITE } from '../mm/prot.js';
 import { bootSmmuV3, deviceOf, engineOf, runIn, type SmmuV3Lab } from '../scenarios/smmu-v3-lab.js';
-import { accel, enableIopf, PAGE, STALL_ENGINE_V3 } from '../scenarios/sva-lab.js';
+import { accel, bindNewProcess, enableIopf, PAGE, STALL_ENGINE_V3 } from '../scenarios/sva-lab.js';
 import type { Bench } from './harness.js';
 
 const MIN_MS = 500;
@@ -56,9 +56,7 @@ async function remap(lab: SmmuV3Lab, mm: Mm, prev: number | null, n: number): Pr
 async function priRoundtrip(): Promise<number> {
   const lab = await bootSmmuV3({ seed: 1 });
   const { pdev, ep } = accel(lab);
-  await enableIopf(lab, pdev);
-  const mm = lab.kernel.processes.spawn().mm;
-  const bond = await runIn(lab, iommuSvaBindDevice(pdev, mm), 'bind');
+  const { mm, bond } = await bindNewProcess(lab, pdev);
   const byte = Uint8Array.of(0x5a);
   let buf: number | null = null;
   const before = ep.atsStats.pageRequests;
@@ -82,10 +80,7 @@ async function priRoundtrip(): Promise<number> {
 
 async function stallRoundtrip(): Promise<number> {
   const lab = await bootSmmuV3({ seed: 1 });
-  const dev = deviceOf(lab, STALL_ENGINE_V3);
-  await enableIopf(lab, dev);
-  const mm = lab.kernel.processes.spawn().mm;
-  const bond = await runIn(lab, iommuSvaBindDevice(dev, mm), 'bind');
+  const { mm, bond } = await bindNewProcess(lab, deviceOf(lab, STALL_ENGINE_V3));
   const engine = engineOf(lab, STALL_ENGINE_V3);
   let buf: number | null = null;
   const before = lab.model.stats.stalled;

@@ -9,8 +9,10 @@ import { pciSetMaster } from '../bus/pci/command.js';
 import { PciDevice } from '../bus/pci/pci-device.js';
 import type { IommuUserFaultQueue } from '../core/iommu-fault-legacy.js';
 import { iommuDevEnableFeature } from '../core/iommu.js';
+import { iommuSvaBindDevice, type IommuSva } from '../core/iommu-sva.js';
 import { CMDQ_0_OP, CMDQ_OP_PRI_RESP, CMDQ_OP_RESUME, CMDQ_PRI_0_SSID, CMDQ_PRI_1_GRPID, CMDQ_PRI_1_RESP, CMDQ_RESUME_0_RESP, CMDQ_RESUME_1_STAG } from '../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import type { PcieEndpoint } from '../hw/pci/endpoint.js';
+import type { Mm } from '../mm/mm.js';
 import { deviceOf, runIn, type SmmuV3Lab } from './smmu-v3-lab.js';
 
 /** The accelerator endpoint of `virt`: ATS, PRI, 20 PASID bits, RID 0x08 behind the SMMUv3. */
@@ -35,6 +37,14 @@ export function accel(lab: SmmuV3Lab): { pdev: PciDevice; ep: PcieEndpoint } {
 export async function enableIopf(lab: SmmuV3Lab, dev: Device, opts: { iopfOnly?: boolean } = {}): Promise<void> {
   await runIn(lab, iommuDevEnableFeature(dev, 'IOPF'), 'enable IOPF');
   if (!opts.iopfOnly) await runIn(lab, iommuDevEnableFeature(dev, 'SVA'), 'enable SVA');
+}
+
+/** Enable IOPF and SVA on `dev` and bind a new process to it: the process's mm and the bond (its PASID). */
+export async function bindNewProcess(lab: SmmuV3Lab, dev: Device): Promise<{ mm: Mm; bond: IommuSva }> {
+  await enableIopf(lab, dev);
+  const mm = lab.kernel.processes.spawn().mm;
+  const bond = await runIn(lab, iommuSvaBindDevice(dev, mm), 'bind');
+  return { mm, bond };
 }
 
 /** A page response the SMMUv3 driver issued: CMD_PRI_RESP or CMD_RESUME. */

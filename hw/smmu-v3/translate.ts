@@ -64,7 +64,6 @@ const ATS_FAULT_DETAIL: Record<WalkFaultKind, string> = {
 /** 2^n for each STE.S1CDMax value n (0..31): the SubstreamIDs a CD table has room for (a table load, not a power, per transaction). */
 const SSID_LIMIT: readonly number[] = Array.from({ length: 32 }, (_, n) => 2 ** n);
 
-
 /** Which translation a (STE, SubstreamID) pair selects, decided before any walk. */
 const SEL_BYPASS = 0;
 const SEL_S2_ONLY = 1;

@@ -13,7 +13,6 @@ import { iommuSetFaultHandler } from '../../../core/iommu-domain.js';
 import { iommuMap } from '../../../core/iommu-map.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../../../core/io-pgtable.js';
 import { iommuDevEnableFeature } from '../../../core/iommu.js';
-import { iommuSvaBindDevice } from '../../../core/iommu-sva.js';
 import { armSmmuV3MasterOf } from '../../../drivers/arm-smmu-v3/arm-smmu-v3.js';
 import { PROT_READ, PROT_WRITE } from '../../../mm/prot.js';
 import { armSmmuDecodeEvent, armSmmuDescribeEvent } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-events.js';
@@ -38,7 +37,7 @@ import {
   Q_OVERFLOW_FLAG,
 } from '../../../drivers/arm-smmu-v3/arm-smmu-v3-regs.js';
 import { allocPages, bootSmmuV3, deviceOf, engineJob, fillPhys, mapRange, ownDomain, readPhys, runIn, settle, V3 } from '../../../scenarios/smmu-v3-lab.js';
-import { accel, enableIopf, PAGE } from '../../../scenarios/sva-lab.js';
+import { accel, bindNewProcess, PAGE } from '../../../scenarios/sva-lab.js';
 
 const ACCEL_NODE = '/pcie@3f000000/accel@1,0';
 
@@ -151,9 +150,7 @@ describe('PRI page requests', () => {
   it('the decoded-record log keeps the newest 4096 records at least, dropping the oldest in batches (never more than 4352)', async () => {
     const lab = await bootSmmuV3({ seed: 1 });
     const { pdev, ep } = accel(lab);
-    await enableIopf(lab, pdev);
-    const mm = lab.kernel.processes.spawn().mm;
-    const bond = await runIn(lab, iommuSvaBindDevice(pdev, mm), 'bind');
+    const { mm, bond } = await bindNewProcess(lab, pdev);
     const byte = Uint8Array.of(0x5a);
     let lengths: number[] = [];
     let buf = 0;
